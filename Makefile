@@ -1,0 +1,37 @@
+# The one entry point. Every target installs what it needs into .venv first, so a fresh clone needs only python3.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-unit bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## Start the whole pipeline locally (moto + Redshift Data API emulator + functions) in the foreground.
+run: install
+	$(PY) -m local
+
+## Every test tier: unit, integration (local stack), e2e (HTTP in, event out).
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+## Benchmarks: print tables and write JSON under bench/results/.
+bench: install
+	$(PY) -m bench
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/cfn-lint template.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache bench/results

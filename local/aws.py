@@ -1,0 +1,59 @@
+"""AWS emulation for the local stack: moto in server mode on 127.0.0.1.
+
+One moto server serves every service the project touches (S3, SQS, EventBridge, SNS, DynamoDB, Secrets Manager) on one
+port. Application code reaches it through the standard ``AWS_ENDPOINT_URL`` variable, exactly as it would reach
+LocalStack or AWS itself: there is no local-mode branch anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+# moto accepts any credentials; fixed ones keep the local stack independent of whatever ~/.aws holds.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@dataclass
+class LocalAws:
+    """A running moto server and a factory for clients pointed at it."""
+
+    endpoint_url: str
+    region: str = REGION
+    _server: ThreadedMotoServer | None = field(default=None, repr=False)
+
+    def client(self, service: str, **kwargs):
+        return boto3.client(
+            service, endpoint_url=self.endpoint_url, region_name=self.region, **LOCAL_CREDENTIALS, **kwargs
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point boto3 (and the aws CLI) at this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+        }
+
+    def export(self) -> None:
+        """Point this process's boto3 clients at the server (the local stack runs functions in-process)."""
+        os.environ.update(self.environment())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def start_moto(port: int = 0) -> LocalAws:
+    """Start moto on 127.0.0.1 (``port=0``: any free port) and return once it accepts requests."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    actual_port = server._server.server_port  # moto exposes no public accessor for a port chosen by the OS
+    return LocalAws(endpoint_url=f"http://127.0.0.1:{actual_port}", _server=server)

@@ -1,0 +1,5 @@
+"""Fixtures shared by every tier live in tests/fixtures/; each module there owns one part of the local stack."""
+
+pytest_plugins = [
+    "tests.fixtures.aws",
+]
