@@ -1,0 +1,33 @@
+"""Data API status changes (EventBridge → SQS) → results in S3, the job's terminal state and the project's event."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from events import StatementStatusChangeEvent
+from spectra.lifecycle import complete_statement
+from spectra.ports import get_ports
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    event = StatementStatusChangeEvent.model_validate_json(record.body)
+    change = event.detail
+    logger.append_keys(job_id=change.statementName, statement_id=change.statementId, state=change.state.value)
+    job = complete_statement(get_ports(), change)
+    if job is not None:
+        metrics.add_metric(name=f"Jobs{job.status.value.title()}", unit="Count", value=1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

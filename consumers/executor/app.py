@@ -1,0 +1,37 @@
+"""Jobs queue → ExecuteStatement. Each record is one job; failures are reported per record, so one bad message
+never holds back the batch, and throttled jobs simply come back after the visibility timeout."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from events import JobQueuedMessage
+from spectra.lifecycle import execute_job
+from spectra.ports import get_ports
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    try:
+        message = JobQueuedMessage.model_validate_json(record.body)
+    except ValidationError:
+        # Retrying cannot fix a malformed message: log it whole and let it fail into the DLQ after its retries.
+        logger.exception("malformed job message", extra={"body": record.body[:2000]})
+        raise
+    logger.append_keys(job_id=message.job_id, tenant_id=message.tenant_id)
+    execute_job(get_ports(), message)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

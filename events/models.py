@@ -1,0 +1,112 @@
+"""Message and event models shared by producers and consumers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import BaseModel, ConfigDict, Field
+
+#: ``source`` of every event the project publishes on its own bus.
+EVENT_SOURCE = "spectra"
+
+
+class JobStatus(StrEnum):
+    """Query job states: QUEUED → SUBMITTED → COMPLETED | FAILED | CANCELLED."""
+
+    QUEUED = "QUEUED"
+    SUBMITTED = "SUBMITTED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class ResultFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    PARQUET = "parquet"
+    JSONL = "jsonl"
+
+
+class StatementState(StrEnum):
+    """Terminal states the Data API announces in its status-change events."""
+
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    ABORTED = "ABORTED"
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobQueuedMessage(_Contract):
+    """Body of a message on the jobs queue: "run this job". The job itself lives in the job store."""
+
+    version: Literal["1"] = "1"
+    job_id: str = Field(min_length=1, max_length=64)
+    tenant_id: str = Field(min_length=1, max_length=128)
+    correlation_id: str | None = None
+
+
+class StatementStatusChange(BaseModel):
+    """``detail`` of the Data API's "Redshift Data Statement Status Change" event, as AWS documents it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    principal: str | None = None
+    statementName: str | None = None  # noqa: N815 - AWS's field name
+    statementId: str  # noqa: N815
+    redshiftQueryId: int | None = None  # noqa: N815
+    state: StatementState
+    rows: int | None = None
+    expireAt: int | None = None  # noqa: N815
+
+
+class StatementStatusChangeEvent(EventBridgeModel):
+    """The whole EventBridge event (source ``aws.redshift-data``) as it arrives in the completion queue."""
+
+    source: Literal["aws.redshift-data"]
+    detail: StatementStatusChange
+
+
+class ErrorInfo(_Contract):
+    code: str
+    message: str
+
+
+JOB_EVENT_DETAIL_TYPES: dict[JobStatus, str] = {
+    JobStatus.COMPLETED: "Job Completed",
+    JobStatus.FAILED: "Job Failed",
+    JobStatus.CANCELLED: "Job Cancelled",
+}
+
+
+class JobEventDetail(_Contract):
+    """``detail`` of the project's "Job Completed" / "Job Failed" / "Job Cancelled" events (source ``spectra``).
+
+    Subscribers match on ``detail-type`` and may filter on ``tenant_id``. Result files are not presigned here: events
+    outlive presigned URLs, so subscribers fetch ``GET /v1/jobs/{job_id}/results`` (or read ``result_location`` with
+    their own S3 access).
+    """
+
+    version: Literal["1"] = "1"
+    job_id: str
+    tenant_id: str
+    status: JobStatus
+    format: ResultFormat
+    row_count: int | None = None
+    result_bytes: int | None = None
+    result_location: str | None = None
+    error: ErrorInfo | None = None
+    created_at: datetime
+    submitted_at: datetime | None = None
+    completed_at: datetime
+    duration_ms: int | None = None
+    correlation_id: str | None = None

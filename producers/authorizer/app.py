@@ -1,0 +1,56 @@
+"""API key authorizer (REQUEST type): ``Authorization: Bearer <key>`` → the tenant's identity in the context.
+
+The policy allows the whole API for this caller, so API Gateway can cache the answer per key; tenant boundaries are
+enforced downstream (the job store scopes every lookup to the tenant, the warehouse applies row-level security).
+Any failure is "Unauthorized" (401) with no hint of which part failed.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import event_source
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerResponse,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from spectra.errors import Unauthorized
+from spectra.ports import get_ports
+from spectra.tenants import Caller
+
+logger = Logger()
+
+
+def bearer_token(headers: dict[str, str]) -> str | None:
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+@logger.inject_lambda_context
+@event_source(data_class=APIGatewayAuthorizerRequestEvent)
+def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict:
+    token = bearer_token(dict(event.headers or {}))
+    try:
+        if token is None:
+            raise Unauthorized("missing bearer token")
+        tenant = get_ports().tenants.authenticate(token)
+    except Unauthorized:
+        logger.info("rejected API key")
+        raise Exception("Unauthorized") from None  # noqa: TRY002 - the exact value API Gateway turns into a 401
+
+    arn = event.parsed_arn
+    policy = APIGatewayAuthorizerResponse(
+        principal_id=tenant.tenant_id,
+        region=arn.region,
+        aws_account_id=arn.aws_account_id,
+        api_id=arn.api_id,
+        stage=arn.stage,
+        context=Caller.of(tenant).authorizer_context(),
+    )
+    policy.allow_all_routes()
+    logger.append_keys(tenant_id=tenant.tenant_id)
+    return policy.asdict()

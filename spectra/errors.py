@@ -1,0 +1,67 @@
+"""One exception hierarchy for the domain. The API maps it to HTTP in one place; consumers map it to job failures."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+
+class SpectraError(Exception):
+    """Base of every error the domain raises on purpose. ``code`` is stable and documented; ``message`` is for people."""
+
+    status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(SpectraError):
+    status = HTTPStatus.BAD_REQUEST
+    code = "invalid_request"
+
+
+class SqlRejected(InvalidRequest):
+    """The SQL guard refused the statement (it could change identity or privileges, or is not one statement)."""
+
+    code = "sql_rejected"
+
+
+class Unauthorized(SpectraError):
+    status = HTTPStatus.UNAUTHORIZED
+    code = "unauthorized"
+
+
+class NotFound(SpectraError):
+    """Also what a tenant gets for another tenant's job: not found, never forbidden."""
+
+    status = HTTPStatus.NOT_FOUND
+    code = "not_found"
+
+
+class Conflict(SpectraError):
+    """The job is in a state that does not allow the request (cancel a finished job, results of a running one)."""
+
+    status = HTTPStatus.CONFLICT
+    code = "conflict"
+
+
+class PayloadTooLarge(SpectraError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
+
+
+class Throttled(SpectraError):
+    """The warehouse or an AWS service asked us to slow down. Consumers retry these later instead of failing the job."""
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    code = "throttled"
+
+
+class StatementRejected(SpectraError):
+    """The warehouse refused or failed the statement. The job fails with the database's own message."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "statement_failed"

@@ -1,0 +1,98 @@
+"""The query job: what a tenant asked for, where it is in its life, and what came of it."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events import ErrorInfo, JobStatus, ResultFormat
+
+#: Legal moves. Anything else is refused by the store's conditional write, so a late or duplicate message is a no-op.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.SUBMITTED, JobStatus.FAILED, JobStatus.CANCELLED}),
+    JobStatus.SUBMITTED: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+def sources_of(target: JobStatus) -> frozenset[JobStatus]:
+    """The states a job may be in to move to ``target``."""
+    return frozenset(state for state, targets in TRANSITIONS.items() if target in targets)
+
+
+def new_job_id() -> str:
+    """Opaque, URL-safe and unguessable (128 random bits); also valid as a Data API StatementName and ClientToken."""
+    return "j_" + secrets.token_urlsafe(16)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class QueryParameter(BaseModel):
+    """A named parameter, bound by the warehouse (``:name`` in the SQL), never spliced into the text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    value: str = Field(max_length=64_000)
+
+
+class ResultFile(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    rows: int
+    bytes: int
+
+
+class JobResult(BaseModel):
+    """Where a finished job's rows are. ``inline_key`` is set when the result is small enough to return inline."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str
+    prefix: str
+    manifest_key: str
+    files: list[ResultFile]
+    row_count: int
+    bytes: int
+    columns: list[dict[str, str]]
+    inline_key: str | None = None
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+class Job(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    tenant_id: str
+    db_user: str
+    sql: str
+    parameters: list[QueryParameter] = Field(default_factory=list)
+    format: ResultFormat = ResultFormat.JSON
+    status: JobStatus = JobStatus.QUEUED
+    created_at: datetime
+    updated_at: datetime
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    statement_id: str | None = None
+    result: JobResult | None = None
+    error: ErrorInfo | None = None
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    cancel_requested_at: datetime | None = None
+    event_published: bool = False
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.completed_at is None:
+            return None
+        return int((self.completed_at - self.created_at).total_seconds() * 1000)

@@ -1,0 +1,139 @@
+"""How a job moves after it is queued: the executor starts its statement, the completion consumer (fed by the Data
+API's status-change events, or by the reconciler when an event never came) finishes it.
+
+Every step is safe to repeat. The executor's QUEUED → SUBMITTED write is conditional and its ExecuteStatement call
+carries the job id as ClientToken, so a redelivered message finds the statement it already started. Completion is a
+conditional SUBMITTED → terminal write followed by the project event; the event is marked as sent on the job, so a
+retry after a failed publish sends it, and a duplicate status event does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from events import (
+    JOB_EVENT_DETAIL_TYPES,
+    ErrorInfo,
+    JobEventDetail,
+    JobQueuedMessage,
+    JobStatus,
+    StatementState,
+    StatementStatusChange,
+)
+from spectra.errors import StatementRejected
+from spectra.jobs import Job, utcnow
+from spectra.ports import Ports
+from spectra.warehouse import DatabaseIdentity
+
+logger = logging.getLogger(__name__)
+
+
+def execute_job(ports: Ports, message: JobQueuedMessage) -> Job | None:
+    """Start the job's statement on the warehouse. Returns the job, or None when there is nothing (more) to do.
+
+    Throttling propagates as :class:`~spectra.errors.Throttled` so the message is retried later; a statement the
+    Data API refuses (a bad parameter, an unknown user) fails the job with the service's message.
+    """
+    job = ports.jobs.transition(message.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
+    if job is None:
+        job = ports.jobs.get(message.job_id)
+        if job is None:
+            logger.error("job %s from the queue does not exist; dropping the message", message.job_id)
+            return None
+        if job.status is not JobStatus.SUBMITTED or job.statement_id:
+            logger.info("job %s is %s; nothing to execute", job.job_id, job.status.value)
+            return None
+        # SUBMITTED without a statement: an earlier attempt stopped between the two writes. The ClientToken makes
+        # the call below return that attempt's statement if it got as far as the Data API.
+    identity = DatabaseIdentity(db_user=job.db_user or None, secret_arn=_secret_of(ports, job))
+    try:
+        statement_id = ports.warehouse.execute(
+            job.sql,
+            identity=identity,
+            name=job.job_id,
+            client_token=job.job_id,
+            parameters=[p.model_dump() for p in job.parameters],
+            result_format="CSV",
+        )
+    except StatementRejected as exc:
+        finish_job(ports, job, JobStatus.FAILED, error=ErrorInfo(code="statement_rejected", message=exc.message))
+        return None
+    updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id)
+    if updated is not None and updated.cancel_requested_at is not None:
+        ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement
+    return updated
+
+
+def _secret_of(ports: Ports, job: Job) -> str | None:
+    if job.db_user:
+        return None
+    tenant = ports.tenants.get(job.tenant_id)
+    return tenant.secret_arn if tenant else None
+
+
+def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | None:
+    """Drive a job to its terminal state from a statement's terminal state. Unknown statements are not ours."""
+    job_id = change.statementName or ""
+    job = ports.jobs.get(job_id) if job_id else None
+    if job is None:
+        logger.info("statement %s (%s) belongs to no job; ignoring", change.statementId, job_id or "no name")
+        return None
+    if job.status.is_terminal:
+        if not job.event_published:
+            publish_job_event(ports, job)
+        return job
+    if job.statement_id and job.statement_id != change.statementId:
+        logger.warning("job %s runs %s, not %s; ignoring", job.job_id, job.statement_id, change.statementId)
+        return None
+    statement_id = change.statementId
+    if change.state is StatementState.FINISHED:
+        return _finish_with_result(ports, job, statement_id)
+    if change.state is StatementState.ABORTED:
+        return finish_job(ports, job, JobStatus.CANCELLED, statement_id=statement_id)
+    info = ports.warehouse.describe(statement_id)
+    error = ErrorInfo(code="statement_failed", message=info.error or "the statement failed without a message")
+    return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
+
+
+def _finish_with_result(ports: Ports, job: Job, statement_id: str) -> Job | None:
+    info = ports.warehouse.describe(statement_id)
+    if info.has_result_set:
+        columns, pages = ports.warehouse.csv_result(statement_id)
+    else:
+        columns, pages = [], iter(())
+    result = ports.results.write(
+        tenant_id=job.tenant_id, job_id=job.job_id, fmt=job.format, columns=columns, csv_pages=pages
+    )
+    if not info.has_result_set and info.result_rows and info.result_rows > 0:
+        result = result.model_copy(update={"row_count": info.result_rows})  # rows affected by DML
+    return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id)
+
+
+def finish_job(ports: Ports, job: Job, status: JobStatus, **changes: Any) -> Job | None:
+    """Move the job to a terminal state and announce it. None when another worker finished it first."""
+    finished = ports.jobs.transition(job.job_id, status, completed_at=utcnow(), **changes)
+    if finished is None:
+        return None
+    publish_job_event(ports, finished)
+    return finished
+
+
+def publish_job_event(ports: Ports, job: Job) -> None:
+    detail = JobEventDetail(
+        job_id=job.job_id,
+        tenant_id=job.tenant_id,
+        status=job.status,
+        format=job.format,
+        row_count=job.result.row_count if job.result else None,
+        result_bytes=job.result.bytes if job.result else None,
+        result_location=job.result.location if job.result else None,
+        error=job.error,
+        created_at=job.created_at,
+        submitted_at=job.submitted_at,
+        completed_at=job.completed_at or utcnow(),
+        duration_ms=job.duration_ms,
+        correlation_id=job.correlation_id,
+    )
+    ports.events.publish(JOB_EVENT_DETAIL_TYPES[job.status], detail, resources=[])
+    ports.jobs.update(job.job_id, [job.status], event_published=True)

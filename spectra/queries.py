@@ -1,0 +1,115 @@
+"""Query jobs as the API sees them: submit, look up, list, cancel, fetch results.
+
+Submitting never touches the warehouse: it validates, records the job and queues one message, so the API answers in
+milliseconds whatever the statement costs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events import JobQueuedMessage, JobStatus, ResultFormat
+from spectra.errors import Conflict, NotFound
+from spectra.job_store import JobPage, request_fingerprint
+from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
+from spectra.lifecycle import finish_job
+from spectra.ports import Ports
+from spectra.sql_guard import check_sql
+from spectra.tenants import Caller
+
+
+def submit_query(
+    ports: Ports,
+    caller: Caller,
+    *,
+    sql: str,
+    parameters: list[QueryParameter],
+    fmt: ResultFormat,
+    idempotency_key: str | None = None,
+    correlation_id: str | None = None,
+) -> tuple[Job, bool]:
+    """Record and queue a query job. Returns the job and whether it was created now (False: an idempotent repeat)."""
+    statement = check_sql(sql, max_bytes=ports.settings.max_sql_bytes)
+    now = utcnow()
+    job = Job(
+        job_id=new_job_id(),
+        tenant_id=caller.tenant_id,
+        db_user=caller.db_user or "",
+        sql=statement,
+        parameters=parameters,
+        format=fmt,
+        created_at=now,
+        updated_at=now,
+        idempotency_key=idempotency_key,
+        correlation_id=correlation_id,
+    )
+    fingerprint = request_fingerprint(statement, [p.model_dump() for p in parameters], fmt.value)
+    job, created = ports.jobs.create(job, fingerprint=fingerprint)
+    if created:
+        try:
+            ports.queue.send(
+                JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=correlation_id)
+            )
+        except Exception:
+            # Nothing will ever run this job: say so on the job itself rather than leave it QUEUED forever.
+            ports.jobs.transition(job.job_id, JobStatus.FAILED, error={"code": "enqueue_failed",
+                                                                         "message": "the job could not be queued"})
+            raise
+    return job, created
+
+
+def get_job(ports: Ports, caller: Caller, job_id: str) -> Job:
+    job = ports.jobs.get_for_tenant(caller.tenant_id, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def list_jobs(
+    ports: Ports, caller: Caller, *, status: JobStatus | None, limit: int, next_token: str | None
+) -> JobPage:
+    return ports.jobs.list_for_tenant(
+        caller.tenant_id, limit=min(limit, ports.settings.api_page_max), status=status, next_token=next_token
+    )
+
+
+def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:
+    """Cancel a queued job at once, or ask the warehouse to stop a running one (the job ends CANCELLED when the
+    Data API reports the statement ABORTED). A finished job cannot be cancelled: 409."""
+    job = get_job(ports, caller, job_id)
+    if job.status is JobStatus.QUEUED:
+        cancelled = finish_job(ports, job, JobStatus.CANCELLED)
+        if cancelled is not None:
+            return cancelled
+        job = get_job(ports, caller, job_id)  # the executor picked it up meanwhile
+    if job.status is JobStatus.SUBMITTED:
+        marked = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=utcnow())
+        if marked is not None and marked.statement_id and not ports.warehouse.cancel(marked.statement_id):
+            current = get_job(ports, caller, job_id)
+            if current.status.is_terminal:
+                raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
+        return get_job(ports, caller, job_id)
+    raise Conflict(f"job {job_id} already ended {job.status.value}", details={"status": job.status})
+
+
+def job_results(ports: Ports, caller: Caller, job_id: str) -> dict[str, Any]:
+    """Presigned links to the result files, and the rows themselves when the result is small enough to inline."""
+    job = get_job(ports, caller, job_id)
+    if job.status is not JobStatus.COMPLETED or job.result is None:
+        raise Conflict(
+            f"job {job_id} is {job.status.value}; results exist only for COMPLETED jobs",
+            details={"status": job.status},
+        )
+    result = job.result
+    body: dict[str, Any] = {
+        "job_id": job.job_id,
+        "format": job.format.value,
+        "row_count": result.row_count,
+        "columns": result.columns,
+    }
+    if result.inline_key is not None:
+        body["rows"] = ports.results.read_inline(result)["rows"]
+    ttl = ports.settings.presign_ttl_seconds
+    body["files"] = ports.results.presign(result, ttl_seconds=ttl)
+    body["expires_in"] = ttl
+    return body

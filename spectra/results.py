@@ -1,0 +1,337 @@
+"""The result sink: a statement's CSV pages, converted column-wise, streamed into S3.
+
+Layout under the results bucket, one prefix per job: ``<tenant>/<job_id>/``
+
+* ``part-00000.<ext>`` ... the rows, split every ``part_max_rows`` rows. ``csv`` → ``.csv.gz``, ``jsonl`` and ``json``
+  → ``.jsonl.gz`` (one JSON object per row), ``parquet`` → ``.parquet`` (snappy inside).
+* ``manifest.json``: columns, counts and the list of parts.
+* ``inline.json``: only for results within the inline limits, the rows as JSON for ``GET /results``.
+
+Pages are parsed by pyarrow with the column types from the Data API's metadata, one page at a time, and written
+through smart-open's multipart uploads, so memory is bounded by a page, not by the result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import gzip
+import io
+import json
+from collections.abc import Iterable
+from typing import IO, Any
+
+from events import ResultFormat
+from spectra.jobs import JobResult, ResultFile
+from spectra.warehouse import Column
+
+_EXTENSIONS = {
+    ResultFormat.CSV: ".csv.gz",
+    ResultFormat.JSONL: ".jsonl.gz",
+    ResultFormat.JSON: ".jsonl.gz",
+    ResultFormat.PARQUET: ".parquet",
+}
+_CONTENT_TYPES = {
+    ResultFormat.CSV: "text/csv",
+    ResultFormat.JSONL: "application/x-ndjson",
+    ResultFormat.JSON: "application/x-ndjson",
+    ResultFormat.PARQUET: "application/vnd.apache.parquet",
+}
+
+
+def arrow_type(column: Column):
+    """The Arrow type for a Redshift column type; anything unusual stays text rather than failing a job."""
+    import pyarrow as pa
+
+    name = column.type_name.lower()
+    if name in {"int2", "smallint"}:
+        return pa.int16()
+    if name in {"int4", "int", "integer", "serial"}:
+        return pa.int32()
+    if name in {"int8", "bigint", "bigserial"}:
+        return pa.int64()
+    if name in {"float4", "real"}:
+        return pa.float32()
+    if name in {"float8", "float", "double precision"}:
+        return pa.float64()
+    if name in {"bool", "boolean"}:
+        return pa.bool_()
+    if name in {"numeric", "decimal"} and column.precision and 0 < column.precision <= 38:
+        return pa.decimal128(column.precision, column.scale or 0)
+    if name == "date":
+        return pa.date32()
+    if name in {"timestamp", "timestamp without time zone"}:
+        return pa.timestamp("us")
+    if name in {"timestamptz", "timestamp with time zone"}:
+        return pa.timestamp("us", tz="UTC")
+    return pa.string()
+
+
+def json_default(value: Any) -> Any:
+    """JSON for values the stdlib cannot encode: decimals as strings (no float rounding), times as ISO 8601."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+class _CountingWriter(io.RawIOBase):
+    """Counts the bytes that reach S3 (after compression) without a second request to ask S3 for them."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self._target = target
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        written = self._target.write(data)
+        self.count += len(data)
+        return written if written is not None else len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._target.close()
+        super().close()
+
+
+class _PartWriter:
+    """One part file: opens a multipart upload, writes Arrow tables in the job's format, closes to finish it."""
+
+    def __init__(self, s3_client, bucket: str, key: str, fmt: ResultFormat, columns: list[Column]) -> None:
+        import smart_open
+
+        self.key = key
+        self.rows = 0
+        self._fmt = fmt
+        self._names = [c.name for c in columns]
+        raw = smart_open.open(
+            f"s3://{bucket}/{key}",
+            "wb",
+            compression="disable",
+            transport_params={
+                "client": s3_client,
+                "client_kwargs": {"S3.Client.create_multipart_upload": {"ContentType": _CONTENT_TYPES[fmt]}},
+            },
+        )
+        self._counter = _CountingWriter(raw)
+        self._parquet = None
+        self._csv = None
+        if fmt is ResultFormat.PARQUET:
+            self._stream: IO[bytes] = self._counter
+        else:
+            self._stream = gzip.GzipFile(fileobj=self._counter, mode="wb", compresslevel=6)
+
+    def write(self, table) -> None:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        if self._fmt is ResultFormat.PARQUET:
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self._stream, table.schema, compression="snappy")
+            self._parquet.write_table(table)
+        elif self._fmt is ResultFormat.CSV:
+            if self._csv is None:
+                self._csv = pacsv.CSVWriter(self._stream, table.schema)
+            self._csv.write_table(table)
+        else:
+            lines = (json.dumps(dict(zip(self._names, row, strict=True)), default=json_default) for row in _rows(table))
+            self._stream.write(("\n".join(lines) + "\n").encode())
+        self.rows += table.num_rows
+
+    def close(self, schema) -> ResultFile:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        if self._fmt is ResultFormat.PARQUET:
+            writer = self._parquet or pq.ParquetWriter(self._stream, schema, compression="snappy")
+            writer.close()
+        elif self._fmt is ResultFormat.CSV:
+            (self._csv or pacsv.CSVWriter(self._stream, schema)).close()
+        if self._stream is not self._counter:
+            self._stream.close()
+        self._counter.close()
+        return ResultFile(key=self.key, rows=self.rows, bytes=self._counter.count)
+
+
+def _rows(table) -> Iterable[tuple]:
+    columns = [column.to_pylist() for column in table.columns]
+    return zip(*columns, strict=True)
+
+
+class ResultSink:
+    def __init__(
+        self,
+        s3_client,
+        bucket: str,
+        *,
+        part_max_rows: int = 1_000_000,
+        inline_max_rows: int = 1_000,
+        inline_max_bytes: int = 256 * 1024,
+    ) -> None:
+        self._s3 = s3_client
+        self._bucket = bucket
+        self._part_max_rows = part_max_rows
+        self._inline_max_rows = inline_max_rows
+        self._inline_max_bytes = inline_max_bytes
+
+    @staticmethod
+    def prefix_for(tenant_id: str, job_id: str) -> str:
+        return f"{tenant_id}/{job_id}/"
+
+    def write(
+        self, *, tenant_id: str, job_id: str, fmt: ResultFormat, columns: list[Column], csv_pages: Iterable[str]
+    ) -> JobResult:
+        import pyarrow as pa
+
+        prefix = self.prefix_for(tenant_id, job_id)
+        schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in _unique(columns)])
+        files: list[ResultFile] = []
+        part: _PartWriter | None = None
+        inline: list[list[Any]] | None = []
+        inline_bytes = 0
+
+        for table in _parse_pages(csv_pages, columns, schema):
+            offset = 0
+            while offset < table.num_rows:
+                if part is None:
+                    key = f"{prefix}part-{len(files):05d}{_EXTENSIONS[fmt]}"
+                    part = _PartWriter(self._s3, self._bucket, key, fmt, columns)
+                chunk = table.slice(offset, self._part_max_rows - part.rows)
+                part.write(chunk)
+                offset += chunk.num_rows
+                if part.rows >= self._part_max_rows:
+                    files.append(part.close(schema))
+                    part = None
+            if inline is not None:
+                rows = [list(row) for row in _rows(table)]
+                inline_bytes += len(json.dumps(rows, default=json_default))
+                inline.extend(rows)
+                if len(inline) > self._inline_max_rows or inline_bytes > self._inline_max_bytes:
+                    inline = None  # too big to return inline: the files are the answer
+        if part is not None or not files:
+            part = part or _PartWriter(self._s3, self._bucket, f"{prefix}part-00000{_EXTENSIONS[fmt]}", fmt, columns)
+            files.append(part.close(schema))
+
+        column_dicts = [c.as_dict() for c in columns]
+        row_count = sum(f.rows for f in files)
+        total_bytes = sum(f.bytes for f in files)
+        inline_key = None
+        if inline is not None:
+            inline_key = f"{prefix}inline.json"
+            self._put_json(inline_key, {"columns": column_dicts, "rows": inline})
+        manifest_key = f"{prefix}manifest.json"
+        result = JobResult(
+            bucket=self._bucket,
+            prefix=prefix,
+            manifest_key=manifest_key,
+            files=files,
+            row_count=row_count,
+            bytes=total_bytes,
+            columns=column_dicts,
+            inline_key=inline_key,
+        )
+        self._put_json(
+            manifest_key,
+            {"job_id": job_id, "format": fmt.value, **result.model_dump(mode="json", exclude={"bucket", "inline_key"})},
+        )
+        return result
+
+    def _put_json(self, key: str, document: Any) -> None:
+        body = json.dumps(document, default=json_default, separators=(",", ":")).encode()
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+
+    def read_inline(self, result: JobResult) -> dict[str, Any]:
+        if result.inline_key is None:
+            raise ValueError("result is not inline")
+        return json.loads(self._s3.get_object(Bucket=result.bucket, Key=result.inline_key)["Body"].read())
+
+    def presign(self, result: JobResult, *, ttl_seconds: int) -> list[dict[str, Any]]:
+        """Short-lived download links, one per part. Signing is local: no request to S3."""
+        return [
+            {
+                "url": self._s3.generate_presigned_url(
+                    "get_object", Params={"Bucket": result.bucket, "Key": f.key}, ExpiresIn=ttl_seconds
+                ),
+                "rows": f.rows,
+                "bytes": f.bytes,
+            }
+            for f in result.files
+        ]
+
+
+def _unique(columns: list[Column]) -> list[Column]:
+    """Arrow and JSON need distinct names; ``SELECT 1, 1`` gives two ``?column?`` columns."""
+    seen: dict[str, int] = {}
+    out = []
+    for column in columns:
+        count = seen.get(column.name, 0)
+        seen[column.name] = count + 1
+        name = column.name if count == 0 else f"{column.name}_{count + 1}"
+        out.append(Column(name, column.type_name, column.precision, column.scale))
+    return out
+
+
+def _parse_pages(pages: Iterable[str], columns: list[Column], schema) -> Iterable:
+    """Arrow tables, one per CSV page. A header row, when the service sends one on the first page, is skipped."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = schema.names
+    header = ",".join(c.name for c in columns)
+    first = True
+    for page in pages:
+        if first:
+            first = False
+            line, _, rest = page.partition("\n")
+            if line.rstrip("\r") == header:
+                page = rest
+        if not page.strip():
+            continue
+        options = dict(
+            read_options=pacsv.ReadOptions(column_names=names, block_size=max(1 << 20, len(page) + 1)),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        )
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO(page.encode()),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=schema,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                    null_values=[""],
+                    true_values=["t", "true", "TRUE", "True", "1"],
+                    false_values=["f", "false", "FALSE", "False", "0"],
+                ),
+                **options,
+            )
+        except pa.ArrowInvalid:
+            # A value the typed parse cannot read (an exotic timestamp, say): keep the page as text, lose nothing.
+            text_schema = pa.schema([pa.field(n, pa.string()) for n in names])
+            table = pacsv.read_csv(
+                io.BytesIO(page.encode()),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=text_schema, strings_can_be_null=True, quoted_strings_can_be_null=False
+                ),
+                **options,
+            ).cast(text_schema)
+            table = table.cast(pa.schema([pa.field(n, pa.string()) for n in names]))
+            table = _cast_or_text(table, schema)
+        yield table
+
+
+def _cast_or_text(table, schema):
+    """Cast each column to its type where possible; the rest stays text, so one odd value never fails a job."""
+    import pyarrow as pa
+
+    arrays = []
+    for column, field in zip(table.columns, schema, strict=True):
+        try:
+            arrays.append(column.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            arrays.append(column)
+    return pa.table(arrays, names=schema.names)

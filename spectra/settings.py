@@ -1,0 +1,53 @@
+"""Settings: one pydantic-settings model, read from the environment once per process by a cached factory.
+
+The template (``template.yaml``) sets these variables on every function through ``Globals``; the local stack sets the
+same ones from the same template. Names are the upper-case field names (``JOBS_TABLE``, ``RESULTS_BUCKET`` ...).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # Resources, from the template.
+    jobs_table: str
+    tenants_table: str
+    jobs_queue_url: str = ""
+    results_bucket: str = ""
+    event_bus_name: str = "default"
+
+    # The warehouse: exactly one of cluster (provisioned, DbUser identities) or workgroup (Serverless, SecretArn).
+    redshift_cluster_id: str | None = None
+    redshift_workgroup: str | None = None
+    redshift_database: str = "dev"
+
+    # Limits. The Data API refuses statements over 100 KB; we refuse them earlier with a clearer error.
+    max_sql_bytes: int = Field(default=100_000, gt=0)
+    max_parameters: int = Field(default=100, ge=0)
+    # Results at or under both limits are returned inline by GET /v1/jobs/{id}/results.
+    inline_max_rows: int = Field(default=1_000, ge=0)
+    inline_max_bytes: int = Field(default=256 * 1024, ge=0)
+    # Large results: rows per part file, and how long a presigned URL lives.
+    result_part_max_rows: int = Field(default=1_000_000, gt=0)
+    presign_ttl_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
+
+    api_page_max: int = Field(default=100, gt=0)
+    service_name: str = "spectra"
+
+    @model_validator(mode="after")
+    def _one_warehouse(self) -> Settings:
+        if bool(self.redshift_cluster_id) == bool(self.redshift_workgroup):
+            raise ValueError("set exactly one of REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; built on first use, never at import time."""
+    return Settings()

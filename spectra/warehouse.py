@@ -1,0 +1,158 @@
+"""The Redshift port: statements through the Redshift Data API.
+
+One class, :class:`StatementRunner`, speaks to the ``redshift-data`` client it is given. Throttling and capacity
+errors become :class:`~spectra.errors.Throttled` (the caller retries later); everything else the service refuses
+becomes :class:`~spectra.errors.StatementRejected` with the service's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from spectra.errors import NotFound, StatementRejected, Throttled
+
+_THROTTLING = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "ActiveStatementsExceededException",
+    "ActiveSessionsExceededException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "InternalServerException",
+}
+
+
+@dataclass(frozen=True)
+class DatabaseIdentity:
+    """Who a statement runs as: a database user (provisioned cluster) or a secret (Serverless)."""
+
+    db_user: str | None = None
+    secret_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class StatementInfo:
+    statement_id: str
+    status: str
+    error: str | None = None
+    result_rows: int | None = None
+    result_size: int | None = None
+    has_result_set: bool = False
+    duration_ns: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type_name: str
+    precision: int | None = None
+    scale: int | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "type": self.type_name}
+
+
+
+def _call(fn, **kwargs):
+    try:
+        return fn(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        if code in _THROTTLING or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 429:
+            raise Throttled(f"Redshift Data API: {code}: {message}") from exc
+        if code == "ResourceNotFoundException":
+            raise NotFound(message) from exc
+        raise StatementRejected(message, details={"aws_error": code}) from exc
+
+
+class StatementRunner:
+    def __init__(
+        self, client, *, database: str, cluster_id: str | None = None, workgroup: str | None = None
+    ) -> None:
+        if bool(cluster_id) == bool(workgroup):
+            raise ValueError("give exactly one of cluster_id or workgroup")
+        self._client = client
+        self._target = {"ClusterIdentifier": cluster_id} if cluster_id else {"WorkgroupName": workgroup}
+        self._database = database
+
+    def execute(
+        self,
+        sql: str,
+        *,
+        identity: DatabaseIdentity,
+        name: str,
+        client_token: str,
+        parameters: list[dict[str, str]] | None = None,
+        result_format: str = "CSV",
+        with_event: bool = True,
+    ) -> str:
+        """Start a statement and return its id. ``client_token`` makes a repeated call return the same statement."""
+        request: dict[str, Any] = {
+            **self._target,
+            "Database": self._database,
+            "Sql": sql,
+            "StatementName": name,
+            "ClientToken": client_token,
+            "WithEvent": with_event,
+            "ResultFormat": result_format,
+        }
+        if identity.secret_arn:
+            request["SecretArn"] = identity.secret_arn
+        elif identity.db_user:
+            request["DbUser"] = identity.db_user
+        if parameters:
+            request["Parameters"] = parameters
+        return _call(self._client.execute_statement, **request)["Id"]
+
+    def describe(self, statement_id: str) -> StatementInfo:
+        response = _call(self._client.describe_statement, Id=statement_id)
+        return StatementInfo(
+            statement_id=response["Id"],
+            status=response["Status"],
+            error=response.get("Error"),
+            result_rows=response.get("ResultRows"),
+            result_size=response.get("ResultSize"),
+            has_result_set=bool(response.get("HasResultSet")),
+            duration_ns=response.get("Duration"),
+            raw=response,
+        )
+
+    def cancel(self, statement_id: str) -> bool:
+        """Ask the warehouse to stop the statement. False when it had already finished (nothing to cancel)."""
+        try:
+            return bool(_call(self._client.cancel_statement, Id=statement_id).get("Status"))
+        except StatementRejected:
+            return False
+
+    def csv_result(self, statement_id: str) -> tuple[list[Column], Iterator[str]]:
+        """Column metadata and an iterator of CSV pages (GetStatementResultV2), fetched lazily, one page at a time."""
+        first = _call(self._client.get_statement_result_v2, Id=statement_id)
+        columns = [
+            Column(
+                name=meta.get("name") or meta.get("label") or f"column_{i}",
+                type_name=meta.get("typeName", "varchar"),
+                precision=meta.get("precision"),
+                scale=meta.get("scale"),
+            )
+            for i, meta in enumerate(first.get("ColumnMetadata", []), start=1)
+        ]
+
+        def pages() -> Iterator[str]:
+            response = first
+            while True:
+                for record in response.get("Records", []):
+                    if record.get("CSVRecords"):
+                        yield record["CSVRecords"]
+                token = response.get("NextToken")
+                if not token:
+                    return
+                response = _call(self._client.get_statement_result_v2, Id=statement_id, NextToken=token)
+
+        return columns, pages()
