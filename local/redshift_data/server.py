@@ -1,0 +1,197 @@
+"""The HTTP face of the emulator (AWS JSON 1.1) and its lifecycle: ``start_emulator`` → ``Emulator.stop``.
+
+botocore sends ``POST /`` with ``X-Amz-Target: RedshiftData.<Operation>`` and a JSON body. Responses are JSON; errors
+are ``{"__type": ..., "message": ...}`` with status 400 (client errors) or 500 (faults), which botocore turns into
+the modelled exception classes. Any unexpected exception becomes an InternalServerException: the server keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from .config import EmulatorConfig
+from .engine import Engine, start_engine
+from .errors import DataApiError, InternalServerException, SerializationException, UnknownOperationException
+from .events import EventPublisher
+from .executor import StatementRunner
+from .service import DataApiService
+from .sessions import SessionRegistry
+from .statements import StatementStore
+
+log = logging.getLogger(__name__)
+
+TARGET_PREFIX = "RedshiftData."
+CONTENT_TYPE = "application/x-amz-json-1.1"
+_ACCESS_KEY = re.compile(r"Credential=([^/,\s]+)/")
+HOUSEKEEPING_INTERVAL_SECONDS = 0.25
+
+
+class _RequestHandler(WSGIRequestHandler):
+    """Keep-alive connections (botocore reuses them: one TCP handshake per client, not per call), no access log."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+def make_app(service: DataApiService, account_id: str):
+    """The WSGI application: one POST endpoint dispatching on X-Amz-Target."""
+
+    def app(environ, start_response):
+        request = Request(environ)
+        request_id = str(uuid.uuid4())
+        try:
+            body = _dispatch(service, request, account_id)
+            response = Response(body, status=200, content_type=CONTENT_TYPE)
+        except DataApiError as exc:
+            response = Response(json.dumps(exc.body()), status=exc.status, content_type=CONTENT_TYPE)
+        except Exception as exc:
+            log.exception("unexpected error in %s", request.headers.get("X-Amz-Target"))
+            error = InternalServerException(f"The Data API emulator failed: {exc}")
+            response = Response(json.dumps(error.body()), status=error.status, content_type=CONTENT_TYPE)
+        response.headers["x-amzn-RequestId"] = request_id
+        return response(environ, start_response)
+
+    return app
+
+
+def _dispatch(service: DataApiService, request: Request, account_id: str) -> str:
+    target = request.headers.get("X-Amz-Target", "")
+    operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
+    handler = service.operations.get(operation)
+    if request.method != "POST" or handler is None:
+        raise UnknownOperationException(
+            f"Unknown operation {target!r}: send POST / with X-Amz-Target RedshiftData.<Operation>, one of "
+            + ", ".join(sorted(service.operations))
+        )
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise SerializationException(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise SerializationException("The request body must be a JSON object.")
+    match = _ACCESS_KEY.search(request.headers.get("Authorization", ""))
+    caller = f"arn:aws:iam::{account_id}:user/{match.group(1) if match else 'anonymous'}"
+    result = handler(body, caller)
+    return result if isinstance(result, str) else json.dumps(result)
+
+
+@dataclass
+class Emulator:
+    """A running emulator. ``endpoint_url`` is for boto3; ``admin_database_url`` lets tests peek with psycopg."""
+
+    endpoint_url: str
+    admin_database_url: str
+    config: EmulatorConfig
+    _server: BaseWSGIServer = field(repr=False)
+    _engine: Engine = field(repr=False)
+    _runner: StatementRunner = field(repr=False)
+    _sessions: SessionRegistry = field(repr=False)
+    _store: StatementStore = field(repr=False)
+    _spool_dir: str = field(repr=False)
+    _threads: list[threading.Thread] = field(default_factory=list, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def stop(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._runner.shutdown()
+        self._sessions.close_all()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._engine.stop()
+        shutil.rmtree(self._spool_dir, ignore_errors=True)
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_emulator(config: EmulatorConfig | None = None) -> Emulator:
+    """Start PostgreSQL (or adopt one), the worker pool and the HTTP server; return once requests are served."""
+    config = config or EmulatorConfig()
+    engine = start_engine(config.database_url, config.data_dir, config.admin_user, config.default_database)
+    spool_dir = tempfile.mkdtemp(prefix="redshift-data-results-")
+    try:
+        store = StatementStore(config.result_ttl_seconds)
+        sessions = SessionRegistry(config.max_active_sessions)
+        events = EventPublisher(
+            _aws_client("events", config),
+            region=config.region,
+            account_id=config.account_id,
+            drop_rate=config.event_drop_rate,
+        )
+        runner = StatementRunner(config, engine, store, sessions, events, lambda: _aws_client("s3", config), spool_dir)
+        service = DataApiService(config, engine, store, sessions, runner, lambda: _aws_client("secretsmanager", config))
+        server = make_server(
+            "127.0.0.1",
+            config.port,
+            make_app(service, config.account_id),
+            threaded=True,
+            request_handler=_RequestHandler,
+        )
+    except Exception:
+        engine.stop()
+        shutil.rmtree(spool_dir, ignore_errors=True)
+        raise
+    emulator = Emulator(
+        endpoint_url=f"http://127.0.0.1:{server.server_port}",
+        admin_database_url=engine.admin_conninfo,
+        config=config,
+        _server=server,
+        _engine=engine,
+        _runner=runner,
+        _sessions=sessions,
+        _store=store,
+        _spool_dir=spool_dir,
+    )
+    serve = threading.Thread(target=server.serve_forever, name="redshift-data-http", daemon=True)
+    housekeeping = threading.Thread(
+        target=_housekeeping, args=(emulator,), name="redshift-data-housekeeping", daemon=True
+    )
+    emulator._threads = [serve, housekeeping]
+    serve.start()
+    housekeeping.start()
+    return emulator
+
+
+def _housekeeping(emulator: Emulator) -> None:
+    """Close expired sessions and forget expired statements (with their spooled results)."""
+    while not emulator._stopping.wait(HOUSEKEEPING_INTERVAL_SECONDS):
+        try:
+            now = time.time()
+            emulator._sessions.reap(now)
+            for statement in emulator._store.expired(now):
+                for unit in [statement, *statement.children]:
+                    if unit.result is not None:
+                        unit.result.delete()
+        except Exception:
+            log.exception("housekeeping failed")
+
+
+def _aws_client(service: str, config: EmulatorConfig) -> Any:
+    kwargs: dict[str, Any] = {"region_name": config.region}
+    if config.aws_endpoint_url:
+        kwargs["endpoint_url"] = config.aws_endpoint_url
+    return boto3.client(service, **kwargs)
