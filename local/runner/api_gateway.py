@@ -1,0 +1,339 @@
+"""API Gateway (REST, Lambda proxy integration) in front of the local functions, on a werkzeug server.
+
+Every HTTP request becomes a payload-v1 proxy event, goes through the route's Lambda authorizer if it has one (see
+``authorizers.py``) and the function's proxy response is written back. Routes come from the functions' ``Api``
+events; the most specific one wins as in API Gateway (static segment > ``{param}`` > ``{proxy+}``, then an exact
+method > ``ANY``). An unknown route gets API Gateway REST's answer, 403 ``Missing Authentication Token``.
+
+Stages. API Gateway serves ``https://<id>.execute-api.../<stage>/<path>``. Locally the API is served at the root *and*
+under ``/<stage>/``; the root wins when both could match. Either way the event's ``path`` has no stage and
+``requestContext.path`` has it, exactly like a request through the execute-api domain. When several APIs are declared
+they share one port; their routes must not overlap.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from local.runner.authorizers import AuthDecision, AuthorizerRequest, LambdaAuthorizer
+from local.runner.functions import LocalFunction
+
+log = logging.getLogger(__name__)
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+@dataclass
+class RestApi:
+    """One ``AWS::Serverless::Api`` (or SAM's implicit one): id, stage, authorizers, CORS and binary settings."""
+
+    logical_id: str
+    api_id: str
+    stage: str
+    authorizers: dict[str, LambdaAuthorizer] = field(default_factory=dict)
+    default_authorizer: str | None = None
+    authorize_preflight: bool = True
+    cors: dict[str, str] | None = None
+    binary_media_types: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Route:
+    """One ``Api`` event: ``method`` on ``path`` (a template like ``/jobs/{job_id}``) invokes ``function``."""
+
+    api: RestApi
+    path: str
+    method: str
+    function: LocalFunction
+    authorizer: str | None
+    resource_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+
+    def __post_init__(self) -> None:
+        self.segments = [s for s in self.path.split("/") if s]
+
+    def match(self, parts: list[str]) -> tuple[tuple[int, ...], dict[str, str]] | None:
+        """Path parameters and a specificity key when ``parts`` matches this route's path, else ``None``."""
+        params: dict[str, str] = {}
+        score: list[int] = []
+        for index, segment in enumerate(self.segments):
+            if segment.startswith("{") and segment.endswith("+}"):
+                if index >= len(parts):
+                    return None
+                params[segment[1:-2]] = "/".join(parts[index:])
+                score.append(0)
+                return (*score, -1), params
+            if index >= len(parts):
+                return None
+            if segment.startswith("{") and segment.endswith("}"):
+                params[segment[1:-1]] = parts[index]
+                score.append(1)
+            elif segment == parts[index]:
+                score.append(2)
+            else:
+                return None
+        if len(parts) != len(self.segments):
+            return None
+        return (*score, 3), params
+
+
+class ApiGateway:
+    """The WSGI application plus the server thread; ``url`` is ``http://127.0.0.1:<port>``."""
+
+    def __init__(self, routes: list[Route], *, region: str, account_id: str, port: int = 0) -> None:
+        self.routes = routes
+        self.region = region
+        self.account_id = account_id
+        self._server: BaseWSGIServer = make_server("127.0.0.1", port, self, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="api-gateway", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout)
+
+    # -- WSGI -----------------------------------------------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        request_id = str(uuid.uuid4())
+        try:
+            response = self.handle(request, request_id)
+        except Exception:
+            log.exception("local API Gateway failed on %s %s", request.method, request.path)
+            response = _message(500, "Internal server error")
+        response.headers["X-Amzn-RequestId"] = request_id
+        return response(environ, start_response)
+
+    def handle(self, request: Request, request_id: str) -> Response:
+        found = self.find_route(request.method, request.path)
+        if found is None:
+            preflight = self._preflight(request)
+            return preflight if preflight is not None else _message(403, "Missing Authentication Token")
+        route, params, path = found
+        event = self.proxy_event(request, route, params, path, request_id)
+        decision = self._authorize(route.api, route.authorizer, event)
+        if not decision.allowed:
+            return _message(decision.status, decision.message)
+        if route.authorizer:
+            event["requestContext"]["authorizer"] = decision.context
+        try:
+            result = route.function.invoke(event)
+        except Exception:
+            log.exception("%s raised on %s %s", route.function.logical_id, request.method, request.path)
+            return _message(502, "Internal server error")
+        return _proxy_response(result, route.function.logical_id)
+
+    def find_route(self, method: str, raw_path: str) -> tuple[Route, dict[str, str], str] | None:
+        """The best route for ``method`` and ``raw_path`` (root first, then with a stage prefix removed)."""
+        parts = [p for p in raw_path.split("/") if p]
+        candidates = [(parts, None)]
+        if parts:
+            candidates.append((parts[1:], parts[0]))
+        for candidate, stage in candidates:
+            best: tuple[tuple, Route, dict[str, str]] | None = None
+            for route in self.routes:
+                if stage is not None and route.api.stage != stage:
+                    continue
+                if route.method not in (method, "ANY"):
+                    continue
+                matched = route.match(candidate)
+                if matched is None:
+                    continue
+                key = (matched[0], route.method != "ANY")
+                if best is None or key > best[0]:
+                    best = (key, route, matched[1])
+            if best is not None:
+                return best[1], best[2], "/" + "/".join(candidate)
+        return None
+
+    # -- events ---------------------------------------------------------------------------------------------------
+
+    def proxy_event(
+        self, request: Request, route: Route, params: dict[str, str], path: str, request_id: str
+    ) -> dict[str, Any]:
+        headers = _single(request.headers.items())
+        multi_headers = _multi(request.headers.items())
+        headers.setdefault("X-Forwarded-For", request.remote_addr or "127.0.0.1")
+        multi_headers.setdefault("X-Forwarded-For", [headers["X-Forwarded-For"]])
+        headers.setdefault("X-Forwarded-Proto", request.scheme)
+        multi_headers.setdefault("X-Forwarded-Proto", [request.scheme])
+        body, is_base64 = _request_body(request, route.api.binary_media_types)
+        now = datetime.now(UTC)
+        host = request.host or "127.0.0.1"
+        return {
+            "resource": route.path,
+            "path": path,
+            "httpMethod": request.method,
+            "headers": headers or None,
+            "multiValueHeaders": multi_headers or None,
+            "queryStringParameters": _single(request.args.items(multi=True)) or None,
+            "multiValueQueryStringParameters": _multi(request.args.items(multi=True)) or None,
+            "pathParameters": params or None,
+            "stageVariables": None,
+            "requestContext": {
+                "accountId": self.account_id,
+                "apiId": route.api.api_id,
+                "resourceId": route.resource_id,
+                "resourcePath": route.path,
+                "stage": route.api.stage,
+                "requestId": request_id,
+                "extendedRequestId": request_id,
+                "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "requestTimeEpoch": int(now.timestamp() * 1000),
+                "httpMethod": request.method,
+                "path": f"/{route.api.stage}{path}",
+                "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                "domainName": host,
+                "domainPrefix": host.split(".")[0],
+                "identity": {
+                    "sourceIp": request.remote_addr or "127.0.0.1",
+                    "userAgent": request.headers.get("User-Agent"),
+                    "accountId": None,
+                    "apiKey": None,
+                    "caller": None,
+                    "cognitoAuthenticationProvider": None,
+                    "cognitoAuthenticationType": None,
+                    "cognitoIdentityId": None,
+                    "cognitoIdentityPoolId": None,
+                    "principalOrgId": None,
+                    "user": None,
+                    "userArn": None,
+                },
+            },
+            "body": body,
+            "isBase64Encoded": is_base64,
+        }
+
+    def method_arn(self, event: dict[str, Any]) -> str:
+        context = event["requestContext"]
+        return (
+            f"arn:aws:execute-api:{self.region}:{self.account_id}:{context['apiId']}/{context['stage']}/"
+            f"{event['httpMethod']}{event['path']}"
+        )
+
+    def _authorize(self, api: RestApi, authorizer_name: str | None, event: dict[str, Any]) -> AuthDecision:
+        if not authorizer_name:
+            return AuthDecision(200)
+        authorizer = api.authorizers.get(authorizer_name)
+        if authorizer is None:
+            log.warning("API %s has no authorizer %s", api.logical_id, authorizer_name)
+            return AuthDecision(500, None)
+        request_event = {
+            key: event[key]
+            for key in ("resource", "path", "httpMethod", "headers", "multiValueHeaders", "requestContext")
+        }
+        request_event["queryStringParameters"] = event["queryStringParameters"] or {}
+        request_event["multiValueQueryStringParameters"] = event["multiValueQueryStringParameters"] or {}
+        request_event["pathParameters"] = event["pathParameters"] or {}
+        request_event["stageVariables"] = {}
+        return authorizer.authorize(
+            AuthorizerRequest(
+                method_arn=self.method_arn(event),
+                headers=event["headers"] or {},
+                query=event["queryStringParameters"] or {},
+                request_event=request_event,
+            )
+        )
+
+    def _preflight(self, request: Request) -> Response | None:
+        """SAM's CORS: an OPTIONS mock integration on every path of an API that declares ``Cors``."""
+        if request.method != "OPTIONS":
+            return None
+        for method in _METHODS:
+            found = self.find_route(method, request.path)
+            if found is None or found[0].api.cors is None:
+                continue
+            route, params, path = found
+            api = route.api
+            if api.default_authorizer and api.authorize_preflight:
+                event = self.proxy_event(request, route, params, path, str(uuid.uuid4()))
+                decision = self._authorize(api, api.default_authorizer, event)
+                if not decision.allowed:
+                    return _message(decision.status, decision.message)
+            response = Response(status=200)
+            for key, value in api.cors.items():
+                response.headers[key] = value
+            return response
+        return None
+
+
+def _single(items) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in items:
+        out[key] = value  # API Gateway keeps the last value of a repeated header or query parameter
+    return out
+
+
+def _multi(items) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in items:
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _request_body(request: Request, binary_media_types: list[str]) -> tuple[str | None, bool]:
+    raw = request.get_data(cache=True)
+    if not raw:
+        return None, False
+    content_type = (request.mimetype or "").lower()
+    if any(_media_matches(pattern, content_type) for pattern in binary_media_types):
+        return base64.b64encode(raw).decode(), True
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode(), True
+
+
+def _media_matches(pattern: str, content_type: str) -> bool:
+    pattern = pattern.replace("~1", "/").lower()  # SAM escapes "/" as "~1" in BinaryMediaTypes
+    if pattern == "*/*":
+        return True
+    if pattern.endswith("/*"):
+        return content_type.startswith(pattern[:-1])
+    return pattern == content_type
+
+
+def _message(status: int, message: str | None) -> Response:
+    return Response(json.dumps({"message": message}), status=status, mimetype="application/json")
+
+
+def _proxy_response(result: Any, function_id: str) -> Response:
+    """Turn a Lambda proxy response into HTTP; anything malformed is API Gateway's 502."""
+    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int | str):
+        log.warning("%s returned a malformed proxy response: %r", function_id, result)
+        return _message(502, "Internal server error")
+    body = result.get("body") or ""
+    if not isinstance(body, str):
+        log.warning("%s returned a non-string body", function_id)
+        return _message(502, "Internal server error")
+    payload = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
+    headers = MultiDict()
+    for key, value in (result.get("headers") or {}).items():
+        headers[key] = str(value)
+    for key, values in (result.get("multiValueHeaders") or {}).items():
+        headers.setlist(key, [str(v) for v in values])
+    response = Response(payload, status=int(result["statusCode"]))
+    response.headers.remove("Content-Type")
+    for key, value in headers.items(multi=True):
+        response.headers.add(key, value)
+    if "Content-Type" not in response.headers:
+        response.headers["Content-Type"] = "application/json"  # API Gateway's default for proxy integrations
+    return response
