@@ -1,0 +1,52 @@
+"""The Redshift statements PostgreSQL lacks, run by the Data API emulator on its PostgreSQL engine.
+
+The executor calls, for every statement (each statement of a batch too), on the connection logged in as the
+statement's database user and inside the statement's transaction::
+
+    result = run_redshift_statement(sql, conn, s3_client)   # None: not Redshift-only, run it on PostgreSQL
+    ...
+    conn.execute(translate_sql(sql))                        # GETDATE(), NVL(...) and friends mapped
+
+- ``COPY table [(cols)] FROM 's3://...'``: see :mod:`.copy_from_s3` (prefix or MANIFEST sources, CSV or text, GZIP,
+  IGNOREHEADER, NULL AS, MAXERROR with rejected rows in ``stl_load_errors``).
+- ``UNLOAD ('select ...') TO 's3://prefix'``: see :mod:`.unload` (text, CSV, JSON, Parquet, HEADER, GZIP, PARALLEL,
+  MAXFILESIZE, MANIFEST [VERBOSE], ALLOWOVERWRITE, CLEANPATH, EXTENSION).
+- :func:`install_system_tables` creates ``stl_load_errors``; run it once per database as a superuser at start-up.
+
+A failure the user can fix raises :class:`RedshiftSqlError`; the statement's writes roll back with it.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from .base import RedshiftResult, RedshiftSqlError
+from .copy_from_s3 import run_copy
+from .functions import translate_sql
+from .load_errors import install_system_tables
+from .statements import classify, parse_copy, parse_unload
+from .unload import run_unload
+
+__all__ = [
+    "RedshiftResult",
+    "RedshiftSqlError",
+    "install_system_tables",
+    "is_redshift_statement",
+    "run_redshift_statement",
+    "translate_sql",
+]
+
+
+def is_redshift_statement(sql: str) -> bool:
+    """True for the statements :func:`run_redshift_statement` runs itself (COPY from S3, UNLOAD)."""
+    return classify(sql) is not None
+
+
+def run_redshift_statement(sql: str, conn: psycopg.Connection, s3_client) -> RedshiftResult | None:
+    """Run ``sql`` if it is a Redshift-only statement; None when it is not (the caller runs it on PostgreSQL)."""
+    kind = classify(sql)
+    if kind == "COPY":
+        return run_copy(parse_copy(sql), conn, s3_client)
+    if kind == "UNLOAD":
+        return run_unload(parse_unload(sql), conn, s3_client)
+    return None

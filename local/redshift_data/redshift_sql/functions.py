@@ -1,0 +1,101 @@
+"""Map the cheap Redshift-only functions to PostgreSQL, leaving every other statement byte for byte unchanged.
+
+Two tiers, both triggered only when the statement's tokens (not its text: a word inside a string literal or a comment
+does not count) name a Redshift-only function:
+
+1. token-level rewrites, which keep the rest of the statement exactly as written:
+   ``GETDATE()`` -> start of the current statement, seconds precision, as ``timestamp`` (Redshift's GETDATE);
+   ``SYSDATE`` -> start of the current transaction, as ``timestamp`` (Redshift's SYSDATE);
+   ``NVL(`` -> ``COALESCE(``, ``LEN(`` -> ``LENGTH(``;
+2. for functions whose arguments must be rearranged (NVL2, DECODE, DATEADD, DATEDIFF, CHARINDEX), sqlglot transpiles
+   the statement from Redshift to PostgreSQL. If sqlglot cannot, the tier-1 result is returned and PostgreSQL reports
+   the unknown function, which is the honest answer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlglot
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.errors import SqlglotError
+from sqlglot.tokens import Token, TokenType
+
+logger = logging.getLogger(__name__)
+
+GETDATE_SQL = "date_trunc('second', statement_timestamp())::timestamp"
+SYSDATE_SQL = "transaction_timestamp()::timestamp"
+_RENAMES = {"NVL": "COALESCE", "LEN": "LENGTH"}
+_NEEDS_TRANSPILE = {"NVL2", "DECODE", "DATEADD", "DATEDIFF", "CHARINDEX"}
+_ALL_NAMES = {"GETDATE", "SYSDATE", *_RENAMES, *_NEEDS_TRANSPILE}
+_NAME_TOKENS = {TokenType.VAR}
+
+
+def translate_sql(sql: str) -> str:
+    """``sql`` with Redshift-only functions mapped to PostgreSQL; unchanged when it uses none (or on any doubt)."""
+    upper = sql.upper()
+    if not any(name in upper for name in _ALL_NAMES):
+        return sql  # the common case: no tokenizing at all
+    try:
+        tokens = Postgres().tokenize(sql)
+    except SqlglotError:
+        return sql
+    edits, needs_transpile = _plan(sql, tokens)
+    rewritten = _apply(sql, edits)
+    if needs_transpile:
+        try:
+            return ";\n".join(sqlglot.transpile(rewritten, read="redshift", write="postgres"))
+        except SqlglotError as error:
+            logger.debug("sqlglot could not transpile, leaving Redshift functions to PostgreSQL: %s", error)
+    return rewritten
+
+
+def _plan(sql: str, tokens: list[Token]) -> tuple[list[tuple[int, int, str]], bool]:
+    """Edits as (start, end_inclusive, replacement) and whether a function needs a full transpile."""
+    edits: list[tuple[int, int, str]] = []
+    needs_transpile = False
+    for i, token in enumerate(tokens):
+        if token.token_type not in _NAME_TOKENS or sql[token.start] == '"':
+            continue  # quoted identifiers are never functions
+        name = token.text.upper()
+        previous = tokens[i - 1] if i else None
+        if previous is not None and previous.token_type in (TokenType.DOT, TokenType.DCOLON):
+            continue  # a qualified name (x.len) or a type, not our function
+        following = tokens[i + 1 : i + 3]
+        is_call = bool(following) and following[0].token_type is TokenType.L_PAREN
+        if name == "GETDATE" and is_call and len(following) == 2 and following[1].token_type is TokenType.R_PAREN:
+            edits.append((token.start, following[1].end, GETDATE_SQL))
+        elif name == "SYSDATE" and not is_call:
+            edits.append((token.start, token.end, SYSDATE_SQL))
+        elif name in _RENAMES and is_call:
+            edits.append((token.start, token.end, _RENAMES[name]))
+        elif name in _NEEDS_TRANSPILE and is_call and not _is_postgres_decode(name, tokens, i):
+            needs_transpile = True
+    return edits, needs_transpile
+
+
+def _is_postgres_decode(name: str, tokens: list[Token], i: int) -> bool:
+    """PostgreSQL's own decode(data, format) has two arguments; Redshift's DECODE at least three."""
+    if name != "DECODE":
+        return False
+    depth, commas = 0, 0
+    for token in tokens[i + 1 :]:
+        if token.token_type is TokenType.L_PAREN:
+            depth += 1
+        elif token.token_type is TokenType.R_PAREN:
+            depth -= 1
+            if depth == 0:
+                break
+        elif token.token_type is TokenType.COMMA and depth == 1:
+            commas += 1
+    return commas < 2
+
+
+def _apply(sql: str, edits: list[tuple[int, int, str]]) -> str:
+    out, position = [], 0
+    for start, end, replacement in edits:
+        out.append(sql[position:start])
+        out.append(replacement)
+        position = end + 1
+    out.append(sql[position:])
+    return "".join(out)

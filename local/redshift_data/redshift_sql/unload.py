@@ -1,0 +1,389 @@
+"""Redshift's ``UNLOAD ('select ...') TO 's3://prefix'`` on PostgreSQL.
+
+The query runs on the caller's connection, as the statement's user, and its rows stream straight into S3 multipart
+uploads (smart-open), part file by part file, so memory stays flat whatever the result size:
+
+- text (Redshift's default, pipe-delimited) and CSV come from PostgreSQL's own ``COPY (query) TO STDOUT``: one
+  message per row, formatted by the server exactly as COPY FROM reads it back;
+- JSON (one object per line) and Parquet read a server-side cursor in batches; Parquet is written by pyarrow, one row
+  group per batch.
+
+Names follow Redshift: ``<prefix>0000_part_00``, ``_01``... (PARALLEL ON, one slice here) or ``<prefix>000``, ``001``...
+(PARALLEL OFF), plus ``.parquet`` / ``.gz`` / the EXTENSION. A new part starts before a file would pass MAXFILESIZE
+(for GZIP the compressed size is measured as it is produced, so a part may overshoot by a compression block).
+``MANIFEST`` writes ``<prefix>manifest``. Existing files under the prefix make UNLOAD fail unless ALLOWOVERWRITE or
+CLEANPATH, with Redshift's message. A failed UNLOAD removes the parts it had written.
+
+Known difference: the text format is PostgreSQL's (backslash-escaped, i.e. Redshift's ESCAPE behaviour, always on).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import uuid
+import zlib
+from dataclasses import dataclass
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import smart_open
+from botocore.exceptions import BotoCoreError, ClientError
+from psycopg import sql
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.errors import TokenError
+from sqlglot.tokens import TokenType
+
+from .base import RedshiftResult, RedshiftSqlError
+from .s3io import S3Object, list_objects, parse_s3_url, s3_error
+from .statements import UnloadCommand
+
+FETCH_ROWS = 10_000
+WRITE_BUFFER = 256 * 1024
+S3_PART_SIZE = 8 * 1024 * 1024
+NOT_EMPTY = (
+    "Specified unload destination on S3 is not empty. Consider using a different bucket / prefix, manually "
+    "removing the target files in S3, or using the ALLOWOVERWRITE option."
+)
+
+
+@dataclass(frozen=True)
+class Part:
+    url: str
+    content_length: int
+    record_count: int
+
+
+def run_unload(command: UnloadCommand, conn: psycopg.Connection, s3_client) -> RedshiftResult:
+    destination = parse_s3_url(command.destination)
+    query = _single_query(command.query)
+    _prepare_destination(s3_client, destination, command)
+    namer = _PartNamer(destination, command)
+    try:
+        with conn.transaction():
+            if command.format in ("TEXT", "CSV"):
+                parts, columns = _unload_delimited(conn, query, command, s3_client, namer)
+            else:
+                parts, columns = _unload_from_cursor(conn, query, command, s3_client, namer)
+    except psycopg.Error as error:
+        _delete_quietly(s3_client, namer.written)
+        raise RedshiftSqlError(error.diag.message_primary or str(error)) from error
+    except BaseException:
+        _delete_quietly(s3_client, namer.written)
+        raise
+    if command.manifest:
+        _write_manifest(s3_client, destination, parts, columns, command.manifest_verbose)
+    return RedshiftResult(sum(part.record_count for part in parts))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Query and destination checks
+
+
+def _single_query(query: str) -> str:
+    """The UNLOAD query, checked to be one statement that cannot close the ``COPY ( ... )`` wrapped around it."""
+    text = query.strip().rstrip(";").strip()
+    try:
+        tokens = Postgres().tokenize(text)
+    except TokenError as error:
+        raise RedshiftSqlError(f"UNLOAD query could not be read: {error}") from error
+    depth = 0
+    for token in tokens:
+        if token.token_type is TokenType.SEMICOLON:
+            raise RedshiftSqlError("UNLOAD takes a single SELECT statement")
+        depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(token.token_type, 0)
+        if depth < 0:
+            raise RedshiftSqlError("UNLOAD query has an unbalanced ')'")
+    if not text:
+        raise RedshiftSqlError("UNLOAD query is empty")
+    return text
+
+
+def _prepare_destination(s3_client, destination: S3Object, command: UnloadCommand) -> None:
+    existing = list_objects(s3_client, destination)
+    if command.cleanpath:
+        _delete_quietly(s3_client, [obj.url for obj in existing], strict=True)
+    elif not command.allowoverwrite and next(existing, None) is not None:
+        raise RedshiftSqlError(NOT_EMPTY)
+
+
+def _delete_quietly(s3_client, urls: list[str], strict: bool = False) -> None:
+    """Delete objects, in batches of 1000 (S3's limit). Best effort on cleanup after a failure."""
+    objects = [parse_s3_url(url) for url in urls]
+    for start in range(0, len(objects), 1000):
+        batch = objects[start : start + 1000]
+        try:
+            s3_client.delete_objects(
+                Bucket=batch[0].bucket, Delete={"Objects": [{"Key": obj.key} for obj in batch], "Quiet": True}
+            )
+        except (ClientError, BotoCoreError) as error:
+            if strict:
+                raise s3_error(error, batch[0].url) from error
+
+
+class _PartNamer:
+    def __init__(self, destination: S3Object, command: UnloadCommand):
+        self._destination = destination
+        self._command = command
+        self._next = 0
+        self.written: list[str] = []
+
+    def next_url(self) -> str:
+        index, self._next = self._next, self._next + 1
+        name = f"0000_part_{index:02d}" if self._command.parallel else f"{index:03d}"
+        suffix = ""
+        if self._command.extension:
+            suffix = "." + self._command.extension
+        elif self._command.format == "PARQUET":
+            suffix = ".parquet"
+        if self._command.gzip and not suffix.endswith(".gz"):
+            suffix += ".gz"
+        url = f"s3://{self._destination.bucket}/{self._destination.key}{name}{suffix}"
+        self.written.append(url)
+        return url
+
+
+def _open_s3(s3_client, url: str):
+    location = parse_s3_url(url)
+    return smart_open.open(
+        f"s3://{location.bucket}/{location.key}",
+        "wb",
+        compression="disable",
+        transport_params={"client": s3_client, "min_part_size": S3_PART_SIZE},
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Text, CSV, JSON: rows of bytes into rolling part files
+
+
+class _RollingTextParts:
+    """Writes rows into part files of at most ``maxfilesize`` bytes, each starting with the header if any."""
+
+    def __init__(self, s3_client, namer: _PartNamer, command: UnloadCommand, header: bytes | None):
+        self._s3 = s3_client
+        self._namer = namer
+        self._max = command.maxfilesize
+        self._gzip = command.gzip
+        self._header = header
+        self._file = None
+        self.parts: list[Part] = []
+
+    def write(self, row: bytes) -> None:
+        if self._file is None:
+            self._open()
+        elif self._rows and self._size() + len(row) > self._max:
+            self._close()
+            self._open()
+        self._buffer += row
+        self._rows += 1
+        if len(self._buffer) >= WRITE_BUFFER:
+            self._flush()
+
+    def finish(self) -> list[Part]:
+        if self._file is None:  # no rows at all: Redshift still writes one (header-only) file
+            self._open()
+        self._close()
+        return self.parts
+
+    def _open(self) -> None:
+        self._url = self._namer.next_url()
+        self._file = _open_s3(self._s3, self._url)
+        self._compressor = zlib.compressobj(wbits=31) if self._gzip else None
+        self._written = 0
+        self._rows = 0
+        self._buffer = bytearray(self._header or b"")
+
+    def _size(self) -> int:
+        """Bytes this part will hold so far (compressed bytes already produced, for GZIP)."""
+        return self._written + (0 if self._compressor else len(self._buffer))
+
+    def _flush(self, final: bool = False) -> None:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if self._compressor is not None:
+            data = self._compressor.compress(data) + (self._compressor.flush() if final else b"")
+        if data:
+            self._file.write(data)
+            self._written += len(data)
+
+    def _close(self) -> None:
+        self._flush(final=True)
+        self._file.close()
+        self.parts.append(Part(self._url, self._written, self._rows))
+        self._file = None
+
+
+def _unload_delimited(conn, query: str, command: UnloadCommand, s3_client, namer: _PartNamer):
+    columns = _describe(conn, query)
+    delimiter = command.effective_delimiter
+    copy_sql = sql.SQL("COPY ({query}) TO STDOUT (FORMAT {fmt}, DELIMITER {delimiter}, NULL {null})").format(
+        query=sql.SQL(query),
+        fmt=sql.SQL("csv" if command.format == "CSV" else "text"),
+        delimiter=sql.Literal(delimiter),
+        null=sql.Literal(command.null_as),
+    )
+    header = _header_line([name for name, _ in columns], delimiter, command.format == "CSV") if command.header else None
+    parts = _RollingTextParts(s3_client, namer, command, header)
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        for row in copy:  # PostgreSQL sends one COPY data message per row
+            parts.write(bytes(row))
+    return parts.finish(), columns
+
+
+def _header_line(names: list[str], delimiter: str, csv_quoting: bool) -> bytes:
+    if csv_quoting:
+        names = [f'"{n.replace(chr(34), chr(34) * 2)}"' if (delimiter in n or '"' in n) else n for n in names]
+    return (delimiter.join(names) + "\n").encode()
+
+
+def _describe(conn, query: str) -> list[tuple[str, psycopg.Column]]:
+    """Column names and types of the query, without running it (planning only: LIMIT 0)."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT * FROM ({query}) AS unload_query LIMIT 0").format(query=sql.SQL(query)))
+        return [(column.name, column) for column in cur.description]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# JSON and Parquet: a server-side cursor read in batches
+
+
+def _unload_from_cursor(conn, query: str, command: UnloadCommand, s3_client, namer: _PartNamer):
+    with conn.cursor(name="redshift_unload") as cur:
+        cur.execute(sql.SQL(query))
+        columns = [(column.name, column) for column in cur.description]
+        batches = iter(lambda: cur.fetchmany(FETCH_ROWS), [])
+        if command.format == "JSON":
+            parts = _RollingTextParts(s3_client, namer, command, header=None)
+            names = [name for name, _ in columns]
+            for batch in batches:
+                for row in batch:
+                    parts.write((json.dumps(dict(zip(names, row, strict=True)), default=str) + "\n").encode())
+            return parts.finish(), columns
+        return _write_parquet(batches, columns, command, s3_client, namer), columns
+
+
+def _write_parquet(batches, columns, command: UnloadCommand, s3_client, namer: _PartNamer) -> list[Part]:
+    schema = pa.schema([pa.field(name, _arrow_type(column)) for name, column in columns])
+    parts: list[Part] = []
+    current = None  # (url, file, writer, rows)
+    last_batch_bytes = 0
+    for rows in batches:
+        table = _arrow_table(rows, schema)
+        if current is not None and current[3] and current[1].tell() + last_batch_bytes > command.maxfilesize:
+            parts.append(_close_parquet(current))
+            current = None
+        if current is None:
+            url = namer.next_url()
+            sink = _open_s3(s3_client, url)
+            current = [url, sink, pq.ParquetWriter(sink, schema, compression="snappy"), 0]
+        before = current[1].tell()
+        current[2].write_table(table)
+        current[3] += table.num_rows
+        last_batch_bytes = current[1].tell() - before
+    if current is None:  # an empty result still produces one file, with the schema
+        url = namer.next_url()
+        sink = _open_s3(s3_client, url)
+        current = [url, sink, pq.ParquetWriter(sink, schema, compression="snappy"), 0]
+    parts.append(_close_parquet(current))
+    return parts
+
+
+def _close_parquet(current) -> Part:
+    url, sink, writer, rows = current
+    writer.close()
+    size = sink.tell()
+    sink.close()
+    return Part(url, size, rows)
+
+
+_ARROW_TYPES = {
+    "bool": pa.bool_(),
+    "int2": pa.int16(),
+    "int4": pa.int32(),
+    "int8": pa.int64(),
+    "float4": pa.float32(),
+    "float8": pa.float64(),
+    "date": pa.date32(),
+    "time": pa.time64("us"),
+    "timestamp": pa.timestamp("us"),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+    "bytea": pa.binary(),
+}
+
+
+def _type_name(column: psycopg.Column) -> str:
+    info = psycopg.adapters.types.get(column.type_code)
+    return info.name if info else ""
+
+
+def _arrow_type(column: psycopg.Column) -> pa.DataType:
+    name = _type_name(column)
+    if name == "numeric":
+        if column.precision is not None and column.precision <= 38:
+            return pa.decimal128(column.precision, column.scale or 0)
+        return pa.string()  # unconstrained NUMERIC has no fixed scale: keep it exact as text
+    return _ARROW_TYPES.get(name, pa.string())
+
+
+def _arrow_table(rows: list[tuple], schema: pa.Schema) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    arrays = []
+    for values, field in zip(columns, schema, strict=True):
+        if pa.types.is_string(field.type):
+            values = [None if v is None else _as_text(v) for v in values]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _as_text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    if isinstance(value, decimal.Decimal | uuid.UUID | dt.timedelta):
+        return str(value)
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Manifest
+
+
+def _write_manifest(s3_client, destination: S3Object, parts: list[Part], columns, verbose: bool) -> None:
+    manifest: dict = {
+        "entries": [
+            {"url": part.url, "meta": {"content_length": part.content_length, "record_count": part.record_count}}
+            for part in parts
+        ]
+    }
+    if verbose:
+        manifest["schema"] = {"elements": [{"name": name, "type": _manifest_type(col)} for name, col in columns]}
+        manifest["meta"] = {
+            "content_length": sum(part.content_length for part in parts),
+            "record_count": sum(part.record_count for part in parts),
+        }
+        manifest["author"] = {"name": "Amazon Redshift", "version": "1.0.0"}
+    key = destination.key + "manifest"
+    try:
+        s3_client.put_object(Bucket=destination.bucket, Key=key, Body=json.dumps(manifest, indent=2).encode())
+    except (ClientError, BotoCoreError) as error:
+        raise s3_error(error, f"s3://{destination.bucket}/{key}") from error
+
+
+_MANIFEST_BASE = {"int2": "smallint", "int4": "integer", "int8": "bigint", "float4": "real"}
+_MANIFEST_BASE |= {"float8": "double precision", "bool": "boolean", "bpchar": "character"}
+_MANIFEST_BASE |= {"varchar": "character varying", "numeric": "numeric"}
+_MANIFEST_BASE |= {"timestamptz": "timestamp with time zone", "timestamp": "timestamp without time zone"}
+
+
+def _manifest_type(column: psycopg.Column) -> dict:
+    name = _type_name(column)
+    entry: dict = {"base": _MANIFEST_BASE.get(name, name or "unknown")}
+    if name in ("varchar", "bpchar") and column.display_size:
+        entry["dimensions"] = [[column.display_size]]
+    if name == "numeric" and column.precision is not None:
+        entry["dimensions"] = [[column.precision, column.scale or 0]]
+    return entry
