@@ -35,3 +35,19 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results
+
+# ---- sam build (BuildMethod: makefile): SAM calls these with ARTIFACTS_DIR set. Code and dependencies are packaged
+# apart, so a code change rebuilds kilobytes, not the pyarrow layer.
+LAMBDA_CODE := spectra events producers consumers
+FUNCTIONS   := AuthorizerFunction ApiFunction ExecutorFunction CompletionFunction
+
+$(addprefix build-,$(FUNCTIONS)):
+	mkdir -p "$(ARTIFACTS_DIR)"
+	cp -R $(LAMBDA_CODE) "$(ARTIFACTS_DIR)/"
+	find "$(ARTIFACTS_DIR)" -name '__pycache__' -prune -exec rm -rf {} +
+
+build-DependenciesLayer:
+	$(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > "$(ARTIFACTS_DIR)/requirements.txt"
+	$(PYTHON) -m pip install --quiet --target "$(ARTIFACTS_DIR)/python" --platform manylinux2014_aarch64 \
+		--implementation cp --python-version 3.12 --only-binary=:all: -r "$(ARTIFACTS_DIR)/requirements.txt"
+	rm "$(ARTIFACTS_DIR)/requirements.txt"

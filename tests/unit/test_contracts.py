@@ -1,0 +1,48 @@
+"""Every sample in events/ is a real AWS shape and parses with its model; the JSON Schemas are current."""
+
+import json
+
+import pytest
+
+from events.catalog import SAMPLE_MODELS, SAMPLES, SCHEMAS
+from events.models import JobStatus, StatementState, StatementStatusChangeEvent
+from events.schema_writer import render
+
+pytestmark = pytest.mark.unit
+
+
+def test_every_sample_file_has_a_model():
+    assert sorted(p.name for p in SAMPLES.glob("*.json")) == sorted(SAMPLE_MODELS)
+
+
+@pytest.mark.parametrize("filename", sorted(SAMPLE_MODELS))
+def test_sample_parses(filename):
+    model = SAMPLE_MODELS[filename]
+    parsed = model.model_validate_json((SAMPLES / filename).read_text())
+    assert parsed.model_dump(by_alias=True)
+
+
+def test_statement_event_fields():
+    event = StatementStatusChangeEvent.model_validate_json(
+        (SAMPLES / "redshift_statement_status_change_failed.json").read_text()
+    )
+    assert event.detail_type == "Redshift Data Statement Status Change"
+    assert event.detail.state is StatementState.FAILED
+    assert event.detail.rows == -1
+
+
+def test_unknown_message_version_is_refused():
+    body = json.loads((SAMPLES / "job_queued_message.json").read_text())
+    from events.models import JobQueuedMessage
+
+    with pytest.raises(ValueError):
+        JobQueuedMessage.model_validate({**body, "version": "2"})
+
+
+def test_schemas_are_current():
+    for filename, text in render().items():
+        assert (SCHEMAS / filename).read_text() == text, f"run: python -m events.schema_writer ({filename} is stale)"
+
+
+def test_terminal_states():
+    assert {s for s in JobStatus if s.is_terminal} == {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
