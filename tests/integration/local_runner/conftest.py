@@ -1,0 +1,43 @@
+"""Fixtures for the runner's tests: start a test template as a uniquely named stack, and wait without sleeping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.aws import LocalAws
+from local.runner import LocalStack
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@pytest.fixture
+def start_stack(local_aws: LocalAws, unique_name: str) -> Iterator[Callable[..., LocalStack]]:
+    """Start ``templates/<name>.yaml`` under a unique stack name on the shared moto; stopped after the test."""
+    started: list[LocalStack] = []
+
+    def start(template: str, **kwargs: Any) -> LocalStack:
+        kwargs.setdefault("stack_name", f"{unique_name}-{len(started)}")
+        stack = LocalStack.start(TEMPLATES / f"{template}.yaml", local_aws, **kwargs)
+        started.append(stack)
+        return stack
+
+    yield start
+    for stack in reversed(started):
+        stack.stop()
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 15, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy (returned), failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
