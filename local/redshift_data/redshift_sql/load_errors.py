@@ -90,6 +90,8 @@ class LoadError:
 # PostgreSQL's COPY error context: 'COPY t, line 3, column amount: "abc"' (the column part is absent for row errors).
 _CONTEXT_COLUMN = re.compile(r'column (?P<column>[^:]+?)(?:: "(?P<value>.*)")?$', re.DOTALL)
 _CONTEXT_LINE = re.compile(r"\bline (?P<line>\d+)")
+# Row-level messages name the column in the message itself: 'missing data for column "day"'.
+_MESSAGE_COLUMN = re.compile(r'column "(?P<column>[^"]+)"')
 
 
 def copy_context_line(error: psycopg.Error) -> int | None:
@@ -104,10 +106,14 @@ def describe_error(
     """Turn PostgreSQL's error for a single record into a stl_load_errors row (its reason kept verbatim)."""
     context = (error.diag.context or "").splitlines()[0] if error.diag.context else ""
     match = _CONTEXT_COLUMN.search(context)
-    colname = match.group("column").strip() if match else (error.diag.column_name or "")
+    reason = error.diag.message_primary or str(error)
+    in_message = _MESSAGE_COLUMN.search(reason)
+    if match:
+        colname = match.group("column").strip()
+    else:
+        colname = error.diag.column_name or (in_message.group("column") if in_message else "")
     value = (match.group("value") or "") if match else ""
     type_name, length = columns.get(colname, ("", ""))
-    reason = error.diag.message_primary or str(error)
     return LoadError(
         filename=filename,
         line_number=line_number,

@@ -68,10 +68,10 @@ def run_unload(command: UnloadCommand, conn: psycopg.Connection, s3_client) -> R
             else:
                 parts, columns = _unload_from_cursor(conn, query, command, s3_client, namer)
     except psycopg.Error as error:
-        _delete_quietly(s3_client, namer.written)
+        namer.abort(s3_client)
         raise RedshiftSqlError(error.diag.message_primary or str(error)) from error
     except BaseException:
-        _delete_quietly(s3_client, namer.written)
+        namer.abort(s3_client)
         raise
     if command.manifest:
         _write_manifest(s3_client, destination, parts, columns, command.manifest_verbose)
@@ -124,11 +124,28 @@ def _delete_quietly(s3_client, urls: list[str], strict: bool = False) -> None:
 
 
 class _PartNamer:
+    """Names part files as Redshift does and keeps track of them, so a failed UNLOAD can take them back."""
+
     def __init__(self, destination: S3Object, command: UnloadCommand):
         self._destination = destination
         self._command = command
         self._next = 0
         self.written: list[str] = []
+        self._open_files: list = []
+
+    def open_next(self, s3_client):
+        """Start the next part: its URL and a streaming (multipart) S3 writer."""
+        url = self.next_url()
+        file = _open_s3(s3_client, url)
+        self._open_files.append(file)
+        return url, file
+
+    def abort(self, s3_client) -> None:
+        """Cancel uploads still in flight (else closing them would publish a partial part) and delete the rest."""
+        for file in self._open_files:
+            if not file.closed:
+                file.terminate()
+        _delete_quietly(s3_client, self.written)
 
     def next_url(self) -> str:
         index, self._next = self._next, self._next + 1
@@ -189,8 +206,7 @@ class _RollingTextParts:
         return self.parts
 
     def _open(self) -> None:
-        self._url = self._namer.next_url()
-        self._file = _open_s3(self._s3, self._url)
+        self._url, self._file = self._namer.open_next(self._s3)
         self._compressor = zlib.compressobj(wbits=31) if self._gzip else None
         self._written = 0
         self._rows = 0
@@ -276,16 +292,14 @@ def _write_parquet(batches, columns, command: UnloadCommand, s3_client, namer: _
             parts.append(_close_parquet(current))
             current = None
         if current is None:
-            url = namer.next_url()
-            sink = _open_s3(s3_client, url)
+            url, sink = namer.open_next(s3_client)
             current = [url, sink, pq.ParquetWriter(sink, schema, compression="snappy"), 0]
         before = current[1].tell()
         current[2].write_table(table)
         current[3] += table.num_rows
         last_batch_bytes = current[1].tell() - before
     if current is None:  # an empty result still produces one file, with the schema
-        url = namer.next_url()
-        sink = _open_s3(s3_client, url)
+        url, sink = namer.open_next(s3_client)
         current = [url, sink, pq.ParquetWriter(sink, schema, compression="snappy"), 0]
     parts.append(_close_parquet(current))
     return parts

@@ -1,0 +1,464 @@
+"""COPY from S3, UNLOAD to S3 and the Redshift function mapping, run on a real PostgreSQL against moto S3.
+
+The statements run on a connection logged in as an ordinary (non-superuser) role, as the emulator runs them, so the
+tests also prove that COPY and UNLOAD act with that user's privileges.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import uuid
+from decimal import Decimal
+
+import pgserver
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+
+from local.redshift_data.redshift_sql import (
+    RedshiftResult,
+    RedshiftSqlError,
+    install_system_tables,
+    is_redshift_statement,
+    run_redshift_statement,
+    translate_sql,
+)
+
+pytestmark = pytest.mark.integration
+
+USER = "rs_loader"
+OTHER_USER = "rs_other"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Fixtures: one PostgreSQL for the module, one bucket, one user connection
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    with psycopg.connect(server.get_uri(), autocommit=True) as admin:
+        install_system_tables(admin)
+        for role in (USER, OTHER_USER):
+            admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT CREATE ON SCHEMA public TO {USER}")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def admin(postgres):
+    with psycopg.connect(postgres.get_uri(), autocommit=True) as conn:
+        yield conn
+
+
+def _connect_as(postgres, role: str) -> psycopg.Connection:
+    params = psycopg.conninfo.conninfo_to_dict(postgres.get_uri())
+    params["user"] = role
+    return psycopg.connect(**params, autocommit=True)
+
+
+@pytest.fixture
+def user_conn(postgres):
+    with _connect_as(postgres, USER) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def s3(local_aws):
+    return local_aws.client("s3")
+
+
+@pytest.fixture(scope="module")
+def bucket(s3):
+    name = "redshift-sql-" + uuid.uuid4().hex[:8]
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def table(user_conn, unique_name):
+    """A fresh table owned by the loading user: id int, name varchar(10), amount numeric(10,2), day date."""
+    user_conn.execute(
+        f"CREATE TABLE {unique_name} (id integer NOT NULL, name varchar(10), amount numeric(10,2), day date)"
+    )
+    return unique_name
+
+
+def put(s3, bucket: str, key: str, body: str | bytes, compress: bool = False) -> str:
+    data = body.encode() if isinstance(body, str) else body
+    s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(data) if compress else data)
+    return f"s3://{bucket}/{key}"
+
+
+def rows(conn, table: str) -> list[tuple]:
+    return conn.execute(f"SELECT id, name, amount, day FROM {table} ORDER BY id").fetchall()
+
+
+def load_errors(conn, table: str) -> list[tuple]:
+    return conn.execute(
+        "SELECT line_number, colname, type, raw_field_value, err_code, err_reason, filename, raw_line "
+        "FROM stl_load_errors WHERE tbl = %s::regclass::oid::integer ORDER BY line_number",
+        (table,),
+    ).fetchall()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# COPY
+
+
+def test_copy_csv_with_header_delimiter_and_null_as(user_conn, s3, bucket, table):
+    url = put(s3, bucket, f"{table}/data.csv", "id;name;amount;day\n1;ann;1.50;2024-01-02\n2;NULL;NULL;NULL\n")
+    result = run_redshift_statement(
+        f"copy {table} from '{url}' iam_role 'arn:aws:iam::123456789012:role/x' "
+        "format as csv delimiter as ';' ignoreheader as 1 null as 'NULL' region 'us-east-1'",
+        user_conn,
+        s3,
+    )
+    assert result == RedshiftResult(rows_affected=2)
+    assert rows(user_conn, table) == [(1, "ann", Decimal("1.50"), dt.date(2024, 1, 2)), (2, None, None, None)]
+
+
+def test_copy_csv_empty_fields_follow_redshift(user_conn, s3, bucket, table):
+    """Empty CSV fields: NULL for non-character columns, '' for VARCHAR unless EMPTYASNULL."""
+    url = put(s3, bucket, f"{table}/e.csv", '1,,,\n2,"",,\n')
+    run_redshift_statement(f"COPY {table} FROM '{url}' CSV", user_conn, s3)
+    assert rows(user_conn, table) == [(1, "", None, None), (2, "", None, None)]
+    user_conn.execute(f"TRUNCATE {table}")
+    run_redshift_statement(f"COPY {table} FROM '{url}' CSV EMPTYASNULL", user_conn, s3)
+    assert [r[1] for r in rows(user_conn, table)] == [None, ""]
+
+
+def test_copy_text_format_defaults_to_pipe_and_backslash_n(user_conn, s3, bucket, table):
+    url = put(s3, bucket, f"{table}/data.txt", "1|ann|2.00|2024-03-04\n2|\\N|\\N|\\N\n")
+    assert run_redshift_statement(f"COPY {table} FROM '{url}' IAM_ROLE default", user_conn, s3).rows_affected == 2
+    assert rows(user_conn, table)[1] == (2, None, None, None)
+
+
+def test_copy_gzip_loads_every_object_under_the_prefix(user_conn, s3, bucket, table):
+    prefix = f"{table}/part"
+    put(s3, bucket, f"{prefix}_1.csv.gz", "id,name\n1,a\n2,b\n", compress=True)
+    put(s3, bucket, f"{prefix}_2.csv.gz", "id,name\n3,c\n4,d", compress=True)  # no final newline
+    put(s3, bucket, f"{prefix}s/3.csv.gz", "id,name\n5,e\n", compress=True)  # 'parts/...' starts with 'part' too
+    put(s3, bucket, f"{table}/other.csv.gz", "id,name\n99,z\n", compress=True)  # outside the prefix
+    result = run_redshift_statement(
+        f"COPY {table} (id, name) FROM 's3://{bucket}/{prefix}' CSV GZIP IGNOREHEADER 1", user_conn, s3
+    )
+    assert result.rows_affected == 5
+    assert [r[:2] for r in rows(user_conn, table)] == [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]
+
+
+def test_copy_manifest_loads_listed_files_only(user_conn, s3, bucket, table):
+    one = put(s3, bucket, f"{table}/one.csv", "1,a\n")
+    put(s3, bucket, f"{table}/two.csv", "2,b\n")
+    three = put(s3, bucket, f"{table}/three.csv", "3,c\n")
+    manifest = {
+        "entries": [
+            {"url": one, "mandatory": True},
+            {"url": three, "mandatory": True},
+            {"url": f"s3://{bucket}/{table}/absent.csv", "mandatory": False},
+        ]
+    }
+    url = put(s3, bucket, f"{table}/load.manifest", json.dumps(manifest))
+    result = run_redshift_statement(f"COPY {table} (id, name) FROM '{url}' CSV MANIFEST", user_conn, s3)
+    assert result.rows_affected == 2
+    assert [r[0] for r in rows(user_conn, table)] == [1, 3]
+
+    manifest["entries"][2]["mandatory"] = True
+    put(s3, bucket, f"{table}/load.manifest", json.dumps(manifest))
+    with pytest.raises(RedshiftSqlError, match=r"The specified key does not exist.*absent\.csv"):
+        run_redshift_statement(f"COPY {table} (id, name) FROM '{url}' CSV MANIFEST", user_conn, s3)
+
+
+BAD_ROWS_CSV = (
+    "id,name,amount,day\n"  # line 1: header
+    "1,ok,1.00,2024-01-01\n"
+    "2,ok,not-a-number,2024-01-01\n"  # line 3: bad amount
+    "3,ok,3.00,2024-01-03\n"
+    '4,"multi\nline",4.00,2024-01-04\n'  # lines 5-6: one record with a quoted newline
+    "5,far too long name,5.00,2024-01-05\n"  # line 7: varchar(10) overflow
+    "6,ok,6.00\n"  # line 8: missing a column
+    "7,ok,7.00,2024-01-07\n"
+)
+
+
+def test_copy_maxerror_loads_good_rows_and_records_bad_ones(user_conn, s3, bucket, table):
+    url = put(s3, bucket, f"{table}/bad.csv", BAD_ROWS_CSV)
+    result = run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 3", user_conn, s3)
+    assert result.rows_affected == 4
+    assert [r[0] for r in rows(user_conn, table)] == [1, 3, 4, 7]
+    assert rows(user_conn, table)[2][1] == "multi\nline"
+
+    errors = load_errors(user_conn, table)
+    assert [(e[0], e[1]) for e in errors] == [(3, "amount"), (7, "name"), (8, "day")]
+    _, _, type_name, value, code, reason, filename, raw_line = errors[0]
+    assert (type_name, value, code, filename) == ("numeric", "not-a-number", 1209, url)
+    assert "invalid input syntax for type numeric" in reason
+    assert raw_line == "2,ok,not-a-number,2024-01-01"
+    assert errors[1][2:5] == ("varchar", "far too long name", 1204)
+    assert "missing data" in errors[2][5]
+
+
+def test_stl_load_errors_rows_are_visible_to_their_user_only(postgres, user_conn, admin, s3, bucket, table):
+    url = put(s3, bucket, f"{table}/bad.csv", BAD_ROWS_CSV)
+    run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 10", user_conn, s3)
+    assert len(load_errors(user_conn, table)) == 3
+    assert len(load_errors(admin, table)) == 3  # a superuser sees everyone's rows
+    with _connect_as(postgres, OTHER_USER) as other:
+        assert load_errors(other, table) == []
+
+
+def test_copy_past_maxerror_fails_and_leaves_no_rows(user_conn, s3, bucket, table):
+    url = put(s3, bucket, f"{table}/bad.csv", BAD_ROWS_CSV)
+    with pytest.raises(RedshiftSqlError) as failure:
+        run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 1", user_conn, s3)
+    message = str(failure.value)
+    assert f"Load into table '{table}' failed.  Check 'stl_load_errors'" in message
+    assert "line 3, column amount" in message
+    assert rows(user_conn, table) == []
+    # the rejected rows outlive the rolled-back COPY, as in Redshift
+    assert [e[0] for e in load_errors(user_conn, table)] == [3, 7]
+
+
+def test_copy_inside_callers_transaction_rolls_back_with_it(postgres, s3, bucket, unique_name):
+    with _connect_as(postgres, USER) as conn:
+        conn.autocommit = False
+        conn.execute(f"CREATE TABLE {unique_name} (id integer)")
+        conn.commit()
+        url = put(s3, bucket, f"{unique_name}/ok.txt", "1\n2\n")
+        assert run_redshift_statement(f"COPY {unique_name} FROM '{url}'", conn, s3).rows_affected == 2
+        conn.rollback()
+        assert conn.execute(f"SELECT count(*) FROM {unique_name}").fetchone() == (0,)
+
+
+def test_copy_without_maxerror_fails_at_the_first_bad_line(user_conn, s3, bucket, table):
+    url = put(s3, bucket, f"{table}/bad.csv", BAD_ROWS_CSV)
+    with pytest.raises(RedshiftSqlError, match=r"line 3, column amount: invalid input syntax"):
+        run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1", user_conn, s3)
+    assert rows(user_conn, table) == []
+    assert [e[0] for e in load_errors(user_conn, table)] == [3]
+
+
+def test_copy_from_missing_objects_fails_clearly(user_conn, s3, bucket, table):
+    with pytest.raises(RedshiftSqlError, match=r"The specified S3 prefix '.*nothing-here' does not exist"):
+        run_redshift_statement(f"COPY {table} FROM 's3://{bucket}/{table}/nothing-here' CSV", user_conn, s3)
+    with pytest.raises(RedshiftSqlError, match=r"S3ServiceException:.*NoSuchKey.*s3://.*/missing\.manifest"):
+        run_redshift_statement(f"COPY {table} FROM 's3://{bucket}/missing.manifest' MANIFEST", user_conn, s3)
+    with pytest.raises(RedshiftSqlError, match=r"S3ServiceException:.*NoSuchBucket"):
+        run_redshift_statement(f"COPY {table} FROM 's3://no-such-bucket-{table}/x' CSV", user_conn, s3)
+
+
+def test_copy_runs_with_the_users_privileges(admin, user_conn, s3, bucket, unique_name):
+    admin.execute(f"CREATE TABLE {unique_name} (id integer)")
+    admin.execute(f"GRANT SELECT ON {unique_name} TO {USER}")
+    url = put(s3, bucket, f"{unique_name}/one.txt", "1\n")
+    with pytest.raises(RedshiftSqlError, match="permission denied"):
+        run_redshift_statement(f"COPY {unique_name} FROM '{url}'", user_conn, s3)
+    assert admin.execute(f"SELECT count(*) FROM {unique_name}").fetchone() == (0,)
+
+
+def test_copy_rejects_bad_syntax_and_unsupported_options(user_conn, s3, bucket, table):
+    url = f"s3://{bucket}/{table}/x.csv"
+    with pytest.raises(RedshiftSqlError, match="unknown COPY option"):
+        run_redshift_statement(f"COPY {table} FROM '{url}' CSV SHINY", user_conn, s3)
+    with pytest.raises(RedshiftSqlError, match="FIXEDWIDTH is not supported"):
+        run_redshift_statement(f"COPY {table} FROM '{url}' FIXEDWIDTH 'a:1'", user_conn, s3)
+    with pytest.raises(RedshiftSqlError, match="DELIMITER must be a single character"):
+        run_redshift_statement(f"COPY {table} FROM '{url}' DELIMITER '||'", user_conn, s3)
+    with pytest.raises(RedshiftSqlError, match=r'relation "no_such_table" does not exist'):
+        run_redshift_statement(f"COPY no_such_table FROM '{url}'", user_conn, s3)
+
+
+def test_only_redshift_statements_are_claimed(user_conn, s3):
+    assert is_redshift_statement("  -- load\n copy t from 's3://b/k' csv;")
+    assert is_redshift_statement("unload ('select 1') to 's3://b/p'")
+    for sql in ("COPY t FROM STDIN", "COPY t TO STDOUT", "copy t from '/tmp/file'", "select 'unload'", "SELECT 1"):
+        assert not is_redshift_statement(sql)
+        assert run_redshift_statement(sql, user_conn, s3) is None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# UNLOAD
+
+
+@pytest.fixture
+def source(admin, unique_name):
+    """A 50-row table readable by the user, with NULLs, quotes, delimiters and newlines in the text."""
+    name = f"src_{unique_name}"
+    admin.execute(
+        f"CREATE TABLE {name} AS SELECT g AS id, "
+        "CASE WHEN g % 10 = 0 THEN NULL ELSE 'name ' || g || CASE WHEN g % 7 = 0 THEN ', \"q\"|x' ELSE '' END END "
+        "AS name, (g * 1.25)::numeric(10,2) AS amount, DATE '2024-01-01' + g AS day, g % 2 = 0 AS even, "
+        "TIMESTAMP '2024-01-01 00:00:00' + g * INTERVAL '1 hour' AS at FROM generate_series(1, 50) g"
+    )
+    admin.execute(f"GRANT SELECT ON {name} TO {USER}")
+    return name
+
+
+def list_keys(s3, bucket: str, prefix: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def get(s3, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def test_unload_csv_with_header_round_trips_through_csv(user_conn, admin, s3, bucket, source):
+    prefix = f"{source}/csv_"
+    result = run_redshift_statement(
+        f"UNLOAD ('select id, name, amount from {source} where name is distinct from ''name 3''') "
+        f"TO 's3://{bucket}/{prefix}' IAM_ROLE 'arn:aws:iam::1:role/r' FORMAT AS CSV HEADER PARALLEL ON",
+        user_conn,
+        s3,
+    )
+    assert result.rows_affected == 49
+    assert list_keys(s3, bucket, prefix) == [f"{prefix}0000_part_00"]
+    lines = list(csv.reader(io.StringIO(get(s3, bucket, f"{prefix}0000_part_00").decode())))
+    assert lines[0] == ["id", "name", "amount"]
+    expected = admin.execute(f"SELECT id, name, amount FROM {source} WHERE id <> 3 ORDER BY id").fetchall()
+    assert [(int(i), n or None, Decimal(a)) for i, n, a in lines[1:]] == expected
+
+
+def test_unload_text_gzip_parallel_off(user_conn, s3, bucket, source):
+    prefix = f"{source}/txt/"
+    sql = f"UNLOAD ('select id, name from {source} order by id') TO 's3://{bucket}/{prefix}' GZIP PARALLEL OFF"
+    assert run_redshift_statement(sql, user_conn, s3).rows_affected == 50
+    assert list_keys(s3, bucket, prefix) == [f"{prefix}000.gz"]
+    lines = gzip.decompress(get(s3, bucket, f"{prefix}000.gz")).decode().splitlines()
+    assert lines[0] == "1|name 1" and lines[9] == "10|" and lines[6] == '7|name 7, "q"\\|x'
+
+
+def test_unload_parquet_round_trips_through_pyarrow(user_conn, admin, s3, bucket, source):
+    prefix = f"{source}/pq/"
+    sql = f"UNLOAD ('select * from {source}') TO 's3://{bucket}/{prefix}' FORMAT PARQUET MANIFEST VERBOSE"
+    assert run_redshift_statement(sql, user_conn, s3).rows_affected == 50
+    key = f"{prefix}0000_part_00.parquet"
+    assert sorted(list_keys(s3, bucket, prefix)) == [key, f"{prefix}manifest"]
+    parquet = pq.read_table(io.BytesIO(get(s3, bucket, key)))
+    assert [str(t) for t in parquet.schema.types] == [
+        "int32",
+        "string",
+        "decimal128(10, 2)",
+        "date32[day]",
+        "bool",
+        "timestamp[us]",
+    ]
+    expected = admin.execute(f"SELECT * FROM {source} ORDER BY id").fetchall()
+    assert [tuple(r.values()) for r in parquet.to_pylist()] == expected
+    manifest = json.loads(get(s3, bucket, f"{prefix}manifest"))
+    assert manifest["meta"]["record_count"] == 50
+    assert manifest["entries"][0]["meta"]["content_length"] == len(get(s3, bucket, key))
+    assert manifest["schema"]["elements"][2] == {"name": "amount", "type": {"base": "numeric", "dimensions": [[10, 2]]}}
+
+
+def test_unload_maxfilesize_splits_parts_and_manifest_lists_them(user_conn, s3, bucket, unique_name):
+    prefix = f"{unique_name}/big_"
+    sql = (
+        "UNLOAD ('select g, md5(g::text) || md5((g + 1)::text) from generate_series(1, 160000) g') "
+        f"TO 's3://{bucket}/{prefix}' MAXFILESIZE AS 5 MB MANIFEST"
+    )
+    assert run_redshift_statement(sql, user_conn, s3).rows_affected == 160000
+    parts = [k for k in list_keys(s3, bucket, prefix) if not k.endswith("manifest")]
+    assert parts == [f"{prefix}0000_part_{i:02d}" for i in range(len(parts))] and len(parts) == 3  # ~11.5 MB
+    manifest = json.loads(get(s3, bucket, f"{prefix}manifest"))
+    assert [e["url"] for e in manifest["entries"]] == [f"s3://{bucket}/{k}" for k in parts]
+    sizes = [s3.head_object(Bucket=bucket, Key=k)["ContentLength"] for k in parts]
+    assert [e["meta"]["content_length"] for e in manifest["entries"]] == sizes
+    assert all(5 * 1024 * 1024 - 100 < size <= 5 * 1024 * 1024 for size in sizes[:-1])  # full, never over
+    assert 0 < sizes[-1] <= 5 * 1024 * 1024
+    assert sum(e["meta"]["record_count"] for e in manifest["entries"]) == 160000
+    first_part = get(s3, bucket, parts[0]).decode()
+    assert first_part.count("\n") == manifest["entries"][0]["meta"]["record_count"]
+
+
+def test_unload_refuses_to_overwrite_unless_allowed(user_conn, s3, bucket, source):
+    url = f"s3://{bucket}/{source}/again_"
+    sql = f"UNLOAD ('select id from {source}') TO '{url}'"
+    run_redshift_statement(sql, user_conn, s3)
+    with pytest.raises(RedshiftSqlError, match=r"Specified unload destination on S3 is not empty\..*ALLOWOVERWRITE"):
+        run_redshift_statement(sql, user_conn, s3)
+    assert run_redshift_statement(sql + " ALLOWOVERWRITE", user_conn, s3).rows_affected == 50
+    put(s3, bucket, f"{source}/again_stale", "old")
+    assert run_redshift_statement(sql + " CLEANPATH", user_conn, s3).rows_affected == 50
+    assert list_keys(s3, bucket, f"{source}/again_") == [f"{source}/again_0000_part_00"]
+
+
+def test_unload_runs_as_the_user_and_writes_nothing_on_failure(admin, user_conn, s3, bucket, unique_name):
+    admin.execute(f"CREATE TABLE secret_{unique_name} (id integer)")
+    with pytest.raises(RedshiftSqlError, match="permission denied"):
+        run_redshift_statement(
+            f"UNLOAD ('select * from secret_{unique_name}') TO 's3://{bucket}/{unique_name}/'", user_conn, s3
+        )
+    with pytest.raises(RedshiftSqlError, match="division by zero"):
+        run_redshift_statement(
+            f"UNLOAD ('select 1 / (g - 5000) from generate_series(1, 9000) g') TO 's3://{bucket}/{unique_name}/'",
+            user_conn,
+            s3,
+        )
+    assert list_keys(s3, bucket, f"{unique_name}/") == []
+
+
+def test_unload_rejects_a_query_that_escapes_its_parentheses(user_conn, s3, bucket, unique_name):
+    with pytest.raises(RedshiftSqlError, match="single SELECT"):
+        run_redshift_statement(f"UNLOAD ('select 1; drop table x') TO 's3://{bucket}/{unique_name}/'", user_conn, s3)
+    with pytest.raises(RedshiftSqlError, match="unbalanced"):
+        run_redshift_statement(f"UNLOAD ('select 1) TO STDOUT --') TO 's3://{bucket}/{unique_name}/'", user_conn, s3)
+    with pytest.raises(RedshiftSqlError, match="MAXFILESIZE must be between 5 MB"):
+        run_redshift_statement(f"UNLOAD ('select 1') TO 's3://{bucket}/x/' MAXFILESIZE 1 MB", user_conn, s3)
+
+
+def test_unload_then_copy_round_trip(user_conn, s3, bucket, source, unique_name):
+    prefix = f"{source}/trip/"
+    run_redshift_statement(
+        f"UNLOAD ('select * from {source}') TO 's3://{bucket}/{prefix}' CSV GZIP MANIFEST", user_conn, s3
+    )
+    user_conn.execute(f"CREATE TABLE copy_{unique_name} (LIKE {source})")
+    result = run_redshift_statement(
+        f"COPY copy_{unique_name} FROM 's3://{bucket}/{prefix}manifest' CSV GZIP MANIFEST EMPTYASNULL",
+        user_conn,
+        s3,
+    )
+    assert result.rows_affected == 50
+    difference = user_conn.execute(
+        f"(SELECT * FROM {source} EXCEPT SELECT * FROM copy_{unique_name}) "
+        f"UNION ALL (SELECT * FROM copy_{unique_name} EXCEPT SELECT * FROM {source})"
+    ).fetchall()
+    assert difference == []
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Function mapping
+
+
+def test_translated_redshift_functions_run_on_postgres(user_conn):
+    sql = "SELECT NVL(NULL, 'x'), LEN('abcd'), NVL2(NULL, 1, 2), GETDATE() <= SYSDATE + interval '1 second', SYSDATE"
+    translated = translate_sql(sql)
+    with user_conn.transaction():
+        row = user_conn.execute(translated).fetchone()
+        transaction_start = user_conn.execute("SELECT transaction_timestamp()::timestamp").fetchone()[0]
+    assert row[:4] == ("x", 4, 2, True)
+    assert row[4] == transaction_start  # SYSDATE is the start of the transaction, as a timestamp
+    getdate = user_conn.execute(translate_sql("select getdate()")).fetchone()[0]
+    assert isinstance(getdate, dt.datetime) and getdate.tzinfo is None and getdate.microsecond == 0
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE POLICY p ON t USING (tenant = current_user)",
+        "ALTER TABLE t ENABLE ROW LEVEL SECURITY",
+        "GRANT SELECT ON t TO alice",
+        "CREATE ROLE bob LOGIN PASSWORD 'nvl(x)'",
+        "DO $$ BEGIN PERFORM getdate(); END $$",
+        "SELECT g::text, $1, pg_sleep(0) FROM generate_series(1, 3) g -- nvl(a, b)",
+        "select x.len, \"nvl\"(a, b), 'GETDATE()' from t",
+        "select decode('aGk=', 'base64')",
+        "SELECT  1  /* SYSDATE */ ;",
+    ],
+)
+def test_postgres_sql_passes_through_byte_for_byte(sql):
+    assert translate_sql(sql) == sql
