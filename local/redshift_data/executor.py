@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -30,6 +29,7 @@ from .params import bind_parameters
 from .results import ResultTooLarge, ResultWriter, columns_from_cursor, configure_text_loading, enrich_columns
 from .sessions import Session, SessionRegistry
 from .statements import ABORTED, FAILED, FINISHED, PICKED, STARTED, Statement, StatementStore
+from .streaming import StreamingCursor
 
 try:  # written by another engineer; until it exists every statement goes to PostgreSQL unchanged
     from .redshift_sql import run_redshift_statement, translate_sql
@@ -43,11 +43,6 @@ except ImportError:  # pragma: no cover - depends on the checkout
 
 
 log = logging.getLogger(__name__)
-
-# Statements that return rows are streamed in chunks (flat memory); everything else is executed and its rowcount read.
-_ROW_RETURNING = re.compile(
-    r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(*\s*(select|with|values|table|show|fetch)\b", re.I | re.S
-)
 
 
 class Cancelled(Exception):
@@ -215,53 +210,35 @@ class StatementRunner:
     def _run_sql(
         self, unit: Statement, conn: psycopg.Connection, query: str, values: list[str] | None, result_format: str
     ) -> ResultWriter | None:
-        cur = conn.cursor()
+        """Stream the statement's rows in chunks into a spooled result; a command just reports its row count."""
+        cur = StreamingCursor(conn)
         configure_text_loading(cur, everything=result_format == "CSV")
-        cfg = self._config
-        if _ROW_RETURNING.match(query):
-            writer = None
-            batch: list[Any] = []
-            try:
-                for row in cur.stream(query, values, size=cfg.fetch_batch_rows):
-                    if writer is None:
-                        writer = self._writer(unit, cur, result_format)
-                    batch.append(row)
-                    if len(batch) >= cfg.fetch_batch_rows:
-                        writer.write_rows(batch)
-                        batch = []
-                if writer is None:  # no rows: the description is still known
-                    writer = self._writer(unit, cur, result_format)
-                writer.write_rows(batch)
-            except psycopg.ProgrammingError as exc:
-                if writer is not None:
-                    writer.abort()
-                if "didn't produce a result" not in str(exc):
-                    raise
-                unit.result_rows, unit.result_size = 0, 0  # e.g. a WITH ... INSERT without RETURNING
-                return None
-            except BaseException:
-                if writer is not None:
-                    writer.abort()
-                raise
-            return writer
-        cur.execute(query, values)
-        if cur.description is None:
-            unit.result_rows = max(cur.rowcount, 0)
-            unit.result_size = 0
-            return None
-        writer = self._writer(unit, cur, result_format)  # INSERT ... RETURNING, EXPLAIN, SHOW and friends
+        chunk = self._config.fetch_batch_rows
+        writer: ResultWriter | None = None
+        batch: list[Any] = []
         try:
-            while rows := cur.fetchmany(cfg.fetch_batch_rows):
-                writer.write_rows(rows)
+            for row in cur.stream(query, values, size=chunk):
+                if writer is None:
+                    writer = self._writer(unit, cur, result_format)
+                batch.append(row)
+                if len(batch) >= chunk:
+                    writer.write_rows(batch)
+                    batch = []
+            if cur.description is None:  # a command: no result set
+                unit.result_rows = max(cur.command_rows, 0)
+                unit.result_size = 0
+                return None
+            if writer is None:  # an empty result still has columns
+                writer = self._writer(unit, cur, result_format)
+            writer.write_rows(batch)
         except BaseException:
-            writer.abort()
+            if writer is not None:
+                writer.abort()
             raise
         return writer
 
     def _writer(self, unit: Statement, cur: psycopg.Cursor, result_format: str) -> ResultWriter:
         cfg = self._config
-        if cur.description is None:
-            raise psycopg.ProgrammingError("the operation in stream() didn't produce a result")
         return ResultWriter(
             os.path.join(self._spool_dir, unit.id.replace(":", "_") + ".result"),
             result_format,

@@ -31,6 +31,7 @@ from .errors import (
     ValidationException,
 )
 from .executor import StatementRunner
+from .params import bind_parameters
 from .requests import (
     BatchExecuteStatementRequest,
     DescribeTableRequest,
@@ -89,6 +90,7 @@ class DataApiService:
     def execute_statement(self, body: dict, caller: str) -> dict:
         request = parse(ExecuteStatementRequest, body)
         self._check_sql_size(request.Sql)
+        self._check_parameters(request, [request.Sql])
         statement = self._new_statement(request, caller, sql=request.Sql)
         return self._submit(request, statement)
 
@@ -101,6 +103,7 @@ class DataApiService:
             )
         for sql in request.Sqls:
             self._check_sql_size(sql)
+        self._check_parameters(request, request.Sqls)
         statement = self._new_statement(request, caller, sql="")
         statement.is_batch = True
         statement.children = [
@@ -176,6 +179,14 @@ class DataApiService:
                 f"Cannot process query string larger than {self._config.max_statement_bytes // 1024}kB "
                 f"(this one is {size} bytes). Split it, or load data with COPY from S3."
             )
+
+    @staticmethod
+    def _check_parameters(request: _Execute, sqls: list[str]) -> None:
+        """Reject a statement that uses a parameter it was not given now, not later as a FAILED statement."""
+        if request.Parameters:
+            values = {p.name: p.value for p in request.Parameters}
+            for sql in sqls:
+                bind_parameters(sql, values)
 
     @staticmethod
     def _check_session_target(request: _Execute, session: Session) -> None:

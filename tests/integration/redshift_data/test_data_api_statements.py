@@ -1,0 +1,237 @@
+"""ExecuteStatement / BatchExecuteStatement / DescribeStatement / ListStatements through boto3, end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.redshift import CLUSTER, DATABASE, wait_for_statement
+
+pytestmark = pytest.mark.integration
+
+
+def test_select_returns_typed_records_and_redshift_column_metadata(api, redshift_data):
+    described = api.run(
+        "SELECT 7::int4 AS i, 9000000000::int8 AS big, 1.5::float8 AS f, 12.34::numeric(10,2) AS n, true AS b,"
+        " 'hé'::varchar(20) AS s, NULL::int AS z, '\\x0102'::bytea AS raw, '2024-01-02 03:04:05'::timestamp AS ts"
+    )
+    assert described["HasResultSet"] is True
+    assert described["ResultRows"] == 1
+    assert described["ResultSize"] > 0
+    assert described["Duration"] > 0
+    assert described["RedshiftPid"] > 0 and described["RedshiftQueryId"] > 0
+
+    result = redshift_data.get_statement_result(Id=described["Id"])
+    assert result["TotalNumRows"] == 1
+    assert "NextToken" not in result
+    assert result["Records"] == [
+        [
+            {"longValue": 7},
+            {"longValue": 9000000000},
+            {"doubleValue": 1.5},
+            {"stringValue": "12.34"},
+            {"booleanValue": True},
+            {"stringValue": "hé"},
+            {"isNull": True},
+            {"blobValue": b"\x01\x02"},
+            {"stringValue": "2024-01-02 03:04:05"},
+        ]
+    ]
+    meta = {c["name"]: c for c in result["ColumnMetadata"]}
+    assert [c["typeName"] for c in result["ColumnMetadata"]] == [
+        "int4", "int8", "float8", "numeric", "bool", "varchar", "int4", "bytea", "timestamp",
+    ]  # fmt: skip
+    assert (meta["n"]["precision"], meta["n"]["scale"]) == (10, 2)
+    assert meta["s"]["precision"] == 20
+    assert meta["i"]["isSigned"] is True
+
+
+def test_column_metadata_names_the_source_table_and_nullability(api, redshift_data, name):
+    api.run(f"CREATE TABLE {name} (id int NOT NULL, note varchar(50))")
+    described = api.run(f"SELECT id, note FROM {name}")
+    columns = redshift_data.get_statement_result(Id=described["Id"])["ColumnMetadata"]
+    assert [(c["tableName"], c["schemaName"], c["nullable"]) for c in columns] == [
+        (name, "public", 0),
+        (name, "public", 1),
+    ]
+
+
+def test_dml_reports_rows_affected_and_no_result_set(api, redshift_data, name):
+    api.run(f"CREATE TABLE {name} (id int)")
+    described = api.run(f"INSERT INTO {name} SELECT generate_series(1, 25)")
+    assert described["HasResultSet"] is False
+    assert described["ResultRows"] == 25
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="does not have result"):
+        redshift_data.get_statement_result(Id=described["Id"])
+
+
+def test_named_parameters_are_bound_and_typed_by_the_engine(api, name):
+    api.run(f"CREATE TABLE {name} (id int, label varchar(60), price numeric(8,2))")
+    api.run(
+        f"INSERT INTO {name} VALUES (:id, :label, :price)",
+        Parameters=[
+            {"name": "id", "value": "3"},
+            {"name": "label", "value": "it's 100% ok; DROP TABLE x --"},
+            {"name": "price", "value": "9.50"},
+        ],
+    )
+    rows = api.rows(
+        f"SELECT id + 1, label, price FROM {name} WHERE id = :id AND label LIKE '%%ok%%' AND '::x' <> ':id'",
+        Parameters=[{"name": "id", "value": "3"}],
+    )
+    assert rows == [[4, "it's 100% ok; DROP TABLE x --", "9.50"]]
+
+
+def test_a_parameter_used_but_not_given_is_a_validation_error(redshift_data):
+    with pytest.raises(redshift_data.exceptions.ValidationException, match=":missing"):
+        redshift_data.execute_statement(
+            Sql="SELECT :given, :missing",
+            Database=DATABASE,
+            ClusterIdentifier=CLUSTER,
+            Parameters=[{"name": "given", "value": "1"}],
+        )
+
+
+def test_sql_error_fails_the_statement_with_the_database_message(api):
+    described = api.run("SELECT * FROM no_such_table_anywhere", expect="FAILED")
+    assert 'relation "no_such_table_anywhere" does not exist' in described["Error"]
+    assert described["ResultRows"] == -1
+
+
+def test_failure_midway_leaves_no_partial_writes(api, name):
+    api.run(f"CREATE TABLE {name} (id int PRIMARY KEY)")
+    api.run(f"INSERT INTO {name} VALUES (1), (2), (2)", expect="FAILED")
+    assert api.rows(f"SELECT count(*) FROM {name}") == [[0]]
+
+
+def test_statements_postgres_refuses_in_a_transaction_still_run(api, name):
+    api.run(f"CREATE TABLE {name} (id int)")
+    api.run(f"VACUUM {name}")
+
+
+def test_statement_over_100kb_is_rejected(redshift_data):
+    sql = "SELECT '" + "x" * (100 * 1024) + "'"
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="larger than 100kB"):
+        redshift_data.execute_statement(Sql=sql, Database=DATABASE, ClusterIdentifier=CLUSTER)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ({}, "exactly one of ClusterIdentifier or WorkgroupName"),
+        ({"ClusterIdentifier": CLUSTER, "WorkgroupName": "wg-one"}, "exactly one of ClusterIdentifier"),
+        ({"ClusterIdentifier": CLUSTER, "Database": None}, "Database is required"),
+        ({"ClusterIdentifier": CLUSTER, "DbUser": "a", "SecretArn": "arn:x"}, "either DbUser or SecretArn"),
+    ],
+)
+def test_connection_parameters_are_validated(redshift_data, target, message):
+    kwargs = {"Database": DATABASE, **target}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    with pytest.raises(redshift_data.exceptions.ValidationException, match=message):
+        redshift_data.execute_statement(Sql="SELECT 1", **kwargs)
+
+
+def test_workgroup_name_is_accepted_and_echoed(redshift_data):
+    response = redshift_data.execute_statement(Sql="SELECT 1", Database=DATABASE, WorkgroupName="spectra-wg")
+    assert response["WorkgroupName"] == "spectra-wg"
+    described = wait_for_statement(redshift_data, response["Id"])
+    assert described["Status"] == "FINISHED"
+    assert described["WorkgroupName"] == "spectra-wg"
+
+
+def test_unknown_statement_id_is_resource_not_found(redshift_data):
+    missing = "00000000-0000-0000-0000-000000000000"
+    for call in (redshift_data.describe_statement, redshift_data.get_statement_result, redshift_data.cancel_statement):
+        with pytest.raises(redshift_data.exceptions.ResourceNotFoundException) as caught:
+            call(Id=missing)
+        assert caught.value.response["ResourceId"] == missing
+
+
+def test_client_token_returns_the_same_statement_and_runs_it_once(api, redshift_data, name):
+    api.run(f"CREATE TABLE {name} (id int)")
+    token = f"token-{name}"
+    first = redshift_data.execute_statement(
+        Sql=f"INSERT INTO {name} VALUES (1)", Database=DATABASE, ClusterIdentifier=CLUSTER, ClientToken=token
+    )
+    second = redshift_data.execute_statement(
+        Sql=f"INSERT INTO {name} VALUES (1)", Database=DATABASE, ClusterIdentifier=CLUSTER, ClientToken=token
+    )
+    assert first["Id"] == second["Id"]
+    wait_for_statement(redshift_data, first["Id"])
+    third = redshift_data.execute_statement(
+        Sql=f"INSERT INTO {name} VALUES (1)", Database=DATABASE, ClusterIdentifier=CLUSTER, ClientToken=token
+    )
+    assert third["Id"] == first["Id"]
+    assert api.rows(f"SELECT count(*) FROM {name}") == [[1]]
+
+
+def test_batch_runs_in_order_in_one_transaction_with_sub_statements(api, redshift_data, name):
+    response = redshift_data.batch_execute_statement(
+        Sqls=[
+            f"CREATE TABLE {name} (id int, label text)",
+            f"INSERT INTO {name} VALUES (1, 'a'), (2, 'b')",
+            f"SELECT id, label FROM {name} ORDER BY id",
+        ],
+        Database=DATABASE,
+        ClusterIdentifier=CLUSTER,
+        StatementName=name,
+    )
+    described = wait_for_statement(redshift_data, response["Id"])
+    assert described["Status"] == "FINISHED"
+    subs = described["SubStatements"]
+    assert [s["Id"] for s in subs] == [f"{response['Id']}:{n}" for n in (1, 2, 3)]
+    assert [s["Status"] for s in subs] == ["FINISHED"] * 3
+    assert [s["HasResultSet"] for s in subs] == [False, False, True]
+    assert subs[1]["ResultRows"] == 2
+    result = redshift_data.get_statement_result(Id=subs[2]["Id"])
+    assert result["Records"] == [[{"longValue": 1}, {"stringValue": "a"}], [{"longValue": 2}, {"stringValue": "b"}]]
+    with pytest.raises(redshift_data.exceptions.ValidationException):
+        redshift_data.get_statement_result(Id=response["Id"])
+
+
+def test_batch_failure_rolls_back_every_statement(api, redshift_data, name):
+    api.run(f"CREATE TABLE {name} (id int PRIMARY KEY)")
+    response = redshift_data.batch_execute_statement(
+        Sqls=[f"INSERT INTO {name} VALUES (1)", f"INSERT INTO {name} VALUES (1)", f"INSERT INTO {name} VALUES (3)"],
+        Database=DATABASE,
+        ClusterIdentifier=CLUSTER,
+    )
+    described = wait_for_statement(redshift_data, response["Id"])
+    assert described["Status"] == "FAILED"
+    assert "duplicate key" in described["Error"]
+    assert [s["Status"] for s in described["SubStatements"]] == ["FINISHED", "FAILED", "ABORTED"]
+    assert "duplicate key" in described["SubStatements"][1]["Error"]
+    assert api.rows(f"SELECT count(*) FROM {name}") == [[0]]
+
+
+def test_batch_of_more_than_40_statements_is_rejected(redshift_data):
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="at most 40"):
+        redshift_data.batch_execute_statement(Sqls=["SELECT 1"] * 41, Database=DATABASE, ClusterIdentifier=CLUSTER)
+
+
+def test_list_statements_filters_by_name_prefix_and_status_and_pages(api, redshift_data, name):
+    for n in range(3):
+        api.run("SELECT 1", StatementName=f"{name}-ok-{n}")
+    api.run("SELECT broken", StatementName=f"{name}-bad", expect="FAILED")
+
+    listed = redshift_data.list_statements(StatementName=name)["Statements"]
+    assert sorted(s["StatementName"] for s in listed) == [f"{name}-bad", *(f"{name}-ok-{n}" for n in range(3))]
+    assert listed[0]["StatementName"] == f"{name}-bad"  # newest first
+    failed = redshift_data.list_statements(StatementName=name, Status="FAILED")["Statements"]
+    assert [s["StatementName"] for s in failed] == [f"{name}-bad"]
+
+    seen, token = [], None
+    while True:
+        page = redshift_data.list_statements(
+            StatementName=f"{name}-ok", MaxResults=2, **({"NextToken": token} if token else {})
+        )
+        seen += [s["Id"] for s in page["Statements"]]
+        assert len(page["Statements"]) <= 2
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert len(seen) == len(set(seen)) == 3
+
+
+def test_list_statements_with_a_forged_token_is_a_validation_error(redshift_data):
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="NextToken"):
+        redshift_data.list_statements(NextToken="not-a-token")
