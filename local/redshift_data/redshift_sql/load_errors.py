@@ -152,13 +152,22 @@ def record_load_errors(
     """Insert ``errors`` as the connection's user, in their own committed transaction; return the query id used."""
     if not errors:
         return None
-    try:
-        with _same_user_connection(conn) as log_conn:
+    with _same_user_connection(conn) as log_conn:
+        try:
             return _insert(log_conn, errors, table_oid, started, session=conn.info.backend_pid)
-    except psycopg.errors.UndefinedTable as error:
+        except psycopg.errors.UndefinedTable:
+            _install_lazily(log_conn)
+            return _insert(log_conn, errors, table_oid, started, session=conn.info.backend_pid)
+
+
+def _install_lazily(log_conn: psycopg.Connection) -> None:
+    """Create the table on first use when the user may (a superuser); otherwise say who must."""
+    try:
+        install_system_tables(log_conn)
+    except psycopg.errors.InsufficientPrivilege as error:
         raise RedshiftSqlError(
-            f"{SCHEMA}.{TABLE} is not installed in this database; the emulator creates it at start-up "
-            "(install_system_tables) as the admin user"
+            f"{SCHEMA}.{TABLE} is not installed in this database; run install_system_tables() as a superuser "
+            "(the emulator does it at start-up)"
         ) from error
 
 

@@ -33,6 +33,7 @@ _NOT_IMPLEMENTED = {
     "LZOP",
     "ZSTD",
     "ACCEPTINVCHARS",
+    "BLANKSASNULL",
     "FILLRECORD",
     "IGNOREBLANKLINES",
     "REMOVEQUOTES",
@@ -69,7 +70,6 @@ class CopyCommand:
     maxerror: int = 0
     manifest: bool = False
     emptyasnull: bool = False
-    blanksasnull: bool = False
     dateformat: str | None = None
     timeformat: str | None = None
 
@@ -195,7 +195,7 @@ def _parse_copy_option(stream: TokenStream, options: dict[str, object]) -> None:
         encoding = stream.next()
         if encoding.value.upper().replace("-", "") not in ("UTF8",):
             raise _not_supported(f"ENCODING {encoding.value}", "COPY")
-    elif word in ("GZIP", "MANIFEST", "EMPTYASNULL", "BLANKSASNULL"):
+    elif word in ("GZIP", "MANIFEST", "EMPTYASNULL"):
         options[word.lower()] = True
     elif word in _NOT_IMPLEMENTED:
         raise _not_supported(word, "COPY")

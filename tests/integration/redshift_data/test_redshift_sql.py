@@ -243,6 +243,16 @@ def test_copy_without_maxerror_fails_at_the_first_bad_line(user_conn, s3, bucket
     assert [e[0] for e in load_errors(user_conn, table)] == [3]
 
 
+def test_stl_load_errors_is_installed_on_first_use_by_a_superuser(postgres, admin, s3, bucket, unique_name):
+    admin.execute(f"CREATE DATABASE {unique_name}")
+    params = psycopg.conninfo.conninfo_to_dict(postgres.get_uri()) | {"dbname": unique_name}
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id integer)")
+        url = put(s3, bucket, f"{unique_name}/bad.txt", "1\nx\n3\n")
+        assert run_redshift_statement(f"COPY t FROM '{url}' MAXERROR 1", conn, s3).rows_affected == 2
+        assert load_errors(conn, "t")[0][:2] == (2, "id")
+
+
 def test_copy_from_missing_objects_fails_clearly(user_conn, s3, bucket, table):
     with pytest.raises(RedshiftSqlError, match=r"The specified S3 prefix '.*nothing-here' does not exist"):
         run_redshift_statement(f"COPY {table} FROM 's3://{bucket}/{table}/nothing-here' CSV", user_conn, s3)
