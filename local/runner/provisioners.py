@@ -15,7 +15,7 @@ import secrets
 import string
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from local.runner.template import PhysicalResource, as_text
 
@@ -113,7 +113,7 @@ def _configure_bucket(s3, name: str, props: dict[str, Any]) -> None:
         ),
         "BucketEncryption": lambda v: s3.put_bucket_encryption(
             Bucket=name,
-            ServerSideEncryptionConfiguration={"Rules": v.get("ServerSideEncryptionConfiguration", [])},
+            ServerSideEncryptionConfiguration={"Rules": [_encryption_rule(r) for r in v.get("ServerSideEncryptionConfiguration", [])]},
         ),
         "Tags": lambda v: s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags(props)}),
     }
@@ -122,8 +122,16 @@ def _configure_bucket(s3, name: str, props: dict[str, Any]) -> None:
             continue
         try:
             apply(props[key])
-        except (ClientError, KeyError, TypeError) as exc:
+        except (ClientError, ParamValidationError, KeyError, TypeError) as exc:
             log.warning("bucket %s: %s not applied locally: %s", name, key, exc)
+
+
+def _encryption_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation says ServerSideEncryptionByDefault where the S3 API says ApplyServerSideEncryptionByDefault."""
+    rule = dict(rule)
+    if "ServerSideEncryptionByDefault" in rule:
+        rule["ApplyServerSideEncryptionByDefault"] = rule.pop("ServerSideEncryptionByDefault")
+    return rule
 
 
 def _notification_configuration(cfn: dict[str, Any]) -> dict[str, Any]:

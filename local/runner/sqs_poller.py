@@ -64,6 +64,7 @@ class SqsPoller:
         self.report_batch_item_failures = report_batch_item_failures
         self.retry_visibility_seconds = retry_visibility_seconds
         self.wait_seconds = wait_seconds
+        self.batches_done = 0  # batches fully settled (deleted or released); tests wait on it instead of sleeping
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sqs-poller-{name}", daemon=True)
 
@@ -86,6 +87,7 @@ class SqsPoller:
                 messages = self._receive_batch()
                 if messages:
                     self._process(messages)
+                    self.batches_done += 1
             except (ClientError, BotoCoreError) as exc:
                 if self._stop.is_set():
                     break

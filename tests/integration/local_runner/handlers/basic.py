@@ -30,4 +30,7 @@ def environment(event, context):
 def powertools(event, context):
     """Powertools reads the context's attributes; this fails if the runner's context lacks one."""
     logger.info("invoked")
-    return {"cold_start": logger.get_current_keys().get("cold_start"), "name": logger.get_current_keys()["function_name"]}
+    return {
+        "cold_start": logger.get_current_keys().get("cold_start"),
+        "name": logger.get_current_keys()["function_name"],
+    }

@@ -1,0 +1,138 @@
+"""SQS pollers (real batches, partial failures, whole-batch retries, DLQ) and schedules, on moto."""
+
+import json
+
+import pytest
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _dlq_bodies(local_aws, url):
+    messages = local_aws.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [m["Body"] for m in messages]
+
+
+def _handled_bodies(stack, function="Worker"):
+    return [r["body"] for inv in stack.invocation_log(function) for r in inv.event["Records"]]
+
+
+def test_poller_delivers_lambda_shaped_records_and_deletes_successes(start_stack, local_aws):
+    stack = start_stack("consumers", start_schedules=False)
+    sqs = local_aws.client("sqs")
+    url = stack.physical_id("Work")
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody="ok-1",
+        MessageAttributes={
+            "kind": {"DataType": "String", "StringValue": "job"},
+            "blob": {"DataType": "Binary", "BinaryValue": b"\x01\x02"},
+        },
+    )
+    wait_for(lambda: "ok-1" in _handled_bodies(stack), what="the message to be handled")
+
+    record = stack.invocation_log("Worker")[0].event["Records"][0]
+    assert set(record) >= {"messageId", "receiptHandle", "body", "attributes", "messageAttributes", "md5OfBody"}
+    assert record["eventSource"] == "aws:sqs"
+    assert record["eventSourceARN"] == stack.attribute("Work", "Arn")
+    assert record["awsRegion"] == local_aws.region
+    assert record["attributes"]["ApproximateReceiveCount"] == "1"
+    assert {"SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"} <= set(record["attributes"])
+    assert record["messageAttributes"]["kind"] == {
+        "stringValue": "job",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
+    }
+    assert record["messageAttributes"]["blob"]["binaryValue"] == "AQI="
+    wait_for(lambda: _queue_empty(sqs, url), what="the handled message to be deleted")
+
+
+def _queue_empty(sqs, url):
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return (
+        attributes["ApproximateNumberOfMessages"] == "0" and attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+    )
+
+
+def test_reported_failures_are_redelivered_then_dead_lettered(start_stack, local_aws):
+    stack = start_stack("consumers", start_schedules=False, retry_visibility_seconds=0)
+    sqs = local_aws.client("sqs")
+    url = stack.physical_id("Work")
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "ok-a"}, {"Id": "2", "MessageBody": "fail"}]
+    )
+
+    dlq = stack.physical_id("WorkDlq")
+    assert wait_for(lambda: _dlq_bodies(local_aws, dlq), what="the failed message in the DLQ") == ["fail"]
+    handled = _handled_bodies(stack)
+    assert handled.count("ok-a") == 1  # the success was deleted after the first batch
+    assert handled.count("fail") == 2  # maxReceiveCount=2: two attempts, then the DLQ
+    assert _queue_empty(sqs, url)
+
+
+def test_a_raising_handler_retries_the_whole_batch(start_stack, local_aws):
+    stack = start_stack(
+        "consumers", start_schedules=False, retry_visibility_seconds=0, parameter_overrides={"MaxReceiveCount": "3"}
+    )
+    sqs = local_aws.client("sqs")
+    url = stack.physical_id("Work")
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "ok-b"}, {"Id": "2", "MessageBody": "boom"}]
+    )
+    dlq = stack.physical_id("WorkDlq")
+    dead = wait_for(lambda: _dlq_bodies(local_aws, dlq) or None, what="the batch in the DLQ")
+    dead += _dlq_bodies(local_aws, dlq)
+    handled = _handled_bodies(stack)
+    # Nothing was deleted: each attempt saw both messages, as long as they were received together.
+    assert handled.count("boom") == 3
+    assert handled.count("ok-b") >= 2
+    assert "boom" in dead
+    assert all(inv.error and "boom" in inv.error for inv in stack.invocation_log("Worker"))
+
+
+def test_retry_visibility_none_keeps_the_queue_visibility_timeout(start_stack, local_aws):
+    stack = start_stack("consumers", start_schedules=False, retry_visibility_seconds=None)
+    sqs = local_aws.client("sqs")
+    url = stack.physical_id("Work")
+    sqs.send_message(QueueUrl=url, MessageBody="fail")
+    (poller,) = stack.pollers
+    wait_for(lambda: poller.batches_done >= 1, what="the first attempt to be settled")
+    # VisibilityTimeout is 60 s: the failed message stays in flight instead of coming straight back.
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert stack.invocations("Worker") == 1
+
+
+def test_schedules_fire_with_the_interval_override(start_stack):
+    stack = start_stack("consumers", start_pollers=False, schedule_interval_seconds=0.2)
+    wait_for(lambda: stack.invocations("Ticker") >= 4, what="four schedule firings")
+    events = [inv.event for inv in stack.invocation_log("Ticker")]
+    scheduled = [e for e in events if e.get("detail-type") == "Scheduled Event"]
+    custom = [e for e in events if e == {"custom": True}]
+    assert scheduled and custom  # two enabled schedules; the disabled one never fires
+    assert len(stack.schedules) == 2
+    event = scheduled[0]
+    assert event["source"] == "aws.events" and event["detail"] == {} and event["account"] == "123456789012"
+    assert event["resources"][0].startswith("arn:aws:events:") and event["time"].endswith("Z")
+
+
+def test_powertools_inject_lambda_context_accepts_the_runner_context(start_stack):
+    stack = start_stack("consumers", start_pollers=False, start_schedules=False)
+    result = stack.invoke("Powertools", {})
+    assert result == {"cold_start": True, "name": stack.physical_id("Powertools")}
+    assert json.dumps(stack.invocation_log("Powertools")[0].result)
+
+
+def test_stop_returns_quickly_with_pollers_running(start_stack):
+    import time
+
+    stack = start_stack("consumers", schedule_interval_seconds=60)
+    started = time.monotonic()
+    stack.stop()
+    assert time.monotonic() - started < 5
+    assert not any(p.alive for p in stack.pollers)
+    assert not any(s.alive for s in stack.schedules)
