@@ -1,0 +1,122 @@
+"""COPY and UNLOAD through boto3's ``redshift-data`` client: the issue's round trip via moto S3, end to end.
+
+The statements run on the Data API emulator as an ordinary database user (DbUser), so the load honours that user's
+privileges; the rejected rows of a MAXERROR load are read back from ``stl_load_errors`` through the API too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+
+import psycopg
+import pytest
+
+from local.redshift_data.redshift_sql import install_system_tables
+from tests.fixtures.redshift import CLUSTER, DATABASE, wait_for_statement
+
+pytestmark = pytest.mark.integration
+
+
+def run(client, sql: str, expect: str = "FINISHED", **kwargs) -> dict:
+    statement_id = client.execute_statement(Sql=sql, Database=DATABASE, ClusterIdentifier=CLUSTER, **kwargs)["Id"]
+    described = wait_for_statement(client, statement_id, timeout=60)
+    assert described["Status"] == expect, described
+    return described
+
+
+def records(client, sql: str, **kwargs) -> list[list]:
+    described = run(client, sql, **kwargs)
+    result = client.get_statement_result(Id=described["Id"])
+    return [[next(iter(field.values())) if not field.get("isNull") else None for field in r] for r in result["Records"]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def system_tables(redshift_emulator):
+    """stl_load_errors in the emulator's database (idempotent; the emulator's own start-up may already have run it)."""
+    with psycopg.connect(redshift_emulator.admin_database_url, autocommit=True) as admin:
+        install_system_tables(admin)
+
+
+@pytest.fixture
+def s3(local_aws):
+    return local_aws.client("s3")
+
+
+@pytest.fixture
+def bucket(s3):
+    name = "copy-unload-api-" + uuid.uuid4().hex[:8]
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def loader(redshift_data):
+    """A database user that owns its table, created through the API by the admin user."""
+    user = "loader_" + uuid.uuid4().hex[:8]
+    run(redshift_data, f"CREATE USER {user} PASSWORD 'Secret123'")
+    run(redshift_data, f"GRANT CREATE ON SCHEMA public TO {user}")
+    return user
+
+
+def test_unload_then_copy_round_trip_through_the_data_api(redshift_data, s3, bucket, loader):
+    source, target = f"src_{loader}", f"dst_{loader}"
+    run(redshift_data, f"CREATE TABLE {source} (id int, name varchar(20), amount numeric(10,2))", DbUser=loader)
+    run(
+        redshift_data,
+        f"INSERT INTO {source} SELECT g, 'name ' || g, g * 0.5 FROM generate_series(1, 1000) g",
+        DbUser=loader,
+    )
+
+    unloaded = run(
+        redshift_data,
+        f"UNLOAD ('select * from {source} where id > 0') TO 's3://{bucket}/export/' "
+        "IAM_ROLE 'arn:aws:iam::123456789012:role/unload' FORMAT CSV HEADER GZIP MANIFEST",
+        DbUser=loader,
+    )
+    assert unloaded["ResultRows"] == 1000
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="export/")["Contents"]]
+    assert keys == ["export/0000_part_00.gz", "export/manifest"]
+
+    run(redshift_data, f"CREATE TABLE {target} (LIKE {source})", DbUser=loader)
+    copied = run(
+        redshift_data,
+        f"COPY {target} FROM 's3://{bucket}/export/manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/copy' "
+        "MANIFEST CSV GZIP IGNOREHEADER 1",
+        DbUser=loader,
+    )
+    assert copied["ResultRows"] == 1000
+    difference = records(
+        redshift_data,
+        f"SELECT count(*) FROM ((SELECT * FROM {source} EXCEPT SELECT * FROM {target}) "
+        f"UNION ALL (SELECT * FROM {target} EXCEPT SELECT * FROM {source})) d",
+        DbUser=loader,
+    )
+    assert difference == [[0]]
+
+
+def test_copy_with_bad_rows_through_the_data_api(redshift_data, s3, bucket, loader):
+    table = f"t_{loader}"
+    run(redshift_data, f"CREATE TABLE {table} (id int, amount numeric(10,2))", DbUser=loader)
+    body = io.StringIO()
+    csv.writer(body).writerows([["id", "amount"], [1, "1.5"], [2, "oops"], [3, "3"]])
+    s3.put_object(Bucket=bucket, Key="bad.csv", Body=body.getvalue().encode())
+
+    failed = run(
+        redshift_data, f"COPY {table} FROM 's3://{bucket}/bad.csv' CSV IGNOREHEADER 1", expect="FAILED", DbUser=loader
+    )
+    assert "Check 'stl_load_errors' system table for details" in failed["Error"]
+    assert records(redshift_data, f"SELECT count(*) FROM {table}", DbUser=loader) == [[0]]
+
+    loaded = run(
+        redshift_data, f"COPY {table} FROM 's3://{bucket}/bad.csv' CSV IGNOREHEADER 1 MAXERROR 1", DbUser=loader
+    )
+    assert loaded["ResultRows"] == 2
+    errors = records(
+        redshift_data,
+        f"SELECT line_number, trim(colname), err_code FROM stl_load_errors "
+        f"WHERE tbl = '{table}'::regclass::oid::int ORDER BY query, line_number",
+        DbUser=loader,
+    )
+    assert errors == [[3, "amount", 1209], [3, "amount", 1209]]  # one per COPY: the failed one and the tolerant one
