@@ -1,0 +1,83 @@
+"""GetStatementResult and GetStatementResultV2: paging a large result, CSV records, format rules."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROWS = 100_000
+
+
+def test_100k_rows_page_through_get_statement_result(api, redshift_data):
+    described = api.run(f"SELECT g AS n, 'row ' || g AS label FROM generate_series(1, {ROWS}) g")
+    assert described["ResultRows"] == ROWS
+    expected, pages, token = 1, 0, None
+    while True:
+        page = redshift_data.get_statement_result(Id=described["Id"], **({"NextToken": token} if token else {}))
+        pages += 1
+        assert page["TotalNumRows"] == ROWS
+        for record in page["Records"]:
+            assert record == [{"longValue": expected}, {"stringValue": f"row {expected}"}]
+            expected += 1
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert expected - 1 == ROWS
+    assert pages > 1, "a 100k-row result must come in several pages"
+
+
+def test_100k_rows_page_through_get_statement_result_v2_as_csv(api, redshift_data):
+    described = api.run(
+        f"SELECT g AS n, 'a,\"quoted\" ' || g AS label, NULL::text AS nothing FROM generate_series(1, {ROWS}) g",
+        ResultFormat="CSV",
+    )
+    rows, pages, token = [], 0, None
+    while True:
+        page = redshift_data.get_statement_result_v2(Id=described["Id"], **({"NextToken": token} if token else {}))
+        pages += 1
+        assert page["ResultFormat"] == "CSV"
+        assert [c["name"] for c in page["ColumnMetadata"]] == ["n", "label", "nothing"]
+        (record,) = page["Records"]
+        rows += list(csv.reader(io.StringIO(record["CSVRecords"])))
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert pages > 1
+    assert len(rows) == ROWS
+    assert rows[0] == ["1", 'a,"quoted" 1', ""]
+    assert rows[-1] == [str(ROWS), f'a,"quoted" {ROWS}', ""]
+
+
+def test_empty_result_has_columns_and_no_records(api, redshift_data):
+    described = api.run("SELECT 1 AS one WHERE false")
+    assert described["HasResultSet"] is True and described["ResultRows"] == 0
+    result = redshift_data.get_statement_result(Id=described["Id"])
+    assert result["Records"] == [] and result["TotalNumRows"] == 0
+    assert [c["name"] for c in result["ColumnMetadata"]] == ["one"]
+
+
+def test_result_calls_check_the_result_format(api, redshift_data):
+    as_json = api.run("SELECT 1")
+    as_csv = api.run("SELECT 1", ResultFormat="CSV")
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="GetStatementResult"):
+        redshift_data.get_statement_result_v2(Id=as_json["Id"])
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="GetStatementResultV2"):
+        redshift_data.get_statement_result(Id=as_csv["Id"])
+    assert redshift_data.describe_statement(Id=as_csv["Id"])["ResultFormat"] == "CSV"
+
+
+def test_result_of_a_failed_statement_is_a_validation_error(api, redshift_data):
+    failed = api.run("SELECT 1/0", expect="FAILED")
+    assert "division by zero" in failed["Error"]
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="FAILED"):
+        redshift_data.get_statement_result(Id=failed["Id"])
+
+
+def test_a_forged_result_token_is_a_validation_error(api, redshift_data):
+    described = api.run("SELECT 1")
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="NextToken"):
+        redshift_data.get_statement_result(Id=described["Id"], NextToken="garbage")

@@ -1,0 +1,75 @@
+"""Sessions: one connection reused across statements, one statement at a time, closed after its keep-alive."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.fixtures.redshift import CLUSTER, DATABASE, wait_for_statement
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_session_keeps_its_connection_between_statements(api, redshift_data, name):
+    first = redshift_data.execute_statement(
+        Sql=f"CREATE TEMP TABLE {name} AS SELECT 42 AS answer",
+        Database=DATABASE,
+        ClusterIdentifier=CLUSTER,
+        SessionKeepAliveSeconds=60,
+    )
+    session_id = first["SessionId"]
+    first_described = wait_for_statement(redshift_data, first["Id"])
+    assert first_described["Status"] == "FINISHED" and first_described["SessionId"] == session_id
+
+    second = redshift_data.execute_statement(Sql=f"SELECT answer FROM {name}", SessionId=session_id)
+    assert second["SessionId"] == session_id
+    described = wait_for_statement(redshift_data, second["Id"])
+    assert described["Status"] == "FINISHED", described
+    assert described["RedshiftPid"] == first_described["RedshiftPid"]  # the same backend: the same connection
+    assert redshift_data.get_statement_result(Id=second["Id"])["Records"] == [[{"longValue": 42}]]
+
+    # a temporary table is private to its session
+    api.run(f"SELECT * FROM {name}", expect="FAILED")
+
+
+def test_a_busy_session_rejects_a_second_statement(redshift_data):
+    first = redshift_data.execute_statement(
+        Sql="SELECT pg_sleep(1.5)", Database=DATABASE, ClusterIdentifier=CLUSTER, SessionKeepAliveSeconds=60
+    )
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="busy"):
+        redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"])
+    wait_for_statement(redshift_data, first["Id"])
+    after = redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"])
+    assert wait_for_statement(redshift_data, after["Id"])["Status"] == "FINISHED"
+
+
+def test_a_session_expires_after_its_keep_alive(redshift_data):
+    first = redshift_data.execute_statement(
+        Sql="SELECT 1", Database=DATABASE, ClusterIdentifier=CLUSTER, SessionKeepAliveSeconds=1
+    )
+    wait_for_statement(redshift_data, first["Id"])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            statement = redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"])
+        except redshift_data.exceptions.ValidationException as exc:
+            assert "expired" in str(exc)
+            break
+        wait_for_statement(redshift_data, statement["Id"])  # still alive: its keep-alive restarts; stop using it
+        assert time.monotonic() < deadline, "the session never expired"
+        time.sleep(1.2)
+
+
+def test_session_statement_cannot_switch_database(redshift_data):
+    first = redshift_data.execute_statement(
+        Sql="SELECT 1", Database=DATABASE, ClusterIdentifier=CLUSTER, SessionKeepAliveSeconds=30
+    )
+    wait_for_statement(redshift_data, first["Id"])
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="does not match session"):
+        redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"], Database="postgres")
+
+
+def test_unknown_session_is_rejected(redshift_data):
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="not available"):
+        redshift_data.execute_statement(Sql="SELECT 1", SessionId="00000000-0000-0000-0000-000000000000")
