@@ -113,7 +113,9 @@ def _configure_bucket(s3, name: str, props: dict[str, Any]) -> None:
         ),
         "BucketEncryption": lambda v: s3.put_bucket_encryption(
             Bucket=name,
-            ServerSideEncryptionConfiguration={"Rules": [_encryption_rule(r) for r in v.get("ServerSideEncryptionConfiguration", [])]},
+            ServerSideEncryptionConfiguration={
+                "Rules": [_encryption_rule(r) for r in v.get("ServerSideEncryptionConfiguration", [])]
+            },
         ),
         "Tags": lambda v: s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags(props)}),
     }

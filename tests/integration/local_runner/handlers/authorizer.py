@@ -6,10 +6,7 @@ deny → explicit Deny; anything else → ``Exception("Unauthorized")``, API Gat
 
 
 def handle(event, context):
-    if event["type"] == "TOKEN":
-        token = event["authorizationToken"]
-    else:
-        token = event["headers"]["Authorization"]
+    token = event["authorizationToken"] if event["type"] == "TOKEN" else event["headers"]["Authorization"]
     verdict = token.removeprefix("Bearer ").strip()
     arn = event["methodArn"]
     api_prefix = "/".join(arn.split("/")[:2])  # arn:...:api-id/stage

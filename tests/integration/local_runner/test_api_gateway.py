@@ -1,0 +1,168 @@
+"""The HTTP side: proxy events, routing, authorizers and responses, over real HTTP."""
+
+import base64
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.integration
+
+ALLOW = {"Authorization": "Bearer allow"}
+
+
+@pytest.fixture
+def api(start_stack):
+    return start_stack("api")
+
+
+def _get(api, path, **kwargs):
+    return requests.get(api.api_url + path, timeout=10, **kwargs)
+
+
+def test_request_becomes_a_rest_proxy_event(api):
+    response = requests.get(api.api_url + "/items/42?tag=a&tag=b&q=x", headers={**ALLOW, "X-Custom": "yes"}, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["X-Handler"] == "echo"
+    assert response.headers["X-Amzn-RequestId"]
+    event = response.json()
+    assert event["resource"] == "/items/{item_id}"
+    assert event["path"] == "/items/42"
+    assert event["httpMethod"] == "GET"
+    assert event["pathParameters"] == {"item_id": "42"}
+    assert event["queryStringParameters"] == {"tag": "b", "q": "x"}
+    assert event["multiValueQueryStringParameters"] == {"tag": ["a", "b"], "q": ["x"]}
+    assert event["headers"]["X-Custom"] == "yes"
+    assert event["multiValueHeaders"]["X-Custom"] == ["yes"]
+    assert event["body"] is None and event["isBase64Encoded"] is False
+    assert event["stageVariables"] is None
+    context = event["requestContext"]
+    assert context["stage"] == "v1"
+    assert context["path"] == "/v1/items/42"
+    assert context["resourcePath"] == "/items/{item_id}"
+    assert context["apiId"] == api.physical_id("Api")
+    assert context["requestId"] == response.headers["X-Amzn-RequestId"]
+    assert context["identity"]["sourceIp"] == "127.0.0.1"
+    assert context["identity"]["userAgent"].startswith("python-requests")
+    assert context["authorizer"]["principalId"] == "user-1"
+
+
+def test_empty_query_and_path_parameters_are_null_and_bodies_are_passed(api):
+    response = requests.post(api.api_url + "/items", data='{"sql": "select 1"}', headers=ALLOW, timeout=10)
+    event = response.json()
+    assert event["queryStringParameters"] is None and event["multiValueQueryStringParameters"] is None
+    assert event["pathParameters"] is None
+    assert event["body"] == '{"sql": "select 1"}' and event["isBase64Encoded"] is False
+    assert response.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+
+
+def test_the_stage_prefix_is_served_too_and_kept_out_of_the_event_path(api):
+    event = _get(api, "/v1/items/7", headers=ALLOW).json()
+    assert event["path"] == "/items/7" and event["requestContext"]["path"] == "/v1/items/7"
+
+
+def test_most_specific_route_wins_and_greedy_paths_capture_the_rest(api):
+    assert _get(api, "/items/special", headers=ALLOW).json()["resource"] == "/items/special"
+    event = requests.delete(api.api_url + "/files/a/b/c.csv", headers=ALLOW, timeout=10).json()
+    assert event["resource"] == "/files/{proxy+}"
+    assert event["pathParameters"] == {"proxy": "a/b/c.csv"}
+    assert event["httpMethod"] == "DELETE"  # ANY
+
+
+def test_unknown_routes_get_api_gateways_missing_token_answer(api):
+    for response in (
+        _get(api, "/nowhere", headers=ALLOW),
+        requests.put(api.api_url + "/items", headers=ALLOW, timeout=10),  # known path, unknown method
+    ):
+        assert response.status_code == 403
+        assert response.json() == {"message": "Missing Authentication Token"}
+
+
+def test_binary_bodies_are_base64_both_ways(api):
+    response = requests.put(
+        api.api_url + "/upload", data=b"\x00\xff", headers={"Content-Type": "application/octet-stream"}, timeout=10
+    )
+    assert response.status_code == 201
+    assert response.content == b"\x00\x01\xff"
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    event = api.invocation_log("Binary")[-1].event
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"\x00\xff"
+
+
+def test_a_raising_function_is_a_502_on_the_implicit_api(api):
+    response = _get(api, "/broken")
+    assert response.status_code == 502
+    assert response.json() == {"message": "Internal server error"}
+    assert api.invocation_log("Broken")[-1].event["requestContext"]["stage"] == "Prod"
+    assert _get(api, "/Prod/broken").status_code == 502
+
+
+def test_missing_token_is_401_without_calling_the_authorizer(api):
+    response = _get(api, "/items/1")
+    assert response.status_code == 401 and response.json() == {"message": "Unauthorized"}
+    assert api.invocations("Authorizer") == 0
+    assert api.invocations("Echo") == 0
+
+
+def test_authorizer_raising_unauthorized_is_401(api):
+    response = _get(api, "/items/1", headers={"Authorization": "Bearer nonsense"})
+    assert response.status_code == 401 and response.json() == {"message": "Unauthorized"}
+    assert api.invocations("Authorizer") == 1 and api.invocations("Echo") == 0
+
+
+def test_deny_policy_is_403(api):
+    response = _get(api, "/items/1", headers={"Authorization": "Bearer deny"})
+    assert response.status_code == 403
+    assert response.json() == {"message": "User is not authorized to access this resource"}
+    assert api.invocations("Echo") == 0
+
+
+def test_token_authorizer_gets_the_method_arn_and_its_context_reaches_the_function(api):
+    event = _get(api, "/items/9", headers=ALLOW).json()
+    authorizer_event = api.invocation_log("Authorizer")[0].event
+    assert authorizer_event == {
+        "type": "TOKEN",
+        "authorizationToken": "Bearer allow",
+        "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:{api.physical_id('Api')}/v1/GET/items/9",
+    }
+    context = event["requestContext"]["authorizer"]
+    assert context["principalId"] == "user-1"
+    assert (context["tenant"], context["limit"], context["admin"], context["type"]) == ("acme", "5", "false", "TOKEN")
+
+
+def test_token_answers_are_cached_and_the_cached_policy_is_reevaluated(api):
+    narrow = {"Authorization": "Bearer narrow"}
+    assert _get(api, "/items/1", headers=narrow).status_code == 200
+    assert _get(api, "/items/1", headers=narrow).status_code == 200
+    assert api.invocations("Authorizer") == 1  # cached for ReauthorizeEvery
+    # The cached policy names /items/1 only: another resource is denied without asking the authorizer again.
+    assert _get(api, "/items/2", headers=narrow).status_code == 403
+    assert api.invocations("Authorizer") == 1
+
+
+def test_request_authorizer_sees_the_request_and_is_not_cached(api):
+    for _ in range(2):
+        event = _get(api, "/request/bob?x=1", headers=ALLOW).json()
+    assert api.invocations("Authorizer") == 2  # ReauthorizeEvery: 0
+    assert event["requestContext"]["authorizer"]["type"] == "REQUEST"
+    authorizer_event = api.invocation_log("Authorizer")[0].event
+    assert authorizer_event["type"] == "REQUEST"
+    assert authorizer_event["methodArn"].endswith("/v1/GET/request/bob")
+    assert authorizer_event["resource"] == "/request/{name}"
+    assert authorizer_event["pathParameters"] == {"name": "bob"}
+    assert authorizer_event["queryStringParameters"] == {"x": "1"}
+    assert authorizer_event["headers"]["Authorization"] == "Bearer allow"
+    assert _get(api, "/request/bob").status_code == 401  # identity header missing
+
+
+def test_routes_with_auth_none_skip_the_authorizer(api):
+    assert _get(api, "/public").status_code == 200
+    assert "authorizer" not in api.invocation_log("Echo")[-1].event["requestContext"]
+    assert api.invocations("Authorizer") == 0
+
+
+def test_cors_preflight_answers_from_the_template(api):
+    response = requests.options(api.api_url + "/items/1", headers={"Origin": "http://example.com"}, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.headers["Access-Control-Allow-Methods"] == "GET,POST,OPTIONS"
+    assert api.invocations("Authorizer") == 0  # AddDefaultAuthorizerToCorsPreflight: false
