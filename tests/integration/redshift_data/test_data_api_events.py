@@ -1,0 +1,100 @@
+"""WithEvent=True: "Redshift Data Statement Status Change" reaches an SQS queue through an EventBridge rule."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from local.redshift_data import EmulatorConfig, start_emulator
+from tests.fixtures.redshift import DataApi, redshift_data_client
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def event_queue(local_aws, name):
+    """An SQS queue fed by a default-bus rule matching the Data API's completion events."""
+    sqs, events = local_aws.client("sqs"), local_aws.client("events")
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": ["aws.redshift-data"], "detail-type": ["Redshift Data Statement Status Change"]}
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    yield sqs, queue_url
+    events.remove_targets(Rule=name, Ids=["queue"])
+    events.delete_rule(Name=name)
+    sqs.delete_queue(QueueUrl=queue_url)
+
+
+def receive_events(sqs, queue_url, *, until, timeout: float = 10.0) -> list[dict]:
+    """Collect events from the queue until ``until(events)`` holds or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    received: list[dict] = []
+    while not until(received) and time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in messages.get("Messages", []):
+            received.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return received
+
+
+def test_completion_events_arrive_in_sqs_for_finished_and_failed(api, event_queue, name):
+    sqs, queue_url = event_queue
+    finished = api.run("SELECT generate_series(1, 3)", WithEvent=True, StatementName=f"{name}-ok")
+    failed = api.run("SELECT nope", WithEvent=True, StatementName=f"{name}-bad", expect="FAILED")
+    quiet = api.run("SELECT 1", StatementName=f"{name}-quiet")  # no WithEvent: no event
+
+    def both(events):
+        return {finished["Id"], failed["Id"]} <= {e["detail"]["statementId"] for e in events}
+
+    events = receive_events(sqs, queue_url, until=both)
+    by_id = {e["detail"]["statementId"]: e for e in events}
+    assert both(events), events
+    ok = by_id[finished["Id"]]
+    assert ok["source"] == "aws.redshift-data"
+    assert ok["detail-type"] == "Redshift Data Statement Status Change"
+    assert ok["resources"] == ["arn:aws:redshift:us-east-1:123456789012:cluster:spectra-local"]
+    assert set(ok["detail"]) == {
+        "principal",
+        "statementName",
+        "statementId",
+        "redshiftQueryId",
+        "state",
+        "rows",
+        "expireAt",
+    }
+    assert ok["detail"]["state"] == "FINISHED"
+    assert ok["detail"]["rows"] == 3
+    assert ok["detail"]["statementName"] == f"{name}-ok"
+    assert ok["detail"]["redshiftQueryId"] == finished["RedshiftQueryId"]
+    assert ok["detail"]["expireAt"] > time.time() + 3600
+    assert ok["detail"]["principal"].startswith("arn:aws:iam::123456789012:")
+    assert by_id[failed["Id"]]["detail"]["state"] == "FAILED"
+    assert quiet["Id"] not in by_id
+
+
+def test_event_drop_rate_one_drops_every_event(redshift_emulator, local_aws, event_queue, api, name):
+    sqs, queue_url = event_queue
+    # A second emulator on the same PostgreSQL (cheap: no second server) that drops every completion event.
+    dropping = start_emulator(
+        EmulatorConfig(
+            database_url=redshift_emulator.admin_database_url,
+            aws_endpoint_url=local_aws.endpoint_url,
+            event_drop_rate=1.0,
+        )
+    )
+    try:
+        dropped = DataApi(redshift_data_client(dropping.endpoint_url)).run(
+            "SELECT 1", WithEvent=True, StatementName=f"{name}-dropped"
+        )
+    finally:
+        dropping.stop()
+    control = api.run("SELECT 1", WithEvent=True, StatementName=f"{name}-control")
+    events = receive_events(
+        sqs, queue_url, until=lambda evs: control["Id"] in {e["detail"]["statementId"] for e in evs}
+    )
+    ids = {e["detail"]["statementId"] for e in events}
+    assert control["Id"] in ids
+    assert dropped["Id"] not in ids
