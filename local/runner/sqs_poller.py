@@ -11,6 +11,9 @@ Messages that are not deleted are received again; moto moves them to the dead-le
 reaches the queue's ``RedrivePolicy.maxReceiveCount`` (checked on this machine: moto does that during
 ReceiveMessage), so the poller needs no redrive logic of its own.
 
+``ScalingConfig.MaximumConcurrency`` is not modelled: each mapping has one poller, so batches of one queue run one at
+a time (concurrency across queues is real, one thread each).
+
 ``retry_visibility_seconds`` is a local-only speed-up: failed messages get their visibility reset to that many
 seconds instead of waiting out the queue's ``VisibilityTimeout`` (often minutes in a real template). ``None`` keeps the
 queue's own timeout, as Lambda does.
@@ -92,6 +95,10 @@ class SqsPoller:
                 if self._stop.is_set():
                     break
                 log.warning("%s: SQS call failed (%s); retrying", self.name, exc)
+                self._stop.wait(1)
+            except Exception:
+                # A poller that dies silently looks like a stuck pipeline; keep polling and make the bug loud.
+                log.exception("%s: unexpected error in the poller; retrying", self.name)
                 self._stop.wait(1)
 
     def _receive_batch(self) -> list[dict[str, Any]]:

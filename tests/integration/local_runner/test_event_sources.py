@@ -136,3 +136,16 @@ def test_stop_returns_quickly_with_pollers_running(start_stack):
     assert time.monotonic() - started < 5
     assert not any(p.alive for p in stack.pollers)
     assert not any(s.alive for s in stack.schedules)
+
+
+def test_a_malformed_failure_report_fails_the_whole_batch(start_stack, local_aws):
+    stack = start_stack("consumers", start_schedules=False, retry_visibility_seconds=0)
+    sqs = local_aws.client("sqs")
+    sqs.send_message_batch(
+        QueueUrl=stack.physical_id("Work"),
+        Entries=[{"Id": "1", "MessageBody": "ok-c"}, {"Id": "2", "MessageBody": "bogus"}],
+    )
+    dlq = stack.physical_id("WorkDlq")
+    dead: list[str] = []
+    wait_for(lambda: dead.extend(_dlq_bodies(local_aws, dlq)) or len(dead) == 2, what="both messages in the DLQ")
+    assert sorted(dead) == ["bogus", "ok-c"]

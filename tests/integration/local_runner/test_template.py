@@ -12,8 +12,9 @@ from .conftest import TEMPLATES
 pytestmark = pytest.mark.integration
 
 
-def test_intrinsics_globals_and_conditions_resolve_like_cloudformation(start_stack, local_aws):
+def test_intrinsics_globals_and_conditions_resolve_like_cloudformation(start_stack, local_aws, caplog):
     stack = start_stack("intrinsics")
+    assert "AWS::Unknown::Thing" in caplog.text  # unknown types are a warning, not a crash
     config = stack.function("Echo").config
     env = config.environment
     name = stack.stack_name
