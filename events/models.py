@@ -70,9 +70,13 @@ class StatementStatusChange(BaseModel):
 
 
 class StatementStatusChangeEvent(EventBridgeModel):
-    """The whole EventBridge event (source ``aws.redshift-data``) as it arrives in the completion queue."""
+    """The whole EventBridge event (source ``aws.redshift-data``) as it arrives in the completion queue.
+
+    ``account`` is optional because moto leaves it out of events it delivers to SQS; nothing here reads it.
+    """
 
     source: Literal["aws.redshift-data"]
+    account: str | None = None
     detail: StatementStatusChange
 
 

@@ -7,6 +7,7 @@ LocalStack or AWS itself: there is no local-mode branch anywhere else.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -53,6 +54,8 @@ class LocalAws:
 
 def start_moto(port: int = 0) -> LocalAws:
     """Start moto on 127.0.0.1 (``port=0``: any free port) and return once it accepts requests."""
+    # moto logs every request through werkzeug at INFO; keep its warnings, drop the request log.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     actual_port = server._server.server_port  # moto exposes no public accessor for a port chosen by the OS

@@ -73,7 +73,7 @@ def _not_found(exc: Exception) -> Response:
 def submit(
     request: Annotated[QueryRequest, Body()],
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
-) -> Response:
+) -> Response[JobView]:
     job, created = queries.submit_query(
         get_ports(),
         _caller(),
@@ -88,7 +88,7 @@ def submit(
     return Response(
         status_code=HTTPStatus.ACCEPTED if created else HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
-        body=view.model_dump_json(),
+        body=view,
         headers={"Location": view.links.self},
     )
 
@@ -114,14 +114,14 @@ def get_results(job_id: Annotated[str, Path(max_length=64)]) -> JobResults:
 
 
 @app.delete("/v1/jobs/<job_id>", status_code=202, responses=_ERRORS, tags=["jobs"])
-def cancel(job_id: Annotated[str, Path(max_length=64)]) -> Response:
+def cancel(job_id: Annotated[str, Path(max_length=64)]) -> Response[JobView]:
     job = queries.cancel_job(get_ports(), _caller(), job_id)
     status = HTTPStatus.OK if job.status.is_terminal else HTTPStatus.ACCEPTED
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=JobView.of(job).model_dump_json())
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=JobView.of(job))
 
 
 @app.get("/v1/openapi.json", include_in_schema=False)
-def openapi() -> Response:
+def openapi() -> Response[str]:
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
