@@ -13,7 +13,10 @@ statement's database user and inside the statement's transaction::
   MAXFILESIZE, MANIFEST [VERBOSE], ALLOWOVERWRITE, CLEANPATH, EXTENSION).
 - :func:`install_system_tables` creates ``stl_load_errors``; run it once per database as a superuser at start-up.
 
-A failure the user can fix raises :class:`RedshiftSqlError`; the statement's writes roll back with it.
+Failures: a Redshift-level problem the user can fix (bad option, missing S3 object, load errors past MAXERROR, UNLOAD
+destination not empty) raises :class:`RedshiftSqlError`. PostgreSQL's own errors while running the statement
+(permission denied, cancelled by CancelStatement, division by zero in an UNLOAD query) propagate unchanged as
+``psycopg.Error``, exactly as they would for any other statement. Either way the statement's writes roll back.
 """
 
 from __future__ import annotations

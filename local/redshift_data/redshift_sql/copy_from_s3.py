@@ -50,7 +50,7 @@ def run_copy(command: CopyCommand, conn: psycopg.Connection, s3_client) -> Redsh
                 return RedshiftResult(_fast_load(conn, copy_sql, command, sources, s3_client))
         except psycopg.Error as error:
             if not _is_data_error(error):
-                raise RedshiftSqlError(_pg_message(error)) from error
+                raise  # permission denied, cancel, ...: PostgreSQL's own error, as for any statement
         loader = _IsolatingLoader(conn, copy_sql, target, command.maxerror)
         try:
             loaded = loader.load(_records(command, sources, s3_client))
@@ -144,10 +144,6 @@ def _is_data_error(error: psycopg.Error) -> bool:
     return (error.sqlstate or "")[:2] in ("22", "23")
 
 
-def _pg_message(error: psycopg.Error) -> str:
-    return error.diag.message_primary or str(error)
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Slow path
 
@@ -202,7 +198,7 @@ class _IsolatingLoader:
                 loaded += len(part)
             except psycopg.Error as error:
                 if not _is_data_error(error):
-                    raise RedshiftSqlError(_pg_message(error)) from error
+                    raise
                 if len(part) == 1:
                     self._reject(part[0], error)
                     continue

@@ -67,9 +67,6 @@ def run_unload(command: UnloadCommand, conn: psycopg.Connection, s3_client) -> R
                 parts, columns = _unload_delimited(conn, query, command, s3_client, namer)
             else:
                 parts, columns = _unload_from_cursor(conn, query, command, s3_client, namer)
-    except psycopg.Error as error:
-        namer.abort(s3_client)
-        raise RedshiftSqlError(error.diag.message_primary or str(error)) from error
     except BaseException:
         namer.abort(s3_client)
         raise
