@@ -385,6 +385,22 @@ def test_unload_maxfilesize_splits_parts_and_manifest_lists_them(user_conn, s3, 
     assert first_part.count("\n") == manifest["entries"][0]["meta"]["record_count"]
 
 
+def test_unload_json_lines_with_extension(user_conn, admin, s3, bucket, source):
+    prefix = f"{source}/json_"
+    sql = f"UNLOAD ('select id, name, amount from {source}') TO 's3://{bucket}/{prefix}' FORMAT JSON EXTENSION 'jsonl'"
+    assert run_redshift_statement(sql, user_conn, s3).rows_affected == 50
+    lines = get(s3, bucket, f"{prefix}0000_part_00.jsonl").decode().splitlines()
+    first, tenth = json.loads(lines[0]), json.loads(lines[9])
+    assert first == {"id": 1, "name": "name 1", "amount": "1.25"} and tenth["name"] is None
+
+
+def test_unload_of_an_empty_result_still_writes_one_file(user_conn, s3, bucket, unique_name):
+    sql = f"UNLOAD ('select 1 as x where false') TO 's3://{bucket}/{unique_name}/' PARQUET PARALLEL OFF"
+    assert run_redshift_statement(sql, user_conn, s3).rows_affected == 0
+    table = pq.read_table(io.BytesIO(get(s3, bucket, f"{unique_name}/000.parquet")))
+    assert (table.num_rows, table.column_names) == (0, ["x"])
+
+
 def test_unload_refuses_to_overwrite_unless_allowed(user_conn, s3, bucket, source):
     url = f"s3://{bucket}/{source}/again_"
     sql = f"UNLOAD ('select id from {source}') TO '{url}'"
