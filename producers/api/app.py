@@ -56,12 +56,9 @@ def _validation_error(exc: RequestValidationError) -> Response:
     details = [
         {"loc": list(err.get("loc", [])), "msg": err.get("msg"), "type": err.get("type")} for err in exc.errors()
     ]
+    if any(err["type"] == "json_invalid" for err in details):
+        return _error(HTTPStatus.BAD_REQUEST, "invalid_json", "the body is not valid JSON", details)
     return _error(HTTPStatus.BAD_REQUEST, "invalid_request", "the request is not valid", details)
-
-
-@app.exception_handler(json.JSONDecodeError)
-def _bad_json(exc: json.JSONDecodeError) -> Response:
-    return _error(HTTPStatus.BAD_REQUEST, "invalid_json", f"the body is not valid JSON: {exc.msg}")
 
 
 @app.not_found
