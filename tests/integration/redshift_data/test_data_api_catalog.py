@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.redshift import CLUSTER, DATABASE
+from tests.fixtures.redshift import CLUSTER, DATABASE, redshift_data_client
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +67,7 @@ def test_describe_table_returns_redshift_column_metadata(redshift_data, schema):
     assert columns["created"]["typeName"] == "timestamp" and columns["created"]["nullable"] == 1
 
 
-def test_catalog_calls_as_an_unknown_user_fail_to_connect(redshift_data, name):
-    with pytest.raises(redshift_data.exceptions.DatabaseConnectionException, match=f"{name}_ghost"):
-        redshift_data.list_schemas(DbUser=f"{name}_ghost", **TARGET)
+def test_catalog_calls_as_an_unknown_user_fail_to_connect(redshift_emulator, name):
+    client = redshift_data_client(redshift_emulator.endpoint_url, retries=0)
+    with pytest.raises(client.exceptions.DatabaseConnectionException, match=f"{name}_ghost"):
+        client.list_schemas(DbUser=f"{name}_ghost", **TARGET)

@@ -61,7 +61,7 @@ def test_execute_response_has_the_modelled_shape(redshift_data):
 def test_a_dead_engine_fails_statements_and_catalog_calls_but_not_the_server(tmp_path):
     emulator = start_emulator(EmulatorConfig(data_dir=str(tmp_path / "pg")))
     try:
-        client = redshift_data_client(emulator.endpoint_url)
+        client = redshift_data_client(emulator.endpoint_url, retries=0)
         emulator._engine.stop()  # PostgreSQL goes away under the running emulator
         described = DataApi(client).run("SELECT 1", expect="FAILED")
         assert "connection" in described["Error"].lower()
