@@ -31,8 +31,8 @@ from .sessions import Session, SessionRegistry
 from .statements import ABORTED, FAILED, FINISHED, PICKED, STARTED, Statement, StatementStore
 from .streaming import StreamingCursor
 
-try:  # written by another engineer; until it exists every statement goes to PostgreSQL unchanged
-    from .redshift_sql import run_redshift_statement, translate_sql
+try:  # the Redshift-only statements (COPY/UNLOAD with S3, GETDATE, NVL...); without them SQL goes to PostgreSQL as is
+    from .redshift_sql import install_system_tables, run_redshift_statement, translate_sql
 except ImportError:  # pragma: no cover - depends on the checkout
 
     def run_redshift_statement(sql: str, conn: Any, s3_client: Any) -> Any:
@@ -41,8 +41,17 @@ except ImportError:  # pragma: no cover - depends on the checkout
     def translate_sql(sql: str) -> str:
         return sql
 
+    def install_system_tables(conn: Any) -> None:
+        return None
+
 
 log = logging.getLogger(__name__)
+
+
+def prepare_database(engine: Engine) -> None:
+    """Redshift's system tables the Redshift-only statements write to (``stl_load_errors``), in the default database."""
+    with engine.connect(engine.admin_user, engine.default_database) as conn:
+        install_system_tables(conn)
 
 
 class Cancelled(Exception):

@@ -27,7 +27,7 @@ from .config import EmulatorConfig
 from .engine import Engine, start_engine
 from .errors import DataApiError, InternalServerException, SerializationException, UnknownOperationException
 from .events import EventPublisher
-from .executor import StatementRunner
+from .executor import StatementRunner, prepare_database
 from .service import DataApiService
 from .sessions import SessionRegistry
 from .statements import StatementStore
@@ -134,6 +134,7 @@ def start_emulator(config: EmulatorConfig | None = None) -> Emulator:
     engine = start_engine(config.database_url, config.data_dir, config.admin_user, config.default_database)
     spool_dir = tempfile.mkdtemp(prefix="redshift-data-results-")
     try:
+        prepare_database(engine)
         store = StatementStore(config.result_ttl_seconds)
         sessions = SessionRegistry(config.max_active_sessions)
         events = EventPublisher(
