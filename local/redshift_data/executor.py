@@ -114,6 +114,8 @@ class StatementRunner:
             if session is not None:
                 self._sessions.release(session)
             self._store.expire_after(statement)
+            for unit in (*statement.children, statement):
+                unit.done.set()
             if statement.with_event:
                 self._events.publish(statement)
 

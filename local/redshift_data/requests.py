@@ -41,6 +41,7 @@ class _Execute(_Target):
     ResultFormat: Literal["JSON", "CSV"] = "JSON"
     SessionKeepAliveSeconds: int | None = Field(default=None, ge=0, le=86400)
     SessionId: str | None = Field(default=None, pattern=UUID_PATTERN)
+    WaitTimeSeconds: int | None = Field(default=None, ge=0, le=30)  # long polling (2026); absent from older clients
 
 
 class ExecuteStatementRequest(_Execute):
@@ -53,6 +54,7 @@ class BatchExecuteStatementRequest(_Execute):
 
 class StatementIdRequest(_Request):
     Id: str = Field(pattern=UUID_PATTERN)
+    WaitTimeSeconds: int | None = Field(default=None, ge=0, le=30)
 
 
 class ResultRequest(StatementIdRequest):

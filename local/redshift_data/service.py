@@ -157,6 +157,13 @@ class DataApiService:
                 self._sessions.release_without_use(session)
             return self._execute_response(registered)
         self._runner.submit(statement, session)
+        if request.WaitTimeSeconds:
+            statement.wait(request.WaitTimeSeconds)
+            response = self._execute_response(statement)
+            response.update(
+                Status=statement.status, RedshiftPid=statement.redshift_pid, HasResultSet=statement.has_result_set
+            )
+            return response
         return self._execute_response(statement)
 
     def _execute_response(self, statement: Statement) -> dict:
@@ -248,6 +255,7 @@ class DataApiService:
     def describe_statement(self, body: dict, caller: str) -> dict:
         request = parse(StatementIdRequest, body)
         statement = self._store.get(request.Id)
+        statement.wait(request.WaitTimeSeconds)
         if ":" in request.Id:
             raise ValidationException(
                 f"{request.Id} is a sub-statement: describe the batch {request.Id.split(':')[0]} instead."
@@ -303,6 +311,7 @@ class DataApiService:
 
     def _result_of(self, request: ResultRequest, expected_format: str):
         statement = self._store.get(request.Id)
+        statement.wait(request.WaitTimeSeconds)
         if statement.is_batch:
             raise ValidationException(
                 f"{request.Id} is a batch: fetch the result of a sub-statement, e.g. {request.Id}:1."

@@ -80,6 +80,12 @@ class Statement:
     expires_at: float | None = None
     cancel_requested: bool = False
     connection: Any = field(default=None, repr=False)  # the psycopg connection while STARTED (for CancelStatement)
+    done: threading.Event = field(default_factory=threading.Event, repr=False)  # set once terminal (long polling)
+
+    def wait(self, seconds: int | None) -> None:
+        """Long polling (WaitTimeSeconds): block until the statement is terminal or the time is up."""
+        if seconds:
+            self.done.wait(seconds)
 
     def set_status(self, status: str) -> None:
         self.status = status
