@@ -37,11 +37,11 @@ def test_each_db_user_sees_only_its_rows_under_row_level_security(api, rls_table
 
 
 def test_a_db_user_cannot_switch_back_to_a_privileged_role(api, rls_table):
-    table, alice, _ = rls_table
+    _, alice, _ = rls_table
     described = api.run("SET ROLE awsuser", DbUser=alice, expect="FAILED")
     assert "permission denied" in described["Error"]
-    described = api.run(f"SET SESSION AUTHORIZATION awsuser; SELECT * FROM {table}", DbUser=alice, expect="FAILED")
-    assert described["Error"]
+    described = api.run("SET SESSION AUTHORIZATION awsuser", DbUser=alice, expect="FAILED")
+    assert "permission denied" in described["Error"]
     assert api.rows("SELECT current_user, session_user", DbUser=alice) == [[alice, alice]]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import boto3
 import pytest
 
 from tests.fixtures.redshift import CLUSTER, DATABASE, wait_for_statement
@@ -235,3 +236,24 @@ def test_list_statements_filters_by_name_prefix_and_status_and_pages(api, redshi
 def test_list_statements_with_a_forged_token_is_a_validation_error(redshift_data):
     with pytest.raises(redshift_data.exceptions.ValidationException, match="NextToken"):
         redshift_data.list_statements(NextToken="not-a-token")
+
+
+def test_list_statements_role_level_false_shows_only_the_callers_statements(redshift_emulator, api, name):
+    other = boto3.client(
+        "redshift-data",
+        endpoint_url=redshift_emulator.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="OTHERCALLER",
+        aws_secret_access_key="testing",
+    )
+    mine = api.run("SELECT 1", StatementName=f"{name}-mine")
+    theirs = wait_for_statement(
+        other,
+        other.execute_statement(
+            Sql="SELECT 1", Database=DATABASE, ClusterIdentifier=CLUSTER, StatementName=f"{name}-theirs"
+        )["Id"],
+    )
+    everyone = {s["Id"] for s in api.client.list_statements(StatementName=name)["Statements"]}
+    assert everyone == {mine["Id"], theirs["Id"]}
+    only_theirs = other.list_statements(StatementName=name, RoleLevel=False)["Statements"]
+    assert [s["Id"] for s in only_theirs] == [theirs["Id"]]
