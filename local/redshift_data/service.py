@@ -256,10 +256,15 @@ class DataApiService:
         request = parse(StatementIdRequest, body)
         statement = self._store.get(request.Id)
         statement.wait(request.WaitTimeSeconds)
-        if ":" in request.Id:
-            raise ValidationException(
-                f"{request.Id} is a sub-statement: describe the batch {request.Id.split(':')[0]} instead."
-            )
+        if ":" in request.Id:  # a batch's sub-statement: its own status, with the batch's connection details
+            parent = self._store.get(request.Id.split(":")[0]).describe()
+            shared = ("Database", "ClusterIdentifier", "WorkgroupName", "DbUser", "SecretArn", "SessionId")
+            return {
+                **{k: parent[k] for k in shared if k in parent},
+                **statement.describe_sub(),
+                "RedshiftPid": parent["RedshiftPid"],
+                "ResultFormat": statement.result_format,
+            }
         return statement.describe()
 
     def list_statements(self, body: dict, caller: str) -> dict:

@@ -183,6 +183,8 @@ def test_batch_runs_in_order_in_one_transaction_with_sub_statements(api, redshif
     assert [s["Status"] for s in subs] == ["FINISHED"] * 3
     assert [s["HasResultSet"] for s in subs] == [False, False, True]
     assert subs[1]["ResultRows"] == 2
+    sub = redshift_data.describe_statement(Id=subs[2]["Id"])
+    assert (sub["Id"], sub["Status"], sub["ResultRows"], sub["Database"]) == (subs[2]["Id"], "FINISHED", 2, DATABASE)
     result = redshift_data.get_statement_result(Id=subs[2]["Id"])
     assert result["Records"] == [[{"longValue": 1}, {"stringValue": "a"}], [{"longValue": 2}, {"stringValue": "b"}]]
     with pytest.raises(redshift_data.exceptions.ValidationException):
