@@ -34,6 +34,9 @@ SCHEMA_MODELS: dict[str, tuple[type[BaseModel], dict[str, str]]] = {
     "job_queued_message.v1.json": (JobQueuedMessage, {}),
     "job_event_detail.v1.json": (
         JobEventDetail,
-        {"x-amazon-events-source": "spectra", "x-amazon-events-detail-type": "Job Completed | Job Failed | Job Cancelled"},
+        {
+            "x-amazon-events-source": "spectra",
+            "x-amazon-events-detail-type": "Job Completed | Job Failed | Job Cancelled",
+        },
     ),
 }

@@ -61,12 +61,12 @@ class StatementStatusChange(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     principal: str | None = None
-    statementName: str | None = None  # noqa: N815 - AWS's field name
-    statementId: str  # noqa: N815
-    redshiftQueryId: int | None = None  # noqa: N815
+    statementName: str | None = None
+    statementId: str
+    redshiftQueryId: int | None = None
     state: StatementState
     rows: int | None = None
-    expireAt: int | None = None  # noqa: N815
+    expireAt: int | None = None
 
 
 class StatementStatusChangeEvent(EventBridgeModel):

@@ -8,6 +8,7 @@ a free one, and the banner says which.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -19,8 +20,8 @@ import boto3
 
 from local.aws import LOCAL_CREDENTIALS, start_moto
 from local.demo import Warehouse, seed_demo
-from local.redshift_data import EmulatorConfig, start_emulator
 from local.pipeline import CLUSTER_ID, start_pipeline
+from local.redshift_data import EmulatorConfig, start_emulator
 
 
 def _port(variable: str, preferred: int) -> int:
@@ -36,9 +37,12 @@ def _port(variable: str, preferred: int) -> int:
 
 
 def main() -> int:
-    logging.basicConfig(level=os.environ.get("SPECTRA_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("SPECTRA_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s %(message)s"
+    )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log drowns the banner
     aws = start_moto(_port("SPECTRA_AWS_PORT", 4566))
+    aws.export()  # the emulator publishes its events to moto with these credentials
     emulator = start_emulator(
         EmulatorConfig(port=_port("SPECTRA_REDSHIFT_PORT", 4567), aws_endpoint_url=aws.endpoint_url, region=aws.region)
     )
@@ -74,10 +78,8 @@ Ctrl-C stops everything.""",
         )
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stopped.wait()
-        except KeyboardInterrupt:
-            pass
     finally:
         print("stopping...", file=sys.stderr, flush=True)
         if stack is not None:

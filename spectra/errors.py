@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 
 class SpectraError(Exception):
-    """Base of every error the domain raises on purpose. ``code`` is stable and documented; ``message`` is for people."""
+    """Base of every error the domain raises on purpose. ``code`` is stable; ``message`` is for people."""
 
     status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
     code: ClassVar[str] = "internal_error"

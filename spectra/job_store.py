@@ -91,9 +91,7 @@ class JobStore:
             }
         )
         if not job.idempotency_key:
-            self._db.put_item(
-                TableName=self._table, Item=job_item, ConditionExpression="attribute_not_exists(job_id)"
-            )
+            self._db.put_item(TableName=self._table, Item=job_item, ConditionExpression="attribute_not_exists(job_id)")
             return job, True
 
         idem_id = self._idempotency_id(job.tenant_id, job.idempotency_key)
@@ -108,10 +106,20 @@ class JobStore:
         try:
             self._db.transact_write_items(
                 TransactItems=[
-                    {"Put": {"TableName": self._table, "Item": idem_item,
-                             "ConditionExpression": "attribute_not_exists(job_id)"}},
-                    {"Put": {"TableName": self._table, "Item": job_item,
-                             "ConditionExpression": "attribute_not_exists(job_id)"}},
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": idem_item,
+                            "ConditionExpression": "attribute_not_exists(job_id)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": job_item,
+                            "ConditionExpression": "attribute_not_exists(job_id)",
+                        }
+                    },
                 ]
             )
             return job, True
@@ -227,9 +235,7 @@ class JobStore:
                 UpdateExpression=expression.strip(),
                 ConditionExpression=f"attribute_exists(job_id) AND #status IN ({', '.join(states)})",
                 ExpressionAttributeNames={**names, "#status": "status"},
-                ExpressionAttributeValues=_to_item(
-                    {**{k: v for k, v in values.items() if v is not None}, **states}
-                ),
+                ExpressionAttributeValues=_to_item({**{k: v for k, v in values.items() if v is not None}, **states}),
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:

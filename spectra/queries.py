@@ -52,8 +52,9 @@ def submit_query(
             )
         except Exception:
             # Nothing will ever run this job: say so on the job itself rather than leave it QUEUED forever.
-            ports.jobs.transition(job.job_id, JobStatus.FAILED, error={"code": "enqueue_failed",
-                                                                         "message": "the job could not be queued"})
+            ports.jobs.transition(
+                job.job_id, JobStatus.FAILED, error={"code": "enqueue_failed", "message": "the job could not be queued"}
+            )
             raise
     return job, created
 
@@ -65,9 +66,7 @@ def get_job(ports: Ports, caller: Caller, job_id: str) -> Job:
     return job
 
 
-def list_jobs(
-    ports: Ports, caller: Caller, *, status: JobStatus | None, limit: int, next_token: str | None
-) -> JobPage:
+def list_jobs(ports: Ports, caller: Caller, *, status: JobStatus | None, limit: int, next_token: str | None) -> JobPage:
     return ports.jobs.list_for_tenant(
         caller.tenant_id, limit=min(limit, ports.settings.api_page_max), status=status, next_token=next_token
     )

@@ -78,47 +78,69 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-class _CountingWriter(io.RawIOBase):
-    """Counts the bytes that reach S3 (after compression) without a second request to ask S3 for them."""
+class _S3Upload(io.RawIOBase):
+    """A write-only S3 object: small objects go up in one PutObject, large ones stream as a multipart upload.
 
-    def __init__(self, target: IO[bytes]) -> None:
-        self._target = target
+    Most query results are small, and a multipart upload costs three requests where one will do. Bytes are held
+    until ``MULTIPART_THRESHOLD``; past it, a smart-open multipart writer takes over, so memory stays bounded.
+    ``count`` is the size that reached S3, known without asking S3.
+    """
+
+    MULTIPART_THRESHOLD = 8 * 1024 * 1024
+
+    def __init__(self, s3_client, bucket: str, key: str, content_type: str) -> None:
+        self._s3, self._bucket, self._key, self._content_type = s3_client, bucket, key, content_type
+        self._buffer = bytearray()
+        self._multipart: IO[bytes] | None = None
         self.count = 0
 
     def writable(self) -> bool:
         return True
 
     def write(self, data) -> int:
-        written = self._target.write(data)
-        self.count += len(data)
-        return written if written is not None else len(data)
+        size = len(data)
+        self.count += size
+        if self._multipart is not None:
+            self._multipart.write(data)
+            return size
+        self._buffer += data
+        if len(self._buffer) >= self.MULTIPART_THRESHOLD:
+            import smart_open
+
+            self._multipart = smart_open.open(
+                f"s3://{self._bucket}/{self._key}",
+                "wb",
+                compression="disable",
+                transport_params={
+                    "client": self._s3,
+                    "client_kwargs": {"S3.Client.create_multipart_upload": {"ContentType": self._content_type}},
+                },
+            )
+            self._multipart.write(bytes(self._buffer))
+            self._buffer.clear()
+        return size
 
     def close(self) -> None:
-        if not self.closed:
-            self._target.close()
+        if self.closed:
+            return
+        if self._multipart is not None:
+            self._multipart.close()
+        else:
+            self._s3.put_object(
+                Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer), ContentType=self._content_type
+            )
         super().close()
 
 
 class _PartWriter:
-    """One part file: opens a multipart upload, writes Arrow tables in the job's format, closes to finish it."""
+    """One part file: Arrow tables in, the job's format out to S3; ``close`` finishes the object."""
 
     def __init__(self, s3_client, bucket: str, key: str, fmt: ResultFormat, columns: list[Column]) -> None:
-        import smart_open
-
         self.key = key
         self.rows = 0
         self._fmt = fmt
         self._names = [c.name for c in columns]
-        raw = smart_open.open(
-            f"s3://{bucket}/{key}",
-            "wb",
-            compression="disable",
-            transport_params={
-                "client": s3_client,
-                "client_kwargs": {"S3.Client.create_multipart_upload": {"ContentType": _CONTENT_TYPES[fmt]}},
-            },
-        )
-        self._counter = _CountingWriter(raw)
+        self._counter = _S3Upload(s3_client, bucket, key, _CONTENT_TYPES[fmt])
         self._parquet = None
         self._csv = None
         if fmt is ResultFormat.PARQUET:
@@ -189,7 +211,8 @@ class ResultSink:
         import pyarrow as pa
 
         prefix = self.prefix_for(tenant_id, job_id)
-        schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in _unique(columns)])
+        columns = _unique(columns)
+        schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in columns])
         files: list[ResultFile] = []
         part: _PartWriter | None = None
         inline: list[list[Any]] | None = []
@@ -283,6 +306,20 @@ def _parse_pages(pages: Iterable[str], columns: list[Column], schema) -> Iterabl
 
     names = schema.names
     header = ",".join(c.name for c in columns)
+    typed = pacsv.ConvertOptions(
+        column_types=schema,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        null_values=[""],
+        true_values=["t", "true", "TRUE", "True", "1"],
+        false_values=["f", "false", "FALSE", "False", "0"],
+    )
+    text = pacsv.ConvertOptions(
+        column_types=pa.schema([pa.field(n, pa.string()) for n in names]),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        null_values=[""],
+    )
     first = True
     for page in pages:
         if first:
@@ -297,30 +334,11 @@ def _parse_pages(pages: Iterable[str], columns: list[Column], schema) -> Iterabl
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
         )
         try:
-            table = pacsv.read_csv(
-                io.BytesIO(page.encode()),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=schema,
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=False,
-                    null_values=[""],
-                    true_values=["t", "true", "TRUE", "True", "1"],
-                    false_values=["f", "false", "FALSE", "False", "0"],
-                ),
-                **options,
-            )
+            table = pacsv.read_csv(io.BytesIO(page.encode()), convert_options=typed, **options)
         except pa.ArrowInvalid:
-            # A value the typed parse cannot read (an exotic timestamp, say): keep the page as text, lose nothing.
-            text_schema = pa.schema([pa.field(n, pa.string()) for n in names])
-            table = pacsv.read_csv(
-                io.BytesIO(page.encode()),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=text_schema, strings_can_be_null=True, quoted_strings_can_be_null=False
-                ),
-                **options,
-            ).cast(text_schema)
-            table = table.cast(pa.schema([pa.field(n, pa.string()) for n in names]))
-            table = _cast_or_text(table, schema)
+            # A value the typed parse cannot read (an exotic timestamp, say): read the page as text and cast column
+            # by column, so one odd value costs that column its type, never the job its rows.
+            table = _cast_or_text(pacsv.read_csv(io.BytesIO(page.encode()), convert_options=text, **options), schema)
         yield table
 
 

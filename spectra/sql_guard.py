@@ -62,7 +62,9 @@ def _check_statement(tree: exp.Expression) -> None:
     if isinstance(tree, exp.Command):
         keyword = tree.name.upper()
         if keyword not in _ALLOWED_COMMANDS:
-            raise SqlRejected(f"{keyword} statements are not allowed (they can change identity, privileges or data access)")
+            raise SqlRejected(
+                f"{keyword} statements are not allowed (they can change identity, privileges or data access)"
+            )
         return
     if isinstance(tree, exp.Create | exp.Drop):
         kind = str(tree.args.get("kind") or "").upper()
@@ -88,9 +90,8 @@ def _check_functions(tree: exp.Expression) -> None:
         if name != "set_config":
             continue
         first = call.expressions[0] if call.expressions else call.this
-        if isinstance(first, exp.Literal) and first.this.lower() in _IDENTITY_SETTINGS or not isinstance(
-            first, exp.Literal
-        ):
+        # A computed setting name could be 'role'; only a literal naming something else is allowed.
+        if not isinstance(first, exp.Literal) or first.this.lower() in _IDENTITY_SETTINGS:
             raise SqlRejected("set_config on the session identity is not allowed")
 
 

@@ -58,7 +58,6 @@ class Column:
         return {"name": self.name, "type": self.type_name}
 
 
-
 def _call(fn, **kwargs):
     try:
         return fn(**kwargs)
@@ -73,9 +72,7 @@ def _call(fn, **kwargs):
 
 
 class StatementRunner:
-    def __init__(
-        self, client, *, database: str, cluster_id: str | None = None, workgroup: str | None = None
-    ) -> None:
+    def __init__(self, client, *, database: str, cluster_id: str | None = None, workgroup: str | None = None) -> None:
         if bool(cluster_id) == bool(workgroup):
             raise ValueError("give exactly one of cluster_id or workgroup")
         self._client = client

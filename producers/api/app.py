@@ -29,7 +29,10 @@ _ERRORS = {
     400: {"description": "Invalid request", "content": {"application/json": {"model": ErrorResponse}}},
     401: {"description": "Missing or invalid API key"},
     404: {"description": "No such job for this tenant", "content": {"application/json": {"model": ErrorResponse}}},
-    409: {"description": "The job's state does not allow this", "content": {"application/json": {"model": ErrorResponse}}},
+    409: {
+        "description": "The job's state does not allow this",
+        "content": {"application/json": {"model": ErrorResponse}},
+    },
 }
 
 

@@ -50,8 +50,9 @@ def test_unknown_job_and_route(new_tenant):
 
 def test_missing_or_bad_key_is_401(spectra_stack):
     for headers in ({}, {"Authorization": "Bearer spk_not-a-real-key"}, {"Authorization": "Basic abc"}):
-        response = requests.post(spectra_stack.api_url + "/v1/queries", json={"sql": "select 1"}, headers=headers,
-                                 timeout=10)
+        response = requests.post(
+            spectra_stack.api_url + "/v1/queries", json={"sql": "select 1"}, headers=headers, timeout=10
+        )
         assert response.status_code == 401, (headers, response.text)
 
 

@@ -103,8 +103,11 @@ def test_tenants_see_only_their_rows_through_rls(new_tenant, warehouse, unique_n
 def test_a_tenant_cannot_see_another_tenants_job(new_tenant):
     alice, bob = new_tenant(), new_tenant()
     job_id = alice.submit("select 1")["job_id"]
-    for method, path in [("GET", f"/v1/jobs/{job_id}"), ("GET", f"/v1/jobs/{job_id}/results"),
-                         ("DELETE", f"/v1/jobs/{job_id}")]:
+    for method, path in [
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("GET", f"/v1/jobs/{job_id}/results"),
+        ("DELETE", f"/v1/jobs/{job_id}"),
+    ]:
         response = bob.request(method, path)
         assert response.status_code == 404, (method, path, response.text)
         assert response.json()["error"]["code"] == "not_found"

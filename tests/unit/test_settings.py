@@ -29,6 +29,7 @@ def test_exactly_one_warehouse(monkeypatch, warehouse):
 
 
 def test_factory_is_cached(monkeypatch):
+    monkeypatch.delenv("REDSHIFT_CLUSTER_ID", raising=False)
     for k, v in {**BASE, "REDSHIFT_WORKGROUP": "wg"}.items():
         monkeypatch.setenv(k, v)
     get_settings.cache_clear()

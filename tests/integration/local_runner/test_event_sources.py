@@ -123,7 +123,9 @@ def test_schedules_fire_with_the_interval_override(start_stack):
 def test_powertools_inject_lambda_context_accepts_the_runner_context(start_stack):
     stack = start_stack("consumers", start_pollers=False, start_schedules=False)
     result = stack.invoke("Powertools", {})
-    assert result == {"cold_start": True, "name": stack.physical_id("Powertools")}
+    # cold_start is process-wide in Powertools: True only if no other test invoked a decorated handler first.
+    assert isinstance(result.pop("cold_start"), bool)
+    assert result == {"name": stack.physical_id("Powertools")}
     assert json.dumps(stack.invocation_log("Powertools")[0].result)
 
 

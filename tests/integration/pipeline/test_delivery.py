@@ -35,8 +35,15 @@ def sqs_event(body: str, queue_arn: str) -> dict:
 def unqueued_job(tenant_id: str, sql: str) -> Job:
     """A job recorded in the store but never queued, so only the test delivers its message."""
     now = utcnow()
-    job = Job(job_id=new_job_id(), tenant_id=tenant_id, db_user="awsuser", sql=sql, format=ResultFormat.JSON,
-              created_at=now, updated_at=now)
+    job = Job(
+        job_id=new_job_id(),
+        tenant_id=tenant_id,
+        db_user="awsuser",
+        sql=sql,
+        format=ResultFormat.JSON,
+        created_at=now,
+        updated_at=now,
+    )
     get_ports().jobs.create(job)
     return job
 
@@ -48,8 +55,12 @@ def test_the_same_message_delivered_twice_runs_one_statement(spectra_stack, reds
 
     # twice at the same moment, then once more after the first ones finished
     results = []
-    threads = [threading.Thread(target=lambda: results.append(
-        spectra_stack.invoke("ExecutorFunction", sqs_event(body, queue_arn)))) for _ in range(2)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(spectra_stack.invoke("ExecutorFunction", sqs_event(body, queue_arn)))
+        )
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

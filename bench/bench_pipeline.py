@@ -1,0 +1,197 @@
+"""Submit → "Job Completed" latency of the whole pipeline, beside a direct Data API round trip on the same emulator.
+
+Run: ``python -m bench.bench_pipeline [--jobs N]`` (or ``make bench``). One local stack (moto, the Data API emulator,
+template.yaml's functions) serves the run. For each of N small jobs, one at a time:
+
+- pipeline: HTTP ``POST /v1/queries`` → the "Job Completed" event arrives on a subscriber's queue (an EventBridge
+  rule on the project's bus, as any subscriber would set up);
+- baseline: ExecuteStatement → DescribeStatement until FINISHED → GetStatementResultV2, straight to the emulator.
+
+The difference is what the pipeline costs on top of the warehouse: queue hops, state writes, the result file, the
+event. It also counts the AWS API calls the functions made per job (by service and operation), which is what
+bills and throttles in production. Calls the local runner makes in Lambda's place (SQS polling) are not counted.
+Results print as a table and go to ``bench/results/pipeline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import boto3
+import requests
+
+from local.aws import LOCAL_CREDENTIALS, start_moto
+from local.demo import Warehouse, add_tenant
+from local.pipeline import CLUSTER_ID, start_pipeline
+from local.redshift_data import EmulatorConfig, start_emulator
+from spectra.ports import get_ports
+
+RESULTS = Path(__file__).parent / "results" / "pipeline.json"
+SQL = "select 1 as one"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Subscriber:
+    """A rule on the project's bus → a queue, drained by a thread that notes when each job's event lands."""
+
+    def __init__(self, aws, bus: str) -> None:
+        self._sqs, events = aws.client("sqs"), aws.client("events")
+        name = "bench-" + uuid.uuid4().hex[:8]
+        self._url = self._sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"source": ["spectra"]}))
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+        self.arrived: dict[str, float] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            response = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            now = time.perf_counter()
+            for message in response.get("Messages", []):
+                event = json.loads(message["Body"])
+                with self._cond:
+                    self.arrived[event["detail"]["job_id"]] = now
+                    self._cond.notify_all()
+                self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+
+    def wait_for(self, job_id: str, timeout: float = 60) -> float:
+        with self._cond:
+            if not self._cond.wait_for(lambda: job_id in self.arrived, timeout):
+                raise TimeoutError(f"no event for {job_id} within {timeout}s")
+            return self.arrived[job_id]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class CallCounter:
+    """Counts every AWS API call made through the functions' clients (botocore's before-call event)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def attach(self, client) -> None:
+        service = client.meta.service_model.service_name
+        client.meta.events.register("before-call", lambda model, **_: self.calls.update([f"{service}:{model.name}"]))
+
+
+def direct_round_trip(client) -> float:
+    start = time.perf_counter()
+    statement_id = client.execute_statement(
+        ClusterIdentifier=CLUSTER_ID, Database="dev", DbUser="awsuser", Sql=SQL, ResultFormat="CSV"
+    )["Id"]
+    while client.describe_statement(Id=statement_id)["Status"] not in {"FINISHED", "FAILED", "ABORTED"}:
+        time.sleep(0.002)
+    client.get_statement_result_v2(Id=statement_id)
+    return time.perf_counter() - start
+
+
+def run(jobs: int) -> dict:
+    aws = start_moto()
+    aws.export()  # the emulator publishes its events to moto with these credentials
+    emulator = start_emulator(EmulatorConfig(aws_endpoint_url=aws.endpoint_url, region=aws.region))
+    stack = start_pipeline(aws, emulator)
+    try:
+        data_api = boto3.client(
+            "redshift-data", endpoint_url=emulator.endpoint_url, region_name=aws.region, **LOCAL_CREDENTIALS
+        )
+        ports = get_ports()
+        api_key = add_tenant(Warehouse(data_api, CLUSTER_ID), ports.tenants, "bench")
+        counter = CallCounter()
+        for client in {
+            id(c): c
+            for c in (
+                ports.jobs._db,
+                ports.queue._client,
+                ports.warehouse._client,
+                ports.results._s3,
+                ports.events._client,
+            )
+        }.values():
+            counter.attach(client)
+        subscriber = Subscriber(aws, stack.physical_id("JobEventBus"))
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {api_key}"
+
+        # warm-up: imports, first connections, the authorizer's cache
+        for _ in range(3):
+            direct_round_trip(data_api)
+            job_id = session.post(stack.api_url + "/v1/queries", json={"sql": SQL}).json()["job_id"]
+            subscriber.wait_for(job_id)
+        counter.calls.clear()
+
+        pipeline, direct, submit = [], [], []
+        for _ in range(jobs):
+            direct.append(direct_round_trip(data_api))
+            start = time.perf_counter()
+            response = session.post(stack.api_url + "/v1/queries", json={"sql": SQL})
+            submit.append(time.perf_counter() - start)
+            response.raise_for_status()
+            pipeline.append(subscriber.wait_for(response.json()["job_id"]) - start)
+        calls = dict(sorted(counter.calls.items()))
+        subscriber.stop()
+    finally:
+        stack.stop()
+        emulator.stop()
+        aws.stop()
+
+    def summary(values: list[float]) -> dict:
+        return {"median_ms": statistics.median(values) * 1000, "p99_ms": percentile(values, 0.99) * 1000}
+
+    return {
+        "jobs": jobs,
+        "pipeline_submit_to_event": summary(pipeline),
+        "api_submit_response": summary(submit),
+        "direct_data_api_round_trip": summary(direct),
+        "aws_calls_per_job": {name: count / jobs for name, count in calls.items()},
+        "aws_calls_per_job_total": sum(calls.values()) / jobs,
+    }
+
+
+def print_report(report: dict) -> None:
+    print(f"\nPipeline latency over {report['jobs']} small jobs ({SQL!r}), same emulator, same run")
+    print(f"{'measure':<44}{'median ms':>12}{'p99 ms':>12}")
+    for label, key in [
+        ("POST /v1/queries → 'Job Completed' event", "pipeline_submit_to_event"),
+        ("POST /v1/queries → 202 response", "api_submit_response"),
+        ("baseline: direct Data API round trip", "direct_data_api_round_trip"),
+    ]:
+        row = report[key]
+        print(f"{label:<44}{row['median_ms']:>12.1f}{row['p99_ms']:>12.1f}")
+    overhead = report["pipeline_submit_to_event"]["median_ms"] - report["direct_data_api_round_trip"]["median_ms"]
+    print(f"{'pipeline overhead over the baseline (median)':<44}{overhead:>12.1f}")
+    print(f"\nAWS API calls per job made by the functions: {report['aws_calls_per_job_total']:.1f}")
+    for name, per_job in report["aws_calls_per_job"].items():
+        print(f"  {name:<46}{per_job:>6.2f}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    args = parser.parse_args(argv)
+    report = run(args.jobs)
+    print_report(report)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten to {RESULTS}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
