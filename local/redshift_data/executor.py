@@ -32,8 +32,11 @@ from .statements import ABORTED, FAILED, FINISHED, PICKED, STARTED, Statement, S
 from .streaming import StreamingCursor
 
 try:  # the Redshift-only statements (COPY/UNLOAD with S3, GETDATE, NVL...); without them SQL goes to PostgreSQL as is
-    from .redshift_sql import install_system_tables, run_redshift_statement, translate_sql
+    from .redshift_sql import RedshiftSqlError, install_system_tables, run_redshift_statement, translate_sql
 except ImportError:  # pragma: no cover - depends on the checkout
+
+    class RedshiftSqlError(Exception):  # type: ignore[no-redef]
+        pass
 
     def run_redshift_statement(sql: str, conn: Any, s3_client: Any) -> Any:
         return None
@@ -175,7 +178,7 @@ class StatementRunner:
                 self._fail_units(units, current, FAILED, _message(exc))
                 self._finish(statement, FAILED, _message(exc))
             return
-        except (psycopg.Error, ResultTooLarge) as exc:
+        except (psycopg.Error, ResultTooLarge, RedshiftSqlError) as exc:  # the user's error, not the emulator's
             message = _message(exc)
             self._fail_units(units, current, FAILED, message)
             self._finish(statement, FAILED, message)

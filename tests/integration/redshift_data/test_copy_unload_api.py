@@ -120,3 +120,13 @@ def test_copy_with_bad_rows_through_the_data_api(redshift_data, s3, bucket, load
         DbUser=loader,
     )
     assert errors == [[3, "amount", 1209], [3, "amount", 1209]]  # one per COPY: the failed one and the tolerant one
+
+
+def test_copy_of_a_missing_object_fails_the_statement_with_an_actionable_message(redshift_data, bucket, loader):
+    table = "missing_" + uuid.uuid4().hex[:8]
+    run(redshift_data, f"CREATE TABLE {table} (id int)", DbUser=loader)
+    described = run(
+        redshift_data, f"COPY {table} FROM 's3://{bucket}/nothing/here.csv' CSV", expect="FAILED", DbUser=loader
+    )
+    assert f"s3://{bucket}/nothing/here.csv" in described["Error"]
+    assert "Internal error" not in described["Error"]  # the user's mistake, reported as such
