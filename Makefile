@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# aws-sam-cli pins its own boto3, so it gets a venv of its own (used by `sam validate --lint` in the tests).
+SAM_VERSION := 1.170.0
+SAM_VENV    := .sam-venv
+SAM_STAMP   := $(SAM_VENV)/.installed-$(SAM_VERSION)
 
 .PHONY: install run test test-unit bench lint clean
 
-install: $(STAMP)
+install: $(STAMP) $(SAM_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,8 +18,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(SAM_STAMP):
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli==$(SAM_VERSION)'
+	touch $@
+
 ## Start the whole pipeline locally (moto + Redshift Data API emulator + functions) in the foreground.
-run: install
+run: $(STAMP)
 	$(PY) -m local
 
 ## Every test tier: unit, integration (local stack), e2e (HTTP in, event out).
@@ -31,15 +40,17 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template-file template.yaml --region us-east-1
 
 clean:
-	rm -rf $(VENV) .pytest_cache bench/results
+	rm -rf $(VENV) $(SAM_VENV) .pytest_cache bench/results
 
 # ---- sam build (BuildMethod: makefile): SAM calls these with ARTIFACTS_DIR set. Code and dependencies are packaged
 # apart, so a code change rebuilds kilobytes, not the pyarrow layer.
 LAMBDA_CODE := spectra events producers consumers
-FUNCTIONS   := AuthorizerFunction ApiFunction ExecutorFunction CompletionFunction
+FUNCTIONS   := AuthorizerFunction ApiFunction ExecutorFunction CompletionFunction ReconcilerFunction
 
 $(addprefix build-,$(FUNCTIONS)):
 	mkdir -p "$(ARTIFACTS_DIR)"

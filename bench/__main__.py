@@ -1,0 +1,28 @@
+"""``make bench``: every benchmark, each printing its table and writing JSON under bench/results/.
+
+Each compares against a baseline measured in the same run on the same machine (this machine is shared and noisy, so
+absolute numbers mean little; the ratios are the point):
+
+- bench_redshift_data: the Data API emulator (SELECT 1 round trip, new vs reused session, result paging on 1M rows);
+- bench_copy: COPY from S3 beside PostgreSQL's own COPY FROM STDIN of the same file, and UNLOAD;
+- bench_pipeline: submit → "Job Completed" beside a direct Data API round trip, and AWS calls per job.
+
+``python -m bench NAME ...`` runs only the named ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ["bench_redshift_data", "bench_copy", "bench_pipeline"]
+
+
+def main(names: list[str]) -> None:
+    for name in names or BENCHMARKS:
+        print(f"\n===== {name} =====", flush=True)
+        importlib.import_module(f"bench.{name}").main([])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
