@@ -6,6 +6,13 @@ Table layout (declared in template.yaml as ``JobsTable``):
 * GSI ``by-tenant`` (``tenant_id``, ``created_key`` = ``<created_at ISO>#<job_id>``): a tenant's jobs, newest first.
 * Idempotency records share the table under ``job_id = "idem#<tenant>#<sha256(key)>"``. They carry neither
   ``tenant_id`` nor ``created_key``, so the GSI never sees them, and they expire through the ``expires_at`` TTL.
+* Sparse GSI ``pending`` (``pending_shard``, ``pending_since``), keys only: the jobs that still owe the world
+  something (a statement to start, a result to collect, an event to publish). The store sets both attributes when a
+  job is created and on every state change, and removes them once the job is terminal *and* its event is published
+  (:meth:`JobStore.mark_published`), so a failed PutEvents after the terminal write is still found by the reconciler.
+  Finished jobs leave the index, which therefore stays as small as the work in flight and is read with a Query,
+  never a Scan. ``pending_since`` is when the job last showed progress or was last looked at by the reconciler
+  (:meth:`JobStore.mark_checked` moves it forward), so the oldest entries are always the ones most overdue.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -27,6 +34,12 @@ from spectra.errors import Conflict, InvalidRequest
 from spectra.jobs import Job, sources_of, utcnow
 
 TENANT_INDEX = "by-tenant"
+PENDING_INDEX = "pending"
+#: Partitions of the pending index. One is enough: a GSI partition takes 1,000 writes a second and a job costs four
+#: index writes over its life (created, submitted, terminal, published), while the Data API admits a few dozen
+#: ExecuteStatement calls a second per account. Raising it later is safe (the reconciler queries every shard below
+#: the new count); lowering it would orphan the jobs in the dropped shards until they finish.
+PENDING_SHARDS = 1
 JOB_TTL = timedelta(days=30)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
@@ -67,6 +80,43 @@ class JobPage:
     next_token: str | None
 
 
+@dataclass(frozen=True)
+class PendingJob:
+    """An entry of the pending index: which job, and since when nobody has seen it move."""
+
+    job_id: str
+    pending_since: datetime
+
+
+@dataclass(frozen=True)
+class PendingPage:
+    jobs: list[PendingJob]
+    more: bool  # entries past the cutoff were left for the next call
+
+
+def pending_shard(job_id: str) -> str:
+    """A stable shard for the job, so its index entry stays in one partition for its whole life."""
+    return str(int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % PENDING_SHARDS)
+
+
+def index_time(moment: datetime) -> str:
+    """A fixed-width UTC timestamp: ISO strings of one width sort as the times they name (``isoformat`` drops zero
+    microseconds and keeps the offset, so its strings would not)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_index_time(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _pending(job_id: str, since: datetime) -> dict[str, str]:
+    return {"pending_shard": pending_shard(job_id), "pending_since": index_time(since)}
+
+
+#: Passing these as None to ``_update`` removes the job from the pending index.
+_NOT_PENDING: dict[str, None] = {"pending_shard": None, "pending_since": None}
+
+
 class JobStore:
     """Jobs in one DynamoDB table. ``client`` is a boto3 DynamoDB client (low-level, so the wire format is explicit)."""
 
@@ -88,6 +138,7 @@ class JobStore:
                 **job.model_dump(mode="json"),
                 "created_key": f"{job.created_at.isoformat()}#{job.job_id}",
                 "expires_at": int((now + JOB_TTL).timestamp()),
+                **_pending(job.job_id, job.created_at),
             }
         )
         if not job.idempotency_key:
@@ -208,13 +259,63 @@ class JobStore:
     def transition(self, job_id: str, to: JobStatus, **changes: Any) -> Job | None:
         """Move a job to ``to`` if its current state allows it; return the new job, or None when the move is illegal.
 
-        The condition is evaluated by DynamoDB, so of two racing deliveries of one message exactly one wins.
+        The condition is evaluated by DynamoDB, so of two racing deliveries of one message exactly one wins. The job
+        stays in the pending index, with ``pending_since`` reset to now, until :meth:`mark_published`.
         """
-        return self._update(job_id, sources_of(to), {"status": to.value, **changes})
+        return self._update(job_id, sources_of(to), {**_pending(job_id, utcnow()), "status": to.value, **changes})
 
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:
         """Change attributes without a state change, if the job is still in one of ``expected``."""
         return self._update(job_id, frozenset(expected), changes)
+
+    def mark_published(self, job_id: str, status: JobStatus) -> Job | None:
+        """Record that the job's terminal event is out; the job leaves the pending index, nothing is owed any more."""
+        return self._update(job_id, frozenset({status}), {"event_published": True, **_NOT_PENDING})
+
+    def mark_checked(self, job_id: str, status: JobStatus, at: datetime) -> Job | None:
+        """The reconciler looked at the job and left it as it is: move it to the back of the pending index.
+
+        Conditional on ``status``, so a job that finished meanwhile is not put back into the index.
+        """
+        return self._update(job_id, frozenset({status}), {**_pending(job_id, at), "last_checked_at": at})
+
+    # -- the pending index ----------------------------------------------------------------------------------------
+
+    def pending_before(self, cutoff: datetime, *, limit: int) -> PendingPage:
+        """Up to ``limit`` pending jobs quiet since before ``cutoff``, the longest-quiet first within each shard.
+
+        The index is eventually consistent and keys-only: callers read each job with :meth:`get` (a consistent read)
+        before acting on it, and must expect a job that has just finished.
+        """
+        found: list[PendingJob] = []
+        more = False
+        per_shard = -(-limit // PENDING_SHARDS)  # ceil: every shard gets its share of the batch
+        for shard in map(str, range(PENDING_SHARDS)):
+            wanted = min(per_shard, limit - len(found))
+            if wanted <= 0:
+                more = True  # the batch is full before this shard was read
+                break
+            start_key: dict[str, Any] | None = None
+            while wanted > 0:
+                query: dict[str, Any] = {
+                    "TableName": self._table,
+                    "IndexName": PENDING_INDEX,
+                    "KeyConditionExpression": "pending_shard = :shard AND pending_since < :cutoff",
+                    "ExpressionAttributeValues": _to_item({":shard": shard, ":cutoff": index_time(cutoff)}),
+                    "Limit": wanted,
+                }
+                if start_key:
+                    query["ExclusiveStartKey"] = start_key
+                response = self._db.query(**query)
+                items = [_from_item(item) for item in response.get("Items", [])]
+                found.extend(PendingJob(item["job_id"], _parse_index_time(item["pending_since"])) for item in items)
+                wanted -= len(items)
+                start_key = response.get("LastEvaluatedKey")
+                if not start_key:
+                    break
+            # A page that stopped at the limit says "maybe more" (DynamoDB cannot tell without reading on).
+            more = more or start_key is not None
+        return PendingPage(jobs=found, more=more)
 
     def _update(self, job_id: str, allowed: frozenset[JobStatus], changes: dict[str, Any]) -> Job | None:
         if not allowed:

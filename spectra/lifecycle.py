@@ -136,4 +136,4 @@ def publish_job_event(ports: Ports, job: Job) -> None:
         correlation_id=job.correlation_id,
     )
     ports.events.publish(JOB_EVENT_DETAIL_TYPES[job.status], detail, resources=[])
-    ports.jobs.update(job.job_id, [job.status], event_published=True)
+    ports.jobs.mark_published(job.job_id, job.status)

@@ -38,12 +38,31 @@ class Settings(BaseSettings):
     presign_ttl_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
 
     api_page_max: int = Field(default=100, gt=0)
+
+    # The reconciler (the backstop for lost Data API completion events, see spectra/reconciliation.py).
+    # A pending job nobody has looked at for this long gets a look: its statement is described, or its age checked.
+    reconcile_after_seconds: int = Field(default=60, gt=0)
+    # A job still QUEUED, or SUBMITTED without a statement, this long after it entered that state has lost its
+    # message: queue it again. Longer than the jobs queue's visibility timeout (180 s), so SQS's own retry of a
+    # throttled message comes first and the reconciler only adds a message when the original is really gone.
+    requeue_after_seconds: int = Field(default=300, gt=0)
+    # A job that has not reached the warehouse this long after it was created fails instead of being queued again:
+    # whatever keeps losing its message (a poison job, a DLQ nobody drains) would otherwise loop forever.
+    pending_max_age_seconds: int = Field(default=3600, gt=0)
+    # Jobs looked at per run; the rest wait for the next run (logged), so a backlog cannot outlast the timeout.
+    reconcile_batch_max: int = Field(default=200, gt=0)
     service_name: str = "spectra"
 
     @model_validator(mode="after")
     def _one_warehouse(self) -> Settings:
         if bool(self.redshift_cluster_id) == bool(self.redshift_workgroup):
             raise ValueError("set exactly one of REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP")
+        return self
+
+    @model_validator(mode="after")
+    def _requeue_before_giving_up(self) -> Settings:
+        if self.requeue_after_seconds >= self.pending_max_age_seconds:
+            raise ValueError("REQUEUE_AFTER_SECONDS must be shorter than PENDING_MAX_AGE_SECONDS")
         return self
 
 

@@ -1,0 +1,208 @@
+"""The backstop for lost messages: jobs that waited too long are looked at again and moved on.
+
+AWS delivers the Data API's "Statement Status Change" event best-effort, and a queue message can be lost between
+two writes of a process that died. Nothing may depend on either arriving, so a scheduled sweep reads the pending
+index (:mod:`spectra.job_store`: jobs with work left, the longest-quiet first) and decides per job with
+:func:`plan`:
+
+* SUBMITTED with a statement: ask DescribeStatement. A terminal statement goes through
+  :func:`~spectra.lifecycle.complete_statement`, exactly as if its event had come (one code path for results); a
+  running one is left alone and moved to the back of the index; one the Data API no longer knows (statements expire
+  after 24 hours) fails the job, since its result can never be collected.
+* QUEUED, or SUBMITTED without a statement (the executor stopped between its two writes): the queue message is gone,
+  or keeps failing. Re-queue it, as the API would: the executor's conditional QUEUED → SUBMITTED write and its
+  ``ClientToken = job id`` make a second message harmless, and for a SUBMITTED job the token returns the statement an
+  earlier attempt may already have started. Re-queueing waits ``requeue_after_seconds``, longer than the jobs queue's
+  visibility timeout, so SQS's own retry of a throttled message comes first.
+* ... unless the job was created more than ``pending_max_age_seconds`` ago: then it fails with a clear reason
+  rather than loop forever (a message that keeps landing in the DLQ would otherwise be re-queued every few minutes).
+* Terminal but its event never published (PutEvents failed after the terminal write): publish it now.
+
+Throttling by the Data API ends the run early; the next run continues where this one stopped, because nothing it
+did not reach has moved in the index. The run is bounded (``reconcile_batch_max`` jobs, and an optional deadline)
+so a backlog cannot outlast the function's timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from events import ErrorInfo, JobQueuedMessage, JobStatus, StatementState, StatementStatusChange
+from spectra.errors import NotFound, Throttled
+from spectra.jobs import Job, utcnow
+from spectra.lifecycle import complete_statement, finish_job, publish_job_event
+from spectra.ports import Ports
+from spectra.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Data API statement states (DescribeStatement ``Status``) that end a statement, as the completion event names them.
+TERMINAL_STATEMENT_STATES = {state.value: state for state in StatementState}
+
+
+class Action(StrEnum):
+    """What the reconciler does with one pending job."""
+
+    CHECK_STATEMENT = "check_statement"
+    REQUEUE = "requeue"
+    GIVE_UP = "give_up"
+    PUBLISH = "publish"
+    WAIT = "wait"  # pending, but not for long enough to re-queue
+    NOTHING = "nothing"  # finished and announced: the index had not caught up yet
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The reconciler's clock, from settings (see :class:`~spectra.settings.Settings` for why each value)."""
+
+    look_after: timedelta
+    requeue_after: timedelta
+    give_up_after: timedelta
+    batch_max: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Thresholds:
+        return cls(
+            look_after=timedelta(seconds=settings.reconcile_after_seconds),
+            requeue_after=timedelta(seconds=settings.requeue_after_seconds),
+            give_up_after=timedelta(seconds=settings.pending_max_age_seconds),
+            batch_max=settings.reconcile_batch_max,
+        )
+
+
+def plan(job: Job, *, quiet_since: datetime, now: datetime, thresholds: Thresholds) -> Action:
+    """Decide what to do with a job the pending index says has been quiet since ``quiet_since``.
+
+    Pure, so every rule is unit-tested. The caller only passes jobs quiet for at least ``look_after``.
+    """
+    if job.status.is_terminal:
+        return Action.NOTHING if job.event_published else Action.PUBLISH
+    if job.status is JobStatus.SUBMITTED and job.statement_id:
+        return Action.CHECK_STATEMENT
+    if now - job.created_at >= thresholds.give_up_after:
+        return Action.GIVE_UP
+    if now - quiet_since >= thresholds.requeue_after:
+        return Action.REQUEUE
+    return Action.WAIT
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"  # reached a terminal state from its statement's state
+    REQUEUED = "requeued"
+    EXPIRED = "expired"  # failed: never reached the warehouse, or its statement is gone
+    PUBLISHED = "published"  # terminal already; its missing event was published
+    STILL_RUNNING = "still_running"
+    WAITING = "waiting"
+    SKIPPED = "skipped"  # another worker moved it meanwhile
+
+
+@dataclass
+class ReconcileSummary:
+    """What one run did; the handler returns it and logs it, the metrics are derived from it."""
+
+    checked: int = 0
+    completed: int = 0
+    requeued: int = 0
+    expired: int = 0
+    published: int = 0
+    still_running: int = 0
+    waiting: int = 0
+    skipped: int = 0
+    errors: int = 0
+    throttled: bool = False
+    out_of_time: bool = False
+    more_pending: bool = False
+
+    def count(self, outcome: Outcome) -> None:
+        setattr(self, outcome.value, getattr(self, outcome.value) + 1)
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return asdict(self)
+
+
+def reconcile(ports: Ports, now: datetime | None = None, *, deadline: float | None = None) -> ReconcileSummary:
+    """One sweep over the pending jobs quiet for longer than ``reconcile_after_seconds``.
+
+    ``now`` is the sweep's clock (tests move it forward instead of waiting); ``deadline`` is a ``time.monotonic()``
+    value after which no further job is started, so the function returns before Lambda's timeout.
+    """
+    now = now or utcnow()
+    thresholds = Thresholds.from_settings(ports.settings)
+    summary = ReconcileSummary()
+    page = ports.jobs.pending_before(now - thresholds.look_after, limit=thresholds.batch_max)
+    for entry in page.jobs:
+        if deadline is not None and time.monotonic() >= deadline:
+            summary.out_of_time = True
+            break
+        job = ports.jobs.get(entry.job_id)
+        if job is None:
+            continue
+        summary.checked += 1
+        try:
+            outcome = _reconcile_job(ports, job, entry.pending_since, now, thresholds)
+        except Throttled as exc:
+            # The Data API wants fewer calls: stop here, the next run starts again from the longest-quiet job.
+            logger.warning("reconciler throttled at job %s; stopping this run: %s", job.job_id, exc)
+            summary.throttled = True
+            break
+        except Exception:
+            # One job that cannot be finished (a bug, a result that will not write) must not block the others. It
+            # keeps its place at the head of the index and is retried, loudly, on every run.
+            logger.exception("reconciler could not move job %s", job.job_id)
+            summary.errors += 1
+            continue
+        summary.count(outcome)
+    summary.more_pending = page.more or summary.throttled or summary.out_of_time
+    if summary.more_pending:
+        logger.warning("reconciler left overdue jobs for the next run: %s", summary.as_dict())
+    return summary
+
+
+def _reconcile_job(ports: Ports, job: Job, quiet_since: datetime, now: datetime, thresholds: Thresholds) -> Outcome:
+    action = plan(job, quiet_since=quiet_since, now=now, thresholds=thresholds)
+    logger.info("reconciling job %s (%s): %s", job.job_id, job.status.value, action.value)
+    if action is Action.CHECK_STATEMENT:
+        return _check_statement(ports, job, now)
+    if action is Action.REQUEUE:
+        ports.queue.send(
+            JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id)
+        )
+        # Moving the job to the back of the index also spaces the next re-queue by ``requeue_after``.
+        ports.jobs.mark_checked(job.job_id, job.status, now)
+        return Outcome.REQUEUED
+    if action is Action.GIVE_UP:
+        age = int(thresholds.give_up_after.total_seconds())
+        error = ErrorInfo(
+            code="not_started",
+            message=f"the job did not reach the warehouse within {age} seconds of its creation; it was not run",
+        )
+        return Outcome.EXPIRED if finish_job(ports, job, JobStatus.FAILED, error=error) else Outcome.SKIPPED
+    if action is Action.PUBLISH:
+        publish_job_event(ports, job)
+        return Outcome.PUBLISHED
+    return Outcome.WAITING if action is Action.WAIT else Outcome.SKIPPED
+
+
+def _check_statement(ports: Ports, job: Job, now: datetime) -> Outcome:
+    statement_id = job.statement_id or ""
+    try:
+        info = ports.warehouse.describe(statement_id)
+    except NotFound:
+        error = ErrorInfo(
+            code="statement_lost",
+            message=f"the warehouse no longer knows statement {statement_id}; its result cannot be collected",
+        )
+        return Outcome.EXPIRED if finish_job(ports, job, JobStatus.FAILED, error=error) else Outcome.SKIPPED
+    state = TERMINAL_STATEMENT_STATES.get(info.status)
+    if state is None:
+        ports.jobs.mark_checked(job.job_id, JobStatus.SUBMITTED, now)
+        return Outcome.STILL_RUNNING
+    change = StatementStatusChange(
+        statementId=info.statement_id, statementName=job.job_id, state=state, rows=info.result_rows
+    )
+    finished = complete_statement(ports, change)
+    return Outcome.COMPLETED if finished is not None and finished.status.is_terminal else Outcome.SKIPPED

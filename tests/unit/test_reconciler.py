@@ -1,0 +1,182 @@
+"""The reconciler's rules (pure) and its run control (bound, throttling, errors) with in-memory fakes of the ports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from events import JobStatus
+from spectra.errors import Throttled
+from spectra.job_store import PendingJob, PendingPage, index_time
+from spectra.jobs import Job
+from spectra.reconciliation import Action, Thresholds, plan, reconcile
+from spectra.settings import Settings
+from spectra.warehouse import StatementInfo
+
+pytestmark = pytest.mark.unit
+
+T = Thresholds(
+    look_after=timedelta(seconds=60),
+    requeue_after=timedelta(seconds=300),
+    give_up_after=timedelta(seconds=3600),
+    batch_max=200,
+)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def job(status: JobStatus = JobStatus.QUEUED, *, age: float = 600, **fields) -> Job:
+    created = NOW - timedelta(seconds=age)
+    return Job(
+        job_id="j_x",
+        tenant_id="t",
+        db_user="u",
+        sql="select 1",
+        status=status,
+        created_at=created,
+        updated_at=created,
+        **fields,
+    )
+
+
+def quiet(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("the_job", "quiet_for", "expected"),
+    [
+        (job(JobStatus.SUBMITTED, statement_id="s1"), 61, Action.CHECK_STATEMENT),
+        (job(JobStatus.SUBMITTED, statement_id="s1", age=86_400), 61, Action.CHECK_STATEMENT),  # long queries run on
+        (job(JobStatus.QUEUED), 120, Action.WAIT),  # SQS's own retry comes first
+        (job(JobStatus.QUEUED), 300, Action.REQUEUE),
+        (job(JobStatus.SUBMITTED), 301, Action.REQUEUE),  # the executor died between its two writes
+        (job(JobStatus.QUEUED, age=3600), 301, Action.GIVE_UP),
+        (job(JobStatus.SUBMITTED, age=7200), 120, Action.GIVE_UP),
+        (job(JobStatus.FAILED), 61, Action.PUBLISH),
+        (job(JobStatus.COMPLETED, event_published=True), 61, Action.NOTHING),  # the index lags behind the table
+    ],
+)
+def test_plan(the_job, quiet_for, expected):
+    assert plan(the_job, quiet_since=quiet(quiet_for), now=NOW, thresholds=T) is expected
+
+
+def test_thresholds_come_from_settings():
+    settings = Settings(
+        jobs_table="j",
+        tenants_table="t",
+        redshift_cluster_id="c",
+        reconcile_after_seconds=5,
+        requeue_after_seconds=10,
+        pending_max_age_seconds=20,
+        reconcile_batch_max=3,
+    )
+    assert Thresholds.from_settings(settings) == Thresholds(
+        timedelta(seconds=5), timedelta(seconds=10), timedelta(seconds=20), 3
+    )
+
+
+def test_giving_up_must_come_after_requeueing():
+    with pytest.raises(ValueError, match="REQUEUE_AFTER_SECONDS"):
+        Settings(jobs_table="j", tenants_table="t", redshift_cluster_id="c", requeue_after_seconds=3600)
+
+
+def test_index_time_sorts_as_time():
+    earlier = datetime(2026, 1, 1, 0, 0, 5, tzinfo=NOW.tzinfo)
+    moments = [earlier, earlier + timedelta(microseconds=1), earlier + timedelta(seconds=1)]
+    assert sorted(moments, key=index_time) == moments
+    assert len({len(index_time(m)) for m in moments}) == 1
+
+
+# -- run control, with fakes ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeJobs:
+    jobs: dict[str, Job]
+    more: bool = False
+    checked: list[str] = field(default_factory=list)
+    asked_limit: int | None = None
+
+    def pending_before(self, cutoff, *, limit):
+        self.asked_limit = limit
+        return PendingPage([PendingJob(j, quiet(61)) for j in self.jobs], more=self.more)
+
+    def get(self, job_id):
+        return self.jobs.get(job_id)
+
+    def mark_checked(self, job_id, status, at):
+        self.checked.append(job_id)
+        return self.jobs[job_id]
+
+
+@dataclass
+class FakeWarehouse:
+    """Statements by id; ``throttle_after`` describes succeed, then the Data API says slow down."""
+
+    statements: dict[str, str]
+    throttle_after: int = 10**9
+    described: list[str] = field(default_factory=list)
+
+    def describe(self, statement_id):
+        if len(self.described) >= self.throttle_after:
+            raise Throttled("Redshift Data API: ThrottlingException: rate exceeded")
+        self.described.append(statement_id)
+        return StatementInfo(statement_id=statement_id, status=self.statements[statement_id])
+
+
+@dataclass
+class FakePorts:
+    jobs: FakeJobs
+    warehouse: FakeWarehouse
+    settings: Settings = field(
+        default_factory=lambda: Settings(jobs_table="j", tenants_table="t", redshift_cluster_id="c")
+    )
+
+
+def running_jobs(n: int) -> tuple[FakeJobs, FakeWarehouse]:
+    jobs = {
+        f"j_{i}": job(JobStatus.SUBMITTED, statement_id=f"s{i}").model_copy(update={"job_id": f"j_{i}"})
+        for i in range(n)
+    }
+    return FakeJobs(jobs), FakeWarehouse({f"s{i}": "STARTED" for i in range(n)})
+
+
+def test_running_statements_are_moved_back_and_counted():
+    jobs, warehouse = running_jobs(3)
+    summary = reconcile(FakePorts(jobs, warehouse), now=NOW)
+    assert (summary.checked, summary.still_running, summary.completed) == (3, 3, 0)
+    assert jobs.checked == ["j_0", "j_1", "j_2"]
+    assert jobs.asked_limit == 200
+    assert summary.more_pending is False
+
+
+def test_throttling_stops_the_run_and_leaves_the_rest_in_place():
+    jobs, warehouse = running_jobs(5)
+    summary = reconcile(FakePorts(jobs, FakeWarehouse(warehouse.statements, throttle_after=2)), now=NOW)
+    assert summary.throttled is True
+    assert summary.still_running == 2
+    assert jobs.checked == ["j_0", "j_1"]  # the others keep their place at the head of the index
+    assert summary.more_pending is True
+
+
+def test_a_deadline_in_the_past_starts_nothing():
+    jobs, warehouse = running_jobs(2)
+    summary = reconcile(FakePorts(jobs, warehouse), now=NOW, deadline=0.0)
+    assert (summary.checked, summary.out_of_time, summary.more_pending) == (0, True, True)
+    assert warehouse.described == []
+
+
+def test_one_broken_job_does_not_stop_the_others():
+    jobs, warehouse = running_jobs(3)
+    del warehouse.statements["s1"]  # describe raises KeyError: an unexpected failure for that job only
+    summary = reconcile(FakePorts(jobs, warehouse), now=NOW)
+    assert (summary.errors, summary.still_running) == (1, 2)
+    assert jobs.checked == ["j_0", "j_2"]
+
+
+def test_a_full_batch_is_reported():
+    jobs, warehouse = running_jobs(1)
+    jobs.more = True
+    assert reconcile(FakePorts(jobs, warehouse), now=NOW).more_pending is True
