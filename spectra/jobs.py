@@ -51,7 +51,7 @@ class ResultFile(BaseModel):
 
 
 class JobResult(BaseModel):
-    """Where a finished job's rows are. ``inline_key`` is set when the result is small enough to return inline."""
+    """Where a finished job's rows are. ``inline``: small enough that the manifest carries the rows too."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -62,7 +62,7 @@ class JobResult(BaseModel):
     row_count: int
     bytes: int
     columns: list[dict[str, str]]
-    inline_key: str | None = None
+    inline: bool = False
 
     @property
     def location(self) -> str:

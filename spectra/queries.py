@@ -106,7 +106,7 @@ def job_results(ports: Ports, caller: Caller, job_id: str) -> dict[str, Any]:
         "row_count": result.row_count,
         "columns": result.columns,
     }
-    if result.inline_key is not None:
+    if result.inline:
         body["rows"] = ports.results.read_inline(result)["rows"]
     ttl = ports.settings.presign_ttl_seconds
     body["files"] = ports.results.presign(result, ttl_seconds=ttl)

@@ -4,8 +4,8 @@ Layout under the results bucket, one prefix per job: ``<tenant>/<job_id>/``
 
 * ``part-00000.<ext>`` ... the rows, split every ``part_max_rows`` rows. ``csv`` → ``.csv.gz``, ``jsonl`` and ``json``
   → ``.jsonl.gz`` (one JSON object per row), ``parquet`` → ``.parquet`` (snappy inside).
-* ``manifest.json``: columns, counts and the list of parts.
-* ``inline.json``: only for results within the inline limits, the rows as JSON for ``GET /results``.
+* ``manifest.json``: columns, counts and the list of parts; for a result within the inline limits also the rows
+  themselves, so ``GET /results`` answers small results with one read and the job costs one PUT less.
 
 Pages are parsed by pyarrow with the column types from the Data API's metadata, one page at a time, and written
 through smart-open's multipart uploads, so memory is bounded by a page, not by the result.
@@ -243,10 +243,6 @@ class ResultSink:
         column_dicts = [c.as_dict() for c in columns]
         row_count = sum(f.rows for f in files)
         total_bytes = sum(f.bytes for f in files)
-        inline_key = None
-        if inline is not None:
-            inline_key = f"{prefix}inline.json"
-            self._put_json(inline_key, {"columns": column_dicts, "rows": inline})
         manifest_key = f"{prefix}manifest.json"
         result = JobResult(
             bucket=self._bucket,
@@ -256,11 +252,16 @@ class ResultSink:
             row_count=row_count,
             bytes=total_bytes,
             columns=column_dicts,
-            inline_key=inline_key,
+            inline=inline is not None,
         )
         self._put_json(
             manifest_key,
-            {"job_id": job_id, "format": fmt.value, **result.model_dump(mode="json", exclude={"bucket", "inline_key"})},
+            {
+                "job_id": job_id,
+                "format": fmt.value,
+                **result.model_dump(mode="json", exclude={"bucket", "inline"}),
+                **({"rows": inline} if inline is not None else {}),
+            },
         )
         return result
 
@@ -269,9 +270,9 @@ class ResultSink:
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
 
     def read_inline(self, result: JobResult) -> dict[str, Any]:
-        if result.inline_key is None:
+        if not result.inline:
             raise ValueError("result is not inline")
-        return json.loads(self._s3.get_object(Bucket=result.bucket, Key=result.inline_key)["Body"].read())
+        return json.loads(self._s3.get_object(Bucket=result.bucket, Key=result.manifest_key)["Body"].read())
 
     def presign(self, result: JobResult, *, ttl_seconds: int) -> list[dict[str, Any]]:
         """Short-lived download links, one per part. Signing is local: no request to S3."""

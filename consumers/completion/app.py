@@ -22,11 +22,11 @@ def record_handler(record: SQSRecord) -> None:
     change = event.detail
     logger.append_keys(job_id=change.statementName, statement_id=change.statementId, state=change.state.value)
     job = complete_statement(get_ports(), change)
-    if job is not None:
-        metrics.add_metric(name=f"Jobs{job.status.value.title()}", unit="Count", value=1)
+    name = f"Jobs{job.status.value.title()}" if job is not None else "StatusEventsIgnored"
+    metrics.add_metric(name=name, unit="Count", value=1)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:

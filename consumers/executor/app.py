@@ -27,10 +27,11 @@ def record_handler(record: SQSRecord) -> None:
         logger.exception("malformed job message", extra={"body": record.body[:2000]})
         raise
     logger.append_keys(job_id=message.job_id, tenant_id=message.tenant_id)
-    execute_job(get_ports(), message)
+    job = execute_job(get_ports(), message)
+    metrics.add_metric(name="StatementsStarted" if job is not None else "JobMessagesSkipped", unit="Count", value=1)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
