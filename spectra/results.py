@@ -113,6 +113,7 @@ class _S3Upload(io.RawIOBase):
                 compression="disable",
                 transport_params={
                     "client": self._s3,
+                    "min_part_size": self.MULTIPART_THRESHOLD,  # smart-open's default buffers 50 MB per upload
                     "client_kwargs": {"S3.Client.create_multipart_upload": {"ContentType": self._content_type}},
                 },
             )
@@ -148,6 +149,10 @@ class _PartWriter:
         else:
             self._stream = gzip.GzipFile(fileobj=self._counter, mode="wb", compresslevel=6)
 
+    def accepts(self, schema) -> bool:
+        """Parquet fixes a file's schema with its first table; the CSV and JSON writers take any table."""
+        return self._parquet is None or self._parquet.schema.equals(schema)
+
     def write(self, table) -> None:
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
@@ -161,7 +166,7 @@ class _PartWriter:
                 self._csv = pacsv.CSVWriter(self._stream, table.schema)
             self._csv.write_table(table)
         else:
-            lines = (json.dumps(dict(zip(self._names, row, strict=True)), default=json_default) for row in _rows(table))
+            lines = (json.dumps(row, default=json_default) for row in json_ready(table).to_pylist())
             self._stream.write(("\n".join(lines) + "\n").encode())
         self.rows += table.num_rows
 
@@ -181,8 +186,29 @@ class _PartWriter:
 
 
 def _rows(table) -> Iterable[tuple]:
-    columns = [column.to_pylist() for column in table.columns]
+    columns = [column.to_pylist() for column in json_ready(table).columns]
     return zip(*columns, strict=True)
+
+
+def json_ready(table):
+    """The table with decimals, dates and timestamps as ISO / exact strings, converted column-wise by Arrow.
+
+    Converting per value in Python (Decimal and datetime objects, then ``json_default``) is several times slower;
+    the strings are the same ones ``json_default`` would produce (``isoformat``, ``str(Decimal)``).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays = []
+    for column in table.columns:
+        kind = column.type
+        if pa.types.is_decimal(kind) or pa.types.is_date(kind):
+            column = pc.cast(column, pa.string())
+        elif pa.types.is_timestamp(kind):
+            text = pc.replace_substring_regex(pc.strftime(column, format="%Y-%m-%dT%H:%M:%S"), r"\.0+$", "")
+            column = pc.binary_join_element_wise(text, pa.scalar("+00:00"), "") if kind.tz else text
+        arrays.append(column)
+    return pa.table(arrays, names=table.column_names)
 
 
 class ResultSink:
@@ -211,6 +237,7 @@ class ResultSink:
         import pyarrow as pa
 
         prefix = self.prefix_for(tenant_id, job_id)
+        named = columns  # as the service names them: a header line repeats these, duplicates included
         columns = _unique(columns)
         schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in columns])
         files: list[ResultFile] = []
@@ -218,9 +245,13 @@ class ResultSink:
         inline: list[list[Any]] | None = []
         inline_bytes = 0
 
-        for table in _parse_pages(csv_pages, columns, schema):
+        for table in _parse_pages(csv_pages, named, schema):
             offset = 0
             while offset < table.num_rows:
+                if part is not None and not part.accepts(table.schema):
+                    # A page read as text cannot join a Parquet file of typed columns: it starts a part of its own.
+                    files.append(part.close(schema))
+                    part = None
                 if part is None:
                     key = f"{prefix}part-{len(files):05d}{_EXTENSIONS[fmt]}"
                     part = _PartWriter(self._s3, self._bucket, key, fmt, columns)
