@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from local.aws import LOCAL_CREDENTIALS, start_moto
 from local.demo import Warehouse, add_tenant
 from local.pipeline import CLUSTER_ID, start_pipeline
 from local.redshift_data import EmulatorConfig, start_emulator
+from local.subscriber import BusSubscriber
 from spectra.ports import get_ports
 
 RESULTS = Path(__file__).parent / "results" / "pipeline.json"
@@ -40,44 +39,6 @@ SQL = "select 1 as one"
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-class Subscriber:
-    """A rule on the project's bus → a queue, drained by a thread that notes when each job's event lands."""
-
-    def __init__(self, aws, bus: str) -> None:
-        self._sqs, events = aws.client("sqs"), aws.client("events")
-        name = "bench-" + uuid.uuid4().hex[:8]
-        self._url = self._sqs.create_queue(QueueName=name)["QueueUrl"]
-        arn = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"source": ["spectra"]}))
-        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-        self.arrived: dict[str, float] = {}
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while not self._stop.is_set():
-            response = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            now = time.perf_counter()
-            for message in response.get("Messages", []):
-                event = json.loads(message["Body"])
-                with self._cond:
-                    self.arrived[event["detail"]["job_id"]] = now
-                    self._cond.notify_all()
-                self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
-
-    def wait_for(self, job_id: str, timeout: float = 60) -> float:
-        with self._cond:
-            if not self._cond.wait_for(lambda: job_id in self.arrived, timeout):
-                raise TimeoutError(f"no event for {job_id} within {timeout}s")
-            return self.arrived[job_id]
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 class CallCounter:
@@ -125,7 +86,7 @@ def run(jobs: int) -> dict:
             )
         }.values():
             counter.attach(client)
-        subscriber = Subscriber(aws, stack.physical_id("JobEventBus"))
+        subscriber = BusSubscriber(aws, stack.physical_id("JobEventBus"), name_prefix="bench")
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {api_key}"
 
@@ -133,7 +94,7 @@ def run(jobs: int) -> dict:
         for _ in range(3):
             direct_round_trip(data_api)
             job_id = session.post(stack.api_url + "/v1/queries", json={"sql": SQL}).json()["job_id"]
-            subscriber.wait_for(job_id)
+            subscriber.arrival(job_id, timeout=60)
         counter.calls.clear()
 
         pipeline, direct, submit = [], [], []
@@ -143,9 +104,9 @@ def run(jobs: int) -> dict:
             response = session.post(stack.api_url + "/v1/queries", json={"sql": SQL})
             submit.append(time.perf_counter() - start)
             response.raise_for_status()
-            pipeline.append(subscriber.wait_for(response.json()["job_id"]) - start)
+            pipeline.append(subscriber.arrival(response.json()["job_id"], timeout=60)[0] - start)
         calls = dict(sorted(counter.calls.items()))
-        subscriber.stop()
+        subscriber.close()
     finally:
         stack.stop()
         emulator.stop()

@@ -9,7 +9,8 @@ is read three ways per format:
 
 Peak RSS growth is sampled during each write; it should stay flat as the result grows fourfold (the design's
 "memory stays flat whatever the size"). Expect a fixed cost of some tens of MB on the first large write: pyarrow's
-CSV reader threads and allocator arenas, which are reused, not grown, by later pages. Results go to ``bench/results/results.json``.
+CSV reader threads and allocator arenas, which are reused, not grown, by later pages.
+Results go to ``bench/results/results.json``.
 """
 
 from __future__ import annotations

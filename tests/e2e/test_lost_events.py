@@ -10,7 +10,6 @@ stops, when ``LocalStack.stop`` has put the session stack's environment back.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -21,10 +20,11 @@ from local.demo import Warehouse, add_tenant
 from local.pipeline import CLUSTER_ID, start_pipeline
 from local.redshift_data import EmulatorConfig, start_emulator
 from local.runner import LocalStack
+from local.subscriber import BusSubscriber
 from spectra.ports import get_ports
 from spectra.settings import get_settings
 from tests.fixtures.redshift import redshift_data_client
-from tests.fixtures.stack import ApiClient, wait_until
+from tests.fixtures.stack import ApiClient
 
 pytestmark = pytest.mark.e2e
 
@@ -72,31 +72,11 @@ def tenant(lossy_stack) -> ApiClient:
 
 @pytest.fixture(scope="module")
 def job_events(lossy_stack, local_aws: LocalAws) -> Iterator[Callable[[str, str], dict]]:
-    """A subscriber's rule on this stack's bus, routed to a fresh queue. Yields ``wait_for(job_id, detail_type)``."""
+    """A subscriber's rule on this stack's bus. Yields ``wait_for(job_id, detail_type)``."""
     stack, _ = lossy_stack
-    events, sqs = local_aws.client("events"), local_aws.client("sqs")
-    bus = stack.physical_id("JobEventBus")
-    name = "lost-sub-" + uuid.uuid4().hex[:8]
-    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"source": ["spectra"]}))
-    events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "q", "Arn": queue_arn}])
-    seen: list[dict] = []
-
-    def wait_for(job_id: str, detail_type: str) -> dict:
-        def probe():
-            received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            for message in received.get("Messages", []):
-                seen.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            return next((e for e in seen if e["detail"]["job_id"] == job_id and e["detail-type"] == detail_type), None)
-
-        return wait_until(probe, 20, f"{detail_type} for {job_id}")
-
-    yield wait_for
-    events.remove_targets(Rule=name, EventBusName=bus, Ids=["q"])
-    events.delete_rule(Name=name, EventBusName=bus)
-    sqs.delete_queue(QueueUrl=queue_url)
+    subscriber = BusSubscriber(local_aws, stack.physical_id("JobEventBus"), name_prefix="lost-sub")
+    yield lambda job_id, detail_type: subscriber.wait_for(job_id, detail_type, timeout=20)
+    subscriber.close()
 
 
 def test_jobs_finish_and_announce_it_without_a_single_completion_event(lossy_stack, tenant, job_events):

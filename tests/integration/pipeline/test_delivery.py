@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from events import JobQueuedMessage, JobStatus, ResultFormat
-from spectra.jobs import Job, new_job_id, utcnow
+from events import JobQueuedMessage, JobStatus
+from spectra.jobs import utcnow
 from spectra.ports import get_ports
-from tests.fixtures.stack import wait_until
+from tests.fixtures.stack import record_job, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -32,24 +32,8 @@ def sqs_event(body: str, queue_arn: str) -> dict:
     }
 
 
-def unqueued_job(tenant_id: str, sql: str) -> Job:
-    """A job recorded in the store but never queued, so only the test delivers its message."""
-    now = utcnow()
-    job = Job(
-        job_id=new_job_id(),
-        tenant_id=tenant_id,
-        db_user="awsuser",
-        sql=sql,
-        format=ResultFormat.JSON,
-        created_at=now,
-        updated_at=now,
-    )
-    get_ports().jobs.create(job)
-    return job
-
-
 def test_the_same_message_delivered_twice_runs_one_statement(spectra_stack, redshift_data, unique_name):
-    job = unqueued_job(unique_name, "select 42 as answer")
+    job = record_job(get_ports(), unique_name, "select 42 as answer")
     body = JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id).model_dump_json()
     queue_arn = spectra_stack.attribute("JobsQueue", "Arn")
 
@@ -90,7 +74,7 @@ def test_a_poison_message_ends_in_the_dead_letter_queue(spectra_stack, local_aws
 
 
 def test_a_message_for_a_cancelled_job_runs_nothing(spectra_stack, redshift_data, unique_name):
-    job = unqueued_job(unique_name, "select 1")
+    job = record_job(get_ports(), unique_name, "select 1")
     get_ports().jobs.transition(job.job_id, JobStatus.CANCELLED, completed_at=utcnow())
     body = JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id).model_dump_json()
     result = spectra_stack.invoke("ExecutorFunction", sqs_event(body, spectra_stack.attribute("JobsQueue", "Arn")))

@@ -10,15 +10,15 @@ from datetime import timedelta
 
 import pytest
 
-from events import JobQueuedMessage, JobStatus, ResultFormat
+from events import JobQueuedMessage, JobStatus
 from spectra.job_store import PENDING_INDEX, index_time, pending_shard
-from spectra.jobs import Job, new_job_id, utcnow
+from spectra.jobs import Job, utcnow
 from spectra.lifecycle import execute_job, finish_job
 from spectra.ports import Ports, get_ports
 from spectra.reconciliation import reconcile
 from spectra.warehouse import DatabaseIdentity
 from tests.fixtures.redshift import wait_for_statement
-from tests.fixtures.stack import wait_until
+from tests.fixtures.stack import record_job, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,22 +40,6 @@ def raw_item(spectra_stack, local_aws):
     return get
 
 
-def new_job(ports: Ports, tenant_id: str, sql: str = "select 42 as answer") -> Job:
-    """A job recorded but never queued, as if the API died before SendMessage (or the message was lost)."""
-    now = utcnow()
-    job = Job(
-        job_id=new_job_id(),
-        tenant_id=tenant_id,
-        db_user="awsuser",
-        sql=sql,
-        format=ResultFormat.JSON,
-        created_at=now,
-        updated_at=now,
-    )
-    ports.jobs.create(job)
-    return job
-
-
 def wait_terminal(ports: Ports, job_id: str, timeout: float = 30) -> Job:
     return wait_until(lambda: (j := ports.jobs.get(job_id)).status.is_terminal and j, timeout, f"{job_id} to end")
 
@@ -68,7 +52,7 @@ def later(**delta) -> object:
 
 
 def test_a_job_is_pending_from_creation_until_its_event_is_published(ports, raw_item, unique_name):
-    job = new_job(ports, unique_name)
+    job = record_job(ports, unique_name)
     created = raw_item(job.job_id)
     assert created["pending_shard"] == {"S": pending_shard(job.job_id)}
     assert created["pending_since"] == {"S": index_time(job.created_at)}
@@ -84,7 +68,7 @@ def test_a_job_is_pending_from_creation_until_its_event_is_published(ports, raw_
 
 
 def test_the_index_is_queried_oldest_first_and_bounded(ports, unique_name):
-    jobs = [new_job(ports, unique_name) for _ in range(3)]
+    jobs = [record_job(ports, unique_name) for _ in range(3)]
     page = ports.jobs.pending_before(later(minutes=5), limit=2)
     assert len(page.jobs) == 2
     assert page.more is True
@@ -107,7 +91,7 @@ def test_the_index_is_keys_only_and_sparse(spectra_stack, local_aws):
 
 
 def test_a_finished_statement_whose_event_never_came_completes_the_job(ports, job_events, redshift_data, unique_name):
-    job = new_job(ports, unique_name, "select 7 as lucky union all select 8")
+    job = record_job(ports, unique_name, "select 7 as lucky union all select 8")
     ports.jobs.transition(job.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
     statement_id = ports.warehouse.execute(
         job.sql,
@@ -132,7 +116,7 @@ def test_a_finished_statement_whose_event_never_came_completes_the_job(ports, jo
 
 
 def test_a_running_statement_is_left_alone_and_moved_back(ports, raw_item, redshift_data, unique_name):
-    job = new_job(ports, unique_name, "select pg_sleep(30)")
+    job = record_job(ports, unique_name, "select pg_sleep(30)")
     execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id))
     running = ports.jobs.get(job.job_id)
     assert running.status is JobStatus.SUBMITTED and running.statement_id
@@ -153,7 +137,7 @@ def test_a_running_statement_is_left_alone_and_moved_back(ports, raw_item, redsh
 
 
 def test_a_queued_job_whose_message_was_lost_is_queued_again_and_runs(ports, raw_item, unique_name):
-    job = new_job(ports, unique_name)
+    job = record_job(ports, unique_name)
     reconcile(ports, now=later(minutes=2))
     untouched = raw_item(job.job_id)  # a re-queue would have moved it back in the index
     assert untouched["pending_since"] == {"S": index_time(job.created_at)}, "re-queued before requeue_after_seconds"
@@ -167,7 +151,7 @@ def test_a_queued_job_whose_message_was_lost_is_queued_again_and_runs(ports, raw
 
 
 def test_a_job_submitted_without_a_statement_is_queued_again_and_runs(ports, redshift_data, unique_name):
-    job = new_job(ports, unique_name)
+    job = record_job(ports, unique_name)
     ports.jobs.transition(job.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())  # the executor died here
 
     reconcile(ports, now=later(minutes=10))
@@ -178,7 +162,7 @@ def test_a_job_submitted_without_a_statement_is_queued_again_and_runs(ports, red
 
 
 def test_a_job_that_never_reached_the_warehouse_fails_after_the_max_age(ports, job_events, raw_item, unique_name):
-    job = new_job(ports, unique_name)
+    job = record_job(ports, unique_name)
     reconcile(ports, now=later(hours=2))
     failed = ports.jobs.get(job.job_id)
     assert failed.status is JobStatus.FAILED
@@ -189,7 +173,7 @@ def test_a_job_that_never_reached_the_warehouse_fails_after_the_max_age(ports, j
 
 
 def test_a_terminal_job_whose_event_was_never_published_is_announced(ports, job_events, unique_name):
-    job = new_job(ports, unique_name)
+    job = record_job(ports, unique_name)
     # the API's enqueue-failed path: a terminal write without the event
     ports.jobs.transition(job.job_id, JobStatus.FAILED, error={"code": "enqueue_failed", "message": "lost"})
     assert not ports.jobs.get(job.job_id).event_published
@@ -200,7 +184,7 @@ def test_a_terminal_job_whose_event_was_never_published_is_announced(ports, job_
 
 
 def test_a_statement_the_warehouse_forgot_fails_the_job(ports, unique_name):
-    job = new_job(ports, unique_name)
+    job = record_job(ports, unique_name)
     ports.jobs.transition(job.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
     ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id="00000000-0000-4000-8000-000000000000")
 
