@@ -1,0 +1,210 @@
+"""The executor and the completion consumer (spectra.lifecycle) on in-memory ports: every step safe to repeat."""
+
+from __future__ import annotations
+
+import pytest
+
+from events import JobEventDetail, JobQueuedMessage, JobStatus, ResultFormat, StatementState, StatementStatusChange
+from spectra.errors import Throttled
+from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
+from spectra.lifecycle import complete_statement, execute_job
+from spectra.publisher import PublishFailed
+from spectra.warehouse import Column, DatabaseIdentity
+from tests.unit.fakes import make_ports
+
+pytestmark = pytest.mark.unit
+
+COLUMNS = [Column("n", "int4"), Column("s", "varchar")]
+
+
+@pytest.fixture
+def ports():
+    return make_ports()
+
+
+def queued(ports, *, db_user: str = "acme_user", tenant: str = "acme", **fields) -> JobQueuedMessage:
+    now = utcnow()
+    job = Job(
+        job_id=new_job_id(),
+        tenant_id=tenant,
+        db_user=db_user,
+        sql="select n, s from t where n > :min",
+        parameters=[QueryParameter(name="min", value="0")],
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    ports.jobs.create(job)
+    return JobQueuedMessage(job_id=job.job_id, tenant_id=tenant)
+
+
+def running(ports, **fields) -> Job:
+    return execute_job(ports, queued(ports, **fields))
+
+
+# -- execute_job ----------------------------------------------------------------------------------------------------
+
+
+def test_execute_starts_the_statement_and_records_it(ports):
+    message = queued(ports)
+    job = execute_job(ports, message)
+    assert job.status is JobStatus.SUBMITTED and job.submitted_at is not None
+    [statement] = ports.warehouse.statements.values()
+    assert job.statement_id == statement.statement_id
+    assert (statement.name, statement.client_token) == (message.job_id, message.job_id)
+    assert statement.identity == DatabaseIdentity(db_user="acme_user")
+    assert statement.parameters == [{"name": "min", "value": "0"}]
+    assert ports.jobs.get(job.job_id) == job
+
+
+def test_a_tenant_without_db_user_runs_as_its_secret(ports):
+    ports.tenants.create_tenant("serverless", secret_arn="arn:aws:secretsmanager:us-east-1:0:secret:s")
+    job = running(ports, db_user="", tenant="serverless")
+    assert ports.warehouse.statements[job.statement_id].identity == DatabaseIdentity(
+        secret_arn="arn:aws:secretsmanager:us-east-1:0:secret:s"
+    )
+
+
+def test_a_duplicate_message_runs_one_statement(ports):
+    message = queued(ports)
+    first = execute_job(ports, message)
+    assert execute_job(ports, message) is None
+    assert ports.warehouse.executed() == [message.job_id]
+    assert ports.jobs.get(message.job_id) == first
+
+
+def test_a_job_submitted_without_statement_resumes_with_the_same_client_token(ports):
+    message = queued(ports)
+    # An earlier attempt started the statement and died before recording it.
+    ports.jobs.transition(message.job_id, JobStatus.SUBMITTED)
+    earlier = ports.warehouse.execute(
+        "select n, s from t where n > :min",
+        identity=DatabaseIdentity(db_user="acme_user"),
+        name="x",
+        client_token=message.job_id,
+    )
+
+    job = execute_job(ports, message)
+    assert job.statement_id == earlier
+    assert len(ports.warehouse.statements) == 1
+
+
+def test_throttling_propagates_and_leaves_the_job_resumable(ports):
+    message = queued(ports)
+    ports.warehouse.throttle_next()
+    with pytest.raises(Throttled):
+        execute_job(ports, message)
+    stuck = ports.jobs.get(message.job_id)
+    assert (stuck.status, stuck.statement_id) == (JobStatus.SUBMITTED, None)
+    assert ports.events.events == []
+
+    retried = execute_job(ports, message)  # SQS redelivers the message
+    assert retried.statement_id is not None
+    assert len(ports.warehouse.statements) == 1
+
+
+def test_a_rejected_statement_fails_the_job_with_the_warehouse_message(ports):
+    message = queued(ports)
+    ports.warehouse.reject_next('user "acme_user" does not exist')
+    assert execute_job(ports, message) is None
+    job = ports.jobs.get(message.job_id)
+    assert job.status is JobStatus.FAILED
+    assert (job.error.code, job.error.message) == ("statement_rejected", 'user "acme_user" does not exist')
+    [event] = ports.events.events
+    assert event.detail_type == "Job Failed"
+    assert event.detail.error == job.error
+    assert job.event_published is True
+
+
+def test_a_message_for_an_unknown_job_is_dropped(ports):
+    assert execute_job(ports, JobQueuedMessage(job_id="j_gone", tenant_id="acme")) is None
+    assert ports.warehouse.calls == []
+
+
+# -- complete_statement ---------------------------------------------------------------------------------------------
+
+
+def test_a_finished_statement_completes_the_job_once(ports):
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n2,b\n"])
+    done = complete_statement(ports, change)
+    assert done.status is JobStatus.COMPLETED and done.completed_at is not None
+    assert (done.result.row_count, done.result.inline, done.event_published) == (2, True, False)
+    assert ports.jobs.get(job.job_id).event_published is True
+
+    [event] = ports.events.events
+    assert event.detail_type == "Job Completed"
+    detail: JobEventDetail = event.detail
+    assert (detail.job_id, detail.tenant_id, detail.status, detail.row_count) == (job.job_id, "acme", "COMPLETED", 2)
+    assert detail.result_location == f"s3://{ports.settings.results_bucket}/acme/{job.job_id}/"
+
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED  # a duplicate event
+    assert len(ports.events.events) == 1
+    assert [call for call in ports.warehouse.calls if call[0] == "csv_result"] == [("csv_result", job.statement_id)]
+
+
+def test_a_failed_statement_fails_the_job_with_the_error_from_describe(ports):
+    job = running(ports)
+    change = ports.warehouse.fail(job.statement_id, 'ERROR: relation "t" does not exist')
+    failed = complete_statement(ports, change)
+    assert failed.status is JobStatus.FAILED
+    assert (failed.error.code, failed.error.message) == ("statement_failed", 'ERROR: relation "t" does not exist')
+    assert ports.events.types() == ["Job Failed"]
+
+
+def test_an_aborted_statement_cancels_the_job(ports):
+    job = running(ports)
+    cancelled = complete_statement(ports, ports.warehouse.abort(job.statement_id))
+    assert (cancelled.status, cancelled.statement_id) == (JobStatus.CANCELLED, job.statement_id)
+    assert ports.events.types() == ["Job Cancelled"]
+
+
+def test_a_failed_publish_is_retried_on_redelivery_without_changing_the_job_again(ports):
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"])
+    ports.events.fail_next()
+    with pytest.raises(PublishFailed):
+        complete_statement(ports, change)
+    finished = ports.jobs.get(job.job_id)
+    assert (finished.status, finished.event_published) == (JobStatus.COMPLETED, False)
+    assert ports.jobs.pending_since(job.job_id) is not None  # the reconciler would find it too
+
+    complete_statement(ports, change)  # the completion queue redelivers the event
+    assert ports.events.types() == ["Job Completed"]
+    again = ports.jobs.get(job.job_id)
+    assert again.event_published is True
+    assert (again.result, again.completed_at) == (finished.result, finished.completed_at)
+    assert [call for call in ports.warehouse.calls if call[0] == "csv_result"] == [("csv_result", job.statement_id)]
+    assert ports.jobs.pending_since(job.job_id) is None
+
+
+def test_a_statement_of_no_job_is_ignored(ports):
+    for name in (None, "", "someone-elses-statement"):
+        change = StatementStatusChange(statementId="s-1", statementName=name, state=StatementState.FINISHED)
+        assert complete_statement(ports, change) is None
+    assert ports.warehouse.calls == [] and ports.events.events == []
+
+
+def test_an_event_for_another_statement_of_the_job_is_ignored(ports):
+    job = running(ports)
+    stale = StatementStatusChange(statementId="other", statementName=job.job_id, state=StatementState.FAILED)
+    assert complete_statement(ports, stale) is None
+    assert ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED
+    assert ports.events.events == []
+
+
+def test_dml_without_a_result_set_counts_the_rows_affected(ports):
+    job = running(ports)
+    done = complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=42))
+    assert done.status is JobStatus.COMPLETED
+    assert done.result.row_count == 42
+    assert done.result.columns == []
+    assert ports.events.events[0].detail.row_count == 42
+
+
+@pytest.mark.parametrize("fmt", list(ResultFormat))
+def test_every_format_completes(ports, fmt):
+    job = running(ports, format=fmt)
+    done = complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"]))
+    assert done.result.row_count == 1
+    assert done.result.files[0].key.startswith(f"acme/{job.job_id}/part-00000.")

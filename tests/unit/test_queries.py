@@ -1,0 +1,228 @@
+"""The API's use cases (spectra.queries) on in-memory ports: submit, look up, list, cancel, results."""
+
+from __future__ import annotations
+
+import pytest
+
+from events import JobQueuedMessage, JobStatus, ResultFormat
+from spectra.errors import Conflict, NotFound, PayloadTooLarge, SqlRejected
+from spectra.jobs import QueryParameter
+from spectra.lifecycle import complete_statement, execute_job
+from spectra.queries import cancel_job, get_job, job_results, list_jobs, submit_query
+from spectra.tenants import Caller
+from spectra.warehouse import Column
+from tests.unit.fakes import FakeS3, make_ports, make_settings
+
+pytestmark = pytest.mark.unit
+
+ACME = Caller(tenant_id="acme", db_user="acme_user")
+GLOBEX = Caller(tenant_id="globex", db_user="globex_user")
+
+
+@pytest.fixture
+def ports():
+    return make_ports()
+
+
+def submit(ports, caller=ACME, sql="select 1 as one", fmt=ResultFormat.JSON, **kwargs):
+    return submit_query(ports, caller, sql=sql, parameters=kwargs.pop("parameters", []), fmt=fmt, **kwargs)
+
+
+def started(ports, caller=ACME, **kwargs):
+    """A job the executor has picked up: SUBMITTED with a running statement."""
+    job, _ = submit(ports, caller, **kwargs)
+    return execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id))
+
+
+# -- submit ---------------------------------------------------------------------------------------------------------
+
+
+def test_submit_records_a_queued_job_and_sends_one_message(ports):
+    job, created = submit(ports, sql="  select :n as n  ", parameters=[QueryParameter(name="n", value="7")])
+    assert created is True
+    assert ports.jobs.get(job.job_id) == job
+    assert (job.status, job.tenant_id, job.db_user, job.sql) == (
+        JobStatus.QUEUED,
+        "acme",
+        "acme_user",
+        "select :n as n",
+    )
+    assert ports.queue.messages == [JobQueuedMessage(job_id=job.job_id, tenant_id="acme")]
+    assert ports.warehouse.calls == []  # submitting never touches the warehouse
+
+
+@pytest.mark.parametrize(
+    ("sql", "error"),
+    [
+        ("SET SESSION AUTHORIZATION 'admin'", SqlRejected),
+        ("select 1; select 2", SqlRejected),
+        ("x" * 200, PayloadTooLarge),
+    ],
+)
+def test_a_refused_statement_records_nothing(sql, error):
+    ports = make_ports(settings=make_settings(max_sql_bytes=100))
+    with pytest.raises(error):
+        submit(ports, sql=sql)
+    assert ports.jobs.list_for_tenant("acme", limit=10).jobs == []
+    assert ports.queue.messages == []
+
+
+def test_an_idempotent_repeat_returns_the_job_and_sends_no_second_message(ports):
+    first, created = submit(ports, idempotency_key="k1")
+    repeat, created_again = submit(ports, idempotency_key="k1")
+    assert (created, created_again) == (True, False)
+    assert repeat.job_id == first.job_id
+    assert len(ports.queue.messages) == 1
+
+
+def test_an_idempotency_key_reused_for_other_sql_is_a_conflict(ports):
+    submit(ports, idempotency_key="k1")
+    with pytest.raises(Conflict):
+        submit(ports, sql="select 2", idempotency_key="k1")
+    assert len(ports.queue.messages) == 1
+
+
+def test_a_job_that_cannot_be_queued_fails_and_the_error_propagates(ports):
+    ports.queue.fail_next(RuntimeError("SQS is down"))
+    with pytest.raises(RuntimeError, match="SQS is down"):
+        submit(ports)
+    [job] = ports.jobs.list_for_tenant("acme", limit=10).jobs
+    assert job.status is JobStatus.FAILED
+    assert job.error.code == "enqueue_failed"
+
+
+# -- get and list ---------------------------------------------------------------------------------------------------
+
+
+def test_another_tenants_job_is_not_found(ports):
+    job, _ = submit(ports, GLOBEX)
+    assert get_job(ports, GLOBEX, job.job_id) == job
+    for lookup in (get_job, cancel_job, job_results):
+        with pytest.raises(NotFound):
+            lookup(ports, ACME, job.job_id)
+    assert ports.jobs.get(job.job_id).status is JobStatus.QUEUED  # the foreign cancel changed nothing
+
+
+def test_list_is_the_callers_own_jobs_capped_at_the_page_maximum():
+    ports = make_ports(settings=make_settings(api_page_max=2))
+    mine = [submit(ports)[0] for _ in range(3)]
+    submit(ports, GLOBEX)
+    page = list_jobs(ports, ACME, status=None, limit=50, next_token=None)
+    assert len(page.jobs) == 2 and page.next_token is not None
+    rest = list_jobs(ports, ACME, status=None, limit=50, next_token=page.next_token)
+    assert {j.job_id for j in page.jobs + rest.jobs} == {j.job_id for j in mine}
+    assert list_jobs(ports, ACME, status=JobStatus.FAILED, limit=50, next_token=None).jobs == []
+
+
+# -- cancel ---------------------------------------------------------------------------------------------------------
+
+
+def test_cancelling_a_queued_job_ends_it_at_once_and_announces_it(ports):
+    job, _ = submit(ports)
+    cancelled = cancel_job(ports, ACME, job.job_id)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert ports.events.types() == ["Job Cancelled"]
+    assert ports.jobs.get(job.job_id).event_published is True
+    # The queued message arrives later and finds nothing to do.
+    assert execute_job(ports, ports.queue.messages[0]) is None
+    assert ports.warehouse.executed() == []
+
+
+def test_cancelling_a_running_job_asks_the_warehouse(ports):
+    job = started(ports)
+    after = cancel_job(ports, ACME, job.job_id)
+    assert after.status is JobStatus.SUBMITTED  # it ends when the Data API reports the statement ABORTED
+    assert after.cancel_requested_at is not None
+    assert ("cancel", job.statement_id) in ports.warehouse.calls
+    ended = complete_statement(ports, ports.warehouse.status_change(job.statement_id))
+    assert ended.status is JobStatus.CANCELLED
+    assert ports.events.types() == ["Job Cancelled"]
+
+
+def test_a_cancel_before_the_statement_exists_is_carried_out_by_the_executor(ports):
+    job, _ = submit(ports)
+    ports.jobs.transition(job.job_id, JobStatus.SUBMITTED)  # the executor is between its two writes
+    marked = cancel_job(ports, ACME, job.job_id)
+    assert marked.cancel_requested_at is not None
+    assert not [call for call in ports.warehouse.calls if call[0] == "cancel"]
+
+    resumed = execute_job(ports, ports.queue.messages[0])
+    assert ("cancel", resumed.statement_id) in ports.warehouse.calls
+    assert ports.warehouse.statements[resumed.statement_id].status == "ABORTED"
+
+
+@pytest.mark.parametrize("end", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED])
+def test_a_finished_job_cannot_be_cancelled(ports, end):
+    job = started(ports)
+    ports.jobs.transition(job.job_id, end)
+    with pytest.raises(Conflict) as raised:
+        cancel_job(ports, ACME, job.job_id)
+    assert raised.value.details == {"status": end}
+
+
+def test_a_cancel_that_loses_the_race_with_completion_is_a_conflict(ports):
+    job = started(ports)
+    change = ports.warehouse.finish(job.statement_id, rows=0)
+    refuse = ports.warehouse.cancel
+
+    def cancel_after_completion(statement_id):
+        complete_statement(ports, change)  # the completion event is handled while the cancel is on its way
+        return refuse(statement_id)
+
+    ports.warehouse.cancel = cancel_after_completion
+    with pytest.raises(Conflict) as raised:
+        cancel_job(ports, ACME, job.job_id)
+    assert raised.value.details == {"status": JobStatus.COMPLETED}
+    assert ports.events.types() == ["Job Completed"]
+
+
+def test_a_cancel_of_a_statement_that_just_finished_leaves_the_job_to_its_event(ports):
+    job = started(ports)
+    ports.warehouse.finish(job.statement_id, rows=0)  # finished in the warehouse, event not handled yet
+    after = cancel_job(ports, ACME, job.job_id)
+    assert after.status is JobStatus.SUBMITTED
+    assert ports.events.events == []
+
+
+# -- results --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.FAILED])
+def test_results_exist_only_for_completed_jobs(ports, status):
+    job, _ = submit(ports)
+    if status is not JobStatus.QUEUED:
+        ports.jobs.transition(job.job_id, status)
+    with pytest.raises(Conflict) as raised:
+        job_results(ports, ACME, job.job_id)
+    assert raised.value.details == {"status": status}
+
+
+def completed(ports, pages: list[str], fmt=ResultFormat.JSON):
+    job = started(ports, fmt=fmt)
+    change = ports.warehouse.finish(
+        job.statement_id, columns=[Column("n", "int4"), Column("s", "varchar")], pages=pages
+    )
+    return complete_statement(ports, change)
+
+
+def test_small_results_come_inline_with_their_files(ports):
+    job = completed(ports, ["1,a\n2,b\n"])
+    body = job_results(ports, ACME, job.job_id)
+    assert body["rows"] == [[1, "a"], [2, "b"]]
+    assert body["row_count"] == 2
+    assert body["columns"] == [{"name": "n", "type": "int4"}, {"name": "s", "type": "varchar"}]
+    [file] = body["files"]
+    assert file["rows"] == 2
+    assert f"X-Amz-Expires={ports.settings.presign_ttl_seconds}" in file["url"]
+    assert body["expires_in"] == ports.settings.presign_ttl_seconds
+
+
+def test_large_results_are_files_only():
+    s3 = FakeS3()
+    ports = make_ports(settings=make_settings(inline_max_rows=2), s3=s3)
+    job = completed(ports, ["1,a\n2,b\n3,c\n"], fmt=ResultFormat.CSV)
+    requests_before = list(s3.requests)
+    body = job_results(ports, ACME, job.job_id)
+    assert "rows" not in body
+    assert (body["row_count"], body["format"], len(body["files"])) == (3, "csv", 1)
+    assert s3.requests == requests_before  # neither the manifest nor the parts are read; presigning is local

@@ -1,0 +1,279 @@
+"""The real ResultSink on a fake S3 client: CSV pages in, typed rows out in every format, parts and manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import json
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from events import ResultFormat
+from spectra.results import ResultSink, arrow_type
+from spectra.warehouse import Column
+from tests.unit.fakes import FakeS3
+
+pytestmark = pytest.mark.unit
+
+BUCKET = "results"
+COLUMNS = [
+    Column("n", "int4"),
+    Column("s", "varchar"),
+    Column("b", "bool"),
+    Column("d", "numeric", precision=10, scale=2),
+    Column("ts", "timestamp"),
+    Column("day", "date"),
+]
+# Redshift's CSV: NULL is an empty field, an empty string is "" (quoted), booleans are t/f.
+PAGE = (
+    "1,hello,t,12.50,2026-03-01 12:00:00,2026-03-01\n"
+    "2,,f,,,\n"
+    '3,"",t,0.10,2026-03-01 12:00:00.250000,1999-12-31\n'
+    '4,"two\nlines, and a ""quote""",f,-1.00,2026-03-01 00:00:00,2026-01-01\n'
+)
+ROWS = [
+    [1, "hello", True, Decimal("12.50"), dt.datetime(2026, 3, 1, 12), dt.date(2026, 3, 1)],
+    [2, None, False, None, None, None],
+    [3, "", True, Decimal("0.10"), dt.datetime(2026, 3, 1, 12, 0, 0, 250000), dt.date(1999, 12, 31)],
+    [4, 'two\nlines, and a "quote"', False, Decimal("-1.00"), dt.datetime(2026, 3, 1), dt.date(2026, 1, 1)],
+]
+
+
+def write(pages, columns=COLUMNS, fmt=ResultFormat.PARQUET, **limits):
+    s3 = FakeS3()
+    sink = ResultSink(s3, BUCKET, **limits)
+    result = sink.write(tenant_id="acme", job_id="j_1", fmt=fmt, columns=columns, csv_pages=pages)
+    return result, s3, sink
+
+
+def decoded(s3: FakeS3, key: str, fmt: ResultFormat, columns=COLUMNS) -> list[list]:
+    """The rows of one part file, read back with an independent reader for its format."""
+    body = s3.body(BUCKET, key)
+    if fmt is ResultFormat.PARQUET:
+        return [list(row.values()) for row in pq.read_table(io.BytesIO(body)).to_pylist()]
+    text = gzip.decompress(body)
+    if fmt is ResultFormat.CSV:
+        schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in columns])
+        options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False)
+        table = pacsv.read_csv(
+            io.BytesIO(text), convert_options=options, parse_options=pacsv.ParseOptions(newlines_in_values=True)
+        )
+        return [list(row.values()) for row in table.to_pylist()]
+    return [list(json.loads(line).values()) for line in text.decode().splitlines()]
+
+
+def as_json(rows):
+    """What JSON output holds for ROWS: decimals as strings (no rounding), times in ISO 8601."""
+    return json.loads(json.dumps(rows, default=lambda v: str(v) if isinstance(v, Decimal) else v.isoformat()))
+
+
+# -- types ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("type_name", "expected"),
+    [
+        ("int2", pa.int16()),
+        ("smallint", pa.int16()),
+        ("int4", pa.int32()),
+        ("int", pa.int32()),
+        ("integer", pa.int32()),
+        ("serial", pa.int32()),
+        ("int8", pa.int64()),
+        ("bigint", pa.int64()),
+        ("bigserial", pa.int64()),
+        ("float4", pa.float32()),
+        ("real", pa.float32()),
+        ("float8", pa.float64()),
+        ("float", pa.float64()),
+        ("double precision", pa.float64()),
+        ("bool", pa.bool_()),
+        ("boolean", pa.bool_()),
+        ("BOOLEAN", pa.bool_()),
+        ("date", pa.date32()),
+        ("timestamp", pa.timestamp("us")),
+        ("timestamp without time zone", pa.timestamp("us")),
+        ("timestamptz", pa.timestamp("us", tz="UTC")),
+        ("timestamp with time zone", pa.timestamp("us", tz="UTC")),
+        ("varchar", pa.string()),
+        ("bpchar", pa.string()),
+        ("super", pa.string()),
+        ("geometry", pa.string()),
+        ("something new", pa.string()),
+    ],
+)
+def test_arrow_type(type_name, expected):
+    assert arrow_type(Column("c", type_name)) == expected
+
+
+@pytest.mark.parametrize(
+    ("precision", "scale", "expected"),
+    [(10, 2, pa.decimal128(10, 2)), (38, 0, pa.decimal128(38, 0)), (5, None, pa.decimal128(5, 0)), (None, 2, None)],
+)
+def test_numeric_is_decimal_only_with_a_usable_precision(precision, scale, expected):
+    for name in ("numeric", "decimal"):
+        assert arrow_type(Column("c", name, precision, scale)) == (expected or pa.string())
+    assert arrow_type(Column("c", "numeric", 39, 0)) == pa.string()  # wider than decimal128
+    assert arrow_type(Column("c", "numeric", 0, 0)) == pa.string()
+
+
+# -- parsing and every format ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", list(ResultFormat))
+def test_each_format_decodes_back_to_the_same_rows(fmt):
+    result, s3, _ = write([PAGE], fmt=fmt)
+    [part] = result.files
+    expected = ROWS if fmt in (ResultFormat.PARQUET, ResultFormat.CSV) else as_json(ROWS)
+    assert decoded(s3, part.key, fmt) == expected
+    assert (part.rows, result.row_count) == (4, 4)
+    assert part.bytes == len(s3.body(BUCKET, part.key)) == result.bytes
+    assert s3.objects[(BUCKET, part.key)]["ContentType"] is not None
+    extension = {"csv": ".csv.gz", "json": ".jsonl.gz", "jsonl": ".jsonl.gz", "parquet": ".parquet"}[fmt.value]
+    assert part.key == f"acme/j_1/part-00000{extension}"
+
+
+def test_inline_rows_keep_null_and_empty_apart():
+    result, _, sink = write([PAGE], fmt=ResultFormat.JSON)
+    assert result.inline is True
+    assert sink.read_inline(result)["rows"] == as_json(ROWS)
+
+
+def test_a_header_line_on_the_first_page_is_skipped():
+    header = "n,s,b,d,ts,day\n"
+    result, s3, _ = write([header + PAGE, header], fmt=ResultFormat.JSONL)  # only the first page can carry one
+    rows = decoded(s3, result.files[0].key, ResultFormat.JSONL)
+    assert rows[:4] == as_json(ROWS)
+    assert len(rows) == 5  # on a later page, the same text is a row (it does not parse as int: the page is text)
+    assert rows[4][0] == "n"
+
+
+def test_a_page_with_an_unparseable_value_keeps_all_its_rows():
+    columns = [Column("n", "int4"), Column("ts", "timestamp")]
+    result, s3, _ = write(["1,2026-03-01 12:00:00\n2,infinity\n"], columns=columns, fmt=ResultFormat.PARQUET)
+    table = pq.read_table(io.BytesIO(s3.body(BUCKET, result.files[0].key)))
+    assert table.column("n").to_pylist() == [1, 2]  # the other column keeps its type
+    assert table.column("ts").to_pylist() == ["2026-03-01 12:00:00", "infinity"]  # this one stays text
+    assert result.row_count == 2
+
+
+@pytest.mark.parametrize("fmt", list(ResultFormat))
+def test_one_odd_page_among_typed_pages_costs_no_rows(fmt):
+    columns = [Column("n", "int4"), Column("s", "varchar")]
+    result, s3, _ = write(["1,a\n", "x,b\n", "3,c\n"], columns=columns, fmt=fmt)
+    assert result.row_count == 3
+    rows = [row for f in result.files for row in decoded(s3, f.key, fmt, [Column("n", "varchar"), columns[1]])]
+    assert [str(row[0]) for row in rows] == ["1", "x", "3"]
+    assert [row[1] for row in rows] == ["a", "b", "c"]
+
+
+def test_duplicate_column_names_are_made_unique():
+    columns = [Column("?column?", "int4"), Column("?column?", "int4"), Column("?column?", "varchar")]
+    result, s3, _ = write(["1,2,x\n"], columns=columns, fmt=ResultFormat.JSONL)
+    assert [c["name"] for c in result.columns] == ["?column?", "?column?_2", "?column?_3"]
+    line = gzip.decompress(s3.body(BUCKET, result.files[0].key)).decode()
+    assert json.loads(line) == {"?column?": 1, "?column?_2": 2, "?column?_3": "x"}
+
+
+def test_a_header_of_duplicate_names_is_skipped_too():
+    columns = [Column("?column?", "int4"), Column("?column?", "int4")]
+    result, s3, _ = write(["?column?,?column?\n1,2\n"], columns=columns, fmt=ResultFormat.JSONL)
+    assert result.row_count == 1
+    assert decoded(s3, result.files[0].key, ResultFormat.JSONL) == [[1, 2]]
+
+
+# -- parts, inline limits, manifest ---------------------------------------------------------------------------------
+
+
+def numbers(count: int, start: int = 0) -> str:
+    return "".join(f"{i},v{i}\n" for i in range(start, start + count))
+
+
+NUMBERED = [Column("i", "int8"), Column("v", "varchar")]
+
+
+@pytest.mark.parametrize("fmt", [ResultFormat.PARQUET, ResultFormat.CSV, ResultFormat.JSONL])
+def test_parts_split_at_part_max_rows_across_pages(fmt):
+    result, s3, _ = write([numbers(4), numbers(3, 4), numbers(2, 7)], columns=NUMBERED, fmt=fmt, part_max_rows=4)
+    assert [f.rows for f in result.files] == [4, 4, 1]
+    assert [f.key.rsplit("/", 1)[1].split(".")[0] for f in result.files] == ["part-00000", "part-00001", "part-00002"]
+    rows = [row for f in result.files for row in decoded(s3, f.key, fmt, NUMBERED)]
+    assert rows == [[i, f"v{i}"] for i in range(9)]
+    assert result.row_count == 9
+
+
+def test_an_exact_multiple_of_part_max_rows_leaves_no_empty_part():
+    result, _, _ = write([numbers(8)], columns=NUMBERED, fmt=ResultFormat.JSONL, part_max_rows=4)
+    assert [f.rows for f in result.files] == [4, 4]
+
+
+@pytest.mark.parametrize("fmt", list(ResultFormat))
+def test_an_empty_result_still_has_one_readable_part(fmt):
+    result, s3, sink = write([], columns=NUMBERED, fmt=fmt)
+    [part] = result.files
+    assert (part.rows, result.row_count, result.inline) == (0, 0, True)
+    assert decoded(s3, part.key, fmt, NUMBERED) == []
+    assert sink.read_inline(result)["rows"] == []
+    if fmt is ResultFormat.PARQUET:
+        assert pq.read_table(io.BytesIO(s3.body(BUCKET, part.key))).schema.names == ["i", "v"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "inline"),
+    [
+        ({"inline_max_rows": 5}, True),
+        ({"inline_max_rows": 4}, False),
+        ({"inline_max_bytes": 10_000}, True),
+        ({"inline_max_bytes": 40}, False),
+        ({"inline_max_rows": 0}, False),
+    ],
+)
+def test_inline_limits_by_rows_and_bytes(limits, inline):
+    result, s3, sink = write([numbers(3), numbers(2, 3)], columns=NUMBERED, fmt=ResultFormat.JSON, **limits)
+    assert result.inline is inline
+    manifest = json.loads(s3.body(BUCKET, result.manifest_key))
+    assert ("rows" in manifest) is inline
+    if inline:
+        assert sink.read_inline(result)["rows"] == [[i, f"v{i}"] for i in range(5)]
+    else:
+        with pytest.raises(ValueError, match="not inline"):
+            sink.read_inline(result)
+
+
+def test_the_manifest_describes_the_result():
+    result, s3, _ = write([numbers(5)], columns=NUMBERED, fmt=ResultFormat.CSV, part_max_rows=3)
+    manifest = json.loads(s3.body(BUCKET, "acme/j_1/manifest.json"))
+    assert s3.objects[(BUCKET, "acme/j_1/manifest.json")]["ContentType"] == "application/json"
+    assert manifest == {
+        "job_id": "j_1",
+        "format": "csv",
+        "prefix": "acme/j_1/",
+        "manifest_key": "acme/j_1/manifest.json",
+        "files": [{"key": f.key, "rows": f.rows, "bytes": f.bytes} for f in result.files],
+        "row_count": 5,
+        "bytes": result.bytes,
+        "columns": [{"name": "i", "type": "int8"}, {"name": "v", "type": "varchar"}],
+        "rows": [[i, f"v{i}"] for i in range(5)],
+    }
+    assert result.location == f"s3://{BUCKET}/acme/j_1/"
+
+
+def test_a_small_result_costs_one_put_per_object():
+    result, s3, _ = write([numbers(5)], columns=NUMBERED, fmt=ResultFormat.JSON)
+    assert s3.requests == [("PutObject", result.files[0].key), ("PutObject", result.manifest_key)]
+
+
+def test_presigned_links_are_one_per_part_and_local():
+    result, s3, sink = write([numbers(5)], columns=NUMBERED, fmt=ResultFormat.CSV, part_max_rows=2)
+    requests = list(s3.requests)
+    links = sink.presign(result, ttl_seconds=60)
+    assert [(link["rows"], link["bytes"]) for link in links] == [(f.rows, f.bytes) for f in result.files]
+    assert all(
+        f.key in link["url"] and "X-Amz-Expires=60" in link["url"] for f, link in zip(result.files, links, strict=True)
+    )
+    assert s3.requests == requests
