@@ -2,5 +2,5 @@
 
 Every Lambda function is a thin handler over one function of this package. Nothing here reads the environment or
 creates a client at import time: settings come from :func:`spectra.settings.get_settings`, clients from
-:mod:`spectra.clients`, and every port takes its client as a parameter.
+:func:`spectra.ports.get_ports`, and every port takes its client as a parameter.
 """

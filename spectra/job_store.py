@@ -256,13 +256,18 @@ class JobStore:
 
     # -- change ---------------------------------------------------------------------------------------------------
 
-    def transition(self, job_id: str, to: JobStatus, **changes: Any) -> Job | None:
+    def transition(
+        self, job_id: str, to: JobStatus, *, expected: Iterable[JobStatus] | None = None, **changes: Any
+    ) -> Job | None:
         """Move a job to ``to`` if its current state allows it; return the new job, or None when the move is illegal.
 
-        The condition is evaluated by DynamoDB, so of two racing deliveries of one message exactly one wins. The job
-        stays in the pending index, with ``pending_since`` reset to now, until :meth:`mark_published`.
+        ``expected`` narrows the legal sources to the state(s) the caller saw: cancelling a job seen QUEUED must not
+        succeed once the executor has moved it to SUBMITTED and started its statement. The condition is evaluated by
+        DynamoDB, so of two racing writers exactly one wins. The job stays in the pending index, with
+        ``pending_since`` reset to now, until :meth:`mark_published`.
         """
-        return self._update(job_id, sources_of(to), {**_pending(job_id, utcnow()), "status": to.value, **changes})
+        allowed = sources_of(to) if expected is None else sources_of(to) & frozenset(expected)
+        return self._update(job_id, allowed, {**_pending(job_id, utcnow()), "status": to.value, **changes})
 
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:
         """Change attributes without a state change, if the job is still in one of ``expected``."""

@@ -46,7 +46,14 @@ def execute_job(ports: Ports, message: JobQueuedMessage) -> Job | None:
             return None
         # SUBMITTED without a statement: an earlier attempt stopped between the two writes. The ClientToken makes
         # the call below return that attempt's statement if it got as far as the Data API.
-    identity = DatabaseIdentity(db_user=job.db_user or None, secret_arn=_secret_of(ports, job))
+        if job.cancel_requested_at is not None:
+            finish_job(ports, job, JobStatus.CANCELLED)
+            return None
+    identity = _identity_of(ports, job)
+    if identity is None:
+        error = ErrorInfo(code="no_identity", message="the job's tenant has no active database identity")
+        finish_job(ports, job, JobStatus.FAILED, error=error)
+        return None
     try:
         statement_id = ports.warehouse.execute(
             job.sql,
@@ -60,16 +67,26 @@ def execute_job(ports: Ports, message: JobQueuedMessage) -> Job | None:
         finish_job(ports, job, JobStatus.FAILED, error=ErrorInfo(code="statement_rejected", message=exc.message))
         return None
     updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id)
-    if updated is not None and updated.cancel_requested_at is not None:
+    if updated is None:
+        # The job ended while we started its statement (the reconciler gave up on it, say): the statement must not
+        # run on behind a terminal job.
+        logger.warning("job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
+        ports.warehouse.cancel(statement_id)
+        return None
+    if updated.cancel_requested_at is not None:
         ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement
     return updated
 
 
-def _secret_of(ports: Ports, job: Job) -> str | None:
+def _identity_of(ports: Ports, job: Job) -> DatabaseIdentity | None:
+    """The database identity to run as: the job's user, or its tenant's secret. Never a default identity: on AWS
+    that would be the function role's own database user, locally the admin."""
     if job.db_user:
-        return None
+        return DatabaseIdentity(db_user=job.db_user)
     tenant = ports.tenants.get(job.tenant_id)
-    return tenant.secret_arn if tenant else None
+    if tenant is None or not tenant.active or not tenant.secret_arn:
+        return None
+    return DatabaseIdentity(secret_arn=tenant.secret_arn)
 
 
 def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | None:
@@ -105,14 +122,28 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str) -> Job | None
     result = ports.results.write(
         tenant_id=job.tenant_id, job_id=job.job_id, fmt=job.format, columns=columns, csv_pages=pages
     )
+    if info.has_result_set and info.result_rows is not None and result.row_count == info.result_rows - 1:
+        # The first row equals the column names and was taken for a header line: the count says it was data.
+        columns, pages = ports.warehouse.csv_result(statement_id)
+        result = ports.results.write(
+            tenant_id=job.tenant_id, job_id=job.job_id, fmt=job.format, columns=columns, csv_pages=pages, header=False
+        )
+    if info.has_result_set and info.result_rows is not None and result.row_count != info.result_rows:
+        logger.warning(
+            "job %s: %d rows written, the warehouse reported %d", job.job_id, result.row_count, info.result_rows
+        )
     if not info.has_result_set and info.result_rows and info.result_rows > 0:
         result = result.model_copy(update={"row_count": info.result_rows})  # rows affected by DML
     return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id)
 
 
 def finish_job(ports: Ports, job: Job, status: JobStatus, **changes: Any) -> Job | None:
-    """Move the job to a terminal state and announce it. None when another worker finished it first."""
-    finished = ports.jobs.transition(job.job_id, status, completed_at=utcnow(), **changes)
+    """Move the job from the state it was seen in (``job.status``) to a terminal state and announce it.
+
+    None when the job moved meanwhile (another worker finished it, or the executor started it): the caller's view
+    is stale and nothing is written.
+    """
+    finished = ports.jobs.transition(job.job_id, status, expected={job.status}, completed_at=utcnow(), **changes)
     if finished is None:
         return None
     publish_job_event(ports, finished)

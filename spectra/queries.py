@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from events import JobQueuedMessage, JobStatus, ResultFormat
-from spectra.errors import Conflict, NotFound
+from spectra.errors import Conflict, NotFound, PayloadTooLarge
 from spectra.job_store import JobPage, request_fingerprint
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import finish_job
@@ -30,6 +30,12 @@ def submit_query(
 ) -> tuple[Job, bool]:
     """Record and queue a query job. Returns the job and whether it was created now (False: an idempotent repeat)."""
     statement = check_sql(sql, max_bytes=ports.settings.max_sql_bytes)
+    parameter_bytes = sum(len(p.name.encode()) + len(p.value.encode()) for p in parameters)
+    if parameter_bytes > ports.settings.max_parameter_bytes:
+        raise PayloadTooLarge(
+            f"parameters total {parameter_bytes} bytes; the limit is {ports.settings.max_parameter_bytes}",
+            details={"limit": ports.settings.max_parameter_bytes},
+        )
     now = utcnow()
     job = Job(
         job_id=new_job_id(),

@@ -13,6 +13,7 @@ through smart-open's multipart uploads, so memory is bounded by a page, not by t
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
 import gzip
@@ -232,8 +233,18 @@ class ResultSink:
         return f"{tenant_id}/{job_id}/"
 
     def write(
-        self, *, tenant_id: str, job_id: str, fmt: ResultFormat, columns: list[Column], csv_pages: Iterable[str]
+        self,
+        *,
+        tenant_id: str,
+        job_id: str,
+        fmt: ResultFormat,
+        columns: list[Column],
+        csv_pages: Iterable[str],
+        header: bool | None = None,
     ) -> JobResult:
+        """Write the pages as the job's result. ``header``: whether the first page starts with a header line;
+        None takes a first line equal to the column names for one (the caller can check the count, see
+        :func:`spectra.lifecycle` for how a data row that looks like the header is told apart)."""
         import pyarrow as pa
 
         prefix = self.prefix_for(tenant_id, job_id)
@@ -245,7 +256,7 @@ class ResultSink:
         inline: list[list[Any]] | None = []
         inline_bytes = 0
 
-        for table in _parse_pages(csv_pages, named, schema):
+        for table in _parse_pages(csv_pages, named, schema, header):
             offset = 0
             while offset < table.num_rows:
                 if part is not None and not part.accepts(table.schema):
@@ -331,13 +342,13 @@ def _unique(columns: list[Column]) -> list[Column]:
     return out
 
 
-def _parse_pages(pages: Iterable[str], columns: list[Column], schema) -> Iterable:
-    """Arrow tables, one per CSV page. A header row, when the service sends one on the first page, is skipped."""
+def _parse_pages(pages: Iterable[str], columns: list[Column], schema, header: bool | None) -> Iterable:
+    """Arrow tables, one per CSV page; the first page's header line skipped as ``header`` says (see ``write``)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     names = schema.names
-    header = ",".join(c.name for c in columns)
+    column_names = [c.name for c in columns]
     typed = pacsv.ConvertOptions(
         column_types=schema,
         strings_can_be_null=True,
@@ -357,13 +368,14 @@ def _parse_pages(pages: Iterable[str], columns: list[Column], schema) -> Iterabl
         if first:
             first = False
             line, _, rest = page.partition("\n")
-            if line.rstrip("\r") == header:
+            if header or (header is None and next(csv.reader([line]), None) == column_names):
                 page = rest
-        if not page.strip():
+        if not page:
             continue
         options = dict(
             read_options=pacsv.ReadOptions(column_names=names, block_size=max(1 << 20, len(page) + 1)),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            # an empty line is a row of one NULL, not nothing
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
         )
         try:
             table = pacsv.read_csv(io.BytesIO(page.encode()), convert_options=typed, **options)

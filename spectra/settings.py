@@ -29,7 +29,8 @@ class Settings(BaseSettings):
 
     # Limits. The Data API refuses statements over 100 KB; we refuse them earlier with a clearer error.
     max_sql_bytes: int = Field(default=100_000, gt=0)
-    max_parameters: int = Field(default=100, ge=0)
+    # A job is one DynamoDB item (400 KB at most): SQL and parameters together must stay well inside it.
+    max_parameter_bytes: int = Field(default=64 * 1024, gt=0)
     # Results at or under both limits are returned inline by GET /v1/jobs/{id}/results.
     inline_max_rows: int = Field(default=1_000, ge=0)
     inline_max_bytes: int = Field(default=256 * 1024, ge=0)
@@ -51,7 +52,6 @@ class Settings(BaseSettings):
     pending_max_age_seconds: int = Field(default=3600, gt=0)
     # Jobs looked at per run; the rest wait for the next run (logged), so a backlog cannot outlast the timeout.
     reconcile_batch_max: int = Field(default=200, gt=0)
-    service_name: str = "spectra"
 
     @model_validator(mode="after")
     def _one_warehouse(self) -> Settings:

@@ -15,7 +15,7 @@ import logging
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import SqlglotError
 
 from spectra.errors import InvalidRequest, PayloadTooLarge, SqlRejected
 
@@ -36,7 +36,7 @@ _ALLOWED_STATEMENTS: tuple[type[exp.Expression], ...] = (
     exp.Rollback,
 )
 _ALLOWED_CREATE_DROP_KINDS = {"TABLE", "VIEW"}
-_ALLOWED_COMMANDS = {"EXPLAIN", "SHOW", "VACUUM", "ANALYZE"}
+_ALLOWED_COMMANDS = {"SHOW", "VACUUM", "ANALYZE"}
 _IDENTITY_SETTINGS = {"role", "session_authorization", "session authorization"}
 
 
@@ -50,7 +50,7 @@ def check_sql(sql: str, *, max_bytes: int) -> str:
         raise PayloadTooLarge(f"sql is {size} bytes; the limit is {max_bytes}", details={"limit": max_bytes})
     try:
         trees = [tree for tree in sqlglot.parse(statement, read="redshift") if tree is not None]
-    except ParseError as exc:
+    except SqlglotError as exc:  # ParseError, and TokenError for an unclosed quote, comment or $$ body
         raise SqlRejected(f"sql could not be parsed: {_first_error(exc)}") from exc
     if len(trees) != 1:
         raise SqlRejected(f"send exactly one statement per query; found {len(trees)}")
@@ -59,6 +59,9 @@ def check_sql(sql: str, *, max_bytes: int) -> str:
 
 
 def _check_statement(tree: exp.Expression) -> None:
+    if isinstance(tree, exp.Command) and tree.name.upper() == "EXPLAIN":
+        _check_explain(tree)
+        return
     if isinstance(tree, exp.Command):
         keyword = tree.name.upper()
         if keyword not in _ALLOWED_COMMANDS:
@@ -84,6 +87,20 @@ def _check_statement(tree: exp.Expression) -> None:
     _check_functions(tree)
 
 
+def _check_explain(tree: exp.Command) -> None:
+    """EXPLAIN shows a plan, but EXPLAIN ANALYZE runs the statement: refuse it, and check what is explained."""
+    rest = tree.expression.name if isinstance(tree.expression, exp.Expression) else str(tree.expression or "")
+    words = rest.replace("(", " ( ").split()
+    while words and words[0].upper() in {"VERBOSE", "ANALYZE", "ANALYSE", "("}:
+        if words[0].upper() in {"ANALYZE", "ANALYSE", "("}:
+            raise SqlRejected("EXPLAIN ANALYZE and EXPLAIN options are not allowed: they run the statement")
+        words.pop(0)
+    inner = [t for t in sqlglot.parse(" ".join(words), read="redshift") if t is not None] if words else []
+    if len(inner) != 1:
+        raise SqlRejected("EXPLAIN needs exactly one statement to explain")
+    _check_statement(inner[0])
+
+
 def _check_functions(tree: exp.Expression) -> None:
     for call in tree.find_all(exp.Anonymous, exp.Func):
         name = (call.name if isinstance(call, exp.Anonymous) else call.sql_name()).lower()
@@ -95,7 +112,7 @@ def _check_functions(tree: exp.Expression) -> None:
             raise SqlRejected("set_config on the session identity is not allowed")
 
 
-def _first_error(exc: ParseError) -> str:
+def _first_error(exc: SqlglotError) -> str:
     errors = getattr(exc, "errors", None) or []
     if errors:
         first = errors[0]

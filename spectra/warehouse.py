@@ -122,11 +122,17 @@ class StatementRunner:
         )
 
     def cancel(self, statement_id: str) -> bool:
-        """Ask the warehouse to stop the statement. False when it had already finished (nothing to cancel)."""
+        """Ask the warehouse to stop the statement. False when it had already ended (the Data API answers
+        ValidationException) or is no longer known (results expire after 24 hours); anything else, access denied
+        included, is raised, not taken for "already ended"."""
         try:
             return bool(_call(self._client.cancel_statement, Id=statement_id).get("Status"))
-        except StatementRejected:
+        except NotFound:
             return False
+        except StatementRejected as exc:
+            if (exc.details or {}).get("aws_error") == "ValidationException":
+                return False
+            raise
 
     def csv_result(self, statement_id: str) -> tuple[list[Column], Iterator[str]]:
         """Column metadata and an iterator of CSV pages (GetStatementResultV2), fetched lazily, one page at a time."""

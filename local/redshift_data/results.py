@@ -47,6 +47,9 @@ def configure_text_loading(conn: psycopg.Connection, *, everything: bool) -> Non
             conn.adapters.register_loader(info.array_oid, TextLoader)
 
 
+_EMPTY = "\x00"  # stands for an empty string while the csv module writes a row
+
+
 @dataclass
 class Column:
     name: str
@@ -240,13 +243,22 @@ class ResultWriter:
             )
 
     def _csv_lines(self, rows: Sequence[Sequence[Any]]) -> list[str]:
+        """CSV as PostgreSQL's COPY writes it: NULL is an empty unquoted field, an empty string is ``""``.
+
+        Python's csv module writes both the same way (and quotes a lone NULL), so empty strings go through a
+        sentinel that cannot occur in database text (NUL) and a row of one NULL is written as an empty line.
+        """
         lines = []
         buffer, writer = self._csv_buffer, self._csv
         for row in rows:
+            if len(row) == 1 and row[0] is None:
+                lines.append("\n")
+                continue
             buffer.seek(0)
             buffer.truncate()
-            writer.writerow(row)
-            lines.append(buffer.getvalue())
+            writer.writerow([_EMPTY if value == "" else value for value in row])
+            line = buffer.getvalue()
+            lines.append(line.replace(_EMPTY, '""') if _EMPTY in line else line)
         return lines
 
     def _flush_page(self) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from local.runner.template import TemplateError
+from local.runner.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def scheduled_event(*, rule_arn: str, account_id: str, region: str) -> dict[str,
     }
 
 
-class Schedule:
+class Schedule(BackgroundWorker):
     """A daemon thread calling ``fire(event)`` every ``interval`` seconds until stopped."""
 
     def __init__(
@@ -88,26 +88,12 @@ class Schedule:
         self.region = region
         self.custom_input = custom_input
         self.fired = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"schedule-{name}", daemon=True)
+        super().__init__(f"schedule-{name}")
 
     def event(self) -> Any:
         if self.custom_input is not None:
             return json.loads(self.custom_input)
         return scheduled_event(rule_arn=self.rule_arn, account_id=self.account_id, region=self.region)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

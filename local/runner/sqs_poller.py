@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import threading
 import time
 from typing import Any
 
@@ -32,13 +31,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from local.runner.functions import LocalFunction
 from local.runner.template import as_text
+from local.runner.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
 _MAX_RECEIVE = 10  # SQS's limit per ReceiveMessage call
 
 
-class SqsPoller:
+class SqsPoller(BackgroundWorker):
     """One SQS event source mapping: a daemon thread that polls ``queue_url`` and invokes ``function``."""
 
     def __init__(
@@ -68,21 +68,7 @@ class SqsPoller:
         self.retry_visibility_seconds = retry_visibility_seconds
         self.wait_seconds = wait_seconds
         self.batches_done = 0  # batches fully settled (deleted or released); tests wait on it instead of sleeping
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sqs-poller-{name}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+        super().__init__(f"sqs-poller-{name}")
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -54,6 +54,13 @@ def _domain_error(exc: SpectraError) -> Response:
     return _error(exc.status, exc.code, exc.message, exc.details)
 
 
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    """Anything unforeseen: logged with its stack, answered in the one error shape, details kept server-side."""
+    logger.exception("unhandled error")
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the request failed; it is safe to retry")
+
+
 @app.exception_handler(RequestValidationError)
 def _validation_error(exc: RequestValidationError) -> Response:
     details = [

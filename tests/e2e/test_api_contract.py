@@ -136,3 +136,38 @@ def test_parameters_are_bound_not_spliced(new_tenant):
     assert job["status"] == "COMPLETED", job
     rows = client.request("GET", f"/v1/jobs/{job['job_id']}/results").json()["rows"]
     assert rows == [["o'brien; --", 11]]
+
+
+@pytest.mark.parametrize(
+    ("sql", "rows"),
+    [
+        ("select NULL::varchar as a", [[None]]),
+        ("select ''::varchar as a", [[""]]),
+        ("select NULL::varchar as a union all select '' union all select 'z'", [[None], [""], ["z"]]),
+        # the first row spells the column names: data, not a header line
+        (
+            "select * from (values ('item', 'n'), ('', NULL), (NULL, ''), ('a,\"b', 'c')) as t(item, n)",
+            [["item", "n"], ["", None], [None, ""], ['a,"b', "c"]],
+        ),
+    ],
+)
+def test_nulls_empty_strings_and_header_lookalikes_survive(new_tenant, sql, rows):
+    client = new_tenant()
+    job = client.wait(client.submit(sql)["job_id"])
+    assert job["status"] == "COMPLETED", job
+    assert job["row_count"] == len(rows)
+    assert client.request("GET", f"/v1/jobs/{job['job_id']}/results").json()["rows"] == rows
+
+
+def test_unparseable_sql_is_a_400_not_a_crash(new_tenant):
+    client = new_tenant()
+    for sql in ["select 'unterminated", "select $$x", "EXPLAIN ANALYZE DELETE FROM t"]:
+        error = error_of(client.request("POST", "/v1/queries", json={"sql": sql}), 400)
+        assert error["code"] == "sql_rejected", sql
+
+
+def test_oversized_parameters_are_413(new_tenant):
+    client = new_tenant()
+    params = [{"name": f"p{i}", "value": "x" * 60_000} for i in range(3)]
+    error = error_of(client.request("POST", "/v1/queries", json={"sql": "select :p0", "parameters": params}), 413)
+    assert error["code"] == "payload_too_large"

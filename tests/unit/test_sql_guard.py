@@ -17,6 +17,7 @@ ALLOWED = [
     "drop table scratch",
     "select pg_sleep(1)",
     "explain select * from t",
+    "explain verbose select * from t",
     "select set_config('search_path', 'public', false)",
     "select 1;",
 ]
@@ -49,6 +50,14 @@ REFUSED = [
     "select 1; select 2",
     "select * from t; SET ROLE admin",
     "selec 1 frm t",
+    "EXPLAIN ANALYZE SELECT set_config('role', 'tenant_other', false)",
+    "explain analyse delete from sales",
+    "explain (analyze) select 1",
+    "explain verbose select set_config('role', 'x', false)",
+    "EXPLAIN GRANT SELECT ON t TO bob",
+    "select 'unterminated",
+    "select 1 /* unterminated comment",
+    "select $$unterminated",
 ]
 
 
