@@ -150,8 +150,11 @@ class FakeJobStore:
 
     # -- change
 
-    def transition(self, job_id: str, to: JobStatus, **changes: Any) -> Job | None:
-        return self._update(job_id, sources_of(to), {"status": to, **changes}, pending_since=utcnow())
+    def transition(
+        self, job_id: str, to: JobStatus, *, expected: Iterable[JobStatus] | None = None, **changes: Any
+    ) -> Job | None:
+        allowed = sources_of(to) if expected is None else sources_of(to) & frozenset(expected)
+        return self._update(job_id, allowed, {"status": to, **changes}, pending_since=utcnow())
 
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:
         return self._update(job_id, frozenset(expected), changes)

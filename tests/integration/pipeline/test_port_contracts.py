@@ -10,6 +10,7 @@ LastEvaluatedKey on AWS), the scenarios only assert what holds on both: walking 
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -178,6 +179,17 @@ def test_transition_stores_changes_as_models(store):
     failed_job = in_state(store, JobStatus.QUEUED)
     failed = store.transition(failed_job.job_id, JobStatus.FAILED, error={"code": "x", "message": "why"})
     assert failed.error == ErrorInfo(code="x", message="why")
+
+
+@pytest.mark.skipif(
+    "expected" not in inspect.signature(JobStore.transition).parameters, reason="JobStore.transition has no expected="
+)
+def test_transition_can_be_narrowed_to_the_state_the_caller_saw(store):
+    job = in_state(store, JobStatus.SUBMITTED)
+    assert store.transition(job.job_id, JobStatus.CANCELLED, expected={JobStatus.QUEUED}) is None
+    assert store.get(job.job_id).status is JobStatus.SUBMITTED
+    moved = store.transition(job.job_id, JobStatus.CANCELLED, expected={JobStatus.SUBMITTED})
+    assert moved.status is JobStatus.CANCELLED
 
 
 def test_update_is_conditional_on_the_state_and_none_removes(store):
