@@ -32,6 +32,7 @@ from local.runner.functions import LocalFunction
 log = logging.getLogger(__name__)
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_RESPONSE_TYPES = {401: "UNAUTHORIZED", 403: "ACCESS_DENIED", 429: "THROTTLED", 500: "AUTHORIZER_FAILURE"}
 
 
 @dataclass
@@ -46,6 +47,22 @@ class RestApi:
     authorize_preflight: bool = True
     cors: dict[str, str] | None = None
     binary_media_types: list[str] = field(default_factory=list)
+    gateway_responses: dict[str, Any] = field(default_factory=dict)
+
+    def gateway_response(self, status: int, message: str | None) -> Response:
+        """API Gateway's own answer (401, 403, 500 ...), customised by the template's ``GatewayResponses`` when it
+        declares one for that response type (or for DEFAULT_4XX / DEFAULT_5XX), as API Gateway does."""
+        kind = _RESPONSE_TYPES.get(status, "DEFAULT_4XX" if status < 500 else "DEFAULT_5XX")
+        fallback = "DEFAULT_4XX" if status < 500 else "DEFAULT_5XX"
+        spec = self.gateway_responses.get(kind) or self.gateway_responses.get(fallback)
+        if not spec:
+            return _message(status, message)
+        templates = spec.get("ResponseTemplates") or {}
+        body = templates.get("application/json")
+        if body is None:
+            return _message(int(spec.get("StatusCode", status)), message)
+        headers = {k: str(v).strip("'") for k, v in (spec.get("ResponseParameters") or {}).get("Headers", {}).items()}
+        return Response(body, status=int(spec.get("StatusCode", status)), mimetype="application/json", headers=headers)
 
 
 @dataclass
@@ -131,7 +148,7 @@ class ApiGateway:
         event = self.proxy_event(request, route, params, path, request_id)
         decision = self._authorize(route.api, route.authorizer, event)
         if not decision.allowed:
-            return _message(decision.status, decision.message)
+            return route.api.gateway_response(decision.status, decision.message)
         if route.authorizer:
             event["requestContext"]["authorizer"] = decision.context
         try:

@@ -256,6 +256,7 @@ def _rest_api(physical: PhysicalResource, resolver: Resolver, by_arn: dict[str, 
         authorize_preflight=str(auth.get("AddDefaultAuthorizerToCorsPreflight", True)).lower() != "false",
         cors=_cors_headers(props.get("Cors")),
         binary_media_types=list(props.get("BinaryMediaTypes") or []),
+        gateway_responses=dict(props.get("GatewayResponses") or {}),
     )
 
 
