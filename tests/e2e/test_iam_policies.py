@@ -1,0 +1,138 @@
+"""Least privilege that works: every AWS call a function makes in a real run is allowed by its policy in template.yaml.
+
+IAM is not enforced locally (moto and the emulator accept anything), so a missing permission would only show on
+AWS. This test runs the pipeline through its paths (complete, fail, cancel, results, listing, a reconciler sweep),
+records each boto3 call with the function that made it, and checks the call's IAM action against the actions that
+function's policy grants. Resources are not compared; cfn-lint and review cover those.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+
+from spectra.ports import get_ports
+from tests.fixtures.stack import wait_until
+
+pytestmark = pytest.mark.e2e
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+_current_function: contextvars.ContextVar[str | None] = contextvars.ContextVar("function", default=None)
+
+# boto3 operations authorised by an IAM action of another name
+_ACTION_OF = {
+    "redshift-data:GetStatementResultV2": "redshift-data:GetStatementResult",
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
+    "dynamodb:TransactWriteItems": "dynamodb:PutItem",
+}
+_PREFIX = {"redshift-data": "redshift-data", "dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "events": "events"}
+
+
+def granted_actions() -> dict[str, set[str]]:
+    """Each function's allowed actions, with both branches of every Fn::If (a superset is what we check against)."""
+    body, _ = decode(str(TEMPLATE))
+
+    def statements(node: Any):
+        if isinstance(node, dict) and "Fn::If" in node:
+            for branch in node["Fn::If"][1:]:
+                yield from statements(branch)
+        elif isinstance(node, dict) and "Action" in node:
+            yield node
+        elif isinstance(node, list):
+            for item in node:
+                yield from statements(item)
+
+    granted = {}
+    for name, resource in body["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        actions: set[str] = set()
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in statements(policy.get("Statement", [])):
+                if statement.get("Effect") == "Allow":
+                    value = statement["Action"]
+                    actions.update(value if isinstance(value, list) else [value])
+        granted[name] = actions
+    return granted
+
+
+@pytest.fixture
+def recorded_calls(spectra_stack):
+    """(function, action) for every AWS call made inside a function invocation while the test runs."""
+    calls: dict[str, set[str]] = defaultdict(set)
+    originals = {}
+    for name, function in spectra_stack.functions.items():
+        originals[name] = function.invoke
+
+        def invoke(event, _original=function.invoke, _name=name):
+            token = _current_function.set(_name)
+            try:
+                return _original(event)
+            finally:
+                _current_function.reset(token)
+
+        function.invoke = invoke
+
+    def record(model, **_):
+        function = _current_function.get()
+        if function is not None:
+            service = model.service_model.service_name
+            action = f"{_PREFIX.get(service, service)}:{model.name}"
+            calls[function].add(_ACTION_OF.get(action, action))
+
+    ports = get_ports()
+    clients = {
+        id(c): c
+        for c in (
+            ports.jobs._db,
+            ports.queue._client,
+            ports.warehouse._client,
+            ports.results._s3,
+            ports.events._client,
+            ports.tenants._db,
+        )
+    }.values()
+    for client in clients:
+        client.meta.events.register("before-call", record, unique_id="iam-recorder")
+    yield calls
+    for client in clients:
+        client.meta.events.unregister("before-call", unique_id="iam-recorder")
+    for name, invoke in originals.items():
+        spectra_stack.functions[name].invoke = invoke
+
+
+def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshift_data):
+    client = new_tenant()  # a fresh key: the authorizer really runs (no cached answer)
+    ok = client.submit("select g from generate_series(1, 3) as g", format="csv")["job_id"]
+    bad = client.submit("select * from no_such_table_for_iam")["job_id"]
+    slow = client.submit("select pg_sleep(30)")["job_id"]
+    for job_id in (ok, bad):
+        client.wait(job_id)
+    client.request("GET", f"/v1/jobs/{ok}/results").raise_for_status()
+    client.request("GET", "/v1/jobs").raise_for_status()
+    client.wait(slow, statuses=("SUBMITTED",))
+    wait_until(
+        lambda: redshift_data.list_statements(StatementName=slow, RoleLevel=False)["Statements"],
+        30,
+        "the slow statement to start",
+    )
+    assert client.request("DELETE", f"/v1/jobs/{slow}").status_code in (200, 202)
+    client.wait(slow)
+    spectra_stack.invoke("ReconcilerFunction", {"source": "aws.events", "detail-type": "Scheduled Event"})
+
+    granted = granted_actions()
+    exercised = {name for name, actions in recorded_calls.items() if actions}
+    assert {"AuthorizerFunction", "ApiFunction", "ExecutorFunction", "CompletionFunction"} <= exercised, exercised
+    missing = {
+        function: sorted(actions - granted[function])
+        for function, actions in recorded_calls.items()
+        if actions - granted[function]
+    }
+    assert not missing, f"calls the template does not allow: {missing}"
