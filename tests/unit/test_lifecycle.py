@@ -208,3 +208,11 @@ def test_every_format_completes(ports, fmt):
     done = complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"]))
     assert done.result.row_count == 1
     assert done.result.files[0].key.startswith(f"acme/{job.job_id}/part-00000.")
+
+
+def test_a_first_row_equal_to_the_column_names_is_kept(ports):
+    job = running(ports, format=ResultFormat.JSON)
+    change = ports.warehouse.finish(job.statement_id, columns=[Column("n", "varchar")], pages=["n\nx\n"], rows=2)
+    done = complete_statement(ports, change)
+    assert done.result.row_count == 2
+    assert ports.results.read_inline(done.result)["rows"] == [["n"], ["x"]]
