@@ -64,4 +64,4 @@ class StatementRejected(SpectraError):
     """The warehouse refused or failed the statement. The job fails with the database's own message."""
 
     status = HTTPStatus.UNPROCESSABLE_ENTITY
-    code = "statement_failed"
+    code = "statement_rejected"

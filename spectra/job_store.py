@@ -34,6 +34,8 @@ from spectra.errors import Conflict, InvalidRequest
 from spectra.jobs import Job, sources_of, utcnow
 
 TENANT_INDEX = "by-tenant"
+LIST_MAX_READS = 10  # index pages one list request may read
+LIST_FILTERED_READ = 100  # items evaluated per read when a status filter is applied
 PENDING_INDEX = "pending"
 #: Partitions of the pending index. One is enough: a GSI partition takes 1,000 writes a second and a job costs four
 #: index writes over its life (created, submitted, terminal, published), while the Data API admits a few dozen
@@ -142,7 +144,15 @@ class JobStore:
             }
         )
         if not job.idempotency_key:
-            self._db.put_item(TableName=self._table, Item=job_item, ConditionExpression="attribute_not_exists(job_id)")
+            try:
+                self._db.put_item(
+                    TableName=self._table, Item=job_item, ConditionExpression="attribute_not_exists(job_id)"
+                )
+            except ClientError as exc:
+                # The id is 128 random bits: an existing item is our own write, landed by an SDK retry whose first
+                # response was lost.
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
             return job, True
 
         idem_id = self._idempotency_id(job.tenant_id, job.idempotency_key)
@@ -212,17 +222,24 @@ class JobStore:
     def list_for_tenant(
         self, tenant_id: str, *, limit: int, status: JobStatus | None = None, next_token: str | None = None
     ) -> JobPage:
-        """The tenant's jobs, newest first. The status filter is applied while paging, so pages are still full."""
+        """The tenant's jobs, newest first.
+
+        The status filter is applied while paging. Each request reads at most ``LIST_MAX_READS`` index pages, so a
+        filter that matches few of many jobs returns a short page (even an empty one) with a ``next_token``, instead
+        of reading the tenant's whole history in one API call: callers follow ``next_token`` until it is None.
+        """
         start_key = self._decode_token(next_token, tenant_id) if next_token else None
         jobs: list[Job] = []
-        while len(jobs) < limit:
+        for _ in range(LIST_MAX_READS):
+            wanted = limit - len(jobs)
             query: dict[str, Any] = {
                 "TableName": self._table,
                 "IndexName": TENANT_INDEX,
                 "KeyConditionExpression": "tenant_id = :t",
                 "ExpressionAttributeValues": _to_item({":t": tenant_id}),
                 "ScanIndexForward": False,
-                "Limit": limit - len(jobs),
+                # filtered reads evaluate more items per call; the surplus is cut below, at an exact position
+                "Limit": wanted if status is None else max(wanted, LIST_FILTERED_READ),
             }
             if status is not None:
                 query["FilterExpression"] = "#s = :s"
@@ -231,9 +248,15 @@ class JobStore:
             if start_key:
                 query["ExclusiveStartKey"] = start_key
             response = self._db.query(**query)
-            jobs.extend(_job_from_item(item) for item in response.get("Items", []))
+            items = response.get("Items", [])
+            if len(items) > wanted:
+                items = items[:wanted]
+                start_key = {name: items[-1][name] for name in ("job_id", "tenant_id", "created_key")}
+                jobs.extend(_job_from_item(item) for item in items)
+                break
+            jobs.extend(_job_from_item(item) for item in items)
             start_key = response.get("LastEvaluatedKey")
-            if not start_key:
+            if not start_key or len(jobs) >= limit:
                 break
         return JobPage(jobs=jobs, next_token=self._encode_token(start_key) if start_key else None)
 

@@ -107,7 +107,11 @@ def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | Non
     if change.state is StatementState.FINISHED:
         return _finish_with_result(ports, job, statement_id)
     if change.state is StatementState.ABORTED:
-        return finish_job(ports, job, JobStatus.CANCELLED, statement_id=statement_id)
+        if job.cancel_requested_at is not None:
+            return finish_job(ports, job, JobStatus.CANCELLED, statement_id=statement_id)
+        # Nobody asked: an administrator or a timeout stopped it. The tenant should see a failure, not a cancel.
+        error = ErrorInfo(code="statement_aborted", message="the warehouse aborted the statement")
+        return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
     info = ports.warehouse.describe(statement_id)
     error = ErrorInfo(code="statement_failed", message=info.error or "the statement failed without a message")
     return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)

@@ -24,6 +24,9 @@ _THROTTLING = {
     "RequestLimitExceeded",
     "ServiceUnavailable",
     "InternalServerException",
+    # environmental errors the Data API reports before the statement runs: worth another try, not a failed job
+    "ExecuteStatementException",
+    "DatabaseConnectionException",
 }
 
 

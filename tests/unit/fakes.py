@@ -73,6 +73,8 @@ class FakeJobStore:
     # -- create
 
     def create(self, job: Job, *, fingerprint: str | None = None) -> tuple[Job, bool]:
+        if job.job_id in self._items and not job.idempotency_key:
+            return job, True  # as the real store: a repeated write of the same id is an SDK retry that landed
         if job.job_id in self._items:
             raise _client_error("ConditionalCheckFailedException", "The conditional request failed", "PutItem")
         if job.idempotency_key:

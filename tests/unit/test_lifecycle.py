@@ -152,11 +152,19 @@ def test_a_failed_statement_fails_the_job_with_the_error_from_describe(ports):
     assert ports.events.types() == ["Job Failed"]
 
 
-def test_an_aborted_statement_cancels_the_job(ports):
+def test_an_aborted_statement_cancels_the_job_that_asked_for_it(ports):
     job = running(ports)
+    ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=utcnow())
     cancelled = complete_statement(ports, ports.warehouse.abort(job.statement_id))
     assert (cancelled.status, cancelled.statement_id) == (JobStatus.CANCELLED, job.statement_id)
     assert ports.events.types() == ["Job Cancelled"]
+
+
+def test_a_statement_aborted_by_the_warehouse_fails_the_job(ports):
+    job = running(ports)  # nobody asked to cancel: an administrator or a timeout stopped it
+    failed = complete_statement(ports, ports.warehouse.abort(job.statement_id))
+    assert (failed.status, failed.error.code) == (JobStatus.FAILED, "statement_aborted")
+    assert ports.events.types() == ["Job Failed"]
 
 
 def test_a_failed_publish_is_retried_on_redelivery_without_changing_the_job_again(ports):

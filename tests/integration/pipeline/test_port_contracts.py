@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError
 from cfnlint.decode import decode
 
 from events import ErrorInfo, JobStatus, ResultFormat
@@ -104,11 +103,13 @@ def test_another_tenants_job_and_unknown_ids_are_not_found(store):
     assert store.get("idem#acme#whatever") is None  # idempotency records are never jobs
 
 
-def test_a_job_id_is_created_once(store):
+def test_a_job_id_is_created_once_and_a_repeated_write_is_harmless(store):
+    # an SDK retry of a PutItem whose first response was lost must not turn a created job into an error
     job = make_job()
     store.create(job)
-    with pytest.raises(ClientError):
-        store.create(job)
+    store.transition(job.job_id, JobStatus.SUBMITTED)
+    assert store.create(job) == (job, True)
+    assert store.get(job.job_id).status is JobStatus.SUBMITTED  # the repeat did not overwrite anything
 
 
 # -- idempotency ----------------------------------------------------------------------------------------------------
