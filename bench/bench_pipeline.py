@@ -75,16 +75,7 @@ def run(jobs: int) -> dict:
         ports = get_ports()
         api_key = add_tenant(Warehouse(data_api, CLUSTER_ID), ports.tenants, "bench")
         counter = CallCounter()
-        for client in {
-            id(c): c
-            for c in (
-                ports.jobs._db,
-                ports.queue._client,
-                ports.warehouse._client,
-                ports.results._s3,
-                ports.events._client,
-            )
-        }.values():
+        for client in ports.clients:
             counter.attach(client)
         subscriber = BusSubscriber(aws, stack.physical_id("JobEventBus"), name_prefix="bench")
         session = requests.Session()

@@ -33,13 +33,17 @@ class Ports:
     warehouse: StatementRunner
     results: ResultSink
     events: EventPublisher
+    #: the boto3 clients behind the ports, for instrumentation (call counts in benchmarks, the IAM test)
+    clients: tuple = ()
 
 
 def build_ports(settings: Settings, session: boto3.session.Session | None = None) -> Ports:
     session = session or boto3.session.Session()
+    clients = []
 
     def client(name: str):
-        return session.client(name, config=_CLIENT_CONFIG)
+        clients.append(session.client(name, config=_CLIENT_CONFIG))
+        return clients[-1]
 
     dynamodb = client("dynamodb")
     return Ports(
@@ -61,6 +65,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
             inline_max_bytes=settings.inline_max_bytes,
         ),
         events=EventPublisher(client("events"), settings.event_bus_name),
+        clients=tuple(clients),
     )
 
 

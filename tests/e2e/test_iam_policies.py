@@ -87,18 +87,7 @@ def recorded_calls(spectra_stack):
             action = f"{_PREFIX.get(service, service)}:{model.name}"
             calls[function].add(_ACTION_OF.get(action, action))
 
-    ports = get_ports()
-    clients = {
-        id(c): c
-        for c in (
-            ports.jobs._db,
-            ports.queue._client,
-            ports.warehouse._client,
-            ports.results._s3,
-            ports.events._client,
-            ports.tenants._db,
-        )
-    }.values()
+    clients = get_ports().clients
     for client in clients:
         client.meta.events.register("before-call", record, unique_id="iam-recorder")
     yield calls
