@@ -295,7 +295,13 @@ class DataApiService:
             raise ValidationException(f"Could not cancel a query that is already in {statement.status} state.")
         self._runner.cancel(statement)
         deadline = time.monotonic() + 10  # AWS answers once the cancel took effect; so do we
+        resend_at = time.monotonic() + 0.1
         while statement.status in ACTIVE and time.monotonic() < deadline:
+            if time.monotonic() >= resend_at:
+                # A cancel that reached the backend before the query did is lost: PostgreSQL cancels only what is
+                # running. Ask again until the statement ends (a finished statement has no connection to cancel).
+                self._runner.cancel(statement)
+                resend_at += 0.1
             time.sleep(0.005)
         return {"Status": statement.status not in ACTIVE}
 
