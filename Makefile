@@ -48,7 +48,8 @@ clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache bench/results
 
 # ---- sam build (BuildMethod: makefile): SAM calls these with ARTIFACTS_DIR set. Code and dependencies are packaged
-# apart, so a code change rebuilds kilobytes, not the pyarrow layer.
+# apart, so a code change rebuilds kilobytes, not the pyarrow layer. The layer takes arm64 wheels for the Lambda
+# runtime (Amazon Linux 2023, glibc 2.34: manylinux_2_28 wheels run there).
 LAMBDA_CODE := spectra events producers consumers
 FUNCTIONS   := AuthorizerFunction ApiFunction ExecutorFunction CompletionFunction ReconcilerFunction
 
@@ -59,6 +60,10 @@ $(addprefix build-,$(FUNCTIONS)):
 
 build-DependenciesLayer:
 	$(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > "$(ARTIFACTS_DIR)/requirements.txt"
-	$(PYTHON) -m pip install --quiet --target "$(ARTIFACTS_DIR)/python" --platform manylinux2014_aarch64 \
+	$(PYTHON) -m pip install --quiet --target "$(ARTIFACTS_DIR)/python" \
+		--platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 \
 		--implementation cp --python-version 3.12 --only-binary=:all: -r "$(ARTIFACTS_DIR)/requirements.txt"
 	rm "$(ARTIFACTS_DIR)/requirements.txt"
+	# Lambda allows 250 MB unzipped: drop what never runs there (C++ headers, test suites, bytecode caches)
+	rm -rf "$(ARTIFACTS_DIR)/python/pyarrow/include" "$(ARTIFACTS_DIR)/python/pyarrow/tests"
+	find "$(ARTIFACTS_DIR)/python" -name '__pycache__' -prune -exec rm -rf {} +
