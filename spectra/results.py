@@ -354,8 +354,8 @@ def _parse_pages(pages: Iterable[str], columns: list[Column], schema, header: bo
         strings_can_be_null=True,
         quoted_strings_can_be_null=False,
         null_values=[""],
-        true_values=["t", "true", "TRUE", "True", "1"],
-        false_values=["f", "false", "FALSE", "False", "0"],
+        true_values=_TRUE,
+        false_values=_FALSE,
     )
     text = pacsv.ConvertOptions(
         column_types=pa.schema([pa.field(n, pa.string()) for n in names]),
@@ -393,7 +393,23 @@ def _cast_or_text(table, schema):
     arrays = []
     for column, field in zip(table.columns, schema, strict=True):
         try:
-            arrays.append(column.cast(field.type))
+            arrays.append(_bool_from_text(column) if pa.types.is_boolean(field.type) else column.cast(field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             arrays.append(column)
     return pa.table(arrays, names=schema.names)
+
+
+_TRUE = ["t", "true", "TRUE", "True", "1"]
+_FALSE = ["f", "false", "FALSE", "False", "0"]
+
+
+def _bool_from_text(column):
+    """Booleans as the CSV reader reads them (Arrow's string cast knows only "true"/"false")."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    truth = pc.is_in(column, value_set=pa.array(_TRUE))
+    known = pc.or_(truth, pc.is_in(column, value_set=pa.array(_FALSE)))
+    if not pc.all(pc.or_(known, pc.is_null(column))).as_py():
+        raise pa.ArrowInvalid("not a boolean")
+    return pc.if_else(pc.is_null(column), pa.scalar(None, pa.bool_()), truth)
