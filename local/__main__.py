@@ -3,12 +3,12 @@
 moto (S3, SQS, EventBridge, SNS, DynamoDB, Secrets Manager), the Redshift Data API emulator on an embedded
 PostgreSQL, and every function of template.yaml wired as AWS wires them. Everything binds 127.0.0.1.
 Ports: SPECTRA_API_PORT (default 3000), SPECTRA_AWS_PORT (4566), SPECTRA_REDSHIFT_PORT (4567); a busy port falls back to
-a free one, and the banner says which.
+a free one, and the banner says which. Logs: SPECTRA_LOG_LEVEL (the stack's own, default WARNING) and
+SPECTRA_FUNCTION_LOG_LEVEL (the functions' Powertools logs, default WARNING; INFO shows every invocation).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -37,6 +37,11 @@ def _port(variable: str, preferred: int) -> int:
 
 
 def main() -> int:
+    # Handlers for both signals, installed before anything starts, rather than KeyboardInterrupt: a process started
+    # in the background inherits an ignored SIGINT, and Python then never raises KeyboardInterrupt.
+    stopped = threading.Event()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: stopped.set())
     logging.basicConfig(
         level=os.environ.get("SPECTRA_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s %(message)s"
     )
@@ -48,7 +53,14 @@ def main() -> int:
     )
     stack = None
     try:
-        stack = start_pipeline(aws, emulator, api_port=_port("SPECTRA_API_PORT", 3000))
+        # the functions log at the template's LogLevel; WARNING keeps the terminal for the banner and real trouble
+        function_log_level = os.environ.get("SPECTRA_FUNCTION_LOG_LEVEL", "WARNING")
+        stack = start_pipeline(
+            aws,
+            emulator,
+            api_port=_port("SPECTRA_API_PORT", 3000),
+            parameter_overrides={"LogLevel": function_log_level},
+        )
         from spectra.ports import get_ports
 
         client = boto3.client(
@@ -76,10 +88,8 @@ Try it:
 Ctrl-C stops everything.""",
             flush=True,
         )
-        stopped = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        with contextlib.suppress(KeyboardInterrupt):
-            stopped.wait()
+        while not stopped.wait(0.5):
+            pass
     finally:
         print("stopping...", file=sys.stderr, flush=True)
         if stack is not None:

@@ -15,11 +15,19 @@ TEMPLATE = ROOT / "template.yaml"
 CLUSTER_ID = "spectra-local"
 
 
-def start_pipeline(aws: LocalAws, emulator: Emulator, *, api_port: int = 0, **stack_options: Any) -> LocalStack:
+def start_pipeline(
+    aws: LocalAws,
+    emulator: Emulator,
+    *,
+    api_port: int = 0,
+    parameter_overrides: dict[str, Any] | None = None,
+    **stack_options: Any,
+) -> LocalStack:
     """Provision template.yaml in ``aws`` and run its functions, with the Data API pointed at ``emulator``.
 
     The functions see only standard variables: ``AWS_ENDPOINT_URL`` (moto) and ``AWS_ENDPOINT_URL_REDSHIFT_DATA``
     (the emulator). X-Ray and CloudWatch metrics have no local endpoint, so Powertools' tracer and metrics are off.
+    ``parameter_overrides`` add to (or replace) the local defaults: the cluster name and the dev stage.
     """
     return LocalStack.start(
         TEMPLATE,
@@ -30,6 +38,6 @@ def start_pipeline(aws: LocalAws, emulator: Emulator, *, api_port: int = 0, **st
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
         },
-        parameter_overrides={"RedshiftClusterId": CLUSTER_ID, "Stage": "dev"},
+        parameter_overrides={"RedshiftClusterId": CLUSTER_ID, "Stage": "dev", **(parameter_overrides or {})},
         **stack_options,
     )
