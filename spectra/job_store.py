@@ -280,17 +280,25 @@ class JobStore:
     # -- change ---------------------------------------------------------------------------------------------------
 
     def transition(
-        self, job_id: str, to: JobStatus, *, expected: Iterable[JobStatus] | None = None, **changes: Any
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        expected: Iterable[JobStatus] | None = None,
+        unstarted: bool = False,
+        **changes: Any,
     ) -> Job | None:
         """Move a job to ``to`` if its current state allows it; return the new job, or None when the move is illegal.
 
         ``expected`` narrows the legal sources to the state(s) the caller saw: cancelling a job seen QUEUED must not
         succeed once the executor has moved it to SUBMITTED and started its statement. The condition is evaluated by
         DynamoDB, so of two racing writers exactly one wins. The job stays in the pending index, with
-        ``pending_since`` reset to now, until :meth:`mark_published`.
+        ``pending_since`` reset to now, until :meth:`mark_published`. ``unstarted``: only while the job has no
+        statement yet (giving up on a job must not race an executor that is recording the one it just started).
         """
         allowed = sources_of(to) if expected is None else sources_of(to) & frozenset(expected)
-        return self._update(job_id, allowed, {**_pending(job_id, utcnow()), "status": to.value, **changes})
+        changes = {**_pending(job_id, utcnow()), "status": to.value, **changes}
+        return self._update(job_id, allowed, changes, unstarted=unstarted)
 
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:
         """Change attributes without a state change, if the job is still in one of ``expected``."""
@@ -345,7 +353,9 @@ class JobStore:
             more = more or start_key is not None
         return PendingPage(jobs=found, more=more)
 
-    def _update(self, job_id: str, allowed: frozenset[JobStatus], changes: dict[str, Any]) -> Job | None:
+    def _update(
+        self, job_id: str, allowed: frozenset[JobStatus], changes: dict[str, Any], *, unstarted: bool = False
+    ) -> Job | None:
         if not allowed:
             return None
         changes = {**changes, "updated_at": utcnow().isoformat()}
@@ -362,7 +372,8 @@ class JobStore:
                 TableName=self._table,
                 Key=_to_item({"job_id": job_id}),
                 UpdateExpression=expression.strip(),
-                ConditionExpression=f"attribute_exists(job_id) AND #status IN ({', '.join(states)})",
+                ConditionExpression=f"attribute_exists(job_id) AND #status IN ({', '.join(states)})"
+                + (" AND attribute_not_exists(statement_id)" if unstarted else ""),
                 ExpressionAttributeNames={**names, "#status": "status"},
                 ExpressionAttributeValues=_to_item({**{k: v for k, v in values.items() if v is not None}, **states}),
                 ReturnValues="ALL_NEW",

@@ -47,7 +47,7 @@ def execute_job(ports: Ports, message: JobQueuedMessage) -> Job | None:
         # SUBMITTED without a statement: an earlier attempt stopped between the two writes. The ClientToken makes
         # the call below return that attempt's statement if it got as far as the Data API.
         if job.cancel_requested_at is not None:
-            finish_job(ports, job, JobStatus.CANCELLED)
+            finish_job(ports, job, JobStatus.CANCELLED, unstarted=True)
             return None
     identity = _identity_of(ports, job)
     if identity is None:
@@ -68,6 +68,9 @@ def execute_job(ports: Ports, message: JobQueuedMessage) -> Job | None:
         return None
     updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id)
     if updated is None:
+        current = ports.jobs.get(job.job_id)
+        if current is not None and current.statement_id == statement_id:
+            return None  # a fast statement: its completion event got here first and finished the job
         # The job ended while we started its statement (the reconciler gave up on it, say): the statement must not
         # run on behind a terminal job.
         logger.warning("job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
@@ -141,13 +144,15 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str) -> Job | None
     return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id)
 
 
-def finish_job(ports: Ports, job: Job, status: JobStatus, **changes: Any) -> Job | None:
+def finish_job(ports: Ports, job: Job, status: JobStatus, *, unstarted: bool = False, **changes: Any) -> Job | None:
     """Move the job from the state it was seen in (``job.status``) to a terminal state and announce it.
 
     None when the job moved meanwhile (another worker finished it, or the executor started it): the caller's view
     is stale and nothing is written.
     """
-    finished = ports.jobs.transition(job.job_id, status, expected={job.status}, completed_at=utcnow(), **changes)
+    finished = ports.jobs.transition(
+        job.job_id, status, expected={job.status}, unstarted=unstarted, completed_at=utcnow(), **changes
+    )
     if finished is None:
         return None
     publish_job_event(ports, finished)

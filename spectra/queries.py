@@ -59,7 +59,10 @@ def submit_query(
         except Exception:
             # Nothing will ever run this job: say so on the job itself rather than leave it QUEUED forever.
             ports.jobs.transition(
-                job.job_id, JobStatus.FAILED, error={"code": "enqueue_failed", "message": "the job could not be queued"}
+                job.job_id,
+                JobStatus.FAILED,
+                expected={JobStatus.QUEUED},
+                error={"code": "enqueue_failed", "message": "the job could not be queued"},
             )
             raise
     return job, created
@@ -89,7 +92,10 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:
         job = get_job(ports, caller, job_id)  # the executor picked it up meanwhile
     if job.status is JobStatus.SUBMITTED:
         marked = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=utcnow())
-        if marked is not None and marked.statement_id and not ports.warehouse.cancel(marked.statement_id):
+        if marked is None:  # it ended between our read and the write
+            current = get_job(ports, caller, job_id)
+            raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
+        if marked.statement_id and not ports.warehouse.cancel(marked.statement_id):
             current = get_job(ports, caller, job_id)
             if current.status.is_terminal:
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})

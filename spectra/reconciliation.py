@@ -180,7 +180,8 @@ def _reconcile_job(ports: Ports, job: Job, quiet_since: datetime, now: datetime,
             code="not_started",
             message=f"the job did not reach the warehouse within {age} seconds of its creation; it was not run",
         )
-        return Outcome.EXPIRED if finish_job(ports, job, JobStatus.FAILED, error=error) else Outcome.SKIPPED
+        expired = finish_job(ports, job, JobStatus.FAILED, error=error, unstarted=True)
+        return Outcome.EXPIRED if expired else Outcome.SKIPPED
     if action is Action.PUBLISH:
         publish_job_event(ports, job)
         return Outcome.PUBLISHED

@@ -153,9 +153,17 @@ class FakeJobStore:
     # -- change
 
     def transition(
-        self, job_id: str, to: JobStatus, *, expected: Iterable[JobStatus] | None = None, **changes: Any
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        expected: Iterable[JobStatus] | None = None,
+        unstarted: bool = False,
+        **changes: Any,
     ) -> Job | None:
         allowed = sources_of(to) if expected is None else sources_of(to) & frozenset(expected)
+        if unstarted and self._items.get(job_id, {}).get("statement_id"):
+            return None
         return self._update(job_id, allowed, {"status": to, **changes}, pending_since=utcnow())
 
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:

@@ -224,3 +224,34 @@ def test_a_first_row_equal_to_the_column_names_is_kept(ports):
     done = complete_statement(ports, change)
     assert done.result.row_count == 2
     assert ports.results.read_inline(done.result)["rows"] == [["n"], ["x"]]
+
+
+# -- races between the executor, completion, cancel and the reconciler ----------------------------------------------
+
+
+def test_giving_up_on_an_unstarted_job_loses_to_an_executor_that_just_started_it(ports):
+    from spectra.lifecycle import finish_job
+
+    message = queued(ports)
+    ports.jobs.transition(message.job_id, JobStatus.SUBMITTED)  # an executor between its two writes
+    seen = ports.jobs.get(message.job_id)  # what a reconciler read: SUBMITTED, no statement
+    ports.jobs.update(message.job_id, [JobStatus.SUBMITTED], statement_id="stmt-running")  # the executor wins
+    assert finish_job(ports, seen, JobStatus.FAILED, unstarted=True) is None
+    assert ports.jobs.get(message.job_id).status is JobStatus.SUBMITTED
+    assert ports.events.types() == []
+
+
+def test_a_statement_that_finishes_before_the_executor_records_it_is_not_cancelled(ports):
+    message = queued(ports)
+    original_execute = ports.warehouse.execute
+
+    def execute_and_complete_at_once(*args, **kwargs):
+        statement_id = original_execute(*args, **kwargs)
+        # the completion event lands before the executor's second write
+        complete_statement(ports, ports.warehouse.finish(statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1))
+        return statement_id
+
+    ports.warehouse.execute = execute_and_complete_at_once
+    assert execute_job(ports, message) is None
+    assert ports.jobs.get(message.job_id).status is JobStatus.COMPLETED
+    assert not [call for call in ports.warehouse.calls if call[0] == "cancel"]

@@ -304,3 +304,15 @@ def test_pending_before_is_oldest_first_below_the_cutoff(store):
     limited = store.pending_before(T0 + timedelta(days=1), limit=3)
     assert [e.job_id for e in limited.jobs] == by_age[:3]
     assert limited.more is True
+
+
+def test_an_unstarted_transition_fails_once_the_job_has_a_statement(store):
+    job = make_job()
+    store.create(job)
+    store.transition(job.job_id, JobStatus.SUBMITTED)
+    store.update(job.job_id, [JobStatus.SUBMITTED], statement_id="stmt-1")
+    assert store.transition(job.job_id, JobStatus.FAILED, unstarted=True) is None
+    other = make_job()
+    store.create(other)
+    store.transition(other.job_id, JobStatus.SUBMITTED)
+    assert store.transition(other.job_id, JobStatus.FAILED, unstarted=True).status is JobStatus.FAILED
