@@ -15,7 +15,9 @@ import logging
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.redshift import Redshift
 from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
 
 from spectra.errors import InvalidRequest, PayloadTooLarge, SqlRejected
 
@@ -88,14 +90,26 @@ def _check_statement(tree: exp.Expression) -> None:
 
 
 def _check_explain(tree: exp.Command) -> None:
-    """EXPLAIN shows a plan, but EXPLAIN ANALYZE runs the statement: refuse it, and check what is explained."""
+    """EXPLAIN shows a plan, but EXPLAIN ANALYZE runs the statement: refuse it, and check what is explained.
+
+    The options are read with the tokenizer (comments cannot hide an ANALYZE); the explained statement is parsed
+    from the original text, so what is checked is what runs.
+    """
     rest = tree.expression.name if isinstance(tree.expression, exp.Expression) else str(tree.expression or "")
-    words = rest.replace("(", " ( ").split()
-    while words and words[0].upper() in {"VERBOSE", "ANALYZE", "ANALYSE", "("}:
-        if words[0].upper() in {"ANALYZE", "ANALYSE", "("}:
-            raise SqlRejected("EXPLAIN ANALYZE and EXPLAIN options are not allowed: they run the statement")
-        words.pop(0)
-    inner = [t for t in sqlglot.parse(" ".join(words), read="redshift") if t is not None] if words else []
+    try:
+        tokens = Redshift().tokenize(rest)
+    except SqlglotError as exc:
+        raise SqlRejected(f"sql could not be parsed: {_first_error(exc)}") from exc
+    while tokens and tokens[0].text.upper() == "VERBOSE":
+        tokens.pop(0)
+    if not tokens:
+        raise SqlRejected("EXPLAIN needs a statement to explain")
+    if tokens[0].text.upper() in {"ANALYZE", "ANALYSE"} or tokens[0].token_type is TokenType.L_PAREN:
+        raise SqlRejected("EXPLAIN ANALYZE and EXPLAIN options are not allowed: they run the statement")
+    try:
+        inner = [t for t in sqlglot.parse(rest[tokens[0].start :], read="redshift") if t is not None]
+    except SqlglotError as exc:
+        raise SqlRejected(f"sql could not be parsed: {_first_error(exc)}") from exc
     if len(inner) != 1:
         raise SqlRejected("EXPLAIN needs exactly one statement to explain")
     _check_statement(inner[0])

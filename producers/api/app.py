@@ -8,7 +8,11 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -52,6 +56,17 @@ def _domain_error(exc: SpectraError) -> Response:
     if exc.status >= 500:
         logger.exception("request failed")
     return _error(exc.status, exc.code, exc.message, exc.details)
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_media(exc: RequestUnsupportedContentType) -> Response:
+    return _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json")
+
+
+@app.exception_handler(ServiceError)
+def _http_error(exc: ServiceError) -> Response:
+    """Powertools' own HTTP errors keep their status, in our shape."""
+    return _error(exc.status_code, HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_"), str(exc.msg))
 
 
 @app.exception_handler(Exception)

@@ -193,3 +193,9 @@ def test_one_odd_value_costs_only_its_own_column_its_type(new_tenant):
         "nan": "string",
         "span": "string",
     }
+
+
+def test_a_body_that_is_not_json_by_content_type_is_415(new_tenant):
+    client = new_tenant()
+    response = client.request("POST", "/v1/queries", data='{"sql": "select 1"}', headers={"Content-Type": "text/plain"})
+    assert error_of(response, 415)["code"] == "unsupported_media_type"
