@@ -21,7 +21,7 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
-from spectra.errors import StatementRejected
+from spectra.errors import StatementRejected, Throttled
 from spectra.jobs import Job, utcnow
 from spectra.ports import Ports
 from spectra.warehouse import DatabaseIdentity
@@ -29,11 +29,13 @@ from spectra.warehouse import DatabaseIdentity
 logger = logging.getLogger(__name__)
 
 
-def execute_job(ports: Ports, message: JobQueuedMessage) -> Job | None:
+def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool = False) -> Job | None:
     """Start the job's statement on the warehouse. Returns the job, or None when there is nothing (more) to do.
 
-    Throttling propagates as :class:`~spectra.errors.Throttled` so the message is retried later; a statement the
-    Data API refuses (a bad parameter, an unknown user) fails the job with the service's message.
+    Throttling and passing service trouble propagate as :class:`~spectra.errors.Throttled`, so the message is
+    retried later, except on the ``final_attempt`` (the queue's last delivery before its DLQ): then the job fails
+    with the service's message rather than waiting, unexplained, for the reconciler. A statement the Data API
+    refuses (a bad parameter, an unknown user) fails the job at once with the service's message.
     """
     job = ports.jobs.transition(message.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
     if job is None:
@@ -65,6 +67,12 @@ def execute_job(ports: Ports, message: JobQueuedMessage) -> Job | None:
         )
     except StatementRejected as exc:
         finish_job(ports, job, JobStatus.FAILED, error=ErrorInfo(code="statement_rejected", message=exc.message))
+        return None
+    except Throttled as exc:
+        if not final_attempt:
+            raise
+        error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
+        finish_job(ports, job, JobStatus.FAILED, error=error, unstarted=True)
         return None
     updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id)
     if updated is None:

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
 
     # The reconciler (the backstop for lost Data API completion events, see spectra/reconciliation.py).
     # A pending job nobody has looked at for this long gets a look: its statement is described, or its age checked.
+    # The jobs queue's maxReceiveCount (template.yaml): on that delivery the executor fails a job it still cannot
+    # start instead of letting its message fall into the DLQ.
+    executor_max_attempts: int = Field(default=5, gt=0)
     reconcile_after_seconds: int = Field(default=60, gt=0)
     # A job still QUEUED, or SUBMITTED without a statement, this long after it entered that state has lost its
     # message: queue it again. Longer than the jobs queue's visibility timeout (180 s), so SQS's own retry of a

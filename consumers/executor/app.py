@@ -27,7 +27,9 @@ def record_handler(record: SQSRecord) -> None:
         logger.exception("malformed job message", extra={"body": record.body[:2000]})
         raise
     logger.append_keys(job_id=message.job_id, tenant_id=message.tenant_id)
-    job = execute_job(get_ports(), message)
+    ports = get_ports()
+    final_attempt = int(record.attributes.approximate_receive_count) >= ports.settings.executor_max_attempts
+    job = execute_job(ports, message, final_attempt=final_attempt)
     metrics.add_metric(name="StatementsStarted" if job is not None else "JobMessagesSkipped", unit="Count", value=1)
 
 

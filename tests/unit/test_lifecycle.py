@@ -255,3 +255,16 @@ def test_a_statement_that_finishes_before_the_executor_records_it_is_not_cancell
     assert execute_job(ports, message) is None
     assert ports.jobs.get(message.job_id).status is JobStatus.COMPLETED
     assert not [call for call in ports.warehouse.calls if call[0] == "cancel"]
+
+
+def test_throttling_on_the_last_delivery_fails_the_job_with_the_reason(ports):
+    message = queued(ports)
+    ports.warehouse.throttle_next()
+    with pytest.raises(Throttled):
+        execute_job(ports, message)  # an earlier delivery: retried later
+    ports.warehouse.throttle_next()
+    assert execute_job(ports, message, final_attempt=True) is None
+    job = ports.jobs.get(message.job_id)
+    assert (job.status, job.error.code) == (JobStatus.FAILED, "warehouse_unavailable")
+    assert "Rate exceeded" in job.error.message
+    assert ports.events.types() == ["Job Failed"]

@@ -80,3 +80,8 @@ def test_no_function_gets_wildcard_write_access(template):
                     continue  # conditional statements (Fn::If) are checked by cfn-lint
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 assert not any(a.endswith(":*") or a == "*" for a in actions), (name, actions)
+
+
+def test_the_executor_knows_the_jobs_queues_last_delivery(template):
+    redrive = template["Resources"]["JobsQueue"]["Properties"]["RedrivePolicy"]
+    assert Settings.model_fields["executor_max_attempts"].default == redrive["maxReceiveCount"]
