@@ -1,23 +1,30 @@
 """Least privilege that works: every AWS call a function makes in a real run is allowed by its policy in template.yaml.
 
 IAM is not enforced locally (moto and the emulator accept anything), so a missing permission would only show on
-AWS. This test runs the pipeline through its paths (complete, fail, cancel, results, listing, a reconciler sweep),
-records each boto3 call with the function that made it, and checks the call's IAM action against the actions that
-function's policy grants. Resources are not compared; cfn-lint and review cover those.
+AWS. This test runs the pipeline through its paths (complete, fail, refuse, cancel running and queued jobs, results,
+listing, the reconciler finishing a lost-event job and re-queueing a lost message), records each boto3 call with the
+function that made it, checks that each function made at least the calls the scenario is meant to exercise, and
+checks every call's IAM action against the actions that function's policy grants. Resources are not compared;
+cfn-lint and review cover those. Not exercised here: the executor's tenant lookup for Serverless secrets.
 """
 
 from __future__ import annotations
 
 import contextvars
 from collections import defaultdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.decode import decode
 
+from events import JobStatus
+from spectra.jobs import utcnow
 from spectra.ports import get_ports
-from tests.fixtures.stack import wait_until
+from spectra.reconciliation import reconcile
+from spectra.warehouse import DatabaseIdentity
+from tests.fixtures.stack import record_job, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -114,11 +121,65 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
     )
     assert client.request("DELETE", f"/v1/jobs/{slow}").status_code in (200, 202)
     client.wait(slow)
+    # the executor's failure path: the Data API refuses a statement whose parameter is missing
+    refused = client.submit("select :x as x, :missing as y", parameters=[{"name": "x", "value": "1"}])["job_id"]
+    assert client.wait(refused)["error"]["code"] == "statement_rejected"
+    # the API's own terminal write: cancelling a job that is still queued
+    ports = get_ports()
+    queued = record_job(ports, client.tenant_id, "select 1")
+    assert client.request("DELETE", f"/v1/jobs/{queued.job_id}").json()["status"] == "CANCELLED"
+    # the reconciler's paths, through its handler and its domain function on a clock two hours ahead:
+    # a finished statement whose event was lost (describe, result, S3, event) and a job whose message was lost
     spectra_stack.invoke("ReconcilerFunction", {"source": "aws.events", "detail-type": "Scheduled Event"})
+    lost_event = record_job(ports, client.tenant_id, "select 7 as lucky")
+    ports.jobs.transition(lost_event.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
+    statement_id = ports.warehouse.execute(
+        lost_event.sql,
+        identity=DatabaseIdentity(db_user="awsuser"),
+        name=lost_event.job_id,
+        client_token=lost_event.job_id,
+        with_event=False,
+    )
+    ports.jobs.update(lost_event.job_id, [JobStatus.SUBMITTED], statement_id=statement_id)
+    wait_until(lambda: ports.warehouse.describe(statement_id).status == "FINISHED", 30, "the lost-event statement")
+    lost_message = record_job(ports, client.tenant_id, "select 8")
+    token = _current_function.set("ReconcilerFunction")
+    try:
+        reconcile(ports, now=utcnow() + timedelta(minutes=10))
+    finally:
+        _current_function.reset(token)
+    assert ports.jobs.get(lost_event.job_id).status is JobStatus.COMPLETED
+    client.wait(lost_message.job_id)
 
     granted = granted_actions()
-    exercised = {name for name, actions in recorded_calls.items() if actions}
-    assert {"AuthorizerFunction", "ApiFunction", "ExecutorFunction", "CompletionFunction"} <= exercised, exercised
+    expected_minimum = {
+        "AuthorizerFunction": {"dynamodb:GetItem"},
+        "ApiFunction": {
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "sqs:SendMessage",
+            "s3:GetObject",
+            "redshift-data:CancelStatement",
+            "events:PutEvents",
+        },
+        "ExecutorFunction": {"redshift-data:ExecuteStatement", "dynamodb:UpdateItem", "events:PutEvents"},
+        "CompletionFunction": {
+            "redshift-data:DescribeStatement",
+            "redshift-data:GetStatementResult",
+            "s3:PutObject",
+            "events:PutEvents",
+        },
+        "ReconcilerFunction": {
+            "dynamodb:Query",
+            "redshift-data:DescribeStatement",
+            "redshift-data:GetStatementResult",
+            "s3:PutObject",
+            "events:PutEvents",
+            "sqs:SendMessage",
+        },
+    }
+    unexercised = {f: sorted(a - recorded_calls[f]) for f, a in expected_minimum.items() if a - recorded_calls[f]}
+    assert not unexercised, f"the scenario no longer exercises: {unexercised}"
     missing = {
         function: sorted(actions - granted[function])
         for function, actions in recorded_calls.items()
