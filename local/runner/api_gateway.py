@@ -49,11 +49,12 @@ class RestApi:
     binary_media_types: list[str] = field(default_factory=list)
     gateway_responses: dict[str, Any] = field(default_factory=dict)
 
-    def gateway_response(self, status: int, message: str | None) -> Response:
+    def gateway_response(self, status: int, message: str | None, kind: str | None = None) -> Response:
         """API Gateway's own answer (401, 403, 500 ...), customised by the template's ``GatewayResponses`` when it
-        declares one for that response type (or for DEFAULT_4XX / DEFAULT_5XX), as API Gateway does."""
-        kind = _RESPONSE_TYPES.get(status, "DEFAULT_4XX" if status < 500 else "DEFAULT_5XX")
+        declares one for that response type (or for DEFAULT_4XX / DEFAULT_5XX), as API Gateway does. Templates may
+        use ``$context.error.messageString`` (the message as a quoted JSON string) and ``$context.error.message``."""
         fallback = "DEFAULT_4XX" if status < 500 else "DEFAULT_5XX"
+        kind = kind or _RESPONSE_TYPES.get(status, fallback)
         spec = self.gateway_responses.get(kind) or self.gateway_responses.get(fallback)
         if not spec:
             return _message(status, message)
@@ -61,6 +62,9 @@ class RestApi:
         body = templates.get("application/json")
         if body is None:
             return _message(int(spec.get("StatusCode", status)), message)
+        body = body.replace("$context.error.messageString", json.dumps(message or "")).replace(
+            "$context.error.message", message or ""
+        )
         headers = {k: str(v).strip("'") for k, v in (spec.get("ResponseParameters") or {}).get("Headers", {}).items()}
         return Response(body, status=int(spec.get("StatusCode", status)), mimetype="application/json", headers=headers)
 
@@ -143,7 +147,13 @@ class ApiGateway:
         found = self.find_route(request.method, request.path)
         if found is None:
             preflight = self._preflight(request)
-            return preflight if preflight is not None else _message(403, "Missing Authentication Token")
+            if preflight is not None:
+                return preflight
+            apis = {route.api.logical_id: route.api for route in self.routes}
+            if len(apis) == 1:  # one API: its own answer for unknown routes
+                (api,) = apis.values()
+                return api.gateway_response(403, "Missing Authentication Token", "MISSING_AUTHENTICATION_TOKEN")
+            return _message(403, "Missing Authentication Token")
         route, params, path = found
         event = self.proxy_event(request, route, params, path, request_id)
         decision = self._authorize(route.api, route.authorizer, event)
@@ -155,8 +165,11 @@ class ApiGateway:
             result = route.function.invoke(event)
         except Exception:
             log.exception("%s raised on %s %s", route.function.logical_id, request.method, request.path)
-            return _message(502, "Internal server error")
-        return _proxy_response(result, route.function.logical_id)
+            return route.api.gateway_response(502, "Internal server error")
+        response = _proxy_response(result, route.function.logical_id)
+        if response is None:
+            return route.api.gateway_response(502, "Internal server error")
+        return response
 
     def find_route(self, method: str, raw_path: str) -> tuple[Route, dict[str, str], str] | None:
         """The best route for ``method`` and ``raw_path`` (root first, then with a stage prefix removed)."""
@@ -332,15 +345,15 @@ def _message(status: int, message: str | None) -> Response:
     return Response(json.dumps({"message": message}), status=status, mimetype="application/json")
 
 
-def _proxy_response(result: Any, function_id: str) -> Response:
-    """Turn a Lambda proxy response into HTTP; anything malformed is API Gateway's 502."""
+def _proxy_response(result: Any, function_id: str) -> Response | None:
+    """Turn a Lambda proxy response into HTTP; None when it is malformed (API Gateway's 502)."""
     if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int | str):
         log.warning("%s returned a malformed proxy response: %r", function_id, result)
-        return _message(502, "Internal server error")
+        return None
     body = result.get("body") or ""
     if not isinstance(body, str):
         log.warning("%s returned a non-string body", function_id)
-        return _message(502, "Internal server error")
+        return None
     payload = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
     headers = MultiDict()
     for key, value in (result.get("headers") or {}).items():

@@ -199,3 +199,8 @@ def test_a_body_that_is_not_json_by_content_type_is_415(new_tenant):
     client = new_tenant()
     response = client.request("POST", "/v1/queries", data='{"sql": "select 1"}', headers={"Content-Type": "text/plain"})
     assert error_of(response, 415)["code"] == "unsupported_media_type"
+
+
+def test_an_unknown_route_is_404_in_the_error_shape(spectra_stack):
+    response = requests.get(spectra_stack.api_url + "/v2/nothing/here", timeout=10)
+    assert error_of(response, 404)["code"] == "not_found"  # the template's MISSING_AUTHENTICATION_TOKEN response

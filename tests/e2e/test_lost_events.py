@@ -56,8 +56,10 @@ def lossy_stack(local_aws: LocalAws) -> Iterator[tuple[LocalStack, Warehouse]]:
                 yield stack, Warehouse(redshift_data_client(emulator.endpoint_url), CLUSTER_ID)
             finally:
                 stack.stop()
-                _forget_process_caches()
     finally:
+        # after the environment is the session stack's again (the monkeypatch is undone): a background worker
+        # that cached settings in between would otherwise keep this module's thresholds
+        _forget_process_caches()
         emulator.stop()
 
 

@@ -21,6 +21,7 @@ def size_of(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+@pytest.mark.timeout(900)  # downloads the arm64 wheels; pytest's default 300 s is tight on a slow mirror
 def test_sam_build(tmp_path):
     assert SAM.exists(), "aws-sam-cli lives in its own venv (.sam-venv); `make install` creates it"
     build = tmp_path / "build"
