@@ -45,7 +45,7 @@ lint: install
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template-file template.yaml --region us-east-1
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .pytest_cache bench/results
+	rm -rf $(VENV) $(SAM_VENV) .pytest_cache
 
 # ---- sam build (BuildMethod: makefile): SAM calls these with ARTIFACTS_DIR set. Code and dependencies are packaged
 # apart, so a code change rebuilds kilobytes, not the pyarrow layer. The layer takes arm64 wheels for the Lambda
