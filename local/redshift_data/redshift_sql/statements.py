@@ -148,15 +148,24 @@ def parse_copy(sql: str) -> CopyCommand:
     return CopyCommand(table=table, columns=columns, source=source, **options)
 
 
-def _parse_copy_option(stream: TokenStream, options: dict[str, object]) -> None:
+def _option_word(stream: TokenStream, statement: str) -> str:
+    """The next option's keyword; options that only carry credentials (IAM_ROLE 'arn', ...) are consumed here."""
     token = stream.peek()
     if token.kind is not Kind.WORD:
-        raise stream.error("expected a COPY option")
+        raise stream.error(f"expected a {statement} option")
     word = stream.next().upper
     if word in _IGNORED_WITH_STRING:
         stream.accept_word("AS")
         if not stream.accept_word("DEFAULT"):
             stream.expect_string(word)
+        return ""
+    return word
+
+
+def _parse_copy_option(stream: TokenStream, options: dict[str, object]) -> None:
+    word = _option_word(stream, "COPY")
+    if not word:
+        pass
     elif word in ("COMPUPDATE", "STATUPDATE"):
         stream.accept_word(*_ON_OFF)
     elif word in ("COMPROWS", "ROUNDEC"):
@@ -200,7 +209,7 @@ def _parse_copy_option(stream: TokenStream, options: dict[str, object]) -> None:
     elif word in _NOT_IMPLEMENTED:
         raise _not_supported(word, "COPY")
     else:
-        raise RedshiftSqlError(f"syntax error at or near {token.value!r}: unknown COPY option")
+        raise RedshiftSqlError(f"syntax error at or near {word.lower()!r}: unknown COPY option")
 
 
 def _parse_csv_flag(stream: TokenStream, options: dict[str, object]) -> None:
@@ -240,14 +249,9 @@ def parse_unload(sql: str) -> UnloadCommand:
 
 
 def _parse_unload_option(stream: TokenStream, options: dict[str, object]) -> str:
-    token = stream.peek()
-    if token.kind is not Kind.WORD:
-        raise stream.error("expected an UNLOAD option")
-    word = stream.next().upper
-    if word in _IGNORED_WITH_STRING:
-        stream.accept_word("AS")
-        if not stream.accept_word("DEFAULT"):
-            stream.expect_string(word)
+    word = _option_word(stream, "UNLOAD")
+    if not word:
+        pass
     elif word == "FORMAT":
         stream.accept_word("AS")
         fmt = stream.next().upper
@@ -286,7 +290,7 @@ def _parse_unload_option(stream: TokenStream, options: dict[str, object]) -> str
     elif word in _NOT_IMPLEMENTED:
         raise _not_supported(word, "UNLOAD")
     else:
-        raise RedshiftSqlError(f"syntax error at or near {token.value!r}: unknown UNLOAD option")
+        raise RedshiftSqlError(f"syntax error at or near {word.lower()!r}: unknown UNLOAD option")
     return word
 
 
