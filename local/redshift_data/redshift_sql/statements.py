@@ -243,6 +243,7 @@ def parse_unload(sql: str) -> UnloadCommand:
     stream.accept_word("WITH")
     while not stream.at_end():
         seen.add(_parse_unload_option(stream, options))
+    seen.discard("")  # credential-only options (IAM_ROLE ...) take no part in the combination rules
     command = UnloadCommand(query=query, destination=destination, options_seen=frozenset(seen), **options)
     _check_unload_combination(command)
     return command
