@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import platform
 import random
@@ -30,10 +29,10 @@ from pathlib import Path
 import pgserver
 import psycopg
 
+from bench.report import save_results
 from local.aws import LocalAws, start_moto
 from local.redshift_data.redshift_sql import install_system_tables, run_redshift_statement
 
-RESULTS = Path(__file__).parent / "results" / "copy.json"
 TABLE_DDL = "(id bigint, name varchar(40), amount numeric(12,2), created date, active boolean)"
 CHUNK = 1024 * 1024
 
@@ -187,9 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
             asdict(m) | {"rows_per_second": m.rows_per_second, "mb_per_second": m.mb_per_second} for m in measurements
         ],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {RESULTS}")
+    save_results("copy", report)
     return report
 
 

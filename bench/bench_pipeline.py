@@ -16,15 +16,14 @@ Results print as a table and go to ``bench/results/pipeline.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections import Counter
-from pathlib import Path
 
 import boto3
 import requests
 
+from bench.report import save_results
 from local.aws import LOCAL_CREDENTIALS, start_moto
 from local.demo import Warehouse, add_tenant
 from local.pipeline import CLUSTER_ID, start_pipeline
@@ -32,7 +31,6 @@ from local.redshift_data import EmulatorConfig, start_emulator
 from local.subscriber import BusSubscriber
 from spectra.ports import get_ports
 
-RESULTS = Path(__file__).parent / "results" / "pipeline.json"
 SQL = "select 1 as one"
 
 
@@ -139,9 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     report = run(args.jobs)
     print_report(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten to {RESULTS}")
+    save_results("pipeline", report)
     return report
 
 

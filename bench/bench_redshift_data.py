@@ -16,21 +16,19 @@ add rows of their own. Results print as a table and go to ``bench/results/redshi
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import boto3
 import psutil
 
+from bench.report import save_results
 from local.aws import LOCAL_CREDENTIALS, LocalAws, start_moto
 from local.redshift_data import Emulator, EmulatorConfig, start_emulator
 
-RESULTS = Path(__file__).parent / "results" / "redshift_data.json"
 TARGET = {"ClusterIdentifier": "bench", "Database": "dev"}
 TERMINAL = {"FINISHED", "FAILED", "ABORTED"}
 
@@ -189,7 +187,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         emulator.stop()
         aws.stop()
     print_table(rows)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "redshift_data",
         "python": platform.python_version(),
@@ -197,8 +194,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "cpus": psutil.cpu_count(),
         "rows": rows,
     }
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS}")
+    save_results("redshift_data", report)
     return rows
 
 

@@ -16,20 +16,18 @@ Results go to ``bench/results/results.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import boto3
 
 from bench.bench_redshift_data import PeakRss
+from bench.report import save_results
 from events import ResultFormat
 from local.aws import LOCAL_CREDENTIALS, start_moto
 from local.redshift_data import EmulatorConfig, start_emulator
 from spectra.results import ResultSink
 from spectra.warehouse import DatabaseIdentity, StatementRunner
 
-RESULTS = Path(__file__).parent / "results" / "results.json"
 SQL = (
     "select g as id, 'customer ' || g as name, (g % 1000) * 1.25 as amount, g % 2 = 0 as active, "
     "timestamp '2026-01-01' + g * interval '1 second' as seen_at from generate_series(1, {rows}) as g"
@@ -113,9 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{line['rows']:>10,}  {line['what']:<40}{line['seconds']:>9.2f}{line['rows'] / line['seconds']:>12,.0f}"
             f"{line['mb']:>9.1f}{line['peak_rss_growth_mb']:>14.1f}"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten to {RESULTS}")
+    save_results("results", report)
     return report
 
 

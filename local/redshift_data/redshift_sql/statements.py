@@ -162,6 +162,18 @@ def _option_word(stream: TokenStream, statement: str) -> str:
     return word
 
 
+_TEXT_OPTIONS = ("DELIMITER", "NULL")
+
+
+def _parse_text_option(stream: TokenStream, word: str, options: dict[str, object]) -> None:
+    """DELIMITER [AS] 'c' and NULL [AS] 's', which COPY and UNLOAD read alike."""
+    stream.accept_word("AS")
+    if word == "DELIMITER":
+        options["delimiter"] = _single_char(stream.expect_string("DELIMITER"), "DELIMITER")
+    else:
+        options["null_as"] = stream.expect_string("NULL AS")
+
+
 def _parse_copy_option(stream: TokenStream, options: dict[str, object]) -> None:
     word = _option_word(stream, "COPY")
     if not word:
@@ -184,12 +196,8 @@ def _parse_copy_option(stream: TokenStream, options: dict[str, object]) -> None:
     elif word == "QUOTE":
         stream.accept_word("AS")
         options["quote"] = _single_char(stream.expect_string("QUOTE"), "QUOTE")
-    elif word == "DELIMITER":
-        stream.accept_word("AS")
-        options["delimiter"] = _single_char(stream.expect_string("DELIMITER"), "DELIMITER")
-    elif word == "NULL":
-        stream.accept_word("AS")
-        options["null_as"] = stream.expect_string("NULL AS")
+    elif word in _TEXT_OPTIONS:
+        _parse_text_option(stream, word, options)
     elif word == "IGNOREHEADER":
         stream.accept_word("AS")
         options["ignoreheader"] = _non_negative_int(stream.expect_number("IGNOREHEADER"), "IGNOREHEADER")
@@ -263,12 +271,8 @@ def _parse_unload_option(stream: TokenStream, options: dict[str, object]) -> str
         options["format"] = word
     elif word == "HEADER":
         options["header"] = True
-    elif word == "DELIMITER":
-        stream.accept_word("AS")
-        options["delimiter"] = _single_char(stream.expect_string("DELIMITER"), "DELIMITER")
-    elif word == "NULL":
-        stream.accept_word("AS")
-        options["null_as"] = stream.expect_string("NULL AS")
+    elif word in _TEXT_OPTIONS:
+        _parse_text_option(stream, word, options)
     elif word == "GZIP":
         options["gzip"] = True
     elif word == "PARALLEL":

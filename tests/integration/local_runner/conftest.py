@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import pytest
 
 from local.aws import LocalAws
 from local.runner import LocalStack
+from tests.fixtures.stack import wait_until
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -31,13 +31,6 @@ def start_stack(local_aws: LocalAws, unique_name: str) -> Iterator[Callable[...,
         stack.stop()
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 15, interval: float = 0.05, what: str = "condition"):
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 15, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy (returned), failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    return wait_until(predicate, timeout, what)
