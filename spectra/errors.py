@@ -29,6 +29,20 @@ class SqlRejected(InvalidRequest):
     code = "sql_rejected"
 
 
+class InvalidJson(InvalidRequest):
+    """The body is not one strict JSON document in UTF-8: bad syntax or encoding, NaN or Infinity, a number past
+    the parser's limits, a key given twice, or nesting deeper than the parser goes."""
+
+    code = "invalid_json"
+
+
+class InvalidToken(InvalidRequest):
+    """A page token that this service did not sign for this listing (forged, altered, truncated, another tenant's,
+    another filter's, or signed with a key since rotated)."""
+
+    code = "invalid_token"
+
+
 class Unauthorized(SpectraError):
     status = HTTPStatus.UNAUTHORIZED
     code = "unauthorized"
@@ -51,6 +65,11 @@ class Conflict(SpectraError):
 class PayloadTooLarge(SpectraError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(SpectraError):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
 
 
 class Throttled(SpectraError):

@@ -17,10 +17,9 @@ Table layout (declared in template.yaml as ``JobsTable``):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from events import JobStatus
-from spectra.errors import Conflict, InvalidRequest
+from spectra.errors import Conflict, InvalidToken
 from spectra.jobs import Job, sources_of, utcnow
 
 TENANT_INDEX = "by-tenant"
@@ -76,10 +75,42 @@ def request_fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+_JOB_ID = re.compile(r"j_[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class ListPosition:
+    """Where a tenant's listing resumes: the last index entry looked at. Page tokens carry it (signed, see
+    ``spectra/tokens.py``); the tenant is never part of it, the store takes that from the caller."""
+
+    created_key: str
+    job_id: str
+
+    def payload(self) -> dict[str, str]:
+        return {"created_key": self.created_key, "job_id": self.job_id}
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> ListPosition:
+        """Checks the type and shape of every part; a position we would never have written is a bad token."""
+        if not isinstance(payload, dict) or set(payload) != {"created_key", "job_id"}:
+            raise InvalidToken("next_token is not valid for this listing")
+        created_key, job_id = payload["created_key"], payload["job_id"]
+        if not (isinstance(job_id, str) and isinstance(created_key, str) and _JOB_ID.fullmatch(job_id)):
+            raise InvalidToken("next_token is not valid for this listing")
+        created, _, key_job = created_key.partition("#")
+        try:
+            datetime.fromisoformat(created)
+        except ValueError:
+            raise InvalidToken("next_token is not valid for this listing") from None
+        if key_job != job_id or len(created) > 40:
+            raise InvalidToken("next_token is not valid for this listing")
+        return cls(created_key=created_key, job_id=job_id)
+
+
 @dataclass(frozen=True)
 class JobPage:
     jobs: list[Job]
-    next_token: str | None
+    resume_after: ListPosition | None  # None: this was the last page
 
 
 @dataclass(frozen=True)
@@ -220,15 +251,15 @@ class JobStore:
         return job if job is not None and job.tenant_id == tenant_id else None
 
     def list_for_tenant(
-        self, tenant_id: str, *, limit: int, status: JobStatus | None = None, next_token: str | None = None
+        self, tenant_id: str, *, limit: int, status: JobStatus | None = None, after: ListPosition | None = None
     ) -> JobPage:
-        """The tenant's jobs, newest first.
+        """The tenant's jobs, newest first, starting after ``after``.
 
         The status filter is applied while paging. Each request reads at most ``LIST_MAX_READS`` index pages, so a
-        filter that matches few of many jobs returns a short page (even an empty one) with a ``next_token``, instead
-        of reading the tenant's whole history in one API call: callers follow ``next_token`` until it is None.
+        filter that matches few of many jobs returns a short page (even an empty one) with a ``resume_after``,
+        instead of reading the tenant's whole history in one API call: callers follow it until it is None.
         """
-        start_key = self._decode_token(next_token, tenant_id) if next_token else None
+        start_key = self._start_key(tenant_id, after) if after else None
         jobs: list[Job] = []
         for _ in range(LIST_MAX_READS):
             wanted = limit - len(jobs)
@@ -258,24 +289,17 @@ class JobStore:
             start_key = response.get("LastEvaluatedKey")
             if not start_key or len(jobs) >= limit:
                 break
-        return JobPage(jobs=jobs, next_token=self._encode_token(start_key) if start_key else None)
+        return JobPage(jobs=jobs, resume_after=self._position(start_key) if start_key else None)
 
     @staticmethod
-    def _encode_token(key: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(_from_item(key)).encode()).decode().rstrip("=")
+    def _start_key(tenant_id: str, after: ListPosition) -> dict[str, Any]:
+        # the tenant comes from the caller, never from the token: a position only ever moves within one's own jobs
+        return _to_item({"job_id": after.job_id, "tenant_id": tenant_id, "created_key": after.created_key})
 
     @staticmethod
-    def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
-        try:
-            padded = token + "=" * (-len(token) % 4)
-            key = json.loads(base64.urlsafe_b64decode(padded))
-            if not isinstance(key, dict) or set(key) != {"job_id", "tenant_id", "created_key"}:
-                raise ValueError("unexpected token shape")
-        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-            raise InvalidRequest("next_token is not valid") from exc
-        if key["tenant_id"] != tenant_id:
-            raise InvalidRequest("next_token is not valid")
-        return _to_item(key)
+    def _position(key: dict[str, Any]) -> ListPosition:
+        plain = _from_item(key)
+        return ListPosition(created_key=plain["created_key"], job_id=plain["job_id"])
 
     # -- change ---------------------------------------------------------------------------------------------------
 

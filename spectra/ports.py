@@ -18,6 +18,7 @@ from spectra.publisher import EventPublisher
 from spectra.results import ResultSink
 from spectra.settings import Settings, get_settings
 from spectra.tenants import TenantDirectory
+from spectra.tokens import PageTokens, SecretKey
 from spectra.warehouse import StatementRunner
 
 # Standard retry mode backs off on throttling; the SQS redrive is the outer retry for anything still failing.
@@ -33,6 +34,8 @@ class Ports:
     warehouse: StatementRunner
     results: ResultSink
     events: EventPublisher
+    #: signs and checks the API's page tokens; its key is read from Secrets Manager on first use
+    page_tokens: PageTokens
     #: the boto3 clients behind the ports, for instrumentation (call counts in benchmarks, the IAM test)
     clients: tuple = ()
 
@@ -65,6 +68,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
             inline_max_bytes=settings.inline_max_bytes,
         ),
         events=EventPublisher(client("events"), settings.event_bus_name),
+        page_tokens=PageTokens(SecretKey(client("secretsmanager"), settings.page_token_secret_arn)),
         clients=tuple(clients),
     )
 

@@ -10,8 +10,6 @@ they are plain attributes and methods whose names do not clash with the port's.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import hashlib
 import io
@@ -27,14 +25,15 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from events import JobQueuedMessage, JobStatus, StatementState, StatementStatusChange
-from spectra.errors import Conflict, InvalidRequest, NotFound, StatementRejected, Throttled
-from spectra.job_store import JobPage, PendingJob, PendingPage
+from spectra.errors import Conflict, NotFound, StatementRejected, Throttled
+from spectra.job_store import JobPage, ListPosition, PendingJob, PendingPage
 from spectra.jobs import Job, sources_of, utcnow
 from spectra.ports import Ports
 from spectra.publisher import PublishFailed
 from spectra.results import ResultSink
 from spectra.settings import Settings
 from spectra.tenants import Tenant
+from spectra.tokens import PageTokens
 from spectra.warehouse import Column, DatabaseIdentity, StatementInfo
 
 
@@ -69,6 +68,7 @@ class FakeJobStore:
         self._items: dict[str, dict[str, Any]] = {}
         self._idempotency: dict[tuple[str, str], dict[str, str | None]] = {}
         self._pending: dict[str, datetime] = {}  # the sparse ``pending`` index: job id → pending_since
+        self.list_calls = 0  # listings that reached the store (a refused page token must not make one)
 
     # -- create
 
@@ -111,44 +111,26 @@ class FakeJobStore:
         return job if job is not None and job.tenant_id == tenant_id else None
 
     def list_for_tenant(
-        self, tenant_id: str, *, limit: int, status: JobStatus | None = None, next_token: str | None = None
+        self, tenant_id: str, *, limit: int, status: JobStatus | None = None, after: ListPosition | None = None
     ) -> JobPage:
-        """Newest first; like a DynamoDB Query with a filter, a token marks the last item *looked at*."""
-        after = self._decode_token(next_token, tenant_id) if next_token else None
+        """Newest first; like a DynamoDB Query with a filter, a position marks the last item *looked at*."""
+        self.list_calls += 1
         ordered = sorted(
             (item for item in self._items.values() if item["tenant_id"] == tenant_id),
             key=lambda item: item["created_key"],
             reverse=True,
         )
         if after is not None:
-            ordered = [item for item in ordered if item["created_key"] < after]
+            ordered = [item for item in ordered if item["created_key"] < after.created_key]
         jobs: list[Job] = []
-        last_seen: dict[str, Any] | None = None
         for index, item in enumerate(ordered):
-            last_seen = item
             if status is None or item["status"] == status.value:
                 jobs.append(Job.model_validate(copy.deepcopy(item)))
             if len(jobs) == limit:
                 more = index + 1 < len(ordered)
-                return JobPage(jobs=jobs, next_token=self._encode_token(last_seen) if more else None)
-        return JobPage(jobs=jobs, next_token=None)
-
-    @staticmethod
-    def _encode_token(item: dict[str, Any]) -> str:
-        key = {"job_id": item["job_id"], "tenant_id": item["tenant_id"], "created_key": item["created_key"]}
-        return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
-
-    @staticmethod
-    def _decode_token(token: str, tenant_id: str) -> str:
-        try:
-            key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-            if not isinstance(key, dict) or set(key) != {"job_id", "tenant_id", "created_key"}:
-                raise ValueError("unexpected token shape")
-        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-            raise InvalidRequest("next_token is not valid") from exc
-        if key["tenant_id"] != tenant_id:
-            raise InvalidRequest("next_token is not valid")
-        return key["created_key"]
+                position = ListPosition(created_key=item["created_key"], job_id=item["job_id"])
+                return JobPage(jobs=jobs, resume_after=position if more else None)
+        return JobPage(jobs=jobs, resume_after=None)
 
     # -- change
 
@@ -470,6 +452,7 @@ class FakeS3:
 # -- wiring ---------------------------------------------------------------------------------------------------------
 
 RESULTS_BUCKET = "spectra-results-test"
+UNIT_TEST_TOKEN_KEY = b"unit tests sign page tokens with this 48-byte key"
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -510,6 +493,7 @@ def make_ports(*, settings: Settings | None = None, s3: FakeS3 | None = None, **
             inline_max_bytes=settings.inline_max_bytes,
         ),
         "events": FakePublisher(),
+        "page_tokens": PageTokens(UNIT_TEST_TOKEN_KEY),
     }
     ports.update(overrides)
     return Ports(**ports)
