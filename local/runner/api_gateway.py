@@ -349,6 +349,8 @@ class _GatewayRequestHandler(WSGIRequestHandler):
         self.log_error("code %d, message %s", code, reason)
         response = self.server.app.refusal(status, reason)
         body = response.get_data()
+        # a request line it could not read leaves the handler at HTTP/0.9, which has no status line or headers
+        self.request_version = "HTTP/1.1"
         self.send_response(response.status_code)
         for key, value in response.headers.items():
             if key.lower() not in ("content-length", "connection"):

@@ -42,12 +42,16 @@ def _answer(description: str, model: Any = ErrorResponse, **extra: Any) -> dict[
     return {"description": description, "content": {"application/json": {"model": model}}, **extra}
 
 
-# What each route may answer besides its success, as the OpenAPI document declares it. The gateway's own answers
-# (401, 429) come in the same shape through the template's GatewayResponses.
+# What each route may answer besides its success, as the OpenAPI document declares it. _GATEWAY is what any request
+# may get: API Gateway's own answers (401, 429 and its size quotas), in the same shape through the template's
+# GatewayResponses, and 500 when something on our side fails.
 _INVALID = {400: _answer("Invalid request: parameters, JSON, SQL or page token")}
-_AUTH = {
+_GATEWAY = {
     401: _answer("Missing or invalid API key"),
+    413: _answer("The request is larger than API Gateway accepts (10 MB)"),
+    414: _answer("The URL is longer than API Gateway accepts (8,192 characters)"),
     429: _answer("Too many requests: retry after a pause"),
+    431: _answer("The request line and headers are larger than API Gateway accepts (10,240 bytes)"),
     500: _answer("The request failed on our side; it is safe to retry"),
 }
 _NOT_FOUND = {404: _answer("No such job for this tenant")}
@@ -118,10 +122,11 @@ def _validation_error(exc: RequestValidationError) -> Response:
 @app.not_found
 def _not_found(exc: Exception) -> Response:
     """An unknown path is 404; a known path with another method is 405 with ``Allow``. The template routes every
-    method of each path here (its ``ANY`` events), so API Gateway gives the same answers."""
+    method of each path here (its ``ANY`` events), so API Gateway gives the same answers. A path whose parameter
+    holds characters no route accepts (control characters, say) names no job: 404."""
     allowed = _allowed_methods(app.current_event.path)
-    if allowed:
-        method = app.current_event.http_method.upper()
+    method = app.current_event.http_method.upper()
+    if allowed and method not in allowed:
         return _error(
             HTTPStatus.METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -168,9 +173,9 @@ _JOB_LINKS = {
         202: _answer("Job queued", JobView, headers=_LOCATION, links=_JOB_LINKS),
         200: _answer("The job this Idempotency-Key already created", JobView, headers=_LOCATION, links=_JOB_LINKS),
         **_INVALID,
-        **_AUTH,
+        **_GATEWAY,
         409: _answer("The Idempotency-Key was used for a different request"),
-        413: _answer("The body, the SQL or the parameters are too large"),
+        413: _answer("The body (over 1 MiB), the SQL (over 100 KB) or the parameters (over 64 KB) are too large"),
         415: _answer("The body is not application/json"),
     },
     tags=["queries"],
@@ -199,14 +204,18 @@ def submit(
 
 
 @app.get(
-    "/v1/jobs/<job_id>", responses={200: _answer("The job", JobView), **_INVALID, **_AUTH, **_NOT_FOUND}, tags=["jobs"]
+    "/v1/jobs/<job_id>",
+    responses={200: _answer("The job", JobView), **_INVALID, **_GATEWAY, **_NOT_FOUND},
+    tags=["jobs"],
 )
 def get_job(job_id: Annotated[str, _JOB_ID]) -> JobView:
     return JobView.of(queries.get_job(get_ports(), _caller(), job_id))
 
 
 @app.get(
-    "/v1/jobs", responses={200: _answer("One page of the caller's jobs", JobList), **_INVALID, **_AUTH}, tags=["jobs"]
+    "/v1/jobs",
+    responses={200: _answer("One page of the caller's jobs", JobList), **_INVALID, **_GATEWAY},
+    tags=["jobs"],
 )
 def list_jobs(
     status: Annotated[JobStatus | None, Query()] = None,
@@ -226,7 +235,7 @@ def list_jobs(
 
 @app.get(
     "/v1/jobs/<job_id>/results",
-    responses={200: _answer("The result", JobResults), **_INVALID, **_AUTH, **_NOT_FOUND, **_CONFLICT},
+    responses={200: _answer("The result", JobResults), **_INVALID, **_GATEWAY, **_NOT_FOUND, **_CONFLICT},
     tags=["jobs"],
 )
 def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
@@ -240,7 +249,7 @@ def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
         202: _answer("Cancel requested: the job ends CANCELLED when its statement stops", JobView),
         200: _answer("The job was queued and is now CANCELLED", JobView),
         **_INVALID,
-        **_AUTH,
+        **_GATEWAY,
         **_NOT_FOUND,
         **_CONFLICT,
     },

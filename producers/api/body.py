@@ -5,11 +5,12 @@ is not UTF-8, JSON nested past the parser's recursion limit, an integer of more 
 boundary), which became 500s. Here every body goes through one reader that answers in the error shape instead:
 
 * 415 ``unsupported_media_type`` unless the body is ``application/json`` (any case, optionally ``charset=utf-8``).
-  A request without a ``Content-Type`` is read as JSON, as before.
+  A request without a ``Content-Type`` (or with an empty one) is read as JSON, as before.
 * 413 ``payload_too_large`` past ``API_MAX_BODY_BYTES`` (1 MiB: the largest legal request, 100 KB of SQL and 64 KB of
   parameters, stays well under it even with every character escaped), checked before anything is decoded.
 * 400 ``invalid_json`` for bytes that are not UTF-8, bad syntax, ``NaN``/``Infinity`` (and numbers that overflow to
-  them), integers past Python's digit limit, a key given twice, or nesting deeper than the parser goes.
+  them), integers past Python's digit limit, a key given twice, a lone surrogate escape, or nesting deeper than the
+  parser goes.
 
 The reader replaces the body step of Powertools' request validation (:class:`StrictBodyValidation`); parameters,
 headers and the model itself are validated by Powertools as before.
@@ -33,8 +34,8 @@ JSON_MEDIA_TYPE = "application/json"
 
 def read_json_body(event: BaseProxyEvent, *, max_bytes: int) -> Any:
     """The body's JSON value (None when there is no body), or a typed 4xx error."""
-    content_type = event.headers.get("content-type")
-    if content_type is not None and not is_json_media_type(content_type):
+    content_type = (event.headers.get("content-type") or "").strip()
+    if content_type and not is_json_media_type(content_type):
         raise UnsupportedMediaType(
             "send the body as application/json (UTF-8)", details={"content_type": content_type[:200]}
         )
@@ -66,7 +67,7 @@ def read_json_body(event: BaseProxyEvent, *, max_bytes: int) -> Any:
 def parse_strict_json(text: str) -> Any:
     """``json.loads`` without its extensions and with every failure a 400 ``invalid_json``."""
     try:
-        return json.loads(
+        value = json.loads(
             text, parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
         )
     except json.JSONDecodeError as exc:
@@ -75,6 +76,26 @@ def parse_strict_json(text: str) -> Any:
         raise InvalidJson("the body nests deeper than this API reads") from None
     except ValueError as exc:  # Python's own limit on integer digits, or one of the hooks below
         raise InvalidJson("the body is not valid JSON", details={"reason": str(exc)[:200]}) from None
+    _check_unicode(value)
+    return value
+
+
+def _check_unicode(value: Any) -> None:
+    """JSON may escape half a surrogate pair (``"\\ud800"``); such a string is no Unicode text and could not be
+    stored or sent on, so it is refused here like any other malformed input."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidJson("the body holds a lone surrogate escape, which is not Unicode text") from None
 
 
 def is_json_media_type(content_type: str) -> bool:
