@@ -9,6 +9,11 @@ Stages. API Gateway serves ``https://<id>.execute-api.../<stage>/<path>``. Local
 under ``/<stage>/``; the root wins when both could match. Either way the event's ``path`` has no stage and
 ``requestContext.path`` has it, exactly like a request through the execute-api domain. When several APIs are declared
 they share one port; their routes must not overlap.
+
+Quotas. Before routing, API Gateway REST's hard request limits apply: a body past 10 MB is 413 (REQUEST_TOO_LARGE),
+a URL past 8,192 characters 414, a request line and header values past 10,240 bytes 431, each as the API's gateway
+response. What the HTTP server refuses by itself (lines past 64 KiB, over 100 headers, an unreadable request line) is
+answered the same way, so no caller ever sees an HTML error page or a 5xx for its own input.
 """
 
 from __future__ import annotations
