@@ -10,9 +10,11 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from cfnlint.decode import decode
 
-from producers.api.app import _allowed_methods, openapi_document
+from producers.api.app import _allowed_methods, app, openapi_document
 from producers.api.body import is_json_media_type, read_json_body
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from spectra.ports import get_ports
+from spectra.settings import get_settings
 
 pytestmark = pytest.mark.unit
 
@@ -124,3 +126,81 @@ def test_every_documented_path_reaches_the_function_with_any_method():
         assert (path, "ANY") in routes, f"{path} needs an ANY event on ApiFunction"
         for method in operations:
             assert (path, method.upper()) in routes, f"{method.upper()} {path} is documented but not routed"
+
+
+@pytest.fixture
+def resolve(monkeypatch):
+    """The API handler on a proxy event, with settings from a test environment (no request here reaches AWS)."""
+    for name, value in {"JOBS_TABLE": "jobs", "TENANTS_TABLE": "tenants", "REDSHIFT_CLUSTER_ID": "c1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("REDSHIFT_WORKGROUP", raising=False)
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(name, value)  # building the ports' clients resolves credentials; none are used
+    get_settings.cache_clear()
+    get_ports.cache_clear()
+
+    def call(method: str, path: str, body: bytes | None = None, content_type: str = "application/json") -> tuple:
+        is_text = body is None or _is_utf8(body)
+        proxy = {
+            "httpMethod": method,
+            "path": path,
+            "resource": path,
+            "headers": {"Content-Type": content_type},
+            "body": None if body is None else body.decode() if is_text else base64.b64encode(body).decode(),
+            "isBase64Encoded": not is_text,
+            "requestContext": {"requestId": "r1", "authorizer": {"tenant_id": "acme"}, "stage": "v1"},
+        }
+        answer = app.resolve(proxy, None)
+        return (
+            answer["statusCode"],
+            answer.get("multiValueHeaders") or answer.get("headers"),
+            json.loads(answer["body"]),
+        )
+
+    yield call
+    get_settings.cache_clear()
+    get_ports.cache_clear()
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+HANDLER_CASES = {
+    "not-utf8": ("POST", "/v1/queries", b'{"sql": "select \xff"}', "application/json", 400, "invalid_json"),
+    "deep-json": (
+        "POST",
+        "/v1/queries",
+        b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        "application/json",
+        400,
+        "invalid_json",
+    ),
+    "multipart": ("POST", "/v1/queries", b'{"sql": "select 1"}', "multipart/form-data", 415, "unsupported_media_type"),
+    "form": ("POST", "/v1/queries", b"sql=1", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    "put-job": ("PUT", "/v1/jobs/j_x", None, "application/json", 405, "method_not_allowed"),
+    "trace-queries": ("TRACE", "/v1/queries", None, "application/json", 405, "method_not_allowed"),
+    "control-char-id": ("GET", "/v1/jobs/\x01", None, "application/json", 404, "not_found"),
+    "unknown-route": ("GET", "/v2/anything", None, "application/json", 404, "not_found"),
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "status", "code"), HANDLER_CASES.values(), ids=HANDLER_CASES
+)
+def test_the_handler_answers_malformed_requests_in_the_error_shape(
+    resolve, method, path, body, content_type, status, code
+):
+    got, headers, answer = resolve(method, path, body, content_type)
+    assert (got, answer["error"]["code"]) == (status, code), answer
+    if status == 405:
+        allow = headers["Allow"]
+        assert (allow[0] if isinstance(allow, list) else allow) in ("DELETE, GET", "POST")
