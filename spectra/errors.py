@@ -48,6 +48,22 @@ class Conflict(SpectraError):
     code = "conflict"
 
 
+class JobNotFinished(Conflict):
+    """Results were asked of a job that has not ended (or whose result files are still being written): ask again
+    after ``retry_after`` seconds (the API sends it as ``Retry-After``)."""
+
+    code = "job_not_finished"
+
+    def __init__(self, message: str, *, retry_after: int = 5, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class UnsupportedMediaType(SpectraError):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+
+
 class PayloadTooLarge(SpectraError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"

@@ -12,6 +12,8 @@ from functools import lru_cache
 import boto3
 from botocore.config import Config
 
+from spectra.bulk.files import BulkFiles
+from spectra.bulk.store import BulkJobStore
 from spectra.job_queue import JobQueue
 from spectra.job_store import JobStore
 from spectra.publisher import EventPublisher
@@ -25,6 +27,15 @@ _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect
 
 
 @dataclass(frozen=True)
+class BulkPorts:
+    """What bulk jobs use beside the shared ports: their store, their files, and the queue of result-file work."""
+
+    jobs: BulkJobStore
+    files: BulkFiles
+    results_queue: JobQueue
+
+
+@dataclass(frozen=True)
 class Ports:
     settings: Settings
     jobs: JobStore
@@ -33,6 +44,8 @@ class Ports:
     warehouse: StatementRunner
     results: ResultSink
     events: EventPublisher
+    #: None in a function the template gives no bulk resources
+    bulk: BulkPorts | None = None
     #: the boto3 clients behind the ports, for instrumentation (call counts in benchmarks, the IAM test)
     clients: tuple = ()
 
@@ -46,11 +59,22 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
         return clients[-1]
 
     dynamodb = client("dynamodb")
+    sqs = client("sqs")
+    bulk = None
+    if settings.bulk_jobs_table:
+        # SigV4 for the presigned upload and download URLs (boto3 signs S3 URLs with SigV2 unless told otherwise)
+        s3 = session.client("s3", config=_CLIENT_CONFIG.merge(Config(signature_version="s3v4")))
+        clients.append(s3)
+        bulk = BulkPorts(
+            jobs=BulkJobStore(dynamodb, settings.bulk_jobs_table),
+            files=BulkFiles(s3, results_bucket=settings.results_bucket, ingest_bucket=settings.ingest_bucket),
+            results_queue=JobQueue(sqs, settings.bulk_results_queue_url),
+        )
     return Ports(
         settings=settings,
         jobs=JobStore(dynamodb, settings.jobs_table),
         tenants=TenantDirectory(dynamodb, settings.tenants_table),
-        queue=JobQueue(client("sqs"), settings.jobs_queue_url),
+        queue=JobQueue(sqs, settings.jobs_queue_url),
         warehouse=StatementRunner(
             client("redshift-data"),
             database=settings.redshift_database,
@@ -65,6 +89,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
             inline_max_bytes=settings.inline_max_bytes,
         ),
         events=EventPublisher(client("events"), settings.event_bus_name),
+        bulk=bulk,
         clients=tuple(clients),
     )
 

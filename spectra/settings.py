@@ -40,6 +40,30 @@ class Settings(BaseSettings):
 
     api_page_max: int = Field(default=100, gt=0)
 
+    # Bulk loads and exports (spectra/bulk). Empty table/bucket names: the function has no bulk role.
+    bulk_jobs_table: str = ""
+    ingest_bucket: str = ""
+    bulk_results_queue_url: str = ""
+    # What COPY and UNLOAD authorise S3 with: the cluster's default IAM role, or a role ARN attached to it.
+    bulk_iam_role: str = "default"
+    # COPY's MAXERROR: rows that may be rejected (and listed in failedResults) before the whole load fails.
+    # Redshift's own ceiling is 100,000.
+    bulk_max_errors: int = Field(default=100_000, ge=0, le=100_000)
+    # Ingest jobs with at most this many source bytes get their result files written before they end; larger ones
+    # end when their load commits and their result files follow (GET answers 409 results_not_ready meanwhile).
+    bulk_inline_results_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # CSV bodies of PUT /v1/bulk/jobs/{id}/batches (API Gateway's own limit is 10 MB); larger files go through a
+    # presigned upload URL.
+    bulk_max_batch_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    bulk_max_files: int = Field(default=100, gt=0)
+    # Query job result pages: records per page (maxRecords' default and ceiling) and a byte budget that keeps a page
+    # inside Lambda's 6 MB response limit.
+    bulk_page_max_records: int = Field(default=50_000, gt=0)
+    bulk_page_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Result files up to this size are answered inline; larger ones by a redirect to a presigned URL.
+    bulk_inline_download_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    upload_url_ttl_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
+
     # The reconciler (the backstop for lost Data API completion events, see spectra/reconciliation.py).
     # A pending job nobody has looked at for this long gets a look: its statement is described, or its age checked.
     # The jobs queue's maxReceiveCount (template.yaml): on that delivery the executor fails a job it still cannot

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.redshift",
     "tests.fixtures.stack",
+    "tests.fixtures.bulk",
 ]
