@@ -12,6 +12,7 @@ from functools import lru_cache
 import boto3
 from botocore.config import Config
 
+from spectra.auth import JwtVerifier
 from spectra.job_queue import JobQueue
 from spectra.job_store import JobStore
 from spectra.publisher import EventPublisher
@@ -35,6 +36,8 @@ class Ports:
     events: EventPublisher
     #: the boto3 clients behind the ports, for instrumentation (call counts in benchmarks, the IAM test)
     clients: tuple = ()
+    #: JWT bearer tokens beside API keys (spectra/auth.py); None while JWTs are not configured
+    jwt: JwtVerifier | None = None
 
 
 def build_ports(settings: Settings, session: boto3.session.Session | None = None) -> Ports:
@@ -66,6 +69,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
         ),
         events=EventPublisher(client("events"), settings.event_bus_name),
         clients=tuple(clients),
+        jwt=JwtVerifier.from_settings(settings),
     )
 
 
