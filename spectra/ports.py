@@ -44,8 +44,8 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
     session = session or boto3.session.Session()
     clients = []
 
-    def client(name: str):
-        clients.append(session.client(name, config=_CLIENT_CONFIG))
+    def client(name: str, config: Config | None = None):
+        clients.append(session.client(name, config=_CLIENT_CONFIG.merge(config) if config else _CLIENT_CONFIG))
         return clients[-1]
 
     dynamodb = client("dynamodb")
@@ -61,7 +61,10 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
             workgroup=settings.redshift_workgroup,
         ),
         results=ResultSink(
-            client("s3"),
+            # SigV4 for presigned URLs too (botocore still presigns with SigV2 unless told; AWS requires SigV4), on
+            # the bucket's regional virtual host (auto addressing presigns for the global one, which a bucket outside
+            # us-east-1 may answer with a redirect the signature does not survive). IP endpoints stay path-style.
+            client("s3", Config(signature_version="s3v4", s3={"addressing_style": "virtual"})),
             settings.results_bucket,
             part_max_rows=settings.result_part_max_rows,
             inline_max_rows=settings.inline_max_rows,

@@ -35,9 +35,10 @@ class Settings(BaseSettings):
     # Results at or under both limits are returned inline by GET /v1/jobs/{id}/results.
     inline_max_rows: int = Field(default=1_000, ge=0)
     inline_max_bytes: int = Field(default=256 * 1024, ge=0)
-    # Large results: rows per part file, and how long a presigned URL lives.
+    # Large results: rows per part file, and how long a presigned URL (SigV4, GET of one object) lives. Short: a URL
+    # handed out stays valid to its end whatever happens to the key or the tenant that asked for it.
     result_part_max_rows: int = Field(default=1_000_000, gt=0)
-    presign_ttl_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
+    presign_ttl_seconds: int = Field(default=300, gt=0, le=3600)
 
     api_page_max: int = Field(default=100, gt=0)
 
