@@ -238,3 +238,10 @@ def test_large_results_are_files_only():
     assert "rows" not in body
     assert (body["row_count"], body["format"], len(body["files"])) == (3, "csv", 1)
     assert s3.requests == requests_before  # neither the manifest nor the parts are read; presigning is local
+
+
+def test_a_job_records_the_generation_of_the_tenant_that_submitted_it(ports):
+    generation = ports.tenants.get("acme").generation
+    job, _ = submit(ports, ACME.model_copy(update={"generation": generation}))
+    assert job.tenant_generation == generation
+    assert ports.jobs.get(job.job_id).tenant_generation == generation
