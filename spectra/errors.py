@@ -81,3 +81,25 @@ class StatementRejected(SpectraError):
 
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     code = "statement_rejected"
+
+
+class IdentityRefused(SpectraError):
+    """The executor will not start a job's statement as the identity it would get. ``code`` is the job's failure code.
+
+    Raised by :mod:`spectra.identity`; a job that meets it fails at once (retrying cannot change the answer)."""
+
+    status = HTTPStatus.FORBIDDEN
+    code = "identity_refused"
+
+
+class TenantInactive(IdentityRefused):
+    """The job's tenant is deactivated, deleted, or deleted and created again since the job was submitted."""
+
+    code = "tenant_inactive"
+
+
+class NoIdentity(IdentityRefused):
+    """The tenant has no database identity of the kind the warehouse takes (a user on a cluster, a secret on
+    Serverless)."""
+
+    code = "no_identity"

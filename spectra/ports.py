@@ -12,6 +12,7 @@ from functools import lru_cache
 import boto3
 from botocore.config import Config
 
+from spectra.auth import JwtVerifier
 from spectra.bulk.files import BulkFiles
 from spectra.bulk.store import BulkJobStore
 from spectra.job_queue import JobQueue
@@ -48,23 +49,26 @@ class Ports:
     bulk: BulkPorts | None = None
     #: the boto3 clients behind the ports, for instrumentation (call counts in benchmarks, the IAM test)
     clients: tuple = ()
+    #: JWT bearer tokens beside API keys (spectra/auth.py); None while JWTs are not configured
+    jwt: JwtVerifier | None = None
 
 
 def build_ports(settings: Settings, session: boto3.session.Session | None = None) -> Ports:
     session = session or boto3.session.Session()
     clients = []
 
-    def client(name: str):
-        clients.append(session.client(name, config=_CLIENT_CONFIG))
+    def client(name: str, config: Config | None = None):
+        clients.append(session.client(name, config=_CLIENT_CONFIG.merge(config) if config else _CLIENT_CONFIG))
         return clients[-1]
 
     dynamodb = client("dynamodb")
     sqs = client("sqs")
+    # SigV4 for presigned URLs too (botocore still presigns with SigV2 unless told; AWS requires SigV4), on the
+    # bucket's regional virtual host (auto addressing presigns for the global one, which a bucket outside us-east-1
+    # may answer with a redirect the signature does not survive). IP endpoints stay path-style.
+    s3 = client("s3", Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
     bulk = None
     if settings.bulk_jobs_table:
-        # SigV4 for the presigned upload and download URLs (boto3 signs S3 URLs with SigV2 unless told otherwise)
-        s3 = session.client("s3", config=_CLIENT_CONFIG.merge(Config(signature_version="s3v4")))
-        clients.append(s3)
         bulk = BulkPorts(
             jobs=BulkJobStore(dynamodb, settings.bulk_jobs_table),
             files=BulkFiles(s3, results_bucket=settings.results_bucket, ingest_bucket=settings.ingest_bucket),
@@ -82,7 +86,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
             workgroup=settings.redshift_workgroup,
         ),
         results=ResultSink(
-            client("s3"),
+            s3,
             settings.results_bucket,
             part_max_rows=settings.result_part_max_rows,
             inline_max_rows=settings.inline_max_rows,
@@ -91,6 +95,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
         events=EventPublisher(client("events"), settings.event_bus_name),
         bulk=bulk,
         clients=tuple(clients),
+        jwt=JwtVerifier.from_settings(settings),
     )
 
 

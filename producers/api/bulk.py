@@ -42,8 +42,7 @@ JobId = Annotated[str, Path(max_length=64)]
 
 
 def _caller() -> Caller:
-    context = router.current_event.request_context.authorizer or {}
-    return Caller(tenant_id=context["tenant_id"], db_user=context.get("db_user"), secret_arn=context.get("secret_arn"))
+    return Caller.from_authorizer_context(router.current_event.request_context.authorizer or {})
 
 
 def _info(job, status: int = HTTPStatus.OK) -> Response[BulkJobInfo]:

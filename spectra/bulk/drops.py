@@ -130,6 +130,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     job = BulkJob(
         job_id=dropped.job_id,
         tenant_id=tenant.tenant_id,
+        tenant_generation=tenant.generation,
         db_user=tenant.db_user or "",
         object=table.lower() or "-",
         operation=options.operation,

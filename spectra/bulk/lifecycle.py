@@ -27,7 +27,8 @@ from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, re
 from spectra.bulk.files import job_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
-from spectra.errors import StatementRejected, Throttled
+from spectra.errors import IdentityRefused, StatementRejected, Throttled
+from spectra.identity import identity_for
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
 from spectra.warehouse import DatabaseIdentity
@@ -66,9 +67,10 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         if job.abort_requested_at is not None:  # an earlier attempt stopped before its statement; abort it here
             finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
             return None
-    identity = identity_of(ports, job)
-    if identity is None:
-        error = ErrorInfo(code="no_identity", message="the job's tenant has no active database identity")
+    try:
+        identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
+    except IdentityRefused as exc:
+        error = ErrorInfo(code=exc.code, message=exc.message)
         finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
         return None
     try:
@@ -100,16 +102,6 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     if updated.abort_requested_at is not None:
         ports.warehouse.cancel(statement_id)
     return updated
-
-
-def identity_of(ports: Ports, job: BulkJob) -> DatabaseIdentity | None:
-    """The tenant's database identity; never a default one (see :func:`spectra.lifecycle._identity_of`)."""
-    if job.db_user:
-        return DatabaseIdentity(db_user=job.db_user)
-    tenant = ports.tenants.get(job.tenant_id)
-    if tenant is None or not tenant.active or not tenant.secret_arn:
-        return None
-    return DatabaseIdentity(secret_arn=tenant.secret_arn)
 
 
 def export_prefix(job: BulkJob) -> str:

@@ -165,7 +165,9 @@ class BulkJob(BaseModel):
 
     job_id: str
     tenant_id: str
-    db_user: str = ""
+    #: the submitting tenant's generation (spectra.tenants): a re-created tenant does not inherit queued jobs
+    tenant_generation: str | None = None
+    db_user: str = ""  # for the record; the identity is read from the tenant when the job starts (spectra.identity)
     object: str
     operation: BulkOperation
     external_id_field: str | None = None

@@ -76,6 +76,7 @@ def create_job(ports: Ports, caller: Caller, spec: NewJob, *, correlation_id: st
     job = BulkJob(
         job_id=new_bulk_job_id(),
         tenant_id=caller.tenant_id,
+        tenant_generation=caller.generation,
         db_user=caller.db_user or "",
         object=target,
         operation=spec.operation,
