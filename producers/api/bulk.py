@@ -176,7 +176,7 @@ def unprocessed_records(job_id: JobId):  # bytes, not validated as text
 def query_results(
     job_id: JobId,
     locator: Annotated[str | None, Query(max_length=256)] = None,
-    maxRecords: Annotated[int | None, Query(ge=1)] = None,  # noqa: N803 (Bulk 2.0's name)
+    maxRecords: Annotated[int | None, Query(ge=1)] = None,
 ):  # bytes, not validated as text
     """A page of a query job's rows: CSV with the header line; ``Sforce-Locator`` names the next page (``null``
     after the last), ``Sforce-NumberOfRecords`` counts this one's records."""
