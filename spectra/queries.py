@@ -49,6 +49,7 @@ def submit_query(
         updated_at=now,
         idempotency_key=idempotency_key,
         correlation_id=correlation_id,
+        tenant_generation=caller.generation,
     )
     fingerprint = request_fingerprint(statement, [p.model_dump() for p in parameters], fmt.value)
     job, created = ports.jobs.create(job, fingerprint=fingerprint)
@@ -94,13 +95,9 @@ def list_jobs(
         "status": status.value if status else None,
         "limit": limit,
     }
-    after = None
-    if next_token is not None:
-        after = ListPosition.from_payload(ports.page_tokens.decode(next_token, bound_to=listing))
+    after = ListPosition.from_token(ports.page_tokens, next_token, listing)
     page = ports.jobs.list_for_tenant(caller.tenant_id, limit=limit, status=status, after=after)
-    token = None
-    if page.resume_after is not None:
-        token = ports.page_tokens.encode(page.resume_after.payload(), bound_to=listing)
+    token = page.resume_after.token(ports.page_tokens, listing) if page.resume_after else None
     return JobListing(jobs=page.jobs, next_token=token)
 
 

@@ -21,10 +21,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import JobStatus
+from producers.api import bulk
 from producers.api.body import StrictBodyValidation
 from producers.api.models import ErrorResponse, JobList, JobResults, JobView, QueryRequest
 from spectra import queries
-from spectra.errors import SpectraError
+from spectra.errors import JobNotFinished, SpectraError
 from spectra.ports import get_ports
 from spectra.tenants import Caller
 from spectra.tokens import MAX_TOKEN_CHARS
@@ -36,6 +37,7 @@ app = APIGatewayRestResolver(enable_validation=True)
 # Request bodies are read by our strict reader (producers/api/body.py) in place of Powertools' lenient one, inside
 # the same validation step, so that no body can escape as an unhandled exception.
 app._request_validation_middleware = StrictBodyValidation(lambda: get_ports().settings.api_max_body_bytes)
+app.include_router(bulk.router)
 
 
 def _answer(description: str, model: Any = ErrorResponse, **extra: Any) -> dict[str, Any]:
@@ -44,7 +46,8 @@ def _answer(description: str, model: Any = ErrorResponse, **extra: Any) -> dict[
 
 # What each route may answer besides its success, as the OpenAPI document declares it. _GATEWAY is what any request
 # may get: API Gateway's own answers (401, 429 and its size quotas), in the same shape through the template's
-# GatewayResponses, and 500 when something on our side fails.
+# GatewayResponses, and 500 when something on our side fails; _JSON_BODY what any route with a JSON body may get from
+# the body reader. openapi_document() adds both to every operation (bulk routes included) that does not say more.
 _INVALID = {400: _answer("Invalid request: parameters, JSON, SQL or page token")}
 _GATEWAY = {
     401: _answer("Missing or invalid API key"),
@@ -54,6 +57,10 @@ _GATEWAY = {
     431: _answer("The request line and headers are larger than API Gateway accepts (10,240 bytes)"),
     500: _answer("The request failed on our side; it is safe to retry"),
 }
+_JSON_BODY = {
+    413: _answer("The body is larger than 1 MiB"),
+    415: _answer("The body is not application/json"),
+}
 _NOT_FOUND = {404: _answer("No such job for this tenant")}
 _CONFLICT = {409: _answer("The job's state does not allow this")}
 _JOB_ID = Path(min_length=1, max_length=64, description="The job id returned by POST /v1/queries.")
@@ -61,13 +68,10 @@ _JOB_ID = Path(min_length=1, max_length=64, description="The job id returned by 
 
 def _caller() -> Caller:
     """The tenant our authorizer vouched for. API Gateway only invokes us after it allowed the request."""
-    context = app.current_event.request_context.authorizer or {}
-    return Caller(tenant_id=context["tenant_id"], db_user=context.get("db_user"), secret_arn=context.get("secret_arn"))
+    return Caller.from_authorizer_context(app.current_event.request_context.authorizer or {})
 
 
-def _error(
-    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
-) -> Response:
+def _error(status: int, code: str, message: str, details: Any = None, headers: dict | None = None) -> Response:
     body = {"error": {"code": code, "message": message, "details": details}}
     return Response(
         status_code=status,
@@ -81,7 +85,8 @@ def _error(
 def _domain_error(exc: SpectraError) -> Response:
     if exc.status >= 500:
         logger.exception("request failed")
-    return _error(exc.status, exc.code, exc.message, exc.details)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, JobNotFinished) else None
+    return _error(exc.status, exc.code, exc.message, exc.details, headers)
 
 
 @app.exception_handler(RequestUnsupportedContentType)
@@ -173,10 +178,8 @@ _JOB_LINKS = {
         202: _answer("Job queued", JobView, headers=_LOCATION, links=_JOB_LINKS),
         200: _answer("The job this Idempotency-Key already created", JobView, headers=_LOCATION, links=_JOB_LINKS),
         **_INVALID,
-        **_GATEWAY,
         409: _answer("The Idempotency-Key was used for a different request"),
         413: _answer("The body (over 1 MiB), the SQL (over 100 KB) or the parameters (over 64 KB) are too large"),
-        415: _answer("The body is not application/json"),
     },
     tags=["queries"],
 )
@@ -205,7 +208,7 @@ def submit(
 
 @app.get(
     "/v1/jobs/<job_id>",
-    responses={200: _answer("The job", JobView), **_INVALID, **_GATEWAY, **_NOT_FOUND},
+    responses={200: _answer("The job", JobView), **_INVALID, **_NOT_FOUND},
     tags=["jobs"],
 )
 def get_job(job_id: Annotated[str, _JOB_ID]) -> JobView:
@@ -214,7 +217,7 @@ def get_job(job_id: Annotated[str, _JOB_ID]) -> JobView:
 
 @app.get(
     "/v1/jobs",
-    responses={200: _answer("One page of the caller's jobs", JobList), **_INVALID, **_GATEWAY},
+    responses={200: _answer("One page of the caller's jobs", JobList), **_INVALID},
     tags=["jobs"],
 )
 def list_jobs(
@@ -235,7 +238,7 @@ def list_jobs(
 
 @app.get(
     "/v1/jobs/<job_id>/results",
-    responses={200: _answer("The result", JobResults), **_INVALID, **_GATEWAY, **_NOT_FOUND, **_CONFLICT},
+    responses={200: _answer("The result", JobResults), **_INVALID, **_NOT_FOUND, **_CONFLICT},
     tags=["jobs"],
 )
 def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
@@ -249,7 +252,6 @@ def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
         202: _answer("Cancel requested: the job ends CANCELLED when its statement stops", JobView),
         200: _answer("The job was queued and is now CANCELLED", JobView),
         **_INVALID,
-        **_GATEWAY,
         **_NOT_FOUND,
         **_CONFLICT,
     },
@@ -278,9 +280,14 @@ def openapi_document() -> dict[str, Any]:
             security=[{"apiKey": []}],
         )
     )
+    error_schema = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
     for operations in document["paths"].values():
         for operation in operations.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            common = {**_GATEWAY, **(_JSON_BODY if "requestBody" in operation else {})}
+            for status, answer in common.items():
+                responses.setdefault(str(status), {"description": answer["description"], "content": error_schema})
     schemas = document.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
