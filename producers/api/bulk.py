@@ -145,7 +145,7 @@ def drop_upload_url(request: Annotated[DropUploadRequest, Body()]) -> UploadUrl:
     return UploadUrl.model_validate(answer)
 
 
-def _result_file(job_id: str, kind: str) -> Response[bytes]:
+def _result_file(job_id: str, kind: str) -> Response:
     """Small files inline (bytes: base64 on the wire, so rows sent with bytes that are not UTF-8 come back as sent);
     large ones by a redirect to a short-lived presigned URL."""
     result = service.job_results(get_ports(), _caller(), job_id, kind)
@@ -158,17 +158,17 @@ _RESULT_RESPONSES = {200: _CSV, 303: {"description": "Large file: follow Locatio
 
 
 @router.get("/v1/bulk/jobs/<job_id>/successfulResults", responses=_RESULT_RESPONSES)
-def successful_results(job_id: JobId) -> Response[bytes]:
+def successful_results(job_id: JobId):  # bytes, not validated as text
     return _result_file(job_id, "successfulResults")
 
 
 @router.get("/v1/bulk/jobs/<job_id>/failedResults", responses=_RESULT_RESPONSES)
-def failed_results(job_id: JobId) -> Response[bytes]:
+def failed_results(job_id: JobId):  # bytes, not validated as text
     return _result_file(job_id, "failedResults")
 
 
 @router.get("/v1/bulk/jobs/<job_id>/unprocessedrecords", responses=_RESULT_RESPONSES)
-def unprocessed_records(job_id: JobId) -> Response[bytes]:
+def unprocessed_records(job_id: JobId):  # bytes, not validated as text
     return _result_file(job_id, "unprocessedrecords")
 
 
@@ -177,7 +177,7 @@ def query_results(
     job_id: JobId,
     locator: Annotated[str | None, Query(max_length=256)] = None,
     maxRecords: Annotated[int | None, Query(ge=1)] = None,
-) -> Response[bytes]:
+):  # bytes, not validated as text
     """A page of a query job's rows: CSV with the header line; ``Sforce-Locator`` names the next page (``null``
     after the last), ``Sforce-NumberOfRecords`` counts this one's records."""
     if locator == "null":
