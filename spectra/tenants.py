@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from typing import Annotated, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,6 +26,9 @@ KEY_PREFIX = "spk_"
 _ser, _de = TypeSerializer(), TypeDeserializer()
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# A schema a tenant owns, as Redshift stores an unquoted name (lower case); no commas, so a list fits one string.
+SCHEMA_NAME_PATTERN = r"^[a-z_][a-z0-9_$]{0,126}$"
+SchemaName = Annotated[str, Field(pattern=SCHEMA_NAME_PATTERN)]
 
 
 class Tenant(BaseModel):
@@ -35,6 +39,29 @@ class Tenant(BaseModel):
     secret_arn: str | None = None
     active: bool = True
     created_at: datetime
+    # The query API is read-only unless this is set; then DML and DDL may change objects in owned_schemas only
+    # (spectra.sql_guard). The warehouse must agree: the tenant's user owns (or has CREATE on) those schemas.
+    allow_writes: bool = False
+    owned_schemas: list[SchemaName] = []
+
+    @classmethod
+    def new(
+        cls,
+        tenant_id: str,
+        *,
+        db_user: str | None = None,
+        secret_arn: str | None = None,
+        allow_writes: bool = False,
+        owned_schemas: list[str] | None = None,
+    ) -> Tenant:
+        return cls(
+            tenant_id=tenant_id,
+            db_user=db_user,
+            secret_arn=secret_arn,
+            created_at=utcnow(),
+            allow_writes=allow_writes,
+            owned_schemas=owned_schemas or [],
+        )
 
     @model_validator(mode="after")
     def _one_identity(self) -> Tenant:
@@ -52,8 +79,9 @@ class TenantDirectory:
         self._db = client
         self._table = table_name
 
-    def create_tenant(self, tenant_id: str, *, db_user: str | None = None, secret_arn: str | None = None) -> Tenant:
-        tenant = Tenant(tenant_id=tenant_id, db_user=db_user, secret_arn=secret_arn, created_at=utcnow())
+    def create_tenant(self, tenant_id: str, **attributes: Any) -> Tenant:
+        """A new tenant; ``attributes`` are :meth:`Tenant.new`'s (identity, write flag, owned schemas)."""
+        tenant = Tenant.new(tenant_id, **attributes)
         item = {"pk": f"tenant#{tenant_id}", **tenant.model_dump(mode="json", exclude_none=True)}
         try:
             self._db.put_item(
@@ -108,11 +136,36 @@ class Caller(BaseModel):
     tenant_id: str
     db_user: str | None = None
     secret_arn: str | None = None
+    allow_writes: bool = False
+    owned_schemas: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, tenant: Tenant) -> Caller:
-        return cls(tenant_id=tenant.tenant_id, db_user=tenant.db_user, secret_arn=tenant.secret_arn)
+        return cls(
+            tenant_id=tenant.tenant_id,
+            db_user=tenant.db_user,
+            secret_arn=tenant.secret_arn,
+            allow_writes=tenant.allow_writes,
+            owned_schemas=tuple(tenant.owned_schemas),
+        )
 
     def authorizer_context(self) -> dict[str, str]:
         """What the authorizer hands API Gateway (string values only; absent identities are left out)."""
-        return {k: v for k, v in self.model_dump().items() if v}
+        context = {k: v for k, v in self.model_dump(exclude={"allow_writes", "owned_schemas"}).items() if v}
+        if self.allow_writes:
+            context["allow_writes"] = "true"
+        if self.owned_schemas:
+            context["owned_schemas"] = ",".join(self.owned_schemas)
+        return context
+
+    @classmethod
+    def from_authorizer_context(cls, context: dict[str, str]) -> Caller:
+        """The caller back from what :meth:`authorizer_context` gave API Gateway."""
+        schemas = context.get("owned_schemas") or ""
+        return cls(
+            tenant_id=context["tenant_id"],
+            db_user=context.get("db_user"),
+            secret_arn=context.get("secret_arn"),
+            allow_writes=context.get("allow_writes") == "true",
+            owned_schemas=tuple(s for s in schemas.split(",") if s),
+        )

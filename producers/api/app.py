@@ -43,7 +43,7 @@ _ERRORS = {
 def _caller() -> Caller:
     """The tenant our authorizer vouched for. API Gateway only invokes us after it allowed the request."""
     context = app.current_event.request_context.authorizer or {}
-    return Caller(tenant_id=context["tenant_id"], db_user=context.get("db_user"), secret_arn=context.get("secret_arn"))
+    return Caller.from_authorizer_context(context)
 
 
 def _error(status: int, code: str, message: str, details: Any = None) -> Response:
