@@ -24,6 +24,9 @@ Decisions where the rules could go either way
       share a kept-alive Data API session, and a transaction left open there would hold locks and swallow later
       statements. Each statement runs in its own implicit transaction; multi-step loads belong to the Bulk API.
     - EXPLAIN checks the statement it explains with the same rules (explaining a write needs the write flag).
+    - A backslash before a quote in a plain string literal is refused: whether it escapes the quote depends on the
+      server's ``standard_conforming_strings``, so the guard and the warehouse could disagree on where the string,
+      and so the statement, ends. ``''`` means the same everywhere.
 
 Refused whatever the flag
     External tables, views and schemas (they read and write S3 with the cluster's role); COPY and UNLOAD (the same);
@@ -83,6 +86,7 @@ BULK_HINT = "write data with the Bulk API (POST /v1/bulk/jobs) or by dropping fi
 _DIALECT = Redshift()
 _OPENERS = {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE, TokenType.CASE}
 _CLOSERS = {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE, TokenType.END}
+_PREFIXED_STRINGS = {TokenType.NATIONAL_STRING, TokenType.UNICODE_STRING}  # N'...', U&'...'
 
 _WRITES: tuple[type[exp.Expression], ...] = (
     exp.Insert,
@@ -228,12 +232,18 @@ class _GuardParser(RedshiftParser):
         super()._advance(times)
 
 
-def _parse(sql: str) -> list[exp.Expression]:
-    started = time.thread_time()
+def _tokenize(sql: str) -> list[Token]:
     try:
         tokens = _DIALECT.tokenize(sql)
     except SqlglotError as exc:  # TokenError for an unclosed quote, comment or $$ body
         raise _rejected("syntax", f"sql could not be parsed: {_first_error(exc)}") from exc
+    _check_strings(sql, tokens)
+    return tokens
+
+
+def _parse(sql: str) -> list[exp.Expression]:
+    started = time.thread_time()
+    tokens = _tokenize(sql)
     depth = _nesting(tokens)
     if depth > MAX_NESTING:
         raise _rejected("nesting", f"sql is nested {depth} levels deep; the limit is {MAX_NESTING}")
@@ -247,6 +257,21 @@ def _parse(sql: str) -> list[exp.Expression]:
     except _OutOfTime:
         raise _rejected("too_complex", f"sql took more than {PARSE_SECONDS:g} s to parse; simplify it") from None
     return [tree for tree in trees if tree is not None and not isinstance(tree, exp.Semicolon)]
+
+
+def _check_strings(sql: str, tokens: list[Token]) -> None:
+    """Refuse a backslash before a quote in a plain string literal: where that string ends depends on a server
+    setting (standard_conforming_strings; Redshift and sqlglot read it as an escape, PostgreSQL as a backslash),
+    so the guard and the warehouse could see different statements. Double the quote instead: 'it''s'."""
+    for token in tokens:
+        raw = sql[token.start : token.end + 1]
+        if not (token.token_type in _PREFIXED_STRINGS or (token.token_type is TokenType.STRING and raw[:1] == "'")):
+            continue  # not a string; or a Command's remainder, checked when SHOW or EXPLAIN looks at it
+        backslashes = 0
+        for char in raw[raw.index("'") + 1 : -1]:
+            if char == "'" and backslashes % 2:
+                raise _rejected("ambiguous_string", "write a quote inside a string as '' rather than \\'")
+            backslashes = backslashes + 1 if char == "\\" else 0
 
 
 def _nesting(tokens: list[Token]) -> int:
@@ -306,6 +331,7 @@ def _check_command(tree: exp.Command, grant: WriteGrant) -> None:
     only reads) and EXPLAIN (whose argument is parsed and checked in turn) pass."""
     keyword = tree.name.upper()
     if keyword == "SHOW":
+        _tokenize(_command_text(tree))  # a string is the only thing in a SHOW that could hide a statement
         return
     if keyword == "EXPLAIN":
         _check_explain(tree, grant)
@@ -343,10 +369,7 @@ def _check_explain(tree: exp.Command, grant: WriteGrant) -> None:
     from the original text, so what is checked is what runs.
     """
     rest = _command_text(tree)
-    try:
-        tokens = _DIALECT.tokenize(rest)
-    except SqlglotError as exc:
-        raise _rejected("syntax", f"sql could not be parsed: {_first_error(exc)}") from exc
+    tokens = _tokenize(rest)
     while tokens and tokens[0].text.upper() == "VERBOSE":
         tokens.pop(0)
     if not tokens:

@@ -680,3 +680,15 @@ SELECT ((1)
 
 --- unsupported: a bare string is not a query, whatever it spells
 'UNLOAD (select 1)'
+
+--- ambiguous_string: a backslash before a quote: where the string ends depends on standard_conforming_strings
+SELECT 'a\', 1; DROP TABLE public.sales; SELECT '--'
+
+--- ambiguous_string: the same inside a SHOW
+SHOW search_path 'x\'; SET ROLE admin; --'
+
+--- ambiguous_string: the same in a national string
+SELECT N'x\'; DROP TABLE public.sales; --'
+
+--- ambiguous_string: three backslashes still escape the quote
+SELECT 'x\\\'; DELETE FROM public.sales; --'
