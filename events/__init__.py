@@ -5,27 +5,41 @@ carries ``version``; a consumer refuses a version it does not know instead of gu
 """
 
 from events.models import (
+    BULK_EVENT_DETAIL_TYPES,
     EVENT_SOURCE,
     JOB_EVENT_DETAIL_TYPES,
+    BulkJobEventDetail,
+    BulkJobQueuedMessage,
+    BulkResultsRequested,
     ErrorInfo,
     JobEventDetail,
     JobQueuedMessage,
     JobStatus,
     ResultFormat,
+    S3EventRecord,
+    S3Notification,
     StatementState,
     StatementStatusChange,
     StatementStatusChangeEvent,
+    parse_job_message,
 )
 
 __all__ = [
+    "BULK_EVENT_DETAIL_TYPES",
     "EVENT_SOURCE",
     "JOB_EVENT_DETAIL_TYPES",
+    "BulkJobEventDetail",
+    "BulkJobQueuedMessage",
+    "BulkResultsRequested",
     "ErrorInfo",
     "JobEventDetail",
     "JobQueuedMessage",
     "JobStatus",
     "ResultFormat",
+    "S3EventRecord",
+    "S3Notification",
     "StatementState",
     "StatementStatusChange",
     "StatementStatusChangeEvent",
+    "parse_job_message",
 ]

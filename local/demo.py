@@ -2,7 +2,9 @@
 
 Database objects are created with the Data API as the admin user (the emulator's ``awsuser`` superuser, as on a
 fresh Redshift cluster); tenants and keys through :class:`spectra.tenants.TenantDirectory`. The demo table carries a
-row-level security policy keyed on ``current_user``, so each tenant's key sees only its own rows.
+row-level security policy keyed on ``current_user``, so each tenant's key sees only its own rows, and a column-level
+grant: its ``margin`` column is acme's to read; globex may read every other column, and its query of ``margin`` (or
+``select *``) fails with the database's own "permission denied".
 """
 
 from __future__ import annotations
@@ -85,6 +87,35 @@ def create_shared_table(warehouse: Warehouse, table: str, rows: list[tuple[str, 
     )
 
 
+def grant_columns(warehouse: Warehouse, table: str, db_user: str, columns: list[str]) -> None:
+    """Column-level security: ``db_user`` may read these columns of ``table`` and no other. Its table-wide SELECT,
+    if it had one, is revoked first: a table grant covers every column, those added later included."""
+    warehouse.run(
+        f'REVOKE SELECT ON {table} FROM "{db_user}"',
+        f'GRANT SELECT ({", ".join(columns)}) ON {table} TO "{db_user}"',
+    )
+
+
+def create_contacts_table(warehouse: Warehouse, table: str, users: list[str]) -> None:
+    """The demo's bulk table: tenants load and read it; each row belongs to the user that loaded it (its ``owner``
+    defaults to ``current_user``), and row-level security keeps each tenant to its own rows, for reads and for the
+    rows an update, upsert or delete may touch."""
+    rows = [
+        (users[0], "wile@acme.test", "Wile E. Coyote", "Desert"),
+        (users[0], "road@acme.test", "Road Runner", "Desert"),
+        (users[-1], "hank@globex.test", "Hank Scorpio", "Cypress Creek"),
+    ]
+    values = ", ".join(f"('{owner}', '{email}', '{name}', '{city}')" for owner, email, name, city in rows)
+    warehouse.run(
+        f"CREATE TABLE {table} (owner varchar(128) NOT NULL DEFAULT current_user, email varchar(128) NOT NULL,"
+        " name varchar(64), city varchar(64))",
+        f"INSERT INTO {table} VALUES {values}",
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"CREATE POLICY {table}_by_owner ON {table} USING (owner = current_user) WITH CHECK (owner = current_user)",
+        *(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO "{user}"' for user in users),
+    )
+
+
 @dataclass(frozen=True)
 class Demo:
     tenant_id: str
@@ -92,18 +123,31 @@ class Demo:
     other_tenant_id: str
     other_api_key: str
     table: str = "sales"
+    bulk_table: str = "contacts"
 
 
 def seed_demo(warehouse: Warehouse, tenants: TenantDirectory) -> Demo:
-    """Two tenants sharing one ``sales`` table under row-level security."""
+    """Two tenants sharing one ``sales`` table under row-level security (its ``margin`` column is acme's only), and a
+    ``contacts`` table both may load through the S3 drop and the Bulk API."""
     acme_key = add_tenant(warehouse, tenants, "acme")
     globex_key = add_tenant(warehouse, tenants, "globex")
-    rows = [
-        ("tenant_acme", 1, "anvil", 120.00),
-        ("tenant_acme", 2, "rocket skates", 349.99),
-        ("tenant_acme", 3, "bird seed", 9.50),
-        ("tenant_globex", 1, "hammock", 75.00),
-        ("tenant_globex", 2, "flamethrower", 999.00),
-    ]
-    create_shared_table(warehouse, "sales", rows, readers=["tenant_acme", "tenant_globex"])
+    create_sales_table(warehouse, "sales", "tenant_acme", "tenant_globex")
+    create_contacts_table(warehouse, "contacts", ["tenant_acme", "tenant_globex"])
     return Demo("acme", acme_key, "globex", globex_key)
+
+
+def create_sales_table(warehouse: Warehouse, table: str, acme_user: str, globex_user: str) -> None:
+    """The demo's sales table: each tenant sees only its own rows (RLS), and the sensitive ``margin`` column is
+    granted to ``acme_user`` only; ``globex_user`` may read every other column."""
+    rows = [
+        (acme_user, 1, "anvil", 120.00),
+        (acme_user, 2, "rocket skates", 349.99),
+        (acme_user, 3, "bird seed", 9.50),
+        (globex_user, 1, "hammock", 75.00),
+        (globex_user, 2, "flamethrower", 999.00),
+    ]
+    create_shared_table(warehouse, table, rows, readers=[acme_user, globex_user])
+    warehouse.run(
+        f"ALTER TABLE {table} ADD COLUMN margin numeric(12,2)", f"UPDATE {table} SET margin = round(amount * 0.35, 2)"
+    )
+    grant_columns(warehouse, table, globex_user, ["owner", "id", "item", "amount"])

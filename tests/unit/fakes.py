@@ -407,7 +407,8 @@ class FakePublisher:
 
 
 class FakeTenants:
-    """The part of :class:`spectra.tenants.TenantDirectory` the domain reads (``get``), plus ``create_tenant``."""
+    """The part of :class:`spectra.tenants.TenantDirectory` the domain reads (``get``), plus the administration the
+    tests need (``create_tenant``, ``set_active``, ``delete_tenant``)."""
 
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
@@ -418,6 +419,15 @@ class FakeTenants:
         tenant = Tenant.new(tenant_id, **attributes)
         self.tenants[tenant_id] = tenant
         return tenant
+
+    def set_active(self, tenant_id: str, active: bool) -> Tenant:
+        if tenant_id not in self.tenants:
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        self.tenants[tenant_id] = self.tenants[tenant_id].model_copy(update={"active": active})
+        return self.tenants[tenant_id]
+
+    def delete_tenant(self, tenant_id: str) -> bool:
+        return self.tenants.pop(tenant_id, None) is not None
 
     def get(self, tenant_id: str) -> Tenant | None:
         return self.tenants.get(tenant_id)
