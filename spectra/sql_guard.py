@@ -45,7 +45,9 @@ Bounded work
       what ``MAX_NESTING`` needs (frames in use + 40 per level + 1000), only ever upwards, before parsing. That is
       safe for the C stack: since Python 3.11 Python-to-Python calls do not grow it (the parser at 300 levels runs
       in a thread with a 256 KB stack). Nesting the token count does not see (chains of NOT or unary minus) still
-      ends in a RecursionError at that limit, which becomes the same 400.
+      ends in a RecursionError at that limit, which becomes the same 400. The limit is process-wide: on Python 3.11
+      C code that counts against it (``json.loads``) may then recurse about 11,000 deep before its RecursionError,
+      which the 8 MB stacks of Lambda and of Python threads hold; from 3.12 C recursion has a limit of its own.
     - Time: sqlglot's Redshift parser copies the FROM clause of every SELECT to look for implicit UNNESTs, which is
       quadratic in nested derived tables (100 KB of them took 27 s); the guard's parser skips that step (SUPER
       navigation in FROM then reads as a table name, which is all the guard needs). Some constructs backtrack
