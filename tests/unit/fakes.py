@@ -717,6 +717,12 @@ class FakeS3:
         self.object_tags[(Bucket, Key)] = {tag["Key"]: tag["Value"] for tag in Tagging["TagSet"]}  # replaces the set
         return {}
 
+    def get_object_tagging(self, *, Bucket: str, Key: str, **_: Any) -> dict:
+        self.requests.append(("GetObjectTagging", Key))
+        if (Bucket, Key) not in self.objects:
+            raise _client_error("NoSuchKey", "The specified key does not exist.", "GetObjectTagging")
+        return {"TagSet": [{"Key": k, "Value": v} for k, v in self.object_tags.get((Bucket, Key), {}).items()]}
+
     def get_paginator(self, operation: str) -> _ListObjectsPaginator:
         if operation != "list_objects_v2":
             raise NotImplementedError(f"FakeS3 has no paginator for {operation}")
