@@ -9,6 +9,7 @@ import pytest
 import sqlglot
 
 from spectra.bulk.models import BulkOperation, ColumnDelimiter
+from spectra.bulk.outcomes import is_missing_id
 from spectra.bulk.sql import (
     EXISTING,
     FAILED,
@@ -217,6 +218,18 @@ def test_missing_duplicated_and_unknown_ids_are_refused_once_each(operation):
     # 7 is duplicated *and* unknown: listed once, as the first reason found
     assert outcome == [("2", "duplicate external id"), ("7", "duplicate external id"), ("9", "not found")]
     assert sorted(r[0] for r in db.execute(f"SELECT id FROM {STAGE}")) == ["1", "2", "2", "7", "7", "9"]
+
+
+@pytest.mark.parametrize("operation", [BulkOperation.UPDATE, BulkOperation.UPSERT, BulkOperation.DELETE])
+def test_a_blank_external_id_is_missing_as_the_result_files_say(operation):
+    """Without EMPTYASNULL, Redshift's COPY loads an empty CHAR/VARCHAR field as '' rather than NULL: a blank id
+    must be refused whichever it became, by the same rule the result files apply (spectra.bulk.outcomes)."""
+    ids = [None, "", "  ", "\t", "1"]
+    db, statements, _ = staged(operation, [(i, "x") for i in ids], target_ids=["1"])
+    run(db, statements[3])
+    left = sorted(r[0] for r in db.execute(f"SELECT id FROM {STAGE}"))
+    assert left == ["\t", "1"]  # SQL's trim, like the files' rule, takes spaces only
+    assert [i for i in ids if i is None or is_missing_id(i)] == [None, "", "  "]
 
 
 @pytest.mark.parametrize(
