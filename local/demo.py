@@ -81,6 +81,26 @@ def grant_columns(warehouse: Warehouse, table: str, db_user: str, columns: list[
     )
 
 
+def create_contacts_table(warehouse: Warehouse, table: str, users: list[str]) -> None:
+    """The demo's bulk table: tenants load and read it; each row belongs to the user that loaded it (its ``owner``
+    defaults to ``current_user``), and row-level security keeps each tenant to its own rows, for reads and for the
+    rows an update, upsert or delete may touch."""
+    rows = [
+        (users[0], "wile@acme.test", "Wile E. Coyote", "Desert"),
+        (users[0], "road@acme.test", "Road Runner", "Desert"),
+        (users[-1], "hank@globex.test", "Hank Scorpio", "Cypress Creek"),
+    ]
+    values = ", ".join(f"('{owner}', '{email}', '{name}', '{city}')" for owner, email, name, city in rows)
+    warehouse.run(
+        f"CREATE TABLE {table} (owner varchar(128) NOT NULL DEFAULT current_user, email varchar(128) NOT NULL,"
+        " name varchar(64), city varchar(64))",
+        f"INSERT INTO {table} VALUES {values}",
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"CREATE POLICY {table}_by_owner ON {table} USING (owner = current_user) WITH CHECK (owner = current_user)",
+        *(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO "{user}"' for user in users),
+    )
+
+
 @dataclass(frozen=True)
 class Demo:
     tenant_id: str
@@ -88,13 +108,16 @@ class Demo:
     other_tenant_id: str
     other_api_key: str
     table: str = "sales"
+    bulk_table: str = "contacts"
 
 
 def seed_demo(warehouse: Warehouse, tenants: TenantDirectory) -> Demo:
-    """Two tenants sharing one ``sales`` table under row-level security; its ``margin`` column is acme's only."""
+    """Two tenants sharing one ``sales`` table under row-level security (its ``margin`` column is acme's only), and a
+    ``contacts`` table both may load through the S3 drop and the Bulk API."""
     acme_key = add_tenant(warehouse, tenants, "acme")
     globex_key = add_tenant(warehouse, tenants, "globex")
     create_sales_table(warehouse, "sales", "tenant_acme", "tenant_globex")
+    create_contacts_table(warehouse, "contacts", ["tenant_acme", "tenant_globex"])
     return Demo("acme", acme_key, "globex", globex_key)
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from events import BulkJobQueuedMessage
+from events import BulkJobQueuedMessage, S3EventRecord
 from spectra.bulk.drops import SIDECAR_MAX_BYTES, DroppedObject, accept_drop
 from spectra.bulk.models import (
     BulkOperation,
@@ -55,11 +55,9 @@ def jobs(ports, tenant: str = "acme"):
 # -- the notification -----------------------------------------------------------------------------------------------
 
 
-def notification(key: str, **obj) -> dict:
-    return {
-        "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": INGEST_BUCKET}, "object": {"key": key, **obj}},
-    }
+def notification(key: str, **obj) -> S3EventRecord:
+    s3_entity = {"bucket": {"name": INGEST_BUCKET}, "object": {"key": key, **obj}}
+    return S3EventRecord.model_validate({"eventName": "ObjectCreated:Put", "s3": s3_entity})
 
 
 @pytest.mark.parametrize(
