@@ -43,9 +43,13 @@ def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime,
     bulk = bulk_ports(ports)
     if job.state.is_terminal:
         if job.event_published and job.results_ready:
+            # Settled yet still indexed (the index lagged, or a check re-entered it as it settled): take it out, else
+            # every later run reads it again, oldest first, ahead of the jobs that need it.
+            bulk.jobs.mark_published(job.job_id, job.state)
             return Outcome.SKIPPED
-        settle(ports, job)
+        # Checked before settling: the settling writes are the ones that take the job out of the index.
         bulk.jobs.mark_checked(job.job_id, job.state, now)
+        settle(ports, job)
         return Outcome.PUBLISHED
     if job.state is BulkState.IN_PROGRESS and job.statement_id:
         return _check_statement(ports, job, now)
