@@ -51,11 +51,26 @@ class Warehouse:
         return described
 
 
-def add_tenant(warehouse: Warehouse, tenants: TenantDirectory, tenant_id: str, *, db_user: str | None = None) -> str:
-    """A tenant with its own database user (no privileges beyond what grants give it) and a fresh API key."""
+def add_tenant(
+    warehouse: Warehouse,
+    tenants: TenantDirectory,
+    tenant_id: str,
+    *,
+    db_user: str | None = None,
+    owned_schema: str | None = None,
+) -> str:
+    """A tenant with its own database user (no privileges beyond what grants give it) and a fresh API key.
+
+    With ``owned_schema`` the user also owns that schema and the tenant is flagged to write there through the
+    query API (the guard allows DML and DDL on objects in it, and the warehouse agrees because the user owns it).
+    """
     db_user = db_user or f"tenant_{tenant_id.replace('-', '_')}"
     warehouse.run(f'CREATE USER "{db_user}"')
-    tenants.create_tenant(tenant_id, db_user=db_user)
+    if owned_schema:
+        warehouse.run(f'CREATE SCHEMA "{owned_schema}" AUTHORIZATION "{db_user}"')
+        tenants.create_tenant(tenant_id, db_user=db_user, allow_writes=True, owned_schemas=[owned_schema])
+    else:
+        tenants.create_tenant(tenant_id, db_user=db_user)
     return tenants.issue_key(tenant_id)
 
 

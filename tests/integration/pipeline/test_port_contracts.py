@@ -11,49 +11,30 @@ LastEvaluatedKey on AWS), the scenarios only assert what holds on both: walking 
 from __future__ import annotations
 
 import inspect
-import json
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from cfnlint.decode import decode
 
 from events import ErrorInfo, JobStatus, ResultFormat
 from spectra.errors import Conflict
 from spectra.job_store import JobStore, ListPosition, request_fingerprint
 from spectra.jobs import TRANSITIONS, Job, JobResult, ResultFile, new_job_id, utcnow
+from tests.fixtures.aws import table_from_template
 from tests.unit.fakes import FakeJobStore
 
 pytestmark = pytest.mark.integration
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def jobs_table_properties() -> dict:
-    body, matches = decode(str(TEMPLATE))
-    assert not matches, matches
-    properties = json.loads(json.dumps(body["Resources"]["JobsTable"]["Properties"]))  # plain dicts, not cfn nodes
-    return {
-        name: properties[name]
-        for name in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
-        if name in properties
-    }
-
-
 @pytest.fixture(params=["fake", "dynamodb"])
-def store(request, jobs_table_properties):
+def store(request):
     if request.param == "fake":
         yield FakeJobStore()
         return
-    aws = request.getfixturevalue("local_aws")
-    client = aws.client("dynamodb")
-    table = "jobs-contract-" + uuid.uuid4().hex[:10]  # a fresh table: the pending index spans every tenant
-    client.create_table(TableName=table, **jobs_table_properties)
-    yield JobStore(client, table)
-    client.delete_table(TableName=table)
+    # a fresh table: the pending index spans every tenant
+    with table_from_template(request.getfixturevalue("local_aws"), "JobsTable", "jobs-contract-") as (client, table):
+        yield JobStore(client, table)
 
 
 def make_job(tenant: str = "acme", *, at: datetime = T0, key: str | None = None, sql: str = "select 1") -> Job:
