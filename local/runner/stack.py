@@ -192,6 +192,8 @@ class LocalStack:
             log.warning(
                 "local stack: %s still busy after %ss (a handler is running); left as daemon threads", stuck, timeout
             )
+        for function in self.functions.values():
+            function.close()
         self._environment.restore()
 
     def __enter__(self) -> LocalStack:

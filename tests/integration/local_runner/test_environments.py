@@ -1,0 +1,51 @@
+"""One event at a time per execution environment: concurrent invocations never share a handler module's state."""
+
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_concurrent_invocations_get_environments_of_their_own(start_stack):
+    stack = start_stack("environments", start_pollers=False, start_schedules=False)
+    group = uuid.uuid4().hex
+    parties = 4
+    events = [{"request": f"r{i}", "group": group, "parties": parties} for i in range(parties)]
+    with ThreadPoolExecutor(parties) as pool:
+        answers = list(pool.map(lambda event: stack.invoke("Remember", event), events))
+    # All four held their request on the module at the same moment (the barrier), and each still saw its own.
+    assert [a["seen"] for a in answers] == [a["request"] for a in answers] == ["r0", "r1", "r2", "r3"]
+    assert len({a["environment"] for a in answers}) == parties
+    assert len({inv.environment for inv in stack.invocation_log("Remember")}) == parties
+    function = stack.function("Remember")
+    assert function.environments == parties
+
+    # Warm environments are reused, as Lambda reuses them: one more call creates no fifth copy.
+    again = stack.invoke("Remember", {"request": "r4", "group": uuid.uuid4().hex, "parties": 1})
+    assert again["seen"] == "r4" and again["environment"] in {a["environment"] for a in answers}
+    assert function.environments == parties
+
+
+def test_reserved_concurrency_makes_invocations_wait_for_the_one_environment(start_stack):
+    stack = start_stack("environments", start_pollers=False, start_schedules=False)
+    function = stack.function("Serial")
+    assert function.concurrency == 1
+    meeting = sys.modules["handlers.meeting"]  # the module every environment shares
+    group = uuid.uuid4().hex
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(stack.invoke, "Serial", {"request": "a", "group": group})
+        wait_for(lambda: meeting.entered.get(group) == 1, what="the first invocation to be inside the handler")
+        second = pool.submit(stack.invoke, "Serial", {"request": "b", "group": group})
+        wait_for(lambda: function.waiting == 1, what="the second invocation to wait for an environment")
+        assert meeting.entered[group] == 1  # it waits outside the handler, not inside beside the first
+        meeting.gate(group).set()
+        answers = [first.result(timeout=20), second.result(timeout=20)]
+    assert [a["seen"] for a in answers] == ["a", "b"]
+    assert answers[0]["environment"] == answers[1]["environment"]
+    assert function.environments == 1
+    assert [inv.environment for inv in stack.invocation_log("Serial")] == [1, 1]
