@@ -17,6 +17,7 @@ from spectra.job_store import JobStore
 from spectra.publisher import EventPublisher
 from spectra.results import ResultSink
 from spectra.settings import Settings, get_settings
+from spectra.share import RunningSlots
 from spectra.tenants import TenantDirectory
 from spectra.warehouse import StatementRunner
 
@@ -33,6 +34,7 @@ class Ports:
     warehouse: StatementRunner
     results: ResultSink
     events: EventPublisher
+    slots: RunningSlots
     #: the boto3 clients behind the ports, for instrumentation (call counts in benchmarks, the IAM test)
     clients: tuple = ()
 
@@ -65,6 +67,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
             inline_max_bytes=settings.inline_max_bytes,
         ),
         events=EventPublisher(client("events"), settings.event_bus_name),
+        slots=RunningSlots(dynamodb, settings.tenants_table),
         clients=tuple(clients),
     )
 

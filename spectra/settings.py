@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # Jobs looked at per run; the rest wait for the next run (logged), so a backlog cannot outlast the timeout.
     reconcile_batch_max: int = Field(default=200, gt=0)
 
+    # Each tenant's share (spectra/share.py). Statements one tenant may run at once (a tenant record may set its own);
+    # jobs over it wait QUEUED, their message coming back after about this many seconds (jittered ±50%).
+    tenant_max_running_statements: int = Field(default=5, ge=0)
+    tenant_wait_seconds: int = Field(default=5, gt=1, le=900)
+    # A running slot not verified for this long is checked against the job store when its tenant is at the cap.
+    slot_lease_seconds: int = Field(default=60, gt=0)
+
     @model_validator(mode="after")
     def _one_warehouse(self) -> Settings:
         if bool(self.redshift_cluster_id) == bool(self.redshift_workgroup):

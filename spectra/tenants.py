@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -35,6 +36,12 @@ class Tenant(BaseModel):
     secret_arn: str | None = None
     active: bool = True
     created_at: datetime
+    #: The tenant's share (spectra/share.py): its usage-plan tier (request rate and quota, template.yaml's
+    #: UsagePlans), the API Gateway key value the authorizer returns as ``usageIdentifierKey``, and its own cap on
+    #: running statements (None: the service's TENANT_MAX_RUNNING_STATEMENTS).
+    tier: str = Field(default="standard", pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    usage_key: str | None = None
+    max_running_statements: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _one_identity(self) -> Tenant:
@@ -52,8 +59,11 @@ class TenantDirectory:
         self._db = client
         self._table = table_name
 
-    def create_tenant(self, tenant_id: str, *, db_user: str | None = None, secret_arn: str | None = None) -> Tenant:
-        tenant = Tenant(tenant_id=tenant_id, db_user=db_user, secret_arn=secret_arn, created_at=utcnow())
+    def create_tenant(
+        self, tenant_id: str, *, db_user: str | None = None, secret_arn: str | None = None, **share: Any
+    ) -> Tenant:
+        """``share``: the tenant's ``tier``, ``usage_key`` and ``max_running_statements`` (see :class:`Tenant`)."""
+        tenant = Tenant(tenant_id=tenant_id, db_user=db_user, secret_arn=secret_arn, created_at=utcnow(), **share)
         item = {"pk": f"tenant#{tenant_id}", **tenant.model_dump(mode="json", exclude_none=True)}
         try:
             self._db.put_item(

@@ -17,6 +17,7 @@ import hashlib
 import io
 import itertools
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -366,15 +367,17 @@ class FakeQueue:
 
     def __init__(self) -> None:
         self.messages: list[JobQueuedMessage] = []
+        self.delays: list[int] = []  # DelaySeconds of each message, in order
         self._failures: list[Exception] = []
 
     def fail_next(self, exc: Exception | None = None) -> None:
         self._failures.append(exc or _client_error("AWS.SimpleQueueService.NonExistentQueue", "gone", "SendMessage"))
 
-    def send(self, message: JobQueuedMessage) -> str:
+    def send(self, message: JobQueuedMessage, *, delay_seconds: int = 0) -> str:
         if self._failures:
             raise self._failures.pop(0)
         self.messages.append(message)
+        self.delays.append(delay_seconds)
         return f"msg-{len(self.messages)}"
 
 
@@ -412,15 +415,52 @@ class FakeTenants:
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
 
-    def create_tenant(self, tenant_id: str, *, db_user: str | None = None, secret_arn: str | None = None) -> Tenant:
+    def create_tenant(
+        self, tenant_id: str, *, db_user: str | None = None, secret_arn: str | None = None, **share: Any
+    ) -> Tenant:
         if tenant_id in self.tenants:
             raise Conflict(f"tenant {tenant_id!r} already exists")
-        tenant = Tenant(tenant_id=tenant_id, db_user=db_user, secret_arn=secret_arn, created_at=utcnow())
+        tenant = Tenant(tenant_id=tenant_id, db_user=db_user, secret_arn=secret_arn, created_at=utcnow(), **share)
         self.tenants[tenant_id] = tenant
         return tenant
 
     def get(self, tenant_id: str) -> Tenant | None:
         return self.tenants.get(tenant_id)
+
+
+class FakeRunningSlots:
+    """:class:`spectra.share.RunningSlots` in a dict: tenant → {job id: stamp}. Kept honest by the contract suite in
+    ``tests/integration/pipeline/test_port_contracts.py``."""
+
+    def __init__(self) -> None:
+        self.slots: dict[str, dict[str, float]] = {}
+
+    def acquire(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
+        holders = self.slots.setdefault(tenant_id, {})
+        if job_id not in holders and len(holders) >= limit:
+            return False
+        holders[job_id] = now if now is not None else time.time()
+        return True
+
+    def release(self, tenant_id: str, job_id: str) -> None:
+        self.slots.get(tenant_id, {}).pop(job_id, None)
+
+    def holders(self, tenant_id: str) -> dict[str, float]:
+        return dict(self.slots.get(tenant_id, {}))
+
+    def evict(self, tenant_id: str, job_id: str, *, stamp: float) -> bool:
+        holders = self.slots.get(tenant_id, {})
+        if holders.get(job_id) != stamp:
+            return False
+        del holders[job_id]
+        return True
+
+    def restamp(self, tenant_id: str, job_id: str, *, stamp: float, now: float) -> bool:
+        holders = self.slots.get(tenant_id, {})
+        if holders.get(job_id) != stamp:
+            return False
+        holders[job_id] = now
+        return True
 
 
 class _Body:
@@ -510,6 +550,7 @@ def make_ports(*, settings: Settings | None = None, s3: FakeS3 | None = None, **
             inline_max_bytes=settings.inline_max_bytes,
         ),
         "events": FakePublisher(),
+        "slots": FakeRunningSlots(),
     }
     ports.update(overrides)
     return Ports(**ports)
