@@ -3,29 +3,22 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-from cfnlint.decode import decode
 
 from spectra.share import RunningSlots
 from spectra.tenants import TenantDirectory
+from tests.integration.pipeline.tables import table_properties
 from tests.unit.fakes import FakeRunningSlots
 
 pytestmark = pytest.mark.integration
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
-
 
 @pytest.fixture(scope="module")
 def tenants_table_properties() -> dict:
-    body, matches = decode(str(TEMPLATE))
-    assert not matches, matches
-    properties = json.loads(json.dumps(body["Resources"]["TenantsTable"]["Properties"]))
-    return {name: properties[name] for name in ("AttributeDefinitions", "KeySchema", "BillingMode")}
+    return table_properties("TenantsTable")
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
