@@ -11,6 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
+
+from spectra.share import UsagePlans, statement_timeout_sql
 from spectra.tenants import TenantDirectory
 
 ADMIN_USER = "awsuser"
@@ -49,11 +52,32 @@ class Warehouse:
         return described
 
 
-def add_tenant(warehouse: Warehouse, tenants: TenantDirectory, tenant_id: str, *, db_user: str | None = None) -> str:
-    """A tenant with its own database user (no privileges beyond what grants give it) and a fresh API key."""
+DEFAULT_TIER = "standard"
+#: The demo tenants' statement timeout: long enough for any demo query, short enough to end a runaway one.
+DEFAULT_STATEMENT_TIMEOUT_MS = 5 * 60 * 1000
+
+
+def add_tenant(
+    warehouse: Warehouse,
+    tenants: TenantDirectory,
+    tenant_id: str,
+    *,
+    db_user: str | None = None,
+    tier: str = DEFAULT_TIER,
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    max_running_statements: int | None = None,
+    usage_plans: UsagePlans | None = None,
+) -> str:
+    """A tenant as production provisions one, returning its fresh API key: its own database user (no privileges
+    beyond what grants give it) with a statement timeout, an API Gateway key in its tier's usage plan (by default the
+    plans of every stack on this endpoint, ``UsagePlans.by_name``), and its record."""
     db_user = db_user or f"tenant_{tenant_id.replace('-', '_')}"
-    warehouse.run(f'CREATE USER "{db_user}"')
-    tenants.create_tenant(tenant_id, db_user=db_user)
+    plans = usage_plans or UsagePlans.by_name(boto3.client("apigateway"))
+    usage_key = plans.attach(tenant_id, tier)
+    warehouse.run(f'CREATE USER "{db_user}"', statement_timeout_sql(db_user, statement_timeout_ms))
+    tenants.create_tenant(
+        tenant_id, db_user=db_user, tier=tier, usage_key=usage_key, max_running_statements=max_running_statements
+    )
     return tenants.issue_key(tenant_id)
 
 

@@ -216,7 +216,8 @@ def build_routes(
                     log.warning("route %s %s: AWS_IAM auth is not checked locally", props["Method"], props["Path"])
                 authorizer = None
             method = str(props["Method"]).upper()
-            routes.append(Route(api, props["Path"], method, function, authorizer))
+            key_required = str(auth.get("ApiKeyRequired", api.api_key_required)).lower() == "true"
+            routes.append(Route(api, props["Path"], method, function, authorizer, api_key_required=key_required))
     _check_overlaps(routes)
     return routes
 
@@ -263,6 +264,8 @@ def _rest_api(physical: PhysicalResource, resolver: Resolver, by_arn: dict[str, 
         cors=_cors_headers(props.get("Cors")),
         binary_media_types=list(props.get("BinaryMediaTypes") or []),
         gateway_responses=dict(props.get("GatewayResponses") or {}),
+        api_key_required=str(auth.get("ApiKeyRequired", False)).lower() == "true",
+        api_key_source=str(props.get("ApiKeySourceType", "HEADER")),
     )
 
 

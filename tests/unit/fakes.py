@@ -429,24 +429,48 @@ class FakeTenants:
 
 
 class FakeRunningSlots:
-    """:class:`spectra.share.RunningSlots` in a dict: tenant → {job id: stamp}. Kept honest by the contract suite in
-    ``tests/integration/pipeline/test_port_contracts.py``."""
+    """:class:`spectra.share.RunningSlots` in dicts: tenant → {job id: stamp} for holders and for waiters. Kept
+    honest by the contract suite in ``tests/integration/pipeline/test_slots_contract.py``."""
 
     def __init__(self) -> None:
         self.slots: dict[str, dict[str, float]] = {}
+        self.waiters: dict[str, dict[str, float]] = {}
+        self.fail_park = False  # make park raise, as DynamoDB does for an item past its size limit
 
     def acquire(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
-        holders = self.slots.setdefault(tenant_id, {})
+        return self.acquire_or_holders(tenant_id, job_id, limit=limit, now=now) is None
+
+    def acquire_or_holders(
+        self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None
+    ) -> dict[str, float] | None:
+        holders = self.slots.get(tenant_id, {})
         if job_id not in holders and len(holders) >= limit:
+            return dict(holders)
+        self.slots.setdefault(tenant_id, {})[job_id] = now if now is not None else time.time()
+        self.waiters.setdefault(tenant_id, {}).pop(job_id, None)
+        return None
+
+    def release(self, tenant_id: str, job_id: str) -> dict[str, float]:
+        if self.slots.get(tenant_id, {}).pop(job_id, None) is None:
+            return {}
+        return dict(self.waiters.get(tenant_id, {}))
+
+    def park(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
+        if self.fail_park:
+            raise _client_error("ValidationException", "Item size has exceeded the maximum allowed size", "UpdateItem")
+        if tenant_id not in self.slots or len(self.slots[tenant_id]) < limit:
             return False
-        holders[job_id] = now if now is not None else time.time()
+        self.waiters.setdefault(tenant_id, {}).setdefault(job_id, now if now is not None else time.time())
         return True
 
-    def release(self, tenant_id: str, job_id: str) -> None:
-        self.slots.get(tenant_id, {}).pop(job_id, None)
+    def unpark(self, tenant_id: str, job_id: str) -> bool:
+        return self.waiters.get(tenant_id, {}).pop(job_id, None) is not None
 
     def holders(self, tenant_id: str) -> dict[str, float]:
         return dict(self.slots.get(tenant_id, {}))
+
+    def waiting(self, tenant_id: str) -> dict[str, float]:
+        return dict(self.waiters.get(tenant_id, {}))
 
     def evict(self, tenant_id: str, job_id: str, *, stamp: float) -> bool:
         holders = self.slots.get(tenant_id, {})

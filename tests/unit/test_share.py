@@ -45,28 +45,43 @@ def held(ports, tenant: str = "acme") -> set[str]:
     return set(ports.slots.holders(tenant))
 
 
-def test_jobs_over_the_cap_wait_queued_and_their_message_comes_back_later(ports):
-    messages = [queued(ports) for _ in range(3)]
+def test_jobs_over_the_cap_wait_queued_on_the_tenants_waiting_list(ports):
+    messages = [queued(ports) for _ in range(4)]
     started = [execute_job(ports, m) for m in messages]
-    assert [s is not None for s in started] == [True, True, False]
-    assert [status(ports, m) for m in messages] == [JobStatus.SUBMITTED, JobStatus.SUBMITTED, JobStatus.QUEUED]
+    assert [s is not None for s in started] == [True, True, False, False]
+    assert [status(ports, m) for m in messages] == [JobStatus.SUBMITTED] * 2 + [JobStatus.QUEUED] * 2
     assert len(ports.warehouse.statements) == 2
     assert held(ports) == {messages[0].job_id, messages[1].job_id}
-    # A fresh message (so waiting never counts towards the queue's maxReceiveCount), delayed 2..6 s (4 s ± 50%).
-    assert ports.queue.messages == [messages[2]]
-    assert 2 <= ports.queue.delays[0] <= 6
-    # The job moved to the back of the pending index: the reconciler does not re-queue a job that only waits its turn.
-    assert ports.jobs.pending_since(messages[2].job_id) > ports.jobs.get(messages[2].job_id).created_at
+    assert list(ports.slots.waiting("acme")) == [messages[2].job_id, messages[3].job_id]
+    assert ports.queue.messages == []  # nothing polls: a waiting job costs nothing until a slot is freed
 
 
-def test_a_finished_job_frees_its_slot_for_the_waiting_one(ports):
-    first, second, waiting = (queued(ports) for _ in range(3))
+def test_a_freed_slot_sends_the_longest_waiting_job_on_its_way(ports):
+    first, second, waiting, later = (queued(ports) for _ in range(4))
     job = execute_job(ports, first)
     execute_job(ports, second)
     assert execute_job(ports, waiting) is None
+    assert execute_job(ports, later) is None
+    assert execute_job(ports, waiting) is None  # a repeated message keeps the job's place in the line
     complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
     assert first.job_id not in held(ports)
-    assert execute_job(ports, waiting).status is JobStatus.SUBMITTED
+    assert ports.queue.messages == [JobQueuedMessage(job_id=waiting.job_id, tenant_id="acme")]
+    assert execute_job(ports, ports.queue.messages[0]).status is JobStatus.SUBMITTED
+    assert list(ports.slots.waiting("acme")) == [later.job_id]
+
+
+def test_a_job_that_cannot_be_put_on_the_waiting_list_tries_again_later(ports):
+    for _ in range(2):
+        execute_job(ports, queued(ports))
+    ports.slots.fail_park = True
+    message = queued(ports)
+    assert execute_job(ports, message) is None
+    assert status(ports, message) is JobStatus.QUEUED
+    # A fresh message (so waiting never counts towards the queue's maxReceiveCount), delayed 2..6 s (4 s ± 50%),
+    # and the job moved to the back of the pending index so the reconciler does not queue a second one.
+    assert ports.queue.messages == [message]
+    assert 2 <= ports.queue.delays[0] <= 6
+    assert ports.jobs.pending_since(message.job_id) > ports.jobs.get(message.job_id).created_at
 
 
 def test_the_cap_is_per_tenant(ports):
@@ -101,14 +116,21 @@ def test_a_late_message_of_a_finished_job_leaves_no_slot_behind(ports):
     assert held(ports) == set()
 
 
-def test_a_job_cancelled_while_it_waits_is_not_queued_again(ports):
-    for _ in range(2):
-        execute_job(ports, queued(ports))
-    waiting = queued(ports)
-    queries.cancel_job(ports, Caller(tenant_id="acme"), waiting.job_id)
-    assert execute_job(ports, waiting) is None
-    assert ports.queue.messages == []
-    assert waiting.job_id not in held(ports)
+def test_a_job_cancelled_while_it_waits_passes_its_turn_on(ports):
+    first = queued(ports)
+    job = execute_job(ports, first)
+    execute_job(ports, queued(ports))
+    cancelled, next_in_line = queued(ports), queued(ports)
+    execute_job(ports, cancelled)
+    execute_job(ports, next_in_line)
+    queries.cancel_job(ports, Caller(tenant_id="acme"), cancelled.job_id)
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
+    [woken] = ports.queue.messages
+    assert woken.job_id == cancelled.job_id
+    assert execute_job(ports, woken) is None  # cancelled: it gives the slot straight back, to the next in line
+    assert ports.queue.messages[1].job_id == next_in_line.job_id
+    assert execute_job(ports, ports.queue.messages[1]).status is JobStatus.SUBMITTED
+    assert cancelled.job_id not in held(ports)
 
 
 def _end_running(ports, message, how):

@@ -40,6 +40,12 @@ def test_slots_are_taken_up_to_the_limit(slots):
     assert slots.acquire("globex", "j_9", limit=2)  # per tenant
 
 
+def test_a_refused_slot_answers_with_the_holders(slots):
+    assert slots.acquire_or_holders("acme", "j_1", limit=1, now=100.0) is None
+    assert slots.acquire_or_holders("acme", "j_2", limit=1, now=150.0) == {"j_1": 100.0}
+    assert slots.acquire_or_holders("globex", "j_3", limit=0) == {}
+
+
 def test_a_holder_taking_its_slot_again_is_restamped_not_counted_twice(slots):
     assert slots.acquire("acme", "j_1", limit=1, now=100.0)
     assert slots.acquire("acme", "j_1", limit=1, now=200.0)
@@ -95,3 +101,32 @@ def test_slots_share_the_tenants_table_without_touching_tenants(local_aws, tenan
     assert directory.get("acme").max_running_statements == 4
     assert directory.get("slots#acme") is None
     client.delete_table(TableName=table)
+
+
+def test_a_job_parks_only_while_the_tenant_is_at_its_cap(slots):
+    assert not slots.park("acme", "j_w", limit=1)  # no slots taken yet: go and take one
+    slots.acquire("acme", "j_1", limit=1, now=100.0)
+    assert slots.park("acme", "j_w", limit=1, now=110.0)
+    assert slots.park("acme", "j_x", limit=1, now=120.0)
+    assert slots.park("acme", "j_w", limit=1, now=130.0)  # parking again keeps the place in the line
+    assert slots.waiting("acme") == {"j_w": 110.0, "j_x": 120.0}
+    assert not slots.park("acme", "j_y", limit=2)  # under a higher cap there is room: no parking
+
+
+def test_release_answers_with_the_waiting_jobs_and_unpark_is_won_once(slots):
+    slots.acquire("acme", "j_1", limit=1, now=100.0)
+    slots.park("acme", "j_w", limit=1, now=110.0)
+    assert slots.release("acme", "j_other") == {}  # held no slot: frees nothing, wakes nobody
+    assert slots.release("acme", "j_1") == {"j_w": 110.0}
+    assert slots.unpark("acme", "j_w")
+    assert not slots.unpark("acme", "j_w")
+    assert slots.waiting("acme") == {}
+
+
+def test_taking_a_slot_takes_the_job_off_the_waiting_list(slots):
+    slots.acquire("acme", "j_1", limit=1)
+    slots.park("acme", "j_w", limit=1)
+    slots.release("acme", "j_1")
+    assert slots.acquire("acme", "j_w", limit=1)
+    assert slots.waiting("acme") == {}
+    assert set(slots.holders("acme")) == {"j_w"}
