@@ -232,3 +232,39 @@ def test_a_statement_the_timeout_cancelled_fails_the_job_as_statement_timeout(po
     assert failed.status is JobStatus.FAILED
     assert failed.error == ErrorInfo(code="statement_timeout", message="canceling statement due to statement timeout")
     assert held(ports) == set()
+
+
+def test_statement_timeout_sql_names_a_database_user_and_milliseconds():
+    sql = share.statement_timeout_sql("tenant_acme", 60_000)
+    assert sql == 'ALTER USER "tenant_acme" SET statement_timeout TO 60000'
+    for user, ms in [('x"; DROP USER admin; --', 1), ("tenant_acme", -1)]:
+        with pytest.raises(ValueError):
+            share.statement_timeout_sql(user, ms)
+
+
+class FakeApiGateway:
+    """The two API Gateway calls tenant provisioning makes, recorded."""
+
+    def __init__(self) -> None:
+        self.keys: list[dict] = []
+        self.plan_keys: list[tuple[str, str]] = []
+
+    def create_api_key(self, *, name, value, enabled, tags):
+        self.keys.append({"id": f"key{len(self.keys)}", "name": name, "value": value, "enabled": enabled, "tags": tags})
+        return self.keys[-1]
+
+    def create_usage_plan_key(self, *, usagePlanId, keyId, keyType):  # boto3's parameter names
+        assert keyType == "API_KEY"
+        self.plan_keys.append((usagePlanId, keyId))
+
+
+def test_a_tenant_is_attached_to_its_tiers_plans_by_a_fresh_key():
+    client = FakeApiGateway()
+    plans = share.UsagePlans(client, {"standard": ["p-std-dev", "p-std-prod"], "premium": ["p-prem"]})
+    first, second = plans.attach("acme", "standard"), plans.attach("globex", "premium")
+    assert first != second and len(first) >= 20  # API Gateway wants at least 20 characters
+    assert [k["value"] for k in client.keys] == [first, second]
+    assert client.keys[0]["tags"] == {"spectra:tenant": "acme"} and client.keys[0]["enabled"]
+    assert client.plan_keys == [("p-std-dev", "key0"), ("p-std-prod", "key0"), ("p-prem", "key1")]
+    with pytest.raises(ValueError, match="tier"):
+        plans.attach("initech", "platinum")

@@ -1,5 +1,6 @@
 """One event at a time per execution environment: concurrent invocations never share a handler module's state."""
 
+import json
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -49,3 +50,24 @@ def test_reserved_concurrency_makes_invocations_wait_for_the_one_environment(sta
     assert answers[0]["environment"] == answers[1]["environment"]
     assert function.environments == 1
     assert [inv.environment for inv in stack.invocation_log("Serial")] == [1, 1]
+
+
+def test_an_sqs_mapping_runs_up_to_its_maximum_concurrency_of_batches_at_once(start_stack, local_aws):
+    stack = start_stack("environments", start_schedules=False)
+    assert sorted(p.name for p in stack.pollers) == [f"Scaled.Work#{i}" for i in (1, 2, 3)]
+    group = uuid.uuid4().hex
+    sqs = local_aws.client("sqs")
+    for i in range(3):  # three batches of one that only finish together: they must run in three environments
+        sqs.send_message(
+            QueueUrl=stack.physical_id("Work"),
+            MessageBody=json.dumps({"request": f"m{i}", "group": group, "parties": 3}),
+        )
+    wait_for(
+        lambda: (
+            len(stack.invocation_log("Scaled")) == 3
+            and all(inv.result is not None for inv in stack.invocation_log("Scaled"))
+        ),
+        timeout=20,
+        what="three batches to meet",
+    )
+    assert len({inv.environment for inv in stack.invocation_log("Scaled")}) == 3

@@ -4,6 +4,7 @@ If two invocations ever shared one copy of this module, the second would overwri
 uses it, and the first would answer with the other's request.
 """
 
+import json
 import uuid
 
 from handlers import meeting
@@ -25,3 +26,9 @@ def hold(event, context):
     meeting.enter(event["group"])
     meeting.gate(event["group"]).wait(timeout=20)
     return {"request": event["request"], "seen": CURRENT["request"], "environment": ENVIRONMENT}
+
+
+def remember_batch(event, context):
+    """An SQS consumer: each message names a group of ``parties`` batches that must all be in flight at once."""
+    body = json.loads(event["Records"][0]["body"])
+    return remember(body, context) and {"batchItemFailures": []}
