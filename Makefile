@@ -51,7 +51,8 @@ clean:
 # apart, so a code change rebuilds kilobytes, not the pyarrow layer. The layer takes arm64 wheels for the Lambda
 # runtime (Amazon Linux 2023, glibc 2.34: manylinux_2_28 wheels run there).
 LAMBDA_CODE := spectra events producers consumers
-FUNCTIONS   := AuthorizerFunction ApiFunction ExecutorFunction CompletionFunction ReconcilerFunction
+FUNCTIONS   := AuthorizerFunction ApiFunction ExecutorFunction CompletionFunction ReconcilerFunction \
+               S3DropFunction BulkResultsFunction
 
 $(addprefix build-,$(FUNCTIONS)):
 	mkdir -p "$(ARTIFACTS_DIR)"

@@ -5,8 +5,12 @@ carries ``version``; a consumer refuses a version it does not know instead of gu
 """
 
 from events.models import (
+    BULK_EVENT_DETAIL_TYPES,
     EVENT_SOURCE,
     JOB_EVENT_DETAIL_TYPES,
+    BulkJobEventDetail,
+    BulkJobQueuedMessage,
+    BulkResultsRequested,
     ErrorInfo,
     JobEventDetail,
     JobQueuedMessage,
@@ -15,11 +19,16 @@ from events.models import (
     StatementState,
     StatementStatusChange,
     StatementStatusChangeEvent,
+    parse_job_message,
 )
 
 __all__ = [
+    "BULK_EVENT_DETAIL_TYPES",
     "EVENT_SOURCE",
     "JOB_EVENT_DETAIL_TYPES",
+    "BulkJobEventDetail",
+    "BulkJobQueuedMessage",
+    "BulkResultsRequested",
     "ErrorInfo",
     "JobEventDetail",
     "JobQueuedMessage",
@@ -28,4 +37,5 @@ __all__ = [
     "StatementState",
     "StatementStatusChange",
     "StatementStatusChangeEvent",
+    "parse_job_message",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -113,4 +114,57 @@ class JobEventDetail(_Contract):
     submitted_at: datetime | None = None
     completed_at: datetime
     duration_ms: int | None = None
+    correlation_id: str | None = None
+
+
+class BulkJobQueuedMessage(_Contract):
+    """Body of a jobs-queue message for a bulk job ("start this load or export"); ``kind`` tells it from a query's."""
+
+    version: Literal["1"] = "1"
+    kind: Literal["bulk"] = "bulk"
+    job_id: str = Field(min_length=1, max_length=64)
+    tenant_id: str = Field(min_length=1, max_length=128)
+    correlation_id: str | None = None
+
+
+class BulkResultsRequested(_Contract):
+    """Body of a bulk-results-queue message: "write the result files of this finished ingest job"."""
+
+    version: Literal["1"] = "1"
+    job_id: str = Field(min_length=1, max_length=64)
+    tenant_id: str = Field(min_length=1, max_length=128)
+
+
+def parse_job_message(body: str) -> JobQueuedMessage | BulkJobQueuedMessage:
+    """A jobs-queue message of either kind (a message without ``kind`` is a query job's, as before bulk existed)."""
+    data = json.loads(body)
+    if isinstance(data, dict) and data.get("kind") == "bulk":
+        return BulkJobQueuedMessage.model_validate(data)
+    return JobQueuedMessage.model_validate(data)
+
+
+BULK_EVENT_DETAIL_TYPES: dict[str, str] = {
+    "JobComplete": "Bulk Job Completed",
+    "Failed": "Bulk Job Failed",
+    "Aborted": "Bulk Job Aborted",
+}
+
+
+class BulkJobEventDetail(_Contract):
+    """``detail`` of "Bulk Job Completed" / "Bulk Job Failed" / "Bulk Job Aborted" (source ``spectra``): a bulk job of
+    either door (API or S3 drop) ended. Counts follow Bulk 2.0: processed = succeeded + failed."""
+
+    version: Literal["1"] = "1"
+    job_id: str
+    tenant_id: str
+    object: str
+    operation: str
+    state: str
+    source: str
+    object_key: str | None = None
+    number_records_processed: int = 0
+    number_records_failed: int = 0
+    error: ErrorInfo | None = None
+    created_at: datetime
+    completed_at: datetime
     correlation_id: str | None = None

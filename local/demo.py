@@ -2,7 +2,9 @@
 
 Database objects are created with the Data API as the admin user (the emulator's ``awsuser`` superuser, as on a
 fresh Redshift cluster); tenants and keys through :class:`spectra.tenants.TenantDirectory`. The demo table carries a
-row-level security policy keyed on ``current_user``, so each tenant's key sees only its own rows.
+row-level security policy keyed on ``current_user``, so each tenant's key sees only its own rows, and a column-level
+grant: its ``margin`` column is acme's to read; globex may read every other column, and its query of ``margin`` (or
+``select *``) fails with the database's own "permission denied".
 """
 
 from __future__ import annotations
@@ -94,6 +96,15 @@ def create_shared_table(warehouse: Warehouse, table: str, rows: list[tuple[str, 
     )
 
 
+def grant_columns(warehouse: Warehouse, table: str, db_user: str, columns: list[str]) -> None:
+    """Column-level security: ``db_user`` may read these columns of ``table`` and no other. Its table-wide SELECT,
+    if it had one, is revoked first: a table grant covers every column, those added later included."""
+    warehouse.run(
+        f'REVOKE SELECT ON {table} FROM "{db_user}"',
+        f'GRANT SELECT ({", ".join(columns)}) ON {table} TO "{db_user}"',
+    )
+
+
 @dataclass(frozen=True)
 class Demo:
     tenant_id: str
@@ -104,15 +115,25 @@ class Demo:
 
 
 def seed_demo(warehouse: Warehouse, tenants: TenantDirectory) -> Demo:
-    """Two tenants sharing one ``sales`` table under row-level security."""
+    """Two tenants sharing one ``sales`` table under row-level security; its ``margin`` column is acme's only."""
     acme_key = add_tenant(warehouse, tenants, "acme")
     globex_key = add_tenant(warehouse, tenants, "globex")
-    rows = [
-        ("tenant_acme", 1, "anvil", 120.00),
-        ("tenant_acme", 2, "rocket skates", 349.99),
-        ("tenant_acme", 3, "bird seed", 9.50),
-        ("tenant_globex", 1, "hammock", 75.00),
-        ("tenant_globex", 2, "flamethrower", 999.00),
-    ]
-    create_shared_table(warehouse, "sales", rows, readers=["tenant_acme", "tenant_globex"])
+    create_sales_table(warehouse, "sales", "tenant_acme", "tenant_globex")
     return Demo("acme", acme_key, "globex", globex_key)
+
+
+def create_sales_table(warehouse: Warehouse, table: str, acme_user: str, globex_user: str) -> None:
+    """The demo's sales table: each tenant sees only its own rows (RLS), and the sensitive ``margin`` column is
+    granted to ``acme_user`` only; ``globex_user`` may read every other column."""
+    rows = [
+        (acme_user, 1, "anvil", 120.00),
+        (acme_user, 2, "rocket skates", 349.99),
+        (acme_user, 3, "bird seed", 9.50),
+        (globex_user, 1, "hammock", 75.00),
+        (globex_user, 2, "flamethrower", 999.00),
+    ]
+    create_shared_table(warehouse, table, rows, readers=[acme_user, globex_user])
+    warehouse.run(
+        f"ALTER TABLE {table} ADD COLUMN margin numeric(12,2)", f"UPDATE {table} SET margin = round(amount * 0.35, 2)"
+    )
+    grant_columns(warehouse, table, globex_user, ["owner", "id", "item", "amount"])

@@ -48,6 +48,22 @@ class Conflict(SpectraError):
     code = "conflict"
 
 
+class JobNotFinished(Conflict):
+    """Results were asked of a job that has not ended (or whose result files are still being written): ask again
+    after ``retry_after`` seconds (the API sends it as ``Retry-After``)."""
+
+    code = "job_not_finished"
+
+    def __init__(self, message: str, *, retry_after: int = 5, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class UnsupportedMediaType(SpectraError):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+
+
 class PayloadTooLarge(SpectraError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
@@ -65,3 +81,25 @@ class StatementRejected(SpectraError):
 
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     code = "statement_rejected"
+
+
+class IdentityRefused(SpectraError):
+    """The executor will not start a job's statement as the identity it would get. ``code`` is the job's failure code.
+
+    Raised by :mod:`spectra.identity`; a job that meets it fails at once (retrying cannot change the answer)."""
+
+    status = HTTPStatus.FORBIDDEN
+    code = "identity_refused"
+
+
+class TenantInactive(IdentityRefused):
+    """The job's tenant is deactivated, deleted, or deleted and created again since the job was submitted."""
+
+    code = "tenant_inactive"
+
+
+class NoIdentity(IdentityRefused):
+    """The tenant has no database identity of the kind the warehouse takes (a user on a cluster, a secret on
+    Serverless)."""
+
+    code = "no_identity"

@@ -1,8 +1,9 @@
-"""The jobs queue port: one SQS message per job to run."""
+"""The queue port: one SQS message per unit of work (a job to run, result files to write), each a versioned model
+of :mod:`events`."""
 
 from __future__ import annotations
 
-from events import JobQueuedMessage
+from pydantic import BaseModel
 
 
 class JobQueue:
@@ -10,7 +11,7 @@ class JobQueue:
         self._client = client
         self._url = queue_url
 
-    def send(self, message: JobQueuedMessage, *, delay_seconds: int = 0) -> str:
+    def send(self, message: BaseModel, *, delay_seconds: int = 0) -> str:
         """Queue the message; ``delay_seconds`` (at most 900) keeps it invisible that long first."""
         attributes = {"version": {"DataType": "String", "StringValue": message.version}}
         response = self._client.send_message(

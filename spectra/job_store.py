@@ -23,20 +23,31 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from events import JobStatus
+from spectra.dynamo import (
+    PENDING_INDEX,
+    PendingJob,
+    PendingPage,
+    StateTable,
+    from_item,
+    index_time,
+    plain,
+    shard_of,
+    to_item,
+)
 from spectra.errors import Conflict, InvalidRequest
 from spectra.jobs import Job, sources_of, utcnow
+
+__all__ = ["PENDING_INDEX", "JobPage", "JobStore", "PendingJob", "PendingPage", "index_time", "request_fingerprint"]
 
 TENANT_INDEX = "by-tenant"
 LIST_MAX_READS = 10  # index pages one list request may read
 LIST_FILTERED_READ = 100  # items evaluated per read when a status filter is applied
-PENDING_INDEX = "pending"
 #: Partitions of the pending index. One is enough: a GSI partition takes 1,000 writes a second and a job costs four
 #: index writes over its life (created, submitted, terminal, published), while the Data API admits a few dozen
 #: ExecuteStatement calls a second per account. Raising it later is safe (the reconciler queries every shard below
@@ -45,31 +56,9 @@ PENDING_SHARDS = 1
 JOB_TTL = timedelta(days=30)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
-
-def _to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
-
-
-def _from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB returns numbers as Decimal; the models want ints."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if hasattr(value, "as_integer_ratio") and not isinstance(value, bool | int | float):
-        return int(value) if value == int(value) else float(value)
-    return value
-
-
-def _job_from_item(item: dict[str, Any]) -> Job:
-    return Job.model_validate(_plain(_from_item(item)))
+def _jobfrom_item(item: dict[str, Any]) -> Job:
+    return Job.model_validate(plain(from_item(item)))
 
 
 def request_fingerprint(*parts: Any) -> str:
@@ -82,41 +71,9 @@ class JobPage:
     next_token: str | None
 
 
-@dataclass(frozen=True)
-class PendingJob:
-    """An entry of the pending index: which job, and since when nobody has seen it move."""
-
-    job_id: str
-    pending_since: datetime
-
-
-@dataclass(frozen=True)
-class PendingPage:
-    jobs: list[PendingJob]
-    more: bool  # entries past the cutoff were left for the next call
-
-
 def pending_shard(job_id: str) -> str:
     """A stable shard for the job, so its index entry stays in one partition for its whole life."""
-    return str(int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % PENDING_SHARDS)
-
-
-def index_time(moment: datetime) -> str:
-    """A fixed-width UTC timestamp: ISO strings of one width sort as the times they name (``isoformat`` drops zero
-    microseconds and keeps the offset, so its strings would not)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_index_time(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
-def _pending(job_id: str, since: datetime) -> dict[str, str]:
-    return {"pending_shard": pending_shard(job_id), "pending_since": index_time(since)}
-
-
-#: Passing these as None to ``_update`` removes the job from the pending index.
-_NOT_PENDING: dict[str, None] = {"pending_shard": None, "pending_since": None}
+    return shard_of(job_id, PENDING_SHARDS)
 
 
 class JobStore:
@@ -125,6 +82,7 @@ class JobStore:
     def __init__(self, client, table_name: str) -> None:
         self._db = client
         self._table = table_name
+        self._states = StateTable(client, table_name, key="job_id", pending_shards=PENDING_SHARDS)
 
     # -- create ---------------------------------------------------------------------------------------------------
 
@@ -135,12 +93,12 @@ class JobStore:
         create exactly one job. Reusing a key for a different request is a 409, as payment APIs do.
         """
         now = utcnow()
-        job_item = _to_item(
+        job_item = to_item(
             {
                 **job.model_dump(mode="json"),
                 "created_key": f"{job.created_at.isoformat()}#{job.job_id}",
                 "expires_at": int((now + JOB_TTL).timestamp()),
-                **_pending(job.job_id, job.created_at),
+                **self._states.pending(job.job_id, job.created_at),
             }
         )
         if not job.idempotency_key:
@@ -156,7 +114,7 @@ class JobStore:
             return job, True
 
         idem_id = self._idempotency_id(job.tenant_id, job.idempotency_key)
-        idem_item = _to_item(
+        idem_item = to_item(
             {
                 "job_id": idem_id,
                 "target_job_id": job.job_id,
@@ -187,8 +145,8 @@ class JobStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-        existing = self._db.get_item(TableName=self._table, Key=_to_item({"job_id": idem_id}), ConsistentRead=True)
-        record = _from_item(existing.get("Item", {}))
+        existing = self._db.get_item(TableName=self._table, Key=to_item({"job_id": idem_id}), ConsistentRead=True)
+        record = from_item(existing.get("Item", {}))
         if not record:  # the record expired between our write and read: extremely unlikely, safe to ask for a retry
             raise Conflict("idempotency record changed during the request; retry it")
         if fingerprint and record.get("fingerprint") not in (None, fingerprint):
@@ -210,9 +168,9 @@ class JobStore:
     def get(self, job_id: str) -> Job | None:
         if job_id.startswith("idem#"):
             return None
-        response = self._db.get_item(TableName=self._table, Key=_to_item({"job_id": job_id}), ConsistentRead=True)
+        response = self._db.get_item(TableName=self._table, Key=to_item({"job_id": job_id}), ConsistentRead=True)
         item = response.get("Item")
-        return _job_from_item(item) if item else None
+        return _jobfrom_item(item) if item else None
 
     def get_for_tenant(self, tenant_id: str, job_id: str) -> Job | None:
         """A tenant's own job, or None: another tenant's job is indistinguishable from a missing one."""
@@ -236,7 +194,7 @@ class JobStore:
                 "TableName": self._table,
                 "IndexName": TENANT_INDEX,
                 "KeyConditionExpression": "tenant_id = :t",
-                "ExpressionAttributeValues": _to_item({":t": tenant_id}),
+                "ExpressionAttributeValues": to_item({":t": tenant_id}),
                 "ScanIndexForward": False,
                 # filtered reads evaluate more items per call; the surplus is cut below, at an exact position
                 "Limit": wanted if status is None else max(wanted, LIST_FILTERED_READ),
@@ -244,7 +202,7 @@ class JobStore:
             if status is not None:
                 query["FilterExpression"] = "#s = :s"
                 query["ExpressionAttributeNames"] = {"#s": "status"}
-                query["ExpressionAttributeValues"].update(_to_item({":s": status.value}))
+                query["ExpressionAttributeValues"].update(to_item({":s": status.value}))
             if start_key:
                 query["ExclusiveStartKey"] = start_key
             response = self._db.query(**query)
@@ -252,9 +210,9 @@ class JobStore:
             if len(items) > wanted:
                 items = items[:wanted]
                 start_key = {name: items[-1][name] for name in ("job_id", "tenant_id", "created_key")}
-                jobs.extend(_job_from_item(item) for item in items)
+                jobs.extend(_jobfrom_item(item) for item in items)
                 break
-            jobs.extend(_job_from_item(item) for item in items)
+            jobs.extend(_jobfrom_item(item) for item in items)
             start_key = response.get("LastEvaluatedKey")
             if not start_key or len(jobs) >= limit:
                 break
@@ -262,7 +220,7 @@ class JobStore:
 
     @staticmethod
     def _encode_token(key: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(_from_item(key)).encode()).decode().rstrip("=")
+        return base64.urlsafe_b64encode(json.dumps(from_item(key)).encode()).decode().rstrip("=")
 
     @staticmethod
     def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
@@ -275,7 +233,7 @@ class JobStore:
             raise InvalidRequest("next_token is not valid") from exc
         if key["tenant_id"] != tenant_id:
             raise InvalidRequest("next_token is not valid")
-        return _to_item(key)
+        return to_item(key)
 
     # -- change ---------------------------------------------------------------------------------------------------
 
@@ -297,7 +255,7 @@ class JobStore:
         statement yet (giving up on a job must not race an executor that is recording the one it just started).
         """
         allowed = sources_of(to) if expected is None else sources_of(to) & frozenset(expected)
-        changes = {**_pending(job_id, utcnow()), "status": to.value, **changes}
+        changes = {**self._states.pending(job_id, utcnow()), "status": to.value, **changes}
         return self._update(job_id, allowed, changes, unstarted=unstarted)
 
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:
@@ -306,14 +264,14 @@ class JobStore:
 
     def mark_published(self, job_id: str, status: JobStatus) -> Job | None:
         """Record that the job's terminal event is out; the job leaves the pending index, nothing is owed any more."""
-        return self._update(job_id, frozenset({status}), {"event_published": True, **_NOT_PENDING})
+        return self._update(job_id, frozenset({status}), {"event_published": True, **StateTable.NOT_PENDING})
 
     def mark_checked(self, job_id: str, status: JobStatus, at: datetime) -> Job | None:
         """The reconciler looked at the job and left it as it is: move it to the back of the pending index.
 
         Conditional on ``status``, so a job that finished meanwhile is not put back into the index.
         """
-        return self._update(job_id, frozenset({status}), {**_pending(job_id, at), "last_checked_at": at})
+        return self._update(job_id, frozenset({status}), {**self._states.pending(job_id, at), "last_checked_at": at})
 
     # -- the pending index ----------------------------------------------------------------------------------------
 
@@ -323,74 +281,16 @@ class JobStore:
         The index is eventually consistent and keys-only: callers read each job with :meth:`get` (a consistent read)
         before acting on it, and must expect a job that has just finished.
         """
-        found: list[PendingJob] = []
-        more = False
-        per_shard = -(-limit // PENDING_SHARDS)  # ceil: every shard gets its share of the batch
-        for shard in map(str, range(PENDING_SHARDS)):
-            wanted = min(per_shard, limit - len(found))
-            if wanted <= 0:
-                more = True  # the batch is full before this shard was read
-                break
-            start_key: dict[str, Any] | None = None
-            while wanted > 0:
-                query: dict[str, Any] = {
-                    "TableName": self._table,
-                    "IndexName": PENDING_INDEX,
-                    "KeyConditionExpression": "pending_shard = :shard AND pending_since < :cutoff",
-                    "ExpressionAttributeValues": _to_item({":shard": shard, ":cutoff": index_time(cutoff)}),
-                    "Limit": wanted,
-                }
-                if start_key:
-                    query["ExclusiveStartKey"] = start_key
-                response = self._db.query(**query)
-                items = [_from_item(item) for item in response.get("Items", [])]
-                found.extend(PendingJob(item["job_id"], _parse_index_time(item["pending_since"])) for item in items)
-                wanted -= len(items)
-                start_key = response.get("LastEvaluatedKey")
-                if not start_key:
-                    break
-            # A page that stopped at the limit says "maybe more" (DynamoDB cannot tell without reading on).
-            more = more or start_key is not None
-        return PendingPage(jobs=found, more=more)
+        return self._states.pending_before(cutoff, limit=limit)
 
     def _update(
         self, job_id: str, allowed: frozenset[JobStatus], changes: dict[str, Any], *, unstarted: bool = False
     ) -> Job | None:
-        if not allowed:
-            return None
-        changes = {**changes, "updated_at": utcnow().isoformat()}
-        names = {f"#a{i}": name for i, name in enumerate(changes)}
-        values = {f":v{i}": _json_ready(value) for i, value in enumerate(changes.values())}
-        states = {f":s{i}": state.value for i, state in enumerate(sorted(allowed))}
-        set_parts = [f"#a{i} = :v{i}" for i, value in enumerate(values.values()) if value is not None]
-        remove_parts = [f"#a{i}" for i, value in enumerate(values.values()) if value is None]
-        expression = ("SET " + ", ".join(set_parts)) if set_parts else ""
-        if remove_parts:
-            expression += " REMOVE " + ", ".join(remove_parts)
-        try:
-            response = self._db.update_item(
-                TableName=self._table,
-                Key=_to_item({"job_id": job_id}),
-                UpdateExpression=expression.strip(),
-                ConditionExpression=f"attribute_exists(job_id) AND #status IN ({', '.join(states)})"
-                + (" AND attribute_not_exists(statement_id)" if unstarted else ""),
-                ExpressionAttributeNames={**names, "#status": "status"},
-                ExpressionAttributeValues=_to_item({**{k: v for k, v in values.items() if v is not None}, **states}),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
-        return _job_from_item(response["Attributes"])
-
-
-def _json_ready(value: Any) -> Any:
-    """Models and datetimes become the same JSON-shaped values ``create`` stores."""
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):
-        return value.value
-    return value
+        item = self._states.update(
+            job_id,
+            [state.value for state in allowed],
+            changes,
+            absent=["statement_id"] if unstarted else (),
+            updated_at=utcnow(),
+        )
+        return Job.model_validate(item) if item is not None else None

@@ -90,6 +90,9 @@ class Job(BaseModel):
     correlation_id: str | None = None
     cancel_requested_at: datetime | None = None
     event_published: bool = False
+    #: the generation of the tenant that submitted the job (spectra.tenants): a tenant deleted and created again under
+    #: the same id does not inherit its predecessor's queued jobs
+    tenant_generation: str | None = None
 
     @property
     def duration_ms(self) -> int | None:

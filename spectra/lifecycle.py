@@ -22,10 +22,10 @@ from events import (
     StatementStatusChange,
 )
 from spectra import share
-from spectra.errors import StatementRejected, Throttled
+from spectra.errors import IdentityRefused, StatementRejected, Throttled
+from spectra.identity import identity_for
 from spectra.jobs import Job, utcnow
 from spectra.ports import Ports
-from spectra.warehouse import DatabaseIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,10 @@ def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool 
         if job.cancel_requested_at is not None:
             finish_job(ports, job, JobStatus.CANCELLED, unstarted=True)
             return None
-    identity = _identity_of(ports, job)
-    if identity is None:
-        error = ErrorInfo(code="no_identity", message="the job's tenant has no active database identity")
-        finish_job(ports, job, JobStatus.FAILED, error=error)
+    try:
+        identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
+    except IdentityRefused as exc:
+        finish_job(ports, job, JobStatus.FAILED, error=ErrorInfo(code=exc.code, message=exc.message), unstarted=True)
         return None
     try:
         statement_id = ports.warehouse.execute(
@@ -92,17 +92,6 @@ def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool 
     if updated.cancel_requested_at is not None:
         ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement
     return updated
-
-
-def _identity_of(ports: Ports, job: Job) -> DatabaseIdentity | None:
-    """The database identity to run as: the job's user, or its tenant's secret. Never a default identity: on AWS
-    that would be the function role's own database user, locally the admin."""
-    if job.db_user:
-        return DatabaseIdentity(db_user=job.db_user)
-    tenant = ports.tenants.get(job.tenant_id)
-    if tenant is None or not tenant.active or not tenant.secret_arn:
-        return None
-    return DatabaseIdentity(secret_arn=tenant.secret_arn)
 
 
 def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | None:

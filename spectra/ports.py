@@ -12,6 +12,9 @@ from functools import lru_cache
 import boto3
 from botocore.config import Config
 
+from spectra.auth import JwtVerifier
+from spectra.bulk.files import BulkFiles
+from spectra.bulk.store import BulkJobStore
 from spectra.job_queue import JobQueue
 from spectra.job_store import JobStore
 from spectra.publisher import EventPublisher
@@ -26,6 +29,15 @@ _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect
 
 
 @dataclass(frozen=True)
+class BulkPorts:
+    """What bulk jobs use beside the shared ports: their store, their files, and the queue of result-file work."""
+
+    jobs: BulkJobStore
+    files: BulkFiles
+    results_queue: JobQueue
+
+
+@dataclass(frozen=True)
 class Ports:
     settings: Settings
     jobs: JobStore
@@ -35,24 +47,40 @@ class Ports:
     results: ResultSink
     events: EventPublisher
     slots: RunningSlots
+    #: None in a function the template gives no bulk resources
+    bulk: BulkPorts | None = None
     #: the boto3 clients behind the ports, for instrumentation (call counts in benchmarks, the IAM test)
     clients: tuple = ()
+    #: JWT bearer tokens beside API keys (spectra/auth.py); None while JWTs are not configured
+    jwt: JwtVerifier | None = None
 
 
 def build_ports(settings: Settings, session: boto3.session.Session | None = None) -> Ports:
     session = session or boto3.session.Session()
     clients = []
 
-    def client(name: str):
-        clients.append(session.client(name, config=_CLIENT_CONFIG))
+    def client(name: str, config: Config | None = None):
+        clients.append(session.client(name, config=_CLIENT_CONFIG.merge(config) if config else _CLIENT_CONFIG))
         return clients[-1]
 
     dynamodb = client("dynamodb")
+    sqs = client("sqs")
+    # SigV4 for presigned URLs too (botocore still presigns with SigV2 unless told; AWS requires SigV4), on the
+    # bucket's regional virtual host (auto addressing presigns for the global one, which a bucket outside us-east-1
+    # may answer with a redirect the signature does not survive). IP endpoints stay path-style.
+    s3 = client("s3", Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+    bulk = None
+    if settings.bulk_jobs_table:
+        bulk = BulkPorts(
+            jobs=BulkJobStore(dynamodb, settings.bulk_jobs_table),
+            files=BulkFiles(s3, results_bucket=settings.results_bucket, ingest_bucket=settings.ingest_bucket),
+            results_queue=JobQueue(sqs, settings.bulk_results_queue_url),
+        )
     return Ports(
         settings=settings,
         jobs=JobStore(dynamodb, settings.jobs_table),
         tenants=TenantDirectory(dynamodb, settings.tenants_table),
-        queue=JobQueue(client("sqs"), settings.jobs_queue_url),
+        queue=JobQueue(sqs, settings.jobs_queue_url),
         warehouse=StatementRunner(
             client("redshift-data"),
             database=settings.redshift_database,
@@ -60,7 +88,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
             workgroup=settings.redshift_workgroup,
         ),
         results=ResultSink(
-            client("s3"),
+            s3,
             settings.results_bucket,
             part_max_rows=settings.result_part_max_rows,
             inline_max_rows=settings.inline_max_rows,
@@ -68,7 +96,9 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
         ),
         events=EventPublisher(client("events"), settings.event_bus_name),
         slots=RunningSlots(dynamodb, settings.tenants_table),
+        bulk=bulk,
         clients=tuple(clients),
+        jwt=JwtVerifier.from_settings(settings),
     )
 
 

@@ -48,6 +48,7 @@ def submit_query(
         updated_at=now,
         idempotency_key=idempotency_key,
         correlation_id=correlation_id,
+        tenant_generation=caller.generation,
     )
     fingerprint = request_fingerprint(statement, [p.model_dump() for p in parameters], fmt.value)
     job, created = ports.jobs.create(job, fingerprint=fingerprint)

@@ -157,6 +157,10 @@ def reconcile(ports: Ports, now: datetime | None = None, *, deadline: float | No
             continue
         summary.count(outcome)
     summary.more_pending = page.more or summary.throttled or summary.out_of_time
+    if ports.bulk is not None and not summary.throttled and not summary.out_of_time:
+        from spectra.bulk.reconcile import reconcile_bulk  # bulk builds on this module
+
+        reconcile_bulk(ports, now, thresholds, summary, deadline=deadline)
     if summary.more_pending:
         logger.warning("reconciler left overdue jobs for the next run: %s", summary.as_dict())
     return summary

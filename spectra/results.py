@@ -79,7 +79,7 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-class _S3Upload(io.RawIOBase):
+class S3Upload(io.RawIOBase):
     """A write-only S3 object: small objects go up in one PutObject, large ones stream as a multipart upload.
 
     Most query results are small, and a multipart upload costs three requests where one will do. Bytes are held
@@ -142,7 +142,7 @@ class _PartWriter:
         self.rows = 0
         self._fmt = fmt
         self._names = [c.name for c in columns]
-        self._counter = _S3Upload(s3_client, bucket, key, _CONTENT_TYPES[fmt])
+        self._counter = S3Upload(s3_client, bucket, key, _CONTENT_TYPES[fmt])
         self._parquet = None
         self._csv = None
         if fmt is ResultFormat.PARQUET:

@@ -7,6 +7,7 @@ same ones from the same template. Names are the upper-case field names (``JOBS_T
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import urlparse
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,11 +35,36 @@ class Settings(BaseSettings):
     # Results at or under both limits are returned inline by GET /v1/jobs/{id}/results.
     inline_max_rows: int = Field(default=1_000, ge=0)
     inline_max_bytes: int = Field(default=256 * 1024, ge=0)
-    # Large results: rows per part file, and how long a presigned URL lives.
+    # Large results: rows per part file, and how long a presigned URL (SigV4, GET of one object) lives. Short: a URL
+    # handed out stays valid to its end whatever happens to the key or the tenant that asked for it.
     result_part_max_rows: int = Field(default=1_000_000, gt=0)
-    presign_ttl_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
+    presign_ttl_seconds: int = Field(default=300, gt=0, le=3600)
 
     api_page_max: int = Field(default=100, gt=0)
+
+    # Bulk loads and exports (spectra/bulk). Empty table/bucket names: the function has no bulk role.
+    bulk_jobs_table: str = ""
+    ingest_bucket: str = ""
+    bulk_results_queue_url: str = ""
+    # What COPY and UNLOAD authorise S3 with: the cluster's default IAM role, or a role ARN attached to it.
+    bulk_iam_role: str = "default"
+    # COPY's MAXERROR: rows that may be rejected (and listed in failedResults) before the whole load fails.
+    # Redshift's own ceiling is 100,000.
+    bulk_max_errors: int = Field(default=100_000, ge=0, le=100_000)
+    # Ingest jobs with at most this many source bytes get their result files written before they end; larger ones
+    # end when their load commits and their result files follow (GET answers 409 results_not_ready meanwhile).
+    bulk_inline_results_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # CSV bodies of PUT /v1/bulk/jobs/{id}/batches (API Gateway's own limit is 10 MB); larger files go through a
+    # presigned upload URL.
+    bulk_max_batch_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    bulk_max_files: int = Field(default=100, gt=0)
+    # Query job result pages: records per page (maxRecords' default and ceiling) and a byte budget that keeps a page
+    # inside Lambda's 6 MB response limit.
+    bulk_page_max_records: int = Field(default=50_000, gt=0)
+    bulk_page_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Result files up to this size are answered inline; larger ones by a redirect to a presigned URL.
+    bulk_inline_download_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    upload_url_ttl_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
 
     # The reconciler (the backstop for lost Data API completion events, see spectra/reconciliation.py).
     # A pending job nobody has looked at for this long gets a look: its statement is described, or its age checked.
@@ -63,6 +89,33 @@ class Settings(BaseSettings):
     tenant_wait_seconds: int = Field(default=5, gt=1, le=900)
     # A running slot not verified for this long is checked against the job store when its tenant is at the cap.
     slot_lease_seconds: int = Field(default=60, gt=0)
+
+    # Tenant identities (template parameters TenantDbUserPrefix, TenantSecretPrefix): the executor starts a statement
+    # only as a database user, or with a secret whose name, under these prefixes (spectra/identity.py).
+    tenant_db_user_prefix: str = Field(default="tenant_", min_length=1)
+    tenant_secret_prefix: str = Field(default="spectra/tenants/", min_length=1)
+
+    # JWT bearer tokens beside API keys (spectra/auth.py), off while JWKS_URL is empty. The tenant is named by the
+    # claim JWT_TENANT_CLAIM; iss and aud must equal JWT_ISSUER and JWT_AUDIENCE; exp, nbf and iat get the leeway.
+    jwks_url: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_tenant_claim: str = Field(default="tenant_id", min_length=1)
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # How long a function keeps the fetched key set: a key removed from the JWKS stops working within this time.
+    jwks_cache_seconds: int = Field(default=60, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _jwt_complete(self) -> Settings:
+        if not self.jwks_url:
+            return self
+        if not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError("JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE: tokens are checked against both")
+        url = urlparse(self.jwks_url)
+        # Keys fetched over plain HTTP could be swapped on the way; only the machine itself is trusted without TLS.
+        if url.scheme != "https" and not (url.scheme == "http" and url.hostname in {"127.0.0.1", "localhost", "::1"}):
+            raise ValueError("JWKS_URL must be an https:// URL")
+        return self
 
     @model_validator(mode="after")
     def _one_warehouse(self) -> Settings:

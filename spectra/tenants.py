@@ -7,10 +7,16 @@ API keys are 256-bit random tokens shown once at issue time. The table stores on
 hash buys nothing against keys with that much entropy, and a single hash keeps the authorizer to one lookup.
 
 Table layout (``TenantsTable``, key ``pk``): ``tenant#<id>`` holds the tenant, ``key#<sha256 hex>`` one key.
+
+Keys die with their tenant, twice over. Each tenant record carries a ``generation``, a random id drawn when the tenant
+is created, and each key records the generation it was issued under: a key counts only while its tenant has that
+generation, so a tenant deleted and created again under the same id does not bring its old keys back. And the tenant
+record lists its keys' hashes (``key_hashes``), so :meth:`TenantDirectory.delete_tenant` deletes them too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from datetime import datetime
@@ -19,7 +25,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from spectra.errors import Conflict, Unauthorized
+from spectra.errors import Conflict, NotFound, Unauthorized
 from spectra.jobs import utcnow
 
 KEY_PREFIX = "spk_"
@@ -42,6 +48,21 @@ class Tenant(BaseModel):
     tier: str = Field(default="standard", pattern=r"^[a-z][a-z0-9-]{0,31}$")
     usage_key: str | None = None
     max_running_statements: int | None = Field(default=None, ge=0)
+    #: drawn anew each time the tenant id is created; keys and jobs are bound to it. None on records made before it.
+    generation: str | None = None
+
+    @classmethod
+    def new(cls, tenant_id: str, *, db_user: str | None = None, secret_arn: str | None = None, **share: Any) -> Tenant:
+        """A tenant about to be created, with a generation of its own. ``share``: its ``tier``, ``usage_key`` and
+        ``max_running_statements``."""
+        return cls(
+            tenant_id=tenant_id,
+            db_user=db_user,
+            secret_arn=secret_arn,
+            created_at=utcnow(),
+            generation=secrets.token_hex(8),
+            **share,
+        )
 
     @model_validator(mode="after")
     def _one_identity(self) -> Tenant:
@@ -63,7 +84,7 @@ class TenantDirectory:
         self, tenant_id: str, *, db_user: str | None = None, secret_arn: str | None = None, **share: Any
     ) -> Tenant:
         """``share``: the tenant's ``tier``, ``usage_key`` and ``max_running_statements`` (see :class:`Tenant`)."""
-        tenant = Tenant(tenant_id=tenant_id, db_user=db_user, secret_arn=secret_arn, created_at=utcnow(), **share)
+        tenant = Tenant.new(tenant_id, db_user=db_user, secret_arn=secret_arn, **share)
         item = {"pk": f"tenant#{tenant_id}", **tenant.model_dump(mode="json", exclude_none=True)}
         try:
             self._db.put_item(
@@ -76,19 +97,87 @@ class TenantDirectory:
         return tenant
 
     def issue_key(self, tenant_id: str) -> str:
-        """Create an API key for the tenant and return it in clear text (the only time it exists in clear)."""
+        """Create an API key for the tenant and return it in clear text (the only time it exists in clear).
+
+        The key is bound to the tenant's current generation and listed on the tenant record; NotFound for a tenant
+        that does not exist (a key for it would wait, dormant, for someone to create that id)."""
+        tenant = self.get(tenant_id)
+        if tenant is None:
+            raise NotFound(f"tenant {tenant_id!r} not found")
         api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+        key_hash = hash_api_key(api_key)
         item = {
-            "pk": f"key#{hash_api_key(api_key)}",
+            "pk": f"key#{key_hash}",
             "tenant_id": tenant_id,
             "key_hint": api_key[: len(KEY_PREFIX) + 4],
             "created_at": utcnow().isoformat(),
         }
+        if tenant.generation:
+            item["generation"] = tenant.generation
+        # The tenant record lists the key first: a key whose listing failed is never written, so delete_tenant
+        # cannot miss one. The condition keeps a tenant deleted meanwhile from being brought back as a bare listing.
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"tenant#{tenant_id}"}},
+                UpdateExpression="ADD key_hashes :k",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":k": {"SS": [key_hash]}},
+            )
+        except self._db.exceptions.ConditionalCheckFailedException as exc:
+            raise NotFound(f"tenant {tenant_id!r} not found") from exc
         self._db.put_item(TableName=self._table, Item={k: _ser.serialize(v) for k, v in item.items()})
         return api_key
 
     def revoke_key(self, api_key: str) -> None:
-        self._db.delete_item(TableName=self._table, Key={"pk": {"S": f"key#{hash_api_key(api_key)}"}})
+        key_hash = hash_api_key(api_key)
+        response = self._db.delete_item(
+            TableName=self._table, Key={"pk": {"S": f"key#{key_hash}"}}, ReturnValues="ALL_OLD"
+        )
+        tenant_id = response.get("Attributes", {}).get("tenant_id", {}).get("S")
+        if not tenant_id:
+            return
+        # the tenant may be gone already, and its listing with it
+        with contextlib.suppress(self._db.exceptions.ConditionalCheckFailedException):
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"tenant#{tenant_id}"}},
+                UpdateExpression="DELETE key_hashes :k",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":k": {"SS": [key_hash]}},
+            )
+
+    def set_active(self, tenant_id: str, active: bool) -> Tenant:
+        """Deactivate (or reactivate) a tenant: its keys and tokens are refused and its queued jobs fail
+        ``tenant_inactive`` instead of starting. NotFound for an unknown tenant."""
+        try:
+            response = self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"tenant#{tenant_id}"}},
+                UpdateExpression="SET active = :a",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":a": {"BOOL": active}},
+                ReturnValues="ALL_NEW",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException as exc:
+            raise NotFound(f"tenant {tenant_id!r} not found") from exc
+        return Tenant.model_validate(_plain(response["Attributes"]))
+
+    def delete_tenant(self, tenant_id: str) -> bool:
+        """Delete the tenant and every key it was issued. False when there was no such tenant.
+
+        The tenant record goes first: from that moment its keys authenticate nobody (a key needs its tenant), so a
+        failure while deleting the keys leaves only dead items behind; and should the id be created again, the new
+        generation keeps any of them from coming back."""
+        response = self._db.delete_item(
+            TableName=self._table, Key={"pk": {"S": f"tenant#{tenant_id}"}}, ReturnValues="ALL_OLD"
+        )
+        old = response.get("Attributes")
+        if not old:
+            return False
+        for key_hash in _plain(old).get("key_hashes", ()):
+            self._db.delete_item(TableName=self._table, Key={"pk": {"S": f"key#{key_hash}"}})
+        return True
 
     def get(self, tenant_id: str) -> Tenant | None:
         item = self._get(f"tenant#{tenant_id}")
@@ -100,14 +189,20 @@ class TenantDirectory:
             raise Unauthorized("invalid API key")
         key = self._get(f"key#{hash_api_key(api_key)}")
         tenant = self.get(key["tenant_id"]) if key else None
-        if tenant is None or not tenant.active:
+        # A key issued to an earlier tenant of the same id (deleted, then created again) is not this tenant's key.
+        if tenant is None or not tenant.active or key.get("generation") != tenant.generation:
             raise Unauthorized("invalid API key")
         return tenant
 
     def _get(self, pk: str) -> dict | None:
         response = self._db.get_item(TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True)
         item = response.get("Item")
-        return {k: _de.deserialize(v) for k, v in item.items() if k != "pk"} if item else None
+        return _plain(item) if item else None
+
+
+def _plain(item: dict) -> dict:
+    """A DynamoDB item as plain values, without its key (string sets become sets)."""
+    return {k: _de.deserialize(v) for k, v in item.items() if k != "pk"}
 
 
 class Caller(BaseModel):
@@ -118,11 +213,24 @@ class Caller(BaseModel):
     tenant_id: str
     db_user: str | None = None
     secret_arn: str | None = None
+    #: the tenant's generation (see the module's docstring): its jobs run only while the tenant still has it
+    generation: str | None = None
 
     @classmethod
     def of(cls, tenant: Tenant) -> Caller:
-        return cls(tenant_id=tenant.tenant_id, db_user=tenant.db_user, secret_arn=tenant.secret_arn)
+        return cls(
+            tenant_id=tenant.tenant_id,
+            db_user=tenant.db_user,
+            secret_arn=tenant.secret_arn,
+            generation=tenant.generation,
+        )
 
     def authorizer_context(self) -> dict[str, str]:
         """What the authorizer hands API Gateway (string values only; absent identities are left out)."""
         return {k: v for k, v in self.model_dump().items() if v}
+
+    @classmethod
+    def from_authorizer_context(cls, context: dict[str, Any]) -> Caller:
+        """The caller :meth:`authorizer_context` described, as API Gateway hands it to the API (with keys of its own,
+        such as ``principalId``, that are not ours)."""
+        return cls.model_validate({k: v for k, v in context.items() if k in cls.model_fields})

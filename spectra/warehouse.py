@@ -39,6 +39,15 @@ class DatabaseIdentity:
 
 
 @dataclass(frozen=True)
+class SubStatement:
+    statement_id: str
+    status: str
+    error: str | None = None
+    result_rows: int | None = None
+    has_result_set: bool = False
+
+
+@dataclass(frozen=True)
 class StatementInfo:
     statement_id: str
     status: str
@@ -47,6 +56,7 @@ class StatementInfo:
     result_size: int | None = None
     has_result_set: bool = False
     duration_ns: int | None = None
+    sub_statements: list[SubStatement] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -103,13 +113,48 @@ class StatementRunner:
             "WithEvent": with_event,
             "ResultFormat": result_format,
         }
-        if identity.secret_arn:
-            request["SecretArn"] = identity.secret_arn
-        elif identity.db_user:
-            request["DbUser"] = identity.db_user
+        request.update(self._identity(identity))
         if parameters:
             request["Parameters"] = parameters
         return _call(self._client.execute_statement, **request)["Id"]
+
+    def execute_batch(
+        self, sqls: list[str], *, identity: DatabaseIdentity, name: str, client_token: str, with_event: bool = True
+    ) -> str:
+        """Start several statements as one transaction (BatchExecuteStatement); each sub-statement's answer is read
+        with its own id (``<id>:<n>``, in :attr:`StatementInfo.sub_statements`)."""
+        request: dict[str, Any] = {
+            **self._target,
+            "Database": self._database,
+            "Sqls": sqls,
+            "StatementName": name,
+            "ClientToken": client_token,
+            "WithEvent": with_event,
+            "ResultFormat": "CSV",
+        }
+        request.update(self._identity(identity))
+        return _call(self._client.batch_execute_statement, **request)["Id"]
+
+    def describe_table(self, schema: str, table: str, *, identity: DatabaseIdentity) -> list[dict[str, Any]] | None:
+        """The table's columns as the identity sees them (DescribeTable), or None when it sees no such table."""
+        request: dict[str, Any] = {**self._target, "Database": self._database, "Schema": schema, "Table": table}
+        request.update(self._identity(identity))
+        columns: list[dict[str, Any]] = []
+        while True:
+            response = _call(self._client.describe_table, **request)
+            columns.extend(response.get("ColumnList", []))
+            if not response.get("NextToken"):
+                break
+            request["NextToken"] = response["NextToken"]
+        return columns or None
+
+    @staticmethod
+    def _identity(identity: DatabaseIdentity) -> dict[str, str]:
+        if identity.secret_arn:
+            return {"SecretArn": identity.secret_arn}
+        if identity.db_user:
+            return {"DbUser": identity.db_user}
+        return {}
 
     def describe(self, statement_id: str) -> StatementInfo:
         response = _call(self._client.describe_statement, Id=statement_id)
@@ -121,6 +166,16 @@ class StatementRunner:
             result_size=response.get("ResultSize"),
             has_result_set=bool(response.get("HasResultSet")),
             duration_ns=response.get("Duration"),
+            sub_statements=[
+                SubStatement(
+                    statement_id=sub["Id"],
+                    status=sub.get("Status", ""),
+                    error=sub.get("Error"),
+                    result_rows=sub.get("ResultRows"),
+                    has_result_set=bool(sub.get("HasResultSet")),
+                )
+                for sub in response.get("SubStatements", [])
+            ],
             raw=response,
         )
 

@@ -2,6 +2,8 @@
 
 pytest_plugins = [
     "tests.fixtures.aws",
+    "tests.fixtures.jwks",
     "tests.fixtures.redshift",
     "tests.fixtures.stack",
+    "tests.fixtures.bulk",
 ]

@@ -8,6 +8,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import StatementStatusChangeEvent
+from spectra.bulk.lifecycle import complete_bulk_statement
+from spectra.bulk.models import is_bulk_job_id
 from spectra.lifecycle import complete_statement
 from spectra.ports import get_ports
 
@@ -21,6 +23,11 @@ def record_handler(record: SQSRecord) -> None:
     event = StatementStatusChangeEvent.model_validate_json(record.body)
     change = event.detail
     logger.append_keys(job_id=change.statementName, statement_id=change.statementId, state=change.state.value)
+    if is_bulk_job_id(change.statementName or ""):
+        bulk_job = complete_bulk_statement(get_ports(), change)
+        name = f"BulkJobs{bulk_job.state.value}" if bulk_job is not None else "StatusEventsIgnored"
+        metrics.add_metric(name=name, unit="Count", value=1)
+        return
     job = complete_statement(get_ports(), change)
     name = f"Jobs{job.status.value.title()}" if job is not None else "StatusEventsIgnored"
     metrics.add_metric(name=name, unit="Count", value=1)

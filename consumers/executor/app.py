@@ -1,5 +1,6 @@
-"""Jobs queue → ExecuteStatement. Each record is one job; failures are reported per record, so one bad message
-never holds back the batch, and throttled jobs simply come back after the visibility timeout."""
+"""Jobs queue → ExecuteStatement. Each record is one job (a query, or a bulk load or export); failures are reported
+per record, so one bad message never holds back the batch, and throttled jobs simply come back after the visibility
+timeout."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from events import JobQueuedMessage
+from events import BulkJobQueuedMessage, parse_job_message
+from spectra.bulk.lifecycle import start_bulk_job
 from spectra.lifecycle import execute_job
 from spectra.ports import get_ports
 
@@ -21,15 +23,18 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> None:
     try:
-        message = JobQueuedMessage.model_validate_json(record.body)
-    except ValidationError:
+        message = parse_job_message(record.body)
+    except (ValidationError, ValueError):
         # Retrying cannot fix a malformed message: log it whole and let it fail into the DLQ after its retries.
         logger.exception("malformed job message", extra={"body": record.body[:2000]})
         raise
     logger.append_keys(job_id=message.job_id, tenant_id=message.tenant_id)
     ports = get_ports()
     final_attempt = int(record.attributes.approximate_receive_count) >= ports.settings.executor_max_attempts
-    job = execute_job(ports, message, final_attempt=final_attempt)
+    if isinstance(message, BulkJobQueuedMessage):
+        job = start_bulk_job(ports, message, final_attempt=final_attempt)
+    else:
+        job = execute_job(ports, message, final_attempt=final_attempt)
     metrics.add_metric(name="StatementsStarted" if job is not None else "JobMessagesSkipped", unit="Count", value=1)
 
 

@@ -180,8 +180,22 @@ def _parameter_values(declared: Mapping[str, Any], overrides: Mapping[str, Any])
         allowed = spec.get("AllowedValues")
         if allowed and not isinstance(value, list) and value not in [str(v) for v in allowed]:
             raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
+        if kind == "Number":
+            _check_number(name, value, spec)
         values[name] = value
     return values
+
+
+def _check_number(name: str, value: str, spec: Mapping[str, Any]) -> None:
+    """CloudFormation refuses a Number parameter that is not a number or lies outside MinValue / MaxValue."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise TemplateError(f"parameter {name}={value!r} is not a number") from None
+    if "MinValue" in spec and number < float(spec["MinValue"]):
+        raise TemplateError(f"parameter {name}={value} is below its MinValue {spec['MinValue']}")
+    if "MaxValue" in spec and number > float(spec["MaxValue"]):
+        raise TemplateError(f"parameter {name}={value} is above its MaxValue {spec['MaxValue']}")
 
 
 @dataclass

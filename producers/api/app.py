@@ -18,9 +18,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import JobStatus
+from producers.api import bulk
 from producers.api.models import ErrorResponse, JobList, JobResults, JobView, QueryRequest
 from spectra import queries
-from spectra.errors import SpectraError
+from spectra.errors import JobNotFinished, SpectraError
 from spectra.ports import get_ports
 from spectra.tenants import Caller
 
@@ -28,6 +29,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
+app.include_router(bulk.router)
 
 _ERRORS = {
     400: {"description": "Invalid request", "content": {"application/json": {"model": ErrorResponse}}},
@@ -42,20 +44,25 @@ _ERRORS = {
 
 def _caller() -> Caller:
     """The tenant our authorizer vouched for. API Gateway only invokes us after it allowed the request."""
-    context = app.current_event.request_context.authorizer or {}
-    return Caller(tenant_id=context["tenant_id"], db_user=context.get("db_user"), secret_arn=context.get("secret_arn"))
+    return Caller.from_authorizer_context(app.current_event.request_context.authorizer or {})
 
 
-def _error(status: int, code: str, message: str, details: Any = None) -> Response:
+def _error(status: int, code: str, message: str, details: Any = None, headers: dict | None = None) -> Response:
     body = {"error": {"code": code, "message": message, "details": details}}
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body, default=str))
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body, default=str),
+        headers=headers,
+    )
 
 
 @app.exception_handler(SpectraError)
 def _domain_error(exc: SpectraError) -> Response:
     if exc.status >= 500:
         logger.exception("request failed")
-    return _error(exc.status, exc.code, exc.message, exc.details)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, JobNotFinished) else None
+    return _error(exc.status, exc.code, exc.message, exc.details, headers)
 
 
 @app.exception_handler(RequestUnsupportedContentType)

@@ -1,4 +1,8 @@
-"""API key authorizer (REQUEST type): ``Authorization: Bearer <key>`` → the tenant's identity in the context.
+"""Authorizer (REQUEST type): ``Authorization: Bearer <API key or JWT>`` → the tenant's identity in the context.
+
+Which tokens count is :func:`spectra.auth.authenticate`'s business; this handler only reads the header and answers
+API Gateway. The answer is cached per header value for the template's ``AuthorizerCacheSeconds`` (60 s at most), so
+a revoked key, a deactivated tenant or an expired token is refused within that time.
 
 The policy allows the whole API for this caller, so API Gateway can cache the answer per key; tenant boundaries are
 enforced downstream (the job store scopes every lookup to the tenant, the warehouse applies row-level security).
@@ -15,6 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from spectra.auth import authenticate
 from spectra.errors import Unauthorized
 from spectra.ports import get_ports
 from spectra.tenants import Caller
@@ -37,9 +42,10 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
     try:
         if token is None:
             raise Unauthorized("missing bearer token")
-        tenant = get_ports().tenants.authenticate(token)
+        ports = get_ports()
+        tenant = authenticate(ports.tenants, ports.jwt, token)
     except Unauthorized:
-        logger.info("rejected API key")
+        logger.info("rejected bearer token")
         raise Exception("Unauthorized") from None
 
     arn = event.parsed_arn

@@ -44,22 +44,26 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c():
         key = re.search(r"export SPECTRA_KEY=(spk_\S+)", banner).group(1)
         assert re.search(r"local AWS endpoint \(moto\):\s+http://127\.0\.0\.1:\d+", banner)
 
-        headers = {"Authorization": f"Bearer {key}"}
-        job = requests.post(
-            f"{api}/v1/queries",
-            json={"sql": "select id, item, amount from sales order by id"},
-            headers=headers,
-            timeout=10,
-        ).json()
-        deadline = time.monotonic() + 30
-        while (status := requests.get(f"{api}/v1/jobs/{job['job_id']}", headers=headers, timeout=10).json())[
-            "status"
-        ] not in ("COMPLETED", "FAILED"):
-            assert time.monotonic() < deadline, status
-            time.sleep(0.1)
+        other_key = re.search(r'demo tenant "globex" key: (spk_\S+)', banner).group(1)
+
+        def run(sql: str, api_key: str) -> tuple[dict, dict]:
+            headers = {"Authorization": f"Bearer {api_key}"}
+            job = requests.post(f"{api}/v1/queries", json={"sql": sql}, headers=headers, timeout=10).json()
+            deadline = time.monotonic() + 30
+            while (status := requests.get(f"{api}/v1/jobs/{job['job_id']}", headers=headers, timeout=10).json())[
+                "status"
+            ] not in ("COMPLETED", "FAILED"):
+                assert time.monotonic() < deadline, status
+                time.sleep(0.1)
+            return status, headers
+
+        status, headers = run("select id, item, amount, margin from sales order by id", key)
         assert status["status"] == "COMPLETED", status
-        rows = requests.get(f"{api}/v1/jobs/{job['job_id']}/results", headers=headers, timeout=10).json()["rows"]
+        rows = requests.get(f"{api}/v1/jobs/{status['job_id']}/results", headers=headers, timeout=10).json()["rows"]
         assert [row[1] for row in rows] == ["anvil", "rocket skates", "bird seed"]  # acme's rows only (RLS)
+        # the demo's margin column is acme's alone (column-level security)
+        status, _ = run("select id, margin from sales", other_key)
+        assert status["status"] == "FAILED" and "permission denied" in status["error"]["message"], status
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -410,7 +410,8 @@ class FakePublisher:
 
 
 class FakeTenants:
-    """The part of :class:`spectra.tenants.TenantDirectory` the domain reads (``get``), plus ``create_tenant``."""
+    """The part of :class:`spectra.tenants.TenantDirectory` the domain reads (``get``), plus the administration the
+    tests need (``create_tenant``, ``set_active``, ``delete_tenant``)."""
 
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
@@ -420,9 +421,18 @@ class FakeTenants:
     ) -> Tenant:
         if tenant_id in self.tenants:
             raise Conflict(f"tenant {tenant_id!r} already exists")
-        tenant = Tenant(tenant_id=tenant_id, db_user=db_user, secret_arn=secret_arn, created_at=utcnow(), **share)
+        tenant = Tenant.new(tenant_id, db_user=db_user, secret_arn=secret_arn, **share)
         self.tenants[tenant_id] = tenant
         return tenant
+
+    def set_active(self, tenant_id: str, active: bool) -> Tenant:
+        if tenant_id not in self.tenants:
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        self.tenants[tenant_id] = self.tenants[tenant_id].model_copy(update={"active": active})
+        return self.tenants[tenant_id]
+
+    def delete_tenant(self, tenant_id: str) -> bool:
+        return self.tenants.pop(tenant_id, None) is not None
 
     def get(self, tenant_id: str) -> Tenant | None:
         return self.tenants.get(tenant_id)

@@ -10,7 +10,7 @@ from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.publisher import PublishFailed
 from spectra.warehouse import Column, DatabaseIdentity
-from tests.unit.fakes import make_ports
+from tests.unit.fakes import make_ports, make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -19,10 +19,12 @@ COLUMNS = [Column("n", "int4"), Column("s", "varchar")]
 
 @pytest.fixture
 def ports():
-    return make_ports()
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    return ports
 
 
-def queued(ports, *, db_user: str = "acme_user", tenant: str = "acme", **fields) -> JobQueuedMessage:
+def queued(ports, *, db_user: str = "tenant_acme", tenant: str = "acme", **fields) -> JobQueuedMessage:
     now = utcnow()
     job = Job(
         job_id=new_job_id(),
@@ -52,17 +54,17 @@ def test_execute_starts_the_statement_and_records_it(ports):
     [statement] = ports.warehouse.statements.values()
     assert job.statement_id == statement.statement_id
     assert (statement.name, statement.client_token) == (message.job_id, message.job_id)
-    assert statement.identity == DatabaseIdentity(db_user="acme_user")
+    assert statement.identity == DatabaseIdentity(db_user="tenant_acme")
     assert statement.parameters == [{"name": "min", "value": "0"}]
     assert ports.jobs.get(job.job_id) == job
 
 
-def test_a_tenant_without_db_user_runs_as_its_secret(ports):
-    ports.tenants.create_tenant("serverless", secret_arn="arn:aws:secretsmanager:us-east-1:0:secret:s")
+def test_on_serverless_a_job_runs_with_its_tenants_secret():
+    ports = make_ports(settings=make_settings(redshift_cluster_id=None, redshift_workgroup="wg"))
+    secret = "arn:aws:secretsmanager:us-east-1:0:secret:spectra/tenants/serverless-AbCdEf"
+    ports.tenants.create_tenant("serverless", secret_arn=secret)
     job = running(ports, db_user="", tenant="serverless")
-    assert ports.warehouse.statements[job.statement_id].identity == DatabaseIdentity(
-        secret_arn="arn:aws:secretsmanager:us-east-1:0:secret:s"
-    )
+    assert ports.warehouse.statements[job.statement_id].identity == DatabaseIdentity(secret_arn=secret)
 
 
 def test_a_duplicate_message_runs_one_statement(ports):
@@ -79,7 +81,7 @@ def test_a_job_submitted_without_statement_resumes_with_the_same_client_token(po
     ports.jobs.transition(message.job_id, JobStatus.SUBMITTED)
     earlier = ports.warehouse.execute(
         "select n, s from t where n > :min",
-        identity=DatabaseIdentity(db_user="acme_user"),
+        identity=DatabaseIdentity(db_user="tenant_acme"),
         name="x",
         client_token=message.job_id,
     )
@@ -105,11 +107,11 @@ def test_throttling_propagates_and_leaves_the_job_resumable(ports):
 
 def test_a_rejected_statement_fails_the_job_with_the_warehouse_message(ports):
     message = queued(ports)
-    ports.warehouse.reject_next('user "acme_user" does not exist')
+    ports.warehouse.reject_next('user "tenant_acme" does not exist')
     assert execute_job(ports, message) is None
     job = ports.jobs.get(message.job_id)
     assert job.status is JobStatus.FAILED
-    assert (job.error.code, job.error.message) == ("statement_rejected", 'user "acme_user" does not exist')
+    assert (job.error.code, job.error.message) == ("statement_rejected", 'user "tenant_acme" does not exist')
     [event] = ports.events.events
     assert event.detail_type == "Job Failed"
     assert event.detail.error == job.error

@@ -15,13 +15,21 @@ from tests.unit.fakes import FakeS3, make_ports, make_settings
 
 pytestmark = pytest.mark.unit
 
-ACME = Caller(tenant_id="acme", db_user="acme_user")
-GLOBEX = Caller(tenant_id="globex", db_user="globex_user")
+ACME = Caller(tenant_id="acme", db_user="tenant_acme")
+GLOBEX = Caller(tenant_id="globex", db_user="tenant_globex")
+
+
+def with_tenants(**kwargs):
+    """Ports whose tenant directory knows ACME and GLOBEX (the executor runs jobs of existing tenants only)."""
+    ports = make_ports(**kwargs)
+    for caller in (ACME, GLOBEX):
+        ports.tenants.create_tenant(caller.tenant_id, db_user=caller.db_user)
+    return ports
 
 
 @pytest.fixture
 def ports():
-    return make_ports()
+    return with_tenants()
 
 
 def submit(ports, caller=ACME, sql="select 1 as one", fmt=ResultFormat.JSON, **kwargs):
@@ -44,7 +52,7 @@ def test_submit_records_a_queued_job_and_sends_one_message(ports):
     assert (job.status, job.tenant_id, job.db_user, job.sql) == (
         JobStatus.QUEUED,
         "acme",
-        "acme_user",
+        "tenant_acme",
         "select :n as n",
     )
     assert ports.queue.messages == [JobQueuedMessage(job_id=job.job_id, tenant_id="acme")]
@@ -223,10 +231,17 @@ def test_small_results_come_inline_with_their_files(ports):
 
 def test_large_results_are_files_only():
     s3 = FakeS3()
-    ports = make_ports(settings=make_settings(inline_max_rows=2), s3=s3)
+    ports = with_tenants(settings=make_settings(inline_max_rows=2), s3=s3)
     job = completed(ports, ["1,a\n2,b\n3,c\n"], fmt=ResultFormat.CSV)
     requests_before = list(s3.requests)
     body = job_results(ports, ACME, job.job_id)
     assert "rows" not in body
     assert (body["row_count"], body["format"], len(body["files"])) == (3, "csv", 1)
     assert s3.requests == requests_before  # neither the manifest nor the parts are read; presigning is local
+
+
+def test_a_job_records_the_generation_of_the_tenant_that_submitted_it(ports):
+    generation = ports.tenants.get("acme").generation
+    job, _ = submit(ports, ACME.model_copy(update={"generation": generation}))
+    assert job.tenant_generation == generation
+    assert ports.jobs.get(job.job_id).tenant_generation == generation

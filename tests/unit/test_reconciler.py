@@ -133,6 +133,7 @@ class FakePorts:
     settings: Settings = field(
         default_factory=lambda: Settings(jobs_table="j", tenants_table="t", redshift_cluster_id="c")
     )
+    bulk: None = None  # no bulk jobs in these sweeps
 
 
 def running_jobs(n: int) -> tuple[FakeJobs, FakeWarehouse]:

@@ -37,3 +37,36 @@ def test_factory_is_cached(monkeypatch):
         assert get_settings() is get_settings()
     finally:
         get_settings.cache_clear()
+
+
+JWT = {
+    "JWKS_URL": "https://idp.example/.well-known/jwks.json",
+    "JWT_ISSUER": "https://idp.example/",
+    "JWT_AUDIENCE": "api",
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"JWT_ISSUER": ""}, "JWT_ISSUER and JWT_AUDIENCE"),
+        ({"JWT_AUDIENCE": ""}, "JWT_ISSUER and JWT_AUDIENCE"),
+        ({"JWKS_URL": "http://idp.example/jwks.json"}, "https"),  # keys over plain HTTP could be swapped on the way
+        ({"JWKS_URL": "file:///etc/passwd"}, "https"),
+    ],
+)
+def test_jwt_settings_must_be_complete_and_fetched_over_https(monkeypatch, changes, error):
+    for k, v in {**BASE, "REDSHIFT_CLUSTER_ID": "c", **JWT, **changes}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValidationError, match=error):
+        Settings()
+
+
+def test_jwts_are_off_by_default_and_a_loopback_jwks_may_be_plain_http(monkeypatch):
+    for k, v in {**BASE, "REDSHIFT_CLUSTER_ID": "c"}.items():
+        monkeypatch.setenv(k, v)
+    assert Settings().jwks_url == ""
+    monkeypatch.setenv("JWKS_URL", "http://127.0.0.1:8080/jwks.json")
+    monkeypatch.setenv("JWT_ISSUER", "i")
+    monkeypatch.setenv("JWT_AUDIENCE", "a")
+    assert Settings().jwt_tenant_claim == "tenant_id"

@@ -29,6 +29,8 @@ def ports():
 
 
 def queued(ports, tenant: str = "acme", sql: str = "select 1") -> JobQueuedMessage:
+    if tenant != "ghost" and ports.tenants.get(tenant) is None:
+        ports.tenants.create_tenant(tenant, db_user=f"tenant_{tenant}")
     now = utcnow()
     job = Job(
         job_id=new_job_id(), tenant_id=tenant, db_user=f"tenant_{tenant}", sql=sql, created_at=now, updated_at=now

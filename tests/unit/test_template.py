@@ -85,3 +85,21 @@ def test_no_function_gets_wildcard_write_access(template):
 def test_the_executor_knows_the_jobs_queues_last_delivery(template):
     redrive = template["Resources"]["JobsQueue"]["Properties"]["RedrivePolicy"]
     assert Settings.model_fields["executor_max_attempts"].default == redrive["maxReceiveCount"]
+
+
+def test_the_authorizer_cache_is_a_parameter_of_at_most_60_seconds(template):
+    """A revoked key or a deactivated tenant must be refused within 60 s: no authorizer may cache its answer longer."""
+    parameter = template["Parameters"]["AuthorizerCacheSeconds"]
+    assert int(parameter["MaxValue"]) <= 60 and int(parameter["Default"]) <= 60
+    apis = resources_of(template, "AWS::Serverless::Api").values()
+    authorizers = [a for api in apis for a in api["Properties"]["Auth"]["Authorizers"].values()]
+    assert authorizers
+    for authorizer in authorizers:
+        assert authorizer["Identity"]["ReauthorizeEvery"] == {"Ref": "AuthorizerCacheSeconds"}
+
+
+def test_the_executor_knows_the_tenant_prefixes_iam_grants(template):
+    """The prefixes the executor checks in code are the template's, the ones its IAM policy is written with."""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["TENANT_DB_USER_PREFIX"] == {"Ref": "TenantDbUserPrefix"}
+    assert variables["TENANT_SECRET_PREFIX"] == {"Ref": "TenantSecretPrefix"}

@@ -21,7 +21,14 @@ import psycopg
 from psycopg import sql
 
 from .base import RedshiftResult, RedshiftSqlError
-from .load_errors import LoadError, copy_context_line, describe_error, record_load_errors
+from .load_errors import (
+    LoadError,
+    copy_context_line,
+    describe_error,
+    new_copy_query_id,
+    record_load_errors,
+    remember_last_copy,
+)
 from .s3io import S3Object, copy_sources, read_chunks, skip_lines, split_records
 from .statements import CopyCommand
 
@@ -44,7 +51,9 @@ def run_copy(command: CopyCommand, conn: psycopg.Connection, s3_client) -> Redsh
     target = _resolve_target(conn, command)
     sources = copy_sources(s3_client, command.source, command.manifest)
     copy_sql = _copy_statement(command, target)
+    query_id = new_copy_query_id(conn)
     with conn.transaction():
+        remember_last_copy(conn, query_id)
         try:
             with conn.transaction():
                 return RedshiftResult(_fast_load(conn, copy_sql, command, sources, s3_client))
@@ -55,7 +64,7 @@ def run_copy(command: CopyCommand, conn: psycopg.Connection, s3_client) -> Redsh
         try:
             loaded = loader.load(_records(command, sources, s3_client))
         finally:
-            record_load_errors(conn, loader.errors, target.oid, started)
+            record_load_errors(conn, loader.errors, target.oid, started, query_id)
         if len(loader.errors) > command.maxerror:
             raise _load_failed(target, loader.errors, command.maxerror)
         return RedshiftResult(loaded)

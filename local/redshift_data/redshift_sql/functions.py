@@ -5,6 +5,8 @@ does not count) name a Redshift-only function:
 
 1. token-level rewrites, which keep the rest of the statement exactly as written:
    ``GETDATE()`` -> start of the current statement, seconds precision, as ``timestamp`` (Redshift's GETDATE);
+   ``PG_LAST_COPY_ID()`` -> the query id of the session's last COPY (-1 when there was none), which keys its rows in
+   ``stl_load_errors``;
    ``SYSDATE`` -> start of the current transaction, as ``timestamp`` (Redshift's SYSDATE);
    ``NVL(`` -> ``COALESCE(``, ``LEN(`` -> ``LENGTH(``;
 2. for functions whose arguments must be rearranged (NVL2, DECODE, DATEADD, DATEDIFF, CHARINDEX), sqlglot transpiles
@@ -21,13 +23,17 @@ from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Token, TokenType
 
+from .load_errors import LAST_COPY_SETTING
+
 logger = logging.getLogger(__name__)
 
 GETDATE_SQL = "date_trunc('second', statement_timestamp())::timestamp"
 SYSDATE_SQL = "transaction_timestamp()::timestamp"
+LAST_COPY_ID_SQL = f"coalesce(nullif(current_setting('{LAST_COPY_SETTING}', true), '')::integer, -1)"
+_NO_ARGUMENT_CALLS = {"GETDATE": GETDATE_SQL, "PG_LAST_COPY_ID": LAST_COPY_ID_SQL}
 _RENAMES = {"NVL": "COALESCE", "LEN": "LENGTH"}
 _NEEDS_TRANSPILE = {"NVL2", "DECODE", "DATEADD", "DATEDIFF", "CHARINDEX"}
-_ALL_NAMES = {"GETDATE", "SYSDATE", *_RENAMES, *_NEEDS_TRANSPILE}
+_ALL_NAMES = {*_NO_ARGUMENT_CALLS, "SYSDATE", *_RENAMES, *_NEEDS_TRANSPILE}
 _NAME_TOKENS = {TokenType.VAR}
 
 
@@ -63,8 +69,9 @@ def _plan(sql: str, tokens: list[Token]) -> tuple[list[tuple[int, int, str]], bo
             continue  # a qualified name (x.len) or a type, not our function
         following = tokens[i + 1 : i + 3]
         is_call = bool(following) and following[0].token_type is TokenType.L_PAREN
-        if name == "GETDATE" and is_call and len(following) == 2 and following[1].token_type is TokenType.R_PAREN:
-            edits.append((token.start, following[1].end, GETDATE_SQL))
+        no_arguments = is_call and len(following) == 2 and following[1].token_type is TokenType.R_PAREN
+        if name in _NO_ARGUMENT_CALLS and no_arguments:
+            edits.append((token.start, following[1].end, _NO_ARGUMENT_CALLS[name]))
         elif name == "SYSDATE" and not is_call:
             edits.append((token.start, token.end, SYSDATE_SQL))
         elif name in _RENAMES and is_call:

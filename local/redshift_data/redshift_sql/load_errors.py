@@ -146,18 +146,40 @@ def redshift_error_code(sqlstate: str, reason: str, type_name: str) -> int:
     return 1216
 
 
+#: The session setting behind ``pg_last_copy_id()`` (see :mod:`.functions`).
+LAST_COPY_SETTING = "redshift.last_copy_id"
+
+
+def new_copy_query_id(conn: psycopg.Connection) -> int:
+    """The query id of a COPY: the key of its ``stl_load_errors`` rows and what ``pg_last_copy_id()`` returns after
+    it. Sequences ignore transactions, so ids stay unique whatever rolls back."""
+    try:
+        with conn.transaction():
+            return conn.execute(f"SELECT nextval('{SCHEMA}.query_id')::integer").fetchone()[0]
+    except psycopg.errors.UndefinedTable:
+        with _same_user_connection(conn) as log_conn:
+            _install_lazily(log_conn)
+        return conn.execute(f"SELECT nextval('{SCHEMA}.query_id')::integer").fetchone()[0]
+
+
+def remember_last_copy(conn: psycopg.Connection, query_id: int) -> None:
+    """Redshift's ``pg_last_copy_id()``: the id of the session's most recent COPY (a session-level setting, so it
+    survives the statement, and is rolled back with a failed transaction)."""
+    conn.execute("SELECT set_config(%s, %s, false)", (LAST_COPY_SETTING, str(query_id)))
+
+
 def record_load_errors(
-    conn: psycopg.Connection, errors: list[LoadError], table_oid: int, started: datetime
-) -> int | None:
-    """Insert ``errors`` as the connection's user, in their own committed transaction; return the query id used."""
+    conn: psycopg.Connection, errors: list[LoadError], table_oid: int, started: datetime, query_id: int
+) -> None:
+    """Insert ``errors`` as the connection's user, in their own committed transaction, under ``query_id``."""
     if not errors:
-        return None
+        return
     with _same_user_connection(conn) as log_conn:
         try:
-            return _insert(log_conn, errors, table_oid, started, session=conn.info.backend_pid)
+            _insert(log_conn, errors, table_oid, started, session=conn.info.backend_pid, query_id=query_id)
         except psycopg.errors.UndefinedTable:
             _install_lazily(log_conn)
-            return _insert(log_conn, errors, table_oid, started, session=conn.info.backend_pid)
+            _insert(log_conn, errors, table_oid, started, session=conn.info.backend_pid, query_id=query_id)
 
 
 def _install_lazily(log_conn: psycopg.Connection) -> None:
@@ -177,8 +199,7 @@ def _same_user_connection(conn: psycopg.Connection) -> psycopg.Connection:
     return psycopg.connect(**params, **({"password": password} if password else {}), autocommit=True)
 
 
-def _insert(log_conn, errors: list[LoadError], table_oid: int, started: datetime, session: int) -> int:
-    query_id = log_conn.execute(f"SELECT nextval('{SCHEMA}.query_id')::integer").fetchone()[0]
+def _insert(log_conn, errors: list[LoadError], table_oid: int, started: datetime, session: int, query_id: int) -> None:
     statement = sql.SQL(
         "INSERT INTO {table} (tbl, starttime, session, query, filename, line_number, colname, type, col_length,"
         " raw_line, raw_field_value, err_code, err_reason)"
@@ -204,4 +225,3 @@ def _insert(log_conn, errors: list[LoadError], table_oid: int, started: datetime
     ]
     with log_conn.cursor() as cur:
         cur.executemany(statement, rows)
-    return query_id

@@ -99,6 +99,15 @@ def test_unsupported_intrinsics_and_bad_parameters_are_clear_errors(tmp_path):
         Template.load(TEMPLATES / "intrinsics.yaml", parameter_overrides={"Environment": "staging"})
     with pytest.raises(TemplateError, match="undeclared"):
         Template.load(TEMPLATES / "intrinsics.yaml", parameter_overrides={"Nope": "1"})
+    for value, error in (("61", "above its MaxValue 60"), ("-1", "below its MinValue 0"), ("soon", "not a number")):
+        with pytest.raises(TemplateError, match=error):
+            Template.load(TEMPLATES / "intrinsics.yaml", parameter_overrides={"CacheSeconds": value})
+    assert (
+        Template.load(TEMPLATES / "intrinsics.yaml", parameter_overrides={"CacheSeconds": 60}).parameters[
+            "CacheSeconds"
+        ]
+        == "60"
+    )
     broken = tmp_path / "broken.yaml"
     broken.write_text("Resources: [unclosed\n")
     with pytest.raises(TemplateError, match="cannot parse"):

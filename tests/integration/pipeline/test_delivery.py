@@ -32,8 +32,8 @@ def sqs_event(body: str, queue_arn: str) -> dict:
     }
 
 
-def test_the_same_message_delivered_twice_runs_one_statement(spectra_stack, redshift_data, unique_name):
-    job = record_job(get_ports(), unique_name, "select 42 as answer")
+def test_the_same_message_delivered_twice_runs_one_statement(spectra_stack, redshift_data, job_tenant):
+    job = record_job(get_ports(), job_tenant, "select 42 as answer")
     body = JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id).model_dump_json()
     queue_arn = spectra_stack.attribute("JobsQueue", "Arn")
 
@@ -73,8 +73,8 @@ def test_a_poison_message_ends_in_the_dead_letter_queue(spectra_stack, local_aws
     assert wait_until(in_dlq, 60, "the poison message in the DLQ")
 
 
-def test_a_message_for_a_cancelled_job_runs_nothing(spectra_stack, redshift_data, unique_name):
-    job = record_job(get_ports(), unique_name, "select 1")
+def test_a_message_for_a_cancelled_job_runs_nothing(spectra_stack, redshift_data, job_tenant):
+    job = record_job(get_ports(), job_tenant, "select 1")
     get_ports().jobs.transition(job.job_id, JobStatus.CANCELLED, completed_at=utcnow())
     body = JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id).model_dump_json()
     result = spectra_stack.invoke("ExecutorFunction", sqs_event(body, spectra_stack.attribute("JobsQueue", "Arn")))

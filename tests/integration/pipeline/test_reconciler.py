@@ -51,8 +51,8 @@ def later(**delta) -> object:
 # -- the pending index --------------------------------------------------------------------------------------------
 
 
-def test_a_job_is_pending_from_creation_until_its_event_is_published(ports, raw_item, unique_name):
-    job = record_job(ports, unique_name)
+def test_a_job_is_pending_from_creation_until_its_event_is_published(ports, raw_item, job_tenant):
+    job = record_job(ports, job_tenant)
     created = raw_item(job.job_id)
     assert created["pending_shard"] == {"S": pending_shard(job.job_id)}
     assert created["pending_since"] == {"S": index_time(job.created_at)}
@@ -67,8 +67,8 @@ def test_a_job_is_pending_from_creation_until_its_event_is_published(ports, raw_
     assert "pending_shard" not in item and "pending_since" not in item
 
 
-def test_the_index_is_queried_oldest_first_and_bounded(ports, unique_name):
-    jobs = [record_job(ports, unique_name) for _ in range(3)]
+def test_the_index_is_queried_oldest_first_and_bounded(ports, job_tenant):
+    jobs = [record_job(ports, job_tenant) for _ in range(3)]
     page = ports.jobs.pending_before(later(minutes=5), limit=2)
     assert len(page.jobs) == 2
     assert page.more is True
@@ -90,8 +90,8 @@ def test_the_index_is_keys_only_and_sparse(spectra_stack, local_aws):
 # -- what the sweep does --------------------------------------------------------------------------------------------
 
 
-def test_a_finished_statement_whose_event_never_came_completes_the_job(ports, job_events, redshift_data, unique_name):
-    job = record_job(ports, unique_name, "select 7 as lucky union all select 8")
+def test_a_finished_statement_whose_event_never_came_completes_the_job(ports, job_events, redshift_data, job_tenant):
+    job = record_job(ports, job_tenant, "select 7 as lucky union all select 8")
     ports.jobs.transition(job.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
     statement_id = ports.warehouse.execute(
         job.sql,
@@ -115,8 +115,8 @@ def test_a_finished_statement_whose_event_never_came_completes_the_job(ports, jo
     assert event["detail"]["row_count"] == 2
 
 
-def test_a_running_statement_is_left_alone_and_moved_back(ports, raw_item, redshift_data, unique_name):
-    job = record_job(ports, unique_name, "select pg_sleep(30)")
+def test_a_running_statement_is_left_alone_and_moved_back(ports, raw_item, redshift_data, job_tenant):
+    job = record_job(ports, job_tenant, "select pg_sleep(30)")
     execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id))
     running = ports.jobs.get(job.job_id)
     assert running.status is JobStatus.SUBMITTED and running.statement_id
@@ -138,8 +138,8 @@ def test_a_running_statement_is_left_alone_and_moved_back(ports, raw_item, redsh
     assert (ended.status, ended.error.code) == (JobStatus.FAILED, "statement_aborted")
 
 
-def test_a_queued_job_whose_message_was_lost_is_queued_again_and_runs(ports, raw_item, unique_name):
-    job = record_job(ports, unique_name)
+def test_a_queued_job_whose_message_was_lost_is_queued_again_and_runs(ports, raw_item, job_tenant):
+    job = record_job(ports, job_tenant)
     reconcile(ports, now=later(minutes=2))
     untouched = raw_item(job.job_id)  # a re-queue would have moved it back in the index
     assert untouched["pending_since"] == {"S": index_time(job.created_at)}, "re-queued before requeue_after_seconds"
@@ -152,8 +152,8 @@ def test_a_queued_job_whose_message_was_lost_is_queued_again_and_runs(ports, raw
     assert done.result.row_count == 1
 
 
-def test_a_job_submitted_without_a_statement_is_queued_again_and_runs(ports, redshift_data, unique_name):
-    job = record_job(ports, unique_name)
+def test_a_job_submitted_without_a_statement_is_queued_again_and_runs(ports, redshift_data, job_tenant):
+    job = record_job(ports, job_tenant)
     ports.jobs.transition(job.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())  # the executor died here
 
     reconcile(ports, now=later(minutes=10))
@@ -163,8 +163,8 @@ def test_a_job_submitted_without_a_statement_is_queued_again_and_runs(ports, red
     assert [s["Id"] for s in statements] == [done.statement_id]
 
 
-def test_a_job_that_never_reached_the_warehouse_fails_after_the_max_age(ports, job_events, raw_item, unique_name):
-    job = record_job(ports, unique_name)
+def test_a_job_that_never_reached_the_warehouse_fails_after_the_max_age(ports, job_events, raw_item, job_tenant):
+    job = record_job(ports, job_tenant)
     reconcile(ports, now=later(hours=2))
     failed = ports.jobs.get(job.job_id)
     assert failed.status is JobStatus.FAILED
@@ -174,8 +174,8 @@ def test_a_job_that_never_reached_the_warehouse_fails_after_the_max_age(ports, j
     assert "pending_since" not in raw_item(job.job_id)
 
 
-def test_a_terminal_job_whose_event_was_never_published_is_announced(ports, job_events, unique_name):
-    job = record_job(ports, unique_name)
+def test_a_terminal_job_whose_event_was_never_published_is_announced(ports, job_events, job_tenant):
+    job = record_job(ports, job_tenant)
     # the API's enqueue-failed path: a terminal write without the event
     ports.jobs.transition(job.job_id, JobStatus.FAILED, error={"code": "enqueue_failed", "message": "lost"})
     assert not ports.jobs.get(job.job_id).event_published
@@ -185,8 +185,8 @@ def test_a_terminal_job_whose_event_was_never_published_is_announced(ports, job_
     assert job_events(job.job_id, "Job Failed")["detail"]["error"]["code"] == "enqueue_failed"
 
 
-def test_a_statement_the_warehouse_forgot_fails_the_job(ports, unique_name):
-    job = record_job(ports, unique_name)
+def test_a_statement_the_warehouse_forgot_fails_the_job(ports, job_tenant):
+    job = record_job(ports, job_tenant)
     ports.jobs.transition(job.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
     ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id="00000000-0000-4000-8000-000000000000")
 

@@ -130,3 +130,29 @@ def test_copy_of_a_missing_object_fails_the_statement_with_an_actionable_message
     )
     assert f"s3://{bucket}/nothing/here.csv" in described["Error"]
     assert "Internal error" not in described["Error"]  # the user's mistake, reported as such
+
+
+def test_pg_last_copy_id_keys_the_rejected_rows_of_the_copy_just_run_in_the_same_batch(
+    redshift_data, s3, bucket, loader
+):
+    """A batch (one transaction, one session) reads the errors of its own COPY, as bulk loads do on Redshift."""
+    table = f"last_{loader}"
+    run(redshift_data, f"CREATE TABLE {table} (id int, amount numeric(10,2))", DbUser=loader)
+    s3.put_object(Bucket=bucket, Key="mixed.csv", Body=b"id,amount\n1,1.5\n2,oops\n3,3\nx,4\n")
+    batch = redshift_data.batch_execute_statement(
+        Sqls=[
+            "SELECT pg_last_copy_id()",
+            f"COPY {table} FROM 's3://{bucket}/mixed.csv' CSV IGNOREHEADER 1 MAXERROR 10",
+            "SELECT line_number, trim(colname) FROM stl_load_errors WHERE query = pg_last_copy_id() ORDER BY 1",
+        ],
+        Database=DATABASE,
+        ClusterIdentifier=CLUSTER,
+        DbUser=loader,
+    )
+    described = wait_for_statement(redshift_data, batch["Id"])
+    assert described["Status"] == "FINISHED", described
+    before, copy, errors = described["SubStatements"]
+    assert copy["ResultRows"] == 2
+    assert redshift_data.get_statement_result(Id=before["Id"])["Records"] == [[{"longValue": -1}]]
+    rows = redshift_data.get_statement_result(Id=errors["Id"])["Records"]
+    assert [[f.get("longValue", f.get("stringValue")) for f in r] for r in rows] == [[3, "amount"], [5, "id"]]

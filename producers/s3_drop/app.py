@@ -1,0 +1,38 @@
+"""Ingest bucket notifications (S3 → SQS) → bulk ingest jobs. Each S3 record is one dropped file; the job it makes
+is the Bulk API's kind of job, queued for the executor. Failures are reported per message and retried."""
+
+from __future__ import annotations
+
+import json
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from spectra.bulk.drops import DroppedObject, accept_drop
+from spectra.ports import get_ports
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    notification = json.loads(record.body)
+    # S3 sends one s3:TestEvent when notifications are configured; it has no Records.
+    for s3_record in notification.get("Records", []):
+        if not str(s3_record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        dropped = DroppedObject.from_notification(s3_record)
+        logger.append_keys(s3_key=dropped.key, job_id=dropped.job_id)
+        job = accept_drop(get_ports(), dropped)
+        metrics.add_metric(name="DropsAccepted" if job is not None else "DropsSkipped", unit="Count", value=1)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,118 @@
+"""Who is calling: an API key, or a JWT bearer token from the configured identity provider, → the active tenant.
+
+API keys (``spk_...``) are looked up in the tenant directory (:mod:`spectra.tenants`). Any other bearer token is a
+JWT when JWTs are configured (``JWKS_URL``, see :class:`~spectra.settings.Settings`), and is accepted only if:
+
+- its header names (``kid``) a signing key of the provider's JWKS, and its ``alg`` is RS256 or ES256 and the one that
+  key is for. So ``none``, HS256 signed with the public key as the secret, or an RSA key used as ES256 are refused;
+- its signature verifies with that key;
+- ``iss`` and ``aud`` equal the configured issuer and audience, ``exp`` is present and not past, and ``nbf`` and
+  ``iat``, when present, are not in the future, each with a small leeway for clock skew (``JWT_LEEWAY_SECONDS``);
+- the tenant claim (``JWT_TENANT_CLAIM``) names a tenant that exists and is active.
+
+Every refusal is the same :class:`~spectra.errors.Unauthorized` ("invalid bearer token"): the caller learns nothing
+about which part failed; the log says which, for the operator.
+
+The key set is fetched with PyJWT's :class:`jwt.PyJWKClient` and cached per process for ``JWKS_CACHE_SECONDS``, so a
+key the provider withdraws stops working within that time. A token with an unknown ``kid`` makes the client fetch the
+set again at most once per cooldown (30 s), so a stream of made-up key ids cannot turn into a stream of fetches. An
+identity provider that cannot be reached refuses its tokens (401, logged as an error) rather than failing open.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import jwt
+
+from spectra.errors import Unauthorized
+from spectra.settings import Settings
+from spectra.tenants import KEY_PREFIX, TENANT_ID_PATTERN, Tenant, TenantDirectory
+
+logger = logging.getLogger(__name__)
+
+#: Asymmetric algorithms only: with a public JWKS, a symmetric one would let anyone who reads the key sign tokens.
+ALGORITHMS = ("RS256", "ES256")
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
+# Three base64url segments; what else comes in a bearer header is not a JWT and is refused before any parsing.
+_COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+MAX_TOKEN_BYTES = 8192
+
+
+class JwtVerifier:
+    """Checks tokens of one identity provider and says which tenant a valid one names."""
+
+    def __init__(
+        self,
+        *,
+        jwks_url: str,
+        issuer: str,
+        audience: str,
+        tenant_claim: str,
+        leeway_seconds: int = 30,
+        jwks_cache_seconds: int = 60,
+        timeout_seconds: float = 5,
+    ) -> None:
+        self._jwks = jwt.PyJWKClient(
+            jwks_url, cache_jwk_set=True, lifespan=jwks_cache_seconds, timeout=timeout_seconds, cooldown_duration=30
+        )
+        self._issuer = issuer
+        self._audience = audience
+        self._tenant_claim = tenant_claim
+        self._leeway = leeway_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JwtVerifier | None:
+        """The verifier the settings describe, or None when JWTs are off (no ``JWKS_URL``)."""
+        if not settings.jwks_url:
+            return None
+        return cls(
+            jwks_url=settings.jwks_url,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            tenant_claim=settings.jwt_tenant_claim,
+            leeway_seconds=settings.jwt_leeway_seconds,
+            jwks_cache_seconds=settings.jwks_cache_seconds,
+        )
+
+    def tenant_id(self, token: str) -> str:
+        """The tenant id a valid token names; Unauthorized for anything else."""
+        if len(token) > MAX_TOKEN_BYTES or not _COMPACT_JWS.fullmatch(token):
+            raise _refused("not a compact JWS")
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(ALGORITHMS),
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iss", "aud", self._tenant_claim]},
+            )
+        except jwt.PyJWKClientConnectionError as exc:
+            logger.error("JWKS unreachable, token refused: %s", exc)
+            raise _refused(None) from None
+        except jwt.PyJWTError as exc:
+            raise _refused(f"{type(exc).__name__}: {exc}") from None
+        tenant_id = claims[self._tenant_claim]
+        if not isinstance(tenant_id, str) or not _TENANT_ID.fullmatch(tenant_id):
+            raise _refused("the tenant claim is not a tenant id")
+        return tenant_id
+
+
+def authenticate(tenants: TenantDirectory, jwt_verifier: JwtVerifier | None, token: str) -> Tenant:
+    """The active tenant behind a bearer token: an API key, or a JWT when a verifier is configured."""
+    if token.startswith(KEY_PREFIX) or jwt_verifier is None:
+        return tenants.authenticate(token)
+    tenant = tenants.get(jwt_verifier.tenant_id(token))
+    if tenant is None or not tenant.active:
+        raise _refused("the token's tenant does not exist or is inactive")
+    return tenant
+
+
+def _refused(reason: str | None) -> Unauthorized:
+    if reason:
+        logger.info("bearer token refused: %s", reason)
+    return Unauthorized("invalid bearer token")

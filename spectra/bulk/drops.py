@@ -1,0 +1,203 @@
+"""The S3 door: a CSV put at ``s3://<ingest bucket>/<tenant>/<table>/<name>.csv`` (or ``.csv.gz``) becomes a bulk
+ingest job, the same kind of job the Bulk API makes, run the same way, listed in the same place.
+
+* The job's options come from a sidecar ``<name>.json`` put *before* the file, or from the object's metadata
+  (``x-amz-meta-operation`` ...), the sidecar winning; the default is an insert with commas and LF.
+* The job id is derived from the object's identity (bucket, key, version, ETag), so the same S3 event delivered
+  twice (SQS is at-least-once, and a multipart upload can notify twice) makes one job and loads once; a new upload
+  to the same key is a new object and a new job.
+* A drop that cannot be loaded as it is (a key outside ``<tenant>/<table>/``, a bad sidecar) still becomes a job,
+  Failed with the reason, so the tenant sees what happened. Only a drop naming no active tenant has no one to tell:
+  it is logged and counted, and the object is tagged ``spectra-rejected``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from events import BulkJobQueuedMessage, ErrorInfo
+from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
+from spectra.bulk.models import (
+    BULK_JOB_ID_PREFIX,
+    BulkJob,
+    BulkOperation,
+    BulkState,
+    ColumnDelimiter,
+    JobSource,
+    LineEnding,
+    SourceFile,
+    split_object,
+)
+from spectra.jobs import utcnow
+from spectra.ports import Ports
+from spectra.tenants import TENANT_ID_PATTERN
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_MAX_BYTES = 64 * 1024
+_SUFFIXES = (".csv.gz", ".csv")
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class DroppedObject:
+    """What an S3 ObjectCreated notification says about the object (the key already URL-decoded)."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str = ""
+    version_id: str | None = None
+
+    @classmethod
+    def from_notification(cls, record: dict) -> DroppedObject:
+        """S3 event records carry the key URL-encoded ("a b.csv" arrives as "a+b.csv")."""
+        s3 = record["s3"]
+        obj = s3["object"]
+        return cls(
+            bucket=s3["bucket"]["name"],
+            key=unquote_plus(obj["key"]),
+            size=int(obj.get("size", 0)),
+            etag=obj.get("eTag", ""),
+            version_id=obj.get("versionId"),
+        )
+
+    @property
+    def job_id(self) -> str:
+        identity = "\n".join([self.bucket, self.key, self.version_id or "", self.etag.strip('"')])
+        digest = hashlib.sha256(identity.encode()).digest()[:16]
+        return BULK_JOB_ID_PREFIX + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+class DropOptions(BaseModel):
+    """A drop's job options, with the Bulk API's field names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    operation: BulkOperation = BulkOperation.INSERT
+    externalIdFieldName: str | None = Field(default=None, max_length=127)
+    columnDelimiter: ColumnDelimiter = ColumnDelimiter.COMMA
+    lineEnding: LineEnding = LineEnding.LF
+
+
+_METADATA_FIELDS = {name.lower(): name for name in DropOptions.model_fields}
+
+
+class DropRefused(Exception):
+    pass
+
+
+def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
+    """Make (once) the job for a dropped file and queue it; None for a repeated event or a drop nobody owns."""
+    bulk = bulk_ports(ports)
+    parts = dropped.key.split("/")
+    tenant = ports.tenants.get(parts[0]) if _is_tenant_id(parts[0]) else None
+    if tenant is None or not tenant.active:
+        logger.warning("dropped file s3://%s/%s names no active tenant; not loaded", dropped.bucket, dropped.key)
+        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), "spectra-rejected", "no-active-tenant")
+        return None
+    name = parts[-1]
+    problem = None
+    options = DropOptions()
+    table = parts[1] if len(parts) == 3 else ""
+    if len(parts) != 3 or not name.lower().endswith(_SUFFIXES):
+        problem = ErrorInfo(
+            code="invalid_key",
+            message=f"{dropped.key}: drop files at <tenant>/<table>/<name>.csv or .csv.gz, nothing deeper or shallower",
+        )
+    else:
+        try:
+            split_object(table)
+            options = _options(ports, dropped)
+        except (ValueError, DropRefused) as exc:
+            problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {exc}")
+        if problem is None and options.operation is BulkOperation.QUERY:
+            problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: a dropped file cannot run a query")
+        if problem is None and options.operation.needs_external_id and not options.externalIdFieldName:
+            problem = ErrorInfo(
+                code="invalid_drop",
+                message=f"{dropped.key}: operation {options.operation.value} needs externalIdFieldName",
+            )
+    now = utcnow()
+    job = BulkJob(
+        job_id=dropped.job_id,
+        tenant_id=tenant.tenant_id,
+        tenant_generation=tenant.generation,
+        db_user=tenant.db_user or "",
+        object=table.lower() or "-",
+        operation=options.operation,
+        external_id_field=(options.externalIdFieldName or "").lower() or None,
+        column_delimiter=options.columnDelimiter,
+        line_ending=options.lineEnding,
+        source=JobSource.S3_DROP,
+        object_key=dropped.key,
+        state=BulkState.UPLOAD_COMPLETE,
+        files=[
+            SourceFile(
+                bucket=dropped.bucket,
+                key=dropped.key,
+                size=dropped.size,
+                gzip=dropped.key.lower().endswith(".gz"),
+            )
+        ],
+        created_at=now,
+        updated_at=now,
+        queued_at=now,
+    )
+    job, created = bulk.jobs.create(job)
+    if not created:
+        logger.info("bulk job %s already exists for s3://%s/%s", job.job_id, dropped.bucket, dropped.key)
+        return None
+    if problem is not None:
+        return finish_bulk_job(ports, job, BulkState.FAILED, error=problem, unstarted=True)
+    try:
+        ports.queue.send(BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id))
+    except Exception:
+        error = ErrorInfo(code="enqueue_failed", message="the job could not be queued")
+        finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
+        raise
+    return job
+
+
+def _is_tenant_id(value: str) -> bool:
+    return _TENANT_ID.fullmatch(value) is not None
+
+
+def _options(ports: Ports, dropped: DroppedObject) -> DropOptions:
+    """The object's metadata, overridden by a sidecar ``<name>.json`` next to it."""
+    files = bulk_ports(ports).files
+    head = files.head(dropped.bucket, dropped.key)
+    values: dict[str, str] = {}
+    for key, value in ((head or {}).get("Metadata") or {}).items():
+        if key.lower() in _METADATA_FIELDS:
+            values[_METADATA_FIELDS[key.lower()]] = value
+    stem = dropped.key
+    for suffix in _SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    try:
+        sidecar = files.read_small(dropped.bucket, stem + ".json", limit=SIDECAR_MAX_BYTES)
+    except ValueError as exc:
+        raise DropRefused(f"sidecar {stem.rsplit('/', 1)[-1]}.json: {exc}") from exc
+    if sidecar is not None:
+        try:
+            document = json.loads(sidecar)
+            if not isinstance(document, dict):
+                raise ValueError("it must be a JSON object")
+        except (ValueError, RecursionError) as exc:
+            raise DropRefused(f"sidecar {stem.rsplit('/', 1)[-1]}.json is not a JSON object: {exc}") from exc
+        values.update(document)
+    try:
+        return DropOptions.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+        raise DropRefused(f"job options are not valid: {problems}") from exc

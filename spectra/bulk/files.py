@@ -1,0 +1,221 @@
+"""The bulk file port: the S3 side of bulk jobs (uploaded batches, dropped files, manifests, result files).
+
+Layout, one prefix per job in the results bucket: ``<tenant>/<job_id>/``
+
+* ``uploads/batch-00001.csv[.gz]``: batches PUT through the API or uploaded to a presigned URL;
+* ``load/plain.manifest``, ``load/gzip.manifest``: COPY manifests naming exactly the job's files (a COPY from a bare
+  key would load every object that key prefixes);
+* ``export/``: a query job's UNLOAD (CSV parts with a header line, and their manifest);
+* ``results/successful.csv``, ``failed.csv``, ``unprocessed.csv``: an ingest job's Bulk 2.0 result files.
+
+Dropped files stay where the tenant put them in the ingest bucket (``<tenant>/<table>/<name>.csv``); once their job
+ends they are tagged ``spectra-processed=true`` and the bucket's lifecycle expires them.
+
+Everything streams: bodies are read and written chunk by chunk, so no function holds a whole file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from collections.abc import Iterator
+from typing import IO, Any
+
+from botocore.exceptions import ClientError
+
+from spectra.bulk.models import BulkJob, SourceFile
+from spectra.errors import NotFound
+from spectra.results import S3Upload
+
+CHUNK = 1024 * 1024
+
+
+class FileUnreadable(Exception):
+    """A source file is not what it claims to be (bad gzip); the message says what was wrong."""
+
+
+def job_prefix(tenant_id: str, job_id: str) -> str:
+    return f"{tenant_id}/{job_id}/"
+
+
+def results_key(job: BulkJob, kind: str) -> str:
+    return f"{job_prefix(job.tenant_id, job.job_id)}results/{kind}.csv"
+
+
+class BulkFiles:
+    def __init__(self, s3_client, *, results_bucket: str, ingest_bucket: str) -> None:
+        self._s3 = s3_client
+        self.results_bucket = results_bucket
+        self.ingest_bucket = ingest_bucket
+
+    @property
+    def client(self):
+        return self._s3
+
+    # -- uploads --------------------------------------------------------------------------------------------------
+
+    def put(self, key: str, body: bytes) -> SourceFile:
+        """One uploaded batch, stored in the results bucket as sent (gzip stays gzip: COPY reads it so)."""
+        self._s3.put_object(Bucket=self.results_bucket, Key=key, Body=body, ContentType="text/csv")
+        return SourceFile(bucket=self.results_bucket, key=key, size=len(body), gzip=key.endswith(".gz"))
+
+    def uploaded_batches(self, job: BulkJob) -> list[SourceFile]:
+        """Every batch under the job's uploads prefix (PUT through the API or through a presigned URL), in order."""
+        prefix = f"{job_prefix(job.tenant_id, job.job_id)}uploads/"
+        files = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.results_bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                files.append(
+                    SourceFile(
+                        bucket=self.results_bucket, key=obj["Key"], size=obj["Size"], gzip=obj["Key"].endswith(".gz")
+                    )
+                )
+        return sorted(files, key=lambda f: f.key)
+
+    def presign_put(self, bucket: str, key: str, *, ttl_seconds: int, metadata: dict[str, str] | None = None) -> str:
+        """A SigV4 URL that lets its holder PUT exactly this one object (with exactly this metadata, sent as
+        ``x-amz-meta-*`` headers), for ``ttl_seconds``."""
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if metadata:
+            params["Metadata"] = metadata
+        return self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl_seconds, HttpMethod="PUT")
+
+    def presign_get(self, bucket: str, key: str, *, ttl_seconds: int) -> str:
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl_seconds, HttpMethod="GET"
+        )
+
+    # -- dropped files --------------------------------------------------------------------------------------------
+
+    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
+        try:
+            return self._s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def read_small(self, bucket: str, key: str, *, limit: int) -> bytes | None:
+        """A small object (a sidecar), or None when there is none; refuses to read past ``limit`` bytes."""
+        try:
+            body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        with body:
+            data = body.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"s3://{bucket}/{key} is larger than {limit} bytes")
+        return data
+
+    def tag_processed(self, source: SourceFile) -> None:
+        """Mark a dropped file as loaded: the ingest bucket's lifecycle expires tagged objects."""
+        self.tag(source, "spectra-processed", "true")
+
+    def tag(self, source: SourceFile, key: str, value: str) -> None:
+        try:
+            self._s3.put_object_tagging(
+                Bucket=source.bucket, Key=source.key, Tagging={"TagSet": [{"Key": key, "Value": value}]}
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+
+    # -- reading --------------------------------------------------------------------------------------------------
+
+    def head_bytes(self, source: SourceFile, *, limit: int) -> tuple[bytes, bool]:
+        """Up to ``limit`` bytes of the file's (decompressed) content, and whether that is the whole file."""
+        out = bytearray()
+        for chunk in self.chunks(source):
+            out += chunk
+            if len(out) > limit:
+                return bytes(out[:limit]), False
+        return bytes(out), True
+
+    def chunks(self, source: SourceFile, *, start: int = 0) -> Iterator[bytes]:
+        """The file's content, decompressed when it is gzip, streamed; ``start`` (plain files only) skips bytes."""
+        params: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
+        if start:
+            params["Range"] = f"bytes={start}-"
+        try:
+            body = self._s3.get_object(**params)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise NotFound(f"{source.url} does not exist") from exc
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return
+            raise
+        with body:
+            if not source.gzip:
+                while chunk := body.read(CHUNK):
+                    yield chunk
+                return
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
+            try:
+                while chunk := body.read(CHUNK):
+                    data = inflater.decompress(chunk)
+                    while inflater.unused_data:  # concatenated gzip members, as `cat a.gz b.gz` makes
+                        rest = inflater.unused_data
+                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                        data += inflater.decompress(rest)
+                    if data:
+                        yield data
+                tail = inflater.flush()
+                if not inflater.eof:
+                    raise FileUnreadable(f"{source.url} is not a complete gzip file (it ends early)")
+                if tail:
+                    yield tail
+            except zlib.error as exc:
+                raise FileUnreadable(f"{source.url} is not a valid gzip file: {exc}") from exc
+
+    def text(self, source: SourceFile) -> IO[str]:
+        """The file as text for the csv module: UTF-8, undecodable bytes kept (surrogateescape) so a row is written
+        back exactly as it was sent, universal newlines off (csv handles CRLF inside and outside quotes)."""
+        return io.TextIOWrapper(
+            _ChunkReader(self.chunks(source)), encoding="utf-8", errors="surrogateescape", newline=""
+        )
+
+    # -- writing --------------------------------------------------------------------------------------------------
+
+    def write_manifest(self, job: BulkJob, name: str, files: list[SourceFile]) -> str:
+        key = f"{job_prefix(job.tenant_id, job.job_id)}load/{name}.manifest"
+        manifest = {"entries": [{"url": f.url, "mandatory": True} for f in files]}
+        self._s3.put_object(
+            Bucket=self.results_bucket, Key=key, Body=json.dumps(manifest).encode(), ContentType="application/json"
+        )
+        return f"s3://{self.results_bucket}/{key}"
+
+    def writer(self, key: str) -> S3Upload:
+        """A streaming text/csv object in the results bucket (one PUT when small, multipart when large)."""
+        return S3Upload(self._s3, self.results_bucket, key, "text/csv")
+
+    def size(self, key: str) -> int | None:
+        head = self.head(self.results_bucket, key)
+        return head["ContentLength"] if head else None
+
+    def read_all(self, key: str) -> bytes:
+        return b"".join(self.chunks(SourceFile(bucket=self.results_bucket, key=key)))
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable binary stream over an iterator of chunks (for TextIOWrapper)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size

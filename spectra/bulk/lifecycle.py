@@ -1,0 +1,315 @@
+"""How a bulk job moves once it is ``UploadComplete``: the executor checks its files and starts its load (or its
+UNLOAD) as the tenant; the completion consumer, fed by the same Data API status events as query jobs (or by the
+reconciler when one is lost), counts what happened, writes the result files and ends the job.
+
+Every step is safe to repeat: the ``UploadComplete → InProgress`` write is conditional, the statement's ClientToken is
+the job id, the terminal write is conditional on the state seen, and the event and the result files are recorded as
+done on the job, so a retry finishes what is owed and a duplicate event does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from events import (
+    BULK_EVENT_DETAIL_TYPES,
+    BulkJobEventDetail,
+    BulkJobQueuedMessage,
+    BulkResultsRequested,
+    ErrorInfo,
+    StatementState,
+    StatementStatusChange,
+)
+from spectra.bulk import outcomes
+from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header
+from spectra.bulk.files import job_prefix
+from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
+from spectra.bulk.sql import Manifest, load_statements, unload_statement
+from spectra.errors import IdentityRefused, StatementRejected, Throttled
+from spectra.identity import identity_for
+from spectra.jobs import utcnow
+from spectra.ports import BulkPorts, Ports
+from spectra.warehouse import DatabaseIdentity
+
+logger = logging.getLogger(__name__)
+
+
+def bulk_ports(ports: Ports) -> BulkPorts:
+    if ports.bulk is None:
+        raise RuntimeError("this function has no bulk resources (BULK_JOBS_TABLE is not set)")
+    return ports.bulk
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Start
+
+
+def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt: bool = False) -> BulkJob | None:
+    """Check the job's files against its table and start its statement. None when there is nothing (more) to do.
+
+    Throttling propagates (the message comes back later) except on the queue's last delivery, where the job fails
+    with the service's reason. Input problems fail the job at once, before anything is written, naming the problem.
+    """
+    bulk = bulk_ports(ports)
+    job = bulk.jobs.transition(
+        message.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE}, started_at=utcnow()
+    )
+    if job is None:
+        job = bulk.jobs.get(message.job_id)
+        if job is None:
+            logger.error("bulk job %s from the queue does not exist; dropping the message", message.job_id)
+            return None
+        if job.state is not BulkState.IN_PROGRESS or job.statement_id:
+            logger.info("bulk job %s is %s; nothing to start", job.job_id, job.state.value)
+            return None
+        if job.abort_requested_at is not None:  # an earlier attempt stopped before its statement; abort it here
+            finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
+            return None
+    try:
+        identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
+    except IdentityRefused as exc:
+        error = ErrorInfo(code=exc.code, message=exc.message)
+        finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
+        return None
+    try:
+        if job.operation is BulkOperation.QUERY:
+            statement_id = _start_export(ports, job, identity)
+        else:
+            job, statement_id = _start_load(ports, job, identity)
+    except BulkInputError as exc:
+        finish_bulk_job(ports, job, BulkState.FAILED, error=ErrorInfo(code=exc.code, message=exc.message))
+        return None
+    except StatementRejected as exc:
+        error = ErrorInfo(code="statement_rejected", message=exc.message)
+        finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
+        return None
+    except Throttled as exc:
+        if not final_attempt:
+            raise
+        error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
+        finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
+        return None
+    updated = bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=statement_id)
+    if updated is None:
+        current = bulk.jobs.get(job.job_id)
+        if current is not None and current.statement_id == statement_id:
+            return None  # a fast statement: its completion got here first
+        logger.warning("bulk job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
+        ports.warehouse.cancel(statement_id)
+        return None
+    if updated.abort_requested_at is not None:
+        ports.warehouse.cancel(statement_id)
+    return updated
+
+
+def export_prefix(job: BulkJob) -> str:
+    return f"{job_prefix(job.tenant_id, job.job_id)}export/"
+
+
+def _start_export(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> str:
+    destination = f"s3://{ports.settings.results_bucket}/{export_prefix(job)}part_"
+    sql = unload_statement(job.query or "", destination, role=ports.settings.bulk_iam_role)
+    return ports.warehouse.execute(
+        sql, identity=identity, name=job.job_id, client_token=job.job_id, result_format="CSV"
+    )
+
+
+def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple[BulkJob, str]:
+    bulk = bulk_ports(ports)
+    if not job.files:
+        raise BulkInputError("no_data", "the job has no uploaded data")
+    delimiter = job.column_delimiter.char
+    columns = read_header(bulk.files, job.files[0], delimiter)
+    for source in job.files[1:]:
+        other = read_header(bulk.files, source, delimiter)
+        if other != columns:
+            name = source.key.rsplit("/", 1)[-1]
+            raise BulkInputError("invalid_header", f"{name}'s header differs from the first file's: {', '.join(other)}")
+    schema, table = split_object(job.object)
+    described = ports.warehouse.describe_table(schema, table, identity=identity)
+    if not described:
+        raise BulkInputError(
+            "table_not_found", f"table {schema}.{table} does not exist or is not visible to the tenant"
+        )
+    table_columns = [
+        TableColumn(name=c["name"], required=not c.get("nullable", 1) and c.get("columnDefault") is None)
+        for c in described
+    ]
+    check_columns(job, columns, table_columns)
+    manifests = [
+        Manifest(url=bulk.files.write_manifest(job, "gzip" if gzip else "plain", group), gzip=gzip)
+        for gzip in (False, True)
+        if (group := [f for f in job.files if f.gzip is gzip])
+    ]
+    settings = ports.settings
+    sqls, plan = load_statements(
+        job, columns, manifests, role=settings.bulk_iam_role, max_errors=settings.bulk_max_errors
+    )
+    # The plan is recorded before the statement starts: a fast statement's completion event needs it.
+    planned = bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan) or job
+    statement_id = ports.warehouse.execute_batch(sqls, identity=identity, name=job.job_id, client_token=job.job_id)
+    return planned, statement_id
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Complete
+
+
+def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> BulkJob | None:
+    """Drive a bulk job to its end from its statement's end. Statements of no bulk job are ignored."""
+    bulk = bulk_ports(ports)
+    job = bulk.jobs.get(change.statementName or "")
+    if job is None:
+        logger.info("statement %s (%s) belongs to no bulk job; ignoring", change.statementId, change.statementName)
+        return None
+    if job.state.is_terminal:
+        settle(ports, job)
+        return job
+    if job.state is not BulkState.IN_PROGRESS or (job.statement_id and job.statement_id != change.statementId):
+        logger.warning("bulk job %s (%s) does not run %s; ignoring", job.job_id, job.state.value, change.statementId)
+        return None
+    statement_id = change.statementId
+    if change.state is StatementState.ABORTED:
+        if job.abort_requested_at is not None:
+            return finish_bulk_job(ports, job, BulkState.ABORTED, statement_id=statement_id)
+        error = ErrorInfo(code="statement_aborted", message="the warehouse aborted the statement")
+        return finish_bulk_job(ports, job, BulkState.FAILED, error=error, statement_id=statement_id)
+    info = ports.warehouse.describe(statement_id)
+    if change.state is StatementState.FAILED:
+        error = ErrorInfo(code="statement_failed", message=info.error or "the statement failed without a message")
+        return finish_bulk_job(ports, job, BulkState.FAILED, error=error, statement_id=statement_id)
+    if job.operation is BulkOperation.QUERY:
+        files, columns = _export_files(ports, job)
+        counts = BulkCounts(processed=sum(f.rows for f in files))
+        return finish_bulk_job(
+            ports,
+            job,
+            BulkState.JOB_COMPLETE,
+            statement_id=statement_id,
+            counts=counts,
+            export_files=files,
+            export_columns=columns,
+        )
+    counts = _load_counts(ports, job, info.sub_statements)
+    return finish_bulk_job(ports, job, BulkState.JOB_COMPLETE, statement_id=statement_id, counts=counts)
+
+
+def _load_counts(ports: Ports, job: BulkJob, subs: list) -> BulkCounts:
+    """Every input record counted once, from the answers of the batch's sub-statements."""
+    plan = job.plan
+    if plan is None:
+        raise RuntimeError(f"bulk job {job.job_id} finished without a recorded plan")
+    loaded = sum(subs[copy].result_rows or 0 for copy, _ in plan.copies)
+    rejected = sum(subs[errors].result_rows or 0 for _, errors in plan.copies)
+    processed = loaded + rejected
+    if plan.applied_index is None:  # insert: every loaded row is in the table
+        return BulkCounts(processed=processed, failed=rejected, created=loaded)
+    applied = _count(ports, subs[plan.applied_index].statement_id)
+    created = None
+    if plan.updated_index is not None:
+        created = applied - _count(ports, subs[plan.updated_index].statement_id)
+    elif job.operation is BulkOperation.UPDATE or job.operation is BulkOperation.DELETE:
+        created = 0
+    return BulkCounts(processed=processed, failed=processed - applied, created=created)
+
+
+def _count(ports: Ports, statement_id: str) -> int:
+    _, pages = ports.warehouse.csv_result(statement_id)
+    first = next(iter(pages), "0")
+    return int(first.strip().splitlines()[0] or 0)
+
+
+def _export_files(ports: Ports, job: BulkJob) -> tuple[list[ExportFile], list[str]]:
+    """The parts an UNLOAD wrote, from its verbose manifest, and the column names from its schema."""
+    bulk = bulk_ports(ports)
+    manifest = json.loads(bulk.files.read_all(f"{export_prefix(job)}part_manifest"))
+    bucket_prefix = f"s3://{ports.settings.results_bucket}/"
+    files = [
+        ExportFile(
+            key=entry["url"].removeprefix(bucket_prefix),
+            rows=int(entry.get("meta", {}).get("record_count", 0)),
+            bytes=int(entry.get("meta", {}).get("content_length", 0)),
+        )
+        for entry in manifest.get("entries", [])
+    ]
+    columns = [c["name"] for c in manifest.get("schema", {}).get("elements", [])]
+    return files, columns
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# End
+
+
+def finish_bulk_job(
+    ports: Ports, job: BulkJob, state: BulkState, *, unstarted: bool = False, **changes: Any
+) -> BulkJob | None:
+    """Move the job from the state it was seen in to a terminal ``state``, then settle what that owes.
+
+    An ingest job's result files are written first when its input is small, so they exist the moment it ends; a
+    large one ends as soon as its load commits and its files are written by the bulk results consumer. None when
+    the job moved meanwhile (the caller's view is stale; nothing is written).
+    """
+    bulk = bulk_ports(ports)
+    results_ready = job.operation is BulkOperation.QUERY or not job.files
+    if not results_ready and job.source_bytes <= ports.settings.bulk_inline_results_max_bytes:
+        outcomes.write_results(ports, job.model_copy(update={"state": state, **changes}))
+        results_ready = True
+    finished = bulk.jobs.transition(
+        job.job_id,
+        state,
+        expected={job.state},
+        unstarted=unstarted,
+        completed_at=utcnow(),
+        results_ready=results_ready,
+        **changes,
+    )
+    if finished is None:
+        return None
+    settle(ports, finished)
+    return finished
+
+
+def settle(ports: Ports, job: BulkJob) -> None:
+    """What a terminal job still owes: its result files (asked of the results consumer), its dropped file marked as
+    processed, and its event."""
+    bulk = bulk_ports(ports)
+    if not job.results_ready:
+        bulk.results_queue.send(BulkResultsRequested(job_id=job.job_id, tenant_id=job.tenant_id))
+    if not job.event_published:
+        if job.source is JobSource.S3_DROP:
+            for source in job.files:
+                bulk.files.tag_processed(source)  # the ingest bucket's lifecycle expires it later
+        publish_bulk_event(ports, job)
+
+
+def write_owed_results(ports: Ports, message: BulkResultsRequested) -> BulkJob | None:
+    """The bulk results consumer: write a large job's result files, then record them (and finish what is owed)."""
+    bulk = bulk_ports(ports)
+    job = bulk.jobs.get(message.job_id)
+    if job is None or not job.state.is_terminal or job.results_ready:
+        return None
+    outcomes.write_results(ports, job)
+    return bulk.jobs.mark_results_ready(job.job_id, job.state)
+
+
+def publish_bulk_event(ports: Ports, job: BulkJob) -> None:
+    counts = job.counts or BulkCounts()
+    detail = BulkJobEventDetail(
+        job_id=job.job_id,
+        tenant_id=job.tenant_id,
+        object=job.object,
+        operation=job.operation.value,
+        state=job.state.value,
+        source=job.source.value,
+        object_key=job.object_key,
+        number_records_processed=counts.processed,
+        number_records_failed=counts.failed,
+        error=job.error,
+        created_at=job.created_at,
+        completed_at=job.completed_at or utcnow(),
+        correlation_id=job.correlation_id,
+    )
+    ports.events.publish(BULK_EVENT_DETAIL_TYPES[job.state.value], detail, resources=[job.job_id])
+    bulk_ports(ports).jobs.mark_published(job.job_id, job.state)

@@ -1,0 +1,206 @@
+"""The bulk job: Salesforce Bulk API 2.0's workflow and names, on a Redshift table.
+
+States (Bulk 2.0's): ``Open`` (the tenant uploads batches) → ``UploadComplete`` (queued) → ``InProgress`` (its load
+or UNLOAD runs in the warehouse) → ``JobComplete`` | ``Failed`` | ``Aborted``. A query job starts at
+``UploadComplete``; a job made by an S3 drop too (its one file is already uploaded).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events import ErrorInfo
+
+
+class BulkState(StrEnum):
+    OPEN = "Open"
+    UPLOAD_COMPLETE = "UploadComplete"
+    IN_PROGRESS = "InProgress"
+    JOB_COMPLETE = "JobComplete"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (BulkState.JOB_COMPLETE, BulkState.FAILED, BulkState.ABORTED)
+
+
+#: Legal moves; the store's conditional writes refuse anything else, so a repeated message is a no-op.
+BULK_TRANSITIONS: dict[BulkState, frozenset[BulkState]] = {
+    BulkState.OPEN: frozenset({BulkState.UPLOAD_COMPLETE, BulkState.ABORTED, BulkState.FAILED}),
+    BulkState.UPLOAD_COMPLETE: frozenset({BulkState.IN_PROGRESS, BulkState.ABORTED, BulkState.FAILED}),
+    BulkState.IN_PROGRESS: frozenset({BulkState.JOB_COMPLETE, BulkState.FAILED, BulkState.ABORTED}),
+    BulkState.JOB_COMPLETE: frozenset(),
+    BulkState.FAILED: frozenset(),
+    BulkState.ABORTED: frozenset(),
+}
+
+
+def bulk_sources_of(target: BulkState) -> frozenset[BulkState]:
+    return frozenset(state for state, targets in BULK_TRANSITIONS.items() if target in targets)
+
+
+class BulkOperation(StrEnum):
+    INSERT = "insert"
+    UPDATE = "update"
+    UPSERT = "upsert"
+    DELETE = "delete"
+    QUERY = "query"
+
+    @property
+    def needs_external_id(self) -> bool:
+        return self in (BulkOperation.UPDATE, BulkOperation.UPSERT, BulkOperation.DELETE)
+
+
+class ColumnDelimiter(StrEnum):
+    """Bulk 2.0's names for the field separator."""
+
+    COMMA = "COMMA"
+    TAB = "TAB"
+    PIPE = "PIPE"
+    SEMICOLON = "SEMICOLON"
+    CARET = "CARET"
+    BACKQUOTE = "BACKQUOTE"
+
+    @property
+    def char(self) -> str:
+        return {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}[self.value]
+
+
+class LineEnding(StrEnum):
+    LF = "LF"
+    CRLF = "CRLF"
+
+
+class JobSource(StrEnum):
+    """Which door the job came through."""
+
+    API = "api"
+    S3_DROP = "s3"
+
+
+#: A table as the tenant names it: ``table`` (schema ``public``) or ``schema.table``, plain identifiers only, so the
+#: name can be quoted into SQL and an S3 key without ambiguity.
+OBJECT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,126}(\.[A-Za-z_][A-Za-z0-9_]{0,126})?$"
+_OBJECT = re.compile(OBJECT_PATTERN)
+COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,126}$"
+
+
+def split_object(name: str) -> tuple[str, str]:
+    """``(schema, table)``, lower-cased as the warehouse folds unquoted names; unqualified names are in ``public``."""
+    if not _OBJECT.match(name):
+        raise ValueError(f"{name!r} is not a table name (letters, digits and _ , optionally schema.table)")
+    schema, _, table = name.lower().rpartition(".")
+    return schema or "public", table
+
+
+BULK_JOB_ID_PREFIX = "b_"
+
+
+def is_bulk_job_id(value: str) -> bool:
+    """Bulk job ids (and so their statements' names) start ``b_``, query job ids ``j_``."""
+    return value.startswith(BULK_JOB_ID_PREFIX)
+
+
+def new_bulk_job_id() -> str:
+    """Opaque, URL-safe, unguessable; the ``b_`` prefix routes its Data API events to the bulk completion path."""
+    return BULK_JOB_ID_PREFIX + secrets.token_urlsafe(16)
+
+
+class SourceFile(BaseModel):
+    """One uploaded CSV file of a job: an S3 object (gzip when ``gzip``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str
+    key: str
+    size: int = 0
+    gzip: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class LoadPlan(BaseModel):
+    """What the executor decided to run, kept so completion can read each sub-statement's answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    columns: list[str]  # the file's columns, in file order, lower-cased
+    #: per COPY: the index (in the batch) of the COPY and of the SELECT of its rejected rows
+    copies: list[tuple[int, int]] = Field(default_factory=list)
+    applied_index: int | None = None  # SELECT count(*) of the rows applied to the target (update/upsert/delete)
+    updated_index: int | None = None  # upsert: SELECT count(*) of the rows that matched an existing row
+    outcome_index: int | None = None  # SELECT of per-id outcomes (failed ids, and upsert's smaller created set)
+
+
+class BulkCounts(BaseModel):
+    """Every input record counted once: processed = succeeded + failed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    processed: int = 0
+    failed: int = 0
+    created: int | None = None  # upsert: rows inserted (the rest of the succeeded ones were updated)
+
+
+class ExportFile(BaseModel):
+    """A part file a query job's UNLOAD wrote, with its record count (MANIFEST VERBOSE)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    rows: int
+    bytes: int
+
+
+class BulkJob(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    tenant_id: str
+    #: the submitting tenant's generation (spectra.tenants): a re-created tenant does not inherit queued jobs
+    tenant_generation: str | None = None
+    db_user: str = ""  # for the record; the identity is read from the tenant when the job starts (spectra.identity)
+    object: str
+    operation: BulkOperation
+    external_id_field: str | None = None
+    column_delimiter: ColumnDelimiter = ColumnDelimiter.COMMA
+    line_ending: LineEnding = LineEnding.LF
+    content_type: str = "CSV"
+    query: str | None = None
+    source: JobSource = JobSource.API
+    object_key: str | None = None  # the dropped object (S3 door)
+    state: BulkState = BulkState.OPEN
+    files: list[SourceFile] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    queued_at: datetime | None = None  # when it became UploadComplete
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    statement_id: str | None = None
+    plan: LoadPlan | None = None
+    counts: BulkCounts | None = None
+    export_files: list[ExportFile] = Field(default_factory=list)
+    export_columns: list[str] = Field(default_factory=list)
+    results_ready: bool = False
+    error: ErrorInfo | None = None
+    abort_requested_at: datetime | None = None
+    event_published: bool = False
+    correlation_id: str | None = None
+
+    @property
+    def processing_ms(self) -> int | None:
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return int((self.completed_at - self.started_at).total_seconds() * 1000)
+
+    @property
+    def source_bytes(self) -> int:
+        return sum(f.size for f in self.files)

@@ -1,0 +1,189 @@
+"""An ingest job's result files, as Bulk 2.0 names and shapes them, with every input record in exactly one:
+
+* ``successfulResults``: ``sf__Id``, ``sf__Created``, then the record's fields;
+* ``failedResults``: ``sf__Id``, ``sf__Error``, then the record's fields as sent;
+* ``unprocessedrecords``: the record's fields as sent (every record of a job that failed or was aborted: its load
+  ran in one transaction, so none of it was applied).
+
+``sf__Id`` is the record's external id (``externalIdFieldName``), empty for an insert that names none: a warehouse
+table has no record id of its own. The outcome of each record comes from the warehouse: the rows its COPY rejected
+(``stl_load_errors``: file and line) and the ids its staging step refused (missing, duplicated, not found) or, for an
+upsert, created. Source files are streamed once, record by record, and the ids are kept in a SQLite file on local
+disk, so memory stays flat whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+
+from spectra.bulk.csvfiles import Record, records
+from spectra.bulk.files import FileUnreadable, results_key
+from spectra.bulk.models import BulkJob, BulkOperation, BulkState, LineEnding
+from spectra.errors import NotFound
+from spectra.ports import Ports
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("successful", "failed", "unprocessed")
+MISSING_ID = "missing external id"
+
+
+@dataclass
+class ResultCounts:
+    successful: int = 0
+    failed: int = 0
+    unprocessed: int = 0
+
+
+class _Outcomes:
+    """The warehouse's verdicts: rejected lines, and per-id outcomes (on disk)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.rejected: dict[tuple[str, int], str] = {}
+        self._db = db
+        self._db.execute("CREATE TABLE outcome (id TEXT PRIMARY KEY, reason TEXT NOT NULL)")
+        self.created_listed = True  # upsert: the listed set is the created ids (else the updated ones)
+
+    def add_ids(self, rows: Iterator[list[str]]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO outcome VALUES (?, ?)", ((r[0], r[1]) for r in rows if len(r) == 2)
+        )
+
+    def of(self, external_id: str) -> str | None:
+        row = self._db.execute("SELECT reason FROM outcome WHERE id = ?", (external_id,)).fetchone()
+        return row[0] if row else None
+
+
+def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
+    """Write the job's three result files (overwriting any earlier attempt's) and return how many rows each has."""
+    bulk = ports.bulk
+    assert bulk is not None
+    delimiter = job.column_delimiter.char
+    terminator = "\r\n" if job.line_ending is LineEnding.CRLF else "\n"
+    counts = ResultCounts()
+    with ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="bulk-outcomes-"))
+        db = stack.enter_context(closing(sqlite3.connect(f"{scratch}/outcomes.db")))
+        verdicts = _read_outcomes(ports, job, _Outcomes(db)) if job.state is BulkState.JOB_COMPLETE else None
+        writers = {}
+        for kind in KINDS:
+            upload = stack.enter_context(closing(bulk.files.writer(results_key(job, kind))))
+            text = stack.enter_context(
+                io.TextIOWrapper(upload, encoding="utf-8", errors="surrogateescape", newline="", write_through=False)
+            )
+            writers[kind] = csv.writer(text, delimiter=delimiter, lineterminator=terminator)
+        header = _header(ports, job)
+        writers["successful"].writerow(["sf__Id", "sf__Created", *header])
+        writers["failed"].writerow(["sf__Id", "sf__Error", *header])
+        writers["unprocessed"].writerow(header)
+        key_index = _key_index(job, header)
+        for source in job.files:
+            for record in _readable_records(bulk.files, source, delimiter):
+                fields = record.fields
+                if verdicts is None:
+                    writers["unprocessed"].writerow(fields if fields is not None else [])
+                    counts.unprocessed += 1
+                    continue
+                sf_id = (
+                    fields[key_index]
+                    if fields is not None and key_index is not None and key_index < len(fields)
+                    else ""
+                )
+                error = verdicts.rejected.get((source.url, record.line))
+                if error is None and fields is None:
+                    error = "the rest of the file is not valid CSV (an unterminated quoted field?)"
+                if error is None and key_index is not None:
+                    error = MISSING_ID if not sf_id.strip() else _refused(verdicts, job, sf_id)
+                if error is not None:
+                    writers["failed"].writerow([sf_id, error, *(fields or [])])
+                    counts.failed += 1
+                    continue
+                writers["successful"].writerow([sf_id, _created(verdicts, job, sf_id), *fields])
+                counts.successful += 1
+    expected = job.counts
+    if expected is not None and (counts.successful + counts.failed, counts.failed) != (
+        expected.processed,
+        expected.failed,
+    ):
+        logger.warning("bulk job %s: result files count %s, the warehouse counted %s", job.job_id, counts, expected)
+    return counts
+
+
+def _readable_records(files, source, delimiter: str) -> Iterator[Record]:
+    """The file's records; a file that cannot be read (gone, bad gzip) ends early: its job already says why."""
+    try:
+        yield from records(files, source, delimiter)
+    except (FileUnreadable, NotFound) as exc:
+        logger.warning("bulk result files stop early at %s: %s", source.url, exc)
+
+
+def _header(ports: Ports, job: BulkJob) -> list[str]:
+    """The file's own column names (as the tenant wrote them), from its first record."""
+    if job.plan is not None:
+        return job.plan.columns
+    bulk = ports.bulk
+    assert bulk is not None
+    if not job.files:
+        return []
+    try:
+        with bulk.files.text(job.files[0]) as stream:
+            first = next(csv.reader(stream, delimiter=job.column_delimiter.char), [])
+    except (FileUnreadable, NotFound, csv.Error):
+        return []
+    return [name.lstrip("\ufeff").strip().lower() for name in first]
+
+
+def _key_index(job: BulkJob, header: list[str]) -> int | None:
+    if not job.external_id_field:
+        return None
+    name = job.external_id_field.lower()
+    return header.index(name) if name in header else None
+
+
+def _refused(verdicts: _Outcomes, job: BulkJob, external_id: str) -> str | None:
+    reason = verdicts.of(external_id)
+    return reason if reason not in (None, "created", "updated") else None
+
+
+def _created(verdicts: _Outcomes, job: BulkJob, external_id: str) -> str:
+    if job.operation is BulkOperation.INSERT:
+        return "true"
+    if job.operation is not BulkOperation.UPSERT:
+        return "false"
+    listed = verdicts.of(external_id) in ("created", "updated")
+    return "true" if listed == verdicts.created_listed else "false"
+
+
+def _read_outcomes(ports: Ports, job: BulkJob, verdicts: _Outcomes) -> _Outcomes:
+    """Rejected lines and per-id outcomes, from the answers of the load's sub-statements."""
+    plan = job.plan
+    if plan is None or job.statement_id is None:
+        return verdicts
+    info = ports.warehouse.describe(job.statement_id)
+    subs = info.sub_statements
+    for _, errors in plan.copies:
+        for row in _rows(ports, subs[errors].statement_id):
+            if len(row) >= 4:
+                filename, line, column, reason = row[:4]
+                where = f"{column}: " if column else ""
+                verdicts.rejected[(filename, int(line))] = f"{where}{reason}"
+    if plan.outcome_index is not None:
+        verdicts.add_ids(_rows(ports, subs[plan.outcome_index].statement_id))
+    if job.operation is BulkOperation.UPSERT and job.counts is not None and job.counts.created is not None:
+        applied = job.counts.processed - job.counts.failed
+        updated = applied - job.counts.created
+        verdicts.created_listed = updated * 2 >= applied  # the same choice the outcome SELECT made
+    return verdicts
+
+
+def _rows(ports: Ports, statement_id: str) -> Iterator[list[str]]:
+    _, pages = ports.warehouse.csv_result(statement_id)
+    for page in pages:
+        yield from csv.reader(io.StringIO(page, newline=""))

@@ -1,0 +1,92 @@
+"""The reconciler's sweep over bulk jobs: the same backstop as for queries (:mod:`spectra.reconciliation`), on the
+bulk table's pending index.
+
+* ``InProgress`` with a statement: DescribeStatement; an ended statement goes through
+  :func:`~spectra.bulk.lifecycle.complete_bulk_statement`, as if its event had come.
+* ``UploadComplete``, or ``InProgress`` without a statement: its queue message is lost or keeps failing; queue it
+  again after ``requeue_after_seconds`` (the conditional start and the ClientToken make that safe), and fail it with
+  ``not_started`` once it has waited ``pending_max_age_seconds`` since it was queued.
+* Ended, but its event or its result files are still owed: settle them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from events import BulkJobQueuedMessage, ErrorInfo, StatementStatusChange
+from spectra.bulk.lifecycle import bulk_ports, complete_bulk_statement, finish_bulk_job, settle
+from spectra.bulk.models import BulkJob, BulkState
+from spectra.errors import NotFound, Throttled
+from spectra.ports import Ports
+from spectra.reconciliation import TERMINAL_STATEMENT_STATES, Outcome, ReconcileSummary, Thresholds
+
+logger = logging.getLogger(__name__)
+
+
+def reconcile_bulk(
+    ports: Ports, now: datetime, thresholds: Thresholds, summary: ReconcileSummary, *, deadline: float | None = None
+) -> None:
+    bulk = bulk_ports(ports)
+    page = bulk.jobs.pending_before(now - thresholds.look_after, limit=thresholds.batch_max)
+    for entry in page.jobs:
+        if deadline is not None and time.monotonic() >= deadline:
+            summary.out_of_time = True
+            break
+        job = bulk.jobs.get(entry.job_id)
+        if job is None:
+            continue
+        summary.checked += 1
+        try:
+            outcome = _reconcile(ports, job, entry.pending_since, now, thresholds)
+        except Throttled as exc:
+            logger.warning("reconciler throttled at bulk job %s; stopping this run: %s", job.job_id, exc)
+            summary.throttled = True
+            break
+        except Exception:
+            logger.exception("reconciler could not move bulk job %s", job.job_id)
+            summary.errors += 1
+            continue
+        summary.count(outcome)
+    summary.more_pending = summary.more_pending or page.more or summary.throttled or summary.out_of_time
+
+
+def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime, thresholds: Thresholds) -> Outcome:
+    bulk = bulk_ports(ports)
+    if job.state.is_terminal:
+        if job.event_published and job.results_ready:
+            return Outcome.SKIPPED
+        settle(ports, job)
+        bulk.jobs.mark_checked(job.job_id, job.state, now)
+        return Outcome.PUBLISHED
+    if job.state is BulkState.IN_PROGRESS and job.statement_id:
+        return _check_statement(ports, job, now)
+    if now - (job.queued_at or job.created_at) >= thresholds.give_up_after:
+        waited = int(thresholds.give_up_after.total_seconds())
+        error = ErrorInfo(code="not_started", message=f"the job did not reach the warehouse within {waited} seconds")
+        failed = finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
+        return Outcome.EXPIRED if failed else Outcome.SKIPPED
+    if now - quiet_since >= thresholds.requeue_after:
+        ports.queue.send(
+            BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id)
+        )
+        bulk.jobs.mark_checked(job.job_id, job.state, now)
+        return Outcome.REQUEUED
+    return Outcome.WAITING
+
+
+def _check_statement(ports: Ports, job: BulkJob, now: datetime) -> Outcome:
+    statement_id = job.statement_id or ""
+    try:
+        info = ports.warehouse.describe(statement_id)
+    except NotFound:
+        error = ErrorInfo(code="statement_lost", message=f"the warehouse no longer knows statement {statement_id}")
+        return Outcome.EXPIRED if finish_bulk_job(ports, job, BulkState.FAILED, error=error) else Outcome.SKIPPED
+    state = TERMINAL_STATEMENT_STATES.get(info.status)
+    if state is None:
+        bulk_ports(ports).jobs.mark_checked(job.job_id, job.state, now)
+        return Outcome.STILL_RUNNING
+    change = StatementStatusChange(statementId=statement_id, statementName=job.job_id, state=state)
+    finished = complete_bulk_statement(ports, change)
+    return Outcome.COMPLETED if finished is not None and finished.state.is_terminal else Outcome.SKIPPED

@@ -1,0 +1,312 @@
+"""Bulk jobs as the API sees them (Salesforce Bulk API 2.0's workflow): create, upload, close or abort, follow,
+fetch results. Nothing here touches the warehouse except to abort a running statement.
+"""
+
+from __future__ import annotations
+
+import gzip as gzip_module
+import io
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from events import BulkJobQueuedMessage, ErrorInfo
+from spectra.bulk.files import results_key
+from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
+from spectra.bulk.models import (
+    BulkJob,
+    BulkOperation,
+    BulkState,
+    ColumnDelimiter,
+    LineEnding,
+    SourceFile,
+    new_bulk_job_id,
+    split_object,
+)
+from spectra.bulk.pages import Page, read_page
+from spectra.bulk.store import BulkJobPage
+from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound, PayloadTooLarge
+from spectra.jobs import utcnow
+from spectra.ports import Ports
+from spectra.sql_guard import check_sql
+from spectra.tenants import Caller
+
+RESULT_KINDS = {"successfulResults": "successful", "failedResults": "failed", "unprocessedrecords": "unprocessed"}
+
+
+@dataclass(frozen=True)
+class NewJob:
+    object: str | None
+    operation: BulkOperation
+    external_id_field: str | None = None
+    column_delimiter: ColumnDelimiter = ColumnDelimiter.COMMA
+    line_ending: LineEnding = LineEnding.LF
+    content_type: str = "CSV"
+    query: str | None = None
+
+
+def create_job(ports: Ports, caller: Caller, spec: NewJob, *, correlation_id: str | None = None) -> BulkJob:
+    """An ingest job starts ``Open`` (waiting for its data); a query job is queued at once."""
+    if spec.content_type != "CSV":
+        raise InvalidRequest("contentType must be CSV", details={"field": "contentType"})
+    query = None
+    if spec.operation is BulkOperation.QUERY:
+        if not spec.query:
+            raise InvalidRequest("a query job needs a query", details={"field": "query"})
+        query = check_sql(spec.query, max_bytes=ports.settings.max_sql_bytes)
+        target = spec.object or ""
+    else:
+        if spec.query:
+            raise InvalidRequest("query is only for operation query", details={"field": "query"})
+        if not spec.object:
+            raise InvalidRequest(
+                f"operation {spec.operation.value} needs an object (a table)", details={"field": "object"}
+            )
+        try:
+            split_object(spec.object)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), details={"field": "object"}) from exc
+        target = spec.object
+        if spec.operation.needs_external_id and not spec.external_id_field:
+            raise InvalidRequest(
+                f"operation {spec.operation.value} needs externalIdFieldName", details={"field": "externalIdFieldName"}
+            )
+    now = utcnow()
+    job = BulkJob(
+        job_id=new_bulk_job_id(),
+        tenant_id=caller.tenant_id,
+        tenant_generation=caller.generation,
+        db_user=caller.db_user or "",
+        object=target,
+        operation=spec.operation,
+        external_id_field=(spec.external_id_field or "").lower() or None,
+        column_delimiter=spec.column_delimiter,
+        line_ending=spec.line_ending,
+        query=query,
+        state=BulkState.UPLOAD_COMPLETE if query else BulkState.OPEN,
+        queued_at=now if query else None,
+        created_at=now,
+        updated_at=now,
+        correlation_id=correlation_id,
+    )
+    bulk_ports(ports).jobs.create(job)
+    if query:
+        _queue(ports, job)
+    return job
+
+
+def _queue(ports: Ports, job: BulkJob) -> None:
+    message = BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id)
+    try:
+        ports.queue.send(message)
+    except Exception:
+        error = ErrorInfo(code="enqueue_failed", message="the job could not be queued")
+        bulk_ports(ports).jobs.transition(
+            job.job_id, BulkState.FAILED, expected={BulkState.UPLOAD_COMPLETE}, error=error, completed_at=utcnow()
+        )
+        raise
+
+
+def get_job(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
+    job = bulk_ports(ports).jobs.get_for_tenant(caller.tenant_id, job_id)
+    if job is None:
+        raise NotFound(f"bulk job {job_id} not found")
+    return job
+
+
+def list_jobs(
+    ports: Ports,
+    caller: Caller,
+    *,
+    state: BulkState | None,
+    operation: BulkOperation | None,
+    limit: int,
+    next_token: str | None,
+) -> BulkJobPage:
+    return bulk_ports(ports).jobs.list_for_tenant(
+        caller.tenant_id,
+        limit=min(limit, ports.settings.api_page_max),
+        state=state,
+        operation=operation,
+        next_token=next_token,
+    )
+
+
+def _open_job(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
+    job = get_job(ports, caller, job_id)
+    if job.state is not BulkState.OPEN:
+        raise Conflict(
+            f"bulk job {job_id} is {job.state.value}; data can be uploaded only while it is Open",
+            details={"state": job.state.value},
+        )
+    return job
+
+
+def _upload_key(job: BulkJob, *, gzip: bool) -> str:
+    """Upload keys sort in upload order; the random tail keeps two concurrent uploads apart."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    name = f"{stamp}-{secrets.token_hex(4)}.csv" + (".gz" if gzip else "")
+    return f"{job.tenant_id}/{job.job_id}/uploads/{name}"
+
+
+def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip: bool) -> SourceFile:
+    """Store one CSV batch (as sent: gzip stays gzip, COPY reads it so)."""
+    job = _open_job(ports, caller, job_id)
+    limit = ports.settings.bulk_max_batch_bytes
+    if len(body) > limit:
+        raise PayloadTooLarge(
+            f"the batch is {len(body)} bytes; send at most {limit} per request, or upload through"
+            f" POST /v1/bulk/jobs/{job_id}/uploads",
+            details={"limit": limit},
+        )
+    if not body:
+        raise InvalidRequest("the batch is empty")
+    if gzip and not _is_gzip(body):
+        raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
+    return bulk_ports(ports).files.put(_upload_key(job, gzip=gzip), body)
+
+
+def _is_gzip(body: bytes) -> bool:
+    try:
+        gzip_module.GzipFile(fileobj=io.BytesIO(body[:1024])).read(1)
+    except (OSError, EOFError):
+        return False
+    return True
+
+
+def upload_url(ports: Ports, caller: Caller, job_id: str, *, gzip: bool) -> dict[str, Any]:
+    """A presigned PUT for one more batch of an Open job: for files larger than a request body may be."""
+    job = _open_job(ports, caller, job_id)
+    files = bulk_ports(ports).files
+    key = _upload_key(job, gzip=gzip)
+    ttl = ports.settings.upload_url_ttl_seconds
+    return {
+        "url": files.presign_put(files.results_bucket, key, ttl_seconds=ttl),
+        "method": "PUT",
+        "key": key,
+        "expires_in": ttl,
+    }
+
+
+def drop_upload_url(
+    ports: Ports, caller: Caller, *, object_name: str, filename: str | None, gzip: bool, metadata: dict[str, str]
+) -> dict[str, Any]:
+    """A presigned PUT into the ingest bucket, under the tenant's own prefix: ``<tenant>/<table>/<name>.csv``. The
+    tenant needs no S3 rights of its own, and the URL opens exactly one key for a few minutes."""
+    try:
+        split_object(object_name)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), details={"field": "object"}) from exc
+    name = filename or f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+    if "/" in name or not name.strip() or len(name) > 200:
+        raise InvalidRequest("filename must be a plain file name", details={"field": "filename"})
+    suffix = ".csv.gz" if gzip else ".csv"
+    if not name.endswith(suffix):
+        name += suffix
+    files = bulk_ports(ports).files
+    key = f"{caller.tenant_id}/{object_name.lower()}/{name}"
+    ttl = ports.settings.upload_url_ttl_seconds
+    url = files.presign_put(files.ingest_bucket, key, ttl_seconds=ttl, metadata=metadata)
+    headers = {f"x-amz-meta-{k}": v for k, v in metadata.items()}
+    return {
+        "url": url,
+        "method": "PUT",
+        "bucket": files.ingest_bucket,
+        "key": key,
+        "headers": headers,
+        "expires_in": ttl,
+    }
+
+
+def change_state(ports: Ports, caller: Caller, job_id: str, state: str) -> BulkJob:
+    """PATCH: ``UploadComplete`` queues an Open job; ``Aborted`` stops it. Repeating UploadComplete is harmless."""
+    if state == BulkState.UPLOAD_COMPLETE.value:
+        return _close(ports, caller, job_id)
+    if state == BulkState.ABORTED.value:
+        return _abort(ports, caller, job_id)
+    raise InvalidRequest(
+        f"state must be UploadComplete or Aborted, not {state!r}", details={"field": "state", "value": state}
+    )
+
+
+def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
+    bulk = bulk_ports(ports)
+    job = get_job(ports, caller, job_id)
+    if job.state is not BulkState.OPEN:
+        if job.state in (BulkState.UPLOAD_COMPLETE, BulkState.IN_PROGRESS, BulkState.JOB_COMPLETE):
+            return job  # a repeated UploadComplete: the job was queued by the first one
+        raise Conflict(f"bulk job {job_id} is {job.state.value}", details={"state": job.state.value})
+    files = bulk.files.uploaded_batches(job)
+    if not files:
+        raise InvalidRequest(f"bulk job {job_id} has no data: upload at least one batch before UploadComplete")
+    if len(files) > ports.settings.bulk_max_files:
+        raise InvalidRequest(f"bulk job {job_id} has {len(files)} batches; at most {ports.settings.bulk_max_files}")
+    closed = bulk.jobs.transition(
+        job_id, BulkState.UPLOAD_COMPLETE, expected={BulkState.OPEN}, files=files, queued_at=utcnow()
+    )
+    if closed is None:  # a concurrent PATCH won
+        return get_job(ports, caller, job_id)
+    _queue(ports, closed)
+    return closed
+
+
+def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
+    bulk = bulk_ports(ports)
+    job = get_job(ports, caller, job_id)
+    if job.state in (BulkState.OPEN, BulkState.UPLOAD_COMPLETE):
+        aborted = finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
+        if aborted is not None:
+            return aborted
+        job = get_job(ports, caller, job_id)
+    if job.state is BulkState.IN_PROGRESS:
+        marked = bulk.jobs.update(job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())
+        if marked is not None and marked.statement_id:
+            ports.warehouse.cancel(marked.statement_id)
+        return get_job(ports, caller, job_id)
+    raise Conflict(f"bulk job {job_id} already ended {job.state.value}", details={"state": job.state.value})
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """An ingest result file: inline when small, else a presigned URL to redirect to."""
+
+    body: bytes | None
+    url: str | None
+
+
+def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultFile:
+    job = get_job(ports, caller, job_id)
+    if job.operation is BulkOperation.QUERY:
+        raise InvalidRequest(f"bulk job {job_id} is a query job: read GET /v1/bulk/jobs/{job_id}/results")
+    if not job.state.is_terminal:
+        raise JobNotFinished(f"bulk job {job_id} is {job.state.value}; results exist once it has ended")
+    if not job.results_ready:
+        raise JobNotFinished(f"bulk job {job_id} ended; its result files are being written", retry_after=2)
+    files = bulk_ports(ports).files
+    key = results_key(job, RESULT_KINDS[kind])
+    size = files.size(key)
+    if size is None:
+        raise NotFound(f"bulk job {job_id} has no {kind}")
+    if size <= ports.settings.bulk_inline_download_max_bytes:
+        return ResultFile(body=files.read_all(key), url=None)
+    return ResultFile(
+        body=None, url=files.presign_get(files.results_bucket, key, ttl_seconds=ports.settings.presign_ttl_seconds)
+    )
+
+
+def query_results(ports: Ports, caller: Caller, job_id: str, *, locator: str | None, max_records: int | None) -> Page:
+    job = get_job(ports, caller, job_id)
+    if job.operation is not BulkOperation.QUERY:
+        raise InvalidRequest(f"bulk job {job_id} is an ingest job: read its successfulResults and failedResults")
+    if job.state in (BulkState.FAILED, BulkState.ABORTED):
+        raise Conflict(
+            f"bulk job {job_id} ended {job.state.value}; it has no results", details={"state": job.state.value}
+        )
+    if job.state is not BulkState.JOB_COMPLETE:
+        raise JobNotFinished(f"bulk job {job_id} is {job.state.value}; results exist once it is JobComplete")
+    settings = ports.settings
+    wanted = min(max_records or settings.bulk_page_max_records, settings.bulk_page_max_records)
+    return read_page(
+        bulk_ports(ports).files, job, locator=locator, max_records=wanted, max_bytes=settings.bulk_page_max_bytes
+    )

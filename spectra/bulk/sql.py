@@ -1,0 +1,164 @@
+"""The SQL a bulk job runs, as one BatchExecuteStatement (one transaction: a failure leaves the table as it was).
+
+Every name comes from a validated identifier and is quoted; every literal is escaped the way Redshift reads string
+literals (``''`` for a quote, ``\\\\`` for a backslash). Nothing the tenant sent is spliced in any other way.
+
+insert::
+
+    COPY target (file columns) FROM '<manifest>' MANIFEST ... MAXERROR n     -- once per compression
+    SELECT <rejected rows> FROM stl_load_errors WHERE query = pg_last_copy_id()
+
+update / upsert / delete (staging first, then one set-based change)::
+
+    CREATE TEMP TABLE bulk_stage AS SELECT <file columns> FROM target WHERE 1 = 0
+    COPY bulk_stage ... / SELECT <rejected rows> ...                         -- once per compression
+    DELETE FROM bulk_stage WHERE <id> IS NULL                                -- no id: failed, "missing external id"
+    CREATE TEMP TABLE bulk_failed AS SELECT <id>, 'duplicate external id' ... HAVING count(*) > 1
+    INSERT INTO bulk_failed SELECT <id>, 'not found' ... (update and delete: ids matching no visible row)
+    DELETE FROM bulk_stage USING bulk_failed ...                             -- failed rows change nothing
+    UPDATE target ... FROM bulk_stage | MERGE INTO target USING bulk_stage ... | DELETE FROM target USING bulk_stage
+    SELECT count(*) FROM bulk_stage                                          -- rows applied
+    SELECT <id>, <outcome> ...                                               -- failed ids, and upsert's created ids
+
+Rows the tenant's row-level security hides count as "not found" (update, delete) or are inserted beside the hidden
+ones (upsert): the warehouse decides what the tenant's identity may see and change, not this code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spectra.bulk.models import BulkJob, BulkOperation, LoadPlan, split_object
+
+STAGE = "bulk_stage"
+FAILED = "bulk_failed"
+EXISTING = "bulk_existing"
+REJECTED_ROWS = (
+    "SELECT trim(filename), line_number, trim(colname), trim(err_reason) FROM stl_load_errors"
+    " WHERE query = pg_last_copy_id() ORDER BY 1, 2"
+)
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def table_name(job: BulkJob) -> str:
+    schema, table = split_object(job.object)
+    return f"{ident(schema)}.{ident(table)}"
+
+
+def iam_role_clause(role: str) -> str:
+    return "IAM_ROLE default" if role == "default" else f"IAM_ROLE {literal(role)}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    url: str
+    gzip: bool
+
+
+def copy_statement(target: str, columns: list[str], manifest: Manifest, job: BulkJob, *, role: str, max_errors: int):
+    options = [
+        iam_role_clause(role),
+        "MANIFEST",
+        "FORMAT AS CSV",
+        f"DELIMITER {literal(job.column_delimiter.char)}",
+        "IGNOREHEADER 1",
+        f"MAXERROR {max_errors}",
+    ]
+    if manifest.gzip:
+        options.append("GZIP")
+    cols = ", ".join(map(ident, columns))
+    return f"COPY {target} ({cols}) FROM {literal(manifest.url)} " + " ".join(options)
+
+
+def load_statements(
+    job: BulkJob, columns: list[str], manifests: list[Manifest], *, role: str, max_errors: int
+) -> tuple[list[str], LoadPlan]:
+    """The batch for an ingest job, and where in it completion finds each answer."""
+    target = table_name(job)
+    statements: list[str] = []
+    copies: list[tuple[int, int]] = []
+
+    def copies_into(table: str) -> None:
+        for manifest in manifests:
+            statements.append(copy_statement(table, columns, manifest, job, role=role, max_errors=max_errors))
+            statements.append(REJECTED_ROWS)
+            copies.append((len(statements) - 2, len(statements) - 1))
+
+    if job.operation is BulkOperation.INSERT:
+        copies_into(target)
+        return statements, LoadPlan(columns=columns, copies=copies)
+
+    key = ident((job.external_id_field or "").lower())
+    cols = ", ".join(map(ident, columns))
+    statements.append(f"CREATE TEMP TABLE {STAGE} AS SELECT {cols} FROM {target} WHERE 1 = 0")
+    copies_into(STAGE)
+    statements.append(f"DELETE FROM {STAGE} WHERE {key} IS NULL")
+    statements.append(
+        f"CREATE TEMP TABLE {FAILED} AS SELECT {key} AS id, 'duplicate external id'::varchar(64) AS reason"
+        f" FROM {STAGE} GROUP BY {key} HAVING count(*) > 1"
+    )
+    if job.operation in (BulkOperation.UPDATE, BulkOperation.DELETE):
+        statements.append(
+            f"INSERT INTO {FAILED} SELECT DISTINCT s.{key}, 'not found' FROM {STAGE} s"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = s.{key})"
+            f" AND s.{key} NOT IN (SELECT id FROM {FAILED})"
+        )
+    statements.append(f"DELETE FROM {STAGE} USING {FAILED} WHERE {STAGE}.{key} = {FAILED}.id")
+    updated_index = None
+    if job.operation is BulkOperation.UPDATE:
+        assignments = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in columns if ident(c) != key)
+        statements.append(f"UPDATE {target} SET {assignments} FROM {STAGE} s WHERE {target}.{key} = s.{key}")
+    elif job.operation is BulkOperation.DELETE:
+        statements.append(f"DELETE FROM {target} USING {STAGE} s WHERE {target}.{key} = s.{key}")
+    else:  # upsert
+        statements.append(
+            f"CREATE TEMP TABLE {EXISTING} AS SELECT s.{key} AS id FROM {STAGE} s"
+            f" WHERE EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = s.{key})"
+        )
+        assignments = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in columns)
+        values = ", ".join(f"s.{ident(c)}" for c in columns)
+        statements.append(
+            f"MERGE INTO {target} USING {STAGE} s ON {target}.{key} = s.{key}"
+            f" WHEN MATCHED THEN UPDATE SET {assignments}"
+            f" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
+        )
+        statements.append(f"SELECT count(*) FROM {EXISTING}")
+        updated_index = len(statements) - 1
+    statements.append(f"SELECT count(*) FROM {STAGE}")
+    applied_index = len(statements) - 1
+    # Per-id outcomes: the failed ids with their reason and, for an upsert, the smaller of the created and the updated
+    # ids (whichever it is, the counts tell), so the answer stays as small as it can be.
+    outcome = f"SELECT id::varchar(65535), reason FROM {FAILED}"
+    if job.operation is BulkOperation.UPSERT:
+        outcome += (
+            f" UNION ALL SELECT s.{key}::varchar(65535), 'created' FROM {STAGE} s"
+            f" WHERE s.{key} NOT IN (SELECT id FROM {EXISTING})"
+            f" AND (SELECT count(*) FROM {EXISTING}) * 2 >= (SELECT count(*) FROM {STAGE})"
+            f" UNION ALL SELECT id::varchar(65535), 'updated' FROM {EXISTING}"
+            f" WHERE (SELECT count(*) FROM {EXISTING}) * 2 < (SELECT count(*) FROM {STAGE})"
+        )
+    statements.append(outcome)
+    plan = LoadPlan(
+        columns=columns,
+        copies=copies,
+        applied_index=applied_index,
+        updated_index=updated_index,
+        outcome_index=len(statements) - 1,
+    )
+    return statements, plan
+
+
+def unload_statement(query: str, destination: str, *, role: str) -> str:
+    """A query job's export: CSV parts with a header line, one after another (PARALLEL OFF keeps the rows in the
+    query's order), a verbose manifest that counts each part's records."""
+    return (
+        f"UNLOAD ({literal(query)}) TO {literal(destination)} {iam_role_clause(role)}"
+        " FORMAT AS CSV HEADER PARALLEL OFF MAXFILESIZE 100 MB MANIFEST VERBOSE ALLOWOVERWRITE"
+    )

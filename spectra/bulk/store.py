@@ -1,0 +1,197 @@
+"""The bulk job store: bulk jobs in their own DynamoDB table, every state change a conditional write.
+
+Table layout (template.yaml ``BulkJobsTable``): key ``job_id``; GSI ``by-tenant`` (``tenant_id``, ``created_key`` =
+``<created_at ISO>#<job_id>``) for a tenant's jobs, newest first; the sparse keys-only GSI ``pending``
+(:mod:`spectra.dynamo`) holding the jobs the service owes something (a load to start or collect, an event to publish,
+result files to write). An ``Open`` job waits for its tenant, not for us, so it is not pending.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
+from spectra.dynamo import PendingPage, StateTable, from_item, plain, to_item
+from spectra.errors import InvalidRequest
+from spectra.jobs import utcnow
+
+TENANT_INDEX = "by-tenant"
+LIST_MAX_READS = 10
+LIST_FILTERED_READ = 100
+JOB_TTL = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class BulkJobPage:
+    jobs: list[BulkJob]
+    next_token: str | None
+
+
+def _job(item: dict[str, Any]) -> BulkJob:
+    return BulkJob.model_validate(item)
+
+
+class BulkJobStore:
+    def __init__(self, client, table_name: str) -> None:
+        self._db = client
+        self._table = table_name
+        self._states = StateTable(client, table_name, key="job_id", state_attribute="state")
+
+    def create(self, job: BulkJob) -> tuple[BulkJob, bool]:
+        """Record a new job; ``(existing, False)`` when one with this id exists (a repeated S3 event)."""
+        item = {
+            **job.model_dump(mode="json"),
+            "created_key": f"{job.created_at.isoformat()}#{job.job_id}",
+            "expires_at": int((utcnow() + JOB_TTL).timestamp()),
+        }
+        if job.state is not BulkState.OPEN:
+            item.update(self._states.pending(job.job_id, job.created_at))
+        try:
+            self._db.put_item(
+                TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(job_id)"
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            existing = self.get(job.job_id)
+            if existing is None:  # cannot happen (jobs are never deleted before their TTL); say so rather than guess
+                raise
+            return existing, False
+        return job, True
+
+    def get(self, job_id: str) -> BulkJob | None:
+        item = self._states.get(job_id)
+        return _job(item) if item else None
+
+    def get_for_tenant(self, tenant_id: str, job_id: str) -> BulkJob | None:
+        job = self.get(job_id)
+        return job if job is not None and job.tenant_id == tenant_id else None
+
+    def list_for_tenant(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        state: BulkState | None = None,
+        operation: BulkOperation | None = None,
+        next_token: str | None = None,
+    ) -> BulkJobPage:
+        """The tenant's bulk jobs, newest first, filtered while paging (at most ``LIST_MAX_READS`` index reads per
+        call, so a rare filter gives short pages with a token rather than reading the whole history at once)."""
+        start_key = _decode_token(next_token, tenant_id) if next_token else None
+        filters, values, names = [], {":t": tenant_id}, {}
+        if state is not None:
+            filters.append("#state = :state")
+            values[":state"] = state.value
+            names["#state"] = "state"
+        if operation is not None:
+            filters.append("#op = :op")
+            values[":op"] = operation.value
+            names["#op"] = "operation"
+        jobs: list[BulkJob] = []
+        for _ in range(LIST_MAX_READS):
+            wanted = limit - len(jobs)
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": TENANT_INDEX,
+                "KeyConditionExpression": "tenant_id = :t",
+                "ExpressionAttributeValues": to_item(values),
+                "ScanIndexForward": False,
+                "Limit": wanted if not filters else max(wanted, LIST_FILTERED_READ),
+            }
+            if filters:
+                query["FilterExpression"] = " AND ".join(filters)
+                query["ExpressionAttributeNames"] = names
+            if start_key:
+                query["ExclusiveStartKey"] = start_key
+            response = self._db.query(**query)
+            items = response.get("Items", [])
+            if len(items) > wanted:
+                items = items[:wanted]
+                start_key = {name: items[-1][name] for name in ("job_id", "tenant_id", "created_key")}
+                jobs.extend(_job(plain(from_item(item))) for item in items)
+                break
+            jobs.extend(_job(plain(from_item(item))) for item in items)
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key or len(jobs) >= limit:
+                break
+        return BulkJobPage(jobs=jobs, next_token=_encode_token(start_key) if start_key else None)
+
+    def transition(
+        self,
+        job_id: str,
+        to: BulkState,
+        *,
+        expected: Iterable[BulkState] | None = None,
+        unstarted: bool = False,
+        **changes: Any,
+    ) -> BulkJob | None:
+        """Move to ``to`` from a state that allows it (narrowed to ``expected``); None when the move is refused.
+        ``unstarted``: only while no statement is recorded. The job is (re)entered in the pending index."""
+        allowed = bulk_sources_of(to) if expected is None else bulk_sources_of(to) & frozenset(expected)
+        changes = {**self._states.pending(job_id, utcnow()), "state": to.value, **changes}
+        return self._update(job_id, allowed, changes, unstarted=unstarted)
+
+    def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:
+        return self._update(job_id, frozenset(expected), changes)
+
+    def mark_published(self, job_id: str, state: BulkState) -> BulkJob | None:
+        """The terminal event is out. The job leaves the pending index unless result files are still owed."""
+        job = self._update(job_id, frozenset({state}), {"event_published": True})
+        if job is not None and job.results_ready:
+            job = self._update(job_id, frozenset({state}), dict(StateTable.NOT_PENDING))
+        return job
+
+    def mark_results_ready(self, job_id: str, state: BulkState) -> BulkJob | None:
+        """Result files are written. The job leaves the pending index unless its event is still owed."""
+        job = self._update(job_id, frozenset({state}), {"results_ready": True})
+        if job is not None and job.event_published:
+            job = self._update(job_id, frozenset({state}), dict(StateTable.NOT_PENDING))
+        return job
+
+    def mark_checked(self, job_id: str, state: BulkState, at: datetime) -> BulkJob | None:
+        return self._update(job_id, frozenset({state}), {**self._states.pending(job_id, at), "last_checked_at": at})
+
+    def pending_before(self, cutoff: datetime, *, limit: int) -> PendingPage:
+        return self._states.pending_before(cutoff, limit=limit)
+
+    def _update(
+        self, job_id: str, allowed: frozenset[BulkState], changes: dict[str, Any], *, unstarted: bool = False
+    ) -> BulkJob | None:
+        item = self._states.update(
+            job_id,
+            [state.value for state in allowed],
+            changes,
+            absent=["statement_id"] if unstarted else (),
+            updated_at=utcnow(),
+        )
+        return _job(item) if item is not None else None
+
+
+def _encode_token(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(from_item(key)).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded))
+        if (
+            not isinstance(key, dict)
+            or set(key) != {"job_id", "tenant_id", "created_key"}
+            or not all(isinstance(value, str) and 0 < len(value) <= 256 for value in key.values())
+        ):
+            raise ValueError("unexpected token shape")
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidRequest("next_token is not valid") from exc
+    if key["tenant_id"] != tenant_id:
+        raise InvalidRequest("next_token is not valid")
+    return to_item(key)

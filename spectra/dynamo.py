@@ -1,0 +1,190 @@
+"""DynamoDB plumbing shared by the stores (query jobs, bulk jobs): the wire format, sortable index times, the
+conditional state change every transition is, and the sparse ``pending`` index the reconciler reads.
+
+A store that keeps state machines in a table owns a :class:`StateTable`: its items have a key attribute, a state
+attribute, and, while they owe the world something, ``pending_shard`` / ``pending_since`` (a keys-only GSI). Every
+change is an ``UpdateItem`` conditional on the item existing and being in one of the states the caller allows, so of
+two racing writers exactly one wins and a late or duplicate message is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+PENDING_INDEX = "pending"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    """Plain values to DynamoDB's wire format; None means "no attribute"."""
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB returns numbers as Decimal; the models want ints (or floats where there is a fraction)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if hasattr(value, "as_integer_ratio") and not isinstance(value, bool | int | float):
+        return int(value) if value == int(value) else float(value)
+    return value
+
+
+def json_ready(value: Any) -> Any:
+    """Models, datetimes and enums become the JSON-shaped values items are written with."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):
+        return value.value
+    return value
+
+
+def index_time(moment: datetime) -> str:
+    """A fixed-width UTC timestamp: ISO strings of one width sort as the times they name (``isoformat`` drops zero
+    microseconds and keeps the offset, so its strings would not)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_index_time(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def shard_of(item_id: str, shards: int) -> str:
+    """A stable shard for the item, so its index entry stays in one partition for its whole life."""
+    return str(int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % shards)
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """An entry of a pending index: which job, and since when nobody has seen it move."""
+
+    job_id: str
+    pending_since: datetime
+
+
+@dataclass(frozen=True)
+class PendingPage:
+    jobs: list[PendingJob]
+    more: bool  # entries past the cutoff were left for the next call
+
+
+class StateTable:
+    """One table of state machines: conditional updates and the pending index, whatever the model."""
+
+    def __init__(
+        self, client, table_name: str, *, key: str, state_attribute: str = "status", pending_shards: int = 1
+    ) -> None:
+        self.client = client
+        self.name = table_name
+        self.key = key
+        self.state_attribute = state_attribute
+        self.pending_shards = pending_shards
+
+    def pending(self, item_id: str, since: datetime) -> dict[str, str]:
+        """The attributes that put an item into the pending index (or move it to the back)."""
+        return {"pending_shard": shard_of(item_id, self.pending_shards), "pending_since": index_time(since)}
+
+    #: Passing these as None to :meth:`update` removes the item from the pending index.
+    NOT_PENDING: dict[str, None] = {"pending_shard": None, "pending_since": None}
+
+    def get(self, item_id: str) -> dict[str, Any] | None:
+        response = self.client.get_item(TableName=self.name, Key=to_item({self.key: item_id}), ConsistentRead=True)
+        item = response.get("Item")
+        return plain(from_item(item)) if item else None
+
+    def update(
+        self,
+        item_id: str,
+        allowed: Iterable[str],
+        changes: dict[str, Any],
+        *,
+        absent: Iterable[str] = (),
+        updated_at: datetime | None = None,
+    ) -> dict[str, Any] | None:
+        """Apply ``changes`` (None removes an attribute) if the item exists, its state is one of ``allowed`` and none
+        of the ``absent`` attributes is set. Returns the new item, or None when the condition failed."""
+        allowed = sorted(allowed)
+        if not allowed:
+            return None
+        if updated_at is not None:
+            changes = {**changes, "updated_at": updated_at.isoformat()}
+        names = {f"#a{i}": name for i, name in enumerate(changes)}
+        values = {f":v{i}": json_ready(value) for i, value in enumerate(changes.values())}
+        states = {f":s{i}": state for i, state in enumerate(allowed)}
+        set_parts = [f"#a{i} = :v{i}" for i, value in enumerate(values.values()) if value is not None]
+        remove_parts = [f"#a{i}" for i, value in enumerate(values.values()) if value is None]
+        expression = ("SET " + ", ".join(set_parts)) if set_parts else ""
+        if remove_parts:
+            expression += " REMOVE " + ", ".join(remove_parts)
+        condition = f"attribute_exists(#key) AND #state IN ({', '.join(states)})"
+        absent_names = {f"#n{i}": name for i, name in enumerate(absent)}
+        condition += "".join(f" AND attribute_not_exists({alias})" for alias in absent_names)
+        try:
+            response = self.client.update_item(
+                TableName=self.name,
+                Key=to_item({self.key: item_id}),
+                UpdateExpression=expression.strip(),
+                ConditionExpression=condition,
+                ExpressionAttributeNames={**names, **absent_names, "#key": self.key, "#state": self.state_attribute},
+                ExpressionAttributeValues=to_item({**{k: v for k, v in values.items() if v is not None}, **states}),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return plain(from_item(response["Attributes"]))
+
+    def pending_before(self, cutoff: datetime, *, limit: int) -> PendingPage:
+        """Up to ``limit`` pending items quiet since before ``cutoff``, the longest-quiet first within each shard.
+
+        The index is eventually consistent and keys-only: callers read each item (a consistent read) before acting
+        on it, and must expect one that has just finished.
+        """
+        found: list[PendingJob] = []
+        more = False
+        per_shard = -(-limit // self.pending_shards)  # ceil: every shard gets its share of the batch
+        for shard in map(str, range(self.pending_shards)):
+            wanted = min(per_shard, limit - len(found))
+            if wanted <= 0:
+                more = True  # the batch is full before this shard was read
+                break
+            start_key: dict[str, Any] | None = None
+            while wanted > 0:
+                query: dict[str, Any] = {
+                    "TableName": self.name,
+                    "IndexName": PENDING_INDEX,
+                    "KeyConditionExpression": "pending_shard = :shard AND pending_since < :cutoff",
+                    "ExpressionAttributeValues": to_item({":shard": shard, ":cutoff": index_time(cutoff)}),
+                    "Limit": wanted,
+                }
+                if start_key:
+                    query["ExclusiveStartKey"] = start_key
+                response = self.client.query(**query)
+                items = [from_item(item) for item in response.get("Items", [])]
+                found.extend(PendingJob(item[self.key], parse_index_time(item["pending_since"])) for item in items)
+                wanted -= len(items)
+                start_key = response.get("LastEvaluatedKey")
+                if not start_key:
+                    break
+            # A page that stopped at the limit says "maybe more" (DynamoDB cannot tell without reading on).
+            more = more or start_key is not None
+        return PendingPage(jobs=found, more=more)

@@ -1,0 +1,81 @@
+"""Who a job's statement runs as, decided in code at the moment it starts, never left to IAM alone.
+
+The executor asks :func:`identity_for` just before ExecuteStatement. The tenant record is read then, not at submission,
+so a tenant deactivated or deleted while its jobs wait in the queue gets none of them started:
+
+- the tenant must exist, be active, and still be the tenant that submitted the job (the same generation: a tenant
+  deleted and created again under the same id does not inherit queued jobs) → else :class:`TenantInactive`;
+- on a provisioned cluster the statement runs as the tenant's ``db_user``, which must start with the tenant prefix
+  (``TenantDbUserPrefix``); on Serverless with the tenant's ``secret_arn``, whose secret name must start with the
+  tenant secret prefix (``TenantSecretPrefix``) → else :class:`IdentityRefused`. A record naming the admin user, or
+  any user outside the prefix, is refused here even where IAM would have let it through;
+- a tenant without the kind of identity the warehouse takes → :class:`NoIdentity`. There is no fallback: with neither
+  a user nor a secret, the Data API would run the statement as the function role's own database user.
+
+The identity comes from the tenant record, not from the ``db_user`` the job recorded at submission (kept for the
+record): an administrator who moves a tenant to another database user moves its queued jobs with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from spectra.errors import IdentityRefused, NoIdentity, TenantInactive
+from spectra.ports import Ports
+from spectra.settings import Settings
+from spectra.tenants import Tenant
+from spectra.warehouse import DatabaseIdentity
+
+logger = logging.getLogger(__name__)
+
+
+class TenantJob(Protocol):
+    """Any job a tenant submitted: a query job (spectra.jobs.Job) or a bulk job (spectra.bulk.models.BulkJob)."""
+
+    tenant_id: str
+    tenant_generation: str | None
+
+
+def identity_for(ports: Ports, job: TenantJob) -> DatabaseIdentity:
+    """The database identity the job's statement may run as; raises a subclass of :class:`IdentityRefused`."""
+    tenant = ports.tenants.get(job.tenant_id)
+    if tenant is None or not tenant.active:
+        raise TenantInactive("the job's tenant is inactive or deleted; the job was not run")
+    if job.tenant_generation and job.tenant_generation != tenant.generation:
+        raise TenantInactive("the tenant that submitted the job was deleted; the job was not run")
+    return tenant_identity(ports.settings, tenant)
+
+
+def tenant_identity(settings: Settings, tenant: Tenant) -> DatabaseIdentity:
+    """The tenant's identity for the configured warehouse, if it is a tenant identity."""
+    if settings.redshift_cluster_id:
+        if not tenant.db_user:
+            raise NoIdentity("the tenant has no database user; the job was not run")
+        if not is_tenant_db_user(tenant.db_user, settings.tenant_db_user_prefix):
+            # The user's name is for the operator's log, not for the tenant's job.
+            logger.error("tenant %s names database user %r, not a tenant user", tenant.tenant_id, tenant.db_user)
+            raise IdentityRefused("the tenant's database user is not a tenant identity; the job was not run")
+        return DatabaseIdentity(db_user=tenant.db_user)
+    if not tenant.secret_arn:
+        raise NoIdentity("the tenant has no database secret; the job was not run")
+    if not is_tenant_secret(tenant.secret_arn, settings.tenant_secret_prefix):
+        logger.error("tenant %s names secret %r, not a tenant secret", tenant.tenant_id, tenant.secret_arn)
+        raise IdentityRefused("the tenant's database secret is not a tenant identity; the job was not run")
+    return DatabaseIdentity(secret_arn=tenant.secret_arn)
+
+
+def is_tenant_db_user(db_user: str, prefix: str) -> bool:
+    """A user under the prefix, and more than the prefix itself. Case matters: IAM's ``dbuser:<cluster>/<prefix>*``
+    resource is case-sensitive, and a name that differs only in case is not one we issued."""
+    return bool(prefix) and db_user.startswith(prefix) and len(db_user) > len(prefix)
+
+
+def is_tenant_secret(secret_arn: str, prefix: str) -> bool:
+    """A Secrets Manager secret ARN whose name (what follows ``:secret:``, the random suffix included) starts with
+    the prefix. Anything that is not such an ARN (a bare name, another service's ARN) is refused."""
+    parts = secret_arn.split(":", 6)
+    if len(parts) != 7 or parts[0] != "arn" or parts[2] != "secretsmanager" or parts[5] != "secret":
+        return False
+    name = parts[6]
+    return bool(prefix) and name.startswith(prefix) and len(name) > len(prefix)

@@ -1,0 +1,207 @@
+"""Bad files and API misuse: every case ends in a job that says exactly what was wrong (Failed with the reason, or
+JobComplete with the bad rows in failedResults), or in a 4xx in the one error shape. Never a 5xx, a silent skip, a
+crash loop or a half-loaded table."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from tests.fixtures.bulk import csv_bytes
+from tests.fixtures.stack import wait_until
+
+pytestmark = pytest.mark.e2e
+
+HEADER = ["email", "name", "city", "score"]
+GOOD = ["ann@x", "Ann", "Oslo", "1"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "code", "words"),
+    [
+        ("empty.csv", b"", "empty_file", "empty"),
+        ("header-only.csv", b"email,name,city,score\n", "no_rows", "no rows"),
+        ("bad.csv.gz", b"this is not gzip at all", "bad_gzip", "gzip"),
+        ("semicolons.csv", b"email;name;city;score\nann@x;Ann;Oslo;1\n", "invalid_header", "delimiter"),
+        ("unknown.csv", b"email,name,shoe_size\nann@x,Ann,44\n", "unknown_columns", "shoe_size"),
+        ("missing.csv", b"email,city\nann@x,Oslo\n", "missing_columns", "name"),
+        ("twice.csv", b"email,name,email\nann@x,Ann,a@x\n", "duplicate_columns", "email"),
+    ],
+)
+def test_files_that_cannot_be_loaded_fail_the_job_with_the_reason(bulk_tenant, warehouse, name, data, code, words):
+    client = bulk_tenant()
+    job = client.dropped_job(client.drop(data, name))
+    assert job["state"] == "Failed", job
+    assert job["error"]["code"] == code
+    assert words in job["errorMessage"]
+    assert client.rows(warehouse) == []
+    # nothing was applied: whatever records the file has are unprocessed, none succeeded or failed
+    assert client.results(job["id"], "successfulResults")[1:] == []
+    assert client.results(job["id"], "failedResults")[1:] == []
+
+
+def test_bad_rows_are_listed_as_sent_and_the_good_ones_load(bulk_tenant, warehouse):
+    client = bulk_tenant()
+    body = b"".join(
+        [
+            "\ufeffemail,name,city,score\r\n".encode(),  # a BOM and CRLF line endings
+            b"ann@x,Ann,Oslo,1\r\n",
+            b"rag@x,Rag,Oslo\r\n",  # ragged: a field short
+            b"ext@x,Ext,Oslo,2,surplus\r\n",  # ragged: a field too many
+            b"bin@x,B\xffd,Oslo,3\r\n",  # not UTF-8
+            b"big@x," + b"x" * 65536 + b",Oslo,4\r\n",  # a 64 KB field into varchar(64)
+            b'bob@x,Bob,"Rome",5\r\n',
+            b'eof@x,Eof,"never closed,6\r\n',  # an open quote at the end of the file
+        ]
+    )
+    job = client.dropped_job(client.drop(body))
+    assert job["state"] == "JobComplete", job
+    assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (7, 5)
+    assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 1, None), ("bob@x", "Bob", "Rome", 5, None)]
+    successful = client.results(job["id"], "successfulResults")
+    assert successful[0] == ["sf__Id", "sf__Created", *HEADER]
+    assert [r[2] for r in successful[1:]] == ["ann@x", "bob@x"]
+    failed = client.results(job["id"], "failedResults")[1:]
+    assert [r[2] for r in failed] == ["rag@x", "ext@x", "bin@x", "big@x", "eof@x"]
+    assert all(r[1] for r in failed), failed  # each with its reason
+    assert failed[2][3] == "B\udcffd"  # the bytes as sent (the test reads them back with surrogateescape)
+    assert len(failed[3][3]) == 65536
+    assert failed[1][2:] == ["ext@x", "Ext", "Oslo", "2", "surplus"]
+
+
+def test_a_table_the_tenant_may_not_write_fails_the_job_and_changes_nothing(bulk_tenant, warehouse):
+    client = bulk_tenant(grant="SELECT")
+    job = client.dropped_job(client.drop(csv_bytes([HEADER, GOOD])))
+    assert job["state"] == "Failed"
+    assert "permission denied" in job["errorMessage"]
+    assert client.results(job["id"], "unprocessedrecords") == [HEADER, GOOD]
+
+
+def test_a_key_outside_tenant_table_fails_visibly_and_an_unknown_tenant_is_tagged(bulk_tenant):
+    client = bulk_tenant()
+    key = f"{client.tenant_id}/{client.table}/nested/deeper.csv"
+    client.s3.put_object(Bucket=client.ingest_bucket, Key=key, Body=csv_bytes([HEADER, GOOD]))
+    job = client.dropped_job(key)
+    assert job["state"] == "Failed" and job["error"]["code"] == "invalid_key", job
+
+    stranger = "nobody-here-" + client.tenant_id
+    orphan = f"{stranger}/{client.table}/file.csv"
+    client.s3.put_object(Bucket=client.ingest_bucket, Key=orphan, Body=csv_bytes([HEADER, GOOD]))
+
+    def tagged():
+        tags = client.s3.get_object_tagging(Bucket=client.ingest_bucket, Key=orphan)["TagSet"]
+        return {t["Key"]: t["Value"] for t in tags}.get("spectra-rejected")
+
+    assert wait_until(tagged, 30, "the orphan drop to be tagged") == "no-active-tenant"
+
+
+def test_a_bad_sidecar_fails_the_job_with_the_reason(bulk_tenant):
+    client = bulk_tenant()
+    key = client.drop(csv_bytes([HEADER, GOOD]), sidecar={"operation": "merge-ish"})
+    job = client.dropped_job(key)
+    assert job["state"] == "Failed" and job["error"]["code"] == "invalid_drop"
+    assert "operation" in job["errorMessage"]
+
+
+def test_gzip_batches_load_through_the_api(bulk_tenant, warehouse):
+    client = bulk_tenant()
+    job = client.create("insert")
+    client.upload(job["id"], gzip.compress(csv_bytes([HEADER, GOOD])), gzip=True)
+    client.upload(job["id"], csv_bytes([HEADER, ["bob@x", "Bob", "Rome", "2"]]))  # a second batch, plain
+    client.close(job["id"])
+    done = client.wait(job["id"])
+    assert (done["state"], done["numberRecordsProcessed"], done["numberRecordsFailed"]) == ("JobComplete", 2, 0)
+    assert [r[0] for r in client.rows(warehouse)] == ["ann@x", "bob@x"]
+
+
+def test_api_misuse_gets_4xx_in_the_error_shape(bulk_tenant):
+    client = bulk_tenant()
+    other = bulk_tenant()
+    job = client.create("insert")
+    job_id = job["id"]
+    assert job["state"] == "Open" and job["contentUrl"] == f"/v1/bulk/jobs/{job_id}/batches"
+
+    def error(response, status, code=None):
+        assert response.status_code == status, response.text
+        body = response.json()["error"]
+        assert set(body) == {"code", "message", "details"}
+        if code:
+            assert body["code"] == code
+        return response
+
+    error(client.api.request("PATCH", f"/v1/bulk/jobs/{job_id}", json={"state": "Sideways"}), 400)
+    error(client.api.request("PATCH", f"/v1/bulk/jobs/{job_id}", json={"state": "UploadComplete"}), 400)  # no data
+    wrong_type = client.api.request(
+        "PUT", f"/v1/bulk/jobs/{job_id}/batches", data=b"a,b\n", headers={"Content-Type": "application/json"}
+    )
+    error(wrong_type, 415)
+    not_gzip = client.api.request(
+        "PUT",
+        f"/v1/bulk/jobs/{job_id}/batches",
+        data=b"a,b\n1,2\n",
+        headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"},
+    )
+    error(not_gzip, 400)
+    error(client.api.request("GET", f"/v1/bulk/jobs/{job_id}/successfulResults"), 409, "job_not_finished")
+    assert client.api.request("GET", f"/v1/bulk/jobs/{job_id}/successfulResults").headers["Retry-After"]
+    error(other.api.request("GET", f"/v1/bulk/jobs/{job_id}"), 404, "not_found")
+    error(other.api.request("PATCH", f"/v1/bulk/jobs/{job_id}", json={"state": "Aborted"}), 404)
+    error(client.api.request("POST", "/v1/bulk/jobs", json={"operation": "upsert", "object": client.table}), 400)
+    error(client.api.request("POST", "/v1/bulk/jobs", json={"operation": "insert", "object": "x; drop"}), 400)
+
+    client.upload(job_id, csv_bytes([HEADER, GOOD]))
+    assert client.close(job_id)["state"] == "UploadComplete"
+    assert client.close(job_id)["id"] == job_id  # repeated: harmless, nothing queued twice
+    error(
+        client.api.request("PUT", f"/v1/bulk/jobs/{job_id}/batches", data=b"x\n", headers={"Content-Type": "text/csv"}),
+        409,
+    )
+    done = client.wait(job_id)
+    assert done["numberRecordsProcessed"] == 1
+    error(client.api.request("PATCH", f"/v1/bulk/jobs/{job_id}", json={"state": "Aborted"}), 409)
+    error(client.api.request("GET", f"/v1/bulk/jobs/{job_id}/results"), 400)  # an ingest job has no query pages
+
+
+def test_aborting_an_open_job_ends_it_and_listing_filters(bulk_tenant):
+    client = bulk_tenant()
+    first = client.create("insert")
+    second = client.create("insert")
+    aborted = client.close(first["id"], "Aborted")
+    assert aborted["state"] == "Aborted"
+    listing = client.api.request("GET", "/v1/bulk/jobs", params={"state": "Aborted"}).json()
+    assert [j["id"] for j in listing["records"]] == [first["id"]] and listing["done"] is True
+    page = client.api.request("GET", "/v1/bulk/jobs", params={"limit": 1}).json()
+    assert [j["id"] for j in page["records"]] == [second["id"]] and page["done"] is False
+    rest = client.api.request("GET", page["nextRecordsUrl"]).json()
+    assert [j["id"] for j in rest["records"]] == [first["id"]]
+
+
+def test_a_presigned_upload_url_carries_a_large_batch(bulk_tenant, warehouse):
+    import requests
+
+    client = bulk_tenant()
+    job = client.create("insert")
+    answer = client.api.request("POST", f"/v1/bulk/jobs/{job['id']}/uploads", json={}).json()
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in answer["url"] and answer["method"] == "PUT"
+    rows = [HEADER] + [[f"u{i}@x", f"User {i}", "Oslo", str(i)] for i in range(2000)]
+    assert requests.put(answer["url"], data=csv_bytes(rows), timeout=30).status_code == 200
+    client.close(job["id"])
+    done = client.wait(job["id"])
+    assert (done["numberRecordsProcessed"], done["numberRecordsFailed"]) == (2000, 0)
+    assert len(client.rows(warehouse)) == 2000
+
+
+def test_a_presigned_drop_url_writes_under_the_tenants_own_prefix(bulk_tenant, warehouse):
+    import requests
+
+    client = bulk_tenant()
+    answer = client.api.request(
+        "POST", "/v1/bulk/uploads", json={"object": client.table, "filename": "mine.csv", "operation": "insert"}
+    ).json()
+    assert answer["key"] == f"{client.tenant_id}/{client.table}/mine.csv"
+    put = requests.put(answer["url"], data=csv_bytes([HEADER, GOOD]), headers=answer["headers"], timeout=30)
+    assert put.status_code == 200
+    job = client.dropped_job(answer["key"])
+    assert job["state"] == "JobComplete" and job["source"] == "s3" and job["objectKey"] == answer["key"]
+    assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 1, None)]

@@ -1,0 +1,198 @@
+"""Bulk ingest through both doors (the Bulk API and the S3 drop), for insert, update, upsert and delete: the table's
+contents and the successful, failed and unprocessed files, row by row, with every input record in exactly one file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fixtures.bulk import BulkClient, csv_bytes
+from tests.fixtures.stack import wait_until
+
+pytestmark = pytest.mark.e2e
+
+HEADER = ["email", "name", "city", "score"]
+EXISTING = [
+    ("ann@x", "Ann", "Oslo", 10, None),
+    ("bob@x", "Bob", "Rome", 20, None),
+    ("cid@x", "Cid", "Lima", 30, None),
+]
+
+
+def run(client: BulkClient, door: str, operation: str, data: bytes, **options) -> dict:
+    """One job through the given door, waited for until its result files exist."""
+    if door == "api":
+        return client.load(operation, data, **options)
+    sidecar = {"operation": operation, **options}
+    return client.dropped_job(client.drop(data, sidecar=sidecar))
+
+
+def check_accounting(client: BulkClient, job: dict, sent: list[list[str]]) -> tuple[list, list, list]:
+    """Every sent record is in exactly one result file, as sent; the job's counts match the files."""
+    successful = client.results(job["id"], "successfulResults")
+    failed = client.results(job["id"], "failedResults")
+    unprocessed = client.results(job["id"], "unprocessedrecords")
+    assert successful[0][:2] == ["sf__Id", "sf__Created"]
+    assert failed[0][:2] == ["sf__Id", "sf__Error"]
+    assert successful[0][2:] == failed[0][2:] == unprocessed[0] == sent[0]
+    rows = [r[2:] for r in successful[1:]] + [r[2:] for r in failed[1:]] + unprocessed[1:]
+    assert sorted(rows) == sorted(sent[1:])
+    assert job["numberRecordsProcessed"] == len(successful) - 1 + len(failed) - 1
+    assert job["numberRecordsFailed"] == len(failed) - 1
+    return successful[1:], failed[1:], unprocessed[1:]
+
+
+@pytest.mark.parametrize("door", ["api", "s3"])
+def test_insert_loads_good_rows_and_lists_bad_ones_as_sent(door, bulk_tenant, warehouse):
+    client = bulk_tenant()
+    sent = [
+        HEADER,
+        ["ann@x", "Ann", "Oslo", "1"],
+        ["bob@x", "Bob", "", "not a number"],
+        ["cid@x", "Cid", "Lima", "3"],
+        ["dee@x", "D" * 80, "Kyiv", "4"],  # name is varchar(64)
+        ["eve@x", 'Eve, "the" one', "multi\nline", "5"],
+    ]
+    job = run(client, door, "insert", csv_bytes(sent))
+    assert job["state"] == "JobComplete", job
+    assert job["source"] == door
+    successful, failed, unprocessed = check_accounting(client, job, sent)
+    assert job["numberRecordsProcessed"] == 5 and job["numberRecordsFailed"] == 2
+    assert [r[:2] for r in successful] == [["", "true"]] * 3
+    errors = {r[2]: r[1] for r in failed}
+    assert set(errors) == {"bob@x", "dee@x"}
+    assert errors["bob@x"].startswith("score:") and "integer" in errors["bob@x"]
+    assert "name:" in errors["dee@x"] and "too long" in errors["dee@x"]
+    assert unprocessed == []
+    assert client.rows(warehouse) == [
+        ("ann@x", "Ann", "Oslo", 1, None),
+        ("cid@x", "Cid", "Lima", 3, None),
+        ("eve@x", 'Eve, "the" one', "multi\nline", 5, None),
+    ]
+
+
+@pytest.mark.parametrize("door", ["api", "s3"])
+def test_update_changes_matching_rows_and_fails_unknown_and_duplicated_ids(door, bulk_tenant, warehouse):
+    client = bulk_tenant(EXISTING)
+    sent = [
+        ["email", "city", "score"],
+        ["ann@x", "Bergen", "11"],
+        ["zed@x", "Nowhere", "1"],  # no such row
+        ["bob@x", "Turin", "21"],
+        ["bob@x", "Milan", "22"],  # bob twice: both refused, bob unchanged
+        ["", "Void", "0"],  # no id
+        ["cid@x", "Cusco", "-5"],  # CHECK (score >= 0) would fail the whole statement: see the failure test
+    ][:-1]
+    job = run(client, door, "update", csv_bytes(sent), externalIdFieldName="email")
+    assert job["state"] == "JobComplete", job
+    successful, failed, _ = check_accounting(client, job, sent)
+    assert successful == [["ann@x", "false", "ann@x", "Bergen", "11"]]
+    reasons = sorted((r[0], r[1]) for r in failed)
+    assert reasons == [
+        ("", "missing external id"),
+        ("bob@x", "duplicate external id"),
+        ("bob@x", "duplicate external id"),
+        ("zed@x", "not found"),
+    ]
+    assert client.rows(warehouse) == [
+        ("ann@x", "Ann", "Bergen", 11, None),
+        ("bob@x", "Bob", "Rome", 20, None),
+        ("cid@x", "Cid", "Lima", 30, None),
+    ]
+
+
+@pytest.mark.parametrize("door", ["api", "s3"])
+def test_upsert_creates_and_updates_and_says_which(door, bulk_tenant, warehouse):
+    client = bulk_tenant(EXISTING)
+    sent = [
+        HEADER,
+        ["ann@x", "Ann B", "Oslo", "12"],
+        ["new@x", "Neo", "Zion", "1"],
+        ["two@x", "Tia", "Baku", "2"],
+        ["two@x", "Tia", "Baku", "3"],  # duplicated id in one upsert file: both refused, nothing created for it
+        ["bad@x", "Bad", "Nil", "x"],  # not an integer: rejected by the load
+    ]
+    job = run(client, door, "upsert", csv_bytes(sent), externalIdFieldName="email")
+    assert job["state"] == "JobComplete", job
+    successful, failed, _ = check_accounting(client, job, sent)
+    assert sorted(r[:2] for r in successful) == [["ann@x", "false"], ["new@x", "true"]]
+    reasons = sorted((r[0], r[1]) for r in failed)
+    assert [r[0] for r in reasons] == ["bad@x", "two@x", "two@x"]
+    assert reasons[0][1].startswith("score:") and "integer" in reasons[0][1]
+    assert reasons[1][1] == reasons[2][1] == "duplicate external id"
+    assert client.rows(warehouse) == [
+        ("ann@x", "Ann B", "Oslo", 12, None),
+        ("bob@x", "Bob", "Rome", 20, None),
+        ("cid@x", "Cid", "Lima", 30, None),
+        ("new@x", "Neo", "Zion", 1, None),
+    ]
+
+
+@pytest.mark.parametrize("door", ["api", "s3"])
+def test_delete_removes_matching_rows_only(door, bulk_tenant, warehouse):
+    client = bulk_tenant(EXISTING)
+    sent = [["email"], ["bob@x"], ["gone@x"], ["cid@x"]]
+    job = run(client, door, "delete", csv_bytes(sent), externalIdFieldName="email")
+    assert job["state"] == "JobComplete", job
+    successful, failed, _ = check_accounting(client, job, sent)
+    assert sorted(r[0] for r in successful) == ["bob@x", "cid@x"]
+    assert [r[:2] for r in failed] == [["gone@x", "not found"]]
+    assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 10, None)]
+
+
+def test_a_statement_that_fails_mid_way_leaves_the_table_as_it_was(bulk_tenant, warehouse, job_events):
+    """The upsert's MERGE breaks the table's CHECK on its last row: the whole job rolls back."""
+    client = bulk_tenant(EXISTING)
+    sent = [HEADER, ["ann@x", "Ann X", "Oslo", "99"], ["new@x", "Neo", "Zion", "1"], ["cid@x", "Cid", "Lima", "-5"]]
+    job = client.load("upsert", csv_bytes(sent), externalIdFieldName="email")
+    assert job["state"] == "Failed", job
+    assert "check constraint" in job["errorMessage"]
+    assert client.rows(warehouse) == [(*row,) for row in EXISTING]
+    assert client.results(job["id"], "successfulResults")[1:] == []
+    assert client.results(job["id"], "failedResults")[1:] == []
+    assert client.results(job["id"], "unprocessedrecords") == sent
+    event = job_events(job["id"], "Bulk Job Failed")
+    assert event["detail"]["state"] == "Failed"
+    assert event["resources"] == [job["id"]]
+
+
+def test_the_same_drop_event_delivered_twice_loads_once(bulk_tenant, warehouse, spectra_stack, local_aws):
+    client = bulk_tenant()
+    key = client.drop(csv_bytes([HEADER, ["ann@x", "Ann", "Oslo", "1"], ["bob@x", "Bob", "Rome", "2"]]))
+    job = client.dropped_job(key)
+    assert job["state"] == "JobComplete"
+    # S3 delivers at least once: replay the notification exactly as S3 sent it.
+    head = client.s3.head_object(Bucket=client.ingest_bucket, Key=key)
+    notification = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": client.ingest_bucket},
+                    "object": {"key": key.replace("@", "%40"), "size": head["ContentLength"], "eTag": head["ETag"]},
+                },
+            }
+        ]
+    }
+    drop_function = spectra_stack.function("S3DropFunction")
+    before = drop_function.invocation_count
+    sqs = local_aws.client("sqs")
+    sqs.send_message(QueueUrl=spectra_stack.physical_id("IngestQueue"), MessageBody=json.dumps(notification))
+    wait_until(
+        lambda: drop_function.invocation_count > before and all(i.duration_ms for i in drop_function.invocations()),
+        30,
+        "the replayed notification to be handled",
+    )
+    listing = client.api.request("GET", "/v1/bulk/jobs?limit=100").json()["records"]
+    assert [j["id"] for j in listing if j["objectKey"] == key] == [job["id"]]
+    assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 1, None), ("bob@x", "Bob", "Rome", 2, None)]
+
+
+def test_options_come_from_object_metadata_too(bulk_tenant, warehouse):
+    client = bulk_tenant(EXISTING)
+    data = csv_bytes([["email", "city"], ["ann@x", "Paris"]], delimiter=";")
+    key = client.drop(data, operation="update", externalidfieldname="email", columndelimiter="SEMICOLON")
+    job = client.dropped_job(key)
+    assert (job["state"], job["operation"], job["columnDelimiter"]) == ("JobComplete", "update", "SEMICOLON"), job
+    assert client.rows(warehouse)[0] == ("ann@x", "Ann", "Paris", 10, None)

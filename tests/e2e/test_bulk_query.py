@@ -1,0 +1,116 @@
+"""Bulk query jobs: an UNLOAD as the tenant into the job's own prefix, read back in CSV pages with a locator."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.bulk import parse_csv
+from tests.fixtures.stack import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def big_table(new_tenant, warehouse):
+    client = new_tenant()
+    table = f"events_{client.tenant_id}"
+    warehouse.run(
+        f"CREATE TABLE {table} (id int, label varchar(64), note varchar(64))",
+        # awkward values on purpose: delimiters, quotes and line breaks inside fields must not break the pages
+        f"INSERT INTO {table} SELECT g, 'label ' || g, CASE WHEN g % 1000 = 0 THEN 'a, \"quoted\"' || chr(10) || 'line'"
+        f" WHEN g % 7 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 25000) g",
+        f'GRANT SELECT ON {table} TO "{client.db_user}"',
+    )
+    return client, table
+
+
+def create_query(client, sql: str) -> dict:
+    response = client.request("POST", "/v1/bulk/jobs", json={"operation": "query", "query": sql})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["state"] == "UploadComplete" and job["jobType"] == "V2Query"
+    return job
+
+
+def wait_job(client, job_id: str) -> dict:
+    return wait_until(
+        lambda: (
+            (job := client.request("GET", f"/v1/bulk/jobs/{job_id}").json())["state"]
+            in ("JobComplete", "Failed", "Aborted")
+            and job
+        ),
+        60,
+        f"bulk query job {job_id}",
+    )
+
+
+def test_a_query_over_25000_rows_comes_back_in_3_pages_of_10000(big_table, warehouse):
+    client, table = big_table
+    job = wait_job(client, create_query(client, f"select id, label, note from {table} order by id")["id"])
+    assert job["state"] == "JobComplete", job
+    assert job["numberRecordsProcessed"] == 25000
+
+    pages, locator = [], None
+    while True:
+        params = {"maxRecords": 10000, **({"locator": locator} if locator else {})}
+        response = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results", params=params)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("text/csv")
+        rows = parse_csv(response.content)
+        assert rows[0] == ["id", "label", "note"]  # every page starts with the header line
+        assert int(response.headers["Sforce-NumberOfRecords"]) == len(rows) - 1
+        pages.append(rows[1:])
+        locator = response.headers["Sforce-Locator"]
+        if locator == "null":
+            break
+        assert len(pages) < 10, "the locator never ended"
+    assert [len(p) for p in pages] == [10000, 10000, 5000]
+
+    got = [row for page in pages for row in page]
+    described = warehouse.run(f"select id, label, note from {table} order by id")
+    expected = [
+        [str(r[0]["longValue"]), r[1]["stringValue"], "" if r[2].get("isNull") else r[2]["stringValue"]]
+        for r in _all_records(warehouse, described["Id"])
+    ]
+    assert got == expected
+
+
+def _all_records(warehouse, statement_id: str) -> list:
+    records, token = [], None
+    while True:
+        page = warehouse.client.get_statement_result(Id=statement_id, **({"NextToken": token} if token else {}))
+        records += page["Records"]
+        token = page.get("NextToken")
+        if not token:
+            return records
+
+
+def test_query_jobs_run_as_the_tenant_and_refuse_writes(new_tenant):
+    client = new_tenant()
+    # the tenant may not read this table: the job fails with the database's own message
+    job = wait_job(client, create_query(client, "select * from pg_authid")["id"])
+    assert job["state"] == "Failed"
+    assert "permission denied" in job["errorMessage"]
+    response = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results")
+    assert response.status_code == 409
+    refused = client.request("POST", "/v1/bulk/jobs", json={"operation": "query", "query": "grant all on x to y"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "sql_rejected"
+
+
+def test_empty_result_is_one_page_with_only_the_header(big_table):
+    client, table = big_table
+    job = wait_job(client, create_query(client, f"select id, label from {table} where id < 0")["id"])
+    response = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results")
+    assert response.status_code == 200
+    assert parse_csv(response.content) == [["id", "label"]]
+    assert response.headers["Sforce-Locator"] == "null"
+    assert response.headers["Sforce-NumberOfRecords"] == "0"
+
+
+def test_a_tampered_locator_is_a_400(big_table):
+    client, table = big_table
+    job = wait_job(client, create_query(client, f"select id from {table}")["id"])
+    for locator in ("garbage!", "OTk5Ljk5", "MC45OTk5OTk5OTk5"):
+        response = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results", params={"locator": locator})
+        assert response.status_code == 400, (locator, response.text)

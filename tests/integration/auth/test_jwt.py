@@ -1,0 +1,199 @@
+"""JWT bearer tokens (spectra.auth) against a real JWKS endpoint on 127.0.0.1, with keys made in this test run.
+
+Every refusal is the same ``Unauthorized("invalid bearer token")``: the assertions check that no message tells a
+caller which part of its token failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+
+import pytest
+
+from spectra.auth import JwtVerifier, authenticate
+from spectra.errors import Unauthorized
+from spectra.tenants import KEY_PREFIX
+from tests.fixtures.jwks import AUDIENCE, ISSUER, TENANT_CLAIM, ec_key, hand_made_token, public_pem, rsa_key
+from tests.unit.fakes import FakeTenants
+
+pytestmark = pytest.mark.integration
+
+LEEWAY = 30
+
+
+@pytest.fixture(scope="module")
+def verifier(identity_provider) -> JwtVerifier:
+    return JwtVerifier(
+        jwks_url=identity_provider.url,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        tenant_claim=TENANT_CLAIM,
+        leeway_seconds=LEEWAY,
+    )
+
+
+@pytest.fixture
+def tenants() -> FakeTenants:
+    tenants = FakeTenants()
+    tenants.create_tenant("acme", db_user="tenant_acme")
+    return tenants
+
+
+def refused(verifier: JwtVerifier, tenants: FakeTenants, token: str) -> None:
+    with pytest.raises(Unauthorized) as caught:
+        authenticate(tenants, verifier, token)
+    assert caught.value.message == "invalid bearer token"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+# -- accepted -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kid", ["rsa-1", "ec-1"])
+def test_a_valid_token_names_its_tenant(identity_provider, verifier, tenants, kid):
+    assert authenticate(tenants, verifier, identity_provider.token("acme", kid=kid)).tenant_id == "acme"
+
+
+def test_an_audience_list_that_holds_ours_is_accepted(identity_provider, verifier, tenants):
+    token = identity_provider.token("acme", aud=["another-api", AUDIENCE])
+    assert authenticate(tenants, verifier, token).tenant_id == "acme"
+
+
+def test_clock_skew_within_the_leeway_is_forgiven(identity_provider, verifier, tenants):
+    token = identity_provider.token("acme", exp=now() - 5, nbf=now() + 5, iat=now() + 5)
+    assert authenticate(tenants, verifier, token).tenant_id == "acme"
+
+
+def test_api_keys_still_go_to_the_tenant_directory(verifier, tenants):
+    with pytest.raises(Unauthorized, match="invalid API key"):
+        authenticate(_KeyTenants(), verifier, KEY_PREFIX + "x" * 43)
+
+
+class _KeyTenants(FakeTenants):
+    def authenticate(self, api_key: str):
+        raise Unauthorized("invalid API key")
+
+
+# -- refused: the key and the algorithm -----------------------------------------------------------------------------
+
+
+def test_an_unknown_kid_is_refused(identity_provider, verifier, tenants):
+    refused(verifier, tenants, identity_provider.token("acme", kid="rsa-9", key=identity_provider.keys["rsa-1"]))
+
+
+def test_a_token_without_kid_is_refused(identity_provider, verifier, tenants):
+    import jwt
+
+    token = jwt.encode(identity_provider.claims("acme"), identity_provider.keys["rsa-1"], algorithm="RS256")
+    refused(verifier, tenants, token)
+
+
+def test_alg_none_is_refused(identity_provider, verifier, tenants):
+    for header in ({"alg": "none", "kid": "rsa-1"}, {"alg": "None", "kid": "rsa-1"}, {"alg": "none"}):
+        refused(verifier, tenants, hand_made_token(header, identity_provider.claims("acme")))
+
+
+def test_hs256_signed_with_the_public_key_is_refused(identity_provider, verifier, tenants):
+    """The key-confusion attack: the provider's public key, which anyone can read, used as an HMAC secret."""
+    for kid in ("rsa-1", "ec-1"):
+        secret = public_pem(identity_provider.keys[kid])
+        token = hand_made_token({"alg": "HS256", "kid": kid}, identity_provider.claims("acme"), hmac_secret=secret)
+        refused(verifier, tenants, token)
+
+
+def test_an_algorithm_that_does_not_match_the_key_is_refused(identity_provider, verifier, tenants):
+    # the RSA key's kid with an ES256 token made by another key, and RS512 with the right RSA key
+    refused(verifier, tenants, identity_provider.token("acme", kid="rsa-1", alg="ES256", key=ec_key()))
+    refused(verifier, tenants, identity_provider.token("acme", kid="rsa-1", alg="RS512"))
+
+
+@pytest.mark.parametrize("kid", ["rsa-1", "ec-1"])
+def test_a_token_signed_by_another_key_under_a_known_kid_is_refused(identity_provider, verifier, tenants, kid):
+    intruder = rsa_key() if kid.startswith("rsa") else ec_key()
+    refused(verifier, tenants, identity_provider.token("acme", kid=kid, key=intruder))
+
+
+def test_a_tampered_payload_is_refused(identity_provider, verifier, tenants):
+    tenants.create_tenant("globex", db_user="tenant_globex")
+    header, _, signature = identity_provider.token("acme").split(".")
+    forged = base64.urlsafe_b64encode(json.dumps(identity_provider.claims("globex")).encode()).rstrip(b"=").decode()
+    refused(verifier, tenants, f"{header}.{forged}.{signature}")
+
+
+@pytest.mark.parametrize(
+    "token", ["abc", "a.b", "a.b.c.d", "é.é.é", "a" * 9000 + ".b.c", "..", "eyJhbGciOiJSUzI1NiJ9.."]
+)
+def test_what_is_not_a_jwt_is_refused(verifier, tenants, token):
+    refused(verifier, tenants, token)
+
+
+# -- refused: the claims ----------------------------------------------------------------------------------------------
+
+
+# The times are offsets from the moment the token is made (parameters are built at collection, minutes earlier).
+WRONG_CLAIMS = {
+    "expired": {"exp": -LEEWAY - 60},
+    "not yet valid": {"nbf": LEEWAY + 300},
+    "issued in the future": {"iat": LEEWAY + 300},
+    "never expires": {"exp": None},
+    "another issuer": {"iss": "https://evil.example/"},
+    "no issuer": {"iss": None},
+    "another audience": {"aud": "another-api"},
+    "no audience": {"aud": None},
+    "no tenant": {TENANT_CLAIM: None},
+    "tenant not a string": {TENANT_CLAIM: ["acme"]},
+    "tenant not a tenant id": {TENANT_CLAIM: "ACME"},
+    "tenant a path": {TENANT_CLAIM: "../acme"},
+    "unknown tenant": {TENANT_CLAIM: "globex"},
+}
+
+
+@pytest.mark.parametrize("claims", WRONG_CLAIMS.values(), ids=WRONG_CLAIMS.keys())
+def test_a_token_with_wrong_claims_is_refused(identity_provider, verifier, tenants, claims):
+    t = now()
+    claims = {k: t + v if k in ("exp", "nbf", "iat") and v is not None else v for k, v in claims.items()}
+    refused(verifier, tenants, identity_provider.token("acme", **claims))
+
+
+def test_an_inactive_tenants_token_is_refused(identity_provider, verifier, tenants):
+    tenants.set_active("acme", False)
+    refused(verifier, tenants, identity_provider.token("acme"))
+
+
+# -- the key set: fetched, cached, and not a lever for attackers -------------------------------------------------------
+
+
+def test_the_key_set_is_cached_and_made_up_kids_do_not_refetch_it(identity_provider, tenants):
+    verifier = JwtVerifier(jwks_url=identity_provider.url, issuer=ISSUER, audience=AUDIENCE, tenant_claim=TENANT_CLAIM)
+    before = len(identity_provider.requests)
+    for _ in range(5):
+        assert authenticate(tenants, verifier, identity_provider.token("acme")).tenant_id == "acme"
+    for _ in range(20):
+        kid = uuid.uuid4().hex
+        token = identity_provider.token("acme", kid=kid, alg="RS256", key=identity_provider.keys["rsa-1"])
+        refused(verifier, tenants, token)
+    assert len(identity_provider.requests) - before == 1
+
+
+def test_an_unreachable_identity_provider_refuses_tokens(identity_provider, tenants):
+    verifier = JwtVerifier(
+        jwks_url="http://127.0.0.1:9/.well-known/jwks.json",  # discard port: nothing listens
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        tenant_claim=TENANT_CLAIM,
+        timeout_seconds=2,
+    )
+    refused(verifier, tenants, identity_provider.token("acme"))
+
+
+def test_jwts_are_off_without_a_verifier(identity_provider, tenants):
+    refused_by_keys = _KeyTenants()
+    refused_by_keys.create_tenant("acme", db_user="tenant_acme")
+    with pytest.raises(Unauthorized):
+        authenticate(refused_by_keys, None, identity_provider.token("acme"))

@@ -1,0 +1,126 @@
+"""The tenant directory on DynamoDB (moto), in a table made from template.yaml's own TenantsTable: keys are revoked,
+tenants deactivated and deleted, and a deleted tenant's keys never come back, even under a re-created tenant id."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import decode
+
+from spectra.errors import NotFound, Unauthorized
+from spectra.tenants import TenantDirectory, hash_api_key
+
+pytestmark = pytest.mark.integration
+
+TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
+
+
+@pytest.fixture(scope="module")
+def table(local_aws):
+    body, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    properties = json.loads(json.dumps(body["Resources"]["TenantsTable"]["Properties"]))
+    client = local_aws.client("dynamodb")
+    name = "tenants-" + uuid.uuid4().hex[:10]
+    client.create_table(
+        TableName=name, **{k: properties[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode")}
+    )
+    yield client, name
+    client.delete_table(TableName=name)
+
+
+@pytest.fixture
+def directory(table) -> TenantDirectory:
+    return TenantDirectory(*table)
+
+
+@pytest.fixture
+def tenant_id(unique_name) -> str:
+    return unique_name
+
+
+def item(table, pk: str) -> dict | None:
+    client, name = table
+    return client.get_item(TableName=name, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
+
+
+def refused(directory: TenantDirectory, key: str) -> bool:
+    try:
+        directory.authenticate(key)
+    except Unauthorized:
+        return True
+    return False
+
+
+def test_a_key_works_until_it_is_revoked(directory, table, tenant_id):
+    directory.create_tenant(tenant_id, db_user="tenant_x")
+    key, other = directory.issue_key(tenant_id), directory.issue_key(tenant_id)
+    assert directory.authenticate(key).tenant_id == tenant_id
+    directory.revoke_key(key)
+    assert refused(directory, key)
+    assert directory.authenticate(other).tenant_id == tenant_id
+    assert item(table, f"tenant#{tenant_id}")["key_hashes"] == {"SS": [hash_api_key(other)]}
+    directory.revoke_key(key)  # twice is harmless
+
+
+def test_a_key_for_a_tenant_that_does_not_exist_is_not_issued(directory, table, tenant_id):
+    with pytest.raises(NotFound):
+        directory.issue_key(tenant_id)
+    assert item(table, f"tenant#{tenant_id}") is None  # no bare listing left behind
+
+
+def test_a_deactivated_tenants_keys_are_refused_until_it_is_reactivated(directory, tenant_id):
+    directory.create_tenant(tenant_id, db_user="tenant_x")
+    key = directory.issue_key(tenant_id)
+    assert directory.set_active(tenant_id, False).active is False
+    assert refused(directory, key)
+    assert directory.get(tenant_id).active is False
+    directory.set_active(tenant_id, True)
+    assert directory.authenticate(key).tenant_id == tenant_id
+    with pytest.raises(NotFound):
+        directory.set_active(tenant_id + "x", False)
+
+
+def test_deleting_a_tenant_deletes_its_keys(directory, table, tenant_id):
+    directory.create_tenant(tenant_id, db_user="tenant_x")
+    keys = [directory.issue_key(tenant_id) for _ in range(3)]
+    assert directory.delete_tenant(tenant_id) is True
+    assert directory.get(tenant_id) is None
+    for key in keys:
+        assert item(table, f"key#{hash_api_key(key)}") is None
+        assert refused(directory, key)
+    assert directory.delete_tenant(tenant_id) is False
+
+
+def test_a_re_created_tenant_does_not_revive_the_old_keys(directory, table, tenant_id):
+    """Even keys that outlived their tenant (its record removed by hand, say) stay dead: they carry the old
+    tenant's generation."""
+    old = directory.create_tenant(tenant_id, db_user="tenant_x")
+    old_key = directory.issue_key(tenant_id)
+    client, name = table
+    client.delete_item(TableName=name, Key={"pk": {"S": f"tenant#{tenant_id}"}})  # the keys stay
+    assert item(table, f"key#{hash_api_key(old_key)}") is not None
+
+    new = directory.create_tenant(tenant_id, db_user="tenant_x")
+    assert new.generation and new.generation != old.generation
+    assert refused(directory, old_key)
+    new_key = directory.issue_key(tenant_id)
+    assert directory.authenticate(new_key).generation == new.generation
+
+
+def test_records_from_before_generations_still_work(directory, table, tenant_id):
+    client, name = table
+    tenant = {"pk": f"tenant#{tenant_id}", "tenant_id": tenant_id, "db_user": "tenant_x", "active": True}
+    tenant["created_at"] = "2026-01-01T00:00:00+00:00"
+    client.put_item(
+        TableName=name, Item={k: {"BOOL": v} if isinstance(v, bool) else {"S": v} for k, v in tenant.items()}
+    )
+    legacy_key = "spk_" + uuid.uuid4().hex
+    client.put_item(
+        TableName=name, Item={"pk": {"S": f"key#{hash_api_key(legacy_key)}"}, "tenant_id": {"S": tenant_id}}
+    )
+    assert directory.authenticate(legacy_key).generation is None
+    assert directory.authenticate(directory.issue_key(tenant_id)).tenant_id == tenant_id

@@ -1,0 +1,162 @@
+"""Identity enforced in code (spectra.identity): a statement starts only as a live tenant's own identity."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from events import JobQueuedMessage, JobStatus
+from spectra.identity import is_tenant_db_user, is_tenant_secret
+from spectra.jobs import Job, new_job_id, utcnow
+from spectra.lifecycle import execute_job
+from spectra.warehouse import DatabaseIdentity
+from tests.unit.fakes import make_ports, make_settings
+
+pytestmark = pytest.mark.unit
+
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:spectra/tenants/acme-AbCdEf"
+
+
+def serverless_ports():
+    return make_ports(settings=make_settings(redshift_cluster_id=None, redshift_workgroup="wg"))
+
+
+def run(ports, tenant_id: str = "acme", *, db_user: str = "tenant_acme", generation: str | None = None) -> Job:
+    """Queue a job for ``tenant_id`` and hand its message to the executor; the job as the store has it after."""
+    now = utcnow()
+    job = Job(
+        job_id=new_job_id(),
+        tenant_id=tenant_id,
+        db_user=db_user,
+        sql="select 1",
+        created_at=now,
+        updated_at=now,
+        tenant_generation=generation,
+    )
+    ports.jobs.create(job)
+    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id=tenant_id))
+    return ports.jobs.get(job.job_id)
+
+
+def assert_refused(ports, job: Job, code: str) -> None:
+    assert job.status is JobStatus.FAILED
+    assert job.error.code == code, job.error
+    assert ports.warehouse.calls == []  # nothing reached the warehouse
+    assert ports.events.types() == ["Job Failed"]
+
+
+# -- the admin, or any user outside the prefix, is never used ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("db_user", ["awsuser", "admin", "tenant_", "TENANT_acme", "Tenant_acme", "xtenant_acme"])
+def test_a_tenant_record_naming_a_user_outside_the_prefix_never_runs_as_it(db_user):
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user=db_user)
+    job = run(ports, db_user=db_user)
+    assert_refused(ports, job, "identity_refused")
+    assert db_user not in job.error.message  # the tenant is told no more than that its identity was refused
+
+
+@pytest.mark.parametrize(
+    "secret_arn",
+    [
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:redshift-admin-AbCdEf",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:spectra/tenants/",  # the prefix alone names nothing
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:spectra/tenantsX-AbCdEf",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:other/spectra/tenants/acme-AbCdEf",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter:spectra/tenants/acme",
+        "spectra/tenants/acme",  # a name, not an ARN
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secrets:spectra/tenants/acme-AbCdEf",
+    ],
+)
+def test_on_serverless_a_secret_outside_the_prefix_is_refused(secret_arn):
+    ports = serverless_ports()
+    ports.tenants.create_tenant("acme", secret_arn=secret_arn)
+    assert_refused(ports, run(ports, db_user=""), "identity_refused")
+
+
+def test_on_serverless_a_secret_under_the_prefix_is_used():
+    ports = serverless_ports()
+    ports.tenants.create_tenant("acme", secret_arn=SECRET)
+    job = run(ports, db_user="")
+    assert job.status is JobStatus.SUBMITTED
+    assert ports.warehouse.statements[job.statement_id].identity == DatabaseIdentity(secret_arn=SECRET)
+
+
+def test_the_identity_comes_from_the_tenant_record_not_from_the_job():
+    """The job's db_user is what the tenant had at submission, for the record; only the tenant record counts."""
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    job = run(ports, db_user="awsuser")
+    assert job.status is JobStatus.SUBMITTED
+    assert ports.warehouse.statements[job.statement_id].identity == DatabaseIdentity(db_user="tenant_acme")
+
+
+@pytest.mark.parametrize(
+    ("serverless", "identity", "code"),
+    [
+        (False, {"secret_arn": SECRET}, "no_identity"),  # a cluster takes users; the executor may not read secrets
+        (True, {"db_user": "tenant_acme"}, "no_identity"),  # Serverless takes secrets
+    ],
+)
+def test_a_tenant_without_the_kind_of_identity_the_warehouse_takes_fails(serverless, identity, code):
+    ports = serverless_ports() if serverless else make_ports()
+    ports.tenants.create_tenant("acme", **identity)
+    assert_refused(ports, run(ports, db_user=identity.get("db_user", "")), code)
+
+
+def test_prefixes_follow_the_settings():
+    ports = make_ports(settings=make_settings(tenant_db_user_prefix="svc_"))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.tenants.create_tenant("globex", db_user="svc_globex")
+    assert_refused(ports, run(ports), "identity_refused")
+    assert run(ports, "globex", db_user="svc_globex").status is JobStatus.SUBMITTED
+
+
+@pytest.mark.parametrize("field", ["tenant_db_user_prefix", "tenant_secret_prefix"])
+def test_an_empty_prefix_is_not_a_setting(field):
+    """An empty prefix would make every user a tenant user, the admin included."""
+    with pytest.raises(ValidationError):
+        make_settings(**{field: ""})
+
+
+def test_the_prefix_checks():
+    assert is_tenant_db_user("tenant_acme", "tenant_")
+    assert not is_tenant_db_user("tenant_acme", "")
+    assert is_tenant_secret(SECRET, "spectra/tenants/")
+    assert not is_tenant_secret(SECRET, "")
+
+
+# -- inactive, deleted and re-created tenants -------------------------------------------------------------------------
+
+
+def test_a_job_of_a_deactivated_tenant_is_not_started():
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.tenants.set_active("acme", False)
+    assert_refused(ports, run(ports), "tenant_inactive")
+
+
+def test_a_job_of_a_deleted_tenant_is_not_started():
+    ports = make_ports()
+    tenant = ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.tenants.delete_tenant("acme")
+    assert_refused(ports, run(ports, generation=tenant.generation), "tenant_inactive")
+
+
+def test_a_job_queued_by_a_tenant_that_was_deleted_and_created_again_is_not_started():
+    ports = make_ports()
+    old = ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.tenants.delete_tenant("acme")
+    new = ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    assert old.generation != new.generation
+    assert_refused(ports, run(ports, generation=old.generation), "tenant_inactive")
+    assert run(ports, generation=new.generation).status is JobStatus.SUBMITTED
+
+
+def test_a_reactivated_tenant_runs_jobs_again():
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.tenants.set_active("acme", False)
+    ports.tenants.set_active("acme", True)
+    assert run(ports).status is JobStatus.SUBMITTED

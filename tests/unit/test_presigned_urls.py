@@ -1,0 +1,48 @@
+"""Result URLs as the ports build them: SigV4 presigned GETs of one object (botocore would presign with SigV2 unless
+its S3 client is told otherwise). Presigning is local, so this runs with the network off."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from spectra.jobs import JobResult, ResultFile
+from spectra.ports import build_ports
+from tests.sigv4 import assert_sigv4_get_url
+from tests.unit.fakes import make_settings
+
+pytestmark = pytest.mark.unit
+
+ACCESS_KEY, SECRET_KEY, REGION = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "eu-west-1"
+
+
+def test_result_urls_are_short_lived_sigv4_gets_of_one_object(monkeypatch):
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)  # another tier's local stack may have exported its endpoints
+    session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION)
+    settings = make_settings()
+    ports = build_ports(settings, session=session)
+    key = "acme/j_x-Y_1/part-00000.csv.gz"
+    result = JobResult(
+        bucket="spectra-results",
+        prefix="acme/j_x-Y_1/",
+        manifest_key="acme/j_x-Y_1/manifest.json",
+        files=[ResultFile(key=key, rows=1, bytes=10)],
+        row_count=1,
+        bytes=10,
+        columns=[],
+    )
+    [file] = ports.results.presign(result, ttl_seconds=settings.presign_ttl_seconds)
+    url = assert_sigv4_get_url(
+        file["url"], access_key=ACCESS_KEY, secret_key=SECRET_KEY, region=REGION, ttl_seconds=300
+    )
+    assert url.host == "spectra-results.s3.eu-west-1.amazonaws.com" and url.path == f"/{key}"
+    # The signature covers the method and the object: the same URL is no PUT, and no other key.
+    assert url.params["X-Amz-Signature"] != url.expected_signature(SECRET_KEY, method="PUT")
+    assert url.params["X-Amz-Signature"] != url.expected_signature(SECRET_KEY, path="/acme/j_x-Y_1/manifest.json")
+
+
+def test_the_url_lifetime_is_short_by_default_and_bounded():
+    assert make_settings().presign_ttl_seconds == 300
+    with pytest.raises(ValueError):
+        make_settings(presign_ttl_seconds=3601)
