@@ -12,7 +12,9 @@ module (under a unique module name), an invocation takes an idle environment or 
 concurrency (``ReservedConcurrentExecutions``, else :data:`DEFAULT_CONCURRENCY`), and otherwise waits for one to
 become free. Environments are reused, warm, as Lambda reuses them. What the handler module *imports* is shared by
 every environment, as it is inside one Lambda process: the domain library, its cached settings and boto3 clients
-(which are thread-safe). So is process-global state of libraries: Powertools' ``Metrics`` keeps its metric set on the
+(which are thread-safe). Per-request state a library keeps on its own classes is made per thread, so per invocation
+(:func:`isolate_library_state`: Powertools' ``BaseRouter.current_event``). Other process-global library state is
+shared: Powertools' ``Metrics`` keeps its metric set on the
 class and ``Logger`` keeps appended keys on the service's (global) logging handler, so concurrent environments may
 see each other's metrics and log keys; neither reaches a response.
 
@@ -109,6 +111,60 @@ class FunctionConfig:
     reserved_concurrency: int | None = None
 
 
+class _PerThread:
+    """A class attribute with one value per thread (see :func:`isolate_library_state`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        try:
+            return getattr(_library_state, self.name)
+        except AttributeError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        setattr(_library_state, self.name, value)
+
+
+_library_state = threading.local()
+_isolated = False
+
+
+def isolate_library_state() -> None:
+    """Make the per-request state libraries keep on *classes* one per thread, so per environment.
+
+    On Lambda every execution environment is a process of its own, so even state a library keeps on a class is the
+    environment's. Here environments are threads of one process and share every class; copying the handler module
+    does not help when the library writes to its own class. Powertools' event handler does: ``resolve`` stores the
+    request in ``BaseRouter.current_event`` and ``BaseRouter.lambda_context`` (class attributes read by every resolver
+    and router), so two concurrent requests, each in its own environment, could still read each other's event. An
+    invocation runs wholly on the thread that took its environment, so one value per thread is one per invocation.
+    """
+    global _isolated
+    with _path_lock:
+        if _isolated:
+            return
+        _isolated = True
+        try:
+            from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+        except ImportError:  # pragma: no cover - a template without Powertools
+            return
+        names = ("current_event", "lambda_context")
+        base_meta = type(BaseRouter)
+
+        class PerThreadState(base_meta):  # type: ignore[misc, valid-type]
+            def __setattr__(cls, name: str, value: Any) -> None:
+                if cls is BaseRouter and name in names:
+                    setattr(_library_state, name, value)
+                else:
+                    super().__setattr__(name, value)
+
+        for name in names:
+            type.__setattr__(BaseRouter, name, _PerThread(name))
+        BaseRouter.__class__ = PerThreadState
+
+
 @dataclass
 class ExecutionEnvironment:
     """One Lambda execution environment: its own copy of the handler module, handling one event at a time."""
@@ -188,6 +244,7 @@ class LocalFunction:
             self._creating += 1
             index = len(self._all) + self._creating
         try:
+            isolate_library_state()
             module, handler = load_handler(self.config.handler, self.config.code_root, f"{self.logical_id}-{index}")
         except BaseException:
             with self._lock:

@@ -71,3 +71,26 @@ def test_an_sqs_mapping_runs_up_to_its_maximum_concurrency_of_batches_at_once(st
         what="three batches to meet",
     )
     assert len({inv.environment for inv in stack.invocation_log("Scaled")}) == 3
+
+
+def test_powertools_resolvers_never_see_each_others_request(start_stack):
+    stack = start_stack("environments", start_pollers=False, start_schedules=False)
+    group, parties = uuid.uuid4().hex, 4
+
+    def request(i: int) -> dict:
+        event = {
+            "resource": "/items/{item}",
+            "path": f"/items/i{i}",
+            "httpMethod": "GET",
+            "headers": {},
+            "queryStringParameters": {"group": group, "n": str(parties)},
+            "pathParameters": {"item": f"i{i}"},
+            "requestContext": {"stage": "v1", "path": f"/v1/items/i{i}", "requestId": f"r{i}"},
+            "body": None,
+            "isBase64Encoded": False,
+        }
+        return json.loads(stack.invoke("Resolver", event)["body"])
+
+    with ThreadPoolExecutor(parties) as pool:
+        answers = list(pool.map(request, range(parties)))
+    assert answers == [{"item": f"i{i}", "seen": f"/items/i{i}"} for i in range(parties)]
