@@ -7,10 +7,14 @@ STAMP  := $(VENV)/.installed
 SAM_VERSION := 1.170.0
 SAM_VENV    := .sam-venv
 SAM_STAMP   := $(SAM_VENV)/.installed-$(SAM_VERSION)
+# checkov (the template's security checks) pins boto3==1.35.49, which clashes with ours: a venv of its own too.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV    := .checkov-venv
+CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
 .PHONY: install run test test-unit bench lint clean
 
-install: $(STAMP) $(SAM_STAMP)
+install: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +25,11 @@ $(STAMP): pyproject.toml
 $(SAM_STAMP):
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli==$(SAM_VERSION)'
+	touch $@
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
 	touch $@
 
 ## Start the whole pipeline locally (moto + Redshift Data API emulator + functions) in the foreground.
@@ -38,14 +47,16 @@ test-unit: install
 bench: install
 	$(PY) -m bench
 
+# checkov runs offline (--skip-download); each check it skips is skipped in template.yaml, on the resource, with why.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template-file template.yaml --region us-east-1
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .pytest_cache
 
 # ---- sam build (BuildMethod: makefile): SAM calls these with ARTIFACTS_DIR set. Code and dependencies are packaged
 # apart, so a code change rebuilds kilobytes, not the pyarrow layer. The layer takes arm64 wheels for the Lambda

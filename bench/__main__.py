@@ -6,7 +6,8 @@ absolute numbers mean little; the ratios are the point):
 - bench_redshift_data: the Data API emulator (SELECT 1 round trip, new vs reused session, result paging on 1M rows);
 - bench_copy: COPY from S3 beside PostgreSQL's own COPY FROM STDIN of the same file, and UNLOAD;
 - bench_results: result pages → CSV / JSON Lines / Parquet in S3 beside bare paging, peak memory at two sizes;
-- bench_pipeline: submit → "Job Completed" beside a direct Data API round trip, and AWS calls per job.
+- bench_pipeline: submit → "Job Completed" beside a direct Data API round trip, and AWS calls per job;
+- bench_bulk: CSV files loaded through the S3 drop (insert, upsert) beside COPY FROM STDIN of the same file.
 
 ``python -m bench NAME ...`` runs only the named ones.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench_redshift_data", "bench_copy", "bench_results", "bench_pipeline"]
+BENCHMARKS = ["bench_redshift_data", "bench_copy", "bench_results", "bench_pipeline", "bench_bulk"]
 
 
 def main(names: list[str]) -> None:

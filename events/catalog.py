@@ -7,7 +7,15 @@ from pathlib import Path
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel
 
-from events.models import JobEventDetail, JobQueuedMessage, StatementStatusChangeEvent
+from events.models import (
+    BulkJobEventDetail,
+    BulkJobQueuedMessage,
+    BulkResultsRequested,
+    JobEventDetail,
+    JobQueuedMessage,
+    S3Notification,
+    StatementStatusChangeEvent,
+)
 
 HERE = Path(__file__).parent
 SAMPLES = HERE / "samples"
@@ -20,6 +28,12 @@ class JobEvent(EventBridgeModel):
     detail: JobEventDetail
 
 
+class BulkJobEvent(EventBridgeModel):
+    """A bulk job's end as subscribers receive it: the EventBridge envelope around :class:`BulkJobEventDetail`."""
+
+    detail: BulkJobEventDetail
+
+
 #: sample file → the model that must parse it
 SAMPLE_MODELS: dict[str, type[BaseModel]] = {
     "redshift_statement_status_change.json": StatementStatusChangeEvent,
@@ -27,6 +41,11 @@ SAMPLE_MODELS: dict[str, type[BaseModel]] = {
     "job_queued_message.json": JobQueuedMessage,
     "job_completed_event.json": JobEvent,
     "job_failed_event.json": JobEvent,
+    "bulk_job_queued_message.json": BulkJobQueuedMessage,
+    "bulk_results_requested.json": BulkResultsRequested,
+    "bulk_job_completed_event.json": BulkJobEvent,
+    "bulk_job_failed_event.json": BulkJobEvent,
+    "s3_object_created_notification.json": S3Notification,
 }
 
 #: schema file → model; the file carries the EventBridge registry hints (x-amazon-events-*) where it is an event
@@ -37,6 +56,15 @@ SCHEMA_MODELS: dict[str, tuple[type[BaseModel], dict[str, str]]] = {
         {
             "x-amazon-events-source": "spectra",
             "x-amazon-events-detail-type": "Job Completed | Job Failed | Job Cancelled",
+        },
+    ),
+    "bulk_job_queued_message.v1.json": (BulkJobQueuedMessage, {}),
+    "bulk_results_requested.v1.json": (BulkResultsRequested, {}),
+    "bulk_job_event_detail.v1.json": (
+        BulkJobEventDetail,
+        {
+            "x-amazon-events-source": "spectra",
+            "x-amazon-events-detail-type": "Bulk Job Completed | Bulk Job Failed | Bulk Job Aborted",
         },
     ),
 }

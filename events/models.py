@@ -168,3 +168,41 @@ class BulkJobEventDetail(_Contract):
     created_at: datetime
     completed_at: datetime
     correlation_id: str | None = None
+
+
+class _S3Bucket(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+
+class _S3Object(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    key: str  # URL-encoded, as S3 sends it ("a b.csv" arrives as "a+b.csv")
+    size: int = 0
+    eTag: str = ""
+    versionId: str | None = None
+
+
+class _S3Entity(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    bucket: _S3Bucket
+    object: _S3Object
+
+
+class S3EventRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    eventName: str
+    s3: _S3Entity
+
+
+class S3Notification(BaseModel):
+    """An S3 event notification as it arrives in the ingest queue (S3 → SQS), in AWS's documented shape. S3 also
+    sends one ``s3:TestEvent`` without ``Records`` when the notification is configured."""
+
+    model_config = ConfigDict(extra="allow")
+
+    Records: list[S3EventRecord] = Field(default_factory=list)

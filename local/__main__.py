@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 
 import boto3
 
@@ -34,6 +35,54 @@ def _port(variable: str, preferred: int) -> int:
         except OSError:
             return 0
     return port
+
+
+def banner(stack, aws, redshift_url: str, demo) -> str:
+    """What a newcomer reads: where everything listens, the demo keys, and commands that work as pasted (the AWS CLI
+    is the project's own, with the local endpoint, region and dummy credentials on the same line)."""
+    api = stack.api_url
+    aws_cli = (
+        f"AWS_ENDPOINT_URL={aws.endpoint_url} AWS_REGION={aws.region} AWS_ACCESS_KEY_ID=testing "
+        f"AWS_SECRET_ACCESS_KEY=testing {Path(sys.executable).parent / 'aws'}"
+    )
+    auth = '-H "Authorization: Bearer $SPECTRA_KEY"'
+    json_body = "-H 'Content-Type: application/json'"
+    ingest = stack.physical_id("IngestBucket")
+    table = demo.bulk_table
+    return f"""
+Spectra is running: API {api}
+  local AWS endpoint (moto):   {aws.endpoint_url}   (region {aws.region}, any credentials)
+  Redshift Data API emulator:  {redshift_url}   (AWS_ENDPOINT_URL_REDSHIFT_DATA)
+  event bus for job events:    {stack.physical_id("JobEventBus")}
+  ingest bucket (S3 drops):    {ingest}
+  demo tenant "{demo.tenant_id}" key:  {demo.api_key}
+  demo tenant "{demo.other_tenant_id}" key: {demo.other_api_key}
+
+Query (SQL over REST):
+  export SPECTRA_KEY={demo.api_key}
+  curl -s -X POST {api}/v1/queries {auth} {json_body} \\
+       -d '{{"sql": "select id, item, amount from sales order by id"}}'
+  curl -s {api}/v1/jobs/<job_id> {auth}
+  curl -s {api}/v1/jobs/<job_id>/results {auth}
+
+Load a CSV by dropping it in S3 (the "{table}" table; rows land as tenant "{demo.tenant_id}"):
+  printf 'email,name,city\\nbugs@acme.test,Bugs Bunny,Burrow\\n' > new-contacts.csv
+  {aws_cli} s3 cp new-contacts.csv s3://{ingest}/{demo.tenant_id}/{table}/
+  curl -s "{api}/v1/bulk/jobs?limit=5" {auth}
+
+Load with the Bulk API (Salesforce Bulk 2.0's workflow; here an upsert on email):
+  JOB=$(curl -s -X POST {api}/v1/bulk/jobs {auth} {json_body} \\
+        -d '{{"object": "{table}", "operation": "upsert", "externalIdFieldName": "email"}}' \\
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+  printf 'email,name,city\\nwile@acme.test,Wile E. Coyote,Mesa\\n' | curl -s -X PUT {api}/v1/bulk/jobs/$JOB/batches \\
+       {auth} -H 'Content-Type: text/csv' --data-binary @-
+  curl -s -X PATCH {api}/v1/bulk/jobs/$JOB {auth} {json_body} -d '{{"state": "UploadComplete"}}'
+  curl -s {api}/v1/bulk/jobs/$JOB {auth}
+  curl -s {api}/v1/bulk/jobs/$JOB/successfulResults {auth}
+
+The API, documented: {api}/v1/openapi.json
+
+Ctrl-C stops everything."""
 
 
 def main() -> int:
@@ -67,27 +116,7 @@ def main() -> int:
             "redshift-data", endpoint_url=emulator.endpoint_url, region_name=aws.region, **LOCAL_CREDENTIALS
         )
         demo = seed_demo(Warehouse(client, CLUSTER_ID), get_ports().tenants)
-        api = stack.api_url
-        print(
-            f"""
-Spectra is running: API {api}
-  local AWS endpoint (moto):   {aws.endpoint_url}   e.g. AWS_ENDPOINT_URL={aws.endpoint_url} aws sqs list-queues
-  Redshift Data API emulator:  {emulator.endpoint_url}   (AWS_ENDPOINT_URL_REDSHIFT_DATA)
-  event bus for job events:    {stack.physical_id("JobEventBus")}
-  demo tenant "{demo.tenant_id}" key:  {demo.api_key}
-  demo tenant "{demo.other_tenant_id}" key: {demo.other_api_key}
-
-Try it:
-  export SPECTRA_KEY={demo.api_key}
-  curl -s -X POST {api}/v1/queries -H "Authorization: Bearer $SPECTRA_KEY" \\
-       -H 'Content-Type: application/json' -d '{{"sql": "select id, item, amount from sales order by id"}}'
-  curl -s {api}/v1/jobs/<job_id> -H "Authorization: Bearer $SPECTRA_KEY"
-  curl -s {api}/v1/jobs/<job_id>/results -H "Authorization: Bearer $SPECTRA_KEY"
-  curl -s {api}/v1/openapi.json
-
-Ctrl-C stops everything.""",
-            flush=True,
-        )
+        print(banner(stack, aws, emulator.endpoint_url, demo), flush=True)
         while not stopped.wait(0.5):
             pass
     finally:

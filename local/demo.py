@@ -69,17 +69,25 @@ def add_tenant(
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
     max_running_statements: int | None = None,
     usage_plans: UsagePlans | None = None,
+    owned_schema: str | None = None,
 ) -> str:
     """A tenant as production provisions one, returning its fresh API key: its own database user (no privileges
     beyond what grants give it) with a statement timeout, an API Gateway key in its tier's usage plan (by default the
-    plans of every stack on this endpoint, ``UsagePlans.by_name``), and its record."""
+    plans of every stack on this endpoint, ``UsagePlans.by_name``), and its record.
+
+    With ``owned_schema`` the user also owns that schema and the tenant is flagged to write there through the
+    query API (the guard allows DML and DDL on objects in it, and the warehouse agrees because the user owns it).
+    """
     db_user = db_user or f"tenant_{tenant_id.replace('-', '_')}"
     plans = usage_plans or UsagePlans.by_name(boto3.client("apigateway"))
     usage_key = plans.attach(tenant_id, tier)
     warehouse.run(f'CREATE USER "{db_user}"', statement_timeout_sql(db_user, statement_timeout_ms))
-    tenants.create_tenant(
-        tenant_id, db_user=db_user, tier=tier, usage_key=usage_key, max_running_statements=max_running_statements
-    )
+    share = {"tier": tier, "usage_key": usage_key, "max_running_statements": max_running_statements}
+    if owned_schema:
+        warehouse.run(f'CREATE SCHEMA "{owned_schema}" AUTHORIZATION "{db_user}"')
+        tenants.create_tenant(tenant_id, db_user=db_user, allow_writes=True, owned_schemas=[owned_schema], **share)
+    else:
+        tenants.create_tenant(tenant_id, db_user=db_user, **share)
     return tenants.issue_key(tenant_id)
 
 
@@ -105,6 +113,26 @@ def grant_columns(warehouse: Warehouse, table: str, db_user: str, columns: list[
     )
 
 
+def create_contacts_table(warehouse: Warehouse, table: str, users: list[str]) -> None:
+    """The demo's bulk table: tenants load and read it; each row belongs to the user that loaded it (its ``owner``
+    defaults to ``current_user``), and row-level security keeps each tenant to its own rows, for reads and for the
+    rows an update, upsert or delete may touch."""
+    rows = [
+        (users[0], "wile@acme.test", "Wile E. Coyote", "Desert"),
+        (users[0], "road@acme.test", "Road Runner", "Desert"),
+        (users[-1], "hank@globex.test", "Hank Scorpio", "Cypress Creek"),
+    ]
+    values = ", ".join(f"('{owner}', '{email}', '{name}', '{city}')" for owner, email, name, city in rows)
+    warehouse.run(
+        f"CREATE TABLE {table} (owner varchar(128) NOT NULL DEFAULT current_user, email varchar(128) NOT NULL,"
+        " name varchar(64), city varchar(64))",
+        f"INSERT INTO {table} VALUES {values}",
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"CREATE POLICY {table}_by_owner ON {table} USING (owner = current_user) WITH CHECK (owner = current_user)",
+        *(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO "{user}"' for user in users),
+    )
+
+
 @dataclass(frozen=True)
 class Demo:
     tenant_id: str
@@ -112,13 +140,16 @@ class Demo:
     other_tenant_id: str
     other_api_key: str
     table: str = "sales"
+    bulk_table: str = "contacts"
 
 
 def seed_demo(warehouse: Warehouse, tenants: TenantDirectory) -> Demo:
-    """Two tenants sharing one ``sales`` table under row-level security; its ``margin`` column is acme's only."""
+    """Two tenants sharing one ``sales`` table under row-level security (its ``margin`` column is acme's only), and a
+    ``contacts`` table both may load through the S3 drop and the Bulk API."""
     acme_key = add_tenant(warehouse, tenants, "acme")
     globex_key = add_tenant(warehouse, tenants, "globex")
     create_sales_table(warehouse, "sales", "tenant_acme", "tenant_globex")
+    create_contacts_table(warehouse, "contacts", ["tenant_acme", "tenant_globex"])
     return Demo("acme", acme_key, "globex", globex_key)
 
 

@@ -29,7 +29,12 @@ def submit_query(
     correlation_id: str | None = None,
 ) -> tuple[Job, bool]:
     """Record and queue a query job. Returns the job and whether it was created now (False: an idempotent repeat)."""
-    statement = check_sql(sql, max_bytes=ports.settings.max_sql_bytes)
+    statement = check_sql(
+        sql,
+        max_bytes=ports.settings.max_sql_bytes,
+        allow_writes=caller.allow_writes,
+        owned_schemas=caller.owned_schemas,
+    )
     parameter_bytes = sum(len(p.name.encode()) + len(p.value.encode()) for p in parameters)
     if parameter_bytes > ports.settings.max_parameter_bytes:
         raise PayloadTooLarge(

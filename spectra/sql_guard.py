@@ -1,129 +1,301 @@
-"""The SQL guard: refuse statements that could change who the tenant is or what it may do.
+"""The SQL guard: the query API is read-only unless a tenant may write, and then only into the schemas it owns.
 
 Isolation lives in the warehouse (each tenant is its own database user under row-level security), so the guard does
-not try to decide what data a statement may touch. It closes the doors around that model: switching identity (SET
-ROLE, SET SESSION AUTHORIZATION, set_config('role', ...)), changing privileges or policies (GRANT, REVOKE, users,
-roles, groups, RLS policies, ownership), and moving data in or out of the warehouse with its own IAM role (COPY,
-UNLOAD; bulk loads go through the Bulk API). It parses with sqlglot's Redshift dialect and works on the tree, never
-on the text; what the parser does not understand is refused (fail closed), except a short list of harmless
-utility commands.
+not decide what data a statement may read. It decides what kind of statement may run at all. It parses with sqlglot's
+Redshift dialect and works on the tree, never on the text; what it does not understand is refused (fail closed).
+
+What runs
+    By default only reads: SELECT (and WITH / UNION / INTERSECT / EXCEPT), EXPLAIN without ANALYZE, and SHOW.
+    A tenant flagged ``allow_writes`` may also run INSERT, UPDATE, DELETE, MERGE, TRUNCATE, SELECT ... INTO,
+    CREATE TABLE / VIEW, DROP TABLE / VIEW and ALTER TABLE (add, drop, rename or retype a column, rename the table,
+    change its distribution or sort key, add or drop a constraint), when every object written, created, altered or
+    dropped is named ``schema.object`` with the schema one of the tenant's ``owned_schemas``. Reading from other
+    schemas in the same statement is fine: the warehouse's grants decide that.
+
+Decisions where the rules could go either way
+    - Unqualified write targets are refused, not resolved: they resolve through the session's ``search_path``, which
+      the guard cannot see (and temporary tables shadow everything). Three-part names (``db.schema.table``) are
+      refused too: the guard does not know the database the statement runs in.
+    - Schema names compare as Redshift folds them: unquoted names in lower case, quoted names exactly, so a quoted
+      ``"Owned"`` never passes for ``owned`` (with case-sensitive identifiers enabled it would be another schema).
+    - Temporary tables, materialized views, ``CASCADE`` (it drops or truncates objects outside the owned schemas),
+      ``COMMENT ON`` and DDL options sqlglot keeps as unparsed text are refused even with the flag.
+    - Transaction control (BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT) is refused: a tenant's statements
+      share a kept-alive Data API session, and a transaction left open there would hold locks and swallow later
+      statements. Each statement runs in its own implicit transaction; multi-step loads belong to the Bulk API.
+    - EXPLAIN checks the statement it explains with the same rules (explaining a write needs the write flag).
+    - A backslash before a quote in a plain string literal is refused: whether it escapes the quote depends on the
+      server's ``standard_conforming_strings``, so the guard and the warehouse could disagree on where the string,
+      and so the statement, ends. ``''`` means the same everywhere.
+
+Refused whatever the flag
+    External tables, views and schemas (they read and write S3 with the cluster's role); COPY and UNLOAD (the same);
+    VACUUM, ANALYZE, LOCK and ``SELECT ... FOR UPDATE``; GRANT and REVOKE; users, roles, groups, RLS policies,
+    ownership and session authorization; SET and RESET of anything (search_path, WLM slots, timeouts) and
+    ``set_config(...)``; CALL, CREATE FUNCTION / PROCEDURE / LIBRARY / MODEL; CREATE, ALTER or DROP of databases and
+    schemas; DROP of anything but tables and views; transaction control; cursors and prepared statements; statements
+    nested in other statements (data-modifying CTEs); more than one statement per query.
+
+Bounded work
+    - Size: ``max_bytes`` (413 beyond it).
+    - Nesting: before parsing, the token stream's depth of parentheses, brackets and CASE ... END is counted (the
+      tokenizer is a loop, not a recursion). Deeper than ``MAX_NESTING`` (256; generated SQL needs 100 and more) is
+      a 400. sqlglot's parser recurses about 25 Python frames per level (measured on sqlglot 30.30: function calls
+      24, scalar subqueries 25, parentheses 21, CASE 19), so the guard raises the interpreter's recursion limit to
+      what ``MAX_NESTING`` needs (frames in use + 40 per level + 1000), only ever upwards, before parsing. That is
+      safe for the C stack: since Python 3.11 Python-to-Python calls do not grow it (the parser at 300 levels runs
+      in a thread with a 256 KB stack). Nesting the token count does not see (chains of NOT or unary minus) still
+      ends in a RecursionError at that limit, which becomes the same 400. The limit is process-wide: on Python 3.11
+      C code that counts against it (``json.loads``) may then recurse about 11,000 deep before its RecursionError,
+      which the 8 MB stacks of Lambda and of Python threads hold; from 3.12 C recursion has a limit of its own.
+    - Time: sqlglot's Redshift parser copies the FROM clause of every SELECT to look for implicit UNNESTs, which is
+      quadratic in nested derived tables (100 KB of them took 27 s); the guard's parser skips that step (SUPER
+      navigation in FROM then reads as a table name, which is all the guard needs). Some constructs backtrack
+      exponentially (``ARRAY[ARRAY[...]]``: 20 levels, minutes), so the parser also checks a deadline
+      (``PARSE_SECONDS`` of the thread's CPU time, so a busy machine does not turn load into refusals) every few
+      hundred tokens it consumes, and a statement that has not parsed by then is a 400. An ordinary statement at
+      the 100 KB size limit parses in about 0.4 s.
+    - The guard's own walks over the tree are iterative (sqlglot's ``walk``), never recursive.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.redshift import Redshift
 from sqlglot.errors import SqlglotError
-from sqlglot.tokens import TokenType
+from sqlglot.parsers.redshift import RedshiftParser
+from sqlglot.tokens import Token, TokenType
 
 from spectra.errors import InvalidRequest, PayloadTooLarge, SqlRejected
 
 # sqlglot logs a warning for every statement it keeps as an opaque Command; the guard handles those itself.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
-_ALLOWED_STATEMENTS: tuple[type[exp.Expression], ...] = (
-    exp.Query,  # SELECT, WITH, UNION / INTERSECT / EXCEPT
+MAX_NESTING = 256
+PARSE_SECONDS = 1.0
+_FRAMES_PER_LEVEL = 40
+_FRAMES_HEADROOM = 1_000
+_DEADLINE_EVERY = 256  # tokens consumed between two looks at the clock
+
+BULK_HINT = "write data with the Bulk API (POST /v1/bulk/jobs) or by dropping files into the ingest bucket"
+
+_DIALECT = Redshift()
+_OPENERS = {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE, TokenType.CASE}
+_CLOSERS = {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE, TokenType.END}
+_PREFIXED_STRINGS = {TokenType.NATIONAL_STRING, TokenType.UNICODE_STRING}  # N'...', U&'...'
+
+_WRITES: tuple[type[exp.Expression], ...] = (
     exp.Insert,
     exp.Update,
     exp.Delete,
     exp.Merge,
     exp.TruncateTable,
+    exp.Create,
+    exp.Drop,
+    exp.Alter,
+)
+# Statements as sqlglot builds them. Nested anywhere but at the root (a data-modifying CTE, say), each is refused;
+# EXPLAIN's argument is parsed and checked on its own.
+_STATEMENTS: tuple[type[exp.Expression], ...] = (
+    *_WRITES,
+    exp.Copy,
+    exp.Command,
+    exp.Set,
+    exp.Grant,
+    exp.Revoke,
     exp.Analyze,
-    exp.Describe,
     exp.Transaction,
     exp.Commit,
     exp.Rollback,
+    exp.Describe,
+    exp.Use,
+    exp.Comment,
+    exp.Cache,
+    exp.Uncache,
+    exp.Kill,
+    exp.LoadData,
+    exp.Pragma,
+    exp.Refresh,
+    exp.Declare,
+    exp.Block,
+    exp.WhileBlock,
 )
-_ALLOWED_CREATE_DROP_KINDS = {"TABLE", "VIEW"}
-_ALLOWED_COMMANDS = {"SHOW", "VACUUM", "ANALYZE"}
-_IDENTITY_SETTINGS = {"role", "session_authorization", "session authorization"}
+# CREATE TABLE options that only shape storage. Anything else (EXTERNAL, LOCATION, TEMPORARY, MATERIALIZED, ...)
+# is refused.
+_CREATE_PROPERTIES: tuple[type[exp.Expression], ...] = (
+    exp.BackupProperty,
+    exp.DistKeyProperty,
+    exp.DistStyleProperty,
+    exp.SortKeyProperty,
+)
+# ALTER TABLE actions that change only the table itself. OWNER TO, ROW LEVEL SECURITY, APPEND FROM, SET LOCATION
+# and friends are either kept as Commands by sqlglot or are other node types, and are refused.
+_ALTER_ACTIONS: tuple[type[exp.Expression], ...] = (
+    exp.ColumnDef,  # ADD COLUMN
+    exp.AlterColumn,
+    exp.RenameColumn,
+    exp.AlterRename,
+    exp.AlterDistStyle,
+    exp.AlterSortKey,
+    exp.AddConstraint,
+    exp.Drop,  # DROP COLUMN / CONSTRAINT, checked below
+)
+
+# Why a statement whose root sqlglot parsed is refused, by node type. Each message says what to do instead.
+_REFUSALS: dict[type[exp.Expression], tuple[str, str]] = {
+    exp.Copy: ("load_unload", f"COPY is not allowed in queries: it reads S3 with the cluster's role; {BULK_HINT}"),
+    exp.Set: ("session", "SET is not allowed: session settings (search_path, WLM slots, timeouts) are the service's"),
+    exp.Grant: ("privileges", "GRANT is not allowed: privileges are managed by the warehouse administrator"),
+    exp.Revoke: ("privileges", "REVOKE is not allowed: privileges are managed by the warehouse administrator"),
+    exp.Analyze: ("maintenance", "ANALYZE is not allowed: table maintenance is the warehouse administrator's"),
+    exp.Transaction: ("transaction", "transaction control is not allowed: each query runs in its own transaction"),
+    exp.Commit: ("transaction", "transaction control is not allowed: each query runs in its own transaction"),
+    exp.Rollback: ("transaction", "transaction control is not allowed: each query runs in its own transaction"),
+}
+# Why an opaque Command is refused, by its first keyword.
+_COMMAND_REFUSALS: dict[str, tuple[str, str]] = {
+    "UNLOAD": (
+        "load_unload",
+        "UNLOAD is not allowed: it writes S3 with the cluster's role; results of any size come from "
+        f"GET /v1/jobs/{{job_id}}/results, and {BULK_HINT}",
+    ),
+    "VACUUM": ("maintenance", "VACUUM is not allowed: table maintenance is the warehouse administrator's"),
+    "ANALYZE": ("maintenance", "ANALYZE is not allowed: table maintenance is the warehouse administrator's"),
+    "LOCK": ("maintenance", "LOCK is not allowed: explicit locks outlive the statement in a shared session"),
+    "SET": ("session", "SET is not allowed: session settings (search_path, WLM slots, timeouts) are the service's"),
+    "RESET": ("session", "RESET is not allowed: session settings are the service's"),
+    "CALL": ("routine", "CALL is not allowed: stored procedures can run anything as their owner"),
+    "GRANT": ("privileges", "GRANT is not allowed: privileges are managed by the warehouse administrator"),
+    "REVOKE": ("privileges", "REVOKE is not allowed: privileges are managed by the warehouse administrator"),
+}
 
 
-def check_sql(sql: str, *, max_bytes: int) -> str:
-    """Return the statement, stripped, if a tenant may run it; raise a typed error that says why not."""
+@dataclass(frozen=True)
+class WriteGrant:
+    """What a tenant may change: nothing unless ``allow_writes``, and then only objects in ``owned_schemas``."""
+
+    allow_writes: bool = False
+    owned_schemas: frozenset[str] = frozenset()
+
+
+def check_sql(sql: str, *, max_bytes: int, allow_writes: bool = False, owned_schemas: Iterable[str] = ()) -> str:
+    """Return the statement, stripped, if the tenant may run it; raise a typed error that says why not.
+
+    ``allow_writes`` and ``owned_schemas`` are the tenant's flag and the schemas it owns (lower-case names).
+    Refusals are :class:`SqlRejected` with ``details={"reason": ...}``, a stable word for programs.
+    """
     statement = sql.strip()
     if not statement.strip(";").strip():
         raise InvalidRequest("sql is empty")
     size = len(statement.encode())
     if size > max_bytes:
         raise PayloadTooLarge(f"sql is {size} bytes; the limit is {max_bytes}", details={"limit": max_bytes})
-    try:
-        trees = [tree for tree in sqlglot.parse(statement, read="redshift") if tree is not None]
-    except SqlglotError as exc:  # ParseError, and TokenError for an unclosed quote, comment or $$ body
-        raise SqlRejected(f"sql could not be parsed: {_first_error(exc)}") from exc
+    grant = WriteGrant(allow_writes, frozenset(s.lower() for s in owned_schemas) if allow_writes else frozenset())
+    trees = _parse(statement)
     if len(trees) != 1:
-        raise SqlRejected(f"send exactly one statement per query; found {len(trees)}")
-    _check_statement(trees[0])
+        raise _rejected("multiple_statements", f"send exactly one statement per query; found {len(trees)}")
+    _check_statement(trees[0], grant)
     return statement
 
 
-def _check_statement(tree: exp.Expression) -> None:
-    if isinstance(tree, exp.Command) and tree.name.upper() == "EXPLAIN":
-        _check_explain(tree)
-        return
-    if isinstance(tree, exp.Command):
-        keyword = tree.name.upper()
-        if keyword not in _ALLOWED_COMMANDS:
-            raise SqlRejected(
-                f"{keyword} statements are not allowed (they can change identity, privileges or data access)"
-            )
-        return
-    if isinstance(tree, exp.Create | exp.Drop):
-        kind = str(tree.args.get("kind") or "").upper()
-        if kind not in _ALLOWED_CREATE_DROP_KINDS:
-            raise SqlRejected(f"{type(tree).__name__.upper()} {kind} is not allowed")
-    elif isinstance(tree, exp.Set):
-        for item in tree.expressions:
-            target = item.this.this if isinstance(item.this, exp.EQ) else item.this
-            if isinstance(target, exp.Expression) and target.name.lower() in _IDENTITY_SETTINGS:
-                raise SqlRejected(f"SET {target.name} is not allowed: the database identity is chosen by the service")
-    elif isinstance(tree, exp.Grant | exp.Revoke):
-        raise SqlRejected("GRANT and REVOKE are not allowed: privileges are managed by the warehouse administrator")
-    elif isinstance(tree, exp.Copy):
-        raise SqlRejected("COPY is not allowed in queries: load data with the Bulk API or the ingest bucket")
-    elif not isinstance(tree, _ALLOWED_STATEMENTS):
-        raise SqlRejected(f"{type(tree).__name__.upper()} statements are not allowed")
-    _check_functions(tree)
+def _rejected(reason: str, message: str) -> SqlRejected:
+    return SqlRejected(message, details={"reason": reason})
 
 
-def _check_explain(tree: exp.Command) -> None:
-    """EXPLAIN shows a plan, but EXPLAIN ANALYZE runs the statement: refuse it, and check what is explained.
+# --- parsing, bounded -------------------------------------------------------------------------------------------
 
-    The options are read with the tokenizer (comments cannot hide an ANALYZE); the explained statement is parsed
-    from the original text, so what is checked is what runs.
-    """
-    rest = tree.expression.name if isinstance(tree.expression, exp.Expression) else str(tree.expression or "")
+
+class _OutOfTime(Exception):
+    pass
+
+
+class _GuardParser(RedshiftParser):
+    """sqlglot's Redshift parser, minus the quadratic implicit-UNNEST pass, plus a deadline."""
+
+    __slots__ = ("_consumed", "_deadline")
+    SUPPORTS_IMPLICIT_UNNEST = False
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(dialect=_DIALECT)
+        self._deadline = deadline
+        self._consumed = 0
+
+    def _advance(self, times: int = 1) -> None:
+        # Every token consumed or backtracked over passes here, so runaway backtracking meets the clock too.
+        self._consumed += 1
+        if self._consumed % _DEADLINE_EVERY == 0 and time.thread_time() > self._deadline:
+            raise _OutOfTime
+        super()._advance(times)
+
+
+def _tokenize(sql: str) -> list[Token]:
     try:
-        tokens = Redshift().tokenize(rest)
-    except SqlglotError as exc:
-        raise SqlRejected(f"sql could not be parsed: {_first_error(exc)}") from exc
-    while tokens and tokens[0].text.upper() == "VERBOSE":
-        tokens.pop(0)
-    if not tokens:
-        raise SqlRejected("EXPLAIN needs a statement to explain")
-    if tokens[0].text.upper() in {"ANALYZE", "ANALYSE"} or tokens[0].token_type is TokenType.L_PAREN:
-        raise SqlRejected("EXPLAIN ANALYZE and EXPLAIN options are not allowed: they run the statement")
+        tokens = _DIALECT.tokenize(sql)
+    except SqlglotError as exc:  # TokenError for an unclosed quote, comment or $$ body
+        raise _rejected("syntax", f"sql could not be parsed: {_first_error(exc)}") from exc
+    _check_strings(sql, tokens)
+    return tokens
+
+
+def _parse(sql: str) -> list[exp.Expression]:
+    started = time.thread_time()
+    tokens = _tokenize(sql)
+    depth = _nesting(tokens)
+    if depth > MAX_NESTING:
+        raise _rejected("nesting", f"sql is nested {depth} levels deep; the limit is {MAX_NESTING}")
+    _allow_recursion(MAX_NESTING)
     try:
-        inner = [t for t in sqlglot.parse(rest[tokens[0].start :], read="redshift") if t is not None]
+        trees = _GuardParser(started + PARSE_SECONDS).parse(tokens, sql)
     except SqlglotError as exc:
-        raise SqlRejected(f"sql could not be parsed: {_first_error(exc)}") from exc
-    if len(inner) != 1:
-        raise SqlRejected("EXPLAIN needs exactly one statement to explain")
-    _check_statement(inner[0])
+        raise _rejected("syntax", f"sql could not be parsed: {_first_error(exc)}") from exc
+    except RecursionError:
+        raise _rejected("nesting", f"sql is nested too deeply; the limit is {MAX_NESTING} levels") from None
+    except _OutOfTime:
+        raise _rejected("too_complex", f"sql took more than {PARSE_SECONDS:g} s to parse; simplify it") from None
+    return [tree for tree in trees if tree is not None and not isinstance(tree, exp.Semicolon)]
 
 
-def _check_functions(tree: exp.Expression) -> None:
-    for call in tree.find_all(exp.Anonymous, exp.Func):
-        name = (call.name if isinstance(call, exp.Anonymous) else call.sql_name()).lower()
-        if name != "set_config":
-            continue
-        first = call.expressions[0] if call.expressions else call.this
-        # A computed setting name could be 'role'; only a literal naming something else is allowed.
-        if not isinstance(first, exp.Literal) or first.this.lower() in _IDENTITY_SETTINGS:
-            raise SqlRejected("set_config on the session identity is not allowed")
+def _check_strings(sql: str, tokens: list[Token]) -> None:
+    """Refuse a backslash before a quote in a plain string literal: where that string ends depends on a server
+    setting (standard_conforming_strings; Redshift and sqlglot read it as an escape, PostgreSQL as a backslash),
+    so the guard and the warehouse could see different statements. Double the quote instead: 'it''s'."""
+    for token in tokens:
+        raw = sql[token.start : token.end + 1]
+        if not (token.token_type in _PREFIXED_STRINGS or (token.token_type is TokenType.STRING and raw[:1] == "'")):
+            continue  # not a string; or a Command's remainder, checked when SHOW or EXPLAIN looks at it
+        backslashes = 0
+        for char in raw[raw.index("'") + 1 : -1]:
+            if char == "'" and backslashes % 2:
+                raise _rejected("ambiguous_string", "write a quote inside a string as '' rather than \\'")
+            backslashes = backslashes + 1 if char == "\\" else 0
+
+
+def _nesting(tokens: list[Token]) -> int:
+    """The deepest nesting of brackets and CASE ... END in the token stream (an END never takes it below zero)."""
+    depth = deepest = 0
+    for token in tokens:
+        if token.token_type in _OPENERS:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.token_type in _CLOSERS and depth:
+            depth -= 1
+    return deepest
+
+
+def _allow_recursion(levels: int) -> None:
+    """Let the parser recurse ``levels`` deep from here. Only ever raises the limit, so threads cannot undo it."""
+    in_use, frame = 0, sys._getframe()
+    while frame is not None:
+        in_use, frame = in_use + 1, frame.f_back
+    needed = in_use + _FRAMES_PER_LEVEL * levels + _FRAMES_HEADROOM
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
 
 
 def _first_error(exc: SqlglotError) -> str:
@@ -132,3 +304,245 @@ def _first_error(exc: SqlglotError) -> str:
         first = errors[0]
         return f"{first.get('description', 'syntax error')} at line {first.get('line')}, column {first.get('col')}"
     return str(exc).splitlines()[0]
+
+
+# --- what the statement is ---------------------------------------------------------------------------------------
+
+
+def _check_statement(tree: exp.Expression, grant: WriteGrant) -> None:
+    if isinstance(tree, exp.Command):
+        _check_command(tree, grant)
+        return
+    if isinstance(tree, exp.Query):
+        into = tree.args.get("into") if isinstance(tree, exp.Select) else None
+        if into is not None:
+            _check_select_into(into, grant)
+    elif isinstance(tree, _WRITES):
+        _check_write(tree, grant)
+    elif type(tree) in _REFUSALS:
+        raise _rejected(*_REFUSALS[type(tree)])
+    elif isinstance(tree, _STATEMENTS):
+        raise _rejected("unsupported", f"{_describe(tree)} statements are not allowed in queries")
+    else:
+        raise _rejected("unsupported", "this is not a statement the query API runs: send SELECT, WITH, EXPLAIN or SHOW")
+    _check_inside(tree)
+
+
+def _check_command(tree: exp.Command, grant: WriteGrant) -> None:
+    """sqlglot keeps what it has no grammar for as a Command: a keyword and the rest as text. Only SHOW (which
+    only reads) and EXPLAIN (whose argument is parsed and checked in turn) pass."""
+    keyword = tree.name.upper()
+    if keyword == "SHOW":
+        _tokenize(_command_text(tree))  # a string is the only thing in a SHOW that could hide a statement
+        return
+    if keyword == "EXPLAIN":
+        _check_explain(tree, grant)
+        return
+    if keyword in _COMMAND_REFUSALS:
+        raise _rejected(*_COMMAND_REFUSALS[keyword])
+    # The statement is refused whatever it says; its words only choose the message.
+    words = [word.upper() for word in _command_text(tree).split()]
+    what = " ".join([keyword, *words[:1]])
+    if keyword in {"CREATE", "ALTER", "DROP"} and words[:1] == ["EXTERNAL"]:
+        raise _rejected(
+            "external", f"{what} is not allowed: external objects read and write S3 with the cluster's role"
+        )
+    if words[:1] in (["USER"], ["ROLE"], ["GROUP"]) or {
+        "OWNER",
+        "AUTHORIZATION",
+        "POLICY",
+        "PRIVILEGES",
+        "SECURITY",
+    } & set(words):
+        raise _rejected(
+            "privileges", f"{what} is not allowed: users, roles, ownership and policies are the administrator's"
+        )
+    raise _rejected("unsupported", f"{what} statements are not allowed in queries")
+
+
+def _command_text(tree: exp.Command) -> str:
+    return tree.expression.name if isinstance(tree.expression, exp.Expression) else str(tree.expression or "")
+
+
+def _check_explain(tree: exp.Command, grant: WriteGrant) -> None:
+    """EXPLAIN shows a plan, but EXPLAIN ANALYZE runs the statement: refuse it, and check what is explained.
+
+    The options are read with the tokenizer (comments cannot hide an ANALYZE); the explained statement is parsed
+    from the original text, so what is checked is what runs.
+    """
+    rest = _command_text(tree)
+    tokens = _tokenize(rest)
+    while tokens and tokens[0].text.upper() == "VERBOSE":
+        tokens.pop(0)
+    if not tokens:
+        raise _rejected("syntax", "EXPLAIN needs a statement to explain")
+    if tokens[0].text.upper() == "EXPLAIN":
+        raise _rejected("syntax", "EXPLAIN EXPLAIN is not a statement")
+    if tokens[0].text.upper() in {"ANALYZE", "ANALYSE"} or tokens[0].token_type is TokenType.L_PAREN:
+        raise _rejected(
+            "explain_analyze", "EXPLAIN ANALYZE and EXPLAIN options are not allowed: they run the statement"
+        )
+    inner = _parse(rest[tokens[0].start :])
+    if len(inner) != 1:
+        raise _rejected("multiple_statements", "EXPLAIN needs exactly one statement to explain")
+    _check_statement(inner[0], grant)
+
+
+def _check_inside(tree: exp.Expression) -> None:
+    """What the root's check cannot see: statements nested in it, locks, and set_config anywhere."""
+    for node in tree.walk():
+        if node is tree:
+            continue
+        if isinstance(node, _STATEMENTS) and not _is_part_of_root(node):
+            raise _rejected("nested_statement", f"{_describe(node)} inside another statement is not allowed")
+        if isinstance(node, exp.Into) and node.parent is not tree:
+            raise _rejected("nested_statement", "SELECT ... INTO is allowed only as the whole statement")
+        if isinstance(node, exp.Lock):
+            raise _rejected(
+                "maintenance", "SELECT ... FOR UPDATE / FOR SHARE is not allowed: locks are not for queries"
+            )
+        if isinstance(node, exp.Anonymous | exp.Func) and _function_name(node) == "set_config":
+            raise _rejected("session", "set_config is not allowed: session settings are the service's")
+
+
+def _is_part_of_root(node: exp.Expression) -> bool:
+    """Nodes sqlglot builds with statement types that are clauses of the root, checked with it: MERGE's WHEN ...
+    THEN UPDATE / INSERT (they act on the MERGE's target) and ALTER TABLE's DROP COLUMN / CONSTRAINT."""
+    if isinstance(node, exp.Update | exp.Insert) and isinstance(node.parent, exp.When):
+        return not _has_table(node)
+    return isinstance(node, exp.Drop) and isinstance(node.parent, exp.Alter) and node.arg_key == "actions"
+
+
+def _has_table(node: exp.Expression) -> bool:
+    return isinstance(node.this, exp.Table | exp.Schema)
+
+
+def _function_name(node: exp.Expression) -> str:
+    return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+
+
+def _describe(node: exp.Expression) -> str:
+    if isinstance(node, exp.Command):
+        return node.name.upper()
+    name = "TRUNCATE" if isinstance(node, exp.TruncateTable) else type(node).__name__.upper()
+    kind = node.args.get("kind") if isinstance(node, exp.Create | exp.Drop | exp.Alter) else None
+    return f"{name} {kind.upper()}" if isinstance(kind, str) and kind else name
+
+
+# --- writes ------------------------------------------------------------------------------------------------------
+
+
+def _check_write(tree: exp.Expression, grant: WriteGrant) -> None:
+    """Refusals that hold whatever the flag come first, so every tenant hears the real reason; then the flag;
+    then where the statement writes."""
+    verb = _describe(tree)
+    if isinstance(tree, exp.Create):
+        _check_create(tree)
+    elif isinstance(tree, exp.Drop):
+        _check_drop(tree)
+    elif isinstance(tree, exp.Alter):
+        _check_alter(tree)
+    elif isinstance(tree, exp.Delete) and tree.args.get("tables"):
+        raise _rejected("unsupported", "DELETE of several tables at once is not allowed")
+    if not grant.allow_writes:
+        raise _rejected("read_only", f"{verb} is not allowed: queries are read-only for this tenant; {BULK_HINT}")
+    if tree.args.get("cascade") or (isinstance(tree, exp.TruncateTable) and tree.args.get("option")):
+        raise _rejected("cascade", f"{verb} ... CASCADE is not allowed: it reaches objects outside your schemas")
+    for target in _targets(tree):
+        _check_owned(target, grant, verb)
+
+
+def _targets(tree: exp.Expression) -> Iterator[exp.Expression | None]:
+    """The objects a write statement changes (not the ones it reads)."""
+    if isinstance(tree, exp.TruncateTable):
+        yield from tree.expressions
+    elif isinstance(tree, exp.Drop):
+        yield from tree.args.get("tables") or [tree.this]
+    else:
+        target = tree.this
+        yield target.this if isinstance(target, exp.Schema) else target
+    if isinstance(tree, exp.Alter):
+        # RENAME TO keeps the schema unless it names one; a named one must be owned too.
+        for action in tree.args.get("actions") or []:
+            if isinstance(action, exp.AlterRename) and not (
+                isinstance(action.this, exp.Table) and not action.this.args.get("db")
+            ):
+                yield action.this
+
+
+def _check_owned(target: exp.Expression | None, grant: WriteGrant, verb: str) -> None:
+    if not isinstance(target, exp.Table) or not isinstance(target.this, exp.Identifier):
+        raise _rejected("unsupported", f"{verb} must name a table or view")
+    name = target.this.name
+    if target.args.get("catalog"):
+        raise _rejected("not_owned", f"{verb} must name its object as schema.{name}, without a database")
+    schema = target.args.get("db")
+    if not isinstance(schema, exp.Identifier):
+        raise _rejected(
+            "not_owned",
+            f"{verb} must name its object as schema.{name} with one of your schemas "
+            f"({_owned_list(grant)}): unqualified names resolve through search_path",
+        )
+    folded = schema.name if schema.quoted else schema.name.lower()
+    if folded not in grant.owned_schemas:
+        raise _rejected(
+            "not_owned", f"{verb} may only change objects in your schemas ({_owned_list(grant)}), not {schema.name!r}"
+        )
+
+
+def _owned_list(grant: WriteGrant) -> str:
+    return ", ".join(sorted(grant.owned_schemas)) or "none"
+
+
+def _check_select_into(into: exp.Into, grant: WriteGrant) -> None:
+    if into.args.get("temporary") or into.args.get("unlogged"):
+        raise _rejected("temporary", "SELECT ... INTO TEMP is not allowed: temporary tables outlive the query")
+    if not grant.allow_writes:
+        raise _rejected(
+            "read_only", f"SELECT ... INTO is not allowed: queries are read-only for this tenant; {BULK_HINT}"
+        )
+    _check_owned(into.this, grant, "SELECT ... INTO")
+
+
+def _check_create(tree: exp.Create) -> None:
+    kind = str(tree.args.get("kind") or "").upper()
+    properties = tree.args.get("properties")
+    for prop in properties.expressions if properties else []:
+        if isinstance(prop, exp.ExternalProperty | exp.LocationProperty):
+            raise _rejected(
+                "external", "external tables and views are not allowed: they use S3 with the cluster's role"
+            )
+    if kind not in {"TABLE", "VIEW"}:
+        raise _rejected("unsupported", f"CREATE {kind or 'of this kind'} is not allowed in queries")
+    for prop in properties.expressions if properties else []:
+        if isinstance(prop, exp.TemporaryProperty):
+            raise _rejected("temporary", "temporary tables are not allowed: they outlive the query in a shared session")
+        if isinstance(prop, exp.MaterializedProperty):
+            raise _rejected("unsupported", "materialized views are not allowed: their refreshes run outside any query")
+        if not isinstance(prop, _CREATE_PROPERTIES):
+            raise _rejected("unsupported", f"CREATE {kind} option {prop.key.upper()} is not allowed")
+    if tree.args.get("clone"):
+        raise _rejected("unsupported", f"CREATE {kind} ... CLONE is not allowed")
+
+
+def _check_drop(tree: exp.Drop) -> None:
+    kind = str(tree.args.get("kind") or "").upper()
+    if kind not in {"TABLE", "VIEW"}:
+        raise _rejected("unsupported", f"DROP {kind or 'of this kind'} is not allowed in queries")
+    if tree.args.get("materialized"):
+        raise _rejected("unsupported", "materialized views are not allowed: their refreshes run outside any query")
+
+
+def _check_alter(tree: exp.Alter) -> None:
+    kind = str(tree.args.get("kind") or "").upper()
+    if kind != "TABLE":
+        raise _rejected("unsupported", f"ALTER {kind or 'of this kind'} is not allowed in queries")
+    for action in tree.args.get("actions") or []:
+        if isinstance(action, exp.AlterSet) and action.args.get("location"):
+            raise _rejected("external", "ALTER TABLE ... SET LOCATION is not allowed: external tables use S3")
+        if not isinstance(action, _ALTER_ACTIONS):
+            raise _rejected("unsupported", f"this ALTER TABLE action ({action.key}) is not allowed in queries")
+        if isinstance(action, exp.Drop) and (
+            str(action.args.get("kind") or "").upper() not in {"COLUMN", "CONSTRAINT"} or action.args.get("cascade")
+        ):
+            raise _rejected("unsupported", "ALTER TABLE ... DROP may drop a column or a constraint, without CASCADE")

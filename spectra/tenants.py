@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import secrets
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,6 +32,9 @@ KEY_PREFIX = "spk_"
 _ser, _de = TypeSerializer(), TypeDeserializer()
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# A schema a tenant owns, as Redshift stores an unquoted name (lower case); no commas, so a list fits one string.
+SCHEMA_NAME_PATTERN = r"^[a-z_][a-z0-9_$]{0,126}$"
+SchemaName = Annotated[str, Field(pattern=SCHEMA_NAME_PATTERN)]
 
 
 class Tenant(BaseModel):
@@ -50,9 +53,22 @@ class Tenant(BaseModel):
     max_running_statements: int | None = Field(default=None, ge=0)
     #: drawn anew each time the tenant id is created; keys and jobs are bound to it. None on records made before it.
     generation: str | None = None
+    # The query API is read-only unless this is set; then DML and DDL may change objects in owned_schemas only
+    # (spectra.sql_guard). The warehouse must agree: the tenant's user owns (or has CREATE on) those schemas.
+    allow_writes: bool = False
+    owned_schemas: list[SchemaName] = []
 
     @classmethod
-    def new(cls, tenant_id: str, *, db_user: str | None = None, secret_arn: str | None = None, **share: Any) -> Tenant:
+    def new(
+        cls,
+        tenant_id: str,
+        *,
+        db_user: str | None = None,
+        secret_arn: str | None = None,
+        allow_writes: bool = False,
+        owned_schemas: list[str] | None = None,
+        **share: Any,
+    ) -> Tenant:
         """A tenant about to be created, with a generation of its own. ``share``: its ``tier``, ``usage_key`` and
         ``max_running_statements``."""
         return cls(
@@ -61,6 +77,8 @@ class Tenant(BaseModel):
             secret_arn=secret_arn,
             created_at=utcnow(),
             generation=secrets.token_hex(8),
+            allow_writes=allow_writes,
+            owned_schemas=owned_schemas or [],
             **share,
         )
 
@@ -80,11 +98,10 @@ class TenantDirectory:
         self._db = client
         self._table = table_name
 
-    def create_tenant(
-        self, tenant_id: str, *, db_user: str | None = None, secret_arn: str | None = None, **share: Any
-    ) -> Tenant:
-        """``share``: the tenant's ``tier``, ``usage_key`` and ``max_running_statements`` (see :class:`Tenant`)."""
-        tenant = Tenant.new(tenant_id, db_user=db_user, secret_arn=secret_arn, **share)
+    def create_tenant(self, tenant_id: str, **attributes: Any) -> Tenant:
+        """A new tenant; ``attributes`` are :meth:`Tenant.new`'s (identity, write flag, owned schemas, and its share:
+        ``tier``, ``usage_key``, ``max_running_statements``)."""
+        tenant = Tenant.new(tenant_id, **attributes)
         item = {"pk": f"tenant#{tenant_id}", **tenant.model_dump(mode="json", exclude_none=True)}
         try:
             self._db.put_item(
@@ -215,6 +232,8 @@ class Caller(BaseModel):
     secret_arn: str | None = None
     #: the tenant's generation (see the module's docstring): its jobs run only while the tenant still has it
     generation: str | None = None
+    allow_writes: bool = False
+    owned_schemas: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, tenant: Tenant) -> Caller:
@@ -223,14 +242,25 @@ class Caller(BaseModel):
             db_user=tenant.db_user,
             secret_arn=tenant.secret_arn,
             generation=tenant.generation,
+            allow_writes=tenant.allow_writes,
+            owned_schemas=tuple(tenant.owned_schemas),
         )
 
     def authorizer_context(self) -> dict[str, str]:
         """What the authorizer hands API Gateway (string values only; absent identities are left out)."""
-        return {k: v for k, v in self.model_dump().items() if v}
+        context = {k: v for k, v in self.model_dump(exclude={"allow_writes", "owned_schemas"}).items() if v}
+        if self.allow_writes:
+            context["allow_writes"] = "true"
+        if self.owned_schemas:
+            context["owned_schemas"] = ",".join(self.owned_schemas)
+        return context
 
     @classmethod
     def from_authorizer_context(cls, context: dict[str, Any]) -> Caller:
         """The caller :meth:`authorizer_context` described, as API Gateway hands it to the API (with keys of its own,
-        such as ``principalId``, that are not ours)."""
-        return cls.model_validate({k: v for k, v in context.items() if k in cls.model_fields})
+        such as ``principalId``, that are not ours). The write flag travels as ``"true"``, the owned schemas as one
+        comma-separated string."""
+        fields = {k: v for k, v in context.items() if k in cls.model_fields}
+        fields["allow_writes"] = fields.get("allow_writes") == "true"
+        fields["owned_schemas"] = tuple(s for s in (fields.get("owned_schemas") or "").split(",") if s)
+        return cls.model_validate(fields)

@@ -14,7 +14,11 @@ from spectra.jobs import Job, QueryParameter
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sql: str = Field(min_length=1, description="One SQL statement. Named parameters are written :name.")
+    sql: str = Field(
+        min_length=1,
+        description="One SQL statement: SELECT, WITH, EXPLAIN or SHOW (DML and DDL only for a tenant allowed to "
+        "write, and only in its own schemas). Named parameters are written :name.",
+    )
     parameters: list[QueryParameter] = Field(default_factory=list, max_length=100)
     format: ResultFormat = Field(default=ResultFormat.JSON, description="Format of the result files.")
 

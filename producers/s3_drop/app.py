@@ -3,13 +3,12 @@ is the Bulk API's kind of job, queued for the executor. Failures are reported pe
 
 from __future__ import annotations
 
-import json
-
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from events import S3Notification
 from spectra.bulk.drops import DroppedObject, accept_drop
 from spectra.ports import get_ports
 
@@ -20,10 +19,9 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
-    notification = json.loads(record.body)
-    # S3 sends one s3:TestEvent when notifications are configured; it has no Records.
-    for s3_record in notification.get("Records", []):
-        if not str(s3_record.get("eventName", "")).startswith("ObjectCreated"):
+    notification = S3Notification.model_validate_json(record.body)
+    for s3_record in notification.Records:  # none in the s3:TestEvent S3 sends when notifications are configured
+        if not s3_record.eventName.startswith("ObjectCreated"):
             continue
         dropped = DroppedObject.from_notification(s3_record)
         logger.append_keys(s3_key=dropped.key, job_id=dropped.job_id)

@@ -23,7 +23,7 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from events import BulkJobQueuedMessage, ErrorInfo
+from events import BulkJobQueuedMessage, ErrorInfo, S3EventRecord
 from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
 from spectra.bulk.models import (
     BULK_JOB_ID_PREFIX,
@@ -58,16 +58,15 @@ class DroppedObject:
     version_id: str | None = None
 
     @classmethod
-    def from_notification(cls, record: dict) -> DroppedObject:
+    def from_notification(cls, record: S3EventRecord) -> DroppedObject:
         """S3 event records carry the key URL-encoded ("a b.csv" arrives as "a+b.csv")."""
-        s3 = record["s3"]
-        obj = s3["object"]
+        obj = record.s3.object
         return cls(
-            bucket=s3["bucket"]["name"],
-            key=unquote_plus(obj["key"]),
-            size=int(obj.get("size", 0)),
-            etag=obj.get("eTag", ""),
-            version_id=obj.get("versionId"),
+            bucket=record.s3.bucket.name,
+            key=unquote_plus(obj.key),
+            size=obj.size,
+            etag=obj.eTag,
+            version_id=obj.versionId,
         )
 
     @property

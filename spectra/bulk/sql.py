@@ -108,7 +108,7 @@ def load_statements(
         statements.append(
             f"INSERT INTO {FAILED} SELECT DISTINCT s.{key}, 'not found' FROM {STAGE} s"
             f" WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = s.{key})"
-            f" AND s.{key} NOT IN (SELECT id FROM {FAILED})"
+            f" AND NOT EXISTS (SELECT 1 FROM {FAILED} f WHERE f.id = s.{key})"
         )
     statements.append(f"DELETE FROM {STAGE} USING {FAILED} WHERE {STAGE}.{key} = {FAILED}.id")
     updated_index = None
@@ -139,7 +139,7 @@ def load_statements(
     if job.operation is BulkOperation.UPSERT:
         outcome += (
             f" UNION ALL SELECT s.{key}::varchar(65535), 'created' FROM {STAGE} s"
-            f" WHERE s.{key} NOT IN (SELECT id FROM {EXISTING})"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {EXISTING} e WHERE e.id = s.{key})"
             f" AND (SELECT count(*) FROM {EXISTING}) * 2 >= (SELECT count(*) FROM {STAGE})"
             f" UNION ALL SELECT id::varchar(65535), 'updated' FROM {EXISTING}"
             f" WHERE (SELECT count(*) FROM {EXISTING}) * 2 < (SELECT count(*) FROM {STAGE})"

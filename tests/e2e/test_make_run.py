@@ -20,7 +20,29 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c():
+def commands(banner: str, title: str) -> str:
+    """The shell lines of the banner's block that starts with ``title`` (up to the next blank line)."""
+    block = banner.split(title, 1)[1].split("\n\n", 1)[0]
+    return "\n".join(line.strip() for line in block.splitlines()[1:])
+
+
+def bulk_jobs(api: str, headers: dict) -> list[dict]:
+    return requests.get(f"{api}/v1/bulk/jobs", headers=headers, timeout=10).json()["records"]
+
+
+def wait_bulk(api: str, headers: dict, job_id: str) -> dict:
+    deadline = time.monotonic() + 30
+    while (job := requests.get(f"{api}/v1/bulk/jobs/{job_id}", headers=headers, timeout=10).json())["state"] not in (
+        "JobComplete",
+        "Failed",
+        "Aborted",
+    ):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job
+
+
+def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
     env = {**os.environ, "SPECTRA_API_PORT": "0", "SPECTRA_AWS_PORT": "0", "SPECTRA_REDSHIFT_PORT": "0"}
     for name in [k for k in env if k.startswith("AWS_ENDPOINT_URL")]:
         del env[name]  # the process must find its endpoints by itself
@@ -64,6 +86,40 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c():
         # the demo's margin column is acme's alone (column-level security)
         status, _ = run("select id, margin from sales", other_key)
         assert status["status"] == "FAILED" and "permission denied" in status["error"]["message"], status
+
+        # Both bulk doors, exactly as the banner prints them, run by a shell.
+        shell_env = {**env, "SPECTRA_KEY": key}
+        drop = subprocess.run(
+            ["bash", "-ec", commands(banner, "Load a CSV by dropping it in S3")],
+            cwd=tmp_path,
+            env=shell_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert drop.returncode == 0, drop.stderr
+        bulk = [j for j in bulk_jobs(api, headers) if j["source"] == "s3"]
+        assert bulk and bulk[0]["objectKey"] == "acme/contacts/new-contacts.csv"
+        loaded = wait_bulk(api, headers, bulk[0]["id"])
+        assert (loaded["state"], loaded["numberRecordsProcessed"], loaded["numberRecordsFailed"]) == (
+            "JobComplete",
+            1,
+            0,
+        ), loaded["error"]
+        api_door = subprocess.run(
+            ["bash", "-ec", commands(banner, "Load with the Bulk API")],
+            cwd=tmp_path,
+            env=shell_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert api_door.returncode == 0, api_door.stderr
+        upsert = next(j for j in bulk_jobs(api, headers) if j["operation"] == "upsert")
+        assert wait_bulk(api, headers, upsert["id"])["state"] == "JobComplete"
+        status, _ = run("select email, city from contacts order by email", key)
+        rows = requests.get(f"{api}/v1/jobs/{status['job_id']}/results", headers=headers, timeout=10).json()["rows"]
+        assert rows == [["bugs@acme.test", "Burrow"], ["road@acme.test", "Desert"], ["wile@acme.test", "Mesa"]]
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -416,12 +416,10 @@ class FakeTenants:
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
 
-    def create_tenant(
-        self, tenant_id: str, *, db_user: str | None = None, secret_arn: str | None = None, **share: Any
-    ) -> Tenant:
+    def create_tenant(self, tenant_id: str, **attributes: Any) -> Tenant:
         if tenant_id in self.tenants:
             raise Conflict(f"tenant {tenant_id!r} already exists")
-        tenant = Tenant.new(tenant_id, db_user=db_user, secret_arn=secret_arn, **share)
+        tenant = Tenant.new(tenant_id, **attributes)
         self.tenants[tenant_id] = tenant
         return tenant
 

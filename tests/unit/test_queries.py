@@ -75,6 +75,19 @@ def test_a_refused_statement_records_nothing(sql, error):
     assert ports.queue.messages == []
 
 
+def test_the_callers_write_flag_reaches_the_guard(ports):
+    writer = Caller(tenant_id="acme", db_user="tenant_acme", allow_writes=True, owned_schemas=("acme_work",))
+    job, created = submit(ports, writer, sql="INSERT INTO acme_work.t SELECT 1")
+    assert created and job.sql == "INSERT INTO acme_work.t SELECT 1"
+    with pytest.raises(SqlRejected) as elsewhere:
+        submit(ports, writer, sql="INSERT INTO public.t SELECT 1")
+    assert elsewhere.value.details == {"reason": "not_owned"}
+    with pytest.raises(SqlRejected) as read_only:
+        submit(ports, ACME, sql="INSERT INTO acme_work.t SELECT 1")
+    assert read_only.value.details == {"reason": "read_only"}
+    assert [j.job_id for j in ports.jobs.list_for_tenant("acme", limit=10).jobs] == [job.job_id]
+
+
 def test_an_idempotent_repeat_returns_the_job_and_sends_no_second_message(ports):
     first, created = submit(ports, idempotency_key="k1")
     repeat, created_again = submit(ports, idempotency_key="k1")

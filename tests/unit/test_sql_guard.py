@@ -1,82 +1,250 @@
+"""The SQL guard on its corpora (tests/data/sql) and on the limits it keeps: nesting, time, size."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
 import pytest
 
 from spectra.errors import InvalidRequest, PayloadTooLarge, SqlRejected
-from spectra.sql_guard import check_sql
+from spectra.sql_guard import MAX_NESTING, PARSE_SECONDS, check_sql
 
 pytestmark = pytest.mark.unit
 
-ALLOWED = [
-    "select 1",
-    "SELECT * FROM sales WHERE region = :region",
-    "with a as (select 1 as x) select x from a union all select 2",
-    "insert into t (a) values (1)",
-    "update t set a = 2 where b = 3",
-    "delete from t where a = 1",
-    "CREATE TEMP TABLE scratch AS SELECT 1 AS x",
-    "create view v as select 1",
-    "drop table scratch",
-    "select pg_sleep(1)",
-    "explain select * from t",
-    "explain verbose select * from t",
-    "explain /* plan only */ select * from t",
-    "select set_config('search_path', 'public', false)",
-    "select 1;",
-]
-
-REFUSED = [
-    "SET ROLE admin",
-    "set role = 'admin'",
-    "SET SESSION AUTHORIZATION 'awsuser'",
-    "SET session_authorization = 'awsuser'",
-    "RESET ROLE",
-    "select set_config('role', 'awsuser', false)",
-    "GRANT SELECT ON sales TO other_tenant",
-    "REVOKE ALL ON sales FROM PUBLIC",
-    "CREATE USER mallory PASSWORD 'Secret123'",
-    "ALTER USER tenant_a CREATEUSER",
-    "DROP USER tenant_b",
-    "CREATE ROLE r",
-    "CREATE GROUP g",
-    "ALTER GROUP g ADD USER mallory",
-    "ALTER TABLE sales DISABLE ROW LEVEL SECURITY",
-    "ALTER TABLE sales ROW LEVEL SECURITY OFF",
-    "CREATE RLS POLICY p WITH (tenant varchar) USING (true)",
-    "ATTACH RLS POLICY p ON sales TO mallory",
-    "CREATE POLICY p ON sales USING (true)",
-    "ALTER TABLE sales OWNER TO mallory",
-    "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO mallory",
-    "COPY sales FROM 's3://bucket/key' IAM_ROLE 'arn:aws:iam::1:role/r'",
-    "UNLOAD ('select * from sales') TO 's3://attacker/'",
-    "create function f() returns int as 'select 1' language sql",
-    "select 1; select 2",
-    "select * from t; SET ROLE admin",
-    "selec 1 frm t",
-    "EXPLAIN ANALYZE SELECT set_config('role', 'tenant_other', false)",
-    "explain analyse delete from sales",
-    "explain (analyze) select 1",
-    "explain verbose select set_config('role', 'x', false)",
-    "EXPLAIN GRANT SELECT ON t TO bob",
-    "EXPLAIN /**/ ANALYZE VALUES (pg_sleep(100))",
-    "EXPLAIN /* c */ ANALYZE SELECT 1",
-    "EXPLAIN -- c\nANALYZE TABLE t",
-    "EXPLAIN ANALYZE_X SELECT 1",
-    "EXPLAIN",
-    "select 'unterminated",
-    "select 1 /* unterminated comment",
-    "select $$unterminated",
-]
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "sql"
+OWNED = ["owned"]
 
 
-@pytest.mark.parametrize("sql", ALLOWED)
-def test_allowed(sql):
-    assert check_sql(sql, max_bytes=10_000) == sql.strip()
+def load_corpus(name: str) -> list[tuple[str, str]]:
+    """``(header, sql)`` pairs: an entry starts at a line ``--- <header>`` and runs to the next one."""
+    entries: list[tuple[str, list[str]]] = []
+    for line in (CORPUS / name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("--- "):
+            entries.append((line[4:].strip(), []))
+        elif entries:
+            entries[-1][1].append(line)
+    return [(header, "\n".join(lines).strip()) for header, lines in entries]
 
 
-@pytest.mark.parametrize("sql", REFUSED)
-def test_refused(sql):
+def corpus_params(name: str) -> list:
+    return [pytest.param(header, sql, id=f"{i:03}-{header[:40]}") for i, (header, sql) in enumerate(load_corpus(name))]
+
+
+def refusal(sql: str, **grant) -> SqlRejected:
     with pytest.raises(SqlRejected) as error:
-        check_sql(sql, max_bytes=10_000)
+        check_sql(sql, max_bytes=1_000_000, **grant)
     assert error.value.message
+    return error.value
+
+
+def test_the_corpora_are_big_enough_and_well_formed():
+    ordinary, hostile = load_corpus("ordinary.sql"), load_corpus("hostile.sql")
+    assert len(ordinary) >= 60
+    assert len(hostile) >= 150
+    assert all(sql for _, sql in ordinary + hostile + load_corpus("owned_writes.sql"))
+    assert len({sql for _, sql in hostile}) == len(hostile), "a hostile statement is listed twice"
+
+
+@pytest.mark.parametrize(("what", "sql"), corpus_params("ordinary.sql"))
+@pytest.mark.parametrize("grant", [{}, {"allow_writes": True, "owned_schemas": OWNED}], ids=["read-only", "writer"])
+def test_ordinary_analytics_pass(what, sql, grant):
+    assert check_sql(sql, max_bytes=100_000, **grant) == sql.strip()
+
+
+@pytest.mark.parametrize(("header", "sql"), corpus_params("hostile.sql"))
+def test_hostile_statements_are_refused_with_and_without_the_write_flag(header, sql):
+    reasons = header.split(":", 1)[0].split("/")
+    read_only_reason, writer_reason = reasons[0], reasons[-1]
+    assert refusal(sql).details == {"reason": read_only_reason}
+    assert refusal(sql, allow_writes=True, owned_schemas=OWNED).details == {"reason": writer_reason}
+
+
+# -- the write flag ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("what", "sql"), corpus_params("owned_writes.sql"))
+def test_a_flagged_tenant_writes_in_its_own_schema(what, sql):
+    assert check_sql(sql, max_bytes=100_000, allow_writes=True, owned_schemas=OWNED) == sql.strip()
+
+
+@pytest.mark.parametrize(("what", "sql"), corpus_params("owned_writes.sql"))
+def test_without_the_flag_the_same_writes_are_refused_and_point_at_the_bulk_api(what, sql):
+    error = refusal(sql)
+    assert error.details == {"reason": "read_only"}
+    assert "POST /v1/bulk/jobs" in error.message and "ingest bucket" in error.message
+
+
+@pytest.mark.parametrize(("what", "sql"), corpus_params("owned_writes.sql"))
+def test_the_flag_is_no_use_in_a_schema_the_tenant_does_not_own(what, sql):
+    assert refusal(sql, allow_writes=True, owned_schemas=["elsewhere"]).details == {"reason": "not_owned"}
+    assert refusal(sql, allow_writes=True, owned_schemas=[]).details == {"reason": "not_owned"}
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("INSERT INTO owned.t VALUES (1)", None),
+        ("INSERT INTO t VALUES (1)", "not_owned"),  # unqualified: search_path decides, so refused
+        ("INSERT INTO public.t VALUES (1)", "not_owned"),
+        ("INSERT INTO dev.owned.t VALUES (1)", "not_owned"),  # the database is not the guard's to know
+        ('INSERT INTO "Owned".t VALUES (1)', "not_owned"),  # quoted: exactly "Owned", another schema
+        ("INSERT INTO OWNED.t VALUES (1)", None),  # unquoted: folds to owned
+        ("INSERT INTO owned.t SELECT * FROM public.sales JOIN other.x USING (id)", None),  # reads anywhere
+        ("CREATE TABLE owned.t AS SELECT * FROM spectrum.ext", None),
+        ("UPDATE owned.t SET a = x.a FROM public.x WHERE t.id = x.id", None),
+        ("UPDATE public.x SET a = 1 FROM owned.t WHERE t.id = x.id", "not_owned"),
+        ("DROP TABLE owned.a, owned.b, public.c", "not_owned"),
+        ("TRUNCATE owned.a, b", "not_owned"),
+        ("ALTER TABLE owned.t RENAME TO u", None),
+        ("ALTER TABLE owned.t RENAME TO public.u", "not_owned"),
+        ("SELECT 1 INTO owned.t", None),
+        ("SELECT 1 INTO t", "not_owned"),
+        ("DROP TABLE owned.t CASCADE", "cascade"),
+        ("CREATE EXTERNAL TABLE owned.t (a int) LOCATION 's3://b/'", "external"),
+        ("CREATE TEMP TABLE t (a int)", "temporary"),
+        ("COPY owned.t FROM 's3://b/k' IAM_ROLE default", "load_unload"),
+    ],
+)
+def test_the_flag_allows_writes_only_into_owned_schemas(sql, reason):
+    grant = {"allow_writes": True, "owned_schemas": ["owned", "scratch"]}
+    if reason is None:
+        assert check_sql(sql, max_bytes=10_000, **grant) == sql
+    else:
+        assert refusal(sql, **grant).details == {"reason": reason}
+
+
+def test_owned_schemas_without_the_flag_allow_nothing():
+    assert refusal("INSERT INTO owned.t VALUES (1)", owned_schemas=OWNED).details == {"reason": "read_only"}
+
+
+def test_a_refusal_names_the_owned_schemas_and_the_bulk_api():
+    error = refusal("DELETE FROM public.sales", allow_writes=True, owned_schemas=["b_schema", "a_schema"])
+    assert "a_schema, b_schema" in error.message and "'public'" in error.message
+    assert "POST /v1/bulk/jobs" in refusal("COPY t FROM 's3://b/k'").message
+    assert "POST /v1/bulk/jobs" in refusal("UNLOAD ('select 1') TO 's3://b/'").message
+
+
+# -- nesting, time and size -------------------------------------------------------------------------------------------
+
+NESTED = {
+    "function calls": lambda n: "SELECT " + "COALESCE(" * n + "1" + ")" * n,
+    "parentheses": lambda n: "SELECT " + "(" * n + "1" + ")" * n,
+    "scalar subqueries": lambda n: "SELECT " + "(SELECT " * n + "1" + ")" * n,
+    "derived tables": lambda n: "SELECT * FROM " + "(SELECT * FROM " * n + "t" + ") x" * n,
+    "IN subqueries": lambda n: (
+        "SELECT 1 FROM t WHERE a IN " + "(SELECT a FROM t WHERE a IN " * (n - 1) + "(1" + ")" * n
+    ),
+    "CASE": lambda n: "SELECT " + "CASE WHEN a THEN " * n + "1" + " END" * n,
+    "window functions": lambda n: "SELECT " + "SUM(" * n + "1" + ") OVER ()" * n,
+    "casts": lambda n: "SELECT " + "CAST(" * n + "1" + " AS INT)" * n,
+    "boolean groups": lambda n: "SELECT 1 FROM t WHERE " + "(a = 1 OR " * n + "b" + ")" * n,
+    "set operations": lambda n: "(" * n + "SELECT 1" + ")" * n,
+}
+
+
+@pytest.mark.parametrize("levels", [100, MAX_NESTING])
+@pytest.mark.parametrize("shape", NESTED)
+def test_nesting_that_generated_sql_uses_is_accepted(shape, levels):
+    sql = NESTED[shape](levels)
+    assert check_sql(sql, max_bytes=100_000) == sql
+
+
+@pytest.mark.parametrize("shape", NESTED)
+def test_deeper_nesting_is_a_clean_refusal_at_once(shape):
+    sql = NESTED[shape](5000)
+    started = time.thread_time()  # CPU time: what the guard spends, whatever else the machine is doing
+    error = refusal(sql)
+    assert error.details == {"reason": "nesting"}
+    assert f"limit is {MAX_NESTING}" in error.message
+    assert time.thread_time() - started < 1.0  # counted on the tokens, never parsed
+
+
+def test_one_level_past_the_limit_is_refused():
+    assert refusal(NESTED["function calls"](MAX_NESTING + 1)).details == {"reason": "nesting"}
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + "NOT " * 5000 + "a",  # no brackets to count: the parser's own recursion meets the limit
+        "SELECT * FROM t WHERE " + "NOT " * 3000 + "(" * 200 + "a" + ")" * 200,
+    ],
+    ids=["NOT chain", "NOT chain around brackets"],
+)
+def test_nesting_the_token_count_cannot_see_ends_in_the_same_refusal(sql):
+    assert refusal(sql).details == {"reason": "nesting"}
+
+
+def test_unbalanced_closers_do_not_hide_depth():
+    sql = "SELECT " + "END " * 50 + "COALESCE(" * 5000 + "1" + ")" * 5000
+    assert refusal(sql).details == {"reason": "nesting"}
+
+
+def test_long_flat_chains_are_not_nesting():
+    chains = [
+        "SELECT " + " + ".join(["1"] * 5000),
+        "SELECT 1 FROM t WHERE " + " OR ".join(f"a = {i}" for i in range(3000)),
+        "SELECT " + " || ".join(["'x'"] * 5000),
+        " UNION ALL ".join(["SELECT 1"] * 1000),
+    ]
+    for sql in chains:
+        assert check_sql(sql, max_bytes=100_000) == sql
+
+
+def test_exponential_backtracking_is_cut_off_by_the_deadline():
+    sql = "SELECT " + "ARRAY[" * 40 + "1" + "]" * 40  # sqlglot backtracks twice per level: minutes unchecked
+    started = time.thread_time()
+    assert refusal(sql).details == {"reason": "too_complex"}
+    assert time.thread_time() - started < PARSE_SECONDS + 0.5
+
+
+def test_nested_derived_tables_at_the_size_limit_parse_in_well_under_the_deadline():
+    # sqlglot's implicit-UNNEST pass made this quadratic: 100 KB of them took 27 s. The guard's parser skips it.
+    columns = ", ".join(f"c{i}" for i in range(180))
+    sql = "SELECT * FROM " + f"(SELECT {columns} FROM " * 100 + "t" + ") x" * 100
+    assert len(sql) > 90_000
+    started = time.thread_time()
+    assert check_sql(sql, max_bytes=100_000) == sql
+    assert time.thread_time() - started < PARSE_SECONDS
+
+
+def test_the_recursion_the_parser_needs_does_not_need_a_big_c_stack():
+    """The raised recursion limit counts Python frames, which live on the heap: the deepest accepted statement
+    parses in a thread with a 256 KB stack (a segfault here would take the whole test run down)."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(check_sql(NESTED["scalar subqueries"](MAX_NESTING), max_bytes=100_000))
+        except Exception as exc:  # reported below, on the test's thread
+            outcome.append(exc)
+
+    previous = threading.stack_size(256 * 1024)
+    try:
+        worker = threading.Thread(target=run)
+        worker.start()
+    finally:
+        threading.stack_size(previous)
+    worker.join(timeout=30)
+    assert isinstance(outcome[0], str), outcome
+
+
+def test_the_recursion_limit_is_only_ever_raised():
+    """Threads share the limit: one guard call must never lower what another one relies on."""
+    previous = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(200)
+        check_sql("select 1", max_bytes=100)
+        raised = sys.getrecursionlimit()
+        assert raised > MAX_NESTING * 25
+        sys.setrecursionlimit(raised * 2)
+        check_sql("select 1", max_bytes=100)
+        assert sys.getrecursionlimit() == raised * 2
+    finally:
+        sys.setrecursionlimit(max(previous, sys.getrecursionlimit()))
 
 
 @pytest.mark.parametrize("sql", ["", "   ", ";", " ; ; "])

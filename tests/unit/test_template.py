@@ -1,6 +1,7 @@
 """template.yaml and the code cannot drift: handlers import, settings match, every queue hop has a DLQ and an alarm."""
 
 import importlib
+import json
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,62 @@ def test_the_executor_knows_the_tenant_prefixes_iam_grants(template):
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["TENANT_DB_USER_PREFIX"] == {"Ref": "TenantDbUserPrefix"}
     assert variables["TENANT_SECRET_PREFIX"] == {"Ref": "TenantSecretPrefix"}
+
+
+def test_every_function_logs_to_a_declared_group_with_retention_and_the_stacks_key(template):
+    """Lambda's own /aws/lambda/<name> groups keep logs forever; each function names a declared group instead."""
+    groups = resources_of(template, "AWS::Logs::LogGroup")
+    key_policy = template["Resources"]["LogsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    logs_service = {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}}
+    (allowed,) = [statement for statement in key_policy if statement["Principal"] == logs_service]
+    arns = allowed["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    prefixes = [arn["Fn::Sub"].split(":log-group:")[1].rstrip("*") for arn in arns]
+    functions = resources_of(template, "AWS::Serverless::Function")
+    used = set()
+    for name, function in functions.items():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        used.add(group)
+        assert groups[group]["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{name}"}
+    used.add(template["Resources"]["Api"]["Properties"]["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0])
+    assert used == set(groups), "a log group nobody writes to, or one written to twice"
+    for name, group in groups.items():
+        properties = group["Properties"]
+        assert properties["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+        assert properties["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}, name
+        # the key lets CloudWatch Logs use it for this stack's groups only: every group's name is under those prefixes
+        assert any(properties["LogGroupName"]["Fn::Sub"].startswith(p) for p in prefixes), name
+    retention = template["Parameters"]["LogRetentionDays"]
+    assert int(retention["Default"]) in retention["AllowedValues"]
+
+
+def test_api_access_log_is_one_json_line_without_bodies_or_headers(template):
+    api = template["Resources"]["Api"]["Properties"]
+    fields = json.loads(api["AccessLogSetting"]["Format"])
+    assert {"requestId", "tenant", "method", "resource", "status", "error"} <= set(fields)
+    assert all(value.startswith("$context.") for value in fields.values())
+    assert not any("header" in value.lower() or "body" in value.lower() for value in fields.values())
+    # API Gateway's own refusals keep the one error shape
+    for name, response in api["GatewayResponses"].items():
+        body = response["ResponseTemplates"]["application/json"].replace("$context.error.messageString", '"m"')
+        assert set(json.loads(body)["error"]) == {"code", "message", "details"}, name
+
+
+def test_the_executor_is_bounded_by_its_event_sources_maximum_concurrency(template):
+    jobs = template["Resources"]["ExecutorFunction"]["Properties"]["Events"]["Jobs"]["Properties"]
+    assert jobs["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "ExecutorMaxConcurrency"}
+    parameter = template["Parameters"]["ExecutorMaxConcurrency"]
+    # Lambda accepts 2 to 1000
+    assert 2 <= int(parameter["MinValue"]) <= int(parameter["Default"]) <= int(parameter["MaxValue"]) <= 1000
+
+
+def test_every_checkov_skip_says_why(template):
+    """checkov itself runs in tests/integration/template/test_checkov.py; the reasons are checked here too, cheaply."""
+    skips = [
+        (name, skip)
+        for name, resource in template["Resources"].items()
+        for skip in (resource.get("Metadata") or {}).get("checkov", {}).get("skip", [])
+    ]
+    assert skips
+    for name, skip in skips:
+        assert skip["id"].startswith("CKV"), name
+        assert len(skip.get("comment", "").split()) >= 5, (name, skip["id"])

@@ -42,6 +42,7 @@ class Target:
 
     oid: int
     display_name: str
+    qualified: str  # the table's name, quoted, as SQL may name it
     columns: dict[str, tuple[str, str]]  # loaded column -> (type name, length), in load order
     string_columns: tuple[str, ...]
 
@@ -50,24 +51,66 @@ def run_copy(command: CopyCommand, conn: psycopg.Connection, s3_client) -> Redsh
     started = datetime.now(UTC).replace(tzinfo=None)
     target = _resolve_target(conn, command)
     sources = copy_sources(s3_client, command.source, command.manifest)
-    copy_sql = _copy_statement(command, target)
     query_id = new_copy_query_id(conn)
     with conn.transaction():
         remember_last_copy(conn, query_id)
-        try:
-            with conn.transaction():
-                return RedshiftResult(_fast_load(conn, copy_sql, command, sources, s3_client))
-        except psycopg.Error as error:
-            if not _is_data_error(error):
-                raise  # permission denied, cancel, ...: PostgreSQL's own error, as for any statement
-        loader = _IsolatingLoader(conn, copy_sql, target, command.maxerror)
-        try:
-            loaded = loader.load(_records(command, sources, s3_client))
-        finally:
-            record_load_errors(conn, loader.errors, target.oid, started, query_id)
-        if len(loader.errors) > command.maxerror:
-            raise _load_failed(target, loader.errors, command.maxerror)
+        stage = _rls_stage(conn, target)
+        copy_sql = _copy_statement(command, target, into=stage)
+        loaded = _load(conn, copy_sql, command, target, sources, s3_client, started, query_id)
+        if stage is not None:
+            _insert_staged(conn, stage, target)
         return RedshiftResult(loaded)
+
+
+def _load(conn, copy_sql, command: CopyCommand, target: Target, sources, s3_client, started, query_id: int) -> int:
+    try:
+        with conn.transaction():
+            return _fast_load(conn, copy_sql, command, sources, s3_client)
+    except psycopg.Error as error:
+        if not _is_data_error(error):
+            raise  # permission denied, cancel, ...: PostgreSQL's own error, as for any statement
+    loader = _IsolatingLoader(conn, copy_sql, target, command.maxerror)
+    try:
+        loaded = loader.load(_records(command, sources, s3_client))
+    finally:
+        record_load_errors(conn, loader.errors, target.oid, started, query_id)
+    if len(loader.errors) > command.maxerror:
+        raise _load_failed(target, loader.errors, command.maxerror)
+    return loaded
+
+
+def _rls_stage(conn: psycopg.Connection, target: Target) -> sql.Identifier | None:
+    """PostgreSQL refuses COPY FROM into a table whose row-level security applies to the user; Redshift loads it.
+    For such a table the rows go into a temporary table of the same column types first, then into the table with
+    one INSERT, under the table's policies. None when RLS does not apply (the usual, direct path)."""
+    with conn.cursor() as cur:
+        active = cur.execute("SELECT row_security_active(%s::oid)", (target.oid,)).fetchone()[0]
+        if not active:
+            return None
+        types = dict(
+            cur.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
+                (target.oid,),
+            ).fetchall()
+        )
+        stage = sql.Identifier(f"redshift_copy_stage_{target.oid}")
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(types[name])) for name in target.columns
+        )
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage, columns))
+    return stage
+
+
+def _insert_staged(conn: psycopg.Connection, stage: sql.Identifier, target: Target) -> None:
+    columns = sql.SQL(", ").join(map(sql.Identifier, target.columns))
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage}").format(
+                table=sql.SQL(target.qualified), columns=columns, stage=stage
+            )
+        )
+        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -100,12 +143,13 @@ def _resolve_target(conn: psycopg.Connection, command: CopyCommand) -> Target:
     return Target(
         oid=oid,
         display_name=command.table[-1],
+        qualified=name,
         columns={column: (catalog[column][0], catalog[column][2]) for column in wanted},
         string_columns=tuple(column for column in wanted if catalog[column][1] == "S"),
     )
 
 
-def _copy_statement(command: CopyCommand, target: Target) -> sql.Composed:
+def _copy_statement(command: CopyCommand, target: Target, *, into: sql.Identifier | None = None) -> sql.Composed:
     """PostgreSQL COPY FROM STDIN with the options that reproduce Redshift's reading of the file.
 
     Text (Redshift's default): PostgreSQL's text format, '|' delimiter, '\\N' as NULL.
@@ -123,7 +167,7 @@ def _copy_statement(command: CopyCommand, target: Target) -> sql.Composed:
     else:
         options.append(sql.SQL("NULL {}").format(sql.Literal("\\N" if command.null_as is None else command.null_as)))
     return sql.SQL("COPY {table} ({columns}) FROM STDIN ({options})").format(
-        table=sql.Identifier(*command.table),
+        table=into if into is not None else sql.Identifier(*command.table),
         columns=sql.SQL(", ").join(map(sql.Identifier, target.columns)),
         options=sql.SQL(", ").join(options),
     )

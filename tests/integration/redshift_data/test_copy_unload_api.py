@@ -156,3 +156,32 @@ def test_pg_last_copy_id_keys_the_rejected_rows_of_the_copy_just_run_in_the_same
     assert redshift_data.get_statement_result(Id=before["Id"])["Records"] == [[{"longValue": -1}]]
     rows = redshift_data.get_statement_result(Id=errors["Id"])["Records"]
     assert [[f.get("longValue", f.get("stringValue")) for f in r] for r in rows] == [[3, "amount"], [5, "id"]]
+
+
+def test_copy_into_a_table_under_row_level_security_loads_as_redshift_does(redshift_data, s3, bucket, loader):
+    """PostgreSQL refuses COPY FROM into a table whose policies apply to the user; Redshift loads it. The emulator
+    loads it too, and the table's policies still decide (its WITH CHECK refuses rows the user may not own)."""
+    table = "rls_" + uuid.uuid4().hex[:8]
+    run(
+        redshift_data,
+        f"CREATE TABLE {table} (owner varchar(64) NOT NULL DEFAULT current_user, id int, note varchar(8))",
+    )
+    run(redshift_data, f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    run(redshift_data, f"CREATE POLICY mine ON {table} USING (owner = current_user) WITH CHECK (owner = current_user)")
+    run(redshift_data, f"GRANT SELECT, INSERT ON {table} TO {loader}")
+    s3.put_object(Bucket=bucket, Key="rls.csv", Body=b"id,note\n1,a\n2,b\n3,way too long\n")
+    loaded = run(
+        redshift_data,
+        f"COPY {table} (id, note) FROM 's3://{bucket}/rls.csv' CSV IGNOREHEADER 1 MAXERROR 5",
+        DbUser=loader,
+    )
+    assert loaded["ResultRows"] == 2  # the over-long note is rejected row by row, as without RLS
+    assert records(redshift_data, f"SELECT owner, id FROM {table} ORDER BY id") == [[loader, 1], [loader, 2]]
+    s3.put_object(Bucket=bucket, Key="theirs.csv", Body=b"owner,id\nsomeone_else,9\n")
+    refused = run(
+        redshift_data,
+        f"COPY {table} (owner, id) FROM 's3://{bucket}/theirs.csv' CSV IGNOREHEADER 1",
+        expect="FAILED",
+        DbUser=loader,
+    )
+    assert "row-level security" in refused["Error"]
