@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     # Jobs looked at per run; the rest wait for the next run (logged), so a backlog cannot outlast the timeout.
     reconcile_batch_max: int = Field(default=200, gt=0)
 
+    # Each tenant's share (spectra/share.py). Statements one tenant may run at once (a tenant record may set its own);
+    # jobs over it wait QUEUED on the tenant's waiting list. When that list is full, a job's message comes back after
+    # about this many seconds instead (jittered ±50%).
+    tenant_max_running_statements: int = Field(default=5, ge=0)
+    tenant_wait_seconds: int = Field(default=5, gt=1, le=900)
+    # A running slot not verified for this long is checked against the job store when its tenant is at the cap.
+    slot_lease_seconds: int = Field(default=60, gt=0)
+
     # Tenant identities (template parameters TenantDbUserPrefix, TenantSecretPrefix): the executor starts a statement
     # only as a database user, or with a secret whose name, under these prefixes (spectra/identity.py).
     tenant_db_user_prefix: str = Field(default="tenant_", min_length=1)

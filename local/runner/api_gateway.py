@@ -34,11 +34,17 @@ from werkzeug.wrappers import Request, Response
 
 from local.runner.authorizers import AuthDecision, AuthorizerRequest, LambdaAuthorizer
 from local.runner.functions import LocalFunction
+from local.runner.usage_plans import INVALID_API_KEY, QUOTA_EXCEEDED, THROTTLED, UsageMeter
 
 log = logging.getLogger(__name__)
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _RESPONSE_TYPES = {401: "UNAUTHORIZED", 403: "ACCESS_DENIED", 429: "THROTTLED", 500: "AUTHORIZER_FAILURE"}
+_METER_REFUSALS = {
+    INVALID_API_KEY: (403, "Forbidden"),
+    THROTTLED: (429, "Too Many Requests"),
+    QUOTA_EXCEEDED: (429, "Limit Exceeded"),
+}
 
 # API Gateway REST's request quotas (hard limits, not adjustable): payload, URL, and request line plus header values.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -59,6 +65,8 @@ class RestApi:
     cors: dict[str, str] | None = None
     binary_media_types: list[str] = field(default_factory=list)
     gateway_responses: dict[str, Any] = field(default_factory=dict)
+    api_key_required: bool = False  # Auth.ApiKeyRequired: the default of its methods
+    api_key_source: str = "HEADER"  # ApiKeySourceType: X-API-Key header, or the authorizer's usageIdentifierKey
 
     def gateway_response(self, status: int, message: str | None, kind: str | None = None) -> Response:
         """API Gateway's own answer (401, 403, 500 ...), customised by the template's ``GatewayResponses`` when it
@@ -90,6 +98,7 @@ class Route:
     function: LocalFunction
     authorizer: str | None
     resource_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    api_key_required: bool = False
 
     def __post_init__(self) -> None:
         self.segments = [s for s in self.path.split("/") if s]
@@ -122,10 +131,13 @@ class Route:
 class ApiGateway:
     """The WSGI application plus the server thread; ``url`` is ``http://127.0.0.1:<port>``."""
 
-    def __init__(self, routes: list[Route], *, region: str, account_id: str, port: int = 0) -> None:
+    def __init__(
+        self, routes: list[Route], *, region: str, account_id: str, port: int = 0, meter: UsageMeter | None = None
+    ) -> None:
         self.routes = routes
         self.region = region
         self.account_id = account_id
+        self.meter = meter
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", port, self, threaded=True, request_handler=_GatewayRequestHandler
         )
@@ -174,6 +186,9 @@ class ApiGateway:
         decision = self._authorize(route.api, route.authorizer, event)
         if not decision.allowed:
             return route.api.gateway_response(decision.status, decision.message)
+        refused = self._metered(route, decision, request)
+        if refused is not None:
+            return refused
         if route.authorizer:
             event["requestContext"]["authorizer"] = decision.context
         try:
@@ -320,6 +335,21 @@ class ApiGateway:
                 request_event=request_event,
             )
         )
+
+    def _metered(self, route: Route, decision: AuthDecision, request: Request) -> Response | None:
+        """Usage plans (``usage_plans.py``): a method requiring an API key is refused without a valid key (403) and
+        over its plan's rate or quota (429); the answers are API Gateway's, shaped by the template's
+        ``GatewayResponses`` (INVALID_API_KEY, THROTTLED, QUOTA_EXCEEDED)."""
+        if not route.api_key_required or self.meter is None:
+            return None
+        api = route.api
+        key = decision.usage_key if api.api_key_source == "AUTHORIZER" else request.headers.get("X-API-Key")
+        refusal = self.meter.check(key, api.api_id, api.stage)
+        if refusal is None:
+            return None
+        status, message = _METER_REFUSALS[refusal]
+        log.info("%s %s refused by its usage plan: %s", request.method, request.path, refusal)
+        return api.gateway_response(status, message, refusal)
 
     def _preflight(self, request: Request) -> Response | None:
         """SAM's CORS: an OPTIONS mock integration on every path of an API that declares ``Cors``."""

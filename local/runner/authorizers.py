@@ -37,6 +37,7 @@ class AuthDecision:
     status: int
     message: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    usage_key: str | None = None  # the answer's ``usageIdentifierKey`` (usage plans with ApiKeySourceType AUTHORIZER)
 
     @property
     def allowed(self) -> bool:
@@ -156,7 +157,8 @@ class LambdaAuthorizer:
             context[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
         context["principalId"] = str(answer["principalId"])
         context["integrationLatency"] = answer.get("_latency_ms", 0)
-        return AuthDecision(200, context=context)
+        usage_key = answer.get("usageIdentifierKey")
+        return AuthDecision(200, context=context, usage_key=str(usage_key) if usage_key else None)
 
 
 def _well_formed(answer: Any) -> bool:

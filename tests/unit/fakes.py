@@ -18,6 +18,7 @@ import hashlib
 import io
 import itertools
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -561,15 +562,17 @@ class FakeQueue:
 
     def __init__(self) -> None:
         self.messages: list[JobQueuedMessage] = []
+        self.delays: list[int] = []  # DelaySeconds of each message, in order
         self._failures: list[Exception] = []
 
     def fail_next(self, exc: Exception | None = None) -> None:
         self._failures.append(exc or _client_error("AWS.SimpleQueueService.NonExistentQueue", "gone", "SendMessage"))
 
-    def send(self, message: JobQueuedMessage) -> str:
+    def send(self, message: JobQueuedMessage, *, delay_seconds: int = 0) -> str:
         if self._failures:
             raise self._failures.pop(0)
         self.messages.append(message)
+        self.delays.append(delay_seconds)
         return f"msg-{len(self.messages)}"
 
 
@@ -626,6 +629,65 @@ class FakeTenants:
 
     def get(self, tenant_id: str) -> Tenant | None:
         return self.tenants.get(tenant_id)
+
+
+class FakeRunningSlots:
+    """:class:`spectra.share.RunningSlots` in dicts: tenant → {job id: stamp} for holders and for waiters. Kept
+    honest by the contract suite in ``tests/integration/pipeline/test_slots_contract.py``."""
+
+    def __init__(self) -> None:
+        self.slots: dict[str, dict[str, float]] = {}
+        self.waiters: dict[str, dict[str, float]] = {}
+        self.fail_park = False  # make park raise, as DynamoDB does for an item past its size limit
+
+    def acquire(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
+        return self.acquire_or_holders(tenant_id, job_id, limit=limit, now=now) is None
+
+    def acquire_or_holders(
+        self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None
+    ) -> dict[str, float] | None:
+        holders = self.slots.get(tenant_id, {})
+        if job_id not in holders and len(holders) >= limit:
+            return dict(holders)
+        self.slots.setdefault(tenant_id, {})[job_id] = now if now is not None else time.time()
+        self.waiters.setdefault(tenant_id, {}).pop(job_id, None)
+        return None
+
+    def release(self, tenant_id: str, job_id: str) -> dict[str, float]:
+        if self.slots.get(tenant_id, {}).pop(job_id, None) is None:
+            return {}
+        return dict(self.waiters.get(tenant_id, {}))
+
+    def park(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
+        if self.fail_park:
+            raise _client_error("ValidationException", "Item size has exceeded the maximum allowed size", "UpdateItem")
+        if tenant_id not in self.slots or len(self.slots[tenant_id]) < limit:
+            return False
+        self.waiters.setdefault(tenant_id, {}).setdefault(job_id, now if now is not None else time.time())
+        return True
+
+    def unpark(self, tenant_id: str, job_id: str) -> bool:
+        return self.waiters.get(tenant_id, {}).pop(job_id, None) is not None
+
+    def holders(self, tenant_id: str) -> dict[str, float]:
+        return dict(self.slots.get(tenant_id, {}))
+
+    def waiting(self, tenant_id: str) -> dict[str, float]:
+        return dict(self.waiters.get(tenant_id, {}))
+
+    def evict(self, tenant_id: str, job_id: str, *, stamp: float) -> bool:
+        holders = self.slots.get(tenant_id, {})
+        if holders.get(job_id) != stamp:
+            return False
+        del holders[job_id]
+        return True
+
+    def restamp(self, tenant_id: str, job_id: str, *, stamp: float, now: float) -> bool:
+        holders = self.slots.get(tenant_id, {})
+        if holders.get(job_id) != stamp:
+            return False
+        holders[job_id] = now
+        return True
 
 
 class _Body:
@@ -791,6 +853,7 @@ def make_ports(*, settings: Settings | None = None, s3: FakeS3 | None = None, **
             files=BulkFiles(s3, results_bucket=settings.results_bucket, ingest_bucket=settings.ingest_bucket),
             results_queue=FakeQueue(),
         ),
+        "slots": FakeRunningSlots(),
     }
     ports.update(overrides)
     return Ports(**ports)
