@@ -9,7 +9,10 @@ two racing writers exactly one wins and a late or duplicate message is a no-op.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +20,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from spectra.errors import InvalidRequest
 
 PENDING_INDEX = "pending"
 
@@ -55,6 +60,23 @@ def json_ready(value: Any) -> Any:
     if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):
         return value.value
     return value
+
+
+def encode_page_token(key: dict[str, Any]) -> str:
+    """A ``LastEvaluatedKey`` as the opaque, URL-safe ``next_token`` the API hands out."""
+    return base64.urlsafe_b64encode(json.dumps(from_item(key)).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, fields: set[str]) -> dict[str, Any]:
+    """The key (plain values) a ``next_token`` holds; 400 unless it decodes to a key of exactly ``fields``. Callers
+    still check that it is the caller's own (its tenant)."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(key, dict) or set(key) != fields:
+            raise ValueError("unexpected token shape")
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequest("next_token is not valid") from exc
+    return key
 
 
 def index_time(moment: datetime) -> str:

@@ -17,8 +17,6 @@ Table layout (declared in template.yaml as ``JobsTable``):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Iterable
@@ -34,6 +32,8 @@ from spectra.dynamo import (
     PendingJob,
     PendingPage,
     StateTable,
+    decode_page_token,
+    encode_page_token,
     from_item,
     index_time,
     plain,
@@ -220,17 +220,11 @@ class JobStore:
 
     @staticmethod
     def _encode_token(key: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(from_item(key)).encode()).decode().rstrip("=")
+        return encode_page_token(key)
 
     @staticmethod
     def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
-        try:
-            padded = token + "=" * (-len(token) % 4)
-            key = json.loads(base64.urlsafe_b64decode(padded))
-            if not isinstance(key, dict) or set(key) != {"job_id", "tenant_id", "created_key"}:
-                raise ValueError("unexpected token shape")
-        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-            raise InvalidRequest("next_token is not valid") from exc
+        key = decode_page_token(token, {"job_id", "tenant_id", "created_key"})
         if key["tenant_id"] != tenant_id:
             raise InvalidRequest("next_token is not valid")
         return to_item(key)
