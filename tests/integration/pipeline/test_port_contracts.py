@@ -11,36 +11,26 @@ LastEvaluatedKey on AWS), the scenarios only assert what holds on both: walking 
 from __future__ import annotations
 
 import inspect
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from cfnlint.decode import decode
 
 from events import ErrorInfo, JobStatus, ResultFormat
 from spectra.errors import Conflict, InvalidRequest
 from spectra.job_store import JobStore, request_fingerprint
 from spectra.jobs import TRANSITIONS, Job, JobResult, ResultFile, new_job_id, utcnow
+from tests.fixtures.aws import template_table
 from tests.unit.fakes import FakeJobStore
 
 pytestmark = pytest.mark.integration
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def jobs_table_properties() -> dict:
-    body, matches = decode(str(TEMPLATE))
-    assert not matches, matches
-    properties = json.loads(json.dumps(body["Resources"]["JobsTable"]["Properties"]))  # plain dicts, not cfn nodes
-    return {
-        name: properties[name]
-        for name in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
-        if name in properties
-    }
+    return template_table("JobsTable")
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
