@@ -209,3 +209,23 @@ def test_sns_filter_policies_deliver_only_the_matching_tenants_events(new_tenant
     assert globex_job not in {e["detail"]["job_id"] for e in seen["acme"]}
     event = next(e for e in seen["all"] if e["detail"]["job_id"] == acme_job)
     assert event["detail-type"] == "Job Completed" and event["resources"] == [acme_job]
+
+
+def test_bulk_job_events_reach_webhooks_through_their_filter(bulk_tenant, webhook_receiver):
+    client = bulk_tenant()
+    created = subscribe(
+        client.api, webhook_receiver.url("/hooks/bulk"), events=["Bulk Job Aborted"], filter={"operation": ["upsert"]}
+    )
+    other = client.create("insert")
+    wanted = client.create("upsert", externalIdFieldName="email")
+    client.close(other["id"], "Aborted")
+    client.close(wanted["id"], "Aborted")
+    (request,) = webhook_receiver.wait_for("/hooks/bulk", 1)
+    payload = Webhook(created["secret"]).verify(request.body, request.headers)
+    assert (payload["type"], payload["data"]["job_id"], payload["data"]["state"]) == (
+        "Bulk Job Aborted",
+        wanted["id"],
+        "Aborted",
+    )
+    # the insert's event was published first and matched nothing
+    assert [json.loads(r.body)["data"]["job_id"] for r in webhook_receiver.requests("/hooks/bulk")] == [wanted["id"]]
