@@ -25,6 +25,7 @@ from spectra.publisher import EventPublisher
 from spectra.results import ResultSink
 from spectra.settings import Settings, get_settings
 from spectra.tenants import TenantDirectory
+from spectra.tokens import PageTokens, SecretKey
 from spectra.warehouse import StatementRunner
 
 # Standard retry mode backs off on throttling; the SQS redrive is the outer retry for anything still failing.
@@ -61,6 +62,8 @@ class Ports:
     warehouse: StatementRunner
     results: ResultSink
     events: EventPublisher
+    #: signs and checks the API's page tokens; its key is read from Secrets Manager on first use
+    page_tokens: PageTokens
     #: None in a function the template gives no bulk resources
     bulk: BulkPorts | None = None
     #: the boto3 clients behind the ports, for instrumentation (call counts in benchmarks, the IAM test)
@@ -123,6 +126,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
             inline_max_bytes=settings.inline_max_bytes,
         ),
         events=EventPublisher(client("events"), settings.event_bus_name),
+        page_tokens=PageTokens(SecretKey(client("secretsmanager"), settings.page_token_secret_arn)),
         bulk=bulk,
         clients=tuple(clients),
         jwt=JwtVerifier.from_settings(settings),

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     presign_ttl_seconds: int = Field(default=300, gt=0, le=3600)
 
     api_page_max: int = Field(default=100, gt=0)
+    # The API's own body limit (API Gateway's is 10 MB, Lambda's 6 MB): the largest legal request (100 KB of SQL,
+    # 64 KB of parameters) stays far below it even with every character escaped, so anything over it is refused
+    # with 413 before it is decoded.
+    api_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # The Secrets Manager secret whose value signs page tokens (spectra/tokens.py); only the API function needs it.
+    page_token_secret_arn: str = ""
 
     # Bulk loads and exports (spectra/bulk). Empty table/bucket names: the function has no bulk role.
     bulk_jobs_table: str = ""

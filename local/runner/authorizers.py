@@ -175,7 +175,8 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _wildcard(pattern: str) -> re.Pattern[str]:
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
+    # DOTALL: a path may hold any character (a %0A in a path parameter decodes to a newline), and IAM's * matches it
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.DOTALL)
 
 
 def _matches(patterns: list[str], value: str) -> bool:

@@ -25,7 +25,11 @@ _ERRORS = {
     404: {"description": "No such subscription for this tenant", **_ERROR},
     409: {"description": "The tenant has as many subscriptions as it may", **_ERROR},
 }
-SubscriptionId = Annotated[str, Path(max_length=128)]
+SubscriptionId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+def _ok(description: str, model) -> dict:
+    return {"description": description, "content": {"application/json": {"model": model}}}
 
 
 def _caller() -> Caller:
@@ -35,7 +39,7 @@ def _caller() -> Caller:
 @router.post(
     "/v1/subscriptions",
     status_code=201,
-    responses={201: {"description": "Created; the answer holds the signing secret, shown once"}, **_ERRORS},
+    responses={201: _ok("Created; the answer holds the signing secret, shown once", SubscriptionView), **_ERRORS},
     tags=["subscriptions"],
 )
 def create_subscription(request: Annotated[CreateSubscription, Body()]) -> Response[SubscriptionView]:
@@ -50,7 +54,11 @@ def create_subscription(request: Annotated[CreateSubscription, Body()]) -> Respo
     )
 
 
-@router.get("/v1/subscriptions", responses=_ERRORS, tags=["subscriptions"])
+@router.get(
+    "/v1/subscriptions",
+    responses={200: _ok("One page of the caller's subscriptions", SubscriptionList), **_ERRORS},
+    tags=["subscriptions"],
+)
 def list_subscriptions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
@@ -61,12 +69,21 @@ def list_subscriptions(
     )
 
 
-@router.get("/v1/subscriptions/<subscription_id>", responses=_ERRORS, tags=["subscriptions"])
+@router.get(
+    "/v1/subscriptions/<subscription_id>",
+    responses={200: _ok("The subscription and how its deliveries went", SubscriptionView), **_ERRORS},
+    tags=["subscriptions"],
+)
 def get_subscription(subscription_id: SubscriptionId) -> SubscriptionView:
     return SubscriptionView.of(service.get_subscription(get_ports(), _caller(), subscription_id))
 
 
-@router.delete("/v1/subscriptions/<subscription_id>", status_code=204, responses=_ERRORS, tags=["subscriptions"])
+@router.delete(
+    "/v1/subscriptions/<subscription_id>",
+    status_code=204,
+    responses={204: {"description": "Deleted; nothing more is delivered to it"}, **_ERRORS},
+    tags=["subscriptions"],
+)
 def delete_subscription(subscription_id: SubscriptionId) -> Response[None]:
     service.delete_subscription(get_ports(), _caller(), subscription_id)
     return Response(status_code=HTTPStatus.NO_CONTENT, content_type=content_types.APPLICATION_JSON, body=None)

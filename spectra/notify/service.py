@@ -7,18 +7,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from events import SUBSCRIBABLE_EVENT_TYPES
-from spectra.errors import Conflict, InvalidRequest, NotFound
+from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound
 from spectra.jobs import utcnow
 from spectra.notify.models import (
     CALLBACK_EVENT_TYPES,
     FILTER_FIELDS,
+    SUBSCRIPTION_PREFIX,
     Subscription,
     SubscriptionKind,
     callback_id,
     new_subscription_id,
 )
 from spectra.notify.signing import new_secret
-from spectra.notify.store import SubscriptionPage
 from spectra.ports import NotifyPorts, Ports
 from spectra.tenants import Caller
 
@@ -77,8 +77,27 @@ def create_subscription(
     return notify.subscriptions.create(subscription)
 
 
-def list_subscriptions(ports: Ports, caller: Caller, *, limit: int, next_token: str | None) -> SubscriptionPage:
-    return notify_ports(ports).subscriptions.list_for_tenant(caller.tenant_id, limit=limit, next_token=next_token)
+@dataclass(frozen=True)
+class SubscriptionListing:
+    subscriptions: list[Subscription]
+    next_token: str | None
+
+
+def list_subscriptions(ports: Ports, caller: Caller, *, limit: int, next_token: str | None) -> SubscriptionListing:
+    """One page of the caller's subscriptions. ``next_token`` is signed for this tenant and page size (as the jobs
+    listing's, spectra/tokens.py): any other token is refused before the store is asked anything."""
+    listing = {"listing": "subscriptions", "tenant": caller.tenant_id, "limit": limit}
+    after = None
+    if next_token is not None:
+        payload = ports.page_tokens.decode(next_token, bound_to=listing)
+        after = payload.get("subscription_id") if set(payload) == {"subscription_id"} else None
+        if not (isinstance(after, str) and after.startswith(SUBSCRIPTION_PREFIX) and len(after) <= 128):
+            raise InvalidToken("next_token is not valid for this listing; start again without it")
+    page = notify_ports(ports).subscriptions.list_for_tenant(caller.tenant_id, limit=limit, after=after)
+    token = None
+    if page.resume_after:
+        token = ports.page_tokens.encode({"subscription_id": page.resume_after}, bound_to=listing)
+    return SubscriptionListing(subscriptions=page.subscriptions, next_token=token)
 
 
 def get_subscription(ports: Ports, caller: Caller, subscription_id: str) -> Subscription:

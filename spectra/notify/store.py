@@ -19,8 +19,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from spectra.dynamo import decode_page_token, encode_page_token, from_item, json_ready, plain, to_item
-from spectra.errors import Conflict, InvalidRequest
+from spectra.dynamo import from_item, json_ready, plain, to_item
+from spectra.errors import Conflict
 from spectra.notify.models import (
     SUBSCRIPTION_PREFIX,
     DeliveryState,
@@ -35,7 +35,7 @@ _DELIVERY_FIELDS = tuple(DeliveryState.model_fields)
 @dataclass(frozen=True)
 class SubscriptionPage:
     subscriptions: list[Subscription]
-    next_token: str | None
+    resume_after: str | None  # the last id of this page when there may be more
 
 
 def _to_subscription(item: dict[str, Any]) -> Subscription:
@@ -85,21 +85,22 @@ class SubscriptionStore:
         )
         return bool(response.get("Attributes"))
 
-    def list_for_tenant(self, tenant_id: str, *, limit: int, next_token: str | None = None) -> SubscriptionPage:
-        """The tenant's standing subscriptions (callbacks are not listed), oldest id first."""
+    def list_for_tenant(self, tenant_id: str, *, limit: int, after: str | None = None) -> SubscriptionPage:
+        """The tenant's standing subscriptions (callbacks are not listed) in id order, after the id ``after``.
+        ``resume_after`` is where the next page starts (None: this was the last); the API hands it out signed."""
         query: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "tenant_id = :t AND begins_with(subscription_id, :p)",
             "ExpressionAttributeValues": to_item({":t": tenant_id, ":p": SUBSCRIPTION_PREFIX}),
             "Limit": limit,
         }
-        if next_token:
-            query["ExclusiveStartKey"] = self._decode_token(next_token, tenant_id)
+        if after:
+            query["ExclusiveStartKey"] = self._key(tenant_id, after)  # always in the caller's own partition
         response = self._db.query(**query)
         start_key = response.get("LastEvaluatedKey")
         return SubscriptionPage(
             subscriptions=[_to_subscription(item) for item in response.get("Items", [])],
-            next_token=self._encode_token(start_key) if start_key else None,
+            resume_after=from_item(start_key)["subscription_id"] if start_key else None,
         )
 
     def webhooks_for_tenant(self, tenant_id: str) -> list[Subscription]:
@@ -107,9 +108,9 @@ class SubscriptionStore:
         found: list[Subscription] = []
         token = None
         while True:
-            page = self.list_for_tenant(tenant_id, limit=100, next_token=token)
+            page = self.list_for_tenant(tenant_id, limit=100, after=token)
             found.extend(page.subscriptions)
-            token = page.next_token
+            token = page.resume_after
             if not token:
                 return found
 
@@ -129,17 +130,6 @@ class SubscriptionStore:
             start_key = response.get("LastEvaluatedKey")
             if not start_key:
                 return total
-
-    @staticmethod
-    def _encode_token(key: dict[str, Any]) -> str:
-        return encode_page_token(key)
-
-    @staticmethod
-    def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
-        key = decode_page_token(token, {"tenant_id", "subscription_id"})
-        if key["tenant_id"] != tenant_id or not str(key["subscription_id"]).startswith(SUBSCRIPTION_PREFIX):
-            raise InvalidRequest("next_token is not valid")
-        return to_item(key)
 
     # -- delivery state -------------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 
 from events import ProjectEvent, ResultFormat, WebhookDelivery
 from events.catalog import SAMPLES
-from spectra.errors import Conflict, InvalidRequest, NotFound
+from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound
 from spectra.notify import service
 from spectra.notify.delivery import Outcome, backoff_seconds, deliver
 from spectra.notify.fanout import fan_out
@@ -388,3 +388,24 @@ def test_the_delivery_sample_round_trips():
     body = (SAMPLES / "webhook_delivery_message.json").read_text()
     message = WebhookDelivery.model_validate_json(body)
     assert json.loads(message.payload)["type"] == message.event_type
+
+
+def test_listing_pages_with_signed_tokens_bound_to_tenant_and_size():
+    ports = ports_with_notify()
+    created = {subscribe(ports).subscription_id for _ in range(3)}
+    first = service.list_subscriptions(ports, ACME, limit=2, next_token=None)
+    assert len(first.subscriptions) == 2 and first.next_token
+    rest = service.list_subscriptions(ports, ACME, limit=2, next_token=first.next_token)
+    assert {s.subscription_id for s in first.subscriptions + rest.subscriptions} == created and not rest.next_token
+    for caller, limit, token in (
+        (GLOBEX, 2, first.next_token),  # another tenant's
+        (ACME, 3, first.next_token),  # another page size
+        (ACME, 2, first.next_token[:-2] + "AA"),  # altered
+    ):
+        with pytest.raises(InvalidToken):
+            service.list_subscriptions(ports, caller, limit=limit, next_token=token)
+    forged = ports.page_tokens.encode(
+        {"job_id": "j_x"}, bound_to={"listing": "subscriptions", "tenant": "acme", "limit": 2}
+    )
+    with pytest.raises(InvalidToken):
+        service.list_subscriptions(ports, ACME, limit=2, next_token=forged)

@@ -3,12 +3,11 @@ SubscriptionStore on DynamoDB (moto), on a table created from template.yaml's ow
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from spectra.errors import Conflict, InvalidRequest
+from spectra.errors import Conflict
 from spectra.notify.models import (
     DisabledReason,
     Subscription,
@@ -19,7 +18,7 @@ from spectra.notify.models import (
 )
 from spectra.notify.signing import new_secret
 from spectra.notify.store import SubscriptionStore
-from tests.fixtures.aws import template_table
+from tests.fixtures.aws import table_from_template
 from tests.unit.fakes import FakeSubscriptionStore
 
 pytestmark = pytest.mark.integration
@@ -27,21 +26,16 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def table_properties() -> dict:
-    return template_table("SubscriptionsTable")
-
-
 @pytest.fixture(params=["fake", "dynamodb"])
-def store(request, table_properties):
+def store(request):
     if request.param == "fake":
         yield FakeSubscriptionStore()
         return
-    client = request.getfixturevalue("local_aws").client("dynamodb")
-    table = "subscriptions-contract-" + uuid.uuid4().hex[:10]
-    client.create_table(TableName=table, **table_properties)
-    yield SubscriptionStore(client, table)
-    client.delete_table(TableName=table)
+    with table_from_template(request.getfixturevalue("local_aws"), "SubscriptionsTable", "subscriptions-") as (
+        db,
+        name,
+    ):
+        yield SubscriptionStore(db, name)
 
 
 def make(tenant: str = "acme", **fields) -> Subscription:
@@ -73,13 +67,13 @@ def test_listing_pages_through_standing_subscriptions_only(store):
         make(subscription_id=callback_id("j_1"), kind=SubscriptionKind.CALLBACK, job_id="j_1"),
         expires_at=T0 + timedelta(days=7),
     )
-    seen, token = [], None
+    seen, after = [], None
     while True:
-        page = store.list_for_tenant("acme", limit=2, next_token=token)
+        page = store.list_for_tenant("acme", limit=2, after=after)
         assert len(page.subscriptions) <= 2
         seen.extend(s.subscription_id for s in page.subscriptions)
-        token = page.next_token
-        if not token:
+        after = page.resume_after
+        if not after:
             break
     assert sorted(seen) == sorted(mine)
     assert {s.subscription_id for s in store.webhooks_for_tenant("acme")} == mine
@@ -87,15 +81,12 @@ def test_listing_pages_through_standing_subscriptions_only(store):
     assert store.get("acme", callback_id("j_1")).job_id == "j_1"
 
 
-def test_a_page_token_is_the_tenants_own(store):
-    for _ in range(3):
-        store.create(make())
-    token = store.list_for_tenant("acme", limit=1).next_token
-    assert token
-    with pytest.raises(InvalidRequest):
-        store.list_for_tenant("globex", limit=1, next_token=token)
-    with pytest.raises(InvalidRequest):
-        store.list_for_tenant("acme", limit=1, next_token="not-a-token")
+def test_a_position_never_leaves_the_tenants_partition(store):
+    mine = [store.create(make()).subscription_id for _ in range(2)]
+    theirs = store.create(make(tenant="globex")).subscription_id
+    after = min(mine)  # a position in the caller's own partition: never another tenant's items
+    listed = store.list_for_tenant("acme", limit=10, after=after).subscriptions
+    assert {s.tenant_id for s in listed} == {"acme"} and theirs not in {s.subscription_id for s in listed}
 
 
 def test_delete(store):
