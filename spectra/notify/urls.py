@@ -15,6 +15,7 @@ out of the box. Every other refusal stands.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ from spectra.errors import InvalidRequest
 
 MAX_URL_LENGTH = 2048
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+#: A public DNS name: two or more labels of letters, digits and inner hyphens, the last one not numeric. Anything else
+#: (a single label such as ``localhost`` or an intranet name, ``0x7f.1``, underscores) cannot be a public host and is
+#: refused before any lookup.
+_PUBLIC_NAME = re.compile(
+    r"(?=.{1,253}\Z)(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?!-)(?=[a-z0-9-]*[a-z])[a-z0-9-]{1,63}(?<!-)\Z"
+)
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -84,6 +91,14 @@ def address_refusal(address: str, *, allow_loopback: bool) -> str | None:
     return None
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 class UrlPolicy:
     def __init__(self, *, allow_loopback: bool = False, resolver: Resolver = resolve) -> None:
         self.allow_loopback = allow_loopback
@@ -105,10 +120,13 @@ class UrlPolicy:
         host = parts.hostname
         if not host:
             raise UrlRefused("the URL has no host")
-        try:
-            host.encode("idna")
-        except UnicodeError:
-            raise UrlRefused("the URL's host is not a valid name") from None
+        if not _is_ip(host):
+            try:
+                name = host.encode("idna").decode("ascii").lower()
+            except UnicodeError:
+                raise UrlRefused("the URL's host is not a valid name") from None
+            if not _PUBLIC_NAME.fullmatch(name.rstrip(".")):
+                raise UrlRefused(f"{host} is not a public host name (use a fully qualified name or an address)")
         port = port or (443 if parts.scheme == "https" else 80)
         try:
             addresses = self._resolve(host, port)

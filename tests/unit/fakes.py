@@ -940,7 +940,7 @@ TEST_DNS = {
     "internal.example": ["10.0.0.12"],
     "mixed.example": ["52.94.236.249", "192.168.1.4"],
     "metadata.example": ["169.254.169.254"],
-    "localhost": ["127.0.0.1", "::1"],
+    "loopback.example": ["127.0.0.1", "::1"],
 }
 
 

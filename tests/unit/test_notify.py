@@ -79,7 +79,11 @@ def test_public_https_urls_are_accepted(url):
         ("https://internal.example/hook", "private"),
         ("https://mixed.example/hook", "private"),  # one bad address is enough
         ("https://metadata.example/", "link-local"),
-        ("https://localhost/hook", "loopback"),
+        ("https://loopback.example/hook", "loopback"),
+        ("https://localhost/hook", "not a public host name"),
+        ("https://intranet/hook", "not a public host name"),
+        ("https://0x7f.1/hook", "not a public host name"),
+        ("https://under_score.example/hook", "not a public host name"),
         ("https://nowhere.example/hook", "does not resolve"),
         ("https://user:pw@hooks.acme.example/hook", "credentials"),
         ("https:///hook", "no host"),
@@ -97,8 +101,13 @@ def test_urls_that_reach_inside_are_refused(url, why):
 def test_the_local_setting_allows_loopback_receivers_and_nothing_else():
     policy = UrlPolicy(allow_loopback=True, resolver=fake_resolver(TEST_DNS))
     assert policy.endpoint("http://127.0.0.1:8123/hook").addresses == ("127.0.0.1",)
-    assert policy.endpoint("http://localhost:8123/hook").port == 8123
-    for url in ("https://10.1.2.3/hook", "https://169.254.169.254/", "http://hooks.acme.example/hook"):
+    assert policy.endpoint("http://[::1]:8123/hook").port == 8123
+    for url in (
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/",
+        "http://hooks.acme.example/hook",
+        "http://localhost:8123/hook",  # names are looked up only when they can be public ones
+    ):
         with pytest.raises(UrlRefused):
             policy.endpoint(url)
 
