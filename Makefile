@@ -63,7 +63,7 @@ clean:
 # runtime (Amazon Linux 2023, glibc 2.34: manylinux_2_28 wheels run there).
 LAMBDA_CODE := spectra events producers consumers
 FUNCTIONS   := AuthorizerFunction ApiFunction ExecutorFunction CompletionFunction ReconcilerFunction \
-               S3DropFunction BulkResultsFunction
+               S3DropFunction BulkResultsFunction NotifierFunction WebhookDeliveryFunction
 
 $(addprefix build-,$(FUNCTIONS)):
 	mkdir -p "$(ARTIFACTS_DIR)"

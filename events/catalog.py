@@ -15,6 +15,8 @@ from events.models import (
     JobQueuedMessage,
     S3Notification,
     StatementStatusChangeEvent,
+    SubscriptionDisabledDetail,
+    WebhookDelivery,
 )
 
 HERE = Path(__file__).parent
@@ -34,6 +36,12 @@ class BulkJobEvent(EventBridgeModel):
     detail: BulkJobEventDetail
 
 
+class SubscriptionDisabledEvent(EventBridgeModel):
+    """A webhook subscription was disabled, as subscribers receive it."""
+
+    detail: SubscriptionDisabledDetail
+
+
 #: sample file → the model that must parse it
 SAMPLE_MODELS: dict[str, type[BaseModel]] = {
     "redshift_statement_status_change.json": StatementStatusChangeEvent,
@@ -41,10 +49,14 @@ SAMPLE_MODELS: dict[str, type[BaseModel]] = {
     "job_queued_message.json": JobQueuedMessage,
     "job_completed_event.json": JobEvent,
     "job_failed_event.json": JobEvent,
+    "job_cancelled_event.json": JobEvent,
     "bulk_job_queued_message.json": BulkJobQueuedMessage,
     "bulk_results_requested.json": BulkResultsRequested,
     "bulk_job_completed_event.json": BulkJobEvent,
     "bulk_job_failed_event.json": BulkJobEvent,
+    "bulk_job_aborted_event.json": BulkJobEvent,
+    "subscription_disabled_event.json": SubscriptionDisabledEvent,
+    "webhook_delivery_message.json": WebhookDelivery,
     "s3_object_created_notification.json": S3Notification,
 }
 
@@ -67,4 +79,17 @@ SCHEMA_MODELS: dict[str, tuple[type[BaseModel], dict[str, str]]] = {
             "x-amazon-events-detail-type": "Bulk Job Completed | Bulk Job Failed | Bulk Job Aborted",
         },
     ),
+    "subscription_disabled_detail.v1.json": (
+        SubscriptionDisabledDetail,
+        {"x-amazon-events-source": "spectra", "x-amazon-events-detail-type": "Subscription Disabled"},
+    ),
+    "webhook_delivery_message.v1.json": (WebhookDelivery, {}),
+}
+
+#: The EventBridge schema registry in template.yaml: schema name → the committed schema file it holds. Every schema
+#: of an event (one with ``x-amazon-events-source``) is there; queue messages are internal and are not.
+REGISTRY_SCHEMAS: dict[str, str] = {
+    "spectra@JobEvent": "job_event_detail.v1.json",
+    "spectra@BulkJobEvent": "bulk_job_event_detail.v1.json",
+    "spectra@SubscriptionDisabled": "subscription_disabled_detail.v1.json",
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field
@@ -206,3 +206,65 @@ class S3Notification(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     Records: list[S3EventRecord] = Field(default_factory=list)
+
+
+# -- notifications (spectra/notify) ----------------------------------------------------------------------------------
+
+#: detail-type of the event that says a webhook subscription was disabled (it failed too often, or answered 410).
+SUBSCRIPTION_DISABLED = "Subscription Disabled"
+
+#: Every detail-type the project publishes on its bus: what a webhook subscription may ask for.
+SUBSCRIBABLE_EVENT_TYPES: tuple[str, ...] = (
+    *JOB_EVENT_DETAIL_TYPES.values(),
+    *BULK_EVENT_DETAIL_TYPES.values(),
+    SUBSCRIPTION_DISABLED,
+)
+
+#: The terminal job events (query and bulk): what the SNS topic receives.
+TERMINAL_JOB_EVENT_TYPES: frozenset[str] = frozenset(
+    {*JOB_EVENT_DETAIL_TYPES.values(), *BULK_EVENT_DETAIL_TYPES.values()}
+)
+
+
+class SubscriptionDisabledDetail(_Contract):
+    """``detail`` of "Subscription Disabled" (source ``spectra``): the notifier stopped delivering to a tenant's
+    webhook, because it failed ``consecutive_failures`` deliveries in a row or answered 410 Gone. ``resources`` holds
+    the subscription id. Delete the subscription and create it again once the endpoint works."""
+
+    version: Literal["1"] = "1"
+    subscription_id: str
+    tenant_id: str
+    url: str
+    reason: Literal["consecutive_failures", "gone"]
+    message: str
+    consecutive_failures: int
+    last_status: int | None = None
+    disabled_at: datetime
+
+
+class ProjectEvent(EventBridgeModel):
+    """Any event of the project's bus as the notifier receives it (EventBridge → SQS): the envelope, with the detail
+    kept as sent so a webhook carries exactly what the bus carried. ``account`` is optional: moto leaves it out."""
+
+    source: Literal["spectra"]
+    account: str | None = None
+    detail: dict[str, Any]
+
+
+class WebhookDelivery(_Contract):
+    """Body of a message on the webhook delivery queue: "POST this event to this subscription".
+
+    ``webhook_id`` is derived from the subscription and the event, so every attempt (and a second copy of the same
+    event) carries the same ``webhook-id`` header and receivers can deduplicate. ``payload`` is the exact body sent.
+    ``not_before``: a retry waits until then (SQS delays a message 15 minutes at most, so longer waits take hops).
+    """
+
+    version: Literal["1"] = "1"
+    webhook_id: str = Field(min_length=1, max_length=64)
+    tenant_id: str = Field(min_length=1, max_length=128)
+    subscription_id: str = Field(min_length=1, max_length=128)
+    event_type: str
+    payload: str
+    attempt: int = Field(default=1, ge=1)
+    not_before: datetime | None = None
+    last_error: str | None = None

@@ -1,10 +1,19 @@
-"""Write the JSON Schemas of the contracts: ``python -m events.schema_writer``. A test fails when they are stale."""
+"""Write the JSON Schemas of the contracts: ``python -m events.schema_writer``. A test fails when they are stale.
+
+It also copies each event's schema into its ``AWS::EventSchemas::Schema`` in template.yaml (the ``Content`` block
+after ``SchemaName: <name>``, see :data:`events.catalog.REGISTRY_SCHEMAS`), so the registry subscribers browse holds
+exactly the committed files; a test compares the two.
+"""
 
 from __future__ import annotations
 
 import json
 
-from events.catalog import SCHEMA_MODELS, SCHEMAS
+from events.catalog import HERE, REGISTRY_SCHEMAS, SCHEMA_MODELS, SCHEMAS
+
+TEMPLATE = HERE.parent / "template.yaml"
+#: where a schema's JSON starts in the template: under ``Content: |`` of a resource's properties
+CONTENT_INDENT = " " * 8
 
 
 def render() -> dict[str, str]:
@@ -15,11 +24,33 @@ def render() -> dict[str, str]:
     return out
 
 
+def render_template(text: str, schemas: dict[str, str]) -> str:
+    """``text`` (template.yaml) with each registry schema's ``Content`` block replaced by its file's JSON."""
+    lines = text.splitlines(keepends=True)
+    for name, filename in REGISTRY_SCHEMAS.items():
+        try:
+            start = next(i for i, line in enumerate(lines) if line.strip() == f"SchemaName: {name}")
+            content = next(i for i in range(start, len(lines)) if lines[i].strip() == "Content: |")
+        except StopIteration:
+            raise ValueError(f"template.yaml declares no schema {name} with a 'Content: |' block") from None
+        end = content + 1
+        while end < len(lines) and lines[end].startswith(CONTENT_INDENT):
+            end += 1
+        lines[content + 1 : end] = [CONTENT_INDENT + line + "\n" for line in schemas[filename].rstrip("\n").split("\n")]
+    return "".join(lines)
+
+
 def main() -> None:
     SCHEMAS.mkdir(exist_ok=True)
-    for filename, text in render().items():
+    rendered = render()
+    for filename, text in rendered.items():
         (SCHEMAS / filename).write_text(text)
         print(f"wrote {SCHEMAS / filename}")
+    template = TEMPLATE.read_text()
+    updated = render_template(template, rendered)
+    if updated != template:
+        TEMPLATE.write_text(updated)
+        print(f"updated the schema registry in {TEMPLATE}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def start_pipeline(
 
     The functions see only standard variables: ``AWS_ENDPOINT_URL`` (moto) and ``AWS_ENDPOINT_URL_REDSHIFT_DATA``
     (the emulator). X-Ray and CloudWatch metrics have no local endpoint, so Powertools' tracer and metrics are off.
-    ``parameter_overrides`` add to (or replace) the local defaults: the cluster name and the dev stage.
+    ``parameter_overrides`` add to (or replace) the local defaults: the cluster name, the dev stage, and webhooks
+    allowed to reach receivers on this machine (``WebhookAllowLoopback``: a template parameter, not a code branch).
     """
     return LocalStack.start(
         TEMPLATE,
@@ -38,6 +39,11 @@ def start_pipeline(
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
         },
-        parameter_overrides={"RedshiftClusterId": CLUSTER_ID, "Stage": "dev", **(parameter_overrides or {})},
+        parameter_overrides={
+            "RedshiftClusterId": CLUSTER_ID,
+            "Stage": "dev",
+            "WebhookAllowLoopback": "true",
+            **(parameter_overrides or {}),
+        },
         **stack_options,
     )

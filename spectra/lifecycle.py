@@ -180,5 +180,5 @@ def publish_job_event(ports: Ports, job: Job) -> None:
         duration_ms=job.duration_ms,
         correlation_id=job.correlation_id,
     )
-    ports.events.publish(JOB_EVENT_DETAIL_TYPES[job.status], detail, resources=[])
+    ports.events.publish(JOB_EVENT_DETAIL_TYPES[job.status], detail, resources=[job.job_id])
     ports.jobs.mark_published(job.job_id, job.status)

@@ -17,6 +17,10 @@ from spectra.bulk.files import BulkFiles
 from spectra.bulk.store import BulkJobStore
 from spectra.job_queue import JobQueue
 from spectra.job_store import JobStore
+from spectra.notify.channels import DeliveryQueue, EventTopic
+from spectra.notify.store import SubscriptionStore
+from spectra.notify.transport import WebhookTransport
+from spectra.notify.urls import UrlPolicy
 from spectra.publisher import EventPublisher
 from spectra.results import ResultSink
 from spectra.settings import Settings, get_settings
@@ -39,6 +43,18 @@ class BulkPorts:
 
 
 @dataclass(frozen=True)
+class NotifyPorts:
+    """What notifications use: the subscriptions, where a webhook may point, and (in the consumers that need them)
+    the delivery queue, the SNS topic and the HTTP transport."""
+
+    subscriptions: SubscriptionStore
+    urls: UrlPolicy
+    transport: WebhookTransport
+    deliveries: DeliveryQueue | None = None
+    topic: EventTopic | None = None
+
+
+@dataclass(frozen=True)
 class Ports:
     settings: Settings
     jobs: JobStore
@@ -57,6 +73,8 @@ class Ports:
     clients: tuple = ()
     #: JWT bearer tokens beside API keys (spectra/auth.py); None while JWTs are not configured
     jwt: JwtVerifier | None = None
+    #: None in a function the template gives no notification resources
+    notify: NotifyPorts | None = None
 
 
 def build_ports(settings: Settings, session: boto3.session.Session | None = None) -> Ports:
@@ -79,6 +97,18 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
             jobs=BulkJobStore(dynamodb, settings.bulk_jobs_table),
             files=BulkFiles(s3, results_bucket=settings.results_bucket, ingest_bucket=settings.ingest_bucket),
             results_queue=JobQueue(sqs, settings.bulk_results_queue_url),
+        )
+    notify = None
+    if settings.subscriptions_table:
+        urls = UrlPolicy(allow_loopback=settings.webhook_allow_loopback)
+        notify = NotifyPorts(
+            subscriptions=SubscriptionStore(dynamodb, settings.subscriptions_table),
+            urls=urls,
+            transport=WebhookTransport(urls, timeout=settings.webhook_timeout_seconds),
+            deliveries=DeliveryQueue(sqs, settings.webhook_delivery_queue_url, settings.webhook_dead_letter_queue_url)
+            if settings.webhook_delivery_queue_url
+            else None,
+            topic=EventTopic(client("sns"), settings.notify_topic_arn) if settings.notify_topic_arn else None,
         )
     return Ports(
         settings=settings,
@@ -104,6 +134,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
         bulk=bulk,
         clients=tuple(clients),
         jwt=JwtVerifier.from_settings(settings),
+        notify=notify,
     )
 
 

@@ -14,6 +14,7 @@ from spectra.errors import Conflict, NotFound, PayloadTooLarge
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import finish_job
+from spectra.notify.service import Callback, discard_callback, register_callback
 from spectra.ports import Ports
 from spectra.sql_guard import check_sql
 from spectra.tenants import Caller
@@ -28,8 +29,12 @@ def submit_query(
     fmt: ResultFormat,
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
+    callback: Callback | None = None,
 ) -> tuple[Job, bool]:
-    """Record and queue a query job. Returns the job and whether it was created now (False: an idempotent repeat)."""
+    """Record and queue a query job. Returns the job and whether it was created now (False: an idempotent repeat).
+
+    A ``callback`` is recorded before the job, so the job's end cannot outrun it; an idempotent repeat discards it
+    (the first request's callback stands)."""
     statement = check_sql(
         sql,
         max_bytes=ports.settings.max_sql_bytes,
@@ -57,7 +62,12 @@ def submit_query(
         tenant_generation=caller.generation,
     )
     fingerprint = request_fingerprint(statement, [p.model_dump() for p in parameters], fmt.value)
+    if callback is not None:
+        register_callback(ports, callback, tenant_id=caller.tenant_id, job_id=job.job_id)
+    drawn_id = job.job_id
     job, created = ports.jobs.create(job, fingerprint=fingerprint)
+    if callback is not None and not created:
+        discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
     if created:
         try:
             ports.queue.send(

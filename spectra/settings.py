@@ -111,6 +111,31 @@ class Settings(BaseSettings):
     # How long a function keeps the fetched key set: a key removed from the JWKS stops working within this time.
     jwks_cache_seconds: int = Field(default=60, gt=0, le=3600)
 
+    # Notifications (spectra/notify). Empty names: the function has no notification role.
+    subscriptions_table: str = ""
+    webhook_delivery_queue_url: str = ""
+    # deliveries that used every attempt are kept here (the delivery queue's own DLQ)
+    webhook_dead_letter_queue_url: str = ""
+    # the SNS topic of terminal job events
+    notify_topic_arn: str = ""
+    # Loopback webhook URLs, over plain http too: the local stack's setting (template parameter WebhookAllowLoopback),
+    # never on AWS, where webhooks are https:// URLs of public addresses (spectra/notify/urls.py).
+    webhook_allow_loopback: bool = False
+    # One attempt, connect to the end of the response headers.
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    # Retries: attempt n waits base * factor^(n-1) seconds (at most the cap), of which a random half (jitter);
+    # by default 2.5-5 s, 7.5-15 s, 22-45 s, ... 1.5-3 h: 10 attempts spread over about 7 hours.
+    webhook_max_attempts: int = Field(default=10, ge=1, le=50)
+    webhook_retry_base_seconds: float = Field(default=5, gt=0)
+    webhook_retry_factor: float = Field(default=3, ge=1)
+    webhook_retry_max_delay_seconds: int = Field(default=3 * 3600, gt=0)
+    # A subscription whose deliveries failed this many times in a row is disabled (a 410 disables it at once).
+    webhook_disable_after_failures: int = Field(default=15, ge=1)
+    # Standing subscriptions per tenant: every event of the tenant reads them all.
+    webhook_max_subscriptions: int = Field(default=25, ge=1)
+    # A query's callback outlives its job's longest possible life and its retries.
+    callback_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
     @model_validator(mode="after")
     def _jwt_complete(self) -> Settings:
         if not self.jwks_url:

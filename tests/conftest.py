@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.redshift",
     "tests.fixtures.stack",
     "tests.fixtures.bulk",
+    "tests.fixtures.webhooks",
 ]

@@ -52,6 +52,7 @@ SKIPPED_PREFIXES = (
     "AWS::S3::BucketPolicy",
     "AWS::Events::EventBusPolicy",
     "AWS::Events::Archive",
+    "AWS::EventSchemas::",
     "AWS::Serverless::LayerVersion",
     "AWS::Serverless::Application",
     "AWS::Serverless::StateMachine",

@@ -21,11 +21,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import JobStatus
-from producers.api import bulk
+from producers.api import bulk, subscriptions
 from producers.api.body import StrictBodyValidation
 from producers.api.models import ErrorResponse, JobList, JobResults, JobView, QueryRequest
+from producers.api.subscription_models import CallbackView
 from spectra import queries
 from spectra.errors import JobNotFinished, SpectraError
+from spectra.notify import service as notify
+from spectra.notify.models import callback_id
 from spectra.ports import get_ports
 from spectra.tenants import Caller
 from spectra.tokens import MAX_TOKEN_CHARS
@@ -38,6 +41,7 @@ app = APIGatewayRestResolver(enable_validation=True)
 # the same validation step, so that no body can escape as an unhandled exception.
 app._request_validation_middleware = StrictBodyValidation(lambda: get_ports().settings.api_max_body_bytes)
 app.include_router(bulk.router)
+app.include_router(subscriptions.router)
 
 
 def _answer(description: str, model: Any = ErrorResponse, **extra: Any) -> dict[str, Any]:
@@ -187,6 +191,7 @@ def submit(
     request: Annotated[QueryRequest, Body()],
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)] = None,
 ) -> Response[JobView]:
+    callback = notify.new_callback(get_ports(), request.callback_url) if request.callback_url else None
     job, created = queries.submit_query(
         get_ports(),
         _caller(),
@@ -195,9 +200,12 @@ def submit(
         fmt=request.format,
         idempotency_key=idempotency_key,
         correlation_id=app.current_event.request_context.request_id,
+        callback=callback,
     )
     metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
     view = JobView.of(job)
+    if callback is not None and created:
+        view.callback = CallbackView(subscription_id=callback_id(job.job_id), url=callback.url, secret=callback.secret)
     return Response(
         status_code=HTTPStatus.ACCEPTED if created else HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import ErrorInfo, JobStatus, ResultFormat
+from producers.api.subscription_models import CallbackView
 from spectra.jobs import Job, QueryParameter
 
 
@@ -24,6 +25,12 @@ class QueryRequest(BaseModel):
     )
     parameters: list[QueryParameter] = Field(default_factory=list, max_length=100)
     format: ResultFormat = Field(default=ResultFormat.JSON, description="Format of the result files.")
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="POST the job's end here (a signed webhook, as subscriptions get); https on a public address.",
+    )
 
 
 class JobLinks(BaseModel):
@@ -44,6 +51,9 @@ class JobView(BaseModel):
     result_bytes: int | None = None
     error: ErrorInfo | None = None
     links: JobLinks
+    callback: CallbackView | None = Field(
+        default=None, description="In the answer to a submission with callback_url only: its signing secret."
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobView:

@@ -2,7 +2,8 @@
 
 IAM is not enforced locally (moto and the emulator accept anything), so a missing permission would only show on
 AWS. This test runs the pipeline through its paths (complete, fail, refuse, cancel running and queued jobs, results,
-listing, the reconciler finishing a lost-event job and re-queueing a lost message), records each boto3 call with the
+listing, the reconciler finishing a lost-event job and re-queueing a lost message, webhook subscriptions with a retry,
+a disabled subscription and a query callback, the SNS topic), records each boto3 call with the
 function that made it, checks that each function made at least the calls the scenario is meant to exercise, and
 checks every call's IAM action against the actions that function's policy grants. Resources are not compared;
 cfn-lint and review cover those. Not exercised here: the executor's tenant lookup for Serverless secrets.
@@ -40,6 +41,7 @@ _ACTION_OF = {
     "s3:UploadPart": "s3:PutObject",
     "s3:CompleteMultipartUpload": "s3:PutObject",
     "dynamodb:TransactWriteItems": "dynamodb:PutItem",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
     "s3:HeadObject": "s3:GetObject",
     "s3:ListObjectsV2": "s3:ListBucket",
 }
@@ -108,9 +110,22 @@ def recorded_calls(spectra_stack):
         spectra_stack.functions[name].invoke = invoke
 
 
-def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshift_data):
+def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshift_data, webhook_receiver):
     client = new_tenant()  # a fresh key: the authorizer really runs (no cached answer)
-    ok = client.submit("select g from generate_series(1, 3) as g", format="csv")["job_id"]
+    # notifications: subscriptions through the API (create, list, get, delete), one webhook failing once (a retry),
+    # one answering 410 (disabled, "Subscription Disabled" published), and a query's callback
+    flaky, gone, dropped = (
+        client.request("POST", "/v1/subscriptions", json={"url": webhook_receiver.url(path), "events": [kind]}).json()
+        for path, kind in (("/iam/flaky", "Job Completed"), ("/iam/gone", "Job Failed"), ("/iam/x", "Job Failed"))
+    )
+    webhook_receiver.answer("/iam/flaky", 500)
+    webhook_receiver.default("/iam/gone", 410)
+    client.request("GET", "/v1/subscriptions").raise_for_status()
+    client.request("GET", f"/v1/subscriptions/{flaky['id']}").raise_for_status()
+    assert client.request("DELETE", f"/v1/subscriptions/{dropped['id']}").status_code == 204
+    ok = client.submit(
+        "select g from generate_series(1, 3) as g", format="csv", callback_url=webhook_receiver.url("/iam/callback")
+    )["job_id"]
     bad = client.submit("select * from no_such_table_for_iam")["job_id"]
     slow = client.submit("select pg_sleep(30)")["job_id"]
     for job_id in (ok, bad):
@@ -158,6 +173,13 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
         _current_function.reset(token)
     assert ports.jobs.get(lost_event.job_id).status is JobStatus.COMPLETED
     client.wait(lost_message.job_id)
+    webhook_receiver.wait_for("/iam/flaky", 2)
+    webhook_receiver.wait_for("/iam/callback", 1)
+    wait_until(
+        lambda: ports.notify.subscriptions.get(client.tenant_id, gone["id"]).disabled_event_published,
+        30,
+        "the 410 subscription disabled and announced",
+    )
 
     assert_granted(
         recorded_calls,
@@ -169,6 +191,14 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
                 "sqs:SendMessage",
                 "s3:GetObject",
                 "redshift-data:CancelStatement",
+                "events:PutEvents",
+                "dynamodb:DeleteItem",
+            },
+            "NotifierFunction": {"dynamodb:Query", "dynamodb:GetItem", "sqs:SendMessage", "sns:Publish"},
+            "WebhookDeliveryFunction": {
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem",
+                "sqs:SendMessage",
                 "events:PutEvents",
             },
             "ExecutorFunction": {"redshift-data:ExecuteStatement", "dynamodb:UpdateItem", "events:PutEvents"},

@@ -16,6 +16,7 @@ import copy
 import csv
 import hashlib
 import io
+import ipaddress
 import itertools
 import json
 import time
@@ -28,7 +29,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from events import JobQueuedMessage, JobStatus, StatementState, StatementStatusChange
+from events import JobQueuedMessage, JobStatus, ProjectEvent, StatementState, StatementStatusChange, WebhookDelivery
 from spectra.bulk.files import BulkFiles
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
 from spectra.bulk.store import BulkJobPage
@@ -36,7 +37,11 @@ from spectra.dynamo import ListPosition
 from spectra.errors import Conflict, NotFound, StatementRejected, Throttled
 from spectra.job_store import JobPage, PendingJob, PendingPage
 from spectra.jobs import Job, sources_of, utcnow
-from spectra.ports import BulkPorts, Ports
+from spectra.notify.models import SUBSCRIPTION_PREFIX, DisabledReason, Subscription, SubscriptionStatus
+from spectra.notify.store import SubscriptionPage
+from spectra.notify.transport import HttpOutcome
+from spectra.notify.urls import UrlPolicy, UrlRefused
+from spectra.ports import BulkPorts, NotifyPorts, Ports
 from spectra.publisher import PublishFailed
 from spectra.results import ResultSink
 from spectra.settings import Settings
@@ -796,6 +801,221 @@ class _ListObjectsPaginator:
             if chunk:  # S3 leaves Contents out of an empty listing
                 page["Contents"] = [{"Key": key, "Size": len(self._s3.body(Bucket, key))} for key in chunk]
             yield page
+
+
+# -- notifications ---------------------------------------------------------------------------------------------------
+
+
+class FakeSubscriptionStore:
+    """:class:`spectra.notify.store.SubscriptionStore` in a dict; kept honest by
+    ``tests/integration/pipeline/test_subscription_store_contract.py``."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], Subscription] = {}
+        self.expiry: dict[tuple[str, str], datetime] = {}
+
+    def create(self, subscription: Subscription, *, expires_at: datetime | None = None) -> Subscription:
+        key = (subscription.tenant_id, subscription.subscription_id)
+        if key in self.items:
+            raise Conflict(f"subscription {subscription.subscription_id} already exists")
+        self.items[key] = subscription
+        if expires_at is not None:
+            self.expiry[key] = expires_at
+        return subscription
+
+    def get(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        return self.items.get((tenant_id, subscription_id))
+
+    def delete(self, tenant_id: str, subscription_id: str) -> bool:
+        return self.items.pop((tenant_id, subscription_id), None) is not None
+
+    def _standing(self, tenant_id: str) -> list[Subscription]:
+        return sorted(
+            (s for (t, i), s in self.items.items() if t == tenant_id and i.startswith(SUBSCRIPTION_PREFIX)),
+            key=lambda s: s.subscription_id,
+        )
+
+    def list_for_tenant(self, tenant_id: str, *, limit: int, after: str | None = None) -> SubscriptionPage:
+        standing = [s for s in self._standing(tenant_id) if after is None or s.subscription_id > after]
+        page = standing[:limit]
+        return SubscriptionPage(
+            subscriptions=page, resume_after=page[-1].subscription_id if len(standing) > limit else None
+        )
+
+    def webhooks_for_tenant(self, tenant_id: str) -> list[Subscription]:
+        return self._standing(tenant_id)
+
+    def count_for_tenant(self, tenant_id: str) -> int:
+        return len(self._standing(tenant_id))
+
+    def _change(self, tenant_id: str, subscription_id: str, **changes: Any) -> Subscription | None:
+        key = (tenant_id, subscription_id)
+        current = self.items.get(key)
+        if current is None:
+            return None
+        delivery = changes.pop("delivery", {})
+        updated = current.model_copy(
+            update={**changes, "delivery": current.delivery.model_copy(update=delivery)}, deep=True
+        )
+        self.items[key] = Subscription.model_validate(updated.model_dump())
+        return self.items[key]
+
+    def record_success(self, tenant_id: str, subscription_id: str, *, status: int, at: datetime) -> Subscription | None:
+        current = self.get(tenant_id, subscription_id)
+        delivered = current.delivery.delivered + 1 if current else 0
+        return self._change(
+            tenant_id,
+            subscription_id,
+            delivery={
+                "last_status": status,
+                "last_attempt_at": at,
+                "last_success_at": at,
+                "consecutive_failures": 0,
+                "delivered": delivered,
+            },
+        )
+
+    def record_failure(
+        self, tenant_id: str, subscription_id: str, *, status: int | None, error: str, at: datetime
+    ) -> Subscription | None:
+        current = self.get(tenant_id, subscription_id)
+        if current is None:
+            return None
+        return self._change(
+            tenant_id,
+            subscription_id,
+            delivery={
+                "last_status": status,
+                "last_error": error,
+                "last_attempt_at": at,
+                "consecutive_failures": current.delivery.consecutive_failures + 1,
+                "failed_attempts": current.delivery.failed_attempts + 1,
+            },
+        )
+
+    def disable(
+        self, tenant_id: str, subscription_id: str, *, reason: DisabledReason, message: str, at: datetime
+    ) -> Subscription | None:
+        current = self.get(tenant_id, subscription_id)
+        if current is None or current.status is not SubscriptionStatus.ACTIVE:
+            return None
+        return self._change(
+            tenant_id,
+            subscription_id,
+            status=SubscriptionStatus.DISABLED,
+            disabled_at=at,
+            disabled_reason=reason,
+            disabled_message=message,
+        )
+
+    def mark_disabled_event_published(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        return self._change(tenant_id, subscription_id, disabled_event_published=True)
+
+
+@dataclass(frozen=True)
+class QueuedDelivery:
+    delivery: WebhookDelivery
+    delay_seconds: int
+
+
+class FakeDeliveryQueue:
+    """:class:`spectra.notify.channels.DeliveryQueue`: what was queued (with its delay) and what was dead-lettered."""
+
+    def __init__(self) -> None:
+        self.queued: list[QueuedDelivery] = []
+        self.dead_letters: list[WebhookDelivery] = []
+
+    def send(self, deliveries: list[WebhookDelivery]) -> None:
+        self.queued.extend(QueuedDelivery(d, 0) for d in deliveries)
+
+    def retry(self, delivery: WebhookDelivery, delay_seconds: int) -> None:
+        self.queued.append(QueuedDelivery(delivery, max(0, min(900, delay_seconds))))
+
+    def dead_letter(self, delivery: WebhookDelivery) -> None:
+        self.dead_letters.append(delivery)
+
+    def take(self) -> list[QueuedDelivery]:
+        taken, self.queued = self.queued, []
+        return taken
+
+
+class FakeTopic:
+    """:class:`spectra.notify.channels.EventTopic`: the events published, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[ProjectEvent] = []
+
+    def publish(self, event: ProjectEvent) -> str:
+        self.published.append(event)
+        return f"sns-{len(self.published)}"
+
+
+@dataclass(frozen=True)
+class Post:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+class FakeTransport:
+    """:class:`spectra.notify.transport.WebhookTransport` with scripted answers (``answer``; 200 when the script is
+    empty) and the requests it was asked to make. It checks the URL with the real policy first, as the real one
+    does, so SSRF refusals behave the same."""
+
+    def __init__(self, policy: UrlPolicy) -> None:
+        self.policy = policy
+        self.posts: list[Post] = []
+        self._script: list[HttpOutcome] = []
+
+    def answer(self, *outcomes: HttpOutcome) -> None:
+        self._script.extend(outcomes)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> HttpOutcome:
+        try:
+            self.policy.endpoint(url)
+        except UrlRefused as exc:
+            return HttpOutcome(None, f"refused: {exc.message}")
+        self.posts.append(Post(url, body, dict(headers)))
+        return self._script.pop(0) if self._script else HttpOutcome(200)
+
+
+def fake_resolver(table: dict[str, list[str]]):
+    """A DNS of fixed answers: literal addresses resolve to themselves, unknown names fail as getaddrinfo does."""
+
+    def resolve(host: str, port: int) -> list[str]:
+        try:
+            ipaddress.ip_address(host)
+            return [host]
+        except ValueError:
+            pass
+        if host not in table:
+            raise OSError(f"[Errno -2] Name or service not known: {host}")
+        return list(table[host])
+
+    return resolve
+
+
+#: the names the notify unit tests resolve
+TEST_DNS = {
+    "hooks.acme.example": ["52.94.236.248"],
+    "hooks.globex.example": ["34.120.55.7", "2600:1f18:4000::7"],
+    "internal.example": ["10.0.0.12"],
+    "mixed.example": ["52.94.236.249", "192.168.1.4"],
+    "metadata.example": ["169.254.169.254"],
+    "loopback.example": ["127.0.0.1", "::1"],
+}
+
+
+def make_notify(*, allow_loopback: bool = False, dns: dict[str, list[str]] | None = None) -> NotifyPorts:
+    """:class:`~spectra.ports.NotifyPorts` of fakes, with the real URL policy on a fixed DNS."""
+    policy = UrlPolicy(allow_loopback=allow_loopback, resolver=fake_resolver(dns or TEST_DNS))
+    return NotifyPorts(
+        subscriptions=FakeSubscriptionStore(),
+        urls=policy,
+        transport=FakeTransport(policy),
+        deliveries=FakeDeliveryQueue(),
+        topic=FakeTopic(),
+    )
 
 
 # -- wiring ---------------------------------------------------------------------------------------------------------

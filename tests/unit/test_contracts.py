@@ -46,3 +46,39 @@ def test_schemas_are_current():
 
 def test_terminal_states():
     assert {s for s in JobStatus if s.is_terminal} == {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+
+
+def test_the_template_schema_registry_holds_the_committed_event_schemas():
+    """template.yaml's AWS::EventSchemas::Schema resources carry exactly events/schemas' files: one per event schema
+    (those with x-amazon-events-source), the same JSON. `python -m events.schema_writer` rewrites both."""
+    from cfnlint.decode import decode
+
+    from events.catalog import REGISTRY_SCHEMAS
+    from events.schema_writer import TEMPLATE, render_template
+
+    body, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    schemas = {
+        r["Properties"]["SchemaName"]: r["Properties"]
+        for r in body["Resources"].values()
+        if r["Type"] == "AWS::EventSchemas::Schema"
+    }
+    assert sorted(schemas) == sorted(REGISTRY_SCHEMAS)
+    event_files = {f.name for f in SCHEMAS.glob("*.json") if "x-amazon-events-source" in json.loads(f.read_text())}
+    assert event_files == set(REGISTRY_SCHEMAS.values())
+    for name, filename in REGISTRY_SCHEMAS.items():
+        properties = schemas[name]
+        assert json.loads(properties["Content"]) == json.loads((SCHEMAS / filename).read_text()), name
+        assert properties["Type"] == "JSONSchemaDraft4"
+        assert properties["RegistryName"] == {"Fn::GetAtt": ["EventSchemaRegistry", "RegistryName"]}
+    text = TEMPLATE.read_text()
+    assert render_template(text, render()) == text, "run: python -m events.schema_writer"
+
+
+def test_job_events_name_their_job_in_resources():
+    from events.catalog import SAMPLE_MODELS as models
+
+    for filename, model in models.items():
+        if filename.endswith("_event.json") and "detail" in model.model_fields and "redshift" not in filename:
+            event = json.loads((SAMPLES / filename).read_text())
+            assert event["resources"] == [event["detail"].get("job_id") or event["detail"]["subscription_id"]]

@@ -135,7 +135,7 @@ def test_a_finished_statement_completes_the_job_once(ports):
     assert ports.jobs.get(job.job_id).event_published is True
 
     [event] = ports.events.events
-    assert event.detail_type == "Job Completed"
+    assert event.detail_type == "Job Completed" and event.resources == [job.job_id]
     detail: JobEventDetail = event.detail
     assert (detail.job_id, detail.tenant_id, detail.status, detail.row_count) == (job.job_id, "acme", "COMPLETED", 2)
     assert detail.result_location == f"s3://{ports.settings.results_bucket}/acme/{job.job_id}/"

@@ -1,0 +1,89 @@
+"""Webhook subscriptions per tenant (/v1/subscriptions). Every route is one call into ``spectra.notify.service``; the
+app (producers/api/app.py) includes this router and maps errors in one place."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+
+from producers.api.models import ErrorResponse
+from producers.api.subscription_models import CreateSubscription, SubscriptionList, SubscriptionView
+from spectra.notify import service
+from spectra.ports import get_ports
+from spectra.tenants import Caller
+
+router = Router()
+
+_ERROR = {"content": {"application/json": {"model": ErrorResponse}}}
+_ERRORS = {
+    400: {"description": "Invalid request, or a URL webhooks may not be sent to (url_refused)", **_ERROR},
+    401: {"description": "Missing or invalid credentials", **_ERROR},
+    404: {"description": "No such subscription for this tenant", **_ERROR},
+    409: {"description": "The tenant has as many subscriptions as it may", **_ERROR},
+}
+SubscriptionId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+def _ok(description: str, model) -> dict:
+    return {"description": description, "content": {"application/json": {"model": model}}}
+
+
+def _caller() -> Caller:
+    return Caller.from_authorizer_context(router.current_event.request_context.authorizer or {})
+
+
+@router.post(
+    "/v1/subscriptions",
+    status_code=201,
+    responses={201: _ok("Created; the answer holds the signing secret, shown once", SubscriptionView), **_ERRORS},
+    tags=["subscriptions"],
+)
+def create_subscription(request: Annotated[CreateSubscription, Body()]) -> Response[SubscriptionView]:
+    subscription = service.create_subscription(
+        get_ports(), _caller(), url=request.url, events=request.events, filter_=request.filter
+    )
+    return Response(
+        status_code=HTTPStatus.CREATED,
+        content_type=content_types.APPLICATION_JSON,
+        body=SubscriptionView.of(subscription, with_secret=True),
+        headers={"Location": f"/v1/subscriptions/{subscription.subscription_id}"},
+    )
+
+
+@router.get(
+    "/v1/subscriptions",
+    responses={200: _ok("One page of the caller's subscriptions", SubscriptionList), **_ERRORS},
+    tags=["subscriptions"],
+)
+def list_subscriptions(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> SubscriptionList:
+    page = service.list_subscriptions(get_ports(), _caller(), limit=limit, next_token=next_token)
+    return SubscriptionList(
+        subscriptions=[SubscriptionView.of(s) for s in page.subscriptions], next_token=page.next_token
+    )
+
+
+@router.get(
+    "/v1/subscriptions/<subscription_id>",
+    responses={200: _ok("The subscription and how its deliveries went", SubscriptionView), **_ERRORS},
+    tags=["subscriptions"],
+)
+def get_subscription(subscription_id: SubscriptionId) -> SubscriptionView:
+    return SubscriptionView.of(service.get_subscription(get_ports(), _caller(), subscription_id))
+
+
+@router.delete(
+    "/v1/subscriptions/<subscription_id>",
+    status_code=204,
+    responses={204: {"description": "Deleted; nothing more is delivered to it"}, **_ERRORS},
+    tags=["subscriptions"],
+)
+def delete_subscription(subscription_id: SubscriptionId) -> Response[None]:
+    service.delete_subscription(get_ports(), _caller(), subscription_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT, content_type=content_types.APPLICATION_JSON, body=None)

@@ -1,0 +1,12 @@
+"""Notifications: tenants' webhook subscriptions, per-query callbacks and the SNS topic of terminal job events.
+
+The project's bus carries every event; a rule routes ``source: spectra`` to the notify queue, whose consumer
+(:mod:`spectra.notify.fanout`) publishes terminal job events to the SNS topic and turns each event into one delivery
+message per matching subscription. The delivery consumer (:mod:`spectra.notify.delivery`) POSTs each one, signed by
+the Standard Webhooks convention, and retries it with exponential backoff and jitter through the delivery queue.
+
+Modules: ``models`` (subscriptions, filters, webhook ids), ``urls`` (where a webhook may point: the SSRF rules),
+``transport`` (the HTTP POST, pinned to the checked address), ``signing``, ``store`` (subscriptions in DynamoDB),
+``channels`` (the delivery queue and the SNS topic), ``service`` (what the API does), ``fanout`` and ``delivery``
+(what the two consumers do).
+"""

@@ -1,0 +1,79 @@
+"""Where notifications travel besides HTTP: the webhook delivery queue (with its dead-letter queue) and the SNS
+topic of terminal job events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events import ProjectEvent, WebhookDelivery
+
+#: SQS delays a message 15 minutes at most; a longer wait is taken in hops (see WebhookDelivery.not_before).
+MAX_DELAY_SECONDS = 900
+_BATCH = 10  # SendMessageBatch's limit
+
+
+class DeliveryFailed(RuntimeError):
+    """SQS refused some messages of a batch; the caller's message is retried (deliveries carry stable ids)."""
+
+
+class DeliveryQueue:
+    def __init__(self, client, queue_url: str, dead_letter_url: str) -> None:
+        self._client = client
+        self._url = queue_url
+        self._dead_letter_url = dead_letter_url
+
+    def send(self, deliveries: list[WebhookDelivery]) -> None:
+        """Queue first attempts, ten to a request."""
+        for start in range(0, len(deliveries), _BATCH):
+            chunk = deliveries[start : start + _BATCH]
+            response = self._client.send_message_batch(
+                QueueUrl=self._url,
+                Entries=[{"Id": str(i), "MessageBody": d.model_dump_json()} for i, d in enumerate(chunk)],
+            )
+            if response.get("Failed"):
+                raise DeliveryFailed(f"SQS refused {len(response['Failed'])} deliveries: {response['Failed'][0]}")
+
+    def retry(self, delivery: WebhookDelivery, delay_seconds: int) -> None:
+        """Queue ``delivery`` again, visible after ``delay_seconds`` (capped at SQS's 15 minutes)."""
+        self._client.send_message(
+            QueueUrl=self._url,
+            MessageBody=delivery.model_dump_json(),
+            DelaySeconds=max(0, min(MAX_DELAY_SECONDS, delay_seconds)),
+        )
+
+    def dead_letter(self, delivery: WebhookDelivery) -> None:
+        """A delivery that used every attempt: kept in the DLQ (alarmed) with its last error, for a redrive."""
+        self._client.send_message(QueueUrl=self._dead_letter_url, MessageBody=delivery.model_dump_json())
+
+
+def _status_of(detail: dict[str, Any]) -> str | None:
+    value = detail.get("status", detail.get("state"))
+    return str(value) if value is not None else None
+
+
+class EventTopic:
+    """The SNS topic every terminal job event (query and bulk) goes to, with message attributes subscribers filter
+    on: ``tenant_id``, ``status`` (a query job's status, or a bulk job's state) and ``detail_type``."""
+
+    def __init__(self, client, topic_arn: str) -> None:
+        self._client = client
+        self._arn = topic_arn
+
+    def publish(self, event: ProjectEvent) -> str:
+        attributes = {
+            "tenant_id": event.detail.get("tenant_id"),
+            "status": _status_of(event.detail),
+            "detail_type": event.detail_type,
+        }
+        subject = f"Spectra: {event.detail_type} {event.resources[0] if event.resources else ''}".strip()
+        response = self._client.publish(
+            TopicArn=self._arn,
+            Message=event.model_dump_json(by_alias=True),
+            Subject=subject[:100],
+            MessageAttributes={
+                name: {"DataType": "String", "StringValue": str(value)}
+                for name, value in attributes.items()
+                if value not in (None, "")
+            },
+        )
+        return response["MessageId"]

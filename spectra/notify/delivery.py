@@ -1,0 +1,148 @@
+"""One webhook delivery attempt, and what follows it: the next attempt later, the DLQ, or disabling the subscription.
+
+Retries go through the delivery queue as new messages, delayed by exponential backoff with jitter (attempt ``n``
+waits ``base * factor**(n-1)`` seconds, capped, of which a random half), so they start within seconds and spread
+over hours. SQS delays a message 15 minutes at most: a longer wait is taken in hops, each message carrying its
+``not_before``. Every attempt of one event carries the same ``webhook-id`` and body and a fresh timestamp and
+signature. After ``webhook_max_attempts`` the delivery goes to the dead-letter queue, with its last error.
+
+Each attempt updates the subscription's delivery state. A subscription that failed
+``webhook_disable_after_failures`` attempts in a row, or whose endpoint answered 410 Gone, is disabled and a
+"Subscription Disabled" event says so; deliveries still queued for it are dropped when their turn comes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from events import SUBSCRIPTION_DISABLED, SubscriptionDisabledDetail, WebhookDelivery
+from spectra.jobs import utcnow
+from spectra.notify.models import DisabledReason, Subscription, SubscriptionStatus
+from spectra.notify.service import notify_ports
+from spectra.notify.signing import signed_headers
+from spectra.ports import Ports
+
+logger = logging.getLogger(__name__)
+
+#: SQS's delays are whole seconds and approximate: a message this close to its time is delivered, not delayed again.
+_EARLY_TOLERANCE = timedelta(seconds=1)
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY_SCHEDULED = "retry_scheduled"
+    WAITING = "waiting"  # not due yet: queued again for the rest of its delay
+    DEAD_LETTERED = "dead_lettered"
+    DISABLED = "disabled"  # this attempt disabled the subscription
+    DROPPED = "dropped"  # the subscription is gone or disabled
+
+
+def backoff_seconds(attempt: int, *, base: float, factor: float, cap: float, rng: random.Random | None = None) -> int:
+    """The wait after failed attempt ``attempt`` (1-based): half the exponential step, plus up to the other half at
+    random, so many deliveries failing together do not come back together."""
+    step = min(cap, base * factor ** (attempt - 1))
+    return max(1, math.ceil(step / 2 + (rng or random).uniform(0, step / 2)))
+
+
+def deliver(ports: Ports, message: WebhookDelivery, *, now: datetime | None = None) -> Outcome:
+    notify = notify_ports(ports)
+    settings = ports.settings
+    if notify.deliveries is None:
+        raise RuntimeError("this function has no delivery queue (WEBHOOK_DELIVERY_QUEUE_URL is not set)")
+    now = now or utcnow()
+    if message.not_before is not None and message.not_before - now > _EARLY_TOLERANCE:
+        notify.deliveries.retry(message, math.ceil((message.not_before - now).total_seconds()))
+        return Outcome.WAITING
+    subscription = notify.subscriptions.get(message.tenant_id, message.subscription_id)
+    if subscription is None:
+        logger.info("subscription %s is gone; dropping delivery %s", message.subscription_id, message.webhook_id)
+        return Outcome.DROPPED
+    if subscription.status is SubscriptionStatus.DISABLED:
+        announce_disabled(ports, subscription)  # in case the attempt that disabled it died before the event
+        logger.info("subscription %s is disabled; dropping delivery %s", message.subscription_id, message.webhook_id)
+        return Outcome.DROPPED
+
+    headers = signed_headers(subscription.secret, message.webhook_id, message.payload, now)
+    result = notify.transport.post(subscription.url, message.payload.encode(), headers)
+    if result.ok:
+        notify.subscriptions.record_success(
+            message.tenant_id, message.subscription_id, status=result.status or 200, at=now
+        )
+        return Outcome.DELIVERED
+
+    error = result.error or f"HTTP {result.status}"
+    logger.warning(
+        "delivery %s to %s failed (attempt %d): %s",
+        message.webhook_id,
+        message.subscription_id,
+        message.attempt,
+        error,
+    )
+    updated = notify.subscriptions.record_failure(
+        message.tenant_id, message.subscription_id, status=result.status, error=error, at=now
+    )
+    if updated is None:
+        return Outcome.DROPPED  # deleted while we were delivering
+    failures = updated.delivery.consecutive_failures
+    if result.gone:
+        _disable(ports, updated, DisabledReason.GONE, "the endpoint answered 410 Gone", now)
+        return Outcome.DISABLED
+    if failures >= settings.webhook_disable_after_failures:
+        _disable(
+            ports,
+            updated,
+            DisabledReason.CONSECUTIVE_FAILURES,
+            f"{failures} deliveries in a row failed; the last: {error}",
+            now,
+        )
+        return Outcome.DISABLED
+    failed = message.model_copy(update={"last_error": error})
+    if message.attempt >= settings.webhook_max_attempts:
+        notify.deliveries.dead_letter(failed)
+        return Outcome.DEAD_LETTERED
+    delay = backoff_seconds(
+        message.attempt,
+        base=settings.webhook_retry_base_seconds,
+        factor=settings.webhook_retry_factor,
+        cap=settings.webhook_retry_max_delay_seconds,
+    )
+    notify.deliveries.retry(
+        failed.model_copy(update={"attempt": message.attempt + 1, "not_before": now + timedelta(seconds=delay)}),
+        delay,
+    )
+    return Outcome.RETRY_SCHEDULED
+
+
+def _disable(ports: Ports, subscription: Subscription, reason: DisabledReason, message: str, now: datetime) -> None:
+    notify = notify_ports(ports)
+    disabled = notify.subscriptions.disable(
+        subscription.tenant_id, subscription.subscription_id, reason=reason, message=message, at=now
+    )
+    if disabled is None:  # another delivery disabled it first (and announces it), or it was deleted
+        return
+    logger.warning("subscription %s disabled: %s", subscription.subscription_id, message)
+    announce_disabled(ports, disabled)
+
+
+def announce_disabled(ports: Ports, subscription: Subscription) -> None:
+    """Publish "Subscription Disabled" once: marked on the subscription after the publish, so a publish that failed
+    is made again by the next delivery that meets the disabled subscription (or this message's retry)."""
+    if subscription.disabled_event_published or subscription.disabled_at is None:
+        return
+    detail = SubscriptionDisabledDetail(
+        subscription_id=subscription.subscription_id,
+        tenant_id=subscription.tenant_id,
+        url=subscription.url,
+        reason=(subscription.disabled_reason or DisabledReason.CONSECUTIVE_FAILURES).value,
+        message=subscription.disabled_message or "",
+        consecutive_failures=subscription.delivery.consecutive_failures,
+        last_status=subscription.delivery.last_status,
+        disabled_at=subscription.disabled_at,
+    )
+    ports.events.publish(SUBSCRIPTION_DISABLED, detail, resources=[subscription.subscription_id])
+    store = notify_ports(ports).subscriptions
+    store.mark_disabled_event_published(subscription.tenant_id, subscription.subscription_id)

@@ -1,0 +1,48 @@
+"""One event of the project's bus → one delivery per matching subscription of its tenant, and the SNS topic.
+
+Safe to repeat: a redelivered event queues deliveries with the same ``webhook-id`` (receivers deduplicate) and
+publishes to SNS again (SNS is at-least-once anyway). Webhook deliveries are queued before the SNS publish, so a
+failed publish retries the whole event and loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from events import JOB_EVENT_DETAIL_TYPES, TERMINAL_JOB_EVENT_TYPES, ProjectEvent, WebhookDelivery
+from spectra.notify.models import callback_id, delivery_for
+from spectra.notify.service import notify_ports
+from spectra.ports import Ports
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FanOut:
+    deliveries: list[WebhookDelivery]
+    published_to_topic: bool
+
+
+def fan_out(ports: Ports, event: ProjectEvent) -> FanOut:
+    notify = notify_ports(ports)
+    tenant_id = event.detail.get("tenant_id")
+    deliveries: list[WebhookDelivery] = []
+    if isinstance(tenant_id, str) and tenant_id:
+        subscriptions = notify.subscriptions.webhooks_for_tenant(tenant_id)
+        job_id = event.detail.get("job_id")
+        if event.detail_type in JOB_EVENT_DETAIL_TYPES.values() and isinstance(job_id, str):
+            callback = notify.subscriptions.get(tenant_id, callback_id(job_id))
+            if callback is not None:
+                subscriptions.append(callback)
+        deliveries = [delivery_for(s, event) for s in subscriptions if s.accepts(event.detail_type, event.detail)]
+    else:
+        logger.warning("event %s (%s) names no tenant; no webhooks", event.id, event.detail_type)
+    if deliveries:
+        if notify.deliveries is None:
+            raise RuntimeError("this function has no delivery queue (WEBHOOK_DELIVERY_QUEUE_URL is not set)")
+        notify.deliveries.send(deliveries)
+    published = event.detail_type in TERMINAL_JOB_EVENT_TYPES and notify.topic is not None
+    if published:
+        notify.topic.publish(event)
+    return FanOut(deliveries=deliveries, published_to_topic=published)

@@ -1,0 +1,130 @@
+"""Webhook subscriptions: what a tenant subscribed to, where deliveries go, and how the last ones went."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events import JOB_EVENT_DETAIL_TYPES, ProjectEvent, WebhookDelivery
+
+#: Standing subscriptions and per-query callbacks share the table; the id prefix tells them apart.
+SUBSCRIPTION_PREFIX = "sub_"
+CALLBACK_PREFIX = "cbk_"
+
+#: The detail fields a filter may test, each against a list of accepted values (EventBridge's habit): ``status`` of
+#: query jobs, ``state``, ``operation``, ``object`` and ``source`` (api | s3) of bulk jobs, ``format`` of query jobs,
+#: ``reason`` of "Subscription Disabled".
+FILTER_FIELDS = ("status", "state", "operation", "object", "source", "format", "reason")
+
+#: What a per-query callback receives: the end of its job.
+CALLBACK_EVENT_TYPES = tuple(JOB_EVENT_DETAIL_TYPES.values())
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class SubscriptionKind(StrEnum):
+    WEBHOOK = "webhook"  # POST /v1/subscriptions: standing, for every matching event of the tenant
+    CALLBACK = "callback"  # callback_url of one query: the end of that job only
+
+
+class DisabledReason(StrEnum):
+    CONSECUTIVE_FAILURES = "consecutive_failures"
+    GONE = "gone"  # the endpoint answered 410 Gone: it asked us to stop
+
+
+class DeliveryState(BaseModel):
+    """How deliveries to a subscription went. ``last_status`` is the HTTP status of the last attempt (None when
+    there was no answer: timeout, refused connection, an address the SSRF rules refuse)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    last_status: int | None = None
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    consecutive_failures: int = 0
+    delivered: int = 0
+    failed_attempts: int = 0
+
+
+class Subscription(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    subscription_id: str
+    tenant_id: str
+    url: str
+    events: list[str]
+    filter: dict[str, list[str]] = Field(default_factory=dict)
+    #: the Standard Webhooks signing secret (``whsec_`` + base64); shown to the tenant once, when created
+    secret: str
+    kind: SubscriptionKind = SubscriptionKind.WEBHOOK
+    #: the job of a callback
+    job_id: str | None = None
+    status: SubscriptionStatus = SubscriptionStatus.ACTIVE
+    created_at: datetime
+    disabled_at: datetime | None = None
+    disabled_reason: DisabledReason | None = None
+    disabled_message: str | None = None
+    disabled_event_published: bool = False
+    delivery: DeliveryState = Field(default_factory=DeliveryState)
+
+    def accepts(self, event_type: str, detail: dict[str, Any]) -> bool:
+        """Whether an event of ``event_type`` with ``detail`` goes to this subscription (it is active, asked for
+        the type, and every filtered field holds one of the accepted values)."""
+        if self.status is not SubscriptionStatus.ACTIVE or event_type not in self.events:
+            return False
+        if self.kind is SubscriptionKind.CALLBACK and detail.get("job_id") != self.job_id:
+            return False
+        for field, accepted in self.filter.items():
+            value = detail.get(field)
+            if value is None or str(value) not in accepted:
+                return False
+        return True
+
+
+def new_subscription_id() -> str:
+    return SUBSCRIPTION_PREFIX + secrets.token_urlsafe(16)
+
+
+def callback_id(job_id: str) -> str:
+    """A query's callback is found from its job id alone: no index, one GetItem per job event."""
+    return CALLBACK_PREFIX + job_id
+
+
+def event_key(event: ProjectEvent) -> str:
+    """What identifies the event itself rather than one copy of it: its resource (the job or subscription id; each
+    has one event of a type) when it names one, else EventBridge's id. A job whose event was published twice (a
+    retry after a lost answer) therefore gets one ``webhook-id``."""
+    return event.resources[0] if event.resources else event.id
+
+
+def webhook_id(subscription_id: str, event_type: str, key: str) -> str:
+    """The ``webhook-id`` of one event for one subscription: the same for every attempt and every copy."""
+    digest = hashlib.sha256(f"{subscription_id}|{event_type}|{key}".encode()).digest()
+    return "msg_" + base64.b32encode(digest).decode().rstrip("=")[:26]
+
+
+def webhook_payload(event: ProjectEvent) -> str:
+    """The body POSTed, in the Standard Webhooks shape: ``type``, ``timestamp`` and the event's detail as ``data``."""
+    body = {"type": event.detail_type, "timestamp": event.time.isoformat().replace("+00:00", "Z"), "data": event.detail}
+    return json.dumps(body, separators=(",", ":"), default=str)
+
+
+def delivery_for(subscription: Subscription, event: ProjectEvent) -> WebhookDelivery:
+    return WebhookDelivery(
+        webhook_id=webhook_id(subscription.subscription_id, event.detail_type, event_key(event)),
+        tenant_id=subscription.tenant_id,
+        subscription_id=subscription.subscription_id,
+        event_type=event.detail_type,
+        payload=webhook_payload(event),
+    )

@@ -1,0 +1,150 @@
+"""Subscriptions as the API sees them: create (the secret is shown once), list, get, delete; and the callback of one
+query, recorded before its job so no completion can outrun it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from events import SUBSCRIBABLE_EVENT_TYPES
+from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound
+from spectra.jobs import utcnow
+from spectra.notify.models import (
+    CALLBACK_EVENT_TYPES,
+    FILTER_FIELDS,
+    SUBSCRIPTION_PREFIX,
+    Subscription,
+    SubscriptionKind,
+    callback_id,
+    new_subscription_id,
+)
+from spectra.notify.signing import new_secret
+from spectra.ports import NotifyPorts, Ports
+from spectra.tenants import Caller
+
+MAX_FILTER_VALUES = 20
+
+
+def notify_ports(ports: Ports) -> NotifyPorts:
+    if ports.notify is None:
+        raise RuntimeError("this function has no notification resources (SUBSCRIPTIONS_TABLE is not set)")
+    return ports.notify
+
+
+def _check_events(events: list[str]) -> list[str]:
+    unknown = [e for e in events if e not in SUBSCRIBABLE_EVENT_TYPES]
+    if unknown or not events:
+        raise InvalidRequest(
+            "events must list one or more of the project's event types",
+            details={"unknown": unknown, "allowed": list(SUBSCRIBABLE_EVENT_TYPES)},
+        )
+    return list(dict.fromkeys(events))
+
+
+def _check_filter(filter_: dict[str, list[str]] | None) -> dict[str, list[str]]:
+    filter_ = filter_ or {}
+    unknown = sorted(set(filter_) - set(FILTER_FIELDS))
+    if unknown:
+        raise InvalidRequest(
+            "filter may test only these fields", details={"unknown": unknown, "allowed": list(FILTER_FIELDS)}
+        )
+    for field, values in filter_.items():
+        if not values or len(values) > MAX_FILTER_VALUES:
+            raise InvalidRequest(f"filter.{field} must list 1 to {MAX_FILTER_VALUES} accepted values")
+    return {field: list(dict.fromkeys(values)) for field, values in filter_.items()}
+
+
+def create_subscription(
+    ports: Ports, caller: Caller, *, url: str, events: list[str], filter_: dict[str, list[str]] | None = None
+) -> Subscription:
+    """A new active subscription; its ``secret`` is returned here and never again."""
+    notify = notify_ports(ports)
+    events = _check_events(events)
+    filter_ = _check_filter(filter_)
+    notify.urls.endpoint(url)  # UrlRefused (400) for anything but https on a public address
+    limit = ports.settings.webhook_max_subscriptions
+    if notify.subscriptions.count_for_tenant(caller.tenant_id) >= limit:
+        raise Conflict(f"a tenant may have {limit} subscriptions; delete one first", details={"limit": limit})
+    subscription = Subscription(
+        subscription_id=new_subscription_id(),
+        tenant_id=caller.tenant_id,
+        url=url,
+        events=events,
+        filter=filter_,
+        secret=new_secret(),
+        created_at=utcnow(),
+    )
+    return notify.subscriptions.create(subscription)
+
+
+@dataclass(frozen=True)
+class SubscriptionListing:
+    subscriptions: list[Subscription]
+    next_token: str | None
+
+
+def list_subscriptions(ports: Ports, caller: Caller, *, limit: int, next_token: str | None) -> SubscriptionListing:
+    """One page of the caller's subscriptions. ``next_token`` is signed for this tenant and page size (as the jobs
+    listing's, spectra/tokens.py): any other token is refused before the store is asked anything."""
+    listing = {"listing": "subscriptions", "tenant": caller.tenant_id, "limit": limit}
+    after = None
+    if next_token is not None:
+        payload = ports.page_tokens.decode(next_token, bound_to=listing)
+        after = payload.get("subscription_id") if set(payload) == {"subscription_id"} else None
+        if not (isinstance(after, str) and after.startswith(SUBSCRIPTION_PREFIX) and len(after) <= 128):
+            raise InvalidToken("next_token is not valid for this listing; start again without it")
+    page = notify_ports(ports).subscriptions.list_for_tenant(caller.tenant_id, limit=limit, after=after)
+    token = None
+    if page.resume_after:
+        token = ports.page_tokens.encode({"subscription_id": page.resume_after}, bound_to=listing)
+    return SubscriptionListing(subscriptions=page.subscriptions, next_token=token)
+
+
+def get_subscription(ports: Ports, caller: Caller, subscription_id: str) -> Subscription:
+    found = notify_ports(ports).subscriptions.get(caller.tenant_id, subscription_id)
+    if found is None:
+        raise NotFound(f"subscription {subscription_id} not found")
+    return found
+
+
+def delete_subscription(ports: Ports, caller: Caller, subscription_id: str) -> None:
+    if not notify_ports(ports).subscriptions.delete(caller.tenant_id, subscription_id):
+        raise NotFound(f"subscription {subscription_id} not found")
+
+
+# -- per-query callbacks ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A query's ``callback_url``, checked, with the secret its deliveries will be signed with (drawn now, so the
+    API can return it with the job)."""
+
+    url: str
+    secret: str
+
+
+def new_callback(ports: Ports, url: str) -> Callback:
+    notify_ports(ports).urls.endpoint(url)
+    return Callback(url=url, secret=new_secret())
+
+
+def register_callback(ports: Ports, callback: Callback, *, tenant_id: str, job_id: str) -> Subscription:
+    """Record the callback of ``job_id`` (before the job exists, so its end cannot outrun it)."""
+    subscription = Subscription(
+        subscription_id=callback_id(job_id),
+        tenant_id=tenant_id,
+        url=callback.url,
+        events=list(CALLBACK_EVENT_TYPES),
+        secret=callback.secret,
+        kind=SubscriptionKind.CALLBACK,
+        job_id=job_id,
+        created_at=utcnow(),
+    )
+    expires_at = subscription.created_at + timedelta(seconds=ports.settings.callback_ttl_seconds)
+    return notify_ports(ports).subscriptions.create(subscription, expires_at=expires_at)
+
+
+def discard_callback(ports: Ports, *, tenant_id: str, job_id: str) -> None:
+    """The callback of a job id that was never used (the request was an idempotent repeat of an earlier one)."""
+    notify_ports(ports).subscriptions.delete(tenant_id, callback_id(job_id))

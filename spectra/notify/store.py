@@ -1,0 +1,206 @@
+"""The subscription store port: tenants' webhook subscriptions (and per-query callbacks) in DynamoDB.
+
+Table layout (template.yaml ``SubscriptionsTable``, a table of its own: its items change on every delivery, and
+they are read per event, not per request as tenant records are):
+
+* key (``tenant_id``, ``subscription_id``): a tenant's subscriptions are one partition, so the notifier reads them
+  with one Query per event and another tenant's subscription is simply not found (404, never 403).
+* ``sub_...`` ids are standing subscriptions; ``cbk_<job id>`` is the callback of one query, found by a GetItem on
+  its job id and expiring through the ``expires_at`` TTL.
+* Delivery state (``last_status``, ``last_error``, ``consecutive_failures``...) lives on the item, updated with
+  atomic counters, so concurrent deliveries to one subscription do not lose counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from spectra.dynamo import from_item, json_ready, plain, to_item
+from spectra.errors import Conflict
+from spectra.notify.models import (
+    SUBSCRIPTION_PREFIX,
+    DeliveryState,
+    DisabledReason,
+    Subscription,
+    SubscriptionStatus,
+)
+
+_DELIVERY_FIELDS = tuple(DeliveryState.model_fields)
+
+
+@dataclass(frozen=True)
+class SubscriptionPage:
+    subscriptions: list[Subscription]
+    resume_after: str | None  # the last id of this page when there may be more
+
+
+def _to_subscription(item: dict[str, Any]) -> Subscription:
+    values = plain(from_item(item))
+    values.pop("expires_at", None)
+    delivery = {name: values.pop(name) for name in _DELIVERY_FIELDS if name in values}
+    return Subscription.model_validate({**values, "delivery": delivery})
+
+
+class SubscriptionStore:
+    def __init__(self, client, table_name: str) -> None:
+        self._db = client
+        self._table = table_name
+
+    def _key(self, tenant_id: str, subscription_id: str) -> dict[str, Any]:
+        return to_item({"tenant_id": tenant_id, "subscription_id": subscription_id})
+
+    # -- create, read, delete -------------------------------------------------------------------------------------
+
+    def create(self, subscription: Subscription, *, expires_at: datetime | None = None) -> Subscription:
+        values = subscription.model_dump(mode="json", exclude={"delivery"})
+        values.update(subscription.delivery.model_dump(mode="json"))
+        if expires_at is not None:
+            values["expires_at"] = int(expires_at.timestamp())
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_item(values),
+                ConditionExpression="attribute_not_exists(subscription_id)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise Conflict(f"subscription {subscription.subscription_id} already exists") from None
+            raise
+        return subscription
+
+    def get(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        response = self._db.get_item(
+            TableName=self._table, Key=self._key(tenant_id, subscription_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _to_subscription(item) if item else None
+
+    def delete(self, tenant_id: str, subscription_id: str) -> bool:
+        response = self._db.delete_item(
+            TableName=self._table, Key=self._key(tenant_id, subscription_id), ReturnValues="ALL_OLD"
+        )
+        return bool(response.get("Attributes"))
+
+    def list_for_tenant(self, tenant_id: str, *, limit: int, after: str | None = None) -> SubscriptionPage:
+        """The tenant's standing subscriptions (callbacks are not listed) in id order, after the id ``after``.
+        ``resume_after`` is where the next page starts (None: this was the last); the API hands it out signed."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "tenant_id = :t AND begins_with(subscription_id, :p)",
+            "ExpressionAttributeValues": to_item({":t": tenant_id, ":p": SUBSCRIPTION_PREFIX}),
+            "Limit": limit,
+        }
+        if after:
+            query["ExclusiveStartKey"] = self._key(tenant_id, after)  # always in the caller's own partition
+        response = self._db.query(**query)
+        start_key = response.get("LastEvaluatedKey")
+        return SubscriptionPage(
+            subscriptions=[_to_subscription(item) for item in response.get("Items", [])],
+            resume_after=from_item(start_key)["subscription_id"] if start_key else None,
+        )
+
+    def webhooks_for_tenant(self, tenant_id: str) -> list[Subscription]:
+        """Every standing subscription of the tenant (bounded by the per-tenant limit the API enforces)."""
+        found: list[Subscription] = []
+        token = None
+        while True:
+            page = self.list_for_tenant(tenant_id, limit=100, after=token)
+            found.extend(page.subscriptions)
+            token = page.resume_after
+            if not token:
+                return found
+
+    def count_for_tenant(self, tenant_id: str) -> int:
+        total, start_key = 0, None
+        while True:
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "tenant_id = :t AND begins_with(subscription_id, :p)",
+                "ExpressionAttributeValues": to_item({":t": tenant_id, ":p": SUBSCRIPTION_PREFIX}),
+                "Select": "COUNT",
+            }
+            if start_key:
+                query["ExclusiveStartKey"] = start_key
+            response = self._db.query(**query)
+            total += response.get("Count", 0)
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                return total
+
+    # -- delivery state -------------------------------------------------------------------------------------------
+
+    def record_success(self, tenant_id: str, subscription_id: str, *, status: int, at: datetime) -> Subscription | None:
+        return self._update(
+            tenant_id,
+            subscription_id,
+            "SET last_status = :status, last_attempt_at = :at, last_success_at = :at, consecutive_failures = :zero "
+            "ADD delivered :one",
+            {":status": status, ":at": json_ready(at), ":zero": 0, ":one": 1},
+        )
+
+    def record_failure(
+        self, tenant_id: str, subscription_id: str, *, status: int | None, error: str, at: datetime
+    ) -> Subscription | None:
+        """Count a failed attempt; the returned subscription carries the new ``consecutive_failures``."""
+        expression = (
+            "SET last_error = :error, last_attempt_at = :at ADD consecutive_failures :one, failed_attempts :one"
+        )
+        values: dict[str, Any] = {":error": error, ":at": json_ready(at), ":one": 1}
+        if status is None:
+            expression += " REMOVE last_status"
+        else:
+            expression = expression.replace("SET ", "SET last_status = :status, ", 1)
+            values[":status"] = status
+        return self._update(tenant_id, subscription_id, expression, values)
+
+    def disable(
+        self, tenant_id: str, subscription_id: str, *, reason: DisabledReason, message: str, at: datetime
+    ) -> Subscription | None:
+        """Active → disabled; None when it was not active (another delivery disabled it first, or it is gone)."""
+        return self._update(
+            tenant_id,
+            subscription_id,
+            "SET #status = :disabled, disabled_at = :at, disabled_reason = :reason, disabled_message = :message",
+            {
+                ":disabled": SubscriptionStatus.DISABLED.value,
+                ":at": json_ready(at),
+                ":reason": reason.value,
+                ":message": message,
+                ":active": SubscriptionStatus.ACTIVE.value,
+            },
+            condition="#status = :active",
+        )
+
+    def mark_disabled_event_published(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        return self._update(tenant_id, subscription_id, "SET disabled_event_published = :yes", {":yes": True})
+
+    def _update(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        expression: str,
+        values: dict[str, Any],
+        *,
+        condition: str | None = None,
+    ) -> Subscription | None:
+        names = {"#status": "status"} if "#status" in expression else {}
+        full_condition = "attribute_exists(subscription_id)" + (f" AND {condition}" if condition else "")
+        try:
+            response = self._db.update_item(
+                TableName=self._table,
+                Key=self._key(tenant_id, subscription_id),
+                UpdateExpression=expression,
+                ConditionExpression=full_condition,
+                ExpressionAttributeValues=to_item(values),
+                ReturnValues="ALL_NEW",
+                **({"ExpressionAttributeNames": names} if names else {}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _to_subscription(response["Attributes"])

@@ -1,0 +1,146 @@
+"""Where a webhook may point (SSRF): ``https`` URLs whose host resolves to public addresses only.
+
+A tenant chooses the URL and our function makes the request from inside AWS, so the URL must not reach anything a
+tenant could not reach from the internet: the instance metadata service (169.254.169.254), the VPC, loopback. The
+host is resolved and **every** address it resolves to is checked, both when the subscription is created and before
+each delivery (DNS can change in between: rebinding), and the delivery then connects to the checked address itself
+(:mod:`spectra.notify.transport`), so a second lookup cannot swap it. Names are checked through their addresses,
+which also catches spellings such as ``0x7f.1`` or ``[::ffff:10.0.0.1]``.
+
+``allow_loopback`` (setting ``WEBHOOK_ALLOW_LOOPBACK``, template parameter ``WebhookAllowLoopback``, set by the local
+stack only) additionally accepts loopback addresses, over plain ``http`` too, so a receiver on this machine works
+out of the box. Every other refusal stands.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from spectra.errors import InvalidRequest
+
+MAX_URL_LENGTH = 2048
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+#: A public DNS name: two or more labels of letters, digits and inner hyphens, the last one not numeric. Anything else
+#: (a single label such as ``localhost`` or an intranet name, ``0x7f.1``, underscores) cannot be a public host and is
+#: refused before any lookup.
+_PUBLIC_NAME = re.compile(
+    r"(?=.{1,253}\Z)(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?!-)(?=[a-z0-9-]*[a-z])[a-z0-9-]{1,63}(?<!-)\Z"
+)
+
+Resolver = Callable[[str, int], list[str]]
+
+
+class UrlRefused(InvalidRequest):
+    """The URL is not one webhooks may be sent to; ``message`` says why."""
+
+    code = "url_refused"
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (the system resolver, as a connection would use it)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A checked URL: connect to one of ``addresses``, send ``Host: host`` (and, over TLS, SNI and the certificate
+    check for ``host``)."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    target: str  # path and query, as sent in the request line
+    addresses: tuple[str, ...]
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (mapped, 6to4, Teredo client, NAT64), which is what it reaches."""
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def address_refusal(address: str, *, allow_loopback: bool) -> str | None:
+    """Why a connection to ``address`` is refused, or None when it is a public address (or allowed loopback)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = _embedded_ipv4(ip) or ip
+    if ip.is_loopback:
+        return None if allow_loopback else "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+        return "not a public address"
+    if ip.is_private:
+        return "a private address"
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+class UrlPolicy:
+    def __init__(self, *, allow_loopback: bool = False, resolver: Resolver = resolve) -> None:
+        self.allow_loopback = allow_loopback
+        self._resolve = resolver
+
+    def endpoint(self, url: str) -> Endpoint:
+        """The checked endpoint of ``url``; :class:`UrlRefused` says why not."""
+        if len(url) > MAX_URL_LENGTH:
+            raise UrlRefused(f"the URL is longer than {MAX_URL_LENGTH} characters")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise UrlRefused(f"not a valid URL: {exc}") from None
+        if parts.scheme not in ("https", "http"):
+            raise UrlRefused("the URL must start with https://")
+        if parts.username is not None or parts.password is not None:
+            raise UrlRefused("the URL must not carry credentials (user:password@)")
+        host = parts.hostname
+        if not host:
+            raise UrlRefused("the URL has no host")
+        if not _is_ip(host):
+            try:
+                name = host.encode("idna").decode("ascii").lower()
+            except UnicodeError:
+                raise UrlRefused("the URL's host is not a valid name") from None
+            if not _PUBLIC_NAME.fullmatch(name.rstrip(".")):
+                raise UrlRefused(f"{host} is not a public host name (use a fully qualified name or an address)")
+        port = port or (443 if parts.scheme == "https" else 80)
+        try:
+            addresses = self._resolve(host, port)
+        except (OSError, UnicodeError):
+            raise UrlRefused(f"{host} does not resolve") from None
+        if not addresses:
+            raise UrlRefused(f"{host} does not resolve")
+        for address in addresses:
+            reason = address_refusal(address, allow_loopback=self.allow_loopback)
+            if reason is not None:
+                raise UrlRefused(f"{host} resolves to {address}, {reason}", details={"host": host, "address": address})
+        if parts.scheme == "http":
+            loopback_only = all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses)
+            if not (self.allow_loopback and loopback_only):
+                raise UrlRefused("the URL must start with https://")
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return Endpoint(url=url, scheme=parts.scheme, host=host, port=port, target=target, addresses=tuple(addresses))

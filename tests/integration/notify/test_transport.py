@@ -1,0 +1,165 @@
+"""The webhook POST against real HTTP(S) servers on 127.0.0.1: answers, timeouts, redirects, unreachable endpoints,
+and the connection pinned to the checked address (Host, SNI and the certificate check still use the name)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from spectra.notify.transport import WebhookTransport
+from spectra.notify.urls import UrlPolicy
+from tests.fixtures.webhooks import REDIRECT
+from tests.unit.fakes import fake_resolver
+
+pytestmark = pytest.mark.integration
+
+BODY = b'{"type":"Job Completed"}'
+HEADERS = {"webhook-id": "msg_test", "webhook-timestamp": "0", "webhook-signature": "v1,x"}
+
+
+def transport(timeout: float = 5, **dns) -> WebhookTransport:
+    return WebhookTransport(UrlPolicy(allow_loopback=True, resolver=fake_resolver(dns)), timeout=timeout)
+
+
+@pytest.mark.parametrize(("status", "ok", "error"), [(200, True, None), (204, True, None), (500, False, "HTTP 500")])
+def test_the_answer_decides(webhook_receiver, status, ok, error):
+    webhook_receiver.default("/hook", status)
+    outcome = transport().post(webhook_receiver.url("/hook?x=1"), BODY, HEADERS)
+    assert (outcome.status, outcome.ok) == (status, ok)
+    assert (outcome.error or "").startswith(error or "")
+    (request,) = webhook_receiver.requests("/hook")
+    assert request.body == BODY and request.headers["webhook-id"] == "msg_test"
+    assert request.headers["Content-Type"] == "application/json"
+
+
+def test_410_is_gone(webhook_receiver):
+    webhook_receiver.default("/gone", 410)
+    outcome = transport().post(webhook_receiver.url("/gone"), BODY, HEADERS)
+    assert outcome.gone and not outcome.ok
+
+
+def test_a_redirect_is_not_followed(webhook_receiver):
+    webhook_receiver.default("/moved", REDIRECT)
+    outcome = transport().post(webhook_receiver.url("/moved"), BODY, HEADERS)
+    assert outcome.status == REDIRECT and not outcome.ok
+    assert "not followed" in outcome.error and "/elsewhere" in outcome.error
+    assert [r.path for r in webhook_receiver.received] == ["/moved"]
+
+
+def test_an_endpoint_that_never_answers_times_out_on_time(webhook_receiver):
+    webhook_receiver.hang("/slow")
+    started = time.monotonic()
+    outcome = transport(timeout=0.5).post(webhook_receiver.url("/slow"), BODY, HEADERS)
+    assert outcome.status is None and "timed out" in outcome.error
+    assert time.monotonic() - started < 3
+
+
+def test_an_unreachable_endpoint_is_a_failure_not_an_exception(webhook_receiver):
+    port = webhook_receiver.port
+    webhook_receiver.close()  # nothing listens there any more
+    outcome = transport().post(f"http://127.0.0.1:{port}/hook", BODY, HEADERS)
+    assert outcome.status is None and outcome.error.startswith("unreachable")
+
+
+def test_the_connection_goes_to_the_checked_address_with_the_name_in_host(webhook_receiver):
+    outcome = transport(**{"receiver.test": ["127.0.0.1"]}).post(
+        f"http://receiver.test:{webhook_receiver.port}/named", BODY, HEADERS
+    )
+    assert outcome.ok
+    (request,) = webhook_receiver.requests("/named")
+    assert request.headers["Host"] == f"receiver.test:{webhook_receiver.port}"
+
+
+def test_a_name_that_now_resolves_inside_is_refused_without_a_connection(webhook_receiver):
+    outcome = transport(**{"receiver.test": ["10.0.0.7"]}).post(
+        f"http://receiver.test:{webhook_receiver.port}/named", BODY, HEADERS
+    )
+    assert outcome.status is None and "10.0.0.7, a private address" in outcome.error
+    assert webhook_receiver.received == []
+
+
+def test_loopback_is_refused_unless_the_local_setting_allows_it(webhook_receiver):
+    strict = WebhookTransport(UrlPolicy(allow_loopback=False), timeout=5)
+    outcome = strict.post(webhook_receiver.url("/hook"), BODY, HEADERS)
+    assert outcome.status is None and outcome.error.startswith("refused")
+    assert webhook_receiver.received == []
+
+
+# -- TLS: SNI and the certificate are checked for the name, while the socket goes to the pinned address ----------
+
+
+def _certificate(name: str, directory) -> tuple[str, str, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_path.write_bytes(pem)
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path), pem
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a certificate for receiver.test; records the SNI names it was asked for."""
+    cert, key, pem = _certificate("receiver.test", tmp_path)
+    server_names: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: server_names.append(name)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    trust = ssl.create_default_context(cadata=pem.decode())
+    yield server.server_address[1], trust, server_names
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_is_pinned_and_verified_for_the_name(tls_receiver):
+    port, trust, server_names = tls_receiver
+    policy = UrlPolicy(allow_loopback=True, resolver=fake_resolver({"receiver.test": ["127.0.0.1"]}))
+    outcome = WebhookTransport(policy, timeout=5, tls=trust).post(f"https://receiver.test:{port}/h", BODY, HEADERS)
+    assert outcome.status == 204 and outcome.ok
+    assert server_names == ["receiver.test"]
+
+
+def test_a_certificate_for_another_name_fails_the_attempt(tls_receiver):
+    port, trust, _ = tls_receiver
+    policy = UrlPolicy(allow_loopback=True, resolver=fake_resolver({"impostor.test": ["127.0.0.1"]}))
+    outcome = WebhookTransport(policy, timeout=5, tls=trust).post(f"https://impostor.test:{port}/h", BODY, HEADERS)
+    assert outcome.status is None and outcome.error.startswith("TLS failed")

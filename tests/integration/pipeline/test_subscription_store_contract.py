@@ -1,0 +1,124 @@
+"""One scenario suite, two subscription stores: the in-memory fake the unit tier uses and the real
+SubscriptionStore on DynamoDB (moto), on a table created from template.yaml's own ``SubscriptionsTable``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from spectra.errors import Conflict
+from spectra.notify.models import (
+    DisabledReason,
+    Subscription,
+    SubscriptionKind,
+    SubscriptionStatus,
+    callback_id,
+    new_subscription_id,
+)
+from spectra.notify.signing import new_secret
+from spectra.notify.store import SubscriptionStore
+from tests.fixtures.aws import table_from_template
+from tests.unit.fakes import FakeSubscriptionStore
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def store(request):
+    if request.param == "fake":
+        yield FakeSubscriptionStore()
+        return
+    with table_from_template(request.getfixturevalue("local_aws"), "SubscriptionsTable", "subscriptions-") as (
+        db,
+        name,
+    ):
+        yield SubscriptionStore(db, name)
+
+
+def make(tenant: str = "acme", **fields) -> Subscription:
+    values = {
+        "subscription_id": new_subscription_id(),
+        "tenant_id": tenant,
+        "url": "https://hooks.acme.example/in",
+        "events": ["Job Completed", "Job Failed"],
+        "filter": {"status": ["FAILED"], "format": ["csv", "json"]},
+        "secret": new_secret(),
+        "created_at": T0,
+        **fields,
+    }
+    return Subscription(**values)
+
+
+def test_a_subscription_reads_back_as_written_and_only_by_its_tenant(store):
+    created = store.create(make())
+    assert store.get("acme", created.subscription_id) == created
+    assert store.get("globex", created.subscription_id) is None
+    with pytest.raises(Conflict):
+        store.create(created)
+
+
+def test_listing_pages_through_standing_subscriptions_only(store):
+    mine = {store.create(make()).subscription_id for _ in range(5)}
+    store.create(make(tenant="globex"))
+    store.create(
+        make(subscription_id=callback_id("j_1"), kind=SubscriptionKind.CALLBACK, job_id="j_1"),
+        expires_at=T0 + timedelta(days=7),
+    )
+    seen, after = [], None
+    while True:
+        page = store.list_for_tenant("acme", limit=2, after=after)
+        assert len(page.subscriptions) <= 2
+        seen.extend(s.subscription_id for s in page.subscriptions)
+        after = page.resume_after
+        if not after:
+            break
+    assert sorted(seen) == sorted(mine)
+    assert {s.subscription_id for s in store.webhooks_for_tenant("acme")} == mine
+    assert store.count_for_tenant("acme") == 5 and store.count_for_tenant("nobody") == 0
+    assert store.get("acme", callback_id("j_1")).job_id == "j_1"
+
+
+def test_a_position_never_leaves_the_tenants_partition(store):
+    mine = [store.create(make()).subscription_id for _ in range(2)]
+    theirs = store.create(make(tenant="globex")).subscription_id
+    after = min(mine)  # a position in the caller's own partition: never another tenant's items
+    listed = store.list_for_tenant("acme", limit=10, after=after).subscriptions
+    assert {s.tenant_id for s in listed} == {"acme"} and theirs not in {s.subscription_id for s in listed}
+
+
+def test_delete(store):
+    created = store.create(make())
+    assert store.delete("globex", created.subscription_id) is False
+    assert store.delete("acme", created.subscription_id) is True
+    assert store.delete("acme", created.subscription_id) is False
+    assert store.get("acme", created.subscription_id) is None
+
+
+def test_delivery_state_counts_failures_in_a_row_and_a_success_resets_them(store):
+    sid = store.create(make()).subscription_id
+    first = store.record_failure("acme", sid, status=500, error="HTTP 500", at=T0)
+    assert (first.delivery.consecutive_failures, first.delivery.last_status) == (1, 500)
+    second = store.record_failure("acme", sid, status=None, error="timed out after 10s", at=T0 + timedelta(seconds=5))
+    assert second.delivery.consecutive_failures == 2 and second.delivery.last_status is None
+    assert second.delivery.last_error == "timed out after 10s"
+    assert second.delivery.last_attempt_at == T0 + timedelta(seconds=5)
+    ok = store.record_success("acme", sid, status=204, at=T0 + timedelta(seconds=9))
+    assert ok.delivery.consecutive_failures == 0 and ok.delivery.delivered == 1 and ok.delivery.last_status == 204
+    assert ok.delivery.last_success_at == T0 + timedelta(seconds=9) and ok.delivery.failed_attempts == 2
+    assert ok.delivery.last_error == "timed out after 10s"  # the last error stays visible after a success
+    assert store.get("acme", sid) == ok
+    assert store.record_failure("acme", "sub_missing", status=500, error="x", at=T0) is None
+    assert store.record_success("acme", "sub_missing", status=200, at=T0) is None
+
+
+def test_disabling_happens_once(store):
+    sid = store.create(make()).subscription_id
+    disabled = store.disable("acme", sid, reason=DisabledReason.GONE, message="410", at=T0)
+    assert disabled.status is SubscriptionStatus.DISABLED and disabled.disabled_reason is DisabledReason.GONE
+    assert (disabled.disabled_at, disabled.disabled_message, disabled.disabled_event_published) == (T0, "410", False)
+    assert store.disable("acme", sid, reason=DisabledReason.GONE, message="again", at=T0) is None
+    assert store.mark_disabled_event_published("acme", sid).disabled_event_published is True
+    assert store.disable("acme", "sub_missing", reason=DisabledReason.GONE, message="x", at=T0) is None

@@ -1,0 +1,420 @@
+"""Notifications on fakes: where a webhook may point, subscriptions, the fan-out of an event, and each delivery
+attempt with what follows it (retry, DLQ, disabling). The HTTP side runs for real in tests/integration/notify."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from standardwebhooks import Webhook
+
+from events import ProjectEvent, ResultFormat, WebhookDelivery
+from events.catalog import SAMPLES
+from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound
+from spectra.notify import service
+from spectra.notify.delivery import Outcome, backoff_seconds, deliver
+from spectra.notify.fanout import fan_out
+from spectra.notify.models import SubscriptionKind, SubscriptionStatus, callback_id, webhook_id
+from spectra.notify.transport import HttpOutcome
+from spectra.notify.urls import UrlPolicy, UrlRefused, address_refusal
+from spectra.publisher import PublishFailed
+from spectra.queries import submit_query
+from spectra.tenants import Caller
+from tests.unit.fakes import TEST_DNS, fake_resolver, make_notify, make_ports, make_settings
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 22, 10, 14, 27, tzinfo=UTC)
+ACME = Caller(tenant_id="acme", db_user="tenant_acme")
+GLOBEX = Caller(tenant_id="globex", db_user="tenant_globex")
+
+
+def ports_with_notify(**settings):
+    return make_ports(settings=make_settings(**settings), notify=make_notify())
+
+
+def sample_event(name: str = "job_completed_event.json", **detail) -> ProjectEvent:
+    body = json.loads((SAMPLES / name).read_text())
+    body["detail"].update(detail)
+    return ProjectEvent.model_validate(body)
+
+
+# -- where a webhook may point -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.acme.example/spectra",
+        "https://hooks.globex.example:8443/in?token=abc",
+        "https://52.94.236.5/hook",
+        "https://[2600:1f18:4000::1]/hook",
+    ],
+)
+def test_public_https_urls_are_accepted(url):
+    endpoint = UrlPolicy(resolver=fake_resolver(TEST_DNS)).endpoint(url)
+    assert endpoint.scheme == "https" and endpoint.addresses
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://hooks.acme.example/spectra", "https://"),
+        ("ftp://hooks.acme.example/x", "https://"),
+        ("https://10.1.2.3/hook", "private"),
+        ("https://192.168.0.10/hook", "private"),
+        ("https://172.16.5.4/hook", "private"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://127.0.0.1:8080/hook", "loopback"),
+        ("https://[::1]/hook", "loopback"),
+        ("https://[::ffff:10.0.0.1]/hook", "private"),
+        ("https://[64:ff9b::a00:1]/hook", "private"),  # NAT64 of 10.0.0.1
+        ("https://[fe80::1]/hook", "link-local"),
+        ("https://100.64.0.1/hook", "not a public"),  # carrier-grade NAT
+        ("https://0.0.0.0/hook", "not a public"),
+        ("https://224.0.0.1/hook", "not a public"),
+        ("https://internal.example/hook", "private"),
+        ("https://mixed.example/hook", "private"),  # one bad address is enough
+        ("https://metadata.example/", "link-local"),
+        ("https://loopback.example/hook", "loopback"),
+        ("https://localhost/hook", "not a public host name"),
+        ("https://intranet/hook", "not a public host name"),
+        ("https://0x7f.1/hook", "not a public host name"),
+        ("https://under_score.example/hook", "not a public host name"),
+        ("https://nowhere.example/hook", "does not resolve"),
+        ("https://user:pw@hooks.acme.example/hook", "credentials"),
+        ("https:///hook", "no host"),
+        ("https://hooks.acme.example:99999/", "not a valid URL"),
+        ("https://hooks.acme.example/" + "a" * 2100, "longer than"),
+    ],
+)
+def test_urls_that_reach_inside_are_refused(url, why):
+    with pytest.raises(UrlRefused) as refused:
+        UrlPolicy(resolver=fake_resolver(TEST_DNS)).endpoint(url)
+    assert why in refused.value.message
+    assert refused.value.code == "url_refused" and refused.value.status == 400
+
+
+def test_the_local_setting_allows_loopback_receivers_and_nothing_else():
+    policy = UrlPolicy(allow_loopback=True, resolver=fake_resolver(TEST_DNS))
+    assert policy.endpoint("http://127.0.0.1:8123/hook").addresses == ("127.0.0.1",)
+    assert policy.endpoint("http://[::1]:8123/hook").port == 8123
+    for url in (
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/",
+        "http://hooks.acme.example/hook",
+        "http://localhost:8123/hook",  # names are looked up only when they can be public ones
+    ):
+        with pytest.raises(UrlRefused):
+            policy.endpoint(url)
+
+
+def test_address_refusal_reads_the_address_an_ipv6_one_stands_for():
+    assert address_refusal("2002:0a00:0001::1", allow_loopback=False) == "a private address"  # 6to4 of 10.0.0.1
+    assert address_refusal("::ffff:52.94.236.9", allow_loopback=False) is None
+
+
+# -- subscriptions ---------------------------------------------------------------------------------------------
+
+
+def test_create_returns_the_secret_and_an_active_subscription():
+    ports = ports_with_notify()
+    created = service.create_subscription(
+        ports, ACME, url="https://hooks.acme.example/in", events=["Job Failed", "Job Failed"], filter_=None
+    )
+    assert created.secret.startswith("whsec_") and created.subscription_id.startswith("sub_")
+    assert created.events == ["Job Failed"] and created.status is SubscriptionStatus.ACTIVE
+    assert service.get_subscription(ports, ACME, created.subscription_id) == created
+
+
+@pytest.mark.parametrize(
+    ("events", "filter_"),
+    [
+        ([], None),
+        (["Job Exploded"], None),
+        (["Job Completed"], {"sql": ["x"]}),
+        (["Job Completed"], {"status": []}),
+    ],
+)
+def test_create_refuses_unknown_events_and_filters(events, filter_):
+    with pytest.raises(InvalidRequest):
+        service.create_subscription(
+            ports_with_notify(), ACME, url="https://hooks.acme.example/in", events=events, filter_=filter_
+        )
+
+
+def test_create_refuses_a_private_url_and_stores_nothing():
+    ports = ports_with_notify()
+    with pytest.raises(UrlRefused):
+        service.create_subscription(ports, ACME, url="https://internal.example/in", events=["Job Completed"])
+    assert ports.notify.subscriptions.items == {}
+
+
+def test_a_tenant_has_a_bounded_number_of_subscriptions():
+    ports = ports_with_notify(webhook_max_subscriptions=2)
+    for _ in range(2):
+        service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
+    with pytest.raises(Conflict):
+        service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
+    service.create_subscription(ports, GLOBEX, url="https://hooks.acme.example/in", events=["Job Completed"])
+
+
+def test_another_tenants_subscription_is_not_found():
+    ports = ports_with_notify()
+    mine = service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
+    with pytest.raises(NotFound):
+        service.get_subscription(ports, GLOBEX, mine.subscription_id)
+    with pytest.raises(NotFound):
+        service.delete_subscription(ports, GLOBEX, mine.subscription_id)
+    assert service.list_subscriptions(ports, GLOBEX, limit=10, next_token=None).subscriptions == []
+    service.delete_subscription(ports, ACME, mine.subscription_id)
+    with pytest.raises(NotFound):
+        service.get_subscription(ports, ACME, mine.subscription_id)
+
+
+# -- fan-out ---------------------------------------------------------------------------------------------------
+
+
+def subscribe(ports, caller=ACME, events=("Job Completed",), filter_=None, url="https://hooks.acme.example/in"):
+    return service.create_subscription(ports, caller, url=url, events=list(events), filter_=filter_)
+
+
+def test_an_event_reaches_each_matching_subscription_of_its_tenant_and_the_topic():
+    ports = ports_with_notify()
+    everything = subscribe(ports, events=("Job Completed", "Job Failed"))
+    failures_only = subscribe(ports, events=("Job Completed",), filter_={"status": ["FAILED"]})
+    other_type = subscribe(ports, events=("Bulk Job Completed",))
+    other_tenant = subscribe(ports, caller=GLOBEX)
+    event = sample_event()
+    result = fan_out(ports, event)
+    assert [d.subscription_id for d in result.deliveries] == [everything.subscription_id]
+    delivery = result.deliveries[0]
+    assert delivery.attempt == 1 and delivery.event_type == "Job Completed"
+    body = json.loads(delivery.payload)
+    assert body["type"] == "Job Completed" and body["data"] == event.detail
+    assert body["timestamp"] == "2026-11-22T10:14:27Z"
+    assert ports.notify.topic.published == [event]
+    assert {q.delivery.subscription_id for q in ports.notify.deliveries.queued} == {everything.subscription_id}
+    assert failures_only and other_type and other_tenant
+
+
+def test_copies_of_an_event_get_the_same_webhook_id():
+    """A redelivered event, or the same job's event published twice with another EventBridge id."""
+    ports = ports_with_notify()
+    subscribe(ports)
+    first = fan_out(ports, sample_event()).deliveries[0]
+    copy = sample_event()
+    copy = copy.model_copy(update={"id": "another-eventbridge-id"})
+    assert fan_out(ports, copy).deliveries[0].webhook_id == first.webhook_id
+    other_job = sample_event(job_id="j_other")
+    other_job = other_job.model_copy(update={"resources": ["j_other"]})
+    assert fan_out(ports, other_job).deliveries[0].webhook_id != first.webhook_id
+
+
+def test_only_terminal_job_events_go_to_the_topic():
+    ports = ports_with_notify()
+    subscribe(ports, events=("Subscription Disabled",))
+    result = fan_out(ports, sample_event("subscription_disabled_event.json"))
+    assert len(result.deliveries) == 1 and not result.published_to_topic
+    assert fan_out(ports, sample_event("bulk_job_aborted_event.json", tenant_id="acme")).published_to_topic
+    assert ports.notify.topic.published[-1].detail_type == "Bulk Job Aborted"
+
+
+def test_a_query_callback_gets_its_own_job_only():
+    ports = ports_with_notify()
+    callback = service.new_callback(ports, "https://hooks.acme.example/cb")
+    service.register_callback(ports, callback, tenant_id="acme", job_id="j_Qm9ZcW1uT3pLd0xZb3FXcA")
+    deliveries = fan_out(ports, sample_event()).deliveries
+    assert [d.subscription_id for d in deliveries] == [callback_id("j_Qm9ZcW1uT3pLd0xZb3FXcA")]
+    assert fan_out(ports, sample_event(job_id="j_another")).deliveries == []
+    assert service.list_subscriptions(ports, ACME, limit=10, next_token=None).subscriptions == []
+
+
+def test_submitting_with_a_callback_records_it_before_the_job_and_a_repeat_discards_its_own():
+    ports = ports_with_notify()
+    callback = service.new_callback(ports, "https://hooks.acme.example/cb")
+    job, created = submit_query(
+        ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, idempotency_key="k1", callback=callback
+    )
+    assert created
+    stored = ports.notify.subscriptions.get("acme", callback_id(job.job_id))
+    assert stored.kind is SubscriptionKind.CALLBACK and stored.secret == callback.secret
+    again = service.new_callback(ports, "https://hooks.acme.example/other")
+    repeat, created = submit_query(
+        ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, idempotency_key="k1", callback=again
+    )
+    assert not created and repeat.job_id == job.job_id
+    assert [s.url for s in ports.notify.subscriptions.items.values()] == ["https://hooks.acme.example/cb"]
+
+
+def test_a_callback_to_a_private_address_is_refused():
+    with pytest.raises(UrlRefused):
+        service.new_callback(ports_with_notify(), "https://169.254.169.254/latest")
+
+
+# -- delivery --------------------------------------------------------------------------------------------------
+
+
+def queued_delivery(ports, *, url="https://hooks.acme.example/in", **subscription) -> tuple:
+    sub = subscribe(ports, url=url, **subscription)
+    (delivery,) = fan_out(ports, sample_event()).deliveries
+    ports.notify.deliveries.take()
+    return sub, delivery
+
+
+def test_a_delivery_is_signed_by_the_standard_webhooks_convention():
+    ports = ports_with_notify()
+    sub, delivery = queued_delivery(ports)
+    assert deliver(ports, delivery, now=datetime.now(UTC)) is Outcome.DELIVERED
+    (post,) = ports.notify.transport.posts
+    assert post.url == sub.url and post.body == delivery.payload.encode()
+    assert post.headers["webhook-id"] == delivery.webhook_id
+    assert Webhook(sub.secret).verify(post.body, post.headers)["data"]["job_id"] == "j_Qm9ZcW1uT3pLd0xZb3FXcA"
+    state = ports.notify.subscriptions.get("acme", sub.subscription_id).delivery
+    assert state.last_status == 200 and state.delivered == 1 and state.consecutive_failures == 0
+
+
+def test_a_failed_attempt_queues_the_next_with_backoff_and_the_same_id_and_body():
+    ports = ports_with_notify()
+    sub, delivery = queued_delivery(ports)
+    ports.notify.transport.answer(HttpOutcome(500, "HTTP 500 Internal Server Error"))
+    assert deliver(ports, delivery, now=T0) is Outcome.RETRY_SCHEDULED
+    (retry,) = ports.notify.deliveries.take()
+    assert retry.delivery.webhook_id == delivery.webhook_id and retry.delivery.payload == delivery.payload
+    assert retry.delivery.attempt == 2 and retry.delivery.last_error == "HTTP 500 Internal Server Error"
+    assert 3 <= retry.delay_seconds <= 5  # the first retry: 2.5-5 s with the default base of 5
+    assert retry.delivery.not_before == T0 + timedelta(seconds=retry.delay_seconds)
+    state = ports.notify.subscriptions.get("acme", sub.subscription_id).delivery
+    assert (state.last_status, state.consecutive_failures, state.last_error) == (500, 1, retry.delivery.last_error)
+
+
+def test_a_retry_not_yet_due_waits_in_hops_of_at_most_15_minutes():
+    ports = ports_with_notify()
+    _, delivery = queued_delivery(ports)
+    later = delivery.model_copy(update={"attempt": 8, "not_before": T0 + timedelta(hours=2)})
+    assert deliver(ports, later, now=T0) is Outcome.WAITING
+    (hop,) = ports.notify.deliveries.take()
+    assert hop.delay_seconds == 900 and hop.delivery == later
+    assert ports.notify.transport.posts == []
+    assert deliver(ports, later, now=T0 + timedelta(hours=2)) is Outcome.DELIVERED
+
+
+def test_backoff_starts_within_seconds_and_spreads_over_hours():
+    rng = random.Random(7)
+    delays = [backoff_seconds(n, base=5, factor=3, cap=3 * 3600, rng=rng) for n in range(1, 10)]
+    assert delays[0] <= 5 and all(b >= a for a, b in itertools.pairwise(delays[:8]))
+    assert 3 * 3600 / 2 <= delays[-1] <= 3 * 3600
+    assert 4 * 3600 <= sum(delays) <= 12 * 3600
+    jittered = {backoff_seconds(4, base=5, factor=3, cap=3600, rng=random.Random(seed)) for seed in range(20)}
+    assert len(jittered) > 5 and all(68 <= d <= 135 for d in jittered)
+
+
+def test_the_last_attempt_goes_to_the_dead_letter_queue_with_its_error():
+    ports = ports_with_notify(webhook_max_attempts=3)
+    _, delivery = queued_delivery(ports)
+    ports.notify.transport.answer(HttpOutcome(None, "timed out after 10s"))
+    assert deliver(ports, delivery.model_copy(update={"attempt": 3}), now=T0) is Outcome.DEAD_LETTERED
+    (dead,) = ports.notify.deliveries.dead_letters
+    assert dead.last_error == "timed out after 10s" and dead.webhook_id == delivery.webhook_id
+    assert ports.notify.deliveries.queued == []
+
+
+def test_410_disables_at_once_and_an_event_says_so():
+    ports = ports_with_notify()
+    sub, delivery = queued_delivery(ports)
+    ports.notify.transport.answer(HttpOutcome(410, "HTTP 410 Gone"))
+    assert deliver(ports, delivery, now=T0) is Outcome.DISABLED
+    stored = ports.notify.subscriptions.get("acme", sub.subscription_id)
+    assert stored.status is SubscriptionStatus.DISABLED and stored.disabled_reason == "gone"
+    (event,) = ports.events.events
+    assert event.detail_type == "Subscription Disabled" and event.resources == [sub.subscription_id]
+    assert event.detail.reason == "gone" and event.detail.last_status == 410
+    assert ports.notify.deliveries.queued == []
+    # deliveries still queued for it are dropped, and the event is not repeated
+    assert deliver(ports, delivery, now=T0) is Outcome.DROPPED
+    assert len(ports.events.events) == 1 and len(ports.notify.transport.posts) == 1
+
+
+def test_consecutive_failures_disable_a_subscription_and_a_success_resets_the_count():
+    ports = ports_with_notify(webhook_disable_after_failures=3)
+    sub, delivery = queued_delivery(ports)
+    ports.notify.transport.answer(HttpOutcome(503), HttpOutcome(None, "unreachable"), HttpOutcome(200))
+    for _ in range(3):
+        deliver(ports, delivery, now=T0)
+    assert ports.notify.subscriptions.get("acme", sub.subscription_id).delivery.consecutive_failures == 0
+    ports.notify.transport.answer(HttpOutcome(500), HttpOutcome(500), HttpOutcome(502, "HTTP 502 Bad Gateway"))
+    outcomes = [deliver(ports, delivery, now=T0) for _ in range(3)]
+    assert outcomes == [Outcome.RETRY_SCHEDULED, Outcome.RETRY_SCHEDULED, Outcome.DISABLED]
+    stored = ports.notify.subscriptions.get("acme", sub.subscription_id)
+    assert stored.disabled_reason == "consecutive_failures" and "HTTP 502 Bad Gateway" in stored.disabled_message
+    assert stored.delivery.last_success_at == T0 and stored.delivery.failed_attempts == 5
+    assert [e.detail.consecutive_failures for e in ports.events.events] == [3]
+
+
+def test_a_lost_disabled_event_is_published_by_the_next_delivery():
+    ports = ports_with_notify()
+    sub, delivery = queued_delivery(ports)
+    ports.notify.transport.answer(HttpOutcome(410))
+    ports.events.fail_next()
+    with pytest.raises(PublishFailed):
+        deliver(ports, delivery, now=T0)
+    assert deliver(ports, delivery, now=T0) is Outcome.DROPPED  # the message's retry
+    assert ports.events.types() == ["Subscription Disabled"]
+    assert ports.notify.subscriptions.get("acme", sub.subscription_id).disabled_event_published
+
+
+def test_a_deleted_subscription_gets_nothing():
+    ports = ports_with_notify()
+    sub, delivery = queued_delivery(ports)
+    service.delete_subscription(ports, ACME, sub.subscription_id)
+    assert deliver(ports, delivery, now=T0) is Outcome.DROPPED
+    assert ports.notify.transport.posts == []
+
+
+def test_an_address_that_turned_private_is_refused_at_delivery_and_counted():
+    """DNS rebinding: the name was public when the subscription was made."""
+    dns = dict(TEST_DNS)
+    notify = make_notify(dns=dns)
+    ports = make_ports(notify=notify)
+    sub, delivery = queued_delivery(ports)
+    dns["hooks.acme.example"] = ["10.0.0.9"]
+    assert deliver(ports, delivery, now=T0) is Outcome.RETRY_SCHEDULED
+    assert notify.transport.posts == []
+    state = notify.subscriptions.get("acme", sub.subscription_id).delivery
+    assert state.last_status is None and "10.0.0.9, a private address" in state.last_error
+
+
+def test_webhook_ids_are_stable_and_distinct():
+    assert webhook_id("sub_a", "Job Completed", "j_1") == webhook_id("sub_a", "Job Completed", "j_1")
+    assert webhook_id("sub_a", "Job Completed", "j_1") != webhook_id("sub_b", "Job Completed", "j_1")
+    assert webhook_id("sub_a", "Job Completed", "j_1").startswith("msg_")
+
+
+def test_the_delivery_sample_round_trips():
+    body = (SAMPLES / "webhook_delivery_message.json").read_text()
+    message = WebhookDelivery.model_validate_json(body)
+    assert json.loads(message.payload)["type"] == message.event_type
+
+
+def test_listing_pages_with_signed_tokens_bound_to_tenant_and_size():
+    ports = ports_with_notify()
+    created = {subscribe(ports).subscription_id for _ in range(3)}
+    first = service.list_subscriptions(ports, ACME, limit=2, next_token=None)
+    assert len(first.subscriptions) == 2 and first.next_token
+    rest = service.list_subscriptions(ports, ACME, limit=2, next_token=first.next_token)
+    assert {s.subscription_id for s in first.subscriptions + rest.subscriptions} == created and not rest.next_token
+    for caller, limit, token in (
+        (GLOBEX, 2, first.next_token),  # another tenant's
+        (ACME, 3, first.next_token),  # another page size
+        (ACME, 2, first.next_token[:-2] + "AA"),  # altered
+    ):
+        with pytest.raises(InvalidToken):
+            service.list_subscriptions(ports, caller, limit=limit, next_token=token)
+    forged = ports.page_tokens.encode(
+        {"job_id": "j_x"}, bound_to={"listing": "subscriptions", "tenant": "acme", "limit": 2}
+    )
+    with pytest.raises(InvalidToken):
+        service.list_subscriptions(ports, ACME, limit=2, next_token=forged)
