@@ -29,6 +29,8 @@ class JobStatus(StrEnum):
 
 
 class ResultFormat(StrEnum):
+    """Format of a query's result files: json (JSON Lines files, rows inline when small), jsonl, csv, parquet."""
+
     JSON = "json"
     CSV = "csv"
     PARQUET = "parquet"
@@ -82,8 +84,10 @@ class StatementStatusChangeEvent(EventBridgeModel):
 
 
 class ErrorInfo(_Contract):
-    code: str
-    message: str
+    """Why a job failed: a stable code for programs and a message for people (the database's own, when it said)."""
+
+    code: str = Field(description="Stable, for programs.", examples=["statement_failed"])
+    message: str = Field(description="For people.", examples=['relation "no_such_table" does not exist'])
 
 
 JOB_EVENT_DETAIL_TYPES: dict[JobStatus, str] = {

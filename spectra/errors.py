@@ -117,3 +117,10 @@ class NoIdentity(IdentityRefused):
     Serverless)."""
 
     code = "no_identity"
+
+
+class InvalidParameters(InvalidRequest):
+    """The query's parameters do not fit its SQL: a placeholder without a value, a value without a placeholder, a
+    name given twice, a positional placeholder. ``details`` names the parameters."""
+
+    code = "invalid_parameters"

@@ -34,12 +34,13 @@ def utcnow() -> datetime:
 
 
 class QueryParameter(BaseModel):
-    """A named parameter, bound by the warehouse (``:name`` in the SQL), never spliced into the text."""
+    """A named parameter as the Data API binds it (``:name`` in the SQL, a string value), never spliced into the
+    text. What tenants send, typed, is :class:`spectra.parameters.TypedParameter`; a job keeps what it will run."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-    value: str = Field(max_length=64_000)
+    value: str = Field(max_length=65_535)
 
 
 class ResultFile(BaseModel):

@@ -6,17 +6,21 @@ milliseconds whatever the statement costs.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from events import JobQueuedMessage, JobStatus, ResultFormat
-from spectra.errors import Conflict, NotFound, PayloadTooLarge
+from spectra.errors import Conflict, JobNotFinished, NotFound, PayloadTooLarge
 from spectra.job_store import ListPosition, request_fingerprint
-from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
+from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import finish_job
 from spectra.notify.service import Callback, discard_callback, register_callback
+from spectra.parameters import TypedParameter, bind
 from spectra.ports import Ports
-from spectra.sql_guard import check_sql
+from spectra.sql_guard import check_sql, parse_checked
 from spectra.tenants import Caller
 
 
@@ -25,7 +29,7 @@ def submit_query(
     caller: Caller,
     *,
     sql: str,
-    parameters: list[QueryParameter],
+    parameters: list[TypedParameter],
     fmt: ResultFormat,
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
@@ -34,14 +38,20 @@ def submit_query(
     """Record and queue a query job. Returns the job and whether it was created now (False: an idempotent repeat).
 
     A ``callback`` is recorded before the job, so the job's end cannot outrun it; an idempotent repeat discards it
-    (the first request's callback stands)."""
-    statement = check_sql(
-        sql,
-        max_bytes=ports.settings.max_sql_bytes,
-        allow_writes=caller.allow_writes,
-        owned_schemas=caller.owned_schemas,
-    )
-    parameter_bytes = sum(len(p.name.encode()) + len(p.value.encode()) for p in parameters)
+    (the first request's callback stands).
+
+    ``parameters`` are bound to the statement's placeholders here (:mod:`spectra.parameters`): the job records the
+    statement and the string parameters the Data API will receive."""
+    guard = {
+        "max_bytes": ports.settings.max_sql_bytes,
+        "allow_writes": caller.allow_writes,
+        "owned_schemas": caller.owned_schemas,
+    }
+    statement, tree = parse_checked(sql, **guard)
+    bound, rewritten = bind(statement, tree, parameters)
+    if rewritten:
+        check_sql(bound.sql, **guard)  # what runs is what the guard accepts, rewrite included
+    parameter_bytes = sum(len(p.name.encode()) + len(p.wire_value().encode()) for p in parameters)
     if parameter_bytes > ports.settings.max_parameter_bytes:
         raise PayloadTooLarge(
             f"parameters total {parameter_bytes} bytes; the limit is {ports.settings.max_parameter_bytes}",
@@ -52,8 +62,8 @@ def submit_query(
         job_id=new_job_id(),
         tenant_id=caller.tenant_id,
         db_user=caller.db_user or "",
-        sql=statement,
-        parameters=parameters,
+        sql=bound.sql,
+        parameters=bound.parameters,
         format=fmt,
         created_at=now,
         updated_at=now,
@@ -141,6 +151,12 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:
 def job_results(ports: Ports, caller: Caller, job_id: str) -> dict[str, Any]:
     """Presigned links to the result files, and the rows themselves when the result is small enough to inline."""
     job = get_job(ports, caller, job_id)
+    if not job.status.is_terminal:
+        raise JobNotFinished(
+            f"job {job_id} is {job.status.value}; ask again later",
+            retry_after=retry_after(job),
+            details={"status": job.status},
+        )
     if job.status is not JobStatus.COMPLETED or job.result is None:
         raise Conflict(
             f"job {job_id} is {job.status.value}; results exist only for COMPLETED jobs",
@@ -159,3 +175,64 @@ def job_results(ports: Ports, caller: Caller, job_id: str) -> dict[str, Any]:
     body["files"] = ports.results.presign(result, ttl_seconds=ttl)
     body["expires_in"] = ttl
     return body
+
+
+# -- waiting for a job (POST /v1/queries with wait_timeout) ---------------------------------------------------------
+
+#: The first look at the job comes this long after it was queued; each wait after that is longer by ``WAIT_BACKOFF``,
+#: up to ``WAIT_MAX_DELAY``: a fast query is answered within ~50 ms of its end, a 25-second wait costs ~35 reads.
+WAIT_FIRST_DELAY = 0.05
+WAIT_BACKOFF = 1.5
+WAIT_MAX_DELAY = 1.0
+
+
+class WaitTimeoutAction(StrEnum):
+    """What happens to a job still running when its ``wait_timeout`` ends."""
+
+    CONTINUE = "CONTINUE"
+    CANCEL = "CANCEL"
+
+
+def wait_for_job(
+    ports: Ports,
+    job: Job,
+    *,
+    seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Job:
+    """The job once it has ended, or as it is after ``seconds``.
+
+    Reads the job store only (consistent reads, with backoff): waiting holds no running slot and never calls the
+    warehouse, so a thousand waiting callers cost the Data API nothing. The job goes on whatever happens to the
+    wait (the caller may hang up): it was queued before the wait began."""
+    deadline = clock() + seconds
+    delay = WAIT_FIRST_DELAY
+    while not job.status.is_terminal:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            break
+        sleep(min(delay, remaining))
+        job = ports.jobs.get(job.job_id) or job
+        delay = min(delay * WAIT_BACKOFF, WAIT_MAX_DELAY)
+    return job
+
+
+def await_job(
+    ports: Ports, caller: Caller, job: Job, *, seconds: float, on_timeout: WaitTimeoutAction, **timing: Any
+) -> Job:
+    """:func:`wait_for_job`, then, if the job is still running and ``on_timeout`` is CANCEL, cancel it: a queued job
+    ends CANCELLED at once, a running one is asked to stop (``cancel_requested``)."""
+    job = wait_for_job(ports, job, seconds=seconds, **timing)
+    if job.status.is_terminal or on_timeout is WaitTimeoutAction.CONTINUE:
+        return job
+    try:
+        return cancel_job(ports, caller, job.job_id)
+    except Conflict:  # it ended between the last look and the cancel
+        return get_job(ports, caller, job.job_id)
+
+
+def retry_after(job: Job) -> int:
+    """Seconds before asking about an unfinished job again: 1 for a young job, then a tenth of its age, at most 30."""
+    age = (utcnow() - job.created_at).total_seconds()
+    return max(1, min(30, int(age / 10)))

@@ -190,6 +190,14 @@ def check_sql(sql: str, *, max_bytes: int, allow_writes: bool = False, owned_sch
     ``allow_writes`` and ``owned_schemas`` are the tenant's flag and the schemas it owns (lower-case names).
     Refusals are :class:`SqlRejected` with ``details={"reason": ...}``, a stable word for programs.
     """
+    return parse_checked(sql, max_bytes=max_bytes, allow_writes=allow_writes, owned_schemas=owned_schemas)[0]
+
+
+def parse_checked(
+    sql: str, *, max_bytes: int, allow_writes: bool = False, owned_schemas: Iterable[str] = ()
+) -> tuple[str, exp.Expression]:
+    """:func:`check_sql`, also returning the statement's tree (for callers that work on it further, such as the
+    binding of typed parameters in :mod:`spectra.parameters`, so the statement is parsed once)."""
     statement = sql.strip()
     if not statement.strip(";").strip():
         raise InvalidRequest("sql is empty")
@@ -201,7 +209,7 @@ def check_sql(sql: str, *, max_bytes: int, allow_writes: bool = False, owned_sch
     if len(trees) != 1:
         raise _rejected("multiple_statements", f"send exactly one statement per query; found {len(trees)}")
     _check_statement(trees[0], grant)
-    return statement
+    return statement, trees[0]
 
 
 def _rejected(reason: str, message: str) -> SqlRejected:

@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from events import JobStatus
 from producers.api import bulk, subscriptions
 from producers.api.body import StrictBodyValidation
-from producers.api.models import ErrorResponse, JobList, JobResults, JobView, QueryRequest
+from producers.api.models import ErrorResponse, JobList, JobResults, JobView, QueryAnswer, QueryRequest
 from producers.api.subscription_models import CallbackView
 from spectra import queries
 from spectra.errors import JobNotFinished, SpectraError
@@ -55,6 +55,7 @@ def _answer(description: str, model: Any = ErrorResponse, **extra: Any) -> dict[
 _INVALID = {400: _answer("Invalid request: parameters, JSON, SQL or page token")}
 _GATEWAY = {
     401: _answer("Missing or invalid API key"),
+    403: _answer("The caller's tenant has no usage plan (API Gateway's INVALID_API_KEY)"),
     413: _answer("The request is larger than API Gateway accepts (10 MB)"),
     414: _answer("The URL is longer than API Gateway accepts (8,192 characters)"),
     429: _answer("Too many requests: retry after a pause"),
@@ -67,6 +68,7 @@ _JSON_BODY = {
 }
 _NOT_FOUND = {404: _answer("No such job for this tenant")}
 _CONFLICT = {409: _answer("The job's state does not allow this")}
+_RETRY_AFTER = {"Retry-After": {"description": "With job_not_finished: seconds to wait", "schema": {"type": "integer"}}}
 _JOB_ID = Path(min_length=1, max_length=64, description="The job id returned by POST /v1/queries.")
 
 
@@ -178,19 +180,38 @@ _JOB_LINKS = {
 @app.post(
     "/v1/queries",
     status_code=202,
+    summary="Run a query",
+    description="Queue one SQL statement as a job of the caller's tenant; it runs as the tenant's database "
+    "identity. With `wait_timeout`, wait up to that many seconds for it to end: a job that ends in time is answered "
+    "200 with its result (rows inline when small) in this one call. Otherwise 202: follow `links.self`.",
     responses={
-        202: _answer("Job queued", JobView, headers=_LOCATION, links=_JOB_LINKS),
-        200: _answer("The job this Idempotency-Key already created", JobView, headers=_LOCATION, links=_JOB_LINKS),
-        **_INVALID,
+        202: _answer(
+            "Job queued (or, with wait_timeout, still running when the wait ended; with on_wait_timeout CANCEL, "
+            "asked to stop)",
+            QueryAnswer,
+            headers=_LOCATION,
+            links=_JOB_LINKS,
+        ),
+        200: _answer(
+            "The job ended within wait_timeout (COMPLETED with its result, FAILED with the database's message, or "
+            "CANCELLED), or the job this Idempotency-Key already created",
+            QueryAnswer,
+            headers=_LOCATION,
+            links=_JOB_LINKS,
+        ),
+        400: _answer("Invalid request: fields, JSON, SQL, or parameters that do not match the SQL's placeholders"),
         409: _answer("The Idempotency-Key was used for a different request"),
-        413: _answer("The body (over 1 MiB), the SQL (over 100 KB) or the parameters (over 64 KB) are too large"),
+        413: _answer(
+            "The body (over 1 MiB), the SQL (over 100 KB), one parameter value (over 65,535 bytes) or the "
+            "parameters (over 64 KB) are too large"
+        ),
     },
     tags=["queries"],
 )
 def submit(
     request: Annotated[QueryRequest, Body()],
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)] = None,
-) -> Response[JobView]:
+) -> Response[QueryAnswer]:
     callback = notify.new_callback(get_ports(), request.callback_url) if request.callback_url else None
     job, created = queries.submit_query(
         get_ports(),
@@ -203,21 +224,42 @@ def submit(
         callback=callback,
     )
     metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
-    view = JobView.of(job)
+    if request.wait_timeout:
+        job = queries.await_job(
+            get_ports(), _caller(), job, seconds=_wait_seconds(request.wait_timeout), on_timeout=request.on_wait_timeout
+        )
+    view = QueryAnswer.of(job)
+    if job.status is JobStatus.COMPLETED and request.wait_timeout:
+        view.results = JobResults.model_validate(queries.job_results(get_ports(), _caller(), job.job_id))
     if callback is not None and created:
         view.callback = CallbackView(subscription_id=callback_id(job.job_id), url=callback.url, secret=callback.secret)
     return Response(
-        status_code=HTTPStatus.ACCEPTED if created else HTTPStatus.OK,
+        status_code=HTTPStatus.ACCEPTED if created and not job.status.is_terminal else HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
         body=view,
         headers={"Location": view.links.self},
     )
 
 
+#: What a wait leaves of the function's time for the rest of the request (reading the result, answering).
+_WAIT_MARGIN_SECONDS = 3
+
+
+def _wait_seconds(wait_timeout: int) -> float:
+    """The wait asked for, within the function's remaining time (the API's timeout is 29 s, API Gateway's too)."""
+    context = getattr(app, "lambda_context", None)
+    if context is None:
+        return wait_timeout
+    return max(0.0, min(wait_timeout, context.get_remaining_time_in_millis() / 1000 - _WAIT_MARGIN_SECONDS))
+
+
 @app.get(
     "/v1/jobs/<job_id>",
     responses={200: _answer("The job", JobView), **_INVALID, **_NOT_FOUND},
     tags=["jobs"],
+    summary="Get a job",
+    description="The job's status (QUEUED, SUBMITTED, then COMPLETED, FAILED or CANCELLED), timings, row count "
+    "and, for a failed job, the database's message.",
 )
 def get_job(job_id: Annotated[str, _JOB_ID]) -> JobView:
     return JobView.of(queries.get_job(get_ports(), _caller(), job_id))
@@ -227,6 +269,9 @@ def get_job(job_id: Annotated[str, _JOB_ID]) -> JobView:
     "/v1/jobs",
     responses={200: _answer("One page of the caller's jobs", JobList), **_INVALID},
     tags=["jobs"],
+    summary="List jobs",
+    description="The caller's query jobs, newest first, optionally of one status. A page may be short (even empty) "
+    "and still have a `next_token`: follow it, with the same status and limit, until it is null.",
 )
 def list_jobs(
     status: Annotated[JobStatus | None, Query()] = None,
@@ -246,8 +291,19 @@ def list_jobs(
 
 @app.get(
     "/v1/jobs/<job_id>/results",
-    responses={200: _answer("The result", JobResults), **_INVALID, **_NOT_FOUND, **_CONFLICT},
+    responses={
+        200: _answer("The result", JobResults),
+        **_INVALID,
+        **_NOT_FOUND,
+        409: _answer(
+            "The job has not ended (job_not_finished, with Retry-After), or it ended FAILED or CANCELLED (conflict)",
+            headers=_RETRY_AFTER,
+        ),
+    },
     tags=["jobs"],
+    summary="Get a job's result",
+    description="The columns, the row count, the rows themselves when the result is small, and short-lived "
+    "presigned URLs of the result files.",
 )
 def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
     return JobResults.model_validate(queries.job_results(get_ports(), _caller(), job_id))
@@ -264,6 +320,9 @@ def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
         **_CONFLICT,
     },
     tags=["jobs"],
+    summary="Cancel a job",
+    description="A queued job ends CANCELLED at once (200). A running one is asked to stop (202, "
+    "`cancel_requested`) and ends CANCELLED when the warehouse aborts its statement. A finished job: 409.",
 )
 def cancel(job_id: Annotated[str, _JOB_ID]) -> Response[JobView]:
     job = queries.cancel_job(get_ports(), _caller(), job_id)
@@ -279,7 +338,8 @@ def openapi() -> Response[str]:
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The served OpenAPI document: generated from the routes and models, with the bearer key declared and without
-    Powertools' 422 answers (a request that fails validation gets 400 here, in the one error shape)."""
+    Powertools' 422 answers (a request that fails validation gets 400 here, in the one error shape) or bodies on
+    answers that have none (204, 303)."""
     document = json.loads(
         app.get_openapi_json_schema(
             title="Redshift Spectra",
@@ -293,11 +353,14 @@ def openapi_document() -> dict[str, Any]:
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
+            for empty in ("204", "303"):  # no body: Powertools gives every answer a content of its own
+                if empty in responses:
+                    responses[empty].pop("content", None)
             common = {**_GATEWAY, **(_JSON_BODY if "requestBody" in operation else {})}
             for status, answer in common.items():
                 responses.setdefault(str(status), {"description": answer["description"], "content": error_schema})
     schemas = document.get("components", {}).get("schemas", {})
-    for unused in ("HTTPValidationError", "ValidationError"):
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(unused, None)
     return document
 

@@ -31,12 +31,27 @@ from spectra.tenants import Caller
 router = Router()
 
 _ERROR = {"content": {"application/json": {"model": ErrorResponse}}}
-_JOB_ERRORS = {
-    400: {"description": "Invalid request", **_ERROR},
-    401: {"description": "Missing or invalid credentials", **_ERROR},
-    404: {"description": "No such bulk job for this tenant", **_ERROR},
-    409: {"description": "The job's state does not allow this (job_not_finished comes with Retry-After)", **_ERROR},
+_RETRY_AFTER = {"Retry-After": {"description": "With job_not_finished: seconds to wait", "schema": {"type": "integer"}}}
+#: What the routes answer besides their success, each route naming the ones it really gives (app.py's
+#: openapi_document() adds the gateway's answers, and 413/415 where a JSON body is read, to every operation).
+_ANSWERS = {
+    400: {"description": "Invalid request: fields, SQL, page token or locator", **_ERROR},
+    404: {"description": "No such bulk job for this tenant (or no such result file)", **_ERROR},
+    409: {"description": "The job's state does not allow this", **_ERROR},
+    "409-results": {
+        "description": "The job has not ended or its result files are still being written (job_not_finished, with "
+        "Retry-After), or it ended without results (conflict)",
+        "headers": _RETRY_AFTER,
+        **_ERROR,
+    },
 }
+
+
+def _errors(*statuses: int | str) -> dict:
+    return {int(str(status)[:3]): _ANSWERS[status] for status in statuses}
+
+
+_JOB_ERRORS = _errors(400, 404)
 _CSV = {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
 
 
@@ -56,7 +71,15 @@ def _info(job, status: int = HTTPStatus.OK) -> Response[BulkJobInfo]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=view)
 
 
-@router.post("/v1/bulk/jobs", status_code=201, responses={201: _ok("Job created", BulkJobInfo), **_JOB_ERRORS})
+@router.post(
+    "/v1/bulk/jobs",
+    status_code=201,
+    responses={201: _ok("Job created", BulkJobInfo), **_errors(400)},
+    summary="Create a bulk job",
+    description="An ingest job (insert, update, upsert, delete into `object`) starts `Open`: upload its data, then "
+    "PATCH it to `UploadComplete`. A query job (operation `query` with `query`) is queued at once and UNLOADs its "
+    "rows as the tenant.",
+)
 def create_job(request: Annotated[CreateBulkJob, Body()]) -> Response[BulkJobInfo]:
     spec = service.NewJob(
         object=request.object,
@@ -75,7 +98,13 @@ def create_job(request: Annotated[CreateBulkJob, Body()]) -> Response[BulkJobInf
     return response
 
 
-@router.get("/v1/bulk/jobs", responses={200: _ok("One page of the caller's bulk jobs", BulkJobList), **_JOB_ERRORS})
+@router.get(
+    "/v1/bulk/jobs",
+    responses={200: _ok("One page of the caller's bulk jobs", BulkJobList), **_errors(400)},
+    summary="List bulk jobs",
+    description="The caller's bulk jobs (API and S3 drops), newest first, optionally filtered by state and "
+    "operation; follow `nextRecordsUrl` until `done`.",
+)
 def list_jobs(
     state: Annotated[BulkState | None, Query()] = None,
     operation: Annotated[BulkOperation | None, Query()] = None,
@@ -93,12 +122,23 @@ def list_jobs(
     return BulkJobList(done=next_url is None, records=[BulkJobInfo.of(j) for j in page.jobs], nextRecordsUrl=next_url)
 
 
-@router.get("/v1/bulk/jobs/<job_id>", responses={200: _ok("The bulk job", BulkJobInfo), **_JOB_ERRORS})
+@router.get(
+    "/v1/bulk/jobs/<job_id>",
+    responses={200: _ok("The bulk job", BulkJobInfo), **_JOB_ERRORS},
+    summary="Get a bulk job",
+    description="The job's state and counts (`numberRecordsProcessed`, `numberRecordsFailed`, `errorMessage`, ...).",
+)
 def get_job(job_id: JobId) -> BulkJobInfo:
     return BulkJobInfo.of(service.get_job(get_ports(), _caller(), job_id))
 
 
-@router.patch("/v1/bulk/jobs/<job_id>", responses={200: _ok("The bulk job", BulkJobInfo), **_JOB_ERRORS})
+@router.patch(
+    "/v1/bulk/jobs/<job_id>",
+    responses={200: _ok("The bulk job", BulkJobInfo), **_errors(400, 404, 409)},
+    summary="Close or abort a bulk job",
+    description="`UploadComplete` queues the load of an `Open` job's batches (repeating it is harmless); `Aborted` "
+    "stops a job that has not ended.",
+)
 def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) -> BulkJobInfo:
     return BulkJobInfo.of(service.change_state(get_ports(), _caller(), job_id, request.state))
 
@@ -110,8 +150,11 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
         201: {"description": "Batch stored (an empty body)", "content": {"text/plain": {"schema": {"type": "string"}}}},
         413: {"description": "Body too large", **_ERROR},
         415: {"description": "The batch is not text/csv (gzip or not)", **_ERROR},
-        **_JOB_ERRORS,
+        **_errors(400, 404, 409),
     },
+    summary="Upload a batch of CSV",
+    description="One more CSV file (with its header line) for an `Open` job, up to 10 MB a request; "
+    "`Content-Encoding: gzip` is accepted. Larger files: POST .../uploads for a presigned URL.",
     # the body is read as bytes, not through a model, so the document states it here
     openapi_extensions={
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
@@ -132,13 +175,25 @@ def upload_batch(job_id: JobId) -> Response[str]:
     return Response(status_code=HTTPStatus.CREATED, content_type=content_types.TEXT_PLAIN, body="")
 
 
-@router.post("/v1/bulk/jobs/<job_id>/uploads", responses={200: _ok("Where to PUT the batch", UploadUrl), **_JOB_ERRORS})
+@router.post(
+    "/v1/bulk/jobs/<job_id>/uploads",
+    responses={200: _ok("Where to PUT the batch", UploadUrl), **_errors(400, 404, 409)},
+    summary="Get an upload URL for a large batch",
+    description="A presigned SigV4 PUT URL for one more batch of an `Open` job, for files past the 10 MB request "
+    "limit; send the returned headers with the PUT.",
+)
 def upload_url(job_id: JobId, request: Annotated[UploadUrlRequest, Body()]) -> UploadUrl:
     """A presigned URL to PUT one more (large) batch of an Open job straight to S3."""
     return UploadUrl.model_validate(service.upload_url(get_ports(), _caller(), job_id, gzip=request.gzip))
 
 
-@router.post("/v1/bulk/uploads", responses={200: _ok("Where to PUT the file", UploadUrl), **_JOB_ERRORS})
+@router.post(
+    "/v1/bulk/uploads",
+    responses={200: _ok("Where to PUT the file", UploadUrl), **_errors(400)},
+    summary="Get an upload URL for an S3 drop",
+    description="A presigned PUT URL for `<tenant>/<object>/<filename>` in the ingest bucket: the dropped file "
+    "starts a bulk job. The options given become object metadata: send the returned headers with the PUT.",
+)
 def drop_upload_url(request: Annotated[DropUploadRequest, Body()]) -> UploadUrl:
     """A presigned URL to drop a file at ``<tenant>/<object>/<filename>`` in the ingest bucket; the options given
     become object metadata (send the returned headers with the PUT)."""
@@ -169,25 +224,53 @@ def _result_file(job_id: str, kind: str) -> Response:
     return Response(status_code=HTTPStatus.OK, content_type="text/csv", body=result.body or b"")
 
 
-_RESULT_RESPONSES = {200: _CSV, 303: {"description": "Large file: follow Location (a presigned URL)"}, **_JOB_ERRORS}
+_RESULT_RESPONSES = {
+    200: _CSV,
+    303: {
+        "description": "Large file: follow Location (a presigned URL)",
+        "headers": {"Location": {"description": "A presigned GET of the file", "schema": {"type": "string"}}},
+    },
+    **_errors(400, 404, "409-results"),
+}
 
 
-@router.get("/v1/bulk/jobs/<job_id>/successfulResults", responses=_RESULT_RESPONSES)
+@router.get(
+    "/v1/bulk/jobs/<job_id>/successfulResults",
+    responses=_RESULT_RESPONSES,
+    summary="Rows loaded",
+    description="CSV of the rows the job loaded: `sf__Id`, `sf__Created`, then the row.",
+)
 def successful_results(job_id: JobId):  # bytes, not validated as text
     return _result_file(job_id, "successfulResults")
 
 
-@router.get("/v1/bulk/jobs/<job_id>/failedResults", responses=_RESULT_RESPONSES)
+@router.get(
+    "/v1/bulk/jobs/<job_id>/failedResults",
+    responses=_RESULT_RESPONSES,
+    summary="Rows refused",
+    description="CSV of the rows the warehouse refused: `sf__Id`, `sf__Error` (the reason), then the row as sent.",
+)
 def failed_results(job_id: JobId):  # bytes, not validated as text
     return _result_file(job_id, "failedResults")
 
 
-@router.get("/v1/bulk/jobs/<job_id>/unprocessedrecords", responses=_RESULT_RESPONSES)
+@router.get(
+    "/v1/bulk/jobs/<job_id>/unprocessedrecords",
+    responses=_RESULT_RESPONSES,
+    summary="Rows not processed",
+    description="CSV of the rows a failed or aborted job never processed, as sent.",
+)
 def unprocessed_records(job_id: JobId):  # bytes, not validated as text
     return _result_file(job_id, "unprocessedrecords")
 
 
-@router.get("/v1/bulk/jobs/<job_id>/results", responses={200: _CSV, **_JOB_ERRORS})
+@router.get(
+    "/v1/bulk/jobs/<job_id>/results",
+    responses={200: _CSV, **_errors(400, 404, "409-results")},
+    summary="Rows of a query job",
+    description="A page of CSV with its header line. `Sforce-Locator` names the next page (`null` after the "
+    "last); pass it as `locator`. `Sforce-NumberOfRecords` counts this page's records.",
+)
 def query_results(
     job_id: JobId,
     locator: Annotated[str | None, Query(max_length=256)] = None,

@@ -22,32 +22,61 @@ from spectra.bulk.models import (
 # Field names are Bulk 2.0's (camelCase) on purpose.
 
 
+_BULK_ID = "b_Xk2mQ8rT4vW1zN6pL3sJ9a"
+_WHEN = "2026-07-01T12:00:00Z"
+_OBJECT = Field(
+    pattern=OBJECT_PATTERN, description="The table: `table` (schema public) or `schema.table`.", examples=["contacts"]
+)
+_EXTERNAL_ID = Field(
+    default=None,
+    pattern=COLUMN_PATTERN,
+    description="The key column of update, upsert and delete.",
+    examples=["email"],
+)
+
+
 class CreateBulkJob(BaseModel):
+    """A bulk load (insert, update, upsert, delete into a table) or export (query)."""
+
     model_config = ConfigDict(extra="forbid")
 
     object: str | None = Field(
-        default=None, pattern=OBJECT_PATTERN, description="The table: `table` (schema public) or `schema.table`."
+        default=None,
+        pattern=OBJECT_PATTERN,
+        description="The table: `table` (schema public) or `schema.table`.",
+        examples=["contacts"],
     )
-    operation: BulkOperation
-    externalIdFieldName: str | None = Field(
-        default=None, pattern=COLUMN_PATTERN, description="The key column of update, upsert and delete."
+    operation: BulkOperation = Field(description="insert, update, upsert, delete or query.", examples=["upsert"])
+    externalIdFieldName: str | None = _EXTERNAL_ID
+    columnDelimiter: ColumnDelimiter = Field(
+        default=ColumnDelimiter.COMMA, description="The field separator of the CSV.", examples=["COMMA"]
     )
-    columnDelimiter: ColumnDelimiter = ColumnDelimiter.COMMA
-    lineEnding: LineEnding = LineEnding.LF
-    contentType: str = Field(default="CSV", description="Only CSV.")
-    query: str | None = Field(default=None, max_length=100_000, description="The SELECT of a query job.")
+    lineEnding: LineEnding = Field(default=LineEnding.LF, description="The CSV's line ending.", examples=["LF"])
+    contentType: str = Field(default="CSV", description="Only CSV.", examples=["CSV"])
+    query: str | None = Field(
+        default=None,
+        max_length=100_000,
+        description="The SELECT of a query job.",
+        examples=["select email, name from contacts"],
+    )
 
 
 class ChangeBulkJobState(BaseModel):
+    """Close a job for loading, or abort it."""
+
     model_config = ConfigDict(extra="forbid")
 
-    state: Literal["UploadComplete", "Aborted"] = Field(description="UploadComplete (start the load) or Aborted.")
+    state: Literal["UploadComplete", "Aborted"] = Field(
+        description="UploadComplete (start the load) or Aborted.", examples=["UploadComplete"]
+    )
 
 
 class UploadUrlRequest(BaseModel):
+    """A presigned URL for one more batch of an Open job."""
+
     model_config = ConfigDict(extra="forbid")
 
-    gzip: bool = Field(default=False, strict=True, description="The file will be gzip-compressed.")
+    gzip: bool = Field(default=False, strict=True, description="The file will be gzip-compressed.", examples=[False])
 
 
 class DropUploadRequest(BaseModel):
@@ -55,51 +84,79 @@ class DropUploadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    object: str = Field(pattern=OBJECT_PATTERN)
-    filename: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9._ -]+$")
-    gzip: bool = Field(default=False, strict=True)  # JSON true/false only, as the document says (not 0/1)
-    operation: BulkOperation | None = None
-    externalIdFieldName: str | None = Field(default=None, pattern=COLUMN_PATTERN)
-    columnDelimiter: ColumnDelimiter | None = None
-    lineEnding: LineEnding | None = None
+    object: str = _OBJECT
+    filename: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._ -]+$",
+        description="The file's name (default: a timestamp and random digits); .csv or .csv.gz is added.",
+        examples=["new-contacts.csv"],
+    )
+    # JSON true/false only, as the document says (not 0/1)
+    gzip: bool = Field(default=False, strict=True, description="The file will be gzip-compressed.", examples=[False])
+    operation: BulkOperation | None = Field(
+        default=None, description="What the load does (default insert).", examples=["insert"]
+    )
+    externalIdFieldName: str | None = _EXTERNAL_ID
+    columnDelimiter: ColumnDelimiter | None = Field(
+        default=None, description="The field separator (default COMMA).", examples=["COMMA"]
+    )
+    lineEnding: LineEnding | None = Field(default=None, description="The line ending (default LF).", examples=["LF"])
 
 
 class UploadUrl(BaseModel):
-    url: str
-    method: str = "PUT"
-    key: str
-    headers: dict[str, str] = Field(default_factory=dict, description="Send these headers with the PUT.")
-    expires_in: int
+    """Where and how to PUT a file."""
+
+    url: str = Field(
+        description="A presigned SigV4 URL.",
+        examples=["https://ingest.s3.us-east-1.amazonaws.com/acme/contacts/new.csv?X-Amz-Signature=..."],
+    )
+    method: str = Field(default="PUT", description="The HTTP method to use.", examples=["PUT"])
+    key: str = Field(description="The object's key in its bucket.", examples=["acme/contacts/new-contacts.csv"])
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Send these headers with the PUT.",
+        examples=[{"x-amz-meta-operation": "upsert"}],
+    )
+    expires_in: int = Field(description="Seconds the URL stays valid.", examples=[900])
 
 
 class BulkJobInfo(BaseModel):
     """Bulk 2.0's JobInfo, plus where a dropped job came from."""
 
-    id: str
-    operation: BulkOperation
-    object: str
-    createdById: str
-    createdDate: datetime
-    systemModstamp: datetime
-    state: BulkState
-    externalIdFieldName: str | None = None
-    concurrencyMode: str = "Parallel"
-    contentType: str = "CSV"
-    apiVersion: str = "1"
-    jobType: str
-    lineEnding: LineEnding
-    columnDelimiter: ColumnDelimiter
-    numberRecordsProcessed: int = 0
-    numberRecordsFailed: int = 0
-    retries: int = 0
-    totalProcessingTime: int = 0
-    errorMessage: str | None = None
-    error: ErrorInfo | None = None
-    contentUrl: str | None = None
-    query: str | None = None
-    source: str = Field(description="api (the Bulk API) or s3 (a file dropped in the ingest bucket).")
-    objectKey: str | None = Field(default=None, description="The dropped file's key (S3 door).")
-    resultsReady: bool = False
+    id: str = Field(description="The bulk job's id.", examples=[_BULK_ID])
+    operation: BulkOperation = Field(description="What the job does.", examples=["upsert"])
+    object: str = Field(description="The table.", examples=["contacts"])
+    createdById: str = Field(description="The tenant that created the job.", examples=["acme"])
+    createdDate: datetime = Field(description="When the job was created.", examples=[_WHEN])
+    systemModstamp: datetime = Field(description="When the job last changed.", examples=[_WHEN])
+    state: BulkState = Field(description="Where the job is in its life.", examples=["JobComplete"])
+    externalIdFieldName: str | None = Field(default=None, description="The key column.", examples=["email"])
+    concurrencyMode: str = Field(default="Parallel", description="Always Parallel (Bulk 2.0's).", examples=["Parallel"])
+    contentType: str = Field(default="CSV", description="Always CSV.", examples=["CSV"])
+    apiVersion: str = Field(default="1", description="This API's version.", examples=["1"])
+    jobType: str = Field(description="V2Ingest or V2Query.", examples=["V2Ingest"])
+    lineEnding: LineEnding = Field(description="The CSV's line ending.", examples=["LF"])
+    columnDelimiter: ColumnDelimiter = Field(description="The CSV's field separator.", examples=["COMMA"])
+    numberRecordsProcessed: int = Field(default=0, description="Rows processed (loaded + failed).", examples=[1000])
+    numberRecordsFailed: int = Field(default=0, description="Rows refused.", examples=[2])
+    retries: int = Field(default=0, description="Always 0.", examples=[0])
+    totalProcessingTime: int = Field(default=0, description="Milliseconds the load took.", examples=[5321])
+    errorMessage: str | None = Field(default=None, description="Why the job failed.", examples=[None])
+    error: ErrorInfo | None = Field(
+        default=None, description="Why the job failed, with a stable code.", examples=[None]
+    )
+    contentUrl: str | None = Field(
+        default=None,
+        description="Where to PUT batches, while the job is Open.",
+        examples=[f"/v1/bulk/jobs/{_BULK_ID}/batches"],
+    )
+    query: str | None = Field(default=None, description="The query of a query job.", examples=[None])
+    source: str = Field(description="api (the Bulk API) or s3 (a file dropped in the ingest bucket).", examples=["api"])
+    objectKey: str | None = Field(default=None, description="The dropped file's key (S3 door).", examples=[None])
+    resultsReady: bool = Field(
+        default=False, description="The result files are written and can be read.", examples=[True]
+    )
 
     @classmethod
     def of(cls, job: BulkJob) -> BulkJobInfo:
@@ -131,6 +188,10 @@ class BulkJobInfo(BaseModel):
 
 
 class BulkJobList(BaseModel):
-    done: bool
-    records: list[BulkJobInfo]
-    nextRecordsUrl: str | None = None
+    """One page of the caller's bulk jobs."""
+
+    done: bool = Field(description="This is the last page.", examples=[True])
+    records: list[BulkJobInfo] = Field(description="The jobs of this page.", examples=[[]])
+    nextRecordsUrl: str | None = Field(
+        default=None, description="The next page's URL; null after the last.", examples=[None]
+    )

@@ -5,54 +5,120 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from events import ErrorInfo, JobStatus, ResultFormat
 from producers.api.subscription_models import CallbackView
-from spectra.jobs import Job, QueryParameter
+from spectra.jobs import Job
+from spectra.parameters import TypedParameter
+from spectra.queries import WaitTimeoutAction
 
 
 class QueryRequest(BaseModel):
+    """One SQL statement to run as the caller's tenant."""
+
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"sql": "select 1 as one", "format": "json"}]},
+        json_schema_extra={
+            "examples": [
+                {"sql": "select 1 as one", "format": "json", "wait_timeout": 10},
+                {
+                    "sql": "select id, item from sales where amount > :min_amount",
+                    "parameters": [{"name": "min_amount", "value": 100}],
+                },
+            ]
+        },
     )
 
     sql: str = Field(
         min_length=1,
         description="One SQL statement: SELECT, WITH, EXPLAIN or SHOW (DML and DDL only for a tenant allowed to "
         "write, and only in its own schemas). Named parameters are written :name.",
+        examples=["select id, item from sales where amount > :min_amount"],
     )
-    parameters: list[QueryParameter] = Field(default_factory=list, max_length=100)
-    format: ResultFormat = Field(default=ResultFormat.JSON, description="Format of the result files.")
+    parameters: list[TypedParameter] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Values for the SQL's :name placeholders: each placeholder needs one, each one needs its "
+        "placeholder. Typed by their JSON type; null is SQL NULL.",
+        examples=[[{"name": "min_amount", "value": 100}]],
+    )
+    format: ResultFormat = Field(
+        default=ResultFormat.JSON,
+        description="Format of the result files: json (rows inline when small, JSON Lines files), jsonl, csv or "
+        "parquet.",
+        examples=["json"],
+    )
     callback_url: str | None = Field(
         default=None,
         min_length=1,
         max_length=2048,
         description="POST the job's end here (a signed webhook, as subscriptions get); https on a public address.",
+        examples=["https://hooks.example.com/spectra"],
+    )
+    wait_timeout: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=25,
+        description="Seconds (0, or 1 to 25) to wait for the job to end before answering. A job that ends in time "
+        "is answered 200 with its result (rows inline when small); otherwise 202 as without a wait. 0: answer at "
+        "once.",
+        examples=[10],
+    )
+    on_wait_timeout: WaitTimeoutAction = Field(
+        default=WaitTimeoutAction.CONTINUE,
+        description="When wait_timeout passes with the job still running: CONTINUE lets it run (202), CANCEL "
+        "cancels it.",
+        examples=["CONTINUE"],
     )
 
 
+_JOB_ID = "j_9Qe3rWm0pX8sKc2bT5vYhA"
+_WHEN = "2026-07-01T12:00:00.123456Z"
+
+
 class JobLinks(BaseModel):
-    self: str
-    results: str
+    """Where to follow the job."""
+
+    self: str = Field(description="The job (GET; DELETE cancels it).", examples=[f"/v1/jobs/{_JOB_ID}"])
+    results: str = Field(description="The job's result, once COMPLETED.", examples=[f"/v1/jobs/{_JOB_ID}/results"])
 
 
 class JobView(BaseModel):
-    job_id: str
-    status: JobStatus
-    format: ResultFormat
-    created_at: datetime
-    updated_at: datetime
-    submitted_at: datetime | None = None
-    completed_at: datetime | None = None
-    cancel_requested: bool = False
-    row_count: int | None = None
-    result_bytes: int | None = None
-    error: ErrorInfo | None = None
-    links: JobLinks
+    """A query job: where it is in its life and what came of it."""
+
+    job_id: str = Field(description="Opaque, URL-safe and unguessable.", examples=[_JOB_ID])
+    status: JobStatus = Field(
+        description="QUEUED, SUBMITTED (running in the warehouse), then COMPLETED, FAILED or CANCELLED.",
+        examples=["COMPLETED"],
+    )
+    format: ResultFormat = Field(description="Format of the result files.", examples=["json"])
+    created_at: datetime = Field(description="When the job was submitted (UTC).", examples=[_WHEN])
+    updated_at: datetime = Field(description="When the job last changed (UTC).", examples=[_WHEN])
+    submitted_at: datetime | None = Field(
+        default=None, description="When its statement was started in the warehouse.", examples=[_WHEN]
+    )
+    completed_at: datetime | None = Field(default=None, description="When it ended.", examples=[_WHEN])
+    cancel_requested: bool = Field(
+        default=False, description="A cancel was asked of the running job; it ends CANCELLED soon.", examples=[False]
+    )
+    row_count: int | None = Field(
+        default=None, description="Rows in the result (or rows changed by a write), once COMPLETED.", examples=[3]
+    )
+    result_bytes: int | None = Field(default=None, description="Size of the result files.", examples=[412])
+    error: ErrorInfo | None = Field(
+        default=None,
+        description="Why the job FAILED: a stable code and the database's own message.",
+        examples=[{"code": "statement_failed", "message": 'relation "no_such_table" does not exist'}],
+    )
+    links: JobLinks = Field(
+        description="The job's own URLs.",
+        examples=[{"self": f"/v1/jobs/{_JOB_ID}", "results": f"/v1/jobs/{_JOB_ID}/results"}],
+    )
     callback: CallbackView | None = Field(
-        default=None, description="In the answer to a submission with callback_url only: its signing secret."
+        default=None,
+        description="In the answer to a submission with callback_url only: its signing secret.",
+        examples=[None],
     )
 
     @classmethod
@@ -75,31 +141,85 @@ class JobView(BaseModel):
 
 
 class JobList(BaseModel):
-    jobs: list[JobView]
-    next_token: str | None = None
+    """One page of the caller's jobs, newest first."""
+
+    jobs: list[JobView] = Field(description="The jobs of this page (possibly none).", examples=[[]])
+    next_token: str | None = Field(
+        default=None,
+        description="Pass it back (with the same status and limit) for the next page; null after the last.",
+        examples=[None],
+    )
 
 
 class ResultFile(BaseModel):
-    url: str
-    rows: int
-    bytes: int
+    """One file of a result."""
+
+    url: str = Field(
+        description="A presigned GET of the file, valid expires_in seconds.",
+        examples=["https://results.s3.us-east-1.amazonaws.com/acme/j_.../part-00000.jsonl.gz?X-Amz-Signature=..."],
+    )
+    rows: int = Field(description="Rows in this file.", examples=[3])
+    bytes: int = Field(description="Size of this file.", examples=[412])
 
 
 class JobResults(BaseModel):
-    job_id: str
-    format: ResultFormat
-    row_count: int
-    columns: list[dict[str, str]]
-    rows: list[list[Any]] | None = Field(default=None, description="Present when the result is small enough.")
-    files: list[ResultFile]
-    expires_in: int = Field(description="Seconds the file URLs stay valid.")
+    """A COMPLETED job's result."""
+
+    job_id: str = Field(description="The job.", examples=[_JOB_ID])
+    format: ResultFormat = Field(description="Format of the result files.", examples=["json"])
+    row_count: int = Field(description="Rows in the result.", examples=[2])
+    columns: list[dict[str, str]] = Field(
+        description="The columns in order: name and warehouse type.",
+        examples=[[{"name": "id", "type": "int4"}, {"name": "item", "type": "varchar"}]],
+    )
+    rows: list[list[Any]] | None = Field(
+        default=None,
+        description="Present when the result is small enough: arrays in column order (decimals as strings, "
+        "timestamps ISO 8601).",
+        examples=[[[1, "anvil"], [2, "rocket skates"]]],
+    )
+    files: list[ResultFile] = Field(description="The result files.", examples=[[]])
+    expires_in: int = Field(description="Seconds the file URLs stay valid.", examples=[300])
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: Any = None
+    """What went wrong."""
+
+    code: str = Field(description="Stable, for programs.", examples=["invalid_parameters"])
+    message: str = Field(description="For people.", examples=["parameters do not match the SQL: no value for :id"])
+    details: Any = Field(
+        default=None,
+        description="More, by code: the fields at fault, a limit, a job's status.",
+        examples=[{"field": "parameters", "unbound": ["id"], "unused": []}],
+    )
 
 
 class ErrorResponse(BaseModel):
-    error: ErrorBody
+    """Every error, whoever answers it (this API or API Gateway), has this shape."""
+
+    error: ErrorBody = Field(
+        description="The error.",
+        examples=[{"code": "not_found", "message": "job j_x not found", "details": None}],
+    )
+
+
+class QueryAnswer(JobView):
+    """The answer to ``POST /v1/queries``: the job, and with ``wait_timeout`` the result of a job that completed in
+    time."""
+
+    results: JobResults | None = Field(
+        default=None,
+        description="Only when the request waited (wait_timeout) and the job COMPLETED in time: its result, with "
+        "the rows inline when small.",
+        examples=[
+            {
+                "job_id": _JOB_ID,
+                "format": "json",
+                "row_count": 1,
+                "columns": [{"name": "one", "type": "int4"}],
+                "rows": [[1]],
+                "files": [],
+                "expires_in": 300,
+            }
+        ],
+    )

@@ -8,44 +8,65 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from spectra.notify.models import DeliveryState, DisabledReason, Subscription, SubscriptionKind, SubscriptionStatus
 
+_SUBSCRIPTION_ID = "sub_4fJ2kQ9xWc1mZ7rT"
+_URL = "https://hooks.example.com/spectra"
+_WHEN = "2026-07-01T12:00:00Z"
+
 
 class CreateSubscription(BaseModel):
+    """A webhook for the caller's events."""
+
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(
         min_length=1,
         max_length=2048,
         description="Where deliveries are POSTed: an https:// URL whose host resolves to public addresses only.",
+        examples=[_URL],
     )
     events: list[str] = Field(
         min_length=1,
         max_length=10,
         description='Event types (detail-types), e.g. "Job Completed", "Job Failed", "Bulk Job Completed", '
         '"Subscription Disabled".',
+        examples=[["Job Completed", "Job Failed"]],
     )
     filter: dict[str, list[str]] | None = Field(
         default=None,
         description="Only events whose detail fields hold one of the listed values, e.g. "
         '{"status": ["FAILED"]} or {"operation": ["upsert"], "object": ["contacts"]}. Fields: status, state, '
         "operation, object, source, format, reason.",
+        examples=[{"status": ["FAILED"]}],
     )
 
 
 class SubscriptionView(BaseModel):
-    id: str
-    url: str
-    events: list[str]
-    filter: dict[str, list[str]]
-    kind: SubscriptionKind
-    job_id: str | None = None
-    status: SubscriptionStatus
-    created_at: datetime
-    disabled_at: datetime | None = None
-    disabled_reason: DisabledReason | None = None
-    disabled_message: str | None = None
-    delivery: DeliveryState
+    """A webhook subscription (or a query's callback) and how its deliveries went."""
+
+    id: str = Field(description="The subscription's id.", examples=[_SUBSCRIPTION_ID])
+    url: str = Field(description="Where deliveries are POSTed.", examples=[_URL])
+    events: list[str] = Field(description="The event types delivered.", examples=[["Job Completed", "Job Failed"]])
+    filter: dict[str, list[str]] = Field(
+        description="Detail fields an event must match (empty: every event of the types).",
+        examples=[{"status": ["FAILED"]}],
+    )
+    kind: SubscriptionKind = Field(description="webhook (standing) or callback (one query's).", examples=["webhook"])
+    job_id: str | None = Field(default=None, description="The query of a callback.", examples=[None])
+    status: SubscriptionStatus = Field(description="active, or disabled (nothing is delivered).", examples=["active"])
+    created_at: datetime = Field(description="When it was created.", examples=[_WHEN])
+    disabled_at: datetime | None = Field(default=None, description="When it was disabled.", examples=[None])
+    disabled_reason: DisabledReason | None = Field(default=None, description="Why it was disabled.", examples=[None])
+    disabled_message: str | None = Field(
+        default=None, description="The last failure before it was disabled.", examples=[None]
+    )
+    delivery: DeliveryState = Field(
+        description="Counts and the last attempt's outcome.",
+        examples=[{"last_status": 200, "consecutive_failures": 0, "delivered": 12, "failed_attempts": 1}],
+    )
     secret: str | None = Field(
-        default=None, description="The signing secret (whsec_...): in the answer to POST only, never again."
+        default=None,
+        description="The signing secret (whsec_...): in the answer to POST only, never again.",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
     )
 
     @classmethod
@@ -68,14 +89,23 @@ class SubscriptionView(BaseModel):
 
 
 class SubscriptionList(BaseModel):
-    subscriptions: list[SubscriptionView]
-    next_token: str | None = None
+    """One page of the caller's subscriptions."""
+
+    subscriptions: list[SubscriptionView] = Field(description="The subscriptions of this page.", examples=[[]])
+    next_token: str | None = Field(
+        default=None, description="Pass it back for the next page; null after the last.", examples=[None]
+    )
 
 
 class CallbackView(BaseModel):
     """The callback of a query submitted with ``callback_url``: its deliveries are signed with ``secret`` (shown in
     this answer only), and ``GET /v1/subscriptions/{subscription_id}`` shows how they went."""
 
-    subscription_id: str
-    url: str
-    secret: str
+    subscription_id: str = Field(
+        description="The callback's subscription id.", examples=["cb_j_9Qe3rWm0pX8sKc2bT5vYhA"]
+    )
+    url: str = Field(description="Where the job's end is POSTed.", examples=[_URL])
+    secret: str = Field(
+        description="The signing secret (whsec_...), shown in this answer only.",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    )

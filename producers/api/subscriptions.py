@@ -19,12 +19,8 @@ from spectra.tenants import Caller
 router = Router()
 
 _ERROR = {"content": {"application/json": {"model": ErrorResponse}}}
-_ERRORS = {
-    400: {"description": "Invalid request, or a URL webhooks may not be sent to (url_refused)", **_ERROR},
-    401: {"description": "Missing or invalid credentials", **_ERROR},
-    404: {"description": "No such subscription for this tenant", **_ERROR},
-    409: {"description": "The tenant has as many subscriptions as it may", **_ERROR},
-}
+_INVALID = {400: {"description": "Invalid request: fields, page token or subscription id", **_ERROR}}
+_NOT_FOUND = {404: {"description": "No such subscription for this tenant", **_ERROR}}
 SubscriptionId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
@@ -39,8 +35,15 @@ def _caller() -> Caller:
 @router.post(
     "/v1/subscriptions",
     status_code=201,
-    responses={201: _ok("Created; the answer holds the signing secret, shown once", SubscriptionView), **_ERRORS},
+    responses={
+        201: _ok("Created; the answer holds the signing secret, shown once", SubscriptionView),
+        400: {"description": "Invalid request, or a URL webhooks may not be sent to (url_refused)", **_ERROR},
+        409: {"description": "The tenant has as many subscriptions as it may", **_ERROR},
+    },
     tags=["subscriptions"],
+    summary="Subscribe a webhook",
+    description="POST the caller's job events of the listed types (optionally filtered on their detail fields) to "
+    "`url`, signed by the Standard Webhooks convention with the secret in this answer.",
 )
 def create_subscription(request: Annotated[CreateSubscription, Body()]) -> Response[SubscriptionView]:
     subscription = service.create_subscription(
@@ -56,8 +59,10 @@ def create_subscription(request: Annotated[CreateSubscription, Body()]) -> Respo
 
 @router.get(
     "/v1/subscriptions",
-    responses={200: _ok("One page of the caller's subscriptions", SubscriptionList), **_ERRORS},
+    responses={200: _ok("One page of the caller's subscriptions", SubscriptionList), **_INVALID},
     tags=["subscriptions"],
+    summary="List webhook subscriptions",
+    description="The caller's webhook subscriptions; follow `next_token` until it is null.",
 )
 def list_subscriptions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -71,8 +76,10 @@ def list_subscriptions(
 
 @router.get(
     "/v1/subscriptions/<subscription_id>",
-    responses={200: _ok("The subscription and how its deliveries went", SubscriptionView), **_ERRORS},
+    responses={200: _ok("The subscription and how its deliveries went", SubscriptionView), **_INVALID, **_NOT_FOUND},
     tags=["subscriptions"],
+    summary="Get a webhook subscription",
+    description="The subscription, whether it is enabled, and its last deliveries' outcome.",
 )
 def get_subscription(subscription_id: SubscriptionId) -> SubscriptionView:
     return SubscriptionView.of(service.get_subscription(get_ports(), _caller(), subscription_id))
@@ -81,8 +88,10 @@ def get_subscription(subscription_id: SubscriptionId) -> SubscriptionView:
 @router.delete(
     "/v1/subscriptions/<subscription_id>",
     status_code=204,
-    responses={204: {"description": "Deleted; nothing more is delivered to it"}, **_ERRORS},
+    responses={204: {"description": "Deleted; nothing more is delivered to it"}, **_INVALID, **_NOT_FOUND},
     tags=["subscriptions"],
+    summary="Unsubscribe a webhook",
+    description="Deliveries already queued for it are dropped.",
 )
 def delete_subscription(subscription_id: SubscriptionId) -> Response[None]:
     service.delete_subscription(get_ports(), _caller(), subscription_id)

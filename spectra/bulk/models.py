@@ -18,6 +18,8 @@ from events import ErrorInfo
 
 
 class BulkState(StrEnum):
+    """Bulk 2.0's job states: Open → UploadComplete → InProgress → JobComplete | Failed | Aborted."""
+
     OPEN = "Open"
     UPLOAD_COMPLETE = "UploadComplete"
     IN_PROGRESS = "InProgress"
@@ -46,6 +48,8 @@ def bulk_sources_of(target: BulkState) -> frozenset[BulkState]:
 
 
 class BulkOperation(StrEnum):
+    """What a bulk job does: load rows (insert, update, upsert, delete) or export a query's rows (query)."""
+
     INSERT = "insert"
     UPDATE = "update"
     UPSERT = "upsert"
@@ -73,6 +77,8 @@ class ColumnDelimiter(StrEnum):
 
 
 class LineEnding(StrEnum):
+    """Bulk 2.0's names for the line separator."""
+
     LF = "LF"
     CRLF = "CRLF"
 

@@ -28,16 +28,22 @@ CALLBACK_EVENT_TYPES = tuple(JOB_EVENT_DETAIL_TYPES.values())
 
 
 class SubscriptionStatus(StrEnum):
+    """Whether deliveries are made (active) or stopped (disabled)."""
+
     ACTIVE = "active"
     DISABLED = "disabled"
 
 
 class SubscriptionKind(StrEnum):
+    """A standing webhook subscription, or the callback of one query."""
+
     WEBHOOK = "webhook"  # POST /v1/subscriptions: standing, for every matching event of the tenant
     CALLBACK = "callback"  # callback_url of one query: the end of that job only
 
 
 class DisabledReason(StrEnum):
+    """Why a subscription was disabled: too many failed deliveries in a row, or the endpoint answered 410 Gone."""
+
     CONSECUTIVE_FAILURES = "consecutive_failures"
     GONE = "gone"  # the endpoint answered 410 Gone: it asked us to stop
 
@@ -48,13 +54,21 @@ class DeliveryState(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    last_status: int | None = None
-    last_error: str | None = None
-    last_attempt_at: datetime | None = None
-    last_success_at: datetime | None = None
-    consecutive_failures: int = 0
-    delivered: int = 0
-    failed_attempts: int = 0
+    last_status: int | None = Field(
+        default=None, description="The HTTP status the last attempt got (null: no answer).", examples=[200]
+    )
+    last_error: str | None = Field(
+        default=None, description="Why the last attempt failed, if it did.", examples=["timed out after 10 s"]
+    )
+    last_attempt_at: datetime | None = Field(
+        default=None, description="When the last attempt was made.", examples=["2026-07-01T12:00:01Z"]
+    )
+    last_success_at: datetime | None = Field(
+        default=None, description="When a delivery last succeeded.", examples=["2026-07-01T12:00:01Z"]
+    )
+    consecutive_failures: int = Field(default=0, description="Failed attempts since the last success.", examples=[0])
+    delivered: int = Field(default=0, description="Deliveries that succeeded.", examples=[12])
+    failed_attempts: int = Field(default=0, description="Attempts that failed, in all.", examples=[1])
 
 
 class Subscription(BaseModel):

@@ -5,10 +5,19 @@ from __future__ import annotations
 import pytest
 
 from events import JobQueuedMessage, JobStatus, ResultFormat
-from spectra.errors import Conflict, InvalidToken, NotFound, PayloadTooLarge, SqlRejected
-from spectra.jobs import QueryParameter
+from spectra.errors import Conflict, InvalidToken, JobNotFinished, NotFound, PayloadTooLarge, SqlRejected
 from spectra.lifecycle import complete_statement, execute_job
-from spectra.queries import cancel_job, get_job, job_results, list_jobs, submit_query
+from spectra.parameters import TypedParameter
+from spectra.queries import (
+    WaitTimeoutAction,
+    await_job,
+    cancel_job,
+    get_job,
+    job_results,
+    list_jobs,
+    submit_query,
+    wait_for_job,
+)
 from spectra.tenants import Caller
 from spectra.tokens import PageTokens
 from spectra.warehouse import Column
@@ -47,7 +56,7 @@ def started(ports, caller=ACME, **kwargs):
 
 
 def test_submit_records_a_queued_job_and_sends_one_message(ports):
-    job, created = submit(ports, sql="  select :n as n  ", parameters=[QueryParameter(name="n", value="7")])
+    job, created = submit(ports, sql="  select :n as n  ", parameters=[TypedParameter(name="n", value="7")])
     assert created is True
     assert ports.jobs.get(job.job_id) == job
     assert (job.status, job.tenant_id, job.db_user, job.sql) == (
@@ -267,14 +276,29 @@ def test_a_cancel_of_a_statement_that_just_finished_leaves_the_job_to_its_event(
 # -- results --------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.FAILED])
+@pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.CANCELLED])
 def test_results_exist_only_for_completed_jobs(ports, status):
+    job, _ = submit(ports)
+    ports.jobs.transition(job.job_id, status)
+    with pytest.raises(Conflict) as raised:
+        job_results(ports, ACME, job.job_id)
+    assert not isinstance(raised.value, JobNotFinished)
+    assert (raised.value.code, raised.value.details) == ("conflict", {"status": status})
+
+
+@pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.SUBMITTED])
+def test_results_of_an_unfinished_job_say_when_to_ask_again(ports, status):
     job, _ = submit(ports)
     if status is not JobStatus.QUEUED:
         ports.jobs.transition(job.job_id, status)
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(JobNotFinished) as raised:
         job_results(ports, ACME, job.job_id)
-    assert raised.value.details == {"status": status}
+    assert (raised.value.code, raised.value.status, raised.value.details) == (
+        "job_not_finished",
+        409,
+        {"status": status},
+    )
+    assert raised.value.retry_after == 1  # a young job: ask again soon
 
 
 def completed(ports, pages: list[str], fmt=ResultFormat.JSON):
@@ -313,3 +337,111 @@ def test_a_job_records_the_generation_of_the_tenant_that_submitted_it(ports):
     job, _ = submit(ports, ACME.model_copy(update={"generation": generation}))
     assert job.tenant_generation == generation
     assert ports.jobs.get(job.job_id).tenant_generation == generation
+
+
+# -- typed parameters on submit ---------------------------------------------------------------------------------------
+
+
+def test_a_job_records_the_bound_statement_the_guard_accepted_again(ports):
+    parameters = [TypedParameter(name="n", value=7), TypedParameter(name="gone", value=None)]
+    job, _ = submit(ports, sql="select :n as n, :gone as g", parameters=parameters)
+    assert job.sql == "SELECT CAST(:n AS BIGINT) AS n, NULL AS g"
+    assert [p.model_dump() for p in job.parameters] == [{"name": "n", "value": "7"}]
+    # the typed request is what idempotency compares: the same digits as a string are another request
+    _, created = submit(
+        ports, sql="select :n as n", parameters=[TypedParameter(name="n", value=7)], idempotency_key="k"
+    )
+    assert created
+    with pytest.raises(Conflict):
+        submit(ports, sql="select :n as n", parameters=[TypedParameter(name="n", value="7")], idempotency_key="k")
+
+
+# -- waiting for the end (wait_timeout) ---------------------------------------------------------------------------
+
+
+class FakeClock:
+    """Time that passes only when slept; ``on_sleep`` runs after each sleep (the world moving on meanwhile)."""
+
+    def __init__(self, on_sleep=None) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep:
+            self.on_sleep(len(self.sleeps))
+
+
+def test_a_wait_ends_at_the_first_look_after_the_job_ended(ports):
+    job, _ = submit(ports)
+
+    def world(sleeps: int) -> None:
+        if sleeps == 3:
+            ports.jobs.transition(job.job_id, JobStatus.SUBMITTED)
+            ports.jobs.transition(job.job_id, JobStatus.COMPLETED)
+
+    clock = FakeClock(world)
+    waited = wait_for_job(ports, job, seconds=25, clock=clock, sleep=clock.sleep)
+    assert waited.status is JobStatus.COMPLETED
+    assert clock.sleeps == pytest.approx([0.05, 0.075, 0.1125])
+
+
+def test_a_wait_backs_off_reads_only_the_job_store_and_gives_up_on_time(ports):
+    job, _ = submit(ports)
+    reads = []
+    original_get = ports.jobs.get
+    ports.jobs.get = lambda job_id: reads.append(job_id) or original_get(job_id)
+    clock = FakeClock()
+    waited = wait_for_job(ports, job, seconds=25, clock=clock, sleep=clock.sleep)
+    assert waited.status is JobStatus.QUEUED
+    assert sum(clock.sleeps) == pytest.approx(25)
+    assert clock.sleeps[:-1] == sorted(clock.sleeps[:-1]) and max(clock.sleeps) == 1.0  # the last one is cut short
+    assert len(reads) == len(clock.sleeps) < 40
+    # no statement slot, no Data API call, no message: the wait only reads
+    assert ports.warehouse.calls == [] and ports.slots.slots == {} and len(ports.queue.messages) == 1
+
+
+def test_cancel_on_timeout_ends_a_queued_job_at_once(ports):
+    job, _ = submit(ports)
+    clock = FakeClock()
+    waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
+    assert waited.status is JobStatus.CANCELLED
+
+
+def test_cancel_on_timeout_asks_a_running_statement_to_stop(ports):
+    job = started(ports)
+    clock = FakeClock()
+    waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
+    assert waited.status is JobStatus.SUBMITTED and waited.cancel_requested_at is not None
+    assert ("cancel", job.statement_id) in ports.warehouse.calls
+
+
+def test_continue_on_timeout_leaves_the_job_alone(ports):
+    job = started(ports)
+    clock = FakeClock()
+    waited = await_job(
+        ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CONTINUE, clock=clock, sleep=clock.sleep
+    )
+    assert waited.status is JobStatus.SUBMITTED and waited.cancel_requested_at is None
+    assert [method for method, _ in ports.warehouse.calls] == ["execute"]
+
+
+def test_a_job_that_ends_between_the_last_look_and_the_cancel_is_answered_as_ended(ports):
+    job = started(ports)
+    clock = FakeClock()
+    original_get = ports.jobs.get
+
+    def get_then_finish(job_id):
+        current = original_get(job_id)
+        if clock.now >= 1 and current.status is JobStatus.SUBMITTED:  # the wait's last look, then it completes
+            ports.jobs.transition(job_id, JobStatus.COMPLETED)
+        return current
+
+    ports.jobs.get = get_then_finish
+    waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
+    assert waited.status is JobStatus.COMPLETED

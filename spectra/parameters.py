@@ -1,0 +1,222 @@
+"""Typed, named query parameters: what a tenant sends, and what the Redshift Data API receives.
+
+A tenant writes ``:name`` in its SQL and sends ``{"name": "name", "value": ...}`` with a JSON string, number, boolean
+or null. The Data API binds only non-empty strings (``SqlParameter.value``: a string of at least one character,
+which the warehouse converts to the type its context asks for), so each JSON type travels as follows:
+
+* a non-empty string: as it is, untyped: the warehouse infers its type from the context (``id = :id`` compares it as
+  the column's type), as it did before typed values existed; where the context says nothing (``select :x``) it is
+  text;
+* a boolean: the string ``true`` / ``false``, the placeholder cast to ``BOOLEAN``;
+* an integer: its decimal digits, the placeholder cast to ``BIGINT`` (``DECIMAL(38,0)`` past 64 bits; more than 38
+  digits is refused);
+* a number with a fraction or exponent: Python's shortest round-trip spelling (``0.1``, ``1e+300``), the placeholder
+  cast to ``DOUBLE PRECISION``;
+* null: the placeholder is replaced by SQL ``NULL`` (the Data API has no null value). ``col = :x`` with null is never
+  true, as in SQL: write ``col IS NOT DISTINCT FROM :x`` to match NULLs;
+* the empty string: the placeholder is replaced by the literal ``''`` (the Data API refuses empty values).
+
+Placeholders are found in the statement's parse tree (the SQL guard's), never with a regular expression, so ``:name``
+inside a string, a quoted identifier or a comment, and ``::type`` casts, are not placeholders. Rewrites happen on the
+tree too (a :class:`~sqlglot.exp.Placeholder` becomes ``NULL``, ``''`` or a ``CAST``), and the statement is generated
+again from it, without comments; the caller checks the generated statement with the guard once more, so what runs is
+what the guard accepted. A statement whose parameters are all non-empty strings runs as written. EXPLAIN and SHOW
+(which the guard keeps as text) take string parameters only.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from sqlglot import exp
+from sqlglot.dialects.redshift import Redshift
+from sqlglot.errors import SqlglotError
+from sqlglot.generators.redshift import RedshiftGenerator
+from sqlglot.tokens import TokenType
+
+from spectra.errors import InvalidParameters, PayloadTooLarge
+from spectra.jobs import QueryParameter
+
+#: What the Data API's SqlParameter name allows ([0-9a-zA-Z_]+), narrowed to SQL identifiers.
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+#: One value, as the Data API receives it: 65,535 bytes is Redshift's longest VARCHAR, so the longest value the
+#: warehouse can take as one parameter.
+MAX_VALUE_BYTES = 65_535
+_INT64 = 2**63
+_MAX_DECIMAL_DIGITS = 38
+
+ParameterValue = StrictBool | StrictInt | StrictFloat | StrictStr | None
+
+
+class TypedParameter(BaseModel):
+    """A named parameter as a tenant sends it: ``:name`` in the SQL, bound by the warehouse, never spliced."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "min_amount", "value": 100}, {"name": "item", "value": "widget"}]},
+    )
+
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="The placeholder's name without its colon: an identifier (letters, digits, _), unique "
+        "(case-insensitively) in the request.",
+        examples=["min_amount"],
+    )
+    value: ParameterValue = Field(
+        description="A string (typed by its context in the SQL), an integer (BIGINT), a number (DOUBLE PRECISION), "
+        "a boolean (BOOLEAN) or null (SQL NULL). At most 65,535 bytes.",
+        examples=[100, "widget", 2.5, True, None],
+    )
+
+    def wire_value(self) -> str:
+        """The value as the Data API receives it (a string), or "" for null (which is never sent)."""
+        return wire_value(self.value)
+
+
+def wire_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class BoundStatement:
+    """The statement to run and its Data API parameters (every value a non-empty string)."""
+
+    sql: str
+    parameters: list[QueryParameter]
+
+
+class _Generator(RedshiftGenerator):
+    """sqlglot's Redshift SQL, with named placeholders written as the Data API binds them (``:name``); sqlglot's
+    Redshift dialect inherits PostgreSQL's ``%(name)s``."""
+
+    def placeholder_sql(self, expression: exp.Placeholder) -> str:
+        return f":{expression.name}" if expression.this else "?"
+
+
+_DIALECT = Redshift()
+
+
+def bind(statement: str, tree: exp.Expression, parameters: Iterable[TypedParameter]) -> tuple[BoundStatement, bool]:
+    """Match ``parameters`` to the placeholders of ``statement`` (parsed as ``tree`` by the SQL guard) and build
+    what the Data API receives. Returns the bound statement and whether its SQL was rewritten.
+
+    400 ``invalid_parameters`` for a name given twice, a placeholder with no binding, a binding with no placeholder,
+    a positional placeholder (``?``, ``$1``), an integer past 38 digits, or a typed value in EXPLAIN / SHOW; 413 for
+    a value over :data:`MAX_VALUE_BYTES`. Each names the parameter in ``details``.
+    """
+    given = list(parameters)
+    _check_names(given)
+    for parameter in given:
+        size = len(parameter.wire_value().encode())
+        if size > MAX_VALUE_BYTES:
+            raise PayloadTooLarge(
+                f"parameter {parameter.name} is {size} bytes; one value may be at most {MAX_VALUE_BYTES}",
+                details={"field": "parameters", "parameter": parameter.name, "limit": MAX_VALUE_BYTES},
+            )
+    used = placeholders(tree)
+    by_name = {p.name: p for p in given}
+    unbound = [name for name in used if name not in by_name]
+    unused = [p.name for p in given if p.name not in used]
+    if unbound or unused:
+        parts = []
+        if unbound:
+            parts.append("no value for " + ", ".join(f":{name}" for name in unbound))
+        if unused:
+            parts.append("no placeholder for " + ", ".join(unused))
+        raise InvalidParameters(
+            "parameters do not match the SQL: " + "; ".join(parts),
+            details={"field": "parameters", "unbound": unbound, "unused": unused},
+        )
+    needs_rewrite = [p for p in given if not isinstance(p.value, str) or p.value == ""]
+    if not needs_rewrite:
+        return BoundStatement(statement, [QueryParameter(name=p.name, value=p.value) for p in given]), False
+    if isinstance(tree, exp.Command):
+        first = needs_rewrite[0]
+        raise InvalidParameters(
+            f"parameter {first.name}: {tree.name.upper()} takes non-empty string values only",
+            details={"field": "parameters", "parameter": first.name},
+        )
+    rewritten = tree.copy()
+    for node in list(rewritten.find_all(exp.Placeholder)):
+        node.replace(_bound_node(node, by_name[node.name]))
+    sql = _Generator(dialect=_DIALECT, comments=False).generate(rewritten)
+    sent = [QueryParameter(name=p.name, value=p.wire_value()) for p in given if p.value is not None and p.value != ""]
+    return BoundStatement(sql, sent), True
+
+
+def placeholders(tree: exp.Expression) -> list[str]:
+    """The names of the statement's named placeholders, in order of first appearance, each once."""
+    if isinstance(tree, exp.Command):
+        return _command_placeholders(tree)
+    names: dict[str, None] = {}
+    for node in tree.walk():
+        if (isinstance(node, exp.Placeholder) and not node.this) or isinstance(node, exp.Parameter):
+            raise InvalidParameters(
+                "positional placeholders (? or $1) are not supported: name each one, :name",
+                details={"field": "sql"},
+            )
+        if isinstance(node, exp.Placeholder):
+            names.setdefault(node.name)
+    return list(names)
+
+
+def _command_placeholders(tree: exp.Command) -> list[str]:
+    """Placeholders in a statement the guard keeps as text (EXPLAIN, SHOW): ``:`` tokens followed by a name."""
+    text = tree.expression.name if isinstance(tree.expression, exp.Expression) else str(tree.expression or "")
+    try:
+        tokens = _DIALECT.tokenize(text)
+    except SqlglotError:  # the guard tokenized it already; anything it accepted tokenizes
+        return []
+    names: dict[str, None] = {}
+    for colon, name in itertools.pairwise(tokens):
+        if colon.token_type is TokenType.COLON and name.start == colon.end + 1 and name.text.isidentifier():
+            names.setdefault(name.text)
+    return list(names)
+
+
+def _check_names(given: list[TypedParameter]) -> None:
+    seen: dict[str, str] = {}
+    for parameter in given:
+        folded = parameter.name.lower()
+        if folded in seen:
+            raise InvalidParameters(
+                f"parameter {parameter.name} is given twice"
+                + ("" if seen[folded] == parameter.name else f" (as {seen[folded]}; names ignore case)"),
+                details={"field": "parameters", "parameter": parameter.name},
+            )
+        seen[folded] = parameter.name
+
+
+def _bound_node(node: exp.Placeholder, parameter: TypedParameter) -> exp.Expression:
+    value = parameter.value
+    if value is None:
+        return exp.Null()
+    if isinstance(value, str):
+        return exp.Literal.string("") if value == "" else node
+    if isinstance(value, bool):
+        kind = "BOOLEAN"
+    elif isinstance(value, int):
+        if -_INT64 <= value < _INT64:
+            kind = "BIGINT"
+        elif len(str(abs(value))) <= _MAX_DECIMAL_DIGITS:
+            kind = f"DECIMAL({_MAX_DECIMAL_DIGITS}, 0)"
+        else:
+            raise InvalidParameters(
+                f"parameter {parameter.name} has more than {_MAX_DECIMAL_DIGITS} digits, more than the warehouse's "
+                "widest number; send it as a string",
+                details={"field": "parameters", "parameter": parameter.name},
+            )
+    else:
+        kind = "DOUBLE PRECISION"
+    return exp.Cast(this=node.copy(), to=exp.DataType.build(kind, dialect=_DIALECT))

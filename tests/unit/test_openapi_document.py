@@ -1,0 +1,98 @@
+"""The served OpenAPI document: valid, and complete enough to read and to generate clients from (every operation
+summarised, described and answering with models; every model field described with examples that fit it)."""
+
+from __future__ import annotations
+
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from producers.api.app import openapi_document
+
+pytestmark = pytest.mark.unit
+
+DOCUMENT = openapi_document()
+OPERATIONS = [
+    (method.upper(), path, operation)
+    for path, operations in DOCUMENT["paths"].items()
+    for method, operation in operations.items()
+]
+SCHEMAS = DOCUMENT["components"]["schemas"]
+
+
+def test_the_document_is_valid_openapi():
+    validate(DOCUMENT)
+    assert DOCUMENT["openapi"].startswith("3.1")
+
+
+def test_bearer_keys_secure_every_operation():
+    assert DOCUMENT["components"]["securitySchemes"]["apiKey"]["scheme"].lower() == "bearer"
+    assert DOCUMENT["security"] == [{"apiKey": []}]
+    assert all("security" not in operation for _, _, operation in OPERATIONS)  # none opts out
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
+def test_every_operation_is_summarised_described_and_answers_with_its_models(method, path, operation):
+    assert operation.get("summary") and not operation["summary"].startswith(method), "a summary of its own"
+    assert len(operation.get("description") or "") > 20
+    responses = operation["responses"]
+    successes = [status for status in responses if status.startswith(("2", "3"))]
+    assert successes, "a documented success"
+    for status in successes:
+        if status in ("204", "303"):
+            assert "content" not in responses[status]
+            continue
+        content = responses[status]["content"]
+        assert all(media.get("schema") for media in content.values()), status
+    for status, answer in responses.items():
+        if status.startswith(("4", "5")):
+            assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    # the gateway's own answers, on every operation
+    assert {"401", "403", "429", "500"} <= set(responses)
+    assert "422" not in responses  # never sent: validation failures are 400
+
+
+def test_no_declared_error_that_a_route_cannot_give():
+    def statuses(method, path):
+        return set(DOCUMENT["paths"][path][method]["responses"])
+
+    # creating or listing names no existing job: no 404; listing changes nothing: no 409
+    for method, path in [("post", "/v1/bulk/jobs"), ("get", "/v1/bulk/jobs"), ("post", "/v1/bulk/uploads")]:
+        assert not {"404", "409"} & statuses(method, path), path
+    assert not {"404", "409"} & statuses("get", "/v1/jobs")
+    assert "409" not in statuses("get", "/v1/jobs/{job_id}")
+    assert "404" not in statuses("post", "/v1/subscriptions")
+    assert "409" not in statuses("get", "/v1/subscriptions/{subscription_id}")
+
+
+def _fields():
+    for name, schema in SCHEMAS.items():
+        for field, spec in (schema.get("properties") or {}).items():
+            yield name, field, spec
+
+
+FIELDS = list(_fields())
+
+
+@pytest.mark.parametrize("name", list(SCHEMAS))
+def test_every_model_says_what_it_is(name):
+    assert SCHEMAS[name].get("description"), name
+
+
+@pytest.mark.parametrize(("name", "field", "spec"), FIELDS, ids=[f"{n}.{f}" for n, f, _ in FIELDS])
+def test_every_field_is_described_with_examples_that_fit_it(name, field, spec):
+    assert spec.get("description"), f"{name}.{field} has no description"
+    assert spec.get("examples"), f"{name}.{field} has no examples"
+    registry = Registry().with_resource("urn:doc", Resource(contents=DOCUMENT, specification=DRAFT202012))
+    validator = Draft202012Validator(
+        {"$ref": f"urn:doc#/components/schemas/{name}/properties/{field}"}, registry=registry
+    )
+    for example in spec["examples"]:
+        assert not list(validator.iter_errors(example)), f"{name}.{field}: example {example!r} does not fit"
+
+
+def test_request_bodies_have_examples():
+    for name in ("QueryRequest", "TypedParameter"):
+        assert SCHEMAS[name].get("examples"), name

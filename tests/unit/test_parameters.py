@@ -1,0 +1,145 @@
+"""Typed, named parameters (spectra.parameters): placeholders found on the parse tree, values bound by type."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from spectra.errors import InvalidParameters, PayloadTooLarge
+from spectra.jobs import QueryParameter
+from spectra.parameters import MAX_VALUE_BYTES, TypedParameter, bind, placeholders
+from spectra.sql_guard import parse_checked
+
+pytestmark = pytest.mark.unit
+
+
+def tree(sql: str):
+    return parse_checked(sql, max_bytes=100_000)
+
+
+def bound(sql: str, **values):
+    statement, parsed = tree(sql)
+    return bind(statement, parsed, [TypedParameter(name=name, value=value) for name, value in values.items()])
+
+
+def wire(parameters: list[QueryParameter]) -> dict[str, str]:
+    return {p.name: p.value for p in parameters}
+
+
+@pytest.mark.parametrize(
+    ("sql", "names"),
+    [
+        ("select :a, :b, :a", ["a", "b"]),
+        ("select ':a' as s, \"x:y\" as q, $$ :c $$ as d from t", []),  # strings, quoted identifiers, dollar bodies
+        ("select 1 -- :a\n, 2 /* :b */", []),  # comments
+        ("select a::int, :b::text from t", ["b"]),  # casts are not placeholders, a cast placeholder is one
+        ("select * from t where c in (:x, :y) limit :n", ["x", "y", "n"]),
+        ("explain select * from t where a = :a", ["a"]),  # EXPLAIN is kept as text by the guard: tokens are read
+        ("explain select ':a'", []),
+    ],
+)
+def test_placeholders_come_from_the_parse_tree(sql, names):
+    assert sorted(placeholders(tree(sql)[1])) == sorted(names)
+
+
+def test_strings_only_run_the_statement_as_written():
+    statement, rewritten = bound("select * from t /* keep me */ where item = :item", item="widget")
+    assert rewritten is False
+    assert statement.sql == "select * from t /* keep me */ where item = :item"
+    assert wire(statement.parameters) == {"item": "widget"}
+
+
+@pytest.mark.parametrize(
+    ("value", "sql", "sent"),
+    [
+        (None, "SELECT NULL AS v", {}),
+        ("", "SELECT '' AS v", {}),
+        (True, "SELECT CAST(:v AS BOOLEAN) AS v", {"v": "true"}),
+        (False, "SELECT CAST(:v AS BOOLEAN) AS v", {"v": "false"}),
+        (42, "SELECT CAST(:v AS BIGINT) AS v", {"v": "42"}),
+        (-(2**63), "SELECT CAST(:v AS BIGINT) AS v", {"v": str(-(2**63))}),
+        (2**63, "SELECT CAST(:v AS DECIMAL(38, 0)) AS v", {"v": str(2**63)}),
+        (0.1, "SELECT CAST(:v AS DOUBLE PRECISION) AS v", {"v": "0.1"}),
+        (1e300, "SELECT CAST(:v AS DOUBLE PRECISION) AS v", {"v": "1e+300"}),
+    ],
+)
+def test_each_type_is_bound_by_rewriting_its_placeholder_on_the_tree(value, sql, sent):
+    statement, rewritten = bound("select :v as v -- a comment with :v", v=value)
+    assert rewritten is True
+    assert statement.sql == sql  # the comment is gone with the rewrite, its :v never was a placeholder
+    assert wire(statement.parameters) == sent
+
+
+def test_every_use_of_a_placeholder_is_rewritten_and_strings_beside_typed_values_stay_untyped():
+    statement, _ = bound("select :n + 1 as a, :n as b, :s as c where :flag", n=7, s="text", flag=True)
+    assert statement.sql == (
+        "SELECT CAST(:n AS BIGINT) + 1 AS a, CAST(:n AS BIGINT) AS b, :s AS c WHERE CAST(:flag AS BOOLEAN)"
+    )
+    assert wire(statement.parameters) == {"n": "7", "s": "text", "flag": "true"}
+
+
+def test_a_placeholder_without_a_value_and_a_value_without_a_placeholder_are_named():
+    with pytest.raises(InvalidParameters) as raised:
+        bound("select :a, :b", a="1", c="3")
+    assert raised.value.details == {"field": "parameters", "unbound": ["b"], "unused": ["c"]}
+    assert ":b" in raised.value.message and "c" in raised.value.message
+    with pytest.raises(InvalidParameters) as raised:
+        bound("select ':a' as not_a_placeholder", a="1")
+    assert raised.value.details["unused"] == ["a"]
+
+
+@pytest.mark.parametrize("names", [("a", "a"), ("a", "A")])
+def test_a_name_given_twice_is_refused(names):
+    statement, parsed = tree("select :a")
+    with pytest.raises(InvalidParameters) as raised:
+        bind(statement, parsed, [TypedParameter(name=name, value="1") for name in names])
+    assert raised.value.details == {"field": "parameters", "parameter": names[1]}
+
+
+@pytest.mark.parametrize("sql", ["select ?", "select $1"])
+def test_positional_placeholders_are_refused(sql):
+    with pytest.raises(InvalidParameters):
+        bound(sql)
+
+
+def test_explain_takes_strings_only():
+    statement, rewritten = bound("explain select * from t where a = :a", a="1")
+    assert (statement.sql, rewritten) == ("explain select * from t where a = :a", False)
+    with pytest.raises(InvalidParameters) as raised:
+        bound("explain select * from t where a = :a", a=1)
+    assert raised.value.details["parameter"] == "a"
+
+
+def test_one_value_over_the_limit_is_413_naming_it():
+    bound("select :big", big="é" * (MAX_VALUE_BYTES // 2))  # 65,534 bytes: fits
+    with pytest.raises(PayloadTooLarge) as raised:
+        bound("select :big", big="x" * (MAX_VALUE_BYTES + 1))
+    assert raised.value.details == {"field": "parameters", "parameter": "big", "limit": MAX_VALUE_BYTES}
+
+
+def test_an_integer_wider_than_the_warehouse_is_refused():
+    bound("select :n", n=10**37)
+    with pytest.raises(InvalidParameters) as raised:
+        bound("select :n", n=10**38)
+    assert raised.value.details["parameter"] == "n"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"name": "1bad", "value": "x"},
+        {"name": "a-b", "value": "x"},
+        {"name": "a", "value": {"nested": 1}},
+        {"name": "a", "value": [1]},
+        {"name": "a"},  # null must be said
+        {"name": "a", "value": "x", "type": "int"},
+    ],
+)
+def test_the_request_model_refuses_what_is_not_a_parameter(raw):
+    with pytest.raises(ValidationError):
+        TypedParameter.model_validate(raw)
+
+
+def test_json_types_survive_validation():
+    values = [TypedParameter.model_validate({"name": "v", "value": v}).value for v in (True, 1, 1.5, "1", None)]
+    assert [type(v) for v in values] == [bool, int, float, str, type(None)]
