@@ -12,6 +12,10 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV    := .checkov-venv
 CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
+# Debian's Chromium, for the Swagger UI test (tests/e2e/test_swagger_ui.py): installed by `make test` when missing.
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .PHONY: install run test test-unit bench lint clean
 
 install: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP)
@@ -37,8 +41,12 @@ run: $(STAMP)
 	$(PY) -m local
 
 ## Every test tier: unit, integration (local stack), e2e (HTTP in, event out).
-test: install
+test: install $(CHROMIUM)
 	$(PY) -m pytest
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 test-unit: install
 	$(PY) -m pytest tests/unit

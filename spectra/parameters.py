@@ -97,33 +97,49 @@ class BoundStatement:
 
 
 class _Generator(RedshiftGenerator):
-    """sqlglot's Redshift SQL, with named placeholders written as the Data API binds them (``:name``); sqlglot's
-    Redshift dialect inherits PostgreSQL's ``%(name)s``."""
+    """sqlglot's Redshift SQL, made to say what the tenant wrote where sqlglot would translate for other dialects:
+
+    * named placeholders as the Data API binds them (``:name``; sqlglot's Redshift inherits PostgreSQL's ``%(name)s``);
+    * ``TEXT`` stays ``TEXT`` (sqlglot writes ``VARCHAR(MAX)`` for it, a longer type than Redshift's own ``TEXT``);
+    * a quote in a string is doubled (``'it''s'``), never backslashed: the guard refuses ``\'``, whose meaning
+      depends on a server setting; a string without backslashes is written as it was, line breaks included.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._escaped_quote_end = "''"
 
     def placeholder_sql(self, expression: exp.Placeholder) -> str:
         return f":{expression.name}" if expression.this else "?"
+
+    def datatype_sql(self, expression: exp.DataType) -> str:
+        if expression.is_type("text"):
+            return super(RedshiftGenerator, self).datatype_sql(expression)
+        return super().datatype_sql(expression)
+
+    def escape_str(self, text: str, *args: Any, **kwargs: Any) -> str:
+        if "\\" not in text and not args and not kwargs:
+            return text.replace("'", "''")
+        return super().escape_str(text, *args, **kwargs)
 
 
 _DIALECT = Redshift()
 
 
-def bind(statement: str, tree: exp.Expression, parameters: Iterable[TypedParameter]) -> tuple[BoundStatement, bool]:
+def bind(
+    statement: str, tree: exp.Expression, parameters: Iterable[TypedParameter], *, max_total_bytes: int
+) -> tuple[BoundStatement, bool]:
     """Match ``parameters`` to the placeholders of ``statement`` (parsed as ``tree`` by the SQL guard) and build
     what the Data API receives. Returns the bound statement and whether its SQL was rewritten.
 
     400 ``invalid_parameters`` for a name given twice, a placeholder with no binding, a binding with no placeholder,
     a positional placeholder (``?``, ``$1``), an integer past 38 digits, or a typed value in EXPLAIN / SHOW; 413 for
-    a value over :data:`MAX_VALUE_BYTES`. Each names the parameter in ``details``.
+    a value over :data:`MAX_VALUE_BYTES`, and for names and values over ``max_total_bytes`` together (a job is one
+    DynamoDB item). Sizes are checked first: an oversized request is 413 whatever else is wrong with it.
     """
     given = list(parameters)
+    _check_sizes(given, max_total_bytes)
     _check_names(given)
-    for parameter in given:
-        size = len(parameter.wire_value().encode())
-        if size > MAX_VALUE_BYTES:
-            raise PayloadTooLarge(
-                f"parameter {parameter.name} is {size} bytes; one value may be at most {MAX_VALUE_BYTES}",
-                details={"field": "parameters", "parameter": parameter.name, "limit": MAX_VALUE_BYTES},
-            )
     used = placeholders(tree)
     by_name = {p.name: p for p in given}
     unbound = [name for name in used if name not in by_name]
@@ -183,6 +199,23 @@ def _command_placeholders(tree: exp.Command) -> list[str]:
         if colon.token_type is TokenType.COLON and name.start == colon.end + 1 and name.text.isidentifier():
             names.setdefault(name.text)
     return list(names)
+
+
+def _check_sizes(given: list[TypedParameter], max_total_bytes: int) -> None:
+    total = 0
+    for parameter in given:
+        size = len(parameter.wire_value().encode())
+        if size > MAX_VALUE_BYTES:
+            raise PayloadTooLarge(
+                f"parameter {parameter.name} is {size} bytes; one value may be at most {MAX_VALUE_BYTES}",
+                details={"field": "parameters", "parameter": parameter.name, "limit": MAX_VALUE_BYTES},
+            )
+        total += len(parameter.name.encode()) + size
+    if total > max_total_bytes:
+        raise PayloadTooLarge(
+            f"parameters total {total} bytes; the limit is {max_total_bytes}",
+            details={"field": "parameters", "limit": max_total_bytes},
+        )
 
 
 def _check_names(given: list[TypedParameter]) -> None:

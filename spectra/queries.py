@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from events import JobQueuedMessage, JobStatus, ResultFormat
-from spectra.errors import Conflict, JobNotFinished, NotFound, PayloadTooLarge
+from spectra.errors import Conflict, JobNotFinished, NotFound
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import finish_job
@@ -48,15 +48,9 @@ def submit_query(
         "owned_schemas": caller.owned_schemas,
     }
     statement, tree = parse_checked(sql, **guard)
-    bound, rewritten = bind(statement, tree, parameters)
+    bound, rewritten = bind(statement, tree, parameters, max_total_bytes=ports.settings.max_parameter_bytes)
     if rewritten:
         check_sql(bound.sql, **guard)  # what runs is what the guard accepts, rewrite included
-    parameter_bytes = sum(len(p.name.encode()) + len(p.wire_value().encode()) for p in parameters)
-    if parameter_bytes > ports.settings.max_parameter_bytes:
-        raise PayloadTooLarge(
-            f"parameters total {parameter_bytes} bytes; the limit is {ports.settings.max_parameter_bytes}",
-            details={"limit": ports.settings.max_parameter_bytes},
-        )
     now = utcnow()
     job = Job(
         job_id=new_job_id(),

@@ -6,6 +6,7 @@ import json
 import re
 from functools import lru_cache
 from http import HTTPStatus
+from importlib import resources
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -15,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Tag
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -335,6 +336,49 @@ def openapi() -> Response[str]:
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(openapi_document()))
 
 
+@app.get("/v1/docs", include_in_schema=False)
+def docs() -> Response[str]:
+    """Swagger UI over the served document, without a key (calls made from it need one: Authorize with the bearer
+    key). Its script and styles are the ones Powertools ships, inlined in the page, so it needs no CDN."""
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
+    # "Try it out" calls the API where this page is: under the stage on an execute-api URL, at the root elsewhere
+    context = app.current_event.request_context
+    stage_prefix = f"/{context.stage}" if (context.path or "").startswith(f"/{context.stage}/") else ""
+    document = {**openapi_document(), "servers": [{"url": stage_prefix or "/"}]}
+    if (app.current_event.query_string_parameters or {}).get("format") == "json":
+        return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(document))
+    script, styles = _swagger_assets()
+    page = generate_swagger_html(json.dumps(document).replace("</", "<\\/"), script, styles, "", None, False)
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=page, headers=headers)
+
+
+@lru_cache(maxsize=1)
+def _swagger_assets() -> tuple[str, str]:
+    folder = resources.files("aws_lambda_powertools.event_handler.openapi.swagger_ui")
+    return (
+        (folder / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (folder / "swagger-ui.min.css").read_text(encoding="utf-8"),
+    )
+
+
+#: The usual code of each error status, for the document's examples (the description says which others occur).
+_ERROR_CODES = {
+    "400": "invalid_request",
+    "401": "unauthorized",
+    "403": "forbidden",
+    "404": "not_found",
+    "409": "conflict",
+    "413": "payload_too_large",
+    "414": "request_error",
+    "415": "unsupported_media_type",
+    "429": "throttled",
+    "431": "request_error",
+    "500": "internal_error",
+}
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The served OpenAPI document: generated from the routes and models, with the bearer key declared and without
@@ -344,6 +388,17 @@ def openapi_document() -> dict[str, Any]:
         app.get_openapi_json_schema(
             title="Redshift Spectra",
             version="1",
+            summary="Amazon Redshift as a multi-tenant data service",
+            description="SQL over REST as jobs (or one call, with `wait_timeout`), bulk loads and exports with "
+            "Salesforce Bulk API 2.0's workflow, and webhooks of job events. Every call runs as the caller's "
+            "tenant: send `Authorization: Bearer <API key or JWT>` (Authorize, here). Errors have one shape, "
+            '`{"error": {"code", "message", "details"}}`.',
+            tags=[
+                Tag(name="queries", description="Run SQL as the caller's tenant"),
+                Tag(name="jobs", description="Follow, list and cancel query jobs; fetch their results"),
+                Tag(name="bulk", description="Bulk loads and exports (Salesforce Bulk API 2.0's workflow)"),
+                Tag(name="subscriptions", description="Webhooks of the caller's job events"),
+            ],
             security_schemes={"apiKey": HTTPBearer(description="Authorization: Bearer <api key>")},
             security=[{"apiKey": []}],
         )
@@ -359,6 +414,10 @@ def openapi_document() -> dict[str, Any]:
             common = {**_GATEWAY, **(_JSON_BODY if "requestBody" in operation else {})}
             for status, answer in common.items():
                 responses.setdefault(str(status), {"description": answer["description"], "content": error_schema})
+            for status, answer in responses.items():
+                if status in _ERROR_CODES and "application/json" in answer.get("content", {}):
+                    error = {"code": _ERROR_CODES[status], "message": answer["description"], "details": None}
+                    answer["content"]["application/json"]["example"] = {"error": error}
     schemas = document.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(unused, None)

@@ -73,6 +73,7 @@ def _info(job, status: int = HTTPStatus.OK) -> Response[BulkJobInfo]:
 
 @router.post(
     "/v1/bulk/jobs",
+    tags=["bulk"],
     status_code=201,
     responses={201: _ok("Job created", BulkJobInfo), **_errors(400)},
     summary="Create a bulk job",
@@ -100,6 +101,7 @@ def create_job(request: Annotated[CreateBulkJob, Body()]) -> Response[BulkJobInf
 
 @router.get(
     "/v1/bulk/jobs",
+    tags=["bulk"],
     responses={200: _ok("One page of the caller's bulk jobs", BulkJobList), **_errors(400)},
     summary="List bulk jobs",
     description="The caller's bulk jobs (API and S3 drops), newest first, optionally filtered by state and "
@@ -124,6 +126,7 @@ def list_jobs(
 
 @router.get(
     "/v1/bulk/jobs/<job_id>",
+    tags=["bulk"],
     responses={200: _ok("The bulk job", BulkJobInfo), **_JOB_ERRORS},
     summary="Get a bulk job",
     description="The job's state and counts (`numberRecordsProcessed`, `numberRecordsFailed`, `errorMessage`, ...).",
@@ -134,6 +137,7 @@ def get_job(job_id: JobId) -> BulkJobInfo:
 
 @router.patch(
     "/v1/bulk/jobs/<job_id>",
+    tags=["bulk"],
     responses={200: _ok("The bulk job", BulkJobInfo), **_errors(400, 404, 409)},
     summary="Close or abort a bulk job",
     description="`UploadComplete` queues the load of an `Open` job's batches (repeating it is harmless); `Aborted` "
@@ -145,6 +149,7 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
 
 @router.put(
     "/v1/bulk/jobs/<job_id>/batches",
+    tags=["bulk"],
     status_code=201,
     responses={
         201: {"description": "Batch stored (an empty body)", "content": {"text/plain": {"schema": {"type": "string"}}}},
@@ -155,9 +160,16 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
     summary="Upload a batch of CSV",
     description="One more CSV file (with its header line) for an `Open` job, up to 10 MB a request; "
     "`Content-Encoding: gzip` is accepted. Larger files: POST .../uploads for a presigned URL.",
-    # the body is read as bytes, not through a model, so the document states it here
+    # the body is read as bytes, not through a model, so the document states it here; application/octet-stream is
+    # accepted too (what generated clients send for a file)
     openapi_extensions={
-        "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
     },
 )
 def upload_batch(job_id: JobId) -> Response[str]:
@@ -177,6 +189,7 @@ def upload_batch(job_id: JobId) -> Response[str]:
 
 @router.post(
     "/v1/bulk/jobs/<job_id>/uploads",
+    tags=["bulk"],
     responses={200: _ok("Where to PUT the batch", UploadUrl), **_errors(400, 404, 409)},
     summary="Get an upload URL for a large batch",
     description="A presigned SigV4 PUT URL for one more batch of an `Open` job, for files past the 10 MB request "
@@ -189,6 +202,7 @@ def upload_url(job_id: JobId, request: Annotated[UploadUrlRequest, Body()]) -> U
 
 @router.post(
     "/v1/bulk/uploads",
+    tags=["bulk"],
     responses={200: _ok("Where to PUT the file", UploadUrl), **_errors(400)},
     summary="Get an upload URL for an S3 drop",
     description="A presigned PUT URL for `<tenant>/<object>/<filename>` in the ingest bucket: the dropped file "
@@ -236,6 +250,7 @@ _RESULT_RESPONSES = {
 
 @router.get(
     "/v1/bulk/jobs/<job_id>/successfulResults",
+    tags=["bulk"],
     responses=_RESULT_RESPONSES,
     summary="Rows loaded",
     description="CSV of the rows the job loaded: `sf__Id`, `sf__Created`, then the row.",
@@ -246,6 +261,7 @@ def successful_results(job_id: JobId):  # bytes, not validated as text
 
 @router.get(
     "/v1/bulk/jobs/<job_id>/failedResults",
+    tags=["bulk"],
     responses=_RESULT_RESPONSES,
     summary="Rows refused",
     description="CSV of the rows the warehouse refused: `sf__Id`, `sf__Error` (the reason), then the row as sent.",
@@ -256,6 +272,7 @@ def failed_results(job_id: JobId):  # bytes, not validated as text
 
 @router.get(
     "/v1/bulk/jobs/<job_id>/unprocessedrecords",
+    tags=["bulk"],
     responses=_RESULT_RESPONSES,
     summary="Rows not processed",
     description="CSV of the rows a failed or aborted job never processed, as sent.",
@@ -266,6 +283,7 @@ def unprocessed_records(job_id: JobId):  # bytes, not validated as text
 
 @router.get(
     "/v1/bulk/jobs/<job_id>/results",
+    tags=["bulk"],
     responses={200: _CSV, **_errors(400, 404, "409-results")},
     summary="Rows of a query job",
     description="A page of CSV with its header line. `Sforce-Locator` names the next page (`null` after the "

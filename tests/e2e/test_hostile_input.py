@@ -140,10 +140,10 @@ MALFORMED_BODIES = {
     "10-mb": (b'{"sql": "' + b"a" * (10 * MB) + b'"}', JSON, 413, "payload_too_large"),
     # parameters and SQL
     "long-value": (
-        json.dumps({"sql": "select :p", "parameters": [{"name": "p", "value": "v" * 64_001}]}).encode(),
+        json.dumps({"sql": "select :p", "parameters": [{"name": "p", "value": "v" * 65_536}]}).encode(),
         JSON,
-        400,
-        "invalid_request",
+        413,
+        "payload_too_large",
     ),
     "101-parameters": (
         json.dumps({"sql": "select 1", "parameters": [{"name": f"p{i}", "value": "v"} for i in range(101)]}).encode(),

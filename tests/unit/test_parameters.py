@@ -12,6 +12,8 @@ from spectra.sql_guard import parse_checked
 
 pytestmark = pytest.mark.unit
 
+LIMIT = 200_000  # names and values together; one value alone is capped lower, at MAX_VALUE_BYTES
+
 
 def tree(sql: str):
     return parse_checked(sql, max_bytes=100_000)
@@ -19,7 +21,8 @@ def tree(sql: str):
 
 def bound(sql: str, **values):
     statement, parsed = tree(sql)
-    return bind(statement, parsed, [TypedParameter(name=name, value=value) for name, value in values.items()])
+    parameters = [TypedParameter(name=name, value=value) for name, value in values.items()]
+    return bind(statement, parsed, parameters, max_total_bytes=LIMIT)
 
 
 def wire(parameters: list[QueryParameter]) -> dict[str, str]:
@@ -92,7 +95,7 @@ def test_a_placeholder_without_a_value_and_a_value_without_a_placeholder_are_nam
 def test_a_name_given_twice_is_refused(names):
     statement, parsed = tree("select :a")
     with pytest.raises(InvalidParameters) as raised:
-        bind(statement, parsed, [TypedParameter(name=name, value="1") for name in names])
+        bind(statement, parsed, [TypedParameter(name=name, value="1") for name in names], max_total_bytes=LIMIT)
     assert raised.value.details == {"field": "parameters", "parameter": names[1]}
 
 
@@ -115,6 +118,12 @@ def test_one_value_over_the_limit_is_413_naming_it():
     with pytest.raises(PayloadTooLarge) as raised:
         bound("select :big", big="x" * (MAX_VALUE_BYTES + 1))
     assert raised.value.details == {"field": "parameters", "parameter": "big", "limit": MAX_VALUE_BYTES}
+
+
+def test_sizes_are_checked_before_the_parameters_are_matched():
+    with pytest.raises(PayloadTooLarge) as raised:
+        bound("select :a", a="x" * 60_000, b="y" * 60_000, c="z" * 60_000, d="!" * 60_000)  # b, c, d unused: 413
+    assert raised.value.details == {"field": "parameters", "limit": LIMIT}
 
 
 def test_an_integer_wider_than_the_warehouse_is_refused():
@@ -143,3 +152,20 @@ def test_the_request_model_refuses_what_is_not_a_parameter(raw):
 def test_json_types_survive_validation():
     values = [TypedParameter.model_validate({"name": "v", "value": v}).value for v in (True, 1, 1.5, "1", None)]
     assert [type(v) for v in values] == [bool, int, float, str, type(None)]
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("select 'it''s' as s, a::text as t from x where :v", "SELECT 'it''s' AS s, CAST(a AS TEXT) AS t FROM x"),
+        ("select 'two\nlines' as s where :v", "SELECT 'two\nlines' AS s"),
+        ("select :v::int as n", "SELECT CAST(CAST(:v AS BIGINT) AS INTEGER) AS n"),
+        ("select nvl(a, :v) from x", "SELECT COALESCE(a, CAST(:v AS BIGINT)) FROM x"),
+    ],
+)
+def test_a_rewritten_statement_says_what_was_written(sql, expected):
+    statement, rewritten = bound(sql, v=1)
+    assert rewritten
+    assert statement.sql.startswith(expected)
+    # what runs passes the guard again (a backslashed quote, say, would not)
+    tree(statement.sql)

@@ -1,0 +1,121 @@
+"""POST /v1/queries with wait_timeout on the local stack: one call for a query that ends in time, the usual 202 for
+one that does not (and the job goes on, or is cancelled with on_wait_timeout CANCEL)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+
+from local.demo import add_tenant
+from spectra.ports import get_ports
+from tests.e2e.test_api_contract import error_of
+from tests.fixtures.stack import ApiClient, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def post(client: ApiClient, sql: str, **body) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    response = client.request("POST", "/v1/queries", json={"sql": sql, **body})
+    return response, time.monotonic() - started
+
+
+def test_a_query_that_ends_in_time_is_answered_with_its_rows_in_one_call(new_tenant):
+    client = new_tenant()
+    response, elapsed = post(client, "select 1 as one, 'a' as s", wait_timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "COMPLETED" and body["row_count"] == 1
+    assert body["results"]["rows"] == [[1, "a"]]
+    assert [c["name"] for c in body["results"]["columns"]] == ["one", "s"]
+    assert elapsed < 10  # answered when the job ended, not when the wait ran out
+    assert response.headers["Location"] == f"/v1/jobs/{body['job_id']}"
+    assert client.job(body["job_id"])["status"] == "COMPLETED"
+
+
+def test_a_query_that_fails_in_time_is_answered_with_the_database_message(new_tenant):
+    client = new_tenant()
+    response, _ = post(client, "select * from no_such_table_for_waiting", wait_timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "FAILED" and body["results"] is None
+    assert "no_such_table_for_waiting" in body["error"]["message"]
+
+
+def test_an_expired_wait_answers_202_and_the_job_completes_later(new_tenant):
+    client = new_tenant()
+    response, elapsed = post(client, "select 7 as seven from (select pg_sleep(3)) s", wait_timeout=1)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] in ("QUEUED", "SUBMITTED") and body["results"] is None
+    assert 1 <= elapsed < 3
+    # its results are not there yet: a distinct code, and when to ask again
+    early = client.request("GET", f"/v1/jobs/{body['job_id']}/results")
+    assert error_of(early, 409)["code"] == "job_not_finished"
+    assert int(early.headers["Retry-After"]) >= 1
+    assert client.wait(body["job_id"])["status"] == "COMPLETED"
+    rows = client.request("GET", f"/v1/jobs/{body['job_id']}/results").json()["rows"]
+    assert rows == [[7]]
+
+
+def test_an_expired_wait_with_cancel_stops_the_running_statement(new_tenant):
+    client = new_tenant()
+    response, _ = post(client, "select pg_sleep(30)", wait_timeout=1, on_wait_timeout="CANCEL")
+    body = response.json()
+    if body["status"] == "SUBMITTED":  # running: asked to stop, ends CANCELLED when the warehouse aborts it
+        assert response.status_code == 202 and body["cancel_requested"] is True
+    else:  # still queued after the wait: cancelled at once
+        assert (response.status_code, body["status"]) == (200, "CANCELLED")
+    assert client.wait(body["job_id"], timeout=30)["status"] == "CANCELLED"
+
+
+def test_an_expired_wait_with_cancel_ends_a_queued_job_at_once(spectra_stack, warehouse):
+    tenant_id = "t" + uuid.uuid4().hex[:12]
+    key = add_tenant(warehouse, get_ports().tenants, tenant_id, max_running_statements=0)  # its jobs wait queued
+    client = ApiClient(spectra_stack.api_url, key, tenant_id, f"tenant_{tenant_id}")
+    response, _ = post(client, "select 1", wait_timeout=1, on_wait_timeout="CANCEL")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "CANCELLED"
+
+
+def test_a_client_that_hangs_up_loses_nothing(new_tenant):
+    client = new_tenant()
+    key = str(uuid.uuid4())
+    sql = "select 'kept' as v from (select pg_sleep(2)) s"
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(
+            client.base_url + "/v1/queries",
+            json={"sql": sql, "wait_timeout": 10},
+            headers={"Authorization": f"Bearer {client.api_key}", "Idempotency-Key": key},
+            timeout=(5, 0.5),
+        )
+    # the job went on; asking again with the same key waits for that same job
+    again = client.request(
+        "POST", "/v1/queries", json={"sql": sql, "wait_timeout": 10}, headers={"Idempotency-Key": key}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "COMPLETED" and again.json()["results"]["rows"] == [["kept"]]
+    jobs = wait_until(lambda: client.request("GET", "/v1/jobs").json()["jobs"], 10, "the job to be listed")
+    assert [job["job_id"] for job in jobs] == [again.json()["job_id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"wait_timeout": 26}, "wait_timeout"),
+        ({"wait_timeout": -1}, "wait_timeout"),
+        ({"wait_timeout": 1.5}, "wait_timeout"),
+        ({"wait_timeout": "5"}, "wait_timeout"),
+        ({"wait_timeout": True}, "wait_timeout"),
+        ({"wait_timeout": 5, "on_wait_timeout": "KILL"}, "on_wait_timeout"),
+        ({"on_wait_timeout": "cancel"}, "on_wait_timeout"),
+    ],
+)
+def test_bad_wait_settings_are_400_naming_the_field(new_tenant, body, field):
+    client = new_tenant()
+    error = error_of(client.request("POST", "/v1/queries", json={"sql": "select 1", **body}), 400)
+    assert error["code"] == "invalid_request"
+    assert {tuple(d["loc"]) for d in error["details"]} == {("body", field)}
