@@ -7,6 +7,11 @@ template.yaml's functions) serves the run. For each of N small jobs, one at a ti
   rule on the project's bus, as any subscriber would set up);
 - baseline: ExecuteStatement → DescribeStatement until FINISHED → GetStatementResultV2, straight to the emulator.
 
+Then N more, one at a time, each interleaved with a direct round trip again:
+
+- one call: HTTP ``POST /v1/queries`` with ``wait_timeout`` → 200 with the rows inline (the job ended within the
+  wait); the API's extra AWS calls for waiting (job store reads) are counted apart.
+
 The difference is what the pipeline costs on top of the warehouse: queue hops, state writes, the result file, the
 event. It also counts the AWS API calls the functions made per job (by service and operation), which is what
 bills and throttles in production. Calls the local runner makes in Lambda's place (SQS polling) are not counted.
@@ -32,6 +37,7 @@ from local.subscriber import BusSubscriber
 from spectra.ports import get_ports
 
 SQL = "select 1 as one"
+WAIT_SECONDS = 25
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -96,6 +102,18 @@ def run(jobs: int) -> dict:
             pipeline.append(subscriber.arrival(response.json()["job_id"], timeout=60)[0] - start)
         calls = dict(sorted(counter.calls.items()))
         subscriber.close()
+
+        counter.calls.clear()
+        one_call, direct_beside = [], []
+        for _ in range(jobs):
+            direct_beside.append(direct_round_trip(data_api))
+            start = time.perf_counter()
+            response = session.post(stack.api_url + "/v1/queries", json={"sql": SQL, "wait_timeout": WAIT_SECONDS})
+            one_call.append(time.perf_counter() - start)
+            answered = response.json()
+            if response.status_code != 200 or answered["results"]["rows"] != [[1]]:
+                raise RuntimeError(f"the wait did not answer with the rows: {response.status_code} {answered}")
+        sync_calls = dict(sorted(counter.calls.items()))
     finally:
         stack.stop()
         emulator.stop()
@@ -111,6 +129,9 @@ def run(jobs: int) -> dict:
         "direct_data_api_round_trip": summary(direct),
         "aws_calls_per_job": {name: count / jobs for name, count in calls.items()},
         "aws_calls_per_job_total": sum(calls.values()) / jobs,
+        "one_call_with_wait_timeout": summary(one_call),
+        "direct_data_api_round_trip_beside_one_call": summary(direct_beside),
+        "aws_calls_per_one_call_job": {name: count / jobs for name, count in sync_calls.items()},
     }
 
 
@@ -129,6 +150,19 @@ def print_report(report: dict) -> None:
     print(f"\nAWS API calls per job made by the functions: {report['aws_calls_per_job_total']:.1f}")
     for name, per_job in report["aws_calls_per_job"].items():
         print(f"  {name:<46}{per_job:>6.2f}")
+    if "one_call_with_wait_timeout" in report:
+        print(f"\n'{SQL}' in one call (wait_timeout={WAIT_SECONDS}), interleaved with the baseline")
+        print(f"{'measure':<44}{'p50 ms':>12}{'p99 ms':>12}")
+        for label, key in [
+            ("POST /v1/queries with wait_timeout → 200", "one_call_with_wait_timeout"),
+            ("baseline: direct Data API round trip", "direct_data_api_round_trip_beside_one_call"),
+        ]:
+            row = report[key]
+            print(f"{label:<44}{row['median_ms']:>12.1f}{row['p99_ms']:>12.1f}")
+        calls = report["aws_calls_per_one_call_job"]
+        print(f"AWS API calls per one-call job: {sum(calls.values()):.1f}")
+        for name, per_job in calls.items():
+            print(f"  {name:<46}{per_job:>6.2f}")
 
 
 def main(argv: list[str] | None = None) -> dict:

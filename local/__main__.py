@@ -49,6 +49,8 @@ def banner(stack, aws, redshift_url: str, demo) -> str:
     json_body = "-H 'Content-Type: application/json'"
     ingest = stack.physical_id("IngestBucket")
     table = demo.bulk_table
+    # Below, "\\" ends a shell line ("\" and a newline are printed); a lone "\" joins two source lines into one printed
+    # line (inside a JSON body, where the shell would keep a backslash).
     return f"""
 Spectra is running: API {api}
   local AWS endpoint (moto):   {aws.endpoint_url}   (region {aws.region}, any credentials)
@@ -65,6 +67,11 @@ Query (SQL over REST):
   curl -s {api}/v1/jobs/<job_id> {auth}
   curl -s {api}/v1/jobs/<job_id>/results {auth}
 
+Query in one call (the rows come back when the query ends within wait_timeout seconds; typed parameters):
+  curl -s -X POST {api}/v1/queries {auth} {json_body} \\
+       -d '{{"sql": "select item, amount from sales where amount > :min order by id", \
+"parameters": [{{"name": "min", "value": 100}}], "wait_timeout": 10}}'
+
 Load a CSV by dropping it in S3 (the "{table}" table; rows land as tenant "{demo.tenant_id}"):
   printf 'email,name,city\\nbugs@acme.test,Bugs Bunny,Burrow\\n' > new-contacts.csv
   {aws_cli} s3 cp new-contacts.csv s3://{ingest}/{demo.tenant_id}/{table}/
@@ -80,7 +87,7 @@ Load with the Bulk API (Salesforce Bulk 2.0's workflow; here an upsert on email)
   curl -s {api}/v1/bulk/jobs/$JOB {auth}
   curl -s {api}/v1/bulk/jobs/$JOB/successfulResults {auth}
 
-The API, documented: {api}/v1/openapi.json
+The API, documented: {api}/v1/docs (Swagger UI; Authorize with the key) and {api}/v1/openapi.json
 
 Ctrl-C stops everything."""
 

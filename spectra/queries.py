@@ -174,9 +174,10 @@ def job_results(ports: Ports, caller: Caller, job_id: str) -> dict[str, Any]:
 # -- waiting for a job (POST /v1/queries with wait_timeout) ---------------------------------------------------------
 
 #: The first look at the job comes this long after it was queued; each wait after that is longer by ``WAIT_BACKOFF``,
-#: up to ``WAIT_MAX_DELAY``: a fast query is answered within ~50 ms of its end, a 25-second wait costs ~35 reads.
+#: up to ``WAIT_MAX_DELAY``: a query is answered within a third of its run time after its end (50 ms at least), and
+#: a 25-second wait costs about 35 reads.
 WAIT_FIRST_DELAY = 0.05
-WAIT_BACKOFF = 1.5
+WAIT_BACKOFF = 1.3
 WAIT_MAX_DELAY = 1.0
 
 

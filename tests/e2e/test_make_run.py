@@ -3,6 +3,7 @@ from the banner, and stops cleanly on Ctrl-C (SIGINT)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -87,8 +88,21 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
         status, _ = run("select id, margin from sales", other_key)
         assert status["status"] == "FAILED" and "permission denied" in status["error"]["message"], status
 
-        # Both bulk doors, exactly as the banner prints them, run by a shell.
+        # The one-call query and both bulk doors, exactly as the banner prints them, run by a shell.
         shell_env = {**env, "SPECTRA_KEY": key}
+        one_call = subprocess.run(
+            ["bash", "-ec", commands(banner, "Query in one call")],
+            cwd=tmp_path,
+            env=shell_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert one_call.returncode == 0, one_call.stderr
+        answer = json.loads(one_call.stdout)
+        assert answer["status"] == "COMPLETED", answer
+        assert answer["results"]["rows"] == [["anvil", "120.00"], ["rocket skates", "349.99"]]
+        assert requests.get(f"{api}/v1/docs", timeout=10).status_code == 200  # no key for the docs page
         drop = subprocess.run(
             ["bash", "-ec", commands(banner, "Load a CSV by dropping it in S3")],
             cwd=tmp_path,

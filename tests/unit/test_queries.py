@@ -388,7 +388,7 @@ def test_a_wait_ends_at_the_first_look_after_the_job_ended(ports):
     clock = FakeClock(world)
     waited = wait_for_job(ports, job, seconds=25, clock=clock, sleep=clock.sleep)
     assert waited.status is JobStatus.COMPLETED
-    assert clock.sleeps == pytest.approx([0.05, 0.075, 0.1125])
+    assert clock.sleeps == pytest.approx([0.05, 0.065, 0.0845])
 
 
 def test_a_wait_backs_off_reads_only_the_job_store_and_gives_up_on_time(ports):
