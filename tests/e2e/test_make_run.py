@@ -90,27 +90,24 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
 
         # The one-call query and both bulk doors, exactly as the banner prints them, run by a shell.
         shell_env = {**env, "SPECTRA_KEY": key}
-        one_call = subprocess.run(
-            ["bash", "-ec", commands(banner, "Query in one call")],
-            cwd=tmp_path,
-            env=shell_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+
+        def shell(title: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                ["bash", "-ec", commands(banner, title)],
+                cwd=tmp_path,
+                env=shell_env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        one_call = shell("Query in one call")
         assert one_call.returncode == 0, one_call.stderr
         answer = json.loads(one_call.stdout)
         assert answer["status"] == "COMPLETED", answer
         assert answer["results"]["rows"] == [["anvil", "120.00"], ["rocket skates", "349.99"]]
         assert requests.get(f"{api}/v1/docs", timeout=10).status_code == 200  # no key for the docs page
-        drop = subprocess.run(
-            ["bash", "-ec", commands(banner, "Load a CSV by dropping it in S3")],
-            cwd=tmp_path,
-            env=shell_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        drop = shell("Load a CSV by dropping it in S3")
         assert drop.returncode == 0, drop.stderr
         bulk = [j for j in bulk_jobs(api, headers) if j["source"] == "s3"]
         assert bulk and bulk[0]["objectKey"] == "acme/contacts/new-contacts.csv"
@@ -120,14 +117,7 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
             1,
             0,
         ), loaded["error"]
-        api_door = subprocess.run(
-            ["bash", "-ec", commands(banner, "Load with the Bulk API")],
-            cwd=tmp_path,
-            env=shell_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        api_door = shell("Load with the Bulk API")
         assert api_door.returncode == 0, api_door.stderr
         upsert = next(j for j in bulk_jobs(api, headers) if j["operation"] == "upsert")
         assert wait_bulk(api, headers, upsert["id"])["state"] == "JobComplete"
