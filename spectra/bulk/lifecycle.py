@@ -22,6 +22,7 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
+from spectra import share
 from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header
 from spectra.bulk.files import job_prefix
@@ -53,11 +54,15 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     with the service's reason. Input problems fail the job at once, before anything is written, naming the problem.
     """
     bulk = bulk_ports(ports)
+    if not share.take_slot(ports, message):
+        return None  # its tenant is at its running cap: the job waits UploadComplete (spectra/share.py)
     job = bulk.jobs.transition(
         message.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE}, started_at=utcnow()
     )
     if job is None:
         job = bulk.jobs.get(message.job_id)
+        if job is None or job.state.is_terminal:  # a late message: the slot just taken is not the job's to keep
+            share.release_slot(ports, message.tenant_id, message.job_id)
         if job is None:
             logger.error("bulk job %s from the queue does not exist; dropping the message", message.job_id)
             return None
@@ -267,6 +272,7 @@ def finish_bulk_job(
     )
     if finished is None:
         return None
+    share.release_slot(ports, finished.tenant_id, finished.job_id)
     settle(ports, finished)
     return finished
 
