@@ -103,3 +103,25 @@ class NoIdentity(IdentityRefused):
     Serverless)."""
 
     code = "no_identity"
+
+
+class Gone(SpectraError):
+    """The job's result was retained for ``ResultRetentionDays`` and is no more (its files expire with it)."""
+
+    status = HTTPStatus.GONE
+    code = "gone"
+
+
+class ResultTooLarge(SpectraError):
+    """A result ``inline`` delivery cannot hold: the job fails with this (``result_too_large``) and the limits."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "result_too_large"
+
+
+class ResultUnconvertible(SpectraError):
+    """A result page that cannot be converted to the job's format (malformed CSV, text that is not UTF-8). Completion
+    retries it; after ``result_max_attempts`` the job fails with this (``result_unconvertible``)."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "result_unconvertible"

@@ -109,6 +109,8 @@ def submit(
         sql=request.sql,
         parameters=request.parameters,
         fmt=request.format,
+        delivery=request.delivery,
+        row_limit=request.row_limit,
         idempotency_key=idempotency_key,
         correlation_id=app.current_event.request_context.request_id,
     )

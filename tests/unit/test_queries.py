@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from events import JobQueuedMessage, JobStatus, ResultFormat
+from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
 from spectra.errors import Conflict, NotFound, PayloadTooLarge, SqlRejected
 from spectra.jobs import QueryParameter
 from spectra.lifecycle import complete_statement, execute_job
@@ -222,23 +222,34 @@ def test_results_exist_only_for_completed_jobs(ports, status):
     assert raised.value.details == {"status": status}
 
 
-def completed(ports, pages: list[str], fmt=ResultFormat.JSON):
-    job = started(ports, fmt=fmt)
+def completed(ports, pages: list[str], fmt=ResultFormat.JSON, **options):
+    job = started(ports, fmt=fmt, **options)
     change = ports.warehouse.finish(
         job.statement_id, columns=[Column("n", "int4"), Column("s", "varchar")], pages=pages
     )
     return complete_statement(ports, change)
 
 
-def test_small_results_come_inline_with_their_files(ports):
+def test_small_results_come_inline_and_cost_no_s3_request():
+    s3 = FakeS3()
+    ports = with_tenants(s3=s3)
     job = completed(ports, ["1,a\n2,b\n"])
     body = job_results(ports, ACME, job.job_id)
     assert body["rows"] == [[1, "a"], [2, "b"]]
-    assert body["row_count"] == 2
+    assert (body["row_count"], body["delivery"], body["truncated"]) == (2, "inline", False)
     assert body["columns"] == [{"name": "n", "type": "int4"}, {"name": "s", "type": "varchar"}]
+    assert (body["files"], body["manifest_url"]) == ([], None)
+    assert s3.requests == []  # written on the job record, read from it
+
+
+def test_s3_delivery_links_each_file_and_the_manifest(ports):
+    job = completed(ports, ["1,a\n2,b\n"], delivery=Delivery.S3)
+    body = job_results(ports, ACME, job.job_id)
+    assert (body["rows"], body["delivery"]) == (None, "s3")
     [file] = body["files"]
     assert file["rows"] == 2
     assert f"X-Amz-Expires={ports.settings.presign_ttl_seconds}" in file["url"]
+    assert f"acme/{job.job_id}/manifest.json" in body["manifest_url"]
     assert body["expires_in"] == ports.settings.presign_ttl_seconds
 
 
@@ -248,7 +259,7 @@ def test_large_results_are_files_only():
     job = completed(ports, ["1,a\n2,b\n3,c\n"], fmt=ResultFormat.CSV)
     requests_before = list(s3.requests)
     body = job_results(ports, ACME, job.job_id)
-    assert "rows" not in body
+    assert body["rows"] is None
     assert (body["row_count"], body["format"], len(body["files"])) == (3, "csv", 1)
     assert s3.requests == requests_before  # neither the manifest nor the parts are read; presigning is local
 
