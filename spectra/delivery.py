@@ -20,10 +20,11 @@ from datetime import timedelta
 from typing import Any
 
 from events import Delivery, ResultFormat
-from spectra.bulk.sql import unload_statement
+from spectra.bulk.sql import ident, unload_statement
 from spectra.errors import Gone
 from spectra.jobs import Job, JobResult, utcnow
 from spectra.ports import Ports
+from spectra.result_encoding import unique_names
 from spectra.settings import Settings
 from spectra.warehouse import StatementInfo
 
@@ -60,12 +61,69 @@ def statement_sql(settings: Settings, job: Job) -> str:
     if job.delivery is not Delivery.EXPORT:
         return job.sql
     return unload_statement(
-        job.sql,
+        distinct_columns(job.sql),
         export_destination(settings, job),
         role=settings.bulk_iam_role,
         fmt="PARQUET" if job.format is ResultFormat.PARQUET else "CSV",
         gzip=job.format is ResultFormat.CSV,
     )
+
+
+def distinct_columns(sql: str) -> str:
+    """The query, renamed on the way out when it would name two columns alike (Parquet readers refuse a file with
+    duplicate field names; UNLOAD writes the names the query gives).
+
+    The files other deliveries write are renamed as they are written; an UNLOAD's are not ours to rename, so the
+    query is: its output names are worked out as PostgreSQL does for the common cases (an alias, a column, a
+    function's name, ``?column?``), and only when two collide is it wrapped as ``SELECT * FROM (query) AS q(names)``
+    with :func:`~spectra.result_encoding.unique_names`. A top-level ``*`` has names only the warehouse knows: such a
+    query goes as it is, and completion refuses a Parquet export that came back with duplicate names.
+    """
+    names = _output_names(sql)
+    if names is None or len(set(names)) == len(names):
+        return sql
+    aliases = ", ".join(ident(name) for name in unique_names(names))
+    return f"SELECT * FROM ({sql}) AS spectra_export ({aliases})"
+
+
+def _output_names(sql: str) -> list[str] | None:
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        tree = sqlglot.parse_one(sql, read="redshift")
+    except SqlglotError:
+        return None
+    while isinstance(tree, exp.SetOperation | exp.Subquery):
+        tree = tree.left if isinstance(tree, exp.SetOperation) else tree.this  # a UNION is named by its first branch
+    if not isinstance(tree, exp.Select):
+        return None
+    names = []
+    for expression in tree.expressions:
+        if isinstance(expression, exp.Star) or (isinstance(expression, exp.Column) and expression.is_star):
+            return None
+        names.append(_output_name(expression))
+    return names
+
+
+def _output_name(expression) -> str:
+    from sqlglot import exp
+
+    def folded(identifier) -> str:  # unquoted names are folded to lower case, as the warehouse does
+        return identifier.name if identifier.quoted else identifier.name.lower()
+
+    if isinstance(expression, exp.Alias):
+        return folded(expression.args["alias"])
+    if isinstance(expression, exp.Column):
+        return folded(expression.this)
+    if isinstance(expression, exp.Cast):
+        return _output_name(expression.this)
+    if isinstance(expression, exp.Anonymous):
+        return expression.name.lower()
+    if isinstance(expression, exp.Func):
+        return expression.sql_name().lower()
+    return "?column?"
 
 
 def inline_budget(job: Job) -> int:

@@ -112,11 +112,23 @@ class Gone(SpectraError):
     code = "gone"
 
 
-class ResultTooLarge(SpectraError):
-    """A result ``inline`` delivery cannot hold: the job fails with this (``result_too_large``) and the limits."""
+class ResultRefused(SpectraError):
+    """A result that cannot be delivered as the job asked, whatever the retries: the job fails with it at once."""
 
     status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "result_refused"
+
+
+class ResultTooLarge(ResultRefused):
+    """A result ``inline`` delivery cannot hold: the job fails with this (``result_too_large``) and the limits."""
+
     code = "result_too_large"
+
+
+class DuplicateColumns(ResultRefused):
+    """A Parquet export whose query named two columns alike behind a ``*`` (the files would be unreadable)."""
+
+    code = "duplicate_columns"
 
 
 class ResultUnconvertible(SpectraError):

@@ -22,7 +22,7 @@ from events import (
     StatementStatusChange,
 )
 from spectra.delivery import collect_result, statement_sql
-from spectra.errors import IdentityRefused, ResultTooLarge, ResultUnconvertible, StatementRejected, Throttled
+from spectra.errors import IdentityRefused, ResultRefused, ResultUnconvertible, StatementRejected, Throttled
 from spectra.identity import identity_for
 from spectra.jobs import Job, utcnow
 from spectra.ports import Ports
@@ -122,7 +122,7 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str) -> Job | None
     info = ports.warehouse.describe(statement_id)
     try:
         result = collect_result(ports, job, info)  # spectra/delivery.py: inline, files or an export's files
-    except ResultTooLarge as exc:
+    except ResultRefused as exc:  # too big for inline, a Parquet export with duplicate names
         error = ErrorInfo(code=exc.code, message=exc.message)
         return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
     except ResultUnconvertible as exc:

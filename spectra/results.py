@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from events import Delivery, ResultFormat
-from spectra.errors import ResultTooLarge, ResultUnconvertible
+from spectra.errors import DuplicateColumns, ResultTooLarge, ResultUnconvertible
 from spectra.jobs import JobResult, ResultFile
 from spectra.result_encoding import has_special_floats, json_arrays, json_lines, postgres_floats, unique_names
 from spectra.result_pages import PageReader, arrow_type
@@ -384,8 +384,16 @@ class ResultSink:
 
         body = self._s3.get_object(Bucket=self._bucket, Key=unload_manifest_key)["Body"].read()
         unloaded = read_unload_manifest(json.loads(body), self._bucket)
+        sent = [name for name, _ in unloaded.columns]
+        if fmt is ResultFormat.PARQUET and len(set(sent)) < len(sent):
+            twice = sorted({name for name in sent if sent.count(name) > 1})
+            raise DuplicateColumns(
+                f"the query returns more than one column named {', '.join(twice)}; Parquet files need distinct "
+                "names, and names behind a * cannot be changed before the query runs: give the columns aliases",
+                details={"columns": twice},
+            )
         files = [ResultFile(key=key, rows=rows, bytes=size) for key, rows, size in unloaded.files]
-        names = unique_names(name for name, _ in unloaded.columns)
+        names = unique_names(sent)
         row_count = sum(f.rows for f in files)
         prefix = self.prefix_for(tenant_id, job_id)
         result = JobResult(

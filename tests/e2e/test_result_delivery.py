@@ -229,3 +229,21 @@ def test_bad_delivery_options_are_400_naming_the_field(new_tenant, body, field):
     error = response.json()["error"]
     assert error["code"] == "invalid_request"
     assert [d["loc"][-1] for d in error["details"]] == [field], error
+
+
+def test_an_export_names_its_columns_apart_and_refuses_parquet_it_cannot_rename(new_tenant):
+    client = new_tenant()
+    _, results = run(client, "select 1 as a, 2 as a_2, 3 as a", format="parquet", delivery="export")
+    assert [c["name"] for c in results["columns"]] == ["a", "a_2", "a_3"]
+    [part] = results["files"]
+    table = pq.read_table(io.BytesIO(download(part["url"])))  # readable: no two fields share a name
+    assert table.to_pylist() == [{"a": 1, "a_2": 2, "a_3": 3}]
+
+    starred = "select * from (select 1 as a) x cross join (select 2 as a) y"
+    failed, _ = run(client, starred, format="parquet", delivery="export")
+    assert failed["status"] == "FAILED"
+    assert (failed["error"]["code"], "named a;" in failed["error"]["message"]) == ("duplicate_columns", True)
+    _, as_csv = run(client, starred, format="csv", delivery="export")  # a CSV header may repeat a name
+    assert [c["name"] for c in as_csv["columns"]] == ["a", "a_2"]
+    text = gzip.decompress(download(as_csv["files"][0]["url"])).decode()
+    assert text == "a,a\n1,2\n"

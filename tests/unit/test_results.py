@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import math
 from decimal import Decimal
 
 import pyarrow as pa
@@ -383,3 +384,70 @@ def test_presigned_links_are_one_per_part_and_local():
         f.key in link["url"] and "X-Amz-Expires=60" in link["url"] for f, link in zip(result.files, links, strict=True)
     )
     assert s3.requests == requests
+
+
+# -- what the formats hold ------------------------------------------------------------------------------------------
+
+
+FLOATS = [Column("f8", "float8"), Column("f4", "float4"), Column("t", "text")]
+FLOAT_PAGE = "NaN,NaN,NaN\nInfinity,Infinity,\n-Infinity,-Infinity,Infinity\n,,\n0.1,0.1,\n"
+
+
+def test_special_floats_are_told_apart_from_null_in_every_format():
+    json_rows = [["NaN", "NaN", "NaN"], ["Infinity", "Infinity", None], ["-Infinity", "-Infinity", "Infinity"]]
+    json_rows += [[None, None, None], [0.1, 0.1, None]]
+    inline, _, _ = write([FLOAT_PAGE], columns=FLOATS, fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
+    assert inline_rows(inline) == json_rows  # strings in JSON; the text "NaN" stays text, a real 0.1 stays 0.1
+
+    lines, s3, _ = write([FLOAT_PAGE], columns=FLOATS, fmt=ResultFormat.JSONL)
+    text = gzip.decompress(s3.body(BUCKET, lines.files[0].key)).decode()
+    assert [list(json.loads(line).values()) for line in text.splitlines()] == json_rows
+    assert "NaN," not in text and "Infinity," not in text.replace('"Infinity",', "")  # no bare tokens
+
+    csv_result, s3, _ = write([FLOAT_PAGE], columns=FLOATS, fmt=ResultFormat.CSV)
+    assert gzip.decompress(s3.body(BUCKET, csv_result.files[0].key)).decode().splitlines() == [
+        '"f8","f4","t"',
+        'NaN,NaN,"NaN"',
+        "Infinity,Infinity,",
+        '-Infinity,-Infinity,"Infinity"',
+        ",,",
+        "0.1,0.1,",
+    ]
+
+    parquet, s3, _ = write([FLOAT_PAGE], columns=FLOATS, fmt=ResultFormat.PARQUET)
+    values = pq.read_table(io.BytesIO(s3.body(BUCKET, parquet.files[0].key))).column("f8").to_pylist()
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, None, 0.1]
+
+
+def test_names_are_made_unique_without_taking_a_name_the_query_has():
+    columns = [Column("a", "int4"), Column("a_2", "int4"), Column("a", "int4")]
+    for fmt in (ResultFormat.PARQUET, ResultFormat.JSONL):
+        result, s3, _ = write(["1,2,3\n"], columns=columns, fmt=fmt)
+        assert [c["name"] for c in result.columns] == ["a", "a_2", "a_3"]
+        assert decoded(s3, result.files[0].key, fmt, columns) == [[1, 2, 3]]  # none lost, Parquet readable
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a\rb",
+        "\r",
+        "a\r\nb",
+        'say "hi"',
+        '"',
+        "\x01\x02\x1b\x1f\x7f",
+        "tab\there",
+        "\u2028 line \x85 breaks",
+        "😀 שלום",
+    ],
+)
+def test_awkward_text_survives_the_page_and_every_format(value):
+    """The page as PostgreSQL's COPY CSV (and the emulator) quotes it; every format gives the value back."""
+    quoted = '"' + value.replace('"', '""') + '"'
+    page = f'1,{quoted}\n2,\n3,""\n'
+    expected = [[1, value], [2, None], [3, ""]]
+    for fmt in ResultFormat:
+        result, s3, _ = write([page], columns=NUMBERED, fmt=fmt)
+        assert decoded(s3, result.files[0].key, fmt, NUMBERED) == expected, fmt
+    inline, _, _ = write([page], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
+    assert inline_rows(inline) == expected
