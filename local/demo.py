@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
+
+from spectra.share import UsagePlans, statement_timeout_sql
 from spectra.tenants import TenantDirectory
 
 ADMIN_USER = "awsuser"
@@ -51,26 +54,40 @@ class Warehouse:
         return described
 
 
+DEFAULT_TIER = "standard"
+#: The demo tenants' statement timeout: long enough for any demo query, short enough to end a runaway one.
+DEFAULT_STATEMENT_TIMEOUT_MS = 5 * 60 * 1000
+
+
 def add_tenant(
     warehouse: Warehouse,
     tenants: TenantDirectory,
     tenant_id: str,
     *,
     db_user: str | None = None,
+    tier: str = DEFAULT_TIER,
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    max_running_statements: int | None = None,
+    usage_plans: UsagePlans | None = None,
     owned_schema: str | None = None,
 ) -> str:
-    """A tenant with its own database user (no privileges beyond what grants give it) and a fresh API key.
+    """A tenant as production provisions one, returning its fresh API key: its own database user (no privileges
+    beyond what grants give it) with a statement timeout, an API Gateway key in its tier's usage plan (by default the
+    plans of every stack on this endpoint, ``UsagePlans.by_name``), and its record.
 
     With ``owned_schema`` the user also owns that schema and the tenant is flagged to write there through the
     query API (the guard allows DML and DDL on objects in it, and the warehouse agrees because the user owns it).
     """
     db_user = db_user or f"tenant_{tenant_id.replace('-', '_')}"
-    warehouse.run(f'CREATE USER "{db_user}"')
+    plans = usage_plans or UsagePlans.by_name(boto3.client("apigateway"))
+    usage_key = plans.attach(tenant_id, tier)
+    warehouse.run(f'CREATE USER "{db_user}"', statement_timeout_sql(db_user, statement_timeout_ms))
+    share = {"tier": tier, "usage_key": usage_key, "max_running_statements": max_running_statements}
     if owned_schema:
         warehouse.run(f'CREATE SCHEMA "{owned_schema}" AUTHORIZATION "{db_user}"')
-        tenants.create_tenant(tenant_id, db_user=db_user, allow_writes=True, owned_schemas=[owned_schema])
+        tenants.create_tenant(tenant_id, db_user=db_user, allow_writes=True, owned_schemas=[owned_schema], **share)
     else:
-        tenants.create_tenant(tenant_id, db_user=db_user)
+        tenants.create_tenant(tenant_id, db_user=db_user, **share)
     return tenants.issue_key(tenant_id)
 
 

@@ -10,13 +10,17 @@ two racing writers exactly one wins and a late or duplicate message is a no-op.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from spectra.errors import InvalidToken
+from spectra.tokens import PageTokens
 
 PENDING_INDEX = "pending"
 
@@ -70,6 +74,57 @@ def parse_index_time(value: str) -> datetime:
 def shard_of(item_id: str, shards: int) -> str:
     """A stable shard for the item, so its index entry stays in one partition for its whole life."""
     return str(int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % shards)
+
+
+_ITEM_ID = re.compile(r"[a-z]_[A-Za-z0-9_-]{1,64}")  # job ids (j_...) and bulk job ids (b_...)
+_REFUSED = "next_token is not valid for this listing; start again without it"
+
+
+@dataclass(frozen=True)
+class ListPosition:
+    """Where a tenant's listing of a ``by-tenant`` index resumes: the last entry looked at. Page tokens carry it,
+    signed (``spectra/tokens.py``); the tenant is never part of it, the store takes that from the caller."""
+
+    created_key: str
+    job_id: str
+
+    def payload(self) -> dict[str, str]:
+        return {"created_key": self.created_key, "job_id": self.job_id}
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> ListPosition:
+        """Checks the type and shape of every part; a position we would never have written is a bad token."""
+        if not isinstance(payload, dict) or set(payload) != {"created_key", "job_id"}:
+            raise InvalidToken(_REFUSED)
+        created_key, job_id = payload["created_key"], payload["job_id"]
+        if not (isinstance(job_id, str) and isinstance(created_key, str) and _ITEM_ID.fullmatch(job_id)):
+            raise InvalidToken(_REFUSED)
+        created, _, key_job = created_key.partition("#")
+        if key_job != job_id or len(created) > 40:
+            raise InvalidToken(_REFUSED)
+        try:
+            datetime.fromisoformat(created)
+        except ValueError:
+            raise InvalidToken(_REFUSED) from None
+        return cls(created_key=created_key, job_id=job_id)
+
+    @classmethod
+    def from_token(cls, tokens: PageTokens, token: str | None, listing: Mapping[str, Any]) -> ListPosition | None:
+        """The position a page token signed for ``listing`` holds (None: no token, the first page)."""
+        return None if token is None else cls.from_payload(tokens.decode(token, bound_to=listing))
+
+    def token(self, tokens: PageTokens, listing: Mapping[str, Any]) -> str:
+        return tokens.encode(self.payload(), bound_to=listing)
+
+    def start_key(self, tenant_id: str) -> dict[str, Any]:
+        """The index's ExclusiveStartKey, in the caller's own partition: a position never moves across tenants."""
+        return to_item({"job_id": self.job_id, "tenant_id": tenant_id, "created_key": self.created_key})
+
+    @classmethod
+    def of_key(cls, key: dict[str, Any]) -> ListPosition:
+        """The position of an index key (a LastEvaluatedKey, or the key of the last item kept)."""
+        values = from_item(key)
+        return cls(created_key=values["created_key"], job_id=values["job_id"])
 
 
 @dataclass(frozen=True)

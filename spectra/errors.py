@@ -29,6 +29,20 @@ class SqlRejected(InvalidRequest):
     code = "sql_rejected"
 
 
+class InvalidJson(InvalidRequest):
+    """The body is not one strict JSON document in UTF-8: bad syntax or encoding, NaN or Infinity, a number past
+    the parser's limits, a key given twice, or nesting deeper than the parser goes."""
+
+    code = "invalid_json"
+
+
+class InvalidToken(InvalidRequest):
+    """A page token that this service did not sign for this listing (forged, altered, truncated, another tenant's,
+    another filter's, or signed with a key since rotated)."""
+
+    code = "invalid_token"
+
+
 class Unauthorized(SpectraError):
     status = HTTPStatus.UNAUTHORIZED
     code = "unauthorized"

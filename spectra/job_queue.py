@@ -11,9 +11,13 @@ class JobQueue:
         self._client = client
         self._url = queue_url
 
-    def send(self, message: BaseModel) -> str:
+    def send(self, message: BaseModel, *, delay_seconds: int = 0) -> str:
+        """Queue the message; ``delay_seconds`` (at most 900) keeps it invisible that long first."""
         attributes = {"version": {"DataType": "String", "StringValue": message.version}}
         response = self._client.send_message(
-            QueueUrl=self._url, MessageBody=message.model_dump_json(), MessageAttributes=attributes
+            QueueUrl=self._url,
+            MessageBody=message.model_dump_json(),
+            MessageAttributes=attributes,
+            DelaySeconds=delay_seconds,
         )
         return response["MessageId"]

@@ -17,8 +17,6 @@ Table layout (declared in template.yaml as ``JobsTable``):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Iterable
@@ -31,6 +29,7 @@ from botocore.exceptions import ClientError
 from events import JobStatus
 from spectra.dynamo import (
     PENDING_INDEX,
+    ListPosition,
     PendingJob,
     PendingPage,
     StateTable,
@@ -40,10 +39,19 @@ from spectra.dynamo import (
     shard_of,
     to_item,
 )
-from spectra.errors import Conflict, InvalidRequest
+from spectra.errors import Conflict
 from spectra.jobs import Job, sources_of, utcnow
 
-__all__ = ["PENDING_INDEX", "JobPage", "JobStore", "PendingJob", "PendingPage", "index_time", "request_fingerprint"]
+__all__ = [
+    "PENDING_INDEX",
+    "JobPage",
+    "JobStore",
+    "ListPosition",
+    "PendingJob",
+    "PendingPage",
+    "index_time",
+    "request_fingerprint",
+]
 
 TENANT_INDEX = "by-tenant"
 LIST_MAX_READS = 10  # index pages one list request may read
@@ -68,7 +76,7 @@ def request_fingerprint(*parts: Any) -> str:
 @dataclass(frozen=True)
 class JobPage:
     jobs: list[Job]
-    next_token: str | None
+    resume_after: ListPosition | None  # None: this was the last page
 
 
 def pending_shard(job_id: str) -> str:
@@ -178,15 +186,15 @@ class JobStore:
         return job if job is not None and job.tenant_id == tenant_id else None
 
     def list_for_tenant(
-        self, tenant_id: str, *, limit: int, status: JobStatus | None = None, next_token: str | None = None
+        self, tenant_id: str, *, limit: int, status: JobStatus | None = None, after: ListPosition | None = None
     ) -> JobPage:
-        """The tenant's jobs, newest first.
+        """The tenant's jobs, newest first, starting after ``after``.
 
         The status filter is applied while paging. Each request reads at most ``LIST_MAX_READS`` index pages, so a
-        filter that matches few of many jobs returns a short page (even an empty one) with a ``next_token``, instead
-        of reading the tenant's whole history in one API call: callers follow ``next_token`` until it is None.
+        filter that matches few of many jobs returns a short page (even an empty one) with a ``resume_after``,
+        instead of reading the tenant's whole history in one API call: callers follow it until it is None.
         """
-        start_key = self._decode_token(next_token, tenant_id) if next_token else None
+        start_key = after.start_key(tenant_id) if after else None
         jobs: list[Job] = []
         for _ in range(LIST_MAX_READS):
             wanted = limit - len(jobs)
@@ -216,24 +224,7 @@ class JobStore:
             start_key = response.get("LastEvaluatedKey")
             if not start_key or len(jobs) >= limit:
                 break
-        return JobPage(jobs=jobs, next_token=self._encode_token(start_key) if start_key else None)
-
-    @staticmethod
-    def _encode_token(key: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(from_item(key)).encode()).decode().rstrip("=")
-
-    @staticmethod
-    def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
-        try:
-            padded = token + "=" * (-len(token) % 4)
-            key = json.loads(base64.urlsafe_b64decode(padded))
-            if not isinstance(key, dict) or set(key) != {"job_id", "tenant_id", "created_key"}:
-                raise ValueError("unexpected token shape")
-        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-            raise InvalidRequest("next_token is not valid") from exc
-        if key["tenant_id"] != tenant_id:
-            raise InvalidRequest("next_token is not valid")
-        return to_item(key)
+        return JobPage(jobs=jobs, resume_after=ListPosition.of_key(start_key) if start_key else None)
 
     # -- change ---------------------------------------------------------------------------------------------------
 

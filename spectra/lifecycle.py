@@ -21,6 +21,7 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
+from spectra import share
 from spectra.delivery import collect_result, statement_sql
 from spectra.errors import IdentityRefused, ResultRefused, ResultUnconvertible, StatementRejected, Throttled
 from spectra.identity import identity_for
@@ -38,9 +39,13 @@ def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool 
     with the service's message rather than waiting, unexplained, for the reconciler. A statement the Data API
     refuses (a bad parameter, an unknown user) fails the job at once with the service's message.
     """
+    if not share.take_slot(ports, message):
+        return None  # its tenant is at its running cap: the job waits QUEUED (spectra/share.py)
     job = ports.jobs.transition(message.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
     if job is None:
         job = ports.jobs.get(message.job_id)
+        if job is None or job.status.is_terminal:  # a late message: the slot just taken is not the job's to keep
+            share.release_slot(ports, message.tenant_id, message.job_id)
         if job is None:
             logger.error("job %s from the queue does not exist; dropping the message", message.job_id)
             return None
@@ -114,7 +119,9 @@ def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | Non
         error = ErrorInfo(code="statement_aborted", message="the warehouse aborted the statement")
         return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
     info = ports.warehouse.describe(statement_id)
-    error = ErrorInfo(code="statement_failed", message=info.error or "the statement failed without a message")
+    error = ErrorInfo(
+        code=share.failure_code(info.error), message=info.error or "the statement failed without a message"
+    )
     return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
 
 
@@ -151,6 +158,7 @@ def finish_job(ports: Ports, job: Job, status: JobStatus, *, unstarted: bool = F
     )
     if finished is None:
         return None
+    share.release_slot(ports, finished.tenant_id, finished.job_id)
     publish_job_event(ports, finished)
     return finished
 

@@ -20,7 +20,9 @@ from spectra.job_store import JobStore
 from spectra.publisher import EventPublisher
 from spectra.results import ResultSink
 from spectra.settings import Settings, get_settings
+from spectra.share import RunningSlots
 from spectra.tenants import TenantDirectory
+from spectra.tokens import PageTokens, SecretKey
 from spectra.warehouse import StatementRunner
 
 # Standard retry mode backs off on throttling; the SQS redrive is the outer retry for anything still failing.
@@ -45,6 +47,10 @@ class Ports:
     warehouse: StatementRunner
     results: ResultSink
     events: EventPublisher
+    #: signs and checks the API's page tokens; its key is read from Secrets Manager on first use
+    page_tokens: PageTokens
+    #: each tenant's running statements (spectra/share.py)
+    slots: RunningSlots
     #: None in a function the template gives no bulk resources
     bulk: BulkPorts | None = None
     #: the boto3 clients behind the ports, for instrumentation (call counts in benchmarks, the IAM test)
@@ -93,6 +99,8 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
             inline_max_bytes=settings.inline_max_bytes,
         ),
         events=EventPublisher(client("events"), settings.event_bus_name),
+        page_tokens=PageTokens(SecretKey(client("secretsmanager"), settings.page_token_secret_arn)),
+        slots=RunningSlots(dynamodb, settings.tenants_table),
         bulk=bulk,
         clients=tuple(clients),
         jwt=JwtVerifier.from_settings(settings),

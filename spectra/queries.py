@@ -6,12 +6,13 @@ milliseconds whatever the statement costs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
 from spectra.delivery import request_problem, results_body
 from spectra.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
-from spectra.job_store import JobPage, request_fingerprint
+from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import finish_job
 from spectra.ports import Ports
@@ -91,10 +92,28 @@ def get_job(ports: Ports, caller: Caller, job_id: str) -> Job:
     return job
 
 
-def list_jobs(ports: Ports, caller: Caller, *, status: JobStatus | None, limit: int, next_token: str | None) -> JobPage:
-    return ports.jobs.list_for_tenant(
-        caller.tenant_id, limit=min(limit, ports.settings.api_page_max), status=status, next_token=next_token
-    )
+@dataclass(frozen=True)
+class JobListing:
+    jobs: list[Job]
+    next_token: str | None
+
+
+def list_jobs(
+    ports: Ports, caller: Caller, *, status: JobStatus | None, limit: int, next_token: str | None
+) -> JobListing:
+    """One page of the caller's jobs. ``next_token`` is signed for this tenant, filter and page size: any other token
+    (forged, altered, another tenant's, another listing's) is refused before the store is asked anything."""
+    limit = min(limit, ports.settings.api_page_max)
+    listing = {
+        "listing": "jobs",
+        "tenant": caller.tenant_id,
+        "status": status.value if status else None,
+        "limit": limit,
+    }
+    after = ListPosition.from_token(ports.page_tokens, next_token, listing)
+    page = ports.jobs.list_for_tenant(caller.tenant_id, limit=limit, status=status, after=after)
+    token = page.resume_after.token(ports.page_tokens, listing) if page.resume_after else None
+    return JobListing(jobs=page.jobs, next_token=token)
 
 
 def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:

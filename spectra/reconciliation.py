@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from events import ErrorInfo, JobQueuedMessage, JobStatus, StatementState, StatementStatusChange
+from spectra.dynamo import PendingJob
 from spectra.errors import NotFound, Throttled
 from spectra.jobs import Job, utcnow
 from spectra.lifecycle import complete_statement, finish_job, publish_job_event
@@ -134,28 +137,13 @@ def reconcile(ports: Ports, now: datetime | None = None, *, deadline: float | No
     thresholds = Thresholds.from_settings(ports.settings)
     summary = ReconcileSummary()
     page = ports.jobs.pending_before(now - thresholds.look_after, limit=thresholds.batch_max)
-    for entry in page.jobs:
-        if deadline is not None and time.monotonic() >= deadline:
-            summary.out_of_time = True
-            break
-        job = ports.jobs.get(entry.job_id)
-        if job is None:
-            continue
-        summary.checked += 1
-        try:
-            outcome = _reconcile_job(ports, job, entry.pending_since, now, thresholds)
-        except Throttled as exc:
-            # The Data API wants fewer calls: stop here, the next run starts again from the longest-quiet job.
-            logger.warning("reconciler throttled at job %s; stopping this run: %s", job.job_id, exc)
-            summary.throttled = True
-            break
-        except Exception:
-            # One job that cannot be finished (a bug, a result that will not write) must not block the others. It
-            # keeps its place at the head of the index and is retried, loudly, on every run.
-            logger.exception("reconciler could not move job %s", job.job_id)
-            summary.errors += 1
-            continue
-        summary.count(outcome)
+    sweep(
+        page.jobs,
+        ports.jobs.get,
+        lambda job, quiet_since: _reconcile_job(ports, job, quiet_since, now, thresholds),
+        summary,
+        deadline=deadline,
+    )
     summary.more_pending = page.more or summary.throttled or summary.out_of_time
     if ports.bulk is not None and not summary.throttled and not summary.out_of_time:
         from spectra.bulk.reconcile import reconcile_bulk  # bulk builds on this module
@@ -164,6 +152,41 @@ def reconcile(ports: Ports, now: datetime | None = None, *, deadline: float | No
     if summary.more_pending:
         logger.warning("reconciler left overdue jobs for the next run: %s", summary.as_dict())
     return summary
+
+
+def sweep(
+    entries: list[PendingJob],
+    load: Callable[[str], Any],
+    handle: Callable[[Any, datetime], Outcome],
+    summary: ReconcileSummary,
+    *,
+    deadline: float | None,
+) -> None:
+    """Look at each pending entry in turn (query jobs or bulk jobs: ``load`` reads one, ``handle`` decides), counting
+    outcomes into ``summary``. Throttling ends the sweep (the next run starts again from the longest-quiet entry);
+    any other failure is logged and counted, and the entry keeps its place for the next run."""
+    for entry in entries:
+        if deadline is not None and time.monotonic() >= deadline:
+            summary.out_of_time = True
+            break
+        job = load(entry.job_id)
+        if job is None:
+            continue
+        summary.checked += 1
+        try:
+            outcome = handle(job, entry.pending_since)
+        except Throttled as exc:
+            # The Data API wants fewer calls: stop here, the next run starts again from the longest-quiet job.
+            logger.warning("reconciler throttled at job %s; stopping this run: %s", entry.job_id, exc)
+            summary.throttled = True
+            break
+        except Exception:
+            # One job that cannot be finished (a bug, a result that will not write) must not block the others. It
+            # keeps its place at the head of the index and is retried, loudly, on every run.
+            logger.exception("reconciler could not move job %s", entry.job_id)
+            summary.errors += 1
+            continue
+        summary.count(outcome)
 
 
 def _reconcile_job(ports: Ports, job: Job, quiet_since: datetime, now: datetime, thresholds: Thresholds) -> Outcome:

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     presign_ttl_seconds: int = Field(default=300, gt=0, le=3600)
 
     api_page_max: int = Field(default=100, gt=0)
+    # The API's own body limit (API Gateway's is 10 MB, Lambda's 6 MB): the largest legal request (100 KB of SQL,
+    # 64 KB of parameters) stays far below it even with every character escaped, so anything over it is refused
+    # with 413 before it is decoded.
+    api_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # The Secrets Manager secret whose value signs page tokens (spectra/tokens.py); only the API function needs it.
+    page_token_secret_arn: str = ""
 
     # Bulk loads and exports (spectra/bulk). Empty table/bucket names: the function has no bulk role.
     bulk_jobs_table: str = ""
@@ -89,6 +95,14 @@ class Settings(BaseSettings):
     pending_max_age_seconds: int = Field(default=3600, gt=0)
     # Jobs looked at per run; the rest wait for the next run (logged), so a backlog cannot outlast the timeout.
     reconcile_batch_max: int = Field(default=200, gt=0)
+
+    # Each tenant's share (spectra/share.py). Statements one tenant may run at once (a tenant record may set its own);
+    # jobs over it wait QUEUED on the tenant's waiting list. When that list is full, a job's message comes back after
+    # about this many seconds instead (jittered ±50%).
+    tenant_max_running_statements: int = Field(default=5, ge=0)
+    tenant_wait_seconds: int = Field(default=5, gt=1, le=900)
+    # A running slot not verified for this long is checked against the job store when its tenant is at the cap.
+    slot_lease_seconds: int = Field(default=60, gt=0)
 
     # Tenant identities (template parameters TenantDbUserPrefix, TenantSecretPrefix): the executor starts a statement
     # only as a database user, or with a secret whose name, under these prefixes (spectra/identity.py).

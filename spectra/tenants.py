@@ -45,6 +45,12 @@ class Tenant(BaseModel):
     secret_arn: str | None = None
     active: bool = True
     created_at: datetime
+    #: The tenant's share (spectra/share.py): its usage-plan tier (request rate and quota, template.yaml's
+    #: UsagePlans), the API Gateway key value the authorizer returns as ``usageIdentifierKey``, and its own cap on
+    #: running statements (None: the service's TENANT_MAX_RUNNING_STATEMENTS).
+    tier: str = Field(default="standard", pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    usage_key: str | None = None
+    max_running_statements: int | None = Field(default=None, ge=0)
     #: drawn anew each time the tenant id is created; keys and jobs are bound to it. None on records made before it.
     generation: str | None = None
     # The query API is read-only unless this is set; then DML and DDL may change objects in owned_schemas only
@@ -61,8 +67,10 @@ class Tenant(BaseModel):
         secret_arn: str | None = None,
         allow_writes: bool = False,
         owned_schemas: list[str] | None = None,
+        **share: Any,
     ) -> Tenant:
-        """A tenant about to be created, with a generation of its own."""
+        """A tenant about to be created, with a generation of its own. ``share``: its ``tier``, ``usage_key`` and
+        ``max_running_statements``."""
         return cls(
             tenant_id=tenant_id,
             db_user=db_user,
@@ -71,6 +79,7 @@ class Tenant(BaseModel):
             generation=secrets.token_hex(8),
             allow_writes=allow_writes,
             owned_schemas=owned_schemas or [],
+            **share,
         )
 
     @model_validator(mode="after")
@@ -90,7 +99,8 @@ class TenantDirectory:
         self._table = table_name
 
     def create_tenant(self, tenant_id: str, **attributes: Any) -> Tenant:
-        """A new tenant; ``attributes`` are :meth:`Tenant.new`'s (identity, write flag, owned schemas)."""
+        """A new tenant; ``attributes`` are :meth:`Tenant.new`'s (identity, write flag, owned schemas, and its share:
+        ``tier``, ``usage_key``, ``max_running_statements``)."""
         tenant = Tenant.new(tenant_id, **attributes)
         item = {"pk": f"tenant#{tenant_id}", **tenant.model_dump(mode="json", exclude_none=True)}
         try:

@@ -9,6 +9,11 @@ Stages. API Gateway serves ``https://<id>.execute-api.../<stage>/<path>``. Local
 under ``/<stage>/``; the root wins when both could match. Either way the event's ``path`` has no stage and
 ``requestContext.path`` has it, exactly like a request through the execute-api domain. When several APIs are declared
 they share one port; their routes must not overlap.
+
+Quotas. Before routing, API Gateway REST's hard request limits apply: a body past 10 MB is 413 (REQUEST_TOO_LARGE),
+a URL past 8,192 characters 414, a request line and header values past 10,240 bytes 431, each as the API's gateway
+response. What the HTTP server refuses by itself (lines past 64 KiB, over 100 headers, an unreadable request line) is
+answered the same way, so no caller ever sees an HTML error page or a 5xx for its own input.
 """
 
 from __future__ import annotations
@@ -23,16 +28,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from local.runner.authorizers import AuthDecision, AuthorizerRequest, LambdaAuthorizer
 from local.runner.functions import LocalFunction
+from local.runner.usage_plans import INVALID_API_KEY, QUOTA_EXCEEDED, THROTTLED, UsageMeter
 
 log = logging.getLogger(__name__)
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _RESPONSE_TYPES = {401: "UNAUTHORIZED", 403: "ACCESS_DENIED", 429: "THROTTLED", 500: "AUTHORIZER_FAILURE"}
+_METER_REFUSALS = {
+    INVALID_API_KEY: (403, "Forbidden"),
+    THROTTLED: (429, "Too Many Requests"),
+    QUOTA_EXCEEDED: (429, "Limit Exceeded"),
+}
+
+# API Gateway REST's request quotas (hard limits, not adjustable): payload, URL, and request line plus header values.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+MAX_URL_CHARS = 8192
+MAX_REQUEST_LINE_AND_HEADER_VALUES = 10240
 
 
 @dataclass
@@ -48,6 +65,8 @@ class RestApi:
     cors: dict[str, str] | None = None
     binary_media_types: list[str] = field(default_factory=list)
     gateway_responses: dict[str, Any] = field(default_factory=dict)
+    api_key_required: bool = False  # Auth.ApiKeyRequired: the default of its methods
+    api_key_source: str = "HEADER"  # ApiKeySourceType: X-API-Key header, or the authorizer's usageIdentifierKey
 
     def gateway_response(self, status: int, message: str | None, kind: str | None = None) -> Response:
         """API Gateway's own answer (401, 403, 500 ...), customised by the template's ``GatewayResponses`` when it
@@ -79,6 +98,7 @@ class Route:
     function: LocalFunction
     authorizer: str | None
     resource_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    api_key_required: bool = False
 
     def __post_init__(self) -> None:
         self.segments = [s for s in self.path.split("/") if s]
@@ -111,11 +131,16 @@ class Route:
 class ApiGateway:
     """The WSGI application plus the server thread; ``url`` is ``http://127.0.0.1:<port>``."""
 
-    def __init__(self, routes: list[Route], *, region: str, account_id: str, port: int = 0) -> None:
+    def __init__(
+        self, routes: list[Route], *, region: str, account_id: str, port: int = 0, meter: UsageMeter | None = None
+    ) -> None:
         self.routes = routes
         self.region = region
         self.account_id = account_id
-        self._server: BaseWSGIServer = make_server("127.0.0.1", port, self, threaded=True)
+        self.meter = meter
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", port, self, threaded=True, request_handler=_GatewayRequestHandler
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="api-gateway", daemon=True)
 
     @property
@@ -144,21 +169,26 @@ class ApiGateway:
         return response(environ, start_response)
 
     def handle(self, request: Request, request_id: str) -> Response:
+        refused = self._over_quota(request)
+        if refused is not None:
+            return refused
         found = self.find_route(request.method, request.path)
         if found is None:
             preflight = self._preflight(request)
             if preflight is not None:
                 return preflight
-            apis = {route.api.logical_id: route.api for route in self.routes}
-            if len(apis) == 1:  # one API: its own answer for unknown routes
-                (api,) = apis.values()
-                return api.gateway_response(403, "Missing Authentication Token", "MISSING_AUTHENTICATION_TOKEN")
-            return _message(403, "Missing Authentication Token")
+            return self.refusal(403, "Missing Authentication Token", "MISSING_AUTHENTICATION_TOKEN")
         route, params, path = found
-        event = self.proxy_event(request, route, params, path, request_id)
+        try:
+            event = self.proxy_event(request, route, params, path, request_id)
+        except RequestEntityTooLarge:  # a chunked body that announced no length
+            return route.api.gateway_response(413, "Request Too Large", "REQUEST_TOO_LARGE")
         decision = self._authorize(route.api, route.authorizer, event)
         if not decision.allowed:
             return route.api.gateway_response(decision.status, decision.message)
+        refused = self._metered(route, decision, request)
+        if refused is not None:
+            return refused
         if route.authorizer:
             event["requestContext"]["authorizer"] = decision.context
         try:
@@ -170,6 +200,29 @@ class ApiGateway:
         if response is None:
             return route.api.gateway_response(502, "Internal server error")
         return response
+
+    def refusal(self, status: int, message: str, kind: str | None = None) -> Response:
+        """API Gateway's own answer before any route is chosen: the API's gateway response when there is one API."""
+        apis = {route.api.logical_id: route.api for route in self.routes}
+        if len(apis) == 1:
+            (api,) = apis.values()
+            return api.gateway_response(status, message, kind)
+        return _message(status, message)
+
+    def _over_quota(self, request: Request) -> Response | None:
+        """API Gateway's request quotas, checked before routing as API Gateway does: 414 for a URL past 8,192
+        characters, 431 for a request line and header values past 10,240 bytes, 413 for a body past 10 MB."""
+        environ = request.environ
+        url = environ.get("RAW_URI") or environ.get("REQUEST_URI") or request.full_path
+        if len(url) > MAX_URL_CHARS:
+            return self.refusal(414, "Request-URI Too Long")
+        request_line = len(request.method) + len(url) + len(environ.get("SERVER_PROTOCOL", "HTTP/1.1")) + 2
+        if request_line + sum(len(value) for _, value in request.headers.items()) > MAX_REQUEST_LINE_AND_HEADER_VALUES:
+            return self.refusal(431, "Request Header Fields Too Large")
+        if request.content_length is not None and request.content_length > MAX_PAYLOAD_BYTES:
+            return self.refusal(413, "Request Too Large", "REQUEST_TOO_LARGE")
+        request.max_content_length = MAX_PAYLOAD_BYTES  # bounds a chunked body as it is read
+        return None
 
     def find_route(self, method: str, raw_path: str) -> tuple[Route, dict[str, str], str] | None:
         """The best route for ``method`` and ``raw_path`` (root first, then with a stage prefix removed)."""
@@ -283,6 +336,21 @@ class ApiGateway:
             )
         )
 
+    def _metered(self, route: Route, decision: AuthDecision, request: Request) -> Response | None:
+        """Usage plans (``usage_plans.py``): a method requiring an API key is refused without a valid key (403) and
+        over its plan's rate or quota (429); the answers are API Gateway's, shaped by the template's
+        ``GatewayResponses`` (INVALID_API_KEY, THROTTLED, QUOTA_EXCEEDED)."""
+        if not route.api_key_required or self.meter is None:
+            return None
+        api = route.api
+        key = decision.usage_key if api.api_key_source == "AUTHORIZER" else request.headers.get("X-API-Key")
+        refusal = self.meter.check(key, api.api_id, api.stage)
+        if refusal is None:
+            return None
+        status, message = _METER_REFUSALS[refusal]
+        log.info("%s %s refused by its usage plan: %s", request.method, request.path, refusal)
+        return api.gateway_response(status, message, refusal)
+
     def _preflight(self, request: Request) -> Response | None:
         """SAM's CORS: an OPTIONS mock integration on every path of an API that declares ``Cors``."""
         if request.method != "OPTIONS":
@@ -303,6 +371,30 @@ class ApiGateway:
                 response.headers[key] = value
             return response
         return None
+
+
+class _GatewayRequestHandler(WSGIRequestHandler):
+    """The HTTP server's own refusals (a request line or header line past 64 KiB, more than 100 headers, a malformed
+    request line), answered in the API's gateway response shape like every other answer of the gateway. A refusal
+    of the HTTP version itself (505) is the client's fault too, and is a 400 here."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        status = code if code < 500 else 400
+        reason = message or self.responses.get(code, ("Bad Request",))[0]
+        self.log_error("code %d, message %s", code, reason)
+        response = self.server.app.refusal(status, reason)
+        body = response.get_data()
+        # a request line it could not read leaves the handler at HTTP/0.9, which has no status line or headers
+        self.request_version = "HTTP/1.1"
+        self.send_response(response.status_code)
+        for key, value in response.headers.items():
+            if key.lower() not in ("content-length", "connection"):
+                self.send_header(key, value)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 def _single(items) -> dict[str, str]:

@@ -37,6 +37,7 @@ class AuthDecision:
     status: int
     message: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    usage_key: str | None = None  # the answer's ``usageIdentifierKey`` (usage plans with ApiKeySourceType AUTHORIZER)
 
     @property
     def allowed(self) -> bool:
@@ -156,7 +157,8 @@ class LambdaAuthorizer:
             context[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
         context["principalId"] = str(answer["principalId"])
         context["integrationLatency"] = answer.get("_latency_ms", 0)
-        return AuthDecision(200, context=context)
+        usage_key = answer.get("usageIdentifierKey")
+        return AuthDecision(200, context=context, usage_key=str(usage_key) if usage_key else None)
 
 
 def _well_formed(answer: Any) -> bool:
@@ -175,7 +177,8 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _wildcard(pattern: str) -> re.Pattern[str]:
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
+    # DOTALL: a path may hold any character (a %0A in a path parameter decodes to a newline), and IAM's * matches it
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.DOTALL)
 
 
 def _matches(patterns: list[str], value: str) -> bool:

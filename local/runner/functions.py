@@ -4,6 +4,20 @@ Each ``AWS::Serverless::Function`` becomes a :class:`LocalFunction`: its handler
 (a folder relative to the template, put on ``sys.path`` like the root of the Lambda deployment package) and invoked
 with a realistic :class:`LambdaContext`, so Powertools' ``inject_lambda_context`` and friends behave as in AWS.
 
+Execution environments. On Lambda one execution environment handles one event at a time, and concurrent events get
+environments of their own, each with its own copy of the handler module: module-level objects (a Powertools
+resolver's ``current_event``, a ``BatchProcessor``'s batch, anything a handler keeps between lines) are never seen by
+two events at once. The runner does the same: each :class:`ExecutionEnvironment` loads its own copy of the handler
+module (under a unique module name), an invocation takes an idle environment or creates one, up to the function's
+concurrency (``ReservedConcurrentExecutions``, else :data:`DEFAULT_CONCURRENCY`), and otherwise waits for one to
+become free. Environments are reused, warm, as Lambda reuses them. What the handler module *imports* is shared by
+every environment, as it is inside one Lambda process: the domain library, its cached settings and boto3 clients
+(which are thread-safe). Per-request state a library keeps on its own classes is made per thread, so per invocation
+(:func:`isolate_library_state`: Powertools' ``BaseRouter.current_event``). Other process-global library state is
+shared: Powertools' ``Metrics`` keeps its metric set on the
+class and ``Logger`` keeps appended keys on the service's (global) logging handler, so concurrent environments may
+see each other's metrics and log keys; neither reaches a response.
+
 Environment. Functions run in threads of one process and ``os.environ`` is process-global, so there is one
 environment for all of them: Globals + each function's own ``Environment.Variables``, resolved, merged once at start.
 If two functions set the same variable to *different* values the runner refuses to start
@@ -16,6 +30,8 @@ read them from the context object instead, which is per invocation.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import itertools
 import logging
 import os
 import sys
@@ -27,14 +43,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from local.runner.template import PhysicalResource, Resolver, TemplateError, as_text
+from local.runner.template import NO_VALUE, PhysicalResource, Resolver, TemplateError, as_text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS = 3  # Lambda's defaults when the template says nothing
 DEFAULT_MEMORY_MB = 128
+#: Concurrent environments of a function without ReservedConcurrentExecutions. Lambda's unreserved pool is far larger;
+#: locally every environment is a thread of one process on a laptop, and more than this only queues for the CPU.
+DEFAULT_CONCURRENCY = 10
 
 
 class EnvironmentConflict(TemplateError):
@@ -71,6 +91,7 @@ class Invocation:
     duration_ms: float = 0.0
     result: Any = None
     error: str | None = None
+    environment: int = 0  # which execution environment of the function handled it (1, 2, ...)
 
 
 @dataclass
@@ -87,18 +108,106 @@ class FunctionConfig:
     memory_mb: int
     environment: dict[str, str]
     events: dict[str, dict[str, Any]]
+    reserved_concurrency: int | None = None
+
+
+class _PerThread:
+    """A class attribute with one value per thread (see :func:`isolate_library_state`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        try:
+            return getattr(_library_state, self.name)
+        except AttributeError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        setattr(_library_state, self.name, value)
+
+
+_library_state = threading.local()
+_isolated = False
+
+
+def isolate_library_state() -> None:
+    """Make the per-request state libraries keep on *classes* one per thread, so per environment.
+
+    On Lambda every execution environment is a process of its own, so even state a library keeps on a class is the
+    environment's. Here environments are threads of one process and share every class; copying the handler module
+    does not help when the library writes to its own class. Powertools' event handler does: ``resolve`` stores the
+    request in ``BaseRouter.current_event`` and ``BaseRouter.lambda_context`` (class attributes read by every resolver
+    and router), so two concurrent requests, each in its own environment, could still read each other's event. An
+    invocation runs wholly on the thread that took its environment, so one value per thread is one per invocation.
+    """
+    global _isolated
+    with _path_lock:
+        if _isolated:
+            return
+        _isolated = True
+        try:
+            from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+        except ImportError:  # pragma: no cover - a template without Powertools
+            return
+        names = ("current_event", "lambda_context")
+        base_meta = type(BaseRouter)
+
+        class PerThreadState(base_meta):  # type: ignore[misc, valid-type]
+            def __setattr__(cls, name: str, value: Any) -> None:
+                if cls is BaseRouter and name in names:
+                    setattr(_library_state, name, value)
+                else:
+                    super().__setattr__(name, value)
+
+        for name in names:
+            type.__setattr__(BaseRouter, name, _PerThread(name))
+        BaseRouter.__class__ = PerThreadState
+
+
+@dataclass
+class ExecutionEnvironment:
+    """One Lambda execution environment: its own copy of the handler module, handling one event at a time."""
+
+    index: int
+    module: ModuleType
+    handler: Callable[[Any, Any], Any]
+    invocations: int = 0
 
 
 class LocalFunction:
-    """A function ready to invoke: imports its handler lazily and keeps a thread-safe invocation log."""
+    """A function ready to invoke: a pool of execution environments (see the module doc) and a thread-safe
+    invocation log."""
 
     def __init__(self, config: FunctionConfig, *, keep_invocations: int = 1000) -> None:
         self.config = config
-        self._handler: Callable[[Any, Any], Any] | None = None
         self._lock = threading.Lock()
         self._count = 0
         self._log: list[Invocation] = []
         self._keep = keep_invocations
+        self._idle: list[ExecutionEnvironment] = []
+        self._all: list[ExecutionEnvironment] = []
+        self._creating = 0
+        self._waiting = 0
+        self._freed = threading.Condition(self._lock)
+
+    @property
+    def concurrency(self) -> int:
+        """How many events the function handles at once: its reserved concurrency, else the local default."""
+        reserved = self.config.reserved_concurrency
+        return DEFAULT_CONCURRENCY if reserved is None else max(1, reserved)
+
+    @property
+    def environments(self) -> int:
+        """Execution environments created so far (busy or idle)."""
+        with self._lock:
+            return len(self._all)
+
+    @property
+    def waiting(self) -> int:
+        """Invocations waiting for an environment because the function is at its concurrency."""
+        with self._lock:
+            return self._waiting
 
     @property
     def logical_id(self) -> str:
@@ -115,21 +224,73 @@ class LocalFunction:
             return list(self._log)
 
     def handler(self) -> Callable[[Any, Any], Any]:
+        """The handler of an idle environment, creating the first one if needed (so import errors surface early).
+        Calling it directly bypasses the one-event-at-a-time rule: use :meth:`invoke`."""
+        environment = self._take()
+        self._give_back(environment)
+        return environment.handler
+
+    def _take(self) -> ExecutionEnvironment:
+        """An idle environment, or a new one while under the concurrency; otherwise wait for one to be freed."""
         with self._lock:
-            if self._handler is None:
-                self._handler = import_handler(self.config.handler, self.config.code_root)
-            return self._handler
+            while not self._idle and len(self._all) + self._creating >= self.concurrency:
+                self._waiting += 1
+                try:
+                    self._freed.wait()
+                finally:
+                    self._waiting -= 1
+            if self._idle:
+                return self._idle.pop()
+            self._creating += 1
+            index = len(self._all) + self._creating
+        try:
+            isolate_library_state()
+            module, handler = load_handler(self.config.handler, self.config.code_root, f"{self.logical_id}-{index}")
+        except BaseException:
+            with self._lock:
+                self._creating -= 1
+                self._freed.notify()
+            raise
+        environment = ExecutionEnvironment(index=index, module=module, handler=handler)
+        with self._lock:
+            self._creating -= 1
+            self._all.append(environment)
+        return environment
+
+    def _give_back(self, environment: ExecutionEnvironment) -> None:
+        with self._lock:
+            self._idle.append(environment)
+            self._freed.notify()
+
+    def close(self) -> None:
+        """Forget the environments (their module copies leave ``sys.modules``); a later invoke starts cold."""
+        with self._lock:
+            for environment in self._all:
+                sys.modules.pop(environment.module.__name__, None)
+            self._all.clear()
+            self._idle.clear()
 
     def invoke(self, event: Any) -> Any:
-        """Call the handler as Lambda would; exceptions propagate to the caller (the event source decides)."""
-        handler = self.handler()
+        """Call the handler as Lambda would, in an environment of its own; exceptions propagate to the caller (the
+        event source decides)."""
+        environment = self._take()
+        try:
+            return self._invoke_in(environment, event)
+        finally:
+            self._give_back(environment)
+
+    def _invoke_in(self, environment: ExecutionEnvironment, event: Any) -> Any:
+        handler = environment.handler
+        environment.invocations += 1
         context = LambdaContext(
             function_name=self.config.name,
             function_arn=self.config.arn,
             memory_mb=self.config.memory_mb,
             timeout_seconds=self.config.timeout_seconds,
         )
-        record = Invocation(request_id=context.aws_request_id, event=event, started_at=time.time())
+        record = Invocation(
+            request_id=context.aws_request_id, event=event, started_at=time.time(), environment=environment.index
+        )
         with self._lock:
             self._count += 1
             self._log.append(record)
@@ -154,10 +315,16 @@ class LocalFunction:
 
 
 _path_lock = threading.Lock()
+_copies = itertools.count(1)
 
 
-def import_handler(handler: str, code_root: Path) -> Callable[[Any, Any], Any]:
-    """Import ``pkg.module.func`` with ``code_root`` on ``sys.path``, as Lambda does with the package root."""
+def load_handler(handler: str, code_root: Path, environment: str) -> tuple[ModuleType, Callable[[Any, Any], Any]]:
+    """A fresh copy of the handler's module (``pkg.module`` of ``pkg.module.func``, found with ``code_root`` on
+    ``sys.path`` as Lambda finds it in the package root) and its handler function.
+
+    The copy is registered as ``pkg.module#<environment>-<n>``: its parent package is the real one, so relative and
+    absolute imports inside it resolve to the modules every environment shares, while its own globals are its own.
+    """
     module_name, _, attribute = handler.rpartition(".")
     if not module_name:
         raise TemplateError(f"Handler {handler!r} is not of the form module.function")
@@ -165,17 +332,35 @@ def import_handler(handler: str, code_root: Path) -> Callable[[Any, Any], Any]:
     with _path_lock:
         if root not in sys.path:
             sys.path.insert(0, root)
-    module = importlib.import_module(module_name)
-    origin = Path(getattr(module, "__file__", "") or "").resolve()
+        try:
+            spec = importlib.util.find_spec(module_name)  # imports the parent packages, not the module itself
+        except ModuleNotFoundError:
+            spec = None
+    if spec is None or not spec.origin or not spec.loader:
+        raise TemplateError(f"Handler {handler!r}: no module {module_name} under {code_root}")
+    origin = Path(spec.origin).resolve()
     if code_root.resolve() not in origin.parents:
         # Two functions with different CodeUris but the same module name cannot share one interpreter.
         raise TemplateError(
             f"Handler {handler!r}: module {module_name} was already imported from {origin}, not from {code_root}"
         )
+    name = f"{module_name}#{environment}-{next(_copies)}"
+    copy_spec = importlib.util.spec_from_file_location(
+        name, origin, submodule_search_locations=spec.submodule_search_locations
+    )
+    assert copy_spec is not None and copy_spec.loader is not None
+    module = importlib.util.module_from_spec(copy_spec)
+    sys.modules[name] = module  # dataclasses and pydantic resolve annotations through sys.modules[__module__]
+    try:
+        copy_spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
     function = getattr(module, attribute, None)
     if not callable(function):
+        sys.modules.pop(name, None)
         raise TemplateError(f"Handler {handler!r}: {module_name} has no callable {attribute}")
-    return function
+    return module, function
 
 
 def function_config(physical: PhysicalResource, resolver: Resolver, template_dir: Path) -> FunctionConfig | None:
@@ -204,7 +389,14 @@ def function_config(physical: PhysicalResource, resolver: Resolver, template_dir
         memory_mb=int(resolver.resolve(props.get("MemorySize", DEFAULT_MEMORY_MB))),
         environment={key: as_text(value) for key, value in variables.items()},
         events=props.get("Events") or {},
+        reserved_concurrency=_reserved_concurrency(resolver.resolve(props.get("ReservedConcurrentExecutions"))),
     )
+
+
+def _reserved_concurrency(value: Any) -> int | None:
+    if value is None or value is NO_VALUE:
+        return None
+    return int(value)
 
 
 def merged_environment(functions: Iterable[FunctionConfig]) -> dict[str, str]:

@@ -218,7 +218,7 @@ def references(value: Any) -> Iterable[str]:
         if len(value) == 1:
             ((key, arg),) = value.items()
             if key == "Ref" and isinstance(arg, str):
-                yield arg
+                yield arg.split(".", 1)[0]  # SAM's ``!Ref Api.Stage`` depends on ``Api``
                 return
             if key == "Fn::GetAtt":
                 yield (arg.split(".", 1)[0] if isinstance(arg, str) else arg[0])

@@ -406,6 +406,42 @@ def create_parameter(ctx: ProvisionContext, logical_id: str, props: dict[str, An
     )
 
 
+# -- API Gateway usage plans -----------------------------------------------------------------------------------------
+
+
+def create_usage_plan(ctx: ProvisionContext, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
+    """A usage plan in moto's API Gateway, so tenant provisioning attaches keys to it as on AWS and the local gateway
+    meters requests by it (``local/runner/usage_plans.py``). API keys and plan keys are made by provisioning code,
+    not by the template."""
+    name = props.get("UsagePlanName") or ctx.generated_name(logical_id)
+    request: dict[str, Any] = {"name": name, "description": props.get("Description", "")}
+    throttle = props.get("Throttle") or {}
+    if throttle:
+        request["throttle"] = {
+            key: value
+            for key, value in (
+                ("burstLimit", throttle.get("BurstLimit")),
+                ("rateLimit", throttle.get("RateLimit")),
+            )
+            if value is not None
+        }
+    quota = props.get("Quota") or {}
+    if quota:
+        request["quota"] = {
+            "limit": int(quota["Limit"]),
+            "period": quota["Period"],
+            "offset": int(quota.get("Offset", 0)),
+        }
+    stages = [{"apiId": s["ApiId"], "stage": s["Stage"]} for s in props.get("ApiStages") or []]
+    if stages:
+        request["apiStages"] = stages
+    tags = {t["Key"]: t["Value"] for t in _tags(props)}
+    if tags:
+        request["tags"] = tags
+    plan = ctx.client("apigateway").create_usage_plan(**request)
+    return PhysicalResource(logical_id, "AWS::ApiGateway::UsagePlan", plan["id"], {"Id": plan["id"]}, properties=props)
+
+
 CREATORS = {
     "AWS::SQS::Queue": create_queue,
     "AWS::S3::Bucket": create_bucket,
@@ -417,4 +453,5 @@ CREATORS = {
     "AWS::SNS::Subscription": create_subscription,
     "AWS::SecretsManager::Secret": create_secret,
     "AWS::SSM::Parameter": create_parameter,
+    "AWS::ApiGateway::UsagePlan": create_usage_plan,
 }

@@ -11,8 +11,9 @@ Messages that are not deleted are received again; moto moves them to the dead-le
 reaches the queue's ``RedrivePolicy.maxReceiveCount`` (checked on this machine: moto does that during
 ReceiveMessage), so the poller needs no redrive logic of its own.
 
-``ScalingConfig.MaximumConcurrency`` is not modelled: each mapping has one poller, so batches of one queue run one at
-a time (concurrency across queues is real, one thread each).
+Concurrency: a mapping with ``ScalingConfig.MaximumConcurrency`` gets that many pollers (never more than the
+function's concurrency), each handling one batch at a time in an execution environment of its own, as Lambda scales
+an SQS source; a mapping without it gets one poller, so its batches run one at a time locally.
 
 ``retry_visibility_seconds`` is a local-only speed-up: failed messages get their visibility reset to that many
 seconds instead of waiting out the queue's ``VisibilityTimeout`` (often minutes in a real template). ``None`` keeps the

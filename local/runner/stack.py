@@ -15,6 +15,7 @@ from local.runner.provision import provision
 from local.runner.schedules import Schedule
 from local.runner.sqs_poller import SqsPoller
 from local.runner.template import DEFAULT_STACK_NAME, PhysicalResource, Template, TemplateError
+from local.runner.usage_plans import UsageMeter
 from local.runner.wiring import build_functions, build_pollers, build_routes, build_schedules, warn_unsupported_events
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,13 @@ class LocalStack:
             routes = build_routes(functions, resources, template.resolver)
             for function in functions.values():
                 function.handler()  # import errors surface now, not on the first message
-            gateway = ApiGateway(routes, region=aws.region, account_id=template.resolver.account_id, port=api_port)
+            gateway = ApiGateway(
+                routes,
+                region=aws.region,
+                account_id=template.resolver.account_id,
+                port=api_port,
+                meter=UsageMeter(aws.client("apigateway")),
+            )
         except BaseException:
             environment.restore()
             raise
@@ -192,6 +199,8 @@ class LocalStack:
             log.warning(
                 "local stack: %s still busy after %ss (a handler is running); left as daemon threads", stuck, timeout
             )
+        for function in self.functions.values():
+            function.close()
         self._environment.restore()
 
     def __enter__(self) -> LocalStack:

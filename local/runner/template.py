@@ -317,6 +317,10 @@ class Resolver:
             return self.pseudo[name]
         if name in self.resources:
             return self.resources[name].physical_id
+        logical_id, _, part = name.partition(".")
+        api = self.resources.get(logical_id)
+        if part == "Stage" and api is not None and api.resource_type == "AWS::Serverless::Api":
+            return str(self.resolve(api.properties.get("StageName", "Prod")))  # SAM's reference to the API's stage
         raise TemplateError(f"!Ref {name}: no such parameter or (provisioned) resource")
 
     def _get_att(self, args: Any) -> Any:

@@ -80,20 +80,26 @@ def build_pollers(
             sqs = aws.client("sqs")
             if queue_url is None:  # a queue from outside the template: find it by name
                 queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
-            pollers.append(
-                SqsPoller(
-                    name=f"{function.logical_id}.{name}",
-                    function=function,
-                    sqs_client=sqs,
-                    queue_url=queue_url,
-                    queue_arn=queue_arn,
-                    region=resolver.region,
-                    batch_size=int(props.get("BatchSize", 10)),
-                    batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-                    report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
-                    retry_visibility_seconds=retry_visibility_seconds,
+            # Lambda scales an SQS mapping up to ScalingConfig.MaximumConcurrency batches at once (and never past
+            # the function's concurrency); without it, locally, one batch at a time.
+            scaling = props.get("ScalingConfig") or {}
+            concurrency = min(int(scaling.get("MaximumConcurrency", 1)), function.concurrency)
+            for index in range(concurrency):
+                pollers.append(
+                    SqsPoller(
+                        name=f"{function.logical_id}.{name}" + (f"#{index + 1}" if concurrency > 1 else ""),
+                        function=function,
+                        sqs_client=sqs,
+                        queue_url=queue_url,
+                        queue_arn=queue_arn,
+                        region=resolver.region,
+                        batch_size=int(props.get("BatchSize", 10)),
+                        batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                        report_batch_item_failures="ReportBatchItemFailures"
+                        in (props.get("FunctionResponseTypes") or []),
+                        retry_visibility_seconds=retry_visibility_seconds,
+                    )
                 )
-            )
     return pollers
 
 
@@ -210,7 +216,8 @@ def build_routes(
                     log.warning("route %s %s: AWS_IAM auth is not checked locally", props["Method"], props["Path"])
                 authorizer = None
             method = str(props["Method"]).upper()
-            routes.append(Route(api, props["Path"], method, function, authorizer))
+            key_required = str(auth.get("ApiKeyRequired", api.api_key_required)).lower() == "true"
+            routes.append(Route(api, props["Path"], method, function, authorizer, api_key_required=key_required))
     _check_overlaps(routes)
     return routes
 
@@ -257,6 +264,8 @@ def _rest_api(physical: PhysicalResource, resolver: Resolver, by_arn: dict[str, 
         cors=_cors_headers(props.get("Cors")),
         binary_media_types=list(props.get("BinaryMediaTypes") or []),
         gateway_responses=dict(props.get("GatewayResponses") or {}),
+        api_key_required=str(auth.get("ApiKeyRequired", False)).lower() == "true",
+        api_key_source=str(props.get("ApiKeySourceType", "HEADER")),
     )
 
 

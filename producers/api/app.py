@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from functools import lru_cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -13,33 +15,55 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import JobStatus
 from producers.api import bulk
+from producers.api.body import StrictBodyValidation
 from producers.api.models import ErrorResponse, JobList, JobResults, JobView, QueryRequest
 from spectra import queries
 from spectra.errors import JobNotFinished, SpectraError
 from spectra.ports import get_ports
 from spectra.tenants import Caller
+from spectra.tokens import MAX_TOKEN_CHARS
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
+# Request bodies are read by our strict reader (producers/api/body.py) in place of Powertools' lenient one, inside
+# the same validation step, so that no body can escape as an unhandled exception.
+app._request_validation_middleware = StrictBodyValidation(lambda: get_ports().settings.api_max_body_bytes)
 app.include_router(bulk.router)
 
-_ERRORS = {
-    400: {"description": "Invalid request", "content": {"application/json": {"model": ErrorResponse}}},
-    401: {"description": "Missing or invalid API key"},
-    404: {"description": "No such job for this tenant", "content": {"application/json": {"model": ErrorResponse}}},
-    409: {
-        "description": "The job's state does not allow this",
-        "content": {"application/json": {"model": ErrorResponse}},
-    },
+
+def _answer(description: str, model: Any = ErrorResponse, **extra: Any) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"model": model}}, **extra}
+
+
+# What each route may answer besides its success, as the OpenAPI document declares it. _GATEWAY is what any request
+# may get: API Gateway's own answers (401, 429 and its size quotas), in the same shape through the template's
+# GatewayResponses, and 500 when something on our side fails; _JSON_BODY what any route with a JSON body may get from
+# the body reader. openapi_document() adds both to every operation (bulk routes included) that does not say more.
+_INVALID = {400: _answer("Invalid request: parameters, JSON, SQL or page token")}
+_GATEWAY = {
+    401: _answer("Missing or invalid API key"),
+    413: _answer("The request is larger than API Gateway accepts (10 MB)"),
+    414: _answer("The URL is longer than API Gateway accepts (8,192 characters)"),
+    429: _answer("Too many requests: retry after a pause"),
+    431: _answer("The request line and headers are larger than API Gateway accepts (10,240 bytes)"),
+    500: _answer("The request failed on our side; it is safe to retry"),
 }
+_JSON_BODY = {
+    413: _answer("The body is larger than 1 MiB"),
+    415: _answer("The body is not application/json"),
+}
+_NOT_FOUND = {404: _answer("No such job for this tenant")}
+_CONFLICT = {409: _answer("The job's state does not allow this")}
+_JOB_ID = Path(min_length=1, max_length=64, description="The job id returned by POST /v1/queries.")
 
 
 def _caller() -> Caller:
@@ -76,6 +100,13 @@ def _http_error(exc: ServiceError) -> Response:
     return _error(exc.status_code, HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_"), str(exc.msg))
 
 
+@app.exception_handler(RecursionError)
+def _too_deep(exc: RecursionError) -> Response:
+    """Input nested deeper than some parser below us recurses (JSON, SQL ...): the request's fault, not ours."""
+    logger.warning("request nested too deeply to process", extra={"error": type(exc).__name__})
+    return _error(HTTPStatus.BAD_REQUEST, "invalid_request", "the request is nested too deeply to process")
+
+
 @app.exception_handler(Exception)
 def _unexpected(exc: Exception) -> Response:
     """Anything unforeseen: logged with its stack, answered in the one error shape, details kept server-side."""
@@ -95,13 +126,66 @@ def _validation_error(exc: RequestValidationError) -> Response:
 
 @app.not_found
 def _not_found(exc: Exception) -> Response:
+    """An unknown path is 404; a known path with another method is 405 with ``Allow``. The template routes every
+    method of each path here (its ``ANY`` events), so API Gateway gives the same answers. A path whose parameter
+    holds characters no route accepts (control characters, say) names no job: 404."""
+    allowed = _allowed_methods(app.current_event.path)
+    method = app.current_event.http_method.upper()
+    if allowed and method not in allowed:
+        return _error(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            f"{method[:16]} is not allowed here; use {', '.join(allowed)}",
+            details={"allow": list(allowed)},
+            headers={"Allow": ", ".join(allowed)},
+        )
     return _error(HTTPStatus.NOT_FOUND, "not_found", "no such route")
 
 
-@app.post("/v1/queries", status_code=202, responses={202: {"description": "Job queued"}, **_ERRORS}, tags=["queries"])
+def _allowed_methods(path: str) -> tuple[str, ...]:
+    return next((methods for pattern, methods in _routes() if pattern.fullmatch(path)), ())
+
+
+@lru_cache(maxsize=1)
+def _routes() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
+    """Each documented path as a pattern, with the methods it serves (read from the OpenAPI document once)."""
+    out = []
+    for template, operations in openapi_document()["paths"].items():
+        pattern = re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
+        out.append((pattern, tuple(sorted(m.upper() for m in operations if m.upper() in _HTTP_METHODS))))
+    return out
+
+
+_HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"}
+
+
+_LOCATION = {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}
+# Lets a client (and the API fuzzer) follow a new job: its id is the job_id of the answer.
+_JOB_LINKS = {
+    name: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
+    for name, operation in (
+        ("GetJob", "get_job_v1_jobs__job_id__get"),
+        ("GetResults", "get_results_v1_jobs__job_id__results_get"),
+        ("CancelJob", "cancel_v1_jobs__job_id__delete"),
+    )
+}
+
+
+@app.post(
+    "/v1/queries",
+    status_code=202,
+    responses={
+        202: _answer("Job queued", JobView, headers=_LOCATION, links=_JOB_LINKS),
+        200: _answer("The job this Idempotency-Key already created", JobView, headers=_LOCATION, links=_JOB_LINKS),
+        **_INVALID,
+        409: _answer("The Idempotency-Key was used for a different request"),
+        413: _answer("The body (over 1 MiB), the SQL (over 100 KB) or the parameters (over 64 KB) are too large"),
+    },
+    tags=["queries"],
+)
 def submit(
     request: Annotated[QueryRequest, Body()],
-    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)] = None,
 ) -> Response[JobView]:
     job, created = queries.submit_query(
         get_ports(),
@@ -124,28 +208,64 @@ def submit(
     )
 
 
-@app.get("/v1/jobs/<job_id>", responses=_ERRORS, tags=["jobs"])
-def get_job(job_id: Annotated[str, Path(max_length=64)]) -> JobView:
+@app.get(
+    "/v1/jobs/<job_id>",
+    responses={200: _answer("The job", JobView), **_INVALID, **_NOT_FOUND},
+    tags=["jobs"],
+)
+def get_job(job_id: Annotated[str, _JOB_ID]) -> JobView:
     return JobView.of(queries.get_job(get_ports(), _caller(), job_id))
 
 
-@app.get("/v1/jobs", responses=_ERRORS, tags=["jobs"])
+@app.get(
+    "/v1/jobs",
+    responses={200: _answer("One page of the caller's jobs", JobList), **_INVALID},
+    tags=["jobs"],
+)
 def list_jobs(
     status: Annotated[JobStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+    next_token: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_TOKEN_CHARS,
+            description="From the previous page, with the same status and limit; opaque and signed.",
+        ),
+    ] = None,
 ) -> JobList:
     page = queries.list_jobs(get_ports(), _caller(), status=status, limit=limit, next_token=next_token)
     return JobList(jobs=[JobView.of(job) for job in page.jobs], next_token=page.next_token)
 
 
-@app.get("/v1/jobs/<job_id>/results", responses=_ERRORS, tags=["jobs"])
-def get_results(job_id: Annotated[str, Path(max_length=64)]) -> JobResults:
+@app.get(
+    "/v1/jobs/<job_id>/results",
+    responses={
+        200: _answer("The result", JobResults),
+        **_INVALID,
+        **_NOT_FOUND,
+        **_CONFLICT,
+        410: _answer("The result is past its retention (ResultRetentionDays): run the query again"),
+    },
+    tags=["jobs"],
+)
+def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
     return JobResults.model_validate(queries.job_results(get_ports(), _caller(), job_id))
 
 
-@app.delete("/v1/jobs/<job_id>", status_code=202, responses=_ERRORS, tags=["jobs"])
-def cancel(job_id: Annotated[str, Path(max_length=64)]) -> Response[JobView]:
+@app.delete(
+    "/v1/jobs/<job_id>",
+    status_code=202,
+    responses={
+        202: _answer("Cancel requested: the job ends CANCELLED when its statement stops", JobView),
+        200: _answer("The job was queued and is now CANCELLED", JobView),
+        **_INVALID,
+        **_NOT_FOUND,
+        **_CONFLICT,
+    },
+    tags=["jobs"],
+)
+def cancel(job_id: Annotated[str, _JOB_ID]) -> Response[JobView]:
     job = queries.cancel_job(get_ports(), _caller(), job_id)
     status = HTTPStatus.OK if job.status.is_terminal else HTTPStatus.ACCEPTED
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=JobView.of(job))
@@ -153,11 +273,33 @@ def cancel(job_id: Annotated[str, Path(max_length=64)]) -> Response[JobView]:
 
 @app.get("/v1/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=app.get_openapi_json_schema(title="Redshift Spectra", version="1"),
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(openapi_document()))
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    """The served OpenAPI document: generated from the routes and models, with the bearer key declared and without
+    Powertools' 422 answers (a request that fails validation gets 400 here, in the one error shape)."""
+    document = json.loads(
+        app.get_openapi_json_schema(
+            title="Redshift Spectra",
+            version="1",
+            security_schemes={"apiKey": HTTPBearer(description="Authorization: Bearer <api key>")},
+            security=[{"apiKey": []}],
+        )
     )
+    error_schema = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            common = {**_GATEWAY, **(_JSON_BODY if "requestBody" in operation else {})}
+            for status, answer in common.items():
+                responses.setdefault(str(status), {"description": answer["description"], "content": error_schema})
+    schemas = document.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return document
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

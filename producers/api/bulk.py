@@ -38,6 +38,12 @@ _JOB_ERRORS = {
     409: {"description": "The job's state does not allow this (job_not_finished comes with Retry-After)", **_ERROR},
 }
 _CSV = {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
+
+
+def _ok(description: str, model) -> dict:
+    return {"description": description, "content": {"application/json": {"model": model}}}
+
+
 JobId = Annotated[str, Path(max_length=64)]
 
 
@@ -50,7 +56,7 @@ def _info(job, status: int = HTTPStatus.OK) -> Response[BulkJobInfo]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=view)
 
 
-@router.post("/v1/bulk/jobs", status_code=201, responses={201: {"description": "Job created"}, **_JOB_ERRORS})
+@router.post("/v1/bulk/jobs", status_code=201, responses={201: _ok("Job created", BulkJobInfo), **_JOB_ERRORS})
 def create_job(request: Annotated[CreateBulkJob, Body()]) -> Response[BulkJobInfo]:
     spec = service.NewJob(
         object=request.object,
@@ -69,7 +75,7 @@ def create_job(request: Annotated[CreateBulkJob, Body()]) -> Response[BulkJobInf
     return response
 
 
-@router.get("/v1/bulk/jobs", responses=_JOB_ERRORS)
+@router.get("/v1/bulk/jobs", responses={200: _ok("One page of the caller's bulk jobs", BulkJobList), **_JOB_ERRORS})
 def list_jobs(
     state: Annotated[BulkState | None, Query()] = None,
     operation: Annotated[BulkOperation | None, Query()] = None,
@@ -87,12 +93,12 @@ def list_jobs(
     return BulkJobList(done=next_url is None, records=[BulkJobInfo.of(j) for j in page.jobs], nextRecordsUrl=next_url)
 
 
-@router.get("/v1/bulk/jobs/<job_id>", responses=_JOB_ERRORS)
+@router.get("/v1/bulk/jobs/<job_id>", responses={200: _ok("The bulk job", BulkJobInfo), **_JOB_ERRORS})
 def get_job(job_id: JobId) -> BulkJobInfo:
     return BulkJobInfo.of(service.get_job(get_ports(), _caller(), job_id))
 
 
-@router.patch("/v1/bulk/jobs/<job_id>", responses=_JOB_ERRORS)
+@router.patch("/v1/bulk/jobs/<job_id>", responses={200: _ok("The bulk job", BulkJobInfo), **_JOB_ERRORS})
 def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) -> BulkJobInfo:
     return BulkJobInfo.of(service.change_state(get_ports(), _caller(), job_id, request.state))
 
@@ -100,7 +106,16 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
 @router.put(
     "/v1/bulk/jobs/<job_id>/batches",
     status_code=201,
-    responses={201: {"description": "Batch stored"}, 413: {"description": "Body too large", **_ERROR}, **_JOB_ERRORS},
+    responses={
+        201: {"description": "Batch stored (an empty body)", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        413: {"description": "Body too large", **_ERROR},
+        415: {"description": "The batch is not text/csv (gzip or not)", **_ERROR},
+        **_JOB_ERRORS,
+    },
+    # the body is read as bytes, not through a model, so the document states it here
+    openapi_extensions={
+        "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
+    },
 )
 def upload_batch(job_id: JobId) -> Response[str]:
     """A CSV body (``Content-Type: text/csv``; gzip with ``Content-Encoding: gzip``). Larger files: POST .../uploads."""
@@ -117,13 +132,13 @@ def upload_batch(job_id: JobId) -> Response[str]:
     return Response(status_code=HTTPStatus.CREATED, content_type=content_types.TEXT_PLAIN, body="")
 
 
-@router.post("/v1/bulk/jobs/<job_id>/uploads", responses=_JOB_ERRORS)
+@router.post("/v1/bulk/jobs/<job_id>/uploads", responses={200: _ok("Where to PUT the batch", UploadUrl), **_JOB_ERRORS})
 def upload_url(job_id: JobId, request: Annotated[UploadUrlRequest, Body()]) -> UploadUrl:
     """A presigned URL to PUT one more (large) batch of an Open job straight to S3."""
     return UploadUrl.model_validate(service.upload_url(get_ports(), _caller(), job_id, gzip=request.gzip))
 
 
-@router.post("/v1/bulk/uploads", responses=_JOB_ERRORS)
+@router.post("/v1/bulk/uploads", responses={200: _ok("Where to PUT the file", UploadUrl), **_JOB_ERRORS})
 def drop_upload_url(request: Annotated[DropUploadRequest, Body()]) -> UploadUrl:
     """A presigned URL to drop a file at ``<tenant>/<object>/<filename>`` in the ingest bucket; the options given
     become object metadata (send the returned headers with the PUT)."""

@@ -4,6 +4,7 @@ and scripts carry over."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,13 +41,13 @@ class CreateBulkJob(BaseModel):
 class ChangeBulkJobState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    state: str = Field(max_length=64, description="UploadComplete (start the load) or Aborted.")
+    state: Literal["UploadComplete", "Aborted"] = Field(description="UploadComplete (start the load) or Aborted.")
 
 
 class UploadUrlRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    gzip: bool = Field(default=False, description="The file will be gzip-compressed.")
+    gzip: bool = Field(default=False, strict=True, description="The file will be gzip-compressed.")
 
 
 class DropUploadRequest(BaseModel):
@@ -56,7 +57,7 @@ class DropUploadRequest(BaseModel):
 
     object: str = Field(pattern=OBJECT_PATTERN)
     filename: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9._ -]+$")
-    gzip: bool = False
+    gzip: bool = Field(default=False, strict=True)  # JSON true/false only, as the document says (not 0/1)
     operation: BulkOperation | None = None
     externalIdFieldName: str | None = Field(default=None, pattern=COLUMN_PATTERN)
     columnDelimiter: ColumnDelimiter | None = None

@@ -12,7 +12,10 @@ from spectra.jobs import Job, QueryParameter
 
 
 class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"sql": "select 1 as one", "format": "json"}]},
+    )
 
     sql: str = Field(
         min_length=1,

@@ -56,6 +56,7 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
         api_id=arn.api_id,
         stage=arn.stage,
         context=Caller.of(tenant).authorizer_context(),
+        usage_identifier_key=tenant.usage_key,  # the API key of the tenant's usage plan (rate and quota)
     )
     policy.allow_all_routes()
     logger.append_keys(tenant_id=tenant.tenant_id)

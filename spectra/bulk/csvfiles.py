@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from spectra.bulk.files import BulkFiles, FileUnreadable
 from spectra.bulk.models import COLUMN_PATTERN, BulkJob, BulkOperation, SourceFile
+from spectra.errors import NotFound
 
 HEADER_MAX_BYTES = 1024 * 1024
 BOM = "\ufeff"
@@ -41,7 +42,9 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> list[st
         head, whole = files.head_bytes(source, limit=HEADER_MAX_BYTES)
     except FileUnreadable as exc:
         raise BulkInputError("bad_gzip", str(exc)) from exc
-    if not head.strip():
+    except NotFound as exc:  # deleted after it was dropped or uploaded: the job fails, the message is not retried
+        raise BulkInputError("file_not_found", str(exc)) from exc
+    if not head.removeprefix(BOM.encode()).strip():
         raise BulkInputError("empty_file", f"{_name(source)} is empty: a header line and at least one row are needed")
     text = head.decode("utf-8", errors="surrogateescape")  # rows' bad bytes are the rows' problem, reported per row
     reader = csv.reader(io.StringIO(text.removeprefix(BOM), newline=""), delimiter=delimiter)
@@ -50,6 +53,10 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> list[st
         has_rows = any(any(field.strip() for field in row) for row in reader)
     except csv.Error as exc:
         raise BulkInputError("invalid_header", f"{_name(source)}: the header line is not valid CSV: {exc}") from exc
+    if not any(field.strip() for field in header):  # else a blank first line would pass as a header of no columns
+        raise BulkInputError(
+            "invalid_header", f"{_name(source)}: the first line has no column names; it must be the header line"
+        )
     if not whole and reader.line_num <= 1:
         raise BulkInputError("invalid_header", f"{_name(source)}: no header line within the first 1 MB")
     if not has_rows and whole:

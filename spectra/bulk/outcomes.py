@@ -35,6 +35,11 @@ KINDS = ("successful", "failed", "unprocessed")
 MISSING_ID = "missing external id"
 
 
+def is_missing_id(external_id: str) -> bool:
+    """Empty or spaces only: the staging SQL's rule too (spectra.bulk.sql; ``trim`` takes spaces only)."""
+    return not external_id.strip(" ")
+
+
 @dataclass
 class ResultCounts:
     successful: int = 0
@@ -100,7 +105,7 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
                 if error is None and fields is None:
                     error = "the rest of the file is not valid CSV (an unterminated quoted field?)"
                 if error is None and key_index is not None:
-                    error = MISSING_ID if not sf_id.strip() else _refused(verdicts, job, sf_id)
+                    error = MISSING_ID if is_missing_id(sf_id) else _refused(verdicts, job, sf_id)
                 if error is not None:
                     writers["failed"].writerow([sf_id, error, *(fields or [])])
                     counts.failed += 1

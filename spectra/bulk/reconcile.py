@@ -12,15 +12,14 @@ bulk table's pending index.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 
 from events import BulkJobQueuedMessage, ErrorInfo, StatementStatusChange
 from spectra.bulk.lifecycle import bulk_ports, complete_bulk_statement, finish_bulk_job, settle
 from spectra.bulk.models import BulkJob, BulkState
-from spectra.errors import NotFound, Throttled
+from spectra.errors import NotFound
 from spectra.ports import Ports
-from spectra.reconciliation import TERMINAL_STATEMENT_STATES, Outcome, ReconcileSummary, Thresholds
+from spectra.reconciliation import TERMINAL_STATEMENT_STATES, Outcome, ReconcileSummary, Thresholds, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -30,25 +29,13 @@ def reconcile_bulk(
 ) -> None:
     bulk = bulk_ports(ports)
     page = bulk.jobs.pending_before(now - thresholds.look_after, limit=thresholds.batch_max)
-    for entry in page.jobs:
-        if deadline is not None and time.monotonic() >= deadline:
-            summary.out_of_time = True
-            break
-        job = bulk.jobs.get(entry.job_id)
-        if job is None:
-            continue
-        summary.checked += 1
-        try:
-            outcome = _reconcile(ports, job, entry.pending_since, now, thresholds)
-        except Throttled as exc:
-            logger.warning("reconciler throttled at bulk job %s; stopping this run: %s", job.job_id, exc)
-            summary.throttled = True
-            break
-        except Exception:
-            logger.exception("reconciler could not move bulk job %s", job.job_id)
-            summary.errors += 1
-            continue
-        summary.count(outcome)
+    sweep(
+        page.jobs,
+        bulk.jobs.get,
+        lambda job, quiet_since: _reconcile(ports, job, quiet_since, now, thresholds),
+        summary,
+        deadline=deadline,
+    )
     summary.more_pending = summary.more_pending or page.more or summary.throttled or summary.out_of_time
 
 
@@ -56,9 +43,13 @@ def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime,
     bulk = bulk_ports(ports)
     if job.state.is_terminal:
         if job.event_published and job.results_ready:
+            # Settled yet still indexed (the index lagged, or a check re-entered it as it settled): take it out, else
+            # every later run reads it again, oldest first, ahead of the jobs that need it.
+            bulk.jobs.mark_published(job.job_id, job.state)
             return Outcome.SKIPPED
-        settle(ports, job)
+        # Checked before settling: the settling writes are the ones that take the job out of the index.
         bulk.jobs.mark_checked(job.job_id, job.state, now)
+        settle(ports, job)
         return Outcome.PUBLISHED
     if job.state is BulkState.IN_PROGRESS and job.statement_id:
         return _check_statement(ports, job, now)

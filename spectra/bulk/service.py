@@ -25,7 +25,7 @@ from spectra.bulk.models import (
     split_object,
 )
 from spectra.bulk.pages import Page, read_page
-from spectra.bulk.store import BulkJobPage
+from spectra.dynamo import ListPosition
 from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound, PayloadTooLarge
 from spectra.jobs import utcnow
 from spectra.ports import Ports
@@ -123,14 +123,29 @@ def list_jobs(
     operation: BulkOperation | None,
     limit: int,
     next_token: str | None,
-) -> BulkJobPage:
-    return bulk_ports(ports).jobs.list_for_tenant(
-        caller.tenant_id,
-        limit=min(limit, ports.settings.api_page_max),
-        state=state,
-        operation=operation,
-        next_token=next_token,
+) -> BulkJobListing:
+    """One page of the caller's bulk jobs; ``next_token`` is signed for this tenant, filter and page size, as the
+    query jobs' listing's is (``spectra/tokens.py``): any other token is refused before the store is asked."""
+    limit = min(limit, ports.settings.api_page_max)
+    listing = {
+        "listing": "bulk-jobs",
+        "tenant": caller.tenant_id,
+        "state": state.value if state else None,
+        "operation": operation.value if operation else None,
+        "limit": limit,
+    }
+    after = ListPosition.from_token(ports.page_tokens, next_token, listing)
+    page = bulk_ports(ports).jobs.list_for_tenant(
+        caller.tenant_id, limit=limit, state=state, operation=operation, after=after
     )
+    token = page.resume_after.token(ports.page_tokens, listing) if page.resume_after else None
+    return BulkJobListing(jobs=page.jobs, next_token=token)
+
+
+@dataclass(frozen=True)
+class BulkJobListing:
+    jobs: list[BulkJob]
+    next_token: str | None
 
 
 def _open_job(ports: Ports, caller: Caller, job_id: str) -> BulkJob:

@@ -12,7 +12,7 @@ update / upsert / delete (staging first, then one set-based change)::
 
     CREATE TEMP TABLE bulk_stage AS SELECT <file columns> FROM target WHERE 1 = 0
     COPY bulk_stage ... / SELECT <rejected rows> ...                         -- once per compression
-    DELETE FROM bulk_stage WHERE <id> IS NULL                                -- no id: failed, "missing external id"
+    DELETE FROM bulk_stage WHERE <id> IS NULL OR <id> is blank               -- no id: failed, "missing external id"
     CREATE TEMP TABLE bulk_failed AS SELECT <id>, 'duplicate external id' ... HAVING count(*) > 1
     INSERT INTO bulk_failed SELECT <id>, 'not found' ... (update and delete: ids matching no visible row)
     DELETE FROM bulk_stage USING bulk_failed ...                             -- failed rows change nothing
@@ -99,7 +99,8 @@ def load_statements(
     cols = ", ".join(map(ident, columns))
     statements.append(f"CREATE TEMP TABLE {STAGE} AS SELECT {cols} FROM {target} WHERE 1 = 0")
     copies_into(STAGE)
-    statements.append(f"DELETE FROM {STAGE} WHERE {key} IS NULL")
+    # A blank id is no id: COPY loads an empty CHAR/VARCHAR field as '' (no EMPTYASNULL), other types as NULL.
+    statements.append(f"DELETE FROM {STAGE} WHERE {key} IS NULL OR trim({key}::varchar(65535)) = ''")
     statements.append(
         f"CREATE TEMP TABLE {FAILED} AS SELECT {key} AS id, 'duplicate external id'::varchar(64) AS reason"
         f" FROM {STAGE} GROUP BY {key} HAVING count(*) > 1"

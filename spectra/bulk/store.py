@@ -8,9 +8,6 @@ result files to write). An ``Open`` job waits for its tenant, not for us, so it 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,8 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
-from spectra.dynamo import PendingPage, StateTable, from_item, plain, to_item
-from spectra.errors import InvalidRequest
+from spectra.dynamo import ListPosition, PendingPage, StateTable, from_item, plain, to_item
 from spectra.jobs import utcnow
 
 TENANT_INDEX = "by-tenant"
@@ -32,7 +28,7 @@ JOB_TTL = timedelta(days=30)
 @dataclass(frozen=True)
 class BulkJobPage:
     jobs: list[BulkJob]
-    next_token: str | None
+    resume_after: ListPosition | None  # None: this was the last page
 
 
 def _job(item: dict[str, Any]) -> BulkJob:
@@ -82,11 +78,12 @@ class BulkJobStore:
         limit: int,
         state: BulkState | None = None,
         operation: BulkOperation | None = None,
-        next_token: str | None = None,
+        after: ListPosition | None = None,
     ) -> BulkJobPage:
         """The tenant's bulk jobs, newest first, filtered while paging (at most ``LIST_MAX_READS`` index reads per
-        call, so a rare filter gives short pages with a token rather than reading the whole history at once)."""
-        start_key = _decode_token(next_token, tenant_id) if next_token else None
+        call, so a rare filter gives short pages with a position rather than reading the whole history at once).
+        The tenant comes from the caller, never from the position."""
+        start_key = after.start_key(tenant_id) if after else None
         filters, values, names = [], {":t": tenant_id}, {}
         if state is not None:
             filters.append("#state = :state")
@@ -123,7 +120,7 @@ class BulkJobStore:
             start_key = response.get("LastEvaluatedKey")
             if not start_key or len(jobs) >= limit:
                 break
-        return BulkJobPage(jobs=jobs, next_token=_encode_token(start_key) if start_key else None)
+        return BulkJobPage(jobs=jobs, resume_after=ListPosition.of_key(start_key) if start_key else None)
 
     def transition(
         self,
@@ -174,24 +171,3 @@ class BulkJobStore:
             updated_at=utcnow(),
         )
         return _job(item) if item is not None else None
-
-
-def _encode_token(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(from_item(key)).encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded))
-        if (
-            not isinstance(key, dict)
-            or set(key) != {"job_id", "tenant_id", "created_key"}
-            or not all(isinstance(value, str) and 0 < len(value) <= 256 for value in key.values())
-        ):
-            raise ValueError("unexpected token shape")
-    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidRequest("next_token is not valid") from exc
-    if key["tenant_id"] != tenant_id:
-        raise InvalidRequest("next_token is not valid")
-    return to_item(key)

@@ -16,7 +16,7 @@ import pytest
 from events import JobQueuedMessage
 from local.demo import ADMIN_USER
 from spectra.ports import get_ports
-from tests.fixtures.stack import AUTHORIZER_CACHE_SECONDS, ApiClient, record_job, wait_until
+from tests.fixtures.stack import AUTHORIZER_CACHE_SECONDS, ApiClient, record_job, usage_key, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +93,7 @@ def test_a_deleted_tenant_takes_its_keys_and_queued_jobs_along_even_when_its_id_
     assert_refused_within_the_cache(client, since)
 
     # The same id, the same database user: a new tenant, which neither the old key nor the old job speaks for.
-    ports.tenants.create_tenant(client.tenant_id, db_user=client.db_user)
+    ports.tenants.create_tenant(client.tenant_id, db_user=client.db_user, usage_key=usage_key(client.tenant_id))
     assert client.request("GET", "/v1/jobs").status_code == 401
     assert_not_run(redshift_data, run_recorded_job(queued_too), "tenant_inactive")
     reborn = ApiClient(client.base_url, ports.tenants.issue_key(client.tenant_id), client.tenant_id, client.db_user)
@@ -112,7 +112,7 @@ def test_a_tenant_record_naming_a_user_outside_the_prefix_never_runs_as_it(
         db_user = f"{db_user}_{unique_name}"
         warehouse.run(f'CREATE USER "{db_user}"')  # a real, loginable user: only the prefix check stands in the way
     ports = get_ports()
-    ports.tenants.create_tenant(unique_name, db_user=db_user)
+    ports.tenants.create_tenant(unique_name, db_user=db_user, usage_key=usage_key(unique_name))
     client = ApiClient(spectra_stack.api_url, ports.tenants.issue_key(unique_name), unique_name, db_user)
     job = client.wait(client.submit("select current_user")["job_id"])
     assert_not_run(redshift_data, job, "identity_refused")

@@ -1,8 +1,10 @@
 """In-memory fakes of the ports, honouring the same contracts as the real adapters.
 
 The job store fake is kept honest by ``tests/integration/pipeline/test_port_contracts.py``, which runs one scenario
-suite against it and against the real :class:`~spectra.job_store.JobStore` on DynamoDB (moto). The result sink is not
-faked at all: :func:`make_ports` wires the real :class:`~spectra.results.ResultSink` to :class:`FakeS3`.
+suite against it and against the real :class:`~spectra.job_store.JobStore` on DynamoDB (moto); the bulk job store fake
+likewise by ``tests/integration/pipeline/test_bulk_store_contract.py``. The result sink and the bulk file port are
+not faked at all: :func:`make_ports` wires the real :class:`~spectra.results.ResultSink` and
+:class:`~spectra.bulk.files.BulkFiles` to :class:`FakeS3`.
 
 Beyond the port methods, each fake has a few test-only helpers (scripting a failure, reading what was recorded);
 they are plain attributes and methods whose names do not clash with the port's.
@@ -10,13 +12,13 @@ they are plain attributes and methods whose names do not clash with the port's.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
+import csv
 import hashlib
 import io
 import itertools
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,15 +29,20 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from events import JobQueuedMessage, JobStatus, StatementState, StatementStatusChange
-from spectra.errors import Conflict, InvalidRequest, NotFound, StatementRejected, Throttled
+from spectra.bulk.files import BulkFiles
+from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
+from spectra.bulk.store import BulkJobPage
+from spectra.dynamo import ListPosition
+from spectra.errors import Conflict, NotFound, StatementRejected, Throttled
 from spectra.job_store import JobPage, PendingJob, PendingPage
 from spectra.jobs import Job, sources_of, utcnow
-from spectra.ports import Ports
+from spectra.ports import BulkPorts, Ports
 from spectra.publisher import PublishFailed
 from spectra.results import ResultSink
 from spectra.settings import Settings
 from spectra.tenants import Tenant
-from spectra.warehouse import Column, DatabaseIdentity, StatementInfo
+from spectra.tokens import PageTokens
+from spectra.warehouse import Column, DatabaseIdentity, StatementInfo, SubStatement
 
 
 def _client_error(code: str, message: str, operation: str) -> ClientError:
@@ -55,6 +62,18 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+def _changed(item: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a stored item with ``changes`` applied as the real stores' UpdateItem applies them."""
+    updated = copy.deepcopy(item)
+    for name, value in {**changes, "updated_at": utcnow()}.items():
+        stored = _json_ready(value)
+        if stored is None:
+            updated.pop(name, None)  # the real store REMOVEs attributes set to None
+        else:
+            updated[name] = stored
+    return updated
+
+
 # -- the job store --------------------------------------------------------------------------------------------------
 
 
@@ -69,6 +88,7 @@ class FakeJobStore:
         self._items: dict[str, dict[str, Any]] = {}
         self._idempotency: dict[tuple[str, str], dict[str, str | None]] = {}
         self._pending: dict[str, datetime] = {}  # the sparse ``pending`` index: job id → pending_since
+        self.list_calls = 0  # listings that reached the store (a refused page token must not make one)
 
     # -- create
 
@@ -111,44 +131,26 @@ class FakeJobStore:
         return job if job is not None and job.tenant_id == tenant_id else None
 
     def list_for_tenant(
-        self, tenant_id: str, *, limit: int, status: JobStatus | None = None, next_token: str | None = None
+        self, tenant_id: str, *, limit: int, status: JobStatus | None = None, after: ListPosition | None = None
     ) -> JobPage:
-        """Newest first; like a DynamoDB Query with a filter, a token marks the last item *looked at*."""
-        after = self._decode_token(next_token, tenant_id) if next_token else None
+        """Newest first; like a DynamoDB Query with a filter, a position marks the last item *looked at*."""
+        self.list_calls += 1
         ordered = sorted(
             (item for item in self._items.values() if item["tenant_id"] == tenant_id),
             key=lambda item: item["created_key"],
             reverse=True,
         )
         if after is not None:
-            ordered = [item for item in ordered if item["created_key"] < after]
+            ordered = [item for item in ordered if item["created_key"] < after.created_key]
         jobs: list[Job] = []
-        last_seen: dict[str, Any] | None = None
         for index, item in enumerate(ordered):
-            last_seen = item
             if status is None or item["status"] == status.value:
                 jobs.append(Job.model_validate(copy.deepcopy(item)))
             if len(jobs) == limit:
                 more = index + 1 < len(ordered)
-                return JobPage(jobs=jobs, next_token=self._encode_token(last_seen) if more else None)
-        return JobPage(jobs=jobs, next_token=None)
-
-    @staticmethod
-    def _encode_token(item: dict[str, Any]) -> str:
-        key = {"job_id": item["job_id"], "tenant_id": item["tenant_id"], "created_key": item["created_key"]}
-        return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
-
-    @staticmethod
-    def _decode_token(token: str, tenant_id: str) -> str:
-        try:
-            key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-            if not isinstance(key, dict) or set(key) != {"job_id", "tenant_id", "created_key"}:
-                raise ValueError("unexpected token shape")
-        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-            raise InvalidRequest("next_token is not valid") from exc
-        if key["tenant_id"] != tenant_id:
-            raise InvalidRequest("next_token is not valid")
-        return key["created_key"]
+                position = ListPosition(created_key=item["created_key"], job_id=item["job_id"])
+                return JobPage(jobs=jobs, resume_after=position if more else None)
+        return JobPage(jobs=jobs, resume_after=None)
 
     # -- change
 
@@ -191,14 +193,127 @@ class FakeJobStore:
         item = self._items.get(job_id)
         if item is None or JobStatus(item["status"]) not in allowed:
             return None  # the real store's ConditionalCheckFailedException
-        updated = copy.deepcopy(item)
-        for name, value in {**changes, "updated_at": utcnow()}.items():
-            stored = _json_ready(value)
-            if stored is None:
-                updated.pop(name, None)  # the real store REMOVEs attributes set to None
-            else:
-                updated[name] = stored
+        updated = _changed(item, changes)
         job = Job.model_validate(copy.deepcopy(updated))  # refuse what the real store could not read back
+        self._items[job_id] = updated
+        if pending_since is not None:
+            self._pending[job_id] = pending_since
+        return job
+
+    # -- test helpers
+
+    def pending_since(self, job_id: str) -> datetime | None:
+        """Where the job sits in the pending index (None: not in it)."""
+        return self._pending.get(job_id)
+
+
+# -- the bulk job store ---------------------------------------------------------------------------------------------
+
+
+class FakeBulkJobStore:
+    """:class:`spectra.bulk.store.BulkJobStore` in a dict, kept honest by
+    ``tests/integration/pipeline/test_bulk_store_contract.py``.
+
+    As :class:`FakeJobStore`, jobs are the JSON documents the real store writes, validated on every read. The pending
+    index follows the real one exactly: a job enters it when created past ``Open`` and on every transition, moves to
+    the back on ``mark_checked``, and leaves it once both its event is published and its result files are written.
+    Page tokens are the real store's (the same encoding, the same refusals).
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, Any]] = {}
+        self._pending: dict[str, datetime] = {}  # the sparse ``pending`` index: job id -> pending_since
+
+    def create(self, job: BulkJob) -> tuple[BulkJob, bool]:
+        if job.job_id in self._items:
+            return self.get(job.job_id), False  # type: ignore[return-value]
+        document = {k: v for k, v in job.model_dump(mode="json").items() if v is not None}  # None: no attribute
+        self._items[job.job_id] = {**document, "created_key": f"{job.created_at.isoformat()}#{job.job_id}"}
+        if job.state is not BulkState.OPEN:
+            self._pending[job.job_id] = job.created_at
+        return job, True
+
+    def get(self, job_id: str) -> BulkJob | None:
+        item = self._items.get(job_id)
+        return BulkJob.model_validate(copy.deepcopy(item)) if item else None
+
+    def get_for_tenant(self, tenant_id: str, job_id: str) -> BulkJob | None:
+        job = self.get(job_id)
+        return job if job is not None and job.tenant_id == tenant_id else None
+
+    def list_for_tenant(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        state: BulkState | None = None,
+        operation: BulkOperation | None = None,
+        after: ListPosition | None = None,
+    ) -> BulkJobPage:
+        """Newest first; as a DynamoDB Query with a filter, a position marks the last item *looked at*."""
+        ordered = sorted(
+            (item for item in self._items.values() if item["tenant_id"] == tenant_id),
+            key=lambda item: item["created_key"],
+            reverse=True,
+        )
+        if after is not None:
+            ordered = [item for item in ordered if item["created_key"] < after.created_key]
+        jobs: list[BulkJob] = []
+        for index, item in enumerate(ordered):
+            if (state is None or item["state"] == state.value) and (
+                operation is None or item["operation"] == operation.value
+            ):
+                jobs.append(BulkJob.model_validate(copy.deepcopy(item)))
+            if len(jobs) == limit:
+                more = index + 1 < len(ordered)
+                position = ListPosition(created_key=item["created_key"], job_id=item["job_id"])
+                return BulkJobPage(jobs=jobs, resume_after=position if more else None)
+        return BulkJobPage(jobs=jobs, resume_after=None)
+
+    def transition(
+        self,
+        job_id: str,
+        to: BulkState,
+        *,
+        expected: Iterable[BulkState] | None = None,
+        unstarted: bool = False,
+        **changes: Any,
+    ) -> BulkJob | None:
+        allowed = bulk_sources_of(to) if expected is None else bulk_sources_of(to) & frozenset(expected)
+        if unstarted and self._items.get(job_id, {}).get("statement_id"):
+            return None
+        return self._update(job_id, allowed, {"state": to, **changes}, pending_since=utcnow())
+
+    def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:
+        return self._update(job_id, frozenset(expected), changes)
+
+    def mark_published(self, job_id: str, state: BulkState) -> BulkJob | None:
+        job = self._update(job_id, frozenset({state}), {"event_published": True})
+        if job is not None and job.results_ready:
+            self._pending.pop(job_id, None)
+        return job
+
+    def mark_results_ready(self, job_id: str, state: BulkState) -> BulkJob | None:
+        job = self._update(job_id, frozenset({state}), {"results_ready": True})
+        if job is not None and job.event_published:
+            self._pending.pop(job_id, None)
+        return job
+
+    def mark_checked(self, job_id: str, state: BulkState, at: datetime) -> BulkJob | None:
+        return self._update(job_id, frozenset({state}), {"last_checked_at": at}, pending_since=at)
+
+    def pending_before(self, cutoff: datetime, *, limit: int) -> PendingPage:
+        due = sorted((since, job_id) for job_id, since in self._pending.items() if since < cutoff)
+        return PendingPage(jobs=[PendingJob(job_id, since) for since, job_id in due[:limit]], more=len(due) > limit)
+
+    def _update(
+        self, job_id: str, allowed: frozenset[BulkState], changes: dict[str, Any], pending_since: datetime | None = None
+    ) -> BulkJob | None:
+        item = self._items.get(job_id)
+        if item is None or BulkState(item["state"]) not in allowed:
+            return None  # the real store's ConditionalCheckFailedException
+        updated = _changed(item, changes)
+        job = BulkJob.model_validate(copy.deepcopy(updated))  # refuse what the real store could not read back
         self._items[job_id] = updated
         if pending_since is not None:
             self._pending[job_id] = pending_since
@@ -230,6 +345,7 @@ class FakeStatement:
     pages: list[str] = field(default_factory=list)
     result_rows: int | None = None
     has_result_set: bool = False
+    children: list[str] = field(default_factory=list)  # a batch's sub-statements (``<id>:<n>``, from 1)
 
 
 class FakeWarehouse:
@@ -246,6 +362,7 @@ class FakeWarehouse:
         self._by_token: dict[str, str] = {}
         self._scripted: dict[str, list[Exception]] = {}
         self._ids = itertools.count(1)
+        self.tables: dict[tuple[str, str], list[dict[str, Any]]] = {}  # what DescribeTable answers (``add_table``)
 
     # -- scripting
 
@@ -334,6 +451,7 @@ class FakeWarehouse:
             error=statement.error,
             result_rows=statement.result_rows if statement.status == "FINISHED" else None,
             has_result_set=statement.has_result_set,
+            sub_statements=[self._sub_statement(child) for child in statement.children],
         )
 
     def cancel(self, statement_id: str) -> bool:
@@ -357,6 +475,84 @@ class FakeWarehouse:
             raise NotFound(f"Query {statement_id} does not exist")
         return statement
 
+    # -- batches and tables (bulk jobs)
+
+    def execute_batch(
+        self, sqls: list[str], *, identity: DatabaseIdentity, name: str, client_token: str, with_event: bool = True
+    ) -> str:
+        self._enter("execute_batch", client_token)
+        existing = self._by_token.get(client_token)
+        if existing is not None:
+            if self.batch_sqls(existing) != sqls:
+                raise StatementRejected("ClientToken was already used for a different request")
+            return existing
+        statement_id = f"00000000-0000-4000-8000-{next(self._ids):012d}"
+        batch = FakeStatement(statement_id, "; ".join(sqls), name, client_token, identity, [])
+        for n, sql in enumerate(sqls, start=1):
+            child = FakeStatement(f"{statement_id}:{n}", sql, name, client_token, identity, [])
+            self.statements[child.statement_id] = child
+            batch.children.append(child.statement_id)
+        self.statements[statement_id] = batch
+        self._by_token[client_token] = statement_id
+        return statement_id
+
+    def describe_table(self, schema: str, table: str, *, identity: DatabaseIdentity) -> list[dict[str, Any]] | None:
+        self._enter("describe_table", f"{schema}.{table}")
+        return copy.deepcopy(self.tables.get((schema, table))) or None
+
+    def add_table(self, schema: str, table: str, columns: list[str], *, required: Iterable[str] = ()) -> None:
+        """A table DescribeTable shows (as the emulator's ColumnList): ``required`` columns are NOT NULL, no default."""
+        self.tables[(schema, table)] = [
+            {"name": name, "typeName": "varchar", "nullable": 0 if name in set(required) else 1} for name in columns
+        ]
+
+    def batch_sqls(self, statement_id: str) -> list[str]:
+        return [self.statements[child].sql for child in self.statements[statement_id].children]
+
+    def finish_batch(self, statement_id: str, answers: dict[int, int | list[list[str]]]) -> StatementStatusChange:
+        """FINISHED, every sub-statement too. ``answers`` by sub-statement index (from 0, as a plan counts them): an
+        int is the rows a COPY or DML statement touched, a list the rows of a SELECT (served as CSV pages); the others
+        touched nothing."""
+        batch = self.statements[statement_id]
+        for index, child_id in enumerate(batch.children):
+            answer = answers.get(index, 0)
+            if isinstance(answer, list):
+                page = io.StringIO()
+                csv.writer(page, lineterminator="\n").writerows(answer)
+                width = max((len(row) for row in answer), default=1)
+                self.finish(
+                    child_id,
+                    columns=[Column(f"c{i}", "varchar") for i in range(width)],
+                    pages=[page.getvalue()] if answer else [],
+                    rows=len(answer),
+                )
+            else:
+                self.finish(child_id, rows=answer)
+        total = sum(self.statements[child].result_rows or 0 for child in batch.children)
+        return self.finish(statement_id, rows=total)
+
+    def fail_batch(self, statement_id: str, error: str, *, at: int) -> StatementStatusChange:
+        """FAILED at sub-statement ``at`` (from 0): those before it finished, those after it never ran (ABORTED)."""
+        batch = self.statements[statement_id]
+        for index, child_id in enumerate(batch.children):
+            if index < at:
+                self.finish(child_id, rows=0)
+            elif index == at:
+                self.fail(child_id, error)
+            else:
+                self.abort(child_id)
+        return self.fail(statement_id, error)
+
+    def _sub_statement(self, statement_id: str) -> SubStatement:
+        child = self.statements[statement_id]
+        return SubStatement(
+            statement_id=statement_id,
+            status=child.status,
+            error=child.error,
+            result_rows=child.result_rows if child.status == "FINISHED" else None,
+            has_result_set=child.has_result_set,
+        )
+
 
 # -- queue, events, tenants, S3 -------------------------------------------------------------------------------------
 
@@ -366,15 +562,17 @@ class FakeQueue:
 
     def __init__(self) -> None:
         self.messages: list[JobQueuedMessage] = []
+        self.delays: list[int] = []  # DelaySeconds of each message, in order
         self._failures: list[Exception] = []
 
     def fail_next(self, exc: Exception | None = None) -> None:
         self._failures.append(exc or _client_error("AWS.SimpleQueueService.NonExistentQueue", "gone", "SendMessage"))
 
-    def send(self, message: JobQueuedMessage) -> str:
+    def send(self, message: JobQueuedMessage, *, delay_seconds: int = 0) -> str:
         if self._failures:
             raise self._failures.pop(0)
         self.messages.append(message)
+        self.delays.append(delay_seconds)
         return f"msg-{len(self.messages)}"
 
 
@@ -433,6 +631,65 @@ class FakeTenants:
         return self.tenants.get(tenant_id)
 
 
+class FakeRunningSlots:
+    """:class:`spectra.share.RunningSlots` in dicts: tenant → {job id: stamp} for holders and for waiters. Kept
+    honest by the contract suite in ``tests/integration/pipeline/test_slots_contract.py``."""
+
+    def __init__(self) -> None:
+        self.slots: dict[str, dict[str, float]] = {}
+        self.waiters: dict[str, dict[str, float]] = {}
+        self.fail_park = False  # make park raise, as DynamoDB does for an item past its size limit
+
+    def acquire(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
+        return self.acquire_or_holders(tenant_id, job_id, limit=limit, now=now) is None
+
+    def acquire_or_holders(
+        self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None
+    ) -> dict[str, float] | None:
+        holders = self.slots.get(tenant_id, {})
+        if job_id not in holders and len(holders) >= limit:
+            return dict(holders)
+        self.slots.setdefault(tenant_id, {})[job_id] = now if now is not None else time.time()
+        self.waiters.setdefault(tenant_id, {}).pop(job_id, None)
+        return None
+
+    def release(self, tenant_id: str, job_id: str) -> dict[str, float]:
+        if self.slots.get(tenant_id, {}).pop(job_id, None) is None:
+            return {}
+        return dict(self.waiters.get(tenant_id, {}))
+
+    def park(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
+        if self.fail_park:
+            raise _client_error("ValidationException", "Item size has exceeded the maximum allowed size", "UpdateItem")
+        if tenant_id not in self.slots or len(self.slots[tenant_id]) < limit:
+            return False
+        self.waiters.setdefault(tenant_id, {}).setdefault(job_id, now if now is not None else time.time())
+        return True
+
+    def unpark(self, tenant_id: str, job_id: str) -> bool:
+        return self.waiters.get(tenant_id, {}).pop(job_id, None) is not None
+
+    def holders(self, tenant_id: str) -> dict[str, float]:
+        return dict(self.slots.get(tenant_id, {}))
+
+    def waiting(self, tenant_id: str) -> dict[str, float]:
+        return dict(self.waiters.get(tenant_id, {}))
+
+    def evict(self, tenant_id: str, job_id: str, *, stamp: float) -> bool:
+        holders = self.slots.get(tenant_id, {})
+        if holders.get(job_id) != stamp:
+            return False
+        del holders[job_id]
+        return True
+
+    def restamp(self, tenant_id: str, job_id: str, *, stamp: float, now: float) -> bool:
+        holders = self.slots.get(tenant_id, {})
+        if holders.get(job_id) != stamp:
+            return False
+        holders[job_id] = now
+        return True
+
+
 class _Body:
     def __init__(self, data: bytes) -> None:
         self._stream = io.BytesIO(data)
@@ -440,46 +697,112 @@ class _Body:
     def read(self, amount: int | None = None) -> bytes:
         return self._stream.read(amount)
 
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> _Body:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class FakeS3:
-    """The three S3 client calls the real :class:`~spectra.results.ResultSink` makes for results under its multipart
-    threshold. A larger result would reach for ``create_multipart_upload`` and fail loudly: keep unit results small.
+    """The S3 client calls the real :class:`~spectra.results.ResultSink` makes for results under its multipart
+    threshold, and those :class:`~spectra.bulk.files.BulkFiles` makes (ranged GETs, HEAD, listing, tagging). A larger
+    object would reach for ``create_multipart_upload`` and fail loudly: keep unit results small.
     """
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.object_tags: dict[tuple[str, str], dict[str, str]] = {}
         self.requests: list[tuple[str, str]] = []  # (operation, key); presigning is local and is not recorded
 
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes, ContentType: str | None = None, **_: Any) -> dict:
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, ContentType: str | None = None, **extra: Any) -> dict:
         self.requests.append(("PutObject", Key))
-        self.objects[(Bucket, Key)] = {"Body": bytes(Body), "ContentType": ContentType}
+        metadata = {k.lower(): v for k, v in (extra.get("Metadata") or {}).items()}  # S3 answers x-amz-meta-* lowered
+        self.objects[(Bucket, Key)] = {"Body": bytes(Body), "ContentType": ContentType, "Metadata": metadata}
         return {"ETag": '"' + hashlib.md5(bytes(Body)).hexdigest() + '"'}
 
-    def get_object(self, *, Bucket: str, Key: str, **_: Any) -> dict:
+    def get_object(self, *, Bucket: str, Key: str, Range: str | None = None, **_: Any) -> dict:
         self.requests.append(("GetObject", Key))
         stored = self.objects.get((Bucket, Key))
         if stored is None:
             raise _client_error("NoSuchKey", "The specified key does not exist.", "GetObject")
-        return {
-            "Body": _Body(stored["Body"]),
-            "ContentType": stored["ContentType"],
-            "ContentLength": len(stored["Body"]),
-        }
+        body = stored["Body"]
+        if Range is not None:  # "bytes=<first>-[<last>]", as S3 reads it; a first byte past the end is refused
+            first, _, last = Range.removeprefix("bytes=").partition("-")
+            if int(first) >= len(body):
+                raise _client_error("InvalidRange", "The requested range is not satisfiable", "GetObject")
+            body = body[int(first) : int(last) + 1 if last else None]
+        return {"Body": _Body(body), "ContentType": stored["ContentType"], "ContentLength": len(body)}
 
     def generate_presigned_url(self, ClientMethod: str, Params: dict | None = None, ExpiresIn: int = 3600, **_):
         params = Params or {}
         return f"https://{params['Bucket']}.s3.fake/{params['Key']}?op={ClientMethod}&X-Amz-Expires={ExpiresIn}"
 
+    def head_object(self, *, Bucket: str, Key: str, **_: Any) -> dict:
+        self.requests.append(("HeadObject", Key))
+        stored = self.objects.get((Bucket, Key))
+        if stored is None:
+            raise _client_error("404", "Not Found", "HeadObject")  # HEAD has no body: botocore sees only the status
+        return {
+            "ContentLength": len(stored["Body"]),
+            "ContentType": stored["ContentType"],
+            "ETag": '"' + hashlib.md5(stored["Body"]).hexdigest() + '"',
+            "Metadata": dict(stored.get("Metadata") or {}),
+        }
+
+    def put_object_tagging(self, *, Bucket: str, Key: str, Tagging: dict, **_: Any) -> dict:
+        self.requests.append(("PutObjectTagging", Key))
+        if (Bucket, Key) not in self.objects:
+            raise _client_error("NoSuchKey", "The specified key does not exist.", "PutObjectTagging")
+        self.object_tags[(Bucket, Key)] = {tag["Key"]: tag["Value"] for tag in Tagging["TagSet"]}  # replaces the set
+        return {}
+
+    def get_object_tagging(self, *, Bucket: str, Key: str, **_: Any) -> dict:
+        self.requests.append(("GetObjectTagging", Key))
+        if (Bucket, Key) not in self.objects:
+            raise _client_error("NoSuchKey", "The specified key does not exist.", "GetObjectTagging")
+        return {"TagSet": [{"Key": k, "Value": v} for k, v in self.object_tags.get((Bucket, Key), {}).items()]}
+
+    def get_paginator(self, operation: str) -> _ListObjectsPaginator:
+        if operation != "list_objects_v2":
+            raise NotImplementedError(f"FakeS3 has no paginator for {operation}")
+        return _ListObjectsPaginator(self)
+
     def body(self, bucket: str, key: str) -> bytes:
         return self.objects[(bucket, key)]["Body"]
+
+    def tags(self, bucket: str, key: str) -> dict[str, str]:
+        return dict(self.object_tags.get((bucket, key), {}))
 
     def keys(self, bucket: str) -> list[str]:
         return sorted(key for b, key in self.objects if b == bucket)
 
 
+class _ListObjectsPaginator:
+    """``list_objects_v2`` pages, as S3 gives them: keys in UTF-8 binary order, ``page_size`` at a time."""
+
+    def __init__(self, s3: FakeS3, page_size: int = 1000) -> None:
+        self._s3, self._page_size = s3, page_size
+
+    def paginate(self, *, Bucket: str, Prefix: str = "", **_: Any) -> Iterator[dict]:
+        keys = sorted((key for b, key in self._s3.objects if b == Bucket and key.startswith(Prefix)), key=str.encode)
+        for start in range(0, max(len(keys), 1), self._page_size):
+            self._s3.requests.append(("ListObjectsV2", Prefix))
+            chunk = keys[start : start + self._page_size]
+            page: dict[str, Any] = {"KeyCount": len(chunk)}
+            if chunk:  # S3 leaves Contents out of an empty listing
+                page["Contents"] = [{"Key": key, "Size": len(self._s3.body(Bucket, key))} for key in chunk]
+            yield page
+
+
 # -- wiring ---------------------------------------------------------------------------------------------------------
 
 RESULTS_BUCKET = "spectra-results-test"
+INGEST_BUCKET = "spectra-ingest-test"
+UNIT_TEST_TOKEN_KEY = b"unit tests sign page tokens with this 48-byte key"
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -497,13 +820,17 @@ def make_settings(**overrides: Any) -> Settings:
         event_bus_name="spectra-test",
         redshift_cluster_id="spectra-test",
         redshift_workgroup=None,
+        bulk_jobs_table="bulk-jobs-test",
+        ingest_bucket=INGEST_BUCKET,
+        bulk_results_queue_url="https://sqs.us-east-1.amazonaws.com/000000000000/bulk-results-test",
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
 
 def make_ports(*, settings: Settings | None = None, s3: FakeS3 | None = None, **overrides: Any) -> Ports:
-    """:class:`~spectra.ports.Ports` of fakes (the real ResultSink on a :class:`FakeS3`); any port can be replaced."""
+    """:class:`~spectra.ports.Ports` of fakes (the real ResultSink and BulkFiles on one :class:`FakeS3`); any port can
+    be replaced."""
     settings = settings or make_settings()
     s3 = s3 or FakeS3()
     ports: dict[str, Any] = {
@@ -520,6 +847,13 @@ def make_ports(*, settings: Settings | None = None, s3: FakeS3 | None = None, **
             inline_max_bytes=settings.inline_max_bytes,
         ),
         "events": FakePublisher(),
+        "page_tokens": PageTokens(UNIT_TEST_TOKEN_KEY),
+        "bulk": BulkPorts(
+            jobs=FakeBulkJobStore(),
+            files=BulkFiles(s3, results_bucket=settings.results_bucket, ingest_bucket=settings.ingest_bucket),
+            results_queue=FakeQueue(),
+        ),
+        "slots": FakeRunningSlots(),
     }
     ports.update(overrides)
     return Ports(**ports)

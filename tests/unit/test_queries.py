@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
-from spectra.errors import Conflict, NotFound, PayloadTooLarge, SqlRejected
+from spectra.errors import Conflict, InvalidToken, NotFound, PayloadTooLarge, SqlRejected
 from spectra.jobs import QueryParameter
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.queries import cancel_job, get_job, job_results, list_jobs, submit_query
 from spectra.tenants import Caller
+from spectra.tokens import PageTokens
 from spectra.warehouse import Column
 from tests.unit.fakes import FakeS3, make_ports, make_settings
 
@@ -133,6 +134,60 @@ def test_list_is_the_callers_own_jobs_capped_at_the_page_maximum():
     rest = list_jobs(ports, ACME, status=None, limit=50, next_token=page.next_token)
     assert {j.job_id for j in page.jobs + rest.jobs} == {j.job_id for j in mine}
     assert list_jobs(ports, ACME, status=JobStatus.FAILED, limit=50, next_token=None).jobs == []
+
+
+def _tampered(token: str) -> list[str]:
+    body, mac = token.split(".")
+    flipped = ("A" if body[0] != "A" else "B") + body[1:]
+    return [f"{flipped}.{mac}", f"{body}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}", token[:-1], token + "A"]
+
+
+def test_a_page_token_continues_only_the_listing_it_was_signed_for():
+    ports = make_ports()
+    for _ in range(3):
+        submit(ports)
+    submit(ports, GLOBEX)
+    token = list_jobs(ports, ACME, status=None, limit=1, next_token=None).next_token
+    assert list_jobs(ports, ACME, status=None, limit=1, next_token=token).jobs  # its own listing: fine
+    calls = ports.jobs.list_calls
+    forged = PageTokens(b"a key that is not the service's key, 32+ bytes").encode(
+        {"created_key": "2026-01-01T00:00:00+00:00#j_x", "job_id": "j_x"},
+        bound_to={"listing": "jobs", "tenant": "acme", "status": None, "limit": 1},
+    )
+    for caller, status, limit, bad in [
+        (GLOBEX, None, 1, token),  # another tenant
+        (ACME, JobStatus.QUEUED, 1, token),  # another filter
+        (ACME, None, 2, token),  # another page size
+        *((ACME, None, 1, t) for t in _tampered(token)),
+        (ACME, None, 1, forged),
+        (ACME, None, 1, "[" * 1500),
+        (ACME, None, 1, "e30"),
+        (ACME, None, 1, ""),
+    ]:
+        with pytest.raises(InvalidToken):
+            list_jobs(ports, caller, status=status, limit=limit, next_token=bad)
+    assert ports.jobs.list_calls == calls  # refused before the store was asked anything
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"created_key": 1.5, "job_id": "j_x"},
+        {"created_key": None, "job_id": "j_x"},
+        {"created_key": "[" * 1000, "job_id": "j_x"},
+        {"created_key": "2026-01-01T00:00:00+00:00#j_y", "job_id": "j_x"},
+        {"created_key": "2026-01-01T00:00:00+00:00#j_x", "job_id": "j_x", "tenant_id": "globex"},
+        {"created_key": "2026-01-01T00:00:00+00:00#idem#x", "job_id": "idem#x"},
+        {"created_key": "not a time#j_x", "job_id": "j_x"},
+        {},
+    ],
+)
+def test_even_a_correctly_signed_token_must_hold_a_well_formed_position(payload):
+    ports = make_ports()
+    listing = {"listing": "jobs", "tenant": "acme", "status": None, "limit": 1}
+    with pytest.raises(InvalidToken):
+        list_jobs(ports, ACME, status=None, limit=1, next_token=ports.page_tokens.encode(payload, bound_to=listing))
+    assert ports.jobs.list_calls == 0
 
 
 # -- cancel ---------------------------------------------------------------------------------------------------------

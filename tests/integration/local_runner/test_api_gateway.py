@@ -1,6 +1,9 @@
 """The HTTP side: proxy events, routing, authorizers and responses, over real HTTP."""
 
 import base64
+import http.client
+import json
+import socket
 
 import pytest
 import requests
@@ -166,3 +169,32 @@ def test_cors_preflight_answers_from_the_template(api):
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert response.headers["Access-Control-Allow-Methods"] == "GET,POST,OPTIONS"
     assert api.invocations("Authorizer") == 0  # AddDefaultAuthorizerToCorsPreflight: false
+
+
+def test_api_gateways_request_quotas_are_answered_before_routing(api):
+    big = requests.post(api.api_url + "/items", data=b"x" * (10 * 1024 * 1024 + 1), headers=ALLOW, timeout=30)
+    assert big.status_code == 413 and big.json() == {"message": "Request Too Large"}
+    assert _get(api, "/items/1?" + "q" * 9000, headers=ALLOW).status_code == 414
+    assert _get(api, "/items/1", headers={**ALLOW, "X-Big": "b" * 11_000}).status_code == 431
+    assert api.invocations("Echo") == 0 and api.invocations("Authorizer") == 0
+
+
+def test_what_the_http_server_refuses_by_itself_is_answered_in_json_too(api):
+    host, port = api.api_url.removeprefix("http://").split(":")
+    for request, status in (
+        (b"GET /items/1 HTTP/1.1\r\nX-Huge: " + b"h" * 70_000 + b"\r\n\r\n", 431),
+        (b"GET /" + b"u" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET /items/1 HTTP/7.0\r\n\r\n", 400),  # the HTTP server's 505 for the version is the client's fault
+    ):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(request)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            assert response.status == status, request[:40]
+            assert response.getheader("Content-Type") == "application/json"
+            assert set(json.loads(response.read())) == {"message"}
+
+
+def test_a_path_parameter_holding_a_newline_is_still_covered_by_a_wildcard_policy(api):
+    event = _get(api, "/items/a%0Ab", headers=ALLOW).json()
+    assert event["pathParameters"] == {"item_id": "a\nb"}

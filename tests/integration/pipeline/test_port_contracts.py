@@ -11,49 +11,30 @@ LastEvaluatedKey on AWS), the scenarios only assert what holds on both: walking 
 from __future__ import annotations
 
 import inspect
-import json
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from cfnlint.decode import decode
 
 from events import ErrorInfo, JobStatus, ResultFormat
-from spectra.errors import Conflict, InvalidRequest
-from spectra.job_store import JobStore, request_fingerprint
+from spectra.errors import Conflict
+from spectra.job_store import JobStore, ListPosition, request_fingerprint
 from spectra.jobs import TRANSITIONS, Job, JobResult, ResultFile, new_job_id, utcnow
+from tests.fixtures.aws import table_from_template
 from tests.unit.fakes import FakeJobStore
 
 pytestmark = pytest.mark.integration
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def jobs_table_properties() -> dict:
-    body, matches = decode(str(TEMPLATE))
-    assert not matches, matches
-    properties = json.loads(json.dumps(body["Resources"]["JobsTable"]["Properties"]))  # plain dicts, not cfn nodes
-    return {
-        name: properties[name]
-        for name in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
-        if name in properties
-    }
-
-
 @pytest.fixture(params=["fake", "dynamodb"])
-def store(request, jobs_table_properties):
+def store(request):
     if request.param == "fake":
         yield FakeJobStore()
         return
-    aws = request.getfixturevalue("local_aws")
-    client = aws.client("dynamodb")
-    table = "jobs-contract-" + uuid.uuid4().hex[:10]  # a fresh table: the pending index spans every tenant
-    client.create_table(TableName=table, **jobs_table_properties)
-    yield JobStore(client, table)
-    client.delete_table(TableName=table)
+    # a fresh table: the pending index spans every tenant
+    with table_from_template(request.getfixturevalue("local_aws"), "JobsTable", "jobs-contract-") as (client, table):
+        yield JobStore(client, table)
 
 
 def make_job(tenant: str = "acme", *, at: datetime = T0, key: str | None = None, sql: str = "select 1") -> Job:
@@ -209,12 +190,12 @@ def test_update_is_conditional_on_the_state_and_none_removes(store):
 
 
 def walk(store, tenant: str, *, limit: int, status: JobStatus | None = None) -> list[list[str]]:
-    pages, token = [], None
+    pages, after = [], None
     while True:
-        page = store.list_for_tenant(tenant, limit=limit, status=status, next_token=token)
+        page = store.list_for_tenant(tenant, limit=limit, status=status, after=after)
         pages.append([j.job_id for j in page.jobs])
-        token = page.next_token
-        if token is None:
+        after = page.resume_after
+        if after is None:
             return pages
 
 
@@ -227,7 +208,7 @@ def test_listing_is_newest_first_and_pages(store):
 
     first = store.list_for_tenant("acme", limit=2)
     assert [j.job_id for j in first.jobs] == newest_first[:2]
-    assert first.next_token is not None
+    assert first.resume_after is not None
     pages = walk(store, "acme", limit=2)
     assert [job_id for page in pages for job_id in page] == newest_first
     assert all(len(page) == 2 for page in pages[:2])
@@ -241,20 +222,23 @@ def test_listing_filters_by_status_and_keeps_pages_full(store):
 
     page = store.list_for_tenant("acme", limit=2, status=JobStatus.SUBMITTED)
     assert [j.job_id for j in page.jobs] == submitted[:2]  # full, although a QUEUED job lies between them
-    assert page.next_token is not None
+    assert page.resume_after is not None
     assert [i for p in walk(store, "acme", limit=2, status=JobStatus.SUBMITTED) for i in p] == submitted
     assert store.list_for_tenant("acme", limit=5, status=JobStatus.FAILED).jobs == []
 
 
-def test_a_page_token_is_bound_to_its_tenant(store):
+def test_a_position_only_moves_within_the_callers_own_jobs(store):
+    # the tenant comes from the caller, never from the position: acme's position used by globex lists globex's jobs
     for i in range(3):
         store.create(make_job(at=T0 + timedelta(seconds=i)))
-    token = store.list_for_tenant("acme", limit=1).next_token
-    with pytest.raises(InvalidRequest):
-        store.list_for_tenant("globex", limit=1, next_token=token)
-    for garbage in ("not-a-token", "e30", "!!!"):
-        with pytest.raises(InvalidRequest):
-            store.list_for_tenant("acme", limit=1, next_token=garbage)
+    theirs = [make_job("globex", at=T0 + timedelta(seconds=i)) for i in range(2)]
+    for job in theirs:
+        store.create(job)
+    position = store.list_for_tenant("acme", limit=1).resume_after
+    assert isinstance(position, ListPosition) and position.job_id.startswith("j_")
+    page = store.list_for_tenant("globex", limit=10, after=position)
+    assert {j.tenant_id for j in page.jobs} <= {"globex"}
+    assert [j.job_id for j in page.jobs] == [j.job_id for j in reversed(theirs)]
 
 
 # -- the pending index (what the reconciler reads) ------------------------------------------------------------------

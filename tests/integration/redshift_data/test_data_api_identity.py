@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from spectra.share import statement_timeout_sql
 from tests.fixtures.redshift import CLUSTER, DATABASE, wait_for_statement
 
 pytestmark = pytest.mark.integration
@@ -76,3 +77,15 @@ def test_statements_run_without_db_user_or_secret_run_as_the_admin(api):
     assert api.rows("SELECT current_user") == [["awsuser"]]
     described = wait_for_statement(api.client, api.submit("SELECT 1"))
     assert "DbUser" not in described
+
+
+def test_settings_of_the_db_user_apply_to_its_statements(api, name):
+    """A per-user statement_timeout (how each tenant's is set, spectra.share.statement_timeout_sql) holds for the
+    statements the emulator runs as that user, and not for anyone else's."""
+    user = f"{name}_slow"
+    api.run(f"CREATE USER {user}")
+    api.run(statement_timeout_sql(user, 200))
+    assert api.rows("SHOW statement_timeout", DbUser=user) == [["200ms"]]
+    failed = api.run("SELECT pg_sleep(5)", expect="FAILED", DbUser=user)
+    assert "canceling statement due to statement timeout" in failed["Error"]
+    assert api.rows("SELECT 1 FROM pg_sleep(0.3)") == [[1]]  # the admin has no such limit

@@ -1,0 +1,144 @@
+"""The request body, read strictly, before a model ever sees it.
+
+Powertools parses bodies leniently and lets a few inputs escape as exceptions of its own or of Python's (a body that
+is not UTF-8, JSON nested past the parser's recursion limit, an integer of more than 4,300 digits, multipart without a
+boundary), which became 500s. Here every body goes through one reader that answers in the error shape instead:
+
+* 415 ``unsupported_media_type`` unless the body is ``application/json`` (any case, optionally ``charset=utf-8``).
+  A request without a ``Content-Type`` (or with an empty one) is read as JSON, as before.
+* 413 ``payload_too_large`` past ``API_MAX_BODY_BYTES`` (1 MiB: the largest legal request, 100 KB of SQL and 64 KB of
+  parameters, stays well under it even with every character escaped), checked before anything is decoded.
+* 400 ``invalid_json`` for bytes that are not UTF-8, bad syntax, ``NaN``/``Infinity`` (and numbers that overflow to
+  them), integers past Python's digit limit, a key given twice, a lone surrogate escape, or nesting deeper than the
+  parser goes.
+
+The reader replaces the body step of Powertools' request validation (:class:`StrictBodyValidation`); parameters,
+headers and the model itself are validated by Powertools as before.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from typing import Any
+
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
+
+from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def read_json_body(event: BaseProxyEvent, *, max_bytes: int) -> Any:
+    """The body's JSON value (None when there is no body), or a typed 4xx error."""
+    content_type = (event.headers.get("content-type") or "").strip()
+    if content_type and not is_json_media_type(content_type):
+        raise UnsupportedMediaType(
+            "send the body as application/json (UTF-8)", details={"content_type": content_type[:200]}
+        )
+    raw = event.body
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise InvalidRequest("the request body is not readable")
+    if event.is_base64_encoded:
+        if len(raw) > 4 * (max_bytes // 3 + 1):
+            raise _too_large(max_bytes)
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("the request body is not readable") from None
+    else:
+        # API Gateway hands a text body over as a string; a lone surrogate in it cannot be UTF-8, so keep it as
+        # bytes here and let the strict decode below refuse it
+        data = raw.encode("utf-8", "surrogatepass")
+    if len(data) > max_bytes:
+        raise _too_large(max_bytes)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJson("the body is not valid UTF-8", details={"position": exc.start}) from None
+    return parse_strict_json(text)
+
+
+def parse_strict_json(text: str) -> Any:
+    """``json.loads`` without its extensions and with every failure a 400 ``invalid_json``."""
+    try:
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
+        )
+    except json.JSONDecodeError as exc:
+        raise InvalidJson("the body is not valid JSON", details={"position": exc.pos, "reason": exc.msg}) from None
+    except RecursionError:
+        raise InvalidJson("the body nests deeper than this API reads") from None
+    except ValueError as exc:  # Python's own limit on integer digits, or one of the hooks below
+        raise InvalidJson("the body is not valid JSON", details={"reason": str(exc)[:200]}) from None
+    _check_unicode(value)
+    return value
+
+
+def _check_unicode(value: Any) -> None:
+    """JSON may escape half a surrogate pair (``"\\ud800"``); such a string is no Unicode text and could not be
+    stored or sent on, so it is refused here like any other malformed input."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidJson("the body holds a lone surrogate escape, which is not Unicode text") from None
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media_type, *parameters = (part.strip() for part in content_type.split(";"))
+    if media_type.lower() != JSON_MEDIA_TYPE:
+        return False
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the body is larger than {max_bytes} bytes", details={"limit": max_bytes})
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number too large to represent")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key[:100]!r} is given twice")
+        out[key] = value
+    return out
+
+
+class StrictBodyValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation with the body read by :func:`read_json_body`."""
+
+    def __init__(self, max_bytes) -> None:
+        super().__init__()
+        self._max_bytes = max_bytes  # a callable, so settings are read per request, never at import
+
+    def _get_body(self, app) -> Any:
+        return read_json_body(app.current_event, max_bytes=self._max_bytes())

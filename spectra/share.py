@@ -1,0 +1,383 @@
+"""A tenant's share of the warehouse: a cap on the statements it runs at once, and the statement timeout.
+
+**The running cap.** Each tenant may have at most ``cap`` jobs running (SUBMITTED) at once: the tenant's own
+``max_running_statements``, else ``TENANT_MAX_RUNNING_STATEMENTS`` (0 pauses a tenant). The executor takes a *slot*
+before it starts a statement (:func:`take_slot`); a job over the cap is neither failed nor started: it stays QUEUED
+on its tenant's *waiting list*, and its message is consumed. When a job gives its slot back (:func:`release_slot`),
+the longest-waiting job of that tenant is taken off the list and its message sent again. One tenant flooding the
+service therefore holds at most ``cap`` of the warehouse's slots (and of the account's Data API active-statement
+quota), its excess costs one write per job and no polling, and the other tenants' jobs start beside it.
+
+Slots are one item per tenant (:class:`RunningSlots`, ``slots#<tenant>`` in the tenants table): a map of the job ids
+holding a slot to when each was taken or last verified, and a map of the waiting job ids to when they started
+waiting. Taking a slot is one conditional write (``size(holders) < cap``, or the job already holds one, so a
+redelivered message takes nothing twice); joining the waiting list is conditional on the cap still being full, so a
+slot freed in between is never missed. Every terminal transition of a query job goes through
+``lifecycle.finish_job``, which releases the job's slot. Because a function can die between a job's end and that
+release (or between taking a slot and starting the statement), slots are also *recomputed from the job store*: when a
+tenant is at its cap, holders not verified for ``SLOT_LEASE_SECONDS`` are looked up, and those whose job has ended,
+vanished or is still QUEUED are freed; a running holder is re-stamped, so each is looked up at most once per lease.
+What nothing else catches (a wake-up message lost with a dying function, a leaked slot while no new job arrives) the
+reconciler does: a QUEUED job quiet for ``REQUEUE_AFTER_SECONDS`` is queued again, tries for a slot, and frees stale
+ones. If the waiting list cannot take a job (an item past DynamoDB's 400 KB, about 8,000 waiting jobs), the job's
+message is sent again after about ``TENANT_WAIT_SECONDS`` instead.
+
+The slots API is deliberately small (``acquire`` / ``release`` by tenant and job id, :func:`take_slot`,
+:func:`release_slot`) so bulk jobs can share the same cap.
+
+**Request rate and quota** are API Gateway's usage plans, one per tier in template.yaml. Tenant provisioning gives
+each tenant an API Gateway API key attached to its tier's plan (:class:`UsagePlans`); the tenant record keeps the tier
+and the key's value, which the authorizer returns as ``usageIdentifierKey`` (the API's ``ApiKeySourceType`` is
+``AUTHORIZER``, so callers never see or send it). Over the rate or the quota, API Gateway answers 429.
+
+**The statement timeout** is the warehouse's own: ``ALTER USER <tenant user> SET statement_timeout TO <ms>`` when a
+tenant is provisioned (``local/demo.py``'s ``add_tenant`` does it; README, "Per-tenant share", for production). The
+database cancels a statement that runs longer, and :func:`failure_code` turns its message into the job error code
+``statement_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import secrets
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from events import JobQueuedMessage, JobStatus
+from spectra.jobs import utcnow
+
+if TYPE_CHECKING:
+    from spectra.ports import Ports
+
+logger = logging.getLogger(__name__)
+_de = TypeDeserializer()
+
+SLOTS_PREFIX = "slots#"
+_DB_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,126}")  # as spectra.tenants.Tenant.db_user
+
+#: What the warehouse says when it cancels a statement for running past ``statement_timeout``: PostgreSQL (and the
+#: local emulator) "canceling statement due to statement timeout"; Redshift words it "Query (N) cancelled on user's
+#: request". A job cancelled through the API never gets here: the Data API reports those statements ABORTED.
+_TIMEOUT_MARKERS = ("statement timeout", "statement_timeout", "cancelled on user's request")
+
+
+class RunningSlots:
+    """The port: per tenant, the jobs holding a running slot, in one DynamoDB item (``pk = slots#<tenant>``).
+
+    ``holders`` maps job id → epoch seconds when the slot was taken or last verified. ``client`` is a low-level
+    boto3 DynamoDB client, ``table_name`` the tenants table.
+    """
+
+    def __init__(self, client, table_name: str) -> None:
+        self._db = client
+        self._table = table_name
+
+    @staticmethod
+    def _key(tenant_id: str) -> dict:
+        return {"pk": {"S": SLOTS_PREFIX + tenant_id}}
+
+    def acquire(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
+        """Take a slot for the job if the tenant holds fewer than ``limit`` (or the job holds one already: then it
+        is re-stamped). False when the tenant is at its cap."""
+        return self.acquire_or_holders(tenant_id, job_id, limit=limit, now=now) is None
+
+    def acquire_or_holders(
+        self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None
+    ) -> dict[str, float] | None:
+        """:meth:`acquire`, answering None when the slot was taken and the current holders when the tenant is at its
+        cap (read by the same refused write, so a waiting job costs no second read)."""
+        stamp = {"N": repr(now if now is not None else time.time())}
+        for _ in range(3):  # the item is created on first use; a racing creator makes us try again
+            try:
+                self._db.update_item(
+                    TableName=self._table,
+                    Key=self._key(tenant_id),
+                    UpdateExpression="SET holders.#job = :now REMOVE waiting.#job",
+                    # (attribute_exists first: size() of a missing map is an error on some DynamoDB emulators)
+                    ConditionExpression="attribute_exists(holders.#job)"
+                    " OR (attribute_exists(holders) AND size(holders) < :limit)",
+                    ExpressionAttributeNames={"#job": job_id},
+                    ExpressionAttributeValues={":now": stamp, ":limit": {"N": str(limit)}},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                return None
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+                if exc.response.get("Item"):
+                    return _holders(exc.response["Item"])  # at the cap
+            if self._create(tenant_id, job_id, stamp, limit):  # no item yet: the tenant's first slot
+                return None
+        return self.holders(tenant_id)
+
+    def _create(self, tenant_id: str, job_id: str, stamp: dict, limit: int) -> bool:
+        if limit < 1:
+            return False
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={**self._key(tenant_id), "holders": {"M": {job_id: stamp}}, "waiting": {"M": {}}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            return True
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+
+    def release(self, tenant_id: str, job_id: str) -> dict[str, float]:
+        """Give the job's slot back; nothing happens if it holds none. Returns the jobs waiting for a slot (job id →
+        since when) if a slot was freed, else nothing."""
+        try:
+            response = self._db.update_item(
+                TableName=self._table,
+                Key=self._key(tenant_id),
+                UpdateExpression="REMOVE holders.#job",
+                ConditionExpression="attribute_exists(holders.#job)",
+                ExpressionAttributeNames={"#job": job_id},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
+                raise
+            return {}
+        return _holders(response.get("Attributes") or {}, "waiting")
+
+    def park(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
+        """Put the job on the tenant's waiting list, only while the tenant is still at its cap (so a slot freed in
+        between cannot be missed: False, take it). A job already waiting keeps its place."""
+        stamp = {"N": repr(now if now is not None else time.time())}
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(tenant_id),
+                UpdateExpression="SET waiting.#job = if_not_exists(waiting.#job, :now)",
+                ConditionExpression="attribute_exists(waiting) AND size(holders) >= :limit",
+                ExpressionAttributeNames={"#job": job_id},
+                ExpressionAttributeValues={":now": stamp, ":limit": {"N": str(limit)}},
+            )
+            return True
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise  # a waiting list past DynamoDB's item size included: the caller falls back to a delayed retry
+            return False
+
+    def unpark(self, tenant_id: str, job_id: str) -> bool:
+        """Take the job off the waiting list; True for the one caller that did (and so owes it a message)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(tenant_id),
+                UpdateExpression="REMOVE waiting.#job",
+                ConditionExpression="attribute_exists(waiting.#job)",
+                ExpressionAttributeNames={"#job": job_id},
+            )
+            return True
+        except ClientError as exc:
+            if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
+                raise
+            return False
+
+    def waiting(self, tenant_id: str) -> dict[str, float]:
+        """Job id → since when it waits for a slot."""
+        response = self._db.get_item(TableName=self._table, Key=self._key(tenant_id), ConsistentRead=True)
+        return _holders(response.get("Item") or {}, "waiting")
+
+    def holders(self, tenant_id: str) -> dict[str, float]:
+        """Job id → when its slot was taken or last verified (epoch seconds)."""
+        response = self._db.get_item(TableName=self._table, Key=self._key(tenant_id), ConsistentRead=True)
+        return _holders(response.get("Item") or {})
+
+    def evict(self, tenant_id: str, job_id: str, *, stamp: float) -> bool:
+        """Free the job's slot if nobody re-stamped it since ``stamp`` was read."""
+        return self._if_stamp(tenant_id, job_id, stamp, "REMOVE holders.#job", {})
+
+    def restamp(self, tenant_id: str, job_id: str, *, stamp: float, now: float) -> bool:
+        """Mark the holder verified at ``now`` (if nobody else did since ``stamp`` was read)."""
+        return self._if_stamp(tenant_id, job_id, stamp, "SET holders.#job = :now", {":now": {"N": repr(now)}})
+
+    def _if_stamp(self, tenant_id: str, job_id: str, stamp: float, update: str, values: dict) -> bool:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(tenant_id),
+                UpdateExpression=update,
+                ConditionExpression="holders.#job = :stamp",
+                ExpressionAttributeNames={"#job": job_id},
+                ExpressionAttributeValues={":stamp": {"N": repr(stamp)}, **values},
+            )
+            return True
+        except ClientError as exc:
+            if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
+                raise
+            return False
+
+
+def _holders(item: dict, attribute: str = "holders") -> dict[str, float]:
+    return {job: float(_de.deserialize(value)) for job, value in item.get(attribute, {}).get("M", {}).items()}
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+# -- the domain ------------------------------------------------------------------------------------------------------
+
+
+#: A tenant's own cap is read at most this often per process (per tenants port): a change takes effect within it.
+CAP_CACHE_SECONDS = 30.0
+_own_caps: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, int | None]]] = weakref.WeakKeyDictionary()
+
+
+def running_cap(ports: Ports, tenant_id: str) -> int:
+    """The tenant's cap: its own ``max_running_statements``, else the service default."""
+    cache = _own_caps.setdefault(ports.tenants, {})
+    now = time.monotonic()
+    known = cache.get(tenant_id)
+    if known is None or now - known[0] > CAP_CACHE_SECONDS:
+        tenant = ports.tenants.get(tenant_id)
+        known = cache[tenant_id] = (now, tenant.max_running_statements if tenant is not None else None)
+    return known[1] if known[1] is not None else ports.settings.tenant_max_running_statements
+
+
+def take_slot(ports: Ports, message: JobQueuedMessage) -> bool:
+    """True: the job holds one of its tenant's running slots and may start. False: the tenant is at its cap; the job
+    stays QUEUED on the tenant's waiting list, and the release of a slot sends its message again."""
+    tenant_id, job_id = message.tenant_id, message.job_id
+    cap = running_cap(ports, tenant_id)
+    for _ in range(3):
+        holders = ports.slots.acquire_or_holders(tenant_id, job_id, limit=cap)
+        if holders is None:
+            return True
+        if reclaim_slots(ports, tenant_id, holders=holders):
+            continue
+        try:
+            if ports.slots.park(tenant_id, job_id, limit=cap):
+                logger.info("tenant %s is at its running cap (%d); job %s waits for a slot", tenant_id, cap, job_id)
+                return False
+        except ClientError:
+            logger.warning("could not put job %s on the waiting list of %s", job_id, tenant_id, exc_info=True)
+            break
+        # a slot was freed between the refusal and the park: try to take it
+    _retry_later(ports, message)
+    return False
+
+
+def release_slot(ports: Ports, tenant_id: str, job_id: str) -> None:
+    """Give the job's slot back and send the longest-waiting job of the tenant (if any) on its way to take it."""
+    waiting = ports.slots.release(tenant_id, job_id)
+    for waiter, _since in sorted(waiting.items(), key=lambda entry: entry[1]):
+        if ports.slots.unpark(tenant_id, waiter):
+            ports.queue.send(JobQueuedMessage(job_id=waiter, tenant_id=tenant_id))
+            return
+
+
+def reclaim_slots(
+    ports: Ports, tenant_id: str, *, now: float | None = None, holders: dict[str, float] | None = None
+) -> int:
+    """Free the slots of holders that cannot be running any more, judged by the job store; how many were freed.
+
+    Only holders not verified for ``slot_lease_seconds`` are looked up, and a running one is re-stamped, so a tenant
+    at its cap costs one job read per running statement per lease, not per waiting message.
+    """
+    now = now if now is not None else time.time()
+    lease = ports.settings.slot_lease_seconds
+    freed = 0
+    holders = holders if holders is not None else ports.slots.holders(tenant_id)
+    for job_id, stamp in holders.items():
+        if now - stamp < lease:
+            continue
+        job = ports.jobs.get(job_id)
+        if job is not None and job.status is JobStatus.SUBMITTED:
+            ports.slots.restamp(tenant_id, job_id, stamp=stamp, now=now)
+            continue
+        # Ended (its release was lost), gone, or QUEUED a lease after taking the slot (the executor died before
+        # starting it: its message returns and takes a slot again).
+        if ports.slots.evict(tenant_id, job_id, stamp=stamp):
+            logger.warning("freed the running slot of job %s of tenant %s (%s)", job_id, tenant_id, _state(job))
+            freed += 1
+    return freed
+
+
+def _state(job) -> str:
+    return job.status.value if job is not None else "no such job"
+
+
+def _retry_later(ports: Ports, message: JobQueuedMessage) -> None:
+    """The fallback when the job cannot be put on the waiting list: send its message again after a jittered delay,
+    and move the job to the back of the pending index so the reconciler does not queue a second one meanwhile."""
+    waiting = ports.jobs.mark_checked(message.job_id, JobStatus.QUEUED, utcnow())
+    if waiting is None:
+        job = ports.jobs.get(message.job_id)
+        if job is None or job.status.is_terminal:
+            return  # cancelled (or gone) while it waited: nothing left to start
+    base = ports.settings.tenant_wait_seconds
+    delay = random.randint(max(1, base // 2), base + base // 2)  # spread the retries, or they come back in a herd
+    ports.queue.send(message, delay_seconds=delay)
+    logger.info("job %s of tenant %s tries again in %d s", message.job_id, message.tenant_id, delay)
+
+
+def statement_timeout_sql(db_user: str, milliseconds: int) -> str:
+    """The warehouse statement that gives a tenant's database user its statement timeout (Redshift and PostgreSQL
+    alike); run it as an administrator when the tenant is provisioned. 0 means no timeout."""
+    if not _DB_USER.fullmatch(db_user) or milliseconds < 0:
+        raise ValueError(f"not a database user and timeout: {db_user!r}, {milliseconds!r}")
+    return f'ALTER USER "{db_user}" SET statement_timeout TO {int(milliseconds)}'
+
+
+def failure_code(error: str | None) -> str:
+    """The job error code for a statement the warehouse failed: ``statement_timeout`` when the tenant's statement
+    timeout cancelled it, ``statement_failed`` otherwise."""
+    text = (error or "").lower()
+    return "statement_timeout" if any(marker in text for marker in _TIMEOUT_MARKERS) else "statement_failed"
+
+
+# -- usage plans (tenant provisioning) -------------------------------------------------------------------------------
+
+
+class UsagePlans:
+    """Attaches tenants to their tier's API Gateway usage plan. Provisioning tooling, never called by a function.
+
+    ``plan_ids`` maps each tier to its usage plan ids (the stack output ``UsagePlanIds``; one plan per tier and
+    stage). ``client`` is a boto3 ``apigateway`` client with permission to create API keys and usage plan keys.
+    """
+
+    def __init__(self, client, plan_ids: Mapping[str, Iterable[str]]) -> None:
+        self._client = client
+        self._plans = {tier: list(ids) for tier, ids in plan_ids.items()}
+
+    @classmethod
+    def by_name(cls, client, stack_names: Iterable[str] | None = None) -> UsagePlans:
+        """The plans named ``<stack>-<tier>`` (as template.yaml names them) of the given stacks, or of every stack."""
+        stacks = set(stack_names) if stack_names is not None else None
+        plan_ids: dict[str, list[str]] = {}
+        for page in client.get_paginator("get_usage_plans").paginate():
+            for plan in page.get("items", []):
+                stack, _, tier = plan.get("name", "").rpartition("-")
+                if stack and (stacks is None or stack in stacks):
+                    plan_ids.setdefault(tier, []).append(plan["id"])
+        return cls(client, plan_ids)
+
+    @property
+    def tiers(self) -> set[str]:
+        return set(self._plans)
+
+    def attach(self, tenant_id: str, tier: str) -> str:
+        """Create the tenant's API key in ``tier``'s plans; returns the key's value (the tenant's ``usage_key``)."""
+        plan_ids = self._plans.get(tier)
+        if not plan_ids:
+            raise ValueError(f"no usage plan for tier {tier!r}; known tiers: {sorted(self._plans)}")
+        value = "spu_" + secrets.token_urlsafe(32)  # an identifier, never shown to the tenant; unique per key
+        key = self._client.create_api_key(
+            name=f"spectra-tenant-{tenant_id}", value=value, enabled=True, tags={"spectra:tenant": tenant_id}
+        )
+        for plan_id in plan_ids:
+            self._client.create_usage_plan_key(usagePlanId=plan_id, keyId=key["id"], keyType="API_KEY")
+        return value

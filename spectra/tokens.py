@@ -1,0 +1,129 @@
+"""Opaque, tamper-evident page tokens: where a listing resumes, signed with a key only the service holds.
+
+A token is ``<payload>.<mac>``, both base64url without padding. The payload is the position as compact JSON; the MAC
+is HMAC-SHA256 over a version tag, the *binding* and the payload. The binding is everything that defines the listing
+the token continues (the tenant, the filter, the page size, which listing): it is not written into the token, the
+decoder supplies it from the request it serves. So a token replayed by another tenant, or with another filter or
+limit, fails exactly like a forged or truncated one, and nothing in it was chosen by the caller.
+
+``decode`` checks the length and the characters, then the MAC (constant time), then reads the JSON: a bad token is
+:class:`~spectra.errors.InvalidToken` (400) before anything else happens, and callers validate the payload's shape
+too (a MAC proves we wrote it, a shape check keeps a future encoder's bug away from the database). The payload is
+readable (base64 is not encryption): it holds only the caller's own position, and clients must treat it as opaque.
+
+One class serves every listing (jobs now, bulk jobs next): each passes its own binding, including a listing name,
+so a token of one listing never resumes another.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from spectra.errors import InvalidToken
+
+#: The longest token accepted; the API's query parameter has the same limit.
+MAX_TOKEN_CHARS = 2048
+MIN_KEY_BYTES = 32
+_VERSION = b"spectra-page-token-v1"
+_MAC_CHARS = 43  # 32 bytes of HMAC-SHA256 in base64url without padding
+_SHAPE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TOKEN_CHARS - _MAC_CHARS - 1}}}\.[A-Za-z0-9_-]{{{_MAC_CHARS}}}")
+_REFUSED = "next_token is not valid for this listing; start again without it"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _canonical(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(dict(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+class PageTokens:
+    """Sign and check page tokens with one HMAC key.
+
+    ``key`` is the key itself or a callable that returns it (a :class:`SecretKey`), called on first use, so building
+    the ports reads no secret and functions that never page never fetch it.
+    """
+
+    def __init__(self, key: bytes | Callable[[], bytes]) -> None:
+        self._source = key
+        self._key: bytes | None = key if isinstance(key, bytes) else None
+        if self._key is not None:
+            _check_key(self._key)
+
+    def encode(self, payload: Mapping[str, Any], *, bound_to: Mapping[str, Any]) -> str:
+        body = _b64(_canonical(payload))
+        token = f"{body}.{_b64(self._mac(body, bound_to))}"
+        if len(token) > MAX_TOKEN_CHARS:
+            raise ValueError(f"a page token of {len(token)} characters would be refused by decode")
+        return token
+
+    def decode(self, token: str, *, bound_to: Mapping[str, Any]) -> dict[str, Any]:
+        """The payload ``encode`` signed for this same binding; :class:`InvalidToken` for anything else."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not _SHAPE.fullmatch(token):
+            raise InvalidToken(_REFUSED)
+        body, _, mac = token.partition(".")
+        try:
+            expected = _unb64(mac)
+        except (binascii.Error, ValueError):
+            raise InvalidToken(_REFUSED) from None
+        if not hmac.compare_digest(expected, self._mac(body, bound_to)):
+            raise InvalidToken(_REFUSED)
+        try:
+            payload = json.loads(_unb64(body))
+        except (binascii.Error, ValueError, RecursionError):
+            raise InvalidToken(_REFUSED) from None
+        if not isinstance(payload, dict):
+            raise InvalidToken(_REFUSED)
+        return payload
+
+    def _mac(self, body: str, bound_to: Mapping[str, Any]) -> bytes:
+        message = b"\n".join((_VERSION, _canonical(bound_to), body.encode("ascii")))
+        return hmac.new(self._signing_key(), message, hashlib.sha256).digest()
+
+    def _signing_key(self) -> bytes:
+        if self._key is None:
+            key = self._source()  # type: ignore[operator]
+            _check_key(key)
+            self._key = key
+        return self._key
+
+
+def _check_key(key: bytes) -> None:
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"a page token key needs at least {MIN_KEY_BYTES} bytes")
+
+
+class SecretKey:
+    """A signing key kept in Secrets Manager (its ``SecretString``), read once per process, on first use.
+
+    ``client`` is a boto3 Secrets Manager client. The template creates the secret with a generated value and grants
+    ``secretsmanager:GetSecretValue`` on it to the function that signs tokens, and to no other.
+    """
+
+    def __init__(self, client, secret_id: str) -> None:
+        self._client = client
+        self._secret_id = secret_id
+        self._lock = threading.Lock()
+        self._value: bytes | None = None
+
+    def __call__(self) -> bytes:
+        with self._lock:
+            if self._value is None:
+                if not self._secret_id:
+                    raise RuntimeError("PAGE_TOKEN_SECRET_ARN is not set: no key to sign page tokens with")
+                secret = self._client.get_secret_value(SecretId=self._secret_id)
+                self._value = secret["SecretString"].encode("utf-8")
+            return self._value

@@ -1,0 +1,112 @@
+"""One scenario suite, two S3s under the real BulkFiles: the FakeS3 the unit tier uses and moto's S3.
+
+The bulk unit tests read headers, records and result pages through BulkFiles on a FakeS3; these scenarios keep that
+fake to what S3 itself answers (ranged reads and a range past the end, a missing key on GET, HEAD and tagging,
+listing order and sizes, metadata names), so a unit test cannot pass on behaviour S3 does not have.
+"""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+
+import pytest
+
+from spectra.bulk.files import BulkFiles, FileUnreadable
+from spectra.bulk.models import SourceFile
+from spectra.errors import NotFound
+from tests.unit.bulk_helpers import bulk_job
+from tests.unit.fakes import FakeS3
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["fake", "moto"])
+def files(request):
+    if request.param == "fake":
+        return BulkFiles(FakeS3(), results_bucket="results", ingest_bucket="ingest")
+    s3 = request.getfixturevalue("local_aws").client("s3")
+    results, ingest = (f"{name}-{uuid.uuid4().hex[:10]}" for name in ("results", "ingest"))
+    for bucket in (results, ingest):
+        s3.create_bucket(Bucket=bucket)
+    return BulkFiles(s3, results_bucket=results, ingest_bucket=ingest)
+
+
+def test_a_put_batch_reads_back_whole_and_from_an_offset(files):
+    body = b"id,name\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(2000))
+    source = files.put("acme/b_1/uploads/batch-1.csv", body)
+    assert source == SourceFile(bucket=files.results_bucket, key="acme/b_1/uploads/batch-1.csv", size=len(body))
+    assert b"".join(files.chunks(source)) == body
+    assert b"".join(files.chunks(source, start=8)) == body[8:]
+    assert b"".join(files.chunks(source, start=len(body) - 1)) == body[-1:]
+    assert list(files.chunks(source, start=len(body))) == []  # S3 refuses the range; the reader ends
+    assert files.read_all(source.key) == body
+    assert files.size(source.key) == len(body)
+
+
+def test_head_bytes_stops_at_its_limit_and_says_whether_it_read_everything(files):
+    source = files.put("acme/b_1/uploads/a.csv", b"0123456789")
+    assert files.head_bytes(source, limit=4) == (b"0123", False)
+    assert files.head_bytes(source, limit=10) == (b"0123456789", True)
+
+
+def test_gzip_batches_are_inflated_and_a_bad_one_is_unreadable(files):
+    body = b"id\n" + b"1\n" * 5000
+    good = files.put("acme/b_1/uploads/a.csv.gz", gzip.compress(body[:100]) + gzip.compress(body[100:]))
+    assert good.gzip is True
+    assert b"".join(files.chunks(good)) == body
+    bad = files.put("acme/b_1/uploads/b.csv.gz", b"not gzip")
+    with pytest.raises(FileUnreadable):
+        b"".join(files.chunks(bad))
+
+
+def test_a_missing_object_is_none_on_head_and_small_reads_and_not_found_on_reads(files):
+    missing = SourceFile(bucket=files.ingest_bucket, key="acme/accounts/gone.csv")
+    assert files.head(missing.bucket, missing.key) is None
+    assert files.read_small(missing.bucket, "acme/accounts/gone.json", limit=10) is None
+    assert files.size("acme/b_1/results/failed.csv") is None
+    with pytest.raises(NotFound):
+        list(files.chunks(missing))
+    files.tag_processed(missing)  # tagging a deleted drop is not an error
+
+
+def test_uploaded_batches_are_listed_in_key_order_with_their_sizes(files):
+    job_prefix = "acme/b_1/uploads/"
+    for name, body in [("20260301T2-b.csv", b"bb"), ("20260301T1-a.csv.gz", b"a"), ("20260301T3-c.csv", b"ccc")]:
+        files.put(job_prefix + name, body)
+    files.put("acme/b_10/uploads/x.csv", b"another job whose id starts the same")
+    files.put("acme/b_1/load/plain.manifest", b"{}")
+    listed = files.uploaded_batches(bulk_job().model_copy(update={"job_id": "b_1"}))
+    assert [(f.key.removeprefix(job_prefix), f.size, f.gzip) for f in listed] == [
+        ("20260301T1-a.csv.gz", 1, True),
+        ("20260301T2-b.csv", 2, False),
+        ("20260301T3-c.csv", 3, False),
+    ]
+    assert files.uploaded_batches(bulk_job().model_copy(update={"job_id": "b_none"})) == []
+
+
+def test_metadata_comes_back_under_lower_case_names_and_tags_replace_the_set(files):
+    s3 = files.client
+    s3.put_object(Bucket=files.ingest_bucket, Key="acme/a/x.csv", Body=b"id\n1\n", Metadata={"Operation": "upsert"})
+    head = files.head(files.ingest_bucket, "acme/a/x.csv")
+    assert head["Metadata"] == {"operation": "upsert"}
+    assert head["ContentLength"] == 5 and head["ETag"].startswith('"')
+    source = SourceFile(bucket=files.ingest_bucket, key="acme/a/x.csv")
+    files.tag(source, "spectra-rejected", "no-active-tenant")
+    files.tag_processed(source)
+    tags = s3.get_object_tagging(Bucket=files.ingest_bucket, Key="acme/a/x.csv")["TagSet"]
+    assert tags == [{"Key": "spectra-processed", "Value": "true"}]
+
+
+def test_read_small_refuses_past_its_limit(files):
+    files.client.put_object(Bucket=files.ingest_bucket, Key="acme/a/x.json", Body=b"x" * 11)
+    assert files.read_small(files.ingest_bucket, "acme/a/x.json", limit=11) == b"x" * 11
+    with pytest.raises(ValueError, match="larger than 10 bytes"):
+        files.read_small(files.ingest_bucket, "acme/a/x.json", limit=10)
+
+
+def test_result_files_stream_out_and_read_back(files):
+    with files.writer("acme/b_1/results/successful.csv") as out:
+        out.write(b"sf__Id,sf__Created\n")
+        out.write(b",true\n")
+    assert files.read_all("acme/b_1/results/successful.csv") == b"sf__Id,sf__Created\n,true\n"

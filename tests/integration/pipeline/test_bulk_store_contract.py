@@ -1,0 +1,354 @@
+"""One scenario suite, two bulk job stores: the in-memory fake the unit tier uses and the real BulkJobStore on
+DynamoDB (moto), on a table built from template.yaml's own ``BulkJobsTable``.
+
+The pending index matters most here: the reconciler reads it, and a job that leaves it too early is never finished
+while one that never leaves it is read again on every run. So the scenarios pin, step by step, when a job is in it.
+
+Where DynamoDB may differ from moto (a page that stops exactly at the last item may still carry a token), the
+scenarios only assert what holds on both: walking the pages yields every matching job once, newest first.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from events import ErrorInfo
+from spectra.bulk.models import (
+    BULK_TRANSITIONS,
+    BulkCounts,
+    BulkJob,
+    BulkOperation,
+    BulkState,
+    ExportFile,
+    JobSource,
+    LoadPlan,
+    SourceFile,
+    new_bulk_job_id,
+)
+from spectra.bulk.store import BulkJobStore
+from spectra.dynamo import ListPosition
+from spectra.jobs import utcnow
+from tests.fixtures.aws import table_from_template
+from tests.unit.fakes import FakeBulkJobStore
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def store(request):
+    if request.param == "fake":
+        yield FakeBulkJobStore()
+        return
+    aws = request.getfixturevalue("local_aws")
+    with table_from_template(aws, "BulkJobsTable", "bulk-contract-") as (client, table):  # the index is its own
+        yield BulkJobStore(client, table)
+
+
+def make_job(
+    tenant: str = "acme",
+    *,
+    at: datetime = T0,
+    operation: BulkOperation = BulkOperation.INSERT,
+    state: BulkState = BulkState.OPEN,
+    **fields,
+) -> BulkJob:
+    return BulkJob(
+        job_id=new_bulk_job_id(),
+        tenant_id=tenant,
+        db_user="tenant_acme",
+        object="accounts",
+        operation=operation,
+        external_id_field="id" if operation.needs_external_id else None,
+        state=state,
+        created_at=at,
+        updated_at=at,
+        **fields,
+    )
+
+
+PATHS = {
+    BulkState.OPEN: [],
+    BulkState.UPLOAD_COMPLETE: [BulkState.UPLOAD_COMPLETE],
+    BulkState.IN_PROGRESS: [BulkState.UPLOAD_COMPLETE, BulkState.IN_PROGRESS],
+    BulkState.JOB_COMPLETE: [BulkState.UPLOAD_COMPLETE, BulkState.IN_PROGRESS, BulkState.JOB_COMPLETE],
+    BulkState.FAILED: [BulkState.FAILED],
+    BulkState.ABORTED: [BulkState.ABORTED],
+}
+
+
+def in_state(store, state: BulkState, **fields) -> BulkJob:
+    """A job brought from Open to ``state`` through legal transitions only."""
+    job = make_job(**fields)
+    store.create(job)
+    for step in PATHS[state]:
+        assert store.transition(job.job_id, step) is not None
+    return store.get(job.job_id)
+
+
+def pending(store, cutoff: datetime | None = None, *, limit: int = 100) -> dict[str, datetime]:
+    page = store.pending_before(cutoff or utcnow() + timedelta(days=1), limit=limit)
+    return {entry.job_id: entry.pending_since for entry in page.jobs}
+
+
+# -- create and read ------------------------------------------------------------------------------------------------
+
+
+def test_a_created_job_reads_back_equal(store):
+    job = make_job(
+        source=JobSource.S3_DROP,
+        object_key="acme/accounts/a b.csv",
+        state=BulkState.UPLOAD_COMPLETE,
+        files=[SourceFile(bucket="ingest", key="acme/accounts/a b.csv", size=12, gzip=False)],
+        queued_at=T0,
+    )
+    assert store.create(job) == (job, True)
+    assert store.get(job.job_id) == job
+    assert store.get_for_tenant("acme", job.job_id) == job
+
+
+def test_another_tenants_job_and_unknown_ids_are_not_found(store):
+    job = make_job("acme")
+    store.create(job)
+    assert store.get_for_tenant("globex", job.job_id) is None
+    assert store.get("b_does_not_exist") is None
+    assert store.get_for_tenant("acme", "b_does_not_exist") is None
+
+
+def test_create_is_idempotent_on_the_id_and_never_overwrites(store):
+    # a repeated S3 event derives the same job id: the second create must find the first job, changed or not
+    job = make_job(state=BulkState.UPLOAD_COMPLETE)
+    store.create(job)
+    started = store.transition(job.job_id, BulkState.IN_PROGRESS, statement_id="s1")
+    existing, created = store.create(job.model_copy(update={"object": "other"}))
+    assert created is False
+    assert existing == started == store.get(job.job_id)
+
+
+# -- transitions ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", list(BulkState))
+@pytest.mark.parametrize("target", list(BulkState))
+def test_transitions_follow_the_table(store, source, target):
+    job = in_state(store, source)
+    moved = store.transition(job.job_id, target)
+    if target in BULK_TRANSITIONS[source]:
+        assert moved is not None and moved.state is target
+        assert store.get(job.job_id) == moved
+    else:
+        assert moved is None
+        assert store.get(job.job_id) == job  # a refused move changes nothing
+
+
+def test_transition_can_be_narrowed_to_the_state_the_caller_saw(store):
+    job = in_state(store, BulkState.IN_PROGRESS)
+    assert store.transition(job.job_id, BulkState.FAILED, expected={BulkState.UPLOAD_COMPLETE}) is None
+    assert store.get(job.job_id).state is BulkState.IN_PROGRESS
+    assert store.transition(job.job_id, BulkState.FAILED, expected={BulkState.IN_PROGRESS}).state is BulkState.FAILED
+    assert store.transition("b_missing", BulkState.FAILED) is None
+
+
+def test_an_unstarted_transition_is_refused_once_a_statement_is_recorded(store):
+    job = in_state(store, BulkState.IN_PROGRESS)
+    store.update(job.job_id, [BulkState.IN_PROGRESS], statement_id="stmt-1")
+    assert store.transition(job.job_id, BulkState.FAILED, unstarted=True) is None
+    assert store.get(job.job_id).state is BulkState.IN_PROGRESS
+    other = in_state(store, BulkState.IN_PROGRESS)
+    assert store.transition(other.job_id, BulkState.FAILED, unstarted=True).state is BulkState.FAILED
+
+
+def test_changes_are_stored_as_models_and_read_back(store):
+    job = in_state(store, BulkState.IN_PROGRESS)
+    plan = LoadPlan(columns=["id", "name"], copies=[(1, 2), (3, 4)], applied_index=8, updated_index=7, outcome_index=9)
+    planned = store.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan)
+    assert planned.plan == plan  # tuples survive as tuples (DynamoDB keeps lists)
+    files = [ExportFile(key="acme/b/export/part_0000", rows=3, bytes=40)]
+    finished = store.transition(
+        job.job_id,
+        BulkState.JOB_COMPLETE,
+        expected={BulkState.IN_PROGRESS},
+        completed_at=T0,
+        statement_id="s1",
+        counts=BulkCounts(processed=5, failed=2, created=3),
+        export_files=files,
+        export_columns=["id", "name"],
+        results_ready=True,
+    )
+    assert finished == store.get(job.job_id)
+    assert (finished.completed_at, finished.statement_id, finished.export_files) == (T0, "s1", files)
+    assert finished.counts == BulkCounts(processed=5, failed=2, created=3)
+    assert finished.results_ready is True and finished.updated_at > job.updated_at
+
+    failed = in_state(store, BulkState.UPLOAD_COMPLETE)
+    moved = store.transition(failed.job_id, BulkState.FAILED, error=ErrorInfo(code="bad_gzip", message="why"))
+    assert store.get(failed.job_id).error == moved.error == ErrorInfo(code="bad_gzip", message="why")
+
+
+def test_update_is_conditional_on_the_state_and_none_removes(store):
+    job = in_state(store, BulkState.IN_PROGRESS)
+    marked = store.update(job.job_id, [BulkState.IN_PROGRESS], abort_requested_at=T0)
+    assert marked.abort_requested_at == T0 and marked.state is BulkState.IN_PROGRESS
+    assert store.update(job.job_id, [BulkState.OPEN], statement_id="s1") is None
+    assert store.get(job.job_id).statement_id is None
+    assert store.update(job.job_id, [BulkState.IN_PROGRESS], abort_requested_at=None).abort_requested_at is None
+    assert store.get(job.job_id).abort_requested_at is None
+    assert store.update("b_missing", [BulkState.IN_PROGRESS], statement_id="s1") is None
+    assert store.update(job.job_id, [], statement_id="s1") is None
+
+
+# -- listing --------------------------------------------------------------------------------------------------------
+
+
+def walk(store, tenant: str, *, limit: int, **filters) -> list[list[str]]:
+    pages, after = [], None
+    while True:
+        page = store.list_for_tenant(tenant, limit=limit, after=after, **filters)
+        pages.append([j.job_id for j in page.jobs])
+        assert len(page.jobs) <= limit
+        after = page.resume_after
+        if after is None:
+            return pages
+
+
+def flat(pages: list[list[str]]) -> list[str]:
+    return [job_id for page in pages for job_id in page]
+
+
+def test_listing_is_newest_first_and_pages(store):
+    jobs = [make_job(at=T0 + timedelta(seconds=i, microseconds=250_000 * (i % 2))) for i in range(5)]
+    for job in jobs:
+        store.create(job)
+    store.create(make_job("globex", at=T0 + timedelta(seconds=10)))
+    newest_first = [j.job_id for j in reversed(jobs)]
+
+    first = store.list_for_tenant("acme", limit=2)
+    assert [j.job_id for j in first.jobs] == newest_first[:2]
+    assert first.resume_after is not None
+    pages = walk(store, "acme", limit=2)
+    assert flat(pages) == newest_first
+    assert [len(page) for page in pages[:2]] == [2, 2]
+    assert walk(store, "acme", limit=10) == [newest_first]
+    assert store.list_for_tenant("initech", limit=5).jobs == []
+
+
+def test_listing_filters_by_state_and_operation_and_keeps_pages_full(store):
+    kinds = [
+        (BulkState.IN_PROGRESS, BulkOperation.INSERT),
+        (BulkState.OPEN, BulkOperation.UPSERT),
+        (BulkState.IN_PROGRESS, BulkOperation.UPSERT),
+        (BulkState.OPEN, BulkOperation.INSERT),
+        (BulkState.IN_PROGRESS, BulkOperation.UPSERT),
+        (BulkState.FAILED, BulkOperation.UPSERT),
+    ]
+    jobs = [
+        in_state(store, state, operation=operation, at=T0 + timedelta(seconds=i))
+        for i, (state, operation) in enumerate(kinds)
+    ]
+
+    def expected(state=None, operation=None) -> list[str]:
+        return [
+            j.job_id
+            for j in reversed(jobs)
+            if (state is None or j.state is state) and (operation is None or j.operation is operation)
+        ]
+
+    running = store.list_for_tenant("acme", limit=2, state=BulkState.IN_PROGRESS)
+    assert [j.job_id for j in running.jobs] == expected(BulkState.IN_PROGRESS)[:2]  # full, Open jobs between them
+    assert running.resume_after is not None
+    assert flat(walk(store, "acme", limit=2, state=BulkState.IN_PROGRESS)) == expected(BulkState.IN_PROGRESS)
+    assert flat(walk(store, "acme", limit=1, operation=BulkOperation.UPSERT)) == expected(None, BulkOperation.UPSERT)
+    both = {"state": BulkState.IN_PROGRESS, "operation": BulkOperation.UPSERT}
+    assert flat(walk(store, "acme", limit=1, **both)) == expected(**both)
+    assert store.list_for_tenant("acme", limit=5, state=BulkState.ABORTED).jobs == []
+    assert store.list_for_tenant("acme", limit=5, operation=BulkOperation.QUERY).jobs == []
+
+
+def test_a_position_only_moves_within_the_callers_own_jobs(store):
+    # the tenant comes from the caller, never from the position (page tokens are signed and checked before the
+    # store is asked: spectra/tokens.py, tests/unit/test_bulk_service.py); acme's position used by globex: globex's
+    for i in range(3):
+        store.create(make_job(at=T0 + timedelta(seconds=i)))
+    theirs = [make_job("globex", at=T0 + timedelta(seconds=i)) for i in range(2)]
+    for job in theirs:
+        store.create(job)
+    position = store.list_for_tenant("acme", limit=1).resume_after
+    assert isinstance(position, ListPosition) and position.job_id.startswith("b_")
+    page = store.list_for_tenant("globex", limit=10, after=position)
+    assert [j.job_id for j in page.jobs] == [j.job_id for j in reversed(theirs)]
+
+
+# -- the pending index (what the reconciler reads) ------------------------------------------------------------------
+
+
+def test_an_open_job_is_not_pending_and_a_queued_one_is_from_its_creation(store):
+    opened = make_job(at=T0)
+    dropped = make_job(at=T0 + timedelta(seconds=1), state=BulkState.UPLOAD_COMPLETE, source=JobSource.S3_DROP)
+    store.create(opened)
+    store.create(dropped)
+    assert pending(store) == {dropped.job_id: dropped.created_at}  # an Open job waits for its tenant, not for us
+
+    before = utcnow()
+    store.transition(opened.job_id, BulkState.UPLOAD_COMPLETE)
+    assert pending(store)[opened.job_id] >= before
+    assert store.update(opened.job_id, [BulkState.UPLOAD_COMPLETE], statement_id=None) is not None
+    assert pending(store)[opened.job_id] >= before  # a plain update keeps the job where it is
+
+
+@pytest.mark.parametrize("order", ["event first", "results first"])
+def test_a_terminal_job_is_pending_until_both_its_event_and_its_result_files_are_done(store, order):
+    job = in_state(store, BulkState.FAILED)
+    assert job.job_id in pending(store)
+    assert store.mark_published(job.job_id, BulkState.JOB_COMPLETE) is None  # conditional on the state
+    assert store.mark_results_ready(job.job_id, BulkState.ABORTED) is None
+    first, second = (
+        (store.mark_published, store.mark_results_ready)
+        if order == "event first"
+        else (store.mark_results_ready, store.mark_published)
+    )
+    halfway = first(job.job_id, BulkState.FAILED)
+    assert job.job_id in pending(store)  # one of the two is still owed
+    done = second(job.job_id, BulkState.FAILED)
+    assert halfway is not None and done is not None
+    assert (done.event_published, done.results_ready) == (True, True)
+    assert pending(store) == {}
+    assert store.get(job.job_id) == done
+
+
+def test_a_job_ending_with_its_results_ready_leaves_the_index_with_its_event(store):
+    job = in_state(store, BulkState.IN_PROGRESS)
+    store.transition(job.job_id, BulkState.JOB_COMPLETE, results_ready=True)
+    assert job.job_id in pending(store)
+    store.mark_published(job.job_id, BulkState.JOB_COMPLETE)
+    assert pending(store) == {}
+
+
+def test_mark_checked_moves_a_job_back_only_in_its_state(store):
+    job = make_job(at=T0, state=BulkState.UPLOAD_COMPLETE)
+    store.create(job)
+    later = T0 + timedelta(minutes=5)
+    assert store.mark_checked(job.job_id, BulkState.IN_PROGRESS, later) is None
+    assert pending(store) == {job.job_id: T0}
+    checked = store.mark_checked(job.job_id, BulkState.UPLOAD_COMPLETE, later)
+    assert checked.state is BulkState.UPLOAD_COMPLETE
+    assert pending(store) == {job.job_id: later}
+    assert store.get(job.job_id) == checked
+
+
+def test_pending_before_is_oldest_first_strictly_below_the_cutoff(store):
+    jobs = [make_job(at=T0 + timedelta(seconds=i), state=BulkState.UPLOAD_COMPLETE) for i in (3, 1, 2, 0)]
+    for job in jobs:
+        store.create(job)
+    by_age = [j.job_id for j in sorted(jobs, key=lambda j: j.created_at)]
+
+    page = store.pending_before(T0 + timedelta(seconds=2), limit=10)
+    assert [e.job_id for e in page.jobs] == by_age[:2]
+    assert [e.pending_since for e in page.jobs] == [T0, T0 + timedelta(seconds=1)]
+    assert page.more is False
+
+    limited = store.pending_before(T0 + timedelta(days=1), limit=3)
+    assert [e.job_id for e in limited.jobs] == by_age[:3]
+    assert limited.more is True

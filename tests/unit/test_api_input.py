@@ -1,0 +1,206 @@
+"""The API's input edge: the strict body reader, and the OpenAPI document and template agreeing on every route."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from cfnlint.decode import decode
+
+from producers.api.app import _allowed_methods, app, openapi_document
+from producers.api.body import is_json_media_type, read_json_body
+from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from spectra.ports import get_ports
+from spectra.settings import get_settings
+
+pytestmark = pytest.mark.unit
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+LIMIT = 1024 * 1024
+
+
+def event(body: bytes | str | None, content_type: str | None = "application/json", *, b64: bool = False):
+    if isinstance(body, bytes):
+        body = base64.b64encode(body).decode() if b64 else body.decode("utf-8", "surrogateescape")
+    headers = {"Content-Type": content_type} if content_type is not None else {}
+    return APIGatewayProxyEvent({"body": body, "isBase64Encoded": b64, "headers": headers, "httpMethod": "POST"})
+
+
+def test_a_plain_json_body_is_read():
+    assert read_json_body(event(b'{"sql": "select 1"}'), max_bytes=LIMIT) == {"sql": "select 1"}
+    assert read_json_body(event(b'{"sql": "x"}', None), max_bytes=LIMIT) == {"sql": "x"}  # no type: JSON
+    assert read_json_body(event('{"sql": "\u05e9"}'.encode(), b64=True), max_bytes=LIMIT) == {"sql": "\u05e9"}
+    assert read_json_body(event(None), max_bytes=LIMIT) is None
+
+
+MALFORMED = {
+    "not-utf8": (b'{"sql": "\xff"}', True, InvalidJson),  # API Gateway base64-encodes what is not UTF-8
+    "nested": (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", False, InvalidJson),
+    "digits": (b'{"a": ' + b"9" * 4301 + b"}", False, InvalidJson),
+    "nan": (b'{"a": NaN}', False, InvalidJson),
+    "infinity": (b'{"a": Infinity}', False, InvalidJson),
+    "overflow": (b'{"a": 1e400}', False, InvalidJson),
+    "duplicate": (b'{"a": 1, "a": 2}', False, InvalidJson),
+    "surrogate-value": (b'{"a": "\\udc00"}', False, InvalidJson),
+    "surrogate-key": (b'{"\\ud800": 1}', False, InvalidJson),
+    "truncated": (b"{", False, InvalidJson),
+    "too-large": (b"x" * (LIMIT + 1), False, PayloadTooLarge),
+    "too-large-b64": (b"x" * (LIMIT + 1), True, PayloadTooLarge),
+    "bad-b64": (b"", False, None),
+}
+
+
+@pytest.mark.parametrize(("body", "b64", "error"), MALFORMED.values(), ids=MALFORMED)
+def test_every_malformed_body_is_a_typed_4xx(body, b64, error):
+    if error is None:  # a body that claims to be base64 and is not (only API Gateway sets the flag)
+        bad = APIGatewayProxyEvent({"body": "!!not base64!!", "isBase64Encoded": True, "headers": {}})
+        with pytest.raises(InvalidRequest):
+            read_json_body(bad, max_bytes=LIMIT)
+        return
+    with pytest.raises(error) as raised:
+        read_json_body(event(body, b64=b64), max_bytes=LIMIT)
+    assert 400 <= raised.value.status < 500
+
+
+def test_a_lone_surrogate_in_a_text_body_is_refused():
+    with pytest.raises(InvalidJson):
+        read_json_body(event('{"sql": "\ud800"}'), max_bytes=LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "json_ok"),
+    [
+        ("application/json", True),
+        ("Application/JSON; charset=UTF-8", True),
+        ('application/json; charset="utf-8"', True),
+        ("application/json; charset=latin-1", False),
+        ("multipart/form-data", False),
+        ("multipart/form-data; boundary=x", False),
+        ("application/x-www-form-urlencoded", False),
+        ("text/plain", False),
+        ("application/jsonp", False),
+    ],
+)
+def test_only_json_in_utf8_is_json(content_type, json_ok):
+    assert is_json_media_type(content_type) is json_ok
+    if not json_ok:
+        with pytest.raises(UnsupportedMediaType):
+            read_json_body(event(b'{"sql": "select 1"}', content_type), max_bytes=LIMIT)
+
+
+def test_known_paths_know_their_methods_and_odd_ids_still_match():
+    assert _allowed_methods("/v1/jobs/j_abc") == ("DELETE", "GET")
+    assert _allowed_methods("/v1/jobs/\x00\n") == ("DELETE", "GET")
+    assert _allowed_methods("/v1/jobs/j_abc/results") == ("GET",)
+    assert _allowed_methods("/v1/queries") == ("POST",)
+    assert _allowed_methods("/v1/nothing") == ()
+    assert _allowed_methods("/v1/jobs/a/b/c") == ()
+
+
+def test_the_document_declares_no_422_and_its_links_name_real_operations():
+    document = openapi_document()
+    operations = {op["operationId"] for ops in document["paths"].values() for op in ops.values()}
+    for ops in document["paths"].values():
+        for operation in ops.values():
+            responses = operation["responses"]
+            assert "422" not in responses
+            assert {"400", "401", "429", "500"} <= set(responses)
+            assert any(code.startswith("2") for code in responses)
+            for response in responses.values():
+                for link in response.get("links", {}).values():
+                    assert link["operationId"] in operations
+    assert "HTTPValidationError" not in json.dumps(document)
+    assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+
+
+def test_every_documented_path_reaches_the_function_with_any_method():
+    """A wrong method must reach the app, which answers 405 with Allow: API Gateway answers a method it has no
+    integration for with its own 403 (404 in this template), so each path needs an ANY event beside its methods."""
+    body, _ = decode(str(TEMPLATE))
+    events = body["Resources"]["ApiFunction"]["Properties"]["Events"].values()
+    routes = {(e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in events if e["Type"] == "Api"}
+    for path, operations in openapi_document()["paths"].items():
+        assert (path, "ANY") in routes, f"{path} needs an ANY event on ApiFunction"
+        for method in operations:
+            assert (path, method.upper()) in routes, f"{method.upper()} {path} is documented but not routed"
+
+
+@pytest.fixture
+def resolve(monkeypatch):
+    """The API handler on a proxy event, with settings from a test environment (no request here reaches AWS)."""
+    for name, value in {"JOBS_TABLE": "jobs", "TENANTS_TABLE": "tenants", "REDSHIFT_CLUSTER_ID": "c1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("REDSHIFT_WORKGROUP", raising=False)
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(name, value)  # building the ports' clients resolves credentials; none are used
+    get_settings.cache_clear()
+    get_ports.cache_clear()
+
+    def call(method: str, path: str, body: bytes | None = None, content_type: str = "application/json") -> tuple:
+        is_text = body is None or _is_utf8(body)
+        proxy = {
+            "httpMethod": method,
+            "path": path,
+            "resource": path,
+            "headers": {"Content-Type": content_type},
+            "body": None if body is None else body.decode() if is_text else base64.b64encode(body).decode(),
+            "isBase64Encoded": not is_text,
+            "requestContext": {"requestId": "r1", "authorizer": {"tenant_id": "acme"}, "stage": "v1"},
+        }
+        answer = app.resolve(proxy, None)
+        return (
+            answer["statusCode"],
+            answer.get("multiValueHeaders") or answer.get("headers"),
+            json.loads(answer["body"]),
+        )
+
+    yield call
+    get_settings.cache_clear()
+    get_ports.cache_clear()
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+HANDLER_CASES = {
+    "not-utf8": ("POST", "/v1/queries", b'{"sql": "select \xff"}', "application/json", 400, "invalid_json"),
+    "deep-json": (
+        "POST",
+        "/v1/queries",
+        b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        "application/json",
+        400,
+        "invalid_json",
+    ),
+    "multipart": ("POST", "/v1/queries", b'{"sql": "select 1"}', "multipart/form-data", 415, "unsupported_media_type"),
+    "form": ("POST", "/v1/queries", b"sql=1", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    "put-job": ("PUT", "/v1/jobs/j_x", None, "application/json", 405, "method_not_allowed"),
+    "trace-queries": ("TRACE", "/v1/queries", None, "application/json", 405, "method_not_allowed"),
+    "control-char-id": ("GET", "/v1/jobs/\x01", None, "application/json", 404, "not_found"),
+    "unknown-route": ("GET", "/v2/anything", None, "application/json", 404, "not_found"),
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "status", "code"), HANDLER_CASES.values(), ids=HANDLER_CASES
+)
+def test_the_handler_answers_malformed_requests_in_the_error_shape(
+    resolve, method, path, body, content_type, status, code
+):
+    got, headers, answer = resolve(method, path, body, content_type)
+    assert (got, answer["error"]["code"]) == (status, code), answer
+    if status == 405:
+        allow = headers["Allow"]
+        assert (allow[0] if isinstance(allow, list) else allow) in ("DELETE, GET", "POST")

@@ -1,0 +1,227 @@
+"""Reading tenants' CSV files (spectra.bulk.csvfiles) through the real BulkFiles on a FakeS3: the header check that
+runs before anything is written, and records with the physical line each starts on (as stl_load_errors counts)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+
+import pytest
+
+from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header, records
+from spectra.bulk.models import BulkOperation, SourceFile
+from tests.unit.bulk_helpers import bulk_job
+from tests.unit.fakes import make_ports
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def files():
+    return make_ports().bulk.files
+
+
+def put(files, data: bytes, name: str = "accounts.csv") -> SourceFile:
+    return files.put(f"acme/b_1/uploads/{name}", data)
+
+
+def header(files, data: bytes, *, delimiter: str = ",", name: str = "accounts.csv") -> list[str]:
+    return read_header(files, put(files, data, name), delimiter)
+
+
+def refused(files, data: bytes, *, delimiter: str = ",", name: str = "accounts.csv") -> BulkInputError:
+    with pytest.raises(BulkInputError) as raised:
+        header(files, data, delimiter=delimiter, name=name)
+    return raised.value
+
+
+# -- the header check -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\n", b"\r\n\r\n  \n", b"\xef\xbb\xbf", b"\xef\xbb\xbf\r\n"],
+    ids=["empty", "newline", "blank-lines", "bom-only", "bom-crlf"],
+)
+def test_a_file_with_nothing_in_it_is_empty(files, data):
+    error = refused(files, data)
+    assert (error.code, error.message) == (
+        "empty_file",
+        "accounts.csv is empty: a header line and at least one row are needed",
+    )
+
+
+@pytest.mark.parametrize("data", [b"id,name\n", b"id,name", b"id,name\r\n\r\n\n", b"\xef\xbb\xbfid,name\r\n"])
+def test_a_header_without_rows_is_refused(files, data):
+    error = refused(files, data)
+    assert error.code == "no_rows"
+    assert "header line but no rows" in error.message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"id,name\n1,a\n",
+        b"id,name\r\n1,a\r\n",  # CRLF: no \r left on the last name
+        b"\xef\xbb\xbfid,name\n1,a\n",  # a BOM is not part of the first name
+        b'"ID" , Name \n1,a\n',  # quoted, spaced, upper case: the warehouse folds names
+        b"id,name\n1,a",  # no final line break
+    ],
+)
+def test_the_header_is_read_as_the_warehouse_names_columns(files, data):
+    assert header(files, data) == ["id", "name"]
+
+
+@pytest.mark.parametrize("data", [b"\nid,name\n1,a\n", b"  \r\nid\r\n1\r\n", b",,\n1,2,3\n"])
+def test_a_first_line_without_names_is_refused_not_taken_for_a_header_of_no_columns(files, data):
+    error = refused(files, data)
+    assert error.code == "invalid_header"
+    assert error.message == "accounts.csv: the first line has no column names; it must be the header line"
+
+
+def test_a_wrong_delimiter_is_named_in_the_message(files):
+    error = refused(files, b"id;name\n1;a\n")
+    assert error.code == "invalid_header"
+    assert "'id;name'" in error.message and "column delimiter ','" in error.message
+    assert header(files, b"id;name\n1;a\n", delimiter=";") == ["id", "name"]
+    assert refused(files, b"id,name\n1,a\n", delimiter="\t").code == "invalid_header"
+
+
+def test_columns_named_twice_are_refused_with_their_names(files):
+    error = refused(files, b"id,name,ID,city,name\n1,a,2,b,c\n")
+    assert error.code == "duplicate_columns"
+    assert error.message.endswith("columns named twice: id, name")
+
+
+def test_invalid_utf8_in_the_header_is_refused_but_in_a_row_it_is_the_rows_problem(files):
+    error = refused(files, b"id,n\xffme\n1,a\n")
+    assert (error.code, error.message) == ("invalid_header", "accounts.csv: the header line is not valid UTF-8")
+    assert header(files, b"id,name\n1,B\xffd\n") == ["id", "name"]
+
+
+def test_an_empty_header_field_is_not_a_column(files):
+    error = refused(files, b"id,,name\n1,2,3\n")
+    assert error.code == "invalid_header" and "''" in error.message
+
+
+def test_gzip_files_are_read_through_and_a_bad_one_says_so(files):
+    assert header(files, gzip.compress(b"id,name\n1,a\n"), name="a.csv.gz") == ["id", "name"]
+    concatenated = gzip.compress(b"id,name\n") + gzip.compress(b"1,a\n")  # what `cat a.gz b.gz` makes
+    assert header(files, concatenated, name="b.csv.gz") == ["id", "name"]
+
+    error = refused(files, b"id,name\n1,a\n", name="plain.csv.gz")
+    assert error.code == "bad_gzip" and "not a valid gzip file" in error.message
+    truncated = gzip.compress(b"id,name\n" + b"1,a\n" * 1000)[:-20]
+    error = refused(files, truncated, name="cut.csv.gz")
+    assert error.code == "bad_gzip" and "ends early" in error.message
+
+
+def test_only_the_head_of_a_large_file_is_read(files):
+    # a first row larger than the 1 MB head, inside quotes: still a header and a row, not a CSV error
+    assert header(files, b'id,note\n1,"' + b"x\n" * 700_000 + b'"\n') == ["id", "note"]
+    error = refused(files, b"a" * (1024 * 1024 + 10))  # no line break within the first 1 MB
+    assert error.code == "invalid_header" and "first 1 MB" in error.message
+
+
+def test_a_file_that_is_gone_fails_with_a_reason_rather_than_an_exception(files):
+    gone = SourceFile(bucket=files.ingest_bucket, key="acme/accounts/gone.csv")
+    with pytest.raises(BulkInputError) as raised:
+        read_header(files, gone, ",")
+    assert raised.value.code == "file_not_found"
+    assert "gone.csv" in raised.value.message
+
+
+# -- columns against the table --------------------------------------------------------------------------------------
+
+TABLE = [TableColumn("id", required=True), TableColumn("name", required=True), TableColumn("city", required=False)]
+
+
+def check(operation: BulkOperation, header_names: list[str], **fields) -> None:
+    check_columns(bulk_job(operation, **fields), header_names, TABLE)
+
+
+def test_columns_the_table_lacks_are_named():
+    with pytest.raises(BulkInputError) as raised:
+        check(BulkOperation.INSERT, ["id", "name", "shoe_size", "hat"])
+    assert (raised.value.code, raised.value.message) == (
+        "unknown_columns",
+        "columns not in table accounts: shoe_size, hat",
+    )
+
+
+@pytest.mark.parametrize("operation", [BulkOperation.INSERT, BulkOperation.UPSERT])
+def test_inserting_operations_need_every_required_column(operation):
+    with pytest.raises(BulkInputError) as raised:
+        check(operation, ["id", "city"])
+    assert raised.value.code == "missing_columns"
+    assert raised.value.message.endswith("missing from the file: name")
+    check(operation, ["name", "id"])  # order does not matter, optional columns may be left out
+
+
+@pytest.mark.parametrize("operation", [BulkOperation.UPDATE, BulkOperation.UPSERT, BulkOperation.DELETE])
+def test_the_external_id_must_be_in_the_file(operation):
+    with pytest.raises(BulkInputError) as raised:
+        check(operation, ["id", "name"], external_id_field="name_x")
+    assert raised.value.code == "missing_columns"
+    assert "'name_x'" in raised.value.message and "externalIdFieldName" in raised.value.message
+
+
+def test_update_and_delete_need_no_required_columns_but_an_update_needs_something_to_set():
+    check(BulkOperation.DELETE, ["id"])
+    check(BulkOperation.UPDATE, ["id", "city"])
+    with pytest.raises(BulkInputError) as raised:
+        check(BulkOperation.UPDATE, ["id"])
+    assert raised.value.code == "missing_columns" and "nothing to update" in raised.value.message
+
+
+# -- records and their lines ----------------------------------------------------------------------------------------
+
+
+def lines(files, data: bytes, delimiter: str = ",", name: str = "accounts.csv") -> list[tuple[int, list[str] | None]]:
+    return [(r.line, r.fields) for r in records(files, put(files, data, name), delimiter)]
+
+
+def test_records_start_on_their_physical_line_and_quoted_line_breaks_span_lines(files):
+    data = b'id,note\n1,"a\nb"\n2,plain\n\n3,"x\r\ny\r\nz"\n4,last'
+    assert lines(files, data) == [
+        (2, ["1", "a\nb"]),
+        (4, ["2", "plain"]),  # line 5 is blank: skipped, as COPY skips it
+        (6, ["3", "x\r\ny\r\nz"]),
+        (9, ["4", "last"]),
+    ]
+
+
+def test_crlf_files_count_one_line_per_crlf_and_a_bom_changes_nothing(files):
+    assert lines(files, b"\xef\xbb\xbfid,name\r\n1,a\r\n\r\n2,b\r\n") == [(2, ["1", "a"]), (4, ["2", "b"])]
+
+
+def test_an_open_quote_at_the_end_takes_the_rest_of_the_file_as_one_record(files):
+    data = b'id,note\n1,ok\n2,"never closed\n3,x\n'
+    assert lines(files, data) == [(2, ["1", "ok"]), (3, ["2", "never closed\n3,x\n"])]
+
+
+def test_a_record_the_csv_reader_cannot_read_ends_the_file_as_one_bad_record(files):
+    limit = csv.field_size_limit()
+    csv.field_size_limit(64)
+    try:
+        got = lines(files, b"id,note\n1,ok\n2," + b"x" * 100 + b"\n3,after\n")
+    finally:
+        csv.field_size_limit(limit)
+    assert got == [(2, ["1", "ok"]), (3, None)]
+
+
+def test_rows_keep_bytes_that_are_not_utf8_as_sent(files):
+    ((line, fields),) = lines(files, b"id,name\n1,B\xffd\n")
+    assert (line, fields) == (2, ["1", "B\udcffd"])
+    assert fields[1].encode("utf-8", "surrogateescape") == b"B\xffd"
+
+
+def test_records_of_gzip_files_and_other_delimiters(files):
+    data = gzip.compress(b'id\tname\n1\tAnn\n2\t"B\tC"\n')
+    assert lines(files, data, delimiter="\t", name="t.csv.gz") == [(2, ["1", "Ann"]), (3, ["2", "B\tC"])]
+
+
+def test_records_are_streamed_across_read_chunks(files, monkeypatch):
+    monkeypatch.setattr("spectra.bulk.files.CHUNK", 3)  # every record and quoted break straddles a chunk
+    data = b'id,note\n1,"a\nb"\n2,"c""d"\n3,\xc3\xa9t\xc3\xa9\n'
+    assert lines(files, data) == [(2, ["1", "a\nb"]), (4, ["2", 'c"d']), (5, ["3", "été"])]

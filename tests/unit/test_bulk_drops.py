@@ -1,0 +1,257 @@
+"""The S3 door (spectra.bulk.drops) on fakes: a dropped file becomes one queued bulk job, whatever happens to its
+notification; its options come from a sidecar or the object's metadata; a drop that cannot be loaded still becomes a
+job that says why, and one naming no tenant is tagged and left alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from events import BulkJobQueuedMessage, S3EventRecord
+from spectra.bulk.drops import SIDECAR_MAX_BYTES, DroppedObject, accept_drop
+from spectra.bulk.models import (
+    BulkOperation,
+    BulkState,
+    ColumnDelimiter,
+    JobSource,
+    LineEnding,
+    SourceFile,
+    is_bulk_job_id,
+)
+from tests.unit.fakes import INGEST_BUCKET, make_ports
+
+pytestmark = pytest.mark.unit
+
+BODY = b"id,name\n1,Ann\n2,Bob\n"
+
+
+@pytest.fixture
+def ports():
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    return ports
+
+
+def s3(ports):
+    return ports.bulk.files.client
+
+
+def drop(ports, key: str, body: bytes = BODY, *, metadata: dict[str, str] | None = None) -> DroppedObject:
+    """Put the object as a tenant would, and what its notification says about it."""
+    etag = s3(ports).put_object(Bucket=INGEST_BUCKET, Key=key, Body=body, Metadata=metadata or {})["ETag"]
+    return DroppedObject(bucket=INGEST_BUCKET, key=key, size=len(body), etag=etag)
+
+
+def sidecar(ports, key: str, document) -> None:
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
+    s3(ports).put_object(Bucket=INGEST_BUCKET, Key=key, Body=body)
+
+
+def jobs(ports, tenant: str = "acme"):
+    return ports.bulk.jobs.list_for_tenant(tenant, limit=100).jobs
+
+
+# -- the notification -----------------------------------------------------------------------------------------------
+
+
+def notification(key: str, **obj) -> S3EventRecord:
+    s3_entity = {"bucket": {"name": INGEST_BUCKET}, "object": {"key": key, **obj}}
+    return S3EventRecord.model_validate({"eventName": "ObjectCreated:Put", "s3": s3_entity})
+
+
+@pytest.mark.parametrize(
+    ("encoded", "key"),
+    [
+        ("acme/accounts/my+file.csv", "acme/accounts/my file.csv"),  # S3 encodes a space as '+'
+        ("acme/accounts/a%2Bb.csv", "acme/accounts/a+b.csv"),  # and a real '+' as %2B
+        ("acme/accounts/caf%C3%A9%20%281%29.csv", "acme/accounts/café (1).csv"),
+        ("acme/accounts/100%25.csv", "acme/accounts/100%.csv"),
+    ],
+)
+def test_notification_keys_are_url_decoded(encoded, key):
+    dropped = DroppedObject.from_notification(notification(encoded, size=12, eTag="abc", versionId="v1"))
+    assert dropped == DroppedObject(bucket=INGEST_BUCKET, key=key, size=12, etag="abc", version_id="v1")
+
+
+def test_a_notification_without_size_or_version_still_reads():
+    dropped = DroppedObject.from_notification(notification("acme/accounts/a.csv"))
+    assert (dropped.size, dropped.etag, dropped.version_id) == (0, "", None)
+
+
+def test_the_job_id_is_stable_per_object_identity_and_changes_with_it():
+    base = DroppedObject(bucket="ingest", key="acme/accounts/a.csv", size=10, etag="e1", version_id="v1")
+    assert base.job_id == DroppedObject("ingest", "acme/accounts/a.csv", 99, '"e1"', "v1").job_id  # quotes, size
+    assert is_bulk_job_id(base.job_id) and len(base.job_id) <= 64
+    assert base.job_id.replace("_", "").replace("-", "").isalnum()  # URL-safe
+    others = [
+        DroppedObject("ingest", "acme/accounts/a.csv", 10, "e2", "v1"),  # a new upload to the same key
+        DroppedObject("ingest", "acme/accounts/a.csv", 10, "e1", "v2"),
+        DroppedObject("ingest", "acme/accounts/a.csv", 10, "e1", None),
+        DroppedObject("ingest", "acme/accounts/b.csv", 10, "e1", "v1"),
+        DroppedObject("other", "acme/accounts/a.csv", 10, "e1", "v1"),
+    ]
+    assert len({base.job_id, *(o.job_id for o in others)}) == 1 + len(others)
+
+
+# -- accepted drops -------------------------------------------------------------------------------------------------
+
+
+def test_a_drop_becomes_a_queued_insert_job_listed_with_its_key(ports):
+    dropped = drop(ports, "acme/Accounts/jan.csv")
+    job = accept_drop(ports, dropped)
+    assert job is not None and job.job_id == dropped.job_id
+    assert (job.state, job.operation, job.source, job.object) == (
+        BulkState.UPLOAD_COMPLETE,
+        BulkOperation.INSERT,
+        JobSource.S3_DROP,
+        "accounts",
+    )
+    assert (job.column_delimiter, job.line_ending, job.external_id_field) == (
+        ColumnDelimiter.COMMA,
+        LineEnding.LF,
+        None,
+    )
+    assert job.object_key == "acme/Accounts/jan.csv"
+    assert job.files == [SourceFile(bucket=INGEST_BUCKET, key="acme/Accounts/jan.csv", size=len(BODY), gzip=False)]
+    assert job.tenant_generation == ports.tenants.get("acme").generation
+    assert job.queued_at is not None and job.db_user == "tenant_acme"
+    assert ports.queue.messages == [BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")]
+    assert jobs(ports) == [job]
+    assert ports.bulk.jobs.pending_since(job.job_id) is not None  # the reconciler will look after it
+
+
+def test_the_same_event_twice_makes_one_job_and_one_message(ports):
+    dropped = drop(ports, "acme/accounts/jan.csv")
+    first = accept_drop(ports, dropped)
+    assert accept_drop(ports, dropped) is None
+    assert accept_drop(ports, DroppedObject(**{**dropped.__dict__, "etag": dropped.etag.strip('"')})) is None
+    assert jobs(ports) == [first]
+    assert len(ports.queue.messages) == 1
+
+
+def test_a_new_upload_to_the_same_key_is_a_new_job(ports):
+    first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    second = accept_drop(ports, drop(ports, "acme/accounts/jan.csv", b"id,name\n3,Cy\n"))
+    assert second is not None and second.job_id != first.job_id
+    assert len(jobs(ports)) == 2
+
+
+def test_gzip_files_are_marked_as_such_and_schema_qualified_tables_are_accepted(ports):
+    job = accept_drop(ports, drop(ports, "acme/Sales.Orders/jan.CSV.GZ"))
+    assert job.state is BulkState.UPLOAD_COMPLETE
+    assert job.files[0].gzip is True and job.object == "sales.orders"
+
+
+def test_object_metadata_sets_the_jobs_options(ports):
+    metadata = {"operation": "upsert", "externalIdFieldName": "ID", "columnDelimiter": "SEMICOLON"}
+    metadata["lineEnding"] = "CRLF"
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv", metadata=metadata))
+    assert (job.operation, job.external_id_field) == (BulkOperation.UPSERT, "id")
+    assert (job.column_delimiter, job.line_ending) == (ColumnDelimiter.SEMICOLON, LineEnding.CRLF)
+
+
+def test_a_sidecar_wins_over_metadata_field_by_field(ports):
+    sidecar(ports, "acme/accounts/jan.json", {"operation": "upsert", "externalIdFieldName": "email"})
+    metadata = {"operation": "update", "externalidfieldname": "id", "columndelimiter": "TAB"}
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv.gz", metadata=metadata))
+    assert (job.operation, job.external_id_field) == (BulkOperation.UPSERT, "email")  # the sidecar's
+    assert job.column_delimiter is ColumnDelimiter.TAB  # the metadata's, which the sidecar did not set
+
+
+def test_metadata_that_is_not_an_option_is_ignored(ports):
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv", metadata={"owner": "finance"}))
+    assert job.state is BulkState.UPLOAD_COMPLETE and job.operation is BulkOperation.INSERT
+
+
+# -- drops that cannot be loaded: a Failed job that says why --------------------------------------------------------
+
+
+def failed_drop(ports, key: str, **kwargs):
+    returned = accept_drop(ports, drop(ports, key, **kwargs))
+    assert returned is not None and returned.state is BulkState.FAILED
+    assert ports.queue.messages == []  # nothing to start
+    job = ports.bulk.jobs.get(returned.job_id)
+    assert (job.state, job.error, job.event_published) == (BulkState.FAILED, returned.error, True)
+    assert ports.events.types() == ["Bulk Job Failed"]
+    assert s3(ports).tags(INGEST_BUCKET, key) == {"spectra-processed": "true"}
+    return job
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        (b"{not json", "is not a JSON object"),
+        ([1, 2], "is not a JSON object: it must be a JSON object"),
+        ({"operation": "merge"}, "operation"),
+        ({"operation": "insert", "delimiter": ","}, "delimiter"),  # a misspelt option is not silently ignored
+        ({"columnDelimiter": ","}, "columnDelimiter"),  # Bulk 2.0 names, not the character
+        ({"operation": "query"}, "cannot run a query"),
+        ({"operation": "delete"}, "needs externalIdFieldName"),
+        (b"{" + b" " * SIDECAR_MAX_BYTES + b"}", f"larger than {SIDECAR_MAX_BYTES} bytes"),
+    ],
+)
+def test_a_bad_sidecar_fails_the_job_with_the_reason(ports, document, words):
+    sidecar(ports, "acme/accounts/jan.json", document)
+    job = failed_drop(ports, "acme/accounts/jan.csv")
+    assert job.error.code == "invalid_drop"
+    assert job.error.message.startswith("acme/accounts/jan.csv: ")
+    assert words in job.error.message
+
+
+def test_bad_metadata_fails_the_job_with_the_reason(ports):
+    job = failed_drop(ports, "acme/accounts/jan.csv", metadata={"lineEnding": "CR"})
+    assert job.error.code == "invalid_drop" and "lineEnding" in job.error.message
+
+
+@pytest.mark.parametrize(
+    ("key", "code", "obj"),
+    [
+        ("acme/jan.csv", "invalid_key", "-"),  # no table
+        ("acme/accounts/2026/jan.csv", "invalid_key", "-"),  # deeper
+        ("acme/accounts/jan.txt", "invalid_key", "accounts"),
+        ("acme/bad-name/jan.csv", "invalid_drop", "bad-name"),
+        ("acme/a.b.c/jan.csv", "invalid_drop", "a.b.c"),
+    ],
+)
+def test_a_key_outside_tenant_table_fails_visibly(ports, key, code, obj):
+    job = failed_drop(ports, key)
+    assert (job.error.code, job.object) == (code, obj)
+    assert job.error.message.startswith(key)
+    assert jobs(ports) == [job]  # the tenant sees it in its list
+
+
+def test_the_failed_job_lists_every_record_as_unprocessed(ports):
+    job = failed_drop(ports, "acme/accounts/2026/jan.csv")
+    assert job.results_ready is True
+    key = f"acme/{job.job_id}/results/unprocessed.csv"
+    assert s3(ports).body(ports.settings.results_bucket, key) == BODY
+
+
+@pytest.mark.parametrize("key", ["globex/accounts/jan.csv", "ACME/accounts/jan.csv", "../accounts/jan.csv", "/x.csv"])
+def test_a_drop_naming_no_tenant_makes_no_job_and_is_tagged(ports, key):
+    assert accept_drop(ports, drop(ports, key)) is None
+    assert s3(ports).tags(INGEST_BUCKET, key) == {"spectra-rejected": "no-active-tenant"}
+    assert jobs(ports) == [] and ports.queue.messages == [] and ports.events.events == []
+
+
+def test_an_inactive_tenants_drop_makes_no_job(ports):
+    ports.tenants.set_active("acme", False)
+    assert accept_drop(ports, drop(ports, "acme/accounts/jan.csv")) is None
+    assert jobs(ports) == []
+    assert s3(ports).tags(INGEST_BUCKET, "acme/accounts/jan.csv") == {"spectra-rejected": "no-active-tenant"}
+
+
+def test_a_drop_whose_object_is_already_gone_is_tagged_quietly(ports):
+    dropped = DroppedObject(bucket=INGEST_BUCKET, key="globex/accounts/gone.csv", size=3, etag="e")
+    assert accept_drop(ports, dropped) is None  # tagging a deleted object is not an error
+
+
+def test_a_job_that_cannot_be_queued_fails_and_the_message_is_retried(ports):
+    ports.queue.fail_next()
+    dropped = drop(ports, "acme/accounts/jan.csv")
+    with pytest.raises(Exception, match="gone"):
+        accept_drop(ports, dropped)
+    job = ports.bulk.jobs.get(dropped.job_id)
+    assert job.state is BulkState.FAILED and job.error.code == "enqueue_failed"
+    assert accept_drop(ports, dropped) is None  # the retried event finds the job: no second one

@@ -1,0 +1,451 @@
+"""A bulk job's start and end (spectra.bulk.lifecycle) on in-memory ports: the executor checks the files before any
+statement and runs the load as the tenant; completion counts every record from the batch's sub-statements, writes
+the result files (before the job ends when they are small, through the results queue when not), publishes once."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+
+import pytest
+
+from events import BulkJobQueuedMessage, BulkResultsRequested, StatementState, StatementStatusChange
+from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job, write_owed_results
+from spectra.bulk.models import BulkCounts, BulkOperation, BulkState, ExportFile
+from spectra.bulk.sql import Manifest, load_statements
+from spectra.errors import Throttled
+from spectra.jobs import utcnow
+from spectra.warehouse import DatabaseIdentity
+from tests.unit.bulk_helpers import bulk_job
+from tests.unit.fakes import RESULTS_BUCKET, make_ports, make_settings
+
+pytestmark = pytest.mark.unit
+
+HEADER = b"id,name,city\n"
+
+
+@pytest.fixture
+def ports():
+    return bulk_ports_with()
+
+
+def bulk_ports_with(**settings):
+    ports = make_ports(settings=make_settings(**settings))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name", "city"], required=["id", "name"])
+    return ports
+
+
+def queued(ports, operation: BulkOperation = BulkOperation.INSERT, *bodies: bytes, **fields) -> BulkJobQueuedMessage:
+    """An UploadComplete job with ``bodies`` as its uploaded batches (``.gz`` names for gzip ones)."""
+    job = bulk_job(operation, state=BulkState.UPLOAD_COMPLETE, queued_at=utcnow(), **fields)
+    job = job.model_copy(update={"tenant_generation": ports.tenants.get("acme").generation})
+    sources = []
+    for n, body in enumerate(bodies or [HEADER + b"1,Ann,Oslo\n"]):
+        name = f"batch-{n:05d}.csv" + (".gz" if body[:2] == b"\x1f\x8b" else "")
+        sources.append(ports.bulk.files.put(f"acme/{job.job_id}/uploads/{name}", body))
+    ports.bulk.jobs.create(job.model_copy(update={"files": sources}))
+    return BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
+
+
+def stored(ports, job_id: str):
+    return ports.bulk.jobs.get(job_id)
+
+
+def result_rows(ports, job_id: str, kind: str) -> list[list[str]]:
+    body = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job_id}/results/{kind}.csv")
+    return list(csv.reader(io.StringIO(body.decode("utf-8", "surrogateescape"), newline="")))
+
+
+def warehouse_calls(ports) -> list[str]:
+    return [method for method, _ in ports.warehouse.calls]
+
+
+# -- start ----------------------------------------------------------------------------------------------------------
+
+
+def test_an_insert_starts_one_batch_as_the_tenant_with_its_plan_recorded_first(ports):
+    message = queued(ports, BulkOperation.INSERT, HEADER + b"1,Ann,Oslo\n", HEADER + b"2,Bob,Rome\n")
+    job = start_bulk_job(ports, message)
+    assert job.state is BulkState.IN_PROGRESS and job.started_at is not None
+    assert warehouse_calls(ports) == ["describe_table", "execute_batch"]
+    batch = ports.warehouse.statements[job.statement_id]
+    assert (batch.name, batch.client_token) == (job.job_id, job.job_id)
+    assert batch.identity == DatabaseIdentity(db_user="tenant_acme")
+    manifest_url = f"s3://{RESULTS_BUCKET}/acme/{job.job_id}/load/plain.manifest"
+    expected, plan = load_statements(
+        job, ["id", "name", "city"], [Manifest(manifest_url, gzip=False)], role="default", max_errors=100_000
+    )
+    assert ports.warehouse.batch_sqls(job.statement_id) == expected
+    assert job.plan == plan and stored(ports, job.job_id) == job
+    manifest = json.loads(ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job.job_id}/load/plain.manifest"))
+    assert manifest == {"entries": [{"url": f.url, "mandatory": True} for f in job.files]}  # exactly its files
+
+
+def test_plain_and_gzip_batches_get_a_manifest_each(ports):
+    batches = [HEADER + b"1,A,B\n", gzip.compress(HEADER + b"2,C,D\n")]
+    job = start_bulk_job(ports, queued(ports, BulkOperation.INSERT, *batches))
+    sqls = ports.warehouse.batch_sqls(job.statement_id)
+    assert "plain.manifest" in sqls[0] and not sqls[0].endswith("GZIP")
+    assert "gzip.manifest" in sqls[2] and sqls[2].endswith("GZIP")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"", "empty_file"),
+        (b"\xef\xbb\xbf", "empty_file"),  # a BOM alone
+        (HEADER, "no_rows"),
+        (b"id,name,shoe_size\n1,a,44\n", "unknown_columns"),
+        (b"id,city\n1,Oslo\n", "missing_columns"),
+        (b"id;name;city\n1;a;b\n", "invalid_header"),
+    ],
+)
+def test_a_bad_file_fails_the_job_before_any_statement(ports, body, code):
+    message = queued(ports, BulkOperation.INSERT, body)
+    assert start_bulk_job(ports, message) is None
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code, job.statement_id) == (BulkState.FAILED, code, None)
+    assert "execute_batch" not in warehouse_calls(ports)
+    assert not [k for k in ports.bulk.files.client.keys(RESULTS_BUCKET) if "/load/" in k]  # no manifest either
+    assert job.results_ready and job.event_published
+    assert ports.events.types() == ["Bulk Job Failed"]
+    assert ports.bulk.jobs.pending_since(job.job_id) is None  # nothing left owed
+
+
+def test_a_file_deleted_before_the_start_fails_the_job_instead_of_retrying_forever(ports):
+    message = queued(ports)
+    source = stored(ports, message.job_id).files[0]
+    del ports.bulk.files.client.objects[(source.bucket, source.key)]
+    assert start_bulk_job(ports, message) is None
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code) == (BulkState.FAILED, "file_not_found")
+    assert source.key in job.error.message
+    assert job.results_ready and job.event_published  # settled: not left for the reconciler to retry
+
+
+def test_files_with_different_headers_fail_the_job(ports):
+    message = queued(ports, BulkOperation.INSERT, HEADER + b"1,a,b\n", b"id,name\n2,b\n")
+    start_bulk_job(ports, message)
+    job = stored(ports, message.job_id)
+    assert job.error.code == "invalid_header" and "differs from the first file" in job.error.message
+
+
+def test_a_table_the_tenant_cannot_see_fails_the_job(ports):
+    message = queued(ports, BulkOperation.INSERT, object="payroll")
+    start_bulk_job(ports, message)
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code) == (BulkState.FAILED, "table_not_found")
+    assert "public.payroll" in job.error.message
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (lambda t: t.set_active("acme", False), "tenant_inactive"),
+        (lambda t: (t.delete_tenant("acme"), t.create_tenant("acme", db_user="tenant_acme")), "tenant_inactive"),
+        (
+            lambda t: t.tenants.update(acme=t.tenants["acme"].model_copy(update={"db_user": "awsuser"})),
+            "identity_refused",
+        ),
+    ],
+    ids=["inactive", "re-created", "admin-user"],
+)
+def test_an_identity_refused_in_code_fails_the_job_before_the_warehouse_is_asked(ports, change, code):
+    message = queued(ports)
+    change(ports.tenants)
+    assert start_bulk_job(ports, message) is None
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code) == (BulkState.FAILED, code)
+    assert ports.warehouse.calls == []
+
+
+@pytest.mark.parametrize("method", ["describe_table", "execute_batch"])
+def test_throttling_is_retried_and_the_retry_starts_the_same_statement(ports, method):
+    message = queued(ports)
+    ports.warehouse.throttle_next(method)
+    with pytest.raises(Throttled):
+        start_bulk_job(ports, message)
+    waiting = stored(ports, message.job_id)
+    assert (waiting.state, waiting.statement_id) == (BulkState.IN_PROGRESS, None)
+    job = start_bulk_job(ports, message)
+    assert job.statement_id is not None
+    assert start_bulk_job(ports, message) is None  # a third delivery: nothing more to start
+    assert warehouse_calls(ports).count("execute_batch") == 1
+
+
+def test_throttling_on_the_final_attempt_fails_the_job_with_the_reason(ports):
+    message = queued(ports)
+    ports.warehouse.throttle_next("execute_batch")
+    assert start_bulk_job(ports, message, final_attempt=True) is None
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code) == (BulkState.FAILED, "warehouse_unavailable")
+    assert "Rate exceeded" in job.error.message
+
+
+def test_a_statement_the_warehouse_refuses_fails_the_job(ports):
+    message = queued(ports)
+    ports.warehouse.reject_next("syntax error at or near COPY", method="execute_batch")
+    start_bulk_job(ports, message)
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code, job.error.message) == (
+        BulkState.FAILED,
+        "statement_rejected",
+        "syntax error at or near COPY",
+    )
+
+
+def test_an_abort_requested_before_the_statement_started_ends_the_job_aborted(ports):
+    message = queued(ports)
+    ports.warehouse.throttle_next("execute_batch")
+    with pytest.raises(Throttled):
+        start_bulk_job(ports, message)
+    ports.bulk.jobs.update(message.job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())
+    assert start_bulk_job(ports, message) is None
+    assert stored(ports, message.job_id).state is BulkState.ABORTED
+    assert "execute_batch" not in warehouse_calls(ports)
+
+
+def test_an_unknown_or_ended_job_is_not_started(ports):
+    assert start_bulk_job(ports, BulkJobQueuedMessage(job_id="b_nope", tenant_id="acme")) is None
+    message = queued(ports)
+    ports.bulk.jobs.transition(message.job_id, BulkState.ABORTED)
+    assert start_bulk_job(ports, message) is None
+    assert ports.warehouse.calls == []
+
+
+# -- completion of a load -------------------------------------------------------------------------------------------
+
+MIXED = HEADER + b"1,Ann,Oslo\n2,Bob,Rome\nx,Bad,Oslo\n3,Cy,Pisa\n"
+
+
+def started(ports, operation: BulkOperation = BulkOperation.INSERT, *bodies: bytes, **fields):
+    job = start_bulk_job(ports, queued(ports, operation, *bodies, **fields))
+    assert job is not None and job.statement_id
+    return job
+
+
+def test_an_insert_counts_loaded_and_rejected_rows_and_lists_each_record_once(ports):
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    url = job.files[0].url
+    change = ports.warehouse.finish_batch(job.statement_id, {0: 3, 1: [[url, "4", "id", "Invalid digit"]]})
+    done = complete_bulk_statement(ports, change)
+    assert done.state is BulkState.JOB_COMPLETE
+    assert done.counts == BulkCounts(processed=4, failed=1, created=3)
+    assert result_rows(ports, job.job_id, "successful") == [
+        ["sf__Id", "sf__Created", "id", "name", "city"],
+        ["", "true", "1", "Ann", "Oslo"],
+        ["", "true", "2", "Bob", "Rome"],
+        ["", "true", "3", "Cy", "Pisa"],
+    ]
+    assert result_rows(ports, job.job_id, "failed") == [
+        ["sf__Id", "sf__Error", "id", "name", "city"],
+        ["", "id: Invalid digit", "x", "Bad", "Oslo"],
+    ]
+    assert result_rows(ports, job.job_id, "unprocessed") == [["id", "name", "city"]]
+    [event] = ports.events.events
+    assert event.detail_type == "Bulk Job Completed"
+    assert (event.detail.number_records_processed, event.detail.number_records_failed) == (4, 1)
+    final = stored(ports, job.job_id)
+    assert final.results_ready and final.event_published
+    assert ports.bulk.jobs.pending_since(job.job_id) is None
+    assert ports.bulk.results_queue.messages == []
+
+
+def test_a_small_jobs_result_files_exist_before_it_is_complete(ports, monkeypatch):
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    seen = {}
+    store, transition = ports.bulk.jobs, ports.bulk.jobs.transition
+
+    def watching(job_id, to, **kwargs):
+        seen[to] = sorted(k for k in ports.bulk.files.client.keys(RESULTS_BUCKET) if "/results/" in k)
+        return transition(job_id, to, **kwargs)
+
+    monkeypatch.setattr(store, "transition", watching)
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 4, 1: []}))
+    assert seen[BulkState.JOB_COMPLETE] == [
+        f"acme/{job.job_id}/results/{kind}.csv" for kind in ("failed", "successful", "unprocessed")
+    ]
+
+
+def test_a_large_job_ends_first_and_its_result_files_follow_through_the_results_queue():
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 4, 1: []}))
+    ended = stored(ports, job.job_id)
+    assert (ended.state, ended.results_ready, ended.event_published) == (BulkState.JOB_COMPLETE, False, True)
+    assert not [k for k in ports.bulk.files.client.keys(RESULTS_BUCKET) if "/results/" in k]
+    assert ports.bulk.jobs.pending_since(job.job_id) is not None  # its files are still owed
+    [request] = ports.bulk.results_queue.messages
+    assert request == BulkResultsRequested(job_id=job.job_id, tenant_id="acme")
+
+    written = write_owed_results(ports, request)
+    assert written.results_ready is True
+    assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1", "2", "x", "3"]
+    assert ports.bulk.jobs.pending_since(job.job_id) is None
+    assert write_owed_results(ports, request) is None  # a repeated request writes nothing
+
+
+def test_rejected_lines_are_matched_to_their_own_file(ports):
+    job = started(ports, BulkOperation.INSERT, HEADER + b"1,A,B\nx,B,C\n", HEADER + b"y,C,D\n2,D,E\n")
+    first, second = (f.url for f in job.files)
+    rejected = [[first, "3", "id", "Invalid digit"], [second, "2", "id", "Invalid digit"]]
+    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: rejected}))
+    assert done.counts == BulkCounts(processed=4, failed=2, created=2)
+    assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1", "2"]
+    assert [r[2] for r in result_rows(ports, job.job_id, "failed")[1:]] == ["x", "y"]
+
+
+UPSERT_FILE = b"id,name\n1,Ann\n2,Bob\n4,Dup\n4,Dup2\n,NoId\n5,Eve\n"
+
+
+@pytest.mark.parametrize(
+    ("existing", "outcome", "created"),
+    [
+        # 1 existed: 1 updated and 2 created, so the outcome SELECT lists the (fewer) updated ids
+        (["1"], [["4", "duplicate external id"], ["1", "updated"]], {"1": "false", "2": "true", "5": "true"}),
+        # 1, 2 existed: 2 updated and 1 created, so it lists the created ones
+        (["1", "2"], [["4", "duplicate external id"], ["5", "created"]], {"1": "false", "2": "false", "5": "true"}),
+    ],
+)
+def test_an_upsert_reads_created_and_refused_ids_from_the_outcome_select(ports, existing, outcome, created):
+    job = started(ports, BulkOperation.UPSERT, UPSERT_FILE, object="accounts")
+    plan = job.plan
+    answers = {1: 6, 2: [], plan.updated_index: [[str(len(existing))]], plan.applied_index: [["3"]]}
+    answers[plan.outcome_index] = outcome
+    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
+    assert done.counts == BulkCounts(processed=6, failed=3, created=3 - len(existing))
+    successful = result_rows(ports, job.job_id, "successful")
+    assert successful[0] == ["sf__Id", "sf__Created", "id", "name"]
+    assert {row[0]: row[1] for row in successful[1:]} == created
+    failed = result_rows(ports, job.job_id, "failed")[1:]
+    assert failed == [
+        ["4", "duplicate external id", "4", "Dup"],
+        ["4", "duplicate external id", "4", "Dup2"],
+        ["", "missing external id", "", "NoId"],
+    ]
+
+
+def test_an_update_lists_ids_matching_no_row_as_failed(ports):
+    job = started(ports, BulkOperation.UPDATE, HEADER + b"1,Ann,Oslo\n9,Nobody,Rome\n")
+    plan = job.plan
+    answers = {1: 2, 2: [], plan.applied_index: [["1"]], plan.outcome_index: [["9", "not found"]]}
+    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
+    assert done.counts == BulkCounts(processed=2, failed=1, created=0)
+    assert result_rows(ports, job.job_id, "successful")[1:] == [["1", "false", "1", "Ann", "Oslo"]]
+    assert result_rows(ports, job.job_id, "failed")[1:] == [["9", "not found", "9", "Nobody", "Rome"]]
+
+
+def test_a_failed_batch_fails_the_job_and_every_record_is_unprocessed(ports):
+    job = started(ports, BulkOperation.UPSERT, UPSERT_FILE)
+    change = ports.warehouse.fail_batch(job.statement_id, "duplicate key value violates unique constraint", at=7)
+    done = complete_bulk_statement(ports, change)
+    assert (done.state, done.error.code) == (BulkState.FAILED, "statement_failed")
+    assert "unique constraint" in done.error.message and done.counts is None
+    assert result_rows(ports, job.job_id, "successful") == [["sf__Id", "sf__Created", "id", "name"]]
+    assert result_rows(ports, job.job_id, "failed") == [["sf__Id", "sf__Error", "id", "name"]]
+    assert result_rows(ports, job.job_id, "unprocessed")[1:] == [
+        ["1", "Ann"],
+        ["2", "Bob"],
+        ["4", "Dup"],
+        ["4", "Dup2"],
+        ["", "NoId"],
+        ["5", "Eve"],
+    ]
+    assert ports.events.types() == ["Bulk Job Failed"]
+
+
+def test_an_aborted_statement_is_aborted_only_when_the_tenant_asked(ports):
+    job = started(ports)
+    done = complete_bulk_statement(ports, ports.warehouse.abort(job.statement_id))
+    assert (done.state, done.error.code) == (BulkState.FAILED, "statement_aborted")
+
+    asked = started(ports)
+    ports.bulk.jobs.update(asked.job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())
+    done = complete_bulk_statement(ports, ports.warehouse.abort(asked.statement_id))
+    assert (done.state, done.error) == (BulkState.ABORTED, None)
+    assert ports.events.types() == ["Bulk Job Failed", "Bulk Job Aborted"]
+
+
+def test_a_duplicate_completion_event_changes_nothing(ports):
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    change = ports.warehouse.finish_batch(job.statement_id, {0: 4, 1: []})
+    first = complete_bulk_statement(ports, change)
+    after_first = stored(ports, job.job_id)
+    s3_requests = len(ports.bulk.files.client.requests)
+    again = complete_bulk_statement(ports, change)
+    assert again.state is BulkState.JOB_COMPLETE and first.counts == again.counts
+    assert stored(ports, job.job_id) == after_first
+    assert ports.events.types() == ["Bulk Job Completed"]
+    assert ports.bulk.results_queue.messages == []
+    assert [r for r in ports.bulk.files.client.requests[s3_requests:] if r[0] == "PutObject"] == []
+
+
+def test_events_of_other_statements_are_ignored(ports):
+    job = started(ports)
+    stranger = StatementStatusChange(statementId="other-id", statementName=job.job_id, state=StatementState.FINISHED)
+    assert complete_bulk_statement(ports, stranger) is None
+    nobody = StatementStatusChange(statementId="x", statementName="b_nobody", state=StatementState.FINISHED)
+    assert complete_bulk_statement(ports, nobody) is None
+    assert stored(ports, job.job_id).state is BulkState.IN_PROGRESS
+
+
+def test_a_fast_statement_completing_before_its_id_is_recorded_still_completes(ports, monkeypatch):
+    message = queued(ports, BulkOperation.INSERT, MIXED)
+    real_execute = ports.warehouse.execute_batch
+    completed = {}
+
+    def execute_and_finish_at_once(sqls, **kwargs):
+        statement_id = real_execute(sqls, **kwargs)
+        change = ports.warehouse.finish_batch(statement_id, {0: 4, 1: []})
+        completed["job"] = complete_bulk_statement(ports, change)  # the event overtakes the executor's write
+        return statement_id
+
+    monkeypatch.setattr(ports.warehouse, "execute_batch", execute_and_finish_at_once)
+    assert start_bulk_job(ports, message) is None
+    job = stored(ports, message.job_id)
+    assert completed["job"].state is BulkState.JOB_COMPLETE
+    assert (job.state, job.counts.processed, job.statement_id) == (
+        BulkState.JOB_COMPLETE,
+        4,
+        completed["job"].statement_id,
+    )
+    assert [m for m, _ in ports.warehouse.calls].count("cancel") == 0
+
+
+# -- query jobs -----------------------------------------------------------------------------------------------------
+
+
+def test_a_query_job_unloads_as_the_tenant_and_completes_from_the_manifest(ports):
+    query = "select id, name from accounts where name <> 'x'"
+    message = queued(ports, BulkOperation.QUERY, object="", query=query)
+    job = start_bulk_job(ports, message)
+    statement = ports.warehouse.statements[job.statement_id]
+    prefix = f"acme/{job.job_id}/export/"
+    assert statement.sql.startswith(
+        f"UNLOAD ('select id, name from accounts where name <> ''x''') TO 's3://{RESULTS_BUCKET}/{prefix}part_'"
+    )
+    assert statement.identity == DatabaseIdentity(db_user="tenant_acme")
+    assert statement.client_token == job.job_id
+
+    parts = [(f"{prefix}part_0000_part_00", b"id,name\n1,Ann\n2,Bob\n"), (f"{prefix}part_0001_part_00", b"id,name\n")]
+    for key, body in parts:
+        ports.bulk.files.put(key, body)
+    manifest = {
+        "entries": [
+            {"url": f"s3://{RESULTS_BUCKET}/{key}", "meta": {"content_length": len(body), "record_count": rows}}
+            for (key, body), rows in zip(parts, (2, 0), strict=True)
+        ],
+        "schema": {"elements": [{"name": "id"}, {"name": "name"}]},
+    }
+    ports.bulk.files.put(f"{prefix}part_manifest", json.dumps(manifest).encode())
+    done = complete_bulk_statement(ports, ports.warehouse.finish(job.statement_id, rows=2))
+    assert done.state is BulkState.JOB_COMPLETE and done.counts == BulkCounts(processed=2)
+    assert done.export_files == [
+        ExportFile(key=key, rows=rows, bytes=len(body)) for (key, body), rows in zip(parts, (2, 0), strict=True)
+    ]
+    assert done.export_columns == ["id", "name"]
+    assert done.results_ready is True and ports.bulk.results_queue.messages == []
+    assert ports.bulk.jobs.pending_since(job.job_id) is None

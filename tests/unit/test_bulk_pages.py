@@ -1,0 +1,191 @@
+"""Query job result pages (spectra.bulk.pages) read from UNLOAD part files on a FakeS3 through the real BulkFiles:
+records cut whole whatever the read chunks, pages of exactly ``maxRecords``, and locators that cannot be forged into
+another part or past the end of one."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+
+import pytest
+
+from spectra.bulk.models import BulkOperation, BulkState, ExportFile
+from spectra.bulk.pages import _records, decode_locator, encode_locator, read_page
+from spectra.errors import InvalidRequest
+from tests.unit.bulk_helpers import bulk_job
+from tests.unit.fakes import make_ports
+
+pytestmark = pytest.mark.unit
+
+COLUMNS = ["id", "note"]
+BIG = 1 << 30
+
+
+def csv_bytes(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)  # quotes what needs it, as UNLOAD's CSV does
+    return out.getvalue().encode()
+
+
+def rows(n: int, start: int = 0) -> list[list[str]]:
+    """Rows with the awkward cases mixed in: line breaks and quotes inside quoted fields, empty fields, commas."""
+    notes = ["line\none", 'say "hi"', "", "a,b", "plain", '"\n"', "crlf\r\ninside", "é"]
+    return [[str(start + i), notes[(start + i) % len(notes)]] for i in range(n)]
+
+
+@pytest.fixture
+def files():
+    return make_ports().bulk.files
+
+
+def exported(files, parts: list[list[list[str]]], *, trailing_newline: bool = True):
+    """A finished query job whose UNLOAD wrote ``parts`` (each with its header line)."""
+    job = bulk_job(BulkOperation.QUERY, state=BulkState.JOB_COMPLETE, query="select id, note from t")
+    export_files = []
+    for n, part in enumerate(parts):
+        body = csv_bytes([COLUMNS, *part])
+        if not trailing_newline:
+            body = body.removesuffix(b"\n")
+        key = f"acme/{job.job_id}/export/part_{n:04d}_part_00"
+        files.put(key, body)
+        export_files.append(ExportFile(key=key, rows=len(part), bytes=len(body)))
+    return job.model_copy(update={"export_files": export_files, "export_columns": COLUMNS})
+
+
+def read_all(files, job, *, max_records: int, max_bytes: int = BIG):
+    pages, locator = [], None
+    while True:
+        page = read_page(files, job, locator=locator, max_records=max_records, max_bytes=max_bytes)
+        pages.append(page)
+        assert len(pages) < 1000, "the locators do not move on"
+        locator = page.locator
+        if locator is None:
+            return pages
+
+
+def parsed(page) -> list[list[str]]:
+    got = list(csv.reader(io.StringIO(page.body.decode(), newline="")))
+    assert got[0] == COLUMNS  # every page starts with the header line
+    assert len(got) - 1 == page.records
+    return got[1:]
+
+
+# -- cutting records ------------------------------------------------------------------------------------------------
+
+SAMPLE = csv_bytes([COLUMNS, *rows(8)]) + b'9,"no newline at the end'
+
+
+def test_records_are_whole_whatever_the_chunks():
+    expected = list(_records(iter([SAMPLE])))
+    assert b"".join(expected) == SAMPLE
+    assert len(expected) == 10  # the header, 8 rows, and the unfinished last one
+    assert expected[1] == b'0,"line\none"\n' and expected[6] == b'5,"""\n"""\n'
+    for cut in range(1, len(SAMPLE)):
+        assert list(_records(iter([SAMPLE[:cut], SAMPLE[cut:]]))) == expected, cut
+    assert list(_records(iter(bytes([b]) for b in SAMPLE))) == expected
+
+
+# -- pages ----------------------------------------------------------------------------------------------------------
+
+
+def test_25_records_in_pages_of_10_are_exactly_3_pages_that_reassemble(files):
+    data = rows(25)
+    job = exported(files, [data[:7], data[7:18], data[18:]])  # pages cut across part boundaries
+    pages = read_all(files, job, max_records=10)
+    assert [p.records for p in pages] == [10, 10, 5]
+    assert [p.locator is None for p in pages] == [False, False, True]
+    assert [r for p in pages for r in parsed(p)] == data
+
+
+def test_an_exact_multiple_ends_without_an_empty_last_page(files):
+    data = rows(20)
+    for parts in ([data], [data[:10], data[10:]], [data[:15], data[15:]]):
+        pages = read_all(files, exported(files, parts), max_records=10)
+        assert [p.records for p in pages] == [10, 10], parts
+        assert [r for p in pages for r in parsed(p)] == data
+
+
+def test_parts_without_rows_and_an_empty_export(files):
+    data = rows(5)
+    pages = read_all(files, exported(files, [data[:3], [], data[3:]]), max_records=10)
+    assert [p.records for p in pages] == [5]
+    assert parsed(pages[0]) == data
+
+    (empty,) = read_all(files, exported(files, [[]]), max_records=10)
+    assert (empty.body, empty.records, empty.locator) == (b"id,note\n", 0, None)
+
+
+def test_a_part_without_a_final_line_break_still_gives_whole_lines(files):
+    data = rows(6)
+    pages = read_all(files, exported(files, [data[:3], data[3:]], trailing_newline=False), max_records=2)
+    assert [p.records for p in pages] == [2, 2, 2]
+    assert [r for p in pages for r in parsed(p)] == data
+
+
+def test_the_byte_budget_cuts_pages_early_and_loses_nothing(files):
+    data = rows(40)
+    job = exported(files, [data[:25], data[25:]])
+    pages = read_all(files, job, max_records=1000, max_bytes=120)
+    assert len(pages) > 3
+    assert all(len(p.body) < 120 + 40 for p in pages)  # the budget, plus at most the record that crossed it
+    assert [r for p in pages for r in parsed(p)] == data
+
+
+def test_pages_are_the_same_when_every_read_is_a_few_bytes(files, monkeypatch):
+    data = rows(25)
+    job = exported(files, [data[:12], data[12:]])
+    expected = [p.body for p in read_all(files, job, max_records=4)]
+    monkeypatch.setattr("spectra.bulk.files.CHUNK", 5)  # quoted line breaks fall across reads
+    assert [p.body for p in read_all(files, job, max_records=4)] == expected
+
+
+def test_a_later_page_starts_where_its_locator_points_with_a_ranged_read(files):
+    data = rows(9)
+    job = exported(files, [data])
+    first = read_page(files, job, locator=None, max_records=4, max_bytes=BIG)
+    files.client.requests.clear()
+    second = read_page(files, job, locator=first.locator, max_records=4, max_bytes=BIG)
+    assert parsed(second) == data[4:8]
+    assert files.client.requests == [("GetObject", job.export_files[0].key)]
+
+
+# -- locators -------------------------------------------------------------------------------------------------------
+
+
+def test_locators_round_trip_within_the_export(files):
+    job = exported(files, [rows(3), rows(3, start=3)])
+    size = job.export_files[1].bytes
+    for part, offset in [(0, 0), (0, 17), (1, 0), (1, size)]:
+        locator = encode_locator(part, offset)
+        assert "=" not in locator and "/" not in locator and "+" not in locator  # safe in a query string
+        assert decode_locator(locator, job) == (part, offset)
+
+
+def raw(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "locator",
+    [
+        "null",  # the last page's header value is not a locator
+        "!!!",
+        raw("2.0"),  # no third part
+        raw("0.999999"),  # past the end of the part
+        raw("-1.0"),
+        raw("0.-5"),
+        raw("0"),
+        raw("0.1.2"),
+        raw("a.b"),
+        raw("1234567.0"),
+        raw("0.1234567890123456"),
+        "w6k",  # base64 of bytes that are not ASCII
+    ],
+)
+def test_a_tampered_locator_is_refused(files, locator):
+    job = exported(files, [rows(3), rows(3, start=3)])
+    with pytest.raises(InvalidRequest):
+        decode_locator(locator, job)
+    with pytest.raises(InvalidRequest):
+        read_page(files, job, locator=locator, max_records=10, max_bytes=BIG)

@@ -1,0 +1,192 @@
+"""The reconciler's bulk sweep (spectra.bulk.reconcile) on in-memory ports, its clock moved instead of waited for:
+lost queue messages are re-sent and then given up on, lost completion events are replaced by DescribeStatement, and
+an ended job's owed event and result files are settled, after which it leaves the pending index for good."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from events import BulkJobQueuedMessage, BulkResultsRequested
+from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
+from spectra.bulk.models import BulkOperation, BulkState
+from spectra.bulk.reconcile import reconcile_bulk
+from spectra.jobs import utcnow
+from spectra.publisher import PublishFailed
+from spectra.reconciliation import ReconcileSummary, Thresholds, reconcile
+from tests.unit.bulk_helpers import bulk_job
+from tests.unit.fakes import make_ports, make_settings
+
+pytestmark = pytest.mark.unit
+
+BODY = b"id,name,city\n1,Ann,Oslo\n2,Bob,Rome\n"
+
+
+def bulk_ports(**settings):
+    ports = make_ports(settings=make_settings(**settings))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name", "city"])
+    return ports
+
+
+@pytest.fixture
+def ports():
+    return bulk_ports()
+
+
+def queued(ports) -> BulkJobQueuedMessage:
+    now = utcnow()
+    job = bulk_job(BulkOperation.INSERT, state=BulkState.UPLOAD_COMPLETE, queued_at=now, created_at=now)
+    source = ports.bulk.files.put(f"acme/{job.job_id}/uploads/batch.csv", BODY)
+    ports.bulk.jobs.create(job.model_copy(update={"files": [source]}))
+    return BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
+
+
+def sweep(ports, after_seconds: float) -> ReconcileSummary:
+    summary = ReconcileSummary()
+    reconcile_bulk(
+        ports, utcnow() + timedelta(seconds=after_seconds), Thresholds.from_settings(ports.settings), summary
+    )
+    return summary
+
+
+def job_of(ports, message):
+    return ports.bulk.jobs.get(message.job_id)
+
+
+def started(ports):
+    message = queued(ports)
+    return start_bulk_job(ports, message)
+
+
+# -- jobs that never reached the warehouse --------------------------------------------------------------------------
+
+
+def test_a_queued_job_waits_then_is_queued_again_spaced_by_the_requeue_delay(ports):
+    message = queued(ports)
+    assert sweep(ports, 30).checked == 0  # not quiet for reconcile_after_seconds yet
+    assert sweep(ports, 120).waiting == 1  # SQS's own retry comes first
+    assert ports.queue.messages == []
+
+    summary = sweep(ports, 301)
+    assert (summary.checked, summary.requeued) == (1, 1)
+    assert ports.queue.messages == [BulkJobQueuedMessage(job_id=message.job_id, tenant_id="acme")]
+    checked_at = ports.bulk.jobs.pending_since(message.job_id)
+    assert checked_at > utcnow() + timedelta(seconds=290)  # moved to the back of the index
+    assert sweep(ports, 301 + 120).waiting == 1  # not re-sent at every run
+    assert sweep(ports, 301 + 301).requeued == 1
+    assert len(ports.queue.messages) == 2
+    assert job_of(ports, message).state is BulkState.UPLOAD_COMPLETE
+
+
+def test_a_requeued_message_starts_the_job_once(ports):
+    message = queued(ports)
+    sweep(ports, 301)
+    job = start_bulk_job(ports, ports.queue.messages[0])
+    assert start_bulk_job(ports, message) is None  # the original shows up late: nothing more
+    assert [m for m, _ in ports.warehouse.calls].count("execute_batch") == 1
+    assert job.statement_id
+
+
+def test_a_job_started_but_never_submitted_is_queued_again(ports):
+    message = queued(ports)
+    ports.bulk.jobs.transition(message.job_id, BulkState.IN_PROGRESS)  # the executor died between its writes
+    assert sweep(ports, 301).requeued == 1
+
+
+def test_a_job_that_never_starts_is_given_up_with_the_reason(ports):
+    message = queued(ports)
+    summary = sweep(ports, 3600)
+    assert summary.expired == 1
+    job = job_of(ports, message)
+    assert (job.state, job.error.code) == (BulkState.FAILED, "not_started")
+    assert "3600 seconds" in job.error.message
+    assert ports.events.types() == ["Bulk Job Failed"]
+    assert job.results_ready and ports.bulk.jobs.pending_since(job.job_id) is None
+    assert ports.queue.messages == []
+
+
+# -- lost completion events -----------------------------------------------------------------------------------------
+
+
+def test_a_running_statement_is_left_running_and_moved_back(ports):
+    job = started(ports)
+    summary = sweep(ports, 120)
+    assert summary.still_running == 1
+    assert job_of(ports, job).state is BulkState.IN_PROGRESS
+    assert ports.bulk.jobs.pending_since(job.job_id) > utcnow() + timedelta(seconds=110)
+
+
+def test_a_finished_statement_whose_event_was_lost_completes_the_job(ports):
+    job = started(ports)
+    ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []})  # no event delivered
+    summary = sweep(ports, 120)
+    assert summary.completed == 1
+    done = job_of(ports, job)
+    assert (done.state, done.counts.processed, done.counts.failed) == (BulkState.JOB_COMPLETE, 2, 0)
+    assert ports.events.types() == ["Bulk Job Completed"]
+    assert ports.bulk.jobs.pending_since(job.job_id) is None
+
+
+def test_a_statement_the_warehouse_forgot_fails_the_job(ports):
+    job = started(ports)
+    del ports.warehouse.statements[job.statement_id]  # results expire after 24 hours
+    assert sweep(ports, 120).expired == 1
+    failed = job_of(ports, job)
+    assert (failed.state, failed.error.code) == (BulkState.FAILED, "statement_lost")
+
+
+def test_throttling_stops_the_sweep(ports):
+    first, second = started(ports), started(ports)
+    ports.warehouse.throttle_next("describe")
+    summary = sweep(ports, 120)
+    assert summary.throttled is True and summary.more_pending is True
+    assert summary.still_running == 0
+    assert {job_of(ports, j).state for j in (first, second)} == {BulkState.IN_PROGRESS}
+
+
+# -- settling what an ended job owes --------------------------------------------------------------------------------
+
+
+def test_an_unpublished_event_is_published_and_the_job_leaves_the_index(ports):
+    job = started(ports)
+    ports.events.fail_next()
+    with pytest.raises(PublishFailed):
+        complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []}))
+    ended = job_of(ports, job)
+    assert (ended.state, ended.results_ready, ended.event_published) == (BulkState.JOB_COMPLETE, True, False)
+
+    assert sweep(ports, 120).published == 1
+    assert ports.events.types() == ["Bulk Job Completed"]
+    assert job_of(ports, job).event_published is True
+    assert ports.bulk.jobs.pending_since(job.job_id) is None  # settled: not read again by every later run
+    assert sweep(ports, 600).checked == 0
+
+
+def test_lost_result_files_are_asked_for_again_until_written():
+    ports = bulk_ports(bulk_inline_results_max_bytes=1)
+    job = started(ports)
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []}))
+    ports.bulk.results_queue.messages.clear()  # the request was lost
+
+    assert sweep(ports, 120).published == 1
+    assert ports.bulk.results_queue.messages == [BulkResultsRequested(job_id=job.job_id, tenant_id="acme")]
+    assert ports.bulk.jobs.pending_since(job.job_id) is not None  # still owed
+    assert ports.events.types() == ["Bulk Job Completed"]  # the event was out already: not sent twice
+
+
+def test_a_settled_job_still_in_the_index_is_skipped_and_dropped_from_it(ports):
+    job = started(ports)
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []}))
+    ports.bulk.jobs.mark_checked(job.job_id, BulkState.JOB_COMPLETE, utcnow())  # as an index lagging behind
+    assert sweep(ports, 120).skipped == 1
+    assert ports.bulk.jobs.pending_since(job.job_id) is None
+    assert ports.events.types() == ["Bulk Job Completed"]
+
+
+def test_the_reconciler_sweeps_bulk_jobs_after_query_jobs(ports):
+    message = queued(ports)
+    summary = reconcile(ports, now=utcnow() + timedelta(seconds=301))
+    assert (summary.checked, summary.requeued) == (1, 1)
+    assert ports.queue.messages == [BulkJobQueuedMessage(job_id=message.job_id, tenant_id="acme")]

@@ -1,0 +1,253 @@
+"""What the Bulk API does (spectra.bulk.service) on in-memory ports: the Bulk 2.0 workflow's state rules, and every
+misuse refused with the error the API maps to a 4xx (the HTTP side is tested end to end in tests/e2e)."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from events import BulkJobQueuedMessage
+from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
+from spectra.bulk.models import BulkOperation, BulkState
+from spectra.bulk.service import (
+    NewJob,
+    change_state,
+    create_job,
+    drop_upload_url,
+    get_job,
+    job_results,
+    list_jobs,
+    query_results,
+    upload_batch,
+    upload_url,
+)
+from spectra.errors import (
+    Conflict,
+    InvalidRequest,
+    InvalidToken,
+    JobNotFinished,
+    NotFound,
+    PayloadTooLarge,
+    SqlRejected,
+)
+from spectra.tenants import Caller
+from tests.unit.fakes import INGEST_BUCKET, make_ports, make_settings
+
+pytestmark = pytest.mark.unit
+
+CSV = b"id,name\n1,Ann\n"
+
+
+@pytest.fixture
+def ports():
+    ports = make_ports(settings=make_settings(bulk_max_batch_bytes=64, bulk_inline_download_max_bytes=30))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    return ports
+
+
+def caller(ports) -> Caller:
+    return Caller.of(ports.tenants.get("acme"))
+
+
+def new_insert(ports, operation: BulkOperation = BulkOperation.INSERT, **fields):
+    return create_job(ports, caller(ports), NewJob(object="accounts", operation=operation, **fields))
+
+
+# -- create ---------------------------------------------------------------------------------------------------------
+
+
+def test_an_ingest_job_opens_and_waits_for_its_data(ports):
+    job = new_insert(ports, BulkOperation.UPSERT, external_id_field="ID")
+    assert (job.state, job.external_id_field, job.tenant_generation) == (
+        BulkState.OPEN,
+        "id",
+        ports.tenants.get("acme").generation,
+    )
+    assert ports.queue.messages == []
+    assert get_job(ports, caller(ports), job.job_id) == job
+
+
+def test_a_query_job_is_checked_and_queued_at_once(ports):
+    job = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
+    assert job.state is BulkState.UPLOAD_COMPLETE and job.queued_at is not None
+    assert ports.queue.messages == [BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")]
+    with pytest.raises(SqlRejected):
+        create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="drop user x"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (NewJob(object="accounts", operation=BulkOperation.INSERT, content_type="JSON"), "contentType"),
+        (NewJob(object=None, operation=BulkOperation.INSERT), "object"),
+        (NewJob(object="a-b", operation=BulkOperation.INSERT), "object"),
+        (NewJob(object="accounts", operation=BulkOperation.UPDATE), "externalIdFieldName"),
+        (NewJob(object="accounts", operation=BulkOperation.INSERT, query="select 1"), "query"),
+        (NewJob(object=None, operation=BulkOperation.QUERY), "query"),
+    ],
+)
+def test_a_bad_job_is_refused_naming_the_field(ports, spec, field):
+    with pytest.raises(InvalidRequest) as raised:
+        create_job(ports, caller(ports), spec)
+    assert raised.value.details["field"] == field
+    assert ports.bulk.jobs.list_for_tenant("acme", limit=10).jobs == []
+
+
+def test_another_tenants_job_is_not_found(ports):
+    job = new_insert(ports)
+    other = ports.tenants.create_tenant("globex", db_user="tenant_globex")
+    with pytest.raises(NotFound):
+        get_job(ports, Caller.of(other), job.job_id)
+    with pytest.raises(NotFound):
+        upload_batch(ports, Caller.of(other), job.job_id, CSV, gzip=False)
+
+
+# -- upload and close -----------------------------------------------------------------------------------------------
+
+
+def test_batches_are_stored_as_sent_and_listed_on_upload_complete(ports):
+    job = new_insert(ports)
+    first = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    second = upload_batch(ports, caller(ports), job.job_id, gzip.compress(b"id,name\n2,Bob\n"), gzip=True)
+    assert first.key.startswith(f"acme/{job.job_id}/uploads/") and second.key.endswith(".csv.gz")
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert closed.state is BulkState.UPLOAD_COMPLETE
+    assert sorted(f.key for f in closed.files) == sorted([first.key, second.key])
+    assert [f.gzip for f in closed.files] == [f.key.endswith(".gz") for f in closed.files]
+    assert ports.queue.messages == [BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")]
+    # repeated: harmless, and nothing queued twice
+    assert change_state(ports, caller(ports), job.job_id, "UploadComplete").state is BulkState.UPLOAD_COMPLETE
+    assert len(ports.queue.messages) == 1
+
+
+def test_upload_misuse_is_refused(ports):
+    job = new_insert(ports)
+    with pytest.raises(InvalidRequest, match="empty"):
+        upload_batch(ports, caller(ports), job.job_id, b"", gzip=False)
+    with pytest.raises(PayloadTooLarge) as raised:
+        upload_batch(ports, caller(ports), job.job_id, b"x" * 65, gzip=False)
+    assert f"/v1/bulk/jobs/{job.job_id}/uploads" in raised.value.message
+    with pytest.raises(InvalidRequest, match="not gzip"):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=True)
+    with pytest.raises(InvalidRequest, match="no data"):
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    with pytest.raises(InvalidRequest) as raised:
+        change_state(ports, caller(ports), job.job_id, "JobComplete")
+    assert raised.value.details == {"field": "state", "value": "JobComplete"}
+
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    with pytest.raises(Conflict, match="only while it is Open"):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    with pytest.raises(Conflict):
+        upload_url(ports, caller(ports), job.job_id, gzip=False)
+
+
+def test_upload_urls_open_one_key_under_the_job_or_the_tenants_drop_prefix(ports):
+    job = new_insert(ports)
+    url = upload_url(ports, caller(ports), job.job_id, gzip=True)
+    assert url["key"].startswith(f"acme/{job.job_id}/uploads/") and url["key"].endswith(".csv.gz")
+    assert url["method"] == "PUT" and url["expires_in"] == ports.settings.upload_url_ttl_seconds
+
+    drop = drop_upload_url(
+        ports, caller(ports), object_name="Accounts", filename="jan", gzip=False, metadata={"operation": "insert"}
+    )
+    assert (drop["bucket"], drop["key"]) == (INGEST_BUCKET, "acme/accounts/jan.csv")
+    assert drop["headers"] == {"x-amz-meta-operation": "insert"}
+    for filename in ("a/b", " ", "x" * 201):
+        with pytest.raises(InvalidRequest):
+            drop_upload_url(ports, caller(ports), object_name="accounts", filename=filename, gzip=False, metadata={})
+    with pytest.raises(InvalidRequest):
+        drop_upload_url(ports, caller(ports), object_name="../x", filename=None, gzip=False, metadata={})
+
+
+# -- abort ----------------------------------------------------------------------------------------------------------
+
+
+def test_aborting_an_open_job_ends_it_and_a_second_abort_is_a_conflict(ports):
+    job = new_insert(ports)
+    assert change_state(ports, caller(ports), job.job_id, "Aborted").state is BulkState.ABORTED
+    assert ports.events.types() == ["Bulk Job Aborted"]
+    with pytest.raises(Conflict, match="already ended Aborted"):
+        change_state(ports, caller(ports), job.job_id, "Aborted")
+    with pytest.raises(Conflict):
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+
+
+def test_aborting_a_running_job_cancels_its_statement_and_it_ends_aborted(ports):
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    running = start_bulk_job(ports, ports.queue.messages[0])
+    marked = change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert marked.state is BulkState.IN_PROGRESS and marked.abort_requested_at is not None
+    assert ("cancel", running.statement_id) in ports.warehouse.calls
+    done = complete_bulk_statement(ports, ports.warehouse.status_change(running.statement_id))
+    assert done.state is BulkState.ABORTED
+
+
+# -- results --------------------------------------------------------------------------------------------------------
+
+
+def finished_insert(ports, body: bytes = CSV):
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, body, gzip=False)
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    rows = body.count(b"\n") - 1
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(running.statement_id, {0: rows, 1: []}))
+    return job
+
+
+def test_result_files_are_inline_when_small_and_a_url_when_not(ports):
+    job = finished_insert(ports)
+    small = job_results(ports, caller(ports), job.job_id, "failedResults")
+    assert (small.body, small.url) == (b"sf__Id,sf__Error,id,name\n", None)
+    large = job_results(ports, caller(ports), job.job_id, "successfulResults")  # 40 bytes > 30
+    assert large.body is None and f"acme/{job.job_id}/results/successful.csv" in large.url
+
+
+def test_results_are_refused_until_there_are_some(ports):
+    job = new_insert(ports)
+    with pytest.raises(JobNotFinished, match="is Open"):
+        job_results(ports, caller(ports), job.job_id, "successfulResults")
+    with pytest.raises(InvalidRequest, match="ingest job"):
+        query_results(ports, caller(ports), job.job_id, locator=None, max_records=None)
+
+    query = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
+    with pytest.raises(InvalidRequest, match="query job"):
+        job_results(ports, caller(ports), query.job_id, "successfulResults")
+    with pytest.raises(JobNotFinished):
+        query_results(ports, caller(ports), query.job_id, locator=None, max_records=10)
+    change_state(ports, caller(ports), query.job_id, "Aborted")
+    with pytest.raises(Conflict, match="no results"):
+        query_results(ports, caller(ports), query.job_id, locator=None, max_records=10)
+
+
+# -- listing --------------------------------------------------------------------------------------------------------
+
+
+def test_a_bulk_page_token_continues_only_the_listing_it_was_signed_for(ports):
+    ports.tenants.create_tenant("globex", db_user="tenant_globex")
+    globex = Caller.of(ports.tenants.get("globex"))
+    for _ in range(3):
+        new_insert(ports)
+    first = list_jobs(ports, caller(ports), state=None, operation=None, limit=1, next_token=None)
+    rest = list_jobs(ports, caller(ports), state=None, operation=None, limit=1, next_token=first.next_token)
+    assert first.next_token and rest.jobs and rest.jobs[0].job_id != first.jobs[0].job_id
+    for who, state, operation, limit in (
+        (globex, None, None, 1),  # another tenant
+        (caller(ports), BulkState.OPEN, None, 1),  # another state filter
+        (caller(ports), None, BulkOperation.INSERT, 1),  # another operation filter
+        (caller(ports), None, None, 2),  # another page size
+    ):
+        with pytest.raises(InvalidToken):
+            list_jobs(ports, who, state=state, operation=operation, limit=limit, next_token=first.next_token)
+    query_token = ports.page_tokens.encode(
+        {"created_key": "2026-01-01T00:00:00+00:00#j_x", "job_id": "j_x"},
+        bound_to={"listing": "jobs", "tenant": "acme", "status": None, "limit": 1},
+    )
+    with pytest.raises(InvalidToken):  # a query-job listing's token never resumes the bulk listing
+        list_jobs(ports, caller(ports), state=None, operation=None, limit=1, next_token=query_token)

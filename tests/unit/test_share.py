@@ -1,0 +1,272 @@
+"""The per-tenant running cap and the statement-timeout code (spectra.share) on in-memory ports.
+
+Over the cap a job waits QUEUED (its message comes back later), it never fails; a slot comes back whichever way its
+job ends; and a slot whose release was lost is recomputed from the job store after its lease.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from events import ErrorInfo, JobQueuedMessage, JobStatus
+from spectra import queries, share
+from spectra.errors import Throttled
+from spectra.jobs import Job, new_job_id, utcnow
+from spectra.lifecycle import complete_statement, execute_job, finish_job
+from spectra.reconciliation import reconcile
+from spectra.tenants import Caller
+from tests.unit.fakes import make_ports, make_settings
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def ports():
+    return make_ports(settings=make_settings(tenant_max_running_statements=2, tenant_wait_seconds=4))
+
+
+def queued(ports, tenant: str = "acme", sql: str = "select 1") -> JobQueuedMessage:
+    if tenant != "ghost" and ports.tenants.get(tenant) is None:
+        ports.tenants.create_tenant(tenant, db_user=f"tenant_{tenant}")
+    now = utcnow()
+    job = Job(
+        job_id=new_job_id(), tenant_id=tenant, db_user=f"tenant_{tenant}", sql=sql, created_at=now, updated_at=now
+    )
+    ports.jobs.create(job)
+    return JobQueuedMessage(job_id=job.job_id, tenant_id=tenant)
+
+
+def status(ports, message: JobQueuedMessage) -> JobStatus:
+    return ports.jobs.get(message.job_id).status
+
+
+def held(ports, tenant: str = "acme") -> set[str]:
+    return set(ports.slots.holders(tenant))
+
+
+def test_jobs_over_the_cap_wait_queued_on_the_tenants_waiting_list(ports):
+    messages = [queued(ports) for _ in range(4)]
+    started = [execute_job(ports, m) for m in messages]
+    assert [s is not None for s in started] == [True, True, False, False]
+    assert [status(ports, m) for m in messages] == [JobStatus.SUBMITTED] * 2 + [JobStatus.QUEUED] * 2
+    assert len(ports.warehouse.statements) == 2
+    assert held(ports) == {messages[0].job_id, messages[1].job_id}
+    assert list(ports.slots.waiting("acme")) == [messages[2].job_id, messages[3].job_id]
+    assert ports.queue.messages == []  # nothing polls: a waiting job costs nothing until a slot is freed
+
+
+def test_a_freed_slot_sends_the_longest_waiting_job_on_its_way(ports):
+    first, second, waiting, later = (queued(ports) for _ in range(4))
+    job = execute_job(ports, first)
+    execute_job(ports, second)
+    assert execute_job(ports, waiting) is None
+    assert execute_job(ports, later) is None
+    assert execute_job(ports, waiting) is None  # a repeated message keeps the job's place in the line
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
+    assert first.job_id not in held(ports)
+    assert ports.queue.messages == [JobQueuedMessage(job_id=waiting.job_id, tenant_id="acme")]
+    assert execute_job(ports, ports.queue.messages[0]).status is JobStatus.SUBMITTED
+    assert list(ports.slots.waiting("acme")) == [later.job_id]
+
+
+def test_a_job_that_cannot_be_put_on_the_waiting_list_tries_again_later(ports):
+    for _ in range(2):
+        execute_job(ports, queued(ports))
+    ports.slots.fail_park = True
+    message = queued(ports)
+    assert execute_job(ports, message) is None
+    assert status(ports, message) is JobStatus.QUEUED
+    # A fresh message (so waiting never counts towards the queue's maxReceiveCount), delayed 2..6 s (4 s ± 50%),
+    # and the job moved to the back of the pending index so the reconciler does not queue a second one.
+    assert ports.queue.messages == [message]
+    assert 2 <= ports.queue.delays[0] <= 6
+    assert ports.jobs.pending_since(message.job_id) > ports.jobs.get(message.job_id).created_at
+
+
+def test_the_cap_is_per_tenant(ports):
+    for _ in range(2):
+        execute_job(ports, queued(ports, "acme"))
+    assert execute_job(ports, queued(ports, "acme")) is None
+    other = execute_job(ports, queued(ports, "globex"))
+    assert other is not None and other.status is JobStatus.SUBMITTED
+
+
+def test_a_tenant_record_may_set_its_own_cap(ports):
+    ports.tenants.create_tenant("big", db_user="tenant_big", max_running_statements=3)
+    ports.tenants.create_tenant("none", db_user="tenant_none", max_running_statements=0)
+    assert [execute_job(ports, queued(ports, "big")) is not None for _ in range(4)] == [True, True, True, False]
+    assert execute_job(ports, queued(ports, "none")) is None
+    assert share.running_cap(ports, "acme") == 2  # no record: the service default
+
+
+def test_a_redelivered_message_takes_no_second_slot(ports):
+    message = queued(ports)
+    execute_job(ports, message)
+    assert execute_job(ports, message) is None  # already running: nothing to do, and it keeps its one slot
+    assert held(ports) == {message.job_id}
+    assert execute_job(ports, queued(ports)) is not None  # the second slot is still free
+
+
+def test_a_late_message_of_a_finished_job_leaves_no_slot_behind(ports):
+    message = queued(ports)
+    job = execute_job(ports, message)
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
+    assert execute_job(ports, message) is None
+    assert held(ports) == set()
+
+
+def test_a_job_cancelled_while_it_waits_passes_its_turn_on(ports):
+    first = queued(ports)
+    job = execute_job(ports, first)
+    execute_job(ports, queued(ports))
+    cancelled, next_in_line = queued(ports), queued(ports)
+    execute_job(ports, cancelled)
+    execute_job(ports, next_in_line)
+    queries.cancel_job(ports, Caller(tenant_id="acme"), cancelled.job_id)
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
+    [woken] = ports.queue.messages
+    assert woken.job_id == cancelled.job_id
+    assert execute_job(ports, woken) is None  # cancelled: it gives the slot straight back, to the next in line
+    assert ports.queue.messages[1].job_id == next_in_line.job_id
+    assert execute_job(ports, ports.queue.messages[1]).status is JobStatus.SUBMITTED
+    assert cancelled.job_id not in held(ports)
+
+
+def _end_running(ports, message, how):
+    job = ports.jobs.get(message.job_id)
+    if how == "finished":
+        complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
+    elif how == "failed":
+        complete_statement(ports, ports.warehouse.fail(job.statement_id, "division by zero"))
+    elif how == "cancelled":
+        queries.cancel_job(ports, Caller(tenant_id="acme"), job.job_id)
+        complete_statement(ports, ports.warehouse.abort(job.statement_id))
+    elif how == "reconciler":  # its completion event was lost; the reconciler finds the statement finished
+        ports.warehouse.finish(job.statement_id, rows=0)
+        reconcile(ports, now=utcnow() + timedelta(minutes=2))
+    else:  # the statement vanished from the Data API; the reconciler fails the job
+        ports.warehouse.statements.pop(job.statement_id)
+        reconcile(ports, now=utcnow() + timedelta(minutes=2))
+
+
+@pytest.mark.parametrize("how", ["finished", "failed", "cancelled", "reconciler", "statement_lost"])
+def test_every_end_of_a_running_job_gives_its_slot_back(ports, how):
+    message = queued(ports)
+    execute_job(ports, message)
+    assert held(ports) == {message.job_id}
+    _end_running(ports, message, how)
+    assert status(ports, message).is_terminal
+    assert held(ports) == set()
+
+
+def test_jobs_that_fail_before_running_give_their_slot_back(ports):
+    rejected = queued(ports)
+    ports.warehouse.reject_next("ValidationException: bad parameter")
+    execute_job(ports, rejected)
+    throttled = queued(ports)
+    ports.warehouse.throttle_next()
+    with pytest.raises(Throttled):
+        execute_job(ports, throttled)
+    assert held(ports) == {throttled.job_id}  # it comes back and tries again: the slot stays its own meanwhile
+    ports.warehouse.throttle_next()
+    execute_job(ports, throttled, final_attempt=True)
+    no_identity = queued(ports, tenant="ghost")
+    ports.jobs.update(no_identity.job_id, [JobStatus.QUEUED], db_user="")
+    execute_job(ports, no_identity)
+    assert [status(ports, m) for m in (rejected, throttled, no_identity)] == [JobStatus.FAILED] * 3
+    assert held(ports) == held(ports, "ghost") == set()
+
+
+def test_a_job_cancelled_while_queued_holds_no_slot(ports):
+    message = queued(ports)
+    queries.cancel_job(ports, Caller(tenant_id="acme"), message.job_id)
+    assert status(ports, message) is JobStatus.CANCELLED
+    assert held(ports) == set()
+
+
+def test_a_slot_whose_release_was_lost_is_recomputed_from_the_job_store_after_its_lease(ports):
+    lease = ports.settings.slot_lease_seconds
+    lost, running = queued(ports), queued(ports)
+    execute_job(ports, lost)
+    execute_job(ports, running)
+    # The completion function died between the job's terminal write and the release.
+    finish_job(ports, ports.jobs.get(lost.job_id), JobStatus.COMPLETED)
+    ports.slots.acquire("acme", lost.job_id, limit=2)
+    waiting = queued(ports)
+    assert execute_job(ports, waiting) is None  # within the lease nothing is looked up
+    assert share.reclaim_slots(ports, "acme", now=time.time() + lease / 2) == 0
+    later = time.time() + lease + 1
+    assert share.reclaim_slots(ports, "acme", now=later) == 1
+    assert held(ports) == {running.job_id}
+    assert ports.slots.holders("acme")[running.job_id] == later  # a running holder is re-stamped, not freed
+    assert execute_job(ports, waiting) is not None
+
+
+def test_a_slot_taken_by_an_executor_that_died_before_starting_the_job_expires(ports):
+    message = queued(ports)
+    ports.slots.acquire("acme", message.job_id, limit=2, now=time.time() - 3600)  # then the function died
+    ports.slots.acquire("acme", "j_gone", limit=2, now=time.time() - 3600)  # a job that no longer exists
+    assert share.reclaim_slots(ports, "acme") == 2
+    assert held(ports) == set()
+    assert execute_job(ports, message).status is JobStatus.SUBMITTED  # its message came back: it runs
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("canceling statement due to statement timeout", "statement_timeout"),
+        ("ERROR: Query (2211) cancelled on user's request", "statement_timeout"),
+        ('relation "nope" does not exist', "statement_failed"),
+        (None, "statement_failed"),
+    ],
+)
+def test_failure_codes(error, code):
+    assert share.failure_code(error) == code
+
+
+def test_a_statement_the_timeout_cancelled_fails_the_job_as_statement_timeout(ports):
+    job = execute_job(ports, queued(ports, sql="select pg_sleep(600)"))
+    change = ports.warehouse.fail(job.statement_id, "canceling statement due to statement timeout")
+    failed = complete_statement(ports, change)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error == ErrorInfo(code="statement_timeout", message="canceling statement due to statement timeout")
+    assert held(ports) == set()
+
+
+def test_statement_timeout_sql_names_a_database_user_and_milliseconds():
+    sql = share.statement_timeout_sql("tenant_acme", 60_000)
+    assert sql == 'ALTER USER "tenant_acme" SET statement_timeout TO 60000'
+    for user, ms in [('x"; DROP USER admin; --', 1), ("tenant_acme", -1)]:
+        with pytest.raises(ValueError):
+            share.statement_timeout_sql(user, ms)
+
+
+class FakeApiGateway:
+    """The two API Gateway calls tenant provisioning makes, recorded."""
+
+    def __init__(self) -> None:
+        self.keys: list[dict] = []
+        self.plan_keys: list[tuple[str, str]] = []
+
+    def create_api_key(self, *, name, value, enabled, tags):
+        self.keys.append({"id": f"key{len(self.keys)}", "name": name, "value": value, "enabled": enabled, "tags": tags})
+        return self.keys[-1]
+
+    def create_usage_plan_key(self, *, usagePlanId, keyId, keyType):  # boto3's parameter names
+        assert keyType == "API_KEY"
+        self.plan_keys.append((usagePlanId, keyId))
+
+
+def test_a_tenant_is_attached_to_its_tiers_plans_by_a_fresh_key():
+    client = FakeApiGateway()
+    plans = share.UsagePlans(client, {"standard": ["p-std-dev", "p-std-prod"], "premium": ["p-prem"]})
+    first, second = plans.attach("acme", "standard"), plans.attach("globex", "premium")
+    assert first != second and len(first) >= 20  # API Gateway wants at least 20 characters
+    assert [k["value"] for k in client.keys] == [first, second]
+    assert client.keys[0]["tags"] == {"spectra:tenant": "acme"} and client.keys[0]["enabled"]
+    assert client.plan_keys == [("p-std-dev", "key0"), ("p-std-prod", "key0"), ("p-prem", "key1")]
+    with pytest.raises(ValueError, match="tier"):
+        plans.attach("initech", "platinum")

@@ -1,0 +1,75 @@
+"""Page tokens (spectra/tokens.py): opaque to clients, verifiable only with the service's key and the same binding."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from spectra.errors import InvalidToken
+from spectra.tokens import MAX_TOKEN_CHARS, PageTokens, SecretKey
+
+pytestmark = pytest.mark.unit
+
+KEY = b"k" * 32
+BINDING = {"listing": "jobs", "tenant": "acme", "status": None, "limit": 20}
+
+
+def test_a_token_round_trips_for_the_same_binding_and_nothing_else():
+    tokens = PageTokens(KEY)
+    token = tokens.encode({"created_key": "x#j_1", "job_id": "j_1"}, bound_to=BINDING)
+    assert tokens.decode(token, bound_to=dict(reversed(BINDING.items()))) == {"created_key": "x#j_1", "job_id": "j_1"}
+    for change in ({"tenant": "globex"}, {"status": "FAILED"}, {"limit": 21}, {"listing": "bulk"}):
+        with pytest.raises(InvalidToken):
+            tokens.decode(token, bound_to={**BINDING, **change})
+    with pytest.raises(InvalidToken):
+        PageTokens(b"another key of at least 32 bytes!").decode(token, bound_to=BINDING)
+
+
+def test_the_tenant_is_not_written_into_the_token():
+    token = PageTokens(KEY).encode({"job_id": "j_1"}, bound_to={**BINDING, "tenant": "very-secret-tenant"})
+    body = token.split(".")[0]
+    assert b"very-secret-tenant" not in base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+
+
+def test_a_payload_rewritten_and_re_encoded_by_a_client_is_refused():
+    tokens = PageTokens(KEY)
+    _, mac = tokens.encode({"job_id": "j_1"}, bound_to=BINDING).split(".")
+    rewritten = base64.urlsafe_b64encode(json.dumps({"job_id": "j_2"}).encode()).decode().rstrip("=")
+    with pytest.raises(InvalidToken):
+        tokens.decode(f"{rewritten}.{mac}", bound_to=BINDING)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["", ".", "abc", "abc.def", "[" * 1500, "a" * (MAX_TOKEN_CHARS + 1), "é.é", "a.b\x00", "a" * 10 + "." + "b" * 43],
+)
+def test_garbage_is_refused_with_the_same_answer(garbage):
+    with pytest.raises(InvalidToken) as refused:
+        PageTokens(KEY).decode(garbage, bound_to=BINDING)
+    assert refused.value.status == 400 and refused.value.code == "invalid_token"
+    assert "valid" in refused.value.message and refused.value.details is None  # no hint of what was wrong
+
+
+def test_short_keys_are_refused_and_the_key_is_fetched_once_on_first_use():
+    with pytest.raises(ValueError):
+        PageTokens(b"short")
+
+    class Secrets:
+        calls = 0
+
+        def get_secret_value(self, SecretId):
+            Secrets.calls += 1
+            return {"SecretString": "s" * 64}
+
+    tokens = PageTokens(SecretKey(Secrets(), "arn:aws:secretsmanager:us-east-1:1:secret:page-tokens"))
+    assert Secrets.calls == 0  # building the port reads nothing
+    token = tokens.encode({"job_id": "j_1"}, bound_to=BINDING)
+    tokens.decode(token, bound_to=BINDING)
+    assert Secrets.calls == 1
+
+
+def test_without_a_configured_secret_nothing_is_signed():
+    with pytest.raises(RuntimeError, match="PAGE_TOKEN_SECRET_ARN"):
+        PageTokens(SecretKey(object(), "")).encode({}, bound_to=BINDING)
