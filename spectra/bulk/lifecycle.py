@@ -32,6 +32,7 @@ from spectra.errors import IdentityRefused, StatementRejected, Throttled
 from spectra.identity import identity_for
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
+from spectra.unload import read_unload_manifest
 from spectra.warehouse import DatabaseIdentity
 
 logger = logging.getLogger(__name__)
@@ -230,17 +231,9 @@ def _export_files(ports: Ports, job: BulkJob) -> tuple[list[ExportFile], list[st
     """The parts an UNLOAD wrote, from its verbose manifest, and the column names from its schema."""
     bulk = bulk_ports(ports)
     manifest = json.loads(bulk.files.read_all(f"{export_prefix(job)}part_manifest"))
-    bucket_prefix = f"s3://{ports.settings.results_bucket}/"
-    files = [
-        ExportFile(
-            key=entry["url"].removeprefix(bucket_prefix),
-            rows=int(entry.get("meta", {}).get("record_count", 0)),
-            bytes=int(entry.get("meta", {}).get("content_length", 0)),
-        )
-        for entry in manifest.get("entries", [])
-    ]
-    columns = [c["name"] for c in manifest.get("schema", {}).get("elements", [])]
-    return files, columns
+    unloaded = read_unload_manifest(manifest, ports.settings.results_bucket)
+    files = [ExportFile(key=key, rows=rows, bytes=size) for key, rows, size in unloaded.files]
+    return files, [name for name, _ in unloaded.columns]
 
 
 # --------------------------------------------------------------------------------------------------------------------
