@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from events import ErrorInfo, JobStatus, ResultFormat
+from events import Delivery, ErrorInfo, JobStatus, ResultFormat
 from producers.api.subscription_models import CallbackView
 from spectra.jobs import Job
 from spectra.parameters import TypedParameter
@@ -48,6 +48,19 @@ class QueryRequest(BaseModel):
         description="Format of the result files: json (rows inline when small, JSON Lines files), jsonl, csv or "
         "parquet.",
         examples=["json"],
+    )
+    delivery: Delivery = Field(
+        default=Delivery.AUTO,
+        description="auto: inline rows when the result is small (format json), files in S3 otherwise; inline: rows in "
+        "the results response, never a file (format json; a result too big fails the job); s3: files always; "
+        "export: UNLOAD from the warehouse to S3 (format csv or parquet; no parameters, no row_limit).",
+        examples=["auto"],
+    )
+    row_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="Deliver at most this many rows; the result then says truncated and the total row count.",
+        examples=[1000],
     )
     callback_url: str | None = Field(
         default=None,
@@ -93,6 +106,9 @@ class JobView(BaseModel):
         examples=["COMPLETED"],
     )
     format: ResultFormat = Field(description="Format of the result files.", examples=["json"])
+    delivery: Delivery = Field(
+        default=Delivery.AUTO, description="How the result is delivered: auto, inline, s3 or export.", examples=["auto"]
+    )
     created_at: datetime = Field(description="When the job was submitted (UTC).", examples=[_WHEN])
     updated_at: datetime = Field(description="When the job last changed (UTC).", examples=[_WHEN])
     submitted_at: datetime | None = Field(
@@ -128,6 +144,7 @@ class JobView(BaseModel):
             job_id=job.job_id,
             status=job.status,
             format=job.format,
+            delivery=job.delivery,
             created_at=job.created_at,
             updated_at=job.updated_at,
             submitted_at=job.submitted_at,
@@ -167,19 +184,33 @@ class JobResults(BaseModel):
 
     job_id: str = Field(description="The job.", examples=[_JOB_ID])
     format: ResultFormat = Field(description="Format of the result files.", examples=["json"])
-    row_count: int = Field(description="Rows in the result.", examples=[2])
+    delivery: Delivery = Field(description="How the result was delivered: inline, s3 or export.", examples=["inline"])
+    row_count: int = Field(description="Rows delivered.", examples=[2])
+    truncated: bool = Field(default=False, description="row_limit left rows out.", examples=[False])
+    total_row_count: int | None = Field(
+        default=None, description="Rows the statement returned, when known.", examples=[2]
+    )
     columns: list[dict[str, str]] = Field(
         description="The columns in order: name and warehouse type.",
         examples=[[{"name": "id", "type": "int4"}, {"name": "item", "type": "varchar"}]],
     )
     rows: list[list[Any]] | None = Field(
         default=None,
-        description="Present when the result is small enough: arrays in column order (decimals as strings, "
-        "timestamps ISO 8601).",
+        description="The rows, as arrays in column order, when delivered inline. NULL is null; NaN and the "
+        'infinities are the strings "NaN", "Infinity", "-Infinity"; decimals are exact strings; int8 values '
+        "are numbers with every digit (past 2^53, parse them as BigInt in JavaScript).",
         examples=[[[1, "anvil"], [2, "rocket skates"]]],
     )
-    files: list[ResultFile] = Field(description="The result files.", examples=[[]])
-    expires_in: int = Field(description="Seconds the file URLs stay valid.", examples=[300])
+    files: list[ResultFile] = Field(description="The result files (s3 and export).", examples=[[]])
+    manifest_url: str | None = Field(
+        default=None,
+        description="manifest.json of the files (s3 and export).",
+        examples=["https://results.s3.us-east-1.amazonaws.com/acme/j_.../manifest.json?X-Amz-Signature=..."],
+    )
+    expires_in: int = Field(description="Seconds the URLs stay valid.", examples=[300])
+    expires_at: datetime | None = Field(
+        default=None, description="When the result stops being served (then 410).", examples=["2026-07-08T12:00:00Z"]
+    )
 
 
 class ErrorBody(BaseModel):
@@ -215,6 +246,7 @@ class QueryAnswer(JobView):
             {
                 "job_id": _JOB_ID,
                 "format": "json",
+                "delivery": "inline",
                 "row_count": 1,
                 "columns": [{"name": "one", "type": "int4"}],
                 "rows": [[1]],
