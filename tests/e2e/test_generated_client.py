@@ -89,7 +89,7 @@ def test_a_generated_client_calls_every_operation(generated, webhook_receiver):
     request = m.QueryRequest(
         sql="select :n as n, :s as s",
         parameters=[m.TypedParameter(name="n", value=41), m.TypedParameter(name="s", value=None)],
-        wait_timeout=10,
+        wait_timeout=25,
     )
     answer = gen.call("POST", "/v1/queries", 200, body=request)
     assert isinstance(answer, m.QueryAnswer) and answer.status == m.JobStatus.COMPLETED

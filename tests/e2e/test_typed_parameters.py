@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 def run(client, sql: str, **values) -> dict:
     parameters = [{"name": name, "value": value} for name, value in values.items()]
-    response = client.request("POST", "/v1/queries", json={"sql": sql, "parameters": parameters, "wait_timeout": 20})
+    response = client.request("POST", "/v1/queries", json={"sql": sql, "parameters": parameters, "wait_timeout": 25})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "COMPLETED", body
