@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from events import BulkResultsRequested, JobStatus
+from events import BulkResultsRequested, JobQueuedMessage, JobStatus
 from spectra.bulk.models import BulkState
-from spectra.jobs import utcnow
+from spectra.jobs import QueryParameter, utcnow
 from spectra.ports import get_ports
 from spectra.reconciliation import reconcile
 from spectra.warehouse import DatabaseIdentity
@@ -133,6 +133,10 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
         client.wait(job_id)
     client.request("GET", f"/v1/jobs/{ok}/results").raise_for_status()
     client.request("GET", "/v1/jobs").raise_for_status()
+    # a query answered in one call (the API reads the job until it ends, then its result), and the docs page
+    waited = client.request("POST", "/v1/queries", json={"sql": "select 1 as one", "wait_timeout": 25})
+    assert waited.status_code == 200 and waited.json()["results"]["rows"] == [[1]], waited.text
+    assert client.request("GET", "/v1/docs").status_code == 200
     # a page token signed and checked (the key comes from Secrets Manager once per process, so the call is recorded
     # only when no earlier test in this process listed a second page; when it is, it must be granted like any other)
     token = client.request("GET", "/v1/jobs", params={"limit": 1}).json()["next_token"]
@@ -145,11 +149,15 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
     )
     assert client.request("DELETE", f"/v1/jobs/{slow}").status_code in (200, 202)
     client.wait(slow)
-    # the executor's failure path: the Data API refuses a statement whose parameter is missing
-    refused = client.submit("select :x as x, :missing as y", parameters=[{"name": "x", "value": "1"}])["job_id"]
-    assert client.wait(refused)["error"]["code"] == "statement_rejected"
-    # the API's own terminal write: cancelling a job that is still queued
+    # the executor's failure path: the Data API refuses a statement whose parameter is missing (the API refuses
+    # such a request itself, so the job is recorded and queued past it)
     ports = get_ports()
+    refused = record_job(
+        ports, client.tenant_id, "select :x as x, :missing as y", parameters=[QueryParameter(name="x", value="1")]
+    )
+    ports.queue.send(JobQueuedMessage(job_id=refused.job_id, tenant_id=client.tenant_id))
+    assert client.wait(refused.job_id)["error"]["code"] == "statement_rejected"
+    # the API's own terminal write: cancelling a job that is still queued
     queued = record_job(ports, client.tenant_id, "select 1")
     assert client.request("DELETE", f"/v1/jobs/{queued.job_id}").json()["status"] == "CANCELLED"
     # the reconciler's paths, through its handler and its domain function on a clock two hours ahead:
