@@ -156,6 +156,8 @@ class RunningSlots:
                         sessions=_sessions(item),
                         session_refused=slot_free and lease is not None,
                     )
+            if lease is not None:  # no item yet, so no pool: the session asked for cannot be there
+                return Claim(taken=False, session_refused=limit >= 1)
             if self._create(tenant_id, job_id, {"N": repr(moment)}, limit):  # no item yet: the tenant's first slot
                 return Claim(taken=True, holders={job_id: moment})
         holders = self.holders(tenant_id)

@@ -751,7 +751,7 @@ class FakeRunningSlots:
                     taken=False,
                     holders=dict(holders),
                     sessions=dict(pool),
-                    session_refused=slot_free and exists,
+                    session_refused=slot_free,
                 )
         if not slot_free:
             return Claim(taken=False, holders=dict(holders), sessions=dict(pool))
