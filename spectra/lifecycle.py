@@ -23,7 +23,8 @@ from events import (
     StatementStatusChange,
 )
 from spectra import sessions, share
-from spectra.errors import IdentityRefused, StatementRejected, Throttled
+from spectra.delivery import collect_result, statement_sql
+from spectra.errors import IdentityRefused, ResultRefused, ResultUnconvertible, StatementRejected, Throttled
 from spectra.identity import identity_for
 from spectra.jobs import Job, utcnow
 from spectra.ports import Ports
@@ -71,7 +72,7 @@ def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool 
         started, session = sessions.start_statement(
             ports,
             job,
-            job.sql,
+            statement_sql(ports.settings, job),  # the job's SQL, or its UNLOAD for delivery export
             identity,
             lease,
             parameters=[p.model_dump() for p in job.parameters],
@@ -137,25 +138,23 @@ def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | Non
 
 def _finish_with_result(ports: Ports, job: Job, statement_id: str) -> Job | None:
     info = ports.warehouse.describe(statement_id)
-    if info.has_result_set:
-        columns, pages = ports.warehouse.csv_result(statement_id)
-    else:
-        columns, pages = [], iter(())
-    result = ports.results.write(
-        tenant_id=job.tenant_id, job_id=job.job_id, fmt=job.format, columns=columns, csv_pages=pages
-    )
-    if info.has_result_set and info.result_rows is not None and result.row_count == info.result_rows - 1:
-        # The first row equals the column names and was taken for a header line: the count says it was data.
-        columns, pages = ports.warehouse.csv_result(statement_id)
-        result = ports.results.write(
-            tenant_id=job.tenant_id, job_id=job.job_id, fmt=job.format, columns=columns, csv_pages=pages, header=False
+    try:
+        result = collect_result(ports, job, info)  # spectra/delivery.py: inline, files or an export's files
+    except ResultRefused as exc:  # too big for inline, a Parquet export with duplicate names
+        error = ErrorInfo(code=exc.code, message=exc.message)
+        return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
+    except ResultUnconvertible as exc:
+        # Retried (the status event comes back, or the reconciler calls again) until the attempts run out; then the
+        # job fails with the reason rather than stay SUBMITTED for the reconciler to retry for ever.
+        attempts = job.result_attempts + 1
+        if attempts < ports.settings.result_max_attempts:
+            ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], result_attempts=attempts)
+            raise
+        logger.error("job %s: giving up on its result after %d attempts: %s", job.job_id, attempts, exc.message)
+        error = ErrorInfo(code=exc.code, message=exc.message)
+        return finish_job(
+            ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, result_attempts=attempts
         )
-    if info.has_result_set and info.result_rows is not None and result.row_count != info.result_rows:
-        logger.warning(
-            "job %s: %d rows written, the warehouse reported %d", job.job_id, result.row_count, info.result_rows
-        )
-    if not info.has_result_set and info.result_rows and info.result_rows > 0:
-        result = result.model_copy(update={"row_count": info.result_rows})  # rows affected by DML
     return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id)
 
 

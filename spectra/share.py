@@ -23,8 +23,8 @@ reconciler does: a QUEUED job quiet for ``REQUEUE_AFTER_SECONDS`` is queued agai
 ones. If the waiting list cannot take a job (an item past DynamoDB's 400 KB, about 8,000 waiting jobs), the job's
 message is sent again after about ``TENANT_WAIT_SECONDS`` instead.
 
-The slots API is deliberately small (``acquire`` / ``release`` by tenant and job id, :func:`take_slot`,
-:func:`release_slot`) so bulk jobs can share the same cap.
+Bulk jobs share the same cap: a bulk load or export holds a slot while it is ``InProgress`` and waits
+``UploadComplete`` on the same waiting list; the message that wakes a waiter is the one its kind of job starts with.
 
 **Request rate and quota** are API Gateway's usage plans, one per tier in template.yaml. Tenant provisioning gives
 each tenant an API Gateway API key attached to its tier's plan (:class:`UsagePlans`); the tenant record keeps the tier
@@ -49,8 +49,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from events import JobQueuedMessage, JobStatus
+from events import BulkJobQueuedMessage, JobQueuedMessage, JobStatus
 from spectra import sessions
+from spectra.bulk.models import BulkState, is_bulk_job_id
 from spectra.jobs import utcnow
 from spectra.slots import SLOTS_PREFIX, Claim, PooledSession, RunningSlots
 from spectra.tenant_cache import tenant_record
@@ -83,14 +84,35 @@ def running_cap(ports: Ports, tenant_id: str) -> int:
     return own if own is not None else ports.settings.tenant_max_running_statements
 
 
-def take_slot(ports: Ports, message: JobQueuedMessage) -> Claim | None:
-    """The claim (truthy): the job holds one of its tenant's running slots, and maybe a session leased with it
-    (:func:`spectra.sessions.claim`), and may start. None: the tenant is at its cap; the job stays QUEUED on the
-    tenant's waiting list, and the release of a slot sends its message again."""
+def _message_for(tenant_id: str, job_id: str) -> JobQueuedMessage | BulkJobQueuedMessage:
+    """The jobs-queue message that starts this job: bulk jobs (``b_`` ids) share the cap with query jobs."""
+    if is_bulk_job_id(job_id):
+        return BulkJobQueuedMessage(job_id=job_id, tenant_id=tenant_id)
+    return JobQueuedMessage(job_id=job_id, tenant_id=tenant_id)
+
+
+def _is_running(ports: Ports, job_id: str) -> tuple[bool, str]:
+    """Whether the job holding a slot is still running, and its state (for the log)."""
+    if is_bulk_job_id(job_id):
+        bulk_job = ports.bulk.jobs.get(job_id) if ports.bulk is not None else None
+        if bulk_job is None:
+            return False, "no such job"
+        return bulk_job.state is BulkState.IN_PROGRESS, bulk_job.state.value
+    job = ports.jobs.get(job_id)
+    return (job is not None and job.status is JobStatus.SUBMITTED), _state(job)
+
+
+def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> Claim | None:
+    """The claim (truthy): the job holds one of its tenant's running slots, and a query job maybe a session leased
+    with it (:func:`spectra.sessions.claim`; bulk jobs run without), and may start. None: the tenant is at its cap;
+    the job stays queued on the tenant's waiting list, and the release of a slot sends its message again."""
     tenant_id, job_id = message.tenant_id, message.job_id
     cap = running_cap(ports, tenant_id)
     for _ in range(3):
-        claim = sessions.claim(ports, tenant_id, job_id, limit=cap)
+        if isinstance(message, BulkJobQueuedMessage):
+            claim = ports.slots.claim(tenant_id, job_id, limit=cap)
+        else:
+            claim = sessions.claim(ports, tenant_id, job_id, limit=cap)
         if claim.taken:
             return claim
         if reclaim_slots(ports, tenant_id, holders=claim.holders, pool=claim.sessions):
@@ -113,7 +135,7 @@ def release_slot(ports: Ports, tenant_id: str, job_id: str, *, session: PooledSe
     waiting = ports.slots.release(tenant_id, job_id, session=session)
     for waiter, _since in sorted(waiting.items(), key=lambda entry: entry[1]):
         if ports.slots.unpark(tenant_id, waiter):
-            ports.queue.send(JobQueuedMessage(job_id=waiter, tenant_id=tenant_id))
+            ports.queue.send(_message_for(tenant_id, waiter))
             return
 
 
@@ -137,15 +159,15 @@ def reclaim_slots(
     for job_id, stamp in holders.items():
         if now - stamp < lease:
             continue
-        job = ports.jobs.get(job_id)
-        if job is not None and job.status is JobStatus.SUBMITTED:
+        running, state = _is_running(ports, job_id)
+        if running:
             ports.slots.restamp(tenant_id, job_id, stamp=stamp, now=now)
             continue
         # Ended (its release was lost), gone, or QUEUED a lease after taking the slot (the executor died before
         # starting it: its message returns and takes a slot again).
         leased = next((s.session_id for s in (pool or {}).values() if s.job_id == job_id), None)
         if ports.slots.evict(tenant_id, job_id, stamp=stamp, session_id=leased):
-            logger.warning("freed the running slot of job %s of tenant %s (%s)", job_id, tenant_id, _state(job))
+            logger.warning("freed the running slot of job %s of tenant %s (%s)", job_id, tenant_id, state)
             freed += 1
     return freed
 
@@ -154,14 +176,20 @@ def _state(job) -> str:
     return job.status.value if job is not None else "no such job"
 
 
-def _retry_later(ports: Ports, message: JobQueuedMessage) -> None:
+def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> None:
     """The fallback when the job cannot be put on the waiting list: send its message again after a jittered delay,
     and move the job to the back of the pending index so the reconciler does not queue a second one meanwhile."""
-    waiting = ports.jobs.mark_checked(message.job_id, JobStatus.QUEUED, utcnow())
-    if waiting is None:
-        job = ports.jobs.get(message.job_id)
-        if job is None or job.status.is_terminal:
-            return  # cancelled (or gone) while it waited: nothing left to start
+    if isinstance(message, BulkJobQueuedMessage):
+        bulk = ports.bulk
+        waiting = bulk.jobs.mark_checked(message.job_id, BulkState.UPLOAD_COMPLETE, utcnow()) if bulk else None
+        if waiting is None:
+            return  # started, aborted or gone meanwhile: nothing left to start
+    else:
+        waiting = ports.jobs.mark_checked(message.job_id, JobStatus.QUEUED, utcnow())
+        if waiting is None:
+            job = ports.jobs.get(message.job_id)
+            if job is None or job.status.is_terminal:
+                return  # cancelled (or gone) while it waited: nothing left to start
     base = ports.settings.tenant_wait_seconds
     delay = random.randint(max(1, base // 2), base + base // 2)  # spread the retries, or they come back in a herd
     ports.queue.send(message, delay_seconds=delay)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from itertools import pairwise
 
 import pytest
 
@@ -80,5 +81,5 @@ def test_a_busy_session_is_not_shared_under_concurrency(new_tenant, redshift_dat
     assert len(by_session) >= 2  # six statements at once cannot all have run in one session
     for session_id, spans in by_session.items():
         spans.sort()
-        for (_, ended), (started, _) in zip(spans, spans[1:], strict=False):
+        for (_, ended), (started, _) in pairwise(spans):
             assert ended <= started, f"session {session_id} ran two statements at once: {spans}"

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from events import JobEventDetail, JobQueuedMessage, JobStatus, ResultFormat, StatementState, StatementStatusChange
+from events import (
+    Delivery,
+    JobEventDetail,
+    JobQueuedMessage,
+    JobStatus,
+    ResultFormat,
+    StatementState,
+    StatementStatusChange,
+)
 from spectra.errors import Throttled
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.publisher import PublishFailed
+from spectra.results import inline_rows
 from spectra.warehouse import Column, DatabaseIdentity
 from tests.unit.fakes import make_ports, make_settings
 
@@ -31,10 +42,9 @@ def queued(ports, *, db_user: str = "tenant_acme", tenant: str = "acme", **field
         tenant_id=tenant,
         db_user=db_user,
         sql="select n, s from t where n > :min",
-        parameters=[QueryParameter(name="min", value="0")],
         created_at=now,
         updated_at=now,
-        **fields,
+        **{"parameters": [QueryParameter(name="min", value="0")], **fields},
     )
     ports.jobs.create(job)
     return JobQueuedMessage(job_id=job.job_id, tenant_id=tenant)
@@ -139,7 +149,7 @@ def test_a_finished_statement_completes_the_job_once(ports):
     assert event.detail_type == "Job Completed" and event.resources == [job.job_id]
     detail: JobEventDetail = event.detail
     assert (detail.job_id, detail.tenant_id, detail.status, detail.row_count) == (job.job_id, "acme", "COMPLETED", 2)
-    assert detail.result_location == f"s3://{ports.settings.results_bucket}/acme/{job.job_id}/"
+    assert detail.result_location is None  # inline: the rows are on the job record, nothing is in S3
 
     assert complete_statement(ports, change).status is JobStatus.COMPLETED  # a duplicate event
     assert len(ports.events.events) == 1
@@ -226,10 +236,11 @@ def test_dml_without_a_result_set_counts_the_rows_affected(ports):
 
 @pytest.mark.parametrize("fmt", list(ResultFormat))
 def test_every_format_completes(ports, fmt):
-    job = running(ports, format=fmt)
+    job = running(ports, format=fmt, delivery=Delivery.S3)
     done = complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"]))
     assert done.result.row_count == 1
     assert done.result.files[0].key.startswith(f"acme/{job.job_id}/part-00000.")
+    assert done.result.location == f"s3://{ports.settings.results_bucket}/acme/{job.job_id}/"
 
 
 def test_a_first_row_equal_to_the_column_names_is_kept(ports):
@@ -237,7 +248,7 @@ def test_a_first_row_equal_to_the_column_names_is_kept(ports):
     change = ports.warehouse.finish(job.statement_id, columns=[Column("n", "varchar")], pages=["n\nx\n"], rows=2)
     done = complete_statement(ports, change)
     assert done.result.row_count == 2
-    assert ports.results.read_inline(done.result)["rows"] == [["n"], ["x"]]
+    assert inline_rows(done.result) == [["n"], ["x"]]
 
 
 # -- races between the executor, completion, cancel and the reconciler ----------------------------------------------
@@ -282,3 +293,53 @@ def test_throttling_on_the_last_delivery_fails_the_job_with_the_reason(ports):
     assert (job.status, job.error.code) == (JobStatus.FAILED, "warehouse_unavailable")
     assert "Rate exceeded" in job.error.message
     assert ports.events.types() == ["Job Failed"]
+
+
+# -- results that cannot be converted -------------------------------------------------------------------------------
+
+
+def test_a_result_that_cannot_be_converted_fails_the_job_after_its_attempts(ports):
+    """Each completion attempt (the status event redelivered, or the reconciler) counts; the last one fails the job
+    with the reason instead of leaving it SUBMITTED for the reconciler to retry every minute for ever."""
+    from spectra.errors import ResultUnconvertible
+    from spectra.reconciliation import reconcile
+
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a,one field too many\n"], rows=1)
+    with pytest.raises(ResultUnconvertible):
+        complete_statement(ports, change)  # the status event's first delivery
+    assert ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED
+    assert ports.jobs.get(job.job_id).result_attempts == 1
+
+    later = utcnow() + timedelta(minutes=5)
+    first_sweep = reconcile(ports, now=later)  # the reconciler tries too, and counts
+    assert (first_sweep.errors, ports.jobs.get(job.job_id).result_attempts) == (1, 2)
+    second_sweep = reconcile(ports, now=later + timedelta(minutes=1))
+    assert second_sweep.completed == 1
+
+    failed = ports.jobs.get(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error.code == "result_unconvertible"
+    assert "could not be converted to json" in failed.error.message and "Expected 2 columns" in failed.error.message
+    assert ports.events.types() == ["Job Failed"]
+    assert reconcile(ports, now=later + timedelta(minutes=2)).checked == 0  # nothing left for the reconciler
+
+
+def test_a_result_too_big_for_inline_fails_at_once(ports):
+    job = running(ports, delivery=Delivery.INLINE)
+    pages = ["".join(f"{i},x\n" for i in range(ports.settings.inline_max_rows + 1))]
+    done = complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=pages))
+    assert done.status is JobStatus.FAILED
+    assert done.error.code == "result_too_large"
+    assert done.result is None
+    assert "inline holds at most" in done.error.message
+
+
+def test_an_export_job_runs_an_unload_into_its_own_prefix_as_the_tenant(ports):
+    job = running(ports, delivery=Delivery.EXPORT, format=ResultFormat.PARQUET, parameters=[])
+    statement = ports.warehouse.statements[job.statement_id]
+    bucket = ports.settings.results_bucket
+    assert statement.sql.startswith("UNLOAD ('select n, s from t where n > :min') TO ")
+    assert f"'s3://{bucket}/acme/{job.job_id}/part-'" in statement.sql
+    assert "FORMAT AS PARQUET" in statement.sql and "MANIFEST VERBOSE" in statement.sql
+    assert statement.identity == DatabaseIdentity(db_user="tenant_acme")
