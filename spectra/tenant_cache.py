@@ -25,3 +25,16 @@ def tenant_record(tenants: Any, tenant_id: str, *, max_age: float) -> Tenant | N
     if known is None or now - known[0] > max_age:
         known = cache[tenant_id] = (now, tenants.get(tenant_id))
     return known[1]
+
+
+def forget(tenants: Any, tenant_id: str | None = None) -> None:
+    """Drop what this process remembers of one tenant (or of all): the next read goes to the table, as it would once
+    ``max_age`` had passed. For administration run in the functions' process, and for tests that change a tenant and
+    must not wait out the cache."""
+    cache = _records.get(tenants)
+    if cache is None:
+        return
+    if tenant_id is None:
+        cache.clear()
+    else:
+        cache.pop(tenant_id, None)
