@@ -107,6 +107,9 @@ class Job(BaseModel):
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
     statement_id: str | None = None
+    #: the Data API session the statement runs in, and the identity that session was opened as (spectra/sessions.py)
+    session_id: str | None = None
+    session_identity: str | None = None
     result: JobResult | None = None
     error: ErrorInfo | None = None
     idempotency_key: str | None = None

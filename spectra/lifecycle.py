@@ -2,9 +2,10 @@
 API's status-change events, or by the reconciler when an event never came) finishes it.
 
 Every step is safe to repeat. The executor's QUEUED → SUBMITTED write is conditional and its ExecuteStatement call
-carries the job id as ClientToken, so a redelivered message finds the statement it already started. Completion is a
-conditional SUBMITTED → terminal write followed by the project event; the event is marked as sent on the job, so a
-retry after a failed publish sends it, and a duplicate status event does nothing.
+carries the job id as ClientToken, so a redelivered message finds the statement it already started. The statement
+runs in one of the tenant's Data API sessions, leased with its running slot (spectra/sessions.py). Completion
+publishes the project event, then makes the conditional SUBMITTED → terminal write that also records the event as
+sent (see :func:`finish_job`), so a retry after a failed publish sends it, and a duplicate status event does nothing.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
-from spectra import share
+from spectra import sessions, share
 from spectra.delivery import collect_result, statement_sql
 from spectra.errors import IdentityRefused, ResultRefused, ResultUnconvertible, StatementRejected, Throttled
 from spectra.identity import identity_for
 from spectra.jobs import Job, utcnow
 from spectra.ports import Ports
+from spectra.slots import PooledSession
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +41,15 @@ def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool 
     with the service's message rather than waiting, unexplained, for the reconciler. A statement the Data API
     refuses (a bad parameter, an unknown user) fails the job at once with the service's message.
     """
-    if not share.take_slot(ports, message):
+    claim = share.take_slot(ports, message)
+    if not claim:
         return None  # its tenant is at its running cap: the job waits QUEUED (spectra/share.py)
+    lease = claim.session  # an idle session of the tenant's, leased with the slot (spectra/sessions.py)
     job = ports.jobs.transition(message.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
     if job is None:
         job = ports.jobs.get(message.job_id)
         if job is None or job.status.is_terminal:  # a late message: the slot just taken is not the job's to keep
-            share.release_slot(ports, message.tenant_id, message.job_id)
+            share.release_slot(ports, message.tenant_id, message.job_id, session=sessions.unused(lease))
         if job is None:
             logger.error("job %s from the queue does not exist; dropping the message", message.job_id)
             return None
@@ -55,19 +59,22 @@ def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool 
         # SUBMITTED without a statement: an earlier attempt stopped between the two writes. The ClientToken makes
         # the call below return that attempt's statement if it got as far as the Data API.
         if job.cancel_requested_at is not None:
-            finish_job(ports, job, JobStatus.CANCELLED, unstarted=True)
+            finish_job(ports, job, JobStatus.CANCELLED, unstarted=True, session=sessions.unused(lease))
             return None
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
     except IdentityRefused as exc:
-        finish_job(ports, job, JobStatus.FAILED, error=ErrorInfo(code=exc.code, message=exc.message), unstarted=True)
+        error = ErrorInfo(code=exc.code, message=exc.message)
+        finish_job(ports, job, JobStatus.FAILED, error=error, unstarted=True, session=sessions.unused(lease))
         return None
+    lease = sessions.usable_lease(ports, job, lease, identity)  # a session runs as whoever opened it
     try:
-        statement_id = ports.warehouse.execute(
+        started, session = sessions.start_statement(
+            ports,
+            job,
             statement_sql(ports.settings, job),  # the job's SQL, or its UNLOAD for delivery export
-            identity=identity,
-            name=job.job_id,
-            client_token=job.job_id,
+            identity,
+            lease,
             parameters=[p.model_dump() for p in job.parameters],
             result_format="CSV",
         )
@@ -76,13 +83,17 @@ def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool 
         return None
     except Throttled as exc:
         if not final_attempt:
-            raise
+            raise  # the job keeps its slot and its session's lease for the retry, which finds both its own
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
-        finish_job(ports, job, JobStatus.FAILED, error=error, unstarted=True)
+        finish_job(ports, job, JobStatus.FAILED, error=error, unstarted=True, session=sessions.unused(lease))
         return None
-    updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id)
+    statement_id = started.statement_id
+    recorded = {"session_id": session.session_id, "session_identity": session.identity} if session else {}
+    updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id, **recorded)
     if updated is None:
         current = ports.jobs.get(job.job_id)
+        if session is not None:  # whoever ended the job released its slot without knowing of this session
+            sessions.drop(ports, job, session)
         if current is not None and current.statement_id == statement_id:
             return None  # a fast statement: its completion event got here first and finished the job
         # The job ended while we started its statement (the reconciler gave up on it, say): the statement must not
@@ -147,23 +158,54 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str) -> Job | None
     return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id)
 
 
-def finish_job(ports: Ports, job: Job, status: JobStatus, *, unstarted: bool = False, **changes: Any) -> Job | None:
+def finish_job(
+    ports: Ports,
+    job: Job,
+    status: JobStatus,
+    *,
+    unstarted: bool = False,
+    session: PooledSession | None = None,
+    **changes: Any,
+) -> Job | None:
     """Move the job from the state it was seen in (``job.status``) to a terminal state and announce it.
 
     None when the job moved meanwhile (another worker finished it, or the executor started it): the caller's view
-    is stale and nothing is written.
+    is stale and nothing is written. The job's running slot is released and its Data API session (``session``, or
+    the one its record names) goes back to the tenant's pool, in one write.
+
+    Once the job's statement has ended, its outcome is settled: every writer that can still finish the job (a
+    duplicate status event, the reconciler) writes the same one. Then the event goes out first and the terminal
+    write records it as published, one write fewer per job; a failure after the event repeats the event, never
+    loses it (events are at least once). Otherwise (giving up on a job that never started, a cancel racing the
+    executor) the write comes first, so no event announces an ending that did not happen.
     """
+    completed_at = utcnow()
+    settled = not unstarted and bool(changes.get("statement_id") or job.statement_id)
+    if settled:
+        publish_job_event(
+            ports, job.model_copy(update={"status": status, "completed_at": completed_at, **changes}), mark=False
+        )
     finished = ports.jobs.transition(
-        job.job_id, status, expected={job.status}, unstarted=unstarted, completed_at=utcnow(), **changes
+        job.job_id,
+        status,
+        expected={job.status},
+        unstarted=unstarted,
+        announced=settled,
+        completed_at=completed_at,
+        **changes,
     )
     if finished is None:
         return None
-    share.release_slot(ports, finished.tenant_id, finished.job_id)
-    publish_job_event(ports, finished)
+    share.release_slot(
+        ports, finished.tenant_id, finished.job_id, session=session or sessions.returned(ports, finished)
+    )
+    if not settled:
+        publish_job_event(ports, finished)
     return finished
 
 
-def publish_job_event(ports: Ports, job: Job) -> None:
+def publish_job_event(ports: Ports, job: Job, *, mark: bool = True) -> None:
+    """Put the job's terminal event on the bus and (``mark``) record on the job that it is out."""
     detail = JobEventDetail(
         job_id=job.job_id,
         tenant_id=job.tenant_id,
@@ -180,4 +222,5 @@ def publish_job_event(ports: Ports, job: Job) -> None:
         correlation_id=job.correlation_id,
     )
     ports.events.publish(JOB_EVENT_DETAIL_TYPES[job.status], detail, resources=[job.job_id])
-    ports.jobs.mark_published(job.job_id, job.status)
+    if mark:
+        ports.jobs.mark_published(job.job_id, job.status)

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     # A running slot not verified for this long is checked against the job store when its tenant is at the cap.
     slot_lease_seconds: int = Field(default=60, gt=0)
 
+    # Data API sessions (spectra/sessions.py): a tenant's statements run in kept-alive sessions, kept this long after
+    # each statement ends (template parameter SessionKeepAliveSeconds; 0 runs every statement on a fresh connection).
+    session_keep_alive_seconds: int = Field(default=300, ge=0, le=86400)
+    # How long an executor environment trusts a tenant record it read (identity, generation, active flag, cap): a
+    # deactivated tenant's jobs stop starting within this time. Refusals are always read afresh.
+    tenant_cache_seconds: float = Field(default=5, ge=0, le=60)
+
     # Tenant identities (template parameters TenantDbUserPrefix, TenantSecretPrefix): the executor starts a statement
     # only as a database user, or with a secret whose name, under these prefixes (spectra/identity.py).
     tenant_db_user_prefix: str = Field(default="tenant_", min_length=1)

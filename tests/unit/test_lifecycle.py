@@ -141,8 +141,9 @@ def test_a_finished_statement_completes_the_job_once(ports):
     change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n2,b\n"])
     done = complete_statement(ports, change)
     assert done.status is JobStatus.COMPLETED and done.completed_at is not None
-    assert (done.result.row_count, done.result.inline, done.event_published) == (2, True, False)
-    assert ports.jobs.get(job.job_id).event_published is True
+    # the event went out first, and the terminal write recorded it: one write, out of the pending index
+    assert (done.result.row_count, done.result.inline, done.event_published) == (2, True, True)
+    assert ports.jobs.pending_since(job.job_id) is None
 
     [event] = ports.events.events
     assert event.detail_type == "Job Completed" and event.resources == [job.job_id]
@@ -179,23 +180,34 @@ def test_a_statement_aborted_by_the_warehouse_fails_the_job(ports):
     assert ports.events.types() == ["Job Failed"]
 
 
-def test_a_failed_publish_is_retried_on_redelivery_without_changing_the_job_again(ports):
+def test_a_failed_publish_leaves_the_job_for_the_redelivered_event(ports):
+    """The event goes out before the terminal write: when it cannot, nothing is written and the redelivered status
+    event (or the reconciler) finishes the job, event and all."""
     job = running(ports)
     change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"])
     ports.events.fail_next()
     with pytest.raises(PublishFailed):
         complete_statement(ports, change)
-    finished = ports.jobs.get(job.job_id)
-    assert (finished.status, finished.event_published) == (JobStatus.COMPLETED, False)
+    unchanged = ports.jobs.get(job.job_id)
+    assert (unchanged.status, unchanged.event_published) == (JobStatus.SUBMITTED, False)
     assert ports.jobs.pending_since(job.job_id) is not None  # the reconciler would find it too
+    assert ports.slots.holders("acme") == {job.job_id: pytest.approx(ports.slots.holders("acme")[job.job_id])}
 
-    complete_statement(ports, change)  # the completion queue redelivers the event
+    finished = complete_statement(ports, change)  # the completion queue redelivers the event
     assert ports.events.types() == ["Job Completed"]
-    again = ports.jobs.get(job.job_id)
-    assert again.event_published is True
-    assert (again.result, again.completed_at) == (finished.result, finished.completed_at)
-    assert [call for call in ports.warehouse.calls if call[0] == "csv_result"] == [("csv_result", job.statement_id)]
+    assert (finished.status, finished.event_published, finished.result.row_count) == (JobStatus.COMPLETED, True, 1)
     assert ports.jobs.pending_since(job.job_id) is None
+    assert ports.slots.holders("acme") == {}
+
+
+def test_a_terminal_job_whose_event_was_lost_gets_it_published(ports):
+    """A job finished the old way (write, then publish) whose publish failed: a later status event publishes it."""
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"])
+    ports.jobs.transition(job.job_id, JobStatus.COMPLETED, completed_at=utcnow())
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED
+    assert ports.events.types() == ["Job Completed"]
+    assert ports.jobs.get(job.job_id).event_published is True
 
 
 def test_a_statement_of_no_job_is_ignored(ports):
@@ -256,15 +268,15 @@ def test_giving_up_on_an_unstarted_job_loses_to_an_executor_that_just_started_it
 
 def test_a_statement_that_finishes_before_the_executor_records_it_is_not_cancelled(ports):
     message = queued(ports)
-    original_execute = ports.warehouse.execute
+    original_start = ports.warehouse.start
 
-    def execute_and_complete_at_once(*args, **kwargs):
-        statement_id = original_execute(*args, **kwargs)
+    def start_and_complete_at_once(*args, **kwargs):
+        started = original_start(*args, **kwargs)
         # the completion event lands before the executor's second write
-        complete_statement(ports, ports.warehouse.finish(statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1))
-        return statement_id
+        complete_statement(ports, ports.warehouse.finish(started.statement_id, columns=COLUMNS, pages=["1,a\n"]))
+        return started
 
-    ports.warehouse.execute = execute_and_complete_at_once
+    ports.warehouse.start = start_and_complete_at_once
     assert execute_job(ports, message) is None
     assert ports.jobs.get(message.job_id).status is JobStatus.COMPLETED
     assert not [call for call in ports.warehouse.calls if call[0] == "cancel"]
