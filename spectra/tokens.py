@@ -43,7 +43,12 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the canonical spelling decodes. base64 leaves the last character's low bits unused, so without
+    this check a token with that character changed (B for A, say) would decode to the same bytes and be accepted."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def _canonical(value: Mapping[str, Any]) -> bytes:

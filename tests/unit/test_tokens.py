@@ -73,3 +73,19 @@ def test_short_keys_are_refused_and_the_key_is_fetched_once_on_first_use():
 def test_without_a_configured_secret_nothing_is_signed():
     with pytest.raises(RuntimeError, match="PAGE_TOKEN_SECRET_ARN"):
         PageTokens(SecretKey(object(), "")).encode({}, bound_to=BINDING)
+
+
+def test_only_the_canonical_spelling_of_a_token_is_accepted():
+    """The last base64 character of the MAC carries two unused bits: every other spelling of it is refused."""
+    tokens = PageTokens(b"k" * 32)
+    binding = {"listing": "jobs", "tenant": "acme"}
+    for n in range(64):  # enough tokens that their last characters cover every residue
+        token = tokens.encode({"n": n}, bound_to=binding)
+        body, mac = token.split(".")
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        value = alphabet.index(mac[-1])
+        for other in (value ^ 1, value ^ 2, value ^ 3):
+            respelled = f"{body}.{mac[:-1]}{alphabet[other]}"
+            with pytest.raises(InvalidToken):
+                tokens.decode(respelled, bound_to=binding)
+        assert tokens.decode(token, bound_to=binding) == {"n": n}
