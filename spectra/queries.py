@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
+from events import Delivery, JobStatus, ResultFormat
 from spectra.delivery import request_problem, results_body
 from spectra.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
-from spectra.lifecycle import finish_job
+from spectra.lifecycle import finish_job, queued_message
 from spectra.notify.service import Callback, discard_callback, register_callback
 from spectra.ports import Ports
 from spectra.sql_guard import check_sql
@@ -80,9 +80,7 @@ def submit_query(
         discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
     if created:
         try:
-            ports.queue.send(
-                JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=correlation_id)
-            )
+            ports.queue.send(queued_message(job))  # the job rides along: the executor need not read it
         except Exception:
             # Nothing will ever run this job: say so on the job itself rather than leave it QUEUED forever.
             ports.jobs.transition(

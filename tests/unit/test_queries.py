@@ -6,7 +6,7 @@ import pytest
 
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
 from spectra.errors import Conflict, InvalidToken, NotFound, PayloadTooLarge, SqlRejected
-from spectra.jobs import QueryParameter
+from spectra.jobs import Job, QueryParameter
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.queries import cancel_job, get_job, job_results, list_jobs, submit_query
 from spectra.tenants import Caller
@@ -56,7 +56,9 @@ def test_submit_records_a_queued_job_and_sends_one_message(ports):
         "tenant_acme",
         "select :n as n",
     )
-    assert ports.queue.messages == [JobQueuedMessage(job_id=job.job_id, tenant_id="acme")]
+    [message] = ports.queue.messages
+    assert (message.job_id, message.tenant_id) == (job.job_id, "acme")
+    assert Job.model_validate(message.job) == job  # the job rides along: the executor's first delivery needs no read
     assert ports.warehouse.calls == []  # submitting never touches the warehouse
 
 
