@@ -21,6 +21,7 @@ Results print as a table and go to ``bench/results/pipeline.json``.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import threading
 import time
@@ -48,7 +49,7 @@ def percentile(values: list[float], q: float) -> float:
 class CallCounter:
     """Counts every AWS API call made through the functions' clients (botocore's before-call event), by function and
     operation, and apart the notifier's (the runner polls each function's queue on a thread named
-    ``<Function>.<event source>``; the API answers on the local API Gateway's request threads)."""
+    after it; the API answers on the local API Gateway's request threads)."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
@@ -64,7 +65,7 @@ class CallCounter:
             self.calls.update([name])
             if "notif" in thread.lower():
                 self.fan_out.update([name])
-            function = thread.split(".", 1)[0] if "Function." in thread else "ApiFunction"
+            function = next(iter(re.findall(r"[A-Za-z]+Function", thread)), "ApiFunction")
             self.by_function.update([(function, name)])
 
         client.meta.events.register("before-call", count)
