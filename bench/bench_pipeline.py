@@ -26,6 +26,7 @@ Results print as a table and go to ``bench/results/pipeline.json``.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import threading
 import time
@@ -52,27 +53,33 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class CallCounter:
-    """Counts every AWS API call made through the functions' clients (botocore's before-call event), and apart the
-    notifier's (the runner polls each function's queue on a thread named after it)."""
+    """Counts every AWS API call made through the functions' clients (botocore's before-call event), by function and
+    operation, and apart the notifier's (the runner polls each function's queue on a thread named
+    after it; the API answers on the local API Gateway's request threads)."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.fan_out: Counter[str] = Counter()
+        self.by_function: Counter[tuple[str, str]] = Counter()
 
     def attach(self, client) -> None:
         service = client.meta.service_model.service_name
 
         def count(model, **_) -> None:
             name = f"{service}:{model.name}"
+            thread = threading.current_thread().name
             self.calls.update([name])
-            if "notif" in threading.current_thread().name.lower():
+            if "notif" in thread.lower():
                 self.fan_out.update([name])
+            function = next(iter(re.findall(r"[A-Za-z]+Function", thread)), "ApiFunction")
+            self.by_function.update([(function, name)])
 
         client.meta.events.register("before-call", count)
 
     def clear(self) -> None:
         self.calls.clear()
         self.fan_out.clear()
+        self.by_function.clear()
 
 
 def direct_round_trip(client) -> float:
@@ -147,6 +154,9 @@ def run(jobs: int) -> dict:
             pipeline.append(subscriber.arrival(response.json()["job_id"], timeout=60)[0] - start)
         calls = dict(sorted(counter.calls.items()))
         fan_out = dict(sorted(counter.fan_out.items()))
+        by_function: dict[str, dict[str, float]] = {}
+        for (function, name), count in sorted(counter.by_function.items()):
+            by_function.setdefault(function, {})[name] = count / jobs
         fresh, reused = session_latencies(stack, data_api, ports, session, subscriber)
         subscriber.close()
 
@@ -178,6 +188,7 @@ def run(jobs: int) -> dict:
         "aws_calls_per_job_total": sum(calls.values()) / jobs,
         "aws_calls_per_job_fan_out": {name: count / jobs for name, count in fan_out.items()},
         "aws_calls_per_job_without_fan_out": (sum(calls.values()) - sum(fan_out.values())) / jobs,
+        "aws_calls_per_job_by_function": by_function,
         "statement_in_new_session": summary(fresh),
         "statement_in_reused_session": summary(reused),
         "session_samples": {"new": len(fresh), "reused": len(reused)},
@@ -224,6 +235,12 @@ def print_report(report: dict) -> None:
         print(f"AWS API calls per one-call job: {sum(calls.values()):.1f}")
         for name, per_job in calls.items():
             print(f"  {name:<46}{per_job:>6.2f}")
+    print("\nby function, in the order a job meets them")
+    order = ["ApiFunction", "ExecutorFunction", "CompletionFunction", "NotifierFunction"]
+    functions = report["aws_calls_per_job_by_function"]
+    for function in sorted(functions, key=lambda f: order.index(f) if f in order else len(order)):
+        calls = functions[function]
+        print(f"  {function:<24}{sum(calls.values()):>6.2f}   " + ", ".join(f"{n} {c:.2f}" for n, c in calls.items()))
 
 
 def main(argv: list[str] | None = None) -> dict:

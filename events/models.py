@@ -63,12 +63,18 @@ class _Contract(BaseModel):
 
 
 class JobQueuedMessage(_Contract):
-    """Body of a message on the jobs queue: "run this job". The job itself lives in the job store."""
+    """Body of a message on the jobs queue: "run this job". The job itself lives in the job store.
+
+    ``job``: the job as the API recorded it (``spectra.jobs.Job`` as JSON), so the executor's first delivery starts
+    the statement without reading the job store. Only the API sends it, with a job it just wrote; messages sent by
+    others (a slot freed for a waiting job, the reconciler) and jobs too large for a message carry ids only, and the
+    executor reads the job. A redelivered message is never trusted for it either (spectra/lifecycle.py)."""
 
     version: Literal["1"] = "1"
     job_id: str = Field(min_length=1, max_length=64)
     tenant_id: str = Field(min_length=1, max_length=128)
     correlation_id: str | None = None
+    job: dict[str, Any] | None = None
 
 
 class StatementStatusChange(BaseModel):

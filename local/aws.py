@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import boto3
 from moto.server import ThreadedMotoServer
 
+from local import moto_dynamodb
+
 REGION = "us-east-1"
 # moto accepts any credentials; fixed ones keep the local stack independent of whatever ~/.aws holds.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -56,6 +58,7 @@ def start_moto(port: int = 0) -> LocalAws:
     """Start moto on 127.0.0.1 (``port=0``: any free port) and return once it accepts requests."""
     # moto logs every request through werkzeug at INFO; keep its warnings, drop the request log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    moto_dynamodb.install()  # DynamoDB's transactions, not moto's (local/moto_dynamodb.py)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     actual_port = server._server.server_port  # moto exposes no public accessor for a port chosen by the OS

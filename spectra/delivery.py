@@ -21,12 +21,12 @@ from typing import Any
 
 from events import Delivery, ResultFormat
 from spectra.bulk.sql import ident, unload_statement
-from spectra.errors import Gone
+from spectra.errors import Gone, StatementRejected
 from spectra.jobs import Job, JobResult, utcnow
 from spectra.ports import Ports
 from spectra.result_encoding import unique_names
 from spectra.settings import Settings
-from spectra.warehouse import StatementInfo
+from spectra.warehouse import CsvResult, StatementInfo
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +132,14 @@ def inline_budget(job: Job) -> int:
     return max(ITEM_MAX_BYTES - used, 0)
 
 
-def collect_result(ports: Ports, job: Job, info: StatementInfo) -> JobResult:
+def collect_result(ports: Ports, job: Job, statement_id: str, info: StatementInfo | None = None) -> JobResult:
     """The finished statement's result, delivered as the job asked, with its expiry. Raises what the sink raises
-    (:class:`~spectra.errors.ResultTooLarge`, :class:`~spectra.errors.ResultUnconvertible`)."""
+    (:class:`~spectra.errors.ResultTooLarge`, :class:`~spectra.errors.ResultUnconvertible`).
+
+    Without ``info`` (DescribeStatement's answer) the statement is not described: an export reads UNLOAD's
+    manifest, anything else the result's first page, which has the row count DescribeStatement would give. Only a
+    statement with no result set (a command a write-enabled tenant ran) is described then, for the rows it changed.
+    """
     expires_at = utcnow() + timedelta(days=ports.settings.result_retention_days)
     if job.delivery is Delivery.EXPORT:
         result = ports.results.collect_export(
@@ -144,7 +149,14 @@ def collect_result(ports: Ports, job: Job, info: StatementInfo) -> JobResult:
             unload_manifest_key=f"{job.tenant_id}/{job.job_id}/part-manifest",
         )
         return result.model_copy(update={"expires_at": expires_at})
-    result = _write_pages(ports, job, info, header=None)
+    opened = None
+    if info is None:
+        try:
+            opened = ports.warehouse.open_result(statement_id)
+            info = StatementInfo(statement_id, "FINISHED", result_rows=opened.total_rows, has_result_set=True)
+        except StatementRejected:  # no result set: what the command did is in DescribeStatement
+            info = ports.warehouse.describe(statement_id)
+    result = _write_pages(ports, job, info, header=None, opened=opened)
     if info.has_result_set and info.result_rows is not None and result.rows_read == info.result_rows - 1:
         # The first row equals the column names and was taken for a header line: the count says it was data.
         result = _write_pages(ports, job, info, header=False)
@@ -161,8 +173,12 @@ def collect_result(ports: Ports, job: Job, info: StatementInfo) -> JobResult:
     return result.model_copy(update={"expires_at": expires_at})
 
 
-def _write_pages(ports: Ports, job: Job, info: StatementInfo, *, header: bool | None) -> JobResult:
-    if info.has_result_set:
+def _write_pages(
+    ports: Ports, job: Job, info: StatementInfo, *, header: bool | None, opened: CsvResult | None = None
+) -> JobResult:
+    if opened is not None:
+        columns, pages = opened.columns, opened.pages
+    elif info.has_result_set:
         columns, pages = ports.warehouse.csv_result(info.statement_id)
     else:
         columns, pages = [], iter(())

@@ -176,6 +176,28 @@ class StateTable:
     ) -> dict[str, Any] | None:
         """Apply ``changes`` (None removes an attribute) if the item exists, its state is one of ``allowed`` and none
         of the ``absent`` attributes is set. Returns the new item, or None when the condition failed."""
+        request = self.update_request(item_id, allowed, changes, absent=absent, updated_at=updated_at)
+        if request is None:
+            return None
+        try:
+            response = self.client.update_item(**request, ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return plain(from_item(response["Attributes"]))
+
+    def update_request(
+        self,
+        item_id: str,
+        allowed: Iterable[str],
+        changes: dict[str, Any],
+        *,
+        absent: Iterable[str] = (),
+        updated_at: datetime | None = None,
+    ) -> dict[str, Any] | None:
+        """The conditional UpdateItem of :meth:`update` as request parameters (also what a ``TransactWriteItems``
+        ``Update`` takes); None when no state is allowed (nothing can be written)."""
         allowed = sorted(allowed)
         if not allowed:
             return None
@@ -192,21 +214,14 @@ class StateTable:
         condition = f"attribute_exists(#key) AND #state IN ({', '.join(states)})"
         absent_names = {f"#n{i}": name for i, name in enumerate(absent)}
         condition += "".join(f" AND attribute_not_exists({alias})" for alias in absent_names)
-        try:
-            response = self.client.update_item(
-                TableName=self.name,
-                Key=to_item({self.key: item_id}),
-                UpdateExpression=expression.strip(),
-                ConditionExpression=condition,
-                ExpressionAttributeNames={**names, **absent_names, "#key": self.key, "#state": self.state_attribute},
-                ExpressionAttributeValues=to_item({**{k: v for k, v in values.items() if v is not None}, **states}),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
-        return plain(from_item(response["Attributes"]))
+        return {
+            "TableName": self.name,
+            "Key": to_item({self.key: item_id}),
+            "UpdateExpression": expression.strip(),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {**names, **absent_names, "#key": self.key, "#state": self.state_attribute},
+            "ExpressionAttributeValues": to_item({**{k: v for k, v in values.items() if v is not None}, **states}),
+        }
 
     def pending_before(self, cutoff: datetime, *, limit: int) -> PendingPage:
         """Up to ``limit`` pending items quiet since before ``cutoff``, the longest-quiet first within each shard.

@@ -158,3 +158,11 @@ class ResultUnconvertible(SpectraError):
 
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     code = "result_unconvertible"
+
+
+class StartNotRecorded(SpectraError):
+    """A statement's status event came before its job recorded the statement (the executor writes the job once,
+    after ExecuteStatement). Completion lets the event come back later; never shown to a tenant."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "start_not_recorded"

@@ -35,15 +35,18 @@ from spectra.dynamo import (
     StateTable,
     from_item,
     index_time,
+    json_ready,
     plain,
     shard_of,
     to_item,
 )
 from spectra.errors import Conflict
 from spectra.jobs import Job, sources_of, utcnow
+from spectra.slots import SlotRelease, SlotsSeen
 
 __all__ = [
     "PENDING_INDEX",
+    "Finished",
     "JobPage",
     "JobStore",
     "ListPosition",
@@ -71,6 +74,15 @@ def _jobfrom_item(item: dict[str, Any]) -> Job:
 
 def request_fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What :meth:`JobStore.finish` did: the job as written, or None with, when only the slot's release was refused,
+    what the refused release saw."""
+
+    job: Job | None
+    slots: SlotsSeen | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +265,55 @@ class JobStore:
         owed = published if announced else self._states.pending(job_id, utcnow())
         changes = {**owed, "status": to.value, **changes}
         return self._update(job_id, allowed, changes, unstarted=unstarted)
+
+    def finish(
+        self,
+        job: Job,
+        to: JobStatus,
+        *,
+        release: SlotRelease,
+        unstarted: bool = False,
+        announced: bool = False,
+        **changes: Any,
+    ) -> Finished:
+        """:meth:`transition` from the state the caller saw (``job.status``) and ``release``, the job's running slot
+        given back (:meth:`spectra.slots.RunningSlots.releasing`), in one transaction: both or neither.
+
+        A transaction returns no item, so the job answered is the caller's view with the changes applied. Refused:
+        ``Finished(None)`` when the job had moved (nothing to do), ``Finished(None, slots=...)`` when only the release
+        was (the job is not written either; see :class:`~spectra.slots.SlotsSeen`)."""
+        now = utcnow()
+        allowed = sources_of(to) & frozenset({job.status})
+        published = {"event_published": True, **StateTable.NOT_PENDING}
+        owed = published if announced else self._states.pending(job.job_id, now)
+        written = {**owed, "status": to.value, **changes}
+        request = self._states.update_request(
+            job.job_id,
+            [state.value for state in allowed],
+            written,
+            absent=["statement_id"] if unstarted else (),
+            updated_at=now,
+        )
+        if request is None:
+            return Finished(None)
+        try:
+            self._db.transact_write_items(TransactItems=[{"Update": request}, {"Update": release.write}])
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if code == "ValidationException":  # a slots item made before sessions were pooled (no map to set in)
+                return Finished(None, slots=SlotsSeen(known=False))
+            if code != "TransactionCanceledException":
+                raise
+            reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                return Finished(None)
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                item = (exc.response.get("CancellationReasons") or [{}, {}])[1].get("Item")
+                return Finished(None, slots=SlotsSeen.of_item(item, job.job_id))
+            return Finished(None, slots=SlotsSeen(known=False))  # a conflicting transaction, or reasons not given
+        state = {k: v for k, v in written.items() if k in Job.model_fields}
+        after = {**job.model_dump(mode="json"), **{k: json_ready(v) for k, v in state.items()}}
+        return Finished(Job.model_validate({**after, "updated_at": now.isoformat()}))
 
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:
         """Change attributes without a state change, if the job is still in one of ``expected``."""

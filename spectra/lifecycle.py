@@ -1,16 +1,23 @@
 """How a job moves after it is queued: the executor starts its statement, the completion consumer (fed by the Data
 API's status-change events, or by the reconciler when an event never came) finishes it.
 
-Every step is safe to repeat. The executor's QUEUED → SUBMITTED write is conditional and its ExecuteStatement call
-carries the job id as ClientToken, so a redelivered message finds the statement it already started. The statement
-runs in one of the tenant's Data API sessions, leased with its running slot (spectra/sessions.py). Completion
-publishes the project event, then makes the conditional SUBMITTED → terminal write that also records the event as
-sent (see :func:`finish_job`), so a retry after a failed publish sends it, and a duplicate status event does nothing.
+Every step is safe to repeat. The executor calls ExecuteStatement with the job id as ClientToken, then makes the
+job's one conditional QUEUED → SUBMITTED write with the statement it got, so a second message for the job gets the
+same statement back and finds the write made. The statement runs in one of the tenant's Data API sessions, leased
+with its running slot (spectra/sessions.py). Completion publishes the project event, then makes the conditional
+SUBMITTED → terminal write that also records the event as sent and gives the slot and the session back, in one
+transaction (see :func:`finish_job`), so a retry after a failed publish sends it, and a duplicate status event does
+nothing.
+
+Calls per small job (the bench counts them): the API's PutItem and SendMessage (the job in the message); the
+executor's slot claim, ExecuteStatement and SUBMITTED write; completion's GetItem, GetStatementResultV2 (no
+DescribeStatement: the first result page carries the row count), PutEvents and the terminal transaction. Nine.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from events import (
@@ -24,17 +31,59 @@ from events import (
 )
 from spectra import sessions, share
 from spectra.delivery import collect_result, statement_sql
-from spectra.errors import IdentityRefused, ResultRefused, ResultUnconvertible, StatementRejected, Throttled
+from spectra.errors import (
+    IdentityRefused,
+    ResultRefused,
+    ResultUnconvertible,
+    StartNotRecorded,
+    StatementRejected,
+    Throttled,
+)
 from spectra.identity import identity_for
 from spectra.jobs import Job, utcnow
 from spectra.ports import Ports
 from spectra.slots import PooledSession
+from spectra.warehouse import StatementInfo
 
 logger = logging.getLogger(__name__)
 
 
-def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool = False) -> Job | None:
+#: The job rides in its queue message up to this size (its SQL and parameters as JSON); SQS takes 256 KiB a message.
+JOB_IN_MESSAGE_MAX_BYTES = 200 * 1024
+#: How long completion waits for the executor to record a statement whose status event came first (the executor
+#: writes the job once, after ExecuteStatement; a statement can end before that write lands).
+START_RECORD_WAIT_SECONDS = 2.0
+
+
+def queued_message(job: Job) -> JobQueuedMessage:
+    """The message that starts a job the API just recorded, with the job in it when it fits, so the executor's
+    first delivery needs no read of the job store."""
+    body = job.model_dump_json(exclude_none=True)
+    carried = job.model_dump(mode="json", exclude_none=True) if len(body.encode()) <= JOB_IN_MESSAGE_MAX_BYTES else None
+    return JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id, job=carried)
+
+
+def _job_to_start(ports: Ports, message: JobQueuedMessage, *, first_delivery: bool) -> Job | None:
+    """The job as the message carries it on its first delivery (the API wrote it a moment ago), else as the job
+    store has it now. A redelivered message is stale by definition: the job may have started or ended since."""
+    if first_delivery and message.job is not None:
+        job = Job.model_validate(message.job)
+        if job.job_id == message.job_id and job.tenant_id == message.tenant_id and job.status is JobStatus.QUEUED:
+            return job
+        logger.warning("job %s: the message carries another job or state; reading the job store", message.job_id)
+    return ports.jobs.get(message.job_id)
+
+
+def execute_job(
+    ports: Ports, message: JobQueuedMessage, *, final_attempt: bool = False, first_delivery: bool = False
+) -> Job | None:
     """Start the job's statement on the warehouse. Returns the job, or None when there is nothing (more) to do.
+
+    The job is written once, after ExecuteStatement: QUEUED → SUBMITTED with its statement and session, conditional
+    on QUEUED. A job cancelled (or given up) meanwhile refuses that write, and the statement just started is
+    cancelled; a second message for the same job gets the same statement back (``ClientToken`` = job id) and finds
+    the write done. On the message's ``first_delivery`` the job comes in the message; otherwise it is read first,
+    so a redelivered message for a job that has ended starts nothing.
 
     Throttling and passing service trouble propagate as :class:`~spectra.errors.Throttled`, so the message is
     retried later, except on the ``final_attempt`` (the queue's last delivery before its DLQ): then the job fails
@@ -45,22 +94,22 @@ def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool 
     if not claim:
         return None  # its tenant is at its running cap: the job waits QUEUED (spectra/share.py)
     lease = claim.session  # an idle session of the tenant's, leased with the slot (spectra/sessions.py)
-    job = ports.jobs.transition(message.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
-    if job is None:
-        job = ports.jobs.get(message.job_id)
-        if job is None or job.status.is_terminal:  # a late message: the slot just taken is not the job's to keep
-            share.release_slot(ports, message.tenant_id, message.job_id, session=sessions.unused(lease))
+    job = _job_to_start(ports, message, first_delivery=first_delivery)
+    if job is None or job.status.is_terminal:  # a late message: the slot just taken is not the job's to keep
+        share.release_slot(ports, message.tenant_id, message.job_id, session=sessions.unused(lease))
         if job is None:
             logger.error("job %s from the queue does not exist; dropping the message", message.job_id)
-            return None
-        if job.status is not JobStatus.SUBMITTED or job.statement_id:
+        else:
             logger.info("job %s is %s; nothing to execute", job.job_id, job.status.value)
-            return None
-        # SUBMITTED without a statement: an earlier attempt stopped between the two writes. The ClientToken makes
-        # the call below return that attempt's statement if it got as far as the Data API.
-        if job.cancel_requested_at is not None:
-            finish_job(ports, job, JobStatus.CANCELLED, unstarted=True, session=sessions.unused(lease))
-            return None
+        return None
+    if job.statement_id:
+        logger.info("job %s is %s with its statement; nothing to execute", job.job_id, job.status.value)
+        return None
+    # QUEUED, or SUBMITTED without a statement (an executor before this one stopped between its two writes: the
+    # ClientToken makes the call below return that attempt's statement if it got as far as the Data API)
+    if job.cancel_requested_at is not None:
+        finish_job(ports, job, JobStatus.CANCELLED, unstarted=True, session=sessions.unused(lease))
+        return None
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
     except IdentityRefused as exc:
@@ -89,15 +138,25 @@ def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool 
         return None
     statement_id = started.statement_id
     recorded = {"session_id": session.session_id, "session_identity": session.identity} if session else {}
-    updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id, **recorded)
+    if job.status is JobStatus.QUEUED:
+        updated = ports.jobs.transition(
+            job.job_id,
+            JobStatus.SUBMITTED,
+            expected={JobStatus.QUEUED},
+            submitted_at=utcnow(),
+            statement_id=statement_id,
+            **recorded,
+        )
+    else:
+        updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id, **recorded)
     if updated is None:
         current = ports.jobs.get(job.job_id)
+        if current is not None and current.statement_id == statement_id:
+            return None  # a second message for the job: the first recorded this very statement
         if session is not None:  # whoever ended the job released its slot without knowing of this session
             sessions.drop(ports, job, session)
-        if current is not None and current.statement_id == statement_id:
-            return None  # a fast statement: its completion event got here first and finished the job
-        # The job ended while we started its statement (the reconciler gave up on it, say): the statement must not
-        # run on behind a terminal job.
+        # The job ended while we started its statement (cancelled while QUEUED, the reconciler gave up on it): the
+        # statement must not run on behind a terminal job.
         logger.warning("job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
         ports.warehouse.cancel(statement_id)
         return None
@@ -106,10 +165,15 @@ def execute_job(ports: Ports, message: JobQueuedMessage, *, final_attempt: bool 
     return updated
 
 
-def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | None:
-    """Drive a job to its terminal state from a statement's terminal state. Unknown statements are not ours."""
+def complete_statement(ports: Ports, change: StatementStatusChange, *, info: StatementInfo | None = None) -> Job | None:
+    """Drive a job to its terminal state from a statement's terminal state. Unknown statements are not ours.
+
+    ``info``: the statement as DescribeStatement told a caller that asked already (the reconciler). Otherwise a
+    FINISHED statement is not described: its result's first page says how many rows it has."""
     job_id = change.statementName or ""
     job = ports.jobs.get(job_id) if job_id else None
+    if job is not None and job.status is JobStatus.QUEUED:
+        job = _recorded(ports, job, change.statementId)
     if job is None:
         logger.info("statement %s (%s) belongs to no job; ignoring", change.statementId, job_id or "no name")
         return None
@@ -122,24 +186,41 @@ def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | Non
         return None
     statement_id = change.statementId
     if change.state is StatementState.FINISHED:
-        return _finish_with_result(ports, job, statement_id)
+        return _finish_with_result(ports, job, statement_id, info)
     if change.state is StatementState.ABORTED:
         if job.cancel_requested_at is not None:
             return finish_job(ports, job, JobStatus.CANCELLED, statement_id=statement_id)
         # Nobody asked: an administrator or a timeout stopped it. The tenant should see a failure, not a cancel.
         error = ErrorInfo(code="statement_aborted", message="the warehouse aborted the statement")
         return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
-    info = ports.warehouse.describe(statement_id)
+    info = info or ports.warehouse.describe(statement_id)  # the event does not carry the database's message
     error = ErrorInfo(
         code=share.failure_code(info.error), message=info.error or "the statement failed without a message"
     )
     return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
 
 
-def _finish_with_result(ports: Ports, job: Job, statement_id: str) -> Job | None:
-    info = ports.warehouse.describe(statement_id)
+def _recorded(ports: Ports, job: Job, statement_id: str) -> Job:
+    """The job once the executor has recorded the statement whose status event just came: the executor writes the
+    job after ExecuteStatement, and a short statement can end first. Read again for a moment; if the job is still
+    QUEUED, the event is retried later (the executor may have died between the call and the write: its message
+    comes back, gets the same statement through its ClientToken and records it, and the reconciler finishes it)."""
+    deadline = time.monotonic() + START_RECORD_WAIT_SECONDS
+    delay = 0.02
+    while time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.4)
+        current = ports.jobs.get(job.job_id)
+        if current is None or current.status is not JobStatus.QUEUED:
+            return current
+    raise StartNotRecorded(
+        f"statement {statement_id} of job {job.job_id} ended before the job recorded its start; trying again later"
+    )
+
+
+def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: StatementInfo | None) -> Job | None:
     try:
-        result = collect_result(ports, job, info)  # spectra/delivery.py: inline, files or an export's files
+        result = collect_result(ports, job, statement_id, info)  # spectra/delivery.py: inline, files or an export's
     except ResultRefused as exc:  # too big for inline, a Parquet export with duplicate names
         error = ErrorInfo(code=exc.code, message=exc.message)
         return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
@@ -171,7 +252,7 @@ def finish_job(
 
     None when the job moved meanwhile (another worker finished it, or the executor started it): the caller's view
     is stale and nothing is written. The job's running slot is released and its Data API session (``session``, or
-    the one its record names) goes back to the tenant's pool, in one write.
+    the one the job names) goes back to the tenant's pool in the same write (:func:`spectra.share.finish_releasing`).
 
     Once the job's statement has ended, its outcome is settled: every writer that can still finish the job (a
     duplicate status event, the reconciler) writes the same one. Then the event goes out first and the terminal
@@ -185,10 +266,11 @@ def finish_job(
         publish_job_event(
             ports, job.model_copy(update={"status": status, "completed_at": completed_at, **changes}), mark=False
         )
-    finished = ports.jobs.transition(
-        job.job_id,
+    finished = share.finish_releasing(
+        ports,
+        job,
         status,
-        expected={job.status},
+        session=session or sessions.returned(ports, job),
         unstarted=unstarted,
         announced=settled,
         completed_at=completed_at,
@@ -196,9 +278,6 @@ def finish_job(
     )
     if finished is None:
         return None
-    share.release_slot(
-        ports, finished.tenant_id, finished.job_id, session=session or sessions.returned(ports, finished)
-    )
     if not settled:
         publish_job_event(ports, finished)
     return finished

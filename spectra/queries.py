@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
+from events import Delivery, JobStatus, ResultFormat
 from spectra.delivery import request_problem, results_body
 from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
-from spectra.lifecycle import finish_job
+from spectra.lifecycle import finish_job, queued_message
 from spectra.notify.service import Callback, discard_callback, register_callback
 from spectra.parameters import TypedParameter, bind
 from spectra.ports import Ports
@@ -84,9 +84,7 @@ def submit_query(
         discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
     if created:
         try:
-            ports.queue.send(
-                JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=correlation_id)
-            )
+            ports.queue.send(queued_message(job))  # the job rides along: the executor need not read it
         except Exception:
             # Nothing will ever run this job: say so on the job itself rather than leave it QUEUED forever.
             ports.jobs.transition(

@@ -9,11 +9,12 @@ index (:mod:`spectra.job_store`: jobs with work left, the longest-quiet first) a
   :func:`~spectra.lifecycle.complete_statement`, exactly as if its event had come (one code path for results); a
   running one is left alone and moved to the back of the index; one the Data API no longer knows (statements expire
   after 24 hours) fails the job, since its result can never be collected.
-* QUEUED, or SUBMITTED without a statement (the executor stopped between its two writes): the queue message is gone,
-  or keeps failing. Re-queue it, as the API would: the executor's conditional QUEUED → SUBMITTED write and its
-  ``ClientToken = job id`` make a second message harmless, and for a SUBMITTED job the token returns the statement an
-  earlier attempt may already have started. Re-queueing waits ``requeue_after_seconds``, longer than the jobs queue's
-  visibility timeout, so SQS's own retry of a throttled message comes first.
+* QUEUED, or SUBMITTED without a statement (written by an executor before the one-write start): the queue message
+  is gone, or keeps failing, or the executor stopped between ExecuteStatement and its write. Re-queue it (ids only,
+  so the executor reads the job): its ``ClientToken = job id`` returns the statement an earlier attempt may already
+  have started, and its conditional QUEUED → SUBMITTED write makes a second message harmless. Re-queueing waits
+  ``requeue_after_seconds``, longer than the jobs queue's visibility timeout, so SQS's own retry of a throttled
+  message comes first.
 * ... unless the job was created more than ``pending_max_age_seconds`` ago: then it fails with a clear reason
   rather than loop forever (a message that keeps landing in the DLQ would otherwise be re-queued every few minutes).
 * Terminal but its event never published (PutEvents failed after the terminal write): publish it now.
@@ -232,5 +233,5 @@ def _check_statement(ports: Ports, job: Job, now: datetime) -> Outcome:
     change = StatementStatusChange(
         statementId=info.statement_id, statementName=job.job_id, state=state, rows=info.result_rows
     )
-    finished = complete_statement(ports, change)
+    finished = complete_statement(ports, change, info=info)  # described already: not again
     return Outcome.COMPLETED if finished is not None and finished.status.is_terminal else Outcome.SKIPPED

@@ -45,14 +45,14 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from events import BulkJobQueuedMessage, JobQueuedMessage, JobStatus
 from spectra import sessions
 from spectra.bulk.models import BulkState, is_bulk_job_id
-from spectra.jobs import utcnow
+from spectra.jobs import Job, utcnow
 from spectra.slots import SLOTS_PREFIX, Claim, PooledSession, RunningSlots
 from spectra.tenant_cache import tenant_record
 
@@ -137,6 +137,50 @@ def release_slot(ports: Ports, tenant_id: str, job_id: str, *, session: PooledSe
         if ports.slots.unpark(tenant_id, waiter):
             ports.queue.send(_message_for(tenant_id, waiter))
             return
+
+
+def finish_releasing(
+    ports: Ports,
+    job: Job,
+    status: JobStatus,
+    *,
+    session: PooledSession | None,
+    unstarted: bool = False,
+    announced: bool = False,
+    **changes: Any,
+) -> Job | None:
+    """Move the job from the state it was seen in to ``status`` and give its slot back (``session`` to the pool),
+    in one write (a transaction over the job and its tenant's slots item) when nobody waits for the slot.
+
+    When a job waits, the write that frees the slot also takes the longest-waiting job off the list (a second try,
+    with the waiting list the refused one saw), and that job's message is sent. When the job's slot was reclaimed
+    meanwhile (and its lease with it), only the job is written. Anything else (a conflicting transaction, an item
+    made before sessions were pooled) writes the two apart, as :func:`release_slot` does. None: the job had moved,
+    nothing was written."""
+    waiter: str | None = None
+    for _ in range(3):
+        release = ports.slots.releasing(job.tenant_id, job.job_id, session=session, waiter=waiter)
+        done = ports.jobs.finish(job, status, release=release, unstarted=unstarted, announced=announced, **changes)
+        if done.job is not None:
+            if waiter is not None:
+                ports.queue.send(_message_for(job.tenant_id, waiter))
+            return done.job
+        seen = done.slots
+        if seen is None:
+            return None  # the job moved: whoever moved it owns its slot
+        if not seen.known:
+            break
+        if not seen.holding:  # reclaimed from us (with its lease): nothing to give back
+            return ports.jobs.transition(
+                job.job_id, status, expected={job.status}, unstarted=unstarted, announced=announced, **changes
+            )
+        waiter = min(seen.waiting, key=seen.waiting.__getitem__) if seen.waiting else None
+    finished = ports.jobs.transition(
+        job.job_id, status, expected={job.status}, unstarted=unstarted, announced=announced, **changes
+    )
+    if finished is not None:
+        release_slot(ports, finished.tenant_id, finished.job_id, session=session)
+    return finished
 
 
 def reclaim_slots(

@@ -63,6 +63,39 @@ class Claim:
     session_refused: bool = False
 
 
+@dataclass(frozen=True)
+class SlotRelease:
+    """A slot given back in the same write as its job's terminal state (:meth:`spectra.job_store.JobStore.finish`):
+    the job's slot, ``session`` back to the pool, and with ``waiter`` that job taken off the waiting list (its
+    message is then owed to it). The write is refused, with nothing written, unless the job still holds its slot
+    and the waiting list is empty (or, with ``waiter``, still holds it): a release that frees a slot somebody waits
+    for must say whom it woke. ``write`` is what the slots port that made it needs to apply it (for DynamoDB, the
+    ``Update`` of a ``TransactWriteItems``)."""
+
+    tenant_id: str
+    job_id: str
+    session: PooledSession | None = None
+    waiter: str | None = None
+    write: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SlotsSeen:
+    """Why a :class:`SlotRelease` was refused, as the refused write saw the tenant's item: whether the job still
+    held its slot, and who waited. ``known`` False: the write was refused for a reason it could not tell (a
+    transaction conflict, an item made before sessions were pooled): write the two apart."""
+
+    holding: bool = False
+    waiting: dict[str, float] = field(default_factory=dict)
+    known: bool = True
+
+    @classmethod
+    def of_item(cls, item: dict | None, job_id: str) -> SlotsSeen:
+        if not item:
+            return cls(holding=False)
+        return cls(holding=job_id in _holders(item), waiting=_holders(item, "waiting"))
+
+
 class RunningSlots:
     """The port: per tenant, the jobs holding a running slot and its sessions, in one DynamoDB item
     (``pk = slots#<tenant>``). ``client`` is a low-level boto3 DynamoDB client, ``table_name`` the tenants table."""
@@ -212,6 +245,36 @@ class RunningSlots:
                     raise
                 return {}
         return {}
+
+    def releasing(
+        self, tenant_id: str, job_id: str, *, session: PooledSession | None = None, waiter: str | None = None
+    ) -> SlotRelease:
+        """:meth:`release` as one item of a transaction with the job's terminal write (see :class:`SlotRelease`)."""
+        names = {"#job": job_id}
+        values: dict[str, Any] = {}
+        removes, sets = ["holders.#job"], []
+        if session is not None:
+            names["#s"] = session.session_id
+            values[":entry"] = session.as_item()
+            sets.append("sessions.#s = :entry")
+        if waiter is None:
+            condition = "attribute_exists(holders.#job) AND (attribute_not_exists(waiting) OR size(waiting) = :none)"
+            values[":none"] = {"N": "0"}
+        else:
+            names["#w"] = waiter
+            removes.append("waiting.#w")
+            condition = "attribute_exists(holders.#job) AND attribute_exists(waiting.#w)"
+        update = (f"SET {', '.join(sets)} " if sets else "") + f"REMOVE {', '.join(removes)}"
+        write = {
+            "TableName": self._table,
+            "Key": self._key(tenant_id),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **({"ExpressionAttributeValues": values} if values else {}),
+        }
+        return SlotRelease(tenant_id, job_id, session=session, waiter=waiter, write=write)
 
     def _add_pool(self, tenant_id: str) -> None:
         self._db.update_item(

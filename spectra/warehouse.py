@@ -79,6 +79,15 @@ class Column:
         return {"name": self.name, "type": self.type_name}
 
 
+@dataclass(frozen=True)
+class CsvResult:
+    """A finished statement's CSV result as its first page told it: columns, the row count, and the pages."""
+
+    columns: list[Column]
+    total_rows: int | None
+    pages: Iterator[str] = field(repr=False)
+
+
 def _call(fn, **kwargs):
     try:
         return fn(**kwargs)
@@ -233,6 +242,12 @@ class StatementRunner:
 
     def csv_result(self, statement_id: str) -> tuple[list[Column], Iterator[str]]:
         """Column metadata and an iterator of CSV pages (GetStatementResultV2), fetched lazily, one page at a time."""
+        opened = self.open_result(statement_id)
+        return opened.columns, opened.pages
+
+    def open_result(self, statement_id: str) -> CsvResult:
+        """The result's first page asked for (GetStatementResultV2): its columns and row count at once, the pages
+        (that one first) as they are read. A statement without a result set is :class:`StatementRejected`."""
         first = _call(self._client.get_statement_result_v2, Id=statement_id)
         columns = [
             Column(
@@ -255,4 +270,4 @@ class StatementRunner:
                     return
                 response = _call(self._client.get_statement_result_v2, Id=statement_id, NextToken=token)
 
-        return columns, pages()
+        return CsvResult(columns=columns, total_rows=first.get("TotalNumRows"), pages=pages())

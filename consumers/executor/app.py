@@ -30,11 +30,12 @@ def record_handler(record: SQSRecord) -> None:
         raise
     logger.append_keys(job_id=message.job_id, tenant_id=message.tenant_id)
     ports = get_ports()
-    final_attempt = int(record.attributes.approximate_receive_count) >= ports.settings.executor_max_attempts
+    receive_count = int(record.attributes.approximate_receive_count)
+    final_attempt = receive_count >= ports.settings.executor_max_attempts
     if isinstance(message, BulkJobQueuedMessage):
         job = start_bulk_job(ports, message, final_attempt=final_attempt)
     else:
-        job = execute_job(ports, message, final_attempt=final_attempt)
+        job = execute_job(ports, message, final_attempt=final_attempt, first_delivery=receive_count == 1)
     metrics.add_metric(name="StatementsStarted" if job is not None else "JobMessagesSkipped", unit="Count", value=1)
 
 

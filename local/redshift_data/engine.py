@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "redshift-data-emulator"
 CONNECT_TIMEOUT_SECONDS = 5
+#: Connections beyond the sessions' and the workers' that callers may hold at once: catalog calls (each connects for
+#: its answer, on a request thread) and tests or tools peeking as the admin.
+CONNECTION_HEADROOM = 40
+#: The connections PostgreSQL keeps for superusers (and, from version 16, for pg_use_reserved_connections).
+_RESERVED = (
+    "(current_setting('superuser_reserved_connections')::int"
+    " + coalesce(current_setting('reserved_connections', true), '0')::int)"
+)
 
 
 @dataclass
@@ -58,6 +66,13 @@ class Engine:
             application_name=APPLICATION_NAME,
         )
 
+    def connection_capacity(self) -> int:
+        """How many connections ordinary (not superuser) roles may hold at once: what tenants' statements and
+        sessions can use."""
+        with self.connect(self.admin_user, self.default_database) as conn:
+            row = conn.execute(f"SELECT current_setting('max_connections')::int - {_RESERVED}").fetchone()
+        return int(row[0]) if row else 0
+
     def stop(self) -> None:
         if self._server is not None:
             if self._temp_dir is not None:
@@ -72,8 +87,20 @@ class Engine:
             self._temp_dir = None
 
 
-def start_engine(database_url: str | None, data_dir: str | None, admin_user: str, default_database: str) -> Engine:
-    """Start (or adopt) PostgreSQL and create the admin role and the default database if they are missing."""
+def start_engine(
+    database_url: str | None,
+    data_dir: str | None,
+    admin_user: str,
+    default_database: str,
+    *,
+    connections: int = 0,
+) -> Engine:
+    """Start (or adopt) PostgreSQL and create the admin role and the default database if they are missing.
+
+    ``connections``: how many connections ordinary roles must be able to hold at once. An embedded server is given
+    that many (PostgreSQL's default of 100 is far below the 500 sessions the Data API allows, and each kept-alive
+    session holds a connection: past it, statements would fail "too many clients" where AWS runs them). An adopted
+    server is left as it is; :meth:`Engine.connection_capacity` tells what it allows."""
     if database_url:
         params = conninfo_to_dict(database_url)
         bootstrap = make_conninfo(**params)
@@ -97,11 +124,31 @@ def start_engine(database_url: str | None, data_dir: str | None, admin_user: str
             _temp_dir=temp_dir,
         )
     try:
-        _bootstrap(bootstrap, admin_user, default_database, disposable=engine._temp_dir is not None)
+        restart = _bootstrap(
+            bootstrap,
+            admin_user,
+            default_database,
+            disposable=engine._temp_dir is not None,
+            connections=connections if engine._server is not None else 0,
+        )
+        if restart:
+            _restart(engine)
     except Exception:
         engine.stop()
         raise
     return engine
+
+
+def _restart(engine: Engine) -> None:
+    """Stop the embedded server and start it again on the same data folder (``max_connections`` is read only when
+    the server starts)."""
+    import pgserver
+
+    pgdata = str(engine._server.pgdata)
+    engine._server.cleanup()
+    engine._server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    params = conninfo_to_dict(engine._server.get_uri("postgres"))
+    engine.base = {k: v for k, v in params.items() if k not in ("user", "dbname", "password")}
 
 
 def _memory_backed_temp_root() -> str | None:
@@ -132,7 +179,9 @@ def _stop_immediately(server: Any) -> None:
         server.cleanup_mode = None  # stopped already: pgserver only has to drop its handle
 
 
-def _bootstrap(conninfo: str, admin_user: str, database: str, *, disposable: bool) -> None:
+def _bootstrap(conninfo: str, admin_user: str, database: str, *, disposable: bool, connections: int = 0) -> bool:
+    """Make the admin role and the default database; True when a setting just changed needs a restart."""
+    restart = False
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
         if disposable:
             # A throw-away data folder needs no crash safety: skipping fsync makes DDL and commits much cheaper.
@@ -145,3 +194,11 @@ def _bootstrap(conninfo: str, admin_user: str, database: str, *, disposable: boo
             conn.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(admin_user))
             )
+        if connections:
+            row = conn.execute(f"SELECT current_setting('max_connections')::int, {_RESERVED}").fetchone()
+            current, reserved = (int(row[0]), int(row[1])) if row else (0, 0)
+            wanted = connections + reserved
+            if current < wanted:
+                conn.execute(sql.SQL("ALTER SYSTEM SET max_connections = {}").format(sql.Literal(wanted)))
+                restart = True
+    return restart

@@ -24,7 +24,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from .config import EmulatorConfig
-from .engine import Engine, start_engine
+from .engine import CONNECTION_HEADROOM, Engine, start_engine
 from .errors import DataApiError, InternalServerException, SerializationException, UnknownOperationException
 from .events import EventPublisher
 from .executor import StatementRunner, prepare_database
@@ -134,12 +134,17 @@ class Emulator:
 def start_emulator(config: EmulatorConfig | None = None) -> Emulator:
     """Start PostgreSQL (or adopt one), the worker pool and the HTTP server; return once requests are served."""
     config = config or EmulatorConfig()
-    engine = start_engine(config.database_url, config.data_dir, config.admin_user, config.default_database)
+    # Every session holds a connection for its keep-alive, and every worker one while its statement runs: PostgreSQL
+    # must hold them all, or statements fail "too many clients" where AWS runs them.
+    needed = config.max_active_sessions + config.max_workers + CONNECTION_HEADROOM
+    engine = start_engine(
+        config.database_url, config.data_dir, config.admin_user, config.default_database, connections=needed
+    )
     spool_dir = tempfile.mkdtemp(prefix="redshift-data-results-")
     try:
         prepare_database(engine)
         store = StatementStore(config.result_ttl_seconds)
-        sessions = SessionRegistry(config.max_active_sessions)
+        sessions = SessionRegistry(_session_quota(config, engine.connection_capacity()))
         events = EventPublisher(
             _aws_client("events", config),
             region=config.region,
@@ -178,6 +183,21 @@ def start_emulator(config: EmulatorConfig | None = None) -> Emulator:
     serve.start()
     housekeeping.start()
     return emulator
+
+
+def _session_quota(config: EmulatorConfig, capacity: int) -> int:
+    """The active sessions the emulator allows: the configured quota, lowered to what the server's connections can
+    hold beside the workers' (an adopted server with fewer connections than the quota needs). Past it, callers get
+    ActiveSessionsExceededException, as AWS answers past its quota, instead of statements failing to connect."""
+    fits = capacity - config.max_workers - CONNECTION_HEADROOM
+    if fits < config.max_active_sessions:
+        log.warning(
+            "PostgreSQL allows %d connections: at most %d active sessions instead of %d",
+            capacity,
+            max(fits, 0),
+            config.max_active_sessions,
+        )
+    return max(0, min(config.max_active_sessions, fits))
 
 
 def _housekeeping(emulator: Emulator) -> None:

@@ -12,6 +12,7 @@ cfn-lint and review cover those. Not exercised here: the executor's tenant looku
 from __future__ import annotations
 
 import contextvars
+import json
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
@@ -40,12 +41,18 @@ _ACTION_OF = {
     "s3:CreateMultipartUpload": "s3:PutObject",
     "s3:UploadPart": "s3:PutObject",
     "s3:CompleteMultipartUpload": "s3:PutObject",
-    "dynamodb:TransactWriteItems": "dynamodb:PutItem",
     "sqs:SendMessageBatch": "sqs:SendMessage",
     "s3:HeadObject": "s3:GetObject",
     "s3:ListObjectsV2": "s3:ListBucket",
 }
 _PREFIX = {"redshift-data": "redshift-data", "dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "events": "events"}
+#: TransactWriteItems is authorised item by item, by the action each item performs
+_TRANSACT_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
 
 
 def granted_actions() -> dict[str, set[str]]:
@@ -93,11 +100,16 @@ def recorded_calls(spectra_stack):
 
         function.invoke = invoke
 
-    def record(model, **_):
+    def record(model, params, **_):
         function = _current_function.get()
-        if function is not None:
-            service = model.service_model.service_name
-            action = f"{_PREFIX.get(service, service)}:{model.name}"
+        if function is None:
+            return
+        service = model.service_model.service_name
+        action = f"{_PREFIX.get(service, service)}:{model.name}"
+        if action == "dynamodb:TransactWriteItems":
+            items = json.loads(params["body"])["TransactItems"]
+            calls[function].update(_TRANSACT_ACTIONS[kind] for item in items for kind in item)
+        else:
             calls[function].add(_ACTION_OF.get(action, action))
 
     clients = get_ports().clients

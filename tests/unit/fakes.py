@@ -36,7 +36,7 @@ from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_
 from spectra.bulk.store import BulkJobPage
 from spectra.dynamo import ListPosition
 from spectra.errors import Conflict, NotFound, StatementRejected, Throttled
-from spectra.job_store import JobPage, PendingJob, PendingPage
+from spectra.job_store import Finished, JobPage, PendingJob, PendingPage
 from spectra.jobs import Job, sources_of, utcnow
 from spectra.notify.models import SUBSCRIPTION_PREFIX, DisabledReason, Subscription, SubscriptionStatus
 from spectra.notify.store import SubscriptionPage
@@ -46,10 +46,10 @@ from spectra.ports import BulkPorts, NotifyPorts, Ports
 from spectra.publisher import PublishFailed
 from spectra.results import ResultSink
 from spectra.settings import Settings
-from spectra.slots import Claim, PooledSession
+from spectra.slots import Claim, PooledSession, SlotRelease, SlotsSeen
 from spectra.tenants import Tenant
 from spectra.tokens import PageTokens
-from spectra.warehouse import Column, DatabaseIdentity, Started, StatementInfo, SubStatement
+from spectra.warehouse import Column, CsvResult, DatabaseIdentity, Started, StatementInfo, SubStatement
 
 
 def _client_error(code: str, message: str, operation: str) -> ClientError:
@@ -96,6 +96,7 @@ class FakeJobStore:
         self._idempotency: dict[tuple[str, str], dict[str, str | None]] = {}
         self._pending: dict[str, datetime] = {}  # the sparse ``pending`` index: job id → pending_since
         self.list_calls = 0  # listings that reached the store (a refused page token must not make one)
+        self.transactions = 0  # finish() calls: terminal writes made together with a slot's release
 
     # -- create
 
@@ -180,6 +181,32 @@ class FakeJobStore:
                 self._pending.pop(job_id, None)
             return job
         return self._update(job_id, allowed, {"status": to, **changes}, pending_since=utcnow())
+
+    def finish(
+        self,
+        job: Job,
+        to: JobStatus,
+        *,
+        release: SlotRelease,
+        unstarted: bool = False,
+        announced: bool = False,
+        **changes: Any,
+    ) -> Finished:
+        """The transition and the slot's release, both or neither (``release`` made by :class:`FakeRunningSlots`)."""
+        self.transactions += 1
+        item = self._items.get(job.job_id)
+        if item is None or JobStatus(item["status"]) is not job.status or job.status not in sources_of(to):
+            return Finished(None)
+        if unstarted and item.get("statement_id"):
+            return Finished(None)
+        refused = release.write.refusal()
+        if refused is not None:
+            return Finished(None, slots=refused)
+        written = self.transition(
+            job.job_id, to, expected={job.status}, unstarted=unstarted, announced=announced, **changes
+        )
+        release.write.apply()
+        return Finished(written)
 
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:
         return self._update(job_id, frozenset(expected), changes)
@@ -537,11 +564,18 @@ class FakeWarehouse:
         return True
 
     def csv_result(self, statement_id: str) -> tuple[list[Column], Iterator[str]]:
+        opened = self.open_result(statement_id)
+        return opened.columns, opened.pages
+
+    def open_result(self, statement_id: str) -> CsvResult:
+        """GetStatementResultV2's first page: a statement without a result set is refused, as the Data API does."""
         self._enter("csv_result", statement_id)
         statement = self._statement(statement_id)
         if statement.status != "FINISHED" or not statement.has_result_set:
-            raise StatementRejected(f"statement {statement_id} has no result set")
-        return list(statement.columns), iter(list(statement.pages))
+            raise StatementRejected(
+                f"statement {statement_id} has no result set", details={"aws_error": "ValidationException"}
+            )
+        return CsvResult(list(statement.columns), statement.result_rows, iter(list(statement.pages)))
 
     def _statement(self, statement_id: str) -> FakeStatement:
         statement = self.statements.get(statement_id)
@@ -775,6 +809,17 @@ class FakeRunningSlots:
             self.pools.setdefault(tenant_id, {})[session.session_id] = session
         return dict(self.waiters.get(tenant_id, {}))
 
+    def releasing(
+        self, tenant_id: str, job_id: str, *, session: PooledSession | None = None, waiter: str | None = None
+    ) -> SlotRelease:
+        return SlotRelease(
+            tenant_id,
+            job_id,
+            session=session,
+            waiter=waiter,
+            write=_FakeRelease(self, tenant_id, job_id, session, waiter),
+        )
+
     def drop_session(self, tenant_id: str, session_id: str, *, job_id: str) -> bool:
         self.writes += 1
         current = self.pools.get(tenant_id, {}).get(session_id)
@@ -818,6 +863,34 @@ class FakeRunningSlots:
             return False
         holders[job_id] = now
         return True
+
+
+@dataclass
+class _FakeRelease:
+    """The fake's :attr:`SlotRelease.write`: the conditions DynamoDB checks, and the change, apart."""
+
+    slots: FakeRunningSlots
+    tenant_id: str
+    job_id: str
+    session: PooledSession | None
+    waiter: str | None
+
+    def refusal(self) -> SlotsSeen | None:
+        holders = self.slots.slots.get(self.tenant_id, {})
+        waiting = self.slots.waiters.get(self.tenant_id, {})
+        holding = self.job_id in holders
+        waiters_ok = self.waiter in waiting if self.waiter is not None else not waiting
+        if holding and waiters_ok:
+            return None
+        return SlotsSeen(holding=holding, waiting=dict(waiting)) if self.tenant_id in self.slots.slots else SlotsSeen()
+
+    def apply(self) -> None:
+        self.slots.writes += 1
+        del self.slots.slots[self.tenant_id][self.job_id]
+        if self.waiter is not None:
+            del self.slots.waiters[self.tenant_id][self.waiter]
+        if self.session is not None:
+            self.slots.pools.setdefault(self.tenant_id, {})[self.session.session_id] = self.session
 
 
 class _Body:

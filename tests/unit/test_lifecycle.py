@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -15,7 +17,8 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
-from spectra.errors import Throttled
+from spectra import lifecycle
+from spectra.errors import StartNotRecorded, Throttled
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.publisher import PublishFailed
@@ -107,7 +110,7 @@ def test_throttling_propagates_and_leaves_the_job_resumable(ports):
     with pytest.raises(Throttled):
         execute_job(ports, message)
     stuck = ports.jobs.get(message.job_id)
-    assert (stuck.status, stuck.statement_id) == (JobStatus.SUBMITTED, None)
+    assert (stuck.status, stuck.statement_id) == (JobStatus.QUEUED, None)  # written once, after ExecuteStatement
     assert ports.events.events == []
 
     retried = execute_job(ports, message)  # SQS redelivers the message
@@ -266,20 +269,63 @@ def test_giving_up_on_an_unstarted_job_loses_to_an_executor_that_just_started_it
     assert ports.events.types() == []
 
 
-def test_a_statement_that_finishes_before_the_executor_records_it_is_not_cancelled(ports):
+def test_a_status_event_before_the_executors_write_waits_for_it(ports):
+    """The executor writes the job once, after ExecuteStatement: a short statement's event can come first. Completion
+    reads the job again for a moment and finishes it once the start is recorded; the statement is not cancelled."""
     message = queued(ports)
-    original_start = ports.warehouse.start
+    original_start, original_get = ports.warehouse.start, ports.jobs.get
+    completions: list[Future] = []
+    pool = ThreadPoolExecutor(1, thread_name_prefix="completion")
+    completion_saw_it_queued = threading.Event()
+
+    def get(job_id):
+        job = original_get(job_id)
+        if threading.current_thread().name.startswith("completion") and job.status is JobStatus.QUEUED:
+            completion_saw_it_queued.set()
+        return job
 
     def start_and_complete_at_once(*args, **kwargs):
         started = original_start(*args, **kwargs)
-        # the completion event lands before the executor's second write
-        complete_statement(ports, ports.warehouse.finish(started.statement_id, columns=COLUMNS, pages=["1,a\n"]))
+        change = ports.warehouse.finish(started.statement_id, columns=COLUMNS, pages=["1,a\n"])
+        completions.append(pool.submit(complete_statement, ports, change))  # the event, before the executor writes
+        assert completion_saw_it_queued.wait(5)
         return started
 
+    ports.jobs.get = get
+
     ports.warehouse.start = start_and_complete_at_once
-    assert execute_job(ports, message) is None
+    started = execute_job(ports, message)
+    assert started is not None and started.status is JobStatus.SUBMITTED
+    finished = completions[0].result(timeout=10)
+    pool.shutdown()
+    assert finished is not None and finished.status is JobStatus.COMPLETED
     assert ports.jobs.get(message.job_id).status is JobStatus.COMPLETED
     assert not [call for call in ports.warehouse.calls if call[0] == "cancel"]
+
+
+def test_a_status_event_whose_start_is_never_recorded_comes_back_later(ports, monkeypatch):
+    """The executor died between ExecuteStatement and its write: the event is retried (the consumer reports it
+    failed), and once the redelivered message has recorded the statement (ClientToken: the same one), it finishes."""
+    monkeypatch.setattr(lifecycle, "START_RECORD_WAIT_SECONDS", 0.05)
+    message = queued(ports)
+    original_start = ports.warehouse.start
+    changes = []
+
+    def start_then_die(*args, **kwargs):
+        started = original_start(*args, **kwargs)
+        changes.append(ports.warehouse.finish(started.statement_id, columns=COLUMNS, pages=["1,a\n"]))
+        raise RuntimeError("the executor's environment went away")
+
+    ports.warehouse.start = start_then_die
+    with pytest.raises(RuntimeError):
+        execute_job(ports, message)
+    with pytest.raises(StartNotRecorded):
+        complete_statement(ports, changes[0])
+    assert ports.jobs.get(message.job_id).status is JobStatus.QUEUED
+    ports.warehouse.start = original_start
+    assert execute_job(ports, message).statement_id == changes[0].statementId  # the redelivered message
+    assert complete_statement(ports, changes[0]).status is JobStatus.COMPLETED  # the event, again
+    assert len(ports.warehouse.statements) == 1
 
 
 def test_throttling_on_the_last_delivery_fails_the_job_with_the_reason(ports):

@@ -6,6 +6,7 @@ import pytest
 
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
 from spectra.errors import Conflict, InvalidToken, JobNotFinished, NotFound, PayloadTooLarge, SqlRejected
+from spectra.jobs import Job
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.parameters import TypedParameter
 from spectra.queries import (
@@ -65,7 +66,9 @@ def test_submit_records_a_queued_job_and_sends_one_message(ports):
         "tenant_acme",
         "select :n as n",
     )
-    assert ports.queue.messages == [JobQueuedMessage(job_id=job.job_id, tenant_id="acme")]
+    [message] = ports.queue.messages
+    assert (message.job_id, message.tenant_id) == (job.job_id, "acme")
+    assert Job.model_validate(message.job) == job  # the job rides along: the executor's first delivery needs no read
     assert ports.warehouse.calls == []  # submitting never touches the warehouse
 
 

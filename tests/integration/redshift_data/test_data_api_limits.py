@@ -52,3 +52,25 @@ def test_a_drop_rate_between_zero_and_one_drops_some_events_and_keeps_others(emu
     delivered = {e["detail"]["statementId"] for e in events} & ids
     # 24 coin flips: all heads or all tails has a probability of 1 in 8 million
     assert 0 < len(delivered) < len(ids), len(delivered)
+
+
+def test_sessions_over_the_quota_are_refused_with_the_modelled_error(emulator_with):
+    client = redshift_data_client(emulator_with(max_active_sessions=1).endpoint_url)
+    target = {"ClusterIdentifier": CLUSTER, "Database": DATABASE}
+    first = client.execute_statement(Sql="select 1", SessionKeepAliveSeconds=60, **target)
+    assert wait_for_statement(client, first["Id"])["Status"] == "FINISHED"
+    with pytest.raises(client.exceptions.ActiveSessionsExceededException, match="active sessions"):
+        client.execute_statement(Sql="select 1", SessionKeepAliveSeconds=60, **target)
+    # a statement outside a session still runs, and so does one in the open session
+    for request in (target, {"SessionId": first["SessionId"]}):
+        assert wait_for_statement(client, client.execute_statement(Sql="select 1", **request)["Id"])["Status"] == (
+            "FINISHED"
+        )
+
+
+def test_an_adopted_server_with_too_few_connections_lowers_the_session_quota(emulator_with, caplog):
+    """A session the emulator accepts always gets its connection: past what the server can hold, callers get
+    ActiveSessionsExceededException (as past AWS's quota), never a statement failing "too many clients"."""
+    with caplog.at_level("WARNING", logger="local.redshift_data.server"):
+        emulator_with(max_active_sessions=100_000)
+    assert any("active sessions instead of 100000" in r.getMessage() for r in caplog.records), caplog.text

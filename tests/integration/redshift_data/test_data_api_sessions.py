@@ -112,3 +112,28 @@ def test_an_ended_session_is_refused_like_an_expired_one(redshift_data, redshift
     assert redshift_emulator.end_session(first["SessionId"])
     with pytest.raises(redshift_data.exceptions.ValidationException, match="not available"):
         redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"])
+
+
+def test_more_sessions_than_postgresqls_default_connections_all_run(redshift_data, redshift_emulator, api, name):
+    """Each kept-alive session holds a connection. A full test run keeps about a hundred open at once (every tenant's
+    sessions live for their keep-alive), which PostgreSQL's default of 100 connections, 97 of them for ordinary
+    users, could not hold: a new session's statement then FAILED "too many clients", the emulator closed the
+    session, and the next statement naming it was refused. The emulator's server holds its whole session quota."""
+    user = f"tenant_{name}"
+    api.run(f'CREATE USER "{user}"')
+    opened = [
+        redshift_data.execute_statement(
+            Sql="SELECT 1", Database=DATABASE, ClusterIdentifier=CLUSTER, DbUser=user, SessionKeepAliveSeconds=60
+        )
+        for _ in range(110)
+    ]
+    try:
+        failed = [d for s in opened if (d := wait_for_statement(redshift_data, s["Id"]))["Status"] != "FINISHED"]
+        assert not failed, failed[0]
+        # every session kept its connection: each runs its next statement
+        again = redshift_data.execute_statement(Sql="SELECT 2", SessionId=opened[0]["SessionId"])
+        assert wait_for_statement(redshift_data, again["Id"])["Status"] == "FINISHED"
+    finally:
+        for statement in opened:  # give the connections back now rather than in a minute
+            wait_for_statement(redshift_data, statement["Id"])
+            redshift_emulator.end_session(statement["SessionId"])
