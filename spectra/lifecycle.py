@@ -21,7 +21,7 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
-from spectra import share
+from spectra import logs, share
 from spectra.errors import IdentityRefused, StatementRejected, Throttled
 from spectra.identity import identity_for
 from spectra.jobs import Job, utcnow
@@ -101,6 +101,7 @@ def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | Non
     if job is None:
         logger.info("statement %s (%s) belongs to no job; ignoring", change.statementId, job_id or "no name")
         return None
+    logs.bind(tenant_id=job.tenant_id)  # the status event names the job, not its tenant (spectra/logs.py)
     if job.status.is_terminal:
         if not job.event_published:
             publish_job_event(ports, job)

@@ -22,6 +22,7 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
+from spectra import logs
 from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header
 from spectra.bulk.files import job_prefix
@@ -164,6 +165,7 @@ def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> Bulk
     if job is None:
         logger.info("statement %s (%s) belongs to no bulk job; ignoring", change.statementId, change.statementName)
         return None
+    logs.bind(tenant_id=job.tenant_id)  # the status event names the job, not its tenant (spectra/logs.py)
     if job.state.is_terminal:
         settle(ports, job)
         return job
