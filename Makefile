@@ -12,7 +12,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV    := .checkov-venv
 CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: install run test test-unit bench lint clean
+.PHONY: install run test test-unit faults bench lint clean
 
 install: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP)
 
@@ -42,6 +42,11 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest tests/unit
+
+## The fault suite alone (make test runs it too): kills, dropped and doubled events, throttling, failing webhooks.
+faults: install
+	$(PY) -m pytest tests/faults tests/e2e/test_lost_events.py \
+		"tests/e2e/test_webhooks.py::test_a_receiver_failing_its_first_deliveries_gets_the_event_once_it_recovers"
 
 ## Benchmarks: print tables and write JSON under bench/results/.
 bench: install

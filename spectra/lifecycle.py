@@ -10,6 +10,7 @@ retry after a failed publish sends it, and a duplicate status event does nothing
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from events import (
@@ -103,7 +104,7 @@ def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | Non
         return None
     logs.bind(tenant_id=job.tenant_id)  # the status event names the job, not its tenant (spectra/logs.py)
     if job.status.is_terminal:
-        if not job.event_published:
+        if not job.event_published and _announcement_overdue(job):
             publish_job_event(ports, job)
         return job
     if job.statement_id and job.statement_id != change.statementId:
@@ -123,6 +124,18 @@ def complete_statement(ports: Ports, change: StatementStatusChange) -> Job | Non
         code=share.failure_code(info.error), message=info.error or "the statement failed without a message"
     )
     return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
+
+
+#: A later status event (a copy, or the reconciler's) announces a terminal job whose event is not marked sent only
+#: once the job has been terminal this long. Before that, the worker that finished it is almost surely announcing it
+#: right now, between its terminal write and the mark, and a second publish would be a copy of the event. A publish
+#: that failed is retried by its event's redelivery (after the queue's visibility timeout, minutes on AWS) or by the
+#: reconciler's sweep, both later than this.
+REANNOUNCE_AFTER_SECONDS = 30
+
+
+def _announcement_overdue(job: Job) -> bool:
+    return job.completed_at is None or utcnow() - job.completed_at >= timedelta(seconds=REANNOUNCE_AFTER_SECONDS)
 
 
 def _finish_with_result(ports: Ports, job: Job, statement_id: str) -> Job | None:
@@ -160,6 +173,7 @@ def finish_job(ports: Ports, job: Job, status: JobStatus, *, unstarted: bool = F
     )
     if finished is None:
         return None
+    logger.info("job %s", status.value.lower(), extra={"error_code": finished.error.code if finished.error else None})
     share.release_slot(ports, finished.tenant_id, finished.job_id)
     publish_job_event(ports, finished)
     return finished

@@ -45,6 +45,16 @@ class RateLimits:
         self._buckets = {operation: (max(1.0, rate), now) for operation, rate in self._rates.items()}
         self.throttled: dict[str, int] = {}  # refusals per operation, for tests and benchmarks
 
+    def set_rate(self, operation: str, rate: float | None) -> None:
+        """Meter ``operation`` at ``rate`` requests per second from now on (``None``: stop metering it)."""
+        with self._lock:
+            if rate is None or rate <= 0:
+                self._rates.pop(operation, None)
+                self._buckets.pop(operation, None)
+            else:
+                self._rates[operation] = float(rate)
+                self._buckets[operation] = (max(1.0, float(rate)), self._clock())
+
     def admit(self, operation: str) -> None:
         """Take one request of ``operation``; :class:`ThrottlingException` when its bucket is empty."""
         rate = self._rates.get(operation)

@@ -109,6 +109,8 @@ class Emulator:
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     #: the request-rate quotas in force (``rate_limits.throttled`` counts refusals per operation)
     rate_limits: RateLimits = field(default_factory=lambda: RateLimits(None), repr=False)
+    #: the completion events (``events.drop_rate`` may be changed while running; ``events.dropped`` lists them)
+    events: EventPublisher | None = field(default=None, repr=False)
 
     def stop(self) -> None:
         if self._stopping.is_set():
@@ -169,6 +171,7 @@ def start_emulator(config: EmulatorConfig | None = None) -> Emulator:
         _store=store,
         _spool_dir=spool_dir,
         rate_limits=service.rate_limits,
+        events=events,
     )
     serve = threading.Thread(target=server.serve_forever, name="redshift-data-http", daemon=True)
     housekeeping = threading.Thread(

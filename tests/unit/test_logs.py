@@ -24,7 +24,8 @@ def captured():
     logger = Logger(service=service, stream=stream)
     logs.install(logger)
     domain = logging.getLogger(f"{service}.domain")  # a child, as spectra.lifecycle is of the service "spectra"
-    yield logger, domain, lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    with logs.job_keys():  # no keys left over by other tests that called the domain outside a unit of work
+        yield logger, domain, lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def test_keys_reach_the_handlers_lines_and_the_domains(captured):
