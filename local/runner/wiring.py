@@ -15,7 +15,7 @@ from typing import Any
 from local.aws import LocalAws
 from local.runner.api_gateway import RestApi, Route
 from local.runner.authorizers import LambdaAuthorizer
-from local.runner.functions import LocalFunction, function_config
+from local.runner.functions import DEFAULT_CONCURRENCY, LocalFunction, function_config
 from local.runner.provision import IMPLICIT_API_ID
 from local.runner.schedules import Schedule, interval_seconds
 from local.runner.sqs_poller import SqsPoller
@@ -103,15 +103,17 @@ def build_pollers(
 
 
 #: Batches at once for an SQS mapping without ``ScalingConfig.MaximumConcurrency``. Lambda starts such a mapping
-#: with five concurrent batches and adds up to 300 a minute while the queue has messages (to 1,250); on a laptop,
-#: where every environment is a thread of one process, five is already more than two cores run at once, so the
-#: local stack stays at Lambda's starting point instead of following its climb.
-DEFAULT_SQS_CONCURRENCY = 5
+#: with five concurrent batches and adds up to 300 a minute while the queue has messages (to 1,250), so a burst soon
+#: runs as wide as the function's concurrency allows; locally the function's concurrency (its
+#: ReservedConcurrentExecutions, else ten environments: ``functions.DEFAULT_CONCURRENCY``) is that bound, reached at
+#: once rather than after Lambda's climb.
+DEFAULT_SQS_CONCURRENCY = DEFAULT_CONCURRENCY
 
 
 def sqs_concurrency(props: dict[str, Any], function: LocalFunction) -> int:
     """How many batches of one SQS mapping run at once: ``ScalingConfig.MaximumConcurrency`` if the template sets it,
-    else Lambda's starting concurrency (:data:`DEFAULT_SQS_CONCURRENCY`); never past the function's concurrency."""
+    else what Lambda scales to, bounded locally (:data:`DEFAULT_SQS_CONCURRENCY`); never past the function's
+    concurrency."""
     scaling = props.get("ScalingConfig") or {}
     wanted = int(scaling.get("MaximumConcurrency", DEFAULT_SQS_CONCURRENCY))
     return max(1, min(wanted, function.concurrency))
