@@ -9,7 +9,12 @@ template.yaml's functions) serves the run. For each of N small jobs, one at a ti
 
 The difference is what the pipeline costs on top of the warehouse: queue hops, state writes, the result file, the
 event. It also counts the AWS API calls the functions made per job (by service and operation), which is what
-bills and throttles in production. Calls the local runner makes in Lambda's place (SQS polling) are not counted.
+bills and throttles in production, and splits off the notifier's (the fan-out to webhooks and SNS, which runs after
+the job's event whatever the job). Calls the local runner makes in Lambda's place (SQS polling) are not counted.
+
+Sessions: the pipeline's own statements, accepted → FINISHED as the Data API reports them (DescribeStatement's
+``CreatedAt`` → ``UpdatedAt``), for the first job of fresh tenants (the statement opens the tenant's session) beside
+their later jobs (the statement runs in the kept-alive session), in the same run.
 Results print as a table and go to ``bench/results/pipeline.json``.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import threading
 import time
 from collections import Counter
 
@@ -40,14 +46,27 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class CallCounter:
-    """Counts every AWS API call made through the functions' clients (botocore's before-call event)."""
+    """Counts every AWS API call made through the functions' clients (botocore's before-call event), and apart the
+    notifier's (the runner polls each function's queue on a thread named after it)."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.fan_out: Counter[str] = Counter()
 
     def attach(self, client) -> None:
         service = client.meta.service_model.service_name
-        client.meta.events.register("before-call", lambda model, **_: self.calls.update([f"{service}:{model.name}"]))
+
+        def count(model, **_) -> None:
+            name = f"{service}:{model.name}"
+            self.calls.update([name])
+            if "notif" in threading.current_thread().name.lower():
+                self.fan_out.update([name])
+
+        client.meta.events.register("before-call", count)
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.fan_out.clear()
 
 
 def direct_round_trip(client) -> float:
@@ -59,6 +78,32 @@ def direct_round_trip(client) -> float:
         time.sleep(0.002)
     client.get_statement_result_v2(Id=statement_id)
     return time.perf_counter() - start
+
+
+SESSION_TENANTS = 12
+JOBS_PER_SESSION_TENANT = 4
+
+
+def session_latencies(stack, data_api, ports, http, subscriber) -> tuple[list[float], list[float]]:
+    """Statement latency (accepted → FINISHED, from the Data API) of fresh tenants' first jobs, which open the
+    tenant's session, and of their later jobs, which reuse it. Sequential, one job at a time."""
+    fresh, reused = [], []
+    for n in range(SESSION_TENANTS):
+        key = add_tenant(Warehouse(data_api, CLUSTER_ID), ports.tenants, f"bench-s{n}-{int(time.time())}")
+        sessions_seen: set[str] = set()
+        for _ in range(JOBS_PER_SESSION_TENANT):
+            response = http.post(
+                stack.api_url + "/v1/queries", json={"sql": SQL}, headers={"Authorization": f"Bearer {key}"}
+            )
+            response.raise_for_status()
+            job_id = response.json()["job_id"]
+            subscriber.arrival(job_id, timeout=60)
+            described = data_api.describe_statement(Id=ports.jobs.get(job_id).statement_id)
+            latency = (described["UpdatedAt"] - described["CreatedAt"]).total_seconds()
+            session_id = described.get("SessionId")
+            (reused if session_id in sessions_seen else fresh).append(latency)
+            sessions_seen.add(session_id)
+    return fresh, reused
 
 
 def run(jobs: int) -> dict:
@@ -84,7 +129,7 @@ def run(jobs: int) -> dict:
             direct_round_trip(data_api)
             job_id = session.post(stack.api_url + "/v1/queries", json={"sql": SQL}).json()["job_id"]
             subscriber.arrival(job_id, timeout=60)
-        counter.calls.clear()
+        counter.clear()
 
         pipeline, direct, submit = [], [], []
         for _ in range(jobs):
@@ -95,6 +140,8 @@ def run(jobs: int) -> dict:
             response.raise_for_status()
             pipeline.append(subscriber.arrival(response.json()["job_id"], timeout=60)[0] - start)
         calls = dict(sorted(counter.calls.items()))
+        fan_out = dict(sorted(counter.fan_out.items()))
+        fresh, reused = session_latencies(stack, data_api, ports, session, subscriber)
         subscriber.close()
     finally:
         stack.stop()
@@ -111,6 +158,11 @@ def run(jobs: int) -> dict:
         "direct_data_api_round_trip": summary(direct),
         "aws_calls_per_job": {name: count / jobs for name, count in calls.items()},
         "aws_calls_per_job_total": sum(calls.values()) / jobs,
+        "aws_calls_per_job_fan_out": {name: count / jobs for name, count in fan_out.items()},
+        "aws_calls_per_job_without_fan_out": (sum(calls.values()) - sum(fan_out.values())) / jobs,
+        "statement_in_new_session": summary(fresh),
+        "statement_in_reused_session": summary(reused),
+        "session_samples": {"new": len(fresh), "reused": len(reused)},
     }
 
 
@@ -126,9 +178,18 @@ def print_report(report: dict) -> None:
         print(f"{label:<44}{row['median_ms']:>12.1f}{row['p99_ms']:>12.1f}")
     overhead = report["pipeline_submit_to_event"]["median_ms"] - report["direct_data_api_round_trip"]["median_ms"]
     print(f"{'pipeline overhead over the baseline (median)':<44}{overhead:>12.1f}")
-    print(f"\nAWS API calls per job made by the functions: {report['aws_calls_per_job_total']:.1f}")
+    print(f"\nStatement latency in the pipeline (accepted → FINISHED, Data API), {report['session_samples']}")
+    for label, key in [
+        ("first statement of a tenant: opens its session", "statement_in_new_session"),
+        ("later statements: the kept-alive session", "statement_in_reused_session"),
+    ]:
+        row = report[key]
+        print(f"{label:<50}{row['median_ms']:>8.1f}{row['p99_ms']:>10.1f}")
+    total, job_path = report["aws_calls_per_job_total"], report["aws_calls_per_job_without_fan_out"]
+    print(f"\nAWS API calls per job made by the functions: {total:.1f} ({job_path:.1f} without the notifier's fan-out)")
+    fan_out = report["aws_calls_per_job_fan_out"]
     for name, per_job in report["aws_calls_per_job"].items():
-        print(f"  {name:<46}{per_job:>6.2f}")
+        print(f"  {name:<46}{per_job:>6.2f}   (fan-out {fan_out.get(name, 0):.2f})")
 
 
 def main(argv: list[str] | None = None) -> dict:

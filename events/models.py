@@ -35,6 +35,19 @@ class ResultFormat(StrEnum):
     JSONL = "jsonl"
 
 
+class Delivery(StrEnum):
+    """How a query's result reaches the client (``POST /v1/queries`` ``delivery``; README, "Results").
+
+    ``auto``: rows inline in the results response when small, files in S3 otherwise; ``inline``: rows inline, never
+    a file (too big fails the job); ``s3``: files always; ``export``: UNLOAD straight from the warehouse to S3.
+    """
+
+    AUTO = "auto"
+    INLINE = "inline"
+    S3 = "s3"
+    EXPORT = "export"
+
+
 class StatementState(StrEnum):
     """Terminal states the Data API announces in its status-change events."""
 

@@ -117,3 +117,37 @@ class NoIdentity(IdentityRefused):
     Serverless)."""
 
     code = "no_identity"
+
+
+class Gone(SpectraError):
+    """The job's result was retained for ``ResultRetentionDays`` and is no more (its files expire with it)."""
+
+    status = HTTPStatus.GONE
+    code = "gone"
+
+
+class ResultRefused(SpectraError):
+    """A result that cannot be delivered as the job asked, whatever the retries: the job fails with it at once."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "result_refused"
+
+
+class ResultTooLarge(ResultRefused):
+    """A result ``inline`` delivery cannot hold: the job fails with this (``result_too_large``) and the limits."""
+
+    code = "result_too_large"
+
+
+class DuplicateColumns(ResultRefused):
+    """A Parquet export whose query named two columns alike behind a ``*`` (the files would be unreadable)."""
+
+    code = "duplicate_columns"
+
+
+class ResultUnconvertible(SpectraError):
+    """A result page that cannot be converted to the job's format (malformed CSV, text that is not UTF-8). Completion
+    retries it; after ``result_max_attempts`` the job fails with this (``result_unconvertible``)."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "result_unconvertible"

@@ -14,6 +14,11 @@ so a tenant deactivated or deleted while its jobs wait in the queue gets none of
 
 The identity comes from the tenant record, not from the ``db_user`` the job recorded at submission (kept for the
 record): an administrator who moves a tenant to another database user moves its queued jobs with it.
+
+The record may be up to ``TENANT_CACHE_SECONDS`` old (spectra/tenant_cache.py, one DynamoDB read fewer per job): a
+tenant deactivated, deleted or moved stops starting statements within that time in each executor environment, as
+its keys stop working within the authorizer's cache. A record that would refuse the job is read again first, so a
+tenant reactivated (or re-created) runs at once.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Protocol
 from spectra.errors import IdentityRefused, NoIdentity, TenantInactive
 from spectra.ports import Ports
 from spectra.settings import Settings
+from spectra.tenant_cache import tenant_record
 from spectra.tenants import Tenant
 from spectra.warehouse import DatabaseIdentity
 
@@ -39,12 +45,22 @@ class TenantJob(Protocol):
 
 def identity_for(ports: Ports, job: TenantJob) -> DatabaseIdentity:
     """The database identity the job's statement may run as; raises a subclass of :class:`IdentityRefused`."""
-    tenant = ports.tenants.get(job.tenant_id)
+    tenant = tenant_record(ports.tenants, job.tenant_id, max_age=ports.settings.tenant_cache_seconds)
+    if not _runs(job, tenant):
+        tenant = tenant_record(ports.tenants, job.tenant_id, max_age=0)  # never refuse on a remembered record
     if tenant is None or not tenant.active:
         raise TenantInactive("the job's tenant is inactive or deleted; the job was not run")
     if job.tenant_generation and job.tenant_generation != tenant.generation:
         raise TenantInactive("the tenant that submitted the job was deleted; the job was not run")
     return tenant_identity(ports.settings, tenant)
+
+
+def _runs(job: TenantJob, tenant: Tenant | None) -> bool:
+    return (
+        tenant is not None
+        and tenant.active
+        and not (job.tenant_generation and job.tenant_generation != tenant.generation)
+    )
 
 
 def tenant_identity(settings: Settings, tenant: Tenant) -> DatabaseIdentity:

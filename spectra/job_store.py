@@ -235,6 +235,7 @@ class JobStore:
         *,
         expected: Iterable[JobStatus] | None = None,
         unstarted: bool = False,
+        announced: bool = False,
         **changes: Any,
     ) -> Job | None:
         """Move a job to ``to`` if its current state allows it; return the new job, or None when the move is illegal.
@@ -244,9 +245,13 @@ class JobStore:
         DynamoDB, so of two racing writers exactly one wins. The job stays in the pending index, with
         ``pending_since`` reset to now, until :meth:`mark_published`. ``unstarted``: only while the job has no
         statement yet (giving up on a job must not race an executor that is recording the one it just started).
+        ``announced``: the job's terminal event is already out, so this write also marks it published (and takes the
+        job out of the pending index): :meth:`mark_published` folded into the transition.
         """
         allowed = sources_of(to) if expected is None else sources_of(to) & frozenset(expected)
-        changes = {**self._states.pending(job_id, utcnow()), "status": to.value, **changes}
+        published = {"event_published": True, **StateTable.NOT_PENDING}
+        owed = published if announced else self._states.pending(job_id, utcnow())
+        changes = {**owed, "status": to.value, **changes}
         return self._update(job_id, allowed, changes, unstarted=unstarted)
 
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:

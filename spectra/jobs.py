@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events import ErrorInfo, JobStatus, ResultFormat
+from events import Delivery, ErrorInfo, JobStatus, ResultFormat
 
 #: Legal moves. Anything else is refused by the store's conditional write, so a late or duplicate message is a no-op.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -51,22 +51,41 @@ class ResultFile(BaseModel):
 
 
 class JobResult(BaseModel):
-    """Where a finished job's rows are. ``inline``: small enough that the manifest carries the rows too."""
+    """Where a finished job's rows are, and how many there are.
+
+    * ``delivery`` ``inline``: the rows are on the job record itself (``inline_rows``: the JSON array text, gzipped
+      and base64-encoded to keep the item small), nothing is in S3 (``manifest_key`` is None, ``files`` empty).
+    * ``s3`` / ``export``: ``files`` under ``prefix`` in ``bucket``, listed again in ``manifest_key``.
+    * Results written before deliveries existed have ``delivery`` ``s3`` and, when small, ``inline`` set: their rows
+      are in the manifest.
+
+    ``row_count`` counts the rows delivered; ``truncated`` says a ``row_limit`` cut the result, and
+    ``total_row_count`` is then how many rows the statement returned. ``expires_at``: when the files (and the
+    inline rows with them) stop being served; the results bucket's lifecycle deletes files after that day.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     bucket: str
     prefix: str
-    manifest_key: str
+    manifest_key: str | None
     files: list[ResultFile]
     row_count: int
     bytes: int
     columns: list[dict[str, str]]
     inline: bool = False
+    delivery: Delivery = Delivery.S3
+    inline_rows: str | None = None
+    truncated: bool = False
+    total_row_count: int | None = None
+    expires_at: datetime | None = None
+    #: data rows the pages held (counted to the end when a line taken for the header could have been data; None
+    #: when reading stopped early): how completion tells such a line from a header. Never stored.
+    rows_read: int | None = Field(default=None, exclude=True)
 
     @property
-    def location(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
+    def location(self) -> str | None:
+        return f"s3://{self.bucket}/{self.prefix}" if self.files else None
 
 
 class Job(BaseModel):
@@ -78,12 +97,18 @@ class Job(BaseModel):
     sql: str
     parameters: list[QueryParameter] = Field(default_factory=list)
     format: ResultFormat = ResultFormat.JSON
+    delivery: Delivery = Delivery.AUTO
+    #: deliver at most this many rows (the result says ``truncated`` when it held more)
+    row_limit: int | None = None
     status: JobStatus = JobStatus.QUEUED
     created_at: datetime
     updated_at: datetime
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
     statement_id: str | None = None
+    #: the Data API session the statement runs in, and the identity that session was opened as (spectra/sessions.py)
+    session_id: str | None = None
+    session_identity: str | None = None
     result: JobResult | None = None
     error: ErrorInfo | None = None
     idempotency_key: str | None = None
@@ -93,6 +118,8 @@ class Job(BaseModel):
     #: the generation of the tenant that submitted the job (spectra.tenants): a tenant deleted and created again under
     #: the same id does not inherit its predecessor's queued jobs
     tenant_generation: str | None = None
+    #: completions that failed to convert the result; at ``result_max_attempts`` the job fails instead
+    result_attempts: int = 0
 
     @property
     def duration_ms(self) -> int | None:

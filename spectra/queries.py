@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from events import JobQueuedMessage, JobStatus, ResultFormat
-from spectra.errors import Conflict, NotFound, PayloadTooLarge
+from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
+from spectra.delivery import request_problem, results_body
+from spectra.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import finish_job
@@ -30,11 +31,16 @@ def submit_query(
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
     callback: Callback | None = None,
+    delivery: Delivery = Delivery.AUTO,
+    row_limit: int | None = None,
 ) -> tuple[Job, bool]:
     """Record and queue a query job. Returns the job and whether it was created now (False: an idempotent repeat).
 
     A ``callback`` is recorded before the job, so the job's end cannot outrun it; an idempotent repeat discards it
     (the first request's callback stands)."""
+    if problem := request_problem(fmt, delivery, row_limit, bool(parameters)):
+        field, message = problem
+        raise InvalidRequest(message, details=[{"loc": ["body", field], "msg": message}])
     statement = check_sql(
         sql,
         max_bytes=ports.settings.max_sql_bytes,
@@ -55,13 +61,17 @@ def submit_query(
         sql=statement,
         parameters=parameters,
         format=fmt,
+        delivery=delivery,
+        row_limit=row_limit,
         created_at=now,
         updated_at=now,
         idempotency_key=idempotency_key,
         correlation_id=correlation_id,
         tenant_generation=caller.generation,
     )
-    fingerprint = request_fingerprint(statement, [p.model_dump() for p in parameters], fmt.value)
+    fingerprint = request_fingerprint(
+        statement, [p.model_dump() for p in parameters], fmt.value, *delivery_fingerprint(delivery, row_limit)
+    )
     if callback is not None:
         register_callback(ports, callback, tenant_id=caller.tenant_id, job_id=job.job_id)
     drawn_id = job.job_id
@@ -139,23 +149,20 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:
 
 
 def job_results(ports: Ports, caller: Caller, job_id: str) -> dict[str, Any]:
-    """Presigned links to the result files, and the rows themselves when the result is small enough to inline."""
+    """The rows of a small result, or presigned links to its files and manifest (spectra/delivery.py); 410 once the
+    result is past its retention."""
     job = get_job(ports, caller, job_id)
     if job.status is not JobStatus.COMPLETED or job.result is None:
         raise Conflict(
             f"job {job_id} is {job.status.value}; results exist only for COMPLETED jobs",
             details={"status": job.status},
         )
-    result = job.result
-    body: dict[str, Any] = {
-        "job_id": job.job_id,
-        "format": job.format.value,
-        "row_count": result.row_count,
-        "columns": result.columns,
-    }
-    if result.inline:
-        body["rows"] = ports.results.read_inline(result)["rows"]
-    ttl = ports.settings.presign_ttl_seconds
-    body["files"] = ports.results.presign(result, ttl_seconds=ttl)
-    body["expires_in"] = ttl
-    return body
+    return results_body(ports, job)
+
+
+def delivery_fingerprint(delivery: Delivery, row_limit: int | None) -> tuple:
+    """What delivery adds to an idempotent request's fingerprint: nothing at the defaults, so keys recorded before
+    deliveries existed still match their repeats."""
+    if delivery is Delivery.AUTO and row_limit is None:
+        return ()
+    return (delivery.value, row_limit)

@@ -1,30 +1,39 @@
-"""The result sink: a statement's CSV pages, converted column-wise, streamed into S3.
+"""The result sink: a statement's CSV pages, converted column-wise, delivered as the job asked.
 
-Layout under the results bucket, one prefix per job: ``<tenant>/<job_id>/``
+* ``inline`` (and ``auto`` for a small ``json`` result): the rows, as the JSON array text the results response
+  serves, go on the job record itself (:attr:`JobResult.inline_rows`). Nothing is written to S3.
+* ``s3`` (and ``auto`` past the inline limits, or for a file format): files under ``<tenant>/<job_id>/``:
+  ``part-00000.<ext>`` ... split every ``part_max_rows`` rows (``csv`` → ``.csv.gz``, ``jsonl`` and ``json`` →
+  ``.jsonl.gz``, one JSON object per row, ``parquet`` → ``.parquet``, snappy inside), and ``manifest.json``
+  (columns, counts, the parts).
+* ``export``: the warehouse wrote the files (UNLOAD, :mod:`spectra.delivery`); :meth:`ResultSink.collect_export`
+  lists them in the same ``manifest.json``.
 
-* ``part-00000.<ext>`` ... the rows, split every ``part_max_rows`` rows. ``csv`` → ``.csv.gz``, ``jsonl`` and ``json``
-  → ``.jsonl.gz`` (one JSON object per row), ``parquet`` → ``.parquet`` (snappy inside).
-* ``manifest.json``: columns, counts and the list of parts; for a result within the inline limits also the rows
-  themselves, so ``GET /results`` answers small results with one read and the job costs one PUT less.
-
-Pages are parsed by pyarrow with the column types from the Data API's metadata, one page at a time, and written
-through smart-open's multipart uploads, so memory is bounded by a page, not by the result.
+An ``auto`` result is held in memory until it passes the inline limits (rows, and bytes of uncompressed JSON), so a
+small one costs no S3 request; past them the held pages go to the files and the rest streams after them. Pages are
+parsed by pyarrow (:mod:`spectra.result_pages`) and encoded column-wise (:mod:`spectra.result_encoding`), one page
+at a time, through smart-open's multipart uploads, so memory is bounded by a page, not by the result. A ``row_limit``
+stops the reading once it is reached: the pages after it are never fetched.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
-import datetime as dt
-import decimal
 import gzip
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from events import ResultFormat
+from events import Delivery, ResultFormat
+from spectra.errors import DuplicateColumns, ResultTooLarge, ResultUnconvertible
 from spectra.jobs import JobResult, ResultFile
+from spectra.result_encoding import has_special_floats, json_arrays, json_lines, postgres_floats, unique_names
+from spectra.result_pages import PageReader, arrow_type
 from spectra.warehouse import Column
+
+__all__ = ["ResultSink", "S3Upload", "arrow_type", "inline_rows", "manifest_document"]
 
 _EXTENSIONS = {
     ResultFormat.CSV: ".csv.gz",
@@ -38,45 +47,6 @@ _CONTENT_TYPES = {
     ResultFormat.JSON: "application/x-ndjson",
     ResultFormat.PARQUET: "application/vnd.apache.parquet",
 }
-
-
-def arrow_type(column: Column):
-    """The Arrow type for a Redshift column type; anything unusual stays text rather than failing a job."""
-    import pyarrow as pa
-
-    name = column.type_name.lower()
-    if name in {"int2", "smallint"}:
-        return pa.int16()
-    if name in {"int4", "int", "integer", "serial"}:
-        return pa.int32()
-    if name in {"int8", "bigint", "bigserial"}:
-        return pa.int64()
-    if name in {"float4", "real"}:
-        return pa.float32()
-    if name in {"float8", "float", "double precision"}:
-        return pa.float64()
-    if name in {"bool", "boolean"}:
-        return pa.bool_()
-    if name in {"numeric", "decimal"} and column.precision and 0 < column.precision <= 38:
-        return pa.decimal128(column.precision, column.scale or 0)
-    if name == "date":
-        return pa.date32()
-    if name in {"timestamp", "timestamp without time zone"}:
-        return pa.timestamp("us")
-    if name in {"timestamptz", "timestamp with time zone"}:
-        return pa.timestamp("us", tz="UTC")
-    return pa.string()
-
-
-def json_default(value: Any) -> Any:
-    """JSON for values the stdlib cannot encode: decimals as strings (no float rounding), times as ISO 8601."""
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
 
 
 class S3Upload(io.RawIOBase):
@@ -137,14 +107,13 @@ class S3Upload(io.RawIOBase):
 class _PartWriter:
     """One part file: Arrow tables in, the job's format out to S3; ``close`` finishes the object."""
 
-    def __init__(self, s3_client, bucket: str, key: str, fmt: ResultFormat, columns: list[Column]) -> None:
+    def __init__(self, s3_client, bucket: str, key: str, fmt: ResultFormat) -> None:
         self.key = key
         self.rows = 0
         self._fmt = fmt
-        self._names = [c.name for c in columns]
         self._counter = S3Upload(s3_client, bucket, key, _CONTENT_TYPES[fmt])
         self._parquet = None
-        self._csv = None
+        self._csv_header_written = False
         if fmt is ResultFormat.PARQUET:
             self._stream: IO[bytes] = self._counter
         else:
@@ -155,7 +124,6 @@ class _PartWriter:
         return self._parquet is None or self._parquet.schema.equals(schema)
 
     def write(self, table) -> None:
-        import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
         if self._fmt is ResultFormat.PARQUET:
@@ -163,53 +131,114 @@ class _PartWriter:
                 self._parquet = pq.ParquetWriter(self._stream, table.schema, compression="snappy")
             self._parquet.write_table(table)
         elif self._fmt is ResultFormat.CSV:
-            if self._csv is None:
-                self._csv = pacsv.CSVWriter(self._stream, table.schema)
-            self._csv.write_table(table)
+            self._write_csv(table)
         else:
-            lines = (json.dumps(row, default=json_default) for row in json_ready(table).to_pylist())
-            self._stream.write(("\n".join(lines) + "\n").encode())
+            for buffer in json_lines(table):
+                self._stream.write(buffer)
         self.rows += table.num_rows
 
-    def close(self, schema) -> ResultFile:
+    def _write_csv(self, table) -> None:
+        """pyarrow's CSV writer, page by page (a page read as text may have other column types than the last);
+        only a page with NaN or an infinity takes a detour to spell them as PostgreSQL does."""
         import pyarrow.csv as pacsv
+
+        options = pacsv.WriteOptions(include_header=not self._csv_header_written)
+        self._csv_header_written = True
+        if has_special_floats(table):
+            text = io.BytesIO()
+            pacsv.write_csv(table, text, write_options=options)
+            self._stream.write(postgres_floats(text.getvalue()))
+        else:
+            pacsv.write_csv(table, self._stream, write_options=options)
+
+    def close(self, schema) -> ResultFile:
         import pyarrow.parquet as pq
 
         if self._fmt is ResultFormat.PARQUET:
             writer = self._parquet or pq.ParquetWriter(self._stream, schema, compression="snappy")
             writer.close()
-        elif self._fmt is ResultFormat.CSV:
-            (self._csv or pacsv.CSVWriter(self._stream, schema)).close()
+        elif self._fmt is ResultFormat.CSV and not self._csv_header_written:
+            self._write_csv(schema.empty_table())  # an empty result is still a CSV file with its header line
         if self._stream is not self._counter:
             self._stream.close()
         self._counter.close()
         return ResultFile(key=self.key, rows=self.rows, bytes=self._counter.count)
 
 
-def _rows(table) -> Iterable[tuple]:
-    columns = [column.to_pylist() for column in json_ready(table).columns]
-    return zip(*columns, strict=True)
+class _Parts:
+    """The part files of one result, a new one every ``max_rows`` rows (or when a Parquet schema changes)."""
+
+    def __init__(self, s3_client, bucket: str, prefix: str, fmt: ResultFormat, schema, max_rows: int) -> None:
+        self._s3, self._bucket, self._prefix, self._fmt = s3_client, bucket, prefix, fmt
+        self._schema = schema
+        self._max_rows = max_rows
+        self._part: _PartWriter | None = None
+        self.files: list[ResultFile] = []
+
+    def write(self, table) -> None:
+        offset = 0
+        while offset < table.num_rows:
+            if self._part is not None and not self._part.accepts(table.schema):
+                # A page read as text cannot join a Parquet file of typed columns: it starts a part of its own.
+                self._close_part()
+            if self._part is None:
+                key = f"{self._prefix}part-{len(self.files):05d}{_EXTENSIONS[self._fmt]}"
+                self._part = _PartWriter(self._s3, self._bucket, key, self._fmt)
+            chunk = table.slice(offset, self._max_rows - self._part.rows)
+            self._part.write(chunk)
+            offset += chunk.num_rows
+            if self._part.rows >= self._max_rows:
+                self._close_part()
+
+    def close(self) -> list[ResultFile]:
+        if self._part is not None or not self.files:
+            if self._part is None:  # an empty result is still one readable part
+                key = f"{self._prefix}part-00000{_EXTENSIONS[self._fmt]}"
+                self._part = _PartWriter(self._s3, self._bucket, key, self._fmt)
+            self._close_part()
+        return self.files
+
+    def _close_part(self) -> None:
+        assert self._part is not None
+        self.files.append(self._part.close(self._schema))
+        self._part = None
 
 
-def json_ready(table):
-    """The table with decimals, dates and timestamps as ISO / exact strings, converted column-wise by Arrow.
+class _Limited:
+    """The page tables, cut at ``row_limit``. ``truncated``: rows were left out; ``rows_read``: data rows the pages
+    held, or None when reading stopped at the limit (it reads on, only counting, after a guessed header line, so
+    completion can still tell that line from data)."""
 
-    Converting per value in Python (Decimal and datetime objects, then ``json_default``) is several times slower;
-    the strings are the same ones ``json_default`` would produce (``isoformat``, ``str(Decimal)``).
-    """
+    def __init__(self, reader: PageReader, row_limit: int | None) -> None:
+        self._reader = reader
+        self._limit = row_limit
+        self.truncated = False
+        self.rows_read: int | None = 0
+
+    def __iter__(self) -> Iterator:
+        delivered = 0
+        for table in self._reader:
+            self.rows_read = (self.rows_read or 0) + table.num_rows
+            room = table.num_rows if self._limit is None else self._limit - delivered
+            if table.num_rows > room:
+                self.truncated = True
+                if room > 0:
+                    delivered += room
+                    yield table.slice(0, room)
+                if not self._reader.guessed_header:
+                    self.rows_read = None
+                    return
+                continue
+            delivered += table.num_rows
+            yield table
+
+
+#: What a page that cannot be converted raises: pyarrow's errors (a malformed page, a value no type takes) and
+#: text that is not valid UTF-8.
+def _conversion_errors() -> tuple[type[BaseException], ...]:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    arrays = []
-    for column in table.columns:
-        kind = column.type
-        if pa.types.is_decimal(kind) or pa.types.is_date(kind):
-            column = pc.cast(column, pa.string())
-        elif pa.types.is_timestamp(kind):
-            text = pc.replace_substring_regex(pc.strftime(column, format="%Y-%m-%dT%H:%M:%S"), r"\.0+$", "")
-            column = pc.binary_join_element_wise(text, pa.scalar("+00:00"), "") if kind.tz else text
-        arrays.append(column)
-    return pa.table(arrays, names=table.column_names)
+    return (pa.ArrowException, UnicodeError, csv.Error)
 
 
 class ResultSink:
@@ -241,175 +270,195 @@ class ResultSink:
         columns: list[Column],
         csv_pages: Iterable[str],
         header: bool | None = None,
+        delivery: Delivery = Delivery.AUTO,
+        row_limit: int | None = None,
+        total_rows: int | None = None,
+        inline_budget: int | None = None,
     ) -> JobResult:
-        """Write the pages as the job's result. ``header``: whether the first page starts with a header line;
-        None takes a first line equal to the column names for one (the caller can check the count, see
-        :func:`spectra.lifecycle` for how a data row that looks like the header is told apart)."""
+        """Deliver the pages as the job's result.
+
+        ``header``: whether the first page starts with a header line (None: a first record equal to the column
+        names is taken for one; see :class:`~spectra.result_pages.PageReader`). ``total_rows``: the statement's own
+        row count, reported beside a ``row_limit`` cut. ``inline_budget``: the bytes the job record has room for;
+        inline rows never take more, whatever ``inline_max_bytes`` allows.
+
+        Raises :class:`~spectra.errors.ResultTooLarge` when ``inline`` cannot hold the rows, and
+        :class:`~spectra.errors.ResultUnconvertible` when a page cannot be converted.
+        """
         import pyarrow as pa
 
         prefix = self.prefix_for(tenant_id, job_id)
-        named = columns  # as the service names them: a header line repeats these, duplicates included
-        columns = _unique(columns)
+        sent = [c.name for c in columns]  # as the service names them: a header line repeats these, duplicates included
+        columns = [
+            Column(name, c.type_name, c.precision, c.scale) for name, c in zip(unique_names(sent), columns, strict=True)
+        ]
         schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in columns])
-        files: list[ResultFile] = []
-        part: _PartWriter | None = None
-        inline: list[list[Any]] | None = []
-        inline_bytes = 0
+        tables = _Limited(PageReader(csv_pages, sent, schema, header), row_limit)
+        max_bytes = self._inline_max_bytes if inline_budget is None else min(self._inline_max_bytes, inline_budget)
+        inline = fmt is ResultFormat.JSON and delivery in (Delivery.AUTO, Delivery.INLINE)
+        held: list = []  # the tables while they may still go inline
+        chunks: list[bytes] = []
+        held_rows = held_bytes = 0
+        parts: _Parts | None = None
 
-        for table in _parse_pages(csv_pages, named, schema, header):
-            offset = 0
-            while offset < table.num_rows:
-                if part is not None and not part.accepts(table.schema):
-                    # A page read as text cannot join a Parquet file of typed columns: it starts a part of its own.
-                    files.append(part.close(schema))
-                    part = None
-                if part is None:
-                    key = f"{prefix}part-{len(files):05d}{_EXTENSIONS[fmt]}"
-                    part = _PartWriter(self._s3, self._bucket, key, fmt, columns)
-                chunk = table.slice(offset, self._part_max_rows - part.rows)
-                part.write(chunk)
-                offset += chunk.num_rows
-                if part.rows >= self._part_max_rows:
-                    files.append(part.close(schema))
-                    part = None
-            if inline is not None:
-                rows = [list(row) for row in _rows(table)]
-                inline_bytes += len(json.dumps(rows, default=json_default))
-                inline.extend(rows)
-                if len(inline) > self._inline_max_rows or inline_bytes > self._inline_max_bytes:
-                    inline = None  # too big to return inline: the files are the answer
-        if part is not None or not files:
-            part = part or _PartWriter(self._s3, self._bucket, f"{prefix}part-00000{_EXTENSIONS[fmt]}", fmt, columns)
-            files.append(part.close(schema))
+        def to_files() -> _Parts:
+            files = _Parts(self._s3, self._bucket, prefix, fmt, schema, self._part_max_rows)
+            for held_table in held:
+                files.write(held_table)
+            held.clear()
+            return files
 
-        column_dicts = [c.as_dict() for c in columns]
+        try:
+            for table in tables:
+                if inline:
+                    chunk = json_arrays(table)
+                    held_rows += table.num_rows
+                    held_bytes += len(chunk) + (1 if chunk and chunks else 0)
+                    if held_rows <= self._inline_max_rows and held_bytes + 2 <= max_bytes:
+                        held.append(table)
+                        if chunk:
+                            chunks.append(chunk)
+                        continue
+                    if delivery is Delivery.INLINE:
+                        raise self._too_large(held_rows, held_bytes + 2, max_bytes, tables, total_rows)
+                    inline = False
+                    parts = to_files()
+                parts = parts or _Parts(self._s3, self._bucket, prefix, fmt, schema, self._part_max_rows)
+                parts.write(table)
+        except _conversion_errors() as exc:
+            raise ResultUnconvertible(f"the result could not be converted to {fmt.value}: {exc}") from exc
+
+        common = dict(
+            bucket=self._bucket,
+            prefix=prefix,
+            columns=[c.as_dict() for c in columns],
+            truncated=tables.truncated,
+            total_row_count=total_rows if total_rows is not None else tables.rows_read,
+            rows_read=tables.rows_read,
+        )
+        if inline:
+            text = b"[" + b",".join(chunks) + b"]"
+            stored = base64.b64encode(gzip.compress(text, 1)).decode()  # small, and read back soon: favour speed
+            if len(stored) <= max_bytes:
+                return JobResult(
+                    **common,
+                    manifest_key=None,
+                    files=[],
+                    row_count=held_rows,
+                    bytes=len(text),
+                    inline=True,
+                    delivery=Delivery.INLINE,
+                    inline_rows=stored,
+                )
+            if delivery is Delivery.INLINE:  # room for the JSON, but not once gzipped and base64-encoded
+                raise self._too_large(held_rows, len(stored), max_bytes, tables, total_rows)
+            parts = to_files()
+        files = (parts or to_files()).close()
+        result = JobResult(
+            **common,
+            manifest_key=f"{prefix}manifest.json",
+            files=files,
+            row_count=sum(f.rows for f in files),
+            bytes=sum(f.bytes for f in files),
+            delivery=Delivery.S3,
+        )
+        self._put_json(result.manifest_key, manifest_document(job_id, fmt, result))
+        return result
+
+    def _too_large(self, rows: int, size: int, max_bytes: int, tables: _Limited, total: int | None) -> ResultTooLarge:
+        if rows > self._inline_max_rows:
+            over = f"{total if total is not None else 'more than ' + str(self._inline_max_rows)} rows"
+            limit = f"{self._inline_max_rows} rows"
+        else:
+            over, limit = f"at least {size} bytes of JSON", f"{max_bytes} bytes"
+        return ResultTooLarge(
+            f"the result is too large to deliver inline ({over}; inline holds at most {limit}): ask for delivery "
+            "s3 or export, or set a row_limit",
+            details={"inline_max_rows": self._inline_max_rows, "inline_max_bytes": max_bytes},
+        )
+
+    def collect_export(self, *, tenant_id: str, job_id: str, fmt: ResultFormat, unload_manifest_key: str) -> JobResult:
+        """The files an UNLOAD wrote under the job's prefix, from its verbose manifest, listed in ``manifest.json``
+        as an ``s3`` result's are. Written only after the UNLOAD succeeded, so it never lists partial files."""
+        from spectra.unload import read_unload_manifest
+
+        body = self._s3.get_object(Bucket=self._bucket, Key=unload_manifest_key)["Body"].read()
+        unloaded = read_unload_manifest(json.loads(body), self._bucket)
+        sent = [name for name, _ in unloaded.columns]
+        if fmt is ResultFormat.PARQUET and len(set(sent)) < len(sent):
+            twice = sorted({name for name in sent if sent.count(name) > 1})
+            raise DuplicateColumns(
+                f"the query returns more than one column named {', '.join(twice)}; Parquet files need distinct "
+                "names, and names behind a * cannot be changed before the query runs: give the columns aliases",
+                details={"columns": twice},
+            )
+        files = [ResultFile(key=key, rows=rows, bytes=size) for key, rows, size in unloaded.files]
+        names = unique_names(sent)
         row_count = sum(f.rows for f in files)
-        total_bytes = sum(f.bytes for f in files)
-        manifest_key = f"{prefix}manifest.json"
+        prefix = self.prefix_for(tenant_id, job_id)
         result = JobResult(
             bucket=self._bucket,
             prefix=prefix,
-            manifest_key=manifest_key,
+            manifest_key=f"{prefix}manifest.json",
             files=files,
             row_count=row_count,
-            bytes=total_bytes,
-            columns=column_dicts,
-            inline=inline is not None,
+            bytes=sum(f.bytes for f in files),
+            columns=[{"name": name, "type": kind} for name, (_, kind) in zip(names, unloaded.columns, strict=True)],
+            delivery=Delivery.EXPORT,
+            total_row_count=row_count,
         )
-        self._put_json(
-            manifest_key,
-            {
-                "job_id": job_id,
-                "format": fmt.value,
-                **result.model_dump(mode="json", exclude={"bucket", "inline"}),
-                **({"rows": inline} if inline is not None else {}),
-            },
-        )
+        self._put_json(result.manifest_key, manifest_document(job_id, fmt, result))
         return result
 
     def _put_json(self, key: str, document: Any) -> None:
-        body = json.dumps(document, default=json_default, separators=(",", ":")).encode()
+        body = json.dumps(document, separators=(",", ":")).encode()
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
 
     def read_inline(self, result: JobResult) -> dict[str, Any]:
-        if not result.inline:
+        """The manifest of a result written before inline rows moved to the job record (it carries the rows)."""
+        if not result.inline or result.manifest_key is None:
             raise ValueError("result is not inline")
         return json.loads(self._s3.get_object(Bucket=result.bucket, Key=result.manifest_key)["Body"].read())
+
+    def rows_of(self, result: JobResult) -> list[list[Any]] | None:
+        """The inline rows of a result, wherever they are kept; None for a result delivered as files."""
+        if result.inline_rows is not None:
+            return inline_rows(result)
+        if result.inline:
+            return self.read_inline(result).get("rows")
+        return None
 
     def presign(self, result: JobResult, *, ttl_seconds: int) -> list[dict[str, Any]]:
         """Short-lived download links, one per part. Signing is local: no request to S3."""
         return [
-            {
-                "url": self._s3.generate_presigned_url(
-                    "get_object", Params={"Bucket": result.bucket, "Key": f.key}, ExpiresIn=ttl_seconds
-                ),
-                "rows": f.rows,
-                "bytes": f.bytes,
-            }
+            {"url": self.presign_key(result, f.key, ttl_seconds=ttl_seconds), "rows": f.rows, "bytes": f.bytes}
             for f in result.files
         ]
 
-
-def _unique(columns: list[Column]) -> list[Column]:
-    """Arrow and JSON need distinct names; ``SELECT 1, 1`` gives two ``?column?`` columns."""
-    seen: dict[str, int] = {}
-    out = []
-    for column in columns:
-        count = seen.get(column.name, 0)
-        seen[column.name] = count + 1
-        name = column.name if count == 0 else f"{column.name}_{count + 1}"
-        out.append(Column(name, column.type_name, column.precision, column.scale))
-    return out
-
-
-def _parse_pages(pages: Iterable[str], columns: list[Column], schema, header: bool | None) -> Iterable:
-    """Arrow tables, one per CSV page; the first page's header line skipped as ``header`` says (see ``write``)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    names = schema.names
-    column_names = [c.name for c in columns]
-    typed = pacsv.ConvertOptions(
-        column_types=schema,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
-        null_values=[""],
-        true_values=_TRUE,
-        false_values=_FALSE,
-    )
-    text = pacsv.ConvertOptions(
-        column_types=pa.schema([pa.field(n, pa.string()) for n in names]),
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
-        null_values=[""],
-    )
-    first = True
-    for page in pages:
-        if first:
-            first = False
-            line, _, rest = page.partition("\n")
-            if header or (header is None and next(csv.reader([line]), None) == column_names):
-                page = rest
-        if not page:
-            continue
-        options = dict(
-            read_options=pacsv.ReadOptions(column_names=names, block_size=max(1 << 20, len(page) + 1)),
-            # an empty line is a row of one NULL, not nothing
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+    def presign_key(self, result: JobResult, key: str, *, ttl_seconds: int) -> str:
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": result.bucket, "Key": key}, ExpiresIn=ttl_seconds
         )
-        try:
-            table = pacsv.read_csv(io.BytesIO(page.encode()), convert_options=typed, **options)
-        except pa.ArrowInvalid:
-            # A value the typed parse cannot read (an exotic timestamp, say): read the page as text and cast column
-            # by column, so one odd value costs that column its type, never the job its rows.
-            table = _cast_or_text(pacsv.read_csv(io.BytesIO(page.encode()), convert_options=text, **options), schema)
-        yield table
 
 
-def _cast_or_text(table, schema):
-    """Cast each column to its type where possible; the rest stays text, so one odd value never fails a job."""
-    import pyarrow as pa
-
-    arrays = []
-    for column, field in zip(table.columns, schema, strict=True):
-        try:
-            arrays.append(_bool_from_text(column) if pa.types.is_boolean(field.type) else column.cast(field.type))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            arrays.append(column)
-    return pa.table(arrays, names=schema.names)
+def inline_rows(result: JobResult) -> list[list[Any]] | None:
+    """The rows kept on the job record, decoded (None when the result has none there)."""
+    if result.inline_rows is None:
+        return None
+    return json.loads(gzip.decompress(base64.b64decode(result.inline_rows)))
 
 
-_TRUE = ["t", "true", "TRUE", "True", "1"]
-_FALSE = ["f", "false", "FALSE", "False", "0"]
-
-
-def _bool_from_text(column):
-    """Booleans as the CSV reader reads them (Arrow's string cast knows only "true"/"false")."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    truth = pc.is_in(column, value_set=pa.array(_TRUE))
-    known = pc.or_(truth, pc.is_in(column, value_set=pa.array(_FALSE)))
-    if not pc.all(pc.or_(known, pc.is_null(column))).as_py():
-        raise pa.ArrowInvalid("not a boolean")
-    return pc.if_else(pc.is_null(column), pa.scalar(None, pa.bool_()), truth)
+def manifest_document(job_id: str, fmt: ResultFormat, result: JobResult) -> dict[str, Any]:
+    """``manifest.json``: the same shape for ``s3`` and ``export`` results."""
+    return {
+        "job_id": job_id,
+        "format": fmt.value,
+        "delivery": result.delivery.value,
+        "prefix": result.prefix,
+        "columns": result.columns,
+        "row_count": result.row_count,
+        "truncated": result.truncated,
+        "total_row_count": result.total_row_count,
+        "bytes": result.bytes,
+        "files": [f.model_dump() for f in result.files],
+    }

@@ -32,9 +32,17 @@ class Settings(BaseSettings):
     max_sql_bytes: int = Field(default=100_000, gt=0)
     # A job is one DynamoDB item (400 KB at most): SQL and parameters together must stay well inside it.
     max_parameter_bytes: int = Field(default=64 * 1024, gt=0)
-    # Results at or under both limits are returned inline by GET /v1/jobs/{id}/results.
+    # Results at or under both limits (rows, and bytes of uncompressed JSON) are returned inline by GET
+    # /v1/jobs/{id}/results when delivery is auto or inline. Inline rows live on the job record, so they also get no
+    # more than the room left in its DynamoDB item (400 KB) beside the SQL and parameters (spectra/delivery.py).
     inline_max_rows: int = Field(default=1_000, ge=0)
     inline_max_bytes: int = Field(default=256 * 1024, ge=0)
+    # Days results are served (template parameter ResultRetentionDays; the results bucket deletes files after as
+    # many days, inline rows are refused after them too): past it, GET /v1/jobs/{id}/results answers 410.
+    result_retention_days: int = Field(default=7, gt=0)
+    # Completions that may fail to convert a result before the job fails (result_unconvertible) instead of being
+    # retried by its queue or the reconciler.
+    result_max_attempts: int = Field(default=3, gt=0)
     # Large results: rows per part file, and how long a presigned URL (SigV4, GET of one object) lives. Short: a URL
     # handed out stays valid to its end whatever happens to the key or the tenant that asked for it.
     result_part_max_rows: int = Field(default=1_000_000, gt=0)
@@ -95,6 +103,13 @@ class Settings(BaseSettings):
     tenant_wait_seconds: int = Field(default=5, gt=1, le=900)
     # A running slot not verified for this long is checked against the job store when its tenant is at the cap.
     slot_lease_seconds: int = Field(default=60, gt=0)
+
+    # Data API sessions (spectra/sessions.py): a tenant's statements run in kept-alive sessions, kept this long after
+    # each statement ends (template parameter SessionKeepAliveSeconds; 0 runs every statement on a fresh connection).
+    session_keep_alive_seconds: int = Field(default=300, ge=0, le=86400)
+    # How long an executor environment trusts a tenant record it read (identity, generation, active flag, cap): a
+    # deactivated tenant's jobs stop starting within this time. Refusals are always read afresh.
+    tenant_cache_seconds: float = Field(default=5, ge=0, le=60)
 
     # Tenant identities (template parameters TenantDbUserPrefix, TenantSecretPrefix): the executor starts a statement
     # only as a database user, or with a secret whose name, under these prefixes (spectra/identity.py).

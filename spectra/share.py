@@ -8,10 +8,11 @@ the longest-waiting job of that tenant is taken off the list and its message sen
 service therefore holds at most ``cap`` of the warehouse's slots (and of the account's Data API active-statement
 quota), its excess costs one write per job and no polling, and the other tenants' jobs start beside it.
 
-Slots are one item per tenant (:class:`RunningSlots`, ``slots#<tenant>`` in the tenants table): a map of the job ids
-holding a slot to when each was taken or last verified, and a map of the waiting job ids to when they started
-waiting. Taking a slot is one conditional write (``size(holders) < cap``, or the job already holds one, so a
-redelivered message takes nothing twice); joining the waiting list is conditional on the cap still being full, so a
+Slots are one item per tenant (:class:`~spectra.slots.RunningSlots`, ``slots#<tenant>`` in the tenants table): a map
+of the job ids holding a slot to when each was taken or last verified, and a map of the waiting job ids to when they
+started waiting (the same item keeps the tenant's Data API sessions, :mod:`spectra.sessions`). Taking a slot is one
+conditional write (``size(holders) < cap``, or the job already holds one, so a redelivered message takes nothing
+twice); joining the waiting list is conditional on the cap still being full, so a
 slot freed in between is never missed. Every terminal transition of a query job goes through
 ``lifecycle.finish_job``, which releases the job's slot. Because a function can die between a job's end and that
 release (or between taking a slot and starting the statement), slots are also *recomputed from the job store*: when a
@@ -22,8 +23,8 @@ reconciler does: a QUEUED job quiet for ``REQUEUE_AFTER_SECONDS`` is queued agai
 ones. If the waiting list cannot take a job (an item past DynamoDB's 400 KB, about 8,000 waiting jobs), the job's
 message is sent again after about ``TENANT_WAIT_SECONDS`` instead.
 
-The slots API is deliberately small (``acquire`` / ``release`` by tenant and job id, :func:`take_slot`,
-:func:`release_slot`) so bulk jobs can share the same cap.
+Bulk jobs share the same cap: a bulk load or export holds a slot while it is ``InProgress`` and waits
+``UploadComplete`` on the same waiting list; the message that wakes a waiter is the one its kind of job starts with.
 
 **Request rate and quota** are API Gateway's usage plans, one per tier in template.yaml. Tenant provisioning gives
 each tenant an API Gateway API key attached to its tier's plan (:class:`UsagePlans`); the tenant record keeps the tier
@@ -43,23 +44,24 @@ import random
 import re
 import secrets
 import time
-import weakref
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from events import JobQueuedMessage, JobStatus
+from events import BulkJobQueuedMessage, JobQueuedMessage, JobStatus
+from spectra import sessions
+from spectra.bulk.models import BulkState, is_bulk_job_id
 from spectra.jobs import utcnow
+from spectra.slots import SLOTS_PREFIX, Claim, PooledSession, RunningSlots
+from spectra.tenant_cache import tenant_record
 
 if TYPE_CHECKING:
     from spectra.ports import Ports
 
-logger = logging.getLogger(__name__)
-_de = TypeDeserializer()
+__all__ = ["SLOTS_PREFIX", "RunningSlots", "UsagePlans", "release_slot", "running_cap", "take_slot"]
 
-SLOTS_PREFIX = "slots#"
+logger = logging.getLogger(__name__)
 _DB_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,126}")  # as spectra.tenants.Tenant.db_user
 
 #: What the warehouse says when it cancels a statement for running past ``statement_timeout``: PostgreSQL (and the
@@ -68,219 +70,82 @@ _DB_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,126}")  # as spectra.tenants.Te
 _TIMEOUT_MARKERS = ("statement timeout", "statement_timeout", "cancelled on user's request")
 
 
-class RunningSlots:
-    """The port: per tenant, the jobs holding a running slot, in one DynamoDB item (``pk = slots#<tenant>``).
-
-    ``holders`` maps job id → epoch seconds when the slot was taken or last verified. ``client`` is a low-level
-    boto3 DynamoDB client, ``table_name`` the tenants table.
-    """
-
-    def __init__(self, client, table_name: str) -> None:
-        self._db = client
-        self._table = table_name
-
-    @staticmethod
-    def _key(tenant_id: str) -> dict:
-        return {"pk": {"S": SLOTS_PREFIX + tenant_id}}
-
-    def acquire(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
-        """Take a slot for the job if the tenant holds fewer than ``limit`` (or the job holds one already: then it
-        is re-stamped). False when the tenant is at its cap."""
-        return self.acquire_or_holders(tenant_id, job_id, limit=limit, now=now) is None
-
-    def acquire_or_holders(
-        self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None
-    ) -> dict[str, float] | None:
-        """:meth:`acquire`, answering None when the slot was taken and the current holders when the tenant is at its
-        cap (read by the same refused write, so a waiting job costs no second read)."""
-        stamp = {"N": repr(now if now is not None else time.time())}
-        for _ in range(3):  # the item is created on first use; a racing creator makes us try again
-            try:
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=self._key(tenant_id),
-                    UpdateExpression="SET holders.#job = :now REMOVE waiting.#job",
-                    # (attribute_exists first: size() of a missing map is an error on some DynamoDB emulators)
-                    ConditionExpression="attribute_exists(holders.#job)"
-                    " OR (attribute_exists(holders) AND size(holders) < :limit)",
-                    ExpressionAttributeNames={"#job": job_id},
-                    ExpressionAttributeValues={":now": stamp, ":limit": {"N": str(limit)}},
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-                return None
-            except ClientError as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
-                    raise
-                if exc.response.get("Item"):
-                    return _holders(exc.response["Item"])  # at the cap
-            if self._create(tenant_id, job_id, stamp, limit):  # no item yet: the tenant's first slot
-                return None
-        return self.holders(tenant_id)
-
-    def _create(self, tenant_id: str, job_id: str, stamp: dict, limit: int) -> bool:
-        if limit < 1:
-            return False
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item={**self._key(tenant_id), "holders": {"M": {job_id: stamp}}, "waiting": {"M": {}}},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-            return True
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise
-            return False
-
-    def release(self, tenant_id: str, job_id: str) -> dict[str, float]:
-        """Give the job's slot back; nothing happens if it holds none. Returns the jobs waiting for a slot (job id →
-        since when) if a slot was freed, else nothing."""
-        try:
-            response = self._db.update_item(
-                TableName=self._table,
-                Key=self._key(tenant_id),
-                UpdateExpression="REMOVE holders.#job",
-                ConditionExpression="attribute_exists(holders.#job)",
-                ExpressionAttributeNames={"#job": job_id},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
-                raise
-            return {}
-        return _holders(response.get("Attributes") or {}, "waiting")
-
-    def park(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
-        """Put the job on the tenant's waiting list, only while the tenant is still at its cap (so a slot freed in
-        between cannot be missed: False, take it). A job already waiting keeps its place."""
-        stamp = {"N": repr(now if now is not None else time.time())}
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=self._key(tenant_id),
-                UpdateExpression="SET waiting.#job = if_not_exists(waiting.#job, :now)",
-                ConditionExpression="attribute_exists(waiting) AND size(holders) >= :limit",
-                ExpressionAttributeNames={"#job": job_id},
-                ExpressionAttributeValues={":now": stamp, ":limit": {"N": str(limit)}},
-            )
-            return True
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise  # a waiting list past DynamoDB's item size included: the caller falls back to a delayed retry
-            return False
-
-    def unpark(self, tenant_id: str, job_id: str) -> bool:
-        """Take the job off the waiting list; True for the one caller that did (and so owes it a message)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=self._key(tenant_id),
-                UpdateExpression="REMOVE waiting.#job",
-                ConditionExpression="attribute_exists(waiting.#job)",
-                ExpressionAttributeNames={"#job": job_id},
-            )
-            return True
-        except ClientError as exc:
-            if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
-                raise
-            return False
-
-    def waiting(self, tenant_id: str) -> dict[str, float]:
-        """Job id → since when it waits for a slot."""
-        response = self._db.get_item(TableName=self._table, Key=self._key(tenant_id), ConsistentRead=True)
-        return _holders(response.get("Item") or {}, "waiting")
-
-    def holders(self, tenant_id: str) -> dict[str, float]:
-        """Job id → when its slot was taken or last verified (epoch seconds)."""
-        response = self._db.get_item(TableName=self._table, Key=self._key(tenant_id), ConsistentRead=True)
-        return _holders(response.get("Item") or {})
-
-    def evict(self, tenant_id: str, job_id: str, *, stamp: float) -> bool:
-        """Free the job's slot if nobody re-stamped it since ``stamp`` was read."""
-        return self._if_stamp(tenant_id, job_id, stamp, "REMOVE holders.#job", {})
-
-    def restamp(self, tenant_id: str, job_id: str, *, stamp: float, now: float) -> bool:
-        """Mark the holder verified at ``now`` (if nobody else did since ``stamp`` was read)."""
-        return self._if_stamp(tenant_id, job_id, stamp, "SET holders.#job = :now", {":now": {"N": repr(now)}})
-
-    def _if_stamp(self, tenant_id: str, job_id: str, stamp: float, update: str, values: dict) -> bool:
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=self._key(tenant_id),
-                UpdateExpression=update,
-                ConditionExpression="holders.#job = :stamp",
-                ExpressionAttributeNames={"#job": job_id},
-                ExpressionAttributeValues={":stamp": {"N": repr(stamp)}, **values},
-            )
-            return True
-        except ClientError as exc:
-            if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
-                raise
-            return False
-
-
-def _holders(item: dict, attribute: str = "holders") -> dict[str, float]:
-    return {job: float(_de.deserialize(value)) for job, value in item.get(attribute, {}).get("M", {}).items()}
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 # -- the domain ------------------------------------------------------------------------------------------------------
 
 
 #: A tenant's own cap is read at most this often per process (per tenants port): a change takes effect within it.
 CAP_CACHE_SECONDS = 30.0
-_own_caps: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, int | None]]] = weakref.WeakKeyDictionary()
 
 
 def running_cap(ports: Ports, tenant_id: str) -> int:
     """The tenant's cap: its own ``max_running_statements``, else the service default."""
-    cache = _own_caps.setdefault(ports.tenants, {})
-    now = time.monotonic()
-    known = cache.get(tenant_id)
-    if known is None or now - known[0] > CAP_CACHE_SECONDS:
-        tenant = ports.tenants.get(tenant_id)
-        known = cache[tenant_id] = (now, tenant.max_running_statements if tenant is not None else None)
-    return known[1] if known[1] is not None else ports.settings.tenant_max_running_statements
+    tenant = tenant_record(ports.tenants, tenant_id, max_age=CAP_CACHE_SECONDS)
+    own = tenant.max_running_statements if tenant is not None else None
+    return own if own is not None else ports.settings.tenant_max_running_statements
 
 
-def take_slot(ports: Ports, message: JobQueuedMessage) -> bool:
-    """True: the job holds one of its tenant's running slots and may start. False: the tenant is at its cap; the job
-    stays QUEUED on the tenant's waiting list, and the release of a slot sends its message again."""
+def _message_for(tenant_id: str, job_id: str) -> JobQueuedMessage | BulkJobQueuedMessage:
+    """The jobs-queue message that starts this job: bulk jobs (``b_`` ids) share the cap with query jobs."""
+    if is_bulk_job_id(job_id):
+        return BulkJobQueuedMessage(job_id=job_id, tenant_id=tenant_id)
+    return JobQueuedMessage(job_id=job_id, tenant_id=tenant_id)
+
+
+def _is_running(ports: Ports, job_id: str) -> tuple[bool, str]:
+    """Whether the job holding a slot is still running, and its state (for the log)."""
+    if is_bulk_job_id(job_id):
+        bulk_job = ports.bulk.jobs.get(job_id) if ports.bulk is not None else None
+        if bulk_job is None:
+            return False, "no such job"
+        return bulk_job.state is BulkState.IN_PROGRESS, bulk_job.state.value
+    job = ports.jobs.get(job_id)
+    return (job is not None and job.status is JobStatus.SUBMITTED), _state(job)
+
+
+def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> Claim | None:
+    """The claim (truthy): the job holds one of its tenant's running slots, and a query job maybe a session leased
+    with it (:func:`spectra.sessions.claim`; bulk jobs run without), and may start. None: the tenant is at its cap;
+    the job stays queued on the tenant's waiting list, and the release of a slot sends its message again."""
     tenant_id, job_id = message.tenant_id, message.job_id
     cap = running_cap(ports, tenant_id)
     for _ in range(3):
-        holders = ports.slots.acquire_or_holders(tenant_id, job_id, limit=cap)
-        if holders is None:
-            return True
-        if reclaim_slots(ports, tenant_id, holders=holders):
+        if isinstance(message, BulkJobQueuedMessage):
+            claim = ports.slots.claim(tenant_id, job_id, limit=cap)
+        else:
+            claim = sessions.claim(ports, tenant_id, job_id, limit=cap)
+        if claim.taken:
+            return claim
+        if reclaim_slots(ports, tenant_id, holders=claim.holders, pool=claim.sessions):
             continue
         try:
             if ports.slots.park(tenant_id, job_id, limit=cap):
                 logger.info("tenant %s is at its running cap (%d); job %s waits for a slot", tenant_id, cap, job_id)
-                return False
+                return None
         except ClientError:
             logger.warning("could not put job %s on the waiting list of %s", job_id, tenant_id, exc_info=True)
             break
         # a slot was freed between the refusal and the park: try to take it
     _retry_later(ports, message)
-    return False
+    return None
 
 
-def release_slot(ports: Ports, tenant_id: str, job_id: str) -> None:
-    """Give the job's slot back and send the longest-waiting job of the tenant (if any) on its way to take it."""
-    waiting = ports.slots.release(tenant_id, job_id)
+def release_slot(ports: Ports, tenant_id: str, job_id: str, *, session: PooledSession | None = None) -> None:
+    """Give the job's slot back (with ``session``, back to the pool, in the same write) and send the longest-waiting
+    job of the tenant (if any) on its way to take it."""
+    waiting = ports.slots.release(tenant_id, job_id, session=session)
     for waiter, _since in sorted(waiting.items(), key=lambda entry: entry[1]):
         if ports.slots.unpark(tenant_id, waiter):
-            ports.queue.send(JobQueuedMessage(job_id=waiter, tenant_id=tenant_id))
+            ports.queue.send(_message_for(tenant_id, waiter))
             return
 
 
 def reclaim_slots(
-    ports: Ports, tenant_id: str, *, now: float | None = None, holders: dict[str, float] | None = None
+    ports: Ports,
+    tenant_id: str,
+    *,
+    now: float | None = None,
+    holders: dict[str, float] | None = None,
+    pool: Mapping[str, PooledSession] | None = None,
 ) -> int:
     """Free the slots of holders that cannot be running any more, judged by the job store; how many were freed.
 
@@ -294,14 +159,15 @@ def reclaim_slots(
     for job_id, stamp in holders.items():
         if now - stamp < lease:
             continue
-        job = ports.jobs.get(job_id)
-        if job is not None and job.status is JobStatus.SUBMITTED:
+        running, state = _is_running(ports, job_id)
+        if running:
             ports.slots.restamp(tenant_id, job_id, stamp=stamp, now=now)
             continue
         # Ended (its release was lost), gone, or QUEUED a lease after taking the slot (the executor died before
         # starting it: its message returns and takes a slot again).
-        if ports.slots.evict(tenant_id, job_id, stamp=stamp):
-            logger.warning("freed the running slot of job %s of tenant %s (%s)", job_id, tenant_id, _state(job))
+        leased = next((s.session_id for s in (pool or {}).values() if s.job_id == job_id), None)
+        if ports.slots.evict(tenant_id, job_id, stamp=stamp, session_id=leased):
+            logger.warning("freed the running slot of job %s of tenant %s (%s)", job_id, tenant_id, state)
             freed += 1
     return freed
 
@@ -310,14 +176,20 @@ def _state(job) -> str:
     return job.status.value if job is not None else "no such job"
 
 
-def _retry_later(ports: Ports, message: JobQueuedMessage) -> None:
+def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> None:
     """The fallback when the job cannot be put on the waiting list: send its message again after a jittered delay,
     and move the job to the back of the pending index so the reconciler does not queue a second one meanwhile."""
-    waiting = ports.jobs.mark_checked(message.job_id, JobStatus.QUEUED, utcnow())
-    if waiting is None:
-        job = ports.jobs.get(message.job_id)
-        if job is None or job.status.is_terminal:
-            return  # cancelled (or gone) while it waited: nothing left to start
+    if isinstance(message, BulkJobQueuedMessage):
+        bulk = ports.bulk
+        waiting = bulk.jobs.mark_checked(message.job_id, BulkState.UPLOAD_COMPLETE, utcnow()) if bulk else None
+        if waiting is None:
+            return  # started, aborted or gone meanwhile: nothing left to start
+    else:
+        waiting = ports.jobs.mark_checked(message.job_id, JobStatus.QUEUED, utcnow())
+        if waiting is None:
+            job = ports.jobs.get(message.job_id)
+            if job is None or job.status.is_terminal:
+                return  # cancelled (or gone) while it waited: nothing left to start
     base = ports.settings.tenant_wait_seconds
     delay = random.randint(max(1, base // 2), base + base // 2)  # spread the retries, or they come back in a herd
     ports.queue.send(message, delay_seconds=delay)

@@ -39,6 +39,14 @@ class DatabaseIdentity:
 
 
 @dataclass(frozen=True)
+class Started:
+    """A statement the Data API accepted, and the session it runs in (None: outside any session)."""
+
+    statement_id: str
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
 class SubStatement:
     statement_id: str
     status: str
@@ -78,7 +86,7 @@ def _call(fn, **kwargs):
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message", str(exc))
         if code in _THROTTLING or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 429:
-            raise Throttled(f"Redshift Data API: {code}: {message}") from exc
+            raise Throttled(f"Redshift Data API: {code}: {message}", details={"aws_error": code}) from exc
         if code == "ResourceNotFoundException":
             raise NotFound(message) from exc
         raise StatementRejected(message, details={"aws_error": code}) from exc
@@ -104,19 +112,50 @@ class StatementRunner:
         with_event: bool = True,
     ) -> str:
         """Start a statement and return its id. ``client_token`` makes a repeated call return the same statement."""
+        return self.start(
+            sql,
+            identity=identity,
+            name=name,
+            client_token=client_token,
+            parameters=parameters,
+            result_format=result_format,
+            with_event=with_event,
+        ).statement_id
+
+    def start(
+        self,
+        sql: str,
+        *,
+        identity: DatabaseIdentity,
+        name: str,
+        client_token: str,
+        parameters: list[dict[str, str]] | None = None,
+        result_format: str = "CSV",
+        with_event: bool = True,
+        session_id: str | None = None,
+        keep_alive_seconds: int | None = None,
+    ) -> Started:
+        """:meth:`execute`, in a session: ``session_id`` runs the statement in that kept-alive session (which
+        carries the cluster, the database and the identity: AWS refuses them beside it, so ``identity`` is not sent);
+        ``keep_alive_seconds`` opens a new session as ``identity`` and keeps it that long after the statement ends.
+        A session that is gone or busy is refused as :class:`~spectra.errors.StatementRejected`."""
         request: dict[str, Any] = {
-            **self._target,
-            "Database": self._database,
             "Sql": sql,
             "StatementName": name,
             "ClientToken": client_token,
             "WithEvent": with_event,
             "ResultFormat": result_format,
         }
-        request.update(self._identity(identity))
+        if session_id:
+            request["SessionId"] = session_id
+        else:
+            request.update(self._target, Database=self._database, **self._identity(identity))
+            if keep_alive_seconds:
+                request["SessionKeepAliveSeconds"] = keep_alive_seconds
         if parameters:
             request["Parameters"] = parameters
-        return _call(self._client.execute_statement, **request)["Id"]
+        response = _call(self._client.execute_statement, **request)
+        return Started(statement_id=response["Id"], session_id=response.get("SessionId"))
 
     def execute_batch(
         self, sqls: list[str], *, identity: DatabaseIdentity, name: str, client_token: str, with_event: bool = True

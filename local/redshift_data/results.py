@@ -213,7 +213,10 @@ class ResultWriter:
         self._offset = 0
         self._encoders = [_field_encoder(c.type_name) for c in columns]
         self._csv_buffer = io.StringIO()
-        self._csv = csv.writer(self._csv_buffer, lineterminator="\n")
+        # csv quotes a field holding a character of the line terminator: with "\r\n", a lone carriage return is quoted
+        # too, as PostgreSQL's COPY CSV quotes it (with "\n" it would go out bare and end the record for any reader).
+        # Each line's "\r\n" becomes "\n" below.
+        self._csv = csv.writer(self._csv_buffer, lineterminator="\r\n")
 
     def write_rows(self, rows: Sequence[Sequence[Any]]) -> None:
         if self.result.result_format == "CSV":
@@ -257,7 +260,7 @@ class ResultWriter:
             buffer.seek(0)
             buffer.truncate()
             writer.writerow([_EMPTY if value == "" else value for value in row])
-            line = buffer.getvalue()
+            line = buffer.getvalue()[:-2] + "\n"
             lines.append(line.replace(_EMPTY, '""') if _EMPTY in line else line)
         return lines
 

@@ -125,6 +125,11 @@ class Emulator:
         self._engine.stop()
         shutil.rmtree(self._spool_dir, ignore_errors=True)
 
+    def end_session(self, session_id: str) -> bool:
+        """End an idle session as if its keep-alive had run out: later statements naming it are refused "not
+        available", as AWS refuses a reclaimed session. For tests of what callers do then."""
+        return self._sessions.expire(session_id)
+
     def __enter__(self) -> Emulator:
         return self
 

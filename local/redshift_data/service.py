@@ -139,12 +139,8 @@ class DataApiService:
             )
         session: Session | None = None
         if request.SessionId:
+            self._check_session_request(request)
             session = self._sessions.acquire(request.SessionId, statement.id, request.SessionKeepAliveSeconds)
-            try:
-                self._check_session_target(request, session)
-            except ValidationException:
-                self._sessions.release_without_use(session)
-                raise
             statement.identity = session.identity
         else:
             statement.identity = self._resolve_identity(request, need_database=True)
@@ -198,21 +194,22 @@ class DataApiService:
                 bind_parameters(sql, values)
 
     @staticmethod
-    def _check_session_target(request: _Execute, session: Session) -> None:
-        ident = session.identity
-        given = {
-            "ClusterIdentifier": (request.ClusterIdentifier, ident.cluster_identifier),
-            "WorkgroupName": (request.WorkgroupName, ident.workgroup_name),
-            "Database": (request.Database, ident.database),
-            "DbUser": (request.DbUser, ident.db_user),
-            "SecretArn": (request.SecretArn, ident.secret_arn),
-        }
-        for name, (value, session_value) in given.items():
-            if value is not None and value != session_value:
-                raise ValidationException(
-                    f"{name} {value!r} does not match session {session.id} (which uses {session_value!r}). "
-                    "Omit the connection parameters when you pass SessionId."
-                )
+    def _check_session_request(request: _Execute) -> None:
+        """A statement in a session names neither its target nor its identity: the session carries both, and AWS
+        refuses ``ClusterIdentifier``/``WorkgroupName``, ``Database`` and ``DbUser``/``SecretArn`` beside
+        ``SessionId`` (exactly one of the cluster, the workgroup or the session; boto3 callers such as Airflow's
+        Redshift Data hook enforce the same). Refusing them, rather than checking they match, keeps a caller from
+        believing it chose who the statement runs as."""
+        given = [
+            name
+            for name in ("ClusterIdentifier", "WorkgroupName", "Database", "DbUser", "SecretArn")
+            if getattr(request, name) is not None
+        ]
+        if given:
+            raise ValidationException(
+                f"{', '.join(given)} cannot be used with SessionId: session {request.SessionId} already has its "
+                "connection and database user. Omit the connection parameters when you pass SessionId."
+            )
 
     def _resolve_identity(self, request: _Target, need_database: bool) -> Identity:
         if bool(request.ClusterIdentifier) == bool(request.WorkgroupName):

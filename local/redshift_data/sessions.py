@@ -100,6 +100,19 @@ class SessionRegistry:
             log.info("session %s expired", session.id)
             session.close()
 
+    def expire(self, session_id: str) -> bool:
+        """End an idle session now, as its keep-alive running out would (tests use it instead of waiting). False when
+        there is no such open session, or it is running a statement."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or session.closed or session.busy_with is not None:
+                return False
+            session.closed = True
+            session.expires_at = min(session.expires_at, time.time())
+        log.info("session %s ended on request", session.id)
+        session.close()
+        return True
+
     def close_all(self) -> None:
         with self._lock:
             sessions = list(self._sessions.values())

@@ -198,6 +198,8 @@ def submit(
         sql=request.sql,
         parameters=request.parameters,
         fmt=request.format,
+        delivery=request.delivery,
+        row_limit=request.row_limit,
         idempotency_key=idempotency_key,
         correlation_id=app.current_event.request_context.request_id,
         callback=callback,
@@ -246,7 +248,13 @@ def list_jobs(
 
 @app.get(
     "/v1/jobs/<job_id>/results",
-    responses={200: _answer("The result", JobResults), **_INVALID, **_NOT_FOUND, **_CONFLICT},
+    responses={
+        200: _answer("The result", JobResults),
+        **_INVALID,
+        **_NOT_FOUND,
+        **_CONFLICT,
+        410: _answer("The result is past its retention (ResultRetentionDays): run the query again"),
+    },
     tags=["jobs"],
 )
 def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:

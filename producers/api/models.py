@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events import ErrorInfo, JobStatus, ResultFormat
+from events import Delivery, ErrorInfo, JobStatus, ResultFormat
 from producers.api.subscription_models import CallbackView
 from spectra.jobs import Job, QueryParameter
 
@@ -24,7 +24,22 @@ class QueryRequest(BaseModel):
         "write, and only in its own schemas). Named parameters are written :name.",
     )
     parameters: list[QueryParameter] = Field(default_factory=list, max_length=100)
-    format: ResultFormat = Field(default=ResultFormat.JSON, description="Format of the result files.")
+    format: ResultFormat = Field(
+        default=ResultFormat.JSON,
+        description="Format of the result files. json: inline rows when small (delivery auto or inline), JSON Lines "
+        "files otherwise.",
+    )
+    delivery: Delivery = Field(
+        default=Delivery.AUTO,
+        description="auto: inline rows when the result is small (format json), files in S3 otherwise; inline: rows in "
+        "the results response, never a file (format json; a result too big fails the job); s3: files always; "
+        "export: UNLOAD from the warehouse to S3 (format csv or parquet; no parameters, no row_limit).",
+    )
+    row_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="Deliver at most this many rows; the result then says truncated and the total row count.",
+    )
     callback_url: str | None = Field(
         default=None,
         min_length=1,
@@ -42,6 +57,7 @@ class JobView(BaseModel):
     job_id: str
     status: JobStatus
     format: ResultFormat
+    delivery: Delivery = Delivery.AUTO
     created_at: datetime
     updated_at: datetime
     submitted_at: datetime | None = None
@@ -62,6 +78,7 @@ class JobView(BaseModel):
             job_id=job.job_id,
             status=job.status,
             format=job.format,
+            delivery=job.delivery,
             created_at=job.created_at,
             updated_at=job.updated_at,
             submitted_at=job.submitted_at,
@@ -88,11 +105,21 @@ class ResultFile(BaseModel):
 class JobResults(BaseModel):
     job_id: str
     format: ResultFormat
-    row_count: int
+    delivery: Delivery = Field(description="How the result was delivered: inline, s3 or export.")
+    row_count: int = Field(description="Rows delivered.")
+    truncated: bool = Field(default=False, description="row_limit left rows out.")
+    total_row_count: int | None = Field(default=None, description="Rows the statement returned, when known.")
     columns: list[dict[str, str]]
-    rows: list[list[Any]] | None = Field(default=None, description="Present when the result is small enough.")
+    rows: list[list[Any]] | None = Field(
+        default=None,
+        description="The rows, as arrays in column order, when delivered inline. NULL is null; NaN and the "
+        'infinities are the strings "NaN", "Infinity", "-Infinity"; decimals are exact strings; int8 values '
+        "are numbers with every digit (past 2^53, parse them as BigInt in JavaScript).",
+    )
     files: list[ResultFile]
-    expires_in: int = Field(description="Seconds the file URLs stay valid.")
+    manifest_url: str | None = Field(default=None, description="manifest.json of the files (s3 and export).")
+    expires_in: int = Field(description="Seconds the URLs stay valid.")
+    expires_at: datetime | None = Field(default=None, description="When the result stops being served (then 410).")
 
 
 class ErrorBody(BaseModel):

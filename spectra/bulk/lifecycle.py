@@ -22,7 +22,7 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
-from spectra import logs
+from spectra import logs, share
 from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header
 from spectra.bulk.files import job_prefix
@@ -32,6 +32,7 @@ from spectra.errors import IdentityRefused, StatementRejected, Throttled
 from spectra.identity import identity_for
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
+from spectra.unload import read_unload_manifest
 from spectra.warehouse import DatabaseIdentity
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,15 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     with the service's reason. Input problems fail the job at once, before anything is written, naming the problem.
     """
     bulk = bulk_ports(ports)
+    if not share.take_slot(ports, message):
+        return None  # its tenant is at its running cap: the job waits UploadComplete (spectra/share.py)
     job = bulk.jobs.transition(
         message.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE}, started_at=utcnow()
     )
     if job is None:
         job = bulk.jobs.get(message.job_id)
+        if job is None or job.state.is_terminal:  # a late message: the slot just taken is not the job's to keep
+            share.release_slot(ports, message.tenant_id, message.job_id)
         if job is None:
             logger.error("bulk job %s from the queue does not exist; dropping the message", message.job_id)
             return None
@@ -227,17 +232,9 @@ def _export_files(ports: Ports, job: BulkJob) -> tuple[list[ExportFile], list[st
     """The parts an UNLOAD wrote, from its verbose manifest, and the column names from its schema."""
     bulk = bulk_ports(ports)
     manifest = json.loads(bulk.files.read_all(f"{export_prefix(job)}part_manifest"))
-    bucket_prefix = f"s3://{ports.settings.results_bucket}/"
-    files = [
-        ExportFile(
-            key=entry["url"].removeprefix(bucket_prefix),
-            rows=int(entry.get("meta", {}).get("record_count", 0)),
-            bytes=int(entry.get("meta", {}).get("content_length", 0)),
-        )
-        for entry in manifest.get("entries", [])
-    ]
-    columns = [c["name"] for c in manifest.get("schema", {}).get("elements", [])]
-    return files, columns
+    unloaded = read_unload_manifest(manifest, ports.settings.results_bucket)
+    files = [ExportFile(key=key, rows=rows, bytes=size) for key, rows, size in unloaded.files]
+    return files, [name for name, _ in unloaded.columns]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -269,6 +266,7 @@ def finish_bulk_job(
     )
     if finished is None:
         return None
+    share.release_slot(ports, finished.tenant_id, finished.job_id)
     settle(ports, finished)
     return finished
 

@@ -156,10 +156,12 @@ def load_statements(
     return statements, plan
 
 
-def unload_statement(query: str, destination: str, *, role: str) -> str:
-    """A query job's export: CSV parts with a header line, one after another (PARALLEL OFF keeps the rows in the
-    query's order), a verbose manifest that counts each part's records."""
+def unload_statement(query: str, destination: str, *, role: str, fmt: str = "CSV", gzip: bool = False) -> str:
+    """UNLOAD of a query to S3: ``fmt`` CSV parts with a header line (``gzip``: compressed) or PARQUET parts, one
+    after another (PARALLEL OFF keeps the rows in the query's order), and a verbose manifest that counts each part's
+    records. Bulk query jobs and query jobs delivered by ``export`` (spectra/delivery.py) both use it."""
+    layout = "FORMAT AS PARQUET" if fmt == "PARQUET" else "FORMAT AS CSV HEADER" + (" GZIP" if gzip else "")
     return (
         f"UNLOAD ({literal(query)}) TO {literal(destination)} {iam_role_clause(role)}"
-        " FORMAT AS CSV HEADER PARALLEL OFF MAXFILESIZE 100 MB MANIFEST VERBOSE ALLOWOVERWRITE"
+        f" {layout} PARALLEL OFF MAXFILESIZE 100 MB MANIFEST VERBOSE ALLOWOVERWRITE"
     )

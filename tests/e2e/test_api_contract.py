@@ -179,10 +179,12 @@ def test_one_odd_value_costs_only_its_own_column_its_type(new_tenant):
         "select 'infinity'::timestamp as never, true as flag, 1.50::numeric(10,2) as price, "
         "timestamp '2026-01-02 03:04:05' as at, 'NaN'::numeric as nan, interval '1 day' as span"
     )
+    inline = client.wait(client.submit(sql)["job_id"])
+    rows = client.request("GET", f"/v1/jobs/{inline['job_id']}/results").json()["rows"]
+    assert rows == [["infinity", True, "1.50", "2026-01-02T03:04:05", "NaN", "1 day"]]
     job = client.wait(client.submit(sql, format="parquet")["job_id"])
     assert job["status"] == "COMPLETED", job
     results = client.request("GET", f"/v1/jobs/{job['job_id']}/results").json()
-    assert results["rows"] == [["infinity", True, "1.50", "2026-01-02T03:04:05", "NaN", "1 day"]]
     table = pq.read_table(io.BytesIO(requests.get(results["files"][0]["url"], timeout=30).content))
     types = {field.name: str(field.type) for field in table.schema}
     assert types == {

@@ -127,8 +127,9 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
         "select g from generate_series(1, 3) as g", format="csv", callback_url=webhook_receiver.url("/iam/callback")
     )["job_id"]
     bad = client.submit("select * from no_such_table_for_iam")["job_id"]
+    exported = client.submit("select g from generate_series(1, 3) as g", format="parquet", delivery="export")["job_id"]
     slow = client.submit("select pg_sleep(30)")["job_id"]
-    for job_id in (ok, bad):
+    for job_id in (ok, bad, exported):
         client.wait(job_id)
     client.request("GET", f"/v1/jobs/{ok}/results").raise_for_status()
     client.request("GET", "/v1/jobs").raise_for_status()
@@ -163,7 +164,8 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
         client_token=lost_event.job_id,
         with_event=False,
     )
-    ports.jobs.update(lost_event.job_id, [JobStatus.SUBMITTED], statement_id=statement_id)
+    # delivered as files, so the reconciler's path writes to S3 (a small inline result would not)
+    ports.jobs.update(lost_event.job_id, [JobStatus.SUBMITTED], statement_id=statement_id, delivery="s3")
     wait_until(lambda: ports.warehouse.describe(statement_id).status == "FINISHED", 30, "the lost-event statement")
     lost_message = record_job(ports, client.tenant_id, "select 8")
     token = _current_function.set("ReconcilerFunction")
@@ -189,7 +191,6 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
                 "dynamodb:PutItem",
                 "dynamodb:Query",
                 "sqs:SendMessage",
-                "s3:GetObject",
                 "redshift-data:CancelStatement",
                 "events:PutEvents",
                 "dynamodb:DeleteItem",
@@ -205,6 +206,7 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
             "CompletionFunction": {
                 "redshift-data:DescribeStatement",
                 "redshift-data:GetStatementResult",
+                "s3:GetObject",  # an export's UNLOAD manifest
                 "s3:PutObject",
                 "events:PutEvents",
             },

@@ -16,6 +16,7 @@ bus to its own completion queue: each stack's consumer ignores the other's jobs 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,18 +87,17 @@ class Tenant:
     api_key: str
 
     def request(self, method: str, path: str, *, retry_while_down: float = 0, **kwargs) -> requests.Response:
-        """One request; with ``retry_while_down``, connection failures (the functions process is being restarted)
-        are retried for that long."""
+        """One request; with ``retry_while_down``, a connection that fails or hangs (the functions process is being
+        killed or restarted) is retried, the same request again, for up to that many seconds."""
         headers = {"Authorization": f"Bearer {self.api_key}", **kwargs.pop("headers", {})}
-        deadline = retry_while_down
+        deadline = time.monotonic() + retry_while_down
         while True:
             try:
                 return requests.request(method, self.stack.api_url + path, headers=headers, timeout=30, **kwargs)
-            except requests.ConnectionError:
-                if deadline <= 0:
+            except (requests.ConnectionError, requests.Timeout):
+                if time.monotonic() > deadline:
                     raise
-                wait_until(lambda: _accepts_connections(self.stack.api_url), deadline, "the API to come back")
-                deadline = 0
+                wait_until(lambda: _accepts_connections(self.stack.api_url), retry_while_down, "the API to come back")
 
     def submit(self, sql: str = "select 1 as one", **kwargs) -> str:
         response = self.request("POST", "/v1/queries", json={"sql": sql}, **kwargs)
@@ -112,9 +112,9 @@ class Tenant:
 
 def _accepts_connections(url: str) -> bool:
     try:
-        requests.get(url + "/v1/openapi.json", timeout=2)
+        requests.get(url + "/v1/openapi.json", timeout=10)
         return True
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):
         return False
 
 

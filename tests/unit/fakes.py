@@ -20,8 +20,9 @@ import ipaddress
 import itertools
 import json
 import time
+import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -45,9 +46,10 @@ from spectra.ports import BulkPorts, NotifyPorts, Ports
 from spectra.publisher import PublishFailed
 from spectra.results import ResultSink
 from spectra.settings import Settings
+from spectra.slots import Claim, PooledSession
 from spectra.tenants import Tenant
 from spectra.tokens import PageTokens
-from spectra.warehouse import Column, DatabaseIdentity, StatementInfo, SubStatement
+from spectra.warehouse import Column, DatabaseIdentity, Started, StatementInfo, SubStatement
 
 
 def _client_error(code: str, message: str, operation: str) -> ClientError:
@@ -166,11 +168,17 @@ class FakeJobStore:
         *,
         expected: Iterable[JobStatus] | None = None,
         unstarted: bool = False,
+        announced: bool = False,
         **changes: Any,
     ) -> Job | None:
         allowed = sources_of(to) if expected is None else sources_of(to) & frozenset(expected)
         if unstarted and self._items.get(job_id, {}).get("statement_id"):
             return None
+        if announced:
+            job = self._update(job_id, allowed, {"status": to, "event_published": True, **changes})
+            if job is not None:
+                self._pending.pop(job_id, None)
+            return job
         return self._update(job_id, allowed, {"status": to, **changes}, pending_since=utcnow())
 
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:
@@ -351,6 +359,18 @@ class FakeStatement:
     result_rows: int | None = None
     has_result_set: bool = False
     children: list[str] = field(default_factory=list)  # a batch's sub-statements (``<id>:<n>``, from 1)
+    session_id: str | None = None
+
+
+@dataclass
+class FakeSession:
+    """A Data API session: opened as ``identity``, running at most one statement; ``ended`` once its keep-alive ran
+    out (``FakeWarehouse.end_session``)."""
+
+    session_id: str
+    identity: DatabaseIdentity
+    keep_alive_seconds: int
+    ended: bool = False
 
 
 class FakeWarehouse:
@@ -368,6 +388,8 @@ class FakeWarehouse:
         self._scripted: dict[str, list[Exception]] = {}
         self._ids = itertools.count(1)
         self.tables: dict[tuple[str, str], list[dict[str, Any]]] = {}  # what DescribeTable answers (``add_table``)
+        self.sessions: dict[str, FakeSession] = {}
+        self.max_sessions: int | None = None  # ActiveSessionsExceededException past this many open sessions
 
     # -- scripting
 
@@ -434,18 +456,65 @@ class FakeWarehouse:
         result_format: str = "CSV",
         with_event: bool = True,
     ) -> str:
+        return self.start(
+            sql, identity=identity, name=name, client_token=client_token, parameters=parameters
+        ).statement_id
+
+    def start(
+        self,
+        sql: str,
+        *,
+        identity: DatabaseIdentity,
+        name: str,
+        client_token: str,
+        parameters: list[dict[str, str]] | None = None,
+        result_format: str = "CSV",
+        with_event: bool = True,
+        session_id: str | None = None,
+        keep_alive_seconds: int | None = None,
+    ) -> Started:
+        """As the Data API: a session that ended or runs a statement is refused (ValidationException); a statement
+        in a session runs as the session's identity, whatever ``identity`` says."""
         self._enter("execute", client_token)
         existing = self._by_token.get(client_token)
         if existing is not None:
             if self.statements[existing].sql != sql:
                 raise StatementRejected("ClientToken was already used for a different request")
-            return existing
+            return Started(existing, self.statements[existing].session_id)
+        session = None
+        if session_id is not None:
+            session = self.sessions.get(session_id)
+            if session is None or session.ended:
+                raise StatementRejected(
+                    f"Session {session_id} is not available", details={"aws_error": "ValidationException"}
+                )
+            if self.busy(session_id):
+                raise StatementRejected(f"Session {session_id} is busy", details={"aws_error": "ValidationException"})
+            identity = session.identity
+        elif keep_alive_seconds:
+            if self.max_sessions is not None and sum(not s.ended for s in self.sessions.values()) >= self.max_sessions:
+                code = "ActiveSessionsExceededException"
+                raise Throttled(f"Redshift Data API: {code}: too many sessions", details={"aws_error": code})
+            session = FakeSession(str(uuid.uuid4()), identity, keep_alive_seconds)
+            self.sessions[session.session_id] = session
         statement_id = f"00000000-0000-4000-8000-{next(self._ids):012d}"
         self.statements[statement_id] = FakeStatement(
             statement_id, sql, name, client_token, identity, list(parameters or [])
         )
+        self.statements[statement_id].session_id = session.session_id if session else None
         self._by_token[client_token] = statement_id
-        return statement_id
+        return Started(statement_id, session.session_id if session else None)
+
+    def busy(self, session_id: str) -> bool:
+        """A statement of the session is still running."""
+        return any(s.session_id == session_id and s.status in _RUNNING for s in self.statements.values())
+
+    def end_session(self, session_id: str) -> None:
+        """The session's keep-alive ran out."""
+        self.sessions[session_id].ended = True
+
+    def session_of(self, statement_id: str) -> str | None:
+        return self.statements[statement_id].session_id
 
     def describe(self, statement_id: str) -> StatementInfo:
         self._enter("describe", statement_id)
@@ -637,31 +706,85 @@ class FakeTenants:
 
 
 class FakeRunningSlots:
-    """:class:`spectra.share.RunningSlots` in dicts: tenant → {job id: stamp} for holders and for waiters. Kept
-    honest by the contract suite in ``tests/integration/pipeline/test_slots_contract.py``."""
+    """:class:`spectra.slots.RunningSlots` in dicts: tenant → {job id: stamp} for holders and for waiters, tenant →
+    {session id: PooledSession} for the session pools. Kept honest by the contract suite in
+    ``tests/integration/pipeline/test_slots_contract.py``."""
 
     def __init__(self) -> None:
         self.slots: dict[str, dict[str, float]] = {}
         self.waiters: dict[str, dict[str, float]] = {}
+        self.pools: dict[str, dict[str, PooledSession]] = {}
         self.fail_park = False  # make park raise, as DynamoDB does for an item past its size limit
+        self.writes = 0  # claims, releases and drops that reached the "table"
 
     def acquire(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
-        return self.acquire_or_holders(tenant_id, job_id, limit=limit, now=now) is None
+        return self.claim(tenant_id, job_id, limit=limit, now=now).taken
 
     def acquire_or_holders(
         self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None
     ) -> dict[str, float] | None:
-        holders = self.slots.get(tenant_id, {})
-        if job_id not in holders and len(holders) >= limit:
-            return dict(holders)
-        self.slots.setdefault(tenant_id, {})[job_id] = now if now is not None else time.time()
-        self.waiters.setdefault(tenant_id, {}).pop(job_id, None)
-        return None
+        claim = self.claim(tenant_id, job_id, limit=limit, now=now)
+        return None if claim.taken else claim.holders
 
-    def release(self, tenant_id: str, job_id: str) -> dict[str, float]:
+    def claim(
+        self,
+        tenant_id: str,
+        job_id: str,
+        *,
+        limit: int,
+        now: float | None = None,
+        lease: PooledSession | None = None,
+        prune: tuple[str, ...] = (),
+    ) -> Claim:
+        self.writes += 1
+        moment = now if now is not None else time.time()
+        exists = tenant_id in self.slots
+        holders = self.slots.get(tenant_id, {})
+        pool = self.pools.get(tenant_id, {})
+        slot_free = job_id in holders or (len(holders) < limit if exists else limit >= 1)
+        if lease is not None:
+            current = pool.get(lease.session_id)
+            session_ok = current is not None and current.identity == lease.identity and current.until > moment
+            session_ok = session_ok and current.job_id in (None, job_id)
+            if not session_ok or not slot_free:
+                return Claim(
+                    taken=False,
+                    holders=dict(holders),
+                    sessions=dict(pool),
+                    session_refused=slot_free,
+                )
+        if not slot_free:
+            return Claim(taken=False, holders=dict(holders), sessions=dict(pool))
+        holders = self.slots.setdefault(tenant_id, {})
+        pool = self.pools.setdefault(tenant_id, {})
+        holders[job_id] = moment
+        self.waiters.setdefault(tenant_id, {}).pop(job_id, None)
+        for session_id in prune:
+            if lease is None or session_id != lease.session_id:
+                pool.pop(session_id, None)
+        leased = None
+        if lease is not None:
+            leased = pool[lease.session_id] = replace(pool[lease.session_id], job_id=job_id)
+        return Claim(taken=True, session=leased, holders=dict(holders), sessions=dict(pool))
+
+    def release(self, tenant_id: str, job_id: str, *, session: PooledSession | None = None) -> dict[str, float]:
+        self.writes += 1
         if self.slots.get(tenant_id, {}).pop(job_id, None) is None:
             return {}
+        if session is not None:
+            self.pools.setdefault(tenant_id, {})[session.session_id] = session
         return dict(self.waiters.get(tenant_id, {}))
+
+    def drop_session(self, tenant_id: str, session_id: str, *, job_id: str) -> bool:
+        self.writes += 1
+        current = self.pools.get(tenant_id, {}).get(session_id)
+        if current is None or current.job_id not in (None, job_id):
+            return False
+        del self.pools[tenant_id][session_id]
+        return True
+
+    def sessions(self, tenant_id: str) -> dict[str, PooledSession]:
+        return dict(self.pools.get(tenant_id, {}))
 
     def park(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
         if self.fail_park:
@@ -680,11 +803,13 @@ class FakeRunningSlots:
     def waiting(self, tenant_id: str) -> dict[str, float]:
         return dict(self.waiters.get(tenant_id, {}))
 
-    def evict(self, tenant_id: str, job_id: str, *, stamp: float) -> bool:
+    def evict(self, tenant_id: str, job_id: str, *, stamp: float, session_id: str | None = None) -> bool:
         holders = self.slots.get(tenant_id, {})
         if holders.get(job_id) != stamp:
             return False
         del holders[job_id]
+        if session_id is not None:
+            self.pools.get(tenant_id, {}).pop(session_id, None)
         return True
 
     def restamp(self, tenant_id: str, job_id: str, *, stamp: float, now: float) -> bool:

@@ -449,3 +449,26 @@ def test_a_query_job_unloads_as_the_tenant_and_completes_from_the_manifest(ports
     assert done.export_columns == ["id", "name"]
     assert done.results_ready is True and ports.bulk.results_queue.messages == []
     assert ports.bulk.jobs.pending_since(job.job_id) is None
+
+
+# -- the tenant's running cap -----------------------------------------------------------------------------------------
+
+
+def test_bulk_jobs_share_the_tenants_running_cap_with_query_jobs():
+    """Over the cap a bulk job waits UploadComplete on the tenant's waiting list (never failed); the slot a finished
+    job frees wakes it with a bulk message, and a finished bulk load gives its own slot back."""
+    ports = bulk_ports_with(tenant_max_running_statements=1)
+    first, second = queued(ports), queued(ports)
+    running = start_bulk_job(ports, first)
+    assert running is not None and running.statement_id
+    assert start_bulk_job(ports, second) is None
+    assert stored(ports, second.job_id).state is BulkState.UPLOAD_COMPLETE
+    assert set(ports.slots.holders("acme")) == {first.job_id}
+    assert list(ports.slots.waiting("acme")) == [second.job_id]
+
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []}))
+    assert stored(ports, first.job_id).state is BulkState.JOB_COMPLETE
+    [wake_up] = [m for m in ports.queue.messages if isinstance(m, BulkJobQueuedMessage)]
+    assert wake_up.job_id == second.job_id
+    assert start_bulk_job(ports, wake_up).statement_id
+    assert set(ports.slots.holders("acme")) == {second.job_id}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from pydantic import ValidationError
 
@@ -160,3 +162,34 @@ def test_a_reactivated_tenant_runs_jobs_again():
     ports.tenants.set_active("acme", False)
     ports.tenants.set_active("acme", True)
     assert run(ports).status is JobStatus.SUBMITTED
+
+
+class CountingTenants:
+    """The tenant directory, counting reads."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.reads = inner, 0
+
+    def get(self, tenant_id: str):
+        self.reads += 1
+        return self.inner.get(tenant_id)
+
+
+def test_a_tenant_record_is_trusted_for_a_few_seconds_and_never_to_refuse():
+    ports = make_ports(settings=make_settings(tenant_cache_seconds=60))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    counting = CountingTenants(ports.tenants)
+    ports = replace(ports, tenants=counting)
+    assert [run(ports).status for _ in range(3)] == [JobStatus.SUBMITTED] * 3
+    assert counting.reads == 1  # one read served the cap and the identity of all three jobs
+
+    counting.inner.set_active("acme", False)
+    assert run(ports).status is JobStatus.SUBMITTED  # within the cache: documented, as the authorizer's cache
+    counting.inner.set_active("acme", True)
+    refused = replace(ports, settings=make_settings(tenant_cache_seconds=0))
+    counting.inner.set_active("acme", False)
+    assert run(refused).error.code == "tenant_inactive"
+    counting.inner.set_active("acme", True)
+    reads = counting.reads
+    assert run(ports).status is JobStatus.SUBMITTED  # the refusal was read afresh, and so is the comeback
+    assert counting.reads == reads + 1

@@ -6,11 +6,20 @@ from datetime import timedelta
 
 import pytest
 
-from events import JobEventDetail, JobQueuedMessage, JobStatus, ResultFormat, StatementState, StatementStatusChange
+from events import (
+    Delivery,
+    JobEventDetail,
+    JobQueuedMessage,
+    JobStatus,
+    ResultFormat,
+    StatementState,
+    StatementStatusChange,
+)
 from spectra.errors import Throttled
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.publisher import PublishFailed
+from spectra.results import inline_rows
 from spectra.warehouse import Column, DatabaseIdentity
 from tests.unit.fakes import make_ports, make_settings
 
@@ -33,10 +42,9 @@ def queued(ports, *, db_user: str = "tenant_acme", tenant: str = "acme", **field
         tenant_id=tenant,
         db_user=db_user,
         sql="select n, s from t where n > :min",
-        parameters=[QueryParameter(name="min", value="0")],
         created_at=now,
         updated_at=now,
-        **fields,
+        **{"parameters": [QueryParameter(name="min", value="0")], **fields},
     )
     ports.jobs.create(job)
     return JobQueuedMessage(job_id=job.job_id, tenant_id=tenant)
@@ -133,14 +141,15 @@ def test_a_finished_statement_completes_the_job_once(ports):
     change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n2,b\n"])
     done = complete_statement(ports, change)
     assert done.status is JobStatus.COMPLETED and done.completed_at is not None
-    assert (done.result.row_count, done.result.inline, done.event_published) == (2, True, False)
-    assert ports.jobs.get(job.job_id).event_published is True
+    # the event went out first, and the terminal write recorded it: one write, out of the pending index
+    assert (done.result.row_count, done.result.inline, done.event_published) == (2, True, True)
+    assert ports.jobs.pending_since(job.job_id) is None
 
     [event] = ports.events.events
     assert event.detail_type == "Job Completed" and event.resources == [job.job_id]
     detail: JobEventDetail = event.detail
     assert (detail.job_id, detail.tenant_id, detail.status, detail.row_count) == (job.job_id, "acme", "COMPLETED", 2)
-    assert detail.result_location == f"s3://{ports.settings.results_bucket}/acme/{job.job_id}/"
+    assert detail.result_location is None  # inline: the rows are on the job record, nothing is in S3
 
     assert complete_statement(ports, change).status is JobStatus.COMPLETED  # a duplicate event
     assert len(ports.events.events) == 1
@@ -171,27 +180,34 @@ def test_a_statement_aborted_by_the_warehouse_fails_the_job(ports):
     assert ports.events.types() == ["Job Failed"]
 
 
-def test_a_failed_publish_is_retried_on_redelivery_without_changing_the_job_again(ports):
+def test_a_failed_publish_leaves_the_job_for_the_redelivered_event(ports):
+    """The event goes out before the terminal write: when it cannot, nothing is written and the redelivered status
+    event (or the reconciler) finishes the job, event and all."""
     job = running(ports)
     change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"])
     ports.events.fail_next()
     with pytest.raises(PublishFailed):
         complete_statement(ports, change)
-    finished = ports.jobs.get(job.job_id)
-    assert (finished.status, finished.event_published) == (JobStatus.COMPLETED, False)
+    unchanged = ports.jobs.get(job.job_id)
+    assert (unchanged.status, unchanged.event_published) == (JobStatus.SUBMITTED, False)
     assert ports.jobs.pending_since(job.job_id) is not None  # the reconciler would find it too
+    assert ports.slots.holders("acme") == {job.job_id: pytest.approx(ports.slots.holders("acme")[job.job_id])}
 
-    complete_statement(ports, change)  # a copy of the event at once: the finisher may still be announcing it
-    assert ports.events.types() == []
-    # the completion queue redelivers the event after its visibility timeout (minutes)
-    ports.jobs.update(job.job_id, [JobStatus.COMPLETED], completed_at=finished.completed_at - timedelta(minutes=5))
-    complete_statement(ports, change)
+    finished = complete_statement(ports, change)  # the completion queue redelivers the event
     assert ports.events.types() == ["Job Completed"]
-    again = ports.jobs.get(job.job_id)
-    assert again.event_published is True
-    assert again.result == finished.result
-    assert [call for call in ports.warehouse.calls if call[0] == "csv_result"] == [("csv_result", job.statement_id)]
+    assert (finished.status, finished.event_published, finished.result.row_count) == (JobStatus.COMPLETED, True, 1)
     assert ports.jobs.pending_since(job.job_id) is None
+    assert ports.slots.holders("acme") == {}
+
+
+def test_a_terminal_job_whose_event_was_lost_gets_it_published(ports):
+    """A job finished the old way (write, then publish) whose publish failed: a later status event publishes it."""
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"])
+    ports.jobs.transition(job.job_id, JobStatus.COMPLETED, completed_at=utcnow())
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED
+    assert ports.events.types() == ["Job Completed"]
+    assert ports.jobs.get(job.job_id).event_published is True
 
 
 def test_a_statement_of_no_job_is_ignored(ports):
@@ -220,10 +236,11 @@ def test_dml_without_a_result_set_counts_the_rows_affected(ports):
 
 @pytest.mark.parametrize("fmt", list(ResultFormat))
 def test_every_format_completes(ports, fmt):
-    job = running(ports, format=fmt)
+    job = running(ports, format=fmt, delivery=Delivery.S3)
     done = complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"]))
     assert done.result.row_count == 1
     assert done.result.files[0].key.startswith(f"acme/{job.job_id}/part-00000.")
+    assert done.result.location == f"s3://{ports.settings.results_bucket}/acme/{job.job_id}/"
 
 
 def test_a_first_row_equal_to_the_column_names_is_kept(ports):
@@ -231,7 +248,7 @@ def test_a_first_row_equal_to_the_column_names_is_kept(ports):
     change = ports.warehouse.finish(job.statement_id, columns=[Column("n", "varchar")], pages=["n\nx\n"], rows=2)
     done = complete_statement(ports, change)
     assert done.result.row_count == 2
-    assert ports.results.read_inline(done.result)["rows"] == [["n"], ["x"]]
+    assert inline_rows(done.result) == [["n"], ["x"]]
 
 
 # -- races between the executor, completion, cancel and the reconciler ----------------------------------------------
@@ -251,15 +268,15 @@ def test_giving_up_on_an_unstarted_job_loses_to_an_executor_that_just_started_it
 
 def test_a_statement_that_finishes_before_the_executor_records_it_is_not_cancelled(ports):
     message = queued(ports)
-    original_execute = ports.warehouse.execute
+    original_start = ports.warehouse.start
 
-    def execute_and_complete_at_once(*args, **kwargs):
-        statement_id = original_execute(*args, **kwargs)
+    def start_and_complete_at_once(*args, **kwargs):
+        started = original_start(*args, **kwargs)
         # the completion event lands before the executor's second write
-        complete_statement(ports, ports.warehouse.finish(statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1))
-        return statement_id
+        complete_statement(ports, ports.warehouse.finish(started.statement_id, columns=COLUMNS, pages=["1,a\n"]))
+        return started
 
-    ports.warehouse.execute = execute_and_complete_at_once
+    ports.warehouse.start = start_and_complete_at_once
     assert execute_job(ports, message) is None
     assert ports.jobs.get(message.job_id).status is JobStatus.COMPLETED
     assert not [call for call in ports.warehouse.calls if call[0] == "cancel"]
@@ -276,3 +293,53 @@ def test_throttling_on_the_last_delivery_fails_the_job_with_the_reason(ports):
     assert (job.status, job.error.code) == (JobStatus.FAILED, "warehouse_unavailable")
     assert "Rate exceeded" in job.error.message
     assert ports.events.types() == ["Job Failed"]
+
+
+# -- results that cannot be converted -------------------------------------------------------------------------------
+
+
+def test_a_result_that_cannot_be_converted_fails_the_job_after_its_attempts(ports):
+    """Each completion attempt (the status event redelivered, or the reconciler) counts; the last one fails the job
+    with the reason instead of leaving it SUBMITTED for the reconciler to retry every minute for ever."""
+    from spectra.errors import ResultUnconvertible
+    from spectra.reconciliation import reconcile
+
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a,one field too many\n"], rows=1)
+    with pytest.raises(ResultUnconvertible):
+        complete_statement(ports, change)  # the status event's first delivery
+    assert ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED
+    assert ports.jobs.get(job.job_id).result_attempts == 1
+
+    later = utcnow() + timedelta(minutes=5)
+    first_sweep = reconcile(ports, now=later)  # the reconciler tries too, and counts
+    assert (first_sweep.errors, ports.jobs.get(job.job_id).result_attempts) == (1, 2)
+    second_sweep = reconcile(ports, now=later + timedelta(minutes=1))
+    assert second_sweep.completed == 1
+
+    failed = ports.jobs.get(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error.code == "result_unconvertible"
+    assert "could not be converted to json" in failed.error.message and "Expected 2 columns" in failed.error.message
+    assert ports.events.types() == ["Job Failed"]
+    assert reconcile(ports, now=later + timedelta(minutes=2)).checked == 0  # nothing left for the reconciler
+
+
+def test_a_result_too_big_for_inline_fails_at_once(ports):
+    job = running(ports, delivery=Delivery.INLINE)
+    pages = ["".join(f"{i},x\n" for i in range(ports.settings.inline_max_rows + 1))]
+    done = complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=pages))
+    assert done.status is JobStatus.FAILED
+    assert done.error.code == "result_too_large"
+    assert done.result is None
+    assert "inline holds at most" in done.error.message
+
+
+def test_an_export_job_runs_an_unload_into_its_own_prefix_as_the_tenant(ports):
+    job = running(ports, delivery=Delivery.EXPORT, format=ResultFormat.PARQUET, parameters=[])
+    statement = ports.warehouse.statements[job.statement_id]
+    bucket = ports.settings.results_bucket
+    assert statement.sql.startswith("UNLOAD ('select n, s from t where n > :min') TO ")
+    assert f"'s3://{bucket}/acme/{job.job_id}/part-'" in statement.sql
+    assert "FORMAT AS PARQUET" in statement.sql and "MANIFEST VERBOSE" in statement.sql
+    assert statement.identity == DatabaseIdentity(db_user="tenant_acme")

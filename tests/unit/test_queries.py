@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from events import JobQueuedMessage, JobStatus, ResultFormat
+from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
 from spectra.errors import Conflict, InvalidToken, NotFound, PayloadTooLarge, SqlRejected
 from spectra.jobs import QueryParameter
 from spectra.lifecycle import complete_statement, execute_job
@@ -277,23 +277,34 @@ def test_results_exist_only_for_completed_jobs(ports, status):
     assert raised.value.details == {"status": status}
 
 
-def completed(ports, pages: list[str], fmt=ResultFormat.JSON):
-    job = started(ports, fmt=fmt)
+def completed(ports, pages: list[str], fmt=ResultFormat.JSON, **options):
+    job = started(ports, fmt=fmt, **options)
     change = ports.warehouse.finish(
         job.statement_id, columns=[Column("n", "int4"), Column("s", "varchar")], pages=pages
     )
     return complete_statement(ports, change)
 
 
-def test_small_results_come_inline_with_their_files(ports):
+def test_small_results_come_inline_and_cost_no_s3_request():
+    s3 = FakeS3()
+    ports = with_tenants(s3=s3)
     job = completed(ports, ["1,a\n2,b\n"])
     body = job_results(ports, ACME, job.job_id)
     assert body["rows"] == [[1, "a"], [2, "b"]]
-    assert body["row_count"] == 2
+    assert (body["row_count"], body["delivery"], body["truncated"]) == (2, "inline", False)
     assert body["columns"] == [{"name": "n", "type": "int4"}, {"name": "s", "type": "varchar"}]
+    assert (body["files"], body["manifest_url"]) == ([], None)
+    assert s3.requests == []  # written on the job record, read from it
+
+
+def test_s3_delivery_links_each_file_and_the_manifest(ports):
+    job = completed(ports, ["1,a\n2,b\n"], delivery=Delivery.S3)
+    body = job_results(ports, ACME, job.job_id)
+    assert (body["rows"], body["delivery"]) == (None, "s3")
     [file] = body["files"]
     assert file["rows"] == 2
     assert f"X-Amz-Expires={ports.settings.presign_ttl_seconds}" in file["url"]
+    assert f"acme/{job.job_id}/manifest.json" in body["manifest_url"]
     assert body["expires_in"] == ports.settings.presign_ttl_seconds
 
 
@@ -303,7 +314,7 @@ def test_large_results_are_files_only():
     job = completed(ports, ["1,a\n2,b\n3,c\n"], fmt=ResultFormat.CSV)
     requests_before = list(s3.requests)
     body = job_results(ports, ACME, job.job_id)
-    assert "rows" not in body
+    assert body["rows"] is None
     assert (body["row_count"], body["format"], len(body["files"])) == (3, "csv", 1)
     assert s3.requests == requests_before  # neither the manifest nor the parts are read; presigning is local
 
@@ -313,3 +324,79 @@ def test_a_job_records_the_generation_of_the_tenant_that_submitted_it(ports):
     job, _ = submit(ports, ACME.model_copy(update={"generation": generation}))
     assert job.tenant_generation == generation
     assert ports.jobs.get(job.job_id).tenant_generation == generation
+
+
+# -- delivery -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("select a, b from t", "select a, b from t"),
+        ('select "A", a from t', 'select "A", a from t'),  # quoted names keep their case: distinct already
+        ("select * from t join u using (id)", "select * from t join u using (id)"),  # only the warehouse knows
+        (
+            "SELECT 1 AS a, 2 AS a_2, 3 AS a",
+            'SELECT * FROM (SELECT 1 AS a, 2 AS a_2, 3 AS a) AS spectra_export ("a", "a_2", "a_3")',
+        ),
+        ("select X, x from t", 'SELECT * FROM (select X, x from t) AS spectra_export ("x", "x_2")'),
+        (
+            "select count(*), count(a) from t",
+            'SELECT * FROM (select count(*), count(a) from t) AS spectra_export ("count", "count_2")',
+        ),
+        (
+            "select a, a from t union all select b, c from u",
+            'SELECT * FROM (select a, a from t union all select b, c from u) AS spectra_export ("a", "a_2")',
+        ),
+    ],
+)
+def test_an_export_query_is_renamed_only_when_two_columns_would_share_a_name(sql, expected):
+    from spectra.delivery import distinct_columns
+
+    assert distinct_columns(sql) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"fmt": ResultFormat.PARQUET, "delivery": Delivery.INLINE}, "delivery"),
+        ({"fmt": ResultFormat.JSONL, "delivery": Delivery.INLINE}, "delivery"),
+        ({"fmt": ResultFormat.JSON, "delivery": Delivery.EXPORT}, "delivery"),
+        ({"fmt": ResultFormat.CSV, "delivery": Delivery.EXPORT, "row_limit": 5}, "row_limit"),
+        (
+            {"fmt": ResultFormat.CSV, "delivery": Delivery.EXPORT, "parameters": [QueryParameter(name="n", value="1")]},
+            "parameters",
+        ),
+    ],
+)
+def test_delivery_options_that_do_not_go_together_are_refused_naming_the_field(ports, options, field):
+    from spectra.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as raised:
+        submit(ports, sql="select :n as n" if "parameters" in options else "select 1", **options)
+    assert [detail["loc"] for detail in raised.value.details] == [["body", field]]
+    assert ports.queue.messages == []
+
+
+def test_an_expired_result_is_gone(ports):
+    from datetime import timedelta
+
+    from spectra.errors import Gone
+    from spectra.jobs import utcnow
+
+    job = completed(ports, ["1,a\n"])
+    assert job_results(ports, ACME, job.job_id)["rows"] == [[1, "a"]]
+    assert job.result.expires_at - utcnow() > timedelta(days=ports.settings.result_retention_days, seconds=-60)
+    stale = job.result.model_copy(update={"expires_at": utcnow() - timedelta(seconds=1)})
+    ports.jobs.update(job.job_id, [JobStatus.COMPLETED], result=stale)
+    with pytest.raises(Gone) as raised:
+        job_results(ports, ACME, job.job_id)
+    assert (raised.value.status, raised.value.code) == (410, "gone")
+
+
+def test_delivery_and_row_limit_are_part_of_an_idempotent_requests_identity(ports):
+    first, _ = submit(ports, idempotency_key="k1")
+    again, created = submit(ports, idempotency_key="k1")
+    assert (again.job_id, created) == (first.job_id, False)
+    with pytest.raises(Conflict):
+        submit(ports, idempotency_key="k1", row_limit=10)

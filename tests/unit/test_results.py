@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import math
 from decimal import Decimal
 
 import pyarrow as pa
@@ -13,8 +14,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from events import ResultFormat
-from spectra.results import ResultSink, arrow_type
+from events import Delivery, ResultFormat
+from spectra.errors import ResultTooLarge, ResultUnconvertible
+from spectra.results import ResultSink, arrow_type, inline_rows
 from spectra.warehouse import Column
 from tests.unit.fakes import FakeS3
 
@@ -44,10 +46,12 @@ ROWS = [
 ]
 
 
-def write(pages, columns=COLUMNS, fmt=ResultFormat.PARQUET, **limits):
+def write(pages, columns=COLUMNS, fmt=ResultFormat.PARQUET, delivery=Delivery.S3, options=None, **limits):
     s3 = FakeS3()
     sink = ResultSink(s3, BUCKET, **limits)
-    result = sink.write(tenant_id="acme", job_id="j_1", fmt=fmt, columns=columns, csv_pages=pages)
+    result = sink.write(
+        tenant_id="acme", job_id="j_1", fmt=fmt, columns=columns, csv_pages=pages, delivery=delivery, **(options or {})
+    )
     return result, s3, sink
 
 
@@ -139,9 +143,10 @@ def test_each_format_decodes_back_to_the_same_rows(fmt):
 
 
 def test_inline_rows_keep_null_and_empty_apart():
-    result, _, sink = write([PAGE], fmt=ResultFormat.JSON)
-    assert result.inline is True
-    assert sink.read_inline(result)["rows"] == as_json(ROWS)
+    result, s3, _ = write([PAGE], fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
+    assert (result.inline, result.delivery, result.files, result.manifest_key) == (True, Delivery.INLINE, [], None)
+    assert inline_rows(result) == as_json(ROWS)
+    assert s3.requests == []
 
 
 def test_a_header_line_on_the_first_page_is_skipped():
@@ -214,13 +219,19 @@ def test_an_exact_multiple_of_part_max_rows_leaves_no_empty_part():
 
 @pytest.mark.parametrize("fmt", list(ResultFormat))
 def test_an_empty_result_still_has_one_readable_part(fmt):
-    result, s3, sink = write([], columns=NUMBERED, fmt=fmt)
+    result, s3, _ = write([], columns=NUMBERED, fmt=fmt)
     [part] = result.files
-    assert (part.rows, result.row_count, result.inline) == (0, 0, True)
+    assert (part.rows, result.row_count, result.inline) == (0, 0, False)
     assert decoded(s3, part.key, fmt, NUMBERED) == []
-    assert sink.read_inline(result)["rows"] == []
     if fmt is ResultFormat.PARQUET:
         assert pq.read_table(io.BytesIO(s3.body(BUCKET, part.key))).schema.names == ["i", "v"]
+    if fmt is ResultFormat.CSV:
+        assert gzip.decompress(s3.body(BUCKET, part.key)) == b'"i","v"\n'
+
+
+def test_an_empty_result_delivered_inline_is_an_empty_list():
+    result, s3, _ = write([], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
+    assert (result.row_count, inline_rows(result), s3.requests) == (0, [], [])
 
 
 @pytest.mark.parametrize(
@@ -233,16 +244,111 @@ def test_an_empty_result_still_has_one_readable_part(fmt):
         ({"inline_max_rows": 0}, False),
     ],
 )
-def test_inline_limits_by_rows_and_bytes(limits, inline):
-    result, s3, sink = write([numbers(3), numbers(2, 3)], columns=NUMBERED, fmt=ResultFormat.JSON, **limits)
+def test_auto_is_inline_within_the_limits_on_rows_and_bytes_and_files_past_them(limits, inline):
+    result, s3, _ = write(
+        [numbers(3), numbers(2, 3)], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.AUTO, **limits
+    )
     assert result.inline is inline
-    manifest = json.loads(s3.body(BUCKET, result.manifest_key))
-    assert ("rows" in manifest) is inline
+    assert result.row_count == 5
     if inline:
-        assert sink.read_inline(result)["rows"] == [[i, f"v{i}"] for i in range(5)]
+        assert inline_rows(result) == [[i, f"v{i}"] for i in range(5)]
+        assert s3.requests == []
     else:
-        with pytest.raises(ValueError, match="not inline"):
-            sink.read_inline(result)
+        assert inline_rows(result) is None
+        # the pages held while the result could still go inline reach the files first, in order
+        assert decoded(s3, result.files[0].key, ResultFormat.JSON, NUMBERED) == [[i, f"v{i}"] for i in range(5)]
+        assert s3.requests == [("PutObject", result.files[0].key), ("PutObject", result.manifest_key)]
+
+
+def test_the_inline_byte_limit_counts_uncompressed_json():
+    """The issue's case: 800 rows, 21 KB of JSON, was refused because the gzipped size was compared. The limit is
+    on the JSON the client receives, and 800 short rows are well inside it."""
+    rows = "".join(f"{i},{'x' * 18}\n" for i in range(800))
+    result, _, _ = write([rows], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
+    assert result.inline is True and 20_000 < result.bytes < 30_000
+    just_over, _, _ = write(
+        [rows], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.AUTO, inline_max_bytes=result.bytes - 1
+    )
+    assert just_over.inline is False  # the gzipped rows would fit; the JSON does not
+
+
+def test_inline_rows_never_take_more_than_the_job_record_has_room_for():
+    rows = "".join(f"{i},{'x' * 40}\n" for i in range(100))
+    roomy, _, _ = write([rows], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
+    assert roomy.inline is True
+    squeezed, _, _ = write(
+        [rows], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.AUTO, options={"inline_budget": 1000}
+    )
+    assert squeezed.inline is False and squeezed.row_count == 100
+    with pytest.raises(ResultTooLarge, match="1000 bytes"):
+        write(
+            [rows], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.INLINE, options={"inline_budget": 1000}
+        )
+
+
+def test_inline_refuses_a_result_too_big_and_stops_reading():
+    fetched = []
+
+    def pages():
+        for start in range(0, 50, 5):
+            fetched.append(start)
+            yield numbers(5, start)
+
+    with pytest.raises(ResultTooLarge, match="at most 12 rows") as raised:
+        write(pages(), columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.INLINE, inline_max_rows=12)
+    assert raised.value.code == "result_too_large"
+    assert fetched == [0, 5, 10]  # no page past the one that broke the limit
+
+
+@pytest.mark.parametrize("delivery", [Delivery.INLINE, Delivery.AUTO, Delivery.S3])
+def test_a_row_limit_cuts_the_result_and_says_so(delivery):
+    fetched = []
+
+    def pages():
+        for start in range(0, 50, 5):
+            fetched.append(start)
+            yield numbers(5, start)
+
+    result, s3, _ = write(
+        pages(),
+        columns=NUMBERED,
+        fmt=ResultFormat.JSON,
+        delivery=delivery,
+        inline_max_rows=12,
+        options={"row_limit": 12, "total_rows": 50},
+    )
+    assert (result.row_count, result.truncated, result.total_row_count) == (12, True, 50)
+    assert fetched == [0, 5, 10]  # the pages after the limit are never fetched
+    rows = inline_rows(result) if result.inline else decoded(s3, result.files[0].key, ResultFormat.JSON, NUMBERED)
+    assert rows == [[i, f"v{i}"] for i in range(12)]
+    assert result.inline is (delivery is not Delivery.S3)
+
+
+def test_a_row_limit_the_result_does_not_reach_truncates_nothing():
+    result, _, _ = write(
+        [numbers(5), numbers(5, 5)], columns=NUMBERED, fmt=ResultFormat.JSON, options={"row_limit": 10}
+    )
+    assert (result.row_count, result.truncated, result.total_row_count) == (10, False, 10)
+    cut, _, _ = write([numbers(5), numbers(5, 5)], columns=NUMBERED, fmt=ResultFormat.JSON, options={"row_limit": 5})
+    assert (cut.row_count, cut.truncated) == (5, True)  # the limit at a page's end: the next page says there is more
+
+
+def test_after_a_guessed_header_line_a_row_limit_still_counts_every_row():
+    """Completion tells a data row that spells the column names from a header line by counting rows, so reading
+    goes on (without converting) after the limit when the first line was taken for a header."""
+    result, _, _ = write(
+        ["i,v\n" + numbers(5), numbers(5, 5)], columns=NUMBERED, fmt=ResultFormat.JSON, options={"row_limit": 3}
+    )
+    assert (result.row_count, result.truncated, result.rows_read) == (3, True, 10)
+    plain, _, _ = write([numbers(5), numbers(5, 5)], columns=NUMBERED, fmt=ResultFormat.JSON, options={"row_limit": 3})
+    assert plain.rows_read is None  # read no further than needed
+
+
+@pytest.mark.parametrize("page", ["1,a,one too many\n", "1,\ud800 is no character\n"])
+def test_a_page_that_cannot_be_converted_is_a_result_unconvertible(page):
+    with pytest.raises(ResultUnconvertible, match="could not be converted to json") as raised:
+        write([page], columns=NUMBERED, fmt=ResultFormat.JSON)
+    assert raised.value.code == "result_unconvertible"
 
 
 def test_the_manifest_describes_the_result():
@@ -252,18 +358,19 @@ def test_the_manifest_describes_the_result():
     assert manifest == {
         "job_id": "j_1",
         "format": "csv",
+        "delivery": "s3",
         "prefix": "acme/j_1/",
-        "manifest_key": "acme/j_1/manifest.json",
         "files": [{"key": f.key, "rows": f.rows, "bytes": f.bytes} for f in result.files],
         "row_count": 5,
+        "truncated": False,
+        "total_row_count": 5,
         "bytes": result.bytes,
         "columns": [{"name": "i", "type": "int8"}, {"name": "v", "type": "varchar"}],
-        "rows": [[i, f"v{i}"] for i in range(5)],
     }
     assert result.location == f"s3://{BUCKET}/acme/j_1/"
 
 
-def test_a_small_result_costs_one_put_per_object():
+def test_a_small_s3_result_costs_one_put_per_object():
     result, s3, _ = write([numbers(5)], columns=NUMBERED, fmt=ResultFormat.JSON)
     assert s3.requests == [("PutObject", result.files[0].key), ("PutObject", result.manifest_key)]
 
@@ -277,3 +384,70 @@ def test_presigned_links_are_one_per_part_and_local():
         f.key in link["url"] and "X-Amz-Expires=60" in link["url"] for f, link in zip(result.files, links, strict=True)
     )
     assert s3.requests == requests
+
+
+# -- what the formats hold ------------------------------------------------------------------------------------------
+
+
+FLOATS = [Column("f8", "float8"), Column("f4", "float4"), Column("t", "text")]
+FLOAT_PAGE = "NaN,NaN,NaN\nInfinity,Infinity,\n-Infinity,-Infinity,Infinity\n,,\n0.1,0.1,\n"
+
+
+def test_special_floats_are_told_apart_from_null_in_every_format():
+    json_rows = [["NaN", "NaN", "NaN"], ["Infinity", "Infinity", None], ["-Infinity", "-Infinity", "Infinity"]]
+    json_rows += [[None, None, None], [0.1, 0.1, None]]
+    inline, _, _ = write([FLOAT_PAGE], columns=FLOATS, fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
+    assert inline_rows(inline) == json_rows  # strings in JSON; the text "NaN" stays text, a real 0.1 stays 0.1
+
+    lines, s3, _ = write([FLOAT_PAGE], columns=FLOATS, fmt=ResultFormat.JSONL)
+    text = gzip.decompress(s3.body(BUCKET, lines.files[0].key)).decode()
+    assert [list(json.loads(line).values()) for line in text.splitlines()] == json_rows
+    assert "NaN," not in text and "Infinity," not in text.replace('"Infinity",', "")  # no bare tokens
+
+    csv_result, s3, _ = write([FLOAT_PAGE], columns=FLOATS, fmt=ResultFormat.CSV)
+    assert gzip.decompress(s3.body(BUCKET, csv_result.files[0].key)).decode().splitlines() == [
+        '"f8","f4","t"',
+        'NaN,NaN,"NaN"',
+        "Infinity,Infinity,",
+        '-Infinity,-Infinity,"Infinity"',
+        ",,",
+        "0.1,0.1,",
+    ]
+
+    parquet, s3, _ = write([FLOAT_PAGE], columns=FLOATS, fmt=ResultFormat.PARQUET)
+    values = pq.read_table(io.BytesIO(s3.body(BUCKET, parquet.files[0].key))).column("f8").to_pylist()
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, None, 0.1]
+
+
+def test_names_are_made_unique_without_taking_a_name_the_query_has():
+    columns = [Column("a", "int4"), Column("a_2", "int4"), Column("a", "int4")]
+    for fmt in (ResultFormat.PARQUET, ResultFormat.JSONL):
+        result, s3, _ = write(["1,2,3\n"], columns=columns, fmt=fmt)
+        assert [c["name"] for c in result.columns] == ["a", "a_2", "a_3"]
+        assert decoded(s3, result.files[0].key, fmt, columns) == [[1, 2, 3]]  # none lost, Parquet readable
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a\rb",
+        "\r",
+        "a\r\nb",
+        'say "hi"',
+        '"',
+        "\x01\x02\x1b\x1f\x7f",
+        "tab\there",
+        "\u2028 line \x85 breaks",
+        "😀 שלום",
+    ],
+)
+def test_awkward_text_survives_the_page_and_every_format(value):
+    """The page as PostgreSQL's COPY CSV (and the emulator) quotes it; every format gives the value back."""
+    quoted = '"' + value.replace('"', '""') + '"'
+    page = f'1,{quoted}\n2,\n3,""\n'
+    expected = [[1, value], [2, None], [3, ""]]
+    for fmt in ResultFormat:
+        result, s3, _ = write([page], columns=NUMBERED, fmt=fmt)
+        assert decoded(s3, result.files[0].key, fmt, NUMBERED) == expected, fmt
+    inline, _, _ = write([page], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
+    assert inline_rows(inline) == expected

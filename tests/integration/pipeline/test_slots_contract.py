@@ -1,14 +1,17 @@
-"""One scenario suite, two running-slot stores: the in-memory fake the unit tier uses and the real
-:class:`~spectra.share.RunningSlots` on DynamoDB (moto), in a table made from template.yaml's own ``TenantsTable``."""
+"""One scenario suite, two running-slot stores (slots, waiting lists and session leases): the in-memory fake the unit
+tier uses and the real :class:`~spectra.slots.RunningSlots` on DynamoDB (moto), in a table made from template.yaml's
+own ``TenantsTable``."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from spectra.share import RunningSlots
+from spectra.slots import PooledSession
 from spectra.tenants import TenantDirectory
 from tests.fixtures.aws import template_table_properties
 from tests.unit.fakes import FakeRunningSlots
@@ -130,3 +133,133 @@ def test_taking_a_slot_takes_the_job_off_the_waiting_list(slots):
     assert slots.acquire("acme", "j_w", limit=1)
     assert slots.waiting("acme") == {}
     assert set(slots.holders("acme")) == {"j_w"}
+
+
+# -- session leases (spectra/sessions.py) ----------------------------------------------------------------------------
+
+ACME = "db_user:tenant_acme"
+
+
+def pooled(slots, tenant: str, job: str, session_id: str = "s-1", until: float = 10_000.0, who: str = ACME):
+    """Put a session in the tenant's pool the way the pipeline does: a job opens it, its release returns it."""
+    assert slots.claim(tenant, job, limit=5, now=100.0).taken
+    slots.release(tenant, job, session=PooledSession(session_id, who, until=until))
+    return slots.sessions(tenant)[session_id]
+
+
+def test_a_released_session_joins_the_pool_idle(slots):
+    session = pooled(slots, "acme", "j_0")
+    assert session == PooledSession("s-1", ACME, until=10_000.0, job_id=None)
+    assert slots.holders("acme") == {}
+    assert slots.sessions("globex") == {}
+
+
+def test_a_claim_takes_the_slot_and_leases_the_session_in_one_write(slots):
+    session = pooled(slots, "acme", "j_0")
+    claim = slots.claim("acme", "j_1", limit=5, now=200.0, lease=session)
+    assert claim.taken and not claim.session_refused
+    assert claim.session == PooledSession("s-1", ACME, until=10_000.0, job_id="j_1")
+    assert claim.holders == {"j_1": 200.0}
+    assert claim.sessions == {"s-1": claim.session}
+
+
+def test_a_leased_session_is_refused_to_another_job_and_nothing_is_written(slots):
+    session = pooled(slots, "acme", "j_0")
+    assert slots.claim("acme", "j_1", limit=5, now=200.0, lease=session).session is not None
+    refused = slots.claim("acme", "j_2", limit=5, now=210.0, lease=session)
+    assert (refused.taken, refused.session_refused, refused.session) == (False, True, None)
+    assert refused.sessions["s-1"].job_id == "j_1"  # the pool as it is, to choose again
+    assert slots.holders("acme") == {"j_1": 200.0}  # j_2 took no slot either
+    again = slots.claim("acme", "j_1", limit=5, now=220.0, lease=session)  # its own lease: a redelivered message
+    assert again.taken and again.session.job_id == "j_1"
+
+
+@pytest.mark.parametrize(
+    ("lease", "now"),
+    [
+        (PooledSession("s-1", "db_user:tenant_globex", until=10_000.0), 200.0),  # another identity
+        (PooledSession("s-1", ACME, until=10_000.0), 20_000.0),  # past its keep-alive
+        (PooledSession("s-9", ACME, until=10_000.0), 200.0),  # not in the pool
+    ],
+)
+def test_a_session_of_another_identity_expired_or_unknown_is_refused(slots, lease, now):
+    pooled(slots, "acme", "j_0")
+    refused = slots.claim("acme", "j_1", limit=5, now=now, lease=lease)
+    assert (refused.taken, refused.session_refused) == (False, True)
+    assert slots.sessions("acme")["s-1"].job_id is None
+
+
+def test_sessions_are_per_tenant(slots):
+    session = pooled(slots, "acme", "j_0")
+    refused = slots.claim("globex", "j_1", limit=5, now=200.0, lease=session)
+    assert not refused.taken
+    assert slots.sessions("acme")["s-1"].job_id is None
+
+
+def test_a_session_lease_is_refused_at_the_cap_like_the_slot(slots):
+    session = pooled(slots, "acme", "j_0")
+    slots.claim("acme", "j_1", limit=1, now=200.0)
+    at_cap = slots.claim("acme", "j_2", limit=1, now=200.0, lease=session)
+    assert (at_cap.taken, at_cap.session_refused, at_cap.holders) == (False, False, {"j_1": 200.0})
+
+
+def test_release_gives_the_session_back_with_its_new_expiry_and_only_from_a_holder(slots):
+    session = pooled(slots, "acme", "j_0")
+    slots.claim("acme", "j_1", limit=5, now=200.0, lease=session)
+    slots.release("acme", "j_other", session=PooledSession("s-1", ACME, until=1.0))  # holds nothing: no effect
+    assert slots.sessions("acme")["s-1"].job_id == "j_1"
+    slots.release("acme", "j_1", session=PooledSession("s-1", ACME, until=30_000.0))
+    assert slots.sessions("acme")["s-1"] == PooledSession("s-1", ACME, until=30_000.0)
+
+
+def test_drop_removes_an_idle_or_own_session_only(slots):
+    session = pooled(slots, "acme", "j_0")
+    slots.claim("acme", "j_1", limit=5, now=200.0, lease=session)
+    assert not slots.drop_session("acme", "s-1", job_id="j_2")  # leased by another job
+    assert slots.drop_session("acme", "s-1", job_id="j_1")
+    assert slots.sessions("acme") == {}
+    assert not slots.drop_session("acme", "s-1", job_id="j_1")
+    assert not slots.drop_session("nobody", "s-1", job_id="j_1")
+
+
+def test_a_claim_prunes_the_sessions_it_is_given(slots):
+    pooled(slots, "acme", "j_0", "s-old", until=50.0)
+    pooled(slots, "acme", "j_1", "s-new")
+    claim = slots.claim("acme", "j_2", limit=5, now=200.0, prune=("s-old",))
+    assert set(claim.sessions) == {"s-new"} == set(slots.sessions("acme"))
+
+
+def test_evicting_a_dead_holder_forgets_its_session(slots):
+    session = pooled(slots, "acme", "j_0")
+    slots.claim("acme", "j_1", limit=5, now=200.0, lease=session)
+    assert slots.evict("acme", "j_1", stamp=200.0, session_id="s-1")
+    assert slots.holders("acme") == {} and slots.sessions("acme") == {}
+
+
+def test_one_session_is_leased_once_under_racing_writers(local_aws, tenants_table_properties):
+    client = local_aws.client("dynamodb")
+    table = "tenants-contract-" + uuid.uuid4().hex[:10]
+    client.create_table(TableName=table, **tenants_table_properties)
+    slots = RunningSlots(client, table)
+    session = pooled(slots, "acme", "j_0", until=time.time() + 600)
+    with ThreadPoolExecutor(8) as pool:
+        claims = list(pool.map(lambda i: slots.claim("acme", f"j_{i}", limit=50, lease=session), range(1, 17)))
+    winners = [claim for claim in claims if claim.session is not None]
+    assert len(winners) == 1
+    assert slots.sessions("acme")["s-1"].job_id == winners[0].session.job_id
+    client.delete_table(TableName=table)
+
+
+def test_a_slots_item_made_before_session_pools_takes_a_session_back(local_aws, tenants_table_properties):
+    client = local_aws.client("dynamodb")
+    table = "tenants-contract-" + uuid.uuid4().hex[:10]
+    client.create_table(TableName=table, **tenants_table_properties)
+    client.put_item(
+        TableName=table,
+        Item={"pk": {"S": "slots#acme"}, "holders": {"M": {"j_1": {"N": "100"}}}, "waiting": {"M": {}}},
+    )
+    slots = RunningSlots(client, table)
+    slots.release("acme", "j_1", session=PooledSession("s-1", ACME, until=10_000.0))
+    assert slots.sessions("acme") == {"s-1": PooledSession("s-1", ACME, until=10_000.0)}
+    assert slots.holders("acme") == {}
+    client.delete_table(TableName=table)

@@ -52,6 +52,18 @@ def test_100k_rows_page_through_get_statement_result_v2_as_csv(api, redshift_dat
     assert rows[-1] == [str(ROWS), f'a,"quoted" {ROWS}', ""]
 
 
+def test_csv_records_quote_what_copy_csv_quotes_a_lone_carriage_return_included(api, redshift_data):
+    """As PostgreSQL's COPY CSV: a value holding a CR (even with no LF after it), an LF, a quote or a comma is
+    quoted; an empty string is ""; NULL is an empty field; other control characters go as they are."""
+    described = api.run(
+        "SELECT * FROM (VALUES (1, 'a' || chr(13) || 'b'), (2, chr(13)), (3, 'say \"hi\"'), (4, chr(1) || chr(31)),"
+        " (5, ''), (6, NULL), (7, 'x' || chr(10) || 'y')) AS t(n, s) ORDER BY n",
+        ResultFormat="CSV",
+    )
+    (record,) = redshift_data.get_statement_result_v2(Id=described["Id"])["Records"]
+    assert record["CSVRecords"] == ('1,"a\rb"\n2,"\r"\n3,"say ""hi"""\n4,\x01\x1f\n5,""\n6,\n7,"x\ny"\n')
+
+
 def test_empty_result_has_columns_and_no_records(api, redshift_data):
     described = api.run("SELECT 1 AS one WHERE false")
     assert described["HasResultSet"] is True and described["ResultRows"] == 0

@@ -61,15 +61,54 @@ def test_a_session_expires_after_its_keep_alive(redshift_data):
         time.sleep(1.2)
 
 
-def test_session_statement_cannot_switch_database(redshift_data):
+@pytest.mark.parametrize(
+    "connection",
+    [
+        {"Database": DATABASE},
+        {"Database": "postgres"},
+        {"ClusterIdentifier": CLUSTER},
+        {"DbUser": "awsuser"},
+        {"SecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:spectra/tenants/x-AbCdEf"},
+        {"ClusterIdentifier": CLUSTER, "Database": DATABASE, "DbUser": "awsuser"},
+    ],
+)
+def test_a_session_statement_takes_no_target_and_no_identity(redshift_data, connection):
+    """As AWS: with SessionId the session carries the cluster, database and user; naming any of them is refused,
+    even when it matches, and the session stays usable."""
     first = redshift_data.execute_statement(
         Sql="SELECT 1", Database=DATABASE, ClusterIdentifier=CLUSTER, SessionKeepAliveSeconds=30
     )
     wait_for_statement(redshift_data, first["Id"])
-    with pytest.raises(redshift_data.exceptions.ValidationException, match="does not match session"):
-        redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"], Database="postgres")
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="cannot be used with SessionId"):
+        redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"], **connection)
+    after = redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"])
+    assert wait_for_statement(redshift_data, after["Id"])["Status"] == "FINISHED"
+
+
+def test_a_session_runs_as_the_user_that_opened_it(redshift_data, api, name):
+    """The identity of a session is fixed when it opens: later statements run as that user whatever they say."""
+    user = f"tenant_{name}"
+    api.run(f'CREATE USER "{user}"')
+    first = redshift_data.execute_statement(
+        Sql="SELECT current_user", Database=DATABASE, ClusterIdentifier=CLUSTER, DbUser=user, SessionKeepAliveSeconds=30
+    )
+    assert wait_for_statement(redshift_data, first["Id"])["DbUser"] == user
+    second = redshift_data.execute_statement(Sql="SELECT current_user", SessionId=first["SessionId"])
+    described = wait_for_statement(redshift_data, second["Id"])
+    assert described["DbUser"] == user
+    assert redshift_data.get_statement_result(Id=second["Id"])["Records"] == [[{"stringValue": user}]]
 
 
 def test_unknown_session_is_rejected(redshift_data):
     with pytest.raises(redshift_data.exceptions.ValidationException, match="not available"):
         redshift_data.execute_statement(Sql="SELECT 1", SessionId="00000000-0000-0000-0000-000000000000")
+
+
+def test_an_ended_session_is_refused_like_an_expired_one(redshift_data, redshift_emulator):
+    first = redshift_data.execute_statement(
+        Sql="SELECT 1", Database=DATABASE, ClusterIdentifier=CLUSTER, SessionKeepAliveSeconds=600
+    )
+    wait_for_statement(redshift_data, first["Id"])
+    assert redshift_emulator.end_session(first["SessionId"])
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="not available"):
+        redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"])

@@ -1,0 +1,211 @@
+"""How a query job's result reaches its client: ``delivery`` (auto | inline | s3 | export), ``row_limit``, expiry.
+
+* What a request may ask (:func:`request_problem`): ``inline`` returns JSON rows in the results response, so it
+  takes format ``json`` only; ``export`` is an UNLOAD, which writes CSV or Parquet, binds no parameters (its query
+  is a string literal) and writes the whole result (no ``row_limit``: put a LIMIT in the SQL).
+* What the executor runs (:func:`statement_sql`): the job's SQL, or for ``export`` an UNLOAD of it, as the tenant,
+  into the job's own prefix (``<tenant>/<job_id>/part-...``, UNLOAD's manifest at ``part-manifest``).
+* What completion keeps (:func:`collect_result`): the pages through the sink for the other deliveries, or the files
+  UNLOAD wrote. A failed UNLOAD fails its statement, so completion never lists its partial files (and the emulator,
+  like Redshift, takes them back).
+* How long it is served: ``ResultRetentionDays`` after completion (the results bucket's lifecycle deletes files
+  after as many days, rounded up to the next midnight UTC, so a file always outlives the last URL to it); later,
+  the results route answers 410 ``gone``, inline rows included.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from events import Delivery, ResultFormat
+from spectra.bulk.sql import ident, unload_statement
+from spectra.errors import Gone
+from spectra.jobs import Job, JobResult, utcnow
+from spectra.ports import Ports
+from spectra.result_encoding import unique_names
+from spectra.settings import Settings
+from spectra.warehouse import StatementInfo
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMATS = (ResultFormat.CSV, ResultFormat.PARQUET)
+#: DynamoDB's item limit, and what the rest of a job item may take beside its SQL, parameters and columns.
+ITEM_MAX_BYTES = 400 * 1024
+ITEM_OVERHEAD_BYTES = 8 * 1024
+
+
+def request_problem(
+    fmt: ResultFormat, delivery: Delivery, row_limit: int | None, has_parameters: bool
+) -> tuple[str, str] | None:
+    """The field at fault and why, when a request's format, delivery, row limit and parameters do not go together."""
+    if delivery is Delivery.INLINE and fmt is not ResultFormat.JSON:
+        return "delivery", f"delivery inline returns JSON rows in the response; format {fmt.value} needs files (s3)"
+    if delivery is Delivery.EXPORT:
+        if fmt not in EXPORT_FORMATS:
+            return "delivery", f"delivery export unloads CSV or Parquet, not {fmt.value}: ask format csv or parquet"
+        if has_parameters:
+            return "parameters", "delivery export cannot bind parameters (UNLOAD takes its query as text)"
+        if row_limit is not None:
+            return "row_limit", "delivery export writes the whole result: put a LIMIT in the SQL instead"
+    return None
+
+
+def export_destination(settings: Settings, job: Job) -> str:
+    return f"s3://{settings.results_bucket}/{job.tenant_id}/{job.job_id}/part-"
+
+
+def statement_sql(settings: Settings, job: Job) -> str:
+    """What the executor sends the warehouse for the job (as the tenant's identity either way)."""
+    if job.delivery is not Delivery.EXPORT:
+        return job.sql
+    return unload_statement(
+        distinct_columns(job.sql),
+        export_destination(settings, job),
+        role=settings.bulk_iam_role,
+        fmt="PARQUET" if job.format is ResultFormat.PARQUET else "CSV",
+        gzip=job.format is ResultFormat.CSV,
+    )
+
+
+def distinct_columns(sql: str) -> str:
+    """The query, renamed on the way out when it would name two columns alike (Parquet readers refuse a file with
+    duplicate field names; UNLOAD writes the names the query gives).
+
+    The files other deliveries write are renamed as they are written; an UNLOAD's are not ours to rename, so the
+    query is: its output names are worked out as PostgreSQL does for the common cases (an alias, a column, a
+    function's name, ``?column?``), and only when two collide is it wrapped as ``SELECT * FROM (query) AS q(names)``
+    with :func:`~spectra.result_encoding.unique_names`. A top-level ``*`` has names only the warehouse knows: such a
+    query goes as it is, and completion refuses a Parquet export that came back with duplicate names.
+    """
+    names = _output_names(sql)
+    if names is None or len(set(names)) == len(names):
+        return sql
+    aliases = ", ".join(ident(name) for name in unique_names(names))
+    return f"SELECT * FROM ({sql}) AS spectra_export ({aliases})"
+
+
+def _output_names(sql: str) -> list[str] | None:
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        tree = sqlglot.parse_one(sql, read="redshift")
+    except SqlglotError:
+        return None
+    while isinstance(tree, exp.SetOperation | exp.Subquery):
+        tree = tree.left if isinstance(tree, exp.SetOperation) else tree.this  # a UNION is named by its first branch
+    if not isinstance(tree, exp.Select):
+        return None
+    names = []
+    for expression in tree.expressions:
+        if isinstance(expression, exp.Star) or (isinstance(expression, exp.Column) and expression.is_star):
+            return None
+        names.append(_output_name(expression))
+    return names
+
+
+def _output_name(expression) -> str:
+    from sqlglot import exp
+
+    def folded(identifier) -> str:  # unquoted names are folded to lower case, as the warehouse does
+        return identifier.name if identifier.quoted else identifier.name.lower()
+
+    if isinstance(expression, exp.Alias):
+        return folded(expression.args["alias"])
+    if isinstance(expression, exp.Column):
+        return folded(expression.this)
+    if isinstance(expression, exp.Cast):
+        return _output_name(expression.this)
+    if isinstance(expression, exp.Anonymous):
+        return expression.name.lower()
+    if isinstance(expression, exp.Func):
+        return expression.sql_name().lower()
+    return "?column?"
+
+
+def inline_budget(job: Job) -> int:
+    """Bytes the job's DynamoDB item has left for inline rows beside everything else it holds."""
+    used = len(job.model_dump_json(exclude={"result"}).encode()) + ITEM_OVERHEAD_BYTES
+    return max(ITEM_MAX_BYTES - used, 0)
+
+
+def collect_result(ports: Ports, job: Job, info: StatementInfo) -> JobResult:
+    """The finished statement's result, delivered as the job asked, with its expiry. Raises what the sink raises
+    (:class:`~spectra.errors.ResultTooLarge`, :class:`~spectra.errors.ResultUnconvertible`)."""
+    expires_at = utcnow() + timedelta(days=ports.settings.result_retention_days)
+    if job.delivery is Delivery.EXPORT:
+        result = ports.results.collect_export(
+            tenant_id=job.tenant_id,
+            job_id=job.job_id,
+            fmt=job.format,
+            unload_manifest_key=f"{job.tenant_id}/{job.job_id}/part-manifest",
+        )
+        return result.model_copy(update={"expires_at": expires_at})
+    result = _write_pages(ports, job, info, header=None)
+    if info.has_result_set and info.result_rows is not None and result.rows_read == info.result_rows - 1:
+        # The first row equals the column names and was taken for a header line: the count says it was data.
+        result = _write_pages(ports, job, info, header=False)
+    if (
+        info.has_result_set
+        and None not in (result.rows_read, info.result_rows)
+        and result.rows_read != info.result_rows
+    ):
+        logger.warning(
+            "job %s: %s rows read, the warehouse reported %s", job.job_id, result.rows_read, info.result_rows
+        )
+    if not info.has_result_set and info.result_rows and info.result_rows > 0:
+        result = result.model_copy(update={"row_count": info.result_rows})  # rows affected by DML
+    return result.model_copy(update={"expires_at": expires_at})
+
+
+def _write_pages(ports: Ports, job: Job, info: StatementInfo, *, header: bool | None) -> JobResult:
+    if info.has_result_set:
+        columns, pages = ports.warehouse.csv_result(info.statement_id)
+    else:
+        columns, pages = [], iter(())
+    return ports.results.write(
+        tenant_id=job.tenant_id,
+        job_id=job.job_id,
+        fmt=job.format,
+        columns=columns,
+        csv_pages=pages,
+        header=header,
+        delivery=job.delivery,
+        row_limit=job.row_limit,
+        total_rows=info.result_rows if info.has_result_set else None,
+        inline_budget=inline_budget(job),
+    )
+
+
+def results_body(ports: Ports, job: Job) -> dict[str, Any]:
+    """The results response of a COMPLETED job: inline rows, or presigned links to the files and the manifest."""
+    result = job.result
+    assert result is not None
+    if result.expires_at is not None and utcnow() >= result.expires_at:
+        raise Gone(
+            f"the result of job {job.job_id} expired at {result.expires_at.isoformat()}; run the query again",
+            details={"expired_at": result.expires_at.isoformat()},
+        )
+    ttl = ports.settings.presign_ttl_seconds
+    body: dict[str, Any] = {
+        "job_id": job.job_id,
+        "format": job.format.value,
+        "delivery": result.delivery.value,
+        "row_count": result.row_count,
+        "truncated": result.truncated,
+        "total_row_count": result.total_row_count,
+        "columns": result.columns,
+        "rows": ports.results.rows_of(result),
+        "files": ports.results.presign(result, ttl_seconds=ttl),
+        "manifest_url": (
+            ports.results.presign_key(result, result.manifest_key, ttl_seconds=ttl)
+            if result.manifest_key and result.files
+            else None
+        ),
+        "expires_in": ttl,
+        "expires_at": result.expires_at.isoformat() if result.expires_at else None,
+    }
+    return body

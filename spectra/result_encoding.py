@@ -1,0 +1,193 @@
+"""Arrow tables of a result → the bytes each format holds, column by column (no Python object per value).
+
+Values the formats cannot hold as the warehouse returned them are spelled so that nothing is lost and nothing is
+confused with NULL:
+
+* **JSON** (inline rows and JSON Lines files): integers as JSON numbers with every digit (an int8 past 2^53 is
+  exact in the text; see the README for JavaScript clients), floats as the shortest text that reads back as the
+  same float (a ``real`` as the shortest that reads back as the same ``real``: ``0.1``, not ``0.10000000149011612``),
+  the special floats as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (strict JSON has no token for
+  them, and ``null`` is SQL NULL), decimals as exact strings, dates and timestamps as ISO 8601 strings (timestamptz
+  in UTC, ``+00:00``), text with JSON's escapes. The line breaks Python's ``str.splitlines`` also honours (U+0085,
+  U+2028, U+2029) are escaped too, so a JSON Lines reader that splits on them still sees one row per line.
+* **CSV**: PostgreSQL's COPY spelling: NULL an empty field, an empty string ``""``, the special floats ``NaN``,
+  ``Infinity`` and ``-Infinity``.
+* **Parquet** holds NaN and the infinities natively.
+
+The JSON encoder builds each column's JSON text with Arrow compute kernels and joins the columns row-wise in one
+more kernel; the rows then sit back to back in one Arrow buffer, which is written out as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+#: Characters JSON requires escaped (U+0000..U+001F), plus the ones Python's ``str.splitlines`` breaks lines on.
+_MUST_ESCAPE = [chr(code) for code in range(0x20)] + ["\x85", "\u2028", "\u2029"]
+_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_ESCAPE_CLASS = "[\x00-\x1f\x85\u2028\u2029]"
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """Distinct names, keeping every name the query gave: a repeat becomes ``<name>_<n>`` with the smallest n
+    (from 2) that the query does not use itself and no earlier column took.
+
+    ``SELECT 1 AS a, 2 AS a_2, 3 AS a`` gives ``a, a_2, a_3``; ``SELECT 1, 1`` two ``?column?`` columns, the second
+    ``?column?_2``.
+    """
+    names = list(names)
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name in seen:
+            n = 2
+            while f"{name}_{n}" in taken:
+                n += 1
+            name = f"{name}_{n}"
+            taken.add(name)
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+# -- JSON -----------------------------------------------------------------------------------------------------------
+
+
+def json_values(column):
+    """One JSON text per value of an Arrow column (``null`` for NULL), as an Arrow string array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = _quoted(_json_escaped(column))
+    elif pa.types.is_integer(kind):
+        text = pc.cast(column, pa.string())
+    elif pa.types.is_boolean(kind):
+        text = pc.if_else(column, "true", "false")
+    elif pa.types.is_floating(kind):
+        text = _special_floats(column, pc.cast(column, pa.string()), nan='"NaN"', inf='"Infinity"', ninf='"-Infinity"')
+    elif pa.types.is_timestamp(kind):
+        text = _quoted(iso_timestamps(column))
+    elif pa.types.is_decimal(kind) or pa.types.is_date(kind):
+        text = _quoted(pc.cast(column, pa.string()))  # decimals as exact strings; dates are ISO as Arrow casts them
+    else:  # not a type results.arrow_type gives; kept as text rather than failing a job
+        text = _quoted(_json_escaped(pc.cast(column, pa.string())))
+    return pc.fill_null(text, "null")
+
+
+def json_lines(table) -> list:
+    """The table as JSON Lines (one object per row, keys in column order): a list of Arrow buffers to write out."""
+    parts: list = []
+    for i, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
+        parts.append(("{" if i == 0 else ",") + json.dumps(name) + ":")
+        parts.append(json_values(column))
+    return _row_buffers(table.num_rows, [*parts, "}\n"] if parts else ["{}\n"])
+
+
+def json_arrays(table) -> bytes:
+    """The table's rows as JSON arrays, comma-separated (the inside of the inline ``rows`` array)."""
+    parts: list = []
+    for i, column in enumerate(table.columns):
+        parts.append("[" if i == 0 else ",")
+        parts.append(json_values(column))
+    buffers = _row_buffers(table.num_rows, [*parts, "],"] if parts else ["[],"])
+    return b"".join(bytes(buffer) for buffer in buffers)[:-1]  # less the last row's separator
+
+
+def _row_buffers(num_rows: int, parts: list) -> list:
+    """Join the parts element-wise (one string per row) and return the rows' bytes as Arrow buffers, back to back."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if num_rows == 0:
+        return []
+    if all(isinstance(part, str) for part in parts):  # no columns: the same text on every row
+        return [pa.py_buffer("".join(parts).encode() * num_rows)]
+    rows = pc.binary_join_element_wise(*parts, "")
+    chunks = rows.chunks if isinstance(rows, pa.ChunkedArray) else [rows]
+    return [_values_buffer(chunk) for chunk in chunks if len(chunk)]
+
+
+def _values_buffer(chunk):
+    """The bytes of a string array's values, in order, without copying them out one by one."""
+    import pyarrow as pa
+
+    offsets = pa.Array.from_buffers(pa.int32(), len(chunk) + 1, [None, chunk.buffers()[1]], offset=chunk.offset)
+    start, end = offsets[0].as_py(), offsets[len(chunk)].as_py()
+    return chunk.buffers()[2].slice(start, end - start)
+
+
+def _quoted(text):
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise('"', text, '"', "")
+
+
+def _json_escaped(text):
+    """JSON string contents: backslash and quote always; the control characters only when the column has any."""
+    import pyarrow.compute as pc
+
+    text = pc.replace_substring(text, "\\", "\\\\")
+    text = pc.replace_substring(text, '"', '\\"')
+    if pc.any(pc.match_substring_regex(text, _ESCAPE_CLASS)).as_py():
+        for char in _MUST_ESCAPE:
+            text = pc.replace_substring(text, char, _SHORT_ESCAPES.get(char, f"\\u{ord(char):04x}"))
+    return text
+
+
+def _special_floats(column, text, *, nan: str, inf: str, ninf: str):
+    """``text`` with NaN and the infinities of ``column`` spelled as given (only looked at when there are any)."""
+    import pyarrow.compute as pc
+
+    if not _any_special(column):
+        return text
+    infinite = pc.if_else(pc.greater(column, 0), inf, ninf)
+    return pc.if_else(pc.is_nan(column), nan, pc.if_else(pc.is_inf(column), infinite, text))
+
+
+def iso_timestamps(column):
+    """ISO 8601 text of a timestamp column: ``2026-01-02T03:04:05``, ``.ffffff`` on values with a fraction of a
+    second, ``+00:00`` after a timestamptz. Arrow's cast to text is an order of magnitude faster than ``strftime``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tz = column.type.tz
+    try:  # a safe cast: refused when a value has a fraction of a second
+        text = pc.cast(column.cast(pa.timestamp("s", tz)), pa.string())
+    except pa.ArrowInvalid:
+        # Arrow writes every value with six digits; the date and time parts hold no ".", so this is the fraction
+        text = pc.replace_substring(pc.cast(column, pa.string()), ".000000", "")
+    text = pc.utf8_replace_slice(text, start=10, stop=11, replacement="T")
+    if tz:  # Arrow writes UTC as a trailing "Z"
+        text = pc.utf8_replace_slice(text, start=-1, stop=1 << 30, replacement="+00:00")
+    return text
+
+
+# -- CSV ------------------------------------------------------------------------------------------------------------
+
+# pyarrow's CSV writer quotes every string and no other value, so outside quotes a field is a bare token.
+_CSV_TOKEN = re.compile(rb'("(?:[^"]|"")*")|(?<![^,\n])(nan|inf|-inf)(?![^,\n])')
+_PG_FLOATS = {b"nan": b"NaN", b"inf": b"Infinity", b"-inf": b"-Infinity"}
+
+
+def has_special_floats(table) -> bool:
+    import pyarrow as pa
+
+    return any(pa.types.is_floating(column.type) and _any_special(column) for column in table.columns)
+
+
+def _any_special(column) -> bool:
+    """Whether a float column holds NaN or an infinity (NULLs are skipped)."""
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.invert(pc.is_finite(column))).as_py())
+
+
+def postgres_floats(csv_text: bytes) -> bytes:
+    """pyarrow's ``nan`` / ``inf`` / ``-inf`` in CSV text as PostgreSQL spells them (``NaN``, ``Infinity``,
+    ``-Infinity``); quoted strings are matched whole first, so text that merely contains those letters is kept."""
+    return _CSV_TOKEN.sub(lambda m: m.group(1) or _PG_FLOATS[m.group(2)], csv_text)

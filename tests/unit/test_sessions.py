@@ -1,0 +1,191 @@
+"""Data API sessions (spectra/sessions.py) on in-memory ports: reuse per tenant identity, one statement at a time,
+dropped when the service refuses them, returned when the statement ends."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from events import JobQueuedMessage, JobStatus
+from spectra import sessions, share
+from spectra.jobs import Job, new_job_id, utcnow
+from spectra.lifecycle import complete_statement, execute_job
+from spectra.slots import PooledSession
+from spectra.warehouse import Column, DatabaseIdentity
+from tests.unit.fakes import make_ports, make_settings
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def ports():
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.tenants.create_tenant("globex", db_user="tenant_globex")
+    return ports
+
+
+def queued(ports, tenant: str = "acme", sql: str = "select 1") -> JobQueuedMessage:
+    now = utcnow()
+    job = Job(
+        job_id=new_job_id(), tenant_id=tenant, db_user=f"tenant_{tenant}", sql=sql, created_at=now, updated_at=now
+    )
+    ports.jobs.create(job)
+    return JobQueuedMessage(job_id=job.job_id, tenant_id=tenant)
+
+
+def run(ports, tenant: str = "acme") -> Job:
+    """One job from the queue to its end."""
+    job = execute_job(ports, queued(ports, tenant))
+    assert job is not None and job.statement_id
+    change = ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=["1\n"])
+    return complete_statement(ports, change)
+
+
+def session_of(ports, job: Job) -> str | None:
+    return ports.warehouse.session_of(job.statement_id)
+
+
+def test_a_tenants_sequential_jobs_share_one_session_each_leased_with_its_slot(ports):
+    first = run(ports)
+    run(ports)  # this process saw no session yet: the claim answers the pool, a second write leases from it
+    writes = ports.slots.writes
+    later = [run(ports) for _ in range(5)]
+    assert len(ports.warehouse.sessions) == 1
+    assert {session_of(ports, job) for job in [first, *later]} == {first.session_id}
+    assert first.session_id
+    # per job: one claim (slot + lease) and one release (slot + session back): no write of its own for the session
+    assert ports.slots.writes - writes == 2 * len(later)
+    [pooled] = ports.slots.sessions("acme").values()
+    assert (pooled.job_id, pooled.identity) == (None, "db_user:tenant_acme")
+    assert pooled.until > time.time() + ports.settings.session_keep_alive_seconds - 60
+
+
+def test_the_first_statement_opens_the_session_as_its_tenant_with_the_keep_alive(ports):
+    job = run(ports)
+    session = ports.warehouse.sessions[job.session_id]
+    assert session.identity == DatabaseIdentity(db_user="tenant_acme")
+    assert session.keep_alive_seconds == ports.settings.session_keep_alive_seconds
+    assert job.session_identity == "db_user:tenant_acme"
+
+
+def test_two_tenants_never_share_a_session(ports):
+    jobs = [run(ports, tenant) for tenant in ["acme", "globex", "acme", "globex", "globex", "acme"]]
+    by_tenant: dict[str, set[str]] = {}
+    for job in jobs:
+        by_tenant.setdefault(job.tenant_id, set()).add(session_of(ports, job))
+        statement = ports.warehouse.statements[job.statement_id]
+        assert statement.identity == DatabaseIdentity(db_user=f"tenant_{job.tenant_id}")
+    assert len(by_tenant["acme"]) == len(by_tenant["globex"]) == 1
+    assert not by_tenant["acme"] & by_tenant["globex"]
+    assert set(ports.slots.sessions("acme")).isdisjoint(ports.slots.sessions("globex"))
+
+
+def test_a_busy_session_is_not_shared_while_its_statement_runs(ports):
+    run(ports)  # the tenant has one idle session
+    running = [execute_job(ports, queued(ports)) for _ in range(3)]
+    sessions_used = [session_of(ports, job) for job in running]
+    assert len(set(sessions_used)) == 3  # the idle one, then two new ones
+    assert all(ports.warehouse.busy(s) for s in sessions_used)
+    for job in running:
+        complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=[]))
+    assert sorted(s.job_id or "idle" for s in ports.slots.sessions("acme").values()) == ["idle"] * 3
+    assert session_of(ports, run(ports)) in sessions_used  # and they are reused afterwards
+
+
+def test_a_stale_view_of_a_busy_session_is_refused_by_the_write_and_another_is_chosen(ports):
+    """Two executor environments: one's view says the session is idle, the other leased it meanwhile."""
+    run(ports)
+    [session_id] = ports.slots.sessions("acme")
+    # another process leases the session behind this process's back
+    other = queued(ports)
+    ports.slots.claim("acme", other.job_id, limit=5, lease=ports.slots.sessions("acme")[session_id])
+    job = execute_job(ports, queued(ports))
+    assert session_of(ports, job) != session_id
+    assert ports.slots.sessions("acme")[session_id].job_id == other.job_id
+
+
+def test_an_expired_session_is_dropped_and_the_statement_runs_in_a_new_one(ports):
+    expired = run(ports).session_id
+    ports.warehouse.end_session(expired)  # its keep-alive ran out at the Data API, before our estimate
+    job = run(ports)
+    assert job.status is JobStatus.COMPLETED
+    assert job.session_id not in (None, expired)
+    assert set(ports.slots.sessions("acme")) == {job.session_id}
+    refused = [call for call in ports.warehouse.calls if call[0] == "execute"]
+    assert len(refused) == 3  # the first job, the refused try in the expired session, the retry without it
+
+
+def test_a_session_past_its_recorded_expiry_is_not_asked_for(ports):
+    first = run(ports).session_id
+    pool = ports.slots.pools["acme"]
+    pool[first] = PooledSession(first, pool[first].identity, until=time.time() - 1)
+    job = run(ports)
+    assert job.session_id != first
+    assert len([call for call in ports.warehouse.calls if call[0] == "execute"]) == 2  # no doomed try
+
+
+def test_a_tenant_moved_to_another_user_does_not_run_in_its_old_users_session(ports):
+    old = run(ports).session_id
+    ports.tenants.tenants["acme"] = ports.tenants.tenants["acme"].model_copy(update={"db_user": "tenant_acme_v2"})
+    fresh = replace(ports, settings=make_settings(tenant_cache_seconds=0))  # read the moved record at once
+    message = queued(fresh)
+    job = execute_job(fresh, message)
+    statement = fresh.warehouse.statements[job.statement_id]
+    assert statement.identity == DatabaseIdentity(db_user="tenant_acme_v2")
+    assert job.session_id != old and old not in fresh.slots.sessions("acme")
+
+
+def test_sessions_off_runs_every_statement_on_its_own_connection():
+    ports = make_ports(settings=make_settings(session_keep_alive_seconds=0))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    jobs = [run(ports) for _ in range(3)]
+    assert ports.warehouse.sessions == {} and all(job.session_id is None for job in jobs)
+
+
+def test_with_no_session_left_in_the_account_the_statement_runs_without_one(ports):
+    ports.warehouse.max_sessions = 0
+    job = run(ports)
+    assert job.status is JobStatus.COMPLETED and job.session_id is None
+    assert ports.slots.sessions("acme") == {}
+
+
+def test_a_job_refused_before_it_starts_gives_its_lease_back(ports):
+    session_id = run(ports).session_id
+    ports.tenants.set_active("acme", False)
+    ports = replace(ports, settings=make_settings(tenant_cache_seconds=0))  # past the tenant cache
+    message = queued(ports)
+    assert execute_job(ports, message) is None
+    assert ports.jobs.get(message.job_id).error.code == "tenant_inactive"
+    assert ports.slots.sessions("acme")[session_id].job_id is None
+
+
+def test_a_redelivered_message_finds_the_session_its_job_leased(ports):
+    run(ports)
+    message = queued(ports)
+    ports.warehouse.throttle_next()
+    with pytest.raises(Exception, match="Rate exceeded"):
+        execute_job(ports, message)
+    [leased] = ports.slots.sessions("acme").values()
+    assert leased.job_id == message.job_id  # kept for the retry
+    job = execute_job(ports, message)
+    assert job.session_id == leased.session_id
+
+
+def test_a_reclaimed_slot_takes_its_lease_along(ports):
+    run(ports)
+    message = queued(ports)
+    [session_id] = ports.slots.sessions("acme")
+    ports.slots.claim("acme", message.job_id, limit=5, lease=ports.slots.sessions("acme")[session_id], now=1.0)
+    # the executor died there; the job is still QUEUED a lease later
+    claim = ports.slots.claim("acme", "j_probe", limit=1)
+    assert share.reclaim_slots(ports, "acme", holders={message.job_id: 1.0}, pool=claim.sessions) == 1
+    assert session_id not in ports.slots.sessions("acme")
+
+
+def test_identity_keys_tell_users_and_secrets_apart():
+    assert sessions.identity_key(DatabaseIdentity(db_user="tenant_a")) == "db_user:tenant_a"
+    secret = "arn:aws:secretsmanager:us-east-1:0:secret:spectra/tenants/a-Xy"
+    assert sessions.identity_key(DatabaseIdentity(secret_arn=secret)) == f"secret:{secret}"
