@@ -43,7 +43,7 @@ test: install
 test-unit: install
 	$(PY) -m pytest tests/unit
 
-## The fault suite alone (make test runs it too): kills, dropped and doubled events, throttling, failing webhooks.
+## The fault suite (.ci/run runs it after make test): kills, dropped and doubled events, throttling, failing webhooks.
 faults: install
 	$(PY) -m pytest tests/faults tests/e2e/test_lost_events.py \
 		"tests/e2e/test_webhooks.py::test_a_receiver_failing_its_first_deliveries_gets_the_event_once_it_recovers"

@@ -15,7 +15,7 @@ from typing import Any
 from local.aws import LocalAws
 from local.runner.api_gateway import RestApi, Route
 from local.runner.authorizers import LambdaAuthorizer
-from local.runner.functions import DEFAULT_CONCURRENCY, LocalFunction, function_config
+from local.runner.functions import LocalFunction, function_config
 from local.runner.provision import IMPLICIT_API_ID
 from local.runner.schedules import Schedule, interval_seconds
 from local.runner.sqs_poller import SqsPoller
@@ -103,16 +103,17 @@ def build_pollers(
 
 
 #: Batches at once for an SQS mapping without ``ScalingConfig.MaximumConcurrency``. Lambda starts such a mapping
-#: with five concurrent batches and adds up to 300 a minute while the queue has messages (to 1,250), so a burst soon
-#: runs as wide as the function's concurrency allows; locally the function's concurrency (its
-#: ReservedConcurrentExecutions, else ten environments: ``functions.DEFAULT_CONCURRENCY``) is that bound, reached at
-#: once rather than after Lambda's climb.
-DEFAULT_SQS_CONCURRENCY = DEFAULT_CONCURRENCY
+#: with five concurrent batches and adds up to 300 a minute while the queue has messages. Locally every batch is a
+#: thread of the one process that may also hold moto and the emulator, and past two batches per mapping the
+#: pipeline got slower, not faster: with five or ten, the flooding-tenant test's neighbour job (which must finish
+#: within 10 s beside a flood) waited longer than that, with one or two it did not. Two keeps a burst draining in
+#: parallel on every queue; a mapping that needs more says so with ScalingConfig, as the jobs queue does.
+DEFAULT_SQS_CONCURRENCY = 2
 
 
 def sqs_concurrency(props: dict[str, Any], function: LocalFunction) -> int:
     """How many batches of one SQS mapping run at once: ``ScalingConfig.MaximumConcurrency`` if the template sets it,
-    else what Lambda scales to, bounded locally (:data:`DEFAULT_SQS_CONCURRENCY`); never past the function's
+    else a laptop's bound on Lambda's own scaling (:data:`DEFAULT_SQS_CONCURRENCY`); never past the function's
     concurrency."""
     scaling = props.get("ScalingConfig") or {}
     wanted = int(scaling.get("MaximumConcurrency", DEFAULT_SQS_CONCURRENCY))
