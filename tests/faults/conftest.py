@@ -88,16 +88,21 @@ class Tenant:
 
     def request(self, method: str, path: str, *, retry_while_down: float = 0, **kwargs) -> requests.Response:
         """One request; with ``retry_while_down``, a connection that fails or hangs (the functions process is being
-        killed or restarted) is retried, the same request again, for up to that many seconds."""
+        killed or restarted) or a 5xx (which the API documents as safe to retry) is retried, the same request again,
+        for up to that many seconds, as a client with an ``Idempotency-Key`` would."""
         headers = {"Authorization": f"Bearer {self.api_key}", **kwargs.pop("headers", {})}
         deadline = time.monotonic() + retry_while_down
         while True:
             try:
-                return requests.request(method, self.stack.api_url + path, headers=headers, timeout=30, **kwargs)
+                response = requests.request(method, self.stack.api_url + path, headers=headers, timeout=30, **kwargs)
             except (requests.ConnectionError, requests.Timeout):
                 if time.monotonic() > deadline:
                     raise
                 wait_until(lambda: _accepts_connections(self.stack.api_url), retry_while_down, "the API to come back")
+                continue
+            if response.status_code < 500 or time.monotonic() > deadline:
+                return response
+            time.sleep(0.5)  # a backoff before the retry, not a wait for a state
 
     def submit(self, sql: str = "select 1 as one", **kwargs) -> str:
         response = self.request("POST", "/v1/queries", json={"sql": sql}, **kwargs)
