@@ -16,7 +16,7 @@ CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 CHROMIUM := /usr/bin/chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-unit bench lint clean
+.PHONY: install run test test-unit faults bench lint clean
 
 install: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP)
 
@@ -50,6 +50,11 @@ $(CHROMIUM):
 
 test-unit: install
 	$(PY) -m pytest tests/unit
+
+## The fault suite (.ci/run runs it after make test): kills, dropped and doubled events, throttling, failing webhooks.
+faults: install
+	$(PY) -m pytest tests/faults tests/e2e/test_lost_events.py \
+		"tests/e2e/test_webhooks.py::test_a_receiver_failing_its_first_deliveries_gets_the_event_once_it_recovers"
 
 ## Benchmarks: print tables and write JSON under bench/results/.
 bench: install

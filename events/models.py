@@ -290,4 +290,15 @@ class WebhookDelivery(_Contract):
     payload: str
     attempt: int = Field(default=1, ge=1)
     not_before: datetime | None = None
+
+    @property
+    def job_id(self) -> str | None:
+        """The job the delivered event is about (``data.job_id`` of the payload), for the logs."""
+        try:
+            data = json.loads(self.payload).get("data")
+        except (ValueError, AttributeError):
+            return None
+        job_id = data.get("job_id") if isinstance(data, dict) else None
+        return job_id if isinstance(job_id, str) else None
+
     last_error: str | None = None

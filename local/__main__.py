@@ -5,10 +5,22 @@ PostgreSQL, and every function of template.yaml wired as AWS wires them. Everyth
 Ports: SPECTRA_API_PORT (default 3000), SPECTRA_AWS_PORT (4566), SPECTRA_REDSHIFT_PORT (4567); a busy port falls back to
 a free one, and the banner says which. Logs: SPECTRA_LOG_LEVEL (the stack's own, default WARNING) and
 SPECTRA_FUNCTION_LOG_LEVEL (the functions' Powertools logs, default WARNING; INFO shows every invocation).
+
+The stack's resources are written to a state file (``--state``, default ``$SPECTRA_STATE_FILE`` or
+``<temp>/spectra-local/spectra-local.json``), so the functions can also run in a process of their own, attached to
+the moto and emulator that are already running, without provisioning again:
+
+    python -m local --functions-only --aws http://127.0.0.1:4566 --redshift http://127.0.0.1:4567 [--state FILE]
+        [--api-port N | --no-api] [--schedule-interval S] [--receive-visibility S]
+
+That process can be killed (even with SIGKILL) and started again against the same queues and tables: what it had
+in flight comes back through SQS (after ``--receive-visibility`` seconds, a local speed-up over the queues' own
+visibility timeouts), and the reconciler's schedule picks up the rest.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -19,10 +31,12 @@ from pathlib import Path
 
 import boto3
 
-from local.aws import LOCAL_CREDENTIALS, start_moto
+from local.aws import LOCAL_CREDENTIALS, REGION, LocalAws, start_moto
 from local.demo import Warehouse, seed_demo
-from local.pipeline import CLUSTER_ID, start_pipeline
+from local.pipeline import CLUSTER_ID, attach_pipeline, start_pipeline
 from local.redshift_data import EmulatorConfig, start_emulator
+from local.runner.state import StackState, default_state_file
+from local.runner.template import DEFAULT_STACK_NAME
 
 
 def _port(variable: str, preferred: int) -> int:
@@ -92,16 +106,75 @@ The API, documented: {api}/v1/docs (Swagger UI; Authorize with the key) and {api
 Ctrl-C stops everything."""
 
 
-def main() -> int:
-    # Handlers for both signals, installed before anything starts, rather than KeyboardInterrupt: a process started
-    # in the background inherits an ignored SIGINT, and Python then never raises KeyboardInterrupt.
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state", type=Path, help="the stack state file (default: see above)")
+    parser.add_argument("--functions-only", action="store_true", help="run only the functions, attached to a stack")
+    parser.add_argument("--aws", help="the running moto endpoint (--functions-only)")
+    parser.add_argument("--redshift", help="the running Data API emulator endpoint (--functions-only)")
+    parser.add_argument("--api-port", type=int, help="port of the API (--functions-only; default any free port)")
+    parser.add_argument("--no-api", action="store_true", help="do not serve the API (--functions-only)")
+    parser.add_argument("--schedule-interval", type=float, help="seconds between schedule firings (local speed-up)")
+    parser.add_argument(
+        "--receive-visibility", type=int, help="seconds a received message stays invisible, renewed while handled"
+    )
+    args = parser.parse_args(argv)
+    if args.functions_only and not (args.aws and args.redshift):
+        parser.error("--functions-only needs --aws and --redshift: the endpoints of the running moto and emulator")
+    if not args.functions_only and (args.aws or args.redshift or args.no_api or args.api_port is not None):
+        parser.error("--aws, --redshift, --api-port and --no-api go with --functions-only")
+    return args
+
+
+def _until_stopped() -> threading.Event:
+    """An event set by SIGINT or SIGTERM. Handlers for both, installed before anything starts, rather than
+    KeyboardInterrupt: a process started in the background inherits an ignored SIGINT, and Python then never raises
+    KeyboardInterrupt."""
     stopped = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda *_: stopped.set())
+    return stopped
+
+
+def functions_only(args: argparse.Namespace) -> int:
+    """The functions of an already provisioned stack, in this process, until SIGINT or SIGTERM."""
+    stopped = _until_stopped()
+    state = StackState.load(args.state or default_state_file(DEFAULT_STACK_NAME))
+    aws = LocalAws(endpoint_url=args.aws, region=state.region or REGION)
+    aws.export()
+    stack = attach_pipeline(
+        aws,
+        args.redshift,
+        state,
+        api_port=args.api_port or 0,
+        serve_api=not args.no_api,
+        schedule_interval_seconds=args.schedule_interval,
+        receive_visibility_seconds=args.receive_visibility,
+    )
+    try:
+        api = "none" if args.no_api else stack.api_url
+        print(
+            f"Spectra functions are running: stack {state.stack_name}, API {api}, "
+            f"{len(stack.pollers)} queue pollers, {len(stack.schedules)} schedules",
+            flush=True,
+        )
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        print("stopping...", file=sys.stderr, flush=True)
+        stack.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     logging.basicConfig(
         level=os.environ.get("SPECTRA_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log drowns the banner
+    if args.functions_only:
+        return functions_only(args)
+    stopped = _until_stopped()
     aws = start_moto(_port("SPECTRA_AWS_PORT", 4566))
     aws.export()  # the emulator publishes its events to moto with these credentials
     emulator = start_emulator(
@@ -116,6 +189,9 @@ def main() -> int:
             emulator,
             api_port=_port("SPECTRA_API_PORT", 3000),
             parameter_overrides={"LogLevel": function_log_level},
+            state_file=args.state or default_state_file(DEFAULT_STACK_NAME),
+            schedule_interval_seconds=args.schedule_interval,
+            receive_visibility_seconds=args.receive_visibility,
         )
         from spectra.ports import get_ports
 

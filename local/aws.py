@@ -7,12 +7,15 @@ LocalStack or AWS itself: there is no local-mode branch anywhere else.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
 
 import boto3
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 from local import moto_dynamodb
 
@@ -54,12 +57,40 @@ class LocalAws:
             self._server = None
 
 
+def unsupported_operations(app):
+    """WSGI middleware: an action moto has not implemented is answered 501 ``UnsupportedOperation`` (a JSON error
+    botocore reads), as AWS answers an operation a service does not support, instead of moto's bare HTML 500 page,
+    which a client cannot tell from a fault worth retrying. Callers with a fallback for missing features (SQS
+    message move tasks in ``spectra.admin``) can then take it."""
+
+    def middleware(environ, start_response):
+        try:
+            return app(environ, start_response)
+        except NotImplementedError as exc:
+            body = json.dumps({"__type": "UnsupportedOperation", "message": str(exc)}).encode()
+            start_response(
+                "501 Not Implemented",
+                [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+
+    return middleware
+
+
+class _MotoServer(ThreadedMotoServer):
+    def _server_entry(self) -> None:  # moto's own, with the middleware around its application
+        app = unsupported_operations(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 def start_moto(port: int = 0) -> LocalAws:
     """Start moto on 127.0.0.1 (``port=0``: any free port) and return once it accepts requests."""
     # moto logs every request through werkzeug at INFO; keep its warnings, drop the request log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     moto_dynamodb.install()  # DynamoDB's transactions, not moto's (local/moto_dynamodb.py)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = _MotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     actual_port = server._server.server_port  # moto exposes no public accessor for a port chosen by the OS
     return LocalAws(endpoint_url=f"http://127.0.0.1:{actual_port}", _server=server)

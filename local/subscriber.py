@@ -61,6 +61,11 @@ class BusSubscriber:
         assert found is not None
         return found
 
+    def received(self) -> list[dict]:
+        """Every event received so far (a copy), in arrival order."""
+        with self._changed:
+            return [event for _, event in self._received]
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)

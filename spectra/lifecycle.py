@@ -29,7 +29,7 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
-from spectra import sessions, share
+from spectra import logs, sessions, share
 from spectra.delivery import collect_result, statement_sql
 from spectra.errors import (
     IdentityRefused,
@@ -177,6 +177,7 @@ def complete_statement(ports: Ports, change: StatementStatusChange, *, info: Sta
     if job is None:
         logger.info("statement %s (%s) belongs to no job; ignoring", change.statementId, job_id or "no name")
         return None
+    logs.bind(tenant_id=job.tenant_id)  # the status event names the job, not its tenant (spectra/logs.py)
     if job.status.is_terminal:
         if not job.event_published:
             publish_job_event(ports, job)
@@ -278,6 +279,7 @@ def finish_job(
     )
     if finished is None:
         return None
+    logger.info("job %s", status.value.lower(), extra={"error_code": finished.error.code if finished.error else None})
     if not settled:
         publish_job_event(ports, finished)
     return finished

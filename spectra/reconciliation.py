@@ -35,6 +35,7 @@ from enum import StrEnum
 from typing import Any
 
 from events import ErrorInfo, JobQueuedMessage, JobStatus, StatementState, StatementStatusChange
+from spectra import logs
 from spectra.dynamo import PendingJob
 from spectra.errors import NotFound, Throttled
 from spectra.jobs import Job, utcnow
@@ -170,24 +171,26 @@ def sweep(
         if deadline is not None and time.monotonic() >= deadline:
             summary.out_of_time = True
             break
-        job = load(entry.job_id)
-        if job is None:
-            continue
-        summary.checked += 1
-        try:
-            outcome = handle(job, entry.pending_since)
-        except Throttled as exc:
-            # The Data API wants fewer calls: stop here, the next run starts again from the longest-quiet job.
-            logger.warning("reconciler throttled at job %s; stopping this run: %s", entry.job_id, exc)
-            summary.throttled = True
-            break
-        except Exception:
-            # One job that cannot be finished (a bug, a result that will not write) must not block the others. It
-            # keeps its place at the head of the index and is retried, loudly, on every run.
-            logger.exception("reconciler could not move job %s", entry.job_id)
-            summary.errors += 1
-            continue
-        summary.count(outcome)
+        with logs.job_keys(job_id=entry.job_id):  # each job's lines carry its id and tenant (spectra/logs.py)
+            job = load(entry.job_id)
+            if job is None:
+                continue
+            logs.bind(tenant_id=job.tenant_id)
+            summary.checked += 1
+            try:
+                outcome = handle(job, entry.pending_since)
+            except Throttled as exc:
+                # The Data API wants fewer calls: stop here, the next run starts again from the longest-quiet job.
+                logger.warning("reconciler throttled at job %s; stopping this run: %s", entry.job_id, exc)
+                summary.throttled = True
+                break
+            except Exception:
+                # One job that cannot be finished (a bug, a result that will not write) must not block the others.
+                # It keeps its place at the head of the index and is retried, loudly, on every run.
+                logger.exception("reconciler could not move job %s", entry.job_id)
+                summary.errors += 1
+                continue
+            summary.count(outcome)
 
 
 def _reconcile_job(ports: Ports, job: Job, quiet_since: datetime, now: datetime, thresholds: Thresholds) -> Outcome:

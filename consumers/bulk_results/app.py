@@ -9,10 +9,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import BulkResultsRequested
+from spectra import logs
 from spectra.bulk.lifecycle import write_owed_results
 from spectra.ports import get_ports
 
 logger = Logger()
+logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -20,9 +22,11 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> None:
     message = BulkResultsRequested.model_validate_json(record.body)
-    logger.append_keys(job_id=message.job_id, tenant_id=message.tenant_id)
-    job = write_owed_results(get_ports(), message)
-    metrics.add_metric(name="BulkResultsWritten" if job is not None else "BulkResultsSkipped", unit="Count", value=1)
+    with logs.job_keys(job_id=message.job_id, tenant_id=message.tenant_id):
+        job = write_owed_results(get_ports(), message)
+        metrics.add_metric(
+            name="BulkResultsWritten" if job is not None else "BulkResultsSkipped", unit="Count", value=1
+        )
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -8,12 +8,14 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import StatementStatusChangeEvent
+from spectra import logs
 from spectra.bulk.lifecycle import complete_bulk_statement
 from spectra.bulk.models import is_bulk_job_id
 from spectra.lifecycle import complete_statement
 from spectra.ports import get_ports
 
 logger = Logger()
+logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -22,7 +24,12 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def record_handler(record: SQSRecord) -> None:
     event = StatementStatusChangeEvent.model_validate_json(record.body)
     change = event.detail
-    logger.append_keys(job_id=change.statementName, statement_id=change.statementId, state=change.state.value)
+    # the tenant is bound by the domain once it has read the job (spectra.lifecycle.complete_statement)
+    with logs.job_keys(job_id=change.statementName, statement_id=change.statementId, state=change.state.value):
+        complete(change)
+
+
+def complete(change) -> None:
     if is_bulk_job_id(change.statementName or ""):
         bulk_job = complete_bulk_statement(get_ports(), change)
         name = f"BulkJobs{bulk_job.state.value}" if bulk_job is not None else "StatusEventsIgnored"
@@ -31,6 +38,7 @@ def record_handler(record: SQSRecord) -> None:
     job = complete_statement(get_ports(), change)
     name = f"Jobs{job.status.value.title()}" if job is not None else "StatusEventsIgnored"
     metrics.add_metric(name=name, unit="Count", value=1)
+    logger.info("status event handled", extra={"job_status": job.status.value if job is not None else None})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -11,32 +11,42 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from events import BulkJobQueuedMessage, parse_job_message
+from spectra import logs
 from spectra.bulk.lifecycle import start_bulk_job
 from spectra.lifecycle import execute_job
 from spectra.ports import get_ports
 
 logger = Logger()
+logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
-    try:
-        message = parse_job_message(record.body)
-    except (ValidationError, ValueError):
-        # Retrying cannot fix a malformed message: log it whole and let it fail into the DLQ after its retries.
-        logger.exception("malformed job message", extra={"body": record.body[:2000]})
-        raise
-    logger.append_keys(job_id=message.job_id, tenant_id=message.tenant_id)
+    with logs.job_keys(message_id=record.message_id):
+        try:
+            message = parse_job_message(record.body)
+        except (ValidationError, ValueError):
+            # Retrying cannot fix a malformed message: log it whole and let it fail into the DLQ after its retries.
+            logger.exception("malformed job message", extra={"body": record.body[:2000]})
+            raise
+        logs.bind(job_id=message.job_id, tenant_id=message.tenant_id)
+        handle_job_message(message, int(record.attributes.approximate_receive_count))
+
+
+def handle_job_message(message, receive_count: int) -> None:
     ports = get_ports()
-    receive_count = int(record.attributes.approximate_receive_count)
     final_attempt = receive_count >= ports.settings.executor_max_attempts
+    if receive_count > 1:
+        metrics.add_metric(name="JobMessagesRedelivered", unit="Count", value=1)  # a retry: throttled or died
     if isinstance(message, BulkJobQueuedMessage):
         job = start_bulk_job(ports, message, final_attempt=final_attempt)
     else:
         job = execute_job(ports, message, final_attempt=final_attempt, first_delivery=receive_count == 1)
     metrics.add_metric(name="StatementsStarted" if job is not None else "JobMessagesSkipped", unit="Count", value=1)
+    if job is not None:
+        logger.info("statement started", extra={"receive_count": receive_count})
 
 
 @logger.inject_lambda_context(clear_state=True)

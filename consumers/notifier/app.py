@@ -8,11 +8,13 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from events import ProjectEvent
+from events import JOB_EVENT_DETAIL_TYPES, JobEventDetail, ProjectEvent
+from spectra import logs
 from spectra.notify.fanout import fan_out
 from spectra.ports import get_ports
 
 logger = Logger()
+logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -20,16 +22,41 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> None:
     event = ProjectEvent.model_validate_json(record.body)
-    logger.append_keys(
+    with logs.job_keys(
         event_id=event.id,
         detail_type=event.detail_type,
         job_id=event.detail.get("job_id"),
         tenant_id=event.detail.get("tenant_id"),
-    )
-    result = fan_out(get_ports(), event)
-    metrics.add_metric(name="WebhookDeliveriesQueued", unit="Count", value=len(result.deliveries))
-    if result.published_to_topic:
-        metrics.add_metric(name="TopicMessagesPublished", unit="Count", value=1)
+    ):
+        result = fan_out(get_ports(), event)
+        metrics.add_metric(name="WebhookDeliveriesQueued", unit="Count", value=len(result.deliveries))
+        if result.published_to_topic:
+            metrics.add_metric(name="TopicMessagesPublished", unit="Count", value=1)
+        for stage, milliseconds in stage_latencies(event).items():
+            metrics.add_metric(name=stage, unit="Milliseconds", value=milliseconds)
+        logger.info("event fanned out", extra={"deliveries": len(result.deliveries)})
+
+
+#: The time a job spent in each stage, from the timestamps its terminal event carries (the dashboard's "latency by
+#: stage"): waiting to start (the jobs queue and the tenant's running cap), running (statement, completion event,
+#: result), and end to end (submit → terminal). Every terminal query job event passes here once (copies aside).
+STAGES = {
+    "JobQueuedMs": ("created_at", "submitted_at"),
+    "JobRunningMs": ("submitted_at", "completed_at"),
+    "JobTotalMs": ("created_at", "completed_at"),
+}
+
+
+def stage_latencies(event: ProjectEvent) -> dict[str, float]:
+    if event.detail_type not in JOB_EVENT_DETAIL_TYPES.values():
+        return {}
+    detail = JobEventDetail.model_validate(event.detail)
+    latencies = {}
+    for name, (start, end) in STAGES.items():
+        began, ended = getattr(detail, start), getattr(detail, end)
+        if began is not None and ended is not None:
+            latencies[name] = max(0.0, (ended - began).total_seconds() * 1000)
+    return latencies
 
 
 @logger.inject_lambda_context(clear_state=True)

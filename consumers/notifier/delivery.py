@@ -9,10 +9,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import WebhookDelivery
+from spectra import logs
 from spectra.notify.delivery import deliver
 from spectra.ports import get_ports
 
 logger = Logger()
+logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -20,14 +22,16 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> None:
     message = WebhookDelivery.model_validate_json(record.body)
-    logger.append_keys(
+    with logs.job_keys(
         webhook_id=message.webhook_id,
         subscription_id=message.subscription_id,
         tenant_id=message.tenant_id,
+        job_id=message.job_id,
         attempt=message.attempt,
-    )
-    outcome = deliver(get_ports(), message)
-    metrics.add_metric(name=f"Webhook{outcome.value.title().replace('_', '')}", unit="Count", value=1)
+    ):
+        outcome = deliver(get_ports(), message)
+        metrics.add_metric(name=f"Webhook{outcome.value.title().replace('_', '')}", unit="Count", value=1)
+        logger.info("webhook delivery attempt", extra={"outcome": outcome.value})
 
 
 @logger.inject_lambda_context(clear_state=True)

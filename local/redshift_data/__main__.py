@@ -13,6 +13,7 @@ import sys
 import threading
 
 from .config import EmulatorSettings
+from .quotas import DATA_API_RATE_QUOTAS
 from .server import start_emulator
 
 
@@ -23,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="use this PostgreSQL instead of the embedded one")
     parser.add_argument("--aws-endpoint-url", help="EventBridge / S3 / Secrets Manager endpoint (e.g. moto)")
     parser.add_argument("--event-drop-rate", type=float, help="fraction of completion events to drop (0..1)")
+    parser.add_argument(
+        "--aws-quotas", action="store_true", help="meter request rates with the Data API's default quotas"
+    )
+    parser.add_argument("--max-active-statements", type=int, help="active statements at once (default 500)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -32,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         database_url=args.database_url,
         aws_endpoint_url=args.aws_endpoint_url,
         event_drop_rate=args.event_drop_rate,
+        max_active_statements=args.max_active_statements,
+        rate_limits=dict(DATA_API_RATE_QUOTAS) if args.aws_quotas else None,
     )
     emulator = start_emulator(config)
     stop = threading.Event()

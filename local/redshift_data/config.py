@@ -7,7 +7,7 @@ The limits default to the documented Data API quotas so code that works here doe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,6 +36,8 @@ class EmulatorConfig:
     max_result_bytes: int = 500 * MIB  # "Database response exceeded size limit"
     max_row_bytes: int = 64 * KIB  # "Packet for query is too large"
     max_session_keep_alive_seconds: int = 86400
+    # Requests per second per operation (quotas.py): empty = not metered; quotas.DATA_API_RATE_QUOTAS = AWS's.
+    rate_limits: dict[str, float] = field(default_factory=dict)
     # Result paging: AWS pages by size; one page here holds at most this many serialized bytes / rows.
     page_max_bytes: int = 1 * MIB
     page_max_rows: int = 100_000

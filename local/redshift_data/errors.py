@@ -57,6 +57,14 @@ class QueryTimeoutException(DataApiError):
     status = 400
 
 
+class ThrottlingException(DataApiError):
+    """A request over the operation's rate quota (not a modelled shape of the Data API: AWS's common error, which
+    botocore's retry modes recognise as throttling)."""
+
+    code = "ThrottlingException"
+    status = 400
+
+
 class InternalServerException(DataApiError):
     code = "InternalServerException"
     status = 500

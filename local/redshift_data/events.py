@@ -27,7 +27,9 @@ class EventPublisher:
         self._client = events_client
         self._region = region
         self._account_id = account_id
-        self._drop_rate = drop_rate
+        #: fraction of events dropped on purpose; tests may change it while the emulator runs
+        self.drop_rate = drop_rate
+        self.dropped: list[str] = []  # the statement names (or ids) whose events were dropped on purpose
         self._random = random.Random()
 
     def entry(self, statement: Statement) -> dict[str, Any]:
@@ -48,10 +50,11 @@ class EventPublisher:
         return {"Source": SOURCE, "DetailType": DETAIL_TYPE, "Detail": json.dumps(detail), "Resources": [resource]}
 
     def publish(self, statement: Statement) -> None:
-        if self._drop_rate > 0 and self._random.random() < self._drop_rate:
+        if self.drop_rate > 0 and self._random.random() < self.drop_rate:
             log.info(
-                "dropping the completion event of %s on purpose (event_drop_rate=%s)", statement.id, self._drop_rate
+                "dropping the completion event of %s on purpose (event_drop_rate=%s)", statement.id, self.drop_rate
             )
+            self.dropped.append(statement.statement_name or statement.id)
             return
         try:
             response = self._client.put_events(Entries=[self.entry(statement)])

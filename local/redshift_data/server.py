@@ -28,6 +28,7 @@ from .engine import CONNECTION_HEADROOM, Engine, start_engine
 from .errors import DataApiError, InternalServerException, SerializationException, UnknownOperationException
 from .events import EventPublisher
 from .executor import StatementRunner, prepare_database
+from .quotas import RateLimits
 from .service import DataApiService
 from .sessions import SessionRegistry
 from .statements import StatementStore
@@ -86,6 +87,7 @@ def _dispatch(service: DataApiService, request: Request, account_id: str) -> str
         raise SerializationException("The request body must be a JSON object.")
     match = _ACCESS_KEY.search(request.headers.get("Authorization", ""))
     caller = f"arn:aws:iam::{account_id}:user/{match.group(1) if match else 'anonymous'}"
+    service.rate_limits.admit(operation)
     result = handler(body, caller)
     return result if isinstance(result, str) else json.dumps(result)
 
@@ -105,6 +107,10 @@ class Emulator:
     _spool_dir: str = field(repr=False)
     _threads: list[threading.Thread] = field(default_factory=list, repr=False)
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: the request-rate quotas in force (``rate_limits.throttled`` counts refusals per operation)
+    rate_limits: RateLimits = field(default_factory=lambda: RateLimits(None), repr=False)
+    #: the completion events (``events.drop_rate`` may be changed while running; ``events.dropped`` lists them)
+    events: EventPublisher | None = field(default=None, repr=False)
 
     def stop(self) -> None:
         if self._stopping.is_set():
@@ -174,6 +180,8 @@ def start_emulator(config: EmulatorConfig | None = None) -> Emulator:
         _sessions=sessions,
         _store=store,
         _spool_dir=spool_dir,
+        rate_limits=service.rate_limits,
+        events=events,
     )
     serve = threading.Thread(target=server.serve_forever, name="redshift-data-http", daemon=True)
     housekeeping = threading.Thread(

@@ -32,6 +32,7 @@ from .errors import (
 )
 from .executor import StatementRunner
 from .params import bind_parameters
+from .quotas import RateLimits
 from .requests import (
     BatchExecuteStatementRequest,
     DescribeTableRequest,
@@ -70,6 +71,7 @@ class DataApiService:
         self._runner = runner
         self._secrets_client_factory = secrets_client_factory
         self._secrets_client: Any = None
+        self.rate_limits = RateLimits(config.rate_limits)
         self.operations: dict[str, Callable[[dict, str], Any]] = {
             "ExecuteStatement": self.execute_statement,
             "BatchExecuteStatement": self.batch_execute_statement,

@@ -13,11 +13,17 @@ ReceiveMessage), so the poller needs no redrive logic of its own.
 
 Concurrency: a mapping with ``ScalingConfig.MaximumConcurrency`` gets that many pollers (never more than the
 function's concurrency), each handling one batch at a time in an execution environment of its own, as Lambda scales
-an SQS source; a mapping without it gets one poller, so its batches run one at a time locally.
+an SQS source; a mapping without it gets two (``wiring.DEFAULT_SQS_CONCURRENCY``: Lambda's own scaling, bounded
+for a laptop).
 
 ``retry_visibility_seconds`` is a local-only speed-up: failed messages get their visibility reset to that many
 seconds instead of waiting out the queue's ``VisibilityTimeout`` (often minutes in a real template). ``None`` keeps the
 queue's own timeout, as Lambda does.
+
+``receive_visibility_seconds`` is the other local-only knob, for processes that get killed: messages are received
+with that visibility timeout instead of the queue's, and a heartbeat renews it every third of it while their
+handler runs (Lambda keeps a batch invisible for the queue's whole timeout). A batch whose process died comes back
+within that many seconds, as it would on Lambda after the queue's timeout, without a test waiting minutes for it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -55,6 +64,7 @@ class SqsPoller(BackgroundWorker):
         batching_window_seconds: float = 0,
         report_batch_item_failures: bool = False,
         retry_visibility_seconds: int | None = None,
+        receive_visibility_seconds: int | None = None,
         wait_seconds: int = 1,
     ) -> None:
         self.name = name
@@ -67,6 +77,7 @@ class SqsPoller(BackgroundWorker):
         self.batching_window_seconds = batching_window_seconds
         self.report_batch_item_failures = report_batch_item_failures
         self.retry_visibility_seconds = retry_visibility_seconds
+        self.receive_visibility_seconds = receive_visibility_seconds
         self.wait_seconds = wait_seconds
         self.batches_done = 0  # batches fully settled (deleted or released); tests wait on it instead of sleeping
         super().__init__(f"sqs-poller-{name}")
@@ -93,13 +104,16 @@ class SqsPoller(BackgroundWorker):
         messages: list[dict[str, Any]] = []
         deadline = time.monotonic() + self.batching_window_seconds
         while not self._stop.is_set() and len(messages) < self.batch_size:
-            response = self._sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(self.batch_size - len(messages), _MAX_RECEIVE),
-                WaitTimeSeconds=self.wait_seconds if not messages else 0,
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
+            request: dict[str, Any] = {
+                "QueueUrl": self.queue_url,
+                "MaxNumberOfMessages": min(self.batch_size - len(messages), _MAX_RECEIVE),
+                "WaitTimeSeconds": self.wait_seconds if not messages else 0,
+                "MessageSystemAttributeNames": ["All"],
+                "MessageAttributeNames": ["All"],
+            }
+            if self.receive_visibility_seconds is not None:
+                request["VisibilityTimeout"] = self.receive_visibility_seconds
+            response = self._sqs.receive_message(**request)
             received = response.get("Messages", [])
             messages.extend(received)
             if (messages and not received) or time.monotonic() >= deadline:
@@ -110,7 +124,8 @@ class SqsPoller(BackgroundWorker):
         event = {"Records": [self.record(m) for m in messages]}
         by_id = {m["MessageId"]: m for m in messages}
         try:
-            response = self.function.invoke(event)
+            with self._renewed(messages):
+                response = self.function.invoke(event)
         except Exception:
             log.exception("%s: handler raised; the whole batch of %d will be retried", self.name, len(messages))
             self._retry_later(messages)
@@ -124,6 +139,30 @@ class SqsPoller(BackgroundWorker):
             return
         self._delete([m for m in messages if m["MessageId"] not in failed_ids])
         self._retry_later([by_id[i] for i in failed_ids])
+
+    @contextmanager
+    def _renewed(self, messages: list[dict[str, Any]]) -> Iterator[None]:
+        """Keep ``messages`` invisible while their handler runs, when they were received for a short while."""
+        seconds = self.receive_visibility_seconds
+        if seconds is None:
+            yield
+            return
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(max(0.2, seconds / 3)):
+                try:
+                    self._change_visibility(messages, seconds)
+                except (ClientError, BotoCoreError) as exc:
+                    log.warning("%s: could not renew the visibility of a batch: %s", self.name, exc)
+
+        heartbeat = threading.Thread(target=renew, name=f"{self.name}-heartbeat", daemon=True)
+        heartbeat.start()
+        try:
+            yield
+        finally:
+            done.set()
+            heartbeat.join()
 
     @staticmethod
     def _failed_ids(response: Any, by_id: dict[str, Any]) -> set[str] | None:
@@ -154,10 +193,13 @@ class SqsPoller(BackgroundWorker):
     def _retry_later(self, messages: list[dict[str, Any]]) -> None:
         if self.retry_visibility_seconds is None or not messages:
             return
+        self._change_visibility(messages, self.retry_visibility_seconds)
+
+    def _change_visibility(self, messages: list[dict[str, Any]], seconds: int) -> None:
         for start in range(0, len(messages), _MAX_RECEIVE):
             chunk = messages[start : start + _MAX_RECEIVE]
             entries = [
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.retry_visibility_seconds}
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": seconds}
                 for i, m in enumerate(chunk)
             ]
             self._sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)

@@ -8,12 +8,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from local.aws import LocalAws
 from local.runner.api_gateway import ApiGateway
 from local.runner.functions import EnvironmentPatch, Invocation, LocalFunction, merged_environment
 from local.runner.provision import provision
 from local.runner.schedules import Schedule
 from local.runner.sqs_poller import SqsPoller
+from local.runner.state import StackState, attach, load_template
 from local.runner.template import DEFAULT_STACK_NAME, PhysicalResource, Template, TemplateError
 from local.runner.usage_plans import UsageMeter
 from local.runner.wiring import build_functions, build_pollers, build_routes, build_schedules, warn_unsupported_events
@@ -40,7 +43,7 @@ class LocalStack:
         environment: EnvironmentPatch,
         pollers: list[SqsPoller],
         schedules: list[Schedule],
-        gateway: ApiGateway,
+        gateway: ApiGateway | None,
     ) -> None:
         self.template = template
         self.aws = aws
@@ -66,6 +69,8 @@ class LocalStack:
         retry_visibility_seconds: int | None = 2,
         start_pollers: bool = True,
         start_schedules: bool = True,
+        receive_visibility_seconds: int | None = None,
+        state_file: str | Path | None = None,
     ) -> LocalStack:
         """Provision ``template_path`` in ``aws``, export the functions' environment and start serving.
 
@@ -73,12 +78,82 @@ class LocalStack:
         and credentials), then ``extra_env`` — later ones win. ``retry_visibility_seconds`` is a local speed-up for
         failed SQS messages (``None``: the queue's own visibility timeout). ``start_pollers=False`` leaves queues
         alone (tests that drive functions with :meth:`invoke`); ``schedule_interval_seconds`` replaces every schedule's
-        interval.
+        interval. ``receive_visibility_seconds`` (local only) keeps received messages invisible for that long, renewed
+        while their handler runs, so the batches of a killed process come back in seconds rather than after the
+        queue's visibility timeout. ``state_file`` records the provisioned resources (:mod:`local.runner.state`) for
+        :meth:`attach` in another process.
         """
         template = Template.load(
             template_path, parameter_overrides=parameter_overrides, stack_name=stack_name, region=aws.region
         )
         resources = provision(template, aws)
+        if state_file is not None:
+            StackState.of(template, aws.endpoint_url, resources, dict(parameter_overrides or {})).save(state_file)
+        return cls._launch(
+            template,
+            aws,
+            resources,
+            api_port=api_port,
+            extra_env=extra_env,
+            schedule_interval_seconds=schedule_interval_seconds,
+            retry_visibility_seconds=retry_visibility_seconds,
+            receive_visibility_seconds=receive_visibility_seconds,
+            start_pollers=start_pollers,
+            start_schedules=start_schedules,
+        )
+
+    @classmethod
+    def attach(
+        cls,
+        state: StackState,
+        aws: LocalAws,
+        *,
+        api_port: int = 0,
+        serve_api: bool = True,
+        extra_env: Mapping[str, str] | None = None,
+        schedule_interval_seconds: float | None = None,
+        retry_visibility_seconds: int | None = 2,
+        receive_visibility_seconds: int | None = None,
+        start_pollers: bool = True,
+        start_schedules: bool = True,
+    ) -> LocalStack:
+        """Run the functions of a stack another process provisioned (its :class:`StackState`), against the same
+        moto: nothing is created, every queue, table and bus is the one that process made. ``serve_api=False``
+        leaves the API to someone else (only the event sources and schedules run here)."""
+        template = load_template(state)
+        resources = attach(template, state)
+        _check_resources_exist(aws, resources)
+        return cls._launch(
+            template,
+            aws,
+            resources,
+            api_port=api_port,
+            serve_api=serve_api,
+            extra_env=extra_env,
+            schedule_interval_seconds=schedule_interval_seconds,
+            retry_visibility_seconds=retry_visibility_seconds,
+            receive_visibility_seconds=receive_visibility_seconds,
+            start_pollers=start_pollers,
+            start_schedules=start_schedules,
+        )
+
+    @classmethod
+    def _launch(
+        cls,
+        template: Template,
+        aws: LocalAws,
+        resources: dict[str, PhysicalResource],
+        *,
+        api_port: int,
+        extra_env: Mapping[str, str] | None,
+        schedule_interval_seconds: float | None,
+        retry_visibility_seconds: int | None,
+        receive_visibility_seconds: int | None,
+        start_pollers: bool,
+        start_schedules: bool,
+        serve_api: bool = True,
+    ) -> LocalStack:
+        stack_name = template.resolver.stack_name
         functions = build_functions(resources, template.resolver, template.directory)
         warn_unsupported_events(functions)
         variables = {
@@ -90,7 +165,12 @@ class LocalStack:
         environment.apply()
         try:
             pollers = build_pollers(
-                functions, resources, template.resolver, aws, retry_visibility_seconds=retry_visibility_seconds
+                functions,
+                resources,
+                template.resolver,
+                aws,
+                retry_visibility_seconds=retry_visibility_seconds,
+                receive_visibility_seconds=receive_visibility_seconds,
             )
             schedules = build_schedules(
                 functions, resources, template.resolver, aws, interval_override=schedule_interval_seconds
@@ -98,12 +178,16 @@ class LocalStack:
             routes = build_routes(functions, resources, template.resolver)
             for function in functions.values():
                 function.handler()  # import errors surface now, not on the first message
-            gateway = ApiGateway(
-                routes,
-                region=aws.region,
-                account_id=template.resolver.account_id,
-                port=api_port,
-                meter=UsageMeter(aws.client("apigateway")),
+            gateway = (
+                None
+                if not serve_api
+                else ApiGateway(
+                    routes,
+                    region=aws.region,
+                    account_id=template.resolver.account_id,
+                    port=api_port,
+                    meter=UsageMeter(aws.client("apigateway")),
+                )
             )
         except BaseException:
             environment.restore()
@@ -118,7 +202,8 @@ class LocalStack:
             schedules=schedules if start_schedules else [],
             gateway=gateway,
         )
-        gateway.start()
+        if gateway is not None:
+            gateway.start()
         for worker in [*stack.pollers, *stack.schedules]:
             worker.start()
         log.info(
@@ -126,7 +211,7 @@ class LocalStack:
             stack_name,
             len(resources),
             len(functions),
-            stack.api_url,
+            stack.api_url if gateway is not None else "not served here",
         )
         return stack
 
@@ -134,6 +219,8 @@ class LocalStack:
 
     @property
     def api_url(self) -> str:
+        if self._gateway is None:
+            raise TemplateError("this stack does not serve the API (attached with serve_api=False)")
         return self._gateway.url
 
     @property
@@ -191,7 +278,8 @@ class LocalStack:
         for worker in workers:
             worker.stop()
         deadline = time.monotonic() + timeout
-        self._gateway.stop(timeout=max(0.1, deadline - time.monotonic()))
+        if self._gateway is not None:
+            self._gateway.stop(timeout=max(0.1, deadline - time.monotonic()))
         for worker in workers:
             worker.join(max(0.1, deadline - time.monotonic()))
         stuck = [w.name for w in workers if w.alive]
@@ -208,3 +296,17 @@ class LocalStack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _check_resources_exist(aws: LocalAws, resources: dict[str, PhysicalResource]) -> None:
+    """Fail clearly when the state names queues this moto does not have (it was restarted, or is another one)."""
+    sqs = aws.client("sqs")
+    for resource in resources.values():
+        if resource.resource_type == "AWS::SQS::Queue" and resource.status == "created":
+            try:
+                sqs.get_queue_attributes(QueueUrl=resource.physical_id, AttributeNames=["QueueArn"])
+            except ClientError as exc:
+                raise TemplateError(
+                    f"queue {resource.logical_id} of the stack state ({resource.physical_id}) is not in the AWS "
+                    f"endpoint {aws.endpoint_url}: {exc}. Was it restarted? Start the stack again."
+                ) from None

@@ -66,6 +66,7 @@ def build_pollers(
     aws: LocalAws,
     *,
     retry_visibility_seconds: int | None,
+    receive_visibility_seconds: int | None = None,
 ) -> list[SqsPoller]:
     queue_urls = {
         r.attributes["Arn"]: r.physical_id for r in resources.values() if r.resource_type == "AWS::SQS::Queue"
@@ -80,10 +81,7 @@ def build_pollers(
             sqs = aws.client("sqs")
             if queue_url is None:  # a queue from outside the template: find it by name
                 queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
-            # Lambda scales an SQS mapping up to ScalingConfig.MaximumConcurrency batches at once (and never past
-            # the function's concurrency); without it, locally, one batch at a time.
-            scaling = props.get("ScalingConfig") or {}
-            concurrency = min(int(scaling.get("MaximumConcurrency", 1)), function.concurrency)
+            concurrency = sqs_concurrency(props, function)
             for index in range(concurrency):
                 pollers.append(
                     SqsPoller(
@@ -98,9 +96,28 @@ def build_pollers(
                         report_batch_item_failures="ReportBatchItemFailures"
                         in (props.get("FunctionResponseTypes") or []),
                         retry_visibility_seconds=retry_visibility_seconds,
+                        receive_visibility_seconds=receive_visibility_seconds,
                     )
                 )
     return pollers
+
+
+#: Batches at once for an SQS mapping without ``ScalingConfig.MaximumConcurrency``. Lambda starts such a mapping
+#: with five concurrent batches and adds up to 300 a minute while the queue has messages. Locally every batch is a
+#: thread of the one process that may also hold moto and the emulator, and past two batches per mapping the
+#: pipeline got slower, not faster: with five or ten, the flooding-tenant test's neighbour job (which must finish
+#: within 10 s beside a flood) waited longer than that, with one or two it did not. Two keeps a burst draining in
+#: parallel on every queue; a mapping that needs more says so with ScalingConfig, as the jobs queue does.
+DEFAULT_SQS_CONCURRENCY = 2
+
+
+def sqs_concurrency(props: dict[str, Any], function: LocalFunction) -> int:
+    """How many batches of one SQS mapping run at once: ``ScalingConfig.MaximumConcurrency`` if the template sets it,
+    else a laptop's bound on Lambda's own scaling (:data:`DEFAULT_SQS_CONCURRENCY`); never past the function's
+    concurrency."""
+    scaling = props.get("ScalingConfig") or {}
+    wanted = int(scaling.get("MaximumConcurrency", DEFAULT_SQS_CONCURRENCY))
+    return max(1, min(wanted, function.concurrency))
 
 
 # -- schedules -------------------------------------------------------------------------------------------------------

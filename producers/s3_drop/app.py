@@ -9,10 +9,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import S3Notification
+from spectra import logs
 from spectra.bulk.drops import DroppedObject, accept_drop
 from spectra.ports import get_ports
 
 logger = Logger()
+logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -24,9 +26,10 @@ def record_handler(record: SQSRecord) -> None:
         if not s3_record.eventName.startswith("ObjectCreated"):
             continue
         dropped = DroppedObject.from_notification(s3_record)
-        logger.append_keys(s3_key=dropped.key, job_id=dropped.job_id)
-        job = accept_drop(get_ports(), dropped)
-        metrics.add_metric(name="DropsAccepted" if job is not None else "DropsSkipped", unit="Count", value=1)
+        # the tenant is the key's first segment, checked (and bound) by accept_drop
+        with logs.job_keys(s3_key=dropped.key, job_id=dropped.job_id):
+            job = accept_drop(get_ports(), dropped)
+            metrics.add_metric(name="DropsAccepted" if job is not None else "DropsSkipped", unit="Count", value=1)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -24,6 +24,7 @@ from urllib.parse import unquote_plus
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events import BulkJobQueuedMessage, ErrorInfo, S3EventRecord
+from spectra import logs
 from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
 from spectra.bulk.models import (
     BULK_JOB_ID_PREFIX,
@@ -99,6 +100,8 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     bulk = bulk_ports(ports)
     parts = dropped.key.split("/")
     tenant = ports.tenants.get(parts[0]) if _is_tenant_id(parts[0]) else None
+    if tenant is not None:
+        logs.bind(tenant_id=tenant.tenant_id)
     if tenant is None or not tenant.active:
         logger.warning("dropped file s3://%s/%s names no active tenant; not loaded", dropped.bucket, dropped.key)
         bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), "spectra-rejected", "no-active-tenant")

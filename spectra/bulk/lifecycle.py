@@ -22,7 +22,7 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
-from spectra import share
+from spectra import logs, share
 from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header
 from spectra.bulk.files import job_prefix
@@ -170,6 +170,7 @@ def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> Bulk
     if job is None:
         logger.info("statement %s (%s) belongs to no bulk job; ignoring", change.statementId, change.statementName)
         return None
+    logs.bind(tenant_id=job.tenant_id)  # the status event names the job, not its tenant (spectra/logs.py)
     if job.state.is_terminal:
         settle(ports, job)
         return job

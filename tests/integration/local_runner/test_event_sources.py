@@ -99,8 +99,7 @@ def test_retry_visibility_none_keeps_the_queue_visibility_timeout(start_stack, l
     sqs = local_aws.client("sqs")
     url = stack.physical_id("Work")
     sqs.send_message(QueueUrl=url, MessageBody="fail")
-    (poller,) = stack.pollers
-    wait_for(lambda: poller.batches_done >= 1, what="the first attempt to be settled")
+    wait_for(lambda: sum(p.batches_done for p in stack.pollers) >= 1, what="the first attempt to be settled")
     # VisibilityTimeout is 60 s: the failed message stays in flight instead of coming straight back.
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
     assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"

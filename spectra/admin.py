@@ -1,0 +1,350 @@
+"""Operator commands for the stack's dead-letter queues: see them, and send their messages back.
+
+    python -m spectra.admin [--stack NAME | --state FILE] dlq show [--peek N] [--json]
+    python -m spectra.admin [--stack NAME | --state FILE] redrive QUEUE [--rate N] [--no-wait]
+
+**Which queues.** The stack says: with ``--stack`` (default ``$SPECTRA_STACK``), CloudFormation's resources of the
+deployed stack (``ListStackResources``: every ``AWS::SQS::Queue`` by logical id, its physical id being the queue URL);
+with ``--state``, the state file the local stack writes (``python -m local``; default
+``<temp>/spectra-local/spectra-local.json``). A queue is a dead-letter queue when another queue of the stack names it
+in its ``RedrivePolicy``; that queue is its source. ``QUEUE`` is a logical id (``JobsDeadLetterQueue``, or the source's,
+``JobsQueue``), a queue name or a URL.
+
+**dlq show** lists every dead-letter queue with its source, its depth (visible and in flight) and a peek at its first
+messages (received with a visibility timeout of 0, so they stay where they are; their receive count goes up by one).
+
+**redrive** moves a dead-letter queue's messages back to its source with SQS's message move task
+(``StartMessageMoveTask``, then ``ListMessageMoveTasks`` until it ends, unless ``--no-wait``); ``--rate`` caps the
+messages moved per second. Where the endpoint answers that message move tasks are not supported (moto, some
+SQS-compatible services: an ``UnsupportedOperation``-like code or HTTP 501; the local stack's moto answers so,
+local/aws.py), and only then, it moves them itself: receive, send to the source with the same body and
+message attributes, delete, until the queue is empty. A message is deleted only after its copy was sent, so a
+failure midway leaves a message in both queues at worst, never in neither; the consumers are idempotent.
+
+Credentials and endpoints are boto3's own (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...). Exit status 0, or 1 with the
+reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+#: Error codes by which an SQS endpoint says it has no message move tasks.
+UNSUPPORTED_CODES = {
+    "UnsupportedOperation",
+    "AWS.SimpleQueueService.UnsupportedOperation",
+    "InvalidAction",
+    "NotImplemented",
+    "UnknownOperationException",
+    "UnknownOperation",
+}
+TERMINAL_TASK_STATES = {"COMPLETED", "FAILED", "CANCELLED"}
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
+
+
+class AdminError(Exception):
+    """What the operator is told, on stderr, with exit status 1."""
+
+
+@dataclass
+class Queue:
+    logical_id: str
+    url: str
+    arn: str = ""
+    dead_letter_arn: str | None = None  # from its RedrivePolicy
+    source: Queue | None = None  # set on a dead-letter queue: the queue whose messages it keeps
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def depth(self) -> int:
+        return int(self.attributes.get("ApproximateNumberOfMessages", 0))
+
+    @property
+    def in_flight(self) -> int:
+        return int(self.attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+
+
+# -- which queues ----------------------------------------------------------------------------------------------------
+
+
+def queues_from_stack(cloudformation, stack_name: str) -> dict[str, str]:
+    """Logical id → queue URL of a deployed stack's queues."""
+    urls = {}
+    try:
+        for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name):
+            for resource in page["StackResourceSummaries"]:
+                if resource["ResourceType"] == "AWS::SQS::Queue" and resource.get("PhysicalResourceId"):
+                    urls[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
+    except ClientError as exc:
+        raise AdminError(f"cannot list the resources of stack {stack_name}: {exc}") from None
+    return urls
+
+
+def queues_from_state(path: str | Path) -> dict[str, str]:
+    """Logical id → queue URL from the local stack's state file (local/runner/state.py)."""
+    try:
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AdminError(f"cannot read the stack state {path}: {exc}") from None
+    return {
+        logical_id: resource["physical_id"]
+        for logical_id, resource in state.get("resources", {}).items()
+        if resource.get("type") == "AWS::SQS::Queue" and resource.get("status", "created") == "created"
+    }
+
+
+def describe_queues(sqs, urls: dict[str, str]) -> dict[str, Queue]:
+    """Every queue with its attributes; dead-letter queues linked to their source."""
+    queues = {}
+    for logical_id, url in sorted(urls.items()):
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        policy = json.loads(attributes.get("RedrivePolicy") or "{}")
+        queues[logical_id] = Queue(
+            logical_id, url, attributes["QueueArn"], policy.get("deadLetterTargetArn"), attributes=attributes
+        )
+    by_arn = {queue.arn: queue for queue in queues.values()}
+    for queue in queues.values():
+        dead_letter = by_arn.get(queue.dead_letter_arn or "")
+        if dead_letter is not None:
+            dead_letter.source = queue
+    return queues
+
+
+def dead_letter_queues(queues: dict[str, Queue]) -> list[Queue]:
+    return [queue for queue in queues.values() if queue.source is not None]
+
+
+def find_dead_letter_queue(queues: dict[str, Queue], wanted: str) -> Queue:
+    """The dead-letter queue ``wanted`` names: its logical id, name or URL, or its source's."""
+    for queue in queues.values():
+        if wanted in (queue.logical_id, queue.name, queue.url, queue.arn):
+            if queue.source is not None:
+                return queue
+            dead_letter = next((q for q in queues.values() if q.source is queue), None)
+            if dead_letter is not None:
+                return dead_letter
+            raise AdminError(f"{wanted} is not a dead-letter queue and has none")
+    known = ", ".join(q.logical_id for q in dead_letter_queues(queues))
+    raise AdminError(f"no queue {wanted} in the stack; its dead-letter queues are: {known}")
+
+
+# -- dlq show --------------------------------------------------------------------------------------------------------
+
+
+def peek(sqs, queue: Queue, count: int) -> list[dict[str, Any]]:
+    """Up to ``count`` messages, left in the queue (visibility timeout 0)."""
+    if count <= 0:
+        return []
+    response = sqs.receive_message(
+        QueueUrl=queue.url,
+        MaxNumberOfMessages=min(count, 10),
+        VisibilityTimeout=0,
+        WaitTimeSeconds=0,
+        MessageSystemAttributeNames=["All"],
+    )
+    return [
+        {
+            "message_id": message["MessageId"],
+            "sent_at": _timestamp(message.get("Attributes", {}).get("SentTimestamp")),
+            "receive_count": int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+            "body": message["Body"],
+        }
+        for message in response.get("Messages", [])
+    ]
+
+
+def _timestamp(milliseconds: str | None) -> str | None:
+    if not milliseconds:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(milliseconds) / 1000))
+
+
+def show(sqs, queues: dict[str, Queue], *, peek_count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "queue": queue.logical_id,
+            "source": queue.source.logical_id if queue.source else None,
+            "url": queue.url,
+            "depth": queue.depth,
+            "in_flight": queue.in_flight,
+            "messages": peek(sqs, queue, peek_count),
+        }
+        for queue in dead_letter_queues(queues)
+    ]
+
+
+# -- redrive ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Redrive:
+    queue: str
+    source: str
+    method: str  # "message-move-task" or "receive-send-delete"
+    moved: int | None  # None while a task runs on (--no-wait)
+    status: str
+    task_handle: str | None = None
+
+
+def is_unsupported(exc: ClientError) -> bool:
+    """Whether the endpoint says it has no such operation, rather than refusing this call for a reason (a 500 is a
+    fault, not an answer: it is reported, never taken for "unsupported")."""
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in UNSUPPORTED_CODES or status == 501
+
+
+def redrive(
+    sqs,
+    dead_letter: Queue,
+    *,
+    rate: int | None = None,
+    wait: bool = True,
+    poll_seconds: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Redrive:
+    """Move ``dead_letter``'s messages back to its source: a message move task, or the fallback (module doc)."""
+    source = dead_letter.source
+    if source is None:
+        raise AdminError(f"{dead_letter.logical_id} is no queue's dead-letter queue")
+    request: dict[str, Any] = {"SourceArn": dead_letter.arn, "DestinationArn": source.arn}
+    if rate:
+        request["MaxNumberOfMessagesPerSecond"] = rate
+    try:
+        handle = sqs.start_message_move_task(**request)["TaskHandle"]
+    except ClientError as exc:
+        if not is_unsupported(exc):
+            raise AdminError(f"StartMessageMoveTask refused: {exc}") from None
+        moved = move_messages(sqs, dead_letter, source, rate=rate, sleep=sleep)
+        return Redrive(dead_letter.logical_id, source.logical_id, "receive-send-delete", moved, "COMPLETED")
+    if not wait:
+        return Redrive(dead_letter.logical_id, source.logical_id, "message-move-task", None, "RUNNING", handle)
+    while True:
+        tasks = sqs.list_message_move_tasks(SourceArn=dead_letter.arn, MaxResults=10)["Results"]
+        task = next((t for t in tasks if t.get("TaskHandle") == handle), tasks[0] if tasks else None)
+        if task is None:
+            raise AdminError(f"the message move task of {dead_letter.logical_id} is not listed")
+        if task["Status"] in TERMINAL_TASK_STATES:
+            if task["Status"] != "COMPLETED":
+                reason = task.get("FailureReason", "no reason given")
+                raise AdminError(f"the message move task of {dead_letter.logical_id} ended {task['Status']}: {reason}")
+            moved = int(task.get("ApproximateNumberOfMessagesMoved", 0))
+            return Redrive(dead_letter.logical_id, source.logical_id, "message-move-task", moved, "COMPLETED", handle)
+        sleep(poll_seconds)
+
+
+def move_messages(
+    sqs, dead_letter: Queue, source: Queue, *, rate: int | None = None, sleep: Callable[[float], None] = time.sleep
+) -> int:
+    """The fallback: receive, send to the source, delete, until a receive finds nothing. Each message is received
+    for 60 s, longer than a send and a delete take, so no other reader sees it meanwhile."""
+    moved = 0
+    while True:
+        started = time.monotonic()
+        messages = sqs.receive_message(
+            QueueUrl=dead_letter.url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=60,
+            WaitTimeSeconds=1,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return moved
+        for message in messages:
+            send: dict[str, Any] = {"QueueUrl": source.url, "MessageBody": message["Body"]}
+            if message.get("MessageAttributes"):
+                send["MessageAttributes"] = message["MessageAttributes"]
+            sqs.send_message(**send)
+            sqs.delete_message(QueueUrl=dead_letter.url, ReceiptHandle=message["ReceiptHandle"])
+            moved += 1
+        if rate:
+            sleep(max(0.0, len(messages) / rate - (time.monotonic() - started)))
+
+
+# -- the command line ------------------------------------------------------------------------------------------------
+
+
+def _default_state_file() -> Path:
+    """Where ``python -m local`` writes its state (local/runner/state.py's ``default_state_file``; the deployed
+    library cannot import the local stack)."""
+    explicit = os.environ.get("SPECTRA_STATE_FILE")
+    return Path(explicit) if explicit else Path(tempfile.gettempdir()) / "spectra-local" / "spectra-local.json"
+
+
+def stack_queues(args: argparse.Namespace, session: boto3.session.Session) -> dict[str, str]:
+    if args.state:
+        return queues_from_state(args.state)
+    stack = args.stack or os.environ.get("SPECTRA_STACK")
+    if stack:
+        return queues_from_stack(session.client("cloudformation", config=_CLIENT_CONFIG), stack)
+    default = _default_state_file()
+    if default.exists():
+        return queues_from_state(default)
+    raise AdminError("name the stack: --stack NAME (or SPECTRA_STACK) for a deployed one, --state FILE for a local one")
+
+
+def main(argv: list[str] | None = None, *, session: boto3.session.Session | None = None, out=sys.stdout) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spectra.admin", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", help="a deployed stack's name (default $SPECTRA_STACK)")
+    parser.add_argument("--state", type=Path, help="the local stack's state file")
+    commands = parser.add_subparsers(dest="command", required=True)
+    dlq = commands.add_parser("dlq", help="the dead-letter queues")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    show_parser = dlq_commands.add_parser("show", help="every dead-letter queue: depth and a peek at its messages")
+    show_parser.add_argument("--peek", type=int, default=3, help="messages to show per queue (0-10, default 3)")
+    show_parser.add_argument("--json", action="store_true", help="JSON instead of text")
+    redrive_parser = commands.add_parser("redrive", help="move a dead-letter queue's messages back to its source")
+    redrive_parser.add_argument("queue", help="the dead-letter queue (or its source): logical id, name or URL")
+    redrive_parser.add_argument("--rate", type=int, help="messages per second at most")
+    redrive_parser.add_argument("--no-wait", action="store_true", help="start the move task and return")
+    args = parser.parse_args(argv)
+    session = session or boto3.session.Session()
+    try:
+        sqs = session.client("sqs", config=_CLIENT_CONFIG)
+        queues = describe_queues(sqs, stack_queues(args, session))
+        if args.command == "dlq":
+            report = show(sqs, queues, peek_count=max(0, min(args.peek, 10)))
+            print(json.dumps(report, indent=2) if args.json else _show_text(report), file=out)
+        else:
+            result = redrive(sqs, find_dead_letter_queue(queues, args.queue), rate=args.rate, wait=not args.no_wait)
+            moved = "a task runs on" if result.moved is None else f"{result.moved} messages moved"
+            print(f"{result.queue} → {result.source}: {moved} ({result.method}, {result.status})", file=out)
+    except AdminError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _show_text(report: list[dict[str, Any]]) -> str:
+    lines = []
+    for queue in report:
+        lines.append(
+            f"{queue['queue']} (source {queue['source']}): {queue['depth']} waiting, {queue['in_flight']} in flight"
+        )
+        for message in queue["messages"]:
+            body = message["body"] if len(message["body"]) <= 160 else message["body"][:157] + "..."
+            lines.append(
+                f"  {message['message_id']} sent {message['sent_at']}, received {message['receive_count']}x: {body}"
+            )
+    return "\n".join(lines) or "no dead-letter queues"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Log keys of the work in hand: every line a function writes about a job carries its ``job_id`` and ``tenant_id``.
+
+A handler opens :func:`job_keys` around each record it handles (a job message, a status event, a delivery); the
+domain adds what it learns on the way with :func:`bind` (the completion consumer learns the tenant only once it has
+read the job). :data:`KEYS` is a ``logging.Filter`` that copies the current keys onto every record, and each handler
+puts it on its Powertools logger's handler (:func:`install`), so the domain's own ``logging.getLogger(__name__)``
+lines (children of the service's logger) carry them too, as top-level keys of the JSON line.
+
+The keys live in a ``ContextVar``, so they belong to one thread: on Lambda that is the whole process, and on the
+local stack, where execution environments are threads of one process, two concurrent records never lend each other
+their keys. (Powertools' ``append_keys`` keeps them on the one shared formatter, so they would.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+_keys: ContextVar[dict[str, Any]] = ContextVar("spectra_log_keys", default={})  # noqa: B039 - never mutated
+
+
+def bind(**keys: Any) -> None:
+    """Add keys (``None`` values are left out) to the current unit of work's; they last until it ends."""
+    _keys.set({**_keys.get(), **{name: value for name, value in keys.items() if value is not None}})
+
+
+def current() -> dict[str, Any]:
+    return dict(_keys.get())
+
+
+@contextmanager
+def job_keys(**keys: Any) -> Iterator[None]:
+    """One unit of work (a record of a batch, one job of a sweep): starts from no keys but ``keys`` and puts the
+    previous ones back at the end, whatever :func:`bind` added meanwhile."""
+    token = _keys.set({name: value for name, value in keys.items() if value is not None})
+    try:
+        yield
+    finally:
+        _keys.reset(token)
+
+
+class _KeysFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _keys.get().items():
+            if not hasattr(record, name):  # an explicit ``extra`` of the line wins
+                setattr(record, name, value)
+        return True
+
+
+#: The filter that puts the keys on records; one object, so installing it twice is a no-op.
+KEYS = _KeysFilter()
+
+
+def install(logger: Any) -> None:
+    """Put :data:`KEYS` on the handlers of a Powertools ``Logger`` (or a stdlib logger): every line they write,
+    the domain's included, gets the keys."""
+    handler = getattr(logger, "registered_handler", None)
+    for target in [handler] if handler is not None else logger.handlers:
+        target.addFilter(KEYS)

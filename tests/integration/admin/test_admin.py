@@ -1,0 +1,112 @@
+"""python -m spectra.admin against moto: the stack's queues found through CloudFormation or the local state file,
+``dlq show``, and ``redrive``'s fallback (moto has no message move tasks: the local stack's moto answers
+StartMessageMoveTask 501 UnsupportedOperation, local/aws.py, which is the only kind of answer the fallback takes)."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+import boto3
+import pytest
+
+from local.aws import LocalAws
+from spectra import admin
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack(local_aws: LocalAws):
+    """A CloudFormation stack in moto with a source queue and its dead-letter queue, as template.yaml pairs them."""
+    name = "adm" + uuid.uuid4().hex[:8]
+    template = {
+        "Resources": {
+            "JobsDeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-jobs-dlq"}},
+            "JobsQueue": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "QueueName": f"{name}-jobs",
+                    "RedrivePolicy": {
+                        "deadLetterTargetArn": {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]},
+                        "maxReceiveCount": 3,
+                    },
+                },
+            },
+        }
+    }
+    local_aws.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    sqs = local_aws.client("sqs")
+    urls = {
+        "JobsQueue": sqs.get_queue_url(QueueName=f"{name}-jobs")["QueueUrl"],
+        "JobsDeadLetterQueue": sqs.get_queue_url(QueueName=f"{name}-jobs-dlq")["QueueUrl"],
+    }
+    return name, urls
+
+
+def run(local_aws: LocalAws, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    session = boto3.session.Session(region_name=local_aws.region)
+    return admin.main(list(argv), session=session, out=out), out.getvalue()
+
+
+def test_dlq_show_lists_each_dead_letter_queue_with_its_depth_and_first_messages(local_aws, stack):
+    name, urls = stack
+    sqs = local_aws.client("sqs")
+    for n in range(4):
+        sqs.send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=json.dumps({"job_id": f"j_{n}"}))
+    status, out = run(local_aws, "--stack", name, "dlq", "show", "--peek", "2", "--json")
+    assert status == 0
+    (shown,) = json.loads(out)
+    assert (shown["queue"], shown["source"], shown["depth"]) == ("JobsDeadLetterQueue", "JobsQueue", 4)
+    assert len(shown["messages"]) == 2 and json.loads(shown["messages"][0]["body"])["job_id"].startswith("j_")
+    # peeking left them where they were
+    attributes = sqs.get_queue_attributes(QueueUrl=urls["JobsDeadLetterQueue"], AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "4"
+    status, text = run(local_aws, "--stack", name, "dlq", "show")
+    assert status == 0 and "JobsDeadLetterQueue (source JobsQueue): 4 waiting" in text
+
+
+def test_redrive_moves_every_message_back_with_its_attributes_when_move_tasks_are_unsupported(local_aws, stack):
+    name, urls = stack
+    sqs = local_aws.client("sqs")
+    bodies = {json.dumps({"job_id": f"j_{n}"}) for n in range(23)}
+    for body in bodies:
+        sqs.send_message(
+            QueueUrl=urls["JobsDeadLetterQueue"],
+            MessageBody=body,
+            MessageAttributes={"origin": {"DataType": "String", "StringValue": "test"}},
+        )
+    status, out = run(local_aws, "--stack", name, "redrive", "JobsDeadLetterQueue")
+    assert status == 0, out
+    assert "JobsDeadLetterQueue → JobsQueue: 23 messages moved (receive-send-delete, COMPLETED)" in out
+    moved = []
+    while messages := sqs.receive_message(
+        QueueUrl=urls["JobsQueue"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages"):
+        moved += messages
+        for message in messages:
+            sqs.delete_message(QueueUrl=urls["JobsQueue"], ReceiptHandle=message["ReceiptHandle"])
+    assert {m["Body"] for m in moved} == bodies and len(moved) == 23
+    assert all(m["MessageAttributes"]["origin"]["StringValue"] == "test" for m in moved)
+    dlq = sqs.get_queue_attributes(QueueUrl=urls["JobsDeadLetterQueue"], AttributeNames=["All"])["Attributes"]
+    assert dlq["ApproximateNumberOfMessages"] == dlq["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_the_source_queue_names_its_dead_letter_queue_and_the_local_state_file_works_too(local_aws, stack, tmp_path):
+    _, urls = stack
+    state = tmp_path / "state.json"
+    resources = {lid: {"type": "AWS::SQS::Queue", "physical_id": url, "status": "created"} for lid, url in urls.items()}
+    state.write_text(json.dumps({"resources": resources}))
+    local_aws.client("sqs").send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody="{}")
+    status, out = run(local_aws, "--state", str(state), "redrive", "JobsQueue")
+    assert status == 0 and "1 messages moved" in out
+
+
+def test_unknown_queues_and_unknown_stacks_are_clear_errors(local_aws, stack, capsys):
+    name, _ = stack
+    assert run(local_aws, "--stack", name, "redrive", "NoSuchQueue")[0] == 1
+    assert "its dead-letter queues are: JobsDeadLetterQueue" in capsys.readouterr().err
+    assert run(local_aws, "--stack", "no-such-stack-" + name, "dlq", "show")[0] == 1
+    assert "cannot list the resources of stack" in capsys.readouterr().err

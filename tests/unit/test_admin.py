@@ -1,0 +1,104 @@
+"""spectra.admin's redrive through SQS message move tasks, the exact requests checked with botocore's Stubber (moto
+has no message move tasks; tests/integration/admin covers the fallback on moto)."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from spectra import admin
+
+pytestmark = pytest.mark.unit
+
+SOURCE_ARN = "arn:aws:sqs:us-east-1:123456789012:spectra-JobsQueue"
+DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:spectra-JobsDeadLetterQueue"
+
+
+@pytest.fixture
+def queues():
+    source = admin.Queue("JobsQueue", "https://sqs/123/spectra-JobsQueue", SOURCE_ARN, DLQ_ARN)
+    dead_letter = admin.Queue("JobsDeadLetterQueue", "https://sqs/123/spectra-JobsDeadLetterQueue", DLQ_ARN)
+    dead_letter.source = source
+    return source, dead_letter
+
+
+@pytest.fixture
+def sqs():
+    client = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def test_a_message_move_task_is_started_and_followed_to_its_end(queues, sqs):
+    _, dead_letter = queues
+    client, stubber = sqs
+    expected = {"SourceArn": DLQ_ARN, "DestinationArn": SOURCE_ARN, "MaxNumberOfMessagesPerSecond": 50}
+    stubber.add_response("start_message_move_task", {"TaskHandle": "h-1"}, expected)
+    listing = {"SourceArn": DLQ_ARN, "MaxResults": 10}
+    running = {"TaskHandle": "h-1", "Status": "RUNNING", "ApproximateNumberOfMessagesMoved": 3}
+    stubber.add_response("list_message_move_tasks", {"Results": [running]}, listing)
+    done = {**running, "Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 7}
+    stubber.add_response("list_message_move_tasks", {"Results": [done]}, listing)
+    waits = []
+    result = admin.redrive(client, dead_letter, rate=50, sleep=waits.append)
+    assert (result.method, result.moved, result.status, result.task_handle) == (
+        "message-move-task",
+        7,
+        "COMPLETED",
+        "h-1",
+    )
+    assert waits == [2.0]  # polled once more after RUNNING
+
+
+def test_no_wait_returns_the_running_task(queues, sqs):
+    _, dead_letter = queues
+    client, stubber = sqs
+    stubber.add_response(
+        "start_message_move_task", {"TaskHandle": "h-2"}, {"SourceArn": DLQ_ARN, "DestinationArn": SOURCE_ARN}
+    )
+    result = admin.redrive(client, dead_letter, wait=False)
+    assert (result.moved, result.status, result.task_handle) == (None, "RUNNING", "h-2")
+
+
+def test_a_failed_task_is_an_error_with_its_reason(queues, sqs):
+    _, dead_letter = queues
+    client, stubber = sqs
+    stubber.add_response("start_message_move_task", {"TaskHandle": "h-3"})
+    failed = {"TaskHandle": "h-3", "Status": "FAILED", "FailureReason": "AccessDenied on the destination"}
+    stubber.add_response("list_message_move_tasks", {"Results": [failed]})
+    with pytest.raises(admin.AdminError, match="ended FAILED: AccessDenied on the destination"):
+        admin.redrive(client, dead_letter, sleep=lambda _: None)
+
+
+def test_a_refusal_for_a_reason_is_not_taken_for_an_unsupported_operation(queues, sqs):
+    """Only "no such operation" falls back to moving messages by hand; a denied or invalid request is reported."""
+    _, dead_letter = queues
+    client, stubber = sqs
+    stubber.add_client_error("start_message_move_task", "AccessDenied", "not allowed", 403)
+    with pytest.raises(admin.AdminError, match="StartMessageMoveTask refused"):
+        admin.redrive(client, dead_letter)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "message", "unsupported"),
+    [
+        ("AWS.SimpleQueueService.UnsupportedOperation", 400, "", True),
+        ("UnsupportedOperation", 400, "", True),
+        ("InvalidAction", 400, "", True),
+        ("UnsupportedOperation", 501, "The start_message_move_task action has not been implemented", True),
+        ("NotImplemented", 501, "", True),
+        ("500", 500, "<!doctype html> Internal Server Error", False),
+        ("InternalError", 500, "try again", False),
+        ("AccessDenied", 403, "", False),
+        ("ResourceNotFoundException", 400, "", False),
+    ],
+)
+def test_what_counts_as_unsupported(code, status, message, unsupported):
+    from botocore.exceptions import ClientError
+
+    error = ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "X"
+    )
+    assert admin.is_unsupported(error) is unsupported

@@ -1,0 +1,175 @@
+"""template.yaml's operations: an age alarm on every queue, a depth alarm on every dead-letter queue, and a dashboard
+whose custom metrics are ones the functions really emit (their ``add_metric`` calls, read from the code)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import decode
+
+from events import JobStatus
+from spectra.bulk.models import BulkState
+from spectra.notify.delivery import Outcome
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "RedshiftSpectra"
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict:
+    body, matches = decode(str(ROOT / "template.yaml"))
+    assert not matches, matches
+    return json.loads(json.dumps(body["Resources"]))
+
+
+def of_type(resources: dict, kind: str) -> dict:
+    return {name: r for name, r in resources.items() if r["Type"] == kind}
+
+
+def queue_of(alarm: dict) -> str | None:
+    (dimension,) = alarm["Properties"]["Dimensions"]
+    value = dimension["Value"]
+    return value["Fn::GetAtt"][0] if dimension["Name"] == "QueueName" and "Fn::GetAtt" in value else None
+
+
+def alarmed(resources: dict, metric: str) -> dict[str, dict]:
+    return {
+        queue_of(alarm): alarm
+        for alarm in of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("Namespace") == "AWS/SQS" and alarm["Properties"]["MetricName"] == metric
+    }
+
+
+def dead_letter_queues(resources: dict) -> set[str]:
+    return {
+        queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for queue in of_type(resources, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in queue.get("Properties", {})
+    }
+
+
+def test_every_queue_has_an_alarm_on_the_age_of_its_oldest_message(resources):
+    queues = set(of_type(resources, "AWS::SQS::Queue"))
+    alarms = alarmed(resources, "ApproximateAgeOfOldestMessage")
+    assert queues <= set(alarms), f"queues without an age alarm: {sorted(queues - set(alarms))}"
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_every_dead_letter_queue_has_a_depth_alarm(resources):
+    dead_letters = dead_letter_queues(resources)
+    assert len(dead_letters) >= 6
+    alarms = alarmed(resources, "ApproximateNumberOfMessagesVisible")
+    assert dead_letters <= set(alarms), f"DLQs without a depth alarm: {sorted(dead_letters - set(alarms))}"
+    assert all(alarms[q]["Properties"]["Threshold"] == 0 for q in dead_letters)
+
+
+# -- the dashboard ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dashboard(resources) -> dict:
+    (board,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    text = board["Properties"]["DashboardBody"]["Fn::Sub"]
+    return json.loads(re.sub(r"\$\{([^}]+)\}", r"SUB<\1>", text))  # placeholders keep the names they stand for
+
+
+def dashboard_metrics(dashboard: dict) -> list[tuple[str, str, str, str]]:
+    """(widget title, namespace, metric, dimension value) of every metric line."""
+    return [
+        (widget["properties"]["title"], line[0], line[1], line[3])
+        for widget in dashboard["widgets"]
+        for line in widget["properties"]["metrics"]
+    ]
+
+
+def emitted_metric_names() -> tuple[set[str], list[re.Pattern]]:
+    """What the functions can emit: ``add_metric(name=...)`` in producers/ and consumers/. A literal (or either
+    literal of a conditional) is itself; a name from a variable is any string key or value of the module's dict
+    literals (the tables the handlers loop over); an f-string is a pattern whose placeholder must be an enum value
+    the code formats there (a job status, a bulk state, a delivery outcome)."""
+    literals: set[str] = set()
+    patterns: list[re.Pattern] = []
+    for path in [*ROOT.glob("producers/**/*.py"), *ROOT.glob("consumers/**/*.py")]:
+        tree = ast.parse(path.read_text())
+        tables = {
+            c.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Dict)
+            for c in [*node.keys, *node.values]
+            if isinstance(c, ast.Constant) and isinstance(c.value, str)
+        }
+        assigned: dict[str, list[ast.expr]] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        assigned.setdefault(target.id, []).append(node.value)
+
+        for call in ast.walk(tree):
+            if isinstance(call, ast.Call) and getattr(call.func, "attr", None) == "add_metric":
+                name = next(k.value for k in call.keywords if k.arg == "name")
+                _collect(name, assigned, tables, literals, patterns)
+    return literals, patterns
+
+
+def _collect(name: ast.expr, assigned: dict, tables: set[str], literals: set[str], patterns: list) -> None:
+    if isinstance(name, ast.Constant):
+        literals.add(name.value)
+    elif isinstance(name, ast.IfExp):
+        for branch in (name.body, name.orelse):
+            _collect(branch, assigned, tables, literals, patterns)
+    elif isinstance(name, ast.Name):
+        if name.id in assigned:  # name = "..." if ... else f"..."
+            for value in assigned[name.id]:
+                _collect(value, assigned, tables, literals, patterns)
+        else:  # a loop variable over one of the module's tables
+            literals.update(tables)
+    elif isinstance(name, ast.JoinedStr):
+        parts = [re.escape(p.value) if isinstance(p, ast.Constant) else "(?P<v>[A-Za-z]+)" for p in name.values]
+        patterns.append(re.compile("^" + "".join(parts) + "$"))
+
+
+ENUM_WORDS = {
+    form
+    for enum in (JobStatus, BulkState, Outcome)
+    for member in enum
+    for form in (member.value, member.value.title(), member.value.title().replace("_", ""))
+}
+
+
+def is_emitted(name: str, literals: set[str], patterns: list[re.Pattern]) -> bool:
+    if name in literals:
+        return True
+    return any((match := p.match(name)) and match.group("v") in ENUM_WORDS for p in patterns)
+
+
+def test_the_dashboards_custom_metrics_are_ones_the_functions_emit(dashboard):
+    literals, patterns = emitted_metric_names()
+    assert {"StatementsStarted", "WebhookDeliveriesQueued", "ReconcileErrors", "JobQueuedMs"} <= literals
+    assert is_emitted("JobsCompleted", literals, patterns) and not is_emitted("JobsDone", literals, patterns)
+    custom = {metric for _, namespace, metric, _ in dashboard_metrics(dashboard) if namespace == NAMESPACE}
+    assert len(custom) >= 15
+    assert {m for m in custom if not is_emitted(m, literals, patterns)} == set()
+
+
+def test_the_dashboard_shows_states_latency_deliveries_retries_and_every_queue(dashboard, resources):
+    titles = " | ".join(widget["properties"]["title"] for widget in dashboard["widgets"]).lower()
+    for topic in ("jobs by state", "latency by stage", "deliveries", "retries", "dead-letter queue depth", "age"):
+        assert topic in titles
+    lines = dashboard_metrics(dashboard)
+    queues = set(of_type(resources, "AWS::SQS::Queue"))
+    dead_letters = dead_letter_queues(resources)
+    depth = {dim for _, ns, metric, dim in lines if ns == "AWS/SQS" and metric == "ApproximateNumberOfMessagesVisible"}
+    age = {dim for _, ns, metric, dim in lines if ns == "AWS/SQS" and metric == "ApproximateAgeOfOldestMessage"}
+    assert {f"SUB<{q}.QueueName>" for q in dead_letters} <= depth
+    assert {f"SUB<{q}.QueueName>" for q in queues - dead_letters} <= age
+    referenced = {re.fullmatch(r"SUB<(\w+)\.QueueName>", dim).group(1) for dim in depth | age}
+    assert referenced <= queues  # no metric of a queue the template does not have
+    assert all(dim == "spectra" for _, ns, _, dim in lines if ns == NAMESPACE)  # Powertools' service dimension
