@@ -31,6 +31,14 @@ CONNECT_TIMEOUT_SECONDS = 5
 #: its answer, on a request thread) and tests or tools peeking as the admin.
 CONNECTION_HEADROOM = 40
 #: The connections PostgreSQL keeps for superusers (and, from version 16, for pg_use_reserved_connections).
+#: An embedded server's memory for bulk work, instead of PostgreSQL's defaults sized for a small shared host (4 MB
+#: work_mem, 8 MB temp_buffers, 128 MB shared_buffers). With those, a bulk job's hash joins and aggregates over a
+#: staging table of millions of rows spill to temporary files and the staging table itself is evicted to disk page by
+#: page; Redshift's nodes do that work in memory. The values are ceilings, taken only by a query that needs them
+#: (temp_buffers per session, as its temporary tables grow), and they apply to every statement alike, the benchmarks'
+#: baseline ``COPY FROM STDIN`` included. Reloadable settings first; the restart-only ones after.
+BULK_SETTINGS = {"work_mem": "256MB", "maintenance_work_mem": "256MB", "temp_buffers": "1GB"}
+BULK_RESTART_SETTINGS = {"shared_buffers": "512MB", "wal_buffers": "32MB"}
 _RESERVED = (
     "(current_setting('superuser_reserved_connections')::int"
     " + coalesce(current_setting('reserved_connections', true), '0')::int)"
@@ -130,6 +138,7 @@ def start_engine(
             default_database,
             disposable=engine._temp_dir is not None,
             connections=connections if engine._server is not None else 0,
+            tune=engine._server is not None,
         )
         if restart:
             _restart(engine)
@@ -179,14 +188,23 @@ def _stop_immediately(server: Any) -> None:
         server.cleanup_mode = None  # stopped already: pgserver only has to drop its handle
 
 
-def _bootstrap(conninfo: str, admin_user: str, database: str, *, disposable: bool, connections: int = 0) -> bool:
-    """Make the admin role and the default database; True when a setting just changed needs a restart."""
+def _bootstrap(
+    conninfo: str, admin_user: str, database: str, *, disposable: bool, connections: int = 0, tune: bool = False
+) -> bool:
+    """Make the admin role and the default database; True when a setting just changed needs a restart.
+
+    ``tune``: an embedded server, given :data:`BULK_SETTINGS` (an adopted server keeps its administrator's)."""
     restart = False
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
         if disposable:
             # A throw-away data folder needs no crash safety: skipping fsync makes DDL and commits much cheaper.
             for setting in ("fsync", "synchronous_commit", "full_page_writes"):
                 conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+        if tune:
+            for setting, value in {**BULK_SETTINGS, **BULK_RESTART_SETTINGS}.items():
+                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(setting), sql.Literal(value)))
+            restart = any(_setting_differs(conn, name, value) for name, value in BULK_RESTART_SETTINGS.items())
+        if disposable or tune:
             conn.execute("SELECT pg_reload_conf()")
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (admin_user,)).fetchone() is None:
             conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER LOGIN").format(sql.Identifier(admin_user)))
@@ -202,3 +220,14 @@ def _bootstrap(conninfo: str, admin_user: str, database: str, *, disposable: boo
                 conn.execute(sql.SQL("ALTER SYSTEM SET max_connections = {}").format(sql.Literal(wanted)))
                 restart = True
     return restart
+
+
+def _setting_differs(conn: psycopg.Connection, name: str, value: str) -> bool:
+    """Whether the running server's ``name`` is not ``value`` (compared in the setting's own unit)."""
+    row = conn.execute(
+        "SELECT setting::bigint * CASE WHEN unit ~ '^[0-9]' THEN pg_size_bytes(unit)"
+        " ELSE pg_size_bytes('1' || unit) END <> pg_size_bytes(%s)"
+        " FROM pg_settings WHERE name = %s",
+        (value, name),
+    ).fetchone()
+    return bool(row and row[0])

@@ -5,6 +5,7 @@ Layout, one prefix per job in the results bucket: ``<tenant>/<job_id>/``
 * ``uploads/batch-00001.csv[.gz]``: batches PUT through the API or uploaded to a presigned URL;
 * ``load/plain.manifest``, ``load/gzip.manifest``: COPY manifests naming exactly the job's files (a COPY from a bare
   key would load every object that key prefixes);
+* ``load/outcome_000``..., ``load/outcome_manifest``: the per-id outcomes a load UNLOADs (spectra.bulk.sql);
 * ``export/``: a query job's UNLOAD (CSV parts with a header line, and their manifest);
 * ``results/successful.csv``, ``failed.csv``, ``unprocessed.csv``: an ingest job's Bulk 2.0 result files.
 
@@ -41,6 +42,11 @@ def job_prefix(tenant_id: str, job_id: str) -> str:
 
 def results_key(job: BulkJob, kind: str) -> str:
     return f"{job_prefix(job.tenant_id, job.job_id)}results/{kind}.csv"
+
+
+def outcome_prefix(job: BulkJob) -> str:
+    """Where a load UNLOADs its per-id outcomes: ``<prefix>000``... and ``<prefix>manifest``."""
+    return f"{job_prefix(job.tenant_id, job.job_id)}load/outcome_"
 
 
 class BulkFiles:

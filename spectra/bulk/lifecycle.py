@@ -25,7 +25,7 @@ from events import (
 from spectra import logs, share
 from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header
-from spectra.bulk.files import job_prefix
+from spectra.bulk.files import job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
 from spectra.errors import IdentityRefused, StatementRejected, Throttled
@@ -151,7 +151,12 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
     ]
     settings = ports.settings
     sqls, plan = load_statements(
-        job, columns, manifests, role=settings.bulk_iam_role, max_errors=settings.bulk_max_errors
+        job,
+        columns,
+        manifests,
+        role=settings.bulk_iam_role,
+        max_errors=settings.bulk_max_errors,
+        outcome_url=f"s3://{settings.results_bucket}/{outcome_prefix(job)}",
     )
     # The plan is recorded before the statement starts: a fast statement's completion event needs it.
     planned = bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan) or job

@@ -144,6 +144,8 @@ class LoadPlan(BaseModel):
     applied_index: int | None = None  # SELECT count(*) of the rows applied to the target (update/upsert/delete)
     updated_index: int | None = None  # upsert: SELECT count(*) of the rows that matched an existing row
     outcome_index: int | None = None  # SELECT of per-id outcomes (failed ids, and upsert's smaller created set)
+    #: set: that SELECT is an UNLOAD to this S3 prefix (CSV parts with a header line, ``<prefix>manifest``)
+    outcome_url: str | None = None
 
 
 class BulkCounts(BaseModel):

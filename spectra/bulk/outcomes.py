@@ -8,14 +8,16 @@
 ``sf__Id`` is the record's external id (``externalIdFieldName``), empty for an insert that names none: a warehouse
 table has no record id of its own. The outcome of each record comes from the warehouse: the rows its COPY rejected
 (``stl_load_errors``: file and line) and the ids its staging step refused (missing, duplicated, not found) or, for an
-upsert, created. Source files are streamed once, record by record, and the ids are kept in a SQLite file on local
-disk, so memory stays flat whatever the file's size.
+upsert, created (or updated, whichever is fewer), which the load UNLOADed to the job's prefix. Source files are
+streamed once, record by record, and the ids are kept in a SQLite file on local disk, so memory stays flat whatever
+the file's size.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import sqlite3
 import tempfile
@@ -25,9 +27,10 @@ from dataclasses import dataclass
 
 from spectra.bulk.csvfiles import Record, records
 from spectra.bulk.files import FileUnreadable, results_key
-from spectra.bulk.models import BulkJob, BulkOperation, BulkState, LineEnding
+from spectra.bulk.models import BulkJob, BulkOperation, BulkState, LineEnding, SourceFile
 from spectra.errors import NotFound
 from spectra.ports import Ports
+from spectra.unload import read_unload_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -179,13 +182,28 @@ def _read_outcomes(ports: Ports, job: BulkJob, verdicts: _Outcomes) -> _Outcomes
                 filename, line, column, reason = row[:4]
                 where = f"{column}: " if column else ""
                 verdicts.rejected[(filename, int(line))] = f"{where}{reason}"
-    if plan.outcome_index is not None:
+    if plan.outcome_url is not None:
+        verdicts.add_ids(_unloaded_rows(ports, plan.outcome_url))
+    elif plan.outcome_index is not None:  # a plan recorded before outcomes were unloaded
         verdicts.add_ids(_rows(ports, subs[plan.outcome_index].statement_id))
     if job.operation is BulkOperation.UPSERT and job.counts is not None and job.counts.created is not None:
         applied = job.counts.processed - job.counts.failed
         updated = applied - job.counts.created
         verdicts.created_listed = updated * 2 >= applied  # the same choice the outcome SELECT made
     return verdicts
+
+
+def _unloaded_rows(ports: Ports, url: str) -> Iterator[list[str]]:
+    """The rows of an UNLOAD's CSV parts (each after its header line), in the order of its manifest, streamed."""
+    bulk = ports.bulk
+    assert bulk is not None
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    manifest = json.loads(bulk.files.read_all(f"{prefix}manifest"))
+    for key, _, _ in read_unload_manifest(manifest, bucket).files:
+        with bulk.files.text(SourceFile(bucket=bucket, key=key)) as stream:
+            reader = csv.reader(stream)
+            next(reader, None)
+            yield from reader
 
 
 def _rows(ports: Ports, statement_id: str) -> Iterator[list[str]]:

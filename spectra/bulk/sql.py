@@ -16,9 +16,23 @@ update / upsert / delete (staging first, then one set-based change)::
     CREATE TEMP TABLE bulk_failed AS SELECT <id>, 'duplicate external id' ... HAVING count(*) > 1
     INSERT INTO bulk_failed SELECT <id>, 'not found' ... (update and delete: ids matching no visible row)
     DELETE FROM bulk_stage USING bulk_failed ...                             -- failed rows change nothing
-    UPDATE target ... FROM bulk_stage | MERGE INTO target USING bulk_stage ... | DELETE FROM target USING bulk_stage
+    UPDATE target ... FROM bulk_stage | DELETE FROM target USING bulk_stage
     SELECT count(*) FROM bulk_stage                                          -- rows applied
-    SELECT <id>, <outcome> ...                                               -- failed ids, and upsert's created ids
+    SELECT <id>, <outcome> ...                                               -- failed ids
+
+upsert, after the same staging and refusals::
+
+    CREATE TEMP TABLE bulk_created AS SELECT <id> ... WHERE NOT EXISTS (<in target>)   -- one join, before the MERGE
+    CREATE TEMP TABLE bulk_counts AS SELECT <applied>, <created>                       -- one row
+    MERGE INTO target USING bulk_stage ...
+    SELECT applied - created FROM bulk_counts / SELECT applied FROM bulk_counts        -- rows updated, applied
+    SELECT <id>, <outcome> ...                      -- failed ids, and the smaller of the created and updated ids
+
+The outcome SELECT is run as an UNLOAD to the job's prefix when the caller gives ``outcome_url`` (as the executor
+does): the result files read it from S3.
+
+Statistics: COPY into the empty staging table refreshes its statistics (Redshift's STATUPDATE default), so the joins
+after it are planned on its real size; no ANALYZE statement is needed.
 
 Rows the tenant's row-level security hides count as "not found" (update, delete) or are inserted beside the hidden
 ones (upsert): the warehouse decides what the tenant's identity may see and change, not this code.
@@ -32,7 +46,8 @@ from spectra.bulk.models import BulkJob, BulkOperation, LoadPlan, split_object
 
 STAGE = "bulk_stage"
 FAILED = "bulk_failed"
-EXISTING = "bulk_existing"
+CREATED = "bulk_created"
+COUNTS = "bulk_counts"
 REJECTED_ROWS = (
     "SELECT trim(filename), line_number, trim(colname), trim(err_reason) FROM stl_load_errors"
     " WHERE query = pg_last_copy_id() ORDER BY 1, 2"
@@ -78,9 +93,19 @@ def copy_statement(target: str, columns: list[str], manifest: Manifest, job: Bul
 
 
 def load_statements(
-    job: BulkJob, columns: list[str], manifests: list[Manifest], *, role: str, max_errors: int
+    job: BulkJob,
+    columns: list[str],
+    manifests: list[Manifest],
+    *,
+    role: str,
+    max_errors: int,
+    outcome_url: str | None = None,
 ) -> tuple[list[str], LoadPlan]:
-    """The batch for an ingest job, and where in it completion finds each answer."""
+    """The batch for an ingest job, and where in it completion finds each answer.
+
+    ``outcome_url``: the per-id outcomes are UNLOADed there (CSV parts and a manifest) rather than returned as the
+    last statement's result: an upsert of millions of rows lists up to half of their ids, which an UNLOAD writes in
+    one pass where paging them through the Data API costs a request per page."""
     target = table_name(job)
     statements: list[str] = []
     copies: list[tuple[int, int]] = []
@@ -119,9 +144,15 @@ def load_statements(
     elif job.operation is BulkOperation.DELETE:
         statements.append(f"DELETE FROM {target} USING {STAGE} s WHERE {target}.{key} = s.{key}")
     else:  # upsert
+        # Which staged ids are new is asked once, before the MERGE (after it every id exists); the counts are kept in
+        # a one-row table, so the answers below read them instead of scanning the staging table again.
         statements.append(
-            f"CREATE TEMP TABLE {EXISTING} AS SELECT s.{key} AS id FROM {STAGE} s"
-            f" WHERE EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = s.{key})"
+            f"CREATE TEMP TABLE {CREATED} AS SELECT s.{key} AS id FROM {STAGE} s"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = s.{key})"
+        )
+        statements.append(
+            f"CREATE TEMP TABLE {COUNTS} AS SELECT (SELECT count(*) FROM {STAGE}) AS applied,"
+            f" (SELECT count(*) FROM {CREATED}) AS created"
         )
         assignments = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in columns)
         values = ", ".join(f"s.{ident(c)}" for c in columns)
@@ -130,28 +161,31 @@ def load_statements(
             f" WHEN MATCHED THEN UPDATE SET {assignments}"
             f" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
         )
-        statements.append(f"SELECT count(*) FROM {EXISTING}")
+        statements.append(f"SELECT applied - created FROM {COUNTS}")
         updated_index = len(statements) - 1
-    statements.append(f"SELECT count(*) FROM {STAGE}")
+    statements.append(
+        f"SELECT applied FROM {COUNTS}" if job.operation is BulkOperation.UPSERT else f"SELECT count(*) FROM {STAGE}"
+    )
     applied_index = len(statements) - 1
     # Per-id outcomes: the failed ids with their reason and, for an upsert, the smaller of the created and the updated
-    # ids (whichever it is, the counts tell), so the answer stays as small as it can be.
+    # ids (whichever it is, the counts tell), so the answer stays as small as it can be. The conditions are
+    # uncorrelated one-row subqueries: the branch not taken reads nothing.
     outcome = f"SELECT id::varchar(65535), reason FROM {FAILED}"
     if job.operation is BulkOperation.UPSERT:
+        created_listed = f"(SELECT (applied - created) * 2 >= applied FROM {COUNTS})"
         outcome += (
-            f" UNION ALL SELECT s.{key}::varchar(65535), 'created' FROM {STAGE} s"
-            f" WHERE NOT EXISTS (SELECT 1 FROM {EXISTING} e WHERE e.id = s.{key})"
-            f" AND (SELECT count(*) FROM {EXISTING}) * 2 >= (SELECT count(*) FROM {STAGE})"
-            f" UNION ALL SELECT id::varchar(65535), 'updated' FROM {EXISTING}"
-            f" WHERE (SELECT count(*) FROM {EXISTING}) * 2 < (SELECT count(*) FROM {STAGE})"
+            f" UNION ALL SELECT id::varchar(65535), 'created' FROM {CREATED} WHERE {created_listed}"
+            f" UNION ALL SELECT s.{key}::varchar(65535), 'updated' FROM {STAGE} s WHERE NOT {created_listed}"
+            f" AND NOT EXISTS (SELECT 1 FROM {CREATED} c WHERE c.id = s.{key})"
         )
-    statements.append(outcome)
+    statements.append(outcome if outcome_url is None else unload_statement(outcome, outcome_url, role=role))
     plan = LoadPlan(
         columns=columns,
         copies=copies,
         applied_index=applied_index,
         updated_index=updated_index,
         outcome_index=len(statements) - 1,
+        outcome_url=outcome_url,
     )
     return statements, plan
 

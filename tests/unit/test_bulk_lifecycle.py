@@ -301,6 +301,25 @@ def test_rejected_lines_are_matched_to_their_own_file(ports):
 UPSERT_FILE = b"id,name\n1,Ann\n2,Bob\n4,Dup\n4,Dup2\n,NoId\n5,Eve\n"
 
 
+def unload_outcomes(ports, job, rows: list[list[str]]) -> int:
+    """What the load's last statement, an UNLOAD to the job's prefix, leaves in S3: the outcome rows in CSV parts
+    with a header line (split in two parts here), and a verbose manifest naming them. Returns the UNLOAD's row count."""
+    prefix = f"acme/{job.job_id}/load/outcome_"
+    assert job.plan.outcome_url == f"s3://{RESULTS_BUCKET}/{prefix}"
+    assert ports.warehouse.batch_sqls(job.statement_id)[job.plan.outcome_index].startswith(
+        "UNLOAD ('SELECT id::varchar(65535), reason FROM bulk_failed"
+    )
+    entries = []
+    for n, part in enumerate((rows[: len(rows) // 2], rows[len(rows) // 2 :])):
+        body = io.StringIO()
+        csv.writer(body, lineterminator="\n").writerows([["id", "reason"], *part])
+        key = f"{prefix}00{n}"
+        ports.bulk.files.put(key, body.getvalue().encode())
+        entries.append({"url": f"s3://{RESULTS_BUCKET}/{key}", "meta": {"record_count": len(part)}})
+    ports.bulk.files.put(f"{prefix}manifest", json.dumps({"entries": entries}).encode())
+    return len(rows)
+
+
 @pytest.mark.parametrize(
     ("existing", "outcome", "created"),
     [
@@ -314,7 +333,7 @@ def test_an_upsert_reads_created_and_refused_ids_from_the_outcome_select(ports, 
     job = started(ports, BulkOperation.UPSERT, UPSERT_FILE, object="accounts")
     plan = job.plan
     answers = {1: 6, 2: [], plan.updated_index: [[str(len(existing))]], plan.applied_index: [["3"]]}
-    answers[plan.outcome_index] = outcome
+    answers[plan.outcome_index] = unload_outcomes(ports, job, outcome)
     done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
     assert done.counts == BulkCounts(processed=6, failed=3, created=3 - len(existing))
     successful = result_rows(ports, job.job_id, "successful")
@@ -331,10 +350,22 @@ def test_an_upsert_reads_created_and_refused_ids_from_the_outcome_select(ports, 
 def test_an_update_lists_ids_matching_no_row_as_failed(ports):
     job = started(ports, BulkOperation.UPDATE, HEADER + b"1,Ann,Oslo\n9,Nobody,Rome\n")
     plan = job.plan
-    answers = {1: 2, 2: [], plan.applied_index: [["1"]], plan.outcome_index: [["9", "not found"]]}
+    answers = {1: 2, 2: [], plan.applied_index: [["1"]]}
+    answers[plan.outcome_index] = unload_outcomes(ports, job, [["9", "not found"]])
     done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
     assert done.counts == BulkCounts(processed=2, failed=1, created=0)
     assert result_rows(ports, job.job_id, "successful")[1:] == [["1", "false", "1", "Ann", "Oslo"]]
+    assert result_rows(ports, job.job_id, "failed")[1:] == [["9", "not found", "9", "Nobody", "Rome"]]
+
+
+def test_a_plan_recorded_before_outcomes_were_unloaded_reads_them_from_the_select(ports):
+    """A job started by the previous version (its plan has no outcome_url) ends with its outcome SELECT's rows."""
+    job = started(ports, BulkOperation.UPDATE, HEADER + b"1,Ann,Oslo\n9,Nobody,Rome\n")
+    plan = job.plan.model_copy(update={"outcome_url": None})
+    job = ports.bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan)
+    answers = {1: 2, 2: [], plan.applied_index: [["1"]], plan.outcome_index: [["9", "not found"]]}
+    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
+    assert done.counts == BulkCounts(processed=2, failed=1, created=0)
     assert result_rows(ports, job.job_id, "failed")[1:] == [["9", "not found", "9", "Nobody", "Rome"]]
 
 

@@ -11,7 +11,8 @@ import sqlglot
 from spectra.bulk.models import BulkOperation, ColumnDelimiter
 from spectra.bulk.outcomes import is_missing_id
 from spectra.bulk.sql import (
-    EXISTING,
+    COUNTS,
+    CREATED,
     FAILED,
     REJECTED_ROWS,
     STAGE,
@@ -34,9 +35,14 @@ TARGET = '"public"."accounts"'
 COLUMNS = ["id", "name", "city"]
 
 
-def load(operation: BulkOperation, manifests=(PLAIN,), columns=COLUMNS, **fields):
+def load(operation: BulkOperation, manifests=(PLAIN,), columns=COLUMNS, outcome_url=None, **fields):
     return load_statements(
-        bulk_job(operation, **fields), list(columns), list(manifests), role="default", max_errors=250
+        bulk_job(operation, **fields),
+        list(columns),
+        list(manifests),
+        role="default",
+        max_errors=250,
+        outcome_url=outcome_url,
     )
 
 
@@ -109,17 +115,32 @@ def test_upsert_merges_on_the_external_id_and_counts_what_existed():
         f"DELETE FROM {STAGE}",
         f"CREATE TEMP TABLE {FAILED}",
         f"DELETE FROM {STAGE}",  # no "not found" for an upsert: a new id is inserted
-        f"CREATE TEMP TABLE {EXISTING}",  # before the MERGE: which ids were already there
+        f"CREATE TEMP TABLE {CREATED}",  # before the MERGE: which ids are new
+        f"CREATE TEMP TABLE {COUNTS}",  # applied and created, counted once
         f"MERGE INTO {TARGET}",
-        f"SELECT count(*) FROM {EXISTING}",
-        f"SELECT count(*) FROM {STAGE}",
+        "SELECT",  # updated
+        "SELECT",  # applied
         "SELECT",
     ]
-    merge = statements[9]
+    assert statements[11] == f"SELECT applied - created FROM {COUNTS}"
+    assert statements[12] == f"SELECT applied FROM {COUNTS}"
+    merge = statements[10]
     assert f'ON {TARGET}."id" = s."id"' in merge
     assert 'WHEN MATCHED THEN UPDATE SET "id" = s."id", "name" = s."name", "city" = s."city"' in merge
     assert 'WHEN NOT MATCHED THEN INSERT ("id", "name", "city") VALUES (s."id", s."name", s."city")' in merge
-    assert (plan.copies, plan.applied_index, plan.updated_index, plan.outcome_index) == ([(1, 2), (3, 4)], 11, 10, 12)
+    assert (plan.copies, plan.applied_index, plan.updated_index, plan.outcome_index) == ([(1, 2), (3, 4)], 12, 11, 13)
+    assert plan.outcome_url is None
+
+
+@pytest.mark.parametrize("operation", [BulkOperation.UPDATE, BulkOperation.UPSERT, BulkOperation.DELETE])
+def test_outcomes_are_unloaded_to_the_given_prefix_when_one_is_given(operation):
+    url = "s3://results/acme/b_1/load/outcome_"
+    selected, _ = load(operation)
+    statements, plan = load(operation, outcome_url=url)
+    assert statements[:-1] == selected[:-1]  # only the last statement changes
+    assert plan.outcome_url == url and plan.outcome_index == len(statements) - 1
+    assert statements[-1] == unload_statement(selected[-1], url, role="default")
+    assert sqlglot.parse_one(f"SELECT {literal(selected[-1])}", read="redshift").expressions[0].this == selected[-1]
 
 
 @pytest.mark.parametrize("operation", [op for op in BulkOperation if op is not BulkOperation.QUERY])
@@ -247,7 +268,8 @@ def test_upsert_lists_the_smaller_of_the_created_and_updated_sets_as_outcomes_ex
     run(db, statements[3])
     run(db, statements[4])
     db.execute(f"DELETE FROM {STAGE} WHERE id IN (SELECT id FROM {FAILED})")  # DELETE ... USING: not SQLite
-    run(db, statements[6])  # which staged ids exist
+    run(db, statements[6])  # which staged ids are new
+    run(db, statements[7])  # the counts
     assert run(db, statements[plan.updated_index]) == [(updated,)]
     assert run(db, statements[plan.applied_index]) == [(created + updated,)]
     outcome = run(db, statements[plan.outcome_index])

@@ -9,6 +9,12 @@ cut into records (with their file line numbers), and loaded in batches of COPY, 
 that fails is split around the line PostgreSQL blamed (or in halves when it did not say), until each bad record stands
 alone; the good rows load, each bad one becomes a ``stl_load_errors`` row with PostgreSQL's reason. More than MAXERROR
 bad records fails the statement, and nothing it loaded survives (the whole COPY runs in one savepoint).
+
+Statistics, as Redshift's STATUPDATE: a COPY that loaded rows into a table that was empty (STATUPDATE omitted) or
+with STATUPDATE ON ends with an ANALYZE of the table, so the statements after it (the join of a staging table into
+its target) are planned on real row counts rather than on PostgreSQL's guess for a never-analyzed table. PostgreSQL
+only lets the table's owner analyze it (a temporary staging table is its creator's): for anyone else the ANALYZE is
+skipped, as PostgreSQL's own warning says, and the load is unaffected.
 """
 
 from __future__ import annotations
@@ -54,12 +60,26 @@ def run_copy(command: CopyCommand, conn: psycopg.Connection, s3_client) -> Redsh
     query_id = new_copy_query_id(conn)
     with conn.transaction():
         remember_last_copy(conn, query_id)
+        analyze = command.statupdate if command.statupdate is not None else _is_empty(conn, target)
         stage = _rls_stage(conn, target)
         copy_sql = _copy_statement(command, target, into=stage)
         loaded = _load(conn, copy_sql, command, target, sources, s3_client, started, query_id)
         if stage is not None:
             _insert_staged(conn, stage, target)
+        if analyze and loaded and _owns(conn, target):
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(target.qualified)))
         return RedshiftResult(loaded)
+
+
+def _is_empty(conn: psycopg.Connection, target: Target) -> bool:
+    query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.SQL(target.qualified))
+    return bool(conn.execute(query).fetchone()[0])
+
+
+def _owns(conn: psycopg.Connection, target: Target) -> bool:
+    """Whether this user may ANALYZE the table (its owner, a member of the owning role, or a superuser)."""
+    row = conn.execute("SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = %s", (target.oid,)).fetchone()
+    return bool(row and row[0])
 
 
 def _load(conn, copy_sql, command: CopyCommand, target: Target, sources, s3_client, started, query_id: int) -> int:

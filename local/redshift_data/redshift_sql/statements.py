@@ -2,7 +2,8 @@
 
 The grammar follows the Redshift reference (COPY parameters, UNLOAD); options may come in any order, ``AS`` is optional
 where Redshift allows it, keywords are case-insensitive. Options that only tune the real cluster (COMPUPDATE,
-STATUPDATE, REGION, IAM_ROLE, CREDENTIALS, ...) are accepted and ignored, as a local stand-in should. Options the
+REGION, IAM_ROLE, CREDENTIALS, ...) are accepted and ignored, as a local stand-in should (STATUPDATE is kept: the
+emulator analyzes the loaded table as Redshift does, see copy_from_s3). Options the
 emulator does not implement are refused with a message that says so, rather than silently loading different data.
 """
 
@@ -72,6 +73,7 @@ class CopyCommand:
     emptyasnull: bool = False
     dateformat: str | None = None
     timeformat: str | None = None
+    statupdate: bool | None = None  # None: Redshift's default (statistics refreshed when the table was empty)
 
     @property
     def effective_delimiter(self) -> str:
@@ -178,7 +180,10 @@ def _parse_copy_option(stream: TokenStream, options: dict[str, object]) -> None:
     word = _option_word(stream, "COPY")
     if not word:
         pass
-    elif word in ("COMPUPDATE", "STATUPDATE"):
+    elif word == "STATUPDATE":
+        setting = stream.accept_word(*_ON_OFF)  # bare STATUPDATE is ON
+        options["statupdate"] = None if setting == "PRESET" else setting in (None, "ON", "TRUE")
+    elif word == "COMPUPDATE":
         stream.accept_word(*_ON_OFF)
     elif word in ("COMPROWS", "ROUNDEC"):
         if stream.peek().kind is Kind.NUMBER:

@@ -13,6 +13,7 @@ import uuid
 import psycopg
 import pytest
 
+from local.redshift_data.engine import BULK_RESTART_SETTINGS, BULK_SETTINGS
 from local.redshift_data.redshift_sql import install_system_tables
 from tests.fixtures.redshift import CLUSTER, DATABASE, wait_for_statement
 
@@ -185,3 +186,17 @@ def test_copy_into_a_table_under_row_level_security_loads_as_redshift_does(redsh
         DbUser=loader,
     )
     assert "row-level security" in refused["Error"]
+
+
+def test_the_embedded_postgresql_is_sized_for_bulk_work(redshift_data, loader):
+    """The emulator's own PostgreSQL gets memory for bulk jobs' joins and staging tables (engine.BULK_SETTINGS), as
+    every session sees it: a tenant's statement, not only the admin's."""
+    wanted = {**BULK_SETTINGS, **BULK_RESTART_SETTINGS}
+    names = list(wanted)
+    shown = records(
+        redshift_data,
+        "SELECT " + ", ".join(f"pg_size_bytes(current_setting('{name}'))" for name in names),
+        DbUser=loader,
+    )
+    expected = records(redshift_data, "SELECT " + ", ".join(f"pg_size_bytes('{wanted[name]}')" for name in names))
+    assert shown == expected

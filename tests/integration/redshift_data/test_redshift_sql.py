@@ -271,6 +271,37 @@ def test_copy_runs_with_the_users_privileges(admin, user_conn, s3, bucket, uniqu
     assert admin.execute(f"SELECT count(*) FROM {unique_name}").fetchone() == (0,)
 
 
+def reltuples(conn, table: str) -> float:
+    """PostgreSQL's row count estimate: -1 until the table is first analyzed (or vacuumed)."""
+    return conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()[0]
+
+
+def test_copy_into_an_empty_table_refreshes_its_statistics_as_statupdate_does(user_conn, s3, bucket, table):
+    """Redshift's STATUPDATE: by default statistics are refreshed when the table was empty; ON always, OFF never."""
+    url = put(s3, bucket, f"{table}/three.txt", "1|a|1|2024-01-01\n2|b|2|2024-01-02\n3|c|3|2024-01-03\n")
+    assert reltuples(user_conn, table) == -1
+    run_redshift_statement(f"COPY {table} FROM '{url}'", user_conn, s3)
+    assert reltuples(user_conn, table) == 3  # it was empty: analyzed
+    run_redshift_statement(f"COPY {table} FROM '{url}'", user_conn, s3)
+    assert reltuples(user_conn, table) == 3  # it was not: left alone
+    run_redshift_statement(f"COPY {table} FROM '{url}' STATUPDATE ON", user_conn, s3)
+    assert reltuples(user_conn, table) == 9
+    user_conn.execute(f"CREATE TEMP TABLE {table}_stage AS SELECT * FROM {table} WHERE 1 = 0")
+    run_redshift_statement(f"COPY {table}_stage FROM '{url}' STATUPDATE OFF", user_conn, s3)
+    assert reltuples(user_conn, f"{table}_stage") == -1
+    run_redshift_statement(f"COPY {table}_stage FROM '{url}' STATUPDATE", user_conn, s3)  # bare: ON
+    assert reltuples(user_conn, f"{table}_stage") == 6
+
+
+def test_copy_into_a_table_the_user_does_not_own_loads_without_analyzing_it(admin, user_conn, s3, bucket, unique_name):
+    """PostgreSQL lets only the owner analyze: the load goes on without it, and without a warning in the way."""
+    admin.execute(f"CREATE TABLE {unique_name} (id integer)")
+    admin.execute(f"GRANT SELECT, INSERT ON {unique_name} TO {USER}")
+    url = put(s3, bucket, f"{unique_name}/two.txt", "1\n2\n")
+    assert run_redshift_statement(f"COPY {unique_name} FROM '{url}'", user_conn, s3).rows_affected == 2
+    assert reltuples(user_conn, unique_name) == -1
+
+
 def test_copy_rejects_bad_syntax_and_unsupported_options(user_conn, s3, bucket, table):
     url = f"s3://{bucket}/{table}/x.csv"
     with pytest.raises(RedshiftSqlError, match="unknown COPY option"):
