@@ -56,6 +56,9 @@ class _Outcomes:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.rejected: dict[tuple[str, int], str] = {}
         self._db = db
+        # A scratch file for one writer: no journal, no fsync; a bounded page cache (memory stays flat).
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -32768"):
+            self._db.execute(f"PRAGMA {pragma}")
         self._db.execute("CREATE TABLE outcome (id TEXT PRIMARY KEY, reason TEXT NOT NULL)")
         self.created_listed = True  # upsert: the listed set is the created ids (else the updated ones)
 
@@ -107,13 +110,18 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
                 error = verdicts.rejected.get((source.url, record.line))
                 if error is None and fields is None:
                     error = "the rest of the file is not valid CSV (an unterminated quoted field?)"
+                reason = None  # the id's listed outcome, looked up once per record
                 if error is None and key_index is not None:
-                    error = MISSING_ID if is_missing_id(sf_id) else _refused(verdicts, job, sf_id)
+                    if is_missing_id(sf_id):
+                        error = MISSING_ID
+                    else:
+                        reason = verdicts.of(sf_id)
+                        error = _refused(reason)
                 if error is not None:
                     writers["failed"].writerow([sf_id, error, *(fields or [])])
                     counts.failed += 1
                     continue
-                writers["successful"].writerow([sf_id, _created(verdicts, job, sf_id), *fields])
+                writers["successful"].writerow([sf_id, _created(verdicts, job, reason), *fields])
                 counts.successful += 1
     expected = job.counts
     if expected is not None and (counts.successful + counts.failed, counts.failed) != (
@@ -155,17 +163,16 @@ def _key_index(job: BulkJob, header: list[str]) -> int | None:
     return header.index(name) if name in header else None
 
 
-def _refused(verdicts: _Outcomes, job: BulkJob, external_id: str) -> str | None:
-    reason = verdicts.of(external_id)
+def _refused(reason: str | None) -> str | None:
     return reason if reason not in (None, "created", "updated") else None
 
 
-def _created(verdicts: _Outcomes, job: BulkJob, external_id: str) -> str:
+def _created(verdicts: _Outcomes, job: BulkJob, reason: str | None) -> str:
     if job.operation is BulkOperation.INSERT:
         return "true"
     if job.operation is not BulkOperation.UPSERT:
         return "false"
-    listed = verdicts.of(external_id) in ("created", "updated")
+    listed = reason in ("created", "updated")
     return "true" if listed == verdicts.created_listed else "false"
 
 

@@ -185,7 +185,7 @@ class _RollingTextParts:
         self._file = None
         self.parts: list[Part] = []
 
-    def write(self, row: bytes) -> None:
+    def write(self, row: bytes | memoryview) -> None:
         if self._file is None:
             self._open()
         elif self._rows and self._size() + len(row) > self._max:
@@ -241,8 +241,8 @@ def _unload_delimited(conn, query: str, command: UnloadCommand, s3_client, namer
     header = _header_line([name for name, _ in columns], delimiter, command.format == "CSV") if command.header else None
     parts = _RollingTextParts(s3_client, namer, command, header)
     with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-        for row in copy:  # PostgreSQL sends one COPY data message per row
-            parts.write(bytes(row))
+        for row in copy:  # PostgreSQL sends one COPY data message per row (appended as it is, not copied first)
+            parts.write(row)
     return parts.finish(), columns
 
 
