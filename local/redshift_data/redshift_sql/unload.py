@@ -24,6 +24,7 @@ import decimal
 import json
 import uuid
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -196,6 +197,37 @@ class _RollingTextParts:
         if len(self._buffer) >= WRITE_BUFFER:
             self._flush()
 
+    def write_rows(self, rows: Iterable[bytes | memoryview]) -> None:
+        """``write`` for every row. Uncompressed, the rows that fit in the current part are appended by a tight loop
+        (a length check and an append per row): an UNLOAD of millions of short rows spends its time here."""
+        rows = iter(rows)
+        for row in rows:
+            self.write(row)  # opens or rolls the part as needed
+            if self._compressor is None:
+                self._write_fitting(rows)
+
+    def _write_fitting(self, rows: Iterator[bytes | memoryview]) -> None:
+        """Append rows while they fit in this part; the first that does not is given to ``write`` (which starts the
+        next part) and the caller goes on from there. The same limit as ``write``, without a method call per row."""
+        buffer = self._buffer
+        room = self._max - self._written - len(buffer)
+        count = 0
+        try:
+            for row in rows:
+                size = len(row)
+                if size > room:
+                    self._rows += count
+                    count = 0
+                    self.write(row)
+                    return
+                buffer += row
+                room -= size
+                count += 1
+                if len(buffer) >= WRITE_BUFFER:
+                    self._flush()  # empties the buffer in place; what it wrote counts in _written instead
+        finally:
+            self._rows += count
+
     def finish(self) -> list[Part]:
         if self._file is None:  # no rows at all: Redshift still writes one (header-only) file
             self._open()
@@ -241,8 +273,7 @@ def _unload_delimited(conn, query: str, command: UnloadCommand, s3_client, namer
     header = _header_line([name for name, _ in columns], delimiter, command.format == "CSV") if command.header else None
     parts = _RollingTextParts(s3_client, namer, command, header)
     with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-        for row in copy:  # PostgreSQL sends one COPY data message per row (appended as it is, not copied first)
-            parts.write(row)
+        parts.write_rows(copy)  # PostgreSQL sends one COPY data message per row
     return parts.finish(), columns
 
 
