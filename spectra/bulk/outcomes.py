@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import sqlite3
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("successful", "failed", "unprocessed")
 MISSING_ID = "missing external id"
+RECORD_BATCH = 2000  # records whose outcomes are looked up together (memory: one batch)
+LOOKUP_IDS = 500  # ids per lookup query (under SQLite's oldest limit of 999 parameters)
 
 
 def is_missing_id(external_id: str) -> bool:
@@ -67,9 +70,15 @@ class _Outcomes:
             "INSERT OR REPLACE INTO outcome VALUES (?, ?)", ((r[0], r[1]) for r in rows if len(r) == 2)
         )
 
-    def of(self, external_id: str) -> str | None:
-        row = self._db.execute("SELECT reason FROM outcome WHERE id = ?", (external_id,)).fetchone()
-        return row[0] if row else None
+    def of_many(self, external_ids: list[str]) -> dict[str, str]:
+        """The listed outcome of each of ``external_ids`` that has one: one query per few hundred ids, so a file of
+        millions of records does not pay a query per record."""
+        found: dict[str, str] = {}
+        for start in range(0, len(external_ids), LOOKUP_IDS):
+            chunk = external_ids[start : start + LOOKUP_IDS]
+            marks = ", ".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT id, reason FROM outcome WHERE id IN ({marks})", chunk))
+        return found
 
 
 def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
@@ -96,33 +105,31 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
         writers["unprocessed"].writerow(header)
         key_index = _key_index(job, header)
         for source in job.files:
-            for record in _readable_records(bulk.files, source, delimiter):
-                fields = record.fields
+            url = source.url
+            for batch in _batches(_readable_records(bulk.files, source, delimiter), RECORD_BATCH):
                 if verdicts is None:
-                    writers["unprocessed"].writerow(fields if fields is not None else [])
-                    counts.unprocessed += 1
+                    for record in batch:
+                        writers["unprocessed"].writerow(record.fields if record.fields is not None else [])
+                    counts.unprocessed += len(batch)
                     continue
-                sf_id = (
-                    fields[key_index]
-                    if fields is not None and key_index is not None and key_index < len(fields)
-                    else ""
+                keyed = [_external_id(record, key_index) for record in batch]
+                listed = (
+                    verdicts.of_many([i for i in keyed if i and not is_missing_id(i)]) if key_index is not None else {}
                 )
-                error = verdicts.rejected.get((source.url, record.line))
-                if error is None and fields is None:
-                    error = "the rest of the file is not valid CSV (an unterminated quoted field?)"
-                reason = None  # the id's listed outcome, looked up once per record
-                if error is None and key_index is not None:
-                    if is_missing_id(sf_id):
-                        error = MISSING_ID
-                    else:
-                        reason = verdicts.of(sf_id)
-                        error = _refused(reason)
-                if error is not None:
-                    writers["failed"].writerow([sf_id, error, *(fields or [])])
-                    counts.failed += 1
-                    continue
-                writers["successful"].writerow([sf_id, _created(verdicts, job, reason), *fields])
-                counts.successful += 1
+                for record, sf_id in zip(batch, keyed, strict=True):
+                    fields = record.fields
+                    error = verdicts.rejected.get((url, record.line))
+                    if error is None and fields is None:
+                        error = "the rest of the file is not valid CSV (an unterminated quoted field?)"
+                    reason = listed.get(sf_id)
+                    if error is None and key_index is not None:
+                        error = MISSING_ID if is_missing_id(sf_id) else _refused(reason)
+                    if error is not None:
+                        writers["failed"].writerow([sf_id, error, *(fields or [])])
+                        counts.failed += 1
+                        continue
+                    writers["successful"].writerow([sf_id, _created(verdicts, job, reason), *fields])
+                    counts.successful += 1
     expected = job.counts
     if expected is not None and (counts.successful + counts.failed, counts.failed) != (
         expected.processed,
@@ -130,6 +137,17 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
     ):
         logger.warning("bulk job %s: result files count %s, the warehouse counted %s", job.job_id, counts, expected)
     return counts
+
+
+def _batches(items: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    """``items`` in lists of ``size`` (itertools.batched, from Python 3.12)."""
+    while batch := list(itertools.islice(items, size)):
+        yield batch
+
+
+def _external_id(record: Record, key_index: int | None) -> str:
+    fields = record.fields
+    return fields[key_index] if fields is not None and key_index is not None and key_index < len(fields) else ""
 
 
 def _readable_records(files, source, delimiter: str) -> Iterator[Record]:

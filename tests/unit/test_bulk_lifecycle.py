@@ -12,6 +12,7 @@ import json
 import pytest
 
 from events import BulkJobQueuedMessage, BulkResultsRequested, StatementState, StatementStatusChange
+from spectra.bulk import outcomes
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job, write_owed_results
 from spectra.bulk.models import BulkCounts, BulkOperation, BulkState, ExportFile
 from spectra.bulk.sql import Manifest, load_statements
@@ -345,6 +346,16 @@ def test_an_upsert_reads_created_and_refused_ids_from_the_outcome_select(ports, 
         ["4", "duplicate external id", "4", "Dup2"],
         ["", "missing external id", "", "NoId"],
     ]
+
+
+def test_outcomes_are_looked_up_batch_by_batch_with_the_same_answers(ports, monkeypatch):
+    """Records are matched to their outcomes a batch at a time, a few ids per query: batches of 2 records and
+    queries of 1 id give the same files as one batch."""
+    monkeypatch.setattr(outcomes, "RECORD_BATCH", 2)
+    monkeypatch.setattr(outcomes, "LOOKUP_IDS", 1)
+    test_an_upsert_reads_created_and_refused_ids_from_the_outcome_select(
+        ports, ["1"], [["4", "duplicate external id"], ["1", "updated"]], {"1": "false", "2": "true", "5": "true"}
+    )
 
 
 def test_an_update_lists_ids_matching_no_row_as_failed(ports):
