@@ -144,7 +144,7 @@ def drop_and_wait(stack, s3, bucket: str, key: str, path: Path, timeline: RssTim
         raise RuntimeError(f"bulk job {job_id} ended {job.state.value}: {job.error}")
     memory, stages = {}, {}
     for name in FUNCTIONS:
-        invocations = [i for i in stack.invocation_log(name) if i.started_at >= dropped_at - 1]
+        invocations = finished_invocations(stack, name, since=dropped_at - 1)
         growth = [timeline.growth_mb(i.started_at, i.started_at + i.duration_ms / 1000) for i in invocations]
         memory[name] = round(max(growth, default=0.0), 1)
         if invocations:  # when the function first started after the drop, and for how long it ran in all
@@ -160,6 +160,18 @@ def drop_and_wait(stack, s3, bucket: str, key: str, path: Path, timeline: RssTim
         "peak_rss_growth_mb": memory,
         "stages": stages,
     }
+
+
+def finished_invocations(stack, name: str, *, since: float, timeout: float = 60) -> list:
+    """The function's invocations since ``since``, once each has returned: a handler marks the job's files ready a
+    moment before it returns, and an invocation still running has no duration yet (its memory window would be
+    empty)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        invocations = [i for i in stack.invocation_log(name) if i.started_at >= since]
+        if all(i.duration_ms > 0 for i in invocations) or time.monotonic() > deadline:
+            return invocations
+        time.sleep(0.05)
 
 
 def moto_in_its_own_process() -> tuple[LocalAws, subprocess.Popen]:
