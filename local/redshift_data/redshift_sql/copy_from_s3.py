@@ -60,13 +60,16 @@ def run_copy(command: CopyCommand, conn: psycopg.Connection, s3_client) -> Redsh
     query_id = new_copy_query_id(conn)
     with conn.transaction():
         remember_last_copy(conn, query_id)
-        analyze = command.statupdate if command.statupdate is not None else _is_empty(conn, target)
+        # Only the owner may analyze (and may be the only one allowed to read it: COPY needs INSERT alone).
+        analyze = _owns(conn, target) and (
+            command.statupdate or (command.statupdate is None and _is_empty(conn, target))
+        )
         stage = _rls_stage(conn, target)
         copy_sql = _copy_statement(command, target, into=stage)
         loaded = _load(conn, copy_sql, command, target, sources, s3_client, started, query_id)
         if stage is not None:
             _insert_staged(conn, stage, target)
-        if analyze and loaded and _owns(conn, target):
+        if analyze and loaded:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(target.qualified)))
         return RedshiftResult(loaded)
 
