@@ -172,10 +172,11 @@ def load_statements(
     # uncorrelated one-row subqueries: the branch not taken reads nothing.
     outcome = f"SELECT id::varchar(65535), reason FROM {FAILED}"
     if job.operation is BulkOperation.UPSERT:
-        created_listed = f"(SELECT (applied - created) * 2 >= applied FROM {COUNTS})"
+        updated_twice = f"(SELECT (applied - created) * 2 FROM {COUNTS})"
+        applied = f"(SELECT applied FROM {COUNTS})"
         outcome += (
-            f" UNION ALL SELECT id::varchar(65535), 'created' FROM {CREATED} WHERE {created_listed}"
-            f" UNION ALL SELECT s.{key}::varchar(65535), 'updated' FROM {STAGE} s WHERE NOT {created_listed}"
+            f" UNION ALL SELECT id::varchar(65535), 'created' FROM {CREATED} WHERE {updated_twice} >= {applied}"
+            f" UNION ALL SELECT s.{key}::varchar(65535), 'updated' FROM {STAGE} s WHERE {updated_twice} < {applied}"
             f" AND NOT EXISTS (SELECT 1 FROM {CREATED} c WHERE c.id = s.{key})"
         )
     statements.append(outcome if outcome_url is None else unload_statement(outcome, outcome_url, role=role))
