@@ -41,7 +41,7 @@ import boto3
 import requests
 
 from bench.report import save_results
-from local.aws import LOCAL_CREDENTIALS, start_moto
+from local.aws import LOCAL_CREDENTIALS, start_moto_process
 from local.pipeline import CLUSTER_ID
 from local.redshift_data import EmulatorConfig, start_emulator
 from local.split_stack import SplitStack
@@ -113,7 +113,7 @@ def _seconds(later: str | None, earlier: str | None) -> float | None:
 
 
 def run(jobs: int, tenant_count: int, workdir: str) -> dict:
-    aws = start_moto()
+    aws = start_moto_process()
     aws.export()  # the emulator publishes its events to moto with these credentials
     emulator = start_emulator(EmulatorConfig(aws_endpoint_url=aws.endpoint_url, region=aws.region))
     receiver = Receiver()
