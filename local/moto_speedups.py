@@ -6,14 +6,18 @@ benchmark, ``bench/bench_burst.py``) showed most of moto's time going to work th
 - **Routing.** moto finds the service of *every* request by listing its own package directory (``os.listdir`` and
   an ``isdir`` per entry, ~200 of them) and matching the host against every service's URL patterns, under one lock
   that all requests share. Both answers depend only on the host, so :class:`RoutingCache` remembers them per host.
+- **Dispatch.** Each request lists its handler class's methods (``inspect.getmembers``) to find the action's; a
+  class's methods do not change, so they are listed once per class.
 - **EventBridge input paths.** Delivering an event to a rule's target parses the target's JSONPath expressions with
   a freshly built parser (jsonpath-ng builds its parse tables per parser) for each event; the parsed expressions are
   immutable, so they are parsed once per expression.
 - **SQS attributes.** ReceiveMessage checks each message against the queue's retention period, and SendMessage
   checks content-based deduplication, by computing *all* of the queue's attributes (three times for the retention
   check), approximate counts included, each count a scan of every message in the queue: the cost of sending or
-  receiving one message grew with the queue's depth. The retention check reads the one attribute it needs, and the
-  attributes count the messages in one pass instead of three (same counts, at the same instant).
+  receiving one message grew with the queue's depth. The retention check reads the one attribute it needs, the
+  deduplication check (one attribute, of FIFO queues only) leaves the counts out, and otherwise the attributes count
+  the messages in one pass instead of three (same counts, at the same instant). SQS's clock (each message's
+  visibility and delay, read per message per receive) is ``time.time()`` instead of a datetime subtraction.
 - **DynamoDB item answers.** moto writes every response through a generic serializer that walks the operation's
   output shape value by value; for a large item (a tenant's slots item holds its waiting list) that was a fifth of
   moto's time. The item operations' answers are already DynamoDB JSON (strings, numbers, lists, maps), so they are
@@ -28,13 +32,17 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
+import time
 from typing import Any
 
 from moto import backends
+from moto.core import responses as core_responses
 from moto.core.utils import camelcase_to_underscores, unix_time
 from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.sqs import models as sqs_models
 from moto.sqs.models import Queue, SQSBackend
 
 _installed = False
@@ -48,8 +56,12 @@ def install() -> None:
     modules = tuple(backends.list_of_moto_modules())  # the package's directories: fixed once moto is installed
     backends.list_of_moto_modules = lambda: modules
     _cache_jsonpath()
+    core_responses.method_names_from_class = functools.lru_cache(maxsize=None)(core_responses.method_names_from_class)
     SQSBackend.is_message_valid_based_on_retention_period = _within_retention
     Queue.attributes = property(_queue_attributes)
+    SQSBackend.send_message = _uncounted(SQSBackend.send_message)
+    sqs_models.unix_time = lambda dt=None: time.time() if dt is None else _unix_time(dt)
+    sqs_models.unix_time_millis = lambda dt=None: time.time() * 1000.0 if dt is None else _unix_time(dt) * 1000.0
     dynamodb_responses.DynamoResult.execute_result = _dynamodb_result
     parse = UpdateExpressionParser.make.__func__
     UpdateExpressionParser.make = classmethod(functools.lru_cache(maxsize=1024)(parse))
@@ -101,9 +113,27 @@ def _counts(queue: Queue) -> tuple[int, int, int]:
     return visible, not_visible, delayed
 
 
+_unix_time = unix_time
+_sending = threading.local()
+
+
+def _uncounted(send_message):
+    """SendMessage reads one attribute of the queue (ContentBasedDeduplication): no message counts for it."""
+
+    @functools.wraps(send_message)
+    def send(self: SQSBackend, *args: Any, **kwargs: Any) -> Any:
+        _sending.active = True
+        try:
+            return send_message(self, *args, **kwargs)
+        finally:
+            _sending.active = False
+
+    return send
+
+
 def _queue_attributes(self: Queue) -> dict[str, Any]:
-    """``Queue.attributes`` as moto computes it, counting the messages once."""
-    counts: tuple[int, int, int] | None = None
+    """``Queue.attributes`` as moto computes it, counting the messages once (not at all for SendMessage)."""
+    counts: tuple[int, int, int] | None = (0, 0, 0) if getattr(_sending, "active", False) else None
     result: dict[str, Any] = {}
     for attribute in self.BASE_ATTRIBUTES:
         if attribute in _COUNTS:
