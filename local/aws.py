@@ -55,6 +55,11 @@ class LocalAws:
         """Point this process's boto3 clients at the server (the local stack runs functions in-process)."""
         os.environ.update(self.environment())
 
+    @property
+    def pid(self) -> int:
+        """The process serving moto: this one, or the one :func:`start_moto_process` started."""
+        return self._process.pid if self._process is not None else os.getpid()
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
