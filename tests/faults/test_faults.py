@@ -333,7 +333,9 @@ def test_a_throttling_data_api_under_load_delays_jobs_but_loses_none(functions_r
     assert limits.throttled.get("ExecuteStatement", 0) > throttled_before  # the quota did refuse calls
     assert set(terminal_states(stack, jobs).values()) == {"COMPLETED"}
     announced = wait_until(lambda: whole(events_by_job(bus, jobs), len(jobs)), 30, "every job's event")
-    assert all(types == ["Job Completed"] for types in announced.values())
+    # A copy is possible here too: with the reconciler looking at jobs quiet for 2 s, a job whose completion is slowed
+    # by the load can be finished by both, and each publishes the settled outcome before its write (see the kill test).
+    assert all(set(types) == {"Job Completed"} for types in announced.values()), announced
     data_api = stack.warehouse.client
     for job_id in jobs:  # every call for a job carried its ClientToken: one statement each, however many calls
         assert len(data_api.list_statements(StatementName=job_id, RoleLevel=True)["Statements"]) == 1
