@@ -13,7 +13,12 @@ as the API answers. The run measures:
   under the tenant's running cap), running (SUBMITTED → terminal: the statement, its completion event, the result),
   notify (terminal → webhook received: the bus, the notifier, the delivery queue, the POST);
 - nothing lost, nothing doubled: every job ends COMPLETED, each has exactly one distinct ``webhook-id``, and copies
-  of one ``webhook-id`` (at-least-once delivery) are counted.
+  of one ``webhook-id`` (at-least-once delivery) are counted;
+- the CPU the stack's processes used from the first submit to the last webhook (Linux ``/proc``): this process
+  (the clients, the Data API emulator, the receiver), moto (a process of its own, as AWS runs apart from its
+  callers), the functions, and the emulator's PostgreSQL (its server and the backends alive at either end), per job
+  and as a share of the machine's cores, with the load average before and after: the machine is shared, and what
+  else ran is part of the result.
 
 Baseline, measured in the same run: the same statements sent straight to the emulator by as many concurrent clients
 as the tenants' running caps allow (3 tenants, 5 each), each waiting for its statement to finish: the warehouse's
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -36,12 +42,14 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import boto3
+import psycopg
 import requests
 
 from bench.report import save_results
-from local.aws import LOCAL_CREDENTIALS, start_moto
+from local.aws import LOCAL_CREDENTIALS, start_moto_process
 from local.pipeline import CLUSTER_ID
 from local.redshift_data import EmulatorConfig, start_emulator
 from local.split_stack import SplitStack
@@ -106,6 +114,66 @@ def direct_baseline(endpoint_url: str, region: str, statements: int, clients: in
     return statements / (time.perf_counter() - start)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return children
+
+
+def _postmaster_pid(admin_database_url: str) -> int:
+    with psycopg.connect(admin_database_url) as conn:
+        data_directory = conn.execute("select current_setting('data_directory')").fetchone()[0]
+    return int(Path(data_directory, "postmaster.pid").read_text().split()[0])
+
+
+class CpuMeter:
+    """CPU seconds used by each of the stack's processes between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, processes: dict[str, int], postmaster: int) -> None:
+        self.processes = processes
+        self.postmaster = postmaster
+
+    def sample(self) -> dict[str, dict[int, float]]:
+        postgres = [self.postmaster, *_children(self.postmaster)]
+        sample = {name: {pid: _cpu_seconds(pid)} for name, pid in self.processes.items()}
+        sample["postgres"] = {pid: _cpu_seconds(pid) for pid in postgres}
+        return sample
+
+    def start(self) -> None:
+        self.started, self.load_before, self.clock = self.sample(), os.getloadavg(), time.perf_counter()
+
+    def stop(self, jobs: int) -> dict:
+        ended, elapsed = self.sample(), time.perf_counter() - self.clock
+        used = {
+            name: sum(cpu - self.started[name].get(pid, 0.0) for pid, cpu in pids.items())
+            for name, pids in ended.items()
+        }
+        total = sum(used.values())
+        return {
+            "cpu_seconds": {name: round(seconds, 2) for name, seconds in used.items()},
+            "cpu_ms_per_job": {name: round(seconds * 1000 / jobs, 1) for name, seconds in used.items()}
+            | {"total": round(total * 1000 / jobs, 1)},
+            "cores_busy": round(total / elapsed, 2),
+            "machine_cores": os.cpu_count(),
+            "load_average_before": [round(x, 2) for x in self.load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        }
+
+
 def _seconds(later: str | None, earlier: str | None) -> float | None:
     if not later or not earlier:
         return None
@@ -113,12 +181,19 @@ def _seconds(later: str | None, earlier: str | None) -> float | None:
 
 
 def run(jobs: int, tenant_count: int, workdir: str) -> dict:
-    aws = start_moto()
+    aws = start_moto_process()
     aws.export()  # the emulator publishes its events to moto with these credentials
     emulator = start_emulator(EmulatorConfig(aws_endpoint_url=aws.endpoint_url, region=aws.region))
     receiver = Receiver()
+    # Nothing is killed here, so batches stay invisible for their queue's own timeout, as on Lambda, without the
+    # renewal heartbeat a killable process needs (``receive_visibility``, local/runner/sqs_poller.py).
     stack = SplitStack.provision(
-        aws, emulator, workdir, stack_name="spectra-bench", function_environment={"SPECTRA_FUNCTION_LOG_LEVEL": "ERROR"}
+        aws,
+        emulator,
+        workdir,
+        stack_name="spectra-bench",
+        function_environment={"SPECTRA_FUNCTION_LOG_LEVEL": "ERROR"},
+        receive_visibility=None,
     )
     try:
         keys = [stack.add_tenant(f"bench{n}") for n in range(tenant_count)]
@@ -152,12 +227,18 @@ def run(jobs: int, tenant_count: int, workdir: str) -> dict:
                 submitted[response.json()["job_id"]] = start
                 submit_latency.append(elapsed)
 
+        meter = CpuMeter(
+            {"bench (clients, emulator, receiver)": os.getpid(), "moto": aws.pid, "functions": stack.functions.pid},
+            _postmaster_pid(emulator.admin_database_url),
+        )
+        meter.start()
         burst_start = time.perf_counter()
         with ThreadPoolExecutor(CLIENT_THREADS) as pool:
             list(pool.map(submit, range(jobs)))
         submit_seconds = time.perf_counter() - burst_start
         if not receiver.wait_for_jobs(set(submitted), 600):
             raise RuntimeError("not every job's webhook arrived within 10 minutes")
+        cpu = meter.stop(jobs)
 
         mine = [(at, webhook_id, job) for at, webhook_id, job in receiver.arrivals if job in submitted]
         first_arrival: dict[str, float] = {}
@@ -210,6 +291,7 @@ def run(jobs: int, tenant_count: int, workdir: str) -> dict:
         "webhook_deliveries": len(mine),
         "webhook_copies_beyond_the_first": sum(count - 1 for count in copies.values()),
         "baseline_direct_statements_per_second": baseline,
+        "cpu": cpu,
     }
 
 
@@ -243,6 +325,13 @@ def print_report(report: dict) -> None:
     ]:
         row = report["stages"][name]
         print(f"{label:<36}{row['p50_ms']:>10.0f}{row['p99_ms']:>10.0f}")
+    cpu = report["cpu"]
+    print(
+        f"  CPU per job {cpu['cpu_ms_per_job']['total']:.0f} ms ("
+        + ", ".join(f"{name} {ms:.0f}" for name, ms in cpu["cpu_ms_per_job"].items() if name != "total")
+        + f"); {cpu['cores_busy']:.2f} of {cpu['machine_cores']} cores busy with the stack; load average "
+        f"{cpu['load_average_before'][0]:.1f} before, {cpu['load_average_after'][0]:.1f} after"
+    )
     print(
         f"  terminal states {report['terminal_states']}; jobs with exactly one webhook-id "
         f"{report['jobs_with_exactly_one_webhook_id']}; copies beyond the first "

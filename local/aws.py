@@ -7,17 +7,20 @@ LocalStack or AWS itself: there is no local-mode branch anywhere else.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import boto3
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from local import moto_dynamodb
+from local import moto_dynamodb, moto_speedups
 
 REGION = "us-east-1"
 # moto accepts any credentials; fixed ones keep the local stack independent of whatever ~/.aws holds.
@@ -31,6 +34,7 @@ class LocalAws:
     endpoint_url: str
     region: str = REGION
     _server: ThreadedMotoServer | None = field(default=None, repr=False)
+    _process: subprocess.Popen | None = field(default=None, repr=False)
 
     def client(self, service: str, **kwargs):
         return boto3.client(
@@ -51,10 +55,23 @@ class LocalAws:
         """Point this process's boto3 clients at the server (the local stack runs functions in-process)."""
         os.environ.update(self.environment())
 
+    @property
+    def pid(self) -> int:
+        """The process serving moto: this one, or the one :func:`start_moto_process` started."""
+        return self._process.pid if self._process is not None else os.getpid()
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._process is not None:
+            self._process.stdin.close()  # the server's signal to stop (see main)
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
 
 
 def unsupported_operations(app):
@@ -79,7 +96,7 @@ def unsupported_operations(app):
 
 class _MotoServer(ThreadedMotoServer):
     def _server_entry(self) -> None:  # moto's own, with the middleware around its application
-        app = unsupported_operations(DomainDispatcherApplication(create_backend_app))
+        app = unsupported_operations(moto_speedups.RoutingCache(create_backend_app))
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
@@ -90,7 +107,46 @@ def start_moto(port: int = 0) -> LocalAws:
     # moto logs every request through werkzeug at INFO; keep its warnings, drop the request log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     moto_dynamodb.install()  # DynamoDB's transactions, not moto's (local/moto_dynamodb.py)
+    moto_speedups.install()  # its hot paths made cheaper, answers unchanged (local/moto_speedups.py)
     server = _MotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     actual_port = server._server.server_port  # moto exposes no public accessor for a port chosen by the OS
     return LocalAws(endpoint_url=f"http://127.0.0.1:{actual_port}", _server=server)
+
+
+def start_moto_process(port: int = 0) -> LocalAws:
+    """:func:`start_moto` in a process of its own (``python -m local.aws``), which stops when this one closes its
+    stdin or dies. AWS's services run apart from their callers; a moto in the caller's process shares one
+    interpreter lock with everything else there (the Data API emulator, the clients), which is what a burst of
+    requests then queues for (``bench/bench_burst.py``)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.aws", "--port", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline()
+    if not line.startswith(_READY):
+        process.kill()
+        raise RuntimeError(f"moto did not start: {line!r}")
+    return LocalAws(endpoint_url=line[len(_READY) :].strip(), _process=process)
+
+
+_READY = "moto serving on "
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve moto until stdin closes (the parent process stopped it, or died)."""
+    parser = argparse.ArgumentParser(description="moto for the local stack, until stdin closes")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    aws = start_moto(args.port)
+    print(_READY + aws.endpoint_url, flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        aws.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -104,6 +104,11 @@ class FunctionsProcess:
             self.kill()
 
     @property
+    def pid(self) -> int | None:
+        """The running child's process id (None before the first start)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

@@ -13,7 +13,7 @@ ReceiveMessage), so the poller needs no redrive logic of its own.
 
 Concurrency: a mapping with ``ScalingConfig.MaximumConcurrency`` gets that many pollers (never more than the
 function's concurrency), each handling one batch at a time in an execution environment of its own, as Lambda scales
-an SQS source; a mapping without it gets two (``wiring.DEFAULT_SQS_CONCURRENCY``: Lambda's own scaling, bounded
+an SQS source; a mapping without it gets five (``wiring.DEFAULT_SQS_CONCURRENCY``: Lambda's own scaling, bounded
 for a laptop).
 
 ``retry_visibility_seconds`` is a local-only speed-up: failed messages get their visibility reset to that many

@@ -102,13 +102,13 @@ def build_pollers(
     return pollers
 
 
-#: Batches at once for an SQS mapping without ``ScalingConfig.MaximumConcurrency``. Lambda starts such a mapping
-#: with five concurrent batches and adds up to 300 a minute while the queue has messages. Locally every batch is a
-#: thread of the one process that may also hold moto and the emulator, and past two batches per mapping the
-#: pipeline got slower, not faster: with five or ten, the flooding-tenant test's neighbour job (which must finish
-#: within 10 s beside a flood) waited longer than that, with one or two it did not. Two keeps a burst draining in
-#: parallel on every queue; a mapping that needs more says so with ScalingConfig, as the jobs queue does.
-DEFAULT_SQS_CONCURRENCY = 2
+#: Batches at once for an SQS mapping without ``ScalingConfig.MaximumConcurrency``: five, where Lambda starts such a
+#: mapping (it then adds up to 300 a minute while the queue has messages; a laptop stops at the start). Two, as this
+#: was while moto spent most of its time on work no request needed (local/moto_speedups.py), made the completion
+#: consumer the burst's bottleneck: a job's running slot waited for one of two pollers working through batches of
+#: ten, and the burst benchmark drained 8 jobs/s at two and 12 at five (300 jobs, the same machine minutes apart).
+#: The flooding-tenant test's neighbour job still finishes well within its 10 s at five.
+DEFAULT_SQS_CONCURRENCY = 5
 
 
 def sqs_concurrency(props: dict[str, Any], function: LocalFunction) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,3 +35,18 @@ def start_stack(local_aws: LocalAws, unique_name: str) -> Iterator[Callable[...,
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 15, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy (returned), failing after ``timeout`` seconds."""
     return wait_until(predicate, timeout, what)
+
+
+@pytest.fixture
+def table(local_aws: LocalAws) -> Iterator[tuple[Any, str]]:
+    """A fresh DynamoDB table keyed by ``pk`` (a string) on the shared moto: ``(client, table name)``."""
+    client = local_aws.client("dynamodb")
+    name = "t-" + uuid.uuid4().hex[:10]
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    yield client, name
+    client.delete_table(TableName=name)

@@ -3,27 +3,12 @@ writes nothing and loses nothing another request wrote meanwhile; a write failin
 
 from __future__ import annotations
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ClientError
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def table(local_aws):
-    client = local_aws.client("dynamodb")
-    name = "tx-" + uuid.uuid4().hex[:10]
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    yield client, name
-    client.delete_table(TableName=name)
 
 
 def refused(client, table: str) -> None:

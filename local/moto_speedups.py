@@ -1,0 +1,189 @@
+"""moto's hot paths on the local stack, made cheaper without changing what any request answers.
+
+A burst of jobs is thousands of small requests a second to one moto server, and profiling one (py-spy on the burst
+benchmark, ``bench/bench_burst.py``) showed most of moto's time going to work that does not depend on the request:
+
+- **Routing.** moto finds the service of *every* request by listing its own package directory (``os.listdir`` and
+  an ``isdir`` per entry, ~200 of them) and matching the host against every service's URL patterns, under one lock
+  that all requests share. Both answers depend only on the host, so :class:`RoutingCache` remembers them per host.
+- **Dispatch.** Each request lists its handler class's methods (``inspect.getmembers``) to find the action's; a
+  class's methods do not change, so they are listed once per class.
+- **EventBridge input paths.** Delivering an event to a rule's target parses the target's JSONPath expressions with
+  a freshly built parser (jsonpath-ng builds its parse tables per parser) for each event; the parsed expressions are
+  immutable, so they are parsed once per expression.
+- **SQS attributes.** ReceiveMessage checks each message against the queue's retention period, and SendMessage
+  checks content-based deduplication, by computing *all* of the queue's attributes (three times for the retention
+  check), approximate counts included, each count a scan of every message in the queue: the cost of sending or
+  receiving one message grew with the queue's depth. The retention check reads the one attribute it needs, the
+  deduplication check (one attribute, of FIFO queues only) leaves the counts out, and otherwise the attributes count
+  the messages in one pass instead of three (same counts, at the same instant). SQS's clock (each message's
+  visibility and delay, read per message per receive) is ``time.time()`` instead of a datetime subtraction.
+- **DynamoDB item answers.** moto writes every response through a generic serializer that walks the operation's
+  output shape value by value; for a large item (a tenant's slots item holds its waiting list) that was a fifth of
+  moto's time. The item operations' answers are already DynamoDB JSON (strings, numbers, lists, maps), so they are
+  written with ``json.dumps`` directly, members whose value is None left out as the serializer leaves them out;
+  anything else (binary values, timestamps) still goes through the serializer. Update expressions are parsed once
+  per expression text (moto copies the parsed tree before it resolves names and values into it).
+
+:func:`install` (called by :func:`local.aws.start_moto`) applies them; each is idempotent.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from typing import Any
+
+from moto import backends
+from moto.core import responses as core_responses
+from moto.core.utils import camelcase_to_underscores, unix_time
+from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.sqs import models as sqs_models
+from moto.sqs.models import Queue, SQSBackend
+
+_installed = False
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    modules = tuple(backends.list_of_moto_modules())  # the package's directories: fixed once moto is installed
+    backends.list_of_moto_modules = lambda: modules
+    _cache_jsonpath()
+    core_responses.method_names_from_class = functools.lru_cache(maxsize=None)(core_responses.method_names_from_class)
+    SQSBackend.is_message_valid_based_on_retention_period = _within_retention
+    Queue.attributes = property(_queue_attributes)
+    SQSBackend.send_message = _uncounted(SQSBackend.send_message)
+    sqs_models.unix_time = lambda dt=None: time.time() if dt is None else _unix_time(dt)
+    sqs_models.unix_time_millis = lambda dt=None: time.time() * 1000.0 if dt is None else _unix_time(dt) * 1000.0
+    dynamodb_responses.DynamoResult.execute_result = _dynamodb_result
+    parse = UpdateExpressionParser.make.__func__
+    UpdateExpressionParser.make = classmethod(functools.lru_cache(maxsize=1024)(parse))
+
+
+class RoutingCache(DomainDispatcherApplication):
+    """moto's dispatcher, remembering which service each host (or inferred service host) is served by."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._backend_for_host: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        try:
+            return self._backend_for_host[host]
+        except KeyError:
+            backend = self._backend_for_host[host] = super().get_backend_for_host(host)
+            return backend
+
+
+def _cache_jsonpath() -> None:
+    import jsonpath_ng.ext  # moto's EventBridge imports ``parse`` from here at each call
+
+    if getattr(jsonpath_ng.ext.parse, "cache_info", None) is None:
+        jsonpath_ng.ext.parse = functools.lru_cache(maxsize=256)(jsonpath_ng.ext.parse)
+
+
+def _within_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
+    """moto's check, reading the queue's retention period alone (it is an int attribute of the queue)."""
+    retention_period = int(self.get_queue(queue_name).message_retention_period)
+    return retention_period + message.sent_timestamp / 1000 > unix_time()
+
+
+_COUNTS = {
+    "ApproximateNumberOfMessages": 0,
+    "ApproximateNumberOfMessagesNotVisible": 1,
+    "ApproximateNumberOfMessagesDelayed": 2,
+}
+
+
+def _counts(queue: Queue) -> tuple[int, int, int]:
+    """moto's three approximate counts (visible and not delayed, not visible, delayed) in one pass."""
+    visible = not_visible = delayed = 0
+    for message in queue._messages:
+        is_visible, is_delayed = message.visible, message.delayed
+        visible += is_visible and not is_delayed
+        not_visible += not is_visible
+        delayed += is_delayed
+    return visible, not_visible, delayed
+
+
+_unix_time = unix_time
+_sending = threading.local()
+
+
+def _uncounted(send_message):
+    """SendMessage reads one attribute of the queue (ContentBasedDeduplication): no message counts for it."""
+
+    @functools.wraps(send_message)
+    def send(self: SQSBackend, *args: Any, **kwargs: Any) -> Any:
+        _sending.active = True
+        try:
+            return send_message(self, *args, **kwargs)
+        finally:
+            _sending.active = False
+
+    return send
+
+
+def _queue_attributes(self: Queue) -> dict[str, Any]:
+    """``Queue.attributes`` as moto computes it, counting the messages once (not at all for SendMessage)."""
+    counts: tuple[int, int, int] | None = (0, 0, 0) if getattr(_sending, "active", False) else None
+    result: dict[str, Any] = {}
+    for attribute in self.BASE_ATTRIBUTES:
+        if attribute in _COUNTS:
+            counts = counts or _counts(self)
+            result[attribute] = counts[_COUNTS[attribute]]
+        else:
+            result[attribute] = getattr(self, camelcase_to_underscores(attribute))
+    if self.fifo_queue:
+        for attribute in self.FIFO_ATTRIBUTES:
+            result[attribute] = getattr(self, camelcase_to_underscores(attribute))
+    if self.kms_master_key_id:
+        for attribute in self.KMS_ATTRIBUTES:
+            result[attribute] = getattr(self, camelcase_to_underscores(attribute))
+    if self.policy:
+        result["Policy"] = self.policy
+    if self.redrive_policy:
+        result["RedrivePolicy"] = json.dumps(self.redrive_policy)
+    for key in result:
+        if isinstance(result[key], bool):
+            result[key] = str(result[key]).lower()
+    return result
+
+
+_serialize_dynamodb_result = dynamodb_responses.DynamoResult.execute_result
+_ITEM_OPERATIONS = frozenset(
+    {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
+    | {"TransactWriteItems", "BatchWriteItem"}
+)
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _plain(value: Any) -> Any:
+    """The value as JSON, None-valued members left out; :class:`_NotPlain` for anything the serializer must see."""
+    if isinstance(value, dict):
+        return {key: _plain(member) for key, member in value.items() if member is not None}
+    if isinstance(value, list):
+        return [_plain(member) for member in value]
+    if value is None or isinstance(value, (str, int, float)):  # bool is an int
+        return value
+    raise _NotPlain
+
+
+def _dynamodb_result(self: Any, context: Any) -> Any:
+    if context.operation_model.name not in _ITEM_OPERATIONS or not isinstance(self.result, dict):
+        return _serialize_dynamodb_result(self, context)
+    try:
+        body = json.dumps(_plain(self.result))
+    except _NotPlain:
+        return _serialize_dynamodb_result(self, context)
+    return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
