@@ -13,10 +13,9 @@ concurrency (``ReservedConcurrentExecutions``, else :data:`DEFAULT_CONCURRENCY`)
 become free. Environments are reused, warm, as Lambda reuses them. What the handler module *imports* is shared by
 every environment, as it is inside one Lambda process: the domain library, its cached settings and boto3 clients
 (which are thread-safe). Per-request state a library keeps on its own classes is made per thread, so per invocation
-(:func:`isolate_library_state`: Powertools' ``BaseRouter.current_event``). Other process-global library state is
-shared: Powertools' ``Metrics`` keeps its metric set on the
-class and ``Logger`` keeps appended keys on the service's (global) logging handler, so concurrent environments may
-see each other's metrics and log keys; neither reaches a response.
+(:func:`isolate_library_state`: Powertools' ``BaseRouter.current_event`` and the ``Logger``'s keys). Other
+process-global library state is shared: Powertools' ``Metrics`` keeps its metric set on the class, so concurrent
+environments may see each other's metrics; they never reach a response.
 
 Environment. Functions run in threads of one process and ``os.environ`` is process-global, so there is one
 environment for all of them: Globals + each function's own ``Environment.Variables``, resolved, merged once at start.
@@ -127,6 +126,29 @@ class _PerThread:
         setattr(_library_state, self.name, value)
 
 
+class _PerThreadLogFormat:
+    """Powertools' ``LambdaPowertoolsFormatter.log_format`` (the keys every line carries: the Lambda context's,
+    ``append_keys``'), one dict per thread (see :func:`isolate_library_state`). A thread starts from the dict last set
+    by any thread (``__init__``, or ``clear_state``, which every handler here runs at each invocation)."""
+
+    def __get__(self, formatter: Any, owner: Any) -> Any:
+        if formatter is None:
+            return self
+        threads = formatter.__dict__.get("_log_format_threads")
+        if threads is None:  # a formatter made before isolation kept its dict on the instance
+            self.__set__(formatter, formatter.__dict__.pop("log_format", {}))
+            threads = formatter.__dict__["_log_format_threads"]
+        value = getattr(threads, "value", None)
+        if value is None:
+            value = threads.value = dict(formatter.__dict__["_log_format_last"])
+        return value
+
+    def __set__(self, formatter: Any, value: Any) -> None:
+        threads = formatter.__dict__.setdefault("_log_format_threads", threading.local())
+        formatter.__dict__["_log_format_last"] = value
+        threads.value = value
+
+
 _library_state = threading.local()
 _isolated = False
 
@@ -140,6 +162,8 @@ def isolate_library_state() -> None:
     request in ``BaseRouter.current_event`` and ``BaseRouter.lambda_context`` (class attributes read by every resolver
     and router), so two concurrent requests, each in its own environment, could still read each other's event. An
     invocation runs wholly on the thread that took its environment, so one value per thread is one per invocation.
+    Powertools' ``Logger`` is the other: a service's loggers share one formatter, which holds the keys of the line
+    (``function_name``, ``function_request_id``, appended keys), so a line could name another function's invocation.
     """
     global _isolated
     with _path_lock:
@@ -163,6 +187,10 @@ def isolate_library_state() -> None:
         for name in names:
             type.__setattr__(BaseRouter, name, _PerThread(name))
         BaseRouter.__class__ = PerThreadState
+
+        from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+        LambdaPowertoolsFormatter.log_format = _PerThreadLogFormat()  # type: ignore[assignment, misc]
 
 
 @dataclass

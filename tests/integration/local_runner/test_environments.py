@@ -94,3 +94,17 @@ def test_powertools_resolvers_never_see_each_others_request(start_stack):
     with ThreadPoolExecutor(parties) as pool:
         answers = list(pool.map(request, range(parties)))
     assert answers == [{"item": f"i{i}", "seen": f"/items/i{i}"} for i in range(parties)]
+
+
+def test_powertools_loggers_never_carry_each_others_keys(start_stack):
+    stack = start_stack("environments", start_pollers=False, start_schedules=False)
+    group, parties = uuid.uuid4().hex, 4
+
+    def invoke(i: int) -> dict:
+        return stack.invoke("Logged", {"item": f"i{i}", "group": group, "n": parties})
+
+    with ThreadPoolExecutor(parties) as pool:
+        answers = list(pool.map(invoke, range(parties)))
+    assert [a["item"] for a in answers] == [f"i{i}" for i in range(parties)]
+    assert all(a["request_id"] == a["own_request_id"] for a in answers)  # each line names its own invocation
+    assert len({a["request_id"] for a in answers}) == parties
