@@ -52,6 +52,7 @@ from bench.report import save_results
 from local.aws import LOCAL_CREDENTIALS, start_moto_process
 from local.pipeline import CLUSTER_ID
 from local.redshift_data import EmulatorConfig, start_emulator
+from local.runner.wiring import SQS_CONCURRENCY_VARIABLE
 from local.split_stack import SplitStack
 
 SQL = "select 1 as one"
@@ -192,7 +193,9 @@ def run(jobs: int, tenant_count: int, workdir: str) -> dict:
         emulator,
         workdir,
         stack_name="spectra-bench",
-        function_environment={"SPECTRA_FUNCTION_LOG_LEVEL": "ERROR"},
+        # Five batches at once per unscaled SQS mapping, where Lambda starts (local/runner/wiring.py says why the
+        # stack that shares its process with moto and the tests polls two).
+        function_environment={"SPECTRA_FUNCTION_LOG_LEVEL": "ERROR", SQS_CONCURRENCY_VARIABLE: "5"},
         receive_visibility=None,
     )
     try:

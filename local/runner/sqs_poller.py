@@ -13,8 +13,8 @@ ReceiveMessage), so the poller needs no redrive logic of its own.
 
 Concurrency: a mapping with ``ScalingConfig.MaximumConcurrency`` gets that many pollers (never more than the
 function's concurrency), each handling one batch at a time in an execution environment of its own, as Lambda scales
-an SQS source; a mapping without it gets five (``wiring.DEFAULT_SQS_CONCURRENCY``: Lambda's own scaling, bounded
-for a laptop).
+an SQS source; a mapping without it gets two (``wiring.DEFAULT_SQS_CONCURRENCY``: Lambda's own scaling, bounded
+for a laptop; ``SPECTRA_LOCAL_SQS_CONCURRENCY`` sets another bound).
 
 ``retry_visibility_seconds`` is a local-only speed-up: failed messages get their visibility reset to that many
 seconds instead of waiting out the queue's ``VisibilityTimeout`` (often minutes in a real template). ``None`` keeps the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -102,21 +103,25 @@ def build_pollers(
     return pollers
 
 
-#: Batches at once for an SQS mapping without ``ScalingConfig.MaximumConcurrency``: five, where Lambda starts such a
-#: mapping (it then adds up to 300 a minute while the queue has messages; a laptop stops at the start). Two, as this
-#: was while moto spent most of its time on work no request needed (local/moto_speedups.py), made the completion
-#: consumer the burst's bottleneck: a job's running slot waited for one of two pollers working through batches of
-#: ten, and the burst benchmark drained 8 jobs/s at two and 12 at five (300 jobs, the same machine minutes apart).
-#: The flooding-tenant test's neighbour job still finishes well within its 10 s at five.
-DEFAULT_SQS_CONCURRENCY = 5
+#: Batches at once for an SQS mapping without ``ScalingConfig.MaximumConcurrency`` (Lambda starts such a mapping at
+#: five and adds up to 300 a minute while the queue has messages; a laptop stops much sooner). Two by default: the
+#: stack of ``make run`` and of the tests runs its functions in one process with moto, the emulator and the tests'
+#: own clients, all under one interpreter lock, and there five made every flood job's completion take CPU from the
+#: rest (the flooding-tenant test's neighbour missed its 10 s in full runs; it meets it at two).
+#: ``SPECTRA_LOCAL_SQS_CONCURRENCY`` sets it otherwise: the burst benchmark runs the functions in a process of their
+#: own beside moto in its own, at five, where the completion consumer no longer makes a finished job's slot wait for
+#: one of two pollers (it drained 8 jobs/s at two and 12 at five, 300 jobs on the same machine minutes apart).
+DEFAULT_SQS_CONCURRENCY = 2
+SQS_CONCURRENCY_VARIABLE = "SPECTRA_LOCAL_SQS_CONCURRENCY"
 
 
 def sqs_concurrency(props: dict[str, Any], function: LocalFunction) -> int:
     """How many batches of one SQS mapping run at once: ``ScalingConfig.MaximumConcurrency`` if the template sets it,
-    else a laptop's bound on Lambda's own scaling (:data:`DEFAULT_SQS_CONCURRENCY`); never past the function's
-    concurrency."""
+    else a laptop's bound on Lambda's own scaling (:data:`DEFAULT_SQS_CONCURRENCY`, or
+    ``$SPECTRA_LOCAL_SQS_CONCURRENCY``); never past the function's concurrency."""
     scaling = props.get("ScalingConfig") or {}
-    wanted = int(scaling.get("MaximumConcurrency", DEFAULT_SQS_CONCURRENCY))
+    default = int(os.environ.get(SQS_CONCURRENCY_VARIABLE) or DEFAULT_SQS_CONCURRENCY)
+    wanted = int(scaling.get("MaximumConcurrency", default))
     return max(1, min(wanted, function.concurrency))
 
 

@@ -150,3 +150,12 @@ def test_a_malformed_failure_report_fails_the_whole_batch(start_stack, local_aws
     dead: list[str] = []
     wait_for(lambda: dead.extend(_dlq_bodies(local_aws, dlq)) or len(dead) == 2, what="both messages in the DLQ")
     assert sorted(dead) == ["bogus", "ok-c"]
+
+
+def test_a_mapping_without_maximum_concurrency_polls_two_batches_or_what_the_stack_is_told(start_stack, monkeypatch):
+    stack = start_stack("consumers", start_schedules=False)
+    assert sorted(p.name for p in stack.pollers) == ["Worker.Work#1", "Worker.Work#2"]
+    monkeypatch.setenv("SPECTRA_LOCAL_SQS_CONCURRENCY", "5")
+    stack = start_stack("consumers", start_schedules=False)
+    assert sorted(p.name for p in stack.pollers) == [f"Worker.Work#{i}" for i in range(1, 6)]
+
