@@ -158,4 +158,3 @@ def test_a_mapping_without_maximum_concurrency_polls_two_batches_or_what_the_sta
     monkeypatch.setenv("SPECTRA_LOCAL_SQS_CONCURRENCY", "5")
     stack = start_stack("consumers", start_schedules=False)
     assert sorted(p.name for p in stack.pollers) == [f"Worker.Work#{i}" for i in range(1, 6)]
-
