@@ -113,14 +113,6 @@ class RunningSlots:
         is re-stamped). False when the tenant is at its cap."""
         return self.claim(tenant_id, job_id, limit=limit, now=now).taken
 
-    def acquire_or_holders(
-        self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None
-    ) -> dict[str, float] | None:
-        """:meth:`acquire`, answering None when the slot was taken and the current holders when the tenant is at its
-        cap (read by the same refused write, so a waiting job costs no second read)."""
-        claim = self.claim(tenant_id, job_id, limit=limit, now=now)
-        return None if claim.taken else claim.holders
-
     def claim(
         self,
         tenant_id: str,

@@ -754,12 +754,6 @@ class FakeRunningSlots:
     def acquire(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
         return self.claim(tenant_id, job_id, limit=limit, now=now).taken
 
-    def acquire_or_holders(
-        self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None
-    ) -> dict[str, float] | None:
-        claim = self.claim(tenant_id, job_id, limit=limit, now=now)
-        return None if claim.taken else claim.holders
-
     def claim(
         self,
         tenant_id: str,

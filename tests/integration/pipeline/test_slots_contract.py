@@ -44,9 +44,11 @@ def test_slots_are_taken_up_to_the_limit(slots):
 
 
 def test_a_refused_slot_answers_with_the_holders(slots):
-    assert slots.acquire_or_holders("acme", "j_1", limit=1, now=100.0) is None
-    assert slots.acquire_or_holders("acme", "j_2", limit=1, now=150.0) == {"j_1": 100.0}
-    assert slots.acquire_or_holders("globex", "j_3", limit=0) == {}
+    assert slots.claim("acme", "j_1", limit=1, now=100.0).taken
+    refused = slots.claim("acme", "j_2", limit=1, now=150.0)
+    assert not refused.taken and refused.holders == {"j_1": 100.0}
+    refused = slots.claim("globex", "j_3", limit=0)
+    assert not refused.taken and refused.holders == {}
 
 
 def test_a_holder_taking_its_slot_again_is_restamped_not_counted_twice(slots):
