@@ -8,6 +8,11 @@ the longest-waiting job of that tenant is taken off the list and its message sen
 service therefore holds at most ``cap`` of the warehouse's slots (and of the account's Data API active-statement
 quota), its excess costs one write per job and no polling, and the other tenants' jobs start beside it.
 
+Within one batch of the jobs queue (:func:`one_batch`, which the executor opens around each invocation) a tenant
+found at its cap, with no stale slot to free, is remembered: its next jobs in the batch go straight to the waiting
+list, one write each, instead of a refused claim and then the park. Parking stays conditional on the cap being full
+(and on the job holding no slot), so a slot freed meanwhile is still found and taken.
+
 Slots are one item per tenant (:class:`~spectra.slots.RunningSlots`, ``slots#<tenant>`` in the tenants table): a map
 of the job ids holding a slot to when each was taken or last verified, and a map of the waiting job ids to when they
 started waiting (the same item keeps the tenant's Data API sessions, :mod:`spectra.sessions`). Taking a slot is one
@@ -44,7 +49,9 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -59,7 +66,7 @@ from spectra.tenant_cache import tenant_record
 if TYPE_CHECKING:
     from spectra.ports import Ports
 
-__all__ = ["SLOTS_PREFIX", "RunningSlots", "UsagePlans", "release_slot", "running_cap", "take_slot"]
+__all__ = ["SLOTS_PREFIX", "RunningSlots", "UsagePlans", "one_batch", "release_slot", "running_cap", "take_slot"]
 
 logger = logging.getLogger(__name__)
 _DB_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,126}")  # as spectra.tenants.Tenant.db_user
@@ -102,12 +109,40 @@ def _is_running(ports: Ports, job_id: str) -> tuple[bool, str]:
     return (job is not None and job.status is JobStatus.SUBMITTED), _state(job)
 
 
+#: The tenants found at their cap in the batch being processed (:func:`one_batch`); None outside a batch.
+_AT_CAP: ContextVar[set[str] | None] = ContextVar("tenants_at_cap", default=None)
+
+
+@contextmanager
+def one_batch() -> Iterator[None]:
+    """The scope of one batch of job messages: within it, :func:`take_slot` remembers the tenants it found at their
+    cap and parks their next jobs without asking for a slot first (see the module's docstring)."""
+    token = _AT_CAP.set(set())
+    try:
+        yield
+    finally:
+        _AT_CAP.reset(token)
+
+
 def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> Claim | None:
     """The claim (truthy): the job holds one of its tenant's running slots, and a query job maybe a session leased
     with it (:func:`spectra.sessions.claim`; bulk jobs run without), and may start. None: the tenant is at its cap;
     the job stays queued on the tenant's waiting list, and the release of a slot sends its message again."""
     tenant_id, job_id = message.tenant_id, message.job_id
     cap = running_cap(ports, tenant_id)
+    at_cap = _AT_CAP.get()
+    if at_cap is not None and tenant_id in at_cap:
+        try:
+            if ports.slots.park(tenant_id, job_id, limit=cap):
+                logger.info(
+                    "tenant %s is still at its running cap (%d); job %s waits for a slot", tenant_id, cap, job_id
+                )
+                return None
+        except ClientError:
+            logger.warning("could not put job %s on the waiting list of %s", job_id, tenant_id, exc_info=True)
+            _retry_later(ports, message)
+            return None
+        at_cap.discard(tenant_id)  # a slot was freed (or the job holds one already): ask for it
     for _ in range(3):
         if isinstance(message, BulkJobQueuedMessage):
             claim = ports.slots.claim(tenant_id, job_id, limit=cap)
@@ -120,6 +155,8 @@ def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) ->
         try:
             if ports.slots.park(tenant_id, job_id, limit=cap):
                 logger.info("tenant %s is at its running cap (%d); job %s waits for a slot", tenant_id, cap, job_id)
+                if at_cap is not None:
+                    at_cap.add(tenant_id)
                 return None
         except ClientError:
             logger.warning("could not put job %s on the waiting list of %s", job_id, tenant_id, exc_info=True)

@@ -302,14 +302,17 @@ class RunningSlots:
 
     def park(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
         """Put the job on the tenant's waiting list, only while the tenant is still at its cap (so a slot freed in
-        between cannot be missed: False, take it). A job already waiting keeps its place."""
+        between cannot be missed: False, take it) and the job holds no slot itself (False: its claim finds it). A job
+        already waiting keeps its place."""
         stamp = {"N": repr(now if now is not None else time.time())}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(tenant_id),
                 UpdateExpression="SET waiting.#job = if_not_exists(waiting.#job, :now)",
-                ConditionExpression="attribute_exists(waiting) AND size(holders) >= :limit",
+                ConditionExpression=(
+                    "attribute_exists(waiting) AND size(holders) >= :limit AND attribute_not_exists(holders.#job)"
+                ),
                 ExpressionAttributeNames={"#job": job_id},
                 ExpressionAttributeValues={":now": stamp, ":limit": {"N": str(limit)}},
             )

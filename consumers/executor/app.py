@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from events import BulkJobQueuedMessage, parse_job_message
-from spectra import logs
+from spectra import logs, share
 from spectra.bulk.lifecycle import start_bulk_job
 from spectra.lifecycle import execute_job
 from spectra.ports import get_ports
@@ -53,4 +53,7 @@ def handle_job_message(message, receive_count: int) -> None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    with share.one_batch():  # a tenant found at its cap waits without asking again (spectra/share.py)
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )

@@ -828,7 +828,7 @@ class FakeRunningSlots:
     def park(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
         if self.fail_park:
             raise _client_error("ValidationException", "Item size has exceeded the maximum allowed size", "UpdateItem")
-        if tenant_id not in self.slots or len(self.slots[tenant_id]) < limit:
+        if tenant_id not in self.slots or len(self.slots[tenant_id]) < limit or job_id in self.slots[tenant_id]:
             return False
         self.waiters.setdefault(tenant_id, {}).setdefault(job_id, now if now is not None else time.time())
         return True

@@ -86,6 +86,58 @@ def test_a_job_that_cannot_be_put_on_the_waiting_list_tries_again_later(ports):
     assert ports.jobs.pending_since(message.job_id) > ports.jobs.get(message.job_id).created_at
 
 
+def test_within_one_batch_a_tenant_found_at_its_cap_waits_without_asking_again(ports):
+    for _ in range(2):
+        execute_job(ports, queued(ports))
+    first, second, third, other = queued(ports), queued(ports), queued(ports), queued(ports, "globex")
+    with share.one_batch():
+        claims = ports.slots.writes
+        assert execute_job(ports, first) is None
+        assert ports.slots.writes == claims + 1  # asked once, refused, parked
+        assert execute_job(ports, second) is None and execute_job(ports, third) is None
+        assert ports.slots.writes == claims + 1  # parked straight away: one write each, no refused claim
+        assert execute_job(ports, other).status is JobStatus.SUBMITTED  # another tenant is not held back
+    assert list(ports.slots.waiting("acme")) == [first.job_id, second.job_id, third.job_id]
+    with share.one_batch():  # a new batch asks again
+        claims = ports.slots.writes
+        assert execute_job(ports, queued(ports)) is None
+        assert ports.slots.writes == claims + 1
+
+
+def test_within_one_batch_a_slot_freed_meanwhile_is_still_taken(ports):
+    running = execute_job(ports, queued(ports))
+    execute_job(ports, queued(ports))
+    waiting, later = queued(ports), queued(ports)
+    with share.one_batch():
+        assert execute_job(ports, waiting) is None
+        complete_statement(ports, ports.warehouse.finish(running.statement_id, rows=0))  # frees a slot
+        assert execute_job(ports, later).status is JobStatus.SUBMITTED  # the park is refused: the claim wins it
+    assert ports.queue.messages == [JobQueuedMessage(job_id=waiting.job_id, tenant_id="acme")]  # woken, as before
+
+
+def test_within_one_batch_a_job_holding_its_slot_is_never_parked(ports):
+    # a throttled start keeps its slot for the retry; the retry must find it, not wait behind its own slot
+    retried = queued(ports)
+    ports.slots.acquire("acme", retried.job_id, limit=2)
+    execute_job(ports, queued(ports))
+    with share.one_batch():
+        assert execute_job(ports, queued(ports)) is None  # the tenant is at its cap: remembered
+        assert execute_job(ports, retried).status is JobStatus.SUBMITTED
+    assert retried.job_id not in ports.slots.waiting("acme")
+
+
+def test_within_one_batch_a_job_that_cannot_be_put_on_the_waiting_list_tries_again_later(ports):
+    for _ in range(2):
+        execute_job(ports, queued(ports))
+    with share.one_batch():
+        assert execute_job(ports, queued(ports)) is None
+        ports.slots.fail_park = True
+        message = queued(ports)
+        assert execute_job(ports, message) is None
+    assert status(ports, message) is JobStatus.QUEUED
+    assert ports.queue.messages == [message] and 2 <= ports.queue.delays[0] <= 6
+
+
 def test_the_cap_is_per_tenant(ports):
     for _ in range(2):
         execute_job(ports, queued(ports, "acme"))

@@ -116,6 +116,8 @@ def test_a_job_parks_only_while_the_tenant_is_at_its_cap(slots):
     assert slots.park("acme", "j_w", limit=1, now=130.0)  # parking again keeps the place in the line
     assert slots.waiting("acme") == {"j_w": 110.0, "j_x": 120.0}
     assert not slots.park("acme", "j_y", limit=2)  # under a higher cap there is room: no parking
+    assert not slots.park("acme", "j_1", limit=1)  # a job holding a slot never waits for one: its claim finds it
+    assert slots.waiting("acme") == {"j_w": 110.0, "j_x": 120.0}
 
 
 def test_release_answers_with_the_waiting_jobs_and_unpark_is_won_once(slots):
