@@ -1,8 +1,9 @@
 """A burst of 1,000 small jobs from 3 tenants: submit rate, drain rate, submit → webhook latency and time per stage.
 
-Run: ``python -m bench.bench_burst [--jobs N] [--tenants T]`` (or ``make bench``). This process holds moto, the Data
-API emulator and a webhook receiver; the functions run in a process of their own (``python -m local
---functions-only``), as Lambda runs apart from the services it calls. Each tenant has a webhook subscription to
+Run: ``python -m bench.bench_burst [--jobs N] [--tenants T]`` (or ``make bench``). This process holds the Data API
+emulator and a webhook receiver; moto runs in two processes of its own, one for DynamoDB and one for the rest
+(``LocalAws.serving``), as AWS serves each service apart; the functions run in a process of their own (``python -m
+local --functions-only``), as Lambda runs apart from the services it calls. Each tenant has a webhook subscription to
 "Job Completed" and "Job Failed"; 16 client threads submit ``select 1`` jobs, spread evenly over the tenants, as fast
 as the API answers. The run measures:
 
@@ -15,10 +16,9 @@ as the API answers. The run measures:
 - nothing lost, nothing doubled: every job ends COMPLETED, each has exactly one distinct ``webhook-id``, and copies
   of one ``webhook-id`` (at-least-once delivery) are counted;
 - the CPU the stack's processes used from the first submit to the last webhook (Linux ``/proc``): this process
-  (the clients, the Data API emulator, the receiver), moto (a process of its own, as AWS runs apart from its
-  callers), the functions, and the emulator's PostgreSQL (its server and the backends alive at either end), per job
-  and as a share of the machine's cores, with the load average before and after: the machine is shared, and what
-  else ran is part of the result.
+  (the clients, the Data API emulator, the receiver), the two motos, the functions, and the emulator's PostgreSQL
+  (its server and the backends alive at either end), per job and as a share of the machine's cores, with the load
+  average before and after: the machine is shared, and what else ran is part of the result.
 
 Baseline, measured in the same run: the same statements sent straight to the emulator by as many concurrent clients
 as the tenants' running caps allow (3 tenants, 5 each), each waiting for its statement to finish: the warehouse's
@@ -182,7 +182,7 @@ def _seconds(later: str | None, earlier: str | None) -> float | None:
 
 
 def run(jobs: int, tenant_count: int, workdir: str) -> dict:
-    aws = start_moto_process()
+    aws = start_moto_process().serving("dynamodb", start_moto_process())
     aws.export()  # the emulator publishes its events to moto with these credentials
     emulator = start_emulator(EmulatorConfig(aws_endpoint_url=aws.endpoint_url, region=aws.region))
     receiver = Receiver()
@@ -231,7 +231,12 @@ def run(jobs: int, tenant_count: int, workdir: str) -> dict:
                 submit_latency.append(elapsed)
 
         meter = CpuMeter(
-            {"bench (clients, emulator, receiver)": os.getpid(), "moto": aws.pid, "functions": stack.functions.pid},
+            {
+                "bench (clients, emulator, receiver)": os.getpid(),
+                "moto": aws.pid,
+                "moto (DynamoDB)": aws.pid_of("dynamodb"),
+                "functions": stack.functions.pid,
+            },
             _postmaster_pid(emulator.admin_database_url),
         )
         meter.start()

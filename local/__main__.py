@@ -11,7 +11,9 @@ The stack's resources are written to a state file (``--state``, default ``$SPECT
 the moto and emulator that are already running, without provisioning again:
 
     python -m local --functions-only --aws http://127.0.0.1:4566 --redshift http://127.0.0.1:4567 [--state FILE]
-        [--api-port N | --no-api] [--schedule-interval S] [--receive-visibility S]
+        [--aws-service dynamodb=URL] [--api-port N | --no-api] [--schedule-interval S] [--receive-visibility S]
+
+(``--aws-service``: a service that a moto of its own serves, as :meth:`local.aws.LocalAws.serving` sets up.)
 
 That process can be killed (even with SIGKILL) and started again against the same queues and tables: what it had
 in flight comes back through SQS (after ``--receive-visibility`` seconds, a local speed-up over the queues' own
@@ -111,6 +113,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state", type=Path, help="the stack state file (default: see above)")
     parser.add_argument("--functions-only", action="store_true", help="run only the functions, attached to a stack")
     parser.add_argument("--aws", help="the running moto endpoint (--functions-only)")
+    parser.add_argument(
+        "--aws-service",
+        action="append",
+        default=[],
+        metavar="SERVICE=URL",
+        help="a service served by another moto, e.g. dynamodb=http://127.0.0.1:4570 (--functions-only; repeatable)",
+    )
     parser.add_argument("--redshift", help="the running Data API emulator endpoint (--functions-only)")
     parser.add_argument("--api-port", type=int, help="port of the API (--functions-only; default any free port)")
     parser.add_argument("--no-api", action="store_true", help="do not serve the API (--functions-only)")
@@ -121,8 +130,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.functions_only and not (args.aws and args.redshift):
         parser.error("--functions-only needs --aws and --redshift: the endpoints of the running moto and emulator")
-    if not args.functions_only and (args.aws or args.redshift or args.no_api or args.api_port is not None):
-        parser.error("--aws, --redshift, --api-port and --no-api go with --functions-only")
+    if not args.functions_only and (
+        args.aws or args.aws_service or args.redshift or args.no_api or args.api_port is not None
+    ):
+        parser.error("--aws, --aws-service, --redshift, --api-port and --no-api go with --functions-only")
+    if any("=" not in entry for entry in args.aws_service):
+        parser.error("--aws-service takes SERVICE=URL")
     return args
 
 
@@ -140,7 +153,8 @@ def functions_only(args: argparse.Namespace) -> int:
     """The functions of an already provisioned stack, in this process, until SIGINT or SIGTERM."""
     stopped = _until_stopped()
     state = StackState.load(args.state or default_state_file(DEFAULT_STACK_NAME))
-    aws = LocalAws(endpoint_url=args.aws, region=state.region or REGION)
+    services = dict(entry.split("=", 1) for entry in args.aws_service)
+    aws = LocalAws(endpoint_url=args.aws, region=state.region or REGION, service_endpoints=services)
     aws.export()
     stack = attach_pipeline(
         aws,

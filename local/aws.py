@@ -2,7 +2,9 @@
 
 One moto server serves every service the project touches (S3, SQS, EventBridge, SNS, DynamoDB, Secrets Manager) on one
 port. Application code reaches it through the standard ``AWS_ENDPOINT_URL`` variable, exactly as it would reach
-LocalStack or AWS itself: there is no local-mode branch anywhere else.
+LocalStack or AWS itself: there is no local-mode branch anywhere else. Where one server's interpreter lock is what a
+load queues for (the burst benchmark), DynamoDB can be served by a moto of its own (:meth:`LocalAws.serving`),
+reached through boto3's ``AWS_ENDPOINT_URL_DYNAMODB``.
 """
 
 from __future__ import annotations
@@ -33,18 +35,39 @@ class LocalAws:
 
     endpoint_url: str
     region: str = REGION
+    #: services served by another moto (service name → its endpoint), as AWS serves each service apart
+    service_endpoints: dict[str, str] = field(default_factory=dict)
     _server: ThreadedMotoServer | None = field(default=None, repr=False)
     _process: subprocess.Popen | None = field(default=None, repr=False)
+    _others: list[LocalAws] = field(default_factory=list, repr=False)
 
     def client(self, service: str, **kwargs):
         return boto3.client(
-            service, endpoint_url=self.endpoint_url, region_name=self.region, **LOCAL_CREDENTIALS, **kwargs
+            service,
+            endpoint_url=self.service_endpoints.get(service, self.endpoint_url),
+            region_name=self.region,
+            **LOCAL_CREDENTIALS,
+            **kwargs,
         )
 
+    def serving(self, service: str, other: LocalAws) -> LocalAws:
+        """This moto with ``service`` answered by ``other`` (a moto of its own, stopped with this one). Services
+        that deliver to each other (S3 and EventBridge to SQS and SNS) stay together; DynamoDB, which the project
+        never wires to another service, can go apart, and its requests then stop queueing for the same interpreter
+        lock as everything else's."""
+        self.service_endpoints[service] = other.endpoint_url
+        self._others.append(other)
+        return self
+
     def environment(self) -> dict[str, str]:
-        """The variables that point boto3 (and the aws CLI) at this server."""
+        """The variables that point boto3 (and the aws CLI) at this server, and at the services served apart
+        (boto3's ``AWS_ENDPOINT_URL_<SERVICE>``)."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
+            **{
+                f"AWS_ENDPOINT_URL_{name.upper().replace('-', '_')}": url
+                for name, url in self.service_endpoints.items()
+            },
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
@@ -60,7 +83,14 @@ class LocalAws:
         """The process serving moto: this one, or the one :func:`start_moto_process` started."""
         return self._process.pid if self._process is not None else os.getpid()
 
+    def pid_of(self, service: str) -> int:
+        """The process serving ``service``: the other moto's when :meth:`serving` moved it there, else :attr:`pid`."""
+        url = self.service_endpoints.get(service)
+        return next((other.pid for other in self._others if other.endpoint_url == url), self.pid)
+
     def stop(self) -> None:
+        for other in self._others:
+            other.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None

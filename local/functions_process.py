@@ -33,6 +33,7 @@ class FunctionsProcess:
         *,
         aws_url: str,
         redshift_url: str,
+        aws_services: Mapping[str, str] | None = None,
         state_file: str | Path,
         log_path: str | Path,
         environment: Mapping[str, str] | None = None,
@@ -57,6 +58,8 @@ class FunctionsProcess:
             "--api-port",
             str(self.api_port),
         ]
+        for service, url in (aws_services or {}).items():
+            self._command += ["--aws-service", f"{service}={url}"]
         if schedule_interval is not None:
             self._command += ["--schedule-interval", str(schedule_interval)]
         if receive_visibility is not None:

@@ -56,6 +56,7 @@ class SplitStack:
         )
         functions = FunctionsProcess(
             aws_url=aws.endpoint_url,
+            aws_services=aws.service_endpoints,
             redshift_url=emulator.endpoint_url,
             state_file=state_file,
             log_path=workdir / "functions.log",

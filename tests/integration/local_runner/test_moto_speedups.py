@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import uuid
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from local.aws import start_moto_process
+from local.aws import LOCAL_CREDENTIALS, start_moto_process
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +100,30 @@ def test_moto_in_a_process_of_its_own_serves_every_service_and_stops():
         aws.stop()
     with pytest.raises(ProcessLookupError):  # it stopped when its stdin closed, and was waited for
         os.kill(pid, 0)
+
+
+def test_a_service_served_by_a_moto_of_its_own_is_reached_through_boto3s_own_variable(monkeypatch):
+    aws = start_moto_process().serving("dynamodb", start_moto_process())
+    pids = {aws.pid, aws.pid_of("dynamodb")}
+    try:
+        assert len(pids | {os.getpid()}) == 3 and aws.pid_of("sqs") == aws.pid
+        aws.client("dynamodb").create_table(
+            TableName="apart",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        aws.client("sqs").create_queue(QueueName="together")
+        main = boto3.client("dynamodb", endpoint_url=aws.endpoint_url, region_name=aws.region, **LOCAL_CREDENTIALS)
+        assert main.list_tables()["TableNames"] == []  # the table lives in the other process only
+        # what a function sees: no endpoint of its own, only the environment
+        for name, value in aws.environment().items():
+            monkeypatch.setenv(name, value)
+        session = boto3.session.Session()
+        assert session.client("dynamodb").list_tables()["TableNames"] == ["apart"]
+        assert session.client("sqs").list_queues()["QueueUrls"][0].endswith("/together")
+    finally:
+        aws.stop()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # both stopped, and were waited for
+            os.kill(pid, 0)
