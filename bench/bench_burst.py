@@ -48,14 +48,13 @@ import boto3
 import psycopg
 import requests
 
+from bench.bench_pipeline import SQL, direct_round_trip
 from bench.report import save_results
 from local.aws import LOCAL_CREDENTIALS, start_moto_process
-from local.pipeline import CLUSTER_ID
 from local.redshift_data import EmulatorConfig, start_emulator
 from local.runner.wiring import SQS_CONCURRENCY_VARIABLE
 from local.split_stack import SplitStack
 
-SQL = "select 1 as one"
 CLIENT_THREADS = 16
 RUNNING_CAP = 5  # the template's TenantMaxRunningStatements default, left as configured
 
@@ -102,12 +101,7 @@ def direct_baseline(endpoint_url: str, region: str, statements: int, clients: in
     client = boto3.client("redshift-data", endpoint_url=endpoint_url, region_name=region, **LOCAL_CREDENTIALS)
 
     def one(_: int) -> None:
-        statement_id = client.execute_statement(
-            ClusterIdentifier=CLUSTER_ID, Database="dev", DbUser="awsuser", Sql=SQL, ResultFormat="CSV"
-        )["Id"]
-        while client.describe_statement(Id=statement_id)["Status"] not in {"FINISHED", "FAILED", "ABORTED"}:
-            time.sleep(0.005)
-        client.get_statement_result_v2(Id=statement_id)
+        direct_round_trip(client, poll_seconds=0.005)
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:

@@ -82,13 +82,14 @@ class CallCounter:
         self.by_function.clear()
 
 
-def direct_round_trip(client) -> float:
+def direct_round_trip(client, *, poll_seconds: float = 0.002) -> float:
+    """One ``select 1`` straight to the Data API: execute, poll until it ends, read the result; seconds taken."""
     start = time.perf_counter()
     statement_id = client.execute_statement(
         ClusterIdentifier=CLUSTER_ID, Database="dev", DbUser="awsuser", Sql=SQL, ResultFormat="CSV"
     )["Id"]
     while client.describe_statement(Id=statement_id)["Status"] not in {"FINISHED", "FAILED", "ABORTED"}:
-        time.sleep(0.002)
+        time.sleep(poll_seconds)
     client.get_statement_result_v2(Id=statement_id)
     return time.perf_counter() - start
 

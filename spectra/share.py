@@ -132,15 +132,7 @@ def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) ->
     cap = running_cap(ports, tenant_id)
     at_cap = _AT_CAP.get()
     if at_cap is not None and tenant_id in at_cap:
-        try:
-            if ports.slots.park(tenant_id, job_id, limit=cap):
-                logger.info(
-                    "tenant %s is still at its running cap (%d); job %s waits for a slot", tenant_id, cap, job_id
-                )
-                return None
-        except ClientError:
-            logger.warning("could not put job %s on the waiting list of %s", job_id, tenant_id, exc_info=True)
-            _retry_later(ports, message)
+        if _wait_for_slot(ports, message, cap) is not False:
             return None
         at_cap.discard(tenant_id)  # a slot was freed (or the job holds one already): ask for it
     for _ in range(3):
@@ -152,18 +144,29 @@ def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) ->
             return claim
         if reclaim_slots(ports, tenant_id, holders=claim.holders, pool=claim.sessions):
             continue
-        try:
-            if ports.slots.park(tenant_id, job_id, limit=cap):
-                logger.info("tenant %s is at its running cap (%d); job %s waits for a slot", tenant_id, cap, job_id)
-                if at_cap is not None:
-                    at_cap.add(tenant_id)
-                return None
-        except ClientError:
-            logger.warning("could not put job %s on the waiting list of %s", job_id, tenant_id, exc_info=True)
-            break
+        waiting = _wait_for_slot(ports, message, cap)
+        if waiting is not False:
+            if waiting and at_cap is not None:
+                at_cap.add(tenant_id)
+            return None
         # a slot was freed between the refusal and the park: try to take it
     _retry_later(ports, message)
     return None
+
+
+def _wait_for_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, cap: int) -> bool | None:
+    """Put the job on its tenant's waiting list. True: it waits there. False: the tenant is under its cap (or the
+    job holds a slot): go and claim it. None: the list could not take the job, whose message is sent again later."""
+    tenant_id, job_id = message.tenant_id, message.job_id
+    try:
+        if not ports.slots.park(tenant_id, job_id, limit=cap):
+            return False
+    except ClientError:
+        logger.warning("could not put job %s on the waiting list of %s", job_id, tenant_id, exc_info=True)
+        _retry_later(ports, message)
+        return None
+    logger.info("tenant %s is at its running cap (%d); job %s waits for a slot", tenant_id, cap, job_id)
+    return True
 
 
 def release_slot(ports: Ports, tenant_id: str, job_id: str, *, session: PooledSession | None = None) -> None:

@@ -47,6 +47,8 @@ FAULT_PARAMETERS = {
 
 @pytest.fixture(scope="package")
 def fault_emulator(local_aws: LocalAws) -> Iterator[Emulator]:
+    """An emulator of the fault suite's own, not the session's ``redshift_emulator``: the cases change its event drop
+    rate and its quotas, which no other test should meet."""
     emulator = start_emulator(EmulatorConfig(aws_endpoint_url=local_aws.endpoint_url, region=local_aws.region))
     yield emulator
     emulator.stop()
