@@ -409,7 +409,8 @@ def test_listing_pages_with_signed_tokens_bound_to_tenant_and_size():
     for caller, limit, token in (
         (GLOBEX, 2, first.next_token),  # another tenant's
         (ACME, 3, first.next_token),  # another page size
-        (ACME, 2, first.next_token[:-2] + "AA"),  # altered
+        # altered: another last character (":-2] + 'AA'" left the token as it was when it already ended in AA)
+        (ACME, 2, first.next_token[:-1] + ("E" if first.next_token[-1] != "E" else "I")),
     ):
         with pytest.raises(InvalidToken):
             service.list_subscriptions(ports, caller, limit=limit, next_token=token)
