@@ -10,7 +10,13 @@ it fails outright. DynamoDB checks every condition first and writes nothing when
 single-item writes, check each item's condition on its current value, answer ``TransactionCanceledException`` with
 the reasons (``ReturnValuesOnConditionCheckFailure`` included) if any fails, else apply the writes; a write that fails
 half-way (a validation error) puts back only the items already written. Conditional single-item writes take the same
-lock, so a transaction never interleaves with one. Nothing else of moto changes.
+lock, so a transaction never interleaves with one.
+
+Every request, reads included, also runs whole under that lock. moto changes items in place, and its UpdateItem copies
+the item it is about to change (for ``ReturnValues``) before its write takes the lock: that copy, or a GetItem's answer,
+could walk a map another request was changing. The burst benchmark hit it as a 500 ("dictionary changed size during
+iteration"), which botocore retried; DynamoDB answers each request from one version of the item. Holding the lock
+costs no concurrency moto had: its requests are pure Python under one interpreter lock. Nothing else of moto changes.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 
 _WRITES = threading.RLock()
 _OPERATIONS = ("ConditionCheck", "Put", "Delete", "Update")
@@ -39,6 +46,7 @@ def install() -> None:
     for name in ("put_item", "update_item", "delete_item"):
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name)))
     DynamoDBBackend.transact_write_items = _transact_write_items
+    DynamoHandler.call_action = _locked(DynamoHandler.call_action)
     DynamoDBBackend._spectra_transactions = True
 
 

@@ -24,22 +24,41 @@ benchmark, ``bench/bench_burst.py``) showed most of moto's time going to work th
   written with ``json.dumps`` directly, members whose value is None left out as the serializer leaves them out;
   anything else (binary values, timestamps) still goes through the serializer. Update expressions are parsed once
   per expression text (moto copies the parsed tree before it resolves names and values into it).
+- **DynamoDB copies and expression walks.** An UpdateItem deep-copied its item twice, and a tenant's slots item holds
+  a waiting list of hundreds of entries in a burst, so a call on it cost twice what it did on a small item. One copy
+  only fed the item's ``ReturnValues``, read as JSON right after (under the request lock of
+  ``local/moto_dynamodb.py``, so nothing changes in between): the JSON is taken at once instead. The other is kept for
+  a table's stream and is skipped for a table without one. The parsed update expression, copied for each call before
+  names and values are resolved into it, is copied through pickle (about five times cheaper than ``deepcopy`` for
+  these plain node trees). The validators walk that tree ten times and, at every node, rebuilt each walker's table of
+  node types; the types are fixed per walker class, so they are listed once. Condition expressions are lexed once per
+  expression text (the tokens are immutable tuples; names and values are resolved after lexing).
 
 :func:`install` (called by :func:`local.aws.start_moto`) applies them; each is idempotent.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
+import pickle
 import threading
 import time
+import types
+from collections import deque
 from typing import Any
 
 from moto import backends
 from moto.core import responses as core_responses
 from moto.core.utils import camelcase_to_underscores, unix_time
+from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.parsing import validators as dynamodb_validators
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sqs import models as sqs_models
@@ -65,6 +84,9 @@ def install() -> None:
     dynamodb_responses.DynamoResult.execute_result = _dynamodb_result
     parse = UpdateExpressionParser.make.__func__
     UpdateExpressionParser.make = classmethod(functools.lru_cache(maxsize=1024)(parse))
+    _cheaper_dynamodb_copies()
+    DepthFirstTraverser.nodes_to_be_processed = _node_types_of
+    ConditionExpressionParser._lex_condition_expression = _lexed
 
 
 class RoutingCache(DomainDispatcherApplication):
@@ -187,3 +209,74 @@ def _dynamodb_result(self: Any, context: Any) -> Any:
     except _NotPlain:
         return _serialize_dynamodb_result(self, context)
     return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+
+
+class _ItemJson:
+    """What UpdateItem's copy of the item is used for: its JSON, taken when the copy was."""
+
+    def __init__(self, item: Item) -> None:
+        self._json = item.to_json()
+
+    def to_json(self) -> dict[str, Any]:
+        return self._json
+
+
+_stream_less = threading.local()  # inside an UpdateItem on a table without a stream: its copy of the item goes unused
+
+
+def _copy_in_update(value: Any, memo: Any = None) -> Any:
+    if isinstance(value, Item) and getattr(_stream_less, "active", False):
+        return value
+    return copy.deepcopy(value, memo)
+
+
+def _copy_tree(value: Any, memo: Any = None) -> Any:
+    if isinstance(value, Node):
+        return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+    return copy.deepcopy(value, memo)
+
+
+def _cheaper_dynamodb_copies() -> None:
+    """UpdateItem's two copies of the item and the validators' copy of the parsed tree (see the module's docstring);
+    each module's ``copy``/``deepcopy`` is replaced in that module alone."""
+    dynamodb_responses.copy = types.SimpleNamespace(deepcopy=lambda item: None if item is None else _ItemJson(item))
+    dynamodb_models.copy = types.SimpleNamespace(deepcopy=_copy_in_update)
+    dynamodb_validators.deepcopy = _copy_tree
+    update_item = DynamoDBBackend.update_item
+
+    @functools.wraps(update_item)
+    def update_without_stream_copy(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        _stream_less.active = self.get_table(table_name).stream_shard is None
+        try:
+            return update_item(self, table_name, *args, **kwargs)
+        finally:
+            _stream_less.active = False
+
+    DynamoDBBackend.update_item = update_without_stream_copy
+
+
+_NODE_TYPES: dict[type, tuple[type, ...]] = {}
+
+
+def _node_types_of(self: DepthFirstTraverser) -> tuple[type, ...]:
+    """moto's ``nodes_to_be_processed``, listed once per walker class (the keys of its ``_processing_map``)."""
+    kind = type(self)
+    try:
+        return _NODE_TYPES[kind]
+    except KeyError:
+        types_ = _NODE_TYPES[kind] = tuple(self._processing_map())
+        return types_
+
+
+_lex = ConditionExpressionParser._lex_condition_expression
+
+
+@functools.lru_cache(maxsize=1024)
+def _tokens(expression: str) -> tuple[Any, ...]:
+    return tuple(_lex(ConditionExpressionParser(expression, None, None)))
+
+
+def _lexed(self: ConditionExpressionParser) -> deque[Any]:
+    """moto's lexer, run once per expression text; each call gets tokens of its own (their ``children`` lists are
+    new: later stages build on them)."""
+    return deque(token._replace(children=[]) for token in _tokens(self.condition_expression))

@@ -1,13 +1,17 @@
 """moto's cheaper hot paths (local/moto_speedups.py) answer what moto answered: SQS counts, DynamoDB items of every
-type (binary ones through moto's own serializer), refusals; and moto in a process of its own serves and stops."""
+type (binary ones through moto's own serializer), refusals, an update's return values and stream record, conditions;
+reads beside writes always answer (local/moto_dynamodb.py); and moto in a process of its own serves and stops."""
 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.aws import LOCAL_CREDENTIALS, start_moto_process
@@ -127,3 +131,151 @@ def test_a_service_served_by_a_moto_of_its_own_is_reached_through_boto3s_own_var
     for pid in pids:
         with pytest.raises(ProcessLookupError):  # both stopped, and were waited for
             os.kill(pid, 0)
+
+
+def _slots_item(name: str) -> dict:
+    return {
+        "pk": {"S": name},
+        "holders": {"M": {"j_1": {"N": "1"}}},
+        "waiting": {"M": {"w_1": {"N": "1.5"}, "w_2": {"N": "2.5"}}},
+        "count": {"N": "1"},
+        "kept": {"S": "same"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("return_values", "expected"),
+    [
+        ("ALL_OLD", "old"),
+        ("ALL_NEW", "new"),
+        # as unpatched moto answers them (checked on moto 5.2.5 in process): the changed attributes, UPDATED_NEW
+        # with only the changed members of a map
+        (
+            "UPDATED_OLD",
+            {"holders": {"M": {"j_1": {"N": "1"}}}, "waiting": _slots_item("")["waiting"], "count": {"N": "1"}},
+        ),
+        ("UPDATED_NEW", {"holders": {"M": {"j_2": {"N": "2"}}}, "waiting": {"M": {}}, "count": {"N": "2"}}),
+        ("NONE", None),
+    ],
+)
+def test_an_update_answers_its_return_values_from_the_item_before_and_after(table, return_values, expected):
+    """UpdateItem's copy of the item is now its JSON, taken before the write: each kind of answer still reads the
+    item as it was (old) or as it is (new)."""
+    client, name = table
+    old = _slots_item("returns-" + return_values)
+    client.put_item(TableName=name, Item=old)
+    response = client.update_item(
+        TableName=name,
+        Key={"pk": old["pk"]},
+        UpdateExpression="SET holders.#j = :t, #c = :c REMOVE waiting.#w",
+        ExpressionAttributeNames={"#j": "j_2", "#c": "count", "#w": "w_1"},
+        ExpressionAttributeValues={":t": {"N": "2"}, ":c": {"N": "2"}},
+        ReturnValues=return_values,
+    )
+    new = {
+        **old,
+        "holders": {"M": {"j_1": {"N": "1"}, "j_2": {"N": "2"}}},
+        "waiting": {"M": {"w_2": {"N": "2.5"}}},
+        "count": {"N": "2"},
+    }
+    assert client.get_item(TableName=name, Key={"pk": old["pk"]})["Item"] == new
+    if expected is None:
+        assert "Attributes" not in response
+    elif expected == "old":
+        assert response["Attributes"] == old
+    elif expected == "new":
+        assert response["Attributes"] == new
+    else:
+        assert response["Attributes"] == expected
+
+
+def test_a_table_with_a_stream_still_records_the_item_before_an_update(local_aws, unique_name):
+    client = local_aws.client("dynamodb")
+    arn = client.create_table(
+        TableName=unique_name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]["LatestStreamArn"]
+    try:
+        old = _slots_item("streamed")
+        client.put_item(TableName=unique_name, Item=old)
+        client.update_item(
+            TableName=unique_name,
+            Key={"pk": old["pk"]},
+            UpdateExpression="SET holders.#j = :t",
+            ExpressionAttributeNames={"#j": "j_2"},
+            ExpressionAttributeValues={":t": {"N": "2"}},
+        )
+        streams = local_aws.client("dynamodbstreams")
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+        modified = [r["dynamodb"] for r in records if r["eventName"] == "MODIFY"]
+        assert len(modified) == 1
+        assert modified[0]["OldImage"] == old
+        assert modified[0]["NewImage"]["holders"] == {"M": {"j_1": {"N": "1"}, "j_2": {"N": "2"}}}
+    finally:
+        client.delete_table(TableName=unique_name)
+
+
+def test_a_condition_expression_lexed_once_is_still_judged_on_each_call_s_values(table):
+    client, name = table
+    client.put_item(TableName=name, Item=_slots_item("judged"))
+    condition = "size(holders) < :cap AND attribute_not_exists(holders.#j)"
+    for cap, job, allowed in [("1", "j_2", False), ("2", "j_2", True), ("5", "j_2", False), ("5", "j_3", True)]:
+        try:
+            client.update_item(
+                TableName=name,
+                Key={"pk": {"S": "judged"}},
+                UpdateExpression="SET holders.#j = :t",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#j": job},
+                ExpressionAttributeValues={":t": {"N": "9"}, ":cap": {"N": cap}},
+            )
+            written = True
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+            written = False
+        assert written is allowed, (cap, job)
+
+
+def test_reads_beside_writes_of_one_growing_map_always_answer(table):
+    """moto changes items in place: without the request lock of local/moto_dynamodb.py a GetItem, or UpdateItem's own
+    copy of the item, could walk the map another request was adding to, and answered 500."""
+    client, name = table
+    plain = boto3.client(
+        "dynamodb",
+        endpoint_url=client.meta.endpoint_url,
+        region_name=client.meta.region_name,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, max_pool_connections=16),
+        **LOCAL_CREDENTIALS,
+    )
+    key = {"pk": {"S": "growing"}}
+    plain.put_item(TableName=name, Item={**key, "waiting": {"M": {}}})
+
+    def add(writer: int) -> None:
+        for n in range(150):
+            plain.update_item(
+                TableName=name,
+                Key=key,
+                UpdateExpression="SET waiting.#j = :t",
+                ExpressionAttributeNames={"#j": f"w_{writer}_{n:04d}"},
+                ExpressionAttributeValues={":t": {"N": "1"}},
+                ReturnValues="UPDATED_OLD",
+            )
+
+    def read(_: int) -> None:
+        for _ in range(150):
+            plain.get_item(TableName=name, Key=key)
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # moto serves in this process: switch threads often, so requests interleave
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            for future in [pool.submit(add, w) for w in range(4)] + [pool.submit(read, r) for r in range(4)]:
+                future.result()  # a 500 would raise here: retries are off
+    finally:
+        sys.setswitchinterval(switching)
+    assert len(plain.get_item(TableName=name, Key=key)["Item"]["waiting"]["M"]) == 600
