@@ -15,6 +15,8 @@ as the API answers. The run measures:
   notify (terminal → webhook received: the bus, the notifier, the delivery queue, the POST);
 - nothing lost, nothing doubled: every job ends COMPLETED, each has exactly one distinct ``webhook-id``, and copies
   of one ``webhook-id`` (at-least-once delivery) are counted;
+- the requests the motos answered in that window, per job, by service and operation (counted by moto itself,
+  ``local.aws.counted``): everything a burst costs, the pollers' empty receives included;
 - the CPU the stack's processes used from the first submit to the last webhook (Linux ``/proc``): this process
   (the clients, the Data API emulator, the receiver), the two motos, the functions, and the emulator's PostgreSQL
   (its server and the backends alive at either end), per job and as a share of the machine's cores, with the load
@@ -236,6 +238,7 @@ def run(jobs: int, tenant_count: int, workdir: str, cap: int = RUNNING_CAP) -> d
             },
             _postmaster_pid(emulator.admin_database_url),
         )
+        served_before = aws.requests_served()
         meter.start()
         burst_start = time.perf_counter()
         with ThreadPoolExecutor(CLIENT_THREADS) as pool:
@@ -244,6 +247,7 @@ def run(jobs: int, tenant_count: int, workdir: str, cap: int = RUNNING_CAP) -> d
         if not receiver.wait_for_jobs(set(submitted), 600):
             raise RuntimeError("not every job's webhook arrived within 10 minutes")
         cpu = meter.stop(jobs)
+        served = aws.requests_served() - served_before
 
         mine = [(at, webhook_id, job) for at, webhook_id, job in receiver.arrivals if job in submitted]
         first_arrival: dict[str, float] = {}
@@ -297,6 +301,8 @@ def run(jobs: int, tenant_count: int, workdir: str, cap: int = RUNNING_CAP) -> d
         "webhook_copies_beyond_the_first": sum(count - 1 for count in copies.values()),
         "baseline_direct_statements_per_second": baseline,
         "cpu": cpu,
+        "aws_requests_per_job": {name: round(count / jobs, 2) for name, count in sorted(served.items())},
+        "aws_requests_per_job_total": round(sum(served.values()) / jobs, 2),
     }
 
 
@@ -336,6 +342,11 @@ def print_report(report: dict) -> None:
         + ", ".join(f"{name} {ms:.0f}" for name, ms in cpu["cpu_ms_per_job"].items() if name != "total")
         + f"); {cpu['cores_busy']:.2f} of {cpu['machine_cores']} cores busy with the stack; load average "
         f"{cpu['load_average_before'][0]:.1f} before, {cpu['load_average_after'][0]:.1f} after"
+    )
+    per_job = report["aws_requests_per_job"]
+    print(
+        f"  AWS requests per job {report['aws_requests_per_job_total']:.1f}: "
+        + ", ".join(f"{name} {count:.2f}" for name, count in sorted(per_job.items(), key=lambda kv: -kv[1]))
     )
     print(
         f"  terminal states {report['terminal_states']}; jobs with exactly one webhook-id "

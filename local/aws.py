@@ -10,12 +10,17 @@ reached through boto3's ``AWS_ENDPOINT_URL_DYNAMODB``.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
 import subprocess
 import sys
+import threading
+import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs
 
 import boto3
 from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
@@ -83,6 +88,15 @@ class LocalAws:
         """The process serving moto: this one, or the one :func:`start_moto_process` started."""
         return self._process.pid if self._process is not None else os.getpid()
 
+    def requests_served(self) -> Counter[str]:
+        """How many requests of each ``service:Operation`` this moto and the ones serving apart have answered since
+        they started (:func:`counted`): the burst benchmark reads it before and after a burst."""
+        served: Counter[str] = Counter()
+        for url in [self.endpoint_url, *(other.endpoint_url for other in self._others)]:
+            with urllib.request.urlopen(url + CALLS_PATH, timeout=10) as answer:
+                served.update(json.load(answer))
+        return served
+
     def pid_of(self, service: str) -> int:
         """The process serving ``service``: the other moto's when :meth:`serving` moved it there, else :attr:`pid`."""
         url = self.service_endpoints.get(service)
@@ -124,9 +138,56 @@ def unsupported_operations(app):
     return middleware
 
 
+#: Where a local moto answers ``GET`` with the requests it has served, by ``service:Operation`` (:func:`counted`).
+#: No AWS API has this path.
+CALLS_PATH = "/_spectra/calls"
+
+
+def counted(app):
+    """WSGI middleware: count each request by ``service:Operation`` and answer ``GET`` :data:`CALLS_PATH` with the
+    counts, so a benchmark reports the calls a run made from the run itself. The service comes from the request's
+    SigV4 credential scope; the operation from ``X-Amz-Target`` (JSON protocols: DynamoDB, SQS, EventBridge), else a
+    form body's or the query string's ``Action`` (SNS), else the method (S3's REST calls, e.g. ``s3:PUT``)."""
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def middleware(environ, start_response):
+        if environ.get("PATH_INFO") == CALLS_PATH and environ.get("REQUEST_METHOD") == "GET":
+            with lock:
+                body = json.dumps(counts).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        name = _operation(environ)
+        with lock:
+            counts[name] += 1
+        return app(environ, start_response)
+
+    return middleware
+
+
+def _operation(environ) -> str:
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    scope = (
+        authorization.partition("Credential=")[2]
+        or parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential", [""])[0]
+    )
+    parts = scope.split(",")[0].split("/")
+    service = parts[3] if len(parts) > 3 else "unsigned"
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return f"{service}:{target.rpartition('.')[2]}"
+    action = parse_qs(environ.get("QUERY_STRING", "")).get("Action")
+    length = environ.get("CONTENT_LENGTH")
+    if action is None and length and environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        body = environ["wsgi.input"].read(int(length))
+        environ["wsgi.input"] = io.BytesIO(body)  # read once here, and again by moto
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action")
+    return f"{service}:{action[0] if action else environ.get('REQUEST_METHOD', '?')}"
+
+
 class _MotoServer(ThreadedMotoServer):
     def _server_entry(self) -> None:  # moto's own, with the middleware around its application
-        app = unsupported_operations(moto_speedups.RoutingCache(create_backend_app))
+        app = counted(unsupported_operations(moto_speedups.RoutingCache(create_backend_app)))
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()

@@ -279,3 +279,32 @@ def test_reads_beside_writes_of_one_growing_map_always_answer(table):
     finally:
         sys.setswitchinterval(switching)
     assert len(plain.get_item(TableName=name, Key=key)["Item"]["waiting"]["M"]) == 600
+
+
+def test_moto_counts_the_requests_it_serves_by_service_and_operation():
+    """What the burst benchmark reports as AWS requests per job (``LocalAws.requests_served``): each moto's own count,
+    by SigV4 service and operation, with the form bodies it reads to name an SNS action still reaching moto whole."""
+    aws = start_moto_process().serving("dynamodb", start_moto_process())
+    try:
+        before = aws.requests_served()
+        aws.client("dynamodb").list_tables()
+        sqs = aws.client("sqs")
+        url = sqs.create_queue(QueueName="counted")["QueueUrl"]
+        for n in range(3):
+            sqs.send_message(QueueUrl=url, MessageBody=str(n))
+        sns = aws.client("sns")
+        topic = sns.create_topic(Name="counted-topic")["TopicArn"]  # the name travels in the form body
+        assert topic.endswith(":counted-topic")
+        sns.publish(TopicArn=topic, Message="hello")
+        aws.client("s3").create_bucket(Bucket="counted")
+        served = aws.requests_served() - before
+        assert served == {
+            "dynamodb:ListTables": 1,
+            "sqs:CreateQueue": 1,
+            "sqs:SendMessage": 3,
+            "sns:CreateTopic": 1,
+            "sns:Publish": 1,
+            "s3:PUT": 1,
+        }
+    finally:
+        aws.stop()
