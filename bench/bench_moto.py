@@ -1,0 +1,163 @@
+"""The local stack's moto beside moto as released: CPU per DynamoDB call on a tenant's slots item.
+
+Run: ``python -m bench.bench_moto``. Two servers in processes of their own, started the same way: the local stack's
+(``python -m local.aws``: ``local/moto_speedups.py`` and ``local/moto_dynamodb.py`` applied) and moto's own
+(``python -m moto.server``, nothing applied: the baseline). One client thread makes the calls the pipeline makes on
+a tenant's slots item (``spectra.slots.RunningSlots``), with nobody waiting and with 200 jobs on the waiting list, as
+in a burst: a claim refused at the cap (answered with the item as it was), a park, an unpark, a consistent read, and
+a conditional transaction on a job item. The server's own CPU per call (Linux ``/proc``) is the figure; the rounds
+alternate between the two servers so that what else the shared machine ran falls on both. Results print as a table
+and go to ``bench/results/moto.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import boto3
+
+from bench.bench_burst import _cpu_seconds
+from bench.report import save_results
+from local.aws import LOCAL_CREDENTIALS, REGION, LocalAws, start_moto_process
+from spectra.slots import RunningSlots
+
+TENANTS = ("a", "b", "c")
+CAP = 5
+CALLS_PER_ROUND_TRIP = 5
+
+
+def start_plain_moto() -> tuple[str, subprocess.Popen]:
+    """moto's own server on a free port of 127.0.0.1, none of the local stack's changes applied."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return f"http://127.0.0.1:{port}", process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("moto's own server did not start")
+
+
+def workload(endpoint_url: str, waiting: int) -> Callable[[int], None]:
+    """A fresh table with each tenant at its cap and ``waiting`` jobs on its list; returns what runs n round trips."""
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION, **LOCAL_CREDENTIALS)
+    table = f"slots-{waiting}-{time.monotonic_ns()}"
+    client.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    slots = RunningSlots(client, table)
+    for tenant in TENANTS:
+        for n in range(CAP):
+            slots.claim(tenant, f"j_running_{tenant}_{n}", limit=CAP)
+        for n in range(waiting):
+            slots.park(tenant, f"j_waiting_{tenant}_{n:06d}_0123456789abcdef", limit=CAP)
+
+    numbers = itertools.count()
+
+    def run(round_trips: int) -> None:
+        for _ in range(round_trips):
+            n = next(numbers)  # a new job each time, across rounds
+            tenant = TENANTS[n % len(TENANTS)]
+            job = f"j_new_{tenant}_{n:06d}_0123456789abcdef"
+            slots.claim(tenant, job, limit=CAP)  # refused: the tenant is at its cap
+            slots.park(tenant, job, limit=CAP)
+            slots.unpark(tenant, job)
+            slots.holders(tenant)
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": table,
+                            "Key": {"pk": {"S": "job#" + job}},
+                            "UpdateExpression": "SET #s = :done",
+                            "ConditionExpression": "attribute_not_exists(#s) OR #s = :queued",
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": {":done": {"S": "COMPLETED"}, ":queued": {"S": "QUEUED"}},
+                        }
+                    }
+                ]
+            )
+
+    return run
+
+
+def cpu_ms_per_call(pid: int, run: Callable[[int], None], round_trips: int) -> float:
+    before = _cpu_seconds(pid)
+    run(round_trips)
+    return (_cpu_seconds(pid) - before) * 1000 / (round_trips * CALLS_PER_ROUND_TRIP)
+
+
+def measure(round_trips: int, rounds: int) -> dict:
+    local: LocalAws = start_moto_process()
+    plain_url, plain = start_plain_moto()
+    servers = {"local_stack": (local.endpoint_url, local.pid), "as_released": (plain_url, plain.pid)}
+    try:
+        results = {}
+        for waiting in (0, 200):
+            runs = {name: workload(url, waiting) for name, (url, _) in servers.items()}
+            for run in runs.values():
+                run(20)  # warm-up: first connections, first parses
+            samples: dict[str, list[float]] = {name: [] for name in servers}
+            for _ in range(rounds):
+                for name, (_, pid) in servers.items():
+                    samples[name].append(cpu_ms_per_call(pid, runs[name], round_trips))
+            medians = {name: statistics.median(values) for name, values in samples.items()}
+            results[f"waiting_{waiting}"] = {
+                "moto_cpu_ms_per_call": medians,
+                "samples": samples,
+                "ratio": medians["local_stack"] / medians["as_released"],
+            }
+    finally:
+        local.stop()
+        plain.kill()
+        plain.wait()
+    return {
+        "calls_per_round": round_trips * CALLS_PER_ROUND_TRIP,
+        "rounds": rounds,
+        "running_cap": CAP,
+        "results": results,
+    }
+
+
+def print_report(report: dict) -> None:
+    calls = report["calls_per_round"]
+    print(f"\nmoto's CPU per DynamoDB call on a slots item ({calls} calls a round, median of the rounds)")
+    print(f"{'':28}{'local stack':>14}{'as released':>14}{'ratio':>8}")
+    for name, row in report["results"].items():
+        cpu = row["moto_cpu_ms_per_call"]
+        label = name.replace("waiting_", "") + " jobs waiting"
+        print(f"{label:28}{cpu['local_stack']:>11.2f} ms{cpu['as_released']:>11.2f} ms{row['ratio']:>8.2f}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--round-trips", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    report = measure(args.round_trips, args.rounds)
+    print_report(report)
+    save_results("moto", report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
