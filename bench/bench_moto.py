@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 
 import boto3
 
+from bench.bench_bulk import moto_in_its_own_process
 from bench.bench_burst import _cpu_seconds
 from bench.report import save_results
 from local.aws import LOCAL_CREDENTIALS, REGION, LocalAws, start_moto_process
@@ -31,27 +29,6 @@ from spectra.slots import RunningSlots
 TENANTS = ("a", "b", "c")
 CAP = 5
 CALLS_PER_ROUND_TRIP = 5
-
-
-def start_plain_moto() -> tuple[str, subprocess.Popen]:
-    """moto's own server on a free port of 127.0.0.1, none of the local stack's changes applied."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return f"http://127.0.0.1:{port}", process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("moto's own server did not start")
 
 
 def workload(endpoint_url: str, waiting: int) -> Callable[[int], None]:
@@ -108,8 +85,8 @@ def cpu_ms_per_call(pid: int, run: Callable[[int], None], round_trips: int) -> f
 
 def measure(round_trips: int, rounds: int) -> dict:
     local: LocalAws = start_moto_process()
-    plain_url, plain = start_plain_moto()
-    servers = {"local_stack": (local.endpoint_url, local.pid), "as_released": (plain_url, plain.pid)}
+    released, plain = moto_in_its_own_process()  # python -m moto.server: none of the local stack's changes
+    servers = {"local_stack": (local.endpoint_url, local.pid), "as_released": (released.endpoint_url, plain.pid)}
     try:
         results = {}
         for waiting in (0, 200):
