@@ -6,7 +6,9 @@ Run: ``python -m bench.bench_moto``. Two servers in processes of their own, star
 a tenant's slots item (``spectra.slots.RunningSlots``), with nobody waiting and with 200 jobs on the waiting list, as
 in a burst: a claim refused at the cap (answered with the item as it was), a park, an unpark, a consistent read, and
 a conditional transaction on a job item. The server's own CPU per call (Linux ``/proc``) is the figure; the rounds
-alternate between the two servers so that what else the shared machine ran falls on both. Results print as a table
+alternate between the two servers so that what else the shared machine ran falls on both. moto as released copies
+every table a TransactWriteItems touches, so its cost per call grows as the rounds add job items to the table (the
+samples show it); the local stack's transaction copies nothing (``local/moto_dynamodb.py``). Results print as a table
 and go to ``bench/results/moto.json``.
 """
 
