@@ -47,6 +47,12 @@ def held(ports, tenant: str = "acme") -> set[str]:
     return set(ports.slots.holders(tenant))
 
 
+def line(ports, tenant: str = "acme") -> list[str]:
+    """The tenant's waiting jobs in the order they are woken: by the time each has waited since."""
+    waiting = ports.slots.waiting(tenant)
+    return sorted(waiting, key=waiting.__getitem__)
+
+
 def test_jobs_over_the_cap_wait_queued_on_the_tenants_waiting_list(ports):
     messages = [queued(ports) for _ in range(4)]
     started = [execute_job(ports, m) for m in messages]
@@ -70,6 +76,33 @@ def test_a_freed_slot_sends_the_longest_waiting_job_on_its_way(ports):
     assert ports.queue.messages == [JobQueuedMessage(job_id=waiting.job_id, tenant_id="acme")]
     assert execute_job(ports, ports.queue.messages[0]).status is JobStatus.SUBMITTED
     assert list(ports.slots.waiting("acme")) == [later.job_id]
+
+
+def test_a_woken_job_that_loses_the_freed_slot_to_a_newer_one_keeps_its_place_in_line(ports):
+    first, second = queued(ports), queued(ports)
+    job = execute_job(ports, first)
+    execute_job(ports, second)
+    oldest, next_oldest = queued(ports), queued(ports)
+    assert execute_job(ports, oldest) is None and execute_job(ports, next_oldest) is None
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
+    [woken] = ports.queue.messages
+    assert woken.job_id == oldest.job_id
+    newer = queued(ports)
+    assert execute_job(ports, newer).status is JobStatus.SUBMITTED  # it came first and found the slot free
+    assert execute_job(ports, woken) is None  # so the woken job waits again...
+    assert line(ports) == [oldest.job_id, next_oldest.job_id]  # ...in its place, not last
+    complete_statement(ports, ports.warehouse.finish(ports.jobs.get(second.job_id).statement_id, rows=0))
+    assert ports.queue.messages[-1].job_id == oldest.job_id  # and is the next one woken
+
+
+def test_the_line_is_the_order_of_submission(ports):
+    first, second = queued(ports), queued(ports)
+    execute_job(ports, first)
+    execute_job(ports, second)
+    earlier, later = queued(ports), queued(ports)
+    assert execute_job(ports, later) is None  # its message came first
+    assert execute_job(ports, earlier) is None
+    assert line(ports) == [earlier.job_id, later.job_id]
 
 
 def test_a_job_that_cannot_be_put_on_the_waiting_list_tries_again_later(ports):
