@@ -19,8 +19,8 @@ list, one write each, instead of a refused claim and then the park. Parking stay
 (and on the job holding no slot), so a slot freed meanwhile is still found and taken.
 
 Slots are one item per tenant (:class:`~spectra.slots.RunningSlots`, ``slots#<tenant>`` in the tenants table): a map
-of the job ids holding a slot to when each was taken or last verified, and a map of the waiting job ids to when they
-started waiting (the same item keeps the tenant's Data API sessions, :mod:`spectra.sessions`). Taking a slot is one
+of the job ids holding a slot to when each was taken or last verified, and a map of the waiting job ids to their
+places in line (the same item keeps the tenant's Data API sessions, :mod:`spectra.sessions`). Taking a slot is one
 conditional write (``size(holders) < cap``, or the job already holds one, so a redelivered message takes nothing
 twice); joining the waiting list is conditional on the cap still being full, so a
 slot freed in between is never missed. Every terminal transition of a query job goes through

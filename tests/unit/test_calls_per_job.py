@@ -170,6 +170,16 @@ def test_a_freed_slot_wakes_the_waiting_job_in_the_same_transaction(ports, log):
     assert execute_job(ports, ports.queue.messages[-1], first_delivery=True).status is JobStatus.SUBMITTED
 
 
+def test_a_first_delivery_over_the_cap_waits_in_its_place_without_reading_the_job(ports, log):
+    submit(ports)
+    delivered(ports)
+    waiting = submit(ports)
+    log.clear()
+    assert delivered(ports) is None  # the cap is 1
+    assert [call for call in log if call.startswith("jobs.")] == []  # its place came with the message's job
+    assert ports.slots.waiting("acme") == {waiting.job_id: waiting.created_at.timestamp()}
+
+
 def test_a_job_whose_slot_was_reclaimed_is_finished_without_a_release(ports, log):
     started = (submit(ports), delivered(ports))[1]
     stamp = ports.slots.holders("acme")[started.job_id]
