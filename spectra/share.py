@@ -8,10 +8,10 @@ the longest-waiting job of that tenant is taken off the list and its message sen
 service therefore holds at most ``cap`` of the warehouse's slots (and of the account's Data API active-statement
 quota), its excess costs one write per job and no polling, and the other tenants' jobs start beside it.
 
-The line is the order of submission: a query job's place is its creation time (:func:`_in_line_since`). A freed
-slot is not reserved for the job it wakes: a newer job that finds it free takes it, which costs less than a turn
-for every job (measured: README, Benchmarks), and the woken job parks again in its place, first in line for the
-next slot.
+The line is the order in which jobs became ready to run: a query job's place is its creation time, a bulk job's
+the time it became ``UploadComplete`` (:func:`_in_line_since`). A freed slot is not reserved for the job it wakes: a
+newer job that finds it free takes it, which costs less than a turn for every job (measured: README, Benchmarks),
+and the woken job parks again in its place, first in line for the next slot.
 
 Within one batch of the jobs queue (:func:`one_batch`, which the executor opens around each invocation) a tenant
 found at its cap, with no stale slot to free, is remembered: its next jobs in the batch go straight to the waiting
@@ -176,12 +176,14 @@ def _wait_for_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessag
 
 
 def _in_line_since(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> float | None:
-    """A query job's place on the waiting list: when it was created, so that the line is the order of submission and
-    a woken job that loses the freed slot to a newer one parks again in its place, not at the end. The job comes in
-    its first message; a woken job's is read (one read, only when it has to wait again). None (now): a bulk job, or
-    a job gone."""
+    """A job's place on the waiting list, so that the line is the order in which jobs became ready to run and a woken
+    job that loses the freed slot to a newer one parks again in its place, not at the end: a query job's creation
+    time (it comes in the job's first message; a woken job's is read, one read, only when it has to wait again), a
+    bulk job's ``UploadComplete`` time (read when it has to wait). None (now): a job gone."""
     if isinstance(message, BulkJobQueuedMessage):
-        return None
+        bulk_job = ports.bulk.jobs.get(message.job_id) if ports.bulk is not None else None
+        ready = bulk_job and (bulk_job.queued_at or bulk_job.created_at)
+        return ready.timestamp() if ready else None
     created = (message.job or {}).get("created_at")
     if isinstance(created, str):
         try:

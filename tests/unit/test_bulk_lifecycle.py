@@ -514,3 +514,17 @@ def test_bulk_jobs_share_the_tenants_running_cap_with_query_jobs():
     assert wake_up.job_id == second.job_id
     assert start_bulk_job(ports, wake_up).statement_id
     assert set(ports.slots.holders("acme")) == {second.job_id}
+
+
+def test_bulk_jobs_wait_in_the_order_they_became_upload_complete():
+    """A bulk job's place in line is its UploadComplete time, not when its message happened to come: a job that was
+    ready first is woken first, whichever message the executor saw first."""
+    ports = bulk_ports_with(tenant_max_running_statements=1)
+    running, earlier, later = queued(ports), queued(ports), queued(ports)
+    assert start_bulk_job(ports, running) is not None
+    assert stored(ports, earlier.job_id).queued_at < stored(ports, later.job_id).queued_at
+    assert start_bulk_job(ports, later) is None  # its message came first
+    assert start_bulk_job(ports, earlier) is None
+    waiting = ports.slots.waiting("acme")
+    assert sorted(waiting, key=waiting.__getitem__) == [earlier.job_id, later.job_id]
+    assert waiting[earlier.job_id] == stored(ports, earlier.job_id).queued_at.timestamp()
