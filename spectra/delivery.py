@@ -87,14 +87,11 @@ def distinct_columns(sql: str) -> str:
 
 
 def _output_names(sql: str) -> list[str] | None:
-    import sqlglot
     from sqlglot import exp
-    from sqlglot.errors import SqlglotError
 
-    try:
-        tree = sqlglot.parse_one(sql, read="redshift")
-    except SqlglotError:
-        return None
+    from spectra.sql_guard import parse_statement
+
+    tree = parse_statement(sql)  # within the guard's bounds: a query it accepted parses here too
     while isinstance(tree, exp.SetOperation | exp.Subquery):
         tree = tree.left if isinstance(tree, exp.SetOperation) else tree.this  # a UNION is named by its first branch
     if not isinstance(tree, exp.Select):

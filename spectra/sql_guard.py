@@ -27,6 +27,10 @@ Decisions where the rules could go either way
     - A backslash before a quote in a plain string literal is refused: whether it escapes the quote depends on the
       server's ``standard_conforming_strings``, so the guard and the warehouse could disagree on where the string,
       and so the statement, ends. ``''`` means the same everywhere.
+    - Unicode escapes (``U&"..."`` identifiers, ``U&'...'`` strings) are refused: PostgreSQL decodes
+      ``U&"set\\005fconfig"`` to the name ``set_config``, where sqlglot reads a column ``U``, an ``&`` and a function
+      named as written, so the guard would check another statement than the one that runs. Redshift documents no such
+      escapes; write the characters themselves.
 
 Refused whatever the flag
     External tables, views and schemas (they read and write S3 with the cluster's role); COPY and UNLOAD (the same);
@@ -212,6 +216,18 @@ def parse_checked(
     return statement, trees[0]
 
 
+def parse_statement(sql: str) -> exp.Expression | None:
+    """One statement's tree, parsed within the guard's bounds (nesting, recursion limit, time) but not judged; None
+    when it is not exactly one statement that parses. For code that reads a statement the guard accepted earlier,
+    in another process (the executor's recursion limit is Python's default: a plain sqlglot parse of SQL nested 60
+    levels deep, which the guard accepts, raises RecursionError there)."""
+    try:
+        trees = _parse(sql.strip())
+    except SqlRejected:
+        return None
+    return trees[0] if len(trees) == 1 else None
+
+
 def _rejected(reason: str, message: str) -> SqlRejected:
     return SqlRejected(message, details={"reason": reason})
 
@@ -248,6 +264,7 @@ def _tokenize(sql: str) -> list[Token]:
     except SqlglotError as exc:  # TokenError for an unclosed quote, comment or $$ body
         raise _rejected("syntax", f"sql could not be parsed: {_first_error(exc)}") from exc
     _check_strings(sql, tokens)
+    _check_unicode_escapes(sql, tokens)
     return tokens
 
 
@@ -282,6 +299,27 @@ def _check_strings(sql: str, tokens: list[Token]) -> None:
             if char == "'" and backslashes % 2:
                 raise _rejected("ambiguous_string", "write a quote inside a string as '' rather than \\'")
             backslashes = backslashes + 1 if char == "\\" else 0
+
+
+def _check_unicode_escapes(sql: str, tokens: list[Token]) -> None:
+    """Refuse ``U&'...'`` and ``U&"..."``: the warehouse's PostgreSQL lineage decodes the escapes (a quoted identifier
+    becomes the name it spells), sqlglot does not, so the guard would judge another statement (module docstring)."""
+    for index, token in enumerate(tokens):
+        if token.token_type is TokenType.UNICODE_STRING:
+            escaped = True
+        else:
+            amp, quoted = tokens[index + 1 : index + 2], tokens[index + 2 : index + 3]
+            escaped = (
+                token.token_type is TokenType.VAR
+                and token.text.upper() == "U"
+                and bool(amp and quoted)
+                and amp[0].token_type is TokenType.AMP
+                and amp[0].start == token.end + 1  # U&"x" only with nothing between: U & "x" is an operator
+                and quoted[0].start == amp[0].end + 1
+                and sql[quoted[0].start] in "\"'"
+            )
+        if escaped:
+            raise _rejected("unicode_escape", "U& escapes are not allowed: write the characters themselves")
 
 
 def _nesting(tokens: list[Token]) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
@@ -489,6 +491,27 @@ def test_an_export_query_is_renamed_only_when_two_columns_would_share_a_name(sql
     from spectra.delivery import distinct_columns
 
     assert distinct_columns(sql) == expected
+
+
+@pytest.fixture
+def default_recursion_limit():
+    """Python's default recursion limit, as in an executor that never ran the guard (the guard raises it)."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    yield
+    sys.setrecursionlimit(max(before, sys.getrecursionlimit()))
+
+
+def test_an_export_of_deeply_nested_sql_the_guard_accepted_starts_where_the_guard_never_ran(
+    ports, default_recursion_limit
+):
+    nested = "(" * 80 + "1" + ")" * 80
+    job, _ = submit(ports, sql=f"select {nested} as a, 2 as a", fmt=ResultFormat.CSV, delivery=Delivery.EXPORT)
+    sys.setrecursionlimit(1000)  # the API's guard raised it in this process; the executor's is the default
+    running = execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id))
+    assert running is not None and running.status is JobStatus.SUBMITTED
+    unload = ports.warehouse.statements[running.statement_id].sql
+    assert 'AS spectra_export ("a", "a_2")' in unload  # parsed, and renamed as a shallow query would be
 
 
 @pytest.mark.parametrize(

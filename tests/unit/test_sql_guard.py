@@ -258,3 +258,11 @@ def test_oversized_is_413_with_the_limit():
         check_sql("select '" + "x" * 200 + "'", max_bytes=100)
     assert error.value.details == {"limit": 100}
     assert error.value.status == 413
+
+
+@pytest.mark.parametrize(
+    "sql", ["select 6 & 3 as x", 'select u & "b" from t', 'select "u"&"b" from t', "select u&b from t"]
+)
+def test_the_and_operator_is_not_a_unicode_escape(sql):
+    """Only ``U&`` written against its quote is an escape (PostgreSQL's rule); the bitwise AND still passes."""
+    assert check_sql(sql, max_bytes=1000) == sql

@@ -692,3 +692,12 @@ SELECT N'x\'; DROP TABLE public.sales; --'
 
 --- ambiguous_string: three backslashes still escape the quote
 SELECT 'x\\\'; DELETE FROM public.sales; --'
+
+--- unicode_escape: set_config spelled as a Unicode-escaped identifier (PostgreSQL decodes it, sqlglot does not)
+select U&"set\005fconfig"('statement_timeout', '0', false)
+
+--- unicode_escape: the same in lower case, with its own escape character
+select u&"set!005fconfig" UESCAPE '!'('search_path', 'owned', false)
+
+--- unicode_escape: a Unicode-escaped string
+select U&'\0041' as a
