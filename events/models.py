@@ -206,6 +206,7 @@ class _S3Object(BaseModel):
     size: int = 0
     eTag: str = ""
     versionId: str | None = None
+    sequencer: str | None = None  # distinct per write of the key, the same in every copy of one event
 
 
 class _S3Entity(BaseModel):

@@ -27,7 +27,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from local import moto_dynamodb, moto_speedups
+from local import moto_dynamodb, moto_s3, moto_speedups
 
 REGION = "us-east-1"
 # moto accepts any credentials; fixed ones keep the local stack independent of whatever ~/.aws holds.
@@ -199,6 +199,7 @@ def start_moto(port: int = 0) -> LocalAws:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     moto_dynamodb.install()  # DynamoDB's transactions, not moto's (local/moto_dynamodb.py)
     moto_speedups.install()  # its hot paths made cheaper, answers unchanged (local/moto_speedups.py)
+    moto_s3.install()  # object events carry S3's sequencer (local/moto_s3.py)
     server = _MotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     actual_port = server._server.server_port  # moto exposes no public accessor for a port chosen by the OS

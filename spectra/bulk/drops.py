@@ -3,12 +3,16 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
 
 * The job's options come from a sidecar ``<name>.json`` put *before* the file, or from the object's metadata
   (``x-amz-meta-operation`` ...), the sidecar winning; the default is an insert with commas and LF.
-* The job id is derived from the object's identity (bucket, key, version, ETag), so the same S3 event delivered
-  twice (SQS is at-least-once, and a multipart upload can notify twice) makes one job and loads once; a new upload
-  to the same key is a new object and a new job.
+* The job id is derived from the object's identity (bucket, key, version, ETag) and the write's ``sequencer``, so
+  the same S3 event delivered twice (SQS is at-least-once) makes one job and loads once, while a new upload to the
+  same key is a new job, even of the very same file (the ingest bucket is not versioned, so only the sequencer tells
+  the two writes apart).
 * A drop that cannot be loaded as it is (a key outside ``<tenant>/<table>/``, a bad sidecar) still becomes a job,
-  Failed with the reason, so the tenant sees what happened. Only a drop naming no active tenant has no one to tell:
-  it is logged and counted, and the object is tagged ``spectra-rejected``.
+  Failed with the reason, so the tenant sees what happened. The reason is stored with the job when it is made, so
+  if failing it is cut short (the function dies, S3 fails), the event's redelivery finishes the failing and the
+  executor, should the reconciler queue it meanwhile, fails it rather than loading it with default options.
+* Only a drop naming no active tenant has no one to tell: it is logged and counted, and the object is tagged
+  ``spectra-rejected``.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class DroppedObject:
     size: int
     etag: str = ""
     version_id: str | None = None
+    sequencer: str | None = None  # S3's: one per write of the key, the same in every copy of its notification
 
     @classmethod
     def from_notification(cls, record: S3EventRecord) -> DroppedObject:
@@ -68,11 +73,15 @@ class DroppedObject:
             size=obj.size,
             etag=obj.eTag,
             version_id=obj.versionId,
+            sequencer=obj.sequencer,
         )
 
     @property
     def job_id(self) -> str:
-        identity = "\n".join([self.bucket, self.key, self.version_id or "", self.etag.strip('"')])
+        parts = [self.bucket, self.key, self.version_id or "", self.etag.strip('"')]
+        if self.sequencer:  # the write itself: in an unversioned bucket the same file put again has the same ETag
+            parts.append(self.sequencer)
+        identity = "\n".join(parts)
         digest = hashlib.sha256(identity.encode()).digest()[:16]
         return BULK_JOB_ID_PREFIX + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
@@ -153,13 +162,14 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         created_at=now,
         updated_at=now,
         queued_at=now,
+        error=problem,  # recorded with the job: a refused drop whose failing is interrupted is never loaded
     )
     job, created = bulk.jobs.create(job)
+    if job.error is not None and not job.state.is_terminal:  # refused: fail it (again, if failing it was cut short)
+        return finish_bulk_job(ports, job, BulkState.FAILED, error=job.error, unstarted=True)
     if not created:
         logger.info("bulk job %s already exists for s3://%s/%s", job.job_id, dropped.bucket, dropped.key)
         return None
-    if problem is not None:
-        return finish_bulk_job(ports, job, BulkState.FAILED, error=problem, unstarted=True)
     try:
         ports.queue.send(BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id))
     except Exception:

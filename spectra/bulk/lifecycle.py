@@ -73,6 +73,9 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         if job.abort_requested_at is not None:  # an earlier attempt stopped before its statement; abort it here
             finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
             return None
+    if job.error is not None:  # a drop refused at the door whose failing was cut short: fail it, never load it
+        finish_bulk_job(ports, job, BulkState.FAILED, error=job.error, unstarted=True)
+        return None
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
     except IdentityRefused as exc:

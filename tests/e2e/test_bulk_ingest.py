@@ -163,22 +163,11 @@ def test_the_same_drop_event_delivered_twice_loads_once(bulk_tenant, warehouse, 
     job = client.dropped_job(key)
     assert job["state"] == "JobComplete"
     # S3 delivers at least once: replay the notification exactly as S3 sent it.
-    head = client.s3.head_object(Bucket=client.ingest_bucket, Key=key)
-    notification = {
-        "Records": [
-            {
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "bucket": {"name": client.ingest_bucket},
-                    "object": {"key": key.replace("@", "%40"), "size": head["ContentLength"], "eTag": head["ETag"]},
-                },
-            }
-        ]
-    }
     drop_function = spectra_stack.function("S3DropFunction")
+    [notification] = [body for body in _notifications(drop_function) if _keys(body) == [key]]
     before = drop_function.invocation_count
     sqs = local_aws.client("sqs")
-    sqs.send_message(QueueUrl=spectra_stack.physical_id("IngestQueue"), MessageBody=json.dumps(notification))
+    sqs.send_message(QueueUrl=spectra_stack.physical_id("IngestQueue"), MessageBody=notification)
     wait_until(
         lambda: drop_function.invocation_count > before and all(i.duration_ms for i in drop_function.invocations()),
         30,
@@ -187,6 +176,62 @@ def test_the_same_drop_event_delivered_twice_loads_once(bulk_tenant, warehouse, 
     listing = client.api.request("GET", "/v1/bulk/jobs?limit=100").json()["records"]
     assert [j["id"] for j in listing if j["objectKey"] == key] == [job["id"]]
     assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 1, None), ("bob@x", "Bob", "Rome", 2, None)]
+
+
+def _notifications(function) -> list[str]:
+    """The S3 notifications (SQS message bodies) the drop function was given, as S3 sent them."""
+    return [record["body"] for i in function.invocations() for record in (i.event or {}).get("Records", [])]
+
+
+def _keys(body: str) -> list[str]:
+    from urllib.parse import unquote_plus
+
+    return [unquote_plus(r["s3"]["object"]["key"]) for r in json.loads(body).get("Records", [])]
+
+
+def test_the_same_file_dropped_again_is_a_new_job(bulk_tenant, warehouse):
+    """The ingest bucket keeps no versions, so the file put again has the same ETag: S3's sequencer tells the two
+    writes apart, and the second is loaded too (say, after the tenant fixed what made the first one fail)."""
+    client = bulk_tenant()
+    data = csv_bytes([HEADER, ["ann@x", "Ann", "Oslo", "1"]])
+    key = client.drop(data, name="again.csv")
+    first = client.dropped_job(key)
+    client.drop(data, name="again.csv")
+
+    def both():
+        listing = client.api.request("GET", "/v1/bulk/jobs?limit=100").json()["records"]
+        jobs = [j for j in listing if j["objectKey"] == key]
+        return jobs if len(jobs) == 2 and all(j["state"] == "JobComplete" for j in jobs) else None
+
+    jobs = wait_until(both, 60, "a second job for the same file dropped again")
+    assert first["id"] in {j["id"] for j in jobs}
+    assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 1, None)] * 2
+
+
+def test_a_multipart_upload_is_one_job(bulk_tenant, warehouse, spectra_stack):
+    """moto notifies a multipart upload twice (Put, then CompleteMultipartUpload), for one write: one job."""
+    client = bulk_tenant()
+    key = f"{client.tenant_id}/{client.table}/multipart.csv"
+    upload = client.s3.create_multipart_upload(Bucket=client.ingest_bucket, Key=key)
+    part = client.s3.upload_part(
+        Bucket=client.ingest_bucket,
+        Key=key,
+        UploadId=upload["UploadId"],
+        PartNumber=1,
+        Body=csv_bytes([HEADER, ["bob@x", "Bob", "Rome", "2"]]),
+    )
+    client.s3.complete_multipart_upload(
+        Bucket=client.ingest_bucket,
+        Key=key,
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    job = client.dropped_job(key)
+    drop_function = spectra_stack.function("S3DropFunction")
+    wait_until(lambda: len([b for b in _notifications(drop_function) if _keys(b) == [key]]) >= 2, 30, "both notices")
+    listing = client.api.request("GET", "/v1/bulk/jobs?limit=100").json()["records"]
+    assert [j["id"] for j in listing if j["objectKey"] == key] == [job["id"]]
+    assert client.rows(warehouse) == [("bob@x", "Bob", "Rome", 2, None)]
 
 
 def test_options_come_from_object_metadata_too(bulk_tenant, warehouse):

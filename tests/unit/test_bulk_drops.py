@@ -5,11 +5,14 @@ job that says why, and one naming no tenant is tagged and left alone."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
 from events import BulkJobQueuedMessage, S3EventRecord
+from spectra.bulk import drops
 from spectra.bulk.drops import SIDECAR_MAX_BYTES, DroppedObject, accept_drop
+from spectra.bulk.lifecycle import start_bulk_job
 from spectra.bulk.models import (
     BulkOperation,
     BulkState,
@@ -19,6 +22,9 @@ from spectra.bulk.models import (
     SourceFile,
     is_bulk_job_id,
 )
+from spectra.bulk.reconcile import reconcile_bulk
+from spectra.jobs import utcnow
+from spectra.reconciliation import ReconcileSummary, Thresholds
 from tests.unit.fakes import INGEST_BUCKET, make_ports
 
 pytestmark = pytest.mark.unit
@@ -70,8 +76,12 @@ def notification(key: str, **obj) -> S3EventRecord:
     ],
 )
 def test_notification_keys_are_url_decoded(encoded, key):
-    dropped = DroppedObject.from_notification(notification(encoded, size=12, eTag="abc", versionId="v1"))
-    assert dropped == DroppedObject(bucket=INGEST_BUCKET, key=key, size=12, etag="abc", version_id="v1")
+    dropped = DroppedObject.from_notification(
+        notification(encoded, size=12, eTag="abc", versionId="v1", sequencer="0055AED6DCD90281E5")
+    )
+    assert dropped == DroppedObject(
+        INGEST_BUCKET, key, size=12, etag="abc", version_id="v1", sequencer="0055AED6DCD90281E5"
+    )
 
 
 def test_a_notification_without_size_or_version_still_reads():
@@ -90,8 +100,12 @@ def test_the_job_id_is_stable_per_object_identity_and_changes_with_it():
         DroppedObject("ingest", "acme/accounts/a.csv", 10, "e1", None),
         DroppedObject("ingest", "acme/accounts/b.csv", 10, "e1", "v1"),
         DroppedObject("other", "acme/accounts/a.csv", 10, "e1", "v1"),
+        DroppedObject("ingest", "acme/accounts/a.csv", 10, "e1", "v1", sequencer="0A"),  # the same file put again
+        DroppedObject("ingest", "acme/accounts/a.csv", 10, "e1", "v1", sequencer="0B"),
     ]
     assert len({base.job_id, *(o.job_id for o in others)}) == 1 + len(others)
+    again = DroppedObject("ingest", "acme/accounts/a.csv", 10, "e1", "v1", sequencer="0A")
+    assert again.job_id == others[-2].job_id  # one write's notification delivered twice: one job
 
 
 # -- accepted drops -------------------------------------------------------------------------------------------------
@@ -128,6 +142,16 @@ def test_the_same_event_twice_makes_one_job_and_one_message(ports):
     assert accept_drop(ports, DroppedObject(**{**dropped.__dict__, "etag": dropped.etag.strip('"')})) is None
     assert jobs(ports) == [first]
     assert len(ports.queue.messages) == 1
+
+
+def test_the_same_file_put_again_is_a_new_job(ports):
+    """An unversioned bucket gives the same file the same ETag each time: S3's sequencer tells the writes apart."""
+    dropped = drop(ports, "acme/accounts/jan.csv")
+    first = accept_drop(ports, DroppedObject(**{**dropped.__dict__, "sequencer": "0001"}))
+    second = accept_drop(ports, DroppedObject(**{**dropped.__dict__, "sequencer": "0002"}))
+    assert second is not None and second.job_id != first.job_id
+    assert accept_drop(ports, DroppedObject(**{**dropped.__dict__, "sequencer": "0002"})) is None
+    assert len(jobs(ports)) == 2 and len(ports.queue.messages) == 2
 
 
 def test_a_new_upload_to_the_same_key_is_a_new_job(ports):
@@ -255,3 +279,38 @@ def test_a_job_that_cannot_be_queued_fails_and_the_message_is_retried(ports):
     job = ports.bulk.jobs.get(dropped.job_id)
     assert job.state is BulkState.FAILED and job.error.code == "enqueue_failed"
     assert accept_drop(ports, dropped) is None  # the retried event finds the job: no second one
+
+
+@pytest.fixture
+def refused_drop_cut_short(ports, monkeypatch):
+    """A refused drop (a misspelt option) whose Failed write never happened: the function died right before it."""
+    sidecar(ports, "acme/accounts/jan.json", {"operation": "upsert", "externalIdField": "email"})
+    dropped = drop(ports, "acme/accounts/jan.csv")
+    finish = drops.finish_bulk_job
+    monkeypatch.setattr(drops, "finish_bulk_job", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("died")))
+    with pytest.raises(RuntimeError):
+        accept_drop(ports, dropped)
+    monkeypatch.setattr(drops, "finish_bulk_job", finish)
+    assert ports.bulk.jobs.get(dropped.job_id).state is BulkState.UPLOAD_COMPLETE
+    return dropped
+
+
+def test_a_refused_drop_whose_failing_was_cut_short_is_failed_by_the_events_redelivery(ports, refused_drop_cut_short):
+    job = accept_drop(ports, refused_drop_cut_short)
+    assert job.state is BulkState.FAILED and job.error.code == "invalid_drop" and "externalIdField" in job.error.message
+    assert ports.queue.messages == []
+    assert accept_drop(ports, refused_drop_cut_short) is None  # once failed, a further copy changes nothing
+
+
+def test_a_refused_drop_the_reconciler_queues_is_failed_by_the_executor_never_loaded(ports, refused_drop_cut_short):
+    """Should the event's retries run out, the reconciler queues the UploadComplete job; the executor fails it with
+    the reason it was refused for instead of loading the file as a default insert."""
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    reconcile_bulk(
+        ports, utcnow() + timedelta(seconds=301), Thresholds.from_settings(ports.settings), ReconcileSummary()
+    )
+    [message] = ports.queue.messages
+    assert start_bulk_job(ports, message) is None
+    job = ports.bulk.jobs.get(refused_drop_cut_short.job_id)
+    assert job.state is BulkState.FAILED and job.error.code == "invalid_drop"
+    assert ports.warehouse.calls == [] and ports.slots.holders("acme") == {}
