@@ -153,12 +153,15 @@ def execute_job(
         current = ports.jobs.get(job.job_id)
         if current is not None and current.statement_id == statement_id:
             return None  # a second message for the job: the first recorded this very statement
-        if session is not None:  # whoever ended the job released its slot without knowing of this session
+        if session is not None:  # whoever ended the job knew nothing of this session
             sessions.drop(ports, job, session)
         # The job ended while we started its statement (cancelled while QUEUED, the reconciler gave up on it): the
         # statement must not run on behind a terminal job.
         logger.warning("job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
         ports.warehouse.cancel(statement_id)
+        # Nor keep its slot: a job that ended before this first delivery took it (the job in the message was still
+        # QUEUED) had nothing to release then. A slot the ending already freed is not held: nothing happens.
+        share.release_slot(ports, job.tenant_id, job.job_id)
         return None
     if updated.cancel_requested_at is not None:
         ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement

@@ -15,7 +15,7 @@ from events import ErrorInfo, JobQueuedMessage, JobStatus
 from spectra import queries, share
 from spectra.errors import Throttled
 from spectra.jobs import Job, new_job_id, utcnow
-from spectra.lifecycle import complete_statement, execute_job, finish_job
+from spectra.lifecycle import complete_statement, execute_job, finish_job, queued_message
 from spectra.reconciliation import reconcile
 from spectra.tenants import Caller
 from tests.unit.fakes import make_ports, make_settings
@@ -270,6 +270,20 @@ def test_a_job_cancelled_while_queued_holds_no_slot(ports):
     queries.cancel_job(ports, Caller(tenant_id="acme"), message.job_id)
     assert status(ports, message) is JobStatus.CANCELLED
     assert held(ports) == set()
+
+
+def test_a_job_cancelled_before_its_first_delivery_gives_back_the_slot_that_delivery_took(ports):
+    """The first delivery trusts the job in the message (QUEUED), takes a slot and starts the statement; the job's
+    write is refused (it was cancelled, with no slot to release then), so the statement is cancelled and the slot
+    given back, and the next job starts instead of waiting for a slot nobody holds."""
+    first, second = queued(ports), queued(ports)
+    execute_job(ports, first)
+    cancelled = queued_message(ports.jobs.get(queued(ports).job_id))  # the API's message, the job in it
+    queries.cancel_job(ports, Caller(tenant_id="acme"), cancelled.job_id)
+    assert execute_job(ports, cancelled, first_delivery=True) is None
+    assert [method for method, _ in ports.warehouse.calls][-2:] == ["execute", "cancel"]
+    assert held(ports) == {first.job_id}
+    assert execute_job(ports, second).status is JobStatus.SUBMITTED
 
 
 def test_a_slot_whose_release_was_lost_is_recomputed_from_the_job_store_after_its_lease(ports):
