@@ -164,8 +164,12 @@ def _wait_for_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessag
     """Put the job on its tenant's waiting list. True: it waits there. False: the tenant is under its cap (or the
     job holds a slot): go and claim it. None: the list could not take the job, whose message is sent again later."""
     tenant_id, job_id = message.tenant_id, message.job_id
+    place = _in_line_since(ports, message)
+    if place is None:  # cancelled or given up while it waited: it leaves the line instead of soaking up wake-ups
+        logger.info("job %s of tenant %s has ended; it leaves the waiting list", job_id, tenant_id)
+        return True
     try:
-        if not ports.slots.park(tenant_id, job_id, limit=cap, now=_in_line_since(ports, message)):
+        if not ports.slots.park(tenant_id, job_id, limit=cap, now=place):
             return False
     except ClientError:
         logger.warning("could not put job %s on the waiting list of %s", job_id, tenant_id, exc_info=True)
@@ -179,11 +183,13 @@ def _in_line_since(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessag
     """A job's place on the waiting list, so that the line is the order in which jobs became ready to run and a woken
     job that loses the freed slot to a newer one parks again in its place, not at the end: a query job's creation
     time (it comes in the job's first message; a woken job's is read, one read, only when it has to wait again), a
-    bulk job's ``UploadComplete`` time (read when it has to wait). None (now): a job gone."""
+    bulk job's ``UploadComplete`` time (read when it has to wait). None for a job read and found ended or gone: a job
+    cancelled while it waited, woken and beaten to the slot, does not park again first in line."""
     if isinstance(message, BulkJobQueuedMessage):
         bulk_job = ports.bulk.jobs.get(message.job_id) if ports.bulk is not None else None
-        ready = bulk_job and (bulk_job.queued_at or bulk_job.created_at)
-        return ready.timestamp() if ready else None
+        if bulk_job is None or bulk_job.state.is_terminal:
+            return None
+        return (bulk_job.queued_at or bulk_job.created_at).timestamp()
     created = (message.job or {}).get("created_at")
     if isinstance(created, str):
         try:
@@ -191,7 +197,7 @@ def _in_line_since(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessag
         except ValueError:
             pass  # not the API's job: read it
     job = ports.jobs.get(message.job_id)
-    return job.created_at.timestamp() if job is not None else None
+    return job.created_at.timestamp() if job is not None and not job.status.is_terminal else None
 
 
 def release_slot(ports: Ports, tenant_id: str, job_id: str, *, session: PooledSession | None = None) -> None:

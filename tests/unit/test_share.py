@@ -220,6 +220,21 @@ def test_a_job_cancelled_while_it_waits_passes_its_turn_on(ports):
     assert cancelled.job_id not in held(ports)
 
 
+def test_a_job_cancelled_while_it_waits_leaves_the_line_when_its_wake_up_finds_the_slot_taken(ports):
+    first = queued(ports)
+    job = execute_job(ports, first)
+    execute_job(ports, queued(ports))
+    cancelled, next_in_line = queued(ports), queued(ports)
+    execute_job(ports, cancelled)
+    execute_job(ports, next_in_line)
+    queries.cancel_job(ports, Caller(tenant_id="acme"), cancelled.job_id)
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
+    [woken] = ports.queue.messages
+    assert execute_job(ports, queued(ports)).status is JobStatus.SUBMITTED  # a newer job takes the freed slot
+    assert execute_job(ports, woken) is None
+    assert line(ports) == [next_in_line.job_id]  # the cancelled job did not park again at the head
+
+
 def _end_running(ports, message, how):
     job = ports.jobs.get(message.job_id)
     if how == "finished":
