@@ -203,9 +203,10 @@ def test_a_late_message_of_a_finished_job_leaves_no_slot_behind(ports):
     assert held(ports) == set()
 
 
-def test_a_job_cancelled_while_it_waits_passes_its_turn_on(ports):
-    first = queued(ports)
-    job = execute_job(ports, first)
+def woken_after_cancel(ports) -> tuple[JobQueuedMessage, JobQueuedMessage]:
+    """Two jobs running at the cap of 2, two waiting; the first waiter is cancelled, then a slot is freed: the
+    wake-up message (for the cancelled job) and the job next in line."""
+    job = execute_job(ports, queued(ports))
     execute_job(ports, queued(ports))
     cancelled, next_in_line = queued(ports), queued(ports)
     execute_job(ports, cancelled)
@@ -214,22 +215,19 @@ def test_a_job_cancelled_while_it_waits_passes_its_turn_on(ports):
     complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
     [woken] = ports.queue.messages
     assert woken.job_id == cancelled.job_id
+    return woken, next_in_line
+
+
+def test_a_job_cancelled_while_it_waits_passes_its_turn_on(ports):
+    woken, next_in_line = woken_after_cancel(ports)
     assert execute_job(ports, woken) is None  # cancelled: it gives the slot straight back, to the next in line
     assert ports.queue.messages[1].job_id == next_in_line.job_id
     assert execute_job(ports, ports.queue.messages[1]).status is JobStatus.SUBMITTED
-    assert cancelled.job_id not in held(ports)
+    assert woken.job_id not in held(ports)
 
 
 def test_a_job_cancelled_while_it_waits_leaves_the_line_when_its_wake_up_finds_the_slot_taken(ports):
-    first = queued(ports)
-    job = execute_job(ports, first)
-    execute_job(ports, queued(ports))
-    cancelled, next_in_line = queued(ports), queued(ports)
-    execute_job(ports, cancelled)
-    execute_job(ports, next_in_line)
-    queries.cancel_job(ports, Caller(tenant_id="acme"), cancelled.job_id)
-    complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
-    [woken] = ports.queue.messages
+    woken, next_in_line = woken_after_cancel(ports)
     assert execute_job(ports, queued(ports)).status is JobStatus.SUBMITTED  # a newer job takes the freed slot
     assert execute_job(ports, woken) is None
     assert line(ports) == [next_in_line.job_id]  # the cancelled job did not park again at the head
