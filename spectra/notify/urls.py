@@ -82,6 +82,8 @@ def address_refusal(address: str, *, allow_loopback: bool) -> str | None:
         return None if allow_loopback else "a loopback address"
     if ip.is_link_local:
         return "a link-local address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:  # fec0::/10: deprecated, yet is_global says so
+        return "a site-local address"
     if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
         return "not a public address"
     if ip.is_private:

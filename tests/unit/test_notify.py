@@ -73,6 +73,7 @@ def test_public_https_urls_are_accepted(url):
         ("https://[::ffff:10.0.0.1]/hook", "private"),
         ("https://[64:ff9b::a00:1]/hook", "private"),  # NAT64 of 10.0.0.1
         ("https://[fe80::1]/hook", "link-local"),
+        ("https://[fec0::1]/hook", "site-local"),  # deprecated (RFC 3879), still routed inside some networks
         ("https://100.64.0.1/hook", "not a public"),  # carrier-grade NAT
         ("https://0.0.0.0/hook", "not a public"),
         ("https://224.0.0.1/hook", "not a public"),
