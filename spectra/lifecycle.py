@@ -104,6 +104,7 @@ def execute_job(
         return None
     if job.statement_id:
         logger.info("job %s is %s with its statement; nothing to execute", job.job_id, job.status.value)
+        sessions.give_back(ports, job, lease, running_in=job.session_id)
         return None
     # QUEUED, or SUBMITTED without a statement (an executor before this one stopped between its two writes: the
     # ClientToken makes the call below return that attempt's statement if it got as far as the Data API)
@@ -152,7 +153,9 @@ def execute_job(
     if updated is None:
         current = ports.jobs.get(job.job_id)
         if current is not None and current.statement_id == statement_id:
-            return None  # a second message for the job: the first recorded this very statement
+            # a second message for the job: the first recorded this very statement, and the session it runs in
+            sessions.give_back(ports, current, lease, running_in=current.session_id)
+            return None
         if session is not None:  # whoever ended the job knew nothing of this session
             sessions.drop(ports, job, session)
         # The job ended while we started its statement (cancelled while QUEUED, the reconciler gave up on it): the

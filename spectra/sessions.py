@@ -191,6 +191,16 @@ def unused(session: PooledSession | None) -> PooledSession | None:
     return PooledSession(session.session_id, session.identity, until=session.until)
 
 
+def give_back(ports: Ports, job: Job, lease: PooledSession | None, *, running_in: str | None) -> None:
+    """A lease a job took with its slot and will not use (the job runs already, in session ``running_in`` or in
+    none): back to the pool, idle, the job keeping its slot. A redelivered message of a running job claims its slot
+    again, and that claim may lease an idle session; kept, it would stay leased until the job's end and beyond."""
+    if lease is None or lease.session_id == running_in:
+        return
+    ports.slots.unlease(job.tenant_id, unused(lease), job_id=job.job_id)
+    _views.get(ports.slots, {}).pop(job.tenant_id, None)
+
+
 def drop(ports: Ports, job: Job, session: PooledSession) -> None:
     ports.slots.drop_session(job.tenant_id, session.session_id, job_id=job.job_id)
     _views.get(ports.slots, {}).pop(job.tenant_id, None)  # what this process knew of the pool is out of date

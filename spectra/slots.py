@@ -295,6 +295,24 @@ class RunningSlots:
                 raise
             return False
 
+    def unlease(self, tenant_id: str, session: PooledSession, *, job_id: str) -> bool:
+        """Put a session leased by ``job_id`` back in the pool as given (idle), the job keeping its slot: a lease the
+        job took with a slot it already held and never used. False when the job does not lease that session."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(tenant_id),
+                UpdateExpression="SET sessions.#s = :entry",
+                ConditionExpression="sessions.#s.#lease = :job",
+                ExpressionAttributeNames={"#s": session.session_id, "#lease": "job"},
+                ExpressionAttributeValues={":entry": session.as_item(), ":job": {"S": job_id}},
+            )
+            return True
+        except ClientError as exc:
+            if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
+                raise
+            return False
+
     def sessions(self, tenant_id: str) -> dict[str, PooledSession]:
         """The tenant's session pool (a consistent read)."""
         response = self._db.get_item(TableName=self._table, Key=self._key(tenant_id), ConsistentRead=True)

@@ -822,6 +822,14 @@ class FakeRunningSlots:
         del self.pools[tenant_id][session_id]
         return True
 
+    def unlease(self, tenant_id: str, session: PooledSession, *, job_id: str) -> bool:
+        self.writes += 1
+        current = self.pools.get(tenant_id, {}).get(session.session_id)
+        if current is None or current.job_id != job_id:
+            return False
+        self.pools[tenant_id][session.session_id] = session
+        return True
+
     def sessions(self, tenant_id: str) -> dict[str, PooledSession]:
         return dict(self.pools.get(tenant_id, {}))
 

@@ -189,3 +189,17 @@ def test_identity_keys_tell_users_and_secrets_apart():
     assert sessions.identity_key(DatabaseIdentity(db_user="tenant_a")) == "db_user:tenant_a"
     secret = "arn:aws:secretsmanager:us-east-1:0:secret:spectra/tenants/a-Xy"
     assert sessions.identity_key(DatabaseIdentity(secret_arn=secret)) == f"secret:{secret}"
+
+
+def test_a_redelivered_message_of_a_running_job_gives_back_the_idle_session_its_claim_leased(ports):
+    run(ports)  # s1 opened, and idle in the pool once its job ended
+    first = execute_job(ports, queued(ports))  # leases s1
+    second_message = queued(ports)
+    second = execute_job(ports, second_message)  # opens s2 (in the pool only once it ends)
+    complete_statement(ports, ports.warehouse.finish(first.statement_id, columns=[Column("n", "int4")], pages=["1\n"]))
+    assert execute_job(ports, second_message) is None  # its message again, while it runs in s2: nothing to start
+    assert all(s.job_id is None for s in ports.slots.sessions("acme").values())  # s1 is idle, not leased by it
+    assert set(ports.slots.holders("acme")) == {second.job_id}
+    complete_statement(ports, ports.warehouse.finish(second.statement_id, columns=[Column("n", "int4")], pages=["1\n"]))
+    pool = ports.slots.sessions("acme")
+    assert len(pool) == 2 and all(s.job_id is None for s in pool.values())

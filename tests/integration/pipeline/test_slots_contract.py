@@ -226,6 +226,18 @@ def test_drop_removes_an_idle_or_own_session_only(slots):
     assert not slots.drop_session("nobody", "s-1", job_id="j_1")
 
 
+def test_unlease_puts_back_only_a_session_the_job_leases_and_keeps_its_slot(slots):
+    session = pooled(slots, "acme", "j_0")
+    slots.claim("acme", "j_1", limit=5, now=200.0, lease=session)
+    idle = PooledSession("s-1", ACME, until=10_000.0)
+    assert not slots.unlease("acme", idle, job_id="j_2")  # leased by another job
+    assert slots.sessions("acme")["s-1"].job_id == "j_1"
+    assert slots.unlease("acme", idle, job_id="j_1")
+    assert slots.sessions("acme")["s-1"] == idle and slots.holders("acme") == {"j_1": 200.0}
+    assert not slots.unlease("acme", idle, job_id="j_1")  # idle now: nobody's to give back
+    assert not slots.unlease("nobody", idle, job_id="j_1")
+
+
 def test_a_claim_prunes_the_sessions_it_is_given(slots):
     pooled(slots, "acme", "j_0", "s-old", until=50.0)
     pooled(slots, "acme", "j_1", "s-new")
