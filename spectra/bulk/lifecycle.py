@@ -257,10 +257,16 @@ def finish_bulk_job(
     An ingest job's result files are written first when its input is small, so they exist the moment it ends; a
     large one ends as soon as its load commits and its files are written by the bulk results consumer. None when
     the job moved meanwhile (the caller's view is stale; nothing is written).
+
+    An ending that ran nothing (``unstarted``: aborted, refused or given up before any statement) writes its files
+    only after its write has won: it can race an ending that ran (an abort that saw the job ``UploadComplete``
+    while the executor started the load and completion finished it), and its files, every record unprocessed, must
+    not replace the winner's. Its result routes answer ``job_not_finished`` for that moment, as for a large job.
     """
     bulk = bulk_ports(ports)
     results_ready = job.operation is BulkOperation.QUERY or not job.files
-    if not results_ready and job.source_bytes <= ports.settings.bulk_inline_results_max_bytes:
+    inline = not results_ready and job.source_bytes <= ports.settings.bulk_inline_results_max_bytes
+    if inline and not unstarted:
         outcomes.write_results(ports, job.model_copy(update={"state": state, **changes}))
         results_ready = True
     finished = bulk.jobs.transition(
@@ -274,6 +280,9 @@ def finish_bulk_job(
     )
     if finished is None:
         return None
+    if inline and unstarted:
+        outcomes.write_results(ports, finished)
+        finished = bulk.jobs.mark_results_ready(finished.job_id, finished.state) or finished
     share.release_slot(ports, finished.tenant_id, finished.job_id)
     settle(ports, finished)
     return finished

@@ -8,6 +8,7 @@ import gzip
 import pytest
 
 from events import BulkJobQueuedMessage
+from spectra.bulk import outcomes
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState
 from spectra.bulk.service import (
@@ -32,7 +33,7 @@ from spectra.errors import (
     SqlRejected,
 )
 from spectra.tenants import Caller
-from tests.unit.fakes import INGEST_BUCKET, make_ports, make_settings
+from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -186,6 +187,51 @@ def test_aborting_a_running_job_cancels_its_statement_and_it_ends_aborted(ports)
     assert ("cancel", running.statement_id) in ports.warehouse.calls
     done = complete_bulk_statement(ports, ports.warehouse.status_change(running.statement_id))
     assert done.state is BulkState.ABORTED
+
+
+def test_an_abort_that_loses_its_race_leaves_the_completed_jobs_result_files_alone(ports, monkeypatch):
+    """The abort saw the job UploadComplete; before its write, the executor started the load and completion finished
+    it, files and all. The abort's write is refused (409), and it wrote no files of its own over the winner's."""
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    transition, write_results = ports.bulk.jobs.transition, outcomes.write_results
+    raced = []
+
+    def the_load_runs_first():  # at the abort's first write, whichever it is
+        if not raced:
+            raced.append(True)
+            running = start_bulk_job(ports, ports.queue.messages[-1])
+            complete_bulk_statement(ports, ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []}))
+
+    def transition_after_the_load(job_id, state, **changes):
+        if state is BulkState.ABORTED:
+            the_load_runs_first()
+        return transition(job_id, state, **changes)
+
+    def files_after_the_load(p, view):
+        if view.state is BulkState.ABORTED:
+            the_load_runs_first()
+        return write_results(p, view)
+
+    monkeypatch.setattr(ports.bulk.jobs, "transition", transition_after_the_load)
+    monkeypatch.setattr(outcomes, "write_results", files_after_the_load)
+    with pytest.raises(Conflict):
+        change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert ports.bulk.jobs.get(job.job_id).state is BulkState.JOB_COMPLETE
+    results = ports.bulk.files.client
+    assert results.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv") == b"id,name\n"
+    assert results.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2
+
+
+def test_an_abort_that_wins_writes_every_record_as_unprocessed(ports):
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    aborted = change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert aborted.state is BulkState.ABORTED and aborted.results_ready
+    unprocessed = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv")
+    assert unprocessed == CSV
 
 
 # -- results --------------------------------------------------------------------------------------------------------
