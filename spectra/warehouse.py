@@ -227,6 +227,21 @@ class StatementRunner:
             raw=response,
         )
 
+    def find(self, name: str) -> str | None:
+        """The id of the latest statement this role started under ``name`` (ListStatements), or None: for an attempt
+        that died between starting its statement and recording it. The Data API matches names by prefix; the name
+        must match whole here."""
+        request: dict[str, Any] = {"StatementName": name, "Status": "ALL", "MaxResults": 100}
+        found: list[dict[str, Any]] = []
+        while True:
+            response = _call(self._client.list_statements, **request)
+            found += [s for s in response.get("Statements", []) if s.get("StatementName") == name]
+            if not response.get("NextToken"):
+                break
+            request["NextToken"] = response["NextToken"]
+        latest = max(found, key=lambda s: str(s.get("CreatedAt", "")), default=None)
+        return latest["Id"] if latest else None
+
     def cancel(self, statement_id: str) -> bool:
         """Ask the warehouse to stop the statement. False when it had already ended (the Data API answers
         ValidationException) or is no longer known (results expire after 24 hours); anything else, access denied

@@ -70,9 +70,8 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         if job.state is not BulkState.IN_PROGRESS or job.statement_id:
             logger.info("bulk job %s is %s; nothing to start", job.job_id, job.state.value)
             return None
-        if job.abort_requested_at is not None:  # an earlier attempt stopped before its statement; abort it here
-            finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
-            return None
+        if job.abort_requested_at is not None:  # an earlier attempt stopped before recording its statement
+            return _abort_unrecorded(ports, job)
     if job.error is not None:  # a drop refused at the door whose failing was cut short: fail it, never load it
         finish_bulk_job(ports, job, BulkState.FAILED, error=job.error, unstarted=True)
         return None
@@ -111,6 +110,22 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     if updated.abort_requested_at is not None:
         ports.warehouse.cancel(statement_id)
     return updated
+
+
+def _abort_unrecorded(ports: Ports, job: BulkJob) -> None:
+    """Abort a job whose earlier attempt died between starting its statement and recording it, so the abort had no
+    statement to cancel. If that statement exists (found by the job's name), it is recorded and cancelled, and the
+    job ends as the statement did: Aborted, or JobComplete with its counts when the load committed first (through
+    its event, or the reconciler's look at a recorded statement). If it never reached the warehouse, the job ends
+    Aborted at once, every record unprocessed."""
+    earlier = ports.warehouse.find(job.job_id)
+    if earlier is None:
+        finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
+        return None
+    logger.warning("bulk job %s: an earlier attempt started statement %s; cancelling it", job.job_id, earlier)
+    if bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier) is not None:
+        ports.warehouse.cancel(earlier)
+    return None
 
 
 def export_prefix(job: BulkJob) -> str:

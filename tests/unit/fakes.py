@@ -555,6 +555,11 @@ class FakeWarehouse:
             sub_statements=[self._sub_statement(child) for child in statement.children],
         )
 
+    def find(self, name: str) -> str | None:
+        self._enter("find", name)
+        found = [statement_id for statement_id, statement in self.statements.items() if statement.name == name]
+        return found[-1] if found else None
+
     def cancel(self, statement_id: str) -> bool:
         self._enter("cancel", statement_id)
         statement = self._statement(statement_id)

@@ -209,6 +209,46 @@ def test_an_abort_requested_before_the_statement_started_ends_the_job_aborted(po
     assert "execute_batch" not in warehouse_calls(ports)
 
 
+@pytest.fixture
+def died_before_recording(ports, monkeypatch):
+    """A job whose executor died between BatchExecuteStatement and recording the statement, then was aborted (PATCH
+    Aborted found no statement to cancel): its message, and the statement that runs on."""
+    message = queued(ports)
+    update = ports.bulk.jobs.update
+
+    def dies_recording_the_statement(job_id, expected, **changes):
+        if "statement_id" in changes:
+            raise RuntimeError("the executor died")
+        return update(job_id, expected, **changes)
+
+    monkeypatch.setattr(ports.bulk.jobs, "update", dies_recording_the_statement)
+    with pytest.raises(RuntimeError):
+        start_bulk_job(ports, message)
+    monkeypatch.setattr(ports.bulk.jobs, "update", update)
+    ports.bulk.jobs.update(message.job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())
+    [statement_id] = [s for s in ports.warehouse.statements if ":" not in s]
+    return message, statement_id
+
+
+def test_an_abort_after_an_attempt_died_mid_start_cancels_the_statement_it_started(ports, died_before_recording):
+    message, statement_id = died_before_recording
+    assert start_bulk_job(ports, message) is None  # the message comes back
+    assert stored(ports, message.job_id).statement_id == statement_id  # found by the job's name, and recorded
+    assert ("cancel", statement_id) in ports.warehouse.calls
+    done = complete_bulk_statement(ports, ports.warehouse.status_change(statement_id))
+    assert done.state is BulkState.ABORTED
+    assert warehouse_calls(ports).count("execute_batch") == 1
+
+
+def test_a_load_that_committed_before_the_abort_came_ends_complete_not_aborted(ports, died_before_recording):
+    message, statement_id = died_before_recording
+    change = ports.warehouse.finish_batch(statement_id, {0: 1, 1: []})  # it ran on and committed
+    assert start_bulk_job(ports, message) is None
+    assert stored(ports, message.job_id).statement_id == statement_id
+    done = complete_bulk_statement(ports, change)
+    assert done.state is BulkState.JOB_COMPLETE and done.counts.processed == 1 and done.counts.failed == 0
+
+
 def test_an_unknown_or_ended_job_is_not_started(ports):
     assert start_bulk_job(ports, BulkJobQueuedMessage(job_id="b_nope", tenant_id="acme")) is None
     message = queued(ports)

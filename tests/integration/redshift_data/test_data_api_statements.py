@@ -259,3 +259,18 @@ def test_list_statements_role_level_false_shows_only_the_callers_statements(reds
     assert everyone == {mine["Id"], theirs["Id"]}
     only_theirs = other.list_statements(StatementName=name, RoleLevel=False)["Statements"]
     assert [s["Id"] for s in only_theirs] == [theirs["Id"]]
+
+
+def test_the_runner_finds_a_statement_by_its_whole_name_only(api, redshift_data, name):
+    """StatementRunner.find, the executor's way to an attempt's unrecorded statement: the Data API lists names by
+    prefix; the runner answers only the statement named exactly so, across pages, or None."""
+    from spectra.warehouse import StatementRunner
+
+    runner = StatementRunner(redshift_data, database=DATABASE, cluster_id=CLUSTER)
+    wanted = api.run("SELECT 1", StatementName=name)["Id"]
+    for n in range(101):  # more than a page of longer names sharing the prefix
+        redshift_data.execute_statement(
+            Sql="SELECT 1", Database=DATABASE, ClusterIdentifier=CLUSTER, StatementName=f"{name}{n}"
+        )
+    assert runner.find(name) == wanted
+    assert runner.find(f"{name}-never") is None
