@@ -101,6 +101,8 @@ def execute_job(
             logger.error("job %s from the queue does not exist; dropping the message", message.job_id)
         else:
             logger.info("job %s is %s; nothing to execute", job.job_id, job.status.value)
+            if not first_delivery and not job.statement_id:
+                _stop_unrecorded(ports, job)
         return None
     if job.statement_id:
         logger.info("job %s is %s with its statement; nothing to execute", job.job_id, job.status.value)
@@ -169,6 +171,23 @@ def execute_job(
     if updated.cancel_requested_at is not None:
         ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement
     return updated
+
+
+def _stop_unrecorded(ports: Ports, job: Job) -> None:
+    """A job that ended with no statement recorded (cancelled while QUEUED, given up) whose message came back: an
+    earlier attempt may have died between ExecuteStatement and recording it, and that statement must not run on
+    behind the ended job. It is found by the job's name and cancelled; one that already ran to its end is logged."""
+    earlier = ports.warehouse.find(job.job_id)
+    if earlier is None:
+        return
+    if ports.warehouse.cancel(earlier):
+        logger.warning(
+            "job %s is %s; cancelled statement %s an earlier attempt started", job.job_id, job.status, earlier
+        )
+    else:
+        logger.error(
+            "job %s is %s, yet statement %s an earlier attempt started ran to its end", job.job_id, job.status, earlier
+        )
 
 
 def complete_statement(ports: Ports, change: StatementStatusChange, *, info: StatementInfo | None = None) -> Job | None:

@@ -299,6 +299,35 @@ def test_a_job_cancelled_before_its_first_delivery_gives_back_the_slot_that_deli
     assert execute_job(ports, second).status is JobStatus.SUBMITTED
 
 
+@pytest.mark.parametrize("ran_to_its_end", [False, True])
+def test_a_statement_an_attempt_started_but_never_recorded_is_cancelled_once_the_job_is_cancelled(
+    ports, monkeypatch, ran_to_its_end
+):
+    """The executor died between ExecuteStatement and the SUBMITTED write; the tenant cancelled the still QUEUED job.
+    The message comes back: the statement is found by the job's name and cancelled (one that already ended is left
+    as it is), and the slot is given back."""
+    message = queued(ports)
+    transition = ports.jobs.transition
+
+    def dies_recording_the_statement(job_id, status, **changes):
+        if status is JobStatus.SUBMITTED:
+            raise RuntimeError("the executor died")
+        return transition(job_id, status, **changes)
+
+    monkeypatch.setattr(ports.jobs, "transition", dies_recording_the_statement)
+    with pytest.raises(RuntimeError):
+        execute_job(ports, message, first_delivery=True)
+    monkeypatch.setattr(ports.jobs, "transition", transition)
+    [statement_id] = list(ports.warehouse.statements)
+    if ran_to_its_end:
+        ports.warehouse.finish(statement_id, rows=3)
+    queries.cancel_job(ports, Caller(tenant_id="acme"), message.job_id)
+    assert execute_job(ports, message) is None  # the redelivery
+    expected = "FINISHED" if ran_to_its_end else "ABORTED"
+    assert ports.warehouse.statements[statement_id].status == expected
+    assert status(ports, message) is JobStatus.CANCELLED and held(ports) == set()
+
+
 def test_a_slot_whose_release_was_lost_is_recomputed_from_the_job_store_after_its_lease(ports):
     lease = ports.settings.slot_lease_seconds
     lost, running = queued(ports), queued(ports)
