@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip as gzip_module
 import io
 import secrets
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -183,9 +184,11 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
 
 
 def _is_gzip(body: bytes) -> bool:
+    """Whether the body starts as gzip data: a gzip header and deflate data that begins to decode (the rest is
+    checked when the job runs, as a file too large to read here would be)."""
     try:
         gzip_module.GzipFile(fileobj=io.BytesIO(body[:1024])).read(1)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):  # zlib.error: a gzip header over data that is not deflate
         return False
     return True
 

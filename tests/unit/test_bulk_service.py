@@ -132,6 +132,9 @@ def test_upload_misuse_is_refused(ports):
     assert f"/v1/bulk/jobs/{job.job_id}/uploads" in raised.value.message
     with pytest.raises(InvalidRequest, match="not gzip"):
         upload_batch(ports, caller(ports), job.job_id, CSV, gzip=True)
+    corrupt = bytes.fromhex("1f8b08000000000000ff") + b"\xff" * 20  # a gzip header over data that is not deflate
+    with pytest.raises(InvalidRequest, match="not gzip"):
+        upload_batch(ports, caller(ports), job.job_id, corrupt, gzip=True)
     with pytest.raises(InvalidRequest, match="no data"):
         change_state(ports, caller(ports), job.job_id, "UploadComplete")
     with pytest.raises(InvalidRequest) as raised:
