@@ -1,7 +1,10 @@
 """Reading the tenants' CSV files: the header check before anything is written, and records with their line numbers.
 
 Line numbers are the file's physical lines, counted from 1 at the header, as Redshift's ``stl_load_errors`` counts
-them: a record that holds a quoted line break spans several lines and is known by its first.
+them: a line ends at LF (a CR alone is data, inside quotes; outside them it makes the record invalid), and a record
+that holds a quoted line break spans several lines and is known by its first. Every line after the header is a record
+to account for, blank ones included: COPY rejects a blank line of a table with several columns (a "missing data"
+error, listed in failedResults with its reason), and loads it as an empty value into a table of one.
 """
 
 from __future__ import annotations
@@ -47,12 +50,15 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> list[st
     if not head.removeprefix(BOM.encode()).strip():
         raise BulkInputError("empty_file", f"{_name(source)} is empty: a header line and at least one row are needed")
     text = head.decode("utf-8", errors="surrogateescape")  # rows' bad bytes are the rows' problem, reported per row
-    reader = csv.reader(io.StringIO(text.removeprefix(BOM), newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text.removeprefix(BOM), newline="\n"), delimiter=delimiter)
     try:
         header = next(reader)
         has_rows = any(any(field.strip() for field in row) for row in reader)
     except csv.Error as exc:
-        raise BulkInputError("invalid_header", f"{_name(source)}: the header line is not valid CSV: {exc}") from exc
+        raise BulkInputError(
+            "invalid_header",
+            f"{_name(source)}: the header line is not valid CSV: {exc} (lines must end with LF or CRLF, not CR alone)",
+        ) from exc
     if not any(field.strip() for field in header):  # else a blank first line would pass as a header of no columns
         raise BulkInputError(
             "invalid_header", f"{_name(source)}: the first line has no column names; it must be the header line"
@@ -111,29 +117,26 @@ def check_columns(job: BulkJob, header: list[str], table: list[TableColumn]) -> 
 @dataclass(frozen=True)
 class Record:
     line: int  # the physical line the record starts on (the header is line 1)
-    fields: list[str] | None  # None: the rest of the file is not valid CSV (an open quote at its end)
+    fields: list[str] | None  # None: not valid CSV (a CR outside quotes, or a quote left open to the end of the file)
 
 
 def records(files: BulkFiles, source: SourceFile, delimiter: str) -> Iterator[Record]:
-    """The file's data records (after the header), streamed, with the line each starts on. Blank lines are skipped
-    (COPY skips them too)."""
+    """The file's data records (after the header), streamed, with the line each starts on; a blank line is a record
+    with one empty field (see the module's docstring)."""
     with files.text(source) as stream:
         reader = csv.reader(stream, delimiter=delimiter)  # lenient, as COPY is, about quotes inside fields
         previous_end = 0
         first = True
         while True:
+            line = previous_end + 1
             try:
-                fields = next(reader)
+                fields: list[str] | None = next(reader)
             except StopIteration:
                 return
             except csv.Error:
-                yield Record(previous_end + 1, None)  # what is left cannot be read as records: one bad record
-                return
-            line = previous_end + 1
+                fields = None  # this record cannot be read; the reader goes on at the next line
             previous_end = reader.line_num
             if first:
                 first = False  # the header
                 continue
-            if not fields or (len(fields) == 1 and not fields[0]):
-                continue
-            yield Record(line, fields)
+            yield Record(line, [""] if fields == [] else fields)

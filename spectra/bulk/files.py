@@ -178,9 +178,10 @@ class BulkFiles:
 
     def text(self, source: SourceFile) -> IO[str]:
         """The file as text for the csv module: UTF-8, undecodable bytes kept (surrogateescape) so a row is written
-        back exactly as it was sent, universal newlines off (csv handles CRLF inside and outside quotes)."""
+        back exactly as it was sent, and lines ending at LF only, as COPY counts them (``stl_load_errors`` lines): a
+        CR is data, and CRLF is a line whose CR the csv module takes as part of its ending."""
         return io.TextIOWrapper(
-            _ChunkReader(self.chunks(source)), encoding="utf-8", errors="surrogateescape", newline=""
+            _ChunkReader(self.chunks(source)), encoding="utf-8", errors="surrogateescape", newline="\n"
         )
 
     # -- writing --------------------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
             text = stack.enter_context(
                 io.TextIOWrapper(upload, encoding="utf-8", errors="surrogateescape", newline="", write_through=False)
             )
-            writers[kind] = csv.writer(text, delimiter=delimiter, lineterminator=terminator)
+            writers[kind] = _RowWriter(text, delimiter=delimiter, lineterminator=terminator)
         header = _header(ports, job)
         writers["successful"].writerow(["sf__Id", "sf__Created", *header])
         writers["failed"].writerow(["sf__Id", "sf__Error", *header])
@@ -118,11 +118,11 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
                 )
                 for record, sf_id in zip(batch, keyed, strict=True):
                     fields = record.fields
-                    error = verdicts.rejected.get((url, record.line))
+                    error = verdicts.rejected.get((_load_error_file(url), record.line))
                     if error is None and fields is None:
-                        error = "the rest of the file is not valid CSV (an unterminated quoted field?)"
+                        error = "not valid CSV (a CR outside quotes, or a quoted field left open to the end?)"
                     reason = listed.get(sf_id)
-                    if error is None and key_index is not None:
+                    if error is None and key_index is not None and job.operation.needs_external_id:
                         error = MISSING_ID if is_missing_id(sf_id) else _refused(reason)
                     if error is not None:
                         writers["failed"].writerow([sf_id, error, *(fields or [])])
@@ -137,6 +137,29 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
     ):
         logger.warning("bulk job %s: result files count %s, the warehouse counted %s", job.job_id, counts, expected)
     return counts
+
+
+#: ``stl_load_errors.filename`` is CHAR(256): a longer file URL comes back cut there (and padded, which the load's
+#: SELECT trims), so rejected lines are matched on the first 256 characters. Two files of one job whose URLs share
+#: those would be told apart by line only; a job's files are named by the service (``batch-NNNNN.csv``) or by one
+#: drop, so they differ well within that.
+LOAD_ERROR_FILENAME_CHARS = 256
+
+
+def _load_error_file(url: str) -> str:
+    return url[:LOAD_ERROR_FILENAME_CHARS].rstrip()
+
+
+class _RowWriter:
+    """csv.writer that also quotes a field holding a CR: with an LF line terminator, Python's minimal quoting quotes
+    only LF, and a bare CR written unquoted would read back as a line break."""
+
+    def __init__(self, stream, *, delimiter: str, lineterminator: str) -> None:
+        self._minimal = csv.writer(stream, delimiter=delimiter, lineterminator=lineterminator)
+        self._all = csv.writer(stream, delimiter=delimiter, lineterminator=lineterminator, quoting=csv.QUOTE_ALL)
+
+    def writerow(self, row: list[str]) -> None:
+        (self._all if any("\r" in field for field in row) else self._minimal).writerow(row)
 
 
 def _batches(items: Iterator[Record], size: int) -> Iterator[list[Record]]:
@@ -206,7 +229,7 @@ def _read_outcomes(ports: Ports, job: BulkJob, verdicts: _Outcomes) -> _Outcomes
             if len(row) >= 4:
                 filename, line, column, reason = row[:4]
                 where = f"{column}: " if column else ""
-                verdicts.rejected[(filename, int(line))] = f"{where}{reason}"
+                verdicts.rejected[(_load_error_file(filename), int(line))] = f"{where}{reason}"
     if plan.outcome_url is not None:
         verdicts.add_ids(_unloaded_rows(ports, plan.outcome_url))
     elif plan.outcome_index is not None:  # a plan recorded before outcomes were unloaded

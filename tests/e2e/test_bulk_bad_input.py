@@ -27,6 +27,7 @@ GOOD = ["ann@x", "Ann", "Oslo", "1"]
         ("unknown.csv", b"email,name,shoe_size\nann@x,Ann,44\n", "unknown_columns", "shoe_size"),
         ("missing.csv", b"email,city\nann@x,Oslo\n", "missing_columns", "name"),
         ("twice.csv", b"email,name,email\nann@x,Ann,a@x\n", "duplicate_columns", "email"),
+        ("cr-only.csv", b"email,name,city,score\rann@x,Ann,Oslo,1\r", "invalid_header", "not CR alone"),
     ],
 )
 def test_files_that_cannot_be_loaded_fail_the_job_with_the_reason(bulk_tenant, warehouse, name, data, code, words):
@@ -68,6 +69,39 @@ def test_bad_rows_are_listed_as_sent_and_the_good_ones_load(bulk_tenant, warehou
     assert failed[2][3] == "B\udcffd"  # the bytes as sent (the test reads them back with surrogateescape)
     assert len(failed[3][3]) == 65536
     assert failed[1][2:] == ["ext@x", "Ext", "Oslo", "2", "surplus"]
+
+
+def accounted(client, job: dict, warehouse) -> tuple[list, list]:
+    """The job's result files, checked against its counts and the table: processed = successful + failed, and every
+    row listed successful is in the table."""
+    ok = client.results(job["id"], "successfulResults")[1:]
+    bad = client.results(job["id"], "failedResults")[1:]
+    assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (len(ok) + len(bad), len(bad))
+    assert sorted(row[2] for row in ok) == sorted(row[0] for row in client.rows(warehouse))
+    return ok, bad
+
+
+def test_records_and_lines_are_counted_as_the_warehouse_counts_them(bulk_tenant, warehouse):
+    """A quoted CR is data (lines end at LF), a blank line is a record COPY rejects, and an insert's external id
+    only names sf__Id: the files match the table and the counts."""
+    client = bulk_tenant()
+    body = b'email,name,city,score\na@x,"two\rlines",Oslo,1\n\nb@x,Bob,,2\nc@x,Cy,Oslo,notanumber\n\n'
+    job = client.load("insert", body, externalIdFieldName="city")
+    assert job["state"] == "JobComplete", job
+    ok, bad = accounted(client, job, warehouse)
+    assert sorted(row[2] for row in ok) == ["a@x", "b@x"]
+    assert [row[2:] for row in bad] == [[""], ["c@x", "Cy", "Oslo", "notanumber"], [""]]  # a blank line as sent
+    assert "missing data" in bad[0][1] and "notanumber" in bad[1][1]
+    assert next(row for row in ok if row[2] == "a@x")[3] == "two\rlines"
+
+
+def test_a_dropped_file_with_a_long_name_still_has_its_bad_rows_listed(bulk_tenant, warehouse):
+    """stl_load_errors keeps 256 characters of a file's name: the rows it rejected are matched all the same."""
+    client = bulk_tenant()
+    body = b"email,name,city,score\nann@x,Ann,Oslo,1\nbad@x,Bad,Oslo,notanumber\n"
+    job = client.dropped_job(client.drop(body, "n" * 240 + ".csv"))
+    ok, bad = accounted(client, job, warehouse)
+    assert [row[2] for row in bad] == ["bad@x"] and [row[2] for row in ok] == ["ann@x"]
 
 
 def test_a_table_the_tenant_may_not_write_fails_the_job_and_changes_nothing(bulk_tenant, warehouse):

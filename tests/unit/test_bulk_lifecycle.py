@@ -13,6 +13,7 @@ import pytest
 
 from events import BulkJobQueuedMessage, BulkResultsRequested, StatementState, StatementStatusChange
 from spectra.bulk import outcomes
+from spectra.bulk.drops import DroppedObject, accept_drop
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job, write_owed_results
 from spectra.bulk.models import BulkCounts, BulkOperation, BulkState, ExportFile
 from spectra.bulk.sql import Manifest, load_statements
@@ -20,7 +21,7 @@ from spectra.errors import Throttled
 from spectra.jobs import utcnow
 from spectra.warehouse import DatabaseIdentity
 from tests.unit.bulk_helpers import bulk_job
-from tests.unit.fakes import RESULTS_BUCKET, make_ports, make_settings
+from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -266,6 +267,61 @@ def started(ports, operation: BulkOperation = BulkOperation.INSERT, *bodies: byt
     job = start_bulk_job(ports, queued(ports, operation, *bodies, **fields))
     assert job is not None and job.statement_id
     return job
+
+
+def test_a_value_holding_a_cr_is_written_quoted_and_reads_back_as_one_row(ports):
+    job = started(ports, BulkOperation.INSERT, HEADER + b'1,"a\rb",Oslo\n')
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 1, 1: []}))
+    assert result_rows(ports, job.job_id, "successful")[1:] == [["", "true", "1", "a\rb", "Oslo"]]
+
+
+def test_an_insert_naming_an_external_id_lists_a_row_with_a_blank_one_as_loaded(ports):
+    """An insert's externalIdFieldName only names sf__Id: the missing-id refusal is the staged operations' rule."""
+    job = started(ports, BulkOperation.INSERT, HEADER + b"1,Ann,\n", external_id_field="city")
+    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 1, 1: []}))
+    assert (done.counts.processed, done.counts.failed) == (1, 0)
+    assert result_rows(ports, job.job_id, "failed")[1:] == []
+    assert result_rows(ports, job.job_id, "successful")[1:] == [["", "true", "1", "Ann", ""]]
+
+
+def test_a_quoted_cr_starts_no_line_so_the_rejected_line_is_the_right_record(ports):
+    job = started(ports, BulkOperation.INSERT, HEADER + b'1,"a\rb",Oslo\n2,Bob,Rome\nx,Bad,Oslo\n')
+    url = job.files[0].url  # the warehouse counts lines by LF: x,Bad,Oslo is line 4
+    complete_bulk_statement(
+        ports, ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: [[url, "4", "id", "Invalid digit"]]})
+    )
+    assert [r[2] for r in result_rows(ports, job.job_id, "failed")[1:]] == ["x"]
+    assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1", "2"]
+
+
+def test_blank_lines_are_records_the_warehouse_judges(ports):
+    """COPY rejects a blank line of a table with several columns: it is a failed record, so the files add up."""
+    job = started(ports, BulkOperation.INSERT, HEADER + b"1,Ann,Oslo\n\n2,Bob,Rome\n")
+    url = job.files[0].url
+    done = complete_bulk_statement(
+        ports,
+        ports.warehouse.finish_batch(
+            job.statement_id, {0: 2, 1: [[url, "3", "name", 'missing data for column "name"']]}
+        ),
+    )
+    assert (done.counts.processed, done.counts.failed) == (3, 1)
+    assert result_rows(ports, job.job_id, "failed")[1:] == [["", 'name: missing data for column "name"', ""]]
+    assert len(result_rows(ports, job.job_id, "successful")[1:]) == 2
+
+
+def test_rejected_lines_of_a_file_whose_url_passes_256_characters_are_still_matched(ports):
+    """stl_load_errors keeps 256 characters of a file's name; a dropped file's URL may be longer."""
+    key = "acme/accounts/" + "n" * 240 + ".csv"
+    body = HEADER + b"1,Ann,Oslo\nx,Bad,Oslo\n"
+    etag = ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=body)["ETag"]
+    job = accept_drop(ports, DroppedObject(INGEST_BUCKET, key, len(body), etag))
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    url = running.files[0].url
+    assert len(url) > 256
+    rejected = [[url[:256], "3", "id", "Invalid digit"]]
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: rejected}))
+    assert [r[2] for r in result_rows(ports, job.job_id, "failed")[1:]] == ["x"]
+    assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1"]
 
 
 def test_an_insert_counts_loaded_and_rejected_rows_and_lists_each_record_once(ports):
