@@ -1,8 +1,8 @@
 """Reading the tenants' CSV files: the header check before anything is written, and records with their line numbers.
 
 Line numbers are the file's physical lines, counted from 1 at the header, as Redshift's ``stl_load_errors`` counts
-them: a line ends at LF (a CR alone is data, inside quotes; outside them it makes the record invalid), and a record
-that holds a quoted line break spans several lines and is known by its first. Every line after the header is a record
+them: a line ends at LF (a CR alone is data), and a record that holds a quoted line break spans several lines and is
+known by its first. Every line after the header is a record
 to account for, blank ones included: COPY rejects a blank line of a table with several columns (a "missing data"
 error, listed in failedResults with its reason), and loads it as an empty value into a table of one.
 """
@@ -117,26 +117,64 @@ def check_columns(job: BulkJob, header: list[str], table: list[TableColumn]) -> 
 @dataclass(frozen=True)
 class Record:
     line: int  # the physical line the record starts on (the header is line 1)
-    fields: list[str] | None  # None: not valid CSV (a CR outside quotes, or a quote left open to the end of the file)
+    fields: list[str] | None  # None: a record longer than MAX_RECORD_CHARS (the warehouse rejects it too)
 
 
-def records(files: BulkFiles, source: SourceFile, delimiter: str) -> Iterator[Record]:
-    """The file's data records (after the header), streamed, with the line each starts on; a blank line is a record
-    with one empty field (see the module's docstring)."""
+#: A record longer than this is one bad record, not read into memory (Redshift's rows stop at 4 MB).
+MAX_RECORD_CHARS = 16 * 1024 * 1024
+
+
+def records(files: BulkFiles, source: SourceFile, delimiter: str, quote: str = '"') -> Iterator[Record]:
+    """The file's data records (after the header), streamed, with the line each starts on, cut and split as COPY's
+    CSV mode does (PostgreSQL's, which the emulator runs; Redshift's descends from it), so that each record is the
+    one the warehouse loaded or rejected at that line:
+
+    - a quote *anywhere* opens a quoted section, up to the next quote (``12" Pipe`` opens one, where Python's csv
+      module would keep the quote as a character and so see other records than the warehouse);
+    - inside a quoted section, a doubled quote is a quote, and delimiters and line ends are data;
+    - a record ends at the first LF outside quotes, less one CR before it (CRLF files); a CR elsewhere is data;
+    - a blank line is a record of one empty field (see the module's docstring);
+    - a quoted section still open at the end of the file ends the record there (the warehouse rejects it).
+    """
     with files.text(source) as stream:
-        reader = csv.reader(stream, delimiter=delimiter)  # lenient, as COPY is, about quotes inside fields
-        previous_end = 0
-        first = True
-        while True:
-            line = previous_end + 1
-            try:
-                fields: list[str] | None = next(reader)
-            except StopIteration:
-                return
-            except csv.Error:
-                fields = None  # this record cannot be read; the reader goes on at the next line
-            previous_end = reader.line_num
-            if first:
-                first = False  # the header
-                continue
-            yield Record(line, [""] if fields == [] else fields)
+        lines = iter(stream)
+        if next(lines, None) is None:  # the header (no quoted line breaks: read_header checked it)
+            return
+        number = 1
+        pending: list[str] = []
+        size = quotes = start = 0
+        for line in lines:
+            number += 1
+            if not pending and not quotes:
+                start = number
+                if quote not in line:  # the common case, and the fast one: no quoting at all
+                    yield Record(start, line.rstrip("\n").removesuffix("\r").split(delimiter))
+                    continue
+            quotes += line.count(quote)
+            if size <= MAX_RECORD_CHARS:
+                pending.append(line)
+                size += len(line)
+            if quotes % 2:
+                continue  # inside a quoted section: the record goes on at the next line
+            yield Record(start, _fields("".join(pending), delimiter, quote) if size <= MAX_RECORD_CHARS else None)
+            pending, size, quotes = [], 0, 0
+        if pending or quotes:
+            yield Record(start, _fields("".join(pending), delimiter, quote) if size <= MAX_RECORD_CHARS else None)
+
+
+def _fields(record: str, delimiter: str, quote: str) -> list[str]:
+    """One record's fields (see :func:`records`): the text between quotes alternates unquoted and quoted parts."""
+    parts = record.split(quote)
+    if len(parts) % 2:  # it ends outside quotes: its line end is not data
+        parts[-1] = parts[-1].removesuffix("\n").removesuffix("\r")
+    fields = [""]
+    for index, part in enumerate(parts):
+        if index % 2:  # a quoted part, taken whole
+            fields[-1] += part
+        elif not part and 0 < index < len(parts) - 1:  # "" inside a quoted section: one quote
+            fields[-1] += quote
+        else:
+            first, *others = part.split(delimiter)
+            fields[-1] += first
+            fields.extend(others)
+    return fields

@@ -95,6 +95,17 @@ def test_records_and_lines_are_counted_as_the_warehouse_counts_them(bulk_tenant,
     assert next(row for row in ok if row[2] == "a@x")[3] == "two\rlines"
 
 
+def test_a_quote_inside_a_field_is_read_as_copy_reads_it(bulk_tenant, warehouse):
+    """COPY takes 12" Pipe as the start of a quoted section running to the next quote: one record over three lines,
+    and the result files list that one record, as loaded, instead of three rows of which two never landed."""
+    client = bulk_tenant()
+    body = b'email,name,city,score\na@x,12" Pipe,Oslo,1\nb@x,Bob,Oslo,2\nc@x,6" Nail,Oslo,3\n'
+    job = client.load("insert", body)
+    ok, bad = accounted(client, job, warehouse)
+    assert [row[2:] for row in ok] == [["a@x", "12 Pipe,Oslo,1\nb@x,Bob,Oslo,2\nc@x,6 Nail", "Oslo", "3"]]
+    assert bad == []
+
+
 def test_a_dropped_file_with_a_long_name_still_has_its_bad_rows_listed(bulk_tenant, warehouse):
     """stl_load_errors keeps 256 characters of a file's name: the rows it rejected are matched all the same."""
     client = bulk_tenant()
