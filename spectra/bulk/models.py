@@ -146,6 +146,8 @@ class LoadPlan(BaseModel):
     outcome_index: int | None = None  # SELECT of per-id outcomes (failed ids, and upsert's smaller created set)
     #: set: that SELECT is an UNLOAD to this S3 prefix (CSV parts with a header line, ``<prefix>manifest``)
     outcome_url: str | None = None
+    #: the warehouse type of the external id column (DescribeTable's ``typeName``), to match ids as it prints them
+    external_id_type: str | None = None
 
 
 class BulkCounts(BaseModel):

@@ -20,13 +20,14 @@ import io
 import itertools
 import json
 import logging
+import re
 import sqlite3
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 
-from spectra.bulk.csvfiles import Record, records
+from spectra.bulk.csvfiles import MAX_RECORD_CHARS, Record, records
 from spectra.bulk.files import FileUnreadable, results_key
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, LineEnding, SourceFile
 from spectra.errors import NotFound
@@ -39,6 +40,20 @@ KINDS = ("successful", "failed", "unprocessed")
 MISSING_ID = "missing external id"
 RECORD_BATCH = 2000  # records whose outcomes are looked up together (memory: one batch)
 LOOKUP_IDS = 500  # ids per lookup query (under SQLite's oldest limit of 999 parameters)
+
+
+#: Integer types, whose ids the warehouse prints in one way only: " 7", "007" and "+7" are all "7".
+_INTEGER_TYPES = frozenset({"int2", "int4", "int8", "smallint", "integer", "int", "bigint"})
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def as_printed(external_id: str, type_name: str | None) -> str:
+    """The id as the warehouse prints its value (``id::varchar`` in the outcome SELECT), for an integer column; ids
+    of other types are matched as written (a text id is its own value; write numbers and dates as the warehouse
+    prints them)."""
+    if type_name in _INTEGER_TYPES and _INTEGER.fullmatch(external_id):
+        return str(int(external_id))
+    return external_id
 
 
 def is_missing_id(external_id: str) -> bool:
@@ -104,6 +119,7 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
         writers["failed"].writerow(["sf__Id", "sf__Error", *header])
         writers["unprocessed"].writerow(header)
         key_index = _key_index(job, header)
+        key_type = job.plan.external_id_type if job.plan is not None else None
         for source in job.files:
             url = source.url
             for batch in _batches(_readable_records(bulk.files, source, delimiter), RECORD_BATCH):
@@ -113,15 +129,18 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
                     counts.unprocessed += len(batch)
                     continue
                 keyed = [_external_id(record, key_index) for record in batch]
+                printed = [as_printed(i, key_type) for i in keyed]
                 listed = (
-                    verdicts.of_many([i for i in keyed if i and not is_missing_id(i)]) if key_index is not None else {}
+                    verdicts.of_many([p for i, p in zip(keyed, printed, strict=True) if i and not is_missing_id(i)])
+                    if key_index is not None
+                    else {}
                 )
-                for record, sf_id in zip(batch, keyed, strict=True):
+                for record, sf_id, lookup in zip(batch, keyed, printed, strict=True):
                     fields = record.fields
                     error = verdicts.rejected.get((_load_error_file(url), record.line))
                     if error is None and fields is None:
-                        error = "not valid CSV (a CR outside quotes, or a quoted field left open to the end?)"
-                    reason = listed.get(sf_id)
+                        error = f"a record longer than {MAX_RECORD_CHARS} characters"
+                    reason = listed.get(lookup)
                     if error is None and key_index is not None and job.operation.needs_external_id:
                         error = MISSING_ID if is_missing_id(sf_id) else _refused(reason)
                     if error is not None:

@@ -106,6 +106,23 @@ def test_a_quote_inside_a_field_is_read_as_copy_reads_it(bulk_tenant, warehouse)
     assert bad == []
 
 
+def test_integer_external_ids_are_matched_by_value(bulk_tenant, warehouse):
+    """The warehouse reports refused ids as it prints their values: "007" is 7, not found, and listed failed."""
+    client = bulk_tenant()
+    table = f"nums_{client.tenant_id}"
+    warehouse.run(
+        f"CREATE TABLE {table} (id int NOT NULL, name varchar(20))",
+        f"INSERT INTO {table} VALUES (1, 'one')",
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO "{client.api.db_user}"',
+    )
+    client.table = table
+    job = client.load("update", b"id,name\n 1,uno\n007,seven\n", externalIdFieldName="id")
+    assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (2, 1), job
+    assert [row[:2] for row in client.results(job["id"], "failedResults")[1:]] == [["007", "not found"]]
+    assert [row[3] for row in client.results(job["id"], "successfulResults")[1:]] == ["uno"]
+    assert client.rows(warehouse) == [(1, "uno")]
+
+
 def test_a_dropped_file_with_a_long_name_still_has_its_bad_rows_listed(bulk_tenant, warehouse):
     """stl_load_errors keeps 256 characters of a file's name: the rows it rejected are matched all the same."""
     client = bulk_tenant()

@@ -613,10 +613,24 @@ class FakeWarehouse:
         self._enter("describe_table", f"{schema}.{table}")
         return copy.deepcopy(self.tables.get((schema, table))) or None
 
-    def add_table(self, schema: str, table: str, columns: list[str], *, required: Iterable[str] = ()) -> None:
-        """A table DescribeTable shows (as the emulator's ColumnList): ``required`` columns are NOT NULL, no default."""
+    def add_table(
+        self,
+        schema: str,
+        table: str,
+        columns: list[str],
+        *,
+        required: Iterable[str] = (),
+        types: dict[str, str] | None = None,
+    ) -> None:
+        """A table DescribeTable shows (as the emulator's ColumnList): ``required`` columns are NOT NULL, no default;
+        columns are varchar unless ``types`` names their typeName."""
         self.tables[(schema, table)] = [
-            {"name": name, "typeName": "varchar", "nullable": 0 if name in set(required) else 1} for name in columns
+            {
+                "name": name,
+                "typeName": (types or {}).get(name, "varchar"),
+                "nullable": 0 if name in set(required) else 1,
+            }
+            for name in columns
         ]
 
     def batch_sqls(self, statement_id: str) -> list[str]:

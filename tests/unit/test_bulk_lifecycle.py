@@ -454,15 +454,31 @@ def test_outcomes_are_looked_up_batch_by_batch_with_the_same_answers(ports, monk
     )
 
 
+def finish_update(ports, job, *, applied: int, outcomes: list[list[str]]):
+    """The update's batch ends: both rows staged, ``applied`` of them applied, ``outcomes`` UNLOADed per id."""
+    answers = {1: 2, 2: [], job.plan.applied_index: [[str(applied)]]}
+    answers[job.plan.outcome_index] = unload_outcomes(ports, job, outcomes)
+    return complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
+
+
 def test_an_update_lists_ids_matching_no_row_as_failed(ports):
     job = started(ports, BulkOperation.UPDATE, HEADER + b"1,Ann,Oslo\n9,Nobody,Rome\n")
-    plan = job.plan
-    answers = {1: 2, 2: [], plan.applied_index: [["1"]]}
-    answers[plan.outcome_index] = unload_outcomes(ports, job, [["9", "not found"]])
-    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
+    done = finish_update(ports, job, applied=1, outcomes=[["9", "not found"]])
     assert done.counts == BulkCounts(processed=2, failed=1, created=0)
     assert result_rows(ports, job.job_id, "successful")[1:] == [["1", "false", "1", "Ann", "Oslo"]]
     assert result_rows(ports, job.job_id, "failed")[1:] == [["9", "not found", "9", "Nobody", "Rome"]]
+
+
+def test_integer_ids_are_matched_as_the_warehouse_prints_them(ports):
+    """The outcome SELECT prints ids from their values (7 for "007" or " 7"): the file's ids are read the same way,
+    so a row the warehouse refused is listed failed, not successful."""
+    ports.warehouse.add_table("public", "accounts", ["id", "name", "city"], types={"id": "int4"})
+    job = started(ports, BulkOperation.UPDATE, HEADER + b" 1,Ann,Oslo\n007,Bond,Rome\n")
+    assert job.plan.external_id_type == "int4"
+    done = finish_update(ports, job, applied=1, outcomes=[["7", "not found"]])
+    assert done.counts == BulkCounts(processed=2, failed=1, created=0)
+    assert result_rows(ports, job.job_id, "successful")[1:] == [[" 1", "false", " 1", "Ann", "Oslo"]]
+    assert result_rows(ports, job.job_id, "failed")[1:] == [["007", "not found", "007", "Bond", "Rome"]]
 
 
 def test_a_plan_recorded_before_outcomes_were_unloaded_reads_them_from_the_select(ports):
