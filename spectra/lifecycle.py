@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from events import (
@@ -50,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 #: The job rides in its queue message up to this size (its SQL and parameters as JSON); SQS takes 256 KiB a message.
 JOB_IN_MESSAGE_MAX_BYTES = 200 * 1024
+#: The job in a message is trusted only in a message sent this soon after the job was created (the API sends it at
+#: once): a copy moved back from the dead-letter queue is a new message, received for the first time, but its job
+#: may have ended long since.
+JOB_IN_MESSAGE_TRUST_SECONDS = 60.0
 #: How long completion waits for the executor to record a statement whose status event came first (the executor
 #: writes the job once, after ExecuteStatement; a statement can end before that write lands).
 START_RECORD_WAIT_SECONDS = 2.0
@@ -63,27 +68,40 @@ def queued_message(job: Job) -> JobQueuedMessage:
     return JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id, job=carried)
 
 
-def _job_to_start(ports: Ports, message: JobQueuedMessage, *, first_delivery: bool) -> Job | None:
+def _job_to_start(
+    ports: Ports, message: JobQueuedMessage, *, first_delivery: bool, sent_at: datetime | None = None
+) -> Job | None:
     """The job as the message carries it on its first delivery (the API wrote it a moment ago), else as the job
-    store has it now. A redelivered message is stale by definition: the job may have started or ended since."""
+    store has it now. A redelivered message is stale by definition: the job may have started or ended since; so is
+    one sent (``sent_at``) long after the job was created, such as a copy moved back from the dead-letter queue."""
     if first_delivery and message.job is not None:
         job = Job.model_validate(message.job)
+        fresh = sent_at is None or (sent_at - job.created_at).total_seconds() <= JOB_IN_MESSAGE_TRUST_SECONDS
         if job.job_id == message.job_id and job.tenant_id == message.tenant_id and job.status is JobStatus.QUEUED:
-            return job
-        logger.warning("job %s: the message carries another job or state; reading the job store", message.job_id)
+            if fresh:
+                return job
+            logger.info("job %s: the message was sent long after the job was made; reading the job store", job.job_id)
+        else:
+            logger.warning("job %s: the message carries another job or state; reading the job store", message.job_id)
     return ports.jobs.get(message.job_id)
 
 
 def execute_job(
-    ports: Ports, message: JobQueuedMessage, *, final_attempt: bool = False, first_delivery: bool = False
+    ports: Ports,
+    message: JobQueuedMessage,
+    *,
+    final_attempt: bool = False,
+    first_delivery: bool = False,
+    sent_at: datetime | None = None,
 ) -> Job | None:
     """Start the job's statement on the warehouse. Returns the job, or None when there is nothing (more) to do.
 
     The job is written once, after ExecuteStatement: QUEUED → SUBMITTED with its statement and session, conditional
     on QUEUED. A job cancelled (or given up) meanwhile refuses that write, and the statement just started is
     cancelled; a second message for the same job gets the same statement back (``ClientToken`` = job id) and finds
-    the write done. On the message's ``first_delivery`` the job comes in the message; otherwise it is read first,
-    so a redelivered message for a job that has ended starts nothing.
+    the write done. On the message's ``first_delivery`` the job comes in the message, if the message was sent
+    (``sent_at``) soon after the job was made; otherwise it is read first, so a redelivered message (or one moved
+    back from the dead-letter queue) for a job that has ended starts nothing.
 
     Throttling and passing service trouble propagate as :class:`~spectra.errors.Throttled`, so the message is
     retried later, except on the ``final_attempt`` (the queue's last delivery before its DLQ): then the job fails
@@ -94,7 +112,7 @@ def execute_job(
     if not claim:
         return None  # its tenant is at its running cap: the job waits QUEUED (spectra/share.py)
     lease = claim.session  # an idle session of the tenant's, leased with the slot (spectra/sessions.py)
-    job = _job_to_start(ports, message, first_delivery=first_delivery)
+    job = _job_to_start(ports, message, first_delivery=first_delivery, sent_at=sent_at)
     if job is None or job.status.is_terminal:  # a late message: the slot just taken is not the job's to keep
         share.release_slot(ports, message.tenant_id, message.job_id, session=sessions.unused(lease))
         if job is None:

@@ -4,6 +4,8 @@ timeout."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -32,10 +34,11 @@ def record_handler(record: SQSRecord) -> None:
             logger.exception("malformed job message", extra={"body": record.body[:2000]})
             raise
         logs.bind(job_id=message.job_id, tenant_id=message.tenant_id)
-        handle_job_message(message, int(record.attributes.approximate_receive_count))
+        sent_at = datetime.fromtimestamp(int(record.attributes.sent_timestamp) / 1000, tz=UTC)
+        handle_job_message(message, int(record.attributes.approximate_receive_count), sent_at=sent_at)
 
 
-def handle_job_message(message, receive_count: int) -> None:
+def handle_job_message(message, receive_count: int, *, sent_at: datetime | None = None) -> None:
     ports = get_ports()
     final_attempt = receive_count >= ports.settings.executor_max_attempts
     if receive_count > 1:
@@ -43,7 +46,9 @@ def handle_job_message(message, receive_count: int) -> None:
     if isinstance(message, BulkJobQueuedMessage):
         job = start_bulk_job(ports, message, final_attempt=final_attempt)
     else:
-        job = execute_job(ports, message, final_attempt=final_attempt, first_delivery=receive_count == 1)
+        job = execute_job(
+            ports, message, final_attempt=final_attempt, first_delivery=receive_count == 1, sent_at=sent_at
+        )
     metrics.add_metric(name="StatementsStarted" if job is not None else "JobMessagesSkipped", unit="Count", value=1)
     if job is not None:
         logger.info("statement started", extra={"receive_count": receive_count})

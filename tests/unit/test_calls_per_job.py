@@ -10,13 +10,20 @@ counts the real calls on the local stack.
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from events import JobStatus, ResultFormat
 from spectra.jobs import Job, new_job_id, utcnow
-from spectra.lifecycle import JOB_IN_MESSAGE_MAX_BYTES, complete_statement, execute_job, queued_message
+from spectra.lifecycle import (
+    JOB_IN_MESSAGE_MAX_BYTES,
+    JOB_IN_MESSAGE_TRUST_SECONDS,
+    complete_statement,
+    execute_job,
+    queued_message,
+)
 from spectra.queries import cancel_job, submit_query
 from spectra.tenants import Caller
 from spectra.warehouse import Column
@@ -110,6 +117,23 @@ def test_the_job_in_the_message_is_read_again_on_a_redelivery(ports, log):
     assert "jobs.get" in log and "warehouse.start" not in log
     assert ports.slots.holders("acme") == {}  # the slot the late message took is given back
     assert len(ports.warehouse.statements) == 1
+
+
+def test_a_message_sent_long_after_its_job_was_made_is_not_trusted(ports, log):
+    """A copy moved back from the dead-letter queue is received for the first time, but its job may have ended long
+    since: sent more than JOB_IN_MESSAGE_TRUST_SECONDS after the job was made, the job is read, and starts nothing."""
+    job = submit(ports)
+    message = ports.queue.messages[-1]
+    cancel_job(ports, Caller(tenant_id="acme"), job.job_id)
+    log.clear()
+    moved_back = job.created_at + timedelta(seconds=JOB_IN_MESSAGE_TRUST_SECONDS + 1)
+    assert execute_job(ports, message, first_delivery=True, sent_at=moved_back) is None
+    assert "jobs.get" in log and "warehouse.start" not in log
+    second = submit(ports)
+    log.clear()
+    sent = second.created_at + timedelta(seconds=1)  # the API's own message is still trusted: no read
+    assert execute_job(ports, ports.queue.messages[-1], first_delivery=True, sent_at=sent) is not None
+    assert "jobs.get" not in log
 
 
 def test_a_message_for_another_job_or_state_is_not_trusted(ports, log):
