@@ -8,7 +8,9 @@ signature. After ``webhook_max_attempts`` the delivery goes to the dead-letter q
 
 Each attempt updates the subscription's delivery state. A subscription that failed
 ``webhook_disable_after_failures`` attempts in a row, or whose endpoint answered 410 Gone, is disabled and a
-"Subscription Disabled" event says so; deliveries still queued for it are dropped when their turn comes.
+"Subscription Disabled" event says so; deliveries still queued for it are dropped when their turn comes. The disable
+is conditional on the failures in a row still standing when it is written, so a concurrent delivery that succeeded
+in between (and reset the count) keeps the subscription active; the failed attempt is then retried as any other.
 """
 
 from __future__ import annotations
@@ -91,15 +93,19 @@ def deliver(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
     if result.gone:
         _disable(ports, updated, DisabledReason.GONE, "the endpoint answered 410 Gone", now)
         return Outcome.DISABLED
-    if failures >= settings.webhook_disable_after_failures:
-        _disable(
+    threshold = settings.webhook_disable_after_failures
+    if failures >= threshold:
+        disabled = _disable(
             ports,
             updated,
             DisabledReason.CONSECUTIVE_FAILURES,
             f"{failures} deliveries in a row failed; the last: {error}",
             now,
+            failures_at_least=threshold,
         )
-        return Outcome.DISABLED
+        if disabled or _stopped(ports, updated):
+            return Outcome.DISABLED
+        # a delivery that succeeded since this failure reset the count: the endpoint works, so retry as usual
     failed = message.model_copy(update={"last_error": error})
     if message.attempt >= settings.webhook_max_attempts:
         notify.deliveries.dead_letter(failed)
@@ -117,15 +123,37 @@ def deliver(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
     return Outcome.RETRY_SCHEDULED
 
 
-def _disable(ports: Ports, subscription: Subscription, reason: DisabledReason, message: str, now: datetime) -> None:
+def _disable(
+    ports: Ports,
+    subscription: Subscription,
+    reason: DisabledReason,
+    message: str,
+    now: datetime,
+    *,
+    failures_at_least: int | None = None,
+) -> bool:
+    """Whether this attempt disabled the subscription. With ``failures_at_least`` only while that many failures in a
+    row still stand: the count read back from the failure can be stale by the time of the write."""
     notify = notify_ports(ports)
     disabled = notify.subscriptions.disable(
-        subscription.tenant_id, subscription.subscription_id, reason=reason, message=message, at=now
+        subscription.tenant_id,
+        subscription.subscription_id,
+        reason=reason,
+        message=message,
+        at=now,
+        failures_at_least=failures_at_least,
     )
-    if disabled is None:  # another delivery disabled it first (and announces it), or it was deleted
-        return
+    if disabled is None:  # another delivery disabled it first (and announces it), it was deleted, or it recovered
+        return False
     logger.warning("subscription %s disabled: %s", subscription.subscription_id, message)
     announce_disabled(ports, disabled)
+    return True
+
+
+def _stopped(ports: Ports, subscription: Subscription) -> bool:
+    """Whether the subscription is disabled or gone (after a disable this attempt did not make)."""
+    current = notify_ports(ports).subscriptions.get(subscription.tenant_id, subscription.subscription_id)
+    return current is None or current.status is SubscriptionStatus.DISABLED
 
 
 def announce_disabled(ports: Ports, subscription: Subscription) -> None:

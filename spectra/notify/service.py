@@ -3,6 +3,7 @@ query, recorded before its job so no completion can outrun it."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,6 +24,11 @@ from spectra.ports import NotifyPorts, Ports
 from spectra.tenants import Caller
 
 MAX_FILTER_VALUES = 20
+#: The filter is stored on the subscription's item, which DynamoDB caps at 400 KB, while the API takes a 1 MiB body:
+#: these bounds keep it a small part of the item (and a 400, not a failed write). A value is compared with a detail
+#: field (a status, a format, a bulk job's ``schema.table``: at most 255 characters), so 256 is room enough.
+MAX_FILTER_VALUE_LENGTH = 256
+MAX_FILTER_BYTES = 16 * 1024  # the whole filter, as JSON
 
 
 def notify_ports(ports: Ports) -> NotifyPorts:
@@ -51,6 +57,17 @@ def _check_filter(filter_: dict[str, list[str]] | None) -> dict[str, list[str]]:
     for field, values in filter_.items():
         if not values or len(values) > MAX_FILTER_VALUES:
             raise InvalidRequest(f"filter.{field} must list 1 to {MAX_FILTER_VALUES} accepted values")
+        if any(len(value) > MAX_FILTER_VALUE_LENGTH for value in values):
+            raise InvalidRequest(
+                f"filter.{field} values must be at most {MAX_FILTER_VALUE_LENGTH} characters",
+                details={"field": field, "max_length": MAX_FILTER_VALUE_LENGTH},
+            )
+    size = len(json.dumps(filter_).encode())
+    if size > MAX_FILTER_BYTES:
+        raise InvalidRequest(
+            f"filter is {size} bytes as JSON; at most {MAX_FILTER_BYTES} are kept",
+            details={"size": size, "max_size": MAX_FILTER_BYTES},
+        )
     return {field: list(dict.fromkeys(values)) for field, values in filter_.items()}
 
 

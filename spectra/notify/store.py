@@ -138,7 +138,7 @@ class SubscriptionStore:
             tenant_id,
             subscription_id,
             "SET last_status = :status, last_attempt_at = :at, last_success_at = :at, consecutive_failures = :zero "
-            "ADD delivered :one",
+            "ADD delivered :one REMOVE last_error",  # last_error says why the last attempt failed: this one did not
             {":status": status, ":at": json_ready(at), ":zero": 0, ":one": 1},
         )
 
@@ -158,21 +158,35 @@ class SubscriptionStore:
         return self._update(tenant_id, subscription_id, expression, values)
 
     def disable(
-        self, tenant_id: str, subscription_id: str, *, reason: DisabledReason, message: str, at: datetime
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        *,
+        reason: DisabledReason,
+        message: str,
+        at: datetime,
+        failures_at_least: int | None = None,
     ) -> Subscription | None:
-        """Active → disabled; None when it was not active (another delivery disabled it first, or it is gone)."""
+        """Active → disabled; None when it was not active (another delivery disabled it first, or it is gone), or
+        when ``failures_at_least`` is given and ``consecutive_failures`` is below it now: a delivery that succeeded
+        since the failure that counted up to the threshold reset the count, and the endpoint works again."""
+        values: dict[str, Any] = {
+            ":disabled": SubscriptionStatus.DISABLED.value,
+            ":at": json_ready(at),
+            ":reason": reason.value,
+            ":message": message,
+            ":active": SubscriptionStatus.ACTIVE.value,
+        }
+        condition = "#status = :active"
+        if failures_at_least is not None:
+            condition += " AND consecutive_failures >= :threshold"
+            values[":threshold"] = failures_at_least
         return self._update(
             tenant_id,
             subscription_id,
             "SET #status = :disabled, disabled_at = :at, disabled_reason = :reason, disabled_message = :message",
-            {
-                ":disabled": SubscriptionStatus.DISABLED.value,
-                ":at": json_ready(at),
-                ":reason": reason.value,
-                ":message": message,
-                ":active": SubscriptionStatus.ACTIVE.value,
-            },
-            condition="#status = :active",
+            values,
+            condition=condition,
         )
 
     def mark_disabled_event_published(self, tenant_id: str, subscription_id: str) -> Subscription | None:

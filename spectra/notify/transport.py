@@ -4,20 +4,34 @@ The standard library's ``http.client`` with the connection made by hand: the soc
 while ``Host``, TLS SNI and the certificate check use the URL's host name, so a receiver behind a CDN or a name-based
 virtual host works and a DNS answer that changes after the check cannot redirect the request. Responses are not
 read past their status line and headers: a receiver's body is of no use to us and could be arbitrarily large.
+
+One attempt has one deadline (``timeout``, 10 s on AWS), measured on the monotonic clock from its start: the
+connections to the name's addresses, the TLS handshake and the request with its answer each get only what is left of
+it, and a watchdog shuts the socket when it passes, since a socket timeout bounds each read alone and a receiver
+dripping its handshake or its answer a byte at a time would otherwise hold the attempt (and the batch of other
+tenants' deliveries the function is working through) for minutes. The addresses of a name share what is left, so
+one that never answers costs its share and the next still has its turn. (The name's lookup, made first by the URL
+policy, counts against the deadline but cannot be interrupted: the resolver bounds it.) An attempt past its deadline,
+or one that fails in any way, is a failed :class:`HttpOutcome` with no status, counted on the subscription like any
+failure: nothing an attempt meets escapes :meth:`WebhookTransport.post`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 
 from spectra.notify.urls import Endpoint, UrlPolicy, UrlRefused
 
 USER_AGENT = "Spectra-Webhooks/1"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,32 +51,54 @@ class HttpOutcome:
         return self.status == 410
 
 
+class _Deadline:
+    """The end of one attempt on the monotonic clock; each step asks how much is left."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self._at - time.monotonic())
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, endpoint: Endpoint, address: str, timeout: float) -> None:
-        super().__init__(endpoint.host, endpoint.port, timeout=timeout)
+    def __init__(self, endpoint: Endpoint, address: str, deadline: _Deadline, connect_timeout: float) -> None:
+        super().__init__(endpoint.host, endpoint.port, timeout=connect_timeout)
         self._address = address
+        self._deadline = deadline
 
     def connect(self) -> None:
         self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self._next_step()
+
+    def _next_step(self) -> None:
+        """Each read of the next step waits at most what is left (the watchdog bounds the step as a whole)."""
+        left = self._deadline.left()
+        if not left:
+            raise TimeoutError("the attempt's deadline passed")
+        self.sock.settimeout(left)
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, endpoint: Endpoint, address: str, timeout: float, context: ssl.SSLContext) -> None:
-        super().__init__(endpoint.host, endpoint.port, timeout=timeout, context=context)
-        self._address = address
+class _PinnedHTTPSConnection(_PinnedHTTPConnection):
+    default_port = http.client.HTTPS_PORT  # ``Host`` leaves out the port when it is this one
+
+    def __init__(
+        self, endpoint: Endpoint, address: str, deadline: _Deadline, connect_timeout: float, context: ssl.SSLContext
+    ) -> None:
+        super().__init__(endpoint, address, deadline, connect_timeout)
         self._tls = context
 
     def connect(self) -> None:
-        raw = socket.create_connection((self._address, self.port), self.timeout)
-        try:
-            self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
-        except BaseException:
-            raw.close()
-            raise
+        super().connect()
+        # wrap first, handshake after: from here on ``self.sock`` is the socket the watchdog shuts
+        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self.host, do_handshake_on_connect=False)
+        self._next_step()
+        self.sock.do_handshake()
 
 
 class WebhookTransport:
-    """POSTs webhook bodies. ``timeout`` bounds the whole attempt (connect, send, status line and headers)."""
+    """POSTs webhook bodies. ``timeout`` bounds the whole attempt (connect, TLS, send, status line and headers)."""
 
     def __init__(self, policy: UrlPolicy, *, timeout: float, tls: ssl.SSLContext | None = None) -> None:
         self.policy = policy
@@ -71,47 +107,79 @@ class WebhookTransport:
         self._tls = tls or ssl.create_default_context()
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> HttpOutcome:
+        """One attempt, never longer than ``timeout``; whatever goes wrong is a failed outcome, not an exception."""
+        deadline = _Deadline(self.timeout)
+        try:
+            return self._attempt(url, body, headers, deadline)
+        except Exception as exc:  # a bug or a case not foreseen: still one failed attempt, recorded and retried
+            logger.exception("webhook attempt to %s failed unexpectedly", url)
+            return HttpOutcome(None, f"failed: {type(exc).__name__}: {exc}"[:300])
+
+    def _attempt(self, url: str, body: bytes, headers: dict[str, str], deadline: _Deadline) -> HttpOutcome:
         try:
             endpoint = self.policy.endpoint(url)  # checked again now: DNS may have changed since the subscription
         except UrlRefused as exc:
             return HttpOutcome(None, f"refused: {exc.message}")
-        unreachable = "unreachable"
-        for address in endpoint.addresses:
-            connection = self._connection(endpoint, address)
-            try:
-                connection.connect()
-            except TimeoutError:
-                unreachable = f"connecting to {address} timed out after {self.timeout:g}s"
-                continue
-            except ssl.SSLError as exc:
-                return HttpOutcome(None, f"TLS failed: {exc.reason or exc}")
-            except OSError as exc:
-                unreachable = f"unreachable: {exc.strerror or exc}"
-                continue
-            return self._exchange(connection, endpoint, body, headers)
-        return HttpOutcome(None, unreachable)
-
-    def _connection(self, endpoint: Endpoint, address: str) -> http.client.HTTPConnection:
-        if endpoint.scheme == "https":
-            return _PinnedHTTPSConnection(endpoint, address, self.timeout, self._tls)
-        return _PinnedHTTPConnection(endpoint, address, self.timeout)
-
-    def _exchange(
-        self, connection: http.client.HTTPConnection, endpoint: Endpoint, body: bytes, headers: dict[str, str]
-    ) -> HttpOutcome:
-        # The socket timeout bounds each read; this timer bounds them all, so a receiver dripping its answer one byte
-        # at a time cannot hold the delivery past the deadline.
+        timed_out = HttpOutcome(None, f"timed out after {deadline.seconds:g}s")
+        current: list[http.client.HTTPConnection] = []  # the connection the watchdog shuts, once there is one
         expired = threading.Event()
 
         def abort() -> None:
             expired.set()
-            if connection.sock is not None:
-                with contextlib.suppress(OSError):
-                    connection.sock.shutdown(socket.SHUT_RDWR)
+            if current and current[-1].sock is not None:
+                with contextlib.suppress(OSError):  # the socket's own shutdown, under TLS too: the read then ends
+                    socket.socket.shutdown(current[-1].sock, socket.SHUT_RDWR)
 
-        timer = threading.Timer(self.timeout, abort)
-        timer.daemon = True
-        timer.start()
+        # A socket timeout bounds each read; this timer bounds them all (the TLS handshake and the answer included).
+        watchdog = threading.Timer(deadline.left(), abort)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            unreachable = "unreachable"
+            for index, address in enumerate(endpoint.addresses):
+                if not deadline.left():
+                    return timed_out
+                # the addresses left share what is left, so one black hole does not cost the others their turn
+                share = deadline.left() / (len(endpoint.addresses) - index)
+                connection = self._connection(endpoint, address, deadline, share)
+                current.append(connection)
+                try:
+                    connection.connect()
+                except TimeoutError:
+                    connection.close()
+                    if expired.is_set() or not deadline.left():
+                        return timed_out
+                    unreachable = f"connecting to {address} timed out after {share:.2g}s"
+                    continue
+                except (ssl.SSLError, OSError) as exc:
+                    connection.close()
+                    if expired.is_set():
+                        return timed_out
+                    if isinstance(exc, ssl.SSLError):
+                        return HttpOutcome(None, f"TLS failed: {exc.reason or exc}")
+                    unreachable = f"unreachable: {exc.strerror or exc}"
+                    continue
+                return self._exchange(connection, endpoint, body, headers, expired, timed_out)
+            return HttpOutcome(None, unreachable)
+        finally:
+            watchdog.cancel()
+
+    def _connection(
+        self, endpoint: Endpoint, address: str, deadline: _Deadline, connect_timeout: float
+    ) -> http.client.HTTPConnection:
+        if endpoint.scheme == "https":
+            return _PinnedHTTPSConnection(endpoint, address, deadline, connect_timeout, self._tls)
+        return _PinnedHTTPConnection(endpoint, address, deadline, connect_timeout)
+
+    def _exchange(
+        self,
+        connection: http.client.HTTPConnection,
+        endpoint: Endpoint,
+        body: bytes,
+        headers: dict[str, str],
+        expired: threading.Event,
+        timed_out: HttpOutcome,
+    ) -> HttpOutcome:
         try:
             connection.request(
                 "POST",
@@ -122,13 +190,12 @@ class WebhookTransport:
             response = connection.getresponse()
             status, reason, location = response.status, response.reason, response.getheader("Location")
         except TimeoutError:
-            return HttpOutcome(None, f"timed out after {self.timeout:g}s")
+            return timed_out
         except (http.client.HTTPException, OSError) as exc:
             if expired.is_set():
-                return HttpOutcome(None, f"timed out after {self.timeout:g}s")
+                return timed_out
             return HttpOutcome(None, f"no valid answer: {type(exc).__name__}: {exc}"[:300])
         finally:
-            timer.cancel()
             connection.close()
         if 200 <= status < 300:
             return HttpOutcome(status)

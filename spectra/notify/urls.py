@@ -10,6 +10,12 @@ which also catches spellings such as ``0x7f.1`` or ``[::ffff:10.0.0.1]``.
 ``allow_loopback`` (setting ``WEBHOOK_ALLOW_LOOPBACK``, template parameter ``WebhookAllowLoopback``, set by the local
 stack only) additionally accepts loopback addresses, over plain ``http`` too, so a receiver on this machine works
 out of the box. Every other refusal stands.
+
+A URL is taken as the tenant wrote it, never rewritten: outside its host (which may be an internationalised name) it
+must be printable ASCII, so a space, a control character or a non-ASCII letter in the path or query is refused
+(percent-encode it, as RFC 3986 asks) rather than encoded by us, which would guess at the encoding and send a request
+to another target than the one stored. Such a URL could not be sent anyway: ``http.client`` refuses it on every
+attempt. Port 0 is refused too, where it used to mean the scheme's default.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from spectra.errors import InvalidRequest
 
 MAX_URL_LENGTH = 2048
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+#: A space or a control character anywhere in the URL (``urlsplit`` would silently drop tabs and newlines).
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 #: A public DNS name: two or more labels of letters, digits and inner hyphens, the last one not numeric. Anything else
 #: (a single label such as ``localhost`` or an intranet name, ``0x7f.1``, underscores) cannot be a public host and is
 #: refused before any lookup.
@@ -110,6 +118,8 @@ class UrlPolicy:
         """The checked endpoint of ``url``; :class:`UrlRefused` says why not."""
         if len(url) > MAX_URL_LENGTH:
             raise UrlRefused(f"the URL is longer than {MAX_URL_LENGTH} characters")
+        if _UNSENDABLE.search(url):
+            raise UrlRefused("the URL must not contain spaces or control characters (percent-encode them)")
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -119,6 +129,11 @@ class UrlPolicy:
             raise UrlRefused("the URL must start with https://")
         if parts.username is not None or parts.password is not None:
             raise UrlRefused("the URL must not carry credentials (user:password@)")
+        if port == 0:
+            raise UrlRefused("the URL's port must be 1 to 65535")
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if not (target + parts.fragment).isascii():
+            raise UrlRefused("the URL's path and query must be ASCII (percent-encode other characters)")
         host = parts.hostname
         if not host:
             raise UrlRefused("the URL has no host")
@@ -144,5 +159,4 @@ class UrlPolicy:
             loopback_only = all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses)
             if not (self.allow_loopback and loopback_only):
                 raise UrlRefused("the URL must start with https://")
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return Endpoint(url=url, scheme=parts.scheme, host=host, port=port, target=target, addresses=tuple(addresses))

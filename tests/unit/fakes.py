@@ -1087,6 +1087,7 @@ class FakeSubscriptionStore:
             subscription_id,
             delivery={
                 "last_status": status,
+                "last_error": None,
                 "last_attempt_at": at,
                 "last_success_at": at,
                 "consecutive_failures": 0,
@@ -1113,10 +1114,19 @@ class FakeSubscriptionStore:
         )
 
     def disable(
-        self, tenant_id: str, subscription_id: str, *, reason: DisabledReason, message: str, at: datetime
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        *,
+        reason: DisabledReason,
+        message: str,
+        at: datetime,
+        failures_at_least: int | None = None,
     ) -> Subscription | None:
         current = self.get(tenant_id, subscription_id)
         if current is None or current.status is not SubscriptionStatus.ACTIVE:
+            return None
+        if failures_at_least is not None and current.delivery.consecutive_failures < failures_at_least:
             return None
         return self._change(
             tenant_id,

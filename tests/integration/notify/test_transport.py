@@ -4,6 +4,7 @@ and the connection pinned to the checked address (Host, SNI and the certificate 
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import ssl
 import threading
 import time
@@ -61,6 +62,54 @@ def test_an_endpoint_that_never_answers_times_out_on_time(webhook_receiver):
     outcome = transport(timeout=0.5).post(webhook_receiver.url("/slow"), BODY, HEADERS)
     assert outcome.status is None and "timed out" in outcome.error
     assert time.monotonic() - started < 3
+
+
+def test_a_blackholed_address_leaves_the_next_one_its_share_of_the_deadline(webhook_receiver, monkeypatch):
+    """The addresses of a name share the attempt's one deadline: an address that never answers costs its share, and
+    the next one is still reached within the deadline, rather than each taking the whole of it in turn."""
+    real_connect = socket.create_connection
+
+    def first_is_a_blackhole(address, timeout=None, *args, **kwargs):
+        if address[0] == "127.0.0.2":  # a SYN that is never answered
+            time.sleep(timeout)
+            raise TimeoutError("timed out")
+        return real_connect(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", first_is_a_blackhole)
+    started = time.monotonic()
+    outcome = transport(timeout=1, **{"receiver.test": ["127.0.0.2", "127.0.0.1"]}).post(
+        f"http://receiver.test:{webhook_receiver.port}/second", BODY, HEADERS
+    )
+    assert outcome.ok and time.monotonic() - started < 1
+    assert len(webhook_receiver.requests("/second")) == 1
+
+
+def test_a_tls_handshake_dripped_over_tcp_ends_at_the_deadline():
+    """A server that accepts, announces a 16 KiB handshake record and sends it a byte at a time, each byte well
+    within a read timeout: the attempt still ends at its deadline."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.sendall(b"\x16\x03\x03\x40\x00")
+            while not stop.wait(0.05):
+                try:
+                    connection.sendall(b"\x02")
+                except OSError:
+                    return
+
+    threading.Thread(target=drip, daemon=True).start()
+    try:
+        started = time.monotonic()
+        outcome = transport(timeout=0.5).post(f"https://127.0.0.1:{server.getsockname()[1]}/h", BODY, HEADERS)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        server.close()
+    assert outcome.status is None and outcome.error == "timed out after 0.5s"
+    assert elapsed < 0.5 * 1.5
 
 
 def test_an_unreachable_endpoint_is_a_failure_not_an_exception(webhook_receiver):

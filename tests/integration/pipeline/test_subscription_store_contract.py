@@ -108,7 +108,7 @@ def test_delivery_state_counts_failures_in_a_row_and_a_success_resets_them(store
     ok = store.record_success("acme", sid, status=204, at=T0 + timedelta(seconds=9))
     assert ok.delivery.consecutive_failures == 0 and ok.delivery.delivered == 1 and ok.delivery.last_status == 204
     assert ok.delivery.last_success_at == T0 + timedelta(seconds=9) and ok.delivery.failed_attempts == 2
-    assert ok.delivery.last_error == "timed out after 10s"  # the last error stays visible after a success
+    assert ok.delivery.last_error is None  # why the last attempt failed: it did not
     assert store.get("acme", sid) == ok
     assert store.record_failure("acme", "sub_missing", status=500, error="x", at=T0) is None
     assert store.record_success("acme", "sub_missing", status=200, at=T0) is None
@@ -122,3 +122,23 @@ def test_disabling_happens_once(store):
     assert store.disable("acme", sid, reason=DisabledReason.GONE, message="again", at=T0) is None
     assert store.mark_disabled_event_published("acme", sid).disabled_event_published is True
     assert store.disable("acme", "sub_missing", reason=DisabledReason.GONE, message="x", at=T0) is None
+
+
+def test_disabling_for_failures_in_a_row_needs_them_to_still_stand(store):
+    """The count a failure returned can be stale by the time the disable is written: a success in between reset it
+    and the endpoint works. The disable is conditional on the count; a 410 Gone needs only the subscription active."""
+    sid = store.create(make()).subscription_id
+    for _ in range(3):
+        store.record_failure("acme", sid, status=503, error="HTTP 503", at=T0)
+    store.record_success("acme", sid, status=200, at=T0 + timedelta(seconds=1))
+    kwargs = {"reason": DisabledReason.CONSECUTIVE_FAILURES, "message": "3 in a row", "at": T0}
+    assert store.disable("acme", sid, **kwargs, failures_at_least=3) is None
+    assert store.get("acme", sid).status is SubscriptionStatus.ACTIVE
+    for _ in range(3):
+        store.record_failure("acme", sid, status=503, error="HTTP 503", at=T0 + timedelta(seconds=2))
+    assert store.disable("acme", sid, **kwargs, failures_at_least=4) is None
+    disabled = store.disable("acme", sid, **kwargs, failures_at_least=3)
+    assert disabled.status is SubscriptionStatus.DISABLED and disabled.delivery.consecutive_failures == 3
+    other = store.create(make()).subscription_id  # no failures at all: 410 Gone disables it anyway
+    gone = store.disable("acme", other, reason=DisabledReason.GONE, message="410", at=T0)
+    assert gone.status is SubscriptionStatus.DISABLED and gone.delivery.consecutive_failures == 0
