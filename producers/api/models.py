@@ -59,6 +59,7 @@ class QueryRequest(BaseModel):
     row_limit: int | None = Field(
         default=None,
         ge=1,
+        le=2**63 - 1,  # a BIGINT: more rows than any table holds (and a number the job store can keep exactly)
         description="Deliver at most this many rows; the result then says truncated and the total row count.",
         examples=[1000],
     )

@@ -159,6 +159,8 @@ MALFORMED_BODIES = {
     ),
     "parentheses-5000": (json.dumps({"sql": "select " + "(" * 5000 + "1" + ")" * 5000}).encode(), JSON, 400, None),
     "nul-sql": (json.dumps({"sql": "\u0000"}).encode(), JSON, 400, None),
+    # a number no store keeps exactly (DynamoDB numbers have 38 digits): refused before it reaches one
+    "row-limit-39-digits": (b'{"sql": "select 1", "row_limit": 1' + b"0" * 38 + b"}", JSON, 400, "invalid_request"),
 }
 
 
