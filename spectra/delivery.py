@@ -60,8 +60,10 @@ def statement_sql(settings: Settings, job: Job) -> str:
     """What the executor sends the warehouse for the job (as the tenant's identity either way)."""
     if job.delivery is not Delivery.EXPORT:
         return job.sql
+    from spectra.sql_guard import embeddable
+
     return unload_statement(
-        distinct_columns(job.sql),
+        distinct_columns(embeddable(job.sql)),  # inside UNLOAD's quotes: no ';', a trailing comment ended
         export_destination(settings, job),
         role=settings.bulk_iam_role,
         fmt="PARQUET" if job.format is ResultFormat.PARQUET else "CSV",
@@ -83,7 +85,7 @@ def distinct_columns(sql: str) -> str:
     if names is None or len(set(names)) == len(names):
         return sql
     aliases = ", ".join(ident(name) for name in unique_names(names))
-    return f"SELECT * FROM ({sql}) AS spectra_export ({aliases})"
+    return f"SELECT * FROM ({sql}) AS spectra_export ({aliases})"  # sql: embeddable (sql_guard.embeddable)
 
 
 def _output_names(sql: str) -> list[str] | None:

@@ -228,6 +228,24 @@ def parse_statement(sql: str) -> exp.Expression | None:
     return trees[0] if len(trees) == 1 else None
 
 
+def embeddable(sql: str) -> str:
+    """The statement made fit to sit inside another (a subquery, UNLOAD's quoted query): without its trailing
+    semicolons, and, when a comment follows its last token, ending with a line break, so that a trailing ``--``
+    comment ends before whatever comes after it. A statement the tokenizer cannot read (the guard refused it long
+    before) is returned as it is."""
+    try:
+        tokens = _DIALECT.tokenize(sql)
+    except SqlglotError:
+        return sql
+    body = sql
+    while tokens and tokens[-1].token_type is TokenType.SEMICOLON:
+        body = sql[: tokens.pop().start]
+    body = body.rstrip()
+    if tokens and body[tokens[-1].end + 1 :].strip():  # a comment after the last token
+        body += "\n"
+    return body
+
+
 def _rejected(reason: str, message: str) -> SqlRejected:
     return SqlRejected(message, details={"reason": reason})
 

@@ -247,3 +247,14 @@ def test_an_export_names_its_columns_apart_and_refuses_parquet_it_cannot_rename(
     assert [c["name"] for c in as_csv["columns"]] == ["a", "a_2"]
     text = gzip.decompress(download(as_csv["files"][0]["url"])).decode()
     assert text == "a,a\n1,2\n"
+
+
+@pytest.mark.parametrize("ending", [";", " -- a trailing comment", "; -- both"])
+@pytest.mark.parametrize("names", ["a, 2 as b", "a, 2 as a"], ids=["distinct", "repeated"])
+def test_an_export_of_sql_ending_in_a_semicolon_or_a_comment_runs(new_tenant, names, ending):
+    """The query sits inside UNLOAD's quotes (and, with repeated names, inside a renaming subquery): a trailing ';'
+    would end the statement there and a '--' comment would swallow what follows it."""
+    client = new_tenant()
+    job, results = run(client, f"select 1 as {names}{ending}", format="csv", delivery="export")
+    assert job["status"] == "COMPLETED", job
+    assert gzip.decompress(download(results["files"][0]["url"])).decode().splitlines()[1] == "1,2"

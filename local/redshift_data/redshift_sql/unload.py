@@ -264,7 +264,8 @@ class _RollingTextParts:
 def _unload_delimited(conn, query: str, command: UnloadCommand, s3_client, namer: _PartNamer):
     columns = _describe(conn, query)
     delimiter = command.effective_delimiter
-    copy_sql = sql.SQL("COPY ({query}) TO STDOUT (FORMAT {fmt}, DELIMITER {delimiter}, NULL {null})").format(
+    # the query on lines of its own: a trailing "--" comment in it must not swallow the closing parenthesis
+    copy_sql = sql.SQL("COPY (\n{query}\n) TO STDOUT (FORMAT {fmt}, DELIMITER {delimiter}, NULL {null})").format(
         query=sql.SQL(query),
         fmt=sql.SQL("csv" if command.format == "CSV" else "text"),
         delimiter=sql.Literal(delimiter),
@@ -286,7 +287,7 @@ def _header_line(names: list[str], delimiter: str, csv_quoting: bool) -> bytes:
 def _describe(conn, query: str) -> list[tuple[str, psycopg.Column]]:
     """Column names and types of the query, without running it (planning only: LIMIT 0)."""
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT * FROM ({query}) AS unload_query LIMIT 0").format(query=sql.SQL(query)))
+        cur.execute(sql.SQL("SELECT * FROM (\n{query}\n) AS unload_query LIMIT 0").format(query=sql.SQL(query)))
         return [(column.name, column) for column in cur.description]
 
 
