@@ -11,7 +11,7 @@ confused with NULL:
   in UTC, ``+00:00``), text with JSON's escapes. The line breaks Python's ``str.splitlines`` also honours (U+0085,
   U+2028, U+2029) are escaped too, so a JSON Lines reader that splits on them still sees one row per line.
 * **CSV**: PostgreSQL's COPY spelling: NULL an empty field, an empty string ``""``, the special floats ``NaN``,
-  ``Infinity`` and ``-Infinity``.
+  ``Infinity`` and ``-Infinity``, decimals in plain digits (never ``5.0E-7``).
 * **Parquet** holds NaN and the infinities natively.
 
 The JSON encoder builds each column's JSON text with Arrow compute kernels and joins the columns row-wise in one
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from decimal import Decimal
 
 #: Characters JSON requires escaped (U+0000..U+001F), plus the ones Python's ``str.splitlines`` breaks lines on.
 _MUST_ESCAPE = [chr(code) for code in range(0x20)] + ["\x85", "\u2028", "\u2029"]
@@ -72,8 +73,10 @@ def json_values(column):
         text = _special_floats(column, pc.cast(column, pa.string()), nan='"NaN"', inf='"Infinity"', ninf='"-Infinity"')
     elif pa.types.is_timestamp(kind):
         text = _quoted(iso_timestamps(column))
-    elif pa.types.is_decimal(kind) or pa.types.is_date(kind):
-        text = _quoted(pc.cast(column, pa.string()))  # decimals as exact strings; dates are ISO as Arrow casts them
+    elif pa.types.is_decimal(kind):
+        text = _quoted(decimal_strings(column))  # exact, in plain digits
+    elif pa.types.is_date(kind):
+        text = _quoted(pc.cast(column, pa.string()))  # ISO, as Arrow casts them
     else:  # not a type results.arrow_type gives; kept as text rather than failing a job
         text = _quoted(_json_escaped(pc.cast(column, pa.string())))
     return pc.fill_null(text, "null")
@@ -170,8 +173,36 @@ def iso_timestamps(column):
 # -- CSV ------------------------------------------------------------------------------------------------------------
 
 # pyarrow's CSV writer quotes every string and no other value, so outside quotes a field is a bare token.
-_CSV_TOKEN = re.compile(rb'("(?:[^"]|"")*")|(?<![^,\n])(nan|inf|-inf)(?![^,\n])')
+_CSV_TOKEN = re.compile(rb'("(?:[^"]|"")*")|(?<![^,\n])(nan|inf|-inf|-?[0-9]+(?:\.[0-9]+)?E[-+]?[0-9]+)(?![^,\n])')
 _PG_FLOATS = {b"nan": b"NaN", b"inf": b"Infinity", b"-inf": b"-Infinity"}
+
+
+def decimal_strings(column):
+    """Decimals as exact text in plain digits, as the warehouse prints them: Arrow's cast writes ``5.0E-7`` for
+    0.00000050 and ``0E-8`` for a numeric(18,8) zero (an exponent below -6); PostgreSQL and Redshift never do. Only
+    a column holding such a value takes the detour through Python's Decimal."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.cast(column, pa.string())
+    if not pc.any(pc.match_substring(text, "E")).as_py():
+        return text
+    return pa.array([None if value is None else _plain(value) for value in text.to_pylist()], pa.string())
+
+
+def _plain(decimal_text: str) -> str:
+    return format(Decimal(decimal_text), "f") if "E" in decimal_text else decimal_text
+
+
+def has_exponent_decimals(table) -> bool:
+    """Whether a decimal column holds a value Arrow's CSV writer would spell with an exponent."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return any(
+        pa.types.is_decimal(column.type) and bool(pc.any(pc.match_substring(pc.cast(column, pa.string()), "E")).as_py())
+        for column in table.columns
+    )
 
 
 def has_special_floats(table) -> bool:
@@ -189,5 +220,13 @@ def _any_special(column) -> bool:
 
 def postgres_floats(csv_text: bytes) -> bytes:
     """pyarrow's ``nan`` / ``inf`` / ``-inf`` in CSV text as PostgreSQL spells them (``NaN``, ``Infinity``,
-    ``-Infinity``); quoted strings are matched whole first, so text that merely contains those letters is kept."""
-    return _CSV_TOKEN.sub(lambda m: m.group(1) or _PG_FLOATS[m.group(2)], csv_text)
+    ``-Infinity``), and its decimals written with an exponent (``5.0E-7``: a capital E, where floats get a small one)
+    in plain digits; quoted strings are matched whole first, so text that merely looks like those is kept."""
+    return _CSV_TOKEN.sub(_postgres_token, csv_text)
+
+
+def _postgres_token(match: re.Match[bytes]) -> bytes:
+    quoted, token = match.group(1), match.group(2)
+    if quoted:
+        return quoted
+    return _PG_FLOATS.get(token) or _plain(token.decode()).encode()

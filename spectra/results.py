@@ -29,7 +29,14 @@ from typing import IO, Any
 from events import Delivery, ResultFormat
 from spectra.errors import DuplicateColumns, ResultTooLarge, ResultUnconvertible
 from spectra.jobs import JobResult, ResultFile
-from spectra.result_encoding import has_special_floats, json_arrays, json_lines, postgres_floats, unique_names
+from spectra.result_encoding import (
+    has_exponent_decimals,
+    has_special_floats,
+    json_arrays,
+    json_lines,
+    postgres_floats,
+    unique_names,
+)
 from spectra.result_pages import PageReader, arrow_type
 from spectra.warehouse import Column
 
@@ -139,12 +146,12 @@ class _PartWriter:
 
     def _write_csv(self, table) -> None:
         """pyarrow's CSV writer, page by page (a page read as text may have other column types than the last);
-        only a page with NaN or an infinity takes a detour to spell them as PostgreSQL does."""
+        only a page with NaN, an infinity or a tiny decimal takes a detour to spell them as PostgreSQL does."""
         import pyarrow.csv as pacsv
 
         options = pacsv.WriteOptions(include_header=not self._csv_header_written)
         self._csv_header_written = True
-        if has_special_floats(table):
+        if has_special_floats(table) or has_exponent_decimals(table):
             text = io.BytesIO()
             pacsv.write_csv(table, text, write_options=options)
             self._stream.write(postgres_floats(text.getvalue()))

@@ -451,3 +451,23 @@ def test_awkward_text_survives_the_page_and_every_format(value):
         assert decoded(s3, result.files[0].key, fmt, NUMBERED) == expected, fmt
     inline, _, _ = write([page], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
     assert inline_rows(inline) == expected
+
+
+SMALL_DECIMALS = [Column("small", "numeric", precision=18, scale=8), Column("f", "float8")]
+
+
+@pytest.mark.parametrize("fmt", [ResultFormat.JSON, ResultFormat.JSONL, ResultFormat.CSV])
+def test_decimals_are_plain_digits_as_the_warehouse_prints_them(fmt):
+    """Arrow writes a decimal whose exponent is below -6 as 5.0E-7 (and a numeric(18,8) zero as 0E-8); the result
+    keeps the warehouse's digits, in every text format. Floats keep their own short spelling."""
+    page = "0.00000050,1e-07\n0.00000000,2\n1.50000000,3\n"
+    delivery = Delivery.INLINE if fmt is ResultFormat.JSON else Delivery.S3
+    result, s3, _ = write([page], columns=SMALL_DECIMALS, fmt=fmt, delivery=delivery)
+    if fmt is ResultFormat.JSON:
+        assert [row[0] for row in inline_rows(result)] == ["0.00000050", "0.00000000", "1.50000000"]
+        return
+    text = gzip.decompress(s3.body(BUCKET, result.files[0].key)).decode()
+    if fmt is ResultFormat.CSV:
+        assert text.splitlines() == ['"small","f"', "0.00000050,1e-7", "0.00000000,2", "1.50000000,3"]
+    else:
+        assert [json.loads(line)["small"] for line in text.splitlines()] == ["0.00000050", "0.00000000", "1.50000000"]
