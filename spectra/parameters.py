@@ -17,16 +17,22 @@ which the warehouse converts to the type its context asks for), so each JSON typ
 * the empty string: the placeholder is replaced by the literal ``''`` (the Data API refuses empty values).
 
 Placeholders are found in the statement's parse tree (the SQL guard's), never with a regular expression, so ``:name``
-inside a string, a quoted identifier or a comment, and ``::type`` casts, are not placeholders. Rewrites happen on the
-tree too (a :class:`~sqlglot.exp.Placeholder` becomes ``NULL``, ``''`` or a ``CAST``), and the statement is generated
-again from it, without comments; the caller checks the generated statement with the guard once more, so what runs is
-what the guard accepted. A statement whose parameters are all non-empty strings runs as written. EXPLAIN and SHOW
-(which the guard keeps as text) take string parameters only.
+inside a string, a quoted identifier or a comment, and ``::type`` casts, are not placeholders. A placeholder that needs
+rewriting becomes ``NULL``, ``''`` or a ``CAST`` *in the statement's own text*, at the place its tokens are (each
+placeholder of the tree matched to a ``:`` and name token pair): the rest of the statement, comments included, runs as
+the tenant wrote it. Generating the whole statement again from the tree would not: sqlglot translates functions on
+the way (``ADD_MONTHS`` into ``DATEADD``, whose month ends differ; ``DATE_PART`` into ``EXTRACT``, an integer where
+Redshift's DATE_PART is a double; ``now()`` into ``GETDATE()``, a timestamp cut to seconds). Only if the tokens and
+the tree disagree (a ``:`` before a name that the tree does not read as a placeholder, such as an array slice
+``a[1:n]`` beside a real ``:n``) is the statement generated again from the tree, without comments. The caller checks
+what runs with the guard once more, either way. A statement whose parameters are all non-empty strings runs as
+written. EXPLAIN and SHOW (which the guard keeps as text) take string parameters only.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -163,12 +169,37 @@ def bind(
             f"parameter {first.name}: {tree.name.upper()} takes non-empty string values only",
             details={"field": "parameters", "parameter": first.name},
         )
-    rewritten = tree.copy()
-    for node in list(rewritten.find_all(exp.Placeholder)):
-        node.replace(_bound_node(node, by_name[node.name]))
-    sql = _Generator(dialect=_DIALECT, comments=False).generate(rewritten)
+    sql = _spliced(statement, tree, by_name)
+    if sql is None:  # the tokens and the tree disagree: generate the statement again from the tree
+        rewritten = tree.copy()
+        for node in list(rewritten.find_all(exp.Placeholder)):
+            node.replace(_bound_node(node, by_name[node.name]))
+        sql = _Generator(dialect=_DIALECT, comments=False).generate(rewritten)
     sent = [QueryParameter(name=p.name, value=p.wire_value()) for p in given if p.value is not None and p.value != ""]
     return BoundStatement(sql, sent), True
+
+
+def _spliced(statement: str, tree: exp.Expression, by_name: dict[str, TypedParameter]) -> str | None:
+    """The statement with each placeholder's text replaced by its bound SQL, the rest untouched; None when the
+    ``:`` + name token pairs are not exactly the tree's placeholders (see the module's docstring)."""
+    try:
+        tokens = _DIALECT.tokenize(statement)
+    except SqlglotError:
+        return None
+    spots = [
+        (colon.start, name.end + 1, name.text)
+        for colon, name in itertools.pairwise(tokens)
+        if colon.token_type is TokenType.COLON and name.start == colon.end + 1 and name.text in by_name
+    ]
+    if Counter(name for *_, name in spots) != Counter(node.name for node in tree.find_all(exp.Placeholder)):
+        return None
+    generator = _Generator(dialect=_DIALECT, comments=False)
+    pieces, done = [], 0
+    for start, end, name in spots:
+        bound = _bound_node(exp.Placeholder(this=name), by_name[name])
+        pieces += [statement[done:start], generator.generate(bound)]
+        done = end
+    return "".join(pieces) + statement[done:]
 
 
 def placeholders(tree: exp.Expression) -> list[str]:

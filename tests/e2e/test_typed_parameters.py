@@ -125,3 +125,13 @@ def test_one_value_over_the_limit_is_413_naming_it(new_tenant):
     error = error_of(client.request("POST", "/v1/queries", json={"sql": "select :big", "parameters": parameters}), 413)
     assert error["code"] == "payload_too_large"
     assert error["details"] == {"field": "parameters", "parameter": "big", "limit": MAX_VALUE_BYTES}
+
+
+def test_a_typed_value_leaves_the_rest_of_the_statement_as_written(new_tenant):
+    """Binding an integer rewrites its placeholder only: date_part stays a double and now() a timestamptz, where
+    generating the statement again from its tree ran EXTRACT (numeric here) and GETDATE() (cut to seconds)."""
+    client = new_tenant()
+    sql = "select :n as n, date_part('second', timestamp '2024-01-01 10:00:05.5') as s, now() as t -- :n"
+    as_string, as_integer = run(client, sql, n="1"), run(client, sql, n=1)
+    assert [c["type"] for c in as_integer["columns"]][1:] == [c["type"] for c in as_string["columns"]][1:]
+    assert as_integer["rows"][0][:2] == [1, 5.5]

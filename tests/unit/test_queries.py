@@ -361,7 +361,7 @@ def test_a_job_records_the_generation_of_the_tenant_that_submitted_it(ports):
 def test_a_job_records_the_bound_statement_the_guard_accepted_again(ports):
     parameters = [TypedParameter(name="n", value=7), TypedParameter(name="gone", value=None)]
     job, _ = submit(ports, sql="select :n as n, :gone as g", parameters=parameters)
-    assert job.sql == "SELECT CAST(:n AS BIGINT) AS n, NULL AS g"
+    assert job.sql == "select CAST(:n AS BIGINT) as n, NULL as g"
     assert [p.model_dump() for p in job.parameters] == [{"name": "n", "value": "7"}]
     # the typed request is what idempotency compares: the same digits as a string are another request
     _, created = submit(
