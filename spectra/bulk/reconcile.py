@@ -12,7 +12,7 @@ bulk table's pending index.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from events import BulkJobQueuedMessage, ErrorInfo, StatementStatusChange
 from spectra.bulk.lifecycle import bulk_ports, complete_bulk_statement, finish_bulk_job, settle
@@ -39,9 +39,16 @@ def reconcile_bulk(
     summary.more_pending = summary.more_pending or page.more or summary.throttled or summary.out_of_time
 
 
+#: A finished job whose result files are owed is asked for them again only after this long quiet: longer than the
+#: bulk results function may run (its Timeout in template.yaml, 900 s), so one writer is never joined by another.
+RESULTS_ASKED_AGAIN_AFTER = timedelta(seconds=960)
+
+
 def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime, thresholds: Thresholds) -> Outcome:
     bulk = bulk_ports(ports)
     if job.state.is_terminal:
+        if job.event_published and not job.results_ready and now - quiet_since < RESULTS_ASKED_AGAIN_AFTER:
+            return Outcome.WAITING  # its result files are being written (or were asked for a moment ago)
         if job.event_published and job.results_ready:
             # Settled yet still indexed (the index lagged, or a check re-entered it as it settled): take it out, else
             # every later run reads it again, oldest first, ahead of the jobs that need it.
@@ -53,6 +60,10 @@ def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime,
         return Outcome.PUBLISHED
     if job.state is BulkState.IN_PROGRESS and job.statement_id:
         return _check_statement(ports, job, now)
+    if job.state is BulkState.IN_PROGRESS and job.started_at and now - job.started_at < thresholds.requeue_after:
+        # An executor is starting it (reading its files, writing its manifests): its statement is about to be
+        # recorded. Giving up (or queueing it again) now would fail a load that is about to run, and commit.
+        return Outcome.WAITING
     if now - (job.queued_at or job.created_at) >= thresholds.give_up_after:
         waited = int(thresholds.give_up_after.total_seconds())
         error = ErrorInfo(code="not_started", message=f"the job did not reach the warehouse within {waited} seconds")

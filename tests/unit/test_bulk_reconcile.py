@@ -11,7 +11,7 @@ import pytest
 from events import BulkJobQueuedMessage, BulkResultsRequested
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState
-from spectra.bulk.reconcile import reconcile_bulk
+from spectra.bulk.reconcile import RESULTS_ASKED_AGAIN_AFTER, reconcile_bulk
 from spectra.jobs import utcnow
 from spectra.publisher import PublishFailed
 from spectra.reconciliation import ReconcileSummary, Thresholds, reconcile
@@ -164,16 +164,37 @@ def test_an_unpublished_event_is_published_and_the_job_leaves_the_index(ports):
     assert sweep(ports, 600).checked == 0
 
 
-def test_lost_result_files_are_asked_for_again_until_written():
+def test_lost_result_files_are_asked_for_again_once_a_writer_would_have_finished():
+    """While the files may be being written (the results function runs up to 900 s), nobody asks again: a second
+    writer would only rewrite the same files beside the first. Past that, the request was lost: ask again."""
     ports = bulk_ports(bulk_inline_results_max_bytes=1)
     job = started(ports)
     complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []}))
     ports.bulk.results_queue.messages.clear()  # the request was lost
+    for minute in range(2, 16):
+        assert sweep(ports, minute * 60).waiting == 1
+    assert ports.bulk.results_queue.messages == []
 
-    assert sweep(ports, 120).published == 1
+    assert sweep(ports, RESULTS_ASKED_AGAIN_AFTER.total_seconds() + 60).published == 1
     assert ports.bulk.results_queue.messages == [BulkResultsRequested(job_id=job.job_id, tenant_id="acme")]
     assert ports.bulk.jobs.pending_since(job.job_id) is not None  # still owed
     assert ports.events.types() == ["Bulk Job Completed"]  # the event was out already: not sent twice
+
+
+def test_a_load_an_executor_is_starting_is_neither_given_up_nor_queued_again():
+    """An hour waiting under its tenant's cap, then an executor takes it (InProgress, its statement not recorded yet)
+    while the reconciler looks: the job is left to the executor, not failed "not_started" as its load commits."""
+    ports = bulk_ports()
+    message = queued(ports)
+    ports.bulk.jobs.transition(
+        message.job_id,
+        BulkState.IN_PROGRESS,
+        expected={BulkState.UPLOAD_COMPLETE},
+        started_at=utcnow() + timedelta(hours=1),
+    )
+    summary = sweep(ports, 3601)
+    assert summary.waiting == 1 and summary.expired == 0
+    assert job_of(ports, message).state is BulkState.IN_PROGRESS and ports.queue.messages == []
 
 
 def test_a_settled_job_still_in_the_index_is_skipped_and_dropped_from_it(ports):
