@@ -172,12 +172,12 @@ def sweep(
             summary.out_of_time = True
             break
         with logs.job_keys(job_id=entry.job_id):  # each job's lines carry its id and tenant (spectra/logs.py)
-            job = load(entry.job_id)
-            if job is None:
-                continue
-            logs.bind(tenant_id=job.tenant_id)
-            summary.checked += 1
             try:
+                job = load(entry.job_id)
+                if job is None:
+                    continue
+                logs.bind(tenant_id=job.tenant_id)
+                summary.checked += 1
                 outcome = handle(job, entry.pending_since)
             except Throttled as exc:
                 # The Data API wants fewer calls: stop here, the next run starts again from the longest-quiet job.
@@ -185,8 +185,9 @@ def sweep(
                 summary.throttled = True
                 break
             except Exception:
-                # One job that cannot be finished (a bug, a result that will not write) must not block the others.
-                # It keeps its place at the head of the index and is retried, loudly, on every run.
+                # One job that cannot be read or finished (an item no model reads, a bug, a result that will not
+                # write) must not block the others: it keeps its place at the head of the index and is retried,
+                # loudly (ReconcileErrors), on every run, while the jobs behind it are handled.
                 logger.exception("reconciler could not move job %s", entry.job_id)
                 summary.errors += 1
                 continue

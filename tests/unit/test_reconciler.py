@@ -177,6 +177,22 @@ def test_one_broken_job_does_not_stop_the_others():
     assert jobs.checked == ["j_0", "j_2"]
 
 
+def test_a_job_that_cannot_be_read_does_not_stop_the_others():
+    """An item no model reads (written by a later version, say) is counted as an error; the jobs behind it run."""
+    jobs, warehouse = running_jobs(3)
+    unreadable = FakeJobs(jobs.jobs)
+
+    def get(job_id):
+        if job_id == "j_0":
+            raise ValueError("1 validation error for Job: status: Input should be 'QUEUED', ...")
+        return jobs.jobs[job_id]
+
+    unreadable.get = get
+    summary = reconcile(FakePorts(unreadable, warehouse), now=NOW)
+    assert (summary.errors, summary.still_running) == (1, 2)
+    assert unreadable.checked == ["j_1", "j_2"]
+
+
 def test_a_full_batch_is_reported():
     jobs, warehouse = running_jobs(1)
     jobs.more = True
