@@ -232,11 +232,13 @@ def complete_statement(ports: Ports, change: StatementStatusChange, *, info: Sta
     if change.state is StatementState.FINISHED:
         return _finish_with_result(ports, job, statement_id, info)
     if change.state is StatementState.ABORTED:
+        # Cancelled or failed depends on cancel_requested_at, which a DELETE may set between two handlers' reads: not
+        # settled by the statement alone, so the write comes first and only its winner announces the ending.
         if job.cancel_requested_at is not None:
-            return finish_job(ports, job, JobStatus.CANCELLED, statement_id=statement_id)
+            return finish_job(ports, job, JobStatus.CANCELLED, statement_id=statement_id, settled=False)
         # Nobody asked: an administrator or a timeout stopped it. The tenant should see a failure, not a cancel.
         error = ErrorInfo(code="statement_aborted", message="the warehouse aborted the statement")
-        return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
+        return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, settled=False)
     info = info or ports.warehouse.describe(statement_id)  # the event does not carry the database's message
     error = ErrorInfo(
         code=share.failure_code(info.error), message=info.error or "the statement failed without a message"
@@ -290,6 +292,7 @@ def finish_job(
     *,
     unstarted: bool = False,
     session: PooledSession | None = None,
+    settled: bool = True,
     **changes: Any,
 ) -> Job | None:
     """Move the job from the state it was seen in (``job.status``) to a terminal state and announce it.
@@ -302,10 +305,11 @@ def finish_job(
     duplicate status event, the reconciler) writes the same one. Then the event goes out first and the terminal
     write records it as published, one write fewer per job; a failure after the event repeats the event, never
     loses it (events are at least once). Otherwise (giving up on a job that never started, a cancel racing the
-    executor) the write comes first, so no event announces an ending that did not happen.
+    executor, an aborted statement whose ending depends on a cancel request: ``settled=False``) the write comes first,
+    so no event announces an ending that did not happen.
     """
     completed_at = utcnow()
-    settled = not unstarted and bool(changes.get("statement_id") or job.statement_id)
+    settled = settled and not unstarted and bool(changes.get("statement_id") or job.statement_id)
     if settled:
         publish_job_event(
             ports, job.model_copy(update={"status": status, "completed_at": completed_at, **changes}), mark=False

@@ -176,6 +176,20 @@ def test_an_aborted_statement_cancels_the_job_that_asked_for_it(ports):
     assert ports.events.types() == ["Job Cancelled"]
 
 
+def test_an_aborted_job_is_announced_with_one_ending_even_when_a_cancel_comes_between_two_handlers(ports, monkeypatch):
+    """Handler A reads the job (no cancel asked), a DELETE then asks to cancel, handler B (the event again, or the
+    reconciler) ends it CANCELLED; A's FAILED write is refused, and A announces nothing: one ending, one event."""
+    job = running(ports)
+    change = ports.warehouse.abort(job.statement_id)
+    stale = ports.jobs.get(job.job_id)
+    ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=utcnow())
+    assert complete_statement(ports, change).status is JobStatus.CANCELLED
+    get = ports.jobs.get
+    monkeypatch.setattr(ports.jobs, "get", lambda job_id: stale if job_id == job.job_id else get(job_id))
+    assert complete_statement(ports, change) is None
+    assert ports.events.types() == ["Job Cancelled"]
+
+
 def test_a_statement_aborted_by_the_warehouse_fails_the_job(ports):
     job = running(ports)  # nobody asked to cancel: an administrator or a timeout stopped it
     failed = complete_statement(ports, ports.warehouse.abort(job.statement_id))
