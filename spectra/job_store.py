@@ -133,7 +133,7 @@ class JobStore:
                     raise
             return job, True
 
-        idem_id = self._idempotency_id(job.tenant_id, job.idempotency_key)
+        idem_id = self._idempotency_id(job.tenant_id, job.tenant_generation, job.idempotency_key)
         idem_item = to_item(
             {
                 "job_id": idem_id,
@@ -180,8 +180,11 @@ class JobStore:
         return original, False
 
     @staticmethod
-    def _idempotency_id(tenant_id: str, key: str) -> str:
-        return f"idem#{tenant_id}#{hashlib.sha256(key.encode()).hexdigest()}"
+    def _idempotency_id(tenant_id: str, generation: str | None, key: str) -> str:
+        """Keys are the tenant's as it is now: a tenant deleted and created again under the same id does not get its
+        predecessor's job back for the same key (``generation``, see :mod:`spectra.tenants`)."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return f"idem#{tenant_id}#{generation}#{digest}" if generation else f"idem#{tenant_id}#{digest}"
 
     # -- read -----------------------------------------------------------------------------------------------------
 

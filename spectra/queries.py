@@ -22,7 +22,7 @@ from spectra.notify.service import Callback, discard_callback, register_callback
 from spectra.parameters import TypedParameter, bind
 from spectra.ports import Ports
 from spectra.sql_guard import check_sql, parse_checked
-from spectra.tenants import Caller
+from spectra.tenants import Caller, same_generation
 
 
 def submit_query(
@@ -99,7 +99,7 @@ def submit_query(
 
 def get_job(ports: Ports, caller: Caller, job_id: str) -> Job:
     job = ports.jobs.get_for_tenant(caller.tenant_id, job_id)
-    if job is None:
+    if job is None or not same_generation(caller, job.tenant_generation):  # a predecessor's job is not the caller's
         raise NotFound(f"job {job_id} not found")
     return job
 
@@ -125,7 +125,8 @@ def list_jobs(
     after = ListPosition.from_token(ports.page_tokens, next_token, listing)
     page = ports.jobs.list_for_tenant(caller.tenant_id, limit=limit, status=status, after=after)
     token = page.resume_after.token(ports.page_tokens, listing) if page.resume_after else None
-    return JobListing(jobs=page.jobs, next_token=token)
+    # a predecessor's jobs (the tenant id deleted and created again) are left out: a short page, as a filter makes
+    return JobListing(jobs=[j for j in page.jobs if same_generation(caller, j.tenant_generation)], next_token=token)
 
 
 def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:

@@ -222,6 +222,13 @@ def _plain(item: dict) -> dict:
     return {k: _de.deserialize(v) for k, v in item.items() if k != "pk"}
 
 
+def same_generation(caller: Caller, generation: str | None) -> bool:
+    """Whether what a tenant made under ``generation`` (a job, a bulk job) belongs to the caller's tenant as it is
+    now: a tenant deleted and created again under the same id is another tenant, and sees, cancels and replays none of
+    its predecessor's jobs. Items made before generations existed (None) stay visible to their tenant id."""
+    return generation is None or caller.generation is None or generation == caller.generation
+
+
 class Caller(BaseModel):
     """The authenticated tenant behind a request, as the authorizer vouched for it."""
 

@@ -31,7 +31,7 @@ from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound, P
 from spectra.jobs import utcnow
 from spectra.ports import Ports
 from spectra.sql_guard import check_sql
-from spectra.tenants import Caller
+from spectra.tenants import Caller, same_generation
 
 RESULT_KINDS = {"successfulResults": "successful", "failedResults": "failed", "unprocessedrecords": "unprocessed"}
 
@@ -111,7 +111,7 @@ def _queue(ports: Ports, job: BulkJob) -> None:
 
 def get_job(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     job = bulk_ports(ports).jobs.get_for_tenant(caller.tenant_id, job_id)
-    if job is None:
+    if job is None or not same_generation(caller, job.tenant_generation):  # a predecessor's job is not the caller's
         raise NotFound(f"bulk job {job_id} not found")
     return job
 
@@ -140,7 +140,8 @@ def list_jobs(
         caller.tenant_id, limit=limit, state=state, operation=operation, after=after
     )
     token = page.resume_after.token(ports.page_tokens, listing) if page.resume_after else None
-    return BulkJobListing(jobs=page.jobs, next_token=token)
+    jobs = [j for j in page.jobs if same_generation(caller, j.tenant_generation)]  # not a predecessor's
+    return BulkJobListing(jobs=jobs, next_token=token)
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class FakeJobStore:
 
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {}
-        self._idempotency: dict[tuple[str, str], dict[str, str | None]] = {}
+        self._idempotency: dict[tuple[str, str | None, str], dict[str, str | None]] = {}
         self._pending: dict[str, datetime] = {}  # the sparse ``pending`` index: job id → pending_since
         self.list_calls = 0  # listings that reached the store (a refused page token must not make one)
         self.transactions = 0  # finish() calls: terminal writes made together with a slot's release
@@ -106,7 +106,7 @@ class FakeJobStore:
         if job.job_id in self._items:
             raise _client_error("ConditionalCheckFailedException", "The conditional request failed", "PutItem")
         if job.idempotency_key:
-            record = self._idempotency.get((job.tenant_id, job.idempotency_key))
+            record = self._idempotency.get((job.tenant_id, job.tenant_generation, job.idempotency_key))
             if record is not None:
                 if fingerprint and record["fingerprint"] not in (None, fingerprint):
                     raise Conflict(
@@ -117,7 +117,7 @@ class FakeJobStore:
                 if original is None:
                     raise Conflict("idempotency record points to a job that no longer exists")
                 return original, False
-            self._idempotency[(job.tenant_id, job.idempotency_key)] = {
+            self._idempotency[(job.tenant_id, job.tenant_generation, job.idempotency_key)] = {
                 "target_job_id": job.job_id,
                 "fingerprint": fingerprint,
             }

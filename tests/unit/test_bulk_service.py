@@ -300,3 +300,14 @@ def test_a_bulk_page_token_continues_only_the_listing_it_was_signed_for(ports):
     )
     with pytest.raises(InvalidToken):  # a query-job listing's token never resumes the bulk listing
         list_jobs(ports, caller(ports), state=None, operation=None, limit=1, next_token=query_token)
+
+
+def test_a_tenant_created_again_under_the_same_id_gets_none_of_its_predecessors_bulk_jobs(ports):
+    job = new_insert(ports)
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    successor = Caller.of(ports.tenants.get("acme"))
+    with pytest.raises(NotFound):
+        get_job(ports, successor, job.job_id)
+    listing = list_jobs(ports, successor, state=None, operation=None, limit=20, next_token=None)
+    assert listing.jobs == []

@@ -558,3 +558,23 @@ def test_delivery_and_row_limit_are_part_of_an_idempotent_requests_identity(port
     assert (again.job_id, created) == (first.job_id, False)
     with pytest.raises(Conflict):
         submit(ports, idempotency_key="k1", row_limit=10)
+
+
+def test_a_tenant_created_again_under_the_same_id_gets_none_of_its_predecessors_jobs():
+    """Deleted and created again, a tenant id is another tenant (spectra/tenants.py): its predecessor's jobs are not
+    listed, read, cancelled or replayed by idempotency key; they answer as another tenant's do (404)."""
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    old = Caller.of(ports.tenants.get("acme"))
+    first, _ = submit(ports, old, sql="select secret from old_customer_data", idempotency_key="nightly-report")
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    new = Caller.of(ports.tenants.get("acme"))
+    assert list_jobs(ports, new, status=None, limit=20, next_token=None).jobs == []
+    with pytest.raises(NotFound):
+        get_job(ports, new, first.job_id)
+    with pytest.raises(NotFound):
+        cancel_job(ports, new, first.job_id)
+    job, created = submit(ports, new, sql="select secret from old_customer_data", idempotency_key="nightly-report")
+    assert created and job.job_id != first.job_id
+    assert [j.job_id for j in list_jobs(ports, new, status=None, limit=20, next_token=None).jobs] == [job.job_id]

@@ -124,6 +124,15 @@ def test_keys_are_scoped_to_the_tenant(store):
     assert theirs.job_id != mine.job_id
 
 
+def test_keys_are_scoped_to_the_tenants_generation(store):
+    """A tenant deleted and created again under the same id is another tenant: its predecessor's key is not its."""
+    before, _ = store.create(make_job(key="k1").model_copy(update={"tenant_generation": "g1"}), fingerprint="f1")
+    after, created = store.create(make_job(key="k1").model_copy(update={"tenant_generation": "g2"}), fingerprint="f1")
+    assert created is True and after.job_id != before.job_id
+    again, created_again = store.create(make_job(key="k1").model_copy(update={"tenant_generation": "g2"}))
+    assert (again.job_id, created_again) == (after.job_id, False)
+
+
 # -- transitions ----------------------------------------------------------------------------------------------------
 
 
