@@ -34,7 +34,8 @@ def record_handler(record: SQSRecord) -> None:
             logger.exception("malformed job message", extra={"body": record.body[:2000]})
             raise
         logs.bind(job_id=message.job_id, tenant_id=message.tenant_id)
-        sent_at = datetime.fromtimestamp(int(record.attributes.sent_timestamp) / 1000, tz=UTC)
+        sent = record.attributes.get("SentTimestamp")  # Lambda always gives it; a hand-made event may not
+        sent_at = datetime.fromtimestamp(int(sent) / 1000, tz=UTC) if sent else None
         handle_job_message(message, int(record.attributes.approximate_receive_count), sent_at=sent_at)
 
 
