@@ -196,7 +196,12 @@ class ApiGateway:
         except Exception:
             log.exception("%s raised on %s %s", route.function.logical_id, request.method, request.path)
             return route.api.gateway_response(502, "Internal server error")
-        response = _proxy_response(result, route.function.logical_id)
+        response = _proxy_response(
+            result,
+            route.function.logical_id,
+            accept=request.headers.get("Accept"),
+            binary_media_types=route.api.binary_media_types,
+        )
         if response is None:
             return route.api.gateway_response(502, "Internal server error")
         return response
@@ -437,7 +442,14 @@ def _message(status: int, message: str | None) -> Response:
     return Response(json.dumps({"message": message}), status=status, mimetype="application/json")
 
 
-def _proxy_response(result: Any, function_id: str) -> Response | None:
+def _wants_binary(accept: str | None, binary_media_types: list[str]) -> bool:
+    first = (accept or "").split(",")[0].split(";")[0].strip().lower()
+    return any(_media_matches(pattern, first) for pattern in binary_media_types)
+
+
+def _proxy_response(
+    result: Any, function_id: str, *, accept: str | None = None, binary_media_types: list[str] = ()
+) -> Response | None:
     """Turn a Lambda proxy response into HTTP; None when it is malformed (API Gateway's 502)."""
     if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int | str):
         log.warning("%s returned a malformed proxy response: %r", function_id, result)
@@ -446,7 +458,11 @@ def _proxy_response(result: Any, function_id: str) -> Response | None:
     if not isinstance(body, str):
         log.warning("%s returned a non-string body", function_id)
         return None
-    payload = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
+    # API Gateway decodes a base64 body only for a client whose first Accept media type is a binary media type;
+    # others get the base64 text as it is (AWS: "uses the first Accept header ... to determine if a response should
+    # return binary media"), so clients of the CSV routes send Accept: text/csv.
+    binary = result.get("isBase64Encoded") and _wants_binary(accept, binary_media_types)
+    payload = base64.b64decode(body) if binary else body.encode("utf-8")
     headers = MultiDict()
     for key, value in (result.get("headers") or {}).items():
         headers[key] = str(value)

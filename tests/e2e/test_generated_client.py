@@ -44,11 +44,12 @@ class GeneratedClient:
                 self.operations[(method.group(1).upper(), url.group(1))] = name
         self.called: set[tuple[str, str]] = set()
 
-    def call(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, expect: int | tuple[int, ...], **kwargs: Any) -> Any:
         """Call the operation ``method path`` (the document's path template) and return its parsed answer."""
         module = importlib.import_module(self.operations[(method, path)])
         response = module.sync_detailed(client=self.client, **kwargs)
-        assert response.status_code == expect, (method, path, response.status_code, response.content[:500])
+        expected = expect if isinstance(expect, tuple) else (expect,)
+        assert response.status_code in expected, (method, path, response.status_code, response.content[:500])
         self.called.add((method, path))
         return response.parsed
 
@@ -100,8 +101,9 @@ def test_a_generated_client_calls_every_operation(generated, webhook_receiver):
     assert gen.call("GET", "/v1/jobs/{job_id}/results", 200, job_id=job_id).rows == [[41, None]]
     slow = gen.call("POST", "/v1/queries", 202, body=m.QueryRequest(sql="select pg_sleep(30)"))
     wait_until(lambda: tenant.api.job(slow.job_id)["status"] == "SUBMITTED", 30, "the slow job to start")
-    cancelled = gen.call("DELETE", "/v1/jobs/{job_id}", 202, job_id=slow.job_id)
-    assert cancelled.cancel_requested is True
+    # 202 while the statement is being stopped; 200 if the warehouse's ABORTED event has ended the job already
+    cancelled = gen.call("DELETE", "/v1/jobs/{job_id}", (202, 200), job_id=slow.job_id)
+    assert cancelled.cancel_requested is True or cancelled.status == m.JobStatus.CANCELLED
 
     # -- bulk: an upsert through the API door, then its result files
     created = gen.call(

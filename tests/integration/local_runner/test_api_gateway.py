@@ -81,14 +81,26 @@ def test_unknown_routes_get_api_gateways_missing_token_answer(api):
 
 
 def test_binary_bodies_are_base64_both_ways(api):
-    response = requests.put(
-        api.api_url + "/upload", data=b"\x00\xff", headers={"Content-Type": "application/octet-stream"}, timeout=10
-    )
+    octets = {"Content-Type": "application/octet-stream", "Accept": "application/octet-stream"}
+    response = requests.put(api.api_url + "/upload", data=b"\x00\xff", headers=octets, timeout=10)
     assert response.status_code == 201
     assert response.content == b"\x00\x01\xff"
     assert response.headers["Content-Type"] == "application/octet-stream"
     event = api.invocation_log("Binary")[-1].event
     assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"\x00\xff"
+
+
+@pytest.mark.parametrize("accept", ["*/*", "text/plain, application/octet-stream", None])
+def test_a_base64_answer_is_decoded_only_for_a_client_whose_first_accept_is_binary(api, accept):
+    """As API Gateway does ("uses the first Accept header ... to determine if a response should return binary
+    media"): the template's binary media type is application/octet-stream, so these clients get the base64 text."""
+    headers = {"Content-Type": "application/octet-stream", **({"Accept": accept} if accept else {})}
+    session = requests.Session()
+    if accept is None:
+        del session.headers["Accept"]
+    response = session.put(api.api_url + "/upload", data=b"\x00\xff", headers=headers, timeout=10)
+    assert response.status_code == 201
+    assert base64.b64decode(response.content) == b"\x00\x01\xff"
 
 
 def test_a_raising_function_is_a_502_on_the_implicit_api(api):
