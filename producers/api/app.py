@@ -318,7 +318,9 @@ def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
     status_code=202,
     responses={
         202: _answer("Cancel requested: the job ends CANCELLED when its statement stops", JobView),
-        200: _answer("The job was queued and is now CANCELLED", JobView),
+        200: _answer(
+            "The job is CANCELLED already (it was queued, or its statement stopped before this answer)", JobView
+        ),
         **_INVALID,
         **_NOT_FOUND,
         **_CONFLICT,
@@ -326,7 +328,8 @@ def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
     tags=["jobs"],
     summary="Cancel a job",
     description="A queued job ends CANCELLED at once (200). A running one is asked to stop (202, "
-    "`cancel_requested`) and ends CANCELLED when the warehouse aborts its statement. A finished job: 409.",
+    "`cancel_requested`) and ends CANCELLED when the warehouse aborts its statement (200 if that happened before "
+    "the answer). A finished job: 409.",
 )
 def cancel(job_id: Annotated[str, _JOB_ID]) -> Response[JobView]:
     job = queries.cancel_job(get_ports(), _caller(), job_id)

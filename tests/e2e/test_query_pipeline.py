@@ -72,8 +72,9 @@ def test_cancel_a_running_statement(new_tenant, job_events, redshift_data):
 
     wait_until(statement_started, 30, "the statement to start")
     response = client.request("DELETE", f"/v1/jobs/{job_id}")
-    assert response.status_code == 202, response.text
-    assert response.json()["cancel_requested"] is True
+    # 202 while the statement is being stopped; 200 if its ABORTED event has ended the job before the answer
+    assert response.status_code in (202, 200), response.text
+    assert response.json()["cancel_requested"] is True or response.json()["status"] == "CANCELLED"
 
     job = client.wait(job_id, timeout=30)
     assert job["status"] == "CANCELLED"
