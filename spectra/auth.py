@@ -91,8 +91,8 @@ class JwtVerifier:
                 leeway=self._leeway,
                 options={"require": ["exp", "iss", "aud", self._tenant_claim]},
             )
-        except jwt.PyJWKClientConnectionError as exc:
-            logger.error("JWKS unreachable, token refused: %s", exc)
+        except (jwt.PyJWKClientConnectionError, ValueError) as exc:  # ValueError: a key set that is not JSON
+            logger.error("JWKS unreachable or unreadable, token refused: %s", exc)
             raise _refused(None) from None
         except jwt.PyJWTError as exc:
             raise _refused(f"{type(exc).__name__}: {exc}") from None

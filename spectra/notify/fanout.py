@@ -11,11 +11,27 @@ import logging
 from dataclasses import dataclass
 
 from events import JOB_EVENT_DETAIL_TYPES, TERMINAL_JOB_EVENT_TYPES, ProjectEvent, WebhookDelivery
-from spectra.notify.models import callback_id, delivery_for
+from spectra.notify.models import Subscription, callback_id, delivery_for
 from spectra.notify.service import notify_ports
 from spectra.ports import Ports
+from spectra.tenant_cache import tenant_record
 
 logger = logging.getLogger(__name__)
+
+
+#: How long this process trusts what it read of a tenant's generation (spectra/tenant_cache.py).
+GENERATION_CACHE_SECONDS = 30.0
+
+
+def _of_current_tenant(ports: Ports, tenant_id: str, subscriptions: list[Subscription]) -> list[Subscription]:
+    """The subscriptions made by the tenant as it is now: a tenant deleted and created again under the same id is
+    another tenant, and its predecessor's subscriptions get none of its events (within GENERATION_CACHE_SECONDS of
+    the re-creation, for a process that read the tenant just before). A tenant that is gone keeps its own."""
+    if not any(s.tenant_generation for s in subscriptions):
+        return subscriptions
+    tenant = tenant_record(ports.tenants, tenant_id, max_age=GENERATION_CACHE_SECONDS)
+    current = tenant.generation if tenant is not None else None
+    return [s for s in subscriptions if not (s.tenant_generation and current and s.tenant_generation != current)]
 
 
 @dataclass(frozen=True)
@@ -29,7 +45,7 @@ def fan_out(ports: Ports, event: ProjectEvent) -> FanOut:
     tenant_id = event.detail.get("tenant_id")
     deliveries: list[WebhookDelivery] = []
     if isinstance(tenant_id, str) and tenant_id:
-        subscriptions = notify.subscriptions.webhooks_for_tenant(tenant_id)
+        subscriptions = _of_current_tenant(ports, tenant_id, notify.subscriptions.webhooks_for_tenant(tenant_id))
         job_id = event.detail.get("job_id")
         if event.detail_type in JOB_EVENT_DETAIL_TYPES.values() and isinstance(job_id, str):
             callback = notify.subscriptions.get(tenant_id, callback_id(job_id))

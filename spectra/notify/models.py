@@ -76,6 +76,9 @@ class Subscription(BaseModel):
 
     subscription_id: str
     tenant_id: str
+    #: the tenant's generation when it subscribed (spectra/tenants.py): a tenant deleted and created again under the
+    #: same id is another tenant, and its predecessor's subscriptions neither see nor receive its events
+    tenant_generation: str | None = None
     url: str
     events: list[str]
     filter: dict[str, list[str]] = Field(default_factory=dict)

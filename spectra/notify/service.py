@@ -21,7 +21,7 @@ from spectra.notify.models import (
 )
 from spectra.notify.signing import new_secret
 from spectra.ports import NotifyPorts, Ports
-from spectra.tenants import Caller
+from spectra.tenants import Caller, same_generation
 
 MAX_FILTER_VALUES = 20
 #: The filter is stored on the subscription's item, which DynamoDB caps at 400 KB, while the API takes a 1 MiB body:
@@ -85,6 +85,7 @@ def create_subscription(
     subscription = Subscription(
         subscription_id=new_subscription_id(),
         tenant_id=caller.tenant_id,
+        tenant_generation=caller.generation,
         url=url,
         events=events,
         filter=filter_,
@@ -114,17 +115,19 @@ def list_subscriptions(ports: Ports, caller: Caller, *, limit: int, next_token: 
     token = None
     if page.resume_after:
         token = ports.page_tokens.encode({"subscription_id": page.resume_after}, bound_to=listing)
-    return SubscriptionListing(subscriptions=page.subscriptions, next_token=token)
+    mine = [s for s in page.subscriptions if same_generation(caller, s.tenant_generation)]  # not a predecessor's
+    return SubscriptionListing(subscriptions=mine, next_token=token)
 
 
 def get_subscription(ports: Ports, caller: Caller, subscription_id: str) -> Subscription:
     found = notify_ports(ports).subscriptions.get(caller.tenant_id, subscription_id)
-    if found is None:
+    if found is None or not same_generation(caller, found.tenant_generation):
         raise NotFound(f"subscription {subscription_id} not found")
     return found
 
 
 def delete_subscription(ports: Ports, caller: Caller, subscription_id: str) -> None:
+    get_subscription(ports, caller, subscription_id)  # the caller's own (its tenant's, this generation's), or 404
     if not notify_ports(ports).subscriptions.delete(caller.tenant_id, subscription_id):
         raise NotFound(f"subscription {subscription_id} not found")
 

@@ -202,6 +202,26 @@ def test_an_event_reaches_each_matching_subscription_of_its_tenant_and_the_topic
     assert failures_only and other_type and other_tenant
 
 
+def test_a_tenant_created_again_under_the_same_id_neither_sees_nor_feeds_its_predecessors_subscriptions():
+    """Deleted and created again, a tenant id is another tenant: the old subscriptions are not listed, read or
+    deleted by the new one, and the new tenant's events reach its own subscriptions only."""
+    ports = ports_with_notify()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    predecessor = Caller.of(ports.tenants.get("acme"))
+    old = subscribe(ports, caller=predecessor, url="https://hooks.globex.example/in")
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    successor = Caller.of(ports.tenants.get("acme"))
+    assert service.list_subscriptions(ports, successor, limit=20, next_token=None).subscriptions == []
+    with pytest.raises(NotFound):
+        service.get_subscription(ports, successor, old.subscription_id)
+    with pytest.raises(NotFound):
+        service.delete_subscription(ports, successor, old.subscription_id)
+    new = subscribe(ports, caller=successor)
+    result = fan_out(ports, sample_event(tenant_id="acme"))
+    assert [d.subscription_id for d in result.deliveries] == [new.subscription_id]
+
+
 def test_copies_of_an_event_get_the_same_webhook_id():
     """A redelivered event, or the same job's event published twice with another EventBridge id."""
     ports = ports_with_notify()

@@ -7,7 +7,9 @@ caller which part of its token failed.
 from __future__ import annotations
 
 import base64
+import http.server
 import json
+import threading
 import time
 import uuid
 
@@ -190,6 +192,36 @@ def test_an_unreachable_identity_provider_refuses_tokens(identity_provider, tena
         timeout_seconds=2,
     )
     refused(verifier, tenants, identity_provider.token("acme"))
+
+
+def test_a_key_set_that_is_not_json_refuses_tokens(identity_provider, tenants):
+    """A provider answering 200 with something else (an HTML error page) is a refusal (401), not an error (500)."""
+
+    class NotJson(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html>maintenance</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotJson)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        verifier = JwtVerifier(
+            jwks_url=f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json",
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            tenant_claim=TENANT_CLAIM,
+            timeout_seconds=2,
+        )
+        refused(verifier, tenants, identity_provider.token("acme"))
+    finally:
+        server.shutdown()
 
 
 def test_jwts_are_off_without_a_verifier(identity_provider, tenants):
