@@ -48,6 +48,9 @@ from spectra.tenants import TENANT_ID_PATTERN
 logger = logging.getLogger(__name__)
 
 SIDECAR_MAX_BYTES = 64 * 1024
+#: Object metadata a drop URL signs in: the generation of the tenant it was issued to (spectra/tenants.py). A file put
+#: through the URL of an earlier tenant of the same id (deleted, then created again) is not loaded for the new one.
+GENERATION_METADATA = "spectra-generation"
 _SUFFIXES = (".csv.gz", ".csv")
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
@@ -115,6 +118,14 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         logger.warning("dropped file s3://%s/%s names no active tenant; not loaded", dropped.bucket, dropped.key)
         bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), "spectra-rejected", "no-active-tenant")
         return None
+    head = bulk.files.head(dropped.bucket, dropped.key)
+    metadata = {key.lower(): value for key, value in ((head or {}).get("Metadata") or {}).items()}
+    issued_to = metadata.get(GENERATION_METADATA)
+    if issued_to and tenant.generation and issued_to != tenant.generation:
+        # through a drop URL issued to an earlier tenant of the same id (deleted, then created again)
+        logger.warning("dropped file s3://%s/%s came through a previous tenant's URL", dropped.bucket, dropped.key)
+        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), "spectra-rejected", "previous-tenant")
+        return None
     name = parts[-1]
     problem = None
     options = DropOptions()
@@ -127,7 +138,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     else:
         try:
             split_object(table)
-            options = _options(ports, dropped)
+            options = _options(ports, dropped, metadata)
         except (ValueError, DropRefused) as exc:
             problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {exc}")
         if problem is None and options.operation is BulkOperation.QUERY:
@@ -183,14 +194,13 @@ def _is_tenant_id(value: str) -> bool:
     return _TENANT_ID.fullmatch(value) is not None
 
 
-def _options(ports: Ports, dropped: DroppedObject) -> DropOptions:
+def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> DropOptions:
     """The object's metadata, overridden by a sidecar ``<name>.json`` next to it."""
     files = bulk_ports(ports).files
-    head = files.head(dropped.bucket, dropped.key)
     values: dict[str, str] = {}
-    for key, value in ((head or {}).get("Metadata") or {}).items():
-        if key.lower() in _METADATA_FIELDS:
-            values[_METADATA_FIELDS[key.lower()]] = value
+    for key, value in metadata.items():
+        if key in _METADATA_FIELDS:
+            values[_METADATA_FIELDS[key]] = value
     stem = dropped.key
     for suffix in _SUFFIXES:
         if stem.lower().endswith(suffix):

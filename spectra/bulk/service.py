@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from events import BulkJobQueuedMessage, ErrorInfo
+from spectra.bulk.drops import GENERATION_METADATA
 from spectra.bulk.files import results_key
 from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
 from spectra.bulk.models import (
@@ -226,6 +227,9 @@ def drop_upload_url(
     files = bulk_ports(ports).files
     key = f"{caller.tenant_id}/{object_name.lower()}/{name}"
     ttl = ports.settings.upload_url_ttl_seconds
+    metadata = {k: v for k, v in metadata.items() if k.lower() != GENERATION_METADATA}  # the service's to set
+    if caller.generation:  # signed in: a URL issued to this tenant loads nothing for a later tenant of the same id
+        metadata[GENERATION_METADATA] = caller.generation
     url = files.presign_put(files.ingest_bucket, key, ttl_seconds=ttl, metadata=metadata)
     headers = {f"x-amz-meta-{k}": v for k, v in metadata.items()}
     return {

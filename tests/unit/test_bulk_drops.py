@@ -314,3 +314,17 @@ def test_a_refused_drop_the_reconciler_queues_is_failed_by_the_executor_never_lo
     job = ports.bulk.jobs.get(refused_drop_cut_short.job_id)
     assert job.state is BulkState.FAILED and job.error.code == "invalid_drop"
     assert ports.warehouse.calls == [] and ports.slots.holders("acme") == {}
+
+
+def test_a_file_put_through_a_previous_tenants_drop_url_is_not_loaded(ports):
+    """A drop URL signs in the generation of the tenant it was issued to: after the tenant id is deleted and created
+    again, a file put through the old URL makes no job for the new tenant, and is tagged."""
+    issued_to = ports.tenants.get("acme").generation
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    dropped = drop(ports, "acme/accounts/jan.csv", metadata={"spectra-generation": issued_to})
+    assert accept_drop(ports, dropped) is None
+    assert jobs(ports) == [] and ports.queue.messages == []
+    assert s3(ports).tags(INGEST_BUCKET, "acme/accounts/jan.csv") == {"spectra-rejected": "previous-tenant"}
+    current = ports.tenants.get("acme").generation
+    assert accept_drop(ports, drop(ports, "acme/accounts/feb.csv", metadata={"spectra-generation": current}))

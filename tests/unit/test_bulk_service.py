@@ -156,10 +156,16 @@ def test_upload_urls_open_one_key_under_the_job_or_the_tenants_drop_prefix(ports
     assert url["method"] == "PUT" and url["expires_in"] == ports.settings.upload_url_ttl_seconds
 
     drop = drop_upload_url(
-        ports, caller(ports), object_name="Accounts", filename="jan", gzip=False, metadata={"operation": "insert"}
+        ports,
+        caller(ports),
+        object_name="Accounts",
+        filename="jan",
+        gzip=False,
+        metadata={"operation": "insert", "spectra-generation": "forged"},
     )
     assert (drop["bucket"], drop["key"]) == (INGEST_BUCKET, "acme/accounts/jan.csv")
-    assert drop["headers"] == {"x-amz-meta-operation": "insert"}
+    generation = ports.tenants.get("acme").generation  # signed in by the service, whatever the caller sent
+    assert drop["headers"] == {"x-amz-meta-operation": "insert", "x-amz-meta-spectra-generation": generation}
     for filename in ("a/b", " ", "x" * 201):
         with pytest.raises(InvalidRequest):
             drop_upload_url(ports, caller(ports), object_name="accounts", filename=filename, gzip=False, metadata={})
