@@ -200,11 +200,14 @@ def _stop_unrecorded(ports: Ports, job: Job) -> None:
         return
     if ports.warehouse.cancel(earlier):
         logger.warning(
-            "job %s is %s; cancelled statement %s an earlier attempt started", job.job_id, job.status, earlier
+            "job %s is %s; cancelled statement %s an earlier attempt started", job.job_id, job.status.value, earlier
         )
     else:
         logger.error(
-            "job %s is %s, yet statement %s an earlier attempt started ran to its end", job.job_id, job.status, earlier
+            "job %s is %s, yet statement %s an earlier attempt started ran to its end",
+            job.job_id,
+            job.status.value,
+            earlier,
         )
 
 

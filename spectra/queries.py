@@ -99,7 +99,8 @@ def submit_query(
 
 def get_job(ports: Ports, caller: Caller, job_id: str) -> Job:
     job = ports.jobs.get_for_tenant(caller.tenant_id, job_id)
-    if job is None or not same_generation(caller, job.tenant_generation):  # a predecessor's job is not the caller's
+    # a predecessor's job (the tenant id deleted and created again) is not the caller's
+    if job is None or not same_generation(caller.generation, job.tenant_generation):
         raise NotFound(f"job {job_id} not found")
     return job
 
@@ -126,7 +127,8 @@ def list_jobs(
     page = ports.jobs.list_for_tenant(caller.tenant_id, limit=limit, status=status, after=after)
     token = page.resume_after.token(ports.page_tokens, listing) if page.resume_after else None
     # a predecessor's jobs (the tenant id deleted and created again) are left out: a short page, as a filter makes
-    return JobListing(jobs=[j for j in page.jobs if same_generation(caller, j.tenant_generation)], next_token=token)
+    jobs = [j for j in page.jobs if same_generation(caller.generation, j.tenant_generation)]
+    return JobListing(jobs=jobs, next_token=token)
 
 
 def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:

@@ -185,7 +185,7 @@ def decimal_strings(column):
     import pyarrow.compute as pc
 
     text = pc.cast(column, pa.string())
-    if not pc.any(pc.match_substring(text, "E")).as_py():
+    if not _any_exponent(text):
         return text
     return pa.array([None if value is None else _plain(value) for value in text.to_pylist()], pa.string())
 
@@ -199,10 +199,14 @@ def has_exponent_decimals(table) -> bool:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    return any(
-        pa.types.is_decimal(column.type) and bool(pc.any(pc.match_substring(pc.cast(column, pa.string()), "E")).as_py())
-        for column in table.columns
-    )
+    return any(pa.types.is_decimal(c.type) and _any_exponent(pc.cast(c, pa.string())) for c in table.columns)
+
+
+def _any_exponent(decimal_text) -> bool:
+    """Whether Arrow's text of a decimal column spells any value with an exponent (``5.0E-7``)."""
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.match_substring(decimal_text, "E")).as_py())
 
 
 def has_special_floats(table) -> bool:

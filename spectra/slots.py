@@ -8,7 +8,7 @@ sessions). Kept apart, a session would cost every job two more DynamoDB calls.
 The item (every map keyed by id):
 
 * ``holders``: job id → epoch seconds when its slot was taken or last verified;
-* ``waiting``: job id → its place in line for a slot (a time: the caller's ``now`` when it parked);
+* ``waiting``: job id → its place in line for a slot (a time the caller gives: :func:`spectra.share._in_line_since`);
 * ``sessions``: Data API session id → ``{"who": identity, "until": epoch seconds, "job": job id}``. ``who`` is the
   database identity the session was opened as (:func:`spectra.sessions.identity_key`), ``until`` when its keep-alive
   is expected to end (an estimate on the early side), ``job`` the job leasing it, absent while it is idle.
@@ -357,7 +357,7 @@ class RunningSlots:
             return False
 
     def waiting(self, tenant_id: str) -> dict[str, float]:
-        """Job id → its place in line for a slot (the time it parked with; the lowest is woken first)."""
+        """Job id → its place in line for a slot (the time it parked with: the lowest is woken first)."""
         response = self._db.get_item(TableName=self._table, Key=self._key(tenant_id), ConsistentRead=True)
         return _holders(response.get("Item") or {}, "waiting")
 

@@ -222,11 +222,12 @@ def _plain(item: dict) -> dict:
     return {k: _de.deserialize(v) for k, v in item.items() if k != "pk"}
 
 
-def same_generation(caller: Caller, generation: str | None) -> bool:
-    """Whether what a tenant made under ``generation`` (a job, a bulk job) belongs to the caller's tenant as it is
-    now: a tenant deleted and created again under the same id is another tenant, and sees, cancels and replays none of
-    its predecessor's jobs. Items made before generations existed (None) stay visible to their tenant id."""
-    return generation is None or caller.generation is None or generation == caller.generation
+def same_generation(current: str | None, made_under: str | None) -> bool:
+    """Whether what a tenant made under generation ``made_under`` (a job, a bulk job, a subscription) belongs to its
+    tenant as it is now (generation ``current``): a tenant deleted and created again under the same id is another
+    tenant, and sees, replays and is notified through none of its predecessor's. Where either is unknown (made before
+    generations existed, or a tenant since deleted) the item stays with its tenant id."""
+    return made_under is None or current is None or made_under == current
 
 
 class Caller(BaseModel):

@@ -112,7 +112,8 @@ def _queue(ports: Ports, job: BulkJob) -> None:
 
 def get_job(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     job = bulk_ports(ports).jobs.get_for_tenant(caller.tenant_id, job_id)
-    if job is None or not same_generation(caller, job.tenant_generation):  # a predecessor's job is not the caller's
+    # a predecessor's job (the tenant id deleted and created again) is not the caller's
+    if job is None or not same_generation(caller.generation, job.tenant_generation):
         raise NotFound(f"bulk job {job_id} not found")
     return job
 
@@ -141,7 +142,7 @@ def list_jobs(
         caller.tenant_id, limit=limit, state=state, operation=operation, after=after
     )
     token = page.resume_after.token(ports.page_tokens, listing) if page.resume_after else None
-    jobs = [j for j in page.jobs if same_generation(caller, j.tenant_generation)]  # not a predecessor's
+    jobs = [j for j in page.jobs if same_generation(caller.generation, j.tenant_generation)]  # not a predecessor's
     return BulkJobListing(jobs=jobs, next_token=token)
 
 

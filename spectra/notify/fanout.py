@@ -15,6 +15,7 @@ from spectra.notify.models import Subscription, callback_id, delivery_for
 from spectra.notify.service import notify_ports
 from spectra.ports import Ports
 from spectra.tenant_cache import tenant_record
+from spectra.tenants import same_generation
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def _of_current_tenant(ports: Ports, tenant_id: str, subscriptions: list[Subscri
         return subscriptions
     tenant = tenant_record(ports.tenants, tenant_id, max_age=GENERATION_CACHE_SECONDS)
     current = tenant.generation if tenant is not None else None
-    return [s for s in subscriptions if not (s.tenant_generation and current and s.tenant_generation != current)]
+    return [s for s in subscriptions if same_generation(current, s.tenant_generation)]
 
 
 @dataclass(frozen=True)

@@ -115,13 +115,14 @@ def list_subscriptions(ports: Ports, caller: Caller, *, limit: int, next_token: 
     token = None
     if page.resume_after:
         token = ports.page_tokens.encode({"subscription_id": page.resume_after}, bound_to=listing)
-    mine = [s for s in page.subscriptions if same_generation(caller, s.tenant_generation)]  # not a predecessor's
+    # not a predecessor's (the tenant id deleted and created again)
+    mine = [s for s in page.subscriptions if same_generation(caller.generation, s.tenant_generation)]
     return SubscriptionListing(subscriptions=mine, next_token=token)
 
 
 def get_subscription(ports: Ports, caller: Caller, subscription_id: str) -> Subscription:
     found = notify_ports(ports).subscriptions.get(caller.tenant_id, subscription_id)
-    if found is None or not same_generation(caller, found.tenant_generation):
+    if found is None or not same_generation(caller.generation, found.tenant_generation):
         raise NotFound(f"subscription {subscription_id} not found")
     return found
 
