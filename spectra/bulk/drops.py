@@ -168,6 +168,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
                 key=dropped.key,
                 size=dropped.size,
                 gzip=dropped.key.lower().endswith(".gz"),
+                etag=dropped.etag.strip('"') or None,
             )
         ],
         created_at=now,
