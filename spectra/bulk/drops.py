@@ -103,6 +103,21 @@ class DropOptions(BaseModel):
 _METADATA_FIELDS = {name.lower(): name for name in DropOptions.model_fields}
 
 
+def metadata_options(metadata: dict[str, str]) -> dict[str, str]:
+    """The job options among an object's metadata (S3 gives its names lower-cased), under their own names."""
+    return {_METADATA_FIELDS[key]: value for key, value in metadata.items() if key in _METADATA_FIELDS}
+
+
+def options_problem(options: DropOptions) -> tuple[str, str] | None:
+    """``(field, reason)`` when a drop with these options can never be loaded: the door fails such a drop, and the
+    API refuses a drop URL for it."""
+    if options.operation is BulkOperation.QUERY:
+        return "operation", "a dropped file cannot run a query"
+    if options.operation.needs_external_id and not options.externalIdFieldName:
+        return "externalIdFieldName", f"operation {options.operation.value} needs externalIdFieldName"
+    return None
+
+
 class DropRefused(Exception):
     pass
 
@@ -141,13 +156,8 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             options = _options(ports, dropped, metadata)
         except (ValueError, DropRefused) as exc:
             problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {exc}")
-        if problem is None and options.operation is BulkOperation.QUERY:
-            problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: a dropped file cannot run a query")
-        if problem is None and options.operation.needs_external_id and not options.externalIdFieldName:
-            problem = ErrorInfo(
-                code="invalid_drop",
-                message=f"{dropped.key}: operation {options.operation.value} needs externalIdFieldName",
-            )
+        if problem is None and (refused := options_problem(options)):
+            problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {refused[1]}")
     now = utcnow()
     job = BulkJob(
         job_id=dropped.job_id,
@@ -198,10 +208,7 @@ def _is_tenant_id(value: str) -> bool:
 def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> DropOptions:
     """The object's metadata, overridden by a sidecar ``<name>.json`` next to it."""
     files = bulk_ports(ports).files
-    values: dict[str, str] = {}
-    for key, value in metadata.items():
-        if key in _METADATA_FIELDS:
-            values[_METADATA_FIELDS[key]] = value
+    values = metadata_options(metadata)
     stem = dropped.key
     for suffix in _SUFFIXES:
         if stem.lower().endswith(suffix):
