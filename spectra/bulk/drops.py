@@ -51,6 +51,10 @@ SIDECAR_MAX_BYTES = 64 * 1024
 #: Object metadata a drop URL signs in: the generation of the tenant it was issued to (spectra/tenants.py). A file put
 #: through the URL of an earlier tenant of the same id (deleted, then created again) is not loaded for the new one.
 GENERATION_METADATA = "spectra-generation"
+#: A drop that makes no job is tagged ``spectra-rejected=<why>``, one of these; the ingest bucket's lifecycle expires
+#: each (template.yaml), as it does loaded drops: a file for a tenant since deleted is not kept past the retention.
+REJECTED_TAG = "spectra-rejected"
+NO_ACTIVE_TENANT, PREVIOUS_TENANT = REJECTIONS = ("no-active-tenant", "previous-tenant")
 _SUFFIXES = (".csv.gz", ".csv")
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
@@ -131,7 +135,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         logs.bind(tenant_id=tenant.tenant_id)
     if tenant is None or not tenant.active:
         logger.warning("dropped file s3://%s/%s names no active tenant; not loaded", dropped.bucket, dropped.key)
-        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), "spectra-rejected", "no-active-tenant")
+        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), REJECTED_TAG, NO_ACTIVE_TENANT)
         return None
     head = bulk.files.head(dropped.bucket, dropped.key)
     metadata = {key.lower(): value for key, value in ((head or {}).get("Metadata") or {}).items()}
@@ -139,7 +143,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     if issued_to and tenant.generation and issued_to != tenant.generation:
         # through a drop URL issued to an earlier tenant of the same id (deleted, then created again)
         logger.warning("dropped file s3://%s/%s came through a previous tenant's URL", dropped.bucket, dropped.key)
-        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), "spectra-rejected", "previous-tenant")
+        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), REJECTED_TAG, PREVIOUS_TENANT)
         return None
     name = parts[-1]
     problem = None
