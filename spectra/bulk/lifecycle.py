@@ -25,17 +25,8 @@ from events import (
 from spectra import logs, share
 from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header
-from spectra.bulk.files import BulkFiles, job_prefix, outcome_prefix
-from spectra.bulk.models import (
-    BulkCounts,
-    BulkJob,
-    BulkOperation,
-    BulkState,
-    ExportFile,
-    JobSource,
-    SourceFile,
-    split_object,
-)
+from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
+from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
 from spectra.errors import IdentityRefused, StatementRejected, Throttled
 from spectra.identity import identity_for
@@ -95,8 +86,10 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
             statement_id = _start_export(ports, job, identity)
         else:
             job, statement_id = _start_load(ports, job, identity)
-    except FileReplaced as exc:  # the key holds a newer upload: its own job loads it, lists it and tags it
-        error = ErrorInfo(code=exc.code, message=exc.message)
+    except FileReplaced as exc:
+        # The key holds a newer upload (the bucket keeps no versions): loading it here would load it twice and this
+        # job's file never. The newer upload's own job loads it, lists its records and marks it processed.
+        error = ErrorInfo(code="file_replaced", message=str(exc))
         finish_bulk_job(ports, job.model_copy(update={"files": []}), BulkState.FAILED, error=error, files=[])
         return None
     except BulkInputError as exc:
@@ -157,8 +150,6 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
     bulk = bulk_ports(ports)
     if not job.files:
         raise BulkInputError("no_data", "the job has no uploaded data")
-    for source in job.files:
-        _check_not_replaced(bulk.files, source)
     delimiter = job.column_delimiter.char
     columns = read_header(bulk.files, job.files[0], delimiter)
     for source in job.files[1:]:
@@ -198,25 +189,6 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
     planned = bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan) or job
     statement_id = ports.warehouse.execute_batch(sqls, identity=identity, name=job.job_id, client_token=job.job_id)
     return planned, statement_id
-
-
-class FileReplaced(BulkInputError):
-    """A dropped file was replaced by a newer upload to its key before its job started."""
-
-
-def _check_not_replaced(files: BulkFiles, source: SourceFile) -> None:
-    """A dropped file is loaded only while its key holds what was dropped. Without this, a file put again at the same
-    key while the first one's job waited (a queue, the tenant's running cap) was loaded by both jobs, and the first
-    file by neither. A file gone altogether is the header check's to report."""
-    if not source.etag:
-        return
-    head = files.head(source.bucket, source.key)
-    if head is not None and head.get("ETag", "").strip('"') != source.etag:
-        raise FileReplaced(
-            "file_replaced",
-            f"{source.url} was replaced by a newer upload before this job started; the newer file is loaded by its"
-            " own job",
-        )
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -948,12 +948,18 @@ class FakeS3:
         self.objects[(Bucket, Key)] = {"Body": bytes(Body), "ContentType": ContentType, "Metadata": metadata}
         return {"ETag": '"' + hashlib.md5(bytes(Body)).hexdigest() + '"'}
 
-    def get_object(self, *, Bucket: str, Key: str, Range: str | None = None, **_: Any) -> dict:
+    def get_object(
+        self, *, Bucket: str, Key: str, Range: str | None = None, IfMatch: str | None = None, **_: Any
+    ) -> dict:
         self.requests.append(("GetObject", Key))
         stored = self.objects.get((Bucket, Key))
         if stored is None:
             raise _client_error("NoSuchKey", "The specified key does not exist.", "GetObject")
         body = stored["Body"]
+        if IfMatch is not None and IfMatch.strip('"') != hashlib.md5(body).hexdigest():
+            raise _client_error(
+                "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", "GetObject"
+            )
         if Range is not None:  # "bytes=<first>-[<last>]", as S3 reads it; a first byte past the end is refused
             first, _, last = Range.removeprefix("bytes=").partition("-")
             if int(first) >= len(body):
