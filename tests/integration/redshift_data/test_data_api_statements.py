@@ -147,6 +147,16 @@ def test_unknown_statement_id_is_resource_not_found(redshift_data):
         assert caught.value.response["ResourceId"] == missing
 
 
+def test_a_statement_past_its_retention_is_a_validation_error_saying_it_expired(api, redshift_data, redshift_emulator):
+    """AWS keeps results 24 hours; after that DescribeStatement answers ValidationException "Could not retrieve the
+    query result as it has expired after <epoch>." (pulumi/pulumi-aws#2055), not ResourceNotFoundException."""
+    described = api.run("SELECT 1")
+    assert redshift_emulator.expire_statement(described["Id"])
+    for call in (redshift_data.describe_statement, redshift_data.get_statement_result):
+        with pytest.raises(redshift_data.exceptions.ValidationException, match=r"has expired after \d+"):
+            call(Id=described["Id"])
+
+
 def test_client_token_returns_the_same_statement_and_runs_it_once(api, redshift_data, name):
     api.run(f"CREATE TABLE {name} (id int)")
     token = f"token-{name}"
