@@ -98,7 +98,8 @@ class Statement:
 
     def start_clock(self) -> None:
         self.started_ns = time.monotonic_ns()
-        self.redshift_query_id = next(_query_ids)
+        if not self.is_batch:  # a batch reports RedshiftQueryId 0: each of its statements has its own
+            self.redshift_query_id = next(_query_ids)
 
     def stop_clock(self) -> None:
         if self.started_ns is not None:
@@ -117,7 +118,6 @@ class Statement:
             "UpdatedAt": self.updated_at,
             "Duration": self.duration_ns,
             "HasResultSet": self.has_result_set,
-            "QueryString": "; ".join(self.query_strings) if self.is_batch else self.sql,
             "RedshiftPid": self.redshift_pid,
             "RedshiftQueryId": self.redshift_query_id,
             "ResultRows": self.result_rows,
@@ -136,7 +136,12 @@ class Statement:
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         if self.is_batch:
+            # As AWS describes a batch (Management Guide, "Calling the Data API", describe-statement after
+            # batch-execute-statement): no QueryString of its own, RedshiftQueryId 0, ResultRows/ResultSize the sums
+            # of its statements', HasResultSet true "if any substatement returns a result set" (botocore's model).
             data["SubStatements"] = [child.describe_sub() for child in self.children]
+        else:
+            data["QueryString"] = self.sql
         return data
 
     def describe_sub(self) -> dict[str, Any]:

@@ -159,7 +159,7 @@ def test_a_job_submitted_without_a_statement_is_queued_again_and_runs(ports, red
     reconcile(ports, now=later(minutes=10))
     done = wait_terminal(ports, job.job_id)
     assert done.status is JobStatus.COMPLETED, done
-    statements = redshift_data.list_statements(StatementName=job.job_id, RoleLevel=False)["Statements"]
+    statements = redshift_data.list_statements(StatementName=job.job_id, RoleLevel=False, Status="ALL")["Statements"]
     assert [s["Id"] for s in statements] == [done.statement_id]
 
 

@@ -189,6 +189,12 @@ def test_batch_runs_in_order_in_one_transaction_with_sub_statements(api, redshif
     described = wait_for_statement(redshift_data, response["Id"])
     assert described["Status"] == "FINISHED"
     subs = described["SubStatements"]
+    # the batch itself, as AWS's guide shows one: a result set if any statement has one, the statements' counts
+    # summed, RedshiftQueryId 0 and no QueryString (each statement has its own)
+    assert described["HasResultSet"] is True
+    assert described["ResultRows"] == sum(max(s["ResultRows"], 0) for s in subs) == 2 + 2
+    assert described["ResultSize"] == sum(max(s["ResultSize"], 0) for s in subs) > 0
+    assert (described["RedshiftQueryId"], "QueryString" in described) == (0, False)
     assert [s["Id"] for s in subs] == [f"{response['Id']}:{n}" for n in (1, 2, 3)]
     assert [s["Status"] for s in subs] == ["FINISHED"] * 3
     assert [s["HasResultSet"] for s in subs] == [False, False, True]
@@ -226,9 +232,12 @@ def test_list_statements_filters_by_name_prefix_and_status_and_pages(api, redshi
         api.run("SELECT 1", StatementName=f"{name}-ok-{n}")
     api.run("SELECT broken", StatementName=f"{name}-bad", expect="FAILED")
 
-    listed = redshift_data.list_statements(StatementName=name)["Statements"]
+    listed = redshift_data.list_statements(StatementName=name, Status="ALL")["Statements"]
     assert sorted(s["StatementName"] for s in listed) == [f"{name}-bad", *(f"{name}-ok-{n}" for n in range(3))]
     assert listed[0]["StatementName"] == f"{name}-bad"  # newest first
+    # "By default, only finished statements are shown" (botocore's model): without Status, no FAILED one
+    by_default = redshift_data.list_statements(StatementName=name)["Statements"]
+    assert sorted(s["StatementName"] for s in by_default) == [f"{name}-ok-{n}" for n in range(3)]
     failed = redshift_data.list_statements(StatementName=name, Status="FAILED")["Statements"]
     assert [s["StatementName"] for s in failed] == [f"{name}-bad"]
 
