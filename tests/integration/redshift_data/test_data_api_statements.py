@@ -43,6 +43,7 @@ def test_select_returns_typed_records_and_redshift_column_metadata(api, redshift
     ]  # fmt: skip
     assert (meta["n"]["precision"], meta["n"]["scale"]) == (10, 2)
     assert meta["s"]["precision"] == 20
+    assert (meta["ts"]["precision"], meta["ts"]["scale"]) == (29, 6)  # as the guide's get-statement-result shows
     assert meta["i"]["isSigned"] is True
 
 
