@@ -33,7 +33,7 @@ pytestmark = pytest.mark.unit
 def test_a_name_resolving_to_many_blackholed_addresses_takes_one_deadline_not_one_per_address(monkeypatch):
     """Each address used to get the full timeout: a name with many addresses that never answer a SYN held one
     attempt (and the batch of other tenants' deliveries behind it) for minutes."""
-    addresses = [f"52.94.236.{i}" for i in range(1, 6)]
+    addresses = [f"52.94.236.{i}" for i in range(1, 11)]
     transport = WebhookTransport(UrlPolicy(resolver=fake_resolver({"hooks.multi.example": addresses})), timeout=0.2)
     tried: list[str] = []
 
@@ -47,7 +47,8 @@ def test_a_name_resolving_to_many_blackholed_addresses_takes_one_deadline_not_on
     outcome = transport.post("https://hooks.multi.example/in", b"{}", {})
     elapsed = time.monotonic() - started
     assert outcome.status is None and outcome.error.startswith("timed out after 0.2s")
-    assert elapsed < 0.2 * 1.5, f"one attempt took {elapsed:.2f}s with a 0.2s deadline"
+    # a timeout per address would take 2 s; the bound leaves room for a loaded machine's scheduling
+    assert elapsed < 1.0, f"one attempt took {elapsed:.2f}s with a 0.2s deadline"
     assert tried == addresses  # the addresses shared the deadline: each had its turn
 
 
@@ -59,7 +60,7 @@ def test_a_tls_handshake_dripped_byte_by_byte_ends_at_the_deadline(monkeypatch):
     def drip():  # a TLS record header announcing 16 KiB, then one byte every 0.1 s (each read is under the timeout)
         try:
             theirs.sendall(b"\x16\x03\x03\x40\x00")
-            for _ in range(20):
+            for _ in range(50):
                 time.sleep(0.1)
                 theirs.sendall(b"\x02")
         except OSError:
@@ -74,7 +75,8 @@ def test_a_tls_handshake_dripped_byte_by_byte_ends_at_the_deadline(monkeypatch):
     outcome = transport.post("https://52.94.236.7/in", b"{}", {})
     elapsed = time.monotonic() - started
     assert outcome.status is None and outcome.error == "timed out after 0.3s"
-    assert elapsed < 0.3 * 1.5, f"one attempt took {elapsed:.2f}s with a 0.3s deadline"
+    # the drip lasts 5 s; the bound leaves room for a loaded machine's scheduling
+    assert elapsed < 2.0, f"one attempt took {elapsed:.2f}s with a 0.3s deadline"
 
 
 def test_anything_an_attempt_raises_is_a_failed_outcome_not_an_exception(monkeypatch):
