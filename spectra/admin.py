@@ -17,7 +17,8 @@ messages (received with a visibility timeout of 0, so they stay where they are; 
 (``StartMessageMoveTask``, then ``ListMessageMoveTasks`` until it ends, unless ``--no-wait``); ``--rate`` caps the
 messages moved per second. Where the endpoint answers that message move tasks are not supported (moto, some
 SQS-compatible services: an ``UnsupportedOperation``-like code or HTTP 501; the local stack's moto answers so,
-local/aws.py), and only then, it moves them itself: receive, send to the source with the same body and
+local/aws.py; ``ListMessageMoveTasks`` too, since SQS may answer a second task on a queue with such a code), and only
+then, it moves them itself: receive, send to the source with the same body and
 message attributes, delete, until the queue is empty. A message is deleted only after its copy was sent, so a
 failure midway leaves a message in both queues at worst, never in neither; the consumers are idempotent.
 
@@ -40,7 +41,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 #: Error codes by which an SQS endpoint says it has no message move tasks.
 UNSUPPORTED_CODES = {
@@ -52,6 +53,7 @@ UNSUPPORTED_CODES = {
     "UnknownOperation",
 }
 TERMINAL_TASK_STATES = {"COMPLETED", "FAILED", "CANCELLED"}
+ACTIVE_TASK_STATES = {"RUNNING", "CANCELLING"}
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 
 
@@ -230,7 +232,18 @@ def redrive(
     try:
         handle = sqs.start_message_move_task(**request)["TaskHandle"]
     except ClientError as exc:
-        if not is_unsupported(exc):
+        # SQS answers some refusals (a task already running on the queue) with UnsupportedOperation too: only an
+        # endpoint that has no message move tasks at all gets the fallback, which beside a running task would move
+        # the same messages twice over
+        tasks = move_tasks(sqs, dead_letter) if is_unsupported(exc) else []
+        if tasks is not None:
+            active = next((t for t in tasks if t.get("Status") in ACTIVE_TASK_STATES), None)
+            if active is not None:
+                raise AdminError(
+                    f"a message move task already runs on {dead_letter.logical_id} ({active['Status']}, "
+                    f"{active.get('ApproximateNumberOfMessagesMoved', 0)} messages moved so far, task "
+                    f"{active.get('TaskHandle')}): wait for it to end, or cancel it (CancelMessageMoveTask)"
+                ) from None
             raise AdminError(f"StartMessageMoveTask refused: {exc}") from None
         moved = move_messages(sqs, dead_letter, source, rate=rate, sleep=sleep)
         return Redrive(dead_letter.logical_id, source.logical_id, "receive-send-delete", moved, "COMPLETED")
@@ -248,6 +261,16 @@ def redrive(
             moved = int(task.get("ApproximateNumberOfMessagesMoved", 0))
             return Redrive(dead_letter.logical_id, source.logical_id, "message-move-task", moved, "COMPLETED", handle)
         sleep(poll_seconds)
+
+
+def move_tasks(sqs, dead_letter: Queue) -> list[dict[str, Any]] | None:
+    """The queue's recent message move tasks, or None where the endpoint has no message move tasks."""
+    try:
+        return sqs.list_message_move_tasks(SourceArn=dead_letter.arn, MaxResults=10)["Results"]
+    except ClientError as exc:
+        if is_unsupported(exc):
+            return None
+        raise AdminError(f"ListMessageMoveTasks refused: {exc}") from None
 
 
 def move_messages(
@@ -326,8 +349,8 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
             result = redrive(sqs, find_dead_letter_queue(queues, args.queue), rate=args.rate, wait=not args.no_wait)
             moved = "a task runs on" if result.moved is None else f"{result.moved} messages moved"
             print(f"{result.queue} → {result.source}: {moved} ({result.method}, {result.status})", file=out)
-    except AdminError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (AdminError, ClientError, BotoCoreError) as exc:  # a refusal (AccessDenied, a queue gone, no credentials)
+        print(f"error: {exc}", file=sys.stderr)  # is said in one line, not a traceback
         return 1
     return 0
 

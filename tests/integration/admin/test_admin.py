@@ -110,3 +110,15 @@ def test_unknown_queues_and_unknown_stacks_are_clear_errors(local_aws, stack, ca
     assert "its dead-letter queues are: JobsDeadLetterQueue" in capsys.readouterr().err
     assert run(local_aws, "--stack", "no-such-stack-" + name, "dlq", "show")[0] == 1
     assert "cannot list the resources of stack" in capsys.readouterr().err
+
+
+def test_a_refused_call_is_a_one_line_error_not_a_traceback(local_aws, tmp_path, capsys):
+    """A queue gone since the state was written (or AccessDenied, or no credentials): exit status 1 and the reason."""
+    sqs = local_aws.client("sqs")
+    url = sqs.create_queue(QueueName="adm-gone-" + uuid.uuid4().hex[:8])["QueueUrl"]
+    sqs.delete_queue(QueueUrl=url)
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"resources": {"JobsQueue": {"type": "AWS::SQS::Queue", "physical_id": url}}}))
+    assert run(local_aws, "--state", str(state), "dlq", "show")[0] == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
