@@ -173,3 +173,24 @@ def test_the_dashboard_shows_states_latency_deliveries_retries_and_every_queue(d
     referenced = {re.fullmatch(r"SUB<(\w+)\.QueueName>", dim).group(1) for dim in depth | age}
     assert referenced <= queues  # no metric of a queue the template does not have
     assert all(dim == "spectra" for _, ns, _, dim in lines if ns == NAMESPACE)  # Powertools' service dimension
+
+
+def test_jobs_by_state_counts_each_ending_once_whoever_wrote_it(monkeypatch):
+    """JobsCompleted/Failed/Cancelled come from the notifier, which every terminal job event reaches: a job the
+    executor failed, the API cancelled or the reconciler finished is counted as one the completion consumer ended
+    (which counted only its own, so FAILED showed nothing of statements the Data API refused)."""
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from consumers.notifier import app as notifier
+    from tests.unit.fakes import make_notify, make_ports
+
+    monkeypatch.setattr(notifier, "get_ports", lambda: make_ports(notify=make_notify()))
+    notifier.metrics.clear_metrics()
+    samples = ROOT / "events" / "samples"
+    for name in ("job_failed_event.json", "job_cancelled_event.json", "job_completed_event.json"):
+        notifier.record_handler(SQSRecord({"messageId": name, "body": (samples / name).read_text()}))
+    counted = {name: sum(metric["Value"]) for name, metric in notifier.metrics.metric_set.items()}
+    notifier.metrics.clear_metrics()
+    assert (counted["JobsFailed"], counted["JobsCancelled"], counted["JobsCompleted"]) == (1, 1, 1)
+    modules = [path for path in ROOT.glob("consumers/**/*.py") if 'add_metric(name=f"Jobs{' in path.read_text()]
+    assert modules == [ROOT / "consumers" / "notifier" / "app.py"]  # one place, so no ending is counted twice
