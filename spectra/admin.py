@@ -8,7 +8,9 @@ deployed stack (``ListStackResources``: every ``AWS::SQS::Queue`` by logical id,
 with ``--state``, the state file the local stack writes (``python -m local``; default
 ``<temp>/spectra-local/spectra-local.json``). A queue is a dead-letter queue when another queue of the stack names it
 in its ``RedrivePolicy``; that queue is its source. ``QUEUE`` is a logical id (``JobsDeadLetterQueue``, or the source's,
-``JobsQueue``), a queue name or a URL.
+``JobsQueue``), a queue name or a URL. The dead-letter queue of an EventBridge rule's target names the target queue
+in its tag ``spectra:redrive-to`` (template.yaml); it holds the events as that queue would have had them, and is
+redriven by hand (below), since SQS's message move tasks only move a queue's own dead-letter queue.
 
 **dlq show** lists every dead-letter queue with its source, its depth (visible and in flight) and a peek at its first
 messages (received with a visibility timeout of 0, so they stay where they are; their receive count goes up by one).
@@ -54,6 +56,8 @@ UNSUPPORTED_CODES = {
 }
 TERMINAL_TASK_STATES = {"COMPLETED", "FAILED", "CANCELLED"}
 ACTIVE_TASK_STATES = {"RUNNING", "CANCELLING"}
+#: The tag of an EventBridge rule target's dead-letter queue: the logical id of the queue its events were for
+REDRIVE_TO_TAG = "spectra:redrive-to"
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 
 
@@ -68,6 +72,8 @@ class Queue:
     arn: str = ""
     dead_letter_arn: str | None = None  # from its RedrivePolicy
     source: Queue | None = None  # set on a dead-letter queue: the queue whose messages it keeps
+    #: a rule target's DLQ (tagged spectra:redrive-to): SQS moves only a queue's own DLQ, so this one by hand
+    of_rule: bool = False
     attributes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -126,6 +132,10 @@ def describe_queues(sqs, urls: dict[str, str]) -> dict[str, Queue]:
         dead_letter = by_arn.get(queue.dead_letter_arn or "")
         if dead_letter is not None:
             dead_letter.source = queue
+    for queue in queues.values():
+        target = sqs.list_queue_tags(QueueUrl=queue.url).get("Tags", {}).get(REDRIVE_TO_TAG)
+        if queue.source is None and target in queues:
+            queue.source, queue.of_rule = queues[target], True
     return queues
 
 
@@ -226,6 +236,9 @@ def redrive(
     source = dead_letter.source
     if source is None:
         raise AdminError(f"{dead_letter.logical_id} is no queue's dead-letter queue")
+    if dead_letter.of_rule:
+        moved = move_messages(sqs, dead_letter, source, rate=rate, sleep=sleep)
+        return Redrive(dead_letter.logical_id, source.logical_id, "receive-send-delete", moved, "COMPLETED")
     request: dict[str, Any] = {"SourceArn": dead_letter.arn, "DestinationArn": source.arn}
     if rate:
         request["MaxNumberOfMessagesPerSecond"] = rate

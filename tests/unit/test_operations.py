@@ -47,11 +47,33 @@ def alarmed(resources: dict, metric: str) -> dict[str, dict]:
 
 
 def dead_letter_queues(resources: dict) -> set[str]:
+    """The DLQs of the queues' consumers (RedrivePolicy) and of the EventBridge rules' targets (DeadLetterConfig)."""
     return {
         queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         for queue in of_type(resources, "AWS::SQS::Queue").values()
         if "RedrivePolicy" in queue.get("Properties", {})
+    } | {
+        target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+        for rule in of_type(resources, "AWS::Events::Rule").values()
+        for target in rule["Properties"].get("Targets", [])
+        if "DeadLetterConfig" in target
     }
+
+
+def test_every_rule_target_has_a_dead_letter_queue(resources):
+    """An event EventBridge cannot deliver (after retrying for up to a day) is dropped unless its target has a DLQ:
+    for the notify rule that is a job event no webhook or SNS message ever announces, with nothing to alarm on."""
+    targets = {
+        (name, target["Id"]): target
+        for name, rule in of_type(resources, "AWS::Events::Rule").items()
+        for target in rule["Properties"].get("Targets", [])
+    }
+    assert len(targets) >= 2
+    assert [key for key, target in targets.items() if "DeadLetterConfig" not in target] == []
+    for target in targets.values():  # a DLQ of its own, so each can be redriven to its target queue
+        dead_letter = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+        tags = {t["Key"]: t["Value"] for t in resources[dead_letter]["Properties"]["Tags"]}
+        assert tags["spectra:redrive-to"] == target["Arn"]["Fn::GetAtt"][0]
 
 
 def test_every_queue_has_an_alarm_on_the_age_of_its_oldest_message(resources):
@@ -64,7 +86,7 @@ def test_every_queue_has_an_alarm_on_the_age_of_its_oldest_message(resources):
 
 def test_every_dead_letter_queue_has_a_depth_alarm(resources):
     dead_letters = dead_letter_queues(resources)
-    assert len(dead_letters) >= 6
+    assert len(dead_letters) >= 8
     alarms = alarmed(resources, "ApproximateNumberOfMessagesVisible")
     assert dead_letters <= set(alarms), f"DLQs without a depth alarm: {sorted(dead_letters - set(alarms))}"
     assert all(alarms[q]["Properties"]["Threshold"] == 0 for q in dead_letters)

@@ -122,3 +122,24 @@ def test_a_refused_call_is_a_one_line_error_not_a_traceback(local_aws, tmp_path,
     assert run(local_aws, "--state", str(state), "dlq", "show")[0] == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
+
+
+def test_a_rule_targets_dead_letter_queue_is_shown_and_redriven_to_its_target(local_aws, tmp_path):
+    """template.yaml's EventBridge target DLQs are nobody's RedrivePolicy DLQ: their tag names the queue they feed."""
+    sqs = local_aws.client("sqs")
+    name = "adm" + uuid.uuid4().hex[:8]
+    target = sqs.create_queue(QueueName=f"{name}-notify")["QueueUrl"]
+    dead_letter = sqs.create_queue(QueueName=f"{name}-rule-dlq", tags={admin.REDRIVE_TO_TAG: "NotifyQueue"})["QueueUrl"]
+    sqs.send_message(QueueUrl=dead_letter, MessageBody='{"detail-type": "Job Completed"}')
+    state = tmp_path / "state.json"
+    queues = {"NotifyQueue": target, "NotifyRuleDeadLetterQueue": dead_letter}
+    resources = {lid: {"type": "AWS::SQS::Queue", "physical_id": url} for lid, url in queues.items()}
+    state.write_text(json.dumps({"resources": resources}))
+    status, out = run(local_aws, "--state", str(state), "dlq", "show", "--json")
+    assert status == 0
+    (shown,) = json.loads(out)
+    assert (shown["queue"], shown["source"], shown["depth"]) == ("NotifyRuleDeadLetterQueue", "NotifyQueue", 1)
+    status, out = run(local_aws, "--state", str(state), "redrive", "NotifyRuleDeadLetterQueue")
+    assert status == 0 and "1 messages moved (receive-send-delete" in out
+    moved = sqs.receive_message(QueueUrl=target, WaitTimeSeconds=1)["Messages"]
+    assert [m["Body"] for m in moved] == ['{"detail-type": "Job Completed"}']
