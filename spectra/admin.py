@@ -24,7 +24,8 @@ then, it moves them itself: receive, send to the source with the same body and
 message attributes, delete, until the queue is empty. A message is deleted only after its copy was sent, so a
 failure midway leaves a message in both queues at worst, never in neither; the consumers are idempotent.
 
-Credentials and endpoints are boto3's own (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...). Exit status 0, or 1 with the
+Credentials and endpoints are boto3's own (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...), except that a local stack's
+state file names the endpoint and region of its queues (:func:`state_endpoint`). Exit status 0, or 1 with the
 reason on stderr.
 """
 
@@ -324,16 +325,28 @@ def _default_state_file() -> Path:
     return Path(explicit) if explicit else Path(tempfile.gettempdir()) / "spectra-local" / "spectra-local.json"
 
 
-def stack_queues(args: argparse.Namespace, session: boto3.session.Session) -> dict[str, str]:
-    if args.state:
-        return queues_from_state(args.state)
+def stack_queues(args: argparse.Namespace, session: boto3.session.Session) -> tuple[dict[str, str], dict[str, Any]]:
+    """The stack's queues (logical id → URL), and the options of the SQS client that reaches them."""
     stack = args.stack or os.environ.get("SPECTRA_STACK")
+    state = args.state or (None if stack else _default_state_file())
+    if state is not None and (args.state or state.exists()):
+        return queues_from_state(state), state_endpoint(state, session)
     if stack:
-        return queues_from_stack(session.client("cloudformation", config=_CLIENT_CONFIG), stack)
-    default = _default_state_file()
-    if default.exists():
-        return queues_from_state(default)
+        return queues_from_stack(session.client("cloudformation", config=_CLIENT_CONFIG), stack), {}
     raise AdminError("name the stack: --stack NAME (or SPECTRA_STACK) for a deployed one, --state FILE for a local one")
+
+
+def state_endpoint(path: Path, session: boto3.session.Session) -> dict[str, Any]:
+    """A local stack's state file names the endpoint and region its queues live at (local/runner/state.py), so the
+    command needs no AWS_ENDPOINT_URL; that endpoint (moto) takes any credentials, so where none are configured it
+    gets placeholder ones rather than failing before the first request."""
+    state = json.loads(Path(path).read_text(encoding="utf-8"))
+    options: dict[str, Any] = {}
+    if state.get("aws_endpoint_url"):
+        options = {"endpoint_url": state["aws_endpoint_url"], "region_name": state.get("region") or None}
+        if session.get_credentials() is None:
+            options.update(aws_access_key_id="local", aws_secret_access_key="local")
+    return options
 
 
 def main(argv: list[str] | None = None, *, session: boto3.session.Session | None = None, out=sys.stdout) -> int:
@@ -353,8 +366,9 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     args = parser.parse_args(argv)
     session = session or boto3.session.Session()
     try:
-        sqs = session.client("sqs", config=_CLIENT_CONFIG)
-        queues = describe_queues(sqs, stack_queues(args, session))
+        urls, client_options = stack_queues(args, session)
+        sqs = session.client("sqs", config=_CLIENT_CONFIG, **client_options)
+        queues = describe_queues(sqs, urls)
         if args.command == "dlq":
             report = show(sqs, queues, peek_count=max(0, min(args.peek, 10)))
             print(json.dumps(report, indent=2) if args.json else _show_text(report), file=out)

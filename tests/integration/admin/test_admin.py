@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import uuid
 
 import boto3
@@ -143,3 +146,23 @@ def test_a_rule_targets_dead_letter_queue_is_shown_and_redriven_to_its_target(lo
     assert status == 0 and "1 messages moved (receive-send-delete" in out
     moved = sqs.receive_message(QueueUrl=target, WaitTimeSeconds=1)["Messages"]
     assert [m["Body"] for m in moved] == ['{"detail-type": "Job Completed"}']
+
+
+def test_the_readmes_local_command_works_in_a_fresh_shell(local_aws, stack, tmp_path):
+    """``python -m spectra.admin dlq show`` as the README writes it, with none of the test's AWS variables: the local
+    stack's state file says where its queues are."""
+    _, urls = stack
+    resources = {lid: {"type": "AWS::SQS::Queue", "physical_id": url, "status": "created"} for lid, url in urls.items()}
+    state = tmp_path / "spectra-local" / "spectra-local.json"
+    state.parent.mkdir()
+    state.write_text(
+        json.dumps({"aws_endpoint_url": local_aws.endpoint_url, "region": local_aws.region, "resources": resources})
+    )
+    local_aws.client("sqs").send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody='{"job_id": "j_1"}')
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "SPECTRA_STATE_FILE"}
+    shell.update(TMPDIR=str(tmp_path), AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    done = subprocess.run(
+        [sys.executable, "-m", "spectra.admin", "dlq", "show"], capture_output=True, text=True, timeout=60, env=shell
+    )
+    assert done.returncode == 0, done.stderr
+    assert "JobsDeadLetterQueue (source JobsQueue): 1 waiting" in done.stdout
