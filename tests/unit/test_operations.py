@@ -216,3 +216,20 @@ def test_jobs_by_state_counts_each_ending_once_whoever_wrote_it(monkeypatch):
     assert (counted["JobsFailed"], counted["JobsCancelled"], counted["JobsCompleted"]) == (1, 1, 1)
     modules = [path for path in ROOT.glob("consumers/**/*.py") if 'add_metric(name=f"Jobs{' in path.read_text()]
     assert modules == [ROOT / "consumers" / "notifier" / "app.py"]  # one place, so no ending is counted twice
+
+
+def test_a_reconciler_failing_as_a_whole_is_alarmed(resources):
+    """ReconcileErrors is emitted only by a sweep that ran; a sweep that raises (or times out) emits nothing, and the
+    alarm on it treats missing data as fine. The schedule-invoked function has no queue or DLQ to alarm instead."""
+    watched = {
+        alarm["Properties"]["Dimensions"][0]["Value"]["Ref"]
+        for alarm in of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if (alarm["Properties"]["Namespace"], alarm["Properties"]["MetricName"]) == ("AWS/Lambda", "Errors")
+    }
+    scheduled = {
+        name
+        for name, function in of_type(resources, "AWS::Serverless::Function").items()
+        if any(e["Type"] == "Schedule" for e in function["Properties"].get("Events", {}).values())
+    }
+    assert scheduled == {"ReconcilerFunction"}
+    assert scheduled <= watched
