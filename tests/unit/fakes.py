@@ -1064,9 +1064,6 @@ class FakeSubscriptionStore:
     def webhooks_for_tenant(self, tenant_id: str) -> list[Subscription]:
         return self._standing(tenant_id)
 
-    def count_for_tenant(self, tenant_id: str) -> int:
-        return len(self._standing(tenant_id))
-
     def _change(self, tenant_id: str, subscription_id: str, **changes: Any) -> Subscription | None:
         key = (tenant_id, subscription_id)
         current = self.items.get(key)
