@@ -228,8 +228,13 @@ def recorded_calls(spectra_stack) -> Iterator[Recorded]:
 
     def record(params, model, **_):
         function = _current_function.get()
-        if function is not None:
-            recorded.calls[function].update(recorder.calls(model.service_model.service_name, model.name, params))
+        if function is None:
+            return
+        try:
+            calls = recorder.calls(model.service_model.service_name, model.name, params)
+        except (KeyError, TypeError, StopIteration):  # a call this recorder cannot place: shown, never raised into
+            calls = [Call(f"{model.service_model.service_name}:{model.name}", f"<unplaced {sorted(params)}>")]
+        recorded.calls[function].update(calls)
 
     clients = get_ports().clients
     for client in clients:
