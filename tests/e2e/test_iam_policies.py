@@ -279,7 +279,7 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
     client.request("GET", "/v1/jobs", params={"limit": 1, "next_token": token}).raise_for_status()
     client.wait(slow, statuses=("SUBMITTED",))
     wait_until(
-        lambda: redshift_data.list_statements(StatementName=slow, RoleLevel=False)["Statements"],
+        lambda: redshift_data.list_statements(StatementName=slow, RoleLevel=False, Status="ALL")["Statements"],
         30,
         "the slow statement to start",
     )

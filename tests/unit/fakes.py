@@ -417,6 +417,10 @@ class FakeWarehouse:
         self.tables: dict[tuple[str, str], list[dict[str, Any]]] = {}  # what DescribeTable answers (``add_table``)
         self.sessions: dict[str, FakeSession] = {}
         self.max_sessions: int | None = None  # ActiveSessionsExceededException past this many open sessions
+        # the answer to the result of a statement without a result set: ValidationException here and in the emulator;
+        # which code AWS sends is not documented (its text is "Query does not have result. Please check query status
+        # with DescribeStatement."), so callers must cope with ResourceNotFoundException (NotFound) too
+        self.no_result_set_answer: type[StatementRejected | NotFound] = StatementRejected
 
     # -- scripting
 
@@ -577,8 +581,12 @@ class FakeWarehouse:
         self._enter("csv_result", statement_id)
         statement = self._statement(statement_id)
         if statement.status != "FINISHED" or not statement.has_result_set:
-            raise StatementRejected(
-                f"statement {statement_id} has no result set", details={"aws_error": "ValidationException"}
+            code = (
+                "ValidationException" if self.no_result_set_answer is StatementRejected else "ResourceNotFoundException"
+            )
+            raise self.no_result_set_answer(
+                "Query does not have result. Please check query status with DescribeStatement.",
+                details={"aws_error": code},
             )
         return CsvResult(list(statement.columns), statement.result_rows, iter(list(statement.pages)))
 
