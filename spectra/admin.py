@@ -8,7 +8,9 @@ deployed stack (``ListStackResources``: every ``AWS::SQS::Queue`` by logical id,
 with ``--state``, the state file the local stack writes (``python -m local``; default
 ``<temp>/spectra-local/spectra-local.json``). A queue is a dead-letter queue when another queue of the stack names it
 in its ``RedrivePolicy``; that queue is its source. ``QUEUE`` is a logical id (``JobsDeadLetterQueue``, or the source's,
-``JobsQueue``), a queue name or a URL.
+``JobsQueue``), a queue name or a URL. The dead-letter queue of an EventBridge rule's target names the target queue
+in its tag ``spectra:redrive-to`` (template.yaml); it holds the events as that queue would have had them, and is
+redriven by hand (below), since SQS's message move tasks only move a queue's own dead-letter queue.
 
 **dlq show** lists every dead-letter queue with its source, its depth (visible and in flight) and a peek at its first
 messages (received with a visibility timeout of 0, so they stay where they are; their receive count goes up by one).
@@ -17,11 +19,13 @@ messages (received with a visibility timeout of 0, so they stay where they are; 
 (``StartMessageMoveTask``, then ``ListMessageMoveTasks`` until it ends, unless ``--no-wait``); ``--rate`` caps the
 messages moved per second. Where the endpoint answers that message move tasks are not supported (moto, some
 SQS-compatible services: an ``UnsupportedOperation``-like code or HTTP 501; the local stack's moto answers so,
-local/aws.py), and only then, it moves them itself: receive, send to the source with the same body and
+local/aws.py; ``ListMessageMoveTasks`` too, since SQS may answer a second task on a queue with such a code), and only
+then, it moves them itself: receive, send to the source with the same body and
 message attributes, delete, until the queue is empty. A message is deleted only after its copy was sent, so a
 failure midway leaves a message in both queues at worst, never in neither; the consumers are idempotent.
 
-Credentials and endpoints are boto3's own (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...). Exit status 0, or 1 with the
+Credentials and endpoints are boto3's own (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...), except that a local stack's
+state file names the endpoint and region of its queues (:func:`state_endpoint`). Exit status 0, or 1 with the
 reason on stderr.
 """
 
@@ -40,7 +44,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 #: Error codes by which an SQS endpoint says it has no message move tasks.
 UNSUPPORTED_CODES = {
@@ -52,6 +56,9 @@ UNSUPPORTED_CODES = {
     "UnknownOperation",
 }
 TERMINAL_TASK_STATES = {"COMPLETED", "FAILED", "CANCELLED"}
+ACTIVE_TASK_STATES = {"RUNNING", "CANCELLING"}
+#: The tag of an EventBridge rule target's dead-letter queue: the logical id of the queue its events were for
+REDRIVE_TO_TAG = "spectra:redrive-to"
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 
 
@@ -66,6 +73,8 @@ class Queue:
     arn: str = ""
     dead_letter_arn: str | None = None  # from its RedrivePolicy
     source: Queue | None = None  # set on a dead-letter queue: the queue whose messages it keeps
+    #: a rule target's DLQ (tagged spectra:redrive-to): SQS moves only a queue's own DLQ, so this one by hand
+    of_rule: bool = False
     attributes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -124,6 +133,10 @@ def describe_queues(sqs, urls: dict[str, str]) -> dict[str, Queue]:
         dead_letter = by_arn.get(queue.dead_letter_arn or "")
         if dead_letter is not None:
             dead_letter.source = queue
+    for queue in queues.values():
+        target = sqs.list_queue_tags(QueueUrl=queue.url).get("Tags", {}).get(REDRIVE_TO_TAG)
+        if queue.source is None and target in queues:
+            queue.source, queue.of_rule = queues[target], True
     return queues
 
 
@@ -224,13 +237,27 @@ def redrive(
     source = dead_letter.source
     if source is None:
         raise AdminError(f"{dead_letter.logical_id} is no queue's dead-letter queue")
+    if dead_letter.of_rule:
+        moved = move_messages(sqs, dead_letter, source, rate=rate, sleep=sleep)
+        return Redrive(dead_letter.logical_id, source.logical_id, "receive-send-delete", moved, "COMPLETED")
     request: dict[str, Any] = {"SourceArn": dead_letter.arn, "DestinationArn": source.arn}
     if rate:
         request["MaxNumberOfMessagesPerSecond"] = rate
     try:
         handle = sqs.start_message_move_task(**request)["TaskHandle"]
     except ClientError as exc:
-        if not is_unsupported(exc):
+        # SQS answers some refusals (a task already running on the queue) with UnsupportedOperation too: only an
+        # endpoint that has no message move tasks at all gets the fallback, which beside a running task would move
+        # the same messages twice over
+        tasks = move_tasks(sqs, dead_letter) if is_unsupported(exc) else []
+        if tasks is not None:
+            active = next((t for t in tasks if t.get("Status") in ACTIVE_TASK_STATES), None)
+            if active is not None:
+                raise AdminError(
+                    f"a message move task already runs on {dead_letter.logical_id} ({active['Status']}, "
+                    f"{active.get('ApproximateNumberOfMessagesMoved', 0)} messages moved so far, task "
+                    f"{active.get('TaskHandle')}): wait for it to end, or cancel it (CancelMessageMoveTask)"
+                ) from None
             raise AdminError(f"StartMessageMoveTask refused: {exc}") from None
         moved = move_messages(sqs, dead_letter, source, rate=rate, sleep=sleep)
         return Redrive(dead_letter.logical_id, source.logical_id, "receive-send-delete", moved, "COMPLETED")
@@ -248,6 +275,16 @@ def redrive(
             moved = int(task.get("ApproximateNumberOfMessagesMoved", 0))
             return Redrive(dead_letter.logical_id, source.logical_id, "message-move-task", moved, "COMPLETED", handle)
         sleep(poll_seconds)
+
+
+def move_tasks(sqs, dead_letter: Queue) -> list[dict[str, Any]] | None:
+    """The queue's recent message move tasks, or None where the endpoint has no message move tasks."""
+    try:
+        return sqs.list_message_move_tasks(SourceArn=dead_letter.arn, MaxResults=10)["Results"]
+    except ClientError as exc:
+        if is_unsupported(exc):
+            return None
+        raise AdminError(f"ListMessageMoveTasks refused: {exc}") from None
 
 
 def move_messages(
@@ -288,16 +325,28 @@ def _default_state_file() -> Path:
     return Path(explicit) if explicit else Path(tempfile.gettempdir()) / "spectra-local" / "spectra-local.json"
 
 
-def stack_queues(args: argparse.Namespace, session: boto3.session.Session) -> dict[str, str]:
-    if args.state:
-        return queues_from_state(args.state)
+def stack_queues(args: argparse.Namespace, session: boto3.session.Session) -> tuple[dict[str, str], dict[str, Any]]:
+    """The stack's queues (logical id → URL), and the options of the SQS client that reaches them."""
     stack = args.stack or os.environ.get("SPECTRA_STACK")
+    state = args.state or (None if stack else _default_state_file())
+    if state is not None and (args.state or state.exists()):
+        return queues_from_state(state), state_endpoint(state, session)
     if stack:
-        return queues_from_stack(session.client("cloudformation", config=_CLIENT_CONFIG), stack)
-    default = _default_state_file()
-    if default.exists():
-        return queues_from_state(default)
+        return queues_from_stack(session.client("cloudformation", config=_CLIENT_CONFIG), stack), {}
     raise AdminError("name the stack: --stack NAME (or SPECTRA_STACK) for a deployed one, --state FILE for a local one")
+
+
+def state_endpoint(path: Path, session: boto3.session.Session) -> dict[str, Any]:
+    """A local stack's state file names the endpoint and region its queues live at (local/runner/state.py), so the
+    command needs no AWS_ENDPOINT_URL; that endpoint (moto) takes any credentials, so where none are configured it
+    gets placeholder ones rather than failing before the first request."""
+    state = json.loads(Path(path).read_text(encoding="utf-8"))
+    options: dict[str, Any] = {}
+    if state.get("aws_endpoint_url"):
+        options = {"endpoint_url": state["aws_endpoint_url"], "region_name": state.get("region") or None}
+        if session.get_credentials() is None:
+            options.update(aws_access_key_id="local", aws_secret_access_key="local")
+    return options
 
 
 def main(argv: list[str] | None = None, *, session: boto3.session.Session | None = None, out=sys.stdout) -> int:
@@ -317,8 +366,9 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     args = parser.parse_args(argv)
     session = session or boto3.session.Session()
     try:
-        sqs = session.client("sqs", config=_CLIENT_CONFIG)
-        queues = describe_queues(sqs, stack_queues(args, session))
+        urls, client_options = stack_queues(args, session)
+        sqs = session.client("sqs", config=_CLIENT_CONFIG, **client_options)
+        queues = describe_queues(sqs, urls)
         if args.command == "dlq":
             report = show(sqs, queues, peek_count=max(0, min(args.peek, 10)))
             print(json.dumps(report, indent=2) if args.json else _show_text(report), file=out)
@@ -326,8 +376,8 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
             result = redrive(sqs, find_dead_letter_queue(queues, args.queue), rate=args.rate, wait=not args.no_wait)
             moved = "a task runs on" if result.moved is None else f"{result.moved} messages moved"
             print(f"{result.queue} → {result.source}: {moved} ({result.method}, {result.status})", file=out)
-    except AdminError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (AdminError, ClientError, BotoCoreError) as exc:  # a refusal (AccessDenied, a queue gone, no credentials)
+        print(f"error: {exc}", file=sys.stderr)  # is said in one line, not a traceback
         return 1
     return 0
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from events import Delivery, JobStatus, ResultFormat
+from spectra import logs
 from spectra.delivery import request_problem, results_body
 from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound
 from spectra.job_store import ListPosition, request_fingerprint
@@ -80,6 +81,7 @@ def submit_query(
         register_callback(ports, callback, tenant_id=caller.tenant_id, job_id=job.job_id)
     drawn_id = job.job_id
     job, created = ports.jobs.create(job, fingerprint=fingerprint)
+    logs.bind(job_id=job.job_id)  # the request's later lines are about this job (spectra/logs.py)
     if callback is not None and not created:
         discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
     if created:

@@ -36,8 +36,8 @@ def complete(change) -> None:
         metrics.add_metric(name=name, unit="Count", value=1)
         return
     job = complete_statement(get_ports(), change)
-    name = f"Jobs{job.status.value.title()}" if job is not None else "StatusEventsIgnored"
-    metrics.add_metric(name=name, unit="Count", value=1)
+    if job is None:  # the job's ending is counted by the notifier, with every other ending (JobsCompleted ...)
+        metrics.add_metric(name="StatusEventsIgnored", unit="Count", value=1)
     logger.info("status event handled", extra={"job_status": job.status.value if job is not None else None})
 
 

@@ -34,6 +34,11 @@ def record_handler(record: SQSRecord) -> None:
             metrics.add_metric(name="TopicMessagesPublished", unit="Count", value=1)
         for stage, milliseconds in stage_latencies(event).items():
             metrics.add_metric(name=stage, unit="Milliseconds", value=milliseconds)
+        if event.detail_type in JOB_EVENT_DETAIL_TYPES.values():
+            # the dashboard's jobs by state: counted here, where every ending passes, whoever wrote it (the completion
+            # consumer, the executor refusing a statement, the API cancelling a queued job, the reconciler)
+            status = JobEventDetail.model_validate(event.detail).status
+            metrics.add_metric(name=f"Jobs{status.value.title()}", unit="Count", value=1)
         logger.info("event fanned out", extra={"deliveries": len(result.deliveries)})
 
 

@@ -10,10 +10,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from spectra import logs
 from spectra.ports import get_ports
 from spectra.reconciliation import reconcile
 
 logger = Logger()
+logs.install(logger)  # job_id and tenant_id on each job's lines, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
 

@@ -26,7 +26,7 @@ from producers.api import bulk, subscriptions
 from producers.api.body import StrictBodyValidation
 from producers.api.models import ErrorResponse, JobList, JobResults, JobView, QueryAnswer, QueryRequest
 from producers.api.subscription_models import CallbackView
-from spectra import queries
+from spectra import logs, queries
 from spectra.errors import JobNotFinished, SpectraError
 from spectra.notify import service as notify
 from spectra.notify.models import callback_id
@@ -35,6 +35,7 @@ from spectra.tenants import Caller
 from spectra.tokens import MAX_TOKEN_CHARS
 
 logger = Logger()
+logs.install(logger)  # tenant_id and job_id on every line of a request, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
@@ -435,4 +436,8 @@ def openapi_document() -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    # the caller our authorizer vouched for and the job the path names, on every line the request writes
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    path = event.get("pathParameters") or {}
+    with logs.job_keys(tenant_id=authorizer.get("tenant_id"), job_id=path.get("job_id")):
+        return app.resolve(event, context)

@@ -19,12 +19,14 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from spectra import logs
 from spectra.auth import authenticate
 from spectra.errors import Unauthorized
 from spectra.ports import get_ports
 from spectra.tenants import Caller
 
 logger = Logger()
+logs.install(logger)  # the same keys filter as every function's (spectra/logs.py)
 
 
 def bearer_token(headers: dict[str, str]) -> str | None:

@@ -102,3 +102,16 @@ def test_what_counts_as_unsupported(code, status, message, unsupported):
         {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "X"
     )
     assert admin.is_unsupported(error) is unsupported
+
+
+def test_a_task_already_running_is_reported_and_never_doubled_by_the_fallback(queues, sqs):
+    """SQS may refuse a second task on the same queue with an UnsupportedOperation code: the listing shows the
+    endpoint has move tasks, so the running one is named and nothing is moved by hand (no receive is stubbed)."""
+    _, dead_letter = queues
+    client, stubber = sqs
+    message = "There is already a task running. Only one active task is allowed for a source queue arn at a given time."
+    stubber.add_client_error("start_message_move_task", "AWS.SimpleQueueService.UnsupportedOperation", message, 400)
+    running = {"TaskHandle": "h-4", "Status": "RUNNING", "ApproximateNumberOfMessagesMoved": 12}
+    stubber.add_response("list_message_move_tasks", {"Results": [running]}, {"SourceArn": DLQ_ARN, "MaxResults": 10})
+    with pytest.raises(admin.AdminError, match=r"already runs on JobsDeadLetterQueue .*12 messages moved.*h-4"):
+        admin.redrive(client, dead_letter)

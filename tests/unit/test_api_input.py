@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from cfnlint.decode import decode
 
+from producers.api import app as api
 from producers.api.app import _allowed_methods, app, openapi_document
 from producers.api.body import is_json_media_type, read_json_body
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -204,3 +208,34 @@ def test_the_handler_answers_malformed_requests_in_the_error_shape(
     if status == 405:
         allow = headers["Allow"]
         assert (allow[0] if isinstance(allow, list) else allow) in ("DELETE, GET", "POST")
+
+
+def test_every_line_of_a_request_names_its_tenant_and_job(resolve, monkeypatch):
+    """The request's lines, the domain's and the handler's own error line included, carry the caller's tenant and
+    the job the path names, as every consumer's lines do (spectra/logs.py)."""
+
+    def failing(ports, caller, job_id):
+        logging.getLogger(f"{api.logger.service}.queries").warning("reading the job")  # spectra.queries on AWS
+        raise RuntimeError("the store broke")
+
+    monkeypatch.setattr(api.queries, "get_job", failing)
+    written = io.StringIO()
+    monkeypatch.setattr(api.logger.registered_handler, "stream", written)  # the function's own log handler
+    event = {
+        "httpMethod": "GET",
+        "path": "/v1/jobs/j_logged",
+        "resource": "/v1/jobs/{job_id}",
+        "pathParameters": {"job_id": "j_logged"},
+        "headers": {},
+        "body": None,
+        "isBase64Encoded": False,
+        "requestContext": {"requestId": "r1", "authorizer": {"tenant_id": "acme"}, "stage": "v1"},
+    }
+    context = SimpleNamespace(
+        function_name="api", memory_limit_in_mb=512, invoked_function_arn="arn:aws:lambda:x", aws_request_id="r1"
+    )
+    assert api.lambda_handler(event, context)["statusCode"] == 500
+    lines = [json.loads(text) for text in written.getvalue().splitlines()]
+    for message in ("reading the job", "unhandled error"):
+        line = next(line for line in lines if line["message"] == message)
+        assert (line.get("tenant_id"), line.get("job_id")) == ("acme", "j_logged"), line

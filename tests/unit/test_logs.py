@@ -5,15 +5,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from aws_lambda_powertools import Logger
+from cfnlint.decode import decode
 
 from spectra import logs
 
 pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -78,3 +85,36 @@ def test_threads_never_see_each_others_keys(captured):
     for thread in threads:
         thread.join(10)
     assert sorted((line["job_id"], line["tenant_id"]) for line in lines()) == [("j_0", "t0"), ("j_1", "t1")]
+
+
+def _handler_modules() -> list[str]:
+    body, _ = decode(str(ROOT / "template.yaml"))
+    return sorted(
+        {
+            resource["Properties"]["Handler"].rsplit(".", 1)[0]
+            for resource in body["Resources"].values()
+            if resource["Type"] == "AWS::Serverless::Function"
+        }
+    )
+
+
+_PROBE = """
+import importlib, logging, sys
+importlib.import_module(sys.argv[1])
+from spectra import logs
+with logs.job_keys(job_id="j_probe", tenant_id="t_probe"):
+    logging.getLogger("spectra.reconciliation").warning("probe")
+"""
+
+
+@pytest.mark.parametrize("module", _handler_modules())
+def test_each_function_alone_puts_the_keys_on_the_domains_lines(module):
+    """On Lambda a function's process imports its own handler module and no other, so each must install the keys
+    filter itself (locally, where functions share a process, one module's install served them all)."""
+    environment = {**os.environ, "POWERTOOLS_SERVICE_NAME": "spectra"}
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, module], capture_output=True, text=True, timeout=60, cwd=ROOT, env=environment
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [json.loads(text) for text in done.stdout.splitlines() if '"probe"' in text]
+    assert (line.get("job_id"), line.get("tenant_id")) == ("j_probe", "t_probe"), line

@@ -47,11 +47,33 @@ def alarmed(resources: dict, metric: str) -> dict[str, dict]:
 
 
 def dead_letter_queues(resources: dict) -> set[str]:
+    """The DLQs of the queues' consumers (RedrivePolicy) and of the EventBridge rules' targets (DeadLetterConfig)."""
     return {
         queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         for queue in of_type(resources, "AWS::SQS::Queue").values()
         if "RedrivePolicy" in queue.get("Properties", {})
+    } | {
+        target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+        for rule in of_type(resources, "AWS::Events::Rule").values()
+        for target in rule["Properties"].get("Targets", [])
+        if "DeadLetterConfig" in target
     }
+
+
+def test_every_rule_target_has_a_dead_letter_queue(resources):
+    """An event EventBridge cannot deliver (after retrying for up to a day) is dropped unless its target has a DLQ:
+    for the notify rule that is a job event no webhook or SNS message ever announces, with nothing to alarm on."""
+    targets = {
+        (name, target["Id"]): target
+        for name, rule in of_type(resources, "AWS::Events::Rule").items()
+        for target in rule["Properties"].get("Targets", [])
+    }
+    assert len(targets) >= 2
+    assert [key for key, target in targets.items() if "DeadLetterConfig" not in target] == []
+    for target in targets.values():  # a DLQ of its own, so each can be redriven to its target queue
+        dead_letter = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+        tags = {t["Key"]: t["Value"] for t in resources[dead_letter]["Properties"]["Tags"]}
+        assert tags["spectra:redrive-to"] == target["Arn"]["Fn::GetAtt"][0]
 
 
 def test_every_queue_has_an_alarm_on_the_age_of_its_oldest_message(resources):
@@ -64,7 +86,7 @@ def test_every_queue_has_an_alarm_on_the_age_of_its_oldest_message(resources):
 
 def test_every_dead_letter_queue_has_a_depth_alarm(resources):
     dead_letters = dead_letter_queues(resources)
-    assert len(dead_letters) >= 6
+    assert len(dead_letters) >= 8
     alarms = alarmed(resources, "ApproximateNumberOfMessagesVisible")
     assert dead_letters <= set(alarms), f"DLQs without a depth alarm: {sorted(dead_letters - set(alarms))}"
     assert all(alarms[q]["Properties"]["Threshold"] == 0 for q in dead_letters)
@@ -173,3 +195,41 @@ def test_the_dashboard_shows_states_latency_deliveries_retries_and_every_queue(d
     referenced = {re.fullmatch(r"SUB<(\w+)\.QueueName>", dim).group(1) for dim in depth | age}
     assert referenced <= queues  # no metric of a queue the template does not have
     assert all(dim == "spectra" for _, ns, _, dim in lines if ns == NAMESPACE)  # Powertools' service dimension
+
+
+def test_jobs_by_state_counts_each_ending_once_whoever_wrote_it(monkeypatch):
+    """JobsCompleted/Failed/Cancelled come from the notifier, which every terminal job event reaches: a job the
+    executor failed, the API cancelled or the reconciler finished is counted as one the completion consumer ended
+    (which counted only its own, so FAILED showed nothing of statements the Data API refused)."""
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from consumers.notifier import app as notifier
+    from tests.unit.fakes import make_notify, make_ports
+
+    monkeypatch.setattr(notifier, "get_ports", lambda: make_ports(notify=make_notify()))
+    notifier.metrics.clear_metrics()
+    samples = ROOT / "events" / "samples"
+    for name in ("job_failed_event.json", "job_cancelled_event.json", "job_completed_event.json"):
+        notifier.record_handler(SQSRecord({"messageId": name, "body": (samples / name).read_text()}))
+    counted = {name: sum(metric["Value"]) for name, metric in notifier.metrics.metric_set.items()}
+    notifier.metrics.clear_metrics()
+    assert (counted["JobsFailed"], counted["JobsCancelled"], counted["JobsCompleted"]) == (1, 1, 1)
+    modules = [path for path in ROOT.glob("consumers/**/*.py") if 'add_metric(name=f"Jobs{' in path.read_text()]
+    assert modules == [ROOT / "consumers" / "notifier" / "app.py"]  # one place, so no ending is counted twice
+
+
+def test_a_reconciler_failing_as_a_whole_is_alarmed(resources):
+    """ReconcileErrors is emitted only by a sweep that ran; a sweep that raises (or times out) emits nothing, and the
+    alarm on it treats missing data as fine. The schedule-invoked function has no queue or DLQ to alarm instead."""
+    watched = {
+        alarm["Properties"]["Dimensions"][0]["Value"]["Ref"]
+        for alarm in of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if (alarm["Properties"]["Namespace"], alarm["Properties"]["MetricName"]) == ("AWS/Lambda", "Errors")
+    }
+    scheduled = {
+        name
+        for name, function in of_type(resources, "AWS::Serverless::Function").items()
+        if any(e["Type"] == "Schedule" for e in function["Properties"].get("Events", {}).values())
+    }
+    assert scheduled == {"ReconcilerFunction"}
+    assert scheduled <= watched

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import uuid
 
 import boto3
@@ -110,3 +113,56 @@ def test_unknown_queues_and_unknown_stacks_are_clear_errors(local_aws, stack, ca
     assert "its dead-letter queues are: JobsDeadLetterQueue" in capsys.readouterr().err
     assert run(local_aws, "--stack", "no-such-stack-" + name, "dlq", "show")[0] == 1
     assert "cannot list the resources of stack" in capsys.readouterr().err
+
+
+def test_a_refused_call_is_a_one_line_error_not_a_traceback(local_aws, tmp_path, capsys):
+    """A queue gone since the state was written (or AccessDenied, or no credentials): exit status 1 and the reason."""
+    sqs = local_aws.client("sqs")
+    url = sqs.create_queue(QueueName="adm-gone-" + uuid.uuid4().hex[:8])["QueueUrl"]
+    sqs.delete_queue(QueueUrl=url)
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"resources": {"JobsQueue": {"type": "AWS::SQS::Queue", "physical_id": url}}}))
+    assert run(local_aws, "--state", str(state), "dlq", "show")[0] == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
+
+
+def test_a_rule_targets_dead_letter_queue_is_shown_and_redriven_to_its_target(local_aws, tmp_path):
+    """template.yaml's EventBridge target DLQs are nobody's RedrivePolicy DLQ: their tag names the queue they feed."""
+    sqs = local_aws.client("sqs")
+    name = "adm" + uuid.uuid4().hex[:8]
+    target = sqs.create_queue(QueueName=f"{name}-notify")["QueueUrl"]
+    dead_letter = sqs.create_queue(QueueName=f"{name}-rule-dlq", tags={admin.REDRIVE_TO_TAG: "NotifyQueue"})["QueueUrl"]
+    sqs.send_message(QueueUrl=dead_letter, MessageBody='{"detail-type": "Job Completed"}')
+    state = tmp_path / "state.json"
+    queues = {"NotifyQueue": target, "NotifyRuleDeadLetterQueue": dead_letter}
+    resources = {lid: {"type": "AWS::SQS::Queue", "physical_id": url} for lid, url in queues.items()}
+    state.write_text(json.dumps({"resources": resources}))
+    status, out = run(local_aws, "--state", str(state), "dlq", "show", "--json")
+    assert status == 0
+    (shown,) = json.loads(out)
+    assert (shown["queue"], shown["source"], shown["depth"]) == ("NotifyRuleDeadLetterQueue", "NotifyQueue", 1)
+    status, out = run(local_aws, "--state", str(state), "redrive", "NotifyRuleDeadLetterQueue")
+    assert status == 0 and "1 messages moved (receive-send-delete" in out
+    moved = sqs.receive_message(QueueUrl=target, WaitTimeSeconds=1)["Messages"]
+    assert [m["Body"] for m in moved] == ['{"detail-type": "Job Completed"}']
+
+
+def test_the_readmes_local_command_works_in_a_fresh_shell(local_aws, stack, tmp_path):
+    """``python -m spectra.admin dlq show`` as the README writes it, with none of the test's AWS variables: the local
+    stack's state file says where its queues are."""
+    _, urls = stack
+    resources = {lid: {"type": "AWS::SQS::Queue", "physical_id": url, "status": "created"} for lid, url in urls.items()}
+    state = tmp_path / "spectra-local" / "spectra-local.json"
+    state.parent.mkdir()
+    state.write_text(
+        json.dumps({"aws_endpoint_url": local_aws.endpoint_url, "region": local_aws.region, "resources": resources})
+    )
+    local_aws.client("sqs").send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody='{"job_id": "j_1"}')
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "SPECTRA_STATE_FILE"}
+    shell.update(TMPDIR=str(tmp_path), AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    done = subprocess.run(
+        [sys.executable, "-m", "spectra.admin", "dlq", "show"], capture_output=True, text=True, timeout=60, env=shell
+    )
+    assert done.returncode == 0, done.stderr
+    assert "JobsDeadLetterQueue (source JobsQueue): 1 waiting" in done.stdout
