@@ -11,6 +11,8 @@ boundary), which became 500s. Here every body goes through one reader that answe
 * 400 ``invalid_json`` for bytes that are not UTF-8, bad syntax, ``NaN``/``Infinity`` (and numbers that overflow to
   them), integers past Python's digit limit, a key given twice, a lone surrogate escape, or nesting deeper than the
   parser goes.
+* 400 ``invalid_request`` for an array where the route reads an object: Powertools would take the array's first
+  item as the body and drop the rest.
 
 The reader replaces the body step of Powertools' request validation (:class:`StrictBodyValidation`); parameters,
 headers and the model itself are validated by Powertools as before.
@@ -25,6 +27,7 @@ import math
 from typing import Any
 
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
+from aws_lambda_powertools.event_handler.openapi.compat import field_annotation_is_sequence
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -141,4 +144,15 @@ class StrictBodyValidation(OpenAPIRequestValidationMiddleware):
         self._max_bytes = max_bytes  # a callable, so settings are read per request, never at import
 
     def _get_body(self, app) -> Any:
-        return read_json_body(app.current_event, max_bytes=self._max_bytes())
+        body = read_json_body(app.current_event, max_bytes=self._max_bytes())
+        # Powertools reads a list given for a field that is not a sequence as its first item (what a repeated query
+        # parameter needs), so a body [A, B] would run A and drop B without a word: refused, as [] already is.
+        if isinstance(body, list) and not any(
+            field_annotation_is_sequence(param.field_info.annotation)
+            for param in app.context["_route"].dependant.body_params
+        ):
+            raise InvalidRequest(
+                "the body must be a JSON object, not an array",
+                details=[{"loc": ["body"], "msg": "Input should be an object", "type": "model_type"}],
+            )
+        return body

@@ -128,6 +128,7 @@ MALFORMED_BODIES = {
     "array": (b"[]", JSON, 400, "invalid_request"),
     "null": (b"null", JSON, 400, "invalid_request"),
     "string": (b'"select 1"', JSON, 400, "invalid_request"),
+    "array-of-bodies": (b'[{"sql": "select 1"}, {"sql": "select 2"}]', JSON, 400, "invalid_request"),  # not 202 for one
     "truncated": (b"{", JSON, 400, "invalid_json"),
     # media types
     "multipart": (b'{"sql": "select 1"}', "multipart/form-data; boundary=xyz", 415, "unsupported_media_type"),

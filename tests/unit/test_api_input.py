@@ -174,6 +174,7 @@ def _is_utf8(body: bytes) -> bool:
     return True
 
 
+JSON, INVALID = "application/json", "invalid_request"
 HANDLER_CASES = {
     "not-utf8": ("POST", "/v1/queries", b'{"sql": "select \xff"}', "application/json", 400, "invalid_json"),
     "deep-json": (
@@ -190,6 +191,20 @@ HANDLER_CASES = {
     "trace-queries": ("TRACE", "/v1/queries", None, "application/json", 405, "method_not_allowed"),
     "control-char-id": ("GET", "/v1/jobs/\x01", None, "application/json", 404, "not_found"),
     "unknown-route": ("GET", "/v2/anything", None, "application/json", 404, "not_found"),
+    # an array around a valid body: Powertools alone read its first item and dropped the rest
+    "array-query": ("POST", "/v1/queries", b'[{"sql": "select 1"}, {"sql": "select 2"}]', JSON, 400, INVALID),
+    "array-bulk-job": ("POST", "/v1/bulk/jobs", b'[{"object": "t", "operation": "insert"}]', JSON, 400, INVALID),
+    "array-bulk-state": ("PATCH", "/v1/bulk/jobs/b_x", b'[{"state": "Aborted"}]', JSON, 400, INVALID),
+    "array-upload-url": ("POST", "/v1/bulk/jobs/b_x/uploads", b'[{"gzip": true}, 5]', JSON, 400, INVALID),
+    "array-drop-url": ("POST", "/v1/bulk/uploads", b'[{"object": "t"}]', JSON, 400, INVALID),
+    "array-subscription": (
+        "POST",
+        "/v1/subscriptions",
+        b'[{"url": "https://hooks.example.com/x", "events": ["Job Completed"]}]',
+        JSON,
+        400,
+        INVALID,
+    ),
 }
 
 
