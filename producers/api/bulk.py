@@ -163,13 +163,13 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
     # the body is read as bytes, not through a model, so the document states it here; application/octet-stream is
     # accepted too (what generated clients send for a file). Both are binary: a batch is any bytes (gzip included),
     # checked when the job runs, so no body can violate the schema (an API fuzzer sending "[null]" as a "non-string"
-    # body sends a valid batch).
+    # body sends a valid batch) but an empty one, which upload_batch refuses (400).
     openapi_extensions={
         "requestBody": {
             "required": True,
             "content": {
-                "text/csv": {"schema": {"type": "string", "format": "binary"}},
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "text/csv": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
             },
         },
     },
