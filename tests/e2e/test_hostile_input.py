@@ -408,7 +408,13 @@ def test_a_chunked_body_past_10_mb_is_413(new_tenant):
 
 
 def test_a_malformed_request_line_is_a_4xx_in_the_error_shape(spectra_stack):
-    for request in (b"GET /v1/jobs HTTP/9.9\r\n\r\n", b"GARBAGE\r\n\r\n", b"GET /v1/jobs HTTP/1.1\r\nNo colon\r\n\r\n"):
+    unreadable_body = b"POST /v1/queries HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"  # not a chunk size
+    for request in (
+        b"GET /v1/jobs HTTP/9.9\r\n\r\n",
+        b"GARBAGE\r\n\r\n",
+        b"GET /v1/jobs HTTP/1.1\r\nNo colon\r\n\r\n",
+        unreadable_body,
+    ):
         status, _, body = raw_request(spectra_stack.api_url, request)
         assert 400 <= status < 500, (request, status, body)
         shaped(status, body)
