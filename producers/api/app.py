@@ -27,7 +27,7 @@ from producers.api.body import StrictBodyValidation
 from producers.api.models import ErrorResponse, JobList, JobResults, JobView, QueryAnswer, QueryRequest
 from producers.api.subscription_models import CallbackView
 from spectra import queries
-from spectra.errors import JobNotFinished, SpectraError
+from spectra.errors import JobNotFinished, SpectraError, StatementRejected, Throttled
 from spectra.notify import service as notify
 from spectra.notify.models import callback_id
 from spectra.ports import get_ports
@@ -90,9 +90,15 @@ def _error(status: int, code: str, message: str, details: Any = None, headers: d
 
 @app.exception_handler(SpectraError)
 def _domain_error(exc: SpectraError) -> Response:
+    if isinstance(exc, StatementRejected):
+        # The API starts no statement: only a cancel (DELETE, PATCH Aborted) reaches the warehouse, and the Data API
+        # refusing it (access denied, an internal error) is a failure on our side, not a 422 of the caller's
+        logger.exception("the warehouse refused a request")
+        return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the request failed; it is safe to retry")
     if exc.status >= 500:
         logger.exception("request failed")
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, JobNotFinished) else None
+    retry_after = isinstance(exc, JobNotFinished | Throttled)
+    headers = {"Retry-After": str(exc.retry_after)} if retry_after else None
     return _error(exc.status, exc.code, exc.message, exc.details, headers)
 
 

@@ -10,11 +10,17 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from cfnlint.decode import decode
 
+from events import JobQueuedMessage, ResultFormat
+from producers.api import app as api_module
 from producers.api.app import _allowed_methods, app, openapi_document
 from producers.api.body import is_json_media_type, read_json_body
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from spectra.lifecycle import execute_job
 from spectra.ports import get_ports
+from spectra.queries import submit_query
 from spectra.settings import get_settings
+from spectra.tenants import Caller
+from tests.unit.fakes import make_ports
 
 pytestmark = pytest.mark.unit
 
@@ -219,3 +225,27 @@ def test_the_handler_answers_malformed_requests_in_the_error_shape(
     if status == 405:
         allow = headers["Allow"]
         assert (allow[0] if isinstance(allow, list) else allow) in ("DELETE, GET", "POST")
+
+
+def test_a_warehouse_that_refuses_a_cancel_is_a_429_with_retry_after_or_our_500(resolve, monkeypatch):
+    """The Data API throttling CancelStatement is a 429 with Retry-After, as the README promises every 429; refusing
+    it otherwise (access denied, an internal error) is a failure on our side: 500, safe to retry, not a 422 with the
+    AWS error's text. Asked again, the cancel goes through."""
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    monkeypatch.setattr(api_module, "get_ports", lambda: ports)
+    job, _ = submit_query(ports, Caller(tenant_id="acme"), sql="select 1", parameters=[], fmt=ResultFormat.JSON)
+    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
+
+    ports.warehouse.throttle_next("cancel")
+    status, headers, answer = resolve("DELETE", f"/v1/jobs/{job.job_id}")
+    assert (status, answer["error"]["code"]) == (429, "throttled")
+    assert headers["Retry-After"] in ("1", ["1"])
+
+    ports.warehouse.reject_next("User is not authorized", method="cancel", aws_error="AccessDeniedException")
+    status, _, answer = resolve("DELETE", f"/v1/jobs/{job.job_id}")
+    assert (status, answer["error"]["code"]) == (500, "internal_error"), answer
+    assert "authorized" not in answer["error"]["message"]
+
+    status, _, answer = resolve("DELETE", f"/v1/jobs/{job.job_id}")
+    assert (status, answer["cancel_requested"]) == (202, True)
