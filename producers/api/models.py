@@ -56,7 +56,8 @@ class QueryRequest(BaseModel):
         "export: UNLOAD from the warehouse to S3 (format csv or parquet; no parameters, no row_limit).",
         examples=["auto"],
     )
-    row_limit: int | None = Field(
+    # strict, as wait_timeout: JSON true is not 1 row, nor "5" five (lax pydantic took both)
+    row_limit: StrictInt | None = Field(
         default=None,
         ge=1,
         le=2**63 - 1,  # a BIGINT: more rows than any table holds (and a number the job store can keep exactly)

@@ -162,6 +162,9 @@ MALFORMED_BODIES = {
     "nul-sql": (json.dumps({"sql": "\u0000"}).encode(), JSON, 400, None),
     # a number no store keeps exactly (DynamoDB numbers have 38 digits): refused before it reaches one
     "row-limit-39-digits": (b'{"sql": "select 1", "row_limit": 1' + b"0" * 38 + b"}", JSON, 400, "invalid_request"),
+    # an integer, as the document says: not a boolean taken for 1, nor a string of digits
+    "row-limit-true": (b'{"sql": "select 1", "row_limit": true}', JSON, 400, "invalid_request"),
+    "row-limit-string": (b'{"sql": "select 1", "row_limit": "5"}', JSON, 400, "invalid_request"),
 }
 
 
