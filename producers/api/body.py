@@ -5,7 +5,8 @@ is not UTF-8, JSON nested past the parser's recursion limit, an integer of more 
 boundary), which became 500s. Here every body goes through one reader that answers in the error shape instead:
 
 * 415 ``unsupported_media_type`` unless the body is ``application/json`` (any case, optionally ``charset=utf-8``).
-  A request without a ``Content-Type`` (or with an empty one) is read as JSON, as before.
+  A request without a ``Content-Type`` (or with an empty one) is read as JSON, as before. A body with a
+  ``Content-Encoding`` (gzip, say) is 415 too: it is read as it comes (API Gateway decompresses nothing here).
 * 413 ``payload_too_large`` past ``API_MAX_BODY_BYTES`` (1 MiB: the largest legal request, 100 KB of SQL and 64 KB of
   parameters, stays well under it even with every character escaped), checked before anything is decoded.
 * 400 ``invalid_json`` for bytes that are not UTF-8, bad syntax, ``NaN``/``Infinity`` (and numbers that overflow to
@@ -45,6 +46,12 @@ def read_json_body(event: BaseProxyEvent, *, max_bytes: int) -> Any:
     raw = event.body
     if raw is None or raw == "":
         return None
+    encoding = (event.headers.get("content-encoding") or "").strip()
+    if encoding.lower() not in ("", "identity"):
+        # the bytes would be read as JSON text all the same (gzip: 400 "not valid UTF-8", which blames the JSON)
+        raise UnsupportedMediaType(
+            "send the JSON body without a Content-Encoding", details={"content_encoding": encoding[:200]}
+        )
     if not isinstance(raw, str):
         raise InvalidRequest("the request body is not readable")
     if event.is_base64_encoded:

@@ -71,6 +71,16 @@ def test_every_malformed_body_is_a_typed_4xx(body, b64, error):
     assert 400 <= raised.value.status < 500
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP"])
+def test_a_content_encoded_body_is_not_json(encoding):
+    headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+    encoded = APIGatewayProxyEvent({"body": '{"sql": "select 1"}', "isBase64Encoded": False, "headers": headers})
+    with pytest.raises(UnsupportedMediaType):
+        read_json_body(encoded, max_bytes=LIMIT)
+    headers["Content-Encoding"] = "identity"
+    assert read_json_body(encoded, max_bytes=LIMIT) == {"sql": "select 1"}
+
+
 def test_a_lone_surrogate_in_a_text_body_is_refused():
     with pytest.raises(InvalidJson):
         read_json_body(event('{"sql": "\ud800"}'), max_bytes=LIMIT)
