@@ -59,7 +59,10 @@ _GATEWAY = {
     403: _answer("The caller's tenant has no usage plan (API Gateway's INVALID_API_KEY)"),
     413: _answer("The request is larger than API Gateway accepts (10 MB)"),
     414: _answer("The URL is longer than API Gateway accepts (8,192 characters)"),
-    429: _answer("Too many requests: retry after a pause"),
+    429: _answer(
+        "Too many requests: retry after a pause",
+        headers={"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}},
+    ),
     431: _answer("The request line and headers are larger than API Gateway accepts (10,240 bytes)"),
     500: _answer("The request failed on our side; it is safe to retry"),
 }
@@ -392,6 +395,11 @@ _ERROR_CODES = {
 }
 
 
+def _error_content() -> dict[str, Any]:
+    """A content of its own for each answer: the example written into it below is that status's."""
+    return {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The served OpenAPI document: generated from the routes and models, with the bearer key declared and without
@@ -416,7 +424,6 @@ def openapi_document() -> dict[str, Any]:
             security=[{"apiKey": []}],
         )
     )
-    error_schema = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
     for operations in document["paths"].values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
@@ -426,7 +433,10 @@ def openapi_document() -> dict[str, Any]:
                     responses[empty].pop("content", None)
             common = {**_GATEWAY, **(_JSON_BODY if "requestBody" in operation else {})}
             for status, answer in common.items():
-                responses.setdefault(str(status), {"description": answer["description"], "content": error_schema})
+                extra = {"headers": answer["headers"]} if "headers" in answer else {}
+                responses.setdefault(
+                    str(status), {"description": answer["description"], "content": _error_content(), **extra}
+                )
             for status, answer in responses.items():
                 if status in _ERROR_CODES and "application/json" in answer.get("content", {}):
                     error = {"code": _ERROR_CODES[status], "message": answer["description"], "details": None}

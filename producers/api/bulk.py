@@ -53,6 +53,7 @@ def _errors(*statuses: int | str) -> dict:
 
 _JOB_ERRORS = _errors(400, 404)
 _CSV = {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
+_LOCATION = {"Location": {"description": "The new job's URL", "schema": {"type": "string"}}}
 
 
 def _ok(description: str, model) -> dict:
@@ -75,7 +76,7 @@ def _info(job, status: int = HTTPStatus.OK) -> Response[BulkJobInfo]:
     "/v1/bulk/jobs",
     tags=["bulk"],
     status_code=201,
-    responses={201: _ok("Job created", BulkJobInfo), **_errors(400)},
+    responses={201: {**_ok("Job created", BulkJobInfo), "headers": _LOCATION}, **_errors(400)},
     summary="Create a bulk job",
     description="An ingest job (insert, update, upsert, delete into `object`) starts `Open`: upload its data, then "
     "PATCH it to `UploadComplete`. A query job (operation `query` with `query`) is queued at once and UNLOADs its "
@@ -286,7 +287,19 @@ def unprocessed_records(job_id: JobId):  # bytes, not validated as text
 @router.get(
     "/v1/bulk/jobs/<job_id>/results",
     tags=["bulk"],
-    responses={200: _CSV, **_errors(400, 404, "409-results")},
+    responses={
+        200: {
+            **_CSV,
+            "headers": {
+                "Sforce-Locator": {
+                    "description": "The next page's locator (pass it as locator); null after the last page",
+                    "schema": {"type": "string"},
+                },
+                "Sforce-NumberOfRecords": {"description": "Records on this page", "schema": {"type": "integer"}},
+            },
+        },
+        **_errors(400, 404, "409-results"),
+    },
     summary="Rows of a query job",
     description="A page of CSV with its header line. `Sforce-Locator` names the next page (`null` after the "
     "last); pass it as `locator`. `Sforce-NumberOfRecords` counts this page's records.",

@@ -36,7 +36,10 @@ def _caller() -> Caller:
     "/v1/subscriptions",
     status_code=201,
     responses={
-        201: _ok("Created; the answer holds the signing secret, shown once", SubscriptionView),
+        201: {
+            **_ok("Created; the answer holds the signing secret, shown once", SubscriptionView),
+            "headers": {"Location": {"description": "The subscription's URL", "schema": {"type": "string"}}},
+        },
         400: {"description": "Invalid request, or a URL webhooks may not be sent to (url_refused)", **_ERROR},
         409: {"description": "The tenant has as many subscriptions as it may", **_ERROR},
     },
