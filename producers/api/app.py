@@ -162,11 +162,15 @@ def _allowed_methods(path: str) -> tuple[str, ...]:
     return next((methods for pattern, methods in _routes() if pattern.fullmatch(path)), ())
 
 
+#: Paths the document leaves out of itself, with their methods.
+_UNDOCUMENTED_PATHS = {"/v1/openapi.json": {"get": {}}, "/v1/docs": {"get": {}}}
+
+
 @lru_cache(maxsize=1)
 def _routes() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
-    """Each documented path as a pattern, with the methods it serves (read from the OpenAPI document once)."""
+    """Each path as a pattern, with the methods it serves (read from the OpenAPI document once)."""
     out = []
-    for template, operations in openapi_document()["paths"].items():
+    for template, operations in {**openapi_document()["paths"], **_UNDOCUMENTED_PATHS}.items():
         pattern = re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
         out.append((pattern, tuple(sorted(m.upper() for m in operations if m.upper() in _HTTP_METHODS))))
     return out
