@@ -24,7 +24,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from events import JobStatus
 from producers.api import bulk, subscriptions
 from producers.api.body import StrictBodyValidation
-from producers.api.models import ErrorResponse, JobList, JobResults, JobView, QueryAnswer, QueryRequest
+from producers.api.models import (
+    ErrorResponse,
+    JobList,
+    JobResults,
+    JobView,
+    QueryAnswer,
+    QueryRequest,
+    response_links,
+)
 from producers.api.subscription_models import CallbackView
 from spectra import queries
 from spectra.errors import JobNotFinished, SpectraError, StatementRejected, Throttled
@@ -181,14 +189,15 @@ _HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 
 _LOCATION = {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}
 # Lets a client (and the API fuzzer) follow a new job: its id is the job_id of the answer.
-_JOB_LINKS = {
-    name: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
-    for name, operation in (
-        ("GetJob", "get_job_v1_jobs__job_id__get"),
-        ("GetResults", "get_results_v1_jobs__job_id__results_get"),
-        ("CancelJob", "cancel_v1_jobs__job_id__delete"),
-    )
-}
+_JOB_LINKS = response_links(
+    "job_id",
+    "job_id",
+    {
+        "GetJob": "get_job_v1_jobs__job_id__get",
+        "GetResults": "get_results_v1_jobs__job_id__results_get",
+        "CancelJob": "cancel_v1_jobs__job_id__delete",
+    },
+)
 
 
 @app.post(

@@ -21,7 +21,7 @@ from producers.api.bulk_models import (
     UploadUrl,
     UploadUrlRequest,
 )
-from producers.api.models import ErrorResponse
+from producers.api.models import ErrorResponse, response_links
 from spectra.bulk import service
 from spectra.bulk.models import BulkOperation, BulkState
 from spectra.errors import InvalidRequest, UnsupportedMediaType
@@ -54,6 +54,21 @@ def _errors(*statuses: int | str) -> dict:
 _JOB_ERRORS = _errors(400, 404)
 _CSV = {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
 _LOCATION = {"Location": {"description": "The new job's URL", "schema": {"type": "string"}}}
+# Lets a client (and the API fuzzer's stateful phase) follow a new bulk job: its id is the id of the answer.
+_JOB_LINKS = response_links(
+    "job_id",
+    "id",
+    {
+        "GetBulkJob": "get_job_v1_bulk_jobs__job_id__get",
+        "ChangeBulkJobState": "change_state_v1_bulk_jobs__job_id__patch",
+        "UploadBatch": "upload_batch_v1_bulk_jobs__job_id__batches_put",
+        "GetUploadUrl": "upload_url_v1_bulk_jobs__job_id__uploads_post",
+        "GetSuccessfulResults": "successful_results_v1_bulk_jobs__job_id__successfulResults_get",
+        "GetFailedResults": "failed_results_v1_bulk_jobs__job_id__failedResults_get",
+        "GetUnprocessedRecords": "unprocessed_records_v1_bulk_jobs__job_id__unprocessedrecords_get",
+        "GetQueryResults": "query_results_v1_bulk_jobs__job_id__results_get",
+    },
+)
 
 
 def _ok(description: str, model) -> dict:
@@ -76,7 +91,7 @@ def _info(job, status: int = HTTPStatus.OK) -> Response[BulkJobInfo]:
     "/v1/bulk/jobs",
     tags=["bulk"],
     status_code=201,
-    responses={201: {**_ok("Job created", BulkJobInfo), "headers": _LOCATION}, **_errors(400)},
+    responses={201: {**_ok("Job created", BulkJobInfo), "headers": _LOCATION, "links": _JOB_LINKS}, **_errors(400)},
     summary="Create a bulk job",
     description="An ingest job (insert, update, upsert, delete into `object`) starts `Open`: upload its data, then "
     "PATCH it to `UploadComplete`. A query job (operation `query` with `query`) is queued at once and UNLOADs its "

@@ -236,6 +236,15 @@ class ErrorResponse(BaseModel):
     )
 
 
+def response_links(parameter: str, source: str, operations: dict[str, str]) -> dict[str, Any]:
+    """OpenAPI links from an answer to the operations that take its ``source`` field as their path ``parameter``
+    (``{link name: operationId}``): how a client, and the API fuzzer's stateful phase, follow what was created."""
+    return {
+        name: {"operationId": operation, "parameters": {parameter: f"$response.body#/{source}"}}
+        for name, operation in operations.items()
+    }
+
+
 class QueryAnswer(JobView):
     """The answer to ``POST /v1/queries``: the job, and with ``wait_timeout`` the result of a job that completed in
     time."""

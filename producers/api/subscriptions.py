@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
-from producers.api.models import ErrorResponse
+from producers.api.models import ErrorResponse, response_links
 from producers.api.subscription_models import CreateSubscription, SubscriptionList, SubscriptionView
 from spectra.notify import service
 from spectra.ports import get_ports
@@ -39,6 +39,14 @@ def _caller() -> Caller:
         201: {
             **_ok("Created; the answer holds the signing secret, shown once", SubscriptionView),
             "headers": {"Location": {"description": "The subscription's URL", "schema": {"type": "string"}}},
+            "links": response_links(
+                "subscription_id",
+                "id",
+                {
+                    "GetSubscription": "get_subscription_v1_subscriptions__subscription_id__get",
+                    "DeleteSubscription": "delete_subscription_v1_subscriptions__subscription_id__delete",
+                },
+            ),
         },
         400: {"description": "Invalid request, or a URL webhooks may not be sent to (url_refused)", **_ERROR},
         409: {"description": "The tenant has as many subscriptions as it may", **_ERROR},

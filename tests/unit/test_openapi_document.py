@@ -77,6 +77,17 @@ def test_the_headers_the_api_sends_are_declared():
         assert "Location" in headers(method, path, status), path
 
 
+def test_what_a_post_creates_can_be_followed_by_its_links():
+    # the fuzzer's stateful phase (and a client) reached no bulk job or subscription of its own without them
+    for path, status, parameter in [
+        ("/v1/queries", "202", "job_id"),
+        ("/v1/bulk/jobs", "201", "job_id"),
+        ("/v1/subscriptions", "201", "subscription_id"),
+    ]:
+        links = DOCUMENT["paths"][path]["post"]["responses"][status].get("links")
+        assert links and all(set(link["parameters"]) == {parameter} for link in links.values()), path
+
+
 def test_no_declared_error_that_a_route_cannot_give():
     def statuses(method, path):
         return set(DOCUMENT["paths"][path][method]["responses"])
