@@ -27,6 +27,7 @@ from spectra.bulk.models import BulkOperation, BulkState
 from spectra.errors import InvalidRequest, UnsupportedMediaType
 from spectra.ports import get_ports
 from spectra.tenants import Caller
+from spectra.tokens import MAX_TOKEN_CHARS
 
 router = Router()
 
@@ -127,7 +128,7 @@ def list_jobs(
     state: Annotated[BulkState | None, Query()] = None,
     operation: Annotated[BulkOperation | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+    next_token: Annotated[str | None, Query(min_length=1, max_length=MAX_TOKEN_CHARS)] = None,
 ) -> BulkJobList:
     page = service.list_jobs(
         get_ports(), _caller(), state=state, operation=operation, limit=limit, next_token=next_token

@@ -15,6 +15,7 @@ from producers.api.subscription_models import CreateSubscription, SubscriptionLi
 from spectra.notify import service
 from spectra.ports import get_ports
 from spectra.tenants import Caller
+from spectra.tokens import MAX_TOKEN_CHARS
 
 router = Router()
 
@@ -77,7 +78,7 @@ def create_subscription(request: Annotated[CreateSubscription, Body()]) -> Respo
 )
 def list_subscriptions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+    next_token: Annotated[str | None, Query(min_length=1, max_length=MAX_TOKEN_CHARS)] = None,
 ) -> SubscriptionList:
     page = service.list_subscriptions(get_ports(), _caller(), limit=limit, next_token=next_token)
     return SubscriptionList(

@@ -260,6 +260,14 @@ def test_bad_listing_parameters_are_400(new_tenant, query):
     assert error["code"] == "invalid_request"
 
 
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/bulk/jobs", "/v1/subscriptions"])
+@pytest.mark.parametrize("token", ["", "x" * 2049])
+def test_a_next_token_out_of_bounds_is_the_same_400_on_every_listing(new_tenant, path, token):
+    # the bulk and subscription listings answered an empty one invalid_token, GET /v1/jobs invalid_request
+    error = error_of(new_tenant().request("GET", path, params={"next_token": token}), 400)
+    assert (error["code"], error["details"][0]["loc"]) == ("invalid_request", ["query", "next_token"])
+
+
 def legacy_token(key: dict) -> str:
     """A token in the old format (plain base64 of the DynamoDB key), as issue 7 crafted them."""
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
