@@ -187,7 +187,11 @@ class JobResults(BaseModel):
     job_id: str = Field(description="The job.", examples=[_JOB_ID])
     format: ResultFormat = Field(description="Format of the result files.", examples=["json"])
     delivery: Delivery = Field(description="How the result was delivered: inline, s3 or export.", examples=["inline"])
-    row_count: int = Field(description="Rows delivered.", examples=[2])
+    row_count: int = Field(
+        description="Rows delivered; for a statement without a result set (a write), the rows it changed (and "
+        "no columns or rows).",
+        examples=[2],
+    )
     truncated: bool = Field(default=False, description="row_limit left rows out.", examples=[False])
     total_row_count: int | None = Field(
         default=None, description="Rows the statement returned, when known.", examples=[2]
