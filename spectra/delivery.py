@@ -21,7 +21,7 @@ from typing import Any
 
 from events import Delivery, ResultFormat
 from spectra.bulk.sql import ident, unload_statement
-from spectra.errors import Gone, StatementRejected
+from spectra.errors import Gone, NotFound, StatementRejected
 from spectra.jobs import Job, JobResult, utcnow
 from spectra.ports import Ports
 from spectra.result_encoding import unique_names
@@ -153,7 +153,10 @@ def collect_result(ports: Ports, job: Job, statement_id: str, info: StatementInf
         try:
             opened = ports.warehouse.open_result(statement_id)
             info = StatementInfo(statement_id, "FINISHED", result_rows=opened.total_rows, has_result_set=True)
-        except StatementRejected:  # no result set: what the command did is in DescribeStatement
+        except (StatementRejected, NotFound):
+            # No result set: what the command did is in DescribeStatement. AWS does not document the code of that
+            # answer ("Query does not have result. Please check query status with DescribeStatement."), so both
+            # are taken; a statement that is really gone is NotFound from DescribeStatement too.
             info = ports.warehouse.describe(statement_id)
     result = _write_pages(ports, job, info, header=None, opened=opened)
     if info.has_result_set and info.result_rows is not None and result.rows_read == info.result_rows - 1:

@@ -186,9 +186,10 @@ class StatementRunner:
         finally:
             if current is not None and statement.is_batch:
                 statement.stop_clock()
-        if statement.is_batch:
+        if statement.is_batch:  # a batch answers for its statements: their counts summed, any result set
             statement.result_rows = sum(max(u.result_rows, 0) for u in units)
             statement.result_size = sum(max(u.result_size, 0) for u in units)
+            statement.has_result_set = any(u.has_result_set for u in units)
         self._finish(statement, FINISHED, None)
 
     def _execute_unit(self, statement: Statement, unit: Statement, conn: psycopg.Connection, params: dict) -> None:

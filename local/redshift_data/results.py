@@ -34,6 +34,8 @@ SIGNED_TYPES = LONG_TYPES | DOUBLE_TYPES | {"numeric"}
 CASE_SENSITIVE_TYPES = {"varchar", "bpchar", "text", "char", "name", "character varying"}
 # Redshift's ColumnMetadata precision for fixed-size types (the JDBC "column size").
 FIXED_PRECISION = {"int2": 5, "int4": 10, "int8": 19, "float4": 8, "float8": 17, "bool": 1, "date": 13, "timestamp": 29}
+# ... and scale: a timestamp column is precision 29, scale 6 in the guide's get-statement-result example.
+FIXED_SCALE = {"timestamp": 6}
 
 
 def configure_text_loading(conn: psycopg.Connection, *, everything: bool) -> None:
@@ -93,7 +95,8 @@ def columns_from_cursor(cursor: psycopg.Cursor) -> list[Column]:
         precision = d.precision or FIXED_PRECISION.get(type_name) or d.internal_size or 0
         if type_name in ("varchar", "bpchar") and d.display_size:
             precision = d.display_size
-        column = Column(name=d.name, type_name=type_name, precision=max(precision, 0), scale=d.scale or 0)
+        scale = d.scale or FIXED_SCALE.get(type_name, 0)
+        column = Column(name=d.name, type_name=type_name, precision=max(precision, 0), scale=scale)
         column.type_oid = d.type_code
         if result is not None:
             column.origin = (result.ftable(i), result.ftablecol(i))

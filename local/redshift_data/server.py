@@ -130,6 +130,15 @@ class Emulator:
         available", as AWS refuses a reclaimed session. For tests of what callers do then."""
         return self._sessions.expire(session_id)
 
+    def expire_statement(self, statement_id: str) -> bool:
+        """Let a terminal statement's result retention run out now, as 24 hours would: DescribeStatement and the
+        result calls then answer ValidationException "... has expired after ...", as AWS does. For tests of what
+        callers do with a statement the Data API no longer keeps. False when there is no such ended statement."""
+        if not self._store.expire_now(statement_id):
+            return False
+        _forget_expired(self, time.time())
+        return True
+
     def __enter__(self) -> Emulator:
         return self
 
@@ -214,12 +223,16 @@ def _housekeeping(emulator: Emulator) -> None:
         try:
             now = time.time()
             emulator._sessions.reap(now)
-            for statement in emulator._store.expired(now):
-                for unit in [statement, *statement.children]:
-                    if unit.result is not None:
-                        unit.result.delete()
+            _forget_expired(emulator, now)
         except Exception:
             log.exception("housekeeping failed")
+
+
+def _forget_expired(emulator: Emulator, now: float) -> None:
+    for statement in emulator._store.expired(now):
+        for unit in [statement, *statement.children]:
+            if unit.result is not None:
+                unit.result.delete()
 
 
 def _aws_client(service: str, config: EmulatorConfig) -> Any:

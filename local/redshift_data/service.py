@@ -268,7 +268,9 @@ class DataApiService:
 
     def list_statements(self, body: dict, caller: str) -> dict:
         request = parse(ListStatementsRequest, body)
-        status = None if request.Status in (None, "ALL") else request.Status
+        # "By default, only finished statements are shown" (botocore's model of ListStatements): without Status
+        # only FINISHED ones; ALL lists every status.
+        status = None if request.Status == "ALL" else request.Status or FINISHED
 
         def matches(s: Statement) -> bool:
             ident = s.identity

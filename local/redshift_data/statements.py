@@ -4,6 +4,11 @@ A ``Statement`` is what DescribeStatement shows. A batch is a parent statement w
 ``<id>:1``, ``<id>:2`` ...); a plain ExecuteStatement is a parent with no children. The store indexes statements by
 id and by ClientToken (the same token always returns the same statement and never runs it twice), pages
 ListStatements with a stable cursor, and forgets statements (and their spooled results) once their TTL has passed.
+
+An expired statement is not unknown: AWS answers a DescribeStatement of one with ValidationException "Could not
+retrieve the query result as it has expired after <epoch seconds>." (seen by pulumi/pulumi-aws#2055; the Terraform
+provider's redshiftdata ``FindStatementByID`` matches ValidationException + "expired" for it), not
+ResourceNotFoundException. The store keeps a tombstone (id and expiry time) for another TTL to answer so.
 """
 
 from __future__ import annotations
@@ -93,7 +98,8 @@ class Statement:
 
     def start_clock(self) -> None:
         self.started_ns = time.monotonic_ns()
-        self.redshift_query_id = next(_query_ids)
+        if not self.is_batch:  # a batch reports RedshiftQueryId 0: each of its statements has its own
+            self.redshift_query_id = next(_query_ids)
 
     def stop_clock(self) -> None:
         if self.started_ns is not None:
@@ -112,7 +118,6 @@ class Statement:
             "UpdatedAt": self.updated_at,
             "Duration": self.duration_ns,
             "HasResultSet": self.has_result_set,
-            "QueryString": "; ".join(self.query_strings) if self.is_batch else self.sql,
             "RedshiftPid": self.redshift_pid,
             "RedshiftQueryId": self.redshift_query_id,
             "ResultRows": self.result_rows,
@@ -131,7 +136,12 @@ class Statement:
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         if self.is_batch:
+            # As AWS describes a batch (Management Guide, "Calling the Data API", describe-statement after
+            # batch-execute-statement): no QueryString of its own, RedshiftQueryId 0, ResultRows/ResultSize the sums
+            # of its statements', HasResultSet true "if any substatement returns a result set" (botocore's model).
             data["SubStatements"] = [child.describe_sub() for child in self.children]
+        else:
+            data["QueryString"] = self.sql
         return data
 
     def describe_sub(self) -> dict[str, Any]:
@@ -183,6 +193,7 @@ class StatementStore:
         self._lock = threading.Lock()
         self._statements: dict[str, Statement] = {}
         self._by_token: dict[str, str] = {}
+        self._tombstones: dict[str, float] = {}  # expired statement id -> when it expired
         self._sequence = itertools.count(1)
 
     def new_id(self) -> str:
@@ -219,6 +230,9 @@ class StatementStore:
         parent_id, _, child = statement_id.partition(":")
         with self._lock:
             statement = self._statements.get(parent_id)
+            expired_at = self._tombstones.get(parent_id)
+        if statement is None and expired_at is not None:
+            raise ValidationException(f"Could not retrieve the query result as it has expired after {int(expired_at)}.")
         if statement is None:
             raise ResourceNotFoundException(f"Query {statement_id} does not exist or has expired.", statement_id)
         if not child:
@@ -249,13 +263,27 @@ class StatementStore:
         return selected, None
 
     def expired(self, now: float) -> Iterator[Statement]:
+        """Forget the statements past their TTL (a tombstone answers for each for another TTL), yielding them."""
         with self._lock:
             gone = [s for s in self._statements.values() if s.expires_at is not None and s.expires_at <= now]
             for statement in gone:
                 del self._statements[statement.id]
+                self._tombstones[statement.id] = statement.expires_at or now
                 if statement.client_token and self._by_token.get(statement.client_token) == statement.id:
                     del self._by_token[statement.client_token]
+            for statement_id in [i for i, at in self._tombstones.items() if at + self._ttl <= now]:
+                del self._tombstones[statement_id]
         yield from gone
+
+    def expire_now(self, statement_id: str) -> bool:
+        """Make a terminal statement's TTL run out now (the next sweep forgets it). False when there is no such
+        statement or it has not ended."""
+        with self._lock:
+            statement = self._statements.get(statement_id)
+            if statement is None or statement.expires_at is None:
+                return False
+            statement.expires_at = min(statement.expires_at, time.time())
+            return True
 
     def all(self) -> list[Statement]:
         with self._lock:

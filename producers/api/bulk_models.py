@@ -94,8 +94,11 @@ class DropUploadRequest(BaseModel):
     )
     # JSON true/false only, as the document says (not 0/1)
     gzip: bool = Field(default=False, strict=True, description="The file will be gzip-compressed.", examples=[False])
-    operation: BulkOperation | None = Field(
-        default=None, description="What the load does (default insert).", examples=["insert"]
+    # a load only: a dropped file cannot run a query (spectra.bulk.drops refuses one)
+    operation: Literal["insert", "update", "upsert", "delete"] | None = Field(
+        default=None,
+        description="What the load does (default insert); update, upsert and delete need externalIdFieldName.",
+        examples=["insert"],
     )
     externalIdFieldName: str | None = _EXTERNAL_ID
     columnDelimiter: ColumnDelimiter | None = Field(

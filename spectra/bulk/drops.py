@@ -51,6 +51,10 @@ SIDECAR_MAX_BYTES = 64 * 1024
 #: Object metadata a drop URL signs in: the generation of the tenant it was issued to (spectra/tenants.py). A file put
 #: through the URL of an earlier tenant of the same id (deleted, then created again) is not loaded for the new one.
 GENERATION_METADATA = "spectra-generation"
+#: A drop that makes no job is tagged ``spectra-rejected=<why>``, one of these; the ingest bucket's lifecycle expires
+#: each (template.yaml), as it does loaded drops: a file for a tenant since deleted is not kept past the retention.
+REJECTED_TAG = "spectra-rejected"
+NO_ACTIVE_TENANT, PREVIOUS_TENANT = REJECTIONS = ("no-active-tenant", "previous-tenant")
 _SUFFIXES = (".csv.gz", ".csv")
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
@@ -103,6 +107,21 @@ class DropOptions(BaseModel):
 _METADATA_FIELDS = {name.lower(): name for name in DropOptions.model_fields}
 
 
+def metadata_options(metadata: dict[str, str]) -> dict[str, str]:
+    """The job options among an object's metadata (S3 gives its names lower-cased), under their own names."""
+    return {_METADATA_FIELDS[key]: value for key, value in metadata.items() if key in _METADATA_FIELDS}
+
+
+def options_problem(options: DropOptions) -> tuple[str, str] | None:
+    """``(field, reason)`` when a drop with these options can never be loaded: the door fails such a drop, and the
+    API refuses a drop URL for it."""
+    if options.operation is BulkOperation.QUERY:
+        return "operation", "a dropped file cannot run a query"
+    if options.operation.needs_external_id and not options.externalIdFieldName:
+        return "externalIdFieldName", f"operation {options.operation.value} needs externalIdFieldName"
+    return None
+
+
 class DropRefused(Exception):
     pass
 
@@ -116,7 +135,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         logs.bind(tenant_id=tenant.tenant_id)
     if tenant is None or not tenant.active:
         logger.warning("dropped file s3://%s/%s names no active tenant; not loaded", dropped.bucket, dropped.key)
-        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), "spectra-rejected", "no-active-tenant")
+        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), REJECTED_TAG, NO_ACTIVE_TENANT)
         return None
     head = bulk.files.head(dropped.bucket, dropped.key)
     metadata = {key.lower(): value for key, value in ((head or {}).get("Metadata") or {}).items()}
@@ -124,7 +143,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     if issued_to and tenant.generation and issued_to != tenant.generation:
         # through a drop URL issued to an earlier tenant of the same id (deleted, then created again)
         logger.warning("dropped file s3://%s/%s came through a previous tenant's URL", dropped.bucket, dropped.key)
-        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), "spectra-rejected", "previous-tenant")
+        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), REJECTED_TAG, PREVIOUS_TENANT)
         return None
     name = parts[-1]
     problem = None
@@ -141,13 +160,8 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             options = _options(ports, dropped, metadata)
         except (ValueError, DropRefused) as exc:
             problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {exc}")
-        if problem is None and options.operation is BulkOperation.QUERY:
-            problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: a dropped file cannot run a query")
-        if problem is None and options.operation.needs_external_id and not options.externalIdFieldName:
-            problem = ErrorInfo(
-                code="invalid_drop",
-                message=f"{dropped.key}: operation {options.operation.value} needs externalIdFieldName",
-            )
+        if problem is None and (refused := options_problem(options)):
+            problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {refused[1]}")
     now = utcnow()
     job = BulkJob(
         job_id=dropped.job_id,
@@ -168,6 +182,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
                 key=dropped.key,
                 size=dropped.size,
                 gzip=dropped.key.lower().endswith(".gz"),
+                etag=dropped.etag.strip('"') or None,
             )
         ],
         created_at=now,
@@ -197,10 +212,7 @@ def _is_tenant_id(value: str) -> bool:
 def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> DropOptions:
     """The object's metadata, overridden by a sidecar ``<name>.json`` next to it."""
     files = bulk_ports(ports).files
-    values: dict[str, str] = {}
-    for key, value in metadata.items():
-        if key in _METADATA_FIELDS:
-            values[_METADATA_FIELDS[key]] = value
+    values = metadata_options(metadata)
     stem = dropped.key
     for suffix in _SUFFIXES:
         if stem.lower().endswith(suffix):

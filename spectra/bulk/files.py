@@ -36,6 +36,11 @@ class FileUnreadable(Exception):
     """A source file is not what it claims to be (bad gzip); the message says what was wrong."""
 
 
+class FileReplaced(Exception):
+    """A dropped file's key holds a newer upload than the one its job was made for: the ingest bucket keeps no
+    versions, so the job's own file is gone (the newer one has a job of its own)."""
+
+
 def job_prefix(tenant_id: str, job_id: str) -> str:
     return f"{tenant_id}/{job_id}/"
 
@@ -141,15 +146,23 @@ class BulkFiles:
         return bytes(out), True
 
     def chunks(self, source: SourceFile, *, start: int = 0) -> Iterator[bytes]:
-        """The file's content, decompressed when it is gzip, streamed; ``start`` (plain files only) skips bytes."""
+        """The file's content, decompressed when it is gzip, streamed; ``start`` (plain files only) skips bytes. A
+        dropped file is read only while its key still holds the upload it was dropped as (:class:`FileReplaced`)."""
         params: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
         if start:
             params["Range"] = f"bytes={start}-"
+        if source.etag:  # a dropped file: the very upload its job was made for, never a newer one put at its key
+            params["IfMatch"] = f'"{source.etag}"'
         try:
             body = self._s3.get_object(**params)["Body"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise NotFound(f"{source.url} does not exist") from exc
+            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                raise FileReplaced(
+                    f"{source.url} was replaced by a newer upload before this job read it; the newer file is loaded"
+                    " by its own job"
+                ) from exc
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return
             raise

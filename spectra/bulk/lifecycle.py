@@ -25,7 +25,7 @@ from events import (
 from spectra import logs, share
 from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header
-from spectra.bulk.files import job_prefix, outcome_prefix
+from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
 from spectra.errors import IdentityRefused, StatementRejected, Throttled
@@ -86,6 +86,12 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
             statement_id = _start_export(ports, job, identity)
         else:
             job, statement_id = _start_load(ports, job, identity)
+    except FileReplaced as exc:
+        # The key holds a newer upload (the bucket keeps no versions): loading it here would load it twice and this
+        # job's file never. The newer upload's own job loads it, lists its records and marks it processed.
+        error = ErrorInfo(code="file_replaced", message=str(exc))
+        finish_bulk_job(ports, job.model_copy(update={"files": []}), BulkState.FAILED, error=error, files=[])
+        return None
     except BulkInputError as exc:
         finish_bulk_job(ports, job, BulkState.FAILED, error=ErrorInfo(code=exc.code, message=exc.message))
         return None

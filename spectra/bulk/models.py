@@ -127,6 +127,9 @@ class SourceFile(BaseModel):
     key: str
     size: int = 0
     gzip: bool = False
+    #: a dropped file's ETag as its notification gave it: the ingest bucket keeps no versions, so a newer upload to
+    #: the key replaces the file, and the job is loaded only while the key still holds what was dropped
+    etag: str | None = None
 
     @property
     def url(self) -> str:

@@ -28,7 +28,7 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 
 from spectra.bulk.csvfiles import MAX_RECORD_CHARS, Record, records
-from spectra.bulk.files import FileUnreadable, results_key
+from spectra.bulk.files import FileReplaced, FileUnreadable, results_key
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, LineEnding, SourceFile
 from spectra.errors import NotFound
 from spectra.ports import Ports
@@ -193,10 +193,12 @@ def _external_id(record: Record, key_index: int | None) -> str:
 
 
 def _readable_records(files, source, delimiter: str) -> Iterator[Record]:
-    """The file's records; a file that cannot be read (gone, bad gzip) ends early: its job already says why."""
+    """The file's records; a file that cannot be read (gone, bad gzip, replaced by a newer upload) ends early: its
+    job already says why, or the warning does (a file replaced after its load: the rows now there are not the ones
+    the load judged)."""
     try:
         yield from records(files, source, delimiter)
-    except (FileUnreadable, NotFound) as exc:
+    except (FileUnreadable, FileReplaced, NotFound) as exc:
         logger.warning("bulk result files stop early at %s: %s", source.url, exc)
 
 
@@ -211,7 +213,7 @@ def _header(ports: Ports, job: BulkJob) -> list[str]:
     try:
         with bulk.files.text(job.files[0]) as stream:
             first = next(csv.reader(stream, delimiter=job.column_delimiter.char), [])
-    except (FileUnreadable, NotFound, csv.Error):
+    except (FileUnreadable, FileReplaced, NotFound, csv.Error):
         return []
     return [name.lstrip("\ufeff").strip().lower() for name in first]
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from events import BulkJobQueuedMessage, ErrorInfo
-from spectra.bulk.drops import GENERATION_METADATA
+from spectra.bulk.drops import GENERATION_METADATA, DropOptions, metadata_options, options_problem
 from spectra.bulk.files import results_key
 from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
 from spectra.bulk.models import (
@@ -219,6 +221,12 @@ def drop_upload_url(
         split_object(object_name)
     except ValueError as exc:
         raise InvalidRequest(str(exc), details={"field": "object"}) from exc
+    try:
+        refused = options_problem(DropOptions.model_validate(metadata_options(metadata)))
+    except ValidationError as exc:
+        raise InvalidRequest(f"job options are not valid: {exc.errors()[0]['msg']}") from exc
+    if refused:  # else every file put through the URL would make a Failed job, found out only after the upload
+        raise InvalidRequest(refused[1], details={"field": refused[0]})
     name = filename or f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
     if "/" in name or not name.strip() or len(name) > 200:
         raise InvalidRequest("filename must be a plain file name", details={"field": "filename"})

@@ -114,23 +114,6 @@ class SubscriptionStore:
             if not token:
                 return found
 
-    def count_for_tenant(self, tenant_id: str) -> int:
-        total, start_key = 0, None
-        while True:
-            query: dict[str, Any] = {
-                "TableName": self._table,
-                "KeyConditionExpression": "tenant_id = :t AND begins_with(subscription_id, :p)",
-                "ExpressionAttributeValues": to_item({":t": tenant_id, ":p": SUBSCRIPTION_PREFIX}),
-                "Select": "COUNT",
-            }
-            if start_key:
-                query["ExclusiveStartKey"] = start_key
-            response = self._db.query(**query)
-            total += response.get("Count", 0)
-            start_key = response.get("LastEvaluatedKey")
-            if not start_key:
-                return total
-
     # -- delivery state -------------------------------------------------------------------------------------------
 
     def record_success(self, tenant_id: str, subscription_id: str, *, status: int, at: datetime) -> Subscription | None:

@@ -208,6 +208,36 @@ def test_the_same_file_dropped_again_is_a_new_job(bulk_tenant, warehouse):
     assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 1, None)] * 2
 
 
+def test_a_file_replaced_while_its_job_waits_is_not_loaded_in_place_of_the_newer_one(bulk_tenant, warehouse):
+    """The ingest bucket keeps no versions: a file put again at the same key while the first one's job waits (here at
+    the tenant's running cap of one) replaces it. The newer file is loaded once, by its own job; the first job fails
+    saying its file was replaced, and lists nothing (its rows no longer exist anywhere)."""
+    client = bulk_tenant(max_running_statements=1)
+    slow = client.api.submit("select pg_sleep(30)")["job_id"]
+    client.api.wait(slow, statuses=("SUBMITTED",))
+    key = client.drop(csv_bytes([HEADER, ["old@x", "Old", "Oslo", "1"]]), "daily.csv")
+
+    def jobs(count):
+        def probe():
+            listing = client.api.request("GET", "/v1/bulk/jobs?limit=100").json()["records"]
+            found = [j for j in listing if j["objectKey"] == key]
+            return found if len(found) == count else None
+
+        return probe
+
+    [first] = wait_until(jobs(1), 30, "the first file's job")
+    client.drop(csv_bytes([HEADER, ["new@x", "New", "Rome", "2"]]), "daily.csv")
+    [second] = [j for j in wait_until(jobs(2), 30, "the second file's job") if j["id"] != first["id"]]
+    assert first["state"] == "UploadComplete"  # still waiting when its file was replaced
+    assert client.api.request("DELETE", f"/v1/jobs/{slow}").status_code in (200, 202)
+    replaced, loaded = client.wait(first["id"]), client.wait(second["id"])
+    assert (replaced["state"], replaced["error"]["code"]) == ("Failed", "file_replaced"), replaced
+    assert "replaced by a newer upload" in replaced["errorMessage"]
+    assert client.api.request("GET", f"/v1/bulk/jobs/{first['id']}/unprocessedrecords").status_code == 404
+    assert (loaded["state"], loaded["numberRecordsProcessed"]) == ("JobComplete", 1)
+    assert client.rows(warehouse) == [("new@x", "New", "Rome", 2, None)]
+
+
 def test_a_multipart_upload_is_one_job(bulk_tenant, warehouse, spectra_stack):
     """moto notifies a multipart upload twice (Put, then CompleteMultipartUpload), for one write: one job."""
     client = bulk_tenant()

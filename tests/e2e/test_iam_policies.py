@@ -6,7 +6,10 @@ listing, the reconciler finishing a lost-event job and re-queueing a lost messag
 a disabled subscription and a query callback, the SNS topic), records each boto3 call with the
 function that made it, checks that each function made at least the calls the scenario is meant to exercise, and
 checks every call's IAM action against the actions that function's policy grants. Resources are not compared;
-cfn-lint and review cover those. Not exercised here: the executor's tenant lookup for Serverless secrets.
+cfn-lint and review cover those, with one exception: an S3 read the code expects may find nothing (a sidecar, a file
+deleted before its job ran) answers 404 only to a role that may list the bucket; without s3:ListBucket on it, S3
+answers 403 AccessDenied, which the code rightly takes for a real failure. So each read answered 404 here needs
+s3:ListBucket on that very bucket. Not exercised here: the executor's tenant lookup for Serverless secrets.
 """
 
 from __future__ import annotations
@@ -83,10 +86,43 @@ def granted_actions() -> dict[str, set[str]]:
     return granted
 
 
+def listable_buckets() -> dict[str, set[str]]:
+    """Each function's buckets (logical ids) on which its policy grants s3:ListBucket."""
+    body, _ = decode(str(TEMPLATE))
+    listable: dict[str, set[str]] = defaultdict(set)
+    for name, resource in body["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in policy.get("Statement", []):
+                actions = statement.get("Action")
+                if statement.get("Effect") != "Allow" or "s3:ListBucket" not in (actions or []):
+                    continue
+                resources = (
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                )
+                listable[name].update(r["Fn::GetAtt"][0] for r in resources if "Fn::GetAtt" in r)
+    return listable
+
+
+class RecordedCalls(defaultdict):
+    """function → the IAM actions of its calls; ``not_found``: function → the buckets (logical ids) where one of its
+    object reads was answered 404."""
+
+    def __init__(self) -> None:
+        super().__init__(set)
+        self.not_found: dict[str, set[str]] = defaultdict(set)
+
+
 @pytest.fixture
 def recorded_calls(spectra_stack):
     """(function, action) for every AWS call made inside a function invocation while the test runs."""
-    calls: dict[str, set[str]] = defaultdict(set)
+    calls = RecordedCalls()
+    buckets = {
+        spectra_stack.physical_id(name): name
+        for name, resource in decode(str(TEMPLATE))[0]["Resources"].items()
+        if resource["Type"] == "AWS::S3::Bucket"
+    }
     originals = {}
     for name, function in spectra_stack.functions.items():
         originals[name] = function.invoke
@@ -112,12 +148,24 @@ def recorded_calls(spectra_stack):
         else:
             calls[function].add(_ACTION_OF.get(action, action))
 
+    def remember_bucket(params, context, **_):
+        context["iam_bucket"] = params.get("Bucket")
+
+    def record_not_found(http_response, model, context, **_):
+        function = _current_function.get()
+        if function is not None and model.name in ("GetObject", "HeadObject") and http_response.status_code == 404:
+            calls.not_found[function].add(buckets.get(context.get("iam_bucket") or "", "?"))
+
     clients = get_ports().clients
     for client in clients:
         client.meta.events.register("before-call", record, unique_id="iam-recorder")
+        client.meta.events.register("before-parameter-build.s3", remember_bucket, unique_id="iam-bucket")
+        client.meta.events.register("after-call.s3", record_not_found, unique_id="iam-recorder-404")
     yield calls
     for client in clients:
         client.meta.events.unregister("before-call", unique_id="iam-recorder")
+        client.meta.events.unregister("before-parameter-build.s3", unique_id="iam-bucket")
+        client.meta.events.unregister("after-call.s3", unique_id="iam-recorder-404")
     for name, invoke in originals.items():
         spectra_stack.functions[name].invoke = invoke
 
@@ -155,7 +203,7 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
     client.request("GET", "/v1/jobs", params={"limit": 1, "next_token": token}).raise_for_status()
     client.wait(slow, statuses=("SUBMITTED",))
     wait_until(
-        lambda: redshift_data.list_statements(StatementName=slow, RoleLevel=False)["Statements"],
+        lambda: redshift_data.list_statements(StatementName=slow, RoleLevel=False, Status="ALL")["Statements"],
         30,
         "the slow statement to start",
     )
@@ -253,6 +301,13 @@ def assert_granted(recorded_calls: dict[str, set[str]], expected_minimum: dict[s
         if actions - granted[function]
     }
     assert not missing, f"calls the template does not allow: {missing}"
+    listable = listable_buckets()
+    unlisted = {
+        function: sorted(buckets - listable[function])
+        for function, buckets in recorded_calls.not_found.items()
+        if buckets - listable[function]
+    }
+    assert not unlisted, f"reads answered 404 locally, 403 on AWS without s3:ListBucket on the bucket: {unlisted}"
 
 
 def test_every_bulk_call_is_granted(recorded_calls, bulk_tenant, spectra_stack):
@@ -268,6 +323,22 @@ def test_every_bulk_call_is_granted(recorded_calls, bulk_tenant, spectra_stack):
         "Failed",
         "Failed",
     )
+    # a file deleted before its notification was handled: no object, no sidecar (reads answered 404), and a job
+    # the executor fails for its missing file
+    gone = f"{client.tenant_id}/{client.table}/gone.csv"
+    notification = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": client.ingest_bucket},
+                    "object": {"key": gone, "size": 9, "eTag": "0" * 32, "sequencer": "01"},
+                },
+            }
+        ]
+    }
+    spectra_stack.invoke("S3DropFunction", {"Records": [sqs_record(json.dumps(notification))]})
+    assert client.dropped_job(gone)["error"]["code"] == "file_not_found"
     job = client.create("upsert", externalIdFieldName="email")
     client.upload(job["id"], csv_bytes([header, ["bob@x", "Bob", "Rome", "2"]]))
     client.close(job["id"])

@@ -45,7 +45,7 @@ def run_recorded_job(job) -> dict:
 
 
 def statements_of(redshift_data, job_id: str) -> list:
-    return redshift_data.list_statements(StatementName=job_id, RoleLevel=False)["Statements"]
+    return redshift_data.list_statements(StatementName=job_id, RoleLevel=False, Status="ALL")["Statements"]
 
 
 def assert_not_run(redshift_data, job: dict, code: str) -> None:

@@ -65,7 +65,7 @@ def test_cancel_a_running_statement(new_tenant, job_events, redshift_data):
     assert running["status"] == "SUBMITTED"
 
     def statement_started():
-        listed = redshift_data.list_statements(StatementName=job_id, RoleLevel=False)["Statements"]
+        listed = redshift_data.list_statements(StatementName=job_id, RoleLevel=False, Status="ALL")["Statements"]
         return listed and listed[0]["Status"] == "STARTED"
 
     from tests.fixtures.stack import wait_until

@@ -310,7 +310,7 @@ def test_an_event_before_the_executor_recorded_its_statement(functions_running, 
     wait_until(lambda: _queue_idle(local_aws, stack.state.output("JobsQueue")), 30, "the executor's retry consumed")
     assert bus.wait_for(job.job_id, "Job Completed", timeout=30)
     assert events_by_job(bus, [job.job_id]) == {job.job_id: ["Job Completed"]}
-    named = data_api.list_statements(StatementName=job.job_id, RoleLevel=True)["Statements"]
+    named = data_api.list_statements(StatementName=job.job_id, RoleLevel=True, Status="ALL")["Statements"]
     assert [s["Id"] for s in named] == [started]  # the retry's ExecuteStatement returned the same statement
     assert store.get(job.job_id).status is JobStatus.COMPLETED
 
@@ -338,4 +338,4 @@ def test_a_throttling_data_api_under_load_delays_jobs_but_loses_none(functions_r
     assert all(set(types) == {"Job Completed"} for types in announced.values()), announced
     data_api = stack.warehouse.client
     for job_id in jobs:  # every call for a job carried its ClientToken: one statement each, however many calls
-        assert len(data_api.list_statements(StatementName=job_id, RoleLevel=True)["Statements"]) == 1
+        assert len(data_api.list_statements(StatementName=job_id, RoleLevel=True, Status="ALL")["Statements"]) == 1

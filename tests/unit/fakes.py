@@ -417,6 +417,10 @@ class FakeWarehouse:
         self.tables: dict[tuple[str, str], list[dict[str, Any]]] = {}  # what DescribeTable answers (``add_table``)
         self.sessions: dict[str, FakeSession] = {}
         self.max_sessions: int | None = None  # ActiveSessionsExceededException past this many open sessions
+        # the answer to the result of a statement without a result set: ValidationException here and in the emulator;
+        # which code AWS sends is not documented (its text is "Query does not have result. Please check query status
+        # with DescribeStatement."), so callers must cope with ResourceNotFoundException (NotFound) too
+        self.no_result_set_answer: type[StatementRejected | NotFound] = StatementRejected
 
     # -- scripting
 
@@ -577,8 +581,12 @@ class FakeWarehouse:
         self._enter("csv_result", statement_id)
         statement = self._statement(statement_id)
         if statement.status != "FINISHED" or not statement.has_result_set:
-            raise StatementRejected(
-                f"statement {statement_id} has no result set", details={"aws_error": "ValidationException"}
+            code = (
+                "ValidationException" if self.no_result_set_answer is StatementRejected else "ResourceNotFoundException"
+            )
+            raise self.no_result_set_answer(
+                "Query does not have result. Please check query status with DescribeStatement.",
+                details={"aws_error": code},
             )
         return CsvResult(list(statement.columns), statement.result_rows, iter(list(statement.pages)))
 
@@ -948,12 +956,18 @@ class FakeS3:
         self.objects[(Bucket, Key)] = {"Body": bytes(Body), "ContentType": ContentType, "Metadata": metadata}
         return {"ETag": '"' + hashlib.md5(bytes(Body)).hexdigest() + '"'}
 
-    def get_object(self, *, Bucket: str, Key: str, Range: str | None = None, **_: Any) -> dict:
+    def get_object(
+        self, *, Bucket: str, Key: str, Range: str | None = None, IfMatch: str | None = None, **_: Any
+    ) -> dict:
         self.requests.append(("GetObject", Key))
         stored = self.objects.get((Bucket, Key))
         if stored is None:
             raise _client_error("NoSuchKey", "The specified key does not exist.", "GetObject")
         body = stored["Body"]
+        if IfMatch is not None and IfMatch.strip('"') != hashlib.md5(body).hexdigest():
+            raise _client_error(
+                "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", "GetObject"
+            )
         if Range is not None:  # "bytes=<first>-[<last>]", as S3 reads it; a first byte past the end is refused
             first, _, last = Range.removeprefix("bytes=").partition("-")
             if int(first) >= len(body):
@@ -1063,9 +1077,6 @@ class FakeSubscriptionStore:
 
     def webhooks_for_tenant(self, tenant_id: str) -> list[Subscription]:
         return self._standing(tenant_id)
-
-    def count_for_tenant(self, tenant_id: str) -> int:
-        return len(self._standing(tenant_id))
 
     def _change(self, tenant_id: str, subscription_id: str, **changes: Any) -> Subscription | None:
         key = (tenant_id, subscription_id)

@@ -127,7 +127,11 @@ def test_a_drop_becomes_a_queued_insert_job_listed_with_its_key(ports):
         None,
     )
     assert job.object_key == "acme/Accounts/jan.csv"
-    assert job.files == [SourceFile(bucket=INGEST_BUCKET, key="acme/Accounts/jan.csv", size=len(BODY), gzip=False)]
+    assert job.files == [
+        SourceFile(
+            bucket=INGEST_BUCKET, key="acme/Accounts/jan.csv", size=len(BODY), gzip=False, etag=dropped.etag.strip('"')
+        )
+    ]
     assert job.tenant_generation == ports.tenants.get("acme").generation
     assert job.queued_at is not None and job.db_user == "tenant_acme"
     assert ports.queue.messages == [BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")]
@@ -328,3 +332,25 @@ def test_a_file_put_through_a_previous_tenants_drop_url_is_not_loaded(ports):
     assert s3(ports).tags(INGEST_BUCKET, "acme/accounts/jan.csv") == {"spectra-rejected": "previous-tenant"}
     current = ports.tenants.get("acme").generation
     assert accept_drop(ports, drop(ports, "acme/accounts/feb.csv", metadata={"spectra-generation": current}))
+
+
+def test_a_file_replaced_before_its_job_starts_fails_that_job_and_only_the_newer_one_loads(ports):
+    """The ingest bucket keeps no versions: once a newer upload replaced a dropped file, the first job has nothing of
+    its own left to load. It fails saying so, with no files (the newer upload's job lists and tags them); the same
+    bytes put again are the same file, and load (a new upload of the very same file is a new job by design)."""
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    first = drop(ports, "acme/accounts/jan.csv")
+    accept_drop(ports, first)
+    second = drop(ports, "acme/accounts/jan.csv", b"id,name\n3,Cid\n")
+    accept_drop(ports, second)
+    replaced, newer = ports.queue.messages
+    assert start_bulk_job(ports, replaced) is None
+    job = ports.bulk.jobs.get(first.job_id)
+    assert job.state is BulkState.FAILED and job.error.code == "file_replaced" and job.files == []
+    assert "replaced by a newer upload" in job.error.message
+    assert s3(ports).tags(INGEST_BUCKET, "acme/accounts/jan.csv") == {}  # the newer file's job marks it processed
+    assert start_bulk_job(ports, newer).state is BulkState.IN_PROGRESS
+    again = drop(ports, "acme/accounts/feb.csv")
+    accept_drop(ports, again)
+    accept_drop(ports, drop(ports, "acme/accounts/feb.csv"))
+    assert start_bulk_job(ports, ports.queue.messages[2]).state is BulkState.IN_PROGRESS

@@ -173,6 +173,23 @@ def test_upload_urls_open_one_key_under_the_job_or_the_tenants_drop_prefix(ports
         drop_upload_url(ports, caller(ports), object_name="../x", filename=None, gzip=False, metadata={})
 
 
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        ({"operation": "query"}, "operation"),
+        ({"operation": "upsert"}, "externalIdFieldName"),
+        ({"operation": "delete", "columndelimiter": "TAB"}, "externalIdFieldName"),
+    ],
+)
+def test_no_drop_url_for_options_every_file_would_fail_with(ports, metadata, field):
+    """The door would fail each file put through such a URL: the request is refused, before anything is uploaded."""
+    with pytest.raises(InvalidRequest) as refused:
+        drop_upload_url(ports, caller(ports), object_name="accounts", filename=None, gzip=False, metadata=metadata)
+    assert refused.value.details == {"field": field}
+    upsert = {"operation": "upsert", "externalidfieldname": "email"}
+    assert drop_upload_url(ports, caller(ports), object_name="accounts", filename=None, gzip=False, metadata=upsert)
+
+
 # -- abort ----------------------------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from events import (
     StatementStatusChange,
 )
 from spectra import lifecycle
-from spectra.errors import StartNotRecorded, Throttled
+from spectra.errors import NotFound, StartNotRecorded, StatementRejected, Throttled
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.publisher import PublishFailed
@@ -242,7 +242,10 @@ def test_an_event_for_another_statement_of_the_job_is_ignored(ports):
     assert ports.events.events == []
 
 
-def test_dml_without_a_result_set_counts_the_rows_affected(ports):
+@pytest.mark.parametrize("answer", [StatementRejected, NotFound], ids=["validation", "resource-not-found"])
+def test_dml_without_a_result_set_counts_the_rows_affected(ports, answer):
+    """Whichever code the Data API gives GetStatementResultV2 of a statement without a result set."""
+    ports.warehouse.no_result_set_answer = answer
     job = running(ports)
     done = complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=42))
     assert done.status is JobStatus.COMPLETED

@@ -163,6 +163,22 @@ def test_a_tenant_has_a_bounded_number_of_subscriptions():
     service.create_subscription(ports, GLOBEX, url="https://hooks.acme.example/in", events=["Job Completed"])
 
 
+def test_a_predecessors_subscriptions_do_not_count_toward_the_limit():
+    """A tenant id deleted and created again starts with none of its own: it may subscribe up to the limit."""
+    ports = ports_with_notify(webhook_max_subscriptions=2)
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    predecessor = Caller.of(ports.tenants.get("acme"))
+    for _ in range(2):
+        subscribe(ports, caller=predecessor)
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    successor = Caller.of(ports.tenants.get("acme"))
+    for _ in range(2):
+        subscribe(ports, caller=successor)
+    with pytest.raises(Conflict):
+        subscribe(ports, caller=successor)
+
+
 def test_another_tenants_subscription_is_not_found():
     ports = ports_with_notify()
     mine = service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])

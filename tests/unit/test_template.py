@@ -163,3 +163,18 @@ def test_every_checkov_skip_says_why(template):
     for name, skip in skips:
         assert skip["id"].startswith("CKV"), name
         assert len(skip.get("comment", "").split()) >= 5, (name, skip["id"])
+
+
+def test_every_tag_the_drop_door_leaves_on_a_file_expires_it(template):
+    """Loaded drops and drops that made no job alike (a tenant since deleted included): none stays forever."""
+    from spectra.bulk.drops import REJECTED_TAG, REJECTIONS
+
+    rules = template["Resources"]["IngestBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = {
+        (tag["Key"], tag["Value"])
+        for rule in rules
+        if rule["Status"] == "Enabled" and rule.get("ExpirationInDays")
+        for tag in rule.get("TagFilters", [])
+    }
+    left = {("spectra-processed", "true"), *((REJECTED_TAG, why) for why in REJECTIONS)}
+    assert left <= expiring, sorted(left - expiring)

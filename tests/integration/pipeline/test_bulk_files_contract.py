@@ -2,7 +2,8 @@
 
 The bulk unit tests read headers, records and result pages through BulkFiles on a FakeS3; these scenarios keep that
 fake to what S3 itself answers (ranged reads and a range past the end, a missing key on GET, HEAD and tagging,
-listing order and sizes, metadata names), so a unit test cannot pass on behaviour S3 does not have.
+listing order and sizes, metadata names, a read pinned to an ETag), so a unit test cannot pass on behaviour S3 does
+not have.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import uuid
 
 import pytest
 
-from spectra.bulk.files import BulkFiles, FileUnreadable
+from spectra.bulk.files import BulkFiles, FileReplaced, FileUnreadable
 from spectra.bulk.models import SourceFile
 from spectra.errors import NotFound
 from tests.unit.bulk_helpers import bulk_job
@@ -58,6 +59,18 @@ def test_gzip_batches_are_inflated_and_a_bad_one_is_unreadable(files):
     bad = files.put("acme/b_1/uploads/b.csv.gz", b"not gzip")
     with pytest.raises(FileUnreadable):
         b"".join(files.chunks(bad))
+
+
+def test_a_dropped_file_reads_only_while_its_key_holds_the_upload_it_was_dropped_as(files):
+    key = "acme/accounts/jan.csv"
+    etag = files.client.put_object(Bucket=files.ingest_bucket, Key=key, Body=b"id\n1\n")["ETag"]
+    dropped = SourceFile(bucket=files.ingest_bucket, key=key, etag=etag.strip('"'))
+    assert b"".join(files.chunks(dropped)) == b"id\n1\n"
+    assert b"".join(files.chunks(dropped, start=3)) == b"1\n"
+    files.client.put_object(Bucket=files.ingest_bucket, Key=key, Body=b"id\n2\n")
+    with pytest.raises(FileReplaced):
+        files.head_bytes(dropped, limit=10)
+    assert b"".join(files.chunks(dropped.model_copy(update={"etag": None}))) == b"id\n2\n"
 
 
 def test_a_missing_object_is_none_on_head_and_small_reads_and_not_found_on_reads(files):

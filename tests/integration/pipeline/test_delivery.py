@@ -52,7 +52,7 @@ def test_the_same_message_delivered_twice_runs_one_statement(spectra_stack, reds
     results.append(spectra_stack.invoke("ExecutorFunction", sqs_event(body, queue_arn)))
     assert all(result == {"batchItemFailures": []} for result in results), results
 
-    statements = redshift_data.list_statements(StatementName=job.job_id, RoleLevel=False)["Statements"]
+    statements = redshift_data.list_statements(StatementName=job.job_id, RoleLevel=False, Status="ALL")["Statements"]
     assert len(statements) == 1, statements
     done = wait_until(lambda: (j := get_ports().jobs.get(job.job_id)).status.is_terminal and j, 30, "the job to end")
     assert done.status is JobStatus.COMPLETED
@@ -79,4 +79,4 @@ def test_a_message_for_a_cancelled_job_runs_nothing(spectra_stack, redshift_data
     body = JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id).model_dump_json()
     result = spectra_stack.invoke("ExecutorFunction", sqs_event(body, spectra_stack.attribute("JobsQueue", "Arn")))
     assert result == {"batchItemFailures": []}
-    assert redshift_data.list_statements(StatementName=job.job_id, RoleLevel=False)["Statements"] == []
+    assert redshift_data.list_statements(StatementName=job.job_id, RoleLevel=False, Status="ALL")["Statements"] == []

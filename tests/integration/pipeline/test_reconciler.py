@@ -159,7 +159,7 @@ def test_a_job_submitted_without_a_statement_is_queued_again_and_runs(ports, red
     reconcile(ports, now=later(minutes=10))
     done = wait_terminal(ports, job.job_id)
     assert done.status is JobStatus.COMPLETED, done
-    statements = redshift_data.list_statements(StatementName=job.job_id, RoleLevel=False)["Statements"]
+    statements = redshift_data.list_statements(StatementName=job.job_id, RoleLevel=False, Status="ALL")["Statements"]
     assert [s["Id"] for s in statements] == [done.statement_id]
 
 
@@ -189,6 +189,28 @@ def test_a_statement_the_warehouse_forgot_fails_the_job(ports, job_tenant):
     job = record_job(ports, job_tenant)
     ports.jobs.transition(job.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
     ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id="00000000-0000-4000-8000-000000000000")
+
+    reconcile(ports, now=later(minutes=2))
+    failed = ports.jobs.get(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error.code == "statement_lost"
+
+
+def test_a_statement_past_the_data_apis_retention_fails_the_job(ports, redshift_data, redshift_emulator, job_tenant):
+    """The Data API answers ValidationException ("... has expired after ...") for a statement past its 24 hours, not
+    ResourceNotFoundException: the job fails as lost instead of erring on every sweep for ever."""
+    job = record_job(ports, job_tenant)
+    ports.jobs.transition(job.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
+    statement_id = ports.warehouse.execute(
+        job.sql,
+        identity=DatabaseIdentity(db_user=job.db_user),
+        name=job.job_id,
+        client_token=job.job_id,
+        with_event=False,
+    )
+    ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id)
+    wait_for_statement(redshift_data, statement_id)
+    assert redshift_emulator.expire_statement(statement_id)
 
     reconcile(ports, now=later(minutes=2))
     failed = ports.jobs.get(job.job_id)

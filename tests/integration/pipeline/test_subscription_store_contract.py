@@ -77,7 +77,7 @@ def test_listing_pages_through_standing_subscriptions_only(store):
             break
     assert sorted(seen) == sorted(mine)
     assert {s.subscription_id for s in store.webhooks_for_tenant("acme")} == mine
-    assert store.count_for_tenant("acme") == 5 and store.count_for_tenant("nobody") == 0
+    assert store.webhooks_for_tenant("nobody") == []
     assert store.get("acme", callback_id("j_1")).job_id == "j_1"
 
 

@@ -43,6 +43,7 @@ def test_select_returns_typed_records_and_redshift_column_metadata(api, redshift
     ]  # fmt: skip
     assert (meta["n"]["precision"], meta["n"]["scale"]) == (10, 2)
     assert meta["s"]["precision"] == 20
+    assert (meta["ts"]["precision"], meta["ts"]["scale"]) == (29, 6)  # as the guide's get-statement-result shows
     assert meta["i"]["isSigned"] is True
 
 
@@ -147,6 +148,16 @@ def test_unknown_statement_id_is_resource_not_found(redshift_data):
         assert caught.value.response["ResourceId"] == missing
 
 
+def test_a_statement_past_its_retention_is_a_validation_error_saying_it_expired(api, redshift_data, redshift_emulator):
+    """AWS keeps results 24 hours; after that DescribeStatement answers ValidationException "Could not retrieve the
+    query result as it has expired after <epoch>." (pulumi/pulumi-aws#2055), not ResourceNotFoundException."""
+    described = api.run("SELECT 1")
+    assert redshift_emulator.expire_statement(described["Id"])
+    for call in (redshift_data.describe_statement, redshift_data.get_statement_result):
+        with pytest.raises(redshift_data.exceptions.ValidationException, match=r"has expired after \d+"):
+            call(Id=described["Id"])
+
+
 def test_client_token_returns_the_same_statement_and_runs_it_once(api, redshift_data, name):
     api.run(f"CREATE TABLE {name} (id int)")
     token = f"token-{name}"
@@ -179,6 +190,12 @@ def test_batch_runs_in_order_in_one_transaction_with_sub_statements(api, redshif
     described = wait_for_statement(redshift_data, response["Id"])
     assert described["Status"] == "FINISHED"
     subs = described["SubStatements"]
+    # the batch itself, as AWS's guide shows one: a result set if any statement has one, the statements' counts
+    # summed, RedshiftQueryId 0 and no QueryString (each statement has its own)
+    assert described["HasResultSet"] is True
+    assert described["ResultRows"] == sum(max(s["ResultRows"], 0) for s in subs) == 2 + 2
+    assert described["ResultSize"] == sum(max(s["ResultSize"], 0) for s in subs) > 0
+    assert (described["RedshiftQueryId"], "QueryString" in described) == (0, False)
     assert [s["Id"] for s in subs] == [f"{response['Id']}:{n}" for n in (1, 2, 3)]
     assert [s["Status"] for s in subs] == ["FINISHED"] * 3
     assert [s["HasResultSet"] for s in subs] == [False, False, True]
@@ -216,9 +233,12 @@ def test_list_statements_filters_by_name_prefix_and_status_and_pages(api, redshi
         api.run("SELECT 1", StatementName=f"{name}-ok-{n}")
     api.run("SELECT broken", StatementName=f"{name}-bad", expect="FAILED")
 
-    listed = redshift_data.list_statements(StatementName=name)["Statements"]
+    listed = redshift_data.list_statements(StatementName=name, Status="ALL")["Statements"]
     assert sorted(s["StatementName"] for s in listed) == [f"{name}-bad", *(f"{name}-ok-{n}" for n in range(3))]
     assert listed[0]["StatementName"] == f"{name}-bad"  # newest first
+    # "By default, only finished statements are shown" (botocore's model): without Status, no FAILED one
+    by_default = redshift_data.list_statements(StatementName=name)["Statements"]
+    assert sorted(s["StatementName"] for s in by_default) == [f"{name}-ok-{n}" for n in range(3)]
     failed = redshift_data.list_statements(StatementName=name, Status="FAILED")["Statements"]
     assert [s["StatementName"] for s in failed] == [f"{name}-bad"]
 
