@@ -84,10 +84,12 @@ class PayloadTooLarge(SpectraError):
 
 
 class Throttled(SpectraError):
-    """The warehouse or an AWS service asked us to slow down. Consumers retry these later instead of failing the job."""
+    """The warehouse or an AWS service asked us to slow down. Consumers retry these later instead of failing the job;
+    the API answers 429 with ``Retry-After`` (``retry_after`` seconds), as API Gateway's own throttling does."""
 
     status = HTTPStatus.TOO_MANY_REQUESTS
     code = "throttled"
+    retry_after: ClassVar[int] = 1
 
 
 class StatementRejected(SpectraError):

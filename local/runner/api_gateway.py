@@ -13,7 +13,8 @@ they share one port; their routes must not overlap.
 Quotas. Before routing, API Gateway REST's hard request limits apply: a body past 10 MB is 413 (REQUEST_TOO_LARGE),
 a URL past 8,192 characters 414, a request line and header values past 10,240 bytes 431, each as the API's gateway
 response. What the HTTP server refuses by itself (lines past 64 KiB, over 100 headers, an unreadable request line) is
-answered the same way, so no caller ever sees an HTML error page or a 5xx for its own input.
+answered the same way, and a body that cannot be read (a malformed chunk, fewer bytes than its Content-Length before
+the client closes) is a 400 gateway response, so no caller ever sees an HTML error page or a 5xx for its own input.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -183,6 +184,8 @@ class ApiGateway:
             event = self.proxy_event(request, route, params, path, request_id)
         except RequestEntityTooLarge:  # a chunked body that announced no length
             return route.api.gateway_response(413, "Request Too Large", "REQUEST_TOO_LARGE")
+        except ClientDisconnected:  # a body cut short of its Content-Length, or a malformed chunk: unreadable
+            return route.api.gateway_response(400, "Bad Request")
         decision = self._authorize(route.api, route.authorizer, event)
         if not decision.allowed:
             return route.api.gateway_response(decision.status, decision.message)

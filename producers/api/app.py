@@ -24,10 +24,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from events import JobStatus
 from producers.api import bulk, subscriptions
 from producers.api.body import StrictBodyValidation
-from producers.api.models import ErrorResponse, JobList, JobResults, JobView, QueryAnswer, QueryRequest
+from producers.api.models import (
+    ErrorResponse,
+    JobList,
+    JobResults,
+    JobView,
+    QueryAnswer,
+    QueryRequest,
+    response_links,
+)
 from producers.api.subscription_models import CallbackView
 from spectra import logs, queries
-from spectra.errors import JobNotFinished, SpectraError
+from spectra.errors import JobNotFinished, SpectraError, StatementRejected, Throttled
 from spectra.notify import service as notify
 from spectra.notify.models import callback_id
 from spectra.ports import get_ports
@@ -60,7 +68,10 @@ _GATEWAY = {
     403: _answer("The caller's tenant has no usage plan (API Gateway's INVALID_API_KEY)"),
     413: _answer("The request is larger than API Gateway accepts (10 MB)"),
     414: _answer("The URL is longer than API Gateway accepts (8,192 characters)"),
-    429: _answer("Too many requests: retry after a pause"),
+    429: _answer(
+        "Too many requests: retry after a pause",
+        headers={"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}},
+    ),
     431: _answer("The request line and headers are larger than API Gateway accepts (10,240 bytes)"),
     500: _answer("The request failed on our side; it is safe to retry"),
 }
@@ -91,9 +102,15 @@ def _error(status: int, code: str, message: str, details: Any = None, headers: d
 
 @app.exception_handler(SpectraError)
 def _domain_error(exc: SpectraError) -> Response:
+    if isinstance(exc, StatementRejected):
+        # The API starts no statement: only a cancel (DELETE, PATCH Aborted) reaches the warehouse, and the Data API
+        # refusing it (access denied, an internal error) is a failure on our side, not a 422 of the caller's
+        logger.exception("the warehouse refused a request")
+        return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the request failed; it is safe to retry")
     if exc.status >= 500:
         logger.exception("request failed")
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, JobNotFinished) else None
+    retry_after = isinstance(exc, JobNotFinished | Throttled)
+    headers = {"Retry-After": str(exc.retry_after)} if retry_after else None
     return _error(exc.status, exc.code, exc.message, exc.details, headers)
 
 
@@ -154,11 +171,15 @@ def _allowed_methods(path: str) -> tuple[str, ...]:
     return next((methods for pattern, methods in _routes() if pattern.fullmatch(path)), ())
 
 
+#: Paths the document leaves out of itself, with their methods.
+_UNDOCUMENTED_PATHS = {"/v1/openapi.json": {"get": {}}, "/v1/docs": {"get": {}}}
+
+
 @lru_cache(maxsize=1)
 def _routes() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
-    """Each documented path as a pattern, with the methods it serves (read from the OpenAPI document once)."""
+    """Each path as a pattern, with the methods it serves (read from the OpenAPI document once)."""
     out = []
-    for template, operations in openapi_document()["paths"].items():
+    for template, operations in {**openapi_document()["paths"], **_UNDOCUMENTED_PATHS}.items():
         pattern = re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
         out.append((pattern, tuple(sorted(m.upper() for m in operations if m.upper() in _HTTP_METHODS))))
     return out
@@ -169,14 +190,15 @@ _HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 
 _LOCATION = {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}
 # Lets a client (and the API fuzzer) follow a new job: its id is the job_id of the answer.
-_JOB_LINKS = {
-    name: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
-    for name, operation in (
-        ("GetJob", "get_job_v1_jobs__job_id__get"),
-        ("GetResults", "get_results_v1_jobs__job_id__results_get"),
-        ("CancelJob", "cancel_v1_jobs__job_id__delete"),
-    )
-}
+_JOB_LINKS = response_links(
+    "job_id",
+    "job_id",
+    {
+        "GetJob": "get_job_v1_jobs__job_id__get",
+        "GetResults": "get_results_v1_jobs__job_id__results_get",
+        "CancelJob": "cancel_v1_jobs__job_id__delete",
+    },
+)
 
 
 @app.post(
@@ -387,6 +409,11 @@ _ERROR_CODES = {
 }
 
 
+def _error_content() -> dict[str, Any]:
+    """A content of its own for each answer: the example written into it below is that status's."""
+    return {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The served OpenAPI document: generated from the routes and models, with the bearer key declared and without
@@ -411,7 +438,6 @@ def openapi_document() -> dict[str, Any]:
             security=[{"apiKey": []}],
         )
     )
-    error_schema = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
     for operations in document["paths"].values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
@@ -421,7 +447,10 @@ def openapi_document() -> dict[str, Any]:
                     responses[empty].pop("content", None)
             common = {**_GATEWAY, **(_JSON_BODY if "requestBody" in operation else {})}
             for status, answer in common.items():
-                responses.setdefault(str(status), {"description": answer["description"], "content": error_schema})
+                extra = {"headers": answer["headers"]} if "headers" in answer else {}
+                responses.setdefault(
+                    str(status), {"description": answer["description"], "content": _error_content(), **extra}
+                )
             for status, answer in responses.items():
                 if status in _ERROR_CODES and "application/json" in answer.get("content", {}):
                     error = {"code": _ERROR_CODES[status], "message": answer["description"], "details": None}

@@ -5,12 +5,15 @@ is not UTF-8, JSON nested past the parser's recursion limit, an integer of more 
 boundary), which became 500s. Here every body goes through one reader that answers in the error shape instead:
 
 * 415 ``unsupported_media_type`` unless the body is ``application/json`` (any case, optionally ``charset=utf-8``).
-  A request without a ``Content-Type`` (or with an empty one) is read as JSON, as before.
+  A request without a ``Content-Type`` (or with an empty one) is read as JSON, as before. A body with a
+  ``Content-Encoding`` (gzip, say) is 415 too: it is read as it comes (API Gateway decompresses nothing here).
 * 413 ``payload_too_large`` past ``API_MAX_BODY_BYTES`` (1 MiB: the largest legal request, 100 KB of SQL and 64 KB of
   parameters, stays well under it even with every character escaped), checked before anything is decoded.
 * 400 ``invalid_json`` for bytes that are not UTF-8, bad syntax, ``NaN``/``Infinity`` (and numbers that overflow to
   them), integers past Python's digit limit, a key given twice, a lone surrogate escape, or nesting deeper than the
   parser goes.
+* 400 ``invalid_request`` for an array where the route reads an object: Powertools would take the array's first
+  item as the body and drop the rest.
 
 The reader replaces the body step of Powertools' request validation (:class:`StrictBodyValidation`); parameters,
 headers and the model itself are validated by Powertools as before.
@@ -25,6 +28,7 @@ import math
 from typing import Any
 
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
+from aws_lambda_powertools.event_handler.openapi.compat import field_annotation_is_sequence
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -42,6 +46,12 @@ def read_json_body(event: BaseProxyEvent, *, max_bytes: int) -> Any:
     raw = event.body
     if raw is None or raw == "":
         return None
+    encoding = (event.headers.get("content-encoding") or "").strip()
+    if encoding.lower() not in ("", "identity"):
+        # the bytes would be read as JSON text all the same (gzip: 400 "not valid UTF-8", which blames the JSON)
+        raise UnsupportedMediaType(
+            "send the JSON body without a Content-Encoding", details={"content_encoding": encoding[:200]}
+        )
     if not isinstance(raw, str):
         raise InvalidRequest("the request body is not readable")
     if event.is_base64_encoded:
@@ -141,4 +151,15 @@ class StrictBodyValidation(OpenAPIRequestValidationMiddleware):
         self._max_bytes = max_bytes  # a callable, so settings are read per request, never at import
 
     def _get_body(self, app) -> Any:
-        return read_json_body(app.current_event, max_bytes=self._max_bytes())
+        body = read_json_body(app.current_event, max_bytes=self._max_bytes())
+        # Powertools reads a list given for a field that is not a sequence as its first item (what a repeated query
+        # parameter needs), so a body [A, B] would run A and drop B without a word: refused, as [] already is.
+        if isinstance(body, list) and not any(
+            field_annotation_is_sequence(param.field_info.annotation)
+            for param in app.context["_route"].dependant.body_params
+        ):
+            raise InvalidRequest(
+                "the body must be a JSON object, not an array",
+                details=[{"loc": ["body"], "msg": "Input should be an object", "type": "model_type"}],
+            )
+        return body

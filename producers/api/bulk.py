@@ -21,12 +21,13 @@ from producers.api.bulk_models import (
     UploadUrl,
     UploadUrlRequest,
 )
-from producers.api.models import ErrorResponse
+from producers.api.models import ErrorResponse, response_links
 from spectra.bulk import service
 from spectra.bulk.models import BulkOperation, BulkState
 from spectra.errors import InvalidRequest, UnsupportedMediaType
 from spectra.ports import get_ports
 from spectra.tenants import Caller
+from spectra.tokens import MAX_TOKEN_CHARS
 
 router = Router()
 
@@ -53,6 +54,22 @@ def _errors(*statuses: int | str) -> dict:
 
 _JOB_ERRORS = _errors(400, 404)
 _CSV = {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
+_LOCATION = {"Location": {"description": "The new job's URL", "schema": {"type": "string"}}}
+# Lets a client (and the API fuzzer's stateful phase) follow a new bulk job: its id is the id of the answer.
+_JOB_LINKS = response_links(
+    "job_id",
+    "id",
+    {
+        "GetBulkJob": "get_job_v1_bulk_jobs__job_id__get",
+        "ChangeBulkJobState": "change_state_v1_bulk_jobs__job_id__patch",
+        "UploadBatch": "upload_batch_v1_bulk_jobs__job_id__batches_put",
+        "GetUploadUrl": "upload_url_v1_bulk_jobs__job_id__uploads_post",
+        "GetSuccessfulResults": "successful_results_v1_bulk_jobs__job_id__successfulResults_get",
+        "GetFailedResults": "failed_results_v1_bulk_jobs__job_id__failedResults_get",
+        "GetUnprocessedRecords": "unprocessed_records_v1_bulk_jobs__job_id__unprocessedrecords_get",
+        "GetQueryResults": "query_results_v1_bulk_jobs__job_id__results_get",
+    },
+)
 
 
 def _ok(description: str, model) -> dict:
@@ -75,7 +92,7 @@ def _info(job, status: int = HTTPStatus.OK) -> Response[BulkJobInfo]:
     "/v1/bulk/jobs",
     tags=["bulk"],
     status_code=201,
-    responses={201: _ok("Job created", BulkJobInfo), **_errors(400)},
+    responses={201: {**_ok("Job created", BulkJobInfo), "headers": _LOCATION, "links": _JOB_LINKS}, **_errors(400)},
     summary="Create a bulk job",
     description="An ingest job (insert, update, upsert, delete into `object`) starts `Open`: upload its data, then "
     "PATCH it to `UploadComplete`. A query job (operation `query` with `query`) is queued at once and UNLOADs its "
@@ -111,7 +128,7 @@ def list_jobs(
     state: Annotated[BulkState | None, Query()] = None,
     operation: Annotated[BulkOperation | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+    next_token: Annotated[str | None, Query(min_length=1, max_length=MAX_TOKEN_CHARS)] = None,
 ) -> BulkJobList:
     page = service.list_jobs(
         get_ports(), _caller(), state=state, operation=operation, limit=limit, next_token=next_token
@@ -163,13 +180,13 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
     # the body is read as bytes, not through a model, so the document states it here; application/octet-stream is
     # accepted too (what generated clients send for a file). Both are binary: a batch is any bytes (gzip included),
     # checked when the job runs, so no body can violate the schema (an API fuzzer sending "[null]" as a "non-string"
-    # body sends a valid batch).
+    # body sends a valid batch) but an empty one, which upload_batch refuses (400).
     openapi_extensions={
         "requestBody": {
             "required": True,
             "content": {
-                "text/csv": {"schema": {"type": "string", "format": "binary"}},
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "text/csv": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
             },
         },
     },
@@ -286,7 +303,19 @@ def unprocessed_records(job_id: JobId):  # bytes, not validated as text
 @router.get(
     "/v1/bulk/jobs/<job_id>/results",
     tags=["bulk"],
-    responses={200: _CSV, **_errors(400, 404, "409-results")},
+    responses={
+        200: {
+            **_CSV,
+            "headers": {
+                "Sforce-Locator": {
+                    "description": "The next page's locator (pass it as locator); null after the last page",
+                    "schema": {"type": "string"},
+                },
+                "Sforce-NumberOfRecords": {"description": "Records on this page", "schema": {"type": "integer"}},
+            },
+        },
+        **_errors(400, 404, "409-results"),
+    },
     summary="Rows of a query job",
     description="A page of CSV with its header line. `Sforce-Locator` names the next page (`null` after the "
     "last); pass it as `locator`. `Sforce-NumberOfRecords` counts this page's records.",

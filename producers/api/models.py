@@ -56,7 +56,8 @@ class QueryRequest(BaseModel):
         "export: UNLOAD from the warehouse to S3 (format csv or parquet; no parameters, no row_limit).",
         examples=["auto"],
     )
-    row_limit: int | None = Field(
+    # strict, as wait_timeout: JSON true is not 1 row, nor "5" five (lax pydantic took both)
+    row_limit: StrictInt | None = Field(
         default=None,
         ge=1,
         le=2**63 - 1,  # a BIGINT: more rows than any table holds (and a number the job store can keep exactly)
@@ -186,7 +187,11 @@ class JobResults(BaseModel):
     job_id: str = Field(description="The job.", examples=[_JOB_ID])
     format: ResultFormat = Field(description="Format of the result files.", examples=["json"])
     delivery: Delivery = Field(description="How the result was delivered: inline, s3 or export.", examples=["inline"])
-    row_count: int = Field(description="Rows delivered.", examples=[2])
+    row_count: int = Field(
+        description="Rows delivered; for a statement without a result set (a write), the rows it changed (and "
+        "no columns or rows).",
+        examples=[2],
+    )
     truncated: bool = Field(default=False, description="row_limit left rows out.", examples=[False])
     total_row_count: int | None = Field(
         default=None, description="Rows the statement returned, when known.", examples=[2]
@@ -233,6 +238,15 @@ class ErrorResponse(BaseModel):
         description="The error.",
         examples=[{"code": "not_found", "message": "job j_x not found", "details": None}],
     )
+
+
+def response_links(parameter: str, source: str, operations: dict[str, str]) -> dict[str, Any]:
+    """OpenAPI links from an answer to the operations that take its ``source`` field as their path ``parameter``
+    (``{link name: operationId}``): how a client, and the API fuzzer's stateful phase, follow what was created."""
+    return {
+        name: {"operationId": operation, "parameters": {parameter: f"$response.body#/{source}"}}
+        for name, operation in operations.items()
+    }
 
 
 class QueryAnswer(JobView):

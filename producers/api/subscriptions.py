@@ -10,11 +10,12 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
-from producers.api.models import ErrorResponse
+from producers.api.models import ErrorResponse, response_links
 from producers.api.subscription_models import CreateSubscription, SubscriptionList, SubscriptionView
 from spectra.notify import service
 from spectra.ports import get_ports
 from spectra.tenants import Caller
+from spectra.tokens import MAX_TOKEN_CHARS
 
 router = Router()
 
@@ -36,7 +37,18 @@ def _caller() -> Caller:
     "/v1/subscriptions",
     status_code=201,
     responses={
-        201: _ok("Created; the answer holds the signing secret, shown once", SubscriptionView),
+        201: {
+            **_ok("Created; the answer holds the signing secret, shown once", SubscriptionView),
+            "headers": {"Location": {"description": "The subscription's URL", "schema": {"type": "string"}}},
+            "links": response_links(
+                "subscription_id",
+                "id",
+                {
+                    "GetSubscription": "get_subscription_v1_subscriptions__subscription_id__get",
+                    "DeleteSubscription": "delete_subscription_v1_subscriptions__subscription_id__delete",
+                },
+            ),
+        },
         400: {"description": "Invalid request, or a URL webhooks may not be sent to (url_refused)", **_ERROR},
         409: {"description": "The tenant has as many subscriptions as it may", **_ERROR},
     },
@@ -66,7 +78,7 @@ def create_subscription(request: Annotated[CreateSubscription, Body()]) -> Respo
 )
 def list_subscriptions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+    next_token: Annotated[str | None, Query(min_length=1, max_length=MAX_TOKEN_CHARS)] = None,
 ) -> SubscriptionList:
     page = service.list_subscriptions(get_ports(), _caller(), limit=limit, next_token=next_token)
     return SubscriptionList(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import http.client
 import json
 import socket
@@ -128,6 +129,7 @@ MALFORMED_BODIES = {
     "array": (b"[]", JSON, 400, "invalid_request"),
     "null": (b"null", JSON, 400, "invalid_request"),
     "string": (b'"select 1"', JSON, 400, "invalid_request"),
+    "array-of-bodies": (b'[{"sql": "select 1"}, {"sql": "select 2"}]', JSON, 400, "invalid_request"),  # not 202 for one
     "truncated": (b"{", JSON, 400, "invalid_json"),
     # media types
     "multipart": (b'{"sql": "select 1"}', "multipart/form-data; boundary=xyz", 415, "unsupported_media_type"),
@@ -161,6 +163,9 @@ MALFORMED_BODIES = {
     "nul-sql": (json.dumps({"sql": "\u0000"}).encode(), JSON, 400, None),
     # a number no store keeps exactly (DynamoDB numbers have 38 digits): refused before it reaches one
     "row-limit-39-digits": (b'{"sql": "select 1", "row_limit": 1' + b"0" * 38 + b"}", JSON, 400, "invalid_request"),
+    # an integer, as the document says: not a boolean taken for 1, nor a string of digits
+    "row-limit-true": (b'{"sql": "select 1", "row_limit": true}', JSON, 400, "invalid_request"),
+    "row-limit-string": (b'{"sql": "select 1", "row_limit": "5"}', JSON, 400, "invalid_request"),
 }
 
 
@@ -171,6 +176,17 @@ def test_malformed_bodies_get_the_4xx_they_deserve(new_tenant, body, content_typ
     assert error["message"]
     if code:
         assert error["code"] == code
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["gzip", "header-only"])
+def test_a_json_body_with_a_content_encoding_is_415(new_tenant, compressed):
+    # gzip was a 400 "not valid UTF-8" that blamed the JSON; a plain body under the header was run as if uncompressed
+    body = json.dumps({"sql": "select 1"}).encode()
+    headers = {"Content-Type": JSON, "Content-Encoding": "gzip"}
+    response = new_tenant().request(
+        "POST", "/v1/queries", data=gzip.compress(body) if compressed else body, headers=headers
+    )
+    assert error_of(response, 415)["code"] == "unsupported_media_type"
 
 
 def test_deep_sql_that_generators_write_is_never_a_server_error(new_tenant):
@@ -210,6 +226,8 @@ def test_unusual_text_is_carried_faithfully(new_tenant, sql):
         ("GET", "/v1/queries", "POST"),
         ("TRACE", "/v1/queries", "POST"),
         ("OPTIONS", "/v1/jobs", "GET"),
+        ("POST", "/v1/openapi.json", "GET"),  # the paths the document leaves out of itself too
+        ("DELETE", "/v1/docs", "GET"),
     ],
 )
 def test_a_wrong_method_on_a_known_path_is_405_with_allow(new_tenant, method, path, allow):
@@ -240,6 +258,14 @@ def test_a_wrong_method_on_a_known_path_is_405_with_allow(new_tenant, method, pa
 def test_bad_listing_parameters_are_400(new_tenant, query):
     error = error_of(new_tenant().request("GET", "/v1/jobs", params=query), 400)
     assert error["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/bulk/jobs", "/v1/subscriptions"])
+@pytest.mark.parametrize("token", ["", "x" * 2049])
+def test_a_next_token_out_of_bounds_is_the_same_400_on_every_listing(new_tenant, path, token):
+    # the bulk and subscription listings answered an empty one invalid_token, GET /v1/jobs invalid_request
+    error = error_of(new_tenant().request("GET", path, params={"next_token": token}), 400)
+    assert (error["code"], error["details"][0]["loc"]) == ("invalid_request", ["query", "next_token"])
 
 
 def legacy_token(key: dict) -> str:
@@ -407,7 +433,13 @@ def test_a_chunked_body_past_10_mb_is_413(new_tenant):
 
 
 def test_a_malformed_request_line_is_a_4xx_in_the_error_shape(spectra_stack):
-    for request in (b"GET /v1/jobs HTTP/9.9\r\n\r\n", b"GARBAGE\r\n\r\n", b"GET /v1/jobs HTTP/1.1\r\nNo colon\r\n\r\n"):
+    unreadable_body = b"POST /v1/queries HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"  # not a chunk size
+    for request in (
+        b"GET /v1/jobs HTTP/9.9\r\n\r\n",
+        b"GARBAGE\r\n\r\n",
+        b"GET /v1/jobs HTTP/1.1\r\nNo colon\r\n\r\n",
+        unreadable_body,
+    ):
         status, _, body = raw_request(spectra_stack.api_url, request)
         assert 400 <= status < 500, (request, status, body)
         shaped(status, body)

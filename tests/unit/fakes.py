@@ -428,8 +428,8 @@ class FakeWarehouse:
         for _ in range(times):
             self._script(method, Throttled("Redshift Data API: ThrottlingException: Rate exceeded"))
 
-    def reject_next(self, message: str, method: str = "execute") -> None:
-        self._script(method, StatementRejected(message, details={"aws_error": "ValidationException"}))
+    def reject_next(self, message: str, method: str = "execute", aws_error: str = "ValidationException") -> None:
+        self._script(method, StatementRejected(message, details={"aws_error": aws_error}))
 
     def _script(self, method: str, exc: Exception) -> None:
         self._scripted.setdefault(method, []).append(exc)

@@ -9,7 +9,7 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from producers.api.app import openapi_document
+from producers.api.app import _ERROR_CODES, openapi_document
 
 pytestmark = pytest.mark.unit
 
@@ -54,6 +54,40 @@ def test_every_operation_is_summarised_described_and_answers_with_its_models(met
     assert "422" not in responses  # never sent: validation failures are 400
 
 
+@pytest.mark.parametrize(("method", "path", "operation"), OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
+def test_each_error_answer_has_its_own_example(method, path, operation):
+    # the gateway's answers shared one content object, so each showed the last example written: 500's internal_error
+    for status, answer in operation["responses"].items():
+        if status in _ERROR_CODES:
+            example = answer["content"]["application/json"]["example"]["error"]
+            assert (example["code"], example["message"]) == (_ERROR_CODES[status], answer["description"]), status
+
+
+def test_the_headers_the_api_sends_are_declared():
+    def headers(method, path, status):
+        return set(DOCUMENT["paths"][path][method]["responses"][status].get("headers", {}))
+
+    assert all("Retry-After" in headers(m.lower(), p, "429") for m, p, _ in OPERATIONS)  # the README promises it
+    assert {"Sforce-Locator", "Sforce-NumberOfRecords"} <= headers("get", "/v1/bulk/jobs/{job_id}/results", "200")
+    for method, path, status in [
+        ("post", "/v1/queries", "202"),
+        ("post", "/v1/bulk/jobs", "201"),
+        ("post", "/v1/subscriptions", "201"),
+    ]:
+        assert "Location" in headers(method, path, status), path
+
+
+def test_what_a_post_creates_can_be_followed_by_its_links():
+    # the fuzzer's stateful phase (and a client) reached no bulk job or subscription of its own without them
+    for path, status, parameter in [
+        ("/v1/queries", "202", "job_id"),
+        ("/v1/bulk/jobs", "201", "job_id"),
+        ("/v1/subscriptions", "201", "subscription_id"),
+    ]:
+        links = DOCUMENT["paths"][path]["post"]["responses"][status].get("links")
+        assert links and all(set(link["parameters"]) == {parameter} for link in links.values()), path
+
+
 def test_no_declared_error_that_a_route_cannot_give():
     def statuses(method, path):
         return set(DOCUMENT["paths"][path][method]["responses"])
@@ -65,6 +99,14 @@ def test_no_declared_error_that_a_route_cannot_give():
     assert "409" not in statuses("get", "/v1/jobs/{job_id}")
     assert "404" not in statuses("post", "/v1/subscriptions")
     assert "409" not in statuses("get", "/v1/subscriptions/{subscription_id}")
+
+
+def test_an_empty_batch_is_not_a_valid_body():
+    # the service refuses an empty batch (400 "the batch is empty"), so the document may not call one valid: an API
+    # fuzzer sending a schema-valid empty body was refused
+    content = DOCUMENT["paths"]["/v1/bulk/jobs/{job_id}/batches"]["put"]["requestBody"]["content"]
+    for media in ("text/csv", "application/octet-stream"):
+        assert content[media]["schema"]["minLength"] == 1, media
 
 
 def _fields():

@@ -207,6 +207,26 @@ def test_what_the_http_server_refuses_by_itself_is_answered_in_json_too(api):
             assert set(json.loads(response.read())) == {"message"}
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",  # a chunk size that is not hex
+        b"Content-Length: 100\r\n\r\nonly a few bytes",  # then the client stops sending
+    ],
+    ids=["bad-chunk", "short-body"],
+)
+def test_a_body_that_cannot_be_read_is_a_400_not_a_500(api, body):
+    host, port = api.api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /items HTTP/1.1\r\nAuthorization: Bearer allow\r\nConnection: close\r\n" + body)
+        sock.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 400
+        assert json.loads(response.read()) == {"message": "Bad Request"}
+    assert api.invocations("Echo") == 0
+
+
 def test_a_path_parameter_holding_a_newline_is_still_covered_by_a_wildcard_policy(api):
     event = _get(api, "/items/a%0Ab", headers=ALLOW).json()
     assert event["pathParameters"] == {"item_id": "a\nb"}
