@@ -2,8 +2,10 @@
 from the host's root, so that a client resolving them against the URL it called (RFC 3986) reaches the API.
 
 A REST API answers under a prefix the Lambda event's ``path`` does not show: ``/<stage>`` on the execute-api URL the
-template's ``ApiUrl`` output gives, a base path on a custom domain, or nothing on a custom domain mapped at its root.
-``requestContext.path`` is the path as the client sent it, so the prefix is what it has in front of ``path``. It is
+template's ``ApiUrl`` output gives (``requestContext.path`` is then ``/<stage>`` + ``path``), nothing on a custom
+domain mapped at its root (the two paths are equal). The prefix is what ``requestContext.path`` has in front of
+``path``. (A custom domain's base path mapping hands the function a ``path`` that still holds the base path, which the
+API's routes would have to strip first; it is not a layout this template deploys.) It is
 bound per request (:func:`served_under`, around the resolver) and read where a URL is written (:func:`api_path`); an
 answer built outside a request (a test, a tool) has no prefix.
 """
@@ -19,7 +21,7 @@ _prefix: ContextVar[str] = ContextVar("api_path_prefix", default="")
 
 
 def path_prefix(event: dict[str, Any]) -> str:
-    """What the request's path as sent has in front of the API's own path: ``/Prod``, ``/base``, or ``""``."""
+    """What the request's path as sent has in front of the API's own path: ``/<stage>`` or ``""``."""
     path = event.get("path") or ""
     as_sent = (event.get("requestContext") or {}).get("path") or ""
     if path and as_sent.endswith(path):
