@@ -6,9 +6,10 @@ events; the most specific one wins as in API Gateway (static segment > ``{param}
 method > ``ANY``). An unknown route gets API Gateway REST's answer, 403 ``Missing Authentication Token``.
 
 Stages. API Gateway serves ``https://<id>.execute-api.../<stage>/<path>``. Locally the API is served at the root *and*
-under ``/<stage>/``; the root wins when both could match. Either way the event's ``path`` has no stage and
-``requestContext.path`` has it, exactly like a request through the execute-api domain. When several APIs are declared
-they share one port; their routes must not overlap.
+under ``/<stage>/``; the root wins when both could match. Either way the event's ``path`` has no stage, and
+``requestContext.path`` is the path as requested: with the stage, as through the execute-api domain, or without, as
+through a custom domain mapped at its root. When several APIs are declared they share one port; their routes must not
+overlap.
 
 Quotas. Before routing, API Gateway REST's hard request limits apply: a body past 10 MB is 413 (REQUEST_TOO_LARGE),
 a URL past 8,192 characters 414, a request line and header values past 10,240 bytes 431, each as the API's gateway
@@ -290,7 +291,7 @@ class ApiGateway:
                 "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
                 "requestTimeEpoch": int(now.timestamp() * 1000),
                 "httpMethod": request.method,
-                "path": f"/{route.api.stage}{path}",
+                "path": request.path,  # as requested: /<stage>/... or, served at the root, the path alone
                 "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
                 "domainName": host,
                 "domainPrefix": host.split(".")[0],

@@ -22,7 +22,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import JobStatus
-from producers.api import bulk, subscriptions
+from producers.api import bulk, links, subscriptions
 from producers.api.body import StrictBodyValidation
 from producers.api.models import (
     ErrorResponse,
@@ -372,9 +372,7 @@ def docs() -> Response[str]:
     from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
 
     # "Try it out" calls the API where this page is: under the stage on an execute-api URL, at the root elsewhere
-    context = app.current_event.request_context
-    stage_prefix = f"/{context.stage}" if (context.path or "").startswith(f"/{context.stage}/") else ""
-    document = {**openapi_document(), "servers": [{"url": stage_prefix or "/"}]}
+    document = {**openapi_document(), "servers": [{"url": links.api_path("") or "/"}]}
     if (app.current_event.query_string_parameters or {}).get("format") == "json":
         return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(document))
     script, styles = _swagger_assets()
@@ -468,5 +466,5 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # the caller our authorizer vouched for and the job the path names, on every line the request writes
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     path = event.get("pathParameters") or {}
-    with logs.job_keys(tenant_id=authorizer.get("tenant_id"), job_id=path.get("job_id")):
+    with logs.job_keys(tenant_id=authorizer.get("tenant_id"), job_id=path.get("job_id")), links.served_under(event):
         return app.resolve(event, context)

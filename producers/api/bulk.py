@@ -21,6 +21,7 @@ from producers.api.bulk_models import (
     UploadUrl,
     UploadUrlRequest,
 )
+from producers.api.links import api_path
 from producers.api.models import ErrorResponse, response_links
 from spectra.bulk import service
 from spectra.bulk.models import BulkOperation, BulkState
@@ -112,7 +113,7 @@ def create_job(request: Annotated[CreateBulkJob, Body()]) -> Response[BulkJobInf
         get_ports(), _caller(), spec, correlation_id=router.current_event.request_context.request_id
     )
     response = _info(job, HTTPStatus.CREATED)
-    response.headers["Location"] = f"/v1/bulk/jobs/{job.job_id}"
+    response.headers["Location"] = api_path(f"/v1/bulk/jobs/{job.job_id}")
     return response
 
 
@@ -137,7 +138,7 @@ def list_jobs(
     if page.next_token:
         params = {"limit": limit, "next_token": page.next_token}
         params.update({k: v.value for k, v in (("state", state), ("operation", operation)) if v is not None})
-        next_url = "/v1/bulk/jobs?" + urllib.parse.urlencode(params)
+        next_url = api_path("/v1/bulk/jobs?" + urllib.parse.urlencode(params))
     return BulkJobList(done=next_url is None, records=[BulkJobInfo.of(j) for j in page.jobs], nextRecordsUrl=next_url)
 
 

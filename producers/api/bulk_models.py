@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import ErrorInfo
+from producers.api.links import api_path
 from spectra.bulk.models import (
     COLUMN_PATTERN,
     OBJECT_PATTERN,
@@ -164,7 +165,7 @@ class BulkJobInfo(BaseModel):
     @classmethod
     def of(cls, job: BulkJob) -> BulkJobInfo:
         counts = job.counts
-        base = f"/v1/bulk/jobs/{job.job_id}"
+        base = api_path(f"/v1/bulk/jobs/{job.job_id}")
         return cls(
             id=job.job_id,
             operation=job.operation,

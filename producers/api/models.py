@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from events import Delivery, ErrorInfo, JobStatus, ResultFormat
+from producers.api.links import api_path
 from producers.api.subscription_models import CallbackView
 from spectra.jobs import Job
 from spectra.parameters import TypedParameter
@@ -141,7 +142,7 @@ class JobView(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobView:
-        base = f"/v1/jobs/{job.job_id}"
+        base = api_path(f"/v1/jobs/{job.job_id}")
         return cls(
             job_id=job.job_id,
             status=job.status,

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
+from producers.api.links import api_path
 from producers.api.models import ErrorResponse, response_links
 from producers.api.subscription_models import CreateSubscription, SubscriptionList, SubscriptionView
 from spectra.notify import service
@@ -65,7 +66,7 @@ def create_subscription(request: Annotated[CreateSubscription, Body()]) -> Respo
         status_code=HTTPStatus.CREATED,
         content_type=content_types.APPLICATION_JSON,
         body=SubscriptionView.of(subscription, with_secret=True),
-        headers={"Location": f"/v1/subscriptions/{subscription.subscription_id}"},
+        headers={"Location": api_path(f"/v1/subscriptions/{subscription.subscription_id}")},
     )
 
 

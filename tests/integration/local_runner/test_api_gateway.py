@@ -40,7 +40,7 @@ def test_request_becomes_a_rest_proxy_event(api):
     assert event["stageVariables"] is None
     context = event["requestContext"]
     assert context["stage"] == "v1"
-    assert context["path"] == "/v1/items/42"
+    assert context["path"] == "/items/42"  # as requested: at the root (the stage-prefixed request: below)
     assert context["resourcePath"] == "/items/{item_id}"
     assert context["apiId"] == api.physical_id("Api")
     assert context["requestId"] == response.headers["X-Amzn-RequestId"]
@@ -61,6 +61,9 @@ def test_empty_query_and_path_parameters_are_null_and_bodies_are_passed(api):
 def test_the_stage_prefix_is_served_too_and_kept_out_of_the_event_path(api):
     event = _get(api, "/v1/items/7", headers=ALLOW).json()
     assert event["path"] == "/items/7" and event["requestContext"]["path"] == "/v1/items/7"
+    # at the root, as through a custom domain mapped at its root: the path as requested, no stage
+    event = _get(api, "/items/7", headers=ALLOW).json()
+    assert event["path"] == "/items/7" and event["requestContext"]["path"] == "/items/7"
 
 
 def test_most_specific_route_wins_and_greedy_paths_capture_the_rest(api):
