@@ -147,6 +147,11 @@ def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) ->
         else:
             claim = sessions.claim(ports, tenant_id, job_id, limit=cap)
         if claim.taken:
+            if claim.waiting and len(claim.holders) < cap:
+                # room left beside this job while others wait (the cap was raised, or a tenant paused at 0 resumed):
+                # wake the next in line too, each woken job waking the next until the cap is full, rather than one
+                # per freed slot until the reconciler re-queues the rest
+                _wake_next(ports, tenant_id, claim.waiting)
             return claim
         if reclaim_slots(ports, tenant_id, holders=claim.holders, pool=claim.sessions):
             continue
@@ -203,7 +208,11 @@ def _in_line_since(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessag
 def release_slot(ports: Ports, tenant_id: str, job_id: str, *, session: PooledSession | None = None) -> None:
     """Give the job's slot back (with ``session``, back to the pool, in the same write) and send the longest-waiting
     job of the tenant (if any) on its way to take it."""
-    waiting = ports.slots.release(tenant_id, job_id, session=session)
+    _wake_next(ports, tenant_id, ports.slots.release(tenant_id, job_id, session=session))
+
+
+def _wake_next(ports: Ports, tenant_id: str, waiting: Mapping[str, float]) -> None:
+    """Take the longest-waiting of ``waiting`` off the list and send its message (the first taken off by us)."""
     for waiter, _since in sorted(waiting.items(), key=lambda entry: entry[1]):
         if ports.slots.unpark(tenant_id, waiter):
             ports.queue.send(_message_for(tenant_id, waiter))

@@ -61,6 +61,7 @@ class Claim:
     holders: dict[str, float] = field(default_factory=dict)
     sessions: dict[str, PooledSession] = field(default_factory=dict)
     session_refused: bool = False
+    waiting: dict[str, float] = field(default_factory=dict)  # the waiting list as a taken claim left it
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class RunningSlots:
                     session=pool.get(lease.session_id) if lease else None,
                     holders=_holders(item),
                     sessions=pool,
+                    waiting=_holders(item, "waiting"),
                 )
             except ClientError as exc:
                 if _code(exc) != "ConditionalCheckFailedException":

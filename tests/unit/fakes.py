@@ -820,7 +820,8 @@ class FakeRunningSlots:
         leased = None
         if lease is not None:
             leased = pool[lease.session_id] = replace(pool[lease.session_id], job_id=job_id)
-        return Claim(taken=True, session=leased, holders=dict(holders), sessions=dict(pool))
+        waiting = dict(self.waiters.get(tenant_id, {}))
+        return Claim(taken=True, session=leased, holders=dict(holders), sessions=dict(pool), waiting=waiting)
 
     def release(self, tenant_id: str, job_id: str, *, session: PooledSession | None = None) -> dict[str, float]:
         self.writes += 1

@@ -411,3 +411,22 @@ def test_a_tenant_is_attached_to_its_tiers_plans_by_a_fresh_key():
     assert client.plan_keys == [("p-std-dev", "key0"), ("p-std-prod", "key0"), ("p-prem", "key1")]
     with pytest.raises(ValueError, match="tier"):
         plans.attach("initech", "platinum")
+
+
+def test_a_raised_cap_wakes_as_many_waiting_jobs_as_it_has_room_for(ports):
+    """A tenant's cap raised while its jobs wait: each released slot used to wake one waiter, so the tenant kept running
+    at its old cap until the reconciler re-queued the rest (REQUEUE_AFTER_SECONDS). A woken job that takes a slot
+    with room left now wakes the next in line, until the new cap is full."""
+    from spectra import tenant_cache
+
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", max_running_statements=1)
+    running = execute_job(ports, queued(ports))
+    waiting = [queued(ports) for _ in range(4)]
+    assert [execute_job(ports, m) for m in waiting] == [None] * 4
+    ports.tenants.tenants["acme"] = ports.tenants.get("acme").model_copy(update={"max_running_statements": 3})
+    tenant_cache.forget(ports.tenants, "acme")
+    complete_statement(ports, ports.warehouse.finish(running.statement_id, rows=0))
+    while ports.queue.messages:
+        execute_job(ports, ports.queue.messages.pop(0))
+    assert held(ports) == {m.job_id for m in waiting[:3]}
+    assert line(ports) == [waiting[3].job_id]

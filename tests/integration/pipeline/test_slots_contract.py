@@ -139,6 +139,14 @@ def test_taking_a_slot_takes_the_job_off_the_waiting_list(slots):
     assert set(slots.holders("acme")) == {"j_w"}
 
 
+def test_a_taken_claim_answers_with_the_waiting_list_it_left(slots):
+    slots.acquire("acme", "j_1", limit=1)
+    slots.park("acme", "j_w", limit=1, now=110.0)
+    slots.park("acme", "j_x", limit=1, now=120.0)
+    claim = slots.claim("acme", "j_w", limit=3)  # the cap was raised: room for j_w and one more
+    assert claim.taken and claim.waiting == {"j_x": 120.0}
+
+
 # -- session leases (spectra/sessions.py) ----------------------------------------------------------------------------
 
 ACME = "db_user:tenant_acme"
