@@ -191,20 +191,20 @@ class RunningSlots:
         return Claim(taken=job_id in holders, holders=holders)
 
     def _create(self, tenant_id: str, job_id: str, stamp: dict, limit: int) -> bool:
-        if limit < 1:
-            return False
+        # A paused tenant (limit 0) gets its item all the same, with no holder: its waiting list lives there, and
+        # without it the tenant's jobs could not wait but would be retried every few seconds until they expired.
         try:
             self._db.put_item(
                 TableName=self._table,
                 Item={
                     **self._key(tenant_id),
-                    "holders": {"M": {job_id: stamp}},
+                    "holders": {"M": {job_id: stamp} if limit >= 1 else {}},
                     "waiting": {"M": {}},
                     "sessions": {"M": {}},
                 },
                 ConditionExpression="attribute_not_exists(pk)",
             )
-            return True
+            return limit >= 1
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise

@@ -809,6 +809,7 @@ class FakeRunningSlots:
                     session_refused=slot_free,
                 )
         if not slot_free:
+            self.slots.setdefault(tenant_id, {})  # a paused tenant's first claim makes its (empty) item too
             return Claim(taken=False, holders=dict(holders), sessions=dict(pool))
         holders = self.slots.setdefault(tenant_id, {})
         pool = self.pools.setdefault(tenant_id, {})

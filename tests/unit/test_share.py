@@ -430,3 +430,14 @@ def test_a_raised_cap_wakes_as_many_waiting_jobs_as_it_has_room_for(ports):
         execute_job(ports, ports.queue.messages.pop(0))
     assert held(ports) == {m.job_id for m in waiting[:3]}
     assert line(ports) == [waiting[3].job_id]
+
+
+def test_a_paused_tenants_jobs_wait_on_its_list_instead_of_polling(ports):
+    """A tenant paused at 0 before it ever ran a job has no slots item: its jobs could not park (the list lives in
+    that item), so each was sent again every few seconds for an hour, a dozen writes to the tenants table a time."""
+    ports.tenants.create_tenant("new", db_user="tenant_new", max_running_statements=0)
+    message = queued(ports, "new")
+    assert execute_job(ports, message) is None
+    assert status(ports, message) is JobStatus.QUEUED
+    assert line(ports, "new") == [message.job_id]
+    assert ports.queue.messages == []

@@ -61,6 +61,8 @@ def test_a_holder_taking_its_slot_again_is_restamped_not_counted_twice(slots):
 def test_a_zero_limit_admits_nobody(slots):
     assert not slots.acquire("acme", "j_1", limit=0)
     assert slots.holders("acme") == {}
+    assert slots.park("acme", "j_1", limit=0, now=100.0)  # a paused tenant's jobs wait on its list, first job or not
+    assert slots.waiting("acme") == {"j_1": 100.0}
 
 
 def test_release_frees_the_slot_and_is_harmless_to_repeat(slots):
