@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from events import ErrorInfo, JobQueuedMessage, JobStatus
-from spectra import queries, share
+from spectra import queries, share, tenant_cache
 from spectra.errors import Throttled
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job, finish_job, queued_message
@@ -417,8 +417,6 @@ def test_a_raised_cap_wakes_as_many_waiting_jobs_as_it_has_room_for(ports):
     """A tenant's cap raised while its jobs wait: each released slot used to wake one waiter, so the tenant kept running
     at its old cap until the reconciler re-queued the rest (REQUEUE_AFTER_SECONDS). A woken job that takes a slot
     with room left now wakes the next in line, until the new cap is full."""
-    from spectra import tenant_cache
-
     ports.tenants.create_tenant("acme", db_user="tenant_acme", max_running_statements=1)
     running = execute_job(ports, queued(ports))
     waiting = [queued(ports) for _ in range(4)]
@@ -441,3 +439,24 @@ def test_a_paused_tenants_jobs_wait_on_its_list_instead_of_polling(ports):
     assert status(ports, message) is JobStatus.QUEUED
     assert line(ports, "new") == [message.job_id]
     assert ports.queue.messages == []
+
+
+@pytest.mark.parametrize("end", ["deactivated", "deleted"])
+def test_a_tenant_ended_while_its_jobs_wait_fails_each_with_the_reason_and_leaves_no_slot_or_waiter(ports, end):
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", max_running_statements=1)
+    running = execute_job(ports, queued(ports))
+    waiting = [queued(ports) for _ in range(3)]
+    assert [execute_job(ports, m) for m in waiting] == [None] * 3
+    if end == "deactivated":
+        ports.tenants.set_active("acme", False)
+    else:
+        ports.tenants.delete_tenant("acme")
+    tenant_cache.forget(ports.tenants)  # the functions see the change once their cached record is older than its age
+    complete_statement(ports, ports.warehouse.finish(running.statement_id, rows=0))
+    while ports.queue.messages:
+        execute_job(ports, ports.queue.messages.pop(0))
+    assert [(status(ports, m), ports.jobs.get(m.job_id).error.code) for m in waiting] == [
+        (JobStatus.FAILED, "tenant_inactive")
+    ] * 3
+    assert held(ports) == set() and line(ports) == []
+    assert len(ports.warehouse.statements) == 1  # none of them reached the warehouse
