@@ -217,7 +217,9 @@ def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> Bulk
         return finish_bulk_job(ports, job, BulkState.FAILED, error=error, statement_id=statement_id)
     info = ports.warehouse.describe(statement_id)
     if change.state is StatementState.FAILED:
-        error = ErrorInfo(code="statement_failed", message=info.error or "the statement failed without a message")
+        # the tenant's statement timeout holds for loads and exports as for queries, and is named the same way
+        message = info.error or "the statement failed without a message"
+        error = ErrorInfo(code=share.failure_code(info.error), message=message)
         return finish_bulk_job(ports, job, BulkState.FAILED, error=error, statement_id=statement_id)
     if job.operation is BulkOperation.QUERY:
         files, columns = _export_files(ports, job)

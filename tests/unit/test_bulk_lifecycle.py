@@ -492,6 +492,15 @@ def test_a_plan_recorded_before_outcomes_were_unloaded_reads_them_from_the_selec
     assert result_rows(ports, job.job_id, "failed")[1:] == [["9", "not found", "9", "Nobody", "Rome"]]
 
 
+def test_a_load_the_tenants_statement_timeout_cancelled_fails_as_statement_timeout(ports):
+    """As a query job does (spectra.share.failure_code): the bulk job used to say only ``statement_failed``."""
+    job = started(ports, BulkOperation.UPSERT, UPSERT_FILE)
+    change = ports.warehouse.fail_batch(job.statement_id, "canceling statement due to statement timeout", at=2)
+    done = complete_bulk_statement(ports, change)
+    assert (done.state, done.error.code) == (BulkState.FAILED, "statement_timeout")
+    assert "statement timeout" in done.error.message
+
+
 def test_a_failed_batch_fails_the_job_and_every_record_is_unprocessed(ports):
     job = started(ports, BulkOperation.UPSERT, UPSERT_FILE)
     change = ports.warehouse.fail_batch(job.statement_id, "duplicate key value violates unique constraint", at=7)
