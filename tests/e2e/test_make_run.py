@@ -44,6 +44,11 @@ def fresh_shell(**variables: str) -> dict:
     return env
 
 
+def one_line(commands: str) -> str:
+    """Shell lines with their continuations joined and runs of blanks made one, to compare two layouts."""
+    return " ".join(commands.replace("\\\n", " ").split())
+
+
 def bulk_jobs(api: str, headers: dict) -> list[dict]:
     return requests.get(f"{api}/v1/bulk/jobs", headers=headers, timeout=10).json()["records"]
 
@@ -143,7 +148,8 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
         rows = requests.get(f"{api}/v1/jobs/{status['job_id']}/results", headers=headers, timeout=10).json()["rows"]
         assert rows == [["bugs@acme.test", "Burrow"], ["road@acme.test", "Desert"], ["wile@acme.test", "Mesa"]]
 
-        readme_commands_work_as_pasted(api, key, tmp_path)
+        aws = re.search(r"local AWS endpoint \(moto\):\s+(http://127\.0\.0\.1:\d+)", banner).group(1)
+        readme_commands_work_as_pasted(banner, api, aws, key, tmp_path)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -154,7 +160,7 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
     assert code == 0, "".join(lines)
 
 
-def readme_commands_work_as_pasted(api: str, key: str, tmp_path: Path) -> None:
+def readme_commands_work_as_pasted(banner: str, api: str, aws: str, key: str, tmp_path: Path) -> None:
     """README.md's blocks, pasted into fresh shells against the running stack: only its host and demo key differ."""
 
     def pasted(block: str) -> str:
@@ -163,6 +169,16 @@ def readme_commands_work_as_pasted(api: str, key: str, tmp_path: Path) -> None:
     def bash(block: str, cwd: Path) -> subprocess.CompletedProcess:
         env = fresh_shell(SPECTRA_KEY=key)
         return subprocess.run(["bash", "-ec", block], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+    one_call = bash(pasted(readme_block("Or in one call")), tmp_path)
+    assert one_call.returncode == 0, one_call.stderr
+    assert json.loads(one_call.stdout)["results"]["rows"] == [["anvil", "120.00"], ["rocket skates", "349.99"]]
+
+    # The S3 drop is the banner's own line (tested above), but for the AWS CLI's path relative to the checkout.
+    drop = readme_block("Load a CSV by dropping it in S3").replace(
+        ".venv/bin/aws", str(Path(sys.executable).parent / "aws")
+    )
+    assert one_line(pasted(drop).replace("http://127.0.0.1:4566", aws)) == one_line(commands(banner, "Load a CSV by"))
 
     # The Bulk API example follows its job to the end, so its results are the rows, not 409 job_not_finished.
     bulk = bash(pasted(readme_block("Load with the Bulk API (create, upload, close, follow, results):")), tmp_path)
