@@ -40,20 +40,26 @@ $(CHECKOV_STAMP):
 run: $(STAMP)
 	$(PY) -m local
 
+# pytest with its temporary folders under a folder of this run's own, removed when it ends, instead of the shared
+# /tmp/pytest-of-<user>: the embedded PostgreSQL opens that folder to its server user, and any other pytest starting
+# on the machine meanwhile closes it again (pytest keeps it 0700), which failed this run's next database start.
+PYTEST = tmp=$$(mktemp -d -t spectra-tests.XXXXXX) && chmod 755 "$$tmp" && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PY) -m pytest --basetemp="$$tmp/t"
+
 ## Every test tier: unit, integration (local stack), e2e (HTTP in, event out).
 test: install $(CHROMIUM)
-	$(PY) -m pytest
+	$(PYTEST)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 test-unit: install
-	$(PY) -m pytest tests/unit
+	$(PYTEST) tests/unit
 
 ## The fault suite (.ci/run runs it after make test): kills, dropped and doubled events, throttling, failing webhooks.
 faults: install
-	$(PY) -m pytest tests/faults tests/e2e/test_lost_events.py \
+	$(PYTEST) tests/faults tests/e2e/test_lost_events.py \
 		"tests/e2e/test_webhooks.py::test_a_receiver_failing_its_first_deliveries_gets_the_event_once_it_recovers"
 
 ## Benchmarks: print tables and write JSON under bench/results/.

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests.fixtures.stack import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -25,6 +28,25 @@ def commands(banner: str, title: str) -> str:
     """The shell lines of the banner's block that starts with ``title`` (up to the next blank line)."""
     block = banner.split(title, 1)[1].split("\n\n", 1)[0]
     return "\n".join(line.strip() for line in block.splitlines()[1:])
+
+
+def readme_block(marker: str) -> str:
+    """The first ```bash block of README.md after ``marker``, as a reader copies it."""
+    text = (ROOT / "README.md").read_text().split(marker, 1)[1]
+    return text.split("```bash\n", 1)[1].split("\n```", 1)[0]
+
+
+def fresh_shell(**variables: str) -> dict:
+    """A new terminal's environment: a plain PATH (no venv on it), no AWS variables, only what the README says to
+    set. The state file's location follows this process's, so the local stack's commands find the same stack."""
+    env = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/local/bin:/usr/bin:/bin", **variables}
+    env.update({k: os.environ[k] for k in ("TMPDIR", "SPECTRA_STATE_FILE") if k in os.environ})
+    return env
+
+
+def one_line(commands: str) -> str:
+    """Shell lines with their continuations joined and runs of blanks made one, to compare two layouts."""
+    return " ".join(commands.replace("\\\n", " ").split())
 
 
 def bulk_jobs(api: str, headers: dict) -> list[dict]:
@@ -119,11 +141,15 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
         ), loaded["error"]
         api_door = shell("Load with the Bulk API")
         assert api_door.returncode == 0, api_door.stderr
+        assert api_door.stdout.endswith("wile@acme.test,false,wile@acme.test,Wile E. Coyote,Mesa\n"), api_door.stdout
         upsert = next(j for j in bulk_jobs(api, headers) if j["operation"] == "upsert")
         assert wait_bulk(api, headers, upsert["id"])["state"] == "JobComplete"
         status, _ = run("select email, city from contacts order by email", key)
         rows = requests.get(f"{api}/v1/jobs/{status['job_id']}/results", headers=headers, timeout=10).json()["rows"]
         assert rows == [["bugs@acme.test", "Burrow"], ["road@acme.test", "Desert"], ["wile@acme.test", "Mesa"]]
+
+        aws = re.search(r"local AWS endpoint \(moto\):\s+(http://127\.0\.0\.1:\d+)", banner).group(1)
+        readme_commands_work_as_pasted(banner, api, aws, key, tmp_path)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -132,3 +158,66 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
             process.kill()
             raise
     assert code == 0, "".join(lines)
+
+
+def readme_commands_work_as_pasted(banner: str, api: str, aws: str, key: str, tmp_path: Path) -> None:
+    """README.md's blocks, pasted into fresh shells against the running stack: only its host and demo key differ."""
+
+    def pasted(block: str) -> str:
+        return block.replace("http://127.0.0.1:3000", api).replace("spk_...", key)
+
+    def bash(block: str, cwd: Path) -> subprocess.CompletedProcess:
+        env = fresh_shell(SPECTRA_KEY=key)
+        return subprocess.run(["bash", "-ec", block], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+    one_call = bash(pasted(readme_block("Or in one call")), tmp_path)
+    assert one_call.returncode == 0, one_call.stderr
+    assert json.loads(one_call.stdout)["results"]["rows"] == [["anvil", "120.00"], ["rocket skates", "349.99"]]
+
+    # The S3 drop is the banner's own line (tested above), but for the AWS CLI's path relative to the checkout.
+    drop = readme_block("Load a CSV by dropping it in S3").replace(
+        ".venv/bin/aws", str(Path(sys.executable).parent / "aws")
+    )
+    assert one_line(pasted(drop).replace("http://127.0.0.1:4566", aws)) == one_line(commands(banner, "Load a CSV by"))
+
+    # The Bulk API example follows its job to the end, so its results are the rows, not 409 job_not_finished.
+    bulk = bash(pasted(readme_block("Load with the Bulk API (create, upload, close, follow, results):")), tmp_path)
+    assert bulk.returncode == 0, bulk.stderr
+    assert '"state":"JobComplete"' in bulk.stdout, bulk.stdout
+    assert bulk.stdout.endswith(
+        "sf__Id,sf__Created,email,name,city\nwile@acme.test,false,wile@acme.test,Wile E. Coyote,Mesa\n"
+    ), bulk.stdout
+
+    # The Notifications example: a local receiver, subscribed, gets the query's "Job Completed".
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    receiver_block = readme_block("start a receiver in a second terminal").replace("8099", port)
+    receiver = subprocess.Popen(
+        ["bash", "-ec", receiver_block],
+        env=fresh_shell(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    received: list[str] = []
+    threading.Thread(target=lambda: received.extend(receiver.stdout), daemon=True).start()
+    try:
+        subscribe = bash(pasted(readme_block("then subscribe it and run a query")).replace("8099", port), tmp_path)
+        assert subscribe.returncode == 0, subscribe.stderr
+        subscription, query = [json.loads(line) for line in subscribe.stdout.replace("}{", "}\n{").splitlines()]
+        assert subscription["status"] == "active" and subscription["secret"].startswith("whsec_"), subscription
+        assert query["status"] == "COMPLETED", query
+        line = wait_until(lambda: [r for r in received if query["job_id"] in r], 30, "the webhook delivery")[0]
+        webhook_id, body = line.split(" ", 1)
+        assert webhook_id.startswith("msg_") and json.loads(body)["type"] == "Job Completed", line
+    finally:
+        os.killpg(receiver.pid, signal.SIGTERM)
+        receiver.wait(10)
+
+    # Operations: the local DLQ listing, run from the checkout as the README says, reads make run's state file.
+    (dlq_show,) = [line for line in readme_block("**Dead-letter queues**").splitlines() if "--stack" not in line]
+    shown = bash(dlq_show, ROOT)
+    assert shown.returncode == 0, shown.stderr
+    assert "JobsDeadLetterQueue (source JobsQueue): 0 waiting" in shown.stdout, shown.stdout
