@@ -31,7 +31,7 @@ vanished or is still QUEUED are freed; a running holder is re-stamped, so each i
 What nothing else catches (a wake-up message lost with a dying function, a leaked slot while no new job arrives) the
 reconciler does: a QUEUED job quiet for ``REQUEUE_AFTER_SECONDS`` is queued again, tries for a slot, and frees stale
 ones. If the waiting list cannot take a job (an item past DynamoDB's 400 KB, about 8,000 waiting jobs), the job's
-message is sent again after about ``TENANT_WAIT_SECONDS`` instead.
+message is sent again after a few minutes instead (:func:`_retry_later`).
 
 Bulk jobs share the same cap: a bulk load or export holds a slot while it is ``InProgress`` and waits
 ``UploadComplete`` on the same waiting list; the message that wakes a waiter is the one its kind of job starts with.
@@ -85,6 +85,9 @@ _TIMEOUT_MARKERS = ("statement timeout", "statement_timeout", "cancelled on user
 
 # -- the domain ------------------------------------------------------------------------------------------------------
 
+
+#: SQS's longest message delay.
+MAX_QUEUE_DELAY_SECONDS = 900
 
 #: A tenant's own cap is read at most this often per process (per tenants port): a change takes effect within it.
 CAP_CACHE_SECONDS = 30.0
@@ -176,9 +179,12 @@ def _wait_for_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessag
     try:
         if not ports.slots.park(tenant_id, job_id, limit=cap, now=place):
             return False
-    except ClientError:
+    except ClientError as exc:
         logger.warning("could not put job %s on the waiting list of %s", job_id, tenant_id, exc_info=True)
-        _retry_later(ports, message)
+        # A list past DynamoDB's item size has thousands of jobs ahead: asking again in seconds would only have the
+        # excess of a flooding tenant circle through the jobs queue (and the executor every tenant shares)
+        full = exc.response.get("Error", {}).get("Code") == "ValidationException"
+        _retry_later(ports, message, full=full)
         return None
     logger.info("tenant %s is at its running cap (%d); job %s waits for a slot", tenant_id, cap, job_id)
     return True
@@ -300,9 +306,11 @@ def _state(job) -> str:
     return job.status.value if job is not None else "no such job"
 
 
-def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> None:
+def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, *, full: bool = False) -> None:
     """The fallback when the job cannot be put on the waiting list: send its message again after a jittered delay,
-    and move the job to the back of the pending index so the reconciler does not queue a second one meanwhile."""
+    and move the job to the back of the pending index so the reconciler does not queue a second one meanwhile.
+    ``full``: the list is at its size limit; the delay is then the longest the reconciler leaves (under
+    ``requeue_after_seconds``, at most SQS's 900 s) rather than ``tenant_wait_seconds``."""
     if isinstance(message, BulkJobQueuedMessage):
         bulk = ports.bulk
         waiting = bulk.jobs.mark_checked(message.job_id, BulkState.UPLOAD_COMPLETE, utcnow()) if bulk else None
@@ -315,7 +323,11 @@ def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage)
             if job is None or job.status.is_terminal:
                 return  # cancelled (or gone) while it waited: nothing left to start
     base = ports.settings.tenant_wait_seconds
-    delay = random.randint(max(1, base // 2), base + base // 2)  # spread the retries, or they come back in a herd
+    low, high = max(1, base // 2), base + base // 2
+    if full:
+        high = max(high, min(MAX_QUEUE_DELAY_SECONDS, ports.settings.requeue_after_seconds - 1))
+        low = max(low, high // 2)
+    delay = random.randint(low, high)  # spread the retries, or they come back in a herd
     ports.queue.send(message, delay_seconds=delay)
     logger.info("job %s of tenant %s tries again in %d s", message.job_id, message.tenant_id, delay)
 

@@ -775,7 +775,7 @@ class FakeRunningSlots:
         self.slots: dict[str, dict[str, float]] = {}
         self.waiters: dict[str, dict[str, float]] = {}
         self.pools: dict[str, dict[str, PooledSession]] = {}
-        self.fail_park = False  # make park raise, as DynamoDB does for an item past its size limit
+        self.fail_park: bool | str = False  # make park raise, as DynamoDB does for an item past its size limit
         self.writes = 0  # claims, releases and drops that reached the "table"
 
     def acquire(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
@@ -863,8 +863,9 @@ class FakeRunningSlots:
         return dict(self.pools.get(tenant_id, {}))
 
     def park(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
-        if self.fail_park:
-            raise _client_error("ValidationException", "Item size has exceeded the maximum allowed size", "UpdateItem")
+        if self.fail_park:  # True: the item's size limit; or the error code to raise
+            code = self.fail_park if isinstance(self.fail_park, str) else "ValidationException"
+            raise _client_error(code, "Item size has exceeded the maximum allowed size", "UpdateItem")
         if tenant_id not in self.slots or len(self.slots[tenant_id]) < limit or job_id in self.slots[tenant_id]:
             return False
         self.waiters.setdefault(tenant_id, {}).setdefault(job_id, now if now is not None else time.time())
