@@ -469,3 +469,19 @@ def test_a_tenant_ended_while_its_jobs_wait_fails_each_with_the_reason_and_leave
     ] * 3
     assert held(ports) == set() and line(ports) == []
     assert len(ports.warehouse.statements) == 1  # none of them reached the warehouse
+
+
+def test_a_lowered_cap_starts_nothing_until_the_running_jobs_are_under_it(ports):
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", max_running_statements=3)
+    running = [execute_job(ports, queued(ports)) for _ in range(3)]
+    waiting = queued(ports)
+    assert execute_job(ports, waiting) is None
+    ports.tenants.tenants["acme"] = ports.tenants.get("acme").model_copy(update={"max_running_statements": 1})
+    tenant_cache.forget(ports.tenants, "acme")
+    for job in running[:2]:
+        complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
+        assert execute_job(ports, ports.queue.messages.pop()) is None  # woken, still over the new cap: waits again
+        assert execute_job(ports, queued(ports)) is None  # and so does a newcomer
+    assert len(held(ports)) == 1 and line(ports)[0] == waiting.job_id
+    complete_statement(ports, ports.warehouse.finish(running[2].statement_id, rows=0))
+    assert execute_job(ports, ports.queue.messages.pop()).job_id == waiting.job_id
