@@ -156,14 +156,15 @@ class BulkFiles:
         try:
             body = self._s3.get_object(**params)["Body"]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
                 raise NotFound(f"{source.url} does not exist") from exc
-            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+            if code == "PreconditionFailed":
                 raise FileReplaced(
                     f"{source.url} was replaced by a newer upload before this job read it; the newer file is loaded"
                     " by its own job"
                 ) from exc
-            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+            if code == "InvalidRange":
                 return
             raise
         with body:

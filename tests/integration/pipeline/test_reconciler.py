@@ -87,21 +87,28 @@ def test_the_index_is_keys_only_and_sparse(spectra_stack, local_aws):
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["pending_shard", "pending_since"]
 
 
-# -- what the sweep does --------------------------------------------------------------------------------------------
-
-
-def test_a_finished_statement_whose_event_never_came_completes_the_job(ports, job_events, redshift_data, job_tenant):
-    job = record_job(ports, job_tenant, "select 7 as lucky union all select 8")
+def submitted_without_event(ports: Ports, redshift_data, job: Job) -> str:
+    """``job`` SUBMITTED with its statement run to its end and no completion event (the lost event): the statement's
+    id."""
     ports.jobs.transition(job.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
     statement_id = ports.warehouse.execute(
         job.sql,
         identity=DatabaseIdentity(db_user=job.db_user),
         name=job.job_id,
         client_token=job.job_id,
-        with_event=False,  # the lost event
+        with_event=False,
     )
     ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id)
     wait_for_statement(redshift_data, statement_id)
+    return statement_id
+
+
+# -- what the sweep does --------------------------------------------------------------------------------------------
+
+
+def test_a_finished_statement_whose_event_never_came_completes_the_job(ports, job_events, redshift_data, job_tenant):
+    job = record_job(ports, job_tenant, "select 7 as lucky union all select 8")
+    submitted_without_event(ports, redshift_data, job)
 
     reconcile(ports, now=utcnow())
     assert ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED, "looked at before reconcile_after_seconds"
@@ -200,16 +207,7 @@ def test_a_statement_past_the_data_apis_retention_fails_the_job(ports, redshift_
     """The Data API answers ValidationException ("... has expired after ...") for a statement past its 24 hours, not
     ResourceNotFoundException: the job fails as lost instead of erring on every sweep for ever."""
     job = record_job(ports, job_tenant)
-    ports.jobs.transition(job.job_id, JobStatus.SUBMITTED, submitted_at=utcnow())
-    statement_id = ports.warehouse.execute(
-        job.sql,
-        identity=DatabaseIdentity(db_user=job.db_user),
-        name=job.job_id,
-        client_token=job.job_id,
-        with_event=False,
-    )
-    ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id)
-    wait_for_statement(redshift_data, statement_id)
+    statement_id = submitted_without_event(ports, redshift_data, job)
     assert redshift_emulator.expire_statement(statement_id)
 
     reconcile(ports, now=later(minutes=2))
