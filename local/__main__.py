@@ -33,6 +33,7 @@ from pathlib import Path
 
 import boto3
 
+from local import lines
 from local.aws import LOCAL_CREDENTIALS, REGION, LocalAws, start_moto
 from local.demo import Warehouse, seed_demo
 from local.pipeline import CLUSTER_ID, attach_pipeline, start_pipeline
@@ -183,6 +184,7 @@ def functions_only(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    lines.install()  # the functions share this process's output: each line whole (local/lines.py)
     logging.basicConfig(
         level=os.environ.get("SPECTRA_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s %(message)s"
     )
