@@ -127,7 +127,8 @@ class DropRefused(Exception):
 
 
 def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
-    """Make (once) the job for a dropped file and queue it; None for a repeated event or a drop nobody owns."""
+    """Make (once) the job for a dropped file and queue it (again, for a repeated event of a job not started yet);
+    None for a repeated event or a drop nobody owns."""
     bulk = bulk_ports(ports)
     parts = dropped.key.split("/")
     tenant = ports.tenants.get(parts[0]) if _is_tenant_id(parts[0]) else None
@@ -193,15 +194,21 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     job, created = bulk.jobs.create(job)
     if job.error is not None and not job.state.is_terminal:  # refused: fail it (again, if failing it was cut short)
         return finish_bulk_job(ports, job, BulkState.FAILED, error=job.error, unstarted=True)
-    if not created:
-        logger.info("bulk job %s already exists for s3://%s/%s", job.job_id, dropped.bucket, dropped.key)
+    if not created and job.state is not BulkState.UPLOAD_COMPLETE:
+        logger.info(
+            "bulk job %s for s3://%s/%s is %s already", job.job_id, dropped.bucket, dropped.key, job.state.value
+        )
         return None
-    try:
-        ports.queue.send(BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id))
-    except Exception:
-        error = ErrorInfo(code="enqueue_failed", message="the job could not be queued")
-        finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
-        raise
+    # Queued again when a delivery of the event finds its job not started: the delivery that made it may never have
+    # queued it (the queue refused, the function died). A failed send propagates, so the event comes back; the job
+    # stays as it is rather than fail, since nothing is wrong with the file. The executor starts a job once, however
+    # many messages name it (spectra/bulk/lifecycle.py).
+    ports.queue.send(BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id))
+    if not created:
+        logger.info(
+            "bulk job %s for s3://%s/%s exists, not started: queued again", job.job_id, dropped.bucket, dropped.key
+        )
+        return None
     return job
 
 

@@ -139,13 +139,15 @@ def test_a_drop_becomes_a_queued_insert_job_listed_with_its_key(ports):
     assert ports.bulk.jobs.pending_since(job.job_id) is not None  # the reconciler will look after it
 
 
-def test_the_same_event_twice_makes_one_job_and_one_message(ports):
+def test_the_same_event_twice_makes_one_job(ports):
+    """Its messages name the one job (a delivery queues it again while it has not started: the executor starts a
+    job once, which tests/e2e/test_bulk_ingest.py checks on the stack)."""
     dropped = drop(ports, "acme/accounts/jan.csv")
     first = accept_drop(ports, dropped)
     assert accept_drop(ports, dropped) is None
     assert accept_drop(ports, DroppedObject(**{**dropped.__dict__, "etag": dropped.etag.strip('"')})) is None
     assert jobs(ports) == [first]
-    assert len(ports.queue.messages) == 1
+    assert {m.job_id for m in ports.queue.messages} == {first.job_id}
 
 
 def test_the_same_file_put_again_is_a_new_job(ports):
@@ -155,7 +157,7 @@ def test_the_same_file_put_again_is_a_new_job(ports):
     second = accept_drop(ports, DroppedObject(**{**dropped.__dict__, "sequencer": "0002"}))
     assert second is not None and second.job_id != first.job_id
     assert accept_drop(ports, DroppedObject(**{**dropped.__dict__, "sequencer": "0002"})) is None
-    assert len(jobs(ports)) == 2 and len(ports.queue.messages) == 2
+    assert len(jobs(ports)) == 2 and {m.job_id for m in ports.queue.messages} == {first.job_id, second.job_id}
 
 
 def test_a_new_upload_to_the_same_key_is_a_new_job(ports):
@@ -275,14 +277,25 @@ def test_a_drop_whose_object_is_already_gone_is_tagged_quietly(ports):
     assert accept_drop(ports, dropped) is None  # tagging a deleted object is not an error
 
 
-def test_a_job_that_cannot_be_queued_fails_and_the_message_is_retried(ports):
+def test_a_job_the_queue_refused_is_queued_by_the_events_next_delivery(ports):
+    """Nothing is wrong with the file: the job waits, not started, and the event's redelivery queues it."""
     ports.queue.fail_next()
     dropped = drop(ports, "acme/accounts/jan.csv")
     with pytest.raises(Exception, match="gone"):
-        accept_drop(ports, dropped)
-    job = ports.bulk.jobs.get(dropped.job_id)
-    assert job.state is BulkState.FAILED and job.error.code == "enqueue_failed"
+        accept_drop(ports, dropped)  # the record fails: SQS delivers the event again
+    assert ports.bulk.jobs.get(dropped.job_id).state is BulkState.UPLOAD_COMPLETE and ports.queue.messages == []
     assert accept_drop(ports, dropped) is None  # the retried event finds the job: no second one
+    assert jobs(ports) == [ports.bulk.jobs.get(dropped.job_id)]
+    assert [(m.job_id, m.tenant_id) for m in ports.queue.messages] == [(dropped.job_id, "acme")]
+
+
+def test_a_repeated_event_of_a_started_job_queues_nothing(ports):
+    dropped = drop(ports, "acme/accounts/jan.csv")
+    accept_drop(ports, dropped)
+    ports.bulk.jobs.transition(dropped.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE})
+    ports.queue.messages.clear()
+    assert accept_drop(ports, dropped) is None
+    assert ports.queue.messages == []
 
 
 @pytest.fixture
