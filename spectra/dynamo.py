@@ -177,8 +177,11 @@ class StateTable:
         """Apply ``changes`` (None removes an attribute) if the item exists, its state is one of ``allowed`` and none
         of the ``absent`` attributes is set. Returns the new item, or None when the condition failed."""
         request = self.update_request(item_id, allowed, changes, absent=absent, updated_at=updated_at)
-        if request is None:
-            return None
+        return self.apply(request) if request is not None else None
+
+    def apply(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """Send an :meth:`update_request` (a caller may have added to it): the new item, None when its condition
+        failed."""
         try:
             response = self.client.update_item(**request, ReturnValues="ALL_NEW")
         except ClientError as exc:

@@ -159,7 +159,8 @@ def get_job(job_id: JobId) -> BulkJobInfo:
     responses={200: _ok("The bulk job", BulkJobInfo), **_errors(400, 404, 409)},
     summary="Close or abort a bulk job",
     description="`UploadComplete` queues the load of an `Open` job's batches (repeating it is harmless); `Aborted` "
-    "stops a job that has not ended.",
+    "stops a job that has not ended. Every batch whose PUT was answered 201 is part of the job; an `UploadComplete` "
+    "sent while batches keep arriving is answered 429 with `Retry-After`.",
 )
 def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) -> BulkJobInfo:
     return BulkJobInfo.of(service.change_state(get_ports(), _caller(), job_id, request.state))
@@ -177,7 +178,8 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
     },
     summary="Upload a batch of CSV",
     description="One more CSV file (with its header line) for an `Open` job, up to 10 MB a request; "
-    "`Content-Encoding: gzip` is accepted. Larger files: POST .../uploads for a presigned URL.",
+    "`Content-Encoding: gzip` is accepted. Larger files: POST .../uploads for a presigned URL. 201: the batch is "
+    "part of the job; 409: the job was closed or aborted before the batch was stored, and it is not.",
     # the body is read as bytes, not through a model, so the document states it here; application/octet-stream is
     # accepted too (what generated clients send for a file). Both are binary: a batch is any bytes (gzip included),
     # checked when the job runs, so no body can violate the schema (an API fuzzer sending "[null]" as a "non-string"
@@ -213,7 +215,8 @@ def upload_batch(job_id: JobId) -> Response[str]:
     responses={200: _ok("Where to PUT the batch", UploadUrl), **_errors(400, 404, 409)},
     summary="Get an upload URL for a large batch",
     description="A presigned SigV4 PUT URL for one more batch of an `Open` job, for files past the 10 MB request "
-    "limit; send the returned headers with the PUT.",
+    "limit; send the returned headers with the PUT. Finish the PUT before `UploadComplete`: S3 cannot ask the job's "
+    "state, so a file put after it is stored but not part of the job.",
 )
 def upload_url(job_id: JobId, request: Annotated[UploadUrlRequest, Body()]) -> UploadUrl:
     """A presigned URL to PUT one more (large) batch of an Open job straight to S3."""

@@ -192,6 +192,8 @@ class BulkJob(BaseModel):
     object_key: str | None = None  # the dropped object (S3 door)
     state: BulkState = BulkState.OPEN
     files: list[SourceFile] = Field(default_factory=list)
+    #: batches the API has stored for the job while it was Open (spectra.bulk.service.upload_batch)
+    uploads: int = 0
     created_at: datetime
     updated_at: datetime
     queued_at: datetime | None = None  # when it became UploadComplete

@@ -30,12 +30,14 @@ from spectra.bulk.models import (
 )
 from spectra.bulk.pages import Page, read_page
 from spectra.dynamo import ListPosition
-from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound, PayloadTooLarge
+from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound, PayloadTooLarge, Throttled
 from spectra.jobs import utcnow
 from spectra.ports import Ports
 from spectra.sql_guard import check_sql
 from spectra.tenants import Caller, same_generation
 
+#: UploadComplete lists the stored batches again while batches keep arriving, then answers 429
+CLOSE_ATTEMPTS = 5
 RESULT_KINDS = {"successfulResults": "successful", "failedResults": "failed", "unprocessedrecords": "unprocessed"}
 
 
@@ -185,7 +187,19 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
         raise InvalidRequest("the batch is empty")
     if gzip and not _is_gzip(body):
         raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
-    return bulk_ports(ports).files.put(_upload_key(job, gzip=gzip), body)
+    bulk = bulk_ports(ports)
+    stored = bulk.files.put(_upload_key(job, gzip=gzip), body)
+    # Counted once stored: an UploadComplete that listed the batches before this one was stored finds the count
+    # changed and lists again (_close). Refused: the job was closed or aborted while the batch was on its way.
+    if bulk.jobs.count_upload(job_id) is None:
+        closed = bulk.jobs.get(job_id)
+        if closed is None or all(f.key != stored.key for f in closed.files):
+            state = closed.state.value if closed else "gone"
+            raise Conflict(
+                f"bulk job {job_id} became {state} while this batch was uploading; the batch is not part of it",
+                details={"state": state},
+            )
+    return stored
 
 
 def _is_gzip(body: bytes) -> bool:
@@ -199,7 +213,9 @@ def _is_gzip(body: bytes) -> bool:
 
 
 def upload_url(ports: Ports, caller: Caller, job_id: str, *, gzip: bool) -> dict[str, Any]:
-    """A presigned PUT for one more batch of an Open job: for files larger than a request body may be."""
+    """A presigned PUT for one more batch of an Open job: for files larger than a request body may be. S3 cannot
+    ask the job's state, so a file put after UploadComplete is stored but not part of the job: it lies beside the
+    job's batches, never loaded, until the results bucket expires it."""
     job = _open_job(ports, caller, job_id)
     files = bulk_ports(ports).files
     key = _upload_key(job, gzip=gzip)
@@ -269,18 +285,21 @@ def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
         if job.state in (BulkState.UPLOAD_COMPLETE, BulkState.IN_PROGRESS, BulkState.JOB_COMPLETE):
             return job  # a repeated UploadComplete: the job was queued by the first one
         raise Conflict(f"bulk job {job_id} is {job.state.value}", details={"state": job.state.value})
-    files = bulk.files.uploaded_batches(job)
-    if not files:
-        raise InvalidRequest(f"bulk job {job_id} has no data: upload at least one batch before UploadComplete")
-    if len(files) > ports.settings.bulk_max_files:
-        raise InvalidRequest(f"bulk job {job_id} has {len(files)} batches; at most {ports.settings.bulk_max_files}")
-    closed = bulk.jobs.transition(
-        job_id, BulkState.UPLOAD_COMPLETE, expected={BulkState.OPEN}, files=files, queued_at=utcnow()
-    )
-    if closed is None:  # a concurrent PATCH won
-        return get_job(ports, caller, job_id)
-    _queue(ports, closed)
-    return closed
+    for _ in range(CLOSE_ATTEMPTS):
+        files = bulk.files.uploaded_batches(job)
+        if not files:
+            raise InvalidRequest(f"bulk job {job_id} has no data: upload at least one batch before UploadComplete")
+        if len(files) > ports.settings.bulk_max_files:
+            raise InvalidRequest(f"bulk job {job_id} has {len(files)} batches; at most {ports.settings.bulk_max_files}")
+        closed = bulk.jobs.close(job, files=files, queued_at=utcnow())
+        if closed is not None:
+            _queue(ports, closed)
+            return closed
+        job = get_job(ports, caller, job_id)
+        if job.state is not BulkState.OPEN:  # a concurrent PATCH won
+            return job
+        # a batch was stored since the listing: list again, so that it is loaded
+    raise Throttled(f"bulk job {job_id} is still receiving batches; send UploadComplete once they are done")
 
 
 def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:

@@ -140,6 +140,38 @@ class BulkJobStore:
     def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:
         return self._update(job_id, frozenset(expected), changes)
 
+    def count_upload(self, job_id: str) -> BulkJob | None:
+        """One more batch stored for the job (``uploads`` + 1), while it is ``Open``; None once it is not."""
+        request = self._states.update_request(job_id, [BulkState.OPEN.value], {}, updated_at=utcnow())
+        assert request is not None  # a state is allowed
+        request["UpdateExpression"] += " ADD #uploads :one"
+        request["ExpressionAttributeNames"]["#uploads"] = "uploads"
+        request["ExpressionAttributeValues"][":one"] = {"N": "1"}
+        return self._conditional(request)
+
+    def close(self, job: BulkJob, **changes: Any) -> BulkJob | None:
+        """``Open`` → ``UploadComplete`` with ``changes`` (the batches found), only if no batch was counted since
+        ``job`` was read (:meth:`count_upload`): a batch stored meanwhile may be missing from what was found."""
+        request = self._states.update_request(
+            job.job_id,
+            [BulkState.OPEN.value],
+            {**self._states.pending(job.job_id, utcnow()), "state": BulkState.UPLOAD_COMPLETE.value, **changes},
+            updated_at=utcnow(),
+        )
+        assert request is not None  # a state is allowed
+        request["ExpressionAttributeNames"]["#uploads"] = "uploads"
+        if job.uploads:
+            request["ConditionExpression"] += " AND #uploads = :uploads"
+            request["ExpressionAttributeValues"][":uploads"] = {"N": str(job.uploads)}
+        else:
+            request["ConditionExpression"] += " AND (attribute_not_exists(#uploads) OR #uploads = :zero)"
+            request["ExpressionAttributeValues"][":zero"] = {"N": "0"}
+        return self._conditional(request)
+
+    def _conditional(self, request: dict[str, Any]) -> BulkJob | None:
+        item = self._states.apply(request)
+        return _job(item) if item is not None else None
+
     def mark_published(self, job_id: str, state: BulkState) -> BulkJob | None:
         """The terminal event is out. The job leaves the pending index unless result files are still owed."""
         job = self._update(job_id, frozenset({state}), {"event_published": True})

@@ -5,6 +5,8 @@ crash loop or a half-loaded table."""
 from __future__ import annotations
 
 import gzip
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -15,6 +17,7 @@ pytestmark = pytest.mark.e2e
 
 HEADER = ["email", "name", "city", "score"]
 GOOD = ["ann@x", "Ann", "Oslo", "1"]
+STATE = {"state": "UploadComplete"}
 
 
 @pytest.mark.parametrize(
@@ -164,6 +167,39 @@ def test_a_bad_sidecar_fails_the_job_with_the_reason(bulk_tenant):
     job = client.dropped_job(key)
     assert job["state"] == "Failed" and job["error"]["code"] == "invalid_drop"
     assert "operation" in job["errorMessage"]
+
+
+def test_batches_racing_upload_complete_are_loaded_or_refused_never_lost(bulk_tenant, warehouse):
+    """Batches PUT while UploadComplete is sent: each is answered 201 and loaded, or 409 and not; none is
+    acknowledged and then left out of the load."""
+    client = bulk_tenant()
+    job = client.create("insert")
+    client.upload(job["id"], csv_bytes([HEADER, GOOD]))
+    headers = {"Content-Type": "text/csv"}
+
+    def put(n: int) -> tuple[str, int]:
+        email = f"racer{n}@x"
+        data = csv_bytes([HEADER, [email, f"R{n}", "Oslo", str(n)]])
+        response = client.api.request("PUT", f"/v1/bulk/jobs/{job['id']}/batches", data=data, headers=headers)
+        assert response.status_code in (201, 409), response.text
+        return email, response.status_code
+
+    def close() -> dict:
+        while (response := client.api.request("PATCH", f"/v1/bulk/jobs/{job['id']}", json=STATE)).status_code == 429:
+            time.sleep(int(response.headers["Retry-After"]))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        puts = [pool.submit(put, n) for n in range(4)]
+        closing = pool.submit(close)
+        puts += [pool.submit(put, n) for n in range(4, 16)]
+        answered = dict(p.result() for p in puts)
+        assert closing.result()["state"] != "Open"
+    done = client.wait(job["id"])
+    acknowledged = sorted(["ann@x", *(email for email, status in answered.items() if status == 201)])
+    assert [r[0] for r in client.rows(warehouse, order_by="email")] == acknowledged
+    assert (done["state"], done["numberRecordsProcessed"]) == ("JobComplete", len(acknowledged))
 
 
 def test_gzip_batches_load_through_the_api(bulk_tenant, warehouse):

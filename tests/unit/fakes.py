@@ -327,6 +327,16 @@ class FakeBulkJobStore:
     def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:
         return self._update(job_id, frozenset(expected), changes)
 
+    def count_upload(self, job_id: str) -> BulkJob | None:
+        uploads = self._items.get(job_id, {}).get("uploads", 0)
+        return self._update(job_id, frozenset({BulkState.OPEN}), {"uploads": uploads + 1})
+
+    def close(self, job: BulkJob, **changes: Any) -> BulkJob | None:
+        if self._items.get(job.job_id, {}).get("uploads", 0) != job.uploads:
+            return None
+        changes = {"state": BulkState.UPLOAD_COMPLETE, **changes}
+        return self._update(job.job_id, frozenset({BulkState.OPEN}), changes, pending_since=utcnow())
+
     def mark_published(self, job_id: str, state: BulkState) -> BulkJob | None:
         job = self._update(job_id, frozenset({state}), {"event_published": True})
         if job is not None and job.results_ready:

@@ -31,6 +31,7 @@ from spectra.errors import (
     NotFound,
     PayloadTooLarge,
     SqlRejected,
+    Throttled,
 )
 from spectra.tenants import Caller
 from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
@@ -121,6 +122,74 @@ def test_batches_are_stored_as_sent_and_listed_on_upload_complete(ports):
     # repeated: harmless, and nothing queued twice
     assert change_state(ports, caller(ports), job.job_id, "UploadComplete").state is BulkState.UPLOAD_COMPLETE
     assert len(ports.queue.messages) == 1
+
+
+def test_a_batch_stored_while_upload_complete_lists_the_batches_is_loaded(ports, monkeypatch):
+    """The PATCH listed the batches, then a PUT stored and counted one more before the PATCH wrote: the PATCH's
+    write is refused and it lists again, so the acknowledged batch is part of the job."""
+    job = new_insert(ports)
+    first = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    listing = type(ports.bulk.files).uploaded_batches
+    late = []
+
+    def listed_then_a_batch_arrives(files, listed_job):
+        found = listing(files, listed_job)
+        if not late:
+            late.append(upload_batch(ports, caller(ports), job.job_id, b"id,name\n2,Bob\n", gzip=False))
+        return found
+
+    monkeypatch.setattr(type(ports.bulk.files), "uploaded_batches", listed_then_a_batch_arrives)
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert sorted(f.key for f in closed.files) == sorted([first.key, late[0].key])
+    assert len(ports.queue.messages) == 1
+
+
+def test_a_batch_arriving_after_upload_complete_is_a_conflict_not_a_silent_loss(ports, monkeypatch):
+    """The PUT saw the job Open, then the PATCH closed it before the batch was stored: 409, never a 201 for a
+    batch that will not be loaded."""
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    put = type(ports.bulk.files).put
+
+    def closed_meanwhile(files, key, body):
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+        return put(files, key, body)
+
+    monkeypatch.setattr(type(ports.bulk.files), "put", closed_meanwhile)
+    with pytest.raises(Conflict, match="became UploadComplete while this batch was uploading") as raised:
+        upload_batch(ports, caller(ports), job.job_id, b"id,name\n2,Bob\n", gzip=False)
+    assert raised.value.details == {"state": "UploadComplete"}
+    assert len(get_job(ports, caller(ports), job.job_id).files) == 1
+
+
+def test_a_batch_the_upload_complete_listed_before_it_was_counted_is_acknowledged(ports, monkeypatch):
+    """Stored, then listed and closed before the PUT counted it: it is part of the job, so the PUT answers as usual."""
+    job = new_insert(ports)
+    count = type(ports.bulk.jobs).count_upload
+
+    def closed_before_counted(jobs, job_id):
+        change_state(ports, caller(ports), job_id, "UploadComplete")
+        return count(jobs, job_id)
+
+    monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", closed_before_counted)
+    stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    assert [f.key for f in get_job(ports, caller(ports), job.job_id).files] == [stored.key]
+
+
+def test_upload_complete_gives_up_with_a_429_while_batches_keep_arriving(ports, monkeypatch):
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    listing = type(ports.bulk.files).uploaded_batches
+
+    def always_one_more(files, listed_job):
+        found = listing(files, listed_job)
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+        return found
+
+    monkeypatch.setattr(type(ports.bulk.files), "uploaded_batches", always_one_more)
+    with pytest.raises(Throttled, match="still receiving batches"):
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert get_job(ports, caller(ports), job.job_id).state is BulkState.OPEN
 
 
 def test_upload_misuse_is_refused(ports):

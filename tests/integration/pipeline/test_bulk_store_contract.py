@@ -161,6 +161,34 @@ def test_an_unstarted_transition_is_refused_once_a_statement_is_recorded(store):
     assert store.transition(other.job_id, BulkState.FAILED, unstarted=True).state is BulkState.FAILED
 
 
+def test_uploads_are_counted_only_while_the_job_is_open(store):
+    job = in_state(store, BulkState.OPEN)
+    assert job.uploads == 0
+    assert store.count_upload(job.job_id).uploads == 1
+    assert store.count_upload(job.job_id).uploads == 2
+    assert store.get(job.job_id).uploads == 2
+    store.transition(job.job_id, BulkState.UPLOAD_COMPLETE)
+    assert store.count_upload(job.job_id) is None
+    assert store.get(job.job_id).uploads == 2
+    assert store.count_upload("b_missing") is None
+
+
+def test_close_is_refused_once_an_upload_was_counted_after_the_read(store):
+    """The UploadComplete that listed the batches before one more was stored must list again."""
+    seen = in_state(store, BulkState.OPEN)
+    batch = SourceFile(bucket="results", key="acme/b/uploads/1.csv", size=3)
+    store.count_upload(seen.job_id)
+    assert store.close(seen, files=[batch]) is None
+    assert store.get(seen.job_id).state is BulkState.OPEN and store.get(seen.job_id).files == []
+    again = store.get(seen.job_id)
+    closed = store.close(again, files=[batch], queued_at=T0)
+    assert (closed.state, closed.files, closed.queued_at) == (BulkState.UPLOAD_COMPLETE, [batch], T0)
+    assert store.get(seen.job_id) == closed
+    assert seen.job_id in pending(store)  # queued: the service owes it a load
+    assert store.close(again, files=[]) is None  # closed once
+    assert store.close(in_state(store, BulkState.ABORTED), files=[batch]) is None
+
+
 def test_changes_are_stored_as_models_and_read_back(store):
     job = in_state(store, BulkState.IN_PROGRESS)
     plan = LoadPlan(columns=["id", "name"], copies=[(1, 2), (3, 4)], applied_index=8, updated_index=7, outcome_index=9)
