@@ -195,6 +195,20 @@ def test_api_gateways_request_quotas_are_answered_before_routing(api):
     assert api.invocations("Echo") == 0 and api.invocations("Authorizer") == 0
 
 
+def test_a_chunked_body_is_held_to_the_10_mb_quota_too(api):
+    """No Content-Length to refuse it by: it is counted as it is read, and never handed on cut short."""
+
+    def chunks(size):
+        for _ in range(size // MB):
+            yield b"x" * MB
+        yield b"x" * (size % MB)
+
+    octets = {"Content-Type": "application/octet-stream", **ALLOW}
+    over = requests.post(api.api_url + "/items", data=chunks(10 * MB + 1), headers=octets, timeout=60)
+    assert over.status_code == 413 and over.json() == {"message": "Request Too Large"}
+    assert api.invocations("Echo") == 0
+
+
 def test_lambdas_payload_quotas_refuse_what_api_gateway_would_pass_on(api):
     """A binary body arrives base64-encoded: past about 4.5 MB the event exceeds Lambda's 6 MiB and API Gateway
     answers 502 without a call, though it takes 10 MB; an answer past 6 MiB + 100 bytes is a 502 too."""
