@@ -68,9 +68,10 @@ class Settings(BaseSettings):
     # Ingest jobs with at most this many source bytes get their result files written before they end; larger ones
     # end when their load commits and their result files follow (GET answers 409 results_not_ready meanwhile).
     bulk_inline_results_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
-    # CSV bodies of PUT /v1/bulk/jobs/{id}/batches (API Gateway's own limit is 10 MB); larger files go through a
-    # presigned upload URL.
-    bulk_max_batch_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # CSV bodies of PUT /v1/bulk/jobs/{id}/batches; larger files go through a presigned upload URL. Not API
+    # Gateway's 10 MB: the body reaches the function base64-encoded (the API's binary media types are */*) inside
+    # an event Lambda takes up to 6 MiB of, so 4 MiB (5.3 MiB encoded) is about the most that can arrive at all.
+    bulk_max_batch_bytes: int = Field(default=4 * 1024 * 1024, gt=0, le=4 * 1024 * 1024)
     bulk_max_files: int = Field(default=100, gt=0)
     # Query job result pages: records per page (maxRecords' default and ceiling) and a byte budget that keeps a page
     # inside Lambda's 6 MB response limit.

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from events import JOB_EVENT_DETAIL_TYPES, JobEventDetail, ProjectEvent
+from events import BULK_EVENT_DETAIL_TYPES, JOB_EVENT_DETAIL_TYPES, BulkJobEventDetail, JobEventDetail, ProjectEvent
 from spectra import logs
 from spectra.notify.fanout import fan_out
 from spectra.ports import get_ports
@@ -39,6 +39,9 @@ def record_handler(record: SQSRecord) -> None:
             # consumer, the executor refusing a statement, the API cancelling a queued job, the reconciler)
             status = JobEventDetail.model_validate(event.detail).status
             metrics.add_metric(name=f"Jobs{status.value.title()}", unit="Count", value=1)
+        elif event.detail_type in BULK_EVENT_DETAIL_TYPES.values():  # bulk jobs likewise, the API's aborts included
+            state = BulkJobEventDetail.model_validate(event.detail).state
+            metrics.add_metric(name=f"BulkJobs{state}", unit="Count", value=1)
         logger.info("event fanned out", extra={"deliveries": len(result.deliveries)})
 
 

@@ -16,6 +16,12 @@ a URL past 8,192 characters 414, a request line and header values past 10,240 by
 response. What the HTTP server refuses by itself (lines past 64 KiB, over 100 headers, an unreadable request line) is
 answered the same way, and a body that cannot be read (a malformed chunk, fewer bytes than its Content-Length before
 the client closes) is a 400 gateway response, so no caller ever sees an HTML error page or a 5xx for its own input.
+
+Lambda's own quotas follow: a synchronous invocation takes an event of at most 6 MiB and returns a response of at
+most 6 MiB + 100 bytes (both as JSON). API Gateway sends the proxy event whatever its size, the invocation is refused,
+and the client gets API Gateway's 502 (INTEGRATION_FAILURE), as on AWS: a binary body arrives base64-encoded, so a
+body past about 4.5 MB never reaches the function although API Gateway takes 10 MB. Each payload is measured as
+compact JSON, which is what the runtime API carries.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ from werkzeug.wrappers import Request, Response
 from local.runner.authorizers import AuthDecision, AuthorizerRequest, LambdaAuthorizer
 from local.runner.functions import LocalFunction
 from local.runner.usage_plans import INVALID_API_KEY, QUOTA_EXCEEDED, THROTTLED, UsageMeter
+
+#: Lambda's synchronous invocation quotas (bytes of the event, of the response)
+LAMBDA_EVENT_MAX_BYTES = 6 * 1024 * 1024
+LAMBDA_RESPONSE_MAX_BYTES = 6 * 1024 * 1024 + 100
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +205,17 @@ class ApiGateway:
             return refused
         if route.authorizer:
             event["requestContext"]["authorizer"] = decision.context
+        if _json_size(event) > LAMBDA_EVENT_MAX_BYTES:
+            log.warning("%s %s: the event is past Lambda's 6 MiB; not invoked", request.method, request.path)
+            return route.api.gateway_response(502, "Internal server error", "INTEGRATION_FAILURE")
         try:
             result = route.function.invoke(event)
         except Exception:
             log.exception("%s raised on %s %s", route.function.logical_id, request.method, request.path)
             return route.api.gateway_response(502, "Internal server error")
+        if _json_size(result) > LAMBDA_RESPONSE_MAX_BYTES:
+            log.warning("%s answered past Lambda's 6 MiB response limit", route.function.logical_id)
+            return route.api.gateway_response(502, "Internal server error", "INTEGRATION_FAILURE")
         response = _proxy_response(
             result,
             route.function.logical_id,
@@ -230,7 +246,9 @@ class ApiGateway:
             return self.refusal(431, "Request Header Fields Too Large")
         if request.content_length is not None and request.content_length > MAX_PAYLOAD_BYTES:
             return self.refusal(413, "Request Too Large", "REQUEST_TOO_LARGE")
-        request.max_content_length = MAX_PAYLOAD_BYTES  # bounds a chunked body as it is read
+        # Bounds a chunked body as it is read. werkzeug stops at the bound without a word (the body is cut short),
+        # so one byte more is let through, and a body that reaches it is refused (_request_body).
+        request.max_content_length = MAX_PAYLOAD_BYTES + 1
         return None
 
     def find_route(self, method: str, raw_path: str) -> tuple[Route, dict[str, str], str] | None:
@@ -422,6 +440,8 @@ def _multi(items) -> dict[str, list[str]]:
 
 def _request_body(request: Request, binary_media_types: list[str]) -> tuple[str | None, bool]:
     raw = request.get_data(cache=True)
+    if len(raw) > MAX_PAYLOAD_BYTES:  # a chunked body, which announced no length (see _over_quota)
+        raise RequestEntityTooLarge()
     if not raw:
         return None, False
     content_type = (request.mimetype or "").lower()
@@ -449,6 +469,15 @@ def _message(status: int, message: str | None) -> Response:
 def _wants_binary(accept: str | None, binary_media_types: list[str]) -> bool:
     first = (accept or "").split(",")[0].split(";")[0].strip().lower()
     return any(_media_matches(pattern, first) for pattern in binary_media_types)
+
+
+def _json_size(payload: Any) -> int:
+    """Bytes of ``payload`` as compact JSON (what Lambda's payload quotas count); a payload JSON cannot carry is
+    left to the invocation to refuse."""
+    try:
+        return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _proxy_response(

@@ -74,6 +74,10 @@ _GATEWAY = {
     ),
     431: _answer("The request line and headers are larger than API Gateway accepts (10,240 bytes)"),
     500: _answer("The request failed on our side; it is safe to retry"),
+    502: _answer(
+        "API Gateway could not hand the request to the function: a body past about 4.5 MB, which Lambda's 6 MiB "
+        "event quota cannot carry once base64-encoded"
+    ),
 }
 _JSON_BODY = {
     413: _answer("The body is larger than 1 MiB"),

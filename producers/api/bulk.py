@@ -177,7 +177,7 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
         **_errors(400, 404, 409),
     },
     summary="Upload a batch of CSV",
-    description="One more CSV file (with its header line) for an `Open` job, up to 10 MB a request; "
+    description="One more CSV file (with its header line) for an `Open` job, up to 4 MiB a request; "
     "`Content-Encoding: gzip` is accepted. Larger files: POST .../uploads for a presigned URL. 201: the batch is "
     "part of the job; 409: the job was closed or aborted before the batch was stored, and it is not.",
     # the body is read as bytes, not through a model, so the document states it here; application/octet-stream is
@@ -214,7 +214,7 @@ def upload_batch(job_id: JobId) -> Response[str]:
     tags=["bulk"],
     responses={200: _ok("Where to PUT the batch", UploadUrl), **_errors(400, 404, 409)},
     summary="Get an upload URL for a large batch",
-    description="A presigned SigV4 PUT URL for one more batch of an `Open` job, for files past the 10 MB request "
+    description="A presigned SigV4 PUT URL for one more batch of an `Open` job, for files past the 4 MiB request "
     "limit; send the returned headers with the PUT. Finish the PUT before `UploadComplete`: S3 cannot ask the job's "
     "state, so a file put after it is stored but not part of the job.",
 )

@@ -146,9 +146,15 @@ class BulkJobInfo(BaseModel):
     numberRecordsFailed: int = Field(default=0, description="Rows refused.", examples=[2])
     retries: int = Field(default=0, description="Always 0.", examples=[0])
     totalProcessingTime: int = Field(default=0, description="Milliseconds the load took.", examples=[5321])
-    errorMessage: str | None = Field(default=None, description="Why the job failed.", examples=[None])
+    errorMessage: str | None = Field(
+        default=None,
+        description="Why the job failed; on a JobComplete job, why its result files do not list every record counted.",
+        examples=[None],
+    )
     error: ErrorInfo | None = Field(
-        default=None, description="Why the job failed, with a stable code.", examples=[None]
+        default=None,
+        description="errorMessage with a stable code (results_mismatch on a JobComplete job).",
+        examples=[None],
     )
     contentUrl: str | None = Field(
         default=None,

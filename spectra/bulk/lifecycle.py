@@ -293,7 +293,10 @@ def finish_bulk_job(
     results_ready = job.operation is BulkOperation.QUERY or not job.files
     inline = not results_ready and job.source_bytes <= ports.settings.bulk_inline_results_max_bytes
     if inline and not unstarted:
-        outcomes.write_results(ports, job.model_copy(update={"state": state, **changes}))
+        ended = job.model_copy(update={"state": state, **changes})
+        mismatch = outcomes.results_mismatch(ended, outcomes.write_results(ports, ended))
+        if mismatch is not None and ended.error is None:  # the job says its files fall short, not a log line only
+            changes["error"] = mismatch
         results_ready = True
     finished = bulk.jobs.transition(
         job.job_id,
@@ -333,8 +336,8 @@ def write_owed_results(ports: Ports, message: BulkResultsRequested) -> BulkJob |
     job = bulk.jobs.get(message.job_id)
     if job is None or not job.state.is_terminal or job.results_ready:
         return None
-    outcomes.write_results(ports, job)
-    return bulk.jobs.mark_results_ready(job.job_id, job.state)
+    mismatch = outcomes.results_mismatch(job, outcomes.write_results(ports, job))
+    return bulk.jobs.mark_results_ready(job.job_id, job.state, error=mismatch if job.error is None else None)
 
 
 def publish_bulk_event(ports: Ports, job: BulkJob) -> None:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 
+from events import ErrorInfo
 from spectra.bulk.csvfiles import MAX_RECORD_CHARS, Record, records
 from spectra.bulk.files import FileReplaced, FileUnreadable, results_key
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, LineEnding, SourceFile
@@ -149,13 +150,36 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
                         continue
                     writers["successful"].writerow([sf_id, _created(verdicts, job, reason), *fields])
                     counts.successful += 1
+    if results_mismatch(job, counts) is not None:
+        logger.warning("bulk job %s: result files count %s, the warehouse counted %s", job.job_id, counts, job.counts)
+    return counts
+
+
+RESULTS_MISMATCH = "results_mismatch"
+
+
+def results_mismatch(job: BulkJob, written: ResultCounts) -> ErrorInfo | None:
+    """Why the result files do not list the records the warehouse counted, or None when they do.
+
+    A load that committed is ``JobComplete`` whatever its files say: the table holds what the warehouse loaded, and
+    the job's counts are the warehouse's. When the files list other numbers (a source file that could not be read
+    through, a record cut otherwise than the warehouse cut it), processed = succeeded + failed does not hold for
+    the files, and the job says so with this error (``errorMessage``), rather than only in a log line.
+    """
     expected = job.counts
-    if expected is not None and (counts.successful + counts.failed, counts.failed) != (
+    if expected is None or (written.successful + written.failed, written.failed) == (
         expected.processed,
         expected.failed,
     ):
-        logger.warning("bulk job %s: result files count %s, the warehouse counted %s", job.job_id, counts, expected)
-    return counts
+        return None
+    return ErrorInfo(
+        code=RESULTS_MISMATCH,
+        message=(
+            f"the load committed: the warehouse processed {expected.processed} records, {expected.failed} of them"
+            f" failed; but the result files list {written.successful} successful and {written.failed} failed"
+            " records, so they do not account for every record (the job's counts are the warehouse's)"
+        ),
+    )
 
 
 #: ``stl_load_errors.filename`` is CHAR(256): a longer file URL comes back cut there (and padded, which the load's

@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from events import ErrorInfo
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
 from spectra.dynamo import ListPosition, PendingPage, StateTable, from_item, plain, to_item
 from spectra.jobs import utcnow
@@ -179,9 +180,11 @@ class BulkJobStore:
             job = self._update(job_id, frozenset({state}), dict(StateTable.NOT_PENDING))
         return job
 
-    def mark_results_ready(self, job_id: str, state: BulkState) -> BulkJob | None:
-        """Result files are written. The job leaves the pending index unless its event is still owed."""
-        job = self._update(job_id, frozenset({state}), {"results_ready": True})
+    def mark_results_ready(self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None) -> BulkJob | None:
+        """Result files are written (``error``: what they fall short of). The job leaves the pending index unless its
+        event is still owed."""
+        changes: dict[str, Any] = {"results_ready": True} if error is None else {"results_ready": True, "error": error}
+        job = self._update(job_id, frozenset({state}), changes)
         if job is not None and job.event_published:
             job = self._update(job_id, frozenset({state}), dict(StateTable.NOT_PENDING))
         return job

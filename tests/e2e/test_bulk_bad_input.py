@@ -202,6 +202,22 @@ def test_batches_racing_upload_complete_are_loaded_or_refused_never_lost(bulk_te
     assert (done["state"], done["numberRecordsProcessed"]) == ("JobComplete", len(acknowledged))
 
 
+def test_a_batch_past_the_request_limit_is_a_413_pointing_to_upload_urls(bulk_tenant):
+    """4 MiB is the most a batch PUT takes: it reaches the function base64-encoded inside Lambda's 6 MiB event. Past
+    about 4.5 MB the event cannot be handed over at all and API Gateway answers 502 of its own, as on AWS (README,
+    "Sizes at the edge")."""
+    client = bulk_tenant()
+    job = client.create("insert")
+    mib = 1024 * 1024
+    row = csv_bytes([GOOD])
+    body = csv_bytes([HEADER]) + row * ((4 * mib) // len(row))
+    client.upload(job["id"], body[: 4 * mib])
+    refused = client.upload(job["id"], body[: 4 * mib] + row, expect=413).json()["error"]
+    assert refused["code"] == "payload_too_large" and f"/v1/bulk/jobs/{job['id']}/uploads" in refused["message"]
+    oversized = client.upload(job["id"], body + row * (mib // len(row)), expect=502).json()["error"]
+    assert oversized["code"] == "gateway_error"
+
+
 def test_gzip_batches_load_through_the_api(bulk_tenant, warehouse):
     client = bulk_tenant()
     job = client.create("insert")

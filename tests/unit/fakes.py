@@ -30,7 +30,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from events import JobQueuedMessage, JobStatus, ProjectEvent, StatementState, StatementStatusChange, WebhookDelivery
+from events import (
+    ErrorInfo,
+    JobQueuedMessage,
+    JobStatus,
+    ProjectEvent,
+    StatementState,
+    StatementStatusChange,
+    WebhookDelivery,
+)
 from spectra.bulk.files import BulkFiles
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
 from spectra.bulk.store import BulkJobPage
@@ -343,8 +351,9 @@ class FakeBulkJobStore:
             self._pending.pop(job_id, None)
         return job
 
-    def mark_results_ready(self, job_id: str, state: BulkState) -> BulkJob | None:
-        job = self._update(job_id, frozenset({state}), {"results_ready": True})
+    def mark_results_ready(self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None) -> BulkJob | None:
+        changes: dict[str, Any] = {"results_ready": True} if error is None else {"results_ready": True, "error": error}
+        job = self._update(job_id, frozenset({state}), changes)
         if job is not None and job.event_published:
             self._pending.pop(job_id, None)
         return job

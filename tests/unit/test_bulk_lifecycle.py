@@ -385,6 +385,48 @@ def test_a_large_job_ends_first_and_its_result_files_follow_through_the_results_
     assert write_owed_results(ports, request) is None  # a repeated request writes nothing
 
 
+def gone_before_its_results(ports, job) -> None:
+    """The job's batch cannot be read once its load committed (deleted, or expired with a job that waited long)."""
+    del ports.bulk.files.client.objects[(RESULTS_BUCKET, job.files[0].key)]
+
+
+def test_result_files_that_fall_short_of_the_warehouses_counts_say_so_on_the_job(ports):
+    """The load committed, so the job is JobComplete with the warehouse's counts; its result files list none of the
+    records they should (the batch could not be read through), so processed = succeeded + failed does not hold for
+    the files, and the job and its event say so rather than a log line only."""
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    gone_before_its_results(ports, job)
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 3, 1: []}))
+    ended = stored(ports, job.job_id)
+    assert (ended.state, ended.counts) == (BulkState.JOB_COMPLETE, BulkCounts(processed=3, failed=0, created=3))
+    assert ended.error.code == "results_mismatch"
+    assert "processed 3 records, 0 of them failed" in ended.error.message
+    assert "list 0 successful and 0 failed records" in ended.error.message
+    [event] = ports.events.events
+    assert event.detail_type == "Bulk Job Completed" and event.detail.error == ended.error
+
+
+def test_a_large_jobs_result_files_that_fall_short_say_so_on_the_job_once_written():
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 4, 1: []}))
+    assert stored(ports, job.job_id).error is None  # ended before its files were written (and its event sent)
+    gone_before_its_results(ports, job)
+    [request] = ports.bulk.results_queue.messages
+    written = write_owed_results(ports, request)
+    assert written.results_ready and written.state is BulkState.JOB_COMPLETE
+    assert written.error.code == "results_mismatch" and "processed 4 records" in written.error.message
+
+
+def test_result_files_that_list_every_record_leave_the_job_without_an_error(ports):
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    url = job.files[0].url
+    done = complete_bulk_statement(
+        ports, ports.warehouse.finish_batch(job.statement_id, {0: 3, 1: [[url, "4", "id", "x"]]})
+    )
+    assert done.state is BulkState.JOB_COMPLETE and done.error is None
+
+
 def test_rejected_lines_are_matched_to_their_own_file(ports):
     job = started(ports, BulkOperation.INSERT, HEADER + b"1,A,B\nx,B,C\n", HEADER + b"y,C,D\n2,D,E\n")
     first, second = (f.url for f in job.files)

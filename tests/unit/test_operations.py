@@ -183,7 +183,8 @@ def test_the_dashboards_custom_metrics_are_ones_the_functions_emit(dashboard):
 
 def test_the_dashboard_shows_states_latency_deliveries_retries_and_every_queue(dashboard, resources):
     titles = " | ".join(widget["properties"]["title"] for widget in dashboard["widgets"]).lower()
-    for topic in ("jobs by state", "latency by stage", "deliveries", "retries", "dead-letter queue depth", "age"):
+    topics = ("jobs by state", "bulk jobs by state", "latency by stage", "deliveries", "retries")
+    for topic in (*topics, "dead-letter queue depth", "age"):
         assert topic in titles
     lines = dashboard_metrics(dashboard)
     queues = set(of_type(resources, "AWS::SQS::Queue"))
@@ -211,11 +212,15 @@ def test_jobs_by_state_counts_each_ending_once_whoever_wrote_it(monkeypatch):
     samples = ROOT / "events" / "samples"
     for name in ("job_failed_event.json", "job_cancelled_event.json", "job_completed_event.json"):
         notifier.record_handler(SQSRecord({"messageId": name, "body": (samples / name).read_text()}))
+    for name in ("bulk_job_completed_event.json", "bulk_job_failed_event.json", "bulk_job_aborted_event.json"):
+        notifier.record_handler(SQSRecord({"messageId": name, "body": (samples / name).read_text()}))
     counted = {name: sum(metric["Value"]) for name, metric in notifier.metrics.metric_set.items()}
     notifier.metrics.clear_metrics()
     assert (counted["JobsFailed"], counted["JobsCancelled"], counted["JobsCompleted"]) == (1, 1, 1)
-    modules = [path for path in ROOT.glob("consumers/**/*.py") if 'add_metric(name=f"Jobs{' in path.read_text()]
-    assert modules == [ROOT / "consumers" / "notifier" / "app.py"]  # one place, so no ending is counted twice
+    assert (counted["BulkJobsJobComplete"], counted["BulkJobsFailed"], counted["BulkJobsAborted"]) == (1, 1, 1)
+    for prefix in ('add_metric(name=f"Jobs{', 'add_metric(name=f"BulkJobs{'):
+        modules = [path for path in ROOT.glob("consumers/**/*.py") if prefix in path.read_text()]
+        assert modules == [ROOT / "consumers" / "notifier" / "app.py"]  # one place, so no ending is counted twice
 
 
 def test_a_reconciler_failing_as_a_whole_is_alarmed(resources):

@@ -11,6 +11,7 @@ import requests
 pytestmark = pytest.mark.integration
 
 ALLOW = {"Authorization": "Bearer allow"}
+MB = 1024 * 1024
 
 
 @pytest.fixture
@@ -192,6 +193,37 @@ def test_api_gateways_request_quotas_are_answered_before_routing(api):
     assert _get(api, "/items/1?" + "q" * 9000, headers=ALLOW).status_code == 414
     assert _get(api, "/items/1", headers={**ALLOW, "X-Big": "b" * 11_000}).status_code == 431
     assert api.invocations("Echo") == 0 and api.invocations("Authorizer") == 0
+
+
+def test_a_chunked_body_is_held_to_the_10_mb_quota_too(api):
+    """No Content-Length to refuse it by: it is counted as it is read, and never handed on cut short."""
+
+    def chunks(size):
+        for _ in range(size // MB):
+            yield b"x" * MB
+        yield b"x" * (size % MB)
+
+    octets = {"Content-Type": "application/octet-stream", **ALLOW}
+    over = requests.post(api.api_url + "/items", data=chunks(10 * MB + 1), headers=octets, timeout=60)
+    assert over.status_code == 413 and over.json() == {"message": "Request Too Large"}
+    assert api.invocations("Echo") == 0
+
+
+def test_lambdas_payload_quotas_refuse_what_api_gateway_would_pass_on(api):
+    """A binary body arrives base64-encoded: past about 4.5 MB the event exceeds Lambda's 6 MiB and API Gateway
+    answers 502 without a call, though it takes 10 MB; an answer past 6 MiB + 100 bytes is a 502 too."""
+    octets = {"Content-Type": "application/octet-stream"}
+    fits = requests.put(api.api_url + "/sized", data=b"x" * (4 * MB), headers=octets, timeout=30)
+    assert fits.status_code == 200 and fits.json()["received"] == 4 * MB
+    calls = api.invocations("Sized")
+    too_big = requests.put(api.api_url + "/sized", data=b"x" * (4 * MB + MB // 2), headers=octets, timeout=30)
+    assert too_big.status_code == 502 and too_big.json() == {"message": "Internal server error"}
+    assert api.invocations("Sized") == calls  # never invoked
+    answered = requests.put(api.api_url + "/sized?answer=" + str(6 * MB + 100), data=b"x", headers=octets, timeout=30)
+    assert answered.status_code == 502
+    assert api.invocations("Sized") == calls + 1  # invoked: its answer is what Lambda refused
+    near = requests.put(api.api_url + "/sized?answer=" + str(5 * MB), data=b"x", headers=octets, timeout=30)
+    assert near.status_code == 200 and len(near.json()["pad"]) == 5 * MB
 
 
 def test_what_the_http_server_refuses_by_itself_is_answered_in_json_too(api):

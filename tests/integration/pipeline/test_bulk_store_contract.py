@@ -189,6 +189,25 @@ def test_close_is_refused_once_an_upload_was_counted_after_the_read(store):
     assert store.close(in_state(store, BulkState.ABORTED), files=[batch]) is None
 
 
+def test_a_dropped_files_private_copy_is_recorded_and_read_back(store):
+    dropped = SourceFile(bucket="ingest", key="acme/accounts/a.csv", size=12, etag="e1")
+    job = in_state(store, BulkState.IN_PROGRESS, files=[dropped])
+    copy = SourceFile(bucket="results", key=f"acme/{job.job_id}/drop/a.csv", size=12)
+    recorded = store.update(
+        job.job_id, [BulkState.IN_PROGRESS], files=[dropped.model_copy(update={"private_copy": copy})]
+    )
+    assert recorded == store.get(job.job_id)
+    assert recorded.files[0].private_copy == copy and recorded.files[0].readable == copy
+
+
+def test_result_files_marked_ready_with_what_they_fall_short_of(store):
+    job = in_state(store, BulkState.JOB_COMPLETE)
+    short = ErrorInfo(code="results_mismatch", message="the files list 1 of 2 records")
+    marked = store.mark_results_ready(job.job_id, BulkState.JOB_COMPLETE, error=short)
+    assert (marked.results_ready, marked.error) == (True, short)
+    assert store.get(job.job_id) == marked
+
+
 def test_changes_are_stored_as_models_and_read_back(store):
     job = in_state(store, BulkState.IN_PROGRESS)
     plan = LoadPlan(columns=["id", "name"], copies=[(1, 2), (3, 4)], applied_index=8, updated_index=7, outcome_index=9)

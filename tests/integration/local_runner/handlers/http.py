@@ -22,5 +22,13 @@ def binary(event, context):
     }
 
 
+def sized(event, context):
+    """How many bytes of body arrived, in an answer of ``?answer=N`` bytes (at least the count itself)."""
+    body = event.get("body") or ""
+    received = len(base64.b64decode(body)) if event.get("isBase64Encoded") else len(body.encode())
+    size = int((event.get("queryStringParameters") or {}).get("answer", 0))
+    return {"statusCode": 200, "body": json.dumps({"received": received, "pad": "p" * size})}
+
+
 def broken(event, context):
     raise RuntimeError("an unhandled error becomes API Gateway's 502")
