@@ -10,6 +10,7 @@ stops, when ``LocalStack.stop`` has put the session stack's environment back.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -105,7 +106,10 @@ def test_jobs_finish_and_announce_it_without_a_single_completion_event(lossy_sta
     assert "no_such_table_lost_events" in failed["error"]["message"]
     assert job_events(broken, "Job Failed")["detail"]["error"] == failed["error"]
 
-    # No event reached the completion consumer: the schedule did all of it.
-    assert stack.invocations("CompletionFunction") == 0
+    # No event of these jobs reached the completion consumer: the schedule did all of it. (Events of other stacks'
+    # statements may: each stack's rule takes every job statement's event on the default bus, and a job an earlier
+    # test left running, the session stack's, can end while this module runs.)
+    handled = json.dumps([invocation.event for invocation in stack.invocation_log("CompletionFunction")])
+    assert ok not in handled and broken not in handled
     assert stack.invocations("ReconcilerFunction") > 0
     assert all(i.error is None for i in stack.invocation_log("ReconcilerFunction"))

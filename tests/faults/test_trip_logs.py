@@ -62,11 +62,18 @@ def test_every_line_of_a_jobs_trip_names_the_job_and_its_tenant(functions_runnin
     assert unkeyed == [], unkeyed
     assert all(r.get("service") == "spectra" for r in trip)
 
-    emitted = {
-        metric["Name"]
-        for record in log_records(stack)
-        if "_aws" in record
-        for directive in record["_aws"]["CloudWatchMetrics"]
-        for metric in directive["Metrics"]
-    }
-    assert emitted >= TRIP_METRICS, sorted(TRIP_METRICS - emitted)
+    def emitted() -> set[str]:
+        return {
+            metric["Name"]
+            for record in log_records(stack)
+            if "_aws" in record
+            for directive in record["_aws"]["CloudWatchMetrics"]
+            for metric in directive["Metrics"]
+        }
+
+    # A handler prints its metrics as it returns, after its last line (the webhook delivery's after the receiver had
+    # its answer): waited for like the lines.
+    try:
+        wait_until(lambda: emitted() >= TRIP_METRICS, 30, "the trip's metrics")
+    except AssertionError:
+        raise AssertionError(f"never emitted: {sorted(TRIP_METRICS - emitted())}") from None

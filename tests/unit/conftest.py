@@ -1,8 +1,17 @@
-"""Unit tests run with the network off: any socket connection fails the test loudly."""
+"""Unit tests run with the network off: any socket connection fails the test loudly. They also start from the state
+of a fresh process, whatever a local stack started by another tier's test earlier in the run left in this one."""
 
+import os
 import socket
 
 import pytest
+from aws_lambda_powertools import Metrics
+
+#: The process environment when pytest collected the unit tests, before any fixture ran. A local stack started by an
+#: integration or e2e test earlier in the same run exports its endpoints and its functions' variables (``JWKS_URL``,
+#: ``JOBS_TABLE``...) into ``os.environ`` until the run ends, and a unit test reading its settings from a few variables
+#: of its own would read those too (a JWKS URL it never set). pytest keeps ``PYTEST_*`` up to date itself.
+_ENVIRONMENT_AT_START = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
 
 
 @pytest.fixture(autouse=True)
@@ -12,3 +21,17 @@ def _no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(autouse=True)
+def _state_at_start(monkeypatch):
+    for name in set(os.environ) - set(_ENVIRONMENT_AT_START):
+        if not name.startswith("PYTEST_"):
+            monkeypatch.delenv(name)
+    for name, value in _ENVIRONMENT_AT_START.items():
+        if os.environ.get(name) != value:
+            monkeypatch.setenv(name, value)
+    # Powertools keeps every Metrics' metrics in one set per process. A stack's functions run with metrics off, which
+    # never flush it, so it still holds theirs, and a handler called here would flush them (without the namespace
+    # their environment gave them: SchemaValidationError).
+    Metrics().clear_metrics()
