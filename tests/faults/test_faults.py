@@ -132,7 +132,12 @@ def test_a_fifth_of_the_completion_events_dropped_and_every_job_still_completes(
     }
     assert dropped <= reconciled
     announced = wait_until(lambda: whole(events_by_job(bus, jobs), len(jobs)), 30, "every job's event")
-    assert all(types == ["Job Completed"] for types in announced.values()), announced
+    # Announced as completed only. Events are at least once (README, "Decisions"): a late event and the
+    # reconciler, which looks at a job quiet for 2 s here, may both finish a settled job, and each puts its event out
+    # before its terminal write, so a job may be announced twice. It completes once: one terminal write, one line.
+    assert all(set(types) == {"Job Completed"} for types in announced.values()), announced
+    completions = [r for r in log_records(stack) if r.get("message") == "job completed" and r.get("job_id") in jobs]
+    assert Counter(r["job_id"] for r in completions) == dict.fromkeys(jobs, 1)
 
 
 @pytest.mark.timeout(420)
