@@ -13,9 +13,8 @@ concurrency (``ReservedConcurrentExecutions``, else :data:`DEFAULT_CONCURRENCY`)
 become free. Environments are reused, warm, as Lambda reuses them. What the handler module *imports* is shared by
 every environment, as it is inside one Lambda process: the domain library, its cached settings and boto3 clients
 (which are thread-safe). Per-request state a library keeps on its own classes is made per thread, so per invocation
-(:func:`isolate_library_state`: Powertools' ``BaseRouter.current_event`` and the ``Logger``'s keys). Other
-process-global library state is shared: Powertools' ``Metrics`` keeps its metric set on the class, so concurrent
-environments may see each other's metrics; they never reach a response.
+(:func:`isolate_library_state`: Powertools' ``BaseRouter.current_event``, the ``Logger``'s keys and the ``Metrics``
+metric set).
 
 Environment. Functions run in threads of one process and ``os.environ`` is process-global, so there is one
 environment for all of them: Globals + each function's own ``Environment.Variables``, resolved, merged once at start.
@@ -38,7 +37,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +125,36 @@ class _PerThread:
         setattr(_library_state, self.name, value)
 
 
+class _PerThreadDict(MutableMapping):
+    """A dict with one content per thread, for state a library keeps in a dict on a class (see
+    :func:`isolate_library_state`)."""
+
+    def __init__(self) -> None:
+        self._threads = threading.local()
+
+    def _own(self) -> dict:
+        try:
+            return self._threads.value
+        except AttributeError:
+            self._threads.value = {}
+            return self._threads.value
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._own()[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._own()[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._own()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._own())
+
+    def __len__(self) -> int:
+        return len(self._own())
+
+
 class _PerThreadLogFormat:
     """Powertools' ``LambdaPowertoolsFormatter.log_format`` (the keys every line carries: the Lambda context's,
     ``append_keys``'), one dict per thread (see :func:`isolate_library_state`). A thread starts from the dict last set
@@ -162,8 +191,13 @@ def isolate_library_state() -> None:
     request in ``BaseRouter.current_event`` and ``BaseRouter.lambda_context`` (class attributes read by every resolver
     and router), so two concurrent requests, each in its own environment, could still read each other's event. An
     invocation runs wholly on the thread that took its environment, so one value per thread is one per invocation.
-    Powertools' ``Logger`` is the other: a service's loggers share one formatter, which holds the keys of the line
+    Powertools' ``Logger`` is another: a service's loggers share one formatter, which holds the keys of the line
     (``function_name``, ``function_request_id``, appended keys), so a line could name another function's invocation.
+    Powertools' ``Metrics`` is the third: every instance adds to the dicts on the class, and a flush serialises,
+    prints and then clears them, so a function's metrics went out in another's line, and one added while another
+    function printed (the print lets other threads run) was cleared unprinted. Its metric, dimension and metadata
+    dicts become one per thread (each invocation adds, flushes and clears its own); default dimensions, set once
+    for a process, stay shared. This must run before the first ``Metrics`` is made: each keeps the dicts it found.
     """
     global _isolated
     with _path_lock:
@@ -191,6 +225,11 @@ def isolate_library_state() -> None:
         from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
         LambdaPowertoolsFormatter.log_format = _PerThreadLogFormat()  # type: ignore[assignment, misc]
+
+        from aws_lambda_powertools.metrics.metrics import Metrics
+
+        for name in ("_metrics", "_dimensions", "_metadata"):
+            setattr(Metrics, name, _PerThreadDict())
 
 
 @dataclass

@@ -108,3 +108,15 @@ def test_powertools_loggers_never_carry_each_others_keys(start_stack):
     assert [a["item"] for a in answers] == [f"i{i}" for i in range(parties)]
     assert all(a["request_id"] == a["own_request_id"] for a in answers)  # each line names its own invocation
     assert len({a["request_id"] for a in answers}) == parties
+
+
+def test_powertools_metrics_never_carry_each_others_metrics(start_stack):
+    stack = start_stack("environments", start_pollers=False, start_schedules=False)
+    group, parties = uuid.uuid4().hex, 4
+
+    def invoke(i: int) -> list[str]:
+        return stack.invoke("Metered", {"item": f"I{i}", "group": group, "n": parties})
+
+    with ThreadPoolExecutor(parties) as pool:
+        answers = list(pool.map(invoke, range(parties)))
+    assert answers == [[f"ItemI{i}"] for i in range(parties)]  # each flush prints its own metric, and only it
