@@ -21,7 +21,7 @@ Lambda's own quotas follow: a synchronous invocation takes an event of at most 6
 most 6 MiB + 100 bytes (both as JSON). API Gateway sends the proxy event whatever its size, the invocation is refused,
 and the client gets API Gateway's 502 (INTEGRATION_FAILURE), as on AWS: a binary body arrives base64-encoded, so a
 body past about 4.5 MB never reaches the function although API Gateway takes 10 MB. Each payload is measured as
-compact JSON, which is what the runtime API carries.
+compact UTF-8 JSON, the smallest form it can take, so nothing AWS would hand over is refused here.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def _state_at_start(monkeypatch):
     for name, value in _ENVIRONMENT_AT_START.items():
         if os.environ.get(name) != value:
             monkeypatch.setenv(name, value)
-    # Powertools keeps every Metrics' metrics in one set per process. A stack's functions run with metrics off, which
-    # never flush it, so it still holds theirs, and a handler called here would flush them (without the namespace
-    # their environment gave them: SchemaValidationError).
+    # Powertools keeps Metrics' metrics on the class: one set per process, or per thread once a local stack has run
+    # (local/runner/functions.py). A stack's function invoked on this thread, metrics off, never flushes it, so it may
+    # still hold its metrics, and a handler called here would flush them (without the namespace their environment
+    # gave them: SchemaValidationError).
     Metrics().clear_metrics()
