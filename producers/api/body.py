@@ -10,8 +10,8 @@ boundary), which became 500s. Here every body goes through one reader that answe
 * 413 ``payload_too_large`` past ``API_MAX_BODY_BYTES`` (1 MiB: the largest legal request, 100 KB of SQL and 64 KB of
   parameters, stays well under it even with every character escaped), checked before anything is decoded.
 * 400 ``invalid_json`` for bytes that are not UTF-8, bad syntax, ``NaN``/``Infinity`` (and numbers that overflow to
-  them), integers past Python's digit limit, a key given twice, a lone surrogate escape, or nesting deeper than the
-  parser goes.
+  them), integers past Python's digit limit, a key given twice, a lone surrogate escape, or nesting past
+  :data:`MAX_JSON_DEPTH` levels.
 * 400 ``invalid_request`` for an array where the route reads an object: Powertools would take the array's first
   item as the body and drop the rest.
 
@@ -34,6 +34,8 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 JSON_MEDIA_TYPE = "application/json"
+#: objects and arrays nested deeper than this are refused (``invalid_json``); a request of this API nests a few levels at most
+MAX_JSON_DEPTH = 64
 
 
 def read_json_body(event: BaseProxyEvent, *, max_bytes: int) -> Any:
@@ -83,24 +85,28 @@ def parse_strict_json(text: str) -> Any:
     except json.JSONDecodeError as exc:
         raise InvalidJson("the body is not valid JSON", details={"position": exc.pos, "reason": exc.msg}) from None
     except RecursionError:
-        raise InvalidJson("the body nests deeper than this API reads") from None
+        raise _too_deep() from None
     except ValueError as exc:  # Python's own limit on integer digits, or one of the hooks below
         raise InvalidJson("the body is not valid JSON", details={"reason": str(exc)[:200]}) from None
-    _check_unicode(value)
+    _check_value(value)
     return value
 
 
-def _check_unicode(value: Any) -> None:
-    """JSON may escape half a surrogate pair (``"\\ud800"``); such a string is no Unicode text and could not be
-    stored or sent on, so it is refused here like any other malformed input."""
-    pending = [value]
+def _check_value(value: Any) -> None:
+    """Refuse what parsed but is no input: nesting past :data:`MAX_JSON_DEPTH`, and half a surrogate pair, which JSON
+    may escape (``"\\ud800"``) but is no Unicode text and could not be stored or sent on.
+
+    The depth is bounded here, not by the parser's recursion limit alone: that limit is the process's, and the SQL
+    guard raises it for its own parser (spectra/sql_guard.py), so the same body would otherwise be refused
+    ``invalid_json`` or parsed and refused ``invalid_request`` depending on what the process had run before."""
+    pending = [(value, 0)]
     while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise _too_deep()
+            inner = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((each, depth + 1) for each in inner)
         elif isinstance(item, str):
             try:
                 item.encode("utf-8")
@@ -117,6 +123,12 @@ def is_json_media_type(content_type: str) -> bool:
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             return False
     return True
+
+
+def _too_deep() -> InvalidJson:
+    return InvalidJson(
+        f"the body nests deeper than this API reads ({MAX_JSON_DEPTH} levels)", details={"limit": MAX_JSON_DEPTH}
+    )
 
 
 def _too_large(max_bytes: int) -> PayloadTooLarge:

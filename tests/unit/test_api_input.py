@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +17,7 @@ from cfnlint.decode import decode
 from events import JobQueuedMessage, ResultFormat
 from producers.api import app as api
 from producers.api.app import _UNDOCUMENTED_PATHS, _allowed_methods, app, openapi_document
-from producers.api.body import is_json_media_type, read_json_body
+from producers.api.body import MAX_JSON_DEPTH, is_json_media_type, read_json_body
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from spectra.lifecycle import execute_job
 from spectra.ports import get_ports
@@ -82,6 +83,28 @@ def test_a_content_encoded_body_is_not_json(encoding):
         read_json_body(encoded, max_bytes=LIMIT)
     headers["Content-Encoding"] = "identity"
     assert read_json_body(encoded, max_bytes=LIMIT) == {"sql": "select 1"}
+
+
+@pytest.mark.parametrize("recursion_limit", [None, 20_000])
+def test_nesting_is_bounded_by_the_api_not_by_the_process_recursion_limit(recursion_limit):
+    """The same body gets the same answer whatever the process ran before (the SQL guard raises the limit)."""
+
+    def nested(levels: int) -> bytes:
+        return b"[" * (levels - 1) + b"[1]" + b"]" * (levels - 1)
+
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit or before)
+    try:
+        value = read_json_body(event(nested(MAX_JSON_DEPTH)), max_bytes=LIMIT)
+        for _ in range(MAX_JSON_DEPTH - 1):
+            (value,) = value
+        assert value == [1]
+        for levels in (MAX_JSON_DEPTH + 1, 900, 5_000):
+            with pytest.raises(InvalidJson) as raised:
+                read_json_body(event(nested(levels)), max_bytes=LIMIT)
+            assert raised.value.details == {"limit": MAX_JSON_DEPTH}, levels
+    finally:
+        sys.setrecursionlimit(before)
 
 
 def test_a_lone_surrogate_in_a_text_body_is_refused():
@@ -197,9 +220,8 @@ def _is_utf8(body: bytes) -> bool:
 JSON, INVALID = "application/json", "invalid_request"
 HANDLER_CASES = {
     "not-utf8": ("POST", "/v1/queries", b'{"sql": "select \xff"}', "application/json", 400, "invalid_json"),
-    # deeper than any recursion limit of this process: the SQL guard raises the limit for its parser (to some 11,000
-    # frames, spectra/sql_guard.py), for good, once any query has passed it here (an e2e test before this one), and
-    # 5,000 levels then parsed, and came back 400 invalid_request instead
+    # deeper than any recursion limit of this process (the SQL guard raises it for its parser, to some 11,000
+    # frames); shallower bodies past the API's own bound are test_nesting_is_bounded_by_the_api_not_by_the_process_...
     "deep-json": (
         "POST",
         "/v1/queries",
