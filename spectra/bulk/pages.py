@@ -5,23 +5,24 @@ The pages are read straight from the UNLOAD's part files (CSV with a header line
 offset into it, so a page is one ranged GET that stops after ``maxRecords`` records (or a byte budget that keeps
 the response inside Lambda's payload limit). Records are cut by counting quotes: a line break inside a quoted field
 leaves an odd number of quotes behind it, so the record goes on.
+
+A locator is signed like a page token (:mod:`spectra.tokens`), bound to the tenant and the job: only an offset this
+module wrote, at the start of a record, is ever read from. An offset chosen by the caller could land inside a quoted
+field, where the quote count runs the wrong way and the rest of the part (UNLOAD writes parts of up to 6.2 GB) reads
+as one record, into memory.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from spectra.bulk.files import BulkFiles
 from spectra.bulk.models import BulkJob, SourceFile
-from spectra.errors import InvalidRequest
-
-_LOCATOR = re.compile(r"^(\d{1,6})\.(\d{1,15})$")
+from spectra.errors import InvalidRequest, InvalidToken
+from spectra.tokens import PageTokens
 
 
 @dataclass(frozen=True)
@@ -31,26 +32,38 @@ class Page:
     locator: str | None  # None: this was the last page
 
 
-def encode_locator(part: int, offset: int) -> str:
-    return base64.urlsafe_b64encode(f"{part}.{offset}".encode()).decode().rstrip("=")
+_REFUSED = "locator is not valid for this job's results; start again without it"
 
 
-def decode_locator(locator: str, job: BulkJob) -> tuple[int, int]:
+def _binding(job: BulkJob) -> dict[str, str]:
+    return {"listing": "bulk-query-results", "tenant": job.tenant_id, "job": job.job_id}
+
+
+def encode_locator(tokens: PageTokens, job: BulkJob, part: int, offset: int) -> str:
+    return tokens.encode({"part": part, "offset": offset}, bound_to=_binding(job))
+
+
+def decode_locator(tokens: PageTokens, locator: str, job: BulkJob) -> tuple[int, int]:
     try:
-        text = base64.urlsafe_b64decode(locator + "=" * (-len(locator) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("locator is not valid") from exc
-    match = _LOCATOR.match(text)
-    if not match:
-        raise InvalidRequest("locator is not valid")
-    part, offset = int(match.group(1)), int(match.group(2))
-    if part >= len(job.export_files) or offset > job.export_files[part].bytes:
-        raise InvalidRequest("locator is not valid")
+        position = tokens.decode(locator, bound_to=_binding(job))
+    except InvalidToken:
+        raise InvalidRequest(_REFUSED) from None
+    part, offset = position.get("part"), position.get("offset")
+    if not (
+        type(part) is int
+        and type(offset) is int
+        and 0 <= part < len(job.export_files)
+        and 0 <= offset <= job.export_files[part].bytes
+    ):
+        raise InvalidRequest(_REFUSED)
     return part, offset
 
 
-def read_page(files: BulkFiles, job: BulkJob, *, locator: str | None, max_records: int, max_bytes: int) -> Page:
-    part, offset = decode_locator(locator, job) if locator else (0, 0)
+def read_page(
+    files: BulkFiles, tokens: PageTokens, job: BulkJob, *, locator: str | None, max_records: int, max_bytes: int
+) -> Page:
+    """The page at ``locator`` (the first without one), and the next page's locator."""
+    part, offset = decode_locator(tokens, locator, job) if locator else (0, 0)
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(job.export_columns)
     body = bytearray(out.getvalue().encode())
@@ -72,12 +85,12 @@ def read_page(files: BulkFiles, job: BulkJob, *, locator: str | None, max_record
                 finished_part = consumed >= export.bytes
                 break
         if not finished_part:
-            return Page(bytes(body), count, encode_locator(part, consumed))
+            return Page(bytes(body), count, encode_locator(tokens, job, part, consumed))
         part, offset = part + 1, 0
         if count >= max_records or len(body) >= max_bytes:
             break
     more = part < len(job.export_files)
-    return Page(bytes(body), count, encode_locator(part, 0) if more else None)
+    return Page(bytes(body), count, encode_locator(tokens, job, part, 0) if more else None)
 
 
 def _records(chunks: Iterator[bytes]) -> Iterator[bytes]:

@@ -359,5 +359,10 @@ def query_results(ports: Ports, caller: Caller, job_id: str, *, locator: str | N
     settings = ports.settings
     wanted = min(max_records or settings.bulk_page_max_records, settings.bulk_page_max_records)
     return read_page(
-        bulk_ports(ports).files, job, locator=locator, max_records=wanted, max_bytes=settings.bulk_page_max_bytes
+        bulk_ports(ports).files,
+        ports.page_tokens,
+        job,
+        locator=locator,
+        max_records=wanted,
+        max_bytes=settings.bulk_page_max_bytes,
     )

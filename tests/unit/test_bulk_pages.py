@@ -1,6 +1,6 @@
 """Query job result pages (spectra.bulk.pages) read from UNLOAD part files on a FakeS3 through the real BulkFiles:
-records cut whole whatever the read chunks, pages of exactly ``maxRecords``, and locators that cannot be forged into
-another part or past the end of one."""
+records cut whole whatever the read chunks, pages of exactly ``maxRecords``, and locators signed for their job, so
+none can be forged into another part, past the end of one, into the middle of a record, or into another job."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import io
 import pytest
 
 from spectra.bulk.models import BulkOperation, BulkState, ExportFile
-from spectra.bulk.pages import _records, decode_locator, encode_locator, read_page
+from spectra.bulk.pages import _binding, _records, decode_locator, encode_locator, read_page
 from spectra.errors import InvalidRequest
+from spectra.tokens import PageTokens
 from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import make_ports
 
@@ -32,6 +33,9 @@ def rows(n: int, start: int = 0) -> list[list[str]]:
     """Rows with the awkward cases mixed in: line breaks and quotes inside quoted fields, empty fields, commas."""
     notes = ["line\none", 'say "hi"', "", "a,b", "plain", '"\n"', "crlf\r\ninside", "é"]
     return [[str(start + i), notes[(start + i) % len(notes)]] for i in range(n)]
+
+
+TOKENS = PageTokens(b"k" * 32)
 
 
 @pytest.fixture
@@ -56,7 +60,7 @@ def exported(files, parts: list[list[list[str]]], *, trailing_newline: bool = Tr
 def read_all(files, job, *, max_records: int, max_bytes: int = BIG):
     pages, locator = [], None
     while True:
-        page = read_page(files, job, locator=locator, max_records=max_records, max_bytes=max_bytes)
+        page = read_page(files, TOKENS, job, locator=locator, max_records=max_records, max_bytes=max_bytes)
         pages.append(page)
         assert len(pages) < 1000, "the locators do not move on"
         locator = page.locator
@@ -143,9 +147,9 @@ def test_pages_are_the_same_when_every_read_is_a_few_bytes(files, monkeypatch):
 def test_a_later_page_starts_where_its_locator_points_with_a_ranged_read(files):
     data = rows(9)
     job = exported(files, [data])
-    first = read_page(files, job, locator=None, max_records=4, max_bytes=BIG)
+    first = read_page(files, TOKENS, job, locator=None, max_records=4, max_bytes=BIG)
     files.client.requests.clear()
-    second = read_page(files, job, locator=first.locator, max_records=4, max_bytes=BIG)
+    second = read_page(files, TOKENS, job, locator=first.locator, max_records=4, max_bytes=BIG)
     assert parsed(second) == data[4:8]
     assert files.client.requests == [("GetObject", job.export_files[0].key)]
 
@@ -157,12 +161,14 @@ def test_locators_round_trip_within_the_export(files):
     job = exported(files, [rows(3), rows(3, start=3)])
     size = job.export_files[1].bytes
     for part, offset in [(0, 0), (0, 17), (1, 0), (1, size)]:
-        locator = encode_locator(part, offset)
+        locator = encode_locator(TOKENS, job, part, offset)
+        assert len(locator) <= 256  # the API's bound on the query parameter
         assert "=" not in locator and "/" not in locator and "+" not in locator  # safe in a query string
-        assert decode_locator(locator, job) == (part, offset)
+        assert decode_locator(TOKENS, locator, job) == (part, offset)
 
 
-def raw(text: str) -> str:
+def old_style(text: str) -> str:
+    """A locator as they were before they were signed: the position in base64, which anyone could write."""
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
@@ -171,21 +177,34 @@ def raw(text: str) -> str:
     [
         "null",  # the last page's header value is not a locator
         "!!!",
-        raw("2.0"),  # no third part
-        raw("0.999999"),  # past the end of the part
-        raw("-1.0"),
-        raw("0.-5"),
-        raw("0"),
-        raw("0.1.2"),
-        raw("a.b"),
-        raw("1234567.0"),
-        raw("0.1234567890123456"),
+        old_style("0.0"),  # a position, unsigned
+        old_style("0.17"),
         "w6k",  # base64 of bytes that are not ASCII
+        "x" * 300,
     ],
 )
-def test_a_tampered_locator_is_refused(files, locator):
+def test_a_locator_not_signed_for_the_job_is_refused(files, locator):
     job = exported(files, [rows(3), rows(3, start=3)])
     with pytest.raises(InvalidRequest):
-        decode_locator(locator, job)
+        decode_locator(TOKENS, locator, job)
     with pytest.raises(InvalidRequest):
-        read_page(files, job, locator=locator, max_records=10, max_bytes=BIG)
+        read_page(files, TOKENS, job, locator=locator, max_records=10, max_bytes=BIG)
+
+
+def test_a_locator_is_bound_to_its_job_and_key_and_to_positions_inside_the_export(files):
+    job = exported(files, [rows(3), rows(3, start=3)])
+    other = exported(files, [rows(3), rows(3, start=3)])
+    locator = read_page(files, TOKENS, job, locator=None, max_records=2, max_bytes=BIG).locator
+    assert decode_locator(TOKENS, locator, job) == (0, job.export_files[0].bytes - len(csv_bytes([rows(3)[2]])))
+    for refused in (
+        lambda: decode_locator(TOKENS, locator, other),  # another job's, of the same tenant
+        lambda: decode_locator(TOKENS, locator, job.model_copy(update={"tenant_id": "globex"})),
+        lambda: decode_locator(PageTokens(b"r" * 32), locator, job),  # a key since rotated
+        lambda: decode_locator(TOKENS, locator[:-1] + ("A" if locator[-1] != "A" else "B"), job),
+    ):
+        with pytest.raises(InvalidRequest):
+            refused()
+    # signed, but pointing outside the export (a shape check past the signature: a future encoder's bug)
+    for part, offset in [(2, 0), (-1, 0), (0, -5), (0, job.export_files[0].bytes + 1), ("0", 0), (0, 1.5)]:
+        with pytest.raises(InvalidRequest):
+            decode_locator(TOKENS, TOKENS.encode({"part": part, "offset": offset}, bound_to=_binding(job)), job)
