@@ -190,6 +190,19 @@ class StateTable:
             raise
         return plain(from_item(response["Attributes"]))
 
+    def increment(
+        self, item_id: str, allowed: Iterable[str], counter: str, *, updated_at: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """Add one to ``counter`` if the item exists and its state is one of ``allowed``, in DynamoDB itself (``ADD``),
+        so that writers racing each other each count. The new item, or None when the condition failed."""
+        request = self.update_request(item_id, allowed, {}, updated_at=updated_at)
+        if request is None:
+            return None
+        request["UpdateExpression"] = f"{request['UpdateExpression']} ADD #counter :one".strip()
+        request["ExpressionAttributeNames"]["#counter"] = counter
+        request["ExpressionAttributeValues"][":one"] = {"N": "1"}
+        return self.apply(request)
+
     def update_request(
         self,
         item_id: str,

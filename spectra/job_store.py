@@ -322,6 +322,13 @@ class JobStore:
         """Change attributes without a state change, if the job is still in one of ``expected``."""
         return self._update(job_id, frozenset(expected), changes)
 
+    def count_result_attempt(self, job_id: str) -> Job | None:
+        """One more attempt at the job's result (``result_attempts`` + 1), while it is SUBMITTED: counted in DynamoDB,
+        so copies of its status event (and the reconciler) racing each other each count. The job as it now is, or
+        None once it is no longer SUBMITTED."""
+        item = self._states.increment(job_id, [JobStatus.SUBMITTED.value], "result_attempts", updated_at=utcnow())
+        return Job.model_validate(item) if item is not None else None
+
     def mark_published(self, job_id: str, status: JobStatus) -> Job | None:
         """Record that the job's terminal event is out; the job leaves the pending index, nothing is owed any more."""
         return self._update(job_id, frozenset({status}), {"event_published": True, **StateTable.NOT_PENDING})

@@ -276,9 +276,11 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
     except ResultUnconvertible as exc:
         # Retried (the status event comes back, or the reconciler calls again) until the attempts run out; then the
         # job fails with the reason rather than stay SUBMITTED for the reconciler to retry for ever.
-        attempts = job.result_attempts + 1
+        counted = ports.jobs.count_result_attempt(job.job_id)
+        if counted is None:
+            return None  # no longer SUBMITTED: whoever moved it on owns its end
+        attempts = counted.result_attempts
         if attempts < ports.settings.result_max_attempts:
-            ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], result_attempts=attempts)
             raise
         logger.error("job %s: giving up on its result after %d attempts: %s", job.job_id, attempts, exc.message)
         error = ErrorInfo(code=exc.code, message=exc.message)

@@ -143,12 +143,8 @@ class BulkJobStore:
 
     def count_upload(self, job_id: str) -> BulkJob | None:
         """One more batch stored for the job (``uploads`` + 1), while it is ``Open``; None once it is not."""
-        request = self._states.update_request(job_id, [BulkState.OPEN.value], {}, updated_at=utcnow())
-        assert request is not None  # a state is allowed
-        request["UpdateExpression"] += " ADD #uploads :one"
-        request["ExpressionAttributeNames"]["#uploads"] = "uploads"
-        request["ExpressionAttributeValues"][":one"] = {"N": "1"}
-        return self._conditional(request)
+        item = self._states.increment(job_id, [BulkState.OPEN.value], "uploads", updated_at=utcnow())
+        return _job(item) if item is not None else None
 
     def close(self, job: BulkJob, **changes: Any) -> BulkJob | None:
         """``Open`` → ``UploadComplete`` with ``changes`` (the batches found), only if no batch was counted since

@@ -219,6 +219,10 @@ class FakeJobStore:
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:
         return self._update(job_id, frozenset(expected), changes)
 
+    def count_result_attempt(self, job_id: str) -> Job | None:
+        attempts = self._items.get(job_id, {}).get("result_attempts", 0)
+        return self._update(job_id, frozenset({JobStatus.SUBMITTED}), {"result_attempts": attempts + 1})
+
     def mark_published(self, job_id: str, status: JobStatus) -> Job | None:
         job = self._update(job_id, frozenset({status}), {"event_published": True})
         if job is not None:

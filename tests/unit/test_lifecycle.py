@@ -388,6 +388,21 @@ def test_a_result_that_cannot_be_converted_fails_the_job_after_its_attempts(port
     assert reconcile(ports, now=later + timedelta(minutes=2)).checked == 0  # nothing left for the reconciler
 
 
+def test_copies_of_a_status_event_racing_each_count_their_attempt(ports, monkeypatch):
+    """Both copies read the job before either counted: each attempt still counts (it was read, plus one, written)."""
+    from spectra.errors import ResultUnconvertible
+
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a,one field too many\n"], rows=1)
+    seen = ports.jobs.get(job.job_id)
+    monkeypatch.setattr(ports.jobs, "get", lambda job_id: seen)
+    for _ in range(2):
+        with pytest.raises(ResultUnconvertible):
+            complete_statement(ports, change)
+    monkeypatch.undo()
+    assert ports.jobs.get(job.job_id).result_attempts == 2
+
+
 def test_a_result_too_big_for_inline_fails_at_once(ports):
     job = running(ports, delivery=Delivery.INLINE)
     pages = ["".join(f"{i},x\n" for i in range(ports.settings.inline_max_rows + 1))]

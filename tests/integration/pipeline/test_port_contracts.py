@@ -11,6 +11,7 @@ LastEvaluatedKey on AWS), the scenarios only assert what holds on both: walking 
 from __future__ import annotations
 
 import inspect
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -272,6 +273,21 @@ def test_a_job_is_pending_until_its_terminal_event_is_published(store):
     published = store.mark_published(job.job_id, JobStatus.FAILED)
     assert published.event_published is True
     assert pending(store) == {}
+
+
+def test_result_attempts_are_counted_while_submitted_and_racing_copies_each_count(store):
+    job = make_job(at=T0)
+    store.create(job)
+    assert store.count_result_attempt(job.job_id) is None  # QUEUED: no statement, no result to attempt
+    store.transition(job.job_id, JobStatus.SUBMITTED, expected={JobStatus.QUEUED}, statement_id="s-1")
+    assert [store.count_result_attempt(job.job_id).result_attempts for _ in range(3)] == [1, 2, 3]
+    if isinstance(store, JobStore):  # the fake serves one thread at a time
+        with ThreadPoolExecutor(8) as pool:  # copies of one status event, each counting at once
+            list(pool.map(lambda _: store.count_result_attempt(job.job_id), range(8)))
+        assert store.get(job.job_id).result_attempts == 11
+    store.transition(job.job_id, JobStatus.FAILED, expected={JobStatus.SUBMITTED})
+    assert store.count_result_attempt(job.job_id) is None
+    assert store.count_result_attempt("j_missing") is None
 
 
 def test_mark_checked_moves_a_job_back_only_in_its_state(store):
