@@ -34,7 +34,8 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 JSON_MEDIA_TYPE = "application/json"
-#: objects and arrays nested deeper than this are refused (``invalid_json``); a request of this API nests a few levels at most
+#: objects and arrays nested deeper than this are refused (``invalid_json``); a request of this API nests a few
+#: levels at most
 MAX_JSON_DEPTH = 64
 
 
