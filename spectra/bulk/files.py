@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from spectra.bulk.models import BulkJob, SourceFile
 from spectra.errors import NotFound
 from spectra.results import S3Upload
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 
@@ -70,6 +73,15 @@ class BulkFiles:
         """One uploaded batch, stored in the results bucket as sent (gzip stays gzip: COPY reads it so)."""
         self._s3.put_object(Bucket=self.results_bucket, Key=key, Body=body, ContentType="text/csv")
         return SourceFile(bucket=self.results_bucket, key=key, size=len(body), gzip=key.endswith(".gz"))
+
+    def discard(self, source: SourceFile) -> bool:
+        """Delete a stored batch, best effort: whether it is gone (False: it stays, and the error is logged)."""
+        try:
+            self._s3.delete_object(Bucket=source.bucket, Key=source.key)
+        except (ClientError, BotoCoreError):
+            logger.warning("could not take back batch %s", source.key, exc_info=True)
+            return False
+        return True
 
     def uploaded_batches(self, job: BulkJob) -> list[SourceFile]:
         """Every batch under the job's uploads prefix (PUT through the API or through a presigned URL), in order."""

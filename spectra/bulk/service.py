@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from events import BulkJobQueuedMessage, ErrorInfo
@@ -32,7 +33,7 @@ from spectra.bulk.pages import Page, read_page
 from spectra.dynamo import ListPosition
 from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound, PayloadTooLarge, Throttled
 from spectra.jobs import utcnow
-from spectra.ports import Ports
+from spectra.ports import BulkPorts, Ports
 from spectra.sql_guard import check_sql
 from spectra.tenants import Caller, same_generation
 
@@ -191,7 +192,12 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
     stored = bulk.files.put(_upload_key(job, gzip=gzip), body)
     # Counted once stored: an UploadComplete that listed the batches before this one was stored finds the count
     # changed and lists again (_close). Refused: the job was closed or aborted while the batch was on its way.
-    if bulk.jobs.count_upload(job_id) is None:
+    try:
+        counted = bulk.jobs.count_upload(job_id)
+    except Exception:
+        _take_back(bulk, job_id, stored)
+        raise
+    if counted is None:
         closed = bulk.jobs.get(job_id)
         if closed is None or all(f.key != stored.key for f in closed.files):
             state = closed.state.value if closed else "gone"
@@ -200,6 +206,19 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
                 details={"state": state},
             )
     return stored
+
+
+def _take_back(bulk: BulkPorts, job_id: str, stored: SourceFile) -> None:
+    """The PUT fails for a batch that is stored all the same, which the next UploadComplete would list: delete it, or
+    the client's retry of the failed request loads it twice. Not when an UploadComplete has listed it meanwhile: it
+    is part of the job then (and the retry gets 409). A function that dies between storing and counting leaves the
+    batch (README, Bulk API)."""
+    try:
+        job = bulk.jobs.get(job_id)
+    except (ClientError, BotoCoreError):
+        job = None  # the store fails: no UploadComplete gets through it either
+    if job is None or job.state is BulkState.OPEN or all(f.key != stored.key for f in job.files):
+        bulk.files.discard(stored)
 
 
 def _is_gzip(body: bytes) -> bool:

@@ -1017,6 +1017,12 @@ class FakeS3:
             "Metadata": dict(stored.get("Metadata") or {}),
         }
 
+    def delete_object(self, *, Bucket: str, Key: str, **_: Any) -> dict:
+        self.requests.append(("DeleteObject", Key))
+        self.objects.pop((Bucket, Key), None)
+        self.object_tags.pop((Bucket, Key), None)
+        return {}
+
     def put_object_tagging(self, *, Bucket: str, Key: str, Tagging: dict, **_: Any) -> dict:
         self.requests.append(("PutObjectTagging", Key))
         if (Bucket, Key) not in self.objects:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 
 import pytest
+from botocore.exceptions import ClientError
 
 from events import BulkJobQueuedMessage
 from spectra.bulk import outcomes
@@ -174,6 +175,38 @@ def test_a_batch_the_upload_complete_listed_before_it_was_counted_is_acknowledge
     monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", closed_before_counted)
     stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
     assert [f.key for f in get_job(ports, caller(ports), job.job_id).files] == [stored.key]
+
+
+def test_a_batch_whose_count_fails_is_taken_back_so_a_retry_does_not_load_it_twice(ports, monkeypatch):
+    job = new_insert(ports)
+
+    def failing(jobs, job_id):
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "UpdateItem")
+
+    count = type(ports.bulk.jobs).count_upload
+    monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", failing)
+    with pytest.raises(ClientError):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", count)
+    retried = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)  # the client's retry
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert [f.key for f in closed.files] == [retried.key]
+
+
+def test_a_batch_listed_by_an_upload_complete_before_its_count_failed_stays(ports, monkeypatch):
+    """Stored, listed by a close, then the count fails: the batch is part of the job, so it is not taken back (the
+    client's retry gets 409, the job is closed)."""
+    job = new_insert(ports)
+
+    def closed_then_failing(jobs, job_id):
+        change_state(ports, caller(ports), job_id, "UploadComplete")
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "UpdateItem")
+
+    monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", closed_then_failing)
+    with pytest.raises(ClientError):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    (listed,) = get_job(ports, caller(ports), job.job_id).files
+    assert ports.bulk.files.client.body(listed.bucket, listed.key) == CSV
 
 
 def test_upload_complete_gives_up_with_a_429_while_batches_keep_arriving(ports, monkeypatch):
