@@ -73,10 +73,11 @@ class Settings(BaseSettings):
     # an event Lambda takes up to 6 MiB of, so 4 MiB (5.3 MiB encoded) is about the most that can arrive at all.
     bulk_max_batch_bytes: int = Field(default=4 * 1024 * 1024, gt=0, le=4 * 1024 * 1024)
     bulk_max_files: int = Field(default=100, gt=0)
-    # Query job result pages: records per page (maxRecords' default and ceiling) and a byte budget that keeps a page
-    # inside Lambda's 6 MB response limit.
+    # Query job result pages: records per page (maxRecords' default and ceiling) and a byte budget no page of more
+    # than one record passes. The page goes out base64-encoded (a CSV body is binary to API Gateway) within Lambda's
+    # 6 MB response quota, so 4 MiB (5.3 MiB encoded) is about the most a page can be.
     bulk_page_max_records: int = Field(default=50_000, gt=0)
-    bulk_page_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    bulk_page_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0, le=4 * 1024 * 1024)
     # Result files up to this size are answered inline; larger ones by a redirect to a presigned URL.
     bulk_inline_download_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     upload_url_ttl_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)

@@ -2,9 +2,11 @@
 page named by an opaque locator (``Sforce-Locator``; the string ``null`` after the last page).
 
 The pages are read straight from the UNLOAD's part files (CSV with a header line): a locator is a part and a byte
-offset into it, so a page is one ranged GET that stops after ``maxRecords`` records (or a byte budget that keeps
-the response inside Lambda's payload limit). Records are cut by counting quotes: a line break inside a quoted field
-leaves an odd number of quotes behind it, so the record goes on.
+offset into it, so a page is one ranged GET that stops after ``maxRecords`` records, or before the record that would
+take it past a byte budget that keeps the response inside Lambda's payload quota. A single record larger than the
+budget is a page of its own (a row past about 4.5 MB, which takes some 70 full ``VARCHAR(65535)`` columns, then
+meets API Gateway's 502). Records are cut by counting quotes: a line break inside a quoted field leaves an odd number
+of quotes behind it, so the record goes on.
 
 A locator is signed like a page token (:mod:`spectra.tokens`), bound to the tenant and the job: only an offset this
 module wrote, at the start of a record, is ever read from. An offset chosen by the caller could land inside a quoted
@@ -75,11 +77,15 @@ def read_page(
         consumed = offset
         finished_part = True
         for record in _records(files.chunks(source, start=offset)):
-            consumed += len(record)
+            start, consumed = consumed, consumed + len(record)
             if skip_header:
                 skip_header = False
                 continue
-            body += record if record.endswith(b"\n") else record + b"\n"
+            line = record if record.endswith(b"\n") else record + b"\n"
+            if count and len(body) + len(line) > max_bytes:
+                # past the budget with this record: it starts the next page (a record alone is served whole)
+                return Page(bytes(body), count, encode_locator(tokens, job, part, start))
+            body += line
             count += 1
             if count >= max_records or len(body) >= max_bytes:
                 finished_part = consumed >= export.bytes

@@ -132,8 +132,15 @@ def test_the_byte_budget_cuts_pages_early_and_loses_nothing(files):
     job = exported(files, [data[:25], data[25:]])
     pages = read_all(files, job, max_records=1000, max_bytes=120)
     assert len(pages) > 3
-    assert all(len(p.body) < 120 + 40 for p in pages)  # the budget, plus at most the record that crossed it
+    assert all(len(p.body) <= 120 for p in pages)  # a record that would pass the budget starts the next page
     assert [r for p in pages for r in parsed(p)] == data
+
+
+def test_a_record_larger_than_the_budget_is_a_page_of_its_own(files):
+    data = rows(5)
+    data[2][1] = "x" * 500
+    pages = read_all(files, exported(files, [data]), max_records=1000, max_bytes=120)
+    assert [parsed(p) for p in pages] == [data[:2], data[2:3], data[3:]]
 
 
 def test_pages_are_the_same_when_every_read_is_a_few_bytes(files, monkeypatch):
