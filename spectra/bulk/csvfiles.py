@@ -14,6 +14,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 from spectra.bulk.files import BulkFiles, FileUnreadable
 from spectra.bulk.models import COLUMN_PATTERN, BulkJob, BulkOperation, SourceFile
@@ -122,6 +123,7 @@ class Record:
 
 #: A record longer than this is one bad record, not read into memory (Redshift's rows stop at 4 MB).
 MAX_RECORD_CHARS = 16 * 1024 * 1024
+_PIECE_CHARS = 1024 * 1024  # how much of a line past that limit is read at a time
 
 
 def records(files: BulkFiles, source: SourceFile, delimiter: str, quote: str = '"') -> Iterator[Record]:
@@ -137,21 +139,23 @@ def records(files: BulkFiles, source: SourceFile, delimiter: str, quote: str = '
     - a quoted section still open at the end of the file ends the record there (the warehouse rejects it).
     """
     with files.text(source) as stream:
-        lines = iter(stream)
+        lines = _lines(stream, quote)
         if next(lines, None) is None:  # the header (no quoted line breaks: read_header checked it)
             return
         number = 1
         pending: list[str] = []
         size = quotes = start = 0
-        for line in lines:
+        for line, line_quotes in lines:
             number += 1
             if not pending and not quotes:
                 start = number
-                if quote not in line:  # the common case, and the fast one: no quoting at all
+                if line is not None and not line_quotes:  # the common case, and the fast one: no quoting at all
                     yield Record(start, line.rstrip("\n").removesuffix("\r").split(delimiter))
                     continue
-            quotes += line.count(quote)
-            if size <= MAX_RECORD_CHARS:
+            quotes += line_quotes
+            if line is None:  # a line past the limit: the record is too long, whatever else it holds
+                pending, size = [], MAX_RECORD_CHARS + 1
+            elif size <= MAX_RECORD_CHARS:
                 pending.append(line)
                 size += len(line)
             if quotes % 2:
@@ -160,6 +164,22 @@ def records(files: BulkFiles, source: SourceFile, delimiter: str, quote: str = '
             pending, size, quotes = [], 0, 0
         if pending or quotes:
             yield Record(start, _fields("".join(pending), delimiter, quote) if size <= MAX_RECORD_CHARS else None)
+
+
+def _lines(stream: IO[str], quote: str) -> Iterator[tuple[str | None, int]]:
+    """The stream's lines (each to its LF) and the quotes in each. A line past :data:`MAX_RECORD_CHARS` is None: it
+    is read through a bounded piece at a time and never held whole (a file of one 150 MB line held it all, and
+    again split into fields), its quotes still counted, since they decide where the next record starts."""
+    while line := stream.readline(MAX_RECORD_CHARS + 1):
+        if line.endswith("\n") or len(line) <= MAX_RECORD_CHARS:
+            yield line, line.count(quote)
+            continue
+        quotes = line.count(quote)
+        while piece := stream.readline(_PIECE_CHARS):
+            quotes += piece.count(quote)
+            if piece.endswith("\n"):
+                break
+        yield None, quotes
 
 
 def _fields(record: str, delimiter: str, quote: str) -> list[str]:

@@ -184,21 +184,8 @@ class BulkFiles:
                 while chunk := body.read(CHUNK):
                     yield chunk
                 return
-            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
             try:
-                while chunk := body.read(CHUNK):
-                    data = inflater.decompress(chunk)
-                    while inflater.unused_data:  # concatenated gzip members, as `cat a.gz b.gz` makes
-                        rest = inflater.unused_data
-                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                        data += inflater.decompress(rest)
-                    if data:
-                        yield data
-                tail = inflater.flush()
-                if not inflater.eof:
-                    raise FileUnreadable(f"{source.url} is not a complete gzip file (it ends early)")
-                if tail:
-                    yield tail
+                yield from _gunzip(iter(lambda: body.read(CHUNK), b""), source.url)
             except zlib.error as exc:
                 raise FileUnreadable(f"{source.url} is not a valid gzip file: {exc}") from exc
 
@@ -230,6 +217,30 @@ class BulkFiles:
 
     def read_all(self, key: str) -> bytes:
         return b"".join(self.chunks(SourceFile(bucket=self.results_bucket, key=key)))
+
+
+def _gunzip(compressed: Iterator[bytes], url: str) -> Iterator[bytes]:
+    """gzip data inflated a ``CHUNK`` at most at a time, whatever its ratio: a small file of one repeated byte inflates
+    a thousandfold, and inflated whole a single read would hold gigabytes. Concatenated members (``cat a.gz b.gz``)
+    are read on as one file."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
+    fed = False  # whether the member being read has had any input
+    members = 0
+    for data in compressed:
+        while data:
+            fed = True
+            out = inflater.decompress(data, CHUNK)
+            if out:
+                yield out
+            if inflater.eof:  # the member ended: what follows is the next one's
+                data, members = inflater.unused_data, members + 1
+                inflater, fed = zlib.decompressobj(16 + zlib.MAX_WBITS), False
+            else:
+                data = inflater.unconsumed_tail
+    while fed and not inflater.eof and (out := inflater.decompress(b"", CHUNK)):
+        yield out
+    if (fed or not members) and not inflater.eof:
+        raise FileUnreadable(f"{url} is not a complete gzip file (it ends early)")
 
 
 class _ChunkReader(io.RawIOBase):

@@ -28,7 +28,7 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 
 from events import ErrorInfo
-from spectra.bulk.csvfiles import MAX_RECORD_CHARS, Record, records
+from spectra.bulk.csvfiles import HEADER_MAX_BYTES, MAX_RECORD_CHARS, Record, records
 from spectra.bulk.files import FileReplaced, FileUnreadable, results_key
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, LineEnding, SourceFile
 from spectra.errors import NotFound
@@ -246,8 +246,9 @@ def _header(ports: Ports, job: BulkJob) -> list[str]:
     if not job.files:
         return []
     try:
-        with bulk.files.text(job.files[0]) as stream:
-            first = next(csv.reader(stream, delimiter=job.column_delimiter.char), [])
+        with bulk.files.text(job.files[0]) as stream:  # its first line only, bounded: a header has no line breaks
+            line = stream.readline(HEADER_MAX_BYTES)
+        first = next(csv.reader([line], delimiter=job.column_delimiter.char), [])
     except (FileUnreadable, FileReplaced, NotFound, csv.Error):
         return []
     return [name.lstrip("\ufeff").strip().lower() for name in first]

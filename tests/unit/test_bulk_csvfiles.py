@@ -9,6 +9,7 @@ import pytest
 
 from spectra.bulk import csvfiles
 from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header, records
+from spectra.bulk.files import CHUNK
 from spectra.bulk.models import BulkOperation, SourceFile
 from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import make_ports
@@ -114,6 +115,12 @@ def test_gzip_files_are_read_through_and_a_bad_one_says_so(files):
     truncated = gzip.compress(b"id,name\n" + b"1,a\n" * 1000)[:-20]
     error = refused(files, truncated, name="cut.csv.gz")
     assert error.code == "bad_gzip" and "ends early" in error.message
+
+
+def test_gzip_that_inflates_a_thousandfold_comes_out_a_chunk_at_a_time(files):
+    source = put(files, gzip.compress(b"id,note\n" + b"x" * (64 * CHUNK)), "bomb.csv.gz")
+    sizes = [len(piece) for piece in files.chunks(source)]
+    assert sum(sizes) == 8 + 64 * CHUNK and max(sizes) <= CHUNK
 
 
 def test_only_the_head_of_a_large_file_is_read(files):
@@ -223,6 +230,35 @@ def test_a_record_past_the_size_limit_is_one_bad_record_and_the_rest_still_count
     monkeypatch.setattr(csvfiles, "MAX_RECORD_CHARS", 64)
     got = lines(files, b'id,note\n1,ok\n2,"' + b"x\n" * 50 + b'"\n3,after\n')
     assert got == [(2, ["1", "ok"]), (3, None), (54, ["3", "after"])]
+
+
+def test_a_line_past_the_size_limit_is_never_held_and_its_quotes_still_count(files, monkeypatch):
+    monkeypatch.setattr(csvfiles, "MAX_RECORD_CHARS", 64)
+    monkeypatch.setattr(csvfiles, "_PIECE_CHARS", 16)
+    held = []
+    text = type(files).text
+
+    class Watched:  # the text stream, each line read from it measured
+        def __init__(self, stream) -> None:
+            self.stream = stream
+
+        def readline(self, size: int = -1) -> str:
+            line = self.stream.readline(size)
+            held.append(len(line))
+            return line
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_) -> None:
+            self.stream.close()
+
+    monkeypatch.setattr(type(files), "text", lambda self, source: Watched(text(self, source)))
+    long_plain = b"2," + b"x" * 1000 + b"\n"
+    long_opening = b'3,"' + b"y" * 1000 + b"\n"  # opens a quoted section that the next line closes
+    data = b"id,note\n1,ok\n" + long_plain + long_opening + b'still inside",z\n4,after\n'
+    assert lines(files, data) == [(2, ["1", "ok"]), (3, None), (4, None), (6, ["4", "after"])]
+    assert max(held) <= 65
 
 
 def test_rows_keep_bytes_that_are_not_utf8_as_sent(files):
