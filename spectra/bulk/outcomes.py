@@ -57,6 +57,14 @@ def as_printed(external_id: str, type_name: str | None) -> str:
     return external_id
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_missing_id(external_id: str) -> bool:
     """Empty or spaces only: the staging SQL's rule too (spectra.bulk.sql; ``trim`` takes spaces only)."""
     return not external_id.strip(" ")
@@ -90,6 +98,9 @@ class _Outcomes:
         """The listed outcome of each of ``external_ids`` that has one: one query per few hundred ids, so a file of
         millions of records does not pay a query per record."""
         found: dict[str, str] = {}
+        # An id holding bytes that are not UTF-8 (kept as surrogates, so the record is written back as sent) is no
+        # id the warehouse printed, and SQLite cannot take it: it has no outcome.
+        external_ids = [i for i in external_ids if _is_unicode(i)]
         for start in range(0, len(external_ids), LOOKUP_IDS):
             chunk = external_ids[start : start + LOOKUP_IDS]
             marks = ", ".join("?" * len(chunk))

@@ -74,6 +74,21 @@ def test_bad_rows_are_listed_as_sent_and_the_good_ones_load(bulk_tenant, warehou
     assert failed[1][2:] == ["ext@x", "Ext", "Oslo", "2", "surplus"]
 
 
+@pytest.mark.parametrize("operation", ["update", "upsert", "delete"])
+def test_an_external_id_that_is_not_utf8_is_a_failed_row(bulk_tenant, warehouse, operation):
+    """Its bytes were kept as sent (to be written back so): the id looked up among the warehouse's outcomes once
+    crashed the result files, and the job stayed InProgress holding its tenant's running slot."""
+    client = bulk_tenant([("ann@x", "Ann", "Oslo", 10, None)])
+    body = b"email,name,city\nann@x,Ann,Paris\nb\xffd@x,Bad,Rome\n"
+    job = client.load(operation, body, externalIdFieldName="email")
+    assert job["state"] == "JobComplete", job.get("errorMessage")
+    assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (2, 1)
+    ok = client.results(job["id"], "successfulResults")[1:]
+    (bad,) = client.results(job["id"], "failedResults")[1:]
+    assert [row[0] for row in ok] == ["ann@x"]
+    assert bad[0] == bad[2] == "b\udcffd@x" and bad[1]  # as sent, with its reason
+
+
 def accounted(client, job: dict, warehouse) -> tuple[list, list]:
     """The job's result files, checked against its counts and the table: processed = successful + failed, and every
     row listed successful is in the table."""
