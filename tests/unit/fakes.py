@@ -275,6 +275,7 @@ class FakeBulkJobStore:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {}
         self._pending: dict[str, datetime] = {}  # the sparse ``pending`` index: job id -> pending_since
+        self._dies_recording = 0  # ``die_recording_statement``
 
     def create(self, job: BulkJob) -> tuple[BulkJob, bool]:
         if job.job_id in self._items:
@@ -337,6 +338,9 @@ class FakeBulkJobStore:
         return self._update(job_id, allowed, {"state": to, **changes}, pending_since=utcnow())
 
     def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:
+        if "statement_id" in changes and self._dies_recording:
+            self._dies_recording -= 1
+            raise RuntimeError("the executor died before recording its statement")
         return self._update(job_id, frozenset(expected), changes)
 
     def count_upload(self, job_id: str) -> BulkJob | None:
@@ -387,6 +391,11 @@ class FakeBulkJobStore:
     def pending_since(self, job_id: str) -> datetime | None:
         """Where the job sits in the pending index (None: not in it)."""
         return self._pending.get(job_id)
+
+    def die_recording_statement(self) -> None:
+        """The next write of a statement id raises, as an executor that dies between starting its statement and
+        recording it: the statement runs on (and may commit), the job stays ``InProgress`` without it."""
+        self._dies_recording += 1
 
 
 # -- the warehouse --------------------------------------------------------------------------------------------------

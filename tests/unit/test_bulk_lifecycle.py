@@ -211,21 +211,13 @@ def test_an_abort_requested_before_the_statement_started_ends_the_job_aborted(po
 
 
 @pytest.fixture
-def died_before_recording(ports, monkeypatch):
+def died_before_recording(ports):
     """A job whose executor died between BatchExecuteStatement and recording the statement, then was aborted (PATCH
     Aborted found no statement to cancel): its message, and the statement that runs on."""
     message = queued(ports)
-    update = ports.bulk.jobs.update
-
-    def dies_recording_the_statement(job_id, expected, **changes):
-        if "statement_id" in changes:
-            raise RuntimeError("the executor died")
-        return update(job_id, expected, **changes)
-
-    monkeypatch.setattr(ports.bulk.jobs, "update", dies_recording_the_statement)
+    ports.bulk.jobs.die_recording_statement()
     with pytest.raises(RuntimeError):
         start_bulk_job(ports, message)
-    monkeypatch.setattr(ports.bulk.jobs, "update", update)
     ports.bulk.jobs.update(message.job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())
     [statement_id] = [s for s in ports.warehouse.statements if ":" not in s]
     return message, statement_id

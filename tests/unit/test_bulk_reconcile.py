@@ -35,9 +35,10 @@ def ports():
     return bulk_ports()
 
 
-def queued(ports) -> BulkJobQueuedMessage:
-    now = utcnow()
-    job = bulk_job(BulkOperation.INSERT, state=BulkState.UPLOAD_COMPLETE, queued_at=now, created_at=now)
+def queued(ports, *, waited: timedelta = timedelta(0)) -> BulkJobQueuedMessage:
+    """A job UploadComplete since ``waited`` ago (created then too)."""
+    since = utcnow() - waited
+    job = bulk_job(BulkOperation.INSERT, state=BulkState.UPLOAD_COMPLETE, queued_at=since, created_at=since)
     source = ports.bulk.files.put(f"acme/{job.job_id}/uploads/batch.csv", BODY)
     ports.bulk.jobs.create(job.model_copy(update={"files": [source]}))
     return BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
@@ -195,6 +196,93 @@ def test_a_load_an_executor_is_starting_is_neither_given_up_nor_queued_again():
     summary = sweep(ports, 3601)
     assert summary.waiting == 1 and summary.expired == 0
     assert job_of(ports, message).state is BulkState.IN_PROGRESS and ports.queue.messages == []
+
+
+# -- an executor that died between starting its load and recording it ----------------------------------------------
+
+#: waited under its tenant's running cap for almost pending_max_age before an executor took it
+LATE = timedelta(minutes=59)
+
+
+def died_recording(ports, *, waited: timedelta = LATE) -> tuple[BulkJobQueuedMessage, str]:
+    """A job started just now after waiting ``waited``, whose executor died right after BatchExecuteStatement (its
+    message's retries then ran out): its message, and the statement that runs on unrecorded."""
+    message = queued(ports, waited=waited)
+    ports.bulk.jobs.die_recording_statement()
+    with pytest.raises(RuntimeError):
+        start_bulk_job(ports, message)
+    assert job_of(ports, message).statement_id is None
+    [statement_id] = [s for s in ports.warehouse.statements if ":" not in s]
+    return message, statement_id
+
+
+def test_a_load_that_committed_unrecorded_is_adopted_and_completes_with_its_counts(ports):
+    """Not failed "not_started" (the hour since it was queued has passed): its rows are in the table, and a tenant
+    told otherwise would send them again."""
+    message, statement_id = died_recording(ports)
+    ports.warehouse.finish_batch(statement_id, {0: 2, 1: []})  # it ran on and committed; its event was lost
+    summary = sweep(ports, 301)
+    assert (summary.completed, summary.expired, summary.requeued) == (1, 0, 0)
+    done = job_of(ports, message)
+    assert (done.state, done.statement_id, done.error) == (BulkState.JOB_COMPLETE, statement_id, None)
+    assert (done.counts.processed, done.counts.failed, done.counts.created) == (2, 0, 2)
+    assert ports.events.types() == ["Bulk Job Completed"]
+    assert ("find", message.job_id) in ports.warehouse.calls
+    assert ports.queue.messages == []
+
+
+def test_a_load_that_failed_unrecorded_ends_failed_with_its_reason(ports):
+    message, statement_id = died_recording(ports)
+    ports.warehouse.fail_batch(statement_id, "permission denied for relation accounts", at=0)
+    assert sweep(ports, 301).completed == 1
+    failed = job_of(ports, message)
+    assert failed.state is BulkState.FAILED and "permission denied" in failed.error.message
+
+
+def test_a_load_still_running_unrecorded_is_recorded_and_left_running(ports):
+    message, statement_id = died_recording(ports)
+    assert sweep(ports, 301).still_running == 1
+    running = job_of(ports, message)
+    assert (running.state, running.statement_id) == (BulkState.IN_PROGRESS, statement_id)
+    assert ports.queue.messages == []
+    ports.warehouse.finish_batch(statement_id, {0: 2, 1: []})
+    assert sweep(ports, 700).completed == 1  # from here on, the recorded statement's ordinary check
+    assert job_of(ports, message).state is BulkState.JOB_COMPLETE
+
+
+def test_an_aborted_job_whose_load_runs_unrecorded_has_it_cancelled(ports):
+    message, statement_id = died_recording(ports)
+    ports.bulk.jobs.update(message.job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())  # nothing to cancel
+    assert sweep(ports, 301).completed == 1
+    assert ("cancel", statement_id) in ports.warehouse.calls
+    assert job_of(ports, message).state is BulkState.ABORTED
+
+
+def test_a_job_started_late_has_its_full_time_from_its_start():
+    """Queued two hours ago, started just now, its executor gone before its statement: queued again, not failed at
+    once; given up "not_started" only pending_max_age after its start, the warehouse asked first each time."""
+    ports = bulk_ports()
+    message = queued(ports, waited=timedelta(hours=2))
+    ports.bulk.jobs.transition(
+        message.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE}, started_at=utcnow()
+    )
+    assert sweep(ports, 301).requeued == 1
+    assert sweep(ports, 3500).requeued == 1  # nor near the hour since its start
+    assert job_of(ports, message).state is BulkState.IN_PROGRESS
+    summary = sweep(ports, 3601)
+    assert summary.expired == 1
+    failed = job_of(ports, message)
+    assert (failed.state, failed.error.code) == (BulkState.FAILED, "not_started")
+    assert ports.events.types() == ["Bulk Job Failed"]
+    assert ports.warehouse.calls == [("find", message.job_id)] * 3  # no statement, ever
+
+
+def test_a_job_never_started_is_not_looked_for_in_the_warehouse(ports):
+    """UploadComplete: no executor started it, so no statement can exist; the sweep makes no warehouse call."""
+    queued(ports)
+    assert sweep(ports, 301).requeued == 1
+    assert sweep(ports, 3600).expired == 1
+    assert ports.warehouse.calls == []
 
 
 def test_a_settled_job_still_in_the_index_is_skipped_and_dropped_from_it(ports):
