@@ -456,19 +456,6 @@ def test_every_bulk_call_is_granted(recorded_calls, bulk_tenant, spectra_stack):
     message = BulkResultsRequested(job_id=job["id"], tenant_id=client.tenant_id).model_dump_json()
     spectra_stack.invoke("BulkResultsFunction", {"Records": [sqs_record(message)]})
     assert ports.bulk.jobs.get(job["id"]).results_ready
-    # the reconciler looking for the statement of a job whose executor died before recording one (ListStatements),
-    # finding none and queueing it again: the executor then fails it, for it has no data
-    unrecorded = client.create("insert")["id"]
-    ports.bulk.jobs.close(ports.bulk.jobs.get(unrecorded), queued_at=utcnow())
-    ports.bulk.jobs.transition(
-        unrecorded, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE}, started_at=utcnow()
-    )
-    token = _current_function.set("ReconcilerFunction")
-    try:
-        reconcile(ports, now=utcnow() + timedelta(minutes=10))
-    finally:
-        _current_function.reset(token)
-    assert client.wait(unrecorded)["error"]["code"] == "no_data"
 
     assert_granted(
         recorded_calls,
@@ -484,7 +471,6 @@ def test_every_bulk_call_is_granted(recorded_calls, bulk_tenant, spectra_stack):
             },
             "CompletionFunction": {"redshift-data:GetStatementResult", "s3:PutObject", "s3:PutObjectTagging"},
             "BulkResultsFunction": {"redshift-data:DescribeStatement", "s3:GetObject", "s3:PutObject"},
-            "ReconcilerFunction": {"redshift-data:ListStatements", "sqs:SendMessage"},
         },
     )
 
