@@ -6,9 +6,11 @@ bulk table's pending index.
 * ``UploadComplete``, or ``InProgress`` without a statement: its queue message is lost or keeps failing; queue it
   again after ``requeue_after_seconds`` (the conditional start and the ClientToken make that safe), and fail it with
   ``not_started`` once it has waited ``pending_max_age_seconds`` since it was queued (since it was started, once
-  ``InProgress``). Before either, an ``InProgress`` job's statement is looked for by its name (ListStatements): an
-  executor that died between starting it and recording it leaves one that may have committed, and the job is
-  adopted by it and ends as it does, never ``not_started``.
+  ``InProgress``: a job that waited its hour under its tenant's cap has its time again to run). An executor that
+  died between starting the statement and recording it is covered by the queueing again: the next executor starts
+  the load with the same ClientToken, gets the same statement back (running, failed or committed) and records it.
+  The reconciler cannot look for that statement itself: ListStatements shows only the statements of the caller's
+  own IAM role, and the executor's is not the reconciler's.
 * Ended, but its event or its result files are still owed: settle them.
 """
 
@@ -68,43 +70,22 @@ def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime,
         # recorded. Giving up (or queueing it again) now would fail a load that is about to run, and commit.
         return Outcome.WAITING
     # A job that was started waited its turn already (up to pending_max_age under its tenant's cap): it has the same
-    # time again from its start to reach the warehouse.
+    # time again from its start, so that its statement, maybe started and committed by an executor that died before
+    # recording it, is found by the next executor's ClientToken rather than the job failed "not_started" (its tenant
+    # would send the rows again).
     since = job.started_at if job.state is BulkState.IN_PROGRESS and job.started_at else job.queued_at
-    give_up = now - (since or job.created_at) >= thresholds.give_up_after
-    requeue = now - quiet_since >= thresholds.requeue_after
-    if job.state is BulkState.IN_PROGRESS and (give_up or requeue):
-        # Its executor stopped after starting the statement but before recording it: the statement may be running,
-        # or have committed, so the job must end as the statement does, never "not_started" (its tenant would send
-        # the rows again). Asked only when the job would otherwise be queued again or given up on.
-        statement_id = ports.warehouse.find(job.job_id)  # the job id is the statement's name and its ClientToken
-        if statement_id is not None:
-            return _adopt(ports, job, statement_id, now)
-    if give_up:
+    if now - (since or job.created_at) >= thresholds.give_up_after:
         waited = int(thresholds.give_up_after.total_seconds())
         error = ErrorInfo(code="not_started", message=f"the job did not reach the warehouse within {waited} seconds")
         failed = finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
         return Outcome.EXPIRED if failed else Outcome.SKIPPED
-    if requeue:
+    if now - quiet_since >= thresholds.requeue_after:
         ports.queue.send(
             BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id)
         )
         bulk.jobs.mark_checked(job.job_id, job.state, now)
         return Outcome.REQUEUED
     return Outcome.WAITING
-
-
-def _adopt(ports: Ports, job: BulkJob, statement_id: str, now: datetime) -> Outcome:
-    """Record the statement an earlier attempt started for ``job`` (as the executor would have) and check it like any
-    recorded one: a committed load ends JobComplete with its counts, a failed one Failed with its reason."""
-    logger.warning(
-        "bulk job %s: adopting statement %s an earlier attempt started but never recorded", job.job_id, statement_id
-    )
-    adopted = bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=statement_id)
-    if adopted is None:
-        return Outcome.SKIPPED  # it ended meanwhile
-    if adopted.abort_requested_at is not None:
-        ports.warehouse.cancel(statement_id)  # an abort came while the statement had no id to cancel by
-    return _check_statement(ports, adopted, now)
 
 
 def _check_statement(ports: Ports, job: BulkJob, now: datetime) -> Outcome:
