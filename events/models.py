@@ -127,6 +127,10 @@ class JobEventDetail(_Contract):
     version: Literal["1"] = "1"
     job_id: str
     tenant_id: str
+    #: the generation of the tenant that made the job (spectra/tenants.py): a tenant deleted and created again under
+    #: the same id is another tenant, and the notifier delivers the event to this generation's subscriptions only.
+    #: Absent in events published before generations were carried (and for jobs made before generations existed).
+    tenant_generation: str | None = None
     status: JobStatus
     format: ResultFormat
     row_count: int | None = None
@@ -180,6 +184,10 @@ class BulkJobEventDetail(_Contract):
     version: Literal["1"] = "1"
     job_id: str
     tenant_id: str
+    #: the generation of the tenant that made the job (spectra/tenants.py): a tenant deleted and created again under
+    #: the same id is another tenant, and the notifier delivers the event to this generation's subscriptions only.
+    #: Absent in events published before generations were carried (and for jobs made before generations existed).
+    tenant_generation: str | None = None
     object: str
     operation: str
     state: str
@@ -258,6 +266,9 @@ class SubscriptionDisabledDetail(_Contract):
     version: Literal["1"] = "1"
     subscription_id: str
     tenant_id: str
+    #: the generation of the tenant that made the subscription (spectra/tenants.py): the event goes to that
+    #: generation's subscriptions only, never to a tenant deleted and created again under the same id
+    tenant_generation: str | None = None
     url: str
     reason: Literal["consecutive_failures", "gone"]
     message: str

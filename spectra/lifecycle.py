@@ -342,6 +342,7 @@ def publish_job_event(ports: Ports, job: Job, *, mark: bool = True) -> None:
     detail = JobEventDetail(
         job_id=job.job_id,
         tenant_id=job.tenant_id,
+        tenant_generation=job.tenant_generation,
         status=job.status,
         format=job.format,
         row_count=job.result.row_count if job.result else None,

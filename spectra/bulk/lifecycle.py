@@ -345,6 +345,7 @@ def publish_bulk_event(ports: Ports, job: BulkJob) -> None:
     detail = BulkJobEventDetail(
         job_id=job.job_id,
         tenant_id=job.tenant_id,
+        tenant_generation=job.tenant_generation,
         object=job.object,
         operation=job.operation.value,
         state=job.state.value,

@@ -164,6 +164,7 @@ def announce_disabled(ports: Ports, subscription: Subscription) -> None:
     detail = SubscriptionDisabledDetail(
         subscription_id=subscription.subscription_id,
         tenant_id=subscription.tenant_id,
+        tenant_generation=subscription.tenant_generation,
         url=subscription.url,
         reason=(subscription.disabled_reason or DisabledReason.CONSECUTIVE_FAILURES).value,
         message=subscription.disabled_message or "",

@@ -35,6 +35,19 @@ def _of_current_tenant(ports: Ports, tenant_id: str, subscriptions: list[Subscri
     return [s for s in subscriptions if same_generation(current, s.tenant_generation)]
 
 
+def _of_event_generation(ports: Ports, event: ProjectEvent, subscriptions: list[Subscription]) -> list[Subscription]:
+    """The subscriptions that hear of ``event``: those of the tenant generation that made its job (or subscription),
+    named in the event's ``tenant_generation``. A job that outlives its tenant (queued or running when the tenant was
+    deleted, and ending once it was created again) is the predecessor's, and its event reaches none of the
+    successor's subscriptions; a predecessor's subscription still hears of its own jobs, as a tenant that is gone
+    keeps its own. An event without a generation (published before events carried it, or of a job made before
+    generations existed) goes to the tenant's current generation's (:func:`_of_current_tenant`)."""
+    generation = event.detail.get("tenant_generation")
+    if not isinstance(generation, str) or not generation:
+        return _of_current_tenant(ports, event.detail["tenant_id"], subscriptions)
+    return [s for s in subscriptions if same_generation(generation, s.tenant_generation)]
+
+
 @dataclass(frozen=True)
 class FanOut:
     deliveries: list[WebhookDelivery]
@@ -46,7 +59,7 @@ def fan_out(ports: Ports, event: ProjectEvent) -> FanOut:
     tenant_id = event.detail.get("tenant_id")
     deliveries: list[WebhookDelivery] = []
     if isinstance(tenant_id, str) and tenant_id:
-        subscriptions = _of_current_tenant(ports, tenant_id, notify.subscriptions.webhooks_for_tenant(tenant_id))
+        subscriptions = _of_event_generation(ports, event, notify.subscriptions.webhooks_for_tenant(tenant_id))
         job_id = event.detail.get("job_id")
         if event.detail_type in JOB_EVENT_DETAIL_TYPES.values() and isinstance(job_id, str):
             callback = notify.subscriptions.get(tenant_id, callback_id(job_id))

@@ -14,6 +14,7 @@ import uuid
 import pytest
 from standardwebhooks import Webhook
 
+from spectra.ports import get_ports
 from tests.fixtures.stack import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -41,6 +42,9 @@ def test_a_completed_job_is_delivered_signed(new_tenant, webhook_receiver):
     assert payload["type"] == "Job Completed"
     assert payload["data"]["job_id"] == job["job_id"] and payload["data"]["tenant_id"] == client.tenant_id
     assert payload["data"]["row_count"] == 1
+    # the generation that made the job, as the API stamped it: the notifier tells no re-created tenant of it
+    generation = get_ports().tenants.get(client.tenant_id).generation
+    assert generation and payload["data"]["tenant_generation"] == generation
     assert request.headers["webhook-id"].startswith("msg_")
     state = wait_until(
         lambda: (s := subscription(client, created["id"]))["delivery"]["delivered"] == 1 and s, 10, "delivery state"

@@ -161,6 +161,8 @@ def test_an_identity_refused_in_code_fails_the_job_before_the_warehouse_is_asked
     assert start_bulk_job(ports, message) is None
     job = stored(ports, message.job_id)
     assert (job.state, job.error.code) == (BulkState.FAILED, code)
+    # its event names the generation that made it: the notifier tells it to none of a re-created tenant's hooks
+    assert ports.events.events[-1].detail.tenant_generation == job.tenant_generation is not None
     assert ports.warehouse.calls == []
 
 

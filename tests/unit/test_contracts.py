@@ -82,3 +82,12 @@ def test_job_events_name_their_job_in_resources():
         if filename.endswith("_event.json") and "detail" in model.model_fields and "redshift" not in filename:
             event = json.loads((SAMPLES / filename).read_text())
             assert event["resources"] == [event["detail"].get("job_id") or event["detail"]["subscription_id"]]
+
+
+@pytest.mark.parametrize(
+    "filename", ["job_failed_event.json", "bulk_job_failed_event.json", "subscription_disabled_event.json"]
+)
+def test_an_event_published_before_events_named_their_tenant_generation_still_parses(filename):
+    body = json.loads((SAMPLES / filename).read_text())
+    del body["detail"]["tenant_generation"]
+    assert SAMPLE_MODELS[filename].model_validate(body).detail.tenant_generation is None

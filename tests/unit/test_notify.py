@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks import Webhook
 
-from events import ProjectEvent, ResultFormat, WebhookDelivery
+from events import JobQueuedMessage, ProjectEvent, ResultFormat, WebhookDelivery
 from events.catalog import SAMPLES
 from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound
+from spectra.lifecycle import execute_job
 from spectra.notify import service
 from spectra.notify.delivery import Outcome, backoff_seconds, deliver
 from spectra.notify.fanout import fan_out
@@ -21,7 +22,7 @@ from spectra.notify.models import SubscriptionKind, SubscriptionStatus, callback
 from spectra.notify.transport import HttpOutcome
 from spectra.notify.urls import UrlPolicy, UrlRefused, address_refusal
 from spectra.publisher import PublishFailed
-from spectra.queries import submit_query
+from spectra.queries import cancel_job, submit_query
 from spectra.tenants import Caller
 from tests.unit.fakes import TEST_DNS, fake_resolver, make_notify, make_ports, make_settings
 
@@ -234,8 +235,72 @@ def test_a_tenant_created_again_under_the_same_id_neither_sees_nor_feeds_its_pre
     with pytest.raises(NotFound):
         service.delete_subscription(ports, successor, old.subscription_id)
     new = subscribe(ports, caller=successor)
-    result = fan_out(ports, sample_event(tenant_id="acme"))
+    result = fan_out(ports, sample_event(tenant_id="acme", tenant_generation=successor.generation))
     assert [d.subscription_id for d in result.deliveries] == [new.subscription_id]
+    # an event published before events named their generation goes to the tenant as it is now
+    result = fan_out(ports, sample_event(tenant_id="acme", tenant_generation=None))
+    assert [d.subscription_id for d in result.deliveries] == [new.subscription_id]
+
+
+def bus_event(published) -> ProjectEvent:
+    """An event the fake publisher recorded, as the bus hands it to the notifier."""
+    return ProjectEvent.model_validate(
+        {
+            "version": "0",
+            "id": f"event-of-{published.resources[0]}",
+            "detail-type": published.detail_type,
+            "source": "spectra",
+            "time": "2026-11-22T10:14:27Z",
+            "region": "us-east-1",
+            "resources": published.resources,
+            "detail": json.loads(published.detail.model_dump_json()),
+        }
+    )
+
+
+def test_a_job_that_outlives_its_tenant_is_announced_to_its_own_tenant_and_never_to_a_successor():
+    """acme queues a job, is deleted and created again, and the executor then refuses the old job: its "Job Failed"
+    (old job id, error text) names the generation that made the job and reaches that generation's subscriptions
+    only, not the new tenant's; the new tenant's own jobs reach the new tenant's."""
+    ports = ports_with_notify()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    predecessor = Caller.of(ports.tenants.get("acme"))
+    old_sub = subscribe(ports, caller=predecessor, events=("Job Failed", "Job Cancelled"))
+    old_job, _ = submit_query(ports, predecessor, sql="select 1", parameters=[], fmt=ResultFormat.JSON)
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    successor = Caller.of(ports.tenants.get("acme"))
+    new_sub = subscribe(ports, caller=successor, events=("Job Failed", "Job Cancelled"))
+
+    execute_job(ports, JobQueuedMessage(job_id=old_job.job_id, tenant_id="acme"))
+    refused = ports.events.events[-1]
+    assert (refused.detail_type, refused.detail.job_id) == ("Job Failed", old_job.job_id)
+    assert refused.detail.tenant_generation == predecessor.generation
+    deliveries = fan_out(ports, bus_event(refused)).deliveries
+    assert [d.subscription_id for d in deliveries] == [old_sub.subscription_id]
+
+    new_job, _ = submit_query(ports, successor, sql="select 1", parameters=[], fmt=ResultFormat.JSON)
+    cancel_job(ports, successor, new_job.job_id)
+    cancelled = ports.events.events[-1]
+    assert (cancelled.detail_type, cancelled.detail.job_id) == ("Job Cancelled", new_job.job_id)
+    deliveries = fan_out(ports, bus_event(cancelled)).deliveries
+    assert [d.subscription_id for d in deliveries] == [new_sub.subscription_id]
+
+
+@pytest.mark.parametrize("sample", ["bulk_job_failed_event.json", "subscription_disabled_event.json"])
+def test_bulk_and_subscription_events_reach_the_generation_they_name(sample):
+    ports = ports_with_notify()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    predecessor = Caller.of(ports.tenants.get("acme"))
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    successor = Caller.of(ports.tenants.get("acme"))
+    event_type = sample_event(sample).detail_type
+    new_sub = subscribe(ports, caller=successor, events=(event_type,))
+    old_event = sample_event(sample, tenant_id="acme", tenant_generation=predecessor.generation)
+    assert fan_out(ports, old_event).deliveries == []
+    new_event = sample_event(sample, tenant_id="acme", tenant_generation=successor.generation)
+    assert [d.subscription_id for d in fan_out(ports, new_event).deliveries] == [new_sub.subscription_id]
 
 
 def test_copies_of_an_event_get_the_same_webhook_id():
@@ -361,7 +426,8 @@ def test_the_last_attempt_goes_to_the_dead_letter_queue_with_its_error():
 
 def test_410_disables_at_once_and_an_event_says_so():
     ports = ports_with_notify()
-    sub, delivery = queued_delivery(ports)
+    generation = sample_event().detail["tenant_generation"]  # the subscription's tenant is the one of the event
+    sub, delivery = queued_delivery(ports, caller=ACME.model_copy(update={"generation": generation}))
     ports.notify.transport.answer(HttpOutcome(410, "HTTP 410 Gone"))
     assert deliver(ports, delivery, now=T0) is Outcome.DISABLED
     stored = ports.notify.subscriptions.get("acme", sub.subscription_id)
@@ -369,6 +435,7 @@ def test_410_disables_at_once_and_an_event_says_so():
     (event,) = ports.events.events
     assert event.detail_type == "Subscription Disabled" and event.resources == [sub.subscription_id]
     assert event.detail.reason == "gone" and event.detail.last_status == 410
+    assert event.detail.tenant_generation == generation  # so the fan-out tells it to its own tenant only
     assert ports.notify.deliveries.queued == []
     # deliveries still queued for it are dropped, and the event is not repeated
     assert deliver(ports, delivery, now=T0) is Outcome.DROPPED
