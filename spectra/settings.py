@@ -146,8 +146,11 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=5, gt=0)
     webhook_retry_factor: float = Field(default=3, ge=1)
     webhook_retry_max_delay_seconds: int = Field(default=3 * 3600, gt=0)
-    # A subscription whose deliveries failed this many times in a row is disabled (a 410 disables it at once).
+    # A subscription whose deliveries failed this many times in a row, for at least this long, is disabled (a 410
+    # disables it at once). Both: a receiver down for minutes while a burst of jobs ends fails many attempts at
+    # once, and its retries (spread over hours) are what it needs, not to be switched off for good.
     webhook_disable_after_failures: int = Field(default=15, ge=1)
+    webhook_disable_after_seconds: int = Field(default=24 * 3600, ge=0)
     # Standing subscriptions per tenant: every event of the tenant reads them all.
     webhook_max_subscriptions: int = Field(default=25, ge=1)
     # A query's callback outlives its job's longest possible life and its retries.

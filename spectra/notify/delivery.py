@@ -7,7 +7,9 @@ over hours. SQS delays a message 15 minutes at most: a longer wait is taken in h
 signature. After ``webhook_max_attempts`` the delivery goes to the dead-letter queue, with its last error.
 
 Each attempt updates the subscription's delivery state. A subscription that failed
-``webhook_disable_after_failures`` attempts in a row, or whose endpoint answered 410 Gone, is disabled and a
+``webhook_disable_after_failures`` attempts in a row over at least ``webhook_disable_after_seconds`` (a day, by
+default: a receiver down for minutes while a burst of jobs ends fails that many attempts at once, and needs its
+retries, not to be switched off), or whose endpoint answered 410 Gone, is disabled and a
 "Subscription Disabled" event says so; deliveries still queued for it are dropped when their turn comes. The disable
 is conditional on the failures in a row still standing when it is written, so a concurrent delivery that succeeded
 in between (and reset the count) keeps the subscription active; the failed attempt is then retried as any other.
@@ -94,7 +96,8 @@ def deliver(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
         _disable(ports, updated, DisabledReason.GONE, "the endpoint answered 410 Gone", now)
         return Outcome.DISABLED
     threshold = settings.webhook_disable_after_failures
-    if failures >= threshold:
+    failing_for = now - (updated.delivery.failing_since or now)
+    if failures >= threshold and failing_for.total_seconds() >= settings.webhook_disable_after_seconds:
         disabled = _disable(
             ports,
             updated,

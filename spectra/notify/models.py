@@ -67,6 +67,11 @@ class DeliveryState(BaseModel):
         default=None, description="When a delivery last succeeded.", examples=["2026-07-01T12:00:01Z"]
     )
     consecutive_failures: int = Field(default=0, description="Failed attempts since the last success.", examples=[0])
+    failing_since: datetime | None = Field(
+        default=None,
+        description="When the failed attempts in a row began (null: the last attempt succeeded, or none was made).",
+        examples=[None],
+    )
     delivered: int = Field(default=0, description="Deliveries that succeeded.", examples=[12])
     failed_attempts: int = Field(default=0, description="Attempts that failed, in all.", examples=[1])
 

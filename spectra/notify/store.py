@@ -121,7 +121,7 @@ class SubscriptionStore:
             tenant_id,
             subscription_id,
             "SET last_status = :status, last_attempt_at = :at, last_success_at = :at, consecutive_failures = :zero "
-            "ADD delivered :one REMOVE last_error",  # last_error says why the last attempt failed: this one did not
+            "ADD delivered :one REMOVE last_error, failing_since",  # why and since when attempts failed: this did not
             {":status": status, ":at": json_ready(at), ":zero": 0, ":one": 1},
         )
 
@@ -130,7 +130,8 @@ class SubscriptionStore:
     ) -> Subscription | None:
         """Count a failed attempt; the returned subscription carries the new ``consecutive_failures``."""
         expression = (
-            "SET last_error = :error, last_attempt_at = :at ADD consecutive_failures :one, failed_attempts :one"
+            "SET last_error = :error, last_attempt_at = :at, failing_since = if_not_exists(failing_since, :at) "
+            "ADD consecutive_failures :one, failed_attempts :one"
         )
         values: dict[str, Any] = {":error": error, ":at": json_ready(at), ":one": 1}
         if status is None:

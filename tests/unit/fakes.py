@@ -1143,6 +1143,7 @@ class FakeSubscriptionStore:
                 "last_attempt_at": at,
                 "last_success_at": at,
                 "consecutive_failures": 0,
+                "failing_since": None,
                 "delivered": delivered,
             },
         )
@@ -1161,6 +1162,7 @@ class FakeSubscriptionStore:
                 "last_error": error,
                 "last_attempt_at": at,
                 "consecutive_failures": current.delivery.consecutive_failures + 1,
+                "failing_since": current.delivery.failing_since or at,
                 "failed_attempts": current.delivery.failed_attempts + 1,
             },
         )

@@ -443,7 +443,7 @@ def test_410_disables_at_once_and_an_event_says_so():
 
 
 def test_consecutive_failures_disable_a_subscription_and_a_success_resets_the_count():
-    ports = ports_with_notify(webhook_disable_after_failures=3)
+    ports = ports_with_notify(webhook_disable_after_failures=3, webhook_disable_after_seconds=0)
     sub, delivery = queued_delivery(ports)
     ports.notify.transport.answer(HttpOutcome(503), HttpOutcome(None, "unreachable"), HttpOutcome(200))
     for _ in range(3):
@@ -456,6 +456,31 @@ def test_consecutive_failures_disable_a_subscription_and_a_success_resets_the_co
     assert stored.disabled_reason == "consecutive_failures" and "HTTP 502 Bad Gateway" in stored.disabled_message
     assert stored.delivery.last_success_at == T0 and stored.delivery.failed_attempts == 5
     assert [e.detail.consecutive_failures for e in ports.events.events] == [3]
+
+
+def test_a_burst_of_failures_is_ridden_out_and_only_a_day_of_them_disables():
+    """A receiver down for minutes while many jobs end fails the threshold's attempts at once: their retries, spread
+    over hours, are what it needs. Failing in a row for the whole window (a day by default) disables it."""
+    ports = ports_with_notify(webhook_disable_after_failures=3)
+    sub, delivery = queued_delivery(ports)
+    ports.notify.transport.answer(*[HttpOutcome(503)] * 20)
+    burst = [deliver(ports, delivery, now=T0 + timedelta(seconds=n)) for n in range(20)]
+    assert set(burst) == {Outcome.RETRY_SCHEDULED}
+    state = ports.notify.subscriptions.get("acme", sub.subscription_id).delivery
+    assert (state.consecutive_failures, state.failing_since) == (20, T0)
+    ports.notify.transport.answer(HttpOutcome(200))
+    deliver(ports, delivery, now=T0 + timedelta(hours=2))  # back: the count and the failing time start over
+    state = ports.notify.subscriptions.get("acme", sub.subscription_id).delivery
+    assert (state.consecutive_failures, state.failing_since) == (0, None)
+
+    later = T0 + timedelta(hours=3)
+    ports.notify.transport.answer(*[HttpOutcome(503)] * 4)
+    assert deliver(ports, delivery, now=later) is Outcome.RETRY_SCHEDULED
+    assert deliver(ports, delivery, now=later + timedelta(hours=12)) is Outcome.RETRY_SCHEDULED
+    assert deliver(ports, delivery, now=later + timedelta(hours=23, minutes=59)) is Outcome.RETRY_SCHEDULED
+    assert deliver(ports, delivery, now=later + timedelta(hours=24)) is Outcome.DISABLED
+    stored = ports.notify.subscriptions.get("acme", sub.subscription_id)
+    assert stored.status is SubscriptionStatus.DISABLED and stored.delivery.failing_since == later
 
 
 def test_a_lost_disabled_event_is_published_by_the_next_delivery():

@@ -194,7 +194,9 @@ def test_a_success_between_the_last_failure_and_the_disable_keeps_the_subscripti
     """record_failure returns the count that reached the threshold; a concurrent delivery to the same endpoint then
     succeeds and resets it. The disable must not act on the stale count: the endpoint works, this attempt is
     retried as any other failure."""
-    ports = make_ports(settings=make_settings(webhook_disable_after_failures=3), notify=make_notify())
+    ports = make_ports(
+        settings=make_settings(webhook_disable_after_failures=3, webhook_disable_after_seconds=0), notify=make_notify()
+    )
     sub, delivery = queued_delivery(ports)
     store = ports.notify.subscriptions
     for _ in range(2):

@@ -208,7 +208,8 @@ def test_nested_derived_tables_at_the_size_limit_parse_in_well_under_the_deadlin
     assert len(sql) > 90_000
     started = time.thread_time()
     assert check_sql(sql, max_bytes=100_000) == sql
-    assert time.thread_time() - started < PARSE_SECONDS
+    # about 0.55 s of CPU here; once past 1 s on a loaded machine. The bound sits far from both that and the 27 s
+    assert time.thread_time() - started < 5 * PARSE_SECONDS
 
 
 def test_the_recursion_the_parser_needs_does_not_need_a_big_c_stack():

@@ -105,11 +105,14 @@ def test_delivery_state_counts_failures_in_a_row_and_a_success_resets_them(store
     assert second.delivery.consecutive_failures == 2 and second.delivery.last_status is None
     assert second.delivery.last_error == "timed out after 10s"
     assert second.delivery.last_attempt_at == T0 + timedelta(seconds=5)
+    assert first.delivery.failing_since == second.delivery.failing_since == T0  # since the first of the row
     ok = store.record_success("acme", sid, status=204, at=T0 + timedelta(seconds=9))
     assert ok.delivery.consecutive_failures == 0 and ok.delivery.delivered == 1 and ok.delivery.last_status == 204
     assert ok.delivery.last_success_at == T0 + timedelta(seconds=9) and ok.delivery.failed_attempts == 2
-    assert ok.delivery.last_error is None  # why the last attempt failed: it did not
+    assert ok.delivery.last_error is None and ok.delivery.failing_since is None  # it did not fail
     assert store.get("acme", sid) == ok
+    again = store.record_failure("acme", sid, status=503, error="HTTP 503", at=T0 + timedelta(hours=1))
+    assert again.delivery.failing_since == T0 + timedelta(hours=1)
     assert store.record_failure("acme", "sub_missing", status=500, error="x", at=T0) is None
     assert store.record_success("acme", "sub_missing", status=200, at=T0) is None
 
