@@ -269,6 +269,7 @@ class SubscriptionDisabledDetail(_Contract):
     #: the generation of the tenant that made the subscription (spectra/tenants.py): the event goes to that
     #: generation's subscriptions only, never to a tenant deleted and created again under the same id
     tenant_generation: str | None = None
+    #: the subscription's URL without its query string (which may carry a token the receiver checks)
     url: str
     reason: Literal["consecutive_failures", "gone"]
     message: str

@@ -49,6 +49,13 @@ class UrlRefused(InvalidRequest):
     code = "url_refused"
 
 
+def without_query(url: str) -> str:
+    """The URL to write where others may read it (logs, the bus): without its query string or fragment, which may
+    carry a token the receiver checks."""
+    parts = urlsplit(url)
+    return parts._replace(query="", fragment="").geturl()
+
+
 def resolve(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to (the system resolver, as a connection would use it)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -427,7 +427,11 @@ def test_the_last_attempt_goes_to_the_dead_letter_queue_with_its_error():
 def test_410_disables_at_once_and_an_event_says_so():
     ports = ports_with_notify()
     generation = sample_event().detail["tenant_generation"]  # the subscription's tenant is the one of the event
-    sub, delivery = queued_delivery(ports, caller=ACME.model_copy(update={"generation": generation}))
+    sub, delivery = queued_delivery(
+        ports,
+        url="https://hooks.acme.example/in?token=s3cret#x",
+        caller=ACME.model_copy(update={"generation": generation}),
+    )
     ports.notify.transport.answer(HttpOutcome(410, "HTTP 410 Gone"))
     assert deliver(ports, delivery, now=T0) is Outcome.DISABLED
     stored = ports.notify.subscriptions.get("acme", sub.subscription_id)
@@ -436,6 +440,7 @@ def test_410_disables_at_once_and_an_event_says_so():
     assert event.detail_type == "Subscription Disabled" and event.resources == [sub.subscription_id]
     assert event.detail.reason == "gone" and event.detail.last_status == 410
     assert event.detail.tenant_generation == generation  # so the fan-out tells it to its own tenant only
+    assert event.detail.url == "https://hooks.acme.example/in"  # the bus reaches other accounts: no token on it
     assert ports.notify.deliveries.queued == []
     # deliveries still queued for it are dropped, and the event is not repeated
     assert deliver(ports, delivery, now=T0) is Outcome.DROPPED
