@@ -261,8 +261,12 @@ def submit(
     view = QueryAnswer.of(job)
     if job.status is JobStatus.COMPLETED and request.wait_timeout:
         view.results = JobResults.model_validate(queries.job_results(get_ports(), _caller(), job.job_id))
-    if callback is not None and created:
-        view.callback = CallbackView(subscription_id=callback_id(job.job_id), url=callback.url, secret=callback.secret)
+    if callback is not None:
+        # a repeat (the same Idempotency-Key and request) answers the first request's callback, secret included: a
+        # client whose first answer was lost has no other way to learn it
+        stored = callback if created else notify.job_callback(get_ports(), tenant_id=job.tenant_id, job_id=job.job_id)
+        if stored is not None:
+            view.callback = CallbackView(subscription_id=callback_id(job.job_id), url=stored.url, secret=stored.secret)
     return Response(
         status_code=HTTPStatus.ACCEPTED if created and not job.status.is_terminal else HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,

@@ -136,7 +136,8 @@ class JobView(BaseModel):
     )
     callback: CallbackView | None = Field(
         default=None,
-        description="In the answer to a submission with callback_url only: its signing secret.",
+        description="In the answer to a submission with callback_url (and to its idempotent repeats) only: its"
+        " signing secret.",
         examples=[None],
     )
 

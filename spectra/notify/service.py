@@ -168,6 +168,13 @@ def register_callback(ports: Ports, callback: Callback, *, tenant_id: str, job_i
     return notify_ports(ports).subscriptions.create(subscription, expires_at=expires_at)
 
 
+def job_callback(ports: Ports, *, tenant_id: str, job_id: str) -> Subscription | None:
+    """The callback recorded with ``job_id``, if it has one (and it has not expired): what an idempotent repeat of
+    the request that made the job answers, so a client whose first answer was lost still learns its secret."""
+    found = notify_ports(ports).subscriptions.get(tenant_id, callback_id(job_id))
+    return found if found is not None and found.kind is SubscriptionKind.CALLBACK else None
+
+
 def discard_callback(ports: Ports, *, tenant_id: str, job_id: str) -> None:
     """The callback of a job id that was never used (the request was an idempotent repeat of an earlier one)."""
     notify_ports(ports).subscriptions.delete(tenant_id, callback_id(job_id))

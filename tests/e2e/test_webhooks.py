@@ -164,6 +164,22 @@ def test_subscriptions_are_isolated_between_tenants(new_tenant, webhook_receiver
     assert acme.request("GET", f"/v1/subscriptions/{mine['id']}").status_code == 404
 
 
+def test_a_repeated_request_answers_its_callback_secret_again(new_tenant, webhook_receiver):
+    """The first answer lost, the client repeats the request with its Idempotency-Key: it gets the same job and the
+    secret that job's callback is signed with (it has no other way to learn it), not a second callback."""
+    client = new_tenant()
+    body = {"sql": "select 'once' as x", "callback_url": webhook_receiver.url("/again")}
+    headers = {"Idempotency-Key": "callback-" + client.tenant_id}
+    first = client.request("POST", "/v1/queries", json=body, headers=headers).json()
+    repeat = client.request("POST", "/v1/queries", json=body, headers=headers)
+    assert repeat.status_code in (200, 202), repeat.text
+    assert repeat.json()["job_id"] == first["job_id"]
+    assert repeat.json()["callback"] == first["callback"] and first["callback"]["secret"].startswith("whsec_")
+    (request,) = webhook_receiver.wait_for("/again", 1)
+    payload = Webhook(first["callback"]["secret"]).verify(request.body, request.headers)
+    assert payload["data"]["job_id"] == first["job_id"]
+
+
 def test_a_query_callback_gets_its_job_signed_with_its_own_secret(new_tenant, webhook_receiver):
     client = new_tenant()
     response = client.request(
