@@ -54,12 +54,15 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> list[st
     reader = csv.reader(io.StringIO(text.removeprefix(BOM), newline="\n"), delimiter=delimiter)
     try:
         header = next(reader)
-        has_rows = any(any(field.strip() for field in row) for row in reader)
     except csv.Error as exc:
         raise BulkInputError(
             "invalid_header",
             f"{_name(source)}: the header line is not valid CSV: {exc} (lines must end with LF or CRLF, not CR alone)",
         ) from exc
+    try:
+        has_rows = any(any(field.strip() for field in row) for row in reader)
+    except csv.Error:
+        has_rows = True  # a row the csv module cannot read (a CR alone in it) is that row's problem, told per row
     if not any(field.strip() for field in header):  # else a blank first line would pass as a header of no columns
         raise BulkInputError(
             "invalid_header", f"{_name(source)}: the first line has no column names; it must be the header line"

@@ -99,6 +99,16 @@ def accounted(client, job: dict, warehouse) -> tuple[list, list]:
     return ok, bad
 
 
+def test_a_cr_alone_in_the_first_row_is_that_rows_business(bulk_tenant, warehouse):
+    """Not the whole file refused as a bad header: the row goes to the warehouse like any other, and the job
+    accounts for it."""
+    client = bulk_tenant()
+    job = client.dropped_job(client.drop(b"email,name,city,score\nann@x,A\rnn,Oslo,1\nbob@x,Bob,Rome,2\n"))
+    assert job["state"] == "JobComplete", job.get("errorMessage")
+    ok, bad = accounted(client, job, warehouse)
+    assert sorted(row[2] for row in ok + bad) == ["ann@x", "bob@x"] and "bob@x" in [row[2] for row in ok]
+
+
 def test_records_and_lines_are_counted_as_the_warehouse_counts_them(bulk_tenant, warehouse):
     """A quoted CR is data (lines end at LF), a blank line is a record COPY rejects, and an insert's external id
     only names sf__Id: the files match the table and the counts."""

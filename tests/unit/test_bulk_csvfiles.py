@@ -100,6 +100,10 @@ def test_invalid_utf8_in_the_header_is_refused_but_in_a_row_it_is_the_rows_probl
     assert header(files, b"id,name\n1,B\xffd\n") == ["id", "name"]
 
 
+def test_a_first_row_the_csv_module_cannot_read_is_that_rows_problem_not_the_headers(files):
+    assert header(files, b"email,name\nann@x,A\rnn\nbob@x,B\n") == ["email", "name"]  # a CR alone in row 1
+
+
 def test_an_empty_header_field_is_not_a_column(files):
     error = refused(files, b"id,,name\n1,2,3\n")
     assert error.code == "invalid_header" and "''" in error.message
