@@ -36,6 +36,7 @@ from spectra.errors import (
     IdentityRefused,
     ResultRefused,
     ResultUnconvertible,
+    SpectraError,
     StartNotRecorded,
     StatementRejected,
     Throttled,
@@ -47,6 +48,10 @@ from spectra.slots import PooledSession
 from spectra.warehouse import StatementInfo
 
 logger = logging.getLogger(__name__)
+
+#: A job's error code when its result could not be collected, for another reason than a page that cannot be
+#: converted, after ``result_max_attempts`` tries (a result file S3 refused, a page the Data API refused to give).
+RESULT_FAILED = "result_failed"
 
 
 #: The job rides in its queue message up to this size (its SQL and parameters as JSON); SQS takes 256 KiB a message.
@@ -273,17 +278,25 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
     except ResultRefused as exc:  # too big for inline, a Parquet export with duplicate names
         error = ErrorInfo(code=exc.code, message=exc.message)
         return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
-    except ResultUnconvertible as exc:
+    except Throttled:
+        raise  # the Data API wants fewer calls: nothing wrong with the result, tried again as it is
+    except Exception as exc:
         # Retried (the status event comes back, or the reconciler calls again) until the attempts run out; then the
-        # job fails with the reason rather than stay SUBMITTED for the reconciler to retry for ever.
+        # job fails with the reason rather than stay SUBMITTED, holding its tenant's running slot, until the Data
+        # API forgets the statement (24 hours) while the reconciler retries it every minute. Any failure counts: a
+        # page that cannot be converted, and also a result file S3 refuses, a page the Data API refuses to give.
         counted = ports.jobs.count_result_attempt(job.job_id)
         if counted is None:
             return None  # no longer SUBMITTED: whoever moved it on owns its end
         attempts = counted.result_attempts
         if attempts < ports.settings.result_max_attempts:
             raise
-        logger.error("job %s: giving up on its result after %d attempts: %s", job.job_id, attempts, exc.message)
-        error = ErrorInfo(code=exc.code, message=exc.message)
+        if isinstance(exc, ResultUnconvertible):
+            error = ErrorInfo(code=exc.code, message=exc.message)
+        else:
+            reason = exc.message if isinstance(exc, SpectraError) else f"{type(exc).__name__}: {exc}"
+            error = ErrorInfo(code=RESULT_FAILED, message=f"the result could not be collected: {reason}"[:1000])
+        logger.error("job %s: giving up on its result after %d attempts: %s", job.job_id, attempts, error.message)
         return finish_job(
             ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, result_attempts=attempts
         )

@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     # Days results are served (template parameter ResultRetentionDays; the results bucket deletes files after as
     # many days, inline rows are refused after them too): past it, GET /v1/jobs/{id}/results answers 410.
     result_retention_days: int = Field(default=7, gt=0)
-    # Completions that may fail to convert a result before the job fails (result_unconvertible) instead of being
-    # retried by its queue or the reconciler.
+    # Completions that may fail to collect a result before the job fails (result_unconvertible, result_failed)
+    # instead of being retried by its queue or the reconciler.
     result_max_attempts: int = Field(default=3, gt=0)
     # Large results: rows per part file, and how long a presigned URL (SigV4, GET of one object) lives. Short: a URL
     # handed out stays valid to its end whatever happens to the key or the tenant that asked for it.

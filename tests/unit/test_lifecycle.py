@@ -403,6 +403,37 @@ def test_copies_of_a_status_event_racing_each_count_their_attempt(ports, monkeyp
     assert ports.jobs.get(job.job_id).result_attempts == 2
 
 
+def test_any_failure_to_collect_a_result_counts_and_the_last_attempt_fails_the_job(ports, monkeypatch):
+    """Not only a page that cannot be converted: a result file S3 refuses (say) was retried with no end, the job
+    SUBMITTED and holding its tenant's slot until the Data API forgot the statement a day later. A throttled read is
+    not the result's fault and counts nothing."""
+    from botocore.exceptions import ClientError
+
+    from spectra import lifecycle
+    from spectra.errors import Throttled
+
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1)
+    refused = ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
+
+    def collect(*_args, **_kwargs):
+        raise next(failures)
+
+    failures = iter([Throttled("slow down"), refused, refused, refused])
+    monkeypatch.setattr(lifecycle, "collect_result", collect)
+    with pytest.raises(Throttled):
+        complete_statement(ports, change)
+    assert ports.jobs.get(job.job_id).result_attempts == 0
+    for attempt in (1, 2):
+        with pytest.raises(ClientError):
+            complete_statement(ports, change)
+        assert ports.jobs.get(job.job_id).result_attempts == attempt
+    failed = complete_statement(ports, change)
+    assert (failed.status, failed.error.code, failed.result_attempts) == (JobStatus.FAILED, "result_failed", 3)
+    assert "AccessDenied" in failed.error.message
+    assert ports.events.types() == ["Job Failed"]
+
+
 def test_a_result_too_big_for_inline_fails_at_once(ports):
     job = running(ports, delivery=Delivery.INLINE)
     pages = ["".join(f"{i},x\n" for i in range(ports.settings.inline_max_rows + 1))]
