@@ -6,8 +6,9 @@ job's one conditional QUEUED → SUBMITTED write with the statement it got, so a
 same statement back and finds the write made. The statement runs in one of the tenant's Data API sessions, leased
 with its running slot (spectra/sessions.py). Completion publishes the project event, then makes the conditional
 SUBMITTED → terminal write that also records the event as sent and gives the slot and the session back, in one
-transaction (see :func:`finish_job`), so a retry after a failed publish sends it, and a duplicate status event does
-nothing.
+transaction (see :func:`finish_job`), so a retry after a failed publish sends it, and a duplicate status event that
+comes after the write does nothing. Two that handle the job at once (a late event and the reconciler, say) may both
+publish: events are at least once, the job's ending once (README, decisions).
 
 Calls per small job (the bench counts them): the API's PutItem and SendMessage (the job in the message); the
 executor's slot claim, ExecuteStatement and SUBMITTED write; completion's GetItem, GetStatementResultV2 (no
