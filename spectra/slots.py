@@ -170,6 +170,11 @@ class RunningSlots:
                     waiting=_holders(item, "waiting"),
                 )
             except ClientError as exc:
+                if item_too_large(exc):
+                    # The waiting list filled the item to DynamoDB's 400 KB, and a slot entry does not fit: refused
+                    # like a full cap, so the job goes the way of a list that cannot take it (share._retry_later),
+                    # not round a crash loop to the DLQ.
+                    return Claim(taken=False, holders=self.holders(tenant_id))
                 if _code(exc) != "ConditionalCheckFailedException":
                     raise
                 item = exc.response.get("Item")
@@ -219,7 +224,7 @@ class RunningSlots:
         if session is not None:
             names["#s"] = session.session_id
             update, values = f"SET sessions.#s = :entry {update}", {":entry": session.as_item()}
-        for attempt in range(2):
+        for attempt in range(3):
             try:
                 response = self._db.update_item(
                     TableName=self._table,
@@ -232,6 +237,11 @@ class RunningSlots:
                 )
                 return _holders(response.get("Attributes") or {}, "waiting")
             except ClientError as exc:
+                if item_too_large(exc) and session is not None:
+                    # the session's entry does not fit beside a waiting list at DynamoDB's 400 KB: the slot goes
+                    # back without it (the session is not pooled again, and idles out), so the next job is woken
+                    names, update, values = {"#job": job_id}, "REMOVE holders.#job", {}
+                    continue
                 if _code(exc) == "ValidationException" and session is not None and attempt == 0:
                     self._add_pool(tenant_id)  # an item made before sessions were pooled: give it the map
                     continue
@@ -417,3 +427,10 @@ def _sessions(item: dict) -> dict[str, PooledSession]:
 
 def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
+
+
+def item_too_large(exc: ClientError) -> bool:
+    """DynamoDB refused a write that would take the item past 400 KB ("Item size has exceeded the maximum allowed
+    size", or "Item size to update has exceeded ..."), not some other ValidationException."""
+    message = exc.response.get("Error", {}).get("Message", "").lower()
+    return _code(exc) == "ValidationException" and "item size" in message

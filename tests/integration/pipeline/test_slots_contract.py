@@ -9,6 +9,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from botocore.exceptions import ClientError
 
 from spectra.share import RunningSlots
 from spectra.slots import PooledSession
@@ -289,3 +290,49 @@ def test_a_slots_item_made_before_session_pools_takes_a_session_back(local_aws, 
     assert slots.sessions("acme") == {"s-1": PooledSession("s-1", ACME, until=10_000.0)}
     assert slots.holders("acme") == {}
     client.delete_table(TableName=table)
+
+
+class _AtItemSizeLimit:
+    """The DynamoDB client, with the tenant's slots item at DynamoDB's 400 KB (a waiting list of thousands): a write
+    that would add an entry matching ``grows`` is refused as DynamoDB refuses it. moto counts item size too loosely
+    to get there with a real list."""
+
+    def __init__(self, client, grows: str) -> None:
+        self._client, self._grows = client, grows
+
+    def update_item(self, **request):
+        if self._grows in request["UpdateExpression"]:
+            error = {"Code": "ValidationException", "Message": "Item size has exceeded the maximum allowed size"}
+            raise ClientError({"Error": error}, "UpdateItem")
+        return self._client.update_item(**request)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+@pytest.fixture
+def slots_table(local_aws, tenants_table_properties):
+    client = local_aws.client("dynamodb")
+    table = "tenants-contract-" + uuid.uuid4().hex[:10]
+    client.create_table(TableName=table, **tenants_table_properties)
+    yield client, table
+    client.delete_table(TableName=table)
+
+
+def test_at_the_item_size_limit_a_claim_is_refused_like_a_full_cap_not_an_error(slots_table):
+    client, table = slots_table
+    RunningSlots(client, table).acquire("acme", "j_1", limit=5, now=100.0)
+    full = RunningSlots(_AtItemSizeLimit(client, "SET holders"), table)
+    claim = full.claim("acme", "j_2", limit=5, now=101.0)
+    assert (claim.taken, claim.holders) == (False, {"j_1": 100.0})
+
+
+def test_at_the_item_size_limit_a_slot_goes_back_without_its_session_and_the_next_job_is_woken(slots_table):
+    client, table = slots_table
+    slots = RunningSlots(client, table)
+    assert slots.acquire("acme", "j_1", limit=1, now=100.0)
+    assert slots.park("acme", "j_2", limit=1, now=101.0)
+    full = RunningSlots(_AtItemSizeLimit(client, "SET sessions"), table)
+    waiting = full.release("acme", "j_1", session=PooledSession("s-1", ACME, until=10_000.0))
+    assert waiting == {"j_2": 101.0}  # the slot is free and the longest waiting job is named, to be woken
+    assert slots.holders("acme") == {}
