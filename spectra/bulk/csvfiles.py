@@ -23,7 +23,8 @@ from spectra.errors import NotFound
 HEADER_MAX_BYTES = 1024 * 1024
 BOM = "\ufeff"
 _COLUMN = re.compile(COLUMN_PATTERN)
-_UNDECODABLE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of bytes that are not UTF-8
+#: what surrogateescape makes of bytes that are not UTF-8
+UNDECODABLE = re.compile("[\udc80-\udcff]")
 csv.field_size_limit(16 * 1024 * 1024)  # a field may be as large as Redshift's largest VARCHAR (64 KB) and more
 
 
@@ -71,7 +72,7 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> list[st
         raise BulkInputError("invalid_header", f"{_name(source)}: no header line within the first 1 MB")
     if not has_rows and whole:
         raise BulkInputError("no_rows", f"{_name(source)} has a header line but no rows")
-    if any(_UNDECODABLE.search(field) for field in header):
+    if any(UNDECODABLE.search(field) for field in header):
         raise BulkInputError("invalid_header", f"{_name(source)}: the header line is not valid UTF-8")
     columns = [field.strip().lower() for field in header]
     bad = [c for c in columns if not _is_identifier(c)]

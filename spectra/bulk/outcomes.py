@@ -28,7 +28,7 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 
 from events import ErrorInfo
-from spectra.bulk.csvfiles import HEADER_MAX_BYTES, MAX_RECORD_CHARS, Record, records
+from spectra.bulk.csvfiles import HEADER_MAX_BYTES, MAX_RECORD_CHARS, UNDECODABLE, Record, records
 from spectra.bulk.files import FileReplaced, FileUnreadable, results_key
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, LineEnding, SourceFile
 from spectra.errors import NotFound
@@ -55,14 +55,6 @@ def as_printed(external_id: str, type_name: str | None) -> str:
     if type_name in _INTEGER_TYPES and _INTEGER.fullmatch(external_id):
         return str(int(external_id))
     return external_id
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def is_missing_id(external_id: str) -> bool:
@@ -100,7 +92,7 @@ class _Outcomes:
         found: dict[str, str] = {}
         # An id holding bytes that are not UTF-8 (kept as surrogates, so the record is written back as sent) is no
         # id the warehouse printed, and SQLite cannot take it: it has no outcome.
-        external_ids = [i for i in external_ids if _is_unicode(i)]
+        external_ids = [i for i in external_ids if not UNDECODABLE.search(i)]
         for start in range(0, len(external_ids), LOOKUP_IDS):
             chunk = external_ids[start : start + LOOKUP_IDS]
             marks = ", ".join("?" * len(chunk))
