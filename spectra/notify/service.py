@@ -80,9 +80,7 @@ def create_subscription(
     filter_ = _check_filter(filter_)
     notify.urls.endpoint(url)  # UrlRefused (400) for anything but https on a public address
     limit = ports.settings.webhook_max_subscriptions
-    # a predecessor's subscriptions (the tenant id deleted and created again) are not the caller's and do not count
-    standing = notify.subscriptions.webhooks_for_tenant(caller.tenant_id)
-    if sum(same_generation(caller.generation, s.tenant_generation) for s in standing) >= limit:
+    if _standing(notify, caller) >= limit:
         raise Conflict(f"a tenant may have {limit} subscriptions; delete one first", details={"limit": limit})
     subscription = Subscription(
         subscription_id=new_subscription_id(),
@@ -94,7 +92,21 @@ def create_subscription(
         secret=new_secret(),
         created_at=utcnow(),
     )
-    return notify.subscriptions.create(subscription)
+    notify.subscriptions.create(subscription)
+    # Requests at once all pass the check above before any of them is stored: count again, consistently, now that
+    # this one is. Over the limit, this one goes (the others that saw it too go as well: their clients retry), so a
+    # subscription once confirmed to its client is never taken back and the limit holds.
+    if _standing(notify, caller, consistent=True) > limit:
+        notify.subscriptions.delete(caller.tenant_id, subscription.subscription_id)
+        raise Conflict(f"a tenant may have {limit} subscriptions; delete one first", details={"limit": limit})
+    return subscription
+
+
+def _standing(notify, caller: Caller, *, consistent: bool = False) -> int:
+    """How many subscriptions the caller has; a predecessor's (the tenant id deleted and created again) are not the
+    caller's and do not count."""
+    standing = notify.subscriptions.webhooks_for_tenant(caller.tenant_id, consistent=consistent)
+    return sum(same_generation(caller.generation, s.tenant_generation) for s in standing)
 
 
 @dataclass(frozen=True)

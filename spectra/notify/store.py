@@ -85,7 +85,9 @@ class SubscriptionStore:
         )
         return bool(response.get("Attributes"))
 
-    def list_for_tenant(self, tenant_id: str, *, limit: int, after: str | None = None) -> SubscriptionPage:
+    def list_for_tenant(
+        self, tenant_id: str, *, limit: int, after: str | None = None, consistent: bool = False
+    ) -> SubscriptionPage:
         """The tenant's standing subscriptions (callbacks are not listed) in id order, after the id ``after``.
         ``resume_after`` is where the next page starts (None: this was the last); the API hands it out signed."""
         query: dict[str, Any] = {
@@ -93,6 +95,7 @@ class SubscriptionStore:
             "KeyConditionExpression": "tenant_id = :t AND begins_with(subscription_id, :p)",
             "ExpressionAttributeValues": to_item({":t": tenant_id, ":p": SUBSCRIPTION_PREFIX}),
             "Limit": limit,
+            "ConsistentRead": consistent,
         }
         if after:
             query["ExclusiveStartKey"] = self._key(tenant_id, after)  # always in the caller's own partition
@@ -103,12 +106,13 @@ class SubscriptionStore:
             resume_after=from_item(start_key)["subscription_id"] if start_key else None,
         )
 
-    def webhooks_for_tenant(self, tenant_id: str) -> list[Subscription]:
-        """Every standing subscription of the tenant (bounded by the per-tenant limit the API enforces)."""
+    def webhooks_for_tenant(self, tenant_id: str, *, consistent: bool = False) -> list[Subscription]:
+        """Every standing subscription of the tenant (bounded by the per-tenant limit the API enforces);
+        ``consistent`` reads include every write that succeeded before the call."""
         found: list[Subscription] = []
         token = None
         while True:
-            page = self.list_for_tenant(tenant_id, limit=100, after=token)
+            page = self.list_for_tenant(tenant_id, limit=100, after=token, consistent=consistent)
             found.extend(page.subscriptions)
             token = page.resume_after
             if not token:

@@ -1109,14 +1109,16 @@ class FakeSubscriptionStore:
             key=lambda s: s.subscription_id,
         )
 
-    def list_for_tenant(self, tenant_id: str, *, limit: int, after: str | None = None) -> SubscriptionPage:
+    def list_for_tenant(
+        self, tenant_id: str, *, limit: int, after: str | None = None, consistent: bool = False
+    ) -> SubscriptionPage:
         standing = [s for s in self._standing(tenant_id) if after is None or s.subscription_id > after]
         page = standing[:limit]
         return SubscriptionPage(
             subscriptions=page, resume_after=page[-1].subscription_id if len(standing) > limit else None
         )
 
-    def webhooks_for_tenant(self, tenant_id: str) -> list[Subscription]:
+    def webhooks_for_tenant(self, tenant_id: str, *, consistent: bool = False) -> list[Subscription]:
         return self._standing(tenant_id)
 
     def _change(self, tenant_id: str, subscription_id: str, **changes: Any) -> Subscription | None:

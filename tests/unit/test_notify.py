@@ -164,6 +164,29 @@ def test_a_tenant_has_a_bounded_number_of_subscriptions():
     service.create_subscription(ports, GLOBEX, url="https://hooks.acme.example/in", events=["Job Completed"])
 
 
+def test_requests_at_once_cannot_pass_the_limit_together():
+    """A request that passed the check while another was being stored is refused after all, and the one already
+    confirmed to its client stays: the tenant never holds more than the limit."""
+    ports = ports_with_notify(webhook_max_subscriptions=2)
+    subscriptions = ports.notify.subscriptions
+    first = service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
+    store = subscriptions.create
+    confirmed = []
+
+    def racing_create(subscription, **kwargs):
+        subscriptions.create = store  # the other request runs whole between this one's check and its put
+        confirmed.append(
+            service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
+        )
+        return store(subscription, **kwargs)
+
+    subscriptions.create = racing_create
+    with pytest.raises(Conflict):
+        service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
+    kept = {s.subscription_id for s in subscriptions.webhooks_for_tenant("acme")}
+    assert kept == {first.subscription_id, confirmed[0].subscription_id}
+
+
 def test_a_predecessors_subscriptions_do_not_count_toward_the_limit():
     """A tenant id deleted and created again starts with none of its own: it may subscribe up to the limit."""
     ports = ports_with_notify(webhook_max_subscriptions=2)
