@@ -108,6 +108,13 @@ class IdentityRefused(SpectraError):
     code = "identity_refused"
 
 
+class WriteRefused(IdentityRefused):
+    """The tenant's write grant shrank between the job's submission and its start, and no longer allows its statement.
+    The job fails with the code the guard would answer at submission."""
+
+    code = "sql_rejected"
+
+
 class TenantInactive(IdentityRefused):
     """The job's tenant is deactivated, deleted, or deleted and created again since the job was submitted."""
 

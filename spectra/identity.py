@@ -15,6 +15,10 @@ so a tenant deactivated or deleted while its jobs wait in the queue gets none of
 The identity comes from the tenant record, not from the ``db_user`` the job recorded at submission (kept for the
 record): an administrator who moves a tenant to another database user moves its queued jobs with it.
 
+What a query job's statement may change is decided at start too (:func:`check_write_grant`): a write the guard let
+through at submission does not run once the tenant's write flag is taken away, or the schema it writes is no longer
+the tenant's.
+
 The record may be up to ``TENANT_CACHE_SECONDS`` old (spectra/tenant_cache.py, one DynamoDB read fewer per job): a
 tenant deactivated, deleted or moved stops starting statements within that time in each executor environment, as
 its keys stop working within the authorizer's cache. A record that would refuse the job is read again first, so a
@@ -26,9 +30,11 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from spectra.errors import IdentityRefused, NoIdentity, TenantInactive
+from spectra.errors import IdentityRefused, NoIdentity, SqlRejected, TenantInactive, WriteRefused
+from spectra.jobs import Job
 from spectra.ports import Ports
 from spectra.settings import Settings
+from spectra.sql_guard import check_sql
 from spectra.tenant_cache import tenant_record
 from spectra.tenants import Tenant
 from spectra.warehouse import DatabaseIdentity
@@ -53,6 +59,31 @@ def identity_for(ports: Ports, job: TenantJob) -> DatabaseIdentity:
     if job.tenant_generation and job.tenant_generation != tenant.generation:
         raise TenantInactive("the tenant that submitted the job was deleted; the job was not run")
     return tenant_identity(ports.settings, tenant)
+
+
+def check_write_grant(ports: Ports, job: Job) -> None:
+    """Refuse (:class:`WriteRefused`) a query job whose statement the tenant's write grant no longer allows.
+
+    The guard checked the statement at submission against the grant of that moment, which the job keeps
+    (``write_grant``). A grant unchanged or wider costs nothing here; one that shrank since (``allow_writes`` taken
+    away, an owned schema given up) has the guard check the statement again against the record, so a read still
+    runs and a write into what the tenant no longer owns does not. A job submitted without the write flag passed as
+    a read and needs no second look. Call it after :func:`identity_for`, which has just read the record.
+    """
+    if job.write_grant is None:
+        return
+    tenant = tenant_record(ports.tenants, job.tenant_id, max_age=ports.settings.tenant_cache_seconds)
+    if tenant is None or (tenant.allow_writes and set(job.write_grant) <= set(tenant.owned_schemas)):
+        return
+    try:
+        check_sql(
+            job.sql,
+            max_bytes=ports.settings.max_sql_bytes,
+            allow_writes=tenant.allow_writes,
+            owned_schemas=tenant.owned_schemas,
+        )
+    except SqlRejected as exc:
+        raise WriteRefused(f"the tenant's write grant changed after the job was submitted: {exc.message}") from None
 
 
 def _runs(job: TenantJob, tenant: Tenant | None) -> bool:

@@ -121,6 +121,10 @@ class Job(BaseModel):
     tenant_generation: str | None = None
     #: completions that failed to convert the result; at ``result_max_attempts`` the job fails instead
     result_attempts: int = 0
+    #: the schemas the tenant owned when the guard let it write (None: submitted without the write flag, so the guard
+    #: let only reads through); the executor checks the statement again if the grant has shrunk since
+    #: (spectra/identity.py :func:`~spectra.identity.check_write_grant`)
+    write_grant: list[str] | None = None
 
     @property
     def duration_ms(self) -> int | None:

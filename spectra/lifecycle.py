@@ -42,7 +42,7 @@ from spectra.errors import (
     StatementRejected,
     Throttled,
 )
-from spectra.identity import identity_for
+from spectra.identity import check_write_grant, identity_for
 from spectra.jobs import Job, utcnow
 from spectra.ports import Ports
 from spectra.slots import PooledSession
@@ -139,6 +139,7 @@ def execute_job(
         return None
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
+        check_write_grant(ports, job)  # ... and a write the tenant may still make
     except IdentityRefused as exc:
         error = ErrorInfo(code=exc.code, message=exc.message)
         finish_job(ports, job, JobStatus.FAILED, error=error, unstarted=True, session=sessions.unused(lease))

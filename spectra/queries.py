@@ -73,6 +73,7 @@ def submit_query(
         idempotency_key=idempotency_key,
         correlation_id=correlation_id,
         tenant_generation=caller.generation,
+        write_grant=sorted(caller.owned_schemas) if caller.allow_writes else None,
     )
     fingerprint = request_fingerprint(
         statement, [p.model_dump() for p in parameters], fmt.value, *delivery_fingerprint(delivery, row_limit)

@@ -7,10 +7,12 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
-from events import JobQueuedMessage, JobStatus
+from events import JobQueuedMessage, JobStatus, ResultFormat
 from spectra.identity import is_tenant_db_user, is_tenant_secret
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import execute_job
+from spectra.queries import submit_query
+from spectra.tenants import Caller
 from spectra.warehouse import DatabaseIdentity
 from tests.unit.fakes import make_ports, make_settings
 
@@ -193,3 +195,48 @@ def test_a_tenant_record_is_trusted_for_a_few_seconds_and_never_to_refuse():
     reads = counting.reads
     assert run(ports).status is JobStatus.SUBMITTED  # the refusal was read afresh, and so is the comeback
     assert counting.reads == reads + 1
+
+
+# -- a write grant that shrank while the job waited ------------------------------------------------------------------
+
+
+def writer_job(ports, sql: str) -> Job:
+    """A job submitted by a tenant that may write into ``acme_work`` and ``acme_stage``."""
+    tenant = ports.tenants.create_tenant(
+        "acme", db_user="tenant_acme", allow_writes=True, owned_schemas=["acme_stage", "acme_work"]
+    )
+    job, _ = submit_query(ports, Caller.of(tenant), sql=sql, parameters=[], fmt=ResultFormat.JSON)
+    return job
+
+
+def start_after_grant(ports, job: Job, **grant) -> Job:
+    ports.tenants.tenants["acme"] = ports.tenants.get("acme").model_copy(update=grant)
+    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
+    return ports.jobs.get(job.job_id)
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [{"allow_writes": False}, {"owned_schemas": ["acme_stage"]}],
+    ids=["write flag taken away", "schema given up"],
+)
+def test_a_write_queued_before_the_grant_shrank_does_not_run(grant):
+    ports = make_ports(settings=make_settings(tenant_cache_seconds=0))
+    job = start_after_grant(ports, writer_job(ports, "delete from acme_work.orders"), **grant)
+    assert_refused(ports, job, "sql_rejected")
+    assert "write grant changed" in job.error.message
+
+
+def test_what_the_shrunk_grant_still_allows_runs():
+    ports = make_ports(settings=make_settings(tenant_cache_seconds=0))
+    read = writer_job(ports, "select * from acme_work.orders")
+    write = submit_query(
+        ports,
+        Caller.of(ports.tenants.get("acme")),
+        sql="insert into acme_stage.orders select * from acme_work.orders",
+        parameters=[],
+        fmt=ResultFormat.JSON,
+    )[0]
+    assert start_after_grant(ports, read, allow_writes=False).status is JobStatus.SUBMITTED
+    ports.tenants.tenants["acme"] = ports.tenants.get("acme").model_copy(update={"allow_writes": True})
+    assert start_after_grant(ports, write, owned_schemas=["acme_stage"]).status is JobStatus.SUBMITTED
