@@ -31,6 +31,10 @@ Decisions where the rules could go either way
       ``U&"set\\005fconfig"`` to the name ``set_config``, where sqlglot reads a column ``U``, an ``&`` and a function
       named as written, so the guard would check another statement than the one that runs. Redshift documents no such
       escapes; write the characters themselves.
+    - A ``$`` that is not a dollar quote with an ASCII tag (``$$...$$``, ``$tag$...$tag$``) or a positional ``$1``
+      is refused, and so is white space other than space, tab, LF, CR, FF and VT outside quotes: PostgreSQL reads
+      ``$<no-break space>$`` as a dollar quote where sqlglot reads two parameters and a string, so a DELETE the
+      warehouse ran was a string literal to the guard.
 
 Refused whatever the flag
     External tables, views and schemas (they read and write S3 with the cluster's role); COPY and UNLOAD (the same);
@@ -64,7 +68,10 @@ Bounded work
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -283,6 +290,8 @@ def _tokenize(sql: str) -> list[Token]:
         raise _rejected("syntax", f"sql could not be parsed: {_first_error(exc)}") from exc
     _check_strings(sql, tokens)
     _check_unicode_escapes(sql, tokens)
+    _check_dollars(sql, tokens)
+    _check_spaces(sql, tokens)
     return tokens
 
 
@@ -338,6 +347,80 @@ def _check_unicode_escapes(sql: str, tokens: list[Token]) -> None:
             )
         if escaped:
             raise _rejected("unicode_escape", "U& escapes are not allowed: write the characters themselves")
+
+
+def _check_dollars(sql: str, tokens: list[Token]) -> None:
+    """Refuse a ``$`` that is not part of a dollar-quoted string with a plain tag (``$$...$$``, ``$tag$...$tag$``).
+
+    PostgreSQL, and so Redshift, starts a dollar quote at ``$``, any run of letters (every non-ASCII character
+    counts as one), and ``$``; sqlglot gives up on a tag holding a character ``str.isspace()`` accepts, such as a
+    no-break space, and reads two ``$`` parameters instead. ``SELECT $<NBSP>$ ' $<NBSP>$; DELETE ...; -- '`` was
+    then one string to the guard and a DELETE to the warehouse. Placeholders are ``:name``, so a ``$`` other than
+    a positional ``$1`` (which both read alike) has no use here, and a tag outside ASCII letters, digits and ``_``
+    leaves the two readings to chance.
+    """
+    for token, after in itertools.zip_longest(tokens, tokens[1:]):
+        if token.token_type is TokenType.PARAMETER and not _positional(token, after):
+            raise _rejected(
+                "dollar",
+                "a $ is allowed only in a dollar-quoted string ($$...$$ or $tag$...$tag$); placeholders are :name",
+            )
+        if token.token_type is TokenType.HEREDOC_STRING:
+            raw = sql[token.start : token.end + 1]
+            if raw.startswith("$") and not _DOLLAR_TAG.fullmatch(raw[1 : raw.index("$", 1)]):
+                raise _rejected("dollar", "a dollar quote's tag must be ASCII letters, digits and _")
+
+
+def _positional(dollar: Token, after: Token | None) -> bool:
+    """``$1``: a positional parameter to both readers (refused where placeholders are bound, spectra/parameters.py)."""
+    return after is not None and after.start == dollar.end + 1 and after.text.isdigit()
+
+
+#: A dollar quote's tag as both readers agree on it (empty, or an ASCII identifier).
+_DOLLAR_TAG = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*)?")
+
+#: White space to ``str.isspace()``, and so to sqlglot, that PostgreSQL's scanner (and Redshift's) does not take for
+#: white space (it takes space, tab, LF, CR, FF and VT): a no-break space or U+3000 separates words for the guard but
+#: is a letter to the warehouse.
+_ODD_SPACE = re.compile(r"[^\S \t\n\r\f\v]")
+
+
+def _check_spaces(sql: str, tokens: list[Token]) -> None:
+    """Refuse white space the two readers disagree on (``_ODD_SPACE``) outside quoted strings and identifiers: the
+    guard would split words the warehouse reads as one, the first step of judging another statement than the one
+    that runs. Inside quotes it is text like any other."""
+    odd = [match.start() for match in _ODD_SPACE.finditer(sql)]
+    if not odd:
+        return
+    quoted = [
+        # a Command's remainder (EXPLAIN, SHOW) is one string whose start sqlglot misplaces; it is checked on its own
+        (before.end + 1 if before is not None and before.token_type is TokenType.COMMAND else token.start, token.end)
+        for before, token in itertools.pairwise([None, *tokens])
+        if token.token_type in _QUOTED_TOKENS
+    ]
+    starts = [start for start, _ in quoted]
+    for index in odd:
+        at = bisect.bisect_right(starts, index) - 1
+        if at < 0 or index > quoted[at][1]:
+            raise _rejected(
+                "white_space",
+                f"U+{ord(sql[index]):04X} outside a string is not white space to the warehouse: use a plain space",
+            )
+
+
+_QUOTED_TOKENS = frozenset(
+    {
+        TokenType.STRING,
+        TokenType.IDENTIFIER,
+        TokenType.HEREDOC_STRING,
+        TokenType.NATIONAL_STRING,
+        TokenType.UNICODE_STRING,
+        TokenType.BIT_STRING,
+        TokenType.HEX_STRING,
+        TokenType.BYTE_STRING,
+        TokenType.RAW_STRING,
+    }
+)
 
 
 def _nesting(tokens: list[Token]) -> int:

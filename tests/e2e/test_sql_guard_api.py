@@ -89,3 +89,14 @@ def test_nesting_generated_sql_uses_runs_and_deeper_is_a_quick_400(new_tenant):
     assert error["details"] == {"reason": "nesting"}
     assert str(MAX_NESTING) in error["message"]
     assert time.monotonic() - started < 10  # generous for a busy machine; the guard spends well under a second
+
+
+def test_a_dollar_quote_the_guard_cannot_read_is_refused_on_both_routes(new_tenant):
+    """Both routes that take a tenant's SELECT: POST /v1/queries (EXPLAIN skips the placeholder binding that happened
+    to stop the plain SELECT) and a Bulk API query job, whose query the executor wraps in UNLOAD."""
+    client, tag = new_tenant(), "$\u00a0$"
+    hidden = f"SELECT {tag} ' {tag}; DELETE FROM public.sales; -- '"
+    assert refused(client, f"EXPLAIN {hidden}")["details"] == {"reason": "dollar"}
+    response = client.request("POST", "/v1/bulk/jobs", json={"operation": "query", "query": hidden})
+    error = error_of(response, 400)
+    assert (error["code"], error["details"]) == ("sql_rejected", {"reason": "dollar"})

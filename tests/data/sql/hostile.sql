@@ -701,3 +701,27 @@ select u&"set!005fconfig" UESCAPE '!'('search_path', 'owned', false)
 
 --- unicode_escape: a Unicode-escaped string
 select U&'\0041' as a
+
+--- dollar: a dollar quote tagged with a no-break space: one string to sqlglot, a string then a DELETE to the warehouse
+SELECT $ $ ' $ $; DELETE FROM public.sales; -- '
+
+--- dollar: the same tag hides a data-modifying CTE in what the guard reads as a string literal
+WITH d AS (SELECT $ $ ' $ $ AS x), e AS (DELETE FROM public.sales RETURNING 1) SELECT count(*) FROM e -- ') SELECT 1
+
+--- dollar: the same tag hides set_config from the guard (an ideographic space)
+SELECT $　$ ' $　$ AS x, set_config($$statement_timeout$$, $$0$$, false) AS y -- '
+
+--- dollar: EXPLAIN is checked as the statement it explains, hidden statement included (an em space)
+EXPLAIN SELECT $ $ ' $ $; DELETE FROM public.sales; -- '
+
+--- dollar: a tag outside ASCII letters, digits and _ leaves the reading to chance
+SELECT $é$ anything $é$
+
+--- dollar: a lone $ starts nothing both readers agree on
+SELECT $ 'x'
+
+--- dollar: EXPLAIN with the no-break space tag
+EXPLAIN SELECT $ $ ' $ $; DELETE FROM public.sales; -- '
+
+--- white_space: a no-break space separates words for the guard and is a letter to the warehouse
+SELECT owner FROM public.sales
