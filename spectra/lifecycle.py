@@ -283,26 +283,36 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
     except Throttled:
         raise  # the Data API wants fewer calls: nothing wrong with the result, tried again as it is
     except Exception as exc:
-        # Retried (the status event comes back, or the reconciler calls again) until the attempts run out; then the
-        # job fails with the reason rather than stay SUBMITTED, holding its tenant's running slot, until the Data
-        # API forgets the statement (24 hours) while the reconciler retries it every minute. Any failure counts: a
-        # page that cannot be converted, and also a result file S3 refuses, a page the Data API refuses to give.
-        counted = ports.jobs.count_result_attempt(job.job_id)
-        if counted is None:
-            return None  # no longer SUBMITTED: whoever moved it on owns its end
-        attempts = counted.result_attempts
-        if attempts < ports.settings.result_max_attempts:
-            raise
-        if isinstance(exc, ResultUnconvertible):
-            error = ErrorInfo(code=exc.code, message=exc.message)
-        else:
-            reason = exc.message if isinstance(exc, SpectraError) else f"{type(exc).__name__}: {exc}"
-            error = ErrorInfo(code=RESULT_FAILED, message=f"the result could not be collected: {reason}"[:1000])
-        logger.error("job %s: giving up on its result after %d attempts: %s", job.job_id, attempts, error.message)
-        return finish_job(
-            ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, result_attempts=attempts
-        )
-    return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id)
+        return _failed_attempt(ports, job, statement_id, exc)
+    try:
+        return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id)
+    except Exception as exc:
+        # The terminal write itself refused (say, a record past DynamoDB's item size): counted like a result that
+        # failed, so the job ends instead of its event going out again on every retry for a day.
+        return _failed_attempt(ports, job, statement_id, exc)
+
+
+def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -> Job | None:
+    """Count one failed attempt at the job's result, re-raising ``exc`` while attempts are left.
+
+    Retried (the status event comes back, or the reconciler calls again) until the attempts run out; then the job
+    fails with the reason rather than stay SUBMITTED, holding its tenant's running slot, until the Data API forgets
+    the statement (24 hours) while the reconciler retries it every minute. Any failure counts: a page that cannot be
+    converted, and also a result file S3 refuses, a page the Data API refuses to give, a terminal write refused.
+    """
+    counted = ports.jobs.count_result_attempt(job.job_id)
+    if counted is None:
+        return None  # no longer SUBMITTED: whoever moved it on owns its end
+    attempts = counted.result_attempts
+    if attempts < ports.settings.result_max_attempts:
+        raise exc
+    if isinstance(exc, ResultUnconvertible):
+        error = ErrorInfo(code=exc.code, message=exc.message)
+    else:
+        reason = exc.message if isinstance(exc, SpectraError) else f"{type(exc).__name__}: {exc}"
+        error = ErrorInfo(code=RESULT_FAILED, message=f"the result could not be collected: {reason}"[:1000])
+    logger.error("job %s: giving up on its result after %d attempts: %s", job.job_id, attempts, error.message)
+    return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, result_attempts=attempts)
 
 
 def finish_job(

@@ -286,8 +286,9 @@ class ResultSink:
 
         ``header``: whether the first page starts with a header line (None: a first record equal to the column
         names is taken for one; see :class:`~spectra.result_pages.PageReader`). ``total_rows``: the statement's own
-        row count, reported beside a ``row_limit`` cut. ``inline_budget``: the bytes the job record has room for;
-        inline rows never take more, whatever ``inline_max_bytes`` allows.
+        row count, reported beside a ``row_limit`` cut. ``inline_budget``: the bytes the job record has room for
+        beside its SQL and parameters; inline rows never take more than that less the column list, whatever
+        ``inline_max_bytes`` allows.
 
         Raises :class:`~spectra.errors.ResultTooLarge` when ``inline`` cannot hold the rows, and
         :class:`~spectra.errors.ResultUnconvertible` when a page cannot be converted.
@@ -301,6 +302,8 @@ class ResultSink:
         ]
         schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in columns])
         tables = _Limited(PageReader(csv_pages, sent, schema, header), row_limit)
+        if inline_budget is not None:  # the column list shares the job record with the rows (hundreds of long names)
+            inline_budget -= len(json.dumps([c.as_dict() for c in columns]).encode())
         max_bytes = self._inline_max_bytes if inline_budget is None else min(self._inline_max_bytes, inline_budget)
         inline = fmt is ResultFormat.JSON and delivery in (Delivery.AUTO, Delivery.INLINE)
         held: list = []  # the tables while they may still go inline

@@ -403,6 +403,19 @@ def test_copies_of_a_status_event_racing_each_count_their_attempt(ports, monkeyp
     assert ports.jobs.get(job.job_id).result_attempts == 2
 
 
+def fails_on_the_last_attempt(ports, job, change):
+    """Two attempts that raise and count, then the third (``result_max_attempts``) that fails the job."""
+    from botocore.exceptions import ClientError
+
+    for attempt in (1, 2):
+        with pytest.raises(ClientError):
+            complete_statement(ports, change)
+        assert ports.jobs.get(job.job_id).result_attempts == attempt
+    failed = complete_statement(ports, change)
+    assert (failed.status, failed.error.code, failed.result_attempts) == (JobStatus.FAILED, "result_failed", 3)
+    return failed
+
+
 def test_any_failure_to_collect_a_result_counts_and_the_last_attempt_fails_the_job(ports, monkeypatch):
     """Not only a page that cannot be converted: a result file S3 refuses (say) was retried with no end, the job
     SUBMITTED and holding its tenant's slot until the Data API forgot the statement a day later. A throttled read is
@@ -424,14 +437,33 @@ def test_any_failure_to_collect_a_result_counts_and_the_last_attempt_fails_the_j
     with pytest.raises(Throttled):
         complete_statement(ports, change)
     assert ports.jobs.get(job.job_id).result_attempts == 0
-    for attempt in (1, 2):
-        with pytest.raises(ClientError):
-            complete_statement(ports, change)
-        assert ports.jobs.get(job.job_id).result_attempts == attempt
-    failed = complete_statement(ports, change)
-    assert (failed.status, failed.error.code, failed.result_attempts) == (JobStatus.FAILED, "result_failed", 3)
+    failed = fails_on_the_last_attempt(ports, job, change)
     assert "AccessDenied" in failed.error.message
     assert ports.events.types() == ["Job Failed"]
+
+
+def test_a_terminal_write_refused_counts_as_an_attempt_and_the_last_fails_the_job(ports, monkeypatch):
+    """DynamoDB refusing the COMPLETED write (an item past 400 KB) was retried outside the attempts: the status event
+    went to the DLQ, then the reconciler retried every minute for a day, publishing "Job Completed" each time."""
+    from botocore.exceptions import ClientError
+
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1)
+    too_large = ClientError(
+        {"Error": {"Code": "ValidationException", "Message": "Item size has exceeded the maximum allowed size"}},
+        "TransactWriteItems",
+    )
+    finish = ports.jobs.finish
+
+    def refuse_completion(job, to, **kwargs):
+        if to is JobStatus.COMPLETED:
+            raise too_large
+        return finish(job, to, **kwargs)
+
+    monkeypatch.setattr(ports.jobs, "finish", refuse_completion)
+    failed = fails_on_the_last_attempt(ports, job, change)
+    assert "Item size has exceeded" in failed.error.message
+    assert ports.events.types() == ["Job Completed"] * 3 + ["Job Failed"]  # at most the attempts, then the end
 
 
 def test_a_result_too_big_for_inline_fails_at_once(ports):

@@ -280,10 +280,24 @@ def test_inline_rows_never_take_more_than_the_job_record_has_room_for():
         [rows], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.AUTO, options={"inline_budget": 1000}
     )
     assert squeezed.inline is False and squeezed.row_count == 100
-    with pytest.raises(ResultTooLarge, match="1000 bytes"):
+    column_list = len(json.dumps([c.as_dict() for c in NUMBERED]).encode())
+    with pytest.raises(ResultTooLarge, match=f"{1000 - column_list} bytes"):
         write(
             [rows], columns=NUMBERED, fmt=ResultFormat.JSON, delivery=Delivery.INLINE, options={"inline_budget": 1000}
         )
+
+
+def test_the_column_list_takes_its_share_of_the_job_records_room():
+    """Hundreds of long column names are part of the result the job record holds: rows that fit the room alone go to
+    files when the column list leaves them too little (the record would pass DynamoDB's item size)."""
+    short = [Column(f"c{i:03}", "varchar") for i in range(50)]
+    wide = [Column(f"c{i:03}_" + "n" * 96, "varchar") for i in range(50)]  # 4.8 KB more of names
+    page = ",".join("v" for _ in short) + "\n"
+    room = {"inline_budget": len(json.dumps([c.as_dict() for c in short])) + 1000}  # the row takes about 250 bytes
+    named_short, _, _ = write([page], columns=short, fmt=ResultFormat.JSON, delivery=Delivery.AUTO, options=room)
+    assert named_short.inline is True
+    named_long, _, _ = write([page], columns=wide, fmt=ResultFormat.JSON, delivery=Delivery.AUTO, options=room)
+    assert named_long.inline is False and named_long.row_count == 1
 
 
 def test_inline_refuses_a_result_too_big_and_stops_reading():

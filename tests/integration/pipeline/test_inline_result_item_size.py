@@ -1,0 +1,117 @@
+"""The largest inline result of the largest job still fits its DynamoDB item: inline rows get what the item has left
+beside the SQL, the parameters and the column list, with 8 KB to spare (README). Budgeted without the column list,
+a job of 99 KB of SQL, 60 KB of parameters and 250 long column names passed 400 KB on its terminal write."""
+
+from __future__ import annotations
+
+import random
+import string
+from datetime import UTC, datetime
+
+import pytest
+
+from events import Delivery, JobStatus, ResultFormat
+from spectra.delivery import ITEM_MAX_BYTES, inline_budget
+from spectra.dynamo import to_item
+from spectra.job_store import JobStore
+from spectra.jobs import Job, JobResult, QueryParameter, utcnow
+from spectra.results import ResultSink
+from spectra.slots import RunningSlots
+from spectra.warehouse import Column
+from tests.fixtures.aws import table_from_template
+from tests.unit.fakes import FakeS3
+
+pytestmark = pytest.mark.integration
+
+#: printable ASCII a CSV field and a JSON string take as they are (no quote, backslash, comma)
+ALPHABET = [c for c in string.printable if c not in '"\\,\t\n\r\x0b\x0c']
+
+
+def dynamodb_size(value: dict) -> int:
+    """An item's size as DynamoDB counts it (attribute names + values; 3 bytes + 1 per element for lists/maps)."""
+
+    def size(v: dict) -> int:
+        ((kind, inner),) = v.items()
+        if kind == "S":
+            return len(inner.encode())
+        if kind == "N":
+            return len(inner.lstrip("-").replace(".", "")) // 2 + 2
+        if kind in ("BOOL", "NULL"):
+            return 1
+        if kind == "L":
+            return 3 + sum(1 + size(e) for e in inner)
+        if kind == "M":
+            return 3 + sum(1 + len(k.encode()) + size(e) for k, e in inner.items())
+        raise AssertionError(kind)
+
+    return sum(len(name.encode()) + size(v) for name, v in value.items())
+
+
+def wide_inline_job() -> tuple[Job, JobResult]:
+    """A job with 99 KB of SQL and 60 KB of parameters whose result (250 columns named with 100 characters) is the
+    largest that still goes inline."""
+    now = datetime.now(UTC)
+    job = Job(
+        job_id="j_" + "A" * 22,
+        tenant_id="acme",
+        db_user="tenant_acme",
+        sql="select * from wide where k in (:p0) -- " + "x" * 99_000,  # within MAX_SQL_BYTES (100 KB)
+        parameters=[QueryParameter(name=f"p{i}", value="v" * 600) for i in range(100)],  # ~60 KB (< 64 KB)
+        format=ResultFormat.JSON,
+        delivery=Delivery.AUTO,
+        created_at=now,
+        updated_at=now,
+    )
+    columns = [Column(f"c{i:03d}_" + "n" * 96, "varchar") for i in range(250)]  # 250 columns, 100-char names
+    rng = random.Random(7)
+
+    def page(rows: int, width: int) -> str:
+        cells = lambda: "".join(rng.choices(ALPHABET, k=width))  # noqa: E731
+        return "".join(",".join(cells() for _ in columns) + "\n" for _ in range(rows))
+
+    budget = inline_budget(job)
+    best = None
+    for rows in range(1, 400):  # the largest result that still goes inline
+        result = ResultSink(FakeS3(), "results").write(
+            tenant_id="acme",
+            job_id=job.job_id,
+            fmt=ResultFormat.JSON,
+            columns=columns,
+            csv_pages=[page(rows, 24)],
+            delivery=Delivery.AUTO,
+            inline_budget=budget,
+        )
+        if not result.inline:
+            break
+        best = result
+    assert best is not None and best.inline
+    return job, best
+
+
+def test_a_wide_inline_result_of_a_large_job_fits_its_dynamodb_item():
+    job, best = wide_inline_job()
+    finished = job.model_copy(update={"result": best})
+    item = to_item({**finished.model_dump(mode="json"), "created_key": "x" * 60, "expires_at": 1, "pending_shard": "0"})
+    assert dynamodb_size(item) <= ITEM_MAX_BYTES, (dynamodb_size(item), inline_budget(job), len(best.inline_rows))
+
+
+def test_the_completion_write_of_that_job_succeeds_on_dynamodb(local_aws):
+    """The terminal transaction, on moto, which refuses an item past 400 KB (ValidationException)."""
+    job, best = wide_inline_job()
+    with (
+        table_from_template(local_aws, "JobsTable", "jobs-rv-") as (client, jobs_table),
+        table_from_template(local_aws, "TenantsTable", "tenants-rv-") as (_, tenants_table),
+    ):
+        jobs, slots = JobStore(client, jobs_table), RunningSlots(client, tenants_table)
+        jobs.create(job)
+        assert slots.claim("acme", job.job_id, limit=5).taken
+        running = jobs.transition(job.job_id, JobStatus.SUBMITTED, expected={JobStatus.QUEUED}, statement_id="st-1")
+        done = jobs.finish(
+            running,
+            JobStatus.COMPLETED,
+            release=slots.releasing("acme", job.job_id),
+            announced=True,
+            result=best,
+            completed_at=utcnow(),
+        )
+        assert done.job is not None, done
