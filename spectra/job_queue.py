@@ -3,7 +3,22 @@ of :mod:`events`."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from pydantic import BaseModel
+
+#: What JSON may hold as it is but SQS and SNS do not take in a message (they take tab, LF, CR, U+0020-U+D7FF,
+#: U+E000-U+FFFD and past U+FFFF; JSON escapes the control characters already): the noncharacters U+FFFE and
+#: U+FFFF, which a tenant's SQL, a parameter or a database message may hold.
+_UNSENDABLE = re.compile("[\ufffe\uffff]")
+
+
+def message_body(message: BaseModel, **dump: Any) -> str:
+    """``message`` as JSON that SQS and SNS take whatever text it carries: the characters they refuse are written as
+    JSON escapes, which read back as the same text (the SendMessage that refused them answered 500)."""
+    text = message.model_dump_json(**dump)
+    return _UNSENDABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", text) if not text.isascii() else text
 
 
 class JobQueue:
@@ -16,7 +31,7 @@ class JobQueue:
         attributes = {"version": {"DataType": "String", "StringValue": message.version}}
         response = self._client.send_message(
             QueueUrl=self._url,
-            MessageBody=message.model_dump_json(),
+            MessageBody=message_body(message),
             MessageAttributes=attributes,
             DelaySeconds=delay_seconds,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from events import EVENT_SOURCE
+from spectra.job_queue import message_body
 
 
 class PublishFailed(RuntimeError):
@@ -24,7 +25,7 @@ class EventPublisher:
                     "EventBusName": self._bus,
                     "Source": self._source,
                     "DetailType": detail_type,
-                    "Detail": detail.model_dump_json(),
+                    "Detail": message_body(detail),
                     "Resources": resources or [],
                 }
             ]

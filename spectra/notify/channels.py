@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from events import ProjectEvent, WebhookDelivery
+from spectra.job_queue import message_body
 
 #: SQS delays a message 15 minutes at most; a longer wait is taken in hops (see WebhookDelivery.not_before).
 MAX_DELAY_SECONDS = 900
@@ -28,7 +29,7 @@ class DeliveryQueue:
             chunk = deliveries[start : start + _BATCH]
             response = self._client.send_message_batch(
                 QueueUrl=self._url,
-                Entries=[{"Id": str(i), "MessageBody": d.model_dump_json()} for i, d in enumerate(chunk)],
+                Entries=[{"Id": str(i), "MessageBody": message_body(d)} for i, d in enumerate(chunk)],
             )
             if response.get("Failed"):
                 raise DeliveryFailed(f"SQS refused {len(response['Failed'])} deliveries: {response['Failed'][0]}")
@@ -37,13 +38,13 @@ class DeliveryQueue:
         """Queue ``delivery`` again, visible after ``delay_seconds`` (capped at SQS's 15 minutes)."""
         self._client.send_message(
             QueueUrl=self._url,
-            MessageBody=delivery.model_dump_json(),
+            MessageBody=message_body(delivery),
             DelaySeconds=max(0, min(MAX_DELAY_SECONDS, delay_seconds)),
         )
 
     def dead_letter(self, delivery: WebhookDelivery) -> None:
         """A delivery that used every attempt: kept in the DLQ (alarmed) with its last error, for a redrive."""
-        self._client.send_message(QueueUrl=self._dead_letter_url, MessageBody=delivery.model_dump_json())
+        self._client.send_message(QueueUrl=self._dead_letter_url, MessageBody=message_body(delivery))
 
 
 def _status_of(detail: dict[str, Any]) -> str | None:
@@ -68,7 +69,7 @@ class EventTopic:
         subject = f"Spectra: {event.detail_type} {event.resources[0] if event.resources else ''}".strip()
         response = self._client.publish(
             TopicArn=self._arn,
-            Message=event.model_dump_json(by_alias=True),
+            Message=message_body(event, by_alias=True),
             Subject=subject[:100],
             MessageAttributes={
                 name: {"DataType": "String", "StringValue": str(value)}

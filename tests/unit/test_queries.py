@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
+from botocore.exceptions import ClientError
 
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
 from spectra.errors import Conflict, InvalidToken, JobNotFinished, NotFound, PayloadTooLarge, SqlRejected
+from spectra.job_queue import JobQueue
 from spectra.jobs import Job
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.parameters import TypedParameter
@@ -578,3 +581,41 @@ def test_a_tenant_created_again_under_the_same_id_gets_none_of_its_predecessors_
     job, created = submit(ports, new, sql="select secret from old_customer_data", idempotency_key="nightly-report")
     assert created and job.job_id != first.job_id
     assert [j.job_id for j in list_jobs(ports, new, status=None, limit=20, next_token=None).jobs] == [job.job_id]
+
+
+class SqsCharacters:
+    """SendMessage as SQS documents it: a body with a character outside #x9 | #xA | #xD | #x20-#xD7FF |
+    #xE000-#xFFFD | #x10000-#x10FFFF is refused (InvalidMessageContents). moto takes anything."""
+
+    OUTSIDE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+
+    def send_message(self, *, MessageBody: str, **_):
+        if self.OUTSIDE.search(MessageBody):
+            error = {"Code": "InvalidMessageContents", "Message": "Invalid binary character"}
+            raise ClientError({"Error": error}, "SendMessage")
+        self.bodies.append(MessageBody)
+        return {"MessageId": f"m-{len(self.bodies)}"}
+
+
+@pytest.mark.parametrize(
+    ("sql", "parameters"),
+    [
+        ("select 'end\uffff' as marker", []),
+        ("select :v as marker", [TypedParameter(name="v", value="noncharacter \ufffe")]),
+    ],
+)
+def test_a_query_holding_a_character_sqs_refuses_is_queued_and_runs_as_written(sql, parameters):
+    """SQS refuses U+FFFE and U+FFFF in a message, which the job rides in: the submission answered 500 and left the
+    job FAILED enqueue_failed. They travel as JSON escapes and the executor starts the statement as recorded."""
+    sqs = SqsCharacters()
+    ports = make_ports(queue=JobQueue(sqs, "https://sqs/jobs"))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    job, _ = submit_query(ports, ACME, sql=sql, parameters=parameters, fmt=ResultFormat.JSON)
+    assert ports.jobs.get(job.job_id).status is JobStatus.QUEUED
+    message = JobQueuedMessage.model_validate_json(sqs.bodies[0])
+    execute_job(ports, message, first_delivery=True)
+    (started,) = ports.warehouse.statements.values()
+    assert started.sql == job.sql and Job.model_validate(message.job).parameters == job.parameters
