@@ -79,14 +79,18 @@ def _job_to_start(
 ) -> Job | None:
     """The job as the message carries it on its first delivery (the API wrote it a moment ago), else as the job
     store has it now. A redelivered message is stale by definition: the job may have started or ended since; so is
-    one sent (``sent_at``) long after the job was created, such as a copy moved back from the dead-letter queue."""
+    one sent (``sent_at``) long after the job was created, such as a copy moved back from the dead-letter queue. A
+    job that may write (submitted with the write flag) is always read: it may have been cancelled meanwhile."""
     if first_delivery and message.job is not None:
         job = Job.model_validate(message.job)
         fresh = sent_at is None or (sent_at - job.created_at).total_seconds() <= JOB_IN_MESSAGE_TRUST_SECONDS
         if job.job_id == message.job_id and job.tenant_id == message.tenant_id and job.status is JobStatus.QUEUED:
-            if fresh:
+            if fresh and job.write_grant is None:
                 return job
-            logger.info("job %s: the message was sent long after the job was made; reading the job store", job.job_id)
+            # A job that may write is read first: it may have been cancelled while its message waited in the queue,
+            # and a write started before the refused QUEUED -> SUBMITTED write sends its cancel can commit. A read
+            # started so is cancelled at once and changes nothing, so it keeps the read saved.
+            logger.info("job %s: the message may be stale for this job; reading the job store", job.job_id)
         else:
             logger.warning("job %s: the message carries another job or state; reading the job store", message.job_id)
     return ports.jobs.get(message.job_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -22,7 +23,9 @@ from spectra.errors import NotFound, StartNotRecorded, StatementRejected, Thrott
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.publisher import PublishFailed
+from spectra.queries import cancel_job, submit_query
 from spectra.results import inline_rows
+from spectra.tenants import Caller
 from spectra.warehouse import Column, DatabaseIdentity
 from tests.unit.fakes import make_ports, make_settings
 
@@ -484,3 +487,39 @@ def test_an_export_job_runs_an_unload_into_its_own_prefix_as_the_tenant(ports):
     assert f"'s3://{bucket}/acme/{job.job_id}/part-'" in statement.sql
     assert "FORMAT AS PARQUET" in statement.sql and "MANIFEST VERBOSE" in statement.sql
     assert statement.identity == DatabaseIdentity(db_user="tenant_acme")
+
+
+class CountingReads:
+    """The job store, counting reads of one job."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.reads = inner, 0
+
+    def get(self, job_id: str):
+        self.reads += 1
+        return self.inner.get(job_id)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def test_a_write_cancelled_while_its_message_waited_never_reaches_the_warehouse():
+    """The first delivery trusts the job its message carries, sent a moment after the job was made, however long the
+    message then waited in the queue: a job cancelled meanwhile had its statement started, then cancelled, and a
+    quick write could commit first. A job that may write is read before it starts; a read still is not."""
+    ports = make_ports(settings=make_settings(tenant_cache_seconds=0))
+    tenant = ports.tenants.create_tenant("acme", db_user="tenant_acme", allow_writes=True, owned_schemas=["acme"])
+    writer = Caller.of(tenant)
+    job, _ = submit_query(
+        ports, writer, sql="delete from acme.orders where id = 7", parameters=[], fmt=ResultFormat.JSON
+    )
+    assert cancel_job(ports, writer, job.job_id).status is JobStatus.CANCELLED
+    (message,) = ports.queue.messages
+    execute_job(ports, message, first_delivery=True, sent_at=job.created_at + timedelta(milliseconds=20))
+    assert ports.warehouse.calls == []
+
+    reader = Caller.of(ports.tenants.create_tenant("globex", db_user="tenant_globex"))
+    read, _ = submit_query(ports, reader, sql="select 1", parameters=[], fmt=ResultFormat.JSON)
+    reads = CountingReads(ports.jobs)
+    execute_job(replace(ports, jobs=reads), ports.queue.messages[-1], first_delivery=True, sent_at=read.created_at)
+    assert reads.reads == 0 and ports.jobs.get(read.job_id).status is JobStatus.SUBMITTED
