@@ -1264,6 +1264,20 @@ class FakeTransport:
         return self._script.pop(0) if self._script else HttpOutcome(200)
 
 
+class CountingReads:
+    """A store or directory wrapped to count its ``get`` calls (``reads``); everything else goes to it unchanged."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.reads = inner, 0
+
+    def get(self, key: str):
+        self.reads += 1
+        return self.inner.get(key)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
 def fake_resolver(table: dict[str, list[str]]):
     """A DNS of fixed answers: literal addresses resolve to themselves, unknown names fail as getaddrinfo does."""
 

@@ -14,7 +14,7 @@ from spectra.lifecycle import execute_job
 from spectra.queries import submit_query
 from spectra.tenants import Caller
 from spectra.warehouse import DatabaseIdentity
-from tests.unit.fakes import make_ports, make_settings
+from tests.unit.fakes import CountingReads, make_ports, make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -166,21 +166,10 @@ def test_a_reactivated_tenant_runs_jobs_again():
     assert run(ports).status is JobStatus.SUBMITTED
 
 
-class CountingTenants:
-    """The tenant directory, counting reads."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.reads = inner, 0
-
-    def get(self, tenant_id: str):
-        self.reads += 1
-        return self.inner.get(tenant_id)
-
-
 def test_a_tenant_record_is_trusted_for_a_few_seconds_and_never_to_refuse():
     ports = make_ports(settings=make_settings(tenant_cache_seconds=60))
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    counting = CountingTenants(ports.tenants)
+    counting = CountingReads(ports.tenants)
     ports = replace(ports, tenants=counting)
     assert [run(ports).status for _ in range(3)] == [JobStatus.SUBMITTED] * 3
     assert counting.reads == 1  # one read served the cap and the identity of all three jobs

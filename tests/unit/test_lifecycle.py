@@ -27,7 +27,7 @@ from spectra.queries import cancel_job, submit_query
 from spectra.results import inline_rows
 from spectra.tenants import Caller
 from spectra.warehouse import Column, DatabaseIdentity
-from tests.unit.fakes import make_ports, make_settings
+from tests.unit.fakes import CountingReads, make_ports, make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -487,20 +487,6 @@ def test_an_export_job_runs_an_unload_into_its_own_prefix_as_the_tenant(ports):
     assert f"'s3://{bucket}/acme/{job.job_id}/part-'" in statement.sql
     assert "FORMAT AS PARQUET" in statement.sql and "MANIFEST VERBOSE" in statement.sql
     assert statement.identity == DatabaseIdentity(db_user="tenant_acme")
-
-
-class CountingReads:
-    """The job store, counting reads of one job."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.reads = inner, 0
-
-    def get(self, job_id: str):
-        self.reads += 1
-        return self.inner.get(job_id)
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
 
 
 def test_a_write_cancelled_while_its_message_waited_never_reaches_the_warehouse():
