@@ -149,7 +149,10 @@ class JobStore:
                         "Put": {
                             "TableName": self._table,
                             "Item": idem_item,
-                            "ConditionExpression": "attribute_not_exists(job_id)",
+                            # DynamoDB's TTL removes an expired record within days, not at once: a key is the
+                            # request's for 24 hours, then free again, as the README says
+                            "ConditionExpression": "attribute_not_exists(job_id) OR expires_at < :now",
+                            "ExpressionAttributeValues": {":now": {"N": str(int(now.timestamp()))}},
                         }
                     },
                     {
@@ -167,7 +170,8 @@ class JobStore:
                 raise
         existing = self._db.get_item(TableName=self._table, Key=to_item({"job_id": idem_id}), ConsistentRead=True)
         record = from_item(existing.get("Item", {}))
-        if not record:  # the record expired between our write and read: extremely unlikely, safe to ask for a retry
+        if not record or record.get("expires_at", 0) < int(now.timestamp()):
+            # expired between our write and read, or our write lost to another for an expired key: ask for a retry
             raise Conflict("idempotency record changed during the request; retry it")
         if fingerprint and record.get("fingerprint") not in (None, fingerprint):
             raise Conflict(

@@ -44,7 +44,7 @@ from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_
 from spectra.bulk.store import BulkJobPage
 from spectra.dynamo import ListPosition
 from spectra.errors import Conflict, NotFound, StatementRejected, Throttled
-from spectra.job_store import Finished, JobPage, PendingJob, PendingPage
+from spectra.job_store import IDEMPOTENCY_TTL, Finished, JobPage, PendingJob, PendingPage
 from spectra.jobs import Job, sources_of, utcnow
 from spectra.notify.models import SUBSCRIPTION_PREFIX, DisabledReason, Subscription, SubscriptionStatus
 from spectra.notify.store import SubscriptionPage
@@ -101,7 +101,7 @@ class FakeJobStore:
 
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {}
-        self._idempotency: dict[tuple[str, str | None, str], dict[str, str | None]] = {}
+        self._idempotency: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self._pending: dict[str, datetime] = {}  # the sparse ``pending`` index: job id → pending_since
         self.list_calls = 0  # listings that reached the store (a refused page token must not make one)
         self.transactions = 0  # finish() calls: terminal writes made together with a slot's release
@@ -115,7 +115,7 @@ class FakeJobStore:
             raise _client_error("ConditionalCheckFailedException", "The conditional request failed", "PutItem")
         if job.idempotency_key:
             record = self._idempotency.get((job.tenant_id, job.tenant_generation, job.idempotency_key))
-            if record is not None:
+            if record is not None and record["expires_at"] >= utcnow():
                 if fingerprint and record["fingerprint"] not in (None, fingerprint):
                     raise Conflict(
                         "Idempotency-Key was already used for a different request",
@@ -128,6 +128,7 @@ class FakeJobStore:
             self._idempotency[(job.tenant_id, job.tenant_generation, job.idempotency_key)] = {
                 "target_job_id": job.job_id,
                 "fingerprint": fingerprint,
+                "expires_at": utcnow() + IDEMPOTENCY_TTL,
             }
         self._items[job.job_id] = {
             **job.model_dump(mode="json", exclude_none=True),

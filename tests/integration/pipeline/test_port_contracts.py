@@ -118,6 +118,22 @@ def test_a_repeat_without_fingerprint_returns_the_original(store):
     assert store.create(make_job(key="k1")) == (first, False)
 
 
+def test_a_key_is_free_again_once_its_day_is_over(store, monkeypatch):
+    """Records carry a 24-hour expiry that DynamoDB's TTL enforces lazily (within days): a key used two days ago is
+    a new request's, whatever record may still be in the table."""
+    from spectra import job_store
+    from tests.unit import fakes
+
+    two_days_ago = utcnow() - timedelta(days=2)
+    for module in (job_store, fakes):
+        monkeypatch.setattr(module, "utcnow", lambda: two_days_ago)
+    old, _ = store.create(make_job(key="k1"), fingerprint="f1")
+    monkeypatch.undo()
+    new, created = store.create(make_job(key="k1", sql="select 2"), fingerprint="f2")
+    assert created is True and new.job_id != old.job_id
+    assert store.create(make_job(key="k1", sql="select 2"), fingerprint="f2") == (new, False)
+
+
 def test_keys_are_scoped_to_the_tenant(store):
     mine, _ = store.create(make_job("acme", key="k1"), fingerprint="f1")
     theirs, created = store.create(make_job("globex", key="k1"), fingerprint="f2")
