@@ -145,14 +145,19 @@ def dead_letter_queues(queues: dict[str, Queue]) -> list[Queue]:
 
 
 def find_dead_letter_queue(queues: dict[str, Queue], wanted: str) -> Queue:
-    """The dead-letter queue ``wanted`` names: its logical id, name or URL, or its source's."""
+    """The dead-letter queue ``wanted`` names: its logical id, name or URL, or its source's when the source has one.
+    A source with two (its own and its EventBridge rule's) is refused with both names: redriving one of them
+    silently would leave the other's messages where they are."""
     for queue in queues.values():
         if wanted in (queue.logical_id, queue.name, queue.url, queue.arn):
             if queue.source is not None:
                 return queue
-            dead_letter = next((q for q in queues.values() if q.source is queue), None)
-            if dead_letter is not None:
-                return dead_letter
+            found = [q for q in queues.values() if q.source is queue]
+            if len(found) == 1:
+                return found[0]
+            if found:
+                names = " and ".join(q.logical_id for q in found)
+                raise AdminError(f"{wanted} has {len(found)} dead-letter queues, {names}: name the one to redrive")
             raise AdminError(f"{wanted} is not a dead-letter queue and has none")
     known = ", ".join(q.logical_id for q in dead_letter_queues(queues))
     raise AdminError(f"no queue {wanted} in the stack; its dead-letter queues are: {known}")

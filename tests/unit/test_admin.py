@@ -115,3 +115,19 @@ def test_a_task_already_running_is_reported_and_never_doubled_by_the_fallback(qu
     stubber.add_response("list_message_move_tasks", {"Results": [running]}, {"SourceArn": DLQ_ARN, "MaxResults": 10})
     with pytest.raises(admin.AdminError, match=r"already runs on JobsDeadLetterQueue .*12 messages moved.*h-4"):
         admin.redrive(client, dead_letter)
+
+
+def test_a_source_with_two_dead_letter_queues_names_both_instead_of_picking_one():
+    """NotifyQueue has its own DLQ and its EventBridge rule's: redriving by the source's name took the first by
+    logical id and left the rule DLQ's events where they were."""
+    source = admin.Queue("NotifyQueue", "https://sqs/123/NotifyQueue", "arn:q:notify", "arn:q:notify-dlq")
+    own = admin.Queue("NotifyDeadLetterQueue", "https://sqs/123/NotifyDeadLetterQueue", "arn:q:notify-dlq")
+    rule = admin.Queue("NotifyRuleDeadLetterQueue", "https://sqs/123/NotifyRuleDeadLetterQueue", "arn:q:rule-dlq")
+    own.source = source
+    rule.source, rule.of_rule = source, True
+    queues = {q.logical_id: q for q in (own, source, rule)}
+    with pytest.raises(admin.AdminError, match="NotifyDeadLetterQueue and NotifyRuleDeadLetterQueue"):
+        admin.find_dead_letter_queue(queues, "NotifyQueue")
+    assert admin.find_dead_letter_queue(queues, "NotifyRuleDeadLetterQueue") is rule
+    del queues["NotifyRuleDeadLetterQueue"]
+    assert admin.find_dead_letter_queue(queues, "NotifyQueue") is own
