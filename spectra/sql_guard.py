@@ -68,7 +68,6 @@ Bounded work
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import logging
 import re
@@ -386,26 +385,46 @@ _ODD_SPACE = re.compile(r"[^\S \t\n\r\f\v]")
 
 
 def _check_spaces(sql: str, tokens: list[Token]) -> None:
-    """Refuse white space the two readers disagree on (``_ODD_SPACE``) outside quoted strings and identifiers: the
-    guard would split words the warehouse reads as one, the first step of judging another statement than the one
-    that runs. Inside quotes it is text like any other."""
-    odd = [match.start() for match in _ODD_SPACE.finditer(sql)]
-    if not odd:
+    """Refuse white space the two readers disagree on (``_ODD_SPACE``) between tokens: the guard would split words
+    the warehouse reads as one, the first step of judging another statement than the one that runs. Inside quotes
+    and comments it is text like any other."""
+    if not _ODD_SPACE.search(sql):
         return
-    quoted = [
+    done = -1
+    for before, token in itertools.pairwise([None, *tokens]):
         # a Command's remainder (EXPLAIN, SHOW) is one string whose start sqlglot misplaces; it is checked on its own
-        (before.end + 1 if before is not None and before.token_type is TokenType.COMMAND else token.start, token.end)
-        for before, token in itertools.pairwise([None, *tokens])
-        if token.token_type in _QUOTED_TOKENS
-    ]
-    starts = [start for start, _ in quoted]
-    for index in odd:
-        at = bisect.bisect_right(starts, index) - 1
-        if at < 0 or index > quoted[at][1]:
-            raise _rejected(
-                "white_space",
-                f"U+{ord(sql[index]):04X} outside a string is not white space to the warehouse: use a plain space",
-            )
+        if not (before is not None and before.token_type is TokenType.COMMAND):
+            _check_gap(sql[done + 1 : token.start])
+        done = token.end
+    _check_gap(sql[done + 1 :])
+
+
+def _check_gap(gap: str) -> None:
+    """What lies between two tokens: white space and comments, as sqlglot read it."""
+    if (found := _ODD_SPACE.search(_outside_comments(gap))) is not None:
+        raise _rejected(
+            "white_space",
+            f"U+{ord(found.group()):04X} outside a string is not white space to the warehouse: use a plain space",
+        )
+
+
+def _outside_comments(gap: str) -> str:
+    """``gap`` without its ``-- ...`` and (nested) ``/* ... */`` comments."""
+    kept, at = [], 0
+    while at < len(gap):
+        if gap.startswith("--", at):
+            ends = [end for end in (gap.find("\n", at), gap.find("\r", at)) if end != -1]
+            at = min(ends, default=len(gap))
+        elif gap.startswith("/*", at):
+            depth, at = 1, at + 2
+            while at < len(gap) and depth:
+                step = gap[at : at + 2]
+                depth += 1 if step == "/*" else -1 if step == "*/" else 0
+                at += 2 if step in ("/*", "*/") else 1
+        else:
+            kept.append(gap[at])
+            at += 1
+    return "".join(kept)
 
 
 _QUOTED_TOKENS = frozenset(

@@ -293,3 +293,7 @@ where	amount>0
 
 --- ordering by position and aliases in GROUP BY
 SELECT region AS r, COUNT(*) FROM sales GROUP BY r ORDER BY 2 DESC
+
+--- a no-break space in comments and in a string is text, not a separator
+SELECT 'a b' AS x -- note: fine
+/* and　here /* nested */ too */
