@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # COPY's MAXERROR: rows that may be rejected (and listed in failedResults) before the whole load fails.
     # Redshift's own ceiling is 100,000.
     bulk_max_errors: int = Field(default=100_000, ge=0, le=100_000)
+    # The column of shared tables that says whose a row is: a bulk file may not name it (nor any column defaulting to
+    # the loading user); the warehouse fills it (give it DEFAULT current_user). Redshift applies no row-level
+    # security to INSERT or COPY, so a file that set it could load rows into another tenant's view. Empty: none.
+    bulk_owner_column: str = "owner"
     # Ingest jobs with at most this many source bytes get their result files written before they end; larger ones
     # end when their load commits and their result files follow (GET answers 409 results_not_ready meanwhile).
     bulk_inline_results_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0)

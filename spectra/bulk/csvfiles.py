@@ -96,14 +96,36 @@ def _is_identifier(name: str) -> bool:
 class TableColumn:
     name: str
     required: bool  # NOT NULL without a default: an insert must give it
+    owner: bool = False  # the warehouse fills it with the loading user: never taken from a file
+
+
+#: A column default that is the user running the statement: the column says whose row it is.
+_LOADING_USER = re.compile(r"\b(current_user|session_user)\b", re.IGNORECASE)
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+
+
+def owner_column(name: str, default: str | None, owner_name: str) -> bool:
+    """Whether the column records whose row it is: named ``owner_name`` (``BULK_OWNER_COLUMN``), or defaulting to the
+    user that runs the statement. Redshift applies no row-level security to INSERT or COPY (its RLS filters SELECT,
+    UPDATE and DELETE only), so a file that set it could hand its rows to another tenant, in a load or an update."""
+    unquoted = _QUOTED.sub("", default or "")  # a string literal that merely spells the words is not the user
+    return bool(owner_name and name == owner_name) or bool(_LOADING_USER.search(unquoted))
 
 
 def check_columns(job: BulkJob, header: list[str], table: list[TableColumn]) -> None:
-    """Refuse, naming them, columns the table lacks and columns the operation needs but the file lacks."""
+    """Refuse, naming them, columns the table lacks, columns that say whose a row is (the warehouse sets them), and
+    columns the operation needs but the file lacks."""
     known = {c.name for c in table}
     unknown = [c for c in header if c not in known]
     if unknown:
         raise BulkInputError("unknown_columns", f"columns not in table {job.object}: {', '.join(unknown)}")
+    owned = [c.name for c in table if c.owner and c.name in header]
+    if owned:
+        raise BulkInputError(
+            "owner_column",
+            f"{', '.join(owned)} of {job.object} records whose row it is and is set by the warehouse (the loading "
+            "tenant's user), not by the file: leave it out",
+        )
     external_id = (job.external_id_field or "").lower()
     if job.operation.needs_external_id and external_id not in header:
         raise BulkInputError(

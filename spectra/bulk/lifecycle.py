@@ -24,7 +24,7 @@ from events import (
 )
 from spectra import logs, share
 from spectra.bulk import outcomes
-from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header
+from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, owner_column, read_header
 from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
@@ -164,7 +164,11 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
             "table_not_found", f"table {schema}.{table} does not exist or is not visible to the tenant"
         )
     table_columns = [
-        TableColumn(name=c["name"], required=not c.get("nullable", 1) and c.get("columnDefault") is None)
+        TableColumn(
+            name=c["name"],
+            required=not c.get("nullable", 1) and c.get("columnDefault") is None,
+            owner=owner_column(c["name"], c.get("columnDefault"), ports.settings.bulk_owner_column),
+        )
         for c in described
     ]
     check_columns(job, columns, table_columns)

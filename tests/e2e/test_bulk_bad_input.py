@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.fixtures.bulk import csv_bytes
+from tests.fixtures.bulk import BulkClient, csv_bytes
 from tests.fixtures.stack import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -347,3 +347,22 @@ def test_a_presigned_drop_url_writes_under_the_tenants_own_prefix(bulk_tenant, w
     job = client.dropped_job(answer["key"])
     assert job["state"] == "JobComplete" and job["source"] == "s3" and job["objectKey"] == answer["key"]
     assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 1, None)]
+
+
+def test_a_file_may_not_say_whose_rows_it_loads(new_tenant, warehouse, spectra_stack, local_aws):
+    """A shared table whose owner column defaults to the loading user. Redshift applies no row-level security to
+    INSERT or COPY (the emulator's PostgreSQL would stop the row with WITH CHECK; Redshift has none), so a file that
+    named the column could put rows into another tenant's view: the column is refused, and the warehouse fills it."""
+    acme, globex = new_tenant(), new_tenant()
+    table = f"shared_{acme.tenant_id}"
+    warehouse.run(
+        f"CREATE TABLE {table} (owner varchar(128) NOT NULL DEFAULT current_user, email varchar(128) NOT NULL)",
+        *(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO "{tenant.db_user}"' for tenant in (acme, globex)),
+    )
+    client = BulkClient(acme, local_aws.client("s3"), spectra_stack.physical_id("IngestBucket"), table)
+    planted = client.dropped_job(client.drop(f"owner,email\n{globex.db_user},planted@x\n".encode(), "planted.csv"))
+    assert (planted["state"], planted["error"]["code"]) == ("Failed", "owner_column"), planted
+    assert client.rows(warehouse) == []
+    mine = client.dropped_job(client.drop(b"email\nann@x\n", "mine.csv"))
+    assert mine["state"] == "JobComplete", mine
+    assert client.rows(warehouse) == [(acme.db_user, "ann@x")]

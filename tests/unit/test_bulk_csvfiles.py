@@ -8,7 +8,14 @@ import gzip
 import pytest
 
 from spectra.bulk import csvfiles
-from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, read_header, records
+from spectra.bulk.csvfiles import (
+    BulkInputError,
+    TableColumn,
+    check_columns,
+    owner_column,
+    read_header,
+    records,
+)
 from spectra.bulk.files import CHUNK
 from spectra.bulk.models import BulkOperation, SourceFile
 from tests.unit.bulk_helpers import bulk_job
@@ -280,3 +287,26 @@ def test_records_are_streamed_across_read_chunks(files, monkeypatch):
     monkeypatch.setattr("spectra.bulk.files.CHUNK", 3)  # every record and quoted break straddles a chunk
     data = b'id,note\n1,"a\nb"\n2,"c""d"\n3,\xc3\xa9t\xc3\xa9\n'
     assert lines(files, data) == [(2, ["1", "a\nb"]), (4, ["2", 'c"d']), (5, ["3", "été"])]
+
+
+@pytest.mark.parametrize(
+    ("name", "default", "setting", "owner"),
+    [
+        ("owner", None, "owner", True),  # BULK_OWNER_COLUMN names it
+        ("loaded_by", "CURRENT_USER", "owner", True),  # PostgreSQL's way of showing DEFAULT current_user
+        ("loaded_by", '"current_user"()', "", True),
+        ("note", "'current_user'::character varying", "owner", False),  # a string that only spells the words
+        ("owner", None, "", False),
+        ("city", "'Oslo'::character varying", "owner", False),
+    ],
+)
+def test_a_column_that_says_whose_the_row_is_is_found(name, default, setting, owner):
+    assert owner_column(name, default, setting) is owner
+
+
+@pytest.mark.parametrize("operation", list(BulkOperation))
+def test_a_file_naming_the_owner_column_is_refused_for_every_operation(operation):
+    table = [*TABLE, TableColumn("owner", required=False, owner=True)]
+    with pytest.raises(BulkInputError) as raised:
+        check_columns(bulk_job(operation, external_id_field="id"), ["id", "name", "owner"], table)
+    assert raised.value.code == "owner_column" and "owner of accounts" in raised.value.message

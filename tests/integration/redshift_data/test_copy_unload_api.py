@@ -161,7 +161,9 @@ def test_pg_last_copy_id_keys_the_rejected_rows_of_the_copy_just_run_in_the_same
 
 def test_copy_into_a_table_under_row_level_security_loads_as_redshift_does(redshift_data, s3, bucket, loader):
     """PostgreSQL refuses COPY FROM into a table whose policies apply to the user; Redshift loads it. The emulator
-    loads it too, and the table's policies still decide (its WITH CHECK refuses rows the user may not own)."""
+    loads it too. Here PostgreSQL's WITH CHECK still refuses a row the user may not own, which Redshift, whose
+    row-level security does not apply to INSERT or COPY, would load: the Bulk API refuses a file that names the
+    owner column (README, "Whose a row is"), so nothing relies on this refusal."""
     table = "rls_" + uuid.uuid4().hex[:8]
     run(
         redshift_data,
