@@ -6,6 +6,7 @@ milliseconds whatever the statement costs.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from spectra.parameters import TypedParameter, bind
 from spectra.ports import Ports
 from spectra.sql_guard import check_sql, parse_checked
 from spectra.tenants import Caller, same_generation
+
+logger = logging.getLogger(__name__)
 
 
 def submit_query(
@@ -89,7 +92,12 @@ def submit_query(
         try:
             ports.queue.send(queued_message(job))  # the job rides along: the executor need not read it
         except Exception:
-            # Nothing will ever run this job: say so on the job itself rather than leave it QUEUED forever.
+            if job.idempotency_key:
+                # The client's retry with its key gets this job back, and the reconciler queues a QUEUED job whose
+                # message never came (within REQUEUE_AFTER_SECONDS): the 500 is safe to retry and loses nothing.
+                logger.warning("job %s could not be queued; the reconciler will queue it", job.job_id, exc_info=True)
+                raise
+            # Without a key the client's retry is a new job: this one must not run as well. Say so on the job.
             ports.jobs.transition(
                 job.job_id,
                 JobStatus.FAILED,

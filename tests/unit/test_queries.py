@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import timedelta
 
 import pytest
 from botocore.exceptions import ClientError
@@ -119,6 +120,20 @@ def test_an_idempotency_key_reused_for_other_sql_is_a_conflict(ports):
     with pytest.raises(Conflict):
         submit(ports, sql="select 2", idempotency_key="k1")
     assert len(ports.queue.messages) == 1
+
+
+def test_a_job_with_a_key_that_cannot_be_queued_stays_queued_for_the_retry_and_the_reconciler(ports):
+    """With an Idempotency-Key the client's retry gets this very job, and the reconciler queues a QUEUED job whose
+    message never came: failing it (enqueue_failed) made the retry return a dead job for 24 hours."""
+    from spectra.reconciliation import reconcile
+
+    ports.queue.fail_next(RuntimeError("SQS is down"))
+    with pytest.raises(RuntimeError, match="SQS is down"):
+        submit(ports, idempotency_key="k1")
+    retried, created = submit(ports, idempotency_key="k1")
+    assert created is False and retried.status is JobStatus.QUEUED
+    reconcile(ports, now=retried.created_at + timedelta(seconds=ports.settings.requeue_after_seconds + 1))
+    assert [m.job_id for m in ports.queue.messages] == [retried.job_id]
 
 
 def test_a_job_that_cannot_be_queued_fails_and_the_error_propagates(ports):
