@@ -89,6 +89,20 @@ class Tenant(BaseModel):
         return self
 
 
+#: What :meth:`TenantDirectory.update_tenant` may change: not the id, the generation, the keys or the creation time.
+_CHANGEABLE = frozenset(
+    {"db_user", "secret_arn", "tier", "usage_key", "max_running_statements", "allow_writes", "owned_schemas"}
+)
+
+
+class KeyInfo(BaseModel):
+    """One API key as :meth:`TenantDirectory.list_keys` shows it: enough to tell keys apart, nothing to use one."""
+
+    key_hash: str
+    hint: str
+    created_at: str
+
+
 def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
@@ -147,13 +161,41 @@ class TenantDirectory:
         return api_key
 
     def revoke_key(self, api_key: str) -> None:
-        key_hash = hash_api_key(api_key)
-        response = self._db.delete_item(
-            TableName=self._table, Key={"pk": {"S": f"key#{key_hash}"}}, ReturnValues="ALL_OLD"
-        )
+        self._revoke(hash_api_key(api_key))
+
+    def list_keys(self, tenant_id: str) -> list[KeyInfo]:
+        """The tenant's keys as an operator can tell them apart (never the keys themselves, which exist in clear only
+        when issued): each one's hash, hint (its first characters) and issue time, oldest first. NotFound for an
+        unknown tenant."""
+        tenant = self._get(f"tenant#{tenant_id}")
+        if tenant is None:
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        keys = []
+        for key_hash in sorted(tenant.get("key_hashes", ())):
+            item = self._get(f"key#{key_hash}")
+            if item is not None and item.get("tenant_id") == tenant_id:
+                keys.append(KeyInfo(key_hash=key_hash, hint=item.get("key_hint", ""), created_at=item["created_at"]))
+        return sorted(keys, key=lambda key: key.created_at)
+
+    def revoke_key_hash(self, tenant_id: str, key_hash: str) -> bool:
+        """Revoke the key with this hash (as :meth:`list_keys` shows it), for a key nobody has in clear any more.
+        Only the tenant's own: False when it has no such key."""
+        return self._revoke(key_hash, tenant_id=tenant_id)
+
+    def _revoke(self, key_hash: str, *, tenant_id: str | None = None) -> bool:
+        delete: dict[str, Any] = {"TableName": self._table, "Key": {"pk": {"S": f"key#{key_hash}"}}}
+        if tenant_id is not None:
+            delete |= {
+                "ConditionExpression": "tenant_id = :t",
+                "ExpressionAttributeValues": {":t": {"S": tenant_id}},
+            }
+        try:
+            response = self._db.delete_item(**delete, ReturnValues="ALL_OLD")
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
         tenant_id = response.get("Attributes", {}).get("tenant_id", {}).get("S")
         if not tenant_id:
-            return
+            return False
         # the tenant may be gone already, and its listing with it
         with contextlib.suppress(self._db.exceptions.ConditionalCheckFailedException):
             self._db.update_item(
@@ -163,6 +205,55 @@ class TenantDirectory:
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":k": {"SS": [key_hash]}},
             )
+        return True
+
+    def update_tenant(self, tenant_id: str, **changes: Any) -> Tenant:
+        """Change what the tenant may do and where it runs: ``db_user``, ``secret_arn``, ``tier``, ``usage_key``,
+        ``max_running_statements``, ``allow_writes``, ``owned_schemas`` (None removes an optional one). The record is
+        validated as a whole first, and written only if it is still the same tenant (its generation), so its keys
+        (bound to the generation) and their listing stay as they are. NotFound for an unknown tenant.
+
+        Changes reach the API within the authorizer's cache time and the executor within ``TENANT_CACHE_SECONDS``;
+        a write queued before a grant shrank is checked again when it starts (spectra/identity.py)."""
+        unknown = set(changes) - _CHANGEABLE
+        if unknown:
+            raise ValueError(f"not a tenant field that can be changed: {', '.join(sorted(unknown))}")
+        current = self.get(tenant_id)
+        if current is None:
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        updated = Tenant.model_validate({**current.model_dump(), **changes})
+        values = updated.model_dump(mode="json", include=set(changes))
+        sets = [name for name, value in values.items() if value is not None]
+        removes = [name for name, value in values.items() if value is None]
+        expression = " ".join(
+            part
+            for part in (
+                "SET " + ", ".join(f"#{n} = :{n}" for n in sets) if sets else "",
+                "REMOVE " + ", ".join(f"#{n}" for n in removes) if removes else "",
+            )
+            if part
+        )
+        if not expression:
+            return current
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": f"tenant#{tenant_id}"}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": {f"#{n}": n for n in values},
+        }
+        bound = {f":{n}": _ser.serialize(values[n]) for n in sets}
+        if current.generation:  # still the same tenant: not deleted, nor deleted and created again
+            request["ConditionExpression"] = "generation = :g"
+            bound[":g"] = _ser.serialize(current.generation)
+        else:
+            request["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(generation)"
+        if bound:
+            request["ExpressionAttributeValues"] = bound
+        try:
+            self._db.update_item(**request)
+        except self._db.exceptions.ConditionalCheckFailedException as exc:
+            raise NotFound(f"tenant {tenant_id!r} not found (deleted or created again meanwhile)") from exc
+        return updated
 
     def set_active(self, tenant_id: str, active: bool) -> Tenant:
         """Deactivate (or reactivate) a tenant: its keys and tokens are refused and its queued jobs fail

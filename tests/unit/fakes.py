@@ -774,7 +774,7 @@ class FakePublisher:
 
 class FakeTenants:
     """The part of :class:`spectra.tenants.TenantDirectory` the domain reads (``get``), plus the administration the
-    tests need (``create_tenant``, ``set_active``, ``delete_tenant``)."""
+    tests need (``create_tenant``, ``set_active``, ``update_tenant``, ``delete_tenant``)."""
 
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
@@ -790,6 +790,12 @@ class FakeTenants:
         if tenant_id not in self.tenants:
             raise NotFound(f"tenant {tenant_id!r} not found")
         self.tenants[tenant_id] = self.tenants[tenant_id].model_copy(update={"active": active})
+        return self.tenants[tenant_id]
+
+    def update_tenant(self, tenant_id: str, **changes: Any) -> Tenant:
+        if tenant_id not in self.tenants:
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        self.tenants[tenant_id] = Tenant.model_validate({**self.tenants[tenant_id].model_dump(), **changes})
         return self.tenants[tenant_id]
 
     def delete_tenant(self, tenant_id: str) -> bool:

@@ -199,7 +199,7 @@ def writer_job(ports, sql: str) -> Job:
 
 
 def start_after_grant(ports, job: Job, **grant) -> Job:
-    ports.tenants.tenants["acme"] = ports.tenants.get("acme").model_copy(update=grant)
+    ports.tenants.update_tenant("acme", **grant)
     execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
     return ports.jobs.get(job.job_id)
 
@@ -227,5 +227,5 @@ def test_what_the_shrunk_grant_still_allows_runs():
         fmt=ResultFormat.JSON,
     )[0]
     assert start_after_grant(ports, read, allow_writes=False).status is JobStatus.SUBMITTED
-    ports.tenants.tenants["acme"] = ports.tenants.get("acme").model_copy(update={"allow_writes": True})
+    ports.tenants.update_tenant("acme", allow_writes=True)
     assert start_after_grant(ports, write, owned_schemas=["acme_stage"]).status is JobStatus.SUBMITTED

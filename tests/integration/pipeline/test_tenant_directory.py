@@ -124,3 +124,43 @@ def test_records_from_before_generations_still_work(directory, table, tenant_id)
     )
     assert directory.authenticate(legacy_key).generation is None
     assert directory.authenticate(directory.issue_key(tenant_id)).tenant_id == tenant_id
+
+
+def test_a_key_nobody_has_in_clear_is_found_by_its_hint_and_revoked_by_its_hash(directory, table, tenant_id):
+    """Keys are shown once: an operator told "a key we lost is deployed somewhere" can still revoke that one key."""
+    directory.create_tenant(tenant_id, db_user="tenant_x")
+    directory.create_tenant(f"{tenant_id}-other", db_user="tenant_y")
+    lost, kept = directory.issue_key(tenant_id), directory.issue_key(tenant_id)
+    theirs = directory.issue_key(f"{tenant_id}-other")
+    listed = directory.list_keys(tenant_id)
+    assert [(k.key_hash, k.hint) for k in listed] == [(hash_api_key(lost), lost[:8]), (hash_api_key(kept), kept[:8])]
+    assert directory.revoke_key_hash(tenant_id, hash_api_key(theirs)) is False  # another tenant's key: untouched
+    assert directory.authenticate(theirs).tenant_id == f"{tenant_id}-other"
+    assert directory.revoke_key_hash(tenant_id, hash_api_key(lost)) is True
+    assert refused(directory, lost) and directory.authenticate(kept).tenant_id == tenant_id
+    assert [k.key_hash for k in directory.list_keys(tenant_id)] == [hash_api_key(kept)]
+    assert item(table, f"tenant#{tenant_id}")["key_hashes"] == {"SS": [hash_api_key(kept)]}
+    with pytest.raises(NotFound):
+        directory.list_keys(f"{tenant_id}-nobody")
+
+
+def test_a_tenant_is_changed_in_place_and_keeps_its_keys(directory, tenant_id):
+    created = directory.create_tenant(tenant_id, db_user="tenant_x", max_running_statements=3)
+    key = directory.issue_key(tenant_id)
+    changed = directory.update_tenant(
+        tenant_id, allow_writes=True, owned_schemas=["x_work"], tier="premium", max_running_statements=None
+    )
+    stored = directory.get(tenant_id)
+    assert stored == changed
+    assert (stored.allow_writes, stored.owned_schemas, stored.tier) == (True, ["x_work"], "premium")
+    assert stored.max_running_statements is None and stored.generation == created.generation
+    assert directory.authenticate(key).tenant_id == tenant_id
+    with pytest.raises(ValueError, match="generation"):
+        directory.update_tenant(tenant_id, generation="g_mine")
+    with pytest.raises(ValueError):  # validated as a whole record before anything is written
+        directory.update_tenant(tenant_id, tier="NOT A TIER")
+    with pytest.raises(ValueError):
+        directory.update_tenant(tenant_id, db_user=None)  # a tenant needs a user or a secret
+    assert directory.get(tenant_id) == stored
+    with pytest.raises(NotFound):
+        directory.update_tenant(f"{tenant_id}-nobody", tier="premium")
