@@ -72,6 +72,8 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
             return None
         if job.abort_requested_at is not None:  # an earlier attempt stopped before recording its statement
             return _abort_unrecorded(ports, job)
+        if _adopt_unrecorded(ports, job):
+            return None
     if job.error is not None:  # a drop refused at the door whose failing was cut short: fail it, never load it
         finish_bulk_job(ports, job, BulkState.FAILED, error=job.error, unstarted=True)
         return None
@@ -116,6 +118,19 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     if updated.abort_requested_at is not None:
         ports.warehouse.cancel(statement_id)
     return updated
+
+
+def _adopt_unrecorded(ports: Ports, job: BulkJob) -> bool:
+    """Record the statement an earlier attempt started for this ``InProgress`` job and died before recording, if the
+    warehouse has one under the job's name: its event or the reconciler ends the job as it ended. Looked up before
+    the job's files and table are checked again, since those may fail now (the dropped file put again, the header
+    changed, the tenant deactivated) and fail a job whose load committed, its tenant sending the rows again."""
+    earlier = ports.warehouse.find(job.job_id)
+    if earlier is None:
+        return False  # it never reached the warehouse (or is starting right now: ClientToken returns it below)
+    logger.warning("bulk job %s: an earlier attempt started statement %s; recording it", job.job_id, earlier)
+    bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier)
+    return True
 
 
 def _abort_unrecorded(ports: Ports, job: BulkJob) -> None:
@@ -295,7 +310,13 @@ def finish_bulk_job(
     """
     bulk = bulk_ports(ports)
     results_ready = job.operation is BulkOperation.QUERY or not job.files
-    inline = not results_ready and job.source_bytes <= ports.settings.bulk_inline_results_max_bytes
+    # Small input gets its files in this call. Gzip input never does: its size says nothing of what it inflates to
+    # (deflate reaches 1000:1), and a call that writes gigabytes of result files here outlives its function.
+    inline = (
+        not results_ready
+        and not any(f.gzip for f in job.files)
+        and job.source_bytes <= ports.settings.bulk_inline_results_max_bytes
+    )
     if inline and not unstarted:
         ended = job.model_copy(update={"state": state, **changes})
         mismatch = outcomes.results_mismatch(ended, outcomes.write_results(ports, ended))

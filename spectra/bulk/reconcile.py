@@ -99,6 +99,8 @@ def _check_statement(ports: Ports, job: BulkJob, now: datetime) -> Outcome:
     if state is None:
         bulk_ports(ports).jobs.mark_checked(job.job_id, job.state, now)
         return Outcome.STILL_RUNNING
+    # Moved to the back of the index first: a job whose ending kills this invocation must not head every later run.
+    bulk_ports(ports).jobs.mark_checked(job.job_id, job.state, now)
     change = StatementStatusChange(statementId=statement_id, statementName=job.job_id, state=state)
     finished = complete_bulk_statement(ports, change)
     return Outcome.COMPLETED if finished is not None and finished.state.is_terminal else Outcome.SKIPPED

@@ -103,11 +103,16 @@ def create_job(ports: Ports, caller: Caller, spec: NewJob, *, correlation_id: st
     return job
 
 
-def _queue(ports: Ports, job: BulkJob) -> None:
+def _queue(ports: Ports, job: BulkJob, *, fail: bool = True) -> None:
+    """Queue the job's start. If that fails, the job fails (``fail``: a query job just created, whose client's retry
+    is another job), or stays UploadComplete, answered by a repeated PATCH and queued by the reconciler within
+    ``REQUEUE_AFTER_SECONDS`` (failing it made the client upload every batch again)."""
     message = BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id)
     try:
         ports.queue.send(message)
     except Exception:
+        if not fail:
+            raise
         error = ErrorInfo(code="enqueue_failed", message="the job could not be queued")
         bulk_ports(ports).jobs.transition(
             job.job_id, BulkState.FAILED, expected={BulkState.UPLOAD_COMPLETE}, error=error, completed_at=utcnow()
@@ -302,7 +307,7 @@ def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     job = get_job(ports, caller, job_id)
     if job.state is not BulkState.OPEN:
         if job.state in (BulkState.UPLOAD_COMPLETE, BulkState.IN_PROGRESS, BulkState.JOB_COMPLETE):
-            return job  # a repeated UploadComplete: the job was queued by the first one
+            return job  # a repeated UploadComplete: queued by the first one, or by the reconciler if that failed
         raise Conflict(f"bulk job {job_id} is {job.state.value}", details={"state": job.state.value})
     for _ in range(CLOSE_ATTEMPTS):
         files = bulk.files.uploaded_batches(job)
@@ -312,7 +317,7 @@ def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
             raise InvalidRequest(f"bulk job {job_id} has {len(files)} batches; at most {ports.settings.bulk_max_files}")
         closed = bulk.jobs.close(job, files=files, queued_at=utcnow())
         if closed is not None:
-            _queue(ports, closed)
+            _queue(ports, closed, fail=False)
             return closed
         job = get_job(ports, caller, job_id)
         if job.state is not BulkState.OPEN:  # a concurrent PATCH won
@@ -324,7 +329,15 @@ def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
 def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     bulk = bulk_ports(ports)
     job = get_job(ports, caller, job_id)
-    if job.state in (BulkState.OPEN, BulkState.UPLOAD_COMPLETE):
+    if job.state is BulkState.OPEN:
+        # its batches are listed only at UploadComplete: list them now, so unprocessedrecords holds their rows
+        files = bulk.files.uploaded_batches(job)
+        job = job.model_copy(update={"files": files})
+        aborted = finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True, files=files)
+        if aborted is not None:
+            return aborted
+        job = get_job(ports, caller, job_id)
+    if job.state is BulkState.UPLOAD_COMPLETE:
         aborted = finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
         if aborted is not None:
             return aborted

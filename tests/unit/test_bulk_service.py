@@ -4,6 +4,7 @@ misuse refused with the error the API maps to a 4xx (the HTTP side is tested end
 from __future__ import annotations
 
 import gzip
+from datetime import timedelta
 
 import pytest
 from botocore.exceptions import ClientError
@@ -436,3 +437,37 @@ def test_a_tenant_created_again_under_the_same_id_gets_none_of_its_predecessors_
         get_job(ports, successor, job.job_id)
     listing = list_jobs(ports, successor, state=None, operation=None, limit=20, next_token=None)
     assert listing.jobs == []
+
+
+def test_uploadcomplete_whose_message_cannot_be_sent_is_not_killed(ports):
+    """A transient SQS failure on PATCH UploadComplete: the job is already UploadComplete and in the pending index,
+    so the reconciler would queue it; the client's retry of the (idempotent) PATCH should get the job back. It was
+    failed enqueue_failed and the retry answered 409: every batch had to be uploaded again."""
+    from spectra.bulk.reconcile import reconcile_bulk
+    from spectra.reconciliation import ReconcileSummary, Thresholds
+
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    ports.queue.fail_next(RuntimeError("SQS is down"))
+    with pytest.raises(RuntimeError):
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    # the client retries its PATCH
+    retried = change_state(ports, caller(ports), job.job_id, "UploadComplete")  # was 409: the job had been failed
+    assert retried.state is BulkState.UPLOAD_COMPLETE
+    later = retried.queued_at + timedelta(seconds=ports.settings.requeue_after_seconds + 1)
+    reconcile_bulk(ports, later, Thresholds.from_settings(ports.settings), ReconcileSummary())
+    assert [m.job_id for m in ports.queue.messages][-1] == job.job_id
+
+
+def test_an_aborted_open_job_lists_its_uploaded_rows_as_unprocessed(ports):
+    """README: 'A job that failed or was aborted lists all its rows in unprocessedrecords.' An Open job aborted after
+    its batches were stored had no result files at all: every result route answered 404."""
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    aborted = change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert aborted.state is BulkState.ABORTED and aborted.results_ready
+    try:
+        unprocessed = job_results(ports, caller(ports), job.job_id, "unprocessedrecords")
+    except NotFound as exc:
+        pytest.fail(f"unprocessedrecords of an aborted job with uploaded rows: 404 {exc}")
+    assert unprocessed.body == CSV

@@ -1,0 +1,100 @@
+"""The Bulk API's state machine where the executor, completion and the reconciler meet: gzip input that inflates past
+what one call can write, a reconciler run killed mid-job, an executor re-run after its first attempt's load
+committed (the request side's races are in test_bulk_service.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from spectra.bulk.lifecycle import start_bulk_job
+from spectra.bulk.models import BulkOperation, BulkState
+from spectra.bulk.service import change_state, upload_batch
+
+pytestmark = pytest.mark.unit
+
+
+def test_inline_result_files_are_sized_by_what_the_load_reads_not_by_compressed_bytes():
+    """The completion consumer (90 s) and the reconciler (90 s) write a job's result files inline when its input is
+    at most bulk_inline_results_max_bytes (16 MiB) -- counted in *compressed* bytes. A gzip batch under the limit
+    that inflates past it (deflate reaches ~1000:1) is written inline all the same: here 64 KiB is the limit and a
+    ~6 KB gzip inflating to ~2 MB (about 30x the limit) is still written inside the completion call."""
+    import gzip as gz
+
+    from events import BulkJobQueuedMessage
+    from spectra.bulk.lifecycle import complete_bulk_statement
+    from spectra.bulk.service import NewJob, create_job
+    from spectra.tenants import Caller
+    from tests.unit.fakes import make_ports, make_settings
+
+    ports = make_ports(settings=make_settings(bulk_inline_results_max_bytes=64 * 1024))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    who = Caller.of(ports.tenants.get("acme"))
+    rows = 200_000
+    plain = b"id,name\n" + b"7,Ann\n" * rows
+    body = gz.compress(plain, 9)
+    assert len(body) < 64 * 1024 < len(plain)
+    job = create_job(ports, who, NewJob(object="accounts", operation=BulkOperation.INSERT))
+    upload_batch(ports, who, job.job_id, body, gzip=True)
+    change_state(ports, who, job.job_id, "UploadComplete")
+    running = start_bulk_job(ports, BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
+    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(running.statement_id, {0: rows, 1: []}))
+    assert done.results_ready is False and ports.bulk.results_queue.messages  # the results consumer writes them
+
+
+def test_the_reconcilers_bulk_pass_writes_inline_results_without_first_moving_the_job_back():
+    """A lost completion event: the reconciler completes the job itself, writing its (inline) result files inside
+    its own 90 s invocation, and nothing has moved the job out of the head of the pending index when it does. An
+    invocation killed by Lambda's timeout there (a gzip batch inflating to GBs) leaves the job first in line, so
+    every later run dies on it again and no bulk job behind it, of any tenant, is reconciled."""
+    from spectra.bulk import outcomes
+    from tests.unit.test_bulk_reconcile import bulk_ports, started, sweep
+
+    ports = bulk_ports()
+    job = started(ports)
+    ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []})  # the statement ended; its event was lost
+    before = ports.bulk.jobs.pending_since(job.job_id)
+    seen = []
+    real = outcomes.write_results
+
+    def watching(p, view):
+        seen.append(ports.bulk.jobs.pending_since(job.job_id))
+        return real(p, view)
+
+    outcomes.write_results = watching
+    try:
+        sweep(ports, 600)
+    finally:
+        outcomes.write_results = real
+    assert seen, "the reconciler did not write the result files itself"
+    assert seen[0] != before, "the result files are written while the job still heads the pending index"
+
+
+def test_a_rerun_that_fails_its_checks_does_not_end_a_job_whose_first_attempt_started_its_load():
+    """The executor died between BatchExecuteStatement and recording it (the window the README says the next
+    executor closes by getting the same statement back through its ClientToken). Before the redelivery, the dropped
+    file is put again at its key: the re-run's header read raises FileReplaced and fails the job (file_replaced,
+    no files) without looking for the statement the first attempt started, which committed the first file's rows.
+    The job says Failed with no records while its rows are in the table."""
+    from events import BulkJobQueuedMessage
+    from spectra.bulk.drops import DroppedObject, accept_drop
+    from spectra.bulk.lifecycle import complete_bulk_statement
+    from tests.unit.fakes import INGEST_BUCKET, make_ports, make_settings
+
+    ports = make_ports(settings=make_settings())
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name", "city"])
+    key = "acme/accounts/a.csv"
+    body = b"id,name,city\n1,Ann,Oslo\n"
+    etag = ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=body)["ETag"]
+    job = accept_drop(ports, DroppedObject(INGEST_BUCKET, key, len(body), etag))
+    message = BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
+    ports.bulk.jobs.die_recording_statement()
+    with pytest.raises(RuntimeError):
+        start_bulk_job(ports, message)
+    [statement_id] = [s for s in ports.warehouse.statements if ":" not in s]
+    change = ports.warehouse.finish_batch(statement_id, {0: 1, 1: []})  # the first attempt's load committed
+    ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=b"id,name,city\n2,Bo,Rome\n")
+    start_bulk_job(ports, message)  # the redelivery
+    done = complete_bulk_statement(ports, change) or ports.bulk.jobs.get(job.job_id)
+    assert done.state is BulkState.JOB_COMPLETE, (done.state, done.error, "the table holds the row")
