@@ -141,9 +141,16 @@ def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) ->
     cap = running_cap(ports, tenant_id)
     at_cap = _AT_CAP.get()
     if at_cap is not None and tenant_id in at_cap:
-        if _wait_for_slot(ports, message, cap) is not False:
+        waiting = _wait_for_slot(ports, message, cap)
+        if waiting is _ENDED:
+            # Cancelled while it waited, and maybe woken for a freed slot: it asks for the slot all the same, so the
+            # executor, finding the job ended, gives it back and that release wakes the next in line. Parked here,
+            # the wake-up died with it, and the next job waited for the reconciler.
+            pass
+        elif waiting is not False:
             return None
-        at_cap.discard(tenant_id)  # a slot was freed (or the job holds one already): ask for it
+        else:
+            at_cap.discard(tenant_id)  # a slot was freed (or the job holds one already): ask for it
     for _ in range(3):
         if isinstance(message, BulkJobQueuedMessage):
             claim = ports.slots.claim(tenant_id, job_id, limit=cap)
@@ -168,14 +175,19 @@ def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) ->
     return None
 
 
-def _wait_for_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, cap: int) -> bool | None:
+#: :func:`_wait_for_slot`'s answer for a job that ended while it waited (truthy: it does not wait either).
+_ENDED = "ended"
+
+
+def _wait_for_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, cap: int) -> bool | str | None:
     """Put the job on its tenant's waiting list. True: it waits there. False: the tenant is under its cap (or the
-    job holds a slot): go and claim it. None: the list could not take the job, whose message is sent again later."""
+    job holds a slot): go and claim it. None: the list could not take the job, whose message is sent again later.
+    :data:`_ENDED`: the job ended while it waited, and leaves the line."""
     tenant_id, job_id = message.tenant_id, message.job_id
     place = _in_line_since(ports, message)
     if place is None:  # cancelled or given up while it waited: it leaves the line instead of soaking up wake-ups
         logger.info("job %s of tenant %s has ended; it leaves the waiting list", job_id, tenant_id)
-        return True
+        return _ENDED
     try:
         if not ports.slots.park(tenant_id, job_id, limit=cap, now=place):
             return False

@@ -235,6 +235,19 @@ def test_a_job_cancelled_while_it_waits_passes_its_turn_on(ports):
     assert woken.job_id not in held(ports)
 
 
+def test_in_a_batch_that_found_the_tenant_at_its_cap_a_cancelled_jobs_wake_up_is_still_passed_on(ports):
+    """Within one batch, a tenant met at its cap earlier parks its next jobs without asking for a slot. A wake-up
+    for a job cancelled while it waited was parked with it, so the freed slot stayed free and the next in line
+    waited for the reconciler."""
+    woken, next_in_line = woken_after_cancel(ports)
+    with share.one_batch():
+        share._AT_CAP.get().add("acme")  # an earlier record of this batch found acme at its cap
+        assert execute_job(ports, woken) is None
+    assert ports.queue.messages[1].job_id == next_in_line.job_id
+    assert execute_job(ports, ports.queue.messages[1]).status is JobStatus.SUBMITTED
+    assert woken.job_id not in held(ports)
+
+
 def test_a_job_cancelled_while_it_waits_leaves_the_line_when_its_wake_up_finds_the_slot_taken(ports):
     woken, next_in_line = woken_after_cancel(ports)
     assert execute_job(ports, queued(ports)).status is JobStatus.SUBMITTED  # a newer job takes the freed slot
