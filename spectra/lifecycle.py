@@ -187,15 +187,17 @@ def execute_job(
             # a second message for the job: the first recorded this very statement, and the session it runs in
             sessions.give_back(ports, current, lease, running_in=current.session_id)
             return None
-        if session is not None:  # whoever ended the job knew nothing of this session
-            sessions.drop(ports, job, session)
         # The job ended while we started its statement (cancelled while QUEUED, the reconciler gave up on it): the
         # statement must not run on behind a terminal job.
         logger.warning("job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
         ports.warehouse.cancel(statement_id)
         # Nor keep its slot: a job that ended before this first delivery took it (the job in the message was still
-        # QUEUED) had nothing to release then. A slot the ending already freed is not held: nothing happens.
-        share.release_slot(ports, job.tenant_id, job.job_id)
+        # QUEUED) had nothing to release then. A slot the ending already freed is not held: nothing happens. The
+        # session goes back to the pool with it, idle: whoever ended the job knew nothing of it, and dropped, it
+        # stayed open at the Data API for its keep-alive, one per job cancelled in time (a loop of submit and cancel
+        # filled the account's sessions). Should the Data API still find it busy, the next lease is refused and
+        # drops it.
+        share.release_slot(ports, job.tenant_id, job.job_id, session=sessions.idle_again(ports, session))
         return None
     if updated.cancel_requested_at is not None:
         ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement

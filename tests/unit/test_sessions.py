@@ -203,3 +203,24 @@ def test_a_redelivered_message_of_a_running_job_gives_back_the_idle_session_its_
     complete_statement(ports, ports.warehouse.finish(second.statement_id, columns=[Column("n", "int4")], pages=["1\n"]))
     pool = ports.slots.sessions("acme")
     assert len(pool) == 2 and all(s.job_id is None for s in pool.values())
+
+
+def test_jobs_cancelled_before_their_first_delivery_leave_no_session_open_beside_the_pool(ports):
+    """A read job's first delivery starts from the job in its message, so one the tenant cancelled while the message
+    waited still reaches ExecuteStatement; the refused QUEUED -> SUBMITTED write then cancels the statement. Its
+    session was dropped, or never pooled: it stayed open at the Data API for its keep-alive, one per job, so a
+    loop of submit and DELETE opened sessions past the tenant's cap and into the account's quota. It goes back to
+    the pool, idle, and the next such job leases it."""
+    from spectra.lifecycle import finish_job, queued_message
+
+    cap = ports.settings.tenant_max_running_statements
+    for _ in range(cap * 4):
+        message = queued(ports)
+        job = ports.jobs.get(message.job_id)
+        carried = queued_message(job)  # what the API sends: the job rides in the message
+        finish_job(ports, job, JobStatus.CANCELLED)  # DELETE /v1/jobs/<id> while the message waits
+        assert execute_job(ports, carried, first_delivery=True, sent_at=job.created_at) is None
+    open_sessions = {s for s, session in ports.warehouse.sessions.items() if not session.ended}
+    assert len(open_sessions) == 1 and set(ports.slots.sessions("acme")) == open_sessions
+    assert run(ports).session_id in open_sessions  # and the next job runs in it
+
