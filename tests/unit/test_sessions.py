@@ -223,4 +223,3 @@ def test_jobs_cancelled_before_their_first_delivery_leave_no_session_open_beside
     open_sessions = {s for s, session in ports.warehouse.sessions.items() if not session.ended}
     assert len(open_sessions) == 1 and set(ports.slots.sessions("acme")) == open_sessions
     assert run(ports).session_id in open_sessions  # and the next job runs in it
-
