@@ -91,17 +91,34 @@ class BulkFiles:
             for obj in page.get("Contents", []):
                 files.append(
                     SourceFile(
-                        bucket=self.results_bucket, key=obj["Key"], size=obj["Size"], gzip=obj["Key"].endswith(".gz")
+                        bucket=self.results_bucket,
+                        key=obj["Key"],
+                        size=obj["Size"],
+                        gzip=obj["Key"].endswith(".gz"),
+                        # pinned as listed: the job reads this upload of the batch or fails, never a larger one put
+                        # at its key later
+                        etag=str(obj.get("ETag", "")).strip('"') or None,
                     )
                 )
         return sorted(files, key=lambda f: f.key)
 
-    def presign_put(self, bucket: str, key: str, *, ttl_seconds: int, metadata: dict[str, str] | None = None) -> str:
+    def presign_put(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        ttl_seconds: int,
+        metadata: dict[str, str] | None = None,
+        once: bool = False,
+    ) -> str:
         """A SigV4 URL that lets its holder PUT exactly this one object (with exactly this metadata, sent as
-        ``x-amz-meta-*`` headers), for ``ttl_seconds``."""
+        ``x-amz-meta-*`` headers), for ``ttl_seconds``. ``once``: only while the key holds nothing (S3's conditional
+        write, ``If-None-Match: *``, signed into the URL and to be sent with the PUT), so the URL writes once."""
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if metadata:
             params["Metadata"] = metadata
+        if once:
+            params["IfNoneMatch"] = "*"
         return self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl_seconds, HttpMethod="PUT")
 
     def presign_get(self, bucket: str, key: str, *, ttl_seconds: int) -> str:

@@ -238,16 +238,19 @@ def _is_gzip(body: bytes) -> bool:
 
 def upload_url(ports: Ports, caller: Caller, job_id: str, *, gzip: bool) -> dict[str, Any]:
     """A presigned PUT for one more batch of an Open job: for files larger than a request body may be. S3 cannot
-    ask the job's state, so a file put after UploadComplete is stored but not part of the job: it lies beside the
-    job's batches, never loaded, until the results bucket expires it."""
+    ask the job's state, so a file put after UploadComplete under a new URL is stored but not part of the job: it
+    lies beside the job's batches, never loaded, until the results bucket expires it. Each URL writes its key once
+    (``If-None-Match: *``, in ``headers``): put again after UploadComplete, a batch the job listed could be replaced
+    by one of any size, and the job pins each batch as listed (its ETag) besides."""
     job = _open_job(ports, caller, job_id)
     files = bulk_ports(ports).files
     key = _upload_key(job, gzip=gzip)
     ttl = ports.settings.upload_url_ttl_seconds
     return {
-        "url": files.presign_put(files.results_bucket, key, ttl_seconds=ttl),
+        "url": files.presign_put(files.results_bucket, key, ttl_seconds=ttl, once=True),
         "method": "PUT",
         "key": key,
+        "headers": {"If-None-Match": "*"},
         "expires_in": ttl,
     }
 

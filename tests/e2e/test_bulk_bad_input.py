@@ -327,7 +327,10 @@ def test_a_presigned_upload_url_carries_a_large_batch(bulk_tenant, warehouse):
     answer = client.api.request("POST", f"/v1/bulk/jobs/{job['id']}/uploads", json={}).json()
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in answer["url"] and answer["method"] == "PUT"
     rows = [HEADER] + [[f"u{i}@x", f"User {i}", "Oslo", str(i)] for i in range(2000)]
-    assert requests.put(answer["url"], data=csv_bytes(rows), timeout=30).status_code == 200
+    put = requests.put(answer["url"], data=csv_bytes(rows), headers=answer["headers"], timeout=30)
+    assert put.status_code == 200
+    again = requests.put(answer["url"], data=csv_bytes(rows * 2), headers=answer["headers"], timeout=30)
+    assert again.status_code == 412  # the URL writes its key once
     client.close(job["id"])
     done = client.wait(job["id"])
     assert (done["numberRecordsProcessed"], done["numberRecordsFailed"]) == (2000, 0)

@@ -1080,7 +1080,14 @@ class _ListObjectsPaginator:
             chunk = keys[start : start + self._page_size]
             page: dict[str, Any] = {"KeyCount": len(chunk)}
             if chunk:  # S3 leaves Contents out of an empty listing
-                page["Contents"] = [{"Key": key, "Size": len(self._s3.body(Bucket, key))} for key in chunk]
+                page["Contents"] = [
+                    {
+                        "Key": key,
+                        "Size": len(self._s3.body(Bucket, key)),
+                        "ETag": '"' + hashlib.md5(self._s3.body(Bucket, key)).hexdigest() + '"',
+                    }
+                    for key in chunk
+                ]
             yield page
 
 

@@ -4,6 +4,7 @@ misuse refused with the error the API maps to a 4xx (the HTTP side is tested end
 from __future__ import annotations
 
 import gzip
+import hashlib
 from datetime import timedelta
 
 import pytest
@@ -257,6 +258,7 @@ def test_upload_urls_open_one_key_under_the_job_or_the_tenants_drop_prefix(ports
     url = upload_url(ports, caller(ports), job.job_id, gzip=True)
     assert url["key"].startswith(f"acme/{job.job_id}/uploads/") and url["key"].endswith(".csv.gz")
     assert url["method"] == "PUT" and url["expires_in"] == ports.settings.upload_url_ttl_seconds
+    assert url["headers"] == {"If-None-Match": "*"}  # the URL writes its key once (signed into it)
 
     drop = drop_upload_url(
         ports,
@@ -471,3 +473,20 @@ def test_an_aborted_open_job_lists_its_uploaded_rows_as_unprocessed(ports):
     except NotFound as exc:
         pytest.fail(f"unprocessedrecords of an aborted job with uploaded rows: 404 {exc}")
     assert unprocessed.body == CSV
+
+
+def test_a_batch_replaced_after_upload_complete_is_never_what_the_job_reads(ports):
+    """UploadComplete lists each batch with its size and ETag: a batch put again at its key afterwards (through the
+    URL that stored it, or by anyone who could write there) fails the job, never loads in the listed one's place."""
+    from events import BulkJobQueuedMessage
+    from spectra.bulk.lifecycle import start_bulk_job
+
+    job = new_insert(ports)
+    stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert [f.etag for f in closed.files] == [hashlib.md5(CSV).hexdigest()]
+    ports.bulk.files.client.put_object(Bucket=stored.bucket, Key=stored.key, Body=CSV + b"2,Bo\n" * 1000)
+    assert start_bulk_job(ports, BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")) is None
+    failed = ports.bulk.jobs.get(job.job_id)
+    assert (failed.state, failed.error.code) == (BulkState.FAILED, "file_replaced")
+

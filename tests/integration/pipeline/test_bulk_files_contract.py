@@ -9,9 +9,13 @@ not have.
 from __future__ import annotations
 
 import gzip
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 
 import pytest
+from botocore.config import Config
 
 from spectra.bulk.files import BulkFiles, FileReplaced, FileUnreadable
 from spectra.bulk.models import SourceFile
@@ -123,3 +127,30 @@ def test_result_files_stream_out_and_read_back(files):
         out.write(b"sf__Id,sf__Created\n")
         out.write(b",true\n")
     assert files.read_all("acme/b_1/results/successful.csv") == b"sf__Id,sf__Created\n,true\n"
+
+
+def _put(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": "text/csv", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_batch_upload_url_writes_its_key_once(local_aws):
+    """The URL of one batch, put again after UploadComplete listed the batch, replaced it with one of any size (the
+    job then read the new one). S3's conditional write (If-None-Match: *) is signed into the URL, so the holder must
+    send it, and a second PUT finds the key taken. moto checks no signature, so the URL's signed headers are read."""
+    s3 = local_aws.client("s3", config=Config(signature_version="s3v4"))  # as spectra/ports.py builds it
+    bucket = "once-" + uuid.uuid4().hex[:8]
+    s3.create_bucket(Bucket=bucket)
+    files = BulkFiles(s3, results_bucket=bucket, ingest_bucket=bucket)
+    key = "acme/b_job/uploads/20260101T000000000000-abcd.csv"
+    url = files.presign_put(bucket, key, ttl_seconds=900, once=True)
+    signed = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["X-Amz-SignedHeaders"][0].split(";")
+    assert "if-none-match" in signed
+    once = {"If-None-Match": "*"}
+    assert _put(url, b"id,name\n7,Ann\n", once) == 200
+    assert _put(url, b"id,name\n" + b"7,Ann\n" * 10_000, once) == 412
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"id,name\n7,Ann\n"
