@@ -489,4 +489,3 @@ def test_a_batch_replaced_after_upload_complete_is_never_what_the_job_reads(port
     assert start_bulk_job(ports, BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")) is None
     failed = ports.bulk.jobs.get(job.job_id)
     assert (failed.state, failed.error.code) == (BulkState.FAILED, "file_replaced")
-
