@@ -141,6 +141,9 @@ def collect_result(ports: Ports, job: Job, statement_id: str, info: StatementInf
     """
     expires_at = utcnow() + timedelta(days=ports.settings.result_retention_days)
     if job.delivery is Delivery.EXPORT:
+        # UNLOAD wrote the parts while the statement ran, and the bucket's lifecycle counts from then: the result
+        # expires as many days after the statement started, so its files outlive it (the README's rule)
+        expires_at = (job.submitted_at or job.created_at) + timedelta(days=ports.settings.result_retention_days)
         result = ports.results.collect_export(
             tenant_id=job.tenant_id,
             job_id=job.job_id,
@@ -208,6 +211,8 @@ def results_body(ports: Ports, job: Job) -> dict[str, Any]:
             details={"expired_at": result.expires_at.isoformat()},
         )
     ttl = ports.settings.presign_ttl_seconds
+    if result.expires_at is not None:  # a URL never outlives the result: its files go soon after expires_at
+        ttl = max(1, min(ttl, int((result.expires_at - utcnow()).total_seconds())))
     body: dict[str, Any] = {
         "job_id": job.job_id,
         "format": job.format.value,

@@ -6,7 +6,7 @@ import csv
 import gzip
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyarrow.parquet as pq
 import pytest
@@ -147,6 +147,9 @@ def test_export_unloads_csv_as_the_tenant_into_the_jobs_prefix(orders, s3_keys):
     assert job["status"] == "COMPLETED", job
     assert (results["delivery"], results["row_count"], results["rows"]) == ("export", 3000, None)
     assert [c["name"] for c in results["columns"]] == ["id", "item", "amount", "note"]
+    # an export's days count from its statement's start, when UNLOAD began writing the parts the bucket expires
+    retained = datetime.fromisoformat(results["expires_at"]) - datetime.fromisoformat(job["submitted_at"])
+    assert retained > timedelta(0) and retained % timedelta(days=1) == timedelta(0)
     assert set(s3_keys(client, job["job_id"])) >= {"manifest.json", "part-manifest"}
     manifest = json.loads(download(results["manifest_url"]))
     assert (manifest["delivery"], manifest["row_count"]) == ("export", 3000)

@@ -570,6 +570,20 @@ def test_an_expired_result_is_gone(ports):
     assert (raised.value.status, raised.value.code) == (410, "gone")
 
 
+def test_a_url_handed_out_never_outlives_the_result(ports):
+    """The bucket deletes files soon after ``expires_at`` (at the next midnight UTC): a URL handed out a minute before
+    that, valid for the usual 5 minutes, pointed at a file S3 had deleted (404, where the README promises 410)."""
+    from datetime import timedelta
+
+    from spectra.jobs import utcnow
+
+    job = completed(ports, ["1,a\n"], delivery=Delivery.S3)
+    soon = job.result.model_copy(update={"expires_at": utcnow() + timedelta(seconds=60)})
+    ports.jobs.update(job.job_id, [JobStatus.COMPLETED], result=soon)
+    body = job_results(ports, ACME, job.job_id)
+    assert 50 <= body["expires_in"] <= 60 < ports.settings.presign_ttl_seconds
+
+
 def test_delivery_and_row_limit_are_part_of_an_idempotent_requests_identity(ports):
     first, _ = submit(ports, idempotency_key="k1")
     again, created = submit(ports, idempotency_key="k1")
