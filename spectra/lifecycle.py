@@ -43,8 +43,10 @@ from spectra.errors import (
     Throttled,
 )
 from spectra.identity import check_write_grant, identity_for
+from spectra.job_queue import sendable
 from spectra.jobs import Job, utcnow
 from spectra.ports import Ports
+from spectra.publisher import PublishFailed
 from spectra.slots import PooledSession
 from spectra.warehouse import StatementInfo
 
@@ -69,7 +71,7 @@ START_RECORD_WAIT_SECONDS = 2.0
 def queued_message(job: Job) -> JobQueuedMessage:
     """The message that starts a job the API just recorded, with the job in it when it fits, so the executor's
     first delivery needs no read of the job store."""
-    body = job.model_dump_json(exclude_none=True)
+    body = sendable(job.model_dump_json(exclude_none=True))  # as it travels: U+FFFF takes 6 bytes, not 3
     carried = job.model_dump(mode="json", exclude_none=True) if len(body.encode()) <= JOB_IN_MESSAGE_MAX_BYTES else None
     return JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id, job=carried)
 
@@ -191,13 +193,15 @@ def execute_job(
         # statement must not run on behind a terminal job.
         logger.warning("job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
         ports.warehouse.cancel(statement_id)
+        # The session goes back to the pool, idle: whoever ended the job knew nothing of it, and dropped, it stayed
+        # open at the Data API for its keep-alive, one per job cancelled in time (a loop of submit and cancel filled
+        # the account's sessions). Put back apart from the slot, since a DELETE served while ExecuteStatement ran has
+        # freed the slot already. Should the Data API still find it busy, the next lease is refused and drops it.
+        if session is not None:
+            ports.slots.return_session(job.tenant_id, sessions.idle_again(ports, session), job_id=job.job_id)
         # Nor keep its slot: a job that ended before this first delivery took it (the job in the message was still
-        # QUEUED) had nothing to release then. A slot the ending already freed is not held: nothing happens. The
-        # session goes back to the pool with it, idle: whoever ended the job knew nothing of it, and dropped, it
-        # stayed open at the Data API for its keep-alive, one per job cancelled in time (a loop of submit and cancel
-        # filled the account's sessions). Should the Data API still find it busy, the next lease is refused and
-        # drops it.
-        share.release_slot(ports, job.tenant_id, job.job_id, session=sessions.idle_again(ports, session))
+        # QUEUED) had nothing to release then. A slot the ending already freed is not held: nothing happens.
+        share.release_slot(ports, job.tenant_id, job.job_id)
         return None
     if updated.cancel_requested_at is not None:
         ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement
@@ -292,6 +296,8 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
         return _failed_attempt(ports, job, statement_id, exc)
     try:
         return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id)
+    except (Throttled, PublishFailed):
+        raise  # passing trouble of the Data API or the bus: nothing wrong with the result, tried again as it is
     except Exception as exc:
         # The terminal write itself refused (say, a record past DynamoDB's item size): counted like a result that
         # failed, so the job ends instead of its event going out again on every retry for a day.

@@ -291,33 +291,49 @@ class RunningSlots:
 
     def drop_session(self, tenant_id: str, session_id: str, *, job_id: str) -> bool:
         """Take a session out of the pool (it expired or failed), if it is idle or leased by ``job_id``."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=self._key(tenant_id),
-                UpdateExpression="REMOVE sessions.#s",
-                ConditionExpression="attribute_exists(sessions.#s)"
-                " AND (attribute_not_exists(sessions.#s.#lease) OR sessions.#s.#lease = :job)",
-                ExpressionAttributeNames={"#s": session_id, "#lease": "job"},
-                ExpressionAttributeValues={":job": {"S": job_id}},
-            )
-            return True
-        except ClientError as exc:
-            if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
-                raise
-            return False
+        return self._pool_write(
+            tenant_id,
+            "REMOVE sessions.#s",
+            "attribute_exists(sessions.#s) AND (attribute_not_exists(sessions.#s.#lease) OR sessions.#s.#lease = :job)",
+            session_id,
+            {":job": {"S": job_id}},
+        )
 
     def unlease(self, tenant_id: str, session: PooledSession, *, job_id: str) -> bool:
         """Put a session leased by ``job_id`` back in the pool as given (idle), the job keeping its slot: a lease the
         job took with a slot it already held and never used. False when the job does not lease that session."""
+        return self._pool_write(
+            tenant_id,
+            "SET sessions.#s = :entry",
+            "sessions.#s.#lease = :job",
+            session.session_id,
+            {":entry": session.as_item(), ":job": {"S": job_id}},
+        )
+
+    def return_session(self, tenant_id: str, session: PooledSession, *, job_id: str) -> bool:
+        """Put a session back in the pool as given (idle) whether or not the job still holds its slot: one that is
+        not in the pool (opened for the job) or that ``job_id`` leases. For a job that ended while its statement
+        started, whose ending freed the slot knowing nothing of the session. False when another job leases it, or
+        the tenant has no pool (or no room beside a waiting list at DynamoDB's item size)."""
+        return self._pool_write(
+            tenant_id,
+            "SET sessions.#s = :entry",
+            "attribute_exists(sessions) AND (attribute_not_exists(sessions.#s) OR sessions.#s.#lease = :job)",
+            session.session_id,
+            {":entry": session.as_item(), ":job": {"S": job_id}},
+        )
+
+    def _pool_write(self, tenant_id: str, update: str, condition: str, session_id: str, values: dict) -> bool:
+        """One conditional write to a session of the tenant's pool; False when its condition (or the item's shape or
+        size) refuses it."""
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(tenant_id),
-                UpdateExpression="SET sessions.#s = :entry",
-                ConditionExpression="sessions.#s.#lease = :job",
-                ExpressionAttributeNames={"#s": session.session_id, "#lease": "job"},
-                ExpressionAttributeValues={":entry": session.as_item(), ":job": {"S": job_id}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": session_id, "#lease": "job"},
+                ExpressionAttributeValues=values,
             )
             return True
         except ClientError as exc:

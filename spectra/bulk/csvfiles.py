@@ -100,7 +100,7 @@ class TableColumn:
 
 
 #: A column default that is the user running the statement: the column says whose row it is.
-_LOADING_USER = re.compile(r"\b(current_user|session_user)\b", re.IGNORECASE)
+_LOADING_USER = re.compile(r"\b(current_user|current_user_id|session_user|current_role|user)\b", re.IGNORECASE)
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
 
 

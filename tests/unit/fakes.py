@@ -898,6 +898,15 @@ class FakeRunningSlots:
         self.pools[tenant_id][session.session_id] = session
         return True
 
+    def return_session(self, tenant_id: str, session: PooledSession, *, job_id: str) -> bool:
+        self.writes += 1
+        pool = self.pools.get(tenant_id)
+        current = pool.get(session.session_id) if pool is not None else None
+        if pool is None or (current is not None and current.job_id != job_id):
+            return False
+        pool[session.session_id] = session
+        return True
+
     def sessions(self, tenant_id: str) -> dict[str, PooledSession]:
         return dict(self.pools.get(tenant_id, {}))
 

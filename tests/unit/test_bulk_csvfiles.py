@@ -295,6 +295,10 @@ def test_records_are_streamed_across_read_chunks(files, monkeypatch):
         ("owner", None, "owner", True),  # BULK_OWNER_COLUMN names it
         ("loaded_by", "CURRENT_USER", "owner", True),  # PostgreSQL's way of showing DEFAULT current_user
         ("loaded_by", '"current_user"()', "", True),
+        ("loaded_by", "USER", "", True),  # PostgreSQL 10+ shows DEFAULT user so
+        ("loaded_by", "CURRENT_ROLE", "", True),
+        ("owner_id", "current_user_id", "", True),  # Redshift's numeric id of the user
+        ("id", "nextval('user_seq'::regclass)", "", False),
         ("note", "'current_user'::character varying", "owner", False),  # a string that only spells the words
         ("owner", None, "", False),
         ("city", "'Oslo'::character varying", "owner", False),

@@ -229,3 +229,19 @@ def test_what_the_shrunk_grant_still_allows_runs():
     assert start_after_grant(ports, read, allow_writes=False).status is JobStatus.SUBMITTED
     ports.tenants.update_tenant("acme", allow_writes=True)
     assert start_after_grant(ports, write, owned_schemas=["acme_stage"]).status is JobStatus.SUBMITTED
+
+
+def test_a_write_is_never_refused_on_a_remembered_record():
+    """The grant taken away and given back within TENANT_CACHE_SECONDS: a write submitted after it was refused for
+    good on the record this executor remembered, where a record that would refuse is read again first."""
+    ports = make_ports(settings=make_settings(tenant_cache_seconds=60))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", allow_writes=True, owned_schemas=["acme_work"])
+    ports.tenants.update_tenant("acme", allow_writes=False)
+    read, _ = submit_query(
+        ports, Caller.of(ports.tenants.get("acme")), sql="select 1", parameters=[], fmt=ResultFormat.JSON
+    )
+    execute_job(ports, JobQueuedMessage(job_id=read.job_id, tenant_id="acme"))  # remembers the record without the flag
+    writer = Caller.of(ports.tenants.update_tenant("acme", allow_writes=True))
+    write, _ = submit_query(ports, writer, sql="delete from acme_work.orders", parameters=[], fmt=ResultFormat.JSON)
+    execute_job(ports, JobQueuedMessage(job_id=write.job_id, tenant_id="acme"))
+    assert ports.jobs.get(write.job_id).status is JobStatus.SUBMITTED

@@ -469,6 +469,28 @@ def test_a_terminal_write_refused_counts_as_an_attempt_and_the_last_fails_the_jo
     assert ports.events.types() == ["Job Completed"] * 3 + ["Job Failed"]  # at most the attempts, then the end
 
 
+def test_a_bus_or_data_api_hiccup_at_the_terminal_write_counts_no_attempt(ports, monkeypatch):
+    """Only a refused terminal write is the result's fault: a failed PutEvents (the event goes out first) or the
+    Data API's throttling is retried as it is, or three passing hiccups failed a correct result."""
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1)
+    finish = ports.jobs.finish
+    hiccups = iter([PublishFailed("the bus is down"), Throttled("slow down")])
+
+    def hiccup_then_finish(job, to, **kwargs):
+        failure = next(hiccups, None)
+        if failure is not None:
+            raise failure
+        return finish(job, to, **kwargs)
+
+    monkeypatch.setattr(ports.jobs, "finish", hiccup_then_finish)
+    for raised in (PublishFailed, Throttled):
+        with pytest.raises(raised):
+            complete_statement(ports, change)
+        assert ports.jobs.get(job.job_id).result_attempts == 0
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED
+
+
 def test_a_result_too_big_for_inline_fails_at_once(ports):
     job = running(ports, delivery=Delivery.INLINE)
     pages = ["".join(f"{i},x\n" for i in range(ports.settings.inline_max_rows + 1))]

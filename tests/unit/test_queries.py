@@ -614,7 +614,8 @@ def test_a_tenant_created_again_under_the_same_id_gets_none_of_its_predecessors_
 
 class SqsCharacters:
     """SendMessage as SQS documents it: a body with a character outside #x9 | #xA | #xD | #x20-#xD7FF |
-    #xE000-#xFFFD | #x10000-#x10FFFF is refused (InvalidMessageContents). moto takes anything."""
+    #xE000-#xFFFD | #x10000-#x10FFFF is refused (InvalidMessageContents), and so is one past 256 KiB. moto takes
+    anything."""
 
     OUTSIDE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -624,6 +625,9 @@ class SqsCharacters:
     def send_message(self, *, MessageBody: str, **_):
         if self.OUTSIDE.search(MessageBody):
             error = {"Code": "InvalidMessageContents", "Message": "Invalid binary character"}
+            raise ClientError({"Error": error}, "SendMessage")
+        if len(MessageBody.encode()) > 256 * 1024:
+            error = {"Code": "InvalidParameterValue", "Message": "message must be shorter than 262144 bytes"}
             raise ClientError({"Error": error}, "SendMessage")
         self.bodies.append(MessageBody)
         return {"MessageId": f"m-{len(self.bodies)}"}
@@ -648,3 +652,20 @@ def test_a_query_holding_a_character_sqs_refuses_is_queued_and_runs_as_written(s
     execute_job(ports, message, first_delivery=True)
     (started,) = ports.warehouse.statements.values()
     assert started.sql == job.sql and Job.model_validate(message.job).parameters == job.parameters
+
+
+def test_a_job_whose_escaped_text_would_pass_the_message_limit_travels_as_ids():
+    """Each U+FFFF takes 3 bytes in the job's JSON and 6 once escaped for SQS: a job measured before escaping rode
+    in a message past SQS's 256 KiB (99 KB of SQL and 60 KB of a parameter, all U+FFFF), which answered 500."""
+    sqs = SqsCharacters()
+    ports = make_ports(queue=JobQueue(sqs, "https://sqs/jobs"))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    sql = "select '" + "\uffff" * 33_000 + "' as a, :v as b"
+    job, _ = submit_query(
+        ports, ACME, sql=sql, parameters=[TypedParameter(name="v", value="\uffff" * 20_000)], fmt=ResultFormat.JSON
+    )
+    message = JobQueuedMessage.model_validate_json(sqs.bodies[0])
+    assert message.job is None and message.job_id == job.job_id  # the executor reads the job
+    execute_job(ports, message, first_delivery=True)
+    (started,) = ports.warehouse.statements.values()
+    assert started.sql == job.sql

@@ -11,7 +11,7 @@ import pytest
 from events import JobQueuedMessage, JobStatus
 from spectra import sessions, share
 from spectra.jobs import Job, new_job_id, utcnow
-from spectra.lifecycle import complete_statement, execute_job
+from spectra.lifecycle import complete_statement, execute_job, finish_job, queued_message
 from spectra.slots import PooledSession
 from spectra.warehouse import Column, DatabaseIdentity
 from tests.unit.fakes import make_ports, make_settings
@@ -211,8 +211,6 @@ def test_jobs_cancelled_before_their_first_delivery_leave_no_session_open_beside
     session was dropped, or never pooled: it stayed open at the Data API for its keep-alive, one per job, so a
     loop of submit and DELETE opened sessions past the tenant's cap and into the account's quota. It goes back to
     the pool, idle, and the next such job leases it."""
-    from spectra.lifecycle import finish_job, queued_message
-
     cap = ports.settings.tenant_max_running_statements
     for _ in range(cap * 4):
         message = queued(ports)
@@ -223,3 +221,22 @@ def test_jobs_cancelled_before_their_first_delivery_leave_no_session_open_beside
     open_sessions = {s for s, session in ports.warehouse.sessions.items() if not session.ended}
     assert len(open_sessions) == 1 and set(ports.slots.sessions("acme")) == open_sessions
     assert run(ports).session_id in open_sessions  # and the next job runs in it
+
+
+def test_a_job_cancelled_while_its_statement_starts_leaves_no_session_open_beside_the_pool(ports):
+    """A DELETE served while ExecuteStatement ran frees the job's slot knowing nothing of its session, so a put back
+    with the slot found no holder and the session stayed open at the Data API, one per such job."""
+    start = ports.warehouse.start
+
+    def start_then_cancelled(sql, **kwargs):
+        started = start(sql, **kwargs)
+        finish_job(ports, ports.jobs.get(kwargs["name"]), JobStatus.CANCELLED)  # DELETE /v1/jobs/<id>, meanwhile
+        return started
+
+    ports.warehouse.start = start_then_cancelled
+    for _ in range(ports.settings.tenant_max_running_statements * 4):
+        assert execute_job(ports, queued(ports)) is None
+    ports.warehouse.start = start
+    open_sessions = {s for s, session in ports.warehouse.sessions.items() if not session.ended}
+    idle = {s for s, pooled in ports.slots.sessions("acme").items() if pooled.job_id is None}
+    assert len(open_sessions) == 1 and open_sessions == idle

@@ -249,6 +249,20 @@ def test_unlease_puts_back_only_a_session_the_job_leases_and_keeps_its_slot(slot
     assert not slots.unlease("nobody", idle, job_id="j_1")
 
 
+def test_return_session_pools_a_new_or_own_session_whatever_became_of_the_slot(slots):
+    session = pooled(slots, "acme", "j_0")
+    slots.claim("acme", "j_1", limit=5, now=200.0, lease=session)
+    slots.release("acme", "j_1")  # the job's ending freed the slot, knowing nothing of the lease
+    idle = PooledSession("s-1", ACME, until=10_000.0)
+    assert not slots.return_session("acme", idle, job_id="j_2")  # leased by another job
+    assert slots.return_session("acme", idle, job_id="j_1")
+    assert slots.sessions("acme")["s-1"] == idle and slots.holders("acme") == {}
+    opened = PooledSession("s-new", ACME, until=10_000.0)  # opened for the job, never pooled
+    assert slots.return_session("acme", opened, job_id="j_3")
+    assert slots.sessions("acme")["s-new"] == opened
+    assert not slots.return_session("nobody", opened, job_id="j_3")
+
+
 def test_a_claim_prunes_the_sessions_it_is_given(slots):
     pooled(slots, "acme", "j_0", "s-old", until=50.0)
     pooled(slots, "acme", "j_1", "s-new")
