@@ -35,6 +35,11 @@ Decisions where the rules could go either way
       is refused, and so is white space other than space, tab, LF, CR, FF and VT outside quotes: PostgreSQL reads
       ``$<no-break space>$`` as a dollar quote where sqlglot reads two parameters and a string, so a DELETE the
       warehouse ran was a string literal to the guard.
+    - More generally, a statement whose code the warehouse would read elsewhere than sqlglot does is refused
+      (``ambiguous_sql``): :mod:`spectra.sql_layout` reads it by PostgreSQL's lexical rules, and every character must
+      be code to both or to neither. sqlglot counts ``/*/*`` as one comment (PostgreSQL nests: two), reads ``*/*``
+      inside a nested comment as a close and a reopen, and the operator ``#-`` over the first dash of ``#--``: each
+      hid a DELETE in what the guard took for a comment or a string.
 
 Refused whatever the flag
     External tables, views and schemas (they read and write S3 with the cluster's role); COPY and UNLOAD (the same);
@@ -82,6 +87,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.parsers.redshift import RedshiftParser
 from sqlglot.tokens import Token, TokenType
 
+from spectra import sql_layout
 from spectra.errors import InvalidRequest, PayloadTooLarge, SqlRejected
 
 # sqlglot logs a warning for every statement it keeps as an opaque Command; the guard handles those itself.
@@ -291,6 +297,7 @@ def _tokenize(sql: str) -> list[Token]:
     _check_unicode_escapes(sql, tokens)
     _check_dollars(sql, tokens)
     _check_spaces(sql, tokens)
+    _check_layout(sql, tokens)
     return tokens
 
 
@@ -393,7 +400,7 @@ def _check_spaces(sql: str, tokens: list[Token]) -> None:
     done = -1
     for before, token in itertools.pairwise([None, *tokens]):
         # a Command's remainder (EXPLAIN, SHOW) is one string whose start sqlglot misplaces; it is checked on its own
-        if not (before is not None and before.token_type is TokenType.COMMAND):
+        if not (before is not None and before.token_type in _COMMANDS and token.token_type is TokenType.STRING):
             _check_gap(sql[done + 1 : token.start])
         done = token.end
     _check_gap(sql[done + 1 :])
@@ -426,6 +433,37 @@ def _outside_comments(gap: str) -> str:
             at += 1
     return "".join(kept)
 
+
+def _check_layout(sql: str, tokens: list[Token]) -> None:
+    """Refuse a statement whose code the warehouse reads elsewhere than sqlglot does (:mod:`spectra.sql_layout`):
+    every character is code to both readers, or to neither (white space, comments, literals). Nested comments that
+    sqlglot counts otherwise (``/*/*``), an operator it reads over a comment's first dash (``#--``): text the guard
+    took for a comment or a string ran as a DELETE. A Command's remainder (EXPLAIN, SHOW) is checked on its own."""
+    try:
+        warehouse = sql_layout.code_mask(sql)
+    except sql_layout.Unterminated as exc:
+        raise _rejected("syntax", f"sql could not be parsed: {exc}") from None
+    guard, limit = [False] * len(sql), len(sql)
+    for before, token in itertools.pairwise([None, *tokens]):
+        if before is not None and before.token_type in _COMMANDS and token.token_type is TokenType.STRING:
+            limit = before.end + 1  # the rest is one string to sqlglot, checked when SHOW or EXPLAIN looks at it
+            break
+        if token.token_type not in _QUOTED_TOKENS:
+            guard[token.start : token.end + 1] = [True] * (token.end + 1 - token.start)
+    for index in range(limit):
+        read, seen = warehouse[index], guard[index]
+        if read != seen and sql[index] not in sql_layout.SPACE:
+            raise _rejected(
+                "ambiguous_sql",
+                f"the warehouse would read the text at character {index + 1} as "
+                f"{'code' if read else 'a comment or a literal'}, the guard's parser as "
+                f"{'code' if seen else 'a comment or a literal'}: write it plainly (no nested comments, no comment "
+                "glued to an operator)",
+            )
+
+
+#: Keywords after which sqlglot keeps the rest of the statement as one string (SHOW, EXPLAIN, LOCK, ...).
+_COMMANDS = frozenset(Redshift.tokenizer_class.COMMANDS)
 
 _QUOTED_TOKENS = frozenset(
     {

@@ -725,3 +725,20 @@ EXPLAIN SELECT $ $ ' $ $; DELETE FROM public.sales; -- '
 
 --- white_space: a no-break space separates words for the guard and is a letter to the warehouse
 SELECT owner FROM public.sales
+
+--- ambiguous_sql: a /* right after another /* nests to the warehouse, not to sqlglot: set_config hides in a "string"
+SELECT 1 AS a, /*/* */ ' */ set_config($q$x.y$q$, $q$pwned$q$, false) AS b -- ' AS b
+
+--- ambiguous_sql: */* at depth 2 is a close and a star to the warehouse, a close and a reopen to sqlglot
+SELECT 1 AS a /* /* */* */ , set_config($q$x.y$q$, $q$pwned$q$, false) AS c -- */
+
+--- ambiguous_sql: the same nesting one level down
+SELECT 1 AS a, /* /*/* */ */ ' */ set_config($q$x.y$q$, $q$pwned$q$, false) AS b -- ' AS b
+
+--- ambiguous_sql: the warehouse ends an operator at --, sqlglot reads the operator #- over the comment's first dash
+SELECT 2 #--  '
+ 2 AS a, set_config($q$x.y$q$, $q$pwned$q$, false) AS c -- '
+
+--- ambiguous_sql: a second statement behind SHOW, hidden by the nesting sqlglot does not count
+SHOW search_path /*/* */ ' */ ; DELETE FROM public.sales; -- '
+

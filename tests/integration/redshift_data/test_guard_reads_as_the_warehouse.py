@@ -33,6 +33,42 @@ def test_a_dollar_quote_the_guard_cannot_read_is_refused_and_would_have_deleted_
     assert api.rows(f"SELECT count(*) FROM {table}") == [[0]]
 
 
+#: Each hides ``e AS (DELETE ... RETURNING 1)`` from the guard: sqlglot reads it as a string or a comment, the
+#: warehouse as code.
+SPLITS = {
+    # sqlglot does not count a /* right after another /*; PostgreSQL nests (depth 2)
+    "comment opened twice": (
+        "WITH d AS (SELECT 1 AS a, /*/* */ ' */ 1 AS b), e AS (DELETE FROM public.{table} RETURNING 1) "
+        "SELECT count(*) FROM e -- ' AS b) SELECT a FROM d"
+    ),
+    # at depth 2, sqlglot reads */* as a close and a reopen sharing the slash; PostgreSQL as a close and a star
+    "close and reopen sharing a slash": (
+        "WITH d AS (SELECT 1 AS a /* /* */* */ ), e AS (DELETE FROM public.{table} RETURNING 1) "
+        "SELECT count(*) FROM e -- */ ) SELECT a FROM d"
+    ),
+    # sqlglot reads the operator #- over the comment's first dash; PostgreSQL ends an operator at --
+    "an operator over a comment's dash": (
+        "WITH d AS (SELECT 2 #-- '\n 2 AS a), e AS (DELETE FROM public.{table} RETURNING 1) "
+        "SELECT count(*) FROM e -- ' AS a) SELECT a FROM d"
+    ),
+}
+
+
+@pytest.mark.parametrize("split", sorted(SPLITS))
+def test_a_statement_split_otherwise_by_the_warehouse_is_refused_and_would_have_deleted_rows(api, name, split):
+    user, table = f"{name}_reader", f"{name}_t"
+    api.run(f"CREATE USER {user}")
+    api.run(f"CREATE TABLE {table} (a int)")
+    api.run(f"INSERT INTO {table} VALUES (1), (2), (3)")
+    api.run(f"GRANT SELECT, DELETE ON {table} TO {user}")
+    sql = SPLITS[split].format(table=table)
+    with pytest.raises(SqlRejected) as refused:
+        check_sql(sql, max_bytes=100_000)
+    assert refused.value.details == {"reason": "ambiguous_sql"}
+    assert api.rows(sql, DbUser=user) == [[3]]  # what the warehouse does with it: the DELETE runs
+    assert api.rows(f"SELECT count(*) FROM {table}") == [[0]]
+
+
 def test_a_plain_dollar_quote_reads_alike_and_passes(api):
     sql = "SELECT $$it's$$ AS a, $t$ ' $t$ AS b"
     assert check_sql(sql, max_bytes=100_000) == sql
