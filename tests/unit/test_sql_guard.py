@@ -116,6 +116,14 @@ def test_the_flag_allows_writes_only_into_owned_schemas(sql, reason):
         assert refusal(sql, **grant).details == {"reason": reason}
 
 
+def test_unquoted_names_fold_as_the_warehouse_folds_them_a_to_z_only():
+    """Python's str.lower folds all of Unicode: the Kelvin sign's KX became the owned kx, where the warehouse, which
+    folds A-Z only, writes into a schema named KX."""
+    grant = {"allow_writes": True, "owned_schemas": ["kx"]}
+    assert check_sql("INSERT INTO KX.t VALUES (1)", max_bytes=10_000, **grant)
+    assert refusal("INSERT INTO \u212aX.t VALUES (1)", **grant).details == {"reason": "not_owned"}
+
+
 def test_owned_schemas_without_the_flag_allow_nothing():
     assert refusal("INSERT INTO owned.t VALUES (1)", owned_schemas=OWNED).details == {"reason": "read_only"}
 
