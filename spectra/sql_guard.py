@@ -39,7 +39,11 @@ Decisions where the rules could go either way
       (``ambiguous_sql``): :mod:`spectra.sql_layout` reads it by PostgreSQL's lexical rules, and every character must
       be code to both or to neither. sqlglot counts ``/*/*`` as one comment (PostgreSQL nests: two), reads ``*/*``
       inside a nested comment as a close and a reopen, and the operator ``#-`` over the first dash of ``#--``: each
-      hid a DELETE in what the guard took for a comment or a string.
+      hid a DELETE in what the guard took for a comment or a string. Only the remainder sqlglot keeps as a string
+      after a statement's opening SHOW or EXPLAIN is left out (it is checked on its own): a FETCH, or a BEGIN then a
+      FETCH, inside a statement makes sqlglot's tokenizer do the same, and there the "string" is code. A name
+      holding ``#`` before a word (``a#set_config``) is refused too: one name to sqlglot, an operator and a call to
+      the warehouse.
 
 Refused whatever the flag
     External tables, views and schemas (they read and write S3 with the cluster's role); COPY and UNLOAD (the same);
@@ -398,9 +402,9 @@ def _check_spaces(sql: str, tokens: list[Token]) -> None:
     if not _ODD_SPACE.search(sql):
         return
     done = -1
-    for before, token in itertools.pairwise([None, *tokens]):
+    for index, token in enumerate(tokens):
         # a Command's remainder (EXPLAIN, SHOW) is one string whose start sqlglot misplaces; it is checked on its own
-        if not (before is not None and before.token_type in _COMMANDS and token.token_type is TokenType.STRING):
+        if not _is_remainder(tokens, index):
             _check_gap(sql[done + 1 : token.start])
         done = token.end
     _check_gap(sql[done + 1 :])
@@ -443,16 +447,23 @@ def _check_layout(sql: str, tokens: list[Token]) -> None:
         warehouse = sql_layout.code_mask(sql)
     except sql_layout.Unterminated as exc:
         raise _rejected("syntax", f"sql could not be parsed: {exc}") from None
-    guard, limit = [False] * len(sql), len(sql)
-    for before, token in itertools.pairwise([None, *tokens]):
-        if before is not None and before.token_type in _COMMANDS and token.token_type is TokenType.STRING:
-            limit = before.end + 1  # the rest is one string to sqlglot, checked when SHOW or EXPLAIN looks at it
-            break
-        if token.token_type not in _QUOTED_TOKENS:
+    guard, skipped = [False] * len(sql), [False] * len(sql)
+    for index, token in enumerate(tokens):
+        if _is_remainder(tokens, index):
+            # the rest of a SHOW or EXPLAIN is one string to sqlglot, checked when SHOW or EXPLAIN looks at it; only
+            # that span is skipped (a command keyword in the middle of a statement has no remainder)
+            skipped[tokens[index - 1].end + 1 : token.end + 1] = [True] * (token.end - tokens[index - 1].end)
+        elif token.token_type not in _QUOTED_TOKENS:
             guard[token.start : token.end + 1] = [True] * (token.end + 1 - token.start)
-    for index in range(limit):
+            if token.token_type is TokenType.VAR and _NOT_A_NAME.search(token.text):
+                # a#set_config is one name to sqlglot, a, the operator # and a call of set_config to the warehouse
+                raise _rejected(
+                    "ambiguous_sql",
+                    f"the warehouse would read {token.text!r} as more than one word: put spaces around operators",
+                )
+    for index in range(len(sql)):
         read, seen = warehouse[index], guard[index]
-        if read != seen and sql[index] not in sql_layout.SPACE:
+        if read != seen and not skipped[index] and sql[index] not in sql_layout.SPACE:
             raise _rejected(
                 "ambiguous_sql",
                 f"the warehouse would read the text at character {index + 1} as "
@@ -460,6 +471,19 @@ def _check_layout(sql: str, tokens: list[Token]) -> None:
                 f"{'code' if seen else 'a comment or a literal'}: write it plainly (no nested comments, no comment "
                 "glued to an operator)",
             )
+
+
+def _is_remainder(tokens: list[Token], index: int) -> bool:
+    """Whether ``tokens[index]`` is the string sqlglot made of the rest of a SHOW or EXPLAIN: a statement's first
+    token is the command keyword. (sqlglot's tokenizer also does so after ``;`` or after a BEGIN anywhere, as in
+    ``FROM t begin FETCH ...``: there the "string" is code the warehouse runs, and is compared like any other.)"""
+    if index == 0 or tokens[index].token_type is not TokenType.STRING or tokens[index - 1].token_type not in _COMMANDS:
+        return False
+    return index == 1 or tokens[index - 2].token_type is TokenType.SEMICOLON  # a second statement: refused anyway
+
+
+#: A name starting after a ``#`` inside what sqlglot reads as one name: to PostgreSQL ``#`` is an operator.
+_NOT_A_NAME = re.compile(r"#+[A-Za-z_\x80-\U0010ffff]")
 
 
 #: Keywords after which sqlglot keeps the rest of the statement as one string (SHOW, EXPLAIN, LOCK, ...).
@@ -537,7 +561,9 @@ def _check_command(tree: exp.Command, grant: WriteGrant) -> None:
     only reads) and EXPLAIN (whose argument is parsed and checked in turn) pass."""
     keyword = tree.name.upper()
     if keyword == "SHOW":
-        _tokenize(_command_text(tree))  # a string is the only thing in a SHOW that could hide a statement
+        tokens = _tokenize(_command_text(tree))  # a string is the only thing in a SHOW that could hide a statement
+        if len(tokens) > 1 and _is_remainder(tokens, 1):  # SHOW LOCK ...: sqlglot made the rest a string again
+            raise _rejected("syntax", "SHOW takes the name of a setting")
         return
     if keyword == "EXPLAIN":
         _check_explain(tree, grant)

@@ -9,7 +9,8 @@ character by character (:func:`code_mask`) and refuses a statement on which they
 
 The rules followed here are PostgreSQL 16's scanner (``scan.l``), as far as they decide what is code:
 
-- white space is space, tab, LF, CR, FF and VT; anything else outside quotes and comments is code;
+- white space is space, tab, LF, CR, FF and VT (VT from PostgreSQL 17; 16 refuses it, so nothing runs either way);
+  anything else outside quotes and comments is code;
 - ``--`` starts a comment to the end of the line (LF or CR) anywhere outside a literal, glued to an operator too;
   ``/*`` starts a block comment anywhere outside a literal, and block comments nest;
 - ``'...'`` (with ``''``), ``E'...'`` (backslash escapes), ``N'...'``, ``B'...'`` and ``X'...'`` strings; a string

@@ -742,3 +742,24 @@ SELECT 2 #--  '
 --- ambiguous_sql: a second statement behind SHOW, hidden by the nesting sqlglot does not count
 SHOW search_path /*/* */ ' */ ; DELETE FROM public.sales; -- '
 
+--- ambiguous_sql: FETCH is a command keyword to sqlglot's tokenizer; the nesting it does not count hides a DELETE
+WITH d AS (SELECT 1 AS a FETCH /*/* */ ' */ FIRST 1 ROWS ONLY), e AS (DELETE FROM public.sales RETURNING 1) SELECT count(*) FROM e -- ') SELECT a FROM d
+
+--- ambiguous_sql: a second statement after SHOW's semicolon, in what sqlglot takes for a comment
+SHOW search_path; /* /* */* */ DELETE FROM public.sales; -- */
+
+--- ambiguous_sql: a second statement after EXPLAIN's semicolon, in what sqlglot takes for a comment
+EXPLAIN SELECT 1; /* /* */* */ DELETE FROM public.sales; -- */
+
+--- syntax: SHOW followed by another command keyword, which sqlglot makes a string of once more
+SHOW lock /*/* */ ' */ ; DELETE FROM public.sales; -- '
+
+--- ambiguous_sql: a#set_config is one name to sqlglot, the operator # and a call to the warehouse
+SELECT a#set_config('statement_timeout', '0', false)::int AS b FROM (SELECT 0 AS a) AS s
+
+--- ambiguous_sql: after an alias named begin, FETCH makes sqlglot read the rest as one string
+SELECT 1 AS a FROM (SELECT 1) begin FETCH FIRST (set_config('statement_timeout', '0', false)::int) ROWS ONLY
+
+--- ambiguous_sql: the same hides FOR UPDATE
+SELECT owner FROM public.sales begin FETCH FIRST 1 ROWS ONLY FOR UPDATE
+

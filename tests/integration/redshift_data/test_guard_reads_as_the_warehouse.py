@@ -51,7 +51,30 @@ SPLITS = {
         "WITH d AS (SELECT 2 #-- '\n 2 AS a), e AS (DELETE FROM public.{table} RETURNING 1) "
         "SELECT count(*) FROM e -- ' AS a) SELECT a FROM d"
     ),
+    # FETCH is a command keyword to sqlglot's tokenizer: the first version of the check stopped comparing there
+    "behind a FETCH clause": (
+        "WITH d AS (SELECT 1 AS a FETCH /*/* */ ' */ FIRST 1 ROWS ONLY), "
+        "e AS (DELETE FROM public.{table} RETURNING 1) SELECT count(*) FROM e -- ') SELECT a FROM d"
+    ),
 }
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # sqlglot: one name a#set_config; PostgreSQL: a, the operator #, and a call of set_config
+        "SELECT a#set_config('spectra.pwned', '7', false)::int AS b FROM (SELECT 0 AS a) AS s",
+        # sqlglot: after BEGIN, FETCH makes the rest one string; PostgreSQL: the alias begin, FETCH FIRST (expression)
+        "SELECT 7 AS b FROM (SELECT 1) begin FETCH FIRST (set_config('spectra.pwned', '7', false)::int) ROWS ONLY",
+    ],
+)
+def test_set_config_read_otherwise_by_the_guard_is_refused_and_would_have_run(api, name, sql):
+    with pytest.raises(SqlRejected) as refused:
+        check_sql(sql, max_bytes=100_000)
+    assert refused.value.details == {"reason": "ambiguous_sql"}
+    user = f"{name}_reader"
+    api.run(f"CREATE USER {user}")
+    assert api.rows(sql, DbUser=user) == [[7]]  # the warehouse ran set_config
 
 
 @pytest.mark.parametrize("split", sorted(SPLITS))
