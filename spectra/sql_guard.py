@@ -455,6 +455,7 @@ def _check_layout(sql: str, tokens: list[Token]) -> None:
             skipped[tokens[index - 1].end + 1 : token.end + 1] = [True] * (token.end - tokens[index - 1].end)
         elif token.token_type not in _QUOTED_TOKENS:
             guard[token.start : token.end + 1] = [True] * (token.end + 1 - token.start)
+            _check_word(sql[token.start : token.end + 1], token)
             if token.token_type is TokenType.VAR and _NOT_A_NAME.search(token.text):
                 # a#set_config is one name to sqlglot, a, the operator # and a call of set_config to the warehouse
                 raise _rejected(
@@ -480,6 +481,20 @@ def _is_remainder(tokens: list[Token], index: int) -> bool:
     if index == 0 or tokens[index].token_type is not TokenType.STRING or tokens[index - 1].token_type not in _COMMANDS:
         return False
     return index == 1 or tokens[index - 2].token_type is TokenType.SEMICOLON  # a second statement: refused anyway
+
+
+def _check_word(raw: str, token: Token) -> None:
+    """Refuse a keyword or operator sqlglot made of what the warehouse reads as a name: its several words joined by
+    white space the warehouse does not take for white space (``ORDER<NBSP>BY``), or letters that only Python's
+    upper-casing turns into a keyword (``<long s>how`` for SHOW, ``a<long s>`` for AS, U+017F)."""
+    if raw.isascii():
+        return
+    if _ODD_SPACE.search(raw):
+        raise _rejected(
+            "white_space", "white space inside a keyword is not white space to the warehouse: use a plain space"
+        )
+    if token.token_type is not TokenType.VAR:
+        raise _rejected("ambiguous_sql", f"{raw!r} is a keyword to the guard's parser and a name to the warehouse")
 
 
 #: A name starting after a ``#`` inside what sqlglot reads as one name: to PostgreSQL ``#`` is an operator.

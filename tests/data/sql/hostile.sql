@@ -763,3 +763,9 @@ SELECT 1 AS a FROM (SELECT 1) begin FETCH FIRST (set_config('statement_timeout',
 --- ambiguous_sql: the same hides FOR UPDATE
 SELECT owner FROM public.sales begin FETCH FIRST 1 ROWS ONLY FOR UPDATE
 
+--- white_space: a no-break space inside a two-word keyword: one keyword to sqlglot, one name to the warehouse
+SELECT 1 DOUBLE PRECISION
+
+--- ambiguous_sql: a long s upper-cases to S for sqlglot, which reads SHOW; the warehouse reads a name
+ſhow search_path
+
