@@ -306,12 +306,12 @@ def _tokenize(sql: str) -> list[Token]:
 
 
 def _parse(sql: str) -> list[exp.Expression]:
-    started = time.thread_time()
-    tokens = _tokenize(sql)
+    tokens = _tokenize(sql)  # linear, its checks too: the deadline is the parser's, which can backtrack
     depth = _nesting(tokens)
     if depth > MAX_NESTING:
         raise _rejected("nesting", f"sql is nested {depth} levels deep; the limit is {MAX_NESTING}")
     _allow_recursion(MAX_NESTING)
+    started = time.thread_time()
     try:
         trees = _GuardParser(started + PARSE_SECONDS).parse(tokens, sql)
     except SqlglotError as exc:
