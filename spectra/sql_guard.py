@@ -300,7 +300,6 @@ def _tokenize(sql: str) -> list[Token]:
     _check_strings(sql, tokens)
     _check_unicode_escapes(sql, tokens)
     _check_dollars(sql, tokens)
-    _check_spaces(sql, tokens)
     _check_layout(sql, tokens)
     return tokens
 
@@ -395,54 +394,13 @@ _DOLLAR_TAG = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*)?")
 _ODD_SPACE = re.compile(r"[^\S \t\n\r\f\v]")
 
 
-def _check_spaces(sql: str, tokens: list[Token]) -> None:
-    """Refuse white space the two readers disagree on (``_ODD_SPACE``) between tokens: the guard would split words
-    the warehouse reads as one, the first step of judging another statement than the one that runs. Inside quotes
-    and comments it is text like any other."""
-    if not _ODD_SPACE.search(sql):
-        return
-    done = -1
-    for index, token in enumerate(tokens):
-        # a Command's remainder (EXPLAIN, SHOW) is one string whose start sqlglot misplaces; it is checked on its own
-        if not _is_remainder(tokens, index):
-            _check_gap(sql[done + 1 : token.start])
-        done = token.end
-    _check_gap(sql[done + 1 :])
-
-
-def _check_gap(gap: str) -> None:
-    """What lies between two tokens: white space and comments, as sqlglot read it."""
-    if (found := _ODD_SPACE.search(_outside_comments(gap))) is not None:
-        raise _rejected(
-            "white_space",
-            f"U+{ord(found.group()):04X} outside a string is not white space to the warehouse: use a plain space",
-        )
-
-
-def _outside_comments(gap: str) -> str:
-    """``gap`` without its ``-- ...`` and (nested) ``/* ... */`` comments."""
-    kept, at = [], 0
-    while at < len(gap):
-        if gap.startswith("--", at):
-            ends = [end for end in (gap.find("\n", at), gap.find("\r", at)) if end != -1]
-            at = min(ends, default=len(gap))
-        elif gap.startswith("/*", at):
-            depth, at = 1, at + 2
-            while at < len(gap) and depth:
-                step = gap[at : at + 2]
-                depth += 1 if step == "/*" else -1 if step == "*/" else 0
-                at += 2 if step in ("/*", "*/") else 1
-        else:
-            kept.append(gap[at])
-            at += 1
-    return "".join(kept)
-
-
 def _check_layout(sql: str, tokens: list[Token]) -> None:
     """Refuse a statement whose code the warehouse reads elsewhere than sqlglot does (:mod:`spectra.sql_layout`):
     every character is code to both readers, or to neither (white space, comments, literals). Nested comments that
     sqlglot counts otherwise (``/*/*``), an operator it reads over a comment's first dash (``#--``): text the guard
-    took for a comment or a string ran as a DELETE. A Command's remainder (EXPLAIN, SHOW) is checked on its own."""
+    took for a comment or a string ran as a DELETE. White space the two disagree on (``_ODD_SPACE``, a no-break
+    space between words) is such a character too, refused as ``white_space``; inside comments and quotes it is text.
+    A Command's remainder (EXPLAIN, SHOW) is checked on its own."""
     try:
         warehouse = sql_layout.code_mask(sql)
     except sql_layout.Unterminated as exc:
@@ -465,6 +423,11 @@ def _check_layout(sql: str, tokens: list[Token]) -> None:
     for index in range(len(sql)):
         read, seen = warehouse[index], guard[index]
         if read != seen and not skipped[index] and sql[index] not in sql_layout.SPACE:
+            if _ODD_SPACE.match(sql[index]):  # a separator to sqlglot, a letter to the warehouse
+                raise _rejected(
+                    "white_space",
+                    f"U+{ord(sql[index]):04X} outside a string is not white space to the warehouse: use a plain space",
+                )
             raise _rejected(
                 "ambiguous_sql",
                 f"the warehouse would read the text at character {index + 1} as "
