@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: ``source`` of every event the project publishes on its own bus.
 EVENT_SOURCE = "spectra"
@@ -102,11 +102,31 @@ class StatementStatusChangeEvent(EventBridgeModel):
     detail: StatementStatusChange
 
 
+#: The most characters of an error message a job, its events and its notifications carry. A database's message can
+#: echo the value it choked on (PostgreSQL repeats a whole bad literal), and a tenant's 100 KB of SQL then made an event
+#: too large for EventBridge, SNS or a batch of webhook deliveries (each escapes it again): the head of the message
+#: says what went wrong; the statement and its values are the tenant's own.
+ERROR_MESSAGE_MAX_CHARS = 2000
+_CUT = " [...]"
+
+
 class ErrorInfo(_Contract):
-    """Why a job failed: a stable code for programs and a message for people (the database's own, when it said)."""
+    """Why a job failed: a stable code for programs and a message for people (the database's own, when it said).
+    A longer ``message`` is cut to its first :data:`ERROR_MESSAGE_MAX_CHARS` characters, ending ``[...]``."""
 
     code: str = Field(description="Stable, for programs.", examples=["statement_failed"])
-    message: str = Field(description="For people.", examples=['relation "no_such_table" does not exist'])
+    message: str = Field(
+        description="For people; at most 2,000 characters (a longer one is cut, ending ' [...]').",
+        max_length=ERROR_MESSAGE_MAX_CHARS,
+        examples=['relation "no_such_table" does not exist'],
+    )
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _cut(cls, value: object) -> object:
+        if isinstance(value, str) and len(value) > ERROR_MESSAGE_MAX_CHARS:
+            return value[: ERROR_MESSAGE_MAX_CHARS - len(_CUT)] + _CUT
+        return value
 
 
 JOB_EVENT_DETAIL_TYPES: dict[JobStatus, str] = {
