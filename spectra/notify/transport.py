@@ -200,5 +200,8 @@ class WebhookTransport:
         if 200 <= status < 300:
             return HttpOutcome(status)
         if 300 <= status < 400:
-            return HttpOutcome(status, f"HTTP {status}: redirect to {location or '?'} not followed"[:300])
+            # the error reaches the subscription's record, the logs and a disabled event on the bus: a Location
+            # that keeps the receiver's query string (a slash appended, /in?token=X → /in/?token=X) keeps its token
+            target = without_query(location) if location else "?"
+            return HttpOutcome(status, f"HTTP {status}: redirect to {target} not followed"[:300])
         return HttpOutcome(status, f"HTTP {status} {reason}".strip()[:300])

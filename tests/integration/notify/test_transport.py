@@ -56,6 +56,34 @@ def test_a_redirect_is_not_followed(webhook_receiver):
     assert [r.path for r in webhook_receiver.received] == ["/moved"]
 
 
+class _AppendSlash(BaseHTTPRequestHandler):
+    """A receiver that normalises its path as Django's APPEND_SLASH does: the query string comes back in Location."""
+
+    def do_POST(self) -> None:
+        path, _, query = self.path.partition("?")
+        self.send_response(301)
+        self.send_header("Location", f"https://hooks.acme.example{path}/?{query}#top")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_redirects_location_is_reported_without_its_query():
+    """The error goes to the subscription's record, the logs and a "Subscription Disabled" event on the bus, which
+    other accounts' rules may read: the receiver's token in the query string stays off them, as it does in the URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AppendSlash)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/in?token=s3cr3t"
+        outcome = transport().post(url, BODY, HEADERS)
+    finally:
+        server.shutdown()
+    assert outcome.status == 301 and not outcome.ok
+    assert outcome.error == "HTTP 301: redirect to https://hooks.acme.example/in/ not followed"
+
+
 def test_an_endpoint_that_never_answers_times_out_on_time(webhook_receiver):
     webhook_receiver.hang("/slow")
     started = time.monotonic()
