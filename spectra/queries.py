@@ -79,12 +79,22 @@ def submit_query(
         write_grant=sorted(caller.owned_schemas) if caller.allow_writes else None,
     )
     fingerprint = request_fingerprint(
-        statement, [p.model_dump() for p in parameters], fmt.value, *delivery_fingerprint(delivery, row_limit)
+        statement,
+        [p.model_dump() for p in parameters],
+        fmt.value,
+        *delivery_fingerprint(delivery, row_limit),
+        # another callback URL is another request (its repeat would get the first URL's secret); none adds nothing
+        *([["callback_url", callback.url]] if callback is not None else []),
     )
     if callback is not None:
-        register_callback(ports, callback, tenant_id=caller.tenant_id, job_id=job.job_id)
+        register_callback(ports, callback, caller=caller, job_id=job.job_id)
     drawn_id = job.job_id
-    job, created = ports.jobs.create(job, fingerprint=fingerprint)
+    try:
+        job, created = ports.jobs.create(job, fingerprint=fingerprint)
+    except Conflict:  # the key was used for another request: no job, so no callback either
+        if callback is not None:
+            discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
+        raise
     logs.bind(job_id=job.job_id)  # the request's later lines are about this job (spectra/logs.py)
     if callback is not None and not created:
         discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)

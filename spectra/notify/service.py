@@ -164,11 +164,14 @@ def new_callback(ports: Ports, url: str) -> Callback:
     return Callback(url=url, secret=new_secret())
 
 
-def register_callback(ports: Ports, callback: Callback, *, tenant_id: str, job_id: str) -> Subscription:
-    """Record the callback of ``job_id`` (before the job exists, so its end cannot outrun it)."""
+def register_callback(ports: Ports, callback: Callback, *, caller: Caller, job_id: str) -> Subscription:
+    """Record the callback of ``job_id`` (before the job exists, so its end cannot outrun it), under the caller's
+    generation like any subscription: a tenant id deleted and created again neither reads its predecessor's callbacks
+    nor hears of them (a "Subscription Disabled" event goes to the generation it names)."""
     subscription = Subscription(
         subscription_id=callback_id(job_id),
-        tenant_id=tenant_id,
+        tenant_id=caller.tenant_id,
+        tenant_generation=caller.generation,
         url=callback.url,
         events=list(CALLBACK_EVENT_TYPES),
         secret=callback.secret,

@@ -3,6 +3,7 @@ attempt with what follows it (retry, DLQ, disabling). The HTTP side runs for rea
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -351,7 +352,7 @@ def test_only_terminal_job_events_go_to_the_topic():
 def test_a_query_callback_gets_its_own_job_only():
     ports = ports_with_notify()
     callback = service.new_callback(ports, "https://hooks.acme.example/cb")
-    service.register_callback(ports, callback, tenant_id="acme", job_id="j_Qm9ZcW1uT3pLd0xZb3FXcA")
+    service.register_callback(ports, callback, caller=ACME, job_id="j_Qm9ZcW1uT3pLd0xZb3FXcA")
     deliveries = fan_out(ports, sample_event()).deliveries
     assert [d.subscription_id for d in deliveries] == [callback_id("j_Qm9ZcW1uT3pLd0xZb3FXcA")]
     assert fan_out(ports, sample_event(job_id="j_another")).deliveries == []
@@ -367,12 +368,55 @@ def test_submitting_with_a_callback_records_it_before_the_job_and_a_repeat_disca
     assert created
     stored = ports.notify.subscriptions.get("acme", callback_id(job.job_id))
     assert stored.kind is SubscriptionKind.CALLBACK and stored.secret == callback.secret
-    again = service.new_callback(ports, "https://hooks.acme.example/other")
+    again = service.new_callback(ports, "https://hooks.acme.example/cb")  # the same URL, another secret drawn
     repeat, created = submit_query(
         ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, idempotency_key="k1", callback=again
     )
     assert not created and repeat.job_id == job.job_id
+    assert [s.secret for s in ports.notify.subscriptions.items.values()] == [callback.secret]
+
+
+def test_a_repeated_key_with_another_callback_url_or_none_is_another_request():
+    """The repeat would have been answered with the first URL's callback and secret, its own URL silently dropped."""
+    ports = ports_with_notify()
+    callback = service.new_callback(ports, "https://hooks.acme.example/cb")
+    submit = functools.partial(
+        submit_query, ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, idempotency_key="k1"
+    )
+    submit(callback=callback)
+    for other in (service.new_callback(ports, "https://hooks.acme.example/other"), None):
+        with pytest.raises(Conflict):
+            submit(callback=other)
     assert [s.url for s in ports.notify.subscriptions.items.values()] == ["https://hooks.acme.example/cb"]
+
+
+def test_a_callback_belongs_to_the_generation_that_asked_for_it():
+    """A tenant id deleted and created again is another tenant: it neither reads its predecessor's callback nor hears
+    that it was disabled."""
+    ports = ports_with_notify()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    predecessor = Caller.of(ports.tenants.get("acme"))
+    callback = service.new_callback(ports, "https://hooks.acme.example/old")
+    old_job, _ = submit_query(
+        ports, predecessor, sql="select 1", parameters=[], fmt=ResultFormat.JSON, callback=callback
+    )
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    successor = Caller.of(ports.tenants.get("acme"))
+    heard = subscribe(ports, caller=successor, events=("Subscription Disabled",))
+    assert service.get_subscription(ports, predecessor, callback_id(old_job.job_id)).url.endswith("/old")
+    with pytest.raises(NotFound):
+        service.get_subscription(ports, successor, callback_id(old_job.job_id))
+
+    execute_job(ports, JobQueuedMessage(job_id=old_job.job_id, tenant_id="acme"))  # its tenant is gone: Job Failed
+    (delivery,) = fan_out(ports, bus_event(ports.events.events[-1])).deliveries  # the callback still gets it
+    ports.notify.deliveries.take()
+    ports.notify.transport.answer(HttpOutcome(410))
+    assert deliver(ports, delivery, now=T0) is Outcome.DISABLED
+    disabled = bus_event(ports.events.events[-1])
+    assert disabled.detail_type == "Subscription Disabled"
+    assert disabled.detail["tenant_generation"] == predecessor.generation
+    assert heard.subscription_id not in [d.subscription_id for d in fan_out(ports, disabled).deliveries]
 
 
 def test_a_callback_to_a_private_address_is_refused():
