@@ -223,6 +223,27 @@ def test_jobs_by_state_counts_each_ending_once_whoever_wrote_it(monkeypatch):
         assert modules == [ROOT / "consumers" / "notifier" / "app.py"]  # one place, so no ending is counted twice
 
 
+def test_an_event_detail_the_notifier_cannot_read_is_fanned_out_once_without_figures(monkeypatch):
+    """A detail with a field a newer producer added (a rolling deploy) failed the record after its webhooks were
+    queued and it was published: each of the queue's five receives sent it all again, then it went to the DLQ."""
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from consumers.notifier import app as notifier
+    from tests.unit.test_notify import ports_with_notify, sample_event, subscribe
+
+    ports = ports_with_notify()
+    monkeypatch.setattr(notifier, "get_ports", lambda: ports)
+    subscribe(ports)
+    event = sample_event(queue_ms=12)
+    notifier.metrics.clear_metrics()
+    notifier.record_handler(SQSRecord({"messageId": "m1", "body": event.model_dump_json(by_alias=True)}))
+    counted = set(notifier.metrics.metric_set)
+    notifier.metrics.clear_metrics()
+    assert len(ports.notify.topic.published) == 1 and len(ports.notify.deliveries.queued) == 1
+    assert json.loads(ports.notify.deliveries.queued[0].delivery.payload)["data"]["queue_ms"] == 12
+    assert counted == {"WebhookDeliveriesQueued", "TopicMessagesPublished"}
+
+
 def test_a_reconciler_failing_as_a_whole_is_alarmed(resources):
     """ReconcileErrors is emitted only by a sweep that ran; a sweep that raises (or times out) emits nothing, and the
     alarm on it treats missing data as fine. The schedule-invoked function has no queue or DLQ to alarm instead."""
