@@ -142,6 +142,12 @@ class Gone(SpectraError):
     code = "gone"
 
 
+class ResultsUnavailable(Gone):
+    """A bulk job's result files were given up (its job says why): asking again will not bring them."""
+
+    code = "results_unavailable"
+
+
 class ResultRefused(SpectraError):
     """A result that cannot be delivered as the job asked, whatever the retries: the job fails with it at once."""
 

@@ -46,6 +46,10 @@ _ANSWERS = {
         "headers": _RETRY_AFTER,
         **_ERROR,
     },
+    410: {
+        "description": "The job's result files were given up (results_unavailable; its errorMessage says why)",
+        **_ERROR,
+    },
 }
 
 
@@ -267,7 +271,7 @@ _RESULT_RESPONSES = {
         "description": "Large file: follow Location (a presigned URL)",
         "headers": {"Location": {"description": "A presigned GET of the file", "schema": {"type": "string"}}},
     },
-    **_errors(400, 404, "409-results"),
+    **_errors(400, 404, "409-results", 410),
 }
 
 

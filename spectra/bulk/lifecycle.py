@@ -28,7 +28,7 @@ from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, ow
 from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
-from spectra.errors import IdentityRefused, StatementRejected, Throttled
+from spectra.errors import IdentityRefused, NotFound, StatementRejected, Throttled
 from spectra.identity import identity_for
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
@@ -361,8 +361,23 @@ def write_owed_results(ports: Ports, message: BulkResultsRequested) -> BulkJob |
     job = bulk.jobs.get(message.job_id)
     if job is None or not job.state.is_terminal or job.results_ready:
         return None
-    mismatch = outcomes.results_mismatch(job, outcomes.write_results(ports, job))
+    try:
+        written = outcomes.write_results(ports, job)
+    except NotFound as exc:
+        # The load's statement is past the Data API's 24 hours (its rejected rows went with it), or its outcome
+        # files are gone: no later attempt can do better, and retried, the job's files stayed owed for ever.
+        return give_up_results(ports, job, f"what the load answered is no longer kept ({exc.message})")
+    mismatch = outcomes.results_mismatch(job, written)
     return bulk.jobs.mark_results_ready(job.job_id, job.state, error=mismatch if job.error is None else None)
+
+
+def give_up_results(ports: Ports, job: BulkJob, why: str) -> BulkJob | None:
+    """Stop owing the job's result files: the routes answer 410 ``results_unavailable`` with ``why`` (the job's
+    ``errorMessage``) instead of 409 for ever. The table holds what the load committed, and the job's counts are
+    the warehouse's own."""
+    logger.warning("bulk job %s: result files given up: %s", job.job_id, why)
+    error = ErrorInfo(code=outcomes.RESULTS_UNAVAILABLE, message=f"the result files could not be written: {why}")
+    return bulk_ports(ports).jobs.mark_results_ready(job.job_id, job.state, error=error if job.error is None else None)
 
 
 def publish_bulk_event(ports: Ports, job: BulkJob) -> None:

@@ -159,6 +159,8 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
 
 
 RESULTS_MISMATCH = "results_mismatch"
+#: A job's ``error`` code when its result files were given up (spectra.bulk.lifecycle.give_up_results).
+RESULTS_UNAVAILABLE = "results_unavailable"
 
 
 def results_mismatch(job: BulkJob, written: ResultCounts) -> ErrorInfo | None:

@@ -11,7 +11,8 @@ bulk table's pending index.
   the load with the same ClientToken, gets the same statement back (running, failed or committed) and records it.
   The reconciler cannot look for that statement itself: ListStatements shows only the statements of the caller's
   own IAM role, and the executor's is not the reconciler's.
-* Ended, but its event or its result files are still owed: settle them.
+* Ended, but its event or its result files are still owed: settle them; result files still owed
+  ``RESULTS_GIVEN_UP_AFTER`` (20 hours) after the job ended are given up (the result routes answer 410).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 from datetime import datetime, timedelta
 
 from events import BulkJobQueuedMessage, ErrorInfo, StatementStatusChange
-from spectra.bulk.lifecycle import bulk_ports, complete_bulk_statement, finish_bulk_job, settle
+from spectra.bulk.lifecycle import bulk_ports, complete_bulk_statement, finish_bulk_job, give_up_results, settle
 from spectra.bulk.models import BulkJob, BulkState
 from spectra.errors import NotFound
 from spectra.ports import Ports
@@ -47,11 +48,20 @@ def reconcile_bulk(
 #: A finished job whose result files are owed is asked for them again only after this long quiet: longer than the
 #: bulk results function may run (its Timeout in template.yaml, 900 s), so one writer is never joined by another.
 RESULTS_ASKED_AGAIN_AFTER = timedelta(seconds=960)
+#: A job whose result files are still owed this long after it ended gets none (see give_up_results): its input is
+#: too large to write them within the function's 15 minutes, or every attempt failed; the Data API keeps what the
+#: load answered (its rejected rows) for 24 hours, so no attempt after that could write them anyway.
+RESULTS_GIVEN_UP_AFTER = timedelta(hours=20)
 
 
 def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime, thresholds: Thresholds) -> Outcome:
     bulk = bulk_ports(ports)
     if job.state.is_terminal:
+        owed_since = job.completed_at or job.updated_at
+        if job.event_published and not job.results_ready and now - owed_since >= RESULTS_GIVEN_UP_AFTER:
+            hours = int(RESULTS_GIVEN_UP_AFTER.total_seconds() // 3600)
+            why = f"not done within {hours} hours of the job's end (too large to write in one run, or every run failed)"
+            return Outcome.EXPIRED if give_up_results(ports, job, why) else Outcome.SKIPPED
         if job.event_published and not job.results_ready and now - quiet_since < RESULTS_ASKED_AGAIN_AFTER:
             return Outcome.WAITING  # its result files are being written (or were asked for a moment ago)
         if job.event_published and job.results_ready:

@@ -9,12 +9,15 @@ from datetime import timedelta
 import pytest
 
 from events import BulkJobQueuedMessage, BulkResultsRequested
-from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
+from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job, write_owed_results
 from spectra.bulk.models import BulkOperation, BulkState
-from spectra.bulk.reconcile import RESULTS_ASKED_AGAIN_AFTER, reconcile_bulk
+from spectra.bulk.reconcile import RESULTS_ASKED_AGAIN_AFTER, RESULTS_GIVEN_UP_AFTER, reconcile_bulk
+from spectra.bulk.service import job_results
+from spectra.errors import ResultsUnavailable
 from spectra.jobs import utcnow
 from spectra.publisher import PublishFailed
 from spectra.reconciliation import ReconcileSummary, Thresholds, reconcile
+from spectra.tenants import Caller
 from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import make_ports, make_settings
 
@@ -180,6 +183,42 @@ def test_lost_result_files_are_asked_for_again_once_a_writer_would_have_finished
     assert ports.bulk.results_queue.messages == [BulkResultsRequested(job_id=job.job_id, tenant_id="acme")]
     assert ports.bulk.jobs.pending_since(job.job_id) is not None  # still owed
     assert ports.events.types() == ["Bulk Job Completed"]  # the event was out already: not sent twice
+
+
+def test_result_files_the_load_no_longer_answers_for_are_given_up_not_retried_for_ever():
+    """The files are written from the load's answers (its rejected rows), which the Data API keeps 24 hours: once it
+    has forgotten them every attempt failed alike, the reconciler asked again every 16 minutes for good, and the
+    result routes answered 409 'being written' for good. The routes now say they are gone, and why."""
+    ports = bulk_ports(bulk_inline_results_max_bytes=1)
+    job = started(ports)
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []}))
+    del ports.warehouse.statements[job.statement_id]  # 24 hours later
+    write_owed_results(ports, BulkResultsRequested(job_id=job.job_id, tenant_id="acme"))
+    ended = job_of(ports, job)
+    assert ended.state is BulkState.JOB_COMPLETE and ended.results_ready
+    assert ended.error.code == "results_unavailable" and "no longer kept" in ended.error.message
+    assert ended.counts.processed == 2  # the warehouse's counts stand
+    with pytest.raises(ResultsUnavailable) as gone:
+        job_results(ports, Caller.of(ports.tenants.get("acme")), job.job_id, "successfulResults")
+    assert gone.value.status == 410 and "no longer kept" in gone.value.message
+    ports.bulk.results_queue.messages.clear()
+    assert sweep(ports, 2 * RESULTS_ASKED_AGAIN_AFTER.total_seconds()).checked == 0  # settled: not asked again
+
+
+def test_result_files_still_owed_20_hours_after_the_job_ended_are_given_up():
+    """Input too large to write within the function's 15 minutes times out on every attempt: asked again every 16
+    minutes with no end, burning a function's whole run each time."""
+    ports = bulk_ports(bulk_inline_results_max_bytes=1)
+    job = started(ports)
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []}))
+    ports.bulk.results_queue.messages.clear()  # every attempt dies
+    assert sweep(ports, RESULTS_GIVEN_UP_AFTER.total_seconds() - 60).published == 1  # asked again
+    assert not job_of(ports, job).results_ready
+    ports.bulk.results_queue.messages.clear()
+    assert sweep(ports, RESULTS_GIVEN_UP_AFTER.total_seconds() + 60).expired == 1
+    ended = job_of(ports, job)
+    assert ended.results_ready and ended.error.code == "results_unavailable" and "20 hours" in ended.error.message
+    assert ports.bulk.results_queue.messages == [] and ports.bulk.jobs.pending_since(job.job_id) is None
 
 
 def test_a_load_an_executor_is_starting_is_neither_given_up_nor_queued_again():
