@@ -28,6 +28,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from local import moto_dynamodb, moto_s3, moto_speedups
+from local.loopback import local_callers_only
 
 REGION = "us-east-1"
 # moto accepts any credentials; fixed ones keep the local stack independent of whatever ~/.aws holds.
@@ -186,9 +187,18 @@ def _operation(environ) -> str:
 
 
 class _MotoServer(ThreadedMotoServer):
+    failed: BaseException | None = None
+
     def _server_entry(self) -> None:  # moto's own, with the middleware around its application
-        app = counted(unsupported_operations(moto_speedups.RoutingCache(create_backend_app)))
-        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        app = local_callers_only(counted(unsupported_operations(moto_speedups.RoutingCache(create_backend_app))))
+        try:
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        except BaseException as exc:  # werkzeug exits the thread (SystemExit) when the port is taken
+            # moto's start() waits for the ready event with no timeout: unset, the process hung for good, deaf to
+            # Ctrl-C (a second `make run` binding the port between its probe and moto's bind)
+            self.failed = exc
+            self._server_ready_event.set()
+            return
         self._server_ready_event.set()
         self._server.serve_forever()
 
@@ -202,6 +212,8 @@ def start_moto(port: int = 0) -> LocalAws:
     moto_s3.install()  # object events carry S3's sequencer (local/moto_s3.py)
     server = _MotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    if server.failed is not None:
+        raise RuntimeError(f"moto could not serve on 127.0.0.1:{port} (is the port taken?): {server.failed!r}")
     actual_port = server._server.server_port  # moto exposes no public accessor for a port chosen by the OS
     return LocalAws(endpoint_url=f"http://127.0.0.1:{actual_port}", _server=server)
 

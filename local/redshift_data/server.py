@@ -23,6 +23,7 @@ import boto3
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from ..loopback import local_callers_only
 from .config import EmulatorConfig
 from .engine import CONNECTION_HEADROOM, Engine, start_engine
 from .errors import DataApiError, InternalServerException, SerializationException, UnknownOperationException
@@ -171,7 +172,7 @@ def start_emulator(config: EmulatorConfig | None = None) -> Emulator:
         server = make_server(
             "127.0.0.1",
             config.port,
-            make_app(service, config.account_id),
+            local_callers_only(make_app(service, config.account_id)),
             threaded=True,
             request_handler=_RequestHandler,
         )
