@@ -10,8 +10,9 @@ The stack's resources are written to a state file (``--state``, default ``$SPECT
 ``<temp>/spectra-local/spectra-local.json``), so the functions can also run in a process of their own, attached to
 the moto and emulator that are already running, without provisioning again:
 
-    python -m local --functions-only --aws http://127.0.0.1:4566 --redshift http://127.0.0.1:4567 [--state FILE]
-        [--aws-service dynamodb=URL] [--api-port N | --no-api] [--schedule-interval S] [--receive-visibility S]
+    .venv/bin/python -m local --functions-only --aws http://127.0.0.1:4566 --redshift http://127.0.0.1:4567
+        [--state FILE] [--aws-service dynamodb=URL] [--api-port N | --no-api] [--schedule-interval S]
+        [--receive-visibility S]
 
 (``--aws-service``: a service that a moto of its own serves, as :meth:`local.aws.LocalAws.serving` sets up.)
 
@@ -38,7 +39,7 @@ from local.aws import LOCAL_CREDENTIALS, REGION, LocalAws, start_moto
 from local.demo import Warehouse, seed_demo
 from local.pipeline import CLUSTER_ID, attach_pipeline, start_pipeline
 from local.redshift_data import EmulatorConfig, start_emulator
-from local.runner.state import StackState, default_state_file
+from local.runner.state import StackState, default_state_file, forget
 from local.runner.template import DEFAULT_STACK_NAME
 
 
@@ -79,10 +80,11 @@ Spectra is running: API {api}
 
 Query (SQL over REST):
   export SPECTRA_KEY={demo.api_key}
-  curl -s -X POST {api}/v1/queries {auth} {json_body} \\
-       -d '{{"sql": "select id, item, amount from sales order by id"}}'
-  curl -s {api}/v1/jobs/<job_id> {auth}
-  curl -s {api}/v1/jobs/<job_id>/results {auth}
+  QUERY=$(curl -s -X POST {api}/v1/queries {auth} {json_body} \\
+          -d '{{"sql": "select id, item, amount from sales order by id"}}' \\
+          | python3 -c 'import json, sys; print(json.load(sys.stdin)["job_id"])')
+  curl -s {api}/v1/jobs/$QUERY {auth}
+  curl -s {api}/v1/jobs/$QUERY/results {auth}
 
 Query in one call (the rows come back when the query ends within wait_timeout seconds; typed parameters):
   curl -s -X POST {api}/v1/queries {auth} {json_body} \\
@@ -142,11 +144,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _until_stopped() -> threading.Event:
-    """An event set by SIGINT or SIGTERM. Handlers for both, installed before anything starts, rather than
-    KeyboardInterrupt: a process started in the background inherits an ignored SIGINT, and Python then never raises
-    KeyboardInterrupt."""
+    """An event set by SIGINT, SIGTERM or SIGHUP (the terminal closed, an SSH session dropped: unhandled, it killed
+    this process without stopping the embedded PostgreSQL, left running with its data in memory). Handlers,
+    installed before anything starts, rather than KeyboardInterrupt: a process started in the background inherits an
+    ignored SIGINT, and Python then never raises KeyboardInterrupt."""
     stopped = threading.Event()
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop_signal, lambda *_: stopped.set())
     return stopped
 
@@ -198,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         EmulatorConfig(port=_port("SPECTRA_REDSHIFT_PORT", 4567), aws_endpoint_url=aws.endpoint_url, region=aws.region)
     )
     stack = None
+    state_file = args.state or default_state_file(DEFAULT_STACK_NAME)
     try:
         # the functions log at the template's LogLevel; WARNING keeps the terminal for the banner and real trouble
         function_log_level = os.environ.get("SPECTRA_FUNCTION_LOG_LEVEL", "WARNING")
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             emulator,
             api_port=_port("SPECTRA_API_PORT", 3000),
             parameter_overrides={"LogLevel": function_log_level},
-            state_file=args.state or default_state_file(DEFAULT_STACK_NAME),
+            state_file=state_file,
             schedule_interval_seconds=args.schedule_interval,
             receive_visibility_seconds=args.receive_visibility,
         )
@@ -223,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print("stopping...", file=sys.stderr, flush=True)
         if stack is not None:
             stack.stop()
+            forget(state_file, aws.endpoint_url)  # unless a stack started since has written its own there
         emulator.stop()
         aws.stop()
     return 0

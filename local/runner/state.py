@@ -97,6 +97,20 @@ class StackState:
             raise TemplateError(f"no resource {logical_id} in the stack state of {self.stack_name}") from None
 
 
+def forget(path: str | Path, aws_endpoint_url: str) -> bool:
+    """Remove the state file at ``path`` if it still describes the stack on ``aws_endpoint_url`` (a stack started
+    later may have written its own there since): a stopped stack's file sent the admin CLI and ``--functions-only``
+    to an endpoint nothing serves any more."""
+    path = Path(path)
+    try:
+        if StackState.load(path).aws_endpoint_url != aws_endpoint_url:
+            return False
+        path.unlink()
+    except (TemplateError, OSError):
+        return False
+    return True
+
+
 def load_template(state: StackState) -> Template:
     """The state's template, loaded as the first process loaded it (same stack name, region and parameters)."""
     return Template.load(

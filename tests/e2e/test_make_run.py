@@ -66,7 +66,14 @@ def wait_bulk(api: str, headers: dict, job_id: str) -> dict:
 
 
 def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
-    env = {**os.environ, "SPECTRA_API_PORT": "0", "SPECTRA_AWS_PORT": "0", "SPECTRA_REDSHIFT_PORT": "0"}
+    state_file = tmp_path / "state.json"  # not the default: a developer's running `make run` keeps its own
+    env = {
+        **os.environ,
+        "SPECTRA_API_PORT": "0",
+        "SPECTRA_AWS_PORT": "0",
+        "SPECTRA_REDSHIFT_PORT": "0",
+        "SPECTRA_STATE_FILE": str(state_file),
+    }
     for name in [k for k in env if k.startswith("AWS_ENDPOINT_URL")]:
         del env[name]  # the process must find its endpoints by itself
     process = subprocess.Popen(
@@ -84,6 +91,7 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
     threading.Thread(target=read, daemon=True).start()
     try:
         assert ready.wait(60), "no banner within 60 s:\n" + "".join(lines)
+        assert state_file.exists()
         banner = "".join(lines)
         api = re.search(r"Spectra is running: API (http://127\.0\.0\.1:\d+)", banner).group(1)
         key = re.search(r"export SPECTRA_KEY=(spk_\S+)", banner).group(1)
@@ -149,7 +157,7 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
         assert rows == [["bugs@acme.test", "Burrow"], ["road@acme.test", "Desert"], ["wile@acme.test", "Mesa"]]
 
         aws = re.search(r"local AWS endpoint \(moto\):\s+(http://127\.0\.0\.1:\d+)", banner).group(1)
-        readme_commands_work_as_pasted(banner, api, aws, key, tmp_path)
+        readme_commands_work_as_pasted(banner, api, aws, key, tmp_path, state_file)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -158,17 +166,28 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
             process.kill()
             raise
     assert code == 0, "".join(lines)
+    assert not state_file.exists()  # a stopped stack leaves no state for the admin CLI or --functions-only to follow
 
 
-def readme_commands_work_as_pasted(banner: str, api: str, aws: str, key: str, tmp_path: Path) -> None:
-    """README.md's blocks, pasted into fresh shells against the running stack: only its host and demo key differ."""
+def readme_commands_work_as_pasted(banner: str, api: str, aws: str, key: str, tmp_path: Path, state_file: Path) -> None:
+    """README.md's blocks, pasted into fresh shells against the running stack: only its host and demo key differ
+    (and its state file's place: the default one is left to a developer's own `make run`)."""
 
     def pasted(block: str) -> str:
         return block.replace("http://127.0.0.1:3000", api).replace("spk_...", key)
 
     def bash(block: str, cwd: Path) -> subprocess.CompletedProcess:
-        env = fresh_shell(SPECTRA_KEY=key)
+        env = fresh_shell(SPECTRA_KEY=key, SPECTRA_STATE_FILE=str(state_file))
         return subprocess.run(["bash", "-ec", block], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+    # The first query: its job id captured, its status and (once it ends) its results asked for
+    query = bash(pasted(readme_block("Query (SQL over REST):")), tmp_path)
+    assert query.returncode == 0, query.stderr
+    decoder = json.JSONDecoder()  # curl prints the two answers one after the other, with no line between
+    status, end = decoder.raw_decode(query.stdout)
+    results, _ = decoder.raw_decode(query.stdout, end)
+    assert status["job_id"].startswith("j_"), status
+    assert "rows" in results or results["error"]["code"] == "job_not_finished", results  # asked at once
 
     one_call = bash(pasted(readme_block("Or in one call")), tmp_path)
     assert one_call.returncode == 0, one_call.stderr
