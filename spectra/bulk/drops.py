@@ -13,6 +13,8 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
   executor, should the reconciler queue it meanwhile, fails it rather than loading it with default options.
 * Only a drop naming no active tenant has no one to tell: it is logged and counted, and the object is tagged
   ``spectra-rejected``.
+* Every object put in the bucket is announced (a suffix filter is case-sensitive: ``DATA.CSV`` went unseen); a
+  sidecar (``<tenant>/<table>/<name>.json``) makes no job of its own, and ``.csv`` / ``.csv.gz`` match in any case.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ GENERATION_METADATA = "spectra-generation"
 REJECTED_TAG = "spectra-rejected"
 NO_ACTIVE_TENANT, PREVIOUS_TENANT = REJECTIONS = ("no-active-tenant", "previous-tenant")
 _SUFFIXES = (".csv.gz", ".csv")
+SIDECAR_SUFFIX = ".json"
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
 
@@ -131,6 +134,8 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     None for a repeated event or a drop nobody owns."""
     bulk = bulk_ports(ports)
     parts = dropped.key.split("/")
+    if len(parts) == 3 and parts[-1].lower().endswith(SIDECAR_SUFFIX):
+        return None  # a sidecar: read when its data file comes (a sidecar elsewhere is a misplaced drop, told below)
     tenant = ports.tenants.get(parts[0]) if _is_tenant_id(parts[0]) else None
     if tenant is not None:
         logs.bind(tenant_id=tenant.tenant_id)
@@ -153,7 +158,8 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     if len(parts) != 3 or not name.lower().endswith(_SUFFIXES):
         problem = ErrorInfo(
             code="invalid_key",
-            message=f"{dropped.key}: drop files at <tenant>/<table>/<name>.csv or .csv.gz, nothing deeper or shallower",
+            message=f"{dropped.key}: drop files at <tenant>/<table>/<name>.csv or .csv.gz (any case), nothing deeper"
+            " or shallower",
         )
     else:
         try:

@@ -194,6 +194,22 @@ def test_a_bad_sidecar_fails_the_job_with_the_reason(bulk_tenant):
     assert "operation" in job["errorMessage"]
 
 
+def test_every_name_dropped_is_seen_and_a_sidecar_makes_no_job_of_its_own(bulk_tenant, warehouse):
+    """S3's suffix filters match case-sensitively: DATA.CSV made no notification, so no job, no tag, and a file
+    kept past the bucket's retention. Every object is announced now; the door tells them apart."""
+    client = bulk_tenant()
+    capitals = client.dropped_job(client.drop(csv_bytes([HEADER, GOOD]), "DATA.CSV"))
+    assert (capitals["state"], capitals["numberRecordsProcessed"]) == ("JobComplete", 1), capitals
+    text = client.dropped_job(client.drop(csv_bytes([HEADER, GOOD]), "notes.txt"))
+    assert text["state"] == "Failed" and text["error"]["code"] == "invalid_key", text
+    with_sidecar = client.dropped_job(
+        client.drop(csv_bytes([HEADER, GOOD]), "jan.csv", sidecar={"operation": "insert"})
+    )
+    assert with_sidecar["state"] == "JobComplete", with_sidecar
+    keys = [j["objectKey"] for j in client.api.request("GET", "/v1/bulk/jobs?limit=100").json()["records"]]
+    assert sorted(k.rsplit("/", 1)[-1] for k in keys) == ["DATA.CSV", "jan.csv", "notes.txt"]
+
+
 def test_batches_racing_upload_complete_are_loaded_or_refused_never_lost(bulk_tenant, warehouse):
     """Batches PUT while UploadComplete is sent: each is answered 201 and loaded, or 409 and not; none is
     acknowledged and then left out of the load."""
