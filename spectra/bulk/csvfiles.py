@@ -61,7 +61,8 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> list[st
             f"{_name(source)}: the header line is not valid CSV: {exc} (lines must end with LF or CRLF, not CR alone)",
         ) from exc
     try:
-        has_rows = any(any(field.strip() for field in row) for row in reader)
+        # a row of empty fields (",") is a row the warehouse loads (empty text, NULL otherwise); blank lines are not
+        has_rows = any(len(row) > 1 or any(field.strip() for field in row) for row in reader)
     except csv.Error:
         has_rows = True  # a row the csv module cannot read (a CR alone in it) is that row's problem, told per row
     if not any(field.strip() for field in header):  # else a blank first line would pass as a header of no columns

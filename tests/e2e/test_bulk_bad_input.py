@@ -194,6 +194,20 @@ def test_a_bad_sidecar_fails_the_job_with_the_reason(bulk_tenant):
     assert "operation" in job["errorMessage"]
 
 
+def test_rows_of_empty_fields_are_loaded(bulk_tenant, warehouse):
+    """Refused as "a header line but no rows" before: "," is a row (COPY without EMPTYASNULL loads an empty text field
+    as '' and any other as NULL, as Redshift does)."""
+    client = bulk_tenant()
+    client.table = f"notes_{client.tenant_id}"
+    warehouse.run(
+        f"CREATE TABLE {client.table} (a varchar(10), b int)",
+        f'GRANT SELECT, INSERT ON {client.table} TO "{client.api.db_user}"',
+    )
+    job = client.load("insert", b"a,b\n,\n,\n")
+    assert (job["state"], job["numberRecordsProcessed"], job["numberRecordsFailed"]) == ("JobComplete", 2, 0), job
+    assert client.rows(warehouse) == [("", None), ("", None)]
+
+
 def test_every_name_dropped_is_seen_and_a_sidecar_makes_no_job_of_its_own(bulk_tenant, warehouse):
     """S3's suffix filters match case-sensitively: DATA.CSV made no notification, so no job, no tag, and a file
     kept past the bucket's retention. Every object is announced now; the door tells them apart."""

@@ -66,6 +66,12 @@ def test_a_header_without_rows_is_refused(files, data):
     assert "header line but no rows" in error.message
 
 
+@pytest.mark.parametrize("data", [b"id,name\n,\n,\n", b"id,name\r\n, \r\n", b'id,name\n"",\n'])
+def test_rows_of_empty_fields_are_rows(files, data):
+    """A file of rows with every field empty is loaded (empty text, NULL otherwise): it was refused, "no rows"."""
+    assert header(files, data) == ["id", "name"]
+
+
 @pytest.mark.parametrize(
     "data",
     [
