@@ -1,8 +1,11 @@
 """Redshift's ``COPY table FROM 's3://...'`` on PostgreSQL: stream S3 objects into ``COPY ... FROM STDIN``.
 
-Fast path: every source object is streamed, chunk by chunk, into one PostgreSQL COPY inside a savepoint. That is as
-fast as PostgreSQL can load, and it runs on the caller's connection, as the statement's user, so privileges and
-row-level security apply exactly as for an INSERT.
+Fast path: each source object is streamed, chunk by chunk, into a PostgreSQL COPY of its own (Redshift reads each file
+on its own: a quote left open at the end of one does not swallow the next one's rows), all inside one savepoint. That
+is as fast as PostgreSQL can load, and it runs on the caller's connection, as the statement's user, so privileges and
+row-level security apply exactly as for an INSERT. A CSV line that is ``\\.`` alone is PostgreSQL's end-of-data marker
+(the rest of the file would be dropped without a word) and Redshift's ordinary one-field row: a file holding one goes
+the slow path, which sends that line quoted.
 
 Slow path, only when the fast path hit a data error: PostgreSQL 16 has no ``ON_ERROR``, so the objects are read again,
 cut into records (with their file line numbers), and loaded in batches of COPY, each batch in its own savepoint. A batch
@@ -19,6 +22,7 @@ skipped, as PostgreSQL's own warning says, and the load is unaffected.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +39,7 @@ from .load_errors import (
     record_load_errors,
     remember_last_copy,
 )
-from .s3io import S3Object, copy_sources, read_chunks, skip_lines, split_records
+from .s3io import Record, S3Object, copy_sources, read_chunks, skip_lines, split_records
 from .statements import CopyCommand
 
 BATCH_RECORDS = 5000
@@ -89,6 +93,8 @@ def _load(conn, copy_sql, command: CopyCommand, target: Target, sources, s3_clie
     try:
         with conn.transaction():
             return _fast_load(conn, copy_sql, command, sources, s3_client)
+    except _EndOfDataLine:
+        pass
     except psycopg.Error as error:
         if not _is_data_error(error):
             raise  # permission denied, cancel, ...: PostgreSQL's own error, as for any statement
@@ -200,19 +206,28 @@ def _copy_statement(command: CopyCommand, target: Target, *, into: sql.Identifie
 # Fast path
 
 
+class _EndOfDataLine(Exception):
+    """A CSV source holds a line PostgreSQL would read as the end of the data: load it the slow way."""
+
+
+_END_OF_DATA = re.compile(rb"\n\\\.\r?\n")
+
+
 def _fast_load(
     conn: psycopg.Connection, copy_sql: sql.Composed, command: CopyCommand, sources: list[S3Object], s3_client
 ) -> int:
+    loaded = 0
     with conn.cursor() as cur:
-        with cur.copy(copy_sql) as copy:
-            for source in sources:
-                last = b"\n"
+        for source in sources:
+            tail = b"\n"  # the end of what was read so far, to find a marker line across two chunks
+            with cur.copy(copy_sql) as copy:
                 for chunk in skip_lines(read_chunks(s3_client, source, command.gzip), command.ignoreheader):
+                    if command.csv and _END_OF_DATA.search(tail + chunk + (b"" if chunk.endswith(b"\n") else b"\n")):
+                        raise _EndOfDataLine(source.url)
                     copy.write(chunk)
-                    last = chunk[-1:]
-                if last != b"\n":  # the next object must start on a new line
-                    copy.write(b"\n")
-        return max(cur.rowcount, 0)
+                    tail = (tail + chunk)[-3:]
+            loaded += max(cur.rowcount, 0)
+    return loaded
 
 
 def _is_data_error(error: psycopg.Error) -> bool:
@@ -229,6 +244,9 @@ def _records(command: CopyCommand, sources: list[S3Object], s3_client) -> Iterat
     for source in sources:
         chunks = skip_lines(read_chunks(s3_client, source, command.gzip), command.ignoreheader)
         for record in split_records(chunks, first_line=command.ignoreheader + 1, csv_quote=quote):
+            if quote is not None and record.raw.rstrip(b"\r\n") == b"\\.":
+                # the one field \. as Redshift reads it, not PostgreSQL's end of data
+                record = Record(record.line_number, quote + b"\\." + quote + record.raw[2:])
             yield source.url, record
 
 

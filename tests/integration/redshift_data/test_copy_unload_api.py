@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import uuid
 
 import psycopg
@@ -121,6 +122,41 @@ def test_copy_with_bad_rows_through_the_data_api(redshift_data, s3, bucket, load
         DbUser=loader,
     )
     assert errors == [[3, "amount", 1209], [3, "amount", 1209]]  # one per COPY: the failed one and the tolerant one
+
+
+def test_each_file_of_a_manifest_is_read_on_its_own_and_a_backslash_dot_line_is_a_row(
+    redshift_data, s3, bucket, loader
+):
+    """Redshift reads each file on its own, and has no end-of-data marker. The emulator streamed every file into one
+    COPY: a quote left open at the end of one file took the next file's rows into that field, and a line that is
+    only \\. (PostgreSQL's marker) dropped every row after it without a word."""
+    table = f"files_{loader}"
+    run(redshift_data, f"CREATE TABLE {table} (name varchar(40), n int)", DbUser=loader)
+    files = {"open.csv": b'ann,1\n"bob,2\n', "next.csv": b"cid,3\n", "marker.csv": b"dan,4\n\\.\neve,5\n"}
+    for key, body in files.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    entries = [{"url": f"s3://{bucket}/{key}", "mandatory": True} for key in files]
+    s3.put_object(Bucket=bucket, Key="files.manifest", Body=json.dumps({"entries": entries}).encode())
+    loaded = run(
+        redshift_data,
+        f"COPY {table} FROM 's3://{bucket}/files.manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/copy' "
+        "MANIFEST CSV MAXERROR 10",
+        DbUser=loader,
+    )
+    assert records(redshift_data, f"SELECT name, n FROM {table} ORDER BY n", DbUser=loader) == [
+        ["ann", 1],
+        ["cid", 3],
+        ["dan", 4],
+        ["eve", 5],
+    ]
+    assert loaded["ResultRows"] == 4
+    rejected = records(
+        redshift_data,
+        f"SELECT trim(filename), line_number FROM stl_load_errors WHERE tbl = '{table}'::regclass::oid::int"
+        " ORDER BY 1, 2",
+        DbUser=loader,
+    )
+    assert rejected == [[f"s3://{bucket}/marker.csv", 2], [f"s3://{bucket}/open.csv", 2]]
 
 
 def test_copy_of_a_missing_object_fails_the_statement_with_an_actionable_message(redshift_data, bucket, loader):
