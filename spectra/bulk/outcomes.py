@@ -188,14 +188,16 @@ def results_mismatch(job: BulkJob, written: ResultCounts) -> ErrorInfo | None:
 
 
 #: ``stl_load_errors.filename`` is CHAR(256): a longer file URL comes back cut there (and padded, which the load's
-#: SELECT trims), so rejected lines are matched on the first 256 characters. Two files of one job whose URLs share
-#: those would be told apart by line only; a job's files are named by the service (``batch-NNNNN.csv``) or by one
-#: drop, so they differ well within that.
-LOAD_ERROR_FILENAME_CHARS = 256
+#: SELECT trims). Redshift's CHAR counts bytes, so a URL with multi-byte characters (a drop named in Japanese) is cut
+#: at 256 bytes, maybe inside a character, where the emulator's column counts characters: both sides are matched on
+#: the whole characters of their first 240 bytes, which either cut keeps. Two files of one job whose URLs share those
+#: would be told apart by line only; a job's files are named by the service (``batch-NNNNN.csv``) or by one drop, so
+#: they differ well within that.
+LOAD_ERROR_FILENAME_BYTES = 240
 
 
 def _load_error_file(url: str) -> str:
-    return url[:LOAD_ERROR_FILENAME_CHARS].rstrip()
+    return url.encode("utf-8", "surrogateescape")[:LOAD_ERROR_FILENAME_BYTES].decode("utf-8", "ignore").rstrip()
 
 
 class _RowWriter:

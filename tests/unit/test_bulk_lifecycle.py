@@ -318,6 +318,25 @@ def test_rejected_lines_of_a_file_whose_url_passes_256_characters_are_still_matc
     assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1"]
 
 
+@pytest.mark.parametrize("cut", ["bytes", "characters"])
+def test_rejected_lines_of_a_file_named_in_multibyte_characters_are_matched_however_the_name_was_cut(ports, cut):
+    """Redshift's CHAR(256) keeps 256 bytes of the name, maybe ending inside a character (the Data API then answers
+    the broken end as U+FFFD); the emulator keeps 256 characters. Matched on characters, a name of 120 'ü' cut at
+    256 bytes matched nothing on Redshift: its bad rows were listed as successful."""
+    key = "acme/accounts/" + "ü" * 120 + "日本" * 20 + ".csv"
+    body = HEADER + b"1,Ann,Oslo\nx,Bad,Oslo\n"
+    etag = ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=body)["ETag"]
+    job = accept_drop(ports, DroppedObject(INGEST_BUCKET, key, len(body), etag))
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    url = running.files[0].url
+    kept = url.encode()[:256].decode("utf-8", "replace") if cut == "bytes" else url[:256]
+    assert kept.endswith("\ufffd") == (cut == "bytes")  # 256 bytes end inside a character
+    rejected = [[kept, "3", "id", "Invalid digit"]]
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: rejected}))
+    assert [r[2] for r in result_rows(ports, job.job_id, "failed")[1:]] == ["x"]
+    assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1"]
+
+
 def test_an_insert_counts_loaded_and_rejected_rows_and_lists_each_record_once(ports):
     job = started(ports, BulkOperation.INSERT, MIXED)
     url = job.files[0].url
