@@ -153,7 +153,9 @@ MAX_RECORD_CHARS = 16 * 1024 * 1024
 _PIECE_CHARS = 1024 * 1024  # how much of a line past that limit is read at a time
 
 
-def records(files: BulkFiles, source: SourceFile, delimiter: str, quote: str = '"') -> Iterator[Record]:
+def records(
+    files: BulkFiles, source: SourceFile, delimiter: str, quote: str = '"', *, newline: str = "\n"
+) -> Iterator[Record]:
     """The file's data records (after the header), streamed, with the line each starts on, cut and split as COPY's
     CSV mode does (PostgreSQL's, which the emulator runs; Redshift's descends from it), so that each record is the
     one the warehouse loaded or rejected at that line:
@@ -165,8 +167,8 @@ def records(files: BulkFiles, source: SourceFile, delimiter: str, quote: str = '
     - a blank line is a record of one empty field (see the module's docstring);
     - a quoted section still open at the end of the file ends the record there (the warehouse rejects it).
     """
-    with files.text(source) as stream:
-        lines = _lines(stream, quote)
+    with files.text(source, newline=newline) as stream:
+        lines = _lines(stream, quote, newline)
         if next(lines, None) is None:  # the header (no quoted line breaks: read_header checked it)
             return
         number = 1
@@ -193,18 +195,19 @@ def records(files: BulkFiles, source: SourceFile, delimiter: str, quote: str = '
             yield Record(start, _fields("".join(pending), delimiter, quote) if size <= MAX_RECORD_CHARS else None)
 
 
-def _lines(stream: IO[str], quote: str) -> Iterator[tuple[str | None, int]]:
-    """The stream's lines (each to its LF) and the quotes in each. A line past :data:`MAX_RECORD_CHARS` is None: it
-    is read through a bounded piece at a time and never held whole (a file of one 150 MB line held it all, and
-    again split into fields), its quotes still counted, since they decide where the next record starts."""
+def _lines(stream: IO[str], quote: str, end: str = "\n") -> Iterator[tuple[str | None, int]]:
+    """The stream's lines (each to its ``end``, LF unless told) and the quotes in each. A line past
+    :data:`MAX_RECORD_CHARS` is None: it is read through a bounded piece at a time and never held whole (a file of one
+    150 MB line held it all, and again split into fields), its quotes still counted, since they decide where the next
+    record starts."""
     while line := stream.readline(MAX_RECORD_CHARS + 1):
-        if line.endswith("\n") or len(line) <= MAX_RECORD_CHARS:
+        if line.endswith(end) or len(line) <= MAX_RECORD_CHARS:
             yield line, line.count(quote)
             continue
         quotes = line.count(quote)
         while piece := stream.readline(_PIECE_CHARS):
             quotes += piece.count(quote)
-            if piece.endswith("\n"):
+            if piece.endswith(end):
                 break
         yield None, quotes
 

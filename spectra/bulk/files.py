@@ -206,12 +206,13 @@ class BulkFiles:
             except zlib.error as exc:
                 raise FileUnreadable(f"{source.url} is not a valid gzip file: {exc}") from exc
 
-    def text(self, source: SourceFile) -> IO[str]:
+    def text(self, source: SourceFile, *, newline: str = "\n") -> IO[str]:
         """The file as text for the csv module: UTF-8, undecodable bytes kept (surrogateescape) so a row is written
         back exactly as it was sent, and lines ending at LF only, as COPY counts them (``stl_load_errors`` lines): a
-        CR is data, and CRLF is a line whose CR the csv module takes as part of its ending."""
+        CR is data, and CRLF is a line whose CR the csv module takes as part of its ending. ``newline="\\r"``: lines
+        end at CR, for a file that was never loaded because it has no other line ends."""
         return io.TextIOWrapper(
-            _ChunkReader(self.chunks(source)), encoding="utf-8", errors="surrogateescape", newline="\n"
+            _ChunkReader(self.chunks(source)), encoding="utf-8", errors="surrogateescape", newline=newline
         )
 
     # -- writing --------------------------------------------------------------------------------------------------

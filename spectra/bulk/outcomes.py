@@ -118,7 +118,10 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
                 io.TextIOWrapper(upload, encoding="utf-8", errors="surrogateescape", newline="", write_through=False)
             )
             writers[kind] = _RowWriter(text, delimiter=delimiter, lineterminator=terminator)
-        header = _header(ports, job)
+        # A file with CR line ends alone was never loaded (its header check failed): its rows are listed as its
+        # author sees them, one per CR-ended line, rather than as the one long line the warehouse would have read.
+        line_ends = {s.url: _line_end(bulk.files, s) if verdicts is None else "\n" for s in job.files}
+        header = _header(ports, job, line_ends)
         writers["successful"].writerow(["sf__Id", "sf__Created", *header])
         writers["failed"].writerow(["sf__Id", "sf__Error", *header])
         writers["unprocessed"].writerow(header)
@@ -126,7 +129,8 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
         key_type = job.plan.external_id_type if job.plan is not None else None
         for source in job.files:
             url = source.url
-            for batch in _batches(_readable_records(bulk.files, source, delimiter), RECORD_BATCH):
+            records_read = _readable_records(bulk.files, source, delimiter, line_ends[url])
+            for batch in _batches(records_read, RECORD_BATCH):
                 if verdicts is None:
                     for record in batch:
                         writers["unprocessed"].writerow(record.fields if record.fields is not None else [])
@@ -223,17 +227,27 @@ def _external_id(record: Record, key_index: int | None) -> str:
     return fields[key_index] if fields is not None and key_index is not None and key_index < len(fields) else ""
 
 
-def _readable_records(files, source, delimiter: str) -> Iterator[Record]:
+def _readable_records(files, source, delimiter: str, newline: str = "\n") -> Iterator[Record]:
     """The file's records; a file that cannot be read (gone, bad gzip, replaced by a newer upload) ends early: its
     job already says why, or the warning does (a file replaced after its load: the rows now there are not the ones
     the load judged)."""
     try:
-        yield from records(files, source, delimiter)
+        yield from records(files, source, delimiter, newline=newline)
     except (FileUnreadable, FileReplaced, NotFound) as exc:
         logger.warning("bulk result files stop early at %s: %s", source.url, exc)
 
 
-def _header(ports: Ports, job: BulkJob) -> list[str]:
+def _line_end(files, source: SourceFile) -> str:
+    """CR for a file whose first ``HEADER_MAX_BYTES`` hold CRs and no LF (classic Mac, some spreadsheet exports),
+    else LF."""
+    try:
+        head, _ = files.head_bytes(source, limit=HEADER_MAX_BYTES)
+    except (FileUnreadable, FileReplaced, NotFound):
+        return "\n"
+    return "\r" if b"\r" in head and b"\n" not in head else "\n"
+
+
+def _header(ports: Ports, job: BulkJob, line_ends: dict[str, str]) -> list[str]:
     """The file's own column names (as the tenant wrote them), from its first record."""
     if job.plan is not None:
         return job.plan.columns
@@ -241,8 +255,9 @@ def _header(ports: Ports, job: BulkJob) -> list[str]:
     assert bulk is not None
     if not job.files:
         return []
+    source = job.files[0]
     try:
-        with bulk.files.text(job.files[0]) as stream:  # its first line only, bounded: a header has no line breaks
+        with bulk.files.text(source, newline=line_ends.get(source.url, "\n")) as stream:  # its first line, bounded
             line = stream.readline(HEADER_MAX_BYTES)
         first = next(csv.reader([line], delimiter=job.column_delimiter.char), [])
     except (FileUnreadable, FileReplaced, NotFound, csv.Error):

@@ -160,6 +160,20 @@ def test_a_dropped_file_with_a_long_name_still_has_its_bad_rows_listed(bulk_tena
     assert [row[2] for row in bad] == ["bad@x"] and [row[2] for row in ok] == ["ann@x"]
 
 
+def test_a_file_with_cr_line_ends_lists_its_rows_as_unprocessed(bulk_tenant, warehouse):
+    """Refused for its CR line ends (invalid_header), its unprocessedrecords held an empty header and no row: the
+    file, read by LF, was one line. Its rows are now listed one per CR-ended line, as its author sees them."""
+    client = bulk_tenant()
+    job = client.dropped_job(client.drop(b'email,name,city,score\rann@x,Ann,Oslo,1\rbob@x,"Bob, Jr",Rome,2\r'))
+    assert job["state"] == "Failed" and job["error"]["code"] == "invalid_header", job
+    assert client.results(job["id"], "unprocessedrecords") == [
+        HEADER,
+        ["ann@x", "Ann", "Oslo", "1"],
+        ["bob@x", "Bob, Jr", "Rome", "2"],
+    ]
+    assert client.rows(warehouse) == []
+
+
 def test_a_table_the_tenant_may_not_write_fails_the_job_and_changes_nothing(bulk_tenant, warehouse):
     client = bulk_tenant(grant="SELECT")
     job = client.dropped_job(client.drop(csv_bytes([HEADER, GOOD])))

@@ -270,7 +270,7 @@ def test_a_line_past_the_size_limit_is_never_held_and_its_quotes_still_count(fil
         def __exit__(self, *_) -> None:
             self.stream.close()
 
-    monkeypatch.setattr(type(files), "text", lambda self, source: Watched(text(self, source)))
+    monkeypatch.setattr(type(files), "text", lambda self, source, **options: Watched(text(self, source, **options)))
     long_plain = b"2," + b"x" * 1000 + b"\n"
     long_opening = b'3,"' + b"y" * 1000 + b"\n"  # opens a quoted section that the next line closes
     data = b"id,note\n1,ok\n" + long_plain + long_opening + b'still inside",z\n4,after\n'
