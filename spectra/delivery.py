@@ -63,7 +63,7 @@ def statement_sql(settings: Settings, job: Job) -> str:
     from spectra.sql_guard import embeddable
 
     return unload_statement(
-        distinct_columns(embeddable(job.sql)),  # inside UNLOAD's quotes: no ';', a trailing comment ended
+        unloadable(distinct_columns(embeddable(job.sql))),  # inside UNLOAD's quotes: no ';', a trailing comment ended
         export_destination(settings, job),
         role=settings.bulk_iam_role,
         fmt="PARQUET" if job.format is ResultFormat.PARQUET else "CSV",
@@ -86,6 +86,19 @@ def distinct_columns(sql: str) -> str:
         return sql
     aliases = ", ".join(ident(name) for name in unique_names(names))
     return f"SELECT * FROM ({sql}) AS spectra_export ({aliases})"  # sql: embeddable (sql_guard.embeddable)
+
+
+def unloadable(sql: str) -> str:
+    """The query as UNLOAD takes it. Redshift refuses a LIMIT (or OFFSET) in the outer SELECT of an UNLOAD, so a query
+    that ends in one goes nested, ``SELECT * FROM (query) AS spectra_unload``, as its documentation advises: the
+    limit still picks the rows (with its ORDER BY), and the files hold them in the order the warehouse reads them
+    back. Bulk query jobs and ``delivery: export`` both unload."""
+    from spectra.sql_guard import parse_statement
+
+    tree = parse_statement(sql)
+    if tree is None or not any(tree.args.get(clause) for clause in ("limit", "offset", "fetch")):
+        return sql
+    return f"SELECT * FROM ({sql}) AS spectra_unload"
 
 
 def _output_names(sql: str) -> list[str] | None:

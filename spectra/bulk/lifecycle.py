@@ -28,6 +28,7 @@ from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, ow
 from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
+from spectra.delivery import unloadable
 from spectra.errors import IdentityRefused, NotFound, StatementRejected, Throttled
 from spectra.identity import identity_for
 from spectra.jobs import utcnow
@@ -155,7 +156,7 @@ def export_prefix(job: BulkJob) -> str:
 
 def _start_export(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> str:
     destination = f"s3://{ports.settings.results_bucket}/{export_prefix(job)}part_"
-    sql = unload_statement(job.query or "", destination, role=ports.settings.bulk_iam_role)
+    sql = unload_statement(unloadable(job.query or ""), destination, role=ports.settings.bulk_iam_role)
     return ports.warehouse.execute(
         sql, identity=identity, name=job.job_id, client_token=job.job_id, result_format="CSV"
     )

@@ -108,6 +108,16 @@ def test_empty_result_is_one_page_with_only_the_header(big_table):
     assert response.headers["Sforce-NumberOfRecords"] == "0"
 
 
+def test_a_query_ending_in_limit_returns_the_rows_it_picks(big_table):
+    """Redshift refuses a LIMIT in UNLOAD's outer SELECT (the emulator now does too): such a query goes nested."""
+    client, table = big_table
+    job = wait_job(client, create_query(client, f"select id, label from {table} order by id limit 3")["id"])
+    assert job["state"] == "JobComplete", job
+    response = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results")
+    header, *rows = parse_csv(response.content)
+    assert header == ["id", "label"] and sorted(rows) == [["1", "label 1"], ["2", "label 2"], ["3", "label 3"]]
+
+
 def test_a_tampered_locator_is_a_400(big_table):
     client, table = big_table
     job = wait_job(client, create_query(client, f"select id from {table}")["id"])

@@ -94,6 +94,11 @@ def _single_query(query: str) -> str:
         depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(token.token_type, 0)
         if depth < 0:
             raise RedshiftSqlError("UNLOAD query has an unbalanced ')'")
+        if depth == 0 and token.token_type in (TokenType.LIMIT, TokenType.OFFSET):
+            # Redshift's own rule (UNLOAD, usage notes): a LIMIT goes in a nested SELECT, never the outer one
+            raise RedshiftSqlError(
+                f"{token.text.upper()} clause is not supported in the outer SELECT of UNLOAD; nest it in a subquery"
+            )
     if not text:
         raise RedshiftSqlError("UNLOAD query is empty")
     return text

@@ -159,6 +159,14 @@ def test_each_file_of_a_manifest_is_read_on_its_own_and_a_backslash_dot_line_is_
     assert rejected == [[f"s3://{bucket}/marker.csv", 2], [f"s3://{bucket}/open.csv", 2]]
 
 
+def test_unload_refuses_a_limit_in_its_outer_select_as_redshift_does(redshift_data, bucket, loader):
+    """Redshift's UNLOAD usage notes: the query cannot use LIMIT in its outer SELECT; a nested one is the way."""
+    unload = "UNLOAD ('{}') TO 's3://" + bucket + "/lim/part-' IAM_ROLE 'arn:aws:iam::123456789012:role/u' CSV"
+    refused = run(redshift_data, unload.format("select 1 as a limit 1"), expect="FAILED", DbUser=loader)
+    assert "LIMIT clause is not supported in the outer SELECT of UNLOAD" in refused["Error"]
+    run(redshift_data, unload.format("select * from (select 1 as a limit 1) q"), DbUser=loader)
+
+
 def test_copy_of_a_missing_object_fails_the_statement_with_an_actionable_message(redshift_data, bucket, loader):
     table = "missing_" + uuid.uuid4().hex[:8]
     run(redshift_data, f"CREATE TABLE {table} (id int)", DbUser=loader)
