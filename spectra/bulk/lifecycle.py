@@ -262,7 +262,10 @@ def _load_counts(ports: Ports, job: BulkJob, subs: list) -> BulkCounts:
     plan = job.plan
     if plan is None:
         raise RuntimeError(f"bulk job {job.job_id} finished without a recorded plan")
-    loaded = sum(subs[copy].result_rows or 0 for copy, _ in plan.copies)
+    if plan.loaded:
+        loaded = sum(_count(ports, subs[index].statement_id) for index in plan.loaded)
+    else:  # a plan recorded before the counts were asked for
+        loaded = sum(subs[copy].result_rows or 0 for copy, _ in plan.copies)
     rejected = sum(subs[errors].result_rows or 0 for _, errors in plan.copies)
     processed = loaded + rejected
     if plan.applied_index is None:  # insert: every loaded row is in the table

@@ -144,6 +144,9 @@ class LoadPlan(BaseModel):
     columns: list[str]  # the file's columns, in file order, lower-cased
     #: per COPY: the index (in the batch) of the COPY and of the SELECT of its rejected rows
     copies: list[tuple[int, int]] = Field(default_factory=list)
+    #: per COPY: the index of its ``SELECT pg_last_copy_count()`` (empty in plans recorded before it was asked: their
+    #: COPYs' ResultRows are read instead)
+    loaded: list[int] = Field(default_factory=list)
     applied_index: int | None = None  # SELECT count(*) of the rows applied to the target (update/upsert/delete)
     updated_index: int | None = None  # upsert: SELECT count(*) of the rows that matched an existing row
     outcome_index: int | None = None  # SELECT of per-id outcomes (failed ids, and upsert's smaller created set)

@@ -7,11 +7,12 @@ insert::
 
     COPY target (file columns) FROM '<manifest>' MANIFEST ... MAXERROR n     -- once per compression
     SELECT <rejected rows> FROM stl_load_errors WHERE query = pg_last_copy_id()
+    SELECT pg_last_copy_count()                                                -- the rows it loaded
 
 update / upsert / delete (staging first, then one set-based change)::
 
     CREATE TEMP TABLE bulk_stage AS SELECT <file columns> FROM target WHERE 1 = 0
-    COPY bulk_stage ... / SELECT <rejected rows> ...                         -- once per compression
+    COPY bulk_stage ... / SELECT <rejected rows> ... / SELECT pg_last_copy_count()   -- once per compression
     DELETE FROM bulk_stage WHERE <id> IS NULL OR <id> is blank               -- no id: failed, "missing external id"
     CREATE TEMP TABLE bulk_failed AS SELECT <id>, 'duplicate external id' ... HAVING count(*) > 1
     INSERT INTO bulk_failed SELECT <id>, 'not found' ... (update and delete: ids matching no visible row)
@@ -52,6 +53,9 @@ REJECTED_ROWS = (
     "SELECT trim(filename), line_number, trim(colname), trim(err_reason) FROM stl_load_errors"
     " WHERE query = pg_last_copy_id() ORDER BY 1, 2"
 )
+#: The rows the COPY just run loaded, asked of the warehouse rather than read from its ResultRows: the Data API has
+#: answered ResultRows 0 for a COPY (aws/aws-sdk#333, #356), and Redshift's COPY reports no count in its command tag.
+LOADED_ROWS = "SELECT pg_last_copy_count()"
 
 
 def ident(name: str) -> str:
@@ -110,15 +114,19 @@ def load_statements(
     statements: list[str] = []
     copies: list[tuple[int, int]] = []
 
+    loaded: list[int] = []
+
     def copies_into(table: str) -> None:
         for manifest in manifests:
             statements.append(copy_statement(table, columns, manifest, job, role=role, max_errors=max_errors))
             statements.append(REJECTED_ROWS)
             copies.append((len(statements) - 2, len(statements) - 1))
+            statements.append(LOADED_ROWS)
+            loaded.append(len(statements) - 1)
 
     if job.operation is BulkOperation.INSERT:
         copies_into(target)
-        return statements, LoadPlan(columns=columns, copies=copies)
+        return statements, LoadPlan(columns=columns, copies=copies, loaded=loaded)
 
     key = ident((job.external_id_field or "").lower())
     cols = ", ".join(map(ident, columns))
@@ -183,6 +191,7 @@ def load_statements(
     plan = LoadPlan(
         columns=columns,
         copies=copies,
+        loaded=loaded,
         applied_index=applied_index,
         updated_index=updated_index,
         outcome_index=len(statements) - 1,

@@ -91,7 +91,8 @@ def test_plain_and_gzip_batches_get_a_manifest_each(ports):
     job = start_bulk_job(ports, queued(ports, BulkOperation.INSERT, *batches))
     sqls = ports.warehouse.batch_sqls(job.statement_id)
     assert "plain.manifest" in sqls[0] and not sqls[0].endswith("GZIP")
-    assert "gzip.manifest" in sqls[2] and sqls[2].endswith("GZIP")
+    assert "gzip.manifest" in sqls[3] and sqls[3].endswith("GZIP")
+    assert sqls[2] == sqls[5] == "SELECT pg_last_copy_count()" and job.plan.loaded == [2, 5]
 
 
 @pytest.mark.parametrize(
@@ -335,6 +336,25 @@ def test_rejected_lines_of_a_file_named_in_multibyte_characters_are_matched_howe
     complete_bulk_statement(ports, ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: rejected}))
     assert [r[2] for r in result_rows(ports, job.job_id, "failed")[1:]] == ["x"]
     assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1"]
+
+
+def test_the_rows_a_copy_loaded_are_asked_of_the_warehouse_not_read_from_its_result_rows(ports):
+    """The Data API has answered ResultRows 0 for a COPY (aws/aws-sdk#333, #356): read from it, an insert counted
+    nothing loaded and an upsert's failures went negative. pg_last_copy_count() says what the COPY loaded."""
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    url = job.files[0].url
+    answers = {0: 0, 1: [[url, "4", "id", "Invalid digit"]], job.plan.loaded[0]: [["3"]]}
+    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
+    assert done.counts == BulkCounts(processed=4, failed=1, created=3)
+
+
+def test_a_plan_recorded_before_copy_counts_were_asked_reads_result_rows(ports):
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    job = ports.bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=job.plan.model_copy(update={"loaded": []}))
+    url = job.files[0].url
+    answers = {0: 3, 1: [[url, "4", "id", "Invalid digit"]], 2: [["0"]]}
+    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
+    assert done.counts == BulkCounts(processed=4, failed=1, created=3)
 
 
 def test_an_insert_counts_loaded_and_rejected_rows_and_lists_each_record_once(ports):

@@ -14,6 +14,7 @@ from spectra.bulk.sql import (
     COUNTS,
     CREATED,
     FAILED,
+    LOADED_ROWS,
     REJECTED_ROWS,
     STAGE,
     Manifest,
@@ -61,12 +62,13 @@ def verb(sql: str) -> str:
 
 def test_insert_copies_straight_into_the_target_once_per_compression():
     statements, plan = load(BulkOperation.INSERT, manifests=[PLAIN, GZIP])
-    assert [verb(s) for s in statements] == [f"COPY {TARGET}", "SELECT", f"COPY {TARGET}", "SELECT"]
-    assert statements[1] == statements[3] == REJECTED_ROWS
-    assert plan.copies == [(0, 1), (2, 3)]
+    assert [verb(s) for s in statements] == [f"COPY {TARGET}", "SELECT", "SELECT", f"COPY {TARGET}", "SELECT", "SELECT"]
+    assert statements[1] == statements[4] == REJECTED_ROWS
+    assert statements[2] == statements[5] == LOADED_ROWS  # what each COPY loaded, asked, not read from ResultRows
+    assert (plan.copies, plan.loaded) == ([(0, 1), (3, 4)], [2, 5])
     assert (plan.applied_index, plan.updated_index, plan.outcome_index) == (None, None, None)
     assert plan.columns == COLUMNS
-    plain, gzipped = statements[0], statements[2]
+    plain, gzipped = statements[0], statements[3]
     assert plain.startswith(f'COPY {TARGET} ("id", "name", "city") FROM \'{PLAIN.url}\' IAM_ROLE default MANIFEST')
     for option in ("FORMAT AS CSV", "DELIMITER ','", "IGNOREHEADER 1", "MAXERROR 250"):
         assert option in plain and option in gzipped
@@ -80,6 +82,7 @@ def test_update_stages_refuses_bad_ids_then_updates_every_column_but_the_key():
         f"CREATE TEMP TABLE {STAGE}",
         f"COPY {STAGE}",
         "SELECT",
+        "SELECT",  # pg_last_copy_count()
         f"DELETE FROM {STAGE}",  # rows without an id
         f"CREATE TEMP TABLE {FAILED}",  # duplicated ids
         f"INSERT INTO {FAILED}",  # ids matching no row
@@ -89,19 +92,25 @@ def test_update_stages_refuses_bad_ids_then_updates_every_column_but_the_key():
         "SELECT",
     ]
     assert statements[0] == f'CREATE TEMP TABLE {STAGE} AS SELECT "id", "name", "city" FROM {TARGET} WHERE 1 = 0'
-    assert "'not found'" in statements[5]
-    assert statements[7] == (
+    assert "'not found'" in statements[6]
+    assert statements[8] == (
         f'UPDATE {TARGET} SET "name" = s."name", "city" = s."city" FROM {STAGE} s WHERE {TARGET}."id" = s."id"'
     )
-    assert (plan.copies, plan.applied_index, plan.updated_index, plan.outcome_index) == ([(1, 2)], 8, None, 9)
+    assert (plan.copies, plan.loaded, plan.applied_index, plan.updated_index, plan.outcome_index) == (
+        [(1, 2)],
+        [3],
+        9,
+        None,
+        10,
+    )
     assert statements[plan.outcome_index] == f"SELECT id::varchar(65535), reason FROM {FAILED}"
 
 
 def test_delete_removes_the_staged_ids_and_reports_unknown_ones():
     statements, plan = load(BulkOperation.DELETE, columns=["id"])
-    assert statements[7] == f'DELETE FROM {TARGET} USING {STAGE} s WHERE {TARGET}."id" = s."id"'
-    assert "'not found'" in statements[5]
-    assert (plan.applied_index, plan.updated_index, plan.outcome_index) == (8, None, 9)
+    assert statements[8] == f'DELETE FROM {TARGET} USING {STAGE} s WHERE {TARGET}."id" = s."id"'
+    assert "'not found'" in statements[6]
+    assert (plan.applied_index, plan.updated_index, plan.outcome_index) == (9, None, 10)
 
 
 def test_upsert_merges_on_the_external_id_and_counts_what_existed():
@@ -110,7 +119,9 @@ def test_upsert_merges_on_the_external_id_and_counts_what_existed():
         f"CREATE TEMP TABLE {STAGE}",
         f"COPY {STAGE}",
         "SELECT",
+        "SELECT",
         f"COPY {STAGE}",
+        "SELECT",
         "SELECT",
         f"DELETE FROM {STAGE}",
         f"CREATE TEMP TABLE {FAILED}",
@@ -122,13 +133,19 @@ def test_upsert_merges_on_the_external_id_and_counts_what_existed():
         "SELECT",  # applied
         "SELECT",
     ]
-    assert statements[11] == f"SELECT applied - created FROM {COUNTS}"
-    assert statements[12] == f"SELECT applied FROM {COUNTS}"
-    merge = statements[10]
+    assert statements[13] == f"SELECT applied - created FROM {COUNTS}"
+    assert statements[14] == f"SELECT applied FROM {COUNTS}"
+    merge = statements[12]
     assert f'ON {TARGET}."id" = s."id"' in merge
     assert 'WHEN MATCHED THEN UPDATE SET "id" = s."id", "name" = s."name", "city" = s."city"' in merge
     assert 'WHEN NOT MATCHED THEN INSERT ("id", "name", "city") VALUES (s."id", s."name", s."city")' in merge
-    assert (plan.copies, plan.applied_index, plan.updated_index, plan.outcome_index) == ([(1, 2), (3, 4)], 12, 11, 13)
+    assert (plan.copies, plan.loaded, plan.applied_index, plan.updated_index, plan.outcome_index) == (
+        [(1, 2), (4, 5)],
+        [3, 6],
+        14,
+        13,
+        15,
+    )
     assert plan.outcome_url is None
 
 
@@ -152,7 +169,7 @@ def test_every_statement_is_one_well_formed_statement(operation):
 
 def test_the_external_id_is_matched_lower_cased_as_the_header_is():
     statements, _ = load(BulkOperation.UPDATE, external_id_field="ID")
-    assert f'{TARGET}."id" = s."id"' in statements[7]
+    assert f'{TARGET}."id" = s."id"' in statements[8]
 
 
 @pytest.mark.parametrize("delimiter", list(ColumnDelimiter))
@@ -232,9 +249,9 @@ def staged(operation: BulkOperation, stage_rows: list[tuple], target_ids: list[s
 def test_missing_duplicated_and_unknown_ids_are_refused_once_each(operation):
     rows = [("1", "a"), ("2", "b"), ("2", "c"), (None, "no id"), ("9", "new"), ("7", "x"), ("7", "y")]
     db, statements, plan = staged(operation, rows, target_ids=["1", "2", "3"])
-    run(db, statements[3])  # DELETE ... IS NULL
-    run(db, statements[4])  # duplicated ids
-    run(db, statements[5])  # ids matching no row
+    run(db, statements[4])  # DELETE ... IS NULL
+    run(db, statements[5])  # duplicated ids
+    run(db, statements[6])  # ids matching no row
     outcome = sorted(run(db, statements[plan.outcome_index]))
     # 7 is duplicated *and* unknown: listed once, as the first reason found
     assert outcome == [("2", "duplicate external id"), ("7", "duplicate external id"), ("9", "not found")]
@@ -247,7 +264,7 @@ def test_a_blank_external_id_is_missing_as_the_result_files_say(operation):
     must be refused whichever it became, by the same rule the result files apply (spectra.bulk.outcomes)."""
     ids = [None, "", "  ", "\t", "1"]
     db, statements, _ = staged(operation, [(i, "x") for i in ids], target_ids=["1"])
-    run(db, statements[3])
+    run(db, statements[4])
     left = sorted(r[0] for r in db.execute(f"SELECT id FROM {STAGE}"))
     assert left == ["\t", "1"]  # SQL's trim, like the files' rule, takes spaces only
     assert [i for i in ids if i is None or is_missing_id(i)] == [None, "", "  "]
@@ -265,11 +282,11 @@ def test_upsert_lists_the_smaller_of_the_created_and_updated_sets_as_outcomes_ex
     db, statements, plan = staged(
         BulkOperation.UPSERT, [(i, "x") for i in new_ids + old_ids] + [("d", "1"), ("d", "2")], [*old_ids, "other"]
     )
-    run(db, statements[3])
     run(db, statements[4])
+    run(db, statements[5])
     db.execute(f"DELETE FROM {STAGE} WHERE id IN (SELECT id FROM {FAILED})")  # DELETE ... USING: not SQLite
-    run(db, statements[6])  # which staged ids are new
-    run(db, statements[7])  # the counts
+    run(db, statements[7])  # which staged ids are new
+    run(db, statements[8])  # the counts
     assert run(db, statements[plan.updated_index]) == [(updated,)]
     assert run(db, statements[plan.applied_index]) == [(created + updated,)]
     outcome = run(db, statements[plan.outcome_index])

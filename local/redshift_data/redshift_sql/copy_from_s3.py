@@ -37,6 +37,7 @@ from .load_errors import (
     describe_error,
     new_copy_query_id,
     record_load_errors,
+    remember_copy_count,
     remember_last_copy,
 )
 from .s3io import Record, S3Object, copy_sources, read_chunks, skip_lines, split_records
@@ -71,6 +72,7 @@ def run_copy(command: CopyCommand, conn: psycopg.Connection, s3_client) -> Redsh
         stage = _rls_stage(conn, target)
         copy_sql = _copy_statement(command, target, into=stage)
         loaded = _load(conn, copy_sql, command, target, sources, s3_client, started, query_id)
+        remember_copy_count(conn, loaded)
         if stage is not None:
             _insert_staged(conn, stage, target)
         if analyze and loaded:

@@ -6,7 +6,7 @@ does not count) name a Redshift-only function:
 1. token-level rewrites, which keep the rest of the statement exactly as written:
    ``GETDATE()`` -> start of the current statement, seconds precision, as ``timestamp`` (Redshift's GETDATE);
    ``PG_LAST_COPY_ID()`` -> the query id of the session's last COPY (-1 when there was none), which keys its rows in
-   ``stl_load_errors``;
+   ``stl_load_errors``; ``PG_LAST_COPY_COUNT()`` -> the rows it loaded (0 when there was none);
    ``SYSDATE`` -> start of the current transaction, as ``timestamp`` (Redshift's SYSDATE);
    ``NVL(`` -> ``COALESCE(``, ``LEN(`` -> ``LENGTH(``;
 2. for functions whose arguments must be rearranged (NVL2, DECODE, DATEADD, DATEDIFF, CHARINDEX), sqlglot transpiles
@@ -23,14 +23,19 @@ from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Token, TokenType
 
-from .load_errors import LAST_COPY_SETTING
+from .load_errors import LAST_COPY_COUNT_SETTING, LAST_COPY_SETTING
 
 logger = logging.getLogger(__name__)
 
 GETDATE_SQL = "date_trunc('second', statement_timestamp())::timestamp"
 SYSDATE_SQL = "transaction_timestamp()::timestamp"
 LAST_COPY_ID_SQL = f"coalesce(nullif(current_setting('{LAST_COPY_SETTING}', true), '')::integer, -1)"
-_NO_ARGUMENT_CALLS = {"GETDATE": GETDATE_SQL, "PG_LAST_COPY_ID": LAST_COPY_ID_SQL}
+LAST_COPY_COUNT_SQL = f"coalesce(nullif(current_setting('{LAST_COPY_COUNT_SETTING}', true), '')::bigint, 0)"
+_NO_ARGUMENT_CALLS = {
+    "GETDATE": GETDATE_SQL,
+    "PG_LAST_COPY_ID": LAST_COPY_ID_SQL,
+    "PG_LAST_COPY_COUNT": LAST_COPY_COUNT_SQL,
+}
 _RENAMES = {"NVL": "COALESCE", "LEN": "LENGTH"}
 _NEEDS_TRANSPILE = {"NVL2", "DECODE", "DATEADD", "DATEDIFF", "CHARINDEX"}
 _ALL_NAMES = {*_NO_ARGUMENT_CALLS, "SYSDATE", *_RENAMES, *_NEEDS_TRANSPILE}

@@ -146,8 +146,9 @@ def redshift_error_code(sqlstate: str, reason: str, type_name: str) -> int:
     return 1216
 
 
-#: The session setting behind ``pg_last_copy_id()`` (see :mod:`.functions`).
+#: The session settings behind ``pg_last_copy_id()`` and ``pg_last_copy_count()`` (see :mod:`.functions`).
 LAST_COPY_SETTING = "redshift.last_copy_id"
+LAST_COPY_COUNT_SETTING = "redshift.last_copy_count"
 
 
 def new_copy_query_id(conn: psycopg.Connection) -> int:
@@ -166,6 +167,12 @@ def remember_last_copy(conn: psycopg.Connection, query_id: int) -> None:
     """Redshift's ``pg_last_copy_id()``: the id of the session's most recent COPY (a session-level setting, so it
     survives the statement, and is rolled back with a failed transaction)."""
     conn.execute("SELECT set_config(%s, %s, false)", (LAST_COPY_SETTING, str(query_id)))
+
+
+def remember_copy_count(conn: psycopg.Connection, rows: int) -> None:
+    """Redshift's ``pg_last_copy_count()``: the rows the session's most recent COPY loaded (session-level, rolled back
+    with a failed transaction, as ``pg_last_copy_id()``)."""
+    conn.execute("SELECT set_config(%s, %s, false)", (LAST_COPY_COUNT_SETTING, str(rows)))
 
 
 def record_load_errors(

@@ -89,6 +89,22 @@ def test_unload_then_copy_round_trip_through_the_data_api(redshift_data, s3, buc
         DbUser=loader,
     )
     assert copied["ResultRows"] == 1000
+    assert records(redshift_data, "SELECT pg_last_copy_count()", DbUser=loader) == [[0]]  # another session's COPY
+    batch = redshift_data.batch_execute_statement(
+        Sqls=[
+            f"COPY {target} FROM 's3://{bucket}/export/manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/copy' "
+            "MANIFEST CSV GZIP IGNOREHEADER 1",
+            "SELECT pg_last_copy_count()",
+        ],
+        Database=DATABASE,
+        ClusterIdentifier=CLUSTER,
+        DbUser=loader,
+    )
+    finished = wait_for_statement(redshift_data, batch["Id"], timeout=60)
+    assert finished["Status"] == "FINISHED", finished
+    counted = redshift_data.get_statement_result(Id=finished["SubStatements"][1]["Id"])["Records"]
+    assert counted == [[{"longValue": 1000}]]  # Redshift's pg_last_copy_count(): the rows the session's COPY loaded
+    # (the table holds each row twice now: the comparison below is of sets)
     difference = records(
         redshift_data,
         f"SELECT count(*) FROM ((SELECT * FROM {source} EXCEPT SELECT * FROM {target}) "
