@@ -101,6 +101,18 @@ def _call(fn, **kwargs):
         raise StatementRejected(message, details={"aws_error": code}) from exc
 
 
+def _result_page(client, **request) -> dict:
+    """One GetStatementResultV2 page. AWS answers a result past its retention with ValidationException "... has
+    expired after <epoch>." (the emulator too): :class:`NotFound`, so a caller tells it from a statement that has no
+    result set (also a ValidationException), which stays :class:`StatementRejected`."""
+    try:
+        return _call(client.get_statement_result_v2, **request)
+    except StatementRejected as exc:
+        if (exc.details or {}).get("aws_error") == "ValidationException" and "expired" in exc.message:
+            raise NotFound(exc.message, details=exc.details) from exc
+        raise
+
+
 class StatementRunner:
     def __init__(self, client, *, database: str, cluster_id: str | None = None, workgroup: str | None = None) -> None:
         if bool(cluster_id) == bool(workgroup):
@@ -272,8 +284,9 @@ class StatementRunner:
 
     def open_result(self, statement_id: str) -> CsvResult:
         """The result's first page asked for (GetStatementResultV2): its columns and row count at once, the pages
-        (that one first) as they are read. A statement without a result set is :class:`StatementRejected`."""
-        first = _call(self._client.get_statement_result_v2, Id=statement_id)
+        (that one first) as they are read. A statement without a result set is :class:`StatementRejected`; a result
+        past the Data API's 24 hours is :class:`~spectra.errors.NotFound`, as :meth:`describe` answers it."""
+        first = _result_page(self._client, Id=statement_id)
         columns = [
             Column(
                 name=meta.get("name") or meta.get("label") or f"column_{i}",
@@ -293,6 +306,6 @@ class StatementRunner:
                 token = response.get("NextToken")
                 if not token:
                     return
-                response = _call(self._client.get_statement_result_v2, Id=statement_id, NextToken=token)
+                response = _result_page(self._client, Id=statement_id, NextToken=token)
 
         return CsvResult(columns=columns, total_rows=first.get("TotalNumRows"), pages=pages())

@@ -376,12 +376,13 @@ def write_owed_results(ports: Ports, message: BulkResultsRequested) -> BulkJob |
 
 
 def give_up_results(ports: Ports, job: BulkJob, why: str) -> BulkJob | None:
-    """Stop owing the job's result files: the routes answer 410 ``results_unavailable`` with ``why`` (the job's
-    ``errorMessage``) instead of 409 for ever. The table holds what the load committed, and the job's counts are
-    the warehouse's own."""
+    """Stop owing the job's result files: the routes answer 410 ``results_unavailable`` with ``why`` (also the job's
+    ``errorMessage``, unless it failed: that keeps the failure's reason) instead of 409 for ever. The table holds
+    what the load committed, and the job's counts are the warehouse's own."""
     logger.warning("bulk job %s: result files given up: %s", job.job_id, why)
-    error = ErrorInfo(code=outcomes.RESULTS_UNAVAILABLE, message=f"the result files could not be written: {why}")
-    return bulk_ports(ports).jobs.mark_results_ready(job.job_id, job.state, error=error if job.error is None else None)
+    why = f"the result files could not be written: {why}"
+    error = ErrorInfo(code=outcomes.RESULTS_UNAVAILABLE, message=why) if job.error is None else None  # a failure's own
+    return bulk_ports(ports).jobs.mark_results_ready(job.job_id, job.state, error=error, unavailable=why)
 
 
 def publish_bulk_event(ports: Ports, job: BulkJob) -> None:

@@ -208,6 +208,8 @@ class BulkJob(BaseModel):
     export_files: list[ExportFile] = Field(default_factory=list)
     export_columns: list[str] = Field(default_factory=list)
     results_ready: bool = False
+    #: why its result files were given up (spectra.bulk.lifecycle.give_up_results): the result routes answer 410
+    results_unavailable: str | None = None
     error: ErrorInfo | None = None
     abort_requested_at: datetime | None = None
     event_published: bool = False

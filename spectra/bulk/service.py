@@ -29,7 +29,6 @@ from spectra.bulk.models import (
     new_bulk_job_id,
     split_object,
 )
-from spectra.bulk.outcomes import RESULTS_UNAVAILABLE
 from spectra.bulk.pages import Page, read_page
 from spectra.dynamo import ListPosition
 from spectra.errors import (
@@ -378,8 +377,8 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
         raise JobNotFinished(f"bulk job {job_id} is {job.state.value}; results exist once it has ended")
     if not job.results_ready:
         raise JobNotFinished(f"bulk job {job_id} ended; its result files are being written", retry_after=2)
-    if job.error is not None and job.error.code == RESULTS_UNAVAILABLE:
-        raise ResultsUnavailable(f"bulk job {job_id} has no result files: {job.error.message}")
+    if job.results_unavailable:
+        raise ResultsUnavailable(f"bulk job {job_id} has no result files: {job.results_unavailable}")
     files = bulk_ports(ports).files
     key = results_key(job, RESULT_KINDS[kind])
     size = files.size(key)

@@ -176,10 +176,14 @@ class BulkJobStore:
             job = self._update(job_id, frozenset({state}), dict(StateTable.NOT_PENDING))
         return job
 
-    def mark_results_ready(self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None) -> BulkJob | None:
-        """Result files are written (``error``: what they fall short of). The job leaves the pending index unless its
-        event is still owed."""
+    def mark_results_ready(
+        self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None, unavailable: str | None = None
+    ) -> BulkJob | None:
+        """Result files are written (``error``: what they fall short of), or given up (``unavailable``: why). The job
+        leaves the pending index unless its event is still owed."""
         changes: dict[str, Any] = {"results_ready": True} if error is None else {"results_ready": True, "error": error}
+        if unavailable is not None:
+            changes["results_unavailable"] = unavailable
         job = self._update(job_id, frozenset({state}), changes)
         if job is not None and job.event_published:
             job = self._update(job_id, frozenset({state}), dict(StateTable.NOT_PENDING))

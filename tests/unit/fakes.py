@@ -360,8 +360,12 @@ class FakeBulkJobStore:
             self._pending.pop(job_id, None)
         return job
 
-    def mark_results_ready(self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None) -> BulkJob | None:
+    def mark_results_ready(
+        self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None, unavailable: str | None = None
+    ) -> BulkJob | None:
         changes: dict[str, Any] = {"results_ready": True} if error is None else {"results_ready": True, "error": error}
+        if unavailable is not None:
+            changes["results_unavailable"] = unavailable
         job = self._update(job_id, frozenset({state}), changes)
         if job is not None and job.event_published:
             self._pending.pop(job_id, None)

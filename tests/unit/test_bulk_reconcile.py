@@ -221,6 +221,19 @@ def test_result_files_still_owed_20_hours_after_the_job_ended_are_given_up():
     assert ports.bulk.results_queue.messages == [] and ports.bulk.jobs.pending_since(job.job_id) is None
 
 
+def test_a_failed_jobs_result_files_given_up_answer_410_and_the_job_keeps_its_reason():
+    ports = bulk_ports(bulk_inline_results_max_bytes=1)
+    job = started(ports)
+    complete_bulk_statement(ports, ports.warehouse.fail_batch(job.statement_id, "disk full", at=0))
+    ports.bulk.results_queue.messages.clear()
+    assert sweep(ports, RESULTS_GIVEN_UP_AFTER.total_seconds() + 60).expired == 1
+    ended = job_of(ports, job)
+    assert ended.state is BulkState.FAILED and "disk full" in ended.error.message  # its own reason stands
+    with pytest.raises(ResultsUnavailable) as gone:  # not a 404 for a file never written
+        job_results(ports, Caller.of(ports.tenants.get("acme")), job.job_id, "unprocessedrecords")
+    assert "20 hours" in gone.value.message
+
+
 def test_a_load_an_executor_is_starting_is_neither_given_up_nor_queued_again():
     """An hour waiting under its tenant's cap, then an executor takes it (InProgress, its statement not recorded yet)
     while the reconciler looks: the job is left to the executor, not failed "not_started" as its load commits."""

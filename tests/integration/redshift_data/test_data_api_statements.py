@@ -158,6 +158,23 @@ def test_a_statement_past_its_retention_is_a_validation_error_saying_it_expired(
             call(Id=described["Id"])
 
 
+def test_the_runner_reads_an_expired_result_as_not_found_and_a_missing_one_as_rejected(
+    api, redshift_data, redshift_emulator
+):
+    """What the bulk results function gives up on (a load's answers past 24 hours) must be NotFound from the real
+    adapter, not only from the fake: it was StatementRejected, and the give-up waited 20 hours instead."""
+    from spectra.errors import NotFound, StatementRejected
+    from spectra.warehouse import StatementRunner
+
+    runner = StatementRunner(redshift_data, database=DATABASE, cluster_id=CLUSTER)
+    expired = api.run("SELECT 1")["Id"]
+    assert redshift_emulator.expire_statement(expired)
+    with pytest.raises(NotFound, match="expired"):
+        runner.csv_result(expired)
+    with pytest.raises(StatementRejected):  # a statement without a result set is still refused as such
+        runner.csv_result(api.run("CREATE TEMP TABLE rv_none (a int)")["Id"])
+
+
 def test_client_token_returns_the_same_statement_and_runs_it_once(api, redshift_data, name):
     api.run(f"CREATE TABLE {name} (id int)")
     token = f"token-{name}"
