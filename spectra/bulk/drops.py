@@ -14,7 +14,8 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
 * Only a drop naming no active tenant has no one to tell: it is logged and counted, and the object is tagged
   ``spectra-rejected``.
 * Every object put in the bucket is announced (a suffix filter is case-sensitive: ``DATA.CSV`` went unseen); a
-  sidecar (``<tenant>/<table>/<name>.json``) makes no job of its own, and ``.csv`` / ``.csv.gz`` match in any case.
+  sidecar (``<tenant>/<table>/<name>.json`` or ``.JSON``) and a folder marker (a key ending ``/``) make no job, and
+  ``.csv`` / ``.csv.gz`` match in any case.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ GENERATION_METADATA = "spectra-generation"
 REJECTED_TAG = "spectra-rejected"
 NO_ACTIVE_TENANT, PREVIOUS_TENANT = REJECTIONS = ("no-active-tenant", "previous-tenant")
 _SUFFIXES = (".csv.gz", ".csv")
-SIDECAR_SUFFIX = ".json"
+#: a sidecar's name: the data file's, with one of these instead of .csv / .csv.gz (looked for in this order)
+SIDECAR_SUFFIXES = (".json", ".JSON")
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
 
@@ -134,8 +136,10 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     None for a repeated event or a drop nobody owns."""
     bulk = bulk_ports(ports)
     parts = dropped.key.split("/")
-    if len(parts) == 3 and parts[-1].lower().endswith(SIDECAR_SUFFIX):
+    if len(parts) == 3 and parts[-1].endswith(SIDECAR_SUFFIXES):
         return None  # a sidecar: read when its data file comes (a sidecar elsewhere is a misplaced drop, told below)
+    if dropped.key.endswith("/"):
+        return None  # a folder marker (the S3 console's "Create folder"): not a file, nothing to load or tell
     tenant = ports.tenants.get(parts[0]) if _is_tenant_id(parts[0]) else None
     if tenant is not None:
         logs.bind(tenant_id=tenant.tenant_id)
@@ -231,17 +235,22 @@ def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> 
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
-    try:
-        sidecar = files.read_small(dropped.bucket, stem + ".json", limit=SIDECAR_MAX_BYTES)
-    except ValueError as exc:
-        raise DropRefused(f"sidecar {stem.rsplit('/', 1)[-1]}.json: {exc}") from exc
+    sidecar = None
+    for suffix in SIDECAR_SUFFIXES:  # DATA.CSV's sidecar may be DATA.JSON
+        name = f"{stem.rsplit('/', 1)[-1]}{suffix}"
+        try:
+            sidecar = files.read_small(dropped.bucket, stem + suffix, limit=SIDECAR_MAX_BYTES)
+        except ValueError as exc:
+            raise DropRefused(f"sidecar {name}: {exc}") from exc
+        if sidecar is not None:
+            break
     if sidecar is not None:
         try:
             document = json.loads(sidecar)
             if not isinstance(document, dict):
                 raise ValueError("it must be a JSON object")
         except (ValueError, RecursionError) as exc:
-            raise DropRefused(f"sidecar {stem.rsplit('/', 1)[-1]}.json is not a JSON object: {exc}") from exc
+            raise DropRefused(f"sidecar {name} is not a JSON object: {exc}") from exc
         values.update(document)
     try:
         return DropOptions.model_validate(values)

@@ -189,6 +189,23 @@ def test_a_sidecar_wins_over_metadata_field_by_field(ports):
     assert job.column_delimiter is ColumnDelimiter.TAB  # the metadata's, which the sidecar did not set
 
 
+@pytest.mark.parametrize(("data", "side"), [("DATA.CSV", "DATA.JSON"), ("Data.csv.gz", "Data.json")])
+def test_a_sidecar_in_capitals_is_read_for_its_data_file_and_makes_no_job_itself(ports, data, side):
+    """Every object is announced now: DATA.JSON was skipped as a sidecar yet never read for DATA.CSV, whose rows
+    were then inserted where the sidecar asked to delete."""
+    document = json.dumps({"operation": "delete", "externalIdFieldName": "id"}).encode()
+    assert accept_drop(ports, drop(ports, f"acme/accounts/{side}", document)) is None  # the sidecar's own event
+    job = accept_drop(ports, drop(ports, f"acme/accounts/{data}"))
+    assert (job.operation, job.external_id_field) == (BulkOperation.DELETE, "id")
+    assert jobs(ports) == [job]
+
+
+def test_a_folder_marker_makes_no_job(ports):
+    """The S3 console's "Create folder" writes an empty object named with a trailing slash."""
+    assert accept_drop(ports, drop(ports, "acme/accounts/", b"")) is None
+    assert jobs(ports) == []
+
+
 def test_metadata_that_is_not_an_option_is_ignored(ports):
     job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv", metadata={"owner": "finance"}))
     assert job.state is BulkState.UPLOAD_COMPLETE and job.operation is BulkOperation.INSERT
