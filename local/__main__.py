@@ -24,6 +24,7 @@ visibility timeouts), and the reconciler's schedule picks up the rest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -224,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         while not stopped.wait(0.5):
             pass
     finally:
-        print("stopping...", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP): the stack is stopped all the same
+            print("stopping...", file=sys.stderr, flush=True)
         if stack is not None:
             stack.stop()
             forget(state_file, aws.endpoint_url)  # unless a stack started since has written its own there

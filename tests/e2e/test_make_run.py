@@ -240,3 +240,36 @@ def readme_commands_work_as_pasted(banner: str, api: str, aws: str, key: str, tm
     shown = bash(dlq_show, ROOT)
     assert shown.returncode == 0, shown.stderr
     assert "JobsDeadLetterQueue (source JobsQueue): 0 waiting" in shown.stdout, shown.stdout
+
+
+def test_closing_the_terminal_stops_the_stack_and_forgets_its_state(tmp_path):
+    """SIGHUP (the terminal closed, an SSH session dropped) stops everything as Ctrl-C does: it killed the process
+    without stopping the embedded PostgreSQL, and then the first write to the gone terminal cut the stop short."""
+    import pty
+    import select
+
+    state_file = tmp_path / "state.json"
+    env = {**os.environ, "SPECTRA_API_PORT": "0", "SPECTRA_AWS_PORT": "0", "SPECTRA_REDSHIFT_PORT": "0"}
+    env = {k: v for k, v in env.items() if not k.startswith("AWS_ENDPOINT_URL")} | {
+        "SPECTRA_STATE_FILE": str(state_file)
+    }
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: python -m local on the pseudo-terminal, as in a developer's shell
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "local"], env)
+    seen, deadline = b"", time.monotonic() + 90
+    while b"Ctrl-C stops everything" not in seen and time.monotonic() < deadline:
+        if select.select([terminal], [], [], 1)[0]:
+            try:
+                seen += os.read(terminal, 65536)
+            except OSError:
+                break
+    assert b"Ctrl-C stops everything" in seen, seen.decode(errors="replace")[-2000:]
+    assert state_file.exists()
+    os.close(terminal)  # the terminal goes away: the session leader gets SIGHUP
+    deadline = time.monotonic() + 60
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        assert time.monotonic() < deadline, "still running a minute after the terminal closed"
+        time.sleep(0.2)
+    assert os.waitstatus_to_exitcode(ended[1]) == 0
+    assert not state_file.exists()
