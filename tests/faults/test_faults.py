@@ -88,6 +88,9 @@ def dead_letters(stack, local_aws) -> dict[str, int]:
             QueueUrl=stack.state.output(name), AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         depths[name] = int(attributes["ApproximateNumberOfMessages"])
+        if depths[name]:  # what was dead-lettered, in the failing test's captured output
+            peeked = sqs.receive_message(QueueUrl=stack.state.output(name), MaxNumberOfMessages=10, VisibilityTimeout=0)
+            print(f"dead-lettered in {name}:", [m["Body"][:1000] for m in peeked.get("Messages", [])], flush=True)
     return depths
 
 
