@@ -379,10 +379,10 @@ def give_up_results(ports: Ports, job: BulkJob, why: str) -> BulkJob | None:
     """Stop owing the job's result files: the routes answer 410 ``results_unavailable`` with ``why`` (also the job's
     ``errorMessage``, unless it failed: that keeps the failure's reason) instead of 409 for ever. The table holds
     what the load committed, and the job's counts are the warehouse's own."""
-    logger.warning("bulk job %s: result files given up: %s", job.job_id, why)
-    why = f"the result files could not be written: {why}"
-    error = ErrorInfo(code=outcomes.RESULTS_UNAVAILABLE, message=why) if job.error is None else None  # a failure's own
-    return bulk_ports(ports).jobs.mark_results_ready(job.job_id, job.state, error=error, unavailable=why)
+    reason = f"the result files could not be written: {why}"
+    logger.warning("bulk job %s: %s", job.job_id, reason)
+    error = ErrorInfo(code=outcomes.RESULTS_UNAVAILABLE, message=reason) if job.error is None else None  # keeps its own
+    return bulk_ports(ports).jobs.mark_results_ready(job.job_id, job.state, error=error, unavailable=reason)
 
 
 def publish_bulk_event(ports: Ports, job: BulkJob) -> None:
