@@ -29,6 +29,18 @@ MAX_FILTER_VALUES = 20
 #: field (a status, a format, a bulk job's ``schema.table``: at most 255 characters), so 256 is room enough.
 MAX_FILTER_VALUE_LENGTH = 256
 MAX_FILTER_BYTES = 16 * 1024  # the whole filter, as JSON
+#: An error names what it refused: the first ``MAX_NAMES_ECHOED``, each cut to ``MAX_NAME_ECHO`` characters. A 1 MiB
+#: body of bad names would otherwise come back whole in the answer and the logs.
+MAX_NAMES_ECHOED = 10
+MAX_NAME_ECHO = 100
+
+
+def _names(values: list[str]) -> list[str]:
+    """What an error echoes of the names it refuses (see :data:`MAX_NAMES_ECHOED`)."""
+    named = [v if len(v) <= MAX_NAME_ECHO else v[:MAX_NAME_ECHO] + " [...]" for v in values[:MAX_NAMES_ECHOED]]
+    if len(values) > MAX_NAMES_ECHOED:
+        named.append(f"[... {len(values) - MAX_NAMES_ECHOED} more]")
+    return named
 
 
 def notify_ports(ports: Ports) -> NotifyPorts:
@@ -42,7 +54,7 @@ def _check_events(events: list[str]) -> list[str]:
     if unknown or not events:
         raise InvalidRequest(
             "events must list one or more of the project's event types",
-            details={"unknown": unknown, "allowed": list(SUBSCRIBABLE_EVENT_TYPES)},
+            details={"unknown": _names(unknown), "allowed": list(SUBSCRIBABLE_EVENT_TYPES)},
         )
     return list(dict.fromkeys(events))
 
@@ -52,7 +64,7 @@ def _check_filter(filter_: dict[str, list[str]] | None) -> dict[str, list[str]]:
     unknown = sorted(set(filter_) - set(FILTER_FIELDS))
     if unknown:
         raise InvalidRequest(
-            "filter may test only these fields", details={"unknown": unknown, "allowed": list(FILTER_FIELDS)}
+            "filter may test only these fields", details={"unknown": _names(unknown), "allowed": list(FILTER_FIELDS)}
         )
     for field, values in filter_.items():
         if not values or len(values) > MAX_FILTER_VALUES:

@@ -620,3 +620,21 @@ def test_listing_pages_with_signed_tokens_bound_to_tenant_and_size():
     )
     with pytest.raises(InvalidToken):
         service.list_subscriptions(ports, ACME, limit=2, next_token=forged)
+
+
+def test_a_refusal_names_what_it_refused_without_echoing_the_whole_body():
+    """A 1 MiB body of bad names comes back as a short list: the first ten, each cut to 100 characters."""
+    long_name = "Job " + "x" * 500_000
+    with pytest.raises(InvalidRequest) as refused:
+        service.create_subscription(
+            ports_with_notify(), ACME, url="https://hooks.acme.example/in", events=["Job Completed", long_name]
+        )
+    assert refused.value.details["unknown"] == [long_name[:100] + " [...]"]
+    many = {f"field{i}": ["x"] for i in range(5000)}
+    with pytest.raises(InvalidRequest) as refused:
+        service.create_subscription(
+            ports_with_notify(), ACME, url="https://hooks.acme.example/in", events=["Job Completed"], filter_=many
+        )
+    unknown = refused.value.details["unknown"]
+    assert unknown[:10] == sorted(many)[:10] and unknown[10:] == ["[... 4990 more]"]
+    assert len(json.dumps(refused.value.details)) < 2000
