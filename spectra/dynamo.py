@@ -191,16 +191,26 @@ class StateTable:
         return plain(from_item(response["Attributes"]))
 
     def increment(
-        self, item_id: str, allowed: Iterable[str], counter: str, *, updated_at: datetime | None = None
+        self,
+        item_id: str,
+        allowed: Iterable[str],
+        counter: str,
+        *,
+        below: int | None = None,
+        updated_at: datetime | None = None,
     ) -> dict[str, Any] | None:
-        """Add one to ``counter`` if the item exists and its state is one of ``allowed``, in DynamoDB itself (``ADD``),
-        so that writers racing each other each count. The new item, or None when the condition failed."""
+        """Add one to ``counter`` if the item exists and its state is one of ``allowed`` (and, given ``below``, the
+        counter is under it), in DynamoDB itself (``ADD``), so that writers racing each other each count. The new item,
+        or None when the condition failed."""
         request = self.update_request(item_id, allowed, {}, updated_at=updated_at)
         if request is None:
             return None
         request["UpdateExpression"] = f"{request['UpdateExpression']} ADD #counter :one".strip()
         request["ExpressionAttributeNames"]["#counter"] = counter
         request["ExpressionAttributeValues"][":one"] = {"N": "1"}
+        if below is not None:
+            request["ConditionExpression"] += " AND (attribute_not_exists(#counter) OR #counter < :below)"
+            request["ExpressionAttributeValues"][":below"] = {"N": str(below)}
         return self.apply(request)
 
     def update_request(

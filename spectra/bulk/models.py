@@ -197,6 +197,8 @@ class BulkJob(BaseModel):
     files: list[SourceFile] = Field(default_factory=list)
     #: batches the API has stored for the job while it was Open (spectra.bulk.service.upload_batch)
     uploads: int = 0
+    #: upload URLs issued for the job while it was Open (spectra.bulk.service.upload_url), at most ``bulk_max_files``
+    upload_urls: int = 0
     created_at: datetime
     updated_at: datetime
     queued_at: datetime | None = None  # when it became UploadComplete

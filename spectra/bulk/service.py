@@ -201,17 +201,24 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
         raise InvalidRequest("the batch is empty")
     if gzip and not _is_gzip(body):
         raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
+    most = ports.settings.bulk_max_files
+    if job.uploads >= most:
+        raise _too_many("batches", job_id, most)
     bulk = bulk_ports(ports)
     stored = bulk.files.put(_upload_key(job, gzip=gzip), body)
     # Counted once stored: an UploadComplete that listed the batches before this one was stored finds the count
-    # changed and lists again (_close). Refused: the job was closed or aborted while the batch was on its way.
+    # changed and lists again (_close). Refused: the job was closed or aborted while the batch was on its way, or
+    # batches sent at once passed the limit together (this one is taken back: the job would list it).
     try:
-        counted = bulk.jobs.count_upload(job_id)
+        counted = bulk.jobs.count_upload(job_id, limit=most)
     except Exception:
         _take_back(bulk, job_id, stored)
         raise
     if counted is None:
         closed = bulk.jobs.get(job_id)
+        if closed is not None and closed.state is BulkState.OPEN:
+            _take_back(bulk, job_id, stored)
+            raise _too_many("batches", job_id, most)
         if closed is None or all(f.key != stored.key for f in closed.files):
             state = closed.state.value if closed else "gone"
             raise Conflict(
@@ -219,6 +226,15 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
                 details={"state": state},
             )
     return stored
+
+
+def _too_many(what: str, job_id: str, most: int) -> InvalidRequest:
+    """A job takes at most ``bulk_max_files`` batches, and as many upload URLs: each is a file its load lists, and
+    S3 cannot ask the job's state, so every URL issued can store a file until the bucket expires it."""
+    return InvalidRequest(
+        f"bulk job {job_id} has had its {most} {what}: send UploadComplete, and put more data in another job",
+        details={"limit": most},
+    )
 
 
 def _take_back(bulk: BulkPorts, job_id: str, stored: SourceFile) -> None:
@@ -249,8 +265,13 @@ def upload_url(ports: Ports, caller: Caller, job_id: str, *, gzip: bool) -> dict
     ask the job's state, so a file put after UploadComplete under a new URL is stored but not part of the job: it
     lies beside the job's batches, never loaded, until the results bucket expires it. Each URL writes its key once
     (``If-None-Match: *``, in ``headers``): put again after UploadComplete, a batch the job listed could be replaced
-    by one of any size, and the job pins each batch as listed (its ETag) besides."""
+    by one of any size, and the job pins each batch as listed (its ETag) besides. A job is issued at most
+    ``bulk_max_files`` URLs (as it takes at most that many batches at UploadComplete)."""
     job = _open_job(ports, caller, job_id)
+    most = ports.settings.bulk_max_files
+    if bulk_ports(ports).jobs.count_upload_url(job_id, limit=most) is None:
+        _open_job(ports, caller, job_id)  # 409 when it was closed or aborted meanwhile
+        raise _too_many("upload URLs", job_id, most)
     files = bulk_ports(ports).files
     key = _upload_key(job, gzip=gzip)
     ttl = ports.settings.upload_url_ttl_seconds

@@ -344,9 +344,17 @@ class FakeBulkJobStore:
             raise RuntimeError("the executor died before recording its statement")
         return self._update(job_id, frozenset(expected), changes)
 
-    def count_upload(self, job_id: str) -> BulkJob | None:
-        uploads = self._items.get(job_id, {}).get("uploads", 0)
-        return self._update(job_id, frozenset({BulkState.OPEN}), {"uploads": uploads + 1})
+    def count_upload(self, job_id: str, *, limit: int | None = None) -> BulkJob | None:
+        return self._count(job_id, "uploads", limit)
+
+    def count_upload_url(self, job_id: str, *, limit: int) -> BulkJob | None:
+        return self._count(job_id, "upload_urls", limit)
+
+    def _count(self, job_id: str, counter: str, limit: int | None) -> BulkJob | None:
+        count = self._items.get(job_id, {}).get(counter, 0)
+        if limit is not None and count >= limit:
+            return None
+        return self._update(job_id, frozenset({BulkState.OPEN}), {counter: count + 1})
 
     def close(self, job: BulkJob, **changes: Any) -> BulkJob | None:
         if self._items.get(job.job_id, {}).get("uploads", 0) != job.uploads:

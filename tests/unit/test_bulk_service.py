@@ -170,9 +170,9 @@ def test_a_batch_the_upload_complete_listed_before_it_was_counted_is_acknowledge
     job = new_insert(ports)
     count = type(ports.bulk.jobs).count_upload
 
-    def closed_before_counted(jobs, job_id):
+    def closed_before_counted(jobs, job_id, **limit):
         change_state(ports, caller(ports), job_id, "UploadComplete")
-        return count(jobs, job_id)
+        return count(jobs, job_id, **limit)
 
     monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", closed_before_counted)
     stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
@@ -182,7 +182,7 @@ def test_a_batch_the_upload_complete_listed_before_it_was_counted_is_acknowledge
 def test_a_batch_whose_count_fails_is_taken_back_so_a_retry_does_not_load_it_twice(ports, monkeypatch):
     job = new_insert(ports)
 
-    def failing(jobs, job_id):
+    def failing(jobs, job_id, **limit):
         raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "UpdateItem")
 
     count = type(ports.bulk.jobs).count_upload
@@ -200,7 +200,7 @@ def test_a_batch_listed_by_an_upload_complete_before_its_count_failed_stays(port
     client's retry gets 409, the job is closed)."""
     job = new_insert(ports)
 
-    def closed_then_failing(jobs, job_id):
+    def closed_then_failing(jobs, job_id, **limit):
         change_state(ports, caller(ports), job_id, "UploadComplete")
         raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "UpdateItem")
 
@@ -251,6 +251,51 @@ def test_upload_misuse_is_refused(ports):
         upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
     with pytest.raises(Conflict):
         upload_url(ports, caller(ports), job.job_id, gzip=False)
+
+
+def test_a_job_takes_a_bounded_number_of_batches_and_upload_urls():
+    """Each batch and each URL can store a file: past ``bulk_max_files`` of either, a 400 says so and stores
+    nothing, so an Open job cannot be made to hold files without end."""
+    ports = make_ports(settings=make_settings(bulk_max_files=2))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = new_insert(ports)
+    for _ in range(2):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+        upload_url(ports, caller(ports), job.job_id, gzip=False)
+    with pytest.raises(InvalidRequest, match="has had its 2 batches") as raised:
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    assert raised.value.details == {"limit": 2}
+    with pytest.raises(InvalidRequest, match="has had its 2 upload URLs"):
+        upload_url(ports, caller(ports), job.job_id, gzip=False)
+    assert len(ports.bulk.files.uploaded_batches(ports.bulk.jobs.get(job.job_id))) == 2
+    assert change_state(ports, caller(ports), job.job_id, "UploadComplete").state is BulkState.UPLOAD_COMPLETE
+    with pytest.raises(Conflict):  # a closed job is a 409 still, not the limit
+        upload_url(ports, caller(ports), job.job_id, gzip=False)
+
+
+def test_batches_sent_at_once_past_the_limit_are_taken_back(monkeypatch):
+    """Two PUTs both read the job under its limit; the count refuses the second, whose stored batch is deleted so
+    that UploadComplete does not list it."""
+    ports = make_ports(settings=make_settings(bulk_max_files=1))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = new_insert(ports)
+    put = type(ports.bulk.files).put
+    raced = []
+
+    def another_batch_lands_first(files, key, body):
+        if not raced:
+            raced.append(None)
+            raced[0] = upload_batch(ports, caller(ports), job.job_id, b"id,name\n2,Bob\n", gzip=False)
+        return put(files, key, body)
+
+    monkeypatch.setattr(type(ports.bulk.files), "put", another_batch_lands_first)
+    with pytest.raises(InvalidRequest, match="has had its 1 batches"):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    monkeypatch.undo()
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert [f.key for f in closed.files] == [raced[0].key]
 
 
 def test_upload_urls_open_one_key_under_the_job_or_the_tenants_drop_prefix(ports):
