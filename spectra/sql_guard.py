@@ -609,7 +609,11 @@ def _check_inside(tree: exp.Expression) -> None:
             raise _rejected(
                 "maintenance", "SELECT ... FOR UPDATE / FOR SHARE is not allowed: locks are not for queries"
             )
-        if isinstance(node, exp.Anonymous | exp.Func) and _function_name(node) == "set_config":
+        # and a table alias set_config: after FROM or JOIN, sqlglot reads `X set_config(...)` as a table, its alias
+        # and the alias's column list, so the refusal does not depend on the warehouse reading it as sqlglot does
+        if (isinstance(node, exp.Anonymous | exp.Func) and _function_name(node) == "set_config") or (
+            isinstance(node, exp.TableAlias) and node.name.lower() == "set_config"
+        ):
             raise _rejected("session", "set_config is not allowed: session settings are the service's")
 
 

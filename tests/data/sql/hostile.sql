@@ -385,6 +385,12 @@ SELECT id FROM sales WHERE set_config('role', 'awsuser', false) IS NOT NULL
 --- session: set_config in a subquery
 SELECT (SELECT set_config('wlm_query_slot_count', '10', false)) AS x
 
+--- session: set_config where sqlglot reads a table alias and its column list (PostgreSQL refuses the text; the guard does not depend on that)
+SELECT * FROM sales set_config('role', 'awsuser', false)
+
+--- session: set_config read as a join's table alias
+SELECT * FROM sales s JOIN sales set_config('search_path', 'owned', false) ON true
+
 --- session: set_config in a CTE
 WITH s AS (SELECT set_config('role', 'x', false) AS v) SELECT * FROM s
 
