@@ -13,6 +13,11 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
   executor, should the reconciler queue it meanwhile, fails it rather than loading it with default options.
 * Only a drop naming no active tenant has no one to tell: it is logged and counted, and the object is tagged
   ``spectra-rejected``.
+* A sidecar put *after* its file (``aws s3 sync`` uploads in parallel) came too late for the file's job. Its own
+  event looks for that job among the tenant's jobs of the last :data:`LATE_SIDECAR_WINDOW` (the newest
+  :data:`LATE_SIDECAR_JOBS`): one whose options differ from the sidecar's is failed ``late_sidecar`` if it has not
+  started (nothing loaded: put the file again), else a Failed job for the sidecar's key names it, so a file meant to
+  be upserted and inserted instead is never silent.
 * Every object put in the bucket is announced (a suffix filter is case-sensitive: ``DATA.CSV`` went unseen); a
   sidecar (``<tenant>/<table>/<name>.json`` or ``.JSON``) and a folder marker (a key ending ``/``) make no job, and
   ``.csv`` / ``.csv.gz`` match in any case.
@@ -26,6 +31,8 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -46,11 +53,13 @@ from spectra.bulk.models import (
 )
 from spectra.jobs import utcnow
 from spectra.ports import Ports
-from spectra.tenants import TENANT_ID_PATTERN
+from spectra.tenants import TENANT_ID_PATTERN, Tenant
 
 logger = logging.getLogger(__name__)
 
 SIDECAR_MAX_BYTES = 64 * 1024
+LATE_SIDECAR_WINDOW = timedelta(minutes=5)
+LATE_SIDECAR_JOBS = 100
 #: Object metadata a drop URL signs in: the generation of the tenant it was issued to (spectra/tenants.py). A file put
 #: through the URL of an earlier tenant of the same id (deleted, then created again) is not loaded for the new one.
 GENERATION_METADATA = "spectra-generation"
@@ -137,7 +146,8 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     bulk = bulk_ports(ports)
     parts = dropped.key.split("/")
     if len(parts) == 3 and parts[-1].endswith(SIDECAR_SUFFIXES):
-        return None  # a sidecar: read when its data file comes (a sidecar elsewhere is a misplaced drop, told below)
+        # a sidecar: read when its data file comes (a sidecar elsewhere is a misplaced drop, told below)
+        return _late_sidecar(ports, dropped)
     if dropped.key.endswith("/"):
         return None  # a folder marker (the S3 console's "Create folder"): not a file, nothing to load or tell
     tenant = ports.tenants.get(parts[0]) if _is_tenant_id(parts[0]) else None
@@ -173,35 +183,15 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {exc}")
         if problem is None and (refused := options_problem(options)):
             problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {refused[1]}")
-    now = utcnow()
-    job = BulkJob(
-        job_id=dropped.job_id,
-        tenant_id=tenant.tenant_id,
-        tenant_generation=tenant.generation,
-        db_user=tenant.db_user or "",
-        object=table.lower() or "-",
-        operation=options.operation,
-        external_id_field=(options.externalIdFieldName or "").lower() or None,
-        column_delimiter=options.columnDelimiter,
-        line_ending=options.lineEnding,
-        source=JobSource.S3_DROP,
-        object_key=dropped.key,
-        state=BulkState.UPLOAD_COMPLETE,
-        files=[
-            SourceFile(
-                bucket=dropped.bucket,
-                key=dropped.key,
-                size=dropped.size,
-                gzip=dropped.key.lower().endswith(".gz"),
-                etag=dropped.etag.strip('"') or None,
-            )
-        ],
-        created_at=now,
-        updated_at=now,
-        queued_at=now,
-        error=problem,  # recorded with the job: a refused drop whose failing is interrupted is never loaded
+    source = SourceFile(
+        bucket=dropped.bucket,
+        key=dropped.key,
+        size=dropped.size,
+        gzip=dropped.key.lower().endswith(".gz"),
+        etag=dropped.etag.strip('"') or None,
     )
-    job, created = bulk.jobs.create(job)
+    # the problem is recorded with the job: a refused drop whose failing is interrupted is never loaded
+    job, created = bulk.jobs.create(_drop_job(tenant, dropped, table, options, files=[source], error=problem))
     if job.error is not None and not job.state.is_terminal:  # refused: fail it (again, if failing it was cut short)
         return finish_bulk_job(ports, job, BulkState.FAILED, error=job.error, unstarted=True)
     if not created and job.state is not BulkState.UPLOAD_COMPLETE:
@@ -222,36 +212,143 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     return job
 
 
+def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
+    """A sidecar that came after its file: fail the file's job if it has not started, else report it (see the module
+    docstring). None when no recent job of its file runs with other options than it sets."""
+    tenant_id, table, _name = dropped.key.split("/")
+    tenant = ports.tenants.get(tenant_id) if _is_tenant_id(tenant_id) else None
+    if tenant is None or not tenant.active:
+        return None
+    logs.bind(tenant_id=tenant_id)
+    stem = _stem(dropped.key, SIDECAR_SUFFIXES)
+    try:
+        sidecar = _read_sidecar(ports, dropped.bucket, stem)
+        options = DropOptions.model_validate(sidecar) if sidecar is not None else None
+    except (DropRefused, ValidationError):
+        return None  # a bad sidecar fails the file that reads it, with the reason
+    if options is None:
+        return None  # replaced or deleted since
+    bulk = bulk_ports(ports)
+    since = utcnow() - LATE_SIDECAR_WINDOW
+    for job in bulk.jobs.list_for_tenant(tenant_id, limit=LATE_SIDECAR_JOBS).jobs:
+        if job.created_at < since:
+            break
+        if job.source is not JobSource.S3_DROP or _stem(job.object_key or "", _SUFFIXES) != stem:
+            continue
+        differs = _differences(job, options.model_dump(include=set(sidecar)))
+        if not differs or job.state in (BulkState.FAILED, BulkState.ABORTED):
+            continue
+        data_name, name = job.object_key.rsplit("/", 1)[-1], dropped.key.rsplit("/", 1)[-1]
+        if job.state is BulkState.UPLOAD_COMPLETE:
+            error = ErrorInfo(
+                code="late_sidecar",
+                message=f"its sidecar {name} came after it and asks for {differs}; nothing was loaded: put {data_name}"
+                " again to load it with the sidecar's options",
+            )
+            if finish_bulk_job(ports, job, BulkState.FAILED, unstarted=True, error=error) is not None:
+                logger.warning("bulk job %s failed: its sidecar %s came after its file", job.job_id, dropped.key)
+                continue
+            job = bulk.jobs.get(job.job_id) or job  # it started meanwhile: reported below
+        error = ErrorInfo(
+            code="late_sidecar",
+            message=f"{name} came after {data_name}, whose job {job.job_id} ran without it ({job.state.value}); the"
+            f" sidecar asks for {differs}. Put a sidecar before its file (aws s3 sync uploads files in parallel), or"
+            " send the options as object metadata",
+        )
+        report, _ = bulk.jobs.create(_drop_job(tenant, dropped, table, options, files=[], error=error))
+        if not report.state.is_terminal:
+            return finish_bulk_job(ports, report, BulkState.FAILED, error=report.error, unstarted=True)
+        return None
+    return None
+
+
+def _drop_job(
+    tenant: Tenant,
+    dropped: DroppedObject,
+    table: str,
+    options: DropOptions,
+    *,
+    files: list[SourceFile],
+    error: ErrorInfo | None,
+) -> BulkJob:
+    """The job a drop makes, ``UploadComplete`` (``error``: to be failed at once)."""
+    now = utcnow()
+    return BulkJob(
+        job_id=dropped.job_id,
+        tenant_id=tenant.tenant_id,
+        tenant_generation=tenant.generation,
+        db_user=tenant.db_user or "",
+        object=table.lower() or "-",
+        operation=options.operation,
+        external_id_field=(options.externalIdFieldName or "").lower() or None,
+        column_delimiter=options.columnDelimiter,
+        line_ending=options.lineEnding,
+        source=JobSource.S3_DROP,
+        object_key=dropped.key,
+        state=BulkState.UPLOAD_COMPLETE,
+        files=files,
+        created_at=now,
+        updated_at=now,
+        queued_at=now,
+        error=error,
+    )
+
+
+def _differences(job: BulkJob, wanted: dict[str, Any]) -> str:
+    """What the sidecar's fields ask for that the job does not run with, as text ("" when nothing)."""
+    running = {
+        "operation": job.operation,
+        "externalIdFieldName": job.external_id_field,
+        "columnDelimiter": job.column_delimiter,
+        "lineEnding": job.line_ending,
+    }
+    differs = []
+    for field, value in wanted.items():
+        ran = running[field]
+        if field == "externalIdFieldName":
+            value = (value or "").lower() or None
+        if value != ran:
+            shown = value.value if hasattr(value, "value") else value
+            differs.append(f"{field} {shown}")
+    return ", ".join(differs)
+
+
 def _is_tenant_id(value: str) -> bool:
     return _TENANT_ID.fullmatch(value) is not None
 
 
-def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> DropOptions:
-    """The object's metadata, overridden by a sidecar ``<name>.json`` next to it."""
+def _stem(key: str, suffixes: tuple[str, ...]) -> str | None:
+    """The key without the first of ``suffixes`` it ends with (in any case); None when it ends with none."""
+    return next((key[: -len(s)] for s in suffixes if key.lower().endswith(s.lower())), None)
+
+
+def _read_sidecar(ports: Ports, bucket: str, stem: str) -> dict[str, Any] | None:
+    """The sidecar of the data files named ``stem`` (``<stem>.json``, else ``<stem>.JSON``), or None."""
     files = bulk_ports(ports).files
-    values = metadata_options(metadata)
-    stem = dropped.key
-    for suffix in _SUFFIXES:
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    sidecar = None
     for suffix in SIDECAR_SUFFIXES:  # DATA.CSV's sidecar may be DATA.JSON
         name = f"{stem.rsplit('/', 1)[-1]}{suffix}"
         try:
-            sidecar = files.read_small(dropped.bucket, stem + suffix, limit=SIDECAR_MAX_BYTES)
+            sidecar = files.read_small(bucket, stem + suffix, limit=SIDECAR_MAX_BYTES)
         except ValueError as exc:
             raise DropRefused(f"sidecar {name}: {exc}") from exc
-        if sidecar is not None:
-            break
-    if sidecar is not None:
+        if sidecar is None:
+            continue
         try:
             document = json.loads(sidecar)
             if not isinstance(document, dict):
                 raise ValueError("it must be a JSON object")
         except (ValueError, RecursionError) as exc:
             raise DropRefused(f"sidecar {name} is not a JSON object: {exc}") from exc
-        values.update(document)
+        return document
+    return None
+
+
+def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> DropOptions:
+    """The object's metadata, overridden by a sidecar ``<name>.json`` next to it."""
+    values = metadata_options(metadata)
+    sidecar = _read_sidecar(ports, dropped.bucket, _stem(dropped.key, _SUFFIXES) or dropped.key)
+    if sidecar is not None:
+        values.update(sidecar)
     try:
         return DropOptions.model_validate(values)
     except ValidationError as exc:

@@ -422,6 +422,12 @@ def test_every_bulk_call_is_granted(recorded_calls, bulk_tenant, spectra_stack):
         "Failed",
         "Failed",
     )
+    # a sidecar put after its file's job ran: the drop function looks the job up in the tenant's listing and reports
+    late = dropped["objectKey"].removesuffix(".csv") + ".json"
+    client.s3.put_object(
+        Bucket=client.ingest_bucket, Key=late, Body=b'{"operation": "delete", "externalIdFieldName": "email"}'
+    )
+    assert client.dropped_job(late)["error"]["code"] == "late_sidecar"
     # a file deleted before its notification was handled: no object, no sidecar (reads answered 404), and a job
     # the executor fails for its missing file
     gone = f"{client.tenant_id}/{client.table}/gone.csv"
@@ -461,7 +467,13 @@ def test_every_bulk_call_is_granted(recorded_calls, bulk_tenant, spectra_stack):
         recorded_calls,
         spectra_stack,
         {
-            "S3DropFunction": {"dynamodb:PutItem", "s3:GetObject", "sqs:SendMessage", "events:PutEvents"},
+            "S3DropFunction": {
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "s3:GetObject",
+                "sqs:SendMessage",
+                "events:PutEvents",
+            },
             "ApiFunction": {"s3:PutObject", "s3:ListBucket", "s3:GetObject", "sqs:SendMessage", "dynamodb:Query"},
             "ExecutorFunction": {
                 "redshift-data:DescribeTable",

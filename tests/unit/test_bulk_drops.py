@@ -200,6 +200,56 @@ def test_a_sidecar_in_capitals_is_read_for_its_data_file_and_makes_no_job_itself
     assert jobs(ports) == [job]
 
 
+UPSERT_BY_ID = {"operation": "upsert", "externalIdFieldName": "id"}
+
+
+def test_a_sidecar_after_its_file_fails_the_files_job_before_it_starts(ports):
+    """`aws s3 sync` uploads in parallel: the file's job was made with the defaults (an insert) before its sidecar
+    (an upsert) was written. Not started yet, it fails saying why, and nothing is loaded; the file put again loads
+    with the sidecar."""
+    first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    assert first.operation is BulkOperation.INSERT
+    sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    late = DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/jan.json", size=40, etag="e1")
+    assert accept_drop(ports, late) is None
+    failed = ports.bulk.jobs.get(first.job_id)
+    assert (failed.state, failed.error.code) == (BulkState.FAILED, "late_sidecar")
+    assert "jan.json came after it and asks for operation upsert, externalIdFieldName id" in failed.error.message
+    assert "put jan.csv again" in failed.error.message
+    assert [j.job_id for j in jobs(ports)] == [first.job_id]  # no job of its own: the file's says it
+    again = DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/jan.csv", size=len(BODY), etag="e2")
+    assert accept_drop(ports, again).operation is BulkOperation.UPSERT
+
+
+def test_a_sidecar_after_its_file_started_is_reported_by_a_failed_job_of_its_own(ports):
+    first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    ports.bulk.jobs.transition(first.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE})
+    sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    late = DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/jan.json", size=40, etag="e1")
+    accept_drop(ports, late)
+    accept_drop(ports, late)  # the event again: one report
+    report = ports.bulk.jobs.get(late.job_id)
+    assert (report.state, report.error.code, report.object_key) == (BulkState.FAILED, "late_sidecar", late.key)
+    assert f"jan.json came after jan.csv, whose job {first.job_id} ran without it (InProgress)" in report.error.message
+    assert ports.bulk.jobs.get(first.job_id).state is BulkState.IN_PROGRESS  # left to finish: it started
+    assert sorted(j.job_id for j in jobs(ports)) == sorted([first.job_id, late.job_id])
+
+
+@pytest.mark.parametrize("case", ["before", "same options", "long after", "another file"])
+def test_a_sidecar_that_changes_nothing_that_ran_makes_no_report(ports, case):
+    if case == "before":  # the usual order: the file's job read it
+        sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    file = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    if case == "long after":  # a sidecar for the next drop of that name, not this one's
+        ports.bulk.jobs._items[file.job_id]["created_at"] = (utcnow() - timedelta(minutes=6)).isoformat()
+    document = {"operation": "insert"} if case == "same options" else UPSERT_BY_ID
+    name = "feb.json" if case == "another file" else "jan.json"
+    sidecar(ports, f"acme/accounts/{name}", document)
+    assert accept_drop(ports, DroppedObject(bucket=INGEST_BUCKET, key=f"acme/accounts/{name}", size=9)) is None
+    assert ports.bulk.jobs.get(file.job_id).state is BulkState.UPLOAD_COMPLETE
+    assert [j.job_id for j in jobs(ports)] == [file.job_id]
+
+
 def test_a_folder_marker_makes_no_job(ports):
     """The S3 console's "Create folder" writes an empty object named with a trailing slash."""
     assert accept_drop(ports, drop(ports, "acme/accounts/", b"")) is None
