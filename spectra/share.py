@@ -339,6 +339,8 @@ def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage,
     if full:
         high = max(high, min(MAX_QUEUE_DELAY_SECONDS, ports.settings.requeue_after_seconds - 1))
         low = max(low, high // 2)
+    high = min(high, MAX_QUEUE_DELAY_SECONDS)  # what SQS takes: tenant_wait_seconds goes up to it, and is spread
+    low = min(low, high)
     delay = random.randint(low, high)  # spread the retries, or they come back in a herd
     ports.queue.send(message, delay_seconds=delay)
     logger.info("job %s of tenant %s tries again in %d s", message.job_id, message.tenant_id, delay)

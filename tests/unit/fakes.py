@@ -756,6 +756,8 @@ class FakeQueue:
     def send(self, message: JobQueuedMessage, *, delay_seconds: int = 0) -> str:
         if self._failures:
             raise self._failures.pop(0)
+        if not 0 <= delay_seconds <= 900:  # SQS refuses it (InvalidParameterValue); moto does not check
+            raise _client_error("InvalidParameterValue", f"DelaySeconds {delay_seconds} is not 0-900", "SendMessage")
         self.messages.append(message)
         self.delays.append(delay_seconds)
         return f"msg-{len(self.messages)}"

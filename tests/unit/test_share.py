@@ -128,6 +128,18 @@ def test_a_job_that_cannot_be_put_on_the_waiting_list_tries_again_later(ports, r
     assert ports.jobs.pending_since(message.job_id) > ports.jobs.get(message.job_id).created_at
 
 
+@pytest.mark.parametrize("refusal", [True, "ProvisionedThroughputExceededException"])
+def test_a_retry_is_never_delayed_past_what_sqs_takes(refusal):
+    """``TenantWaitSeconds`` goes up to 900 and the delay spreads it by half again: SQS refuses DelaySeconds past
+    900, so unclamped, a job waiting under a long setting failed its send and, on the last delivery, the job."""
+    ports = make_ports(settings=make_settings(tenant_max_running_statements=1, tenant_wait_seconds=900))
+    execute_job(ports, queued(ports))
+    ports.slots.fail_park = refusal
+    for _ in range(40):
+        execute_job(ports, queued(ports))
+    assert len(ports.queue.delays) == 40 and max(ports.queue.delays) <= 900
+
+
 def test_within_one_batch_a_tenant_found_at_its_cap_waits_without_asking_again(ports):
     for _ in range(2):
         execute_job(ports, queued(ports))
