@@ -9,7 +9,7 @@ import io
 import secrets
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -47,6 +47,10 @@ from spectra.tenants import Caller, same_generation
 
 #: UploadComplete lists the stored batches again while batches keep arriving, then answers 429
 CLOSE_ATTEMPTS = 5
+#: An Open job takes batches until ``result_retention_days`` less this after it was created: the results bucket's
+#: lifecycle expires every object that long after it was written (rounded up to the next midnight), the job's batches
+#: included, so a job closed later would load what is left of them and account for nothing of the rest.
+OPEN_MARGIN = timedelta(hours=1)
 RESULT_KINDS = {"successfulResults": "successful", "failedResults": "failed", "unprocessedrecords": "unprocessed"}
 
 
@@ -171,7 +175,7 @@ class BulkJobListing:
 
 
 def _open_job(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
-    job = get_job(ports, caller, job_id)
+    job = _unexpired(ports, get_job(ports, caller, job_id))
     if job.state is not BulkState.OPEN:
         raise Conflict(
             f"bulk job {job_id} is {job.state.value}; data can be uploaded only while it is Open",
@@ -226,6 +230,28 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
                 details={"state": state},
             )
     return stored
+
+
+def _unexpired(ports: Ports, job: BulkJob) -> BulkJob:
+    """The job, or 409 when it stayed Open past its batches' lifetime (:data:`OPEN_MARGIN`): it is aborted then, its
+    remaining batches listed in unprocessedrecords, rather than loaded in part."""
+    days = ports.settings.result_retention_days
+    if job.state is not BulkState.OPEN or utcnow() < job.created_at + timedelta(days=days) - OPEN_MARGIN:
+        return job
+    bulk = bulk_ports(ports)
+    files = bulk.files.uploaded_batches(job)
+    reason = ErrorInfo(
+        code="open_too_long",
+        message=f"bulk job {job.job_id} was Open for {days} days less an hour: its batches expire"
+        f" {days} days after they were uploaded (ResultRetentionDays), so it is aborted rather than loaded in part;"
+        " upload them to a new job",
+    )
+    aborted = finish_bulk_job(
+        ports, job.model_copy(update={"files": files}), BulkState.ABORTED, unstarted=True, files=files, error=reason
+    )
+    if aborted is None:  # a concurrent request moved it first
+        aborted = bulk.jobs.get(job.job_id) or job
+    raise Conflict(aborted.error.message if aborted.error else reason.message, details={"state": aborted.state.value})
 
 
 def _too_many(what: str, job_id: str, most: int) -> InvalidRequest:
@@ -336,7 +362,7 @@ def change_state(ports: Ports, caller: Caller, job_id: str, state: str) -> BulkJ
 
 def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     bulk = bulk_ports(ports)
-    job = get_job(ports, caller, job_id)
+    job = _unexpired(ports, get_job(ports, caller, job_id))
     if job.state is not BulkState.OPEN:
         if job.state in (BulkState.UPLOAD_COMPLETE, BulkState.IN_PROGRESS, BulkState.JOB_COMPLETE):
             return job  # a repeated UploadComplete: queued by the first one, or by the reconciler if that failed

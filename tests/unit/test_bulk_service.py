@@ -36,6 +36,7 @@ from spectra.errors import (
     SqlRejected,
     Throttled,
 )
+from spectra.jobs import utcnow
 from spectra.tenants import Caller
 from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
 
@@ -534,3 +535,35 @@ def test_a_batch_replaced_after_upload_complete_is_never_what_the_job_reads(port
     assert start_bulk_job(ports, BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")) is None
     failed = ports.bulk.jobs.get(job.job_id)
     assert (failed.state, failed.error.code) == (BulkState.FAILED, "file_replaced")
+
+
+def _opened_ago(ports, job_id: str, age: timedelta) -> None:
+    ports.bulk.jobs._items[job_id]["created_at"] = (utcnow() - age).isoformat()
+
+
+@pytest.mark.parametrize("request_kind", ["batch", "url", "UploadComplete"])
+def test_a_job_open_past_its_batches_lifetime_is_aborted_not_loaded_in_part(ports, request_kind):
+    """The results bucket expires every object ResultRetentionDays (7) after it was written, a job's batches too: a
+    job closed after that loaded the batches still there and accounted for nothing of the others."""
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    _opened_ago(ports, job.job_id, timedelta(days=7) - timedelta(minutes=59))
+    with pytest.raises(Conflict, match="Open for 7 days less an hour") as raised:
+        if request_kind == "batch":
+            upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+        elif request_kind == "url":
+            upload_url(ports, caller(ports), job.job_id, gzip=False)
+        else:
+            change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert raised.value.details == {"state": "Aborted"}
+    aborted = get_job(ports, caller(ports), job.job_id)
+    assert (aborted.state, aborted.error.code) == (BulkState.ABORTED, "open_too_long")
+    assert job_results(ports, caller(ports), job.job_id, "unprocessedrecords").body == CSV  # what was left, listed
+    assert ports.queue.messages == []
+
+
+def test_a_job_open_for_less_than_that_still_closes(ports):
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    _opened_ago(ports, job.job_id, timedelta(days=7) - timedelta(minutes=61))
+    assert change_state(ports, caller(ports), job.job_id, "UploadComplete").state is BulkState.UPLOAD_COMPLETE
