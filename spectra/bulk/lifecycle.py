@@ -299,7 +299,7 @@ def _export_files(ports: Ports, job: BulkJob) -> tuple[list[ExportFile], list[st
 
 
 def finish_bulk_job(
-    ports: Ports, job: BulkJob, state: BulkState, *, unstarted: bool = False, **changes: Any
+    ports: Ports, job: BulkJob, state: BulkState, *, unstarted: bool = False, uploads: int | None = None, **changes: Any
 ) -> BulkJob | None:
     """Move the job from the state it was seen in to a terminal ``state``, then settle what that owes.
 
@@ -311,6 +311,8 @@ def finish_bulk_job(
     only after its write has won: it can race an ending that ran (an abort that saw the job ``UploadComplete``
     while the executor started the load and completion finished it), and its files, every record unprocessed, must
     not replace the winner's. Its result routes answer ``job_not_finished`` for that moment, as for a large job.
+    ``uploads``: only while the job has counted that many batches (an Open job ended with the batches listed then:
+    a batch counted after the listing would be acknowledged and left out).
     """
     bulk = bulk_ports(ports)
     results_ready = job.operation is BulkOperation.QUERY or not job.files
@@ -332,6 +334,7 @@ def finish_bulk_job(
         state,
         expected={job.state},
         unstarted=unstarted,
+        uploads=uploads,
         completed_at=utcnow(),
         results_ready=results_ready,
         **changes,

@@ -238,20 +238,33 @@ def _unexpired(ports: Ports, job: BulkJob) -> BulkJob:
     days = ports.settings.result_retention_days
     if job.state is not BulkState.OPEN or utcnow() < job.created_at + timedelta(days=days) - OPEN_MARGIN:
         return job
-    bulk = bulk_ports(ports)
-    files = bulk.files.uploaded_batches(job)
     reason = ErrorInfo(
         code="open_too_long",
         message=f"bulk job {job.job_id} was Open for {days} days less an hour: its batches expire"
         f" {days} days after they were uploaded (ResultRetentionDays), so it is aborted rather than loaded in part;"
         " upload them to a new job",
     )
-    aborted = finish_bulk_job(
-        ports, job.model_copy(update={"files": files}), BulkState.ABORTED, unstarted=True, files=files, error=reason
-    )
-    if aborted is None:  # a concurrent request moved it first
-        aborted = bulk.jobs.get(job.job_id) or job
-    raise Conflict(aborted.error.message if aborted.error else reason.message, details={"state": aborted.state.value})
+    ended = _abort_open(ports, job, error=reason)
+    raise Conflict(ended.error.message if ended.error else reason.message, details={"state": ended.state.value})
+
+
+def _abort_open(ports: Ports, job: BulkJob, **changes: Any) -> BulkJob:
+    """Abort an Open job with its batches listed (so unprocessedrecords holds their rows): conditional on the batch
+    count seen before the listing, as UploadComplete is, so that a batch counted meanwhile (answered 201) is listed
+    on the next try rather than left out. The job as it ends, or as it is once another request moved it."""
+    bulk = bulk_ports(ports)
+    for _ in range(CLOSE_ATTEMPTS):
+        files = bulk.files.uploaded_batches(job)
+        seen = job.model_copy(update={"files": files})
+        aborted = finish_bulk_job(
+            ports, seen, BulkState.ABORTED, unstarted=True, uploads=job.uploads, files=files, **changes
+        )
+        if aborted is not None:
+            return aborted
+        job = bulk.jobs.get(job.job_id) or job
+        if job.state is not BulkState.OPEN:
+            return job
+    raise Throttled(f"bulk job {job.job_id} is still receiving batches; abort it once they are done")
 
 
 def _too_many(what: str, job_id: str, most: int) -> InvalidRequest:
@@ -389,12 +402,9 @@ def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     job = get_job(ports, caller, job_id)
     if job.state is BulkState.OPEN:
         # its batches are listed only at UploadComplete: list them now, so unprocessedrecords holds their rows
-        files = bulk.files.uploaded_batches(job)
-        job = job.model_copy(update={"files": files})
-        aborted = finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True, files=files)
-        if aborted is not None:
-            return aborted
-        job = get_job(ports, caller, job_id)
+        job = _abort_open(ports, job)
+        if job.state is BulkState.ABORTED:
+            return job
     if job.state is BulkState.UPLOAD_COMPLETE:
         aborted = finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
         if aborted is not None:

@@ -36,6 +36,18 @@ def _job(item: dict[str, Any]) -> BulkJob:
     return BulkJob.model_validate(item)
 
 
+def _uploads_were(request: dict[str, Any], uploads: int) -> dict[str, Any]:
+    """``request`` made conditional on the job having counted ``uploads`` batches."""
+    request["ExpressionAttributeNames"]["#uploads"] = "uploads"
+    if uploads:
+        request["ConditionExpression"] += " AND #uploads = :uploads"
+        request["ExpressionAttributeValues"][":uploads"] = {"N": str(uploads)}
+    else:
+        request["ConditionExpression"] += " AND (attribute_not_exists(#uploads) OR #uploads = :zero)"
+        request["ExpressionAttributeValues"][":zero"] = {"N": "0"}
+    return request
+
+
 class BulkJobStore:
     def __init__(self, client, table_name: str) -> None:
         self._db = client
@@ -130,13 +142,26 @@ class BulkJobStore:
         *,
         expected: Iterable[BulkState] | None = None,
         unstarted: bool = False,
+        uploads: int | None = None,
         **changes: Any,
     ) -> BulkJob | None:
         """Move to ``to`` from a state that allows it (narrowed to ``expected``); None when the move is refused.
-        ``unstarted``: only while no statement is recorded. The job is (re)entered in the pending index."""
+        ``unstarted``: only while no statement is recorded. ``uploads``: only while the job has counted that many
+        batches (:meth:`count_upload`), as :meth:`close` does. The job is (re)entered in the pending index."""
         allowed = bulk_sources_of(to) if expected is None else bulk_sources_of(to) & frozenset(expected)
         changes = {**self._states.pending(job_id, utcnow()), "state": to.value, **changes}
-        return self._update(job_id, allowed, changes, unstarted=unstarted)
+        if uploads is None:
+            return self._update(job_id, allowed, changes, unstarted=unstarted)
+        request = self._states.update_request(
+            job_id,
+            [s.value for s in allowed],
+            changes,
+            absent=["statement_id"] if unstarted else (),
+            updated_at=utcnow(),
+        )
+        if request is None:
+            return None
+        return self._conditional(_uploads_were(request, uploads))
 
     def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:
         return self._update(job_id, frozenset(expected), changes)
@@ -163,14 +188,7 @@ class BulkJobStore:
             updated_at=utcnow(),
         )
         assert request is not None  # a state is allowed
-        request["ExpressionAttributeNames"]["#uploads"] = "uploads"
-        if job.uploads:
-            request["ConditionExpression"] += " AND #uploads = :uploads"
-            request["ExpressionAttributeValues"][":uploads"] = {"N": str(job.uploads)}
-        else:
-            request["ConditionExpression"] += " AND (attribute_not_exists(#uploads) OR #uploads = :zero)"
-            request["ExpressionAttributeValues"][":zero"] = {"N": "0"}
-        return self._conditional(request)
+        return self._conditional(_uploads_were(request, job.uploads))
 
     def _conditional(self, request: dict[str, Any]) -> BulkJob | None:
         item = self._states.apply(request)

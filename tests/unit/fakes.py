@@ -331,10 +331,13 @@ class FakeBulkJobStore:
         *,
         expected: Iterable[BulkState] | None = None,
         unstarted: bool = False,
+        uploads: int | None = None,
         **changes: Any,
     ) -> BulkJob | None:
         allowed = bulk_sources_of(to) if expected is None else bulk_sources_of(to) & frozenset(expected)
         if unstarted and self._items.get(job_id, {}).get("statement_id"):
+            return None
+        if uploads is not None and self._items.get(job_id, {}).get("uploads", 0) != uploads:
             return None
         return self._update(job_id, allowed, {"state": to, **changes}, pending_since=utcnow())
 

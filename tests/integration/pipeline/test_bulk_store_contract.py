@@ -173,6 +173,15 @@ def test_uploads_are_counted_only_while_the_job_is_open(store):
     assert store.count_upload("b_missing") is None
 
 
+def test_a_transition_can_be_conditional_on_the_batches_counted(store):
+    job = in_state(store, BulkState.OPEN)
+    assert store.transition(job.job_id, BulkState.ABORTED, uploads=1) is None  # none counted yet
+    store.count_upload(job.job_id)
+    assert store.transition(job.job_id, BulkState.ABORTED, uploads=0) is None
+    assert store.get(job.job_id).state is BulkState.OPEN
+    assert store.transition(job.job_id, BulkState.ABORTED, uploads=1).state is BulkState.ABORTED
+
+
 def test_counts_stop_at_their_limit(store):
     job = in_state(store, BulkState.OPEN)
     assert store.count_upload(job.job_id, limit=2).uploads == 1
