@@ -150,18 +150,7 @@ class BulkJobStore:
         batches (:meth:`count_upload`), as :meth:`close` does. The job is (re)entered in the pending index."""
         allowed = bulk_sources_of(to) if expected is None else bulk_sources_of(to) & frozenset(expected)
         changes = {**self._states.pending(job_id, utcnow()), "state": to.value, **changes}
-        if uploads is None:
-            return self._update(job_id, allowed, changes, unstarted=unstarted)
-        request = self._states.update_request(
-            job_id,
-            [s.value for s in allowed],
-            changes,
-            absent=["statement_id"] if unstarted else (),
-            updated_at=utcnow(),
-        )
-        if request is None:
-            return None
-        return self._conditional(_uploads_were(request, uploads))
+        return self._update(job_id, allowed, changes, unstarted=unstarted, uploads=uploads)
 
     def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:
         return self._update(job_id, frozenset(expected), changes)
@@ -221,13 +210,21 @@ class BulkJobStore:
         return self._states.pending_before(cutoff, limit=limit)
 
     def _update(
-        self, job_id: str, allowed: frozenset[BulkState], changes: dict[str, Any], *, unstarted: bool = False
+        self,
+        job_id: str,
+        allowed: frozenset[BulkState],
+        changes: dict[str, Any],
+        *,
+        unstarted: bool = False,
+        uploads: int | None = None,
     ) -> BulkJob | None:
-        item = self._states.update(
+        request = self._states.update_request(
             job_id,
             [state.value for state in allowed],
             changes,
             absent=["statement_id"] if unstarted else (),
             updated_at=utcnow(),
         )
-        return _job(item) if item is not None else None
+        if request is None:
+            return None
+        return self._conditional(request if uploads is None else _uploads_were(request, uploads))

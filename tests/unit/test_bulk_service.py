@@ -128,21 +128,28 @@ def test_batches_are_stored_as_sent_and_listed_on_upload_complete(ports):
     assert len(ports.queue.messages) == 1
 
 
-def test_a_batch_stored_while_upload_complete_lists_the_batches_is_loaded(ports, monkeypatch):
-    """The PATCH listed the batches, then a PUT stored and counted one more before the PATCH wrote: the PATCH's
-    write is refused and it lists again, so the acknowledged batch is part of the job."""
-    job = new_insert(ports)
-    first = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+def a_batch_arrives_after_the_listing(ports, monkeypatch, job_id: str) -> list:
+    """The next listing of the job's batches is followed at once by one more batch, stored and counted (a PUT that
+    lands between a PATCH's listing and its write); the list returned gets that batch."""
     listing = type(ports.bulk.files).uploaded_batches
     late = []
 
     def listed_then_a_batch_arrives(files, listed_job):
         found = listing(files, listed_job)
         if not late:
-            late.append(upload_batch(ports, caller(ports), job.job_id, b"id,name\n2,Bob\n", gzip=False))
+            late.append(upload_batch(ports, caller(ports), job_id, b"id,name\n2,Bob\n", gzip=False))
         return found
 
     monkeypatch.setattr(type(ports.bulk.files), "uploaded_batches", listed_then_a_batch_arrives)
+    return late
+
+
+def test_a_batch_stored_while_upload_complete_lists_the_batches_is_loaded(ports, monkeypatch):
+    """The PATCH listed the batches, then a PUT stored and counted one more before the PATCH wrote: the PATCH's
+    write is refused and it lists again, so the acknowledged batch is part of the job."""
+    job = new_insert(ports)
+    first = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    late = a_batch_arrives_after_the_listing(ports, monkeypatch, job.job_id)
     closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
     assert sorted(f.key for f in closed.files) == sorted([first.key, late[0].key])
     assert len(ports.queue.messages) == 1
@@ -154,16 +161,7 @@ def test_a_batch_stored_while_an_abort_lists_the_batches_is_listed_as_unprocesse
     batch was in no result file)."""
     job = new_insert(ports)
     upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
-    listing = type(ports.bulk.files).uploaded_batches
-    late = []
-
-    def listed_then_a_batch_arrives(files, listed_job):
-        found = listing(files, listed_job)
-        if not late:
-            late.append(upload_batch(ports, caller(ports), job.job_id, b"id,name\n2,Bob\n", gzip=False))
-        return found
-
-    monkeypatch.setattr(type(ports.bulk.files), "uploaded_batches", listed_then_a_batch_arrives)
+    late = a_batch_arrives_after_the_listing(ports, monkeypatch, job.job_id)
     aborted = change_state(ports, caller(ports), job.job_id, "Aborted")
     assert aborted.state is BulkState.ABORTED and late[0].key in [f.key for f in aborted.files]
     monkeypatch.undo()
