@@ -47,7 +47,8 @@ _ANSWERS = {
         **_ERROR,
     },
     410: {
-        "description": "The job's result files were given up (results_unavailable; its errorMessage says why)",
+        "description": "The job's result files were given up (results_unavailable; its errorMessage says why), or "
+        "expired ResultRetentionDays after they were written (gone)",
         **_ERROR,
     },
 }
@@ -322,7 +323,7 @@ def unprocessed_records(job_id: JobId):  # bytes, not validated as text
                 "Sforce-NumberOfRecords": {"description": "Records on this page", "schema": {"type": "integer"}},
             },
         },
-        **_errors(400, 404, "409-results"),
+        **_errors(400, 404, "409-results", 410),
     },
     summary="Rows of a query job",
     description="A page of CSV with its header line. `Sforce-Locator` names the next page (`null` after the "

@@ -33,6 +33,7 @@ from spectra.bulk.pages import Page, read_page
 from spectra.dynamo import ListPosition
 from spectra.errors import (
     Conflict,
+    Gone,
     InvalidRequest,
     JobNotFinished,
     NotFound,
@@ -439,8 +440,8 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
     files = bulk_ports(ports).files
     key = results_key(job, RESULT_KINDS[kind])
     size = files.size(key)
-    if size is None:
-        raise NotFound(f"bulk job {job_id} has no {kind}")
+    if size is None:  # every ended job's three files are written: these were expired by the bucket
+        raise _expired(ports, job_id)
     if size <= ports.settings.bulk_inline_download_max_bytes:
         return ResultFile(body=files.read_all(key), url=None)
     return ResultFile(
@@ -460,11 +461,25 @@ def query_results(ports: Ports, caller: Caller, job_id: str, *, locator: str | N
         raise JobNotFinished(f"bulk job {job_id} is {job.state.value}; results exist once it is JobComplete")
     settings = ports.settings
     wanted = min(max_records or settings.bulk_page_max_records, settings.bulk_page_max_records)
-    return read_page(
-        bulk_ports(ports).files,
-        ports.page_tokens,
-        job,
-        locator=locator,
-        max_records=wanted,
-        max_bytes=settings.bulk_page_max_bytes,
+    try:
+        return read_page(
+            bulk_ports(ports).files,
+            ports.page_tokens,
+            job,
+            locator=locator,
+            max_records=wanted,
+            max_bytes=settings.bulk_page_max_bytes,
+        )
+    except NotFound:  # the files the UNLOAD wrote, expired by the bucket (the message would name its bucket and key)
+        raise _expired(ports, job_id) from None
+
+
+def _expired(ports: Ports, job_id: str) -> Gone:
+    """A bulk job's files are kept ``ResultRetentionDays`` after they were written (the results bucket's lifecycle),
+    its record 30 days: in between its result routes answer 410, as a query job's results do past their expiry."""
+    days = ports.settings.result_retention_days
+    return Gone(
+        f"the result files of bulk job {job_id} are kept {days} days after they were written and have expired;"
+        " run the job again",
+        details={"retention_days": days},
     )

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from events import BulkJobQueuedMessage
 from spectra.bulk import outcomes
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
-from spectra.bulk.models import BulkOperation, BulkState
+from spectra.bulk.models import BulkOperation, BulkState, ExportFile
 from spectra.bulk.service import (
     NewJob,
     change_state,
@@ -28,6 +28,7 @@ from spectra.bulk.service import (
 )
 from spectra.errors import (
     Conflict,
+    Gone,
     InvalidRequest,
     InvalidToken,
     JobNotFinished,
@@ -587,3 +588,22 @@ def test_a_job_open_for_less_than_that_still_closes(ports):
     upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
     _opened_ago(ports, job.job_id, timedelta(days=7) - timedelta(minutes=61))
     assert change_state(ports, caller(ports), job.job_id, "UploadComplete").state is BulkState.UPLOAD_COMPLETE
+
+
+def test_result_files_the_bucket_expired_answer_410_and_name_no_bucket(ports):
+    """Records live 30 days, files ResultRetentionDays (7): in between, the routes answered 404, and a query job's
+    page named the results bucket and key."""
+    job = finished_insert(ports)
+    for kind in ("successful", "failed", "unprocessed"):
+        ports.bulk.files.client.objects.pop((RESULTS_BUCKET, f"acme/{job.job_id}/results/{kind}.csv"))
+    with pytest.raises(Gone, match="kept 7 days after they were written") as raised:
+        job_results(ports, caller(ports), job.job_id, "successfulResults")
+    assert raised.value.details == {"retention_days": 7}
+
+    query = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
+    ports.bulk.jobs.transition(query.job_id, BulkState.IN_PROGRESS)
+    part = ExportFile(key=f"acme/{query.job_id}/export/part_0000_part_00", rows=1, bytes=6)
+    ports.bulk.jobs.transition(query.job_id, BulkState.JOB_COMPLETE, export_files=[part], export_columns=["x"])
+    with pytest.raises(Gone) as raised:
+        query_results(ports, caller(ports), query.job_id, locator=None, max_records=10)
+    assert RESULTS_BUCKET not in raised.value.message and "export" not in raised.value.message
