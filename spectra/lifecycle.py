@@ -166,7 +166,14 @@ def execute_job(
         return None
     except Throttled as exc:
         if not final_attempt:
-            raise  # the job keeps its slot and its session's lease for the retry, which finds both its own
+            # The job keeps its slot and its session's lease for the retry, which finds both its own. SQS redelivers
+            # the message; the job goes to the back of the pending index so that the reconciler, counting from
+            # now, does not add messages of its own while SQS's retries (up to maxReceiveCount) are still coming.
+            try:
+                ports.jobs.mark_checked(job.job_id, job.status, utcnow())
+            except Exception:  # the message's redelivery is what matters; the reconciler only adds a copy
+                logger.warning("could not move throttled job %s back in the pending index", job.job_id, exc_info=True)
+            raise
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
         finish_job(ports, job, JobStatus.FAILED, error=error, unstarted=True, session=sessions.unused(lease))
         return None

@@ -237,5 +237,9 @@ def _check_statement(ports: Ports, job: Job, now: datetime) -> Outcome:
     change = StatementStatusChange(
         statementId=info.statement_id, statementName=job.job_id, state=state, rows=info.result_rows
     )
+    # To the back of the index first, as the bulk sweep does: a collection that outlives this run (killed at the
+    # function's timeout, no attempt counted) would otherwise keep the job first in line, and every later run would
+    # die on it before reaching the jobs behind.
+    ports.jobs.mark_checked(job.job_id, JobStatus.SUBMITTED, now)
     finished = complete_statement(ports, change, info=info)  # described already: not again
     return Outcome.COMPLETED if finished is not None and finished.status.is_terminal else Outcome.SKIPPED

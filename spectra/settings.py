@@ -93,8 +93,9 @@ class Settings(BaseSettings):
     executor_max_attempts: int = Field(default=5, gt=0)
     reconcile_after_seconds: int = Field(default=60, gt=0)
     # A job still QUEUED, or SUBMITTED without a statement, this long after it entered that state has lost its
-    # message: queue it again. Longer than the jobs queue's visibility timeout (180 s), so SQS's own retry of a
-    # throttled message comes first and the reconciler only adds a message when the original is really gone.
+    # message: queue it again. Longer than the jobs queue's visibility timeout (180 s), and counted from each
+    # throttled attempt (the executor moves the job back), so SQS's own retries of a throttled message come first and
+    # the reconciler only adds a message when the original is really gone.
     requeue_after_seconds: int = Field(default=300, gt=0)
     # A job that has not reached the warehouse this long after it was created fails instead of being queued again:
     # whatever keeps losing its message (a poison job, a DLQ nobody drains) would otherwise loop forever.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -115,6 +116,8 @@ def test_throttling_propagates_and_leaves_the_job_resumable(ports):
     stuck = ports.jobs.get(message.job_id)
     assert (stuck.status, stuck.statement_id) == (JobStatus.QUEUED, None)  # written once, after ExecuteStatement
     assert ports.events.events == []
+    # quiet from now in the reconciler's eyes: SQS's own retries come first, without copies from the reconciler
+    assert ports.jobs.pending_since(message.job_id) > stuck.created_at
 
     retried = execute_job(ports, message)  # SQS redelivers the message
     assert retried.statement_id is not None
@@ -380,7 +383,8 @@ def test_a_result_that_cannot_be_converted_fails_the_job_after_its_attempts(port
     later = utcnow() + timedelta(minutes=5)
     first_sweep = reconcile(ports, now=later)  # the reconciler tries too, and counts
     assert (first_sweep.errors, ports.jobs.get(job.job_id).result_attempts) == (1, 2)
-    second_sweep = reconcile(ports, now=later + timedelta(minutes=1))
+    assert reconcile(ports, now=later + timedelta(seconds=30)).checked == 0  # it went to the back of the index
+    second_sweep = reconcile(ports, now=later + timedelta(minutes=3))
     assert second_sweep.completed == 1
 
     failed = ports.jobs.get(job.job_id)
@@ -388,7 +392,33 @@ def test_a_result_that_cannot_be_converted_fails_the_job_after_its_attempts(port
     assert failed.error.code == "result_unconvertible"
     assert "could not be converted to json" in failed.error.message and "Expected 2 columns" in failed.error.message
     assert ports.events.types() == ["Job Failed"]
-    assert reconcile(ports, now=later + timedelta(minutes=2)).checked == 0  # nothing left for the reconciler
+    assert reconcile(ports, now=later + timedelta(minutes=6)).checked == 0  # nothing left for the reconciler
+
+
+def test_a_collection_that_outlives_the_reconciler_does_not_block_the_jobs_behind_it(ports, monkeypatch):
+    """A run killed at its function's timeout while collecting one result counts no attempt: that job used to stay
+    first in the index, so every later run died on it and nothing behind it was ever handled."""
+    from spectra.reconciliation import reconcile
+
+    class Killed(BaseException):
+        """The function's timeout: nothing after it runs."""
+
+    slow, other = running(ports), running(ports)
+    for job in (slow, other):
+        ports.warehouse.finish(job.statement_id, rows=0)  # both status events lost
+    collect = lifecycle.collect_result
+
+    def outlives_the_run(ports_, job, statement_id, info):
+        if job.job_id == slow.job_id:
+            raise Killed
+        return collect(ports_, job, statement_id, info)
+
+    monkeypatch.setattr(lifecycle, "collect_result", outlives_the_run)
+    later = utcnow() + timedelta(minutes=5)
+    for minute in range(3):
+        with contextlib.suppress(Killed):
+            reconcile(ports, now=later + timedelta(minutes=minute))
+    assert ports.jobs.get(other.job_id).status is JobStatus.COMPLETED
 
 
 def test_copies_of_a_status_event_racing_each_count_their_attempt(ports, monkeypatch):
