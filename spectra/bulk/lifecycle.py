@@ -349,11 +349,11 @@ def finish_bulk_job(
     return finished
 
 
-def settle(ports: Ports, job: BulkJob) -> None:
-    """What a terminal job still owes: its result files (asked of the results consumer), its dropped file marked as
-    processed, and its event."""
+def settle(ports: Ports, job: BulkJob, *, ask_results: bool = True) -> None:
+    """What a terminal job still owes: its result files (asked of the results consumer unless ``ask_results`` is
+    false: they were asked for a moment ago), its dropped file marked as processed, and its event."""
     bulk = bulk_ports(ports)
-    if not job.results_ready:
+    if not job.results_ready and ask_results:
         bulk.results_queue.send(BulkResultsRequested(job_id=job.job_id, tenant_id=job.tenant_id))
     if not job.event_published:
         if job.source is JobSource.S3_DROP:

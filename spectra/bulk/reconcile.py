@@ -69,9 +69,11 @@ def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime,
             # every later run reads it again, oldest first, ahead of the jobs that need it.
             bulk.jobs.mark_published(job.job_id, job.state)
             return Outcome.SKIPPED
-        # Checked before settling: the settling writes are the ones that take the job out of the index.
+        # Checked before settling: the settling writes are the ones that take the job out of the index. While its
+        # event is owed (each run tries it), its result files are asked for again only once per
+        # RESULTS_ASKED_AGAIN_AFTER since the job ended, so one writer is never joined by another.
         bulk.jobs.mark_checked(job.job_id, job.state, now)
-        settle(ports, job)
+        settle(ports, job, ask_results=_periods(now - owed_since) > _periods(quiet_since - owed_since))
         return Outcome.PUBLISHED
     if job.state is BulkState.IN_PROGRESS and job.statement_id:
         return _check_statement(ports, job, now)
@@ -96,6 +98,10 @@ def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime,
         bulk.jobs.mark_checked(job.job_id, job.state, now)
         return Outcome.REQUEUED
     return Outcome.WAITING
+
+
+def _periods(elapsed: timedelta) -> int:
+    return int(elapsed / RESULTS_ASKED_AGAIN_AFTER)
 
 
 def _check_statement(ports: Ports, job: BulkJob, now: datetime) -> Outcome:

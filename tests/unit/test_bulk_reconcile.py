@@ -185,6 +185,24 @@ def test_lost_result_files_are_asked_for_again_once_a_writer_would_have_finished
     assert ports.events.types() == ["Bulk Job Completed"]  # the event was out already: not sent twice
 
 
+def test_while_the_event_is_owed_the_result_files_are_still_asked_for_once_per_writer():
+    """PutEvents failing for a while: each run tries the event again, but asked for the result files again too, a
+    new writer every minute beside one that runs up to 900 s (found by review: 11 requests in 10 minutes)."""
+    ports = bulk_ports(bulk_inline_results_max_bytes=1)  # a large job: its files come from the results function
+    job = started(ports)
+    ports.events.fail_next(1000)
+    with pytest.raises(PublishFailed):
+        complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []}))
+    assert len(ports.bulk.results_queue.messages) == 1
+    for minute in range(1, 16):
+        sweep(ports, minute * 61)
+    assert len(ports.bulk.results_queue.messages) == 1  # the first request's writer may still be running
+    for minute in range(16, 33):
+        sweep(ports, minute * 61)
+    assert len(ports.bulk.results_queue.messages) == 3  # once per 960 s since the job ended
+    assert not job_of(ports, job).event_published
+
+
 def test_result_files_the_load_no_longer_answers_for_are_given_up_not_retried_for_ever():
     """The files are written from the load's answers (its rejected rows), which the Data API keeps 24 hours: once it
     has forgotten them every attempt failed alike, the reconciler asked again every 16 minutes for good, and the
