@@ -42,6 +42,7 @@ from spectra.jobs import Job, utcnow
 from spectra.lifecycle import complete_statement, finish_job, publish_job_event
 from spectra.ports import Ports
 from spectra.settings import Settings
+from spectra.share import WaitingLines
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +140,11 @@ def reconcile(ports: Ports, now: datetime | None = None, *, deadline: float | No
     thresholds = Thresholds.from_settings(ports.settings)
     summary = ReconcileSummary()
     page = ports.jobs.pending_before(now - thresholds.look_after, limit=thresholds.batch_max)
+    lines = WaitingLines(ports)
     sweep(
         page.jobs,
         ports.jobs.get,
-        lambda job, quiet_since: _reconcile_job(ports, job, quiet_since, now, thresholds),
+        lambda job, quiet_since: _reconcile_job(ports, job, quiet_since, now, thresholds, lines),
         summary,
         deadline=deadline,
     )
@@ -150,7 +152,7 @@ def reconcile(ports: Ports, now: datetime | None = None, *, deadline: float | No
     if ports.bulk is not None and not summary.throttled and not summary.out_of_time:
         from spectra.bulk.reconcile import reconcile_bulk  # bulk builds on this module
 
-        reconcile_bulk(ports, now, thresholds, summary, deadline=deadline)
+        reconcile_bulk(ports, now, thresholds, summary, deadline=deadline, lines=lines)
     if summary.more_pending:
         logger.warning("reconciler left overdue jobs for the next run: %s", summary.as_dict())
     return summary
@@ -194,11 +196,16 @@ def sweep(
             summary.count(outcome)
 
 
-def _reconcile_job(ports: Ports, job: Job, quiet_since: datetime, now: datetime, thresholds: Thresholds) -> Outcome:
+def _reconcile_job(
+    ports: Ports, job: Job, quiet_since: datetime, now: datetime, thresholds: Thresholds, lines: WaitingLines
+) -> Outcome:
     action = plan(job, quiet_since=quiet_since, now=now, thresholds=thresholds)
     logger.info("reconciling job %s (%s): %s", job.job_id, job.status.value, action.value)
     if action is Action.CHECK_STATEMENT:
         return _check_statement(ports, job, now)
+    if action is Action.REQUEUE and lines.waits_its_turn(job.tenant_id, job.job_id):
+        ports.jobs.mark_checked(job.job_id, job.status, now)  # in line at its tenant's cap: a release sends it
+        return Outcome.WAITING
     if action is Action.REQUEUE:
         ports.queue.send(
             JobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id)

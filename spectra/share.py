@@ -314,6 +314,33 @@ def reclaim_slots(
     return freed
 
 
+class WaitingLines:
+    """The reconciler's look at each tenant's line, read once per run (one slots item read per tenant).
+
+    A job on its tenant's waiting list while the tenant is at its cap has lost no message: the release of a slot
+    sends it. Re-queued every ``requeue_after_seconds`` anyway, each waiting job cost a refused claim, a read and a
+    park on an item that grows with the list, and a list of thousands spent every run's budget on them, ahead of
+    other tenants' lost events. Slots whose releases were lost are reclaimed first (as the executor does when it
+    finds a tenant at its cap), so that a line behind them is sent on rather than left to wait for good."""
+
+    def __init__(self, ports: Ports) -> None:
+        self._ports = ports
+        self._seen: dict[str, frozenset[str]] = {}  # tenant → the jobs waiting their turn (empty: room, or no line)
+
+    def waits_its_turn(self, tenant_id: str, job_id: str) -> bool:
+        if tenant_id not in self._seen:
+            self._seen[tenant_id] = self._look(tenant_id)
+        return job_id in self._seen[tenant_id]
+
+    def _look(self, tenant_id: str) -> frozenset[str]:
+        holders, waiting = self._ports.slots.line(tenant_id)
+        if not waiting or len(holders) < running_cap(self._ports, tenant_id):
+            return frozenset()
+        if reclaim_slots(self._ports, tenant_id, holders=holders):
+            return frozenset()  # room now: the waiting jobs' messages are sent, to take it
+        return frozenset(waiting)
+
+
 def _state(job) -> str:
     return job.status.value if job is not None else "no such job"
 

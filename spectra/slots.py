@@ -394,6 +394,12 @@ class RunningSlots:
         response = self._db.get_item(TableName=self._table, Key=self._key(tenant_id), ConsistentRead=True)
         return _holders(response.get("Item") or {})
 
+    def line(self, tenant_id: str) -> tuple[dict[str, float], dict[str, float]]:
+        """:meth:`holders` and :meth:`waiting` in one read."""
+        response = self._db.get_item(TableName=self._table, Key=self._key(tenant_id), ConsistentRead=True)
+        item = response.get("Item") or {}
+        return _holders(item), _holders(item, "waiting")
+
     def evict(self, tenant_id: str, job_id: str, *, stamp: float, session_id: str | None = None) -> bool:
         """Free the job's slot if nobody re-stamped it since ``stamp`` was read, and forget ``session_id``, the
         session it leased: whatever became of it, only the dead holder knew (a session expires on its own)."""

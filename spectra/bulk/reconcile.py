@@ -26,19 +26,27 @@ from spectra.bulk.models import BulkJob, BulkState
 from spectra.errors import NotFound
 from spectra.ports import Ports
 from spectra.reconciliation import TERMINAL_STATEMENT_STATES, Outcome, ReconcileSummary, Thresholds, sweep
+from spectra.share import WaitingLines
 
 logger = logging.getLogger(__name__)
 
 
 def reconcile_bulk(
-    ports: Ports, now: datetime, thresholds: Thresholds, summary: ReconcileSummary, *, deadline: float | None = None
+    ports: Ports,
+    now: datetime,
+    thresholds: Thresholds,
+    summary: ReconcileSummary,
+    *,
+    deadline: float | None = None,
+    lines: WaitingLines | None = None,
 ) -> None:
     bulk = bulk_ports(ports)
     page = bulk.jobs.pending_before(now - thresholds.look_after, limit=thresholds.batch_max)
+    lines = lines or WaitingLines(ports)
     sweep(
         page.jobs,
         bulk.jobs.get,
-        lambda job, quiet_since: _reconcile(ports, job, quiet_since, now, thresholds),
+        lambda job, quiet_since: _reconcile(ports, job, quiet_since, now, thresholds, lines),
         summary,
         deadline=deadline,
     )
@@ -54,7 +62,9 @@ RESULTS_ASKED_AGAIN_AFTER = timedelta(seconds=960)
 RESULTS_GIVEN_UP_AFTER = timedelta(hours=20)
 
 
-def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime, thresholds: Thresholds) -> Outcome:
+def _reconcile(
+    ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime, thresholds: Thresholds, lines: WaitingLines
+) -> Outcome:
     bulk = bulk_ports(ports)
     if job.state.is_terminal:
         owed_since = job.completed_at or job.updated_at
@@ -91,6 +101,9 @@ def _reconcile(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime,
         error = ErrorInfo(code="not_started", message=f"the job did not reach the warehouse within {waited} seconds")
         failed = finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
         return Outcome.EXPIRED if failed else Outcome.SKIPPED
+    if now - quiet_since >= thresholds.requeue_after and lines.waits_its_turn(job.tenant_id, job.job_id):
+        bulk.jobs.mark_checked(job.job_id, job.state, now)  # in line at its tenant's cap: a release sends it
+        return Outcome.WAITING
     if now - quiet_since >= thresholds.requeue_after:
         ports.queue.send(
             BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id)

@@ -838,6 +838,7 @@ class FakeRunningSlots:
         self.pools: dict[str, dict[str, PooledSession]] = {}
         self.fail_park: bool | str = False  # make park raise, as DynamoDB does for an item past its size limit
         self.writes = 0  # claims, releases and drops that reached the "table"
+        self.line_reads = 0  # reads of a tenant's whole line (the reconciler's, once per tenant and run)
 
     def acquire(self, tenant_id: str, job_id: str, *, limit: int, now: float | None = None) -> bool:
         return self.claim(tenant_id, job_id, limit=limit, now=now).taken
@@ -949,6 +950,10 @@ class FakeRunningSlots:
 
     def waiting(self, tenant_id: str) -> dict[str, float]:
         return dict(self.waiters.get(tenant_id, {}))
+
+    def line(self, tenant_id: str) -> tuple[dict[str, float], dict[str, float]]:
+        self.line_reads += 1
+        return self.holders(tenant_id), self.waiting(tenant_id)
 
     def evict(self, tenant_id: str, job_id: str, *, stamp: float, session_id: str | None = None) -> bool:
         holders = self.slots.get(tenant_id, {})

@@ -337,3 +337,18 @@ def test_the_reconciler_sweeps_bulk_jobs_after_query_jobs(ports):
     summary = reconcile(ports, now=utcnow() + timedelta(seconds=301))
     assert (summary.checked, summary.requeued) == (1, 1)
     assert ports.queue.messages == [BulkJobQueuedMessage(job_id=message.job_id, tenant_id="acme")]
+
+
+def test_a_bulk_job_waiting_its_turn_is_not_queued_again():
+    """A bulk job parked at its tenant's cap has lost no message: the release of a slot sends it."""
+    ports = bulk_ports(tenant_max_running_statements=1)
+    running = started(ports)
+    message = queued(ports)
+    assert start_bulk_job(ports, message) is None  # at the cap: it waits on the list
+    assert message.job_id in ports.slots.waiting("acme")
+    ports.queue.messages.clear()
+    assert sweep(ports, 400).waiting >= 1
+    assert ports.queue.messages == [] and message.job_id in ports.slots.waiting("acme")
+    ports.slots.release("acme", running.job_id)  # its release lost: the slot stays free, the waiter in line
+    sweep(ports, 800)
+    assert ports.queue.messages == [BulkJobQueuedMessage(job_id=message.job_id, tenant_id="acme")]

@@ -133,6 +133,13 @@ def test_release_answers_with_the_waiting_jobs_and_unpark_is_won_once(slots):
     assert slots.waiting("acme") == {}
 
 
+def test_the_line_is_the_holders_and_the_waiting_list_at_once(slots):
+    assert slots.line("acme") == ({}, {})
+    slots.acquire("acme", "j_1", limit=1, now=100.0)
+    slots.park("acme", "j_w", limit=1, now=110.0)
+    assert slots.line("acme") == ({"j_1": 100.0}, {"j_w": 110.0})
+
+
 def test_taking_a_slot_takes_the_job_off_the_waiting_list(slots):
     slots.acquire("acme", "j_1", limit=1)
     slots.park("acme", "j_w", limit=1)
