@@ -29,10 +29,11 @@ from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
 from spectra.delivery import unloadable
-from spectra.errors import IdentityRefused, NotFound, StatementRejected, Throttled
+from spectra.errors import IdentityRefused, NotFound, SpectraError, StatementRejected, Throttled
 from spectra.identity import identity_for
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
+from spectra.publisher import PublishFailed
 from spectra.unload import read_unload_manifest
 from spectra.warehouse import DatabaseIdentity
 
@@ -241,20 +242,46 @@ def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> Bulk
         message = info.error or "the statement failed without a message"
         error = ErrorInfo(code=share.failure_code(info.error), message=message)
         return finish_bulk_job(ports, job, BulkState.FAILED, error=error, statement_id=statement_id)
-    if job.operation is BulkOperation.QUERY:
-        files, columns = _export_files(ports, job)
-        counts = BulkCounts(processed=sum(f.rows for f in files))
-        return finish_bulk_job(
-            ports,
-            job,
-            BulkState.JOB_COMPLETE,
-            statement_id=statement_id,
-            counts=counts,
-            export_files=files,
-            export_columns=columns,
-        )
-    counts = _load_counts(ports, job, info.sub_statements)
-    return finish_bulk_job(ports, job, BulkState.JOB_COMPLETE, statement_id=statement_id, counts=counts)
+    try:
+        if job.operation is BulkOperation.QUERY:
+            files, columns = _export_files(ports, job)
+            counts = BulkCounts(processed=sum(f.rows for f in files))
+            return finish_bulk_job(
+                ports,
+                job,
+                BulkState.JOB_COMPLETE,
+                statement_id=statement_id,
+                counts=counts,
+                export_files=files,
+                export_columns=columns,
+            )
+        counts = _load_counts(ports, job, info.sub_statements)
+        return finish_bulk_job(ports, job, BulkState.JOB_COMPLETE, statement_id=statement_id, counts=counts)
+    except (Throttled, PublishFailed):
+        raise  # passing trouble of the Data API or the bus: nothing wrong with the outcome, tried again as it is
+    except Exception as exc:
+        return _failed_attempt(ports, job, statement_id, exc)
+
+
+def _failed_attempt(ports: Ports, job: BulkJob, statement_id: str, exc: Exception) -> BulkJob | None:
+    """Count one failed attempt at recording the statement's outcome, re-raising ``exc`` while attempts are left (the
+    status event comes back, or the reconciler calls again); then fail the job with the reason, as query jobs do
+    (``spectra.lifecycle``), rather than hold its tenant's slot until the Data API forgets the statement (24 hours)
+    and fail it ``statement_lost``. A manifest that will not read, an answer the Data API refuses, a terminal write
+    DynamoDB refuses (an export's list of parts past the item size) all count."""
+    counted = bulk_ports(ports).jobs.count_result_attempt(job.job_id)
+    if counted is None:
+        return None  # no longer InProgress: whoever moved it on owns its end
+    if counted.result_attempts < ports.settings.result_max_attempts:
+        raise exc
+    reason = exc.message if isinstance(exc, SpectraError) else f"{type(exc).__name__}: {exc}"
+    error = ErrorInfo(
+        code="completion_failed",
+        message=f"the statement finished, but its outcome could not be recorded after {counted.result_attempts}"
+        f" attempts (what a load committed stays in the table): {reason}"[:1000],
+    )
+    logger.error("bulk job %s: giving up on its outcome: %s", job.job_id, error.message)
+    return finish_bulk_job(ports, counted, BulkState.FAILED, error=error, statement_id=statement_id)
 
 
 def _load_counts(ports: Ports, job: BulkJob, subs: list) -> BulkCounts:

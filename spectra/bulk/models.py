@@ -199,6 +199,8 @@ class BulkJob(BaseModel):
     uploads: int = 0
     #: upload URLs issued for the job while it was Open (spectra.bulk.service.upload_url), at most ``bulk_max_files``
     upload_urls: int = 0
+    #: failed attempts at recording the statement's outcome (spectra.bulk.lifecycle._failed_attempt)
+    result_attempts: int = 0
     created_at: datetime
     updated_at: datetime
     queued_at: datetime | None = None  # when it became UploadComplete

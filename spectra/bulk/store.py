@@ -161,6 +161,12 @@ class BulkJobStore:
         item = self._states.increment(job_id, [BulkState.OPEN.value], "uploads", below=limit, updated_at=utcnow())
         return _job(item) if item is not None else None
 
+    def count_result_attempt(self, job_id: str) -> BulkJob | None:
+        """One more failed attempt at the outcome of the job's statement, while it is ``InProgress`` (counted in
+        DynamoDB, so racing copies of its event each count); None once it is not."""
+        item = self._states.increment(job_id, [BulkState.IN_PROGRESS.value], "result_attempts", updated_at=utcnow())
+        return _job(item) if item is not None else None
+
     def count_upload_url(self, job_id: str, *, limit: int) -> BulkJob | None:
         """One more upload URL issued for the job (``upload_urls`` + 1), while it is ``Open`` and has had fewer than
         ``limit``; None otherwise."""

@@ -353,11 +353,16 @@ class FakeBulkJobStore:
     def count_upload_url(self, job_id: str, *, limit: int) -> BulkJob | None:
         return self._count(job_id, "upload_urls", limit)
 
-    def _count(self, job_id: str, counter: str, limit: int | None) -> BulkJob | None:
+    def count_result_attempt(self, job_id: str) -> BulkJob | None:
+        return self._count(job_id, "result_attempts", None, state=BulkState.IN_PROGRESS)
+
+    def _count(
+        self, job_id: str, counter: str, limit: int | None, *, state: BulkState = BulkState.OPEN
+    ) -> BulkJob | None:
         count = self._items.get(job_id, {}).get(counter, 0)
         if limit is not None and count >= limit:
             return None
-        return self._update(job_id, frozenset({BulkState.OPEN}), {counter: count + 1})
+        return self._update(job_id, frozenset({state}), {counter: count + 1})
 
     def close(self, job: BulkJob, **changes: Any) -> BulkJob | None:
         if self._items.get(job.job_id, {}).get("uploads", 0) != job.uploads:

@@ -352,3 +352,30 @@ def test_a_bulk_job_waiting_its_turn_is_not_queued_again():
     ports.slots.release("acme", running.job_id)  # its release lost: the slot stays free, the waiter in line
     sweep(ports, 800)
     assert ports.queue.messages == [BulkJobQueuedMessage(job_id=message.job_id, tenant_id="acme")]
+
+
+def test_an_outcome_that_cannot_be_recorded_fails_the_job_after_its_attempts(ports, monkeypatch):
+    """Bulk completion counted no attempts: a terminal write DynamoDB refuses (an export whose list of parts passes
+    the item size) kept the job InProgress and its tenant's slot held for the Data API's 24 hours, retried every
+    minute, and then failed it 'statement_lost' (found by the reconciler review)."""
+    from botocore.exceptions import ClientError
+
+    job = started(ports)
+    transition = ports.bulk.jobs.transition
+
+    def too_large(job_id, to, **changes):
+        if to is BulkState.JOB_COMPLETE:
+            refusal = {"Error": {"Code": "ValidationException", "Message": "Item size too large"}}
+            raise ClientError(refusal, "UpdateItem")
+        return transition(job_id, to, **changes)
+
+    monkeypatch.setattr(ports.bulk.jobs, "transition", too_large)
+    change = ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []})
+    for _ in range(ports.settings.result_max_attempts - 1):
+        with pytest.raises(ClientError):
+            complete_bulk_statement(ports, change)  # the event's deliveries, or the reconciler
+    failed = complete_bulk_statement(ports, change)
+    assert (failed.state, failed.error.code) == (BulkState.FAILED, "completion_failed")
+    assert "could not be recorded after 3 attempts" in failed.error.message and "Item size" in failed.error.message
+    assert job.job_id not in ports.slots.holders("acme")
+    assert ports.events.types() == ["Bulk Job Failed"]

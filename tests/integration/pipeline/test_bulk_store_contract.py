@@ -182,6 +182,14 @@ def test_a_transition_can_be_conditional_on_the_batches_counted(store):
     assert store.transition(job.job_id, BulkState.ABORTED, uploads=1).state is BulkState.ABORTED
 
 
+def test_outcome_attempts_are_counted_only_while_in_progress(store):
+    job = in_state(store, BulkState.IN_PROGRESS)
+    assert store.count_result_attempt(job.job_id).result_attempts == 1
+    assert store.count_result_attempt(job.job_id).result_attempts == 2
+    store.transition(job.job_id, BulkState.FAILED)
+    assert store.count_result_attempt(job.job_id) is None
+
+
 def test_counts_stop_at_their_limit(store):
     job = in_state(store, BulkState.OPEN)
     assert store.count_upload(job.job_id, limit=2).uploads == 1
