@@ -279,8 +279,10 @@ class ApiGateway:
     def proxy_event(
         self, request: Request, route: Route, params: dict[str, str], path: str, request_id: str
     ) -> dict[str, Any]:
-        headers = _single(request.headers.items())
-        multi_headers = _multi(request.headers.items())
+        sent = request.environ.get(SENT_HEADERS)
+        items = request.headers.items() if sent is None else sent
+        headers = _single(items)
+        multi_headers = _multi(items)
         headers.setdefault("X-Forwarded-For", request.remote_addr or "127.0.0.1")
         multi_headers.setdefault("X-Forwarded-For", [headers["X-Forwarded-For"]])
         headers.setdefault("X-Forwarded-Proto", request.scheme)
@@ -400,10 +402,21 @@ class ApiGateway:
         return None
 
 
+#: The request's headers one by one, as sent (environ key): werkzeug's environ joins a repeated header's values into
+#: one with commas, where API Gateway keeps each (the last in ``headers``, all in ``multiValueHeaders``).
+SENT_HEADERS = "spectra.sent_headers"
+
+
 class _GatewayRequestHandler(WSGIRequestHandler):
     """The HTTP server's own refusals (a request line or header line past 64 KiB, more than 100 headers, a malformed
     request line), answered in the API's gateway response shape like every other answer of the gateway. A refusal
-    of the HTTP version itself (505) is the client's fault too, and is a 400 here."""
+    of the HTTP version itself (505) is the client's fault too, and is a 400 here. Headers reach the event one by one
+    (:data:`SENT_HEADERS`), named as werkzeug names them, those with an underscore left out as werkzeug leaves them."""
+
+    def make_environ(self) -> dict[str, Any]:
+        environ = super().make_environ()
+        environ[SENT_HEADERS] = [(name.title(), value) for name, value in self.headers.items() if "_" not in name]
+        return environ
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         status = code if code < 500 else 400

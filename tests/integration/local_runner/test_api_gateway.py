@@ -50,6 +50,22 @@ def test_request_becomes_a_rest_proxy_event(api):
     assert context["authorizer"]["principalId"] == "user-1"
 
 
+def test_a_repeated_header_keeps_each_value_as_api_gateway_does(api):
+    """werkzeug joined them into "a1,b2", so an Idempotency-Key sent twice was a third key locally."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(api.api_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    connection.putrequest("GET", url.path.rstrip("/") + "/items/42")
+    for name, value in [*ALLOW.items(), ("Idempotency-Key", "a1"), ("idempotency-key", "b2")]:
+        connection.putheader(name, value)
+    connection.endheaders()
+    event = json.loads(connection.getresponse().read())
+    connection.close()
+    assert event["headers"]["Idempotency-Key"] == "b2"
+    assert event["multiValueHeaders"]["Idempotency-Key"] == ["a1", "b2"]
+
+
 def test_empty_query_and_path_parameters_are_null_and_bodies_are_passed(api):
     response = requests.post(api.api_url + "/items", data='{"sql": "select 1"}', headers=ALLOW, timeout=10)
     event = response.json()
