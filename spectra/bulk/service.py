@@ -440,8 +440,8 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
     files = bulk_ports(ports).files
     key = results_key(job, RESULT_KINDS[kind])
     size = files.size(key)
-    if size is None:  # every ended job's three files are written: these were expired by the bucket
-        raise _expired(ports, job_id)
+    if size is None:
+        raise _missing(ports, job, f"bulk job {job_id} has no {kind}")
     if size <= ports.settings.bulk_inline_download_max_bytes:
         return ResultFile(body=files.read_all(key), url=None)
     return ResultFile(
@@ -470,16 +470,20 @@ def query_results(ports: Ports, caller: Caller, job_id: str, *, locator: str | N
             max_records=wanted,
             max_bytes=settings.bulk_page_max_bytes,
         )
-    except NotFound:  # the files the UNLOAD wrote, expired by the bucket (the message would name its bucket and key)
-        raise _expired(ports, job_id) from None
+    except NotFound:  # a file the UNLOAD wrote is gone (the message would name the results bucket and key)
+        raise _missing(ports, job, f"bulk job {job_id} has lost a file of its results") from None
 
 
-def _expired(ports: Ports, job_id: str) -> Gone:
-    """A bulk job's files are kept ``ResultRetentionDays`` after they were written (the results bucket's lifecycle),
-    its record 30 days: in between its result routes answer 410, as a query job's results do past their expiry."""
+def _missing(ports: Ports, job: BulkJob, message: str) -> NotFound | Gone:
+    """A result file that is not there: never written (a job whose input was replaced lists nothing), 404; or, once
+    the job ended ``ResultRetentionDays`` ago, expired by the results bucket's lifecycle (its record lives 30 days),
+    410 as a query job's results are past their expiry."""
     days = ports.settings.result_retention_days
+    ended = job.completed_at or job.updated_at
+    if utcnow() < ended + timedelta(days=days):
+        return NotFound(message)
     return Gone(
-        f"the result files of bulk job {job_id} are kept {days} days after they were written and have expired;"
+        f"the result files of bulk job {job.job_id} are kept {days} days after they were written and have expired;"
         " run the job again",
         details={"retention_days": days},
     )

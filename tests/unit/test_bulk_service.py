@@ -596,6 +596,9 @@ def test_result_files_the_bucket_expired_answer_410_and_name_no_bucket(ports):
     job = finished_insert(ports)
     for kind in ("successful", "failed", "unprocessed"):
         ports.bulk.files.client.objects.pop((RESULTS_BUCKET, f"acme/{job.job_id}/results/{kind}.csv"))
+    with pytest.raises(NotFound):  # within the retention: never written, not expired
+        job_results(ports, caller(ports), job.job_id, "successfulResults")
+    _ended_ago(ports, job.job_id, timedelta(days=7, minutes=1))
     with pytest.raises(Gone, match="kept 7 days after they were written") as raised:
         job_results(ports, caller(ports), job.job_id, "successfulResults")
     assert raised.value.details == {"retention_days": 7}
@@ -604,6 +607,12 @@ def test_result_files_the_bucket_expired_answer_410_and_name_no_bucket(ports):
     ports.bulk.jobs.transition(query.job_id, BulkState.IN_PROGRESS)
     part = ExportFile(key=f"acme/{query.job_id}/export/part_0000_part_00", rows=1, bytes=6)
     ports.bulk.jobs.transition(query.job_id, BulkState.JOB_COMPLETE, export_files=[part], export_columns=["x"])
-    with pytest.raises(Gone) as raised:
-        query_results(ports, caller(ports), query.job_id, locator=None, max_records=10)
-    assert RESULTS_BUCKET not in raised.value.message and "export" not in raised.value.message
+    for expected in (NotFound, Gone):
+        with pytest.raises(expected) as raised:
+            query_results(ports, caller(ports), query.job_id, locator=None, max_records=10)
+        assert RESULTS_BUCKET not in raised.value.message and "export" not in raised.value.message
+        _ended_ago(ports, query.job_id, timedelta(days=8))
+
+
+def _ended_ago(ports, job_id: str, age: timedelta) -> None:
+    ports.bulk.jobs._items[job_id]["completed_at"] = (utcnow() - age).isoformat()
