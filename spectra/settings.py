@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # security to INSERT or COPY, so a file that set it could load rows into another tenant's view. Empty: none.
     bulk_owner_column: str = "owner"
     # Ingest jobs with at most this many source bytes get their result files written before they end; larger ones
-    # end when their load commits and their result files follow (GET answers 409 results_not_ready meanwhile).
+    # end when their load commits and their result files follow (GET answers 409 job_not_finished meanwhile).
     bulk_inline_results_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     # CSV bodies of PUT /v1/bulk/jobs/{id}/batches; larger files go through a presigned upload URL. Not API
     # Gateway's 10 MB: the body reaches the function base64-encoded (the API's binary media types are */*) inside

@@ -99,13 +99,15 @@ class SubscriptionList(BaseModel):
 
 class CallbackView(BaseModel):
     """The callback of a query submitted with ``callback_url``: its deliveries are signed with ``secret`` (shown in
-    this answer only), and ``GET /v1/subscriptions/{subscription_id}`` shows how they went."""
+    this answer, and again to a repeat of the request with the same Idempotency-Key, never elsewhere), and
+    ``GET /v1/subscriptions/{subscription_id}`` shows how they went."""
 
     subscription_id: str = Field(
-        description="The callback's subscription id.", examples=["cb_j_9Qe3rWm0pX8sKc2bT5vYhA"]
+        description="The callback's subscription id (cbk_ and the job id).", examples=["cbk_j_9Qe3rWm0pX8sKc2bT5vYhA"]
     )
     url: str = Field(description="Where the job's end is POSTed.", examples=[_URL])
     secret: str = Field(
-        description="The signing secret (whsec_...), shown in this answer only.",
+        description="The signing secret (whsec_...), shown in this answer (and to a repeat of the request with the "
+        "same Idempotency-Key) only.",
         examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
     )

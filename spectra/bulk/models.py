@@ -195,10 +195,9 @@ class BulkJob(BaseModel):
     object_key: str | None = None  # the dropped object (S3 door)
     state: BulkState = BulkState.OPEN
     files: list[SourceFile] = Field(default_factory=list)
-    #: batches the API has stored for the job while it was Open (spectra.bulk.service.upload_batch)
+    #: batches the API has stored, and upload URLs it has issued, for the job while it was Open (at most
+    #: ``bulk_max_files``; spectra.bulk.service.upload_batch and upload_url)
     uploads: int = 0
-    #: upload URLs issued for the job while it was Open (spectra.bulk.service.upload_url), at most ``bulk_max_files``
-    upload_urls: int = 0
     #: failed attempts at recording the statement's outcome (spectra.bulk.lifecycle._failed_attempt)
     result_attempts: int = 0
     created_at: datetime

@@ -208,7 +208,7 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
         raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
     most = ports.settings.bulk_max_files
     if job.uploads >= most:
-        raise _too_many("batches", job_id, most)
+        raise _too_many(job_id, most)
     bulk = bulk_ports(ports)
     stored = bulk.files.put(_upload_key(job, gzip=gzip), body)
     # Counted once stored: an UploadComplete that listed the batches before this one was stored finds the count
@@ -223,7 +223,7 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
         closed = bulk.jobs.get(job_id)
         if closed is not None and closed.state is BulkState.OPEN:
             _take_back(bulk, job_id, stored)
-            raise _too_many("batches", job_id, most)
+            raise _too_many(job_id, most)
         if closed is None or all(f.key != stored.key for f in closed.files):
             state = closed.state.value if closed else "gone"
             raise Conflict(
@@ -268,11 +268,13 @@ def _abort_open(ports: Ports, job: BulkJob, **changes: Any) -> BulkJob:
     raise Throttled(f"bulk job {job.job_id} is still receiving batches; abort it once they are done")
 
 
-def _too_many(what: str, job_id: str, most: int) -> InvalidRequest:
-    """A job takes at most ``bulk_max_files`` batches, and as many upload URLs: each is a file its load lists, and
-    S3 cannot ask the job's state, so every URL issued can store a file until the bucket expires it."""
+def _too_many(job_id: str, most: int) -> InvalidRequest:
+    """A job takes at most ``bulk_max_files`` files, batches PUT and upload URLs issued together: each is a file its
+    load lists (S3 cannot ask the job's state, so every URL issued can store one until the bucket expires it), and
+    UploadComplete refuses more than that many."""
     return InvalidRequest(
-        f"bulk job {job_id} has had its {most} {what}: send UploadComplete, and put more data in another job",
+        f"bulk job {job_id} has had its {most} batches and upload URLs: send UploadComplete, and put more data in"
+        " another job",
         details={"limit": most},
     )
 
@@ -309,9 +311,10 @@ def upload_url(ports: Ports, caller: Caller, job_id: str, *, gzip: bool) -> dict
     ``bulk_max_files`` URLs (as it takes at most that many batches at UploadComplete)."""
     job = _open_job(ports, caller, job_id)
     most = ports.settings.bulk_max_files
-    if bulk_ports(ports).jobs.count_upload_url(job_id, limit=most) is None:
+    # counted as a batch: each URL can store one, and UploadComplete lists both kinds under the same prefix
+    if bulk_ports(ports).jobs.count_upload(job_id, limit=most) is None:
         _open_job(ports, caller, job_id)  # 409 when it was closed or aborted meanwhile
-        raise _too_many("upload URLs", job_id, most)
+        raise _too_many(job_id, most)
     files = bulk_ports(ports).files
     key = _upload_key(job, gzip=gzip)
     ttl = ports.settings.upload_url_ttl_seconds

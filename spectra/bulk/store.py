@@ -156,8 +156,8 @@ class BulkJobStore:
         return self._update(job_id, frozenset(expected), changes)
 
     def count_upload(self, job_id: str, *, limit: int | None = None) -> BulkJob | None:
-        """One more batch stored for the job (``uploads`` + 1), while it is ``Open`` (and, given ``limit``, has fewer
-        batches than that); None once it is not (or has them)."""
+        """One more batch stored, or upload URL issued, for the job (``uploads`` + 1), while it is ``Open`` (and, given
+        ``limit``, has fewer than that); None once it is not (or has them)."""
         item = self._states.increment(job_id, [BulkState.OPEN.value], "uploads", below=limit, updated_at=utcnow())
         return _job(item) if item is not None else None
 
@@ -165,12 +165,6 @@ class BulkJobStore:
         """One more failed attempt at the outcome of the job's statement, while it is ``InProgress`` (counted in
         DynamoDB, so racing copies of its event each count); None once it is not."""
         item = self._states.increment(job_id, [BulkState.IN_PROGRESS.value], "result_attempts", updated_at=utcnow())
-        return _job(item) if item is not None else None
-
-    def count_upload_url(self, job_id: str, *, limit: int) -> BulkJob | None:
-        """One more upload URL issued for the job (``upload_urls`` + 1), while it is ``Open`` and has had fewer than
-        ``limit``; None otherwise."""
-        item = self._states.increment(job_id, [BulkState.OPEN.value], "upload_urls", below=limit, updated_at=utcnow())
         return _job(item) if item is not None else None
 
     def close(self, job: BulkJob, **changes: Any) -> BulkJob | None:

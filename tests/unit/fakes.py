@@ -350,9 +350,6 @@ class FakeBulkJobStore:
     def count_upload(self, job_id: str, *, limit: int | None = None) -> BulkJob | None:
         return self._count(job_id, "uploads", limit)
 
-    def count_upload_url(self, job_id: str, *, limit: int) -> BulkJob | None:
-        return self._count(job_id, "upload_urls", limit)
-
     def count_result_attempt(self, job_id: str) -> BulkJob | None:
         return self._count(job_id, "result_attempts", None, state=BulkState.IN_PROGRESS)
 

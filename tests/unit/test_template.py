@@ -99,6 +99,14 @@ def test_the_authorizer_cache_is_a_parameter_of_at_most_60_seconds(template):
         assert authorizer["Identity"]["ReauthorizeEvery"] == {"Ref": "AuthorizerCacheSeconds"}
 
 
+def test_the_running_cap_reaches_every_function_that_reads_it(template):
+    """The executor takes slots under the cap and the reconciler judges each tenant's line by it: set for the
+    executor alone, the reconciler read the default (5) on AWS, where each function sees only its own variables and
+    the Globals (the local stack merges them all, so no local run showed it; found by review)."""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["TENANT_MAX_RUNNING_STATEMENTS"] == {"Ref": "TenantMaxRunningStatements"}
+
+
 def test_the_executor_knows_the_tenant_prefixes_iam_grants(template):
     """The prefixes the executor checks in code are the template's, the ones its IAM policy is written with."""
     variables = template["Globals"]["Function"]["Environment"]["Variables"]

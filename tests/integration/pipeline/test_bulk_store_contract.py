@@ -195,11 +195,10 @@ def test_counts_stop_at_their_limit(store):
     assert store.count_upload(job.job_id, limit=2).uploads == 1
     assert store.count_upload(job.job_id, limit=2).uploads == 2
     assert store.count_upload(job.job_id, limit=2) is None
-    assert store.count_upload_url(job.job_id, limit=1).upload_urls == 1
-    assert store.count_upload_url(job.job_id, limit=1) is None
-    assert (store.get(job.job_id).uploads, store.get(job.job_id).upload_urls) == (2, 1)
+    assert store.count_upload(job.job_id, limit=3).uploads == 3
+    assert store.get(job.job_id).uploads == 3
     store.transition(job.job_id, BulkState.UPLOAD_COMPLETE)
-    assert store.count_upload_url(job.job_id, limit=5) is None
+    assert store.count_upload(job.job_id, limit=5) is None
 
 
 def test_close_is_refused_once_an_upload_was_counted_after_the_read(store):
