@@ -13,11 +13,13 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
   executor, should the reconciler queue it meanwhile, fails it rather than loading it with default options.
 * Only a drop naming no active tenant has no one to tell: it is logged and counted, and the object is tagged
   ``spectra-rejected``.
-* A sidecar put *after* its file (``aws s3 sync`` uploads in parallel) came too late for the file's job. Its own
-  event looks for that job among the tenant's jobs of the last :data:`LATE_SIDECAR_WINDOW` (the newest
-  :data:`LATE_SIDECAR_JOBS`): one whose options differ from the sidecar's is failed ``late_sidecar`` if it has not
-  started (nothing loaded: put the file again), else a Failed job for the sidecar's key names it, so a file meant to
-  be upserted and inserted instead is never silent.
+* A sidecar put *after* its file (``aws s3 sync`` uploads in parallel) came too late for the file's job. The
+  executor reads the sidecar again before it loads (:func:`late_sidecar_error`) and fails the job ``late_sidecar``
+  if it asks for other options (nothing loaded: put the file again). The sidecar's own event looks for the job among
+  the tenant's jobs of the last :data:`LATE_SIDECAR_WINDOW` (the newest :data:`LATE_SIDECAR_JOBS`): one not started
+  is failed the same way, one started already is named by a Failed job for the sidecar's key. So a file meant to be
+  upserted and inserted instead is never silent, but for a sidecar put in the moment between the executor's read and
+  its load whose event misses the job in the (eventually consistent) tenant index.
 * Every object put in the bucket is announced (a suffix filter is case-sensitive: ``DATA.CSV`` went unseen); a
   sidecar (``<tenant>/<table>/<name>.json`` or ``.JSON``) and a folder marker (a key ending ``/``) make no job, and
   ``.csv`` / ``.csv.gz`` match in any case.
@@ -223,10 +225,10 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     stem = _stem(dropped.key, SIDECAR_SUFFIXES)
     try:
         sidecar = _read_sidecar(ports, dropped.bucket, stem)
-        options = DropOptions.model_validate(sidecar) if sidecar is not None else None
+        options = DropOptions.model_validate(sidecar[1]) if sidecar is not None else None
     except (DropRefused, ValidationError):
         return None  # a bad sidecar fails the file that reads it, with the reason
-    if options is None:
+    if sidecar is None or options is None:
         return None  # replaced or deleted since
     bulk = bulk_ports(ports)
     since = utcnow() - LATE_SIDECAR_WINDOW
@@ -235,16 +237,12 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             break
         if job.source is not JobSource.S3_DROP or _stem(job.object_key or "", _SUFFIXES) != stem:
             continue
-        differs = _differences(job, options.model_dump(include=set(sidecar)))
+        differs = _differences(job, options.model_dump(include=set(sidecar[1])))
         if not differs or job.state in (BulkState.FAILED, BulkState.ABORTED):
             continue
         data_name, name = job.object_key.rsplit("/", 1)[-1], dropped.key.rsplit("/", 1)[-1]
         if job.state is BulkState.UPLOAD_COMPLETE:
-            error = ErrorInfo(
-                code="late_sidecar",
-                message=f"its sidecar {name} came after it and asks for {differs}; nothing was loaded: put {data_name}"
-                " again to load it with the sidecar's options",
-            )
+            error = _unloaded_error(name, data_name, differs)
             if finish_bulk_job(ports, job, BulkState.FAILED, unstarted=True, error=error) is not None:
                 logger.warning("bulk job %s failed: its sidecar %s came after its file", job.job_id, dropped.key)
                 continue
@@ -294,6 +292,35 @@ def _drop_job(
     )
 
 
+def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
+    """The executor's check before it loads a dropped file: its sidecar, read now (S3 reads are consistent), asks for
+    other options than the job runs with. The sidecar came after the file's event was handled; its own event may not
+    find the job (the jobs' tenant index is eventually consistent, and the two events can be handled together), so
+    the job fails here, before anything is loaded, rather than load with the defaults unseen."""
+    if job.source is not JobSource.S3_DROP or not job.object_key or not job.files:
+        return None
+    stem = _stem(job.object_key, _SUFFIXES)
+    if stem is None:
+        return None
+    try:
+        sidecar = _read_sidecar(ports, job.files[0].bucket, stem)
+        if sidecar is None:
+            return None
+        options = DropOptions.model_validate(sidecar[1])
+    except (DropRefused, ValidationError):
+        return None  # put (or spoiled) after the job was made: the job runs with what it was made with
+    differs = _differences(job, options.model_dump(include=set(sidecar[1])))
+    return _unloaded_error(sidecar[0], job.object_key.rsplit("/", 1)[-1], differs) if differs else None
+
+
+def _unloaded_error(name: str, data_name: str, differs: str) -> ErrorInfo:
+    return ErrorInfo(
+        code="late_sidecar",
+        message=f"its sidecar {name} came after it and asks for {differs}; nothing was loaded: put {data_name}"
+        " again to load it with the sidecar's options",
+    )
+
+
 def _differences(job: BulkJob, wanted: dict[str, Any]) -> str:
     """What the sidecar's fields ask for that the job does not run with, as text ("" when nothing)."""
     running = {
@@ -322,8 +349,9 @@ def _stem(key: str, suffixes: tuple[str, ...]) -> str | None:
     return next((key[: -len(s)] for s in suffixes if key.lower().endswith(s.lower())), None)
 
 
-def _read_sidecar(ports: Ports, bucket: str, stem: str) -> dict[str, Any] | None:
-    """The sidecar of the data files named ``stem`` (``<stem>.json``, else ``<stem>.JSON``), or None."""
+def _read_sidecar(ports: Ports, bucket: str, stem: str) -> tuple[str, dict[str, Any]] | None:
+    """The sidecar of the data files named ``stem`` (``<stem>.json``, else ``<stem>.JSON``): its name and document,
+    or None."""
     files = bulk_ports(ports).files
     for suffix in SIDECAR_SUFFIXES:  # DATA.CSV's sidecar may be DATA.JSON
         name = f"{stem.rsplit('/', 1)[-1]}{suffix}"
@@ -339,7 +367,7 @@ def _read_sidecar(ports: Ports, bucket: str, stem: str) -> dict[str, Any] | None
                 raise ValueError("it must be a JSON object")
         except (ValueError, RecursionError) as exc:
             raise DropRefused(f"sidecar {name} is not a JSON object: {exc}") from exc
-        return document
+        return name, document
     return None
 
 
@@ -348,7 +376,7 @@ def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> 
     values = metadata_options(metadata)
     sidecar = _read_sidecar(ports, dropped.bucket, _stem(dropped.key, _SUFFIXES) or dropped.key)
     if sidecar is not None:
-        values.update(sidecar)
+        values.update(sidecar[1])
     try:
         return DropOptions.model_validate(values)
     except ValidationError as exc:

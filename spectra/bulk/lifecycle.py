@@ -79,6 +79,11 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     if job.error is not None:  # a drop refused at the door whose failing was cut short: fail it, never load it
         finish_bulk_job(ports, job, BulkState.FAILED, error=job.error, unstarted=True)
         return None
+    from spectra.bulk.drops import late_sidecar_error  # the door builds on this module
+
+    if late := late_sidecar_error(ports, job):  # a sidecar put after its file: never loaded with the defaults unseen
+        finish_bulk_job(ports, job, BulkState.FAILED, error=late, unstarted=True)
+        return None
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
     except IdentityRefused as exc:
@@ -105,6 +110,12 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         return None
     except Throttled as exc:
         if not final_attempt:
+            # as for query jobs (spectra.lifecycle): back in the pending index, so that the reconciler adds no copy
+            # of the message while SQS's own retries are still coming
+            try:
+                bulk.jobs.mark_checked(job.job_id, BulkState.IN_PROGRESS, utcnow())
+            except Exception:
+                logger.warning("could not move throttled bulk job %s back in the pending index", job.job_id)
             raise
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
         finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)

@@ -181,6 +181,19 @@ def test_throttling_is_retried_and_the_retry_starts_the_same_statement(ports, me
     assert warehouse_calls(ports).count("execute_batch") == 1
 
 
+def test_each_throttled_attempt_moves_the_job_back_in_the_pending_index(ports):
+    """As for query jobs: SQS's redeliveries of a throttled start come first, without copies from the reconciler,
+    which counted from the first attempt (found by review: a copy 300 s after it, within the message's retries)."""
+    message = queued(ports)
+    ports.warehouse.throttle_next("execute_batch", times=2)
+    with pytest.raises(Throttled):
+        start_bulk_job(ports, message)
+    between = utcnow()
+    with pytest.raises(Throttled):
+        start_bulk_job(ports, message)  # SQS's redelivery
+    assert ports.bulk.jobs.pending_since(message.job_id) > between
+
+
 def test_throttling_on_the_final_attempt_fails_the_job_with_the_reason(ports):
     message = queued(ports)
     ports.warehouse.throttle_next("execute_batch")
