@@ -34,6 +34,7 @@ from spectra.identity import identity_for
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
 from spectra.publisher import PublishFailed
+from spectra.sql_guard import embeddable
 from spectra.unload import read_unload_manifest
 from spectra.warehouse import DatabaseIdentity
 
@@ -168,7 +169,8 @@ def export_prefix(job: BulkJob) -> str:
 
 def _start_export(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> str:
     destination = f"s3://{ports.settings.results_bucket}/{export_prefix(job)}part_"
-    sql = unload_statement(unloadable(job.query or ""), destination, role=ports.settings.bulk_iam_role)
+    # inside UNLOAD's quotes, maybe nested (an outer LIMIT): no ';', a trailing comment ended, as for exports
+    sql = unload_statement(unloadable(embeddable(job.query or "")), destination, role=ports.settings.bulk_iam_role)
     return ports.warehouse.execute(
         sql, identity=identity, name=job.job_id, client_token=job.job_id, result_format="CSV"
     )

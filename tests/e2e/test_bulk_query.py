@@ -124,3 +124,14 @@ def test_a_tampered_locator_is_a_400(big_table):
     for locator in ("garbage!", "OTk5Ljk5", "MC45OTk5OTk5OTk5"):
         response = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results", params={"locator": locator})
         assert response.status_code == 400, (locator, response.text)
+
+
+@pytest.mark.parametrize("tail", [" limit 2;", " limit 2 -- the first two", " -- by id", ";"])
+def test_a_query_ending_in_a_semicolon_or_a_comment_runs_as_it_does_through_the_query_api(big_table, tail):
+    """The UNLOAD wrapping a bulk query job's SQL took it as it came: a trailing ';' or '--' comment broke the
+    wrapper (found by review: the same SQL completed through POST /v1/queries, inline and as an export)."""
+    client, table = big_table
+    job = wait_job(client, create_query(client, f"select id from {table} where id <= 3 order by id{tail}")["id"])
+    assert job["state"] == "JobComplete", job
+    page = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results")
+    assert page.text.splitlines()[0] == "id" and len(page.text.splitlines()) == (3 if "limit" in tail else 4)
