@@ -70,7 +70,10 @@ def json_values(column):
     elif pa.types.is_boolean(kind):
         text = pc.if_else(column, "true", "false")
     elif pa.types.is_floating(kind):
-        text = _special_floats(column, pc.cast(column, pa.string()), nan='"NaN"', inf='"Infinity"', ninf='"-Infinity"')
+        # Arrow writes negative zero "-0", which JSON readers take for the integer 0: the sign would be lost
+        text = pc.cast(column, pa.string())
+        text = pc.if_else(pc.equal(text, "-0"), "-0.0", text)
+        text = _special_floats(column, text, nan='"NaN"', inf='"Infinity"', ninf='"-Infinity"')
     elif pa.types.is_timestamp(kind):
         text = _quoted(iso_timestamps(column))
     elif pa.types.is_decimal(kind):

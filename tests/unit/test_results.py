@@ -433,6 +433,18 @@ def test_special_floats_are_told_apart_from_null_in_every_format():
     assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, None, 0.1]
 
 
+def test_negative_zero_keeps_its_sign_in_json():
+    """Arrow writes -0.0 as "-0", which JSON readers take for the integer 0: the inline answer said 0 where CSV and
+    Parquet said -0 (found by the fidelity review)."""
+    columns = [Column("f8", "float8"), Column("f4", "float4")]
+    inline, _, _ = write(["-0,-0\n0,1.5\n"], columns=columns, fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
+    rows = inline_rows(inline)
+    assert [[math.copysign(1, v) for v in row] for row in rows] == [[-1, -1], [1, 1]]
+    assert all(isinstance(v, float) for v in rows[0])
+    lines, s3, _ = write(["-0,-0\n"], columns=columns, fmt=ResultFormat.JSONL)
+    assert gzip.decompress(s3.body(BUCKET, lines.files[0].key)).decode() == '{"f8":-0.0,"f4":-0.0}\n'
+
+
 def test_names_are_made_unique_without_taking_a_name_the_query_has():
     columns = [Column("a", "int4"), Column("a_2", "int4"), Column("a", "int4")]
     for fmt in (ResultFormat.PARQUET, ResultFormat.JSONL):
