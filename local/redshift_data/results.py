@@ -153,6 +153,11 @@ def _field_encoder(type_name: str) -> Callable[[Any], str]:
     return lambda v: null if v is None else '{"stringValue":' + _json_string(str(v)) + "}"
 
 
+def _value_bytes(row: Sequence[Any]) -> int:
+    """A row's size as its values' UTF-8 bytes (never more than its JSON, which escapes each non-ASCII character)."""
+    return sum(len(v.encode()) if isinstance(v, str) else len(v) if isinstance(v, bytes) else len(str(v)) for v in row)
+
+
 class ResultTooLarge(Exception):
     """The result broke one of the Data API's size limits; the message is the one AWS uses."""
 
@@ -227,9 +232,11 @@ class ResultWriter:
         else:
             encoders = self._encoders
             serialized = ["[" + ",".join([f(v) for f, v in zip(encoders, row, strict=True)]) + "]" for row in rows]
-        for line in serialized:
+        for row, line in zip(rows, serialized, strict=True):
             # bytes, as the Data API's limits count them ("64 KB per row"): 'é' * 40000 is 80,000 of them
             size = len(line) if line.isascii() else len(line.encode())
+            if size > self._max_row_bytes and self.result.result_format != "CSV":
+                size = _value_bytes(row)  # JSON escapes non-ASCII ('é' is 6 characters): the row's own bytes
             if size > self._max_row_bytes:
                 raise ResultTooLarge(
                     f"Packet for query is too large: a result row is {size} bytes; the Data API allows "

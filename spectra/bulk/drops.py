@@ -249,9 +249,9 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             job = bulk.jobs.get(job.job_id) or job  # it started meanwhile: reported below
         error = ErrorInfo(
             code="late_sidecar",
-            message=f"{name} came after {data_name}, whose job {job.job_id} ran without it ({job.state.value}); the"
-            f" sidecar asks for {differs}. Put a sidecar before its file (aws s3 sync uploads files in parallel), or"
-            " send the options as object metadata",
+            message=f"{name} came after {data_name}, whose job {job.job_id} was {job.state.value} by then and may have"
+            f" loaded without it; the sidecar asks for {differs}. Put a sidecar before its file (aws s3 sync uploads"
+            " files in parallel), or send the options as object metadata",
         )
         report, _ = bulk.jobs.create(_drop_job(tenant, dropped, table, options, files=[], error=error))
         if not report.state.is_terminal:
@@ -302,8 +302,12 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
     stem = _stem(job.object_key, _SUFFIXES)
     if stem is None:
         return None
+    source = job.files[0]
+    head = bulk_ports(ports).files.head(source.bucket, source.key)
+    if head is None or (source.etag and str(head.get("ETag", "")).strip('"') != source.etag):
+        return None  # the file was replaced (its sidecar with it, maybe) or deleted: the load fails saying so
     try:
-        sidecar = _read_sidecar(ports, job.files[0].bucket, stem)
+        sidecar = _read_sidecar(ports, source.bucket, stem)
         if sidecar is None:
             return None
         options = DropOptions.model_validate(sidecar[1])

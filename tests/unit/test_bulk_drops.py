@@ -230,7 +230,7 @@ def test_a_sidecar_after_its_file_started_is_reported_by_a_failed_job_of_its_own
     accept_drop(ports, late)  # the event again: one report
     report = ports.bulk.jobs.get(late.job_id)
     assert (report.state, report.error.code, report.object_key) == (BulkState.FAILED, "late_sidecar", late.key)
-    assert f"jan.json came after jan.csv, whose job {first.job_id} ran without it (InProgress)" in report.error.message
+    assert f"jan.json came after jan.csv, whose job {first.job_id} was InProgress by then" in report.error.message
     assert ports.bulk.jobs.get(first.job_id).state is BulkState.IN_PROGRESS  # left to finish: it started
     assert sorted(j.job_id for j in jobs(ports)) == sorted([first.job_id, late.job_id])
 
@@ -248,6 +248,20 @@ def test_a_sidecar_its_own_event_cannot_tell_about_is_caught_before_the_load(por
     assert (failed.state, failed.error.code, failed.statement_id) == (BulkState.FAILED, "late_sidecar", None)
     assert "its sidecar jan.JSON came after it and asks for operation upsert" in failed.error.message
     assert ports.warehouse.statements == {}
+
+
+def test_a_file_and_sidecar_put_again_while_the_first_job_waits_fail_it_file_replaced(ports):
+    """Both replaced, in the right order, while the first job waited: the first job's file is gone, which is what
+    it says (found by review: it said late_sidecar and told the tenant to put the file again, which the newer job
+    loads already)."""
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    sidecar(ports, "acme/accounts/jan.json", {"operation": "insert"})
+    first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    accept_drop(ports, drop(ports, "acme/accounts/jan.csv", b"id,name\n3,Cid\n"))
+    assert start_bulk_job(ports, ports.queue.messages[0]) is None
+    failed = ports.bulk.jobs.get(first.job_id)
+    assert (failed.state, failed.error.code) == (BulkState.FAILED, "file_replaced")
 
 
 def test_a_sidecar_the_job_was_made_with_does_not_stop_the_load(ports):
