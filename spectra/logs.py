@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from spectra.errors import StartNotRecorded, Throttled
+
 _keys: ContextVar[dict[str, Any]] = ContextVar("spectra_log_keys", default={})  # noqa: B039 - never mutated
 
 
@@ -40,6 +42,30 @@ def job_keys(**keys: Any) -> Iterator[None]:
         yield
     finally:
         _keys.reset(token)
+
+
+_log = logging.getLogger(__name__)
+#: What a record meets now and then and gets past on a later delivery: its retry is an INFO line, without traceback.
+_PASSING = (Throttled, StartNotRecorded)
+
+
+@contextmanager
+def record(**keys: Any) -> Iterator[None]:
+    """:func:`job_keys` for one record of an SQS batch, and a line with the keys when it fails. The batch processor
+    reports the failure to Lambda (the message comes back) but logs nothing, so a record retried into its DLQ left no
+    line saying why, or for which job."""
+    with job_keys(**keys):
+        try:
+            yield
+        except Exception as exc:
+            passing = isinstance(exc, _PASSING)
+            _log.log(
+                logging.INFO if passing else logging.WARNING,
+                "record failed (%s); SQS delivers it again, until its queue's DLQ",
+                type(exc).__name__,
+                exc_info=not passing,
+            )
+            raise
 
 
 class _KeysFilter(logging.Filter):

@@ -22,7 +22,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> None:
     message = BulkResultsRequested.model_validate_json(record.body)
-    with logs.job_keys(job_id=message.job_id, tenant_id=message.tenant_id):
+    with logs.record(job_id=message.job_id, tenant_id=message.tenant_id):
         job = write_owed_results(get_ports(), message)
         metrics.add_metric(
             name="BulkResultsWritten" if job is not None else "BulkResultsSkipped", unit="Count", value=1

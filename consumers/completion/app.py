@@ -25,7 +25,7 @@ def record_handler(record: SQSRecord) -> None:
     event = StatementStatusChangeEvent.model_validate_json(record.body)
     change = event.detail
     # the tenant is bound by the domain once it has read the job (spectra.lifecycle.complete_statement)
-    with logs.job_keys(job_id=change.statementName, statement_id=change.statementId, state=change.state.value):
+    with logs.record(job_id=change.statementName, statement_id=change.statementId, state=change.state.value):
         complete(change)
 
 

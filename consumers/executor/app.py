@@ -25,14 +25,22 @@ metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
+class MalformedJobMessage(ValueError):
+    """A message no job model reads, described by its size and what failed where, never by its content."""
+
+
 def record_handler(record: SQSRecord) -> None:
-    with logs.job_keys(message_id=record.message_id):
+    with logs.record(message_id=record.message_id):
         try:
             message = parse_job_message(record.body)
-        except (ValidationError, ValueError):
-            # Retrying cannot fix a malformed message: log it whole and let it fail into the DLQ after its retries.
-            logger.exception("malformed job message", extra={"body": record.body[:2000]})
-            raise
+        except ValidationError as exc:
+            # Retrying cannot fix a malformed message: it fails into the DLQ after its retries (where `dlq show`
+            # shows it). Its body is not logged: a job message carries the tenant's SQL and parameter values, and
+            # pydantic's message repeats what it could not read.
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in exc.errors()[:10])
+            raise MalformedJobMessage(f"{len(record.body)} bytes; {problems}") from None
+        except ValueError:
+            raise MalformedJobMessage(f"{len(record.body)} bytes; not a job message") from None
         logs.bind(job_id=message.job_id, tenant_id=message.tenant_id)
         sent = record.attributes.get("SentTimestamp")  # Lambda always gives it; a hand-made event may not
         sent_at = datetime.fromtimestamp(int(sent) / 1000, tz=UTC) if sent else None

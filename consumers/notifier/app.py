@@ -23,7 +23,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> None:
     event = ProjectEvent.model_validate_json(record.body)
-    with logs.job_keys(
+    with logs.record(
         event_id=event.id,
         detail_type=event.detail_type,
         job_id=event.detail.get("job_id"),

@@ -22,7 +22,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> None:
     message = WebhookDelivery.model_validate_json(record.body)
-    with logs.job_keys(
+    with logs.record(
         webhook_id=message.webhook_id,
         subscription_id=message.subscription_id,
         tenant_id=message.tenant_id,

@@ -27,7 +27,7 @@ def record_handler(record: SQSRecord) -> None:
             continue
         dropped = DroppedObject.from_notification(s3_record)
         # the tenant is the key's first segment, checked (and bound) by accept_drop
-        with logs.job_keys(s3_key=dropped.key, job_id=dropped.job_id):
+        with logs.record(s3_key=dropped.key, job_id=dropped.job_id):
             job = accept_drop(get_ports(), dropped)
             metrics.add_metric(name="DropsAccepted" if job is not None else "DropsSkipped", unit="Count", value=1)
 

@@ -118,3 +118,50 @@ def test_each_function_alone_puts_the_keys_on_the_domains_lines(module):
     assert done.returncode == 0, done.stderr
     (line,) = [json.loads(text) for text in done.stdout.splitlines() if '"probe"' in text]
     assert (line.get("job_id"), line.get("tenant_id")) == ("j_probe", "t_probe"), line
+
+
+_FAILING = """
+import importlib, sys
+importlib.import_module("consumers.completion.app")
+from spectra import logs
+from spectra.errors import Throttled
+for failure in (RuntimeError("the job table said no"), Throttled("Rate exceeded")):
+    try:
+        with logs.record(job_id="j_probe"):
+            logs.bind(tenant_id="t_probe")
+            raise failure
+    except Exception:
+        pass
+"""
+
+
+def test_a_failed_record_leaves_a_line_with_its_keys():
+    """The batch processor reports a failed record to Lambda without a line: a message retried into its DLQ left no
+    trace of why, or for which job (found by the operations review). Throttling, expected now and then, is INFO."""
+    environment = {**os.environ, "POWERTOOLS_SERVICE_NAME": "spectra"}
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILING], capture_output=True, text=True, timeout=60, cwd=ROOT, env=environment
+    )
+    assert done.returncode == 0, done.stderr
+    failed = [json.loads(text) for text in done.stdout.splitlines() if "record failed" in text]
+    assert [(f["level"], f["job_id"], f["tenant_id"]) for f in failed] == [
+        ("WARNING", "j_probe", "t_probe"),
+        ("INFO", "j_probe", "t_probe"),
+    ]
+    assert "RuntimeError" in failed[0]["message"] and "the job table said no" in failed[0]["exception"]
+    assert "exception" not in failed[1]
+
+
+def test_a_malformed_job_message_is_described_never_repeated():
+    """A job message carries the tenant's SQL and parameter values, and pydantic's message repeats what it could not
+    read: the executor logged the body (2,000 characters of it) on each of the message's five deliveries."""
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from consumers.executor import app
+
+    body = json.dumps({"job_id": "j_x", "tenant_id": "acme", "job": {"sql": "select pw = 'hunter2'"}, "x": 1})
+    record = SQSRecord({"messageId": "m1", "body": body, "attributes": {"ApproximateReceiveCount": "1"}})
+    with pytest.raises(app.MalformedJobMessage) as raised:
+        app.record_handler(record)
+    assert "hunter2" not in str(raised.value) and raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert f"{len(body)} bytes" in str(raised.value)
