@@ -17,11 +17,25 @@ CONTENT_INDENT = " " * 8
 
 
 def render() -> dict[str, str]:
+    published = set(REGISTRY_SCHEMAS.values())
     out = {}
     for filename, (model, hints) in SCHEMA_MODELS.items():
         schema = {**model.model_json_schema(), **hints}
+        if filename in published:
+            schema = _open(schema)
         out[filename] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return out
+
+
+def _open(schema):
+    """The schema of a published event without ``additionalProperties: false``: fields are added within a version
+    (only a change that breaks a reader makes a new one), so a subscriber's validator or generated bindings must
+    take fields they do not know. The project's own models stay strict about what it writes and reads itself."""
+    if isinstance(schema, dict):
+        return {k: _open(v) for k, v in schema.items() if not (k == "additionalProperties" and v is False)}
+    if isinstance(schema, list):
+        return [_open(v) for v in schema]
+    return schema
 
 
 def render_template(text: str, schemas: dict[str, str]) -> str:

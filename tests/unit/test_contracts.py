@@ -91,3 +91,30 @@ def test_an_event_published_before_events_named_their_tenant_generation_still_pa
     body = json.loads((SAMPLES / filename).read_text())
     del body["detail"]["tenant_generation"]
     assert SAMPLE_MODELS[filename].model_validate(body).detail.tenant_generation is None
+
+
+PUBLISHED = {
+    "job_event_detail.v1.json": ["job_completed_event.json", "job_failed_event.json", "job_cancelled_event.json"],
+    "bulk_job_event_detail.v1.json": ["bulk_job_completed_event.json", "bulk_job_failed_event.json"],
+    "subscription_disabled_detail.v1.json": ["subscription_disabled_event.json"],
+}
+
+
+@pytest.mark.parametrize("schema_file", sorted(PUBLISHED))
+def test_published_schemas_take_fields_added_within_their_version(schema_file):
+    """Fields are added within a version (tenant_generation was): a subscriber validating with the registry's schema,
+    or with bindings generated from it, must take them. The schemas said additionalProperties false, so every event
+    published since that field came was refused by the schema subscribers had (found by the events review)."""
+    from jsonschema import Draft202012Validator
+
+    from events.catalog import REGISTRY_SCHEMAS
+
+    assert schema_file in REGISTRY_SCHEMAS.values()
+    validator = Draft202012Validator(json.loads((SCHEMAS / schema_file).read_text()))
+    for sample in PUBLISHED[schema_file]:
+        detail = json.loads((SAMPLES / sample).read_text())["detail"]
+        validator.validate(detail)
+        later = {**detail, "added_later": {"any": "shape"}}
+        if isinstance(detail.get("error"), dict):
+            later["error"] = {**detail["error"], "hint": "added later too"}
+        validator.validate(later)
