@@ -112,11 +112,14 @@ def queues_from_state(path: str | Path) -> dict[str, str]:
         state = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise AdminError(f"cannot read the stack state {path}: {exc}") from None
-    return {
-        logical_id: resource["physical_id"]
-        for logical_id, resource in state.get("resources", {}).items()
-        if resource.get("type") == "AWS::SQS::Queue" and resource.get("status", "created") == "created"
-    }
+    try:
+        return {
+            logical_id: resource["physical_id"]
+            for logical_id, resource in state.get("resources", {}).items()
+            if resource.get("type") == "AWS::SQS::Queue" and resource.get("status", "created") == "created"
+        }
+    except (AttributeError, KeyError, TypeError) as exc:  # JSON, but not a stack's state
+        raise AdminError(f"{path} is not a local stack's state file ({type(exc).__name__}: {exc})") from None
 
 
 def describe_queues(sqs, urls: dict[str, str]) -> dict[str, Queue]:
@@ -366,7 +369,7 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     show_parser.add_argument("--json", action="store_true", help="JSON instead of text")
     redrive_parser = commands.add_parser("redrive", help="move a dead-letter queue's messages back to its source")
     redrive_parser.add_argument("queue", help="the dead-letter queue (or its source): logical id, name or URL")
-    redrive_parser.add_argument("--rate", type=int, help="messages per second at most")
+    redrive_parser.add_argument("--rate", type=_rate, help="messages per second at most (1-500, as SQS takes it)")
     redrive_parser.add_argument("--no-wait", action="store_true", help="start the move task and return")
     args = parser.parse_args(argv)
     session = session or boto3.session.Session()
@@ -379,12 +382,25 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
             print(json.dumps(report, indent=2) if args.json else _show_text(report), file=out)
         else:
             result = redrive(sqs, find_dead_letter_queue(queues, args.queue), rate=args.rate, wait=not args.no_wait)
-            moved = "a task runs on" if result.moved is None else f"{result.moved} messages moved"
+            moved = f"{result.moved} messages moved"
+            if result.moved is None:  # the handle is what CancelMessageMoveTask takes
+                moved = f"a task runs on (handle {result.task_handle})" if result.task_handle else "a task runs on"
             print(f"{result.queue} → {result.source}: {moved} ({result.method}, {result.status})", file=out)
     except (AdminError, ClientError, BotoCoreError) as exc:  # a refusal (AccessDenied, a queue gone, no credentials)
         print(f"error: {exc}", file=sys.stderr)  # is said in one line, not a traceback
         return 1
     return 0
+
+
+def _rate(text: str) -> int:
+    """--rate: SQS's MaxNumberOfMessagesPerSecond takes 1 to 500 (the fallback keeps the same bound)."""
+    try:
+        rate = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= rate <= 500:
+        raise argparse.ArgumentTypeError(f"{rate} is not between 1 and 500")
+    return rate
 
 
 def _show_text(report: list[dict[str, Any]]) -> str:

@@ -127,6 +127,24 @@ def test_a_refused_call_is_a_one_line_error_not_a_traceback(local_aws, tmp_path,
     assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("content", ["[]", '{"resources": {"JobsQueue": {"type": "AWS::SQS::Queue"}}}', '"x"'])
+def test_a_state_file_of_another_shape_is_a_one_line_error(local_aws, tmp_path, capsys, content):
+    """JSON, but no stack's state: it raised AttributeError or KeyError with a traceback (found by review)."""
+    state = tmp_path / "state.json"
+    state.write_text(content)
+    assert run(local_aws, "--state", str(state), "dlq", "show")[0] == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is not a local stack's state file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("rate", ["0", "-3", "501"])
+def test_a_rate_sqs_would_refuse_is_refused_at_once(local_aws, stack, capsys, rate):
+    name, _ = stack
+    with pytest.raises(SystemExit) as exited:
+        run(local_aws, "--stack", name, "redrive", "JobsDeadLetterQueue", "--rate", rate)
+    assert exited.value.code == 2 and "between 1 and 500" in capsys.readouterr().err
+
+
 def test_a_rule_targets_dead_letter_queue_is_shown_and_redriven_to_its_target(local_aws, tmp_path):
     """template.yaml's EventBridge target DLQs are nobody's RedrivePolicy DLQ: their tag names the queue they feed."""
     sqs = local_aws.client("sqs")
