@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from pydantic import ValidationError
+
 from spectra.errors import StartNotRecorded, Throttled
 
 _keys: ContextVar[dict[str, Any]] = ContextVar("spectra_log_keys", default={})  # noqa: B039 - never mutated
@@ -57,6 +59,11 @@ def record(**keys: Any) -> Iterator[None]:
     with job_keys(**keys):
         try:
             yield
+        except ValidationError as exc:  # a message its model cannot read: described, never repeated (see below)
+            _log.warning(
+                "record failed (unreadable: %s); SQS delivers it again, until its queue's DLQ", unreadable(exc)
+            )
+            raise
         except Exception as exc:
             passing = isinstance(exc, _PASSING)
             _log.log(
@@ -66,6 +73,24 @@ def record(**keys: Any) -> Iterator[None]:
                 exc_info=not passing,
             )
             raise
+
+
+def sqs_batch_processor():
+    """Powertools' SQS batch processor as every SQS-fed function builds it: each record under :func:`record`, which
+    logs a failure with its keys, and a batch whose records all failed answered like any other, every record listed
+    as failed (``ReportBatchItemFailures`` retries them alike). Raised, as Powertools does by default, the error put
+    every record's traceback into one more ERROR line, throttling included."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def unreadable(exc: ValidationError) -> str:
+    """What a model could not read, by place and kind only: pydantic's own text repeats the input, and a message can
+    carry a tenant's SQL, parameter values or a database's error echoing them."""
+    problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['type']}" for e in exc.errors()[:10]]
+    more = f" and {exc.error_count() - 10} more" if exc.error_count() > 10 else ""
+    return "; ".join(problems) + more
 
 
 class _KeysFilter(logging.Filter):

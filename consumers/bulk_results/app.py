@@ -4,7 +4,7 @@ job ended so its load's end is not held up by them. Reported per record; a failu
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -17,12 +17,13 @@ logger = Logger()
 logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = logs.sqs_batch_processor()
 
 
 def record_handler(record: SQSRecord) -> None:
-    message = BulkResultsRequested.model_validate_json(record.body)
-    with logs.record(job_id=message.job_id, tenant_id=message.tenant_id):
+    with logs.record(message_id=record.message_id):
+        message = BulkResultsRequested.model_validate_json(record.body)
+        logs.bind(job_id=message.job_id, tenant_id=message.tenant_id)
         job = write_owed_results(get_ports(), message)
         metrics.add_metric(
             name="BulkResultsWritten" if job is not None else "BulkResultsSkipped", unit="Count", value=1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -18,14 +18,14 @@ logger = Logger()
 logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = logs.sqs_batch_processor()
 
 
 def record_handler(record: SQSRecord) -> None:
-    event = StatementStatusChangeEvent.model_validate_json(record.body)
-    change = event.detail
-    # the tenant is bound by the domain once it has read the job (spectra.lifecycle.complete_statement)
-    with logs.record(job_id=change.statementName, statement_id=change.statementId, state=change.state.value):
+    with logs.record(message_id=record.message_id):
+        change = StatementStatusChangeEvent.model_validate_json(record.body).detail
+        # the tenant is bound by the domain once it has read the job (spectra.lifecycle.complete_statement)
+        logs.bind(job_id=change.statementName, statement_id=change.statementId, state=change.state.value)
         complete(change)
 
 

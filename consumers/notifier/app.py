@@ -4,7 +4,7 @@ matching subscription (spectra/notify/fanout.py). The deliveries themselves are 
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
@@ -18,17 +18,18 @@ logger = Logger()
 logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = logs.sqs_batch_processor()
 
 
 def record_handler(record: SQSRecord) -> None:
-    event = ProjectEvent.model_validate_json(record.body)
-    with logs.record(
-        event_id=event.id,
-        detail_type=event.detail_type,
-        job_id=event.detail.get("job_id"),
-        tenant_id=event.detail.get("tenant_id"),
-    ):
+    with logs.record(message_id=record.message_id):
+        event = ProjectEvent.model_validate_json(record.body)
+        logs.bind(
+            event_id=event.id,
+            detail_type=event.detail_type,
+            job_id=event.detail.get("job_id"),
+            tenant_id=event.detail.get("tenant_id"),
+        )
         detail = read_detail(event)  # before anything is sent: a record failed after it would send it all again
         result = fan_out(get_ports(), event)
         metrics.add_metric(name="WebhookDeliveriesQueued", unit="Count", value=len(result.deliveries))

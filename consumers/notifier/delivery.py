@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -17,18 +17,19 @@ logger = Logger()
 logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = logs.sqs_batch_processor()
 
 
 def record_handler(record: SQSRecord) -> None:
-    message = WebhookDelivery.model_validate_json(record.body)
-    with logs.record(
-        webhook_id=message.webhook_id,
-        subscription_id=message.subscription_id,
-        tenant_id=message.tenant_id,
-        job_id=message.job_id,
-        attempt=message.attempt,
-    ):
+    with logs.record(message_id=record.message_id):
+        message = WebhookDelivery.model_validate_json(record.body)
+        logs.bind(
+            webhook_id=message.webhook_id,
+            subscription_id=message.subscription_id,
+            tenant_id=message.tenant_id,
+            job_id=message.job_id,
+            attempt=message.attempt,
+        )
         outcome = deliver(get_ports(), message)
         metrics.add_metric(name=f"Webhook{outcome.value.title().replace('_', '')}", unit="Count", value=1)
         logger.info("webhook delivery attempt", extra={"outcome": outcome.value})

@@ -234,12 +234,12 @@ class ResultWriter:
             serialized = ["[" + ",".join([f(v) for f, v in zip(encoders, row, strict=True)]) + "]" for row in rows]
         for row, line in zip(rows, serialized, strict=True):
             # bytes, as the Data API's limits count them ("64 KB per row"): 'é' * 40000 is 80,000 of them
-            size = len(line) if line.isascii() else len(line.encode())
-            if size > self._max_row_bytes and self.result.result_format != "CSV":
-                size = _value_bytes(row)  # JSON escapes non-ASCII ('é' is 6 characters): the row's own bytes
-            if size > self._max_row_bytes:
+            size = row_size = len(line) if line.isascii() else len(line.encode())
+            if row_size > self._max_row_bytes and self.result.result_format != "CSV":
+                row_size = _value_bytes(row)  # JSON escapes non-ASCII ('é' is 6 characters): the row's own bytes
+            if row_size > self._max_row_bytes:
                 raise ResultTooLarge(
-                    f"Packet for query is too large: a result row is {size} bytes; the Data API allows "
+                    f"Packet for query is too large: a result row is {row_size} bytes; the Data API allows "
                     f"{self._max_row_bytes} bytes per row."
                 )
             if self._pending and (

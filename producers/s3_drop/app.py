@@ -4,7 +4,7 @@ is the Bulk API's kind of job, queued for the executor. Failures are reported pe
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -17,17 +17,18 @@ logger = Logger()
 logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = logs.sqs_batch_processor()
 
 
 def record_handler(record: SQSRecord) -> None:
-    notification = S3Notification.model_validate_json(record.body)
-    for s3_record in notification.Records:  # none in the s3:TestEvent S3 sends when notifications are configured
-        if not s3_record.eventName.startswith("ObjectCreated"):
-            continue
-        dropped = DroppedObject.from_notification(s3_record)
-        # the tenant is the key's first segment, checked (and bound) by accept_drop
-        with logs.record(s3_key=dropped.key, job_id=dropped.job_id):
+    with logs.record(message_id=record.message_id):
+        notification = S3Notification.model_validate_json(record.body)
+        for s3_record in notification.Records:  # none in the s3:TestEvent S3 sends when notifications are configured
+            if not s3_record.eventName.startswith("ObjectCreated"):
+                continue
+            dropped = DroppedObject.from_notification(s3_record)
+            # the tenant is the key's first segment, checked (and bound) by accept_drop
+            logs.bind(s3_key=dropped.key, job_id=dropped.job_id)
             job = accept_drop(get_ports(), dropped)
             metrics.add_metric(name="DropsAccepted" if job is not None else "DropsSkipped", unit="Count", value=1)
 

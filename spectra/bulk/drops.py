@@ -33,7 +33,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events import BulkJobQueuedMessage, ErrorInfo, S3EventRecord
 from spectra import logs
+from spectra.bulk.files import FileReplaced
 from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
 from spectra.bulk.models import (
     BULK_JOB_ID_PREFIX,
@@ -61,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 SIDECAR_MAX_BYTES = 64 * 1024
 LATE_SIDECAR_WINDOW = timedelta(minutes=5)
+#: A dropped file written this long after its job was made was put again (S3 keeps whole seconds; clocks differ)
+PUT_AGAIN_MARGIN = timedelta(seconds=2)
 LATE_SIDECAR_JOBS = 100
 #: Object metadata a drop URL signs in: the generation of the tenant it was issued to (spectra/tenants.py). A file put
 #: through the URL of an earlier tenant of the same id (deleted, then created again) is not loaded for the new one.
@@ -304,8 +307,19 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
         return None
     source = job.files[0]
     head = bulk_ports(ports).files.head(source.bucket, source.key)
-    if head is None or (source.etag and str(head.get("ETag", "")).strip('"') != source.etag):
-        return None  # the file was replaced (its sidecar with it, maybe) or deleted: the load fails saying so
+    if head is None:
+        return None  # deleted: the load fails saying so
+    written = head.get("LastModified")
+    if (source.etag and str(head.get("ETag", "")).strip('"') != source.etag) or (
+        isinstance(written, datetime) and written > job.created_at + PUT_AGAIN_MARGIN
+    ):
+        # Put again since the job was made, maybe with its sidecar (a changed file and sidecar, in the right order):
+        # the newer upload's own job loads it, with that sidecar. The same bytes put again have the same ETag, so
+        # the write's time tells (the job would otherwise load them too, and its sidecar check blame the sidecar).
+        raise FileReplaced(
+            f"{source.url} was replaced by a newer upload before this job read it (put again after the job was made);"
+            " the newer file is loaded by its own job"
+        )
     try:
         sidecar = _read_sidecar(ports, source.bucket, stem)
         if sidecar is None:

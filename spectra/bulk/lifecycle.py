@@ -82,9 +82,6 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         return None
     from spectra.bulk.drops import late_sidecar_error  # the door builds on this module
 
-    if late := late_sidecar_error(ports, job):  # a sidecar put after its file: never loaded with the defaults unseen
-        finish_bulk_job(ports, job, BulkState.FAILED, error=late, unstarted=True)
-        return None
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
     except IdentityRefused as exc:
@@ -92,6 +89,9 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
         return None
     try:
+        if late := late_sidecar_error(ports, job):  # a sidecar put after its file: never loaded with the defaults
+            finish_bulk_job(ports, job, BulkState.FAILED, error=late, unstarted=True)
+            return None
         if job.operation is BulkOperation.QUERY:
             statement_id = _start_export(ports, job, identity)
         else:

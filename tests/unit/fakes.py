@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -1033,7 +1033,13 @@ class FakeS3:
     def put_object(self, *, Bucket: str, Key: str, Body: bytes, ContentType: str | None = None, **extra: Any) -> dict:
         self.requests.append(("PutObject", Key))
         metadata = {k.lower(): v for k, v in (extra.get("Metadata") or {}).items()}  # S3 answers x-amz-meta-* lowered
-        self.objects[(Bucket, Key)] = {"Body": bytes(Body), "ContentType": ContentType, "Metadata": metadata}
+        written = datetime.now(UTC).replace(microsecond=0)  # S3 keeps whole seconds
+        self.objects[(Bucket, Key)] = {
+            "Body": bytes(Body),
+            "ContentType": ContentType,
+            "Metadata": metadata,
+            "LastModified": written,
+        }
         return {"ETag": '"' + hashlib.md5(bytes(Body)).hexdigest() + '"'}
 
     def get_object(
@@ -1069,6 +1075,7 @@ class FakeS3:
             "ContentType": stored["ContentType"],
             "ETag": '"' + hashlib.md5(stored["Body"]).hexdigest() + '"',
             "Metadata": dict(stored.get("Metadata") or {}),
+            "LastModified": stored.get("LastModified"),
         }
 
     def delete_object(self, *, Bucket: str, Key: str, **_: Any) -> dict:

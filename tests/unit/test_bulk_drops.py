@@ -264,6 +264,27 @@ def test_a_file_and_sidecar_put_again_while_the_first_job_waits_fail_it_file_rep
     assert (failed.state, failed.error.code) == (BulkState.FAILED, "file_replaced")
 
 
+def test_the_same_file_put_again_with_a_new_sidecar_fails_the_waiting_job_file_replaced(ports):
+    """The same bytes put again have the same ETag: the write's time tells that the key was put again after the job
+    was made. The newer upload's job loads it with the newer sidecar; the first job loads nothing, and says why (it
+    blamed the sidecar and advised putting the file again, which would have loaded it twice: found by review)."""
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    sidecar(ports, "acme/accounts/jan.json", {"operation": "insert"})
+    first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    ports.bulk.jobs._items[first.job_id]["created_at"] = (utcnow() - timedelta(seconds=10)).isoformat()
+    sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    again = drop(ports, "acme/accounts/jan.csv")  # the very same bytes, a new write (S3 gives it a new sequencer)
+    newer = accept_drop(
+        ports, DroppedObject(bucket=again.bucket, key=again.key, size=again.size, etag=again.etag, sequencer="0A")
+    )
+    assert newer.operation is BulkOperation.UPSERT
+    assert start_bulk_job(ports, ports.queue.messages[0]) is None
+    failed = ports.bulk.jobs.get(first.job_id)
+    assert (failed.state, failed.error.code, failed.files) == (BulkState.FAILED, "file_replaced", [])
+    assert "replaced by a newer upload" in failed.error.message
+    assert ports.warehouse.statements == {}
+
+
 def test_a_sidecar_the_job_was_made_with_does_not_stop_the_load(ports):
     ports.warehouse.add_table("public", "accounts", ["id", "name"])
     sidecar(ports, "acme/accounts/jan.json", {"operation": "insert", "columnDelimiter": "COMMA"})

@@ -165,3 +165,40 @@ def test_a_malformed_job_message_is_described_never_repeated():
         app.record_handler(record)
     assert "hunter2" not in str(raised.value) and raised.value.__cause__ is None and raised.value.__suppress_context__
     assert f"{len(body)} bytes" in str(raised.value)
+
+
+_HANDLER_PROBE = """
+import importlib, json, sys
+module = importlib.import_module(sys.argv[1])
+from aws_lambda_powertools.utilities.batch import process_partial_response
+record = {"messageId": "m-bad", "receiptHandle": "r", "body": sys.argv[2], "eventSource": "aws:sqs",
+          "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1"}, "messageAttributes": {}}
+answer = process_partial_response(event={"Records": [record]}, record_handler=module.record_handler,
+                                  processor=module.processor)
+print(json.dumps({"answer": answer}))
+"""
+_SECRET_BODY = json.dumps({"job": {"sql": "select pw = 'hunter2'"}, "Records": [{"hunter2": 1}]})
+
+
+_NOT_SQS = ("consumers.reconciler.app", "producers.api.app", "producers.authorizer.app")
+
+
+@pytest.mark.parametrize("module", [m for m in _handler_modules() if m not in _NOT_SQS])
+def test_every_sqs_handler_logs_an_unreadable_record_without_repeating_it(module):
+    """Five handlers read their message before their keys were open, so a body their model refused left no line;
+    and a batch whose records all failed was raised, its tracebacks (input included) logged again at ERROR (found by
+    review of this fix)."""
+    environment = {**os.environ, "POWERTOOLS_SERVICE_NAME": "spectra"}
+    done = subprocess.run(
+        [sys.executable, "-c", _HANDLER_PROBE, module, _SECRET_BODY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["answer"] == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+    (failed,) = [json.loads(text) for text in done.stdout.splitlines() if "record failed" in text]
+    assert (failed["level"], failed["message_id"]) == ("WARNING", "m-bad")
+    assert "hunter2" not in done.stdout + done.stderr
