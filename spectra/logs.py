@@ -60,8 +60,11 @@ def record(**keys: Any) -> Iterator[None]:
         try:
             yield
         except ValidationError as exc:  # a message its model cannot read: described, never repeated (see below)
+            # the message's model, or one the domain read with (an item this version cannot read): named by its title
             _log.warning(
-                "record failed (unreadable: %s); SQS delivers it again, until its queue's DLQ", unreadable(exc)
+                "record failed (%s unreadable: %s); SQS delivers it again, until its queue's DLQ",
+                exc.title,
+                unreadable(exc),
             )
             raise
         except Exception as exc:

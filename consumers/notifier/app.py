@@ -57,7 +57,7 @@ def read_detail(event: ProjectEvent) -> JobEventDetail | BulkJobEventDetail | No
         if event.detail_type in BULK_EVENT_DETAIL_TYPES.values():
             return BulkJobEventDetail.model_validate(event.detail)
     except ValidationError as exc:
-        logger.warning("event %s: detail not counted on the dashboard: %s", event.id, exc.errors()[:3])
+        logger.warning("event %s: detail not counted on the dashboard: %s", event.id, logs.unreadable(exc))
     return None
 
 

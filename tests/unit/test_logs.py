@@ -201,4 +201,29 @@ def test_every_sqs_handler_logs_an_unreadable_record_without_repeating_it(module
     assert json.loads(done.stdout.splitlines()[-1])["answer"] == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
     (failed,) = [json.loads(text) for text in done.stdout.splitlines() if "record failed" in text]
     assert (failed["level"], failed["message_id"]) == ("WARNING", "m-bad")
+    assert " unreadable: " in failed["message"] or "MalformedJobMessage" in failed["message"]
+    assert "hunter2" not in done.stdout + done.stderr
+
+
+_DETAIL_PROBE = """
+import json
+from consumers.notifier import app
+from events import ProjectEvent
+from events.catalog import SAMPLES
+event = json.loads((SAMPLES / "job_failed_event.json").read_text())
+event["detail"]["error"] = {"code": "statement_failed", "message": "syntax error at 'hunter2'"}
+event["detail"].pop("status")
+assert app.read_detail(ProjectEvent.model_validate(event)) is None
+"""
+
+
+def test_a_detail_the_notifier_cannot_count_is_described_never_repeated():
+    """Its warning listed pydantic's errors, each with its input: the whole detail, a database error echoing a
+    tenant's literal included (found by review)."""
+    environment = {**os.environ, "POWERTOOLS_SERVICE_NAME": "spectra"}
+    done = subprocess.run(
+        [sys.executable, "-c", _DETAIL_PROBE], capture_output=True, text=True, timeout=60, cwd=ROOT, env=environment
+    )
+    assert done.returncode == 0, done.stderr
+    assert "detail not counted on the dashboard: status: missing" in done.stdout
     assert "hunter2" not in done.stdout + done.stderr
