@@ -299,7 +299,9 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
     """The executor's check before it loads a dropped file: its sidecar, read now (S3 reads are consistent), asks for
     other options than the job runs with. The sidecar came after the file's event was handled; its own event may not
     find the job (the jobs' tenant index is eventually consistent, and the two events can be handled together), so
-    the job fails here, before anything is loaded, rather than load with the defaults unseen."""
+    the job fails here, before anything is loaded, rather than load with the defaults unseen. Raises
+    :class:`FileReplaced` when the file itself was put again since the job was made (its ETag, or the write's time):
+    the newer upload's own job loads it, with whatever sidecar came with it."""
     if job.source is not JobSource.S3_DROP or not job.object_key or not job.files:
         return None
     stem = _stem(job.object_key, _SUFFIXES)
