@@ -307,8 +307,8 @@ def upload_url(ports: Ports, caller: Caller, job_id: str, *, gzip: bool) -> dict
     ask the job's state, so a file put after UploadComplete under a new URL is stored but not part of the job: it
     lies beside the job's batches, never loaded, until the results bucket expires it. Each URL writes its key once
     (``If-None-Match: *``, in ``headers``): put again after UploadComplete, a batch the job listed could be replaced
-    by one of any size, and the job pins each batch as listed (its ETag) besides. A job is issued at most
-    ``bulk_max_files`` URLs (as it takes at most that many batches at UploadComplete)."""
+    by one of any size, and the job pins each batch as listed (its ETag) besides. Each URL counts as one of
+    the job's ``bulk_max_files`` batches (UploadComplete lists both kinds under the same prefix)."""
     job = _open_job(ports, caller, job_id)
     most = ports.settings.bulk_max_files
     # counted as a batch: each URL can store one, and UploadComplete lists both kinds under the same prefix
