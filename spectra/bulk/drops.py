@@ -16,10 +16,10 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
 * A sidecar put *after* its file (``aws s3 sync`` uploads in parallel) came too late for the file's job. The
   executor reads the sidecar again before it loads (:func:`late_sidecar_error`) and fails the job ``late_sidecar``
   if it asks for other options (nothing loaded: put the file again). The sidecar's own event looks for the job among
-  the tenant's jobs of the last :data:`LATE_SIDECAR_WINDOW` (the newest :data:`LATE_SIDECAR_JOBS`): one not started
-  is failed the same way, one started already is named by a Failed job for the sidecar's key. So a file meant to be
-  upserted and inserted instead is never silent, but for a sidecar put in the moment between the executor's read and
-  its load whose event misses the job in the (eventually consistent) tenant index.
+  the tenant's jobs of the last :data:`LATE_SIDECAR_WINDOW` (the newest :data:`LATE_SIDECAR_JOBS`): one started
+  already is named by a Failed job for the sidecar's key; one not started is left to the executor's check. So a
+  file meant to be upserted and inserted instead is never silent, but for a sidecar put in the moment between the
+  executor's read and its load whose event misses the job in the (eventually consistent) tenant index.
 * Every object put in the bucket is announced (a suffix filter is case-sensitive: ``DATA.CSV`` went unseen); a
   sidecar (``<tenant>/<table>/<name>.json`` or ``.JSON``) and a folder marker (a key ending ``/``) make no job, and
   ``.csv`` / ``.csv.gz`` match in any case.
@@ -243,13 +243,13 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         differs = _differences(job, options.model_dump(include=set(sidecar[1])))
         if not differs or job.state in (BulkState.FAILED, BulkState.ABORTED):
             continue
-        data_name, name = job.object_key.rsplit("/", 1)[-1], dropped.key.rsplit("/", 1)[-1]
         if job.state is BulkState.UPLOAD_COMPLETE:
-            error = _unloaded_error(name, data_name, differs)
-            if finish_bulk_job(ports, job, BulkState.FAILED, unstarted=True, error=error) is not None:
-                logger.warning("bulk job %s failed: its sidecar %s came after its file", job.job_id, dropped.key)
+            # Not started, as the (lagging) index says: read it. A job still waiting is left to the executor, which
+            # reads the sidecar again before it loads, once it has checked that the file itself was not put again.
+            job = bulk.jobs.get(job.job_id) or job
+            if job.state in (BulkState.UPLOAD_COMPLETE, BulkState.FAILED, BulkState.ABORTED):
                 continue
-            job = bulk.jobs.get(job.job_id) or job  # it started meanwhile: reported below
+        data_name, name = job.object_key.rsplit("/", 1)[-1], dropped.key.rsplit("/", 1)[-1]
         error = ErrorInfo(
             code="late_sidecar",
             message=f"{name} came after {data_name}, whose job {job.job_id} was {job.state.value} by then and may have"
@@ -330,14 +330,12 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
     except (DropRefused, ValidationError):
         return None  # put (or spoiled) after the job was made: the job runs with what it was made with
     differs = _differences(job, options.model_dump(include=set(sidecar[1])))
-    return _unloaded_error(sidecar[0], job.object_key.rsplit("/", 1)[-1], differs) if differs else None
-
-
-def _unloaded_error(name: str, data_name: str, differs: str) -> ErrorInfo:
+    if not differs:
+        return None
     return ErrorInfo(
         code="late_sidecar",
-        message=f"its sidecar {name} came after it and asks for {differs}; nothing was loaded: put {data_name}"
-        " again to load it with the sidecar's options",
+        message=f"its sidecar {sidecar[0]} came after it and asks for {differs}; nothing was loaded: put"
+        f" {job.object_key.rsplit('/', 1)[-1]} again to load it with the sidecar's options",
     )
 
 

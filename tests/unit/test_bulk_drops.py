@@ -205,13 +205,16 @@ UPSERT_BY_ID = {"operation": "upsert", "externalIdFieldName": "id"}
 
 def test_a_sidecar_after_its_file_fails_the_files_job_before_it_starts(ports):
     """`aws s3 sync` uploads in parallel: the file's job was made with the defaults (an insert) before its sidecar
-    (an upsert) was written. Not started yet, it fails saying why, and nothing is loaded; the file put again loads
-    with the sidecar."""
+    (an upsert) was written. Not started yet, it is left to the executor, which fails it saying why, and nothing is
+    loaded; the file put again loads with the sidecar."""
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
     first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
     assert first.operation is BulkOperation.INSERT
     sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
     late = DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/jan.json", size=40, etag="e1")
     assert accept_drop(ports, late) is None
+    assert ports.bulk.jobs.get(first.job_id).state is BulkState.UPLOAD_COMPLETE
+    assert start_bulk_job(ports, ports.queue.messages[0]) is None
     failed = ports.bulk.jobs.get(first.job_id)
     assert (failed.state, failed.error.code) == (BulkState.FAILED, "late_sidecar")
     assert "jan.json came after it and asks for operation upsert, externalIdFieldName id" in failed.error.message
@@ -253,11 +256,13 @@ def test_a_sidecar_its_own_event_cannot_tell_about_is_caught_before_the_load(por
 def test_a_file_and_sidecar_put_again_while_the_first_job_waits_fail_it_file_replaced(ports):
     """Both replaced, in the right order, while the first job waited: the first job's file is gone, which is what
     it says (found by review: it said late_sidecar and told the tenant to put the file again, which the newer job
-    loads already)."""
+    loads already; the new sidecar's own event said so too, before the file came)."""
     ports.warehouse.add_table("public", "accounts", ["id", "name"])
     sidecar(ports, "acme/accounts/jan.json", {"operation": "insert"})
     first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
     sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    accept_drop(ports, DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/jan.json", size=40, etag="e9"))
+    assert ports.bulk.jobs.get(first.job_id).state is BulkState.UPLOAD_COMPLETE  # left to the executor
     accept_drop(ports, drop(ports, "acme/accounts/jan.csv", b"id,name\n3,Cid\n"))
     assert start_bulk_job(ports, ports.queue.messages[0]) is None
     failed = ports.bulk.jobs.get(first.job_id)
