@@ -167,6 +167,11 @@ class DuplicateColumns(ResultRefused):
     code = "duplicate_columns"
 
 
+def reason_of(exc: Exception) -> str:
+    """An exception as a job's error tells it: a SpectraError's own message, else its type and text."""
+    return exc.message if isinstance(exc, SpectraError) else f"{type(exc).__name__}: {exc}"
+
+
 class ResultUnconvertible(SpectraError):
     """A result page that cannot be converted to the job's format (malformed CSV, text that is not UTF-8). Completion
     retries it; after ``result_max_attempts`` the job fails with this (``result_unconvertible``)."""

@@ -37,10 +37,10 @@ from spectra.errors import (
     IdentityRefused,
     ResultRefused,
     ResultUnconvertible,
-    SpectraError,
     StartNotRecorded,
     StatementRejected,
     Throttled,
+    reason_of,
 )
 from spectra.identity import check_write_grant, identity_for
 from spectra.job_queue import sendable
@@ -328,8 +328,7 @@ def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -
     if isinstance(exc, ResultUnconvertible):
         error = ErrorInfo(code=exc.code, message=exc.message)
     else:
-        reason = exc.message if isinstance(exc, SpectraError) else f"{type(exc).__name__}: {exc}"
-        error = ErrorInfo(code=RESULT_FAILED, message=f"the result could not be collected: {reason}"[:1000])
+        error = ErrorInfo(code=RESULT_FAILED, message=f"the result could not be collected: {reason_of(exc)}"[:1000])
     logger.error("job %s: giving up on its result after %d attempts: %s", job.job_id, attempts, error.message)
     return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, result_attempts=attempts)
 

@@ -29,7 +29,7 @@ from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
 from spectra.delivery import unloadable
-from spectra.errors import IdentityRefused, NotFound, SpectraError, StatementRejected, Throttled
+from spectra.errors import IdentityRefused, NotFound, StatementRejected, Throttled, reason_of
 from spectra.identity import identity_for
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
@@ -287,11 +287,10 @@ def _failed_attempt(ports: Ports, job: BulkJob, statement_id: str, exc: Exceptio
         return None  # no longer InProgress: whoever moved it on owns its end
     if counted.result_attempts < ports.settings.result_max_attempts:
         raise exc
-    reason = exc.message if isinstance(exc, SpectraError) else f"{type(exc).__name__}: {exc}"
     error = ErrorInfo(
         code="completion_failed",
         message=f"the statement finished, but its outcome could not be recorded after {counted.result_attempts}"
-        f" attempts (what a load committed stays in the table): {reason}"[:1000],
+        f" attempts (what a load committed stays in the table): {reason_of(exc)}"[:1000],
     )
     logger.error("bulk job %s: giving up on its outcome: %s", job.job_id, error.message)
     return finish_bulk_job(ports, counted, BulkState.FAILED, error=error, statement_id=statement_id)

@@ -186,3 +186,32 @@ def test_every_tag_the_drop_door_leaves_on_a_file_expires_it(template):
     }
     left = {("spectra-processed", "true"), *((REJECTED_TAG, why) for why in REJECTIONS)}
     assert left <= expiring, sorted(left - expiring)
+
+
+def _holds(condition, parameters: dict[str, str]) -> bool:
+    """A rule assertion of the template evaluated on ``parameters`` (the functions its rules use)."""
+    ((name, argument),) = condition.items()
+    if name == "Fn::Equals":
+        return _holds_value(argument[0], parameters) == _holds_value(argument[1], parameters)
+    if name == "Fn::Not":
+        return not _holds(argument[0], parameters)
+    if name == "Fn::And":
+        return all(_holds(c, parameters) for c in argument)
+    if name == "Fn::Or":
+        return any(_holds(c, parameters) for c in argument)
+    raise AssertionError(f"a rule function this test does not read: {name}")
+
+
+def _holds_value(value, parameters: dict[str, str]):
+    return parameters[value["Ref"]] if isinstance(value, dict) else value
+
+
+@pytest.mark.parametrize(
+    ("cluster", "workgroup", "deploys"),
+    [("spectra", "", True), ("", "spectra", True), ("", "", False), ("spectra", "spectra", False)],
+)
+def test_the_rules_take_exactly_one_warehouse(template, cluster, workgroup, deploys):
+    """README (Deploy): every function reads its warehouse from one of the two; neither or both is refused."""
+    parameters = {"RedshiftClusterId": cluster, "RedshiftWorkgroup": workgroup}
+    assertions = template["Rules"]["OneWarehouse"]["Assertions"]
+    assert all(_holds(a["Assert"], parameters) for a in assertions) is deploys
