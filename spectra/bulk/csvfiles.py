@@ -14,7 +14,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, NamedTuple
 
 from spectra.bulk.files import BulkFiles, FileUnreadable
 from spectra.bulk.models import COLUMN_PATTERN, BulkJob, BulkOperation, SourceFile
@@ -37,12 +37,24 @@ class BulkInputError(Exception):
         self.message = message
 
 
+class FileHeader(NamedTuple):
+    """A file's header line, read by :func:`read_header`."""
+
+    columns: list[str]
+    #: whether a row follows the header (a file past the first MB is taken to have one)
+    rows: bool
+
+
 def _name(source: SourceFile) -> str:
     return source.key.rsplit("/", 1)[-1]
 
 
-def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> list[str]:
-    """The file's column names (lower-cased, as the warehouse folds them), after checking the file has rows."""
+def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> FileHeader:
+    """The file's column names (lower-cased, as the warehouse folds them), and whether rows follow them.
+
+    A header line without rows is not this file's error: one batch of several may hold none (a script that sends
+    every chunk it cut, the last one empty). The job fails ``no_rows`` when none of its files has a row
+    (:func:`no_rows`)."""
     try:
         head, whole = files.head_bytes(source, limit=HEADER_MAX_BYTES)
     except FileUnreadable as exc:
@@ -71,8 +83,6 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> list[st
         )
     if not whole and reader.line_num <= 1:
         raise BulkInputError("invalid_header", f"{_name(source)}: no header line within the first 1 MB")
-    if not has_rows and whole:
-        raise BulkInputError("no_rows", f"{_name(source)} has a header line but no rows")
     if any(UNDECODABLE.search(field) for field in header):
         raise BulkInputError("invalid_header", f"{_name(source)}: the header line is not valid UTF-8")
     columns = [field.strip().lower() for field in header]
@@ -86,7 +96,14 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> list[st
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
         raise BulkInputError("duplicate_columns", f"{_name(source)}: columns named twice: {', '.join(duplicates)}")
-    return columns
+    return FileHeader(columns, rows=has_rows or not whole)
+
+
+def no_rows(sources: list[SourceFile]) -> BulkInputError:
+    """The error of a job whose files have a header line each and no rows."""
+    if len(sources) == 1:
+        return BulkInputError("no_rows", f"{_name(sources[0])} has a header line but no rows")
+    return BulkInputError("no_rows", f"none of the job's {len(sources)} files has rows, only a header line each")
 
 
 def _is_identifier(name: str) -> bool:

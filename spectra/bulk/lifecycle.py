@@ -24,7 +24,7 @@ from events import (
 )
 from spectra import logs, share
 from spectra.bulk import outcomes
-from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, owner_column, read_header
+from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, no_rows, owner_column, read_header
 from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
@@ -181,12 +181,16 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
     if not job.files:
         raise BulkInputError("no_data", "the job has no uploaded data")
     delimiter = job.column_delimiter.char
-    columns = read_header(bulk.files, job.files[0], delimiter)
-    for source in job.files[1:]:
-        other = read_header(bulk.files, source, delimiter)
-        if other != columns:
+    headers = [read_header(bulk.files, source, delimiter) for source in job.files]
+    columns = headers[0].columns
+    for source, other in zip(job.files[1:], headers[1:], strict=True):
+        if other.columns != columns:
             name = source.key.rsplit("/", 1)[-1]
-            raise BulkInputError("invalid_header", f"{name}'s header differs from the first file's: {', '.join(other)}")
+            raise BulkInputError(
+                "invalid_header", f"{name}'s header differs from the first file's: {', '.join(other.columns)}"
+            )
+    if not any(header.rows for header in headers):
+        raise no_rows(job.files)
     schema, table = split_object(job.object)
     described = ports.warehouse.describe_table(schema, table, identity=identity)
     if not described:

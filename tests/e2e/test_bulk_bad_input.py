@@ -298,6 +298,35 @@ def test_gzip_batches_load_through_the_api(bulk_tenant, warehouse):
     assert [r[0] for r in client.rows(warehouse)] == ["ann@x", "bob@x"]
 
 
+@pytest.mark.parametrize("operation", ["insert", "upsert"])
+def test_a_batch_with_a_header_only_loads_nothing_and_fails_nothing(bulk_tenant, warehouse, operation):
+    """A script that sends every chunk it cut may send an empty one; the job failed no_rows, its rows unloaded."""
+    client = bulk_tenant()
+    job = client.create(operation, **({"externalIdFieldName": "email"} if operation == "upsert" else {}))
+    client.upload(job["id"], csv_bytes([HEADER, GOOD]))
+    client.upload(job["id"], csv_bytes([HEADER]))
+    client.upload(job["id"], csv_bytes([HEADER, ["bob@x", "Bob", "Rome", "2"]]))
+    client.close(job["id"])
+    done = client.wait(job["id"])
+    assert (done["state"], done["numberRecordsProcessed"], done["numberRecordsFailed"]) == ("JobComplete", 2, 0)
+    assert [r[0] for r in client.rows(warehouse)] == ["ann@x", "bob@x"]
+    assert [r[2] for r in client.results(job["id"], "successfulResults")[1:]] == ["ann@x", "bob@x"]
+    assert client.results(job["id"], "failedResults")[1:] == []
+    assert client.results(job["id"], "unprocessedrecords")[1:] == []
+
+
+def test_a_job_of_header_only_batches_fails_no_rows(bulk_tenant, warehouse):
+    client = bulk_tenant()
+    job = client.create("insert")
+    client.upload(job["id"], csv_bytes([HEADER]))
+    client.upload(job["id"], csv_bytes([HEADER]))
+    client.close(job["id"])
+    done = client.wait(job["id"])
+    assert (done["state"], done["error"]["code"]) == ("Failed", "no_rows")
+    assert "none of the job's 2 files has rows" in done["errorMessage"]
+    assert client.rows(warehouse) == []
+
+
 def test_api_misuse_gets_4xx_in_the_error_shape(bulk_tenant):
     client = bulk_tenant()
     other = bulk_tenant()

@@ -118,6 +118,23 @@ def test_a_bad_file_fails_the_job_before_any_statement(ports, body, code):
     assert ports.bulk.jobs.pending_since(job.job_id) is None  # nothing left owed
 
 
+def test_a_batch_with_a_header_only_is_loaded_beside_the_others(ports):
+    """A script that sends every chunk it cut may send an empty last one: that batch loads no rows, and the job's
+    other rows still load (the whole job failed no_rows)."""
+    job = start_bulk_job(ports, queued(ports, BulkOperation.INSERT, HEADER + b"1,A,B\n", HEADER))
+    assert job is not None and job.error is None
+    assert "execute_batch" in warehouse_calls(ports)
+
+
+def test_a_job_whose_batches_all_lack_rows_fails_no_rows(ports):
+    message = queued(ports, BulkOperation.INSERT, HEADER, HEADER + b"\n")
+    assert start_bulk_job(ports, message) is None
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code) == (BulkState.FAILED, "no_rows")
+    assert job.error.message == "none of the job's 2 files has rows, only a header line each"
+    assert "execute_batch" not in warehouse_calls(ports)
+
+
 def test_a_file_deleted_before_the_start_fails_the_job_instead_of_retrying_forever(ports):
     message = queued(ports)
     source = stored(ports, message.job_id).files[0]
