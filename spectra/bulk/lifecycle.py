@@ -170,7 +170,13 @@ def export_prefix(job: BulkJob) -> str:
 def _start_export(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> str:
     destination = f"s3://{ports.settings.results_bucket}/{export_prefix(job)}part_"
     # inside UNLOAD's quotes, maybe nested (an outer LIMIT): no ';', a trailing comment ended, as for exports
-    sql = unload_statement(unloadable(embeddable(job.query or "")), destination, role=ports.settings.bulk_iam_role)
+    # in the job's columnDelimiter, as Bulk 2.0 serves a query job's results (its pages pass the parts' bytes on)
+    sql = unload_statement(
+        unloadable(embeddable(job.query or "")),
+        destination,
+        role=ports.settings.bulk_iam_role,
+        delimiter=job.column_delimiter.char,
+    )
     return ports.warehouse.execute(
         sql, identity=identity, name=job.job_id, client_token=job.job_id, result_format="CSV"
     )

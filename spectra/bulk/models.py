@@ -82,6 +82,10 @@ class LineEnding(StrEnum):
     LF = "LF"
     CRLF = "CRLF"
 
+    @property
+    def chars(self) -> str:
+        return "\r\n" if self is LineEnding.CRLF else "\n"
+
 
 class JobSource(StrEnum):
     """Which door the job came through."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from events import ErrorInfo
 from spectra.bulk.csvfiles import HEADER_MAX_BYTES, MAX_RECORD_CHARS, UNDECODABLE, Record, records
 from spectra.bulk.files import FileReplaced, FileUnreadable, results_key
-from spectra.bulk.models import BulkJob, BulkOperation, BulkState, LineEnding, SourceFile
+from spectra.bulk.models import BulkJob, BulkOperation, BulkState, SourceFile
 from spectra.errors import NotFound
 from spectra.ports import Ports
 from spectra.unload import read_unload_manifest
@@ -105,7 +105,7 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
     bulk = ports.bulk
     assert bulk is not None
     delimiter = job.column_delimiter.char
-    terminator = "\r\n" if job.line_ending is LineEnding.CRLF else "\n"
+    terminator = job.line_ending.chars
     counts = ResultCounts()
     with ExitStack() as stack:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="bulk-outcomes-"))

@@ -1,7 +1,8 @@
 """Query job results, page by page, as Bulk 2.0 serves them: CSV, each page starting with the header line, the next
 page named by an opaque locator (``Sforce-Locator``; the string ``null`` after the last page).
 
-The pages are read straight from the UNLOAD's part files (CSV with a header line): a locator is a part and a byte
+The pages are read straight from the UNLOAD's part files (CSV with a header line, its fields separated by the job's
+``columnDelimiter``; each record is passed on ending in the job's ``lineEnding``): a locator is a part and a byte
 offset into it, so a page is one ranged GET that stops after ``maxRecords`` records, or before the record that would
 take it past a byte budget that keeps the response inside Lambda's payload quota. A single record larger than the
 budget is a page of its own (a row past about 4.5 MB, which takes some 70 full ``VARCHAR(65535)`` columns, then
@@ -67,7 +68,8 @@ def read_page(
     """The page at ``locator`` (the first without one), and the next page's locator."""
     part, offset = decode_locator(tokens, locator, job) if locator else (0, 0)
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(job.export_columns)
+    ending = job.line_ending.chars
+    csv.writer(out, delimiter=job.column_delimiter.char, lineterminator=ending).writerow(job.export_columns)
     body = bytearray(out.getvalue().encode())
     count = 0
     while part < len(job.export_files):
@@ -81,7 +83,7 @@ def read_page(
             if skip_header:
                 skip_header = False
                 continue
-            line = record if record.endswith(b"\n") else record + b"\n"
+            line = record.removesuffix(b"\n") + ending.encode()
             if count and len(body) + len(line) > max_bytes:
                 # past the budget with this record: it starts the next page (a record alone is served whole)
                 return Page(bytes(body), count, encode_locator(tokens, job, part, start))

@@ -200,11 +200,17 @@ def load_statements(
     return statements, plan
 
 
-def unload_statement(query: str, destination: str, *, role: str, fmt: str = "CSV", gzip: bool = False) -> str:
-    """UNLOAD of a query to S3: ``fmt`` CSV parts with a header line (``gzip``: compressed) or PARQUET parts, one
-    after another (PARALLEL OFF keeps the rows in the query's order), and a verbose manifest that counts each part's
-    records. Bulk query jobs and query jobs delivered by ``export`` (spectra/delivery.py) both use it."""
-    layout = "FORMAT AS PARQUET" if fmt == "PARQUET" else "FORMAT AS CSV HEADER" + (" GZIP" if gzip else "")
+def unload_statement(
+    query: str, destination: str, *, role: str, fmt: str = "CSV", gzip: bool = False, delimiter: str = ","
+) -> str:
+    """UNLOAD of a query to S3: ``fmt`` CSV parts with a header line (``gzip``: compressed; fields separated by
+    ``delimiter``) or PARQUET parts, one after another (PARALLEL OFF keeps the rows in the query's order), and a
+    verbose manifest that counts each part's records. Bulk query jobs and query jobs delivered by ``export``
+    (spectra/delivery.py) both use it."""
+    layout = "FORMAT AS PARQUET"
+    if fmt != "PARQUET":
+        layout = "FORMAT AS CSV HEADER" + (f" DELIMITER AS {literal(delimiter)}" if delimiter != "," else "")
+        layout += " GZIP" if gzip else ""
     return (
         f"UNLOAD ({literal(query)}) TO {literal(destination)} {iam_role_clause(role)}"
         f" {layout} PARALLEL OFF MAXFILESIZE 100 MB MANIFEST VERBOSE ALLOWOVERWRITE"

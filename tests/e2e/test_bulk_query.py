@@ -24,8 +24,8 @@ def big_table(new_tenant, warehouse):
     return client, table
 
 
-def create_query(client, sql: str) -> dict:
-    response = client.request("POST", "/v1/bulk/jobs", json={"operation": "query", "query": sql})
+def create_query(client, sql: str, **fields: str) -> dict:
+    response = client.request("POST", "/v1/bulk/jobs", json={"operation": "query", "query": sql, **fields})
     assert response.status_code == 201, response.text
     job = response.json()
     assert job["state"] == "UploadComplete" and job["jobType"] == "V2Query"
@@ -96,6 +96,37 @@ def test_query_jobs_run_as_the_tenant_and_refuse_writes(new_tenant):
     refused = client.request("POST", "/v1/bulk/jobs", json={"operation": "query", "query": "grant all on x to y"})
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "sql_rejected"
+
+
+@pytest.mark.parametrize(("delimiter", "char"), [("TAB", "\t"), ("PIPE", "|"), ("SEMICOLON", ";")])
+def test_pages_follow_the_jobs_column_delimiter_and_line_ending(big_table, delimiter, char):
+    """Bulk 2.0 writes a query job's results in the job's columnDelimiter and lineEnding, so a script that asked for
+    TAB parses with TAB; the pages came back in commas and LF whatever the job said. A value holding the delimiter,
+    quotes or a line break stays one field."""
+    client, table = big_table
+    sql = (
+        f"select id, label, note, 'x' || chr({ord(char)}) || 'y' as odd from {table}"
+        " where id in (7, 999, 1000, 1001) order by id"
+    )
+    job = wait_job(client, create_query(client, sql, columnDelimiter=delimiter, lineEnding="CRLF")["id"])
+    assert job["state"] == "JobComplete", job
+    pages, locator = [], None
+    while locator != "null":
+        params = {"maxRecords": 3, **({"locator": locator} if locator else {})}
+        response = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results", params=params)
+        assert response.status_code == 200, response.text
+        assert response.content.startswith(f"id{char}label{char}note{char}odd\r\n".encode()), response.content
+        assert response.content.endswith(b"\r\n")
+        assert response.content.count(b"\n") == response.content.count(b"\r\n") + int(b"line" in response.content)
+        pages.append(parse_csv(response.content, delimiter=char)[1:])
+        locator = response.headers["Sforce-Locator"]
+    assert [len(p) for p in pages] == [3, 1]
+    assert [row for page in pages for row in page] == [
+        ["7", "label 7", "", f"x{char}y"],
+        ["999", "label 999", "n999", f"x{char}y"],
+        ["1000", "label 1000", 'a, "quoted"\nline', f"x{char}y"],
+        ["1001", "label 1001", "", f"x{char}y"],  # 1001 = 7 x 143: NULL
+    ]
 
 
 def test_empty_result_is_one_page_with_only_the_header(big_table):
