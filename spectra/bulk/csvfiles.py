@@ -43,6 +43,8 @@ class FileHeader(NamedTuple):
     columns: list[str]
     #: whether a row follows the header (a file past the first MB is taken to have one)
     rows: bool
+    #: the column names as the file writes them (a BOM left out), which the result files repeat
+    names: list[str]
 
 
 def _name(source: SourceFile) -> str:
@@ -96,7 +98,7 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> FileHea
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
         raise BulkInputError("duplicate_columns", f"{_name(source)}: columns named twice: {', '.join(duplicates)}")
-    return FileHeader(columns, rows=has_rows or not whole)
+    return FileHeader(columns, rows=has_rows or not whole, names=header)
 
 
 def no_rows(sources: list[SourceFile]) -> BulkInputError:

@@ -228,7 +228,7 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
     )
     key = (job.external_id_field or "").lower()
     key_type = next((c.get("typeName") for c in described if c["name"] == key), None) if key else None
-    plan = plan.model_copy(update={"external_id_type": key_type})
+    plan = plan.model_copy(update={"external_id_type": key_type, "header": headers[0].names})
     # The plan is recorded before the statement starts: a fast statement's completion event needs it.
     planned = bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan) or job
     statement_id = ports.warehouse.execute_batch(sqls, identity=identity, name=job.job_id, client_token=job.job_id)

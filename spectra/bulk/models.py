@@ -146,6 +146,9 @@ class LoadPlan(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     columns: list[str]  # the file's columns, in file order, lower-cased
+    #: the same names as the first file writes them, for the result files' header (Bulk 2.0 repeats the fields as
+    #: uploaded); empty in plans recorded before it was kept: ``columns`` then
+    header: list[str] = Field(default_factory=list)
     #: per COPY: the index (in the batch) of the COPY and of the SELECT of its rejected rows
     copies: list[tuple[int, int]] = Field(default_factory=list)
     #: per COPY: the index of its ``SELECT pg_last_copy_count()`` (empty in plans recorded before it was asked: their

@@ -250,7 +250,7 @@ def _line_end(files, source: SourceFile) -> str:
 def _header(ports: Ports, job: BulkJob, line_ends: dict[str, str]) -> list[str]:
     """The file's own column names (as the tenant wrote them), from its first record."""
     if job.plan is not None:
-        return job.plan.columns
+        return job.plan.header or job.plan.columns
     bulk = ports.bulk
     assert bulk is not None
     if not job.files:
@@ -262,14 +262,15 @@ def _header(ports: Ports, job: BulkJob, line_ends: dict[str, str]) -> list[str]:
         first = next(csv.reader([line], delimiter=job.column_delimiter.char), [])
     except (FileUnreadable, FileReplaced, NotFound, csv.Error):
         return []
-    return [name.lstrip("\ufeff").strip().lower() for name in first]
+    return [first[0].removeprefix("\ufeff"), *first[1:]] if first else []
 
 
 def _key_index(job: BulkJob, header: list[str]) -> int | None:
     if not job.external_id_field:
         return None
     name = job.external_id_field.lower()
-    return header.index(name) if name in header else None
+    columns = [field.strip().lower() for field in header]  # matched as the header check matches them
+    return columns.index(name) if name in columns else None
 
 
 def _refused(reason: str | None) -> str | None:

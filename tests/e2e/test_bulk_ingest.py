@@ -130,6 +130,28 @@ def test_upsert_creates_and_updates_and_says_which(door, bulk_tenant, warehouse)
 
 
 @pytest.mark.parametrize("door", ["api", "s3"])
+def test_result_files_repeat_the_header_as_the_file_wrote_it(door, bulk_tenant, warehouse):
+    """Bulk 2.0 repeats the fields as uploaded: a script reading row["Email"] from its results found "email"."""
+    client = bulk_tenant(EXISTING)
+    sent = [["Email", "Name", "CITY", "score"], ["ann@x", "Ann B", "Oslo", "12"], ["bad@x", "Bad", "Nil", "x"]]
+    job = run(client, door, "upsert", csv_bytes(sent), externalIdFieldName="EMAIL")
+    assert job["state"] == "JobComplete", job
+    successful, failed, _ = check_accounting(client, job, sent)  # each file's header is sent[0]
+    assert [r[:3] for r in successful] == [["ann@x", "false", "ann@x"]]
+    assert [r[0] for r in failed] == ["bad@x"]
+
+
+def test_an_aborted_jobs_unprocessed_records_keep_the_header_as_sent(bulk_tenant):
+    client = bulk_tenant()
+    sent = [["Email", "Name", "City", "Score"], ["ann@x", "Ann", "Oslo", "1"]]
+    job = client.create("insert")
+    client.upload(job["id"], csv_bytes(sent))
+    client.close(job["id"], "Aborted")
+    client.wait(job["id"])
+    assert client.results(job["id"], "unprocessedrecords") == sent
+
+
+@pytest.mark.parametrize("door", ["api", "s3"])
 def test_delete_removes_matching_rows_only(door, bulk_tenant, warehouse):
     client = bulk_tenant(EXISTING)
     sent = [["email"], ["bob@x"], ["gone@x"], ["cid@x"]]

@@ -64,7 +64,7 @@ def test_a_file_with_nothing_in_it_is_empty(files, data):
 @pytest.mark.parametrize("data", [b"id,name\n", b"id,name", b"id,name\r\n\r\n\n", b"\xef\xbb\xbfid,name\r\n"])
 def test_a_header_without_rows_is_read_as_no_rows(files, data):
     """The job decides (no_rows when none of its files has a row): one empty batch of several is no error."""
-    assert read_header(files, put(files, data), ",") == (["id", "name"], False)
+    assert read_header(files, put(files, data), ",") == (["id", "name"], False, ["id", "name"])
 
 
 @pytest.mark.parametrize("data", [b"id,name\n,\n,\n", b"id,name\r\n, \r\n", b'id,name\n"",\n'])
