@@ -146,6 +146,12 @@ class BulkJobInfo(BaseModel):
     numberRecordsFailed: int = Field(default=0, description="Rows refused.", examples=[2])
     retries: int = Field(default=0, description="Always 0.", examples=[0])
     totalProcessingTime: int = Field(default=0, description="Milliseconds the load took.", examples=[5321])
+    apiActiveProcessingTime: int = Field(
+        default=0, description="Milliseconds spent processing: totalProcessingTime (Bulk 2.0's).", examples=[5321]
+    )
+    apexProcessingTime: int = Field(
+        default=0, description="Always 0: no triggers run (Bulk 2.0's, for its clients).", examples=[0]
+    )
     errorMessage: str | None = Field(
         default=None,
         description="Why the job failed; on a JobComplete job, why its result files do not list every record counted.",
@@ -187,6 +193,7 @@ class BulkJobInfo(BaseModel):
             numberRecordsProcessed=counts.processed if counts else 0,
             numberRecordsFailed=counts.failed if counts else 0,
             totalProcessingTime=job.processing_ms or 0,
+            apiActiveProcessingTime=job.processing_ms or 0,
             errorMessage=job.error.message if job.error else None,
             error=job.error,
             contentUrl=f"{base}/batches" if job.state is BulkState.OPEN else None,

@@ -40,6 +40,8 @@ def check_accounting(client: BulkClient, job: dict, sent: list[list[str]]) -> tu
     assert sorted(rows) == sorted(sent[1:])
     assert job["numberRecordsProcessed"] == len(successful) - 1 + len(failed) - 1
     assert job["numberRecordsFailed"] == len(failed) - 1
+    # Bulk 2.0's timings, from the job's start to its end (the load runs at least one statement)
+    assert job["totalProcessingTime"] == job["apiActiveProcessingTime"] > 0 and job["apexProcessingTime"] == 0
     return successful[1:], failed[1:], unprocessed[1:]
 
 
