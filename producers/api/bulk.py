@@ -24,7 +24,7 @@ from producers.api.bulk_models import (
 from producers.api.links import api_path
 from producers.api.models import ErrorResponse, response_links
 from spectra.bulk import service
-from spectra.bulk.models import BulkOperation, BulkState
+from spectra.bulk.models import BulkOperation, BulkState, JobType
 from spectra.errors import InvalidRequest, UnsupportedMediaType
 from spectra.ports import get_ports
 from spectra.tenants import Caller
@@ -127,22 +127,24 @@ def create_job(request: Annotated[CreateBulkJob, Body()]) -> Response[BulkJobInf
     tags=["bulk"],
     responses={200: _ok("One page of the caller's bulk jobs", BulkJobList), **_errors(400)},
     summary="List bulk jobs",
-    description="The caller's bulk jobs (API and S3 drops), newest first, optionally filtered by state and "
-    "operation; follow `nextRecordsUrl` until `done`.",
+    description="The caller's bulk jobs (API and S3 drops), newest first, optionally filtered by state, operation "
+    "and jobType; follow `nextRecordsUrl` until `done`.",
 )
 def list_jobs(
     state: Annotated[BulkState | None, Query()] = None,
     operation: Annotated[BulkOperation | None, Query()] = None,
+    jobType: Annotated[JobType | None, Query(description="V2Ingest (loads) or V2Query, as Bulk 2.0's")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(min_length=1, max_length=MAX_TOKEN_CHARS)] = None,
 ) -> BulkJobList:
     page = service.list_jobs(
-        get_ports(), _caller(), state=state, operation=operation, limit=limit, next_token=next_token
+        get_ports(), _caller(), state=state, operation=operation, limit=limit, next_token=next_token, job_type=jobType
     )
     next_url = None
     if page.next_token:
         params = {"limit": limit, "next_token": page.next_token}
-        params.update({k: v.value for k, v in (("state", state), ("operation", operation)) if v is not None})
+        filters = (("state", state), ("operation", operation), ("jobType", jobType))
+        params.update({k: v.value for k, v in filters if v is not None})
         next_url = api_path("/v1/bulk/jobs?" + urllib.parse.urlencode(params))
     return BulkJobList(done=next_url is None, records=[BulkJobInfo.of(j) for j in page.jobs], nextRecordsUrl=next_url)
 

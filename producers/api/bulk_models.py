@@ -17,6 +17,7 @@ from spectra.bulk.models import (
     BulkOperation,
     BulkState,
     ColumnDelimiter,
+    JobType,
     LineEnding,
 )
 
@@ -139,7 +140,7 @@ class BulkJobInfo(BaseModel):
     concurrencyMode: str = Field(default="Parallel", description="Always Parallel (Bulk 2.0's).", examples=["Parallel"])
     contentType: str = Field(default="CSV", description="Always CSV.", examples=["CSV"])
     apiVersion: str = Field(default="1", description="This API's version.", examples=["1"])
-    jobType: str = Field(description="V2Ingest or V2Query.", examples=["V2Ingest"])
+    jobType: JobType = Field(description="V2Ingest or V2Query.", examples=["V2Ingest"])
     lineEnding: LineEnding = Field(description="The CSV's line ending.", examples=["LF"])
     columnDelimiter: ColumnDelimiter = Field(description="The CSV's field separator.", examples=["COMMA"])
     numberRecordsProcessed: int = Field(default=0, description="Rows processed (loaded + failed).", examples=[1000])
@@ -187,7 +188,7 @@ class BulkJobInfo(BaseModel):
             systemModstamp=job.updated_at,
             state=job.state,
             externalIdFieldName=job.external_id_field,
-            jobType="V2Query" if job.operation is BulkOperation.QUERY else "V2Ingest",
+            jobType=JobType.of(job.operation),
             lineEnding=job.line_ending,
             columnDelimiter=job.column_delimiter,
             numberRecordsProcessed=counts.processed if counts else 0,

@@ -61,6 +61,17 @@ class BulkOperation(StrEnum):
         return self in (BulkOperation.UPDATE, BulkOperation.UPSERT, BulkOperation.DELETE)
 
 
+class JobType(StrEnum):
+    """Bulk 2.0's two kinds of job: loads (insert, update, upsert, delete) and query jobs."""
+
+    V2_INGEST = "V2Ingest"
+    V2_QUERY = "V2Query"
+
+    @classmethod
+    def of(cls, operation: BulkOperation) -> JobType:
+        return cls.V2_QUERY if operation is BulkOperation.QUERY else cls.V2_INGEST
+
+
 class ColumnDelimiter(StrEnum):
     """Bulk 2.0's names for the field separator."""
 

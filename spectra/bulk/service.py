@@ -24,6 +24,7 @@ from spectra.bulk.models import (
     BulkOperation,
     BulkState,
     ColumnDelimiter,
+    JobType,
     LineEnding,
     SourceFile,
     new_bulk_job_id,
@@ -149,9 +150,17 @@ def list_jobs(
     operation: BulkOperation | None,
     limit: int,
     next_token: str | None,
+    job_type: JobType | None = None,
 ) -> BulkJobListing:
     """One page of the caller's bulk jobs; ``next_token`` is signed for this tenant, filter and page size, as the
-    query jobs' listing's is (``spectra/tokens.py``): any other token is refused before the store is asked."""
+    query jobs' listing's is (``spectra/tokens.py``): any other token is refused before the store is asked.
+    ``job_type`` filters as Bulk 2.0's ``jobType`` does; with an ``operation`` of the other kind it is a 400 (the
+    two filters would list nothing)."""
+    if job_type is not None and operation is not None and JobType.of(operation) is not job_type:
+        raise InvalidRequest(
+            f"operation {operation.value} is not of jobType {job_type.value}",
+            details={"field": "operation", "value": operation.value},
+        )
     limit = min(limit, ports.settings.api_page_max)
     listing = {
         "listing": "bulk-jobs",
@@ -160,9 +169,18 @@ def list_jobs(
         "operation": operation.value if operation else None,
         "limit": limit,
     }
+    if job_type is not None:
+        listing["job_type"] = job_type.value  # only when given: tokens signed before it existed still resume
+    if job_type is JobType.V2_QUERY:
+        operation = BulkOperation.QUERY
     after = ListPosition.from_token(ports.page_tokens, next_token, listing)
     page = bulk_ports(ports).jobs.list_for_tenant(
-        caller.tenant_id, limit=limit, state=state, operation=operation, after=after
+        caller.tenant_id,
+        limit=limit,
+        state=state,
+        operation=operation,
+        ingest_only=job_type is JobType.V2_INGEST,
+        after=after,
     )
     token = page.resume_after.token(ports.page_tokens, listing) if page.resume_after else None
     jobs = [j for j in page.jobs if same_generation(caller.generation, j.tenant_generation)]  # not a predecessor's

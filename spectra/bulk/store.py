@@ -91,11 +91,12 @@ class BulkJobStore:
         limit: int,
         state: BulkState | None = None,
         operation: BulkOperation | None = None,
+        ingest_only: bool = False,
         after: ListPosition | None = None,
     ) -> BulkJobPage:
         """The tenant's bulk jobs, newest first, filtered while paging (at most ``LIST_MAX_READS`` index reads per
         call, so a rare filter gives short pages with a position rather than reading the whole history at once).
-        The tenant comes from the caller, never from the position."""
+        ``ingest_only`` leaves query jobs out. The tenant comes from the caller, never from the position."""
         start_key = after.start_key(tenant_id) if after else None
         filters, values, names = [], {":t": tenant_id}, {}
         if state is not None:
@@ -105,6 +106,10 @@ class BulkJobStore:
         if operation is not None:
             filters.append("#op = :op")
             values[":op"] = operation.value
+            names["#op"] = "operation"
+        if ingest_only:
+            filters.append("#op <> :query")
+            values[":query"] = BulkOperation.QUERY.value
             names["#op"] = "operation"
         jobs: list[BulkJob] = []
         for _ in range(LIST_MAX_READS):

@@ -392,6 +392,29 @@ def test_aborting_an_open_job_ends_it_and_listing_filters(bulk_tenant):
     assert [j["id"] for j in rest["records"]] == [first["id"]]
 
 
+def test_listing_filters_by_bulk_2_job_type(bulk_tenant):
+    """Bulk 2.0's Get All Jobs takes jobType; it was ignored, and a script asking for V2Query got its loads too."""
+    client = bulk_tenant()
+    load = client.create("insert")
+    query = client.create("query", query="select 1 as one")
+    later = client.create("upsert", externalIdFieldName="email")
+
+    def listed(**params) -> list[str]:
+        ids, url, params = [], "/v1/bulk/jobs", {"limit": 1, **params}
+        while url:
+            page = client.api.request("GET", url, params=params).json()
+            ids += [j["id"] for j in page["records"]]
+            url, params = page["nextRecordsUrl"], None  # the next page's URL carries the filters
+        return ids
+
+    assert listed(jobType="V2Query") == [query["id"]]
+    assert listed(jobType="V2Ingest") == [later["id"], load["id"]]
+    assert listed(jobType="V2Ingest", operation="insert") == [load["id"]]
+    refused = client.api.request("GET", "/v1/bulk/jobs", params={"jobType": "V2Query", "operation": "insert"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_request"
+    assert client.api.request("GET", "/v1/bulk/jobs", params={"jobType": "Classic"}).status_code == 400
+
+
 def test_a_presigned_upload_url_carries_a_large_batch(bulk_tenant, warehouse):
     import requests
 

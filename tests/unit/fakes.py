@@ -302,6 +302,7 @@ class FakeBulkJobStore:
         limit: int,
         state: BulkState | None = None,
         operation: BulkOperation | None = None,
+        ingest_only: bool = False,
         after: ListPosition | None = None,
     ) -> BulkJobPage:
         """Newest first; as a DynamoDB Query with a filter, a position marks the last item *looked at*."""
@@ -314,8 +315,10 @@ class FakeBulkJobStore:
             ordered = [item for item in ordered if item["created_key"] < after.created_key]
         jobs: list[BulkJob] = []
         for index, item in enumerate(ordered):
-            if (state is None or item["state"] == state.value) and (
-                operation is None or item["operation"] == operation.value
+            if (
+                (state is None or item["state"] == state.value)
+                and (operation is None or item["operation"] == operation.value)
+                and not (ingest_only and item["operation"] == BulkOperation.QUERY.value)
             ):
                 jobs.append(BulkJob.model_validate(copy.deepcopy(item)))
             if len(jobs) == limit:

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from events import BulkJobQueuedMessage
 from spectra.bulk import outcomes
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
-from spectra.bulk.models import BulkOperation, BulkState, ExportFile
+from spectra.bulk.models import BulkOperation, BulkState, ExportFile, JobType
 from spectra.bulk.service import (
     NewJob,
     change_state,
@@ -495,6 +495,16 @@ def test_a_bulk_page_token_continues_only_the_listing_it_was_signed_for(ports):
         {"created_key": "2026-01-01T00:00:00+00:00#j_x", "job_id": "j_x"},
         bound_to={"listing": "jobs", "tenant": "acme", "status": None, "limit": 1},
     )
+    with pytest.raises(InvalidToken):  # another jobType filter
+        list_jobs(
+            ports,
+            caller(ports),
+            state=None,
+            operation=None,
+            limit=1,
+            next_token=first.next_token,
+            job_type=JobType.V2_INGEST,
+        )
     with pytest.raises(InvalidToken):  # a query-job listing's token never resumes the bulk listing
         list_jobs(ports, caller(ports), state=None, operation=None, limit=1, next_token=query_token)
 

@@ -331,6 +331,17 @@ def test_listing_filters_by_state_and_operation_and_keeps_pages_full(store):
     assert store.list_for_tenant("acme", limit=5, operation=BulkOperation.QUERY).jobs == []
 
 
+def test_listing_leaves_query_jobs_out_when_asked_for_ingest_jobs(store):
+    operations = [BulkOperation.QUERY, BulkOperation.INSERT, BulkOperation.QUERY, BulkOperation.DELETE]
+    jobs = [
+        in_state(store, BulkState.JOB_COMPLETE, operation=operation, at=T0 + timedelta(seconds=i))
+        for i, operation in enumerate(operations)
+    ]
+    ingest = [j.job_id for j in reversed(jobs) if j.operation is not BulkOperation.QUERY]
+    assert flat(walk(store, "acme", limit=1, ingest_only=True)) == ingest
+    assert [j.job_id for j in store.list_for_tenant("acme", limit=5, ingest_only=True).jobs] == ingest
+
+
 def test_a_position_only_moves_within_the_callers_own_jobs(store):
     # the tenant comes from the caller, never from the position (page tokens are signed and checked before the
     # store is asked: spectra/tokens.py, tests/unit/test_bulk_service.py); acme's position used by globex: globex's
