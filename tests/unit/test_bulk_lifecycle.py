@@ -12,6 +12,7 @@ import json
 import pytest
 
 from events import BulkJobQueuedMessage, BulkResultsRequested, StatementState, StatementStatusChange
+from spectra import share
 from spectra.bulk import outcomes
 from spectra.bulk.drops import DroppedObject, accept_drop
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job, write_owed_results
@@ -500,6 +501,20 @@ def test_rejected_lines_are_matched_to_their_own_file(ports):
     assert [r[2] for r in result_rows(ports, job.job_id, "failed")[1:]] == ["x", "y"]
 
 
+def test_files_that_list_a_rejected_record_as_loaded_are_a_results_mismatch(ports):
+    """The warehouse rejected one of 4 records, but its stl_load_errors row names a file the result writer does not
+    match (a CHAR(256) cut, say): the files list 4 successful and 0 failed. Their sum equals processed, so only the
+    failed counts tell that the files call a rejected record loaded."""
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    elsewhere = "s3://elsewhere/not-this-file.csv"
+    done = complete_bulk_statement(
+        ports, ports.warehouse.finish_batch(job.statement_id, {0: 3, 1: [[elsewhere, "4", "id", "Invalid digit"]]})
+    )
+    assert (done.counts.processed, done.counts.failed) == (4, 1)
+    assert len(result_rows(ports, job.job_id, "successful")) - 1 == 4  # the files' (wrong) story
+    assert done.error is not None and done.error.code == "results_mismatch"
+
+
 UPSERT_FILE = b"id,name\n1,Ann\n2,Bob\n4,Dup\n4,Dup2\n,NoId\n5,Eve\n"
 
 
@@ -683,6 +698,19 @@ def test_a_fast_statement_completing_before_its_id_is_recorded_still_completes(p
     assert [m for m, _ in ports.warehouse.calls].count("cancel") == 0
 
 
+def test_an_upsert_that_creates_as_many_rows_as_it_updates_flags_each_right(ports):
+    """1 row updated, 1 created: the outcome SELECT's tie rule (updated * 2 >= applied: it lists the created ids)
+    and the result writer must read the listed set alike, or every sf__Created flag is inverted."""
+    job = started(ports, BulkOperation.UPSERT, b"id,name\n1,Ann\n5,Eve\n", object="accounts")
+    plan = job.plan
+    answers = {1: 2, 2: [], plan.updated_index: [["1"]], plan.applied_index: [["2"]]}
+    answers[plan.outcome_index] = unload_outcomes(ports, job, [["5", "created"]])
+    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
+    assert done.counts == BulkCounts(processed=2, failed=0, created=1)
+    successful = result_rows(ports, job.job_id, "successful")[1:]
+    assert {row[0]: row[1] for row in successful} == {"1": "false", "5": "true"}
+
+
 # -- query jobs -----------------------------------------------------------------------------------------------------
 
 
@@ -740,6 +768,17 @@ def test_bulk_jobs_share_the_tenants_running_cap_with_query_jobs():
     assert wake_up.job_id == second.job_id
     assert start_bulk_job(ports, wake_up).statement_id
     assert set(ports.slots.holders("acme")) == {second.job_id}
+
+
+def test_a_bulk_job_that_took_a_slot_and_never_started_loses_it_after_a_lease(ports):
+    """The executor took the slot and died before the load started (the job is still UploadComplete): like a QUEUED
+    query job's, its slot is stale after a lease and freed for the jobs waiting (a lost message would leak it)."""
+    message = queued(ports, BulkOperation.INSERT, HEADER + b"1,Ann,Oslo\n")
+    assert stored(ports, message.job_id).state is BulkState.UPLOAD_COMPLETE
+    assert ports.slots.acquire("acme", message.job_id, limit=1, now=1000.0)
+    lease = ports.settings.slot_lease_seconds
+    assert share.reclaim_slots(ports, "acme", now=1000.0 + lease + 1) == 1
+    assert message.job_id not in ports.slots.holders("acme")
 
 
 def test_bulk_jobs_wait_in_the_order_they_became_upload_complete():

@@ -541,6 +541,24 @@ def test_an_export_job_runs_an_unload_into_its_own_prefix_as_the_tenant(ports):
     assert statement.identity == DatabaseIdentity(db_user="tenant_acme")
 
 
+def test_a_cancel_recorded_while_a_job_starts_again_stops_its_statement(ports):
+    """A job SUBMITTED without its statement (an earlier executor stopped between its writes) is started again; a
+    DELETE marks it cancel_requested while ExecuteStatement runs. The executor's write succeeds (the job is still
+    SUBMITTED), and only its look at cancel_requested_at stops the statement, which would else run to its end."""
+    message = queued(ports, status=JobStatus.SUBMITTED, submitted_at=utcnow())
+    start = ports.warehouse.start
+
+    def cancelled_meanwhile(*args, **kwargs):
+        started = start(*args, **kwargs)
+        ports.jobs.update(message.job_id, [JobStatus.SUBMITTED], cancel_requested_at=utcnow())
+        return started
+
+    ports.warehouse.start = cancelled_meanwhile
+    job = execute_job(ports, message)
+    assert job is not None and job.statement_id and job.cancel_requested_at is not None
+    assert ports.warehouse.statements[job.statement_id].status == "ABORTED"
+
+
 def test_a_write_cancelled_while_its_message_waited_never_reaches_the_warehouse():
     """The first delivery trusts the job its message carries, sent a moment after the job was made, however long the
     message then waited in the queue: a job cancelled meanwhile had its statement started, then cancelled, and a

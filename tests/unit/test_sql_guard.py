@@ -105,6 +105,7 @@ def test_the_flag_is_no_use_in_a_schema_the_tenant_does_not_own(what, sql):
         ("DROP TABLE owned.t CASCADE", "cascade"),
         ("CREATE EXTERNAL TABLE owned.t (a int) LOCATION 's3://b/'", "external"),
         ("CREATE TEMP TABLE t (a int)", "temporary"),
+        ("SELECT 1 AS a INTO UNLOGGED owned.t", "temporary"),  # PostgreSQL's, which Redshift does not have
         ("COPY owned.t FROM 's3://b/k' IAM_ROLE default", "load_unload"),
     ],
 )
