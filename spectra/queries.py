@@ -157,7 +157,7 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:
     Data API reports the statement ABORTED). A finished job cannot be cancelled: 409."""
     job = get_job(ports, caller, job_id)
     if job.status is JobStatus.QUEUED:
-        cancelled = finish_job(ports, job, JobStatus.CANCELLED)
+        cancelled = _cancel_queued(ports, job)
         if cancelled is not None:
             return cancelled
         job = get_job(ports, caller, job_id)  # the executor picked it up meanwhile
@@ -172,6 +172,20 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
         return get_job(ports, caller, job_id)
     raise Conflict(f"job {job_id} already ended {job.status.value}", details={"status": job.status})
+
+
+def _cancel_queued(ports: Ports, job: Job) -> Job | None:
+    """The queued job ended CANCELLED (None: it moved meanwhile). A failure after the write (its event's PutEvents)
+    leaves the job cancelled and its event owed, which the reconciler publishes: the answer is the cancelled job, not
+    a 500 inviting a retry that would find the job ended (409)."""
+    try:
+        return finish_job(ports, job, JobStatus.CANCELLED)
+    except Exception:
+        current = ports.jobs.get(job.job_id)
+        if current is None or current.status is not JobStatus.CANCELLED:
+            raise
+        logger.warning("job %s cancelled; its event is owed to the reconciler", job.job_id, exc_info=True)
+        return current
 
 
 def job_results(ports: Ports, caller: Caller, job_id: str) -> dict[str, Any]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import gzip as gzip_module
 import io
+import logging
 import secrets
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +48,8 @@ from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
 from spectra.sql_guard import check_sql
 from spectra.tenants import Caller, same_generation
+
+logger = logging.getLogger(__name__)
 
 #: UploadComplete lists the stored batches again while batches keep arriving, then answers 429
 CLOSE_ATTEMPTS = 5
@@ -286,6 +290,20 @@ def _abort_open(ports: Ports, job: BulkJob, **changes: Any) -> BulkJob:
     raise Throttled(f"bulk job {job.job_id} is still receiving batches; abort it once they are done")
 
 
+def _ended_aborted(ports: Ports, job: BulkJob, abort: Callable[[], BulkJob | None]) -> BulkJob | None:
+    """``abort()``'s answer. A failure after its write (asking for the result files, the event's PutEvents) leaves the
+    job Aborted with what it owes left to the reconciler: the answer is the aborted job, not a 500 inviting a retry
+    that would find the job ended (409)."""
+    try:
+        return abort()
+    except Exception:
+        current = bulk_ports(ports).jobs.get(job.job_id)
+        if current is None or current.state is not BulkState.ABORTED:
+            raise
+        logger.warning("bulk job %s aborted; what it owes is left to the reconciler", job.job_id, exc_info=True)
+        return current
+
+
 def _too_many(job_id: str, most: int) -> InvalidRequest:
     """A job takes at most ``bulk_max_files`` files, batches PUT and upload URLs issued together: each is a file its
     load lists (S3 cannot ask the job's state, so every URL issued can store one until the bucket expires it), and
@@ -424,11 +442,15 @@ def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     job = get_job(ports, caller, job_id)
     if job.state is BulkState.OPEN:
         # its batches are listed only at UploadComplete: list them now, so unprocessedrecords holds their rows
-        job = _abort_open(ports, job)
+        opened = job
+        job = _ended_aborted(ports, job, lambda: _abort_open(ports, opened))
         if job.state is BulkState.ABORTED:
             return job
     if job.state is BulkState.UPLOAD_COMPLETE:
-        aborted = finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
+        unstarted = job
+        aborted = _ended_aborted(
+            ports, job, lambda: finish_bulk_job(ports, unstarted, BulkState.ABORTED, unstarted=True)
+        )
         if aborted is not None:
             return aborted
         job = get_job(ports, caller, job_id)

@@ -377,6 +377,21 @@ def test_aborting_an_open_job_ends_it_and_a_second_abort_is_a_conflict(ports):
         change_state(ports, caller(ports), job.job_id, "UploadComplete")
 
 
+@pytest.mark.parametrize("closed", [False, True], ids=["open", "upload-complete"])
+def test_an_abort_whose_event_fails_to_go_out_is_answered_aborted(ports, closed):
+    """The Aborted write lands, then PutEvents fails: the API answered 500 ("safe to retry") and the retry 409
+    (already ended Aborted). The answer is the aborted job; the event is left to the reconciler."""
+    job = new_insert(ports)
+    if closed:
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    ports.events.fail_next()
+    aborted = change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert aborted.state is BulkState.ABORTED and not aborted.event_published
+    assert ports.events.types() == []
+    assert ports.bulk.jobs.pending_since(job.job_id) is not None  # owed: the reconciler publishes it
+
+
 def test_aborting_a_running_job_cancels_its_statement_and_it_ends_aborted(ports):
     job = new_insert(ports)
     upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
 from spectra.errors import Conflict, InvalidToken, JobNotFinished, NotFound, PayloadTooLarge, SqlRejected
 from spectra.job_queue import JobQueue
-from spectra.jobs import Job
+from spectra.jobs import Job, utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.parameters import TypedParameter
 from spectra.queries import (
@@ -25,6 +25,7 @@ from spectra.queries import (
     submit_query,
     wait_for_job,
 )
+from spectra.reconciliation import reconcile
 from spectra.tenants import Caller
 from spectra.tokens import PageTokens
 from spectra.warehouse import Column
@@ -234,6 +235,20 @@ def test_cancelling_a_queued_job_ends_it_at_once_and_announces_it(ports):
     # The queued message arrives later and finds nothing to do.
     assert execute_job(ports, ports.queue.messages[0]) is None
     assert ports.warehouse.executed() == []
+
+
+def test_a_cancel_whose_event_fails_to_go_out_is_answered_cancelled_and_the_event_follows(ports):
+    """The CANCELLED write lands, then PutEvents fails: the job is cancelled and its event owed. The API answered 500
+    ("safe to retry") and the retry 409 (already ended); the answer is the cancelled job, the reconciler publishes."""
+    job, _ = submit(ports)
+    ports.events.fail_next()
+    cancelled = cancel_job(ports, ACME, job.job_id)
+    assert cancelled.status is JobStatus.CANCELLED and not cancelled.event_published
+    assert ports.events.types() == []
+    assert reconcile(ports, now=utcnow() + timedelta(minutes=2)).published == 1
+    assert ports.events.types() == ["Job Cancelled"]
+    with pytest.raises(Conflict):  # a cancel of a job already ended is still refused
+        cancel_job(ports, ACME, job.job_id)
 
 
 def test_cancelling_a_running_job_asks_the_warehouse(ports):
