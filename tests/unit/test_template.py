@@ -99,6 +99,17 @@ def test_the_authorizer_cache_is_a_parameter_of_at_most_60_seconds(template):
         assert authorizer["Identity"]["ReauthorizeEvery"] == {"Ref": "AuthorizerCacheSeconds"}
 
 
+def test_results_are_never_kept_past_the_job_records_that_answer_for_them(template):
+    """A bulk job may stay Open ResultRetentionDays before its result files are written, to be kept as long again;
+    a result promised past its job's record (30 days) would answer 404 instead of its rows or 410 gone."""
+    from spectra.bulk.store import JOB_TTL as BULK_JOB_TTL
+    from spectra.job_store import JOB_TTL
+
+    most = template["Parameters"]["ResultRetentionDays"]["MaxValue"]
+    assert 2 * most + 1 <= min(JOB_TTL, BULK_JOB_TTL).days
+    assert most in (getattr(rule, "le", None) for rule in Settings.model_fields["result_retention_days"].metadata)
+
+
 def test_the_running_cap_reaches_every_function_that_reads_it(template):
     """The executor takes slots under the cap and the reconciler judges each tenant's line by it: set for the
     executor alone, the reconciler read the default (5) on AWS, where each function sees only its own variables and
