@@ -393,7 +393,7 @@ class ResultSink:
         from spectra.unload import read_unload_manifest
 
         body = self._s3.get_object(Bucket=self._bucket, Key=unload_manifest_key)["Body"].read()
-        unloaded = read_unload_manifest(json.loads(body), self._bucket)
+        unloaded = read_unload_manifest(json.loads(body), self._bucket, header=fmt is not ResultFormat.PARQUET)
         sent = [name for name, _ in unloaded.columns]
         if fmt is ResultFormat.PARQUET and len(set(sent)) < len(sent):
             twice = sorted({name for name in sent if sent.count(name) > 1})

@@ -32,13 +32,15 @@ class UnloadedFiles:
     columns: list[tuple[str, str]]
 
 
-def read_unload_manifest(document: dict[str, Any], bucket: str) -> UnloadedFiles:
-    """The parts (keys in ``bucket``) and columns of an UNLOAD's ``MANIFEST VERBOSE``."""
+def read_unload_manifest(document: dict[str, Any], bucket: str, *, header: bool) -> UnloadedFiles:
+    """The parts (keys in ``bucket``) and columns of an UNLOAD's ``MANIFEST VERBOSE``. ``header``: the parts start
+    with a header line (CSV with ``HEADER``), which Redshift counts in each part's ``record_count`` ("If the HEADER
+    option is specified, the row count includes the header line", UNLOAD's reference): it is left out here."""
     bucket_prefix = f"s3://{bucket}/"
     files = [
         (
             entry["url"].removeprefix(bucket_prefix),
-            int(entry.get("meta", {}).get("record_count", 0)),
+            max(0, int(entry.get("meta", {}).get("record_count", 0)) - int(header)),
             int(entry.get("meta", {}).get("content_length", 0)),
         )
         for entry in document.get("entries", [])

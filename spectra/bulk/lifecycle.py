@@ -338,7 +338,7 @@ def _export_files(ports: Ports, job: BulkJob) -> tuple[list[ExportFile], list[st
     """The parts an UNLOAD wrote, from its verbose manifest, and the column names from its schema."""
     bulk = bulk_ports(ports)
     manifest = json.loads(bulk.files.read_all(f"{export_prefix(job)}part_manifest"))
-    unloaded = read_unload_manifest(manifest, ports.settings.results_bucket)
+    unloaded = read_unload_manifest(manifest, ports.settings.results_bucket, header=True)  # CSV HEADER
     files = [ExportFile(key=key, rows=rows, bytes=size) for key, rows, size in unloaded.files]
     return files, [name for name, _ in unloaded.columns]
 

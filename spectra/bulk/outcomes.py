@@ -316,7 +316,7 @@ def _unloaded_rows(ports: Ports, url: str) -> Iterator[list[str]]:
     assert bulk is not None
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     manifest = json.loads(bulk.files.read_all(f"{prefix}manifest"))
-    for key, _, _ in read_unload_manifest(manifest, bucket).files:
+    for key, _, _ in read_unload_manifest(manifest, bucket, header=True).files:
         with bulk.files.text(SourceFile(bucket=bucket, key=key)) as stream:
             reader = csv.reader(stream)
             next(reader, None)

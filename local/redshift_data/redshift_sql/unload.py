@@ -72,7 +72,8 @@ def run_unload(command: UnloadCommand, conn: psycopg.Connection, s3_client) -> R
         namer.abort(s3_client)
         raise
     if command.manifest:
-        _write_manifest(s3_client, destination, parts, columns, command.manifest_verbose)
+        header = command.header and command.format in ("TEXT", "CSV")
+        _write_manifest(s3_client, destination, parts, columns, command.manifest_verbose, header=header)
     return RedshiftResult(sum(part.record_count for part in parts))
 
 
@@ -400,18 +401,23 @@ def _as_text(value) -> str:
 # Manifest
 
 
-def _write_manifest(s3_client, destination: S3Object, parts: list[Part], columns, verbose: bool) -> None:
+def _write_manifest(
+    s3_client, destination: S3Object, parts: list[Part], columns, verbose: bool, *, header: bool
+) -> None:
+    """Redshift's manifest. With HEADER, each part's ``record_count`` (and the total) counts its header line too:
+    "If the HEADER option is specified, the row count includes the header line" (UNLOAD's reference)."""
+    counts = [part.record_count + int(header) for part in parts]
     manifest: dict = {
         "entries": [
-            {"url": part.url, "meta": {"content_length": part.content_length, "record_count": part.record_count}}
-            for part in parts
+            {"url": part.url, "meta": {"content_length": part.content_length, "record_count": count}}
+            for part, count in zip(parts, counts, strict=True)
         ]
     }
     if verbose:
         manifest["schema"] = {"elements": [{"name": name, "type": _manifest_type(col)} for name, col in columns]}
         manifest["meta"] = {
             "content_length": sum(part.content_length for part in parts),
-            "record_count": sum(part.record_count for part in parts),
+            "record_count": sum(counts),
         }
         manifest["author"] = {"name": "Amazon Redshift", "version": "1.0.0"}
     key = destination.key + "manifest"

@@ -367,6 +367,23 @@ def test_unload_csv_with_header_round_trips_through_csv(user_conn, admin, s3, bu
     assert [(int(i), n or None, Decimal(a)) for i, n, a in lines[1:]] == expected
 
 
+def test_a_verbose_manifest_counts_each_parts_header_line_as_redshift_does(user_conn, s3, bucket, source):
+    """UNLOAD's reference: "If the HEADER option is specified, the row count includes the header line" (each
+    part's and the total). The emulator counted rows only, so code reading the counts passed here and was a row
+    per part too high on Redshift."""
+    prefix = f"{source}/counted_"
+    sql = (
+        f"UNLOAD ('select id, name from {source} order by id') TO 's3://{bucket}/{prefix}' "
+        "FORMAT AS CSV HEADER PARALLEL OFF MAXFILESIZE 5 MB MANIFEST VERBOSE"
+    )
+    assert run_redshift_statement(sql, user_conn, s3).rows_affected == 50
+    manifest = json.loads(get(s3, bucket, f"{prefix}manifest"))
+    [entry] = manifest["entries"]
+    assert entry["meta"]["record_count"] == manifest["meta"]["record_count"] == 51
+    part = entry["url"].removeprefix(f"s3://{bucket}/")
+    assert get(s3, bucket, part).decode().count("\n") == 51
+
+
 def test_unload_text_gzip_parallel_off(user_conn, s3, bucket, source):
     prefix = f"{source}/txt/"
     sql = f"UNLOAD ('select id, name from {source} order by id') TO 's3://{bucket}/{prefix}' GZIP PARALLEL OFF"
