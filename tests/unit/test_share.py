@@ -394,6 +394,7 @@ def test_a_slot_taken_by_an_executor_that_died_before_starting_the_job_expires(p
     [
         ("canceling statement due to statement timeout", "statement_timeout"),
         ("ERROR: Query (2211) cancelled on user's request", "statement_timeout"),
+        ("ERROR:  Query (150) canceled on user's request", "statement_timeout"),  # statement_timeout's reference
         ('relation "nope" does not exist', "statement_failed"),
         (None, "statement_failed"),
     ],
