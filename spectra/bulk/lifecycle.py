@@ -121,7 +121,7 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
         finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
         return None
-    updated = bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=statement_id)
+    updated = bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=statement_id, **_unloaded_as(job))
     if updated is None:
         current = bulk.jobs.get(job.job_id)
         if current is not None and current.statement_id == statement_id:
@@ -143,8 +143,13 @@ def _adopt_unrecorded(ports: Ports, job: BulkJob) -> bool:
     if earlier is None:
         return False  # it never reached the warehouse (or is starting right now: ClientToken returns it below)
     logger.warning("bulk job %s: an earlier attempt started statement %s; recording it", job.job_id, earlier)
-    bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier)
+    bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier, **_unloaded_as(job))
     return True
+
+
+def _unloaded_as(job: BulkJob) -> dict[str, Any]:
+    """What a query job's record keeps of how its UNLOAD writes the parts its pages pass on."""
+    return {"export_delimiter": job.column_delimiter} if job.operation is BulkOperation.QUERY else {}
 
 
 def _abort_unrecorded(ports: Ports, job: BulkJob) -> None:
@@ -158,7 +163,10 @@ def _abort_unrecorded(ports: Ports, job: BulkJob) -> None:
         finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
         return None
     logger.warning("bulk job %s: an earlier attempt started statement %s; cancelling it", job.job_id, earlier)
-    if bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier) is not None:
+    if (
+        bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier, **_unloaded_as(job))
+        is not None
+    ):
         ports.warehouse.cancel(earlier)
     return None
 

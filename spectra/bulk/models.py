@@ -228,6 +228,9 @@ class BulkJob(BaseModel):
     counts: BulkCounts | None = None
     export_files: list[ExportFile] = Field(default_factory=list)
     export_columns: list[str] = Field(default_factory=list)
+    #: the field separator a query job's UNLOAD wrote its parts with (its columnDelimiter); None for jobs unloaded
+    #: before the parts followed it, in commas: their pages keep commas in the header line too
+    export_delimiter: ColumnDelimiter | None = None
     results_ready: bool = False
     #: why its result files were given up (spectra.bulk.lifecycle.give_up_results): the result routes answer 410
     results_unavailable: str | None = None

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from spectra.bulk.files import BulkFiles
-from spectra.bulk.models import BulkJob, SourceFile
+from spectra.bulk.models import BulkJob, ColumnDelimiter, SourceFile
 from spectra.errors import InvalidRequest, InvalidToken
 from spectra.tokens import PageTokens
 
@@ -69,7 +69,8 @@ def read_page(
     part, offset = decode_locator(tokens, locator, job) if locator else (0, 0)
     out = io.StringIO()
     ending = job.line_ending.chars
-    csv.writer(out, delimiter=job.column_delimiter.char, lineterminator=ending).writerow(job.export_columns)
+    delimiter = (job.export_delimiter or ColumnDelimiter.COMMA).char  # the parts' own, which the records keep
+    csv.writer(out, delimiter=delimiter, lineterminator=ending).writerow(job.export_columns)
     body = bytearray(out.getvalue().encode())
     count = 0
     while part < len(job.export_files):

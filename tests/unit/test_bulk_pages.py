@@ -10,7 +10,7 @@ import io
 
 import pytest
 
-from spectra.bulk.models import BulkOperation, BulkState, ExportFile
+from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile
 from spectra.bulk.pages import _binding, _records, decode_locator, encode_locator, read_page
 from spectra.errors import InvalidRequest
 from spectra.tokens import PageTokens
@@ -162,6 +162,16 @@ def test_a_later_page_starts_where_its_locator_points_with_a_ranged_read(files):
 
 
 # -- locators -------------------------------------------------------------------------------------------------------
+
+
+def test_a_job_unloaded_before_its_parts_followed_its_delimiter_keeps_commas_in_its_header(files):
+    """A TAB job unloaded in commas (before the UNLOAD took columnDelimiter) is served with a comma header, as its
+    records are: a TAB header over comma records read as one column. One that records its parts' delimiter gets it."""
+    old = exported(files, [rows(2)]).model_copy(update={"column_delimiter": ColumnDelimiter.TAB})
+    [page] = read_all(files, old, max_records=10)
+    assert page.body.startswith(b"id,note\n0,")
+    tabbed = old.model_copy(update={"export_delimiter": ColumnDelimiter.TAB})
+    assert read_all(files, tabbed, max_records=10)[0].body.startswith(b"id\tnote\n")
 
 
 def test_locators_round_trip_within_the_export(files):
