@@ -28,7 +28,7 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 
 from events import ErrorInfo
-from spectra.bulk.csvfiles import HEADER_MAX_BYTES, MAX_RECORD_CHARS, UNDECODABLE, Record, records
+from spectra.bulk.csvfiles import BOM, HEADER_MAX_BYTES, MAX_RECORD_CHARS, UNDECODABLE, Record, records
 from spectra.bulk.files import FileReplaced, FileUnreadable, results_key
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, SourceFile
 from spectra.errors import NotFound
@@ -258,11 +258,10 @@ def _header(ports: Ports, job: BulkJob, line_ends: dict[str, str]) -> list[str]:
     source = job.files[0]
     try:
         with bulk.files.text(source, newline=line_ends.get(source.url, "\n")) as stream:  # its first line, bounded
-            line = stream.readline(HEADER_MAX_BYTES)
-        first = next(csv.reader([line], delimiter=job.column_delimiter.char), [])
+            line = stream.readline(HEADER_MAX_BYTES).removeprefix(BOM)  # before the CSV reads its quotes
+        return next(csv.reader([line], delimiter=job.column_delimiter.char), [])
     except (FileUnreadable, FileReplaced, NotFound, csv.Error):
         return []
-    return [first[0].removeprefix("\ufeff"), *first[1:]] if first else []
 
 
 def _key_index(job: BulkJob, header: list[str]) -> int | None:
