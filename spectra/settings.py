@@ -38,10 +38,10 @@ class Settings(BaseSettings):
     inline_max_rows: int = Field(default=1_000, ge=0)
     inline_max_bytes: int = Field(default=256 * 1024, ge=0)
     # Days results are served (template parameter ResultRetentionDays; the results bucket deletes files after as
-    # many days, inline rows are refused after them too): past it, GET /v1/jobs/{id}/results answers 410. At most 14:
+    # many days, inline rows are refused after them too): past it, GET /v1/jobs/{id}/results answers 410. At most 13:
     # a job's record lives 30 days (job_store.JOB_TTL), and a bulk job may stay Open this long before its result
     # files are written to be kept as long again, so no answer is promised past the record that gives it.
-    result_retention_days: int = Field(default=7, gt=0, le=14)
+    result_retention_days: int = Field(default=7, gt=0, le=13)
     # Completions that may fail to collect a result before the job fails (result_unconvertible, result_failed)
     # instead of being retried by its queue or the reconciler.
     result_max_attempts: int = Field(default=3, gt=0)

@@ -100,13 +100,20 @@ def test_the_authorizer_cache_is_a_parameter_of_at_most_60_seconds(template):
 
 
 def test_results_are_never_kept_past_the_job_records_that_answer_for_them(template):
-    """A bulk job may stay Open ResultRetentionDays before its result files are written, to be kept as long again;
-    a result promised past its job's record (30 days) would answer 404 instead of its rows or 410 gone."""
+    """A bulk job may stay Open ResultRetentionDays (less a margin) before its load, which runs up to the Data API's
+    24 hours; its result files are written up to RESULTS_GIVEN_UP_AFTER later and kept ResultRetentionDays, rounded
+    up to a midnight. A result promised past its job's record (30 days) would answer 404, not its rows or 410 gone."""
+    from datetime import timedelta
+
+    from spectra.bulk.reconcile import RESULTS_GIVEN_UP_AFTER
+    from spectra.bulk.service import OPEN_MARGIN
     from spectra.bulk.store import JOB_TTL as BULK_JOB_TTL
     from spectra.job_store import JOB_TTL
 
     most = template["Parameters"]["ResultRetentionDays"]["MaxValue"]
-    assert 2 * most + 1 <= min(JOB_TTL, BULK_JOB_TTL).days
+    retention = timedelta(days=most)
+    longest = (retention - OPEN_MARGIN) + timedelta(hours=24) + RESULTS_GIVEN_UP_AFTER + retention + timedelta(days=1)
+    assert longest < min(JOB_TTL, BULK_JOB_TTL)
     assert most in (getattr(rule, "le", None) for rule in Settings.model_fields["result_retention_days"].metadata)
 
 
