@@ -93,12 +93,15 @@ def unloadable(sql: str) -> str:
     that ends in one goes nested, ``SELECT * FROM (query) AS spectra_unload``, as its documentation advises: the
     limit still picks the rows (with its ORDER BY), and the files hold them in the order the warehouse reads them
     back. Bulk query jobs and ``delivery: export`` both unload."""
+    from sqlglot import exp
+
     from spectra.sql_guard import parse_statement
 
     tree = parse_statement(sql)
-    if tree is None or not any(tree.args.get(clause) for clause in ("limit", "offset", "fetch")):
-        return sql
-    return f"SELECT * FROM ({sql}) AS spectra_unload"
+    while tree is not None and not any(tree.args.get(clause) for clause in ("limit", "offset", "fetch")):
+        # a query in parentheses, "(select ... limit 5)", is its own outer SELECT: its LIMIT is looked for inside
+        tree = tree.this if isinstance(tree, exp.Subquery) else None
+    return sql if tree is None else f"SELECT * FROM ({sql}) AS spectra_unload"
 
 
 def _output_names(sql: str) -> list[str] | None:

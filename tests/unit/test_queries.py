@@ -526,6 +526,25 @@ def test_an_export_query_is_renamed_only_when_two_columns_would_share_a_name(sql
     assert distinct_columns(sql) == expected
 
 
+@pytest.mark.parametrize(
+    ("sql", "nested"),
+    [
+        ("select a from t order by a limit 5", True),
+        ("select a from t offset 2", True),
+        ("(select a from t order by a limit 5)", True),  # in parentheses it is still the outer SELECT's LIMIT
+        ("((select a from t limit 5))", True),
+        ("(select a from t) limit 5", True),
+        ("select a from (select a from t limit 5) s", False),  # a subquery's LIMIT is UNLOAD's to take
+        ("(select a from t)", False),
+        ("select 1 union select 2 limit 1", True),
+    ],
+)
+def test_a_query_ending_in_a_limit_is_nested_for_unload(sql, nested):
+    from spectra.delivery import unloadable
+
+    assert unloadable(sql) == (f"SELECT * FROM ({sql}) AS spectra_unload" if nested else sql)
+
+
 @pytest.fixture
 def default_recursion_limit():
     """Python's default recursion limit, as in an executor that never ran the guard (the guard raises it)."""
