@@ -1,7 +1,9 @@
 """Tenants and demo data for the local stack, made through the same doors production uses.
 
 Database objects are created with the Data API as the admin user (the emulator's ``awsuser`` superuser, as on a
-fresh Redshift cluster); tenants and keys through :class:`spectra.tenants.TenantDirectory`. The demo table carries a
+fresh Redshift cluster), in PostgreSQL's dialect (``CREATE USER`` without a password, ``CREATE POLICY``), which the
+emulator runs as it is: Redshift spells users and row-level security its own way (README, Deploy). Tenants and keys
+are made through :class:`spectra.tenants.TenantDirectory`. The demo table carries a
 row-level security policy keyed on ``current_user``, so each tenant's key sees only its own rows, and a column-level
 grant: its ``margin`` column is acme's to read; globex may read every other column, and its query of ``margin`` (or
 ``select *``) fails with the database's own "permission denied".
