@@ -16,7 +16,6 @@ update / upsert / delete (staging first, then one set-based change)::
     DELETE FROM bulk_stage WHERE <id> IS NULL OR <id> is blank               -- no id: failed, "missing external id"
     CREATE TEMP TABLE bulk_failed AS SELECT <id>, 'duplicate external id' ... HAVING count(*) > 1
     INSERT INTO bulk_failed SELECT <id>, 'not found' ... (update and delete: ids matching no visible row)
-    INSERT INTO bulk_failed SELECT <id>, 'external id matches ...' ... (upsert: ids matching two rows or more)
     DELETE FROM bulk_stage USING bulk_failed ...                             -- failed rows change nothing
     UPDATE target ... FROM bulk_stage | DELETE FROM target USING bulk_stage
     SELECT count(*) FROM bulk_stage                                          -- rows applied
@@ -50,8 +49,6 @@ STAGE = "bulk_stage"
 FAILED = "bulk_failed"
 CREATED = "bulk_created"
 COUNTS = "bulk_counts"
-#: an upsert's id that matches more than one row of the target (which no key constraint stops on Redshift)
-AMBIGUOUS = "external id matches more than one row"
 REJECTED_ROWS = (
     "SELECT trim(filename), line_number, trim(colname), trim(err_reason) FROM stl_load_errors"
     " WHERE query = pg_last_copy_id() ORDER BY 1, 2"
@@ -146,14 +143,6 @@ def load_statements(
             f"INSERT INTO {FAILED} SELECT DISTINCT s.{key}, 'not found' FROM {STAGE} s"
             f" WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = s.{key})"
             f" AND NOT EXISTS (SELECT 1 FROM {FAILED} f WHERE f.id = s.{key})"
-        )
-    if job.operation is BulkOperation.UPSERT:
-        # Redshift enforces no key, so the target may hold an id twice, and its MERGE refuses a source row that
-        # matches more than one target row (MERGE's usage notes): the whole job would fail. Those ids fail alone.
-        statements.append(
-            f"INSERT INTO {FAILED} SELECT t.{key}, '{AMBIGUOUS}' FROM {target} t"
-            f" WHERE EXISTS (SELECT 1 FROM {STAGE} s WHERE s.{key} = t.{key})"
-            f" AND NOT EXISTS (SELECT 1 FROM {FAILED} f WHERE f.id = t.{key}) GROUP BY t.{key} HAVING count(*) > 1"
         )
     statements.append(f"DELETE FROM {STAGE} USING {FAILED} WHERE {STAGE}.{key} = {FAILED}.id")
     updated_index = None
