@@ -497,3 +497,25 @@ def test_decimals_are_plain_digits_as_the_warehouse_prints_them(fmt):
         assert text.splitlines() == ['"small","f"', "0.00000050,1e-7", "0.00000000,2", "1.50000000,3"]
     else:
         assert [json.loads(line)["small"] for line in text.splitlines()] == ["0.00000050", "0.00000000", "1.50000000"]
+
+
+@pytest.mark.parametrize(("fmt", "header_lines"), [(ResultFormat.CSV, 1), (ResultFormat.PARQUET, 0)])
+def test_an_exports_row_count_leaves_out_the_header_line_redshift_counts_in_a_csv_part(fmt, header_lines):
+    """A verbose UNLOAD manifest counts each CSV part's header line in its record_count (UNLOAD's reference); a
+    Parquet part has none."""
+    s3 = FakeS3()
+    manifest = {
+        "entries": [
+            {
+                "url": f"s3://results/acme/j_1/part-00{n}",
+                "meta": {"content_length": 10, "record_count": 5 + header_lines},
+            }
+            for n in range(2)
+        ],
+        "schema": {"elements": [{"name": "a", "type": {"base": "integer"}}]},
+    }
+    s3.put_object(Bucket="results", Key="acme/j_1/part-manifest", Body=json.dumps(manifest).encode())
+    result = ResultSink(s3, "results").collect_export(
+        tenant_id="acme", job_id="j_1", fmt=fmt, unload_manifest_key="acme/j_1/part-manifest"
+    )
+    assert result.row_count == 10 and [f.rows for f in result.files] == [5, 5]
