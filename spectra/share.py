@@ -79,8 +79,9 @@ _DB_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,126}")  # as spectra.tenants.Te
 
 #: What the warehouse says when it cancels a statement for running past ``statement_timeout``: PostgreSQL (and the
 #: local emulator) "canceling statement due to statement timeout"; Redshift words it "Query (N) canceled on user's
-#: request" (statement_timeout's reference; its CANCEL command's message spells it "cancelled", so both are taken).
-#: A job cancelled through the API never gets here: the Data API reports those statements ABORTED.
+#: request" (statement_timeout's reference; its CANCEL command's message spells it "cancelled", so both are taken,
+#: and an administrator's CANCEL of a tenant's statement reads as a timeout too: the messages are alike). A job
+#: cancelled through the API never gets here: the Data API reports those statements ABORTED.
 _TIMEOUT_MARKERS = ("statement timeout", "statement_timeout", "on user's request")
 
 

@@ -163,10 +163,10 @@ def _abort_unrecorded(ports: Ports, job: BulkJob) -> None:
         finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True)
         return None
     logger.warning("bulk job %s: an earlier attempt started statement %s; cancelling it", job.job_id, earlier)
-    if (
-        bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier, **_unloaded_as(job))
-        is not None
-    ):
+    recorded = bulk_ports(ports).jobs.update(
+        job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier, **_unloaded_as(job)
+    )
+    if recorded is not None:
         ports.warehouse.cancel(earlier)
     return None
 

@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -442,15 +443,11 @@ def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     job = get_job(ports, caller, job_id)
     if job.state is BulkState.OPEN:
         # its batches are listed only at UploadComplete: list them now, so unprocessedrecords holds their rows
-        opened = job
-        job = _ended_aborted(ports, job, lambda: _abort_open(ports, opened))
+        job = _ended_aborted(ports, job, partial(_abort_open, ports, job))
         if job.state is BulkState.ABORTED:
             return job
     if job.state is BulkState.UPLOAD_COMPLETE:
-        unstarted = job
-        aborted = _ended_aborted(
-            ports, job, lambda: finish_bulk_job(ports, unstarted, BulkState.ABORTED, unstarted=True)
-        )
+        aborted = _ended_aborted(ports, job, partial(finish_bulk_job, ports, job, BulkState.ABORTED, unstarted=True))
         if aborted is not None:
             return aborted
         job = get_job(ports, caller, job_id)
