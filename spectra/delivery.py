@@ -104,6 +104,30 @@ def unloadable(sql: str) -> str:
     return sql if tree is None else f"SELECT * FROM ({sql}) AS spectra_unload"
 
 
+def unload_problem(sql: str, *, export: bool) -> str | None:
+    """Why the query cannot be unloaded as the warehouse would need it, or None. UNLOAD takes a query ending in LIMIT
+    or OFFSET (and an export naming two columns alike) nested in a subquery (:func:`unloadable`,
+    :func:`distinct_columns`), and Redshift refuses a WITH RECURSIVE clause inside a subquery (WITH's reference):
+    such a job would only fail in the warehouse, so its request is refused at once. PostgreSQL, the local stack's
+    warehouse, takes either, which is why this is asked here rather than left to the warehouse."""
+    from sqlglot import exp
+
+    from spectra.sql_guard import embeddable, parse_statement
+
+    embedded = embeddable(sql)
+    unloaded = unloadable(distinct_columns(embedded) if export else embedded)
+    if unloaded == embedded:
+        return None
+    tree = parse_statement(embedded)
+    if tree is None or not any(with_.args.get("recursive") for with_ in tree.find_all(exp.With)):
+        return None
+    return (
+        "a query with WITH RECURSIVE cannot be unloaded when it ends in LIMIT or OFFSET"
+        + (" or names two columns alike" if export else "")
+        + ": UNLOAD needs such a query nested in a subquery, and Redshift refuses WITH RECURSIVE there"
+    )
+
+
 def _output_names(sql: str) -> list[str] | None:
     from sqlglot import exp
 

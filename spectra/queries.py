@@ -15,7 +15,7 @@ from typing import Any
 
 from events import Delivery, JobStatus, ResultFormat
 from spectra import logs
-from spectra.delivery import request_problem, results_body
+from spectra.delivery import request_problem, results_body, unload_problem
 from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
@@ -61,6 +61,8 @@ def submit_query(
     bound, rewritten = bind(statement, tree, parameters, max_total_bytes=ports.settings.max_parameter_bytes)
     if rewritten:
         check_sql(bound.sql, **guard)  # what runs is what the guard accepts, rewrite included
+    if delivery is Delivery.EXPORT and (problem := unload_problem(bound.sql, export=True)):
+        raise InvalidRequest(problem, details=[{"loc": ["body", "sql"], "msg": problem}])
     now = utcnow()
     job = Job(
         job_id=new_job_id(),

@@ -34,6 +34,7 @@ from spectra.bulk.models import (
     split_object,
 )
 from spectra.bulk.pages import Page, read_page
+from spectra.delivery import unload_problem
 from spectra.dynamo import ListPosition
 from spectra.errors import (
     Conflict,
@@ -81,6 +82,8 @@ def create_job(ports: Ports, caller: Caller, spec: NewJob, *, correlation_id: st
         if not spec.query:
             raise InvalidRequest("a query job needs a query", details={"field": "query"})
         query = check_sql(spec.query, max_bytes=ports.settings.max_sql_bytes)
+        if problem := unload_problem(query, export=False):
+            raise InvalidRequest(problem, details={"field": "query"})
         target = spec.object or ""
     else:
         if spec.query:

@@ -129,6 +129,18 @@ def test_pages_follow_the_jobs_column_delimiter_and_line_ending(big_table, delim
     ]
 
 
+def test_a_recursive_query_unload_would_nest_is_a_400_through_either_route(new_tenant):
+    """Redshift refuses WITH RECURSIVE inside a subquery, where UNLOAD's LIMIT rule puts it: a 400 at once, in the
+    error shape, rather than a job failing in the warehouse."""
+    client = new_tenant()
+    sql = "with recursive r(n) as (select 1 union all select n + 1 from r where n < 9) select n from r limit 3"
+    bulk = client.request("POST", "/v1/bulk/jobs", json={"operation": "query", "query": sql})
+    export = client.request("POST", "/v1/queries", json={"sql": sql, "format": "csv", "delivery": "export"})
+    for answer in (bulk, export):
+        assert answer.status_code == 400, answer.text
+        assert "WITH RECURSIVE" in answer.json()["error"]["message"]
+
+
 def test_empty_result_is_one_page_with_only_the_header(big_table):
     client, table = big_table
     job = wait_job(client, create_query(client, f"select id, label from {table} where id < 0")["id"])

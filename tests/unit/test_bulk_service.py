@@ -84,6 +84,17 @@ def test_a_query_job_is_checked_and_queued_at_once(ports):
         create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="drop user x"))
 
 
+def test_a_query_job_redshift_would_refuse_to_nest_is_refused_at_once(ports):
+    """UNLOAD takes a query ending in LIMIT nested in a subquery, where Redshift refuses WITH RECURSIVE."""
+    recursive = "with recursive r(n) as (select 1 union all select n + 1 from r where n < 9) select n from r"
+    with pytest.raises(InvalidRequest, match="WITH RECURSIVE") as error:
+        create_job(
+            ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query=recursive + " limit 3")
+        )
+    assert error.value.details == {"field": "query"}
+    assert create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query=recursive))
+
+
 @pytest.mark.parametrize(
     ("spec", "field"),
     [

@@ -10,7 +10,15 @@ import pytest
 from botocore.exceptions import ClientError
 
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
-from spectra.errors import Conflict, InvalidToken, JobNotFinished, NotFound, PayloadTooLarge, SqlRejected
+from spectra.errors import (
+    Conflict,
+    InvalidRequest,
+    InvalidToken,
+    JobNotFinished,
+    NotFound,
+    PayloadTooLarge,
+    SqlRejected,
+)
 from spectra.job_queue import JobQueue
 from spectra.jobs import Job, utcnow
 from spectra.lifecycle import complete_statement, execute_job
@@ -543,6 +551,31 @@ def test_a_query_ending_in_a_limit_is_nested_for_unload(sql, nested):
     from spectra.delivery import unloadable
 
     assert unloadable(sql) == (f"SELECT * FROM ({sql}) AS spectra_unload" if nested else sql)
+
+
+RECURSIVE = "with recursive r(n) as (select 1 union all select n + 1 from r where n < 9) select n, n * 2 as d from r"
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        (RECURSIVE + " order by n limit 3", True),  # nested for UNLOAD's LIMIT rule
+        (RECURSIVE.replace("n * 2 as d", "n * 2 as n") + ";", True),  # nested to rename a column named twice
+        (RECURSIVE, False),  # unloaded as it is
+        ("with r as (select 1 as n) select n from r limit 3", False),  # a plain WITH may be nested
+    ],
+)
+def test_an_export_redshift_would_refuse_to_nest_is_a_400_at_once(ports, sql, refused):
+    """Redshift refuses WITH RECURSIVE inside a subquery (WITH's reference), where UNLOAD's LIMIT rule and the
+    renaming of columns named twice put an export's query: the job only failed in the warehouse (PostgreSQL, the
+    local stack's, takes it)."""
+    if not refused:
+        assert submit(ports, sql=sql, fmt=ResultFormat.CSV, delivery=Delivery.EXPORT)[0].job_id
+        return
+    with pytest.raises(InvalidRequest, match="WITH RECURSIVE") as error:
+        submit(ports, sql=sql, fmt=ResultFormat.CSV, delivery=Delivery.EXPORT)
+    assert error.value.details[0]["loc"] == ["body", "sql"]
+    assert submit(ports, sql=sql, fmt=ResultFormat.CSV)[0].job_id  # as files through s3, nothing is nested
 
 
 @pytest.fixture
