@@ -41,12 +41,14 @@ def unique_names(names: Iterable[str]) -> list[str]:
     names = list(names)
     taken = set(names)
     seen: set[str] = set()
+    tried: dict[str, int] = {}  # per name, the n to try next: every smaller one is taken (taken only grows)
     out = []
     for name in names:
         if name in seen:
-            n = 2
+            n = tried.get(name, 2)
             while f"{name}_{n}" in taken:
                 n += 1
+            tried[name] = n + 1
             name = f"{name}_{n}"
             taken.add(name)
         seen.add(name)
