@@ -75,6 +75,14 @@ def iam_role_clause(role: str) -> str:
     return "IAM_ROLE default" if role == "default" else f"IAM_ROLE {literal(role)}"
 
 
+#: How a file's values are read. Redshift's COPY takes only ``YYYY-MM-DD HH:MI:SS`` timestamps (``...SSOF`` for
+#: TIMESTAMPTZ) unless told ``'auto'``, which also reads ISO 8601 as exports write it (``2019-02-11T05:09:12.195Z``),
+#: and it truncates a number past its column's scale (20.259 into DECIMAL(8,2) is 20.25) unless told ROUNDEC: with
+#: these, a file's dates load as they would through an INSERT, and 20.259 is 20.26, as a cast makes it (COPY's
+#: reference, "Data conversion parameters"). The emulator's PostgreSQL reads dates like 'auto' and rounds either way.
+VALUE_OPTIONS = ("DATEFORMAT 'auto'", "TIMEFORMAT 'auto'", "ROUNDEC")
+
+
 @dataclass(frozen=True)
 class Manifest:
     url: str
@@ -89,6 +97,7 @@ def copy_statement(target: str, columns: list[str], manifest: Manifest, job: Bul
         f"DELIMITER {literal(job.column_delimiter.char)}",
         "IGNOREHEADER 1",
         f"MAXERROR {max_errors}",
+        *VALUE_OPTIONS,
     ]
     if manifest.gzip:
         options.append("GZIP")

@@ -74,6 +74,19 @@ def test_insert_loads_good_rows_and_lists_bad_ones_as_sent(door, bulk_tenant, wa
     ]
 
 
+def test_dates_load_as_iso_8601_exports_write_them(bulk_tenant, warehouse):
+    """COPY is sent DATEFORMAT 'auto' (spectra/bulk/sql.py): on Redshift, without it, every such row is refused."""
+    client = bulk_tenant()
+    sent = [
+        [*HEADER, "joined"],
+        ["ann@x", "Ann", "Oslo", "1", "2024-01-15T10:00:00.000Z"],
+        ["bob@x", "Bob", "", "2", ""],
+    ]
+    job = client.load("insert", csv_bytes(sent))
+    assert (job["state"], job["numberRecordsFailed"]) == ("JobComplete", 0), job
+    assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 1, "2024-01-15"), ("bob@x", "Bob", "", 2, None)]
+
+
 @pytest.mark.parametrize("door", ["api", "s3"])
 def test_update_changes_matching_rows_and_fails_unknown_and_duplicated_ids(door, bulk_tenant, warehouse):
     client = bulk_tenant(EXISTING)

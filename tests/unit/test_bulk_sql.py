@@ -72,6 +72,9 @@ def test_insert_copies_straight_into_the_target_once_per_compression():
     assert plain.startswith(f'COPY {TARGET} ("id", "name", "city") FROM \'{PLAIN.url}\' IAM_ROLE default MANIFEST')
     for option in ("FORMAT AS CSV", "DELIMITER ','", "IGNOREHEADER 1", "MAXERROR 250"):
         assert option in plain and option in gzipped
+    # ISO 8601 timestamps, which Redshift's COPY refuses without 'auto', and decimals rounded, not truncated
+    for option in ("DATEFORMAT 'auto'", "TIMEFORMAT 'auto'", "ROUNDEC"):
+        assert option in plain and option in gzipped
     assert not plain.endswith("GZIP") and gzipped.endswith(" GZIP")
     assert f"FROM '{GZIP.url}'" in gzipped
 
