@@ -39,6 +39,10 @@ CONNECTION_HEADROOM = 40
 #: baseline ``COPY FROM STDIN`` included. Reloadable settings first; the restart-only ones after.
 BULK_SETTINGS = {"work_mem": "256MB", "maintenance_work_mem": "256MB", "temp_buffers": "1GB"}
 BULK_RESTART_SETTINGS = {"shared_buffers": "512MB", "wal_buffers": "32MB"}
+#: Redshift's defaults where PostgreSQL's differ: initdb takes the machine's time zone, so on a machine that is not
+#: on UTC a timestamp without an offset was read into TIMESTAMPTZ as local time and printed with the machine's offset;
+#: Redshift's ``timezone`` defaults to UTC (a tenant's ``ALTER USER ... SET timezone`` still overrides it).
+REDSHIFT_SETTINGS = {"TimeZone": "UTC"}
 _RESERVED = (
     "(current_setting('superuser_reserved_connections')::int"
     " + coalesce(current_setting('reserved_connections', true), '0')::int)"
@@ -193,7 +197,8 @@ def _bootstrap(
 ) -> bool:
     """Make the admin role and the default database; True when a setting just changed needs a restart.
 
-    ``tune``: an embedded server, given :data:`BULK_SETTINGS` (an adopted server keeps its administrator's)."""
+    ``tune``: an embedded server, given :data:`REDSHIFT_SETTINGS` and :data:`BULK_SETTINGS` (an adopted server keeps
+    its administrator's)."""
     restart = False
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
         if disposable:
@@ -201,7 +206,7 @@ def _bootstrap(
             for setting in ("fsync", "synchronous_commit", "full_page_writes"):
                 conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
         if tune:
-            for setting, value in {**BULK_SETTINGS, **BULK_RESTART_SETTINGS}.items():
+            for setting, value in {**REDSHIFT_SETTINGS, **BULK_SETTINGS, **BULK_RESTART_SETTINGS}.items():
                 conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(setting), sql.Literal(value)))
             restart = any(_setting_differs(conn, name, value) for name, value in BULK_RESTART_SETTINGS.items())
         if disposable or tune:
