@@ -289,7 +289,8 @@ class SubscriptionDisabledDetail(_Contract):
     #: the generation of the tenant that made the subscription (spectra/tenants.py): the event goes to that
     #: generation's subscriptions only, never to a tenant deleted and created again under the same id
     tenant_generation: str | None = None
-    #: the subscription's URL without its query string (which may carry a token the receiver checks)
+    #: the origin of the subscription's URL: scheme, host and port, without the path or query string (either may
+    #: carry a token the receiver checks, as chat services' webhook URLs do in their path)
     url: str
     reason: Literal["consecutive_failures", "gone"]
     message: str

@@ -28,7 +28,7 @@ from spectra.jobs import utcnow
 from spectra.notify.models import DisabledReason, Subscription, SubscriptionStatus
 from spectra.notify.service import notify_ports
 from spectra.notify.signing import signed_headers
-from spectra.notify.urls import without_query
+from spectra.notify.urls import origin
 from spectra.ports import Ports
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def announce_disabled(ports: Ports, subscription: Subscription) -> None:
         subscription_id=subscription.subscription_id,
         tenant_id=subscription.tenant_id,
         tenant_generation=subscription.tenant_generation,
-        url=without_query(subscription.url),  # the bus reaches other accounts' rules: no token in a query string
+        url=origin(subscription.url),  # the bus reaches other accounts' rules: no token in the path or query
         reason=(subscription.disabled_reason or DisabledReason.CONSECUTIVE_FAILURES).value,
         message=subscription.disabled_message or "",
         consecutive_failures=subscription.delivery.consecutive_failures,

@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from spectra.notify.urls import Endpoint, UrlPolicy, UrlRefused, without_query
+from spectra.notify.urls import Endpoint, UrlPolicy, UrlRefused, origin, without_query
 
 USER_AGENT = "Spectra-Webhooks/1"
 
@@ -112,7 +112,7 @@ class WebhookTransport:
         try:
             return self._attempt(url, body, headers, deadline)
         except Exception as exc:  # a bug or a case not foreseen: still one failed attempt, recorded and retried
-            logger.exception("webhook attempt to %s failed unexpectedly", without_query(url))
+            logger.exception("webhook attempt to %s failed unexpectedly", origin(url))
             return HttpOutcome(None, f"failed: {type(exc).__name__}: {exc}"[:300])
 
     def _attempt(self, url: str, body: bytes, headers: dict[str, str], deadline: _Deadline) -> HttpOutcome:

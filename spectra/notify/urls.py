@@ -50,10 +50,25 @@ class UrlRefused(InvalidRequest):
 
 
 def without_query(url: str) -> str:
-    """The URL to write where others may read it (logs, the bus): without its query string or fragment, which may
-    carry a token the receiver checks."""
+    """The URL to show its tenant (a redirect's target in the subscription's delivery state): without its query
+    string or fragment, which may carry a token the receiver checks."""
     parts = urlsplit(url)
     return parts._replace(query="", fragment="").geturl()
+
+
+def origin(url: str) -> str:
+    """The URL to write where others may read it (logs, the bus): its scheme, host and port only. Chat and
+    automation receivers keep their token in the path (Slack's ``/services/T…/B…/<token>``, Discord's
+    ``/api/webhooks/<id>/<token>``), not only in the query string."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def resolve(host: str, port: int) -> list[str]:
