@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -167,9 +168,24 @@ class DuplicateColumns(ResultRefused):
     code = "duplicate_columns"
 
 
+#: What a tenant is not told of AWS's own: ARNs (an AccessDenied names the function's role and the bucket and key it
+#: was refused) and account ids.
+_AWS_INTERNALS = re.compile(r"arn:aws[A-Za-z-]*:[^\s,;'\"()]*|(?<![0-9])[0-9]{12}(?![0-9])")
+
+
 def reason_of(exc: Exception) -> str:
-    """An exception as a job's error tells it: a SpectraError's own message, else its type and text."""
-    return exc.message if isinstance(exc, SpectraError) else f"{type(exc).__name__}: {exc}"
+    """An exception as a job's error tells its tenant: a SpectraError's own message; an AWS service's refusal as its
+    code and message; else the exception's type and text; with ARNs and account ids left out of the last two (the
+    whole exception goes to the log)."""
+    if isinstance(exc, SpectraError):
+        return exc.message
+    error = getattr(exc, "response", None)
+    error = error.get("Error") if isinstance(error, dict) else None
+    if isinstance(error, dict) and error.get("Code"):  # botocore's ClientError
+        text = f"{error['Code']}: {error.get('Message') or 'no message'}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return _AWS_INTERNALS.sub("…", text)
 
 
 class ResultUnconvertible(SpectraError):

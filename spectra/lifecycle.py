@@ -329,7 +329,7 @@ def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -
         error = ErrorInfo(code=exc.code, message=exc.message)
     else:
         error = ErrorInfo(code=RESULT_FAILED, message=f"the result could not be collected: {reason_of(exc)}"[:1000])
-    logger.error("job %s: giving up on its result after %d attempts: %s", job.job_id, attempts, error.message)
+    logger.error("job %s: giving up on its result after %d attempts", job.job_id, attempts, exc_info=exc)
     return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, result_attempts=attempts)
 
 

@@ -310,7 +310,7 @@ def _failed_attempt(ports: Ports, job: BulkJob, statement_id: str, exc: Exceptio
         message=f"the statement finished, but its outcome could not be recorded after {counted.result_attempts}"
         f" attempts (what a load committed stays in the table): {reason_of(exc)}"[:1000],
     )
-    logger.error("bulk job %s: giving up on its outcome: %s", job.job_id, error.message)
+    logger.error("bulk job %s: giving up on its outcome", job.job_id, exc_info=exc)
     return finish_bulk_job(ports, counted, BulkState.FAILED, error=error, statement_id=statement_id)
 
 
