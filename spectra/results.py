@@ -48,10 +48,13 @@ _EXTENSIONS = {
     ResultFormat.JSON: ".jsonl.gz",
     ResultFormat.PARQUET: ".parquet",
 }
+#: What a file's URL answers as its Content-Type: the bytes of CSV and JSON Lines files are gzip (labelled text/csv,
+#: a client that trusted the label read binary), and are not sent with Content-Encoding, which would have HTTP
+#: clients unpack them behind the caller's back while the name still says .gz.
 _CONTENT_TYPES = {
-    ResultFormat.CSV: "text/csv",
-    ResultFormat.JSONL: "application/x-ndjson",
-    ResultFormat.JSON: "application/x-ndjson",
+    ResultFormat.CSV: "application/gzip",
+    ResultFormat.JSONL: "application/gzip",
+    ResultFormat.JSON: "application/gzip",
     ResultFormat.PARQUET: "application/vnd.apache.parquet",
 }
 
