@@ -105,17 +105,8 @@ def _info(job, status: int = HTTPStatus.OK) -> Response[BulkJobInfo]:
     "rows as the tenant.",
 )
 def create_job(request: Annotated[CreateBulkJob, Body()]) -> Response[BulkJobInfo]:
-    spec = service.NewJob(
-        object=request.object,
-        operation=request.operation,
-        external_id_field=request.externalIdFieldName,
-        column_delimiter=request.columnDelimiter,
-        line_ending=request.lineEnding,
-        content_type=request.contentType,
-        query=request.query,
-    )
     job = service.create_job(
-        get_ports(), _caller(), spec, correlation_id=router.current_event.request_context.request_id
+        get_ports(), _caller(), request.new_job(), correlation_id=router.current_event.request_context.request_id
     )
     response = _info(job, HTTPStatus.CREATED)
     response.headers["Location"] = api_path(f"/v1/bulk/jobs/{job.job_id}")

@@ -20,6 +20,7 @@ from spectra.bulk.models import (
     JobType,
     LineEnding,
 )
+from spectra.bulk.service import NewJob
 
 # Field names are Bulk 2.0's (camelCase) on purpose.
 
@@ -40,7 +41,17 @@ _EXTERNAL_ID = Field(
 class CreateBulkJob(BaseModel):
     """A bulk load (insert, update, upsert, delete into a table) or export (query)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Whole examples, one per kind of job: without them, Swagger UI's "Try it out" put every field's example into one
+    # body (an upsert with a query), which the API refuses.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"object": "contacts", "operation": "upsert", "externalIdFieldName": "email"},
+                {"operation": "query", "query": "select email, name from contacts"},
+            ]
+        },
+    )
 
     object: str | None = Field(
         default=None,
@@ -61,6 +72,17 @@ class CreateBulkJob(BaseModel):
         description="The SELECT of a query job.",
         examples=["select email, name from contacts"],
     )
+
+    def new_job(self) -> NewJob:
+        return NewJob(
+            object=self.object,
+            operation=self.operation,
+            external_id_field=self.externalIdFieldName,
+            column_delimiter=self.columnDelimiter,
+            line_ending=self.lineEnding,
+            content_type=self.contentType,
+            query=self.query,
+        )
 
 
 class ChangeBulkJobState(BaseModel):

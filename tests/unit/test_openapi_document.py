@@ -136,5 +136,23 @@ def test_every_field_is_described_with_examples_that_fit_it(name, field, spec):
 
 
 def test_request_bodies_have_examples():
-    for name in ("QueryRequest", "TypedParameter"):
+    for name in ("QueryRequest", "TypedParameter", "CreateBulkJob"):
         assert SCHEMAS[name].get("examples"), name
+
+
+def test_the_bulk_job_examples_are_jobs_the_service_creates():
+    """Swagger UI's "Try it out" pre-fills the body's first example; without whole examples it merged every field's
+    into an upsert with a query, which the service refused (found by the newcomer review)."""
+    from producers.api.bulk_models import CreateBulkJob
+    from spectra.bulk.service import create_job
+    from spectra.tenants import Caller
+    from tests.unit.fakes import make_ports
+
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "contacts", ["email", "name"])
+    operations = set()
+    for example in SCHEMAS["CreateBulkJob"]["examples"]:
+        job = create_job(ports, Caller.of(ports.tenants.get("acme")), CreateBulkJob.model_validate(example).new_job())
+        operations.add(job.operation.value)
+    assert operations == {"upsert", "query"}
