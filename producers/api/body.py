@@ -115,15 +115,24 @@ def _check_value(value: Any) -> None:
                 raise InvalidJson("the body holds a lone surrogate escape, which is not Unicode text") from None
 
 
-def is_json_media_type(content_type: str) -> bool:
+#: The charsets a body may declare: UTF-8, and ASCII, which is UTF-8 too.
+UTF8_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")
+
+
+def media_type_of(content_type: str) -> tuple[str, str | None]:
+    """A Content-Type's media type (lower case) and its charset parameter, if any (lower case, unquoted)."""
     media_type, *parameters = (part.strip() for part in content_type.split(";"))
-    if media_type.lower() != JSON_MEDIA_TYPE:
-        return False
+    charset = None
     for parameter in parameters:
         name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            return False
-    return True
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return media_type.lower(), charset
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media_type, charset = media_type_of(content_type)
+    return media_type == JSON_MEDIA_TYPE and charset in (None, "utf-8", "utf8")
 
 
 def _too_deep() -> InvalidJson:

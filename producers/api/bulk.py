@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
+from producers.api.body import UTF8_CHARSETS, media_type_of
 from producers.api.bulk_models import (
     BulkJobInfo,
     BulkJobList,
@@ -195,9 +196,11 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
 def upload_batch(job_id: JobId) -> Response[str]:
     """A CSV body (``Content-Type: text/csv``; gzip with ``Content-Encoding: gzip``). Larger files: POST .../uploads."""
     event = router.current_event
-    media = (event.headers.get("content-type") or event.headers.get("Content-Type") or "").split(";")[0].strip()
-    if media.lower() not in ("text/csv", "application/octet-stream"):
+    media, charset = media_type_of(event.headers.get("content-type") or event.headers.get("Content-Type") or "")
+    if media not in ("text/csv", "application/octet-stream"):
         raise UnsupportedMediaType("send the batch as text/csv")
+    if charset is not None and charset not in UTF8_CHARSETS:  # Excel's "CSV (Comma delimited)" is windows-1252
+        raise UnsupportedMediaType(f"the batch must be UTF-8, not {charset}: save the file as CSV UTF-8")
     encoding = (event.headers.get("content-encoding") or event.headers.get("Content-Encoding") or "").lower()
     if encoding not in ("", "identity", "gzip"):
         raise UnsupportedMediaType("Content-Encoding must be gzip or none")

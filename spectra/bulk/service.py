@@ -232,6 +232,8 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
         raise InvalidRequest("the batch is empty")
     if gzip and not _is_gzip(body):
         raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
+    if not gzip and _is_gzip(body):  # stored as CSV, it failed the whole job for a header that is not UTF-8
+        raise InvalidRequest("the body is gzip data: send it with Content-Encoding: gzip")
     most = ports.settings.bulk_max_files
     if job.uploads >= most:
         raise _too_many(job_id, most)

@@ -355,6 +355,22 @@ def test_api_misuse_gets_4xx_in_the_error_shape(bulk_tenant):
         headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"},
     )
     error(not_gzip, 400)
+    # found by the newcomer review: accepted, the first stored gzip as CSV and failed the whole job for a header that
+    # was not UTF-8, naming a file the client never saw; the second, Excel's "CSV (Comma delimited)", failed its rows
+    gzip_unsaid = client.api.request(
+        "PUT",
+        f"/v1/bulk/jobs/{job_id}/batches",
+        data=gzip.compress(b"a,b\n1,2\n"),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert "Content-Encoding: gzip" in error(gzip_unsaid, 400, "invalid_request").json()["error"]["message"]
+    latin = client.api.request(
+        "PUT",
+        f"/v1/bulk/jobs/{job_id}/batches",
+        data="email,name\nren\xe9@x,Ren\xe9\n".encode("cp1252"),
+        headers={"Content-Type": "text/csv; charset=windows-1252"},
+    )
+    assert "UTF-8" in error(latin, 415, "unsupported_media_type").json()["error"]["message"]
     error(client.api.request("GET", f"/v1/bulk/jobs/{job_id}/successfulResults"), 409, "job_not_finished")
     assert client.api.request("GET", f"/v1/bulk/jobs/{job_id}/successfulResults").headers["Retry-After"]
     error(other.api.request("GET", f"/v1/bulk/jobs/{job_id}"), 404, "not_found")
