@@ -504,12 +504,29 @@ def _allow_recursion(levels: int) -> None:
         sys.setrecursionlimit(needed)
 
 
+#: sqlglot's wording of a clause left unfinished, which names its own classes ("Required keyword: 'this' missing for
+#: <class 'sqlglot.expressions.query.Where'>"), and of a token it met, which it prints as its own repr.
+_MISSING_PART = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]+'>")
+_TOKEN_REPR = re.compile(r"<Token token_type: TokenType\.(\w+), text: (.*?), line: \d+, col: .*?>")
+
+
 def _first_error(exc: SqlglotError) -> str:
+    """The parser's first complaint in the tenant's terms: where, and near which words, not the parser's internals."""
     errors = getattr(exc, "errors", None) or []
-    if errors:
-        first = errors[0]
-        return f"{first.get('description', 'syntax error')} at line {first.get('line')}, column {first.get('col')}"
-    return str(exc).splitlines()[0]
+    if not errors:
+        return str(exc).splitlines()[0]
+    first = errors[0]
+    description = first.get("description") or "syntax error"
+    if _MISSING_PART.fullmatch(description):
+        description = "something is missing after"
+    else:
+        description = _TOKEN_REPR.sub(
+            lambda m: "the end of the statement" if m[1] == "SENTINEL" else repr(m[2]), description
+        )
+        description += " near"
+    highlight = first.get("highlight")
+    near = f" {highlight!r}" if highlight else " the start"
+    return f"{description}{near} at line {first.get('line')}, column {first.get('col')}"
 
 
 # --- what the statement is ---------------------------------------------------------------------------------------

@@ -276,3 +276,20 @@ def test_oversized_is_413_with_the_limit():
 def test_the_and_operator_is_not_a_unicode_escape(sql):
     """Only ``U&`` written against its quote is an escape (PostgreSQL's rule); the bitwise AND still passes."""
     assert check_sql(sql, max_bytes=1000) == sql
+
+
+@pytest.mark.parametrize(
+    ("sql", "told"),
+    [
+        ("select id from sales where", "something is missing after 'where' at line 1, column 26"),
+        ("select 1 +", "something is missing after '+' at line 1, column 10"),
+        ("select from", "Expected table name but got the end of the statement near 'from' at line 1, column 11"),
+    ],
+)
+def test_a_syntax_error_is_told_in_the_tenants_terms(sql, told):
+    """Not the parser's own: "Required keyword: 'this' missing for <class 'sqlglot.expressions.query.Where'>" and a
+    token's repr (found by the newcomer review)."""
+    error = refusal(sql)
+    assert error.details == {"reason": "syntax"}
+    assert error.message == f"sql could not be parsed: {told}"
+    assert "sqlglot" not in error.message and "<" not in error.message
