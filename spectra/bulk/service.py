@@ -373,7 +373,9 @@ def drop_upload_url(
     ports: Ports, caller: Caller, *, object_name: str, filename: str | None, gzip: bool, metadata: dict[str, str]
 ) -> dict[str, Any]:
     """A presigned PUT into the ingest bucket, under the tenant's own prefix: ``<tenant>/<table>/<name>.csv``. The
-    tenant needs no S3 rights of its own, and the URL opens exactly one key for a few minutes."""
+    tenant needs no S3 rights of its own, and the URL opens exactly one key for a few minutes. Not once: each PUT in
+    that time is a drop of its own, as a file put again at a key is (a conditional write would refuse a tenant's
+    second drop of a file name while the first is kept, ``IngestRetentionDays``)."""
     try:
         split_object(object_name)
     except ValueError as exc:
