@@ -49,11 +49,19 @@ def test_unknown_job_and_route(new_tenant):
 
 
 def test_missing_or_bad_key_is_401(spectra_stack):
-    for headers in ({}, {"Authorization": "Bearer spk_not-a-real-key"}, {"Authorization": "Basic abc"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer spk_not-a-real-key"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "spk_not-a-real-key"},  # the key without "Bearer "
+        {"x-api-key": "spk_not-a-real-key"},
+    ):
         response = requests.post(
             spectra_stack.api_url + "/v1/queries", json={"sql": "select 1"}, headers=headers, timeout=10
         )
-        assert error_of(response, 401)["code"] == "unauthorized", headers  # the template's GatewayResponses
+        error = error_of(response, 401)  # the template's GatewayResponses
+        assert error["code"] == "unauthorized", headers
+        assert "send Authorization: Bearer <API key or token>" in error["message"]  # what to do (newcomer review)
 
 
 def test_openapi_is_served_without_a_key(spectra_stack):
