@@ -233,6 +233,7 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
         role=settings.bulk_iam_role,
         max_errors=settings.bulk_max_errors,
         outcome_url=f"s3://{settings.results_bucket}/{outcome_prefix(job)}",
+        not_null=[c["name"] for c in described if not c.get("nullable", 1)],
     )
     key = (job.external_id_field or "").lower()
     key_type = next((c.get("typeName") for c in described if c["name"] == key), None) if key else None

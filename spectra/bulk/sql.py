@@ -16,6 +16,7 @@ update / upsert / delete (staging first, then one set-based change)::
     DELETE FROM bulk_stage WHERE <id> IS NULL OR <id> is blank               -- no id: failed, "missing external id"
     CREATE TEMP TABLE bulk_failed AS SELECT <id>, 'duplicate external id' ... HAVING count(*) > 1
     INSERT INTO bulk_failed SELECT <id>, 'not found' ... (update and delete: ids matching no visible row)
+    INSERT INTO bulk_failed SELECT <id>, '<column>: missing data ...' ... (update, upsert: NULL for a NOT NULL column)
     DELETE FROM bulk_stage USING bulk_failed ...                             -- failed rows change nothing
     UPDATE target ... FROM bulk_stage | DELETE FROM target USING bulk_stage
     SELECT count(*) FROM bulk_stage                                          -- rows applied
@@ -41,6 +42,7 @@ ones (upsert): the warehouse decides what the tenant's identity may see and chan
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spectra.bulk.models import BulkJob, BulkOperation, LoadPlan, split_object
@@ -56,6 +58,9 @@ REJECTED_ROWS = (
 #: The rows the COPY just run loaded, asked of the warehouse rather than read from its ResultRows: the Data API has
 #: answered ResultRows 0 for a COPY (aws/aws-sdk#333, #356), and Redshift's COPY reports no count in its command tag.
 LOADED_ROWS = "SELECT pg_last_copy_count()"
+#: A failed row's reason, after its column's name, for an empty field of a NOT NULL column (Redshift's COPY words it
+#: "Missing data for not-null field" in stl_load_errors).
+NOT_NULL_REASON = "missing data for a NOT NULL column"
 
 
 def ident(name: str) -> str:
@@ -113,8 +118,12 @@ def load_statements(
     role: str,
     max_errors: int,
     outcome_url: str | None = None,
+    not_null: Sequence[str] = (),
 ) -> tuple[list[str], LoadPlan]:
     """The batch for an ingest job, and where in it completion finds each answer.
+
+    ``not_null``: the target's NOT NULL columns. An update or upsert refuses a row that would write NULL into one
+    (an empty field of a non-text column), as COPY refuses it on insert, rather than fail the whole statement.
 
     ``outcome_url``: the per-id outcomes are UNLOADed there (CSV parts and a manifest) rather than returned as the
     last statement's result: an upsert of millions of rows lists up to half of their ids, which an UNLOAD writes in
@@ -144,13 +153,22 @@ def load_statements(
     # A blank id is no id: COPY loads an empty CHAR/VARCHAR field as '' (no EMPTYASNULL), other types as NULL.
     statements.append(f"DELETE FROM {STAGE} WHERE {key} IS NULL OR trim({key}::varchar(65535)) = ''")
     statements.append(
-        f"CREATE TEMP TABLE {FAILED} AS SELECT {key} AS id, 'duplicate external id'::varchar(64) AS reason"
+        f"CREATE TEMP TABLE {FAILED} AS SELECT {key} AS id, 'duplicate external id'::varchar(256) AS reason"
         f" FROM {STAGE} GROUP BY {key} HAVING count(*) > 1"
     )
     if job.operation in (BulkOperation.UPDATE, BulkOperation.DELETE):
         statements.append(
             f"INSERT INTO {FAILED} SELECT DISTINCT s.{key}, 'not found' FROM {STAGE} s"
             f" WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = s.{key})"
+            f" AND NOT EXISTS (SELECT 1 FROM {FAILED} f WHERE f.id = s.{key})"
+        )
+    required = [c for c in columns if c in not_null and ident(c) != key]
+    if required and job.operation in (BulkOperation.UPDATE, BulkOperation.UPSERT):
+        # NULL into a NOT NULL column would fail the UPDATE or MERGE, every row with it: refused row by row instead
+        reasons = " ".join(f"WHEN s.{ident(c)} IS NULL THEN {literal(f'{c}: {NOT_NULL_REASON}')}" for c in required)
+        nulls = " OR ".join(f"s.{ident(c)} IS NULL" for c in required)
+        statements.append(
+            f"INSERT INTO {FAILED} SELECT DISTINCT s.{key}, CASE {reasons} END FROM {STAGE} s WHERE ({nulls})"
             f" AND NOT EXISTS (SELECT 1 FROM {FAILED} f WHERE f.id = s.{key})"
         )
     statements.append(f"DELETE FROM {STAGE} USING {FAILED} WHERE {STAGE}.{key} = {FAILED}.id")

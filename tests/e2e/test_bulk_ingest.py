@@ -87,6 +87,34 @@ def test_dates_load_as_iso_8601_exports_write_them(bulk_tenant, warehouse):
     assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 1, "2024-01-15"), ("bob@x", "Bob", "", 2, None)]
 
 
+@pytest.mark.parametrize("operation", ["update", "upsert"])
+def test_an_empty_field_of_a_not_null_column_fails_its_row_not_the_job(operation, bulk_tenant, warehouse):
+    """The NULL failed the UPDATE or MERGE, and every row with it (found by the bulk values review); an insert's COPY
+    refuses such a row on its own, and so do these now."""
+    client = bulk_tenant(EXISTING)
+    warehouse.run(f"ALTER TABLE {client.table} ADD COLUMN rank int NOT NULL DEFAULT 0")
+    sent = [
+        ["email", "name", "city", "rank"],
+        ["ann@x", "Ann", "Bergen", "7"],
+        ["bob@x", "Bob", "Turin", ""],
+        ["new@x", "Neo", "Nuuk", ""],
+    ]
+    job = client.load(operation, csv_bytes(sent), externalIdFieldName="email")
+    assert job["state"] == "JobComplete", job
+    successful, failed, _ = check_accounting(client, job, sent)
+    assert [r[2:] for r in successful] == [["ann@x", "Ann", "Bergen", "7"]]
+    reason = "rank: missing data for a NOT NULL column"
+    expected = [["bob@x", reason], ["new@x", reason if operation == "upsert" else "not found"]]
+    assert sorted(r[:2] for r in failed) == expected
+    described = warehouse.run(f"SELECT email, city, rank FROM {client.table} ORDER BY email")
+    rows = warehouse.client.get_statement_result(Id=described["Id"])["Records"]
+    assert [[next(iter(f.values())) for f in r] for r in rows] == [
+        ["ann@x", "Bergen", 7],
+        ["bob@x", "Rome", 0],
+        ["cid@x", "Lima", 0],
+    ]
+
+
 @pytest.mark.parametrize("door", ["api", "s3"])
 def test_update_changes_matching_rows_and_fails_unknown_and_duplicated_ids(door, bulk_tenant, warehouse):
     client = bulk_tenant(EXISTING)

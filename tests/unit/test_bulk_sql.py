@@ -36,7 +36,7 @@ TARGET = '"public"."accounts"'
 COLUMNS = ["id", "name", "city"]
 
 
-def load(operation: BulkOperation, manifests=(PLAIN,), columns=COLUMNS, outcome_url=None, **fields):
+def load(operation: BulkOperation, manifests=(PLAIN,), columns=COLUMNS, outcome_url=None, not_null=(), **fields):
     return load_statements(
         bulk_job(operation, **fields),
         list(columns),
@@ -44,6 +44,7 @@ def load(operation: BulkOperation, manifests=(PLAIN,), columns=COLUMNS, outcome_
         role="default",
         max_errors=250,
         outcome_url=outcome_url,
+        not_null=not_null,
     )
 
 
@@ -302,3 +303,28 @@ def test_upsert_lists_the_smaller_of_the_created_and_updated_sets_as_outcomes_ex
     else:
         assert listed == sorted((i, "updated") for i in old_ids)
     assert len(listed) <= applied / 2  # the smaller set, so the answer stays small
+
+
+@pytest.mark.parametrize("operation", [BulkOperation.UPDATE, BulkOperation.UPSERT])
+def test_a_null_for_a_not_null_column_is_refused_row_by_row(operation):
+    """It failed the UPDATE or MERGE, and with it the whole job, for one empty field (found by the bulk values
+    review); an insert's COPY refuses such a row on its own. The key is left to the missing-id refusal."""
+    statements, _ = load(operation, not_null=["id", "city", "elsewhere"])
+    refusals = [s for s in statements if s.startswith(f"INSERT INTO {FAILED}") and "IS NULL" in s]
+    assert refusals == [
+        f'INSERT INTO {FAILED} SELECT DISTINCT s."id", CASE WHEN s."city" IS NULL THEN'
+        f" 'city: missing data for a NOT NULL column' END FROM {STAGE} s WHERE (s.\"city\" IS NULL)"
+        f' AND NOT EXISTS (SELECT 1 FROM {FAILED} f WHERE f.id = s."id")'
+    ]
+    # before the failed ids leave the staging table, so the change never sees them
+    assert statements.index(refusals[0]) < next(
+        i for i, s in enumerate(statements) if s.startswith(f"DELETE FROM {STAGE} USING")
+    )
+
+
+def test_an_insert_and_a_delete_leave_not_null_columns_to_copy_and_the_table():
+    for operation in (BulkOperation.INSERT, BulkOperation.DELETE):
+        statements, _ = load(
+            operation, not_null=["city"], columns=COLUMNS if operation is BulkOperation.INSERT else ["id"]
+        )
+        assert not any("IS NULL THEN" in s for s in statements)
