@@ -28,7 +28,7 @@ from spectra.jobs import utcnow
 from spectra.notify.models import DisabledReason, Subscription, SubscriptionStatus
 from spectra.notify.service import notify_ports
 from spectra.notify.signing import signed_headers
-from spectra.notify.urls import origin
+from spectra.notify.urls import origin, origins_only
 from spectra.ports import Ports
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def deliver(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
         message.webhook_id,
         message.subscription_id,
         message.attempt,
-        error,
+        origins_only(error),
     )
     updated = notify.subscriptions.record_failure(
         message.tenant_id, message.subscription_id, status=result.status, error=error, at=now
@@ -149,7 +149,7 @@ def _disable(
     )
     if disabled is None:  # another delivery disabled it first (and announces it), it was deleted, or it recovered
         return False
-    logger.warning("subscription %s disabled: %s", subscription.subscription_id, message)
+    logger.warning("subscription %s disabled: %s", subscription.subscription_id, origins_only(message))
     announce_disabled(ports, disabled)
     return True
 
@@ -171,7 +171,7 @@ def announce_disabled(ports: Ports, subscription: Subscription) -> None:
         tenant_generation=subscription.tenant_generation,
         url=origin(subscription.url),  # the bus reaches other accounts' rules: no token in the path or query
         reason=(subscription.disabled_reason or DisabledReason.CONSECUTIVE_FAILURES).value,
-        message=subscription.disabled_message or "",
+        message=origins_only(subscription.disabled_message or ""),  # a redirect's target, say: its path too
         consecutive_failures=subscription.delivery.consecutive_failures,
         last_status=subscription.delivery.last_status,
         disabled_at=subscription.disabled_at,

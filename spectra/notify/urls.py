@@ -56,6 +56,15 @@ def without_query(url: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def origins_only(text: str) -> str:
+    """``text`` with each URL in it cut down to its :func:`origin`: an error that names a redirect's target (which
+    keeps the receiver's path, token and all) goes to the logs and, in a disabled event, to the bus."""
+    return _URL_IN_TEXT.sub(lambda match: origin(match[0]), text)
+
+
 def origin(url: str) -> str:
     """The URL to write where others may read it (logs, the bus): its scheme, host and port only. Chat and
     automation receivers keep their token in the path (Slack's ``/services/T…/B…/<token>``, Discord's

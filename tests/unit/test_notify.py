@@ -639,3 +639,25 @@ def test_a_refusal_names_what_it_refused_without_echoing_the_whole_body():
     unknown = refused.value.details["unknown"]
     assert unknown[:10] == sorted(many)[:10] and unknown[10:] == ["[... 4990 more]"]
     assert len(json.dumps(refused.value.details)) < 2000
+
+
+def test_a_redirects_target_reaches_the_bus_and_the_logs_by_its_origin_alone(caplog):
+    """The disabled event's message is the last error, and a redirect's names its target: Slack answers
+    /services/T/B/<token> with the same path and a slash, token and all (found by the diff review). The tenant's own
+    record keeps the path, which tells it what to fix."""
+    from spectra.notify.urls import without_query
+
+    token_url = "https://hooks.acme.example/services/T01/B02/s3cretpath"
+    redirect = HttpOutcome(301, f"HTTP 301: redirect to {without_query(token_url + '/?x=1')} not followed")
+    ports = ports_with_notify(webhook_disable_after_failures=1, webhook_disable_after_seconds=0)
+    generation = sample_event().detail["tenant_generation"]
+    sub, delivery = queued_delivery(ports, url=token_url, caller=ACME.model_copy(update={"generation": generation}))
+    ports.notify.transport.answer(redirect)
+    with caplog.at_level("INFO"):
+        assert deliver(ports, delivery, now=T0) is Outcome.DISABLED
+    (event,) = ports.events.events
+    told = "1 deliveries in a row failed; the last: HTTP 301: redirect to https://hooks.acme.example not followed"
+    assert event.detail.message == told
+    assert "s3cretpath" not in caplog.text
+    stored = ports.notify.subscriptions.get("acme", sub.subscription_id)
+    assert "/services/T01/B02/s3cretpath/" in stored.disabled_message
