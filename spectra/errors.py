@@ -6,6 +6,8 @@ import re
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+from botocore.exceptions import BotoCoreError
+
 
 class SpectraError(Exception):
     """Base of every error the domain raises on purpose. ``code`` is stable; ``message`` is for people."""
@@ -173,19 +175,28 @@ class DuplicateColumns(ResultRefused):
 _AWS_INTERNALS = re.compile(r"arn:aws[A-Za-z-]*:[^\s,;'\"()]*|(?<![0-9])[0-9]{12}(?![0-9])")
 
 
+def without_aws_internals(text: str) -> str:
+    """``text`` (an AWS service's message, on its way to a tenant) with its ARNs and account ids left out."""
+    return _AWS_INTERNALS.sub("…", text)
+
+
 def reason_of(exc: Exception) -> str:
     """An exception as a job's error tells its tenant: a SpectraError's own message; an AWS service's refusal as its
-    code and message; else the exception's type and text; with ARNs and account ids left out of the last two (the
-    whole exception goes to the log)."""
+    code and message; botocore's own failure (no connection, a timeout: its text names the endpoint, the bucket and
+    the key) as its type alone; else the exception's type and text; with ARNs and account ids left out throughout
+    (the whole exception goes to the log)."""
     if isinstance(exc, SpectraError):
-        return exc.message
-    error = getattr(exc, "response", None)
-    error = error.get("Error") if isinstance(error, dict) else None
-    if isinstance(error, dict) and error.get("Code"):  # botocore's ClientError
-        text = f"{error['Code']}: {error.get('Message') or 'no message'}"
+        text = exc.message
+    elif isinstance(exc, BotoCoreError):
+        text = f"{type(exc).__name__} (the service could not be reached or did not answer)"
     else:
-        text = f"{type(exc).__name__}: {exc}"
-    return _AWS_INTERNALS.sub("…", text)
+        error = getattr(exc, "response", None)
+        error = error.get("Error") if isinstance(error, dict) else None
+        if isinstance(error, dict) and error.get("Code"):  # botocore's ClientError
+            text = f"{error['Code']}: {error.get('Message') or 'no message'}"
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+    return without_aws_internals(text)
 
 
 class ResultUnconvertible(SpectraError):

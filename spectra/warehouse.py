@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from spectra.errors import NotFound, StatementRejected, Throttled
+from spectra.errors import NotFound, StatementRejected, Throttled, without_aws_internals
 
 _THROTTLING = {
     "ThrottlingException",
@@ -93,7 +93,8 @@ def _call(fn, **kwargs):
         return fn(**kwargs)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        message = exc.response.get("Error", {}).get("Message", str(exc))
+        # told to tenants (a statement the Data API refused fails its job with it): an AccessDenied names ARNs
+        message = without_aws_internals(exc.response.get("Error", {}).get("Message", str(exc)))
         if code in _THROTTLING or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 429:
             raise Throttled(f"Redshift Data API: {code}: {message}", details={"aws_error": code}) from exc
         if code == "ResourceNotFoundException":
