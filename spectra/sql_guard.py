@@ -518,7 +518,8 @@ def _first_error(exc: SqlglotError) -> str:
     first = errors[0]
     description = first.get("description") or "syntax error"
     if _MISSING_PART.fullmatch(description):
-        description = "something is missing after"
+        # the parser stands on the word after the gap, or on the last word when the statement stops short
+        description = "something is missing " + ("before" if (first.get("end_context") or "").strip() else "after")
     else:
         description = _TOKEN_REPR.sub(
             lambda m: "the end of the statement" if m[1] == "SENTINEL" else repr(m[2]), description

@@ -283,12 +283,15 @@ def test_the_and_operator_is_not_a_unicode_escape(sql):
     [
         ("select id from sales where", "something is missing after 'where' at line 1, column 26"),
         ("select 1 +", "something is missing after '+' at line 1, column 10"),
+        ("select 1 + from t", "something is missing before 'from' at line 1, column 15"),
+        ("select * from t where a = and b = 1", "something is missing before 'and' at line 1, column 29"),
         ("select from", "Expected table name but got the end of the statement near 'from' at line 1, column 11"),
     ],
 )
 def test_a_syntax_error_is_told_in_the_tenants_terms(sql, told):
     """Not the parser's own: "Required keyword: 'this' missing for <class 'sqlglot.expressions.query.Where'>" and a
-    token's repr (found by the newcomer review)."""
+    token's repr (found by the newcomer review); a gap mid-statement is before the word the parser stood on (the diff
+    review)."""
     error = refusal(sql)
     assert error.details == {"reason": "syntax"}
     assert error.message == f"sql could not be parsed: {told}"
