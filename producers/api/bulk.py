@@ -172,17 +172,22 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
     responses={
         201: {"description": "Batch stored (an empty body)", "content": {"text/plain": {"schema": {"type": "string"}}}},
         413: {"description": "Body too large", **_ERROR},
-        415: {"description": "The batch is not text/csv (gzip or not)", **_ERROR},
+        415: {
+            "description": "The batch is not text/csv (or application/octet-stream), or declares a charset that is"
+            " not UTF-8",
+            **_ERROR,
+        },
         **_errors(400, 404, 409),
     },
     summary="Upload a batch of CSV",
-    description="One more CSV file (with its header line) for an `Open` job, up to 4 MiB a request; "
-    "`Content-Encoding: gzip` is accepted. Larger files: POST .../uploads for a presigned URL. 201: the batch is "
-    "part of the job; 409: the job was closed or aborted before the batch was stored, and it is not.",
+    description="One more CSV file (with its header line) for an `Open` job, up to 4 MiB a request, in UTF-8; "
+    "`Content-Encoding: gzip` is accepted (and needed for gzip data: 400 without it). Larger files: POST .../uploads "
+    "for a presigned URL. 201: the batch is part of the job; 409: the job was closed or aborted before the batch was "
+    "stored, and it is not.",
     # the body is read as bytes, not through a model, so the document states it here; application/octet-stream is
-    # accepted too (what generated clients send for a file). Both are binary: a batch is any bytes (gzip included),
-    # checked when the job runs, so no body can violate the schema (an API fuzzer sending "[null]" as a "non-string"
-    # body sends a valid batch) but an empty one, which upload_batch refuses (400).
+    # accepted too (what generated clients send for a file). Both are binary: a batch's rows are any bytes, checked
+    # when the job runs, so no body can violate the schema (an API fuzzer sending "[null]" as a "non-string" body
+    # sends a valid batch) but an empty one, or gzip data not declared so, which upload_batch refuses (400).
     openapi_extensions={
         "requestBody": {
             "required": True,

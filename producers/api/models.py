@@ -178,7 +178,7 @@ class ResultFile(BaseModel):
     url: str = Field(
         description="A presigned GET of the file, valid expires_in seconds. CSV and JSON Lines files are"
         " gzip-compressed (part-NNNNN.csv.gz, .jsonl.gz; Content-Type application/gzip), Parquet files compressed"
-        " within (.parquet).",
+        " within (.parquet); an export's are UNLOAD's own parts (gzipped CSV, or Parquet).",
         examples=["https://results.s3.us-east-1.amazonaws.com/acme/j_.../part-00000.jsonl.gz?X-Amz-Signature=..."],
     )
     rows: int = Field(description="Rows in this file.", examples=[3])

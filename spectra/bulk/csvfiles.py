@@ -28,6 +28,10 @@ UNDECODABLE = re.compile("[\udc80-\udcff]")
 csv.field_size_limit(16 * 1024 * 1024)  # a field may be as large as Redshift's largest VARCHAR (64 KB) and more
 
 
+#: The first bytes of gzip data (RFC 1952); text in UTF-8 cannot start with them (0x8B is no lead byte).
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 class BulkInputError(Exception):
     """The job's input cannot be loaded as it is: ``code`` is stable, ``message`` says exactly what was wrong."""
 
@@ -65,6 +69,12 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> FileHea
         raise BulkInputError("file_not_found", str(exc)) from exc
     if not head.removeprefix(BOM.encode()).strip():
         raise BulkInputError("empty_file", f"{_name(source)} is empty: a header line and at least one row are needed")
+    if not source.gzip and head.startswith(GZIP_MAGIC):  # else told only that its header is not UTF-8
+        raise BulkInputError(
+            "invalid_header",
+            f"{_name(source)} is gzip data sent as plain CSV: drop it named .csv.gz, or ask for an upload URL with"
+            " gzip true",
+        )
     text = head.decode("utf-8", errors="surrogateescape")  # rows' bad bytes are the rows' problem, reported per row
     reader = csv.reader(io.StringIO(text.removeprefix(BOM), newline="\n"), delimiter=delimiter)
     try:

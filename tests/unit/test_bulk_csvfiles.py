@@ -135,6 +135,13 @@ def test_gzip_files_are_read_through_and_a_bad_one_says_so(files):
     assert error.code == "bad_gzip" and "ends early" in error.message
 
 
+def test_gzip_sent_as_plain_csv_is_told_so(files):
+    """Dropped named .csv, or PUT to an upload URL asked without gzip: the job said only that the header line was
+    not UTF-8 (found by the diff review; the batch route refuses such a body at once)."""
+    error = refused(files, gzip.compress(b"id,name\n1,a\n"), name="plain.csv")
+    assert error.code == "invalid_header" and "plain.csv is gzip data sent as plain CSV" in error.message
+
+
 def test_gzip_that_inflates_a_thousandfold_comes_out_a_chunk_at_a_time(files):
     source = put(files, gzip.compress(b"id,note\n" + b"x" * (16 * CHUNK)), "bomb.csv.gz")
     sizes = [len(piece) for piece in files.chunks(source)]
