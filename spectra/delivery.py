@@ -145,11 +145,16 @@ def _output_names(sql: str) -> list[str] | None:
     return names
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _output_name(expression) -> str:
     from sqlglot import exp
 
-    def folded(identifier) -> str:  # unquoted names are folded to lower case, as the warehouse does
-        return identifier.name if identifier.quoted else identifier.name.lower()
+    def folded(identifier) -> str:
+        # Redshift folds the ASCII letters of every name to lower case, quoted ("delimited") names too (unless a
+        # cluster sets enable_case_sensitive_identifier: then "X" and "x" are renamed apart for no need, harmlessly)
+        return identifier.name.translate(_ASCII_LOWER)
 
     if isinstance(expression, exp.Alias):
         return folded(expression.args["alias"])

@@ -43,15 +43,19 @@ _NAME_TOKENS = {TokenType.VAR}
 
 
 def translate_sql(sql: str) -> str:
-    """``sql`` with Redshift-only functions mapped to PostgreSQL; unchanged when it uses none (or on any doubt)."""
+    """``sql`` with Redshift-only functions mapped to PostgreSQL and quoted names folded to lower case as Redshift
+    folds them; unchanged when it needs neither (or on any doubt)."""
     upper = sql.upper()
-    if not any(name in upper for name in _ALL_NAMES):
+    quoted = '"' in sql and any("A" <= c <= "Z" for c in sql)
+    if not quoted and not any(name in upper for name in _ALL_NAMES):
         return sql  # the common case: no tokenizing at all
     try:
         tokens = Postgres().tokenize(sql)
     except SqlglotError:
         return sql
     edits, needs_transpile = _plan(sql, tokens)
+    if quoted:
+        edits = sorted(edits + _folded_names(sql, tokens))
     rewritten = _apply(sql, edits)
     if needs_transpile:
         try:
@@ -84,6 +88,24 @@ def _plan(sql: str, tokens: list[Token]) -> tuple[list[tuple[int, int, str]], bo
         elif name in _NEEDS_TRANSPILE and is_call and not _is_postgres_decode(name, tokens, i):
             needs_transpile = True
     return edits, needs_transpile
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _folded_names(sql: str, tokens: list[Token]) -> list[tuple[int, int, str]]:
+    """Quoted ("delimited") names with their ASCII letters in lower case: "ASCII letters in standard and delimited
+    identifiers are case-insensitive and are folded to lowercase in the database" (Redshift's "Names and
+    identifiers"), where PostgreSQL keeps a quoted name's case, so ``"Email"`` named a column Email locally and email
+    on Redshift. (A cluster may set enable_case_sensitive_identifier; the emulator plays the default.)"""
+    edits = []
+    for token in tokens:
+        if token.token_type is TokenType.IDENTIFIER and sql[token.start] == '"':
+            text = sql[token.start : token.end + 1]
+            folded = text.translate(_ASCII_LOWER)
+            if folded != text:
+                edits.append((token.start, token.end, folded))
+    return edits
 
 
 def _is_postgres_decode(name: str, tokens: list[Token], i: int) -> bool:

@@ -38,6 +38,7 @@ from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
 from .base import RedshiftResult, RedshiftSqlError
+from .functions import translate_sql
 from .s3io import S3Object, list_objects, parse_s3_url, s3_error
 from .statements import UnloadCommand
 
@@ -59,7 +60,7 @@ class Part:
 
 def run_unload(command: UnloadCommand, conn: psycopg.Connection, s3_client) -> RedshiftResult:
     destination = parse_s3_url(command.destination)
-    query = _single_query(command.query)
+    query = translate_sql(_single_query(command.query))  # as any statement: Redshift's functions, folded names
     _prepare_destination(s3_client, destination, command)
     namer = _PartNamer(destination, command)
     try:

@@ -175,6 +175,18 @@ def test_each_file_of_a_manifest_is_read_on_its_own_and_a_backslash_dot_line_is_
     assert rejected == [[f"s3://{bucket}/marker.csv", 2], [f"s3://{bucket}/open.csv", 2]]
 
 
+def test_an_unloads_query_is_read_as_any_statement(redshift_data, s3, bucket, loader):
+    """Its quoted names folded and Redshift's functions mapped, as every other statement's: the header said Email
+    where Redshift writes email, and NVL failed."""
+    run(
+        redshift_data,
+        f"UNLOAD ('select nvl(null, 1) as \"Email\"') TO 's3://{bucket}/folded/' CSV HEADER PARALLEL OFF",
+        DbUser=loader,
+    )
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="folded/")["Contents"]]
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines() == ["email", "1"]
+
+
 def test_unload_refuses_a_limit_in_its_outer_select_as_redshift_does(redshift_data, bucket, loader):
     """Redshift's UNLOAD usage notes: the query cannot use LIMIT in its outer SELECT; a nested one is the way."""
     unload = "UNLOAD ('{}') TO 's3://" + bucket + "/lim/part-' IAM_ROLE 'arn:aws:iam::123456789012:role/u' CSV"

@@ -99,6 +99,18 @@ def test_sql_error_fails_the_statement_with_the_database_message(api):
     assert described["ResultRows"] == -1
 
 
+def test_quoted_names_are_folded_to_lower_case_as_redshift_folds_them(api, name):
+    """Redshift: "ASCII letters in standard and delimited identifiers are case-insensitive and are folded to lowercase
+    in the database" ("Names and identifiers"); PostgreSQL keeps a quoted name's case, so a column "Email" came back
+    Email here and email on Redshift, and "T" and t were two tables (found by the Data API review)."""
+    described = api.run('SELECT 1 AS "Email", 2 AS "Ünï", 3 AS "x"')
+    metadata = api.client.get_statement_result(Id=described["Id"])["ColumnMetadata"]
+    assert [c["name"] for c in metadata] == ["email", "Ünï", "x"]  # ASCII letters only
+    api.run(f'CREATE TABLE "{name.upper()}" ("Id" int)')
+    api.run(f"INSERT INTO {name} (id) VALUES (7)")
+    assert api.rows(f'SELECT "ID" FROM "{name.upper()}" WHERE \'"Q"\' = \'"Q"\'') == [[7]]  # strings keep theirs
+
+
 def test_failure_midway_leaves_no_partial_writes(api, name):
     api.run(f"CREATE TABLE {name} (id int PRIMARY KEY)")
     api.run(f"INSERT INTO {name} VALUES (1), (2), (2)", expect="FAILED")
