@@ -110,6 +110,7 @@ class Job(BaseModel):
     #: the Data API session the statement runs in, and the identity that session was opened as (spectra/sessions.py)
     session_id: str | None = None
     session_identity: str | None = None
+    session_opened_at: int | None = None  # epoch seconds (floored), so its return to the pool keeps its age
     result: JobResult | None = None
     error: ErrorInfo | None = None
     idempotency_key: str | None = None

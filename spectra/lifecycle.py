@@ -179,6 +179,8 @@ def execute_job(
         return None
     statement_id = started.statement_id
     recorded = {"session_id": session.session_id, "session_identity": session.identity} if session else {}
+    if session is not None and session.opened is not None:
+        recorded["session_opened_at"] = int(session.opened)  # DynamoDB takes no float; floored is on the early side
     if job.status is JobStatus.QUEUED:
         updated = ports.jobs.transition(
             job.job_id,

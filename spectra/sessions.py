@@ -18,6 +18,9 @@ rules:
   reconciler alike) releases the slot and returns the session to the pool in one write, idle, with the end of its
   keep-alive (an estimate on the early side, :data:`EXPIRY_MARGIN_SECONDS`). A slot reclaimed from a dead function
   takes its lease along.
+- **Retired before the Data API's 24 hours.** The Data API closes a session 24 hours after it opened, terminating
+  the statement it runs: a session's ``until`` never passes :data:`RETIRE_AFTER_SECONDS` after its opening, so no
+  statement starts in it in its last hours, and it is pruned like an expired one.
 - **Expired or failed: dropped.** A session the Data API refuses (its keep-alive ran out, it was closed, it failed)
   is taken out of the pool and the statement is started again without it, in a new session. Long-expired idle
   entries are pruned by later claims.
@@ -48,6 +51,10 @@ logger = logging.getLogger(__name__)
 #: A session goes back to the pool with ``until = now + keep-alive - margin``: its keep-alive started when its
 #: statement ended, a little before the status event brought the news.
 EXPIRY_MARGIN_SECONDS = 15.0
+#: The Data API closes a session 24 hours after it opened, "and the query is terminated" (SessionKeepAliveSeconds):
+#: a busy tenant's session, leased again and again within its keep-alive, would reach it with a statement running.
+#: No statement starts in a session older than this, leaving the last hours for the statements already running.
+RETIRE_AFTER_SECONDS = 22 * 3600
 #: Idle sessions whose ``until`` is this far past are taken out of the pool by the next claim.
 PRUNE_AFTER_SECONDS = 60.0
 _PRUNE_MAX = 5
@@ -157,6 +164,7 @@ def start_statement(
             logger.info("job %s: session %s refused (%s); running without it", job.job_id, lease.session_id, exc)
             drop(ports, job, lease)
     keep_alive = ports.settings.session_keep_alive_seconds
+    opened = time.time()  # on the early side: the session opens during the call
     try:
         started = ports.warehouse.start(sql, keep_alive_seconds=keep_alive or None, **common)
     except Throttled as exc:
@@ -166,29 +174,34 @@ def start_statement(
         started = ports.warehouse.start(sql, **common)
     if not started.session_id:
         return started, None
-    return started, PooledSession(started.session_id, identity_key(identity), until=0.0, job_id=job.job_id)
+    pooled = PooledSession(started.session_id, identity_key(identity), until=0.0, job_id=job.job_id, opened=opened)
+    return started, pooled
 
 
 def returned(ports: Ports, job: Job) -> PooledSession | None:
     """The job's session as it goes back to the pool when its statement has ended: idle, until its keep-alive ends."""
     if not job.session_id or not job.session_identity:
         return None
-    return idle_again(ports, PooledSession(job.session_id, job.session_identity, until=0.0))
+    return idle_again(
+        ports, PooledSession(job.session_id, job.session_identity, until=0.0, opened=job.session_opened_at)
+    )
 
 
 def idle_again(ports: Ports, session: PooledSession | None) -> PooledSession | None:
-    """``session`` with no lease and a fresh expiry (None stays None)."""
+    """``session`` with no lease and a fresh expiry, never past its retirement (None stays None)."""
     if session is None:
         return None
     until = time.time() + ports.settings.session_keep_alive_seconds - EXPIRY_MARGIN_SECONDS
-    return PooledSession(session.session_id, session.identity, until=until)
+    if session.opened is not None:
+        until = min(until, session.opened + RETIRE_AFTER_SECONDS)
+    return PooledSession(session.session_id, session.identity, until=until, opened=session.opened)
 
 
 def unused(session: PooledSession | None) -> PooledSession | None:
     """A leased session that ran nothing, as it goes back: idle, its expiry unchanged."""
     if session is None:
         return None
-    return PooledSession(session.session_id, session.identity, until=session.until)
+    return PooledSession(session.session_id, session.identity, until=session.until, opened=session.opened)
 
 
 def give_back(ports: Ports, job: Job, lease: PooledSession | None, *, running_in: str | None) -> None:

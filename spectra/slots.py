@@ -9,9 +9,11 @@ The item (every map keyed by id):
 
 * ``holders``: job id → epoch seconds when its slot was taken or last verified;
 * ``waiting``: job id → its place in line for a slot (a time the caller gives: :func:`spectra.share._in_line_since`);
-* ``sessions``: Data API session id → ``{"who": identity, "until": epoch seconds, "job": job id}``. ``who`` is the
-  database identity the session was opened as (:func:`spectra.sessions.identity_key`), ``until`` when its keep-alive
-  is expected to end (an estimate on the early side), ``job`` the job leasing it, absent while it is idle.
+* ``sessions``: Data API session id → ``{"who": identity, "until": epoch seconds, "job": job id, "opened": epoch
+  seconds}``. ``who`` is the database identity the session was opened as (:func:`spectra.sessions.identity_key`),
+  ``until`` when its keep-alive is expected to end (an estimate on the early side, never past the session's last
+  hours: :data:`spectra.sessions.RETIRE_AFTER_SECONDS`), ``job`` the job leasing it, absent while it is idle,
+  ``opened`` when it was opened.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class PooledSession:
     identity: str  # who it runs as (spectra.sessions.identity_key); a session never changes identity
     until: float  # epoch seconds: when its keep-alive is expected to end
     job_id: str | None = None  # the job leasing it; None while idle
+    #: epoch seconds when it was opened (a little before, on the early side); None for one pooled before this was kept
+    opened: float | None = None
 
     def usable(self, job_id: str, identity: str, now: float) -> bool:
         """Idle (or already this job's), of this identity, and alive for a while yet."""
@@ -45,6 +49,8 @@ class PooledSession:
         entry: dict[str, Any] = {"who": {"S": self.identity}, "until": {"N": repr(float(self.until))}}
         if self.job_id:
             entry["job"] = {"S": self.job_id}
+        if self.opened is not None:
+            entry["opened"] = {"N": repr(float(self.opened))}
         return {"M": entry}
 
 
@@ -443,6 +449,7 @@ def _sessions(item: dict) -> dict[str, PooledSession]:
             identity=entry.get("who", {}).get("S", ""),
             until=float(entry.get("until", {}).get("N", "0")),
             job_id=entry.get("job", {}).get("S"),
+            opened=float(entry["opened"]["N"]) if "N" in entry.get("opened", {}) else None,
         )
     return pool
 

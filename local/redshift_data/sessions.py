@@ -20,6 +20,11 @@ from .statements import Identity
 
 log = logging.getLogger(__name__)
 
+#: "The maximum time a session can keep alive is 24 hours. After 24 hours, the session is forced closed" (the Data
+#: API's SessionKeepAliveSeconds): counted from its opening, however busy it was kept. (A statement still running then
+#: is not terminated here; it ends as it would.)
+MAX_SESSION_SECONDS = 24 * 3600
+
 
 @dataclass
 class Session:
@@ -65,7 +70,10 @@ class SessionRegistry:
         """Mark an existing session busy with ``statement_id``; reject it when unknown, closed or busy."""
         with self._lock:
             session = self._sessions.get(session_id)
-            if session is None or session.closed or (session.busy_with is None and session.expires_at <= time.time()):
+            now = time.time()
+            idle_out = session is not None and session.busy_with is None and session.expires_at <= now
+            too_old = session is not None and session.created_at + MAX_SESSION_SECONDS <= now
+            if session is None or session.closed or idle_out or too_old:
                 raise ValidationException(
                     f"Session {session_id} is not available: it does not exist, has expired or was closed. "
                     "Start a new session with SessionKeepAliveSeconds."
@@ -84,7 +92,7 @@ class SessionRegistry:
         """The statement ended: the keep-alive clock starts again (or the session closes if its connection died)."""
         with self._lock:
             session.busy_with = None
-            session.expires_at = time.time() + session.keep_alive_seconds
+            session.expires_at = min(time.time() + session.keep_alive_seconds, session.created_at + MAX_SESSION_SECONDS)
             if session.connection is None or session.connection.closed or session.keep_alive_seconds <= 0:
                 session.close()
 

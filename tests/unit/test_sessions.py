@@ -127,6 +127,26 @@ def test_a_session_past_its_recorded_expiry_is_not_asked_for(ports):
     assert len([call for call in ports.warehouse.calls if call[0] == "execute"]) == 2  # no doomed try
 
 
+def test_a_session_is_retired_before_the_data_apis_24_hours(ports, monkeypatch):
+    ports = replace(ports, settings=make_settings(session_keep_alive_seconds=86400))  # a day of keep-alive
+    """The Data API closes a session 24 hours after it opened and terminates the statement it runs: a busy tenant's
+    session, leased again within every keep-alive, got there with a statement running (found by the Data API review).
+    Its opening is kept through the job and the pool; from RETIRE_AFTER_SECONDS on, its statements go elsewhere."""
+    first = run(ports)
+    opened = ports.slots.pools["acme"][first.session_id].opened
+    assert opened is not None and first.session_opened_at == int(opened)
+    assert run(ports).session_id == first.session_id  # young: leased again, its opening kept
+    assert ports.slots.pools["acme"][first.session_id].opened == opened
+    later = opened + sessions.RETIRE_AFTER_SECONDS - 60  # a minute before its retirement
+    monkeypatch.setattr(sessions.time, "time", lambda: later)
+    last = run(ports)  # still leased (a minute left), and given back no later than its retirement
+    assert last.session_id == first.session_id
+    assert ports.slots.pools["acme"][first.session_id].until <= opened + sessions.RETIRE_AFTER_SECONDS
+    monkeypatch.setattr(sessions.time, "time", lambda: later + 120)
+    retired = run(ports)
+    assert retired.session_id != first.session_id  # a new session, not the old one at its end
+
+
 def test_a_tenant_moved_to_another_user_does_not_run_in_its_old_users_session(ports):
     old = run(ports).session_id
     ports.tenants.tenants["acme"] = ports.tenants.tenants["acme"].model_copy(update={"db_user": "tenant_acme_v2"})

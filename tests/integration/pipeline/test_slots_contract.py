@@ -234,6 +234,14 @@ def test_release_gives_the_session_back_with_its_new_expiry_and_only_from_a_hold
     assert slots.sessions("acme")["s-1"] == PooledSession("s-1", ACME, until=30_000.0)
 
 
+def test_a_sessions_opening_is_kept_through_lease_and_release(slots):
+    """What retires a session before the Data API's 24 hours (spectra/sessions.py) is read back as written."""
+    assert slots.claim("acme", "j_0", limit=5, now=100.0).taken
+    slots.release("acme", "j_0", session=PooledSession("s-1", ACME, until=30_000.0, opened=1_234.5))
+    claim = slots.claim("acme", "j_1", limit=5, now=200.0, lease=slots.sessions("acme")["s-1"])
+    assert claim.session == PooledSession("s-1", ACME, until=30_000.0, job_id="j_1", opened=1_234.5)
+
+
 def test_drop_removes_an_idle_or_own_session_only(slots):
     session = pooled(slots, "acme", "j_0")
     slots.claim("acme", "j_1", limit=5, now=200.0, lease=session)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.fixtures.redshift import CLUSTER, DATABASE, wait_for_statement
 
@@ -137,3 +138,17 @@ def test_more_sessions_than_postgresqls_default_connections_all_run(redshift_dat
         for statement in opened:  # give the connections back now rather than in a minute
             wait_for_statement(redshift_data, statement["Id"])
             redshift_emulator.end_session(statement["SessionId"])
+
+
+def test_a_session_is_closed_24_hours_after_it_opened(api, redshift_emulator):
+    """SessionKeepAliveSeconds: "The maximum time a session can keep alive is 24 hours. After 24 hours, the session is
+    forced closed": a session used within every keep-alive lived for ever here (found by the Data API review)."""
+    first = api.client.execute_statement(
+        Sql="select 1", ClusterIdentifier=CLUSTER, Database=DATABASE, SessionKeepAliveSeconds=600
+    )
+    wait_for_statement(api.client, first["Id"])
+    session = redshift_emulator._sessions._sessions[first["SessionId"]]
+    session.created_at = time.time() - 86400 - 60  # opened 24 h 1 min ago, used all along
+    with pytest.raises(ClientError) as refused:
+        api.client.execute_statement(Sql="select 2", SessionId=first["SessionId"])
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
