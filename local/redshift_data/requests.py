@@ -25,9 +25,18 @@ class SqlParameter(_Request):
     value: str = Field(min_length=1)
 
 
+#: The service model's patterns (ClusterIdentifierString, WorkgroupNameString), which the service checks and botocore
+#: does not: a cluster id like Spectra_Local worked here and failed every statement on AWS.
+CLUSTER_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+WORKGROUP_PATTERN = (
+    r"^([a-z0-9-]{3,63}|arn:aws(-[a-z]+)*:redshift-serverless:[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d:\d{12}:"
+    r"workgroup/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+
+
 class _Target(_Request):
-    ClusterIdentifier: str | None = Field(default=None, min_length=1, max_length=63)
-    WorkgroupName: str | None = Field(default=None, min_length=3, max_length=128)
+    ClusterIdentifier: str | None = Field(default=None, min_length=1, max_length=63, pattern=CLUSTER_PATTERN)
+    WorkgroupName: str | None = Field(default=None, min_length=3, max_length=128, pattern=WORKGROUP_PATTERN)
     Database: str | None = None
     DbUser: str | None = None
     SecretArn: str | None = None

@@ -135,6 +135,9 @@ def test_statement_over_100kb_is_rejected(redshift_data):
         ({"ClusterIdentifier": CLUSTER, "WorkgroupName": "wg-one"}, "exactly one of ClusterIdentifier"),
         ({"ClusterIdentifier": CLUSTER, "Database": None}, "Database is required"),
         ({"ClusterIdentifier": CLUSTER, "DbUser": "a", "SecretArn": "arn:x"}, "either DbUser or SecretArn"),
+        # the service model's patterns, which botocore leaves to the service (found by the Data API review)
+        ({"ClusterIdentifier": "Spectra_Local"}, "ClusterIdentifier"),
+        ({"WorkgroupName": "WG_1"}, "WorkgroupName"),
     ],
 )
 def test_connection_parameters_are_validated(redshift_data, target, message):
