@@ -43,6 +43,10 @@ from local.redshift_data import EmulatorConfig, start_emulator
 from local.runner.state import StackState, default_state_file, forget
 from local.runner.template import DEFAULT_STACK_NAME
 
+#: The ports asked for that were taken, so a free one was used instead (the banner says so: README's commands name
+#: the defaults, which would then reach whatever holds them).
+_busy: list[str] = []
+
 
 def _port(variable: str, preferred: int) -> int:
     port = int(os.environ.get(variable, preferred))
@@ -52,8 +56,19 @@ def _port(variable: str, preferred: int) -> int:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
+            _busy.append(f"{port} ({variable})")
             return 0
     return port
+
+
+def busy_note() -> str:
+    """The banner's word on ports that were taken, or nothing."""
+    if not _busy:
+        return ""
+    return (
+        f"  Busy, so not used: {', '.join(_busy)}. Use the addresses above, not the defaults in README's commands"
+        " (or free those ports, or set those variables).\n"
+    )
 
 
 def banner(stack, aws, redshift_url: str, demo) -> str:
@@ -78,7 +93,7 @@ Spectra is running: API {api}
   ingest bucket (S3 drops):    {ingest}
   demo tenant "{demo.tenant_id}" key:  {demo.api_key}
   demo tenant "{demo.other_tenant_id}" key: {demo.other_api_key}
-
+{busy_note()}
 Query (SQL over REST):
   export SPECTRA_KEY={demo.api_key}
   QUERY=$(curl -s -X POST {api}/v1/queries {auth} {json_body} \\
