@@ -1,6 +1,6 @@
 """Operator commands for the stack's dead-letter queues: see them, and send their messages back.
 
-    python -m spectra.admin [--stack NAME | --state FILE] dlq show [--peek N] [--json]
+    python -m spectra.admin [--stack NAME | --state FILE] dlq show [--peek N] [--json] [--full]
     python -m spectra.admin [--stack NAME | --state FILE] redrive QUEUE [--rate N] [--no-wait]
 
 **Which queues.** The stack says: with ``--stack`` (default ``$SPECTRA_STACK``), CloudFormation's resources of the
@@ -13,7 +13,8 @@ in its tag ``spectra:redrive-to`` (template.yaml); it holds the events as that q
 redriven by hand (below), since SQS's message move tasks only move a queue's own dead-letter queue.
 
 **dlq show** lists every dead-letter queue with its source, its depth (visible and in flight) and a peek at its first
-messages (received with a visibility timeout of 0, so they stay where they are; their receive count goes up by one).
+messages (received with a visibility timeout of 0, so they stay where they are; their receive count goes up by one),
+with a job's SQL and parameter values hidden (``--full`` shows the bodies as they are), as the logs keep them out.
 
 **redrive** moves a dead-letter queue's messages back to its source with SQS's message move task
 (``StartMessageMoveTask``, then ``ListMessageMoveTasks`` until it ends, unless ``--no-wait``); ``--rate`` caps the
@@ -169,8 +170,9 @@ def find_dead_letter_queue(queues: dict[str, Queue], wanted: str) -> Queue:
 # -- dlq show --------------------------------------------------------------------------------------------------------
 
 
-def peek(sqs, queue: Queue, count: int) -> list[dict[str, Any]]:
-    """Up to ``count`` messages, left in the queue (visibility timeout 0)."""
+def peek(sqs, queue: Queue, count: int, *, full: bool = False) -> list[dict[str, Any]]:
+    """Up to ``count`` messages, left in the queue (visibility timeout 0); unless ``full``, with a job's SQL and
+    parameter values left out (:func:`without_tenant_data`)."""
     if count <= 0:
         return []
     response = sqs.receive_message(
@@ -185,10 +187,41 @@ def peek(sqs, queue: Queue, count: int) -> list[dict[str, Any]]:
             "message_id": message["MessageId"],
             "sent_at": _timestamp(message.get("Attributes", {}).get("SentTimestamp")),
             "receive_count": int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
-            "body": message["Body"],
+            "body": message["Body"] if full else without_tenant_data(message["Body"]),
         }
         for message in response.get("Messages", [])
     ]
+
+
+#: What a message body may carry of a tenant's data, kept out of ``dlq show`` as spectra/logs.py keeps it out of log
+#: lines: a job's SQL and its parameter values (a jobs-queue message carries its whole job).
+_TENANT_DATA = ("sql", "parameters")
+
+
+def without_tenant_data(body: str) -> str:
+    """``body`` with the values of a job's ``sql`` and ``parameters`` (at any depth) replaced by what they were."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(document, dict | list):
+        return body
+
+    def hide(node: Any) -> Any:
+        if isinstance(node, list):
+            return [hide(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        shown = {}
+        for key, value in node.items():
+            if key in _TENANT_DATA and value:
+                size = len(value) if isinstance(value, str | list) else 1
+                shown[key] = f"<{size} {'characters' if isinstance(value, str) else 'items'} hidden: --full shows them>"
+            else:
+                shown[key] = hide(value)
+        return shown
+
+    return json.dumps(hide(document), separators=(",", ":"))
 
 
 def _timestamp(milliseconds: str | None) -> str | None:
@@ -197,7 +230,7 @@ def _timestamp(milliseconds: str | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(milliseconds) / 1000))
 
 
-def show(sqs, queues: dict[str, Queue], *, peek_count: int) -> list[dict[str, Any]]:
+def show(sqs, queues: dict[str, Queue], *, peek_count: int, full: bool = False) -> list[dict[str, Any]]:
     return [
         {
             "queue": queue.logical_id,
@@ -205,7 +238,7 @@ def show(sqs, queues: dict[str, Queue], *, peek_count: int) -> list[dict[str, An
             "url": queue.url,
             "depth": queue.depth,
             "in_flight": queue.in_flight,
-            "messages": peek(sqs, queue, peek_count),
+            "messages": peek(sqs, queue, peek_count, full=full),
         }
         for queue in dead_letter_queues(queues)
     ]
@@ -367,6 +400,7 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     show_parser = dlq_commands.add_parser("show", help="every dead-letter queue: depth and a peek at its messages")
     show_parser.add_argument("--peek", type=int, default=3, help="messages to show per queue (0-10, default 3)")
     show_parser.add_argument("--json", action="store_true", help="JSON instead of text")
+    show_parser.add_argument("--full", action="store_true", help="bodies as they are, a job's SQL and values too")
     redrive_parser = commands.add_parser("redrive", help="move a dead-letter queue's messages back to its source")
     redrive_parser.add_argument("queue", help="the dead-letter queue (or its source): logical id, name or URL")
     redrive_parser.add_argument("--rate", type=_rate, help="messages per second at most (1-500, as SQS takes it)")
@@ -378,7 +412,7 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
         sqs = session.client("sqs", config=_CLIENT_CONFIG, **client_options)
         queues = describe_queues(sqs, urls)
         if args.command == "dlq":
-            report = show(sqs, queues, peek_count=max(0, min(args.peek, 10)))
+            report = show(sqs, queues, peek_count=max(0, min(args.peek, 10)), full=args.full)
             print(json.dumps(report, indent=2) if args.json else _show_text(report), file=out)
         else:
             result = redrive(sqs, find_dead_letter_queue(queues, args.queue), rate=args.rate, wait=not args.no_wait)

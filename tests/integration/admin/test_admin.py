@@ -71,6 +71,30 @@ def test_dlq_show_lists_each_dead_letter_queue_with_its_depth_and_first_messages
     assert status == 0 and "JobsDeadLetterQueue (source JobsQueue): 4 waiting" in text
 
 
+def test_dlq_show_hides_a_jobs_sql_and_parameter_values_unless_asked(local_aws, stack):
+    """A jobs-queue message carries its whole job, and dlq show printed it, where the logs keep a tenant's SQL and
+    values out (found by the isolation review). --full shows the body as it is."""
+    name, urls = stack
+    job = {
+        "job_id": "j_1",
+        "sql": "select * from patients where ssn = :ssn",
+        "parameters": [{"name": "ssn", "value": "123-45-6789"}],
+    }
+    local_aws.client("sqs").send_message(
+        QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=json.dumps({"job_id": "j_1", "job": job})
+    )
+    for argv in (["--json"], []):
+        status, out = run(local_aws, "--stack", name, "dlq", "show", *argv)
+        assert status == 0 and "j_1" in out
+        assert "patients" not in out and "123-45-6789" not in out, out
+    status, out = run(local_aws, "--stack", name, "dlq", "show", "--json")
+    body = json.loads(json.loads(out)[0]["messages"][0]["body"])
+    assert body["job"]["sql"] == "<39 characters hidden: --full shows them>"
+    assert body["job"]["parameters"] == "<1 items hidden: --full shows them>"
+    status, out = run(local_aws, "--stack", name, "dlq", "show", "--json", "--full")
+    assert json.loads(json.loads(out)[0]["messages"][0]["body"]) == {"job_id": "j_1", "job": job}
+
+
 def test_redrive_moves_every_message_back_with_its_attributes_when_move_tasks_are_unsupported(local_aws, stack):
     name, urls = stack
     sqs = local_aws.client("sqs")
