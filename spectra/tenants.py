@@ -6,12 +6,23 @@ Serverless. Row-level security in the warehouse keys off that identity; the appl
 API keys are 256-bit random tokens shown once at issue time. The table stores only their SHA-256: a slow password
 hash buys nothing against keys with that much entropy, and a single hash keeps the authorizer to one lookup.
 
-Table layout (``TenantsTable``, key ``pk``): ``tenant#<id>`` holds the tenant, ``key#<sha256 hex>`` one key.
+Table layout (``TenantsTable``, key ``pk``): ``tenant#<id>`` holds the tenant, ``key#<sha256 hex>`` one key,
+``identity#<db_user:name | secret:arn>`` the tenant a database identity was given to (see below).
 
 Keys die with their tenant, twice over. Each tenant record carries a ``generation``, a random id drawn when the tenant
 is created, and each key records the generation it was issued under: a key counts only while its tenant has that
 generation, so a tenant deleted and created again under the same id does not bring its old keys back. And the tenant
 record lists its keys' hashes (``key_hashes``), so :meth:`TenantDirectory.delete_tenant` deletes them too.
+
+A database identity serves one tenant, ever. What a tenant may see in the warehouse is its identity's: row-level
+security and owned schemas key off the database user (or the secret's), and they outlive the tenant record. A tenant
+created again under a deleted one's user (the natural choice: ``tenant_<id>``) read every row and table its
+predecessor left, and two live tenants given one user read each other's. So the directory records which tenant each
+identity was given to (``identity#...``, written in the same transaction as the tenant record, or as the change that
+moves a tenant to it) and keeps that record when the tenant is deleted: an identity another tenant, or an earlier
+generation of the same id, had is refused (:class:`~spectra.errors.Conflict`). A tenant moved back to an identity it
+had itself keeps it. Give a new tenant a new user or secret; drop the old ones with their rows and schemas.
+Identities of tenants created before this record existed are not known to it.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from spectra.errors import Conflict, NotFound, Unauthorized
 from spectra.jobs import utcnow
+from spectra.slots import SLOTS_PREFIX
 
 KEY_PREFIX = "spk_"
 _ser, _de = TypeSerializer(), TypeDeserializer()
@@ -114,18 +126,62 @@ class TenantDirectory:
 
     def create_tenant(self, tenant_id: str, **attributes: Any) -> Tenant:
         """A new tenant; ``attributes`` are :meth:`Tenant.new`'s (identity, write flag, owned schemas, and its share:
-        ``tier``, ``usage_key``, ``max_running_statements``)."""
+        ``tier``, ``usage_key``, ``max_running_statements``). Conflict when the id exists, or when its database
+        identity was another tenant's (or an earlier tenant's of this id): see the module's docstring."""
         tenant = Tenant.new(tenant_id, **attributes)
         item = {"pk": f"tenant#{tenant_id}", **tenant.model_dump(mode="json", exclude_none=True)}
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item={k: _ser.serialize(v) for k, v in item.items()},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except self._db.exceptions.ConditionalCheckFailedException as exc:
-            raise Conflict(f"tenant {tenant_id!r} already exists") from exc
+        put = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {k: _ser.serialize(v) for k, v in item.items()},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        claims = self._claims(tenant)
+        self._write_claiming(put, claims, exists=f"tenant {tenant_id!r} already exists")
         return tenant
+
+    def _claims(self, tenant: Tenant, *, only: set[str] | None = None) -> list[tuple[str, dict]]:
+        """The identity records giving the tenant's database identities (``only``: these fields' of them) to it,
+        each written only where no record exists or it already names this tenant and generation."""
+        claims = []
+        for field_name, kind in (("db_user", "db_user"), ("secret_arn", "secret")):
+            value = getattr(tenant, field_name)
+            if value and (only is None or field_name in only):
+                pk = f"identity#{kind}:{value}"
+                record = {"pk": pk, "tenant_id": tenant.tenant_id, "claimed_at": utcnow().isoformat()}
+                if tenant.generation:
+                    record["generation"] = tenant.generation
+                put = {
+                    "TableName": self._table,
+                    "Item": {k: _ser.serialize(v) for k, v in record.items()},
+                    "ConditionExpression": "attribute_not_exists(pk) OR (tenant_id = :t AND generation = :g)",
+                    "ExpressionAttributeValues": {
+                        ":t": _ser.serialize(tenant.tenant_id),
+                        ":g": _ser.serialize(tenant.generation or ""),
+                    },
+                }
+                claims.append((f"{kind} {value}", {"Put": put}))
+        return claims
+
+    def _write_claiming(self, first: dict, claims: list[tuple[str, dict]], *, exists: str) -> None:
+        """``first`` (the tenant's own write) and ``claims`` in one transaction; Conflict naming what refused it."""
+        try:
+            self._db.transact_write_items(TransactItems=[first, *(claim for _, claim in claims)])
+        except self._db.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise Conflict(exists) from exc
+            for (identity, claim), reason in zip(claims, reasons[1:], strict=False):
+                if reason == "ConditionalCheckFailed":
+                    holder = (self._get(claim["Put"]["Item"]["pk"]["S"]) or {}).get("tenant_id", "?")
+                    raise Conflict(
+                        f"the database identity {identity} was given to tenant {holder!r} (a tenant of that id may have"
+                        " been deleted since): what a tenant sees in the warehouse is its identity's, rows and schemas"
+                        " included, so each tenant needs one that no tenant had; create a new user or secret",
+                        details={"identity": identity, "tenant_id": holder},
+                    ) from exc
+            raise
 
     def issue_key(self, tenant_id: str) -> str:
         """Create an API key for the tenant and return it in clear text (the only time it exists in clear).
@@ -249,6 +305,12 @@ class TenantDirectory:
             request["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(generation)"
         if bound:
             request["ExpressionAttributeValues"] = bound
+        moved = {f for f in ("db_user", "secret_arn") if f in changes and getattr(updated, f) != getattr(current, f)}
+        claims = self._claims(updated, only=moved)
+        if claims:  # moved to another identity: it must be one no other tenant had, claimed with the change
+            gone = f"tenant {tenant_id!r} not found (deleted or created again meanwhile)"
+            self._write_claiming({"Update": request}, claims, exists=gone)
+            return updated
         try:
             self._db.update_item(**request)
         except self._db.exceptions.ConditionalCheckFailedException as exc:
@@ -272,7 +334,9 @@ class TenantDirectory:
         return Tenant.model_validate(_plain(response["Attributes"]))
 
     def delete_tenant(self, tenant_id: str) -> bool:
-        """Delete the tenant and every key it was issued. False when there was no such tenant.
+        """Delete the tenant and every key it was issued, and its running slots and session pool (a tenant created
+        again under the id starts with none of them). False when there was no such tenant. The records of the
+        database identities it had stay: no later tenant may have them (the module's docstring).
 
         The tenant record goes first: from that moment its keys authenticate nobody (a key needs its tenant), so a
         failure while deleting the keys leaves only dead items behind; and should the id be created again, the new
@@ -285,6 +349,8 @@ class TenantDirectory:
             return False
         for key_hash in _plain(old).get("key_hashes", ()):
             self._db.delete_item(TableName=self._table, Key={"pk": {"S": f"key#{key_hash}"}})
+        # Its statements still running end as usual: their releases find no slot to give back, and do nothing.
+        self._db.delete_item(TableName=self._table, Key={"pk": {"S": SLOTS_PREFIX + tenant_id}})
         return True
 
     def get(self, tenant_id: str) -> Tenant | None:

@@ -16,6 +16,7 @@ import pytest
 from events import JobQueuedMessage
 from local.demo import ADMIN_USER
 from spectra import tenant_cache
+from spectra.errors import Conflict
 from spectra.ports import get_ports
 from tests.fixtures.stack import AUTHORIZER_CACHE_SECONDS, ApiClient, record_job, usage_key, wait_until
 
@@ -78,7 +79,9 @@ def test_a_deactivated_tenant_is_refused_and_its_queued_jobs_do_not_start(new_te
     assert client.wait(client.submit("select 1 as one")["job_id"])["status"] == "COMPLETED"
 
 
-def test_a_deleted_tenant_takes_its_keys_and_queued_jobs_along_even_when_its_id_comes_back(new_tenant, redshift_data):
+def test_a_deleted_tenant_takes_its_keys_and_queued_jobs_along_even_when_its_id_comes_back(
+    new_tenant, redshift_data, warehouse
+):
     client = new_tenant()
     ports = get_ports()
     queued, queued_too = (
@@ -95,11 +98,16 @@ def test_a_deleted_tenant_takes_its_keys_and_queued_jobs_along_even_when_its_id_
     tenant_cache.forget(ports.tenants, client.tenant_id)
     assert_not_run(redshift_data, run_recorded_job(queued), "tenant_inactive")
 
-    # The same id, the same database user: a new tenant, which neither the old key nor the old job speaks for.
-    ports.tenants.create_tenant(client.tenant_id, db_user=client.db_user, usage_key=usage_key(client.tenant_id))
+    # The same id: a new tenant, which neither the old key nor the old job speaks for. Not under the old database
+    # user, whose rows and schemas are its predecessor's (spectra/tenants.py): under a new one.
+    with pytest.raises(Conflict, match="was given to tenant"):
+        ports.tenants.create_tenant(client.tenant_id, db_user=client.db_user, usage_key=usage_key(client.tenant_id))
+    new_user = f"{client.db_user}_2"
+    warehouse.run(f'CREATE USER "{new_user}"')
+    ports.tenants.create_tenant(client.tenant_id, db_user=new_user, usage_key=usage_key(client.tenant_id))
     assert client.request("GET", "/v1/jobs").status_code == 401
     assert_not_run(redshift_data, run_recorded_job(queued_too), "tenant_inactive")
-    reborn = ApiClient(client.base_url, ports.tenants.issue_key(client.tenant_id), client.tenant_id, client.db_user)
+    reborn = ApiClient(client.base_url, ports.tenants.issue_key(client.tenant_id), client.tenant_id, new_user)
     assert reborn.wait(reborn.submit("select 1 as one")["job_id"])["status"] == "COMPLETED"
 
 

@@ -805,13 +805,26 @@ class FakeTenants:
 
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
+        self.identities: dict[str, tuple[str, str | None]] = {}  # identity → (tenant id, generation), kept on delete
 
     def create_tenant(self, tenant_id: str, **attributes: Any) -> Tenant:
         if tenant_id in self.tenants:
             raise Conflict(f"tenant {tenant_id!r} already exists")
         tenant = Tenant.new(tenant_id, **attributes)
+        self._claim(tenant)
         self.tenants[tenant_id] = tenant
         return tenant
+
+    def _claim(self, tenant: Tenant) -> None:
+        """A database identity serves one tenant, ever (spectra.tenants.TenantDirectory)."""
+        owner = (tenant.tenant_id, tenant.generation)
+        wanted = [f"db_user:{tenant.db_user}"] * bool(tenant.db_user) + [f"secret:{tenant.secret_arn}"] * bool(
+            tenant.secret_arn
+        )
+        for identity in wanted:
+            if self.identities.get(identity, owner) != owner:
+                raise Conflict(f"the database identity {identity} was given to tenant {self.identities[identity][0]!r}")
+        self.identities.update(dict.fromkeys(wanted, owner))
 
     def set_active(self, tenant_id: str, active: bool) -> Tenant:
         if tenant_id not in self.tenants:
@@ -822,8 +835,10 @@ class FakeTenants:
     def update_tenant(self, tenant_id: str, **changes: Any) -> Tenant:
         if tenant_id not in self.tenants:
             raise NotFound(f"tenant {tenant_id!r} not found")
-        self.tenants[tenant_id] = Tenant.model_validate({**self.tenants[tenant_id].model_dump(), **changes})
-        return self.tenants[tenant_id]
+        updated = Tenant.model_validate({**self.tenants[tenant_id].model_dump(), **changes})
+        self._claim(updated)
+        self.tenants[tenant_id] = updated
+        return updated
 
     def delete_tenant(self, tenant_id: str) -> bool:
         return self.tenants.pop(tenant_id, None) is not None

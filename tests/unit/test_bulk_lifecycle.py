@@ -166,7 +166,7 @@ def test_a_table_the_tenant_cannot_see_fails_the_job(ports):
     ("change", "code"),
     [
         (lambda t: t.set_active("acme", False), "tenant_inactive"),
-        (lambda t: (t.delete_tenant("acme"), t.create_tenant("acme", db_user="tenant_acme")), "tenant_inactive"),
+        (lambda t: (t.delete_tenant("acme"), t.create_tenant("acme", db_user="tenant_acme_2")), "tenant_inactive"),
         (
             lambda t: t.tenants.update(acme=t.tenants["acme"].model_copy(update={"db_user": "awsuser"})),
             "identity_refused",

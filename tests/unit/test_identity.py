@@ -152,10 +152,10 @@ def test_a_job_queued_by_a_tenant_that_was_deleted_and_created_again_is_not_star
     ports = make_ports()
     old = ports.tenants.create_tenant("acme", db_user="tenant_acme")
     ports.tenants.delete_tenant("acme")
-    new = ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    new = ports.tenants.create_tenant("acme", db_user="tenant_acme_2")  # not its predecessor's user (tenants.py)
     assert old.generation != new.generation
     assert_refused(ports, run(ports, generation=old.generation), "tenant_inactive")
-    assert run(ports, generation=new.generation).status is JobStatus.SUBMITTED
+    assert run(ports, db_user="tenant_acme_2", generation=new.generation).status is JobStatus.SUBMITTED
 
 
 def test_a_reactivated_tenant_runs_jobs_again():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
-from spectra.errors import NotFound, Unauthorized
+from spectra.errors import Conflict, NotFound, Unauthorized
 from spectra.tenants import TenantDirectory, hash_api_key
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def refused(directory: TenantDirectory, key: str) -> bool:
 
 
 def test_a_key_works_until_it_is_revoked(directory, table, tenant_id):
-    directory.create_tenant(tenant_id, db_user="tenant_x")
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
     key, other = directory.issue_key(tenant_id), directory.issue_key(tenant_id)
     assert directory.authenticate(key).tenant_id == tenant_id
     directory.revoke_key(key)
@@ -73,7 +73,7 @@ def test_a_key_for_a_tenant_that_does_not_exist_is_not_issued(directory, table, 
 
 
 def test_a_deactivated_tenants_keys_are_refused_until_it_is_reactivated(directory, tenant_id):
-    directory.create_tenant(tenant_id, db_user="tenant_x")
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
     key = directory.issue_key(tenant_id)
     assert directory.set_active(tenant_id, False).active is False
     assert refused(directory, key)
@@ -85,7 +85,7 @@ def test_a_deactivated_tenants_keys_are_refused_until_it_is_reactivated(director
 
 
 def test_deleting_a_tenant_deletes_its_keys(directory, table, tenant_id):
-    directory.create_tenant(tenant_id, db_user="tenant_x")
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
     keys = [directory.issue_key(tenant_id) for _ in range(3)]
     assert directory.delete_tenant(tenant_id) is True
     assert directory.get(tenant_id) is None
@@ -98,13 +98,13 @@ def test_deleting_a_tenant_deletes_its_keys(directory, table, tenant_id):
 def test_a_re_created_tenant_does_not_revive_the_old_keys(directory, table, tenant_id):
     """Even keys that outlived their tenant (its record removed by hand, say) stay dead: they carry the old
     tenant's generation."""
-    old = directory.create_tenant(tenant_id, db_user="tenant_x")
+    old = directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
     old_key = directory.issue_key(tenant_id)
     client, name = table
     client.delete_item(TableName=name, Key={"pk": {"S": f"tenant#{tenant_id}"}})  # the keys stay
     assert item(table, f"key#{hash_api_key(old_key)}") is not None
 
-    new = directory.create_tenant(tenant_id, db_user="tenant_x")
+    new = directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2")  # its predecessor's user is not its
     assert new.generation and new.generation != old.generation
     assert refused(directory, old_key)
     new_key = directory.issue_key(tenant_id)
@@ -128,8 +128,8 @@ def test_records_from_before_generations_still_work(directory, table, tenant_id)
 
 def test_a_key_nobody_has_in_clear_is_found_by_its_hint_and_revoked_by_its_hash(directory, table, tenant_id):
     """Keys are shown once: an operator told "a key we lost is deployed somewhere" can still revoke that one key."""
-    directory.create_tenant(tenant_id, db_user="tenant_x")
-    directory.create_tenant(f"{tenant_id}-other", db_user="tenant_y")
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    directory.create_tenant(f"{tenant_id}-other", db_user=f"tenant_{tenant_id}_other")
     lost, kept = directory.issue_key(tenant_id), directory.issue_key(tenant_id)
     theirs = directory.issue_key(f"{tenant_id}-other")
     listed = directory.list_keys(tenant_id)
@@ -145,7 +145,7 @@ def test_a_key_nobody_has_in_clear_is_found_by_its_hint_and_revoked_by_its_hash(
 
 
 def test_a_tenant_is_changed_in_place_and_keeps_its_keys(directory, tenant_id):
-    created = directory.create_tenant(tenant_id, db_user="tenant_x", max_running_statements=3)
+    created = directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}", max_running_statements=3)
     key = directory.issue_key(tenant_id)
     changed = directory.update_tenant(
         tenant_id, allow_writes=True, owned_schemas=["x_work"], tier="premium", max_running_statements=None
@@ -164,3 +164,51 @@ def test_a_tenant_is_changed_in_place_and_keeps_its_keys(directory, tenant_id):
     assert directory.get(tenant_id) == stored
     with pytest.raises(NotFound):
         directory.update_tenant(f"{tenant_id}-nobody", tier="premium")
+
+
+def test_a_database_identity_serves_one_tenant_ever(directory, table, tenant_id):
+    """What a tenant sees in the warehouse is its database identity's: rows, schemas, grants. A tenant created again
+    under its deleted predecessor's user read everything the predecessor left, and two live tenants could share a
+    user (found by the tenant lifecycle review)."""
+    user = f"tenant_{tenant_id}"
+    first = directory.create_tenant(tenant_id, db_user=user)
+    with pytest.raises(Conflict, match=f"was given to tenant '{tenant_id}'") as shared:
+        directory.create_tenant(f"{tenant_id}-b", db_user=user)
+    assert shared.value.details == {"identity": f"db_user {user}", "tenant_id": tenant_id}
+    assert directory.get(f"{tenant_id}-b") is None  # nothing of it written
+    directory.create_tenant(f"{tenant_id}-b", db_user=f"{user}_b")
+    with pytest.raises(Conflict):  # nor moved onto another tenant's
+        directory.update_tenant(f"{tenant_id}-b", db_user=user)
+    assert directory.get(f"{tenant_id}-b").db_user == f"{user}_b"
+
+    # moved to a new user and back to its own old one: still its own
+    directory.update_tenant(tenant_id, db_user=f"{user}_new")
+    assert directory.update_tenant(tenant_id, db_user=user).generation == first.generation
+
+    assert directory.delete_tenant(tenant_id)
+    with pytest.raises(Conflict):  # the same id again: a new tenant, which the old user's rows are not for
+        directory.create_tenant(tenant_id, db_user=user)
+    assert directory.get(tenant_id) is None
+    assert directory.create_tenant(tenant_id, db_user=f"{user}_reborn").generation != first.generation
+
+    arn = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:spectra/tenants/{tenant_id}"
+    directory.create_tenant(f"{tenant_id}-s", secret_arn=arn)
+    with pytest.raises(Conflict, match="secret"):
+        directory.create_tenant(f"{tenant_id}-t", secret_arn=arn)
+
+
+def test_deleting_a_tenant_deletes_its_running_slots_and_sessions(directory, table, tenant_id):
+    """A tenant created again under the id inherited them: its predecessor's holders took its running cap, and its
+    predecessor's waiting jobs were woken ahead of its own (found by the tenant lifecycle review)."""
+    from spectra.slots import RunningSlots
+
+    client, name = table
+    slots = RunningSlots(client, name)
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    assert slots.acquire(tenant_id, "j_old", limit=1)
+    assert directory.delete_tenant(tenant_id)
+    assert item(table, f"slots#{tenant_id}") is None
+    slots.release(tenant_id, "j_old")  # the old job's late release: nothing to give back, nothing made
+    assert item(table, f"slots#{tenant_id}") is None
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2")
+    assert slots.acquire(tenant_id, "j_new", limit=1)
