@@ -26,6 +26,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urljoin
 
 from spectra.notify.urls import Endpoint, UrlPolicy, UrlRefused, origin, without_query
 
@@ -202,6 +203,8 @@ class WebhookTransport:
         if 300 <= status < 400:
             # the error reaches the subscription's record, the logs and a disabled event on the bus: a Location
             # that keeps the receiver's query string (a slash appended, /in?token=X → /in/?token=X) keeps its token
-            target = without_query(location) if location else "?"
+            # (resolved against the URL first: a relative Location, "/services/T/B/<token>/", is a path, token and
+            # all, which only an absolute URL lets the logs and the bus cut down to its origin)
+            target = without_query(urljoin(endpoint.url, location)) if location else "?"
             return HttpOutcome(status, f"HTTP {status}: redirect to {target} not followed"[:300])
         return HttpOutcome(status, f"HTTP {status} {reason}".strip()[:300])

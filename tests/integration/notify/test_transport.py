@@ -84,6 +84,34 @@ def test_a_redirects_location_is_reported_without_its_query():
     assert outcome.error == "HTTP 301: redirect to https://hooks.acme.example/in/ not followed"
 
 
+class _RelativeRedirect(_AppendSlash):
+    """Slack's way: the same path with a slash, as a relative Location."""
+
+    def do_POST(self) -> None:
+        path, _, query = self.path.partition("?")
+        self.send_response(301)
+        self.send_header("Location", f"{path}/?{query}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_a_relative_redirect_is_reported_as_an_absolute_url_the_bus_can_cut_down():
+    """A path, token and all, slipped past what cuts URLs down to their origin for the logs and the bus (found by the
+    diff review): resolved against the URL, it is a URL like any other."""
+    from spectra.notify.urls import origins_only
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RelativeRedirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/services/T0/B0/s3cr3tt0ken?x=1"
+        outcome = transport().post(url, BODY, HEADERS)
+    finally:
+        server.shutdown()
+    origin = f"http://127.0.0.1:{server.server_port}"
+    assert outcome.error == f"HTTP 301: redirect to {origin}/services/T0/B0/s3cr3tt0ken/ not followed"
+    assert origins_only(outcome.error) == f"HTTP 301: redirect to {origin} not followed"
+
+
 def test_an_endpoint_that_never_answers_times_out_on_time(webhook_receiver):
     webhook_receiver.hang("/slow")
     started = time.monotonic()
