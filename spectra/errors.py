@@ -175,6 +175,16 @@ class DuplicateColumns(ResultRefused):
 _AWS_INTERNALS = re.compile(r"arn:aws[A-Za-z-]*:[^\s,;'\"()]*|(?<![0-9])[0-9]{12}(?![0-9])")
 
 
+_ARNS = re.compile(r"arn:aws[A-Za-z-]*:[^\s,;'\"()]*")
+
+
+def without_arns(text: str) -> str:
+    """``text`` (the warehouse's message of a failed statement, on its way to a tenant) without ARNs: Redshift names
+    the service's IAM role when the role refused a COPY or UNLOAD ("Not authorized to get credentials of role
+    arn:aws:iam::<account>:role/..."). Numbers stay: they may be the tenant's own values."""
+    return _ARNS.sub("…", text)
+
+
 def without_aws_internals(text: str) -> str:
     """``text`` (an AWS service's message, on its way to a tenant) with its ARNs and account ids left out."""
     return _AWS_INTERNALS.sub("…", text)
@@ -182,13 +192,13 @@ def without_aws_internals(text: str) -> str:
 
 def reason_of(exc: Exception) -> str:
     """An exception as a job's error tells its tenant: a SpectraError's own message; an AWS service's refusal as its
-    code and message; botocore's own failure (no connection, a timeout: its text names the endpoint, the bucket and
-    the key) as its type alone; else the exception's type and text; with ARNs and account ids left out throughout
-    (the whole exception goes to the log)."""
+    code and message; botocore's own failure (no connection, a timeout, no credentials: its text may name the
+    endpoint, the bucket and the key) as its type alone; else the exception's type and text; with ARNs and account
+    ids left out throughout (the whole exception goes to the log)."""
     if isinstance(exc, SpectraError):
         text = exc.message
     elif isinstance(exc, BotoCoreError):
-        text = f"{type(exc).__name__} (the service could not be reached or did not answer)"
+        text = f"{type(exc).__name__} (the call to AWS failed before the service answered)"
     else:
         error = getattr(exc, "response", None)
         error = error.get("Error") if isinstance(error, dict) else None

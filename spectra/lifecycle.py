@@ -41,6 +41,7 @@ from spectra.errors import (
     StatementRejected,
     Throttled,
     reason_of,
+    without_arns,
 )
 from spectra.identity import check_write_grant, identity_for
 from spectra.job_queue import sendable
@@ -269,9 +270,8 @@ def complete_statement(ports: Ports, change: StatementStatusChange, *, info: Sta
         error = ErrorInfo(code="statement_aborted", message="the warehouse aborted the statement")
         return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, settled=False)
     info = info or ports.warehouse.describe(statement_id)  # the event does not carry the database's message
-    error = ErrorInfo(
-        code=share.failure_code(info.error), message=info.error or "the statement failed without a message"
-    )
+    message = without_arns(info.error) if info.error else "the statement failed without a message"
+    error = ErrorInfo(code=share.failure_code(info.error), message=message)  # an export's UNLOAD names the role
     return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
 
 

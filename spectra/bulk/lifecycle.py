@@ -29,7 +29,7 @@ from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
 from spectra.delivery import unloadable
-from spectra.errors import IdentityRefused, NotFound, StatementRejected, Throttled, reason_of
+from spectra.errors import IdentityRefused, NotFound, StatementRejected, Throttled, reason_of, without_arns
 from spectra.identity import identity_for
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
@@ -271,7 +271,7 @@ def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> Bulk
     info = ports.warehouse.describe(statement_id)
     if change.state is StatementState.FAILED:
         # the tenant's statement timeout holds for loads and exports as for queries, and is named the same way
-        message = info.error or "the statement failed without a message"
+        message = without_arns(info.error) if info.error else "the statement failed without a message"  # its role
         error = ErrorInfo(code=share.failure_code(info.error), message=message)
         return finish_bulk_job(ports, job, BulkState.FAILED, error=error, statement_id=statement_id)
     try:

@@ -38,7 +38,7 @@ def test_a_failure_to_reach_aws_is_told_by_its_kind_alone():
     """botocore's own failures name the endpoint: for S3, the results bucket and the object's key."""
     url = "https://spectra-results-123456789012.s3.us-east-1.amazonaws.com/acme/j_1/part-00000.csv.gz"
     told = reason_of(EndpointConnectionError(endpoint_url=url))
-    assert told == "EndpointConnectionError (the service could not be reached or did not answer)"
+    assert told == "EndpointConnectionError (the call to AWS failed before the service answered)"
 
 
 def test_other_failures_keep_their_type_and_text():

@@ -588,3 +588,16 @@ def test_a_write_cancelled_while_its_message_waited_never_reaches_the_warehouse(
     reads = CountingReads(ports.jobs)
     execute_job(replace(ports, jobs=reads), ports.queue.messages[-1], first_delivery=True, sent_at=read.created_at)
     assert reads.reads == 0 and ports.jobs.get(read.job_id).status is JobStatus.SUBMITTED
+
+
+def test_a_failed_statements_message_reaches_the_tenant_without_arns(ports):
+    """An export's UNLOAD (and a bulk job's COPY) run with the service's IAM role, and Redshift names it when it
+    refuses: "Not authorized to get credentials of role arn:aws:iam::<account>:role/..." (found by the diff
+    review). The tenant's own values stay: numbers are not taken out of a statement's message."""
+    job = execute_job(ports, queued(ports, delivery=Delivery.EXPORT))
+    error = (
+        "Not authorized to get credentials of role arn:aws:iam::123456789012:role/spectra-unload (value 123456789012)"
+    )
+    failed = complete_statement(ports, ports.warehouse.fail(job.statement_id, error))
+    assert failed.status is JobStatus.FAILED
+    assert failed.error.message == "Not authorized to get credentials of role … (value 123456789012)"
