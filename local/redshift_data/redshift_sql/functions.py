@@ -23,6 +23,7 @@ from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Token, TokenType
 
+from .lexer import ASCII_LOWER
 from .load_errors import LAST_COPY_COUNT_SETTING, LAST_COPY_SETTING
 
 logger = logging.getLogger(__name__)
@@ -90,9 +91,6 @@ def _plan(sql: str, tokens: list[Token]) -> tuple[list[tuple[int, int, str]], bo
     return edits, needs_transpile
 
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
 def _folded_names(sql: str, tokens: list[Token]) -> list[tuple[int, int, str]]:
     """Quoted ("delimited") names with their ASCII letters in lower case: "ASCII letters in standard and delimited
     identifiers are case-insensitive and are folded to lowercase in the database" (Redshift's "Names and
@@ -102,7 +100,7 @@ def _folded_names(sql: str, tokens: list[Token]) -> list[tuple[int, int, str]]:
     for token in tokens:
         if token.token_type is TokenType.IDENTIFIER and sql[token.start] == '"':
             text = sql[token.start : token.end + 1]
-            folded = text.translate(_ASCII_LOWER)
+            folded = text.translate(ASCII_LOWER)
             if folded != text:
                 edits.append((token.start, token.end, folded))
     return edits

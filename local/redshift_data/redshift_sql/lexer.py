@@ -16,6 +16,9 @@ from enum import Enum
 
 from .base import RedshiftSqlError
 
+#: Redshift folds the ASCII letters of names, quoted ones too, and nothing else (its "Names and identifiers").
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
 
 class Kind(Enum):
     WORD = "word"  # unquoted identifier or keyword

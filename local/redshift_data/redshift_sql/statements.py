@@ -13,7 +13,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from .base import RedshiftSqlError
-from .lexer import Kind, TokenStream, tokenize
+from .lexer import ASCII_LOWER, Kind, TokenStream, tokenize
 
 MB = 1024 * 1024
 MIN_MAXFILESIZE = 5 * MB
@@ -360,7 +360,7 @@ def _identifier(stream: TokenStream) -> str:
         return token.value.lower()  # unquoted identifiers fold to lower case, as in PostgreSQL and Redshift
     if token.kind is Kind.IDENT:
         stream.next()
-        return token.value
+        return token.value.translate(ASCII_LOWER)  # quoted ones too: Redshift folds their ASCII letters (functions.py)
     raise stream.error("expected an identifier")
 
 
