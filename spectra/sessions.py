@@ -191,9 +191,11 @@ def idle_again(ports: Ports, session: PooledSession | None) -> PooledSession | N
     """``session`` with no lease and a fresh expiry, never past its retirement (None stays None)."""
     if session is None:
         return None
-    until = time.time() + ports.settings.session_keep_alive_seconds - EXPIRY_MARGIN_SECONDS
-    if session.opened is not None:
-        until = min(until, session.opened + RETIRE_AFTER_SECONDS)
+    now = time.time()
+    until = now + ports.settings.session_keep_alive_seconds - EXPIRY_MARGIN_SECONDS
+    # A session of unknown age (pooled, or its job started, before openings were recorded) is not pooled again: it
+    # may be near the Data API's 24 hours already. It idles out, and the next statement opens a new one.
+    until = min(until, session.opened + RETIRE_AFTER_SECONDS if session.opened is not None else now)
     return PooledSession(session.session_id, session.identity, until=until, opened=session.opened)
 
 

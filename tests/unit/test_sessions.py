@@ -147,6 +147,18 @@ def test_a_session_is_retired_before_the_data_apis_24_hours(ports, monkeypatch):
     assert retired.session_id != first.session_id  # a new session, not the old one at its end
 
 
+def test_a_session_of_unknown_age_is_not_pooled_again(ports):
+    """Pooled, or its job started, before openings were recorded: it may be near the Data API's 24 hours already,
+    and leased again within every keep-alive it was never retired (found by the diff review)."""
+    first = run(ports)
+    pool = ports.slots.pools["acme"]
+    pool[first.session_id] = replace(pool[first.session_id], opened=None)  # as the code before wrote it
+    again = run(ports)
+    assert again.session_id == first.session_id  # leased once more: its keep-alive still runs
+    assert ports.slots.pools["acme"][first.session_id].until <= time.time()  # but given back spent
+    assert run(ports).session_id != first.session_id
+
+
 def test_a_tenant_moved_to_another_user_does_not_run_in_its_old_users_session(ports):
     old = run(ports).session_id
     ports.tenants.tenants["acme"] = ports.tenants.tenants["acme"].model_copy(update={"db_user": "tenant_acme_v2"})
