@@ -180,6 +180,11 @@ def _parameter_values(declared: Mapping[str, Any], overrides: Mapping[str, Any])
         allowed = spec.get("AllowedValues")
         if allowed and not isinstance(value, list) and value not in [str(v) for v in allowed]:
             raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
+        pattern = spec.get("AllowedPattern")  # CloudFormation matches the whole value
+        if pattern and not isinstance(value, list) and not re.fullmatch(str(pattern), value):
+            raise TemplateError(f"parameter {name}={value!r} does not match {pattern}")
+        if "MaxLength" in spec and not isinstance(value, list) and len(value) > int(spec["MaxLength"]):
+            raise TemplateError(f"parameter {name}={value!r} is longer than {spec['MaxLength']}")
         if kind == "Number":
             _check_number(name, value, spec)
         values[name] = value
