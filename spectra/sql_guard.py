@@ -16,8 +16,10 @@ Decisions where the rules could go either way
     - Unqualified write targets are refused, not resolved: they resolve through the session's ``search_path``, which
       the guard cannot see (and temporary tables shadow everything). Three-part names (``db.schema.table``) are
       refused too: the guard does not know the database the statement runs in.
-    - Schema names compare as Redshift folds them: unquoted names in lower case, quoted names exactly, so a quoted
-      ``"Owned"`` never passes for ``owned`` (with case-sensitive identifiers enabled it would be another schema).
+    - Schema names compare as Redshift folds unquoted ones (lower case); quoted names compare exactly, so a quoted
+      ``"Owned"`` never passes for ``owned``: Redshift's default folds it to ``owned`` too (and the emulator does),
+      but on a cluster with ``enable_case_sensitive_identifier`` it is another schema. Refused, it is one the tenant
+      can write unquoted.
     - Temporary tables, materialized views, ``CASCADE`` (it drops or truncates objects outside the owned schemas),
       ``COMMENT ON`` and DDL options sqlglot keeps as unparsed text are refused even with the flag.
     - Transaction control (BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT) is refused: a tenant's statements
