@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import secrets
 from datetime import datetime
 from typing import Annotated, Any
@@ -36,7 +37,7 @@ from typing import Annotated, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from spectra.errors import Conflict, NotFound, Unauthorized
+from spectra.errors import Conflict, NotFound, SpectraError, Unauthorized
 from spectra.jobs import utcnow
 from spectra.slots import SLOTS_PREFIX
 
@@ -138,7 +139,7 @@ class TenantDirectory:
             }
         }
         claims = self._claims(tenant)
-        self._write_claiming(put, claims, exists=f"tenant {tenant_id!r} already exists")
+        self._write_claiming(put, claims, refused=Conflict(f"tenant {tenant_id!r} already exists"))
         return tenant
 
     def _claims(self, tenant: Tenant, *, only: set[str] | None = None) -> list[tuple[str, dict]]:
@@ -148,30 +149,34 @@ class TenantDirectory:
         for field_name, kind in (("db_user", "db_user"), ("secret_arn", "secret")):
             value = getattr(tenant, field_name)
             if value and (only is None or field_name in only):
-                pk = f"identity#{kind}:{value}"
+                pk = f"identity#{kind}:{identity_key(field_name, value)}"
                 record = {"pk": pk, "tenant_id": tenant.tenant_id, "claimed_at": utcnow().isoformat()}
                 if tenant.generation:
                     record["generation"] = tenant.generation
                 put = {
                     "TableName": self._table,
                     "Item": {k: _ser.serialize(v) for k, v in record.items()},
-                    "ConditionExpression": "attribute_not_exists(pk) OR (tenant_id = :t AND generation = :g)",
-                    "ExpressionAttributeValues": {
-                        ":t": _ser.serialize(tenant.tenant_id),
-                        ":g": _ser.serialize(tenant.generation or ""),
-                    },
+                    "ExpressionAttributeValues": {":t": _ser.serialize(tenant.tenant_id)},
                 }
+                if tenant.generation:
+                    put["ConditionExpression"] = "attribute_not_exists(pk) OR (tenant_id = :t AND generation = :g)"
+                    put["ExpressionAttributeValues"][":g"] = _ser.serialize(tenant.generation)
+                else:  # a tenant from before generations: its own records have none
+                    put["ConditionExpression"] = (
+                        "attribute_not_exists(pk) OR (tenant_id = :t AND attribute_not_exists(generation))"
+                    )
                 claims.append((f"{kind} {value}", {"Put": put}))
         return claims
 
-    def _write_claiming(self, first: dict, claims: list[tuple[str, dict]], *, exists: str) -> None:
-        """``first`` (the tenant's own write) and ``claims`` in one transaction; Conflict naming what refused it."""
+    def _write_claiming(self, first: dict, claims: list[tuple[str, dict]], *, refused: SpectraError) -> None:
+        """``first`` (the tenant's own write) and ``claims`` in one transaction; ``refused`` when ``first``'s condition
+        failed, else a Conflict naming the identity's holder."""
         try:
             self._db.transact_write_items(TransactItems=[first, *(claim for _, claim in claims)])
         except self._db.exceptions.TransactionCanceledException as exc:
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
             if reasons and reasons[0] == "ConditionalCheckFailed":
-                raise Conflict(exists) from exc
+                raise refused from exc
             for (identity, claim), reason in zip(claims, reasons[1:], strict=False):
                 if reason == "ConditionalCheckFailed":
                     holder = (self._get(claim["Put"]["Item"]["pk"]["S"]) or {}).get("tenant_id", "?")
@@ -308,8 +313,8 @@ class TenantDirectory:
         moved = {f for f in ("db_user", "secret_arn") if f in changes and getattr(updated, f) != getattr(current, f)}
         claims = self._claims(updated, only=moved)
         if claims:  # moved to another identity: it must be one no other tenant had, claimed with the change
-            gone = f"tenant {tenant_id!r} not found (deleted or created again meanwhile)"
-            self._write_claiming({"Update": request}, claims, exists=gone)
+            gone = NotFound(f"tenant {tenant_id!r} not found (deleted or created again meanwhile)")
+            self._write_claiming({"Update": request}, claims, refused=gone)
             return updated
         try:
             self._db.update_item(**request)
@@ -372,6 +377,21 @@ class TenantDirectory:
         response = self._db.get_item(TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True)
         item = response.get("Item")
         return _plain(item) if item else None
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+#: A Secrets Manager ARN's last part: the secret's name, and the six characters Secrets Manager adds to it, which a
+#: partial ARN (as the Data API takes it too) leaves out.
+_SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
+
+
+def identity_key(field_name: str, value: str) -> str:
+    """A database identity as one spelling: a user's name with its ASCII letters in lower case, as Redshift folds
+    names (``tenant_ABC`` is ``tenant_abc``); a secret's ARN without the suffix a partial ARN leaves out. (Two secrets
+    holding one user's credentials are one identity that this cannot see.)"""
+    if field_name == "db_user":
+        return value.translate(_ASCII_LOWER)
+    return _SECRET_SUFFIX.sub("", value)
 
 
 def _plain(item: dict) -> dict:

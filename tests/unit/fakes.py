@@ -55,7 +55,7 @@ from spectra.publisher import PublishFailed
 from spectra.results import ResultSink
 from spectra.settings import Settings
 from spectra.slots import Claim, PooledSession, SlotRelease, SlotsSeen
-from spectra.tenants import Tenant
+from spectra.tenants import Tenant, identity_key
 from spectra.tokens import PageTokens
 from spectra.warehouse import Column, CsvResult, DatabaseIdentity, Started, StatementInfo, SubStatement
 
@@ -818,9 +818,8 @@ class FakeTenants:
     def _claim(self, tenant: Tenant) -> None:
         """A database identity serves one tenant, ever (spectra.tenants.TenantDirectory)."""
         owner = (tenant.tenant_id, tenant.generation)
-        wanted = [f"db_user:{tenant.db_user}"] * bool(tenant.db_user) + [f"secret:{tenant.secret_arn}"] * bool(
-            tenant.secret_arn
-        )
+        named = (("db_user", "db_user", tenant.db_user), ("secret", "secret_arn", tenant.secret_arn))
+        wanted = [f"{kind}:{identity_key(field, value)}" for kind, field, value in named if value]
         for identity in wanted:
             if self.identities.get(identity, owner) != owner:
                 raise Conflict(f"the database identity {identity} was given to tenant {self.identities[identity][0]!r}")

@@ -212,3 +212,47 @@ def test_deleting_a_tenant_deletes_its_running_slots_and_sessions(directory, tab
     assert item(table, f"slots#{tenant_id}") is None
     directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2")
     assert slots.acquire(tenant_id, "j_new", limit=1)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("tenant_{id}", "tenant_{ID}"),  # Redshift folds the ASCII letters of names: one user
+        (  # Secrets Manager, and so the Data API, takes the ARN with or without its suffix: one secret
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:spectra/tenants/{id}-AbCdEf",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:spectra/tenants/{id}",
+        ),
+    ],
+)
+def test_one_identity_spelled_two_ways_is_still_one(directory, tenant_id, first, second):
+    """The claim compared the text, so a second live tenant got the first one's user by another spelling (found by
+    the diff review)."""
+    field = "secret_arn" if first.startswith("arn:") else "db_user"
+    directory.create_tenant(tenant_id, **{field: first.format(id=tenant_id, ID=tenant_id.upper())})
+    with pytest.raises(Conflict, match=f"was given to tenant '{tenant_id}'"):
+        directory.create_tenant(f"{tenant_id}-b", **{field: second.format(id=tenant_id, ID=tenant_id.upper())})
+
+
+def test_a_tenant_from_before_generations_moved_back_to_a_user_it_had_keeps_it(directory, table, tenant_id):
+    """Its claims carry no generation, which the condition compared with an empty one (found by the diff review)."""
+    client, name = table
+    legacy = {"tenant_id": tenant_id, "db_user": f"tenant_{tenant_id}", "created_at": "2026-01-01T00:00:00+00:00"}
+    client.put_item(
+        TableName=name,
+        Item={"pk": {"S": f"tenant#{tenant_id}"}, "active": {"BOOL": True}, **{k: {"S": v} for k, v in legacy.items()}},
+    )
+    directory.update_tenant(tenant_id, db_user=f"tenant_{tenant_id}_v2")
+    directory.update_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    assert directory.update_tenant(tenant_id, db_user=f"tenant_{tenant_id}_v2").db_user == f"tenant_{tenant_id}_v2"
+
+
+def test_an_identity_move_racing_a_delete_is_not_found(directory, tenant_id, monkeypatch):
+    """As the plain update's is: the transaction answered Conflict (found by the diff review)."""
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    stale = directory.get(tenant_id)
+    directory.delete_tenant(tenant_id)
+    monkeypatch.setattr(directory, "get", lambda _id: stale)  # read just before the delete landed
+    with pytest.raises(NotFound):
+        directory.update_tenant(tenant_id, tier="premium")
+    with pytest.raises(NotFound):
+        directory.update_tenant(tenant_id, db_user=f"tenant_{tenant_id}_v2")
