@@ -194,34 +194,41 @@ def peek(sqs, queue: Queue, count: int, *, full: bool = False) -> list[dict[str,
 
 
 #: What a message body may carry of a tenant's data, kept out of ``dlq show`` as spectra/logs.py keeps it out of log
-#: lines: a job's SQL and its parameter values (a jobs-queue message carries its whole job).
-_TENANT_DATA = ("sql", "parameters")
+#: lines: a job's SQL and its parameter values (a jobs-queue message carries its whole job), and the database's
+#: messages, which may echo a value (``invalid input syntax for integer: "123-45-6789"``: a job event's error, a
+#: webhook delivery's last error).
+_TENANT_DATA = ("sql", "parameters", "message", "last_error", "errorMessage")
+#: Fields that hold a JSON document as a string (a webhook delivery's payload): read as JSON, hidden within.
+_NESTED_JSON = ("payload",)
 
 
 def without_tenant_data(body: str) -> str:
-    """``body`` with the values of a job's ``sql`` and ``parameters`` (at any depth) replaced by what they were."""
+    """``body`` with the values of :data:`_TENANT_DATA` (at any depth, inside :data:`_NESTED_JSON` strings too)
+    replaced by what they were."""
     try:
         document = json.loads(body)
     except ValueError:
         return body
     if not isinstance(document, dict | list):
         return body
+    return json.dumps(_hide(document), separators=(",", ":"))
 
-    def hide(node: Any) -> Any:
-        if isinstance(node, list):
-            return [hide(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        shown = {}
-        for key, value in node.items():
-            if key in _TENANT_DATA and value:
-                size = len(value) if isinstance(value, str | list) else 1
-                shown[key] = f"<{size} {'characters' if isinstance(value, str) else 'items'} hidden: --full shows them>"
-            else:
-                shown[key] = hide(value)
-        return shown
 
-    return json.dumps(hide(document), separators=(",", ":"))
+def _hide(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_hide(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    shown = {}
+    for key, value in node.items():
+        if key in _TENANT_DATA and value:
+            size = len(value) if isinstance(value, str | list) else 1
+            shown[key] = f"<{size} {'characters' if isinstance(value, str) else 'items'} hidden: --full shows them>"
+        elif key in _NESTED_JSON and isinstance(value, str):
+            shown[key] = without_tenant_data(value)
+        else:
+            shown[key] = _hide(value)
+    return shown
 
 
 def _timestamp(milliseconds: str | None) -> str | None:

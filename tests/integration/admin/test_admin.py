@@ -95,6 +95,21 @@ def test_dlq_show_hides_a_jobs_sql_and_parameter_values_unless_asked(local_aws, 
     assert json.loads(json.loads(out)[0]["messages"][0]["body"]) == {"job_id": "j_1", "job": job}
 
 
+def test_dlq_show_hides_the_databases_messages_which_may_echo_a_value(local_aws, stack):
+    """A failed job's event, and a webhook delivery's payload (JSON in a string) and last error, carry the database's
+    message, which may quote a parameter's value (found by the diff review)."""
+    name, urls = stack
+    echo = 'invalid input syntax for type integer: "123-45-6789"'
+    event = {"detail": {"job_id": "j_2", "error": {"code": "statement_failed", "message": echo}}}
+    delivery = {"webhook_id": "msg_1", "payload": json.dumps({"data": event["detail"]}), "last_error": echo}
+    sqs = local_aws.client("sqs")
+    for body in (event, delivery):
+        sqs.send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=json.dumps(body))
+    status, out = run(local_aws, "--stack", name, "dlq", "show", "--json")
+    assert status == 0 and "j_2" in out and "statement_failed" in out
+    assert "123-45-6789" not in out, out
+
+
 def test_redrive_moves_every_message_back_with_its_attributes_when_move_tasks_are_unsupported(local_aws, stack):
     name, urls = stack
     sqs = local_aws.client("sqs")
