@@ -53,6 +53,8 @@ def _port(variable: str, preferred: int) -> int:
     if port == 0:
         return 0
     with socket.socket() as probe:
+        # as the servers bind: a port a stopped stack left in TIME_WAIT is free for them, a listener's is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

@@ -23,3 +23,22 @@ def test_a_busy_port_is_replaced_and_the_banner_says_so(monkeypatch):
         assert main._port("SPECTRA_API_PORT", taken) == 0  # any free port instead
     note = main.busy_note()
     assert f"{taken} (SPECTRA_API_PORT)" in note and "not the defaults in README's commands" in note
+
+
+def test_a_port_a_stopped_stack_left_in_time_wait_is_not_called_busy(monkeypatch):
+    """For a minute after make run stops, its ports sit in TIME_WAIT: the servers (SO_REUSEADDR) bind them, and the
+    probe, without it, called them busy and moved the stack (found by the diff review)."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server's side closes first, as a stopped server's does: the port enters TIME_WAIT
+    server.close()
+    client.recv(1)
+    client.close()
+    monkeypatch.setattr(main, "_busy", [])
+    monkeypatch.setenv("SPECTRA_API_PORT", str(port))
+    assert main._port("SPECTRA_API_PORT", 3000) == port and main.busy_note() == ""
