@@ -357,7 +357,7 @@ def _identifier(stream: TokenStream) -> str:
     token = stream.peek()
     if token.kind is Kind.WORD:
         stream.next()
-        return token.value.lower()  # unquoted identifiers fold to lower case, as in PostgreSQL and Redshift
+        return token.value.translate(ASCII_LOWER)  # fold to lower case, ASCII letters only, as PostgreSQL and Redshift
     if token.kind is Kind.IDENT:
         stream.next()
         return token.value.translate(ASCII_LOWER)  # quoted ones too: Redshift folds their ASCII letters (functions.py)

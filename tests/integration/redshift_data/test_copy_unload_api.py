@@ -195,6 +195,13 @@ def test_copy_folds_quoted_names_as_every_statement_does(redshift_data, s3, buck
     s3.put_object(Bucket=bucket, Key="quoted/a.csv", Body=b"1,x\n")
     run(redshift_data, f'COPY "{table}" ("Id", "Name") FROM \'s3://{bucket}/quoted/\' CSV', DbUser=loader)
     assert records(redshift_data, f"SELECT id, name FROM {table.lower()}", DbUser=loader) == [[1, "x"]]
+    # unquoted, only ASCII letters fold (PostgreSQL's and Redshift's rule): Ä stays, where str.lower made it ä
+    other = "Äpfel_" + uuid.uuid4().hex[:6]
+    run(redshift_data, f"CREATE TABLE {other} (id int)", DbUser=loader)
+    run(redshift_data, f"COPY {other} FROM 's3://{bucket}/quoted/' CSV", DbUser=loader, expect="FAILED")  # 2 fields
+    s3.put_object(Bucket=bucket, Key="one/a.csv", Body=b"7\n")
+    run(redshift_data, f"COPY {other} FROM 's3://{bucket}/one/' CSV", DbUser=loader)
+    assert records(redshift_data, f"SELECT id FROM {other}", DbUser=loader) == [[7]]
 
 
 def test_unload_refuses_a_limit_in_its_outer_select_as_redshift_does(redshift_data, bucket, loader):
