@@ -21,7 +21,7 @@ from typing import Any
 
 from events import Delivery, ResultFormat
 from spectra.bulk.sql import ident, unload_statement
-from spectra.errors import Gone, NotFound, StatementRejected
+from spectra.errors import Gone, NotFound, PayloadTooLarge, StatementRejected
 from spectra.jobs import Job, JobResult, utcnow
 from spectra.ports import Ports
 from spectra.result_encoding import unique_names
@@ -56,19 +56,35 @@ def export_destination(settings: Settings, job: Job) -> str:
     return f"s3://{settings.results_bucket}/{job.tenant_id}/{job.job_id}/part-"
 
 
-def statement_sql(settings: Settings, job: Job) -> str:
-    """What the executor sends the warehouse for the job (as the tenant's identity either way)."""
+def statement_sql(settings: Settings, job: Job, *, renamed: bool = True) -> str:
+    """What the executor sends the warehouse for the job (as the tenant's identity either way). ``renamed`` False:
+    without the renaming of columns named twice, which adds to an export's statement and costs time for a query of
+    many columns (the API measures the statement so, a bound from below)."""
     if job.delivery is not Delivery.EXPORT:
         return job.sql
     from spectra.sql_guard import embeddable
 
+    query = embeddable(job.sql)  # inside UNLOAD's quotes: no ';', a trailing comment ended
     return unload_statement(
-        unloadable(distinct_columns(embeddable(job.sql))),  # inside UNLOAD's quotes: no ';', a trailing comment ended
+        unloadable(distinct_columns(query) if renamed else query),
         export_destination(settings, job),
         role=settings.bulk_iam_role,
         fmt="PARQUET" if job.format is ResultFormat.PARQUET else "CSV",
         gzip=job.format is ResultFormat.CSV,
     )
+
+
+def check_unload_size(statement: str, max_bytes: int) -> None:
+    """Refuse (413) an export whose UNLOAD is past the Data API's statement limit: the guard measured the tenant's
+    query, and the UNLOAD around it doubles its quotes and adds the destination and options, so a query near the
+    limit was accepted and its job failed at ExecuteStatement."""
+    size = len(statement.encode())
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"the query is {size} bytes as the UNLOAD that exports it (its quotes doubled, the destination and options"
+            f" added); the Data API takes at most {max_bytes}: shorten it by {size - max_bytes} bytes",
+            details={"limit": max_bytes},
+        )
 
 
 def distinct_columns(sql: str) -> str:

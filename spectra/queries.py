@@ -15,7 +15,7 @@ from typing import Any
 
 from events import Delivery, JobStatus, ResultFormat
 from spectra import logs
-from spectra.delivery import request_problem, results_body, unload_problem
+from spectra.delivery import check_unload_size, request_problem, results_body, statement_sql, unload_problem
 from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
@@ -80,6 +80,8 @@ def submit_query(
         tenant_generation=caller.generation,
         write_grant=sorted(caller.owned_schemas) if caller.allow_writes else None,
     )
+    if delivery is Delivery.EXPORT:  # what the executor will send (less any renaming), as the Data API measures it
+        check_unload_size(statement_sql(ports.settings, job, renamed=False), ports.settings.max_sql_bytes)
     fingerprint = request_fingerprint(
         statement,
         [p.model_dump() for p in parameters],

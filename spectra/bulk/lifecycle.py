@@ -34,6 +34,7 @@ from spectra.identity import identity_for
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
 from spectra.publisher import PublishFailed
+from spectra.settings import Settings
 from spectra.sql_guard import embeddable
 from spectra.unload import read_unload_manifest
 from spectra.warehouse import DatabaseIdentity
@@ -175,16 +176,21 @@ def export_prefix(job: BulkJob) -> str:
     return f"{job_prefix(job.tenant_id, job.job_id)}export/"
 
 
-def _start_export(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> str:
-    destination = f"s3://{ports.settings.results_bucket}/{export_prefix(job)}part_"
+def export_statement(settings: Settings, job: BulkJob) -> str:
+    """The UNLOAD a query job runs."""
+    destination = f"s3://{settings.results_bucket}/{export_prefix(job)}part_"
     # inside UNLOAD's quotes, maybe nested (an outer LIMIT): no ';', a trailing comment ended, as for exports
     # in the job's columnDelimiter, as Bulk 2.0 serves a query job's results (its pages pass the parts' bytes on)
-    sql = unload_statement(
+    return unload_statement(
         unloadable(embeddable(job.query or "")),
         destination,
-        role=ports.settings.bulk_iam_role,
+        role=settings.bulk_iam_role,
         delimiter=job.column_delimiter.char,
     )
+
+
+def _start_export(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> str:
+    sql = export_statement(ports.settings, job)
     return ports.warehouse.execute(
         sql, identity=identity, name=job.job_id, client_token=job.job_id, result_format="CSV"
     )

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from events import BulkJobQueuedMessage, ErrorInfo
 from spectra.bulk.drops import GENERATION_METADATA, DropOptions, metadata_options, options_problem
 from spectra.bulk.files import results_key
-from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
+from spectra.bulk.lifecycle import bulk_ports, export_statement, finish_bulk_job
 from spectra.bulk.models import (
     BulkJob,
     BulkOperation,
@@ -34,7 +34,7 @@ from spectra.bulk.models import (
     split_object,
 )
 from spectra.bulk.pages import Page, read_page
-from spectra.delivery import unload_problem
+from spectra.delivery import check_unload_size, unload_problem
 from spectra.dynamo import ListPosition
 from spectra.errors import (
     Conflict,
@@ -119,6 +119,8 @@ def create_job(ports: Ports, caller: Caller, spec: NewJob, *, correlation_id: st
         updated_at=now,
         correlation_id=correlation_id,
     )
+    if query:
+        check_unload_size(export_statement(ports.settings, job), ports.settings.max_sql_bytes)
     bulk_ports(ports).jobs.create(job)
     if query:
         _queue(ports, job)

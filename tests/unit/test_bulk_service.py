@@ -84,6 +84,14 @@ def test_a_query_job_is_checked_and_queued_at_once(ports):
         create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="drop user x"))
 
 
+def test_a_query_job_whose_unload_is_past_the_data_apis_limit_is_a_413_at_once(ports):
+    """Measured as its UNLOAD, quotes doubled: accepted, it failed at ExecuteStatement (found by the limits review)."""
+    query = "select '" + "''" * 40_000 + "' as q"
+    with pytest.raises(PayloadTooLarge, match="as the UNLOAD that exports it"):
+        create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query=query))
+    assert ports.queue.messages == []
+
+
 def test_a_query_job_redshift_would_refuse_to_nest_is_refused_at_once(ports):
     """UNLOAD takes a query ending in LIMIT nested in a subquery, where Redshift refuses WITH RECURSIVE."""
     recursive = "with recursive r(n) as (select 1 union all select n + 1 from r where n < 9) select n from r"

@@ -580,6 +580,18 @@ def test_an_export_redshift_would_refuse_to_nest_is_a_400_at_once(ports, sql, re
     assert submit(ports, sql=sql, fmt=ResultFormat.CSV)[0].job_id  # as files through s3, nothing is nested
 
 
+def test_an_export_whose_unload_is_past_the_data_apis_limit_is_a_413_at_once(ports):
+    """The guard measured the query; the UNLOAD around it doubles its quotes and adds the destination and options,
+    so a query near the limit was accepted and its job failed at ExecuteStatement (found by the limits review). The
+    same query delivered as files runs as it is."""
+    sql = "select '" + "''" * 40_000 + "' as q"  # 80 KB, 160 KB inside UNLOAD's quotes
+    with pytest.raises(PayloadTooLarge, match="as the UNLOAD that exports it") as error:
+        submit(ports, sql=sql, fmt=ResultFormat.CSV, delivery=Delivery.EXPORT)
+    assert error.value.details == {"limit": ports.settings.max_sql_bytes}
+    assert ports.queue.messages == []  # no job queued
+    assert submit(ports, sql=sql, fmt=ResultFormat.CSV)[0].job_id
+
+
 def test_only_a_recursive_query_is_worked_out_for_nesting_before_it_is_accepted(ports, monkeypatch):
     """Working out an export's nesting renames its columns, which took minutes for a query of 50,000 (a 504 from
     the API's 29 s): it is asked only of a query with WITH RECURSIVE, the one it can refuse."""
