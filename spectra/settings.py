@@ -86,7 +86,10 @@ class Settings(BaseSettings):
     bulk_page_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0, le=4 * 1024 * 1024)
     # Result files up to this size are answered inline; larger ones by a redirect to a presigned URL.
     bulk_inline_download_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    upload_url_ttl_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
+    # At most an hour, as PRESIGN_TTL_SECONDS: the functions sign with their role's temporary credentials, and "the URL
+    # expires when the credential expires, even if the URL was created with a later expiration time" (S3's guide to
+    # presigned URLs), so a longer life would be promised and not kept.
+    upload_url_ttl_seconds: int = Field(default=900, gt=0, le=3600)
 
     # The reconciler (the backstop for lost Data API completion events, see spectra/reconciliation.py).
     # A pending job nobody has looked at for this long gets a look: its statement is described, or its age checked.

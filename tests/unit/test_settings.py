@@ -70,3 +70,15 @@ def test_jwts_are_off_by_default_and_a_loopback_jwks_may_be_plain_http(monkeypat
     monkeypatch.setenv("JWT_ISSUER", "i")
     monkeypatch.setenv("JWT_AUDIENCE", "a")
     assert Settings().jwt_tenant_claim == "tenant_id"
+
+
+@pytest.mark.parametrize("variable", ["PRESIGN_TTL_SECONDS", "UPLOAD_URL_TTL_SECONDS"])
+def test_a_presigned_url_lives_no_longer_than_the_credentials_that_sign_it(monkeypatch, variable):
+    """Signed with a function role's temporary credentials, a URL expires with them whatever it says: upload URLs
+    were allowed 7 days (found by the limits review)."""
+    for k, v in {**BASE, "REDSHIFT_CLUSTER_ID": "c1", variable: "3601"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValidationError, match="less than or equal to 3600"):
+        Settings()
+    monkeypatch.setenv(variable, "3600")
+    assert Settings()
