@@ -26,6 +26,7 @@ from spectra.jobs import Job, JobResult, utcnow
 from spectra.ports import Ports
 from spectra.result_encoding import unique_names
 from spectra.settings import Settings
+from spectra.sql_layout import fold_name
 from spectra.warehouse import CsvResult, StatementInfo
 
 logger = logging.getLogger(__name__)
@@ -161,16 +162,13 @@ def _output_names(sql: str) -> list[str] | None:
     return names
 
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
 def _output_name(expression) -> str:
     from sqlglot import exp
 
     def folded(identifier) -> str:
         # Redshift folds the ASCII letters of every name to lower case, quoted ("delimited") names too (unless a
         # cluster sets enable_case_sensitive_identifier: then "X" and "x" are renamed apart for no need, harmlessly)
-        return identifier.name.translate(_ASCII_LOWER)
+        return fold_name(identifier.name)
 
     if isinstance(expression, exp.Alias):
         return folded(expression.args["alias"])

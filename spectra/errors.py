@@ -170,12 +170,10 @@ class DuplicateColumns(ResultRefused):
     code = "duplicate_columns"
 
 
+_ARNS = re.compile(r"arn:aws[A-Za-z-]*:[^\s,;'\"()]*")
 #: What a tenant is not told of AWS's own: ARNs (an AccessDenied names the function's role and the bucket and key it
 #: was refused) and account ids.
-_AWS_INTERNALS = re.compile(r"arn:aws[A-Za-z-]*:[^\s,;'\"()]*|(?<![0-9])[0-9]{12}(?![0-9])")
-
-
-_ARNS = re.compile(r"arn:aws[A-Za-z-]*:[^\s,;'\"()]*")
+_AWS_INTERNALS = re.compile(_ARNS.pattern + r"|(?<![0-9])[0-9]{12}(?![0-9])")
 
 
 def without_arns(text: str) -> str:

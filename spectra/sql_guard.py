@@ -715,20 +715,11 @@ def _check_owned(target: exp.Expression | None, grant: WriteGrant, verb: str) ->
             f"{verb} must name its object as schema.{name} with one of your schemas "
             f"({_owned_list(grant)}): unqualified names resolve through search_path",
         )
-    folded = schema.name if schema.quoted else _fold(schema.name)
+    folded = schema.name if schema.quoted else sql_layout.fold_name(schema.name)
     if folded not in grant.owned_schemas:
         raise _rejected(
             "not_owned", f"{verb} may only change objects in your schemas ({_owned_list(grant)}), not {schema.name!r}"
         )
-
-
-def _fold(name: str) -> str:
-    """An unquoted name as the warehouse folds it: A-Z to lower case, nothing else. ``str.lower`` folds all of
-    Unicode: the Kelvin sign's ``KX`` became ``kx``, an owned schema, where the warehouse writes into ``KX``."""
-    return name.translate(_ASCII_LOWER)
-
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def _owned_list(grant: WriteGrant) -> str:

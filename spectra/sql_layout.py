@@ -24,6 +24,14 @@ from __future__ import annotations
 #: PostgreSQL's white space (scan.l ``space``).
 SPACE = frozenset(" \t\n\r\f\v")
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_name(name: str) -> str:
+    """A name as the warehouse folds it: A-Z to lower case, nothing else (``str.lower`` folds all of Unicode: the
+    Kelvin sign's ``KX`` became ``kx``). Redshift folds quoted names so too, by default ("Names and identifiers")."""
+    return name.translate(_ASCII_LOWER)
+
 
 def _name_start(char: str) -> bool:
     return (char.isascii() and (char.isalpha() or char == "_")) or not char.isascii()

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from spectra.errors import Conflict, NotFound, SpectraError, Unauthorized
 from spectra.jobs import utcnow
 from spectra.slots import SLOTS_PREFIX
+from spectra.sql_layout import fold_name
 
 KEY_PREFIX = "spk_"
 _ser, _de = TypeSerializer(), TypeDeserializer()
@@ -379,7 +380,6 @@ class TenantDirectory:
         return _plain(item) if item else None
 
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 #: A Secrets Manager ARN's last part: the secret's name, and the six characters Secrets Manager adds to it, which a
 #: partial ARN (as the Data API takes it too) leaves out.
 _SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
@@ -390,7 +390,7 @@ def identity_key(field_name: str, value: str) -> str:
     names (``tenant_ABC`` is ``tenant_abc``); a secret's ARN without the suffix a partial ARN leaves out. (Two secrets
     holding one user's credentials are one identity that this cannot see.)"""
     if field_name == "db_user":
-        return value.translate(_ASCII_LOWER)
+        return fold_name(value)
     return _SECRET_SUFFIX.sub("", value)
 
 
