@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, NamedTuple
 
-from spectra.bulk.files import BulkFiles, FileUnreadable
+from spectra.bulk.files import BulkFiles, FileUnreadable, starts_as_gzip
 from spectra.bulk.models import COLUMN_PATTERN, BulkJob, BulkOperation, SourceFile
 from spectra.errors import NotFound
 
@@ -26,10 +26,6 @@ _COLUMN = re.compile(COLUMN_PATTERN)
 #: what surrogateescape makes of bytes that are not UTF-8
 UNDECODABLE = re.compile("[\udc80-\udcff]")
 csv.field_size_limit(16 * 1024 * 1024)  # a field may be as large as Redshift's largest VARCHAR (64 KB) and more
-
-
-#: The first bytes of gzip data (RFC 1952); text in UTF-8 cannot start with them (0x8B is no lead byte).
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 class BulkInputError(Exception):
@@ -69,7 +65,7 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> FileHea
         raise BulkInputError("file_not_found", str(exc)) from exc
     if not head.removeprefix(BOM.encode()).strip():
         raise BulkInputError("empty_file", f"{_name(source)} is empty: a header line and at least one row are needed")
-    if not source.gzip and head.startswith(GZIP_MAGIC):  # else told only that its header is not UTF-8
+    if not source.gzip and starts_as_gzip(head):  # else told only that its header is not UTF-8
         raise BulkInputError(
             "invalid_header",
             f"{_name(source)} is gzip data sent as plain CSV: drop it named .csv.gz, or ask for an upload URL with"

@@ -17,6 +17,7 @@ Everything streams: bodies are read and written chunk by chunk, so no function h
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import logging
@@ -31,6 +32,17 @@ from spectra.errors import NotFound
 from spectra.results import S3Upload
 
 logger = logging.getLogger(__name__)
+
+
+def starts_as_gzip(data: bytes) -> bool:
+    """Whether ``data`` starts as gzip data: a gzip header and deflate data that begins to decode (the rest is checked
+    when the job runs, as a file too large to read at once would be)."""
+    try:
+        gzip.GzipFile(fileobj=io.BytesIO(data[:1024])).read(1)
+    except (OSError, EOFError, zlib.error):  # zlib.error: a gzip header over data that is not deflate
+        return False
+    return True
+
 
 CHUNK = 1024 * 1024
 

@@ -4,11 +4,8 @@ fetch results. Nothing here touches the warehouse except to abort a running stat
 
 from __future__ import annotations
 
-import gzip as gzip_module
-import io
 import logging
 import secrets
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +17,7 @@ from pydantic import ValidationError
 
 from events import BulkJobQueuedMessage, ErrorInfo
 from spectra.bulk.drops import GENERATION_METADATA, DropOptions, metadata_options, options_problem
-from spectra.bulk.files import results_key
+from spectra.bulk.files import results_key, starts_as_gzip
 from spectra.bulk.lifecycle import bulk_ports, export_statement, finish_bulk_job
 from spectra.bulk.models import (
     BulkJob,
@@ -232,9 +229,9 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
         )
     if not body:
         raise InvalidRequest("the batch is empty")
-    if gzip and not _is_gzip(body):
+    if gzip and not starts_as_gzip(body):
         raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
-    if not gzip and _is_gzip(body):  # stored as CSV, it failed the whole job for a header that is not UTF-8
+    if not gzip and starts_as_gzip(body):  # stored as CSV, it failed the whole job for a header that is not UTF-8
         raise InvalidRequest("the body is gzip data: send it with Content-Encoding: gzip")
     most = ports.settings.bulk_max_files
     if job.uploads >= most:
@@ -334,16 +331,6 @@ def _take_back(bulk: BulkPorts, job_id: str, stored: SourceFile) -> None:
         job = None  # the store fails: no UploadComplete gets through it either
     if job is None or job.state is BulkState.OPEN or all(f.key != stored.key for f in job.files):
         bulk.files.discard(stored)
-
-
-def _is_gzip(body: bytes) -> bool:
-    """Whether the body starts as gzip data: a gzip header and deflate data that begins to decode (the rest is
-    checked when the job runs, as a file too large to read here would be)."""
-    try:
-        gzip_module.GzipFile(fileobj=io.BytesIO(body[:1024])).read(1)
-    except (OSError, EOFError, zlib.error):  # zlib.error: a gzip header over data that is not deflate
-        return False
-    return True
 
 
 def upload_url(ports: Ports, caller: Caller, job_id: str, *, gzip: bool) -> dict[str, Any]:

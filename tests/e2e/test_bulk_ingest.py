@@ -75,7 +75,8 @@ def test_insert_loads_good_rows_and_lists_bad_ones_as_sent(door, bulk_tenant, wa
 
 
 def test_dates_load_as_iso_8601_exports_write_them(bulk_tenant, warehouse):
-    """COPY is sent DATEFORMAT 'auto' (spectra/bulk/sql.py): on Redshift, without it, every such row is refused."""
+    """The local stack takes them whatever COPY says; on Redshift it is DATEFORMAT 'auto' that does, which the unit
+    test of the COPY statement pins (tests/unit/test_bulk_sql.py)."""
     client = bulk_tenant()
     sent = [
         [*HEADER, "joined"],

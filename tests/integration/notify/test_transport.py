@@ -72,16 +72,21 @@ class _AppendSlash(BaseHTTPRequestHandler):
         pass
 
 
+def redirected(handler, target: str):
+    """One attempt at ``target`` on a local server of ``handler``: the outcome, and the server's origin."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{server.server_port}"
+    try:
+        return transport().post(origin + target, BODY, HEADERS), origin
+    finally:
+        server.shutdown()
+
+
 def test_a_redirects_location_is_reported_without_its_query():
     """The error goes to the subscription's record, the logs and a "Subscription Disabled" event on the bus, which
     other accounts' rules may read: the receiver's token in the query string stays off them, as it does in the URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _AppendSlash)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/in?token=s3cr3t"
-        outcome = transport().post(url, BODY, HEADERS)
-    finally:
-        server.shutdown()
+    outcome, _ = redirected(_AppendSlash, "/in?token=s3cr3t")
     assert outcome.status == 301 and not outcome.ok
     assert outcome.error == "HTTP 301: redirect to https://hooks.acme.example/in/ not followed"
 
@@ -97,14 +102,7 @@ def test_a_relative_redirect_is_reported_as_an_absolute_url_the_bus_can_cut_down
     diff review): resolved against the URL, it is a URL like any other."""
     from spectra.notify.urls import origins_only
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RelativeRedirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/services/T0/B0/s3cr3tt0ken?x=1"
-        outcome = transport().post(url, BODY, HEADERS)
-    finally:
-        server.shutdown()
-    origin = f"http://127.0.0.1:{server.server_port}"
+    outcome, origin = redirected(_RelativeRedirect, "/services/T0/B0/s3cr3tt0ken?x=1")
     assert outcome.error == f"HTTP 301: redirect to {origin}/services/T0/B0/s3cr3tt0ken/ not followed"
     assert origins_only(outcome.error) == f"HTTP 301: redirect to {origin} not followed"
 
