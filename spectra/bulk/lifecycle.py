@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from events import (
@@ -426,20 +427,48 @@ def settle(ports: Ports, job: BulkJob, *, ask_results: bool = True) -> None:
         publish_bulk_event(ports, job)
 
 
+#: How long a bulk results run holds a job's result files: longer than the function may run (its Timeout in
+#: template.yaml, 900 s), so a lease outlives its writer only when the writer was stopped.
+RESULTS_WRITER_LEASE = timedelta(seconds=960)
+#: Runs that may take the lease and be stopped (out of time, as every run is for a job too large to write in the
+#: function's 15 minutes) before the next request gives the job's result files up. Without it, requests, their
+#: redeliveries and the reconciler's asks kept starting such runs for RESULTS_GIVEN_UP_AFTER (spectra.bulk.reconcile).
+RESULTS_WRITERS_LOST_MAX = 3
+
+
 def write_owed_results(ports: Ports, message: BulkResultsRequested) -> BulkJob | None:
-    """The bulk results consumer: write a large job's result files, then record them (and finish what is owed)."""
+    """The bulk results consumer: write a large job's result files, then record them (and finish what is owed).
+
+    One run at a time writes them: it takes a lease on the job first (:data:`RESULTS_WRITER_LEASE`), and a request
+    that finds the lease held is done (the reconciler asks again if that writer is stopped). A run that fails gives
+    the lease back, so its message's next receive tries again; a run stopped while holding it leaves it to expire,
+    and the run that takes it over counts it. Once :data:`RESULTS_WRITERS_LOST_MAX` runs were stopped, the next
+    request gives the files up."""
     bulk = bulk_ports(ports)
     job = bulk.jobs.get(message.job_id)
     if job is None or not job.state.is_terminal or job.results_ready:
         return None
+    now = int(utcnow().timestamp())
+    if job.results_writer_until is not None and job.results_writer_until > now:
+        logger.info("bulk job %s: another run is writing its result files", job.job_id)
+        return None
+    if job.results_writer_until is not None and job.results_writers_lost + 1 >= RESULTS_WRITERS_LOST_MAX:
+        why = f"{RESULTS_WRITERS_LOST_MAX} runs were stopped before they were done (too large to write in one run)"
+        return give_up_results(ports, job, why)
+    leased = bulk.jobs.lease_results(job, until=now + int(RESULTS_WRITER_LEASE.total_seconds()))
+    if leased is None:
+        return None  # written meanwhile, or another run took them first
     try:
-        written = outcomes.write_results(ports, job)
+        written = outcomes.write_results(ports, leased)
     except NotFound as exc:
         # The load's statement is past the Data API's 24 hours (its rejected rows went with it), or its outcome
         # files are gone: no later attempt can do better, and retried, the job's files stayed owed for ever.
-        return give_up_results(ports, job, f"what the load answered is no longer kept ({exc.message})")
-    mismatch = outcomes.results_mismatch(job, written)
-    return bulk.jobs.mark_results_ready(job.job_id, job.state, error=mismatch if job.error is None else None)
+        return give_up_results(ports, leased, f"what the load answered is no longer kept ({exc.message})")
+    except Exception:
+        bulk.jobs.release_results(leased)
+        raise
+    mismatch = outcomes.results_mismatch(leased, written)
+    return bulk.jobs.mark_results_ready(leased.job_id, leased.state, error=mismatch if leased.error is None else None)
 
 
 def give_up_results(ports: Ports, job: BulkJob, why: str) -> BulkJob | None:

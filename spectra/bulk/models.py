@@ -234,6 +234,11 @@ class BulkJob(BaseModel):
     results_ready: bool = False
     #: why its result files were given up (spectra.bulk.lifecycle.give_up_results): the result routes answer 410
     results_unavailable: str | None = None
+    #: the bulk results run writing its result files holds them until then (epoch seconds): a lease longer than the
+    #: function may run, so that a repeated request waits rather than writes beside it (spectra.bulk.lifecycle)
+    results_writer_until: int | None = None
+    #: runs that took that lease and neither finished nor gave it back: each ran out of time (or died)
+    results_writers_lost: int = 0
     error: ErrorInfo | None = None
     abort_requested_at: datetime | None = None
     event_published: bool = False

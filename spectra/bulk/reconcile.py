@@ -21,7 +21,14 @@ import logging
 from datetime import datetime, timedelta
 
 from events import BulkJobQueuedMessage, ErrorInfo, StatementStatusChange
-from spectra.bulk.lifecycle import bulk_ports, complete_bulk_statement, finish_bulk_job, give_up_results, settle
+from spectra.bulk.lifecycle import (
+    RESULTS_WRITER_LEASE,
+    bulk_ports,
+    complete_bulk_statement,
+    finish_bulk_job,
+    give_up_results,
+    settle,
+)
 from spectra.bulk.models import BulkJob, BulkState
 from spectra.errors import NotFound
 from spectra.ports import Ports
@@ -53,9 +60,9 @@ def reconcile_bulk(
     summary.more_pending = summary.more_pending or page.more or summary.throttled or summary.out_of_time
 
 
-#: A finished job whose result files are owed is asked for them again only after this long quiet: longer than the
-#: bulk results function may run (its Timeout in template.yaml, 900 s), so one writer is never joined by another.
-RESULTS_ASKED_AGAIN_AFTER = timedelta(seconds=960)
+#: A finished job whose result files are owed is asked for them again only after this long quiet: its writer's lease
+#: (longer than the bulk results function may run), which would keep a second writer out anyway.
+RESULTS_ASKED_AGAIN_AFTER = RESULTS_WRITER_LEASE
 #: A job whose result files are still owed this long after it ended gets none (see give_up_results): its input is
 #: too large to write them within the function's 15 minutes, or every attempt failed; the Data API keeps what the
 #: load answered (its rejected rows) for 24 hours, so no attempt after that could write them anyway.

@@ -208,6 +208,35 @@ class BulkJobStore:
             job = self._update(job_id, frozenset({state}), dict(StateTable.NOT_PENDING))
         return job
 
+    def lease_results(self, job: BulkJob, *, until: int) -> BulkJob | None:
+        """Hold the job's owed result files for one writer until ``until`` (epoch seconds), if they are still owed and
+        the lease is as ``job`` was read: none, or one that expired (taken over, and its writer counted in
+        ``results_writers_lost``). None when refused: written meanwhile, or another writer took them first."""
+        request = self._states.update_request(job.job_id, [job.state.value], {"results_writer_until": until})
+        assert request is not None  # a state is allowed
+        names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
+        names.update({"#ready": "results_ready", "#lease": "results_writer_until"})
+        values[":false"] = {"BOOL": False}
+        request["ConditionExpression"] += " AND #ready = :false"
+        if job.results_writer_until is None:
+            request["ConditionExpression"] += " AND attribute_not_exists(#lease)"
+        else:
+            request["ConditionExpression"] += " AND #lease = :old"
+            values.update({":old": {"N": str(job.results_writer_until)}, ":one": {"N": "1"}})
+            names["#lost"] = "results_writers_lost"
+            request["UpdateExpression"] += " ADD #lost :one"
+        return self._conditional(request)
+
+    def release_results(self, job: BulkJob) -> None:
+        """Give back the lease ``job`` holds (:meth:`lease_results`), unless another writer has taken it since."""
+        if job.results_writer_until is None:
+            return
+        request = self._states.update_request(job.job_id, [job.state.value], {"results_writer_until": None})
+        assert request is not None  # a state is allowed
+        request["ConditionExpression"] += " AND #a0 = :old"
+        request["ExpressionAttributeValues"][":old"] = {"N": str(job.results_writer_until)}
+        self._conditional(request)
+
     def mark_checked(self, job_id: str, state: BulkState, at: datetime) -> BulkJob | None:
         return self._update(job_id, frozenset({state}), {**self._states.pending(job_id, at), "last_checked_at": at})
 

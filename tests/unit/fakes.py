@@ -390,6 +390,20 @@ class FakeBulkJobStore:
     def mark_checked(self, job_id: str, state: BulkState, at: datetime) -> BulkJob | None:
         return self._update(job_id, frozenset({state}), {"last_checked_at": at}, pending_since=at)
 
+    def lease_results(self, job: BulkJob, *, until: int) -> BulkJob | None:
+        item = self._items.get(job.job_id, {})
+        if item.get("results_ready") or item.get("results_writer_until") != job.results_writer_until:
+            return None
+        changes: dict[str, Any] = {"results_writer_until": until}
+        if job.results_writer_until is not None:
+            changes["results_writers_lost"] = item.get("results_writers_lost", 0) + 1
+        return self._update(job.job_id, frozenset({job.state}), changes)
+
+    def release_results(self, job: BulkJob) -> None:
+        item = self._items.get(job.job_id, {})
+        if job.results_writer_until is not None and item.get("results_writer_until") == job.results_writer_until:
+            self._update(job.job_id, frozenset({job.state}), {"results_writer_until": None})
+
     def pending_before(self, cutoff: datetime, *, limit: int) -> PendingPage:
         due = sorted((since, job_id) for job_id, since in self._pending.items() if since < cutoff)
         return PendingPage(jobs=[PendingJob(job_id, since) for since, job_id in due[:limit]], more=len(due) > limit)

@@ -15,7 +15,12 @@ from events import BulkJobQueuedMessage, BulkResultsRequested, StatementState, S
 from spectra import share
 from spectra.bulk import outcomes
 from spectra.bulk.drops import DroppedObject, accept_drop
-from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job, write_owed_results
+from spectra.bulk.lifecycle import (
+    RESULTS_WRITERS_LOST_MAX,
+    complete_bulk_statement,
+    start_bulk_job,
+    write_owed_results,
+)
 from spectra.bulk.models import BulkCounts, BulkOperation, BulkState, ExportFile
 from spectra.bulk.sql import Manifest, load_statements
 from spectra.errors import Throttled
@@ -447,6 +452,69 @@ def test_a_large_job_ends_first_and_its_result_files_follow_through_the_results_
     assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1", "2", "x", "3"]
     assert ports.bulk.jobs.pending_since(job.job_id) is None
     assert write_owed_results(ports, request) is None  # a repeated request writes nothing
+
+
+def owing_results(ports):
+    """A large job that ended, its result files owed to the results queue, and the request for them."""
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 4, 1: []}))
+    [request] = ports.bulk.results_queue.messages
+    return stored(ports, job.job_id), request
+
+
+def a_run_holds_the_lease(ports, job, *, for_seconds: int):
+    """A run took the job's result files; ``for_seconds`` < 0: it was stopped that long ago, its lease expired."""
+    return ports.bulk.jobs.lease_results(job, until=int(utcnow().timestamp()) + for_seconds)
+
+
+def test_a_request_while_another_run_writes_the_result_files_writes_nothing():
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job, request = owing_results(ports)
+    a_run_holds_the_lease(ports, job, for_seconds=600)
+    assert write_owed_results(ports, request) is None
+    assert not stored(ports, job.job_id).results_ready
+    assert not [k for k in ports.bulk.files.client.keys(RESULTS_BUCKET) if "/results/" in k]
+
+
+def test_a_stopped_runs_lease_is_taken_over_and_counted():
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job, request = owing_results(ports)
+    a_run_holds_the_lease(ports, job, for_seconds=-1)
+    written = write_owed_results(ports, request)
+    assert written.results_ready and written.results_writers_lost == 1
+    assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1", "2", "x", "3"]
+
+
+def test_a_run_that_fails_gives_the_lease_back_for_the_next_receive(monkeypatch):
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job, request = owing_results(ports)
+
+    def throttled(ports, job):
+        raise Throttled("S3 slowed down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(outcomes, "write_results", throttled)
+        with pytest.raises(Throttled):
+            write_owed_results(ports, request)
+    assert stored(ports, job.job_id).results_writer_until is None
+    written = write_owed_results(ports, request)  # at once, not after a lease's 16 minutes
+    assert written.results_ready and written.results_writers_lost == 0
+
+
+def test_result_files_too_large_to_write_in_a_run_are_given_up_after_the_runs_stopped():
+    """Every run of a job too large for the function's 15 minutes is stopped: once three were, the next request
+    ends it (410 on the result routes), where requests, redeliveries and reconciler asks kept starting runs for 20
+    hours."""
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job, request = owing_results(ports)
+    for lost in range(RESULTS_WRITERS_LOST_MAX):
+        job = a_run_holds_the_lease(ports, job, for_seconds=-1)
+        assert job.results_writers_lost == lost
+    given_up = write_owed_results(ports, request)
+    assert given_up.results_ready and given_up.results_unavailable
+    assert f"{RESULTS_WRITERS_LOST_MAX} runs were stopped before they were done" in given_up.results_unavailable
+    assert given_up.error.code == "results_unavailable"
+    assert not [k for k in ports.bulk.files.client.keys(RESULTS_BUCKET) if "/results/" in k]
 
 
 def gone_before_its_results(ports, job) -> None:

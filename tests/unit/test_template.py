@@ -66,6 +66,14 @@ def test_sqs_consumers_report_partial_failures_and_their_queues_have_dlqs_and_al
     assert consumed >= 2
 
 
+def test_a_bulk_results_runs_lease_outlives_the_run(template):
+    """A lease shorter than the function may run would let a second writer in beside a live one."""
+    from spectra.bulk.lifecycle import RESULTS_WRITER_LEASE
+
+    timeout = template["Resources"]["BulkResultsFunction"]["Properties"]["Timeout"]
+    assert RESULTS_WRITER_LEASE.total_seconds() > timeout
+
+
 def test_event_rules_target_queues_only(template):
     # EventBridge → SQS → Lambda everywhere: batching, retries, a DLQ per hop, and the same wiring on moto.
     for name, rule in resources_of(template, "AWS::Events::Rule").items():

@@ -225,6 +225,24 @@ def test_result_files_marked_ready_with_what_they_fall_short_of(store):
     assert store.get(job.job_id) == marked
 
 
+def test_result_files_are_leased_to_one_writer_and_a_lost_writer_is_counted(store):
+    job = in_state(store, BulkState.JOB_COMPLETE)
+    first = store.lease_results(job, until=1000)
+    assert (first.results_writer_until, first.results_writers_lost) == (1000, 0)
+    assert store.lease_results(job, until=2000) is None  # read before the lease was taken: refused
+    second = store.lease_results(first, until=2000)  # taken over (the caller found it expired)
+    assert (second.results_writer_until, second.results_writers_lost) == (2000, 1)
+    store.release_results(first)  # not the holder any more: nothing changes
+    assert store.get(job.job_id) == second
+    store.release_results(second)
+    released = store.get(job.job_id)
+    assert (released.results_writer_until, released.results_writers_lost) == (None, 1)
+    third = store.lease_results(released, until=3000)
+    assert (third.results_writer_until, third.results_writers_lost) == (3000, 1)  # given back, not lost
+    ready = store.mark_results_ready(job.job_id, BulkState.JOB_COMPLETE)
+    assert store.lease_results(ready, until=4000) is None  # written: nothing to lease
+
+
 def test_changes_are_stored_as_models_and_read_back(store):
     job = in_state(store, BulkState.IN_PROGRESS)
     plan = LoadPlan(columns=["id", "name"], copies=[(1, 2), (3, 4)], applied_index=8, updated_index=7, outcome_index=9)
