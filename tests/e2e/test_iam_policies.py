@@ -31,8 +31,9 @@ from typing import Any
 
 import pytest
 
-from events import BulkResultsRequested, JobQueuedMessage, JobStatus
+from events import BulkJobQueuedMessage, BulkResultsRequested, JobQueuedMessage, JobStatus
 from local.demo import add_tenant
+from spectra.bulk.files import outcome_prefix
 from spectra.bulk.models import BulkState
 from spectra.jobs import QueryParameter, utcnow
 from spectra.ports import get_ports
@@ -484,6 +485,46 @@ def test_every_bulk_call_is_granted(recorded_calls, bulk_tenant, spectra_stack):
             "CompletionFunction": {"redshift-data:GetStatementResult", "s3:PutObject", "s3:PutObjectTagging"},
             "BulkResultsFunction": {"redshift-data:DescribeStatement", "s3:GetObject", "s3:PutObject"},
         },
+    )
+
+
+def test_reads_of_gone_results_bucket_files_are_granted_their_404(recorded_calls, bulk_tenant, spectra_stack):
+    """The results bucket holds files the code reads expecting a 404 when they are gone: an uploaded batch deleted
+    before the executor reads it (the job fails ``file_not_found``), an outcome manifest gone before the result files
+    are written (they are given up). On AWS each 404 needs ``s3:ListBucket`` on the results bucket (a 403 would be
+    retried into the dead-letter queue instead)."""
+    client = bulk_tenant()
+    header = ["email", "name", "city", "score"]
+    ports = get_ports()
+    bulk = ports.bulk
+    upserted = client.create("upsert", externalIdFieldName="email")
+    client.upload(upserted["id"], csv_bytes([header, ["ann@x", "Ann", "Oslo", "1"]]))
+    client.close(upserted["id"])
+    assert client.wait(upserted["id"])["state"] == "JobComplete"
+    done = bulk.jobs.get(upserted["id"])
+    assert done.plan is not None and done.plan.outcome_url is not None
+    bulk.files.client.delete_object(Bucket=bulk.files.results_bucket, Key=f"{outcome_prefix(done)}manifest")
+    bulk.jobs.update(upserted["id"], [BulkState.JOB_COMPLETE], results_ready=False)  # owed again, on purpose
+    message = BulkResultsRequested(job_id=upserted["id"], tenant_id=client.tenant_id).model_dump_json()
+    spectra_stack.invoke("BulkResultsFunction", {"Records": [sqs_record(message)]})
+    assert bulk.jobs.get(upserted["id"]).results_unavailable
+
+    inserted = client.create("insert")
+    client.upload(inserted["id"], csv_bytes([header, ["bob@x", "Bob", "Rome", "2"]]))
+    open_job = bulk.jobs.get(inserted["id"])
+    files = bulk.files.uploaded_batches(open_job)
+    for source in files:  # gone before the executor reads it
+        bulk.files.client.delete_object(Bucket=source.bucket, Key=source.key)
+    assert bulk.jobs.close(open_job, files=files, queued_at=utcnow()) is not None
+    queued = BulkJobQueuedMessage(job_id=inserted["id"], tenant_id=client.tenant_id).model_dump_json()
+    spectra_stack.invoke("ExecutorFunction", {"Records": [sqs_record(queued)]})
+    failed = wait_until(lambda: (j := bulk.jobs.get(inserted["id"])).state.is_terminal and j, 30, "the job to fail")
+    assert failed.error is not None and failed.error.code == "file_not_found", failed.error
+
+    assert_granted(
+        recorded_calls,
+        spectra_stack,
+        {"BulkResultsFunction": {"s3:GetObject", "s3:ListBucket"}, "ExecutorFunction": {"s3:ListBucket"}},
     )
 
 

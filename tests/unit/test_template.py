@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,37 @@ def test_sqs_consumers_report_partial_failures_and_their_queues_have_dlqs_and_al
             timeout = function["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])
             assert queues[queue]["Properties"]["VisibilityTimeout"] >= 6 * timeout, f"{queue}: AWS asks for 6x"
     assert consumed >= 2
+
+
+def _named(resource) -> set[str]:
+    """The logical ids a policy statement's Resource names: ``X`` for ``!GetAtt X.Arn``, ``X/*`` for its objects."""
+    names = set()
+    for entry in resource if isinstance(resource, list) else [resource]:
+        if isinstance(entry, dict) and "Fn::GetAtt" in entry:
+            names.add(entry["Fn::GetAtt"][0])
+        elif isinstance(entry, dict) and "Fn::Sub" in entry and isinstance(entry["Fn::Sub"], str):
+            names |= {f"{bucket}/{rest}" for bucket, rest in re.findall(r"\$\{(\w+)\.Arn\}/(.*)", entry["Fn::Sub"])}
+    return names
+
+
+def test_a_function_that_reads_a_bucket_may_list_it(template):
+    """On AWS a read of a missing key answers 404 only to a role that may list the bucket, 403 AccessDenied to the
+    others; the code turns a 404 into NotFound (a batch or an outcome file deleted: the job fails or its result files
+    are given up), and a 403 would be retried into the dead-letter queue instead."""
+    missing = []
+    for name, function in resources_of(template, "AWS::Serverless::Function").items():
+        policies = [p for p in function["Properties"].get("Policies", []) if isinstance(p, dict) and "Statement" in p]
+        statements = [s for p in policies for s in p["Statement"] if "Action" in s]
+        reads, lists = set(), set()
+        for statement in statements:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            named = _named(statement["Resource"])
+            if "s3:GetObject" in actions:
+                reads |= {n.split("/")[0] for n in named if "/" in n}
+            if "s3:ListBucket" in actions:
+                lists |= named
+        missing += [f"{name}: {bucket}" for bucket in sorted(reads - lists)]
+    assert not missing, f"reads without s3:ListBucket (a missing key is a 403): {missing}"
 
 
 def test_a_bulk_results_runs_lease_outlives_the_run(template):
