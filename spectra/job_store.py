@@ -168,11 +168,28 @@ class JobStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-        existing = self._db.get_item(TableName=self._table, Key=to_item({"job_id": idem_id}), ConsistentRead=True)
-        record = from_item(existing.get("Item", {}))
-        if not record or record.get("expires_at", 0) < int(now.timestamp()):
+        record = self._idempotency_record(idem_id, now)
+        if record is None:
             # expired between our write and read, or our write lost to another for an expired key: ask for a retry
             raise Conflict("idempotency record changed during the request; retry it")
+        return self._original(job, record, fingerprint), False
+
+    def repeat_of(self, job: Job, *, fingerprint: str | None = None) -> Job | None:
+        """The job an earlier request with ``job``'s idempotency key made, as :meth:`create` would answer it, but
+        writing nothing: None when the key is free (never used, or its day is over). A Conflict when the key was
+        used for another request."""
+        if not job.idempotency_key:
+            return None
+        idem_id = self._idempotency_id(job.tenant_id, job.tenant_generation, job.idempotency_key)
+        record = self._idempotency_record(idem_id, utcnow())
+        return self._original(job, record, fingerprint) if record is not None else None
+
+    def _idempotency_record(self, idem_id: str, now: datetime) -> dict[str, Any] | None:
+        existing = self._db.get_item(TableName=self._table, Key=to_item({"job_id": idem_id}), ConsistentRead=True)
+        record = from_item(existing.get("Item", {}))
+        return record if record and record.get("expires_at", 0) >= int(now.timestamp()) else None
+
+    def _original(self, job: Job, record: dict[str, Any], fingerprint: str | None) -> Job:
         if fingerprint and record.get("fingerprint") not in (None, fingerprint):
             raise Conflict(
                 "Idempotency-Key was already used for a different request",
@@ -181,7 +198,7 @@ class JobStore:
         original = self.get(record["target_job_id"])
         if original is None:
             raise Conflict("idempotency record points to a job that no longer exists")
-        return original, False
+        return original
 
     @staticmethod
     def _idempotency_id(tenant_id: str, generation: str | None, key: str) -> str:

@@ -20,7 +20,7 @@ from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import finish_job, queued_message
-from spectra.notify.service import Callback, discard_callback, register_callback
+from spectra.notify.service import Callback, check_callback, discard_callback, register_callback
 from spectra.parameters import TypedParameter, bind
 from spectra.ports import Ports
 from spectra.sql_guard import check_sql, parse_checked
@@ -44,8 +44,10 @@ def submit_query(
 ) -> tuple[Job, bool]:
     """Record and queue a query job. Returns the job and whether it was created now (False: an idempotent repeat).
 
-    A ``callback`` is recorded before the job, so the job's end cannot outrun it; an idempotent repeat discards it
-    (the first request's callback stands).
+    A ``callback`` is recorded before the job, so the job's end cannot outrun it; its URL is checked then. An
+    idempotent repeat is answered its job without either (the first request's callback stands, its URL checked by
+    the first request: a receiver's name that stopped resolving meanwhile does not turn the repeat into a 400 that
+    hides the job and its secret).
 
     ``parameters`` are bound to the statement's placeholders here (:mod:`spectra.parameters`): the job records the
     statement and the string parameters the Data API will receive."""
@@ -91,6 +93,11 @@ def submit_query(
         *([["callback_url", callback.url]] if callback is not None else []),
     )
     if callback is not None:
+        repeated = ports.jobs.repeat_of(job, fingerprint=fingerprint)
+        if repeated is not None:
+            logs.bind(job_id=repeated.job_id)
+            return repeated, False
+        check_callback(ports, callback)
         register_callback(ports, callback, caller=caller, job_id=job.job_id)
     drawn_id = job.job_id
     try:

@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     # One attempt, connect to the end of the response headers.
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
     # Retries: attempt n waits base * factor^(n-1) seconds (at most the cap), of which a random half (jitter);
-    # by default 2.5-5 s, 7.5-15 s, 22-45 s, ... 1.5-3 h: 10 attempts spread over about 7 hours.
+    # by default 2.5-5 s, 7.5-15 s, 22-45 s, ... 1.5-3 h: 10 attempts spread over 3.8 to 7.5 hours.
     webhook_max_attempts: int = Field(default=10, ge=1, le=50)
     webhook_retry_base_seconds: float = Field(default=5, gt=0)
     webhook_retry_factor: float = Field(default=3, ge=1)

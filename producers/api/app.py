@@ -240,7 +240,7 @@ def submit(
     request: Annotated[QueryRequest, Body()],
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)] = None,
 ) -> Response[QueryAnswer]:
-    callback = notify.new_callback(get_ports(), request.callback_url) if request.callback_url else None
+    callback = notify.new_callback(request.callback_url) if request.callback_url else None
     job, created = queries.submit_query(
         get_ports(),
         _caller(),

@@ -164,16 +164,20 @@ def delete_subscription(ports: Ports, caller: Caller, subscription_id: str) -> N
 
 @dataclass(frozen=True)
 class Callback:
-    """A query's ``callback_url``, checked, with the secret its deliveries will be signed with (drawn now, so the
-    API can return it with the job)."""
+    """A query's ``callback_url`` with the secret its deliveries will be signed with (drawn now, so the API can
+    return it with the job). Its URL is checked (:func:`check_callback`) when a job is made with it."""
 
     url: str
     secret: str
 
 
-def new_callback(ports: Ports, url: str) -> Callback:
-    notify_ports(ports).urls.endpoint(url)
+def new_callback(url: str) -> Callback:
     return Callback(url=url, secret=new_secret())
+
+
+def check_callback(ports: Ports, callback: Callback) -> None:
+    """Refuse (:class:`UrlRefused`) a callback whose URL a subscription could not have, its name resolved now."""
+    notify_ports(ports).urls.endpoint(callback.url)
 
 
 def register_callback(ports: Ports, callback: Callback, *, caller: Caller, job_id: str) -> Subscription:

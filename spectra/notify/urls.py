@@ -56,6 +56,8 @@ def without_query(url: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
+#: What :func:`origin` writes for a URL that does not parse.
+UNPARSEABLE = "<a URL that does not parse>"
 _URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+", re.IGNORECASE)
 
 
@@ -68,8 +70,12 @@ def origins_only(text: str) -> str:
 def origin(url: str) -> str:
     """The URL to write where others may read it (logs, the bus): its scheme, host and port only. Chat and
     automation receivers keep their token in the path (Slack's ``/services/T…/B…/<token>``, Discord's
-    ``/api/webhooks/<id>/<token>``), not only in the query string."""
-    parts = urlsplit(url)
+    ``/api/webhooks/<id>/<token>``), not only in the query string. A URL that does not parse (quoted in a
+    receiver's reason phrase, say) is left out whole."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return UNPARSEABLE
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"  # an IPv6 literal

@@ -114,16 +114,8 @@ class FakeJobStore:
         if job.job_id in self._items:
             raise _client_error("ConditionalCheckFailedException", "The conditional request failed", "PutItem")
         if job.idempotency_key:
-            record = self._idempotency.get((job.tenant_id, job.tenant_generation, job.idempotency_key))
-            if record is not None and record["expires_at"] >= utcnow():
-                if fingerprint and record["fingerprint"] not in (None, fingerprint):
-                    raise Conflict(
-                        "Idempotency-Key was already used for a different request",
-                        details={"idempotency_key": job.idempotency_key, "job_id": record["target_job_id"]},
-                    )
-                original = self.get(record["target_job_id"] or "")
-                if original is None:
-                    raise Conflict("idempotency record points to a job that no longer exists")
+            original = self.repeat_of(job, fingerprint=fingerprint)
+            if original is not None:
                 return original, False
             self._idempotency[(job.tenant_id, job.tenant_generation, job.idempotency_key)] = {
                 "target_job_id": job.job_id,
@@ -136,6 +128,20 @@ class FakeJobStore:
         }
         self._pending[job.job_id] = job.created_at
         return job, True
+
+    def repeat_of(self, job: Job, *, fingerprint: str | None = None) -> Job | None:
+        record = self._idempotency.get((job.tenant_id, job.tenant_generation, job.idempotency_key or ""))
+        if not job.idempotency_key or record is None or record["expires_at"] < utcnow():
+            return None
+        if fingerprint and record["fingerprint"] not in (None, fingerprint):
+            raise Conflict(
+                "Idempotency-Key was already used for a different request",
+                details={"idempotency_key": job.idempotency_key, "job_id": record["target_job_id"]},
+            )
+        original = self.get(record["target_job_id"] or "")
+        if original is None:
+            raise Conflict("idempotency record points to a job that no longer exists")
+        return original
 
     # -- read
 

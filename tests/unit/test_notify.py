@@ -351,7 +351,7 @@ def test_only_terminal_job_events_go_to_the_topic():
 
 def test_a_query_callback_gets_its_own_job_only():
     ports = ports_with_notify()
-    callback = service.new_callback(ports, "https://hooks.acme.example/cb")
+    callback = service.new_callback("https://hooks.acme.example/cb")
     service.register_callback(ports, callback, caller=ACME, job_id="j_Qm9ZcW1uT3pLd0xZb3FXcA")
     deliveries = fan_out(ports, sample_event()).deliveries
     assert [d.subscription_id for d in deliveries] == [callback_id("j_Qm9ZcW1uT3pLd0xZb3FXcA")]
@@ -361,14 +361,14 @@ def test_a_query_callback_gets_its_own_job_only():
 
 def test_submitting_with_a_callback_records_it_before_the_job_and_a_repeat_discards_its_own():
     ports = ports_with_notify()
-    callback = service.new_callback(ports, "https://hooks.acme.example/cb")
+    callback = service.new_callback("https://hooks.acme.example/cb")
     job, created = submit_query(
         ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, idempotency_key="k1", callback=callback
     )
     assert created
     stored = ports.notify.subscriptions.get("acme", callback_id(job.job_id))
     assert stored.kind is SubscriptionKind.CALLBACK and stored.secret == callback.secret
-    again = service.new_callback(ports, "https://hooks.acme.example/cb")  # the same URL, another secret drawn
+    again = service.new_callback("https://hooks.acme.example/cb")  # the same URL, another secret drawn
     repeat, created = submit_query(
         ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, idempotency_key="k1", callback=again
     )
@@ -379,12 +379,12 @@ def test_submitting_with_a_callback_records_it_before_the_job_and_a_repeat_disca
 def test_a_repeated_key_with_another_callback_url_or_none_is_another_request():
     """The repeat would have been answered with the first URL's callback and secret, its own URL silently dropped."""
     ports = ports_with_notify()
-    callback = service.new_callback(ports, "https://hooks.acme.example/cb")
+    callback = service.new_callback("https://hooks.acme.example/cb")
     submit = functools.partial(
         submit_query, ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, idempotency_key="k1"
     )
     submit(callback=callback)
-    for other in (service.new_callback(ports, "https://hooks.acme.example/other"), None):
+    for other in (service.new_callback("https://hooks.acme.example/other"), None):
         with pytest.raises(Conflict):
             submit(callback=other)
     assert [s.url for s in ports.notify.subscriptions.items.values()] == ["https://hooks.acme.example/cb"]
@@ -396,7 +396,7 @@ def test_a_callback_belongs_to_the_generation_that_asked_for_it():
     ports = ports_with_notify()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     predecessor = Caller.of(ports.tenants.get("acme"))
-    callback = service.new_callback(ports, "https://hooks.acme.example/old")
+    callback = service.new_callback("https://hooks.acme.example/old")
     old_job, _ = submit_query(
         ports, predecessor, sql="select 1", parameters=[], fmt=ResultFormat.JSON, callback=callback
     )
@@ -420,8 +420,38 @@ def test_a_callback_belongs_to_the_generation_that_asked_for_it():
 
 
 def test_a_callback_to_a_private_address_is_refused():
+    ports = ports_with_notify()
+    callback = service.new_callback("https://169.254.169.254/latest")
     with pytest.raises(UrlRefused):
-        service.new_callback(ports_with_notify(), "https://169.254.169.254/latest")
+        submit_query(ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, callback=callback)
+    assert not ports.jobs.list_for_tenant("acme", limit=10).jobs
+
+
+def test_a_repeat_is_answered_its_job_and_callback_when_the_receivers_name_stopped_resolving():
+    """README (Callbacks): a repeat answers the first request's callback, secret included, since a client whose
+    first answer was lost has no other way to learn it. Its URL was checked by the first request: a name that no
+    longer resolves made the repeat a 400, hiding a job that runs (found by the webhooks review)."""
+    dns = {"hooks.acme.example": ["52.94.236.248"]}
+    ports = make_ports(notify=make_notify(dns=dns))
+    first, created = submit_query(
+        ports,
+        ACME,
+        sql="select 1",
+        parameters=[],
+        fmt=ResultFormat.JSON,
+        idempotency_key="k1",
+        callback=service.new_callback("https://hooks.acme.example/cb"),
+    )
+    dns.pop("hooks.acme.example")
+    again = service.new_callback("https://hooks.acme.example/cb")
+    repeat, created_again = submit_query(
+        ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, idempotency_key="k1", callback=again
+    )
+    assert (created, created_again, repeat.job_id) == (True, False, first.job_id)
+    stored = service.job_callback(ports, tenant_id="acme", job_id=first.job_id)
+    assert stored is not None and stored.secret != again.secret  # the first request's secret, answered again
+    with pytest.raises(UrlRefused):  # a new request to it is refused
+        submit_query(ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, callback=again)
 
 
 # -- delivery --------------------------------------------------------------------------------------------------
@@ -479,6 +509,25 @@ def test_backoff_starts_within_seconds_and_spreads_over_hours():
     assert 4 * 3600 <= sum(delays) <= 12 * 3600
     jittered = {backoff_seconds(4, base=5, factor=3, cap=3600, rng=random.Random(seed)) for seed in range(20)}
     assert len(jittered) > 5 and all(68 <= d <= 135 for d in jittered)
+
+
+def test_the_default_retries_spread_over_the_hours_the_readme_gives():
+    """README, template.yaml and settings: 10 attempts spread over 3.8 to 7.5 hours (they said "about 7", near the
+    longest: found by the webhooks review)."""
+
+    class Edge(random.Random):
+        def __init__(self, at_top: bool) -> None:
+            super().__init__()
+            self.at_top = at_top
+
+        def uniform(self, a: float, b: float) -> float:
+            return b if self.at_top else a
+
+    def spread(at_top: bool) -> float:
+        waits = (backoff_seconds(n, base=5, factor=3, cap=3 * 3600, rng=Edge(at_top)) for n in range(1, 10))
+        return sum(waits) / 3600
+
+    assert (round(spread(False), 1), round(spread(True), 1)) == (3.8, 7.5)
 
 
 def test_the_last_attempt_goes_to_the_dead_letter_queue_with_its_error():
@@ -661,3 +710,20 @@ def test_a_redirects_target_reaches_the_bus_and_the_logs_by_its_origin_alone(cap
     assert "s3cretpath" not in caplog.text
     stored = ports.notify.subscriptions.get("acme", sub.subscription_id)
     assert "/services/T01/B02/s3cretpath/" in stored.disabled_message
+
+
+def test_an_error_quoting_a_url_that_does_not_parse_is_still_a_counted_failure(caplog):
+    """A receiver (or a proxy in front of it) may quote any text in its reason phrase; one with a URL that does not
+    parse (an unclosed IPv6 bracket) stopped the delivery before its failure was counted, so the subscription could
+    never be disabled and the message went round to the dead-letter queue (found by the webhooks review)."""
+    from spectra.notify.urls import origin
+
+    assert origin("http://[fd00::1") == "<a URL that does not parse>"
+    ports = ports_with_notify()
+    sub, delivery = queued_delivery(ports)
+    ports.notify.transport.answer(HttpOutcome(502, "HTTP 502: upstream http://[fd00::1 unreachable"))
+    with caplog.at_level("INFO"):
+        assert deliver(ports, delivery, now=T0) is Outcome.RETRY_SCHEDULED
+    state = ports.notify.subscriptions.get("acme", sub.subscription_id).delivery
+    assert (state.consecutive_failures, state.last_status) == (1, 502)
+    assert "fd00::1" not in caplog.text

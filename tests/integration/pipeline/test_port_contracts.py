@@ -113,6 +113,17 @@ def test_a_key_reused_for_another_request_is_a_conflict(store):
     assert raised.value.details["job_id"] == first.job_id
 
 
+def test_the_job_a_key_made_is_found_without_writing(store):
+    fingerprint = request_fingerprint("select 1", [], "csv")
+    assert store.repeat_of(make_job(key="k1"), fingerprint=fingerprint) is None  # free: nothing is taken
+    assert store.repeat_of(make_job(), fingerprint=fingerprint) is None  # no key
+    first, created = store.create(make_job(key="k1"), fingerprint=fingerprint)
+    assert created and store.repeat_of(make_job(key="k1"), fingerprint=fingerprint) == first
+    with pytest.raises(Conflict):
+        store.repeat_of(make_job(key="k1"), fingerprint=request_fingerprint("select 2", [], "csv"))
+    assert store.repeat_of(make_job(tenant="globex", key="k1"), fingerprint=fingerprint) is None
+
+
 def test_a_repeat_without_fingerprint_returns_the_original(store):
     first, _ = store.create(make_job(key="k1"), fingerprint="f1")
     assert store.create(make_job(key="k1")) == (first, False)
