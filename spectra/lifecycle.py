@@ -142,14 +142,14 @@ def execute_job(
     # QUEUED, or SUBMITTED without a statement (an executor before this one stopped between its two writes: the
     # ClientToken makes the call below return that attempt's statement if it got as far as the Data API)
     if job.cancel_requested_at is not None:
-        finish_job(ports, job, JobStatus.CANCELLED, unstarted=True, session=sessions.unused(lease))
+        _end_unstarted(ports, job, JobStatus.CANCELLED, lease, redelivered=not first_delivery)
         return None
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
         check_write_grant(ports, job)  # ... and a write the tenant may still make
     except IdentityRefused as exc:
         error = ErrorInfo(code=exc.code, message=exc.message)
-        finish_job(ports, job, JobStatus.FAILED, error=error, unstarted=True, session=sessions.unused(lease))
+        _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=not first_delivery, error=error)
         return None
     lease = sessions.usable_lease(ports, job, lease, identity)  # a session runs as whoever opened it
     try:
@@ -176,7 +176,7 @@ def execute_job(
                 logger.warning("could not move throttled job %s back in the pending index", job.job_id, exc_info=True)
             raise
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
-        finish_job(ports, job, JobStatus.FAILED, error=error, unstarted=True, session=sessions.unused(lease))
+        _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=not first_delivery, error=error)
         return None
     statement_id = started.statement_id
     recorded = {"session_id": session.session_id, "session_identity": session.identity} if session else {}
@@ -195,6 +195,11 @@ def execute_job(
         updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id, **recorded)
     if updated is None:
         current = ports.jobs.get(job.job_id)
+        if current is not None and current.statement_id == statement_id and current.status.is_terminal:
+            # a second copy of the job's first message, come after the job ended: the slot and the session it just
+            # took are not the job's to keep (its ending released its own)
+            share.release_slot(ports, job.tenant_id, job.job_id, session=sessions.unused(lease))
+            return None
         if current is not None and current.statement_id == statement_id:
             # a second message for the job: the first recorded this very statement, and the session it runs in
             sessions.give_back(ports, current, lease, running_in=current.session_id)
@@ -216,6 +221,23 @@ def execute_job(
     if updated.cancel_requested_at is not None:
         ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement
     return updated
+
+
+def _end_unstarted(
+    ports: Ports,
+    job: Job,
+    status: JobStatus,
+    lease: PooledSession | None,
+    *,
+    redelivered: bool,
+    error: ErrorInfo | None = None,
+) -> None:
+    """End a job that has no statement recorded (cancelled, refused, given up), its slot and ``lease`` given back.
+    On a ``redelivered`` message an earlier attempt may have died between ExecuteStatement and recording it: that
+    statement is stopped too, since no message is left to come back and find it (:func:`_stop_unrecorded`)."""
+    ended = finish_job(ports, job, status, error=error, unstarted=True, session=sessions.unused(lease))
+    if ended is not None and redelivered:
+        _stop_unrecorded(ports, ended)
 
 
 def _stop_unrecorded(ports: Ports, job: Job) -> None:

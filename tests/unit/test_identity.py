@@ -38,7 +38,9 @@ def run(ports, tenant_id: str = "acme", *, db_user: str = "tenant_acme", generat
         tenant_generation=generation,
     )
     ports.jobs.create(job)
-    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id=tenant_id))
+    # its message's first delivery: a redelivery also asks the Data API (as the service) for a statement an earlier
+    # attempt may have started under the job's name, to stop it (spectra.lifecycle._end_unstarted)
+    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id=tenant_id), first_delivery=True)
     return ports.jobs.get(job.job_id)
 
 
@@ -200,7 +202,7 @@ def writer_job(ports, sql: str) -> Job:
 
 def start_after_grant(ports, job: Job, **grant) -> Job:
     ports.tenants.update_tenant("acme", **grant)
-    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
+    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"), first_delivery=True)
     return ports.jobs.get(job.job_id)
 
 

@@ -108,6 +108,80 @@ def test_a_job_submitted_without_statement_resumes_with_the_same_client_token(po
     assert len(ports.warehouse.statements) == 1
 
 
+def died_between_start_and_record(ports, monkeypatch, message) -> str:
+    """An attempt whose ExecuteStatement succeeded and whose function died before the QUEUED -> SUBMITTED write:
+    the statement it returns runs on in the warehouse."""
+    transition = ports.jobs.transition
+
+    def dies(job_id, status, **changes):
+        if status is JobStatus.SUBMITTED:
+            raise RuntimeError("the executor's environment went away")
+        return transition(job_id, status, **changes)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ports.jobs, "transition", dies)
+        with pytest.raises(RuntimeError):
+            execute_job(ports, message, first_delivery=True)
+    [statement_id] = list(ports.warehouse.statements)
+    assert ports.warehouse.statements[statement_id].status == "SUBMITTED"
+    return statement_id
+
+
+def test_a_job_given_up_on_its_last_delivery_stops_the_statement_an_earlier_attempt_started(ports, monkeypatch):
+    """The redeliveries are throttled up to the queue's last, which fails the job unstarted and frees its slot: the
+    statement the dead attempt started must not run on (a write commit) behind a job its tenant was told failed,
+    outside its cap, with no message left to come back and find it (found by the races review)."""
+    message = queued(ports)
+    statement_id = died_between_start_and_record(ports, monkeypatch, message)
+    ports.warehouse.throttle_next(times=2)
+    with pytest.raises(Throttled):
+        execute_job(ports, message)
+    assert execute_job(ports, message, final_attempt=True) is None
+    job = ports.jobs.get(message.job_id)
+    assert (job.status, job.error.code) == (JobStatus.FAILED, "warehouse_unavailable")
+    assert ports.slots.holders("acme") == {}
+    assert ports.warehouse.statements[statement_id].status == "ABORTED"
+
+
+def test_a_job_refused_on_a_redelivery_stops_the_statement_an_earlier_attempt_started(monkeypatch):
+    ports = make_ports(settings=make_settings(tenant_cache_seconds=0))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    message = queued(ports)
+    statement_id = died_between_start_and_record(ports, monkeypatch, message)
+    ports.tenants.set_active("acme", False)
+    assert execute_job(ports, message) is None  # the redelivery
+    job = ports.jobs.get(message.job_id)
+    assert (job.status, job.error.code) == (JobStatus.FAILED, "tenant_inactive")
+    assert ports.warehouse.statements[statement_id].status == "ABORTED"
+
+
+def test_a_job_cancelled_while_queued_stops_on_a_redelivery_the_statement_an_earlier_attempt_started(monkeypatch):
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    message = queued(ports)
+    statement_id = died_between_start_and_record(ports, monkeypatch, message)
+    ports.jobs.update(message.job_id, [JobStatus.QUEUED], cancel_requested_at=utcnow())
+    assert execute_job(ports, message) is None
+    assert ports.jobs.get(message.job_id).status is JobStatus.CANCELLED
+    assert ports.warehouse.statements[statement_id].status == "ABORTED"
+
+
+def test_a_duplicate_first_delivery_after_the_job_ended_leaves_no_slot_or_lease_behind(ports):
+    """SQS may deliver the API's message twice, each copy a first delivery carrying the job. The second, come after
+    the job completed, took a slot and an idle session, got the same statement back (the ClientToken) and, its
+    write refused, kept both: the tenant's cap was one lower until a reclaim (found by the races review)."""
+    message = lifecycle.queued_message(ports.jobs.get(queued(ports).job_id))  # the API's message, the job in it
+    job = execute_job(ports, message, first_delivery=True)
+    finished = ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=["1\n"])
+    assert complete_statement(ports, finished).status is JobStatus.COMPLETED
+    assert ports.slots.holders("acme") == {}
+
+    assert execute_job(ports, message, first_delivery=True) is None  # the second copy
+    assert ports.jobs.get(job.job_id).status is JobStatus.COMPLETED
+    assert ports.slots.holders("acme") == {}
+    assert not [s for s in ports.slots.sessions("acme").values() if s.job_id]
+
+
 def test_throttling_propagates_and_leaves_the_job_resumable(ports):
     message = queued(ports)
     ports.warehouse.throttle_next()

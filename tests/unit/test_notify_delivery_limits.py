@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from events import ResultFormat
 from spectra.errors import InvalidRequest
 from spectra.notify import service
 from spectra.notify.delivery import Outcome, deliver
@@ -22,6 +23,7 @@ from spectra.notify.service import MAX_FILTER_BYTES, MAX_FILTER_VALUE_LENGTH, MA
 from spectra.notify.signing import new_secret
 from spectra.notify.transport import HttpOutcome, WebhookTransport
 from spectra.notify.urls import UrlPolicy, UrlRefused
+from spectra.queries import submit_query
 from tests.unit.fakes import TEST_DNS, fake_resolver, make_notify, make_ports, make_settings
 from tests.unit.test_notify import ACME, T0, ports_with_notify, queued_delivery, sample_event
 
@@ -117,7 +119,9 @@ def test_a_url_that_could_never_be_sent_is_refused_at_creation(url):
         service.create_subscription(ports, ACME, url=url, events=["Job Completed"])
     assert refused.value.status == 400 and refused.value.code == "url_refused"
     with pytest.raises(UrlRefused):
-        service.new_callback(ports, url)
+        submit_query(
+            ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON, callback=service.new_callback(url)
+        )
     assert ports.notify.subscriptions.items == {}
 
 
