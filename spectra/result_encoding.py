@@ -169,7 +169,8 @@ def iso_timestamps(column):
     except pa.ArrowInvalid:
         # Arrow writes every value with six digits; the date and time parts hold no ".", so this is the fraction
         text = pc.replace_substring(pc.cast(column, pa.string()), ".000000", "")
-    text = pc.utf8_replace_slice(text, start=10, stop=11, replacement="T")
+    # the first space, not the 11th character: a year before 1 or after 9999 is longer ("-0043-03-15 ...")
+    text = pc.replace_substring(text, " ", "T", max_replacements=1)
     if tz:  # Arrow writes UTC as a trailing "Z"
         text = pc.utf8_replace_slice(text, start=-1, stop=1 << 30, replacement="+00:00")
     return text
@@ -212,6 +213,19 @@ def _any_exponent(decimal_text) -> bool:
     import pyarrow.compute as pc
 
     return bool(pc.any(pc.match_substring(decimal_text, "E")).as_py())
+
+
+def postgres_booleans(table):
+    """``table`` with its boolean columns as ``t`` / ``f`` text, as the warehouse spells them in CSV (COPY, and an
+    export's UNLOAD): pyarrow's writer says ``true`` / ``false``, so the same result read two ways across
+    deliveries. NULL stays NULL."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not any(pa.types.is_boolean(column.type) for column in table.columns):
+        return table
+    columns = [pc.if_else(c, "t", "f") if pa.types.is_boolean(c.type) else c for c in table.columns]
+    return pa.table(columns, names=table.column_names)
 
 
 def has_special_floats(table) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 
 from spectra.warehouse import Column
@@ -119,10 +120,70 @@ def _cast_or_text(table, schema):
     arrays = []
     for column, field in zip(table.columns, schema, strict=True):
         try:
-            arrays.append(_bool_from_text(column) if pa.types.is_boolean(field.type) else column.cast(field.type))
+            arrays.append(_cast(column, field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             arrays.append(column)
     return pa.table(arrays, names=schema.names)
+
+
+def _cast(column, type_):
+    import pyarrow as pa
+
+    if pa.types.is_boolean(type_):
+        return _bool_from_text(column)
+    try:
+        return column.cast(type_)
+    except pa.ArrowInvalid:
+        if pa.types.is_timestamp(type_) or pa.types.is_date32(type_):
+            return _times_from_text(column, type_)
+        raise
+
+
+#: PostgreSQL's and Redshift's text of a date or timestamp, years past 9999 and before 1 (``... BC``) included, which
+#: Arrow's cast does not read: ``0044-03-15 12:00:00.5+00 BC``.
+_TIME_TEXT = re.compile(
+    r"(\d{4,})-(\d\d)-(\d\d)(?: (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?"
+    r"(?:([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?)?( BC)?"
+)
+
+
+def _times_from_text(column, type_):
+    """A date or timestamp column whose page holds a value Arrow's cast cannot read, read value by value, so one BC
+    date neither costs its neighbours their type nor makes a Parquet part of another schema than the others. Any
+    other text (PostgreSQL's ``infinity``) raises: the column then stays text."""
+    import pyarrow as pa
+
+    values = []
+    for text in column.to_pylist():
+        match = _TIME_TEXT.fullmatch(text) if text is not None else None
+        if text is not None and match is None:
+            raise pa.ArrowInvalid(f"not a date or timestamp: {text[:40]!r}")
+        values.append(_epoch_value(match, pa.types.is_date32(type_)) if match else None)
+    return pa.array(values, type=pa.int32() if pa.types.is_date32(type_) else pa.int64()).cast(type_)
+
+
+def _epoch_value(match: re.Match, date: bool) -> int:
+    """Days (``date``) or microseconds since 1970-01-01 of a :data:`_TIME_TEXT` match, in the proleptic Gregorian
+    calendar with year 0 for 1 BC, as Arrow and ISO 8601 count."""
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m, off_s, bc = match.groups()
+    days = _days_from_civil(1 - int(year) if bc else int(year), int(month), int(day))
+    if date:
+        return days
+    seconds = days * 86400 + int(hour or 0) * 3600 + int(minute or 0) * 60 + int(second or 0)
+    if sign:
+        offset = int(off_h) * 3600 + int(off_m or 0) * 60 + int(off_s or 0)
+        seconds -= offset if sign == "+" else -offset
+    return seconds * 1_000_000 + int((fraction or "").ljust(6, "0"))
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 (Howard Hinnant's ``days_from_civil``, any year)."""
+    year -= month <= 2
+    era = year // 400  # floor division: Hinnant's C++ writes (y - 399) / 400 for negative years
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
 
 
 _TRUE = ["t", "true", "TRUE", "True", "1"]

@@ -34,6 +34,7 @@ from spectra.result_encoding import (
     has_special_floats,
     json_arrays,
     json_lines,
+    postgres_booleans,
     postgres_floats,
     unique_names,
 )
@@ -149,11 +150,13 @@ class _PartWriter:
 
     def _write_csv(self, table) -> None:
         """pyarrow's CSV writer, page by page (a page read as text may have other column types than the last);
-        only a page with NaN, an infinity or a tiny decimal takes a detour to spell them as PostgreSQL does."""
+        booleans as ``t`` / ``f``, and only a page with NaN, an infinity or a tiny decimal takes a detour to spell
+        them as PostgreSQL does."""
         import pyarrow.csv as pacsv
 
         options = pacsv.WriteOptions(include_header=not self._csv_header_written)
         self._csv_header_written = True
+        table = postgres_booleans(table)
         if has_special_floats(table) or has_exponent_decimals(table):
             text = io.BytesIO()
             pacsv.write_csv(table, text, write_options=options)

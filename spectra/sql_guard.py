@@ -617,8 +617,12 @@ def _check_explain(tree: exp.Command, grant: WriteGrant) -> None:
 
 
 def _check_inside(tree: exp.Expression) -> None:
-    """What the root's check cannot see: statements nested in it, locks, and set_config anywhere."""
+    """What the root's check cannot see: statements nested in it, locks, set_config anywhere, and a SELECT with no
+    columns."""
     for node in tree.walk():
+        if isinstance(node, exp.Select) and not node.expressions:
+            # PostgreSQL answers rows of no columns, which no result format can carry; Redshift refuses it
+            raise _rejected("syntax", "SELECT needs at least one column: Redshift has no empty select list")
         if node is tree:
             continue
         if isinstance(node, _STATEMENTS) and not _is_part_of_root(node):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gzip
 import io
@@ -63,7 +64,13 @@ def decoded(s3: FakeS3, key: str, fmt: ResultFormat, columns=COLUMNS) -> list[li
     text = gzip.decompress(body)
     if fmt is ResultFormat.CSV:
         schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in columns])
-        options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False)
+        options = pacsv.ConvertOptions(
+            column_types=schema,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],  # as the warehouse spells them, and nothing else
+            false_values=["f"],
+        )
         table = pacsv.read_csv(
             io.BytesIO(text), convert_options=options, parse_options=pacsv.ParseOptions(newlines_in_values=True)
         )
@@ -142,6 +149,16 @@ def test_each_format_decodes_back_to_the_same_rows(fmt):
     assert part.key == f"acme/j_1/part-00000{extension}"
 
 
+def test_csv_spells_booleans_as_the_warehouse_does():
+    """t / f, as an export's UNLOAD and COPY write them: pyarrow's writer said true / false, so the same query's CSV
+    read two ways, delivered s3 or export (found by the results review)."""
+    columns = [Column("n", "int4"), Column("b", "bool")]
+    result, s3, _ = write(["1,t\n2,f\n3,\n"], columns=columns, fmt=ResultFormat.CSV)
+    text = gzip.decompress(s3.body(BUCKET, result.files[0].key)).decode()
+    assert list(csv.reader(io.StringIO(text))) == [["n", "b"], ["1", "t"], ["2", "f"], ["3", ""]]
+    assert text.splitlines()[3] == "3,"  # NULL: an empty field, unquoted
+
+
 def test_inline_rows_keep_null_and_empty_apart():
     result, s3, _ = write([PAGE], fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
     assert (result.inline, result.delivery, result.files, result.manifest_key) == (True, Delivery.INLINE, [], None)
@@ -165,6 +182,24 @@ def test_a_page_with_an_unparseable_value_keeps_all_its_rows():
     assert table.column("n").to_pylist() == [1, 2]  # the other column keeps its type
     assert table.column("ts").to_pylist() == ["2026-03-01 12:00:00", "infinity"]  # this one stays text
     assert result.row_count == 2
+
+
+def test_a_date_before_year_1_keeps_its_column_typed_in_every_part():
+    """A BC value (or a year past 9999) is not Arrow's cast's to read: the page went to text, so its Parquet part had
+    another schema than the others (a dataset of them did not read) and its neighbours lost their ISO spelling in
+    JSON (found by the results review). Such values are read one by one, in the proleptic Gregorian calendar."""
+    columns = [Column("n", "int4"), Column("ts", "timestamp"), Column("tz", "timestamptz"), Column("day", "date")]
+    typed = "1,2026-03-01 12:00:00,2026-03-01 12:00:00+00,2026-03-01\n"
+    odd = "2,0044-03-15 12:00:00.5 BC,10000-01-01 00:00:00+02,0001-01-01 BC\n"
+    result, s3, _ = write([typed, odd], columns=columns, fmt=ResultFormat.PARQUET, part_max_rows=1)
+    tables = [pq.read_table(io.BytesIO(s3.body(BUCKET, f.key))) for f in result.files]
+    assert len(tables) == 2 and tables[0].schema == tables[1].schema
+    assert [str(f.type) for f in tables[0].schema] == ["int32", "timestamp[us]", "timestamp[us, tz=UTC]", "date32[day]"]
+    result, _, _ = write([typed, odd], columns=columns, fmt=ResultFormat.JSON, delivery=Delivery.INLINE)
+    assert inline_rows(result) == [
+        [1, "2026-03-01T12:00:00", "2026-03-01T12:00:00+00:00", "2026-03-01"],
+        [2, "-0043-03-15T12:00:00.500000", "9999-12-31T22:00:00+00:00", "0000-01-01"],
+    ]
 
 
 @pytest.mark.parametrize("fmt", list(ResultFormat))

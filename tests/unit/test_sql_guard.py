@@ -296,3 +296,18 @@ def test_a_syntax_error_is_told_in_the_tenants_terms(sql, told):
     assert error.details == {"reason": "syntax"}
     assert error.message == f"sql could not be parsed: {told}"
     assert "sqlglot" not in error.message and "<" not in error.message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select from generate_series(1, 3)",
+        "select 1 where exists (select from t)",
+        "select 1 union all select from t",
+    ],
+)
+def test_a_select_without_columns_is_refused_as_redshift_refuses_it(sql):
+    """PostgreSQL answers rows of no columns (the local warehouse read them as one NULL column, rows lost); Redshift
+    has no empty select list (found by the results review)."""
+    error = refusal(sql)
+    assert error.details == {"reason": "syntax"} and "at least one column" in error.message
