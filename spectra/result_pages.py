@@ -139,7 +139,7 @@ def _cast(column, type_):
         raise
 
 
-#: PostgreSQL's and Redshift's text of a date or timestamp, years past 9999 and before 1 (``... BC``) included, which
+#: PostgreSQL's and Redshift's text of a date or timestamp, years before 1 (``... BC``) and past 9999 included, which
 #: Arrow's cast does not read: ``0044-03-15 12:00:00.5+00 BC``.
 _TIME_TEXT = re.compile(
     r"(\d{4,})-(\d\d)-(\d\d)(?: (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?"
@@ -149,15 +149,18 @@ _TIME_TEXT = re.compile(
 
 def _times_from_text(column, type_):
     """A date or timestamp column whose page holds a value Arrow's cast cannot read, read value by value, so one BC
-    date neither costs its neighbours their type nor makes a Parquet part of another schema than the others. Any
-    other text (PostgreSQL's ``infinity``) raises: the column then stays text."""
+    date neither costs its neighbours their type nor makes a Parquet part of another schema than the others. A
+    year past 9999 and any other text (PostgreSQL's ``infinity``) raise: the column then stays text, as the
+    warehouse wrote it."""
     import pyarrow as pa
 
     values = []
     for text in column.to_pylist():
         match = _TIME_TEXT.fullmatch(text) if text is not None else None
-        if text is not None and match is None:
-            raise pa.ArrowInvalid(f"not a date or timestamp: {text[:40]!r}")
+        if text is not None and (match is None or len(match[1]) > 4):
+            # a year past 9999 stays text: Arrow writes years past 32767 wrongly (or fails), its microseconds end
+            # in 294247 where Redshift's timestamps go on to 294276, and ISO 8601 would want it signed
+            raise pa.ArrowInvalid(f"not a date or timestamp of years 9999 BC to 9999: {text[:40]!r}")
         values.append(_epoch_value(match, pa.types.is_date32(type_)) if match else None)
     return pa.array(values, type=pa.int32() if pa.types.is_date32(type_) else pa.int64()).cast(type_)
 

@@ -52,7 +52,8 @@ metrics = Metrics()
 def _json_answer(body: Any) -> str:
     """An answer's JSON in UTF-8 as it is: with json.dumps' default ``ensure_ascii`` every non-ASCII character was a
     6- or 12-byte escape, and an inline result measured at INLINE_MAX_BYTES reached the client up to three times as
-    large. A lone surrogate (a request's ``\\ud800`` escape, echoed in an error) has no UTF-8: then it is escaped."""
+    large. A lone surrogate (a subscription's filter value sent as ``\\ud800``, answered back) has no UTF-8: then
+    the answer is escaped. Error answers (:func:`_error`) keep json.dumps' escapes: they may echo any input."""
     text = json.dumps(body, separators=(",", ":"), cls=Encoder, ensure_ascii=False)
     try:
         text.encode()

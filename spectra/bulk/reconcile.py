@@ -75,6 +75,8 @@ def _reconcile(
     bulk = bulk_ports(ports)
     if job.state.is_terminal:
         owed_since = job.completed_at or job.updated_at
+        if job.event_published and not job.results_ready and (job.results_writer_until or 0) > now.timestamp():
+            return Outcome.WAITING  # a run is writing its result files (giving them up under it would 410 them)
         if job.event_published and not job.results_ready and now - owed_since >= RESULTS_GIVEN_UP_AFTER:
             hours = int(RESULTS_GIVEN_UP_AFTER.total_seconds() // 3600)
             why = f"not done within {hours} hours of the job's end (too large to write in one run, or every run failed)"

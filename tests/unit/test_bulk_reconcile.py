@@ -239,6 +239,22 @@ def test_result_files_still_owed_20_hours_after_the_job_ended_are_given_up():
     assert ports.bulk.results_queue.messages == [] and ports.bulk.jobs.pending_since(job.job_id) is None
 
 
+def test_result_files_a_run_is_writing_are_not_given_up_under_it():
+    """A run holding the lease when the 20 hours pass finishes its files: given up under it, they answered 410 over
+    files that exist (found by the diff review)."""
+    ports = bulk_ports(bulk_inline_results_max_bytes=1)
+    job = started(ports)
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []}))
+    ports.bulk.results_queue.messages.clear()
+    late = RESULTS_GIVEN_UP_AFTER.total_seconds() + 60
+    writing = (utcnow() + timedelta(seconds=late + 600)).timestamp()  # the lease as the sweep's clock sees it
+    ports.bulk.jobs.lease_results(job_of(ports, job), until=int(writing))
+    summary = sweep(ports, late)
+    assert (summary.expired, summary.published) == (0, 0)
+    assert not job_of(ports, job).results_ready
+    assert sweep(ports, late + 700).expired == 1  # its lease over: the run was stopped
+
+
 def test_a_failed_jobs_result_files_given_up_answer_410_and_the_job_keeps_its_reason():
     ports = bulk_ports(bulk_inline_results_max_bytes=1)
     job = started(ports)
