@@ -204,14 +204,15 @@ _NESTED_JSON = ("payload",)
 
 def without_tenant_data(body: str) -> str:
     """``body`` with the values of :data:`_TENANT_DATA` (at any depth, inside :data:`_NESTED_JSON` strings too)
-    replaced by what they were."""
+    replaced by what they were. A body that is not a JSON object or array (cut short, sent by hand, nested past
+    what can be read) is told by its size, as the logs tell it: it may be a job's SQL all the same."""
     try:
         document = json.loads(body)
-    except ValueError:
-        return body
-    if not isinstance(document, dict | list):
-        return body
-    return json.dumps(_hide(document), separators=(",", ":"))
+        if isinstance(document, dict | list):
+            return json.dumps(_hide(document), separators=(",", ":"))
+    except (ValueError, RecursionError):
+        pass
+    return f"<{len(body)} characters, not a JSON object: --full shows them>"
 
 
 def _hide(node: Any) -> Any:

@@ -110,6 +110,29 @@ def test_dlq_show_hides_the_databases_messages_which_may_echo_a_value(local_aws,
     assert "123-45-6789" not in out, out
 
 
+def test_dlq_show_tells_a_body_that_is_not_a_json_object_by_its_size(local_aws, stack):
+    """A job message cut short is no JSON and was printed as it was, SQL and values included; one nested past what
+    can be read stopped dlq show with a traceback, every DLQ with it (found by the observability review)."""
+    name, urls = stack
+    sqs = local_aws.client("sqs")
+    body = json.dumps({"job_id": "j_1", "job": {"sql": "select * from patients where ssn = '123-45-6789'"}})
+    for odd in (body[:-2], "[" * 5000 + "]" * 5000):
+        sqs.send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=odd)
+    sqs.send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=json.dumps({"job_id": "j_ok"}))
+    status, out = run(local_aws, "--stack", name, "dlq", "show", "--json", "--peek", "10")
+    assert status == 0 and "123-45-6789" not in out, out
+    bodies = sorted(m["body"] for m in json.loads(out)[0]["messages"])
+    assert bodies == sorted(
+        [
+            f"<{len(body) - 2} characters, not a JSON object: --full shows them>",
+            "<10000 characters, not a JSON object: --full shows them>",
+            '{"job_id":"j_ok"}',
+        ]
+    )
+    status, out = run(local_aws, "--stack", name, "dlq", "show", "--json", "--full", "--peek", "10")
+    assert status == 0 and "123-45-6789" in out
+
+
 def test_redrive_moves_every_message_back_with_its_attributes_when_move_tasks_are_unsupported(local_aws, stack):
     name, urls = stack
     sqs = local_aws.client("sqs")
