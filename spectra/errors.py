@@ -86,6 +86,13 @@ class PayloadTooLarge(SpectraError):
     code = "payload_too_large"
 
 
+class RecordTooLarge(SpectraError):
+    """A record of a result too large for any page the API can answer (spectra.bulk.pages)."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "record_too_large"
+
+
 class Throttled(SpectraError):
     """The warehouse or an AWS service asked us to slow down. Consumers retry these later instead of failing the job;
     the API answers 429 with ``Retry-After`` (``retry_after`` seconds), as API Gateway's own throttling does."""

@@ -159,14 +159,30 @@ def _unexpected(exc: Exception) -> Response:
     return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the request failed; it is safe to retry")
 
 
+#: Validation errors an answer lists: a small body of many bad values (60,000 in a filter) made an answer of one
+#: entry each, past Lambda's 6 MiB (a 502 for the caller's own mistake).
+MAX_LISTED_ERRORS = 20
+#: A location's parts are cut to this many characters: a bad key may be as long as the body.
+MAX_LOCATION_CHARS = 100
+
+
 @app.exception_handler(RequestValidationError)
 def _validation_error(exc: RequestValidationError) -> Response:
+    errors = exc.errors()
     details = [
-        {"loc": list(err.get("loc", [])), "msg": err.get("msg"), "type": err.get("type")} for err in exc.errors()
+        {"loc": [_cut(part) for part in err.get("loc", [])], "msg": err.get("msg"), "type": err.get("type")}
+        for err in errors[:MAX_LISTED_ERRORS]
     ]
-    if any(err["type"] == "json_invalid" for err in details):
+    if len(errors) > MAX_LISTED_ERRORS:
+        more = len(errors) - MAX_LISTED_ERRORS
+        details.append({"loc": [], "msg": f"and {more} more errors not listed", "type": "more_errors"})
+    if any(err.get("type") == "json_invalid" for err in errors):
         return _error(HTTPStatus.BAD_REQUEST, "invalid_json", "the body is not valid JSON", details)
     return _error(HTTPStatus.BAD_REQUEST, "invalid_request", "the request is not valid", details)
+
+
+def _cut(part: Any) -> Any:
+    return part[:MAX_LOCATION_CHARS] + " [...]" if isinstance(part, str) and len(part) > MAX_LOCATION_CHARS else part
 
 
 @app.not_found

@@ -47,6 +47,11 @@ _ANSWERS = {
         "headers": _RETRY_AFTER,
         **_ERROR,
     },
+    422: {
+        "description": "A record of the results is too large for any page (record_too_large: its details give the "
+        "locator of the record after it)",
+        **_ERROR,
+    },
     410: {
         "description": "The job's result files were given up (results_unavailable; its errorMessage says why), or "
         "expired ResultRetentionDays after they were written (gone)",
@@ -324,7 +329,7 @@ def unprocessed_records(job_id: JobId):  # bytes, not validated as text
                 "Sforce-NumberOfRecords": {"description": "Records on this page", "schema": {"type": "integer"}},
             },
         },
-        **_errors(400, 404, "409-results", 410),
+        **_errors(400, 404, "409-results", 410, 422),
     },
     summary="Rows of a query job",
     description="A page of CSV with its header line. `Sforce-Locator` names the next page (`null` after the "

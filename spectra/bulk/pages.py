@@ -4,10 +4,11 @@ page named by an opaque locator (``Sforce-Locator``; the string ``null`` after t
 The pages are read straight from the UNLOAD's part files (CSV with a header line, its fields separated by the job's
 ``columnDelimiter``; each record is passed on ending in the job's ``lineEnding``): a locator is a part and a byte
 offset into it, so a page is one ranged GET that stops after ``maxRecords`` records, or before the record that would
-take it past a byte budget that keeps the response inside Lambda's payload quota. A single record larger than the
-budget is a page of its own (a row past about 4.5 MB, which takes some 70 full ``VARCHAR(65535)`` columns, then
-meets API Gateway's 502). Records are cut by counting quotes: a line break inside a quoted field leaves an odd number
-of quotes behind it, so the record goes on.
+take it past a byte budget that keeps the response inside Lambda's payload quota. A record that would not fit a
+page even alone (past 4 MiB with the header line: some 65 full ``VARCHAR(65535)`` columns) cannot be served: it is a
+422 ``record_too_large`` naming its size and the locator of the record after it, so the rest can still be read (such
+rows come whole through ``POST /v1/queries`` with ``delivery`` ``export``). Records are cut by counting quotes: a line
+break inside a quoted field leaves an odd number of quotes behind it, so the record goes on.
 
 A locator is signed like a page token (:mod:`spectra.tokens`), bound to the tenant and the job: only an offset this
 module wrote, at the start of a record, is ever read from. An offset chosen by the caller could land inside a quoted
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from spectra.bulk.files import BulkFiles
 from spectra.bulk.models import BulkJob, ColumnDelimiter, SourceFile
-from spectra.errors import InvalidRequest, InvalidToken
+from spectra.errors import InvalidRequest, InvalidToken, RecordTooLarge
 from spectra.tokens import PageTokens
 
 
@@ -86,8 +87,10 @@ def read_page(
                 continue
             line = record.removesuffix(b"\n") + ending.encode()
             if count and len(body) + len(line) > max_bytes:
-                # past the budget with this record: it starts the next page (a record alone is served whole)
+                # past the budget with this record: it starts the next page
                 return Page(bytes(body), count, encode_locator(tokens, job, part, start))
+            if len(body) + len(line) > max_bytes:
+                raise _too_large(tokens, job, len(line), max_bytes - len(body), (part, consumed))
             body += line
             count += 1
             if count >= max_records or len(body) >= max_bytes:
@@ -100,6 +103,18 @@ def read_page(
             break
     more = part < len(job.export_files)
     return Page(bytes(body), count, encode_locator(tokens, job, part, 0) if more else None)
+
+
+def _too_large(tokens: PageTokens, job: BulkJob, size: int, room: int, after: tuple[int, int]) -> RecordTooLarge:
+    part, offset = after
+    if offset >= job.export_files[part].bytes:
+        part, offset = part + 1, 0
+    following = encode_locator(tokens, job, part, offset) if part < len(job.export_files) else None
+    return RecordTooLarge(
+        f"a record of this job's results is {size} bytes, more than a page can carry ({room} with the header line):"
+        " the locator in details reads on after it; POST /v1/queries with delivery export gives such rows whole",
+        details={"record_bytes": size, "page_max_bytes": room, "locator_after": following or "null"},
+    )
 
 
 def _records(chunks: Iterator[bytes]) -> Iterator[bytes]:

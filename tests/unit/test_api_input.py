@@ -267,6 +267,24 @@ def test_the_handler_answers_malformed_requests_in_the_error_shape(
         assert (allow[0] if isinstance(allow, list) else allow) in ("DELETE, GET", "POST", "GET")
 
 
+@pytest.mark.parametrize(
+    "filter_",
+    [{"status": [1] * 60_000}, {str(n): 1 for n in range(70_000)}, {"k" * 200_000: 1, "j" * 200_000: 1}],
+    ids=["values", "keys", "long-keys"],
+)
+def test_many_invalid_values_are_a_small_400(resolve, filter_):
+    """One entry per pydantic error made a 120 KB body's answer pass Lambda's 6 MiB: a 502 for the caller's own
+    mistake (found by the fuzzing review). The first 20 are listed, each location cut, and how many more."""
+    body = json.dumps({"url": "https://hooks.example.com/x", "events": ["Job Completed"], "filter": filter_})
+    got, _, answer = resolve("POST", "/v1/subscriptions", body.encode(), JSON)
+    assert (got, answer["error"]["code"]) == (400, INVALID)
+    assert len(json.dumps(answer)) < 10_000
+    details = answer["error"]["details"]
+    assert len(details) <= 21 and all(len(str(part)) <= 106 for d in details for part in d["loc"])
+    if len(filter_) > 20 or any(len(v) > 20 for v in filter_.values() if isinstance(v, list)):
+        assert details[-1]["type"] == "more_errors" and "more errors not listed" in details[-1]["msg"]
+
+
 def test_every_line_of_a_request_names_its_tenant_and_job(resolve, monkeypatch):
     """The request's lines, the domain's and the handler's own error line included, carry the caller's tenant and
     the job the path names, as every consumer's lines do (spectra/logs.py)."""

@@ -12,7 +12,7 @@ import pytest
 
 from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile
 from spectra.bulk.pages import _binding, _records, decode_locator, encode_locator, read_page
-from spectra.errors import InvalidRequest
+from spectra.errors import InvalidRequest, RecordTooLarge
 from spectra.tokens import PageTokens
 from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import make_ports
@@ -136,11 +136,31 @@ def test_the_byte_budget_cuts_pages_early_and_loses_nothing(files):
     assert [r for p in pages for r in parsed(p)] == data
 
 
-def test_a_record_larger_than_the_budget_is_a_page_of_its_own(files):
-    data = rows(5)
-    data[2][1] = "x" * 500
-    pages = read_all(files, exported(files, [data]), max_records=1000, max_bytes=120)
-    assert [parsed(p) for p in pages] == [data[:2], data[2:3], data[3:]]
+def test_a_record_no_page_can_carry_is_a_422_naming_where_to_read_on(files):
+    """A record past the budget alone was served alone: past 4 MiB (base64 in Lambda's 6 MB) its page was a 502 on
+    every try, the job's later records unreadable (found by the fuzzing review)."""
+    data = rows(7)
+    data[2][1] = "x" * 500  # in the middle of a part
+    data[4][1] = "y" * 500  # the last of its part
+    data[6][1] = "z" * 500  # the last of all
+    job = exported(files, [data[:5], data[5:]])
+    first = read_page(files, TOKENS, job, locator=None, max_records=1000, max_bytes=120)
+    assert parsed(first) == data[:2]
+    seen, locator = [], first.locator
+    for expected_next in (data[3:4], data[5:6], None):
+        with pytest.raises(RecordTooLarge) as refused:
+            read_page(files, TOKENS, job, locator=locator, max_records=1000, max_bytes=120)
+        details = refused.value.details
+        assert refused.value.status == 422 and details["record_bytes"] > 500 and details["page_max_bytes"] < 120
+        locator = details["locator_after"]
+        if expected_next is None:
+            assert locator == "null"
+            break
+        page = read_page(files, TOKENS, job, locator=locator, max_records=1000, max_bytes=120)
+        assert parsed(page) == expected_next
+        seen += parsed(page)
+        locator = page.locator
+    assert seen == [data[3], data[5]]
 
 
 def test_pages_are_the_same_when_every_read_is_a_few_bytes(files, monkeypatch):
