@@ -441,6 +441,7 @@ _ERROR_CODES = {
     "413": "payload_too_large",
     "414": "request_error",
     "415": "unsupported_media_type",
+    "422": "record_too_large",
     "429": "throttled",
     "431": "request_error",
     "500": "internal_error",
@@ -452,11 +453,16 @@ def _error_content() -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 
 
+def _is_validation_answer(answer: dict | None) -> bool:
+    schema = ((answer or {}).get("content") or {}).get("application/json", {}).get("schema") or {}
+    return schema.get("$ref") == "#/components/schemas/HTTPValidationError"
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The served OpenAPI document: generated from the routes and models, with the bearer key declared and without
-    Powertools' 422 answers (a request that fails validation gets 400 here, in the one error shape) or bodies on
-    answers that have none (204, 303)."""
+    Powertools' 422 answers (a request that fails validation gets 400 here, in the one error shape; a route's own
+    422, the bulk query results' ``record_too_large``, stays) or bodies on answers that have none (204, 303)."""
     document = json.loads(
         app.get_openapi_json_schema(
             title="Redshift Spectra",
@@ -479,7 +485,8 @@ def openapi_document() -> dict[str, Any]:
     for operations in document["paths"].values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
+            if _is_validation_answer(responses.get("422")):
+                del responses["422"]  # Powertools' own: a request that fails validation is a 400 here
             for empty in ("204", "303"):  # no body: Powertools gives every answer a content of its own
                 if empty in responses:
                     responses[empty].pop("content", None)

@@ -389,6 +389,10 @@ def _read_sidecar(ports: Ports, bucket: str, stem: str) -> tuple[str, dict[str, 
     return None
 
 
+#: Problems a refused sidecar's job error lists.
+MAX_LISTED_PROBLEMS = 10
+
+
 def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> DropOptions:
     """The object's metadata, overridden by a sidecar ``<name>.json`` next to it."""
     values = metadata_options(metadata)
@@ -398,5 +402,11 @@ def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> 
     try:
         return DropOptions.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise DropRefused(f"job options are not valid: {problems}") from exc
+        # the first few, each location cut: a sidecar of thousands of bad keys would make an error past what a job
+        # record holds
+        errors = exc.errors()
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))[:100] or 'options'}: {e['msg']}" for e in errors[:MAX_LISTED_PROBLEMS]
+        )
+        more = f"; and {len(errors) - MAX_LISTED_PROBLEMS} more" if len(errors) > MAX_LISTED_PROBLEMS else ""
+        raise DropRefused(f"job options are not valid: {problems}{more}") from exc

@@ -4,11 +4,12 @@ page named by an opaque locator (``Sforce-Locator``; the string ``null`` after t
 The pages are read straight from the UNLOAD's part files (CSV with a header line, its fields separated by the job's
 ``columnDelimiter``; each record is passed on ending in the job's ``lineEnding``): a locator is a part and a byte
 offset into it, so a page is one ranged GET that stops after ``maxRecords`` records, or before the record that would
-take it past a byte budget that keeps the response inside Lambda's payload quota. A record that would not fit a
-page even alone (past 4 MiB with the header line: some 65 full ``VARCHAR(65535)`` columns) cannot be served: it is a
-422 ``record_too_large`` naming its size and the locator of the record after it, so the rest can still be read (such
-rows come whole through ``POST /v1/queries`` with ``delivery`` ``export``). Records are cut by counting quotes: a line
-break inside a quoted field leaves an odd number of quotes behind it, so the record goes on.
+take it past a byte budget that keeps the response inside Lambda's payload quota. A record past that budget is a
+page of its own, up to :data:`ALONE_MAX_BYTES` (about 4.7 MB with the header line); one past that (some 72 full
+``VARCHAR(65535)`` columns) cannot be served: it is a 422 ``record_too_large`` naming its size and the locator of
+the record after it, so the rest can still be read (such rows come whole through ``POST /v1/queries`` with
+``delivery`` ``export``). Records are cut by counting quotes: a line break inside a quoted field leaves an odd
+number of quotes behind it, so the record goes on.
 
 A locator is signed like a page token (:mod:`spectra.tokens`), bound to the tenant and the job: only an offset this
 module wrote, at the start of a record, is ever read from. An offset chosen by the caller could land inside a quoted
@@ -27,6 +28,11 @@ from spectra.bulk.files import BulkFiles
 from spectra.bulk.models import BulkJob, ColumnDelimiter, SourceFile
 from spectra.errors import InvalidRequest, InvalidToken, RecordTooLarge
 from spectra.tokens import PageTokens
+
+#: The most a page holding one record may be: Lambda answers at most 6 MiB, and the page goes base64 (4/3) in a JSON
+#: envelope with its headers (16 KiB kept for them). A page of several records stops at the smaller budget the caller
+#: gives (BULK_PAGE_MAX_BYTES); a record that alone passes that budget is still served up to this.
+ALONE_MAX_BYTES = (6 * 1024 * 1024 - 16 * 1024) * 3 // 4
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,8 @@ def read_page(
             if count and len(body) + len(line) > max_bytes:
                 # past the budget with this record: it starts the next page
                 return Page(bytes(body), count, encode_locator(tokens, job, part, start))
-            if len(body) + len(line) > max_bytes:
-                raise _too_large(tokens, job, len(line), max_bytes - len(body), (part, consumed))
+            if len(body) + len(line) > max(max_bytes, ALONE_MAX_BYTES):
+                raise _too_large(tokens, job, len(line), max(max_bytes, ALONE_MAX_BYTES) - len(body), (part, consumed))
             body += line
             count += 1
             if count >= max_records or len(body) >= max_bytes:

@@ -66,6 +66,15 @@ def notification(key: str, **obj) -> S3EventRecord:
     return S3EventRecord.model_validate({"eventName": "ObjectCreated:Put", "s3": s3_entity})
 
 
+def test_a_sidecar_of_many_bad_keys_fails_the_job_with_a_short_reason(ports):
+    """Every problem was joined into the job's error: thousands of bad keys made a message past what a job record
+    holds (found by a diff review, as the API's validation answers were)."""
+    sidecar(ports, "acme/accounts/jan.json", {f"k{n}": 1 for n in range(5000)})  # 49 KB, within 64 KB
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    assert job.state is BulkState.FAILED and job.error.code == "invalid_drop"
+    assert len(job.error.message) < 3000 and job.error.message.endswith("; and 4990 more")
+
+
 @pytest.mark.parametrize(
     ("encoded", "key"),
     [

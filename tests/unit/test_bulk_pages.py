@@ -136,9 +136,17 @@ def test_the_byte_budget_cuts_pages_early_and_loses_nothing(files):
     assert [r for p in pages for r in parsed(p)] == data
 
 
-def test_a_record_no_page_can_carry_is_a_422_naming_where_to_read_on(files):
-    """A record past the budget alone was served alone: past 4 MiB (base64 in Lambda's 6 MB) its page was a 502 on
-    every try, the job's later records unreadable (found by the fuzzing review)."""
+def test_a_record_larger_than_the_budget_is_a_page_of_its_own(files):
+    data = rows(5)
+    data[2][1] = "x" * 500
+    pages = read_all(files, exported(files, [data]), max_records=1000, max_bytes=120)
+    assert [parsed(p) for p in pages] == [data[:2], data[2:3], data[3:]]
+
+
+def test_a_record_no_page_can_carry_is_a_422_naming_where_to_read_on(files, monkeypatch):
+    """A record past Lambda's answer even alone (base64 past 6 MB) was a 502 on every try, the job's later records
+    unreadable (found by the fuzzing review)."""
+    monkeypatch.setattr("spectra.bulk.pages.ALONE_MAX_BYTES", 300)
     data = rows(7)
     data[2][1] = "x" * 500  # in the middle of a part
     data[4][1] = "y" * 500  # the last of its part
@@ -151,7 +159,7 @@ def test_a_record_no_page_can_carry_is_a_422_naming_where_to_read_on(files):
         with pytest.raises(RecordTooLarge) as refused:
             read_page(files, TOKENS, job, locator=locator, max_records=1000, max_bytes=120)
         details = refused.value.details
-        assert refused.value.status == 422 and details["record_bytes"] > 500 and details["page_max_bytes"] < 120
+        assert refused.value.status == 422 and details["record_bytes"] > 500 and details["page_max_bytes"] < 300
         locator = details["locator_after"]
         if expected_next is None:
             assert locator == "null"
@@ -245,3 +253,11 @@ def test_a_locator_is_bound_to_its_job_and_key_and_to_positions_inside_the_expor
     for part, offset in [(2, 0), (-1, 0), (0, -5), (0, job.export_files[0].bytes + 1), ("0", 0), (0, 1.5)]:
         with pytest.raises(InvalidRequest):
             decode_locator(TOKENS, TOKENS.encode({"part": part, "offset": offset}, bound_to=_binding(job)), job)
+
+
+def test_a_lone_record_may_fill_what_lambda_can_answer():
+    """A page of one record goes base64 (4/3) in Lambda's 6 MiB answer with its envelope: a 4.3 MB record fits, and
+    was served before the 422 came (found by the diff review)."""
+    from spectra.bulk.pages import ALONE_MAX_BYTES
+
+    assert ALONE_MAX_BYTES > 4 * 1024 * 1024 and ALONE_MAX_BYTES * 4 / 3 + 16 * 1024 <= 6 * 1024 * 1024
