@@ -143,13 +143,13 @@ def test_known_paths_know_their_methods_and_odd_ids_still_match():
     assert _allowed_methods("/v1/openapi.json") == _allowed_methods("/v1/docs") == ("GET",)  # not documented
 
 
-def test_the_document_declares_no_422_and_its_links_name_real_operations():
+def test_the_document_declares_no_validation_422_and_its_links_name_real_operations():
     document = openapi_document()
     operations = {op["operationId"] for ops in document["paths"].values() for op in ops.values()}
-    for ops in document["paths"].values():
+    for path, ops in document["paths"].items():
         for operation in ops.values():
             responses = operation["responses"]
-            assert "422" not in responses
+            assert "422" not in responses or path == "/v1/bulk/jobs/{job_id}/results"  # record_too_large
             assert {"400", "401", "429", "500"} <= set(responses)
             assert any(code.startswith("2") for code in responses)
             for response in responses.values():
