@@ -8,7 +8,9 @@ JWT when JWTs are configured (``JWKS_URL``, see :class:`~spectra.settings.Settin
 - its signature verifies with that key;
 - ``iss`` and ``aud`` equal the configured issuer and audience, ``exp`` is present and not past, and ``nbf`` and
   ``iat``, when present, are not in the future, each with a small leeway for clock skew (``JWT_LEEWAY_SECONDS``);
-- the tenant claim (``JWT_TENANT_CLAIM``) names a tenant that exists and is active.
+- the tenant claim (``JWT_TENANT_CLAIM``) names a tenant that exists and is active, and its ``iat``, when present, is
+  not before that tenant was created (less the leeway): a token issued to a tenant since deleted does not open one
+  created again under the same id, as its API keys do not (a token without ``iat`` cannot be told apart).
 
 Every refusal is the same :class:`~spectra.errors.Unauthorized` ("invalid bearer token"): the caller learns nothing
 about which part failed; the log says which, for the operator.
@@ -16,13 +18,18 @@ about which part failed; the log says which, for the operator.
 The key set is fetched with PyJWT's :class:`jwt.PyJWKClient` and cached per process for ``JWKS_CACHE_SECONDS``, so a
 key the provider withdraws stops working within that time. A token with an unknown ``kid`` makes the client fetch the
 set again at most once per cooldown (30 s), so a stream of made-up key ids cannot turn into a stream of fetches. An
-identity provider that cannot be reached refuses its tokens (401, logged as an error) rather than failing open.
+identity provider that cannot be reached, or serves a key set that cannot be used, refuses its tokens (401, logged
+as an error) rather than failing open, and is not asked again for ``FETCH_RETRY_SECONDS``: while it is down, every
+token would otherwise be a fetch, each up to its timeout.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import jwt
 
@@ -38,6 +45,14 @@ _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 # Three base64url segments; what else comes in a bearer header is not a JWT and is refused before any parsing.
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 MAX_TOKEN_BYTES = 8192
+#: How long a failed key-set fetch refuses tokens without asking the provider again.
+FETCH_RETRY_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    tenant_id: str
+    issued_at: datetime | None  # its iat, if it has one
 
 
 class JwtVerifier:
@@ -61,6 +76,7 @@ class JwtVerifier:
         self._audience = audience
         self._tenant_claim = tenant_claim
         self._leeway = leeway_seconds
+        self._fetch_failed_at: float | None = None  # monotonic time of the last failed key-set fetch
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JwtVerifier | None:
@@ -76,12 +92,23 @@ class JwtVerifier:
             jwks_cache_seconds=settings.jwks_cache_seconds,
         )
 
+    @property
+    def leeway(self) -> timedelta:
+        return timedelta(seconds=self._leeway)
+
     def tenant_id(self, token: str) -> str:
         """The tenant id a valid token names; Unauthorized for anything else."""
+        return self.verify(token).tenant_id
+
+    def verify(self, token: str) -> VerifiedToken:
+        """What a valid token says (its tenant id and issue time); Unauthorized for anything else."""
         if len(token) > MAX_TOKEN_BYTES or not _COMPACT_JWS.fullmatch(token):
             raise _refused("not a compact JWS")
+        failed = self._fetch_failed_at
+        if failed is not None and time.monotonic() - failed < FETCH_RETRY_SECONDS:
+            raise _refused("the key set could not be fetched a moment ago")
         try:
-            key = self._jwks.get_signing_key_from_jwt(token)
+            key = self._signing_key(token)
             claims = jwt.decode(
                 token,
                 key,
@@ -91,24 +118,46 @@ class JwtVerifier:
                 leeway=self._leeway,
                 options={"require": ["exp", "iss", "aud", self._tenant_claim]},
             )
-        except (jwt.PyJWKClientConnectionError, ValueError) as exc:  # ValueError: a key set that is not JSON
-            logger.error("JWKS unreachable or unreadable, token refused: %s", exc)
-            raise _refused(None) from None
         except jwt.PyJWTError as exc:
             raise _refused(f"{type(exc).__name__}: {exc}") from None
         tenant_id = claims[self._tenant_claim]
         if not isinstance(tenant_id, str) or not _TENANT_ID.fullmatch(tenant_id):
             raise _refused("the tenant claim is not a tenant id")
-        return tenant_id
+        issued = claims.get("iat")
+        issued_at = datetime.fromtimestamp(issued, UTC) if isinstance(issued, int | float) else None
+        return VerifiedToken(tenant_id=tenant_id, issued_at=issued_at)
+
+    def _signing_key(self, token: str):
+        """The key the token names, from the provider's key set. A set that cannot be fetched or used (unreachable,
+        not JSON, no usable keys) is the provider's trouble, not the token's: logged as an error, and not fetched
+        again for FETCH_RETRY_SECONDS. A key id the set does not have is the token's (an INFO line)."""
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token)
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as exc:  # ValueError: not JSON
+            self._provider_failed(exc)
+        except jwt.PyJWKClientError as exc:
+            if "Unable to find a signing key" in str(exc):
+                raise
+            self._provider_failed(exc)  # "did not return a JSON object", no signing keys, ...
+        self._fetch_failed_at = None
+        return key
+
+    def _provider_failed(self, exc: Exception):
+        self._fetch_failed_at = time.monotonic()
+        logger.error("JWKS unreachable or unusable, token refused: %s: %s", type(exc).__name__, exc)
+        raise _refused(None) from None
 
 
 def authenticate(tenants: TenantDirectory, jwt_verifier: JwtVerifier | None, token: str) -> Tenant:
     """The active tenant behind a bearer token: an API key, or a JWT when a verifier is configured."""
     if token.startswith(KEY_PREFIX) or jwt_verifier is None:
         return tenants.authenticate(token)
-    tenant = tenants.get(jwt_verifier.tenant_id(token))
+    verified = jwt_verifier.verify(token)
+    tenant = tenants.get(verified.tenant_id)
     if tenant is None or not tenant.active:
         raise _refused("the token's tenant does not exist or is inactive")
+    if verified.issued_at is not None and verified.issued_at < tenant.created_at - jwt_verifier.leeway:
+        raise _refused("the token was issued before its tenant was created (to a tenant since deleted)")
     return tenant
 
 

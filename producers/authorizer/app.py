@@ -53,6 +53,7 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
     arn = event.parsed_arn
     policy = APIGatewayAuthorizerResponse(
         principal_id=tenant.tenant_id,
+        partition=arn.partition,  # aws-us-gov, aws-cn: a policy naming "aws" there denies every call
         region=arn.region,
         aws_account_id=arn.aws_account_id,
         api_id=arn.api_id,

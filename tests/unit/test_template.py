@@ -273,3 +273,50 @@ def test_the_rules_take_exactly_one_warehouse(template, cluster, workgroup, depl
     parameters = {"RedshiftClusterId": cluster, "RedshiftWorkgroup": workgroup}
     assertions = template["Rules"]["OneWarehouse"]["Assertions"]
     assert all(_holds(a["Assert"], parameters) for a in assertions) is deploys
+
+
+@pytest.mark.parametrize(
+    ("jwks_url", "issuer", "audience", "claim"),
+    [
+        ("https://idp.example/.well-known/jwks.json", "", "spectra-api", "tenant_id"),  # no issuer
+        ("https://idp.example/.well-known/jwks.json", "https://idp.example/", "", "tenant_id"),  # no audience
+        ("http://idp.example/.well-known/jwks.json", "https://idp.example/", "spectra-api", "tenant_id"),  # plain HTTP
+        ("", "", "", ""),  # no JWTs, but no claim name either
+    ],
+)
+def test_jwt_parameters_the_functions_cannot_load_are_refused_at_deploy(template, jwks_url, issuer, audience, claim):
+    """The settings refuse each of these, and the authorizer loads its settings for every request: after such a
+    deploy every request, API keys included, failed (found by the authentication review)."""
+    from spectra.settings import Settings
+
+    with pytest.raises(ValueError):
+        Settings(
+            jobs_table="j",
+            tenants_table="t",
+            jobs_queue_url="q",
+            results_bucket="b",
+            event_bus_name="e",
+            redshift_cluster_id="c",
+            jwks_url=jwks_url,
+            jwt_issuer=issuer,
+            jwt_audience=audience,
+            jwt_tenant_claim=claim,
+        )
+    parameters = {"JwksUrl": jwks_url, "JwtIssuer": issuer, "JwtAudience": audience, "JwtTenantClaim": claim}
+    refused = [
+        name
+        for name, value in parameters.items()
+        if not re.fullmatch(template["Parameters"][name].get("AllowedPattern", ".*"), value)
+        or len(value) < template["Parameters"][name].get("MinLength", 0)
+    ]
+    assertions = template["Rules"]["JwtComplete"]["Assertions"]
+    assert refused or not all(_holds(a["Assert"], parameters) for a in assertions)
+
+
+@pytest.mark.parametrize(
+    "jwks_url", ["", "https://idp.example/.well-known/jwks.json", "http://127.0.0.1:8080/jwks.json"]
+)
+def test_jwt_parameters_the_functions_load_deploy(template, jwks_url):
+    parameters = {"JwksUrl": jwks_url, "JwtIssuer": "https://idp.example/", "JwtAudience": "spectra-api"}
+    assert re.fullmatch(template["Parameters"]["JwksUrl"]["AllowedPattern"], jwks_url)
+    assert all(_holds(a["Assert"], parameters) for a in template["Rules"]["JwtComplete"]["Assertions"])

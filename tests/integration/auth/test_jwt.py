@@ -7,14 +7,16 @@ caller which part of its token failed.
 from __future__ import annotations
 
 import base64
-import http.server
 import json
+import logging
 import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from spectra import auth
 from spectra.auth import JwtVerifier, authenticate
 from spectra.errors import Unauthorized
 from spectra.tenants import KEY_PREFIX
@@ -196,29 +198,8 @@ def test_an_unreachable_identity_provider_refuses_tokens(identity_provider, tena
 
 def test_a_key_set_that_is_not_json_refuses_tokens(identity_provider, tenants):
     """A provider answering 200 with something else (an HTML error page) is a refusal (401), not an error (500)."""
-
-    class NotJson(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b"<html>maintenance</html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotJson)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, verifier, _ = _serving(200, b"<html>maintenance</html>", content_type="text/html")
     try:
-        verifier = JwtVerifier(
-            jwks_url=f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json",
-            issuer=ISSUER,
-            audience=AUDIENCE,
-            tenant_claim=TENANT_CLAIM,
-            timeout_seconds=2,
-        )
         refused(verifier, tenants, identity_provider.token("acme"))
     finally:
         server.shutdown()
@@ -229,3 +210,77 @@ def test_jwts_are_off_without_a_verifier(identity_provider, tenants):
     refused_by_keys.create_tenant("acme", db_user="tenant_acme")
     with pytest.raises(Unauthorized):
         authenticate(refused_by_keys, None, identity_provider.token("acme"))
+
+
+# -- the tenant's lifetime and the provider's trouble (found by the authentication review) ---------------------------
+
+
+def test_a_token_issued_before_its_tenant_was_created_does_not_open_it(identity_provider, verifier):
+    """API keys die with their tenant (its generation); a JWT issued to a tenant since deleted opened the tenant
+    created again under the same id. Its iat tells it apart, beyond the leeway; a token without iat cannot be."""
+    tenants = FakeTenants()
+    tenants.create_tenant("acme", db_user="tenant_acme")
+    refused(verifier, tenants, identity_provider.token("acme", iat=now() - LEEWAY - 60))
+    assert authenticate(tenants, verifier, identity_provider.token("acme", iat=now() - LEEWAY + 5)).tenant_id == "acme"
+    assert authenticate(tenants, verifier, identity_provider.token("acme", iat=None)).tenant_id == "acme"
+
+
+def _serving(status: int, body: bytes = b"", *, content_type: str = "application/json"):
+    """A key-set endpoint answering ``status`` and ``body`` to every fetch (counted in the list returned)."""
+    hits: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(1)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    verifier = JwtVerifier(
+        jwks_url=f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json",
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        tenant_claim=TENANT_CLAIM,
+        timeout_seconds=2,
+    )
+    return server, verifier, hits
+
+
+def test_a_provider_in_trouble_is_not_asked_once_per_token(identity_provider, tenants, monkeypatch):
+    """While the provider answered 503, every token, made-up ones included, fetched the key set again (each up to
+    its timeout): now a failed fetch refuses tokens for FETCH_RETRY_SECONDS without asking."""
+    server, verifier, hits = _serving(503)
+    try:
+        for n in range(20):
+            token = identity_provider.token("acme", kid=f"made-up-{n}", key=identity_provider.keys["rsa-1"])
+            refused(verifier, tenants, token)
+        assert len(hits) == 1
+        monkeypatch.setattr(auth, "FETCH_RETRY_SECONDS", 0)
+        refused(verifier, tenants, identity_provider.token("acme"))
+        assert len(hits) == 2  # asked again once the wait is over
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "jwks", [{"keys": []}, {"error": "rate limited"}, [], {"keys": [{"kty": "RSA", "kid": "rsa-1", "n": "x"}]}]
+)
+def test_a_key_set_the_provider_broke_is_an_error_for_the_operator(identity_provider, tenants, caplog, jwks):
+    """A key set with no usable key refuses every token as an unreachable provider does, but was logged as one more
+    caller's bad token (INFO): no alarm-level line while every JWT user was refused."""
+    server, verifier, _ = _serving(200, json.dumps(jwks).encode())
+    try:
+        with caplog.at_level(logging.INFO, logger="spectra.auth"):
+            refused(verifier, tenants, identity_provider.token("acme"))
+        assert [r.levelname for r in caplog.records if r.name == "spectra.auth"] == ["ERROR"], caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()
