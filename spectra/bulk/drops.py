@@ -226,12 +226,8 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         return None
     logs.bind(tenant_id=tenant_id)
     stem = _stem(dropped.key, SIDECAR_SUFFIXES)
-    try:
-        sidecar = _read_sidecar(ports, dropped.bucket, stem)
-        options = DropOptions.model_validate(sidecar[1]) if sidecar is not None else None
-    except (DropRefused, ValidationError):
-        return None  # a bad sidecar fails the file that reads it, with the reason
-    if sidecar is None or options is None:
+    sidecar = _sidecar_options(ports, dropped.bucket, stem)
+    if sidecar is None:
         return None  # replaced or deleted since
     bulk = bulk_ports(ports)
     since = utcnow() - LATE_SIDECAR_WINDOW
@@ -240,7 +236,12 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             break
         if job.source is not JobSource.S3_DROP or _stem(job.object_key or "", _SUFFIXES) != stem:
             continue
-        differs = _differences(job, options.model_dump(include=set(sidecar[1])))
+        # a sidecar that is not valid asks for something the job cannot be known to run with: never silent either
+        differs = (
+            f"options it cannot give ({sidecar.invalid})"
+            if sidecar.options is None
+            else _differences(job, sidecar.asked)
+        )
         if not differs or job.state in (BulkState.FAILED, BulkState.ABORTED):
             continue
         if job.state is BulkState.UPLOAD_COMPLETE:
@@ -256,6 +257,7 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             f" loaded without it; the sidecar asks for {differs}. Put a sidecar before its file (aws s3 sync uploads"
             " files in parallel), or send the options as object metadata",
         )
+        options = sidecar.options or DropOptions()
         report, _ = bulk.jobs.create(_drop_job(tenant, dropped, table, options, files=[], error=error))
         if not report.state.is_terminal:
             return finish_bulk_job(ports, report, BulkState.FAILED, error=report.error, unstarted=True)
@@ -322,19 +324,23 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
             f"{source.url} was replaced by a newer upload before this job read it (put again after the job was made);"
             " the newer file is loaded by its own job"
         )
-    try:
-        sidecar = _read_sidecar(ports, source.bucket, stem)
-        if sidecar is None:
-            return None
-        options = DropOptions.model_validate(sidecar[1])
-    except (DropRefused, ValidationError):
-        return None  # put (or spoiled) after the job was made: the job runs with what it was made with
-    differs = _differences(job, options.model_dump(include=set(sidecar[1])))
+    sidecar = _sidecar_options(ports, source.bucket, stem)
+    if sidecar is None:
+        return None
+    if sidecar.options is None:
+        # put (or spoiled) after the job was made, and not valid: what the tenant meant is unknown, and loading with
+        # the defaults (an insert where an upsert was meant) would be silent
+        return ErrorInfo(
+            code="late_sidecar",
+            message=f"its sidecar {sidecar.name} came after it and is not valid ({sidecar.invalid}); nothing was"
+            f" loaded: put {job.object_key.rsplit('/', 1)[-1]} again with a valid sidecar",
+        )
+    differs = _differences(job, sidecar.asked)
     if not differs:
         return None
     return ErrorInfo(
         code="late_sidecar",
-        message=f"its sidecar {sidecar[0]} came after it and asks for {differs}; nothing was loaded: put"
+        message=f"its sidecar {sidecar.name} came after it and asks for {differs}; nothing was loaded: put"
         f" {job.object_key.rsplit('/', 1)[-1]} again to load it with the sidecar's options",
     )
 
@@ -402,11 +408,39 @@ def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> 
     try:
         return DropOptions.model_validate(values)
     except ValidationError as exc:
-        # the first few, each location cut: a sidecar of thousands of bad keys would make an error past what a job
-        # record holds
-        errors = exc.errors()
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))[:100] or 'options'}: {e['msg']}" for e in errors[:MAX_LISTED_PROBLEMS]
-        )
-        more = f"; and {len(errors) - MAX_LISTED_PROBLEMS} more" if len(errors) > MAX_LISTED_PROBLEMS else ""
-        raise DropRefused(f"job options are not valid: {problems}{more}") from exc
+        raise DropRefused(f"job options are not valid: {_problems(exc)}") from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    """The first few of a refused sidecar's problems, each location cut (a sidecar of thousands of bad keys would
+    make an error past what a job record holds), and how many more."""
+    errors = exc.errors()
+    listed = "; ".join(
+        f"{'.'.join(map(str, e['loc']))[:100] or 'options'}: {e['msg']}" for e in errors[:MAX_LISTED_PROBLEMS]
+    )
+    return listed + (f"; and {len(errors) - MAX_LISTED_PROBLEMS} more" if len(errors) > MAX_LISTED_PROBLEMS else "")
+
+
+@dataclass(frozen=True)
+class _LateSidecar:
+    name: str
+    options: DropOptions | None  # None: not valid
+    asked: dict[str, Any]  # the fields it sets, as the options read them
+    invalid: str | None = None  # why it is not valid
+
+
+def _sidecar_options(ports: Ports, bucket: str, stem: str) -> _LateSidecar | None:
+    """The sidecar of the data files named ``stem``, as a late one is judged (valid or not, and why); None when
+    there is none (not put, or deleted since)."""
+    name = f"{stem.rsplit('/', 1)[-1]}{SIDECAR_SUFFIXES[0]}"
+    try:
+        sidecar = _read_sidecar(ports, bucket, stem)
+        if sidecar is None:
+            return None
+        name, document = sidecar
+        options = DropOptions.model_validate(document)
+    except DropRefused as exc:
+        return _LateSidecar(name, None, {}, str(exc))
+    except ValidationError as exc:
+        return _LateSidecar(name, None, {}, f"job options are not valid: {_problems(exc)}")
+    return _LateSidecar(name, options, options.model_dump(include=set(document)))

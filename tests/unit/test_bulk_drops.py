@@ -262,6 +262,42 @@ def test_a_sidecar_its_own_event_cannot_tell_about_is_caught_before_the_load(por
     assert ports.warehouse.statements == {}
 
 
+@pytest.mark.parametrize(
+    ("document", "says"),
+    [
+        ({"operation": "UPSERT", "externalIdFieldName": "id"}, "operation: Input should be"),  # the enum's case
+        ({**UPSERT_BY_ID, "comment": "daily"}, "comment: Extra inputs are not permitted"),
+        ({**UPSERT_BY_ID, "columnDelimiter": ","}, "columnDelimiter: Input should be"),  # the character, not COMMA
+        (b'{"operation": "upsert", "externalIdFieldName": "id",}', "is not a JSON object"),  # a trailing comma
+    ],
+)
+def test_a_late_sidecar_that_is_not_valid_fails_the_job_rather_than_load_it_with_the_defaults(ports, document, says):
+    """Put before its file, each fails the file's job invalid_drop; put a moment after (aws s3 sync), both checks
+    passed over it and the file loaded as an insert where an upsert was meant, unreported (found by the drops
+    review)."""
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    sidecar(ports, "acme/accounts/jan.json", document)
+    assert accept_drop(ports, DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/jan.json", size=9)) is None
+    assert start_bulk_job(ports, ports.queue.messages[0]) is None
+    failed = ports.bulk.jobs.get(job.job_id)
+    assert (failed.state, failed.error.code, failed.statement_id) == (BulkState.FAILED, "late_sidecar", None)
+    assert (
+        "its sidecar jan.json came after it and is not valid" in failed.error.message and says in failed.error.message
+    )
+    assert ports.warehouse.statements == {}
+
+
+def test_a_late_sidecar_that_is_not_valid_is_reported_for_a_started_job(ports):
+    first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    ports.bulk.jobs.transition(first.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE})
+    sidecar(ports, "acme/accounts/jan.json", {**UPSERT_BY_ID, "comment": "daily"})
+    late = DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/jan.json", size=40, etag="e1")
+    report = accept_drop(ports, late)
+    assert (report.state, report.error.code) == (BulkState.FAILED, "late_sidecar")
+    assert "the sidecar asks for options it cannot give (job options are not valid: comment" in report.error.message
+
+
 def test_a_file_and_sidecar_put_again_while_the_first_job_waits_fail_it_file_replaced(ports):
     """Both replaced, in the right order, while the first job waited: the first job's file is gone, which is what
     it says (found by review: it said late_sidecar and told the tenant to put the file again, which the newer job
