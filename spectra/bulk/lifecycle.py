@@ -382,11 +382,15 @@ def finish_bulk_job(
     bulk = bulk_ports(ports)
     results_ready = job.operation is BulkOperation.QUERY or not job.files
     # Small input gets its files in this call. Gzip input never does: its size says nothing of what it inflates to
-    # (deflate reaches 1000:1), and a call that writes gigabytes of result files here outlives its function.
+    # (deflate reaches 1000:1), and a call that writes gigabytes of result files here outlives its function. An
+    # ending that ran nothing is written by a smaller function (the executor, the API, the S3 drop function: 30 s,
+    # 512 MB), and the cost is per record, not per byte: 16 MiB of two-byte lines is eight million records.
+    limit = ports.settings.bulk_inline_results_max_bytes
+    ran = bool(changes.get("statement_id") or job.statement_id)  # else: refused, aborted or given up, not loaded
     inline = (
         not results_ready
         and not any(f.gzip for f in job.files)
-        and job.source_bytes <= ports.settings.bulk_inline_results_max_bytes
+        and job.source_bytes <= (limit if ran else min(limit, UNSTARTED_INLINE_MAX_BYTES))
     )
     if inline and not unstarted:
         ended = job.model_copy(update={"state": state, **changes})
@@ -426,6 +430,10 @@ def settle(ports: Ports, job: BulkJob, *, ask_results: bool = True) -> None:
                 bulk.files.tag_processed(source)  # the ingest bucket's lifecycle expires it later
         publish_bulk_event(ports, job)
 
+
+#: The most input whose result files an ending that ran nothing writes itself (every record unprocessed); larger
+#: input goes to the bulk results function, as a large load's does.
+UNSTARTED_INLINE_MAX_BYTES = 2 * 1024 * 1024
 
 #: How long a bulk results run holds a job's result files: longer than the function may run (its Timeout in
 #: template.yaml, 900 s), so a lease outlives its writer only when the writer was stopped.

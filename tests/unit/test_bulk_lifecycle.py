@@ -124,6 +124,21 @@ def test_a_bad_file_fails_the_job_before_any_statement(ports, body, code):
     assert ports.bulk.jobs.pending_since(job.job_id) is None  # nothing left owed
 
 
+def test_a_large_file_refused_before_any_statement_has_its_result_files_written_apart(ports, monkeypatch):
+    """Failing a file that never loaded writes every record to unprocessed.csv in the function that refused it (the
+    executor here: 30 s, 512 MB). 16 MiB of two-byte lines is eight million records, some 13 CPU-seconds on this
+    machine where the executor has about 9 on Lambda (found by the drops review): past 2 MiB the bulk results
+    function writes them, as for a large load."""
+    monkeypatch.setattr("spectra.bulk.lifecycle.UNSTARTED_INLINE_MAX_BYTES", 1000)
+    message = queued(ports, BulkOperation.INSERT, b"id,name,shoe_size\n" + b"1,a,44\n" * 200)  # 1,418 bytes
+    assert start_bulk_job(ports, message) is None
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code, job.results_ready) == (BulkState.FAILED, "unknown_columns", False)
+    assert ports.bulk.results_queue.messages == [BulkResultsRequested(job_id=job.job_id, tenant_id="acme")]
+    assert write_owed_results(ports, ports.bulk.results_queue.messages[0]).results_ready
+    assert len(result_rows(ports, job.job_id, "unprocessed")) == 201  # the header and every record
+
+
 def test_a_batch_with_a_header_only_is_loaded_beside_the_others(ports):
     """A script that sends every chunk it cut may send an empty last one: that batch loads no rows, and the job's
     other rows still load (the whole job failed no_rows)."""
