@@ -19,8 +19,9 @@ The key set is fetched with PyJWT's :class:`jwt.PyJWKClient` and cached per proc
 key the provider withdraws stops working within that time. A token with an unknown ``kid`` makes the client fetch the
 set again at most once per cooldown (30 s), so a stream of made-up key ids cannot turn into a stream of fetches. An
 identity provider that cannot be reached, or serves a key set that cannot be used, refuses its tokens (401, logged
-as an error) rather than failing open, and is not asked again for ``FETCH_RETRY_SECONDS``: while it is down, every
-token would otherwise be a fetch, each up to its timeout.
+as an error) rather than failing open, and is not asked again for ``FETCH_RETRY_SECONDS`` (tokens whose key the cached
+set holds verify meanwhile): while it is down, every token needing a fetch would otherwise be one, each up to its
+timeout.
 """
 
 from __future__ import annotations
@@ -55,6 +56,28 @@ class VerifiedToken:
     issued_at: datetime | None  # its iat, if it has one
 
 
+class _KeySetClient(jwt.PyJWKClient):
+    """PyJWT's client, not asking a provider whose last fetch failed again for ``FETCH_RETRY_SECONDS``: while it is
+    down, every token needing a fetch (an unknown ``kid`` past the client's cooldown, an expired cache) would be one,
+    each up to its timeout. Tokens whose key the cached set still holds verify meanwhile."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._failed_at: float | None = None  # monotonic time of the last failed fetch
+
+    def fetch_data(self):
+        failed = self._failed_at
+        if failed is not None and time.monotonic() - failed < FETCH_RETRY_SECONDS:
+            raise jwt.PyJWKClientConnectionError("the key set could not be fetched a moment ago")
+        try:
+            data = super().fetch_data()
+        except Exception:
+            self._failed_at = time.monotonic()
+            raise
+        self._failed_at = None
+        return data
+
+
 class JwtVerifier:
     """Checks tokens of one identity provider and says which tenant a valid one names."""
 
@@ -69,14 +92,13 @@ class JwtVerifier:
         jwks_cache_seconds: int = 60,
         timeout_seconds: float = 5,
     ) -> None:
-        self._jwks = jwt.PyJWKClient(
+        self._jwks = _KeySetClient(
             jwks_url, cache_jwk_set=True, lifespan=jwks_cache_seconds, timeout=timeout_seconds, cooldown_duration=30
         )
         self._issuer = issuer
         self._audience = audience
         self._tenant_claim = tenant_claim
         self._leeway = leeway_seconds
-        self._fetch_failed_at: float | None = None  # monotonic time of the last failed key-set fetch
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JwtVerifier | None:
@@ -104,9 +126,6 @@ class JwtVerifier:
         """What a valid token says (its tenant id and issue time); Unauthorized for anything else."""
         if len(token) > MAX_TOKEN_BYTES or not _COMPACT_JWS.fullmatch(token):
             raise _refused("not a compact JWS")
-        failed = self._fetch_failed_at
-        if failed is not None and time.monotonic() - failed < FETCH_RETRY_SECONDS:
-            raise _refused("the key set could not be fetched a moment ago")
         try:
             key = self._signing_key(token)
             claims = jwt.decode(
@@ -123,8 +142,7 @@ class JwtVerifier:
         tenant_id = claims[self._tenant_claim]
         if not isinstance(tenant_id, str) or not _TENANT_ID.fullmatch(tenant_id):
             raise _refused("the tenant claim is not a tenant id")
-        issued = claims.get("iat")
-        issued_at = datetime.fromtimestamp(issued, UTC) if isinstance(issued, int | float) else None
+        issued_at = _issued_at(claims.get("iat"))
         return VerifiedToken(tenant_id=tenant_id, issued_at=issued_at)
 
     def _signing_key(self, token: str):
@@ -133,19 +151,27 @@ class JwtVerifier:
         again for FETCH_RETRY_SECONDS. A key id the set does not have is the token's (an INFO line)."""
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
-        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as exc:  # ValueError: not JSON
-            self._provider_failed(exc)
+        # ValueError: not JSON; TypeError: a key PyJWT cannot read (an "alg" that is a list)
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError, TypeError) as exc:
+            _provider_failed(exc)
         except jwt.PyJWKClientError as exc:
             if "Unable to find a signing key" in str(exc):
                 raise
-            self._provider_failed(exc)  # "did not return a JSON object", no signing keys, ...
-        self._fetch_failed_at = None
+            _provider_failed(exc)  # "did not return a JSON object", no signing keys, ...
         return key
 
-    def _provider_failed(self, exc: Exception):
-        self._fetch_failed_at = time.monotonic()
-        logger.error("JWKS unreachable or unusable, token refused: %s: %s", type(exc).__name__, exc)
-        raise _refused(None) from None
+
+def _issued_at(iat) -> datetime | None:
+    """A token's ``iat`` as a time: PyJWT has checked it is a number, or a string of one (it reads ``"1700000000"``)."""
+    try:
+        return datetime.fromtimestamp(float(iat), UTC) if iat is not None else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _provider_failed(exc: Exception):
+    logger.error("JWKS unreachable or unusable, token refused: %s: %s", type(exc).__name__, exc)
+    raise _refused(None) from None
 
 
 def authenticate(tenants: TenantDirectory, jwt_verifier: JwtVerifier | None, token: str) -> Tenant:

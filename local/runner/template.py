@@ -185,6 +185,8 @@ def _parameter_values(declared: Mapping[str, Any], overrides: Mapping[str, Any])
             raise TemplateError(f"parameter {name}={value!r} does not match {pattern}")
         if "MaxLength" in spec and not isinstance(value, list) and len(value) > int(spec["MaxLength"]):
             raise TemplateError(f"parameter {name}={value!r} is longer than {spec['MaxLength']}")
+        if "MinLength" in spec and not isinstance(value, list) and len(value) < int(spec["MinLength"]):
+            raise TemplateError(f"parameter {name}={value!r} is shorter than {spec['MinLength']}")
         if kind == "Number":
             _check_number(name, value, spec)
         values[name] = value

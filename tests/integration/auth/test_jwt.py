@@ -225,18 +225,20 @@ def test_a_token_issued_before_its_tenant_was_created_does_not_open_it(identity_
     assert authenticate(tenants, verifier, identity_provider.token("acme", iat=None)).tenant_id == "acme"
 
 
-def _serving(status: int, body: bytes = b"", *, content_type: str = "application/json"):
-    """A key-set endpoint answering ``status`` and ``body`` to every fetch (counted in the list returned)."""
+def _serving(status: int, body: bytes = b"", *, content_type: str = "application/json", answer: dict | None = None):
+    """A key-set endpoint answering ``status`` and ``body`` to every fetch (counted in the list returned); or, given
+    ``answer``, its "status" and "body" as they are at each fetch."""
     hits: list[int] = []
+    answer = answer if answer is not None else {"status": status, "body": body}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             hits.append(1)
-            self.send_response(status)
+            self.send_response(answer["status"])
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(answer["body"])))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(answer["body"])
 
         def log_message(self, *args) -> None:
             pass
@@ -271,16 +273,43 @@ def test_a_provider_in_trouble_is_not_asked_once_per_token(identity_provider, te
 
 
 @pytest.mark.parametrize(
-    "jwks", [{"keys": []}, {"error": "rate limited"}, [], {"keys": [{"kty": "RSA", "kid": "rsa-1", "n": "x"}]}]
+    "jwks",
+    [
+        {"keys": []},
+        {"error": "rate limited"},
+        [],
+        {"keys": [{"kty": "RSA", "kid": "rsa-1", "n": "x"}]},
+        {"keys": [{"kty": "RSA", "kid": "rsa-1", "alg": ["RS256"], "n": "x", "e": "AQAB"}]},
+    ],
 )
 def test_a_key_set_the_provider_broke_is_an_error_for_the_operator(identity_provider, tenants, caplog, jwks):
     """A key set with no usable key refuses every token as an unreachable provider does, but was logged as one more
-    caller's bad token (INFO): no alarm-level line while every JWT user was refused."""
+    caller's bad token (INFO): no alarm-level line while every JWT user was refused. An "alg" that is a list made
+    PyJWT raise TypeError, which escaped: every JWT request a 500 (found by a diff review)."""
     server, verifier, _ = _serving(200, json.dumps(jwks).encode())
     try:
         with caplog.at_level(logging.INFO, logger="spectra.auth"):
             refused(verifier, tenants, identity_provider.token("acme"))
         assert [r.levelname for r in caplog.records if r.name == "spectra.auth"] == ["ERROR"], caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_failed_refetch_for_an_unknown_kid_leaves_tokens_of_cached_keys_verifying(identity_provider, tenants):
+    """During a provider outage one token with an unknown kid (made up, or a key just rotated in) makes the client
+    refetch, which fails: the first cut of the 5 s wait then refused every token, those whose key the cache still
+    holds too, renewable by anyone every 5 s (found by a diff review). The wait is on fetching only."""
+    answer = {"status": 200, "body": json.dumps(identity_provider.jwks).encode()}
+    server, verifier, hits = _serving(200, answer=answer)
+    try:
+        assert authenticate(tenants, verifier, identity_provider.token("acme")).tenant_id == "acme"  # cached
+        answer.update(status=503, body=b"")
+        verifier._jwks._last_successful_fetch -= 31  # past the client's unknown-kid cooldown
+        refused(verifier, tenants, identity_provider.token("acme", kid="made-up", key=identity_provider.keys["rsa-1"]))
+        assert len(hits) == 2  # the refetch, failed
+        assert authenticate(tenants, verifier, identity_provider.token("acme")).tenant_id == "acme"
+        assert len(hits) == 2
     finally:
         server.shutdown()
         server.server_close()

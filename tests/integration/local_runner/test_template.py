@@ -125,3 +125,20 @@ def test_globals_merge_maps_append_lists_and_let_the_resource_win():
         "Layers": ["g", "own"],
         "Tags": {"k": "v"},
     }
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"JwtTenantClaim": ""},  # MinLength (found by a diff review: the runner checked MaxLength only)
+        {"JwksUrl": "http://idp.example/jwks.json"},  # AllowedPattern
+        {"RedshiftClusterId": "c" * 64},  # MaxLength
+    ],
+)
+def test_the_runner_refuses_parameters_cloudformation_refuses(overrides):
+    from local.runner.template import _parameter_values, load_template_file
+
+    declared = load_template_file("template.yaml")["Parameters"]
+    with pytest.raises(TemplateError):
+        _parameter_values(declared, {"RedshiftClusterId": "c", **overrides})
+    assert _parameter_values(declared, {"RedshiftClusterId": "c"})["JwtTenantClaim"] == "tenant_id"
