@@ -109,8 +109,9 @@ class Settings(BaseSettings):
     reconcile_batch_max: int = Field(default=200, gt=0)
 
     # Each tenant's share (spectra/share.py). Statements one tenant may run at once (a tenant record may set its own);
-    # jobs over it wait QUEUED on the tenant's waiting list. When that list is full, a job's message comes back after
-    # about this many seconds instead (jittered ±50%).
+    # jobs over it wait QUEUED on the tenant's waiting list. When the list refuses a job for a reason other than its
+    # size (a failed write), its message comes back after about this many seconds (jittered ±50%); a full list sends
+    # it back after 2.5 to 5 minutes (spectra/share.py).
     tenant_max_running_statements: int = Field(default=5, ge=0)
     tenant_wait_seconds: int = Field(default=5, gt=1, le=900)
     # A running slot not verified for this long is checked against the job store when its tenant is at the cap.

@@ -270,10 +270,15 @@ def finish_releasing(
             return None  # the job moved: whoever moved it owns its slot
         if not seen.known:
             break
-        if not seen.holding:  # reclaimed from us (with its lease): nothing to give back
-            return ports.jobs.transition(
+        if not seen.holding:  # reclaimed from us (with its lease), or never taken: nothing to give back
+            finished = ports.jobs.transition(
                 job.job_id, status, expected={job.status}, unstarted=unstarted, announced=announced, **changes
             )
+            if finished is not None and job.job_id in seen.waiting:
+                # ended while it waited (cancelled, given up): its place would stay for good on a tenant that frees
+                # no slot (paused at cap 0), filling the list until no job could park or claim
+                ports.slots.unpark(job.tenant_id, job.job_id)
+            return finished
         waiter = min(seen.waiting, key=seen.waiting.__getitem__) if seen.waiting else None
     finished = ports.jobs.transition(
         job.job_id, status, expected={job.status}, unstarted=unstarted, announced=announced, **changes

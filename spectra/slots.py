@@ -223,8 +223,10 @@ class RunningSlots:
 
     def release(self, tenant_id: str, job_id: str, *, session: PooledSession | None = None) -> dict[str, float]:
         """Give the job's slot back, and with ``session`` put that session in the pool as given (idle, with its new
-        expiry), in the same write; nothing happens if the job holds no slot (its slot was reclaimed, and with it
-        the lease). Returns the jobs waiting for a slot (job id → since when) if a slot was freed, else nothing."""
+        expiry), in the same write; if the job holds no slot (its slot was reclaimed, and with it the lease; or it
+        ended while it waited for one), it leaves the waiting list instead, where an ended job's place would stay
+        for good on a tenant that frees no slot. Returns the jobs waiting for a slot (job id → since when) if a slot
+        was freed, else nothing."""
         names = {"#job": job_id}
         update, values = "REMOVE holders.#job", {}
         if session is not None:
@@ -253,6 +255,7 @@ class RunningSlots:
                     continue
                 if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
                     raise
+                self.unpark(tenant_id, job_id)
                 return {}
         return {}
 

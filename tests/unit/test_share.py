@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 
 from events import ErrorInfo, JobQueuedMessage, JobStatus
 from spectra import queries, share, tenant_cache
@@ -17,8 +18,9 @@ from spectra.errors import Throttled
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job, finish_job, queued_message
 from spectra.reconciliation import reconcile
+from spectra.slots import Claim
 from spectra.tenants import Caller
-from tests.unit.fakes import make_ports, make_settings
+from tests.unit.fakes import FakeRunningSlots, make_ports, make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -226,13 +228,17 @@ def test_a_late_message_of_a_finished_job_leaves_no_slot_behind(ports):
 
 def woken_after_cancel(ports) -> tuple[JobQueuedMessage, JobQueuedMessage]:
     """Two jobs running at the cap of 2, two waiting; the first waiter is cancelled, then a slot is freed: the
-    wake-up message (for the cancelled job) and the job next in line."""
+    wake-up message (for the cancelled job) and the job next in line. A cancel takes its job off the line; this one
+    is back on it, as when the executor parked it in the moment the cancel ran (it read the job QUEUED first)."""
     job = execute_job(ports, queued(ports))
     execute_job(ports, queued(ports))
     cancelled, next_in_line = queued(ports), queued(ports)
     execute_job(ports, cancelled)
     execute_job(ports, next_in_line)
+    place = ports.slots.waiting("acme")[cancelled.job_id]
     queries.cancel_job(ports, Caller(tenant_id="acme"), cancelled.job_id)
+    assert cancelled.job_id not in ports.slots.waiting("acme")
+    ports.slots.waiters["acme"][cancelled.job_id] = place
     complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
     [woken] = ports.queue.messages
     assert woken.job_id == cancelled.job_id
@@ -550,3 +556,73 @@ def test_the_reconciler_frees_lost_slots_and_sends_the_line_on(ports):
     reconcile(ports, now=utcnow() + timedelta(minutes=6))
     assert held(ports) == set()
     assert ports.queue.messages == [third]
+
+
+# -- ended jobs leave the waiting list (found by the share review) ---------------------------------------------------
+
+
+class SizedSlots(FakeRunningSlots):
+    """The fake slots port with DynamoDB's 400 KB item limit modelled as a number of map entries (holders + waiters):
+    a write that would add an entry past it fails as RunningSlots reacts to DynamoDB's ValidationException (a claim is
+    refused like a full cap, a park raises). About 8,000-12,000 entries on AWS; a few here."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def _entries(self, tenant_id: str) -> int:
+        return len(self.slots.get(tenant_id, {})) + len(self.waiters.get(tenant_id, {}))
+
+    def claim(self, tenant_id, job_id, *, limit, now=None, lease=None, prune=()):
+        holders = self.slots.get(tenant_id, {})
+        waiting = self.waiters.get(tenant_id, {})
+        grows = job_id not in holders and job_id not in waiting
+        if grows and self._entries(tenant_id) + 1 > self.capacity and len(holders) < limit:
+            return Claim(taken=False, holders=dict(holders))  # RunningSlots.claim on item_too_large
+        return super().claim(tenant_id, job_id, limit=limit, now=now, lease=lease, prune=prune)
+
+    def park(self, tenant_id, job_id, *, limit, now=None):
+        holders = self.slots.get(tenant_id)
+        condition = holders is not None and len(holders) >= limit and job_id not in holders
+        grows = job_id not in self.waiters.get(tenant_id, {})
+        if condition and grows and self._entries(tenant_id) + 1 > self.capacity:
+            error = {"Code": "ValidationException", "Message": "Item size has exceeded the maximum allowed size"}
+            raise ClientError({"Error": error}, "UpdateItem")
+        return super().park(tenant_id, job_id, limit=limit, now=now)
+
+
+def _set_cap(ports, tenant: str, cap: int | None) -> None:
+    ports.tenants.tenants[tenant] = ports.tenants.get(tenant).model_copy(update={"max_running_statements": cap})
+    tenant_cache.forget(ports.tenants, tenant)
+
+
+def test_jobs_that_expire_or_are_cancelled_while_waiting_leave_the_waiting_list():
+    """A job still waiting PENDING_MAX_AGE after its creation fails not_started, and a cancelled one ends: their
+    places stayed on the list, which only a wake-up cleared. A paused tenant (cap 0) frees no slot to wake anyone,
+    so its list only grew."""
+    ports = make_ports(settings=make_settings(tenant_max_running_statements=2))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", max_running_statements=0)
+    expired = [queued(ports) for _ in range(3)]
+    assert [execute_job(ports, m) for m in expired] == [None] * 3
+    reconcile(ports, now=utcnow() + timedelta(hours=1, minutes=1))
+    assert {ports.jobs.get(m.job_id).error.code for m in expired} == {"not_started"}
+    cancelled = queued(ports)
+    assert execute_job(ports, cancelled) is None
+    queries.cancel_job(ports, Caller(tenant_id="acme"), cancelled.job_id)
+    assert ports.jobs.get(cancelled.job_id).status is JobStatus.CANCELLED
+    assert ports.slots.waiting("acme") == {}
+
+
+def test_a_tenant_resumed_after_a_pause_runs_jobs_again_though_its_list_filled_while_paused():
+    """Paused long enough for its list to reach the item's size (about 10,000 entries on AWS; 6 here), a tenant was
+    wedged for good once resumed: no claim fit, so no slot was taken or freed to clear the ended jobs' places."""
+    slots = SizedSlots(capacity=6)
+    ports = make_ports(settings=make_settings(tenant_max_running_statements=2), slots=slots)
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", max_running_statements=0)
+    paused = [queued(ports) for _ in range(6)]
+    assert [execute_job(ports, m) for m in paused] == [None] * 6
+    reconcile(ports, now=utcnow() + timedelta(hours=1, minutes=1))  # they fail not_started
+    _set_cap(ports, "acme", None)  # resumed: the default cap (2)
+    fresh = queued(ports)
+    execute_job(ports, fresh)
+    assert ports.jobs.get(fresh.job_id).status is JobStatus.SUBMITTED

@@ -133,6 +133,15 @@ def test_release_answers_with_the_waiting_jobs_and_unpark_is_won_once(slots):
     assert slots.waiting("acme") == {}
 
 
+def test_releasing_a_job_that_holds_no_slot_takes_it_off_the_waiting_list(slots):
+    """An ended job's place would stay for good on a tenant that frees no slot (found by the share review)."""
+    assert slots.acquire("acme", "j1", limit=1)
+    assert slots.park("acme", "j2", limit=1, now=5.0) and slots.park("acme", "j3", limit=1, now=6.0)
+    assert slots.release("acme", "j2") == {}  # it held none: nothing freed, nobody to wake
+    assert slots.waiting("acme") == {"j3": 6.0} and set(slots.holders("acme")) == {"j1"}
+    assert slots.release("acme", "j9") == {}  # neither holding nor waiting: harmless
+
+
 def test_the_line_is_the_holders_and_the_waiting_list_at_once(slots):
     assert slots.line("acme") == ({}, {})
     slots.acquire("acme", "j_1", limit=1, now=100.0)
