@@ -186,7 +186,8 @@ def _wait_for_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessag
     job holds a slot): go and claim it. None: the list could not take the job, whose message is sent again later.
     :data:`_ENDED`: the job ended while it waited, and leaves the line."""
     tenant_id, job_id = message.tenant_id, message.job_id
-    place = _in_line_since(ports, message)
+    # a paused tenant (cap 0) frees no slot to wake and clear a job cancelled before its message came: read it first
+    place = _in_line_since(ports, message, read=cap == 0)
     if place is None:  # cancelled or given up while it waited: it leaves the line instead of soaking up wake-ups
         logger.info("job %s of tenant %s has ended; it leaves the waiting list", job_id, tenant_id)
         return _ENDED
@@ -204,18 +205,21 @@ def _wait_for_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessag
     return True
 
 
-def _in_line_since(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> float | None:
+def _in_line_since(
+    ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, *, read: bool = False
+) -> float | None:
     """A job's place on the waiting list, so that the line is the order in which jobs became ready to run and a woken
     job that loses the freed slot to a newer one parks again in its place, not at the end: a query job's creation
     time (it comes in the job's first message; a woken job's is read, one read, only when it has to wait again), a
     bulk job's ``UploadComplete`` time (read when it has to wait). None for a job read and found ended or gone: a job
-    cancelled while it waited, woken and beaten to the slot, does not park again first in line."""
+    cancelled while it waited, woken and beaten to the slot, does not park again first in line. ``read``: the job
+    store's, not the message's (a job cancelled before its first message came parks otherwise)."""
     if isinstance(message, BulkJobQueuedMessage):
         bulk_job = ports.bulk.jobs.get(message.job_id) if ports.bulk is not None else None
         if bulk_job is None or bulk_job.state.is_terminal:
             return None
         return (bulk_job.queued_at or bulk_job.created_at).timestamp()
-    created = (message.job or {}).get("created_at")
+    created = None if read else (message.job or {}).get("created_at")
     if isinstance(created, str):
         try:
             return datetime.fromisoformat(created).timestamp()

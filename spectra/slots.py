@@ -241,6 +241,7 @@ class RunningSlots:
                     ConditionExpression="attribute_exists(holders.#job)",
                     ExpressionAttributeNames=names,
                     ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     **({"ExpressionAttributeValues": values} if values else {}),
                 )
                 return _holders(response.get("Attributes") or {}, "waiting")
@@ -255,7 +256,8 @@ class RunningSlots:
                     continue
                 if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
                     raise
-                self.unpark(tenant_id, job_id)
+                if job_id in _holders(exc.response.get("Item") or {}, "waiting"):
+                    self.unpark(tenant_id, job_id)  # a second write only for a job that did wait
                 return {}
         return {}
 

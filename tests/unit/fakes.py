@@ -928,7 +928,8 @@ class FakeRunningSlots:
     def release(self, tenant_id: str, job_id: str, *, session: PooledSession | None = None) -> dict[str, float]:
         self.writes += 1
         if self.slots.get(tenant_id, {}).pop(job_id, None) is None:
-            self.unpark(tenant_id, job_id)  # an ended job leaves the waiting list
+            if self.unpark(tenant_id, job_id):  # an ended job leaves the waiting list: a second write, as the real one
+                self.writes += 1
             return {}
         if session is not None:
             self.pools.setdefault(tenant_id, {})[session.session_id] = session

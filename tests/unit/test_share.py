@@ -229,7 +229,8 @@ def test_a_late_message_of_a_finished_job_leaves_no_slot_behind(ports):
 def woken_after_cancel(ports) -> tuple[JobQueuedMessage, JobQueuedMessage]:
     """Two jobs running at the cap of 2, two waiting; the first waiter is cancelled, then a slot is freed: the
     wake-up message (for the cancelled job) and the job next in line. A cancel takes its job off the line; this one
-    is back on it, as when the executor parked it in the moment the cancel ran (it read the job QUEUED first)."""
+    is back on it, as when the executor parks a job cancelled while its first message waited in the queue (its place
+    comes from the message, unread, on a tenant that is not paused)."""
     job = execute_job(ports, queued(ports))
     execute_job(ports, queued(ports))
     cancelled, next_in_line = queued(ports), queued(ports)
@@ -626,3 +627,16 @@ def test_a_tenant_resumed_after_a_pause_runs_jobs_again_though_its_list_filled_w
     fresh = queued(ports)
     execute_job(ports, fresh)
     assert ports.jobs.get(fresh.job_id).status is JobStatus.SUBMITTED
+
+
+def test_a_job_cancelled_before_its_first_delivery_does_not_park_on_a_paused_tenants_list():
+    """The API's message carries the job, so its first delivery took its place in line from the message without
+    reading the store: a job cancelled while its message waited in the queue parked after its ending, and on a
+    tenant paused at cap 0 nothing took it off again (found by a diff review). At cap 0 the job is read first."""
+    ports = make_ports(settings=make_settings(tenant_max_running_statements=2))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", max_running_statements=0)
+    job = ports.jobs.get(queued(ports).job_id)
+    message = queued_message(job)  # as the API sends it: the job rides in the message
+    queries.cancel_job(ports, Caller(tenant_id="acme"), job.job_id)
+    assert execute_job(ports, message, first_delivery=True) is None
+    assert ports.slots.waiting("acme") == {}

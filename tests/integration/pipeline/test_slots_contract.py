@@ -142,6 +142,27 @@ def test_releasing_a_job_that_holds_no_slot_takes_it_off_the_waiting_list(slots)
     assert slots.release("acme", "j9") == {}  # neither holding nor waiting: harmless
 
 
+def test_a_refused_release_of_a_job_that_never_waited_is_one_write():
+    """Each write to the slots item is billed by its whole size: a job neither holding nor waiting (a bulk drop
+    refused at the door) costs the refused release only, not an unpark as well (found by a diff review)."""
+    from botocore.exceptions import ClientError
+
+    from spectra.slots import RunningSlots
+
+    class Refusing:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def update_item(self, **kwargs):
+            self.calls.append(kwargs["UpdateExpression"])
+            error = {"Code": "ConditionalCheckFailedException", "Message": "refused"}
+            raise ClientError({"Error": error, "Item": {"waiting": {"M": {"other": {"N": "1"}}}}}, "UpdateItem")
+
+    client = Refusing()
+    assert RunningSlots(client, "tenants").release("acme", "b_never_waited") == {}
+    assert len(client.calls) == 1, client.calls
+
+
 def test_the_line_is_the_holders_and_the_waiting_list_at_once(slots):
     assert slots.line("acme") == ({}, {})
     slots.acquire("acme", "j_1", limit=1, now=100.0)
