@@ -42,6 +42,18 @@ from spectra.warehouse import DatabaseIdentity
 
 logger = logging.getLogger(__name__)
 
+#: The most input whose result files an ending that ran nothing writes itself (every record unprocessed); larger
+#: input goes to the bulk results function, as a large load's does.
+UNSTARTED_INLINE_MAX_BYTES = 2 * 1024 * 1024
+
+#: How long a bulk results run holds a job's result files: longer than the function may run (its Timeout in
+#: template.yaml, 900 s), so a lease outlives its writer only when the writer was stopped.
+RESULTS_WRITER_LEASE = timedelta(seconds=960)
+#: Runs that may take the lease and be stopped (out of time, as every run is for a job too large to write in the
+#: function's 15 minutes) before the next request gives the job's result files up. Without it, requests, their
+#: redeliveries and the reconciler's asks kept starting such runs for RESULTS_GIVEN_UP_AFTER (spectra.bulk.reconcile).
+RESULTS_WRITERS_LOST_MAX = 3
+
 
 def bulk_ports(ports: Ports) -> BulkPorts:
     if ports.bulk is None:
@@ -429,19 +441,6 @@ def settle(ports: Ports, job: BulkJob, *, ask_results: bool = True) -> None:
             for source in job.files:
                 bulk.files.tag_processed(source)  # the ingest bucket's lifecycle expires it later
         publish_bulk_event(ports, job)
-
-
-#: The most input whose result files an ending that ran nothing writes itself (every record unprocessed); larger
-#: input goes to the bulk results function, as a large load's does.
-UNSTARTED_INLINE_MAX_BYTES = 2 * 1024 * 1024
-
-#: How long a bulk results run holds a job's result files: longer than the function may run (its Timeout in
-#: template.yaml, 900 s), so a lease outlives its writer only when the writer was stopped.
-RESULTS_WRITER_LEASE = timedelta(seconds=960)
-#: Runs that may take the lease and be stopped (out of time, as every run is for a job too large to write in the
-#: function's 15 minutes) before the next request gives the job's result files up. Without it, requests, their
-#: redeliveries and the reconciler's asks kept starting such runs for RESULTS_GIVEN_UP_AFTER (spectra.bulk.reconcile).
-RESULTS_WRITERS_LOST_MAX = 3
 
 
 def write_owed_results(ports: Ports, message: BulkResultsRequested) -> BulkJob | None:

@@ -74,6 +74,7 @@ def read_page(
 ) -> Page:
     """The page at ``locator`` (the first without one), and the next page's locator."""
     part, offset = decode_locator(tokens, locator, job) if locator else (0, 0)
+    alone_max_bytes = max(max_bytes, ALONE_MAX_BYTES)  # a page of one record
     out = io.StringIO()
     ending = job.line_ending.chars
     delimiter = (job.export_delimiter or ColumnDelimiter.COMMA).char  # the parts' own, which the records keep
@@ -95,8 +96,8 @@ def read_page(
             if count and len(body) + len(line) > max_bytes:
                 # past the budget with this record: it starts the next page
                 return Page(bytes(body), count, encode_locator(tokens, job, part, start))
-            if len(body) + len(line) > max(max_bytes, ALONE_MAX_BYTES):
-                raise _too_large(tokens, job, len(line), max(max_bytes, ALONE_MAX_BYTES) - len(body), (part, consumed))
+            if len(body) + len(line) > alone_max_bytes:
+                raise _too_large(tokens, job, len(line), alone_max_bytes - len(body), (part, consumed))
             body += line
             count += 1
             if count >= max_records or len(body) >= max_bytes:
