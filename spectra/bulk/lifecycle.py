@@ -110,6 +110,13 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
             statement_id = _start_export(ports, job, identity)
         else:
             job, statement_id = _start_load(ports, job, identity)
+    except _CalledOff as off:
+        # Aborted while this executor read the files (an abort asked of a job without a statement), or ended by
+        # another copy of the message meanwhile: nothing was started, and nothing will be.
+        logger.info("bulk job %s was aborted or ended while it was being started; nothing started", job.job_id)
+        if off.job is not None:
+            finish_bulk_job(ports, off.job, BulkState.ABORTED, unstarted=True)
+        return None
     except FileReplaced as exc:
         # The key holds a newer upload (the bucket keeps no versions): loading it here would load it twice and this
         # job's file never. The newer upload's own job loads it, lists its records and marks it processed.
@@ -204,6 +211,7 @@ def export_statement(settings: Settings, job: BulkJob) -> str:
 
 def _start_export(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> str:
     sql = export_statement(ports.settings, job)
+    _still_to_start(bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS]))  # the last look, as a load's
     return ports.warehouse.execute(
         sql, identity=identity, name=job.job_id, client_token=job.job_id, result_format="CSV"
     )
@@ -257,10 +265,27 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
     key = (job.external_id_field or "").lower()
     key_type = next((c.get("typeName") for c in described if c["name"] == key), None) if key else None
     plan = plan.model_copy(update={"external_id_type": key_type, "header": headers[0].names})
-    # The plan is recorded before the statement starts: a fast statement's completion event needs it.
-    planned = bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan) or job
+    # The plan is recorded before the statement starts: a fast statement's completion event needs it. The write is
+    # also the last look before the load: a job aborted (or ended) meanwhile starts nothing.
+    planned = _still_to_start(bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan))
     statement_id = ports.warehouse.execute_batch(sqls, identity=identity, name=job.job_id, client_token=job.job_id)
     return planned, statement_id
+
+
+class _CalledOff(Exception):
+    """The job ended, or was asked to abort, while this executor was starting it: start nothing (``job``: the job
+    as it is now when it still waits to be aborted, None when it has ended)."""
+
+    def __init__(self, job: BulkJob | None) -> None:
+        super().__init__(job.job_id if job else "ended")
+        self.job = job
+
+
+def _still_to_start(job: BulkJob | None) -> BulkJob:
+    """``job`` as a conditional write on its being InProgress returned it, if it may still be started."""
+    if job is None or job.abort_requested_at is not None:
+        raise _CalledOff(job)
+    return job
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -331,7 +356,8 @@ def _failed_attempt(ports: Ports, job: BulkJob, statement_id: str, exc: Exceptio
         f" attempts (what a load committed stays in the table): {reason_of(exc)}"[:1000],
     )
     logger.error("bulk job %s: giving up on its outcome", job.job_id, exc_info=exc)
-    return finish_bulk_job(ports, counted, BulkState.FAILED, error=error, statement_id=statement_id)
+    # contested: a copy of the same event may be ending the job JobComplete right now, its files written first
+    return finish_bulk_job(ports, counted, BulkState.FAILED, error=error, statement_id=statement_id, contested=True)
 
 
 def _load_counts(ports: Ports, job: BulkJob, subs: list) -> BulkCounts:
@@ -376,7 +402,14 @@ def _export_files(ports: Ports, job: BulkJob) -> tuple[list[ExportFile], list[st
 
 
 def finish_bulk_job(
-    ports: Ports, job: BulkJob, state: BulkState, *, unstarted: bool = False, uploads: int | None = None, **changes: Any
+    ports: Ports,
+    job: BulkJob,
+    state: BulkState,
+    *,
+    unstarted: bool = False,
+    contested: bool = False,
+    uploads: int | None = None,
+    **changes: Any,
 ) -> BulkJob | None:
     """Move the job from the state it was seen in to a terminal ``state``, then settle what that owes.
 
@@ -387,7 +420,9 @@ def finish_bulk_job(
     An ending that ran nothing (``unstarted``: aborted, refused or given up before any statement) writes its files
     only after its write has won: it can race an ending that ran (an abort that saw the job ``UploadComplete``
     while the executor started the load and completion finished it), and its files, every record unprocessed, must
-    not replace the winner's. Its result routes answer ``job_not_finished`` for that moment, as for a large job.
+    not replace the winner's. Its result routes answer ``job_not_finished`` for that moment, as for a large job. So
+    does an ending another ending of its statement may beat to another state (``contested``: giving up on an outcome
+    that a copy of the same event may be recording as JobComplete at that moment).
     ``uploads``: only while the job has counted that many batches (an Open job ended with the batches listed then:
     a batch counted after the listing would be acknowledged and left out).
     """
@@ -404,7 +439,8 @@ def finish_bulk_job(
         and not any(f.gzip for f in job.files)
         and job.source_bytes <= (limit if ran else min(limit, UNSTARTED_INLINE_MAX_BYTES))
     )
-    if inline and not unstarted:
+    after_winning = unstarted or contested  # its files, written first, could replace the winner's
+    if inline and not after_winning:
         ended = job.model_copy(update={"state": state, **changes})
         mismatch = outcomes.results_mismatch(ended, outcomes.write_results(ports, ended))
         if mismatch is not None and ended.error is None:  # the job says its files fall short, not a log line only
@@ -422,7 +458,7 @@ def finish_bulk_job(
     )
     if finished is None:
         return None
-    if inline and unstarted:
+    if inline and after_winning:
         outcomes.write_results(ports, finished)
         finished = bulk.jobs.mark_results_ready(finished.job_id, finished.state) or finished
     share.release_slot(ports, finished.tenant_id, finished.job_id)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from spectra.bulk.lifecycle import start_bulk_job
+from spectra.bulk import lifecycle
+from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState
-from spectra.bulk.service import change_state, upload_batch
+from spectra.bulk.service import change_state, job_results, upload_batch
+from tests.unit.fakes import RESULTS_BUCKET, make_ports, make_settings
+from tests.unit.test_bulk_service import CSV, caller, new_insert
 
 pytestmark = pytest.mark.unit
 
@@ -98,3 +101,100 @@ def test_a_rerun_that_fails_its_checks_does_not_end_a_job_whose_first_attempt_st
     start_bulk_job(ports, message)  # the redelivery
     done = complete_bulk_statement(ports, change) or ports.bulk.jobs.get(job.job_id)
     assert done.state is BulkState.JOB_COMPLETE, (done.state, done.error, "the table holds the row")
+
+
+def test_a_losing_failed_ending_does_not_overwrite_the_winning_completes_result_files(monkeypatch):
+    """(Found by the bulk races review.) Two deliveries of the load's FINISHED event (EventBridge is at least once,
+    and the reconciler's _check_statement calls complete_bulk_statement too). Delivery X fails reading the counts on
+    its last attempt (FAILED completion_failed); delivery Y ends the job JobComplete between X's attempt count and
+    X's finish_bulk_job. X's ending is refused (the job moved), but it wrote its result files (every record
+    unprocessed) before its conditional write, over Y's: the tenant would send the loaded row again."""
+    ports = make_ports(settings=make_settings(result_max_attempts=1))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    change = ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []})
+
+    real_counts = lifecycle._load_counts
+    fail_once = []
+
+    def counts_fail_for_x(p, j, subs):
+        if not fail_once:
+            fail_once.append(True)
+            raise RuntimeError("GetStatementResult: transient failure (delivery X)")
+        return real_counts(p, j, subs)
+
+    real_count_attempt = type(ports.bulk.jobs).count_result_attempt
+
+    def y_completes_meanwhile(jobs, job_id):
+        counted = real_count_attempt(jobs, job_id)
+        done = complete_bulk_statement(ports, change)  # delivery Y
+        assert done is not None and done.state is BulkState.JOB_COMPLETE
+        return counted
+
+    monkeypatch.setattr(lifecycle, "_load_counts", counts_fail_for_x)
+    monkeypatch.setattr(type(ports.bulk.jobs), "count_result_attempt", y_completes_meanwhile)
+    assert complete_bulk_statement(ports, change) is None  # delivery X: its FAILED ending is refused
+    monkeypatch.undo()
+
+    final = ports.bulk.jobs.get(job.job_id)
+    assert final.state is BulkState.JOB_COMPLETE and final.results_ready
+    successful = job_results(ports, caller(ports), job.job_id, "successfulResults")
+    unprocessed = job_results(ports, caller(ports), job.job_id, "unprocessedrecords")
+    client = ports.bulk.files.client
+    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv") == b"id,name\n", (
+        "the loaded row is listed as unprocessed",
+        successful,
+        unprocessed,
+    )
+    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2
+
+
+def test_an_executor_whose_job_was_aborted_under_it_does_not_start_the_load(monkeypatch):
+    """(Found by the bulk races review.) Two deliveries of the job's queue message (SQS standard queues repeat; the
+    reconciler re-queues too). Executor A
+    moves the job InProgress and checks its files; meanwhile the tenant PATCHes Aborted (abort_requested_at marked,
+    no statement to cancel) and executor B, finding an InProgress job with an abort requested and no statement in
+    the warehouse (A has not started it yet), ends it Aborted, every record unprocessed. A then records its plan --
+    refused, the job is Aborted, but _start_load ignores that (``... or job``) -- and starts the load anyway. Its
+    statement-id write is refused and it cancels, but a small load has committed by then (cancel answers False): the
+    rows are in the table while the tenant was told Aborted and unprocessedrecords lists them."""
+    ports = make_ports(settings=make_settings())
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    message = ports.queue.messages[-1]
+    warehouse = type(ports.warehouse)
+    describe_table, execute_batch = warehouse.describe_table, warehouse.execute_batch
+    raced = []
+
+    def abort_and_b_run_meanwhile(wh, schema, table, *, identity):
+        if not raced:
+            raced.append(True)
+            marked = change_state(ports, caller(ports), job.job_id, "Aborted")
+            assert marked.state is BulkState.IN_PROGRESS and marked.statement_id is None
+            start_bulk_job(ports, message)  # executor B: the duplicate delivery
+            assert ports.bulk.jobs.get(job.job_id).state is BulkState.ABORTED
+        return describe_table(wh, schema, table, identity=identity)
+
+    def a_fast_load(wh, sqls, **kw):  # a one-row COPY commits before anyone can cancel it
+        statement_id = execute_batch(wh, sqls, **kw)
+        wh.finish_batch(statement_id, {0: 1, 1: []})
+        return statement_id
+
+    monkeypatch.setattr(warehouse, "describe_table", abort_and_b_run_meanwhile)
+    monkeypatch.setattr(warehouse, "execute_batch", a_fast_load)
+    start_bulk_job(ports, message)  # executor A
+    monkeypatch.undo()
+
+    final = ports.bulk.jobs.get(job.job_id)
+    assert final.state is BulkState.ABORTED
+    assert ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv") == CSV
+    loads = [s for s, st in ports.warehouse.statements.items() if ":" not in s and st.name == job.job_id]
+    ran = [ports.warehouse.statements[s].status for s in loads]
+    assert loads == [], f"a load ran (and committed: {ran}) for a job the tenant was told Aborted"
