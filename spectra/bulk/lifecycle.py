@@ -114,8 +114,8 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         # Aborted while this executor read the files (an abort asked of a job without a statement), or ended by
         # another copy of the message meanwhile: nothing was started, and nothing will be.
         logger.info("bulk job %s was aborted or ended while it was being started; nothing started", job.job_id)
-        if off.job is not None:
-            finish_bulk_job(ports, off.job, BulkState.ABORTED, unstarted=True)
+        if off.job is not None:  # as any abort of a job without a statement: another copy may have started one
+            _abort_unrecorded(ports, off.job)
         return None
     except FileReplaced as exc:
         # The key holds a newer upload (the bucket keeps no versions): loading it here would load it twice and this

@@ -198,3 +198,61 @@ def test_an_executor_whose_job_was_aborted_under_it_does_not_start_the_load(monk
     loads = [s for s, st in ports.warehouse.statements.items() if ":" not in s and st.name == job.job_id]
     ran = [ports.warehouse.statements[s].status for s in loads]
     assert loads == [], f"a load ran (and committed: {ran}) for a job the tenant was told Aborted"
+
+
+def test_a_called_off_executor_does_not_end_aborted_a_job_whose_load_another_copy_started(monkeypatch):
+    """(Found by a diff review.) Two copies of the queue message (the reconciler re-queues a job whose executor is
+    slow to read its files). A moves the job InProgress and reads its files; C finds it InProgress with no statement,
+    looks the warehouse up (nothing yet) and reads the files too. A passes its last look and starts its load (a small
+    COPY, committed at once); before A records it, the tenant aborts. C's last look sees the abort: ending the job
+    Aborted without looking for the statement A started left the row in the table and in unprocessedrecords. It
+    aborts as any job without a statement is aborted: A's statement is found and recorded, and the job ends as it
+    ran."""
+    import threading
+
+    ports = make_ports(settings=make_settings())
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    message = ports.queue.messages[-1]
+    warehouse = type(ports.warehouse)
+    describe_table, execute_batch = warehouse.describe_table, warehouse.execute_batch
+    c_reading, go_c, changes = threading.Event(), threading.Event(), []
+    c_thread: list[threading.Thread] = []
+
+    def run_c():
+        start_bulk_job(ports, message)
+
+    def describe(wh, schema, table, *, identity):
+        if threading.current_thread() is threading.main_thread():  # A: let C get to its files first
+            if not c_thread:
+                c_thread.append(threading.Thread(target=run_c))
+                c_thread[0].start()
+                assert c_reading.wait(10)
+        else:  # C: past its warehouse look-up (nothing started yet)
+            c_reading.set()
+            assert go_c.wait(10)
+        return describe_table(wh, schema, table, identity=identity)
+
+    def a_fast_load_then_abort(wh, sqls, **kw):
+        statement_id = execute_batch(wh, sqls, **kw)
+        if threading.current_thread() is threading.main_thread():
+            changes.append(wh.finish_batch(statement_id, {0: 1, 1: []}))  # committed
+            marked = change_state(ports, caller(ports), job.job_id, "Aborted")
+            assert marked.statement_id is None  # not recorded yet: nothing cancelled
+            go_c.set()
+            c_thread[0].join(10)
+        return statement_id
+
+    monkeypatch.setattr(warehouse, "describe_table", describe)
+    monkeypatch.setattr(warehouse, "execute_batch", a_fast_load_then_abort)
+    start_bulk_job(ports, message)  # executor A
+    monkeypatch.undo()
+    for change in changes:
+        complete_bulk_statement(ports, change)  # the load's FINISHED event
+
+    final = ports.bulk.jobs.get(job.job_id)
+    unprocessed = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv")
+    assert final.state is BulkState.JOB_COMPLETE, (final.state, final.statement_id, "the load committed", unprocessed)
