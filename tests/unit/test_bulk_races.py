@@ -103,18 +103,24 @@ def test_a_rerun_that_fails_its_checks_does_not_end_a_job_whose_first_attempt_st
     assert done.state is BulkState.JOB_COMPLETE, (done.state, done.error, "the table holds the row")
 
 
+def closed_insert(**settings):
+    """An insert job of one batch, closed (UploadComplete): its message is the last on the jobs queue."""
+    ports = make_ports(settings=make_settings(**settings))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    return ports, job
+
+
 def test_a_losing_failed_ending_does_not_overwrite_the_winning_completes_result_files(monkeypatch):
     """(Found by the bulk races review.) Two deliveries of the load's FINISHED event (EventBridge is at least once,
     and the reconciler's _check_statement calls complete_bulk_statement too). Delivery X fails reading the counts on
     its last attempt (FAILED completion_failed); delivery Y ends the job JobComplete between X's attempt count and
     X's finish_bulk_job. X's ending is refused (the job moved), but it wrote its result files (every record
     unprocessed) before its conditional write, over Y's: the tenant would send the loaded row again."""
-    ports = make_ports(settings=make_settings(result_max_attempts=1))
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    ports.warehouse.add_table("public", "accounts", ["id", "name"])
-    job = new_insert(ports)
-    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
-    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    ports, job = closed_insert(result_max_attempts=1)
     running = start_bulk_job(ports, ports.queue.messages[-1])
     change = ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []})
 
@@ -155,19 +161,12 @@ def test_a_losing_failed_ending_does_not_overwrite_the_winning_completes_result_
 
 def test_an_executor_whose_job_was_aborted_under_it_does_not_start_the_load(monkeypatch):
     """(Found by the bulk races review.) Two deliveries of the job's queue message (SQS standard queues repeat; the
-    reconciler re-queues too). Executor A
-    moves the job InProgress and checks its files; meanwhile the tenant PATCHes Aborted (abort_requested_at marked,
-    no statement to cancel) and executor B, finding an InProgress job with an abort requested and no statement in
-    the warehouse (A has not started it yet), ends it Aborted, every record unprocessed. A then records its plan --
-    refused, the job is Aborted, but _start_load ignores that (``... or job``) -- and starts the load anyway. Its
-    statement-id write is refused and it cancels, but a small load has committed by then (cancel answers False): the
-    rows are in the table while the tenant was told Aborted and unprocessedrecords lists them."""
-    ports = make_ports(settings=make_settings())
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    ports.warehouse.add_table("public", "accounts", ["id", "name"])
-    job = new_insert(ports)
-    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
-    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    reconciler re-queues too). Executor A moves the job InProgress and checks its files; meanwhile the tenant PATCHes
+    Aborted (abort_requested_at marked, no statement to cancel) and executor B, finding an InProgress job with an
+    abort asked and no statement in the warehouse, ends it Aborted, every record unprocessed. A's plan write was then
+    refused but ignored, and A started the load, which a small COPY committed before A's cancel: rows in the table
+    while the tenant was told Aborted. The plan write is now A's last look."""
+    ports, job = closed_insert()
     message = ports.queue.messages[-1]
     warehouse = type(ports.warehouse)
     describe_table, execute_batch = warehouse.describe_table, warehouse.execute_batch
@@ -210,12 +209,7 @@ def test_a_called_off_executor_does_not_end_aborted_a_job_whose_load_another_cop
     ran."""
     import threading
 
-    ports = make_ports(settings=make_settings())
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    ports.warehouse.add_table("public", "accounts", ["id", "name"])
-    job = new_insert(ports)
-    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
-    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    ports, job = closed_insert()
     message = ports.queue.messages[-1]
     warehouse = type(ports.warehouse)
     describe_table, execute_batch = warehouse.describe_table, warehouse.execute_batch
