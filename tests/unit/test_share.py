@@ -565,7 +565,7 @@ def test_the_reconciler_frees_lost_slots_and_sends_the_line_on(ports):
 class SizedSlots(FakeRunningSlots):
     """The fake slots port with DynamoDB's 400 KB item limit modelled as a number of map entries (holders + waiters):
     a write that would add an entry past it fails as RunningSlots reacts to DynamoDB's ValidationException (a claim is
-    refused like a full cap, a park raises). About 8,000-12,000 entries on AWS; a few here."""
+    refused like a full cap, a park raises). Thousands of entries on AWS (400 KB); a few here."""
 
     def __init__(self, capacity: int) -> None:
         super().__init__()
@@ -615,7 +615,7 @@ def test_jobs_that_expire_or_are_cancelled_while_waiting_leave_the_waiting_list(
 
 
 def test_a_tenant_resumed_after_a_pause_runs_jobs_again_though_its_list_filled_while_paused():
-    """Paused long enough for its list to reach the item's size (about 10,000 entries on AWS; 6 here), a tenant was
+    """Paused long enough for its list to reach the item's size (thousands of entries on AWS; 6 here), a tenant was
     wedged for good once resumed: no claim fit, so no slot was taken or freed to clear the ended jobs' places."""
     slots = SizedSlots(capacity=6)
     ports = make_ports(settings=make_settings(tenant_max_running_statements=2), slots=slots)
