@@ -8,6 +8,7 @@ absolute numbers mean little; the ratios are the point):
 - bench_results: result pages → CSV / JSON Lines / Parquet in S3 beside bare paging, peak memory at two sizes;
 - bench_pipeline: submit → "Job Completed" beside a direct Data API round trip, and AWS calls per job;
 - bench_bulk: CSV files loaded through the S3 drop (insert, upsert) beside COPY FROM STDIN of the same file;
+- bench_upsert_bound: the same file's upsert on the bare engine (MERGE alone, DELETE + INSERT, the job's own SQL);
 - bench_burst: 1,000 jobs from 3 tenants at once (submit, drain, submit → webhook, stages) beside direct statements;
 - bench_moto: the local stack's moto beside moto as released, CPU per DynamoDB call on a tenant's slots item.
 
@@ -25,6 +26,7 @@ BENCHMARKS = [
     "bench_results",
     "bench_pipeline",
     "bench_bulk",
+    "bench_upsert_bound",
     "bench_burst",
     "bench_moto",
 ]
