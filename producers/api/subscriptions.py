@@ -8,7 +8,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
 from producers.api.links import api_path
 from producers.api.models import ErrorResponse, response_links
@@ -50,20 +50,33 @@ def _caller() -> Caller:
                 },
             ),
         },
+        200: _ok("The subscription this Idempotency-Key already created, its secret included", SubscriptionView),
         400: {"description": "Invalid request, or a URL webhooks may not be sent to (url_refused)", **_ERROR},
-        409: {"description": "The tenant has as many subscriptions as it may", **_ERROR},
+        409: {
+            "description": "The tenant has as many subscriptions as it may, or the Idempotency-Key was used for a "
+            "different request",
+            **_ERROR,
+        },
     },
     tags=["subscriptions"],
     summary="Subscribe a webhook",
     description="POST the caller's job events of the listed types (optionally filtered on their detail fields) to "
     "`url`, signed by the Standard Webhooks convention with the secret in this answer.",
 )
-def create_subscription(request: Annotated[CreateSubscription, Body()]) -> Response[SubscriptionView]:
-    subscription = service.create_subscription(
-        get_ports(), _caller(), url=request.url, events=request.events, filter_=request.filter
+def create_subscription(
+    request: Annotated[CreateSubscription, Body()],
+    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)] = None,
+) -> Response[SubscriptionView]:
+    subscription, created = service.create_subscription(
+        get_ports(),
+        _caller(),
+        url=request.url,
+        events=request.events,
+        filter_=request.filter,
+        idempotency_key=idempotency_key,
     )
     return Response(
-        status_code=HTTPStatus.CREATED,
+        status_code=HTTPStatus.CREATED if created else HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
         body=SubscriptionView.of(subscription, with_secret=True),
         headers={"Location": api_path(f"/v1/subscriptions/{subscription.subscription_id}")},

@@ -3,6 +3,8 @@ query, recorded before its job so no completion can outrun it."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -84,18 +86,35 @@ def _check_filter(filter_: dict[str, list[str]] | None) -> dict[str, list[str]]:
 
 
 def create_subscription(
-    ports: Ports, caller: Caller, *, url: str, events: list[str], filter_: dict[str, list[str]] | None = None
-) -> Subscription:
-    """A new active subscription; its ``secret`` is returned here and never again."""
+    ports: Ports,
+    caller: Caller,
+    *,
+    url: str,
+    events: list[str],
+    filter_: dict[str, list[str]] | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Subscription, bool]:
+    """A new active subscription, and True; its ``secret`` is returned here and never again, but to a repeat.
+
+    ``idempotency_key`` names the subscription (:func:`keyed_subscription_id`): while it exists, the same key with the
+    same ``url``, ``events`` and ``filter`` answers it, secret included, and False (a client whose first answer was
+    lost has no other way to learn the secret); with anything else, a 409. The repeat is answered before the URL's
+    check and the limit's, as a query's is (a receiver's name that stopped resolving, or a tenant at its limit, would
+    otherwise hide the subscription the first request made). Once it is deleted, the key makes a new one."""
     notify = notify_ports(ports)
     events = _check_events(events)
     filter_ = _check_filter(filter_)
+    subscription_id = (
+        new_subscription_id() if idempotency_key is None else keyed_subscription_id(caller, idempotency_key)
+    )
+    if idempotency_key is not None and (first := notify.subscriptions.get(caller.tenant_id, subscription_id)):
+        return _repeat(first, idempotency_key, url=url, events=events, filter_=filter_), False
     notify.urls.endpoint(url)  # UrlRefused (400) for anything but https on a public address
     limit = ports.settings.webhook_max_subscriptions
     if _standing(notify, caller) >= limit:
         raise Conflict(f"a tenant may have {limit} subscriptions; delete one first", details={"limit": limit})
     subscription = Subscription(
-        subscription_id=new_subscription_id(),
+        subscription_id=subscription_id,
         tenant_id=caller.tenant_id,
         tenant_generation=caller.generation,
         url=url,
@@ -104,14 +123,42 @@ def create_subscription(
         secret=new_secret(),
         created_at=utcnow(),
     )
-    notify.subscriptions.create(subscription)
+    try:
+        notify.subscriptions.create(subscription)
+    except Conflict:
+        if idempotency_key is None:
+            raise
+        # a request with the same key made it meanwhile
+        first = notify.subscriptions.get(caller.tenant_id, subscription_id)
+        if first is None:  # and it is gone again (over the limit, or deleted): this request made nothing
+            raise Conflict("a request with this Idempotency-Key changed the subscription meanwhile; retry it") from None
+        return _repeat(first, idempotency_key, url=url, events=events, filter_=filter_), False
     # Requests at once all pass the check above before any of them is stored: count again, consistently, now that
     # this one is. Over the limit, this one goes (the others that saw it too go as well: their clients retry), so a
     # subscription once confirmed to its client is never taken back and the limit holds.
     if _standing(notify, caller, consistent=True) > limit:
         notify.subscriptions.delete(caller.tenant_id, subscription.subscription_id)
         raise Conflict(f"a tenant may have {limit} subscriptions; delete one first", details={"limit": limit})
-    return subscription
+    return subscription, True
+
+
+def keyed_subscription_id(caller: Caller, idempotency_key: str) -> str:
+    """The id a subscription created with ``idempotency_key`` gets: the tenant's as it is now (a tenant deleted and
+    created again under the same id does not find its predecessor's), and as long as a random one."""
+    digest = hashlib.sha256(f"{caller.tenant_id}\0{caller.generation or ''}\0{idempotency_key}".encode()).digest()
+    return SUBSCRIPTION_PREFIX + base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def _repeat(
+    first: Subscription, idempotency_key: str, *, url: str, events: list[str], filter_: dict[str, list[str]]
+) -> Subscription:
+    """``first``, which the request with the same key made, when this request is the same one."""
+    if (first.url, first.events, first.filter) != (url, events, filter_):
+        raise Conflict(
+            "Idempotency-Key was already used for a different request",
+            details={"idempotency_key": idempotency_key, "subscription_id": first.subscription_id},
+        )
+    return first
 
 
 def _standing(notify, caller: Caller, *, consistent: bool = False) -> int:

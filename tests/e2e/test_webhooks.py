@@ -180,6 +180,26 @@ def test_a_repeated_request_answers_its_callback_secret_again(new_tenant, webhoo
     assert payload["data"]["job_id"] == first["job_id"]
 
 
+def test_a_repeated_subscribe_answers_the_same_subscription_and_its_secret(new_tenant, webhook_receiver):
+    """A retried POST /v1/subscriptions with its Idempotency-Key makes no second subscription (two would deliver
+    every event twice): it answers 200 with the first, secret included; the same key with another body is a 409."""
+    client = new_tenant()
+    body = {"url": webhook_receiver.url("/once"), "events": ["Job Completed"]}
+    headers = {"Idempotency-Key": "subscribe-" + client.tenant_id}
+    first = client.request("POST", "/v1/subscriptions", json=body, headers=headers)
+    repeat = client.request("POST", "/v1/subscriptions", json=body, headers=headers)
+    assert (first.status_code, repeat.status_code) == (201, 200), repeat.text
+    assert repeat.json() == first.json() and first.json()["secret"].startswith("whsec_")
+    assert repeat.headers["Location"] == first.headers["Location"]
+    other = client.request("POST", "/v1/subscriptions", json={**body, "events": ["Job Failed"]}, headers=headers)
+    assert other.status_code == 409 and other.json()["error"]["details"]["subscription_id"] == first.json()["id"]
+    listed = client.request("GET", "/v1/subscriptions").json()["subscriptions"]
+    assert [s["id"] for s in listed] == [first.json()["id"]]
+    job = client.submit("select 1")["job_id"]
+    (delivered,) = webhook_receiver.wait_for("/once", 1)
+    assert Webhook(first.json()["secret"]).verify(delivered.body, delivered.headers)["data"]["job_id"] == job
+
+
 def test_a_query_callback_gets_its_job_signed_with_its_own_secret(new_tenant, webhook_receiver):
     client = new_tenant()
     response = client.request(

@@ -125,9 +125,10 @@ def test_address_refusal_reads_the_address_an_ipv6_one_stands_for():
 
 def test_create_returns_the_secret_and_an_active_subscription():
     ports = ports_with_notify()
-    created = service.create_subscription(
+    created, new = service.create_subscription(
         ports, ACME, url="https://hooks.acme.example/in", events=["Job Failed", "Job Failed"], filter_=None
     )
+    assert new
     assert created.secret.startswith("whsec_") and created.subscription_id.startswith("sub_")
     assert created.events == ["Job Failed"] and created.status is SubscriptionStatus.ACTIVE
     assert service.get_subscription(ports, ACME, created.subscription_id) == created
@@ -170,14 +171,14 @@ def test_requests_at_once_cannot_pass_the_limit_together():
     confirmed to its client stays: the tenant never holds more than the limit."""
     ports = ports_with_notify(webhook_max_subscriptions=2)
     subscriptions = ports.notify.subscriptions
-    first = service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
+    first, _ = service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
     store = subscriptions.create
     confirmed = []
 
     def racing_create(subscription, **kwargs):
         subscriptions.create = store  # the other request runs whole between this one's check and its put
         confirmed.append(
-            service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
+            service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])[0]
         )
         return store(subscription, **kwargs)
 
@@ -204,9 +205,92 @@ def test_a_predecessors_subscriptions_do_not_count_toward_the_limit():
         subscribe(ports, caller=successor)
 
 
+HOOK = "https://hooks.acme.example/in"
+
+
+def test_an_idempotent_repeat_answers_the_first_subscription_with_its_secret():
+    """A client whose answer was lost retries with its key: it gets the subscription (and the secret it never saw),
+    and the tenant has one subscription, not two."""
+    ports = ports_with_notify()
+    first, created = service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+    again, repeated = service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+    assert created and not repeated
+    assert again == first and again.secret == first.secret
+    assert [s.subscription_id for s in ports.notify.subscriptions.webhooks_for_tenant("acme")] == [
+        first.subscription_id
+    ]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"url": "https://hooks.acme.example/other"},
+        {"events": ["Job Failed"]},
+        {"filter_": {"status": ["FAILED"]}},
+    ],
+)
+def test_a_key_used_for_another_subscription_is_a_conflict(changed):
+    ports = ports_with_notify()
+    first, _ = service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+    asked = {"url": HOOK, "events": ["Job Completed"], "filter_": None} | changed
+    with pytest.raises(Conflict, match="different request") as refused:
+        service.create_subscription(ports, ACME, idempotency_key="k1", **asked)
+    assert refused.value.details["subscription_id"] == first.subscription_id
+    assert len(ports.notify.subscriptions.webhooks_for_tenant("acme")) == 1
+
+
+def test_a_repeat_is_answered_before_the_url_and_the_limit_are_checked(monkeypatch):
+    """The receiver's name stopped resolving and the tenant is at its limit since the first request: the repeat
+    still gets its subscription (a 400 or 409 would hide it and its secret)."""
+    ports = ports_with_notify(webhook_max_subscriptions=1)
+    first, _ = service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+
+    def refuse(url):
+        raise UrlRefused("the host does not resolve")
+
+    monkeypatch.setattr(ports.notify.urls, "endpoint", refuse)
+    assert service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1") == (
+        first,
+        False,
+    )
+
+
+def test_a_key_is_the_tenants_and_is_free_again_once_its_subscription_is_deleted():
+    ports = ports_with_notify()
+    mine, _ = service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+    theirs, created = service.create_subscription(
+        ports, GLOBEX, url=HOOK, events=["Job Completed"], idempotency_key="k1"
+    )
+    assert created and theirs.subscription_id != mine.subscription_id
+    service.delete_subscription(ports, ACME, mine.subscription_id)
+    anew, created = service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+    assert created and anew.secret != mine.secret
+
+
+def test_two_requests_with_one_key_at_once_make_one_subscription():
+    """The other request stores the subscription between this one's look for it and its own put: this one answers
+    the other's subscription."""
+    ports = ports_with_notify()
+    subscriptions = ports.notify.subscriptions
+    store = subscriptions.create
+    other = []
+
+    def racing_create(subscription, **kwargs):
+        subscriptions.create = store
+        other.append(service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1"))
+        return store(subscription, **kwargs)
+
+    subscriptions.create = racing_create
+    answered, created = service.create_subscription(
+        ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1"
+    )
+    assert other == [(answered, True)] and not created
+    assert len(subscriptions.webhooks_for_tenant("acme")) == 1
+
+
 def test_another_tenants_subscription_is_not_found():
     ports = ports_with_notify()
-    mine = service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
+    mine, _ = service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])
     with pytest.raises(NotFound):
         service.get_subscription(ports, GLOBEX, mine.subscription_id)
     with pytest.raises(NotFound):
@@ -221,7 +305,7 @@ def test_another_tenants_subscription_is_not_found():
 
 
 def subscribe(ports, caller=ACME, events=("Job Completed",), filter_=None, url="https://hooks.acme.example/in"):
-    return service.create_subscription(ports, caller, url=url, events=list(events), filter_=filter_)
+    return service.create_subscription(ports, caller, url=url, events=list(events), filter_=filter_)[0]
 
 
 def test_an_event_reaches_each_matching_subscription_of_its_tenant_and_the_topic():

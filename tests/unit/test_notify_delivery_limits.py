@@ -128,7 +128,7 @@ def test_a_url_that_could_never_be_sent_is_refused_at_creation(url):
 def test_a_percent_encoded_url_is_accepted_as_written():
     """The refusal asks for percent-encoding; the URL is then stored and sent as the tenant wrote it."""
     url = "https://hooks.acme.example/h%C3%A4ndler?name=J%C3%BCrgen&x=a%20b"
-    created = service.create_subscription(ports_with_notify(), ACME, url=url, events=["Job Completed"])
+    created, _ = service.create_subscription(ports_with_notify(), ACME, url=url, events=["Job Completed"])
     endpoint = UrlPolicy(resolver=fake_resolver(TEST_DNS)).endpoint(created.url)
     assert created.url == url and endpoint.target == "/h%C3%A4ndler?name=J%C3%BCrgen&x=a%20b"
 
@@ -177,7 +177,7 @@ def test_a_filter_is_bounded_by_its_values_length_and_its_whole_size():
     def create(filter_):
         return service.create_subscription(
             ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"], filter_=filter_
-        )
+        )[0]
 
     with pytest.raises(InvalidRequest, match="at most 256 characters"):
         create({"object": ["a" * (MAX_FILTER_VALUE_LENGTH + 1)]})
