@@ -279,6 +279,12 @@ def await_job(
         return cancel_job(ports, caller, job.job_id)
     except Conflict:  # it ended between the last look and the cancel
         return get_job(ports, caller, job.job_id)
+    except Exception:
+        # The job exists and its id is in no answer yet: an error here (CancelStatement throttled or refused) would
+        # send the client to retry, which without an Idempotency-Key makes a second job. It is answered as it stands
+        # (still running, perhaps cancel_requested); DELETE /v1/queries/{id} asks again.
+        logger.warning("job %s: the cancel after its wait failed; answering the job", job.job_id, exc_info=True)
+        return ports.jobs.get(job.job_id) or job
 
 
 def retry_after(job: Job) -> int:

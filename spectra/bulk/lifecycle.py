@@ -86,6 +86,10 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
             return None
         if job.state is not BulkState.IN_PROGRESS or job.statement_id:
             logger.info("bulk job %s is %s; nothing to start", job.job_id, job.state.value)
+            if job.state is BulkState.IN_PROGRESS and job.statement_id and job.abort_requested_at is not None:
+                # An abort the earlier attempt found after recording its statement, whose cancel failed (throttled,
+                # a passing error): nobody else asks again (the reconciler's role may not cancel), so this copy does.
+                ports.warehouse.cancel(job.statement_id)
             return None
         if job.abort_requested_at is not None:  # an earlier attempt stopped before recording its statement
             return _abort_unrecorded(ports, job)

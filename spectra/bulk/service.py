@@ -449,9 +449,12 @@ def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
         job = get_job(ports, caller, job_id)
     if job.state is BulkState.IN_PROGRESS:
         marked = bulk.jobs.update(job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())
-        if marked is not None and marked.statement_id:
-            ports.warehouse.cancel(marked.statement_id)
-        return get_job(ports, caller, job_id)
+        if marked is not None:
+            if marked.statement_id:
+                ports.warehouse.cancel(marked.statement_id)
+            return get_job(ports, caller, job_id)
+        # it ended between the read and this write: the abort did nothing, as when it ended before the read
+        job = get_job(ports, caller, job_id)
     raise Conflict(f"bulk job {job_id} already ended {job.state.value}", details={"state": job.state.value})
 
 

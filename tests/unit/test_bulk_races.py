@@ -10,6 +10,7 @@ from spectra.bulk import lifecycle
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState
 from spectra.bulk.service import change_state, job_results, upload_batch
+from spectra.errors import Conflict, Throttled
 from tests.unit.fakes import RESULTS_BUCKET, make_ports, make_settings
 from tests.unit.test_bulk_service import CSV, caller, new_insert
 
@@ -250,3 +251,51 @@ def test_a_called_off_executor_does_not_end_aborted_a_job_whose_load_another_cop
     final = ports.bulk.jobs.get(job.job_id)
     unprocessed = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv")
     assert final.state is BulkState.JOB_COMPLETE, (final.state, final.statement_id, "the load committed", unprocessed)
+
+
+def test_an_abort_whose_cancel_was_throttled_is_cancelled_by_the_messages_return(monkeypatch):
+    """(Found by the cancel review.) PATCH Aborted lands while the executor is inside BatchExecuteStatement, past its
+    last look: the API finds no statement to cancel and answers 200 InProgress. The executor records the statement,
+    sees the abort, and its CancelStatement is throttled, which returns the message. The returning message found the
+    statement recorded and did nothing, and the reconciler may not cancel: the load committed, the job ended
+    JobComplete after the abort was accepted. The returning message now asks the cancel again."""
+    ports, job = closed_insert()
+    message = ports.queue.messages[-1]
+    warehouse = type(ports.warehouse)
+    execute_batch = warehouse.execute_batch
+
+    def abort_during_the_call(wh, sqls, **kw):
+        statement_id = execute_batch(wh, sqls, **kw)
+        marked = change_state(ports, caller(ports), job.job_id, "Aborted")
+        assert marked.state is BulkState.IN_PROGRESS and marked.statement_id is None
+        wh.throttle_next("cancel")
+        return statement_id
+
+    monkeypatch.setattr(warehouse, "execute_batch", abort_during_the_call)
+    with pytest.raises(Throttled):
+        start_bulk_job(ports, message)
+    monkeypatch.undo()
+    start_bulk_job(ports, message)  # SQS returns it
+
+    recorded = ports.bulk.jobs.get(job.job_id)
+    assert ("cancel", recorded.statement_id) in ports.warehouse.calls
+    final = complete_bulk_statement(ports, ports.warehouse.status_change(recorded.statement_id))
+    assert final.state is BulkState.ABORTED
+
+
+def test_an_abort_that_loses_to_the_loads_end_is_a_conflict_whichever_state_it_saw(monkeypatch):
+    """(Found by the cancel review.) The load commits and completion ends the job between the abort's read (InProgress)
+    and its conditional write: the abort did nothing, and says so with the 409 an abort of an ended job gets (it
+    answered 200 with the JobComplete job, which a client reads as the abort accepted)."""
+    ports, job = closed_insert()
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    update = ports.bulk.jobs.update
+
+    def completion_first(job_id, expected, **changes):
+        if "abort_requested_at" in changes:
+            complete_bulk_statement(ports, ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []}))
+        return update(job_id, expected, **changes)
+
+    monkeypatch.setattr(ports.bulk.jobs, "update", completion_first)
+    with pytest.raises(Conflict, match="already ended JobComplete"):
+        change_state(ports, caller(ports), job.job_id, "Aborted")

@@ -478,6 +478,20 @@ def test_cancel_on_timeout_asks_a_running_statement_to_stop(ports):
     assert ("cancel", job.statement_id) in ports.warehouse.calls
 
 
+@pytest.mark.parametrize("failure", ["throttled", "refused"])
+def test_a_cancel_on_timeout_that_fails_answers_the_job_rather_than_an_error(ports, failure):
+    """The job exists and no answer has carried its id: a 429 or 500 from CancelStatement would send a client without
+    an Idempotency-Key to submit it again. The job is answered as it stands; DELETE asks again."""
+    job = started(ports)
+    if failure == "throttled":
+        ports.warehouse.throttle_next("cancel")
+    else:
+        ports.warehouse.reject_next("not allowed", method="cancel", aws_error="AccessDeniedException")
+    clock = FakeClock()
+    waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
+    assert waited.job_id == job.job_id and waited.status is JobStatus.SUBMITTED
+
+
 def test_continue_on_timeout_leaves_the_job_alone(ports):
     job = started(ports)
     clock = FakeClock()
