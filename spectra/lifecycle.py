@@ -354,7 +354,17 @@ def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -
     else:
         error = ErrorInfo(code=RESULT_FAILED, message=f"the result could not be collected: {reason_of(exc)}"[:1000])
     logger.error("job %s: giving up on its result after %d attempts", job.job_id, attempts, exc_info=exc)
-    return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, result_attempts=attempts)
+    # Not settled by the statement: another handler (a late copy of the event, the reconciler) may collect the same
+    # result fine meanwhile. The write comes first, so only the ending that wins is announced.
+    return finish_job(
+        ports,
+        job,
+        JobStatus.FAILED,
+        error=error,
+        statement_id=statement_id,
+        result_attempts=attempts,
+        settled=False,
+    )
 
 
 def finish_job(

@@ -19,9 +19,10 @@ index (:mod:`spectra.job_store`: jobs with work left, the longest-quiet first) a
   rather than loop forever (a message that keeps landing in the DLQ would otherwise be re-queued every few minutes).
 * Terminal but its event never published (PutEvents failed after the terminal write): publish it now.
 
-Throttling by the Data API ends the run early; the next run continues where this one stopped, because nothing it
-did not reach has moved in the index. The run is bounded (``reconcile_batch_max`` jobs, and an optional deadline)
-so a backlog cannot outlast the function's timeout.
+Throttling by the Data API ends the sweep early; the job it was describing has moved to the back of the index
+first, so the next run starts with the jobs behind it, and nothing else the sweep did not reach has moved. The run is
+bounded (``reconcile_batch_max`` jobs per index, and an optional deadline, of which query jobs take at most half and
+bulk jobs the rest) so a backlog cannot outlast the function's timeout, and neither kind keeps the other waiting.
 """
 
 from __future__ import annotations
@@ -146,10 +147,12 @@ def reconcile(ports: Ports, now: datetime | None = None, *, deadline: float | No
         ports.jobs.get,
         lambda job, quiet_since: _reconcile_job(ports, job, quiet_since, now, thresholds, lines),
         summary,
-        deadline=deadline,
+        # Query jobs get half the run, and the bulk sweep the rest, whatever happened to this one: a backlog of
+        # query jobs, or a Data API throttling their checks, must not keep every bulk job from being looked at.
+        deadline=None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / 2,
     )
     summary.more_pending = page.more or summary.throttled or summary.out_of_time
-    if ports.bulk is not None and not summary.throttled and not summary.out_of_time:
+    if ports.bulk is not None:
         from spectra.bulk.reconcile import reconcile_bulk  # bulk builds on this module
 
         reconcile_bulk(ports, now, thresholds, summary, deadline=deadline, lines=lines)
@@ -168,7 +171,8 @@ def sweep(
 ) -> None:
     """Look at each pending entry in turn (query jobs or bulk jobs: ``load`` reads one, ``handle`` decides), counting
     outcomes into ``summary``. Throttling ends the sweep (the next run starts again from the longest-quiet entry);
-    any other failure is logged and counted, and the entry keeps its place for the next run."""
+    any other failure is logged and counted, and the entry keeps its place for the next run (a statement check has
+    moved its job to the back before asking the Data API, so neither stops later runs on it)."""
     for entry in entries:
         if deadline is not None and time.monotonic() >= deadline:
             summary.out_of_time = True
@@ -229,6 +233,10 @@ def _reconcile_job(
 
 def _check_statement(ports: Ports, job: Job, now: datetime) -> Outcome:
     statement_id = job.statement_id or ""
+    # To the back of the index first, as the bulk sweep does: a DescribeStatement throttled (which ends the run), or
+    # a collection that outlives this run (killed at the function's timeout, no attempt counted), would otherwise
+    # keep the job first in line, and every later run would stop on it before reaching the jobs behind.
+    ports.jobs.mark_checked(job.job_id, JobStatus.SUBMITTED, now)
     try:
         info = ports.warehouse.describe(statement_id)
     except NotFound:
@@ -236,17 +244,14 @@ def _check_statement(ports: Ports, job: Job, now: datetime) -> Outcome:
             code="statement_lost",
             message=f"the warehouse no longer knows statement {statement_id}; its result cannot be collected",
         )
-        return Outcome.EXPIRED if finish_job(ports, job, JobStatus.FAILED, error=error) else Outcome.SKIPPED
+        # not settled by a statement: a late event may have collected its result just before the Data API forgot it
+        lost = finish_job(ports, job, JobStatus.FAILED, error=error, settled=False)
+        return Outcome.EXPIRED if lost else Outcome.SKIPPED
     state = TERMINAL_STATEMENT_STATES.get(info.status)
     if state is None:
-        ports.jobs.mark_checked(job.job_id, JobStatus.SUBMITTED, now)
         return Outcome.STILL_RUNNING
     change = StatementStatusChange(
         statementId=info.statement_id, statementName=job.job_id, state=state, rows=info.result_rows
     )
-    # To the back of the index first, as the bulk sweep does: a collection that outlives this run (killed at the
-    # function's timeout, no attempt counted) would otherwise keep the job first in line, and every later run would
-    # die on it before reaching the jobs behind.
-    ports.jobs.mark_checked(job.job_id, JobStatus.SUBMITTED, now)
     finished = complete_statement(ports, change, info=info)  # described already: not again
     return Outcome.COMPLETED if finished is not None and finished.status.is_terminal else Outcome.SKIPPED

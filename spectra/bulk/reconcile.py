@@ -128,17 +128,18 @@ def _periods(elapsed: timedelta) -> int:
 
 def _check_statement(ports: Ports, job: BulkJob, now: datetime) -> Outcome:
     statement_id = job.statement_id or ""
+    # Moved to the back of the index first: a job whose check is throttled (which ends the sweep) or whose ending
+    # kills this invocation must not head every later run.
+    bulk_ports(ports).jobs.mark_checked(job.job_id, job.state, now)
     try:
         info = ports.warehouse.describe(statement_id)
     except NotFound:
         error = ErrorInfo(code="statement_lost", message=f"the warehouse no longer knows statement {statement_id}")
-        return Outcome.EXPIRED if finish_bulk_job(ports, job, BulkState.FAILED, error=error) else Outcome.SKIPPED
+        lost = finish_bulk_job(ports, job, BulkState.FAILED, error=error, contested=True)  # a late event may win
+        return Outcome.EXPIRED if lost else Outcome.SKIPPED
     state = TERMINAL_STATEMENT_STATES.get(info.status)
     if state is None:
-        bulk_ports(ports).jobs.mark_checked(job.job_id, job.state, now)
         return Outcome.STILL_RUNNING
-    # Moved to the back of the index first: a job whose ending kills this invocation must not head every later run.
-    bulk_ports(ports).jobs.mark_checked(job.job_id, job.state, now)
     change = StatementStatusChange(statementId=statement_id, statementName=job.job_id, state=state)
     finished = complete_bulk_statement(ports, change)
     return Outcome.COMPLETED if finished is not None and finished.state.is_terminal else Outcome.SKIPPED

@@ -154,11 +154,13 @@ def test_running_statements_are_moved_back_and_counted():
 
 
 def test_throttling_stops_the_run_and_leaves_the_rest_in_place():
+    """The job whose check was throttled goes to the back with those checked, so the next run starts past it (a
+    throttled head job that kept its place would stop every run on itself); the others keep their place."""
     jobs, warehouse = running_jobs(5)
     summary = reconcile(FakePorts(jobs, FakeWarehouse(warehouse.statements, throttle_after=2)), now=NOW)
     assert summary.throttled is True
     assert summary.still_running == 2
-    assert jobs.checked == ["j_0", "j_1"]  # the others keep their place at the head of the index
+    assert jobs.checked == ["j_0", "j_1", "j_2"]  # j_3 and j_4 keep their place at the head of the index
     assert summary.more_pending is True
 
 
@@ -174,7 +176,7 @@ def test_one_broken_job_does_not_stop_the_others():
     del warehouse.statements["s1"]  # describe raises KeyError: an unexpected failure for that job only
     summary = reconcile(FakePorts(jobs, warehouse), now=NOW)
     assert (summary.errors, summary.still_running) == (1, 2)
-    assert jobs.checked == ["j_0", "j_2"]
+    assert jobs.checked == ["j_0", "j_1", "j_2"]  # a statement check moves its job back before it asks
 
 
 def test_a_job_that_cannot_be_read_does_not_stop_the_others():
