@@ -151,7 +151,7 @@ class JobEventDetail(_Contract):
     #: the same id is another tenant, and the notifier delivers the event to this generation's subscriptions only.
     #: Absent in events published before generations were carried (and for jobs made before generations existed).
     tenant_generation: str | None = None
-    status: JobStatus
+    status: Literal[JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]  # a job event is about its end
     format: ResultFormat
     row_count: int | None = None
     result_bytes: int | None = None
@@ -210,7 +210,7 @@ class BulkJobEventDetail(_Contract):
     tenant_generation: str | None = None
     object: str
     operation: str
-    state: str
+    state: Literal["JobComplete", "Failed", "Aborted"]  # a bulk job event is about its end
     source: str
     object_key: str | None = None
     number_records_processed: int = 0

@@ -30,9 +30,17 @@ def render() -> dict[str, str]:
 def _open(schema):
     """The schema of a published event without ``additionalProperties: false``: fields are added within a version
     (only a change that breaks a reader makes a new one), so a subscriber's validator or generated bindings must
-    take fields they do not know. The project's own models stay strict about what it writes and reads itself."""
+    take fields they do not know. The project's own models stay strict about what it writes and reads itself.
+
+    Its ``const`` (pydantic's spelling of a one-value Literal, such as ``version: "1"``) is written as a one-value
+    ``enum``: the registry declares the schemas ``JSONSchemaDraft4``, which has no ``const``, so a draft-4 validator
+    ignored it and took ``version: "2"``; ``enum`` means the same under draft 4 and 2020-12 alike."""
     if isinstance(schema, dict):
-        return {k: _open(v) for k, v in schema.items() if not (k == "additionalProperties" and v is False)}
+        return {
+            ("enum" if k == "const" else k): ([_open(v)] if k == "const" else _open(v))
+            for k, v in schema.items()
+            if not (k == "additionalProperties" and v is False)
+        }
     if isinstance(schema, list):
         return [_open(v) for v in schema]
     return schema

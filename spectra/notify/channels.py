@@ -87,7 +87,8 @@ class EventTopic:
         subject = f"Spectra: {event.detail_type} {event.resources[0] if event.resources else ''}".strip()
         response = self._client.publish(
             TopicArn=self._arn,
-            Message=message_body(event, by_alias=True),
+            # the event as the bus carried it: keys the bus left out (replay-name, account on moto) stay out
+            Message=message_body(event, by_alias=True, exclude_none=True),
             Subject=subject[:100],
             MessageAttributes={
                 name: {"DataType": "String", "StringValue": str(value)}

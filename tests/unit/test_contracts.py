@@ -118,3 +118,55 @@ def test_published_schemas_take_fields_added_within_their_version(schema_file):
         if isinstance(detail.get("error"), dict):
             later["error"] = {**detail["error"], "hint": "added later too"}
         validator.validate(later)
+
+
+@pytest.mark.parametrize("schema_file", sorted(PUBLISHED))
+def test_published_schemas_pin_their_version_under_the_draft_the_registry_declares(schema_file):
+    """template.yaml declares the registry's schemas JSONSchemaDraft4, which has no ``const``: pydantic's
+    ``const: "1"`` pinned nothing for a draft-4 validator, which took ``version: "2"`` (found by the events review).
+    The pin is a one-value ``enum``, which both drafts read."""
+    from jsonschema import Draft4Validator, Draft202012Validator
+
+    schema = json.loads((SCHEMAS / schema_file).read_text())
+    assert '"const"' not in json.dumps(schema)
+    for validator in (Draft4Validator(schema), Draft202012Validator(schema)):
+        for sample in PUBLISHED[schema_file]:
+            detail = json.loads((SAMPLES / sample).read_text())["detail"]
+            assert validator.is_valid(detail)
+            assert not validator.is_valid({**detail, "version": "2"})
+
+
+@pytest.mark.parametrize(
+    ("schema_file", "field", "ends"),
+    [
+        ("job_event_detail.v1.json", "status", {"COMPLETED", "FAILED", "CANCELLED"}),
+        ("bulk_job_event_detail.v1.json", "state", {"JobComplete", "Failed", "Aborted"}),
+    ],
+)
+def test_a_job_events_schema_allows_only_the_endings_it_carries(schema_file, field, ends):
+    """Job events are about a job's end: the schema offered QUEUED and SUBMITTED (bulk: any string), which no event
+    carries, to validators and generated bindings (found by the events review)."""
+    schema = json.loads((SCHEMAS / schema_file).read_text())
+    assert set(schema["properties"][field]["enum"]) == ends
+
+
+def test_the_webhook_delivery_sample_is_what_the_code_sends_for_its_event():
+    """The delivery sample is job_completed_event.json's: its payload is what webhook_payload makes of that event."""
+    from events.models import ProjectEvent
+    from spectra.notify.models import webhook_payload
+
+    sample = json.loads((SAMPLES / "webhook_delivery_message.json").read_text())
+    event = ProjectEvent.model_validate(json.loads((SAMPLES / "job_completed_event.json").read_text()))
+    assert json.loads(sample["payload"]) == json.loads(webhook_payload(event))
+
+
+def test_the_readmes_events_section_names_every_detail_type_on_the_bus():
+    """It named the three query job types only (events review)."""
+    import re
+    from pathlib import Path
+
+    from events import SUBSCRIBABLE_EVENT_TYPES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = re.search(r"^## Events\n(.*?)^## ", readme, re.S | re.M).group(1)
+    assert [t for t in SUBSCRIBABLE_EVENT_TYPES if f"`{t}`" not in section] == []
