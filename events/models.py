@@ -324,6 +324,9 @@ class WebhookDelivery(_Contract):
     payload: str
     attempt: int = Field(default=1, ge=1)
     not_before: datetime | None = None
+    #: when the subscription was made: a subscription made again under the same id (an Idempotency-Key names it)
+    #: after this one was deleted gets none of this one's deliveries. Absent in messages queued before it was carried.
+    subscription_created_at: datetime | None = None
 
     @property
     def job_id(self) -> str | None:

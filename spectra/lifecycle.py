@@ -326,7 +326,11 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
     except Exception as exc:
         return _failed_attempt(ports, job, statement_id, exc)
     try:
-        return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id)
+        # After a failed attempt, a copy that fails its last one may give the result up (FAILED, written first) while
+        # this one collected it fine: this ending then writes first too, so only the winner is announced. Before any
+        # failure nothing else can end the job, and the event goes first (one write fewer).
+        settled = job.result_attempts == 0
+        return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id, settled=settled)
     except (Throttled, PublishFailed):
         raise  # passing trouble of the Data API or the bus: nothing wrong with the result, tried again as it is
     except Exception as exc:

@@ -163,9 +163,10 @@ def list_jobs(
     return JobListing(jobs=jobs, next_token=token)
 
 
-def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:
+def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False) -> Job:
     """Cancel a queued job at once, or ask the warehouse to stop a running one (the job ends CANCELLED when the
-    Data API reports the statement ABORTED). A finished job cannot be cancelled: 409."""
+    Data API reports the statement ABORTED). A finished job cannot be cancelled: 409. ``quick``: the warehouse is
+    asked once, with short timeouts (the request has seconds left)."""
     job = get_job(ports, caller, job_id)
     if job.status is JobStatus.QUEUED:
         cancelled = _cancel_queued(ports, job)
@@ -177,7 +178,14 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str) -> Job:
         if marked is None:  # it ended between our read and the write
             current = get_job(ports, caller, job_id)
             raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
-        if marked.statement_id and not ports.warehouse.cancel(marked.statement_id):
+        try:
+            stopping = not marked.statement_id or ports.warehouse.cancel(marked.statement_id, quick=quick)
+        except Exception:
+            # Not asked after all (throttled, refused): the job must not say a cancel is under way, since nothing
+            # will ask again; the caller's error (429, 5xx) says to.
+            ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=None)
+            raise
+        if not stopping:
             current = get_job(ports, caller, job_id)
             if current.status.is_terminal:
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
@@ -215,6 +223,19 @@ def job_results(ports: Ports, caller: Caller, job_id: str) -> dict[str, Any]:
             details={"status": job.status},
         )
     return results_body(ports, job)
+
+
+def waited_results(ports: Ports, job: Job) -> dict[str, Any] | None:
+    """The results of a job a one-call query saw COMPLETED, from the job as the wait read it (no second read). None,
+    logged, when they cannot be given now: the answer is then the job alone (its results are a GET away), never an
+    error that would send a client without an Idempotency-Key to run the statement again."""
+    try:
+        return results_body(ports, job)
+    except Exception:
+        logger.warning(
+            "job %s: its results could not be read after the wait; answering the job", job.job_id, exc_info=True
+        )
+        return None
 
 
 def delivery_fingerprint(delivery: Delivery, row_limit: int | None) -> tuple:
@@ -262,7 +283,15 @@ def wait_for_job(
         if remaining <= 0:
             break
         sleep(min(delay, remaining))
-        job = ports.jobs.get(job.job_id) or job
+        try:
+            job = ports.jobs.get(job.job_id) or job
+        except Exception:
+            # The job exists and its id is in no answer yet: an error would send a client without an
+            # Idempotency-Key to submit it again. The wait ends and the job is answered as last seen.
+            logger.warning(
+                "job %s: a read during the wait failed; answering it as last seen", job.job_id, exc_info=True
+            )
+            break
         delay = min(delay * WAIT_BACKOFF, WAIT_MAX_DELAY)
     return job
 
@@ -276,15 +305,19 @@ def await_job(
     if job.status.is_terminal or on_timeout is WaitTimeoutAction.CONTINUE:
         return job
     try:
-        return cancel_job(ports, caller, job.job_id)
+        return cancel_job(ports, caller, job.job_id, quick=True)  # within the seconds the wait left
     except Conflict:  # it ended between the last look and the cancel
         return get_job(ports, caller, job.job_id)
     except Exception:
         # The job exists and its id is in no answer yet: an error here (CancelStatement throttled or refused) would
         # send the client to retry, which without an Idempotency-Key makes a second job. It is answered as it stands
-        # (still running, perhaps cancel_requested); DELETE /v1/queries/{id} asks again.
+        # (still running, cancel_requested false: cancel_job took its request back); DELETE /v1/jobs/{job_id} asks
+        # again.
         logger.warning("job %s: the cancel after its wait failed; answering the job", job.job_id, exc_info=True)
-        return ports.jobs.get(job.job_id) or job
+        try:
+            return ports.jobs.get(job.job_id) or job
+        except Exception:
+            return job  # as the wait last saw it
 
 
 def retry_after(job: Job) -> int:

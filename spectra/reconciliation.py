@@ -21,8 +21,9 @@ index (:mod:`spectra.job_store`: jobs with work left, the longest-quiet first) a
 
 Throttling by the Data API ends the sweep early; the job it was describing has moved to the back of the index
 first, so the next run starts with the jobs behind it, and nothing else the sweep did not reach has moved. The run is
-bounded (``reconcile_batch_max`` jobs per index, and an optional deadline, of which query jobs take at most half and
-bulk jobs the rest) so a backlog cannot outlast the function's timeout, and neither kind keeps the other waiting.
+bounded (``reconcile_batch_max`` jobs per index, and an optional deadline: query jobs take half of it first, the bulk
+sweep then runs, and the query jobs left take what remains) so a backlog cannot outlast the function's timeout, and
+neither kind keeps the other waiting.
 """
 
 from __future__ import annotations
@@ -142,20 +143,28 @@ def reconcile(ports: Ports, now: datetime | None = None, *, deadline: float | No
     summary = ReconcileSummary()
     page = ports.jobs.pending_before(now - thresholds.look_after, limit=thresholds.batch_max)
     lines = WaitingLines(ports)
-    sweep(
-        page.jobs,
-        ports.jobs.get,
-        lambda job, quiet_since: _reconcile_job(ports, job, quiet_since, now, thresholds, lines),
-        summary,
-        # Query jobs get half the run, and the bulk sweep the rest, whatever happened to this one: a backlog of
-        # query jobs, or a Data API throttling their checks, must not keep every bulk job from being looked at.
-        deadline=None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / 2,
-    )
-    summary.more_pending = page.more or summary.throttled or summary.out_of_time
+
+    def look(entries: list[PendingJob], until: float | None) -> list[PendingJob]:
+        return sweep(
+            entries,
+            ports.jobs.get,
+            lambda job, quiet_since: _reconcile_job(ports, job, quiet_since, now, thresholds, lines),
+            summary,
+            deadline=until,
+        )
+
+    # Query jobs first, for half the run; then the bulk sweep, whatever happened to theirs; then the query jobs left,
+    # for what time is left. A backlog of query jobs, or a Data API throttling their checks, cannot keep every bulk
+    # job from being looked at, and without bulk work the query jobs have the whole run.
+    left = look(page.jobs, None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / 2)
     if ports.bulk is not None:
         from spectra.bulk.reconcile import reconcile_bulk  # bulk builds on this module
 
         reconcile_bulk(ports, now, thresholds, summary, deadline=deadline, lines=lines)
+    if left and not summary.throttled:
+        left = look(left, deadline)
+    summary.out_of_time = summary.out_of_time or bool(left)
+    summary.more_pending = summary.more_pending or page.more or summary.throttled or summary.out_of_time
     if summary.more_pending:
         logger.warning("reconciler left overdue jobs for the next run: %s", summary.as_dict())
     return summary
@@ -168,15 +177,15 @@ def sweep(
     summary: ReconcileSummary,
     *,
     deadline: float | None,
-) -> None:
+) -> list[PendingJob]:
     """Look at each pending entry in turn (query jobs or bulk jobs: ``load`` reads one, ``handle`` decides), counting
-    outcomes into ``summary``. Throttling ends the sweep (the next run starts again from the longest-quiet entry);
-    any other failure is logged and counted, and the entry keeps its place for the next run (a statement check has
-    moved its job to the back before asking the Data API, so neither stops later runs on it)."""
-    for entry in entries:
+    outcomes into ``summary``; the entries ``deadline`` left unreached are returned (none when throttled). Throttling
+    ends the sweep (the next run starts again from the longest-quiet entry); any other failure is logged and
+    counted, and the entry keeps its place for the next run (a statement check has moved its job to the back before
+    asking the Data API, so neither stops later runs on it)."""
+    for index, entry in enumerate(entries):
         if deadline is not None and time.monotonic() >= deadline:
-            summary.out_of_time = True
-            break
+            return entries[index:]
         with logs.job_keys(job_id=entry.job_id):  # each job's lines carry its id and tenant (spectra/logs.py)
             try:
                 job = load(entry.job_id)
@@ -189,7 +198,7 @@ def sweep(
                 # The Data API wants fewer calls: stop here, the next run starts again from the longest-quiet job.
                 logger.warning("reconciler throttled at job %s; stopping this run: %s", entry.job_id, exc)
                 summary.throttled = True
-                break
+                return []
             except Exception:
                 # One job that cannot be read or finished (an item no model reads, a bug, a result that will not
                 # write) must not block the others: it keeps its place at the head of the index and is retried,
@@ -198,6 +207,7 @@ def sweep(
                 summary.errors += 1
                 continue
             summary.count(outcome)
+    return []
 
 
 def _reconcile_job(

@@ -27,6 +27,7 @@ Identities of tenants created before this record existed are not known to it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import re
@@ -439,6 +440,13 @@ class Caller(BaseModel):
         if self.owned_schemas:
             context["owned_schemas"] = ",".join(self.owned_schemas)
         return context
+
+    def keyed_id(self, prefix: str, idempotency_key: str) -> str:
+        """The id of what this caller makes with ``idempotency_key`` (a subscription, a bulk job): the tenant's as it
+        is now (a tenant deleted and created again under the same id does not find its predecessor's), and as long
+        as the random ids beside it (``prefix`` and 128 bits, URL-safe)."""
+        key = f"{self.tenant_id}\0{self.generation or ''}\0{idempotency_key}".encode()
+        return prefix + base64.urlsafe_b64encode(hashlib.sha256(key).digest()[:16]).decode().rstrip("=")
 
     @classmethod
     def from_authorizer_context(cls, context: dict[str, Any]) -> Caller:

@@ -115,10 +115,21 @@ def _result_page(client, **request) -> dict:
 
 
 class StatementRunner:
-    def __init__(self, client, *, database: str, cluster_id: str | None = None, workgroup: str | None = None) -> None:
+    def __init__(
+        self,
+        client,
+        *,
+        database: str,
+        cluster_id: str | None = None,
+        workgroup: str | None = None,
+        quick_client=None,
+    ) -> None:
+        """``quick_client``: the same API with one try and short timeouts, for calls a request must answer within a
+        few seconds (``cancel(quick=True)``); ``client`` when not given."""
         if bool(cluster_id) == bool(workgroup):
             raise ValueError("give exactly one of cluster_id or workgroup")
         self._client = client
+        self._quick = quick_client or client
         self._target = {"ClusterIdentifier": cluster_id} if cluster_id else {"WorkgroupName": workgroup}
         self._database = database
 
@@ -265,12 +276,14 @@ class StatementRunner:
         latest = max(found, key=lambda s: str(s.get("CreatedAt", "")), default=None)
         return latest["Id"] if latest else None
 
-    def cancel(self, statement_id: str) -> bool:
+    def cancel(self, statement_id: str, *, quick: bool = False) -> bool:
         """Ask the warehouse to stop the statement. False when it had already ended (the Data API answers
         ValidationException) or is no longer known (results expire after 24 hours); anything else, access denied
-        included, is raised, not taken for "already ended"."""
+        included, is raised, not taken for "already ended". ``quick``: one try with short timeouts (a request
+        waiting on it has seconds left)."""
+        client = self._quick if quick else self._client
         try:
-            return bool(_call(self._client.cancel_statement, Id=statement_id).get("Status"))
+            return bool(_call(client.cancel_statement, Id=statement_id).get("Status"))
         except NotFound:
             return False
         except StatementRejected as exc:

@@ -292,7 +292,8 @@ def submit(
         )
     view = QueryAnswer.of(job)
     if job.status is JobStatus.COMPLETED and request.wait_timeout:
-        view.results = JobResults.model_validate(queries.job_results(get_ports(), _caller(), job.job_id))
+        results = queries.waited_results(get_ports(), job)
+        view.results = JobResults.model_validate(results) if results is not None else None
     if callback is not None:
         # a repeat (the same Idempotency-Key and request) answers the first request's callback, secret included: a
         # client whose first answer was lost has no other way to learn it

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
 from producers.api.body import UTF8_CHARSETS, media_type_of
 from producers.api.bulk_models import (
@@ -41,6 +41,7 @@ _ANSWERS = {
     400: {"description": "Invalid request: fields, SQL, page token or locator", **_ERROR},
     404: {"description": "No such bulk job for this tenant (or no such result file)", **_ERROR},
     409: {"description": "The job's state does not allow this", **_ERROR},
+    "409-key": {"description": "The Idempotency-Key was used for a different request", **_ERROR},
     "409-results": {
         "description": "The job has not ended or its result files are still being written (job_not_finished, with "
         "Retry-After), or it ended without results (conflict)",
@@ -104,17 +105,28 @@ def _info(job, status: int = HTTPStatus.OK) -> Response[BulkJobInfo]:
     "/v1/bulk/jobs",
     tags=["bulk"],
     status_code=201,
-    responses={201: {**_ok("Job created", BulkJobInfo), "headers": _LOCATION, "links": _JOB_LINKS}, **_errors(400)},
+    responses={
+        201: {**_ok("Job created", BulkJobInfo), "headers": _LOCATION, "links": _JOB_LINKS},
+        200: {**_ok("The job this Idempotency-Key already created, as it is now", BulkJobInfo), "headers": _LOCATION},
+        **_errors(400, "409-key"),
+    },
     summary="Create a bulk job",
     description="An ingest job (insert, update, upsert, delete into `object`) starts `Open`: upload its data, then "
     "PATCH it to `UploadComplete`. A query job (operation `query` with `query`) is queued at once and UNLOADs its "
     "rows as the tenant.",
 )
-def create_job(request: Annotated[CreateBulkJob, Body()]) -> Response[BulkJobInfo]:
-    job = service.create_job(
-        get_ports(), _caller(), request.new_job(), correlation_id=router.current_event.request_context.request_id
+def create_job(
+    request: Annotated[CreateBulkJob, Body()],
+    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)] = None,
+) -> Response[BulkJobInfo]:
+    job, created = service.create_job(
+        get_ports(),
+        _caller(),
+        request.new_job(),
+        correlation_id=router.current_event.request_context.request_id,
+        idempotency_key=idempotency_key,
     )
-    response = _info(job, HTTPStatus.CREATED)
+    response = _info(job, HTTPStatus.CREATED if created else HTTPStatus.OK)
     response.headers["Location"] = api_path(f"/v1/bulk/jobs/{job.job_id}")
     return response
 

@@ -50,13 +50,14 @@ def reconcile_bulk(
     bulk = bulk_ports(ports)
     page = bulk.jobs.pending_before(now - thresholds.look_after, limit=thresholds.batch_max)
     lines = lines or WaitingLines(ports)
-    sweep(
+    left = sweep(
         page.jobs,
         bulk.jobs.get,
         lambda job, quiet_since: _reconcile(ports, job, quiet_since, now, thresholds, lines),
         summary,
         deadline=deadline,
     )
+    summary.out_of_time = summary.out_of_time or bool(left)
     summary.more_pending = summary.more_pending or page.more or summary.throttled or summary.out_of_time
 
 

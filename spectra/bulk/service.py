@@ -20,6 +20,7 @@ from spectra.bulk.drops import GENERATION_METADATA, DropOptions, metadata_option
 from spectra.bulk.files import results_key, starts_as_gzip
 from spectra.bulk.lifecycle import bulk_ports, export_statement, finish_bulk_job
 from spectra.bulk.models import (
+    BULK_JOB_ID_PREFIX,
     BulkJob,
     BulkOperation,
     BulkState,
@@ -70,8 +71,22 @@ class NewJob:
     query: str | None = None
 
 
-def create_job(ports: Ports, caller: Caller, spec: NewJob, *, correlation_id: str | None = None) -> BulkJob:
-    """An ingest job starts ``Open`` (waiting for its data); a query job is queued at once."""
+def create_job(
+    ports: Ports,
+    caller: Caller,
+    spec: NewJob,
+    *,
+    correlation_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[BulkJob, bool]:
+    """An ingest job starts ``Open`` (waiting for its data); a query job is queued at once. Returns the job and
+    whether it was created now.
+
+    ``idempotency_key`` names the job (:meth:`Caller.keyed_id`): the same key with the same fields answers the job it
+    made (False), as it is now, as long as its record lives (30 days; jobs are never deleted before, and their files
+    expire sooner); with other fields, a 409. A keyed query job whose message could not be queued stays
+    ``UploadComplete`` for the reconciler to queue (the retry gets it back), where one without a key fails, since its
+    client's retry is another job."""
     if spec.content_type != "CSV":
         raise InvalidRequest("contentType must be CSV", details={"field": "contentType"})
     query = None
@@ -100,7 +115,7 @@ def create_job(ports: Ports, caller: Caller, spec: NewJob, *, correlation_id: st
             )
     now = utcnow()
     job = BulkJob(
-        job_id=new_bulk_job_id(),
+        job_id=new_bulk_job_id() if idempotency_key is None else caller.keyed_id(BULK_JOB_ID_PREFIX, idempotency_key),
         tenant_id=caller.tenant_id,
         tenant_generation=caller.generation,
         db_user=caller.db_user or "",
@@ -118,10 +133,29 @@ def create_job(ports: Ports, caller: Caller, spec: NewJob, *, correlation_id: st
     )
     if query:
         check_unload_size(export_statement(ports.settings, job), ports.settings.max_sql_bytes)
-    bulk_ports(ports).jobs.create(job)
+    stored, created = bulk_ports(ports).jobs.create(job)
+    if not created:
+        return _repeat(stored, job, idempotency_key or ""), False
     if query:
-        _queue(ports, job)
-    return job
+        _queue(ports, job, fail=idempotency_key is None)
+    return job, True
+
+
+#: What a repeat of a create must ask again to be the same request.
+_REQUESTED = ("object", "operation", "external_id_field", "column_delimiter", "line_ending", "content_type", "query")
+
+
+def _repeat(first: BulkJob, asked: BulkJob, idempotency_key: str) -> BulkJob:
+    """``first``, made by the request with the same key, when ``asked`` is that request again."""
+    if any(getattr(first, name) != getattr(asked, name) for name in _REQUESTED) or (
+        first.tenant_id,
+        first.tenant_generation,
+    ) != (asked.tenant_id, asked.tenant_generation):
+        raise Conflict(
+            "Idempotency-Key was already used for a different request",
+            details={"idempotency_key": idempotency_key, "job_id": first.job_id},
+        )
+    return first
 
 
 def _queue(ports: Ports, job: BulkJob, *, fail: bool = True) -> None:

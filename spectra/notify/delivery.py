@@ -63,7 +63,9 @@ def deliver(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
         notify.deliveries.retry(message, math.ceil((message.not_before - now).total_seconds()))
         return Outcome.WAITING
     subscription = notify.subscriptions.get(message.tenant_id, message.subscription_id)
-    if subscription is None:
+    made_again = subscription is not None and message.subscription_created_at not in (None, subscription.created_at)
+    if subscription is None or made_again:
+        # made again: deleted and made anew under its Idempotency-Key's id; the delivery was the one deleted's
         logger.info("subscription %s is gone; dropping delivery %s", message.subscription_id, message.webhook_id)
         return Outcome.DROPPED
     if subscription.status is SubscriptionStatus.DISABLED:

@@ -149,4 +149,5 @@ def delivery_for(subscription: Subscription, event: ProjectEvent) -> WebhookDeli
         subscription_id=subscription.subscription_id,
         event_type=event.detail_type,
         payload=webhook_payload(event),
+        subscription_created_at=subscription.created_at,
     )

@@ -3,8 +3,6 @@ query, recorded before its job so no completion can outrun it."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -96,16 +94,17 @@ def create_subscription(
 ) -> tuple[Subscription, bool]:
     """A new active subscription, and True; its ``secret`` is returned here and never again, but to a repeat.
 
-    ``idempotency_key`` names the subscription (:func:`keyed_subscription_id`): while it exists, the same key with the
-    same ``url``, ``events`` and ``filter`` answers it, secret included, and False (a client whose first answer was
-    lost has no other way to learn the secret); with anything else, a 409. The repeat is answered before the URL's
-    check and the limit's, as a query's is (a receiver's name that stopped resolving, or a tenant at its limit, would
-    otherwise hide the subscription the first request made). Once it is deleted, the key makes a new one."""
+    ``idempotency_key`` names the subscription (:meth:`~spectra.tenants.Caller.keyed_id`): while it exists, the same
+    key with the same ``url``, ``events`` and ``filter`` answers it, secret included, and False (a client whose first
+    answer was lost has no other way to learn the secret); with anything else, a 409. The repeat is answered before
+    the URL's check and the limit's, as a query's is (a receiver's name that stopped resolving, or a tenant at its
+    limit, would otherwise hide the subscription the first request made). Once it is deleted, the key makes a new
+    one."""
     notify = notify_ports(ports)
     events = _check_events(events)
     filter_ = _check_filter(filter_)
     subscription_id = (
-        new_subscription_id() if idempotency_key is None else keyed_subscription_id(caller, idempotency_key)
+        new_subscription_id() if idempotency_key is None else caller.keyed_id(SUBSCRIPTION_PREFIX, idempotency_key)
     )
     if idempotency_key is not None and (first := notify.subscriptions.get(caller.tenant_id, subscription_id)):
         return _repeat(first, idempotency_key, url=url, events=events, filter_=filter_), False
@@ -140,13 +139,6 @@ def create_subscription(
         notify.subscriptions.delete(caller.tenant_id, subscription.subscription_id)
         raise Conflict(f"a tenant may have {limit} subscriptions; delete one first", details={"limit": limit})
     return subscription, True
-
-
-def keyed_subscription_id(caller: Caller, idempotency_key: str) -> str:
-    """The id a subscription created with ``idempotency_key`` gets: the tenant's as it is now (a tenant deleted and
-    created again under the same id does not find its predecessor's), and as long as a random one."""
-    digest = hashlib.sha256(f"{caller.tenant_id}\0{caller.generation or ''}\0{idempotency_key}".encode()).digest()
-    return SUBSCRIPTION_PREFIX + base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
 
 
 def _repeat(

@@ -361,3 +361,22 @@ def test_options_come_from_object_metadata_too(bulk_tenant, warehouse):
     job = client.dropped_job(key)
     assert (job["state"], job["operation"], job["columnDelimiter"]) == ("JobComplete", "update", "SEMICOLON"), job
     assert client.rows(warehouse)[0] == ("ann@x", "Ann", "Paris", 10, None)
+
+
+def test_a_create_retried_with_its_idempotency_key_is_the_same_job(bulk_tenant, warehouse):
+    """A client whose answer to POST /v1/bulk/jobs was lost retries with its key: 200 with the job it made (its
+    batches with it), not a second Open job; the key with another body is a 409."""
+    client = bulk_tenant()
+    body = {"object": client.table, "operation": "insert"}
+    headers = {"Idempotency-Key": "load-" + client.tenant_id}
+    first = client.api.request("POST", "/v1/bulk/jobs", json=body, headers=headers)
+    client.upload(first.json()["id"], csv_bytes([HEADER, ["dee@x", "Dee", "Kyiv", "40"]]))
+    repeat = client.api.request("POST", "/v1/bulk/jobs", json=body, headers=headers)
+    assert (first.status_code, repeat.status_code) == (201, 200), repeat.text
+    assert repeat.json()["id"] == first.json()["id"] and repeat.headers["Location"] == first.headers["Location"]
+    other = client.api.request(
+        "POST", "/v1/bulk/jobs", json={**body, "operation": "upsert", "externalIdFieldName": "email"}, headers=headers
+    )
+    assert other.status_code == 409 and other.json()["error"]["details"]["job_id"] == first.json()["id"]
+    listed = client.api.request("GET", "/v1/bulk/jobs").json()["records"]
+    assert [job["id"] for job in listed] == [first.json()["id"]]

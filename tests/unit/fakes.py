@@ -484,6 +484,7 @@ class FakeWarehouse:
     def __init__(self) -> None:
         self.statements: dict[str, FakeStatement] = {}
         self.calls: list[tuple[str, str]] = []  # (method, statement id or token): what reached the "service"
+        self.quick_cancels: list[str] = []  # statements cancel(quick=True) was asked for
         self._by_token: dict[str, str] = {}
         self._scripted: dict[str, list[Exception]] = {}
         self._ids = itertools.count(1)
@@ -637,8 +638,10 @@ class FakeWarehouse:
         found = [statement_id for statement_id, statement in self.statements.items() if statement.name == name]
         return found[-1] if found else None
 
-    def cancel(self, statement_id: str) -> bool:
+    def cancel(self, statement_id: str, *, quick: bool = False) -> bool:
         self._enter("cancel", statement_id)
+        if quick:
+            self.quick_cancels.append(statement_id)
         statement = self._statement(statement_id)
         if statement.status not in _RUNNING:
             return False  # the Data API refuses to cancel a finished statement; the runner turns that into False

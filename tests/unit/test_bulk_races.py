@@ -38,7 +38,7 @@ def test_inline_result_files_are_sized_by_what_the_load_reads_not_by_compressed_
     plain = b"id,name\n" + b"7,Ann\n" * rows
     body = gz.compress(plain, 9)
     assert len(body) < 64 * 1024 < len(plain)
-    job = create_job(ports, who, NewJob(object="accounts", operation=BulkOperation.INSERT))
+    job, _ = create_job(ports, who, NewJob(object="accounts", operation=BulkOperation.INSERT))
     upload_batch(ports, who, job.job_id, body, gzip=True)
     change_state(ports, who, job.job_id, "UploadComplete")
     running = start_bulk_job(ports, BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme"))

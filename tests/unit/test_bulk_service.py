@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from events import BulkJobQueuedMessage
 from spectra.bulk import outcomes
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
-from spectra.bulk.models import BulkOperation, BulkState, ExportFile, JobType
+from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile, JobType
 from spectra.bulk.service import (
     NewJob,
     change_state,
@@ -59,7 +59,7 @@ def caller(ports) -> Caller:
 
 
 def new_insert(ports, operation: BulkOperation = BulkOperation.INSERT, **fields):
-    return create_job(ports, caller(ports), NewJob(object="accounts", operation=operation, **fields))
+    return create_job(ports, caller(ports), NewJob(object="accounts", operation=operation, **fields))[0]
 
 
 # -- create ---------------------------------------------------------------------------------------------------------
@@ -77,11 +77,60 @@ def test_an_ingest_job_opens_and_waits_for_its_data(ports):
 
 
 def test_a_query_job_is_checked_and_queued_at_once(ports):
-    job = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
+    job, _ = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
     assert job.state is BulkState.UPLOAD_COMPLETE and job.queued_at is not None
     assert ports.queue.messages == [BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")]
     with pytest.raises(SqlRejected):
         create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="drop user x"))
+
+
+def test_a_create_repeated_with_its_idempotency_key_answers_the_first_job(ports):
+    """A client whose answer was lost retries with its key: it gets the job it made (and the batches it uploaded
+    meanwhile are that job's), not a second Open job."""
+    spec = NewJob(object="accounts", operation=BulkOperation.UPSERT, external_id_field="id")
+    first, created = create_job(ports, caller(ports), spec, idempotency_key="load-1")
+    upload_batch(ports, caller(ports), first.job_id, CSV, gzip=False)
+    again, repeated = create_job(ports, caller(ports), spec, idempotency_key="load-1")
+    assert created and not repeated
+    assert again.job_id == first.job_id and again.uploads == 1
+    listed = list_jobs(ports, caller(ports), state=None, operation=None, limit=10, next_token=None)
+    assert [j.job_id for j in listed.jobs] == [first.job_id]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"object": "other"},
+        {"operation": BulkOperation.INSERT, "external_id_field": None},
+        {"external_id_field": "name"},
+        {"column_delimiter": ColumnDelimiter.TAB},
+    ],
+)
+def test_a_key_used_for_another_bulk_job_is_a_conflict(ports, changed):
+    spec = {"object": "accounts", "operation": BulkOperation.UPSERT, "external_id_field": "id"}
+    first, _ = create_job(ports, caller(ports), NewJob(**spec), idempotency_key="load-1")
+    with pytest.raises(Conflict, match="different request") as refused:
+        create_job(ports, caller(ports), NewJob(**(spec | changed)), idempotency_key="load-1")
+    assert refused.value.details["job_id"] == first.job_id
+
+
+def test_a_bulk_key_is_the_tenants(ports):
+    ports.tenants.create_tenant("globex", db_user="tenant_globex")
+    spec = NewJob(object="accounts", operation=BulkOperation.INSERT)
+    mine, _ = create_job(ports, caller(ports), spec, idempotency_key="load-1")
+    theirs, created = create_job(ports, Caller.of(ports.tenants.get("globex")), spec, idempotency_key="load-1")
+    assert created and theirs.job_id != mine.job_id and theirs.tenant_id == "globex"
+
+
+def test_a_keyed_query_job_whose_message_was_refused_waits_for_the_reconciler_and_the_retry_gets_it(ports):
+    """Without a key the job fails enqueue_failed (the client's retry is another job); with one, the retry answers
+    this job, so it stays UploadComplete for the reconciler to queue rather than failing under the client."""
+    spec = NewJob(object=None, operation=BulkOperation.QUERY, query="select 1")
+    ports.queue.fail_next()
+    with pytest.raises(Exception):  # noqa: B017 - whatever SQS raised: the API answers 500 and the client retries
+        create_job(ports, caller(ports), spec, idempotency_key="export-1")
+    again, created = create_job(ports, caller(ports), spec, idempotency_key="export-1")
+    assert not created and again.state is BulkState.UPLOAD_COMPLETE and again.error is None
 
 
 def test_a_query_job_whose_unload_is_past_the_data_apis_limit_is_a_413_at_once(ports):
@@ -496,7 +545,7 @@ def test_results_are_refused_until_there_are_some(ports):
     with pytest.raises(InvalidRequest, match="ingest job"):
         query_results(ports, caller(ports), job.job_id, locator=None, max_records=None)
 
-    query = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
+    query, _ = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
     with pytest.raises(InvalidRequest, match="query job"):
         job_results(ports, caller(ports), query.job_id, "successfulResults")
     with pytest.raises(JobNotFinished):
@@ -649,7 +698,7 @@ def test_result_files_the_bucket_expired_answer_410_and_name_no_bucket(ports):
         job_results(ports, caller(ports), job.job_id, "successfulResults")
     assert raised.value.details == {"retention_days": 7}
 
-    query = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
+    query, _ = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
     ports.bulk.jobs.transition(query.job_id, BulkState.IN_PROGRESS)
     part = ExportFile(key=f"acme/{query.job_id}/export/part_0000_part_00", rows=1, bytes=6)
     ports.bulk.jobs.transition(query.job_id, BulkState.JOB_COMPLETE, export_files=[part], export_columns=["x"])

@@ -729,6 +729,25 @@ def test_a_deleted_subscription_gets_nothing():
     assert ports.notify.transport.posts == []
 
 
+def test_a_subscription_made_again_with_its_key_gets_none_of_the_deleted_ones_deliveries():
+    """An Idempotency-Key names the subscription, so deleting it and subscribing again with the same key makes the
+    same id: the deleted one's queued retries (hours of them) went to the new URL, signed with the new secret, for
+    event types it never asked for (diff review)."""
+    ports = ports_with_notify()
+    first, _ = service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+    (delivery,) = fan_out(ports, sample_event()).deliveries
+    service.delete_subscription(ports, ACME, first.subscription_id)
+    again, _ = service.create_subscription(
+        ports, ACME, url="https://hooks.acme.example/new", events=["Job Failed"], idempotency_key="k1"
+    )
+    assert again.subscription_id == first.subscription_id
+    assert deliver(ports, delivery, now=T0) is Outcome.DROPPED
+    assert ports.notify.transport.posts == []
+    # a message queued before deliveries carried the subscription's making still goes (as it always did)
+    older = delivery.model_copy(update={"subscription_created_at": None})
+    assert deliver(ports, older, now=T0) is Outcome.DELIVERED
+
+
 def test_an_address_that_turned_private_is_refused_at_delivery_and_counted():
     """DNS rebinding: the name was public when the subscription was made."""
     dns = dict(TEST_DNS)

@@ -94,9 +94,12 @@ def test_no_declared_error_that_a_route_cannot_give():
     def statuses(method, path):
         return set(DOCUMENT["paths"][path][method]["responses"])
 
-    # creating or listing names no existing job: no 404; listing changes nothing: no 409
+    # creating or listing names no existing job: no 404; listing changes nothing: no 409 (a create's 409 is only an
+    # Idempotency-Key used for another request)
     for method, path in [("post", "/v1/bulk/jobs"), ("get", "/v1/bulk/jobs"), ("post", "/v1/bulk/uploads")]:
-        assert not {"404", "409"} & statuses(method, path), path
+        assert "404" not in statuses(method, path), path
+    assert "409" not in statuses("get", "/v1/bulk/jobs") | statuses("post", "/v1/bulk/uploads")
+    assert "Idempotency-Key" in DOCUMENT["paths"]["/v1/bulk/jobs"]["post"]["responses"]["409"]["description"]
     assert not {"404", "409"} & statuses("get", "/v1/jobs")
     assert "409" not in statuses("get", "/v1/jobs/{job_id}")
     assert "404" not in statuses("post", "/v1/subscriptions")
@@ -155,7 +158,9 @@ def test_the_bulk_job_examples_are_jobs_the_service_creates():
     ports.warehouse.add_table("public", "contacts", ["email", "name"])
     operations = set()
     for example in SCHEMAS["CreateBulkJob"]["examples"]:
-        job = create_job(ports, Caller.of(ports.tenants.get("acme")), CreateBulkJob.model_validate(example).new_job())
+        job, _ = create_job(
+            ports, Caller.of(ports.tenants.get("acme")), CreateBulkJob.model_validate(example).new_job()
+        )
         operations.add(job.operation.value)
     assert operations == {"upsert", "query"}
 

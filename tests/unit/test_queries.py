@@ -18,6 +18,7 @@ from spectra.errors import (
     NotFound,
     PayloadTooLarge,
     SqlRejected,
+    Throttled,
 )
 from spectra.job_queue import JobQueue
 from spectra.jobs import Job, utcnow
@@ -300,9 +301,9 @@ def test_a_cancel_that_loses_the_race_with_completion_is_a_conflict(ports):
     change = ports.warehouse.finish(job.statement_id, rows=0)
     refuse = ports.warehouse.cancel
 
-    def cancel_after_completion(statement_id):
+    def cancel_after_completion(statement_id, **how):
         complete_statement(ports, change)  # the completion event is handled while the cancel is on its way
-        return refuse(statement_id)
+        return refuse(statement_id, **how)
 
     ports.warehouse.cancel = cancel_after_completion
     with pytest.raises(Conflict) as raised:
@@ -476,6 +477,7 @@ def test_cancel_on_timeout_asks_a_running_statement_to_stop(ports):
     waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
     assert waited.status is JobStatus.SUBMITTED and waited.cancel_requested_at is not None
     assert ("cancel", job.statement_id) in ports.warehouse.calls
+    assert ports.warehouse.quick_cancels == [job.statement_id]  # one short try: the request has seconds left
 
 
 @pytest.mark.parametrize("failure", ["throttled", "refused"])
@@ -490,6 +492,18 @@ def test_a_cancel_on_timeout_that_fails_answers_the_job_rather_than_an_error(por
     clock = FakeClock()
     waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
     assert waited.job_id == job.job_id and waited.status is JobStatus.SUBMITTED
+    # and it does not say a cancel is under way: nothing would ask again, so the client must (diff review)
+    assert waited.cancel_requested_at is None
+
+
+def test_a_cancel_the_warehouse_throttles_is_taken_back(ports):
+    """DELETE answers 429 (repeat it); the job must not keep a cancel request nobody will carry out (an ABORTED
+    statement would then read as the tenant's cancel)."""
+    job = started(ports)
+    ports.warehouse.throttle_next("cancel")
+    with pytest.raises(Throttled):
+        cancel_job(ports, ACME, job.job_id)
+    assert ports.jobs.get(job.job_id).cancel_requested_at is None
 
 
 def test_continue_on_timeout_leaves_the_job_alone(ports):

@@ -3,15 +3,19 @@ no kind of job keeps another from being looked at, and only the ending that wins
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 
 from events import JobQueuedMessage, JobStatus
+from spectra import lifecycle
 from spectra.bulk.models import BulkOperation, BulkState
 from spectra.jobs import Job, new_job_id, utcnow
-from spectra.lifecycle import execute_job
+from spectra.lifecycle import complete_statement, execute_job
 from spectra.reconciliation import reconcile
+from spectra.warehouse import Column
 from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import make_ports, make_settings
 
@@ -59,20 +63,20 @@ def test_a_throttled_query_sweep_does_not_keep_bulk_jobs_from_being_looked_at(po
     assert ports.bulk.jobs.get(lost).state is not BulkState.UPLOAD_COMPLETE
 
 
+def finished_after_two_failed_attempts(ports):
+    """A job whose statement finished, two attempts at its result failed already: the next failure gives it up."""
+    job = query_job(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=["1\n"], rows=1)
+    ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], result_attempts=2)
+    return job, change
+
+
 def test_a_failed_last_attempt_racing_a_successful_one_announces_only_the_winner(ports, monkeypatch):
     """The reconciler's last result attempt fails (S3 refused a part, say) while a late copy of the status event
     collects the same result fine. ``_failed_attempt`` ended the job through the *settled* path (publish first, write
     after), though a failed collection is not settled by the statement: the bus got "Job Completed" AND "Job Failed"
     for one job that ended COMPLETED. It writes first now, as bulk's ``contested`` ending does."""
-    from botocore.exceptions import ClientError
-
-    from spectra import lifecycle
-    from spectra.lifecycle import complete_statement
-    from spectra.warehouse import Column
-
-    job = query_job(ports)
-    change = ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=["1\n"], rows=1)
-    ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], result_attempts=2)  # two attempts failed already
+    job, change = finished_after_two_failed_attempts(ports)
 
     real_collect, calls = lifecycle.collect_result, []
 
@@ -101,7 +105,6 @@ def test_a_query_backlog_filling_each_run_leaves_the_bulk_sweep_its_half(monkeyp
     """The bulk sweep ran only when the query sweep ended within the budget: while query work filled every run's time
     (here each look costs one tick of a fake clock and a run has 20), a bulk job whose message was lost was never
     re-queued nor given up. Query jobs now take at most half of a run."""
-    import itertools
 
     from spectra import reconciliation
 
@@ -131,3 +134,44 @@ def test_a_throttled_head_job_does_not_stop_every_run_on_itself(ports):
         ports.warehouse.throttle_next("describe")
         reconcile(ports, now=utcnow() + timedelta(minutes=minute))
     assert ports.jobs.get(lost.job_id).status is not JobStatus.QUEUED, "never re-queued nor given up"
+
+
+def test_a_give_up_that_wins_is_not_followed_by_a_completed_event_from_the_late_copy(ports, monkeypatch):
+    """The mirror of test_a_failed_last_attempt_racing_a_successful_one_announces_only_the_winner (diff review): the
+    reconciler's failed last attempt wins the write (FAILED), while
+    the late copy of the status event, which collected the result fine, ended through the settled path (publish
+    first, write after): its write lost, but "Job Completed" was already on the bus. After a failed attempt the
+    COMPLETED ending writes first too."""
+    job, change = finished_after_two_failed_attempts(ports)
+
+    real_collect, calls = lifecycle.collect_result, []
+
+    def collect(ports_, job_, statement_id, info=None):
+        calls.append(info)
+        if len(calls) == 1:  # the late event's copy: collects fine, but slowly; the reconciler runs meanwhile
+            result = real_collect(ports_, job_, statement_id, info)
+            reconcile(ports, now=utcnow() + timedelta(minutes=2))
+            return result
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "PutObject")  # the reconciler's
+
+    monkeypatch.setattr(lifecycle, "collect_result", collect)
+    complete_statement(ports, change)
+
+    final = ports.jobs.get(job.job_id)
+    assert (final.status, ports.events.types()) == (JobStatus.FAILED, ["Job Failed"]), ports.events.types()
+
+
+def test_without_bulk_work_query_jobs_have_the_whole_run(monkeypatch):
+    """The split gave query jobs at most half of a run even when the bulk index was empty: a query backlog that one
+    run could look at whole took two, and every run reported out_of_time (ReconcileStoppedEarly, alarmed) though half
+    of its time went unused (diff review). The query jobs left after the bulk sweep take what time remains."""
+    from spectra import reconciliation
+
+    ports = make_ports(settings=make_settings(tenant_max_running_statements=100))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    for _ in range(30):
+        query_job(ports)  # long statements, events lost
+    clock = itertools.count()
+    monkeypatch.setattr(reconciliation.time, "monotonic", lambda: next(clock))
+    summary = reconcile(ports, now=utcnow() + timedelta(minutes=2), deadline=next(clock) + 40)
+    assert summary.checked == 30 and not summary.out_of_time, summary.as_dict()

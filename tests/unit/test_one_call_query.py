@@ -1,0 +1,114 @@
+"""The one-call path (POST /v1/queries with wait_timeout) once its job exists (found by the listings review).
+
+Without an Idempotency-Key a 500 is sent only when the job cannot run (FAILED enqueue_failed), since the client's
+retry is another job. The wait's own reads and the result read after it answered 500 "safe to retry" on a passing
+store error, for a job that was queued (or had run: an INSERT retried runs twice). They now answer the job."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from events import JobQueuedMessage, JobStatus
+from producers.api import app as api
+from spectra.lifecycle import complete_statement, execute_job
+from spectra.warehouse import Column
+from tests.unit.fakes import make_ports
+
+pytestmark = pytest.mark.unit
+
+
+def _throttled(operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, operation)
+
+
+@pytest.fixture
+def ports(monkeypatch):
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    return ports
+
+
+def post_query(body: dict) -> tuple[int, dict]:
+    event = {
+        "httpMethod": "POST",
+        "path": "/v1/queries",
+        "resource": "/v1/queries",
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+        "requestContext": {"requestId": "r1", "authorizer": {"tenant_id": "acme"}, "stage": "v1"},
+    }
+    answer = api.app.resolve(event, None)
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def test_a_store_error_during_the_wait_answers_the_queued_job_not_a_500(ports):
+    """The job is created and queued; one GetItem of the wait fails (throttled past the SDK's retries): the wait ends
+    there and the job is answered as last seen."""
+    calls = {"n": 0}
+    original_get = ports.jobs.get
+
+    def flaky_get(job_id):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise _throttled("GetItem")
+        return original_get(job_id)
+
+    ports.jobs.get = flaky_get
+    status, body = post_query({"sql": "select 1 as one", "wait_timeout": 2})
+    queued = [m for m in ports.queue.messages]
+    assert len(queued) == 1  # the job exists and will run
+    assert status == 202 and body["job_id"] == queued[0].job_id, body
+
+
+def test_a_store_error_reading_the_result_after_the_wait_answers_the_completed_job_not_a_500(ports):
+    """The job completed within the wait; a read after the wait's last look fails: the results come from the job the
+    wait read, so no read is left to fail."""
+    original_get = ports.jobs.get
+    state = {"completed": False, "reads_after": 0}
+
+    def get(job_id):
+        job = original_get(job_id)
+        if not state["completed"]:  # the first look of the wait: the job runs and completes meanwhile
+            state["completed"] = True
+            ports.jobs.get = original_get  # the executor and the completion read the store as it is
+            started = execute_job(ports, JobQueuedMessage(job_id=job_id, tenant_id="acme"))
+            change = ports.warehouse.finish(started.statement_id, columns=[Column("one", "int4")], pages=["1\n"])
+            complete_statement(ports, change)
+            ports.jobs.get = get
+            return original_get(job_id)
+        state["reads_after"] += 1
+        if state["reads_after"] == 1:  # job_results' read, after the wait saw the job COMPLETED
+            raise _throttled("GetItem")
+        return job
+
+    ports.jobs.get = get
+    status, body = post_query({"sql": "select 1 as one", "wait_timeout": 2})
+    completed = [j for j in ports.jobs.list_for_tenant("acme", limit=10).jobs if j.status is JobStatus.COMPLETED]
+    assert len(completed) == 1  # the statement ran
+    assert status == 200 and body["results"]["rows"] == [[1]], body
+
+
+def test_results_that_cannot_be_given_after_the_wait_answer_the_completed_job_alone(ports, monkeypatch):
+    from spectra import queries
+
+    def broken(ports_, job):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+
+    monkeypatch.setattr(queries, "results_body", broken)
+    original_get = ports.jobs.get
+
+    def get(job_id):  # the job runs and completes during the wait's first look
+        ports.jobs.get = original_get
+        started = execute_job(ports, JobQueuedMessage(job_id=job_id, tenant_id="acme"))
+        change = ports.warehouse.finish(started.statement_id, columns=[Column("one", "int4")], pages=["1\n"])
+        complete_statement(ports, change)
+        return original_get(job_id)
+
+    ports.jobs.get = get
+    status, body = post_query({"sql": "select 1 as one", "wait_timeout": 2})
+    assert status == 200 and body["status"] == "COMPLETED" and body.get("results") is None, body
