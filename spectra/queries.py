@@ -16,7 +16,7 @@ from typing import Any
 from events import Delivery, JobStatus, ResultFormat
 from spectra import logs
 from spectra.delivery import check_unload_size, request_problem, results_body, statement_sql, unload_problem
-from spectra.errors import Conflict, InvalidRequest, JobNotFinished, NotFound
+from spectra.errors import Conflict, Gone, InvalidRequest, JobNotFinished, NotFound, StatementRejected, Throttled
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import finish_job, queued_message
@@ -180,10 +180,12 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
             raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
         try:
             stopping = not marked.statement_id or ports.warehouse.cancel(marked.statement_id, quick=quick)
-        except Exception:
-            # Not asked after all (throttled, refused): the job must not say a cancel is under way, since nothing
-            # will ask again; the caller's error (429, 5xx) says to.
-            ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=None)
+        except (Throttled, StatementRejected):
+            # Refused (throttled, denied): the job must not say a cancel is under way, since nothing will ask again;
+            # the caller's error (429, 5xx) says to. A request an earlier cancel made stays (it reached the
+            # warehouse); an answer that never came (a timeout) may have stopped the statement, so its mark stays.
+            if job.cancel_requested_at is None:
+                _take_back_cancel(ports, job.job_id)
             raise
         if not stopping:
             current = get_job(ports, caller, job_id)
@@ -191,6 +193,13 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
         return get_job(ports, caller, job_id)
     raise Conflict(f"job {job_id} already ended {job.status.value}", details={"status": job.status})
+
+
+def _take_back_cancel(ports: Ports, job_id: str) -> None:
+    try:
+        ports.jobs.update(job_id, [JobStatus.SUBMITTED], cancel_requested_at=None)
+    except Exception:  # the refusal is what the caller must hear: the mark stays, as for a timeout
+        logger.warning("job %s: its refused cancel request could not be taken back", job_id, exc_info=True)
 
 
 def _cancel_queued(ports: Ports, job: Job) -> Job | None:
@@ -229,8 +238,12 @@ def waited_results(ports: Ports, job: Job) -> dict[str, Any] | None:
     """The results of a job a one-call query saw COMPLETED, from the job as the wait read it (no second read). None,
     logged, when they cannot be given now: the answer is then the job alone (its results are a GET away), never an
     error that would send a client without an Idempotency-Key to run the statement again."""
+    if job.result is None:
+        return None
     try:
         return results_body(ports, job)
+    except (Gone, Conflict):
+        raise  # what a GET of them answers too (410 past their retention): not a passing failure
     except Exception:
         logger.warning(
             "job %s: its results could not be read after the wait; answering the job", job.job_id, exc_info=True
@@ -287,11 +300,9 @@ def wait_for_job(
             job = ports.jobs.get(job.job_id) or job
         except Exception:
             # The job exists and its id is in no answer yet: an error would send a client without an
-            # Idempotency-Key to submit it again. The wait ends and the job is answered as last seen.
-            logger.warning(
-                "job %s: a read during the wait failed; answering it as last seen", job.job_id, exc_info=True
-            )
-            break
+            # Idempotency-Key to submit it again. The wait goes on to its next look (and its own deadline, so
+            # on_wait_timeout acts only when the time is up); the job is answered as last seen.
+            logger.warning("job %s: a read during the wait failed; looking again", job.job_id, exc_info=True)
         delay = min(delay * WAIT_BACKOFF, WAIT_MAX_DELAY)
     return job
 
@@ -307,17 +318,17 @@ def await_job(
     try:
         return cancel_job(ports, caller, job.job_id, quick=True)  # within the seconds the wait left
     except Conflict:  # it ended between the last look and the cancel
-        return get_job(ports, caller, job.job_id)
+        pass
     except Exception:
         # The job exists and its id is in no answer yet: an error here (CancelStatement throttled or refused) would
         # send the client to retry, which without an Idempotency-Key makes a second job. It is answered as it stands
         # (still running, cancel_requested false: cancel_job took its request back); DELETE /v1/jobs/{job_id} asks
         # again.
         logger.warning("job %s: the cancel after its wait failed; answering the job", job.job_id, exc_info=True)
-        try:
-            return ports.jobs.get(job.job_id) or job
-        except Exception:
-            return job  # as the wait last saw it
+    try:
+        return ports.jobs.get(job.job_id) or job
+    except Exception:
+        return job  # as the wait last saw it
 
 
 def retry_after(job: Job) -> int:

@@ -40,7 +40,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     for field, name in _METRICS.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary[field])
     # 1 for a run that stopped before the end of its pages: throttled by the Data API, or out of its time (query jobs
-    # take at most half of it). Runs that keep stopping leave jobs behind: alarmed (template.yaml).
+    # take half of it first, then what the bulk sweep leaves). Runs that keep stopping leave jobs behind: alarmed
+    # (template.yaml).
     stopped = summary["throttled"] or summary["out_of_time"]
     metrics.add_metric(name="ReconcileStoppedEarly", unit=MetricUnit.Count, value=int(stopped))
     logger.info("reconciled", extra={"summary": summary})

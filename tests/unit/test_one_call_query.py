@@ -7,12 +7,14 @@ store error, for a job that was queued (or had run: an INSERT retried runs twice
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from botocore.exceptions import ClientError
 
 from events import JobQueuedMessage, JobStatus
 from producers.api import app as api
+from spectra.jobs import utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.warehouse import Column
 from tests.unit.fakes import make_ports
@@ -32,12 +34,12 @@ def ports(monkeypatch):
     return ports
 
 
-def post_query(body: dict) -> tuple[int, dict]:
+def post_query(body: dict, headers: dict | None = None) -> tuple[int, dict]:
     event = {
         "httpMethod": "POST",
         "path": "/v1/queries",
         "resource": "/v1/queries",
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": "application/json", **(headers or {})},
         "body": json.dumps(body),
         "isBase64Encoded": False,
         "requestContext": {"requestId": "r1", "authorizer": {"tenant_id": "acme"}, "stage": "v1"},
@@ -93,16 +95,11 @@ def test_a_store_error_reading_the_result_after_the_wait_answers_the_completed_j
     assert status == 200 and body["results"]["rows"] == [[1]], body
 
 
-def test_results_that_cannot_be_given_after_the_wait_answer_the_completed_job_alone(ports, monkeypatch):
-    from spectra import queries
-
-    def broken(ports_, job):
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
-
-    monkeypatch.setattr(queries, "results_body", broken)
+def completes_during_the_wait(ports) -> None:
+    """The job runs and completes during the wait's first look."""
     original_get = ports.jobs.get
 
-    def get(job_id):  # the job runs and completes during the wait's first look
+    def get(job_id):
         ports.jobs.get = original_get
         started = execute_job(ports, JobQueuedMessage(job_id=job_id, tenant_id="acme"))
         change = ports.warehouse.finish(started.statement_id, columns=[Column("one", "int4")], pages=["1\n"])
@@ -110,5 +107,30 @@ def test_results_that_cannot_be_given_after_the_wait_answer_the_completed_job_al
         return original_get(job_id)
 
     ports.jobs.get = get
+
+
+def test_results_that_cannot_be_given_after_the_wait_answer_the_completed_job_alone(ports, monkeypatch):
+    from spectra import queries
+
+    def broken(ports_, job):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+
+    monkeypatch.setattr(queries, "results_body", broken)
+    completes_during_the_wait(ports)
     status, body = post_query({"sql": "select 1 as one", "wait_timeout": 2})
     assert status == 200 and body["status"] == "COMPLETED" and body.get("results") is None, body
+
+
+def test_a_repeat_whose_results_expired_is_told_so_not_answered_completed_without_results(ports):
+    """A one-call query retried with its Idempotency-Key after its result's retention answers 410 gone, as a GET of
+    the results does ("run the query again"), not 200 COMPLETED without results (review of 575c65f)."""
+    body = {"sql": "select 1 as one", "wait_timeout": 2}
+    key = {"Idempotency-Key": "daily-1"}
+    completes_during_the_wait(ports)
+    status, first = post_query(body, key)
+    assert status == 200 and first["results"]["rows"] == [[1]], first
+    job = ports.jobs.get(first["job_id"])
+    expired = job.result.model_copy(update={"expires_at": utcnow() - timedelta(hours=1)})
+    ports.jobs.update(job.job_id, [JobStatus.COMPLETED], result=expired)
+    status, repeat = post_query(body, key)
+    assert status == 410, (status, repeat)
