@@ -119,12 +119,18 @@ def submit_query(
                 logger.warning("job %s could not be queued; the reconciler will queue it", job.job_id, exc_info=True)
                 raise
             # Without a key the client's retry is a new job: this one must not run as well. Say so on the job.
-            ports.jobs.transition(
-                job.job_id,
-                JobStatus.FAILED,
-                expected={JobStatus.QUEUED},
-                error={"code": "enqueue_failed", "message": "the job could not be queued"},
-            )
+            try:
+                ports.jobs.transition(
+                    job.job_id,
+                    JobStatus.FAILED,
+                    expected={JobStatus.QUEUED},
+                    error={"code": "enqueue_failed", "message": "the job could not be queued"},
+                )
+            except Exception:
+                # Neither: the job stays QUEUED and the reconciler queues it, so it runs. An error would have the
+                # client run it a second time; the answer is the job (202), which runs late.
+                logger.error("job %s could be neither queued nor failed; the reconciler will queue it", job.job_id)
+                return job, created
             raise
     return job, created
 
@@ -181,11 +187,13 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
         try:
             stopping = not marked.statement_id or ports.warehouse.cancel(marked.statement_id, quick=quick)
         except (Throttled, StatementRejected):
-            # Refused (throttled, denied): the job must not say a cancel is under way, since nothing will ask again;
-            # the caller's error (429, 5xx) says to. A request an earlier cancel made stays (it reached the
-            # warehouse); an answer that never came (a timeout) may have stopped the statement, so its mark stays.
-            if job.cancel_requested_at is None:
-                _take_back_cancel(ports, job.job_id)
+            # Refused (throttled, unreachable, denied): the job must not say a cancel is under way, since nothing
+            # will ask again; the caller's error (429, 5xx) says to. Only this request is taken back: one an earlier
+            # cancel made, or a later one, may have reached the warehouse. An answer that never came (a read
+            # timeout) may have stopped the statement: its request stays. If taking it back fails, that error is
+            # the answer (a 500: the job's request is as it was), not the refusal's 429.
+            if job.cancel_requested_at is None and marked.cancel_requested_at is not None:
+                ports.jobs.withdraw_cancel(job.job_id, marked.cancel_requested_at)
             raise
         if not stopping:
             current = get_job(ports, caller, job_id)
@@ -193,13 +201,6 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
         return get_job(ports, caller, job_id)
     raise Conflict(f"job {job_id} already ended {job.status.value}", details={"status": job.status})
-
-
-def _take_back_cancel(ports: Ports, job_id: str) -> None:
-    try:
-        ports.jobs.update(job_id, [JobStatus.SUBMITTED], cancel_requested_at=None)
-    except Exception:  # the refusal is what the caller must hear: the mark stays, as for a timeout
-        logger.warning("job %s: its refused cancel request could not be taken back", job_id, exc_info=True)
 
 
 def _cancel_queued(ports: Ports, job: Job) -> Job | None:
@@ -284,11 +285,17 @@ def wait_for_job(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Job:
-    """The job once it has ended, or as it is after ``seconds``.
+    """The job once it has ended, or as it is after ``seconds``, or as last seen when a read fails.
 
     Reads the job store only (consistent reads, with backoff): waiting holds no running slot and never calls the
     warehouse, so a thousand waiting callers cost the Data API nothing. The job goes on whatever happens to the
     wait (the caller may hang up): it was queued before the wait began."""
+    return _wait(ports, job, seconds=seconds, clock=clock, sleep=sleep)[0]
+
+
+def _wait(ports: Ports, job: Job, *, seconds: float, clock, sleep) -> tuple[Job, bool]:
+    """:func:`wait_for_job`, and whether the wait went its course (the job ended, or its time was up), not cut short
+    by a failed read."""
     deadline = clock() + seconds
     delay = WAIT_FIRST_DELAY
     while not job.status.is_terminal:
@@ -300,20 +307,31 @@ def wait_for_job(
             job = ports.jobs.get(job.job_id) or job
         except Exception:
             # The job exists and its id is in no answer yet: an error would send a client without an
-            # Idempotency-Key to submit it again. The wait goes on to its next look (and its own deadline, so
-            # on_wait_timeout acts only when the time is up); the job is answered as last seen.
-            logger.warning("job %s: a read during the wait failed; looking again", job.job_id, exc_info=True)
+            # Idempotency-Key to submit it again. The wait ends (a read that fails can take many seconds; another
+            # could carry the request past the function's time) and the job is answered as last seen.
+            logger.warning(
+                "job %s: a read during the wait failed; answering it as last seen", job.job_id, exc_info=True
+            )
+            return job, False
         delay = min(delay * WAIT_BACKOFF, WAIT_MAX_DELAY)
-    return job
+    return job, True
 
 
 def await_job(
-    ports: Ports, caller: Caller, job: Job, *, seconds: float, on_timeout: WaitTimeoutAction, **timing: Any
+    ports: Ports,
+    caller: Caller,
+    job: Job,
+    *,
+    seconds: float,
+    on_timeout: WaitTimeoutAction,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Job:
-    """:func:`wait_for_job`, then, if the job is still running and ``on_timeout`` is CANCEL, cancel it: a queued job
-    ends CANCELLED at once, a running one is asked to stop (``cancel_requested``)."""
-    job = wait_for_job(ports, job, seconds=seconds, **timing)
-    if job.status.is_terminal or on_timeout is WaitTimeoutAction.CONTINUE:
+    """:func:`wait_for_job`, then, if the job is still running when the time is up and ``on_timeout`` is CANCEL,
+    cancel it: a queued job ends CANCELLED at once, a running one is asked to stop (``cancel_requested``). A wait
+    cut short by a failed read cancels nothing (its time was not up)."""
+    job, went_its_course = _wait(ports, job, seconds=seconds, clock=clock, sleep=sleep)
+    if job.status.is_terminal or on_timeout is WaitTimeoutAction.CONTINUE or not went_its_course:
         return job
     try:
         return cancel_job(ports, caller, job.job_id, quick=True)  # within the seconds the wait left
@@ -322,8 +340,8 @@ def await_job(
     except Exception:
         # The job exists and its id is in no answer yet: an error here (CancelStatement throttled or refused) would
         # send the client to retry, which without an Idempotency-Key makes a second job. It is answered as it stands
-        # (still running, cancel_requested false: cancel_job took its request back); DELETE /v1/jobs/{job_id} asks
-        # again.
+        # (still running; cancel_requested false when cancel_job took its refused request back); DELETE
+        # /v1/jobs/{job_id} asks again.
         logger.warning("job %s: the cancel after its wait failed; answering the job", job.job_id, exc_info=True)
     try:
         return ports.jobs.get(job.job_id) or job

@@ -4,10 +4,13 @@ an error."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from events import JobStatus
+from producers.api import app as api
 from spectra.errors import Throttled
 from spectra.lifecycle import complete_statement
 from spectra.queries import WaitTimeoutAction, await_job, cancel_job
@@ -19,8 +22,10 @@ THROTTLED = ClientError({"Error": {"Code": "ProvisionedThroughputExceededExcepti
 
 
 @pytest.fixture
-def ports():
-    return with_tenants()
+def ports(monkeypatch):
+    ports = with_tenants()
+    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    return ports
 
 
 def test_a_second_cancel_throttled_does_not_take_back_the_first_accepted_cancel(ports):
@@ -54,29 +59,23 @@ def test_a_quick_cancel_that_times_out_after_reaching_the_warehouse_still_ends_c
     assert ended.status is JobStatus.CANCELLED, (ended.status, ended.error)
 
 
-def test_a_read_error_early_in_the_wait_neither_ends_it_nor_cancels_the_job_before_its_time(ports):
+def test_a_read_error_early_in_the_wait_ends_it_without_cancelling_the_job(ports):
     """wait_timeout 20 with on_wait_timeout CANCEL: the wait's first GetItem fails (throttled past the SDK's
-    retries) at 0.05 s. The wait ended there and the job was cancelled as if its 20 s were up; the wait now looks
-    again, and the job that ends at 5 s is answered ended, uncancelled."""
+    retries) at 0.05 s. The wait ends there (another failing read could carry the request past the function's time)
+    and the job is answered as last seen; CANCEL acts only when the wait's time is up, so nothing is cancelled (it
+    was: a job cancelled 50 ms into a 20 s wait)."""
     job = started(ports)
     original_get = ports.jobs.get
-    calls = {"n": 0}
 
-    def flaky_get(job_id):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise THROTTLED
-        if clock.now >= 5:  # it ends at 5 s
-            ports.jobs.get = original_get
-            complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))
-        return original_get(job_id)
+    def failing_once(job_id):
+        ports.jobs.get = original_get
+        raise THROTTLED
 
-    ports.jobs.get = flaky_get
+    ports.jobs.get = failing_once
     clock = FakeClock()
-    waited = await_job(
-        ports, ACME, job, seconds=20, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep
-    )
-    assert waited.status is JobStatus.COMPLETED and 5 <= clock.now < 7
+    cancel = WaitTimeoutAction.CANCEL
+    waited = await_job(ports, ACME, job, seconds=20, on_timeout=cancel, clock=clock, sleep=clock.sleep)
+    assert waited.status is JobStatus.SUBMITTED and clock.now < 1
     assert ("cancel", job.statement_id) not in ports.warehouse.calls
 
 
@@ -111,3 +110,61 @@ def test_a_read_error_after_the_cancel_lost_its_race_answers_the_job_not_an_erro
     clock = FakeClock()
     waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
     assert waited.job_id == job.job_id
+
+
+def test_a_throttled_cancel_does_not_take_back_the_request_a_concurrent_cancel_made(ports):
+    """DELETE #1 reads the job (no request), marks it and calls CancelStatement, whose standard-client retries run
+    for seconds against a throttling Data API. Meanwhile DELETE #2 (or the one-call wait's CANCEL) reads the mark,
+    marks again, and its CancelStatement gets through: the statement is aborting, #2 answered 202
+    cancel_requested. #1 then gave up (Throttled) and, having read no request when it began, cleared the field,
+    #2's by then: the ABORTED statement ended the job FAILED statement_aborted, not CANCELLED (review of 78bbe16).
+    A refused cancel now takes back only its own request."""
+    job = started(ports)
+    real_cancel = ports.warehouse.cancel
+    answers = []
+    first = {"call": True}
+
+    def cancel(statement_id, **how):
+        if first["call"]:  # DELETE #1's CancelStatement, still retrying
+            first["call"] = False
+            answers.append(cancel_job(ports, ACME, job.job_id))  # DELETE #2 meanwhile: accepted
+            raise Throttled("Redshift Data API: ThrottlingException: Rate exceeded")
+        return real_cancel(statement_id, **how)
+
+    ports.warehouse.cancel = cancel
+    with pytest.raises(Throttled):
+        cancel_job(ports, ACME, job.job_id)
+    assert answers[0].cancel_requested_at is not None  # #2 was told: cancel under way
+    assert ports.warehouse.statements[job.statement_id].status == "ABORTED"  # and it was
+    ended = complete_statement(ports, ports.warehouse.status_change(job.statement_id))
+    assert ended.status is JobStatus.CANCELLED, (ended.status, ended.error)
+
+
+def delete_job(job_id: str) -> tuple[int, dict]:
+    event = {
+        "httpMethod": "DELETE",
+        "path": f"/v1/jobs/{job_id}",
+        "resource": "/v1/jobs/{job_id}",
+        "headers": {},
+        "body": None,
+        "isBase64Encoded": False,
+        "requestContext": {"requestId": "r1", "authorizer": {"tenant_id": "acme"}, "stage": "v1"},
+    }
+    answer = api.app.resolve(event, None)
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def test_a_throttled_delete_whose_take_back_fails_answers_that_failure(ports):
+    """A 429 says the refused request was taken back (repeat it). When taking it back fails too, the job still says
+    cancel_requested: the answer is that failure (500, safe to repeat a DELETE), not a 429 the job contradicts
+    (review of 78bbe16)."""
+    job = started(ports)
+    ports.warehouse.throttle_next("cancel")
+
+    def withdraw_cancel(job_id, requested_at):
+        raise THROTTLED
+
+    ports.jobs.withdraw_cancel = withdraw_cancel
+    status, body = delete_job(job.job_id)
+    assert status == 500 and body["error"]["code"] == "internal_error", body
+    assert ports.jobs.get(job.job_id).cancel_requested_at is not None

@@ -16,8 +16,10 @@ from events import JobQueuedMessage, JobStatus
 from producers.api import app as api
 from spectra.jobs import utcnow
 from spectra.lifecycle import complete_statement, execute_job
+from spectra.queries import wait_for_job
 from spectra.warehouse import Column
 from tests.unit.fakes import make_ports
+from tests.unit.test_queries import FakeClock, submit
 
 pytestmark = pytest.mark.unit
 
@@ -134,3 +136,38 @@ def test_a_repeat_whose_results_expired_is_told_so_not_answered_completed_withou
     ports.jobs.update(job.job_id, [JobStatus.COMPLETED], result=expired)
     status, repeat = post_query(body, key)
     assert status == 410, (status, repeat)
+
+
+def test_failing_reads_do_not_carry_the_wait_past_the_functions_time(ports):
+    """wait_timeout 25 in a function with 29 s: _wait_seconds gives 25, leaving 3 s (README: "the wait also stops
+    3 s before the function would time out"). DynamoDB throttles; each GetItem fails after the standard client's
+    retries (~8 s here). A wait that looked again after a failed read started another look at 24.3 s that ended at
+    32.3 s, past the function's 29 s: a 5xx for a job that exists (review of 78bbe16). The wait ends at the first
+    failed read."""
+    job, _ = submit(ports)
+    clock = FakeClock()
+
+    def slow_failing_get(job_id):
+        clock.now += 8.0  # the SDK's retries against a throttling table
+        raise _throttled("GetItem")
+
+    ports.jobs.get = slow_failing_get
+    wait_for_job(ports, job, seconds=25, clock=clock, sleep=clock.sleep)
+    assert clock.now <= 25 + 3, f"the wait returned at {clock.now:.1f} s, the function ends at 28-29 s"
+
+
+def test_a_keyless_job_left_queued_after_a_failed_send_is_not_answered_safe_to_retry(ports):
+    """SendMessage fails, and so does the QUEUED -> FAILED write meant to keep the job from running (the same
+    DynamoDB trouble as the wait's reads). The job stays QUEUED, which the reconciler queues again after
+    REQUEUE_AFTER_SECONDS, and the client heard 500 "safe to retry": its retry was a second job, and the statement
+    ran twice (review of 78bbe16). It is answered the job (202), which runs late."""
+    ports.queue.fail_next()
+
+    def transition(*args, **kwargs):
+        raise _throttled("UpdateItem")
+
+    ports.jobs.transition = transition
+    status, body = post_query({"sql": "select 1 as one"})
+    jobs = ports.jobs.list_for_tenant("acme", limit=10).jobs
+    assert [j.status for j in jobs] == [JobStatus.QUEUED]  # it will run
+    assert status < 500, (status, body)
