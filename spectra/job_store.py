@@ -343,21 +343,6 @@ class JobStore:
         """Change attributes without a state change, if the job is still in one of ``expected``."""
         return self._update(job_id, frozenset(expected), changes)
 
-    def withdraw_cancel(self, job_id: str, requested_at: datetime) -> Job | None:
-        """Take back the cancel request made at ``requested_at`` (a refused CancelStatement), while the job is
-        SUBMITTED and the request is still that one: a later cancel's request, which may have reached the warehouse,
-        stays. The job as it now is, or None when the condition failed."""
-        request = self._states.update_request(
-            job_id, [JobStatus.SUBMITTED.value], {"cancel_requested_at": None}, updated_at=utcnow()
-        )
-        if request is None:
-            return None
-        request["ConditionExpression"] += " AND #requested = :requested"
-        request["ExpressionAttributeNames"]["#requested"] = "cancel_requested_at"
-        request["ExpressionAttributeValues"][":requested"] = to_item({"v": json_ready(requested_at)})["v"]
-        item = self._states.apply(request)
-        return Job.model_validate(item) if item is not None else None
-
     def count_result_attempt(self, job_id: str) -> Job | None:
         """One more attempt at the job's result (``result_attempts`` + 1), while it is SUBMITTED: counted in DynamoDB,
         so copies of its status event (and the reconciler) racing each other each count. The job as it now is, or

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from events import Delivery, JobStatus, ResultFormat
+from events import Delivery, ErrorInfo, JobStatus, ResultFormat
 from spectra import logs
 from spectra.delivery import check_unload_size, request_problem, results_body, statement_sql, unload_problem
-from spectra.errors import Conflict, Gone, InvalidRequest, JobNotFinished, NotFound, StatementRejected, Throttled
+from spectra.errors import Conflict, Gone, InvalidRequest, JobNotFinished, NotFound, SpectraError
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import finish_job, queued_message
@@ -120,17 +120,23 @@ def submit_query(
                 raise
             # Without a key the client's retry is a new job: this one must not run as well. Say so on the job.
             try:
-                ports.jobs.transition(
+                failed = ports.jobs.transition(
                     job.job_id,
                     JobStatus.FAILED,
                     expected={JobStatus.QUEUED},
                     error={"code": "enqueue_failed", "message": "the job could not be queued"},
                 )
             except Exception:
-                # Neither: the job stays QUEUED and the reconciler queues it, so it runs. An error would have the
-                # client run it a second time; the answer is the job (202), which runs late.
-                logger.error("job %s could be neither queued nor failed; the reconciler will queue it", job.job_id)
-                return job, created
+                failed = None
+            if failed is None:
+                # Not failed: the send reached the queue after all (its answer was lost) and an executor took the
+                # job, or the write failed and the job stays QUEUED for the reconciler. Either way it runs, and an
+                # error would have the client run it a second time: the answer is the job (202).
+                logger.error("job %s: its message's send failed but the job was not failed; it runs", job.job_id)
+                try:
+                    return ports.jobs.get(job.job_id) or job, created
+                except Exception:
+                    return job, created
             raise
     return job, created
 
@@ -184,17 +190,9 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
         if marked is None:  # it ended between our read and the write
             current = get_job(ports, caller, job_id)
             raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
-        try:
-            stopping = not marked.statement_id or ports.warehouse.cancel(marked.statement_id, quick=quick)
-        except (Throttled, StatementRejected):
-            # Refused (throttled, unreachable, denied): the job must not say a cancel is under way, since nothing
-            # will ask again; the caller's error (429, 5xx) says to. Only this request is taken back: one an earlier
-            # cancel made, or a later one, may have reached the warehouse. An answer that never came (a read
-            # timeout) may have stopped the statement: its request stays. If taking it back fails, that error is
-            # the answer (a 500: the job's request is as it was), not the refusal's 429.
-            if job.cancel_requested_at is None and marked.cancel_requested_at is not None:
-                ports.jobs.withdraw_cancel(job.job_id, marked.cancel_requested_at)
-            raise
+        # A refused call (throttled, denied, unreachable) raises: the request stays on the job, as asked for; the
+        # statement runs on unless the DELETE is repeated (a 429 says to). Taking it back raced other cancels.
+        stopping = not marked.statement_id or ports.warehouse.cancel(marked.statement_id, quick=quick)
         if not stopping:
             current = get_job(ports, caller, job_id)
             if current.status.is_terminal:
@@ -295,14 +293,22 @@ def wait_for_job(
 
 def _wait(ports: Ports, job: Job, *, seconds: float, clock, sleep) -> tuple[Job, bool]:
     """:func:`wait_for_job`, and whether the wait went its course (the job ended, or its time was up), not cut short
-    by a failed read."""
+    by a failed read.
+
+    A look is not started when less time is left than the slowest look so far took: a read the SDK retries against
+    a throttled table can take seconds, and one started at the end of the wait would carry the request past the
+    function's time (a 5xx for a job that exists)."""
     deadline = clock() + seconds
     delay = WAIT_FIRST_DELAY
+    slowest = 0.0
     while not job.status.is_terminal:
         remaining = deadline - clock()
         if remaining <= 0:
             break
         sleep(min(delay, remaining))
+        started = clock()
+        if deadline - started < slowest:
+            break  # its time is as good as up
         try:
             job = ports.jobs.get(job.job_id) or job
         except Exception:
@@ -313,8 +319,18 @@ def _wait(ports: Ports, job: Job, *, seconds: float, clock, sleep) -> tuple[Job,
                 "job %s: a read during the wait failed; answering it as last seen", job.job_id, exc_info=True
             )
             return job, False
+        slowest = max(slowest, clock() - started)
         delay = min(delay * WAIT_BACKOFF, WAIT_MAX_DELAY)
     return job, True
+
+
+@dataclass(frozen=True)
+class Waited:
+    """What a one-call query's wait came to: the job as it stands, and why the cancel ``on_wait_timeout`` asked for
+    could not be sent (None when none was asked or it was sent)."""
+
+    job: Job
+    cancel_error: ErrorInfo | None = None
 
 
 def await_job(
@@ -326,27 +342,32 @@ def await_job(
     on_timeout: WaitTimeoutAction,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> Job:
+) -> Waited:
     """:func:`wait_for_job`, then, if the job is still running when the time is up and ``on_timeout`` is CANCEL,
     cancel it: a queued job ends CANCELLED at once, a running one is asked to stop (``cancel_requested``). A wait
     cut short by a failed read cancels nothing (its time was not up)."""
     job, went_its_course = _wait(ports, job, seconds=seconds, clock=clock, sleep=sleep)
     if job.status.is_terminal or on_timeout is WaitTimeoutAction.CONTINUE or not went_its_course:
-        return job
+        return Waited(job)
+    cancel_error = None
     try:
-        return cancel_job(ports, caller, job.job_id, quick=True)  # within the seconds the wait left
+        return Waited(cancel_job(ports, caller, job.job_id, quick=True))  # within the seconds the wait left
     except Conflict:  # it ended between the last look and the cancel
         pass
-    except Exception:
+    except Exception as exc:
         # The job exists and its id is in no answer yet: an error here (CancelStatement throttled or refused) would
-        # send the client to retry, which without an Idempotency-Key makes a second job. It is answered as it stands
-        # (still running; cancel_requested false when cancel_job took its refused request back); DELETE
-        # /v1/jobs/{job_id} asks again.
+        # send the client to retry, which without an Idempotency-Key makes a second job. It is answered as it
+        # stands, with why the cancel was not sent: the statement runs on unless DELETE /v1/jobs/{job_id} asks again.
         logger.warning("job %s: the cancel after its wait failed; answering the job", job.job_id, exc_info=True)
+        reason = exc.message if isinstance(exc, SpectraError) else "the warehouse could not be asked"
+        cancel_error = ErrorInfo(
+            code="cancel_failed",
+            message=f"the job was not cancelled ({reason}); DELETE /v1/jobs/{job.job_id} to ask again",
+        )
     try:
-        return ports.jobs.get(job.job_id) or job
+        return Waited(ports.jobs.get(job.job_id) or job, cancel_error)
     except Exception:
-        return job  # as the wait last saw it
+        return Waited(job, cancel_error)  # as the wait last saw it
 
 
 def retry_after(job: Job) -> int:

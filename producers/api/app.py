@@ -286,11 +286,14 @@ def submit(
         callback=callback,
     )
     metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
+    cancel_error = None
     if request.wait_timeout:
-        job = queries.await_job(
+        waited = queries.await_job(
             get_ports(), _caller(), job, seconds=_wait_seconds(request.wait_timeout), on_timeout=request.on_wait_timeout
         )
+        job, cancel_error = waited.job, waited.cancel_error
     view = QueryAnswer.of(job)
+    view.cancel_error = cancel_error
     if job.status is JobStatus.COMPLETED and request.wait_timeout:
         results = queries.waited_results(get_ports(), job)
         view.results = JobResults.model_validate(results) if results is not None else None

@@ -119,7 +119,10 @@ class JobView(BaseModel):
     )
     completed_at: datetime | None = Field(default=None, description="When it ended.", examples=[_WHEN])
     cancel_requested: bool = Field(
-        default=False, description="A cancel was asked of the running job; it ends CANCELLED soon.", examples=[False]
+        default=False,
+        description="A cancel was asked of the running job: it ends CANCELLED once the warehouse aborts it (a DELETE "
+        "answered 429, or a one-call answer's cancel_error, says the warehouse was not reached: ask again).",
+        examples=[False],
     )
     row_count: int | None = Field(
         default=None, description="Rows in the result (or rows changed by a write), once COMPLETED.", examples=[3]
@@ -257,6 +260,13 @@ class QueryAnswer(JobView):
     """The answer to ``POST /v1/queries``: the job, and with ``wait_timeout`` the result of a job that completed in
     time."""
 
+    cancel_error: ErrorInfo | None = Field(
+        default=None,
+        description="Only when on_wait_timeout CANCEL could not ask the warehouse to stop the job (throttled, "
+        "unreachable, refused): why. The job runs on (cancel_requested says a cancel was asked for, not that it was "
+        "sent); DELETE /v1/jobs/{job_id} asks again.",
+        examples=[None],
+    )
     results: JobResults | None = Field(
         default=None,
         description="Only when the request waited (wait_timeout) and the job COMPLETED in time: its result, with "

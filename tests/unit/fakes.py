@@ -226,12 +226,6 @@ class FakeJobStore:
     def update(self, job_id: str, expected: Iterable[JobStatus], **changes: Any) -> Job | None:
         return self._update(job_id, frozenset(expected), changes)
 
-    def withdraw_cancel(self, job_id: str, requested_at: datetime) -> Job | None:
-        item = self._items.get(job_id)
-        if item is None or Job.model_validate(copy.deepcopy(item)).cancel_requested_at != requested_at:
-            return None
-        return self._update(job_id, frozenset({JobStatus.SUBMITTED}), {"cancel_requested_at": None})
-
     def count_result_attempt(self, job_id: str) -> Job | None:
         attempts = self._items.get(job_id, {}).get("result_attempts", 0)
         return self._update(job_id, frozenset({JobStatus.SUBMITTED}), {"result_attempts": attempts + 1})

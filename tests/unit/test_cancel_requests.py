@@ -1,6 +1,6 @@
-"""Cancel requests that fail, and the one-call wait's read errors (found by the review of 575c65f): a refused cancel
-takes back only its own request, an unanswered one leaves it, and a read error neither ends the wait nor answers
-an error."""
+"""Cancel requests that fail, and the one-call wait's read errors (found by the reviews of this session's diffs): a
+cancel request stays on the job whatever its CancelStatement answered (taking a refused one back raced other
+cancels), and a read error answers the job, cancelling nothing."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_a_read_error_early_in_the_wait_ends_it_without_cancelling_the_job(ports
     ports.jobs.get = failing_once
     clock = FakeClock()
     cancel = WaitTimeoutAction.CANCEL
-    waited = await_job(ports, ACME, job, seconds=20, on_timeout=cancel, clock=clock, sleep=clock.sleep)
+    waited = await_job(ports, ACME, job, seconds=20, on_timeout=cancel, clock=clock, sleep=clock.sleep).job
     assert waited.status is JobStatus.SUBMITTED and clock.now < 1
     assert ("cancel", job.statement_id) not in ports.warehouse.calls
 
@@ -108,7 +108,8 @@ def test_a_read_error_after_the_cancel_lost_its_race_answers_the_job_not_an_erro
     ports.jobs.update = update_after_the_end
     ports.jobs.get_for_tenant = get_for_tenant
     clock = FakeClock()
-    waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
+    cancel = WaitTimeoutAction.CANCEL
+    waited = await_job(ports, ACME, job, seconds=1, on_timeout=cancel, clock=clock, sleep=clock.sleep).job
     assert waited.job_id == job.job_id
 
 
@@ -154,17 +155,35 @@ def delete_job(job_id: str) -> tuple[int, dict]:
     return answer["statusCode"], json.loads(answer["body"])
 
 
-def test_a_throttled_delete_whose_take_back_fails_answers_that_failure(ports):
-    """A 429 says the refused request was taken back (repeat it). When taking it back fails too, the job still says
-    cancel_requested: the answer is that failure (500, safe to repeat a DELETE), not a 429 the job contradicts
-    (review of 78bbe16)."""
+def test_a_throttled_delete_is_a_429_and_its_repeat_goes_through(ports):
     job = started(ports)
     ports.warehouse.throttle_next("cancel")
-
-    def withdraw_cancel(job_id, requested_at):
-        raise THROTTLED
-
-    ports.jobs.withdraw_cancel = withdraw_cancel
     status, body = delete_job(job.job_id)
-    assert status == 500 and body["error"]["code"] == "internal_error", body
-    assert ports.jobs.get(job.job_id).cancel_requested_at is not None
+    assert status == 429 and body["error"]["code"] == "throttled", body
+    status, body = delete_job(job.job_id)
+    assert status == 202 and body["cancel_requested"] is True, body
+
+
+def test_two_cancels_at_once_the_refused_one_does_not_undo_the_accepted_one(ports):
+    """DELETE A reads the job (no request). DELETE B reads it too (no request), marks t_B and its CancelStatement is
+    accepted (202 cancel_requested). A then marks t_A (overwriting t_B) and is throttled. When a refused cancel took
+    its request back, the field went, B's with it, and the ABORTED statement ended the job FAILED statement_aborted
+    (review of 63785ac); requests now stay."""
+    job = started(ports)
+    real_update = ports.jobs.update
+    answers = []
+
+    def update(job_id, expected, **changes):
+        if changes.get("cancel_requested_at") is not None and not answers:
+            ports.jobs.update = real_update
+            answers.append(cancel_job(ports, ACME, job.job_id))  # DELETE B, between A's read and A's mark
+            ports.warehouse.throttle_next("cancel")  # A's CancelStatement is refused
+        return real_update(job_id, expected, **changes)
+
+    ports.jobs.update = update
+    with pytest.raises(Throttled):
+        cancel_job(ports, ACME, job.job_id)  # DELETE A
+    assert answers[0].cancel_requested_at is not None  # B was told: cancel under way
+    assert ports.warehouse.statements[job.statement_id].status == "ABORTED"  # and it was
+    ended = complete_statement(ports, ports.warehouse.status_change(job.statement_id))
+    assert ended.status is JobStatus.CANCELLED, (ended.status, ended.error)

@@ -10,7 +10,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from events import JobQueuedMessage, JobStatus
 from producers.api import app as api
@@ -171,3 +171,65 @@ def test_a_keyless_job_left_queued_after_a_failed_send_is_not_answered_safe_to_r
     jobs = ports.jobs.list_for_tenant("acme", limit=10).jobs
     assert [j.status for j in jobs] == [JobStatus.QUEUED]  # it will run
     assert status < 500, (status, body)
+
+
+def test_a_cancel_on_timeout_that_could_not_be_sent_is_said_in_the_answer(ports, monkeypatch):
+    """on_wait_timeout CANCEL, CancelStatement throttled: 202 with the job (not the 429 that invited a second job)
+    and ``cancel_error`` saying the cancel was not sent, so the client knows to DELETE (diff reviews)."""
+    send = ports.queue.send
+
+    def send_and_start(message, **kwargs):  # the executor takes the job at once; it runs past the wait
+        sent = send(message, **kwargs)
+        execute_job(ports, message, first_delivery=True)
+        return sent
+
+    monkeypatch.setattr(ports.queue, "send", send_and_start)
+    ports.warehouse.throttle_next("cancel")
+    status, body = post_query({"sql": "select 1 as one", "wait_timeout": 1, "on_wait_timeout": "CANCEL"})
+    assert status == 202 and body["status"] == "SUBMITTED", body
+    assert body["cancel_error"]["code"] == "cancel_failed" and "DELETE /v1/jobs/" in body["cancel_error"]["message"]
+
+
+def test_a_keyless_job_whose_send_answer_was_lost_after_delivery_is_answered_running(ports):
+    """SendMessage reaches SQS but its answer never comes (ReadTimeoutError after the SDK's retries). The executor
+    takes the message and moves the job QUEUED -> SUBMITTED before submit_query's FAILED write, which then finds
+    the job not QUEUED (None). submit_query re-raised the send's error: 500 "safe to retry" for a job that runs,
+    and the keyless retry ran the statement a second time (review of 63785ac). It answers the job now."""
+    real_send = ports.queue.send
+    real_transition = ports.jobs.transition
+    delivered = []
+
+    def send(message, **how):
+        real_send(message, **how)
+        delivered.append(message)
+        raise ReadTimeoutError(endpoint_url="https://sqs.eu-west-1.amazonaws.com/")
+
+    def transition(job_id, to, **kwargs):
+        if to is JobStatus.FAILED and delivered:
+            execute_job(ports, delivered.pop(), first_delivery=True)  # the executor was quicker
+        return real_transition(job_id, to, **kwargs)
+
+    ports.queue.send = send
+    ports.jobs.transition = transition
+    status, body = post_query({"sql": "select 1 as one"})
+    jobs = ports.jobs.list_for_tenant("acme", limit=10).jobs
+    assert [j.status for j in jobs] == [JobStatus.SUBMITTED]  # it runs
+    assert status == 202 and body["status"] == "SUBMITTED", (status, body)
+
+
+def test_slow_reads_that_succeed_do_not_carry_the_wait_past_the_functions_time(ports):
+    """The case of test_failing_reads_do_not_carry_the_wait_past_the_functions_time (a throttled table, GetItem
+    taking ~8 s of the standard client's retries) when the last retry succeeds: the wait's last look started just
+    before 25 s and ended past the function's 29 s (review of 63785ac). A look is not started with less time left
+    than the slowest one took."""
+    job, _ = submit(ports)
+    clock = FakeClock()
+    real_get = ports.jobs.get
+
+    def slow_get(job_id):
+        clock.now += 8.0  # the SDK's retries against a throttling table; the last one gets through
+        return real_get(job_id)
+
+    ports.jobs.get = slow_get
+    wait_for_job(ports, job, seconds=25, clock=clock, sleep=clock.sleep)
+    assert clock.now <= 25 + 3, f"the wait returned at {clock.now:.1f} s, the function ends at 28-29 s"

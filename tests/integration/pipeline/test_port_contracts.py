@@ -223,22 +223,6 @@ def test_update_is_conditional_on_the_state_and_none_removes(store):
     assert store.update(job.job_id, [], statement_id="s1") is None
 
 
-def test_a_cancel_request_is_withdrawn_only_while_it_is_the_one_made(store):
-    """A refused cancel takes back its own request; a later one (which may have reached the warehouse) stays."""
-    job = in_state(store, JobStatus.SUBMITTED)
-    mine = T0 + timedelta(microseconds=123_456)
-    store.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=mine)
-    assert store.withdraw_cancel(job.job_id, mine).cancel_requested_at is None
-    assert store.withdraw_cancel(job.job_id, mine) is None  # nothing left to withdraw
-    later = mine + timedelta(seconds=1)
-    store.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=later)
-    assert store.withdraw_cancel(job.job_id, mine) is None
-    assert store.get(job.job_id).cancel_requested_at == later
-    ended = in_state(store, JobStatus.COMPLETED)
-    assert store.withdraw_cancel(ended.job_id, mine) is None
-    assert store.withdraw_cancel("j_missing", mine) is None
-
-
 # -- listing --------------------------------------------------------------------------------------------------------
 
 
