@@ -16,7 +16,8 @@ from typing import Any
 from events import Delivery, ErrorInfo, JobStatus, ResultFormat
 from spectra import logs
 from spectra.delivery import check_unload_size, request_problem, results_body, statement_sql, unload_problem
-from spectra.errors import Conflict, Gone, InvalidRequest, JobNotFinished, NotFound, SpectraError
+from spectra.errors import Conflict, Gone, InvalidRequest, JobNotFinished, NotFound, StatementRejected, Throttled
+from spectra.job_queue import not_sent
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import finish_job, queued_message
@@ -112,33 +113,41 @@ def submit_query(
     if created:
         try:
             ports.queue.send(queued_message(job))  # the job rides along: the executor need not read it
-        except Exception:
+        except Exception as exc:
             if job.idempotency_key:
                 # The client's retry with its key gets this job back, and the reconciler queues a QUEUED job whose
                 # message never came (within REQUEUE_AFTER_SECONDS): the 500 is safe to retry and loses nothing.
                 logger.warning("job %s could not be queued; the reconciler will queue it", job.job_id, exc_info=True)
                 raise
-            # Without a key the client's retry is a new job: this one must not run as well. Say so on the job.
-            try:
-                failed = ports.jobs.transition(
-                    job.job_id,
-                    JobStatus.FAILED,
-                    expected={JobStatus.QUEUED},
-                    error={"code": "enqueue_failed", "message": "the job could not be queued"},
-                )
-            except Exception:
-                failed = None
-            if failed is None:
-                # Not failed: the send reached the queue after all (its answer was lost) and an executor took the
-                # job, or the write failed and the job stays QUEUED for the reconciler. Either way it runs, and an
-                # error would have the client run it a second time: the answer is the job (202).
-                logger.error("job %s: its message's send failed but the job was not failed; it runs", job.job_id)
-                try:
-                    return ports.jobs.get(job.job_id) or job, created
-                except Exception:
-                    return job, created
-            raise
+            return _unqueued(ports, job, exc), created
     return job, created
+
+
+def _unqueued(ports: Ports, job: Job, exc: Exception) -> Job:
+    """A keyless job whose message's send failed: the client's retry is a new job, so this one must not run as well.
+
+    When SQS certainly did not take the message (it answered an error, or no connection was made), the job is failed
+    ``enqueue_failed`` and ``exc`` raised (500, safe to retry). Otherwise the message may be on its way to an
+    executor (its answer was lost): failing the job could land between the executor's ExecuteStatement and its
+    write, a statement running behind a FAILED job. Such a job, or one whose failing write itself failed, is left
+    to run (the reconciler queues it if no message came) and answered (202): an error would have it run twice."""
+    if not_sent(exc):
+        try:
+            failed = ports.jobs.transition(
+                job.job_id,
+                JobStatus.FAILED,
+                expected={JobStatus.QUEUED},
+                error={"code": "enqueue_failed", "message": "the job could not be queued"},
+            )
+        except Exception:
+            failed = None
+        if failed is not None:
+            raise exc
+    logger.error("job %s: its message's send failed (%s); the job runs", job.job_id, type(exc).__name__)
+    try:
+        return ports.jobs.get(job.job_id) or job
+    except Exception:
+        return job
 
 
 def get_job(ports: Ports, caller: Caller, job_id: str) -> Job:
@@ -197,7 +206,11 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
             current = get_job(ports, caller, job_id)
             if current.status.is_terminal:
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
-        return get_job(ports, caller, job_id)
+        try:
+            return get_job(ports, caller, job_id)
+        except Exception:  # the cancel is sent: a failed read must not say otherwise (an error invites a repeat)
+            logger.warning("job %s: cancelled; answering it as marked", job_id, exc_info=True)
+            return marked
     raise Conflict(f"job {job_id} already ended {job.status.value}", details={"status": job.status})
 
 
@@ -291,24 +304,23 @@ def wait_for_job(
     return _wait(ports, job, seconds=seconds, clock=clock, sleep=sleep)[0]
 
 
-def _wait(ports: Ports, job: Job, *, seconds: float, clock, sleep) -> tuple[Job, bool]:
-    """:func:`wait_for_job`, and whether the wait went its course (the job ended, or its time was up), not cut short
-    by a failed read.
+def _wait(ports: Ports, job: Job, *, seconds: float, clock, sleep) -> tuple[Job, bool, float]:
+    """:func:`wait_for_job`, whether the wait went its course (the job ended, or its time was up) rather than being
+    cut short by a failed read, and how long its slowest look took.
 
-    A look is not started when less time is left than the slowest look so far took: a read the SDK retries against
-    a throttled table can take seconds, and one started at the end of the wait would carry the request past the
-    function's time (a 5xx for a job that exists)."""
+    No look is slept into with less time left than the slowest look so far took: a read the SDK retries against a
+    throttled table can take seconds, and one begun at the end of the wait would carry the request past the
+    function's time (a 5xx for a job that exists). A sleep that ends at the deadline is always followed by its look,
+    so a job that ended just in time is answered ended."""
     deadline = clock() + seconds
     delay = WAIT_FIRST_DELAY
     slowest = 0.0
     while not job.status.is_terminal:
         remaining = deadline - clock()
-        if remaining <= 0:
+        if remaining <= 0 or remaining < slowest:
             break
         sleep(min(delay, remaining))
         started = clock()
-        if deadline - started < slowest:
-            break  # its time is as good as up
         try:
             job = ports.jobs.get(job.job_id) or job
         except Exception:
@@ -318,10 +330,15 @@ def _wait(ports: Ports, job: Job, *, seconds: float, clock, sleep) -> tuple[Job,
             logger.warning(
                 "job %s: a read during the wait failed; answering it as last seen", job.job_id, exc_info=True
             )
-            return job, False
+            return job, False, max(slowest, clock() - started)
         slowest = max(slowest, clock() - started)
         delay = min(delay * WAIT_BACKOFF, WAIT_MAX_DELAY)
-    return job, True
+    return job, True, slowest
+
+
+#: A wait whose looks took longer than this (the job store answering slowly) cancels nothing on its timeout: the
+#: cancel reads and writes the job store three times more, within the 3 s the wait leaves the request.
+SLOW_LOOK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -346,28 +363,40 @@ def await_job(
     """:func:`wait_for_job`, then, if the job is still running when the time is up and ``on_timeout`` is CANCEL,
     cancel it: a queued job ends CANCELLED at once, a running one is asked to stop (``cancel_requested``). A wait
     cut short by a failed read cancels nothing (its time was not up)."""
-    job, went_its_course = _wait(ports, job, seconds=seconds, clock=clock, sleep=sleep)
+    job, went_its_course, slowest = _wait(ports, job, seconds=seconds, clock=clock, sleep=sleep)
     if job.status.is_terminal or on_timeout is WaitTimeoutAction.CONTINUE or not went_its_course:
         return Waited(job)
-    cancel_error = None
+    if slowest > SLOW_LOOK_SECONDS:
+        logger.warning("job %s: the job store answers slowly (%.1f s); not cancelling it", job.job_id, slowest)
+        return Waited(job, _cancel_not_sent(job, "the job store answered too slowly to cancel it in time"))
     try:
         return Waited(cancel_job(ports, caller, job.job_id, quick=True))  # within the seconds the wait left
     except Conflict:  # it ended between the last look and the cancel
-        pass
-    except Exception as exc:
-        # The job exists and its id is in no answer yet: an error here (CancelStatement throttled or refused) would
-        # send the client to retry, which without an Idempotency-Key makes a second job. It is answered as it
-        # stands, with why the cancel was not sent: the statement runs on unless DELETE /v1/jobs/{job_id} asks again.
-        logger.warning("job %s: the cancel after its wait failed; answering the job", job.job_id, exc_info=True)
-        reason = exc.message if isinstance(exc, SpectraError) else "the warehouse could not be asked"
+        cancel_error = None
+    except (Throttled, StatementRejected) as exc:
+        # The job exists and its id is in no answer yet: an error here would send the client to retry, which
+        # without an Idempotency-Key makes a second job. It is answered as it stands, with why the cancel was not
+        # sent: the statement runs on unless DELETE /v1/jobs/{job_id} asks again.
+        logger.warning("job %s: the cancel after its wait was refused; answering the job", job.job_id, exc_info=True)
+        cancel_error = _cancel_not_sent(job, exc.message)
+    except Exception:
+        # A timeout, a connection dropped, a job store read after the cancel: it may have reached the warehouse.
+        logger.warning("job %s: the cancel after its wait is unconfirmed; answering the job", job.job_id, exc_info=True)
         cancel_error = ErrorInfo(
-            code="cancel_failed",
-            message=f"the job was not cancelled ({reason}); DELETE /v1/jobs/{job.job_id} to ask again",
+            code="cancel_unconfirmed",
+            message=f"the cancel may not have reached the warehouse; DELETE /v1/jobs/{job.job_id} to be sure",
         )
     try:
         return Waited(ports.jobs.get(job.job_id) or job, cancel_error)
     except Exception:
         return Waited(job, cancel_error)  # as the wait last saw it
+
+
+def _cancel_not_sent(job: Job, reason: str) -> ErrorInfo:
+    return ErrorInfo(
+        code="cancel_failed",
+        message=f"the job was not cancelled ({reason}); DELETE /v1/jobs/{job.job_id} to ask again",
+    )
 
 
 def retry_after(job: Job) -> int:

@@ -30,8 +30,8 @@ def ports(monkeypatch):
 
 def test_a_second_cancel_throttled_does_not_take_back_the_first_accepted_cancel(ports):
     """DELETE #1 is accepted by the warehouse (202 cancel_requested). A repeat DELETE (or a wait's CANCEL) is
-    throttled: its take-back clears the first request's cancel_requested_at, and the ABORTED statement then ends the
-    job FAILED statement_aborted instead of CANCELLED."""
+    throttled: when a refused cancel took its request back, it cleared the first request's cancel_requested_at, and
+    the ABORTED statement ended the job FAILED statement_aborted instead of CANCELLED (review of 575c65f)."""
     job = started(ports)
     first = cancel_job(ports, ACME, job.job_id)
     assert first.cancel_requested_at is not None
@@ -44,7 +44,8 @@ def test_a_second_cancel_throttled_does_not_take_back_the_first_accepted_cancel(
 
 def test_a_quick_cancel_that_times_out_after_reaching_the_warehouse_still_ends_cancelled(ports):
     """The quick client reads for 1.5 s: a CancelStatement the Data API carried out but answered late raises
-    ReadTimeoutError. The take-back treats it as refused, and the aborted statement reads as nobody's cancel."""
+    ReadTimeoutError. A take-back treated it as refused, and the aborted statement read as nobody's cancel (review of
+    575c65f)."""
     job = started(ports)
     real_cancel = ports.warehouse.cancel
 
@@ -119,7 +120,7 @@ def test_a_throttled_cancel_does_not_take_back_the_request_a_concurrent_cancel_m
     marks again, and its CancelStatement gets through: the statement is aborting, #2 answered 202
     cancel_requested. #1 then gave up (Throttled) and, having read no request when it began, cleared the field,
     #2's by then: the ABORTED statement ended the job FAILED statement_aborted, not CANCELLED (review of 78bbe16).
-    A refused cancel now takes back only its own request."""
+    Requests stay now."""
     job = started(ports)
     real_cancel = ports.warehouse.cancel
     answers = []

@@ -7,6 +7,8 @@ store error, for a job that was queued (or had run: an INSERT retried runs twice
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -16,10 +18,10 @@ from events import JobQueuedMessage, JobStatus
 from producers.api import app as api
 from spectra.jobs import utcnow
 from spectra.lifecycle import complete_statement, execute_job
-from spectra.queries import wait_for_job
+from spectra.queries import WaitTimeoutAction, await_job, wait_for_job
 from spectra.warehouse import Column
 from tests.unit.fakes import make_ports
-from tests.unit.test_queries import FakeClock, submit
+from tests.unit.test_queries import ACME, FakeClock, started, submit
 
 pytestmark = pytest.mark.unit
 
@@ -190,33 +192,6 @@ def test_a_cancel_on_timeout_that_could_not_be_sent_is_said_in_the_answer(ports,
     assert body["cancel_error"]["code"] == "cancel_failed" and "DELETE /v1/jobs/" in body["cancel_error"]["message"]
 
 
-def test_a_keyless_job_whose_send_answer_was_lost_after_delivery_is_answered_running(ports):
-    """SendMessage reaches SQS but its answer never comes (ReadTimeoutError after the SDK's retries). The executor
-    takes the message and moves the job QUEUED -> SUBMITTED before submit_query's FAILED write, which then finds
-    the job not QUEUED (None). submit_query re-raised the send's error: 500 "safe to retry" for a job that runs,
-    and the keyless retry ran the statement a second time (review of 63785ac). It answers the job now."""
-    real_send = ports.queue.send
-    real_transition = ports.jobs.transition
-    delivered = []
-
-    def send(message, **how):
-        real_send(message, **how)
-        delivered.append(message)
-        raise ReadTimeoutError(endpoint_url="https://sqs.eu-west-1.amazonaws.com/")
-
-    def transition(job_id, to, **kwargs):
-        if to is JobStatus.FAILED and delivered:
-            execute_job(ports, delivered.pop(), first_delivery=True)  # the executor was quicker
-        return real_transition(job_id, to, **kwargs)
-
-    ports.queue.send = send
-    ports.jobs.transition = transition
-    status, body = post_query({"sql": "select 1 as one"})
-    jobs = ports.jobs.list_for_tenant("acme", limit=10).jobs
-    assert [j.status for j in jobs] == [JobStatus.SUBMITTED]  # it runs
-    assert status == 202 and body["status"] == "SUBMITTED", (status, body)
-
-
 def test_slow_reads_that_succeed_do_not_carry_the_wait_past_the_functions_time(ports):
     """The case of test_failing_reads_do_not_carry_the_wait_past_the_functions_time (a throttled table, GetItem
     taking ~8 s of the standard client's retries) when the last retry succeeds: the wait's last look started just
@@ -233,3 +208,158 @@ def test_slow_reads_that_succeed_do_not_carry_the_wait_past_the_functions_time(p
     ports.jobs.get = slow_get
     wait_for_job(ports, job, seconds=25, clock=clock, sleep=clock.sleep)
     assert clock.now <= 25 + 3, f"the wait returned at {clock.now:.1f} s, the function ends at 28-29 s"
+
+
+# -- the wait's edges (review of 6f79248): its last look at the deadline, slow job stores, a keyless job whose
+# message's send is ambiguous, and what cancel_error says
+
+
+def _complete(ports, job_id):
+    job = ports.jobs.get(job_id)
+    change = ports.warehouse.finish(job.statement_id, columns=[Column("one", "int4")], pages=["1\n"])
+    return complete_statement(ports, change)
+
+
+def test_the_look_at_the_deadline_is_made_whatever_the_looks_took(ports):
+    """Each GetItem takes 2 ms (a real clock never reads 0). The job completes at 0.95 s of a 1 s wait: the look
+    the wait's last sleep led to (at 1.0 s) found less time left (0) than the slowest look (2 ms) and was skipped."""
+    job = started(ports)
+    clock = FakeClock(lambda n: clock.now >= 0.95 and ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED
+                      and _complete(ports, job.job_id))  # fmt: skip
+    real_get = ports.jobs.get
+
+    def get(job_id):
+        clock.now += 0.002
+        return real_get(job_id)
+
+    ports.jobs.get = get
+    waited = wait_for_job(ports, job, seconds=1, clock=clock, sleep=clock.sleep)
+    assert waited.status is JobStatus.COMPLETED, (waited.status, clock.now)
+
+
+def test_a_query_done_just_before_its_wait_timeout_is_answered_with_its_results(ports):
+    """API, real clock, on_wait_timeout CONTINUE (the default): the statement completes at 1.8 s of a 2 s wait (looks
+    at ~1.60 s and 2.0 s). README: "a job that ends in time is answered 200 with its result"."""
+    send = ports.queue.send
+    timers = []
+
+    def send_and_start(message, **kwargs):
+        sent = send(message, **kwargs)
+        execute_job(ports, message, first_delivery=True)
+        timer = threading.Timer(1.8, _complete, args=(ports, message.job_id))
+        timer.start()
+        timers.append(timer)
+        return sent
+
+    ports.queue.send = send_and_start
+    t0 = time.monotonic()
+    status, body = post_query({"sql": "select 1 as one", "wait_timeout": 2})
+    took = time.monotonic() - t0
+    timers[0].join()
+    assert status == 200 and body["status"] == "COMPLETED", (status, body["status"], f"answered at {took:.2f} s")
+
+
+def test_a_keyless_job_whose_send_may_have_reached_the_queue_is_left_to_run(ports):
+    """The send's answer is lost after SQS took the message; the executor (first delivery: the job from the message,
+    no read) has run ExecuteStatement and is about to write QUEUED -> SUBMITTED when submit_query's FAILED write
+    landed. submit_query saw FAILED and re-raised: 500 "safe to retry" for a statement that was started (an INSERT
+    that finishes before the executor's cancel has run; the retry ran it again). A send whose outcome is unknown
+    (a timeout) now fails nothing: the job is answered and runs, through its message or the reconciler."""
+    real_send = ports.queue.send
+    real_transition = ports.jobs.transition
+    delivered, api_write = [], []
+
+    def send(message, **how):
+        real_send(message, **how)
+        delivered.append(message)
+        raise ReadTimeoutError(endpoint_url="https://sqs.eu-west-1.amazonaws.com/")
+
+    def transition(job_id, to, **kwargs):
+        if to is JobStatus.FAILED and delivered:  # the API's write: let the executor get to its own write first
+            execute_job(ports, delivered.pop(), first_delivery=True)
+            return api_write[0]
+        if to is JobStatus.SUBMITTED and not api_write:  # the executor, after ExecuteStatement: the API's write lands
+            api_write.append(
+                real_transition(
+                    job_id,
+                    JobStatus.FAILED,
+                    expected={JobStatus.QUEUED},
+                    error={"code": "enqueue_failed", "message": "the job could not be queued"},
+                )
+            )
+        return real_transition(job_id, to, **kwargs)
+
+    ports.queue.send = send
+    ports.jobs.transition = transition
+    status, body = post_query({"sql": "select 1 as one"})
+    assert status == 202 and body["status"] == "QUEUED", (status, body)
+    assert ports.jobs.get(body["job_id"]).status is JobStatus.QUEUED and delivered  # the message is on its way
+
+
+def test_a_cancel_whose_answer_timed_out_is_said_unconfirmed(ports):
+    """The quick CancelStatement reaches the Data API, which aborts the statement, but its answer is later than the
+    1.5 s read timeout. cancel_error said "the job was not cancelled"; it says the cancel is unconfirmed now."""
+    job = started(ports)
+    real_cancel = ports.warehouse.cancel
+
+    def cancel(statement_id, **how):
+        real_cancel(statement_id, **how)
+        raise ReadTimeoutError(endpoint_url="https://redshift-data.eu-west-1.amazonaws.com/")
+
+    ports.warehouse.cancel = cancel
+    clock = FakeClock()
+    waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
+    ended = complete_statement(ports, ports.warehouse.status_change(job.statement_id))
+    assert ended.status is JobStatus.CANCELLED  # it was cancelled
+    assert waited.cancel_error.code == "cancel_unconfirmed", waited.cancel_error  # not "was not cancelled"
+
+
+def test_slow_reads_do_not_carry_a_cancel_on_timeout_past_the_functions_time(ports):
+    """The case of test_slow_reads_that_succeed_do_not_carry_the_wait_past_the_functions_time with on_wait_timeout
+    CANCEL: the wait stopped in time, then cancel_job read the job twice (GetItem, same throttled table, 8 s each)
+    and await_job once more: the answer came long after the function's 28-29 s. A wait whose looks were slow
+    cancels nothing, and says so."""
+    job = started(ports)
+    clock = FakeClock()
+    real_get, real_get_for_tenant = ports.jobs.get, ports.jobs.get_for_tenant
+
+    def slow(real):
+        def read(*args):
+            clock.now += 8.0
+            return real(*args)
+
+        return read
+
+    ports.jobs.get = slow(real_get)
+    ports.jobs.get_for_tenant = slow(real_get_for_tenant)
+    cancel = WaitTimeoutAction.CANCEL
+    waited = await_job(ports, ACME, job, seconds=25, on_timeout=cancel, clock=clock, sleep=clock.sleep)
+    assert clock.now <= 25 + 3, f"the answer came at {clock.now:.1f} s, the function ends at 28-29 s"
+    assert waited.cancel_error.code == "cancel_failed" and "too slowly" in waited.cancel_error.message
+
+
+def test_a_read_failing_after_an_accepted_cancel_does_not_say_it_was_not_sent(ports):
+    """CancelStatement is accepted (the statement aborts); cancel_job's read of the job after it fails (throttled):
+    cancel_error said "the job was not cancelled (the warehouse could not be asked)". The job is answered as the cancel
+    marked it."""
+    from tests.unit.test_one_call_query import _throttled
+
+    job = started(ports)
+    real_cancel, real_get_for_tenant = ports.warehouse.cancel, ports.jobs.get_for_tenant
+    state = {"cancelled": False}
+
+    def cancel(statement_id, **how):
+        state["cancelled"] = True
+        return real_cancel(statement_id, **how)
+
+    def get_for_tenant(*args):
+        if state["cancelled"]:
+            raise _throttled("GetItem")
+        return real_get_for_tenant(*args)
+
+    ports.warehouse.cancel = cancel
+    ports.jobs.get_for_tenant = get_for_tenant
+    clock = FakeClock()
+    waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
+    assert ports.warehouse.statements[job.statement_id].status == "ABORTED"  # the cancel reached the warehouse
+    assert waited.cancel_error is None, waited.cancel_error

@@ -7,7 +7,7 @@ import sys
 from datetime import timedelta
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
 from spectra.errors import (
@@ -146,13 +146,24 @@ def test_a_job_with_a_key_that_cannot_be_queued_stays_queued_for_the_retry_and_t
     assert [m.job_id for m in ports.queue.messages] == [retried.job_id]
 
 
-def test_a_job_that_cannot_be_queued_fails_and_the_error_propagates(ports):
-    ports.queue.fail_next(RuntimeError("SQS is down"))
-    with pytest.raises(RuntimeError, match="SQS is down"):
+def test_a_job_sqs_refused_to_queue_fails_and_the_error_propagates(ports):
+    """SQS answered an error: the message is surely not queued, and the client's retry (no key) is another job."""
+    ports.queue.fail_next(ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage"))
+    with pytest.raises(ClientError, match="down"):
         submit(ports)
     [job] = ports.jobs.list_for_tenant("acme", limit=10).jobs
     assert job.status is JobStatus.FAILED
     assert job.error.code == "enqueue_failed"
+
+
+def test_a_job_whose_send_may_have_queued_it_is_answered_and_left_to_run(ports):
+    """A send whose outcome is unknown (a timeout after the request went out) may have queued the message: failing
+    the job could land behind an executor's ExecuteStatement. It is answered, QUEUED, and runs through its message or
+    the reconciler."""
+    ports.queue.fail_next(ReadTimeoutError(endpoint_url="https://sqs.eu-west-1.amazonaws.com/"))
+    job, created = submit(ports)
+    assert created and job.status is JobStatus.QUEUED
+    assert ports.jobs.get(job.job_id).status is JobStatus.QUEUED
 
 
 # -- get and list ---------------------------------------------------------------------------------------------------
