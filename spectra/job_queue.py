@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 from pydantic import BaseModel
 
 #: What JSON may hold as it is but SQS and SNS do not take in a message (they take tab, LF, CR, U+0020-U+D7FF,
@@ -25,12 +24,6 @@ def sendable(text: str) -> str:
     """JSON ``text`` with the characters SQS and SNS refuse written as escapes (twice as many bytes each: measure
     what is sent, not the model's own JSON)."""
     return _UNSENDABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", text) if not text.isascii() else text
-
-
-def not_sent(exc: BaseException) -> bool:
-    """Whether a failed send certainly did not queue its message: SQS answered with an error, or no connection was
-    made. A timeout or a connection dropped after the request went out may have queued it."""
-    return isinstance(exc, ClientError | EndpointConnectionError | ConnectTimeoutError)
 
 
 class JobQueue:

@@ -17,7 +17,6 @@ from events import Delivery, ErrorInfo, JobStatus, ResultFormat
 from spectra import logs
 from spectra.delivery import check_unload_size, request_problem, results_body, statement_sql, unload_problem
 from spectra.errors import Conflict, Gone, InvalidRequest, JobNotFinished, NotFound, StatementRejected, Throttled
-from spectra.job_queue import not_sent
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import finish_job, queued_message
@@ -124,26 +123,13 @@ def submit_query(
 
 
 def _unqueued(ports: Ports, job: Job, exc: Exception) -> Job:
-    """A keyless job whose message's send failed: the client's retry is a new job, so this one must not run as well.
-
-    When SQS certainly did not take the message (it answered an error, or no connection was made), the job is failed
-    ``enqueue_failed`` and ``exc`` raised (500, safe to retry). Otherwise the message may be on its way to an
-    executor (its answer was lost): failing the job could land between the executor's ExecuteStatement and its
-    write, a statement running behind a FAILED job. Such a job, or one whose failing write itself failed, is left
-    to run (the reconciler queues it if no message came) and answered (202): an error would have it run twice."""
-    if not_sent(exc):
-        try:
-            failed = ports.jobs.transition(
-                job.job_id,
-                JobStatus.FAILED,
-                expected={JobStatus.QUEUED},
-                error={"code": "enqueue_failed", "message": "the job could not be queued"},
-            )
-        except Exception:
-            failed = None
-        if failed is not None:
-            raise exc
-    logger.error("job %s: its message's send failed (%s); the job runs", job.job_id, type(exc).__name__)
+    """A keyless job whose message's send failed. Whether SQS took the message cannot be told from the error: the
+    client retries an attempt whose request went out and raises only the last attempt's error. Failing the job
+    (``enqueue_failed``, so the client's retry, another job, is the only run) raced an executor that had the message:
+    on its first delivery it starts the statement from the message, then finds its write refused, and a short INSERT
+    committed before its cancel ran twice. So the job stays QUEUED and is answered (202): it runs once, through its
+    message or the reconciler (which queues a QUEUED job whose message never came within REQUEUE_AFTER_SECONDS)."""
+    logger.error("job %s: its message's send failed (%s); it runs by the reconciler", job.job_id, type(exc).__name__)
     try:
         return ports.jobs.get(job.job_id) or job
     except Exception:
@@ -380,11 +366,13 @@ def await_job(
         logger.warning("job %s: the cancel after its wait was refused; answering the job", job.job_id, exc_info=True)
         cancel_error = _cancel_not_sent(job, exc.message)
     except Exception:
-        # A timeout, a connection dropped, a job store read after the cancel: it may have reached the warehouse.
+        # A timeout or a dropped connection after CancelStatement went out (it may have stopped the job), or a job
+        # store failure before it (it was not sent): the outcome is unknown.
         logger.warning("job %s: the cancel after its wait is unconfirmed; answering the job", job.job_id, exc_info=True)
         cancel_error = ErrorInfo(
             code="cancel_unconfirmed",
-            message=f"the cancel may not have reached the warehouse; DELETE /v1/jobs/{job.job_id} to be sure",
+            message=f"the cancel's outcome is unknown (it may not have been sent); DELETE /v1/jobs/{job.job_id} "
+            "to be sure",
         )
     try:
         return Waited(ports.jobs.get(job.job_id) or job, cancel_error)

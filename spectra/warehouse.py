@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from spectra.errors import NotFound, StatementRejected, Throttled, without_aws_internals
 
@@ -284,6 +284,11 @@ class StatementRunner:
         client = self._quick if quick else self._client
         try:
             return bool(_call(client.cancel_statement, Id=statement_id).get("Status"))
+        except (EndpointConnectionError, ConnectTimeoutError) as exc:
+            if not quick:  # after retries, the last attempt's error says nothing of the earlier ones
+                raise
+            # the quick client's one attempt made no connection: surely not sent, as a refusal to try again
+            raise Throttled(f"Redshift Data API unreachable: {exc}", details={"aws_error": "Unreachable"}) from exc
         except NotFound:
             return False
         except StatementRejected as exc:

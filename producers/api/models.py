@@ -263,8 +263,9 @@ class QueryAnswer(JobView):
     cancel_error: ErrorInfo | None = Field(
         default=None,
         description="Only when on_wait_timeout CANCEL did not surely reach the warehouse: cancel_failed when it was "
-        "not sent (throttled, refused, or the job store answering too slowly to cancel in time: the job runs on), "
-        "cancel_unconfirmed when its answer was lost (it may have stopped the job). cancel_requested says a cancel "
+        "not sent (throttled, refused, unreachable, or the job store answering too slowly to cancel in time: the "
+        "job runs on), cancel_unconfirmed when its outcome is unknown (its answer was lost, or the job store failed "
+        "around it). cancel_requested says a cancel "
         "was asked for, not that it was sent; DELETE /v1/jobs/{job_id} asks again.",
         examples=[None],
     )

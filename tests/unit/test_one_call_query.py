@@ -1,8 +1,8 @@
 """The one-call path (POST /v1/queries with wait_timeout) once its job exists (found by the listings review).
 
-Without an Idempotency-Key a 500 is sent only when the job cannot run (FAILED enqueue_failed), since the client's
-retry is another job. The wait's own reads and the result read after it answered 500 "safe to retry" on a passing
-store error, for a job that was queued (or had run: an INSERT retried runs twice). They now answer the job."""
+Without an Idempotency-Key the client's retry is another job, so no failure after the job exists may answer 500
+"safe to retry". The wait's own reads and the result read after it did, on a passing store error, for a job that
+was queued (or had run: an INSERT retried runs twice). They now answer the job."""
 
 from __future__ import annotations
 

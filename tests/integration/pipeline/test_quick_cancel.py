@@ -5,6 +5,7 @@ within the seconds the wait leaves (3 s before the API function's timeout). The 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,3 +60,16 @@ def test_a_quick_cancel_asks_once_and_gives_up_within_the_seconds_a_request_has_
     with pytest.raises(Throttled):  # any other caller keeps the standard client's retries
         warehouse.cancel("stmt-1")
     assert throttling_data_api.requests == 6  # the first try and 5 retries
+
+
+def test_a_quick_cancel_that_cannot_reach_the_data_api_is_a_refusal_to_try_again(monkeypatch):
+    """The quick client's one attempt made no connection: surely not sent, Throttled (the one-call answer's
+    cancel_failed); the standard client's retried errors are left as they are (an earlier attempt may have gone out)."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_REDSHIFT_DATA", f"http://127.0.0.1:{port}")
+    session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1")
+    warehouse = build_ports(make_settings(), session=session).warehouse
+    with pytest.raises(Throttled, match="unreachable"):
+        warehouse.cancel("stmt-1", quick=True)
