@@ -391,8 +391,9 @@ def finish_job(
     duplicate status event, the reconciler) writes the same one. Then the event goes out first and the terminal
     write records it as published, one write fewer per job; a failure after the event repeats the event, never
     loses it (events are at least once). Otherwise (giving up on a job that never started, a cancel racing the
-    executor, an aborted statement whose ending depends on a cancel request: ``settled=False``) the write comes first,
-    so no event announces an ending that did not happen.
+    executor, an aborted statement whose ending depends on a cancel request, a result given up after failed attempts
+    or collected after one, a statement the Data API no longer knows: ``settled=False``) the write comes first, so no
+    event announces an ending that did not happen.
     """
     completed_at = utcnow()
     settled = settled and not unstarted and bool(changes.get("statement_id") or job.statement_id)

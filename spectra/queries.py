@@ -281,18 +281,14 @@ def wait_for_job(
     seconds: float,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> Job:
-    """The job once it has ended, or as it is after ``seconds``, or as last seen when a read fails.
+) -> tuple[Job, bool, float]:
+    """The job once it has ended, or as it is after ``seconds``, or as last seen when a read fails; whether the wait
+    went its course (the job ended, or its time was up) rather than being cut short by a failed read; and how long
+    its slowest look took.
 
     Reads the job store only (consistent reads, with backoff): waiting holds no running slot and never calls the
     warehouse, so a thousand waiting callers cost the Data API nothing. The job goes on whatever happens to the
-    wait (the caller may hang up): it was queued before the wait began."""
-    return _wait(ports, job, seconds=seconds, clock=clock, sleep=sleep)[0]
-
-
-def _wait(ports: Ports, job: Job, *, seconds: float, clock, sleep) -> tuple[Job, bool, float]:
-    """:func:`wait_for_job`, whether the wait went its course (the job ended, or its time was up) rather than being
-    cut short by a failed read, and how long its slowest look took.
+    wait (the caller may hang up): it was queued before the wait began.
 
     No look is slept into with less time left than the slowest look so far took: a read the SDK retries against a
     throttled table can take seconds, and one begun at the end of the wait would carry the request past the
@@ -329,8 +325,8 @@ SLOW_LOOK_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class Waited:
-    """What a one-call query's wait came to: the job as it stands, and why the cancel ``on_wait_timeout`` asked for
-    could not be sent (None when none was asked or it was sent)."""
+    """What a one-call query's wait came to: the job as it stands, and, when the cancel ``on_wait_timeout`` asked
+    for did not surely reach the warehouse, why (``cancel_failed``: not sent; ``cancel_unconfirmed``: unknown)."""
 
     job: Job
     cancel_error: ErrorInfo | None = None
@@ -349,7 +345,7 @@ def await_job(
     """:func:`wait_for_job`, then, if the job is still running when the time is up and ``on_timeout`` is CANCEL,
     cancel it: a queued job ends CANCELLED at once, a running one is asked to stop (``cancel_requested``). A wait
     cut short by a failed read cancels nothing (its time was not up)."""
-    job, went_its_course, slowest = _wait(ports, job, seconds=seconds, clock=clock, sleep=sleep)
+    job, went_its_course, slowest = wait_for_job(ports, job, seconds=seconds, clock=clock, sleep=sleep)
     if job.status.is_terminal or on_timeout is WaitTimeoutAction.CONTINUE or not went_its_course:
         return Waited(job)
     if slowest > SLOW_LOOK_SECONDS:

@@ -181,8 +181,9 @@ def sweep(
     """Look at each pending entry in turn (query jobs or bulk jobs: ``load`` reads one, ``handle`` decides), counting
     outcomes into ``summary``; the entries ``deadline`` left unreached are returned (none when throttled). Throttling
     ends the sweep (the next run starts again from the longest-quiet entry); any other failure is logged and
-    counted, and the entry keeps its place for the next run (a statement check has moved its job to the back before
-    asking the Data API, so neither stops later runs on it)."""
+    counted. An entry that failed otherwise than in a statement check keeps its place for the next run; a statement
+    check has moved its job to the back before asking the Data API, so neither a throttle nor a failure there stops
+    later runs on it."""
     for index, entry in enumerate(entries):
         if deadline is not None and time.monotonic() >= deadline:
             return entries[index:]
@@ -201,8 +202,9 @@ def sweep(
                 return []
             except Exception:
                 # One job that cannot be read or finished (an item no model reads, a bug, a result that will not
-                # write) must not block the others: it keeps its place at the head of the index and is retried,
-                # loudly (ReconcileErrors), on every run, while the jobs behind it are handled.
+                # write) must not block the others: it is retried, loudly (ReconcileErrors), on every run (from its
+                # place, or from the back when its statement check moved it there), while the jobs behind it are
+                # handled.
                 logger.exception("reconciler could not move job %s", entry.job_id)
                 summary.errors += 1
                 continue

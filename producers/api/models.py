@@ -121,7 +121,7 @@ class JobView(BaseModel):
     cancel_requested: bool = Field(
         default=False,
         description="A cancel was asked of the running job: it ends CANCELLED once the warehouse aborts it (a DELETE "
-        "answered 429, or a one-call answer's cancel_error, says the warehouse was not reached: ask again).",
+        "answered 429, or a one-call answer's cancel_error, says it did not surely reach the warehouse: ask again).",
         examples=[False],
     )
     row_count: int | None = Field(

@@ -81,37 +81,32 @@ def test_a_read_error_early_in_the_wait_ends_it_without_cancelling_the_job(ports
 
 
 def test_a_read_error_after_the_cancel_lost_its_race_answers_the_job_not_an_error(ports):
-    """The job ends between the wait's last look and the cancel (Conflict); await_job then reads the job once more
-    with get_job, unguarded: a passing store error there is a 500 ("safe to retry": a second job without a key),
-    where every other read after the wait now answers the job."""
+    """The job ends between the wait's last look and the cancel (Conflict); await_job then reads the job once more:
+    unguarded, a passing store error there was a 500 ("safe to retry": a second job without a key), where every
+    other read after the wait answers the job (review of 575c65f)."""
     job = started(ports)
-    real_update = ports.jobs.update
-    real_get_for_tenant = ports.jobs.get_for_tenant
-    reads = {"after_conflict": False}
+    real_update, real_get = ports.jobs.update, ports.jobs.get
+    ended = []
 
     def update_after_the_end(job_id, expected, **changes):
-        if "cancel_requested_at" in changes and changes["cancel_requested_at"] is not None:
+        if changes.get("cancel_requested_at") is not None:
             complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=0))  # it ends meanwhile
-            reads["after_conflict"] = True
+            ended.append(True)
         return real_update(job_id, expected, **changes)
 
-    calls = {"n": 0}
-
-    def get_for_tenant(tenant_id, job_id):
-        if reads["after_conflict"]:
-            calls["n"] += 1
-            if calls["n"] == 2:  # cancel_job's read for its Conflict succeeded; await_job's own read fails
-                raise ClientError(
-                    {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "GetItem"
-                )
-        return real_get_for_tenant(tenant_id, job_id)
+    def get(job_id):
+        if ended:
+            ended.append(True)
+            if len(ended) == 3:  # cancel_job's read for its Conflict went through; await_job's own read fails
+                raise THROTTLED
+        return real_get(job_id)
 
     ports.jobs.update = update_after_the_end
-    ports.jobs.get_for_tenant = get_for_tenant
+    ports.jobs.get = get
     clock = FakeClock()
     cancel = WaitTimeoutAction.CANCEL
-    waited = await_job(ports, ACME, job, seconds=1, on_timeout=cancel, clock=clock, sleep=clock.sleep).job
-    assert waited.job_id == job.job_id
+    waited = await_job(ports, ACME, job, seconds=1, on_timeout=cancel, clock=clock, sleep=clock.sleep)
+    assert len(ended) == 3 and waited.job.job_id == job.job_id and waited.cancel_error is None
 
 
 def test_a_throttled_cancel_does_not_take_back_the_request_a_concurrent_cancel_made(ports):

@@ -457,7 +457,7 @@ def test_a_wait_ends_at_the_first_look_after_the_job_ended(ports):
             ports.jobs.transition(job.job_id, JobStatus.COMPLETED)
 
     clock = FakeClock(world)
-    waited = wait_for_job(ports, job, seconds=25, clock=clock, sleep=clock.sleep)
+    waited = wait_for_job(ports, job, seconds=25, clock=clock, sleep=clock.sleep)[0]
     assert waited.status is JobStatus.COMPLETED
     assert clock.sleeps == pytest.approx([0.05, 0.065, 0.0845])
 
@@ -468,7 +468,7 @@ def test_a_wait_backs_off_reads_only_the_job_store_and_gives_up_on_time(ports):
     original_get = ports.jobs.get
     ports.jobs.get = lambda job_id: reads.append(job_id) or original_get(job_id)
     clock = FakeClock()
-    waited = wait_for_job(ports, job, seconds=25, clock=clock, sleep=clock.sleep)
+    waited = wait_for_job(ports, job, seconds=25, clock=clock, sleep=clock.sleep)[0]
     assert waited.status is JobStatus.QUEUED
     assert sum(clock.sleeps) == pytest.approx(25)
     assert clock.sleeps[:-1] == sorted(clock.sleeps[:-1]) and max(clock.sleeps) == 1.0  # the last one is cut short

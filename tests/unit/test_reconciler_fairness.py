@@ -104,7 +104,7 @@ def test_a_failed_last_attempt_racing_a_successful_one_announces_only_the_winner
 def test_a_query_backlog_filling_each_run_leaves_the_bulk_sweep_its_half(monkeypatch):
     """The bulk sweep ran only when the query sweep ended within the budget: while query work filled every run's time
     (here each look costs one tick of a fake clock and a run has 20), a bulk job whose message was lost was never
-    re-queued nor given up. Query jobs now take at most half of a run."""
+    re-queued nor given up. Query jobs now take half of a run first, then the bulk sweep runs."""
 
     from spectra import reconciliation
 
