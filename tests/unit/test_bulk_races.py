@@ -299,3 +299,40 @@ def test_an_abort_that_loses_to_the_loads_end_is_a_conflict_whichever_state_it_s
     monkeypatch.setattr(ports.bulk.jobs, "update", completion_first)
     with pytest.raises(Conflict, match="already ended JobComplete"):
         change_state(ports, caller(ports), job.job_id, "Aborted")
+
+
+def test_a_lost_statement_given_up_does_not_overwrite_the_result_files_of_a_late_completion(monkeypatch):
+    """(Found by the reconciler review.) The reconciler's DescribeStatement finds the statement gone while a late
+    copy of its FINISHED event ends the job JobComplete: the statement_lost ending, refused, must not have written its
+    result files (every record unprocessed) over the winner's first. It writes them only after winning now."""
+    from datetime import timedelta
+
+    from spectra.bulk.reconcile import reconcile_bulk
+    from spectra.errors import NotFound
+    from spectra.jobs import utcnow
+    from spectra.reconciliation import ReconcileSummary, Thresholds
+
+    ports, job = closed_insert()
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    change = ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []})
+    warehouse = type(ports.warehouse)
+    describe, asked = warehouse.describe, []
+
+    def late_event_then_gone(wh, statement_id):
+        if asked:  # the late event's own look
+            return describe(wh, statement_id)
+        asked.append(statement_id)
+        assert complete_bulk_statement(ports, change).state is BulkState.JOB_COMPLETE  # the late event's copy
+        raise NotFound(f"statement {statement_id} is gone")
+
+    monkeypatch.setattr(warehouse, "describe", late_event_then_gone)
+    ports.bulk.jobs.mark_checked(job.job_id, BulkState.IN_PROGRESS, utcnow() - timedelta(hours=1))
+    thresholds = Thresholds.from_settings(ports.settings)
+    reconcile_bulk(ports, utcnow() + timedelta(minutes=10), thresholds, ReconcileSummary())
+    monkeypatch.undo()
+
+    final = ports.bulk.jobs.get(job.job_id)
+    assert asked and final.state is BulkState.JOB_COMPLETE
+    client = ports.bulk.files.client
+    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv") == b"id,name\n"
+    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2

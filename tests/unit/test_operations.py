@@ -274,3 +274,38 @@ def test_a_reconciler_failing_as_a_whole_is_alarmed(resources):
     }
     assert scheduled == {"ReconcilerFunction"}
     assert scheduled <= watched
+
+
+def test_a_reconciler_whose_every_run_stops_early_is_alarmed(resources, monkeypatch, capsys):
+    """Each run emits ReconcileStoppedEarly 1 (throttled or out of time) or 0; the alarm averages a period's runs, so
+    it fires when every run of 15 minutes stopped early, however many runs a period holds (a Sum of 5 per period
+    flapped: runs are stamped when they end, not every 60 s; diff review)."""
+    from consumers.reconciler import app as reconciler
+    from spectra.reconciliation import ReconcileSummary
+
+    alarm = resources["ReconcilerBehindAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (NAMESPACE, "ReconcileStoppedEarly")
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Average",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert alarm["Period"] * alarm["EvaluationPeriods"] == 900
+
+    class Context:
+        function_name, memory_limit_in_mb, aws_request_id = "reconciler", 512, "r1"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:reconciler"
+
+        def get_remaining_time_in_millis(self):
+            return 60_000
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)  # the template's Globals
+    monkeypatch.setattr(reconciler.metrics, "namespace", NAMESPACE)
+    emitted = []
+    for stopped in ({"throttled": True}, {"out_of_time": True}, {}):
+        monkeypatch.setattr(reconciler, "reconcile", lambda ports, deadline, s=stopped: ReconcileSummary(**s))
+        monkeypatch.setattr(reconciler, "get_ports", lambda: None)
+        reconciler.lambda_handler({}, Context())
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+        emitted.append([v for line in lines for v in line.get("ReconcileStoppedEarly", [])])  # EMF: a list per line
+    assert emitted == [[1.0], [1.0], [0.0]]

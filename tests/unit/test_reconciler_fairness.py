@@ -175,3 +175,27 @@ def test_without_bulk_work_query_jobs_have_the_whole_run(monkeypatch):
     monkeypatch.setattr(reconciliation.time, "monotonic", lambda: next(clock))
     summary = reconcile(ports, now=utcnow() + timedelta(minutes=2), deadline=next(clock) + 40)
     assert summary.checked == 30 and not summary.out_of_time, summary.as_dict()
+
+
+def test_a_statement_lost_racing_a_late_completion_announces_only_the_winner(ports, monkeypatch):
+    """The reconciler's DescribeStatement finds the statement gone (statement_lost) while a late copy of its event
+    completes the job: the give-up announced "Job Failed" before its write, which then lost, so both endings went
+    out (reconciler review). It writes first now."""
+    from spectra.errors import NotFound
+
+    job = query_job(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=["1\n"], rows=1)
+    warehouse = type(ports.warehouse)
+    describe, asked = warehouse.describe, []
+
+    def late_event_then_gone(wh, statement_id):
+        if asked:
+            return describe(wh, statement_id)
+        asked.append(statement_id)
+        complete_statement(ports, change)  # the late event's copy
+        raise NotFound(f"statement {statement_id} is gone")
+
+    monkeypatch.setattr(warehouse, "describe", late_event_then_gone)
+    reconcile(ports, now=utcnow() + timedelta(minutes=2))
+    assert asked and ports.jobs.get(job.job_id).status is JobStatus.COMPLETED
+    assert ports.events.types() == ["Job Completed"]
