@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import socket
@@ -42,7 +41,7 @@ import boto3
 import psutil
 import psycopg
 
-from bench.report import save_results
+from bench.report import machine, save_results
 from local.aws import LOCAL_CREDENTIALS, LocalAws
 from local.demo import Warehouse, add_tenant
 from local.pipeline import CLUSTER_ID, start_pipeline
@@ -254,9 +253,7 @@ def run(sizes: list[int]) -> dict:
         shutil.rmtree(workdir, ignore_errors=True)
     return {
         "benchmark": "bulk",
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
+        **machine(),
         "targets": {"insert_ratio": 0.7, "upsert_ratio": 0.4},
         "results": results,
     }

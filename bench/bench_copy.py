@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import platform
 import random
 import shutil
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 import pgserver
 import psycopg
 
-from bench.report import save_results
+from bench.report import machine, save_results
 from local.aws import LocalAws, start_moto
 from local.redshift_data.redshift_sql import install_system_tables, run_redshift_statement
 
@@ -179,9 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "benchmark": "copy",
         "rows": args.rows,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
+        **machine(),
         "results": [
             asdict(m) | {"rows_per_second": m.rows_per_second, "mb_per_second": m.mb_per_second} for m in measurements
         ],

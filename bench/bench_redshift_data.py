@@ -16,7 +16,6 @@ add rows of their own. Results print as a table and go to ``bench/results/redshi
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import threading
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import boto3
 import psutil
 
-from bench.report import save_results
+from bench.report import machine, save_results
 from local.aws import LOCAL_CREDENTIALS, LocalAws, start_moto
 from local.redshift_data import Emulator, EmulatorConfig, start_emulator
 
@@ -189,9 +188,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print_table(rows)
     report = {
         "benchmark": "redshift_data",
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": psutil.cpu_count(),
+        **machine(),
         "rows": rows,
     }
     save_results("redshift_data", report)

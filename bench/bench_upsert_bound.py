@@ -25,8 +25,6 @@ through the S3 drop): a contender under 0.4 here cannot reach it through the pip
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -36,7 +34,7 @@ from pathlib import Path
 import psycopg
 
 from bench.bench_bulk import CHUNK, TABLE_DDL, generate_csv
-from bench.report import save_results
+from bench.report import machine, save_results
 from local.redshift_data import EmulatorConfig, start_emulator
 from spectra.bulk.models import BulkJob, BulkOperation
 from spectra.bulk.sql import Manifest, load_statements
@@ -192,9 +190,7 @@ def run(rows: int) -> dict:
         shutil.rmtree(workdir, ignore_errors=True)
     return {
         "benchmark": "upsert_bound",
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
+        **machine(),
         "rows": rows,
         "megabytes": round(megabytes, 1),
         "target_upsert_ratio": 0.4,

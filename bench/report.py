@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """What a result says of where it was measured."""
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
 
 
 def save_results(name: str, report: Any) -> Path:

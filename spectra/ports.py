@@ -32,8 +32,9 @@ from spectra.warehouse import StatementRunner
 # Standard retry mode backs off on throttling; the SQS redrive is the outer retry for anything still failing.
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 #: For a call a client waits for within the few seconds an API request has left (the cancel after a one-call query's
-#: wait, which leaves 3 s): one try, short timeouts. The standard client's retries took up to 18 s against a
-#: throttling Data API, past API Gateway's 29 s, and the client got a 5xx instead of its job.
+#: wait, which leaves 3 s): one try, short timeouts. The standard client tries six times with backoff between
+#: (tests/integration/pipeline/test_quick_cancel.py counts both), which against a throttling Data API can outlast
+#: API Gateway's 29 s: the client got a 5xx instead of its job.
 _QUICK_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=1.5)
 
 

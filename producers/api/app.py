@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Tag
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.json_encoder import Encoder
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -27,6 +27,7 @@ from producers.api import bulk, links, subscriptions
 from producers.api.body import StrictBodyValidation
 from producers.api.models import (
     ErrorResponse,
+    IdempotencyKey,
     JobList,
     JobResults,
     JobView,
@@ -270,7 +271,7 @@ _JOB_LINKS = response_links(
 )
 def submit(
     request: Annotated[QueryRequest, Body()],
-    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[QueryAnswer]:
     callback = notify.new_callback(request.callback_url) if request.callback_url else None
     job, created = queries.submit_query(

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from producers.api.body import UTF8_CHARSETS, media_type_of
 from producers.api.bulk_models import (
@@ -23,7 +23,7 @@ from producers.api.bulk_models import (
     UploadUrlRequest,
 )
 from producers.api.links import api_path
-from producers.api.models import ErrorResponse, response_links
+from producers.api.models import ErrorResponse, IdempotencyKey, response_links
 from spectra.bulk import service
 from spectra.bulk.models import BulkOperation, BulkState, JobType
 from spectra.errors import InvalidRequest, UnsupportedMediaType
@@ -117,7 +117,7 @@ def _info(job, status: int = HTTPStatus.OK) -> Response[BulkJobInfo]:
 )
 def create_job(
     request: Annotated[CreateBulkJob, Body()],
-    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[BulkJobInfo]:
     job, created = service.create_job(
         get_ports(),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler.openapi.params import Header
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from events import Delivery, ErrorInfo, JobStatus, ResultFormat
@@ -13,6 +14,10 @@ from producers.api.subscription_models import CallbackView
 from spectra.jobs import Job
 from spectra.parameters import TypedParameter
 from spectra.queries import WaitTimeoutAction
+
+#: The header a create takes to be repeatable (POST /v1/queries, /v1/bulk/jobs, /v1/subscriptions): per tenant; each
+#: route says how long a key lasts and what a repeat answers.
+IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)]
 
 
 class QueryRequest(BaseModel):

@@ -8,10 +8,10 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from producers.api.links import api_path
-from producers.api.models import ErrorResponse, response_links
+from producers.api.models import ErrorResponse, IdempotencyKey, response_links
 from producers.api.subscription_models import CreateSubscription, SubscriptionList, SubscriptionView
 from spectra.notify import service
 from spectra.ports import get_ports
@@ -65,7 +65,7 @@ def _caller() -> Caller:
 )
 def create_subscription(
     request: Annotated[CreateSubscription, Body()],
-    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[SubscriptionView]:
     subscription, created = service.create_subscription(
         get_ports(),

@@ -146,11 +146,9 @@ _REQUESTED = ("object", "operation", "external_id_field", "column_delimiter", "l
 
 
 def _repeat(first: BulkJob, asked: BulkJob, idempotency_key: str) -> BulkJob:
-    """``first``, made by the request with the same key, when ``asked`` is that request again."""
-    if any(getattr(first, name) != getattr(asked, name) for name in _REQUESTED) or (
-        first.tenant_id,
-        first.tenant_generation,
-    ) != (asked.tenant_id, asked.tenant_generation):
+    """``first``, made by the request with the same key, when ``asked`` is that request again (the same tenant and
+    generation: the keyed id is made of them)."""
+    if any(getattr(first, name) != getattr(asked, name) for name in _REQUESTED):
         raise Conflict(
             "Idempotency-Key was already used for a different request",
             details={"idempotency_key": idempotency_key, "job_id": first.job_id},
