@@ -84,9 +84,9 @@ def create_job(
 
     ``idempotency_key`` names the job (:meth:`Caller.keyed_id`): the same key with the same fields answers the job it
     made (False), as it is now, as long as its record lives (30 days; jobs are never deleted before, and their files
-    expire sooner); with other fields, a 409. A keyed query job whose message could not be queued stays
-    ``UploadComplete`` for the reconciler to queue (the retry gets it back), where one without a key fails, since its
-    client's retry is another job."""
+    expire sooner); with other fields, a 409. A query job whose message could not be queued stays ``UploadComplete``
+    for the reconciler to queue: keyed, the error is raised (a 500, and the retry gets the job back); without a key the
+    job is answered, since its client's retry would be another job."""
     if spec.content_type != "CSV":
         raise InvalidRequest("contentType must be CSV", details={"field": "contentType"})
     query = None
@@ -137,7 +137,13 @@ def create_job(
     if not created:
         return _repeat(stored, job, idempotency_key or ""), False
     if query:
-        _queue(ports, job, fail=idempotency_key is None)
+        try:
+            _queue(ports, job)
+        except Exception:
+            if idempotency_key is not None:
+                raise  # the client's retry with its key gets this job back
+            # Keyless, the retry would be another job: this one is answered (as a query job is, queries._unqueued)
+            logger.error("bulk job %s: its message's send failed; it runs by the reconciler", job.job_id)
     return job, True
 
 
@@ -156,21 +162,13 @@ def _repeat(first: BulkJob, asked: BulkJob, idempotency_key: str) -> BulkJob:
     return first
 
 
-def _queue(ports: Ports, job: BulkJob, *, fail: bool = True) -> None:
-    """Queue the job's start. If that fails, the job fails (``fail``: a query job just created, whose client's retry
-    is another job), or stays UploadComplete, answered by a repeated PATCH and queued by the reconciler within
-    ``REQUEUE_AFTER_SECONDS`` (failing it made the client upload every batch again)."""
+def _queue(ports: Ports, job: BulkJob) -> None:
+    """Queue the job's start. If the send fails the job stays UploadComplete, queued by the reconciler within
+    ``REQUEUE_AFTER_SECONDS``: whether SQS took the message cannot be told from the error (the SDK retries an attempt
+    whose answer was lost and raises only the last attempt's error), so failing the job would race an executor that
+    has the message, and failing a closed ingest job made its client upload every batch again."""
     message = BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id)
-    try:
-        ports.queue.send(message)
-    except Exception:
-        if not fail:
-            raise
-        error = ErrorInfo(code="enqueue_failed", message="the job could not be queued")
-        bulk_ports(ports).jobs.transition(
-            job.job_id, BulkState.FAILED, expected={BulkState.UPLOAD_COMPLETE}, error=error, completed_at=utcnow()
-        )
-        raise
+    ports.queue.send(message)
 
 
 def get_job(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
@@ -457,7 +455,7 @@ def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
             raise InvalidRequest(f"bulk job {job_id} has {len(files)} batches; at most {ports.settings.bulk_max_files}")
         closed = bulk.jobs.close(job, files=files, queued_at=utcnow())
         if closed is not None:
-            _queue(ports, closed, fail=False)
+            _queue(ports, closed)
             return closed
         job = get_job(ports, caller, job_id)
         if job.state is not BulkState.OPEN:  # a concurrent PATCH won

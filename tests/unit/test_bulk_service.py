@@ -8,7 +8,7 @@ import hashlib
 from datetime import timedelta
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from events import BulkJobQueuedMessage
 from spectra.bulk import outcomes
@@ -123,14 +123,41 @@ def test_a_bulk_key_is_the_tenants(ports):
 
 
 def test_a_keyed_query_job_whose_message_was_refused_waits_for_the_reconciler_and_the_retry_gets_it(ports):
-    """Without a key the job fails enqueue_failed (the client's retry is another job); with one, the retry answers
-    this job, so it stays UploadComplete for the reconciler to queue rather than failing under the client."""
+    """With a key, the retry answers this job, so it stays UploadComplete for the reconciler to queue rather than
+    failing under the client."""
     spec = NewJob(object=None, operation=BulkOperation.QUERY, query="select 1")
     ports.queue.fail_next()
     with pytest.raises(Exception):  # noqa: B017 - whatever SQS raised: the API answers 500 and the client retries
         create_job(ports, caller(ports), spec, idempotency_key="export-1")
     again, created = create_job(ports, caller(ports), spec, idempotency_key="export-1")
     assert not created and again.state is BulkState.UPLOAD_COMPLETE and again.error is None
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage"),
+        ReadTimeoutError(endpoint_url="https://sqs.eu-west-1.amazonaws.com/"),
+    ],
+    ids=["error-answer", "timeout"],
+)
+def test_a_keyless_query_job_whose_send_failed_is_answered_and_the_reconciler_queues_it_once(ports, failure):
+    """Whether SQS took the message cannot be told from the error. The job was failed enqueue_failed with a 500:
+    the client's retry was a second export, and an executor that had the message found the job Failed. It is
+    answered UploadComplete now, as a query job is answered QUEUED, and the reconciler queues it."""
+    from spectra.bulk.reconcile import reconcile_bulk
+    from spectra.reconciliation import ReconcileSummary, Thresholds
+
+    ports.queue.fail_next(failure)
+    job, created = create_job(
+        ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1")
+    )
+    assert created and job.state is BulkState.UPLOAD_COMPLETE and ports.queue.messages == []
+    stored = get_job(ports, caller(ports), job.job_id)
+    assert stored.state is BulkState.UPLOAD_COMPLETE and stored.error is None
+    later = job.queued_at + timedelta(seconds=ports.settings.requeue_after_seconds + 1)
+    reconcile_bulk(ports, later, Thresholds.from_settings(ports.settings), ReconcileSummary())
+    assert [m.job_id for m in ports.queue.messages] == [job.job_id]
 
 
 def test_a_query_job_whose_unload_is_past_the_data_apis_limit_is_a_413_at_once(ports):
