@@ -14,6 +14,7 @@ their keys. (Powertools' ``append_keys`` keeps them on the one shared formatter,
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -110,7 +111,12 @@ KEYS = _KeysFilter()
 
 def install(logger: Any) -> None:
     """Put :data:`KEYS` on the handlers of a Powertools ``Logger`` (or a stdlib logger): every line they write,
-    the domain's included, gets the keys."""
+    the domain's included, gets the keys.
+
+    It also silences Powertools' "No application metrics to publish" warning, as Powertools' documentation suggests:
+    an invocation that records no metric (a listing, a sweep with nothing due) is normal here, and the warning is a
+    plain-text line among the JSON ones (and the first thing ``make run`` printed)."""
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
     handler = getattr(logger, "registered_handler", None)
     for target in [handler] if handler is not None else logger.handlers:
         target.addFilter(KEYS)

@@ -16,6 +16,7 @@ import shutil
 import signal
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,8 +120,7 @@ def start_engine(
         base = {k: v for k, v in params.items() if k not in ("user", "dbname", "password")}
         engine = Engine(base=base, admin_user=admin_user, default_database=default_database)
     else:
-        import pgserver  # heavy import (binaries wheel): only when embedding
-
+        pgserver = _pgserver()
         temp_dir = None
         if data_dir is None:
             temp_dir = data_dir = tempfile.mkdtemp(prefix="redshift-data-pg-", dir=_memory_backed_temp_root())
@@ -152,11 +152,21 @@ def start_engine(
     return engine
 
 
+def _pgserver() -> Any:
+    """The ``pgserver`` module, imported only when embedding (a wheel of binaries). Importing it asks platformdirs for
+    the user's runtime folder (for its lock file), which warns where ``XDG_RUNTIME_DIR`` is unset (CI, containers, a
+    root shell) before it falls back to ``/tmp/runtime-<uid>``: that folder serves, so ``make run`` does not open
+    with the warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pgserver
+    return pgserver
+
+
 def _restart(engine: Engine) -> None:
     """Stop the embedded server and start it again on the same data folder (``max_connections`` is read only when
     the server starts)."""
-    import pgserver
-
+    pgserver = _pgserver()
     pgdata = str(engine._server.pgdata)
     engine._server.cleanup()
     engine._server = pgserver.get_server(pgdata, cleanup_mode="stop")

@@ -212,3 +212,13 @@ def test_a_detail_the_notifier_cannot_count_is_described_never_repeated():
     assert done.returncode == 0, done.stderr
     assert "detail not counted on the dashboard: status: missing" in done.stdout
     assert "hunter2" not in done.stdout + done.stderr
+
+
+def test_an_invocation_that_records_no_metric_writes_no_warning(recwarn):
+    """Powertools warned "No application metrics to publish" (a plain-text line among the JSON ones) on every
+    function's first invocation that recorded none: a listing, a sweep with nothing due; ``make run`` opened with it."""
+    from aws_lambda_powertools import Metrics
+
+    logs.install(Logger(service=f"logs-test-{uuid.uuid4().hex[:8]}"))
+    Metrics(namespace="LogsTest", service="logs-test").flush_metrics()
+    assert [str(w.message) for w in recwarn if "metrics" in str(w.message)] == []

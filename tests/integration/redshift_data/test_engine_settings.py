@@ -23,3 +23,22 @@ def test_the_embedded_server_is_on_utc_on_a_machine_that_is_not(monkeypatch):
         engine.stop()
     assert shown == ("UTC",)
     assert stamp == ("2024-01-15 10:00:00+00",)
+
+
+def test_embedding_writes_no_runtime_folder_warning_where_xdg_runtime_dir_is_unset():
+    """pgserver's import asks platformdirs for the user's runtime folder, which warned (RuntimeDirWarning) on every
+    machine without a login session (CI, containers, a root shell): the first line ``make run`` printed."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    run = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "from local.redshift_data.engine import _pgserver; _pgserver()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "Warning" not in run.stderr, run.stderr
