@@ -178,6 +178,7 @@ def execute_job(
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
         _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=not first_delivery, error=error)
         return None
+    lease = lease if session is lease else None  # dropped, or given back by start_statement: no longer the job's
     statement_id = started.statement_id
     recorded = {"session_id": session.session_id, "session_identity": session.identity} if session else {}
     if session is not None and session.opened is not None:

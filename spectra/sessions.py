@@ -155,14 +155,28 @@ def start_statement(
 
     A session the Data API refuses is dropped and the statement started again without it. A statement refused for
     itself is refused again there, and that answer is the job's (the session is then dropped needlessly: it expires).
+
+    The ClientToken answers an attempt that died before recording its statement (:class:`Started`) with that
+    attempt's statement, which may run elsewhere than asked: the lease then goes back unused, and a session opened
+    as someone else than ``identity`` (the tenant was moved to another database user meanwhile) is not the job's to
+    pool: it would serve the tenant's next jobs as the identity it left. Neither is returned; the earlier session
+    idles out at the Data API.
     """
     common = {"identity": identity, "name": job.job_id, "client_token": job.job_id, **request}
     if lease is not None:
         try:
-            return ports.warehouse.start(sql, session_id=lease.session_id, **common), lease
+            started = ports.warehouse.start(sql, session_id=lease.session_id, **common)
         except (StatementRejected, NotFound) as exc:
             logger.info("job %s: session %s refused (%s); running without it", job.job_id, lease.session_id, exc)
             drop(ports, job, lease)
+        else:
+            if started.session_id == lease.session_id:
+                return started, lease
+            logger.warning(
+                "job %s: an earlier attempt's statement answered, not in session %s", job.job_id, lease.session_id
+            )
+            give_back(ports, job, lease, running_in=started.session_id)
+            return started, None
     keep_alive = ports.settings.session_keep_alive_seconds
     opened = time.time()  # on the early side: the session opens during the call
     try:
@@ -174,8 +188,22 @@ def start_statement(
         started = ports.warehouse.start(sql, **common)
     if not started.session_id:
         return started, None
+    if not _runs_as(started, identity):
+        logger.warning("job %s: an earlier attempt's statement answered, as another identity; not pooled", job.job_id)
+        return started, None
     pooled = PooledSession(started.session_id, identity_key(identity), until=0.0, job_id=job.job_id, opened=opened)
     return started, pooled
+
+
+def _runs_as(started: Started, identity: DatabaseIdentity) -> bool:
+    """Whether nothing the Data API reported of who ``started`` runs as contradicts ``identity`` (a user name is
+    compared without case, as Redshift folds it)."""
+    reported = started.identity
+    if reported is None:
+        return True
+    if reported.db_user is not None and reported.db_user.lower() != (identity.db_user or "").lower():
+        return False
+    return reported.secret_arn is None or reported.secret_arn == identity.secret_arn
 
 
 def returned(ports: Ports, job: Job) -> PooledSession | None:

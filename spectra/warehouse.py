@@ -40,10 +40,13 @@ class DatabaseIdentity:
 
 @dataclass(frozen=True)
 class Started:
-    """A statement the Data API accepted, and the session it runs in (None: outside any session)."""
+    """A statement the Data API accepted, the session it runs in (None: outside any session) and who it runs as, as
+    the answer reports it (None: the answer does not say). A repeated ClientToken answers an earlier attempt's
+    statement, which may run in another session or as an identity the tenant has since left."""
 
     statement_id: str
     session_id: str | None = None
+    identity: DatabaseIdentity | None = None
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,12 @@ class StatementRunner:
         if parameters:
             request["Parameters"] = parameters
         response = _call(self._client.execute_statement, **request)
-        return Started(statement_id=response["Id"], session_id=response.get("SessionId"))
+        reported = DatabaseIdentity(db_user=response.get("DbUser"), secret_arn=response.get("SecretArn"))
+        return Started(
+            statement_id=response["Id"],
+            session_id=response.get("SessionId"),
+            identity=reported if reported != DatabaseIdentity() else None,
+        )
 
     def execute_batch(
         self, sqls: list[str], *, identity: DatabaseIdentity, name: str, client_token: str, with_event: bool = True

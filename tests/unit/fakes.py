@@ -585,7 +585,8 @@ class FakeWarehouse:
         if existing is not None:
             if self.statements[existing].sql != sql:
                 raise StatementRejected("ClientToken was already used for a different request")
-            return Started(existing, self.statements[existing].session_id)
+            earlier = self.statements[existing]
+            return Started(existing, earlier.session_id, earlier.identity)
         session = None
         if session_id is not None:
             session = self.sessions.get(session_id)
@@ -608,7 +609,7 @@ class FakeWarehouse:
         )
         self.statements[statement_id].session_id = session.session_id if session else None
         self._by_token[client_token] = statement_id
-        return Started(statement_id, session.session_id if session else None)
+        return Started(statement_id, session.session_id if session else None, identity)
 
     def busy(self, session_id: str) -> bool:
         """A statement of the session is still running."""

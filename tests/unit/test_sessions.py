@@ -272,3 +272,50 @@ def test_a_job_cancelled_while_its_statement_starts_leaves_no_session_open_besid
     open_sessions = {s for s, session in ports.warehouse.sessions.items() if not session.ended}
     idle = {s for s, pooled in ports.slots.sessions("acme").items() if pooled.job_id is None}
     assert len(open_sessions) == 1 and open_sessions == idle
+
+
+def _dies_before_recording(ports, message: JobQueuedMessage) -> None:
+    """An attempt that calls ExecuteStatement and dies before its SUBMITTED write (the function timed out)."""
+    transition = ports.jobs.transition
+
+    def die(*args, **kwargs):
+        raise RuntimeError("function timed out")
+
+    ports.jobs.transition = die
+    try:
+        with pytest.raises(RuntimeError):
+            execute_job(ports, message)
+    finally:
+        ports.jobs.transition = transition
+
+
+def test_a_session_an_earlier_attempt_opened_as_the_tenants_old_user_is_never_pooled(ports):
+    """The retry's ClientToken answers the dead attempt's statement, in the session it opened as the tenant's old
+    database user. Pooled under the new identity, it ran the tenant's next jobs as the old user for up to 22 hours
+    (sessions review): a move to another user is how an administrator revokes the old one's grants."""
+    ports = replace(ports, settings=make_settings(tenant_cache_seconds=0))
+    message = queued(ports)
+    _dies_before_recording(ports, message)
+    [first_session] = ports.warehouse.sessions
+    ports.tenants.update_tenant("acme", db_user="tenant_acme_v2")
+    job = execute_job(ports, message)  # the message comes back
+    assert job.statement_id and job.session_id is None  # the statement runs where it ran; the job records no session
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=[]))
+    assert first_session not in ports.slots.sessions("acme")
+    later = run(ports)
+    assert ports.warehouse.statements[later.statement_id].identity == DatabaseIdentity(db_user="tenant_acme_v2")
+    assert later.session_id != first_session
+
+
+def test_a_lease_the_answered_statement_does_not_run_in_goes_back_idle(ports):
+    """The retry leased an idle session, and the ClientToken answered the dead attempt's statement in another one: the
+    job recorded the lease, which stayed leased while idle and went back at the job's end (sessions review)."""
+    first, _busy = execute_job(ports, queued(ports)), execute_job(ports, queued(ports))
+    message = queued(ports)  # no idle session: the dead attempt opens one of its own
+    _dies_before_recording(ports, message)
+    complete_statement(ports, ports.warehouse.finish(first.statement_id, columns=[Column("n", "int4")], pages=[]))
+    job = execute_job(ports, message)
+    assert ports.warehouse.session_of(job.statement_id) not in (None, first.session_id)
+    assert job.session_id is None
+    assert ports.slots.sessions("acme")[first.session_id].job_id is None  # the lease is back, idle
+    assert session_of(ports, run(ports)) == first.session_id  # and serves the next job

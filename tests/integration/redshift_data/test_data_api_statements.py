@@ -326,3 +326,23 @@ def test_the_runner_finds_a_statement_by_its_whole_name_only(api, redshift_data,
         )
     assert runner.find(name) == wanted
     assert runner.find(f"{name}-never") is None
+
+
+def test_the_runner_reports_who_a_statement_runs_as_and_a_repeated_token_answers_the_first(api, redshift_data, name):
+    """What spectra.sessions checks before pooling a session: a repeated ClientToken answers the first attempt's
+    statement, its session and its user, whatever the repeat asked for (a tenant moved to another user meanwhile)."""
+    from spectra.warehouse import DatabaseIdentity, StatementRunner
+
+    old, new = f"{name}_old", f"{name}_new"
+    api.run(f"CREATE USER {old}")
+    api.run(f"CREATE USER {new}")
+    runner = StatementRunner(redshift_data, database=DATABASE, cluster_id=CLUSTER)
+    asked = {"name": name, "client_token": f"token-{name}", "keep_alive_seconds": 60}
+    first = runner.start("SELECT 1", identity=DatabaseIdentity(db_user=old), **asked)
+    repeat = runner.start("SELECT 1", identity=DatabaseIdentity(db_user=new), **asked)
+    assert first.identity == DatabaseIdentity(db_user=old) and first.session_id
+    assert (repeat.statement_id, repeat.session_id, repeat.identity) == (
+        first.statement_id,
+        first.session_id,
+        first.identity,
+    )
