@@ -248,6 +248,7 @@ class S3EventRecord(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     eventName: str
+    eventTime: datetime | None = None  # when S3 took the write (ISO 8601, UTC)
     s3: _S3Entity
 
 

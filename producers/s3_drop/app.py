@@ -23,8 +23,11 @@ processor = logs.sqs_batch_processor()
 def record_handler(record: SQSRecord) -> None:
     with logs.record(message_id=record.message_id):
         notification = S3Notification.model_validate_json(record.body)
-        for s3_record in notification.Records:  # none in the s3:TestEvent S3 sends when notifications are configured
+        if not notification.Records:  # the s3:TestEvent S3 sends when notifications are configured
+            logger.info("notification without records (%s): nothing dropped", notification.model_extra.get("Event"))
+        for s3_record in notification.Records:
             if not s3_record.eventName.startswith("ObjectCreated"):
+                logger.info("S3 %s of %s: not a drop", s3_record.eventName, s3_record.s3.object.key[:200])
                 continue
             dropped = DroppedObject.from_notification(s3_record)
             # the tenant is the key's first segment, checked (and bound) by accept_drop

@@ -2,7 +2,8 @@
 ingest job, the same kind of job the Bulk API makes, run the same way, listed in the same place.
 
 * The job's options come from a sidecar ``<name>.json`` put *before* the file, or from the object's metadata
-  (``x-amz-meta-operation`` ...), the sidecar winning; the default is an insert with commas and LF.
+  (``x-amz-meta-operation`` ...), the sidecar winning; the default is an insert with commas and LF. A file put
+  through a drop URL (``POST /v1/bulk/uploads``) runs with the options the URL signed in, and no sidecar applies.
 * The job id is derived from the object's identity (bucket, key, version, ETag) and the write's ``sequencer``, so
   the same S3 event delivered twice (SQS is at-least-once) makes one job and loads once, while a new upload to the
   same key is a new job, even of the very same file (the ingest bucket is not versioned, so only the sequencer tells
@@ -61,8 +62,10 @@ from spectra.tenants import TENANT_ID_PATTERN, Tenant
 logger = logging.getLogger(__name__)
 
 SIDECAR_MAX_BYTES = 64 * 1024
+#: S3's longest key, in UTF-8 bytes
+MAX_KEY_BYTES = 1024
 LATE_SIDECAR_WINDOW = timedelta(minutes=5)
-#: A dropped file written this long after its job was made was put again (S3 keeps whole seconds; clocks differ)
+#: A dropped file written this long after the write its event announced was put again (S3 keeps whole seconds)
 PUT_AGAIN_MARGIN = timedelta(seconds=2)
 LATE_SIDECAR_JOBS = 100
 #: Object metadata a drop URL signs in: the generation of the tenant it was issued to (spectra/tenants.py). A file put
@@ -88,6 +91,7 @@ class DroppedObject:
     etag: str = ""
     version_id: str | None = None
     sequencer: str | None = None  # S3's: one per write of the key, the same in every copy of its notification
+    written_at: datetime | None = None  # the notification's eventTime: when S3 took the write
 
     @classmethod
     def from_notification(cls, record: S3EventRecord) -> DroppedObject:
@@ -100,6 +104,7 @@ class DroppedObject:
             etag=obj.eTag,
             version_id=obj.versionId,
             sequencer=obj.sequencer,
+            written_at=record.eventTime,
         )
 
     @property
@@ -153,7 +158,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     if len(parts) == 3 and parts[-1].endswith(SIDECAR_SUFFIXES):
         # a sidecar: read when its data file comes (a sidecar elsewhere is a misplaced drop, told below)
         return _late_sidecar(ports, dropped)
-    if dropped.key.endswith("/"):
+    if dropped.key.endswith("/") and not dropped.size:
         return None  # a folder marker (the S3 console's "Create folder"): not a file, nothing to load or tell
     tenant = ports.tenants.get(parts[0]) if _is_tenant_id(parts[0]) else None
     if tenant is not None:
@@ -194,6 +199,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         size=dropped.size,
         gzip=dropped.key.lower().endswith(".gz"),
         etag=dropped.etag.strip('"') or None,
+        written_at=dropped.written_at,
     )
     # the problem is recorded with the job: a refused drop whose failing is interrupted is never loaded
     job, created = bulk.jobs.create(_drop_job(tenant, dropped, table, options, files=[source], error=problem))
@@ -244,6 +250,8 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         )
         if not differs or job.state in (BulkState.FAILED, BulkState.ABORTED):
             continue
+        if job.files and _through_drop_url(bulk.files.head(job.files[0].bucket, job.files[0].key)):
+            continue  # put through a drop URL: it runs with the options the URL signed in, whatever the sidecar says
         if job.state is BulkState.UPLOAD_COMPLETE:
             # Not started, as the (lagging) index says: read it. A job still waiting is left to the executor, which
             # reads the sidecar again before it loads, once it has checked that the file itself was not put again.
@@ -314,16 +322,22 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
     if head is None:
         return None  # deleted: the load fails saying so
     written = head.get("LastModified")
+    # the dropped write's time, as its notification gave it (a job made before it was kept: the job's making)
+    dropped_at = source.written_at or job.created_at
     if (source.etag and str(head.get("ETag", "")).strip('"') != source.etag) or (
-        isinstance(written, datetime) and written > job.created_at + PUT_AGAIN_MARGIN
+        isinstance(written, datetime) and written > dropped_at + PUT_AGAIN_MARGIN
     ):
-        # Put again since the job was made, maybe with its sidecar (a changed file and sidecar, in the right order):
+        # Put again since the dropped write, maybe with its sidecar (a changed file and sidecar, in the right order):
         # the newer upload's own job loads it, with that sidecar. The same bytes put again have the same ETag, so
-        # the write's time tells (the job would otherwise load them too, and its sidecar check blame the sidecar).
+        # the write's time tells (the job would otherwise load them too, and its sidecar check blame the sidecar),
+        # counted from the write rather than from the job: the first write's event may be handled long after both
+        # (a backlog, a redrive from the dead-letter queue).
         raise FileReplaced(
-            f"{source.url} was replaced by a newer upload before this job read it (put again after the job was made);"
-            " the newer file is loaded by its own job"
+            f"{source.url} was replaced by a newer upload before this job read it (put again after the dropped"
+            " write); the newer file is loaded by its own job"
         )
+    if _through_drop_url(head):
+        return None  # its options are the ones the drop URL signed in, whatever sidecar is there
     sidecar = _sidecar_options(ports, source.bucket, stem)
     if sidecar is None:
         return None
@@ -379,6 +393,8 @@ def _read_sidecar(ports: Ports, bucket: str, stem: str) -> tuple[str, dict[str, 
     files = bulk_ports(ports).files
     for suffix in SIDECAR_SUFFIXES:  # DATA.CSV's sidecar may be DATA.JSON
         name = f"{stem.rsplit('/', 1)[-1]}{suffix}"
+        if len((stem + suffix).encode()) > MAX_KEY_BYTES:
+            return None  # no such object can exist, and S3 answers a read of it 400 KeyTooLongError, not 404
         try:
             sidecar = files.read_small(bucket, stem + suffix, limit=SIDECAR_MAX_BYTES)
         except ValueError as exc:
@@ -386,7 +402,7 @@ def _read_sidecar(ports: Ports, bucket: str, stem: str) -> tuple[str, dict[str, 
         if sidecar is None:
             continue
         try:
-            document = json.loads(sidecar)
+            document = json.loads(sidecar, object_pairs_hook=_fields_once)
             if not isinstance(document, dict):
                 raise ValueError("it must be a JSON object")
         except (ValueError, RecursionError) as exc:
@@ -395,14 +411,35 @@ def _read_sidecar(ports: Ports, bucket: str, stem: str) -> tuple[str, dict[str, 
     return None
 
 
+def _fields_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose fields each come once: of two ``operation`` fields, neither silently wins."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        repeated = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+        raise ValueError(f"a field is given more than once: {', '.join(repeated)[:200]}")
+    return document
+
+
+def _through_drop_url(head: dict[str, Any] | None) -> bool:
+    """Whether the object was put through a drop URL, which signs the tenant's generation into its metadata."""
+    metadata = (head or {}).get("Metadata") or {}
+    return any(key.lower() == GENERATION_METADATA for key in metadata)
+
+
 #: Problems a refused sidecar's job error lists.
 MAX_LISTED_PROBLEMS = 10
 
 
 def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> DropOptions:
-    """The object's metadata, overridden by a sidecar ``<name>.json`` next to it."""
+    """The object's metadata, overridden by a sidecar ``<name>.json`` next to it, except for a file put through a
+    drop URL: the API checked and signed its options (and tenants cannot put sidecars: a drop URL names a ``.csv``),
+    so a sidecar someone else left under the name (never expired; perhaps for an earlier tenant of the same id)
+    cannot turn the tenant's insert into a delete."""
     values = metadata_options(metadata)
-    sidecar = _read_sidecar(ports, dropped.bucket, _stem(dropped.key, _SUFFIXES) or dropped.key)
+    if GENERATION_METADATA in metadata:
+        sidecar = None
+    else:
+        sidecar = _read_sidecar(ports, dropped.bucket, _stem(dropped.key, _SUFFIXES) or dropped.key)
     if sidecar is not None:
         values.update(sidecar[1])
     try:

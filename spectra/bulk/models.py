@@ -145,6 +145,9 @@ class SourceFile(BaseModel):
     #: a dropped file's ETag as its notification gave it: the ingest bucket keeps no versions, so a newer upload to
     #: the key replaces the file, and the job is loaded only while the key still holds what was dropped
     etag: str | None = None
+    #: when S3 took the dropped write, as its notification gave it: the same bytes put again later (the same ETag)
+    #: are told apart by the object's time, however late the first write's event is handled
+    written_at: datetime | None = None
 
     @property
     def url(self) -> str:

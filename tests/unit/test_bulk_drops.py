@@ -541,3 +541,109 @@ def test_a_file_replaced_before_its_job_starts_fails_that_job_and_only_the_newer
     accept_drop(ports, again)
     accept_drop(ports, drop(ports, "acme/accounts/feb.csv"))
     assert start_bulk_job(ports, ports.queue.messages[2]).state is BulkState.IN_PROGRESS
+
+
+# -- what a real bucket sends (drops review) --------------------------------------------------------------------------
+
+
+def test_a_file_put_through_a_drop_url_runs_with_its_signed_options_whatever_sidecar_is_there(ports):
+    """Sidecars are never expired: one an operator left (here for an earlier tenant of the same id) won over the
+    options a drop URL signed in, and a tenant's insert ran as a DELETE of the matching rows."""
+    from spectra.bulk.service import drop_upload_url
+    from spectra.tenants import Caller
+
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    sidecar(ports, "acme/accounts/daily.json", {"operation": "delete", "externalIdFieldName": "id"})
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    answer = drop_upload_url(
+        ports,
+        Caller.of(ports.tenants.get("acme")),
+        object_name="accounts",
+        filename="daily",
+        gzip=False,
+        metadata={"operation": "insert"},
+    )
+    metadata = {name.removeprefix("x-amz-meta-"): value for name, value in answer["headers"].items()}
+    job = accept_drop(ports, drop(ports, answer["key"], metadata=metadata))
+    assert (job.operation, job.state) == (BulkOperation.INSERT, BulkState.UPLOAD_COMPLETE)
+    started = start_bulk_job(ports, ports.queue.messages[-1])  # and the executor's sidecar check lets it load
+    assert started.state is BulkState.IN_PROGRESS and started.operation is BulkOperation.INSERT
+    # the sidecar's own event names no job of a URL's file as loaded without it
+    assert accept_drop(ports, DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/daily.json", size=9)) is None
+
+
+def test_the_same_bytes_put_again_before_the_first_writes_event_is_handled_load_once(ports):
+    """The first write's event was handled late (a backlog, a redrive from the dead-letter queue), after the same
+    bytes were put again and loaded by their own job: its job, made after both writes, found no write later than
+    itself and loaded the rows a second time. The write's time comes from its notification now."""
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    first_write = utcnow() - timedelta(minutes=10)
+    again = drop(ports, "acme/accounts/daily.csv")  # the same bytes, put again now
+    newer = accept_drop(ports, DroppedObject(**{**vars(again), "sequencer": "0B", "written_at": utcnow()}))
+    assert start_bulk_job(ports, ports.queue.messages[-1]).state is BulkState.IN_PROGRESS
+    late = accept_drop(ports, DroppedObject(**{**vars(again), "sequencer": "0A", "written_at": first_write}))
+    assert late.job_id != newer.job_id
+    assert start_bulk_job(ports, ports.queue.messages[-1]) is None
+    failed = ports.bulk.jobs.get(late.job_id)
+    assert (failed.state, failed.error.code) == (BulkState.FAILED, "file_replaced")
+
+
+def test_the_notifications_event_time_is_the_dropped_files_write_time():
+    record = notification("acme/accounts/jan.csv", size=3, eTag="e")
+    assert DroppedObject.from_notification(record).written_at is None
+    timed = S3EventRecord.model_validate({**record.model_dump(), "eventTime": "2026-12-01T10:00:00.123Z"})
+    assert DroppedObject.from_notification(timed).written_at.isoformat() == "2026-12-01T10:00:00.123000+00:00"
+
+
+def test_a_file_whose_sidecar_key_would_pass_s3s_longest_is_a_job_not_a_dead_letter(ports, monkeypatch):
+    """S3 answers a read of a key over 1,024 bytes 400 KeyTooLongError, not 404: the drop's record failed five times
+    into the dead-letter queue, with no job, for a 1,024-byte data key (its sidecar's is one byte longer)."""
+    from tests.unit.fakes import _client_error
+
+    real_get = s3(ports).get_object
+
+    def get_object(*, Bucket, Key, **kwargs):
+        if len(Key.encode()) > 1024:
+            raise _client_error("KeyTooLongError", "Your key is too long", "GetObject")
+        return real_get(Bucket=Bucket, Key=Key, **kwargs)
+
+    monkeypatch.setattr(s3(ports), "get_object", get_object)
+    key = "acme/accounts/" + "x" * (1024 - len("acme/accounts/") - len(".csv")) + ".csv"
+    job = accept_drop(ports, drop(ports, key))
+    assert job.state is BulkState.UPLOAD_COMPLETE and job.operation is BulkOperation.INSERT
+
+
+def test_a_key_ending_in_a_slash_with_content_is_a_failed_job_not_a_folder_marker(ports):
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv/"))
+    assert (job.state, job.error.code) == (BulkState.FAILED, "invalid_key")
+    assert accept_drop(ports, drop(ports, "acme/accounts/", b"")) is None  # the console's "Create folder"
+
+
+def test_a_sidecar_that_gives_a_field_twice_is_refused(ports):
+    """Of two ``operation`` fields the last won, silently."""
+    sidecar(ports, "acme/accounts/jan.json", b'{"operation": "delete", "operation": "insert"}')
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    assert (job.state, job.error.code) == (BulkState.FAILED, "invalid_drop")
+    assert "given more than once: operation" in job.error.message
+
+
+def test_what_is_not_a_drop_is_passed_over_with_a_log_line(ports, monkeypatch, caplog):
+    """S3's s3:TestEvent (sent when notifications are configured) and events other than ObjectCreated were passed over
+    without a line: nothing told an operator why a message made no job."""
+    import logging
+
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from producers.s3_drop import app
+
+    monkeypatch.setattr(app, "get_ports", lambda: ports)
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": INGEST_BUCKET}
+    removed = {"Records": [{**notification("acme/accounts/jan.csv").model_dump(), "eventName": "ObjectRemoved:Delete"}]}
+    with caplog.at_level(logging.INFO):
+        for body in (test_event, removed):
+            app.record_handler(SQSRecord({"messageId": "m", "body": json.dumps(body)}))
+    app.metrics.clear_metrics()
+    told = [record.getMessage() for record in caplog.records]
+    assert any("s3:TestEvent" in line for line in told) and any("ObjectRemoved:Delete" in line for line in told), told
+    assert jobs(ports) == [] and ports.queue.messages == []
