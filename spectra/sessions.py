@@ -196,14 +196,14 @@ def start_statement(
 
 
 def _runs_as(started: Started, identity: DatabaseIdentity) -> bool:
-    """Whether nothing the Data API reported of who ``started`` runs as contradicts ``identity`` (a user name is
-    compared without case, as Redshift folds it)."""
-    reported = started.identity
-    if reported is None:
-        return True
-    if reported.db_user is not None and reported.db_user.lower() != (identity.db_user or "").lower():
-        return False
-    return reported.secret_arn is None or reported.secret_arn == identity.secret_arn
+    """Whether the Data API's answer says ``started`` runs as ``identity``: the field the identity is made of (its
+    secret, else its user, compared without case as Redshift folds it). ExecuteStatement names the user or secret its
+    request named; an answer that names neither is an earlier attempt's statement in a session (that request named
+    only the session), opened for someone the tenant may have left, so it does not count as ``identity``'s."""
+    reported = started.identity or DatabaseIdentity()
+    if identity.secret_arn:
+        return reported.secret_arn == identity.secret_arn
+    return bool(reported.db_user and identity.db_user and reported.db_user.lower() == identity.db_user.lower())
 
 
 def returned(ports: Ports, job: Job) -> PooledSession | None:

@@ -44,6 +44,8 @@ from spectra.slots import SLOTS_PREFIX
 from spectra.sql_layout import fold_name
 
 KEY_PREFIX = "spk_"
+#: Reads and conditional deletes a tenant's delete makes before it gives up on a record that keeps changing
+DELETE_ATTEMPTS = 3
 _ser, _de = TypeSerializer(), TypeDeserializer()
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -345,20 +347,34 @@ class TenantDirectory:
         again under the id starts with none of them). False when there was no such tenant. The records of the
         database identities it had stay: no later tenant may have them (the module's docstring).
 
-        The tenant record goes first: from that moment its keys authenticate nobody (a key needs its tenant), so a
-        failure while deleting the keys leaves only dead items behind; and should the id be created again, the new
-        generation keeps any of them from coming back."""
-        response = self._db.delete_item(
-            TableName=self._table, Key={"pk": {"S": f"tenant#{tenant_id}"}}, ReturnValues="ALL_OLD"
-        )
-        old = response.get("Attributes")
-        if not old:
-            return False
-        for key_hash in _plain(old).get("key_hashes", ()):
-            self._db.delete_item(TableName=self._table, Key={"pk": {"S": f"key#{key_hash}"}})
-        # Its statements still running end as usual: their releases find no slot to give back, and do nothing.
-        self._db.delete_item(TableName=self._table, Key={"pk": {"S": SLOTS_PREFIX + tenant_id}})
-        return True
+        The tenant record and its slots item go in one transaction, conditional on the generation just read: a delete
+        cut short cannot leave a slots item for a tenant created again to inherit (its predecessor's holders taking
+        its running cap), and cannot delete the slots of a tenant created again meanwhile. The keys go after: from
+        the record's delete they authenticate nobody (a key needs its tenant, of its generation), so a failure while
+        deleting them leaves only dead items behind, and running the delete again answers False."""
+        for _ in range(DELETE_ATTEMPTS):
+            old = self._get(f"tenant#{tenant_id}")
+            if old is None:
+                return False
+            record: dict[str, Any] = {"TableName": self._table, "Key": {"pk": {"S": f"tenant#{tenant_id}"}}}
+            if old.get("generation"):
+                record["ConditionExpression"] = "generation = :g"
+                record["ExpressionAttributeValues"] = {":g": _ser.serialize(old["generation"])}
+            else:  # a tenant from before generations
+                record["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(generation)"
+            # Its statements still running end as usual: their releases find no slot to give back, and do nothing.
+            slots = {"TableName": self._table, "Key": {"pk": {"S": SLOTS_PREFIX + tenant_id}}}
+            try:
+                self._db.transact_write_items(TransactItems=[{"Delete": record}, {"Delete": slots}])
+            except self._db.exceptions.TransactionCanceledException as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    continue  # deleted, or deleted and created again, since the read: read it again
+                raise
+            for key_hash in old.get("key_hashes", ()):
+                self._db.delete_item(TableName=self._table, Key={"pk": {"S": f"key#{key_hash}"}})
+            return True
+        raise Conflict(f"tenant {tenant_id!r} kept changing while it was being deleted; delete it again")
 
     def get(self, tenant_id: str) -> Tenant | None:
         item = self._get(f"tenant#{tenant_id}")

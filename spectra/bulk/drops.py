@@ -71,6 +71,8 @@ LATE_SIDECAR_JOBS = 100
 #: Object metadata a drop URL signs in: the generation of the tenant it was issued to (spectra/tenants.py). A file put
 #: through the URL of an earlier tenant of the same id (deleted, then created again) is not loaded for the new one.
 GENERATION_METADATA = "spectra-generation"
+#: The generation a drop URL signs in for a tenant from before generations (never one drawn: those are hex)
+NO_GENERATION = "none"
 #: A drop that makes no job is tagged ``spectra-rejected=<why>``, one of these; the ingest bucket's lifecycle expires
 #: each (template.yaml), as it does loaded drops: a file for a tenant since deleted is not kept past the retention.
 REJECTED_TAG = "spectra-rejected"
@@ -200,6 +202,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         gzip=dropped.key.lower().endswith(".gz"),
         etag=dropped.etag.strip('"') or None,
         written_at=dropped.written_at,
+        through_drop_url=issued_to is not None,
     )
     # the problem is recorded with the job: a refused drop whose failing is interrupted is never loaded
     job, created = bulk.jobs.create(_drop_job(tenant, dropped, table, options, files=[source], error=problem))
@@ -250,8 +253,8 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         )
         if not differs or job.state in (BulkState.FAILED, BulkState.ABORTED):
             continue
-        if job.files and _through_drop_url(bulk.files.head(job.files[0].bucket, job.files[0].key)):
-            continue  # put through a drop URL: it runs with the options the URL signed in, whatever the sidecar says
+        if job.files and job.files[0].through_drop_url:
+            continue  # it runs with the options its drop URL signed in, whatever the sidecar says
         if job.state is BulkState.UPLOAD_COMPLETE:
             # Not started, as the (lagging) index says: read it. A job still waiting is left to the executor, which
             # reads the sidecar again before it loads, once it has checked that the file itself was not put again.
@@ -336,7 +339,7 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
             f"{source.url} was replaced by a newer upload before this job read it (put again after the dropped"
             " write); the newer file is loaded by its own job"
         )
-    if _through_drop_url(head):
+    if source.through_drop_url or _through_drop_url(head):
         return None  # its options are the ones the drop URL signed in, whatever sidecar is there
     sidecar = _sidecar_options(ports, source.bucket, stem)
     if sidecar is None:
@@ -436,7 +439,7 @@ def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> 
     so a sidecar someone else left under the name (never expired; perhaps for an earlier tenant of the same id)
     cannot turn the tenant's insert into a delete."""
     values = metadata_options(metadata)
-    if GENERATION_METADATA in metadata:
+    if GENERATION_METADATA in metadata:  # put through a drop URL
         sidecar = None
     else:
         sidecar = _read_sidecar(ports, dropped.bucket, _stem(dropped.key, _SUFFIXES) or dropped.key)

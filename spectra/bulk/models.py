@@ -148,6 +148,8 @@ class SourceFile(BaseModel):
     #: when S3 took the dropped write, as its notification gave it: the same bytes put again later (the same ETag)
     #: are told apart by the object's time, however late the first write's event is handled
     written_at: datetime | None = None
+    #: a dropped file put through a drop URL (``POST /v1/bulk/uploads``), whose signed options no sidecar overrides
+    through_drop_url: bool = False
 
     @property
     def url(self) -> str:

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from events import BulkJobQueuedMessage, ErrorInfo
-from spectra.bulk.drops import GENERATION_METADATA, DropOptions, metadata_options, options_problem
+from spectra.bulk.drops import GENERATION_METADATA, NO_GENERATION, DropOptions, metadata_options, options_problem
 from spectra.bulk.files import results_key, starts_as_gzip
 from spectra.bulk.lifecycle import bulk_ports, export_statement, finish_bulk_job
 from spectra.bulk.models import (
@@ -415,8 +415,9 @@ def drop_upload_url(
     key = f"{caller.tenant_id}/{object_name.lower()}/{name}"
     ttl = ports.settings.upload_url_ttl_seconds
     metadata = {k: v for k, v in metadata.items() if k.lower() != GENERATION_METADATA}  # the service's to set
-    if caller.generation:  # signed in: a URL issued to this tenant loads nothing for a later tenant of the same id
-        metadata[GENERATION_METADATA] = caller.generation
+    # Signed in: a URL issued to this tenant loads nothing for a later tenant of the same id, and it marks the file
+    # as put through a drop URL, whose options no sidecar overrides (a tenant from before generations: a placeholder)
+    metadata[GENERATION_METADATA] = caller.generation or NO_GENERATION
     url = files.presign_put(files.ingest_bucket, key, ttl_seconds=ttl, metadata=metadata)
     headers = {f"x-amz-meta-{k}": v for k, v in metadata.items()}
     return {

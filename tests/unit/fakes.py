@@ -452,6 +452,7 @@ class FakeStatement:
     client_token: str
     identity: DatabaseIdentity
     parameters: list[dict[str, str]]
+    reported: DatabaseIdentity | None = None  # who ExecuteStatement's answer says it runs as
     status: str = "SUBMITTED"
     error: str | None = None
     columns: list[Column] = field(default_factory=list)
@@ -586,7 +587,7 @@ class FakeWarehouse:
             if self.statements[existing].sql != sql:
                 raise StatementRejected("ClientToken was already used for a different request")
             earlier = self.statements[existing]
-            return Started(existing, earlier.session_id, earlier.identity)
+            return Started(existing, earlier.session_id, earlier.reported)
         session = None
         if session_id is not None:
             session = self.sessions.get(session_id)
@@ -609,7 +610,9 @@ class FakeWarehouse:
         )
         self.statements[statement_id].session_id = session.session_id if session else None
         self._by_token[client_token] = statement_id
-        return Started(statement_id, session.session_id if session else None, identity)
+        # AWS's answer names the user or secret the request named: none for a statement in a session
+        self.statements[statement_id].reported = None if session_id is not None else identity
+        return Started(statement_id, session.session_id if session else None, self.statements[statement_id].reported)
 
     def busy(self, session_id: str) -> bool:
         """A statement of the session is still running."""

@@ -647,3 +647,42 @@ def test_what_is_not_a_drop_is_passed_over_with_a_log_line(ports, monkeypatch, c
     told = [record.getMessage() for record in caplog.records]
     assert any("s3:TestEvent" in line for line in told) and any("ObjectRemoved:Delete" in line for line in told), told
     assert jobs(ports) == [] and ports.queue.messages == []
+
+
+def test_a_drop_url_of_a_tenant_from_before_generations_is_marked_too(ports):
+    """Its URL signed no generation, so its file looked like a direct put and a sidecar left under its name still
+    turned its insert into a DELETE (diff review). It signs a placeholder now, which a tenant created again under the
+    id (with a generation) refuses, as it refuses any earlier tenant's URL."""
+    from spectra.bulk.service import drop_upload_url
+    from spectra.tenants import Caller
+
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    ports.tenants.tenants["acme"] = ports.tenants.get("acme").model_copy(update={"generation": None})
+    sidecar(ports, "acme/accounts/daily.json", {"operation": "delete", "externalIdFieldName": "id"})
+    legacy = Caller.of(ports.tenants.get("acme"))
+    url = drop_upload_url(ports, legacy, object_name="accounts", filename="daily", gzip=False, metadata={})
+    metadata = {name.removeprefix("x-amz-meta-"): value for name, value in url["headers"].items()}
+    job = accept_drop(ports, drop(ports, url["key"], metadata=metadata))
+    assert job.operation is BulkOperation.INSERT
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    assert accept_drop(ports, drop(ports, "acme/accounts/daily.csv", b"id,name\n7,Gus\n", metadata=metadata)) is None
+
+
+def test_a_late_sidecar_is_reported_for_a_direct_put_whatever_came_through_a_drop_url_after_it(ports):
+    """Whether a job's file came through a drop URL was asked of the key as it is now: a direct put loading with the
+    defaults, its sidecar late, was passed over once the key had been written through a drop URL since (diff
+    review). The job records how its file came."""
+    from spectra.bulk.service import drop_upload_url
+    from spectra.tenants import Caller
+
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    direct = accept_drop(ports, drop(ports, "acme/accounts/daily.csv"))
+    assert start_bulk_job(ports, ports.queue.messages[-1]).operation is BulkOperation.INSERT
+    sidecar(ports, "acme/accounts/daily.json", UPSERT_BY_ID)
+    caller = Caller.of(ports.tenants.get("acme"))
+    url = drop_upload_url(ports, caller, object_name="accounts", filename="daily", gzip=False, metadata={})
+    metadata = {name.removeprefix("x-amz-meta-"): value for name, value in url["headers"].items()}
+    drop(ports, url["key"], b"id,name\n3,Cy\n", metadata=metadata)  # its event not handled yet
+    report = accept_drop(ports, DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/daily.json", size=9))
+    assert report.error.code == "late_sidecar" and direct.job_id in report.error.message

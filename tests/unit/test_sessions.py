@@ -319,3 +319,41 @@ def test_a_lease_the_answered_statement_does_not_run_in_goes_back_idle(ports):
     assert job.session_id is None
     assert ports.slots.sessions("acme")[first.session_id].job_id is None  # the lease is back, idle
     assert session_of(ports, run(ports)) == first.session_id  # and serves the next job
+
+
+def test_a_pooled_session_an_earlier_attempt_ran_in_is_not_pooled_again_under_the_new_user(ports):
+    """The dead attempt ran in pooled session S1 (opened as the old user). The retry's lease of S1 is dropped (another
+    identity now), and the fresh start's ClientToken answers S1's statement, whose answer names no user (its request
+    named only the session): taken for the new user's, S1 was pooled under it (diff review)."""
+    ports = replace(ports, settings=make_settings(tenant_cache_seconds=0))
+    s1 = run(ports).session_id
+    message = queued(ports)
+    _dies_before_recording(ports, message)
+    assert ports.warehouse.session_of(ports.warehouse._by_token[message.job_id]) == s1
+    ports.tenants.update_tenant("acme", db_user="tenant_acme_v2")
+    job = execute_job(ports, message)
+    assert job.session_id is None
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=[]))
+    assert s1 not in ports.slots.sessions("acme")
+    later = run(ports)
+    assert ports.warehouse.statements[later.statement_id].identity == DatabaseIdentity(db_user="tenant_acme_v2")
+
+
+def test_a_secret_tenants_session_is_pooled_whatever_user_the_answer_also_names():
+    """Only the field the identity is made of is compared: an answer naming the secret and some user besides made
+    every session unpoolable, silently (diff review)."""
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:spectra/tenant/initech-AbCdEf"
+    settings = make_settings(redshift_cluster_id="", redshift_workgroup="wg", tenant_secret_prefix="spectra/tenant/")
+    ports = make_ports(settings=settings)
+    ports.tenants.create_tenant("initech", secret_arn=arn)
+    real = ports.warehouse.start
+
+    def start(sql, **request):
+        started = real(sql, **request)
+        if started.identity is None:
+            return started
+        return replace(started, identity=replace(started.identity, db_user="initech_user"))
+
+    ports.warehouse.start = start
+    jobs = [run(ports, "initech") for _ in range(3)]
+    assert len({session_of(ports, job) for job in jobs}) == 1

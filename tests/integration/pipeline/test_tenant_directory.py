@@ -256,3 +256,62 @@ def test_an_identity_move_racing_a_delete_is_not_found(directory, tenant_id, mon
         directory.update_tenant(tenant_id, tier="premium")
     with pytest.raises(NotFound):
         directory.update_tenant(tenant_id, db_user=f"tenant_{tenant_id}_v2")
+
+
+class _Interrupting:
+    """The DynamoDB client, calling ``before_key_delete`` ahead of each key's DeleteItem (and raising what it
+    returns): a delete that fails half-way, or something else happening meanwhile."""
+
+    def __init__(self, inner, before_key_delete) -> None:
+        self._inner, self._before = inner, before_key_delete
+
+    def delete_item(self, **request):
+        if request["Key"]["pk"]["S"].startswith("key#") and (failure := self._before()):
+            raise failure
+        return self._inner.delete_item(**request)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_a_delete_cut_short_leaves_no_slots_for_a_tenant_created_again(directory, table, tenant_id):
+    """The record went first and the slots item last: a delete cut short (a throttled key delete) left the slots
+    item, the re-run answered False (no record) and deleted nothing, and the tenant created again inherited its
+    predecessor's holders, its running cap taken by statements it never ran (tenant lifecycle review)."""
+    from botocore.exceptions import ClientError
+
+    from spectra.slots import RunningSlots
+
+    client, name = table
+    slots = RunningSlots(client, name)
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    directory.issue_key(tenant_id)
+    assert slots.acquire(tenant_id, "j_old_running", limit=1)
+    throttled = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "DeleteItem")
+    with pytest.raises(ClientError):
+        TenantDirectory(_Interrupting(client, lambda: throttled), name).delete_tenant(tenant_id)
+    assert item(table, f"tenant#{tenant_id}") is None and item(table, f"slots#{tenant_id}") is None
+    assert directory.delete_tenant(tenant_id) is False  # run again: nothing left that matters
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2")
+    assert slots.holders(tenant_id) == {} and slots.acquire(tenant_id, "j_new", limit=1)
+
+
+def test_a_delete_still_deleting_keys_leaves_the_slots_of_a_tenant_created_again_meanwhile(directory, table, tenant_id):
+    """The slots item's delete came last and unconditionally: a tenant created again while the keys were deleted
+    lost the slot of its first running job (its cap no longer held; its leased sessions dropped while open)."""
+    from spectra.slots import RunningSlots
+
+    client, name = table
+    slots = RunningSlots(client, name)
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    directory.issue_key(tenant_id)
+    again = []
+
+    def create_again():
+        if not again:
+            again.append(directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2"))
+            assert slots.acquire(tenant_id, "j_new_running", limit=1)
+
+    assert TenantDirectory(_Interrupting(client, create_again), name).delete_tenant(tenant_id)
+    assert again and "j_new_running" in slots.holders(tenant_id)
+    assert directory.get(tenant_id).generation == again[0].generation
