@@ -202,6 +202,30 @@ def _stop_immediately(server: Any) -> None:
         server.cleanup_mode = None  # stopped already: pgserver only has to drop its handle
 
 
+#: PostgreSQL functions Redshift does not have, through which a statement the SQL guard reads as a plain query could
+#: leave state in a kept-alive session or write: ``ts_stat``, ``ts_rewrite`` and the ``*_to_xml`` family run SQL
+#: given as a string (``set_config`` hidden in a literal), session-level advisory locks and ``setseed`` outlive the
+#: statement, large objects are committed writes, and an UPDATE of ``pg_settings`` (through a view a writer tenant
+#: may create) is ``set_config``. Tenants are not superusers, so revoked from PUBLIC they are refused, as on Redshift;
+#: the emulator's own calls (transaction-level advisory locks, ``set_config``) stay.
+CLOSE_POSTGRES_ONLY_DOORS = r"""
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'pg_catalog' AND (
+            p.proname IN ('ts_stat', 'ts_rewrite', 'setseed', 'pg_advisory_lock', 'pg_advisory_lock_shared',
+                          'pg_try_advisory_lock', 'pg_try_advisory_lock_shared', 'loread', 'lowrite')
+            OR p.proname LIKE 'lo\_%' OR p.proname LIKE '%\_to\_xml%')
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END $$;
+REVOKE UPDATE ON pg_catalog.pg_settings FROM PUBLIC;
+"""
+
+
 def _bootstrap(
     conninfo: str, admin_user: str, database: str, *, disposable: bool, connections: int = 0, tune: bool = False
 ) -> bool:
@@ -227,6 +251,10 @@ def _bootstrap(
             conn.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(admin_user))
             )
+        if tune:  # template1 first: a database created later (CREATE DATABASE copies it) starts closed too
+            for dbname in ("template1", database):
+                with psycopg.connect(make_conninfo(conninfo, dbname=dbname), autocommit=True) as db:
+                    db.execute(CLOSE_POSTGRES_ONLY_DOORS)
         if connections:
             row = conn.execute(f"SELECT current_setting('max_connections')::int, {_RESERVED}").fetchone()
             current, reserved = (int(row[0]), int(row[1])) if row else (0, 0)
