@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from spectra.errors import NotFound, StatementRejected, Throttled
 from spectra.slots import Claim, PooledSession
+from spectra.tenants import identity_key as one_spelling
 from spectra.warehouse import DatabaseIdentity, Started
 
 if TYPE_CHECKING:
@@ -197,13 +198,14 @@ def start_statement(
 
 def _runs_as(started: Started, identity: DatabaseIdentity) -> bool:
     """Whether the Data API's answer says ``started`` runs as ``identity``: the field the identity is made of (its
-    secret, else its user, compared without case as Redshift folds it). ExecuteStatement names the user or secret its
+    secret, else its user), each as one spelling (:func:`spectra.tenants.identity_key`: a user's name folded as
+    Redshift folds it, a secret's ARN with or without its suffix). ExecuteStatement names the user or secret its
     request named; an answer that names neither is an earlier attempt's statement in a session (that request named
     only the session), opened for someone the tenant may have left, so it does not count as ``identity``'s."""
     reported = started.identity or DatabaseIdentity()
-    if identity.secret_arn:
-        return reported.secret_arn == identity.secret_arn
-    return bool(reported.db_user and identity.db_user and reported.db_user.lower() == identity.db_user.lower())
+    field = "secret_arn" if identity.secret_arn else "db_user"
+    wanted, answered = getattr(identity, field), getattr(reported, field)
+    return bool(wanted and answered) and one_spelling(field, answered) == one_spelling(field, wanted)
 
 
 def returned(ports: Ports, job: Job) -> PooledSession | None:

@@ -347,21 +347,34 @@ class TenantDirectory:
         again under the id starts with none of them). False when there was no such tenant. The records of the
         database identities it had stay: no later tenant may have them (the module's docstring).
 
-        The tenant record and its slots item go in one transaction, conditional on the generation just read: a delete
-        cut short cannot leave a slots item for a tenant created again to inherit (its predecessor's holders taking
-        its running cap), and cannot delete the slots of a tenant created again meanwhile. The keys go after: from
+        The tenant record and its slots item go in one transaction, conditional on the generation and the keys just
+        read (a key issued meanwhile is read again, and deleted): a delete cut short cannot leave a slots item for a
+        tenant created again to inherit (its predecessor's holders taking its running cap), and cannot delete the
+        slots of a tenant created again meanwhile. The keys go after: from
         the record's delete they authenticate nobody (a key needs its tenant, of its generation), so a failure while
         deleting them leaves only dead items behind, and running the delete again answers False."""
         for _ in range(DELETE_ATTEMPTS):
             old = self._get(f"tenant#{tenant_id}")
             if old is None:
                 return False
-            record: dict[str, Any] = {"TableName": self._table, "Key": {"pk": {"S": f"tenant#{tenant_id}"}}}
+            # conditional on what was read: the generation, and the keys (one issued meanwhile is deleted too)
+            conditions, values = [], {}
             if old.get("generation"):
-                record["ConditionExpression"] = "generation = :g"
-                record["ExpressionAttributeValues"] = {":g": _ser.serialize(old["generation"])}
+                conditions.append("generation = :g")
+                values[":g"] = _ser.serialize(old["generation"])
             else:  # a tenant from before generations
-                record["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(generation)"
+                conditions.append("attribute_exists(pk) AND attribute_not_exists(generation)")
+            if old.get("key_hashes"):
+                conditions.append("key_hashes = :k")
+                values[":k"] = _ser.serialize(set(old["key_hashes"]))
+            else:
+                conditions.append("attribute_not_exists(key_hashes)")
+            record: dict[str, Any] = {
+                "TableName": self._table,
+                "Key": {"pk": {"S": f"tenant#{tenant_id}"}},
+                "ConditionExpression": " AND ".join(conditions),
+                **({"ExpressionAttributeValues": values} if values else {}),
+            }
             # Its statements still running end as usual: their releases find no slot to give back, and do nothing.
             slots = {"TableName": self._table, "Key": {"pk": {"S": SLOTS_PREFIX + tenant_id}}}
             try:

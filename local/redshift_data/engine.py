@@ -251,8 +251,8 @@ def _bootstrap(
             conn.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(admin_user))
             )
-        if tune:  # template1 first: a database created later (CREATE DATABASE copies it) starts closed too
-            for dbname in ("template1", database):
+        if tune:  # every database a request may name; template1 too: CREATE DATABASE copies it
+            for (dbname,) in conn.execute("SELECT datname FROM pg_database WHERE datallowconn").fetchall():
                 with psycopg.connect(make_conninfo(conninfo, dbname=dbname), autocommit=True) as db:
                     db.execute(CLOSE_POSTGRES_ONLY_DOORS)
         if connections:

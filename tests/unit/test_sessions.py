@@ -357,3 +357,23 @@ def test_a_secret_tenants_session_is_pooled_whatever_user_the_answer_also_names(
     ports.warehouse.start = start
     jobs = [run(ports, "initech") for _ in range(3)]
     assert len({session_of(ports, job) for job in jobs}) == 1
+
+
+def test_a_secret_named_without_its_suffix_is_the_same_secret_in_the_answer():
+    """A tenant's secret may be a partial ARN, which AWS might answer in full: one secret, one spelling, so the session
+    is still pooled (diff review)."""
+    partial = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:spectra/tenant/initech"
+    settings = make_settings(redshift_cluster_id="", redshift_workgroup="wg", tenant_secret_prefix="spectra/tenant/")
+    ports = make_ports(settings=settings)
+    ports.tenants.create_tenant("initech", secret_arn=partial)
+    real = ports.warehouse.start
+
+    def start(sql, **request):
+        started = real(sql, **request)
+        if started.identity is None:
+            return started
+        return replace(started, identity=DatabaseIdentity(secret_arn=partial + "-AbCdEf"))
+
+    ports.warehouse.start = start
+    jobs = [run(ports, "initech") for _ in range(3)]
+    assert len({session_of(ports, job) for job in jobs}) == 1

@@ -56,3 +56,12 @@ def test_what_the_emulator_itself_calls_on_a_tenants_connection_stays_open(api):
     advisory lock, on the tenant's own connection (the COPY tests run both as tenants)."""
     for function in ("set_config(text, text, boolean)", "pg_advisory_xact_lock(bigint)"):
         assert api.rows(f"SELECT has_function_privilege('public', '{function}', 'execute')") == [[True]]
+
+
+def test_every_database_a_request_may_name_is_closed(api, name):
+    """Only template1 and the default database were: a request naming ``postgres`` (initdb's, made before) had them
+    all (diff review)."""
+    user = f"{name}_reader"
+    api.run(f"CREATE USER {user}")
+    failed = api.run("SELECT lo_from_bytea(0, 'kept') > 0 AS made", expect="FAILED", DbUser=user, Database="postgres")
+    assert "permission denied for function" in failed["Error"]
