@@ -339,40 +339,29 @@ def test_a_pooled_session_an_earlier_attempt_ran_in_is_not_pooled_again_under_th
     assert ports.warehouse.statements[later.statement_id].identity == DatabaseIdentity(db_user="tenant_acme_v2")
 
 
-def test_a_secret_tenants_session_is_pooled_whatever_user_the_answer_also_names():
-    """Only the field the identity is made of is compared: an answer naming the secret and some user besides made
-    every session unpoolable, silently (diff review)."""
-    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:spectra/tenant/initech-AbCdEf"
+PARTIAL_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:spectra/tenant/initech"
+
+
+@pytest.mark.parametrize(
+    "answered",
+    [
+        # an answer naming a user besides the secret made every session unpoolable, silently (diff review)
+        DatabaseIdentity(db_user="initech_user", secret_arn=PARTIAL_ARN),
+        # a partial ARN (the tenant's), answered in full: one secret, one spelling (diff review)
+        DatabaseIdentity(secret_arn=PARTIAL_ARN + "-AbCdEf"),
+    ],
+    ids=["a-user-besides", "the-arn-in-full"],
+)
+def test_a_secret_tenants_session_is_pooled_when_the_answer_names_its_secret(answered):
+    """Only the field the identity is made of is compared, in any of its spellings."""
     settings = make_settings(redshift_cluster_id="", redshift_workgroup="wg", tenant_secret_prefix="spectra/tenant/")
     ports = make_ports(settings=settings)
-    ports.tenants.create_tenant("initech", secret_arn=arn)
+    ports.tenants.create_tenant("initech", secret_arn=PARTIAL_ARN)
     real = ports.warehouse.start
 
     def start(sql, **request):
         started = real(sql, **request)
-        if started.identity is None:
-            return started
-        return replace(started, identity=replace(started.identity, db_user="initech_user"))
-
-    ports.warehouse.start = start
-    jobs = [run(ports, "initech") for _ in range(3)]
-    assert len({session_of(ports, job) for job in jobs}) == 1
-
-
-def test_a_secret_named_without_its_suffix_is_the_same_secret_in_the_answer():
-    """A tenant's secret may be a partial ARN, which AWS might answer in full: one secret, one spelling, so the session
-    is still pooled (diff review)."""
-    partial = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:spectra/tenant/initech"
-    settings = make_settings(redshift_cluster_id="", redshift_workgroup="wg", tenant_secret_prefix="spectra/tenant/")
-    ports = make_ports(settings=settings)
-    ports.tenants.create_tenant("initech", secret_arn=partial)
-    real = ports.warehouse.start
-
-    def start(sql, **request):
-        started = real(sql, **request)
-        if started.identity is None:
-            return started
-        return replace(started, identity=DatabaseIdentity(secret_arn=partial + "-AbCdEf"))
+        return started if started.identity is None else replace(started, identity=answered)
 
     ports.warehouse.start = start
     jobs = [run(ports, "initech") for _ in range(3)]
