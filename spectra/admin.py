@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -77,6 +78,8 @@ class Queue:
     #: a rule target's DLQ (tagged spectra:redrive-to): SQS moves only a queue's own DLQ, so this one by hand
     of_rule: bool = False
     attributes: dict[str, str] = field(default_factory=dict)
+    #: in the stack's resources, but SQS has no such queue (deleted by hand, or being replaced by an update)
+    gone: bool = False
 
     @property
     def name(self) -> str:
@@ -124,24 +127,48 @@ def queues_from_state(path: str | Path) -> dict[str, str]:
 
 
 def describe_queues(sqs, urls: dict[str, str]) -> dict[str, Queue]:
-    """Every queue with its attributes; dead-letter queues linked to their source."""
+    """Every queue with its attributes; dead-letter queues linked to their source. A queue SQS no longer has is
+    kept, marked ``gone``: the others are still shown (a dead-letter queue whose source is gone has no source)."""
     queues = {}
     for logical_id, url in sorted(urls.items()):
-        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        try:
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        except ClientError as exc:
+            if not _no_such_queue(exc):
+                raise
+            queues[logical_id] = Queue(logical_id, url, gone=True)
+            continue
         policy = json.loads(attributes.get("RedrivePolicy") or "{}")
         queues[logical_id] = Queue(
             logical_id, url, attributes["QueueArn"], policy.get("deadLetterTargetArn"), attributes=attributes
         )
-    by_arn = {queue.arn: queue for queue in queues.values()}
+    by_arn = {queue.arn: queue for queue in queues.values() if not queue.gone}
     for queue in queues.values():
         dead_letter = by_arn.get(queue.dead_letter_arn or "")
         if dead_letter is not None:
             dead_letter.source = queue
     for queue in queues.values():
-        target = sqs.list_queue_tags(QueueUrl=queue.url).get("Tags", {}).get(REDRIVE_TO_TAG)
+        if queue.gone:
+            continue
+        try:
+            target = sqs.list_queue_tags(QueueUrl=queue.url).get("Tags", {}).get(REDRIVE_TO_TAG)
+        except ClientError as exc:
+            if not _no_such_queue(exc):
+                raise
+            queue.gone = True
+            continue
         if queue.source is None and target in queues:
             queue.source, queue.of_rule = queues[target], True
     return queues
+
+
+def _no_such_queue(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+
+def gone_queues(queues: dict[str, Queue]) -> list[Queue]:
+    return [queue for queue in queues.values() if queue.gone]
 
 
 def dead_letter_queues(queues: dict[str, Queue]) -> list[Queue]:
@@ -162,9 +189,17 @@ def find_dead_letter_queue(queues: dict[str, Queue], wanted: str) -> Queue:
             if found:
                 names = " and ".join(q.logical_id for q in found)
                 raise AdminError(f"{wanted} has {len(found)} dead-letter queues, {names}: name the one to redrive")
-            raise AdminError(f"{wanted} is not a dead-letter queue and has none")
+            raise AdminError(f"{wanted} is not a dead-letter queue and has none{_gone_note(queues)}")
     known = ", ".join(q.logical_id for q in dead_letter_queues(queues))
-    raise AdminError(f"no queue {wanted} in the stack; its dead-letter queues are: {known}")
+    raise AdminError(f"no queue {wanted} in the stack; its dead-letter queues are: {known}{_gone_note(queues)}")
+
+
+def _gone_note(queues: dict[str, Queue]) -> str:
+    gone = gone_queues(queues)
+    if not gone:
+        return ""
+    names = ", ".join(f"{q.logical_id} ({q.url})" for q in gone)
+    return f" (queues of the stack that SQS no longer has, so their dead-letter queues have no source: {names})"
 
 
 # -- dlq show --------------------------------------------------------------------------------------------------------
@@ -179,7 +214,7 @@ def peek(sqs, queue: Queue, count: int, *, full: bool = False) -> list[dict[str,
         QueueUrl=queue.url,
         MaxNumberOfMessages=min(count, 10),
         VisibilityTimeout=0,
-        WaitTimeSeconds=0,
+        WaitTimeSeconds=1,  # a short poll samples some of SQS's servers and may answer none of a few messages
         MessageSystemAttributeNames=["All"],
     )
     return [
@@ -239,7 +274,8 @@ def _timestamp(milliseconds: str | None) -> str | None:
 
 
 def show(sqs, queues: dict[str, Queue], *, peek_count: int, full: bool = False) -> list[dict[str, Any]]:
-    return [
+    """Each dead-letter queue with its depth and first messages; then each queue SQS no longer has (``gone``)."""
+    shown: list[dict[str, Any]] = [
         {
             "queue": queue.logical_id,
             "source": queue.source.logical_id if queue.source else None,
@@ -250,6 +286,7 @@ def show(sqs, queues: dict[str, Queue], *, peek_count: int, full: bool = False) 
         }
         for queue in dead_letter_queues(queues)
     ]
+    return shown + [{"queue": queue.logical_id, "url": queue.url, "gone": True} for queue in gone_queues(queues)]
 
 
 # -- redrive ---------------------------------------------------------------------------------------------------------
@@ -312,6 +349,15 @@ def redrive(
         return Redrive(dead_letter.logical_id, source.logical_id, "receive-send-delete", moved, "COMPLETED")
     if not wait:
         return Redrive(dead_letter.logical_id, source.logical_id, "message-move-task", None, "RUNNING", handle)
+    try:
+        return _wait_for_task(sqs, dead_letter, source, handle, poll_seconds=poll_seconds, sleep=sleep)
+    except KeyboardInterrupt:  # the operator stopped waiting: the task does not stop with us
+        return Redrive(dead_letter.logical_id, source.logical_id, "message-move-task", None, "RUNNING", handle)
+
+
+def _wait_for_task(
+    sqs, dead_letter: Queue, source: Queue, handle: str, *, poll_seconds: float, sleep: Callable[[float], None]
+) -> Redrive:
     while True:
         tasks = sqs.list_message_move_tasks(SourceArn=dead_letter.arn, MaxResults=10)["Results"]
         task = next((t for t in tasks if t.get("TaskHandle") == handle), tasks[0] if tasks else None)
@@ -357,8 +403,15 @@ def move_messages(
             send: dict[str, Any] = {"QueueUrl": source.url, "MessageBody": message["Body"]}
             if message.get("MessageAttributes"):
                 send["MessageAttributes"] = message["MessageAttributes"]
-            sqs.send_message(**send)
-            sqs.delete_message(QueueUrl=dead_letter.url, ReceiptHandle=message["ReceiptHandle"])
+            try:
+                sqs.send_message(**send)
+                sqs.delete_message(QueueUrl=dead_letter.url, ReceiptHandle=message["ReceiptHandle"])
+            except (ClientError, BotoCoreError) as exc:
+                raise AdminError(
+                    f"{moved} messages moved from {dead_letter.logical_id} to {source.logical_id} before: {exc}"
+                    " (a message whose copy was sent but not deleted returns to the dead-letter queue in 60 s, so"
+                    " it may be in both: the consumers are idempotent; run the redrive again to move the rest)"
+                ) from None
             moved += 1
         if rate:
             sleep(max(0.0, len(messages) / rate - (time.monotonic() - started)))
@@ -427,6 +480,8 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
             moved = f"{result.moved} messages moved"
             if result.moved is None:  # the handle is what CancelMessageMoveTask takes
                 moved = f"a task runs on (handle {result.task_handle})" if result.task_handle else "a task runs on"
+                if not args.no_wait:
+                    moved = "no longer waited for: " + moved
             print(f"{result.queue} → {result.source}: {moved} ({result.method}, {result.status})", file=out)
     except (AdminError, ClientError, BotoCoreError) as exc:  # a refusal (AccessDenied, a queue gone, no credentials)
         print(f"error: {exc}", file=sys.stderr)  # is said in one line, not a traceback
@@ -445,14 +500,25 @@ def _rate(text: str) -> int:
     return rate
 
 
+#: Characters a terminal acts on (line breaks, escape sequences): a hand-sent body's are shown as \\xNN
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _show_text(report: list[dict[str, Any]]) -> str:
     lines = []
     for queue in report:
+        if queue.get("gone"):
+            lines.append(
+                f"{queue['queue']}: gone (SQS has no queue {queue['url']}; its dead-letter queue, if any, "
+                "is listed without a source)"
+            )
+            continue
         lines.append(
             f"{queue['queue']} (source {queue['source']}): {queue['depth']} waiting, {queue['in_flight']} in flight"
         )
         for message in queue["messages"]:
-            body = message["body"] if len(message["body"]) <= 160 else message["body"][:157] + "..."
+            body = _CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", message["body"])  # one line, no escapes
+            body = body if len(body) <= 160 else body[:157] + "..."
             lines.append(
                 f"  {message['message_id']} sent {message['sent_at']}, received {message['receive_count']}x: {body}"
             )

@@ -131,3 +131,41 @@ def test_a_source_with_two_dead_letter_queues_names_both_instead_of_picking_one(
     assert admin.find_dead_letter_queue(queues, "NotifyRuleDeadLetterQueue") is rule
     del queues["NotifyRuleDeadLetterQueue"]
     assert admin.find_dead_letter_queue(queues, "NotifyQueue") is own
+
+
+def test_a_peek_long_polls_so_a_few_messages_are_seen():
+    """A short poll samples some of SQS's servers and may answer none of a few messages: dlq show printed "2 waiting"
+    over an empty peek (operations review)."""
+
+    class Recording:
+        calls: list[dict] = []
+
+        def receive_message(self, **request):
+            self.calls.append(request)
+            return {"Messages": []}
+
+    sqs = Recording()
+    admin.peek(sqs, admin.Queue("JobsDeadLetterQueue", "https://sqs.example/1/dlq"), 3)
+    assert sqs.calls[0]["WaitTimeSeconds"] >= 1
+
+
+def test_ctrl_c_while_a_redrive_waits_says_the_task_runs_on(capsys):
+    """A KeyboardInterrupt traceback told the operator nothing of the task, which runs on (operations review)."""
+
+    class Running:
+        def start_message_move_task(self, **request):
+            return {"TaskHandle": "h-1"}
+
+        def list_message_move_tasks(self, **request):
+            return {"Results": [{"TaskHandle": "h-1", "Status": "RUNNING"}]}
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    source = admin.Queue("JobsQueue", "https://sqs.example/1/src", "arn:src")
+    dead_letter = admin.Queue("JobsDeadLetterQueue", "https://sqs.example/1/dlq", "arn:dlq", source=source)
+    try:
+        result = admin.redrive(Running(), dead_letter, sleep=interrupted)
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped: the operator is not told that task h-1 runs on")
+    assert (result.status, result.moved, result.task_handle) == ("RUNNING", None, "h-1")

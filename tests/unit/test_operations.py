@@ -276,6 +276,25 @@ def test_a_reconciler_failing_as_a_whole_is_alarmed(resources):
     assert scheduled <= watched
 
 
+def test_a_reconciler_that_does_not_run_at_all_is_alarmed(resources):
+    """Every other reconciler alarm watches a metric a run emits, and treats its absence as fine: with the schedule
+    disabled or its invocations throttled away, nothing alarmed (operations review). Each scheduled function's
+    invocations are watched with missing data breaching."""
+    scheduled = {
+        name
+        for name, function in of_type(resources, "AWS::Serverless::Function").items()
+        if any(e["Type"] == "Schedule" for e in function["Properties"].get("Events", {}).values())
+    }
+    watched = {
+        alarm["Properties"]["Dimensions"][0]["Value"]["Ref"]
+        for alarm in of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if (alarm["Properties"]["Namespace"], alarm["Properties"]["MetricName"]) == ("AWS/Lambda", "Invocations")
+        and alarm["Properties"]["TreatMissingData"] == "breaching"
+        and alarm["Properties"]["ComparisonOperator"] == "LessThanThreshold"
+    }
+    assert scheduled and scheduled <= watched
+
+
 def test_a_reconciler_whose_every_run_stops_early_is_alarmed(resources, monkeypatch, capsys):
     """Each run emits ReconcileStoppedEarly 1 (throttled or out of time) or 0; the alarm averages a period's runs, so
     it fires when every run of 15 minutes stopped early, however many runs a period holds (a Sum of 5 per period

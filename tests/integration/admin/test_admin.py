@@ -184,15 +184,18 @@ def test_unknown_queues_and_unknown_stacks_are_clear_errors(local_aws, stack, ca
 
 
 def test_a_refused_call_is_a_one_line_error_not_a_traceback(local_aws, tmp_path, capsys):
-    """A queue gone since the state was written (or AccessDenied, or no credentials): exit status 1 and the reason."""
+    """A queue gone since the state was written is listed as gone; what cannot be done with it (or AccessDenied, or no
+    credentials) is exit status 1 and the reason."""
     sqs = local_aws.client("sqs")
     url = sqs.create_queue(QueueName="adm-gone-" + uuid.uuid4().hex[:8])["QueueUrl"]
     sqs.delete_queue(QueueUrl=url)
     state = tmp_path / "state.json"
     state.write_text(json.dumps({"resources": {"JobsQueue": {"type": "AWS::SQS::Queue", "physical_id": url}}}))
-    assert run(local_aws, "--state", str(state), "dlq", "show")[0] == 1
+    status, out = run(local_aws, "--state", str(state), "dlq", "show")
+    assert status == 0 and out.startswith(f"JobsQueue: gone (SQS has no queue {url}")
+    assert run(local_aws, "--state", str(state), "redrive", "JobsQueue")[0] == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
+    assert err.startswith("error: JobsQueue is not a dead-letter queue") and "Traceback" not in err
 
 
 @pytest.mark.parametrize("content", ["[]", '{"resources": {"JobsQueue": {"type": "AWS::SQS::Queue"}}}', '"x"'])
@@ -252,3 +255,72 @@ def test_the_readmes_local_command_works_in_a_fresh_shell(local_aws, stack, tmp_
     )
     assert done.returncode == 0, done.stderr
     assert "JobsDeadLetterQueue (source JobsQueue): 1 waiting" in done.stdout
+
+
+# -- what an on-call engineer meets (operations review) ---------------------------------------------------------------
+
+
+def _state_with_pairs(local_aws: LocalAws, tmp_path, *bases: str) -> tuple[str, dict[str, str]]:
+    """A local stack's state file naming, for each base, a source queue and its dead-letter queue."""
+    sqs = local_aws.client("sqs")
+    name = "adm" + uuid.uuid4().hex[:8]
+    urls = {}
+    for base in bases:
+        dlq = sqs.create_queue(QueueName=f"{name}-{base}-dlq")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 3})
+        source = sqs.create_queue(QueueName=f"{name}-{base}", Attributes={"RedrivePolicy": policy})["QueueUrl"]
+        urls[f"{base}Queue"], urls[f"{base}DeadLetterQueue"] = source, dlq
+    state = tmp_path / f"{name}.json"
+    resources = {lid: {"type": "AWS::SQS::Queue", "physical_id": url} for lid, url in urls.items()}
+    state.write_text(json.dumps({"resources": resources}))
+    return str(state), urls
+
+
+def test_a_queue_gone_is_named_and_the_other_dead_letter_queues_are_still_shown(local_aws, tmp_path, capsys):
+    """One queue deleted out of band (or being replaced by an update) made dlq show list nothing, and redrive fail,
+    with only "The specified queue does not exist." (operations review)."""
+    state, urls = _state_with_pairs(local_aws, tmp_path, "Jobs", "Ingest")
+    sqs = local_aws.client("sqs")
+    sqs.send_message(QueueUrl=urls["IngestDeadLetterQueue"], MessageBody='{"x": 1}')
+    sqs.delete_queue(QueueUrl=urls["JobsQueue"])
+    status, out = run(local_aws, "--state", state, "dlq", "show")
+    assert status == 0, capsys.readouterr().err
+    assert "IngestDeadLetterQueue (source IngestQueue): 1 waiting" in out and "JobsQueue: gone" in out
+    assert run(local_aws, "--state", state, "redrive", "JobsDeadLetterQueue")[0] == 1
+    error = capsys.readouterr().err
+    assert "JobsDeadLetterQueue is not a dead-letter queue" in error and f"JobsQueue ({urls['JobsQueue']})" in error
+
+
+def test_a_redrive_failing_midway_says_how_many_it_moved(local_aws, tmp_path, capsys, monkeypatch):
+    state, urls = _state_with_pairs(local_aws, tmp_path, "Jobs")
+    sqs = local_aws.client("sqs")
+    for n in range(30):
+        sqs.send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=json.dumps({"n": n}))
+    moving, sent = admin.move_messages, []
+
+    def move_messages(client, dead_letter, source, **options):
+        send_message = client.send_message
+
+        def send(**request):
+            if len(sent) == 25:
+                sqs.delete_queue(QueueUrl=urls["JobsQueue"])  # the source goes away under the redrive
+            sent.append(request)
+            return send_message(**request)
+
+        monkeypatch.setattr(client, "send_message", send)
+        return moving(client, dead_letter, source, **options)
+
+    monkeypatch.setattr(admin, "move_messages", move_messages)
+    assert run(local_aws, "--state", state, "redrive", "JobsDeadLetterQueue")[0] == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: 25 messages moved from JobsDeadLetterQueue to JobsQueue before:"), error
+
+
+def test_dlq_show_keeps_a_hand_sent_body_on_one_line_without_terminal_escapes(local_aws, tmp_path):
+    state, urls = _state_with_pairs(local_aws, tmp_path, "Jobs")
+    body = "line one\nline two\x1b]0;owned\x07"
+    local_aws.client("sqs").send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=body)
+    status, out = run(local_aws, "--state", state, "dlq", "show", "--full")
+    assert status == 0 and "\x1b" not in out and "\x07" not in out
+    assert out.strip().splitlines()[1].endswith("line one\\x0aline two\\x1b]0;owned\\x07")
