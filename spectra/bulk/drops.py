@@ -65,6 +65,9 @@ SIDECAR_MAX_BYTES = 64 * 1024
 #: S3's longest key, in UTF-8 bytes
 MAX_KEY_BYTES = 1024
 LATE_SIDECAR_WINDOW = timedelta(minutes=5)
+#: How far S3's clock and the one that stamped a tenant's creation may differ: a drop written this long before its
+#: tenant was created is an earlier tenant's (as a JWT issued before its tenant, spectra/auth.py)
+CLOCK_LEEWAY = timedelta(seconds=30)
 #: A dropped file written this long after the write its event announced was put again (S3 keeps whole seconds)
 PUT_AGAIN_MARGIN = timedelta(seconds=2)
 LATE_SIDECAR_JOBS = 100
@@ -172,9 +175,10 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     head = bulk.files.head(dropped.bucket, dropped.key)
     metadata = {key.lower(): value for key, value in ((head or {}).get("Metadata") or {}).items()}
     issued_to = metadata.get(GENERATION_METADATA)
-    if issued_to and tenant.generation and issued_to != tenant.generation:
-        # through a drop URL issued to an earlier tenant of the same id (deleted, then created again)
-        logger.warning("dropped file s3://%s/%s came through a previous tenant's URL", dropped.bucket, dropped.key)
+    if (issued_to and tenant.generation and issued_to != tenant.generation) or _before(dropped, tenant):
+        # through a drop URL issued to an earlier tenant of the same id (deleted, then created again), or put
+        # before this tenant was created (its event handled late: a backlog, a redrive from the dead-letter queue)
+        logger.warning("dropped file s3://%s/%s was a previous tenant's", dropped.bucket, dropped.key)
         bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), REJECTED_TAG, PREVIOUS_TENANT)
         return None
     name = parts[-1]
@@ -224,6 +228,13 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         )
         return None
     return job
+
+
+def _before(dropped: DroppedObject, tenant: Tenant) -> bool:
+    """Whether the dropped write came before the tenant was created (less :data:`CLOCK_LEEWAY`: S3's clock and the
+    one that stamped the tenant differ): a file put for an earlier tenant of the same id, whose event was handled
+    only after the id was deleted and created again, is not the new tenant's to load."""
+    return dropped.written_at is not None and dropped.written_at < tenant.created_at - CLOCK_LEEWAY
 
 
 def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:

@@ -72,7 +72,8 @@ def _status_of(detail: dict[str, Any]) -> str | None:
 
 class EventTopic:
     """The SNS topic every terminal job event (query and bulk) goes to, with message attributes subscribers filter
-    on: ``tenant_id``, ``status`` (a query job's status, or a bulk job's state) and ``detail_type``."""
+    on: ``tenant_id``, ``tenant_generation`` (which tenant of that id: one deleted and created again is another),
+    ``status`` (a query job's status, or a bulk job's state) and ``detail_type``."""
 
     def __init__(self, client, topic_arn: str) -> None:
         self._client = client
@@ -81,6 +82,7 @@ class EventTopic:
     def publish(self, event: ProjectEvent) -> str:
         attributes = {
             "tenant_id": event.detail.get("tenant_id"),
+            "tenant_generation": event.detail.get("tenant_generation"),
             "status": _status_of(event.detail),
             "detail_type": event.detail_type,
         }

@@ -578,6 +578,8 @@ def test_the_same_bytes_put_again_before_the_first_writes_event_is_handled_load_
     bytes were put again and loaded by their own job: its job, made after both writes, found no write later than
     itself and loaded the rows a second time. The write's time comes from its notification now."""
     ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    tenant = ports.tenants.get("acme")
+    ports.tenants.tenants["acme"] = tenant.model_copy(update={"created_at": utcnow() - timedelta(days=1)})
     first_write = utcnow() - timedelta(minutes=10)
     again = drop(ports, "acme/accounts/daily.csv")  # the same bytes, put again now
     newer = accept_drop(ports, DroppedObject(**{**vars(again), "sequencer": "0B", "written_at": utcnow()}))
@@ -686,3 +688,17 @@ def test_a_late_sidecar_is_reported_for_a_direct_put_whatever_came_through_a_dro
     drop(ports, url["key"], b"id,name\n3,Cy\n", metadata=metadata)  # its event not handled yet
     report = accept_drop(ports, DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/daily.json", size=9))
     assert report.error.code == "late_sidecar" and direct.job_id in report.error.message
+
+
+def test_a_file_put_for_an_earlier_tenant_of_the_id_is_not_the_new_tenants(ports):
+    """Put straight into the bucket for a tenant later deleted and created again, its event handled only after that
+    (a backlog, a redrive): it was loaded into the new tenant's tables, as its user (isolation review). Its write
+    time, from the notification, is before the new tenant was created."""
+    ports.tenants.delete_tenant("acme")
+    tenant = ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    dropped = drop(ports, "acme/accounts/jan.csv")
+    before = DroppedObject(**{**vars(dropped), "written_at": tenant.created_at - timedelta(minutes=5)})
+    assert accept_drop(ports, before) is None and jobs(ports) == []
+    assert s3(ports).tags(INGEST_BUCKET, dropped.key) == {"spectra-rejected": "previous-tenant"}
+    after = DroppedObject(**{**vars(dropped), "written_at": tenant.created_at + timedelta(seconds=1)})
+    assert accept_drop(ports, after).state is BulkState.UPLOAD_COMPLETE

@@ -453,6 +453,25 @@ def test_the_topic_gets_the_event_as_the_bus_carried_it(name):
     assert json.loads(sns.message) == carried
 
 
+def test_the_topics_message_attributes_tell_a_tenants_generations_apart():
+    """A filter policy on tenant_id alone also passed an earlier tenant's events (the id deleted and created again) to
+    the new tenant's integration, failures' database messages included; webhooks go by generation (isolation
+    review). The generation is an attribute too."""
+    from spectra.notify.channels import EventTopic
+
+    class Sns:
+        def publish(self, **request):
+            self.attributes = request["MessageAttributes"]
+            return {"MessageId": "m-1"}
+
+    sns = Sns()
+    EventTopic(sns, "arn:aws:sns:us-east-1:123456789012:t").publish(
+        sample_event(tenant_id="acme", tenant_generation="0123456789abcdef")
+    )
+    assert sns.attributes["tenant_generation"] == {"DataType": "String", "StringValue": "0123456789abcdef"}
+    assert sns.attributes["tenant_id"]["StringValue"] == "acme"
+
+
 def test_a_query_callback_gets_its_own_job_only():
     ports = ports_with_notify()
     callback = service.new_callback("https://hooks.acme.example/cb")
