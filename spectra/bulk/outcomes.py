@@ -48,12 +48,19 @@ _INTEGER_TYPES = frozenset({"int2", "int4", "int8", "smallint", "integer", "int"
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
 
 
+#: Fixed-length character types: their values compare without trailing blanks, and print without them
+_CHAR_TYPES = frozenset({"bpchar", "char", "character", "nchar"})
+
+
 def as_printed(external_id: str, type_name: str | None) -> str:
-    """The id as the warehouse prints its value (``id::varchar`` in the outcome SELECT), for an integer column; ids
-    of other types are matched as written (a text id is its own value; write numbers and dates as the warehouse
-    prints them)."""
+    """The id as the warehouse prints its value (``id::varchar`` in the outcome SELECT): an integer column's as a
+    number; a CHAR column's without trailing blanks (``x`` and ``x  `` are one value there, the same row, one id
+    given twice); ids of other types as written (a text id is its own value; write numbers and dates as the
+    warehouse prints them)."""
     if type_name in _INTEGER_TYPES and _INTEGER.fullmatch(external_id):
         return str(int(external_id))
+    if type_name in _CHAR_TYPES:
+        return external_id.rstrip(" ")
     return external_id
 
 

@@ -187,6 +187,36 @@ def test_an_id_the_table_holds_twice_is_updated_in_both_rows(bulk_tenant, wareho
     assert [r for r in client.rows(warehouse) if r[0] == "bob@x"] == [("bob@x", "Bob C", "Rome", 22, None)] * 2
 
 
+@pytest.mark.parametrize(
+    ("operation", "sent", "succeeded"),
+    [
+        ("update", "code,name\nbob@x,Bobby\nzed@x ,Zed\nann@x,A1\nann@x  ,A2\n", ["bob@x"]),
+        ("upsert", "code,name\nbob@x,Bobby\nnew@x,N1\nnew@x ,N2\n", ["bob@x"]),
+        ("delete", "code\nbob@x\nzed@x \nann@x\nann@x  \n", ["bob@x"]),
+    ],
+    ids=["update", "upsert", "delete"],
+)
+def test_a_char_keys_trailing_blanks_are_the_same_id(bulk_tenant, warehouse, operation, sent, succeeded):
+    """A CHAR value compares and prints without its trailing blanks: 'zed@x ' not found was listed as 'zed@x', and
+    'ann@x' / 'ann@x  ' are one id given twice, both refused. Matched as written, the refused rows were listed as
+    successful (bulk values review)."""
+    client = bulk_tenant()
+    table = f"codes_{client.tenant_id}"
+    warehouse.run(
+        f"CREATE TABLE {table} (code char(12) NOT NULL, name varchar(20))",
+        f"INSERT INTO {table} VALUES ('ann@x', 'Ann'), ('bob@x', 'Bob')",
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO "{client.api.db_user}"',
+    )
+    client.table = table
+    job = client.load(operation, sent.encode(), externalIdFieldName="code")
+    assert job["state"] == "JobComplete" and job.get("errorMessage") is None, job
+    successful = client.results(job["id"], "successfulResults")[1:]
+    failed = client.results(job["id"], "failedResults")[1:]
+    assert [row[0] for row in successful] == succeeded
+    assert len(successful) + len(failed) == job["numberRecordsProcessed"] == len(sent.splitlines()) - 1
+    assert len(failed) == job["numberRecordsFailed"]
+
+
 @pytest.mark.parametrize("door", ["api", "s3"])
 def test_result_files_repeat_the_header_as_the_file_wrote_it(door, bulk_tenant, warehouse):
     """Bulk 2.0 repeats the fields as uploaded: a script reading row["Email"] from its results found "email"."""
