@@ -90,6 +90,7 @@ class Invocation:
     result: Any = None
     error: str | None = None
     environment: int = 0  # which execution environment of the function handled it (1, 2, ...)
+    finished_at: float | None = None  # None while it runs
 
 
 @dataclass
@@ -252,6 +253,7 @@ class LocalFunction:
         self._count = 0
         self._log: list[Invocation] = []
         self._keep = keep_invocations
+        self._overran: list[Invocation] = []  # every invocation past the Timeout, never trimmed
         self._idle: list[ExecutionEnvironment] = []
         self._all: list[ExecutionEnvironment] = []
         self._creating = 0
@@ -289,6 +291,15 @@ class LocalFunction:
         """The most recent invocations (a copy), oldest first."""
         with self._lock:
             return list(self._log)
+
+    def overran(self, *, now: float | None = None) -> list[Invocation]:
+        """Every invocation that ran past the function's Timeout (Lambda would have stopped it), however long ago,
+        and those still running past it (the log of :meth:`invocations` keeps only the latest)."""
+        now = time.time() if now is None else now
+        limit = self.config.timeout_seconds
+        with self._lock:
+            running = [r for r in self._log if r.finished_at is None and now - r.started_at > limit]
+            return [*self._overran, *running]
 
     def handler(self) -> Callable[[Any, Any], Any]:
         """The handler of an idle environment, creating the first one if needed (so import errors surface early).
@@ -371,8 +382,11 @@ class LocalFunction:
             raise
         finally:
             record.duration_ms = (time.perf_counter() - start) * 1000
+            record.finished_at = time.time()
             if record.duration_ms > self.config.timeout_seconds * 1000:
                 # A thread cannot be killed, so the timeout is reported, not enforced.
+                with self._lock:
+                    self._overran.append(record)
                 log.warning(
                     "%s ran %.0f ms, longer than its Timeout of %ss: it would have timed out on Lambda",
                     self.logical_id,

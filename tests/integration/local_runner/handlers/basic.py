@@ -34,3 +34,11 @@ def powertools(event, context):
         "cold_start": logger.get_current_keys().get("cold_start"),
         "name": logger.get_current_keys()["function_name"],
     }
+
+
+def sleepy(event, context):
+    """Sleep ``event["sleep"]`` seconds (past the function's Timeout, in the overrun tests)."""
+    import time
+
+    time.sleep(event.get("sleep", 0))
+    return {"slept": event.get("sleep", 0)}
