@@ -157,7 +157,7 @@ def describe_queues(sqs, urls: dict[str, str]) -> dict[str, Queue]:
                 raise
             queue.gone = True
             continue
-        if queue.source is None and target in queues:
+        if queue.source is None and target in queues and not queues[target].gone:
             queue.source, queue.of_rule = queues[target], True
     return queues
 
@@ -173,6 +173,20 @@ def gone_queues(queues: dict[str, Queue]) -> list[Queue]:
 
 def dead_letter_queues(queues: dict[str, Queue]) -> list[Queue]:
     return [queue for queue in queues.values() if queue.source is not None]
+
+
+def orphaned_queues(queues: dict[str, Queue]) -> list[Queue]:
+    """While a queue of the stack is gone: the queues left with neither a source nor a dead-letter queue of their own
+    (every source queue of the template has one), that is, the dead-letter queues of the gone sources, whose link was
+    the gone queue's ``RedrivePolicy``. They are shown (they may hold messages), with no source to redrive to."""
+    if not gone_queues(queues):
+        return []
+    sources = {queue.source.logical_id for queue in queues.values() if queue.source is not None}
+    return [
+        queue
+        for queue in queues.values()
+        if not queue.gone and queue.source is None and not queue.dead_letter_arn and queue.logical_id not in sources
+    ]
 
 
 def find_dead_letter_queue(queues: dict[str, Queue], wanted: str) -> Queue:
@@ -282,11 +296,15 @@ def show(sqs, queues: dict[str, Queue], *, peek_count: int, full: bool = False) 
             "url": queue.url,
             "depth": queue.depth,
             "in_flight": queue.in_flight,
-            "messages": peek(sqs, queue, peek_count, full=full),
+            # an empty queue is not peeked: each peek waits up to a second
+            "messages": peek(sqs, queue, peek_count, full=full) if queue.depth or queue.in_flight else [],
         }
-        for queue in dead_letter_queues(queues)
+        for queue in [*dead_letter_queues(queues), *orphaned_queues(queues)]
     ]
-    return shown + [{"queue": queue.logical_id, "url": queue.url, "gone": True} for queue in gone_queues(queues)]
+    gone = [
+        {"queue": q.logical_id, "url": q.url, "gone": True, "depth": None, "messages": []} for q in gone_queues(queues)
+    ]
+    return shown + gone
 
 
 # -- redrive ---------------------------------------------------------------------------------------------------------
@@ -300,6 +318,7 @@ class Redrive:
     moved: int | None  # None while a task runs on (--no-wait)
     status: str
     task_handle: str | None = None
+    interrupted: bool = False  # the operator stopped waiting (Ctrl-C): the task runs on
 
 
 def is_unsupported(exc: ClientError) -> bool:
@@ -352,7 +371,9 @@ def redrive(
     try:
         return _wait_for_task(sqs, dead_letter, source, handle, poll_seconds=poll_seconds, sleep=sleep)
     except KeyboardInterrupt:  # the operator stopped waiting: the task does not stop with us
-        return Redrive(dead_letter.logical_id, source.logical_id, "message-move-task", None, "RUNNING", handle)
+        return Redrive(
+            dead_letter.logical_id, source.logical_id, "message-move-task", None, "RUNNING", handle, interrupted=True
+        )
 
 
 def _wait_for_task(
@@ -388,33 +409,34 @@ def move_messages(
     """The fallback: receive, send to the source, delete, until a receive finds nothing. Each message is received
     for 60 s, longer than a send and a delete take, so no other reader sees it meanwhile."""
     moved = 0
-    while True:
-        started = time.monotonic()
-        messages = sqs.receive_message(
-            QueueUrl=dead_letter.url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=60,
-            WaitTimeSeconds=1,
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if not messages:
-            return moved
-        for message in messages:
-            send: dict[str, Any] = {"QueueUrl": source.url, "MessageBody": message["Body"]}
-            if message.get("MessageAttributes"):
-                send["MessageAttributes"] = message["MessageAttributes"]
-            try:
+    try:
+        while True:
+            started = time.monotonic()
+            messages = sqs.receive_message(
+                QueueUrl=dead_letter.url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=60,
+                WaitTimeSeconds=1,
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                return moved
+            for message in messages:
+                send: dict[str, Any] = {"QueueUrl": source.url, "MessageBody": message["Body"]}
+                if message.get("MessageAttributes"):
+                    send["MessageAttributes"] = message["MessageAttributes"]
                 sqs.send_message(**send)
                 sqs.delete_message(QueueUrl=dead_letter.url, ReceiptHandle=message["ReceiptHandle"])
-            except (ClientError, BotoCoreError) as exc:
-                raise AdminError(
-                    f"{moved} messages moved from {dead_letter.logical_id} to {source.logical_id} before: {exc}"
-                    " (a message whose copy was sent but not deleted returns to the dead-letter queue in 60 s, so"
-                    " it may be in both: the consumers are idempotent; run the redrive again to move the rest)"
-                ) from None
-            moved += 1
-        if rate:
-            sleep(max(0.0, len(messages) / rate - (time.monotonic() - started)))
+                moved += 1
+            if rate:
+                sleep(max(0.0, len(messages) / rate - (time.monotonic() - started)))
+    except (ClientError, BotoCoreError, KeyboardInterrupt) as exc:
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        raise AdminError(
+            f"{moved} messages moved from {dead_letter.logical_id} to {source.logical_id} before: {why} (a message"
+            " whose copy was sent but not deleted returns to the dead-letter queue in 60 s, so it may be in both: the"
+            " consumers are idempotent; run the redrive again to move the rest)"
+        ) from None
 
 
 # -- the command line ------------------------------------------------------------------------------------------------
@@ -480,9 +502,11 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
             moved = f"{result.moved} messages moved"
             if result.moved is None:  # the handle is what CancelMessageMoveTask takes
                 moved = f"a task runs on (handle {result.task_handle})" if result.task_handle else "a task runs on"
-                if not args.no_wait:
+                if result.interrupted:
                     moved = "no longer waited for: " + moved
             print(f"{result.queue} → {result.source}: {moved} ({result.method}, {result.status})", file=out)
+            if result.interrupted:
+                return 130  # as a shell reports an interrupted command: a script does not carry on as if done
     except (AdminError, ClientError, BotoCoreError) as exc:  # a refusal (AccessDenied, a queue gone, no credentials)
         print(f"error: {exc}", file=sys.stderr)  # is said in one line, not a traceback
         return 1
@@ -513,9 +537,8 @@ def _show_text(report: list[dict[str, Any]]) -> str:
                 "is listed without a source)"
             )
             continue
-        lines.append(
-            f"{queue['queue']} (source {queue['source']}): {queue['depth']} waiting, {queue['in_flight']} in flight"
-        )
+        source = queue["source"] or "gone, so none to redrive to"
+        lines.append(f"{queue['queue']} (source {source}): {queue['depth']} waiting, {queue['in_flight']} in flight")
         for message in queue["messages"]:
             body = _CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", message["body"])  # one line, no escapes
             body = body if len(body) <= 160 else body[:157] + "..."

@@ -254,6 +254,7 @@ class LocalFunction:
         self._log: list[Invocation] = []
         self._keep = keep_invocations
         self._overran: list[Invocation] = []  # every invocation past the Timeout, never trimmed
+        self._running_records: dict[int, Invocation] = {}  # the invocations running now, by id()
         self._idle: list[ExecutionEnvironment] = []
         self._all: list[ExecutionEnvironment] = []
         self._creating = 0
@@ -298,7 +299,7 @@ class LocalFunction:
         now = time.time() if now is None else now
         limit = self.config.timeout_seconds
         with self._lock:
-            running = [r for r in self._log if r.finished_at is None and now - r.started_at > limit]
+            running = [r for r in self._running_records.values() if now - r.started_at > limit]
             return [*self._overran, *running]
 
     def handler(self) -> Callable[[Any, Any], Any]:
@@ -373,6 +374,7 @@ class LocalFunction:
             self._count += 1
             self._log.append(record)
             del self._log[: -self._keep]
+            self._running_records[id(record)] = record
         start = time.perf_counter()
         try:
             record.result = handler(event, context)
@@ -382,11 +384,14 @@ class LocalFunction:
             raise
         finally:
             record.duration_ms = (time.perf_counter() - start) * 1000
-            record.finished_at = time.time()
-            if record.duration_ms > self.config.timeout_seconds * 1000:
-                # A thread cannot be killed, so the timeout is reported, not enforced.
-                with self._lock:
+            overran = record.duration_ms > self.config.timeout_seconds * 1000
+            with self._lock:  # one step, so that a check never sees it in neither list
+                record.finished_at = time.time()
+                del self._running_records[id(record)]
+                if overran:
                     self._overran.append(record)
+            if overran:
+                # A thread cannot be killed, so the timeout is reported, not enforced.
                 log.warning(
                     "%s ran %.0f ms, longer than its Timeout of %ss: it would have timed out on Lambda",
                     self.logical_id,

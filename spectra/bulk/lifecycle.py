@@ -267,8 +267,15 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
         not_null=[c["name"] for c in described if not c.get("nullable", 1)],
     )
     key = (job.external_id_field or "").lower()
-    key_type = next((c.get("typeName") for c in described if c["name"] == key), None) if key else None
-    plan = plan.model_copy(update={"external_id_type": key_type, "header": headers[0].names})
+    column = next((c for c in described if c["name"] == key), {}) if key else {}
+    key_length = column.get("length") or column.get("precision") or None
+    plan = plan.model_copy(
+        update={
+            "external_id_type": column.get("typeName"),
+            "external_id_length": key_length,
+            "header": headers[0].names,
+        }
+    )
     # The plan is recorded before the statement starts: a fast statement's completion event needs it. The write is
     # also the last look before the load: a job aborted (or ended) meanwhile starts nothing.
     planned = _still_to_start(bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan))

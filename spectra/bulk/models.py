@@ -177,6 +177,8 @@ class LoadPlan(BaseModel):
     outcome_url: str | None = None
     #: the warehouse type of the external id column (DescribeTable's ``typeName``), to match ids as it prints them
     external_id_type: str | None = None
+    #: its declared length (a sized character type's: DescribeTable's ``length``, else ``precision``)
+    external_id_length: int | None = None
 
 
 class BulkCounts(BaseModel):

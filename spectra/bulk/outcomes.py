@@ -50,15 +50,20 @@ _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
 
 #: Fixed-length character types: their values compare without trailing blanks, and print without them
 _CHAR_TYPES = frozenset({"bpchar", "char", "character", "nchar"})
+#: Character types with a declared length, past which a value's trailing blanks are cut when it is stored
+_SIZED_TYPES = _CHAR_TYPES | {"varchar", "character varying", "nvarchar"}
 
 
-def as_printed(external_id: str, type_name: str | None) -> str:
+def as_printed(external_id: str, type_name: str | None, length: int | None = None) -> str:
     """The id as the warehouse prints its value (``id::varchar`` in the outcome SELECT): an integer column's as a
-    number; a CHAR column's without trailing blanks (``x`` and ``x  `` are one value there, the same row, one id
-    given twice); ids of other types as written (a text id is its own value; write numbers and dates as the
-    warehouse prints them)."""
+    number; a sized character column's without the blanks past its ``length`` (the warehouse cuts them when it
+    stores the value; other characters past it are a rejected row); a CHAR column's without any trailing blanks
+    (``x`` and ``x  `` are one value there, the same row, one id given twice); ids of other types as written (a text
+    id is its own value; write numbers and dates as the warehouse prints them)."""
     if type_name in _INTEGER_TYPES and _INTEGER.fullmatch(external_id):
         return str(int(external_id))
+    if type_name in _SIZED_TYPES and length and len(external_id) > length and not external_id[length:].strip(" "):
+        external_id = external_id[:length]  # characters, as the emulator counts them (Redshift counts bytes)
     if type_name in _CHAR_TYPES:
         return external_id.rstrip(" ")
     return external_id
@@ -134,6 +139,7 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
         writers["unprocessed"].writerow(header)
         key_index = _key_index(job, header)
         key_type = job.plan.external_id_type if job.plan is not None else None
+        key_length = job.plan.external_id_length if job.plan is not None else None
         for source in job.files:
             url = source.url
             records_read = _readable_records(bulk.files, source, delimiter, line_ends[url])
@@ -144,7 +150,7 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
                     counts.unprocessed += len(batch)
                     continue
                 keyed = [_external_id(record, key_index) for record in batch]
-                printed = [as_printed(i, key_type) for i in keyed]
+                printed = [as_printed(i, key_type, key_length) for i in keyed]
                 listed = (
                     verdicts.of_many([p for i, p in zip(keyed, printed, strict=True) if i and not is_missing_id(i)])
                     if key_index is not None

@@ -137,13 +137,7 @@ def test_a_quote_inside_a_field_is_read_as_copy_reads_it(bulk_tenant, warehouse)
 def test_integer_external_ids_are_matched_by_value(bulk_tenant, warehouse):
     """The warehouse reports refused ids as it prints their values: "007" is 7, not found, and listed failed."""
     client = bulk_tenant()
-    table = f"nums_{client.tenant_id}"
-    warehouse.run(
-        f"CREATE TABLE {table} (id int NOT NULL, name varchar(20))",
-        f"INSERT INTO {table} VALUES (1, 'one')",
-        f'GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO "{client.api.db_user}"',
-    )
-    client.table = table
+    client.use_table(warehouse, "nums", "id int NOT NULL, name varchar(20)", "(1, 'one')")
     job = client.load("update", b"id,name\n 1,uno\n007,seven\n", externalIdFieldName="id")
     assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (2, 1), job
     assert [row[:2] for row in client.results(job["id"], "failedResults")[1:]] == [["007", "not found"]]

@@ -168,4 +168,35 @@ def test_ctrl_c_while_a_redrive_waits_says_the_task_runs_on(capsys):
         result = admin.redrive(Running(), dead_letter, sleep=interrupted)
     except KeyboardInterrupt:
         pytest.fail("the interrupt escaped: the operator is not told that task h-1 runs on")
-    assert (result.status, result.moved, result.task_handle) == ("RUNNING", None, "h-1")
+    assert (result.status, result.moved, result.task_handle, result.interrupted) == ("RUNNING", None, "h-1", True)
+
+
+def test_a_redrive_by_hand_stopped_midway_says_how_many_it_moved():
+    """A refused receive, or Ctrl-C, after some messages were moved came out as a bare error or a traceback, with no
+    count (diff review)."""
+    from botocore.exceptions import ClientError
+
+    class Sqs:
+        def __init__(self, stop):
+            self.received, self.stop = 0, stop
+
+        def receive_message(self, **request):
+            self.received += 1
+            if self.received == 3:
+                raise self.stop
+            return {"Messages": [{"Body": "{}", "ReceiptHandle": f"r{self.received}"}]}
+
+        def send_message(self, **request):
+            return {}
+
+        def delete_message(self, **request):
+            return {}
+
+    source = admin.Queue("JobsQueue", "https://sqs.example/1/src", "arn:src")
+    dead_letter = admin.Queue("JobsDeadLetterQueue", "https://sqs.example/1/dlq", "arn:dlq", source=source)
+    throttled = ClientError({"Error": {"Code": "RequestThrottled", "Message": "Rate exceeded"}}, "ReceiveMessage")
+    for stop, why in ((throttled, "Rate exceeded"), (KeyboardInterrupt(), "interrupted")):
+        with pytest.raises(
+            admin.AdminError, match=f"^2 messages moved from JobsDeadLetterQueue to JobsQueue before: .*{why}"
+        ):
+            admin.move_messages(Sqs(stop), dead_letter, source)

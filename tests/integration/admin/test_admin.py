@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
@@ -216,17 +217,24 @@ def test_a_rate_sqs_would_refuse_is_refused_at_once(local_aws, stack, capsys, ra
     assert exited.value.code == 2 and "between 1 and 500" in capsys.readouterr().err
 
 
-def test_a_rule_targets_dead_letter_queue_is_shown_and_redriven_to_its_target(local_aws, tmp_path):
-    """template.yaml's EventBridge target DLQs are nobody's RedrivePolicy DLQ: their tag names the queue they feed."""
+def _rule_dead_letter_queue(local_aws: LocalAws, tmp_path, body: str) -> tuple[Path, str, str]:
+    """A local state file of NotifyQueue and a rule target's DLQ tagged to redrive to it, holding ``body``."""
     sqs = local_aws.client("sqs")
     name = "adm" + uuid.uuid4().hex[:8]
     target = sqs.create_queue(QueueName=f"{name}-notify")["QueueUrl"]
     dead_letter = sqs.create_queue(QueueName=f"{name}-rule-dlq", tags={admin.REDRIVE_TO_TAG: "NotifyQueue"})["QueueUrl"]
-    sqs.send_message(QueueUrl=dead_letter, MessageBody='{"detail-type": "Job Completed"}')
+    sqs.send_message(QueueUrl=dead_letter, MessageBody=body)
     state = tmp_path / "state.json"
     queues = {"NotifyQueue": target, "NotifyRuleDeadLetterQueue": dead_letter}
     resources = {lid: {"type": "AWS::SQS::Queue", "physical_id": url} for lid, url in queues.items()}
     state.write_text(json.dumps({"resources": resources}))
+    return state, target, dead_letter
+
+
+def test_a_rule_targets_dead_letter_queue_is_shown_and_redriven_to_its_target(local_aws, tmp_path):
+    """template.yaml's EventBridge target DLQs are nobody's RedrivePolicy DLQ: their tag names the queue they feed."""
+    sqs = local_aws.client("sqs")
+    state, target, _ = _rule_dead_letter_queue(local_aws, tmp_path, '{"detail-type": "Job Completed"}')
     status, out = run(local_aws, "--state", str(state), "dlq", "show", "--json")
     assert status == 0
     (shown,) = json.loads(out)
@@ -324,3 +332,26 @@ def test_dlq_show_keeps_a_hand_sent_body_on_one_line_without_terminal_escapes(lo
     status, out = run(local_aws, "--state", state, "dlq", "show", "--full")
     assert status == 0 and "\x1b" not in out and "\x07" not in out
     assert out.strip().splitlines()[1].endswith("line one\\x0aline two\\x1b]0;owned\\x07")
+
+
+def test_a_dead_letter_queue_whose_source_is_gone_is_still_shown(local_aws, tmp_path, capsys):
+    """Its link to its source was the gone queue's RedrivePolicy: it vanished from the listing, messages and all,
+    during the very incident the listing was for (diff review)."""
+    state, urls = _state_with_pairs(local_aws, tmp_path, "Jobs")
+    sqs = local_aws.client("sqs")
+    for n in range(5):
+        sqs.send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=json.dumps({"n": n}))
+    sqs.delete_queue(QueueUrl=urls["JobsQueue"])
+    status, out = run(local_aws, "--state", state, "dlq", "show")
+    assert status == 0, capsys.readouterr().err
+    assert "JobsDeadLetterQueue (source gone, so none to redrive to): 5 waiting" in out and "JobsQueue: gone" in out
+
+
+def test_a_rule_targets_dead_letter_queue_whose_target_is_gone_has_no_source(local_aws, tmp_path, capsys):
+    """It kept the gone queue as its source, listed as if all were well, and a redrive sent to nothing (diff review)."""
+    state, target, _ = _rule_dead_letter_queue(local_aws, tmp_path, "{}")
+    local_aws.client("sqs").delete_queue(QueueUrl=target)
+    status, out = run(local_aws, "--state", str(state), "dlq", "show")
+    assert status == 0 and "NotifyRuleDeadLetterQueue (source gone, so none to redrive to): 1 waiting" in out, out
+    assert run(local_aws, "--state", str(state), "redrive", "NotifyRuleDeadLetterQueue")[0] == 1
+    assert "is not a dead-letter queue" in capsys.readouterr().err
