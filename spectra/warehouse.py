@@ -91,6 +91,11 @@ class CsvResult:
     pages: Iterator[str] = field(repr=False)
 
 
+def _same_name(reported: str | None, asked: str) -> bool:
+    """Whether a catalog answer's name is the one asked for (an answer that names none is taken as it)."""
+    return reported is None or reported.lower() == asked.lower()
+
+
 def _call(fn, **kwargs):
     try:
         return fn(**kwargs)
@@ -216,13 +221,19 @@ class StatementRunner:
         return _call(self._client.batch_execute_statement, **request)["Id"]
 
     def describe_table(self, schema: str, table: str, *, identity: DatabaseIdentity) -> list[dict[str, Any]] | None:
-        """The table's columns as the identity sees them (DescribeTable), or None when it sees no such table."""
+        """The table's columns as the identity sees them (DescribeTable), or None when it sees no such table. Only
+        the columns of that very table: the API speaks of "matching tables", and a name with ``_`` may be taken for
+        a pattern (as ListTables takes it), which would add another table's columns to the target's."""
         request: dict[str, Any] = {**self._target, "Database": self._database, "Schema": schema, "Table": table}
         request.update(self._identity(identity))
         columns: list[dict[str, Any]] = []
         while True:
             response = _call(self._client.describe_table, **request)
-            columns.extend(response.get("ColumnList", []))
+            columns.extend(
+                column
+                for column in response.get("ColumnList", [])
+                if _same_name(column.get("tableName"), table) and _same_name(column.get("schemaName"), schema)
+            )
             if not response.get("NextToken"):
                 break
             request["NextToken"] = response["NextToken"]

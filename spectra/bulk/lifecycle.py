@@ -394,9 +394,10 @@ def _load_counts(ports: Ports, job: BulkJob, subs: list) -> BulkCounts:
 
 
 def _count(ports: Ports, statement_id: str) -> int:
-    _, pages = ports.warehouse.csv_result(statement_id)
-    first = next(iter(pages), "0")
-    return int(first.strip().splitlines()[0] or 0)
+    """The one value of a one-row count (``pg_last_copy_count()``, ``count(*)``), past a header line if the Data
+    API's CSV carries one (:func:`spectra.bulk.outcomes.result_rows`)."""
+    row = next(outcomes.result_rows(ports, statement_id), None)
+    return int(row[0]) if row and row[0].strip() else 0
 
 
 def _export_files(ports: Ports, job: BulkJob) -> tuple[list[ExportFile], list[str]]:

@@ -306,7 +306,7 @@ def _read_outcomes(ports: Ports, job: BulkJob, verdicts: _Outcomes) -> _Outcomes
     info = ports.warehouse.describe(job.statement_id)
     subs = info.sub_statements
     for _, errors in plan.copies:
-        for row in _rows(ports, subs[errors].statement_id):
+        for row in result_rows(ports, subs[errors].statement_id):
             if len(row) >= 4:
                 filename, line, column, reason = row[:4]
                 where = f"{column}: " if column else ""
@@ -314,7 +314,7 @@ def _read_outcomes(ports: Ports, job: BulkJob, verdicts: _Outcomes) -> _Outcomes
     if plan.outcome_url is not None:
         verdicts.add_ids(_unloaded_rows(ports, plan.outcome_url))
     elif plan.outcome_index is not None:  # a plan recorded before outcomes were unloaded
-        verdicts.add_ids(_rows(ports, subs[plan.outcome_index].statement_id))
+        verdicts.add_ids(result_rows(ports, subs[plan.outcome_index].statement_id))
     if job.operation is BulkOperation.UPSERT and job.counts is not None and job.counts.created is not None:
         applied = job.counts.processed - job.counts.failed
         updated = applied - job.counts.created
@@ -335,7 +335,17 @@ def _unloaded_rows(ports: Ports, url: str) -> Iterator[list[str]]:
             yield from reader
 
 
-def _rows(ports: Ports, statement_id: str) -> Iterator[list[str]]:
-    _, pages = ports.warehouse.csv_result(statement_id)
+def result_rows(ports: Ports, statement_id: str) -> Iterator[list[str]]:
+    """A sub-statement's result rows. A first record that is the column names is a header line: whether the Data
+    API's CSV results carry one is not documented (the emulator sends none), so the bulk path allows for it as the
+    query path does (``spectra.delivery``); these SELECTs' values are never their columns' names."""
+    columns, pages = ports.warehouse.csv_result(statement_id)
+    names = [column.name for column in columns]
+    first = True
     for page in pages:
-        yield from csv.reader(io.StringIO(page, newline=""))
+        for row in csv.reader(io.StringIO(page, newline="")):
+            if first and names and row == names:
+                first = False
+                continue
+            first = False
+            yield row
