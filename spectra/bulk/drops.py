@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -429,7 +430,7 @@ def _fields_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose fields each come once: of two ``operation`` fields, neither silently wins."""
     document = dict(pairs)
     if len(document) != len(pairs):
-        repeated = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+        repeated = sorted(key for key, times in Counter(key for key, _ in pairs).items() if times > 1)
         raise ValueError(f"a field is given more than once: {', '.join(repeated)[:200]}")
     return document
 
