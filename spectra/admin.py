@@ -68,6 +68,11 @@ class AdminError(Exception):
     """What the operator is told, on stderr, with exit status 1."""
 
 
+class Interrupted(AdminError):
+    """The operator stopped the command (Ctrl-C) midway: told what was done, with exit status 130, as a shell reports
+    an interrupted command."""
+
+
 @dataclass
 class Queue:
     logical_id: str
@@ -301,8 +306,17 @@ def show(sqs, queues: dict[str, Queue], *, peek_count: int, full: bool = False) 
         }
         for queue in [*dead_letter_queues(queues), *orphaned_queues(queues)]
     ]
-    gone = [
-        {"queue": q.logical_id, "url": q.url, "gone": True, "depth": None, "messages": []} for q in gone_queues(queues)
+    gone = [  # the keys of the others, so a reader of the JSON can take every entry alike
+        {
+            "queue": queue.logical_id,
+            "source": None,
+            "url": queue.url,
+            "depth": None,
+            "in_flight": None,
+            "messages": [],
+            "gone": True,
+        }
+        for queue in gone_queues(queues)
     ]
     return shown + gone
 
@@ -432,7 +446,7 @@ def move_messages(
                 sleep(max(0.0, len(messages) / rate - (time.monotonic() - started)))
     except (ClientError, BotoCoreError, KeyboardInterrupt) as exc:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        raise AdminError(
+        raise (Interrupted if isinstance(exc, KeyboardInterrupt) else AdminError)(
             f"{moved} messages moved from {dead_letter.logical_id} to {source.logical_id} before: {why} (a message"
             " whose copy was sent but not deleted returns to the dead-letter queue in 60 s, so it may be in both: the"
             " consumers are idempotent; run the redrive again to move the rest)"
@@ -509,7 +523,7 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
                 return 130  # as a shell reports an interrupted command: a script does not carry on as if done
     except (AdminError, ClientError, BotoCoreError) as exc:  # a refusal (AccessDenied, a queue gone, no credentials)
         print(f"error: {exc}", file=sys.stderr)  # is said in one line, not a traceback
-        return 1
+        return 130 if isinstance(exc, Interrupted) else 1
     return 0
 
 

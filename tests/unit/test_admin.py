@@ -200,3 +200,36 @@ def test_a_redrive_by_hand_stopped_midway_says_how_many_it_moved():
             admin.AdminError, match=f"^2 messages moved from JobsDeadLetterQueue to JobsQueue before: .*{why}"
         ):
             admin.move_messages(Sqs(stop), dead_letter, source)
+
+
+def test_ctrl_c_during_a_redrive_by_hand_exits_130(capsys, monkeypatch):
+    """As Ctrl-C while a move task is waited for: it exited 1, as a refusal does (diff review)."""
+    source = admin.Queue("NotifyQueue", "https://sqs.example/1/src", "arn:src")
+    dead_letter = admin.Queue("NotifyRuleDeadLetterQueue", "https://sqs.example/1/dlq", "arn:dlq", source=source)
+    dead_letter.of_rule = True
+
+    def stack_queues(args, session):
+        return {}, {}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    class Sqs:
+        receive_message = staticmethod(interrupted)
+
+    class Session:
+        def client(self, *args, **kwargs):
+            return Sqs()
+
+    monkeypatch.setattr(admin, "stack_queues", stack_queues)
+    monkeypatch.setattr(admin, "describe_queues", lambda sqs, urls: {q.logical_id: q for q in (source, dead_letter)})
+    assert admin.main(["redrive", "NotifyRuleDeadLetterQueue"], session=Session()) == 130
+    assert capsys.readouterr().err.startswith("error: 0 messages moved from NotifyRuleDeadLetterQueue to NotifyQueue")
+
+
+def test_a_gone_queues_json_entry_has_the_keys_of_the_others():
+    jobs = admin.Queue("JobsQueue", "https://sqs.example/1/src", gone=True)
+    dead_letter = admin.Queue("IngestDeadLetterQueue", "https://sqs.example/1/dlq", "arn:dlq")
+    dead_letter.source = admin.Queue("IngestQueue", "https://sqs.example/1/ingest", "arn:ingest")
+    listed, gone = admin.show(None, {"JobsQueue": jobs, "IngestDeadLetterQueue": dead_letter}, peek_count=3)[-2:]
+    assert set(gone) - {"gone"} == set(listed) and gone["gone"] is True
