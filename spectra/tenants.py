@@ -350,9 +350,9 @@ class TenantDirectory:
         The tenant record and its slots item go in one transaction, conditional on the generation and the keys just
         read (a key issued meanwhile is read again, and deleted): a delete cut short cannot leave a slots item for a
         tenant created again to inherit (its predecessor's holders taking its running cap), and cannot delete the
-        slots of a tenant created again meanwhile. The keys go after: from
-        the record's delete they authenticate nobody (a key needs its tenant, of its generation), so a failure while
-        deleting them leaves only dead items behind, and running the delete again answers False."""
+        slots of a tenant created again meanwhile. The keys go after: from the record's delete they authenticate
+        nobody (a key needs its tenant, of its generation), so a failure while deleting them leaves only dead items
+        behind, and running the delete again answers False."""
         for _ in range(DELETE_ATTEMPTS):
             old = self._get(f"tenant#{tenant_id}")
             if old is None:

@@ -139,11 +139,13 @@ def create_job(
     if query:
         try:
             _queue(ports, job)
-        except Exception:
+        except Exception as exc:
             if idempotency_key is not None:
                 raise  # the client's retry with its key gets this job back
             # Keyless, the retry would be another job: this one is answered (as a query job is, queries._unqueued)
-            logger.error("bulk job %s: its message's send failed; it runs by the reconciler", job.job_id)
+            logger.error(
+                "bulk job %s: its message's send failed (%s); the reconciler queues it", job.job_id, type(exc).__name__
+            )
     return job, True
 
 
