@@ -73,11 +73,14 @@ def deliver(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
         logger.info("subscription %s is disabled; dropping delivery %s", message.subscription_id, message.webhook_id)
         return Outcome.DROPPED
 
+    # Every write after the attempt is to the subscription it was made for: one deleted while the attempt ran and
+    # made again under its Idempotency-Key's id is another (an old URL's 410 disabled the new one)
+    made_at = subscription.created_at
     headers = signed_headers(subscription.secret, message.webhook_id, message.payload, now)
     result = notify.transport.post(subscription.url, message.payload.encode(), headers)
     if result.ok:
         notify.subscriptions.record_success(
-            message.tenant_id, message.subscription_id, status=result.status or 200, at=now
+            message.tenant_id, message.subscription_id, status=result.status or 200, at=now, made_at=made_at
         )
         return Outcome.DELIVERED
 
@@ -90,10 +93,10 @@ def deliver(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
         origins_only(error),
     )
     updated = notify.subscriptions.record_failure(
-        message.tenant_id, message.subscription_id, status=result.status, error=error, at=now
+        message.tenant_id, message.subscription_id, status=result.status, error=error, at=now, made_at=made_at
     )
     if updated is None:
-        return Outcome.DROPPED  # deleted while we were delivering
+        return Outcome.DROPPED  # deleted (and perhaps made again under its key's id) while we were delivering
     failures = updated.delivery.consecutive_failures
     if result.gone:
         _disable(ports, updated, DisabledReason.GONE, "the endpoint answered 410 Gone", now)
@@ -148,6 +151,7 @@ def _disable(
         message=message,
         at=now,
         failures_at_least=failures_at_least,
+        made_at=subscription.created_at,  # that very subscription, not one made again under its id meanwhile
     )
     if disabled is None:  # another delivery disabled it first (and announces it), it was deleted, or it recovered
         return False

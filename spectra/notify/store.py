@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import TypeAdapter
 
 from spectra.dynamo import from_item, json_ready, plain, to_item
 from spectra.errors import Conflict
@@ -30,6 +31,7 @@ from spectra.notify.models import (
 )
 
 _DELIVERY_FIELDS = tuple(DeliveryState.model_fields)
+_DATETIME = TypeAdapter(datetime)
 
 
 @dataclass(frozen=True)
@@ -120,17 +122,29 @@ class SubscriptionStore:
 
     # -- delivery state -------------------------------------------------------------------------------------------
 
-    def record_success(self, tenant_id: str, subscription_id: str, *, status: int, at: datetime) -> Subscription | None:
+    def record_success(
+        self, tenant_id: str, subscription_id: str, *, status: int, at: datetime, made_at: datetime | None = None
+    ) -> Subscription | None:
+        """``made_at``, as in each of the delivery state's writes: only the subscription made then (one deleted and
+        made again under its Idempotency-Key's id is another, which an attempt for the old one must not touch)."""
         return self._update(
             tenant_id,
             subscription_id,
             "SET last_status = :status, last_attempt_at = :at, last_success_at = :at, consecutive_failures = :zero "
             "ADD delivered :one REMOVE last_error, failing_since",  # why and since when attempts failed: this did not
             {":status": status, ":at": json_ready(at), ":zero": 0, ":one": 1},
+            made_at=made_at,
         )
 
     def record_failure(
-        self, tenant_id: str, subscription_id: str, *, status: int | None, error: str, at: datetime
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        *,
+        status: int | None,
+        error: str,
+        at: datetime,
+        made_at: datetime | None = None,
     ) -> Subscription | None:
         """Count a failed attempt; the returned subscription carries the new ``consecutive_failures``."""
         expression = (
@@ -143,7 +157,7 @@ class SubscriptionStore:
         else:
             expression = expression.replace("SET ", "SET last_status = :status, ", 1)
             values[":status"] = status
-        return self._update(tenant_id, subscription_id, expression, values)
+        return self._update(tenant_id, subscription_id, expression, values, made_at=made_at)
 
     def disable(
         self,
@@ -154,6 +168,7 @@ class SubscriptionStore:
         message: str,
         at: datetime,
         failures_at_least: int | None = None,
+        made_at: datetime | None = None,
     ) -> Subscription | None:
         """Active → disabled; None when it was not active (another delivery disabled it first, or it is gone), or
         when ``failures_at_least`` is given and ``consecutive_failures`` is below it now: a delivery that succeeded
@@ -175,6 +190,7 @@ class SubscriptionStore:
             "SET #status = :disabled, disabled_at = :at, disabled_reason = :reason, disabled_message = :message",
             values,
             condition=condition,
+            made_at=made_at,
         )
 
     def mark_disabled_event_published(self, tenant_id: str, subscription_id: str) -> Subscription | None:
@@ -188,9 +204,13 @@ class SubscriptionStore:
         values: dict[str, Any],
         *,
         condition: str | None = None,
+        made_at: datetime | None = None,
     ) -> Subscription | None:
         names = {"#status": "status"} if "#status" in expression else {}
         full_condition = "attribute_exists(subscription_id)" + (f" AND {condition}" if condition else "")
+        if made_at is not None:  # as the subscription was written (pydantic's JSON form of the datetime)
+            full_condition += " AND created_at = :made"
+            values = {**values, ":made": _DATETIME.dump_python(made_at, mode="json")}
         try:
             response = self._db.update_item(
                 TableName=self._table,

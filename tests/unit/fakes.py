@@ -1238,8 +1238,12 @@ class FakeSubscriptionStore:
         self.items[key] = Subscription.model_validate(updated.model_dump())
         return self.items[key]
 
-    def record_success(self, tenant_id: str, subscription_id: str, *, status: int, at: datetime) -> Subscription | None:
+    def record_success(
+        self, tenant_id: str, subscription_id: str, *, status: int, at: datetime, made_at: datetime | None = None
+    ) -> Subscription | None:
         current = self.get(tenant_id, subscription_id)
+        if current is not None and made_at is not None and current.created_at != made_at:
+            return None
         delivered = current.delivery.delivered + 1 if current else 0
         return self._change(
             tenant_id,
@@ -1256,10 +1260,17 @@ class FakeSubscriptionStore:
         )
 
     def record_failure(
-        self, tenant_id: str, subscription_id: str, *, status: int | None, error: str, at: datetime
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        *,
+        status: int | None,
+        error: str,
+        at: datetime,
+        made_at: datetime | None = None,
     ) -> Subscription | None:
         current = self.get(tenant_id, subscription_id)
-        if current is None:
+        if current is None or (made_at is not None and current.created_at != made_at):
             return None
         return self._change(
             tenant_id,
@@ -1283,9 +1294,12 @@ class FakeSubscriptionStore:
         message: str,
         at: datetime,
         failures_at_least: int | None = None,
+        made_at: datetime | None = None,
     ) -> Subscription | None:
         current = self.get(tenant_id, subscription_id)
         if current is None or current.status is not SubscriptionStatus.ACTIVE:
+            return None
+        if made_at is not None and current.created_at != made_at:
             return None
         if failures_at_least is not None and current.delivery.consecutive_failures < failures_at_least:
             return None

@@ -869,3 +869,29 @@ def test_an_error_quoting_a_url_that_does_not_parse_is_still_a_counted_failure(c
     state = ports.notify.subscriptions.get("acme", sub.subscription_id).delivery
     assert (state.consecutive_failures, state.last_status) == (1, 502)
     assert "fd00::1" not in caplog.text
+
+
+def test_an_attempt_in_flight_for_a_deleted_subscription_leaves_the_one_made_again_under_its_key_alone():
+    """The making was checked before the POST only: the tenant moved its receiver (the old URL answering 410) and,
+    while an attempt to the old URL was in flight, deleted the subscription and made it again under its
+    Idempotency-Key with the new URL; the old URL's 410 disabled the new subscription (webhooks review)."""
+    from spectra.notify.delivery import Outcome, deliver
+    from spectra.notify.transport import HttpOutcome
+
+    ports = ports_with_notify()
+    old, _ = service.create_subscription(ports, ACME, url=HOOK + "/old", events=["Job Completed"], idempotency_key="k")
+    (delivery,) = fan_out(ports, sample_event()).deliveries
+    transport = ports.notify.transport
+    post = transport.post
+
+    def post_while_the_tenant_moves(url, body, headers):
+        post(url, body, headers)
+        service.delete_subscription(ports, ACME, old.subscription_id)
+        service.create_subscription(ports, ACME, url=HOOK + "/new", events=["Job Completed"], idempotency_key="k")
+        return HttpOutcome(410, "HTTP 410 Gone")
+
+    transport.post = post_while_the_tenant_moves
+    assert deliver(ports, delivery, now=T0) is Outcome.DROPPED
+    new = ports.notify.subscriptions.get("acme", old.subscription_id)
+    assert (new.url, new.status.value, new.delivery.failed_attempts) == (HOOK + "/new", "active", 0)
+    assert ports.events.types().count("Subscription Disabled") == 0

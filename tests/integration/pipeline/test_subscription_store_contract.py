@@ -117,6 +117,20 @@ def test_delivery_state_counts_failures_in_a_row_and_a_success_resets_them(store
     assert store.record_success("acme", "sub_missing", status=200, at=T0) is None
 
 
+def test_delivery_state_writes_only_to_the_subscription_made_when_the_attempt_read_it(store):
+    """One deleted and made again under the same id (its Idempotency-Key's) is another subscription."""
+    made = store.create(make())
+    sid = made.subscription_id
+    later = made.created_at + timedelta(seconds=1)
+    assert store.record_failure("acme", sid, status=410, error="HTTP 410", at=T0, made_at=later) is None
+    assert store.record_success("acme", sid, status=200, at=T0, made_at=later) is None
+    assert store.disable("acme", sid, reason=DisabledReason.GONE, message="gone", at=T0, made_at=later) is None
+    assert store.get("acme", sid) == made
+    counted = store.record_failure("acme", sid, status=500, error="HTTP 500", at=T0, made_at=made.created_at)
+    assert counted.delivery.consecutive_failures == 1
+    assert store.disable("acme", sid, reason=DisabledReason.GONE, message="gone", at=T0, made_at=made.created_at)
+
+
 def test_disabling_happens_once(store):
     sid = store.create(make()).subscription_id
     disabled = store.disable("acme", sid, reason=DisabledReason.GONE, message="410", at=T0)
