@@ -196,4 +196,7 @@ class UrlPolicy:
             loopback_only = all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses)
             if not (self.allow_loopback and loopback_only):
                 raise UrlRefused("the URL must start with https://")
-        return Endpoint(url=url, scheme=parts.scheme, host=host, port=port, target=target, addresses=tuple(addresses))
+        # A fully qualified name's trailing dot is not part of the name a certificate is issued for (nor what curl
+        # or urllib3 send as SNI and Host): kept, every delivery over TLS failed the certificate check.
+        named = host[:-1] if host.endswith(".") and not host.endswith("..") else host
+        return Endpoint(url=url, scheme=parts.scheme, host=named, port=port, target=target, addresses=tuple(addresses))

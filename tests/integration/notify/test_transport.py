@@ -266,3 +266,12 @@ def test_a_certificate_for_another_name_fails_the_attempt(tls_receiver):
     policy = UrlPolicy(allow_loopback=True, resolver=fake_resolver({"impostor.test": ["127.0.0.1"]}))
     outcome = WebhookTransport(policy, timeout=5, tls=trust).post(f"https://impostor.test:{port}/h", BODY, HEADERS)
     assert outcome.status is None and outcome.error.startswith("TLS failed")
+
+
+def test_a_fully_qualified_name_with_its_trailing_dot_is_delivered(tls_receiver):
+    """The URL was accepted with its root's dot, and every attempt sent ``receiver.test.`` as SNI and checked the
+    certificate for it: each failed "TLS failed" until the subscription was disabled (webhooks review)."""
+    port, trust, _ = tls_receiver
+    policy = UrlPolicy(allow_loopback=True, resolver=fake_resolver({"receiver.test.": ["127.0.0.1"]}))
+    outcome = WebhookTransport(policy, timeout=5, tls=trust).post(f"https://receiver.test.:{port}/h", BODY, HEADERS)
+    assert outcome.ok, outcome.error
