@@ -31,6 +31,14 @@ from spectra.errors import InvalidRequest
 
 MAX_URL_LENGTH = 2048
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+#: Special-purpose IPv4 blocks that are not globally reachable (IANA's registry, RFC 6890), listed here rather than
+#: left to ``ipaddress``, whose tables changed between patch releases of the same Python (192.0.0.0/24 was not private
+#: before the CVE-2024-4032 fix): the rule must not depend on the Lambda runtime's patch level. 192.0.0.9 and .10
+#: (global anycast services) are in the /24 and still refused: no webhook receiver lives there.
+_NOT_GLOBAL_V4 = tuple(
+    ipaddress.IPv4Network(block)
+    for block in ("192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4")
+)
 #: A space or a control character anywhere in the URL (``urlsplit`` would silently drop tabs and newlines).
 _UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 #: A public DNS name: two or more labels of letters, digits and inner hyphens, the last one not numeric. Anything else
@@ -131,7 +139,7 @@ def address_refusal(address: str, *, allow_loopback: bool) -> str | None:
         return "a site-local address"
     if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
         return "not a public address"
-    if ip.is_private:
+    if ip.is_private or (isinstance(ip, ipaddress.IPv4Address) and any(ip in block for block in _NOT_GLOBAL_V4)):
         return "a private address"
     if not ip.is_global:
         return "not a public address"
