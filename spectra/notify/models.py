@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events import JOB_EVENT_DETAIL_TYPES, ProjectEvent, WebhookDelivery
+from events import JOB_EVENT_DETAIL_TYPES, SUBSCRIPTION_DISABLED, ProjectEvent, WebhookDelivery
 
 #: Standing subscriptions and per-query callbacks share the table; the id prefix tells them apart.
 SUBSCRIPTION_PREFIX = "sub_"
@@ -126,8 +126,13 @@ def callback_id(job_id: str) -> str:
 def event_key(event: ProjectEvent) -> str:
     """What identifies the event itself rather than one copy of it: its resource (the job or subscription id; each
     has one event of a type) when it names one, else EventBridge's id. A job whose event was published twice (a
-    retry after a lost answer) therefore gets one ``webhook-id``."""
-    return event.resources[0] if event.resources else event.id
+    retry after a lost answer) therefore gets one ``webhook-id``. A subscription can be disabled more than once: one
+    deleted and made again under its Idempotency-Key's id is the same id, so its disabling's time is part of the key
+    (every copy of one disabling carries the same ``disabled_at``)."""
+    if not event.resources:
+        return event.id
+    disabled_at = event.detail.get("disabled_at") if event.detail_type == SUBSCRIPTION_DISABLED else None
+    return f"{event.resources[0]}|{disabled_at}" if disabled_at else event.resources[0]
 
 
 def webhook_id(subscription_id: str, event_type: str, key: str) -> str:

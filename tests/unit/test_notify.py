@@ -904,3 +904,31 @@ def test_special_purpose_blocks_are_refused_whatever_the_python_patch_release(ad
     from spectra.notify.urls import address_refusal
 
     assert address_refusal(address, allow_loopback=False) is not None
+
+
+def test_a_subscription_disabled_again_after_being_made_again_under_its_key_is_a_new_webhook_id():
+    """The webhook-id was (receiving subscription, type, subscription id): deleted and made again under the same
+    Idempotency-Key (the same id), a second "Subscription Disabled" reached the watcher with the first one's
+    webhook-id, which a receiver deduplicating on it (as the README asks) dropped (webhooks review)."""
+    from spectra.notify.delivery import Outcome, deliver
+    from spectra.notify.transport import HttpOutcome
+
+    ports = ports_with_notify()
+    service.create_subscription(ports, ACME, url=HOOK + "/watch", events=["Subscription Disabled"])
+
+    def disabled_once(now) -> str:
+        made, _ = service.create_subscription(
+            ports, ACME, url=HOOK + "/a", events=["Job Completed"], idempotency_key="k"
+        )
+        (delivery,) = [
+            d for d in fan_out(ports, sample_event()).deliveries if d.subscription_id == made.subscription_id
+        ]
+        ports.notify.transport.answer(HttpOutcome(410, "HTTP 410 Gone"))
+        assert deliver(ports, delivery, now=now) is Outcome.DISABLED
+        disabled = ports.events.events[-1]
+        (to_watcher,) = fan_out(ports, bus_event(disabled)).deliveries
+        assert [d.webhook_id for d in fan_out(ports, bus_event(disabled)).deliveries] == [to_watcher.webhook_id]
+        service.delete_subscription(ports, ACME, made.subscription_id)
+        return to_watcher.webhook_id
+
+    assert disabled_once(T0) != disabled_once(T0 + timedelta(minutes=5))
