@@ -286,9 +286,15 @@ def _unload_delimited(conn, query: str, command: UnloadCommand, s3_client, namer
 
 
 def _header_line(names: list[str], delimiter: str, csv_quoting: bool) -> bytes:
+    """The header line; in CSV a name holding the delimiter, a quote or a line break is quoted, as PostgreSQL's CSV
+    output quotes a value (a bare line break in a name read as a record of its own)."""
     if csv_quoting:
-        names = [f'"{n.replace(chr(34), chr(34) * 2)}"' if (delimiter in n or '"' in n) else n for n in names]
+        names = [f'"{n.replace(chr(34), chr(34) * 2)}"' if _needs_quotes(n, delimiter) else n for n in names]
     return (delimiter.join(names) + "\n").encode()
+
+
+def _needs_quotes(name: str, delimiter: str) -> bool:
+    return any(c in name for c in (delimiter, '"', "\n", "\r"))
 
 
 def _describe(conn, query: str) -> list[tuple[str, psycopg.Column]]:
