@@ -127,7 +127,10 @@ def execute_job(
     lease = claim.session  # an idle session of the tenant's, leased with the slot (spectra/sessions.py)
     job = _job_to_start(ports, message, first_delivery=first_delivery, sent_at=sent_at)
     if job is None or job.status.is_terminal:  # a late message: the slot just taken is not the job's to keep
-        share.release_slot(ports, message.tenant_id, message.job_id, session=sessions.unused(lease))
+        # The lease goes back on its own: the job's ending may have freed the slot since the claim (a DELETE, the
+        # reconciler's give-up), knowing nothing of the lease, and a release refused for the slot refuses it too.
+        sessions.give_back_unused(ports, message.tenant_id, message.job_id, lease)
+        share.release_slot(ports, message.tenant_id, message.job_id)
         if job is None:
             logger.error("job %s from the queue does not exist; dropping the message", message.job_id)
         else:
@@ -237,7 +240,12 @@ def _end_unstarted(
     On a ``redelivered`` message an earlier attempt may have died between ExecuteStatement and recording it: that
     statement is stopped too, since no message is left to come back and find it (:func:`_stop_unrecorded`)."""
     ended = finish_job(ports, job, status, error=error, unstarted=True, session=sessions.unused(lease))
-    if ended is not None and redelivered:
+    if ended is None:  # refused: another copy started and recorded it meanwhile, or ended it; the lease is not its
+        current = ports.jobs.get(job.job_id)
+        if current is not None:
+            sessions.give_back(ports, current, lease, running_in=current.session_id)
+        return
+    if redelivered:
         _stop_unrecorded(ports, ended)
 
 

@@ -242,8 +242,14 @@ def give_back(ports: Ports, job: Job, lease: PooledSession | None, *, running_in
     again, and that claim may lease an idle session; kept, it would stay leased until the job's end and beyond."""
     if lease is None or lease.session_id == running_in:
         return
-    ports.slots.unlease(job.tenant_id, unused(lease), job_id=job.job_id)
-    _views.get(ports.slots, {}).pop(job.tenant_id, None)
+    give_back_unused(ports, job.tenant_id, job.job_id, lease)
+
+
+def give_back_unused(ports: Ports, tenant_id: str, job_id: str, lease: PooledSession | None) -> None:
+    """A lease ``job_id`` took and will not use, back in the pool whether or not the job still holds its slot."""
+    if lease is not None:
+        ports.slots.unlease(tenant_id, unused(lease), job_id=job_id)
+        _views.get(ports.slots, {}).pop(tenant_id, None)
 
 
 def drop(ports: Ports, job: Job, session: PooledSession) -> None:

@@ -366,3 +366,57 @@ def test_a_secret_tenants_session_is_pooled_when_the_answer_names_its_secret(ans
     ports.warehouse.start = start
     jobs = [run(ports, "initech") for _ in range(3)]
     assert len({session_of(ports, job) for job in jobs}) == 1
+
+
+@pytest.mark.parametrize("ender", ["delete", "reconciler_gives_up"])
+def test_a_job_ended_between_the_executors_claim_and_its_read_gives_its_lease_back(ports, monkeypatch, ender):
+    """A redelivered message claims the slot and leases a session, then reads the job: a DELETE (or the reconciler's
+    give-up) in between freed that slot knowing nothing of the lease, and the release that should have given it back
+    was refused with the slot: it stayed leased by an ended job until pruned (races review)."""
+    [s1] = {run(ports).session_id}
+    message = queued(ports)
+    take_slot = share.take_slot
+
+    def take_then_end(p, msg):
+        claim = take_slot(p, msg)
+        assert claim.session is not None and claim.session.session_id == s1
+        job = p.jobs.get(msg.job_id)
+        if ender == "delete":
+            finish_job(p, job, JobStatus.CANCELLED)
+        else:
+            finish_job(p, job, JobStatus.FAILED, unstarted=True)
+        return claim
+
+    monkeypatch.setattr(share, "take_slot", take_then_end)
+    assert execute_job(ports, message, first_delivery=False) is None
+    assert not ports.slots.holders("acme")
+    assert ports.slots.sessions("acme")[s1].job_id is None
+
+
+def test_a_last_attempt_that_loses_to_another_copy_gives_its_lease_back(ports):
+    """The queue's last delivery leased a session and was throttled; meanwhile another copy, leasing another session,
+    started and recorded the statement: the give-up was refused (the job runs) and kept its lease (races review)."""
+    from spectra.errors import Throttled
+    from spectra.slots import Claim
+
+    first, second = execute_job(ports, queued(ports)), execute_job(ports, queued(ports))
+    for job in (second, first):
+        complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=[]))
+    message = queued(ports)
+    start = ports.warehouse.start
+
+    def another_copy_wins(sql, **request):
+        ports.warehouse.start = start
+        # the other copy runs in another executor, whose view of the pool shows only the other session idle
+        mine = request["session_id"]
+        other = next(s for s in ports.slots.sessions("acme").values() if s.session_id != mine)
+        sessions._views.setdefault(ports.slots, {})["acme"] = Claim(taken=True, sessions={other.session_id: other})
+        assert execute_job(ports, message).session_id == other.session_id
+        raise Throttled("Redshift Data API: ThrottlingException: Rate exceeded")
+
+    ports.warehouse.start = another_copy_wins
+    assert execute_job(ports, message, final_attempt=True) is None
+    job = ports.jobs.get(message.job_id)
+    assert job.status is JobStatus.SUBMITTED
+    leased = {s.session_id: s.job_id for s in ports.slots.sessions("acme").values()}
+    assert list(leased.values()).count(job.job_id) == 1 and leased[job.session_id] == job.job_id
