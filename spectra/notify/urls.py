@@ -39,6 +39,12 @@ _NOT_GLOBAL_V4 = tuple(
     ipaddress.IPv4Network(block)
     for block in ("192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4")
 )
+#: The same for IPv6: documentation (2001:db8::/32, and 3fff::/20, which 3.11.7 calls global), NAT64 local use,
+#: discard-only and benchmarking blocks.
+_NOT_GLOBAL_V6 = tuple(
+    ipaddress.IPv6Network(block)
+    for block in ("2001:db8::/32", "3fff::/20", "64:ff9b:1::/48", "100::/64", "2001:2::/48")
+)
 #: A space or a control character anywhere in the URL (``urlsplit`` would silently drop tabs and newlines).
 _UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 #: A public DNS name: two or more labels of letters, digits and inner hyphens, the last one not numeric. Anything else
@@ -139,7 +145,8 @@ def address_refusal(address: str, *, allow_loopback: bool) -> str | None:
         return "a site-local address"
     if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
         return "not a public address"
-    if ip.is_private or (isinstance(ip, ipaddress.IPv4Address) and any(ip in block for block in _NOT_GLOBAL_V4)):
+    special = _NOT_GLOBAL_V4 if isinstance(ip, ipaddress.IPv4Address) else _NOT_GLOBAL_V6
+    if ip.is_private or any(ip in block for block in special):
         return "a private address"
     if not ip.is_global:
         return "not a public address"

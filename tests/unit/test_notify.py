@@ -897,7 +897,10 @@ def test_an_attempt_in_flight_for_a_deleted_subscription_leaves_the_one_made_aga
     assert ports.events.types().count("Subscription Disabled") == 0
 
 
-@pytest.mark.parametrize("address", ["192.0.0.8", "192.0.0.100", "192.0.0.192", "198.18.0.1", "240.0.0.1"])
+@pytest.mark.parametrize(
+    "address",
+    ["192.0.0.8", "192.0.0.100", "192.0.0.192", "198.18.0.1", "240.0.0.1", "3fff::1", "3fff:fff::1", "2001:db8::1"],
+)
 def test_special_purpose_blocks_are_refused_whatever_the_python_patch_release(address):
     """Python 3.11.7's ipaddress calls most of 192.0.0.0/24 global; later patch releases call it private: the rule
     followed the interpreter, so the tests and a newer Lambda runtime differed (webhooks review)."""
