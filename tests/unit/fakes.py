@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 from pydantic import BaseModel
 
 from events import (
@@ -775,6 +775,14 @@ class FakeWarehouse:
 
 
 # -- queue, events, tenants, S3 -------------------------------------------------------------------------------------
+
+
+#: Failures of a send that leave its outcome unknown (the SDK retries an attempt whose answer was lost and raises only
+#: the last attempt's error): an error answer and a read that timed out. By name, for ``pytest.mark.parametrize``.
+AMBIGUOUS_SEND_FAILURES = {
+    "error-answer": ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage"),
+    "timeout": ReadTimeoutError(endpoint_url="https://sqs.eu-west-1.amazonaws.com/"),
+}
 
 
 class FakeQueue:

@@ -8,7 +8,7 @@ import hashlib
 from datetime import timedelta
 
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ClientError
 
 from events import BulkJobQueuedMessage
 from spectra.bulk import outcomes
@@ -39,7 +39,7 @@ from spectra.errors import (
 )
 from spectra.jobs import utcnow
 from spectra.tenants import Caller
-from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
+from tests.unit.fakes import AMBIGUOUS_SEND_FAILURES, INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -133,14 +133,7 @@ def test_a_keyed_query_job_whose_message_was_refused_waits_for_the_reconciler_an
     assert not created and again.state is BulkState.UPLOAD_COMPLETE and again.error is None
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage"),
-        ReadTimeoutError(endpoint_url="https://sqs.eu-west-1.amazonaws.com/"),
-    ],
-    ids=["error-answer", "timeout"],
-)
+@pytest.mark.parametrize("failure", AMBIGUOUS_SEND_FAILURES.values(), ids=AMBIGUOUS_SEND_FAILURES.keys())
 def test_a_keyless_query_job_whose_send_failed_is_answered_and_the_reconciler_queues_it_once(ports, failure):
     """Whether SQS took the message cannot be told from the error. The job was failed enqueue_failed with a 500:
     the client's retry was a second export, and an executor that had the message found the job Failed. It is

@@ -7,7 +7,7 @@ import sys
 from datetime import timedelta
 
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ClientError
 
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
 from spectra.errors import (
@@ -38,7 +38,7 @@ from spectra.reconciliation import reconcile
 from spectra.tenants import Caller
 from spectra.tokens import PageTokens
 from spectra.warehouse import Column
-from tests.unit.fakes import FakeS3, make_ports, make_settings
+from tests.unit.fakes import AMBIGUOUS_SEND_FAILURES, FakeS3, make_ports, make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -146,14 +146,7 @@ def test_a_job_with_a_key_that_cannot_be_queued_stays_queued_for_the_retry_and_t
     assert [m.job_id for m in ports.queue.messages] == [retried.job_id]
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage"),
-        ReadTimeoutError(endpoint_url="https://sqs.eu-west-1.amazonaws.com/"),
-    ],
-    ids=["error-answer", "timeout"],
-)
+@pytest.mark.parametrize("failure", AMBIGUOUS_SEND_FAILURES.values(), ids=AMBIGUOUS_SEND_FAILURES.keys())
 def test_a_keyless_job_whose_send_failed_is_answered_and_the_reconciler_runs_it_once(ports, failure):
     """Whether SQS took the message cannot be told from the error (an attempt whose answer was lost is retried, and
     only the last attempt's error is raised): failing the job enqueue_failed raced an executor that had the message
