@@ -121,6 +121,11 @@ def execute_job(
     with the service's message rather than waiting, unexplained, for the reconciler. A statement the Data API
     refuses (a bad parameter, an unknown user) fails the job at once with the service's message.
     """
+    # Whether an earlier attempt may have started the job's statement and died before recording it: any message but
+    # the API's own first one (a redelivery, or a message sent anew: a re-queue by the reconciler, which re-queues a
+    # job precisely because its attempt may have died so, a wake-up, a job too large to carry), each received a first
+    # time. A job such a message ends unstarted gets that statement looked up by name and stopped (one more call).
+    maybe_tried = not first_delivery or message.job is None
     claim = share.take_slot(ports, message)
     if not claim:
         return None  # its tenant is at its running cap: the job waits QUEUED (spectra/share.py)
@@ -135,7 +140,7 @@ def execute_job(
             logger.error("job %s from the queue does not exist; dropping the message", message.job_id)
         else:
             logger.info("job %s is %s; nothing to execute", job.job_id, job.status.value)
-            if not first_delivery and not job.statement_id:
+            if maybe_tried and not job.statement_id:
                 _stop_unrecorded(ports, job)
         return None
     if job.statement_id:
@@ -145,14 +150,14 @@ def execute_job(
     # QUEUED, or SUBMITTED without a statement (an executor before this one stopped between its two writes: the
     # ClientToken makes the call below return that attempt's statement if it got as far as the Data API)
     if job.cancel_requested_at is not None:
-        _end_unstarted(ports, job, JobStatus.CANCELLED, lease, redelivered=not first_delivery)
+        _end_unstarted(ports, job, JobStatus.CANCELLED, lease, redelivered=maybe_tried)
         return None
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
         check_write_grant(ports, job)  # ... and a write the tenant may still make
     except IdentityRefused as exc:
         error = ErrorInfo(code=exc.code, message=exc.message)
-        _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=not first_delivery, error=error)
+        _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=maybe_tried, error=error)
         return None
     lease = sessions.usable_lease(ports, job, lease, identity)  # a session runs as whoever opened it
     try:
@@ -179,7 +184,7 @@ def execute_job(
                 logger.warning("could not move throttled job %s back in the pending index", job.job_id, exc_info=True)
             raise
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
-        _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=not first_delivery, error=error)
+        _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=maybe_tried, error=error)
         return None
     lease = lease if session is lease else None  # dropped, or given back by start_statement: no longer the job's
     statement_id = started.statement_id

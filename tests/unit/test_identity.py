@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from events import JobQueuedMessage, JobStatus, ResultFormat
 from spectra.identity import is_tenant_db_user, is_tenant_secret
 from spectra.jobs import Job, new_job_id, utcnow
+from spectra import lifecycle
 from spectra.lifecycle import execute_job
 from spectra.queries import submit_query
 from spectra.tenants import Caller
@@ -38,9 +39,10 @@ def run(ports, tenant_id: str = "acme", *, db_user: str = "tenant_acme", generat
         tenant_generation=generation,
     )
     ports.jobs.create(job)
-    # its message's first delivery: a redelivery also asks the Data API (as the service) for a statement an earlier
-    # attempt may have started under the job's name, to stop it (spectra.lifecycle._end_unstarted)
-    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id=tenant_id), first_delivery=True)
+    # the API's own message (the job in it), its first delivery: any other message also asks the Data API (as the
+    # service) for a statement an earlier attempt may have started under the job's name, to stop it
+    # (spectra.lifecycle._end_unstarted)
+    execute_job(ports, lifecycle.queued_message(job), first_delivery=True)
     return ports.jobs.get(job.job_id)
 
 
@@ -202,7 +204,7 @@ def writer_job(ports, sql: str) -> Job:
 
 def start_after_grant(ports, job: Job, **grant) -> Job:
     ports.tenants.update_tenant("acme", **grant)
-    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"), first_delivery=True)
+    execute_job(ports, lifecycle.queued_message(job), first_delivery=True)  # the API's message
     return ports.jobs.get(job.job_id)
 
 

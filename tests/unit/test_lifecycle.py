@@ -25,6 +25,7 @@ from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.publisher import PublishFailed
 from spectra.queries import cancel_job, submit_query
+from spectra.reconciliation import reconcile
 from spectra.results import inline_rows
 from spectra.tenants import Caller
 from spectra.warehouse import Column, DatabaseIdentity
@@ -150,6 +151,23 @@ def test_a_job_refused_on_a_redelivery_stops_the_statement_an_earlier_attempt_st
     statement_id = died_between_start_and_record(ports, monkeypatch, message)
     ports.tenants.set_active("acme", False)
     assert execute_job(ports, message) is None  # the redelivery
+    job = ports.jobs.get(message.job_id)
+    assert (job.status, job.error.code) == (JobStatus.FAILED, "tenant_inactive")
+    assert ports.warehouse.statements[statement_id].status == "ABORTED"
+
+
+def test_a_job_refused_on_the_reconcilers_requeue_stops_the_statement_an_earlier_attempt_started(monkeypatch):
+    """The reconciler re-queues a QUEUED job because an attempt may have died between ExecuteStatement and its write.
+    Its message is a new one, received a first time: a job it ends unstarted was not looked up by name, and the dead
+    attempt's statement ran on (a write committed) behind a job told FAILED (found by the reconciler review)."""
+    ports = make_ports(settings=make_settings(tenant_cache_seconds=0))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    message = lifecycle.queued_message(ports.jobs.get(queued(ports).job_id))  # the API's message, the job in it
+    statement_id = died_between_start_and_record(ports, monkeypatch, message)  # and lost with the attempt
+    ports.tenants.set_active("acme", False)
+    assert reconcile(ports, now=utcnow() + timedelta(minutes=6)).requeued == 1
+    [requeued] = ports.queue.messages
+    assert execute_job(ports, requeued, first_delivery=True) is None  # receive count 1
     job = ports.jobs.get(message.job_id)
     assert (job.status, job.error.code) == (JobStatus.FAILED, "tenant_inactive")
     assert ports.warehouse.statements[statement_id].status == "ABORTED"
