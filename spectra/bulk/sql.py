@@ -48,6 +48,9 @@ from dataclasses import dataclass
 from spectra.bulk.models import BulkJob, BulkOperation, LoadPlan, split_object
 
 STAGE = "bulk_stage"
+#: The staging table's name where a statement also names the target: no table name can be it (a hyphen is outside
+#: the names a job may give, ``OBJECT_PATTERN``), so a target of any name, ``s`` included, never clashes with it.
+STAGED = '"staged-row"'
 FAILED = "bulk_failed"
 CREATED = "bulk_created"
 COUNTS = "bulk_counts"
@@ -148,6 +151,14 @@ def load_statements(
 
     key = ident((job.external_id_field or "").lower())
     cols = ", ".join(map(ident, columns))
+    # The batch reads the target (which ids exist) and writes it from what it read: two jobs on one table at once
+    # each found the same new ids missing and inserted them twice (under snapshot isolation, as in the emulator's
+    # READ COMMITTED; under serializable isolation the second fails with error 1023). The lock, held to the end of
+    # the batch's transaction, makes them take turns, as AWS advises for concurrent writes; it comes before anything
+    # else touches the target (taken after the staging table's read of it, two jobs each held that read's lock while
+    # waiting for the other's: a deadlock). Readers of the table wait for the batch too (Redshift's LOCK is ACCESS
+    # EXCLUSIVE); an insert takes no lock of its own (COPY's write lock lets readers through).
+    statements.append(f"LOCK {target}")
     statements.append(f"CREATE TEMP TABLE {STAGE} AS SELECT {cols} FROM {target} WHERE 1 = 0")
     copies_into(STAGE)
     # A blank id is no id: COPY loads an empty CHAR/VARCHAR field as '' (no EMPTYASNULL), other types as NULL.
@@ -174,10 +185,12 @@ def load_statements(
     statements.append(f"DELETE FROM {STAGE} USING {FAILED} WHERE {STAGE}.{key} = {FAILED}.id")
     updated_index = None
     if job.operation is BulkOperation.UPDATE:
-        assignments = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in columns if ident(c) != key)
-        statements.append(f"UPDATE {target} SET {assignments} FROM {STAGE} s WHERE {target}.{key} = s.{key}")
+        assignments = ", ".join(f"{ident(c)} = {STAGED}.{ident(c)}" for c in columns if ident(c) != key)
+        statements.append(
+            f"UPDATE {target} SET {assignments} FROM {STAGE} {STAGED} WHERE {target}.{key} = {STAGED}.{key}"
+        )
     elif job.operation is BulkOperation.DELETE:
-        statements.append(f"DELETE FROM {target} USING {STAGE} s WHERE {target}.{key} = s.{key}")
+        statements.append(f"DELETE FROM {target} USING {STAGE} {STAGED} WHERE {target}.{key} = {STAGED}.{key}")
     else:  # upsert
         # Which staged ids are new is asked once, before the MERGE (after it every id exists); the counts are kept in
         # a one-row table, so the answers below read them instead of scanning the staging table again.
@@ -189,10 +202,10 @@ def load_statements(
             f"CREATE TEMP TABLE {COUNTS} AS SELECT (SELECT count(*) FROM {STAGE}) AS applied,"
             f" (SELECT count(*) FROM {CREATED}) AS created"
         )
-        assignments = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in columns)
-        values = ", ".join(f"s.{ident(c)}" for c in columns)
+        assignments = ", ".join(f"{ident(c)} = {STAGED}.{ident(c)}" for c in columns)
+        values = ", ".join(f"{STAGED}.{ident(c)}" for c in columns)
         statements.append(
-            f"MERGE INTO {target} USING {STAGE} s ON {target}.{key} = s.{key}"
+            f"MERGE INTO {target} USING {STAGE} {STAGED} ON {target}.{key} = {STAGED}.{key}"
             f" WHEN MATCHED THEN UPDATE SET {assignments}"
             f" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 
 from tests.fixtures.bulk import BulkClient, csv_bytes
@@ -274,6 +275,61 @@ def test_a_statement_that_fails_mid_way_leaves_the_table_as_it_was(bulk_tenant, 
     event = job_events(job["id"], "Bulk Job Failed")
     assert event["detail"]["state"] == "Failed"
     assert event["resources"] == [job["id"]]
+
+
+def test_two_upserts_of_the_same_new_id_at_once_create_it_once(bulk_tenant, warehouse, redshift_emulator):
+    """Two jobs on one table take turns: each found the new id missing and inserted it, so the table held it twice
+    (found by the bulk SQL review). A transaction holding the table in SHARE mode (readers pass, writers wait) keeps
+    both jobs waiting until they are both there, then lets them go together."""
+    client = bulk_tenant(EXISTING[:1])
+    sent = [HEADER, ["ann@x", "Ann", "Bergen", "11"], ["new@x", "Neo", "Zion", "1"]]
+    jobs = [client.create("upsert", externalIdFieldName="email")["id"] for _ in range(2)]
+    for job_id in jobs:
+        client.upload(job_id, csv_bytes(sent))
+    with (
+        psycopg.connect(redshift_emulator.admin_database_url) as admin,
+        psycopg.connect(redshift_emulator.admin_database_url, autocommit=True) as watcher,
+    ):
+        admin.execute(f"LOCK TABLE {client.table} IN SHARE MODE")
+        for job_id in jobs:
+            client.close(job_id)
+
+        def both_waiting() -> bool:
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE c.relname = %s AND NOT l.granted",
+                (client.table,),
+            ).fetchone()[0]
+            return waiting == 2
+
+        wait_until(both_waiting, 60, "both upserts waiting for the table")
+        admin.commit()
+    ended = [client.wait(job_id, timeout=60) for job_id in jobs]
+    assert [job["state"] for job in ended] == ["JobComplete", "JobComplete"], ended
+    assert client.rows(warehouse) == [("ann@x", "Ann", "Bergen", 11, None), ("new@x", "Neo", "Zion", 1, None)]
+    created = sorted(
+        row[1] for job_id in jobs for row in client.results(job_id, "successfulResults")[1:] if row[2] == "new@x"
+    )
+    assert created == ["false", "true"]  # one job created it, the other updated it
+
+
+@pytest.mark.parametrize("operation", ["update", "upsert", "delete"])
+def test_a_table_may_have_any_name_the_generated_sql_uses(bulk_tenant, warehouse, operation):
+    """A table named ``s`` failed every update, upsert and delete: "table name "s" specified more than once" (the
+    staging table's alias; found by the bulk SQL review)."""
+    client = bulk_tenant()
+    schema, user = f"named_{client.tenant_id}".lower(), client.api.db_user
+    warehouse.run(
+        f"CREATE SCHEMA {schema}",
+        f"CREATE TABLE {schema}.s (email varchar(32) NOT NULL, name varchar(20))",
+        f"INSERT INTO {schema}.s VALUES ('ann@x', 'Ann')",
+        f'GRANT USAGE ON SCHEMA {schema} TO "{user}"',
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.s TO "{user}"',
+    )
+    client.table = f"{schema}.s"
+    job = client.load(operation, csv_bytes([["email", "name"], ["ann@x", "Anna"]]), externalIdFieldName="email")
+    assert job["state"] == "JobComplete", job["errorMessage"]
+    assert client.rows(warehouse) == ([] if operation == "delete" else [("ann@x", "Anna")])
 
 
 def test_the_same_drop_event_delivered_twice_loads_once(bulk_tenant, warehouse, spectra_stack, local_aws):

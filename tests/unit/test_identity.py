@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from events import JobQueuedMessage, JobStatus, ResultFormat
+from spectra import lifecycle
 from spectra.identity import is_tenant_db_user, is_tenant_secret
 from spectra.jobs import Job, new_job_id, utcnow
-from spectra import lifecycle
 from spectra.lifecycle import execute_job
 from spectra.queries import submit_query
 from spectra.tenants import Caller
