@@ -231,8 +231,6 @@ def collect_result(ports: Ports, job: Job, statement_id: str, info: StatementInf
         logger.warning(
             "job %s: %s rows read, the warehouse reported %s", job.job_id, result.rows_read, info.result_rows
         )
-    if not info.has_result_set and info.result_rows and info.result_rows > 0:
-        result = result.model_copy(update={"row_count": info.result_rows})  # rows affected by DML
     return result.model_copy(update={"expires_at": expires_at})
 
 
@@ -256,6 +254,10 @@ def _write_pages(
         row_limit=job.row_limit,
         total_rows=info.result_rows if info.has_result_set else None,
         inline_budget=inline_budget(job),
+        # rows affected by DML (-1 or 0 when the statement says none: a DDL)
+        affected_rows=info.result_rows
+        if not info.has_result_set and info.result_rows and info.result_rows > 0
+        else None,
     )
 
 

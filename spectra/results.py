@@ -287,6 +287,7 @@ class ResultSink:
         row_limit: int | None = None,
         total_rows: int | None = None,
         inline_budget: int | None = None,
+        affected_rows: int | None = None,
     ) -> JobResult:
         """Deliver the pages as the job's result.
 
@@ -294,7 +295,8 @@ class ResultSink:
         names is taken for one; see :class:`~spectra.result_pages.PageReader`). ``total_rows``: the statement's own
         row count, reported beside a ``row_limit`` cut. ``inline_budget``: the bytes the job record has room for
         beside its SQL and parameters; inline rows never take more than that less the column list, whatever
-        ``inline_max_bytes`` allows.
+        ``inline_max_bytes`` allows. ``affected_rows``: the rows a statement without a result set changed (an INSERT,
+        UPDATE or DELETE), the result's row count in the answer and in ``manifest.json`` alike.
 
         Raises :class:`~spectra.errors.ResultTooLarge` when ``inline`` cannot hold the rows, and
         :class:`~spectra.errors.ResultUnconvertible` when a page cannot be converted.
@@ -352,31 +354,38 @@ class ResultSink:
             total_row_count=total_rows if total_rows is not None else tables.rows_read,
             rows_read=tables.rows_read,
         )
+        counted = {} if affected_rows is None else {"row_count": affected_rows, "total_row_count": affected_rows}
         if inline:
             text = b"[" + b",".join(chunks) + b"]"
             stored = base64.b64encode(gzip.compress(text, 1)).decode()  # small, and read back soon: favour speed
             if len(stored) <= max_bytes:
                 return JobResult(
-                    **common,
-                    manifest_key=None,
-                    files=[],
-                    row_count=held_rows,
-                    bytes=len(text),
-                    inline=True,
-                    delivery=Delivery.INLINE,
-                    inline_rows=stored,
+                    **{
+                        **common,
+                        "manifest_key": None,
+                        "files": [],
+                        "row_count": held_rows,
+                        "bytes": len(text),
+                        "inline": True,
+                        "delivery": Delivery.INLINE,
+                        "inline_rows": stored,
+                        **counted,
+                    }
                 )
             if delivery is Delivery.INLINE:  # room for the JSON, but not once gzipped and base64-encoded
                 raise self._too_large(held_rows, len(stored), max_bytes, tables, total_rows)
             parts = to_files()
         files = (parts or to_files()).close()
         result = JobResult(
-            **common,
-            manifest_key=f"{prefix}manifest.json",
-            files=files,
-            row_count=sum(f.rows for f in files),
-            bytes=sum(f.bytes for f in files),
-            delivery=Delivery.S3,
+            **{
+                **common,
+                "manifest_key": f"{prefix}manifest.json",
+                "files": files,
+                "row_count": sum(f.rows for f in files),
+                "bytes": sum(f.bytes for f in files),
+                "delivery": Delivery.S3,
+                **counted,
+            }
         )
         self._put_json(result.manifest_key, manifest_document(job_id, fmt, result))
         return result

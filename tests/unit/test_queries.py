@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from datetime import timedelta
@@ -394,6 +395,32 @@ def test_large_results_are_files_only():
     assert body["rows"] is None
     assert (body["row_count"], body["format"], len(body["files"])) == (3, "csv", 1)
     assert s3.requests == requests_before  # neither the manifest nor the parts are read; presigning is local
+
+
+@pytest.mark.parametrize("fmt", [ResultFormat.JSON, ResultFormat.CSV, ResultFormat.PARQUET])
+def test_a_write_delivered_to_s3_counts_the_rows_it_changed_in_its_manifest_too(fmt):
+    """The answer said row_count 2 and total_row_count 0, the manifest row_count 0: the count of rows a write changed
+    replaced the answer's after the manifest was written (found by the query API review)."""
+    writer = Caller(tenant_id="acme", db_user="tenant_acme", allow_writes=True, owned_schemas=frozenset({"acme"}))
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", allow_writes=True, owned_schemas=["acme"])
+    job = started(ports, writer, sql="insert into acme.t values (1), (2)", fmt=fmt, delivery=Delivery.S3)
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=2))
+    body = job_results(ports, writer, job.job_id)
+    result = ports.jobs.get(job.job_id).result
+    manifest = json.loads(ports.results._s3.get_object(Bucket=result.bucket, Key=result.manifest_key)["Body"].read())
+    assert (body["row_count"], body["total_row_count"]) == (2, 2)
+    assert (manifest["row_count"], manifest["total_row_count"]) == (2, 2)
+
+
+def test_a_write_answered_inline_counts_the_rows_it_changed():
+    writer = Caller(tenant_id="acme", db_user="tenant_acme", allow_writes=True, owned_schemas=frozenset({"acme"}))
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", allow_writes=True, owned_schemas=["acme"])
+    job = started(ports, writer, sql="insert into acme.t values (1), (2)")
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, rows=2))
+    body = job_results(ports, writer, job.job_id)
+    assert (body["rows"], body["row_count"], body["total_row_count"], body["delivery"]) == ([], 2, 2, "inline")
 
 
 def test_a_job_records_the_generation_of_the_tenant_that_submitted_it(ports):
