@@ -192,6 +192,13 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
             current = get_job(ports, caller, job_id)
             if current.status.is_terminal:
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
+            # The Data API says the statement has ended (finished, failed or aborted) and its event is on its way: the
+            # job ends with that outcome, not CANCELLED. Answered as an ended job, not 202 "cancel requested" (which a
+            # client took for "my write will not happen" while it had committed).
+            raise Conflict(
+                f"job {job_id}'s statement already ended; the job ends with its outcome",
+                details={"status": current.status},
+            )
         try:
             return get_job(ports, caller, job_id)
         except Exception:  # the cancel is sent: a failed read must not say otherwise (an error invites a repeat)

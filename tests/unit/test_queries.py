@@ -320,11 +320,15 @@ def test_a_cancel_that_loses_the_race_with_completion_is_a_conflict(ports):
 
 
 def test_a_cancel_of_a_statement_that_just_finished_leaves_the_job_to_its_event(ports):
+    """The answer was the job SUBMITTED with cancel_requested (202), and the job then ended COMPLETED: a client took
+    the 202 for "my write will not happen" (found by the query API review). It is a 409, as for an ended job."""
     job = started(ports)
-    ports.warehouse.finish(job.statement_id, rows=0)  # finished in the warehouse, event not handled yet
-    after = cancel_job(ports, ACME, job.job_id)
-    assert after.status is JobStatus.SUBMITTED
+    change = ports.warehouse.finish(job.statement_id, rows=0)  # finished in the warehouse, event not handled yet
+    with pytest.raises(Conflict) as refused:
+        cancel_job(ports, ACME, job.job_id)
+    assert "already ended" in refused.value.message
     assert ports.events.events == []
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED
 
 
 # -- results --------------------------------------------------------------------------------------------------------
