@@ -273,6 +273,7 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
         update={
             "external_id_type": column.get("typeName"),
             "external_id_length": key_length,
+            "external_id_scale": column.get("scale") if column.get("typeName") in ("numeric", "decimal") else None,
             "header": headers[0].names,
         }
     )

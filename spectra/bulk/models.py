@@ -179,6 +179,8 @@ class LoadPlan(BaseModel):
     external_id_type: str | None = None
     #: its declared length (a sized character type's: DescribeTable's ``length``, else ``precision``)
     external_id_length: int | None = None
+    #: a decimal type's scale (DescribeTable's ``scale``): ``4`` is the id ``4.00`` in a NUMERIC(10,2)
+    external_id_scale: int | None = None
 
 
 class BulkCounts(BaseModel):

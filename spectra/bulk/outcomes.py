@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 from events import ErrorInfo
 from spectra.bulk.csvfiles import BOM, HEADER_MAX_BYTES, MAX_RECORD_CHARS, UNDECODABLE, Record, records
@@ -54,19 +55,39 @@ _CHAR_TYPES = frozenset({"bpchar", "char", "character", "nchar"})
 _SIZED_TYPES = _CHAR_TYPES | {"varchar", "character varying", "nvarchar"}
 
 
-def as_printed(external_id: str, type_name: str | None, length: int | None = None) -> str:
+#: Decimal types: a value prints with its column's scale (``4`` in a NUMERIC(10,2) is ``4.00``)
+_DECIMAL_TYPES = frozenset({"numeric", "decimal"})
+
+
+def as_printed(external_id: str, type_name: str | None, length: int | None = None, scale: int | None = None) -> str:
     """The id as the warehouse prints its value (``id::varchar`` in the outcome SELECT): an integer column's as a
-    number; a sized character column's without the blanks past its ``length`` (the warehouse cuts them when it
-    stores the value; other characters past it are a rejected row); a CHAR column's without any trailing blanks
-    (``x`` and ``x  `` are one value there, the same row, one id given twice); ids of other types as written (a text
-    id is its own value; write numbers and dates as the warehouse prints them)."""
+    number; a decimal column's with its ``scale`` (rounded half away from zero, as COPY's ROUNDEC does); a sized
+    character column's without the blanks past its ``length`` (the warehouse cuts them when it stores the value;
+    other characters past it are a rejected row); a CHAR column's without any trailing blanks (``x`` and ``x  `` are
+    one value there, the same row, one id given twice); ids of other types as written (a text id is its own value;
+    write floats and dates as the warehouse prints them)."""
     if type_name in _INTEGER_TYPES and _INTEGER.fullmatch(external_id):
         return str(int(external_id))
+    if type_name in _DECIMAL_TYPES and scale is not None:
+        return _decimal_as_printed(external_id, scale)
     if type_name in _SIZED_TYPES and length and len(external_id) > length and not external_id[length:].strip(" "):
         external_id = external_id[:length]  # characters, as the emulator counts them (Redshift counts bytes)
     if type_name in _CHAR_TYPES:
         return external_id.rstrip(" ")
     return external_id
+
+
+def _decimal_as_printed(external_id: str, scale: int) -> str:
+    with localcontext() as context:
+        context.prec = 100  # NUMERIC(38, s) and then some: quantize refuses a result longer than the precision
+        try:
+            value = Decimal(external_id.strip(" "))
+            if not value.is_finite():
+                return external_id
+            value = value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+        except InvalidOperation:
+            return external_id  # not a number: a row COPY refuses, listed as sent
+    return format(abs(value) if value.is_zero() else value, "f")  # no "-0.00": the warehouse prints 0.00
 
 
 def is_missing_id(external_id: str) -> bool:
@@ -140,6 +161,7 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
         key_index = _key_index(job, header)
         key_type = job.plan.external_id_type if job.plan is not None else None
         key_length = job.plan.external_id_length if job.plan is not None else None
+        key_scale = job.plan.external_id_scale if job.plan is not None else None
         for source in job.files:
             url = source.url
             records_read = _readable_records(bulk.files, source, delimiter, line_ends[url])
@@ -150,7 +172,7 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
                     counts.unprocessed += len(batch)
                     continue
                 keyed = [_external_id(record, key_index) for record in batch]
-                printed = [as_printed(i, key_type, key_length) for i in keyed]
+                printed = [as_printed(i, key_type, key_length, key_scale) for i in keyed]
                 listed = (
                     verdicts.of_many([p for i, p in zip(keyed, printed, strict=True) if i and not is_missing_id(i)])
                     if key_index is not None

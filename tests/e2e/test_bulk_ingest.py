@@ -225,6 +225,23 @@ def test_a_varchar_id_longer_than_its_column_by_blanks_is_the_id_the_warehouse_s
     assert [row[:2] for row in client.results(job["id"], "failedResults")[1:]] == [["zed@xx  ", "not found"]]
 
 
+@pytest.mark.parametrize("operation", ["upsert", "update"])
+def test_a_decimal_id_is_matched_as_the_warehouse_prints_it(bulk_tenant, warehouse, operation):
+    """A NUMERIC(10,2) id written 4 is 4.00 in the warehouse: an upsert listed the row it created as not created, and
+    an update listed an id matching no row as updated (found by the bulk SQL review)."""
+    client = bulk_tenant()
+    client.use_table(warehouse, "amounts", "id numeric(10,2) NOT NULL, label varchar(20)", "(1, 'a'), (2.5, 'b')")
+    sent = [["id", "label"], ["1", "A"], ["2.50", "B"], ["4", "D"]]
+    job = client.load(operation, csv_bytes(sent), externalIdFieldName="id")
+    assert job["state"] == "JobComplete", job
+    successful, failed, _ = check_accounting(client, job, sent)
+    if operation == "upsert":
+        assert {row[0]: row[1] for row in successful} == {"1": "false", "2.50": "false", "4": "true"}
+    else:
+        assert sorted(row[0] for row in successful) == ["1", "2.50"]
+        assert [row[:2] for row in failed] == [["4", "not found"]]
+
+
 @pytest.mark.parametrize("door", ["api", "s3"])
 def test_result_files_repeat_the_header_as_the_file_wrote_it(door, bulk_tenant, warehouse):
     """Bulk 2.0 repeats the fields as uploaded: a script reading row["Email"] from its results found "email"."""
