@@ -216,7 +216,11 @@ def execute_job(
         # The job ended while we started its statement (cancelled while QUEUED, the reconciler gave up on it): the
         # statement must not run on behind a terminal job.
         logger.warning("job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
-        ports.warehouse.cancel(statement_id)
+        if not ports.warehouse.cancel(statement_id):
+            # A short statement (a write-enabled tenant's INSERT) ran to its end, committed, before the cancel: the
+            # job says CANCELLED all the same, so the operator must hear of it, as _stop_unrecorded tells it
+            ended = current.status.value if current is not None else "gone"
+            logger.error("job %s is %s, yet its statement %s ran to its end", job.job_id, ended, statement_id)
         # The session goes back to the pool, idle: whoever ended the job knew nothing of it, and dropped, it stayed
         # open at the Data API for its keep-alive, one per job cancelled in time (a loop of submit and cancel filled
         # the account's sessions). Put back apart from the slot, since a DELETE served while ExecuteStatement ran has

@@ -173,6 +173,29 @@ def test_a_job_refused_on_the_reconcilers_requeue_stops_the_statement_an_earlier
     assert ports.warehouse.statements[statement_id].status == "ABORTED"
 
 
+def test_a_job_cancelled_while_its_statement_starts_and_finishes_is_logged_as_run(ports, monkeypatch, caplog):
+    """A DELETE lands between ExecuteStatement and the executor's write, and the short statement (a write-enabled
+    tenant's INSERT) ends, committed, before the refused write's cancel: the job says CANCELLED though its statement
+    ran, and nothing told the operator (found by the reconciler review)."""
+    message = lifecycle.queued_message(ports.jobs.get(queued(ports).job_id))
+    transition = ports.jobs.transition
+
+    def delete_lands_meanwhile(job_id, status, **changes):
+        if status is JobStatus.SUBMITTED:
+            cancel_job(ports, Caller(tenant_id="acme", db_user="tenant_acme"), job_id)  # the tenant's DELETE
+            ports.warehouse.finish(changes["statement_id"], rows=1)  # the short statement ends: committed
+        return transition(job_id, status, **changes)
+
+    monkeypatch.setattr(ports.jobs, "transition", delete_lands_meanwhile)
+    with caplog.at_level("ERROR", logger="spectra.lifecycle"):
+        assert execute_job(ports, message, first_delivery=True) is None
+    [statement] = ports.warehouse.statements.values()
+    assert (ports.jobs.get(message.job_id).status, statement.status) == (JobStatus.CANCELLED, "FINISHED")
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        f"job {message.job_id} is CANCELLED, yet its statement {statement.statement_id} ran to its end"
+    ]
+
+
 def test_a_job_cancelled_while_queued_stops_on_a_redelivery_the_statement_an_earlier_attempt_started(monkeypatch):
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
