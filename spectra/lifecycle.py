@@ -67,6 +67,11 @@ JOB_IN_MESSAGE_TRUST_SECONDS = 60.0
 #: How long completion waits for the executor to record a statement whose status event came first (the executor
 #: writes the job once, after ExecuteStatement; a statement can end before that write lands).
 START_RECORD_WAIT_SECONDS = 2.0
+#: A result collected in longer than this is written before its event is published, as after a failed attempt:
+#: meanwhile other handlers of the same statement (the reconciler, each minute; copies of its event) may have failed
+#: theirs, the last one giving the result up (FAILED, announced), and an event published first would then announce a
+#: second, contradicting ending. A quick collection leaves them no such time and saves the write.
+SETTLED_COLLECTION_SECONDS = 5.0
 
 
 def queued_message(job: Job) -> JobQueuedMessage:
@@ -334,6 +339,7 @@ def _recorded(ports: Ports, job: Job, statement_id: str) -> Job:
 
 
 def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: StatementInfo | None) -> Job | None:
+    started = time.monotonic()
     try:
         result = collect_result(ports, job, statement_id, info)  # spectra/delivery.py: inline, files or an export's
     except ResultRefused as exc:  # too big for inline, a Parquet export with duplicate names
@@ -346,8 +352,9 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
     try:
         # After a failed attempt, a copy that fails its last one may give the result up (FAILED, written first) while
         # this one collected it fine: this ending then writes first too, so only the winner is announced. Before any
-        # failure nothing else can end the job, and the event goes first (one write fewer).
-        settled = job.result_attempts == 0
+        # failure, and for a collection quick enough that no other handler had time to fail all the attempts left,
+        # nothing else can end the job, and the event goes first (one write fewer).
+        settled = job.result_attempts == 0 and time.monotonic() - started < SETTLED_COLLECTION_SECONDS
         return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id, settled=settled)
     except (Throttled, PublishFailed):
         raise  # passing trouble of the Data API or the bus: nothing wrong with the result, tried again as it is

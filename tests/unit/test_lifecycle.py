@@ -551,6 +551,36 @@ def test_copies_of_a_status_event_racing_each_count_their_attempt(ports, monkeyp
     assert ports.jobs.get(job.job_id).result_attempts == 2
 
 
+def test_a_slow_collection_outlived_by_other_handlers_giving_the_result_up_announces_one_ending(ports, monkeypatch):
+    """The status event's copy read the job with no failed attempt, so it would publish "Job Completed" before its
+    write. Its collection took minutes, while the reconciler's three collections failed and gave the result up:
+    FAILED, "Job Failed". The copy then published "Job Completed" and its write was refused: two contradicting
+    endings (found by the reconciler review). A slow collection writes first."""
+    from botocore.exceptions import ClientError
+
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1)
+    real_collect, clock = lifecycle.collect_result, [1000.0]
+    monkeypatch.setattr(lifecycle.time, "monotonic", lambda: clock[0])
+
+    def collect(ports_, job_, statement_id, info=None):
+        if len(calls) > 0:
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "PutObject")
+        calls.append(statement_id)
+        result = real_collect(ports_, job_, statement_id, info)
+        for _ in range(ports.settings.result_max_attempts):  # the reconciler's runs, minutes apart, each failing
+            with contextlib.suppress(ClientError):
+                complete_statement(ports, change)
+        clock[0] += 180
+        return result
+
+    calls: list[str] = []
+    monkeypatch.setattr(lifecycle, "collect_result", collect)
+    assert complete_statement(ports, change) is None  # given up meanwhile: this ending is not written
+    assert ports.jobs.get(job.job_id).status is JobStatus.FAILED
+    assert ports.events.types() == ["Job Failed"]
+
+
 def fails_on_the_last_attempt(ports, job, change):
     """Two attempts that raise and count, then the third (``result_max_attempts``) that fails the job."""
     from botocore.exceptions import ClientError
