@@ -159,7 +159,14 @@ def load_statements(
     # waiting for the other's: a deadlock). Readers of the table wait for the batch too (Redshift's LOCK is ACCESS
     # EXCLUSIVE); an insert takes no lock of its own (COPY's write lock lets readers through).
     statements.append(f"LOCK {target}")
-    statements.append(f"CREATE TEMP TABLE {STAGE} AS SELECT {cols} FROM {target} WHERE 1 = 0")
+    staged = cols
+    if job.operation is BulkOperation.DELETE:
+        # A delete reads the id alone: the file's other columns (a file exported from the table) are staged as text,
+        # so a value COPY could not read as the column's type fails no row of a delete
+        staged = ", ".join(
+            ident(c) if ident(c) == key else f"CAST(NULL AS varchar(65535)) AS {ident(c)}" for c in columns
+        )
+    statements.append(f"CREATE TEMP TABLE {STAGE} AS SELECT {staged} FROM {target} WHERE 1 = 0")
     copies_into(STAGE)
     # A blank id is no id: COPY loads an empty CHAR/VARCHAR field as '' (no EMPTYASNULL), other types as NULL.
     statements.append(f"DELETE FROM {STAGE} WHERE {key} IS NULL OR trim({key}::varchar(65535)) = ''")
