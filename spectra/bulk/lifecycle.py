@@ -273,7 +273,11 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
         update={
             "external_id_type": column.get("typeName"),
             "external_id_length": key_length,
-            "external_id_scale": column.get("scale") if column.get("typeName") in ("numeric", "decimal") else None,
+            # a declared scale only: an unconstrained NUMERIC (the emulator's PostgreSQL; Redshift has none) keeps
+            # the scale each value was written with, and DescribeTable calls it 0
+            "external_id_scale": column.get("scale")
+            if column.get("typeName") in ("numeric", "decimal") and column.get("precision")
+            else None,
             "header": headers[0].names,
         }
     )

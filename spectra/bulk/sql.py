@@ -151,14 +151,17 @@ def load_statements(
 
     key = ident((job.external_id_field or "").lower())
     cols = ", ".join(map(ident, columns))
-    # The batch reads the target (which ids exist) and writes it from what it read: two jobs on one table at once
-    # each found the same new ids missing and inserted them twice (under snapshot isolation, as in the emulator's
-    # READ COMMITTED; under serializable isolation the second fails with error 1023). The lock, held to the end of
-    # the batch's transaction, makes them take turns, as AWS advises for concurrent writes; it comes before anything
-    # else touches the target (taken after the staging table's read of it, two jobs each held that read's lock while
-    # waiting for the other's: a deadlock). Readers of the table wait for the batch too (Redshift's LOCK is ACCESS
-    # EXCLUSIVE); an insert takes no lock of its own (COPY's write lock lets readers through).
-    statements.append(f"LOCK {target}")
+    if job.operation is BulkOperation.UPSERT:
+        # An upsert reads the target (which ids are new) and inserts what it found missing: two on one table at once
+        # each found the same new ids missing and inserted them twice (under snapshot isolation, as in the emulator's
+        # READ COMMITTED; under serializable isolation the second fails with error 1023). The lock, held to the end
+        # of the batch's transaction, makes them take turns, as AWS advises for concurrent writes; it comes before
+        # anything else touches the target (taken after the staging table's read of it, two jobs each held that
+        # read's lock while waiting for the other's: a deadlock). Readers of the table wait for the batch (Redshift's
+        # LOCK is ACCESS EXCLUSIVE), and so do those come while it waits for the lock. An update or a delete creates
+        # no row and takes no lock (nor needs the right to: PostgreSQL asks for UPDATE, DELETE or TRUNCATE on the
+        # whole table, which a tenant granted UPDATE on some columns lacks).
+        statements.append(f"LOCK {target}")
     staged = cols
     if job.operation is BulkOperation.DELETE:
         # A delete reads the id alone: the file's other columns (a file exported from the table) are staged as text,

@@ -633,7 +633,12 @@ def unload_outcomes(ports, job, rows: list[list[str]]) -> int:
 def test_an_upsert_reads_created_and_refused_ids_from_the_outcome_select(ports, existing, outcome, created):
     job = started(ports, BulkOperation.UPSERT, UPSERT_FILE, object="accounts")
     plan = job.plan
-    answers = {2: 6, 3: [], plan.updated_index: [[str(len(existing))]], plan.applied_index: [["3"]]}
+    answers = {
+        plan.copies[0][0]: 6,
+        plan.copies[0][1]: [],
+        plan.updated_index: [[str(len(existing))]],
+        plan.applied_index: [["3"]],
+    }
     answers[plan.outcome_index] = unload_outcomes(ports, job, outcome)
     done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
     assert done.counts == BulkCounts(processed=6, failed=3, created=3 - len(existing))
@@ -660,7 +665,7 @@ def test_outcomes_are_looked_up_batch_by_batch_with_the_same_answers(ports, monk
 
 def finish_update(ports, job, *, applied: int, outcomes: list[list[str]]):
     """The update's batch ends: both rows staged, ``applied`` of them applied, ``outcomes`` UNLOADed per id."""
-    answers = {2: 2, 3: [], job.plan.applied_index: [[str(applied)]]}
+    answers = {job.plan.copies[0][0]: 2, job.plan.copies[0][1]: [], job.plan.applied_index: [[str(applied)]]}
     answers[job.plan.outcome_index] = unload_outcomes(ports, job, outcomes)
     return complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
 
@@ -701,7 +706,12 @@ def test_a_plan_recorded_before_outcomes_were_unloaded_reads_them_from_the_selec
     job = started(ports, BulkOperation.UPDATE, HEADER + b"1,Ann,Oslo\n9,Nobody,Rome\n")
     plan = job.plan.model_copy(update={"outcome_url": None})
     job = ports.bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan)
-    answers = {2: 2, 3: [], plan.applied_index: [["1"]], plan.outcome_index: [["9", "not found"]]}
+    answers = {
+        plan.copies[0][0]: 2,
+        plan.copies[0][1]: [],
+        plan.applied_index: [["1"]],
+        plan.outcome_index: [["9", "not found"]],
+    }
     done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
     assert done.counts == BulkCounts(processed=2, failed=1, created=0)
     assert result_rows(ports, job.job_id, "failed")[1:] == [["9", "not found", "9", "Nobody", "Rome"]]
@@ -798,7 +808,7 @@ def test_an_upsert_that_creates_as_many_rows_as_it_updates_flags_each_right(port
     and the result writer must read the listed set alike, or every sf__Created flag is inverted."""
     job = started(ports, BulkOperation.UPSERT, b"id,name\n1,Ann\n5,Eve\n", object="accounts")
     plan = job.plan
-    answers = {2: 2, 3: [], plan.updated_index: [["1"]], plan.applied_index: [["2"]]}
+    answers = {plan.copies[0][0]: 2, plan.copies[0][1]: [], plan.updated_index: [["1"]], plan.applied_index: [["2"]]}
     answers[plan.outcome_index] = unload_outcomes(ports, job, [["5", "created"]])
     done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
     assert done.counts == BulkCounts(processed=2, failed=0, created=1)
