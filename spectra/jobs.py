@@ -61,8 +61,9 @@ class JobResult(BaseModel):
       are in the manifest.
 
     ``row_count`` counts the rows delivered; ``truncated`` says a ``row_limit`` cut the result, and
-    ``total_row_count`` is then how many rows the statement returned. ``expires_at``: when the files (and the
-    inline rows with them) stop being served; the results bucket's lifecycle deletes files after that day.
+    ``total_row_count`` is then how many rows the statement returned. For a statement without a result set (a
+    write), both are the rows it changed. ``expires_at``: when the files (and the inline rows with them) stop being
+    served; the results bucket's lifecycle deletes files after that day.
     """
 
     model_config = ConfigDict(frozen=True)

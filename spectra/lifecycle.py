@@ -104,6 +104,24 @@ def _job_to_start(
     return ports.jobs.get(message.job_id)
 
 
+def _untried(message: JobQueuedMessage, *, first_delivery: bool, sent_at: datetime | None) -> bool:
+    """No earlier attempt can have started the job's statement and died before recording it: the message is the
+    API's own (the job in it), on its first delivery, sent soon after the job was made. Any other may follow such an
+    attempt: a redelivery, or a message sent anew and received a first time (a re-queue by the reconciler, which
+    re-queues a job precisely because its attempt may have died so; a wake-up; a job too large to carry; a copy moved
+    back from the dead-letter queue). A job such a message ends unstarted has that statement looked up by name and
+    stopped (one call more)."""
+    if not first_delivery or message.job is None:
+        return False
+    if sent_at is None:
+        return True
+    try:
+        age = (sent_at - datetime.fromisoformat(str(message.job["created_at"]))).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return False
+    return age <= JOB_IN_MESSAGE_TRUST_SECONDS
+
+
 def execute_job(
     ports: Ports,
     message: JobQueuedMessage,
@@ -126,11 +144,7 @@ def execute_job(
     with the service's message rather than waiting, unexplained, for the reconciler. A statement the Data API
     refuses (a bad parameter, an unknown user) fails the job at once with the service's message.
     """
-    # Whether an earlier attempt may have started the job's statement and died before recording it: any message but
-    # the API's own first one (a redelivery, or a message sent anew: a re-queue by the reconciler, which re-queues a
-    # job precisely because its attempt may have died so, a wake-up, a job too large to carry), each received a first
-    # time. A job such a message ends unstarted gets that statement looked up by name and stopped (one more call).
-    maybe_tried = not first_delivery or message.job is None
+    maybe_tried = not _untried(message, first_delivery=first_delivery, sent_at=sent_at)
     claim = share.take_slot(ports, message)
     if not claim:
         return None  # its tenant is at its running cap: the job waits QUEUED (spectra/share.py)
@@ -222,10 +236,11 @@ def execute_job(
         # statement must not run on behind a terminal job.
         logger.warning("job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
         if not ports.warehouse.cancel(statement_id):
-            # A short statement (a write-enabled tenant's INSERT) ran to its end, committed, before the cancel: the
-            # job says CANCELLED all the same, so the operator must hear of it, as _stop_unrecorded tells it
+            # A short statement ran to its end before the cancel: the job says otherwise, so the operator hears of
+            # it, as _stop_unrecorded tells it; an error for one that may write (a committed INSERT, say)
             ended = current.status.value if current is not None else "gone"
-            logger.error("job %s is %s, yet its statement %s ran to its end", job.job_id, ended, statement_id)
+            log = logger.error if job.write_grant is not None else logger.warning
+            log("job %s is %s, yet its statement %s ran to its end", job.job_id, ended, statement_id)
         # The session goes back to the pool, idle: whoever ended the job knew nothing of it, and dropped, it stayed
         # open at the Data API for its keep-alive, one per job cancelled in time (a loop of submit and cancel filled
         # the account's sessions). Put back apart from the slot, since a DELETE served while ExecuteStatement ran has

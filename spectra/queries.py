@@ -192,13 +192,19 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
             current = get_job(ports, caller, job_id)
             if current.status.is_terminal:
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
-            # The Data API says the statement has ended (finished, failed or aborted) and its event is on its way: the
-            # job ends with that outcome, not CANCELLED. Answered as an ended job, not 202 "cancel requested" (which a
-            # client took for "my write will not happen" while it had committed).
-            raise Conflict(
-                f"job {job_id}'s statement already ended; the job ends with its outcome",
-                details={"status": current.status},
-            )
+            if job.cancel_requested_at is None:
+                # The Data API says the statement has ended, and no cancel was asked before this one: it finished or
+                # failed on its own, and the job ends with that outcome once its event comes, not CANCELLED. Answered
+                # as an ended job, not 202 "cancel requested" (which a client took for "my write will not happen"
+                # while it had committed), and the request is taken back from the job (a GET, or the one-call
+                # query's answer after its wait, would say it still stands).
+                ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=None)
+                raise Conflict(
+                    f"job {job_id}'s statement already ended; the job ends with its outcome",
+                    details={"status": current.status},
+                )
+            # A repeat (its answer lost, or two clients): the earlier cancel is most likely what ended the statement,
+            # and the job ends CANCELLED; answered as it stands, as the first one was.
         try:
             return get_job(ports, caller, job_id)
         except Exception:  # the cancel is sent: a failed read must not say otherwise (an error invites a repeat)

@@ -206,7 +206,9 @@ class JobResults(BaseModel):
     )
     truncated: bool = Field(default=False, description="row_limit left rows out.", examples=[False])
     total_row_count: int | None = Field(
-        default=None, description="Rows the statement returned, when known.", examples=[2]
+        default=None,
+        description="Rows the statement returned, when known; for a write, the rows it changed.",
+        examples=[2],
     )
     columns: list[dict[str, str]] = Field(
         description="The columns in order: name and warehouse type.",

@@ -331,6 +331,33 @@ def test_a_cancel_of_a_statement_that_just_finished_leaves_the_job_to_its_event(
     assert complete_statement(ports, change).status is JobStatus.COMPLETED
 
 
+def test_a_cancel_refused_as_too_late_takes_its_request_back(ports):
+    """A GET after that 409 said cancel_requested, and so did the one-call query's answer after its wait (its cancel
+    catches the 409): the job ends with its outcome all the same (found by the final diff review)."""
+    job = started(ports)
+    change = ports.warehouse.finish(job.statement_id, rows=0)
+    with pytest.raises(Conflict):
+        cancel_job(ports, ACME, job.job_id)
+    assert ports.jobs.get(job.job_id).cancel_requested_at is None
+    clock = FakeClock()
+    waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
+    assert (waited.job.status, waited.job.cancel_requested_at) == (JobStatus.SUBMITTED, None)
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED
+
+
+def test_a_repeated_delete_after_the_first_stopped_the_statement_is_answered_as_the_first(ports):
+    """Its answer lost, or two clients: the repeat's CancelStatement finds the statement its predecessor aborted, and
+    answered 409 "already ended; the job ends with its outcome" while the job then ended CANCELLED (found by the
+    final diff review)."""
+    job = started(ports)
+    first = cancel_job(ports, ACME, job.job_id)
+    assert ports.warehouse.statements[job.statement_id].status == "ABORTED"
+    repeat = cancel_job(ports, ACME, job.job_id)
+    assert (first.status, repeat.status) == (JobStatus.SUBMITTED, JobStatus.SUBMITTED)
+    assert repeat.cancel_requested_at is not None
+    assert complete_statement(ports, ports.warehouse.status_change(job.statement_id)).status is JobStatus.CANCELLED
+
+
 # -- results --------------------------------------------------------------------------------------------------------
 
 
