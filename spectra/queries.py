@@ -192,25 +192,34 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
             current = get_job(ports, caller, job_id)
             if current.status.is_terminal:
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
-            if job.cancel_requested_at is None:
-                # The Data API says the statement has ended, and no cancel was asked before this one: it finished or
-                # failed on its own, and the job ends with that outcome once its event comes, not CANCELLED. Answered
-                # as an ended job, not 202 "cancel requested" (which a client took for "my write will not happen"
-                # while it had committed), and the request is taken back from the job (a GET, or the one-call
-                # query's answer after its wait, would say it still stands).
+            if _ended_on_its_own(ports, marked.statement_id, quick=quick):
+                # It finished or failed before any cancel reached it: the job ends with that outcome once its event
+                # comes, not CANCELLED. Answered as an ended job, not 202 "cancel requested" (which a client took for
+                # "my write will not happen" while it had committed), and the request is taken back from the job (a
+                # GET, or the one-call query's answer after its wait, would say it still stands).
                 ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=None)
                 raise Conflict(
                     f"job {job_id}'s statement already ended; the job ends with its outcome",
                     details={"status": current.status},
                 )
-            # A repeat (its answer lost, or two clients): the earlier cancel is most likely what ended the statement,
-            # and the job ends CANCELLED; answered as it stands, as the first one was.
+            # ABORTED: another cancel (a repeat whose answer was lost, a second client, the one-call query's cancel
+            # after its wait) stopped it, and the job ends CANCELLED; answered as it stands, as that one was.
         try:
             return get_job(ports, caller, job_id)
         except Exception:  # the cancel is sent: a failed read must not say otherwise (an error invites a repeat)
             logger.warning("job %s: cancelled; answering it as marked", job_id, exc_info=True)
             return marked
     raise Conflict(f"job {job_id} already ended {job.status.value}", details={"status": job.status})
+
+
+def _ended_on_its_own(ports: Ports, statement_id: str, *, quick: bool) -> bool:
+    """After the Data API refused to cancel the statement: whether it FINISHED or FAILED (rather than ABORTED by a
+    cancel). False when that cannot be told (the call failed): the request then stands, as the answer says."""
+    try:
+        return ports.warehouse.describe(statement_id, quick=quick).status in ("FINISHED", "FAILED")
+    except Exception:
+        logger.warning("statement %s: could not tell how it ended", statement_id, exc_info=True)
+        return False
 
 
 def _cancel_queued(ports: Ports, job: Job) -> Job | None:

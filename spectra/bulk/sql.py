@@ -151,16 +151,18 @@ def load_statements(
 
     key = ident((job.external_id_field or "").lower())
     cols = ", ".join(map(ident, columns))
-    if job.operation is BulkOperation.UPSERT:
-        # An upsert reads the target (which ids are new) and inserts what it found missing: two on one table at once
-        # each found the same new ids missing and inserted them twice (under snapshot isolation, as in the emulator's
-        # READ COMMITTED; under serializable isolation the second fails with error 1023). The lock, held to the end
-        # of the batch's transaction, makes them take turns, as AWS advises for concurrent writes; it comes before
-        # anything else touches the target (taken after the staging table's read of it, two jobs each held that
-        # read's lock while waiting for the other's: a deadlock). Readers of the table wait for the batch (Redshift's
-        # LOCK is ACCESS EXCLUSIVE), and so do those come while it waits for the lock. An update or a delete creates
-        # no row and takes no lock (nor needs the right to: PostgreSQL asks for UPDATE, DELETE or TRUNCATE on the
-        # whole table, which a tenant granted UPDATE on some columns lacks).
+    if job.operation in (BulkOperation.UPSERT, BulkOperation.DELETE):
+        # These read the target (which ids are new, which exist) and write from what they read: two upserts of one
+        # table at once each found the same new ids missing and inserted them twice, and an update beside a delete
+        # listed an id the delete took meanwhile as updated (under snapshot isolation, as in the emulator's READ
+        # COMMITTED; under serializable isolation one fails with error 1023). The lock, held to the end of the
+        # batch's transaction, makes them take turns, as AWS advises for concurrent writes; it comes before anything
+        # else touches the target (taken after the staging table's read of it, two jobs each held that read's lock
+        # while waiting for the other's: a deadlock), and an update's own read of the table holds the delete off
+        # until it ends. Readers of the table wait for the batch (Redshift's LOCK is ACCESS EXCLUSIVE), and so do
+        # those come while it waits for the lock. An update takes none: PostgreSQL asks UPDATE, DELETE or TRUNCATE
+        # on the whole table to lock it, which a tenant granted UPDATE on some columns lacks (a delete's DELETE is
+        # enough), and two updates of one id leave the later one's values, as any two UPDATEs do.
         statements.append(f"LOCK {target}")
     staged = cols
     if job.operation is BulkOperation.DELETE:

@@ -364,6 +364,43 @@ def test_two_upserts_of_the_same_new_id_at_once_create_it_once(bulk_tenant, ware
     assert created == ["false", "true"]  # one job created it, the other updated it
 
 
+def test_an_update_beside_a_delete_of_its_id_says_not_found(bulk_tenant, warehouse, redshift_emulator):
+    """The delete comes first, the update's check finds the row, and its UPDATE changes nothing once the delete has
+    taken it: it listed the id as updated (found by the second diff review). A transaction holding the table in
+    SHARE mode keeps both waiting until both are there (the delete first), then lets them go together."""
+    client = bulk_tenant(EXISTING)
+    deleting = client.create("delete", externalIdFieldName="email")["id"]
+    client.upload(deleting, csv_bytes([["email"], ["ann@x"]]))
+    updating = client.create("update", externalIdFieldName="email")["id"]
+    client.upload(updating, csv_bytes([["email", "city"], ["ann@x", "Bergen"]]))
+    with (
+        psycopg.connect(redshift_emulator.admin_database_url) as admin,
+        psycopg.connect(redshift_emulator.admin_database_url, autocommit=True) as watcher,
+    ):
+        admin.execute(f"LOCK TABLE {client.table} IN SHARE MODE")
+
+        def waiting(count: int) -> bool:
+            return (
+                watcher.execute(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                    " WHERE c.relname = %s AND NOT l.granted",
+                    (client.table,),
+                ).fetchone()[0]
+                == count
+            )
+
+        client.close(deleting)
+        wait_until(lambda: waiting(1), 60, "the delete waiting for the table")
+        client.close(updating)
+        wait_until(lambda: waiting(2), 60, "the update waiting for the table")
+        admin.commit()
+    deleted, updated = client.wait(deleting, timeout=60), client.wait(updating, timeout=60)
+    assert (deleted["state"], updated["state"]) == ("JobComplete", "JobComplete"), (deleted, updated)
+    assert [row[:2] for row in client.results(updating, "failedResults")[1:]] == [["ann@x", "not found"]]
+    assert client.results(updating, "successfulResults")[1:] == []
+    assert [row[0] for row in client.rows(warehouse)] == ["bob@x", "cid@x"]
+
+
 @pytest.mark.parametrize("operation", ["update", "upsert", "delete"])
 def test_a_table_may_have_any_name_the_generated_sql_uses(bulk_tenant, warehouse, operation):
     """A table named ``s`` failed every update, upsert and delete: "table name "s" specified more than once" (the

@@ -115,9 +115,10 @@ def test_update_stages_refuses_bad_ids_then_updates_every_column_but_the_key():
 
 def test_delete_removes_the_staged_ids_and_reports_unknown_ones():
     statements, plan = load(BulkOperation.DELETE, columns=["id"])
-    assert statements[8] == f'DELETE FROM {TARGET} USING {STAGE} {STAGED} WHERE {TARGET}."id" = {STAGED}."id"'
-    assert "'not found'" in statements[6]
-    assert (plan.applied_index, plan.updated_index, plan.outcome_index) == (9, None, 10)
+    assert statements[0] == f"LOCK {TARGET}"  # before anything reads it: an update's read holds it off, and so on
+    assert statements[9] == f'DELETE FROM {TARGET} USING {STAGE} {STAGED} WHERE {TARGET}."id" = {STAGED}."id"'
+    assert "'not found'" in statements[7]
+    assert (plan.applied_index, plan.updated_index, plan.outcome_index) == (10, None, 11)
 
 
 def test_upsert_merges_on_the_external_id_and_counts_what_existed():

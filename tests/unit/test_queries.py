@@ -358,6 +358,27 @@ def test_a_repeated_delete_after_the_first_stopped_the_statement_is_answered_as_
     assert complete_statement(ports, ports.warehouse.status_change(job.statement_id)).status is JobStatus.CANCELLED
 
 
+def test_two_deletes_at_once_end_the_job_cancelled(ports):
+    """Both read the job before either marked it: the one whose cancel lands stops the statement (202); the other's
+    is refused, and, taking itself for the only one, it took the request back, so the ABORTED event failed the job
+    (statement_aborted) though a client was told 202 (found by the second diff review)."""
+    job = started(ports)
+    read, answers, served = ports.jobs.get_for_tenant, [], []
+
+    def read_then_the_other_delete(tenant_id, job_id):
+        found = read(tenant_id, job_id)
+        if not served:  # the other DELETE is served between this one's read and its mark
+            served.append(job_id)
+            answers.append(cancel_job(ports, ACME, job_id))
+        return found
+
+    ports.jobs.get_for_tenant = read_then_the_other_delete
+    answers.append(cancel_job(ports, ACME, job.job_id))
+    ports.jobs.get_for_tenant = read
+    assert [(a.status, a.cancel_requested_at is not None) for a in answers] == [(JobStatus.SUBMITTED, True)] * 2
+    assert complete_statement(ports, ports.warehouse.status_change(job.statement_id)).status is JobStatus.CANCELLED
+
+
 # -- results --------------------------------------------------------------------------------------------------------
 
 
