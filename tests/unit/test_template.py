@@ -123,6 +123,22 @@ def test_no_function_gets_wildcard_write_access(template):
                 assert not any(a.endswith(":*") or a == "*" for a in actions), (name, actions)
 
 
+def test_only_the_authorizer_reads_api_key_and_identity_items_of_the_tenants_table(template):
+    """The tenants table holds API-key hashes (``key#``) and identity claims (``identity#``) beside the tenants'
+    records and slots; the API, executor, S3 drop and notifier read any item of it (found by the contracts review)."""
+    for name, function in resources_of(template, "AWS::Serverless::Function").items():
+        for policy in function["Properties"].get("Policies", []):
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                if not isinstance(statement, dict) or "Action" not in statement:
+                    continue  # conditional statements (Fn::If) are checked by cfn-lint
+                if statement["Resource"] != {"Fn::GetAtt": ["TenantsTable", "Arn"]} or name == "AuthorizerFunction":
+                    continue
+                actions = statement["Action"]
+                keys = statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+                assert keys, f"{name} may {actions} any item of the tenants table"
+                assert all(k in ("tenant#*", "slots#*") for k in keys), (name, keys)
+
+
 def test_the_executor_knows_the_jobs_queues_last_delivery(template):
     redrive = template["Resources"]["JobsQueue"]["Properties"]["RedrivePolicy"]
     assert Settings.model_fields["executor_max_attempts"].default == redrive["maxReceiveCount"]
