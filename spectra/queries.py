@@ -192,7 +192,9 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
             current = get_job(ports, caller, job_id)
             if current.status.is_terminal:
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
-            if _ended_on_its_own(ports, marked.statement_id, quick=quick):
+            if _ended_on_its_own(
+                ports, marked.statement_id, quick=quick, asked_before=job.cancel_requested_at is not None
+            ):
                 # It finished or failed before any cancel reached it: the job ends with that outcome once its event
                 # comes, not CANCELLED. Answered as an ended job, not 202 "cancel requested" (which a client took for
                 # "my write will not happen" while it had committed), and the request is taken back from the job (a
@@ -212,14 +214,18 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
     raise Conflict(f"job {job_id} already ended {job.status.value}", details={"status": job.status})
 
 
-def _ended_on_its_own(ports: Ports, statement_id: str, *, quick: bool) -> bool:
+def _ended_on_its_own(ports: Ports, statement_id: str, *, quick: bool, asked_before: bool) -> bool:
     """After the Data API refused to cancel the statement: whether it FINISHED or FAILED (rather than ABORTED by a
-    cancel). False when that cannot be told (the call failed): the request then stands, as the answer says."""
+    cancel), as DescribeStatement tells it. Without that answer (the call failed; or ``quick``: the one-call query's
+    cancel after its wait, whose request has no time for a second call, and whose job no other client knows yet),
+    by whether a cancel was ``asked_before`` this one: none was, so none but this one could have stopped it."""
+    if quick:
+        return not asked_before
     try:
-        return ports.warehouse.describe(statement_id, quick=quick).status in ("FINISHED", "FAILED")
+        return ports.warehouse.describe(statement_id).status in ("FINISHED", "FAILED")
     except Exception:
         logger.warning("statement %s: could not tell how it ended", statement_id, exc_info=True)
-        return False
+        return not asked_before
 
 
 def _cancel_queued(ports: Ports, job: Job) -> Job | None:

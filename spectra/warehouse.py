@@ -247,15 +247,14 @@ class StatementRunner:
             return {"DbUser": identity.db_user}
         return {}
 
-    def describe(self, statement_id: str, *, quick: bool = False) -> StatementInfo:
+    def describe(self, statement_id: str) -> StatementInfo:
         """The statement as DescribeStatement tells it. :class:`~spectra.errors.NotFound` when the Data API no longer
         keeps it: unknown (ResourceNotFoundException) or past its 24-hour retention, which AWS answers with
         ValidationException "Could not retrieve the query result as it has expired after <epoch>." (seen in
         pulumi/pulumi-aws#2055). The only input here is an id the Data API issued, so a ValidationException can only
-        be that; taken for a rejected statement, it left the job SUBMITTED and the reconciler erring on it for ever.
-        ``quick``: one try with short timeouts, as :meth:`cancel`'s."""
+        be that; taken for a rejected statement, it left the job SUBMITTED and the reconciler erring on it for ever."""
         try:
-            response = _call((self._quick if quick else self._client).describe_statement, Id=statement_id)
+            response = _call(self._client.describe_statement, Id=statement_id)
         except StatementRejected as exc:
             if (exc.details or {}).get("aws_error") != "ValidationException":
                 raise

@@ -625,7 +625,7 @@ class FakeWarehouse:
     def session_of(self, statement_id: str) -> str | None:
         return self.statements[statement_id].session_id
 
-    def describe(self, statement_id: str, *, quick: bool = False) -> StatementInfo:
+    def describe(self, statement_id: str) -> StatementInfo:
         self._enter("describe", statement_id)
         statement = self._statement(statement_id)
         return StatementInfo(

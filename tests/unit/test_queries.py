@@ -19,6 +19,7 @@ from spectra.errors import (
     NotFound,
     PayloadTooLarge,
     SqlRejected,
+    StatementRejected,
     Throttled,
 )
 from spectra.job_queue import JobQueue
@@ -377,6 +378,23 @@ def test_two_deletes_at_once_end_the_job_cancelled(ports):
     ports.jobs.get_for_tenant = read
     assert [(a.status, a.cancel_requested_at is not None) for a in answers] == [(JobStatus.SUBMITTED, True)] * 2
     assert complete_statement(ports, ports.warehouse.status_change(job.statement_id)).status is JobStatus.CANCELLED
+
+
+def test_a_cancel_refused_as_too_late_is_a_conflict_when_the_statement_cannot_be_described(ports, monkeypatch):
+    """On AWS the API's role could not DescribeStatement: every such DELETE was answered 202 and the job then ended
+    COMPLETED (found by the third diff review). Without the answer, a first request is taken back, as before."""
+    job = started(ports)
+    change = ports.warehouse.finish(job.statement_id, rows=0)
+
+    def denied(statement_id):
+        raise StatementRejected("User is not authorized to perform: redshift-data:DescribeStatement")
+
+    monkeypatch.setattr(ports.warehouse, "describe", denied)
+    with pytest.raises(Conflict):
+        cancel_job(ports, ACME, job.job_id)
+    monkeypatch.undo()
+    assert ports.jobs.get(job.job_id).cancel_requested_at is None
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED
 
 
 # -- results --------------------------------------------------------------------------------------------------------

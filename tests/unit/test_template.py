@@ -139,6 +139,14 @@ def test_only_the_authorizer_reads_api_key_and_identity_items_of_the_tenants_tab
                 assert all(k in ("tenant#*", "slots#*") for k in keys), (name, keys)
 
 
+def test_the_api_may_ask_how_a_statement_it_could_not_cancel_ended(template):
+    """A refused cancel asks DescribeStatement (spectra.queries.cancel_job): without the right, every such DELETE
+    was answered as if its cancel stood (found by the third diff review)."""
+    statements = template["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"]
+    actions = {a for s in statements if isinstance(s, dict) for a in s.get("Action", [])}
+    assert {"redshift-data:CancelStatement", "redshift-data:DescribeStatement"} <= actions
+
+
 def test_the_executor_knows_the_jobs_queues_last_delivery(template):
     redrive = template["Resources"]["JobsQueue"]["Properties"]["RedrivePolicy"]
     assert Settings.model_fields["executor_max_attempts"].default == redrive["maxReceiveCount"]
