@@ -192,20 +192,26 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
             current = get_job(ports, caller, job_id)
             if current.status.is_terminal:
                 raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
-            if _ended_on_its_own(
-                ports, marked.statement_id, quick=quick, asked_before=job.cancel_requested_at is not None
-            ):
+            if quick:
+                # The one-call query's cancel after its wait has no time left to ask how the statement ended: it ended
+                # on its own (the job ends with that outcome) or another client's cancel stopped it (CANCELLED). The
+                # request stays, and the answer says the cancel came too late to tell (await_job).
+                raise CancelTooLate(
+                    f"job {job_id}'s statement had ended before the cancel reached it; GET the job for its outcome",
+                    details={"status": current.status},
+                )
+            if _ended_on_its_own(ports, marked.statement_id):
                 # It finished or failed before any cancel reached it: the job ends with that outcome once its event
                 # comes, not CANCELLED. Answered as an ended job, not 202 "cancel requested" (which a client took for
                 # "my write will not happen" while it had committed), and the request is taken back from the job (a
-                # GET, or the one-call query's answer after its wait, would say it still stands).
+                # GET would say it still stands). Safe whoever else asked: no cancel stops a finished statement.
                 ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=None)
                 raise Conflict(
                     f"job {job_id}'s statement already ended; the job ends with its outcome",
                     details={"status": current.status},
                 )
-            # ABORTED: another cancel (a repeat whose answer was lost, a second client, the one-call query's cancel
-            # after its wait) stopped it, and the job ends CANCELLED; answered as it stands, as that one was.
+            # ABORTED (another cancel stopped it: a repeat whose answer was lost, a second client, the one-call query's
+            # cancel after its wait: the job ends CANCELLED), or how it ended could not be told: answered as it stands.
         try:
             return get_job(ports, caller, job_id)
         except Exception:  # the cancel is sent: a failed read must not say otherwise (an error invites a repeat)
@@ -214,18 +220,21 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
     raise Conflict(f"job {job_id} already ended {job.status.value}", details={"status": job.status})
 
 
-def _ended_on_its_own(ports: Ports, statement_id: str, *, quick: bool, asked_before: bool) -> bool:
+class CancelTooLate(Conflict):
+    """The one-call query's cancel after its wait found the statement ended, with no time left to ask how."""
+
+
+def _ended_on_its_own(ports: Ports, statement_id: str) -> bool:
     """After the Data API refused to cancel the statement: whether it FINISHED or FAILED (rather than ABORTED by a
-    cancel), as DescribeStatement tells it. Without that answer (the call failed; or ``quick``: the one-call query's
-    cancel after its wait, whose request has no time for a second call, and whose job no other client knows yet),
-    by whether a cancel was ``asked_before`` this one: none was, so none but this one could have stopped it."""
-    if quick:
-        return not asked_before
+    cancel), as DescribeStatement tells it. Throttled propagates (429: the request stays, and a repeat asks again);
+    any other failure is "cannot tell" (False), and the request stands."""
     try:
         return ports.warehouse.describe(statement_id).status in ("FINISHED", "FAILED")
+    except Throttled:
+        raise
     except Exception:
         logger.warning("statement %s: could not tell how it ended", statement_id, exc_info=True)
-        return not asked_before
+        return False
 
 
 def _cancel_queued(ports: Ports, job: Job) -> Job | None:
@@ -381,6 +390,8 @@ def await_job(
         return Waited(job, _cancel_not_sent(job, "the job store answered too slowly to cancel it in time"))
     try:
         return Waited(cancel_job(ports, caller, job.job_id, quick=True))  # within the seconds the wait left
+    except CancelTooLate as exc:  # the statement had ended: on its own, or stopped by another client's cancel
+        cancel_error = ErrorInfo(code="statement_ended", message=exc.message)
     except Conflict:  # it ended between the last look and the cancel
         cancel_error = None
     except (Throttled, StatementRejected) as exc:

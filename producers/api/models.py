@@ -272,7 +272,8 @@ class QueryAnswer(JobView):
         description="Only when on_wait_timeout CANCEL did not surely reach the warehouse: cancel_failed when it was "
         "not sent (throttled, refused, unreachable, or the job store answering too slowly to cancel in time: the "
         "job runs on), cancel_unconfirmed when its outcome is unknown (its answer was lost, or the job store failed "
-        "around it). cancel_requested says a cancel "
+        "around it), statement_ended when the statement had ended before the cancel reached it (the job ends with "
+        "that outcome, or CANCELLED if another client's cancel stopped it). cancel_requested says a cancel "
         "was asked for, not that it was sent; DELETE /v1/jobs/{job_id} asks again.",
         examples=[None],
     )

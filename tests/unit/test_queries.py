@@ -19,7 +19,6 @@ from spectra.errors import (
     NotFound,
     PayloadTooLarge,
     SqlRejected,
-    StatementRejected,
     Throttled,
 )
 from spectra.job_queue import JobQueue
@@ -333,17 +332,45 @@ def test_a_cancel_of_a_statement_that_just_finished_leaves_the_job_to_its_event(
 
 
 def test_a_cancel_refused_as_too_late_takes_its_request_back(ports):
-    """A GET after that 409 said cancel_requested, and so did the one-call query's answer after its wait (its cancel
-    catches the 409): the job ends with its outcome all the same (found by the final diff review)."""
+    """A GET after that 409 said cancel_requested while the job ends with its outcome (found by the final diff
+    review)."""
     job = started(ports)
     change = ports.warehouse.finish(job.statement_id, rows=0)
     with pytest.raises(Conflict):
         cancel_job(ports, ACME, job.job_id)
     assert ports.jobs.get(job.job_id).cancel_requested_at is None
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED
+
+
+def test_the_one_call_querys_cancel_that_came_too_late_says_so(ports):
+    """Its answer said SUBMITTED with cancel_requested and nothing else, and the job then ended COMPLETED (found by
+    the final diff review). It has no time to ask how the statement ended, so it says the statement had ended; the
+    request stays: another client's cancel may be what stopped it (found by the fourth diff review)."""
+    job = started(ports)
+    change = ports.warehouse.finish(job.statement_id, rows=0)
     clock = FakeClock()
     waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
-    assert (waited.job.status, waited.job.cancel_requested_at) == (JobStatus.SUBMITTED, None)
+    assert (waited.job.status, waited.cancel_error.code) == (JobStatus.SUBMITTED, "statement_ended")
     assert complete_statement(ports, change).status is JobStatus.COMPLETED
+
+
+def test_a_delete_beside_the_one_call_querys_cancel_ends_the_job_cancelled(ports, monkeypatch):
+    """Another client's DELETE stops the statement while the one-call query's cancel is on its way: that cancel,
+    refused, took the request back, and the ABORTED event failed the job though the client had its 202 (found by
+    the fourth diff review)."""
+    job = started(ports)
+    cancel = ports.warehouse.cancel
+
+    def another_delete_first(statement_id, *, quick=False):
+        monkeypatch.setattr(ports.warehouse, "cancel", cancel)
+        assert cancel_job(ports, ACME, job.job_id).cancel_requested_at is not None  # its 202
+        return cancel(statement_id, quick=quick)
+
+    monkeypatch.setattr(ports.warehouse, "cancel", another_delete_first)
+    clock = FakeClock()
+    waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
+    assert waited.cancel_error.code == "statement_ended"
+    assert complete_statement(ports, ports.warehouse.status_change(job.statement_id)).status is JobStatus.CANCELLED
 
 
 def test_a_repeated_delete_after_the_first_stopped_the_statement_is_answered_as_the_first(ports):
@@ -380,21 +407,17 @@ def test_two_deletes_at_once_end_the_job_cancelled(ports):
     assert complete_statement(ports, ports.warehouse.status_change(job.statement_id)).status is JobStatus.CANCELLED
 
 
-def test_a_cancel_refused_as_too_late_is_a_conflict_when_the_statement_cannot_be_described(ports, monkeypatch):
-    """On AWS the API's role could not DescribeStatement: every such DELETE was answered 202 and the job then ended
-    COMPLETED (found by the third diff review). Without the answer, a first request is taken back, as before."""
+def test_a_cancel_refused_as_too_late_whose_describe_is_throttled_is_a_429_and_keeps_its_request(ports, monkeypatch):
+    """Guessing took another DELETE's request back, and the ABORTED event failed the job that DELETE had a 202 for
+    (found by the fourth diff review). Throttled, the DELETE is a 429, the request stays, and a repeat asks again."""
     job = started(ports)
-    change = ports.warehouse.finish(job.statement_id, rows=0)
-
-    def denied(statement_id):
-        raise StatementRejected("User is not authorized to perform: redshift-data:DescribeStatement")
-
-    monkeypatch.setattr(ports.warehouse, "describe", denied)
-    with pytest.raises(Conflict):
-        cancel_job(ports, ACME, job.job_id)
+    cancel_job(ports, ACME, job.job_id)  # a first DELETE stops the statement
+    monkeypatch.setattr(ports.warehouse, "describe", lambda statement_id: (_ for _ in ()).throw(Throttled("slow down")))
+    with pytest.raises(Throttled):
+        cancel_job(ports, ACME, job.job_id)  # the second, its describe throttled
     monkeypatch.undo()
-    assert ports.jobs.get(job.job_id).cancel_requested_at is None
-    assert complete_statement(ports, change).status is JobStatus.COMPLETED
+    assert ports.jobs.get(job.job_id).cancel_requested_at is not None
+    assert complete_statement(ports, ports.warehouse.status_change(job.statement_id)).status is JobStatus.CANCELLED
 
 
 # -- results --------------------------------------------------------------------------------------------------------
