@@ -210,8 +210,8 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
                     f"job {job_id}'s statement already ended; the job ends with its outcome",
                     details={"status": current.status},
                 )
-            # ABORTED (another cancel stopped it: a repeat whose answer was lost, a second client, the one-call query's
-            # cancel after its wait: the job ends CANCELLED), or how it ended could not be told: answered as it stands.
+            # ABORTED: another cancel stopped it (a repeat whose answer was lost, a second client, the one-call query's
+            # cancel after its wait), and the job ends CANCELLED; answered as it stands, as that one was.
         try:
             return get_job(ports, caller, job_id)
         except Exception:  # the cancel is sent: a failed read must not say otherwise (an error invites a repeat)
@@ -226,15 +226,13 @@ class CancelTooLate(Conflict):
 
 def _ended_on_its_own(ports: Ports, statement_id: str) -> bool:
     """After the Data API refused to cancel the statement: whether it FINISHED or FAILED (rather than ABORTED by a
-    cancel), as DescribeStatement tells it. Throttled propagates (429: the request stays, and a repeat asks again);
-    any other failure is "cannot tell" (False), and the request stands."""
+    cancel), as DescribeStatement tells it; one it no longer keeps ended long ago. A failure to ask propagates (a
+    429 when throttled): the request stays on the job, and a repeat asks again. Answering without knowing told a
+    client either "cancel requested" for a job that then completed, or "ended" for one a cancel had stopped."""
     try:
         return ports.warehouse.describe(statement_id).status in ("FINISHED", "FAILED")
-    except Throttled:
-        raise
-    except Exception:
-        logger.warning("statement %s: could not tell how it ended", statement_id, exc_info=True)
-        return False
+    except NotFound:
+        return True
 
 
 def _cancel_queued(ports: Ports, job: Job) -> Job | None:

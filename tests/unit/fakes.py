@@ -646,6 +646,8 @@ class FakeWarehouse:
         self._enter("cancel", statement_id)
         if quick:
             self.quick_cancels.append(statement_id)
+        if statement_id not in self.statements:
+            return False  # the runner's answer for a statement the Data API no longer keeps (NotFound)
         statement = self._statement(statement_id)
         if statement.status not in _RUNNING:
             return False  # the Data API refuses to cancel a finished statement; the runner turns that into False

@@ -19,6 +19,7 @@ from spectra.errors import (
     NotFound,
     PayloadTooLarge,
     SqlRejected,
+    StatementRejected,
     Throttled,
 )
 from spectra.job_queue import JobQueue
@@ -418,6 +419,29 @@ def test_a_cancel_refused_as_too_late_whose_describe_is_throttled_is_a_429_and_k
     monkeypatch.undo()
     assert ports.jobs.get(job.job_id).cancel_requested_at is not None
     assert complete_statement(ports, ports.warehouse.status_change(job.statement_id)).status is JobStatus.CANCELLED
+
+
+@pytest.mark.parametrize("failure", [StatementRejected("not authorized"), RuntimeError("endpoint unreachable")])
+def test_a_delete_whose_describe_fails_keeps_its_request_and_says_nothing_it_does_not_know(ports, monkeypatch, failure):
+    """Answering as the job stood was a 202 "cancel requested" for a statement that had finished: the job then ended
+    COMPLETED (found by the fifth diff review). The failure propagates; the request stays for a repeat to decide."""
+    job = started(ports)
+    change = ports.warehouse.finish(job.statement_id, rows=0)
+    monkeypatch.setattr(ports.warehouse, "describe", lambda statement_id: (_ for _ in ()).throw(failure))
+    with pytest.raises(type(failure)):
+        cancel_job(ports, ACME, job.job_id)
+    monkeypatch.undo()
+    with pytest.raises(Conflict):  # the repeat finds out
+        cancel_job(ports, ACME, job.job_id)
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED
+
+
+def test_a_delete_of_a_job_whose_statement_the_data_api_forgot_is_a_conflict(ports):
+    job = started(ports)
+    del ports.warehouse.statements[job.statement_id]  # past its 24 hours
+    with pytest.raises(Conflict):
+        cancel_job(ports, ACME, job.job_id)
+    assert ports.jobs.get(job.job_id).cancel_requested_at is None
 
 
 # -- results --------------------------------------------------------------------------------------------------------
