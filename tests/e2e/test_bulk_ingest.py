@@ -244,7 +244,7 @@ def test_a_decimal_id_is_matched_as_the_warehouse_prints_it(bulk_tenant, warehou
 
 def test_an_unconstrained_numeric_id_is_matched_as_written(bulk_tenant, warehouse):
     """Its values keep the scale they were written with (the emulator's PostgreSQL; Redshift's NUMERIC is
-    NUMERIC(18, 0)): 7.5 was looked up as 8 and listed as updated (found by the final diff review)."""
+    NUMERIC(18, 0)): 7.5 was looked up as 8 and listed as updated (found by the first diff review)."""
     client = bulk_tenant()
     client.use_table(warehouse, "plain", "id numeric NOT NULL, label varchar(20)", "(1, 'a'), (2.5, 'b')")
     sent = [["id", "label"], ["2.5", "B"], ["7.5", "X"]]
@@ -256,7 +256,7 @@ def test_an_unconstrained_numeric_id_is_matched_as_written(bulk_tenant, warehous
 
 def test_an_update_needs_no_more_than_update_on_the_columns_it_changes(bulk_tenant, warehouse):
     """A shared table's owner grants UPDATE on the columns tenants may change: a LOCK in the update's batch asked
-    for UPDATE, DELETE or TRUNCATE on the whole table and failed the job (found by the final diff review)."""
+    for UPDATE, DELETE or TRUNCATE on the whole table and failed the job (found by the first diff review)."""
     client = bulk_tenant(EXISTING, grant="SELECT, UPDATE (name, city, score)")
     sent = [["email", "city"], ["ann@x", "Bergen"]]
     job = client.load("update", csv_bytes(sent), externalIdFieldName="email")

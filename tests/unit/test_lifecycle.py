@@ -200,7 +200,7 @@ def test_a_job_cancelled_while_its_statement_starts_and_finishes_is_logged_as_ru
 def test_the_apis_message_moved_back_from_the_dead_letter_queue_stops_an_earlier_attempts_statement(monkeypatch):
     """A copy of the API's own message redriven from the dead-letter queue is received a first time, after attempts
     any of which may have started the statement and died: a job it finds ended unstarted did not have that statement
-    looked up, and it ran on (found by the final diff review)."""
+    looked up, and it ran on (found by the first diff review)."""
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     message = lifecycle.queued_message(ports.jobs.get(queued(ports).job_id))  # the API's message, the job in it

@@ -345,7 +345,7 @@ def test_a_cancel_refused_as_too_late_takes_its_request_back(ports):
 
 def test_the_one_call_querys_cancel_that_came_too_late_says_so(ports):
     """Its answer said SUBMITTED with cancel_requested and nothing else, and the job then ended COMPLETED (found by
-    the final diff review). It has no time to ask how the statement ended, so it says the statement had ended; the
+    the first diff review). It has no time to ask how the statement ended, so it says the statement had ended; the
     request stays: another client's cancel may be what stopped it (found by the fourth diff review)."""
     job = started(ports)
     change = ports.warehouse.finish(job.statement_id, rows=0)
@@ -377,7 +377,7 @@ def test_a_delete_beside_the_one_call_querys_cancel_ends_the_job_cancelled(ports
 def test_a_repeated_delete_after_the_first_stopped_the_statement_is_answered_as_the_first(ports):
     """Its answer lost, or two clients: the repeat's CancelStatement finds the statement its predecessor aborted, and
     answered 409 "already ended; the job ends with its outcome" while the job then ended CANCELLED (found by the
-    final diff review)."""
+    first diff review)."""
     job = started(ports)
     first = cancel_job(ports, ACME, job.job_id)
     assert ports.warehouse.statements[job.statement_id].status == "ABORTED"
