@@ -91,7 +91,7 @@ def _job_to_start(
     job that may write (submitted with the write flag) is always read: it may have been cancelled meanwhile."""
     if first_delivery and message.job is not None:
         job = Job.model_validate(message.job)
-        fresh = sent_at is None or (sent_at - job.created_at).total_seconds() <= JOB_IN_MESSAGE_TRUST_SECONDS
+        fresh = _sent_soon_after(job.created_at, sent_at)
         if job.job_id == message.job_id and job.tenant_id == message.tenant_id and job.status is JobStatus.QUEUED:
             if fresh and job.write_grant is None:
                 return job
@@ -116,10 +116,14 @@ def _untried(message: JobQueuedMessage, *, first_delivery: bool, sent_at: dateti
     if sent_at is None:
         return True
     try:
-        age = (sent_at - datetime.fromisoformat(str(message.job["created_at"]))).total_seconds()
+        return _sent_soon_after(datetime.fromisoformat(str(message.job["created_at"])), sent_at)
     except (KeyError, TypeError, ValueError):
         return False
-    return age <= JOB_IN_MESSAGE_TRUST_SECONDS
+
+
+def _sent_soon_after(created_at: datetime, sent_at: datetime | None) -> bool:
+    """The message was sent (``sent_at``; None: not known) within JOB_IN_MESSAGE_TRUST_SECONDS of the job's making."""
+    return sent_at is None or (sent_at - created_at).total_seconds() <= JOB_IN_MESSAGE_TRUST_SECONDS
 
 
 def execute_job(
