@@ -1,20 +1,20 @@
 """Least privilege that works: every AWS call a function makes in a real run is allowed by its policy in template.yaml.
 
-IAM is not enforced locally (moto and the emulator accept anything), so a missing permission would only show on
-AWS. This test runs the pipeline through its paths (complete, fail, refuse, cancel running and queued jobs, results,
-listing, the reconciler finishing a lost-event job and re-queueing a lost message, a job waiting at its tenant's cap
-and sent on by the completion of the one before it, webhook subscriptions with a retry, a disabled subscription and a
-query callback, the SNS topic), records each boto3 call with the function that made it, checks that each function
-made at least the calls the scenario is meant to exercise, and checks every call against that function's policy as
-IAM would: its action, the resource it touches (the table or index, the queue, the bucket and key, the bus, the
-topic, the secret, the cluster; presigned URLs count as calls of the function that signs them) and the statement's
-``dynamodb:LeadingKeys`` condition, with the template resolved as the local stack resolved it (a provisioned
+IAM is not enforced locally (moto and the emulator accept anything), so a missing permission would only show on AWS.
+This test runs the pipeline through its paths (complete, fail, refuse, cancel running and queued jobs, a cancel too late
+for a finished statement, results, listing, the reconciler finishing a lost-event job and re-queueing a lost message, a
+job waiting at its tenant's cap and sent on by the completion of the one before it, webhook subscriptions with a retry,
+a disabled subscription and a query callback, the SNS topic), records each boto3 call with the function that made it,
+checks that each function made at least the calls the scenario is meant to exercise, and checks every call against that
+function's policy as IAM would: its action, the resource it touches (the table or index, the queue, the bucket and key,
+the bus, the topic, the secret, the cluster; presigned URLs count as calls of the function that signs them) and the
+statement's ``dynamodb:LeadingKeys`` condition, with the template resolved as the local stack resolved it (a provisioned
 cluster). A call the Data API makes on the caller's behalf is checked too: ``redshift:GetClusterCredentials`` for the
-``DbUser`` of a statement, and so is the right S3 asks for when a read finds no object: a read the code expects
-may find nothing (a sidecar, a file deleted before its job ran) answers 404 only to a role that may list the bucket
-(without ``s3:ListBucket`` on it, S3 answers 403 AccessDenied, which the code rightly takes for a real failure), so
-each read answered 404 here counts as a ListBucket of its bucket. Not exercised here: the Serverless branch (tenants'
-secrets, workgroup ARNs).
+``DbUser`` of a statement, and so is the right S3 asks for when a read finds no object: a read the code expects may find
+nothing (a sidecar, a file deleted before its job ran) answers 404 only to a role that may list the bucket (without
+``s3:ListBucket`` on it, S3 answers 403 AccessDenied, which the code rightly takes for a real failure), so each read
+answered 404 here counts as a ListBucket of its bucket. Not exercised here: the Serverless branch (tenants' secrets,
+workgroup ARNs).
 """
 
 from __future__ import annotations
@@ -324,6 +324,8 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
     # delivered as files, so the reconciler's path writes to S3 (a small inline result would not)
     ports.jobs.update(lost_event.job_id, [JobStatus.SUBMITTED], statement_id=statement_id, delivery="s3")
     wait_until(lambda: ports.warehouse.describe(statement_id).status == "FINISHED", 30, "the lost-event statement")
+    # a cancel too late: the Data API refuses to stop a finished statement, and the API asks how it ended (409)
+    assert client.request("DELETE", f"/v1/jobs/{lost_event.job_id}").status_code == 409
     lost_message = record_job(ports, client.tenant_id, "select 8")
     token = _current_function.set("ReconcilerFunction")
     try:
@@ -350,6 +352,7 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
                 "dynamodb:Query",
                 "sqs:SendMessage",
                 "redshift-data:CancelStatement",
+                "redshift-data:DescribeStatement",
                 "events:PutEvents",
                 "dynamodb:DeleteItem",
             },
