@@ -6,7 +6,8 @@ import re
 from http import HTTPStatus
 from typing import Any, ClassVar
 
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as AwsConnectionError
 
 
 class SpectraError(Exception):
@@ -102,6 +103,15 @@ class Throttled(SpectraError):
     retry_after: ClassVar[int] = 1
 
 
+class Unavailable(SpectraError):
+    """An AWS service the request needs is throttling it or failing on its side (see :func:`passing_trouble`): the
+    API answers 503 with ``Retry-After``; nothing about the request is wrong, and the same request may succeed."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "unavailable"
+    retry_after: ClassVar[int] = 2
+
+
 class StatementRejected(SpectraError):
     """The warehouse refused or failed the statement. The job fails with the database's own message."""
 
@@ -193,6 +203,51 @@ def without_arns(text: str) -> str:
 def without_aws_internals(text: str) -> str:
     """``text`` (an AWS service's message, on its way to a tenant) with its ARNs and account ids left out."""
     return _AWS_INTERNALS.sub("…", text)
+
+
+#: AWS's error codes for "slow down" and "not now", as botocore's standard retry mode lists them
+#: (botocore/retries/standard.py: its throttled and transient codes), which it has already retried by the time a
+#: caller sees one.
+_PASSING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+
+def passing_trouble(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is an AWS service's passing trouble rather than a
+    refusal: throttled (:class:`Throttled`, a throttling code), failing on its side (an answer of 500 or more), or
+    not answering (no connection, a reset, a timeout). botocore has already retried each; the work is tried again as
+    it is, later, and never counted as a failure of the job: a DynamoDB or S3 outage of minutes failed good jobs."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, Throttled | Unavailable | AwsConnectionError | HTTPClientError):
+            return True
+        if isinstance(current, ClientError):
+            status = current.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            code = current.response.get("Error", {}).get("Code", "")
+            if code in _PASSING_CODES or status == 429 or status >= 500:
+                return True
+        current = current.__cause__
+    return False
 
 
 def reason_of(exc: Exception) -> str:

@@ -40,6 +40,7 @@ from spectra.errors import (
     StartNotRecorded,
     StatementRejected,
     Throttled,
+    passing_trouble,
     reason_of,
     without_arns,
 )
@@ -364,9 +365,9 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
     except ResultRefused as exc:  # too big for inline, a Parquet export with duplicate names
         error = ErrorInfo(code=exc.code, message=exc.message)
         return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
-    except Throttled:
-        raise  # the Data API wants fewer calls: nothing wrong with the result, tried again as it is
     except Exception as exc:
+        if passing_trouble(exc):
+            raise  # throttled, or a service failing on its side: nothing wrong with the result, tried again as it is
         return _failed_attempt(ports, job, statement_id, exc)
     try:
         # After a failed attempt, a copy that fails its last one may give the result up (FAILED, written first) while
@@ -375,9 +376,11 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
         # nothing else can end the job, and the event goes first (one write fewer).
         settled = job.result_attempts == 0 and time.monotonic() - started < SETTLED_COLLECTION_SECONDS
         return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id, settled=settled)
-    except (Throttled, PublishFailed):
-        raise  # passing trouble of the Data API or the bus: nothing wrong with the result, tried again as it is
+    except PublishFailed:
+        raise  # the bus did not take the event: nothing wrong with the result, tried again as it is
     except Exception as exc:
+        if passing_trouble(exc):
+            raise  # DynamoDB or the bus throttled or failing (the event may be out): tried again, not counted
         # The terminal write itself refused (say, a record past DynamoDB's item size): counted like a result that
         # failed, so the job ends instead of its event going out again on every retry for a day.
         return _failed_attempt(ports, job, statement_id, exc)
@@ -388,8 +391,11 @@ def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -
 
     Retried (the status event comes back, or the reconciler calls again) until the attempts run out; then the job
     fails with the reason rather than stay SUBMITTED, holding its tenant's running slot, until the Data API forgets
-    the statement (24 hours) while the reconciler retries it every minute. Any failure counts: a page that cannot be
-    converted, and also a result file S3 refuses, a page the Data API refuses to give, a terminal write refused.
+    the statement (24 hours) while the reconciler retries it every minute. A refusal counts: a page that cannot be
+    converted, a result file S3 refuses, a page the Data API refuses to give, a terminal write refused. Passing
+    trouble (:func:`~spectra.errors.passing_trouble`: throttled, a 5xx, no answer) does not: counted, an outage of a
+    few minutes failed jobs whose results were fine, and a job whose "Job Completed" had gone out then announced
+    "Job Failed" as well. It is tried again as long as the Data API keeps the statement.
     """
     counted = ports.jobs.count_result_attempt(job.job_id)
     if counted is None:

@@ -37,7 +37,7 @@ from producers.api.models import (
 )
 from producers.api.subscription_models import CallbackView
 from spectra import logs, queries
-from spectra.errors import JobNotFinished, SpectraError, StatementRejected, Throttled
+from spectra.errors import JobNotFinished, SpectraError, StatementRejected, Throttled, Unavailable, passing_trouble
 from spectra.notify import service as notify
 from spectra.notify.models import callback_id
 from spectra.ports import get_ports
@@ -91,6 +91,10 @@ _GATEWAY = {
     ),
     431: _answer("The request line and headers are larger than API Gateway accepts (10,240 bytes)"),
     500: _answer("The request failed on our side; it is safe to retry"),
+    503: _answer(
+        "An AWS service behind the API is throttling or failing (`unavailable`): retry after a pause",
+        headers={"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}},
+    ),
     502: _answer(
         "API Gateway could not hand the request to the function: a body past about 4.5 MB, which Lambda's 6 MiB "
         "event quota cannot carry once base64-encoded"
@@ -130,7 +134,7 @@ def _domain_error(exc: SpectraError) -> Response:
         return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the request failed; it is safe to retry")
     if exc.status >= 500:
         logger.exception("request failed")
-    retry_after = isinstance(exc, JobNotFinished | Throttled)
+    retry_after = isinstance(exc, JobNotFinished | Throttled | Unavailable)
     headers = {"Retry-After": str(exc.retry_after)} if retry_after else None
     return _error(exc.status, exc.code, exc.message, exc.details, headers)
 
@@ -155,7 +159,11 @@ def _too_deep(exc: RecursionError) -> Response:
 
 @app.exception_handler(Exception)
 def _unexpected(exc: Exception) -> Response:
-    """Anything unforeseen: logged with its stack, answered in the one error shape, details kept server-side."""
+    """Anything unforeseen: logged with its stack, answered in the one error shape, details kept server-side. An AWS
+    service still throttled, failing on its side or not answering after botocore's retries (DynamoDB, SQS, S3) is
+    503 ``unavailable`` with ``Retry-After``: nothing is wrong on either side, and the same request may pass soon."""
+    if passing_trouble(exc):
+        return _domain_error(Unavailable("a service behind the API is busy or failing; retry after a pause"))
     logger.exception("unhandled error")
     return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the request failed; it is safe to retry")
 
@@ -450,6 +458,7 @@ _ERROR_CODES = {
     "429": "throttled",
     "431": "request_error",
     "500": "internal_error",
+    "503": "unavailable",
 }
 
 

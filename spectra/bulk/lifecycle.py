@@ -30,7 +30,15 @@ from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
 from spectra.delivery import unloadable
-from spectra.errors import IdentityRefused, NotFound, StatementRejected, Throttled, reason_of, without_arns
+from spectra.errors import (
+    IdentityRefused,
+    NotFound,
+    StatementRejected,
+    Throttled,
+    passing_trouble,
+    reason_of,
+    without_arns,
+)
 from spectra.identity import identity_for
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
@@ -349,9 +357,11 @@ def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> Bulk
             )
         counts = _load_counts(ports, job, info.sub_statements)
         return finish_bulk_job(ports, job, BulkState.JOB_COMPLETE, statement_id=statement_id, counts=counts)
-    except (Throttled, PublishFailed):
-        raise  # passing trouble of the Data API or the bus: nothing wrong with the outcome, tried again as it is
+    except PublishFailed:
+        raise  # the bus did not take the event: nothing wrong with the outcome, tried again as it is
     except Exception as exc:
+        if passing_trouble(exc):
+            raise  # throttled, or a service failing on its side: nothing wrong with the outcome, tried again as it is
         return _failed_attempt(ports, job, statement_id, exc)
 
 
@@ -360,7 +370,8 @@ def _failed_attempt(ports: Ports, job: BulkJob, statement_id: str, exc: Exceptio
     status event comes back, or the reconciler calls again); then fail the job with the reason, as query jobs do
     (``spectra.lifecycle``), rather than hold its tenant's slot until the Data API forgets the statement (24 hours)
     and fail it ``statement_lost``. A manifest that will not read, an answer the Data API refuses, a terminal write
-    DynamoDB refuses (an export's list of parts past the item size) all count."""
+    DynamoDB refuses (an export's list of parts past the item size) all count; passing trouble (throttled, a 5xx, no
+    answer: :func:`~spectra.errors.passing_trouble`) does not, and is tried again as it is."""
     counted = bulk_ports(ports).jobs.count_result_attempt(job.job_id)
     if counted is None:
         return None  # no longer InProgress: whoever moved it on owns its end

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from botocore.exceptions import ClientError, ReadTimeoutError
 from cfnlint.decode import decode
 
 from events import JobQueuedMessage, ResultFormat
@@ -338,3 +339,39 @@ def test_a_warehouse_that_refuses_a_cancel_is_a_429_with_retry_after_or_our_500(
 
     status, _, answer = resolve("DELETE", f"/v1/jobs/{job.job_id}")
     assert (status, answer["cancel_requested"]) == (202, True)
+
+
+@pytest.mark.parametrize(
+    "trouble",
+    [
+        ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "GetItem"),
+        ClientError({"Error": {"Code": "InternalServerError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "Query"),
+        ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"),
+    ],
+    ids=["throttled", "aws-5xx", "no-answer"],
+)
+def test_an_aws_service_throttling_or_failing_is_a_503_with_retry_after(resolve, monkeypatch, trouble):
+    """Found by the AWS failures review: DynamoDB still throttled (or failing on its side, or not answering) after
+    botocore's retries was a 500 `internal_error`; it is a 503 `unavailable` with Retry-After, the shape of the
+    other answers that say "not now". A refusal (AccessDenied, a ValidationException) stays our 500."""
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    job, _ = submit_query(ports, Caller(tenant_id="acme"), sql="select 1", parameters=[], fmt=ResultFormat.JSON)
+    failures = iter([trouble, ClientError({"Error": {"Code": "AccessDeniedException"}}, "GetItem")])
+    get = ports.jobs.get
+
+    def troubled(job_id, **kwargs):
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return get(job_id, **kwargs)
+
+    monkeypatch.setattr(ports.jobs, "get", troubled)
+    status, headers, answer = resolve("GET", f"/v1/jobs/{job.job_id}")
+    assert (status, answer["error"]["code"]) == (503, "unavailable"), answer
+    assert headers["Retry-After"] in ("2", ["2"])
+    status, _, answer = resolve("GET", f"/v1/jobs/{job.job_id}")
+    assert (status, answer["error"]["code"]) == (500, "internal_error"), answer
+    status, _, answer = resolve("GET", f"/v1/jobs/{job.job_id}")
+    assert (status, answer["job_id"]) == (200, job.job_id)

@@ -395,3 +395,36 @@ def test_an_outcome_that_cannot_be_recorded_fails_the_job_after_its_attempts(por
     assert "could not be recorded after 3 attempts" in failed.error.message and "Item size" in failed.error.message
     assert job.job_id not in ports.slots.holders("acme")
     assert ports.events.types() == ["Bulk Job Failed"]
+
+
+def test_passing_aws_trouble_recording_an_outcome_counts_no_attempt(ports, monkeypatch):
+    """Found by the AWS failures review, as for query jobs: DynamoDB throttled (or failing on its side, or not
+    answering) past botocore's retries at the terminal write counted as a failed attempt, and three of them failed
+    a load that had committed ``completion_failed``."""
+    from botocore.exceptions import ClientError, ReadTimeoutError
+
+    job = started(ports)
+    transition = ports.bulk.jobs.transition
+    throttled = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+    troubles = [
+        ClientError(throttled, "UpdateItem"),
+        ClientError({"Error": {"Code": "InternalServerError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "Update"),
+        ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"),
+    ]
+    hiccups = iter(troubles)
+
+    def troubled(job_id, to, **changes):
+        failure = next(hiccups, None) if to is BulkState.JOB_COMPLETE else None
+        if failure is not None:
+            raise failure
+        return transition(job_id, to, **changes)
+
+    monkeypatch.setattr(ports.bulk.jobs, "transition", troubled)
+    change = ports.warehouse.finish_batch(job.statement_id, {0: 2, 1: []})
+    for failure in troubles:
+        with pytest.raises(type(failure)):
+            complete_bulk_statement(ports, change)
+        assert ports.bulk.jobs.get(job.job_id).result_attempts == 0
+    done = complete_bulk_statement(ports, change)
+    assert done.state is BulkState.JOB_COMPLETE and done.counts.processed == 2
+    assert ports.events.types() == ["Bulk Job Completed"]

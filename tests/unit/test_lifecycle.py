@@ -580,7 +580,7 @@ def test_a_slow_collection_outlived_by_other_handlers_giving_the_result_up_annou
 
     def collect(ports_, job_, statement_id, info=None):
         if len(calls) > 0:
-            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "PutObject")
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "PutObject")
         calls.append(statement_id)
         result = real_collect(ports_, job_, statement_id, info)
         for _ in range(ports.settings.result_max_attempts):  # the reconciler's runs, minutes apart, each failing
@@ -690,6 +690,63 @@ def test_a_bus_or_data_api_hiccup_at_the_terminal_write_counts_no_attempt(ports,
             complete_statement(ports, change)
         assert ports.jobs.get(job.job_id).result_attempts == 0
     assert complete_statement(ports, change).status is JobStatus.COMPLETED
+
+
+def _aws_trouble():
+    """What boto3 raises once its own retries are spent, for trouble that passes: throttled, a 5xx, no answer."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+    def answered(code: str, status: int) -> ClientError:
+        return ClientError(
+            {"Error": {"Code": code, "Message": "try later"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Call"
+        )
+
+    return [
+        answered("ThrottlingException", 400),  # EventBridge, DynamoDB's on-demand tables
+        answered("ProvisionedThroughputExceededException", 400),
+        answered("SlowDown", 503),  # S3
+        answered("InternalServerError", 500),
+        ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"),
+        EndpointConnectionError(endpoint_url="https://events.us-east-1.amazonaws.com"),
+    ]
+
+
+@pytest.mark.parametrize("at", ["collection", "terminal write"])
+def test_passing_aws_trouble_counts_no_attempt_and_a_good_result_completes(ports, monkeypatch, at):
+    """Found by the AWS failures review: a DynamoDB, S3 or EventBridge call still throttled (or failing on AWS's side,
+    or unanswered) after botocore's retries counted as a failed attempt, so three of them (minutes of an outage)
+    failed a job whose result was fine, and one whose "Job Completed" had gone out then announced "Job Failed"."""
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1)
+    troubles = _aws_trouble()
+    hiccups = iter(troubles)
+    if at == "collection":
+        collect = lifecycle.collect_result
+
+        def troubled(*args, **kwargs):
+            failure = next(hiccups, None)
+            if failure is not None:
+                raise failure
+            return collect(*args, **kwargs)
+
+        monkeypatch.setattr(lifecycle, "collect_result", troubled)
+    else:
+        finish = ports.jobs.finish
+
+        def troubled(job, to, **kwargs):
+            failure = next(hiccups, None)
+            if failure is not None:
+                raise failure
+            return finish(job, to, **kwargs)
+
+        monkeypatch.setattr(ports.jobs, "finish", troubled)
+    for failure in troubles:
+        with pytest.raises(type(failure)):
+            complete_statement(ports, change)
+        assert ports.jobs.get(job.job_id).result_attempts == 0
+    done = complete_statement(ports, change)
+    assert done.status is JobStatus.COMPLETED and done.result.row_count == 1
+    assert set(ports.events.types()) == {"Job Completed"}  # announced on each try of the write, never "Job Failed"
 
 
 def test_a_result_too_big_for_inline_fails_at_once(ports):

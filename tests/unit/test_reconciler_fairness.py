@@ -82,8 +82,8 @@ def test_a_failed_last_attempt_racing_a_successful_one_announces_only_the_winner
 
     def collect(ports_, job_, statement_id, info=None):
         calls.append(info)
-        if len(calls) == 1:  # the reconciler's attempt: a transient S3 refusal
-            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "PutObject")
+        if len(calls) == 1:  # the reconciler's attempt: S3 refusing a part
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "PutObject")
         return real_collect(ports_, job_, statement_id, info)
 
     monkeypatch.setattr(lifecycle, "collect_result", collect)
@@ -152,7 +152,7 @@ def test_a_give_up_that_wins_is_not_followed_by_a_completed_event_from_the_late_
             result = real_collect(ports_, job_, statement_id, info)
             reconcile(ports, now=utcnow() + timedelta(minutes=2))
             return result
-        raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "PutObject")  # the reconciler's
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "PutObject")  # the reconciler's
 
     monkeypatch.setattr(lifecycle, "collect_result", collect)
     complete_statement(ports, change)
