@@ -141,6 +141,29 @@ class PendingPage:
     more: bool  # entries past the cutoff were left for the next call
 
 
+_SETS = re.compile(r"(#a\d+) = (:v\d+)")
+_REMOVES = re.compile(r"REMOVE ((?:#a\d+(?:, )?)+)")
+
+
+def _own_write(request: dict[str, Any], item: dict[str, Any]) -> bool:
+    """Whether the item that refused ``request`` already holds everything the request writes, ``updated_at`` (a time
+    to the microsecond, which no other writer sends) included: the request itself was applied by an attempt whose
+    answer was lost, and botocore's retry of it (a read timeout, a reset connection, a 500) is what the condition
+    refused. Taken for someone else's write, a job's own ending skipped what it owed (its slot's release, its event,
+    its result files: a slot held until reclaimed, an event left to the reconciler) and a client's own cancel or
+    ``UploadComplete`` was answered as another's."""
+    names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
+    expression = request["UpdateExpression"]
+    sets = _SETS.findall(expression)
+    if not any(names[name] == "updated_at" for name, _ in sets):
+        return False
+    removes = _REMOVES.search(expression)
+    removed = removes.group(1).split(", ") if removes else []
+    return all(item.get(names[name]) == values[value] for name, value in sets) and all(
+        names[name] not in item for name in removed
+    )
+
+
 class StateTable:
     """One table of state machines: conditional updates and the pending index, whatever the model."""
 
@@ -181,12 +204,15 @@ class StateTable:
 
     def apply(self, request: dict[str, Any]) -> dict[str, Any] | None:
         """Send an :meth:`update_request` (a caller may have added to it): the new item, None when its condition
-        failed."""
+        failed, unless what refused it was this very write (:func:`_own_write`): then the item as it wrote it."""
         try:
-            response = self.client.update_item(**request, ReturnValues="ALL_NEW")
+            response = self.client.update_item(
+                **request, ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD"
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
+                item = exc.response.get("Item")
+                return plain(from_item(item)) if item and _own_write(request, item) else None
             raise
         return plain(from_item(response["Attributes"]))
 
