@@ -7,7 +7,7 @@ import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -210,6 +210,28 @@ def test_the_apis_message_moved_back_from_the_dead_letter_queue_stops_an_earlier
     redriven_at = ports.jobs.get(message.job_id).created_at + timedelta(minutes=30)
     assert execute_job(ports, message, first_delivery=True, sent_at=redriven_at) is None
     assert ports.warehouse.statements[statement_id].status == "ABORTED"
+
+
+def test_the_latest_statement_of_a_jobs_name_is_found_across_a_daylight_saving_change():
+    """Found by the clocks review: the lookup of an earlier attempt's statement (ListStatements by the job's name) took
+    the latest by CreatedAt compared as strings. botocore parses the Data API's epoch seconds into datetimes of the
+    machine's local zone (a developer's `make run` in New York): 01:10 EST, 20 minutes after 01:50 EDT, sorts first
+    as a string, and the older statement was the one cancelled."""
+    from spectra.warehouse import StatementRunner
+
+    edt, est = timezone(timedelta(hours=-4)), timezone(timedelta(hours=-5))  # what tzlocal() gives either side
+
+    class ListingDataApi:
+        def list_statements(self, **request):
+            return {
+                "Statements": [
+                    {"Id": "earlier", "StatementName": "j_1", "CreatedAt": datetime(2024, 11, 3, 1, 50, tzinfo=edt)},
+                    {"Id": "later", "StatementName": "j_1", "CreatedAt": datetime(2024, 11, 3, 1, 10, tzinfo=est)},
+                    {"Id": "untimed", "StatementName": "j_1"},
+                ]
+            }
+
+    assert StatementRunner(ListingDataApi(), database="dev", cluster_id="c").find("j_1") == "later"
 
 
 def test_a_job_cancelled_while_queued_stops_on_a_redelivery_the_statement_an_earlier_attempt_started(monkeypatch):
