@@ -78,7 +78,7 @@ def banner(stack, aws, redshift_url: str, demo) -> str:
     is the project's own, with the local endpoint, region and dummy credentials on the same line)."""
     api = stack.api_url
     aws_cli = (
-        f"AWS_ENDPOINT_URL={aws.endpoint_url} AWS_REGION={aws.region} AWS_ACCESS_KEY_ID=testing "
+        f"AWS_ENDPOINT_URL={aws.endpoint_url} AWS_DEFAULT_REGION={aws.region} AWS_ACCESS_KEY_ID=testing "
         f"AWS_SECRET_ACCESS_KEY=testing {Path(sys.executable).parent / 'aws'}"
     )
     auth = '-H "Authorization: Bearer $SPECTRA_KEY"'

@@ -166,14 +166,43 @@ def counted(app):
     return middleware
 
 
-def _operation(environ) -> str:
+#: Content types a client sends for a form, which moto's S3 takes a PUT's body for
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def s3_puts_kept_whole(app):
+    """WSGI middleware: an S3 PUT sent with a form's Content-Type reaches moto as ``application/octet-stream``. S3
+    stores a PUT's body whatever its type; moto's S3 parses such a body as a form, stores an empty object and answers
+    200. curl sends ``application/x-www-form-urlencoded`` with ``--data-binary`` unless told otherwise, so a file PUT
+    that way to a drop URL became a job failed "empty" on the local stack where AWS would have loaded it. The object
+    is stored as ``application/octet-stream`` (what S3 would keep, the form's type, says nothing true of the bytes)."""
+
+    def middleware(environ, start_response):
+        if (
+            environ.get("REQUEST_METHOD") == "PUT"
+            and environ.get("CONTENT_TYPE", "").lower().startswith(FORM_CONTENT_TYPES)
+            and _service(environ) in ("s3", "unsigned")  # SigV2: boto3's default for an S3 URL
+        ):
+            environ["CONTENT_TYPE"] = "application/octet-stream"
+        return app(environ, start_response)
+
+    return middleware
+
+
+def _service(environ) -> str:
+    """The service a request is for, from its SigV4 credential scope (a header's, or a presigned URL's); "unsigned"
+    for a request without one (anonymous, or signed the older way, SigV2)."""
     authorization = environ.get("HTTP_AUTHORIZATION", "")
     scope = (
         authorization.partition("Credential=")[2]
         or parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential", [""])[0]
     )
     parts = scope.split(",")[0].split("/")
-    service = parts[3] if len(parts) > 3 else "unsigned"
+    return parts[3] if len(parts) > 3 else "unsigned"
+
+
+def _operation(environ) -> str:
+    service = _service(environ)
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         return f"{service}:{target.rpartition('.')[2]}"
@@ -190,7 +219,8 @@ class _MotoServer(ThreadedMotoServer):
     failed: BaseException | None = None
 
     def _server_entry(self) -> None:  # moto's own, with the middleware around its application
-        app = local_callers_only(counted(unsupported_operations(moto_speedups.RoutingCache(create_backend_app))))
+        app = moto_speedups.RoutingCache(create_backend_app)
+        app = local_callers_only(s3_puts_kept_whole(counted(unsupported_operations(app))))
         try:
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         except BaseException as exc:  # werkzeug exits the thread (SystemExit) when the port is taken

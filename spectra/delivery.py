@@ -199,9 +199,12 @@ def collect_result(ports: Ports, job: Job, statement_id: str, info: StatementInf
     """
     expires_at = utcnow() + timedelta(days=ports.settings.result_retention_days)
     if job.delivery is Delivery.EXPORT:
-        # UNLOAD wrote the parts while the statement ran, and the bucket's lifecycle counts from then: the result
-        # expires as many days after the statement started, so its files outlive it (the README's rule)
-        expires_at = (job.submitted_at or job.created_at) + timedelta(days=ports.settings.result_retention_days)
+        # UNLOAD wrote the parts while the statement ran, and the bucket's lifecycle counts from each part's write:
+        # the result expires as many days after the job was made, before any attempt started its statement, so its
+        # files outlive it (the README's rule). Not from submitted_at: stamped when an attempt records the statement,
+        # it can be minutes after the UNLOAD began (an attempt that died before recording it, the statement handed
+        # to the next attempt through its ClientToken).
+        expires_at = job.created_at + timedelta(days=ports.settings.result_retention_days)
         result = ports.results.collect_export(
             tenant_id=job.tenant_id,
             job_id=job.job_id,

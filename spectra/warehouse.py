@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
@@ -28,6 +29,8 @@ _THROTTLING = {
     "ExecuteStatementException",
     "DatabaseConnectionException",
 }
+#: Where a listed statement without a CreatedAt sorts: before any other
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,16 @@ class CsvResult:
 def _same_name(reported: str | None, asked: str) -> bool:
     """Whether a catalog answer's name is the one asked for (an answer that names none is taken as it)."""
     return reported is None or reported.lower() == asked.lower()
+
+
+def _created_at(statement: dict[str, Any]) -> datetime:
+    """A listed statement's CreatedAt, to order statements by. botocore parses the Data API's epoch seconds into
+    datetimes of the machine's local zone: compared as strings, those of the hour after a fall-back change sort before
+    those of the hour before it. One without a time sorts first."""
+    created = statement.get("CreatedAt")
+    if not isinstance(created, datetime):
+        return _NO_TIME
+    return created if created.tzinfo is not None else created.replace(tzinfo=UTC)
 
 
 def _call(fn, **kwargs):
@@ -292,7 +305,7 @@ class StatementRunner:
             if not response.get("NextToken"):
                 break
             request["NextToken"] = response["NextToken"]
-        latest = max(found, key=lambda s: str(s.get("CreatedAt", "")), default=None)
+        latest = max(found, key=_created_at, default=None)
         return latest["Id"] if latest else None
 
     def cancel(self, statement_id: str, *, quick: bool = False) -> bool:

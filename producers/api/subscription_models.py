@@ -65,7 +65,9 @@ class SubscriptionView(BaseModel):
     )
     secret: str | None = Field(
         default=None,
-        description="The signing secret (whsec_...): in the answer to POST only, never again.",
+        description="The signing secret (whsec_...): in the answer to POST only, and to a repeat of that POST with"
+        " the same Idempotency-Key (a client whose answer was lost has no other way to learn it); never in a GET or a"
+        " list.",
         examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
     )
 

@@ -17,10 +17,11 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
 * A sidecar put *after* its file (``aws s3 sync`` uploads in parallel) came too late for the file's job. The
   executor reads the sidecar again before it loads (:func:`late_sidecar_error`) and fails the job ``late_sidecar``
   if it asks for other options (nothing loaded: put the file again). The sidecar's own event looks for the job among
-  the tenant's jobs of the last :data:`LATE_SIDECAR_WINDOW` (the newest :data:`LATE_SIDECAR_JOBS`): one started
-  already is named by a Failed job for the sidecar's key; one not started is left to the executor's check. So a
-  file meant to be upserted and inserted instead is never silent, but for a sidecar put in the moment between the
-  executor's read and its load whose event misses the job in the (eventually consistent) tenant index.
+  the tenant's jobs made since :data:`LATE_SIDECAR_WINDOW` before the sidecar was written, however late its event
+  is handled (the newest :data:`LATE_SIDECAR_JOBS`): one started already is named by a Failed job for the sidecar's
+  key; one not started is left to the executor's check. So a file meant to be upserted and inserted instead is never
+  silent, but for a sidecar put in the moment between the executor's read and its load whose event misses the job in
+  the (eventually consistent) tenant index.
 * Every object put in the bucket is announced (a suffix filter is case-sensitive: ``DATA.CSV`` went unseen); a
   sidecar (``<tenant>/<table>/<name>.json`` or ``.JSON``) and a folder marker (a key ending ``/``) make no job, and
   ``.csv`` / ``.csv.gz`` match in any case.
@@ -251,7 +252,9 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     if sidecar is None:
         return None  # replaced or deleted since
     bulk = bulk_ports(ports)
-    since = utcnow() - LATE_SIDECAR_WINDOW
+    # the window runs back from the sidecar's write, not from this handling of its event, which a backlog, failed
+    # receives or a redrive from the DLQ can put minutes later
+    since = (dropped.written_at or utcnow()) - LATE_SIDECAR_WINDOW
     for job in bulk.jobs.list_for_tenant(tenant_id, limit=LATE_SIDECAR_JOBS).jobs:
         if job.created_at < since:
             break

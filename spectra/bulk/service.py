@@ -548,11 +548,16 @@ def query_results(ports: Ports, caller: Caller, job_id: str, *, locator: str | N
 
 def _missing(ports: Ports, job: BulkJob, message: str) -> NotFound | Gone:
     """A result file that is not there: never written (a job whose input was replaced lists nothing), 404; or, once
-    the job ended ``ResultRetentionDays`` ago, expired by the results bucket's lifecycle (its record lives 30 days),
-    410 as a query job's results are past their expiry."""
+    ``ResultRetentionDays`` passed since its files were written, expired by the results bucket's lifecycle (its
+    record lives 30 days), 410 as a query job's results are past their expiry. A query job's files are its UNLOAD's
+    parts, written from its start on (the lifecycle takes one written before a midnight UTC a day before those of an
+    UNLOAD that ended after it); an ingest job's are written once it ends."""
     days = ports.settings.result_retention_days
-    ended = job.completed_at or job.updated_at
-    if utcnow() < ended + timedelta(days=days):
+    if job.operation is BulkOperation.QUERY:
+        written = job.started_at or job.created_at
+    else:
+        written = job.completed_at or job.updated_at
+    if utcnow() < written + timedelta(days=days):
         return NotFound(message)
     return Gone(
         f"the result files of bulk job {job.job_id} are kept {days} days after they were written and have expired;"

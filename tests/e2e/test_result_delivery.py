@@ -148,8 +148,8 @@ def test_export_unloads_csv_as_the_tenant_into_the_jobs_prefix(orders, s3_keys):
     assert job["status"] == "COMPLETED", job
     assert (results["delivery"], results["row_count"], results["rows"]) == ("export", 3000, None)
     assert [c["name"] for c in results["columns"]] == ["id", "item", "amount", "note"]
-    # an export's days count from its statement's start, when UNLOAD began writing the parts the bucket expires
-    retained = datetime.fromisoformat(results["expires_at"]) - datetime.fromisoformat(job["submitted_at"])
+    # an export's days count from the job's making, before UNLOAD began writing the parts the bucket expires
+    retained = datetime.fromisoformat(results["expires_at"]) - datetime.fromisoformat(job["created_at"])
     assert retained > timedelta(0) and retained % timedelta(days=1) == timedelta(0)
     assert set(s3_keys(client, job["job_id"])) >= {"manifest.json", "part-manifest"}
     manifest = json.loads(download(results["manifest_url"]))

@@ -247,6 +247,22 @@ def test_a_sidecar_after_its_file_started_is_reported_by_a_failed_job_of_its_own
     assert sorted(j.job_id for j in jobs(ports)) == sorted([first.job_id, late.job_id])
 
 
+def test_a_sidecar_put_seconds_after_its_file_is_reported_however_late_its_event_is_handled(ports, monkeypatch):
+    """Found by the clocks review: a sidecar put 20 s after its file, whose event was handled 6 minutes later (a
+    backlog on the drop queue, failed receives, a redrive from the DLQ), went unreported while the file loaded as an
+    insert where an upsert was meant: the 5 minutes ran back from the handling, not from the sidecar's write."""
+    written = utcnow()
+    put = drop(ports, "acme/accounts/jan.csv")
+    first = accept_drop(ports, DroppedObject(INGEST_BUCKET, put.key, put.size, put.etag, written_at=written))
+    ports.bulk.jobs.transition(first.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE})
+    sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    late = DroppedObject(INGEST_BUCKET, "acme/accounts/jan.json", 40, "e1", written_at=written + timedelta(seconds=20))
+    monkeypatch.setattr(drops, "utcnow", lambda: first.created_at + timedelta(minutes=6))  # its event, handled late
+    report = accept_drop(ports, late)
+    assert (report.state, report.error.code, report.object_key) == (BulkState.FAILED, "late_sidecar", late.key)
+    assert f"whose job {first.job_id} was InProgress by then" in report.error.message
+
+
 def test_a_sidecar_its_own_event_cannot_tell_about_is_caught_before_the_load(ports):
     """The sidecar's event can run before the file's job is written, or miss it in the tenant index (eventually
     consistent on AWS): it finds nothing. The executor reads the sidecar again before it loads (found by review: the

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
 
 from events import BulkJobQueuedMessage
-from spectra.bulk import outcomes
+from spectra.bulk import outcomes, service
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile, JobType
 from spectra.bulk.service import (
@@ -729,5 +729,25 @@ def test_result_files_the_bucket_expired_answer_410_and_name_no_bucket(ports):
         _ended_ago(ports, query.job_id, timedelta(days=8))
 
 
+def test_a_query_page_the_bucket_expired_answers_410_when_its_unload_ran_across_midnight(ports, monkeypatch):
+    """Found by the clocks review: the bucket deletes a part ResultRetentionDays after its write, rounded up to the
+    next midnight UTC; a part written at 23:50 by an UNLOAD that ended at 00:20 was gone at that midnight, yet 410
+    counted from the ending: for 20 minutes the page answered 404 "has lost a file of its results"."""
+    query, _ = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
+    midnight = datetime(2026, 3, 1, tzinfo=UTC)
+    monkeypatch.setattr(service, "utcnow", lambda: midnight - timedelta(minutes=10))
+    ports.bulk.jobs.transition(query.job_id, BulkState.IN_PROGRESS, started_at=service.utcnow())
+    part = ExportFile(key=f"acme/{query.job_id}/export/part_0000_part_00", rows=1, bytes=6)
+    ended = midnight + timedelta(minutes=20)
+    ports.bulk.jobs.transition(
+        query.job_id, BulkState.JOB_COMPLETE, export_files=[part], export_columns=["x"], completed_at=ended
+    )
+    monkeypatch.setattr(service, "utcnow", lambda: midnight + timedelta(days=7, minutes=5))  # the part deleted
+    with pytest.raises(Gone, match="kept 7 days after they were written"):
+        query_results(ports, caller(ports), query.job_id, locator=None, max_records=10)
+
+
 def _ended_ago(ports, job_id: str, age: timedelta) -> None:
-    ports.bulk.jobs._items[job_id]["completed_at"] = (utcnow() - age).isoformat()
+    """The job made, run and ended ``age`` ago."""
+    for field in ("created_at", "started_at", "completed_at"):
+        ports.bulk.jobs._items[job_id][field] = (utcnow() - age).isoformat()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -209,6 +210,28 @@ def test_the_apis_message_moved_back_from_the_dead_letter_queue_stops_an_earlier
     redriven_at = ports.jobs.get(message.job_id).created_at + timedelta(minutes=30)
     assert execute_job(ports, message, first_delivery=True, sent_at=redriven_at) is None
     assert ports.warehouse.statements[statement_id].status == "ABORTED"
+
+
+def test_the_latest_statement_of_a_jobs_name_is_found_across_a_daylight_saving_change():
+    """Found by the clocks review: the lookup of an earlier attempt's statement (ListStatements by the job's name) took
+    the latest by CreatedAt compared as strings. botocore parses the Data API's epoch seconds into datetimes of the
+    machine's local zone (a developer's `make run` in New York): 01:10 EST, 20 minutes after 01:50 EDT, sorts first
+    as a string, and the older statement was the one cancelled."""
+    from spectra.warehouse import StatementRunner
+
+    edt, est = timezone(timedelta(hours=-4)), timezone(timedelta(hours=-5))  # what tzlocal() gives either side
+
+    class ListingDataApi:
+        def list_statements(self, **request):
+            return {
+                "Statements": [
+                    {"Id": "earlier", "StatementName": "j_1", "CreatedAt": datetime(2024, 11, 3, 1, 50, tzinfo=edt)},
+                    {"Id": "later", "StatementName": "j_1", "CreatedAt": datetime(2024, 11, 3, 1, 10, tzinfo=est)},
+                    {"Id": "untimed", "StatementName": "j_1"},
+                ]
+            }
+
+    assert StatementRunner(ListingDataApi(), database="dev", cluster_id="c").find("j_1") == "later"
 
 
 def test_a_job_cancelled_while_queued_stops_on_a_redelivery_the_statement_an_earlier_attempt_started(monkeypatch):
@@ -767,6 +790,39 @@ def test_an_export_job_runs_an_unload_into_its_own_prefix_as_the_tenant(ports):
     assert f"'s3://{bucket}/acme/{job.job_id}/part-'" in statement.sql
     assert "FORMAT AS PARQUET" in statement.sql and "MANIFEST VERBOSE" in statement.sql
     assert statement.identity == DatabaseIdentity(db_user="tenant_acme")
+
+
+def test_an_exports_files_outlive_its_expiry_when_a_later_attempt_records_its_unload(ports, monkeypatch):
+    """Found by the clocks review: an export's expires_at counted from submitted_at, stamped when an attempt records
+    its statement. An attempt that started the UNLOAD and died before recording it left that to the redelivery (or
+    the reconciler's re-queue, 5 minutes on), which got the same statement through its ClientToken: expires_at fell
+    minutes past the parts' own lifetime, and across a UTC midnight GET /results handed out URLs to deleted files."""
+    message = queued(ports, delivery=Delivery.EXPORT, format=ResultFormat.CSV, parameters=[])
+    made = ports.jobs.get(message.job_id).created_at
+    transition = ports.jobs.transition
+
+    def dies_before_recording(job_id, status, **changes):
+        if status is JobStatus.SUBMITTED:
+            raise RuntimeError("the executor's environment went away")
+        return transition(job_id, status, **changes)
+
+    with monkeypatch.context() as attempt:  # the UNLOAD starts writing its parts; the attempt dies
+        attempt.setattr(ports.jobs, "transition", dies_before_recording)
+        with pytest.raises(RuntimeError):
+            execute_job(ports, message, first_delivery=True)
+    [statement_id] = ports.warehouse.statements
+    monkeypatch.setattr(lifecycle, "utcnow", lambda: made + timedelta(minutes=5))  # the re-queued message
+    assert execute_job(ports, message).statement_id == statement_id  # the same UNLOAD, through the ClientToken
+    bucket = ports.settings.results_bucket
+    part = {"url": f"s3://{bucket}/acme/{message.job_id}/part-000", "meta": {"content_length": 9, "record_count": 2}}
+    manifest = {"entries": [part], "schema": {"elements": [{"name": "n", "type": {"base": "integer"}}]}}
+    ports.bulk.files.client.put_object(  # the one FakeS3 behind every port
+        Bucket=bucket, Key=f"acme/{message.job_id}/part-manifest", Body=json.dumps(manifest).encode()
+    )
+    done = complete_statement(ports, ports.warehouse.finish(statement_id))
+    assert done.status is JobStatus.COMPLETED
+    # the parts were written from the UNLOAD's start on, after the job was made: the bucket keeps them that long
+    assert done.result.expires_at <= made + timedelta(days=ports.settings.result_retention_days)
 
 
 def test_a_cancel_recorded_while_a_job_starts_again_stops_its_statement(ports):

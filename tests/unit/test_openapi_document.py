@@ -140,6 +140,13 @@ def test_every_field_is_described_with_examples_that_fit_it(name, field, spec):
         assert not list(validator.iter_errors(example)), f"{name}.{field}: example {example!r} does not fit"
 
 
+def test_a_subscriptions_secret_is_said_to_come_again_to_a_repeated_post():
+    """Found by the clocks review: the secret was "in the answer to POST only, never again", yet a repeat of the POST
+    with the same Idempotency-Key answers it again (README, Webhooks), as a client whose answer was lost needs."""
+    description = SCHEMAS["SubscriptionView"]["properties"]["secret"]["description"]
+    assert "never again" not in description and "same Idempotency-Key" in description
+
+
 def test_request_bodies_have_examples():
     for name in ("QueryRequest", "TypedParameter", "CreateBulkJob"):
         assert SCHEMAS[name].get("examples"), name

@@ -1,6 +1,7 @@
 """moto's cheaper hot paths (local/moto_speedups.py) answer what moto answered: SQS counts, DynamoDB items of every
 type (binary ones through moto's own serializer), refusals, an update's return values and stream record, conditions;
-reads beside writes always answer (local/moto_dynamodb.py); and moto in a process of its own serves and stops."""
+reads beside writes always answer (local/moto_dynamodb.py); moto in a process of its own serves and stops; and the
+middleware in front of moto (local/aws.py) counts requests and hands S3 the bytes a form-typed PUT sent."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -308,3 +310,26 @@ def test_moto_counts_the_requests_it_serves_by_service_and_operation():
         }
     finally:
         aws.stop()
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("application/x-www-form-urlencoded", "application/octet-stream"),  # curl's with --data-binary
+        ("multipart/form-data; boundary=x", "application/octet-stream"),
+        ("text/csv", "text/csv"),
+    ],
+)
+@pytest.mark.parametrize("signature", ["s3v4", "s3"])  # the project's URLs, and boto3's default (SigV2)
+def test_a_presigned_put_stores_the_bytes_sent_whatever_their_content_type(local_aws, sent, stored, signature):
+    """Found by the newcomer review: `curl -X PUT "$URL" --data-binary @more.csv` to a drop URL sends a form's
+    Content-Type; S3 stores the bytes, moto's S3 parsed them as a form and stored an empty object, answering 200, and
+    the drop became a job failed "more.csv is empty" on `make run`."""
+    s3 = local_aws.client("s3", config=Config(signature_version=signature))
+    bucket = "form-put-" + uuid.uuid4().hex[:10]
+    s3.create_bucket(Bucket=bucket)
+    body = b"email,name,city\nelmer@acme.test,Elmer Fudd,Woods\n"
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "acme/contacts/more.csv"})
+    assert requests.put(url, data=body, headers={"Content-Type": sent}, timeout=10).status_code == 200
+    got = s3.get_object(Bucket=bucket, Key="acme/contacts/more.csv")
+    assert (got["Body"].read(), got["ContentType"]) == (body, stored)
