@@ -142,7 +142,7 @@ class PendingPage:
 
 
 _SETS = re.compile(r"(#a\d+) = (:v\d+)")
-_REMOVES = re.compile(r"REMOVE ((?:#a\d+(?:, )?)+)")
+_REMOVES = re.compile(r"REMOVE ((?:#\w+(?:, )?)+)")
 
 
 def _own_write(request: dict[str, Any], item: dict[str, Any]) -> bool:
@@ -158,9 +158,9 @@ def _own_write(request: dict[str, Any], item: dict[str, Any]) -> bool:
     if not any(names[name] == "updated_at" for name, _ in sets):
         return False
     removes = _REMOVES.search(expression)
-    removed = removes.group(1).split(", ") if removes else []
+    removed = re.findall(r"#\w+", removes.group(1)) if removes else []
     return all(item.get(names[name]) == values[value] for name, value in sets) and all(
-        names[name] not in item for name in removed
+        names.get(name, name) not in item for name in removed
     )
 
 

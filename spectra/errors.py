@@ -230,9 +230,13 @@ _PASSING_CODES = frozenset(
 )
 
 
+#: ... and its statuses: 429 besides, not every 5xx (S3's 501 NotImplemented will never pass)
+_PASSING_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
 def passing_trouble(exc: BaseException) -> bool:
     """Whether ``exc``, or an exception it was raised from, is an AWS service's passing trouble rather than a
-    refusal: throttled (:class:`Throttled`, a throttling code), failing on its side (an answer of 500 or more), or
+    refusal: throttled (:class:`Throttled`, a throttling code), failing on its side (500, 502, 503, 504), or
     not answering (no connection, a reset, a timeout). botocore has already retried each; the work is tried again as
     it is, later, and never counted as a failure of the job: a DynamoDB or S3 outage of minutes failed good jobs."""
     seen: set[int] = set()
@@ -244,7 +248,7 @@ def passing_trouble(exc: BaseException) -> bool:
         if isinstance(current, ClientError):
             status = current.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
             code = current.response.get("Error", {}).get("Code", "")
-            if code in _PASSING_CODES or status == 429 or status >= 500:
+            if code in _PASSING_CODES or status in _PASSING_STATUSES:
                 return True
         current = current.__cause__
     return False

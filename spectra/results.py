@@ -88,7 +88,11 @@ class S3Upload(io.RawIOBase):
         self._buffer += data
         if len(self._buffer) >= self.MULTIPART_THRESHOLD:
             import smart_open
+            import smart_open.s3
 
+            # botocore has already retried a connection that failed; smart_open's own retry of it (6 times, 10 s apart)
+            # spent a minute of the function and raised a bare OSError, which hid that the trouble was passing
+            smart_open.s3.RETRY.exceptions = []
             self._multipart = smart_open.open(
                 f"s3://{self._bucket}/{self._key}",
                 "wb",

@@ -127,6 +127,8 @@ def _error(status: int, code: str, message: str, details: Any = None, headers: d
 
 @app.exception_handler(SpectraError)
 def _domain_error(exc: SpectraError) -> Response:
+    if not isinstance(exc, Unavailable | Throttled) and passing_trouble(exc):  # the Data API's 5xx, say
+        return _domain_error(Unavailable("a service behind the API is busy or failing; retry after a pause"))
     if isinstance(exc, StatementRejected):
         # The API starts no statement: only a cancel (DELETE, PATCH Aborted) reaches the warehouse, and the Data API
         # refusing it (access denied, an internal error) is a failure on our side, not a 422 of the caller's

@@ -212,7 +212,10 @@ class BulkJobStore:
         """Hold the job's owed result files for one writer until ``until`` (epoch seconds), if they are still owed and
         the lease is as ``job`` was read: none, or one that expired (taken over, and its writer counted in
         ``results_writers_lost``). None when refused: written meanwhile, or another writer took them first."""
-        request = self._states.update_request(job.job_id, [job.state.value], {"results_writer_until": until})
+        # updated_at marks the lease as this writer's own: a retry whose first attempt took it is refused by it
+        request = self._states.update_request(
+            job.job_id, [job.state.value], {"results_writer_until": until}, updated_at=utcnow()
+        )
         assert request is not None  # a state is allowed
         names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
         names.update({"#ready": "results_ready", "#lease": "results_writer_until"})

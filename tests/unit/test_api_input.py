@@ -375,3 +375,27 @@ def test_an_aws_service_throttling_or_failing_is_a_503_with_retry_after(resolve,
     assert (status, answer["error"]["code"]) == (500, "internal_error"), answer
     status, _, answer = resolve("GET", f"/v1/jobs/{job.job_id}")
     assert (status, answer["job_id"]) == (200, job.job_id)
+
+
+def test_a_data_api_5xx_refusing_a_cancel_is_a_503(resolve, monkeypatch):
+    """Found by the diff review: a Data API answer of 500 that is not a throttling code (InternalFailure) is a
+    StatementRejected raised from it, which the API answered 500 without Retry-After, not 503 as every other AWS 5xx."""
+    from spectra.errors import StatementRejected
+    from spectra.warehouse import _call
+
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    job, _ = submit_query(ports, Caller(tenant_id="acme"), sql="select 1", parameters=[], fmt=ResultFormat.JSON)
+    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
+
+    def failing(**_kwargs):
+        answer = {"Error": {"Code": "InternalFailure", "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+        raise ClientError(answer, "CancelStatement")
+
+    with pytest.raises(StatementRejected) as caught:
+        _call(failing)
+    ports.warehouse._script("cancel", caught.value)
+    status, headers, answer = resolve("DELETE", f"/v1/jobs/{job.job_id}")
+    assert (status, answer["error"]["code"]) == (503, "unavailable"), answer
+    assert headers["Retry-After"] in ("2", ["2"])

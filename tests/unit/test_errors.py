@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from spectra.errors import StatementRejected, reason_of
+from spectra.errors import StatementRejected, passing_trouble, reason_of
 from spectra.warehouse import _call
 
 pytestmark = pytest.mark.unit
@@ -43,3 +43,46 @@ def test_a_failure_to_reach_aws_is_told_by_its_kind_alone():
 
 def test_other_failures_keep_their_type_and_text():
     assert reason_of(ValueError("bad page")) == "ValueError: bad page"
+
+
+def _answered(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "X")
+
+
+def _botocore_retries(exc) -> bool:
+    """What botocore's standard retry mode (ports.py's) says of the same answer."""
+    from botocore.retries import standard
+
+    class Answer:
+        status_code = exc.response["ResponseMetadata"]["HTTPStatusCode"]
+
+    context = standard.RetryContext(
+        attempt_number=1, operation_model=None, parsed_response=exc.response, http_response=Answer()
+    )
+    checkers = [standard.TransientRetryableChecker(), standard.ThrottledRetryableChecker()]
+    return standard.OrRetryChecker(checkers).is_retryable(context)
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ThrottlingException", 400),
+        ("ProvisionedThroughputExceededException", 400),
+        ("SlowDown", 503),
+        ("InternalError", 500),
+        ("BadGateway", 502),
+        ("ServiceUnavailable", 503),
+        ("GatewayTimeout", 504),
+        ("RequestTimeout", 400),
+        ("NotImplemented", 501),
+        ("HttpVersionNotSupported", 505),
+        ("AccessDenied", 403),
+        ("ValidationException", 400),
+        ("ConditionalCheckFailedException", 400),
+    ],
+)
+def test_passing_trouble_is_what_botocore_retries(code, status):
+    """Found by the diff review: every answer of 500 or more counted as passing, S3's 501 NotImplemented (which will
+    never pass, and botocore does not retry) included, so such a job was never counted and held its slot for a day."""
+    exc = _answered(code, status)
+    assert passing_trouble(exc) == _botocore_retries(exc)

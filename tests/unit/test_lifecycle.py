@@ -772,6 +772,31 @@ def test_passing_aws_trouble_counts_no_attempt_and_a_good_result_completes(ports
     assert set(ports.events.types()) == {"Job Completed"}  # announced on each try of the write, never "Job Failed"
 
 
+def test_passing_trouble_that_never_passes_counts_after_hours_and_fails_the_job_with_its_reason(ports, monkeypatch):
+    """Found by the diff review: trouble that keeps "passing" (S3 answering one object 503 on every try) was never
+    counted, so the job held its tenant's slot until the Data API forgot the statement (24 hours) and then failed
+    ``statement_lost``, naming no reason. Past PASSING_TROUBLE_HOURS after its statement started it counts."""
+    from botocore.exceptions import ClientError
+
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1)
+    slow_down = {"Error": {"Code": "SlowDown", "Message": "reduce your request rate"}}
+
+    def refused(*_args, **_kwargs):
+        raise ClientError({**slow_down, "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
+
+    monkeypatch.setattr(lifecycle, "collect_result", refused)
+    for _ in range(5):  # the status event's deliveries
+        with pytest.raises(ClientError):
+            complete_statement(ports, change)
+    assert ports.jobs.get(job.job_id).result_attempts == 0
+    hours_ago = utcnow() - timedelta(hours=lifecycle.PASSING_TROUBLE_HOURS, minutes=1)
+    job = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], submitted_at=hours_ago)
+    failed = fails_on_the_last_attempt(ports, job, change)
+    assert "SlowDown: reduce your request rate" in failed.error.message
+    assert job.job_id not in ports.slots.holders("acme")
+
+
 def test_a_result_too_big_for_inline_fails_at_once(ports):
     job = running(ports, delivery=Delivery.INLINE)
     pages = ["".join(f"{i},x\n" for i in range(ports.settings.inline_max_rows + 1))]

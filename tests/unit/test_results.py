@@ -565,3 +565,32 @@ def test_an_exports_row_count_leaves_out_the_header_line_redshift_counts_in_a_cs
         tenant_id="acme", job_id="j_1", fmt=fmt, unload_manifest_key="acme/j_1/part-manifest"
     )
     assert result.row_count == 10 and [f.rows for f in result.files] == [5, 5]
+
+
+def test_a_large_result_whose_upload_cannot_connect_raises_botocores_own_error(monkeypatch):
+    """Found by the diff review: S3 unreachable, a result past the multipart threshold went through smart_open's own
+    retry (6 tries, 10 s apart: a minute of the function) and ended in a bare OSError, which the completion counted as
+    a failed attempt (three failed the job) where the same trouble on a small result passed uncounted."""
+    import smart_open.s3
+    from botocore.exceptions import EndpointConnectionError
+
+    from spectra.errors import passing_trouble
+    from spectra.results import S3Upload
+
+    monkeypatch.setattr(smart_open.s3.RETRY, "sleep_seconds", 0)  # the run before the fix, in a moment
+
+    class Unreachable:
+        def create_multipart_upload(self, **_kwargs):
+            return {"UploadId": "u1"}
+
+        def upload_part(self, **_kwargs):
+            raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+        def abort_multipart_upload(self, **_kwargs):
+            return {}
+
+    large = S3Upload(Unreachable(), "bucket", "key", "text/csv")
+    with pytest.raises(EndpointConnectionError) as caught:
+        large.write(b"x" * (S3Upload.MULTIPART_THRESHOLD + 1))
+        large.close()
+    assert passing_trouble(caught.value)

@@ -150,3 +150,18 @@ def test_a_batch_counted_at_the_limit_whose_answer_was_lost_is_counted_once(dyna
     counted = ports.bulk.jobs.count_upload(job.job_id, limit=1)
     assert lossy.fired, "no answer was lost"
     assert counted is not None and counted.uploads == 1
+
+
+def test_a_results_lease_whose_answer_was_lost_is_the_writers_own(dynamo):
+    """Found by the diff review: the lease set no updated_at, so its refused retry was not taken as its own; the bulk
+    results consumer that had just taken it wrote nothing, and the files waited for the lease to run out (16
+    minutes), the run after counting a lost writer."""
+    ports, lossy = dynamo
+    job = bulk_job(state=BulkState.JOB_COMPLETE, files=[], created_at=utcnow(), updated_at=utcnow())
+    job = job.model_copy(update={"results_ready": False})
+    ports.bulk.jobs.create(job)
+    lossy.lose_next(lambda request: "results_writer_until" in request.get("ExpressionAttributeNames", {}).values())
+    until = int(utcnow().timestamp()) + 960
+    leased = ports.bulk.jobs.lease_results(job, until=until)
+    assert lossy.fired, "no answer was lost"
+    assert leased is not None and leased.results_writer_until == until
