@@ -204,9 +204,13 @@ def _output_name(expression) -> tuple[str | None, int]:
         return folded(expression.args["alias"]), 2
     if isinstance(expression, exp.Column):
         return folded(expression.this), 2
-    if isinstance(expression, exp.Collate | exp.Window | exp.WithinGroup | exp.Filter):
-        # a window function, count(*) FILTER (...), listagg(...) WITHIN GROUP (...) are named after the function
+    if isinstance(expression, exp.Paren | exp.Bracket | exp.Collate | exp.Window | exp.WithinGroup | exp.Filter):
+        # (n) and a[1] are named n and a; a window function, count(*) FILTER (...), listagg(...) WITHIN GROUP (...)
+        # after the function
         return _output_name(expression.this)
+    if isinstance(expression, exp.Subquery):  # a scalar subquery is named as its single column
+        names = _query_names(expression.this)
+        return (names[0], 2) if names and len(names) == 1 and names[0] is not None else (None, 0)
     if isinstance(expression, exp.Cast):
         name, strength = _output_name(expression.this)
         if name is None or strength == 2:

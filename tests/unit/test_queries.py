@@ -759,6 +759,24 @@ def test_an_export_is_renamed_when_the_names_worked_out_repeat(sql, aliases):
 
 
 @pytest.mark.parametrize(
+    ("sql", "aliases"),
+    [
+        ("select (n), n from t", '"n", "n_2"'),
+        ("select a[1], a from t", '"a", "a_2"'),
+        ("select (select count(*) from o), count(*) from c", '"count", "count_2"'),
+        ("select (select x from u union select y from v), x from t", '"x", "x_2"'),
+    ],
+)
+def test_an_export_is_renamed_when_the_warehouse_names_a_bracket_or_subquery_as_another_column(sql, aliases):
+    """Found by the names review: the warehouse names (n) as n, a[1] as a and a scalar subquery as its one column,
+    so these came back with two columns alike; the export took the first for ?column? and went as it was, and a
+    Parquet export failed duplicate_columns."""
+    from spectra.delivery import distinct_columns
+
+    assert distinct_columns(sql) == f"SELECT * FROM ({sql}) AS spectra_export ({aliases})"
+
+
+@pytest.mark.parametrize(
     ("sql", "nested"),
     [
         ("select a from t order by a limit 5", True),

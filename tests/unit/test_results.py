@@ -565,3 +565,22 @@ def test_an_exports_row_count_leaves_out_the_header_line_redshift_counts_in_a_cs
         tenant_id="acme", job_id="j_1", fmt=fmt, unload_manifest_key="acme/j_1/part-manifest"
     )
     assert result.row_count == 10 and [f.rows for f in result.files] == [5, 5]
+
+
+def test_a_parquet_export_with_two_columns_alike_is_refused_without_speaking_of_a_star():
+    """Found by the names review: the refusal said names "behind a *" could not be changed, to a query that had no
+    *: the export's renaming leaves a column whose name it does not work out to the warehouse, too."""
+    from spectra.errors import DuplicateColumns
+
+    s3 = FakeS3()
+    manifest = {
+        "entries": [{"url": "s3://results/acme/j_1/part-000", "meta": {"content_length": 10, "record_count": 1}}],
+        "schema": {"elements": [{"name": "x", "type": {"base": "integer"}}] * 2},
+    }
+    s3.put_object(Bucket="results", Key="acme/j_1/part-manifest", Body=json.dumps(manifest).encode())
+    with pytest.raises(DuplicateColumns) as refused:
+        ResultSink(s3, "results").collect_export(
+            tenant_id="acme", job_id="j_1", fmt=ResultFormat.PARQUET, unload_manifest_key="acme/j_1/part-manifest"
+        )
+    assert "named x;" in refused.value.message and "behind a *" not in refused.value.message
+    assert "a *, or an expression the warehouse names itself" in refused.value.message
