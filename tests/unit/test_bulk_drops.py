@@ -425,6 +425,15 @@ def test_a_key_outside_tenant_table_fails_visibly(ports, key, code, obj):
     assert jobs(ports) == [job]  # the tenant sees it in its list
 
 
+def test_a_table_name_ending_in_a_line_break_is_not_a_table_name(ports):
+    """Found by the names review: a drop at ``acme/accounts%0A/jan.csv`` (S3's event spelling) queued a job for the
+    table "accounts\\n": the name was checked with re.match, whose $ also matches before a final line break."""
+    key = DroppedObject.from_notification(notification("acme/accounts%0A/jan.csv")).key
+    job = failed_drop(ports, key)
+    assert (job.error.code, job.object) == ("invalid_drop", "accounts\n")
+    assert "is not a table name" in job.error.message
+
+
 def test_the_failed_job_lists_every_record_as_unprocessed(ports):
     job = failed_drop(ports, "acme/accounts/2026/jan.csv")
     assert job.results_ready is True
