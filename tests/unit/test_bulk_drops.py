@@ -403,6 +403,16 @@ def test_a_bad_sidecar_fails_the_job_with_the_reason(ports, document, words):
     assert words in job.error.message
 
 
+@pytest.mark.parametrize("name", ["\u212aey", "e-mail", "key\n"])
+def test_a_sidecars_external_id_field_that_is_not_a_column_name_fails_the_job(ports, name):
+    """Found by the names review: a sidecar's externalIdFieldName was checked only for its length, so the Kelvin
+    sign's "\u212aey" was lower-cased to the column key and upserted by it (the API refuses the name: it is no
+    column name)."""
+    sidecar(ports, "acme/accounts/jan.json", {"operation": "upsert", "externalIdFieldName": name})
+    job = failed_drop(ports, "acme/accounts/jan.csv")
+    assert job.error.code == "invalid_drop" and "externalIdFieldName: String should match pattern" in job.error.message
+
+
 def test_bad_metadata_fails_the_job_with_the_reason(ports):
     job = failed_drop(ports, "acme/accounts/jan.csv", metadata={"lineEnding": "CR"})
     assert job.error.code == "invalid_drop" and "lineEnding" in job.error.message
