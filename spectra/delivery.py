@@ -94,14 +94,17 @@ def distinct_columns(sql: str) -> str:
 
     The files other deliveries write are renamed as they are written; an UNLOAD's are not ours to rename, so the
     query is: its output names are worked out as PostgreSQL does for the common cases (an alias, a column, a
-    function's name, ``?column?``), and only when two collide is it wrapped as ``SELECT * FROM (query) AS q(names)``
-    with :func:`~spectra.result_encoding.unique_names`. A top-level ``*`` has names only the warehouse knows: such a
-    query goes as it is, and completion refuses a Parquet export that came back with duplicate names.
+    function's name, a cast's type, ``?column?``: :func:`_output_name`), and only when two of the names worked out
+    collide is it wrapped as ``SELECT * FROM (query) AS q(names)`` with :func:`~spectra.result_encoding.unique_names`
+    (a column whose name is not worked out is then named ``?column?``). A top-level ``*`` has names only the
+    warehouse knows: such a query goes as it is, and completion refuses a Parquet export that came back with
+    duplicate names.
     """
     names = _output_names(sql)
-    if names is None or len(set(names)) == len(names):
+    known = [name for name in names or () if name is not None]
+    if names is None or len(set(known)) == len(known):
         return sql
-    aliases = ", ".join(ident(name) for name in unique_names(names))
+    aliases = ", ".join(ident(name) for name in unique_names(name or "?column?" for name in names))
     return f"SELECT * FROM ({sql}) AS spectra_export ({aliases})"  # sql: embeddable (sql_guard.embeddable)
 
 
@@ -144,12 +147,16 @@ def unload_problem(sql: str, *, export: bool) -> str | None:
     )
 
 
-def _output_names(sql: str) -> list[str] | None:
-    from sqlglot import exp
-
+def _output_names(sql: str) -> list[str | None] | None:
     from spectra.sql_guard import parse_statement
 
-    tree = parse_statement(sql)  # within the guard's bounds: a query it accepted parses here too
+    return _query_names(parse_statement(sql))  # within the guard's bounds: a query it accepted parses here too
+
+
+def _query_names(tree) -> list[str | None] | None:
+    """The names a query's columns get (None where not worked out here), or None when a top-level ``*`` hides them."""
+    from sqlglot import exp
+
     while isinstance(tree, exp.SetOperation | exp.Subquery):
         tree = tree.left if isinstance(tree, exp.SetOperation) else tree.this  # a UNION is named by its first branch
     if not isinstance(tree, exp.Select):
@@ -158,11 +165,34 @@ def _output_names(sql: str) -> list[str] | None:
     for expression in tree.expressions:
         if isinstance(expression, exp.Star) or (isinstance(expression, exp.Column) and expression.is_star):
             return None
-        names.append(_output_name(expression))
+        names.append(_output_name(expression)[0])
     return names
 
 
-def _output_name(expression) -> str:
+#: The names PostgreSQL gives a cast's column when its value has no name of its own (``1::int`` is ``int4``): the
+#: last part of the type's name as its grammar spells it. A type not listed leaves the name unknown.
+_CAST_NAMES = {
+    "INT": "int4",
+    "BIGINT": "int8",
+    "SMALLINT": "int2",
+    "DECIMAL": "numeric",
+    "DOUBLE": "float8",
+    "FLOAT": "float4",
+    "CHAR": "bpchar",
+    "VARCHAR": "varchar",
+    "BOOLEAN": "bool",
+    "DATE": "date",
+    "TIME": "time",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMPTZ": "timestamptz",
+}
+
+
+def _output_name(expression) -> tuple[str | None, int]:
+    """The column name the warehouse gives an output expression, as PostgreSQL's FigureColname works it out, with
+    its strength there: 2 a name of the expression's own, 1 a type's name from a cast (or ``case``), 0 none
+    (``?column?``). The name is None when it is not worked out here: such a column counts in no collision, so a
+    guess never renames an export (a collision it hides fails a Parquet export ``duplicate_columns``)."""
     from sqlglot import exp
 
     def folded(identifier) -> str:
@@ -171,16 +201,40 @@ def _output_name(expression) -> str:
         return fold_name(identifier.name)
 
     if isinstance(expression, exp.Alias):
-        return folded(expression.args["alias"])
+        return folded(expression.args["alias"]), 2
     if isinstance(expression, exp.Column):
-        return folded(expression.this)
-    if isinstance(expression, exp.Cast):
+        return folded(expression.this), 2
+    if isinstance(expression, exp.Paren | exp.Bracket | exp.Collate | exp.Window | exp.WithinGroup | exp.Filter):
+        # (n) and a[1] are named n and a; a window function, count(*) FILTER (...), listagg(...) WITHIN GROUP (...)
+        # after the function
         return _output_name(expression.this)
+    if isinstance(expression, exp.Subquery):  # a scalar subquery is named as its single column
+        names = _query_names(expression.this)
+        return (names[0], 2) if names and len(names) == 1 and names[0] is not None else (None, 0)
+    if isinstance(expression, exp.Cast):
+        name, strength = _output_name(expression.this)
+        if name is None or strength == 2:
+            return name, strength
+        cast_name = _CAST_NAMES.get(expression.to.this.name)
+        return (cast_name, 1) if cast_name else (None, 0)
+    if isinstance(expression, exp.Case):  # named as its ELSE value when that has a name of its own, else case
+        default = expression.args.get("default")
+        name, strength = _output_name(default) if default is not None else ("case", 0)
+        return (None, 0) if name is None else (name, 2) if strength == 2 else ("case", 1)
+    if isinstance(expression, exp.Boolean):
+        return None, 0  # bool where true is a cast of 't' (older PostgreSQL), ?column? where it is a constant (16)
+    if isinstance(expression, exp.Literal | exp.Null | exp.Neg | exp.Not | exp.BitwiseNot | exp.In | exp.Between):
+        return "?column?", 0
+    if isinstance(expression, exp.And | exp.Or) or (
+        # an operator: a + b, a = b, a || b, a IS NULL (a % b is also mod(a, b), a function named mod)
+        isinstance(expression, exp.Binary) and not isinstance(expression, exp.Func | exp.Dot | exp.Mod)
+    ):
+        return "?column?", 0
     if isinstance(expression, exp.Anonymous):
-        return expression.name.lower()
-    if isinstance(expression, exp.Func):
-        return expression.sql_name().lower()
-    return "?column?"
+        return expression.name.lower(), 2
+    if isinstance(expression, exp.Func) and not isinstance(expression, exp.Binary):
+        return expression.sql_name().lower(), 2
+    return None, 0
 
 
 def inline_budget(job: Job) -> int:

@@ -418,7 +418,8 @@ class ResultSink:
             twice = sorted({name for name in sent if sent.count(name) > 1})
             raise DuplicateColumns(
                 f"the query returns more than one column named {', '.join(twice)}; Parquet files need distinct "
-                "names, and names behind a * cannot be changed before the query runs: give the columns aliases",
+                "names, and these names were not known before the query ran (a *, or an expression the warehouse "
+                "names itself): give the columns aliases",
                 details={"columns": twice},
             )
         files = [ResultFile(key=key, rows=rows, bytes=size) for key, rows, size in unloaded.files]

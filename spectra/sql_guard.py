@@ -709,7 +709,7 @@ def _targets(tree: exp.Expression) -> Iterator[exp.Expression | None]:
 def _check_owned(target: exp.Expression | None, grant: WriteGrant, verb: str) -> None:
     if not isinstance(target, exp.Table) or not isinstance(target.this, exp.Identifier):
         raise _rejected("unsupported", f"{verb} must name a table or view")
-    name = target.this.name
+    name = target.this.sql(dialect="redshift")  # quoted as written: "owned.t" is one name, not owned.t
     if target.args.get("catalog"):
         raise _rejected("not_owned", f"{verb} must name its object as schema.{name}, without a database")
     schema = target.args.get("db")

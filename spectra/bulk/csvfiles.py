@@ -19,6 +19,7 @@ from typing import IO, NamedTuple
 from spectra.bulk.files import BulkFiles, FileUnreadable, starts_as_gzip
 from spectra.bulk.models import COLUMN_PATTERN, BulkJob, BulkOperation, SourceFile
 from spectra.errors import NotFound
+from spectra.sql_layout import fold_name
 
 HEADER_MAX_BYTES = 1024 * 1024
 BOM = "\ufeff"
@@ -93,7 +94,7 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> FileHea
         raise BulkInputError("invalid_header", f"{_name(source)}: no header line within the first 1 MB")
     if any(UNDECODABLE.search(field) for field in header):
         raise BulkInputError("invalid_header", f"{_name(source)}: the header line is not valid UTF-8")
-    columns = [field.strip().lower() for field in header]
+    columns = [fold_name(field.strip()) for field in header]  # A-Z only: str.lower folds the Kelvin sign to k
     bad = [c for c in columns if not _is_identifier(c)]
     if bad:
         raise BulkInputError(

@@ -48,6 +48,7 @@ from spectra.bulk.files import FileReplaced
 from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
 from spectra.bulk.models import (
     BULK_JOB_ID_PREFIX,
+    COLUMN_PATTERN,
     BulkJob,
     BulkOperation,
     BulkState,
@@ -130,7 +131,7 @@ class DropOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     operation: BulkOperation = BulkOperation.INSERT
-    externalIdFieldName: str | None = Field(default=None, max_length=127)
+    externalIdFieldName: str | None = Field(default=None, pattern=COLUMN_PATTERN)  # as the API's
     columnDelimiter: ColumnDelimiter = ColumnDelimiter.COMMA
     lineEnding: LineEnding = LineEnding.LF
 

@@ -114,7 +114,7 @@ COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,126}$"
 
 def split_object(name: str) -> tuple[str, str]:
     """``(schema, table)``, lower-cased as the warehouse folds unquoted names; unqualified names are in ``public``."""
-    if not _OBJECT.match(name):
+    if not _OBJECT.fullmatch(name):  # match's $ would take "accounts\n" too
         raise ValueError(f"{name!r} is not a table name (letters, digits and _ , optionally schema.table)")
     schema, _, table = name.lower().rpartition(".")
     return schema or "public", table

@@ -34,6 +34,7 @@ from spectra.bulk.files import FileReplaced, FileUnreadable, results_key
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, SourceFile
 from spectra.errors import NotFound
 from spectra.ports import Ports
+from spectra.sql_layout import fold_name
 from spectra.unload import read_unload_manifest
 
 logger = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ def _key_index(job: BulkJob, header: list[str]) -> int | None:
     if not job.external_id_field:
         return None
     name = job.external_id_field.lower()
-    columns = [field.strip().lower() for field in header]  # matched as the header check matches them
+    columns = [fold_name(field.strip()) for field in header]  # matched as the header check matches them
     return columns.index(name) if name in columns else None
 
 

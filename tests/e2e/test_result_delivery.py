@@ -268,6 +268,32 @@ def test_an_export_names_its_columns_apart_and_refuses_parquet_it_cannot_rename(
     assert text == "a,a\n1,2\n"
 
 
+def test_an_export_keeps_the_names_the_warehouse_gives_window_functions(new_tenant):
+    """Found by the names review: the export named these columns n, ?column?, ?column?_2 (an s3 delivery, as the
+    warehouse, n, row_number, rank): the window functions were taken for two ?column? and renamed apart."""
+    client = new_tenant()
+    sql = "select n, row_number() over (order by n), rank() over (order by n) from (select 1 as n) t"
+    _, export = run(client, sql, format="parquet", delivery="export")
+    assert [c["name"] for c in export["columns"]] == ["n", "row_number", "rank"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "names"),
+    [
+        ("select (select count(*) from (select 1) x), count(*) from (select 1) y", ["count", "count_2"]),
+        ("select (n), n from (select 1 as n) t", ["n", "n_2"]),
+    ],
+    ids=["scalar-subquery", "parenthesised"],
+)
+def test_a_parquet_export_whose_names_the_warehouse_repeats_is_renamed(new_tenant, sql, names):
+    """Found by the names review: the warehouse names both columns alike (count, count; n, n), the export's
+    renaming took the first for ?column?, and the job failed duplicate_columns."""
+    client = new_tenant()
+    job, export = run(client, sql, format="parquet", delivery="export")
+    assert job["status"] == "COMPLETED", job.get("error")
+    assert [c["name"] for c in export["columns"]] == names
+
+
 @pytest.mark.parametrize("ending", [";", " -- a trailing comment", "; -- both"])
 @pytest.mark.parametrize("names", ["a, 2 as b", "a, 2 as a"], ids=["distinct", "repeated"])
 def test_an_export_of_sql_ending_in_a_semicolon_or_a_comment_runs(new_tenant, names, ending):

@@ -108,6 +108,14 @@ def test_columns_named_twice_are_refused_with_their_names(files):
     assert error.message.endswith("columns named twice: id, name")
 
 
+def test_a_header_name_outside_ascii_is_not_folded_into_an_ascii_column(files):
+    """Found by the names review: str.lower folds the Kelvin sign (U+212A) to an ASCII k, so a header naming the
+    column "\u212aey", another column to Redshift (which folds only A-Z), loaded into the column key."""
+    error = refused(files, "\u212aey,name\n1,Ann\n".encode())
+    assert error.code == "invalid_header" and "'\u212aey'" in error.message
+    assert header(files, b"KEY,name\n1,Ann\n") == ["key", "name"]
+
+
 def test_invalid_utf8_in_the_header_is_refused_but_in_a_row_it_is_the_rows_problem(files):
     error = refused(files, b"id,n\xffme\n1,a\n")
     assert (error.code, error.message) == ("invalid_header", "accounts.csv: the header line is not valid UTF-8")

@@ -419,6 +419,16 @@ def test_a_bad_sidecar_fails_the_job_with_the_reason(ports, document, words):
     assert words in job.error.message
 
 
+@pytest.mark.parametrize("name", ["\u212aey", "e-mail", "key\n"])
+def test_a_sidecars_external_id_field_that_is_not_a_column_name_fails_the_job(ports, name):
+    """Found by the names review: a sidecar's externalIdFieldName was checked only for its length, so the Kelvin
+    sign's "\u212aey" was lower-cased to the column key and upserted by it (the API refuses the name: it is no
+    column name)."""
+    sidecar(ports, "acme/accounts/jan.json", {"operation": "upsert", "externalIdFieldName": name})
+    job = failed_drop(ports, "acme/accounts/jan.csv")
+    assert job.error.code == "invalid_drop" and "externalIdFieldName: String should match pattern" in job.error.message
+
+
 def test_bad_metadata_fails_the_job_with_the_reason(ports):
     job = failed_drop(ports, "acme/accounts/jan.csv", metadata={"lineEnding": "CR"})
     assert job.error.code == "invalid_drop" and "lineEnding" in job.error.message
@@ -439,6 +449,15 @@ def test_a_key_outside_tenant_table_fails_visibly(ports, key, code, obj):
     assert (job.error.code, job.object) == (code, obj)
     assert job.error.message.startswith(key)
     assert jobs(ports) == [job]  # the tenant sees it in its list
+
+
+def test_a_table_name_ending_in_a_line_break_is_not_a_table_name(ports):
+    """Found by the names review: a drop at ``acme/accounts%0A/jan.csv`` (S3's event spelling) queued a job for the
+    table "accounts\\n": the name was checked with re.match, whose $ also matches before a final line break."""
+    key = DroppedObject.from_notification(notification("acme/accounts%0A/jan.csv")).key
+    job = failed_drop(ports, key)
+    assert (job.error.code, job.object) == ("invalid_drop", "accounts\n")
+    assert "is not a table name" in job.error.message
 
 
 def test_the_failed_job_lists_every_record_as_unprocessed(ports):

@@ -594,3 +594,22 @@ def test_a_large_result_whose_upload_cannot_connect_raises_botocores_own_error(m
         large.write(b"x" * (S3Upload.MULTIPART_THRESHOLD + 1))
         large.close()
     assert passing_trouble(caught.value)
+
+
+def test_a_parquet_export_with_two_columns_alike_is_refused_without_speaking_of_a_star():
+    """Found by the names review: the refusal said names "behind a *" could not be changed, to a query that had no
+    *: the export's renaming leaves a column whose name it does not work out to the warehouse, too."""
+    from spectra.errors import DuplicateColumns
+
+    s3 = FakeS3()
+    manifest = {
+        "entries": [{"url": "s3://results/acme/j_1/part-000", "meta": {"content_length": 10, "record_count": 1}}],
+        "schema": {"elements": [{"name": "x", "type": {"base": "integer"}}] * 2},
+    }
+    s3.put_object(Bucket="results", Key="acme/j_1/part-manifest", Body=json.dumps(manifest).encode())
+    with pytest.raises(DuplicateColumns) as refused:
+        ResultSink(s3, "results").collect_export(
+            tenant_id="acme", job_id="j_1", fmt=ResultFormat.PARQUET, unload_manifest_key="acme/j_1/part-manifest"
+        )
+    assert "named x;" in refused.value.message and "behind a *" not in refused.value.message
+    assert "a *, or an expression the warehouse names itself" in refused.value.message

@@ -125,6 +125,15 @@ def test_unquoted_names_fold_as_the_warehouse_folds_them_a_to_z_only():
     assert refusal("INSERT INTO \u212aX.t VALUES (1)", **grant).details == {"reason": "not_owned"}
 
 
+def test_a_refusal_echoes_a_quoted_name_quoted():
+    """Found by the names review: `insert into "owned.t"` (one quoted name) was told to name its object as
+    schema.owned.t, a three-part name the guard refuses in turn."""
+    error = refusal('insert into "owned.t" values (1)', allow_writes=True, owned_schemas=OWNED)
+    assert error.details == {"reason": "not_owned"}
+    assert 'as schema."owned.t" with one of your schemas (owned)' in error.message
+    assert "as schema.t with" in refusal("insert into t values (1)", allow_writes=True, owned_schemas=OWNED).message
+
+
 def test_owned_schemas_without_the_flag_allow_nothing():
     assert refusal("INSERT INTO owned.t VALUES (1)", owned_schemas=OWNED).details == {"reason": "read_only"}
 
