@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -94,15 +95,18 @@ def distinct_columns(sql: str) -> str:
 
     The files other deliveries write are renamed as they are written; an UNLOAD's are not ours to rename, so the
     query is: its output names are worked out as PostgreSQL does for the common cases (an alias, a column, a
-    function's name, a cast's type, ``?column?``: :func:`_output_name`), and only when two of the names worked out
-    collide is it wrapped as ``SELECT * FROM (query) AS q(names)`` with :func:`~spectra.result_encoding.unique_names`
-    (a column whose name is not worked out is then named ``?column?``). A top-level ``*`` has names only the
-    warehouse knows: such a query goes as it is, and completion refuses a Parquet export that came back with
-    duplicate names.
+    function's name as called, a cast's type, ``?column?``: :func:`_output_name`), and only when two of them
+    collide (a name not worked out counting as ``?column?``) is it wrapped as ``SELECT * FROM (query) AS q(names)``
+    with :func:`~spectra.result_encoding.unique_names` (such a column is then named ``?column?``). A top-level ``*``
+    has names only the warehouse knows: such a query goes as it is, and completion refuses a Parquet export that
+    came back with duplicate names.
     """
     names = _output_names(sql)
-    known = [name for name in names or () if name is not None]
-    if names is None or len(set(known)) == len(known):
+    # a name not worked out may be ?column? (an operator sqlglot reads as a function, a constant): counted as one,
+    # it may rename an export for nothing (its names then differ from what the warehouse would say), which is better
+    # than a Parquet export failed for names the warehouse gave alike
+    guessed = [name or "?column?" for name in names or ()]
+    if names is None or len(set(guessed)) == len(guessed):
         return sql
     aliases = ", ".join(ident(name) for name in unique_names(name or "?column?" for name in names))
     return f"SELECT * FROM ({sql}) AS spectra_export ({aliases})"  # sql: embeddable (sql_guard.embeddable)
@@ -150,10 +154,11 @@ def unload_problem(sql: str, *, export: bool) -> str | None:
 def _output_names(sql: str) -> list[str | None] | None:
     from spectra.sql_guard import parse_statement
 
-    return _query_names(parse_statement(sql))  # within the guard's bounds: a query it accepted parses here too
+    # within the guard's bounds: a query it accepted parses here too; the text, for the names functions are called by
+    return _query_names(parse_statement(sql), sql.strip())
 
 
-def _query_names(tree) -> list[str | None] | None:
+def _query_names(tree, text: str) -> list[str | None] | None:
     """The names a query's columns get (None where not worked out here), or None when a top-level ``*`` hides them."""
     from sqlglot import exp
 
@@ -165,7 +170,7 @@ def _query_names(tree) -> list[str | None] | None:
     for expression in tree.expressions:
         if isinstance(expression, exp.Star) or (isinstance(expression, exp.Column) and expression.is_star):
             return None
-        names.append(_output_name(expression)[0])
+        names.append(_output_name(expression, text)[0])
     return names
 
 
@@ -185,14 +190,32 @@ _CAST_NAMES = {
     "TIME": "time",
     "TIMESTAMP": "timestamp",
     "TIMESTAMPTZ": "timestamptz",
+    "TEXT": "text",
+    "INTERVAL": "interval",
 }
+#: Functions Redshift names otherwise than as called, from its documentation's examples (NVL's column is
+#: ``coalesce``, GETDATE's and SYSDATE's ``timestamp``, DECODE's ``case``)
+_CALLED_NAMES = {"nvl": "coalesce", "getdate": "timestamp", "sysdate": "timestamp", "decode": "case"}
+_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+"')
 
 
-def _output_name(expression) -> tuple[str | None, int]:
+def _called(function, text: str) -> str | None:
+    """The name a function was called by in ``text`` (sqlglot keeps where it was written, not how: it reads
+    ``to_char`` as TimeToStr, ``lpad`` as Pad, ``strpos`` and ``position`` alike), folded; None when not written as
+    a call (an operator, SQL's own syntax such as ``extract(year from d)``)."""
+    start, end = function.meta.get("start"), function.meta.get("end")
+    written = text[start : end + 1] if isinstance(start, int) and isinstance(end, int) else ""
+    if not _NAME.fullmatch(written):
+        return None
+    name = written[1:-1].replace('""', '"') if written.startswith('"') else written
+    return _CALLED_NAMES.get(fold_name(name), fold_name(name))
+
+
+def _output_name(expression, text: str) -> tuple[str | None, int]:
     """The column name the warehouse gives an output expression, as PostgreSQL's FigureColname works it out, with
     its strength there: 2 a name of the expression's own, 1 a type's name from a cast (or ``case``), 0 none
-    (``?column?``). The name is None when it is not worked out here: such a column counts in no collision, so a
-    guess never renames an export (a collision it hides fails a Parquet export ``duplicate_columns``)."""
+    (``?column?``). The name is None when it is not worked out here (:func:`distinct_columns` counts it as
+    ``?column?``). A function is named as it was called (:func:`_called`), as Redshift names the few it renames."""
     from sqlglot import exp
 
     def folded(identifier) -> str:
@@ -207,33 +230,52 @@ def _output_name(expression) -> tuple[str | None, int]:
     if isinstance(expression, exp.Paren | exp.Bracket | exp.Collate | exp.Window | exp.WithinGroup | exp.Filter):
         # (n) and a[1] are named n and a; a window function, count(*) FILTER (...), listagg(...) WITHIN GROUP (...)
         # after the function
-        return _output_name(expression.this)
+        return _output_name(expression.this, text)
     if isinstance(expression, exp.Subquery):  # a scalar subquery is named as its single column
-        names = _query_names(expression.this)
+        names = _query_names(expression.this, text)
         return (names[0], 2) if names and len(names) == 1 and names[0] is not None else (None, 0)
     if isinstance(expression, exp.Cast):
-        name, strength = _output_name(expression.this)
+        name, strength = _output_name(expression.this, text)
         if name is None or strength == 2:
             return name, strength
         cast_name = _CAST_NAMES.get(expression.to.this.name)
         return (cast_name, 1) if cast_name else (None, 0)
     if isinstance(expression, exp.Case):  # named as its ELSE value when that has a name of its own, else case
         default = expression.args.get("default")
-        name, strength = _output_name(default) if default is not None else ("case", 0)
+        name, strength = _output_name(default, text) if default is not None else ("case", 0)
         return (None, 0) if name is None else (name, 2) if strength == 2 else ("case", 1)
     if isinstance(expression, exp.Boolean):
         return None, 0  # bool where true is a cast of 't' (older PostgreSQL), ?column? where it is a constant (16)
     if isinstance(expression, exp.Literal | exp.Null | exp.Neg | exp.Not | exp.BitwiseNot | exp.In | exp.Between):
         return "?column?", 0
+    if isinstance(expression, exp.Tuple):
+        return "row", 2  # (1, 2)
+    if isinstance(expression, exp.Interval):
+        return "interval", 1
+    if isinstance(expression, exp.DecodeCase):
+        return "case", 1
+    if isinstance(expression, exp.Func | exp.Mod):
+        called = _called(expression, text)  # mod(a, b) is a call; a % b, j -> 'k' are operators sqlglot reads so
+        if called is not None:
+            return called, 2
+        if isinstance(expression, exp.Anonymous):
+            return fold_name(expression.name), 2
+        if isinstance(expression, exp.Binary | exp.JSONExtract | exp.JSONExtractScalar | exp.JSONBExtract):
+            return "?column?", 0
+        if isinstance(expression, exp.CurrentTimestamp):
+            return "timestamp", 2  # SYSDATE, as Redshift names it
+        if isinstance(expression, exp.StrPosition):
+            return "position", 2  # position('b' in s)
+        if isinstance(expression, exp.GroupConcat):
+            return "string_agg", 2  # string_agg(s, ','), which sqlglot keeps no place for (listagg has one)
+        if isinstance(expression, exp.Trim):  # trim(s), trim(leading 'x' from s)
+            position = str(expression.args.get("position") or "").upper()
+            return {"LEADING": "ltrim", "TRAILING": "rtrim"}.get(position, "btrim"), 2
+        return expression.sql_name().lower(), 2  # SQL's own syntax: extract(...), current_date, trim(...)
     if isinstance(expression, exp.And | exp.Or) or (
-        # an operator: a + b, a = b, a || b, a IS NULL (a % b is also mod(a, b), a function named mod)
-        isinstance(expression, exp.Binary) and not isinstance(expression, exp.Func | exp.Dot | exp.Mod)
+        isinstance(expression, exp.Binary) and not isinstance(expression, exp.Dot)
     ):
-        return "?column?", 0
-    if isinstance(expression, exp.Anonymous):
-        return expression.name.lower(), 2
-    if isinstance(expression, exp.Func) and not isinstance(expression, exp.Binary):
-        return expression.sql_name().lower(), 2
+        return "?column?", 0  # an operator: a + b, a = b, a || b, a IS NULL
     return None, 0
 
 
