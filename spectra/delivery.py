@@ -234,9 +234,13 @@ def _output_name(expression, text: str) -> tuple[str | None, int]:
     if isinstance(expression, exp.Subquery):  # a scalar subquery is named as its single column
         names = _query_names(expression.this, text)
         return (names[0], 2) if names and len(names) == 1 and names[0] is not None else (None, 0)
+    if isinstance(expression, exp.Dot) and isinstance(expression.expression, exp.Func):
+        return _output_name(expression.expression, text)  # pg_catalog.lower(s), public.f_udf(s): the function's name
+    if isinstance(expression, exp.AtTimeZone):
+        return "timezone", 2  # ts AT TIME ZONE 'UTC' is timezone('UTC', ts)
     if isinstance(expression, exp.Cast):
         name, strength = _output_name(expression.this, text)
-        if name is None or strength == 2:
+        if (name is None and not isinstance(expression.this, exp.Boolean)) or strength == 2:
             return name, strength
         cast_name = _CAST_NAMES.get(expression.to.this.name)
         return (cast_name, 1) if cast_name else (None, 0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from events import (
@@ -366,7 +366,7 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
         error = ErrorInfo(code=exc.code, message=exc.message)
         return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
     except Exception as exc:
-        if still_passing(exc, job.submitted_at or job.created_at):
+        if passing_trouble(exc):
             raise  # throttled, or a service failing on its side: nothing wrong with the result, tried again as it is
         return _failed_attempt(ports, job, statement_id, exc)
     try:
@@ -379,24 +379,11 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
     except PublishFailed:
         raise  # the bus did not take the event: nothing wrong with the result, tried again as it is
     except Exception as exc:
-        if still_passing(exc, job.submitted_at or job.created_at):
+        if passing_trouble(exc):
             raise  # DynamoDB or the bus throttled or failing (the event may be out): tried again, not counted
         # The terminal write itself refused (say, a record past DynamoDB's item size): counted like a result that
         # failed, so the job ends instead of its event going out again on every retry for a day.
         return _failed_attempt(ports, job, statement_id, exc)
-
-
-#: How long after its statement started a job's result is retried through passing trouble without counting it:
-#: past this, trouble that keeps "passing" counts like any failure, and the job fails with its reason within a few
-#: more attempts, rather than hold its tenant's slot until the Data API forgets the statement (24 hours) and end as
-#: ``statement_lost``, which names no reason.
-PASSING_TROUBLE_HOURS = 6
-
-
-def still_passing(exc: Exception, started: datetime) -> bool:
-    """Whether ``exc`` is passing trouble (:func:`~spectra.errors.passing_trouble`) that is retried without counting:
-    within :data:`PASSING_TROUBLE_HOURS` of ``started``."""
-    return passing_trouble(exc) and utcnow() - started < timedelta(hours=PASSING_TROUBLE_HOURS)
 
 
 def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -> Job | None:
@@ -408,7 +395,10 @@ def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -
     converted, a result file S3 refuses, a page the Data API refuses to give, a terminal write refused. Passing
     trouble (:func:`~spectra.errors.passing_trouble`: throttled, a 5xx, no answer) does not: counted, an outage of a
     few minutes failed jobs whose results were fine, and a job whose "Job Completed" had gone out then announced
-    "Job Failed" as well. It counts only :data:`PASSING_TROUBLE_HOURS` after the statement started.
+    "Job Failed" as well. Trouble that never passes keeps the job SUBMITTED, holding its slot, until the Data API
+    forgets the statement (24 hours) and the reconciler ends it ``statement_lost``: counting it from when the
+    statement started failed long statements on minutes of an outage (the diff review), and counting it from when the
+    trouble started needs a write of its own on every job that meets it.
     """
     counted = ports.jobs.count_result_attempt(job.job_id)
     if counted is None:

@@ -35,12 +35,12 @@ from spectra.errors import (
     NotFound,
     StatementRejected,
     Throttled,
+    passing_trouble,
     reason_of,
     without_arns,
 )
 from spectra.identity import identity_for
 from spectra.jobs import utcnow
-from spectra.lifecycle import still_passing
 from spectra.ports import BulkPorts, Ports
 from spectra.publisher import PublishFailed
 from spectra.settings import Settings
@@ -360,7 +360,7 @@ def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> Bulk
     except PublishFailed:
         raise  # the bus did not take the event: nothing wrong with the outcome, tried again as it is
     except Exception as exc:
-        if still_passing(exc, job.started_at or job.created_at):
+        if passing_trouble(exc):
             raise  # throttled, or a service failing on its side: nothing wrong with the outcome, tried again as it is
         return _failed_attempt(ports, job, statement_id, exc)
 
@@ -371,8 +371,7 @@ def _failed_attempt(ports: Ports, job: BulkJob, statement_id: str, exc: Exceptio
     (``spectra.lifecycle``), rather than hold its tenant's slot until the Data API forgets the statement (24 hours)
     and fail it ``statement_lost``. A manifest that will not read, an answer the Data API refuses, a terminal write
     DynamoDB refuses (an export's list of parts past the item size) all count; passing trouble (throttled, a 5xx, no
-    answer) does not, for :data:`~spectra.lifecycle.PASSING_TROUBLE_HOURS` after the job started
-    (:func:`~spectra.lifecycle.still_passing`), and is tried again as it is."""
+    answer: :func:`~spectra.errors.passing_trouble`) does not, and is tried again as it is, as for query jobs."""
     counted = bulk_ports(ports).jobs.count_result_attempt(job.job_id)
     if counted is None:
         return None  # no longer InProgress: whoever moved it on owns its end
