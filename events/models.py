@@ -59,7 +59,14 @@ class StatementState(StrEnum):
 
 
 class _Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A message or event the project's functions exchange. Read with fields it does not know ignored: a deploy
+    replaces functions one at a time, so a message or event written by a newer producer (or, after a rollback, an
+    older consumer's reader) meets a reader that does not know a field added since. Forbidden, every webhook delivery
+    queued by a notifier that added ``subscription_created_at`` failed the older delivery function five times into
+    its dead-letter queue (found by the version skew review). Fields are added within a version; a change that breaks
+    a reader makes a new one."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class JobQueuedMessage(_Contract):

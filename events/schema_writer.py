@@ -30,7 +30,8 @@ def render() -> dict[str, str]:
 def _open(schema):
     """The schema of a published event without ``additionalProperties: false``: fields are added within a version
     (only a change that breaks a reader makes a new one), so a subscriber's validator or generated bindings must
-    take fields they do not know. The project's own models stay strict about what it writes and reads itself.
+    take fields they do not know. The project's own models read them too, ignoring them (``events.models._Contract``:
+    a deploy replaces functions one at a time).
 
     Its ``const`` (pydantic's spelling of a one-value Literal, such as ``version: "1"``) is written as a one-value
     ``enum``: the registry declares the schemas ``JSONSchemaDraft4``, which has no ``const``, so a draft-4 validator

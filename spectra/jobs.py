@@ -37,7 +37,7 @@ class QueryParameter(BaseModel):
     """A named parameter as the Data API binds it (``:name`` in the SQL, a string value), never spliced into the
     text. What tenants send, typed, is :class:`spectra.parameters.TypedParameter`; a job keeps what it will run."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True)  # fields it does not know are ignored: stored on jobs, read across deploys
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
     value: str = Field(max_length=65_535)

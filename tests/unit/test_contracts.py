@@ -39,6 +39,32 @@ def test_unknown_message_version_is_refused():
         JobQueuedMessage.model_validate({**body, "version": "2"})
 
 
+@pytest.mark.parametrize("filename", sorted(SAMPLE_MODELS))
+def test_every_message_and_event_is_read_with_fields_a_newer_producer_added(filename):
+    """Found by the version skew review: a deploy replaces functions one at a time, and the queue messages forbade
+    fields they did not know, so a webhook delivery queued by a notifier that added ``subscription_created_at`` failed
+    the older delivery function five times into its dead-letter queue (no tenant got a webhook until a redrive), and
+    a job message carrying ``job`` did the same to an older executor. Every message and event takes a field added
+    later, at its top, in its detail and in a nested error, and reads as it did without it."""
+    body = json.loads((SAMPLES / filename).read_text())
+    later = {**body, "added_later": {"any": "shape"}}
+    if isinstance(body.get("detail"), dict):
+        later["detail"] = {**body["detail"], "added_later": 1}
+        if isinstance(body["detail"].get("error"), dict):
+            later["detail"]["error"] = {**body["detail"]["error"], "hint": "added later too"}
+    model = SAMPLE_MODELS[filename]
+    assert model.model_validate(later) == model.model_validate(body) or filename.startswith(("redshift", "s3"))
+
+
+def test_a_job_whose_stored_parameters_carry_a_field_added_later_is_read():
+    """QueryParameter is stored on every job: a field added to it must not make older code fail to read the job."""
+    from spectra.jobs import QueryParameter
+
+    assert QueryParameter.model_validate({"name": "x", "value": "1", "type": "int"}) == QueryParameter(
+        name="x", value="1"
+    )
+
+
 def test_schemas_are_current():
     for filename, text in render().items():
         assert (SCHEMAS / filename).read_text() == text, f"run: python -m events.schema_writer ({filename} is stale)"
