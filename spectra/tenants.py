@@ -22,7 +22,8 @@ identity was given to (``identity#...``, written in the same transaction as the 
 moves a tenant to it) and keeps that record when the tenant is deleted: an identity another tenant, or an earlier
 generation of the same id, had is refused (:class:`~spectra.errors.Conflict`). A tenant moved back to an identity it
 had itself keeps it. Give a new tenant a new user or secret; drop the old ones with their rows and schemas.
-Identities of tenants created before this record existed are not known to it.
+Identities of tenants created before this record existed are claimed by :meth:`TenantDirectory.claim_identities`,
+run once after upgrading.
 """
 
 from __future__ import annotations
@@ -191,6 +192,39 @@ class TenantDirectory:
                         details={"identity": identity, "tenant_id": holder},
                     ) from exc
             raise
+
+    def claim_identities(self) -> dict[str, str]:
+        """Record the database identities of tenants created before identity records existed (an upgrade's one-off
+        step; README, "A database identity serves one tenant, ever"): without it, such a tenant's user could be
+        given to a new tenant, which would read its rows and schemas (found by the version skew review). Each
+        tenant's claims are written with a check that it is still the tenant read. Returns each tenant id whose
+        identity could not be claimed, with why: another tenant holds it (two tenants already share it; give one a
+        new user or secret, then run this again), or the tenant changed meanwhile. Safe to run again."""
+        refused: dict[str, str] = {}
+        pages = self._db.get_paginator("scan").paginate(
+            TableName=self._table,
+            FilterExpression="begins_with(pk, :tenant)",
+            ExpressionAttributeValues={":tenant": {"S": "tenant#"}},
+            ConsistentRead=True,
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                tenant = Tenant.model_validate(_plain(item))
+                claims = self._claims(tenant)
+                if not claims:
+                    continue
+                check: dict[str, Any] = {"TableName": self._table, "Key": {"pk": item["pk"]}}
+                if tenant.generation:  # still the tenant read: not deleted, nor deleted and created again
+                    check["ConditionExpression"] = "generation = :g"
+                    check["ExpressionAttributeValues"] = {":g": _ser.serialize(tenant.generation)}
+                else:
+                    check["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(generation)"
+                changed = Conflict(f"tenant {tenant.tenant_id!r} changed while its identities were claimed")
+                try:
+                    self._write_claiming({"ConditionCheck": check}, claims, refused=changed)
+                except Conflict as exc:
+                    refused[tenant.tenant_id] = exc.message
+        return refused
 
     def issue_key(self, tenant_id: str) -> str:
         """Create an API key for the tenant and return it in clear text (the only time it exists in clear).

@@ -336,3 +336,34 @@ def test_a_key_issued_while_the_tenant_is_deleted_is_deleted_too(directory, tabl
     assert TenantDirectory(_KeyBeforeTransaction(), name).delete_tenant(tenant_id)
     assert item(table, f"tenant#{tenant_id}") is None
     assert item(table, f"key#{hash_api_key(issued[0])}") is None
+
+
+def test_identities_of_tenants_made_before_identity_records_are_claimed_on_upgrade(directory, table, tenant_id):
+    """Found by the version skew review: a tenant created before identity records existed has none, and nothing
+    wrote one, so its user could be given to a new tenant, which read its rows and schemas. claim_identities records
+    them; two tenants already sharing one user are named, not claimed for either."""
+    user = f"tenant_{tenant_id}"
+    client, name = table
+
+    def made_before_identity_records(made: str, db_user: str) -> None:
+        directory.create_tenant(made, db_user=db_user)
+        client.delete_item(TableName=name, Key={"pk": {"S": f"identity#db_user:{db_user}"}})
+
+    made_before_identity_records(tenant_id, user)
+    made_before_identity_records(f"{tenant_id}-x", f"{user}_shared")
+    made_before_identity_records(f"{tenant_id}-y", f"{user}_shared")  # two tenants given one user, then unnoticed
+    made_before_identity_records(f"{tenant_id}-old", f"{user}_old")  # and one from before generations too
+    client.update_item(
+        TableName=name, Key={"pk": {"S": f"tenant#{tenant_id}-old"}}, UpdateExpression="REMOVE generation"
+    )
+    directory.create_tenant(f"{tenant_id}-steal", db_user=user)  # what the upgrade left open
+    directory.delete_tenant(f"{tenant_id}-steal")
+    client.delete_item(TableName=name, Key={"pk": {"S": f"identity#db_user:{user}"}})  # (undone for the test)
+
+    refused = directory.claim_identities()
+    assert set(refused) & {tenant_id, f"{tenant_id}-old"} == set()
+    assert len(set(refused) & {f"{tenant_id}-x", f"{tenant_id}-y"}) == 1  # the second of the two sharing a user
+    for taken in (user, f"{user}_old", f"{user}_shared"):
+        with pytest.raises(Conflict):
+            directory.create_tenant(f"{tenant_id}-new", db_user=taken)
+    assert directory.claim_identities().keys() == refused.keys()  # run again: nothing new, the same sharing named
