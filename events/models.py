@@ -59,14 +59,15 @@ class StatementState(StrEnum):
 
 
 class _Contract(BaseModel):
-    """A message or event the project's functions exchange. Read with fields it does not know ignored: a deploy
+    """A message or event the project's functions exchange. Read with fields it does not know, kept: a deploy
     replaces functions one at a time, so a message or event written by a newer producer (or, after a rollback, an
     older consumer's reader) meets a reader that does not know a field added since. Forbidden, every webhook delivery
     queued by a notifier that added ``subscription_created_at`` failed the older delivery function five times into
-    its dead-letter queue (found by the version skew review). Fields are added within a version; a change that breaks
-    a reader makes a new one."""
+    its dead-letter queue (found by the version skew review); ignored, a reader that sends the message on (a
+    delivery's retry, a job's delayed retry) dropped the field for the newer reader after it (the diff review). Fields
+    are added within a version; a change that breaks a reader makes a new one."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class JobQueuedMessage(_Contract):
@@ -192,8 +193,11 @@ class BulkResultsRequested(_Contract):
 def parse_job_message(body: str) -> JobQueuedMessage | BulkJobQueuedMessage:
     """A jobs-queue message of either kind (a message without ``kind`` is a query job's, as before bulk existed)."""
     data = json.loads(body)
-    if isinstance(data, dict) and data.get("kind") == "bulk":
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == "bulk":
         return BulkJobQueuedMessage.model_validate(data)
+    if kind is not None:  # a kind of a newer version: left to fail into the DLQ, for a redrive once it is deployed
+        raise ValueError(f"a jobs-queue message of a kind this version does not run: {kind!r}")
     return JobQueuedMessage.model_validate(data)
 
 

@@ -30,7 +30,7 @@ def render() -> dict[str, str]:
 def _open(schema):
     """The schema of a published event without ``additionalProperties: false``: fields are added within a version
     (only a change that breaks a reader makes a new one), so a subscriber's validator or generated bindings must
-    take fields they do not know. The project's own models read them too, ignoring them (``events.models._Contract``:
+    take fields they do not know. The project's own models take them too, and keep them (``events.models._Contract``:
     a deploy replaces functions one at a time).
 
     Its ``const`` (pydantic's spelling of a one-value Literal, such as ``version: "1"``) is written as a one-value

@@ -240,7 +240,7 @@ def _output_name(expression, text: str) -> tuple[str | None, int]:
         return "timezone", 2  # ts AT TIME ZONE 'UTC' is timezone('UTC', ts)
     if isinstance(expression, exp.Cast):
         name, strength = _output_name(expression.this, text)
-        if (name is None and not isinstance(expression.this, exp.Boolean)) or strength == 2:
+        if (name is None and not isinstance(expression.this.unnest(), exp.Boolean)) or strength == 2:
             return name, strength
         cast_name = _CAST_NAMES.get(expression.to.this.name)
         return (cast_name, 1) if cast_name else (None, 0)

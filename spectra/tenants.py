@@ -193,14 +193,14 @@ class TenantDirectory:
                     ) from exc
             raise
 
-    def claim_identities(self) -> dict[str, str]:
+    def claim_identities(self) -> dict[str, list[str]]:
         """Record the database identities of tenants created before identity records existed (an upgrade's one-off
-        step; README, "A database identity serves one tenant, ever"): without it, such a tenant's user could be
-        given to a new tenant, which would read its rows and schemas (found by the version skew review). Each
-        tenant's claims are written with a check that it is still the tenant read. Returns each tenant id whose
-        identity could not be claimed, with why: another tenant holds it (two tenants already share it; give one a
-        new user or secret, then run this again), or the tenant changed meanwhile. Safe to run again."""
-        refused: dict[str, str] = {}
+        step, run before tenants are deleted or moved to other identities; README, "A database identity serves one
+        tenant, ever"): without it, such a tenant's user could be given to a new tenant, which would read its rows
+        and schemas (found by the version skew review). Each identity is claimed on its own, so one held by another
+        tenant does not leave the tenant's other unclaimed. Returns, by tenant id, each identity another tenant holds
+        (two tenants already share it: give one a new user or secret). Safe to run again."""
+        refused: dict[str, list[str]] = {}
         pages = self._db.get_paginator("scan").paginate(
             TableName=self._table,
             FilterExpression="begins_with(pk, :tenant)",
@@ -210,20 +210,12 @@ class TenantDirectory:
         for page in pages:
             for item in page.get("Items", []):
                 tenant = Tenant.model_validate(_plain(item))
-                claims = self._claims(tenant)
-                if not claims:
-                    continue
-                check: dict[str, Any] = {"TableName": self._table, "Key": {"pk": item["pk"]}}
-                if tenant.generation:  # still the tenant read: not deleted, nor deleted and created again
-                    check["ConditionExpression"] = "generation = :g"
-                    check["ExpressionAttributeValues"] = {":g": _ser.serialize(tenant.generation)}
-                else:
-                    check["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(generation)"
-                changed = Conflict(f"tenant {tenant.tenant_id!r} changed while its identities were claimed")
-                try:
-                    self._write_claiming({"ConditionCheck": check}, claims, refused=changed)
-                except Conflict as exc:
-                    refused[tenant.tenant_id] = exc.message
+                for identity, claim in self._claims(tenant):
+                    try:
+                        self._db.put_item(**claim["Put"])
+                    except self._db.exceptions.ConditionalCheckFailedException:
+                        holder = (self._get(claim["Put"]["Item"]["pk"]["S"]) or {}).get("tenant_id", "?")
+                        refused.setdefault(tenant.tenant_id, []).append(f"{identity} is held by tenant {holder!r}")
         return refused
 
     def issue_key(self, tenant_id: str) -> str:

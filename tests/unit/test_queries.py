@@ -800,6 +800,7 @@ def test_an_export_is_renamed_with_the_names_the_warehouse_gives(sql, aliases):
         "select public.f_udf(s), n * 2 from t order by 1",  # f_udf, ?column?
         "select d at time zone 'UTC', n * 2 from t order by 1",  # timezone, ?column?
         "select true::int, n * 2 from t",  # int4, ?column?
+        "select (true)::int, n * 2 from t",  # int4, ?column?
     ],
 )
 def test_an_export_is_not_renamed_for_functions_sqlglot_reads_alike(sql):

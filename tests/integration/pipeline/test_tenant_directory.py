@@ -341,7 +341,7 @@ def test_a_key_issued_while_the_tenant_is_deleted_is_deleted_too(directory, tabl
 def test_identities_of_tenants_made_before_identity_records_are_claimed_on_upgrade(directory, table, tenant_id):
     """Found by the version skew review: a tenant created before identity records existed has none, and nothing
     wrote one, so its user could be given to a new tenant, which read its rows and schemas. claim_identities records
-    them; two tenants already sharing one user are named, not claimed for either."""
+    them; of two tenants already sharing one user, the second is named."""
     user = f"tenant_{tenant_id}"
     client, name = table
 
@@ -362,8 +362,26 @@ def test_identities_of_tenants_made_before_identity_records_are_claimed_on_upgra
 
     refused = directory.claim_identities()
     assert set(refused) & {tenant_id, f"{tenant_id}-old"} == set()
-    assert len(set(refused) & {f"{tenant_id}-x", f"{tenant_id}-y"}) == 1  # the second of the two sharing a user
+    pair = {f"{tenant_id}-x", f"{tenant_id}-y"}
+    [sharing] = set(refused) & pair  # the second of the two sharing a user
+    [holder] = pair - {sharing}
+    assert refused[sharing] == [f"db_user {user}_shared is held by tenant {holder!r}"]
     for taken in (user, f"{user}_old", f"{user}_shared"):
         with pytest.raises(Conflict):
             directory.create_tenant(f"{tenant_id}-new", db_user=taken)
     assert directory.claim_identities().keys() == refused.keys()  # run again: nothing new, the same sharing named
+
+
+def test_claiming_identities_on_upgrade_claims_each_on_its_own(directory, table, tenant_id):
+    """Found by the diff review: a tenant's claims went in one transaction, so a tenant whose user another tenant had
+    taken left its secret unclaimed too, and a tenant deleted while being claimed left its user free."""
+    client, name = table
+    arn = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:spectra/tenants/{tenant_id}"
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}", secret_arn=arn)
+    for pk in (f"identity#db_user:tenant_{tenant_id}", f"identity#secret:{arn}"):  # as an older version left them
+        client.delete_item(TableName=name, Key={"pk": {"S": pk}})
+    directory.create_tenant(f"{tenant_id}-b", db_user=f"tenant_{tenant_id}")  # took its user meanwhile
+    refused = directory.claim_identities()
+    assert refused[tenant_id] == [f"db_user tenant_{tenant_id} is held by tenant '{tenant_id}-b'"]
+    with pytest.raises(Conflict):  # its secret is claimed all the same
+        directory.create_tenant(f"{tenant_id}-c", secret_arn=arn)
