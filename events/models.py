@@ -120,7 +120,14 @@ _CUT = " [...]"
 
 class ErrorInfo(_Contract):
     """Why a job failed: a stable code for programs and a message for people (the database's own, when it said).
-    A longer ``message`` is cut to its first :data:`ERROR_MESSAGE_MAX_CHARS` characters, ending ``[...]``."""
+    A longer ``message`` is cut to its first :data:`ERROR_MESSAGE_MAX_CHARS` characters, ending ``[...]``.
+
+    A field it does not know is read and dropped, not kept as messages keep theirs: an error is answered to tenants
+    (a job's ``error``, ``cancel_error``) and documented as exactly these two fields, and what a newer version stored
+    beside them was not meant for this version's answers (found by the diff review)."""
+
+    # documented closed (the API's answers hold no other field); the published event schemas open it again
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra={"additionalProperties": False})
 
     code: str = Field(description="Stable, for programs.", examples=["statement_failed"])
     message: str = Field(

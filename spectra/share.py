@@ -405,13 +405,15 @@ def failure_code(error: str | None) -> str:
 class UsagePlans:
     """Attaches tenants to their tier's API Gateway usage plan. Provisioning tooling, never called by a function.
 
-    ``plan_ids`` maps each tier to its usage plan ids (the stack output ``UsagePlanIds``; one plan per tier and
-    stage). ``client`` is a boto3 ``apigateway`` client with permission to create API keys and usage plan keys.
+    ``plan_ids`` maps each tier to its usage plan id, or to several (a plan per stage): the stack output
+    ``UsagePlanIds``, parsed as JSON, maps each to one id. ``client`` is a boto3 ``apigateway`` client with permission
+    to create API keys and usage plan keys.
     """
 
-    def __init__(self, client, plan_ids: Mapping[str, Iterable[str]]) -> None:
+    def __init__(self, client, plan_ids: Mapping[str, str | Iterable[str]]) -> None:
         self._client = client
-        self._plans = {tier: list(ids) for tier, ids in plan_ids.items()}
+        # one id as the stack output gives it: taken whole (listed, a string was its characters: plans 's', '7', ...)
+        self._plans = {tier: [ids] if isinstance(ids, str) else list(ids) for tier, ids in plan_ids.items()}
 
     @classmethod
     def by_name(cls, client, stack_names: Iterable[str] | None = None) -> UsagePlans:

@@ -198,8 +198,10 @@ class TenantDirectory:
         step, run before tenants are deleted or moved to other identities; README, "A database identity serves one
         tenant, ever"): without it, such a tenant's user could be given to a new tenant, which would read its rows
         and schemas (found by the version skew review). Each identity is claimed on its own, so one held by another
-        tenant does not leave the tenant's other unclaimed. Returns, by tenant id, each identity another tenant holds
-        (two tenants already share it: give one a new user or secret). Safe to run again."""
+        tenant does not leave the tenant's other unclaimed. Returns, by tenant id, each identity another tenant holds:
+        two tenants already share it, and the record names the holder, so give the tenant named by the key a new user
+        or secret (the holder keeps the record; moving the holder instead would leave the record naming it, and free
+        to move back onto the user the other still runs as). Safe to run again."""
         refused: dict[str, list[str]] = {}
         pages = self._db.get_paginator("scan").paginate(
             TableName=self._table,

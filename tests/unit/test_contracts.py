@@ -58,8 +58,7 @@ def test_every_message_and_event_is_read_with_fields_a_newer_producer_added(file
     if "detail" in later:  # an event: its envelope is EventBridge's (and S3's, Redshift's), its detail ours
         sent_on.pop("added_later", None)
         assert sent_on["detail"].pop("added_later") == 1
-        if "hint" in (later["detail"].get("error") or {}):
-            assert sent_on["detail"]["error"].pop("hint") == "added later too"
+        assert "hint" not in (sent_on["detail"].get("error") or {})  # an error is answered to tenants: dropped
     elif not filename.startswith("s3"):
         assert sent_on.pop("added_later") == {"any": "shape"}
     sent_on.pop("added_later", None)
@@ -241,3 +240,38 @@ def test_the_readmes_events_section_names_every_detail_type_on_the_bus():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = re.search(r"^## Events\n(.*?)^## ", readme, re.S | re.M).group(1)
     assert [t for t in SUBSCRIBABLE_EVENT_TYPES if f"`{t}`" not in section] == []
+
+
+def test_every_message_and_event_is_made_with_fields_its_model_declares():
+    """The models take fields they do not know (a newer producer's, in a rolling deploy), so a misspelt keyword where
+    the project itself makes one (``tenant_generaton=``) would be sent as it is while the field meant stays empty
+    (found by the diff review). Every call of a contract model's constructor in the code names declared fields."""
+    import ast
+    from pathlib import Path
+
+    from events import models
+
+    contracts = {
+        name: model
+        for name, model in vars(models).items()
+        if isinstance(model, type) and issubclass(model, models._Contract) and model is not models._Contract
+    }
+    root = Path(__file__).resolve().parents[2]
+    misspelt = []
+    for package in ("spectra", "producers", "consumers", "events", "local"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+                model = contracts.get(name)
+                if model is None:
+                    continue
+                known = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
+                misspelt += [
+                    f"{path.relative_to(root)}:{node.lineno} {name}({kw.arg}=)"
+                    for kw in node.keywords
+                    if kw.arg is not None and kw.arg not in known
+                ]
+    assert len(contracts) >= 8
+    assert misspelt == []

@@ -455,6 +455,23 @@ def test_a_tenant_is_attached_to_its_tiers_plans_by_a_fresh_key():
         plans.attach("initech", "platinum")
 
 
+def test_a_tenant_is_attached_by_the_stack_outputs_plan_ids_as_the_readme_says():
+    """Found by the README audit: the stack output UsagePlanIds maps each tier to one id (a string), which was listed
+    into its characters: the key was made, then attached to plans 's', '7', ... (on AWS: a key left over and a tenant
+    answered 403 on every request)."""
+    import json
+    import re
+
+    from cfnlint.decode import decode
+
+    body, _ = decode("template.yaml")
+    output = body["Outputs"]["UsagePlanIds"]["Value"]["Fn::Sub"]  # each ${Plan} as its logical id, for the test
+    plan_ids = json.loads(re.sub(r"\$\{(\w+)\}", r"\1", output))
+    client = FakeApiGateway()
+    share.UsagePlans(client, plan_ids).attach("acme", "standard")
+    assert client.plan_keys == [("StandardUsagePlan", "key0")]
+
+
 def test_a_raised_cap_wakes_as_many_waiting_jobs_as_it_has_room_for(ports):
     """A tenant's cap raised while its jobs wait: each released slot used to wake one waiter, so the tenant kept running
     at its old cap until the reconciler re-queued the rest (REQUEUE_AFTER_SECONDS). A woken job that takes a slot
