@@ -196,10 +196,19 @@ def _spliced(statement: str, tree: exp.Expression, by_name: dict[str, TypedParam
     generator = _Generator(dialect=_DIALECT, comments=False)
     pieces, done = [], 0
     for start, end, name in spots:
-        bound = _bound_node(exp.Placeholder(this=name), by_name[name])
-        pieces += [statement[done:start], generator.generate(bound)]
+        text = generator.generate(_bound_node(exp.Placeholder(this=name), by_name[name]))
+        # written where the placeholder was, spaced from a word before or after it: "limit:n" is one keyword and
+        # a placeholder, and "limitCAST(:n AS BIGINT)" one unknown word (found by the parameters review)
+        before = " " if start and _glues(statement[start - 1]) and _glues(text[0]) else ""
+        after = " " if end < len(statement) and _glues(text[-1]) and _glues(statement[end]) else ""
+        pieces += [statement[done:start], before + text + after]
         done = end
     return "".join(pieces) + statement[done:]
+
+
+def _glues(character: str) -> bool:
+    """Whether two such characters side by side read as one token: letters, digits, ``_``, ``$`` and quotes."""
+    return character.isalnum() or character in "_$'\""
 
 
 def placeholders(tree: exp.Expression) -> list[str]:

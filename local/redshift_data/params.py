@@ -41,7 +41,7 @@ def bind_parameters(query: str, parameters: dict[str, str]) -> tuple[str, list[s
             end = _end_of_block_comment(query, i)
             out.append(query[i:end].replace("%", "%%"))
             i = end
-        elif c == "$" and (m := _DOLLAR_TAG.match(query, i)):
+        elif c == "$" and not _in_identifier(query, i) and (m := _DOLLAR_TAG.match(query, i)):
             close = query.find(m.group(0), m.end())
             end = n if close < 0 else close + len(m.group(0))
             out.append(query[i:end].replace("%", "%%"))
@@ -55,7 +55,7 @@ def bind_parameters(query: str, parameters: dict[str, str]) -> tuple[str, list[s
                 raise ValidationException(
                     f"The SQL uses parameter :{name} but no value was given for it in Parameters."
                 )
-            out.append("%s")
+            out.append(" %s ")  # spaced: LIMIT:n is LIMIT $1, not LIMIT$1 (psycopg writes %s as $1)
             values.append(parameters[name])
             i = m.end()
         elif c == "%":
@@ -65,6 +65,11 @@ def bind_parameters(query: str, parameters: dict[str, str]) -> tuple[str, list[s
             out.append(c)
             i += 1
     return "".join(out), values
+
+
+def _in_identifier(query: str, i: int) -> bool:
+    """Whether the ``$`` at ``i`` is part of a name (``a$b$``, a legal identifier), not a dollar quote's start."""
+    return i > 0 and (query[i - 1].isalnum() or query[i - 1] in "_$")
 
 
 def _end_of_quoted(query: str, start: str | int, quote: str, backslash: bool) -> int:

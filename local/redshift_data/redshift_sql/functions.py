@@ -60,10 +60,24 @@ def translate_sql(sql: str) -> str:
     rewritten = _apply(sql, edits)
     if needs_transpile:
         try:
-            return ";\n".join(sqlglot.transpile(rewritten, read="redshift", write="postgres"))
+            trees = sqlglot.parse(rewritten, read="redshift")
+            return ";\n".join(_KEEPING_PLACEHOLDERS.generate(tree) for tree in trees if tree is not None)
         except SqlglotError as error:
             logger.debug("sqlglot could not transpile, leaving Redshift functions to PostgreSQL: %s", error)
     return rewritten
+
+
+class _PostgresKeepingPlaceholders(Postgres):
+    """PostgreSQL as sqlglot writes it, but for named placeholders, written ``:name`` as the Data API binds them (and
+    ``bind_parameters`` after this finds them): sqlglot writes ``%(name)s``, so a statement using DATEDIFF or DECODE
+    beside a parameter lost every value (found by the parameters review)."""
+
+    class Generator(Postgres.Generator):
+        def placeholder_sql(self, expression) -> str:
+            return f":{expression.name}" if expression.this else super().placeholder_sql(expression)
+
+
+_KEEPING_PLACEHOLDERS = _PostgresKeepingPlaceholders()
 
 
 def _plan(sql: str, tokens: list[Token]) -> tuple[list[tuple[int, int, str]], bool]:

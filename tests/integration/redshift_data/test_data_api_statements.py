@@ -346,3 +346,22 @@ def test_the_runner_reports_who_a_statement_runs_as_and_a_repeated_token_answers
         first.session_id,
         first.identity,
     )
+
+
+@pytest.mark.parametrize(
+    ("sql", "parameters", "expected"),
+    [
+        ("SELECT datediff(day, :d, '2024-01-10'::date)", [{"name": "d", "value": "2024-01-01"}], [[9]]),
+        ("SELECT decode(:x, '1', 'one', 'other')", [{"name": "x", "value": "1"}], [["one"]]),
+        (  # how Spectra sends a typed integer (a CAST) beside a function the emulator translates
+            "SELECT CAST(:n AS BIGINT) + datediff(day, '2024-01-01'::date, '2024-01-10'::date)",
+            [{"name": "n", "value": "1"}],
+            [[10]],
+        ),
+        ("SELECT g FROM generate_series(1, 10) AS g ORDER BY g LIMIT:n", [{"name": "n", "value": "2"}], [[1], [2]]),
+    ],
+)
+def test_parameters_survive_the_emulators_translation(api, sql, parameters, expected):
+    """Found by the parameters review: a statement using DATEDIFF, DATEADD, DECODE, NVL2 or CHARINDEX lost every
+    parameter in the emulator's translation (sqlglot wrote :x as %(x)s), and LIMIT:n became LIMIT$1."""
+    assert api.rows(sql, Parameters=parameters) == expected
