@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 
 import sqlglot
+from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Token, TokenType
@@ -75,6 +76,16 @@ class _PostgresKeepingPlaceholders(Postgres):
     class Generator(Postgres.Generator):
         def placeholder_sql(self, expression) -> str:
             return f":{expression.name}" if expression.this else super().placeholder_sql(expression)
+
+        def is_sql(self, expression) -> str:
+            # NVL2(:x, ...) and DECODE(:x, NULL, ...) become ":x IS NULL", where PostgreSQL cannot tell a parameter
+            # sent as text without a type ("could not determine data type of parameter $1"): typed as text (a Data
+            # API parameter is never NULL, so the answer is the same)
+            tested = expression.this
+            if isinstance(tested, exp.Placeholder) and tested.this:
+                expression = expression.copy()
+                expression.set("this", exp.cast(tested.copy(), "text"))
+            return super().is_sql(expression)
 
 
 _KEEPING_PLACEHOLDERS = _PostgresKeepingPlaceholders()

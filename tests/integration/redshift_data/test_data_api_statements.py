@@ -359,6 +359,9 @@ def test_the_runner_reports_who_a_statement_runs_as_and_a_repeated_token_answers
             [[10]],
         ),
         ("SELECT g FROM generate_series(1, 10) AS g ORDER BY g LIMIT:n", [{"name": "n", "value": "2"}], [[1], [2]]),
+        # tested for NULL only, a parameter sent as text has no type PostgreSQL can tell (found by the diff review)
+        ("SELECT nvl2(:x, 'set', 'unset')", [{"name": "x", "value": "a"}], [["set"]]),
+        ("SELECT decode(:x, NULL, 'null', 'other')", [{"name": "x", "value": "a"}], [["other"]]),
     ],
 )
 def test_parameters_survive_the_emulators_translation(api, sql, parameters, expected):
