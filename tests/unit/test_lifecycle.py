@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from botocore.exceptions import ClientError
 
 from events import (
     Delivery,
@@ -903,3 +904,47 @@ def test_a_failed_statements_message_reaches_the_tenant_without_arns(ports):
     failed = complete_statement(ports, ports.warehouse.fail(job.statement_id, error))
     assert failed.status is JobStatus.FAILED
     assert failed.error.message == "Not authorized to get credentials of role … (value 123456789012)"
+
+
+# -- endings raced (found by the mutation review: only the ending that is written is announced) --------------------
+
+
+def test_giving_a_result_up_while_another_handler_completes_the_job_announces_one_ending(ports, monkeypatch):
+    """The last attempt's collection fails; between its count and its FAILED write, another handler (a copy of the
+    status event, the reconciler) collects the result fine and completes the job. The give-up writes first, is
+    refused, and announces nothing: no "Job Failed" after "Job Completed"."""
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1)
+    ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], result_attempts=ports.settings.result_max_attempts - 1)
+    real_collect, real_count = lifecycle.collect_result, ports.jobs.count_result_attempt
+    failing = [True]
+
+    def collect(ports_, job_, statement_id, info=None):
+        if failing[0]:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "PutObject")
+        return real_collect(ports_, job_, statement_id, info)
+
+    def count_then_another_handler_completes(job_id):
+        counted = real_count(job_id)
+        failing[0] = False
+        assert complete_statement(ports, change).status is JobStatus.COMPLETED
+        return counted
+
+    monkeypatch.setattr(lifecycle, "collect_result", collect)
+    monkeypatch.setattr(ports.jobs, "count_result_attempt", count_then_another_handler_completes)
+    assert complete_statement(ports, change) is None
+    assert ports.jobs.get(job.job_id).status is JobStatus.COMPLETED
+    assert ports.events.types() == ["Job Completed"]
+
+
+def test_a_cancel_seen_after_another_handler_failed_the_aborted_job_announces_nothing(ports, monkeypatch):
+    """Handler A read the aborted job before the DELETE and failed it; handler B read it after the DELETE (cancel
+    asked) but before A's write: B's CANCELLED write is refused, and B must not have announced it first."""
+    job = running(ports)
+    change = ports.warehouse.abort(job.statement_id)
+    seen_by_b = ports.jobs.get(job.job_id).model_copy(update={"cancel_requested_at": utcnow()})
+    assert complete_statement(ports, change).status is JobStatus.FAILED  # A
+    get = ports.jobs.get
+    monkeypatch.setattr(ports.jobs, "get", lambda job_id: seen_by_b if job_id == job.job_id else get(job_id))
+    assert complete_statement(ports, change) is None  # B
+    assert ports.events.types() == ["Job Failed"]

@@ -14,12 +14,15 @@ from botocore.exceptions import ClientError
 
 from events import ErrorInfo, JobQueuedMessage, JobStatus
 from spectra import queries, share, tenant_cache
+from spectra.bulk.models import BulkState
 from spectra.errors import Throttled
+from spectra.job_store import Finished
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job, finish_job, queued_message
 from spectra.reconciliation import reconcile
-from spectra.slots import Claim
+from spectra.slots import Claim, SlotsSeen
 from spectra.tenants import Caller
+from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import FakeRunningSlots, make_ports, make_settings
 
 pytestmark = pytest.mark.unit
@@ -656,4 +659,64 @@ def test_a_job_cancelled_before_its_first_delivery_does_not_park_on_a_paused_ten
     message = queued_message(job)  # as the API sends it: the job rides in the message
     queries.cancel_job(ports, Caller(tenant_id="acme"), job.job_id)
     assert execute_job(ports, message, first_delivery=True) is None
+    assert ports.slots.waiting("acme") == {}
+
+
+# -- the running cap's paths (found by the mutation review) ------------------------------------------------------
+
+
+def test_a_job_finding_the_cap_full_of_lost_slots_frees_them_and_starts_at_once(ports):
+    """The executor recomputes a full tenant's slots from the job store (share's docstring): a job that finds only
+    slots whose releases were lost takes one of them now, not after the reconciler re-queues it."""
+    ended, gone = queued(ports), queued(ports)
+    stale = time.time() - 3600
+    for message in (ended, gone):
+        ports.slots.acquire("acme", message.job_id, limit=2, now=stale)  # the executors died with the slots
+    ports.jobs.transition(ended.job_id, JobStatus.CANCELLED, expected={JobStatus.QUEUED})
+    ports.jobs._items.pop(gone.job_id)  # gone
+    waiting = queued(ports)
+    started = execute_job(ports, waiting)
+    assert started is not None and started.status is JobStatus.SUBMITTED
+    assert held(ports) == {waiting.job_id}
+    assert ports.queue.messages == []  # not put off to a delayed retry
+
+
+def test_a_released_slot_wakes_one_waiting_job_not_all(ports):
+    first, second = queued(ports), queued(ports)
+    execute_job(ports, first)
+    execute_job(ports, second)
+    waiters = [queued(ports) for _ in range(3)]
+    assert [execute_job(ports, w) for w in waiters] == [None] * 3
+    share.release_slot(ports, "acme", first.job_id)  # as a late message or an ended start gives a slot back
+    assert [m.job_id for m in ports.queue.messages] == [waiters[0].job_id]
+    assert list(ports.slots.waiting("acme")) == [w.job_id for w in waiters[1:]]
+
+
+def test_a_finish_the_transaction_could_not_tell_about_still_frees_the_slot(ports, monkeypatch):
+    """A conflicting transaction (or a slots item made before pools): the job and its slot are written apart."""
+    first, second = queued(ports), queued(ports)
+    job = execute_job(ports, first)
+    execute_job(ports, second)
+    waiting = queued(ports)
+    assert execute_job(ports, waiting) is None
+    real = ports.jobs.finish
+    monkeypatch.setattr(ports.jobs, "finish", lambda *a, **k: Finished(None, slots=SlotsSeen(known=False)))
+    ended = finish_job(ports, job, JobStatus.FAILED, statement_id=job.statement_id)
+    monkeypatch.setattr(ports.jobs, "finish", real)
+    assert ended is not None and ended.status is JobStatus.FAILED
+    assert first.job_id not in held(ports)
+    assert [m.job_id for m in ports.queue.messages] == [waiting.job_id]
+
+
+def test_an_aborted_bulk_job_does_not_park_on_the_waiting_list(ports):
+    """Its place is read from the job store; an ended bulk job leaves the line instead of soaking up a wake-up."""
+    from events import BulkJobQueuedMessage
+
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    for holder in ("j_a", "j_b"):
+        ports.slots.acquire("acme", holder, limit=2)
+    job = bulk_job(state=BulkState.ABORTED, tenant_id="acme")
+    ports.bulk.jobs.create(job)
+    message = BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
+    assert share._wait_for_slot(ports, message, 2) == share._ENDED
     assert ports.slots.waiting("acme") == {}
