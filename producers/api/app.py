@@ -91,13 +91,13 @@ _GATEWAY = {
     ),
     431: _answer("The request line and headers are larger than API Gateway accepts (10,240 bytes)"),
     500: _answer("The request failed on our side; it is safe to retry"),
-    503: _answer(
-        "An AWS service behind the API is throttling or failing (`unavailable`): retry after a pause",
-        headers={"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}},
-    ),
     502: _answer(
         "API Gateway could not hand the request to the function: a body past about 4.5 MB, which Lambda's 6 MiB "
         "event quota cannot carry once base64-encoded"
+    ),
+    503: _answer(
+        "An AWS service behind the API is throttling or failing (`unavailable`): retry after a pause",
+        headers={"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}},
     ),
 }
 _JSON_BODY = {
