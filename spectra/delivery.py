@@ -275,7 +275,7 @@ def _output_name(expression, text: str) -> tuple[str | None, int]:
         if isinstance(expression, exp.Trim):  # trim(s), trim(leading 'x' from s)
             position = str(expression.args.get("position") or "").upper()
             return {"LEADING": "ltrim", "TRAILING": "rtrim"}.get(position, "btrim"), 2
-        return expression.sql_name().lower(), 2  # SQL's own syntax: extract(...), current_date, trim(...)
+        return expression.sql_name().lower(), 2  # SQL's own syntax: extract(...), current_date, substring(...)
     if isinstance(expression, exp.And | exp.Or) or (
         isinstance(expression, exp.Binary) and not isinstance(expression, exp.Dot)
     ):
