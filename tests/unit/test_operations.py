@@ -329,3 +329,42 @@ def test_a_reconciler_whose_every_run_stops_early_is_alarmed(resources, monkeypa
         lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
         emitted.append([v for line in lines for v in line.get("ReconcileStoppedEarly", [])])  # EMF: a list per line
     assert emitted == [[1.0], [1.0], [0.0]]
+
+
+def test_a_batch_of_webhook_deliveries_goes_out_side_by_side(monkeypatch, capsys):
+    """Found by the hostile-tenant review: a batch's deliveries went out one after another, so one tenant's receivers
+    that time out (10 s each) held every other tenant's delivery queued behind them in the batch for minutes. Each
+    delivery here waits until all three are under way: one after another, the first would wait alone and fail."""
+    import threading
+
+    from consumers.notifier import delivery as app
+    from events.models import WebhookDelivery
+    from spectra.notify.delivery import Outcome
+
+    all_under_way = threading.Barrier(3, timeout=5)
+    delivered = []
+
+    def deliver(ports, message):
+        all_under_way.wait()  # BrokenBarrierError (the record fails) unless the three run at once
+        delivered.append(message.webhook_id)
+        return Outcome.DELIVERED
+
+    class Context:
+        function_name, memory_limit_in_mb, aws_request_id = "delivery", 512, "r1"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:delivery"
+
+    from events.catalog import SAMPLES
+
+    sample = json.loads((SAMPLES / "webhook_delivery_message.json").read_text())
+    records = [
+        {"messageId": f"m{i}", "body": json.dumps({**sample, "webhook_id": f"msg_{i}"}), "eventSource": "aws:sqs"}
+        for i in range(3)
+    ]
+    assert WebhookDelivery.model_validate_json(records[0]["body"]).webhook_id == "msg_0"
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
+    monkeypatch.setattr(app.metrics, "namespace", NAMESPACE)
+    monkeypatch.setattr(app, "deliver", deliver)
+    monkeypatch.setattr(app, "get_ports", lambda: None)
+    answer = app.lambda_handler({"Records": records}, Context())
+    assert answer == {"batchItemFailures": []}
+    assert sorted(delivered) == ["msg_0", "msg_1", "msg_2"]
