@@ -155,13 +155,11 @@ def test_a_failed_record_leaves_a_line_with_its_keys():
 _HANDLER_PROBE = """
 import importlib, json, sys
 module = importlib.import_module(sys.argv[1])
-from aws_lambda_powertools.utilities.batch import (
-    AsyncBatchProcessor, async_process_partial_response, process_partial_response)
+from aws_lambda_powertools.utilities.batch import process_partial_response
 record = {"messageId": "m-bad", "receiptHandle": "r", "body": sys.argv[2], "eventSource": "aws:sqs",
           "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1"}, "messageAttributes": {}}
-process = (async_process_partial_response if isinstance(module.processor, AsyncBatchProcessor)
-           else process_partial_response)  # the delivery function handles a batch's records side by side
-answer = process(event={"Records": [record]}, record_handler=module.record_handler, processor=module.processor)
+answer = process_partial_response(event={"Records": [record]}, record_handler=module.record_handler,
+                                  processor=module.processor)
 print(json.dumps({"answer": answer}))
 """
 _SECRET_BODY = json.dumps({"job": {"sql": "select pw = 'hunter2'"}, "Records": [{"hunter2": 1}]})
