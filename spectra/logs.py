@@ -89,14 +89,6 @@ def sqs_batch_processor():
     return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def sqs_concurrent_batch_processor():
-    """:func:`sqs_batch_processor` whose records are handled side by side (Powertools' AsyncBatchProcessor): for a
-    handler that mostly waits on others, each record's wait no longer delays the records after it in the batch."""
-    from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
-
-    return AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-
 def unreadable(exc: ValidationError) -> str:
     """What a model could not read, by place and kind only: pydantic's own text repeats the input, and a message can
     carry a tenant's SQL, parameter values or a database's error echoing them."""

@@ -1,17 +1,10 @@
 """Webhook delivery queue → one signed POST per message, then the next attempt, the DLQ or a disabled subscription
-(spectra/notify/delivery.py). A failed attempt is not a failed record: its retry is a new, delayed message.
-
-A batch's deliveries go out side by side, each bounded by its own timeout: one after another, one tenant's receivers
-that time out (10 s each) held every other tenant's delivery queued behind them in the batch (found by the
-hostile-tenant review)."""
+(spectra/notify/delivery.py). A failed attempt is not a failed record: its retry is a new, delayed message."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import async_process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -24,15 +17,10 @@ logger = Logger()
 logs.install(logger)  # job_id and tenant_id on every line of a record, the domain's included (spectra/logs.py)
 tracer = Tracer()
 metrics = Metrics()
-processor = logs.sqs_concurrent_batch_processor()
-_metrics = threading.Lock()  # the records' threads add to one metric set
+processor = logs.sqs_batch_processor()
 
 
-async def record_handler(record: SQSRecord) -> None:
-    await asyncio.to_thread(deliver_record, record)  # in its own copy of the context: its log keys stay its own
-
-
-def deliver_record(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord) -> None:
     with logs.record(message_id=record.message_id):
         message = WebhookDelivery.model_validate_json(record.body)
         logs.bind(
@@ -43,8 +31,7 @@ def deliver_record(record: SQSRecord) -> None:
             attempt=message.attempt,
         )
         outcome = deliver(get_ports(), message)
-        with _metrics:
-            metrics.add_metric(name=f"Webhook{outcome.value.title().replace('_', '')}", unit="Count", value=1)
+        metrics.add_metric(name=f"Webhook{outcome.value.title().replace('_', '')}", unit="Count", value=1)
         logger.info("webhook delivery attempt", extra={"outcome": outcome.value})
 
 
@@ -52,7 +39,4 @@ def deliver_record(record: SQSRecord) -> None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    get_ports()  # made once, before the records' threads share it
-    return async_process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
