@@ -1,4 +1,4 @@
-"""Notifications: what the mutation review (branch rv-mutants7, review/mutants7) found the suite let change unnoticed. The fakes cap a
+"""Notifications: what the mutation review (rv-mutants7) found the suite let change unnoticed. The fakes cap a
 retry's delay and take any attribute, so these drive the real SQS and SNS channels with stub clients."""
 
 from __future__ import annotations

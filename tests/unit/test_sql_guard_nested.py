@@ -1,4 +1,4 @@
-"""The SQL guard: what the mutation review (branch rv-mutants7, review/mutants7) found the suite let change unnoticed."""
+"""The SQL guard: what the mutation review (rv-mutants7) found the suite let change unnoticed."""
 
 from __future__ import annotations
 
