@@ -194,8 +194,8 @@ _CAST_NAMES = {
     "INTERVAL": "interval",
 }
 #: Functions Redshift names otherwise than as called, from its documentation's examples (NVL's column is
-#: ``coalesce``, GETDATE's and SYSDATE's ``timestamp``, DECODE's ``case``)
-_CALLED_NAMES = {"nvl": "coalesce", "getdate": "timestamp", "sysdate": "timestamp", "decode": "case"}
+#: ``coalesce``, GETDATE's ``timestamp``, DECODE's ``case``; SYSDATE is no call: see :func:`_output_name`)
+_CALLED_NAMES = {"nvl": "coalesce", "getdate": "timestamp", "decode": "case"}
 _NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+"')
 
 

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import pytest
 
-from events import JobStatus, ResultFormat, StatementState, StatementStatusChange
+from events import JobStatus, StatementState, StatementStatusChange
 from spectra.bulk.lifecycle import complete_bulk_statement
 from spectra.bulk.models import BulkState
 from spectra.bulk.service import change_state
 from spectra.bulk.store import BulkJobStore
 from spectra.job_store import JobStore
-from spectra.jobs import Job, new_job_id, utcnow
+from spectra.jobs import utcnow
 from spectra.queries import cancel_job
 from spectra.slots import RunningSlots
 from spectra.tenants import Caller
 from tests.fixtures.aws import table_from_template
+from tests.fixtures.stack import record_job
 from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import make_ports
 
@@ -116,12 +117,7 @@ def test_an_upload_complete_whose_answer_was_lost_queues_the_load(dynamo):
 
 def test_a_cancel_of_a_queued_job_whose_answer_was_lost_is_answered_and_announced(dynamo):
     ports, lossy = dynamo
-    now = utcnow()
-    job = Job(
-        job_id=new_job_id(), tenant_id="acme", db_user="tenant_acme", sql="select 1", format=ResultFormat.JSON,
-        created_at=now, updated_at=now,
-    )  # fmt: skip
-    ports.jobs.create(job)
+    job = record_job(ports, "acme", "select 1")
     lossy.lose_next(_writes_state("CANCELLED"))
     cancelled = cancel_job(ports, ACME, job.job_id)
     assert lossy.fired, "no answer was lost"
