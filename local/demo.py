@@ -70,6 +70,7 @@ def add_tenant(
     tier: str = DEFAULT_TIER,
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
     max_running_statements: int | None = None,
+    max_waits: int | None = None,
     usage_plans: UsagePlans | None = None,
     owned_schema: str | None = None,
 ) -> str:
@@ -84,7 +85,12 @@ def add_tenant(
     plans = usage_plans or UsagePlans.by_name(boto3.client("apigateway"))
     usage_key = plans.attach(tenant_id, tier)
     warehouse.run(f'CREATE USER "{db_user}"', statement_timeout_sql(db_user, statement_timeout_ms))
-    share = {"tier": tier, "usage_key": usage_key, "max_running_statements": max_running_statements}
+    share = {
+        "tier": tier,
+        "usage_key": usage_key,
+        "max_running_statements": max_running_statements,
+        "max_waits": max_waits,
+    }
     if owned_schema:
         warehouse.run(f'CREATE SCHEMA "{owned_schema}" AUTHORIZATION "{db_user}"')
         tenants.create_tenant(tenant_id, db_user=db_user, allow_writes=True, owned_schemas=[owned_schema], **share)

@@ -103,6 +103,15 @@ class Throttled(SpectraError):
     retry_after: ClassVar[int] = 1
 
 
+class TooManyWaits(SpectraError):
+    """A one-call query over its tenant's cap on waits in progress (spectra/waits.py): the API answers 429 with
+    ``Retry-After`` before making the job, so nothing was queued."""
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    code = "too_many_waits"
+    retry_after: ClassVar[int] = 1
+
+
 class Unavailable(SpectraError):
     """An AWS service the request needs is throttling it or failing on its side (see :func:`passing_trouble`): the
     API answers 503 with ``Retry-After``; nothing about the request is wrong, and the same request may succeed."""

@@ -27,6 +27,7 @@ from spectra.settings import Settings, get_settings
 from spectra.share import RunningSlots
 from spectra.tenants import TenantDirectory
 from spectra.tokens import PageTokens, SecretKey
+from spectra.waits import WaitLeases
 from spectra.warehouse import StatementRunner
 
 # Standard retry mode backs off on throttling; the SQS redrive is the outer retry for anything still failing.
@@ -72,6 +73,8 @@ class Ports:
     page_tokens: PageTokens
     #: each tenant's running statements (spectra/share.py)
     slots: RunningSlots
+    #: each tenant's one-call queries waiting (spectra/waits.py)
+    waits: WaitLeases
     #: None in a function the template gives no bulk resources
     bulk: BulkPorts | None = None
     #: the boto3 clients behind the ports, for instrumentation (call counts in benchmarks, the IAM test)
@@ -137,6 +140,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
         events=EventPublisher(client("events"), settings.event_bus_name),
         page_tokens=PageTokens(SecretKey(client("secretsmanager"), settings.page_token_secret_arn)),
         slots=RunningSlots(dynamodb, settings.tenants_table),
+        waits=WaitLeases(dynamodb, settings.tenants_table),
         bulk=bulk,
         clients=tuple(clients),
         jwt=JwtVerifier.from_settings(settings),

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # size (a failed write), its message comes back after about this many seconds (jittered ±50%); a full list sends
     # it back after 2.5 to 5 minutes (spectra/share.py).
     tenant_max_running_statements: int = Field(default=5, ge=0)
+    # One-call queries (wait_timeout) one tenant may have waiting at once (a tenant record may set its own): each
+    # holds an API environment while it waits (spectra/waits.py).
+    tenant_max_waits: int = Field(default=20, ge=1)
     tenant_wait_seconds: int = Field(default=5, gt=1, le=900)
     # A running slot not verified for this long is checked against the job store when its tenant is at the cap.
     slot_lease_seconds: int = Field(default=60, gt=0)

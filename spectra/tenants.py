@@ -64,11 +64,13 @@ class Tenant(BaseModel):
     active: bool = True
     created_at: datetime
     #: The tenant's share (spectra/share.py): its usage-plan tier (request rate and quota, template.yaml's
-    #: UsagePlans), the API Gateway key value the authorizer returns as ``usageIdentifierKey``, and its own cap on
-    #: running statements (None: the service's TENANT_MAX_RUNNING_STATEMENTS).
+    #: UsagePlans), the API Gateway key value the authorizer returns as ``usageIdentifierKey``, its own cap on
+    #: running statements (None: the service's TENANT_MAX_RUNNING_STATEMENTS) and on one-call queries waiting at
+    #: once (None: the service's TENANT_MAX_WAITS; spectra/waits.py).
     tier: str = Field(default="standard", pattern=r"^[a-z][a-z0-9-]{0,31}$")
     usage_key: str | None = None
     max_running_statements: int | None = Field(default=None, ge=0)
+    max_waits: int | None = Field(default=None, ge=1)
     #: drawn anew each time the tenant id is created; keys and jobs are bound to it. None on records made before it.
     generation: str | None = None
     # The query API is read-only unless this is set; then DML and DDL may change objects in owned_schemas only
@@ -87,8 +89,8 @@ class Tenant(BaseModel):
         owned_schemas: list[str] | None = None,
         **share: Any,
     ) -> Tenant:
-        """A tenant about to be created, with a generation of its own. ``share``: its ``tier``, ``usage_key`` and
-        ``max_running_statements``."""
+        """A tenant about to be created, with a generation of its own. ``share``: its ``tier``, ``usage_key``,
+        ``max_running_statements`` and ``max_waits``."""
         return cls(
             tenant_id=tenant_id,
             db_user=db_user,
@@ -109,7 +111,16 @@ class Tenant(BaseModel):
 
 #: What :meth:`TenantDirectory.update_tenant` may change: not the id, the generation, the keys or the creation time.
 _CHANGEABLE = frozenset(
-    {"db_user", "secret_arn", "tier", "usage_key", "max_running_statements", "allow_writes", "owned_schemas"}
+    {
+        "db_user",
+        "secret_arn",
+        "tier",
+        "usage_key",
+        "max_running_statements",
+        "max_waits",
+        "allow_writes",
+        "owned_schemas",
+    }
 )
 
 
@@ -132,8 +143,8 @@ class TenantDirectory:
 
     def create_tenant(self, tenant_id: str, **attributes: Any) -> Tenant:
         """A new tenant; ``attributes`` are :meth:`Tenant.new`'s (identity, write flag, owned schemas, and its share:
-        ``tier``, ``usage_key``, ``max_running_statements``). Conflict when the id exists, or when its database
-        identity was another tenant's (or an earlier tenant's of this id): see the module's docstring."""
+        ``tier``, ``usage_key``, ``max_running_statements``, ``max_waits``). Conflict when the id exists, or when its
+        database identity was another tenant's (or an earlier tenant's of this id): see the module's docstring."""
         tenant = Tenant.new(tenant_id, **attributes)
         item = {"pk": f"tenant#{tenant_id}", **tenant.model_dump(mode="json", exclude_none=True)}
         put = {
@@ -302,9 +313,9 @@ class TenantDirectory:
 
     def update_tenant(self, tenant_id: str, **changes: Any) -> Tenant:
         """Change what the tenant may do and where it runs: ``db_user``, ``secret_arn``, ``tier``, ``usage_key``,
-        ``max_running_statements``, ``allow_writes``, ``owned_schemas`` (None removes an optional one). The record is
-        validated as a whole first, and written only if it is still the same tenant (its generation), so its keys
-        (bound to the generation) and their listing stay as they are. NotFound for an unknown tenant.
+        ``max_running_statements``, ``max_waits``, ``allow_writes``, ``owned_schemas`` (None removes an optional one).
+        The record is validated as a whole first, and written only if it is still the same tenant (its generation), so
+        its keys (bound to the generation) and their listing stay as they are. NotFound for an unknown tenant.
 
         Changes reach the API within the authorizer's cache time and the executor within ``TENANT_CACHE_SECONDS``;
         a write queued before a grant shrank is checked again when it starts (spectra/identity.py)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from functools import lru_cache
@@ -36,8 +37,16 @@ from producers.api.models import (
     response_links,
 )
 from producers.api.subscription_models import CallbackView
-from spectra import logs, queries
-from spectra.errors import JobNotFinished, SpectraError, StatementRejected, Throttled, Unavailable, passing_trouble
+from spectra import logs, queries, waits
+from spectra.errors import (
+    JobNotFinished,
+    SpectraError,
+    StatementRejected,
+    Throttled,
+    TooManyWaits,
+    Unavailable,
+    passing_trouble,
+)
 from spectra.notify import service as notify
 from spectra.notify.models import callback_id
 from spectra.ports import get_ports
@@ -136,7 +145,7 @@ def _domain_error(exc: SpectraError) -> Response:
         return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the request failed; it is safe to retry")
     if exc.status >= 500:
         logger.exception("request failed")
-    retry_after = isinstance(exc, JobNotFinished | Throttled | Unavailable)
+    retry_after = isinstance(exc, JobNotFinished | Throttled | TooManyWaits | Unavailable)
     headers = {"Retry-After": str(exc.retry_after)} if retry_after else None
     return _error(exc.status, exc.code, exc.message, exc.details, headers)
 
@@ -276,6 +285,13 @@ _JOB_LINKS = response_links(
             "The body (over 1 MiB), the SQL (over 100 KB), one parameter value (over 65,535 bytes) or the "
             "parameters (over 64 KB) are too large"
         ),
+        429: _answer(
+            "Too many requests (API Gateway's throttled or quota_exceeded), or, with wait_timeout, the tenant has "
+            "its most one-call queries waiting already (too_many_waits; no job was made): retry after a pause",
+            headers={
+                "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+            },
+        ),
     },
     tags=["queries"],
 )
@@ -284,30 +300,37 @@ def submit(
     idempotency_key: IdempotencyKey = None,
 ) -> Response[QueryAnswer]:
     callback = notify.new_callback(request.callback_url) if request.callback_url else None
-    job, created = queries.submit_query(
-        get_ports(),
-        _caller(),
-        sql=request.sql,
-        parameters=request.parameters,
-        fmt=request.format,
-        delivery=request.delivery,
-        row_limit=request.row_limit,
-        idempotency_key=idempotency_key,
-        correlation_id=app.current_event.request_context.request_id,
-        callback=callback,
+    seconds = _wait_seconds(request.wait_timeout) if request.wait_timeout else 0.0
+    # a wait holds this environment: it takes one of the tenant's wait leases first, or is refused 429 before any
+    # job is made (spectra/waits.py); the lease lasts until the answer is ready
+    room = (
+        waits.waiting_room(get_ports(), _caller().tenant_id, seconds=seconds + _WAIT_MARGIN_SECONDS)
+        if request.wait_timeout
+        else contextlib.nullcontext()
     )
-    metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
-    cancel_error = None
-    if request.wait_timeout:
-        waited = queries.await_job(
-            get_ports(), _caller(), job, seconds=_wait_seconds(request.wait_timeout), on_timeout=request.on_wait_timeout
+    with room:
+        job, created = queries.submit_query(
+            get_ports(),
+            _caller(),
+            sql=request.sql,
+            parameters=request.parameters,
+            fmt=request.format,
+            delivery=request.delivery,
+            row_limit=request.row_limit,
+            idempotency_key=idempotency_key,
+            correlation_id=app.current_event.request_context.request_id,
+            callback=callback,
         )
-        job, cancel_error = waited.job, waited.cancel_error
-    view = QueryAnswer.of(job)
-    view.cancel_error = cancel_error
-    if job.status is JobStatus.COMPLETED and request.wait_timeout:
-        results = queries.waited_results(get_ports(), job)
-        view.results = JobResults.model_validate(results) if results is not None else None
+        metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
+        cancel_error = None
+        if request.wait_timeout:
+            waited = queries.await_job(get_ports(), _caller(), job, seconds=seconds, on_timeout=request.on_wait_timeout)
+            job, cancel_error = waited.job, waited.cancel_error
+        view = QueryAnswer.of(job)
+        view.cancel_error = cancel_error
+        if job.status is JobStatus.COMPLETED and request.wait_timeout:
+            results = queries.waited_results(get_ports(), job)
+            view.results = JobResults.model_validate(results) if results is not None else None
     if callback is not None:
         # a repeat (the same Idempotency-Key and request) answers the first request's callback, secret included: a
         # client whose first answer was lost has no other way to learn it

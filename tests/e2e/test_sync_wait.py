@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -119,3 +120,34 @@ def test_bad_wait_settings_are_400_naming_the_field(new_tenant, body, field):
     error = error_of(client.request("POST", "/v1/queries", json={"sql": "select 1", **body}), 400)
     assert error["code"] == "invalid_request"
     assert {tuple(d["loc"]) for d in error["details"]} == {("body", field)}
+
+
+def test_a_tenant_holding_its_most_waits_is_refused_429_and_no_job_is_made(spectra_stack, warehouse, new_tenant):
+    """A one-call query holds an API environment while it waits: past its tenant's cap (``max_waits``) it is refused
+    before any job is made, while the tenant's other requests, and another tenant's waits, go on."""
+    tenant_id = "t" + uuid.uuid4().hex[:12]
+    # its jobs wait queued (cap 0), so each wait lasts its whole wait_timeout
+    key = add_tenant(warehouse, get_ports().tenants, tenant_id, max_running_statements=0, max_waits=2)
+    client = ApiClient(spectra_stack.api_url, key, tenant_id, f"tenant_{tenant_id}")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        waiting = [pool.submit(post, client, f"select {n}", wait_timeout=6) for n in range(2)]
+        wait_until(
+            lambda: len([ends for ends in get_ports().waits.held(tenant_id).values() if ends > time.time()]) == 2,
+            timeout=20,
+            what="both waits holding their leases",
+        )
+        refused, _ = post(client, "select 'third'", wait_timeout=6)
+        assert error_of(refused, 429)["code"] == "too_many_waits", refused.text
+        assert refused.headers["Retry-After"] == "1"
+        assert error_of(refused, 429)["details"] == {"max_waits": 2}
+        queued, _ = post(client, "select 'no wait'")  # the cap is on waits, not on jobs
+        assert queued.status_code == 202, queued.text
+        other, _ = post(new_tenant(), "select 1 as one", wait_timeout=25)  # another tenant's waits are its own
+        assert other.status_code == 200 and other.json()["results"]["rows"] == [[1]], other.text
+        answers = [future.result()[0] for future in waiting]
+    assert [answer.status_code for answer in answers] == [202, 202]
+    made = {answer.json()["job_id"] for answer in [*answers, queued]}
+    assert {job["job_id"] for job in client.request("GET", "/v1/jobs").json()["jobs"]} == made  # none for the third
+    assert get_ports().waits.held(tenant_id) == {}  # given back when they answered
+    again, _ = post(client, "select 'after'", wait_timeout=1)
+    assert again.status_code == 202, again.text

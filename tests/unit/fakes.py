@@ -883,6 +883,32 @@ class FakeTenants:
         return self.tenants.get(tenant_id)
 
 
+class FakeWaitLeases:
+    """:class:`spectra.waits.WaitLeases` in a dict: tenant → {lease id: when it ends}. Kept honest by the contract
+    suite in ``tests/integration/pipeline/test_wait_leases_contract.py``."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, dict[str, float]] = {}
+
+    def take(self, tenant_id: str, lease_id: str, *, limit: int, until: float, now: float | None = None) -> bool:
+        moment = now if now is not None else time.time()
+        leases = self.leases.setdefault(tenant_id, {})
+        if lease_id in leases:
+            leases[lease_id] = until
+            return True
+        live = {lease: ends for lease, ends in leases.items() if ends > moment}
+        if len(live) >= limit:
+            return False
+        self.leases[tenant_id] = {**live, lease_id: until}
+        return True
+
+    def give_back(self, tenant_id: str, lease_id: str) -> None:
+        self.leases.get(tenant_id, {}).pop(lease_id, None)
+
+    def held(self, tenant_id: str) -> dict[str, float]:
+        return dict(self.leases.get(tenant_id, {}))
+
+
 class FakeRunningSlots:
     """:class:`spectra.slots.RunningSlots` in dicts: tenant → {job id: stamp} for holders and for waiters, tenant →
     {session id: PooledSession} for the session pools. Kept honest by the contract suite in
@@ -1502,6 +1528,7 @@ def make_ports(*, settings: Settings | None = None, s3: FakeS3 | None = None, **
             results_queue=FakeQueue(),
         ),
         "slots": FakeRunningSlots(),
+        "waits": FakeWaitLeases(),
     }
     ports.update(overrides)
     return Ports(**ports)

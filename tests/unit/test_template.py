@@ -136,7 +136,7 @@ def test_only_the_authorizer_reads_api_key_and_identity_items_of_the_tenants_tab
                 actions = statement["Action"]
                 keys = statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
                 assert keys, f"{name} may {actions} any item of the tenants table"
-                assert all(k in ("tenant#*", "slots#*") for k in keys), (name, keys)
+                assert all(k in ("tenant#*", "slots#*", "waits#*") for k in keys), (name, keys)
 
 
 def test_the_api_may_ask_how_a_statement_it_could_not_cancel_ended(template):
@@ -187,6 +187,12 @@ def test_the_running_cap_reaches_every_function_that_reads_it(template):
     the Globals (the local stack merges them all, so no local run showed it; found by review)."""
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["TENANT_MAX_RUNNING_STATEMENTS"] == {"Ref": "TenantMaxRunningStatements"}
+
+
+def test_the_cap_on_waits_reaches_the_api_that_applies_it(template):
+    """Only the API waits (one-call queries; spectra/waits.py), so the cap is its variable, not a global one."""
+    api = resources_of(template, "AWS::Serverless::Function")["ApiFunction"]
+    assert api["Properties"]["Environment"]["Variables"]["TENANT_MAX_WAITS"] == {"Ref": "TenantMaxWaits"}
 
 
 def test_the_executor_knows_the_tenant_prefixes_iam_grants(template):
