@@ -13,13 +13,22 @@ retries, not to be switched off), or whose endpoint answered 410 Gone, is disabl
 "Subscription Disabled" event says so; deliveries still queued for it are dropped when their turn comes. The disable
 is conditional on the failures in a row still standing when it is written, so a concurrent delivery that succeeded
 in between (and reset the count) keeps the subscription active; the failed attempt is then retried as any other.
+
+An attempt is three steps, so the delivery function can send a batch's POSTs side by side (:func:`send_all`) while
+everything else stays in its handler's thread: :func:`prepare` (is it due, is its subscription still there and active,
+the signed request), :func:`send` (the POST alone) and :func:`settle` (the subscription's delivery state, and the next
+attempt, the DLQ or the disable). :func:`deliver` is the three for one message.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import random
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -28,6 +37,7 @@ from spectra.jobs import utcnow
 from spectra.notify.models import DisabledReason, Subscription, SubscriptionStatus
 from spectra.notify.service import notify_ports
 from spectra.notify.signing import signed_headers
+from spectra.notify.transport import HttpOutcome
 from spectra.notify.urls import origin, origins_only
 from spectra.ports import Ports
 
@@ -35,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 #: SQS's delays are whole seconds and approximate: a message this close to its time is delivered, not delayed again.
 _EARLY_TOLERANCE = timedelta(seconds=1)
+#: The most POSTs :func:`send_all` has in flight at once: a whole batch of the delivery queue (BatchSize 10, SQS's
+#: most without a batching window). A larger batch would send ten at a time.
+MAX_POSTS_AT_ONCE = 10
 
 
 class Outcome(StrEnum):
@@ -53,9 +66,34 @@ def backoff_seconds(attempt: int, *, base: float, factor: float, cap: float, rng
     return max(1, math.ceil(step / 2 + (rng or random).uniform(0, step / 2)))
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """A delivery ready to POST (:func:`prepare`): the signed request, the subscription it was signed for and the
+    time it was made at (every write of :func:`settle` is to that very subscription, at that time)."""
+
+    message: WebhookDelivery
+    subscription: Subscription
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    now: datetime
+    #: the context (log keys, spectra/logs.py) it was prepared in: a line the transport writes, sent from another
+    #: thread, names its delivery as the handler's own lines do
+    context: contextvars.Context = field(default_factory=contextvars.copy_context, compare=False, repr=False)
+
+
 def deliver(ports: Ports, message: WebhookDelivery, *, now: datetime | None = None) -> Outcome:
+    """One attempt of one message: :func:`prepare`, :func:`send`, :func:`settle`."""
+    prepared = prepare(ports, message, now=now)
+    if isinstance(prepared, Outcome):
+        return prepared
+    return settle(ports, prepared, send(ports, prepared))
+
+
+def prepare(ports: Ports, message: WebhookDelivery, *, now: datetime | None = None) -> Outcome | Attempt:
+    """The attempt to send, signed, or the outcome that needs none: a delivery not due yet (queued again for the rest
+    of its wait) or one whose subscription is gone or disabled (dropped)."""
     notify = notify_ports(ports)
-    settings = ports.settings
     if notify.deliveries is None:
         raise RuntimeError("this function has no delivery queue (WEBHOOK_DELIVERY_QUEUE_URL is not set)")
     now = now or utcnow()
@@ -72,12 +110,44 @@ def deliver(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
         announce_disabled(ports, subscription)  # in case the attempt that disabled it died before the event
         logger.info("subscription %s is disabled; dropping delivery %s", message.subscription_id, message.webhook_id)
         return Outcome.DROPPED
+    headers = signed_headers(subscription.secret, message.webhook_id, message.payload, now)
+    return Attempt(message, subscription, subscription.url, message.payload.encode(), headers, now)
 
+
+def send(ports: Ports, attempt: Attempt) -> HttpOutcome:
+    """The POST and nothing else: no store, no queue, no metric, so it may run in any thread. It never raises
+    (:meth:`spectra.notify.transport.WebhookTransport.post`)."""
+    return attempt.context.copy().run(notify_ports(ports).transport.post, attempt.url, attempt.body, attempt.headers)
+
+
+def send_all(ports: Ports, attempts: Sequence[Attempt]) -> list[HttpOutcome]:
+    """The POSTs of a batch side by side (at most :data:`MAX_POSTS_AT_ONCE` at once), their answers in the order of
+    ``attempts``. One after another, one tenant's receivers that time out (10 s each) held every delivery queued
+    behind them in the batch, other tenants' too, by up to ten deadlines, and again on each retry (found by the
+    hostile-tenant review); side by side a batch takes about its slowest POST.
+
+    Only the POSTs go to threads: they are what waits, and they touch nothing but the network. Reading and writing
+    the subscriptions, queueing the next attempts, the metrics and the function's own log lines stay in the
+    handler's thread (:func:`prepare`, :func:`settle`): Powertools keeps an invocation's metrics and log keys per
+    process on Lambda but per thread on the local stack (local/runner/functions.py), and handling whole records in
+    threads lost them there. The threads end with the call, so none outlives the invocation. A transport that
+    raised, against its contract, would raise here once the others are done, failing the whole batch."""
+    if len(attempts) <= 1:
+        return [send(ports, attempt) for attempt in attempts]
+    with ThreadPoolExecutor(max_workers=min(len(attempts), MAX_POSTS_AT_ONCE), thread_name_prefix="webhook") as pool:
+        return list(pool.map(lambda attempt: send(ports, attempt), attempts))
+
+
+def settle(ports: Ports, attempt: Attempt, result: HttpOutcome) -> Outcome:
+    """What follows the POST's answer: the subscription's delivery state, then the next attempt later, the DLQ or
+    disabling the subscription. The POST went out whatever happens here: a settle that raises fails the record, and
+    its retry sends the delivery again (same ``webhook-id``; at least once)."""
+    notify = notify_ports(ports)
+    settings = ports.settings
+    message, now = attempt.message, attempt.now
     # Every write after the attempt is to the subscription it was made for: one deleted while the attempt ran and
     # made again under its Idempotency-Key's id is another (an old URL's 410 disabled the new one)
-    made_at = subscription.created_at
-    headers = signed_headers(subscription.secret, message.webhook_id, message.payload, now)
-    result = notify.transport.post(subscription.url, message.payload.encode(), headers)
+    made_at = attempt.subscription.created_at
     if result.ok:
         notify.subscriptions.record_success(
             message.tenant_id, message.subscription_id, status=result.status or 200, at=now, made_at=made_at
