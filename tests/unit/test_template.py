@@ -189,6 +189,18 @@ def test_the_running_cap_reaches_every_function_that_reads_it(template):
     assert variables["TENANT_MAX_RUNNING_STATEMENTS"] == {"Ref": "TenantMaxRunningStatements"}
 
 
+def test_the_stage_lets_every_usage_plan_have_its_rate(template):
+    """The stage-wide throttle was below the Premium plan's (20 req/s in dev, 100 in prod, against 200): a tenant
+    could never get its plan's rate, and one tenant at it took every other tenant's (hostile-tenant review)."""
+    settings = template["Resources"]["Api"]["Properties"]["MethodSettings"]
+    [stage] = [s for s in settings if s["ResourcePath"] == "/*" and s["HttpMethod"] == "*"]
+    plans = [plan["Properties"]["Throttle"] for plan in resources_of(template, "AWS::ApiGateway::UsagePlan").values()]
+    assert len(plans) == 3
+    for limit, plan_field in (("ThrottlingRateLimit", "RateLimit"), ("ThrottlingBurstLimit", "BurstLimit")):
+        prod, dev = stage[limit]["Fn::If"][1:]
+        assert min(prod, dev) >= max(plan[plan_field] for plan in plans), limit
+
+
 def test_the_cap_on_waits_reaches_the_api_that_applies_it(template):
     """Only the API waits (one-call queries; spectra/waits.py), so the cap is its variable, not a global one."""
     api = resources_of(template, "AWS::Serverless::Function")["ApiFunction"]
