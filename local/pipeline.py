@@ -18,10 +18,21 @@ CLUSTER_ID = "spectra-local"
 
 
 def local_parameters(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The template parameters of every local stack: the cluster name, the dev stage, and webhooks allowed to reach
-    receivers on this machine (``WebhookAllowLoopback``: a template parameter, not a code branch), then
-    ``overrides``."""
-    return {"RedshiftClusterId": CLUSTER_ID, "Stage": "dev", "WebhookAllowLoopback": "true", **(overrides or {})}
+    """The template parameters of every local stack: the cluster name, the dev stage, webhooks allowed to reach
+    receivers on this machine (``WebhookAllowLoopback``: a template parameter, not a code branch), and each tenant's
+    cap on one-call queries waiting sized to the local API's ten environments (``TenantMaxWaits`` 4: a tenant at its
+    cap leaves six to the others; on AWS the default 20 is sized to Lambda's 1,000), then ``overrides``."""
+    return {
+        "RedshiftClusterId": CLUSTER_ID,
+        "Stage": "dev",
+        "WebhookAllowLoopback": "true",
+        "TenantMaxWaits": LOCAL_TENANT_MAX_WAITS,
+        **(overrides or {}),
+    }
+
+
+#: The local stack's TenantMaxWaits (see local_parameters).
+LOCAL_TENANT_MAX_WAITS = "4"
 
 
 def function_environment(redshift_url: str) -> dict[str, str]:

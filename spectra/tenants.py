@@ -44,6 +44,9 @@ from spectra.jobs import utcnow
 from spectra.slots import SLOTS_PREFIX
 from spectra.sql_layout import fold_name
 
+#: The tenants table's item of each tenant's one-call queries waiting (spectra/waits.py), deleted with the tenant.
+WAITS_PREFIX = "waits#"
+
 KEY_PREFIX = "spk_"
 #: Reads and conditional deletes a tenant's delete makes before it gives up on a record that keeps changing
 DELETE_ATTEMPTS = 3
@@ -382,9 +385,9 @@ class TenantDirectory:
         return Tenant.model_validate(_plain(response["Attributes"]))
 
     def delete_tenant(self, tenant_id: str) -> bool:
-        """Delete the tenant and every key it was issued, and its running slots and session pool (a tenant created
-        again under the id starts with none of them). False when there was no such tenant. The records of the
-        database identities it had stay: no later tenant may have them (the module's docstring).
+        """Delete the tenant and every key it was issued, its running slots and session pool, and its wait leases (a
+        tenant created again under the id starts with none of them). False when there was no such tenant. The records
+        of the database identities it had stay: no later tenant may have them (the module's docstring).
 
         The tenant record and its slots item go in one transaction, conditional on the generation and the keys just
         read (a key issued meanwhile is read again, and deleted): a delete cut short cannot leave a slots item for a
@@ -416,8 +419,9 @@ class TenantDirectory:
             }
             # Its statements still running end as usual: their releases find no slot to give back, and do nothing.
             slots = {"TableName": self._table, "Key": {"pk": {"S": SLOTS_PREFIX + tenant_id}}}
+            waits = {"TableName": self._table, "Key": {"pk": {"S": WAITS_PREFIX + tenant_id}}}
             try:
-                self._db.transact_write_items(TransactItems=[{"Delete": record}, {"Delete": slots}])
+                self._db.transact_write_items(TransactItems=[{"Delete": record}, {"Delete": slots}, {"Delete": waits}])
             except self._db.exceptions.TransactionCanceledException as exc:
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
                 if reasons and reasons[0] == "ConditionalCheckFailed":

@@ -14,8 +14,8 @@ and the same request, sent again later or without ``wait_timeout``, is served. W
 A lease carries its own end (the wait, plus the time the request needs after it): one whose request died without
 giving it back (the environment was killed, the write failed) stops counting then, and the next take prunes it.
 The leases live in one DynamoDB item per tenant (``waits#<tenant>`` in the tenants table, map ``leases``: lease id →
-epoch seconds when it ends), taken by one conditional write (two when expired leases are pruned, three when the
-item is made), and given back by one.
+epoch seconds when it ends), taken by one conditional write (two when ended leases are pruned, or when the item is
+made), and given back by one.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 
 from spectra.errors import TooManyWaits
 from spectra.tenant_cache import tenant_record
+from spectra.tenants import WAITS_PREFIX
 
 if TYPE_CHECKING:
     from spectra.ports import Ports
@@ -40,13 +41,13 @@ logger = logging.getLogger(__name__)
 
 _de = TypeDeserializer()
 
-WAITS_PREFIX = "waits#"
-
 #: A tenant's own cap is read at most this often per process: a change takes effect within it.
 CAP_CACHE_SECONDS = 30.0
 
 #: Tries of one take against concurrent writers pruning the same expired leases or making the item.
 _TAKE_TRIES = 4
+#: Ended leases one write removes at most (each is named in its expressions).
+_PRUNE_AT_MOST = 50
 
 
 class WaitLeases:
@@ -103,6 +104,9 @@ class WaitLeases:
             ended = [lease for lease, ends in leases.items() if ends <= moment]
             if len(leases) - len(ended) >= limit:
                 return False
+            # a write names each lease it prunes: DynamoDB's expressions stop at 4 KB and 300 operators, and a write
+            # past them would fail every wait of the tenant for good; one lease's room is all this take needs
+            ended = ended[:_PRUNE_AT_MOST]
         logger.warning(
             "tenant %s: its wait leases kept changing under %d tries; refusing this wait", tenant_id, _TAKE_TRIES
         )

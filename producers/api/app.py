@@ -300,11 +300,10 @@ def submit(
     idempotency_key: IdempotencyKey = None,
 ) -> Response[QueryAnswer]:
     callback = notify.new_callback(request.callback_url) if request.callback_url else None
-    seconds = _wait_seconds(request.wait_timeout) if request.wait_timeout else 0.0
     # a wait holds this environment: it takes one of the tenant's wait leases first, or is refused 429 before any
-    # job is made (spectra/waits.py); the lease lasts until the answer is ready
+    # job is made (spectra/waits.py); the lease lasts as long as the request can
     room = (
-        waits.waiting_room(get_ports(), _caller().tenant_id, seconds=seconds + _WAIT_MARGIN_SECONDS)
+        waits.waiting_room(get_ports(), _caller().tenant_id, seconds=_seconds_left(request.wait_timeout))
         if request.wait_timeout
         else contextlib.nullcontext()
     )
@@ -324,6 +323,8 @@ def submit(
         metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
         cancel_error = None
         if request.wait_timeout:
+            # what is left of the function's time once the job is queued, so queueing it counts against the wait
+            seconds = _wait_seconds(request.wait_timeout)
             waited = queries.await_job(get_ports(), _caller(), job, seconds=seconds, on_timeout=request.on_wait_timeout)
             job, cancel_error = waited.job, waited.cancel_error
         view = QueryAnswer.of(job)
@@ -347,6 +348,15 @@ def submit(
 
 #: What a wait leaves of the function's time for the rest of the request (reading the result, answering).
 _WAIT_MARGIN_SECONDS = 3
+
+
+def _seconds_left(wait_timeout: int) -> float:
+    """How long this request can still run: the function's remaining time (its timeout ends it), else the wait and
+    its margin."""
+    context = getattr(app, "lambda_context", None)
+    if context is None:
+        return wait_timeout + _WAIT_MARGIN_SECONDS
+    return context.get_remaining_time_in_millis() / 1000
 
 
 def _wait_seconds(wait_timeout: int) -> float:

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from local.demo import add_tenant
+from local.pipeline import LOCAL_TENANT_MAX_WAITS
 from spectra.ports import get_ports
 from tests.e2e.test_api_contract import error_of
 from tests.fixtures.stack import ApiClient, wait_until
@@ -151,3 +152,25 @@ def test_a_tenant_holding_its_most_waits_is_refused_429_and_no_job_is_made(spect
     assert get_ports().waits.held(tenant_id) == {}  # given back when they answered
     again, _ = post(client, "select 'after'", wait_timeout=1)
     assert again.status_code == 202, again.text
+
+
+def test_one_tenant_at_its_cap_leaves_api_environments_to_the_others(spectra_stack, warehouse, new_tenant):
+    """The local stack's cap (TenantMaxWaits 4) sits below its API's ten environments: a tenant waiting all it may
+    still leaves the others served at once. With the template's default (20) its waits held all ten, and another
+    tenant's GET was answered only once one of them ended (found by review)."""
+    tenant_id = "t" + uuid.uuid4().hex[:12]
+    key = add_tenant(warehouse, get_ports().tenants, tenant_id, max_running_statements=0)  # the stack's own cap
+    client = ApiClient(spectra_stack.api_url, key, tenant_id, f"tenant_{tenant_id}")
+    other = new_tenant()
+
+    def live_leases() -> int:
+        return len([ends for ends in get_ports().waits.held(tenant_id).values() if ends > time.time()])
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        waiting = [pool.submit(post, client, f"select {n}", wait_timeout=15) for n in range(6)]
+        wait_until(lambda: live_leases() == int(LOCAL_TENANT_MAX_WAITS), timeout=20, what="the tenant at its cap")
+        listing = other.request("GET", "/v1/jobs")
+        assert listing.status_code == 200, listing.text
+        assert live_leases() == int(LOCAL_TENANT_MAX_WAITS)  # answered while every one of them still waits
+        statuses = sorted(future.result()[0].status_code for future in waiting)
+    assert statuses == [202] * int(LOCAL_TENANT_MAX_WAITS) + [429] * (6 - int(LOCAL_TENANT_MAX_WAITS))

@@ -329,3 +329,54 @@ def test_a_read_failing_after_an_accepted_cancel_does_not_say_it_was_not_sent(po
     waited = await_job(ports, ACME, job, seconds=1, on_timeout=WaitTimeoutAction.CANCEL, clock=clock, sleep=clock.sleep)
     assert ports.warehouse.statements[job.statement_id].status == "ABORTED"  # the cancel reached the warehouse
     assert waited.cancel_error is None, waited.cancel_error
+
+
+def test_the_wait_leaves_its_margin_when_queueing_the_job_was_slow(ports, monkeypatch):
+    """The wait is what the function has left once the job is queued (a cold environment, a 100 KB statement, SQS
+    retried: 4 s here), not what it had when the request came in: measured before, it ran 4 s into the margin the
+    answer needs, and a 25 s wait then outlived the function's 29 s (a 504 for a queued job; found by review)."""
+    clock = {"now": 0.0}
+
+    class Context:  # the API function's Timeout, 29 s (template.yaml)
+        function_name, memory_limit_in_mb, aws_request_id = "api", 512, "r1"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
+
+        def get_remaining_time_in_millis(self):
+            return int((29.0 - clock["now"]) * 1000)
+
+    submit_query = api.queries.submit_query
+
+    def slow_submit(*args, **kwargs):
+        clock["now"] += 4.0
+        return submit_query(*args, **kwargs)
+
+    waited = {}
+
+    def recorded_wait(ports, caller, job, *, seconds, on_timeout):
+        waited["seconds"], waited["at"] = seconds, clock["now"]
+        return api.queries.Waited(job=job)
+
+    taken = []
+    take = ports.waits.take
+
+    def recorded_take(tenant_id, lease_id, *, limit, until, now=None):
+        taken.append(until - now)
+        return take(tenant_id, lease_id, limit=limit, until=until, now=now)
+
+    monkeypatch.setattr(api.queries, "submit_query", slow_submit)
+    monkeypatch.setattr(api.queries, "await_job", recorded_wait)
+    monkeypatch.setattr(ports.waits, "take", recorded_take)
+    event = {
+        "httpMethod": "POST",
+        "path": "/v1/queries",
+        "resource": "/v1/queries",
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"sql": "select 1", "wait_timeout": 25}),
+        "isBase64Encoded": False,
+        "requestContext": {"requestId": "r1", "authorizer": {"tenant_id": "acme"}, "stage": "v1"},
+    }
+    answer = api.app.resolve(event, Context())
+    assert answer["statusCode"] in (200, 202), answer["body"]
+    assert waited["at"] + waited["seconds"] <= 29.0 - api._WAIT_MARGIN_SECONDS, waited
+    assert taken == [pytest.approx(29.0)]  # the lease lasts as long as the request can: to the function's end
+    assert ports.waits.held("acme") == {}  # and was given back when it answered

@@ -214,6 +214,21 @@ def test_deleting_a_tenant_deletes_its_running_slots_and_sessions(directory, tab
     assert slots.acquire(tenant_id, "j_new", limit=1)
 
 
+def test_deleting_a_tenant_deletes_its_wait_leases(directory, table, tenant_id):
+    from spectra.waits import WaitLeases
+
+    client, name = table
+    leases = WaitLeases(client, name)
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    assert leases.take(tenant_id, "w_old", limit=1, until=4e9)
+    assert directory.delete_tenant(tenant_id)
+    assert item(table, f"waits#{tenant_id}") is None
+    leases.give_back(tenant_id, "w_old")  # the old request's late give-back: nothing made
+    assert item(table, f"waits#{tenant_id}") is None
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2")
+    assert leases.take(tenant_id, "w_new", limit=1, until=4e9)  # the old lease does not take the new tenant's room
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
     [

@@ -94,3 +94,38 @@ def test_concurrent_takes_never_pass_the_limit(leases):
     with ThreadPoolExecutor(max_workers=8) as pool:
         first = list(pool.map(lambda n: leases.take("fresh", f"w{n}", limit=3, until=200.0, now=150.0), range(8)))
     assert sum(first) == 3
+
+
+class Recording:
+    """A DynamoDB client that keeps the names each UpdateItem's expressions use."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.names: list[int] = []
+
+    def update_item(self, **request):
+        self.names.append(len(request.get("ExpressionAttributeNames", {})))
+        return self._client.update_item(**request)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_a_take_prunes_a_bounded_number_of_ended_leases(local_aws, tenants_table_properties):
+    """Each pruned lease is named in the write's expressions, which DynamoDB stops at 4 KB and 300 operators (moto
+    does not): a write naming every ended lease of a tenant with a high cap would fail, and with it every wait of
+    that tenant, for good, since it is the write that removes them (found by review)."""
+    client = local_aws.client("dynamodb")
+    table = "tenants-waits-" + uuid.uuid4().hex[:10]
+    client.create_table(TableName=table, **tenants_table_properties)
+    try:
+        recording = Recording(client)
+        leases = WaitLeases(recording, table)
+        for n in range(120):
+            assert leases.take("acme", f"died{n}", limit=120, until=110.0, now=100.0)
+        recording.names.clear()
+        assert leases.take("acme", "w1", limit=120, until=300.0, now=200.0)
+        assert max(recording.names) <= 51, recording.names
+        assert len(leases.held("acme")) == 120 - 50 + 1
+    finally:
+        client.delete_table(TableName=table)
