@@ -389,12 +389,12 @@ class TenantDirectory:
         tenant created again under the id starts with none of them). False when there was no such tenant. The records
         of the database identities it had stay: no later tenant may have them (the module's docstring).
 
-        The tenant record and its slots item go in one transaction, conditional on the generation and the keys just
-        read (a key issued meanwhile is read again, and deleted): a delete cut short cannot leave a slots item for a
-        tenant created again to inherit (its predecessor's holders taking its running cap), and cannot delete the
-        slots of a tenant created again meanwhile. The keys go after: from the record's delete they authenticate
-        nobody (a key needs its tenant, of its generation), so a failure while deleting them leaves only dead items
-        behind, and running the delete again answers False."""
+        The tenant record, its slots item and its waits item go in one transaction, conditional on the generation and
+        the keys just read (a key issued meanwhile is read again, and deleted): a delete cut short cannot leave a slots
+        item for a tenant created again to inherit (its predecessor's holders taking its running cap), and cannot
+        delete the slots of a tenant created again meanwhile. The keys go after: from the record's delete they
+        authenticate nobody (a key needs its tenant, of its generation), so a failure while deleting them leaves only
+        dead items behind, and running the delete again answers False."""
         for _ in range(DELETE_ATTEMPTS):
             old = self._get(f"tenant#{tenant_id}")
             if old is None:

@@ -11,8 +11,9 @@ parameter ``TenantMaxWaits``, default 20; a tenant record's ``max_waits`` overri
 and the same request, sent again later or without ``wait_timeout``, is served. Waiting past the tenant's running cap
 (5 by default) buys nothing anyway: those jobs wait in line for a slot.
 
-A lease carries its own end (the wait, plus the time the request needs after it): one whose request died without
-giving it back (the environment was killed, the write failed) stops counting then, and the next take prunes it.
+A lease carries its own end (the end of the function's time, which ends the request): one whose request died without
+giving it back (the environment was killed, the write failed) stops counting then, and the next take that needs its
+room prunes it.
 The leases live in one DynamoDB item per tenant (``waits#<tenant>`` in the tenants table, map ``leases``: lease id →
 epoch seconds when it ends), taken by one conditional write (two when ended leases are pruned, or when the item is
 made), and given back by one.
@@ -104,13 +105,27 @@ class WaitLeases:
             ended = [lease for lease, ends in leases.items() if ends <= moment]
             if len(leases) - len(ended) >= limit:
                 return False
-            # a write names each lease it prunes: DynamoDB's expressions stop at 4 KB and 300 operators, and a write
-            # past them would fail every wait of the tenant for good; one lease's room is all this take needs
-            ended = ended[:_PRUNE_AT_MOST]
+            # A write names each lease it prunes, and DynamoDB's expressions stop at 4 KB and 300 operators: a write
+            # past them would fail every wait of the tenant for good. Past _PRUNE_AT_MOST (a tenant whose cap was
+            # lowered, with leases of killed environments piled up under the old one), writes of their own remove
+            # the rest first, so the take's own write counts exactly the ended leases it names.
+            while len(ended) > _PRUNE_AT_MOST:
+                self._prune(tenant_id, ended[:_PRUNE_AT_MOST])
+                ended = ended[_PRUNE_AT_MOST:]
         logger.warning(
             "tenant %s: its wait leases kept changing under %d tries; refusing this wait", tenant_id, _TAKE_TRIES
         )
         return False
+
+    def _prune(self, tenant_id: str, ended: list[str]) -> None:
+        """Remove these leases, which have ended (removing one already gone does nothing)."""
+        self._db.update_item(
+            TableName=self._table,
+            Key=self._key(tenant_id),
+            UpdateExpression="REMOVE " + ", ".join(f"leases.#x{n}" for n in range(len(ended))),
+            ConditionExpression="attribute_exists(leases)",
+            ExpressionAttributeNames={f"#x{n}": lease for n, lease in enumerate(ended)},
+        )
 
     def _create(self, tenant_id: str, lease_id: str, until: float) -> bool:
         """The tenant's first wait: the item, with this lease. False when another request made the item first."""
@@ -166,7 +181,7 @@ def wait_cap(ports: Ports, tenant_id: str) -> int:
 
 @contextmanager
 def waiting_room(ports: Ports, tenant_id: str, *, seconds: float, clock=time.time) -> Iterator[None]:
-    """Hold one of the tenant's wait leases for a request that waits up to ``seconds`` (its end is then); raise
+    """Hold one of the tenant's wait leases for a request that can run ``seconds`` more (its end is then); raise
     :class:`~spectra.errors.TooManyWaits` when the tenant holds all of them. The lease is given back when the block
     ends, however it ends; a give-back that fails is logged and left to end on its own."""
     limit = wait_cap(ports, tenant_id)
