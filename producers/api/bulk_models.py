@@ -157,7 +157,12 @@ class BulkJobInfo(BaseModel):
     createdById: str = Field(description="The tenant that created the job.", examples=["acme"])
     createdDate: datetime = Field(description="When the job was created.", examples=[_WHEN])
     systemModstamp: datetime = Field(description="When the job last changed.", examples=[_WHEN])
-    state: BulkState = Field(description="Where the job is in its life.", examples=["JobComplete"])
+    state: BulkState = Field(
+        description="Where the job is in its life. A JobComplete ingest job shows InProgress until its result files "
+        "are written (or given up: 410), so that a client can fetch them once it sees JobComplete; its Bulk Job "
+        "Completed event goes out when its load commits, which for a large or gzip job is before that.",
+        examples=["JobComplete"],
+    )
     externalIdFieldName: str | None = Field(default=None, description="The key column.", examples=["email"])
     concurrencyMode: str = Field(default="Parallel", description="Always Parallel (Bulk 2.0's).", examples=["Parallel"])
     contentType: str = Field(default="CSV", description="Always CSV.", examples=["CSV"])
@@ -208,7 +213,7 @@ class BulkJobInfo(BaseModel):
             createdById=job.tenant_id,
             createdDate=job.created_at,
             systemModstamp=job.updated_at,
-            state=job.state,
+            state=job.shown_state,  # InProgress until a JobComplete ingest job's result files can be read
             externalIdFieldName=job.external_id_field,
             jobType=JobType.of(job.operation),
             lineEnding=job.line_ending,
