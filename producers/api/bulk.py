@@ -316,6 +316,15 @@ def failed_results(job_id: JobId):  # bytes, not validated as text
     return _result_file(job_id, "failedResults")
 
 
+# Bulk 2.0 clients (simple-salesforce, salesforcer) request unprocessedRecords, and paths are case-sensitive here
+# (API Gateway's resources): that spelling is served beside this API's first one, unprocessedrecords, by one handler.
+@router.get(
+    "/v1/bulk/jobs/<job_id>/unprocessedRecords",
+    tags=["bulk"],
+    responses=_RESULT_RESPONSES,
+    summary="Rows not processed (unprocessedRecords)",
+    description="The same file as `unprocessedrecords`, under the spelling Bulk 2.0 clients use.",
+)
 @router.get(
     "/v1/bulk/jobs/<job_id>/unprocessedrecords",
     tags=["bulk"],

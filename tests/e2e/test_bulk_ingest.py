@@ -286,6 +286,7 @@ def test_an_aborted_jobs_unprocessed_records_keep_the_header_as_sent(bulk_tenant
     client.close(job["id"], "Aborted")
     client.wait(job["id"])
     assert client.results(job["id"], "unprocessedrecords") == sent
+    assert client.results(job["id"], "unprocessedRecords") == sent  # as Bulk 2.0 clients spell it
 
 
 @pytest.mark.parametrize("door", ["api", "s3"])
