@@ -166,7 +166,8 @@ class BulkJobInfo(BaseModel):
     externalIdFieldName: str | None = Field(default=None, description="The key column.", examples=["email"])
     concurrencyMode: str = Field(default="Parallel", description="Always Parallel (Bulk 2.0's).", examples=["Parallel"])
     contentType: str = Field(default="CSV", description="Always CSV.", examples=["CSV"])
-    apiVersion: str = Field(default="1", description="This API's version.", examples=["1"])
+    # a number, as Bulk 2.0's (58.0): typed clients decode it as one, and a string failed them
+    apiVersion: float = Field(default=1.0, description="This API's version, a number (Bulk 2.0's).", examples=[1.0])
     jobType: JobType = Field(description="V2Ingest or V2Query.", examples=["V2Ingest"])
     lineEnding: LineEnding = Field(description="The CSV's line ending.", examples=["LF"])
     columnDelimiter: ColumnDelimiter = Field(description="The CSV's field separator.", examples=["COMMA"])
