@@ -72,6 +72,13 @@ class CreateBulkJob(BaseModel):
         description="The SELECT of a query job.",
         examples=["select email, name from contacts"],
     )
+    # Bulk 2.0's, sent by its clients' scripts; unknown fields are refused, so it is named here to be ignored
+    assignmentRuleId: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Accepted and ignored (Bulk 2.0's: a warehouse table has no assignment rules).",
+        examples=[None],
+    )
 
     def new_job(self) -> NewJob:
         return NewJob(

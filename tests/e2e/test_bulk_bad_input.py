@@ -414,6 +414,18 @@ def test_api_misuse_gets_4xx_in_the_error_shape(bulk_tenant):
     error(client.api.request("GET", f"/v1/bulk/jobs/{job_id}/results"), 400)  # an ingest job has no query pages
 
 
+def test_an_assignment_rule_id_is_accepted_and_ignored(bulk_tenant, warehouse):
+    """Bulk 2.0 scripts send assignmentRuleId; unknown fields are refused, so it was a 400 (a warehouse table has no
+    assignment rules: it changes nothing)."""
+    client = bulk_tenant()
+    job = client.create("insert", assignmentRuleId="01QD0000000EqAbMAK")
+    client.upload(job["id"], csv_bytes([HEADER, GOOD]))
+    client.close(job["id"])
+    assert client.wait(job["id"])["state"] == "JobComplete"
+    assert [r[0] for r in client.rows(warehouse)] == ["ann@x"]
+    client.create("insert", expect=400, assignmentRule="01QD0000000EqAbMAK")  # other unknown fields still are
+
+
 def test_aborting_an_open_job_ends_it_and_listing_filters(bulk_tenant):
     client = bulk_tenant()
     first = client.create("insert")
