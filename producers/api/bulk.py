@@ -287,7 +287,8 @@ def _result_file(job_id: str, kind: str) -> Response:
 _RESULT_RESPONSES = {
     200: _CSV,
     303: {
-        "description": "Large file: follow Location (a presigned URL)",
+        "description": "Large file (over 4 MiB): follow Location, a presigned S3 URL, without the Authorization "
+        "header (S3 refuses a request with two authentications)",
         "headers": {"Location": {"description": "A presigned GET of the file", "schema": {"type": "string"}}},
     },
     **_errors(400, 404, "409-results", 410),
