@@ -287,7 +287,8 @@ def _result_file(job_id: str, kind: str) -> Response:
 _RESULT_RESPONSES = {
     200: _CSV,
     303: {
-        "description": "Large file: follow Location (a presigned URL)",
+        "description": "Large file (over 4 MiB): follow Location, a presigned S3 URL, without the Authorization "
+        "header (S3 refuses a request with two authentications)",
         "headers": {"Location": {"description": "A presigned GET of the file", "schema": {"type": "string"}}},
     },
     **_errors(400, 404, "409-results", 410),
@@ -316,6 +317,15 @@ def failed_results(job_id: JobId):  # bytes, not validated as text
     return _result_file(job_id, "failedResults")
 
 
+# Bulk 2.0 clients (simple-salesforce, salesforcer) request unprocessedRecords, and paths are case-sensitive here
+# (API Gateway's resources): that spelling is served beside this API's first one, unprocessedrecords, by one handler.
+@router.get(
+    "/v1/bulk/jobs/<job_id>/unprocessedRecords",
+    tags=["bulk"],
+    responses=_RESULT_RESPONSES,
+    summary="Rows not processed (unprocessedRecords)",
+    description="The same file as `unprocessedrecords`, under the spelling Bulk 2.0 clients use.",
+)
 @router.get(
     "/v1/bulk/jobs/<job_id>/unprocessedrecords",
     tags=["bulk"],

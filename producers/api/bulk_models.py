@@ -72,6 +72,13 @@ class CreateBulkJob(BaseModel):
         description="The SELECT of a query job.",
         examples=["select email, name from contacts"],
     )
+    # Bulk 2.0's, sent by its clients' scripts; unknown fields are refused, so it is named here to be ignored
+    assignmentRuleId: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Accepted and ignored (Bulk 2.0's: a warehouse table has no assignment rules).",
+        examples=[None],
+    )
 
     def new_job(self) -> NewJob:
         return NewJob(
@@ -157,11 +164,17 @@ class BulkJobInfo(BaseModel):
     createdById: str = Field(description="The tenant that created the job.", examples=["acme"])
     createdDate: datetime = Field(description="When the job was created.", examples=[_WHEN])
     systemModstamp: datetime = Field(description="When the job last changed.", examples=[_WHEN])
-    state: BulkState = Field(description="Where the job is in its life.", examples=["JobComplete"])
+    state: BulkState = Field(
+        description="Where the job is in its life. A JobComplete ingest job shows InProgress until its result files "
+        "are written (or given up: 410), so that a client can fetch them once it sees JobComplete; its Bulk Job "
+        "Completed event goes out when its load commits, which for a large or gzip job is before that.",
+        examples=["JobComplete"],
+    )
     externalIdFieldName: str | None = Field(default=None, description="The key column.", examples=["email"])
     concurrencyMode: str = Field(default="Parallel", description="Always Parallel (Bulk 2.0's).", examples=["Parallel"])
     contentType: str = Field(default="CSV", description="Always CSV.", examples=["CSV"])
-    apiVersion: str = Field(default="1", description="This API's version.", examples=["1"])
+    # a number, as Bulk 2.0's (58.0): typed clients decode it as one, and a string failed them
+    apiVersion: float = Field(default=1.0, description="This API's version, a number (Bulk 2.0's).", examples=[1.0])
     jobType: JobType = Field(description="V2Ingest or V2Query.", examples=["V2Ingest"])
     lineEnding: LineEnding = Field(description="The CSV's line ending.", examples=["LF"])
     columnDelimiter: ColumnDelimiter = Field(description="The CSV's field separator.", examples=["COMMA"])
@@ -208,7 +221,7 @@ class BulkJobInfo(BaseModel):
             createdById=job.tenant_id,
             createdDate=job.created_at,
             systemModstamp=job.updated_at,
-            state=job.state,
+            state=job.shown_state,  # InProgress until a JobComplete ingest job's result files can be read
             externalIdFieldName=job.external_id_field,
             jobType=JobType.of(job.operation),
             lineEnding=job.line_ending,

@@ -254,6 +254,27 @@ class BulkJob(BaseModel):
     correlation_id: str | None = None
 
     @property
+    def results_pending(self) -> bool:
+        """An ingest job ended ``JobComplete`` whose result files are neither written nor given up yet: a large or
+        gzip job's, which the bulk results function writes after its load commits
+        (:func:`spectra.bulk.lifecycle.finish_bulk_job`)."""
+        return (
+            self.state is BulkState.JOB_COMPLETE
+            and self.operation is not BulkOperation.QUERY
+            and not self.results_ready
+            and self.results_unavailable is None
+        )
+
+    @property
+    def shown_state(self) -> BulkState:
+        """The state the API shows: ``InProgress`` while :attr:`results_pending`, else the stored one. Bulk 2.0 clients
+        (jsforce's ``loadAndWaitForResults``, simple-salesforce) poll until ``JobComplete`` and fetch the result files
+        at once, which got 409 ``job_not_finished`` while the files were being written. The stored state, the
+        event and the webhooks keep ``JobComplete`` at the load's end; the listing's ``state`` filter follows this
+        (:meth:`spectra.bulk.store.BulkJobStore.list_for_tenant`)."""
+        return BulkState.IN_PROGRESS if self.results_pending else self.state
+
+    @property
     def processing_ms(self) -> int | None:
         if self.started_at is None or self.completed_at is None:
             return None

@@ -36,6 +36,21 @@ def _job(item: dict[str, Any]) -> BulkJob:
     return BulkJob.model_validate(item)
 
 
+def _shown_state_filter(state: BulkState, values: dict[str, Any], names: dict[str, str]) -> str:
+    """A filter on the state the API shows (:attr:`BulkJob.shown_state`), adding its names and values. Result files
+    given up count as ready (``mark_results_ready`` sets ``results_ready`` with ``results_unavailable``)."""
+    values[":state"] = state.value
+    names["#state"] = "state"
+    if state not in (BulkState.IN_PROGRESS, BulkState.JOB_COMPLETE):
+        return "#state = :state"
+    values.update({":complete": BulkState.JOB_COMPLETE.value, ":query": BulkOperation.QUERY.value, ":ready": False})
+    names.update({"#op": "operation", "#ready": "results_ready"})
+    pending = "(#state = :complete AND #op <> :query AND #ready = :ready)"
+    if state is BulkState.IN_PROGRESS:
+        return f"(#state = :state OR {pending})"
+    return f"(#state = :state AND NOT {pending})"
+
+
 def _uploads_were(request: dict[str, Any], uploads: int) -> dict[str, Any]:
     """``request`` made conditional on the job having counted ``uploads`` batches."""
     request["ExpressionAttributeNames"]["#uploads"] = "uploads"
@@ -96,13 +111,13 @@ class BulkJobStore:
     ) -> BulkJobPage:
         """The tenant's bulk jobs, newest first, filtered while paging (at most ``LIST_MAX_READS`` index reads per
         call, so a rare filter gives short pages with a position rather than reading the whole history at once).
-        ``ingest_only`` leaves query jobs out. The tenant comes from the caller, never from the position."""
+        ``state`` is the state the API shows (:attr:`BulkJob.shown_state`: a JobComplete ingest job whose result
+        files are still owed is InProgress). ``ingest_only`` leaves query jobs out. The tenant comes from the caller,
+        never from the position."""
         start_key = after.start_key(tenant_id) if after else None
         filters, values, names = [], {":t": tenant_id}, {}
         if state is not None:
-            filters.append("#state = :state")
-            values[":state"] = state.value
-            names["#state"] = "state"
+            filters.append(_shown_state_filter(state, values, names))
         if operation is not None:
             filters.append("#op = :op")
             values[":op"] = operation.value

@@ -5,12 +5,13 @@ crash loop or a half-loaded table."""
 from __future__ import annotations
 
 import gzip
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.fixtures.bulk import BulkClient, csv_bytes
+from tests.fixtures.bulk import TERMINAL, BulkClient, csv_bytes
 from tests.fixtures.stack import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -281,14 +282,39 @@ def test_a_batch_past_the_request_limit_is_a_413_pointing_to_upload_urls(bulk_te
     assert oversized["code"] == "gateway_error"
 
 
-def test_gzip_batches_load_through_the_api(bulk_tenant, warehouse):
+def test_gzip_batches_load_through_the_api(bulk_tenant, warehouse, spectra_stack, monkeypatch):
+    """A gzip job's result files are written by the bulk results function after its load commits. Bulk 2.0 clients
+    (jsforce's loadAndWaitForResults, simple-salesforce) poll until JobComplete and then fetch them at once, which
+    got 409 job_not_finished: the job shows InProgress until they are written. The function is held here, so that
+    the job is seen in that window on every run."""
     client = bulk_tenant()
     job = client.create("insert")
-    client.upload(job["id"], gzip.compress(csv_bytes([HEADER, GOOD])), gzip=True)
-    client.upload(job["id"], csv_bytes([HEADER, ["bob@x", "Bob", "Rome", "2"]]))  # a second batch, plain
-    client.close(job["id"])
-    done = client.wait(job["id"])
+    results_function = spectra_stack.function("BulkResultsFunction")
+    invoke, asked, release = results_function.invoke, threading.Event(), threading.Event()
+
+    def held(event):
+        if job["id"] in str(event):
+            asked.set()
+            release.wait(60)
+        return invoke(event)
+
+    monkeypatch.setattr(results_function, "invoke", held)
+    try:
+        client.upload(job["id"], gzip.compress(csv_bytes([HEADER, GOOD])), gzip=True)
+        client.upload(job["id"], csv_bytes([HEADER, ["bob@x", "Bob", "Rome", "2"]]))  # a second batch, plain
+        client.close(job["id"])
+        assert asked.wait(60)  # its load committed: stored JobComplete, its event out, its files asked for
+        owing = client.job(job["id"])
+        assert (owing["state"], owing["resultsReady"]) == ("InProgress", False)
+        running = client.api.request("GET", "/v1/bulk/jobs", params={"state": "InProgress"}).json()["records"]
+        complete = client.api.request("GET", "/v1/bulk/jobs", params={"state": "JobComplete"}).json()["records"]
+        assert (job["id"] in [j["id"] for j in running], job["id"] in [j["id"] for j in complete]) == (True, False)
+    finally:
+        release.set()
+    # as a Bulk 2.0 client waits: for the state alone, then the result files at once
+    done = wait_until(lambda: (seen := client.job(job["id"]))["state"] in TERMINAL and seen, 60, "JobComplete")
     assert (done["state"], done["numberRecordsProcessed"], done["numberRecordsFailed"]) == ("JobComplete", 2, 0)
+    assert sorted(r[2] for r in client.results(job["id"], "successfulResults")[1:]) == ["ann@x", "bob@x"]
     assert [r[0] for r in client.rows(warehouse)] == ["ann@x", "bob@x"]
 
 
@@ -386,6 +412,18 @@ def test_api_misuse_gets_4xx_in_the_error_shape(bulk_tenant):
     assert done["numberRecordsProcessed"] == 1
     error(client.api.request("PATCH", f"/v1/bulk/jobs/{job_id}", json={"state": "Aborted"}), 409)
     error(client.api.request("GET", f"/v1/bulk/jobs/{job_id}/results"), 400)  # an ingest job has no query pages
+
+
+def test_an_assignment_rule_id_is_accepted_and_ignored(bulk_tenant, warehouse):
+    """Bulk 2.0 scripts send assignmentRuleId; unknown fields are refused, so it was a 400 (a warehouse table has no
+    assignment rules: it changes nothing)."""
+    client = bulk_tenant()
+    job = client.create("insert", assignmentRuleId="01QD0000000EqAbMAK")
+    client.upload(job["id"], csv_bytes([HEADER, GOOD]))
+    client.close(job["id"])
+    assert client.wait(job["id"])["state"] == "JobComplete"
+    assert [r[0] for r in client.rows(warehouse)] == ["ann@x"]
+    client.create("insert", expect=400, assignmentRule="01QD0000000EqAbMAK")  # other unknown fields still are
 
 
 def test_aborting_an_open_job_ends_it_and_listing_filters(bulk_tenant):

@@ -43,6 +43,7 @@ def check_accounting(client: BulkClient, job: dict, sent: list[list[str]]) -> tu
     assert job["numberRecordsFailed"] == len(failed) - 1
     # Bulk 2.0's timings, from the job's start to its end (the load runs at least one statement)
     assert job["totalProcessingTime"] == job["apiActiveProcessingTime"] > 0 and job["apexProcessingTime"] == 0
+    assert job["apiVersion"] == 1.0 and isinstance(job["apiVersion"], float)  # a number, as Bulk 2.0's 58.0
     return successful[1:], failed[1:], unprocessed[1:]
 
 
@@ -286,6 +287,7 @@ def test_an_aborted_jobs_unprocessed_records_keep_the_header_as_sent(bulk_tenant
     client.close(job["id"], "Aborted")
     client.wait(job["id"])
     assert client.results(job["id"], "unprocessedrecords") == sent
+    assert client.results(job["id"], "unprocessedRecords") == sent  # as Bulk 2.0 clients spell it
 
 
 @pytest.mark.parametrize("door", ["api", "s3"])

@@ -135,6 +135,7 @@ def test_a_generated_client_calls_every_operation(generated, webhook_receiver):
     assert "bugs@acme.test" in loaded
     gen.call("GET", "/v1/bulk/jobs/{job_id}/failedResults", 200, job_id=bulk_id)
     gen.call("GET", "/v1/bulk/jobs/{job_id}/unprocessedrecords", 200, job_id=bulk_id)
+    gen.call("GET", "/v1/bulk/jobs/{job_id}/unprocessedRecords", 200, job_id=bulk_id)
     assert bulk_id in [record.id for record in gen.call("GET", "/v1/bulk/jobs", 200).records]
     export = gen.call(
         "POST",

@@ -321,12 +321,13 @@ class FakeBulkJobStore:
             ordered = [item for item in ordered if item["created_key"] < after.created_key]
         jobs: list[BulkJob] = []
         for index, item in enumerate(ordered):
+            job = BulkJob.model_validate(copy.deepcopy(item))
             if (
-                (state is None or item["state"] == state.value)
+                (state is None or job.shown_state is state)
                 and (operation is None or item["operation"] == operation.value)
                 and not (ingest_only and item["operation"] == BulkOperation.QUERY.value)
             ):
-                jobs.append(BulkJob.model_validate(copy.deepcopy(item)))
+                jobs.append(job)
             if len(jobs) == limit:
                 more = index + 1 < len(ordered)
                 position = ListPosition(created_key=item["created_key"], job_id=item["job_id"])

@@ -14,11 +14,13 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from botocore.exceptions import ClientError, ReadTimeoutError
 from cfnlint.decode import decode
+from pydantic import ValidationError
 
 from events import JobQueuedMessage, ResultFormat
 from producers.api import app as api
 from producers.api.app import _UNDOCUMENTED_PATHS, _allowed_methods, app, openapi_document
 from producers.api.body import MAX_JSON_DEPTH, is_json_media_type, read_json_body
+from producers.api.bulk_models import CreateBulkJob
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from spectra.lifecycle import execute_job
 from spectra.ports import get_ports
@@ -132,6 +134,16 @@ def test_only_json_in_utf8_is_json(content_type, json_ok):
     if not json_ok:
         with pytest.raises(UnsupportedMediaType):
             read_json_body(event(b'{"sql": "select 1"}', content_type), max_bytes=LIMIT)
+
+
+def test_a_bulk_jobs_assignment_rule_id_is_accepted_and_ignored():
+    """Bulk 2.0 scripts send assignmentRuleId with an ingest job; CreateBulkJob refuses unknown fields, so it was a
+    400. It is accepted now and changes nothing; other unknown fields are still refused."""
+    fields = {"object": "contacts", "operation": "insert"}
+    with_rule = CreateBulkJob.model_validate({**fields, "assignmentRuleId": "01QD0000000EqAbMAK"})
+    assert with_rule.new_job() == CreateBulkJob.model_validate(fields).new_job()
+    with pytest.raises(ValidationError):
+        CreateBulkJob.model_validate({**fields, "assignmentRule": "01QD0000000EqAbMAK"})
 
 
 def test_known_paths_know_their_methods_and_odd_ids_still_match():

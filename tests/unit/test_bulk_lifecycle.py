@@ -12,20 +12,23 @@ import json
 import pytest
 
 from events import BulkJobQueuedMessage, BulkResultsRequested, StatementState, StatementStatusChange
+from producers.api.bulk_models import BulkJobInfo
 from spectra import share
-from spectra.bulk import outcomes
+from spectra.bulk import outcomes, service
 from spectra.bulk.drops import DroppedObject, accept_drop
 from spectra.bulk.lifecycle import (
     RESULTS_WRITERS_LOST_MAX,
     complete_bulk_statement,
+    give_up_results,
     start_bulk_job,
     write_owed_results,
 )
 from spectra.bulk.models import BulkCounts, BulkOperation, BulkState, ExportFile
 from spectra.bulk.outcomes import as_printed
 from spectra.bulk.sql import Manifest, load_statements
-from spectra.errors import Throttled
+from spectra.errors import JobNotFinished, ResultsUnavailable, Throttled
 from spectra.jobs import utcnow
+from spectra.tenants import Caller
 from spectra.warehouse import DatabaseIdentity
 from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
@@ -468,6 +471,45 @@ def test_a_large_job_ends_first_and_its_result_files_follow_through_the_results_
     assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1", "2", "x", "3"]
     assert ports.bulk.jobs.pending_since(job.job_id) is None
     assert write_owed_results(ports, request) is None  # a repeated request writes nothing
+
+
+def test_a_large_job_shows_in_progress_until_its_result_files_can_be_fetched():
+    """Bulk 2.0 clients (jsforce's loadAndWaitForResults, simple-salesforce) poll until JobComplete, then fetch the
+    result files at once: a large job showed JobComplete while they were being written, and the fetch got 409."""
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job, request = owing_results(ports)
+    tenant = Caller.of(ports.tenants.get("acme"))
+    assert job.state is BulkState.JOB_COMPLETE  # stored as the load ended, and announced so
+    assert [e.detail.state for e in ports.events.events] == ["JobComplete"]
+
+    def shown() -> str:
+        return BulkJobInfo.of(service.get_job(ports, tenant, job.job_id)).state.value
+
+    def listed(state: BulkState) -> list[str]:
+        page = service.list_jobs(ports, tenant, state=state, operation=None, limit=10, next_token=None)
+        return [j.job_id for j in page.jobs]
+
+    assert shown() == "InProgress"
+    assert (listed(BulkState.IN_PROGRESS), listed(BulkState.JOB_COMPLETE)) == ([job.job_id], [])
+    with pytest.raises(JobNotFinished):
+        service.job_results(ports, tenant, job.job_id, "successfulResults")
+
+    write_owed_results(ports, request)
+    assert shown() == "JobComplete"
+    assert (listed(BulkState.IN_PROGRESS), listed(BulkState.JOB_COMPLETE)) == ([], [job.job_id])
+    assert service.job_results(ports, tenant, job.job_id, "successfulResults").body
+
+
+def test_a_large_job_whose_result_files_were_given_up_shows_job_complete():
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job, _ = owing_results(ports)
+    give_up_results(ports, job, "too large")
+    tenant = Caller.of(ports.tenants.get("acme"))
+    assert BulkJobInfo.of(service.get_job(ports, tenant, job.job_id)).state is BulkState.JOB_COMPLETE
+    page = service.list_jobs(ports, tenant, state=BulkState.JOB_COMPLETE, operation=None, limit=10, next_token=None)
+    assert [j.job_id for j in page.jobs] == [job.job_id]
+    with pytest.raises(ResultsUnavailable):  # 410, not 409: nothing to wait for
+        service.job_results(ports, tenant, job.job_id, "successfulResults")
 
 
 def owing_results(ports):

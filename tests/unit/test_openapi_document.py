@@ -172,6 +172,15 @@ def test_the_bulk_job_examples_are_jobs_the_service_creates():
     assert operations == {"upsert", "query"}
 
 
+def test_a_bulk_jobs_api_version_is_a_number_as_bulk_2s():
+    """Salesforce sends apiVersion as a number (58.0), which typed Bulk 2.0 clients decode; "1" failed them."""
+    from producers.api.bulk_models import BulkJobInfo
+    from tests.unit.bulk_helpers import bulk_job
+
+    assert SCHEMAS["BulkJobInfo"]["properties"]["apiVersion"]["type"] == "number"
+    assert '"apiVersion":1.0' in BulkJobInfo.of(bulk_job()).model_dump_json()
+
+
 def test_the_bulk_query_results_declare_their_record_too_large_422():
     """Powertools' 422s are taken out; the route's own stayed out with them, so a generated client could not read
     its locator_after (found by the diff review)."""

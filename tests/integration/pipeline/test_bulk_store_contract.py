@@ -349,6 +349,33 @@ def test_listing_filters_by_state_and_operation_and_keeps_pages_full(store):
     assert store.list_for_tenant("acme", limit=5, operation=BulkOperation.QUERY).jobs == []
 
 
+def test_the_state_filter_is_the_state_the_api_shows(store):
+    """A JobComplete ingest job whose result files are still owed shows InProgress (BulkJob.shown_state), and the
+    listing's filter agrees; files given up count as ready (they answer 410, nothing to wait for)."""
+    at = iter(T0 + timedelta(seconds=i) for i in range(10))
+    running = in_state(store, BulkState.IN_PROGRESS, at=next(at))
+    owing = in_state(store, BulkState.JOB_COMPLETE, at=next(at))
+    ready = in_state(store, BulkState.JOB_COMPLETE, at=next(at))
+    store.mark_results_ready(ready.job_id, BulkState.JOB_COMPLETE)
+    given_up = in_state(store, BulkState.JOB_COMPLETE, at=next(at))
+    store.mark_results_ready(given_up.job_id, BulkState.JOB_COMPLETE, unavailable="too large")
+    query = in_state(store, BulkState.JOB_COMPLETE, operation=BulkOperation.QUERY, at=next(at))
+    failed = in_state(store, BulkState.FAILED, at=next(at))  # its files are owed too, but Failed is Failed
+    shown = {job.job_id: store.get(job.job_id).shown_state for job in (running, owing, ready, given_up, query, failed)}
+    assert shown[owing.job_id] is BulkState.IN_PROGRESS and shown[query.job_id] is BulkState.JOB_COMPLETE
+
+    for state in (BulkState.IN_PROGRESS, BulkState.JOB_COMPLETE, BulkState.FAILED):
+        newest_first = [job_id for job_id, its in reversed(shown.items()) if its is state]
+        assert flat(walk(store, "acme", limit=1, state=state)) == newest_first
+        assert flat(walk(store, "acme", limit=5, state=state, ingest_only=True)) == [
+            job_id for job_id in newest_first if job_id != query.job_id
+        ]
+    assert flat(walk(store, "acme", limit=5, state=BulkState.IN_PROGRESS, operation=BulkOperation.INSERT)) == [
+        owing.job_id,
+        running.job_id,
+    ]
+
+
 def test_listing_leaves_query_jobs_out_when_asked_for_ingest_jobs(store):
     operations = [BulkOperation.QUERY, BulkOperation.INSERT, BulkOperation.QUERY, BulkOperation.DELETE]
     jobs = [
