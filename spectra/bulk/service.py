@@ -488,6 +488,13 @@ def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
             return get_job(ports, caller, job_id)
         # it ended between the read and this write: the abort did nothing, as when it ended before the read
         job = get_job(ports, caller, job_id)
+    if job.results_pending:
+        # shown InProgress while its result files are written, but its load has committed: the abort does nothing,
+        # and says so (an answer of the job as shown would read as an abort accepted), naming why GET shows InProgress
+        raise Conflict(
+            f"bulk job {job_id} already ended JobComplete (its load committed); its result files are being written",
+            details={"state": job.state.value},
+        )
     raise Conflict(f"bulk job {job_id} already ended {job.state.value}", details={"state": job.state.value})
 
 
@@ -506,7 +513,9 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
     if not job.state.is_terminal:
         raise JobNotFinished(f"bulk job {job_id} is {job.state.value}; results exist once it has ended")
     if not job.results_ready:
-        raise JobNotFinished(f"bulk job {job_id} ended; its result files are being written", retry_after=2)
+        raise JobNotFinished(
+            f"bulk job {job_id}'s result files are being written; it shows JobComplete once they are", retry_after=2
+        )
     if job.results_unavailable:
         raise ResultsUnavailable(f"bulk job {job_id} has no result files: {job.results_unavailable}")
     files = bulk_ports(ports).files

@@ -26,7 +26,7 @@ from spectra.bulk.lifecycle import (
 from spectra.bulk.models import BulkCounts, BulkOperation, BulkState, ExportFile
 from spectra.bulk.outcomes import as_printed
 from spectra.bulk.sql import Manifest, load_statements
-from spectra.errors import JobNotFinished, ResultsUnavailable, Throttled
+from spectra.errors import Conflict, JobNotFinished, ResultsUnavailable, Throttled
 from spectra.jobs import utcnow
 from spectra.tenants import Caller
 from spectra.warehouse import DatabaseIdentity
@@ -498,6 +498,18 @@ def test_a_large_job_shows_in_progress_until_its_result_files_can_be_fetched():
     assert shown() == "JobComplete"
     assert (listed(BulkState.IN_PROGRESS), listed(BulkState.JOB_COMPLETE)) == ([], [job.job_id])
     assert service.job_results(ports, tenant, job.job_id, "successfulResults").body
+
+
+def test_an_abort_while_the_result_files_are_written_says_why_the_job_shows_in_progress():
+    """GET shows the job InProgress but its load committed: the abort does nothing and answers 409, as any abort of
+    an ended job (an answer of the job as shown would read as an abort accepted), saying why GET shows InProgress."""
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job, _ = owing_results(ports)
+    tenant = Caller.of(ports.tenants.get("acme"))
+    with pytest.raises(Conflict, match=r"its load committed.*result files are being written") as refused:
+        service.change_state(ports, tenant, job.job_id, "Aborted")
+    assert refused.value.details == {"state": "JobComplete"}
+    assert stored(ports, job.job_id).state is BulkState.JOB_COMPLETE  # nothing was undone
 
 
 def test_a_large_job_whose_result_files_were_given_up_shows_job_complete():
