@@ -33,7 +33,8 @@ _OBJECT = Field(
 _EXTERNAL_ID = Field(
     default=None,
     pattern=COLUMN_PATTERN,
-    description="The key column of update, upsert and delete.",
+    description="The key column of update, upsert and delete: upsert must name one; update and delete key on `id` "
+    "when it is left out (Bulk 2.0 keys them on Id).",
     examples=["email"],
 )
 
@@ -128,7 +129,8 @@ class DropUploadRequest(BaseModel):
     # a load only: a dropped file cannot run a query (spectra.bulk.drops refuses one)
     operation: Literal["insert", "update", "upsert", "delete"] | None = Field(
         default=None,
-        description="What the load does (default insert); update, upsert and delete need externalIdFieldName.",
+        description="What the load does (default insert); upsert needs externalIdFieldName, update and delete key on "
+        "`id` when it names none (as Bulk 2.0 keys them on Id).",
         examples=["insert"],
     )
     externalIdFieldName: str | None = _EXTERNAL_ID

@@ -149,7 +149,9 @@ def options_problem(options: DropOptions) -> tuple[str, str] | None:
     API refuses a drop URL for it."""
     if options.operation is BulkOperation.QUERY:
         return "operation", "a dropped file cannot run a query"
-    if options.operation.needs_external_id and not options.externalIdFieldName:
+    if options.operation.needs_external_id and not (
+        options.externalIdFieldName or options.operation.default_external_id
+    ):
         return "externalIdFieldName", f"operation {options.operation.value} needs externalIdFieldName"
     return None
 
@@ -310,7 +312,7 @@ def _drop_job(
         db_user=tenant.db_user or "",
         object=table.lower() or "-",
         operation=options.operation,
-        external_id_field=(options.externalIdFieldName or "").lower() or None,
+        external_id_field=(options.externalIdFieldName or options.operation.default_external_id or "").lower() or None,
         column_delimiter=options.columnDelimiter,
         line_ending=options.lineEnding,
         source=JobSource.S3_DROP,

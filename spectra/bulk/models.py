@@ -60,6 +60,13 @@ class BulkOperation(StrEnum):
     def needs_external_id(self) -> bool:
         return self in (BulkOperation.UPDATE, BulkOperation.UPSERT, BulkOperation.DELETE)
 
+    @property
+    def default_external_id(self) -> str | None:
+        """The key column of a job that names none: ``id`` for update and delete, which Bulk 2.0 keys on the record's
+        Id (its clients send no externalIdFieldName for them, and a header ``Id`` folds to ``id``); none for upsert,
+        which Bulk 2.0 too asks to name one."""
+        return "id" if self in (BulkOperation.UPDATE, BulkOperation.DELETE) else None
+
 
 class JobType(StrEnum):
     """Bulk 2.0's two kinds of job: loads (insert, update, upsert, delete) and query jobs."""

@@ -109,7 +109,8 @@ def create_job(
         except ValueError as exc:
             raise InvalidRequest(str(exc), details={"field": "object"}) from exc
         target = spec.object
-        if spec.operation.needs_external_id and not spec.external_id_field:
+        external_id = spec.external_id_field or spec.operation.default_external_id
+        if spec.operation.needs_external_id and not external_id:
             raise InvalidRequest(
                 f"operation {spec.operation.value} needs externalIdFieldName", details={"field": "externalIdFieldName"}
             )
@@ -121,7 +122,7 @@ def create_job(
         db_user=caller.db_user or "",
         object=target,
         operation=spec.operation,
-        external_id_field=(spec.external_id_field or "").lower() or None,
+        external_id_field=(spec.external_id_field or spec.operation.default_external_id or "").lower() or None,
         column_delimiter=spec.column_delimiter,
         line_ending=spec.line_ending,
         query=query,

@@ -119,6 +119,19 @@ def test_an_empty_field_of_a_not_null_column_fails_its_row_not_the_job(operation
 
 
 @pytest.mark.parametrize("door", ["api", "s3"])
+def test_a_bulk_2_update_and_delete_naming_no_key_go_by_id(door, bulk_tenant, warehouse):
+    """As a Bulk 2.0 script sends them: no externalIdFieldName, the key in an ``Id`` column."""
+    client = bulk_tenant()
+    client.use_table(warehouse, "nums", "id int NOT NULL, name varchar(20)", "(1, 'one'), (2, 'two'), (3, 'three')")
+    updated = run(client, door, "update", b"Id,name\n1,uno\n9,nine\n")
+    assert (updated["numberRecordsProcessed"], updated["numberRecordsFailed"]) == (2, 1), updated
+    assert updated["externalIdFieldName"] == "id"
+    deleted = run(client, door, "delete", b"Id\n2\n")
+    assert (deleted["numberRecordsProcessed"], deleted["numberRecordsFailed"]) == (1, 0), deleted
+    assert client.rows(warehouse) == [(1, "uno"), (3, "three")]
+
+
+@pytest.mark.parametrize("door", ["api", "s3"])
 def test_update_changes_matching_rows_and_fails_unknown_and_duplicated_ids(door, bulk_tenant, warehouse):
     client = bulk_tenant(EXISTING)
     sent = [

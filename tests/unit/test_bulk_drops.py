@@ -407,7 +407,7 @@ def failed_drop(ports, key: str, **kwargs):
         ({"operation": "insert", "delimiter": ","}, "delimiter"),  # a misspelt option is not silently ignored
         ({"columnDelimiter": ","}, "columnDelimiter"),  # Bulk 2.0 names, not the character
         ({"operation": "query"}, "cannot run a query"),
-        ({"operation": "delete"}, "needs externalIdFieldName"),
+        ({"operation": "upsert"}, "needs externalIdFieldName"),
         (b"{" + b" " * SIDECAR_MAX_BYTES + b"}", f"larger than {SIDECAR_MAX_BYTES} bytes"),
     ],
 )

@@ -178,7 +178,7 @@ def test_a_query_job_redshift_would_refuse_to_nest_is_refused_at_once(ports):
         (NewJob(object="accounts", operation=BulkOperation.INSERT, content_type="JSON"), "contentType"),
         (NewJob(object=None, operation=BulkOperation.INSERT), "object"),
         (NewJob(object="a-b", operation=BulkOperation.INSERT), "object"),
-        (NewJob(object="accounts", operation=BulkOperation.UPDATE), "externalIdFieldName"),
+        (NewJob(object="accounts", operation=BulkOperation.UPSERT), "externalIdFieldName"),
         (NewJob(object="accounts", operation=BulkOperation.INSERT, query="select 1"), "query"),
         (NewJob(object=None, operation=BulkOperation.QUERY), "query"),
     ],
@@ -188,6 +188,18 @@ def test_a_bad_job_is_refused_naming_the_field(ports, spec, field):
         create_job(ports, caller(ports), spec)
     assert raised.value.details["field"] == field
     assert ports.bulk.jobs.list_for_tenant("acme", limit=10).jobs == []
+
+
+@pytest.mark.parametrize("operation", [BulkOperation.UPDATE, BulkOperation.DELETE])
+def test_an_update_or_delete_naming_no_key_keys_on_id_as_bulk_2_does(ports, operation):
+    """Bulk 2.0 keys updates and deletes on the record's Id, and its clients name no externalIdFieldName for them:
+    such a job was refused 400; it keys on ``id`` (a header ``Id`` folds to it). An upsert must still name one."""
+    job = create_job(ports, caller(ports), NewJob(object="accounts", operation=operation))[0]
+    assert job.external_id_field == "id"
+    named = create_job(ports, caller(ports), NewJob(object="accounts", operation=operation, external_id_field="Email"))
+    assert named[0].external_id_field == "email"
+    metadata = {"operation": operation.value}
+    assert drop_upload_url(ports, caller(ports), object_name="accounts", filename=None, gzip=False, metadata=metadata)
 
 
 def test_another_tenants_job_is_not_found(ports):
@@ -440,7 +452,7 @@ def test_upload_urls_open_one_key_under_the_job_or_the_tenants_drop_prefix(ports
     [
         ({"operation": "query"}, "operation"),
         ({"operation": "upsert"}, "externalIdFieldName"),
-        ({"operation": "delete", "columndelimiter": "TAB"}, "externalIdFieldName"),
+        ({"operation": "upsert", "columndelimiter": "TAB"}, "externalIdFieldName"),
     ],
 )
 def test_no_drop_url_for_options_every_file_would_fail_with(ports, metadata, field):
