@@ -392,7 +392,9 @@ def _differences(job: BulkJob, wanted: dict[str, Any]) -> str:
     for field, value in wanted.items():
         ran = running[field]
         if field == "externalIdFieldName":
-            value = (value or "").lower() or None
+            # none named (null) is the key its operation takes by default, as the job was made with it
+            operation = BulkOperation(wanted.get("operation", job.operation))
+            value = (value or operation.default_external_id or "").lower() or None
         if value != ran:
             shown = value.value if hasattr(value, "value") else value
             differs.append(f"{field} {shown}")

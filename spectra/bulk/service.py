@@ -514,8 +514,9 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
     if not job.state.is_terminal:
         raise JobNotFinished(f"bulk job {job_id} is {job.state.value}; results exist once it has ended")
     if not job.results_ready:
+        shows = "; it shows JobComplete once they are" if job.results_pending else ""
         raise JobNotFinished(
-            f"bulk job {job_id}'s result files are being written; it shows JobComplete once they are", retry_after=2
+            f"bulk job {job_id} ended {job.state.value}; its result files are being written{shows}", retry_after=2
         )
     if job.results_unavailable:
         raise ResultsUnavailable(f"bulk job {job_id} has no result files: {job.results_unavailable}")

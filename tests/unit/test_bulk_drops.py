@@ -233,6 +233,18 @@ def test_a_sidecar_after_its_file_fails_the_files_job_before_it_starts(ports):
     assert accept_drop(ports, again).operation is BulkOperation.UPSERT
 
 
+def test_a_sidecar_naming_no_key_for_an_update_loads_by_id(ports):
+    """Tooling that writes every field writes ``"externalIdFieldName": null``: the job keys on ``id``, as an update
+    naming none does, and the executor's second read of the sidecar finds it asking for nothing else (found by
+    review: the job failed late_sidecar, "asks for externalIdFieldName None")."""
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    sidecar(ports, "acme/accounts/jan.json", {"operation": "update", "externalIdFieldName": None})
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    assert (job.operation, job.external_id_field) == (BulkOperation.UPDATE, "id")
+    started = start_bulk_job(ports, ports.queue.messages[0])
+    assert started is not None and started.statement_id, ports.bulk.jobs.get(job.job_id).error
+
+
 def test_a_sidecar_after_its_file_started_is_reported_by_a_failed_job_of_its_own(ports):
     first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
     ports.bulk.jobs.transition(first.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE})
