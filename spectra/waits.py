@@ -118,14 +118,19 @@ class WaitLeases:
         return False
 
     def _prune(self, tenant_id: str, ended: list[str]) -> None:
-        """Remove these leases, which have ended (removing one already gone does nothing)."""
-        self._db.update_item(
-            TableName=self._table,
-            Key=self._key(tenant_id),
-            UpdateExpression="REMOVE " + ", ".join(f"leases.#x{n}" for n in range(len(ended))),
-            ConditionExpression="attribute_exists(leases)",
-            ExpressionAttributeNames={f"#x{n}": lease for n, lease in enumerate(ended)},
-        )
+        """Remove these leases, which have ended (removing one already gone does nothing, and so does a prune of an
+        item deleted meanwhile with its tenant: the take goes on and makes it again)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(tenant_id),
+                UpdateExpression="REMOVE " + ", ".join(f"leases.#x{n}" for n in range(len(ended))),
+                ConditionExpression="attribute_exists(leases)",
+                ExpressionAttributeNames={f"#x{n}": lease for n, lease in enumerate(ended)},
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
 
     def _create(self, tenant_id: str, lease_id: str, until: float) -> bool:
         """The tenant's first wait: the item, with this lease. False when another request made the item first."""

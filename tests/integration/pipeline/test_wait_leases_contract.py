@@ -138,3 +138,26 @@ def test_a_lowered_cap_still_lets_a_tenant_wait_behind_many_ended_leases(leases)
         assert leases.take("acme", f"died{n}", limit=120, until=110.0, now=100.0)
     assert leases.take("acme", "w0", limit=20, until=300.0, now=200.0)
     assert live(leases, "acme", 200.0) == {"w0"}
+
+
+def test_a_prune_of_an_item_deleted_meanwhile_takes_the_lease_all_the_same(local_aws, tenants_table_properties):
+    """The tenant was deleted (and its waits item with it) between the take's read and its prune: no error (an
+    unanswered 500 for the request), the take makes the item again."""
+    client = local_aws.client("dynamodb")
+    table = "tenants-waits-" + uuid.uuid4().hex[:10]
+    client.create_table(TableName=table, **tenants_table_properties)
+    try:
+        for n in range(60):
+            assert WaitLeases(client, table).take("acme", f"died{n}", limit=60, until=110.0, now=100.0)
+
+        class DeletedBeforeThePrune(Recording):
+            def update_item(self, **request):
+                if request["UpdateExpression"].startswith("REMOVE"):
+                    client.delete_item(TableName=table, Key=request["Key"])
+                return super().update_item(**request)
+
+        leases = WaitLeases(DeletedBeforeThePrune(client), table)
+        assert leases.take("acme", "w1", limit=10, until=300.0, now=200.0)
+        assert set(leases.held("acme")) == {"w1"}
+    finally:
+        client.delete_table(TableName=table)
