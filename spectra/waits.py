@@ -25,13 +25,13 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import ClientError
 
 from spectra.errors import TooManyWaits
+from spectra.share import CAP_CACHE_SECONDS
 from spectra.tenant_cache import tenant_record
 from spectra.tenants import WAITS_PREFIX
 
@@ -41,9 +41,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _de = TypeDeserializer()
-
-#: A tenant's own cap is read at most this often per process: a change takes effect within it.
-CAP_CACHE_SECONDS = 30.0
 
 #: Tries of one take against concurrent writers pruning the same expired leases or making the item.
 _TAKE_TRIES = 4
@@ -91,9 +88,7 @@ class WaitLeases:
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
                 return True
-            except ClientError as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
-                    raise
+            except self._db.exceptions.ConditionalCheckFailedException as exc:
                 item = exc.response.get("Item")
             if not item or "leases" not in item:
                 if self._create(tenant_id, lease_id, until):
@@ -110,27 +105,24 @@ class WaitLeases:
             # lowered, with leases of killed environments piled up under the old one), writes of their own remove
             # the rest first, so the take's own write counts exactly the ended leases it names.
             while len(ended) > _PRUNE_AT_MOST:
-                self._prune(tenant_id, ended[:_PRUNE_AT_MOST])
+                self._remove(tenant_id, ended[:_PRUNE_AT_MOST])
                 ended = ended[_PRUNE_AT_MOST:]
         logger.warning(
             "tenant %s: its wait leases kept changing under %d tries; refusing this wait", tenant_id, _TAKE_TRIES
         )
         return False
 
-    def _prune(self, tenant_id: str, ended: list[str]) -> None:
-        """Remove these leases, which have ended (removing one already gone does nothing, and so does a prune of an
-        item deleted meanwhile with its tenant: the take goes on and makes it again)."""
-        try:
+    def _remove(self, tenant_id: str, leases: list[str]) -> None:
+        """Remove these leases (one not there is nothing to remove, and neither is a tenant's item deleted with it
+        meanwhile: a take goes on and makes it again)."""
+        with suppress(self._db.exceptions.ConditionalCheckFailedException):
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(tenant_id),
-                UpdateExpression="REMOVE " + ", ".join(f"leases.#x{n}" for n in range(len(ended))),
+                UpdateExpression="REMOVE " + ", ".join(f"leases.#x{n}" for n in range(len(leases))),
                 ConditionExpression="attribute_exists(leases)",
-                ExpressionAttributeNames={f"#x{n}": lease for n, lease in enumerate(ended)},
+                ExpressionAttributeNames={f"#x{n}": lease for n, lease in enumerate(leases)},
             )
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise
 
     def _create(self, tenant_id: str, lease_id: str, until: float) -> bool:
         """The tenant's first wait: the item, with this lease. False when another request made the item first."""
@@ -144,24 +136,12 @@ class WaitLeases:
                 ExpressionAttributeValues={":leases": {"M": leases}},
             )
             return True
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise
+        except self._db.exceptions.ConditionalCheckFailedException:
             return False
 
     def give_back(self, tenant_id: str, lease_id: str) -> None:
         """End the lease (nothing happens when it is not held)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=self._key(tenant_id),
-                UpdateExpression="REMOVE leases.#me",
-                ConditionExpression="attribute_exists(leases)",
-                ExpressionAttributeNames={"#me": lease_id},
-            )
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise
+        self._remove(tenant_id, [lease_id])
 
     def held(self, tenant_id: str) -> dict[str, float]:
         """Every lease on record, ended ones included: lease id → when it ends."""
@@ -171,10 +151,6 @@ class WaitLeases:
 
 def _leases(item: dict) -> dict[str, float]:
     return {lease: float(_de.deserialize(value)) for lease, value in item.get("leases", {}).get("M", {}).items()}
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
 
 
 def wait_cap(ports: Ports, tenant_id: str) -> int:
