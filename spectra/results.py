@@ -228,7 +228,7 @@ class _Limited:
 
     def __init__(self, reader: PageReader, row_limit: int | None) -> None:
         self._reader = reader
-        self._limit = row_limit
+        self.row_limit = row_limit
         self.truncated = False
         self.rows_read: int | None = 0
 
@@ -236,7 +236,7 @@ class _Limited:
         delivered = 0
         for table in self._reader:
             self.rows_read = (self.rows_read or 0) + table.num_rows
-            room = table.num_rows if self._limit is None else self._limit - delivered
+            room = table.num_rows if self.row_limit is None else self.row_limit - delivered
             if table.num_rows > room:
                 self.truncated = True
                 if room > 0:
@@ -395,14 +395,22 @@ class ResultSink:
         return result
 
     def _too_large(self, rows: int, size: int, max_bytes: int, tables: _Limited, total: int | None) -> ResultTooLarge:
+        """What the job fails with. A request that set a ``row_limit`` is told what that limit keeps and to lower
+        it: it was told the statement's whole row count and to "set a row_limit", which it had."""
+        cut = tables.row_limit
         if rows > self._inline_max_rows:
-            over = f"{total if total is not None else 'more than ' + str(self._inline_max_rows)} rows"
+            kept = total if cut is None or (total is not None and total < cut) else cut
+            over = f"{kept if kept is not None else 'more than ' + str(self._inline_max_rows)} rows"
             limit = f"{self._inline_max_rows} rows"
+            lower = f"a row_limit of at most {self._inline_max_rows}"
         else:
             over, limit = f"at least {size} bytes of JSON", f"{max_bytes} bytes"
+            lower = f"a row_limit lower than {cut}"
+        if cut is not None:
+            over = f"{over} under row_limit {cut}"
         return ResultTooLarge(
             f"the result is too large to deliver inline ({over}; inline holds at most {limit}): ask for delivery "
-            "s3 or export, or set a row_limit",
+            f"s3 or export, or {'set a row_limit' if cut is None else lower}",
             details={"inline_max_rows": self._inline_max_rows, "inline_max_bytes": max_bytes},
         )
 

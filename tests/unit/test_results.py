@@ -360,6 +360,43 @@ def test_inline_refuses_a_result_too_big_and_stops_reading():
     assert fetched == [0, 5, 10]  # no page past the one that broke the limit
 
 
+def test_inline_past_its_limits_under_a_row_limit_says_to_lower_it():
+    """A client that set a row_limit the inline limits cannot hold was told the statement's whole row count and to
+    "set a row_limit": the answer names what its limit keeps and asks for a lower one."""
+    pages = [numbers(5, start) for start in range(0, 50, 5)]
+    with pytest.raises(ResultTooLarge) as by_rows:
+        write(
+            iter(pages),
+            columns=NUMBERED,
+            fmt=ResultFormat.JSON,
+            delivery=Delivery.INLINE,
+            inline_max_rows=12,
+            options={"row_limit": 30, "total_rows": 50},
+        )
+    assert "(30 rows under row_limit 30; inline holds at most 12 rows)" in by_rows.value.message
+    assert by_rows.value.message.endswith("or a row_limit of at most 12")
+    with pytest.raises(ResultTooLarge) as by_bytes:
+        write(
+            iter(pages),
+            columns=NUMBERED,
+            fmt=ResultFormat.JSON,
+            delivery=Delivery.INLINE,
+            inline_max_bytes=60,
+            options={"row_limit": 30, "total_rows": 50},
+        )
+    assert "under row_limit 30; inline holds at most 60 bytes" in by_bytes.value.message
+    assert by_bytes.value.message.endswith("or a row_limit lower than 30")
+    with pytest.raises(ResultTooLarge, match=r"\(50 rows; .* or set a row_limit$"):  # none set: as before
+        write(
+            iter(pages),
+            columns=NUMBERED,
+            fmt=ResultFormat.JSON,
+            delivery=Delivery.INLINE,
+            inline_max_rows=12,
+            options={"total_rows": 50},
+        )
+
+
 @pytest.mark.parametrize("delivery", [Delivery.INLINE, Delivery.AUTO, Delivery.S3])
 def test_a_row_limit_cuts_the_result_and_says_so(delivery):
     fetched = []
