@@ -138,15 +138,17 @@ def bind(
     """Match ``parameters`` to the placeholders of ``statement`` (parsed as ``tree`` by the SQL guard) and build
     what the Data API receives. Returns the bound statement and whether its SQL was rewritten.
 
-    400 ``invalid_parameters`` for a name given twice, a placeholder with no binding, a binding with no placeholder,
+    400 ``invalid_parameters`` for a name given twice, placeholders whose names differ only in case, a placeholder
+    with no binding, a binding with no placeholder,
     a positional placeholder (``?``, ``$1``), an integer past 38 digits, or a typed value in EXPLAIN / SHOW; 413 for
     a value over :data:`MAX_VALUE_BYTES`, and for names and values over ``max_total_bytes`` together (a job is one
     DynamoDB item). Sizes are checked first: an oversized request is 413 whatever else is wrong with it.
     """
     given = list(parameters)
     _check_sizes(given, max_total_bytes)
-    _check_names(given)
     used = placeholders(tree)
+    _check_placeholder_names(used)  # first: the SQL's own names, whatever values came with it
+    _check_names(given)
     by_name = {p.name: p for p in given}
     unbound = [name for name in used if name not in by_name]
     unused = [p.name for p in given if p.name not in used]
@@ -269,6 +271,21 @@ def _check_names(given: list[TypedParameter]) -> None:
                 details={"field": "parameters", "parameter": parameter.name},
             )
         seen[folded] = parameter.name
+
+
+def _check_placeholder_names(used: list[str]) -> None:
+    """Placeholders whose names differ only in case (``:min`` and ``:MIN``) could never each get a value: two values
+    so named are refused as one name given twice (:func:`_check_names`). The SQL is refused first, saying so; it was
+    answered "no value for :MIN", and the value then sent was refused as given twice, a circle."""
+    seen: dict[str, str] = {}
+    for name in used:
+        first = seen.setdefault(name.lower(), name)
+        if first != name:
+            raise InvalidParameters(
+                f"placeholders :{first} and :{name} differ only in case, and parameter names ignore case: give them "
+                "names that differ otherwise",
+                details={"field": "sql", "placeholders": [first, name]},
+            )
 
 
 def _bound_node(node: exp.Placeholder, parameter: TypedParameter) -> exp.Expression:

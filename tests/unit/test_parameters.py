@@ -99,6 +99,18 @@ def test_a_name_given_twice_is_refused(names):
     assert raised.value.details == {"field": "parameters", "parameter": names[1]}
 
 
+def test_placeholders_whose_names_differ_only_in_case_are_refused_for_what_they_are():
+    """`select :min, :MIN` was answered "no value for :MIN", and the value then sent, "given twice (names ignore
+    case)": no request could run it, and neither answer said why."""
+    with pytest.raises(InvalidParameters) as raised:
+        bound("select :min as a, :MIN as b", min=1)
+    assert raised.value.details == {"field": "sql", "placeholders": ["min", "MIN"]}
+    assert "differ only in case" in raised.value.message
+    with pytest.raises(InvalidParameters, match="differ only in case"):
+        bound("select :min as a, :MIN as b", min=1, MIN=2)
+    assert wire(bound("select :min as a, :min as b", min="1")[0].parameters) == {"min": "1"}  # one name, used twice
+
+
 @pytest.mark.parametrize("sql", ["select ?", "select $1"])
 def test_positional_placeholders_are_refused(sql):
     with pytest.raises(InvalidParameters):
