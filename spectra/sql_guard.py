@@ -228,6 +228,8 @@ def parse_checked(
         raise PayloadTooLarge(f"sql is {size} bytes; the limit is {max_bytes}", details={"limit": max_bytes})
     grant = WriteGrant(allow_writes, frozenset(s.lower() for s in owned_schemas) if allow_writes else frozenset())
     trees = _parse(statement)
+    if not trees:  # comments alone: empty, as blanks and semicolons alone are (not two statements' refusal)
+        raise InvalidRequest("sql is empty: it holds only comments")
     if len(trees) != 1:
         raise _rejected("multiple_statements", f"send exactly one statement per query; found {len(trees)}")
     _check_statement(trees[0], grant)

@@ -275,7 +275,7 @@ def test_the_recursion_limit_is_only_ever_raised():
         sys.setrecursionlimit(max(previous, sys.getrecursionlimit()))
 
 
-@pytest.mark.parametrize("sql", ["", "   ", ";", " ; ; "])
+@pytest.mark.parametrize("sql", ["", "   ", ";", " ; ; ", "-- only a comment", "/* a comment */ ;"])
 def test_empty(sql):
     with pytest.raises(InvalidRequest, match="empty"):
         check_sql(sql, max_bytes=10_000)
