@@ -21,7 +21,7 @@ from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import finish_job, queued_message
 from spectra.notify.service import Callback, check_callback, discard_callback, register_callback
-from spectra.parameters import TypedParameter, bind
+from spectra.parameters import TypedParameter, bind, check_bound_size
 from spectra.ports import Ports
 from spectra.sql_guard import check_sql, parse_checked
 from spectra.tenants import Caller, same_generation
@@ -62,6 +62,7 @@ def submit_query(
     statement, tree = parse_checked(sql, **guard)
     bound, rewritten = bind(statement, tree, parameters, max_total_bytes=ports.settings.max_parameter_bytes)
     if rewritten:
+        check_bound_size(bound.sql, ports.settings.max_sql_bytes)
         check_sql(bound.sql, **guard)  # what runs is what the guard accepts, rewrite included
     if delivery is Delivery.EXPORT and (problem := unload_problem(bound.sql, export=True)):
         raise InvalidRequest(problem, details=[{"loc": ["body", "sql"], "msg": problem}])

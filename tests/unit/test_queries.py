@@ -106,6 +106,20 @@ def test_a_refused_statement_records_nothing(sql, error):
     assert ports.queue.messages == []
 
 
+def test_sql_its_typed_values_make_too_long_is_a_413_that_says_so(ports):
+    """4,000 placeholders of a float are 12 KB as sent and over 100 KB bound (each a cast to DOUBLE PRECISION): the
+    answer was "sql is 116006 bytes", of SQL the client never sent. It says the binding made it so, and what to do;
+    the same statement with the value as a string runs as written."""
+    sql = "select " + ",".join([":a"] * 4_000)
+    with pytest.raises(PayloadTooLarge, match="once its typed parameters are bound") as error:
+        submit(ports, sql=sql, parameters=[TypedParameter(name="a", value=0.5)])
+    assert "send such values as strings" in error.value.message
+    assert error.value.details == {"limit": ports.settings.max_sql_bytes}
+    assert ports.queue.messages == []  # no job queued
+    job, _ = submit(ports, sql=sql, parameters=[TypedParameter(name="a", value="0.5")])
+    assert job.sql == sql
+
+
 def test_the_callers_write_flag_reaches_the_guard(ports):
     writer = Caller(tenant_id="acme", db_user="tenant_acme", allow_writes=True, owned_schemas=("acme_work",))
     job, created = submit(ports, writer, sql="INSERT INTO acme_work.t SELECT 1")
