@@ -411,9 +411,13 @@ def drop_upload_url(
     name = filename or f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
     if "/" in name or not name.strip() or len(name) > 200:
         raise InvalidRequest("filename must be a plain file name", details={"field": "filename"})
-    suffix = ".csv.gz" if gzip else ".csv"
-    if not name.endswith(suffix):
-        name += suffix
+    # the drop takes .csv and .csv.gz in any case: `Jan.CSV` stays so, and `jan.csv` sent gzip becomes `jan.csv.gz`
+    # (not `jan.csv.csv.gz`, nor `Jan.CSV.csv`, the keys and job names the suffix was added to before)
+    lower = name.lower()
+    if gzip and not lower.endswith(".csv.gz"):
+        name += ".gz" if lower.endswith(".csv") else ".csv.gz"
+    elif not gzip and not lower.endswith(".csv"):
+        name += ".csv"
     files = bulk_ports(ports).files
     key = f"{caller.tenant_id}/{object_name.lower()}/{name}"
     ttl = ports.settings.upload_url_ttl_seconds

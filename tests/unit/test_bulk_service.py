@@ -448,6 +448,24 @@ def test_upload_urls_open_one_key_under_the_job_or_the_tenants_drop_prefix(ports
 
 
 @pytest.mark.parametrize(
+    ("filename", "gzip", "key"),
+    [
+        ("jan.csv", False, "acme/accounts/jan.csv"),
+        ("Jan.CSV", False, "acme/accounts/Jan.CSV"),  # the drop takes .csv in any case
+        ("jan.csv", True, "acme/accounts/jan.csv.gz"),
+        ("jan.CSV.GZ", True, "acme/accounts/jan.CSV.GZ"),
+        ("jan", True, "acme/accounts/jan.csv.gz"),
+        ("jan.txt", False, "acme/accounts/jan.txt.csv"),
+    ],
+)
+def test_a_drop_urls_file_name_gets_the_suffix_it_lacks_only(ports, filename, gzip, key):
+    """Found walking the README: `{"filename": "new-contacts.csv", "gzip": true}` (the documented example name) put
+    the file at `new-contacts.csv.csv.gz`, and `Jan.CSV` at `Jan.CSV.csv`, the names its job then carried."""
+    drop = drop_upload_url(ports, caller(ports), object_name="accounts", filename=filename, gzip=gzip, metadata={})
+    assert drop["key"] == key
+
+
+@pytest.mark.parametrize(
     ("metadata", "field"),
     [
         ({"operation": "query"}, "operation"),
