@@ -189,6 +189,38 @@ def s3_puts_kept_whole(app):
     return middleware
 
 
+def presigned_headers_sent(app):
+    """WSGI middleware: a presigned request without a header its URL signs is refused 403 ``SignatureDoesNotMatch``,
+    as S3 refuses it (the signature covers each header named in ``X-Amz-SignedHeaders``, so one left out changes
+    what S3 computes). moto checks no signature, and took such a PUT: a drop URL's file put without the answer's
+    ``x-amz-meta-*`` headers loaded as an insert where its URL signed an upsert, and an upload URL put twice without
+    its ``If-None-Match: *`` was written twice, where AWS refuses both. The headers' values are not checked (that
+    needs the signer's secret key): the mistake this catches is leaving them out, as the README's "send the
+    returned headers" warns against."""
+
+    def middleware(environ, start_response):
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        signed = query.get("X-Amz-SignedHeaders", [""])[0]
+        missing = [name for name in signed.lower().split(";") if name and _header(environ, name) is None]
+        if not missing or "X-Amz-Signature" not in query:
+            return app(environ, start_response)
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SignatureDoesNotMatch</Code><Message>The request'
+            " signature we calculated does not match the signature you provided. Check your key and signing method."
+            f" (the URL signs these headers, which the request did not send: {', '.join(missing)})</Message></Error>"
+        ).encode()
+        start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return middleware
+
+
+def _header(environ, name: str) -> str | None:
+    """A request header's value by its lower-case name, as WSGI keeps it (``CONTENT_TYPE``, ``HTTP_X_AMZ_...``)."""
+    key = name.upper().replace("-", "_")
+    return environ.get(key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}")
+
+
 def _service(environ) -> str:
     """The service a request is for, from its SigV4 credential scope (a header's, or a presigned URL's); "unsigned"
     for a request without one (anonymous, or signed the older way, SigV2)."""
@@ -220,7 +252,7 @@ class _MotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:  # moto's own, with the middleware around its application
         app = moto_speedups.RoutingCache(create_backend_app)
-        app = local_callers_only(s3_puts_kept_whole(counted(unsupported_operations(app))))
+        app = local_callers_only(presigned_headers_sent(s3_puts_kept_whole(counted(unsupported_operations(app)))))
         try:
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         except BaseException as exc:  # werkzeug exits the thread (SystemExit) when the port is taken

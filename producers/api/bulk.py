@@ -190,8 +190,8 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
         201: {"description": "Batch stored (an empty body)", "content": {"text/plain": {"schema": {"type": "string"}}}},
         413: {"description": "Body too large", **_ERROR},
         415: {
-            "description": "The batch is not text/csv (or application/octet-stream), or declares a charset that is"
-            " not UTF-8",
+            "description": "The batch is not text/csv (or application/octet-stream), declares a charset that is"
+            " not UTF-8, or its header line is not UTF-8 (a UTF-16 file's, say)",
             **_ERROR,
         },
         **_errors(400, 404, 409),

@@ -121,7 +121,8 @@ class DropUploadRequest(BaseModel):
         default=None,
         max_length=200,
         pattern=r"^[A-Za-z0-9._ -]+$",
-        description="The file's name (default: a timestamp and random digits); .csv or .csv.gz is added.",
+        description="The file's name (default: a timestamp and random digits); .csv (or .csv.gz with gzip) is "
+        "added unless it ends so, in any case.",
         examples=["new-contacts.csv"],
     )
     # JSON true/false only, as the document says (not 0/1)

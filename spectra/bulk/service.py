@@ -5,6 +5,7 @@ fetch results. Nothing here touches the warehouse except to abort a running stat
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from events import BulkJobQueuedMessage, ErrorInfo
+from spectra.bulk.csvfiles import HEADER_MAX_BYTES
 from spectra.bulk.drops import GENERATION_METADATA, NO_GENERATION, DropOptions, metadata_options, options_problem
 from spectra.bulk.files import results_key, starts_as_gzip
 from spectra.bulk.lifecycle import bulk_ports, export_statement, finish_bulk_job
@@ -43,6 +45,7 @@ from spectra.errors import (
     PayloadTooLarge,
     ResultsUnavailable,
     Throttled,
+    UnsupportedMediaType,
 )
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
@@ -250,6 +253,24 @@ def _upload_key(job: BulkJob, *, gzip: bool) -> str:
     return f"{job.tenant_id}/{job.job_id}/uploads/{name}"
 
 
+def _header_encoding_problem(body: bytes) -> str | None:
+    """What makes a plain batch's first line no UTF-8 header, if anything: a file saved as UTF-16 (Excel's "Unicode
+    Text", PowerShell's ``>``) or in a spreadsheet's own encoding was taken 201 and then failed the whole job, its
+    other batches with it, naming a stored file the client never saw. The bytes up to the first line break are the
+    header's own (a break quoted inside it ends the check early, never wrongly), so this refuses no batch the job would
+    load; the header's other faults need the table, and are the job's to find."""
+    line, *rest = re.split(rb"[\r\n]", body[:HEADER_MAX_BYTES], maxsplit=1)
+    if not rest and len(body) > HEADER_MAX_BYTES:
+        return None  # no line break in the first MB, perhaps cut inside a character: the job says what is wrong
+    if b"\x00" in line:
+        return "holds NUL bytes (UTF-16?)"
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not UTF-8 (UTF-16, or a spreadsheet's own encoding?)"
+    return None
+
+
 def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip: bool) -> SourceFile:
     """Store one CSV batch (as sent: gzip stays gzip, COPY reads it so)."""
     job = _open_job(ports, caller, job_id)
@@ -266,6 +287,8 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
         raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
     if not gzip and starts_as_gzip(body):  # stored as CSV, it failed the whole job for a header that is not UTF-8
         raise InvalidRequest("the body is gzip data: send it with Content-Encoding: gzip")
+    if not gzip and (problem := _header_encoding_problem(body)):  # stored, it failed the whole job, too
+        raise UnsupportedMediaType(f"the batch's header line {problem}: save the file as CSV UTF-8")
     most = ports.settings.bulk_max_files
     if job.uploads >= most:
         raise _too_many(job_id, most)
@@ -411,9 +434,13 @@ def drop_upload_url(
     name = filename or f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
     if "/" in name or not name.strip() or len(name) > 200:
         raise InvalidRequest("filename must be a plain file name", details={"field": "filename"})
-    suffix = ".csv.gz" if gzip else ".csv"
-    if not name.endswith(suffix):
-        name += suffix
+    # the drop takes .csv and .csv.gz in any case: `Jan.CSV` stays so, and `jan.csv` sent gzip becomes `jan.csv.gz`
+    # (not `jan.csv.csv.gz`, nor `Jan.CSV.csv`, the keys and job names the suffix was added to before)
+    lower = name.lower()
+    if gzip and not lower.endswith(".csv.gz"):
+        name += ".gz" if lower.endswith(".csv") else ".csv.gz"
+    elif not gzip and not lower.endswith(".csv"):
+        name += ".csv"
     files = bulk_ports(ports).files
     key = f"{caller.tenant_id}/{object_name.lower()}/{name}"
     ttl = ports.settings.upload_url_ttl_seconds

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from events import BulkJobQueuedMessage
 from spectra.bulk import outcomes, service
+from spectra.bulk.csvfiles import HEADER_MAX_BYTES
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile, JobType
 from spectra.bulk.service import (
@@ -36,6 +37,7 @@ from spectra.errors import (
     PayloadTooLarge,
     SqlRejected,
     Throttled,
+    UnsupportedMediaType,
 )
 from spectra.jobs import utcnow
 from spectra.tenants import Caller
@@ -227,6 +229,39 @@ def test_batches_are_stored_as_sent_and_listed_on_upload_complete(ports):
     # repeated: harmless, and nothing queued twice
     assert change_state(ports, caller(ports), job.job_id, "UploadComplete").state is BulkState.UPLOAD_COMPLETE
     assert len(ports.queue.messages) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "id,name\n1,Ann\n".encode("utf-16"),  # Excel's "Unicode Text", PowerShell's `>`: a BOM, then UTF-16LE
+        "id,name\n1,Ann\n".encode("utf-16-le"),  # no BOM: valid UTF-8, but NULs between the letters
+        "id,pr\xe9nom\r\n1,Ann\r\n".encode("cp1252"),  # Excel's "CSV (Comma delimited)", sent without a charset
+    ],
+)
+def test_a_batch_whose_header_line_is_not_utf8_is_refused_before_it_is_stored(ports, body):
+    """Found walking the README: a UTF-16 batch was answered 201, then failed the whole job at its header check, its
+    other batches with it, naming a stored file the client never saw ("20261202T003216936281-5eeccc55.csv: the
+    header line is not valid UTF-8"). It is now a 415 at the PUT, as a charset other than UTF-8 is."""
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    with pytest.raises(UnsupportedMediaType, match="save the file as CSV UTF-8"):
+        upload_batch(ports, caller(ports), job.job_id, body, gzip=False)
+    assert service.get_job(ports, caller(ports), job.job_id).uploads == 1  # the refused batch is not the job's
+
+
+def test_a_batch_with_a_utf8_header_and_bytes_of_another_encoding_in_its_rows_is_taken():
+    """Rows' bytes are the rows' business (loaded or failed one by one, as sent): only the header line is checked,
+    and a header of no line break within the first MB is left to the job, which says what is wrong with it."""
+    ports = make_ports(settings=make_settings())  # batches of up to 4 MiB
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, "\ufeffid,name\n1,Ren\xe9\n".encode("utf-8"), gzip=False)
+    upload_batch(ports, caller(ports), job.job_id, b"id,name\n1,Ren\xe9\n", gzip=False)
+    no_break = b"a" * (HEADER_MAX_BYTES - 1) + "\u00e9".encode()  # its first MB ends inside the character
+    upload_batch(ports, caller(ports), job.job_id, no_break, gzip=False)
+    assert service.get_job(ports, caller(ports), job.job_id).uploads == 3
 
 
 def a_batch_arrives_after_the_listing(ports, monkeypatch, job_id: str) -> list:
@@ -445,6 +480,24 @@ def test_upload_urls_open_one_key_under_the_job_or_the_tenants_drop_prefix(ports
             drop_upload_url(ports, caller(ports), object_name="accounts", filename=filename, gzip=False, metadata={})
     with pytest.raises(InvalidRequest):
         drop_upload_url(ports, caller(ports), object_name="../x", filename=None, gzip=False, metadata={})
+
+
+@pytest.mark.parametrize(
+    ("filename", "gzip", "key"),
+    [
+        ("jan.csv", False, "acme/accounts/jan.csv"),
+        ("Jan.CSV", False, "acme/accounts/Jan.CSV"),  # the drop takes .csv in any case
+        ("jan.csv", True, "acme/accounts/jan.csv.gz"),
+        ("jan.CSV.GZ", True, "acme/accounts/jan.CSV.GZ"),
+        ("jan", True, "acme/accounts/jan.csv.gz"),
+        ("jan.txt", False, "acme/accounts/jan.txt.csv"),
+    ],
+)
+def test_a_drop_urls_file_name_gets_the_suffix_it_lacks_only(ports, filename, gzip, key):
+    """Found walking the README: `{"filename": "new-contacts.csv", "gzip": true}` (the documented example name) put
+    the file at `new-contacts.csv.csv.gz`, and `Jan.CSV` at `Jan.CSV.csv`, the names its job then carried."""
+    drop = drop_upload_url(ports, caller(ports), object_name="accounts", filename=filename, gzip=gzip, metadata={})
+    assert drop["key"] == key
 
 
 @pytest.mark.parametrize(

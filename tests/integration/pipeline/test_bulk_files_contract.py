@@ -129,6 +129,32 @@ def test_result_files_stream_out_and_read_back(files):
     assert files.read_all("acme/b_1/results/successful.csv") == b"sf__Id,sf__Created\n,true\n"
 
 
+def test_a_put_that_leaves_out_a_header_its_url_signs_is_refused_as_s3_refuses_it(local_aws):
+    """Found walking the README on the local stack: a drop URL's file put without the answer's `x-amz-meta-*`
+    headers loaded as an insert where the URL signed an upsert, and an upload URL put without `If-None-Match: *`
+    could be written twice, each answered 200. S3 refuses both (403: the signature covers every header the URL
+    names); the local stack now does too (local/aws.py), so a client that drops the headers fails here first."""
+    s3 = local_aws.client("s3", config=Config(signature_version="s3v4"))  # as spectra/ports.py builds it
+    bucket = "signed-" + uuid.uuid4().hex[:8]
+    s3.create_bucket(Bucket=bucket)
+    files = BulkFiles(s3, results_bucket=bucket, ingest_bucket=bucket)
+    batch_key, drop_key = "acme/b_job/uploads/20260101T000000000000-abcd.csv", "acme/contacts/mine.csv"
+    batch_url = files.presign_put(bucket, batch_key, ttl_seconds=900, once=True)
+    options = {"operation": "upsert", "externalidfieldname": "email"}
+    drop_url = files.presign_put(bucket, drop_key, ttl_seconds=900, metadata=options)
+    sent = {f"x-amz-meta-{name}": value for name, value in options.items()}
+    body = b"email,name\nann@acme.test,Ann\n"
+
+    assert _put(batch_url, body, {}) == 403
+    assert _put(drop_url, body, {}) == 403
+    assert _put(drop_url, body, {"x-amz-meta-operation": "upsert"}) == 403  # one of the two left out
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+    assert _put(batch_url, body, {"If-None-Match": "*"}) == 200
+    assert _put(drop_url, body, sent) == 200
+    assert s3.head_object(Bucket=bucket, Key=drop_key)["Metadata"] == options
+
+
 def _put(url: str, body: bytes, headers: dict[str, str]) -> int:
     request = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": "text/csv", **headers})
     try:
