@@ -158,7 +158,12 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
         header = _header(ports, job, line_ends)
         writers["successful"].writerow(["sf__Id", "sf__Created", *header])
         writers["failed"].writerow(["sf__Id", "sf__Error", *header])
-        writers["unprocessed"].writerow(header)
+        # a job that never loaded may have failed for batches whose headers differ: each file's records are listed in
+        # the columns of one header, every batch's columns in it (a job that loaded had one header in all)
+        listed_header, in_columns = (
+            _unprocessed_columns(ports, job, header, line_ends) if verdicts is None else (header, {})
+        )
+        writers["unprocessed"].writerow(listed_header)
         key_index = _key_index(job, header)
         key_type = job.plan.external_id_type if job.plan is not None else None
         key_length = job.plan.external_id_length if job.plan is not None else None
@@ -168,8 +173,9 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
             records_read = _readable_records(bulk.files, source, delimiter, line_ends[url])
             for batch in _batches(records_read, RECORD_BATCH):
                 if verdicts is None:
+                    place = in_columns.get(url)
                     for record in batch:
-                        writers["unprocessed"].writerow(record.fields if record.fields is not None else [])
+                        writers["unprocessed"].writerow(_in_columns(record.fields, place))
                     counts.unprocessed += len(batch)
                     continue
                 keyed = [_external_id(record, key_index) for record in batch]
@@ -287,11 +293,57 @@ def _header(ports: Ports, job: BulkJob, line_ends: dict[str, str]) -> list[str]:
     """The file's own column names (as the tenant wrote them), from its first record."""
     if job.plan is not None:
         return job.plan.header or job.plan.columns
+    return _file_header(ports, job, job.files[0], line_ends) if job.files else []
+
+
+def _unprocessed_columns(
+    ports: Ports, job: BulkJob, header: list[str], line_ends: dict[str, str]
+) -> tuple[list[str], dict[str, tuple[int, list[int | None]]]]:
+    """The header unprocessedrecords lists a job's records under, and, for each file whose columns are not that
+    header's, how many fields its records have and where each listed column is among them (``None``: a column the
+    file lacks, listed empty).
+
+    A job whose batches' headers differ fails ``invalid_header`` before loading anything, and every record goes to
+    unprocessedrecords, the file a tenant fixes and sends again. Listed under the first batch's header, the records of
+    a batch with its columns in another order were in the wrong columns (a city under ``name``), and, sent again,
+    loaded so. The listed header is the first batch's, then any column only later batches have; columns match as the
+    header check matches them (case and surrounding blanks aside). Headers that cannot be read, or that name a column
+    twice, leave every record as it was sent (the job's error names the fault)."""
+    if job.plan is not None or len(job.files) < 2 or not header:
+        return header, {}  # loaded, or failed after the header check, which every file passed: one header
+    first, *others = job.files
+    headers = {first.url: header} | {source.url: _file_header(ports, job, source, line_ends) for source in others}
+    folded = {url: [fold_name(name.strip()) for name in names] for url, names in headers.items()}
+    if any(len(set(columns)) != len(columns) for columns in folded.values()):
+        return header, {}
+    listed, listed_folded = list(header), list(folded[first.url])
+    for url, names in headers.items():
+        for name, column in zip(names, folded[url], strict=True):
+            if column not in listed_folded:
+                listed.append(name)
+                listed_folded.append(column)
+    places = {}
+    for url, columns in folded.items():
+        if columns and columns != listed_folded:  # no header read: its records (if any) as they are
+            position = {column: n for n, column in enumerate(columns)}
+            places[url] = (len(columns), [position.get(column) for column in listed_folded])
+    return listed, places
+
+
+def _in_columns(fields: list[str] | None, place: tuple[int, list[int | None]] | None) -> list[str]:
+    """A record's fields in the listed header's columns (:func:`_unprocessed_columns`); a ragged record (not as many
+    fields as its file's header: which field is which column cannot be told) is listed as it was sent."""
+    if fields is None:
+        return []
+    if place is None or len(fields) != place[0]:
+        return fields
+    return [fields[n] if n is not None else "" for n in place[1]]
+
+
+def _file_header(ports: Ports, job: BulkJob, source: SourceFile, line_ends: dict[str, str]) -> list[str]:
+    """One file's column names, as written in its first line ([] when it cannot be read)."""
     bulk = ports.bulk
     assert bulk is not None
-    if not job.files:
-        return []
-    source = job.files[0]
     try:
         with bulk.files.text(source, newline=line_ends.get(source.url, "\n")) as stream:  # its first line, bounded
             line = stream.readline(HEADER_MAX_BYTES).removeprefix(BOM)  # before the CSV reads its quotes

@@ -178,6 +178,28 @@ def test_files_with_different_headers_fail_the_job(ports):
     assert job.error.code == "invalid_header" and "differs from the first file" in job.error.message
 
 
+def test_unprocessed_records_of_batches_with_different_headers_are_listed_in_their_own_columns(ports):
+    """Listed under the first batch's header as they were sent, a later batch's records were in the wrong columns (a
+    city under name), and a tenant sending the file again loaded them so. A ragged record cannot be placed: as sent."""
+    message = queued(
+        ports,
+        BulkOperation.INSERT,
+        HEADER + b"1,Ann,Oslo\n",
+        b"City, ID ,Name\nBergen,2,Bob\nTromso,4\n",
+        b"id,name,zip\n3,Cy,0150\n",
+    )
+    start_bulk_job(ports, message)
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code) == (BulkState.FAILED, "invalid_header")
+    assert result_rows(ports, job.job_id, "unprocessed") == [
+        ["id", "name", "city", "zip"],
+        ["1", "Ann", "Oslo", ""],
+        ["2", "Bob", "Bergen", ""],
+        ["Tromso", "4"],
+        ["3", "Cy", "", "0150"],
+    ]
+
+
 def test_a_table_the_tenant_cannot_see_fails_the_job(ports):
     message = queued(ports, BulkOperation.INSERT, object="payroll")
     start_bulk_job(ports, message)
