@@ -399,13 +399,13 @@ class ResultSink:
         it: it was told the statement's whole row count and to "set a row_limit", which it had."""
         cut = tables.row_limit
         if rows > self._inline_max_rows:
-            kept = total if cut is None or (total is not None and total < cut) else cut
+            kept = min(total, cut) if total is not None and cut is not None else total  # None: more than the most
             over = f"{kept if kept is not None else 'more than ' + str(self._inline_max_rows)} rows"
             limit = f"{self._inline_max_rows} rows"
             lower = f"a row_limit of at most {self._inline_max_rows}"
         else:
             over, limit = f"at least {size} bytes of JSON", f"{max_bytes} bytes"
-            lower = f"a row_limit lower than {cut}"
+            lower = f"a row_limit lower than {min(cut, rows) if cut is not None else rows}"  # the rows it held then
         if cut is not None:
             over = f"{over} under row_limit {cut}"
         return ResultTooLarge(

@@ -307,8 +307,10 @@ def _unprocessed_columns(
     unprocessedrecords, the file a tenant fixes and sends again. Listed under the first batch's header, the records of
     a batch with its columns in another order were in the wrong columns (a city under ``name``), and, sent again,
     loaded so. The listed header is the first batch's, then any column only later batches have; columns match as the
-    header check matches them (case and surrounding blanks aside). Headers that cannot be read, or that name a column
-    twice, leave every record as it was sent (the job's error names the fault)."""
+    header check matches them (case and surrounding blanks aside). Records are placed only when each batch has the
+    first batch's columns, or some of them, or them and more: a batch whose header misspells a name or was cut at
+    another delimiter would have its values split off into a column of their own, and headers that name a column
+    twice cannot be placed by name. Those jobs list every record as it was sent (the job's error names the fault)."""
     if job.plan is not None or len(job.files) < 2 or not header:
         return header, {}  # loaded, or failed after the header check, which every file passed: one header
     first, *others = job.files
@@ -316,6 +318,9 @@ def _unprocessed_columns(
     folded = {url: [fold_name(name.strip()) for name in names] for url, names in headers.items()}
     if any(len(set(columns)) != len(columns) for columns in folded.values()):
         return header, {}
+    ours = set(folded[first.url])
+    if not all(ours <= set(columns) or set(columns) <= ours for columns in folded.values() if columns):
+        return header, {}  # a misspelt name, another delimiter: not the same columns, which placing would split
     listed, listed_folded = list(header), list(folded[first.url])
     for url, names in headers.items():
         for name, column in zip(names, folded[url], strict=True):

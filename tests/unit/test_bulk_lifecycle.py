@@ -186,7 +186,8 @@ def test_unprocessed_records_of_batches_with_different_headers_are_listed_in_the
         BulkOperation.INSERT,
         HEADER + b"1,Ann,Oslo\n",
         b"City, ID ,Name\nBergen,2,Bob\nTromso,4\n",
-        b"id,name,zip\n3,Cy,0150\n",
+        b"zip,id,name,city\n0150,3,Cy,Oslo\n",
+        b"name,id\nDee,5\n",
     )
     start_bulk_job(ports, message)
     job = stored(ports, message.job_id)
@@ -196,8 +197,26 @@ def test_unprocessed_records_of_batches_with_different_headers_are_listed_in_the
         ["1", "Ann", "Oslo", ""],
         ["2", "Bob", "Bergen", ""],
         ["Tromso", "4"],
-        ["3", "Cy", "", "0150"],
+        ["3", "Cy", "Oslo", "0150"],
+        ["5", "Dee", "", ""],
     ]
+
+
+@pytest.mark.parametrize(
+    "second",
+    [b"id,nmae,city\n2,Bob,Bergen\n", b"id;name;city\n2;Bob;Bergen\n"],
+    ids=["misspelt-name", "other-delimiter"],
+)
+def test_unprocessed_records_of_batches_with_other_columns_are_listed_as_sent(ports, second):
+    """A misspelt name or another delimiter is not another order of the same columns: placed by name, the batch's
+    values were split off into a column of their own, and the file no longer loaded once its header was fixed."""
+    message = queued(ports, BulkOperation.INSERT, HEADER + b"1,Ann,Oslo\n", second)
+    start_bulk_job(ports, message)
+    job = stored(ports, message.job_id)
+    assert job.error.code == "invalid_header"
+    rows = result_rows(ports, job.job_id, "unprocessed")
+    assert rows[:2] == [["id", "name", "city"], ["1", "Ann", "Oslo"]]
+    assert rows[2] in (["2", "Bob", "Bergen"], ["2;Bob;Bergen"])
 
 
 def test_a_table_the_tenant_cannot_see_fails_the_job(ports):

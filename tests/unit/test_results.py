@@ -385,7 +385,17 @@ def test_inline_past_its_limits_under_a_row_limit_says_to_lower_it():
             options={"row_limit": 30, "total_rows": 50},
         )
     assert "under row_limit 30; inline holds at most 60 bytes" in by_bytes.value.message
-    assert by_bytes.value.message.endswith("or a row_limit lower than 30")
+    assert by_bytes.value.message.endswith("or a row_limit lower than 10")  # the rows held when 60 bytes passed
+    with pytest.raises(ResultTooLarge) as unknown_total:  # no count: not the limit's rows, which the result may lack
+        write(
+            iter(pages[:4]),
+            columns=NUMBERED,
+            fmt=ResultFormat.JSON,
+            delivery=Delivery.INLINE,
+            inline_max_rows=12,
+            options={"row_limit": 5000},
+        )
+    assert "(more than 12 rows under row_limit 5000;" in unknown_total.value.message
     with pytest.raises(ResultTooLarge, match=r"\(50 rows; .* or set a row_limit$"):  # none set: as before
         write(
             iter(pages),
