@@ -10,8 +10,8 @@ boundary), which became 500s. Here every body goes through one reader that answe
 * 413 ``payload_too_large`` past ``API_MAX_BODY_BYTES`` (1 MiB: the largest legal request, 100 KB of SQL and 64 KB of
   parameters, stays well under it even with every character escaped), checked before anything is decoded.
 * 400 ``invalid_json`` for bytes that are not UTF-8, bad syntax, ``NaN``/``Infinity`` (and numbers that overflow to
-  them), integers past Python's digit limit, a key given twice, a lone surrogate escape, or nesting past
-  :data:`MAX_JSON_DEPTH` levels.
+  them, or underflow to 0), integers past Python's digit limit, a key given twice, a lone surrogate escape, or nesting
+  past :data:`MAX_JSON_DEPTH` levels.
 * 400 ``invalid_request`` for an array where the route reads an object: Powertools would take the array's first
   item as the body and drop the rest.
 
@@ -153,6 +153,9 @@ def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise ValueError("a number too large to represent")
+    if value == 0 and any(digit in "123456789" for digit in text.lower().partition("e")[0]):
+        # 1e-400 is read as 0.0: a value bound so would run the query on another number than the one sent
+        raise ValueError("a number too small to represent (it would be read as 0)")
     return value
 
 

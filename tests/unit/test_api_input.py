@@ -42,6 +42,11 @@ def event(body: bytes | str | None, content_type: str | None = "application/json
     return APIGatewayProxyEvent({"body": body, "isBase64Encoded": b64, "headers": headers, "httpMethod": "POST"})
 
 
+def test_zeros_and_the_smallest_floats_are_read_as_sent():
+    body = b'{"a": 0.0, "b": -0e-400, "c": 0E5, "d": 5e-324, "e": 1e-310}'
+    assert read_json_body(event(body), max_bytes=LIMIT) == {"a": 0.0, "b": 0.0, "c": 0.0, "d": 5e-324, "e": 1e-310}
+
+
 def test_a_plain_json_body_is_read():
     assert read_json_body(event(b'{"sql": "select 1"}'), max_bytes=LIMIT) == {"sql": "select 1"}
     assert read_json_body(event(b'{"sql": "x"}', None), max_bytes=LIMIT) == {"sql": "x"}  # no type: JSON
@@ -56,6 +61,8 @@ MALFORMED = {
     "nan": (b'{"a": NaN}', False, InvalidJson),
     "infinity": (b'{"a": Infinity}', False, InvalidJson),
     "overflow": (b'{"a": 1e400}', False, InvalidJson),
+    "underflow": (b'{"a": 1e-400}', False, InvalidJson),  # read as 0.0, another number than the one sent
+    "underflow-negative": (b'{"a": -2.5E-999}', False, InvalidJson),
     "duplicate": (b'{"a": 1, "a": 2}', False, InvalidJson),
     "surrogate-value": (b'{"a": "\\udc00"}', False, InvalidJson),
     "surrogate-key": (b'{"\\ud800": 1}', False, InvalidJson),
