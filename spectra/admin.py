@@ -495,7 +495,7 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     dlq = commands.add_parser("dlq", help="the dead-letter queues")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
     show_parser = dlq_commands.add_parser("show", help="every dead-letter queue: depth and a peek at its messages")
-    show_parser.add_argument("--peek", type=int, default=3, help="messages to show per queue (0-10, default 3)")
+    show_parser.add_argument("--peek", type=_peek, default=3, help="messages to show per queue (0-10, default 3)")
     show_parser.add_argument("--json", action="store_true", help="JSON instead of text")
     show_parser.add_argument("--full", action="store_true", help="bodies as they are, a job's SQL and values too")
     redrive_parser = commands.add_parser("redrive", help="move a dead-letter queue's messages back to its source")
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
         sqs = session.client("sqs", config=_CLIENT_CONFIG, **client_options)
         queues = describe_queues(sqs, urls)
         if args.command == "dlq":
-            report = show(sqs, queues, peek_count=max(0, min(args.peek, 10)), full=args.full)
+            report = show(sqs, queues, peek_count=args.peek, full=args.full)
             print(json.dumps(report, indent=2) if args.json else _show_text(report), file=out)
         else:
             result = redrive(sqs, find_dead_letter_queue(queues, args.queue), rate=args.rate, wait=not args.no_wait)
@@ -527,15 +527,26 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     return 0
 
 
-def _rate(text: str) -> int:
-    """--rate: SQS's MaxNumberOfMessagesPerSecond takes 1 to 500 (the fallback keeps the same bound)."""
-    try:
-        rate = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= rate <= 500:
-        raise argparse.ArgumentTypeError(f"{rate} is not between 1 and 500")
-    return rate
+def _whole_number(low: int, high: int):
+    """An argparse type: a whole number from ``low`` to ``high``, anything else refused at once (exit 2, saying so),
+    rather than clamped without a word."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{number} is not between {low} and {high}")
+        return number
+
+    return parse
+
+
+#: --rate: SQS's MaxNumberOfMessagesPerSecond takes 1 to 500 (the fallback keeps the same bound)
+_rate = _whole_number(1, 500)
+#: --peek: ReceiveMessage returns at most 10 messages
+_peek = _whole_number(0, 10)
 
 
 #: Characters a terminal acts on (line breaks, escape sequences): a hand-sent body's are shown as \\xNN

@@ -217,6 +217,15 @@ def test_a_rate_sqs_would_refuse_is_refused_at_once(local_aws, stack, capsys, ra
     assert exited.value.code == 2 and "between 1 and 500" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("peek", ["-1", "11", "3.5"])
+def test_a_peek_past_what_sqs_returns_is_refused_not_clamped(local_aws, stack, capsys, peek):
+    name, _ = stack
+    with pytest.raises(SystemExit) as exited:
+        run(local_aws, "--stack", name, "dlq", "show", "--peek", peek)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and ("between 0 and 10" in err or "not a whole number" in err)
+
+
 def _rule_dead_letter_queue(local_aws: LocalAws, tmp_path, body: str) -> tuple[Path, str, str]:
     """A local state file of NotifyQueue and a rule target's DLQ tagged to redrive to it, holding ``body``."""
     sqs = local_aws.client("sqs")
