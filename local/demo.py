@@ -17,8 +17,9 @@ from typing import Any
 
 import boto3
 
+from spectra.errors import Conflict
 from spectra.share import UsagePlans, statement_timeout_sql
-from spectra.tenants import TenantDirectory
+from spectra.tenants import Tenant, TenantDirectory
 
 ADMIN_USER = "awsuser"
 TERMINAL = {"FINISHED", "FAILED", "ABORTED"}
@@ -80,22 +81,26 @@ def add_tenant(
 
     With ``owned_schema`` the user also owns that schema and the tenant is flagged to write there through the
     query API (the guard allows DML and DDL on objects in it, and the warehouse agrees because the user owns it).
+
+    What can refuse the tenant (its fields, its tier, an id already taken) is asked before anything is made: refused
+    after its CREATE USER, it left the user (its schema, an API key) behind, and the corrected call then failed on
+    'role "tenant_..." already exists'.
     """
     db_user = db_user or f"tenant_{tenant_id.replace('-', '_')}"
     plans = usage_plans or UsagePlans.by_name(boto3.client("apigateway"))
-    usage_key = plans.attach(tenant_id, tier)
-    warehouse.run(f'CREATE USER "{db_user}"', statement_timeout_sql(db_user, statement_timeout_ms))
-    share = {
-        "tier": tier,
-        "usage_key": usage_key,
-        "max_running_statements": max_running_statements,
-        "max_waits": max_waits,
-    }
+    share = {"tier": tier, "max_running_statements": max_running_statements, "max_waits": max_waits}
+    writes = {"allow_writes": True, "owned_schemas": [owned_schema]} if owned_schema else {}
+    Tenant.new(tenant_id, db_user=db_user, **writes, **share)  # the record as it will be written, validated
+    timeout_sql = statement_timeout_sql(db_user, statement_timeout_ms)
+    if tier not in plans.tiers:
+        raise ValueError(f"no usage plan for tier {tier!r}; known tiers: {sorted(plans.tiers)}")
+    if tenants.get(tenant_id) is not None:
+        raise Conflict(f"tenant {tenant_id!r} already exists")
+    warehouse.run(f'CREATE USER "{db_user}"', timeout_sql)
     if owned_schema:
         warehouse.run(f'CREATE SCHEMA "{owned_schema}" AUTHORIZATION "{db_user}"')
-        tenants.create_tenant(tenant_id, db_user=db_user, allow_writes=True, owned_schemas=[owned_schema], **share)
-    else:
-        tenants.create_tenant(tenant_id, db_user=db_user, **share)
+    usage_key = plans.attach(tenant_id, tier)
+    tenants.create_tenant(tenant_id, db_user=db_user, usage_key=usage_key, **writes, **share)
     return tenants.issue_key(tenant_id)
 
 

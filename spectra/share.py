@@ -49,6 +49,7 @@ database cancels a statement that runs longer, and :func:`failure_code` turns it
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -406,12 +407,14 @@ class UsagePlans:
     """Attaches tenants to their tier's API Gateway usage plan. Provisioning tooling, never called by a function.
 
     ``plan_ids`` maps each tier to its usage plan id, or to several (a plan per stage): the stack output
-    ``UsagePlanIds``, parsed as JSON, maps each to one id. ``client`` is a boto3 ``apigateway`` client with permission
-    to create API keys and usage plan keys.
+    ``UsagePlanIds`` maps each to one id, and is taken as CloudFormation gives it (JSON text) or parsed. ``client`` is
+    a boto3 ``apigateway`` client with permission to create API keys and usage plan keys.
     """
 
-    def __init__(self, client, plan_ids: Mapping[str, str | Iterable[str]]) -> None:
+    def __init__(self, client, plan_ids: Mapping[str, str | Iterable[str]] | str) -> None:
         self._client = client
+        if isinstance(plan_ids, str):  # the output's value as DescribeStacks answers it (README: "the stack output")
+            plan_ids = json.loads(plan_ids)
         # one id as the stack output gives it: taken whole (listed, a string was its characters: plans 's', '7', ...)
         self._plans = {tier: [ids] if isinstance(ids, str) else list(ids) for tier, ids in plan_ids.items()}
 

@@ -475,6 +475,18 @@ def test_a_tenant_is_attached_by_the_stack_outputs_plan_ids_as_the_readme_says()
     assert client.plan_keys == [("StandardUsagePlan", "key0")]
 
 
+def test_a_tenant_is_attached_by_the_stack_outputs_value_as_cloudformation_gives_it():
+    """README walk: README says plan_ids "is the stack output UsagePlanIds", and DescribeStacks answers an output's
+    value as a string, its JSON text: passed as it came, it failed with AttributeError ('str' object has no attribute
+    'items') before any key was made."""
+    client = FakeApiGateway()
+    output_value = '{"basic": "p-basic", "standard": "p-std", "premium": "p-prem"}'
+    plans = share.UsagePlans(client, output_value)
+    plans.attach("acme", "standard")
+    assert client.plan_keys == [("p-std", "key0")]
+    assert plans.tiers == {"basic", "standard", "premium"}
+
+
 def test_a_raised_cap_wakes_as_many_waiting_jobs_as_it_has_room_for(ports):
     """A tenant's cap raised while its jobs wait: each released slot used to wake one waiter, so the tenant kept running
     at its old cap until the reconciler re-queued the rest (REQUEUE_AFTER_SECONDS). A woken job that takes a slot

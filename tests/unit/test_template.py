@@ -362,3 +362,52 @@ def test_jwt_parameters_the_functions_load_deploy(template, jwks_url):
     parameters = {"JwksUrl": jwks_url, "JwtIssuer": "https://idp.example/", "JwtAudience": "spectra-api"}
     assert re.fullmatch(template["Parameters"]["JwksUrl"]["AllowedPattern"], jwks_url)
     assert all(_holds(a["Assert"], parameters) for a in template["Rules"]["JwtComplete"]["Assertions"])
+
+
+def _settings_with(**fields):
+    from spectra.settings import Settings
+
+    required = {"jobs_table": "j", "tenants_table": "t", "redshift_cluster_id": "c"}
+    return Settings(**required, **fields)
+
+
+def _deploys(template, name: str, value: str) -> bool:
+    parameter = template["Parameters"][name]
+    return bool(re.fullmatch(parameter.get("AllowedPattern", ".*"), value)) and len(value) >= parameter.get(
+        "MinLength", 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [
+        ("TenantDbUserPrefix", ""),  # the settings refuse it, and IAM's dbuser:<cluster>/* took in the admin
+        ("TenantSecretPrefix", ""),  # the settings refuse it, and IAM's secret:* took in every secret of the account
+        ("TenantDbUserPrefix", "t*"),  # an IAM wildcard: the policy granted users the prefix does not name
+        ("TenantDbUserPrefix", "ten?nt_"),
+        ("TenantSecretPrefix", "spectra/*"),
+    ],
+)
+def test_tenant_prefixes_that_would_widen_the_iam_grant_or_stop_the_functions_are_refused_at_deploy(
+    template, parameter, value
+):
+    """README (Tenancy and security): the executor may get credentials only for users under TenantDbUserPrefix (and
+    read only secrets under TenantSecretPrefix), never the admin. Both went into the IAM policy as they were given: an
+    empty prefix deployed a policy for every user (the admin too) or every secret, and functions whose settings
+    refuse it (every request failed), and a wildcard in one granted names the code then refuses."""
+    if not value:
+        field = {"TenantDbUserPrefix": "tenant_db_user_prefix", "TenantSecretPrefix": "tenant_secret_prefix"}[parameter]
+        with pytest.raises(ValueError):
+            _settings_with(**{field: value})
+    assert not _deploys(template, parameter, value)
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [("TenantDbUserPrefix", "tenant_"), ("TenantDbUserPrefix", "T_"), ("TenantSecretPrefix", "spectra/tenants/")],
+)
+def test_tenant_prefixes_the_functions_load_deploy(template, parameter, value):
+    field = {"TenantDbUserPrefix": "tenant_db_user_prefix", "TenantSecretPrefix": "tenant_secret_prefix"}[parameter]
+    _settings_with(**{field: value})
+    assert _deploys(template, parameter, value)
+    assert _deploys(template, parameter, template["Parameters"][parameter]["Default"])
