@@ -222,7 +222,8 @@ def upload_batch(job_id: JobId) -> Response[str]:
     if media not in ("text/csv", "application/octet-stream"):
         raise UnsupportedMediaType("send the batch as text/csv")
     if charset is not None and charset not in UTF8_CHARSETS:  # Excel's "CSV (Comma delimited)" is windows-1252
-        raise UnsupportedMediaType(f"the batch must be UTF-8, not {charset}: save the file as CSV UTF-8")
+        said = charset or "an empty charset"  # `charset=` was answered "not : save ..."
+        raise UnsupportedMediaType(f"the batch must be UTF-8, not {said}: save the file as CSV UTF-8")
     encoding = (event.headers.get("content-encoding") or event.headers.get("Content-Encoding") or "").lower()
     if encoding not in ("", "identity", "gzip"):
         raise UnsupportedMediaType("Content-Encoding must be gzip or none")

@@ -391,6 +391,10 @@ def test_api_misuse_gets_4xx_in_the_error_shape(bulk_tenant):
         headers={"Content-Type": "text/csv; charset=windows-1252"},
     )
     assert "UTF-8" in error(latin, 415, "unsupported_media_type").json()["error"]["message"]
+    unsaid = client.api.request(
+        "PUT", f"/v1/bulk/jobs/{job_id}/batches", data=b"a,b\n1,2\n", headers={"Content-Type": "text/csv; charset="}
+    )
+    assert "not an empty charset" in error(unsaid, 415, "unsupported_media_type").json()["error"]["message"]
     error(client.api.request("GET", f"/v1/bulk/jobs/{job_id}/successfulResults"), 409, "job_not_finished")
     assert client.api.request("GET", f"/v1/bulk/jobs/{job_id}/successfulResults").headers["Retry-After"]
     error(other.api.request("GET", f"/v1/bulk/jobs/{job_id}"), 404, "not_found")
