@@ -52,12 +52,14 @@ def _name(source: SourceFile) -> str:
     return source.key.rsplit("/", 1)[-1]
 
 
-def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> FileHeader:
-    """The file's column names (lower-cased, as the warehouse folds them), and whether rows follow them.
+def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called: str | None = None) -> FileHeader:
+    """The file's column names (lower-cased, as the warehouse folds them), and whether rows follow them. Errors name
+    the file as ``called`` (its stored name by default).
 
     A header line without rows is not this file's error: one batch of several may hold none (a script that sends
     every chunk it cut, the last one empty). The job fails ``no_rows`` when none of its files has a row
     (:func:`no_rows`)."""
+    name = called or _name(source)
     try:
         head, whole = files.head_bytes(source, limit=HEADER_MAX_BYTES)
     except FileUnreadable as exc:
@@ -65,12 +67,11 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> FileHea
     except NotFound as exc:  # deleted after it was dropped or uploaded: the job fails, the message is not retried
         raise BulkInputError("file_not_found", str(exc)) from exc
     if not head.removeprefix(BOM.encode()).strip():
-        raise BulkInputError("empty_file", f"{_name(source)} is empty: a header line and at least one row are needed")
+        raise BulkInputError("empty_file", f"{name} is empty: a header line and at least one row are needed")
     if not source.gzip and starts_as_gzip(head):  # else told only that its header is not UTF-8
         raise BulkInputError(
             "invalid_header",
-            f"{_name(source)} is gzip data sent as plain CSV: drop it named .csv.gz, or ask for an upload URL with"
-            " gzip true",
+            f"{name} is gzip data sent as plain CSV: drop it named .csv.gz, or ask for an upload URL with gzip true",
         )
     text = head.decode("utf-8", errors="surrogateescape")  # rows' bad bytes are the rows' problem, reported per row
     reader = csv.reader(io.StringIO(text.removeprefix(BOM), newline="\n"), delimiter=delimiter)
@@ -79,7 +80,7 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> FileHea
     except csv.Error as exc:
         raise BulkInputError(
             "invalid_header",
-            f"{_name(source)}: the header line is not valid CSV: {exc} (lines must end with LF or CRLF, not CR alone)",
+            f"{name}: the header line is not valid CSV: {exc} (lines must end with LF or CRLF, not CR alone)",
         ) from exc
     try:
         # a row of empty fields (",") is a row the warehouse loads (empty text, NULL otherwise); blank lines are not
@@ -88,23 +89,23 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str) -> FileHea
         has_rows = True  # a row the csv module cannot read (a CR alone in it) is that row's problem, told per row
     if not any(field.strip() for field in header):  # else a blank first line would pass as a header of no columns
         raise BulkInputError(
-            "invalid_header", f"{_name(source)}: the first line has no column names; it must be the header line"
+            "invalid_header", f"{name}: the first line has no column names; it must be the header line"
         )
     if not whole and reader.line_num <= 1:
-        raise BulkInputError("invalid_header", f"{_name(source)}: no header line within the first 1 MB")
+        raise BulkInputError("invalid_header", f"{name}: no header line within the first 1 MB")
     if any(UNDECODABLE.search(field) for field in header):
-        raise BulkInputError("invalid_header", f"{_name(source)}: the header line is not valid UTF-8")
+        raise BulkInputError("invalid_header", f"{name}: the header line is not valid UTF-8")
     columns = [fold_name(field.strip()) for field in header]  # A-Z only: str.lower folds the Kelvin sign to k
     bad = [c for c in columns if not _is_identifier(c)]
     if bad:
         raise BulkInputError(
             "invalid_header",
-            f"{_name(source)}: header fields that are not column names: {', '.join(repr(c) for c in bad)}"
+            f"{name}: header fields that are not column names: {', '.join(repr(c) for c in bad)}"
             f" (is the column delimiter {delimiter!r} right?)",
         )
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
-        raise BulkInputError("duplicate_columns", f"{_name(source)}: columns named twice: {', '.join(duplicates)}")
+        raise BulkInputError("duplicate_columns", f"{name}: columns named twice: {', '.join(duplicates)}")
     return FileHeader(columns, rows=has_rows or not whole, names=header)
 
 

@@ -229,18 +229,26 @@ def _start_export(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> str
     )
 
 
+def _called(job: BulkJob, index: int) -> str:
+    """How a job's error names its file at ``index``: a dropped file by its name (the tenant's own), a batch of the
+    API by its place among the job's batches too (in the order they were PUT or their upload URLs issued), since
+    its stored name is the service's, which the client never saw."""
+    name = job.files[index].key.rsplit("/", 1)[-1]
+    return name if job.source is JobSource.S3_DROP else f"batch {index + 1} of {len(job.files)} ({name})"
+
+
 def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple[BulkJob, str]:
     bulk = bulk_ports(ports)
     if not job.files:
         raise BulkInputError("no_data", "the job has no uploaded data")
     delimiter = job.column_delimiter.char
-    headers = [read_header(bulk.files, source, delimiter) for source in job.files]
+    headers = [read_header(bulk.files, source, delimiter, called=_called(job, n)) for n, source in enumerate(job.files)]
     columns = headers[0].columns
-    for source, other in zip(job.files[1:], headers[1:], strict=True):
+    for n, other in enumerate(headers[1:], 1):
         if other.columns != columns:
-            name = source.key.rsplit("/", 1)[-1]
             raise BulkInputError(
-                "invalid_header", f"{name}'s header differs from the first file's: {', '.join(other.columns)}"
+                "invalid_header",
+                f"{_called(job, n)}'s header differs from the first file's: {', '.join(other.columns)}",
             )
     if not any(header.rows for header in headers):
         raise no_rows(job.files)

@@ -176,6 +176,25 @@ def test_files_with_different_headers_fail_the_job(ports):
     start_bulk_job(ports, message)
     job = stored(ports, message.job_id)
     assert job.error.code == "invalid_header" and "differs from the first file" in job.error.message
+    assert job.error.message.startswith("batch 2 of 2 (batch-00001.csv)'s header")  # the stored name: not the client's
+
+
+@pytest.mark.parametrize("second", ["id,name\n2,b\n".encode("utf-16"), gzip.compress(b"")], ids=["utf-16", "empty-gz"])
+def test_a_batch_the_job_refuses_is_named_by_its_place_among_the_batches(ports, second):
+    """A batch's stored name is the service's own, which the client never saw: the job's error says which batch."""
+    message = queued(ports, BulkOperation.INSERT, HEADER + b"1,a,b\n", second, HEADER + b"3,c,d\n")
+    start_bulk_job(ports, message)
+    job = stored(ports, message.job_id)
+    assert job.state is BulkState.FAILED
+    assert job.error.message.startswith("batch 2 of 3 (batch-00001.csv"), job.error.message
+
+
+def test_a_dropped_file_the_job_refuses_is_named_as_the_tenant_named_it(ports):
+    key, body = "acme/accounts/Jan.csv", b"id,name\n".decode().encode("utf-16")
+    etag = ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=body)["ETag"]
+    job = accept_drop(ports, DroppedObject(INGEST_BUCKET, key, len(body), etag))
+    start_bulk_job(ports, ports.queue.messages[-1])
+    assert stored(ports, job.job_id).error.message.startswith("Jan.csv: ")
 
 
 def test_unprocessed_records_of_batches_with_different_headers_are_listed_in_their_own_columns(ports):
