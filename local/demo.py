@@ -82,9 +82,10 @@ def add_tenant(
     With ``owned_schema`` the user also owns that schema and the tenant is flagged to write there through the
     query API (the guard allows DML and DDL on objects in it, and the warehouse agrees because the user owns it).
 
-    What can refuse the tenant (its fields, its tier, an id already taken) is asked before anything is made: refused
-    after its CREATE USER, it left the user (its schema, an API key) behind, and the corrected call then failed on
-    'role "tenant_..." already exists'.
+    What can refuse the tenant (its fields, its tier, an id already taken, a database user another tenant had, a
+    deleted one's included) is asked before anything is made, and the user, its timeout and its schema are made in
+    one transaction: refused after its CREATE USER, it left the user (its schema, an API key) behind, and the
+    corrected call then failed on 'role "tenant_..." already exists'.
     """
     db_user = db_user or f"tenant_{tenant_id.replace('-', '_')}"
     plans = usage_plans or UsagePlans.by_name(boto3.client("apigateway"))
@@ -96,9 +97,13 @@ def add_tenant(
         raise ValueError(f"no usage plan for tier {tier!r}; known tiers: {sorted(plans.tiers)}")
     if tenants.get(tenant_id) is not None:
         raise Conflict(f"tenant {tenant_id!r} already exists")
-    warehouse.run(f'CREATE USER "{db_user}"', timeout_sql)
-    if owned_schema:
-        warehouse.run(f'CREATE SCHEMA "{owned_schema}" AUTHORIZATION "{db_user}"')
+    if (holder := tenants.identity_holder("db_user", db_user)) is not None:
+        raise Conflict(
+            f"the database user {db_user} was given to tenant {holder!r} (maybe deleted since), and a user serves one "
+            "tenant, ever: pass another db_user"
+        )
+    schema = [f'CREATE SCHEMA "{owned_schema}" AUTHORIZATION "{db_user}"'] if owned_schema else []
+    warehouse.run(f'CREATE USER "{db_user}"', timeout_sql, *schema)  # one transaction: all made, or none
     usage_key = plans.attach(tenant_id, tier)
     tenants.create_tenant(tenant_id, db_user=db_user, usage_key=usage_key, **writes, **share)
     return tenants.issue_key(tenant_id)

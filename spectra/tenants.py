@@ -207,6 +207,13 @@ class TenantDirectory:
                     ) from exc
             raise
 
+    def identity_holder(self, field_name: str, value: str) -> str | None:
+        """The tenant a database identity (``field_name``: ``db_user`` or ``secret_arn``) was given to, if any: a
+        tenant deleted since included, as :meth:`create_tenant` refuses it to any other (provisioning tooling asks
+        before it makes the user, rather than leave one behind)."""
+        kind = "secret" if field_name == "secret_arn" else "db_user"
+        return (self._get(f"identity#{kind}:{identity_key(field_name, value)}") or {}).get("tenant_id")
+
     def claim_identities(self) -> dict[str, list[str]]:
         """Record the database identities of tenants created before identity records existed (an upgrade's one-off
         step, run before tenants are deleted or moved to other identities; README, "A database identity serves one

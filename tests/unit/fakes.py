@@ -863,6 +863,10 @@ class FakeTenants:
                 raise Conflict(f"the database identity {identity} was given to tenant {self.identities[identity][0]!r}")
         self.identities.update(dict.fromkeys(wanted, owner))
 
+    def identity_holder(self, field_name: str, value: str) -> str | None:
+        kind = "secret" if field_name == "secret_arn" else "db_user"
+        return self.identities.get(f"{kind}:{identity_key(field_name, value)}", (None, None))[0]
+
     def set_active(self, tenant_id: str, active: bool) -> Tenant:
         if tenant_id not in self.tenants:
             raise NotFound(f"tenant {tenant_id!r} not found")

@@ -80,3 +80,27 @@ def test_a_tenant_id_taken_is_refused_before_anything_is_made(setting):
     with pytest.raises(Conflict, match="already exists"):
         add_tenant(warehouse, tenants, "acme", db_user="tenant_acme_2", usage_plans=plans)
     assert (warehouse.sqls, api.keys) == made
+
+
+def test_a_tenant_made_again_on_a_deleted_ones_user_is_refused_before_anything_is_made(setting):
+    """README: a deleted tenant's user serves no later tenant. The identity's claim refused the record only after
+    CREATE USER, CREATE SCHEMA and the API Gateway key were made (found by the diff review)."""
+    warehouse, api, tenants, plans = setting
+    add_tenant(warehouse, tenants, "acme", usage_plans=plans, owned_schema="acme_data")
+    tenants.delete_tenant("acme")  # and the operator drops tenant_acme and its schema, as README says
+    made = (list(warehouse.sqls), list(api.keys))
+    with pytest.raises(Conflict, match="tenant_acme was given to tenant 'acme'"):
+        add_tenant(warehouse, tenants, "acme", usage_plans=plans, owned_schema="acme_data")
+    assert (warehouse.sqls, api.keys) == made
+    add_tenant(warehouse, tenants, "acme", db_user="tenant_acme_2", usage_plans=plans, owned_schema="acme_data")
+
+
+def test_the_user_and_its_schema_are_made_in_one_transaction(setting):
+    """A schema that exists already failed its CREATE SCHEMA after the user was made in a run of its own: the user
+    stayed, and the corrected call failed on 'role ... already exists'."""
+    warehouse, _, tenants, plans = setting
+    runs: list[tuple[str, ...]] = []
+    warehouse.run = lambda *sqls, timeout=30: runs.append(sqls)
+    add_tenant(warehouse, tenants, "acme", usage_plans=plans, owned_schema="acme_data")
+    assert len(runs) == 1
+    assert runs[0][0] == 'CREATE USER "tenant_acme"' and runs[0][-1].startswith('CREATE SCHEMA "acme_data"')

@@ -385,6 +385,8 @@ def _deploys(template, name: str, value: str) -> bool:
         ("TenantSecretPrefix", ""),  # the settings refuse it, and IAM's secret:* took in every secret of the account
         ("TenantDbUserPrefix", "t*"),  # an IAM wildcard: the policy granted users the prefix does not name
         ("TenantDbUserPrefix", "ten?nt_"),
+        ("TenantDbUserPrefix", "_t"),  # GetClusterCredentials takes a DbUser starting with a letter only
+        ("TenantDbUserPrefix", "t$"),
         ("TenantSecretPrefix", "spectra/*"),
     ],
 )

@@ -186,6 +186,8 @@ def test_a_database_identity_serves_one_tenant_ever(directory, table, tenant_id)
     assert directory.update_tenant(tenant_id, db_user=user).generation == first.generation
 
     assert directory.delete_tenant(tenant_id)
+    assert directory.identity_holder("db_user", user.upper()) == tenant_id  # asked before a user is made: kept
+    assert directory.identity_holder("db_user", f"{user}_never") is None
     with pytest.raises(Conflict):  # the same id again: a new tenant, which the old user's rows are not for
         directory.create_tenant(tenant_id, db_user=user)
     assert directory.get(tenant_id) is None
@@ -195,6 +197,7 @@ def test_a_database_identity_serves_one_tenant_ever(directory, table, tenant_id)
     directory.create_tenant(f"{tenant_id}-s", secret_arn=arn)
     with pytest.raises(Conflict, match="secret"):
         directory.create_tenant(f"{tenant_id}-t", secret_arn=arn)
+    assert directory.identity_holder("secret_arn", arn) == f"{tenant_id}-s"
 
 
 def test_deleting_a_tenant_deletes_its_running_slots_and_sessions(directory, table, tenant_id):
