@@ -165,10 +165,10 @@ class TenantDirectory:
         """The identity records giving the tenant's database identities (``only``: these fields' of them) to it,
         each written only where no record exists or it already names this tenant and generation."""
         claims = []
-        for field_name, kind in (("db_user", "db_user"), ("secret_arn", "secret")):
+        for field_name, kind in _IDENTITY_KINDS.items():
             value = getattr(tenant, field_name)
             if value and (only is None or field_name in only):
-                pk = f"identity#{kind}:{identity_key(field_name, value)}"
+                pk = _identity_pk(field_name, value)
                 record = {"pk": pk, "tenant_id": tenant.tenant_id, "claimed_at": utcnow().isoformat()}
                 if tenant.generation:
                     record["generation"] = tenant.generation
@@ -211,8 +211,7 @@ class TenantDirectory:
         """The tenant a database identity (``field_name``: ``db_user`` or ``secret_arn``) was given to, if any: a
         tenant deleted since included, as :meth:`create_tenant` refuses it to any other (provisioning tooling asks
         before it makes the user, rather than leave one behind)."""
-        kind = "secret" if field_name == "secret_arn" else "db_user"
-        return (self._get(f"identity#{kind}:{identity_key(field_name, value)}") or {}).get("tenant_id")
+        return (self._get(_identity_pk(field_name, value)) or {}).get("tenant_id")
 
     def claim_identities(self) -> dict[str, list[str]]:
         """Record the database identities of tenants created before identity records existed (an upgrade's one-off
@@ -463,6 +462,14 @@ class TenantDirectory:
 #: A Secrets Manager ARN's last part: the secret's name, and the six characters Secrets Manager adds to it, which a
 #: partial ARN (as the Data API takes it too) leaves out.
 _SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
+
+
+#: A tenant record's identity fields, and the kind their identity records are named by (``identity#<kind>:...``)
+_IDENTITY_KINDS = {"db_user": "db_user", "secret_arn": "secret"}
+
+
+def _identity_pk(field_name: str, value: str) -> str:
+    return f"identity#{_IDENTITY_KINDS[field_name]}:{identity_key(field_name, value)}"
 
 
 def identity_key(field_name: str, value: str) -> str:

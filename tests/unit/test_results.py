@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import math
+import re
 from decimal import Decimal
 
 import pyarrow as pa
@@ -364,47 +365,31 @@ def test_inline_past_its_limits_under_a_row_limit_says_to_lower_it():
     """A client that set a row_limit the inline limits cannot hold was told the statement's whole row count and to
     "set a row_limit": the answer names what its limit keeps and asks for a lower one."""
     pages = [numbers(5, start) for start in range(0, 50, 5)]
-    with pytest.raises(ResultTooLarge) as by_rows:
-        write(
-            iter(pages),
-            columns=NUMBERED,
-            fmt=ResultFormat.JSON,
-            delivery=Delivery.INLINE,
-            inline_max_rows=12,
-            options={"row_limit": 30, "total_rows": 50},
-        )
-    assert "(30 rows under row_limit 30; inline holds at most 12 rows)" in by_rows.value.message
-    assert by_rows.value.message.endswith("or a row_limit of at most 12")
-    with pytest.raises(ResultTooLarge) as by_bytes:
-        write(
-            iter(pages),
-            columns=NUMBERED,
-            fmt=ResultFormat.JSON,
-            delivery=Delivery.INLINE,
-            inline_max_bytes=60,
-            options={"row_limit": 30, "total_rows": 50},
-        )
-    assert "under row_limit 30; inline holds at most 60 bytes" in by_bytes.value.message
-    assert by_bytes.value.message.endswith("or a row_limit lower than 10")  # the rows held when 60 bytes passed
-    with pytest.raises(ResultTooLarge) as unknown_total:  # no count: not the limit's rows, which the result may lack
-        write(
-            iter(pages[:4]),
-            columns=NUMBERED,
-            fmt=ResultFormat.JSON,
-            delivery=Delivery.INLINE,
-            inline_max_rows=12,
-            options={"row_limit": 5000},
-        )
-    assert "(more than 12 rows under row_limit 5000;" in unknown_total.value.message
-    with pytest.raises(ResultTooLarge, match=r"\(50 rows; .* or set a row_limit$"):  # none set: as before
-        write(
-            iter(pages),
-            columns=NUMBERED,
-            fmt=ResultFormat.JSON,
-            delivery=Delivery.INLINE,
-            inline_max_rows=12,
-            options={"total_rows": 50},
-        )
+
+    def refusal(pages, **limits) -> str:
+        """The message of the inline refusal of ``pages`` under ``limits`` (``row_limit``, ``total_rows``: options)."""
+        options = {name: limits.pop(name) for name in ("row_limit", "total_rows") if name in limits}
+        with pytest.raises(ResultTooLarge) as refused:
+            write(
+                iter(pages),
+                columns=NUMBERED,
+                fmt=ResultFormat.JSON,
+                delivery=Delivery.INLINE,
+                options=options,
+                **limits,
+            )
+        return refused.value.message
+
+    by_rows = refusal(pages, inline_max_rows=12, row_limit=30, total_rows=50)
+    assert "(30 rows under row_limit 30; inline holds at most 12 rows)" in by_rows
+    assert by_rows.endswith("or a row_limit of at most 12")
+    by_bytes = refusal(pages, inline_max_bytes=60, row_limit=30, total_rows=50)
+    assert "under row_limit 30; inline holds at most 60 bytes" in by_bytes
+    assert by_bytes.endswith("or a row_limit lower than 10")  # the rows held when 60 bytes passed
+    # no count: not the limit's rows, which the result may lack
+    assert "(more than 12 rows under row_limit 5000;" in refusal(pages[:4], inline_max_rows=12, row_limit=5000)
+    unlimited = refusal(pages, inline_max_rows=12, total_rows=50)  # no row_limit: as before
+    assert re.search(r"\(50 rows; .* or set a row_limit$", unlimited)
 
 
 @pytest.mark.parametrize("delivery", [Delivery.INLINE, Delivery.AUTO, Delivery.S3])
