@@ -34,6 +34,7 @@ import threading
 from pathlib import Path
 
 import boto3
+from botocore.exceptions import EndpointConnectionError
 
 from local import lines
 from local.aws import LOCAL_CREDENTIALS, REGION, LocalAws, start_moto
@@ -41,7 +42,7 @@ from local.demo import Warehouse, seed_demo
 from local.pipeline import CLUSTER_ID, attach_pipeline, start_pipeline
 from local.redshift_data import EmulatorConfig, start_emulator
 from local.runner.state import StackState, default_state_file, forget
-from local.runner.template import DEFAULT_STACK_NAME
+from local.runner.template import DEFAULT_STACK_NAME, TemplateError
 
 #: The ports asked for that were taken, so a free one was used instead (the banner says so: README's commands name
 #: the defaults, which would then reach whatever holds them).
@@ -175,19 +176,25 @@ def _until_stopped() -> threading.Event:
 def functions_only(args: argparse.Namespace) -> int:
     """The functions of an already provisioned stack, in this process, until SIGINT or SIGTERM."""
     stopped = _until_stopped()
-    state = StackState.load(args.state or default_state_file(DEFAULT_STACK_NAME))
-    services = dict(entry.split("=", 1) for entry in args.aws_service)
-    aws = LocalAws(endpoint_url=args.aws, region=state.region or REGION, service_endpoints=services)
-    aws.export()
-    stack = attach_pipeline(
-        aws,
-        args.redshift,
-        state,
-        api_port=args.api_port or 0,
-        serve_api=not args.no_api,
-        schedule_interval_seconds=args.schedule_interval,
-        receive_visibility_seconds=args.receive_visibility,
-    )
+    try:
+        state = StackState.load(args.state or default_state_file(DEFAULT_STACK_NAME))
+        services = dict(entry.split("=", 1) for entry in args.aws_service)
+        aws = LocalAws(endpoint_url=args.aws, region=state.region or REGION, service_endpoints=services)
+        aws.export()
+        stack = attach_pipeline(
+            aws,
+            args.redshift,
+            state,
+            api_port=args.api_port or 0,
+            serve_api=not args.no_api,
+            schedule_interval_seconds=args.schedule_interval,
+            receive_visibility_seconds=args.receive_visibility,
+        )
+    except (TemplateError, EndpointConnectionError) as exc:
+        # no stack to attach to (no state file, or its moto gone): say so in one line, not a traceback
+        hint = " (is the stack's moto running there?)" if isinstance(exc, EndpointConnectionError) else ""
+        print(f"python -m local --functions-only: {exc}{hint}", file=sys.stderr, flush=True)
+        return 2
     try:
         api = "none" if args.no_api else stack.api_url
         print(

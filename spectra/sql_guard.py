@@ -181,6 +181,8 @@ _REFUSALS: dict[type[exp.Expression], tuple[str, str]] = {
     exp.Rollback: ("transaction", "transaction control is not allowed: each query runs in its own transaction"),
 }
 # Why an opaque Command is refused, by its first keyword.
+_PARAMETERS_HINT = "a query takes values through :name placeholders in its sql and a parameters list, [{name, value}]"
+_CURSORS_HINT = "there are no cursors; a result of any size pages through GET /v1/jobs/{job_id}/results"
 _COMMAND_REFUSALS: dict[str, tuple[str, str]] = {
     "UNLOAD": (
         "load_unload",
@@ -195,6 +197,12 @@ _COMMAND_REFUSALS: dict[str, tuple[str, str]] = {
     "CALL": ("routine", "CALL is not allowed: stored procedures can run anything as their owner"),
     "GRANT": ("privileges", "GRANT is not allowed: privileges are managed by the warehouse administrator"),
     "REVOKE": ("privileges", "REVOKE is not allowed: privileges are managed by the warehouse administrator"),
+    # Their next word is a name of the tenant's choosing, not part of the statement's kind: the generic message
+    # below echoed it upper-cased as if a keyword ("PREPARE MYPLAN statements are not allowed").
+    "PREPARE": ("unsupported", f"PREPARE is not allowed: {_PARAMETERS_HINT}"),
+    "EXECUTE": ("unsupported", f"EXECUTE is not allowed: {_PARAMETERS_HINT}"),
+    "DECLARE": ("unsupported", f"DECLARE is not allowed: {_CURSORS_HINT}"),
+    "FETCH": ("unsupported", f"FETCH is not allowed: {_CURSORS_HINT}"),
 }
 
 

@@ -329,3 +329,21 @@ def test_a_select_without_columns_is_refused_as_redshift_refuses_it(sql):
     has no empty select list (found by the results review)."""
     error = refusal(sql)
     assert error.details == {"reason": "syntax"} and "at least one column" in error.message
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused", "hint"),
+    [
+        ("PREPARE myplan (int) AS SELECT $1", "PREPARE is not allowed", ":name placeholders"),
+        ("execute myplan (1)", "EXECUTE is not allowed", ":name placeholders"),
+        ("DECLARE mycursor CURSOR FOR SELECT 1", "DECLARE is not allowed", "GET /v1/jobs/{job_id}/results"),
+        ("FETCH 10 FROM mycursor", "FETCH is not allowed", "GET /v1/jobs/{job_id}/results"),
+    ],
+)
+def test_a_prepared_statement_or_cursor_is_refused_with_what_to_do_instead(sql, refused, hint):
+    """The tenant's own name after the keyword was echoed upper-cased as if a keyword ("PREPARE MYPLAN statements are
+    not allowed in queries", found by a README walk); the refusal says what the query API offers instead."""
+    error = refusal(sql)
+    assert error.details == {"reason": "unsupported"}
+    assert error.message.startswith(refused) and hint in error.message
+    assert "MY" not in error.message

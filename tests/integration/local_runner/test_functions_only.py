@@ -1,0 +1,52 @@
+"""``python -m local --functions-only`` with no stack to attach to says so in one line and exits 2, instead of a
+traceback whose last line only said it (found by a README walk)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from local.pipeline import provision_pipeline
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def functions_only(state: Path, aws_url: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "local", "--functions-only", "--state", str(state), "--aws", aws_url]
+    command += ["--redshift", "http://127.0.0.1:9"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_no_state_file_is_one_line_saying_to_start_the_stack(tmp_path):
+    missing = tmp_path / "state.json"
+    run = functions_only(missing, "http://127.0.0.1:9")
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"python -m local --functions-only: no stack state at {missing}: start the stack first (python -m local), "
+        "or pass --state"
+    )
+
+
+def test_a_stack_whose_moto_is_gone_is_one_line_naming_the_endpoint(local_aws, unique_name, tmp_path):
+    state = tmp_path / "state.json"
+    provision_pipeline(local_aws, state, stack_name=unique_name)
+    gone = f"http://127.0.0.1:{closed_port()}"
+    run = functions_only(state, gone)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip() == (
+        f'python -m local --functions-only: Could not connect to the endpoint URL: "{gone}/"'
+        " (is the stack's moto running there?)"
+    )
