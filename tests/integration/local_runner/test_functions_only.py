@@ -3,13 +3,13 @@ traceback whose last line only said it (found by a README walk)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from local.aws import start_moto
 from local.pipeline import provision_pipeline
 
 pytestmark = pytest.mark.integration
@@ -23,12 +23,6 @@ def functions_only(state: Path, aws_url: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_no_state_file_is_one_line_saying_to_start_the_stack(tmp_path):
     missing = tmp_path / "state.json"
     run = functions_only(missing, "http://127.0.0.1:9")
@@ -39,10 +33,16 @@ def test_no_state_file_is_one_line_saying_to_start_the_stack(tmp_path):
     )
 
 
-def test_a_stack_whose_moto_is_gone_is_one_line_naming_the_endpoint(local_aws, unique_name, tmp_path):
+def test_a_stack_whose_moto_is_gone_is_one_line_naming_the_endpoint(unique_name, tmp_path):
+    """The stack is provisioned in a moto of the test's own, then stopped: the session's moto keeps no stray stack
+    (its rule on the default bus would copy every completion event into a queue nobody reads)."""
     state = tmp_path / "state.json"
-    provision_pipeline(local_aws, state, stack_name=unique_name)
-    gone = f"http://127.0.0.1:{closed_port()}"
+    own = start_moto()
+    try:
+        provision_pipeline(own, state, stack_name=unique_name)
+    finally:
+        own.stop()
+    gone = own.endpoint_url
     run = functions_only(state, gone)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr, run.stderr
