@@ -35,7 +35,8 @@ class CreateSubscription(BaseModel):
         default=None,
         description="Only events whose detail fields hold one of the listed values, e.g. "
         '{"status": ["FAILED"]} or {"operation": ["upsert"], "object": ["contacts"]}. Fields: status, state, '
-        "operation, object, source, format, reason.",
+        "operation, object, source, format, reason. Each listed event type must be able to pass it (a 400 names a "
+        "type whose detail lacks a field, or holds none of its values: status is a query job's, state a bulk job's).",
         examples=[{"status": ["FAILED"]}],
     )
 

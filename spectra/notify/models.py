@@ -7,12 +7,21 @@ import hashlib
 import json
 import secrets
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
+from enum import Enum, StrEnum
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events import JOB_EVENT_DETAIL_TYPES, SUBSCRIPTION_DISABLED, ProjectEvent, WebhookDelivery
+from events import (
+    BULK_EVENT_DETAIL_TYPES,
+    JOB_EVENT_DETAIL_TYPES,
+    SUBSCRIPTION_DISABLED,
+    BulkJobEventDetail,
+    JobEventDetail,
+    ProjectEvent,
+    SubscriptionDisabledDetail,
+    WebhookDelivery,
+)
 
 #: Standing subscriptions and per-query callbacks share the table; the id prefix tells them apart.
 SUBSCRIPTION_PREFIX = "sub_"
@@ -22,6 +31,31 @@ CALLBACK_PREFIX = "cbk_"
 #: query jobs, ``state``, ``operation``, ``object`` and ``source`` (api | s3) of bulk jobs, ``format`` of query jobs,
 #: ``reason`` of "Subscription Disabled".
 FILTER_FIELDS = ("status", "state", "operation", "object", "source", "format", "reason")
+
+
+def _values(annotation: Any) -> tuple[str, ...] | None:
+    """The values a detail field of this type can hold (a ``Literal``'s or an enum's), or None: any string."""
+    if get_origin(annotation) is Literal:
+        return tuple(str(getattr(value, "value", value)) for value in get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return tuple(str(member.value) for member in annotation)
+    return None
+
+
+def _filterable(model: type[BaseModel], **one_value: str) -> dict[str, tuple[str, ...] | None]:
+    held = model.model_fields
+    fields = {name: _values(held[name].annotation) for name in FILTER_FIELDS if name in held}
+    return fields | {name: (value,) for name, value in one_value.items()}
+
+
+#: Per detail-type, the filter fields its detail holds and the values each can take (None: any string; ``status`` and
+#: ``state`` are one value per type). A filter on a field a listed type lacks, or without a value it can hold, would
+#: keep every event of that type from the subscription, which then never hears of them: such a filter is refused.
+FILTERABLE: dict[str, dict[str, tuple[str, ...] | None]] = {
+    **{kind: _filterable(JobEventDetail, status=status.value) for status, kind in JOB_EVENT_DETAIL_TYPES.items()},
+    **{kind: _filterable(BulkJobEventDetail, state=state) for state, kind in BULK_EVENT_DETAIL_TYPES.items()},
+    SUBSCRIPTION_DISABLED: _filterable(SubscriptionDisabledDetail),
+}
 
 #: What a per-query callback receives: the end of its job.
 CALLBACK_EVENT_TYPES = tuple(JOB_EVENT_DETAIL_TYPES.values())

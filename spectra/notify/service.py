@@ -13,6 +13,7 @@ from spectra.jobs import utcnow
 from spectra.notify.models import (
     CALLBACK_EVENT_TYPES,
     FILTER_FIELDS,
+    FILTERABLE,
     SUBSCRIPTION_PREFIX,
     Subscription,
     SubscriptionKind,
@@ -59,7 +60,7 @@ def _check_events(events: list[str]) -> list[str]:
     return list(dict.fromkeys(events))
 
 
-def _check_filter(filter_: dict[str, list[str]] | None) -> dict[str, list[str]]:
+def _check_filter(filter_: dict[str, list[str]] | None, events: list[str]) -> dict[str, list[str]]:
     filter_ = filter_ or {}
     unknown = sorted(set(filter_) - set(FILTER_FIELDS))
     if unknown:
@@ -80,7 +81,29 @@ def _check_filter(filter_: dict[str, list[str]] | None) -> dict[str, list[str]]:
             f"filter is {size} bytes as JSON; at most {MAX_FILTER_BYTES} are kept",
             details={"size": size, "max_size": MAX_FILTER_BYTES},
         )
+    for event_type in events:
+        _check_filter_lets_through(filter_, event_type)
     return {field: list(dict.fromkeys(values)) for field, values in filter_.items()}
+
+
+def _check_filter_lets_through(filter_: dict[str, list[str]], event_type: str) -> None:
+    """A 400 when ``filter_`` would keep every ``event_type`` event from the subscription: a field its detail lacks
+    (``status`` on a bulk job, whose end is its ``state``), or no value the field can hold there (``completed`` for
+    ``COMPLETED``). It was stored, and answered 201, and the tenant never heard of those events."""
+    filterable = FILTERABLE[event_type]
+    for field, values in filter_.items():
+        if field not in filterable:
+            raise InvalidRequest(
+                f"filter.{field} is not a field of {event_type} events, so none would be delivered "
+                "(subscribe to them without it, or in a subscription of their own)",
+                details={"field": field, "event_type": event_type, "fields": list(filterable)},
+            )
+        held = filterable[field]
+        if held is not None and not set(values) & set(held):
+            raise InvalidRequest(
+                f"filter.{field} lists no value a {event_type} event holds, so none would be delivered",
+                details={"field": field, "event_type": event_type, "values": list(held)},
+            )
 
 
 def create_subscription(
@@ -102,7 +125,7 @@ def create_subscription(
     one."""
     notify = notify_ports(ports)
     events = _check_events(events)
-    filter_ = _check_filter(filter_)
+    filter_ = _check_filter(filter_, events)
     subscription_id = (
         new_subscription_id() if idempotency_key is None else caller.keyed_id(SUBSCRIPTION_PREFIX, idempotency_key)
     )

@@ -150,6 +150,46 @@ def test_create_refuses_unknown_events_and_filters(events, filter_):
         )
 
 
+@pytest.mark.parametrize(
+    ("events", "filter_", "refused"),
+    [
+        # the SNS example's policy, as a webhook filter: a bulk job's end is its state, not its status
+        (["Job Failed", "Bulk Job Failed"], {"status": ["FAILED", "Failed"]}, "filter.status is not a field of Bulk"),
+        (["Job Completed"], {"status": ["completed"]}, "filter.status lists no value a Job Completed event holds"),
+        (["Job Completed", "Job Failed"], {"status": ["FAILED"]}, "no value a Job Completed event holds"),
+        (["Job Completed"], {"format": ["JSON"]}, "filter.format lists no value"),
+        (["Bulk Job Completed"], {"object": ["contacts"], "format": ["csv"]}, "filter.format is not a field of Bulk"),
+        (["Subscription Disabled"], {"reason": ["timeout"]}, "filter.reason lists no value"),
+        (["Job Completed"], {"reason": ["gone"]}, "filter.reason is not a field of Job Completed"),
+    ],
+)
+def test_create_refuses_a_filter_that_would_keep_every_event_of_a_listed_type_out(events, filter_, refused):
+    """Such a subscription was stored and answered 201, and never heard of those events (found walking the README's
+    Notifications as a subscriber): a field the type's detail lacks, or no value it can hold there."""
+    ports = ports_with_notify()
+    with pytest.raises(InvalidRequest, match=refused) as error:
+        service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=events, filter_=filter_)
+    assert error.value.status == 400 and error.value.details["field"] in filter_
+    assert ports.notify.subscriptions.items == {}
+
+
+@pytest.mark.parametrize(
+    ("events", "filter_"),
+    [
+        (["Job Completed", "Job Failed", "Job Cancelled"], {"status": ["FAILED", "CANCELLED", "COMPLETED"]}),
+        (["Job Failed"], {"status": ["FAILED", "Failed"], "format": ["csv", "parquet"]}),
+        (["Bulk Job Completed", "Bulk Job Failed"], {"operation": ["upsert"], "object": ["contacts"]}),
+        (["Bulk Job Aborted"], {"state": ["Aborted"], "source": ["s3"]}),
+        (["Subscription Disabled"], {"reason": ["gone"]}),
+    ],
+)
+def test_create_takes_a_filter_each_listed_type_can_pass(events, filter_):
+    created, _ = service.create_subscription(
+        ports_with_notify(), ACME, url="https://hooks.acme.example/in", events=events, filter_=filter_
+    )
+    assert created.filter == filter_
+
+
 def test_create_refuses_a_private_url_and_stores_nothing():
     ports = ports_with_notify()
     with pytest.raises(UrlRefused):
@@ -226,7 +266,7 @@ def test_an_idempotent_repeat_answers_the_first_subscription_with_its_secret():
     [
         {"url": "https://hooks.acme.example/other"},
         {"events": ["Job Failed"]},
-        {"filter_": {"status": ["FAILED"]}},
+        {"filter_": {"format": ["csv"]}},
     ],
 )
 def test_a_key_used_for_another_subscription_is_a_conflict(changed):
@@ -311,7 +351,7 @@ def subscribe(ports, caller=ACME, events=("Job Completed",), filter_=None, url="
 def test_an_event_reaches_each_matching_subscription_of_its_tenant_and_the_topic():
     ports = ports_with_notify()
     everything = subscribe(ports, events=("Job Completed", "Job Failed"))
-    failures_only = subscribe(ports, events=("Job Completed",), filter_={"status": ["FAILED"]})
+    csv_only = subscribe(ports, events=("Job Completed", "Job Failed"), filter_={"format": ["csv"]})
     other_type = subscribe(ports, events=("Bulk Job Completed",))
     other_tenant = subscribe(ports, caller=GLOBEX)
     event = sample_event()
@@ -324,7 +364,7 @@ def test_an_event_reaches_each_matching_subscription_of_its_tenant_and_the_topic
     assert body["timestamp"] == "2026-11-22T10:14:27Z"
     assert ports.notify.topic.published == [event]
     assert {q.delivery.subscription_id for q in ports.notify.deliveries.queued} == {everything.subscription_id}
-    assert failures_only and other_type and other_tenant
+    assert csv_only and other_type and other_tenant
 
 
 def test_a_tenant_created_again_under_the_same_id_neither_sees_nor_feeds_its_predecessors_subscriptions():
