@@ -51,6 +51,63 @@ def submit_query(
 
     ``parameters`` are bound to the statement's placeholders here (:mod:`spectra.parameters`): the job records the
     statement and the string parameters the Data API will receive."""
+    job, fingerprint = _requested_job(
+        ports,
+        caller,
+        sql=sql,
+        parameters=parameters,
+        fmt=fmt,
+        idempotency_key=idempotency_key,
+        correlation_id=correlation_id,
+        callback=callback,
+        delivery=delivery,
+        row_limit=row_limit,
+    )
+    if callback is not None:
+        repeated = ports.jobs.repeat_of(job, fingerprint=fingerprint)
+        if repeated is not None:
+            logs.bind(job_id=repeated.job_id)
+            return repeated, False
+        check_callback(ports, callback)
+        register_callback(ports, callback, caller=caller, job_id=job.job_id)
+    drawn_id = job.job_id
+    try:
+        job, created = ports.jobs.create(job, fingerprint=fingerprint)
+    except Conflict:  # the key was used for another request: no job, so no callback either
+        if callback is not None:
+            discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
+        raise
+    logs.bind(job_id=job.job_id)  # the request's later lines are about this job (spectra/logs.py)
+    if callback is not None and not created:
+        discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
+    if created:
+        try:
+            ports.queue.send(queued_message(job))  # the job rides along: the executor need not read it
+        except Exception as exc:
+            if job.idempotency_key:
+                # The client's retry with its key gets this job back, and the reconciler queues a QUEUED job whose
+                # message never came (within REQUEUE_AFTER_SECONDS): the 500 is safe to retry and loses nothing.
+                logger.warning("job %s could not be queued; the reconciler will queue it", job.job_id, exc_info=True)
+                raise
+            return _unqueued(ports, job, exc), created
+    return job, created
+
+
+def _requested_job(
+    ports: Ports,
+    caller: Caller,
+    *,
+    sql: str,
+    parameters: list[TypedParameter],
+    fmt: ResultFormat,
+    idempotency_key: str | None,
+    correlation_id: str | None,
+    callback: Callback | None,
+    delivery: Delivery,
+    row_limit: int | None,
+) -> tuple[Job, str]:
+    """The request checked (fields, SQL guard, parameters, sizes) and made the job it would create, with the
+    fingerprint an idempotent repeat is matched on."""
     if problem := request_problem(fmt, delivery, row_limit, bool(parameters)):
         field, message = problem
         raise InvalidRequest(message, details=[{"loc": ["body", field], "msg": message}])
@@ -93,34 +150,42 @@ def submit_query(
         # another callback URL is another request (its repeat would get the first URL's secret); none adds nothing
         *([["callback_url", callback.url]] if callback is not None else []),
     )
-    if callback is not None:
-        repeated = ports.jobs.repeat_of(job, fingerprint=fingerprint)
-        if repeated is not None:
-            logs.bind(job_id=repeated.job_id)
-            return repeated, False
-        check_callback(ports, callback)
-        register_callback(ports, callback, caller=caller, job_id=job.job_id)
-    drawn_id = job.job_id
-    try:
-        job, created = ports.jobs.create(job, fingerprint=fingerprint)
-    except Conflict:  # the key was used for another request: no job, so no callback either
-        if callback is not None:
-            discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
-        raise
-    logs.bind(job_id=job.job_id)  # the request's later lines are about this job (spectra/logs.py)
-    if callback is not None and not created:
-        discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
-    if created:
-        try:
-            ports.queue.send(queued_message(job))  # the job rides along: the executor need not read it
-        except Exception as exc:
-            if job.idempotency_key:
-                # The client's retry with its key gets this job back, and the reconciler queues a QUEUED job whose
-                # message never came (within REQUEUE_AFTER_SECONDS): the 500 is safe to retry and loses nothing.
-                logger.warning("job %s could not be queued; the reconciler will queue it", job.job_id, exc_info=True)
-                raise
-            return _unqueued(ports, job, exc), created
-    return job, created
+    return job, fingerprint
+
+
+def earlier_job(
+    ports: Ports,
+    caller: Caller,
+    *,
+    sql: str,
+    parameters: list[TypedParameter],
+    fmt: ResultFormat,
+    idempotency_key: str | None,
+    callback: Callback | None = None,
+    delivery: Delivery = Delivery.AUTO,
+    row_limit: int | None = None,
+) -> Job | None:
+    """The job an earlier request with this ``idempotency_key`` made (a Conflict when that was another request), or
+    None: writing nothing, so a request refused before it may make a job (a one-call query past its tenant's waits)
+    can still answer a repeat with the job its client already has."""
+    if not idempotency_key:
+        return None
+    job, fingerprint = _requested_job(
+        ports,
+        caller,
+        sql=sql,
+        parameters=parameters,
+        fmt=fmt,
+        idempotency_key=idempotency_key,
+        correlation_id=None,
+        callback=callback,
+        delivery=delivery,
+        row_limit=row_limit,
+    )
+    earlier = ports.jobs.repeat_of(job, fingerprint=fingerprint)
+    if earlier is not None:
+        logs.bind(job_id=earlier.job_id)  # the request's later lines are about this job, as a repeat's are
+    return earlier
 
 
 def _unqueued(ports: Ports, job: Job, exc: Exception) -> Job:

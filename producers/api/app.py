@@ -300,29 +300,39 @@ def submit(
     idempotency_key: IdempotencyKey = None,
 ) -> Response[QueryAnswer]:
     callback = notify.new_callback(request.callback_url) if request.callback_url else None
-    # a wait holds this environment: it takes one of the tenant's wait leases first, or is refused 429 before any
-    # job is made (spectra/waits.py); the lease lasts as long as the request can
-    room = (
-        waits.waiting_room(get_ports(), _caller().tenant_id, seconds=_seconds_left(request.wait_timeout))
-        if request.wait_timeout
-        else contextlib.nullcontext()
-    )
-    with room:
-        job, created = queries.submit_query(
-            get_ports(),
-            _caller(),
-            sql=request.sql,
-            parameters=request.parameters,
-            fmt=request.format,
-            delivery=request.delivery,
-            row_limit=request.row_limit,
-            idempotency_key=idempotency_key,
-            correlation_id=app.current_event.request_context.request_id,
-            callback=callback,
-        )
+    asked = {
+        "sql": request.sql,
+        "parameters": request.parameters,
+        "fmt": request.format,
+        "delivery": request.delivery,
+        "row_limit": request.row_limit,
+        "idempotency_key": idempotency_key,
+        "callback": callback,
+    }
+    with contextlib.ExitStack() as held:
+        earlier, wait = None, request.wait_timeout
+        if wait:
+            # a wait holds this environment: it takes one of the tenant's wait leases first, or is refused 429 before
+            # any job is made (spectra/waits.py); the lease lasts as long as the request can
+            try:
+                held.enter_context(waits.waiting_room(get_ports(), _caller().tenant_id, seconds=_seconds_left(wait)))
+            except TooManyWaits:
+                # ... but a repeat of a request whose job exists makes none: it is answered that job as it stands,
+                # without waiting ("a repeated key answers 200"), rather than told to send it again for an answer
+                # it may hold already (a client retrying a lost answer while its tenant's waits are taken)
+                earlier = queries.earlier_job(get_ports(), _caller(), **asked)
+                if earlier is None:
+                    raise
+                wait = 0
+        if earlier is not None:
+            job, created = earlier, False
+        else:
+            job, created = queries.submit_query(
+                get_ports(), _caller(), correlation_id=app.current_event.request_context.request_id, **asked
+            )
         metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
         cancel_error = None
-        if request.wait_timeout:
+        if wait:
             # what is left of the function's time once the job is queued, so queueing it counts against the wait
             seconds = _wait_seconds(request.wait_timeout)
             waited = queries.await_job(get_ports(), _caller(), job, seconds=seconds, on_timeout=request.on_wait_timeout)

@@ -380,3 +380,47 @@ def test_the_wait_leaves_its_margin_when_queueing_the_job_was_slow(ports, monkey
     assert waited["at"] + waited["seconds"] <= 29.0 - api._WAIT_MARGIN_SECONDS, waited
     assert taken == [pytest.approx(29.0)]  # the lease lasts as long as the request can: to the function's end
     assert ports.waits.held("acme") == {}  # and was given back when it answered
+
+
+# -- a repeat while the tenant's waits are all taken (README walk of "Per-tenant share")
+
+
+def _take_every_wait(ports, tenant_id="acme"):
+    for n in range(api.waits.wait_cap(ports, tenant_id)):
+        assert ports.waits.take(tenant_id, f"other-{n}", limit=n + 1, until=time.time() + 60)
+
+
+def test_a_repeat_past_the_tenants_waits_is_answered_its_job_not_told_to_send_it_again(ports):
+    """A client whose one-call answer was lost sends it again with its Idempotency-Key while its tenant's other
+    one-call queries hold every wait lease: the job exists, so the repeat makes none and is answered it (200, with
+    its rows when it completed), as a repeated key is, not 429 too_many_waits "send this one again", which the
+    client would retry into the same refusal as long as the others keep waiting."""
+    body = {"sql": "select 1 as one", "wait_timeout": 5}
+    status, first = post_query({"sql": "select 1 as one"}, {"Idempotency-Key": "k-1"})
+    assert status == 202, first
+    execute_job(ports, JobQueuedMessage(job_id=first["job_id"], tenant_id="acme"))
+    _complete(ports, first["job_id"])
+    _take_every_wait(ports)
+
+    status, repeat = post_query(body, {"Idempotency-Key": "k-1"})
+    assert status == 200, repeat
+    assert (repeat["job_id"], repeat["status"]) == (first["job_id"], "COMPLETED")
+    assert repeat["results"]["rows"] == [[1]]
+    assert len(ports.queue.messages) == 1  # no second job
+
+    status, new = post_query(body, {"Idempotency-Key": "k-2"})  # a new key still makes no job past the cap
+    assert (status, new["error"]["code"]) == (429, "too_many_waits"), new
+    status, other = post_query({**body, "sql": "select 2 as two"}, {"Idempotency-Key": "k-1"})
+    assert (status, other["error"]["code"]) == (409, "conflict"), other  # the key names another request
+    assert len(ports.queue.messages) == 1
+
+
+def test_a_repeat_past_the_tenants_waits_of_a_running_job_is_answered_at_once(ports):
+    """The repeated job still runs: it is answered as it stands (200, a repeat), without a lease to wait with."""
+    status, first = post_query({"sql": "select 1 as one"}, {"Idempotency-Key": "k-1"})
+    execute_job(ports, JobQueuedMessage(job_id=first["job_id"], tenant_id="acme"))
+    _take_every_wait(ports)
+    status, repeat = post_query({"sql": "select 1 as one", "wait_timeout": 5}, {"Idempotency-Key": "k-1"})
+    assert status == 200, repeat
+    assert (repeat["job_id"], repeat["status"], repeat.get("results")) == (first["job_id"], "SUBMITTED", None)
+    assert set(ports.waits.held("acme")) == {f"other-{n}" for n in range(api.waits.wait_cap(ports, "acme"))}
