@@ -13,7 +13,10 @@ rules:
 - **One statement at a time.** The executor leases a session in the same conditional write that takes the job's
   running slot (:meth:`~spectra.slots.RunningSlots.claim`): idle, alive, of that identity, or the write is refused,
   so two executors never take the same one. A busy session is never shared: the executor takes another idle one, or
-  opens a new one. A tenant therefore holds at most as many sessions at once as its running cap.
+  opens a new one. A tenant therefore holds at most as many sessions as its running cap, but for cancels: a DELETE
+  served while ExecuteStatement runs frees the job's slot before the executor gives its session back, and a job
+  taking the slot in between opens one more. Such extras stay pooled until they idle out, unused (:func:`_choose`
+  leases the idle session used last).
 - **Given back when the statement ends.** :func:`spectra.lifecycle.finish_job` (completion events and the
   reconciler alike) releases the slot and returns the session to the pool in one write, idle, with the end of its
   keep-alive (an estimate on the early side, :data:`EXPIRY_MARGIN_SECONDS`). A slot reclaimed from a dead function
