@@ -37,7 +37,7 @@ class CreateSubscription(BaseModel):
         '{"status": ["FAILED"]} or {"operation": ["upsert"], "object": ["contacts"]}. Fields: status, state, '
         "operation, object, source, format, reason. Each listed event type must be able to pass it (a 400 names a "
         "type whose detail lacks a field, or holds none of its values: status is a query job's, state a bulk job's).",
-        examples=[{"status": ["FAILED"]}],
+        examples=[{"format": ["csv"]}],
     )
 
 
@@ -49,7 +49,7 @@ class SubscriptionView(BaseModel):
     events: list[str] = Field(description="The event types delivered.", examples=[["Job Completed", "Job Failed"]])
     filter: dict[str, list[str]] = Field(
         description="Detail fields an event must match (empty: every event of the types).",
-        examples=[{"status": ["FAILED"]}],
+        examples=[{"format": ["csv"]}],
     )
     kind: SubscriptionKind = Field(description="webhook (standing) or callback (one query's).", examples=["webhook"])
     job_id: str | None = Field(default=None, description="The query of a callback.", examples=[None])

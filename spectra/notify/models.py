@@ -22,6 +22,7 @@ from events import (
     SubscriptionDisabledDetail,
     WebhookDelivery,
 )
+from spectra.bulk.models import BulkOperation, JobSource
 
 #: Standing subscriptions and per-query callbacks share the table; the id prefix tells them apart.
 SUBSCRIPTION_PREFIX = "sub_"
@@ -53,7 +54,12 @@ def _filterable(model: type[BaseModel], **one_value: str) -> dict[str, tuple[str
 #: keep every event of that type from the subscription, which then never hears of them: such a filter is refused.
 FILTERABLE: dict[str, dict[str, tuple[str, ...] | None]] = {
     **{kind: _filterable(JobEventDetail, status=status.value) for status, kind in JOB_EVENT_DETAIL_TYPES.items()},
-    **{kind: _filterable(BulkJobEventDetail, state=state) for state, kind in BULK_EVENT_DETAIL_TYPES.items()},
+    # a bulk event's operation and source are plain strings in the published contract, but hold these values only
+    **{
+        kind: _filterable(BulkJobEventDetail, state=state)
+        | {"operation": _values(BulkOperation), "source": _values(JobSource)}
+        for state, kind in BULK_EVENT_DETAIL_TYPES.items()
+    },
     SUBSCRIPTION_DISABLED: _filterable(SubscriptionDisabledDetail),
 }
 

@@ -60,7 +60,7 @@ def _check_events(events: list[str]) -> list[str]:
     return list(dict.fromkeys(events))
 
 
-def _check_filter(filter_: dict[str, list[str]] | None, events: list[str]) -> dict[str, list[str]]:
+def _check_filter(filter_: dict[str, list[str]] | None) -> dict[str, list[str]]:
     filter_ = filter_ or {}
     unknown = sorted(set(filter_) - set(FILTER_FIELDS))
     if unknown:
@@ -81,8 +81,6 @@ def _check_filter(filter_: dict[str, list[str]] | None, events: list[str]) -> di
             f"filter is {size} bytes as JSON; at most {MAX_FILTER_BYTES} are kept",
             details={"size": size, "max_size": MAX_FILTER_BYTES},
         )
-    for event_type in events:
-        _check_filter_lets_through(filter_, event_type)
     return {field: list(dict.fromkeys(values)) for field, values in filter_.items()}
 
 
@@ -121,16 +119,18 @@ def create_subscription(
     key with the same ``url``, ``events`` and ``filter`` answers it, secret included, and False (a client whose first
     answer was lost has no other way to learn the secret); with anything else, a 409. The repeat is answered before
     the URL's check and the limit's, as a query's is (a receiver's name that stopped resolving, or a tenant at its
-    limit, would otherwise hide the subscription the first request made). Once it is deleted, the key makes a new
-    one."""
+    limit, or a filter refused since, would otherwise hide the subscription the first request made). Once it is
+    deleted, the key makes a new one."""
     notify = notify_ports(ports)
     events = _check_events(events)
-    filter_ = _check_filter(filter_, events)
+    filter_ = _check_filter(filter_)
     subscription_id = (
         new_subscription_id() if idempotency_key is None else caller.keyed_id(SUBSCRIPTION_PREFIX, idempotency_key)
     )
     if idempotency_key is not None and (first := notify.subscriptions.get(caller.tenant_id, subscription_id)):
         return _repeat(first, idempotency_key, url=url, events=events, filter_=filter_), False
+    for event_type in events:  # after the repeat's answer: a subscription stored before this check keeps its key
+        _check_filter_lets_through(filter_, event_type)
     notify.urls.endpoint(url)  # UrlRefused (400) for anything but https on a public address
     limit = ports.settings.webhook_max_subscriptions
     if _standing(notify, caller) >= limit:

@@ -161,6 +161,9 @@ def test_create_refuses_unknown_events_and_filters(events, filter_):
         (["Bulk Job Completed"], {"object": ["contacts"], "format": ["csv"]}, "filter.format is not a field of Bulk"),
         (["Subscription Disabled"], {"reason": ["timeout"]}, "filter.reason lists no value"),
         (["Job Completed"], {"reason": ["gone"]}, "filter.reason is not a field of Job Completed"),
+        # a bulk event's operation and source are strings in the contract, of these values only (the diff review)
+        (["Bulk Job Completed"], {"source": ["S3"]}, "filter.source lists no value"),
+        (["Bulk Job Completed"], {"operation": ["hardDelete"]}, "filter.operation lists no value"),
     ],
 )
 def test_create_refuses_a_filter_that_would_keep_every_event_of_a_listed_type_out(events, filter_, refused):
@@ -188,6 +191,21 @@ def test_create_takes_a_filter_each_listed_type_can_pass(events, filter_):
         ports_with_notify(), ACME, url="https://hooks.acme.example/in", events=events, filter_=filter_
     )
     assert created.filter == filter_
+
+
+def test_a_repeat_of_a_subscription_stored_before_the_filter_check_still_answers_it_and_its_secret(monkeypatch):
+    """A client whose 201 (from a function before the check, during a deploy say) was lost repeats its request with
+    its key: it is answered the subscription that delivers to it, secret included, not a 400 (the diff review)."""
+    ports = ports_with_notify()
+    asked = {"url": "https://hooks.acme.example/in", "events": ["Job Completed", "Job Failed"]}
+    asked["filter_"] = {"status": ["FAILED"]}
+    with monkeypatch.context() as before:
+        before.setattr(service, "_check_filter_lets_through", lambda *_: None)
+        first, created = service.create_subscription(ports, ACME, idempotency_key="k1", **asked)
+    again, repeated = service.create_subscription(ports, ACME, idempotency_key="k1", **asked)
+    assert created and not repeated and again.secret == first.secret
+    with pytest.raises(InvalidRequest, match="no value a Job Completed event holds"):
+        service.create_subscription(ports, ACME, idempotency_key="k2", **asked)
 
 
 def test_create_refuses_a_private_url_and_stores_nothing():
