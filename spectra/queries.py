@@ -479,6 +479,15 @@ def await_job(
         return Waited(job, cancel_error)  # as the wait last saw it
 
 
+def unwaited_cancel(job: Job, on_timeout: WaitTimeoutAction) -> ErrorInfo | None:
+    """Why a CANCEL asked of a wait that could not be waited (a repeat answered past its tenant's waits) was not
+    sent, when the job still runs; None when nothing was asked or there is nothing left to cancel. Silence would read
+    as "no cancel was needed" while the statement ran on."""
+    if on_timeout is not WaitTimeoutAction.CANCEL or job.status.is_terminal:
+        return None
+    return _cancel_not_sent(job, "this repeat was not waited: the tenant's one-call queries hold every wait")
+
+
 def _cancel_not_sent(job: Job, reason: str) -> ErrorInfo:
     return ErrorInfo(
         code="cancel_failed",

@@ -310,7 +310,7 @@ def submit(
         "callback": callback,
     }
     with contextlib.ExitStack() as held:
-        earlier, wait = None, request.wait_timeout
+        earlier, wait, cancel_error = None, request.wait_timeout, None
         if wait:
             # a wait holds this environment: it takes one of the tenant's wait leases first, or is refused 429 before
             # any job is made (spectra/waits.py); the lease lasts as long as the request can
@@ -323,7 +323,7 @@ def submit(
                 earlier = queries.earlier_job(get_ports(), _caller(), **asked)
                 if earlier is None:
                     raise
-                wait = 0
+                wait, cancel_error = 0, queries.unwaited_cancel(earlier, request.on_wait_timeout)
         if earlier is not None:
             job, created = earlier, False
         else:
@@ -331,7 +331,6 @@ def submit(
                 get_ports(), _caller(), correlation_id=app.current_event.request_context.request_id, **asked
             )
         metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
-        cancel_error = None
         if wait:
             # what is left of the function's time once the job is queued, so queueing it counts against the wait
             seconds = _wait_seconds(request.wait_timeout)

@@ -424,3 +424,20 @@ def test_a_repeat_past_the_tenants_waits_of_a_running_job_is_answered_at_once(po
     assert status == 200, repeat
     assert (repeat["job_id"], repeat["status"], repeat.get("results")) == (first["job_id"], "SUBMITTED", None)
     assert set(ports.waits.held("acme")) == {f"other-{n}" for n in range(api.waits.wait_cap(ports, "acme"))}
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["queued", "running"])
+def test_a_repeat_past_the_tenants_waits_asking_cancel_says_no_cancel_was_sent(ports, started):
+    """It cannot wait, so it cannot cancel when the wait ends: the answer says so (cancel_error), where it read as a
+    wait that needed no cancel while the statement ran on (the diff review). A finished job needs no word."""
+    status, first = post_query({"sql": "select 1 as one"}, {"Idempotency-Key": "k-1"})
+    if started:
+        execute_job(ports, JobQueuedMessage(job_id=first["job_id"], tenant_id="acme"))
+    _take_every_wait(ports)
+    body = {"sql": "select 1 as one", "wait_timeout": 1, "on_wait_timeout": "CANCEL"}
+    status, repeat = post_query(body, {"Idempotency-Key": "k-1"})
+    assert status == 200 and repeat["status"] == ("SUBMITTED" if started else "QUEUED"), repeat
+    assert repeat["cancel_error"]["code"] == "cancel_failed", repeat
+    assert "not waited" in repeat["cancel_error"]["message"] and first["job_id"] in repeat["cancel_error"]["message"]
+    status, again = post_query({**body, "on_wait_timeout": "CONTINUE"}, {"Idempotency-Key": "k-1"})
+    assert status == 200 and again["cancel_error"] is None, again
