@@ -475,9 +475,7 @@ def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     bulk = bulk_ports(ports)
     job = _unexpired(ports, get_job(ports, caller, job_id))
     if job.state is not BulkState.OPEN:
-        if job.state in (BulkState.UPLOAD_COMPLETE, BulkState.IN_PROGRESS, BulkState.JOB_COMPLETE):
-            return job  # a repeated UploadComplete: queued by the first one, or by the reconciler if that failed
-        raise Conflict(f"bulk job {job_id} is {job.state.value}", details={"state": job.state.value})
+        return _closed_already(job)
     for _ in range(CLOSE_ATTEMPTS):
         files = bulk.files.uploaded_batches(job)
         if not files:
@@ -489,10 +487,18 @@ def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
             _queue(ports, closed)
             return closed
         job = get_job(ports, caller, job_id)
-        if job.state is not BulkState.OPEN:  # a concurrent PATCH won
-            return job
+        if job.state is not BulkState.OPEN:  # a concurrent PATCH won: a close is the job, an abort a 409
+            return _closed_already(job)
         # a batch was stored since the listing: list again, so that it is loaded
     raise Throttled(f"bulk job {job_id} is still receiving batches; send UploadComplete once they are done")
+
+
+def _closed_already(job: BulkJob) -> BulkJob:
+    """UploadComplete on a job no longer Open: the job as it is when an UploadComplete closed it (a retried close is
+    harmless), a 409 when it failed or was aborted, whether before this request or while it listed the batches."""
+    if job.state in (BulkState.UPLOAD_COMPLETE, BulkState.IN_PROGRESS, BulkState.JOB_COMPLETE):
+        return job  # a repeated UploadComplete: queued by the first one, or by the reconciler if that failed
+    raise Conflict(f"bulk job {job.job_id} is {job.state.value}", details={"state": job.state.value})
 
 
 def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:

@@ -304,6 +304,30 @@ def test_a_batch_stored_while_an_abort_lists_the_batches_is_listed_as_unprocesse
     assert job_results(ports, caller(ports), job.job_id, "unprocessedrecords").body == b"id,name\n1,Ann\n2,Bob\n"
 
 
+def test_an_upload_complete_that_loses_to_a_concurrent_abort_is_a_conflict(ports, monkeypatch):
+    """UploadComplete listed the batches, then a concurrent PATCH Aborted ended the job before its write: the close
+    is refused and, finding the job Aborted, answers 409 as an UploadComplete sent after the abort does (found on
+    the local stack: it answered 200 with the aborted job, which a client reads as its load queued)."""
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    listing = type(ports.bulk.files).uploaded_batches
+    aborted = []
+
+    def listed_then_aborted(files, listed_job):
+        found = listing(files, listed_job)
+        if not aborted:
+            aborted.append(None)
+            aborted[0] = change_state(ports, caller(ports), job.job_id, "Aborted")
+        return found
+
+    monkeypatch.setattr(type(ports.bulk.files), "uploaded_batches", listed_then_aborted)
+    with pytest.raises(Conflict) as refused:
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert aborted[0].state is BulkState.ABORTED
+    assert refused.value.details == {"state": "Aborted"}
+    assert ports.queue.messages == []
+
+
 def test_a_batch_arriving_after_upload_complete_is_a_conflict_not_a_silent_loss(ports, monkeypatch):
     """The PUT saw the job Open, then the PATCH closed it before the batch was stored: 409, never a 201 for a
     batch that will not be loaded."""
