@@ -553,6 +553,10 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
         )
     if job.results_unavailable:
         raise ResultsUnavailable(f"bulk job {job_id} has no result files: {job.results_unavailable}")
+    if not job.files:
+        # ended before any batch was stored (aborted, or given up Open): no records, so no files were written, and
+        # each list of them is empty (a 404 read as a wrong job id)
+        return ResultFile(body=b"", url=None)
     files = bulk_ports(ports).files
     key = results_key(job, RESULT_KINDS[kind])
     size = files.size(key)

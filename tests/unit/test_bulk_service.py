@@ -17,6 +17,7 @@ from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile, JobType
 from spectra.bulk.service import (
     NewJob,
+    ResultFile,
     change_state,
     create_job,
     drop_upload_url,
@@ -744,6 +745,18 @@ def test_an_aborted_open_job_lists_its_uploaded_rows_as_unprocessed(ports):
     except NotFound as exc:
         pytest.fail(f"unprocessedrecords of an aborted job with uploaded rows: 404 {exc}")
     assert unprocessed.body == CSV
+
+
+@pytest.mark.parametrize("kind", ["successfulResults", "failedResults", "unprocessedrecords"])
+def test_a_job_aborted_before_any_batch_has_empty_result_files_not_404(ports, kind):
+    """An Open job aborted before any batch was stored (its PUTs all answered 409) has no records, and no files were
+    written for it: each result route answered 404 'has no unprocessedrecords', which reads as a wrong job id. Every
+    record is accounted for (there are none): each file is empty, as its listing of nothing would be (found on the
+    local stack racing PUTs against an abort)."""
+    job = new_insert(ports)
+    aborted = change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert (aborted.state, aborted.files, aborted.results_ready) == (BulkState.ABORTED, [], True)
+    assert job_results(ports, caller(ports), job.job_id, kind) == ResultFile(body=b"", url=None)
 
 
 def test_a_batch_replaced_after_upload_complete_is_never_what_the_job_reads(ports):
