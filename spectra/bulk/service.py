@@ -553,9 +553,11 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
         )
     if job.results_unavailable:
         raise ResultsUnavailable(f"bulk job {job_id} has no result files: {job.results_unavailable}")
-    if not job.files:
-        # ended before any batch was stored (aborted, or given up Open): no records, so no files were written, and
-        # each list of them is empty (a 404 read as a wrong job id)
+    if job.state is BulkState.ABORTED and not job.files:
+        # aborted Open before any batch was stored (by its client, or for being Open too long; an abort lists the
+        # stored batches as files): no records, so no files were written, and each list of them is empty (a 404 read
+        # as a wrong job id). A Failed job without files is one whose file was replaced, or a late sidecar's report:
+        # rows that exist nowhere to list, 404 below
         return ResultFile(body=b"", url=None)
     files = bulk_ports(ports).files
     key = results_key(job, RESULT_KINDS[kind])
