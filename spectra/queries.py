@@ -483,8 +483,8 @@ def unwaited_cancel(job: Job, on_timeout: WaitTimeoutAction) -> ErrorInfo | None
     """Why a CANCEL asked of a wait that could not be waited (a repeat answered past its tenant's waits) was not
     sent, when the job still runs; None when nothing was asked or there is nothing left to cancel. Silence would read
     as "no cancel was needed" while the statement ran on."""
-    if on_timeout is not WaitTimeoutAction.CANCEL or job.status.is_terminal:
-        return None
+    if on_timeout is not WaitTimeoutAction.CANCEL or job.status.is_terminal or job.cancel_requested_at is not None:
+        return None  # nothing asked, nothing to cancel, or a cancel asked already (the first request's, say)
     return _cancel_not_sent(job, "this repeat was not waited: the tenant's one-call queries hold every wait")
 
 

@@ -270,8 +270,9 @@ class QueryAnswer(JobView):
     cancel_error: ErrorInfo | None = Field(
         default=None,
         description="Only when on_wait_timeout CANCEL did not surely reach the warehouse: cancel_failed when it was "
-        "not sent (throttled, refused, unreachable, or the job store answering too slowly to cancel in time: the "
-        "job runs on), cancel_unconfirmed when its outcome is unknown (its answer was lost, or the job store failed "
+        "not sent (throttled, refused, unreachable, the job store answering too slowly to cancel in time, or a "
+        "repeat answered without waiting, its tenant's waits all taken: the job runs on), cancel_unconfirmed when "
+        "its outcome is unknown (its answer was lost, or the job store failed "
         "around it), statement_ended when the statement had ended before the cancel reached it (the job ends with "
         "that outcome, or CANCELLED if another client's cancel stopped it). cancel_requested says a cancel "
         "was asked for, not that it was sent; DELETE /v1/jobs/{job_id} asks again.",

@@ -40,6 +40,8 @@ from spectra.unload import read_unload_manifest
 logger = logging.getLogger(__name__)
 
 KINDS = ("successful", "failed", "unprocessed")
+#: The columns each result file starts with, before the records' own (unprocessedrecords has the records' alone).
+LEADING_COLUMNS = {"successful": ("sf__Id", "sf__Created"), "failed": ("sf__Id", "sf__Error"), "unprocessed": ()}
 MISSING_ID = "missing external id"
 RECORD_BATCH = 2000  # records whose outcomes are looked up together (memory: one batch)
 LOOKUP_IDS = 500  # ids per lookup query (under SQLite's oldest limit of 999 parameters)
@@ -134,6 +136,17 @@ class _Outcomes:
         return found
 
 
+def no_records(job: BulkJob, kind: str) -> bytes:
+    """The result file of ``kind`` of a job that had no records: the header line every other such file starts with
+    (a Bulk 2.0 client reads its columns), or nothing for unprocessedrecords, whose columns only a batch could tell."""
+    columns = LEADING_COLUMNS[kind]
+    if not columns:
+        return b""
+    line = io.StringIO()
+    csv.writer(line, delimiter=job.column_delimiter.char, lineterminator=job.line_ending.chars).writerow(columns)
+    return line.getvalue().encode()
+
+
 def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
     """Write the job's three result files (overwriting any earlier attempt's) and return how many rows each has."""
     bulk = ports.bulk
@@ -156,8 +169,8 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
         # author sees them, one per CR-ended line, rather than as the one long line the warehouse would have read.
         line_ends = {s.url: _line_end(bulk.files, s) if verdicts is None else "\n" for s in job.files}
         header = _header(ports, job, line_ends)
-        writers["successful"].writerow(["sf__Id", "sf__Created", *header])
-        writers["failed"].writerow(["sf__Id", "sf__Error", *header])
+        writers["successful"].writerow([*LEADING_COLUMNS["successful"], *header])
+        writers["failed"].writerow([*LEADING_COLUMNS["failed"], *header])
         # a job that never loaded may have failed for batches whose headers differ: each file's records are listed in
         # the columns of one header, every batch's columns in it (a job that loaded had one header in all)
         listed_header, in_columns = (

@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from events import BulkJobQueuedMessage, ErrorInfo
+from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import HEADER_MAX_BYTES
 from spectra.bulk.drops import GENERATION_METADATA, NO_GENERATION, DropOptions, metadata_options, options_problem
 from spectra.bulk.files import results_key, starts_as_gzip
@@ -553,12 +554,12 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
         )
     if job.results_unavailable:
         raise ResultsUnavailable(f"bulk job {job_id} has no result files: {job.results_unavailable}")
-    if job.state is BulkState.ABORTED and not job.files:
-        # aborted Open before any batch was stored (by its client, or for being Open too long; an abort lists the
-        # stored batches as files): no records, so no files were written, and each list of them is empty (a 404 read
-        # as a wrong job id). A Failed job without files is one whose file was replaced, or a late sidecar's report:
-        # rows that exist nowhere to list, 404 below
-        return ResultFile(body=b"", url=None)
+    if job.state is BulkState.ABORTED and not job.files and not job.uploads:
+        # aborted Open before any batch was stored (by its client, or for being Open too long; no PUT was counted):
+        # no records, so no files were written, and each lists none (a 404 read as a wrong job id). An aborted job
+        # that took batches but lists none lost them to the bucket's expiry, and a Failed job without files is one
+        # whose file was replaced, or a late sidecar's report: rows that exist nowhere to list, 404 or 410 below
+        return ResultFile(body=outcomes.no_records(job, RESULT_KINDS[kind]), url=None)
     files = bulk_ports(ports).files
     key = results_key(job, RESULT_KINDS[kind])
     size = files.size(key)

@@ -3,6 +3,7 @@ misuse refused with the error the API maps to a 4xx (the HTTP side is tested end
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from events import BulkJobQueuedMessage
 from spectra.bulk import outcomes, service
 from spectra.bulk.csvfiles import HEADER_MAX_BYTES
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
-from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile, JobType
+from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile, JobType, LineEnding
 from spectra.bulk.service import (
     NewJob,
     ResultFile,
@@ -753,10 +754,30 @@ def test_a_job_aborted_before_any_batch_has_empty_result_files_not_404(ports, ki
     written for it: each result route answered 404 'has no unprocessedrecords', which reads as a wrong job id. Every
     record is accounted for (there are none): each file is empty, as its listing of nothing would be (found on the
     local stack racing PUTs against an abort)."""
-    job = new_insert(ports)
+    job = new_insert(ports, line_ending=LineEnding.CRLF)
     aborted = change_state(ports, caller(ports), job.job_id, "Aborted")
     assert (aborted.state, aborted.files, aborted.results_ready) == (BulkState.ABORTED, [], True)
-    assert job_results(ports, caller(ports), job.job_id, kind) == ResultFile(body=b"", url=None)
+    # the header line every other result file starts with, for a Bulk 2.0 client reading its columns (the diff
+    # review); unprocessedrecords' columns are the records' own, which no batch told
+    heading = {"successfulResults": b"sf__Id,sf__Created\r\n", "failedResults": b"sf__Id,sf__Error\r\n"}
+    assert job_results(ports, caller(ports), job.job_id, kind) == ResultFile(body=heading.get(kind, b""), url=None)
+
+
+@pytest.mark.parametrize("request_kind", ["Aborted", "UploadComplete"])
+def test_a_job_whose_batches_expired_before_it_ended_does_not_answer_an_empty_file(ports, request_kind):
+    """A batch answered 201, the job left Open past ResultRetentionDays, the bucket's lifecycle took the batch, then
+    the client aborts or closes it: it ends Aborted listing no file, but its rows were taken, not absent, so
+    unprocessedrecords is not an empty file saying every record is accounted for (the diff review)."""
+    job = new_insert(ports)
+    stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    _opened_ago(ports, job.job_id, timedelta(days=8))
+    ports.bulk.files.client.objects.pop((stored.bucket, stored.key))  # the results bucket's lifecycle
+    with contextlib.suppress(Conflict):  # UploadComplete aborts it open_too_long, answering 409
+        change_state(ports, caller(ports), job.job_id, request_kind)
+    ended = get_job(ports, caller(ports), job.job_id)
+    assert (ended.state, ended.files, ended.uploads) == (BulkState.ABORTED, [], 1)
+    with pytest.raises(NotFound):
+        job_results(ports, caller(ports), job.job_id, "unprocessedrecords")
 
 
 def test_a_batch_replaced_after_upload_complete_is_never_what_the_job_reads(ports):

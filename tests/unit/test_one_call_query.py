@@ -441,3 +441,17 @@ def test_a_repeat_past_the_tenants_waits_asking_cancel_says_no_cancel_was_sent(p
     assert "not waited" in repeat["cancel_error"]["message"] and first["job_id"] in repeat["cancel_error"]["message"]
     status, again = post_query({**body, "on_wait_timeout": "CONTINUE"}, {"Idempotency-Key": "k-1"})
     assert status == 200 and again["cancel_error"] is None, again
+
+
+def test_a_repeat_past_the_waits_of_a_job_whose_cancel_was_sent_does_not_say_it_was_not(ports):
+    """The first request's wait ran out and its CANCEL went out; its answer was lost, and the repeat comes while the
+    tenant's waits are all taken: cancel_requested, and no cancel_error saying it was not cancelled (the diff
+    review)."""
+    body = {"sql": "select 1 as one", "wait_timeout": 1, "on_wait_timeout": "CANCEL"}
+    status, first = post_query({"sql": "select 1 as one"}, {"Idempotency-Key": "k-1"})
+    execute_job(ports, JobQueuedMessage(job_id=first["job_id"], tenant_id="acme"))
+    status, waited = post_query(body, {"Idempotency-Key": "k-1"})  # a wait of its own: it runs out, and cancels
+    assert waited["cancel_requested"] and waited["cancel_error"] is None, waited
+    _take_every_wait(ports)
+    status, repeat = post_query(body, {"Idempotency-Key": "k-1"})
+    assert status == 200 and repeat["cancel_requested"] and repeat["cancel_error"] is None, repeat
