@@ -63,13 +63,20 @@ def _json_answer(body: Any) -> str:
     """An answer's JSON in UTF-8 as it is: with json.dumps' default ``ensure_ascii`` every non-ASCII character was a
     6- or 12-byte escape, and an inline result measured at INLINE_MAX_BYTES reached the client up to three times as
     large. A lone surrogate (a subscription's filter value sent as ``\\ud800``, answered back) has no UTF-8: then
-    the answer is escaped. Error answers (:func:`_error`) keep json.dumps' escapes: they may echo any input."""
+    the answer is escaped. Error answers (:func:`_error`) keep json.dumps' escapes: they may echo any input.
+    U+0085, U+2028 and U+2029 stay escaped, as the README says JSON writes them and the result files do
+    (``spectra/result_encoding.py``): inline rows holding them came out raw, so a reader splitting on every Unicode
+    line break (Python's ``str.splitlines``) broke one answer into several lines. They can only stand inside a JSON
+    string, so replacing them there is safe."""
     text = json.dumps(body, separators=(",", ":"), cls=Encoder, ensure_ascii=False)
     try:
         text.encode()
     except UnicodeEncodeError:
         return json.dumps(body, separators=(",", ":"), cls=Encoder)
-    return text
+    return text.translate(_LINE_BREAK_ESCAPES)
+
+
+_LINE_BREAK_ESCAPES = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 app = APIGatewayRestResolver(enable_validation=True, serializer=_json_answer)

@@ -353,6 +353,22 @@ def test_an_inline_result_is_at_most_inline_max_bytes_as_the_client_receives_it(
     assert response.json()["rows"] == [["é" * 30000]] * 4
 
 
+def test_an_inline_answer_escapes_the_unicode_line_breaks_as_the_result_files_do(new_tenant):
+    """The README: JSON escapes U+0085, U+2028 and U+2029. Inline rows came out raw (the answer was re-encoded with
+    ensure_ascii off), so one answer split on Python's str.splitlines into several lines (found walking Results)."""
+    client = new_tenant()
+    sql = "select E'a\\u0085b\\u2028c\\u2029d' as s"
+    for response in (
+        client.request("GET", f"/v1/jobs/{client.wait(client.submit(sql)['job_id'])['job_id']}/results"),
+        client.request("POST", "/v1/queries", json={"sql": sql, "wait_timeout": 20}),
+    ):
+        text = response.content.decode()
+        assert "\\u0085" in text and "\\u2028" in text and "\\u2029" in text, text
+        assert len(text.splitlines()) == 1, text
+        rows = response.json()["rows"] if "rows" in response.json() else response.json()["results"]["rows"]
+        assert rows == [["a\x85b\u2028c\u2029d"]]
+
+
 def test_a_select_without_columns_is_refused(new_tenant):
     response = new_tenant().request("POST", "/v1/queries", json={"sql": "select from generate_series(1, 3)"})
     error = error_of(response, 400)
