@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import re
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator
@@ -33,6 +34,7 @@ import pyarrow.parquet as pq
 import smart_open
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
+from psycopg.types.string import TextLoader
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
@@ -310,6 +312,11 @@ def _describe(conn, query: str) -> list[tuple[str, psycopg.Column]]:
 
 def _unload_from_cursor(conn, query: str, command: UnloadCommand, s3_client, namer: _PartNamer):
     with conn.cursor(name="redshift_unload") as cur:
+        if command.format != "JSON":
+            # Parquet takes dates and timestamps as text: Python's datetime holds years 1 to 9999 only, and a BC date
+            # (or a year past 9999), which Redshift unloads, failed the whole UNLOAD here (_times reads them).
+            for type_name in _TIME_TYPES:
+                cur.adapters.register_loader(type_name, TextLoader)
         cur.execute(sql.SQL(query))
         columns = [(column.name, column) for column in cur.description]
         batches = iter(lambda: cur.fetchmany(FETCH_ROWS), [])
@@ -390,8 +397,56 @@ def _arrow_table(rows: list[tuple], schema: pa.Schema) -> pa.Table:
     for values, field in zip(columns, schema, strict=True):
         if pa.types.is_string(field.type):
             values = [None if v is None else _as_text(v) for v in values]
+        elif pa.types.is_timestamp(field.type) or pa.types.is_date32(field.type):
+            arrays.append(_times(values, field.type))
+            continue
         arrays.append(pa.array(values, type=field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_TIME_TYPES = ("date", "timestamp", "timestamptz")
+
+#: PostgreSQL's text of a date or timestamp, BC and years past 9999 included: ``0044-03-15 12:00:00.5+00 BC``.
+_TIME_TEXT = re.compile(
+    r"(\d{4,})-(\d\d)-(\d\d)(?: (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?"
+    r"(?:([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?)?( BC)?"
+)
+
+
+def _times(texts, type_: pa.DataType) -> pa.Array:
+    """Dates or timestamps from PostgreSQL's text: Arrow's cast reads years 1 to 9999; a page holding others is read
+    value by value, in the proleptic Gregorian calendar (year 0 for 1 BC), as Parquet counts days and microseconds.
+    Anything else (PostgreSQL's ``infinity``, which Redshift has not) fails the UNLOAD, as before."""
+    try:
+        return pa.array(texts, type=pa.string()).cast(type_)
+    except pa.ArrowInvalid:
+        pass
+    date = pa.types.is_date32(type_)
+    values = []
+    for text in texts:
+        match = _TIME_TEXT.fullmatch(text) if text is not None else None
+        if text is not None and match is None:
+            raise RedshiftSqlError(f"cannot unload {text!r} to Parquet: not a date or timestamp Redshift holds")
+        values.append(_epoch_value(match, date) if match else None)
+    return pa.array(values, type=pa.int32() if date else pa.int64()).cast(type_)
+
+
+def _epoch_value(match: re.Match, date: bool) -> int:
+    """Days (``date``) or microseconds since 1970-01-01 of a :data:`_TIME_TEXT` match."""
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m, off_s, bc = match.groups()
+    year = 1 - int(year) if bc else int(year)
+    year -= int(month) <= 2  # Howard Hinnant's days_from_civil, any year
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (int(month) + (-3 if int(month) > 2 else 9)) + 2) // 5 + int(day) - 1
+    days = era * 146097 + year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year - 719468
+    if date:
+        return days
+    seconds = days * 86400 + int(hour or 0) * 3600 + int(minute or 0) * 60 + int(second or 0)
+    if sign:
+        offset = int(off_h) * 3600 + int(off_m or 0) * 60 + int(off_s or 0)
+        seconds -= offset if sign == "+" else -offset
+    return seconds * 1_000_000 + int((fraction or "").ljust(6, "0"))
 
 
 def _as_text(value) -> str:

@@ -416,6 +416,38 @@ def test_unload_parquet_round_trips_through_pyarrow(user_conn, admin, s3, bucket
     assert manifest["schema"]["elements"][2] == {"name": "amount", "type": {"base": "numeric", "dimensions": [[10, 2]]}}
 
 
+def test_unload_parquet_keeps_dates_before_year_1_and_past_9999(user_conn, s3, bucket, unique_name):
+    """Read through Python's datetime (years 1 to 9999), such a value failed the whole UNLOAD ("date too small
+    (before year 1)"); Redshift's dates run 4713 BC to 294276 AD, and Parquet counts days and microseconds from 1970
+    in the proleptic Gregorian calendar, year 0 for 1 BC (found walking the README's Results)."""
+    prefix = f"{unique_name}/times/"
+    query = (
+        "select d::date as d, t::timestamp as t, z::timestamptz as z from (values "
+        "(''0044-03-15 BC'', ''0044-03-15 12:00:00.5 BC'', ''0001-01-01 00:00:00+00 BC''), "
+        "(''12000-01-02'', ''12000-01-02 03:04:05'', ''12000-01-02 03:04:05+02''), "
+        "(''2026-01-02'', ''2026-01-02 03:04:05.123456'', ''2026-01-02 03:04:05+00''), (null, null, null)) v(d, t, z)"
+    )
+    sql = f"UNLOAD ('{query}') TO 's3://{bucket}/{prefix}' FORMAT PARQUET PARALLEL OFF"
+    assert run_redshift_statement(sql, user_conn, s3).rows_affected == 4
+    table = pq.read_table(io.BytesIO(get(s3, bucket, f"{prefix}000.parquet")))
+    assert [str(t) for t in table.schema.types] == ["date32[day]", "timestamp[us]", "timestamp[us, tz=UTC]"]
+    day = 86_400
+    # days from 1970-01-01. 44 BC is year -43: 1-01-01 is day -719,162, 44 years before it hold 11 leap days (0, -4,
+    # ... -40), and March 15th of a common year is its day 73: -719,162 - 16,071 + 73. 12000-01-02 and 2026-01-02 as
+    # Python's date counts them through 9999-01-02 (2,932,533) and on (2,001 years, 485 leap days).
+    bc, far, now = -735_160, 2_932_533 + 2_001 * 365 + 485, 20_455
+    assert table.column("d").cast("int32").to_pylist() == [bc, far, now, None]
+    assert table.column("t").cast("int64").to_pylist()[:3] == [
+        bc * day * 1_000_000 + 43_200_500_000,
+        (far * day + 3 * 3600 + 4 * 60 + 5) * 1_000_000,
+        (now * day + 3 * 3600 + 4 * 60 + 5) * 1_000_000 + 123_456,
+    ]
+    assert table.column("z").cast("int64").to_pylist()[1:3] == [
+        (far * day + 1 * 3600 + 4 * 60 + 5) * 1_000_000,
+        (now * day + 3 * 3600 + 4 * 60 + 5) * 1_000_000,
+    ]
+
+
 def test_unload_maxfilesize_splits_parts_and_manifest_lists_them(user_conn, s3, bucket, unique_name):
     prefix = f"{unique_name}/big_"
     sql = (
