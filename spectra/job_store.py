@@ -174,6 +174,23 @@ class JobStore:
             raise Conflict("idempotency record changed during the request; retry it")
         return self._original(job, record, fingerprint), False
 
+    def withdraw(self, job_id: str) -> None:
+        """Delete a keyless job whose :meth:`create` raised, if it landed: an attempt the SDK sent again may have
+        written it before the last attempt's error. Left QUEUED, the reconciler would queue it while the client,
+        told to retry, made another job: the query ran twice. Only while still QUEUED without a statement (nothing
+        was queued for it, so nothing else has it); a missing item is fine."""
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key=to_item({"job_id": job_id}),
+                ConditionExpression="#s = :queued AND attribute_not_exists(statement_id)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_item({":queued": JobStatus.QUEUED.value}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
     def repeat_of(self, job: Job, *, fingerprint: str | None = None) -> Job | None:
         """The job an earlier request with ``job``'s idempotency key made, as :meth:`create` would answer it, but
         writing nothing: None when the key is free (never used, or its day is over). A Conflict when the key was

@@ -77,6 +77,12 @@ def submit_query(
         if callback is not None:
             discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
         raise
+    except Exception:
+        if not job.idempotency_key:
+            # The error (503/500) tells the client to retry, which makes another job: one an earlier attempt wrote
+            # must not also run by the reconciler. With a key the retry gets that job back instead.
+            _withdraw(ports, job.job_id)
+        raise
     logs.bind(job_id=job.job_id)  # the request's later lines are about this job (spectra/logs.py)
     if callback is not None and not created:
         discard_callback(ports, tenant_id=caller.tenant_id, job_id=drawn_id)
@@ -186,6 +192,13 @@ def earlier_job(
     if earlier is not None:
         logs.bind(job_id=earlier.job_id)  # the request's later lines are about this job, as a repeat's are
     return earlier
+
+
+def _withdraw(ports: Ports, job_id: str) -> None:
+    try:
+        ports.jobs.withdraw(job_id)
+    except Exception:  # the create's error is the answer; a job left behind is queued by the reconciler
+        logger.warning("job %s: its create failed and it could not be withdrawn", job_id, exc_info=True)
 
 
 def _unqueued(ports: Ports, job: Job, exc: Exception) -> Job:

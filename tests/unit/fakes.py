@@ -129,6 +129,12 @@ class FakeJobStore:
         self._pending[job.job_id] = job.created_at
         return job, True
 
+    def withdraw(self, job_id: str) -> None:
+        item = self._items.get(job_id)
+        if item is not None and item["status"] == JobStatus.QUEUED.value and "statement_id" not in item:
+            del self._items[job_id]
+            self._pending.pop(job_id, None)
+
     def repeat_of(self, job: Job, *, fingerprint: str | None = None) -> Job | None:
         record = self._idempotency.get((job.tenant_id, job.tenant_generation, job.idempotency_key or ""))
         if not job.idempotency_key or record is None or record["expires_at"] < utcnow():

@@ -8,7 +8,7 @@ import sys
 from datetime import timedelta
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from events import Delivery, JobQueuedMessage, JobStatus, ResultFormat
 from spectra.errors import (
@@ -175,6 +175,34 @@ def test_a_keyless_job_whose_send_failed_is_answered_and_the_reconciler_runs_it_
     assert created and job.status is JobStatus.QUEUED and ports.queue.messages == []
     reconcile(ports, now=job.created_at + timedelta(seconds=ports.settings.requeue_after_seconds + 1))
     assert [m.job_id for m in ports.queue.messages] == [job.job_id]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem"),
+        ReadTimeoutError(endpoint_url="https://dynamodb.eu-west-1.amazonaws.com/"),
+    ],
+    ids=["throttled", "timeout"],
+)
+def test_a_keyless_job_whose_write_landed_before_its_error_does_not_run_beside_the_retry(ports, monkeypatch, failure):
+    """The SDK sends a PutItem again when an attempt's answer is lost and raises only the last attempt's error: the
+    job may be written while the client is answered 503 or 500, which it retries, making another job. The written
+    one, QUEUED with no message, was queued by the reconciler: the query ran twice (README walk)."""
+    create = ports.jobs.create
+
+    def landed_then_failed(job, **kwargs):
+        create(job, **kwargs)
+        raise failure
+
+    monkeypatch.setattr(ports.jobs, "create", landed_then_failed)
+    with pytest.raises(type(failure)):
+        submit(ports)
+    monkeypatch.undo()
+    retried, _ = submit(ports)  # the client's retry
+    reconcile(ports, now=retried.created_at + timedelta(seconds=ports.settings.requeue_after_seconds + 1))
+    assert [j.job_id for j in list_jobs(ports, ACME, status=None, limit=10, next_token=None).jobs] == [retried.job_id]
+    assert {m.job_id for m in ports.queue.messages} == {retried.job_id}
 
 
 # -- get and list ---------------------------------------------------------------------------------------------------

@@ -147,6 +147,14 @@ def test_the_api_may_ask_how_a_statement_it_could_not_cancel_ended(template):
     assert {"redshift-data:CancelStatement", "redshift-data:DescribeStatement"} <= actions
 
 
+def test_the_api_may_withdraw_a_query_job_whose_create_failed(template):
+    """A keyless job written by an attempt before its create's error is deleted (spectra.queries.submit_query):
+    without the right, it stayed QUEUED and the reconciler ran it beside the client's retry (README walk)."""
+    statements = template["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"]
+    deletes = [s for s in statements if isinstance(s, dict) and "dynamodb:DeleteItem" in s.get("Action", [])]
+    assert {"Fn::GetAtt": ["JobsTable", "Arn"]} in [s["Resource"] for s in deletes]
+
+
 def test_the_executor_knows_the_jobs_queues_last_delivery(template):
     redrive = template["Resources"]["JobsQueue"]["Properties"]["RedrivePolicy"]
     assert Settings.model_fields["executor_max_attempts"].default == redrive["maxReceiveCount"]

@@ -13,16 +13,19 @@ drops its answer and sends it again: what the caller of a botocore client sees i
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from events import JobStatus, StatementState, StatementStatusChange
+import pytest
+from botocore.exceptions import ClientError
+
+from events import JobStatus, ResultFormat, StatementState, StatementStatusChange
 from spectra.bulk.lifecycle import complete_bulk_statement
 from spectra.bulk.models import BulkState
 from spectra.bulk.service import change_state
 from spectra.bulk.store import BulkJobStore
 from spectra.job_store import JobStore
 from spectra.jobs import utcnow
-from spectra.queries import cancel_job
+from spectra.queries import cancel_job, submit_query
 from spectra.slots import RunningSlots
 from spectra.tenants import Caller
 from tests.fixtures.aws import table_from_template
@@ -161,3 +164,33 @@ def test_a_results_lease_whose_answer_was_lost_is_the_writers_own(dynamo):
     leased = ports.bulk.jobs.lease_results(job, until=until)
     assert lossy.fired, "no answer was lost"
     assert leased is not None and leased.results_writer_until == until
+
+
+def test_a_keyless_job_written_before_its_create_failed_is_withdrawn(dynamo):
+    """A PutItem applied, its answer lost, botocore's last attempt throttled: the client is answered 503 and retries
+    (another job), so the job written must not stay QUEUED for the reconciler to run it too (README walk)."""
+    ports, lossy = dynamo
+    client = lossy._client
+
+    def landed_then_throttled(**kwargs):
+        client.put_item(**kwargs)  # applied; its answer lost, then the retry throttled
+        lossy.fired.append(kwargs)
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "PutItem")
+
+    lossy.put_item = landed_then_throttled
+    with pytest.raises(ClientError):
+        submit_query(ports, ACME, sql="select 1", parameters=[], fmt=ResultFormat.JSON)
+    assert lossy.fired, "no write landed"
+    assert ports.jobs.get(lossy.fired[0]["Item"]["job_id"]["S"]) is None
+    assert ports.jobs.list_for_tenant("acme", limit=10).jobs == []
+    assert ports.jobs.pending_before(utcnow() + timedelta(days=1), limit=10).jobs == []
+
+
+def test_withdrawing_leaves_a_job_that_has_moved_on(dynamo):
+    """Only a QUEUED job without a statement is deleted: one a cancel ended, or an executor started, stays."""
+    ports, _ = dynamo
+    job = record_job(ports, "acme", "select 1")
+    cancel_job(ports, ACME, job.job_id)
+    ports.jobs.withdraw(job.job_id)
+    ports.jobs.withdraw("j_never_written")
+    assert ports.jobs.get(job.job_id).status is JobStatus.CANCELLED
