@@ -312,9 +312,10 @@ def _describe(conn, query: str) -> list[tuple[str, psycopg.Column]]:
 
 def _unload_from_cursor(conn, query: str, command: UnloadCommand, s3_client, namer: _PartNamer):
     with conn.cursor(name="redshift_unload") as cur:
-        if command.format != "JSON":
+        if command.format != "JSON" and str(conn.info.parameter_status("DateStyle") or "").startswith("ISO"):
             # Parquet takes dates and timestamps as text: Python's datetime holds years 1 to 9999 only, and a BC date
-            # (or a year past 9999), which Redshift unloads, failed the whole UNLOAD here (_times reads them).
+            # (or a year past 9999), which Redshift unloads, failed the whole UNLOAD here (_times reads them). Only
+            # ISO's text is read so; a session that set another DateStyle keeps psycopg's loaders (years 1 to 9999).
             for type_name in _TIME_TYPES:
                 cur.adapters.register_loader(type_name, TextLoader)
         cur.execute(sql.SQL(query))
@@ -417,6 +418,8 @@ def _times(texts, type_: pa.DataType) -> pa.Array:
     """Dates or timestamps from PostgreSQL's text: Arrow's cast reads years 1 to 9999; a page holding others is read
     value by value, in the proleptic Gregorian calendar (year 0 for 1 BC), as Parquet counts days and microseconds.
     Anything else (PostgreSQL's ``infinity``, which Redshift has not) fails the UNLOAD, as before."""
+    if not any(isinstance(text, str) for text in texts):  # read by psycopg's loaders (a DateStyle other than ISO)
+        return pa.array(texts, type=type_)
     try:
         return pa.array(texts, type=pa.string()).cast(type_)
     except pa.ArrowInvalid:
@@ -428,7 +431,10 @@ def _times(texts, type_: pa.DataType) -> pa.Array:
         if text is not None and match is None:
             raise RedshiftSqlError(f"cannot unload {text!r} to Parquet: not a date or timestamp Redshift holds")
         values.append(_epoch_value(match, date) if match else None)
-    return pa.array(values, type=pa.int32() if date else pa.int64()).cast(type_)
+    try:
+        return pa.array(values, type=pa.int32() if date else pa.int64()).cast(type_)
+    except OverflowError:  # past 294247 AD, microseconds since 1970 no longer fit Parquet's 64 bits
+        raise RedshiftSqlError("cannot unload a timestamp past 294247-01-10 to Parquet") from None
 
 
 def _epoch_value(match: re.Match, date: bool) -> int:

@@ -448,6 +448,33 @@ def test_unload_parquet_keeps_dates_before_year_1_and_past_9999(user_conn, s3, b
     ]
 
 
+@pytest.mark.parametrize("style", ["SQL, DMY", "Postgres, MDY", "German"])
+def test_unload_parquet_of_a_session_with_another_datestyle_still_reads_its_dates(
+    user_conn, s3, bucket, unique_name, style
+):
+    """The dates' text is read only in ISO's style: a session that set another (Redshift takes these three) failed
+    its Parquet UNLOAD of any date or timestamp (the diff review of the text reading above)."""
+    prefix = f"{unique_name}/styles/"
+    user_conn.execute(f"SET datestyle = '{style}'")
+    query = "select ''2026-01-02''::date as d, ''2026-01-02 03:04:05.5''::timestamp as t"
+    sql = f"UNLOAD ('{query}') TO 's3://{bucket}/{prefix}' FORMAT PARQUET PARALLEL OFF"
+    assert run_redshift_statement(sql, user_conn, s3).rows_affected == 1
+    table = pq.read_table(io.BytesIO(get(s3, bucket, f"{prefix}000.parquet")))
+    assert table.column("d").cast("int32").to_pylist() == [20_455]
+    assert table.column("t").cast("int64").to_pylist() == [
+        (20_455 * 86_400 + 3 * 3600 + 4 * 60 + 5) * 1_000_000 + 500_000
+    ]
+
+
+def test_unload_parquet_of_a_timestamp_past_what_parquet_counts_fails_saying_so(user_conn, s3, bucket, unique_name):
+    """PostgreSQL's timestamps run to 294276 AD; microseconds since 1970 fit 64 bits to 294247: an overflow there was
+    no Redshift error but an emulator crash (the diff review)."""
+    query = "select ''294270-01-01 00:00:00''::timestamp as t"
+    sql = f"UNLOAD ('{query}') TO 's3://{bucket}/{unique_name}/far/' FORMAT PARQUET PARALLEL OFF"
+    with pytest.raises(RedshiftSqlError, match="past 294247-01-10"):
+        run_redshift_statement(sql, user_conn, s3)
+
+
 def test_unload_maxfilesize_splits_parts_and_manifest_lists_them(user_conn, s3, bucket, unique_name):
     prefix = f"{unique_name}/big_"
     sql = (
