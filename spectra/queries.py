@@ -106,11 +106,11 @@ def _requested_job(
     sql: str,
     parameters: list[TypedParameter],
     fmt: ResultFormat,
-    idempotency_key: str | None,
-    correlation_id: str | None,
-    callback: Callback | None,
-    delivery: Delivery,
-    row_limit: int | None,
+    idempotency_key: str | None = None,
+    correlation_id: str | None = None,
+    callback: Callback | None = None,
+    delivery: Delivery = Delivery.AUTO,
+    row_limit: int | None = None,
 ) -> tuple[Job, str]:
     """The request checked (fields, SQL guard, parameters, sizes) and made the job it would create, with the
     fingerprint an idempotent repeat is matched on."""
@@ -159,35 +159,14 @@ def _requested_job(
     return job, fingerprint
 
 
-def earlier_job(
-    ports: Ports,
-    caller: Caller,
-    *,
-    sql: str,
-    parameters: list[TypedParameter],
-    fmt: ResultFormat,
-    idempotency_key: str | None,
-    callback: Callback | None = None,
-    delivery: Delivery = Delivery.AUTO,
-    row_limit: int | None = None,
-) -> Job | None:
-    """The job an earlier request with this ``idempotency_key`` made (a Conflict when that was another request), or
-    None: writing nothing, so a request refused before it may make a job (a one-call query past its tenant's waits)
-    can still answer a repeat with the job its client already has."""
-    if not idempotency_key:
+def earlier_job(ports: Ports, caller: Caller, **request: Any) -> Job | None:
+    """The job an earlier request with this request's ``idempotency_key`` made (a Conflict when that was another
+    request), or None: writing nothing, so a request refused before it may make a job (a one-call query past its
+    tenant's waits) can still answer a repeat with the job its client already has. ``request``: the fields
+    :func:`submit_query` takes (but ``correlation_id``), checked and fingerprinted as it checks them."""
+    if not request.get("idempotency_key"):
         return None
-    job, fingerprint = _requested_job(
-        ports,
-        caller,
-        sql=sql,
-        parameters=parameters,
-        fmt=fmt,
-        idempotency_key=idempotency_key,
-        correlation_id=None,
-        callback=callback,
-        delivery=delivery,
-        row_limit=row_limit,
-    )
+    job, fingerprint = _requested_job(ports, caller, correlation_id=None, **request)
     earlier = ports.jobs.repeat_of(job, fingerprint=fingerprint)
     if earlier is not None:
         logs.bind(job_id=earlier.job_id)  # the request's later lines are about this job, as a repeat's are

@@ -438,7 +438,9 @@ def _times(texts, type_: pa.DataType) -> pa.Array:
 
 
 def _epoch_value(match: re.Match, date: bool) -> int:
-    """Days (``date``) or microseconds since 1970-01-01 of a :data:`_TIME_TEXT` match."""
+    """Days (``date``) or microseconds since 1970-01-01 of a :data:`_TIME_TEXT` match. The product reads the
+    warehouse's text with the same arithmetic (``spectra/result_pages.py``); the emulator, which stands for Redshift,
+    imports nothing of the product's, so it keeps its own copy."""
     year, month, day, hour, minute, second, fraction, sign, off_h, off_m, off_s, bc = match.groups()
     year = 1 - int(year) if bc else int(year)
     year -= int(month) <= 2  # Howard Hinnant's days_from_civil, any year
