@@ -21,7 +21,9 @@ Decisions where the rules could go either way
       but on a cluster with ``enable_case_sensitive_identifier`` it is another schema. Refused, it is one the tenant
       can write unquoted.
     - Temporary tables, materialized views, ``CASCADE`` (it drops or truncates objects outside the owned schemas),
-      ``COMMENT ON`` and DDL options sqlglot keeps as unparsed text are refused even with the flag.
+      ``COMMENT ON`` and DDL options sqlglot keeps as unparsed text are refused even with the flag, and so are
+      objects in schemas named ``pg_...`` (the system's; ``pg_temp`` is the session's temporary one) even where the
+      tenant record lists such a schema as owned.
     - Transaction control (BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT) is refused: a tenant's statements
       share a kept-alive Data API session, and a transaction left open there would hold locks and swallow later
       statements. Each statement runs in its own implicit transaction; multi-step loads belong to the Bulk API.
@@ -730,6 +732,13 @@ def _check_owned(target: exp.Expression | None, grant: WriteGrant, verb: str) ->
             f"({_owned_list(grant)}): unqualified names resolve through search_path",
         )
     folded = schema.name if schema.quoted else sql_layout.fold_name(schema.name)
+    if folded.startswith("pg_"):
+        # The system's names (Redshift and PostgreSQL refuse CREATE SCHEMA pg_...), never a tenant's, even listed in
+        # its record: pg_temp is the session's temporary schema, whose tables outlive the query in the tenant's
+        # shared session and shadow its unqualified names.
+        if folded.startswith("pg_temp"):
+            raise _rejected("temporary", "temporary tables are not allowed: they outlive the query in a shared session")
+        raise _rejected("not_owned", f"{verb} may not change objects in the system schema {schema.name!r}")
     if folded not in grant.owned_schemas:
         raise _rejected(
             "not_owned", f"{verb} may only change objects in your schemas ({_owned_list(grant)}), not {schema.name!r}"

@@ -135,6 +135,28 @@ def test_a_refusal_echoes_a_quoted_name_quoted():
     assert "as schema.t with" in refusal("insert into t values (1)", allow_writes=True, owned_schemas=OWNED).message
 
 
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("CREATE TABLE pg_temp.t (a int)", "temporary"),
+        ("CREATE VIEW pg_temp.v AS SELECT 1", "temporary"),
+        ('INSERT INTO "pg_temp".t VALUES (1)', "temporary"),
+        ("SELECT 1 AS a INTO pg_temp.t", "temporary"),
+        ("CREATE TABLE PG_TEMP_3.t (a int)", "temporary"),
+        ("CREATE TABLE pg_catalog.t (a int)", "not_owned"),
+        ("DROP TABLE pg_toast.t", "not_owned"),
+    ],
+)
+def test_a_system_schema_is_never_owned_even_where_the_tenant_record_lists_it(sql, reason):
+    """Found walking the README on make run: a tenant record whose owned_schemas listed pg_temp (which the directory
+    took) let the tenant's CREATE TABLE pg_temp.x pass, and the temporary table outlived the query in its shared
+    session, where it answered a later select * from x. pg_ names the system's schemas (Redshift and PostgreSQL
+    refuse CREATE SCHEMA pg_...), so no tenant owns one."""
+    grant = {"allow_writes": True, "owned_schemas": ["owned", "pg_temp", "pg_temp_3", "pg_catalog", "pg_toast"]}
+    assert refusal(sql, **grant).details == {"reason": reason}
+    assert check_sql("CREATE TABLE owned.t (a int)", max_bytes=10_000, **grant)
+
+
 def test_owned_schemas_without_the_flag_allow_nothing():
     assert refusal("INSERT INTO owned.t VALUES (1)", owned_schemas=OWNED).details == {"reason": "read_only"}
 
