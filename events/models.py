@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: ``source`` of every event the project publishes on its own bus.
 EVENT_SOURCE = "spectra"
@@ -277,6 +277,15 @@ class S3Notification(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     Records: list[S3EventRecord] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _records_or_the_test_event(self) -> S3Notification:
+        """A body with neither is no S3 notification (sent by hand, or by a misconfigured source: an SNS envelope, an
+        EventBridge event): refused, so it fails into the ingest DLQ, where ``dlq show`` and its alarm tell of it,
+        instead of being deleted as if it were the test event, whatever file it was about."""
+        if not self.Records and (self.model_extra or {}).get("Event") != "s3:TestEvent":
+            raise ValueError("neither Records nor the s3:TestEvent")
+        return self
 
 
 # -- notifications (spectra/notify) ----------------------------------------------------------------------------------

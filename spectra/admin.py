@@ -471,7 +471,12 @@ def stack_queues(args: argparse.Namespace, session: boto3.session.Session) -> tu
         return queues_from_state(state), state_endpoint(state, session)
     if stack:
         return queues_from_stack(session.client("cloudformation", config=_CLIENT_CONFIG), stack), {}
-    raise AdminError("name the stack: --stack NAME (or SPECTRA_STACK) for a deployed one, --state FILE for a local one")
+    # neither named: the local stack's state file was the default, and is not there (no stack running, or one
+    # stopped, which removes it): said with its path, or README's local command would answer only "name the stack"
+    raise AdminError(
+        f"no local stack's state file at {state} (python -m local, make run, writes it while it runs); "
+        "name the stack: --stack NAME (or SPECTRA_STACK) for a deployed one, --state FILE for a local one"
+    )
 
 
 def state_endpoint(path: Path, session: boto3.session.Session) -> dict[str, Any]:

@@ -31,8 +31,12 @@ def record_handler(record: SQSRecord) -> None:
 
 def complete(change) -> None:
     if is_bulk_job_id(change.statementName or ""):
-        if complete_bulk_statement(get_ports(), change) is None:  # endings are counted by the notifier
+        bulk_job = complete_bulk_statement(get_ports(), change)
+        if bulk_job is None:  # endings are counted by the notifier
             metrics.add_metric(name="StatusEventsIgnored", unit="Count", value=1)
+        logger.info(
+            "status event handled", extra={"job_status": bulk_job.state.value if bulk_job is not None else None}
+        )
         return
     job = complete_statement(get_ports(), change)
     if job is None:  # the job's ending is counted by the notifier, with every other ending (JobsCompleted ...)

@@ -494,6 +494,11 @@ def finish_bulk_job(
     )
     if finished is None:
         return None
+    # once per job, whichever function ended it, as spectra.lifecycle logs "job completed": a bulk job's trip read
+    # from the logs by its job_id (README, Operations) showed it started and fanned out, but never that it ended
+    logger.info(
+        "bulk job %s", finished.state.value, extra={"error_code": finished.error.code if finished.error else None}
+    )
     if inline and after_winning:
         outcomes.write_results(ports, finished)
         finished = bulk.jobs.mark_results_ready(finished.job_id, finished.state) or finished

@@ -233,3 +233,17 @@ def test_a_gone_queues_json_entry_has_the_keys_of_the_others():
     dead_letter.source = admin.Queue("IngestQueue", "https://sqs.example/1/ingest", "arn:ingest")
     listed, gone = admin.show(None, {"JobsQueue": jobs, "IngestDeadLetterQueue": dead_letter}, peek_count=3)[-2:]
     assert set(gone) - {"gone"} == set(listed) and gone["gone"] is True
+
+
+def test_no_stack_named_and_no_local_state_file_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    """README's local command (``dlq show``, no --stack or --state) with no local stack running answered only "name
+    the stack", as if the local stack were not its default: the error names the state file it looked for."""
+    missing = tmp_path / "spectra-local" / "spectra-local.json"
+    monkeypatch.setenv("SPECTRA_STATE_FILE", str(missing))
+    monkeypatch.delenv("SPECTRA_STACK", raising=False)
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    assert admin.main(["dlq", "show"], session=session) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("error: ")
+    assert f"no local stack's state file at {missing}" in error
+    assert "--stack NAME" in error

@@ -698,6 +698,29 @@ def test_what_is_not_a_drop_is_passed_over_with_a_log_line(ports, monkeypatch, c
     assert jobs(ports) == [] and ports.queue.messages == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"Type": "Notification", "Message": json.dumps({"Records": []})},  # S3 → SNS → SQS: an envelope
+        {"detail-type": "Object Created", "source": "aws.s3", "detail": {"object": {"key": "acme/accounts/a.csv"}}},
+    ],
+)
+def test_a_body_that_is_no_s3_notification_fails_into_the_dlq_instead_of_being_deleted(ports, monkeypatch, body):
+    """Any JSON object without Records was taken for S3's test event: logged at INFO as "nothing dropped" and
+    deleted, so a message about a file (in another envelope) was lost without a DLQ message or an alarm."""
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from pydantic import ValidationError
+
+    from producers.s3_drop import app
+
+    monkeypatch.setattr(app, "get_ports", lambda: ports)
+    with pytest.raises(ValidationError):
+        app.record_handler(SQSRecord({"messageId": "m", "body": json.dumps(body)}))
+    app.metrics.clear_metrics()
+    assert jobs(ports) == [] and ports.queue.messages == []
+
+
 def test_a_drop_url_of_a_tenant_from_before_generations_is_marked_too(ports):
     """Its URL signed no generation, so its file looked like a direct put and a sidecar left under its name still
     turned its insert into a DELETE (diff review). It signs a placeholder now, which a tenant created again under the

@@ -8,6 +8,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 
 import pytest
 
@@ -377,6 +378,38 @@ def started(ports, operation: BulkOperation = BulkOperation.INSERT, *bodies: byt
     job = start_bulk_job(ports, queued(ports, operation, *bodies, **fields))
     assert job is not None and job.statement_id
     return job
+
+
+def test_a_bulk_jobs_end_is_one_info_line_whichever_way_it_ends(ports, caplog):
+    """README (Operations): a job's trip is readable from its log lines at the default level. A bulk job's showed it
+    started and fanned out, and nothing of how it ended: its end is one INFO line, as a query job's "job completed"."""
+    with caplog.at_level(logging.INFO, logger="spectra.bulk.lifecycle"):
+        loaded = started(ports)
+        complete_bulk_statement(ports, ports.warehouse.finish_batch(loaded.statement_id, {0: 1, 1: []}))
+        complete_bulk_statement(ports, ports.warehouse.finish_batch(loaded.statement_id, {0: 1, 1: []}))  # a copy
+        assert start_bulk_job(ports, queued(ports, BulkOperation.INSERT, b"id,city\n1,Oslo\n")) is None  # refused
+    ended = [(r.getMessage(), r.levelname, getattr(r, "error_code", None)) for r in caplog.records]
+    ended = [line for line in ended if line[0].startswith("bulk job ")]
+    assert ended == [("bulk job JobComplete", "INFO", None), ("bulk job Failed", "INFO", "missing_columns")]
+
+
+def test_the_completion_consumer_says_it_handled_a_bulk_jobs_status_event(ports, monkeypatch):
+    """Its "status event handled" line, one of a job's trip (README, Operations), was written for query jobs only."""
+    import consumers.completion.app as completion
+
+    monkeypatch.setattr(completion, "get_ports", lambda: ports)
+    lines: list[logging.LogRecord] = []
+    collector = logging.Handler(logging.INFO)
+    collector.emit = lines.append
+    function_logger = logging.getLogger(completion.logger.name)
+    function_logger.addHandler(collector)
+    try:
+        job = started(ports)
+        completion.complete(ports.warehouse.finish_batch(job.statement_id, {0: 1, 1: []}))
+    finally:
+        function_logger.removeHandler(collector)
+    handled = [r for r in lines if r.getMessage() == "status event handled"]
+    assert [getattr(r, "job_status", None) for r in handled] == ["JobComplete"]
 
 
 def test_a_value_holding_a_cr_is_written_quoted_and_reads_back_as_one_row(ports):
