@@ -27,8 +27,10 @@ compact UTF-8 JSON, the smallest form it can take, so nothing AWS would hand ove
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, DechunkedInput, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from local.runner.authorizers import AuthDecision, AuthorizerRequest, LambdaAuthorizer
@@ -416,6 +418,8 @@ class _GatewayRequestHandler(WSGIRequestHandler):
     def make_environ(self) -> dict[str, Any]:
         environ = super().make_environ()
         environ[SENT_HEADERS] = [(name.title(), value) for name, value in self.headers.items() if "_" not in name]
+        if isinstance(environ["wsgi.input"], DechunkedInput):
+            environ["wsgi.input"] = _ChunkedBody(self.rfile)
         return environ
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -435,6 +439,64 @@ class _GatewayRequestHandler(WSGIRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+class _ChunkedBody(io.RawIOBase):
+    """A ``Transfer-Encoding: chunked`` body read as RFC 9112 (7.1) frames it: a chunk size may carry extensions
+    (``1a;name=value``), which are ignored, and the last chunk may be followed by trailer fields, which are read past.
+    werkzeug's dev-server reader refused both as malformed, so legal requests got the 400 of an unreadable body.
+    Malformed framing (a size that is not hex, data cut short, a missing line end) still raises ``OSError``, which
+    werkzeug turns into ``ClientDisconnected``: that 400."""
+
+    def __init__(self, rfile) -> None:
+        self._rfile = rfile
+        self._left = 0  # bytes of the current chunk still to read
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._left == 0 and not self._done:
+            self._left = self._chunk_size()
+            if self._left == 0:
+                self._skip_trailers()
+                self._done = True
+        if self._done:
+            return 0
+        data = self._rfile.read(min(len(buffer), self._left))
+        if not data:
+            raise OSError("the chunked body ends inside a chunk")
+        buffer[: len(data)] = data
+        self._left -= len(data)
+        if self._left == 0 and self._rfile.readline(2) not in (b"\r\n", b"\n"):
+            raise OSError("a chunk's data is not followed by a line end")
+        return len(data)
+
+    def _line(self) -> bytes:
+        line = self._rfile.readline(_CHUNK_LINE_MAX + 1)
+        if not line.endswith(b"\n"):
+            raise OSError("a chunk size or trailer line is cut short or too long")
+        return line
+
+    def _chunk_size(self) -> int:
+        size = self._line().split(b";", 1)[0].strip(b" \t\r\n")
+        if not _HEX.fullmatch(size):
+            raise OSError("a chunk size is not hexadecimal")
+        return int(size, 16)
+
+    def _skip_trailers(self) -> None:
+        for _ in range(_TRAILERS_MAX + 1):
+            if self._line() in (b"\r\n", b"\n"):
+                return
+        raise OSError("too many trailer fields")
+
+
+#: bounds on what a chunked body's framing may spend: one size or trailer line, and the trailer lines after the last
+#: chunk (the HTTP server allows 100 header lines of 64 KiB: the same)
+_CHUNK_LINE_MAX = 65536
+_TRAILERS_MAX = 100
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
 
 
 def _single(items) -> dict[str, str]:
