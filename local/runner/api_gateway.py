@@ -15,7 +15,8 @@ Quotas. Before routing, API Gateway REST's hard request limits apply: a body pas
 a URL past 8,192 characters 414, a request line and header values past 10,240 bytes 431, each as the API's gateway
 response. What the HTTP server refuses by itself (lines past 64 KiB, over 100 headers, an unreadable request line) is
 answered the same way, and a body that cannot be read (a malformed chunk, fewer bytes than its Content-Length before
-the client closes) is a 400 gateway response, so no caller ever sees an HTML error page or a 5xx for its own input.
+the client closes) or whose length is unknown (a Content-Length that is not digits, or two that differ) is a 400
+gateway response, so no caller ever sees an HTML error page or a 5xx for its own input.
 
 Lambda's own quotas follow: a synchronous invocation takes an event of at most 6 MiB and returns a response of at
 most 6 MiB + 100 bytes (both as JSON). API Gateway sends the proxy event whatever its size, the invocation is refused,
@@ -183,7 +184,7 @@ class ApiGateway:
         return response(environ, start_response)
 
     def handle(self, request: Request, request_id: str) -> Response:
-        refused = self._over_quota(request)
+        refused = self._unframed(request) or self._over_quota(request)
         if refused is not None:
             return refused
         found = self.find_route(request.method, request.path)
@@ -235,6 +236,17 @@ class ApiGateway:
             (api,) = apis.values()
             return api.gateway_response(status, message, kind)
         return _message(status, message)
+
+    def _unframed(self, request: Request) -> Response | None:
+        """400 for a body whose length cannot be known (RFC 9112, 6.3): a ``Content-Length`` that is not digits, or
+        one given twice with different values. werkzeug read the last value given, or none (an empty body), so a
+        batch cut short was stored and answered 201, and the rest of its rows were lost without a word."""
+        lengths = {
+            value.strip() for name, value in request.environ.get(SENT_HEADERS) or [] if name.lower() == "content-length"
+        }
+        if len(lengths) > 1 or any(not _DIGITS.fullmatch(value) for value in lengths):
+            return self.refusal(400, "Bad Request")
+        return None
 
     def _over_quota(self, request: Request) -> Response | None:
         """API Gateway's request quotas, checked before routing as API Gateway does: 414 for a URL past 8,192
@@ -497,6 +509,7 @@ class _ChunkedBody(io.RawIOBase):
 _CHUNK_LINE_MAX = 65536
 _TRAILERS_MAX = 100
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def _single(items) -> dict[str, str]:
