@@ -15,7 +15,8 @@ Quotas. Before routing, API Gateway REST's hard request limits apply: a body pas
 a URL past 8,192 characters 414, a request line and header values past 10,240 bytes 431, each as the API's gateway
 response. What the HTTP server refuses by itself (lines past 64 KiB, over 100 headers, an unreadable request line) is
 answered the same way, and a body that cannot be read (a malformed chunk, fewer bytes than its Content-Length before
-the client closes) is a 400 gateway response, so no caller ever sees an HTML error page or a 5xx for its own input.
+the client closes) or whose length is unknown (a Content-Length that is not digits, or two that differ) is a 400
+gateway response, so no caller ever sees an HTML error page or a 5xx for its own input.
 
 Lambda's own quotas follow: a synchronous invocation takes an event of at most 6 MiB and returns a response of at
 most 6 MiB + 100 bytes (both as JSON). API Gateway sends the proxy event whatever its size, the invocation is refused,
@@ -27,8 +28,10 @@ compact UTF-8 JSON, the smallest form it can take, so nothing AWS would hand ove
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -37,7 +40,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, DechunkedInput, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from local.runner.authorizers import AuthDecision, AuthorizerRequest, LambdaAuthorizer
@@ -181,7 +184,7 @@ class ApiGateway:
         return response(environ, start_response)
 
     def handle(self, request: Request, request_id: str) -> Response:
-        refused = self._over_quota(request)
+        refused = self._unframed(request) or self._over_quota(request)
         if refused is not None:
             return refused
         found = self.find_route(request.method, request.path)
@@ -233,6 +236,17 @@ class ApiGateway:
             (api,) = apis.values()
             return api.gateway_response(status, message, kind)
         return _message(status, message)
+
+    def _unframed(self, request: Request) -> Response | None:
+        """400 for a body whose length cannot be known (RFC 9112, 6.3): a ``Content-Length`` that is not digits, or
+        one given twice with different values. werkzeug read the last value given, or none (an empty body), so a
+        batch cut short was stored and answered 201, and the rest of its rows were lost without a word."""
+        lengths = {
+            value.strip() for name, value in request.environ.get(SENT_HEADERS) or [] if name.lower() == "content-length"
+        }
+        if len(lengths) > 1 or any(not _DIGITS.fullmatch(value) for value in lengths):
+            return self.refusal(400, "Bad Request")
+        return None
 
     def _over_quota(self, request: Request) -> Response | None:
         """API Gateway's request quotas, checked before routing as API Gateway does: 414 for a URL past 8,192
@@ -416,6 +430,8 @@ class _GatewayRequestHandler(WSGIRequestHandler):
     def make_environ(self) -> dict[str, Any]:
         environ = super().make_environ()
         environ[SENT_HEADERS] = [(name.title(), value) for name, value in self.headers.items() if "_" not in name]
+        if isinstance(environ["wsgi.input"], DechunkedInput):
+            environ["wsgi.input"] = _ChunkedBody(self.rfile)
         return environ
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -435,6 +451,65 @@ class _GatewayRequestHandler(WSGIRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+class _ChunkedBody(io.RawIOBase):
+    """A ``Transfer-Encoding: chunked`` body read as RFC 9112 (7.1) frames it: a chunk size may carry extensions
+    (``1a;name=value``), which are ignored, and the last chunk may be followed by trailer fields, which are read past.
+    werkzeug's dev-server reader refused both as malformed, so legal requests got the 400 of an unreadable body.
+    Malformed framing (a size that is not hex, data cut short, a missing line end) still raises ``OSError``, which
+    werkzeug turns into ``ClientDisconnected``: that 400."""
+
+    def __init__(self, rfile) -> None:
+        self._rfile = rfile
+        self._left = 0  # bytes of the current chunk still to read
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._left == 0 and not self._done:
+            self._left = self._chunk_size()
+            if self._left == 0:
+                self._skip_trailers()
+                self._done = True
+        if self._done:
+            return 0
+        data = self._rfile.read(min(len(buffer), self._left))
+        if not data:
+            raise OSError("the chunked body ends inside a chunk")
+        buffer[: len(data)] = data
+        self._left -= len(data)
+        if self._left == 0 and self._rfile.readline(2) not in (b"\r\n", b"\n"):
+            raise OSError("a chunk's data is not followed by a line end")
+        return len(data)
+
+    def _line(self) -> bytes:
+        line = self._rfile.readline(_CHUNK_LINE_MAX + 1)
+        if not line.endswith(b"\n"):
+            raise OSError("a chunk size or trailer line is cut short or too long")
+        return line
+
+    def _chunk_size(self) -> int:
+        size = self._line().split(b";", 1)[0].strip(b" \t\r\n")
+        if not _HEX.fullmatch(size):
+            raise OSError("a chunk size is not hexadecimal")
+        return int(size, 16)
+
+    def _skip_trailers(self) -> None:
+        for _ in range(_TRAILERS_MAX + 1):
+            if self._line() in (b"\r\n", b"\n"):
+                return
+        raise OSError("too many trailer fields")
+
+
+#: bounds on what a chunked body's framing may spend: one size or trailer line, and the trailer lines after the last
+#: chunk (the HTTP server allows 100 header lines of 64 KiB: the same)
+_CHUNK_LINE_MAX = 65536
+_TRAILERS_MAX = 100
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def _single(items) -> dict[str, str]:

@@ -12,6 +12,7 @@ answer built outside a request (a test, a tool) has no prefix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,12 +22,20 @@ _prefix: ContextVar[str] = ContextVar("api_path_prefix", default="")
 
 
 def path_prefix(event: dict[str, Any]) -> str:
-    """What the request's path as sent has in front of the API's own path: ``/<stage>`` or ``""``."""
-    path = event.get("path") or ""
-    as_sent = (event.get("requestContext") or {}).get("path") or ""
+    """What the request's path as sent has in front of the API's own path: ``/<stage>`` or ``""``.
+
+    A path sent with a trailing slash or a doubled one (``/dev/v1/queries/``, ``/dev/v1//queries``) is routed as the
+    API's own, so both paths are compared with runs of slashes made one and a trailing one dropped: compared as they
+    came, they did not match, the prefix was lost, and the answer's URLs led outside the stage (API Gateway's 403)."""
+    path = _squeezed(event.get("path") or "")
+    as_sent = _squeezed((event.get("requestContext") or {}).get("path") or "")
     if path and as_sent.endswith(path):
         return as_sent[: -len(path)].rstrip("/")
     return ""
+
+
+def _squeezed(path: str) -> str:
+    return re.sub("/{2,}", "/", path).rstrip("/")
 
 
 @contextmanager
