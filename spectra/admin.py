@@ -529,6 +529,13 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     except (AdminError, ClientError, BotoCoreError) as exc:  # a refusal (AccessDenied, a queue gone, no credentials)
         print(f"error: {exc}", file=sys.stderr)  # is said in one line, not a traceback
         return 130 if isinstance(exc, Interrupted) else 1
+    except KeyboardInterrupt:  # Ctrl-C outside a move (listing the queues, peeking, starting a task): one line too
+        print(
+            "error: interrupted (a peek changes nothing; a message move task, if one was being started, shows in "
+            "SQS's ListMessageMoveTasks)",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

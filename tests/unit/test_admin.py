@@ -227,6 +227,19 @@ def test_ctrl_c_during_a_redrive_by_hand_exits_130(capsys, monkeypatch):
     assert capsys.readouterr().err.startswith("error: 0 messages moved from NotifyRuleDeadLetterQueue to NotifyQueue")
 
 
+@pytest.mark.parametrize("command", [["dlq", "show"], ["redrive", "JobsDeadLetterQueue"]])
+def test_ctrl_c_before_anything_moves_is_one_line_and_130(command, capsys, monkeypatch):
+    """Ctrl-C while the queues were listed or peeked printed a KeyboardInterrupt traceback (operations walk)."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(admin, "stack_queues", interrupted)
+    assert admin.main(command, session=object()) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("error: interrupted") and "Traceback" not in err
+
+
 def test_a_gone_queues_json_entry_has_the_keys_of_the_others():
     jobs = admin.Queue("JobsQueue", "https://sqs.example/1/src", gone=True)
     dead_letter = admin.Queue("IngestDeadLetterQueue", "https://sqs.example/1/dlq", "arn:dlq")
