@@ -205,7 +205,8 @@ def _stop_immediately(server: Any) -> None:
 #: PostgreSQL functions Redshift does not have, through which a statement the SQL guard reads as a plain query could
 #: leave state in a kept-alive session or write: ``ts_stat``, ``ts_rewrite`` and the ``*_to_xml`` family run SQL
 #: given as a string (``set_config`` hidden in a literal), session-level advisory locks and ``setseed`` outlive the
-#: statement, large objects are committed writes, and an UPDATE of ``pg_settings`` (through a view a writer tenant
+#: statement, large objects and ``pg_logical_emit_message`` (a message in the write-ahead log, kept even when the
+#: statement rolls back) are committed writes, and an UPDATE of ``pg_settings`` (through a view a writer tenant
 #: may create) is ``set_config``. Tenants are not superusers, so revoked from PUBLIC they are refused, as on Redshift;
 #: the emulator's own calls (transaction-level advisory locks, ``set_config``) stay.
 CLOSE_POSTGRES_ONLY_DOORS = r"""
@@ -216,7 +217,8 @@ BEGIN
         SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'pg_catalog' AND (
             p.proname IN ('ts_stat', 'ts_rewrite', 'setseed', 'pg_advisory_lock', 'pg_advisory_lock_shared',
-                          'pg_try_advisory_lock', 'pg_try_advisory_lock_shared', 'loread', 'lowrite')
+                          'pg_try_advisory_lock', 'pg_try_advisory_lock_shared', 'loread', 'lowrite',
+                          'pg_logical_emit_message')
             OR p.proname LIKE 'lo\_%' OR p.proname LIKE '%\_to\_xml%')
     LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.integration
         "SELECT setseed(0.5) IS NULL AS seeded",
         # a committed write by a read-only tenant
         "SELECT lo_from_bytea(0, 'kept') > 0 AS made",
+        "SELECT pg_logical_emit_message(false, 'tenant', 'kept') IS NOT NULL AS written",
     ],
-    ids=["ts_stat", "query_to_xml", "advisory-lock", "try-advisory-lock", "setseed", "large-object"],
+    ids=["ts_stat", "query_to_xml", "advisory-lock", "try-advisory-lock", "setseed", "large-object", "wal-message"],
 )
 def test_a_read_only_tenant_cannot_reach_what_redshift_does_not_have(api, name, sql):
     user = f"{name}_reader"
