@@ -458,12 +458,16 @@ class _ChunkedBody(io.RawIOBase):
     (``1a;name=value``), which are ignored, and the last chunk may be followed by trailer fields, which are read past.
     werkzeug's dev-server reader refused both as malformed, so legal requests got the 400 of an unreadable body.
     Malformed framing (a size that is not hex, data cut short, a missing line end) still raises ``OSError``, which
-    werkzeug turns into ``ClientDisconnected``: that 400."""
+    werkzeug turns into ``ClientDisconnected``: that 400. So does framing that outweighs what it frames: extensions
+    and trailers past 16 KiB in all, or a size of more than 32 characters (leading zeros), which let one-byte chunks
+    carrying 60 KB extensions make the gateway read gigabytes for a body of a few hundred bytes (as Node.js's
+    CVE-2024-22019)."""
 
     def __init__(self, rfile) -> None:
         self._rfile = rfile
         self._left = 0  # bytes of the current chunk still to read
         self._done = False
+        self._extras = 0  # bytes of extensions and trailer lines read so far
 
     def readable(self) -> bool:
         return True
@@ -491,24 +495,29 @@ class _ChunkedBody(io.RawIOBase):
             raise OSError("a chunk size or trailer line is cut short or too long")
         return line
 
+    def _spend(self, extra: bytes) -> None:
+        self._extras += len(extra)
+        if self._extras > _EXTRAS_MAX:
+            raise OSError("a chunked body's extensions and trailers are too long")
+
     def _chunk_size(self) -> int:
-        size = self._line().split(b";", 1)[0].strip(b" \t\r\n")
+        size, _, extension = self._line().partition(b";")
+        self._spend(extension)
+        size = size.strip(b" \t\r\n")
         if not _HEX.fullmatch(size):
             raise OSError("a chunk size is not hexadecimal")
         return int(size, 16)
 
     def _skip_trailers(self) -> None:
-        for _ in range(_TRAILERS_MAX + 1):
-            if self._line() in (b"\r\n", b"\n"):
-                return
-        raise OSError("too many trailer fields")
+        while (line := self._line()) not in (b"\r\n", b"\n"):
+            self._spend(line)
 
 
-#: bounds on what a chunked body's framing may spend: one size or trailer line, and the trailer lines after the last
-#: chunk (the HTTP server allows 100 header lines of 64 KiB: the same)
-_CHUNK_LINE_MAX = 65536
-_TRAILERS_MAX = 100
-_HEX = re.compile(rb"[0-9A-Fa-f]+")
+#: bounds on what a chunked body's framing may spend beyond its data: extensions and trailer lines together (Node.js
+#: allows 16 KiB of extensions), and a size's hex digits (a size of the payload limit takes 6; leading zeros aside)
+_EXTRAS_MAX = 16384
+_CHUNK_LINE_MAX = _EXTRAS_MAX + 64
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,32}")
 _DIGITS = re.compile(r"[0-9]+")
 
 
