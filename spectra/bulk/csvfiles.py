@@ -147,6 +147,17 @@ def check_columns(job: BulkJob, header: list[str], table: list[TableColumn]) -> 
     unknown = [c for c in header if c not in known]
     if unknown:
         raise BulkInputError("unknown_columns", f"columns not in table {job.object}: {', '.join(unknown)}")
+    inserting = job.operation in (BulkOperation.INSERT, BulkOperation.UPSERT)
+    # An owner column the warehouse cannot fill (NOT NULL, no default) is one no file may fill either: asking the file
+    # for it (missing_columns) and then refusing it (owner_column) sent the tenant round in a circle.
+    unfilled = [c.name for c in table if c.owner and c.required]
+    if inserting and unfilled:
+        raise BulkInputError(
+            "owner_column",
+            f"{', '.join(unfilled)} of {job.object} records whose row it is, may not be set by a file, and has no "
+            f"default that fills it with the loading tenant's user: rows cannot be inserted into {job.object} "
+            "(its administrator may give the column DEFAULT current_user)",
+        )
     owned = [c.name for c in table if c.owner and c.name in header]
     if owned:
         raise BulkInputError(
@@ -159,7 +170,7 @@ def check_columns(job: BulkJob, header: list[str], table: list[TableColumn]) -> 
         raise BulkInputError(
             "missing_columns", f"the file has no column {external_id!r}, the job's externalIdFieldName"
         )
-    if job.operation in (BulkOperation.INSERT, BulkOperation.UPSERT):
+    if inserting:
         missing = [c.name for c in table if c.required and c.name not in header]
         if missing:
             raise BulkInputError(

@@ -336,3 +336,18 @@ def test_a_file_naming_the_owner_column_is_refused_for_every_operation(operation
     with pytest.raises(BulkInputError) as raised:
         check_columns(bulk_job(operation, external_id_field="id"), ["id", "name", "owner"], table)
     assert raised.value.code == "owner_column" and "owner of accounts" in raised.value.message
+
+
+@pytest.mark.parametrize("operation", [BulkOperation.INSERT, BulkOperation.UPSERT])
+def test_an_owner_column_without_a_default_says_the_table_cannot_be_inserted_into(operation):
+    """The demo's sales table (owner NOT NULL, no default): a file without the column was told to add it
+    (missing_columns), and the same file with it was told to leave it out (owner_column)."""
+    table = [*TABLE, TableColumn("owner", required=True, owner=True)]
+    for sent in (["id", "name"], ["id", "name", "owner"]):
+        with pytest.raises(BulkInputError) as raised:
+            check_columns(bulk_job(operation, external_id_field="id"), sent, table)
+        assert raised.value.code == "owner_column"
+        assert "no default" in raised.value.message and "cannot be inserted into accounts" in raised.value.message
+    # an update or a delete never writes the column: nothing to refuse
+    check_columns(bulk_job(BulkOperation.UPDATE, external_id_field="id"), ["id", "name"], table)
+    check_columns(bulk_job(BulkOperation.DELETE, external_id_field="id"), ["id"], table)
