@@ -50,7 +50,14 @@ _busy: list[str] = []
 
 
 def _port(variable: str, preferred: int) -> int:
-    port = int(os.environ.get(variable, preferred))
+    raw = os.environ.get(variable, "").strip()
+    try:
+        port = int(raw) if raw else preferred
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        # before anything starts, in a line: int() and bind() answered a typo with a traceback, moto already running
+        raise SystemExit(f"{variable}={raw!r} is not a port: give one from 1 to 65535, or 0 for any free port")
     if port == 0:
         return 0
     with socket.socket() as probe:
@@ -220,11 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.functions_only:
         return functions_only(args)
     stopped = _until_stopped()
-    aws = start_moto(_port("SPECTRA_AWS_PORT", 4566))
-    aws.export()  # the emulator publishes its events to moto with these credentials
-    emulator = start_emulator(
-        EmulatorConfig(port=_port("SPECTRA_REDSHIFT_PORT", 4567), aws_endpoint_url=aws.endpoint_url, region=aws.region)
+    aws_port, redshift_port, api_port = (
+        _port("SPECTRA_AWS_PORT", 4566),
+        _port("SPECTRA_REDSHIFT_PORT", 4567),
+        _port("SPECTRA_API_PORT", 3000),
     )
+    aws = start_moto(aws_port)
+    aws.export()  # the emulator publishes its events to moto with these credentials
+    emulator = start_emulator(EmulatorConfig(port=redshift_port, aws_endpoint_url=aws.endpoint_url, region=aws.region))
     stack = None
     state_file = args.state or default_state_file(DEFAULT_STACK_NAME)
     try:
@@ -233,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = start_pipeline(
             aws,
             emulator,
-            api_port=_port("SPECTRA_API_PORT", 3000),
+            api_port=api_port,
             parameter_overrides={"LogLevel": function_log_level},
             state_file=state_file,
             schedule_interval_seconds=args.schedule_interval,

@@ -42,3 +42,26 @@ def test_a_port_a_stopped_stack_left_in_time_wait_is_not_called_busy(monkeypatch
     monkeypatch.setattr(main, "_busy", [])
     monkeypatch.setenv("SPECTRA_API_PORT", str(port))
     assert main._port("SPECTRA_API_PORT", 3000) == port and main.busy_note() == ""
+
+
+@pytest.mark.parametrize("value", ["3000x", "99999", "-1", "4566 4567"])
+def test_a_port_variable_that_is_no_port_is_one_line_before_anything_starts(monkeypatch, value):
+    """A typo in SPECTRA_*_PORT was a ValueError or OverflowError traceback, after moto had started (walk of README's
+    Start here)."""
+    monkeypatch.setattr(main, "_busy", [])
+    monkeypatch.setenv("SPECTRA_REDSHIFT_PORT", value)
+    with pytest.raises(SystemExit) as stopped:
+        main._port("SPECTRA_REDSHIFT_PORT", 4567)
+    assert (
+        str(stopped.value)
+        == f"SPECTRA_REDSHIFT_PORT={value!r} is not a port: give one from 1 to 65535, or 0 for any free port"
+    )
+
+
+def test_an_empty_port_variable_is_the_default(monkeypatch):
+    monkeypatch.setattr(main, "_busy", [])
+    monkeypatch.setenv("SPECTRA_API_PORT", "")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        free = holder.getsockname()[1]
+    assert main._port("SPECTRA_API_PORT", free) == free
