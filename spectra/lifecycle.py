@@ -195,7 +195,9 @@ def execute_job(
             result_format="CSV",
         )
     except StatementRejected as exc:
-        finish_job(ports, job, JobStatus.FAILED, error=ErrorInfo(code="statement_rejected", message=exc.message))
+        error = ErrorInfo(code="statement_rejected", message=exc.message)
+        if finish_job(ports, job, JobStatus.FAILED, error=error) is None:
+            _moved_meanwhile(ports, job, lease)
         return None
     except Throttled as exc:
         if not final_attempt:
@@ -274,13 +276,26 @@ def _end_unstarted(
     On a ``redelivered`` message an earlier attempt may have died between ExecuteStatement and recording it: that
     statement is stopped too, since no message is left to come back and find it (:func:`_stop_unrecorded`)."""
     ended = finish_job(ports, job, status, error=error, unstarted=True, session=sessions.unused(lease))
-    if ended is None:  # refused: another copy started and recorded it meanwhile, or ended it; the lease is not its
-        current = ports.jobs.get(job.job_id)
-        if current is not None:
-            sessions.give_back(ports, current, lease, running_in=current.session_id)
+    if ended is None:  # refused: another copy started and recorded it meanwhile, or ended it
+        _moved_meanwhile(ports, job, lease)
         return
     if redelivered:
         _stop_unrecorded(ports, ended)
+
+
+def _moved_meanwhile(ports: Ports, job: Job, lease: PooledSession | None) -> None:
+    """What this delivery's claim took, for a job whose ending it wrote found the job moved on. Running (another copy
+    recorded its statement): the slot is the job's, and only a lease it does not run in goes back. Ended: neither the
+    lease nor the slot is the ending's to have given back when it ended before the claim (a first delivery carries
+    the job QUEUED, as it was before a DELETE while the message waited), so both go back here, as the path of a
+    statement started behind an ended job gives them back; kept, the slot stayed taken until a claim at the cap
+    reclaimed it, and the lease with it."""
+    current = ports.jobs.get(job.job_id)
+    if current is not None and not current.status.is_terminal:
+        sessions.give_back(ports, current, lease, running_in=current.session_id)
+        return
+    sessions.give_back_unused(ports, job.tenant_id, job.job_id, lease)
+    share.release_slot(ports, job.tenant_id, job.job_id)
 
 
 def _stop_unrecorded(ports: Ports, job: Job) -> None:

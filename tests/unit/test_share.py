@@ -343,6 +343,30 @@ def test_a_job_cancelled_before_its_first_delivery_gives_back_the_slot_that_deli
     assert execute_job(ports, second).status is JobStatus.SUBMITTED
 
 
+@pytest.mark.parametrize("refusal", ["tenant_inactive", "statement_rejected"])
+def test_a_job_cancelled_before_its_first_delivery_gives_back_its_slot_when_the_delivery_refuses_it(ports, refusal):
+    """As above, but the first delivery ends the job itself (its tenant was deactivated meanwhile, or the Data API
+    rejects the statement): that ending is refused, the job having been cancelled, and the slot and session the
+    delivery took were kept, the slot until a claim at the cap reclaimed it a lease later (races review)."""
+    done = execute_job(ports, queued(ports))
+    complete_statement(ports, ports.warehouse.finish(done.statement_id, rows=0))  # its session goes back, idle
+    cancelled = queued_message(ports.jobs.get(queued(ports).job_id))  # the API's message, the job in it
+    queries.cancel_job(ports, Caller(tenant_id="acme"), cancelled.job_id)
+    if refusal == "tenant_inactive":
+        ports.tenants.set_active("acme", False)
+        tenant_cache.forget(ports.tenants)  # the executor's cached record has aged out (TENANT_CACHE_SECONDS)
+    else:
+        for _ in range(2):  # in the leased session, then in a new one
+            ports.warehouse.reject_next("column does not exist")
+    assert execute_job(ports, cancelled, first_delivery=True) is None
+    assert status(ports, cancelled) is JobStatus.CANCELLED
+    assert held(ports) == set()
+    assert not [s for s in ports.slots.sessions("acme").values() if s.job_id is not None]
+    ports.tenants.set_active("acme", True)
+    tenant_cache.forget(ports.tenants)
+    assert [execute_job(ports, queued(ports)) is not None for _ in range(3)] == [True, True, False]
+
+
 @pytest.mark.parametrize("ran_to_its_end", [False, True])
 def test_a_statement_an_attempt_started_but_never_recorded_is_cancelled_once_the_job_is_cancelled(
     ports, monkeypatch, ran_to_its_end
