@@ -49,15 +49,27 @@ from local.runner.template import DEFAULT_STACK_NAME, TemplateError
 _busy: list[str] = []
 
 
-def _port(variable: str, preferred: int) -> int:
+#: The port variables and their defaults, in the order their servers start.
+_PORTS = {"SPECTRA_AWS_PORT": 4566, "SPECTRA_REDSHIFT_PORT": 4567, "SPECTRA_API_PORT": 3000}
+
+
+def _asked_port(variable: str, preferred: int) -> int:
+    """The port ``variable`` asks for; one that is no port stops the run in a line (main checks all of them before
+    anything starts: int() and bind() answered a typo with a traceback, moto already running)."""
     raw = os.environ.get(variable, "").strip()
     try:
         port = int(raw) if raw else preferred
     except ValueError:
         port = -1
     if not 0 <= port <= 65535:
-        # before anything starts, in a line: int() and bind() answered a typo with a traceback, moto already running
         raise SystemExit(f"{variable}={raw!r} is not a port: give one from 1 to 65535, or 0 for any free port")
+    return port
+
+
+def _port(variable: str, preferred: int) -> int:
+    """The port to bind, probed just before its server starts (so one an earlier server of the stack took, two
+    variables naming one port, is busy too and a free one is used instead), or 0 for any free port."""
+    port = _asked_port(variable, preferred)
     if port == 0:
         return 0
     with socket.socket() as probe:
@@ -227,14 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.functions_only:
         return functions_only(args)
     stopped = _until_stopped()
-    aws_port, redshift_port, api_port = (
-        _port("SPECTRA_AWS_PORT", 4566),
-        _port("SPECTRA_REDSHIFT_PORT", 4567),
-        _port("SPECTRA_API_PORT", 3000),
-    )
-    aws = start_moto(aws_port)
+    for variable, preferred in _PORTS.items():
+        _asked_port(variable, preferred)
+    aws = start_moto(_port("SPECTRA_AWS_PORT", _PORTS["SPECTRA_AWS_PORT"]))
     aws.export()  # the emulator publishes its events to moto with these credentials
-    emulator = start_emulator(EmulatorConfig(port=redshift_port, aws_endpoint_url=aws.endpoint_url, region=aws.region))
+    emulator = start_emulator(
+        EmulatorConfig(
+            port=_port("SPECTRA_REDSHIFT_PORT", _PORTS["SPECTRA_REDSHIFT_PORT"]),
+            aws_endpoint_url=aws.endpoint_url,
+            region=aws.region,
+        )
+    )
     stack = None
     state_file = args.state or default_state_file(DEFAULT_STACK_NAME)
     try:
@@ -243,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = start_pipeline(
             aws,
             emulator,
-            api_port=api_port,
+            api_port=_port("SPECTRA_API_PORT", _PORTS["SPECTRA_API_PORT"]),
             parameter_overrides={"LogLevel": function_log_level},
             state_file=state_file,
             schedule_interval_seconds=args.schedule_interval,

@@ -65,3 +65,50 @@ def test_an_empty_port_variable_is_the_default(monkeypatch):
         holder.bind(("127.0.0.1", 0))
         free = holder.getsockname()[1]
     assert main._port("SPECTRA_API_PORT", free) == free
+
+
+def test_two_port_variables_naming_one_port_give_the_second_server_a_free_one(monkeypatch):
+    """Checking every variable up front first probed all three before any server started, so the emulator was handed
+    the port moto had just taken (diff review): each is still probed just before its own server starts."""
+
+    class Stop(Exception):
+        pass
+
+    class Aws:
+        endpoint_url, region = "http://127.0.0.1:1", "us-east-1"
+
+        def export(self):
+            pass
+
+    listeners, asked = [], []
+
+    def start_moto(port):  # binds its port, as moto does
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        listeners.append(listener)
+        return Aws()
+
+    def start_emulator(config):
+        asked.append(config.port)
+        raise Stop
+
+    monkeypatch.setattr(main, "_busy", [])
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("SPECTRA_AWS_PORT", str(port))
+    monkeypatch.setenv("SPECTRA_REDSHIFT_PORT", str(port))
+    monkeypatch.delenv("SPECTRA_API_PORT", raising=False)
+    monkeypatch.setattr(main, "start_moto", start_moto)
+    monkeypatch.setattr(main, "start_emulator", start_emulator)
+    monkeypatch.setattr(main, "_until_stopped", lambda: None)
+    monkeypatch.setattr(main.lines, "install", lambda: None)
+    try:
+        with pytest.raises(Stop):
+            main.main([])
+    finally:
+        for listener in listeners:
+            listener.close()
+    assert asked == [0] and main._busy == [f"{port} (SPECTRA_REDSHIFT_PORT)"]
