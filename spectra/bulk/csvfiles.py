@@ -125,6 +125,7 @@ class TableColumn:
     name: str
     required: bool  # NOT NULL without a default: an insert must give it
     owner: bool = False  # the warehouse fills it with the loading user: never taken from a file
+    defaulted: bool = True  # has a default (a NOT NULL column without one is ``required``)
 
 
 #: A column default that is the user running the statement: the column says whose row it is.
@@ -148,9 +149,10 @@ def check_columns(job: BulkJob, header: list[str], table: list[TableColumn]) -> 
     if unknown:
         raise BulkInputError("unknown_columns", f"columns not in table {job.object}: {', '.join(unknown)}")
     inserting = job.operation in (BulkOperation.INSERT, BulkOperation.UPSERT)
-    # An owner column the warehouse cannot fill (NOT NULL, no default) is one no file may fill either: asking the file
-    # for it (missing_columns) and then refusing it (owner_column) sent the tenant round in a circle.
-    unfilled = [c.name for c in table if c.owner and c.required]
+    # An owner column the warehouse cannot fill (no default) is one no file may fill either: NOT NULL, asking the file
+    # for it (missing_columns) and then refusing it (owner_column) sent the tenant round in a circle; nullable, the
+    # rows landed with no owner, which no tenant's row-level security shows (on Redshift, which has no WITH CHECK)
+    unfilled = [c.name for c in table if c.owner and (c.required or not c.defaulted)]
     if inserting and unfilled:
         raise BulkInputError(
             "owner_column",

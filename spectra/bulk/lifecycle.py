@@ -263,6 +263,7 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
             name=c["name"],
             required=not c.get("nullable", 1) and c.get("columnDefault") is None,
             owner=owner_column(c["name"], c.get("columnDefault"), ports.settings.bulk_owner_column),
+            defaulted=c.get("columnDefault") is not None,
         )
         for c in described
     ]

@@ -342,8 +342,12 @@ def test_a_file_naming_the_owner_column_is_refused_for_every_operation(operation
 def test_an_owner_column_without_a_default_says_the_table_cannot_be_inserted_into(operation):
     """The demo's sales table (owner NOT NULL, no default): a file without the column was told to add it
     (missing_columns), and the same file with it was told to leave it out (owner_column)."""
-    table = [*TABLE, TableColumn("owner", required=True, owner=True)]
+    nullable = TableColumn("owner", required=False, owner=True, defaulted=False)  # diff review: loaded with no owner
+    table = [*TABLE, TableColumn("owner", required=True, owner=True, defaulted=False)]
     for sent in (["id", "name"], ["id", "name", "owner"]):
+        with pytest.raises(BulkInputError) as raised:
+            check_columns(bulk_job(operation, external_id_field="id"), sent, [*TABLE, nullable])
+        assert raised.value.code == "owner_column" and "no default" in raised.value.message
         with pytest.raises(BulkInputError) as raised:
             check_columns(bulk_job(operation, external_id_field="id"), sent, table)
         assert raised.value.code == "owner_column"
