@@ -144,10 +144,20 @@ class TenantDirectory:
         self._db = client
         self._table = table_name
 
+    @staticmethod
+    def _refuse_system_schemas(schemas: list[str] | None) -> None:
+        """A ``pg_...`` schema is the system's (``pg_temp`` the session's temporary one), never a tenant's: the SQL
+        guard refuses writes into one whatever the record says, so a record listing one is an operator's mistake,
+        said here rather than at the tenant's first write."""
+        system = [s for s in schemas or [] if s.startswith("pg_")]
+        if system:
+            raise ValueError(f"owned_schemas names system schemas, which no tenant may own: {', '.join(system)}")
+
     def create_tenant(self, tenant_id: str, **attributes: Any) -> Tenant:
         """A new tenant; ``attributes`` are :meth:`Tenant.new`'s (identity, write flag, owned schemas, and its share:
         ``tier``, ``usage_key``, ``max_running_statements``, ``max_waits``). Conflict when the id exists, or when its
         database identity was another tenant's (or an earlier tenant's of this id): see the module's docstring."""
+        self._refuse_system_schemas(attributes.get("owned_schemas"))
         tenant = Tenant.new(tenant_id, **attributes)
         item = {"pk": f"tenant#{tenant_id}", **tenant.model_dump(mode="json", exclude_none=True)}
         put = {
@@ -331,6 +341,7 @@ class TenantDirectory:
         unknown = set(changes) - _CHANGEABLE
         if unknown:
             raise ValueError(f"not a tenant field that can be changed: {', '.join(sorted(unknown))}")
+        self._refuse_system_schemas(changes.get("owned_schemas"))
         current = self.get(tenant_id)
         if current is None:
             raise NotFound(f"tenant {tenant_id!r} not found")

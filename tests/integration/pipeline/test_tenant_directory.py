@@ -161,6 +161,11 @@ def test_a_tenant_is_changed_in_place_and_keeps_its_keys(directory, tenant_id):
         directory.update_tenant(tenant_id, tier="NOT A TIER")
     with pytest.raises(ValueError):
         directory.update_tenant(tenant_id, db_user=None)  # a tenant needs a user or a secret
+    with pytest.raises(ValueError, match="system schemas, which no tenant may own: pg_temp"):  # tenancy walk
+        directory.update_tenant(tenant_id, owned_schemas=["x_work", "pg_temp"])
+    with pytest.raises(ValueError, match="pg_catalog"):
+        directory.create_tenant(f"{tenant_id}-sys", db_user=f"tenant_{tenant_id}_sys", owned_schemas=["pg_catalog"])
+    assert directory.get(f"{tenant_id}-sys") is None
     assert directory.get(tenant_id) == stored
     with pytest.raises(NotFound):
         directory.update_tenant(f"{tenant_id}-nobody", tier="premium")
