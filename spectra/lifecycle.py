@@ -284,12 +284,15 @@ def _end_unstarted(
 
 
 def _moved_meanwhile(ports: Ports, job: Job, lease: PooledSession | None) -> None:
-    """What this delivery's claim took, for a job whose ending it wrote found the job moved on. Running (another copy
-    recorded its statement): the slot is the job's, and only a lease it does not run in goes back. Ended: neither the
-    lease nor the slot is the ending's to have given back when it ended before the claim (a first delivery carries
-    the job QUEUED, as it was before a DELETE while the message waited), so both go back here, as the path of a
-    statement started behind an ended job gives them back; kept, the slot stayed taken until a claim at the cap
-    reclaimed it, and the lease with it."""
+    """Give back what this delivery's claim took when the ending it wrote was refused because the job had moved on.
+
+    - Running (another copy recorded its statement): the slot is that copy's; only a lease it does not run in goes
+      back.
+    - Ended or gone: the ending that won may have come before this delivery's claim (a first delivery carries the job
+      QUEUED, as it was when the message was sent, so a DELETE while it waited is news to it), and then freed nothing
+      of this claim's. Lease and slot go back here, as the path of a statement started behind an ended job gives them
+      back; kept, the slot stayed taken by an ended job until a claim at the tenant's cap reclaimed it. Releasing a
+      slot the winning ending already freed finds nothing (slots are keyed by job id)."""
     current = ports.jobs.get(job.job_id)
     if current is not None and not current.status.is_terminal:
         sessions.give_back(ports, current, lease, running_in=current.session_id)
