@@ -258,6 +258,19 @@ def test_what_the_http_server_refuses_by_itself_is_answered_in_json_too(api):
             assert set(json.loads(response.read())) == {"message"}
 
 
+def _raw_post(api, rest: bytes, *, stop_sending: bool = False) -> tuple[int, bytes]:
+    """POST /items as bytes on the wire (what no HTTP client library sends): ``rest`` is the headers after the
+    authorization, the blank line and the body; ``stop_sending`` closes the client's side after them."""
+    host, port = api.api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /items HTTP/1.1\r\nAuthorization: Bearer allow\r\nConnection: close\r\n" + rest)
+        if stop_sending:
+            sock.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.read()
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -267,14 +280,8 @@ def test_what_the_http_server_refuses_by_itself_is_answered_in_json_too(api):
     ids=["bad-chunk", "short-body"],
 )
 def test_a_body_that_cannot_be_read_is_a_400_not_a_500(api, body):
-    host, port = api.api_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"POST /items HTTP/1.1\r\nAuthorization: Bearer allow\r\nConnection: close\r\n" + body)
-        sock.shutdown(socket.SHUT_WR)
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        assert response.status == 400
-        assert json.loads(response.read()) == {"message": "Bad Request"}
+    status, answer = _raw_post(api, body, stop_sending=True)
+    assert (status, json.loads(answer)) == (400, {"message": "Bad Request"})
     assert api.invocations("Echo") == 0
 
 
@@ -286,18 +293,9 @@ def test_a_body_that_cannot_be_read_is_a_400_not_a_500(api, body):
 def test_a_content_length_that_does_not_say_the_bodys_length_is_a_400(api, lengths):
     """RFC 9112 (6.3): the body's length is unknown, so the request is refused. werkzeug read the last length given
     (a body cut to 3 bytes reached the function: a bulk batch stored cut short, answered 201) or none (an empty one)."""
-    host, port = api.api_url.removeprefix("http://").split(":")
     headers = "".join(f"Content-Length: {value}\r\n" for value in lengths).encode()
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            b"POST /items HTTP/1.1\r\nAuthorization: Bearer allow\r\nConnection: close\r\n"
-            + headers
-            + b'\r\n{"sql": "select 1"}'
-        )
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        assert response.status == 400
-        assert json.loads(response.read()) == {"message": "Bad Request"}
+    status, answer = _raw_post(api, headers + b'\r\n{"sql": "select 1"}')
+    assert (status, json.loads(answer)) == (400, {"message": "Bad Request"})
     assert api.invocations("Echo") == 0
 
 
@@ -312,16 +310,8 @@ def test_a_content_length_that_does_not_say_the_bodys_length_is_a_400(api, lengt
 )
 def test_a_chunked_body_with_extensions_or_trailers_is_read_whole(api, chunks):
     """Both are legal HTTP/1.1 (RFC 9112, 7.1): werkzeug's reader answered them 400, as if the body were malformed."""
-    host, port = api.api_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            b"POST /items HTTP/1.1\r\nAuthorization: Bearer allow\r\nConnection: close\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + chunks
-        )
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        assert response.status == 200
-        assert json.loads(response.read())["body"] == '{"sql": "select 1"}'
+    status, answer = _raw_post(api, b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
+    assert status == 200 and json.loads(answer)["body"] == '{"sql": "select 1"}'
 
 
 @pytest.mark.parametrize(
@@ -336,15 +326,8 @@ def test_a_chunked_body_with_extensions_or_trailers_is_read_whole(api, chunks):
 def test_chunked_framing_that_outweighs_its_data_is_a_400(api, chunks):
     """One-byte chunks each carrying a 60 KB extension made the gateway read 12 MB for a 200-byte body, answered 200
     (diff review; as Node.js's CVE-2024-22019): extensions and trailers are bounded in all, not line by line."""
-    host, port = api.api_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            b"POST /items HTTP/1.1\r\nAuthorization: Bearer allow\r\nConnection: close\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + chunks
-        )
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        assert response.status == 400
+    status, _ = _raw_post(api, b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
+    assert status == 400
     assert api.invocations("Echo") == 0
 
 
