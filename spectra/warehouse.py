@@ -27,7 +27,14 @@ _THROTTLING = {
     "InternalServerException",
     # environmental errors the Data API reports before the statement runs: worth another try, not a failed job
     "ExecuteStatementException",
+    # ... the same for a batch (botocore's model: "An SQL statement encountered an environmental error while running",
+    # HTTP 500, as ExecuteStatementException): a bulk load meeting it failed its job where a query job waited
+    "BatchExecuteStatementException",
     "DatabaseConnectionException",
+    # "The Amazon Redshift Data API operation failed due to timeout" (botocore's model: CancelStatement and the catalog
+    # calls, DescribeTable among them): taken for a refusal, a DELETE answered 500 for a cancel worth asking again
+    # (429 with Retry-After now) and a bulk load failed on its DescribeTable
+    "QueryTimeoutException",
 }
 #: Where a listed statement without a CreatedAt sorts: before any other
 _NO_TIME = datetime.min.replace(tzinfo=UTC)

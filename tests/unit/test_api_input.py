@@ -418,3 +418,22 @@ def test_a_data_api_5xx_refusing_a_cancel_is_a_503(resolve, monkeypatch):
     status, headers, answer = resolve("DELETE", f"/v1/jobs/{job.job_id}")
     assert (status, answer["error"]["code"]) == (503, "unavailable"), answer
     assert headers["Retry-After"] in ("2", ["2"])
+
+
+def test_a_cancel_timing_out_is_a_429_to_ask_again(resolve, monkeypatch):
+    """CancelStatement may answer QueryTimeoutException ("failed due to timeout", botocore's model), which the
+    emulator never gives: as a real client raises it through the port, the DELETE was a 500 (a failure on our side)
+    where a throttled cancel is a 429 with Retry-After. Asked again, the cancel goes through."""
+    from tests.unit.test_warehouse_answers import raised_by
+
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    job, _ = submit_query(ports, Caller(tenant_id="acme"), sql="select 1", parameters=[], fmt=ResultFormat.JSON)
+    execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
+    ports.warehouse._script("cancel", raised_by("cancel_statement", "QueryTimeoutException", 400))
+    status, headers, answer = resolve("DELETE", f"/v1/jobs/{job.job_id}")
+    assert (status, answer["error"]["code"]) == (429, "throttled"), answer
+    assert headers["Retry-After"] in ("1", ["1"])
+    status, _, answer = resolve("DELETE", f"/v1/jobs/{job.job_id}")
+    assert (status, answer["cancel_requested"]) == (202, True)

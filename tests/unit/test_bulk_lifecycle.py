@@ -306,6 +306,27 @@ def test_throttling_on_the_final_attempt_fails_the_job_with_the_reason(ports):
     assert "Rate exceeded" in job.error.message
 
 
+@pytest.mark.parametrize(
+    ("operation", "method", "code", "status"),
+    [
+        ("batch_execute_statement", "execute_batch", "BatchExecuteStatementException", 500),
+        ("describe_table", "describe_table", "QueryTimeoutException", 400),
+    ],
+)
+def test_passing_data_api_trouble_is_retried_not_a_failed_job(ports, operation, method, code, status):
+    """An environmental error of BatchExecuteStatement (500, as ExecuteStatementException, which query jobs retried)
+    and a DescribeTable timing out are modelled answers of the Data API (botocore's model), which the emulator never
+    gives: as a real client raises them through the port, they failed the load ``statement_rejected``."""
+    from tests.unit.test_warehouse_answers import raised_by
+
+    message = queued(ports)
+    ports.warehouse._script(method, raised_by(operation, code, status))
+    with pytest.raises(Throttled):
+        start_bulk_job(ports, message)
+    assert stored(ports, message.job_id).state is BulkState.IN_PROGRESS
+    assert start_bulk_job(ports, message).statement_id is not None  # SQS's redelivery starts it
+
+
 def test_a_statement_the_warehouse_refuses_fails_the_job(ports):
     message = queued(ports)
     ports.warehouse.reject_next("syntax error at or near COPY", method="execute_batch")
