@@ -176,6 +176,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         args.aws or args.aws_service or args.redshift or args.no_api or args.api_port is not None
     ):
         parser.error("--aws, --aws-service, --redshift, --api-port and --no-api go with --functions-only")
+    if args.no_api and args.api_port is not None:
+        parser.error("--api-port and --no-api: the one serves the API on a port, the other does not serve it")
     if any("=" not in entry for entry in args.aws_service):
         parser.error("--aws-service takes SERVICE=URL")
     return args

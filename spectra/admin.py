@@ -46,7 +46,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 #: Error codes by which an SQS endpoint says it has no message move tasks.
 UNSUPPORTED_CODES = {
@@ -374,7 +374,7 @@ def redrive(
             if active is not None:
                 raise AdminError(
                     f"a message move task already runs on {dead_letter.logical_id} ({active['Status']}, "
-                    f"{active.get('ApproximateNumberOfMessagesMoved', 0)} messages moved so far, task "
+                    f"{_messages(active.get('ApproximateNumberOfMessagesMoved', 0))} moved so far, task "
                     f"{active.get('TaskHandle')}): wait for it to end, or cancel it (CancelMessageMoveTask)"
                 ) from None
             raise AdminError(f"StartMessageMoveTask refused: {exc}") from None
@@ -447,13 +447,17 @@ def move_messages(
     except (ClientError, BotoCoreError, KeyboardInterrupt) as exc:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
         raise (Interrupted if isinstance(exc, KeyboardInterrupt) else AdminError)(
-            f"{moved} messages moved from {dead_letter.logical_id} to {source.logical_id} before: {why} (a message"
+            f"{_messages(moved)} moved from {dead_letter.logical_id} to {source.logical_id} before: {why} (a message"
             " whose copy was sent but not deleted returns to the dead-letter queue in 60 s, so it may be in both: the"
             " consumers are idempotent; run the redrive again to move the rest)"
         ) from None
 
 
 # -- the command line ------------------------------------------------------------------------------------------------
+
+
+def _messages(count: int) -> str:
+    return f"{count} message" if count == 1 else f"{count} messages"
 
 
 def _default_state_file() -> Path:
@@ -509,6 +513,7 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     redrive_parser.add_argument("--no-wait", action="store_true", help="start the move task and return")
     args = parser.parse_args(argv)
     session = session or boto3.session.Session()
+    client_options: dict[str, Any] = {}
     try:
         urls, client_options = stack_queues(args, session)
         sqs = session.client("sqs", config=_CLIENT_CONFIG, **client_options)
@@ -518,14 +523,22 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
             print(json.dumps(report, indent=2) if args.json else _show_text(report), file=out)
         else:
             result = redrive(sqs, find_dead_letter_queue(queues, args.queue), rate=args.rate, wait=not args.no_wait)
-            moved = f"{result.moved} messages moved"
-            if result.moved is None:  # the handle is what CancelMessageMoveTask takes
+            if result.moved is not None:
+                moved = _messages(result.moved) + " moved"
+            else:  # the handle is what CancelMessageMoveTask takes
                 moved = f"a task runs on (handle {result.task_handle})" if result.task_handle else "a task runs on"
                 if result.interrupted:
                     moved = "no longer waited for: " + moved
             print(f"{result.queue} → {result.source}: {moved} ({result.method}, {result.status})", file=out)
             if result.interrupted:
                 return 130  # as a shell reports an interrupted command: a script does not carry on as if done
+    except EndpointConnectionError as exc:
+        # a local stack's state file names its endpoint; a stack killed rather than stopped leaves the file behind
+        if client_options.get("endpoint_url"):
+            state = args.state or _default_state_file()
+            exc = f"{exc}: the local stack whose state file {state} names it is not running (killed, its file left)"
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (AdminError, ClientError, BotoCoreError) as exc:  # a refusal (AccessDenied, a queue gone, no credentials)
         print(f"error: {exc}", file=sys.stderr)  # is said in one line, not a traceback
         return 130 if isinstance(exc, Interrupted) else 1

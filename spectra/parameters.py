@@ -140,12 +140,14 @@ def bind(
 
     400 ``invalid_parameters`` for a name given twice, placeholders whose names differ only in case, a placeholder
     with no binding, a binding with no placeholder,
-    a positional placeholder (``?``, ``$1``), an integer past 38 digits, or a typed value in EXPLAIN / SHOW; 413 for
+    a positional placeholder (``?``, ``$1``), an integer past 38 digits, a string holding NUL (U+0000), or a typed
+    value in EXPLAIN / SHOW; 413 for
     a value over :data:`MAX_VALUE_BYTES`, and for names and values over ``max_total_bytes`` together (a job is one
     DynamoDB item). Sizes are checked first: an oversized request is 413 whatever else is wrong with it.
     """
     given = list(parameters)
     _check_sizes(given, max_total_bytes)
+    _check_strings(given)
     used = placeholders(tree)
     _check_placeholder_names(used)  # first: the SQL's own names, whatever values came with it
     _check_names(given)
@@ -273,6 +275,18 @@ def _check_sizes(given: list[TypedParameter], max_total_bytes: int) -> None:
             f"parameters total {total} bytes; the limit is {max_total_bytes}",
             details={"field": "parameters", "limit": max_total_bytes},
         )
+
+
+def _check_strings(given: list[TypedParameter]) -> None:
+    """A string holding NUL (U+0000) is refused before a job exists: no warehouse string can hold one (Redshift's
+    and PostgreSQL's text types end at it, or refuse it), so the job failed at the warehouse with its message, where
+    NUL in the SQL itself was already a 400."""
+    for parameter in given:
+        if isinstance(parameter.value, str) and "\x00" in parameter.value:
+            raise InvalidParameters(
+                f"parameter {parameter.name} holds a NUL character (U+0000), which no warehouse string can hold",
+                details={"field": "parameters", "parameter": parameter.name},
+            )
 
 
 def _check_names(given: list[TypedParameter]) -> None:

@@ -90,6 +90,7 @@ def test_placeholders_are_read_from_the_sql_not_from_its_strings_comments_or_cas
         ("select :a", [], {"unbound": ["a"], "unused": []}),
         ("select :a", [{"name": "a", "value": 1}, {"name": "a", "value": 2}], {"parameter": "a"}),
         ("select :a", [{"name": "a", "value": 1}, {"name": "A", "value": 2}], {"parameter": "A"}),
+        ("select :a", [{"name": "a", "value": "x\u0000y"}], {"parameter": "a"}),  # a job FAILED at the warehouse
     ],
 )
 def test_parameters_that_do_not_fit_the_sql_are_400_naming_them(new_tenant, sql, parameters, details):

@@ -145,6 +145,13 @@ def test_an_integer_wider_than_the_warehouse_is_refused():
     assert raised.value.details["parameter"] == "n"
 
 
+def test_a_string_holding_nul_is_refused_naming_it():
+    bound("select :s", s="a\u0001b")  # other control characters are strings like any other
+    with pytest.raises(InvalidParameters, match="NUL") as raised:
+        bound("select :s, :t", s="ok", t="a\x00b")
+    assert raised.value.details["parameter"] == "t"
+
+
 @pytest.mark.parametrize(
     "raw",
     [

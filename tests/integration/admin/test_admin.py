@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -173,7 +174,7 @@ def test_the_source_queue_names_its_dead_letter_queue_and_the_local_state_file_w
     state.write_text(json.dumps({"resources": resources}))
     local_aws.client("sqs").send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody="{}")
     status, out = run(local_aws, "--state", str(state), "redrive", "JobsQueue")
-    assert status == 0 and "1 messages moved" in out
+    assert status == 0 and "1 message moved" in out
 
 
 def test_unknown_queues_and_unknown_stacks_are_clear_errors(local_aws, stack, capsys):
@@ -249,7 +250,7 @@ def test_a_rule_targets_dead_letter_queue_is_shown_and_redriven_to_its_target(lo
     (shown,) = json.loads(out)
     assert (shown["queue"], shown["source"], shown["depth"]) == ("NotifyRuleDeadLetterQueue", "NotifyQueue", 1)
     status, out = run(local_aws, "--state", str(state), "redrive", "NotifyRuleDeadLetterQueue")
-    assert status == 0 and "1 messages moved (receive-send-delete" in out
+    assert status == 0 and "1 message moved (receive-send-delete" in out
     moved = sqs.receive_message(QueueUrl=target, WaitTimeSeconds=1)["Messages"]
     assert [m["Body"] for m in moved] == ['{"detail-type": "Job Completed"}']
 
@@ -364,3 +365,27 @@ def test_a_rule_targets_dead_letter_queue_whose_target_is_gone_has_no_source(loc
     assert status == 0 and "NotifyRuleDeadLetterQueue (source gone, so none to redrive to): 1 waiting" in out, out
     assert run(local_aws, "--state", str(state), "redrive", "NotifyRuleDeadLetterQueue")[0] == 1
     assert "is not a dead-letter queue" in capsys.readouterr().err
+
+
+def test_a_state_file_left_by_a_killed_stack_says_so(tmp_path, monkeypatch, capsys):
+    """A local stack killed (not stopped) leaves its state file naming an endpoint nothing answers: the error said
+    only botocore's "Could not connect to the endpoint URL". It says which state file named it now."""
+    with socket.socket() as probe:  # a port nothing listens on once the socket closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = tmp_path / "spectra-local.json"
+    queue = f"http://127.0.0.1:{port}/123456789012/jobs"
+    state.write_text(
+        json.dumps(
+            {
+                "aws_endpoint_url": f"http://127.0.0.1:{port}",
+                "region": "us-east-1",
+                "resources": {"JobsQueue": {"type": "AWS::SQS::Queue", "physical_id": queue}},
+            }
+        )
+    )
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    assert admin.main(["--state", str(state), "dlq", "show"], session=session) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("error: Could not connect")
+    assert f"state file {state} names it is not running" in error

@@ -112,3 +112,13 @@ def test_two_port_variables_naming_one_port_give_the_second_server_a_free_one(mo
         for listener in listeners:
             listener.close()
     assert asked == [0] and main._busy == [f"{port} (SPECTRA_REDSHIFT_PORT)"]
+
+
+def test_an_api_port_with_no_api_is_refused(capsys):
+    """``--api-port`` beside ``--no-api`` was taken, and the port silently unused (the operations walk)."""
+    with pytest.raises(SystemExit) as stopped:
+        main._arguments(
+            ["--functions-only", "--aws", "http://a", "--redshift", "http://r", "--no-api", "--api-port", "1"]
+        )
+    assert stopped.value.code == 2
+    assert "--api-port and --no-api" in capsys.readouterr().err
