@@ -111,12 +111,13 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
     except IdentityRefused as exc:
+        # unstarted: a statement another copy recorded meanwhile refuses it (the warehouse is not asked here)
         error = ErrorInfo(code=exc.code, message=exc.message)
         finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
         return None
     try:
         if late := late_sidecar_error(ports, job):  # a sidecar put after its file: never loaded with the defaults
-            finish_bulk_job(ports, job, BulkState.FAILED, error=late, unstarted=True)
+            _fail_unstarted(ports, job, late)
             return None
         if job.operation is BulkOperation.QUERY:
             statement_id = _start_export(ports, job, identity)
@@ -133,14 +134,13 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         # The key holds a newer upload (the bucket keeps no versions): loading it here would load it twice and this
         # job's file never. The newer upload's own job loads it, lists its records and marks it processed.
         error = ErrorInfo(code="file_replaced", message=str(exc))
-        finish_bulk_job(ports, job.model_copy(update={"files": []}), BulkState.FAILED, error=error, files=[])
+        _fail_unstarted(ports, job.model_copy(update={"files": []}), error, files=[])
         return None
     except BulkInputError as exc:
-        finish_bulk_job(ports, job, BulkState.FAILED, error=ErrorInfo(code=exc.code, message=exc.message))
+        _fail_unstarted(ports, job, ErrorInfo(code=exc.code, message=exc.message))
         return None
     except StatementRejected as exc:
-        error = ErrorInfo(code="statement_rejected", message=exc.message)
-        finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
+        _fail_unstarted(ports, job, ErrorInfo(code="statement_rejected", message=exc.message))
         return None
     except Throttled as exc:
         if not final_attempt:
@@ -165,6 +165,25 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     if updated.abort_requested_at is not None:
         ports.warehouse.cancel(statement_id)
     return updated
+
+
+def _fail_unstarted(ports: Ports, job: BulkJob, error: ErrorInfo, **changes: Any) -> None:
+    """Fail a job this attempt started nothing for, unless another copy of its message started its statement: two
+    copies (an S3 event delivered twice queues the job twice; the reconciler re-queues) check the files side by side,
+    and a check that fails for one (the dropped file put again, the table or the tenant changed) may come after the
+    other's passed and its load started. A statement recorded meanwhile refuses the ending (``unstarted``); one
+    started but not yet recorded is found by the job's name and recorded, so the job ends as it ran. An ending that
+    ran nothing also writes its result files only once it has won (:func:`finish_bulk_job`)."""
+    earlier = ports.warehouse.find(job.job_id)
+    if earlier is not None:
+        logger.warning("bulk job %s: %s, but statement %s started; it ends as it ran", job.job_id, error.code, earlier)
+        recorded = bulk_ports(ports).jobs.update(
+            job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier, **_unloaded_as(job)
+        )
+        if recorded is not None and recorded.abort_requested_at is not None:
+            ports.warehouse.cancel(earlier)  # an abort asked while nobody had the statement to cancel
+        return
+    finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, **changes)
 
 
 def _adopt_unrecorded(ports: Ports, job: BulkJob) -> bool:

@@ -336,3 +336,94 @@ def test_a_lost_statement_given_up_does_not_overwrite_the_result_files_of_a_late
     client = ports.bulk.files.client
     assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv") == b"id,name\n"
     assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2
+
+
+def _two_copies_checking_side_by_side(monkeypatch, ports, message, meanwhile):
+    """Executors A and C run one job's message at once: A moves the job InProgress; C, finding it InProgress without
+    a statement, asks the warehouse for one (nothing yet) and waits; A checks the files, starts the load and records
+    it; ``meanwhile(A's job)`` runs; then C checks the files. A's job as it returned."""
+    import threading
+
+    warehouse = type(ports.warehouse)
+    describe_table, find = warehouse.describe_table, warehouse.find
+    c_looked, go_c, c_thread = threading.Event(), threading.Event(), []
+
+    def a_lets_c_look_first(wh, schema, table, *, identity):
+        if threading.current_thread() is threading.main_thread() and not c_thread:
+            c_thread.append(threading.Thread(target=start_bulk_job, args=(ports, message)))
+            c_thread[0].start()
+            assert c_looked.wait(10)
+        return describe_table(wh, schema, table, identity=identity)
+
+    def c_waits_after_its_look(wh, name):
+        found = find(wh, name)
+        if threading.current_thread() is not threading.main_thread() and not c_looked.is_set():
+            c_looked.set()
+            assert go_c.wait(10)
+        return found
+
+    monkeypatch.setattr(warehouse, "describe_table", a_lets_c_look_first)
+    monkeypatch.setattr(warehouse, "find", c_waits_after_its_look)
+    try:
+        running = start_bulk_job(ports, message)  # executor A: starts the load and records it
+        assert running is not None and running.statement_id
+        meanwhile(running)
+    finally:
+        go_c.set()
+        if c_thread:
+            c_thread[0].join(10)
+        monkeypatch.undo()
+    assert c_thread and not c_thread[0].is_alive()
+    return running
+
+
+def test_a_copy_whose_checks_fail_does_not_end_a_job_whose_load_another_copy_recorded(monkeypatch):
+    """(Found by the bulk races hunt, r24.) Two copies of a drop's queue message (S3 delivered the event twice, and
+    each delivery that finds the job UploadComplete queues it). A moves the job InProgress and checks the file; C
+    finds it InProgress with no statement and asks the warehouse for one (nothing yet). A starts the load and records
+    it; the tenant then puts the file again at its key. C's check now raises FileReplaced, and its Failed ending was
+    conditional on the state only: the job ended Failed ``file_replaced`` with no records while A's load ran on and
+    committed the first file's row (and the newer upload's own job loads the newer file)."""
+    from events import BulkJobQueuedMessage
+    from spectra.bulk.drops import DroppedObject, accept_drop
+    from tests.unit.fakes import INGEST_BUCKET
+
+    ports = make_ports(settings=make_settings())
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name", "city"])
+    key = "acme/accounts/a.csv"
+    body = b"id,name,city\n1,Ann,Oslo\n"
+    etag = ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=body)["ETag"]
+    job = accept_drop(ports, DroppedObject(INGEST_BUCKET, key, len(body), etag))
+    message = BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
+
+    def put_again(running):
+        ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=b"id,name,city\n2,Bo,Rome\n")
+
+    running = _two_copies_checking_side_by_side(monkeypatch, ports, message, put_again)
+    change = ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []})  # A's load committed
+    complete_bulk_statement(ports, change)
+    final = ports.bulk.jobs.get(job.job_id)
+    assert final.state is BulkState.JOB_COMPLETE, (final.state, final.error, "the table holds the row")
+    assert final.counts.processed == 1
+
+
+def test_a_copy_whose_checks_fail_late_leaves_the_completed_jobs_result_files_alone(monkeypatch):
+    """(Found by the bulk races hunt, r24.) As above, on a Bulk API job: A's load commits and its event ends the job
+    JobComplete, its files written; then the tenant alters the table and C's column check fails. C's Failed ending
+    is refused (the job ended), but it wrote its result files first: every record failed ``unknown_columns`` over
+    the successful row, against the job's own counts (1 processed, 0 failed)."""
+    ports, job = closed_insert()
+    message = ports.queue.messages[-1]
+
+    def load_ends_then_table_changes(running):
+        done = complete_bulk_statement(ports, ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []}))
+        assert done.state is BulkState.JOB_COMPLETE and done.results_ready
+        ports.warehouse.add_table("public", "accounts", ["id", "label"])
+
+    _two_copies_checking_side_by_side(monkeypatch, ports, message, load_ends_then_table_changes)
+    final = ports.bulk.jobs.get(job.job_id)
+    assert final.state is BulkState.JOB_COMPLETE and final.counts.processed == 1 and final.counts.failed == 0
+    client = ports.bulk.files.client
+    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2
+    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/failed.csv").count(b"\n") == 1
