@@ -582,7 +582,10 @@ def give_up_results(ports: Ports, job: BulkJob, why: str) -> BulkJob | None:
     reason = f"the result files could not be written: {why}"
     logger.warning("bulk job %s: %s", job.job_id, reason)
     error = ErrorInfo(code=outcomes.RESULTS_UNAVAILABLE, message=reason) if job.error is None else None  # keeps its own
-    return bulk_ports(ports).jobs.mark_results_ready(job.job_id, job.state, error=error, unavailable=reason)
+    given_up = bulk_ports(ports).jobs.give_up_results(job, why=reason, error=error)
+    if given_up is None:  # written meanwhile, or a writer took them since ``job`` was read: it owes them now
+        logger.info("bulk job %s: its result files are being written after all; not given up", job.job_id)
+    return given_up
 
 
 def publish_bulk_event(ports: Ports, job: BulkJob) -> None:

@@ -51,6 +51,22 @@ def _shown_state_filter(state: BulkState, values: dict[str, Any], names: dict[st
     return f"(#state = :state AND NOT {pending})"
 
 
+def _owed_as_read(request: dict[str, Any] | None, job: BulkJob) -> dict[str, Any]:
+    """``request`` (an update of ``job``) made conditional on its result files being still owed and their writer's
+    lease being as ``job`` was read: none, or the same one."""
+    assert request is not None  # a state is allowed
+    names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
+    names.update({"#ready": "results_ready", "#lease": "results_writer_until"})
+    values[":false"] = {"BOOL": False}
+    request["ConditionExpression"] += " AND #ready = :false"
+    if job.results_writer_until is None:
+        request["ConditionExpression"] += " AND attribute_not_exists(#lease)"
+    else:
+        request["ConditionExpression"] += " AND #lease = :lease"
+        values[":lease"] = {"N": str(job.results_writer_until)}
+    return request
+
+
 def _uploads_were(request: dict[str, Any], uploads: int) -> dict[str, Any]:
     """``request`` made conditional on the job having counted ``uploads`` batches."""
     request["ExpressionAttributeNames"]["#uploads"] = "uploads"
@@ -210,17 +226,26 @@ class BulkJobStore:
             job = self._update(job_id, frozenset({state}), dict(StateTable.NOT_PENDING))
         return job
 
-    def mark_results_ready(
-        self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None, unavailable: str | None = None
-    ) -> BulkJob | None:
-        """Result files are written (``error``: what they fall short of), or given up (``unavailable``: why). The job
-        leaves the pending index unless its event is still owed."""
+    def mark_results_ready(self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None) -> BulkJob | None:
+        """Result files are written (``error``: what they fall short of). The job leaves the pending index unless its
+        event is still owed."""
         changes: dict[str, Any] = {"results_ready": True} if error is None else {"results_ready": True, "error": error}
-        if unavailable is not None:
-            changes["results_unavailable"] = unavailable
-        job = self._update(job_id, frozenset({state}), changes)
+        return self._settled(self._update(job_id, frozenset({state}), changes))
+
+    def give_up_results(self, job: BulkJob, *, why: str, error: ErrorInfo | None = None) -> BulkJob | None:
+        """Result files given up (``why``; ``error``: the job's, if it has none yet), unless written meanwhile or
+        their lease changed since ``job`` was read: a writer that took them in between writes them, and giving them
+        up under it left the routes answering 410 for files that exist. The job leaves the pending index unless its
+        event is still owed."""
+        changes: dict[str, Any] = {"results_ready": True, "results_unavailable": why}
+        if error is not None:
+            changes["error"] = error
+        request = self._states.update_request(job.job_id, [job.state.value], changes, updated_at=utcnow())
+        return self._settled(self._conditional(_owed_as_read(request, job)))
+
+    def _settled(self, job: BulkJob | None) -> BulkJob | None:
         if job is not None and job.event_published:
-            job = self._update(job_id, frozenset({state}), dict(StateTable.NOT_PENDING))
+            job = self._update(job.job_id, frozenset({job.state}), dict(StateTable.NOT_PENDING))
         return job
 
     def lease_results(self, job: BulkJob, *, until: int) -> BulkJob | None:
@@ -231,17 +256,10 @@ class BulkJobStore:
         request = self._states.update_request(
             job.job_id, [job.state.value], {"results_writer_until": until}, updated_at=utcnow()
         )
-        assert request is not None  # a state is allowed
-        names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
-        names.update({"#ready": "results_ready", "#lease": "results_writer_until"})
-        values[":false"] = {"BOOL": False}
-        request["ConditionExpression"] += " AND #ready = :false"
-        if job.results_writer_until is None:
-            request["ConditionExpression"] += " AND attribute_not_exists(#lease)"
-        else:
-            request["ConditionExpression"] += " AND #lease = :old"
-            values.update({":old": {"N": str(job.results_writer_until)}, ":one": {"N": "1"}})
-            names["#lost"] = "results_writers_lost"
+        request = _owed_as_read(request, job)
+        if job.results_writer_until is not None:
+            request["ExpressionAttributeNames"]["#lost"] = "results_writers_lost"
+            request["ExpressionAttributeValues"][":one"] = {"N": "1"}
             request["UpdateExpression"] += " ADD #lost :one"
         return self._conditional(request)
 

@@ -389,15 +389,22 @@ class FakeBulkJobStore:
             self._pending.pop(job_id, None)
         return job
 
-    def mark_results_ready(
-        self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None, unavailable: str | None = None
-    ) -> BulkJob | None:
+    def mark_results_ready(self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None) -> BulkJob | None:
         changes: dict[str, Any] = {"results_ready": True} if error is None else {"results_ready": True, "error": error}
-        if unavailable is not None:
-            changes["results_unavailable"] = unavailable
-        job = self._update(job_id, frozenset({state}), changes)
+        return self._settled(self._update(job_id, frozenset({state}), changes))
+
+    def give_up_results(self, job: BulkJob, *, why: str, error: ErrorInfo | None = None) -> BulkJob | None:
+        item = self._items.get(job.job_id, {})
+        if item.get("results_ready") or item.get("results_writer_until") != job.results_writer_until:
+            return None
+        changes: dict[str, Any] = {"results_ready": True, "results_unavailable": why}
+        if error is not None:
+            changes["error"] = error
+        return self._settled(self._update(job.job_id, frozenset({job.state}), changes))
+
+    def _settled(self, job: BulkJob | None) -> BulkJob | None:
         if job is not None and job.event_published:
-            self._pending.pop(job_id, None)
+            self._pending.pop(job.job_id, None)
         return job
 
     def mark_checked(self, job_id: str, state: BulkState, at: datetime) -> BulkJob | None:

@@ -638,6 +638,21 @@ def test_a_large_job_whose_result_files_were_given_up_shows_job_complete():
         service.job_results(ports, tenant, job.job_id, "successfulResults")
 
 
+def test_result_files_are_not_given_up_under_a_writer_that_took_them_since_the_job_was_read():
+    """The reconciler's give-up at 20 hours (or a request's, once writers were lost) decides from the job as it read
+    it; a writer that took the files in between wrote them, and the job kept results_unavailable: 410 for files
+    that existed."""
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job, request = owing_results(ports)  # as the reconciler read it: no writer
+    a_run_holds_the_lease(ports, job, for_seconds=600)  # a writer takes the files meanwhile
+    assert give_up_results(ports, job, "not done within 20 hours") is None
+    ports.bulk.jobs.release_results(stored(ports, job.job_id))  # the writer fails, as if stopped: a retry writes them
+    assert write_owed_results(ports, request) is not None
+    tenant = Caller.of(ports.tenants.get("acme"))
+    assert stored(ports, job.job_id).results_unavailable is None
+    assert service.job_results(ports, tenant, job.job_id, "successfulResults").body
+
+
 def owing_results(ports):
     """A large job that ended, its result files owed to the results queue, and the request for them."""
     job = started(ports, BulkOperation.INSERT, MIXED)

@@ -243,6 +243,21 @@ def test_result_files_are_leased_to_one_writer_and_a_lost_writer_is_counted(stor
     assert store.lease_results(ready, until=4000) is None  # written: nothing to lease
 
 
+def test_result_files_are_given_up_only_as_read(store):
+    """Giving result files up is refused when a writer took them since the job was read (it writes them: given up
+    under it, the routes answered 410 for files that exist), and once they are written."""
+    job = in_state(store, BulkState.JOB_COMPLETE)
+    leased = store.lease_results(job, until=1000)
+    assert store.give_up_results(job, why="too late") is None  # read before the lease was taken
+    assert store.get(job.job_id) == leased
+    given_up = store.give_up_results(leased, why="too late")  # the lease as read (the writer's own give-up)
+    assert (given_up.results_ready, given_up.results_unavailable) == (True, "too late")
+    written = in_state(store, BulkState.JOB_COMPLETE)
+    ready = store.mark_results_ready(written.job_id, BulkState.JOB_COMPLETE)
+    assert store.give_up_results(written, why="too late") is None  # written meanwhile
+    assert store.get(written.job_id) == ready and ready.results_unavailable is None
+
+
 def test_changes_are_stored_as_models_and_read_back(store):
     job = in_state(store, BulkState.IN_PROGRESS)
     plan = LoadPlan(columns=["id", "name"], copies=[(1, 2), (3, 4)], applied_index=8, updated_index=7, outcome_index=9)
@@ -358,7 +373,7 @@ def test_the_state_filter_is_the_state_the_api_shows(store):
     ready = in_state(store, BulkState.JOB_COMPLETE, at=next(at))
     store.mark_results_ready(ready.job_id, BulkState.JOB_COMPLETE)
     given_up = in_state(store, BulkState.JOB_COMPLETE, at=next(at))
-    store.mark_results_ready(given_up.job_id, BulkState.JOB_COMPLETE, unavailable="too large")
+    store.give_up_results(given_up, why="too large")
     query = in_state(store, BulkState.JOB_COMPLETE, operation=BulkOperation.QUERY, at=next(at))
     failed = in_state(store, BulkState.FAILED, at=next(at))  # its files are owed too, but Failed is Failed
     shown = {job.job_id: store.get(job.job_id).shown_state for job in (running, owing, ready, given_up, query, failed)}
