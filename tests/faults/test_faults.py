@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -90,8 +91,19 @@ def dead_letters(stack, local_aws) -> dict[str, int]:
         depths[name] = int(attributes["ApproximateNumberOfMessages"])
         if depths[name]:  # what was dead-lettered, in the failing test's captured output
             peeked = sqs.receive_message(QueueUrl=stack.state.output(name), MaxNumberOfMessages=10, VisibilityTimeout=0)
-            print(f"dead-lettered in {name}:", [m["Body"][:1000] for m in peeked.get("Messages", [])], flush=True)
+            bodies = [m["Body"] for m in peeked.get("Messages", [])]
+            print(f"dead-lettered in {name}:", [body[:1000] for body in bodies], flush=True)
+            _print_trips(stack, bodies)
     return depths
+
+
+def _print_trips(stack, bodies: list[str]) -> None:
+    """The functions' log lines of the jobs named in dead-lettered ``bodies``: the functions' log lives in the module's
+    temporary folder, gone with it, and a dead letter seen once under load said nothing of why without them."""
+    job_ids = set(re.findall(r"\bj_[A-Za-z0-9_-]{22}", " ".join(bodies)))
+    for record in log_records(stack):
+        if record.get("job_id") in job_ids or any(job_id in str(record.get("message", "")) for job_id in job_ids):
+            print("  log:", json.dumps(record)[:600], flush=True)
 
 
 def status_event(job_id: str, statement_id: str, state: str, rows: int = 1) -> dict:
