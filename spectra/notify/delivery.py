@@ -48,6 +48,12 @@ _EARLY_TOLERANCE = timedelta(seconds=1)
 #: The most POSTs :func:`send_all` has in flight at once: a whole batch of the delivery queue (BatchSize 10, SQS's
 #: most without a batching window). A larger batch would send ten at a time.
 MAX_POSTS_AT_ONCE = 10
+#: How long a disable is left for the attempt that made it to announce. That attempt publishes the event within its
+#: invocation (WebhookDeliveryFunction's Timeout in template.yaml, 120 s, from before the disable's ``disabled_at``),
+#: so a delivery meeting the disable earlier, in another invocation, would only say it a second time; a minute more
+#: for the hosts' clocks. The attempt's record, if it died first, comes back after the queue's visibility timeout
+#: (720 s), past this, and announces it then (as does any delivery meeting the subscription from then on).
+DISABLE_ANNOUNCED_WITHIN = timedelta(seconds=180)
 
 
 class Outcome(StrEnum):
@@ -107,7 +113,8 @@ def prepare(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
         logger.info("subscription %s is gone; dropping delivery %s", message.subscription_id, message.webhook_id)
         return Outcome.DROPPED
     if subscription.status is SubscriptionStatus.DISABLED:
-        announce_disabled(ports, subscription)  # in case the attempt that disabled it died before the event
+        if subscription.disabled_at is not None and now - subscription.disabled_at >= DISABLE_ANNOUNCED_WITHIN:
+            announce_disabled(ports, subscription)  # in case the attempt that disabled it died before the event
         logger.info("subscription %s is disabled; dropping delivery %s", message.subscription_id, message.webhook_id)
         return Outcome.DROPPED
     headers = signed_headers(subscription.secret, message.webhook_id, message.payload, now)
@@ -238,7 +245,9 @@ def _stopped(ports: Ports, subscription: Subscription) -> bool:
 
 def announce_disabled(ports: Ports, subscription: Subscription) -> None:
     """Publish "Subscription Disabled" once: marked on the subscription after the publish, so a publish that failed
-    is made again by the next delivery that meets the disabled subscription (or this message's retry)."""
+    is made again by this message's retry, or the next delivery that meets the disabled subscription once the
+    attempt that disabled it is over (:data:`DISABLE_ANNOUNCED_WITHIN`; while it runs, it announces the disable
+    itself, and a delivery meeting it then said it a second time)."""
     if subscription.disabled_event_published or subscription.disabled_at is None:
         return
     detail = SubscriptionDisabledDetail(
@@ -254,4 +263,7 @@ def announce_disabled(ports: Ports, subscription: Subscription) -> None:
     )
     ports.events.publish(SUBSCRIPTION_DISABLED, detail, resources=[subscription.subscription_id])
     store = notify_ports(ports).subscriptions
-    store.mark_disabled_event_published(subscription.tenant_id, subscription.subscription_id)
+    # that very subscription: one made again under its id meanwhile has its own disabling to announce
+    store.mark_disabled_event_published(
+        subscription.tenant_id, subscription.subscription_id, made_at=subscription.created_at
+    )

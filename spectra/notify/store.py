@@ -193,8 +193,14 @@ class SubscriptionStore:
             made_at=made_at,
         )
 
-    def mark_disabled_event_published(self, tenant_id: str, subscription_id: str) -> Subscription | None:
-        return self._update(tenant_id, subscription_id, "SET disabled_event_published = :yes", {":yes": True})
+    def mark_disabled_event_published(
+        self, tenant_id: str, subscription_id: str, *, made_at: datetime | None = None
+    ) -> Subscription | None:
+        """``made_at``: only the subscription whose disabling was announced. One deleted and made again under its
+        Idempotency-Key's id meanwhile is another, not disabled yet: marked, its own disabling went unannounced."""
+        return self._update(
+            tenant_id, subscription_id, "SET disabled_event_published = :yes", {":yes": True}, made_at=made_at
+        )
 
     def _update(
         self,

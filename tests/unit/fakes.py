@@ -1366,7 +1366,12 @@ class FakeSubscriptionStore:
             disabled_message=message,
         )
 
-    def mark_disabled_event_published(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+    def mark_disabled_event_published(
+        self, tenant_id: str, subscription_id: str, *, made_at: datetime | None = None
+    ) -> Subscription | None:
+        current = self.get(tenant_id, subscription_id)
+        if current is not None and made_at is not None and current.created_at != made_at:
+            return None
         return self._change(tenant_id, subscription_id, disabled_event_published=True)
 
 

@@ -793,7 +793,8 @@ def test_a_lost_disabled_event_is_published_by_the_next_delivery():
     ports.events.fail_next()
     with pytest.raises(PublishFailed):
         deliver(ports, delivery, now=T0)
-    assert deliver(ports, delivery, now=T0) is Outcome.DROPPED  # the message's retry
+    # the message's retry comes back after the delivery queue's visibility timeout (template.yaml, 720 s)
+    assert deliver(ports, delivery, now=T0 + timedelta(seconds=720)) is Outcome.DROPPED
     assert ports.events.types() == ["Subscription Disabled"]
     assert ports.notify.subscriptions.get("acme", sub.subscription_id).disabled_event_published
 
@@ -993,3 +994,52 @@ def test_a_subscription_disabled_again_after_being_made_again_under_its_key_is_a
         return to_watcher.webhook_id
 
     assert disabled_once(T0) != disabled_once(T0 + timedelta(minutes=5))
+
+
+def test_a_disabled_event_marked_after_the_subscription_was_made_again_leaves_the_new_one_unmarked():
+    """The mark that the "Subscription Disabled" event went out was written to whatever held the id: a tenant that
+    saw the disable (GET shows it at once) and subscribed again under its Idempotency-Key before the mark got a new
+    subscription marked as announced, whose own disabling later was then never announced (race review)."""
+    ports = ports_with_notify()
+    old, _ = service.create_subscription(ports, ACME, url=HOOK + "/old", events=["Job Completed"], idempotency_key="k")
+    (delivery,) = fan_out(ports, sample_event()).deliveries
+    publish = ports.events.publish
+
+    def publish_while_the_tenant_subscribes_again(detail_type, detail, *, resources=None):
+        published = publish(detail_type, detail, resources=resources)
+        service.delete_subscription(ports, ACME, old.subscription_id)
+        service.create_subscription(ports, ACME, url=HOOK + "/new", events=["Job Completed"], idempotency_key="k")
+        ports.events.publish = publish
+        return published
+
+    ports.events.publish = publish_while_the_tenant_subscribes_again
+    ports.notify.transport.answer(HttpOutcome(410, "HTTP 410 Gone"))
+    assert deliver(ports, delivery, now=T0) is Outcome.DISABLED
+    assert not ports.notify.subscriptions.get("acme", old.subscription_id).disabled_event_published
+    # the new subscription's own disabling is announced
+    (again,) = fan_out(ports, sample_event()).deliveries[-1:]
+    ports.notify.transport.answer(HttpOutcome(410, "HTTP 410 Gone"))
+    assert deliver(ports, again, now=T0 + timedelta(minutes=1)) is Outcome.DISABLED
+    assert ports.events.types() == ["Subscription Disabled", "Subscription Disabled"]
+
+
+def test_a_delivery_meeting_a_disable_still_being_announced_does_not_announce_it_again():
+    """A delivery that finds its subscription disabled announces the disable in case the attempt that made it died
+    before the event. It did so too while that attempt was alive, between its disable and its mark: a failing
+    subscription's queued retries, handled at once by other invocations, said "Subscription Disabled" twice on the
+    bus, under two event ids (race review)."""
+    ports = ports_with_notify()
+    sub, delivery = queued_delivery(ports)
+    publish = ports.events.publish
+
+    def publish_after_another_delivery_came(detail_type, detail, *, resources=None):
+        ports.events.publish = publish
+        # another invocation prepares a delivery to the subscription: disabled, its event not marked yet
+        assert deliver(ports, delivery, now=T0 + timedelta(seconds=2)) is Outcome.DROPPED
+        return publish(detail_type, detail, resources=resources)
+
+    ports.events.publish = publish_after_another_delivery_came
+    ports.notify.transport.answer(HttpOutcome(410, "HTTP 410 Gone"))
+    assert deliver(ports, delivery, now=T0) is Outcome.DISABLED
+    assert ports.events.types() == ["Subscription Disabled"]
+    assert ports.notify.subscriptions.get("acme", sub.subscription_id).disabled_event_published

@@ -106,6 +106,17 @@ def test_a_bulk_results_runs_lease_outlives_the_run(template):
     assert RESULTS_WRITER_LEASE.total_seconds() > timeout
 
 
+def test_a_disable_is_left_to_its_own_attempt_to_announce_for_as_long_as_it_may_run(template):
+    """Shorter than the function may run, a delivery meeting the disable would say it a second time beside a live
+    announcer; past the queue's visibility timeout, the dead announcer's record would come back to leave it unsaid."""
+    from spectra.notify.delivery import DISABLE_ANNOUNCED_WITHIN
+
+    resources = template["Resources"]
+    timeout = resources["WebhookDeliveryFunction"]["Properties"]["Timeout"]
+    visibility = resources["WebhookDeliveryQueue"]["Properties"]["VisibilityTimeout"]
+    assert timeout < DISABLE_ANNOUNCED_WITHIN.total_seconds() < visibility
+
+
 def test_event_rules_target_queues_only(template):
     # EventBridge → SQS → Lambda everywhere: batching, retries, a DLQ per hop, and the same wiring on moto.
     for name, rule in resources_of(template, "AWS::Events::Rule").items():

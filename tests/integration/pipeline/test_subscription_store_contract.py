@@ -125,6 +125,7 @@ def test_delivery_state_writes_only_to_the_subscription_made_when_the_attempt_re
     assert store.record_failure("acme", sid, status=410, error="HTTP 410", at=T0, made_at=later) is None
     assert store.record_success("acme", sid, status=200, at=T0, made_at=later) is None
     assert store.disable("acme", sid, reason=DisabledReason.GONE, message="gone", at=T0, made_at=later) is None
+    assert store.mark_disabled_event_published("acme", sid, made_at=later) is None
     assert store.get("acme", sid) == made
     counted = store.record_failure("acme", sid, status=500, error="HTTP 500", at=T0, made_at=made.created_at)
     assert counted.delivery.consecutive_failures == 1
