@@ -36,6 +36,9 @@ EXPORT_FORMATS = (ResultFormat.CSV, ResultFormat.PARQUET)
 #: DynamoDB's item limit, and what the rest of a job item may take beside its SQL, parameters and columns.
 ITEM_MAX_BYTES = 400 * 1024
 ITEM_OVERHEAD_BYTES = 8 * 1024
+#: Where, inside the job's prefix, a result goes when it is written again because a first row equal to the column
+#: names, read as a header line, was data (:func:`collect_result`): never the keys a first pass writes.
+REWRITTEN_FOLDER = "rewritten/"
 
 
 def request_problem(
@@ -324,8 +327,12 @@ def collect_result(ports: Ports, job: Job, statement_id: str, info: StatementInf
             info = ports.warehouse.describe(statement_id)
     result = _write_pages(ports, job, info, header=None, opened=opened)
     if info.has_result_set and info.result_rows is not None and result.rows_read == info.result_rows - 1:
-        # The first row equals the column names and was taken for a header line: the count says it was data.
-        result = _write_pages(ports, job, info, header=False)
+        # The first row equals the column names and was taken for a header line: the count says it was data. Written
+        # again apart from the first pass: another handler of the statement (a copy of its event, the reconciler) may
+        # have completed the job with its own second pass already, and this one's first pass, at the same keys, wrote
+        # over those files without the row; this one could then die or be throttled before writing them again, and
+        # its retry, finding the job COMPLETED, would leave them so.
+        result = _write_pages(ports, job, info, header=False, folder=REWRITTEN_FOLDER)
     if (
         info.has_result_set
         and None not in (result.rows_read, info.result_rows)
@@ -338,7 +345,13 @@ def collect_result(ports: Ports, job: Job, statement_id: str, info: StatementInf
 
 
 def _write_pages(
-    ports: Ports, job: Job, info: StatementInfo, *, header: bool | None, opened: CsvResult | None = None
+    ports: Ports,
+    job: Job,
+    info: StatementInfo,
+    *,
+    header: bool | None,
+    opened: CsvResult | None = None,
+    folder: str = "",
 ) -> JobResult:
     if opened is not None:
         columns, pages = opened.columns, opened.pages
@@ -361,6 +374,7 @@ def _write_pages(
         affected_rows=info.result_rows
         if not info.has_result_set and info.result_rows and info.result_rows > 0
         else None,
+        folder=folder,
     )
 
 

@@ -292,6 +292,7 @@ class ResultSink:
         total_rows: int | None = None,
         inline_budget: int | None = None,
         affected_rows: int | None = None,
+        folder: str = "",
     ) -> JobResult:
         """Deliver the pages as the job's result.
 
@@ -300,14 +301,16 @@ class ResultSink:
         row count, reported beside a ``row_limit`` cut. ``inline_budget``: the bytes the job record has room for
         beside its SQL and parameters; inline rows never take more than that less the column list, whatever
         ``inline_max_bytes`` allows. ``affected_rows``: the rows a statement without a result set changed (an INSERT,
-        UPDATE or DELETE), the result's row count in the answer and in ``manifest.json`` alike.
+        UPDATE or DELETE), the result's row count in the answer and in ``manifest.json`` alike. ``folder``: the
+        files and ``manifest.json`` go under it, inside the job's prefix (a result written again, see
+        :func:`spectra.delivery.collect_result`).
 
         Raises :class:`~spectra.errors.ResultTooLarge` when ``inline`` cannot hold the rows, and
         :class:`~spectra.errors.ResultUnconvertible` when a page cannot be converted.
         """
         import pyarrow as pa
 
-        prefix = self.prefix_for(tenant_id, job_id)
+        prefix = self.prefix_for(tenant_id, job_id) + folder
         sent = [c.name for c in columns]  # as the service names them: a header line repeats these, duplicates included
         columns = [
             Column(name, c.type_name, c.precision, c.scale) for name, c in zip(unique_names(sent), columns, strict=True)

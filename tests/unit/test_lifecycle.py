@@ -948,3 +948,41 @@ def test_a_cancel_seen_after_another_handler_failed_the_aborted_job_announces_no
     monkeypatch.setattr(ports.jobs, "get", lambda job_id: seen_by_b if job_id == job.job_id else get(job_id))
     assert complete_statement(ports, change) is None  # B
     assert ports.events.types() == ["Job Failed"]
+
+
+def test_a_late_handler_rewriting_a_first_row_that_spells_the_column_names_leaves_the_completed_files_whole(
+    ports, monkeypatch
+):
+    """A first row equal to the column names is first read as a header line, and its result is written again once
+    the row count shows it was data. Handler B (a copy of the status event, the reconciler) read the job SUBMITTED;
+    handler A then completed it. B's first pass wrote over A's files at the same keys without that row (and a
+    manifest of one row fewer), and B's second pass was throttled: B's retry found the job COMPLETED and stopped,
+    so the job kept pointing at files that lost its first row. The second pass writes apart from the first."""
+    import csv
+    import gzip
+    import io
+
+    job = running(ports, format=ResultFormat.CSV)
+    change = ports.warehouse.finish(job.statement_id, columns=[Column("n", "varchar")], pages=["n\nx\n"], rows=2)
+    seen_by_b = ports.jobs.get(job.job_id)
+    done = complete_statement(ports, change)  # A
+    assert (done.status, done.result.row_count) == (JobStatus.COMPLETED, 2)
+
+    get = ports.jobs.get
+
+    def throttled(statement_id):
+        raise Throttled("Redshift Data API: ThrottlingException: Rate exceeded")
+
+    monkeypatch.setattr(ports.jobs, "get", lambda job_id: seen_by_b if job_id == job.job_id else get(job_id))
+    monkeypatch.setattr(ports.warehouse, "csv_result", throttled)  # the second pass's read
+    with pytest.raises(Throttled):
+        complete_statement(ports, change)  # B, to be retried
+    monkeypatch.undo()
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED  # B's retry: nothing left to do
+
+    result = ports.jobs.get(job.job_id).result
+    s3 = ports.results._s3
+    bucket = ports.settings.results_bucket
+    parts = [list(csv.reader(io.StringIO(gzip.decompress(s3.body(bucket, f.key)).decode()))) for f in result.files]
+    assert parts == [[["n"], ["n"], ["x"]]]  # the header line, then both rows
+    assert json.loads(s3.body(bucket, result.manifest_key))["row_count"] == 2
