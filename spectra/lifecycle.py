@@ -68,7 +68,8 @@ JOB_IN_MESSAGE_TRUST_SECONDS = 60.0
 #: How long completion waits for the executor to record a statement whose status event came first (the executor
 #: writes the job once, after ExecuteStatement; a statement can end before that write lands).
 START_RECORD_WAIT_SECONDS = 2.0
-#: A result collected in longer than this is written before its event is published, as after a failed attempt:
+#: A result collected (or refused: too large for inline, say) in longer than this is written before its event is
+#: published, as after a failed attempt:
 #: meanwhile other handlers of the same statement (the reconciler, each minute; copies of its event) may have failed
 #: theirs, the last one giving the result up (FAILED, announced), and an event published first would then announce a
 #: second, contradicting ending. A quick collection leaves them no such time and saves the write.
@@ -381,8 +382,10 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
     try:
         result = collect_result(ports, job, statement_id, info)  # spectra/delivery.py: inline, files or an export's
     except ResultRefused as exc:  # too big for inline, a Parquet export with duplicate names
+        # Settled as a completion is (below): other handlers may have given the result up meanwhile, for their reason
         error = ErrorInfo(code=exc.code, message=exc.message)
-        return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
+        settled = _settled(job, started)
+        return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, settled=settled)
     except Exception as exc:
         if passing_trouble(exc):
             raise  # throttled, or a service failing on its side: nothing wrong with the result, tried again as it is
@@ -392,7 +395,7 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
         # this one collected it fine: this ending then writes first too, so only the winner is announced. Before any
         # failure, and for a collection quick enough that no other handler had time to fail all the attempts left,
         # nothing else can end the job, and the event goes first (one write fewer).
-        settled = job.result_attempts == 0 and time.monotonic() - started < SETTLED_COLLECTION_SECONDS
+        settled = _settled(job, started)
         return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id, settled=settled)
     except PublishFailed:
         raise  # the bus did not take the event: nothing wrong with the result, tried again as it is
@@ -402,6 +405,13 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
         # The terminal write itself refused (say, a record past DynamoDB's item size): counted like a result that
         # failed, so the job ends instead of its event going out again on every retry for a day.
         return _failed_attempt(ports, job, statement_id, exc)
+
+
+def _settled(job: Job, started: float) -> bool:
+    """Whether the ending of a collection begun at ``started`` (``time.monotonic()``) is the statement's alone: no
+    attempt had failed when the job was read, and it was quick enough that no other handler failed all the attempts
+    left and gave the result up meanwhile (SETTLED_COLLECTION_SECONDS)."""
+    return job.result_attempts == 0 and time.monotonic() - started < SETTLED_COLLECTION_SECONDS
 
 
 def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -> Job | None:
@@ -463,8 +473,8 @@ def finish_job(
     write records it as published, one write fewer per job; a failure after the event repeats the event, never
     loses it (events are at least once). Otherwise (giving up on a job that never started, a cancel racing the
     executor, an aborted statement whose ending depends on a cancel request, a result given up after failed attempts
-    or collected after one, a statement the Data API no longer knows: ``settled=False``) the write comes first, so no
-    event announces an ending that did not happen.
+    or collected (or refused) after one or slowly, a statement the Data API no longer knows: ``settled=False``) the
+    write comes first, so no event announces an ending that did not happen.
     """
     completed_at = utcnow()
     settled = settled and not unstarted and bool(changes.get("statement_id") or job.statement_id)

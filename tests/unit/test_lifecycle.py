@@ -986,3 +986,33 @@ def test_a_late_handler_rewriting_a_first_row_that_spells_the_column_names_leave
     parts = [list(csv.reader(io.StringIO(gzip.decompress(s3.body(bucket, f.key)).decode()))) for f in result.files]
     assert parts == [[["n"], ["n"], ["x"]]]  # the header line, then both rows
     assert json.loads(s3.body(bucket, result.manifest_key))["row_count"] == 2
+
+
+def test_a_slow_result_too_big_for_inline_outlived_by_other_handlers_giving_it_up_announces_one_ending(
+    ports, monkeypatch
+):
+    """As a slow collection that completes (above), one that finds the result too large for inline: it published
+    "Job Failed" (result_too_large) before its write, whatever happened meanwhile. The reconciler's three
+    collections had failed and given the result up (FAILED result_failed, announced): the job had two failures
+    announced, for two reasons, and kept the other's. A slow refusal writes first too."""
+    job = running(ports, delivery=Delivery.INLINE)
+    pages = ["".join(f"{i},x\n" for i in range(ports.settings.inline_max_rows + 1))]
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=pages)
+    real_collect, clock = lifecycle.collect_result, [1000.0]
+    monkeypatch.setattr(lifecycle.time, "monotonic", lambda: clock[0])
+
+    def collect(ports_, job_, statement_id, info=None):
+        if calls:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "GetStatementResultV2")
+        calls.append(statement_id)
+        for _ in range(ports.settings.result_max_attempts):  # the reconciler's runs, minutes apart, each failing
+            with contextlib.suppress(ClientError):
+                complete_statement(ports, change)
+        clock[0] += 180
+        return real_collect(ports_, job_, statement_id, info)  # too large for inline
+
+    calls: list[str] = []
+    monkeypatch.setattr(lifecycle, "collect_result", collect)
+    assert complete_statement(ports, change) is None  # given up meanwhile: this ending is not written
+    assert ports.jobs.get(job.job_id).error.code == "result_failed"
+    assert ports.events.types() == ["Job Failed"]
