@@ -68,8 +68,7 @@ JOB_IN_MESSAGE_TRUST_SECONDS = 60.0
 #: How long completion waits for the executor to record a statement whose status event came first (the executor
 #: writes the job once, after ExecuteStatement; a statement can end before that write lands).
 START_RECORD_WAIT_SECONDS = 2.0
-#: A result collected (or refused: too large for inline, say) in longer than this is written before its event is
-#: published, as after a failed attempt:
+#: A result collected in longer than this is written before its event is published, as after a failed attempt:
 #: meanwhile other handlers of the same statement (the reconciler, each minute; copies of its event) may have failed
 #: theirs, the last one giving the result up (FAILED, announced), and an event published first would then announce a
 #: second, contradicting ending. A quick collection leaves them no such time and saves the write.
@@ -382,10 +381,11 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
     try:
         result = collect_result(ports, job, statement_id, info)  # spectra/delivery.py: inline, files or an export's
     except ResultRefused as exc:  # too big for inline, a Parquet export with duplicate names
-        # Settled as a completion is (below): other handlers may have given the result up meanwhile, for their reason
+        # Written first, always: other handlers may have given the result up meanwhile (FAILED for their reason,
+        # announced), or completed it, for whether rows fit inline is measured against the job item as each handler
+        # read it (a cancel request stamped between two reads makes it longer). Refusals are rare; the write is cheap.
         error = ErrorInfo(code=exc.code, message=exc.message)
-        settled = _settled(job, started)
-        return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, settled=settled)
+        return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, settled=False)
     except Exception as exc:
         if passing_trouble(exc):
             raise  # throttled, or a service failing on its side: nothing wrong with the result, tried again as it is
@@ -473,7 +473,7 @@ def finish_job(
     write records it as published, one write fewer per job; a failure after the event repeats the event, never
     loses it (events are at least once). Otherwise (giving up on a job that never started, a cancel racing the
     executor, an aborted statement whose ending depends on a cancel request, a result given up after failed attempts
-    or collected (or refused) after one or slowly, a statement the Data API no longer knows: ``settled=False``) the
+    or collected after one or slowly, a result refused, a statement the Data API no longer knows: ``settled=False``) the
     write comes first, so no event announces an ending that did not happen.
     """
     completed_at = utcnow()

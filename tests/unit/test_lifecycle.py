@@ -22,7 +22,7 @@ from events import (
     StatementStatusChange,
 )
 from spectra import lifecycle
-from spectra.errors import NotFound, StartNotRecorded, StatementRejected, Throttled
+from spectra.errors import NotFound, ResultTooLarge, StartNotRecorded, StatementRejected, Throttled
 from spectra.jobs import Job, QueryParameter, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.publisher import PublishFailed
@@ -1016,3 +1016,26 @@ def test_a_slow_result_too_big_for_inline_outlived_by_other_handlers_giving_it_u
     assert complete_statement(ports, change) is None  # given up meanwhile: this ending is not written
     assert ports.jobs.get(job.job_id).error.code == "result_failed"
     assert ports.events.types() == ["Job Failed"]
+
+
+def test_a_quick_refusal_beside_a_handler_that_completed_the_job_announces_nothing(ports, monkeypatch):
+    """Whether rows fit inline is measured against the job item as each handler read it, and a cancel request stamped
+    between two handlers' reads makes it longer: one handler could complete the job while another, just as quickly,
+    refused the same rows as too large. A refusal published "Job Failed" before its write (refused: the job had
+    completed), so the job was announced both Completed and Failed. Refusals write first now, however quick."""
+    job = running(ports, delivery=Delivery.INLINE)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,x\n"])
+    real_collect = lifecycle.collect_result
+
+    def collect(ports_, job_, statement_id, info=None):
+        if not calls:
+            calls.append(statement_id)
+            assert complete_statement(ports, change).status is JobStatus.COMPLETED  # another handler, meanwhile
+            raise ResultTooLarge("the rows do not fit inline beside this handler's copy of the job")
+        return real_collect(ports_, job_, statement_id, info)
+
+    calls: list[str] = []
+    monkeypatch.setattr(lifecycle, "collect_result", collect)
+    assert complete_statement(ports, change) is None  # its ending is refused: the job completed
+    assert ports.jobs.get(job.job_id).status is JobStatus.COMPLETED
+    assert ports.events.types() == ["Job Completed"]
