@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, NamedTuple
@@ -22,6 +23,11 @@ from spectra.errors import NotFound
 from spectra.sql_layout import fold_name
 
 HEADER_MAX_BYTES = 1024 * 1024
+#: The header's column names a job may have, in bytes as the file writes them. The job keeps them in its DynamoDB
+#: item (its load plan: folded, and as written for the result files' header), which holds 400 KB beside its batches'
+#: list; past this the plan's write was refused and the load crashed on every delivery. Redshift's 1,600 columns of
+#: up to 127 bytes pass it up to an average of some 80 bytes a name.
+HEADER_NAMES_MAX_BYTES = 128 * 1024
 BOM = "\ufeff"
 _COLUMN = re.compile(COLUMN_PATTERN)
 #: what surrogateescape makes of bytes that are not UTF-8
@@ -103,7 +109,15 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
             f"{name}: header fields that are not column names: {', '.join(repr(c) for c in bad)}"
             f" (is the column delimiter {delimiter!r} right?)",
         )
-    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    size = sum(len(field.encode()) for field in header)
+    if size > HEADER_NAMES_MAX_BYTES:
+        raise BulkInputError(
+            "invalid_header",
+            f"{name}: the header line's column names take {size} bytes (spaces around them included); at most"
+            f" {HEADER_NAMES_MAX_BYTES} are taken, as the job keeps them in its record",
+        )
+    # counted once (a header of 100,000 columns named alike took list.count minutes, past the executor's 30 s)
+    duplicates = sorted(c for c, n in Counter(columns).items() if n > 1)
     if duplicates:
         raise BulkInputError("duplicate_columns", f"{name}: columns named twice: {', '.join(duplicates)}")
     return FileHeader(columns, rows=has_rows or not whole, names=header)

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -42,7 +43,7 @@ from events import (
 from spectra.bulk.files import BulkFiles
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
 from spectra.bulk.store import BulkJobPage
-from spectra.dynamo import ListPosition
+from spectra.dynamo import ListPosition, to_item
 from spectra.errors import Conflict, NotFound, StatementRejected, Throttled
 from spectra.job_store import IDEMPOTENCY_TTL, Finished, JobPage, PendingJob, PendingPage
 from spectra.jobs import Job, sources_of, utcnow
@@ -75,6 +76,32 @@ def _json_ready(value: Any) -> Any:
     if isinstance(value, list | dict):
         return json.loads(json.dumps(value, default=_json_ready))
     return value
+
+
+#: DynamoDB's item size limit, which a fake store refuses past as UpdateItem does ("Item size to update has exceeded
+#: the maximum allowed size", a ValidationException; moto too)
+ITEM_MAX_BYTES = 400 * 1024
+
+
+def dynamodb_size(values: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it: attribute names and values, lists and maps 3 bytes and 1 per element."""
+
+    def size(value: dict) -> int:
+        ((kind, inner),) = value.items()
+        if kind == "S":
+            return len(inner.encode("utf-8", "surrogateescape"))
+        if kind == "N":
+            return len(inner.lstrip("-").replace(".", "")) // 2 + 2
+        if kind in ("BOOL", "NULL"):
+            return 1
+        if kind == "L":
+            return 3 + sum(1 + size(e) for e in inner)
+        if kind == "M":
+            return 3 + sum(1 + len(k.encode()) + size(e) for k, e in inner.items())
+        return sum(len(str(e)) for e in inner)  # sets: near enough
+
+    document = json.loads(json.dumps(values), parse_float=Decimal)  # DynamoDB's numbers are decimals
+    return sum(len(name.encode()) + size(v) for name, v in to_item(document).items())
 
 
 def _changed(item: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -436,6 +463,10 @@ class FakeBulkJobStore:
             return None  # the real store's ConditionalCheckFailedException
         updated = _changed(item, changes)
         job = BulkJob.model_validate(copy.deepcopy(updated))  # refuse what the real store could not read back
+        if dynamodb_size(updated) > ITEM_MAX_BYTES:
+            raise _client_error(
+                "ValidationException", "Item size to update has exceeded the maximum allowed size", "UpdateItem"
+            )
         self._items[job_id] = updated
         if pending_since is not None:
             self._pending[job_id] = pending_since

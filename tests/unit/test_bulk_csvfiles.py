@@ -4,11 +4,13 @@ runs before anything is written, and records with the physical line each starts 
 from __future__ import annotations
 
 import gzip
+import threading
 
 import pytest
 
 from spectra.bulk import csvfiles
 from spectra.bulk.csvfiles import (
+    HEADER_NAMES_MAX_BYTES,
     BulkInputError,
     TableColumn,
     check_columns,
@@ -106,6 +108,44 @@ def test_columns_named_twice_are_refused_with_their_names(files):
     error = refused(files, b"id,name,ID,city,name\n1,a,2,b,c\n")
     assert error.code == "duplicate_columns"
     assert error.message.endswith("columns named twice: id, name")
+
+
+#: The executor's timeout (template.yaml's Globals): a header check that cannot end within it fails every delivery
+EXECUTOR_TIMEOUT_SECONDS = 30
+
+
+def test_a_header_of_60000_columns_is_checked_within_the_executors_time(files):
+    """Duplicates were found with list.count per column: 60,000 columns named ``ab`` (a 180 KB header line, its
+    names within what a job keeps) took over a minute on this machine, a 1 MB line of them half an hour, so the
+    executor timed out on each delivery (the other jobs of its batch with it), the message went to the DLQ and the
+    job held its tenant's slot for an hour. Waited for with the executor's own 30 s as a generous bound: the check
+    takes milliseconds."""
+    data = b",".join([b"id", *[b"ab"] * 60_000]) + b"\n1\n"
+    outcome: list[BaseException] = []
+    checking = threading.Thread(target=lambda: outcome.append(_raised(lambda: header(files, data))), daemon=True)
+    checking.start()
+    checking.join(timeout=EXECUTOR_TIMEOUT_SECONDS)
+    assert not checking.is_alive(), "the header check outlived the executor's timeout"
+    (error,) = outcome
+    assert isinstance(error, BulkInputError) and error.code == "duplicate_columns"
+    assert error.message.endswith("columns named twice: ab")
+
+
+def _raised(call) -> BaseException | None:
+    try:
+        call()
+    except BaseException as exc:
+        return exc
+    return None
+
+
+def test_a_header_whose_names_pass_what_a_job_keeps_is_refused_naming_the_limit(files):
+    names = ",".join(f"column_{n:06d}_" + "x" * 100 for n in range(1_200))  # 1,200 names of 114 bytes: 137 KB
+    error = refused(files, names.encode() + b"\n" + b"," * 1_199 + b"\n")
+    assert error.code == "invalid_header"
+    assert f"take {1_200 * 114} bytes" in error.message and f"at most {HEADER_NAMES_MAX_BYTES}" in error.message
+    fewer = ",".join(f"column_{n:06d}_" + "x" * 100 for n in range(1_100))  # 125 KB: within it
+    assert len(header(files, fewer.encode() + b"\n" + b"," * 1_099 + b"\n")) == 1_100
 
 
 def test_a_header_name_outside_ascii_is_not_folded_into_an_ascii_column(files):

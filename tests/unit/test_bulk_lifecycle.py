@@ -16,6 +16,7 @@ from events import BulkJobQueuedMessage, BulkResultsRequested, StatementState, S
 from producers.api.bulk_models import BulkJobInfo
 from spectra import share
 from spectra.bulk import outcomes, service
+from spectra.bulk.csvfiles import HEADER_NAMES_MAX_BYTES
 from spectra.bulk.drops import DroppedObject, accept_drop
 from spectra.bulk.lifecycle import (
     RESULTS_WRITERS_LOST_MAX,
@@ -127,6 +128,29 @@ def test_a_bad_file_fails_the_job_before_any_statement(ports, body, code):
     assert job.results_ready and job.event_published
     assert ports.events.types() == ["Bulk Job Failed"]
     assert ports.bulk.jobs.pending_since(job.job_id) is None  # nothing left owed
+
+
+@pytest.mark.parametrize("padding", [" " * 420_000, "\u3000" * 140_000], ids=["spaces", "ideographic-spaces"])
+def test_a_header_too_large_for_the_job_record_fails_the_job_naming_the_limit(ports, padding):
+    """The job keeps its header's names in its DynamoDB item (the load plan: folded, and as written for the result
+    files), which holds 400 KB. A header line of column names padded with whitespace (or, on Redshift, 1,600 columns
+    of 127-character names) made the plan's write a ValidationException: the executor crashed on every delivery, the
+    message went to the DLQ, and the job held a running slot for an hour until it failed ``not_started``."""
+    header = f"id{padding},name,city\n".encode()
+    message = queued(ports, BulkOperation.INSERT, header + b"1,Ann,Oslo\n")
+    assert start_bulk_job(ports, message) is None
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code, job.statement_id) == (BulkState.FAILED, "invalid_header", None)
+    assert f"at most {HEADER_NAMES_MAX_BYTES}" in job.error.message
+    assert "execute_batch" not in warehouse_calls(ports)
+    assert ports.slots.holders("acme") == {}  # its slot is given back
+    assert ports.events.types() == ["Bulk Job Failed"]
+
+
+def test_a_header_just_within_the_limit_is_loaded(ports):
+    header = b"id" + b" " * (HEADER_NAMES_MAX_BYTES - len("idnamecity")) + b",name,city\n"
+    job = start_bulk_job(ports, queued(ports, BulkOperation.INSERT, header + b"1,Ann,Oslo\n"))
+    assert job.state is BulkState.IN_PROGRESS and job.plan.columns == ["id", "name", "city"]
 
 
 def test_a_large_file_refused_before_any_statement_has_its_result_files_written_apart(ports, monkeypatch):

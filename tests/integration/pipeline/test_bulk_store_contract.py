@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 
 from events import ErrorInfo
 from spectra.bulk.models import (
@@ -487,3 +488,18 @@ def test_pending_before_is_oldest_first_strictly_below_the_cutoff(store):
     limited = store.pending_before(T0 + timedelta(days=1), limit=3)
     assert [e.job_id for e in limited.jobs] == by_age[:3]
     assert limited.more is True
+
+
+def test_a_write_past_dynamodbs_item_size_is_refused_and_changes_nothing(store):
+    """DynamoDB's 400 KB per item, which the fake models: a plan that would take the job past it is a
+    ValidationException, and the job stays as it was (a header kept whole once made a load crash here)."""
+    job = store.create(make_job(state=BulkState.UPLOAD_COMPLETE))[0]
+    started = store.transition(job.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE})
+    padded = LoadPlan(columns=["id", "name"], header=["id" + " " * 420_000, "name"])
+    with pytest.raises(ClientError) as refused:
+        store.update(job.job_id, [BulkState.IN_PROGRESS], plan=padded)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "item size" in refused.value.response["Error"]["Message"].lower()
+    assert store.get(job.job_id) == started
+    fits = LoadPlan(columns=["id", "name"], header=["id" + " " * 300_000, "name"])
+    assert store.update(job.job_id, [BulkState.IN_PROGRESS], plan=fits).plan == fits
