@@ -4,6 +4,7 @@ fetch results. Nothing here touches the warehouse except to abort a running stat
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -35,6 +36,7 @@ from spectra.bulk.models import (
     split_object,
 )
 from spectra.bulk.pages import Page, read_page
+from spectra.bulk.store import position_of
 from spectra.delivery import check_unload_size, unload_problem
 from spectra.dynamo import ListPosition
 from spectra.errors import (
@@ -226,9 +228,32 @@ def list_jobs(
         ingest_only=job_type is JobType.V2_INGEST,
         after=after,
     )
-    token = page.resume_after.token(ports.page_tokens, listing) if page.resume_after else None
-    jobs = [j for j in page.jobs if same_generation(caller.generation, j.tenant_generation)]  # not a predecessor's
+    kept, resume_after = _within_answer(page.jobs), page.resume_after
+    if len(kept) < len(page.jobs):
+        resume_after = position_of(kept[-1])
+    token = resume_after.token(ports.page_tokens, listing) if resume_after else None
+    jobs = [j for j in kept if same_generation(caller.generation, j.tenant_generation)]  # not a predecessor's
     return BulkJobListing(jobs=jobs, next_token=token)
+
+
+#: What a page of the listing may carry of its jobs' texts (query, error message, dropped file's key) as Lambda
+#: answers them: JSON in a JSON body, so a control character takes 7 bytes. A query job's record holds its query
+#: (up to 100 KB): 100 of them made a page of 10 to 28 MB, past Lambda's 6 MiB answer, and every GET of that page
+#: was API Gateway's 502 whatever the client retried. A page past it ends early, its token at the last job kept, as
+#: a filtered page may be short already; a page keeps its first job whatever its size (700 KB at most).
+LIST_TEXT_MAX_BYTES = 5 * 1024 * 1024
+
+
+def _within_answer(jobs: list[BulkJob]) -> list[BulkJob]:
+    kept: list[BulkJob] = []
+    size = 0
+    for job in jobs:
+        message = job.error.message if job.error else None
+        size += len(json.dumps(json.dumps([job.query, message, message, job.object_key])))  # errorMessage, error
+        if kept and size > LIST_TEXT_MAX_BYTES:
+            break
+        kept.append(job)
+    return kept
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,11 @@ class BulkJobPage:
     resume_after: ListPosition | None  # None: this was the last page
 
 
+def position_of(job: BulkJob) -> ListPosition:
+    """Where ``job`` sits in its tenant's listing (its ``by-tenant`` index key): a page cut short resumes after it."""
+    return ListPosition(created_key=f"{job.created_at.isoformat()}#{job.job_id}", job_id=job.job_id)
+
+
 def _job(item: dict[str, Any]) -> BulkJob:
     return BulkJob.model_validate(item)
 
@@ -89,7 +94,7 @@ class BulkJobStore:
         """Record a new job; ``(existing, False)`` when one with this id exists (a repeated S3 event)."""
         item = {
             **job.model_dump(mode="json"),
-            "created_key": f"{job.created_at.isoformat()}#{job.job_id}",
+            "created_key": position_of(job).created_key,
             "expires_at": int((utcnow() + JOB_TTL).timestamp()),
         }
         if job.state is not BulkState.OPEN:

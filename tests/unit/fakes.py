@@ -42,7 +42,7 @@ from events import (
 )
 from spectra.bulk.files import BulkFiles
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
-from spectra.bulk.store import BulkJobPage
+from spectra.bulk.store import BulkJobPage, position_of
 from spectra.dynamo import ListPosition, to_item
 from spectra.errors import Conflict, NotFound, StatementRejected, Throttled
 from spectra.job_store import IDEMPOTENCY_TTL, Finished, JobPage, PendingJob, PendingPage
@@ -321,7 +321,7 @@ class FakeBulkJobStore:
         if job.job_id in self._items:
             return self.get(job.job_id), False  # type: ignore[return-value]
         document = {k: v for k, v in job.model_dump(mode="json").items() if v is not None}  # None: no attribute
-        self._items[job.job_id] = {**document, "created_key": f"{job.created_at.isoformat()}#{job.job_id}"}
+        self._items[job.job_id] = {**document, "created_key": position_of(job).created_key}
         if job.state is not BulkState.OPEN:
             self._pending[job.job_id] = job.created_at
         return job, True

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -874,3 +876,47 @@ def _ended_ago(ports, job_id: str, age: timedelta) -> None:
     """The job made, run and ended ``age`` ago."""
     for field in ("created_at", "started_at", "completed_at"):
         ports.bulk.jobs._items[job_id][field] = (utcnow() - age).isoformat()
+
+
+#: Lambda's synchronous answer, as JSON (local/runner/api_gateway.py enforces it as AWS does: past it, a 502)
+LAMBDA_ANSWER_MAX_BYTES = 6 * 1024 * 1024 + 100
+
+
+def test_a_listing_of_query_jobs_at_the_largest_queries_fits_lambdas_answer(ports, monkeypatch):
+    """Each record carries its job's query, up to 100 KB (six times that as JSON escapes): 100 query jobs of 100 KB
+    made a 10 MB page, past Lambda's 6 MiB answer, so every GET of that page was API Gateway's 502, whatever the
+    client retried. A page now ends once its queries pass 4 MiB, with a next_token at the last job kept (a filtered
+    page is short at times already), and walking the pages lists each job once."""
+    from producers.api import app as api
+    from producers.api import bulk as bulk_routes
+    from tests.unit.bulk_helpers import bulk_job
+
+    monkeypatch.setattr(bulk_routes, "get_ports", lambda: ports)
+    generation = ports.tenants.get("acme").generation
+    made = set()
+    for n in range(100):
+        query = f"select {n} as n -- " + "\x01" * 30_000 + "x" * 70_000  # 100 KB, the control bytes escaped 6-fold
+        job = bulk_job(BulkOperation.QUERY, query=query, tenant_generation=generation, state=BulkState.JOB_COMPLETE)
+        made.add(ports.bulk.jobs.create(job)[0].job_id)
+    listed, params, pages = [], {"limit": "100"}, 0
+    while params:
+        event = {
+            "httpMethod": "GET",
+            "path": "/v1/bulk/jobs",
+            "resource": "/v1/bulk/jobs",
+            "headers": {},
+            "queryStringParameters": params,
+            "body": None,
+            "isBase64Encoded": False,
+            "requestContext": {"requestId": "r1", "authorizer": {"tenant_id": "acme"}, "stage": "v1"},
+        }
+        answer = api.app.resolve(event, None)
+        assert answer["statusCode"] == 200, answer["body"][:500]
+        assert len(json.dumps(answer)) <= LAMBDA_ANSWER_MAX_BYTES, f"page {pages + 1} is past Lambda's answer"
+        page = json.loads(answer["body"])
+        assert all(len(record["query"]) > 100_000 for record in page["records"])  # each query listed whole
+        listed += [record["id"] for record in page["records"]]
+        next_url = page["nextRecordsUrl"]
+        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(next_url).query)) if next_url else None
+        pages += 1
+    assert sorted(listed) == sorted(made) and pages > 1

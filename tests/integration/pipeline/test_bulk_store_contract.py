@@ -28,7 +28,7 @@ from spectra.bulk.models import (
     SourceFile,
     new_bulk_job_id,
 )
-from spectra.bulk.store import BulkJobStore
+from spectra.bulk.store import BulkJobStore, position_of
 from spectra.dynamo import ListPosition
 from spectra.jobs import utcnow
 from tests.fixtures.aws import table_from_template
@@ -503,3 +503,13 @@ def test_a_write_past_dynamodbs_item_size_is_refused_and_changes_nothing(store):
     assert store.get(job.job_id) == started
     fits = LoadPlan(columns=["id", "name"], header=["id" + " " * 300_000, "name"])
     assert store.update(job.job_id, [BulkState.IN_PROGRESS], plan=fits).plan == fits
+
+
+def test_a_listing_resumes_after_the_position_of_a_job_it_read(store):
+    """A page the service cuts short (its texts past Lambda's answer) resumes at ``position_of`` the last job kept,
+    a position made from the job as read back, not from the index's own key."""
+    made = [store.create(make_job(at=T0 + timedelta(seconds=n, microseconds=n)))[0] for n in range(3)]
+    first = store.list_for_tenant("acme", limit=3).jobs
+    assert [j.job_id for j in first] == [j.job_id for j in reversed(made)]
+    rest = store.list_for_tenant("acme", limit=3, after=position_of(first[0])).jobs
+    assert [j.job_id for j in rest] == [j.job_id for j in first[1:]]
