@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import string
-import threading
 
 import pytest
 
@@ -155,20 +154,17 @@ def test_a_header_just_within_the_limit_is_loaded(ports):
     assert job.state is BulkState.IN_PROGRESS and job.plan.columns == ["id", "name", "city"]
 
 
-def test_batches_of_38000_columns_refused_have_their_records_listed_within_the_executors_time(ports):
+def test_batches_of_38000_columns_refused_have_their_records_listed(ports):
     """Every distinct name of one to three characters (37,989 of them, 113 KB: within what a job keeps) in each of
     five batches: the job fails ``unknown_columns``, and the executor lists its records in unprocessedrecords before
-    it answers. The listed header was built with a list's ``in``, some 11 s a batch here (over a quarter of an
-    hour for 100 batches, past even the bulk results function's 15 minutes), so the executor timed out with the
-    other jobs of its batch. Waited for with the executor's own 30 s as a generous bound: it takes a second."""
+    it answers. The listed header was built with a list's ``in``, some 11 s a batch (over a quarter of an hour for
+    100 batches, past even the bulk results function's 15 minutes), so the executor timed out with the other jobs of
+    its batch; a set now, about a second (not a timed test: speed is for bench/)."""
     first, rest = string.ascii_lowercase + "_", string.ascii_lowercase + string.digits + "_"
     names = [*first, *(a + b for a in first for b in rest), *(a + b + c for a in first for b in rest for c in rest)]
     body = (",".join(names) + "\n" + "," * (len(names) - 1) + "\n").encode()
     message = queued(ports, BulkOperation.INSERT, *[body] * 5)
-    starting = threading.Thread(target=start_bulk_job, args=(ports, message), daemon=True)
-    starting.start()
-    starting.join(timeout=30)  # the executor's timeout (template.yaml's Globals)
-    assert not starting.is_alive(), "the failed job's result files outlived the executor's timeout"
+    start_bulk_job(ports, message)
     job = stored(ports, message.job_id)
     assert (job.state, job.error.code, job.results_ready) == (BulkState.FAILED, "unknown_columns", True)
     listed = result_rows(ports, message.job_id, "unprocessed")
