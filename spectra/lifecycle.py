@@ -24,6 +24,7 @@ from typing import Any
 
 from events import (
     JOB_EVENT_DETAIL_TYPES,
+    Delivery,
     ErrorInfo,
     JobEventDetail,
     JobQueuedMessage,
@@ -409,8 +410,12 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
 
 def _settled(job: Job, started: float) -> bool:
     """Whether the ending of a collection begun at ``started`` (``time.monotonic()``) is the statement's alone: no
-    attempt had failed when the job was read, and it was quick enough that no other handler failed all the attempts
-    left and gave the result up meanwhile (SETTLED_COLLECTION_SECONDS)."""
+    attempt had failed when the job was read, it was quick enough that no other handler failed all the attempts left
+    and gave the result up meanwhile (SETTLED_COLLECTION_SECONDS), and no other handler can refuse the same rows: an
+    ``inline`` job's can be refused as too large by a handler that read the job longer (a cancel request stamped
+    between the two reads), which writes FAILED first, so its completions write first too."""
+    if job.delivery is Delivery.INLINE:
+        return False
     return job.result_attempts == 0 and time.monotonic() - started < SETTLED_COLLECTION_SECONDS
 
 

@@ -100,7 +100,7 @@ def dead_letters(stack, local_aws) -> dict[str, int]:
 def _print_trips(stack, bodies: list[str]) -> None:
     """The functions' log lines of the jobs named in dead-lettered ``bodies``: the functions' log lives in the module's
     temporary folder, gone with it, and a dead letter seen once under load said nothing of why without them."""
-    job_ids = set(re.findall(r"\bj_[A-Za-z0-9_-]{22}", " ".join(bodies)))
+    job_ids = set(re.findall(r"\b[jb]_[A-Za-z0-9_-]{16,}", " ".join(bodies)))  # query and bulk jobs
     for record in log_records(stack):
         if record.get("job_id") in job_ids or any(job_id in str(record.get("message", "")) for job_id in job_ids):
             print("  log:", json.dumps(record)[:600], flush=True)

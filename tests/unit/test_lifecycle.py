@@ -1018,24 +1018,31 @@ def test_a_slow_result_too_big_for_inline_outlived_by_other_handlers_giving_it_u
     assert ports.events.types() == ["Job Failed"]
 
 
-def test_a_quick_refusal_beside_a_handler_that_completed_the_job_announces_nothing(ports, monkeypatch):
+@pytest.mark.parametrize("first", [JobStatus.COMPLETED, JobStatus.FAILED], ids=["completed-first", "refused-first"])
+def test_an_inline_job_one_handler_completes_and_another_refuses_is_announced_once(ports, monkeypatch, first):
     """Whether rows fit inline is measured against the job item as each handler read it, and a cancel request stamped
-    between two handlers' reads makes it longer: one handler could complete the job while another, just as quickly,
-    refused the same rows as too large. A refusal published "Job Failed" before its write (refused: the job had
-    completed), so the job was announced both Completed and Failed. Refusals write first now, however quick."""
+    between two handlers' reads makes it longer: one handler can complete the job while another, just as quickly,
+    refuses the same rows as too large. The one that did not win published its ending before its refused write, so
+    the job was announced both Completed and Failed: a quick refusal after a completion, and (found by the diff
+    review) a quick completion after a refusal. Every ending of an inline job is written first now."""
     job = running(ports, delivery=Delivery.INLINE)
     change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,x\n"])
     real_collect = lifecycle.collect_result
+    refused = ResultTooLarge("the rows do not fit inline beside this handler's copy of the job")
 
     def collect(ports_, job_, statement_id, info=None):
-        if not calls:
-            calls.append(statement_id)
-            assert complete_statement(ports, change).status is JobStatus.COMPLETED  # another handler, meanwhile
-            raise ResultTooLarge("the rows do not fit inline beside this handler's copy of the job")
+        if calls:  # the other handler, meanwhile: it refuses if this one completes, and the other way round
+            if first is JobStatus.FAILED:
+                raise refused
+            return real_collect(ports_, job_, statement_id, info)
+        calls.append(statement_id)
+        assert complete_statement(ports, change).status is first
+        if first is JobStatus.COMPLETED:
+            raise refused
         return real_collect(ports_, job_, statement_id, info)
 
     calls: list[str] = []
     monkeypatch.setattr(lifecycle, "collect_result", collect)
-    assert complete_statement(ports, change) is None  # its ending is refused: the job completed
-    assert ports.jobs.get(job.job_id).status is JobStatus.COMPLETED
-    assert ports.events.types() == ["Job Completed"]
+    assert complete_statement(ports, change) is None  # its ending is refused: the other one's was written
+    assert ports.jobs.get(job.job_id).status is first
+    assert ports.events.types() == ["Job Completed" if first is JobStatus.COMPLETED else "Job Failed"]
