@@ -23,11 +23,11 @@ from spectra.errors import NotFound
 from spectra.sql_layout import fold_name
 
 HEADER_MAX_BYTES = 1024 * 1024
-#: The header's column names a job may have, in bytes as the file writes them. The job keeps them in its DynamoDB
-#: item (its load plan: folded, and as written for the result files' header), which holds 400 KB beside its batches'
-#: list; past this the plan's write was refused and the load crashed on every delivery. Redshift's 1,600 columns of
-#: up to 127 bytes pass it up to an average of some 80 bytes a name.
-HEADER_NAMES_MAX_BYTES = 128 * 1024
+#: The header's column names a job may have, in bytes as the job keeps them in its DynamoDB item (its load plan:
+#: folded, and as written for the result files' header where that differs, :func:`names_kept`), which holds 400 KB
+#: beside its batches' list; past this the plan's write was refused and the load crashed on every delivery.
+#: Redshift's 1,600 columns of 127 bytes pass it written as they are folded (lower case, no spaces around them).
+HEADER_NAMES_MAX_BYTES = 256 * 1024
 BOM = "\ufeff"
 _COLUMN = re.compile(COLUMN_PATTERN)
 #: what surrogateescape makes of bytes that are not UTF-8
@@ -56,6 +56,12 @@ class FileHeader(NamedTuple):
 
 def _name(source: SourceFile) -> str:
     return source.key.rsplit("/", 1)[-1]
+
+
+def names_kept(columns: list[str], names: list[str]) -> list[str]:
+    """The header's names as written, as a job's load plan keeps them beside its ``columns`` (folded) for the result
+    files' header: none when they are the same."""
+    return [] if names == columns else names
 
 
 def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called: str | None = None) -> FileHeader:
@@ -109,12 +115,12 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
             f"{name}: header fields that are not column names: {', '.join(repr(c) for c in bad)}"
             f" (is the column delimiter {delimiter!r} right?)",
         )
-    size = sum(len(field.encode()) for field in header)
+    size = sum(len(text.encode()) for text in [*columns, *names_kept(columns, header)])
     if size > HEADER_NAMES_MAX_BYTES:
         raise BulkInputError(
             "invalid_header",
-            f"{name}: the header line's column names take {size} bytes (spaces around them included); at most"
-            f" {HEADER_NAMES_MAX_BYTES} are taken, as the job keeps them in its record",
+            f"{name}: the header line's column names take {size} bytes as the job keeps them in its record (lower-"
+            f"cased, and as written where that differs, spaces around them included); at most {HEADER_NAMES_MAX_BYTES}",
         )
     # counted once (a header of 100,000 columns named alike took list.count minutes, past the executor's 30 s)
     duplicates = sorted(c for c, n in Counter(columns).items() if n > 1)

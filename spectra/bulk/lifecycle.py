@@ -25,7 +25,15 @@ from events import (
 )
 from spectra import logs, share
 from spectra.bulk import outcomes
-from spectra.bulk.csvfiles import BulkInputError, TableColumn, check_columns, no_rows, owner_column, read_header
+from spectra.bulk.csvfiles import (
+    BulkInputError,
+    TableColumn,
+    check_columns,
+    names_kept,
+    no_rows,
+    owner_column,
+    read_header,
+)
 from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
 from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
@@ -115,11 +123,11 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         error = ErrorInfo(code=exc.code, message=exc.message)
         finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
         return None
+    failed: tuple[BulkJob, ErrorInfo, dict[str, Any]] | None = None  # a check that failed: the job, why, its changes
     try:
         if late := late_sidecar_error(ports, job):  # a sidecar put after its file: never loaded with the defaults
-            _fail_unstarted(ports, job, late)
-            return None
-        if job.operation is BulkOperation.QUERY:
+            failed = (job, late, {})
+        elif job.operation is BulkOperation.QUERY:
             statement_id = _start_export(ports, job, identity)
         else:
             job, statement_id = _start_load(ports, job, identity)
@@ -133,26 +141,25 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     except FileReplaced as exc:
         # The key holds a newer upload (the bucket keeps no versions): loading it here would load it twice and this
         # job's file never. The newer upload's own job loads it, lists its records and marks it processed.
-        error = ErrorInfo(code="file_replaced", message=str(exc))
-        _fail_unstarted(ports, job.model_copy(update={"files": []}), error, files=[])
-        return None
+        failed = (
+            job.model_copy(update={"files": []}),
+            ErrorInfo(code="file_replaced", message=str(exc)),
+            {"files": []},
+        )
     except BulkInputError as exc:
-        _fail_unstarted(ports, job, ErrorInfo(code=exc.code, message=exc.message))
-        return None
+        failed = (job, ErrorInfo(code=exc.code, message=exc.message), {})
     except StatementRejected as exc:
-        _fail_unstarted(ports, job, ErrorInfo(code="statement_rejected", message=exc.message))
-        return None
+        failed = (job, ErrorInfo(code="statement_rejected", message=exc.message), {})
     except Throttled as exc:
-        if not final_attempt:
-            # as for query jobs (spectra.lifecycle): back in the pending index, so that the reconciler adds no copy
-            # of the message while SQS's own retries are still coming
-            try:
-                bulk.jobs.mark_checked(job.job_id, BulkState.IN_PROGRESS, utcnow())
-            except Exception:
-                logger.warning("could not move throttled bulk job %s back in the pending index", job.job_id)
-            raise
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
-        finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
+        _throttled(ports, job, exc, error, final_attempt=final_attempt)
+        return None
+    if failed is not None:
+        failing, error, changes = failed
+        try:
+            _fail_unstarted(ports, failing, error, **changes)
+        except Throttled as exc:  # asking for a statement under the job's name: tried again, or failed on the last try
+            _throttled(ports, failing, exc, error, final_attempt=final_attempt, **changes)
         return None
     updated = bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=statement_id, **_unloaded_as(job))
     if updated is None:
@@ -165,6 +172,23 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     if updated.abort_requested_at is not None:
         ports.warehouse.cancel(statement_id)
     return updated
+
+
+def _throttled(
+    ports: Ports, job: BulkJob, throttled: Throttled, error: ErrorInfo, *, final_attempt: bool, **changes: Any
+) -> None:
+    """The warehouse throttled a job's start: ``throttled`` raised again for its message to come back, or on the
+    queue's last delivery the job fails with ``error`` (as an ending that ran nothing) rather than vanishing into the
+    DLQ."""
+    if not final_attempt:
+        # as for query jobs (spectra.lifecycle): back in the pending index, so that the reconciler adds no copy of
+        # the message while SQS's own retries are still coming
+        try:
+            bulk_ports(ports).jobs.mark_checked(job.job_id, BulkState.IN_PROGRESS, utcnow())
+        except Exception:
+            logger.warning("could not move throttled bulk job %s back in the pending index", job.job_id)
+        raise throttled
+    finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, **changes)
 
 
 def _fail_unstarted(ports: Ports, job: BulkJob, error: ErrorInfo, **changes: Any) -> None:
@@ -314,7 +338,7 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
             "external_id_scale": column.get("scale")
             if column.get("typeName") in ("numeric", "decimal") and column.get("precision")
             else None,
-            "header": headers[0].names,
+            "header": names_kept(headers[0].columns, headers[0].names),  # none when the columns are as written
         }
     )
     # The plan is recorded before the statement starts: a fast statement's completion event needs it. The write is
