@@ -12,8 +12,8 @@ and the same request, sent again later or without ``wait_timeout``, is served. W
 (5 by default) buys nothing anyway: those jobs wait in line for a slot.
 
 A lease carries its own end (the end of the function's time, which ends the request): one whose request died without
-giving it back (the environment was killed, the write failed) stops counting then, and the next take that needs its
-room prunes it.
+giving it back (the environment was killed, the write failed) stops counting then (:data:`CLOCK_MARGIN_SECONDS` later,
+since another host's clock judges it), and the next take that needs its room prunes it.
 The leases live in one DynamoDB item per tenant (``waits#<tenant>`` in the tenants table, map ``leases``: lease id →
 epoch seconds when it ends), taken by one conditional write (two when ended leases are pruned, or when the item is
 made), and given back by one.
@@ -46,6 +46,10 @@ _de = TypeDeserializer()
 _TAKE_TRIES = 4
 #: Ended leases one write removes at most (each is named in its expressions).
 _PRUNE_AT_MOST = 50
+#: A lease's end is read on the holder's clock, and judged on the clock of the API environment that next takes one,
+#: which may run seconds ahead: a lease counts until this long after its end, so a wait still running is never pruned
+#: (two waits where the cap allows one). A lease whose environment died costs its tenant a wait for this long more.
+CLOCK_MARGIN_SECONDS = 10.0
 
 
 class WaitLeases:
@@ -62,8 +66,9 @@ class WaitLeases:
 
     def take(self, tenant_id: str, lease_id: str, *, limit: int, until: float, now: float | None = None) -> bool:
         """Take a lease ending at ``until`` if the tenant holds fewer than ``limit`` that have not ended (or holds
-        this one already: a write whose answer was lost and was sent again). Leases that ended by ``now`` do not
-        count and are removed by the write that needs their room."""
+        this one already: a write whose answer was lost and was sent again). Leases that ended by ``now`` (less
+        :data:`CLOCK_MARGIN_SECONDS`: their ends are other hosts' clocks') do not count and are removed by the write
+        that needs their room."""
         if limit < 1:
             return False
         moment = now if now is not None else time.time()
@@ -97,7 +102,7 @@ class WaitLeases:
             leases = _leases(item)
             if lease_id in leases:
                 return True
-            ended = [lease for lease, ends in leases.items() if ends <= moment]
+            ended = [lease for lease, ends in leases.items() if ends <= moment - CLOCK_MARGIN_SECONDS]
             if len(leases) - len(ended) >= limit:
                 return False
             # A write names each lease it prunes, and DynamoDB's expressions stop at 4 KB and 300 operators: a write

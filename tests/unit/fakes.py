@@ -58,6 +58,7 @@ from spectra.settings import Settings
 from spectra.slots import Claim, PooledSession, SlotRelease, SlotsSeen
 from spectra.tenants import Tenant, identity_key
 from spectra.tokens import PageTokens
+from spectra.waits import CLOCK_MARGIN_SECONDS
 from spectra.warehouse import Column, CsvResult, DatabaseIdentity, Started, StatementInfo, SubStatement
 
 
@@ -945,7 +946,7 @@ class FakeWaitLeases:
         if lease_id in leases:
             leases[lease_id] = until
             return True
-        live = {lease: ends for lease, ends in leases.items() if ends > moment}
+        live = {lease: ends for lease, ends in leases.items() if ends > moment - CLOCK_MARGIN_SECONDS}
         if len(live) >= limit:
             return False
         self.leases[tenant_id] = {**live, lease_id: until}

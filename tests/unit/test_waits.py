@@ -68,12 +68,24 @@ def test_a_lease_ends_on_its_own_when_it_is_not_given_back():
     room = waits.waiting_room(ports, "acme", seconds=28, clock=clock)
     room.__enter__()  # and never exits
     assert list(ports.waits.held("acme").values()) == [1028.0]
-    clock.now = 1027.9
+    clock.now = 1028.0 + waits.CLOCK_MARGIN_SECONDS - 0.1  # another host's clock may run ahead of the holder's
     with pytest.raises(TooManyWaits), waits.waiting_room(ports, "acme", seconds=28, clock=clock):
         pass
-    clock.now = 1028.0
+    clock.now = 1028.0 + waits.CLOCK_MARGIN_SECONDS
     with waits.waiting_room(ports, "acme", seconds=28, clock=clock):
         pass
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_take_the_room_of_a_wait_still_running():
+    """The lease's end is the holder's clock's; the API environment that next takes one reads its own, which may run
+    seconds ahead. At real time 1024 the holder (clock 1000 when it took its lease, 25 s left) still runs for a
+    second, and holds the tenant's only wait: a host 3 s ahead reads 1027, past the lease's end, and must not count
+    it as ended (else two waits run where the cap allows one)."""
+    ports = ports_with("acme", service_cap=1)
+    with waits.waiting_room(ports, "acme", seconds=25, clock=Clock(1000.0)):
+        with pytest.raises(TooManyWaits), waits.waiting_room(ports, "acme", seconds=25, clock=Clock(1027.0)):
+            pytest.fail("a second wait got in while the first one still ran")
+        assert len(ports.waits.held("acme")) == 1
 
 
 def test_a_failed_give_back_does_not_fail_the_answer(caplog):
