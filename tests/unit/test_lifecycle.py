@@ -319,6 +319,21 @@ def test_a_finished_statement_completes_the_job_once(ports):
     assert [call for call in ports.warehouse.calls if call[0] == "csv_result"] == [("csv_result", job.statement_id)]
 
 
+def test_a_job_made_on_a_host_whose_clock_runs_ahead_never_ends_before_it_began(ports):
+    """created_at is the API host's clock, submitted_at the executor's, completed_at the completion consumer's: with
+    the API's host 3 s ahead, a quick query was announced "completed" before it was created, with a negative
+    duration_ms, and the API showed it submitted before it was made."""
+    message = queued(ports)
+    ahead = utcnow() + timedelta(seconds=3)
+    ports.jobs.update(message.job_id, [JobStatus.QUEUED], created_at=ahead)  # as the API's host stamped it
+    job = execute_job(ports, message)
+    assert job.created_at == ahead and job.submitted_at >= job.created_at
+    done = complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"]))
+    assert done.completed_at >= done.submitted_at >= done.created_at
+    [event] = ports.events.events
+    assert event.detail.completed_at >= event.detail.created_at and event.detail.duration_ms >= 0
+
+
 def test_a_failed_statement_fails_the_job_with_the_error_from_describe(ports):
     job = running(ports)
     change = ports.warehouse.fail(job.statement_id, 'ERROR: relation "t" does not exist')
