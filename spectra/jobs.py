@@ -33,6 +33,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def utcnow_after(*earlier: datetime | None) -> datetime:
+    """Now, or the latest of ``earlier`` if that is later. A job's times are stamped by the clocks of the hosts that
+    moved it (the API's, the executor's, the completion consumer's), which differ by up to seconds: a quick job was
+    recorded ending before it began (a negative ``duration_ms``, a negative ``totalProcessingTime``)."""
+    return max([utcnow(), *(moment for moment in earlier if moment is not None)])
+
+
 class QueryParameter(BaseModel):
     """A named parameter as the Data API binds it (``:name`` in the SQL, a string value), never spliced into the
     text. What tenants send, typed, is :class:`spectra.parameters.TypedParameter`; a job keeps what it will run."""

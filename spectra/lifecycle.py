@@ -47,7 +47,7 @@ from spectra.errors import (
 )
 from spectra.identity import check_write_grant, identity_for
 from spectra.job_queue import sendable
-from spectra.jobs import Job, utcnow
+from spectra.jobs import Job, utcnow, utcnow_after
 from spectra.ports import Ports
 from spectra.publisher import PublishFailed
 from spectra.slots import PooledSession
@@ -223,7 +223,7 @@ def execute_job(
             job.job_id,
             JobStatus.SUBMITTED,
             expected={JobStatus.QUEUED},
-            submitted_at=_not_before(job.created_at),
+            submitted_at=utcnow_after(job.created_at),
             statement_id=statement_id,
             **recorded,
         )
@@ -481,7 +481,7 @@ def finish_job(
     or collected after one or slowly, a result refused, a statement the Data API no longer knows: ``settled=False``) the
     write comes first, so no event announces an ending that did not happen.
     """
-    completed_at = _not_before(job.submitted_at or job.created_at, job.created_at)
+    completed_at = utcnow_after(job.created_at, job.submitted_at)
     settled = settled and not unstarted and bool(changes.get("statement_id") or job.statement_id)
     if settled:
         publish_job_event(
@@ -503,13 +503,6 @@ def finish_job(
     if not settled:
         publish_job_event(ports, finished)
     return finished
-
-
-def _not_before(*earlier: datetime) -> datetime:
-    """Now, or the latest of ``earlier`` if that is later: a job's times are stamped by the clocks of the hosts that
-    moved it (the API's, the executor's, the completion consumer's), which differ by up to seconds, and a quick job
-    was announced ending before it began (a negative ``duration_ms``)."""
-    return max(utcnow(), *earlier)
 
 
 def publish_job_event(ports: Ports, job: Job, *, mark: bool = True) -> None:

@@ -48,7 +48,7 @@ from spectra.errors import (
     without_arns,
 )
 from spectra.identity import identity_for
-from spectra.jobs import utcnow
+from spectra.jobs import utcnow, utcnow_after
 from spectra.ports import BulkPorts, Ports
 from spectra.publisher import PublishFailed
 from spectra.settings import Settings
@@ -532,7 +532,7 @@ def finish_bulk_job(
         expected={job.state},
         unstarted=unstarted,
         uploads=uploads,
-        completed_at=utcnow(),
+        completed_at=utcnow_after(job.created_at, job.started_at),
         results_ready=results_ready,
         **changes,
     )

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import string
+from datetime import timedelta
 
 import pytest
 
@@ -461,6 +462,18 @@ def test_a_load_that_committed_before_the_abort_came_ends_complete_not_aborted(p
     assert stored(ports, message.job_id).statement_id == statement_id
     done = complete_bulk_statement(ports, change)
     assert done.state is BulkState.JOB_COMPLETE and done.counts.processed == 1 and done.counts.failed == 0
+
+
+def test_a_load_started_on_a_host_whose_clock_runs_ahead_never_ends_before_it_started(ports):
+    """started_at is the executor's clock, completed_at the completion consumer's: with the executor 3 s ahead, a
+    quick load was answered with a negative totalProcessingTime (and ended before it started)."""
+    job = start_bulk_job(ports, queued(ports))
+    ahead = utcnow() + timedelta(seconds=3)
+    ports.bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], started_at=ahead)  # as the executor's host stamped it
+    done = complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 1, 1: []}))
+    assert done.state is BulkState.JOB_COMPLETE and done.completed_at >= done.started_at == ahead
+    info = BulkJobInfo.of(done)
+    assert info.totalProcessingTime >= 0 and info.apiActiveProcessingTime >= 0
 
 
 def test_an_unknown_or_ended_job_is_not_started(ports):
