@@ -50,6 +50,8 @@ WAITS_PREFIX = "waits#"
 KEY_PREFIX = "spk_"
 #: Reads and conditional deletes a tenant's delete makes before it gives up on a record that keeps changing
 DELETE_ATTEMPTS = 3
+#: Reads and conditional writes a tenant's update makes before it gives up on a record that keeps changing
+UPDATE_ATTEMPTS = 3
 _ser, _de = TypeSerializer(), TypeDeserializer()
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -133,6 +135,10 @@ class KeyInfo(BaseModel):
     key_hash: str
     hint: str
     created_at: str
+
+
+class _Stale(SpectraError):
+    """The tenant record was no longer as an update read it (the update reads it again)."""
 
 
 def hash_api_key(api_key: str) -> str:
@@ -336,15 +342,32 @@ class TenantDirectory:
         The record is validated as a whole first, and written only if it is still the same tenant (its generation), so
         its keys (bound to the generation) and their listing stay as they are. NotFound for an unknown tenant.
 
+        The write is also conditional on the identity fields it leaves alone being as read: the whole record was
+        validated with them (a tenant needs a user or a secret), and two changes at once, one taking the secret away
+        and the other the user, each valid against the record both read, left a record nothing could read (the
+        authorizer's every answer for the tenant a 500). A change refused so is made again on the record as it is now.
+
         Changes reach the API within the authorizer's cache time and the executor within ``TENANT_CACHE_SECONDS``;
         a write queued before a grant shrank is checked again when it starts (spectra/identity.py)."""
         unknown = set(changes) - _CHANGEABLE
         if unknown:
             raise ValueError(f"not a tenant field that can be changed: {', '.join(sorted(unknown))}")
         self._refuse_system_schemas(changes.get("owned_schemas"))
-        current = self.get(tenant_id)
-        if current is None:
-            raise NotFound(f"tenant {tenant_id!r} not found")
+        for _ in range(UPDATE_ATTEMPTS):
+            current = self.get(tenant_id)
+            if current is None:
+                raise NotFound(f"tenant {tenant_id!r} not found")
+            updated = self._update_once(current, changes)
+            if updated is not None:
+                return updated
+            now = self._get(f"tenant#{tenant_id}")
+            if now is None or now.get("generation") != current.generation:
+                raise NotFound(f"tenant {tenant_id!r} not found (deleted or created again meanwhile)")
+        raise Conflict(f"tenant {tenant_id!r} kept changing while it was being updated; update it again")
+
+    def _update_once(self, current: Tenant, changes: dict[str, Any]) -> Tenant | None:
+        """``changes`` written over ``current``, validated as a whole; None when the record is no longer as read."""
+        tenant_id = current.tenant_id
         updated = Tenant.model_validate({**current.model_dump(), **changes})
         values = updated.model_dump(mode="json", include=set(changes))
         sets = [name for name, value in values.items() if value is not None]
@@ -359,30 +382,43 @@ class TenantDirectory:
         )
         if not expression:
             return current
+        names = {f"#{n}": n for n in values}
+        bound = {f":{n}": _ser.serialize(values[n]) for n in sets}
+        if current.generation:  # still the same tenant: not deleted, nor deleted and created again
+            conditions = ["generation = :g"]
+            bound[":g"] = _ser.serialize(current.generation)
+        else:
+            conditions = ["attribute_exists(pk) AND attribute_not_exists(generation)"]
+        for field_name in _IDENTITY_KINDS:  # the identities the record was validated with and this leaves alone
+            if field_name in sets:
+                continue
+            names[f"#{field_name}"] = field_name
+            if field_name not in removes and (value := getattr(current, field_name)):
+                conditions.append(f"#{field_name} = :was_{field_name}")
+                bound[f":was_{field_name}"] = _ser.serialize(value)
+            elif field_name not in removes:
+                conditions.append(f"attribute_not_exists(#{field_name})")
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": {"pk": {"S": f"tenant#{tenant_id}"}},
             "UpdateExpression": expression,
-            "ExpressionAttributeNames": {f"#{n}": n for n in values},
+            "ExpressionAttributeNames": names,
+            "ConditionExpression": " AND ".join(conditions),
         }
-        bound = {f":{n}": _ser.serialize(values[n]) for n in sets}
-        if current.generation:  # still the same tenant: not deleted, nor deleted and created again
-            request["ConditionExpression"] = "generation = :g"
-            bound[":g"] = _ser.serialize(current.generation)
-        else:
-            request["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(generation)"
         if bound:
             request["ExpressionAttributeValues"] = bound
         moved = {f for f in ("db_user", "secret_arn") if f in changes and getattr(updated, f) != getattr(current, f)}
         claims = self._claims(updated, only=moved)
         if claims:  # moved to another identity: it must be one no other tenant had, claimed with the change
-            gone = NotFound(f"tenant {tenant_id!r} not found (deleted or created again meanwhile)")
-            self._write_claiming({"Update": request}, claims, refused=gone)
+            try:
+                self._write_claiming({"Update": request}, claims, refused=_Stale("changed since it was read"))
+            except _Stale:
+                return None
             return updated
         try:
             self._db.update_item(**request)
-        except self._db.exceptions.ConditionalCheckFailedException as exc:
-            raise NotFound(f"tenant {tenant_id!r} not found (deleted or created again meanwhile)") from exc
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return None
         return updated
 
     def set_active(self, tenant_id: str, active: bool) -> Tenant:

@@ -281,6 +281,30 @@ def test_an_identity_move_racing_a_delete_is_not_found(directory, tenant_id, mon
         directory.update_tenant(tenant_id, db_user=f"tenant_{tenant_id}_v2")
 
 
+def test_two_updates_at_once_cannot_leave_a_tenant_without_an_identity(directory, tenant_id, monkeypatch):
+    """Two operators at once: one takes the tenant's secret away, the other its user, each validated against the
+    record as it was before either wrote. Both writes landed, leaving a record no Tenant can be read from: the
+    authorizer answered the tenant's every request with a 500, the executor failed its jobs' messages, and
+    update_tenant itself could not read the record to repair it (found by the tenancy race review)."""
+    secret = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:tenant_{tenant_id}-AbCdEf"
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}", secret_arn=secret)
+    key = directory.issue_key(tenant_id)
+    stale = directory.get(tenant_id)  # the second operator's read, before the first's write lands
+    directory.update_tenant(tenant_id, secret_arn=None)
+    reads = iter([stale])
+    real_get = directory.get
+    monkeypatch.setattr(directory, "get", lambda _id: next(reads, None) or real_get(_id))
+    with pytest.raises(ValueError, match="db_user or a secret_arn"):  # read again, and refused on what it is now
+        directory.update_tenant(tenant_id, db_user=None)
+    stored = real_get(tenant_id)
+    assert (stored.db_user, stored.secret_arn) == (f"tenant_{tenant_id}", None)
+    assert directory.authenticate(key).tenant_id == tenant_id
+    # a change that does not touch what the other took away still lands after its read is found stale
+    reads = iter([stale])
+    assert directory.update_tenant(tenant_id, tier="premium").secret_arn is None
+    assert real_get(tenant_id).tier == "premium"
+
+
 class _Interrupting:
     """The DynamoDB client, calling ``before_key_delete`` ahead of each key's DeleteItem (and raising what it
     returns): a delete that fails half-way, or something else happening meanwhile."""
