@@ -275,17 +275,22 @@ class TenantDirectory:
         if tenant.generation:
             item["generation"] = tenant.generation
         # The tenant record lists the key first: a key whose listing failed is never written, so delete_tenant
-        # cannot miss one. The condition keeps a tenant deleted meanwhile from being brought back as a bare listing.
+        # cannot miss one. The condition keeps a tenant deleted meanwhile from being brought back as a bare listing,
+        # and one created again meanwhile from listing a key of its predecessor's generation, which it would refuse.
+        if tenant.generation:
+            condition, values = "generation = :g", {":g": {"S": tenant.generation}}
+        else:
+            condition, values = "attribute_exists(pk) AND attribute_not_exists(generation)", {}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": f"tenant#{tenant_id}"}},
                 UpdateExpression="ADD key_hashes :k",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":k": {"SS": [key_hash]}},
+                ConditionExpression=condition,
+                ExpressionAttributeValues={":k": {"SS": [key_hash]}, **values},
             )
         except self._db.exceptions.ConditionalCheckFailedException as exc:
-            raise NotFound(f"tenant {tenant_id!r} not found") from exc
+            raise NotFound(f"tenant {tenant_id!r} not found (deleted or created again meanwhile)") from exc
         self._db.put_item(TableName=self._table, Item={k: _ser.serialize(v) for k, v in item.items()})
         return api_key
 

@@ -305,6 +305,21 @@ def test_two_updates_at_once_cannot_leave_a_tenant_without_an_identity(directory
     assert real_get(tenant_id).tier == "premium"
 
 
+def test_a_key_issued_while_the_tenant_is_created_again_is_not_issued(directory, table, tenant_id, monkeypatch):
+    """issue_key read the tenant, then listed the key on whatever record had the id: deleted and created again in
+    between, the new tenant's record listed a key bound to the old generation. The operator was handed a key that
+    never authenticated, which list_keys showed among the new tenant's (found by the tenancy race review)."""
+    old = directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    directory.delete_tenant(tenant_id)
+    new = directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2")
+    monkeypatch.setattr(directory, "get", lambda _id: old)  # read just before the delete landed
+    with pytest.raises(NotFound):
+        directory.issue_key(tenant_id)
+    monkeypatch.undo()
+    assert "key_hashes" not in item(table, f"tenant#{tenant_id}")
+    assert directory.list_keys(tenant_id) == [] and directory.get(tenant_id) == new
+
+
 class _Interrupting:
     """The DynamoDB client, calling ``before_key_delete`` ahead of each key's DeleteItem (and raising what it
     returns): a delete that fails half-way, or something else happening meanwhile."""
