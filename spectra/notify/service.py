@@ -128,7 +128,7 @@ def create_subscription(
         new_subscription_id() if idempotency_key is None else caller.keyed_id(SUBSCRIPTION_PREFIX, idempotency_key)
     )
     if idempotency_key is not None and (first := notify.subscriptions.get(caller.tenant_id, subscription_id)):
-        return _repeat(first, idempotency_key, url=url, events=events, filter_=filter_), False
+        return _repeat(notify, first, idempotency_key, url=url, events=events, filter_=filter_), False
     for event_type in events:  # after the repeat's answer: a subscription stored before this check keeps its key
         _check_filter_lets_through(filter_, event_type)
     notify.urls.endpoint(url)  # UrlRefused (400) for anything but https on a public address
@@ -153,27 +153,44 @@ def create_subscription(
         # a request with the same key made it meanwhile
         first = notify.subscriptions.get(caller.tenant_id, subscription_id)
         if first is None:  # and it is gone again (over the limit, or deleted): this request made nothing
-            raise Conflict("a request with this Idempotency-Key changed the subscription meanwhile; retry it") from None
-        return _repeat(first, idempotency_key, url=url, events=events, filter_=filter_), False
+            raise Conflict(_CHANGED_MEANWHILE) from None
+        return _repeat(notify, first, idempotency_key, url=url, events=events, filter_=filter_), False
     # Requests at once all pass the check above before any of them is stored: count again, consistently, now that
     # this one is. Over the limit, this one goes (the others that saw it too go as well: their clients retry), so a
-    # subscription once confirmed to its client is never taken back and the limit holds.
-    if _standing(notify, caller, consistent=True) > limit:
-        notify.subscriptions.delete(caller.tenant_id, subscription.subscription_id)
+    # subscription once confirmed to its client is never taken back and the limit holds. Unless a repeat of this
+    # request (its Idempotency-Key) was answered it meanwhile: that client has it, so it stays, and this request is
+    # answered it too (the limit is then passed by it, until one is deleted).
+    if _standing(notify, caller, consistent=True) > limit and notify.subscriptions.withdraw(
+        caller.tenant_id, subscription.subscription_id
+    ):
         raise Conflict(f"a tenant may have {limit} subscriptions; delete one first", details={"limit": limit})
     return subscription, True
 
 
+_CHANGED_MEANWHILE = "a request with this Idempotency-Key changed the subscription meanwhile; retry it"
+
+
 def _repeat(
-    first: Subscription, idempotency_key: str, *, url: str, events: list[str], filter_: dict[str, list[str]]
+    notify: NotifyPorts,
+    first: Subscription,
+    idempotency_key: str,
+    *,
+    url: str,
+    events: list[str],
+    filter_: dict[str, list[str]],
 ) -> Subscription:
-    """``first``, which the request with the same key made, when this request is the same one."""
+    """``first``, which the request with the same key made, when this request is the same one. It is marked as
+    answered first: the request that made it may still withdraw it (over the limit), and must not once a client
+    holds it; if it was withdrawn already, this request is told to retry (and then makes it anew)."""
     if (first.url, first.events, first.filter) != (url, events, filter_):
         raise Conflict(
             "Idempotency-Key was already used for a different request",
             details={"idempotency_key": idempotency_key, "subscription_id": first.subscription_id},
         )
-    return first
+    answered = notify.subscriptions.answer(first.tenant_id, first.subscription_id)
+    if answered is None:
+        raise Conflict(_CHANGED_MEANWHILE)
+    return answered
 
 
 def _standing(notify, caller: Caller, *, consistent: bool = False) -> int:

@@ -43,6 +43,7 @@ class SubscriptionPage:
 def _to_subscription(item: dict[str, Any]) -> Subscription:
     values = plain(from_item(item))
     values.pop("expires_at", None)
+    values.pop("answered", None)  # SubscriptionStore.answer's mark, for the store only
     delivery = {name: values.pop(name) for name in _DELIVERY_FIELDS if name in values}
     return Subscription.model_validate({**values, "delivery": delivery})
 
@@ -86,6 +87,39 @@ class SubscriptionStore:
             TableName=self._table, Key=self._key(tenant_id, subscription_id), ReturnValues="ALL_OLD"
         )
         return bool(response.get("Attributes"))
+
+    def answer(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        """The subscription, marked as answered to a repeat of the request that made it (the same Idempotency-Key),
+        so that request no longer :meth:`withdraw` s it; None when it is gone."""
+        try:
+            response = self._db.update_item(
+                TableName=self._table,
+                Key=self._key(tenant_id, subscription_id),
+                UpdateExpression="SET answered = :true",
+                ConditionExpression="attribute_exists(subscription_id)",
+                ExpressionAttributeValues={":true": {"BOOL": True}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _to_subscription(response["Attributes"])
+
+    def withdraw(self, tenant_id: str, subscription_id: str) -> bool:
+        """Delete a subscription just made, unless it was :meth:`answer` ed to a repeat meanwhile (False: it stays,
+        a client has it). True when it is gone."""
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key=self._key(tenant_id, subscription_id),
+                ConditionExpression="attribute_not_exists(answered)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def list_for_tenant(
         self, tenant_id: str, *, limit: int, after: str | None = None, consistent: bool = False

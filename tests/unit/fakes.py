@@ -1278,6 +1278,7 @@ class FakeSubscriptionStore:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], Subscription] = {}
         self.expiry: dict[tuple[str, str], datetime] = {}
+        self.answered: set[tuple[str, str]] = set()  # SubscriptionStore.answer's marks
 
     def create(self, subscription: Subscription, *, expires_at: datetime | None = None) -> Subscription:
         key = (subscription.tenant_id, subscription.subscription_id)
@@ -1292,7 +1293,20 @@ class FakeSubscriptionStore:
         return self.items.get((tenant_id, subscription_id))
 
     def delete(self, tenant_id: str, subscription_id: str) -> bool:
+        self.answered.discard((tenant_id, subscription_id))
         return self.items.pop((tenant_id, subscription_id), None) is not None
+
+    def answer(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        found = self.items.get((tenant_id, subscription_id))
+        if found is not None:
+            self.answered.add((tenant_id, subscription_id))
+        return found
+
+    def withdraw(self, tenant_id: str, subscription_id: str) -> bool:
+        if (tenant_id, subscription_id) in self.answered:
+            return False
+        self.items.pop((tenant_id, subscription_id), None)
+        return True
 
     def _standing(self, tenant_id: str) -> list[Subscription]:
         return sorted(

@@ -346,6 +346,55 @@ def test_two_requests_with_one_key_at_once_make_one_subscription():
     assert len(subscriptions.webhooks_for_tenant("acme")) == 1
 
 
+def test_a_subscription_answered_to_a_repeat_is_not_taken_back_over_the_limit():
+    """The request that stores a keyed subscription counts again after its put, and withdraws it if the tenant went
+    over its limit meanwhile. A repeat with the same key came in between, found the subscription and was answered
+    it (200, its secret): then the first request withdrew it, and the repeat's client held a subscription that no
+    longer existed, and never received an event (found by the tenancy race review)."""
+    ports = ports_with_notify(webhook_max_subscriptions=2)
+    subscriptions = ports.notify.subscriptions
+    subscribe(ports)
+    store = subscriptions.create
+    repeats = []
+
+    def racing_create(subscription, **kwargs):
+        subscriptions.create = store
+        stored = store(subscription, **kwargs)
+        # the repeat (same key, same request) runs whole now, then another request's subscription is stored
+        repeats.append(
+            service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+        )
+        store(subscription.model_copy(update={"subscription_id": "sub_other"}))
+        return stored
+
+    subscriptions.create = racing_create
+    first, created = service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+    [(answered, repeated)] = repeats
+    assert created and not repeated and answered == first
+    assert subscriptions.get("acme", first.subscription_id) is not None  # what the repeat was answered stands
+    subscriptions.delete("acme", "sub_other")  # the other request, counting again, withdraws its own
+
+
+def test_a_repeat_finding_the_subscription_withdrawn_meanwhile_is_told_to_retry():
+    """The other order: the first request withdrew its subscription (over the limit) before the repeat could be
+    answered it. The repeat is a 409 to retry, never the subscription that is gone."""
+    ports = ports_with_notify(webhook_max_subscriptions=2)
+    subscriptions = ports.notify.subscriptions
+    first, _ = service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+    withdraw = subscriptions.withdraw
+    monkeypatched = subscriptions.get
+
+    def found_then_withdrawn(tenant_id, subscription_id):
+        found = monkeypatched(tenant_id, subscription_id)
+        if found is not None and subscription_id == first.subscription_id:
+            assert withdraw(tenant_id, subscription_id)  # the creator's withdrawal lands just after this read
+        return found
+
+    subscriptions.get = found_then_withdrawn
+    with pytest.raises(Conflict, match="retry"):
+        service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key="k1")
+
+
 def test_another_tenants_subscription_is_not_found():
     ports = ports_with_notify()
     mine, _ = service.create_subscription(ports, ACME, url="https://hooks.acme.example/in", events=["Job Completed"])

@@ -97,6 +97,18 @@ def test_delete(store):
     assert store.get("acme", created.subscription_id) is None
 
 
+def test_a_subscription_answered_to_a_repeat_is_not_withdrawn(store):
+    kept, dropped = store.create(make()), store.create(make())
+    assert store.answer("acme", kept.subscription_id) == kept  # read back as written, the mark not shown
+    assert store.answer("globex", kept.subscription_id) is None
+    assert store.withdraw("acme", kept.subscription_id) is False
+    assert store.withdraw("acme", dropped.subscription_id) is True
+    assert store.get("acme", kept.subscription_id) == kept and store.get("acme", dropped.subscription_id) is None
+    assert store.answer("acme", dropped.subscription_id) is None  # gone: nothing is made again
+    assert store.get("acme", dropped.subscription_id) is None
+    assert store.delete("acme", kept.subscription_id) is True
+
+
 def test_delivery_state_counts_failures_in_a_row_and_a_success_resets_them(store):
     sid = store.create(make()).subscription_id
     first = store.record_failure("acme", sid, status=500, error="HTTP 500", at=T0)
