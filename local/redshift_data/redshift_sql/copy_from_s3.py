@@ -7,10 +7,17 @@ row-level security apply exactly as for an INSERT. A CSV line that is ``\\.`` al
 (the rest of the file would be dropped without a word) and Redshift's ordinary one-field row: a file holding one goes
 the slow path, which sends that line quoted.
 
-Slow path, only when the fast path hit a data error: PostgreSQL 16 has no ``ON_ERROR``, so the objects are read again,
-cut into records (with their file line numbers), and loaded in batches of COPY, each batch in its own savepoint. A batch
-that fails is split around the line PostgreSQL blamed (or in halves when it did not say), until each bad record stands
-alone; the good rows load, each bad one becomes a ``stl_load_errors`` row with PostgreSQL's reason. More than MAXERROR
+Where PostgreSQL's COPY reads a value otherwise than Redshift's, the file goes the slow path too, whose records are
+read field by field: a VARCHAR(n) or CHAR(n) holds n bytes in Redshift (n characters in PostgreSQL), so a file with a
+byte past ASCII, loaded into such a column, has its fields measured; COPY's default NULL AS is ``\\N`` (its
+reference makes no exception for CSV), which PostgreSQL's CSV reads as text, so a CSV file holding ``\\N`` has those fields sent as NULL; and
+Redshift ignores blanks around a quoted CSV field, which PostgreSQL keeps, so a file with them has them dropped.
+
+Slow path, when the fast path hit a data error (or the cases above): PostgreSQL 16 has no ``ON_ERROR``, so the objects
+are read again, cut into records (with their file line numbers), and loaded in batches of COPY, each batch in its own
+savepoint. A batch that fails is split around the line PostgreSQL blamed (or in halves when it did not say), until each
+bad record stands alone; the good rows load, each bad one becomes a ``stl_load_errors`` row with PostgreSQL's reason
+(a field too long in bytes, with Redshift's). More than MAXERROR
 bad records fails the statement, and nothing it loaded survives (the whole COPY runs in one savepoint).
 
 Statistics, as Redshift's STATUPDATE: a COPY that loaded rows into a table that was empty (STATUPDATE omitted) or
@@ -57,6 +64,11 @@ class Target:
     columns: dict[str, tuple[str, str]]  # loaded column -> (type name, length), in load order
     string_columns: tuple[str, ...]
 
+    @property
+    def byte_limits(self) -> dict[str, int]:
+        """VARCHAR(n) and CHAR(n) columns and their n: bytes in Redshift ("Character types"), characters here."""
+        return {column: int(length) for column, (_, length) in self.columns.items() if length}
+
 
 def run_copy(command: CopyCommand, conn: psycopg.Connection, s3_client) -> RedshiftResult:
     started = datetime.now(UTC).replace(tzinfo=None)
@@ -71,7 +83,7 @@ def run_copy(command: CopyCommand, conn: psycopg.Connection, s3_client) -> Redsh
         )
         stage = _rls_stage(conn, target)
         copy_sql = _copy_statement(command, target, into=stage)
-        loaded = _load(conn, copy_sql, command, target, sources, s3_client, started, query_id)
+        loaded = _load(conn, copy_sql, command, target, stage, sources, s3_client, started, query_id)
         remember_copy_count(conn, loaded)
         if stage is not None:
             _insert_staged(conn, stage, target)
@@ -91,16 +103,20 @@ def _owns(conn: psycopg.Connection, target: Target) -> bool:
     return bool(row and row[0])
 
 
-def _load(conn, copy_sql, command: CopyCommand, target: Target, sources, s3_client, started, query_id: int) -> int:
+def _load(
+    conn, copy_sql, command: CopyCommand, target: Target, stage, sources, s3_client, started, query_id: int
+) -> int:
     try:
         with conn.transaction():
-            return _fast_load(conn, copy_sql, command, sources, s3_client)
-    except _EndOfDataLine:
+            return _fast_load(conn, copy_sql, command, target, sources, s3_client)
+    except _ReadRecordByRecord:
         pass
     except psycopg.Error as error:
         if not _is_data_error(error):
             raise  # permission denied, cancel, ...: PostgreSQL's own error, as for any statement
-    loader = _IsolatingLoader(conn, copy_sql, target, command.maxerror)
+    check = _RecordCheck(command, target)
+    slow_sql = _copy_statement(command, target, into=stage, null_marker=check.null_marker)
+    loader = _IsolatingLoader(conn, slow_sql, target, command.maxerror, check)
     try:
         loaded = loader.load(_records(command, sources, s3_client))
     finally:
@@ -180,16 +196,22 @@ def _resolve_target(conn: psycopg.Connection, command: CopyCommand) -> Target:
     )
 
 
-def _copy_statement(command: CopyCommand, target: Target, *, into: sql.Identifier | None = None) -> sql.Composed:
+def _copy_statement(
+    command: CopyCommand, target: Target, *, into: sql.Identifier | None = None, null_marker: str | None = None
+) -> sql.Composed:
     """PostgreSQL COPY FROM STDIN with the options that reproduce Redshift's reading of the file.
 
     Text (Redshift's default): PostgreSQL's text format, '|' delimiter, '\\N' as NULL.
     CSV: empty unquoted fields are NULL for non-character columns; for character columns they load as '' unless
     EMPTYASNULL (Redshift's rule), which is PostgreSQL's FORCE_NOT_NULL on those columns.
+    ``null_marker``: the slow path's CSV records say NULL with it, whatever the column (see :class:`_RecordCheck`).
     """
     options = [sql.SQL("FORMAT {}").format(sql.SQL("csv" if command.csv else "text"))]
     options.append(sql.SQL("DELIMITER {}").format(sql.Literal(command.effective_delimiter)))
-    if command.csv:
+    if command.csv and null_marker is not None:
+        options.append(sql.SQL("QUOTE {}").format(sql.Literal(command.quote)))
+        options.append(sql.SQL("NULL {}").format(sql.Literal(null_marker)))
+    elif command.csv:
         options.append(sql.SQL("QUOTE {}").format(sql.Literal(command.quote)))
         options.append(sql.SQL("NULL {}").format(sql.Literal(command.null_as or "")))
         if command.null_as is None and not command.emptyasnull and target.string_columns:
@@ -208,28 +230,57 @@ def _copy_statement(command: CopyCommand, target: Target, *, into: sql.Identifie
 # Fast path
 
 
-class _EndOfDataLine(Exception):
-    """A CSV source holds a line PostgreSQL would read as the end of the data: load it the slow way."""
+class _ReadRecordByRecord(Exception):
+    """A source holds what PostgreSQL's COPY reads otherwise than Redshift's: load it the slow way, which reads each
+    record (a line PostgreSQL takes for the end of the data, ``\\N`` in CSV, bytes past ASCII for a column whose
+    length Redshift counts in bytes)."""
 
 
 _END_OF_DATA = re.compile(rb"\n\\\.\r?\n")
 
 
 def _fast_load(
-    conn: psycopg.Connection, copy_sql: sql.Composed, command: CopyCommand, sources: list[S3Object], s3_client
+    conn: psycopg.Connection,
+    copy_sql: sql.Composed,
+    command: CopyCommand,
+    target: Target,
+    sources: list[S3Object],
+    s3_client,
 ) -> int:
     loaded = 0
+    default_null = command.csv and command.null_as is None
+    measured = command.csv and bool(target.byte_limits)
+    padded_quotes = _padded_quotes(command) if command.csv else None
     with conn.cursor() as cur:
         for source in sources:
-            tail = b"\n"  # the end of what was read so far, to find a marker line across two chunks
+            tail = b"\n"  # the end of what was read so far, to find a marker line (or blanks) across two chunks
             with cur.copy(copy_sql) as copy:
                 for chunk in skip_lines(read_chunks(s3_client, source, command.gzip), command.ignoreheader):
                     if command.csv and _END_OF_DATA.search(tail + chunk + (b"" if chunk.endswith(b"\n") else b"\n")):
-                        raise _EndOfDataLine(source.url)
+                        raise _ReadRecordByRecord(source.url)
+                    if (default_null and b"\\N" in tail[-1:] + chunk) or (measured and not chunk.isascii()):
+                        raise _ReadRecordByRecord(source.url)
+                    if padded_quotes is not None and padded_quotes.search(tail + chunk):
+                        raise _ReadRecordByRecord(source.url)
                     copy.write(chunk)
-                    tail = (tail + chunk)[-3:]
+                    tail = (tail + chunk)[-64:]
             loaded += max(cur.rowcount, 0)
     return loaded
+
+
+def _blanks(command: CopyCommand) -> bytes:
+    """The white space CSV ignores around a quoted field: spaces and tabs, but never the delimiter ("If the delimiter
+    is a white space character, such as a tab, the delimiter is not treated as white space")."""
+    return b" \t".replace(command.effective_delimiter.encode(), b"")
+
+
+def _padded_quotes(command: CopyCommand) -> re.Pattern[bytes]:
+    """Blanks between a delimiter (or a line's start or end) and a quote, which PostgreSQL keeps as data."""
+    blanks = b"[" + re.escape(_blanks(command)) + b"]+"
+    delimiter, quote = re.escape(command.effective_delimiter.encode()), re.escape(command.quote.encode())
+    return re.compile(
+        b"(?:^|[\n" + delimiter + b"])" + blanks + quote + b"|" + quote + blanks + b"(?:[\r\n" + delimiter + b"]|$)"
+    )
 
 
 def _is_data_error(error: psycopg.Error) -> bool:
@@ -256,22 +307,143 @@ class _TooManyErrors(Exception):
     pass
 
 
+#: Redshift's err_reason for a value longer than its column (as stl_load_errors words it), err_code 1204: "Input data
+#: exceeded the acceptable range for the data type" (the load error reference).
+TOO_LONG_REASON = "String length exceeds DDL length"
+TOO_LONG_CODE = 1204
+_NULL_MARKER = "\\N"
+
+
+class _RecordCheck:
+    """What the slow path sends of a CSV record: its bytes, or the stl_load_errors row Redshift would make of it.
+
+    - A field longer, in bytes, than its VARCHAR(n) or CHAR(n) is the row's error (1204), as Redshift counts bytes
+      ("Character types": a VARCHAR(12) holds 6 two-byte characters); blanks past n are cut, as both cut them.
+    - Blanks around a quoted field are dropped (see :meth:`_unpadded`).
+    - Without NULL AS, an unquoted ``\\N`` is NULL in any column (NULL AS: "The default null_string is '\\N'"),
+      beside the empty field's rule (NULL, or '' in a text column without EMPTYASNULL). A blank field (white space
+      alone) is NULL too in a column of another type (BLANKSASNULL: "Blank fields for other data types, such as INT,
+      are always loaded with NULL"), where PostgreSQL refuses it. So the records go to a COPY whose NULL is the null
+      string (``\\N`` unless NULL AS says), each empty or blank field that means NULL rewritten to it.
+    A record whose fields do not match the columns in number goes as it is, for PostgreSQL to refuse."""
+
+    def __init__(self, command: CopyCommand, target: Target):
+        self._csv = command.csv
+        self._delimiter = command.effective_delimiter.encode()
+        self._quote = command.quote.encode()
+        columns = list(target.columns)
+        limits = target.byte_limits
+        self._limits = [limits.get(column) for column in columns]
+        self._columns = columns
+        self._target = target
+        self._blanks = _blanks(command)
+        self.null_marker = (_NULL_MARKER if command.null_as is None else command.null_as) if command.csv else None
+        # per column: does an empty field mean NULL, does a blank one
+        self._empty_is_null = [c not in target.string_columns or command.emptyasnull for c in columns]
+        self._blank_is_null = [c not in target.string_columns for c in columns]
+
+    def __call__(self, filename: str, record: Record) -> bytes | LoadError:
+        if not self._csv:
+            return record.raw
+        body = record.raw.rstrip(b"\r\n")
+        ending = record.raw[len(body) :]
+        fields = [self._unpadded(field) for field in _csv_fields(body, self._delimiter, self._quote)]
+        if len(fields) != len(self._columns):
+            return record.raw
+        for index, (_, value, _) in enumerate(fields):
+            limit = self._limits[index]
+            if limit is not None and len(value) > limit and len(value.rstrip(b" ")) > limit:
+                return self._too_long(filename, record, index, value)
+        marker = self.null_marker.encode()
+        raws = [
+            marker
+            if (raw == b"" and self._empty_is_null[index]) or (not raw.strip() and self._blank_is_null[index])
+            else raw
+            for index, (raw, _, _) in enumerate(fields)
+        ]
+        return self._delimiter.join(raws) + ending
+
+    def _unpadded(self, field: tuple[bytes, bytes, bool]) -> tuple[bytes, bytes, bool]:
+        """A quoted field without the blanks around its quotes, which Redshift ignores ("Data format parameters", CSV:
+        "When a field is enclosed in quotes, white space between the delimiters and the quote characters is
+        ignored"), where PostgreSQL keeps them in the value."""
+        raw, _, quoted = field
+        inner = raw.strip(self._blanks)
+        if not quoted or inner == raw or len(inner) < 2 or inner[:1] != self._quote or inner[-1:] != self._quote:
+            return field
+        return inner, _csv_fields(inner, self._delimiter, self._quote)[0][1], True
+
+    def _too_long(self, filename: str, record: Record, index: int, value: bytes) -> LoadError:
+        column = self._columns[index]
+        type_name, length = self._target.columns[column]
+        return LoadError(
+            filename=filename,
+            line_number=record.line_number,
+            raw_line=record.raw.decode("utf-8", "replace").rstrip("\r\n").replace("\x00", ""),
+            colname=column,
+            type=type_name,
+            col_length=length,
+            raw_field_value=value.decode("utf-8", "replace").replace("\x00", ""),
+            err_code=TOO_LONG_CODE,
+            err_reason=TOO_LONG_REASON,
+        )
+
+
+def _csv_fields(line: bytes, delimiter: bytes, quote: bytes) -> list[tuple[bytes, bytes, bool]]:
+    """A CSV line's fields as (raw bytes, value, quoted), read as PostgreSQL's CSV mode reads them: a quote anywhere
+    opens a quoted section up to the next lone quote, a doubled quote inside one is a quote."""
+    if quote not in line:
+        return [(part, part, False) for part in line.split(delimiter)]
+    fields = []
+    value = bytearray()
+    start, quoted, in_quotes, i = 0, False, False, 0
+    while i < len(line):
+        byte = line[i : i + 1]
+        if in_quotes:
+            if byte == quote and line[i + 1 : i + 2] == quote:
+                value += quote
+                i += 1
+            elif byte == quote:
+                in_quotes = False
+            else:
+                value += byte
+        elif byte == quote:
+            in_quotes = quoted = True
+        elif byte == delimiter:
+            fields.append((line[start:i], bytes(value), quoted))
+            value, start, quoted = bytearray(), i + 1, False
+        else:
+            value += byte
+        i += 1
+    fields.append((line[start:], bytes(value), quoted))
+    return fields
+
+
 class _IsolatingLoader:
     """Loads records in savepoint-protected COPY batches, isolating and collecting the bad records."""
 
-    def __init__(self, conn: psycopg.Connection, copy_sql: sql.Composed, target: Target, maxerror: int):
+    def __init__(
+        self, conn: psycopg.Connection, copy_sql: sql.Composed, target: Target, maxerror: int, check: _RecordCheck
+    ):
         self._conn = conn
         self._copy_sql = copy_sql
         self._target = target
         self._maxerror = maxerror
+        self._check = check
         self.errors: list[LoadError] = []
 
     def load(self, records: Iterator[tuple[str, object]]) -> int:
         loaded, batch, size = 0, [], 0
         try:
-            for item in records:
-                batch.append(item)
-                size += len(item[1].raw)
+            for filename, record in records:
+                checked = self._check(filename, record)
+                if isinstance(checked, LoadError):  # after the records before it, so errors come in the file's order
+                    loaded += self._load_batch(batch) if batch else 0
+                    batch, size = [], 0
+                    self._count(checked)
+                    continue
+                batch.append((filename, record, checked))
+                size += len(checked)
                 if len(batch) >= BATCH_RECORDS or size >= BATCH_BYTES:
                     loaded += self._load_batch(batch)
                     batch, size = [], 0
@@ -289,8 +461,8 @@ class _IsolatingLoader:
             part = pending.pop()
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
-                    for _, record in part:
-                        copy.write(record.raw)
+                    for _, _, data in part:
+                        copy.write(data)
                 loaded += len(part)
             except psycopg.Error as error:
                 if not _is_data_error(error):
@@ -301,9 +473,12 @@ class _IsolatingLoader:
                 pending.extend(reversed(_split(part, copy_context_line(error))))
         return loaded
 
-    def _reject(self, item: tuple[str, object], error: psycopg.Error) -> None:
-        filename, record = item
-        self.errors.append(describe_error(error, filename, record.line_number, record.raw, self._target.columns))
+    def _reject(self, item: tuple[str, Record, bytes], error: psycopg.Error) -> None:
+        filename, record, _ = item
+        self._count(describe_error(error, filename, record.line_number, record.raw, self._target.columns))
+
+    def _count(self, error: LoadError) -> None:
+        self.errors.append(error)
         if len(self.errors) > self._maxerror:
             raise _TooManyErrors
 

@@ -16,7 +16,9 @@ import pytest
 
 from local.redshift_data.engine import BULK_RESTART_SETTINGS, BULK_SETTINGS
 from local.redshift_data.redshift_sql import install_system_tables
+from spectra.bulk.sql import LOADED_ROWS, REJECTED_ROWS, Manifest, copy_statement
 from tests.fixtures.redshift import CLUSTER, DATABASE, wait_for_statement
+from tests.unit.bulk_helpers import bulk_job
 
 pytestmark = pytest.mark.integration
 
@@ -291,3 +293,39 @@ def test_the_embedded_postgresql_is_sized_for_bulk_work(redshift_data, loader):
     )
     expected = records(redshift_data, "SELECT " + ", ".join(f"pg_size_bytes('{wanted[name]}')" for name in names))
     assert shown == expected
+
+
+def test_a_bulk_insert_batch_reads_salesforce_style_values_as_redshift_does(redshift_data, s3, bucket, loader):
+    """The batch a bulk insert runs (spectra.bulk.sql: COPY ... MANIFEST CSV IGNOREHEADER 1 MAXERROR n DATEFORMAT
+    'auto' TIMEFORMAT 'auto' ROUNDEC, then its rejected rows and pg_last_copy_count()) on values where PostgreSQL's
+    COPY and Redshift's part: a VARCHAR(n) counts bytes (7 two-byte characters are too long for 10), \\N is COPY's
+    default null string, blanks are NULL in a column that is not text. Before, the local stack loaded the long name
+    and refused the other two rows."""
+    table = f"t_{loader}"
+    columns = "id int, name varchar(10), amount numeric(8,2), seen timestamp"
+    run(redshift_data, f"CREATE TABLE {table} ({columns})", DbUser=loader)
+    data = "id,name,amount,seen\n1," + "\u00e9" * 7 + ",1,\n2,\\N,\\N,\\N\n3,x,  ,2024-01-15T10:00:00.5Z\n"
+    s3.put_object(Bucket=bucket, Key="in/a.csv", Body=data.encode())
+    manifest = {"entries": [{"url": f"s3://{bucket}/in/a.csv", "mandatory": True}]}
+    s3.put_object(Bucket=bucket, Key="in/manifest", Body=json.dumps(manifest).encode())
+    copy = copy_statement(
+        table,
+        ["id", "name", "amount", "seen"],
+        Manifest(f"s3://{bucket}/in/manifest", gzip=False),
+        bulk_job(object=table),
+        role="default",
+        max_errors=100,
+    )
+    batch = redshift_data.batch_execute_statement(
+        Sqls=[copy, REJECTED_ROWS, LOADED_ROWS], Database=DATABASE, ClusterIdentifier=CLUSTER, DbUser=loader
+    )
+    finished = wait_for_statement(redshift_data, batch["Id"], timeout=60)
+    assert finished["Status"] == "FINISHED", finished
+    rejected = redshift_data.get_statement_result(Id=finished["SubStatements"][1]["Id"])["Records"]
+    assert [[next(iter(f.values())) for f in r] for r in rejected] == [
+        [f"s3://{bucket}/in/a.csv", 2, "name", "String length exceeds DDL length"]
+    ]
+    counted = redshift_data.get_statement_result(Id=finished["SubStatements"][2]["Id"])["Records"]
+    assert counted == [[{"longValue": 2}]]
+    loaded = records(redshift_data, f"SELECT id, name, amount, seen::varchar FROM {table} ORDER BY id", DbUser=loader)
+    assert loaded == [[2, None, None, None], [3, "x", None, "2024-01-15 10:00:00.5"]]

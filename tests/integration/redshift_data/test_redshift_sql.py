@@ -203,6 +203,63 @@ def test_copy_maxerror_loads_good_rows_and_records_bad_ones(user_conn, s3, bucke
     assert "missing data" in errors[2][5]
 
 
+def test_copy_measures_a_varchar_in_bytes_as_redshift_does(user_conn, s3, bucket, table):
+    """Redshift's VARCHAR(n) holds n bytes, not n characters ("Character types": a VARCHAR(12) holds 6 two-byte
+    characters): 7 two-byte characters are too long for VARCHAR(10), rejected as "String length exceeds DDL length"
+    (err_code 1204), where PostgreSQL's varchar(10) counts 7 characters and loads them. Blanks past n are cut."""
+    body = "id,name,amount,day\n1,\u00e9\u00e9\u00e9\u00e9\u00e9,,\n2,\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9,,\n"
+    body += '3,"\u20ac\u20ac\u20ac\u20ac",,\n4,abcdefghij,,\n5,abcdefghij   ,,\n'
+    url = put(s3, bucket, f"{table}/bytes.csv", body)
+    result = run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 10", user_conn, s3)
+    assert result.rows_affected == 3
+    assert [(r[0], r[1]) for r in rows(user_conn, table)] == [(1, "\u00e9" * 5), (4, "abcdefghij"), (5, "abcdefghij")]
+    errors = load_errors(user_conn, table)
+    assert [(e[0], e[1], e[2], e[4], e[5]) for e in errors] == [
+        (3, "name", "varchar", 1204, "String length exceeds DDL length"),
+        (4, "name", "varchar", 1204, "String length exceeds DDL length"),
+    ]
+    assert errors[0][3] == "\u00e9" * 7 and errors[1][3] == "\u20ac" * 4
+
+
+def test_copy_csv_reads_an_unquoted_backslash_n_as_null_as_redshift_does(user_conn, s3, bucket, table):
+    """COPY's default NULL AS is '\\N' ("Data conversion parameters", NULL AS: "The default null_string is '\\N'"),
+    in CSV too: the field \\N is NULL in every column. PostgreSQL's CSV reads only an empty field as NULL, so it
+    loaded the text \\N into name and rejected the row for the others. Empty fields keep their rules."""
+    url = put(s3, bucket, f"{table}/nulls.csv", "id,name,amount,day\n1,\\N,\\N,\\N\n2,,,\n3,ok,\\N,2024-01-03\n")
+    result = run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 10", user_conn, s3)
+    assert result.rows_affected == 3
+    assert rows(user_conn, table) == [(1, None, None, None), (2, "", None, None), (3, "ok", None, dt.date(2024, 1, 3))]
+    assert load_errors(user_conn, table) == []
+    user_conn.execute(f"TRUNCATE {table}")
+    run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 EMPTYASNULL", user_conn, s3)
+    assert [r[1] for r in rows(user_conn, table)] == [None, None, "ok"]
+
+
+def test_copy_loads_a_blank_field_of_a_non_text_column_as_null_as_redshift_does(user_conn, s3, bucket, table):
+    """ "Blank fields for other data types, such as INT, are always loaded with NULL" (COPY's BLANKSASNULL); in a text
+    column the blanks load as they are. PostgreSQL refuses blanks as a number or a date: the row was rejected."""
+    url = put(s3, bucket, f"{table}/blanks.csv", "id,name,amount,day\n1,   ,   ,  \n2, ,1.50,2024-01-02\n")
+    result = run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 10", user_conn, s3)
+    assert result.rows_affected == 2
+    assert rows(user_conn, table) == [(1, "   ", None, None), (2, " ", Decimal("1.50"), dt.date(2024, 1, 2))]
+    assert load_errors(user_conn, table) == []
+    user_conn.execute(f"TRUNCATE {table}")
+    run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 EMPTYASNULL", user_conn, s3)
+    assert [r[1] for r in rows(user_conn, table)] == ["   ", " "]  # EMPTYASNULL is about empty fields, not blank ones
+
+
+def test_copy_csv_ignores_blanks_around_a_quoted_field_as_redshift_does(user_conn, s3, bucket, table):
+    """COPY's CSV: "When a field is enclosed in quotes, white space between the delimiters and the quote characters
+    is ignored". PostgreSQL kept them: name was ' ann '."""
+    url = put(
+        s3, bucket, f"{table}/padded.csv", 'id,name,amount,day\n1, "ann" ,  "1.50","2024-01-02"  \n2,"b, c"  ,,\n'
+    )
+    result = run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 10", user_conn, s3)
+    assert result.rows_affected == 2
+    assert rows(user_conn, table) == [(1, "ann", Decimal("1.50"), dt.date(2024, 1, 2)), (2, "b, c", None, None)]
+    assert load_errors(user_conn, table) == []
+
+
 def test_stl_load_errors_rows_are_visible_to_their_user_only(postgres, user_conn, admin, s3, bucket, table):
     url = put(s3, bucket, f"{table}/bad.csv", BAD_ROWS_CSV)
     run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 10", user_conn, s3)
