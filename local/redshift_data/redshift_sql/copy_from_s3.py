@@ -10,15 +10,16 @@ the slow path, which sends that line quoted.
 Where PostgreSQL's COPY reads a value otherwise than Redshift's, the file goes the slow path too, whose records are
 read field by field: a VARCHAR(n) or CHAR(n) holds n bytes in Redshift (n characters in PostgreSQL), so a file with a
 byte past ASCII, loaded into such a column, has its fields measured; COPY's default NULL AS is ``\\N`` (its
-reference makes no exception for CSV), which PostgreSQL's CSV reads as text, so a CSV file holding ``\\N`` has those fields sent as NULL; and
-Redshift ignores blanks around a quoted CSV field, which PostgreSQL keeps, so a file with them has them dropped.
+reference makes no exception for CSV), which PostgreSQL's CSV reads as text, so a CSV file holding ``\\N`` has
+those fields sent as NULL; and Redshift ignores blanks around a quoted CSV field, which PostgreSQL keeps, so a file
+with them has them dropped.
 
 Slow path, when the fast path hit a data error (or the cases above): PostgreSQL 16 has no ``ON_ERROR``, so the objects
 are read again, cut into records (with their file line numbers), and loaded in batches of COPY, each batch in its own
 savepoint. A batch that fails is split around the line PostgreSQL blamed (or in halves when it did not say), until each
 bad record stands alone; the good rows load, each bad one becomes a ``stl_load_errors`` row with PostgreSQL's reason
-(a field too long in bytes, with Redshift's). More than MAXERROR
-bad records fails the statement, and nothing it loaded survives (the whole COPY runs in one savepoint).
+(a field too long in bytes, with Redshift's). More than MAXERROR bad records fails the statement, and nothing it
+loaded survives (the whole COPY runs in one savepoint).
 
 Statistics, as Redshift's STATUPDATE: a COPY that loaded rows into a table that was empty (STATUPDATE omitted) or
 with STATUPDATE ON ends with an ANALYZE of the table, so the statements after it (the join of a staging table into
