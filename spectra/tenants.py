@@ -398,7 +398,7 @@ class TenantDirectory:
             if field_name in sets:
                 continue
             names[f"#{field_name}"] = field_name
-            if field_name not in removes and (value := getattr(current, field_name)):
+            if field_name not in removes and (value := getattr(current, field_name)) is not None:
                 conditions.append(f"#{field_name} = :was_{field_name}")
                 bound[f":was_{field_name}"] = _ser.serialize(value)
             elif field_name not in removes:

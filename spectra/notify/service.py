@@ -127,12 +127,12 @@ def create_subscription(
     subscription_id = (
         new_subscription_id() if idempotency_key is None else caller.keyed_id(SUBSCRIPTION_PREFIX, idempotency_key)
     )
+    limit = ports.settings.webhook_max_subscriptions
     if idempotency_key is not None and (first := notify.subscriptions.get(caller.tenant_id, subscription_id)):
-        return _repeat(notify, first, idempotency_key, url=url, events=events, filter_=filter_), False
+        return _repeat(notify, caller, first, idempotency_key, limit, url=url, events=events, filter_=filter_), False
     for event_type in events:  # after the repeat's answer: a subscription stored before this check keeps its key
         _check_filter_lets_through(filter_, event_type)
     notify.urls.endpoint(url)  # UrlRefused (400) for anything but https on a public address
-    limit = ports.settings.webhook_max_subscriptions
     if _standing(notify, caller) >= limit:
         raise Conflict(f"a tenant may have {limit} subscriptions; delete one first", details={"limit": limit})
     subscription = Subscription(
@@ -154,12 +154,13 @@ def create_subscription(
         first = notify.subscriptions.get(caller.tenant_id, subscription_id)
         if first is None:  # and it is gone again (over the limit, or deleted): this request made nothing
             raise Conflict(_CHANGED_MEANWHILE) from None
-        return _repeat(notify, first, idempotency_key, url=url, events=events, filter_=filter_), False
+        return _repeat(notify, caller, first, idempotency_key, limit, url=url, events=events, filter_=filter_), False
     # Requests at once all pass the check above before any of them is stored: count again, consistently, now that
     # this one is. Over the limit, this one goes (the others that saw it too go as well: their clients retry), so a
     # subscription once confirmed to its client is never taken back and the limit holds. Unless a repeat of this
     # request (its Idempotency-Key) was answered it meanwhile: that client has it, so it stays, and this request is
-    # answered it too (the limit is then passed by it, until one is deleted).
+    # answered it too. The repeat marks it only when its own count, made after this one's put, found room for it,
+    # so the limit holds then too (_repeat).
     if _standing(notify, caller, consistent=True) > limit and notify.subscriptions.withdraw(
         caller.tenant_id, subscription.subscription_id
     ):
@@ -170,23 +171,37 @@ def create_subscription(
 _CHANGED_MEANWHILE = "a request with this Idempotency-Key changed the subscription meanwhile; retry it"
 
 
+#: Past this age a subscription's creating request has ended (the API function's Timeout in template.yaml, 30 s, with
+#: a margin): nothing withdraws it any more, and a repeat answers it as it is.
+CREATOR_DONE_AFTER = timedelta(seconds=60)
+
+
 def _repeat(
     notify: NotifyPorts,
+    caller: Caller,
     first: Subscription,
     idempotency_key: str,
+    limit: int,
     *,
     url: str,
     events: list[str],
     filter_: dict[str, list[str]],
 ) -> Subscription:
-    """``first``, which the request with the same key made, when this request is the same one. It is marked as
-    answered first: the request that made it may still withdraw it (over the limit), and must not once a client
-    holds it; if it was withdrawn already, this request is told to retry (and then makes it anew)."""
+    """``first``, which the request with the same key made, when this request is the same one. While that request may
+    still withdraw it (over the limit), it is marked as answered first, so it never is once a client holds it; and
+    only if a consistent count, made after its put, finds room for it, else this request is told to retry: repeats
+    answered whatever the count kept every subscription of a burst of hedged creates, the tenant over its limit by
+    as many (found by the diff review). If it was withdrawn already, this request is told to retry (and then makes it
+    anew)."""
     if (first.url, first.events, first.filter) != (url, events, filter_):
         raise Conflict(
             "Idempotency-Key was already used for a different request",
             details={"idempotency_key": idempotency_key, "subscription_id": first.subscription_id},
         )
+    if utcnow() - first.created_at > CREATOR_DONE_AFTER:
+        return first
+    if _standing(notify, caller, consistent=True) > limit:
+        raise Conflict(_CHANGED_MEANWHILE)  # its creator withdraws it, or a request of its tenant's burst does
     answered = notify.subscriptions.answer(first.tenant_id, first.subscription_id)
     if answered is None:
         raise Conflict(_CHANGED_MEANWHILE)

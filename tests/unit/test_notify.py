@@ -7,6 +7,7 @@ import functools
 import itertools
 import json
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,7 +20,7 @@ from spectra.lifecycle import execute_job
 from spectra.notify import service
 from spectra.notify.delivery import Outcome, backoff_seconds, deliver
 from spectra.notify.fanout import fan_out
-from spectra.notify.models import SubscriptionKind, SubscriptionStatus, callback_id, webhook_id
+from spectra.notify.models import SUBSCRIPTION_PREFIX, SubscriptionKind, SubscriptionStatus, callback_id, webhook_id
 from spectra.notify.transport import HttpOutcome
 from spectra.notify.urls import UrlPolicy, UrlRefused, address_refusal
 from spectra.publisher import PublishFailed
@@ -373,6 +374,47 @@ def test_a_subscription_answered_to_a_repeat_is_not_taken_back_over_the_limit():
     assert created and not repeated and answered == first
     assert subscriptions.get("acme", first.subscription_id) is not None  # what the repeat was answered stands
     subscriptions.delete("acme", "sub_other")  # the other request, counting again, withdraws its own
+
+
+def test_a_burst_of_keyed_creates_each_repeated_at_once_keeps_the_limit():
+    """Three keyed creates at once, each sent twice (a client hedging, or retrying on a short timeout), where the
+    limit leaves room for one: all pass the first count and store, and each one's repeat comes between its put and its
+    creator's second count. Repeats were answered (and so kept) whatever the count: the tenant ended with every one of
+    them, over its limit by two for good (found by the diff review). Whatever the interleaving, the limit holds now,
+    and every subscription a client was answered exists."""
+    ports = ports_with_notify(webhook_max_subscriptions=2)
+    subscriptions = ports.notify.subscriptions
+    subscribe(ports)
+    store = subscriptions.create
+    all_checked = threading.Barrier(3, timeout=30)
+    answered, refused = [], []
+
+    def create(key):
+        try:
+            answered.append(
+                service.create_subscription(ports, ACME, url=HOOK, events=["Job Completed"], idempotency_key=key)[0]
+            )
+        except Conflict:
+            refused.append(key)
+
+    def racing_create(subscription, **kwargs):
+        all_checked.wait()  # every creator passed the first count before any stored
+        stored = store(subscription, **kwargs)
+        key = next(k for k in keys if ACME.keyed_id(SUBSCRIPTION_PREFIX, k) == subscription.subscription_id)
+        create(key)  # its repeat, between its put and its count
+        return stored
+
+    keys = ["k1", "k2", "k3"]
+    subscriptions.create = racing_create
+    creators = [threading.Thread(target=create, args=(key,)) for key in keys]
+    for creator in creators:
+        creator.start()
+    for creator in creators:
+        creator.join(60)
+    subscriptions.create = store
+    assert len(answered) + len(refused) == 6
+    assert len(subscriptions.webhooks_for_tenant("acme")) <= 2
+    assert all(subscriptions.get("acme", s.subscription_id) is not None for s in answered)
 
 
 def test_a_repeat_finding_the_subscription_withdrawn_meanwhile_is_told_to_retry():

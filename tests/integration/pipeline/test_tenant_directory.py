@@ -447,3 +447,11 @@ def test_claiming_identities_on_upgrade_claims_each_on_its_own(directory, table,
     assert refused[tenant_id] == [f"db_user tenant_{tenant_id} is held by tenant '{tenant_id}-b'"]
     with pytest.raises(Conflict):  # its secret is claimed all the same
         directory.create_tenant(f"{tenant_id}-c", secret_arn=arn)
+
+
+def test_a_tenant_whose_secret_arn_is_empty_can_be_updated(directory, tenant_id):
+    """The update's conditions on the identities it leaves alone took an empty secret_arn (stored: the user is the
+    identity) for none, so every update was refused as if the record kept changing (found by the diff review)."""
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}", secret_arn="")
+    directory.update_tenant(tenant_id, tier="premium")
+    assert directory.get(tenant_id).tier == "premium"
