@@ -319,7 +319,8 @@ class _RecordCheck:
     """What the slow path sends of a CSV record: its bytes, or the stl_load_errors row Redshift would make of it.
 
     - A field longer, in bytes, than its VARCHAR(n) or CHAR(n) is the row's error (1204), as Redshift counts bytes
-      ("Character types": a VARCHAR(12) holds 6 two-byte characters); blanks past n are cut, as both cut them.
+      ("Character types": a VARCHAR(12) holds 6 two-byte characters); blanks past n bytes are cut, as Redshift cuts
+      them. The null string (``\\N``, or NULL AS's) is NULL, not a value measured against n.
     - Blanks around a quoted field are dropped (see :meth:`_unpadded`).
     - Without NULL AS, an unquoted ``\\N`` is NULL in any column (NULL AS: "The default null_string is '\\N'"),
       beside the empty field's rule (NULL, or '' in a text column without EMPTYASNULL). A blank field (white space
@@ -351,18 +352,24 @@ class _RecordCheck:
         fields = [self._unpadded(field) for field in _csv_fields(body, self._delimiter, self._quote)]
         if len(fields) != len(self._columns):
             return record.raw
-        for index, (_, value, _) in enumerate(fields):
-            limit = self._limits[index]
-            if limit is not None and len(value) > limit and len(value.rstrip(b" ")) > limit:
-                return self._too_long(filename, record, index, value)
         marker = self.null_marker.encode()
-        raws = [
-            marker
-            if (raw == b"" and self._empty_is_null[index]) or (not raw.strip() and self._blank_is_null[index])
-            else raw
-            for index, (raw, _, _) in enumerate(fields)
-        ]
+        raws = []
+        for index, (raw, value, quoted) in enumerate(fields):
+            if (raw == b"" and self._empty_is_null[index]) or (not raw.strip() and self._blank_is_null[index]):
+                raws.append(marker)
+                continue
+            limit = self._limits[index]
+            if limit is not None and len(value) > limit and not (raw == marker and not quoted):  # NULL is no value
+                if len(value.rstrip(b" ")) > limit:
+                    return self._too_long(filename, record, index, value)
+                raw = self._quoted(value[:limit])  # only blanks past n: cut to n bytes
+            raws.append(raw)
         return self._delimiter.join(raws) + ending
+
+    def _quoted(self, value: bytes) -> bytes:
+        """``value`` as a quoted CSV field: blanks past a column's n bytes are cut here, as Redshift cuts them (n in
+        bytes), where PostgreSQL, counting characters, kept them."""
+        return self._quote + value.replace(self._quote, self._quote * 2) + self._quote
 
     def _unpadded(self, field: tuple[bytes, bytes, bool]) -> tuple[bytes, bytes, bool]:
         """A quoted field without the blanks around its quotes, which Redshift ignores ("Data format parameters", CSV:

@@ -655,3 +655,49 @@ def test_translated_redshift_functions_run_on_postgres(user_conn):
 )
 def test_postgres_sql_passes_through_byte_for_byte(sql):
     assert translate_sql(sql) == sql
+
+
+def _made(user_conn, unique_name, columns):
+    user_conn.execute(f"CREATE TABLE {unique_name} ({columns})")
+    return unique_name
+
+
+def test_backslash_n_into_a_one_byte_column_is_null(user_conn, s3, bucket, unique_name):
+    """COPY's default null string \\N into CHAR(1)/VARCHAR(1): Redshift loads NULL; the byte check measured it as a
+    value and rejected the row (found by the diff review)."""
+    t = _made(user_conn, unique_name, "id int, flag char(1), code varchar(1)")
+    url = put(s3, bucket, f"{t}/n.csv", "id,flag,code\n1,\\N,\\N\n2,y,z\n")
+    run_redshift_statement(f"COPY {t} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 10", user_conn, s3)
+    assert load_errors(user_conn, t) == []
+    assert user_conn.execute(f"SELECT id, flag, code FROM {t} ORDER BY id").fetchall() == [
+        (1, None, None),
+        (2, "y", "z"),
+    ]
+
+
+def test_null_as_string_longer_than_column_same_on_both_paths(user_conn, s3, bucket, unique_name):
+    """NULL AS 'NULL' into VARCHAR(2): the ASCII file loads NULL (fast path); one non-ASCII byte elsewhere sends the
+    file record by record, where the null string is measured as a value and the row rejected."""
+    t = _made(user_conn, unique_name, "id int, code varchar(2)")
+    ascii_url = put(s3, bucket, f"{t}/a.csv", "id,code\n1,NULL\n2,ab\n")
+    r1 = run_redshift_statement(
+        f"COPY {t} FROM '{ascii_url}' CSV IGNOREHEADER 1 NULL AS 'NULL' MAXERROR 10", user_conn, s3
+    )
+    assert r1.rows_affected == 2 and load_errors(user_conn, t) == []
+    user_conn.execute(f"TRUNCATE {t}")
+    utf8_url = put(s3, bucket, f"{t}/u.csv", "id,code\n1,NULL\n2,\u00e9\n")
+    r2 = run_redshift_statement(
+        f"COPY {t} FROM '{utf8_url}' CSV IGNOREHEADER 1 NULL AS 'NULL' MAXERROR 10", user_conn, s3
+    )
+    errors = load_errors(user_conn, t)
+    assert errors == [] and r2.rows_affected == 2
+
+
+def test_blanks_past_n_bytes_are_cut(user_conn, s3, bucket, unique_name):
+    """Blanks past n bytes are cut, as Redshift cuts them; PostgreSQL, counting characters, kept 13 bytes in a
+    VARCHAR(10) (found by the diff review)."""
+    t = _made(user_conn, unique_name, "id int, name varchar(10)")
+    url = put(s3, bucket, f"{t}/b.csv", "id,name\n1,\u00e9\u00e9\u00e9\u00e9\u00e9   \n")
+    run_redshift_statement(f"COPY {t} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 10", user_conn, s3)
+    got = user_conn.execute(f"SELECT octet_length(name) FROM {t}").fetchone()
+    assert got == (10,)
