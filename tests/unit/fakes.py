@@ -1310,7 +1310,8 @@ class FakeSubscriptionStore:
 
     def _standing(self, tenant_id: str) -> list[Subscription]:
         return sorted(
-            (s for (t, i), s in self.items.items() if t == tenant_id and i.startswith(SUBSCRIPTION_PREFIX)),
+            # a copy: requests at once add and withdraw subscriptions while one counts (the burst test's threads)
+            (s for (t, i), s in list(self.items.items()) if t == tenant_id and i.startswith(SUBSCRIPTION_PREFIX)),
             key=lambda s: s.subscription_id,
         )
 

@@ -370,22 +370,23 @@ def test_a_rule_targets_dead_letter_queue_whose_target_is_gone_has_no_source(loc
 def test_a_state_file_left_by_a_killed_stack_says_so(tmp_path, monkeypatch, capsys):
     """A local stack killed (not stopped) leaves its state file naming an endpoint nothing answers: the error said
     only botocore's "Could not connect to the endpoint URL". It says which state file named it now."""
-    with socket.socket() as probe:  # a port nothing listens on once the socket closes
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    state = tmp_path / "spectra-local.json"
-    queue = f"http://127.0.0.1:{port}/123456789012/jobs"
-    state.write_text(
-        json.dumps(
-            {
-                "aws_endpoint_url": f"http://127.0.0.1:{port}",
-                "region": "us-east-1",
-                "resources": {"JobsQueue": {"type": "AWS::SQS::Queue", "physical_id": queue}},
-            }
+    # A port held bound but not listening refuses connections, and no other worker's stack can take it meanwhile.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        state = tmp_path / "spectra-local.json"
+        queue = f"http://127.0.0.1:{port}/123456789012/jobs"
+        state.write_text(
+            json.dumps(
+                {
+                    "aws_endpoint_url": f"http://127.0.0.1:{port}",
+                    "region": "us-east-1",
+                    "resources": {"JobsQueue": {"type": "AWS::SQS::Queue", "physical_id": queue}},
+                }
+            )
         )
-    )
-    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    assert admin.main(["--state", str(state), "dlq", "show"], session=session) == 1
+        session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        assert admin.main(["--state", str(state), "dlq", "show"], session=session) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("error: Could not connect")
     assert f"state file {state} names it is not running" in error
