@@ -91,20 +91,7 @@ class SubscriptionStore:
     def answer(self, tenant_id: str, subscription_id: str) -> Subscription | None:
         """The subscription, marked as answered to a repeat of the request that made it (the same Idempotency-Key),
         so that request no longer :meth:`withdraw` s it; None when it is gone."""
-        try:
-            response = self._db.update_item(
-                TableName=self._table,
-                Key=self._key(tenant_id, subscription_id),
-                UpdateExpression="SET answered = :true",
-                ConditionExpression="attribute_exists(subscription_id)",
-                ExpressionAttributeValues={":true": {"BOOL": True}},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
-        return _to_subscription(response["Attributes"])
+        return self._update(tenant_id, subscription_id, "SET answered = :true", {":true": True})
 
     def withdraw(self, tenant_id: str, subscription_id: str) -> bool:
         """Delete a subscription just made, unless it was :meth:`answer` ed to a repeat meanwhile (False: it stays,

@@ -84,8 +84,9 @@ def _json_ready(value: Any) -> Any:
 ITEM_MAX_BYTES = 400 * 1024
 
 
-def dynamodb_size(values: dict[str, Any]) -> int:
-    """An item's size as DynamoDB counts it: attribute names and values, lists and maps 3 bytes and 1 per element."""
+def item_size(item: dict[str, Any]) -> int:
+    """A DynamoDB item's size (its typed JSON, as the low-level client sends it) as DynamoDB counts it: attribute
+    names and values, lists and maps 3 bytes and 1 per element."""
 
     def size(value: dict) -> int:
         ((kind, inner),) = value.items()
@@ -101,8 +102,13 @@ def dynamodb_size(values: dict[str, Any]) -> int:
             return 3 + sum(1 + len(k.encode()) + size(e) for k, e in inner.items())
         return sum(len(str(e)) for e in inner)  # sets: near enough
 
+    return sum(len(name.encode()) + size(v) for name, v in item.items())
+
+
+def dynamodb_size(values: dict[str, Any]) -> int:
+    """:func:`item_size` of an item given as plain values (a store's document)."""
     document = json.loads(json.dumps(values), parse_float=Decimal)  # DynamoDB's numbers are decimals
-    return sum(len(name.encode()) + size(v) for name, v in to_item(document).items())
+    return item_size(to_item(document))
 
 
 def _changed(item: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,23 @@ from tests.unit.test_bulk_service import CSV, caller, new_insert
 pytestmark = pytest.mark.unit
 
 
+def _dropped():
+    """Ports with tenant acme, its table ``accounts`` and a file dropped at ``acme/accounts/a.csv`` accepted as a
+    job: the ports, the file's key and the job's queue message."""
+    from events import BulkJobQueuedMessage
+    from spectra.bulk.drops import DroppedObject, accept_drop
+    from tests.unit.fakes import INGEST_BUCKET
+
+    ports = make_ports(settings=make_settings())
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name", "city"])
+    key = "acme/accounts/a.csv"
+    body = b"id,name,city\n1,Ann,Oslo\n"
+    etag = ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=body)["ETag"]
+    job = accept_drop(ports, DroppedObject(INGEST_BUCKET, key, len(body), etag))
+    return ports, key, BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
+
+
 def test_inline_result_files_are_sized_by_what_the_load_reads_not_by_compressed_bytes():
     """The completion consumer (90 s) and the reconciler (90 s) write a job's result files inline when its input is
     at most bulk_inline_results_max_bytes (16 MiB) -- counted in *compressed* bytes. A gzip batch under the limit
@@ -80,19 +97,10 @@ def test_a_rerun_that_fails_its_checks_does_not_end_a_job_whose_first_attempt_st
     file is put again at its key: the re-run's header read raises FileReplaced and fails the job (file_replaced,
     no files) without looking for the statement the first attempt started, which committed the first file's rows.
     The job says Failed with no records while its rows are in the table."""
-    from events import BulkJobQueuedMessage
-    from spectra.bulk.drops import DroppedObject, accept_drop
-    from spectra.bulk.lifecycle import complete_bulk_statement
-    from tests.unit.fakes import INGEST_BUCKET, make_ports, make_settings
+    from tests.unit.fakes import INGEST_BUCKET
 
-    ports = make_ports(settings=make_settings())
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    ports.warehouse.add_table("public", "accounts", ["id", "name", "city"])
-    key = "acme/accounts/a.csv"
-    body = b"id,name,city\n1,Ann,Oslo\n"
-    etag = ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=body)["ETag"]
-    job = accept_drop(ports, DroppedObject(INGEST_BUCKET, key, len(body), etag))
-    message = BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
+    ports, key, message = _dropped()
+    job = ports.bulk.jobs.get(message.job_id)
     ports.bulk.jobs.die_recording_statement()
     with pytest.raises(RuntimeError):
         start_bulk_job(ports, message)
@@ -390,18 +398,10 @@ def test_a_copy_whose_checks_fail_does_not_end_a_job_whose_load_another_copy_rec
     it; the tenant then puts the file again at its key. C's check now raises FileReplaced, and its Failed ending was
     conditional on the state only: the job ended Failed ``file_replaced`` with no records while A's load ran on and
     committed the first file's row (and the newer upload's own job loads the newer file)."""
-    from events import BulkJobQueuedMessage
-    from spectra.bulk.drops import DroppedObject, accept_drop
     from tests.unit.fakes import INGEST_BUCKET
 
-    ports = make_ports(settings=make_settings())
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    ports.warehouse.add_table("public", "accounts", ["id", "name", "city"])
-    key = "acme/accounts/a.csv"
-    body = b"id,name,city\n1,Ann,Oslo\n"
-    etag = ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=body)["ETag"]
-    job = accept_drop(ports, DroppedObject(INGEST_BUCKET, key, len(body), etag))
-    message = BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
+    ports, key, message = _dropped()
+    job = ports.bulk.jobs.get(message.job_id)
 
     def put_again(running):
         ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=b"id,name,city\n2,Bo,Rome\n")

@@ -19,32 +19,12 @@ from spectra.results import ResultSink
 from spectra.slots import RunningSlots
 from spectra.warehouse import Column
 from tests.fixtures.aws import table_from_template
-from tests.unit.fakes import FakeS3
+from tests.unit.fakes import FakeS3, item_size
 
 pytestmark = pytest.mark.integration
 
 #: printable ASCII a CSV field and a JSON string take as they are (no quote, backslash, comma)
 ALPHABET = [c for c in string.printable if c not in '"\\,\t\n\r\x0b\x0c']
-
-
-def dynamodb_size(value: dict) -> int:
-    """An item's size as DynamoDB counts it (attribute names + values; 3 bytes + 1 per element for lists/maps)."""
-
-    def size(v: dict) -> int:
-        ((kind, inner),) = v.items()
-        if kind == "S":
-            return len(inner.encode())
-        if kind == "N":
-            return len(inner.lstrip("-").replace(".", "")) // 2 + 2
-        if kind in ("BOOL", "NULL"):
-            return 1
-        if kind == "L":
-            return 3 + sum(1 + size(e) for e in inner)
-        if kind == "M":
-            return 3 + sum(1 + len(k.encode()) + size(e) for k, e in inner.items())
-        raise AssertionError(kind)
-
-    return sum(len(name.encode()) + size(v) for name, v in value.items())
 
 
 def wide_inline_job() -> tuple[Job, JobResult]:
@@ -92,7 +72,7 @@ def test_a_wide_inline_result_of_a_large_job_fits_its_dynamodb_item():
     job, best = wide_inline_job()
     finished = job.model_copy(update={"result": best})
     item = to_item({**finished.model_dump(mode="json"), "created_key": "x" * 60, "expires_at": 1, "pending_shard": "0"})
-    assert dynamodb_size(item) <= ITEM_MAX_BYTES, (dynamodb_size(item), inline_budget(job), len(best.inline_rows))
+    assert item_size(item) <= ITEM_MAX_BYTES, (item_size(item), inline_budget(job), len(best.inline_rows))
 
 
 def test_the_completion_write_of_that_job_succeeds_on_dynamodb(local_aws):
