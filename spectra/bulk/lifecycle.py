@@ -198,14 +198,8 @@ def _fail_unstarted(ports: Ports, job: BulkJob, error: ErrorInfo, **changes: Any
     other's passed and its load started. A statement recorded meanwhile refuses the ending (``unstarted``); one
     started but not yet recorded is found by the job's name and recorded, so the job ends as it ran. An ending that
     ran nothing also writes its result files only once it has won (:func:`finish_bulk_job`)."""
-    earlier = ports.warehouse.find(job.job_id)
-    if earlier is not None:
-        logger.warning("bulk job %s: %s, but statement %s started; it ends as it ran", job.job_id, error.code, earlier)
-        recorded = bulk_ports(ports).jobs.update(
-            job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier, **_unloaded_as(job)
-        )
-        if recorded is not None and recorded.abort_requested_at is not None:
-            ports.warehouse.cancel(earlier)  # an abort asked while nobody had the statement to cancel
+    if _adopt_unrecorded(ports, job):
+        logger.warning("bulk job %s: %s, but its statement had started; it ends as it ran", job.job_id, error.code)
         return
     finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, **changes)
 
@@ -214,12 +208,18 @@ def _adopt_unrecorded(ports: Ports, job: BulkJob) -> bool:
     """Record the statement an earlier attempt started for this ``InProgress`` job and died before recording, if the
     warehouse has one under the job's name: its event or the reconciler ends the job as it ended. Looked up before
     the job's files and table are checked again, since those may fail now (the dropped file put again, the header
-    changed, the tenant deactivated) and fail a job whose load committed, its tenant sending the rows again."""
+    changed, the tenant deactivated) and fail a job whose load committed, its tenant sending the rows again; and by
+    a check that failed, since another copy of the message may have started it meanwhile (:func:`_fail_unstarted`).
+    An abort asked while nobody had the statement to cancel (the job read before it) is carried out here."""
     earlier = ports.warehouse.find(job.job_id)
     if earlier is None:
         return False  # it never reached the warehouse (or is starting right now: ClientToken returns it below)
     logger.warning("bulk job %s: an earlier attempt started statement %s; recording it", job.job_id, earlier)
-    bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier, **_unloaded_as(job))
+    recorded = bulk_ports(ports).jobs.update(
+        job.job_id, [BulkState.IN_PROGRESS], statement_id=earlier, **_unloaded_as(job)
+    )
+    if recorded is not None and recorded.abort_requested_at is not None:
+        ports.warehouse.cancel(earlier)
     return True
 
 

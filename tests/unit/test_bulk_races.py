@@ -112,6 +112,30 @@ def test_a_rerun_that_fails_its_checks_does_not_end_a_job_whose_first_attempt_st
     assert done.state is BulkState.JOB_COMPLETE, (done.state, done.error, "the table holds the row")
 
 
+def test_an_abort_asked_while_a_redelivery_records_the_earlier_attempts_statement_cancels_it(monkeypatch):
+    """The first attempt started the load and died before recording it. Its redelivery read the job (no abort yet),
+    and found the statement under the job's name; an abort asked between the read and the record found no statement
+    to cancel, and the redelivery recorded the statement without cancelling it: the load ran on, aborted. The path of
+    a failed check already cancelled it; both record the statement the same way now (the last look)."""
+    from spectra.jobs import utcnow
+
+    ports, _, message = _dropped()
+    ports.bulk.jobs.die_recording_statement()
+    with pytest.raises(RuntimeError):
+        start_bulk_job(ports, message)
+    [statement_id] = [s for s in ports.warehouse.statements if ":" not in s]
+    find = ports.warehouse.find
+
+    def abort_asked_meanwhile(name):
+        ports.bulk.jobs.update(message.job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())
+        return find(name)
+
+    monkeypatch.setattr(ports.warehouse, "find", abort_asked_meanwhile)
+    assert start_bulk_job(ports, message) is None  # the redelivery
+    assert ports.bulk.jobs.get(message.job_id).statement_id == statement_id
+    assert ports.warehouse.statements[statement_id].status == "ABORTED"
+
+
 def closed_insert(**settings):
     """An insert job of one batch, closed (UploadComplete): its message is the last on the jobs queue."""
     ports = make_ports(settings=make_settings(**settings))
