@@ -67,8 +67,14 @@ class Outcome(StrEnum):
 
 def backoff_seconds(attempt: int, *, base: float, factor: float, cap: float, rng: random.Random | None = None) -> int:
     """The wait after failed attempt ``attempt`` (1-based): half the exponential step, plus up to the other half at
-    random, so many deliveries failing together do not come back together."""
-    step = min(cap, base * factor ** (attempt - 1))
+    random, so many deliveries failing together do not come back together. A step past the float range is the cap:
+    the template bounds neither WebhookRetryFactor nor WebhookRetryBaseSeconds from above, and a factor over about
+    two million raised an OverflowError by the 50th attempt (WebhookMaxAttempts' most), so the retry was never queued
+    and the message came back to POST again until its queue's DLQ."""
+    try:
+        step = min(cap, base * factor ** (attempt - 1))
+    except OverflowError:
+        step = cap
     return max(1, math.ceil(step / 2 + (rng or random).uniform(0, step / 2)))
 
 
