@@ -3,6 +3,7 @@ must run with (README, Deploy). Found by the parameters review; each test failed
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,18 @@ def test_a_retry_factor_the_template_allows_schedules_even_the_last_retry(parame
     (retry,) = ports.notify.deliveries.take()
     cap = ports.settings.webhook_retry_max_delay_seconds
     assert retry.delivery.attempt == most and cap / 2 <= (retry.delivery.not_before - T0).total_seconds() <= cap
+
+
+def test_a_dropped_file_outlives_the_longest_its_job_may_need_it(parameters):
+    """A drop is read by its load and again by its result files (spectra/bulk/outcomes.py), which are written up to
+    RESULTS_GIVEN_UP_AFTER (20 hours) after the load ends. It is tagged processed when the job ends, and S3's lifecycle
+    counts IngestRetentionDays from its upload: at 1 day, a drop whose job waited its hour under its tenant's cap and
+    loaded for the Data API's 24 hours was expired by the time its result files were written (results_mismatch)."""
+    from spectra.bulk.reconcile import RESULTS_GIVEN_UP_AFTER
+    from spectra.settings import Settings
+
+    waits = timedelta(seconds=Settings.model_fields["pending_max_age_seconds"].default)  # then it fails not_started
+    longest = waits + timedelta(hours=24) + RESULTS_GIVEN_UP_AFTER
+    # S3 expires an object the given days after its creation, rounded up to the next midnight UTC: at least that long
+    assert timedelta(days=int(parameters["IngestRetentionDays"]["MinValue"])) >= longest
+    assert int(parameters["IngestRetentionDays"]["Default"]) >= int(parameters["IngestRetentionDays"]["MinValue"])
