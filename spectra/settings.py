@@ -6,11 +6,32 @@ same ones from the same template. Names are the upper-case field names (``JOBS_T
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
+from typing import Annotated
 from urllib.parse import urlparse
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _whole(value: object) -> object:
+    """A fraction, as the whole number below it. CloudFormation's Number parameters take 2.5 and hand it to the
+    functions as written: refused here, TenantMaxRunningStatements or SessionKeepAliveSeconds at 2.5 (Globals) made
+    every function fail to load its settings, and so every request fail. The floor of a value within a parameter's
+    MinValue and MaxValue (whole numbers) stays within them."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value  # not a number: refused as before
+        if math.isfinite(number):
+            return math.floor(number)
+    return value
+
+
+#: A whole-number setting a template Number parameter sets (template.yaml): a fraction is read as its floor.
+TemplateInt = Annotated[int, BeforeValidator(_whole)]
 
 
 class Settings(BaseSettings):
@@ -41,7 +62,7 @@ class Settings(BaseSettings):
     # many days, inline rows are refused after them too): past it, GET /v1/jobs/{id}/results answers 410. At most 13:
     # a job's record lives 30 days (job_store.JOB_TTL), and a bulk job may stay Open this long before its result
     # files are written to be kept as long again, so no answer is promised past the record that gives it.
-    result_retention_days: int = Field(default=7, gt=0, le=13)
+    result_retention_days: TemplateInt = Field(default=7, gt=0, le=13)
     # Completions that may fail to collect a result before the job fails (result_unconvertible, result_failed)
     # instead of being retried by its queue or the reconciler.
     result_max_attempts: int = Field(default=3, gt=0)
@@ -112,17 +133,17 @@ class Settings(BaseSettings):
     # jobs over it wait QUEUED on the tenant's waiting list. When the list refuses a job for a reason other than its
     # size (a failed write), its message comes back after about this many seconds (jittered ±50%); a full list sends
     # it back after 2.5 to 5 minutes (spectra/share.py).
-    tenant_max_running_statements: int = Field(default=5, ge=0)
+    tenant_max_running_statements: TemplateInt = Field(default=5, ge=0)
     # One-call queries (wait_timeout) one tenant may have waiting at once (a tenant record may set its own): each
     # holds an API environment while it waits (spectra/waits.py).
-    tenant_max_waits: int = Field(default=20, ge=1)
-    tenant_wait_seconds: int = Field(default=5, gt=1, le=900)
+    tenant_max_waits: TemplateInt = Field(default=20, ge=1)
+    tenant_wait_seconds: TemplateInt = Field(default=5, gt=1, le=900)
     # A running slot not verified for this long is checked against the job store when its tenant is at the cap.
     slot_lease_seconds: int = Field(default=60, gt=0)
 
     # Data API sessions (spectra/sessions.py): a tenant's statements run in kept-alive sessions, kept this long after
     # each statement ends (template parameter SessionKeepAliveSeconds; 0 runs every statement on a fresh connection).
-    session_keep_alive_seconds: int = Field(default=300, ge=0, le=86400)
+    session_keep_alive_seconds: TemplateInt = Field(default=300, ge=0, le=86400)
     # How long an executor environment trusts a tenant record it read (identity, generation, active flag, cap): a
     # deactivated tenant's jobs stop starting within this time. Refusals are always read afresh.
     tenant_cache_seconds: float = Field(default=5, ge=0, le=60)
@@ -156,15 +177,15 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
     # Retries: attempt n waits base * factor^(n-1) seconds (at most the cap), of which a random half (jitter);
     # by default 2.5-5 s, 7.5-15 s, 22-45 s, ... 1.5-3 h: 10 attempts spread over 3.8 to 7.5 hours.
-    webhook_max_attempts: int = Field(default=10, ge=1, le=50)
+    webhook_max_attempts: TemplateInt = Field(default=10, ge=1, le=50)
     webhook_retry_base_seconds: float = Field(default=5, gt=0)
     webhook_retry_factor: float = Field(default=3, ge=1)
     webhook_retry_max_delay_seconds: int = Field(default=3 * 3600, gt=0)
     # A subscription whose deliveries failed this many times in a row, for at least this long, is disabled (a 410
     # disables it at once). Both: a receiver down for minutes while a burst of jobs ends fails many attempts at
     # once, and its retries (spread over hours) are what it needs, not to be switched off for good.
-    webhook_disable_after_failures: int = Field(default=15, ge=1)
-    webhook_disable_after_seconds: int = Field(default=24 * 3600, ge=0)
+    webhook_disable_after_failures: TemplateInt = Field(default=15, ge=1)
+    webhook_disable_after_seconds: TemplateInt = Field(default=24 * 3600, ge=0)
     # Standing subscriptions per tenant: every event of the tenant reads them all.
     webhook_max_subscriptions: int = Field(default=25, ge=1)
     # A query's callback outlives its job's longest possible life and its retries.

@@ -53,3 +53,39 @@ def test_a_dropped_file_outlives_the_longest_its_job_may_need_it(parameters):
     # S3 expires an object the given days after its creation, rounded up to the next midnight UTC: at least that long
     assert timedelta(days=int(parameters["IngestRetentionDays"]["MinValue"])) >= longest
     assert int(parameters["IngestRetentionDays"]["Default"]) >= int(parameters["IngestRetentionDays"]["MinValue"])
+
+
+def _numbers_read_as_settings() -> list[tuple[str, str]]:
+    """(variable, parameter): every function variable the template sets from a Number parameter."""
+    body, _ = decode(str(TEMPLATE))
+    functions = [r for r in body["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    every = [body["Globals"]["Function"]["Environment"]["Variables"]]
+    every += [f["Properties"].get("Environment", {}).get("Variables", {}) for f in functions]
+    return sorted(
+        {
+            (variable, value["Ref"])
+            for variables in every
+            for variable, value in variables.items()
+            if isinstance(value, dict) and body["Parameters"].get(value.get("Ref"), {}).get("Type") == "Number"
+        }
+    )
+
+
+@pytest.mark.parametrize(("variable", "parameter"), _numbers_read_as_settings())
+def test_a_fraction_a_number_parameter_takes_still_loads_the_settings(parameters, monkeypatch, variable, parameter):
+    """CloudFormation's Number takes 2.5 and hands it to the functions as written ("2.5"), and these settings are
+    whole numbers: TenantMaxRunningStatements or SessionKeepAliveSeconds at 2.5 (Globals) made every function fail to
+    load its settings, and every request fail. A fraction is read as the whole number below it, which stays within the
+    parameter's MinValue and MaxValue (whole numbers)."""
+    from spectra.settings import Settings
+
+    spec = parameters[parameter]
+    low = int(spec.get("MinValue", spec["Default"]))
+    monkeypatch.setenv("JOBS_TABLE", "jobs")
+    monkeypatch.setenv("TENANTS_TABLE", "tenants")
+    monkeypatch.setenv("REDSHIFT_CLUSTER_ID", "spectra")
+    monkeypatch.setenv(variable, f"{low}.5")
+    whole = Settings.model_fields[variable.lower()].annotation is int  # WebhookRetryFactor, say, is a float
+    assert getattr(Settings(), variable.lower()) == (low if whole else low + 0.5)
+    monkeypatch.setenv(variable, str(spec["Default"]))
+    assert getattr(Settings(), variable.lower()) == int(spec["Default"])
