@@ -60,7 +60,8 @@ from spectra.bulk.models import (
 )
 from spectra.jobs import utcnow
 from spectra.ports import Ports
-from spectra.tenants import TENANT_ID_PATTERN, Tenant
+from spectra.tenant_cache import tenant_record
+from spectra.tenants import TENANT_ID_PATTERN, Tenant, same_generation
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     else:
         try:
             split_object(table)
-            options = _options(ports, dropped, metadata)
+            options = _options(ports, dropped, metadata, tenant)
         except (ValueError, DropRefused) as exc:
             problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {exc}")
         if problem is None and (refused := options_problem(options)):
@@ -239,7 +240,14 @@ def _before(dropped: DroppedObject, tenant: Tenant) -> bool:
     """Whether the dropped write came before the tenant was created (less :data:`CLOCK_LEEWAY`: S3's clock and the
     one that stamped the tenant differ): a file put for an earlier tenant of the same id, whose event was handled
     only after the id was deleted and created again, is not the new tenant's to load."""
-    return dropped.written_at is not None and dropped.written_at < tenant.created_at - CLOCK_LEEWAY
+    return dropped.written_at is not None and dropped.written_at < _own_since(tenant)
+
+
+def _own_since(tenant: Tenant) -> datetime:
+    """The earliest write that can be the tenant's (less :data:`CLOCK_LEEWAY`): an object written before, a data
+    file or a sidecar, was put for an earlier tenant of the same id (deleted, then created again), and the bucket
+    keeps it until ``IngestRetentionDays``."""
+    return tenant.created_at - CLOCK_LEEWAY
 
 
 def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
@@ -251,9 +259,9 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         return None
     logs.bind(tenant_id=tenant_id)
     stem = _stem(dropped.key, SIDECAR_SUFFIXES)
-    sidecar = _sidecar_options(ports, dropped.bucket, stem)
+    sidecar = _sidecar_options(ports, dropped.bucket, stem, since=_own_since(tenant))
     if sidecar is None:
-        return None  # replaced or deleted since
+        return None  # replaced or deleted since, or an earlier tenant's (its event handled late)
     bulk = bulk_ports(ports)
     # the window runs back from the sidecar's write, not from this handling of its event, which a backlog, failed
     # receives or a redrive from the DLQ can put minutes later
@@ -261,6 +269,8 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     for job in bulk.jobs.list_for_tenant(tenant_id, limit=LATE_SIDECAR_JOBS).jobs:
         if job.created_at < since:
             break
+        if not same_generation(tenant.generation, job.tenant_generation):
+            continue  # a predecessor's (the id deleted and created again): not this tenant's to hear of
         if job.source is not JobSource.S3_DROP or _stem(job.object_key or "", _SUFFIXES) != stem:
             continue
         # a sidecar that is not valid asks for something the job cannot be known to run with: never silent either
@@ -359,7 +369,9 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
         )
     if source.through_drop_url or _through_drop_url(head):
         return None  # its options are the ones the drop URL signed in, whatever sidecar is there
-    sidecar = _sidecar_options(ports, source.bucket, stem)
+    # the record identity_for has just read: a sidecar older than the tenant was not the job's to be made with
+    tenant = tenant_record(ports.tenants, job.tenant_id, max_age=ports.settings.tenant_cache_seconds)
+    sidecar = _sidecar_options(ports, source.bucket, stem, since=_own_since(tenant) if tenant else None)
     if sidecar is None:
         return None
     if sidecar.options is None:
@@ -410,16 +422,16 @@ def _stem(key: str, suffixes: tuple[str, ...]) -> str | None:
     return next((key[: -len(s)] for s in suffixes if key.lower().endswith(s.lower())), None)
 
 
-def _read_sidecar(ports: Ports, bucket: str, stem: str) -> tuple[str, dict[str, Any]] | None:
+def _read_sidecar(ports: Ports, bucket: str, stem: str, *, since: datetime | None) -> tuple[str, dict[str, Any]] | None:
     """The sidecar of the data files named ``stem`` (``<stem>.json``, else ``<stem>.JSON``): its name and document,
-    or None."""
+    or None. One written before ``since`` (:func:`_own_since`) is an earlier tenant's, and counts as none."""
     files = bulk_ports(ports).files
     for suffix in SIDECAR_SUFFIXES:  # DATA.CSV's sidecar may be DATA.JSON
         name = f"{stem.rsplit('/', 1)[-1]}{suffix}"
         if len((stem + suffix).encode()) > MAX_KEY_BYTES:
             return None  # no such object can exist, and S3 answers a read of it 400 KeyTooLongError, not 404
         try:
-            sidecar = files.read_small(bucket, stem + suffix, limit=SIDECAR_MAX_BYTES)
+            sidecar = files.read_small(bucket, stem + suffix, limit=SIDECAR_MAX_BYTES, written_since=since)
         except ValueError as exc:
             raise DropRefused(f"sidecar {name}: {exc}") from exc
         if sidecar is None:
@@ -453,16 +465,18 @@ def _through_drop_url(head: dict[str, Any] | None) -> bool:
 MAX_LISTED_PROBLEMS = 10
 
 
-def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str]) -> DropOptions:
+def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str], tenant: Tenant) -> DropOptions:
     """The object's metadata, overridden by a sidecar ``<name>.json`` next to it, except for a file put through a
     drop URL: the API checked and signed its options (and tenants cannot put sidecars: a drop URL names a ``.csv``),
     so a sidecar someone else left under the name (never expired; perhaps for an earlier tenant of the same id)
-    cannot turn the tenant's insert into a delete."""
+    cannot turn the tenant's insert into a delete. Nor can one written before the tenant was created, an earlier
+    tenant's of the id, for a file put straight into the bucket (found by the offboarding review)."""
     values = metadata_options(metadata)
     if GENERATION_METADATA in metadata:  # put through a drop URL
         sidecar = None
     else:
-        sidecar = _read_sidecar(ports, dropped.bucket, _stem(dropped.key, _SUFFIXES) or dropped.key)
+        stem = _stem(dropped.key, _SUFFIXES) or dropped.key
+        sidecar = _read_sidecar(ports, dropped.bucket, stem, since=_own_since(tenant))
     if sidecar is not None:
         values.update(sidecar[1])
     try:
@@ -489,12 +503,12 @@ class _LateSidecar:
     invalid: str | None = None  # why it is not valid
 
 
-def _sidecar_options(ports: Ports, bucket: str, stem: str) -> _LateSidecar | None:
+def _sidecar_options(ports: Ports, bucket: str, stem: str, *, since: datetime | None) -> _LateSidecar | None:
     """The sidecar of the data files named ``stem``, as a late one is judged (valid or not, and why); None when
-    there is none (not put, or deleted since)."""
+    there is none (not put, or deleted since, or written before ``since``: an earlier tenant's)."""
     name = f"{stem.rsplit('/', 1)[-1]}{SIDECAR_SUFFIXES[0]}"
     try:
-        sidecar = _read_sidecar(ports, bucket, stem)
+        sidecar = _read_sidecar(ports, bucket, stem, since=since)
         if sidecar is None:
             return None
         name, document = sidecar

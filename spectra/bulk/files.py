@@ -23,6 +23,7 @@ import json
 import logging
 import zlib
 from collections.abc import Iterator
+from datetime import datetime
 from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -148,14 +149,21 @@ class BulkFiles:
                 return None
             raise
 
-    def read_small(self, bucket: str, key: str, *, limit: int) -> bytes | None:
-        """A small object (a sidecar), or None when there is none; refuses to read past ``limit`` bytes."""
+    def read_small(self, bucket: str, key: str, *, limit: int, written_since: datetime | None = None) -> bytes | None:
+        """A small object (a sidecar), or None when there is none, or when it was last written before
+        ``written_since`` (a sidecar older than its tenant is an earlier tenant's); refuses to read past ``limit``
+        bytes."""
         try:
-            body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
+            response = self._s3.get_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
+        body = response["Body"]
+        written = response.get("LastModified")
+        if written_since is not None and isinstance(written, datetime) and written < written_since:
+            body.close()
+            return None
         with body:
             data = body.read(limit + 1)
         if len(data) > limit:

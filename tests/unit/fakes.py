@@ -1197,7 +1197,12 @@ class FakeS3:
             if int(first) >= len(body):
                 raise _client_error("InvalidRange", "The requested range is not satisfiable", "GetObject")
             body = body[int(first) : int(last) + 1 if last else None]
-        return {"Body": _Body(body), "ContentType": stored["ContentType"], "ContentLength": len(body)}
+        return {
+            "Body": _Body(body),
+            "ContentType": stored["ContentType"],
+            "ContentLength": len(body),
+            "LastModified": stored.get("LastModified"),
+        }
 
     def generate_presigned_url(self, ClientMethod: str, Params: dict | None = None, ExpiresIn: int = 3600, **_):
         params = Params or {}

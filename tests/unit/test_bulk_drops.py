@@ -772,3 +772,42 @@ def test_a_file_put_for_an_earlier_tenant_of_the_id_is_not_the_new_tenants(ports
     assert s3(ports).tags(INGEST_BUCKET, dropped.key) == {"spectra-rejected": "previous-tenant"}
     after = DroppedObject(**{**vars(dropped), "written_at": tenant.created_at + timedelta(seconds=1)})
     assert accept_drop(ports, after).state is BulkState.UPLOAD_COMPLETE
+
+
+def _written_before_the_tenant(ports, key: str) -> None:
+    """Date the object's write back past the clock leeway before its tenant is (re-)created, as a sidecar an earlier
+    tenant of the id put and left is (the ingest bucket keeps it until IngestRetentionDays)."""
+    s3(ports).objects[(INGEST_BUCKET, key)]["LastModified"] -= timedelta(minutes=5)
+
+
+def test_a_sidecar_an_earlier_tenant_of_the_id_left_does_not_set_the_new_tenants_options(ports):
+    """Found by the offboarding review: the predecessor's sidecar, left in the bucket, turned the new tenant's insert
+    (a file put straight into the bucket, where sidecars apply) into the predecessor's delete, run as the new
+    tenant's user on its tables. A sidecar written before its tenant was created is an earlier tenant's, as a data file
+    is (its job would otherwise load with it, or the executor fail it late_sidecar)."""
+    sidecar(ports, "acme/accounts/jan.json", {"operation": "delete", "externalIdFieldName": "id"})
+    _written_before_the_tenant(ports, "acme/accounts/jan.json")
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    assert (job.state, job.operation) == (BulkState.UPLOAD_COMPLETE, BulkOperation.INSERT)
+    started = start_bulk_job(ports, ports.queue.messages[0])
+    assert started is not None and started.statement_id, ports.bulk.jobs.get(job.job_id).error
+    # the new tenant's own sidecar still counts
+    sidecar(ports, "acme/accounts/feb.json", UPSERT_BY_ID)
+    assert accept_drop(ports, drop(ports, "acme/accounts/feb.csv")).operation is BulkOperation.UPSERT
+
+
+def test_a_new_tenants_late_sidecar_does_not_report_its_predecessors_job(ports):
+    """Found by the offboarding review: a tenant id deleted and created again within minutes of a drop; the new
+    tenant's sidecar of the same name made a Failed job in the new tenant's list naming the predecessor's job, its id
+    and its state ("may have loaded without it"). The predecessor's jobs are not the new tenant's to hear of."""
+    first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    ports.bulk.jobs.transition(first.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE})
+    ports.tenants.delete_tenant("acme")
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
+    sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    late = DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/jan.json", size=40, etag="e1")
+    assert accept_drop(ports, late) is None
+    assert [j.job_id for j in jobs(ports)] == [first.job_id]  # the predecessor's alone: no report naming it

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.config import Config
@@ -120,6 +121,18 @@ def test_read_small_refuses_past_its_limit(files):
     assert files.read_small(files.ingest_bucket, "acme/a/x.json", limit=11) == b"x" * 11
     with pytest.raises(ValueError, match="larger than 10 bytes"):
         files.read_small(files.ingest_bucket, "acme/a/x.json", limit=10)
+
+
+def test_read_small_passes_over_an_object_written_before_written_since(files):
+    """A sidecar older than its tenant is an earlier tenant's of the id (spectra.bulk.drops): S3's GetObject answers
+    the write's time (LastModified), which the fake must answer too."""
+    files.client.put_object(Bucket=files.ingest_bucket, Key="acme/a/x.json", Body=b"{}")
+    now = datetime.now(UTC)
+    assert files.read_small(files.ingest_bucket, "acme/a/x.json", limit=10, written_since=now - timedelta(minutes=5))
+    assert (
+        files.read_small(files.ingest_bucket, "acme/a/x.json", limit=10, written_since=now + timedelta(minutes=5))
+        is None
+    )
 
 
 def test_result_files_stream_out_and_read_back(files):
