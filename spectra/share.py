@@ -361,7 +361,10 @@ def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage,
     """The fallback when the job cannot be put on the waiting list: send its message again after a jittered delay,
     and move the job to the back of the pending index so the reconciler does not queue a second one meanwhile.
     ``full``: the list is at its size limit; the delay is then the longest the reconciler leaves (under
-    ``requeue_after_seconds``, at most SQS's 900 s) rather than ``tenant_wait_seconds``."""
+    ``requeue_after_seconds``, at most SQS's 900 s) rather than ``tenant_wait_seconds``. No delay reaches
+    ``requeue_after_seconds``: the reconciler would queue a second message while this one is still delayed (the
+    parameters review: ``TenantWaitSeconds`` over 199 spread by half again passed the reconciler's 300 s; the template
+    bounds it now, and this bound keeps settings given otherwise)."""
     if isinstance(message, BulkJobQueuedMessage):
         bulk = ports.bulk
         waiting = bulk.jobs.mark_checked(message.job_id, BulkState.UPLOAD_COMPLETE, utcnow()) if bulk else None
@@ -379,6 +382,7 @@ def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage,
         high = max(high, min(MAX_QUEUE_DELAY_SECONDS, ports.settings.requeue_after_seconds - 1))
         low = max(low, high // 2)
     high = min(high, MAX_QUEUE_DELAY_SECONDS)  # what SQS takes: tenant_wait_seconds goes up to it, and is spread
+    high = min(high, ports.settings.requeue_after_seconds - 1)  # before the reconciler would send a second one
     low = min(low, high)
     delay = random.randint(low, high)  # spread the retries, or they come back in a herd
     ports.queue.send(message, delay_seconds=delay)

@@ -11,6 +11,7 @@ from cfnlint.decode import decode
 
 from spectra.notify.delivery import Outcome, deliver
 from spectra.notify.transport import HttpOutcome
+from spectra.settings import Settings
 from tests.unit.test_notify import T0, ports_with_notify, queued_delivery
 
 pytestmark = pytest.mark.unit
@@ -89,3 +90,10 @@ def test_a_fraction_a_number_parameter_takes_still_loads_the_settings(parameters
     assert getattr(Settings(), variable.lower()) == (low if whole else low + 0.5)
     monkeypatch.setenv(variable, str(spec["Default"]))
     assert getattr(Settings(), variable.lower()) == int(spec["Default"])
+
+
+def test_the_longest_tenant_wait_comes_back_before_the_reconciler_queues_again(parameters):
+    """A job the waiting list refused waits ``TenantWaitSeconds`` spread by half either way; the template's most
+    must stay under the reconciler's ``requeue_after_seconds`` (which would otherwise queue a second message)."""
+    most = int(parameters["TenantWaitSeconds"]["MaxValue"])
+    assert most + most // 2 < Settings.model_fields["requeue_after_seconds"].default

@@ -137,12 +137,27 @@ def test_a_job_that_cannot_be_put_on_the_waiting_list_tries_again_later(ports, r
 def test_a_retry_is_never_delayed_past_what_sqs_takes(refusal):
     """``TenantWaitSeconds`` goes up to 900 and the delay spreads it by half again: SQS refuses DelaySeconds past
     900, so unclamped, a job waiting under a long setting failed its send and, on the last delivery, the job."""
-    ports = make_ports(settings=make_settings(tenant_max_running_statements=1, tenant_wait_seconds=900))
+    settings = make_settings(tenant_max_running_statements=1, tenant_wait_seconds=900, requeue_after_seconds=3000)
+    ports = make_ports(settings=settings)
     execute_job(ports, queued(ports))
     ports.slots.fail_park = refusal
     for _ in range(40):
         execute_job(ports, queued(ports))
     assert len(ports.queue.delays) == 40 and max(ports.queue.delays) <= 900
+
+
+@pytest.mark.parametrize("refusal", [True, "ProvisionedThroughputExceededException"])
+def test_a_retry_comes_back_before_the_reconciler_would_queue_another(refusal):
+    """The reconciler queues a job's message again once the job has sat in the pending index for
+    ``requeue_after_seconds`` (300) since its last try: a retry delayed past that (``TenantWaitSeconds`` 900, spread
+    by half again) met a second message the reconciler had sent meanwhile (the parameters review)."""
+    ports = make_ports(settings=make_settings(tenant_max_running_statements=1, tenant_wait_seconds=900))
+    execute_job(ports, queued(ports))
+    ports.slots.fail_park = refusal
+    for _ in range(40):
+        execute_job(ports, queued(ports))
+    assert len(ports.queue.delays) == 40
+    assert max(ports.queue.delays) < ports.settings.requeue_after_seconds
 
 
 def test_within_one_batch_a_tenant_found_at_its_cap_waits_without_asking_again(ports):
