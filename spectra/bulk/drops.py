@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events import BulkJobQueuedMessage, ErrorInfo, S3EventRecord
 from spectra import logs
-from spectra.bulk.files import FileReplaced
+from spectra.bulk.files import FileReplaced, WrittenBefore
 from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
 from spectra.bulk.models import (
     BULK_JOB_ID_PREFIX,
@@ -245,8 +245,8 @@ def _before(dropped: DroppedObject, tenant: Tenant) -> bool:
 
 def _own_since(tenant: Tenant) -> datetime:
     """The earliest write that can be the tenant's (less :data:`CLOCK_LEEWAY`): an object written before, a data
-    file or a sidecar, was put for an earlier tenant of the same id (deleted, then created again), and the bucket
-    keeps it until ``IngestRetentionDays``."""
+    file or a sidecar, was put for an earlier tenant of the same id (deleted, then created again; the bucket keeps
+    an untagged file, and every sidecar, until someone deletes it), or staged before the tenant was created."""
     return tenant.created_at - CLOCK_LEEWAY
 
 
@@ -259,7 +259,7 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         return None
     logs.bind(tenant_id=tenant_id)
     stem = _stem(dropped.key, SIDECAR_SUFFIXES)
-    sidecar = _sidecar_options(ports, dropped.bucket, stem, since=_own_since(tenant))
+    sidecar = _sidecar_options(ports, dropped.bucket, stem, since=_own_since(tenant), older="ignored")
     if sidecar is None:
         return None  # replaced or deleted since, or an earlier tenant's (its event handled late)
     bulk = bulk_ports(ports)
@@ -422,9 +422,16 @@ def _stem(key: str, suffixes: tuple[str, ...]) -> str | None:
     return next((key[: -len(s)] for s in suffixes if key.lower().endswith(s.lower())), None)
 
 
-def _read_sidecar(ports: Ports, bucket: str, stem: str, *, since: datetime | None) -> tuple[str, dict[str, Any]] | None:
+def _read_sidecar(
+    ports: Ports, bucket: str, stem: str, *, since: datetime | None, older: str = "refused"
+) -> tuple[str, dict[str, Any]] | None:
     """The sidecar of the data files named ``stem`` (``<stem>.json``, else ``<stem>.JSON``): its name and document,
-    or None. One written before ``since`` (:func:`_own_since`) is an earlier tenant's, and counts as none."""
+    or None. One written before ``since`` (:func:`_own_since`) was not put for this tenant: an earlier tenant's of
+    the id (deleted, then created again; sidecars never expire), or one staged before the tenant was created. Its
+    options are not this tenant's to load with, nor is loading without them silent: it is ``refused``
+    (:class:`DropRefused`, saying why; the diff review of the offboarding fix found it ignored, an upsert staged
+    early loaded as an insert), or, with ``older="ignored"``, counts as none (the sidecar's own event, handled
+    late: the earlier tenant's, and nothing to report to this one)."""
     files = bulk_ports(ports).files
     for suffix in SIDECAR_SUFFIXES:  # DATA.CSV's sidecar may be DATA.JSON
         name = f"{stem.rsplit('/', 1)[-1]}{suffix}"
@@ -434,6 +441,13 @@ def _read_sidecar(ports: Ports, bucket: str, stem: str, *, since: datetime | Non
             sidecar = files.read_small(bucket, stem + suffix, limit=SIDECAR_MAX_BYTES, written_since=since)
         except ValueError as exc:
             raise DropRefused(f"sidecar {name}: {exc}") from exc
+        except WrittenBefore as exc:
+            if older == "ignored":
+                continue
+            raise DropRefused(
+                f"sidecar {name} was written before this tenant was created (an earlier tenant's of the id, or"
+                f" staged early), so its options are not taken: delete it, or put it again, then put the file again"
+            ) from exc
         if sidecar is None:
             continue
         try:
@@ -503,12 +517,14 @@ class _LateSidecar:
     invalid: str | None = None  # why it is not valid
 
 
-def _sidecar_options(ports: Ports, bucket: str, stem: str, *, since: datetime | None) -> _LateSidecar | None:
+def _sidecar_options(
+    ports: Ports, bucket: str, stem: str, *, since: datetime | None, older: str = "refused"
+) -> _LateSidecar | None:
     """The sidecar of the data files named ``stem``, as a late one is judged (valid or not, and why); None when
-    there is none (not put, or deleted since, or written before ``since``: an earlier tenant's)."""
+    there is none (not put, or deleted since; ``older``: see :func:`_read_sidecar`)."""
     name = f"{stem.rsplit('/', 1)[-1]}{SIDECAR_SUFFIXES[0]}"
     try:
-        sidecar = _read_sidecar(ports, bucket, stem, since=since)
+        sidecar = _read_sidecar(ports, bucket, stem, since=since, older=older)
         if sidecar is None:
             return None
         name, document = sidecar

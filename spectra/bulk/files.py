@@ -57,6 +57,11 @@ class FileReplaced(Exception):
     versions, so the job's own file is gone (the newer one has a job of its own)."""
 
 
+class WrittenBefore(Exception):
+    """A small object (a sidecar) was last written before the time its reader asked for: an earlier tenant's of the
+    id, or one staged before its tenant was created."""
+
+
 def job_prefix(tenant_id: str, job_id: str) -> str:
     return f"{tenant_id}/{job_id}/"
 
@@ -150,9 +155,8 @@ class BulkFiles:
             raise
 
     def read_small(self, bucket: str, key: str, *, limit: int, written_since: datetime | None = None) -> bytes | None:
-        """A small object (a sidecar), or None when there is none, or when it was last written before
-        ``written_since`` (a sidecar older than its tenant is an earlier tenant's); refuses to read past ``limit``
-        bytes."""
+        """A small object (a sidecar), or None when there is none; refuses to read past ``limit`` bytes. Raises
+        :class:`WrittenBefore` for one last written before ``written_since`` (a sidecar older than its tenant)."""
         try:
             response = self._s3.get_object(Bucket=bucket, Key=key)
         except ClientError as exc:
@@ -163,7 +167,7 @@ class BulkFiles:
         written = response.get("LastModified")
         if written_since is not None and isinstance(written, datetime) and written < written_since:
             body.close()
-            return None
+            raise WrittenBefore(f"s3://{bucket}/{key} was last written at {written.isoformat()}")
         with body:
             data = body.read(limit + 1)
         if len(data) > limit:

@@ -776,7 +776,7 @@ def test_a_file_put_for_an_earlier_tenant_of_the_id_is_not_the_new_tenants(ports
 
 def _written_before_the_tenant(ports, key: str) -> None:
     """Date the object's write back past the clock leeway before its tenant is (re-)created, as a sidecar an earlier
-    tenant of the id put and left is (the ingest bucket keeps it until IngestRetentionDays)."""
+    tenant of the id put and left is (sidecars never expire), or one staged before the tenant was created."""
     s3(ports).objects[(INGEST_BUCKET, key)]["LastModified"] -= timedelta(minutes=5)
 
 
@@ -791,12 +791,27 @@ def test_a_sidecar_an_earlier_tenant_of_the_id_left_does_not_set_the_new_tenants
     ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
     ports.warehouse.add_table("public", "accounts", ["id", "name"])
     job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
-    assert (job.state, job.operation) == (BulkState.UPLOAD_COMPLETE, BulkOperation.INSERT)
-    started = start_bulk_job(ports, ports.queue.messages[0])
-    assert started is not None and started.statement_id, ports.bulk.jobs.get(job.job_id).error
-    # the new tenant's own sidecar still counts
-    sidecar(ports, "acme/accounts/feb.json", UPSERT_BY_ID)
-    assert accept_drop(ports, drop(ports, "acme/accounts/feb.csv")).operation is BulkOperation.UPSERT
+    # refused, saying why, rather than loaded with the predecessor's options or silently without them
+    assert (job.state, job.error.code) == (BulkState.FAILED, "invalid_drop")
+    assert "jan.json was written before this tenant was created" in job.error.message
+    assert ports.queue.messages == []  # nothing to load
+    # put again for this tenant, the sidecar counts
+    sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    again = accept_drop(ports, drop(ports, "acme/accounts/jan.csv", BODY + b"3,Cy\n"))
+    assert (again.state, again.operation) == (BulkState.UPLOAD_COMPLETE, BulkOperation.UPSERT)
+
+
+def test_a_sidecar_staged_before_its_tenant_was_created_is_refused_not_ignored(ports):
+    """The diff review of the offboarding fix: an operator put ``daily.json`` (an upsert) and then created the tenant;
+    the sidecar, older than the tenant, was read as none, and ``daily.csv`` loaded as an insert (duplicate rows),
+    where before it loaded as the upsert asked. Neither its options nor their absence may be silent."""
+    ports.tenants.create_tenant("globex", db_user="tenant_globex")
+    sidecar(ports, "globex/accounts/daily.json", UPSERT_BY_ID)
+    _written_before_the_tenant(ports, "globex/accounts/daily.json")
+    job = accept_drop(ports, drop(ports, "globex/accounts/daily.csv"))
+    assert (job.state, job.error.code) == (BulkState.FAILED, "invalid_drop")
+    assert "daily.json was written before this tenant was created" in job.error.message
+    assert ports.queue.messages == []
 
 
 def test_a_new_tenants_late_sidecar_does_not_report_its_predecessors_job(ports):

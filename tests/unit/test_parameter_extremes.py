@@ -76,8 +76,8 @@ def _numbers_read_as_settings() -> list[tuple[str, str]]:
 def test_a_fraction_a_number_parameter_takes_still_loads_the_settings(parameters, monkeypatch, variable, parameter):
     """CloudFormation's Number takes 2.5 and hands it to the functions as written ("2.5"), and these settings are
     whole numbers: TenantMaxRunningStatements or SessionKeepAliveSeconds at 2.5 (Globals) made every function fail to
-    load its settings, and every request fail. A fraction is read as the whole number below it, which stays within the
-    parameter's MinValue and MaxValue (whole numbers)."""
+    load its settings, and every request fail. A fraction is read as the whole number above it, which stays within the
+    parameter's MinValue and MaxValue (whole numbers) and is never 0 (which pauses tenants, turns sessions off)."""
     from spectra.settings import Settings
 
     spec = parameters[parameter]
@@ -87,7 +87,7 @@ def test_a_fraction_a_number_parameter_takes_still_loads_the_settings(parameters
     monkeypatch.setenv("REDSHIFT_CLUSTER_ID", "spectra")
     monkeypatch.setenv(variable, f"{low}.5")
     whole = Settings.model_fields[variable.lower()].annotation is int  # WebhookRetryFactor, say, is a float
-    assert getattr(Settings(), variable.lower()) == (low if whole else low + 0.5)
+    assert getattr(Settings(), variable.lower()) == (low + 1 if whole else low + 0.5)
     monkeypatch.setenv(variable, str(spec["Default"]))
     assert getattr(Settings(), variable.lower()) == int(spec["Default"])
 

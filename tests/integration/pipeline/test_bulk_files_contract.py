@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.config import Config
 
-from spectra.bulk.files import BulkFiles, FileReplaced, FileUnreadable
+from spectra.bulk.files import BulkFiles, FileReplaced, FileUnreadable, WrittenBefore
 from spectra.bulk.models import SourceFile
 from spectra.errors import NotFound
 from tests.unit.bulk_helpers import bulk_job
@@ -123,16 +123,14 @@ def test_read_small_refuses_past_its_limit(files):
         files.read_small(files.ingest_bucket, "acme/a/x.json", limit=10)
 
 
-def test_read_small_passes_over_an_object_written_before_written_since(files):
-    """A sidecar older than its tenant is an earlier tenant's of the id (spectra.bulk.drops): S3's GetObject answers
-    the write's time (LastModified), which the fake must answer too."""
+def test_read_small_refuses_an_object_written_before_written_since(files):
+    """A sidecar older than its tenant was not put for it (spectra.bulk.drops): S3's GetObject answers the write's
+    time (LastModified), which the fake must answer too."""
     files.client.put_object(Bucket=files.ingest_bucket, Key="acme/a/x.json", Body=b"{}")
     now = datetime.now(UTC)
     assert files.read_small(files.ingest_bucket, "acme/a/x.json", limit=10, written_since=now - timedelta(minutes=5))
-    assert (
+    with pytest.raises(WrittenBefore):
         files.read_small(files.ingest_bucket, "acme/a/x.json", limit=10, written_since=now + timedelta(minutes=5))
-        is None
-    )
 
 
 def test_result_files_stream_out_and_read_back(files):
