@@ -76,7 +76,9 @@ class SplitStack:
         return self.functions.api_url
 
     def tenants(self) -> TenantDirectory:
-        return TenantDirectory(self.aws.client("dynamodb"), self.state.output("TenantsTable"))
+        return TenantDirectory(
+            self.aws.client("dynamodb"), self.state.output("TenantsTable"), self.state.output("SubscriptionsTable")
+        )
 
     def jobs(self) -> JobStore:
         return JobStore(self.aws.client("dynamodb"), self.state.output("JobsTable"))

@@ -121,7 +121,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
     return Ports(
         settings=settings,
         jobs=JobStore(dynamodb, settings.jobs_table),
-        tenants=TenantDirectory(dynamodb, settings.tenants_table),
+        tenants=TenantDirectory(dynamodb, settings.tenants_table, settings.subscriptions_table or None),
         queue=JobQueue(sqs, settings.jobs_queue_url),
         warehouse=StatementRunner(
             client("redshift-data"),

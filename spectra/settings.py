@@ -34,6 +34,12 @@ def _whole(value: object) -> object:
 #: A whole-number setting a template Number parameter sets (template.yaml): a fraction is read as its ceiling.
 TemplateInt = Annotated[int, BeforeValidator(_whole)]
 
+#: The most attempts a webhook delivery may be given (template.yaml's WebhookMaxAttempts MaxValue), and the longest wait
+#: between two (the retry cap, which the template leaves at this): together they bound how long a delivery can still
+#: need its subscription (spectra.notify.store.KEPT_AFTER_TENANT_DELETED).
+WEBHOOK_MAX_ATTEMPTS_MOST = 50
+WEBHOOK_RETRY_MAX_DELAY_SECONDS = 3 * 3600
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
@@ -178,10 +184,10 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
     # Retries: attempt n waits base * factor^(n-1) seconds (at most the cap), of which a random half (jitter);
     # by default 2.5-5 s, 7.5-15 s, 22-45 s, ... 1.5-3 h: 10 attempts spread over 3.8 to 7.5 hours.
-    webhook_max_attempts: TemplateInt = Field(default=10, ge=1, le=50)
+    webhook_max_attempts: TemplateInt = Field(default=10, ge=1, le=WEBHOOK_MAX_ATTEMPTS_MOST)
     webhook_retry_base_seconds: float = Field(default=5, gt=0)
     webhook_retry_factor: float = Field(default=3, ge=1)
-    webhook_retry_max_delay_seconds: int = Field(default=3 * 3600, gt=0)
+    webhook_retry_max_delay_seconds: int = Field(default=WEBHOOK_RETRY_MAX_DELAY_SECONDS, gt=0)
     # A subscription whose deliveries failed this many times in a row, for at least this long, is disabled (a 410
     # disables it at once). Both: a receiver down for minutes while a burst of jobs ends fails many attempts at
     # once, and its retries (spread over hours) are what it needs, not to be switched off for good.

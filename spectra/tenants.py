@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from spectra.errors import Conflict, NotFound, SpectraError, Unauthorized
 from spectra.jobs import utcnow
+from spectra.notify.store import KEPT_AFTER_TENANT_DELETED, SubscriptionStore
 from spectra.slots import SLOTS_PREFIX
 from spectra.sql_layout import fold_name
 
@@ -146,9 +147,12 @@ def hash_api_key(api_key: str) -> str:
 
 
 class TenantDirectory:
-    def __init__(self, client, table_name: str) -> None:
+    def __init__(self, client, table_name: str, subscriptions_table: str | None = None) -> None:
+        """``subscriptions_table``: the webhook subscriptions' (stack output ``SubscriptionsTableName``), whose
+        subscriptions of a deleted tenant :meth:`delete_tenant` gives an end; without it they stay for ever."""
         self._db = client
         self._table = table_name
+        self._subscriptions_table = subscriptions_table
 
     @staticmethod
     def _refuse_system_schemas(schemas: list[str] | None) -> None:
@@ -444,8 +448,38 @@ class TenantDirectory:
 
     def delete_tenant(self, tenant_id: str) -> bool:
         """Delete the tenant and every key it was issued, its running slots and session pool, and its wait leases (a
-        tenant created again under the id starts with none of them). False when there was no such tenant. The records
-        of the database identities it had stay: no later tenant may have them (the module's docstring).
+        tenant created again under the id starts with none of them), and give its webhook subscriptions an end. False
+        when there was no such tenant. The records of the database identities it had stay: no later tenant may have
+        them (the module's docstring).
+
+        Its subscriptions are not deleted: the jobs it left queued or running still end, and their events still go to
+        them, retries included. Each gets an ``expires_at``, :data:`~spectra.notify.store.KEPT_AFTER_TENANT_DELETED`
+        (37 days) from now, past the last delivery that can need it, and the subscriptions table's TTL removes it,
+        signing secret and all; before, they stayed for ever, seen by nobody (found by the offboarding review). That
+        runs on every call, a tenant found deleted already included, so running the delete again finishes one cut
+        short (and gives an end to the subscriptions of tenants deleted before this), and never touches those of a
+        tenant created again under the id: each write is conditional on its generation being no tenant's.
+        """
+        deleted = self._delete(tenant_id)
+        if self._subscriptions_table:
+            self._expire_subscriptions(tenant_id)
+        return deleted
+
+    def _expire_subscriptions(self, tenant_id: str) -> int:
+        def still_gone(generation: str | None) -> dict:
+            check: dict[str, Any] = {"TableName": self._table, "Key": {"pk": {"S": f"tenant#{tenant_id}"}}}
+            if generation is None:  # a tenant from before generations: every tenant made since has one
+                check["ConditionExpression"] = "attribute_not_exists(pk) OR attribute_exists(generation)"
+            else:
+                check["ConditionExpression"] = "attribute_not_exists(pk) OR generation <> :g"
+                check["ExpressionAttributeValues"] = {":g": {"S": generation}}
+            return {"ConditionCheck": check}
+
+        store = SubscriptionStore(self._db, self._subscriptions_table)
+        return store.expire_standing(tenant_id, at=utcnow() + KEPT_AFTER_TENANT_DELETED, still_gone=still_gone)
+
+    def _delete(self, tenant_id: str) -> bool:
+        """The tenant record, its keys, slots and wait leases (:meth:`delete_tenant`).
 
         The tenant record, its slots item and its waits item go in one transaction, conditional on the generation and
         the keys just read (a key issued meanwhile is read again, and deleted): a delete cut short cannot leave a slots

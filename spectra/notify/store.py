@@ -9,17 +9,22 @@ they are read per event, not per request as tenant records are):
   its job id and expiring through the ``expires_at`` TTL.
 * Delivery state (``last_status``, ``last_error``, ``consecutive_failures``...) lives on the item, updated with
   atomic counters, so concurrent deliveries to one subscription do not lose counts.
+* A deleted tenant's standing subscriptions get an ``expires_at`` too, :data:`KEPT_AFTER_TENANT_DELETED` after the
+  delete (:meth:`spectra.tenants.TenantDirectory.delete_tenant`): the TTL then removes them, signing secrets and all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 from pydantic import TypeAdapter
 
+from spectra import job_store
+from spectra.bulk import store as bulk_store
 from spectra.dynamo import from_item, json_ready, plain, to_item
 from spectra.errors import Conflict
 from spectra.notify.models import (
@@ -29,8 +34,26 @@ from spectra.notify.models import (
     Subscription,
     SubscriptionStatus,
 )
+from spectra.settings import WEBHOOK_MAX_ATTEMPTS_MOST, WEBHOOK_RETRY_MAX_DELAY_SECONDS
 
 _DELIVERY_FIELDS = tuple(DeliveryState.model_fields)
+#: Writes of one deleted tenant's subscription's ``expires_at`` against deliveries writing its state at the same time
+_EXPIRE_TRIES = 4
+
+#: How long a deleted tenant's standing subscriptions stay before the table's TTL removes them, their signing secrets
+#: with them. Not at once: the jobs it left queued or running still end, and their events still go to its own
+#: subscriptions, retries included (README, "Keys die with their tenant"). Not for ever either: nobody sees them (a
+#: tenant made again under the id is another generation) and each holds a secret. No job outlives its record
+#: (``JOB_TTL``, 30 days from its creation, query and bulk jobs alike; the longest a job can actually take, a bulk job
+#: left Open until its batches expire and then loaded, is about half that), so none of the tenant's ends later than
+#: that after the delete; the delivery of its end is then tried at most WebhookMaxAttempts' most times, each wait at
+#: most the retry cap (6 days at the template's most); and a day for the queues' own redeliveries and hops. A delivery
+#: redriven from the delivery queue's DLQ after that finds its subscription gone, and is dropped.
+KEPT_AFTER_TENANT_DELETED = (
+    max(job_store.JOB_TTL, bulk_store.JOB_TTL)
+    + (WEBHOOK_MAX_ATTEMPTS_MOST - 1) * timedelta(seconds=WEBHOOK_RETRY_MAX_DELAY_SECONDS)
+    + timedelta(days=1)
+)
 _DATETIME = TypeAdapter(datetime)
 
 
@@ -140,6 +163,59 @@ class SubscriptionStore:
             token = page.resume_after
             if not token:
                 return found
+
+    def expire_standing(self, tenant_id: str, *, at: datetime, still_gone: Callable[[str | None], dict]) -> int:
+        """Give each of the tenant's standing subscriptions without an ``expires_at`` this one (callbacks have their
+        own): a deleted tenant's, which the TTL removes then. Each is written in one transaction with the check
+        ``still_gone(its tenant_generation)`` (a ``TransactWriteItems`` entry: that generation is no tenant's now), so a
+        tenant made again under the id meanwhile keeps its own. Returns how many were given one; reads them a page at
+        a time (a tenant's deleted generations may have left any number), one write each."""
+        pages = self._db.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="tenant_id = :t AND begins_with(subscription_id, :p)",
+            FilterExpression="attribute_not_exists(expires_at)",
+            ProjectionExpression="subscription_id, tenant_generation",
+            ExpressionAttributeValues=to_item({":t": tenant_id, ":p": SUBSCRIPTION_PREFIX}),
+            ConsistentRead=True,
+        )
+        stamped = 0
+        for page in pages:
+            for item in page.get("Items", []):
+                found = from_item(item)
+                stamped += self._expire_one(
+                    tenant_id, found["subscription_id"], found.get("tenant_generation"), at, still_gone
+                )
+        return stamped
+
+    def _expire_one(
+        self, tenant_id: str, subscription_id: str, generation: str | None, at: datetime, still_gone
+    ) -> bool:
+        if generation is None:
+            condition, values = "attribute_not_exists(tenant_generation)", {}
+        else:
+            condition, values = "tenant_generation = :g", {":g": generation}
+        update = {
+            "TableName": self._table,
+            "Key": self._key(tenant_id, subscription_id),
+            "UpdateExpression": "SET expires_at = :at",
+            "ConditionExpression": "attribute_exists(subscription_id) AND attribute_not_exists(expires_at) AND "
+            + condition,
+            "ExpressionAttributeValues": to_item({":at": int(at.timestamp()), **values}),
+        }
+        for _ in range(_EXPIRE_TRIES):
+            try:
+                self._db.transact_write_items(TransactItems=[still_gone(generation), {"Update": update}])
+                return True
+            except self._db.exceptions.TransactionCanceledException as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if "ConditionalCheckFailed" in reasons:
+                    return False  # its generation is a tenant's again, or it is gone or stamped already
+                if "TransactionConflict" not in reasons:
+                    raise
+                # a delivery was writing its state at that moment: try again
+        raise Conflict(
+            f"subscription {subscription_id} kept changing while its tenant was deleted; delete the tenant again"
+        )
 
     # -- delivery state -------------------------------------------------------------------------------------------
 

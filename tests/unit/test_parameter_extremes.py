@@ -97,3 +97,18 @@ def test_the_longest_tenant_wait_comes_back_before_the_reconciler_queues_again(p
     must stay under the reconciler's ``requeue_after_seconds`` (which would otherwise queue a second message)."""
     most = int(parameters["TenantWaitSeconds"]["MaxValue"])
     assert most + most // 2 < Settings.model_fields["requeue_after_seconds"].default
+
+
+def test_a_deleted_tenants_subscriptions_outlast_the_longest_retry_schedule_the_template_allows(parameters):
+    """delete_tenant keeps the tenant's subscriptions KEPT_AFTER_TENANT_DELETED (then the TTL removes them): past any
+    job's record and every retry of its end's delivery, at the template's most attempts and the retry cap it runs."""
+    from spectra import job_store
+    from spectra.bulk import store as bulk_store
+    from spectra.notify.store import KEPT_AFTER_TENANT_DELETED
+    from spectra.settings import WEBHOOK_MAX_ATTEMPTS_MOST
+
+    most = int(parameters["WebhookMaxAttempts"]["MaxValue"])
+    assert most == WEBHOOK_MAX_ATTEMPTS_MOST
+    cap = ports_with_notify().settings.webhook_retry_max_delay_seconds  # the template does not set it
+    retries = (most - 1) * timedelta(seconds=cap)
+    assert max(job_store.JOB_TTL, bulk_store.JOB_TTL) + retries <= KEPT_AFTER_TENANT_DELETED

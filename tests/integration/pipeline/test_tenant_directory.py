@@ -455,3 +455,121 @@ def test_a_tenant_whose_secret_arn_is_empty_can_be_updated(directory, tenant_id)
     directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}", secret_arn="")
     directory.update_tenant(tenant_id, tier="premium")
     assert directory.get(tenant_id).tier == "premium"
+
+
+@pytest.fixture
+def subscriptions(local_aws, table):
+    """A subscriptions table from template.yaml's own SubscriptionsTable, and a directory that knows it."""
+    from spectra.notify.store import SubscriptionStore
+    from tests.fixtures.aws import table_from_template
+
+    with table_from_template(local_aws, "SubscriptionsTable", "subscriptions-") as (client, name):
+        yield SubscriptionStore(client, name), TenantDirectory(*table, subscriptions_table=name)
+
+
+def _subscribe(store, tenant, **fields):
+    from spectra.jobs import utcnow
+    from spectra.notify.models import Subscription, new_subscription_id
+    from spectra.notify.signing import new_secret
+
+    values = {
+        "subscription_id": new_subscription_id(),
+        "tenant_id": tenant.tenant_id,
+        "tenant_generation": tenant.generation,
+        "url": "https://hooks.example/in",
+        "events": ["Job Completed"],
+        "secret": new_secret(),
+        "created_at": utcnow(),
+        **fields,
+    }
+    return store.create(Subscription(**values), expires_at=values.pop("expires_at", None))
+
+
+def _expiry(store, tenant_id: str, subscription_id: str) -> int | None:
+    key = {"tenant_id": {"S": tenant_id}, "subscription_id": {"S": subscription_id}}
+    found = store._db.get_item(TableName=store._table, Key=key, ConsistentRead=True)["Item"]
+    return int(found["expires_at"]["N"]) if "expires_at" in found else None
+
+
+def test_a_deleted_tenants_subscriptions_expire_once_its_deliveries_can_no_longer_need_them(subscriptions, tenant_id):
+    """delete_tenant left the tenant's webhook subscriptions, signing secrets included, in the table for ever, seen by
+    nobody (offboarding review). They stay while its jobs' deliveries may still need them (README: its own
+    subscriptions still hear of its in-flight jobs, retries included), and the table's TTL takes them after."""
+    from datetime import timedelta
+
+    from spectra.jobs import utcnow
+    from spectra.notify.models import Subscription, SubscriptionKind, callback_id
+    from spectra.notify.signing import new_secret
+    from spectra.notify.store import KEPT_AFTER_TENANT_DELETED
+
+    store, directory = subscriptions
+    tenant = directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    other = directory.create_tenant(f"{tenant_id}-other", db_user=f"tenant_{tenant_id}_other")
+    # hundreds: a tenant's deleted generations may have left any number (the limit counts the live one's only)
+    made = [_subscribe(store, tenant) for _ in range(260)]
+    callback_ends = utcnow() + timedelta(days=7)
+    callback = store.create(
+        Subscription(
+            subscription_id=callback_id("j_1"),
+            tenant_id=tenant_id,
+            tenant_generation=tenant.generation,
+            url="https://hooks.example/cb",
+            events=["Job Completed"],
+            secret=new_secret(),
+            created_at=utcnow(),
+            kind=SubscriptionKind.CALLBACK,
+        ),
+        expires_at=callback_ends,
+    )
+    others = _subscribe(store, other)
+
+    before = utcnow()
+    assert directory.delete_tenant(tenant_id) is True
+    after = utcnow()
+    ends = {_expiry(store, tenant_id, s.subscription_id) for s in made}
+    assert None not in ends
+    assert all(
+        int((before + KEPT_AFTER_TENANT_DELETED).timestamp())
+        <= end
+        <= int((after + KEPT_AFTER_TENANT_DELETED).timestamp())
+        for end in ends
+    )
+    # meanwhile deliveries of its in-flight jobs still find them, secret and all
+    assert store.get(tenant_id, made[0].subscription_id).secret == made[0].secret
+    assert _expiry(store, tenant_id, callback.subscription_id) == int(callback_ends.timestamp())  # its own end stays
+    assert _expiry(store, others.tenant_id, others.subscription_id) is None  # another tenant's are its own
+
+    assert directory.delete_tenant(tenant_id) is False  # again: nothing moves
+    assert {_expiry(store, tenant_id, s.subscription_id) for s in made} == ends
+
+
+def test_a_delete_run_again_ends_what_an_earlier_delete_left_but_not_a_tenant_created_again(
+    subscriptions, table, tenant_id
+):
+    """Running the delete again gives an end to subscriptions a delete left without one (cut short, or from before
+    this), but never to those of a tenant created again under the id, even one created while the delete runs."""
+    store, directory = subscriptions
+    client, name = table
+    first = directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    left = [_subscribe(store, first) for _ in range(3)]
+    assert TenantDirectory(client, name).delete_tenant(tenant_id)  # a delete that ended none of them
+    again = []
+
+    class _CreatedAgainAfterTheRead:
+        """The delete reads no tenant; right after, the id is created again and subscribes."""
+
+        def get_item(self, **request):
+            response = client.get_item(**request)
+            if not again and request["Key"]["pk"]["S"] == f"tenant#{tenant_id}":
+                tenant = directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2")
+                again.append(_subscribe(store, tenant))
+            return response
+
+        def __getattr__(self, attr):
+            return getattr(client, attr)
+
+    racing = TenantDirectory(_CreatedAgainAfterTheRead(), name, subscriptions_table=store._table)
+    assert racing.delete_tenant(tenant_id) is False
+    assert all(_expiry(store, tenant_id, s.subscription_id) is not None for s in left)
+    assert _expiry(store, tenant_id, again[0].subscription_id) is None
+    assert directory.get(tenant_id).generation == again[0].tenant_generation
