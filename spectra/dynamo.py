@@ -23,6 +23,8 @@ from spectra.errors import InvalidToken
 from spectra.tokens import PageTokens
 
 PENDING_INDEX = "pending"
+#: The attribute each table's TTL reads (template.yaml ``TimeToLiveSpecification``): epoch seconds.
+EXPIRES_AT = "expires_at"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -69,6 +71,41 @@ def index_time(moment: datetime) -> str:
 
 def parse_index_time(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def expired(values: Mapping[str, Any], now: datetime) -> bool:
+    """Whether an item (plain values) is past its ``expires_at`` (one without it never expires).
+
+    DynamoDB's TTL deletes an expired item "typically within a few days", and GetItem, Query and Scan return it until
+    then. So whatever answers a client, or lets a client's key name something again, takes it as gone from the second
+    it expires, as :func:`unexpired` and :data:`FREE_OR_EXPIRED` do in DynamoDB itself. The pipeline's own reads (the
+    reconciler, the completion consumer) still see it, as they see any item the TTL has not deleted: a record lives
+    longer than any work it owes (tests/unit/test_template.py), and cutting that work short helps no one."""
+    expires_at = values.get(EXPIRES_AT)
+    return expires_at is not None and int(expires_at) < int(now.timestamp())
+
+
+def unexpired(query: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """``query`` (a Query's parameters, values in the wire format) also filtering out the items :func:`expired` at
+    ``now``. A filter applies after ``Limit``: a page of a listing may come back short, as any filtered one does. A
+    filter already there is conditions joined by AND (an OR in parentheses of its own): DynamoDB refuses redundant
+    parentheses, so it is not wrapped again."""
+    kept = "attribute_not_exists(#expires_at) OR #expires_at >= :expires_now"
+    existing = query.get("FilterExpression")
+    query["FilterExpression"] = f"{existing} AND ({kept})" if existing else kept
+    query["ExpressionAttributeNames"] = {**query.get("ExpressionAttributeNames", {}), "#expires_at": EXPIRES_AT}
+    query["ExpressionAttributeValues"] = {**query.get("ExpressionAttributeValues", {}), **expiry_values(now)}
+    return query
+
+
+#: The condition of a put that makes an item under a key that is free: never used, or its record :func:`expired` (and
+#: not deleted yet). With :func:`expiry_values`.
+FREE_OR_EXPIRED = "attribute_not_exists(#key) OR #expires_at < :expires_now"
+
+
+def expiry_values(now: datetime) -> dict[str, Any]:
+    """The ``:expires_now`` of :func:`unexpired` and :data:`FREE_OR_EXPIRED`, in the wire format."""
+    return {":expires_now": {"N": str(int(now.timestamp()))}}
 
 
 def shard_of(item_id: str, shards: int) -> str:

@@ -33,12 +33,14 @@ from spectra.dynamo import (
     PendingJob,
     PendingPage,
     StateTable,
+    expired,
     from_item,
     index_time,
     json_ready,
     plain,
     shard_of,
     to_item,
+    unexpired,
 )
 from spectra.errors import Conflict
 from spectra.jobs import Job, sources_of, utcnow
@@ -227,21 +229,31 @@ class JobStore:
     # -- read -----------------------------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
+        """The job, for the pipeline's own use: past its record's life too, until the TTL deletes it
+        (:func:`spectra.dynamo.expired`)."""
+        item = self._item(job_id)
+        return Job.model_validate(item) if item else None
+
+    def _item(self, job_id: str) -> dict[str, Any] | None:
         if job_id.startswith("idem#"):
             return None
         response = self._db.get_item(TableName=self._table, Key=to_item({"job_id": job_id}), ConsistentRead=True)
         item = response.get("Item")
-        return _jobfrom_item(item) if item else None
+        return plain(from_item(item)) if item else None
 
     def get_for_tenant(self, tenant_id: str, job_id: str) -> Job | None:
-        """A tenant's own job, or None: another tenant's job is indistinguishable from a missing one."""
-        job = self.get(job_id)
-        return job if job is not None and job.tenant_id == tenant_id else None
+        """A tenant's own job, or None: another tenant's job is indistinguishable from a missing one, and so is one
+        past its record's life (``JOB_TTL``, the README's 30 days), which DynamoDB's TTL deletes days later."""
+        item = self._item(job_id)
+        if item is None or item.get("tenant_id") != tenant_id or expired(item, utcnow()):
+            return None
+        return Job.model_validate(item)
 
     def list_for_tenant(
         self, tenant_id: str, *, limit: int, status: JobStatus | None = None, after: ListPosition | None = None
     ) -> JobPage:
-        """The tenant's jobs, newest first, starting after ``after``.
+        """The tenant's jobs, newest first, starting after ``after``, those past their record's life left out (as
+        :meth:`get_for_tenant` leaves them).
 
         The status filter is applied while paging. Each request reads at most ``LIST_MAX_READS`` index pages, so a
         filter that matches few of many jobs returns a short page (even an empty one) with a ``resume_after``,
@@ -266,7 +278,7 @@ class JobStore:
                 query["ExpressionAttributeValues"].update(to_item({":s": status.value}))
             if start_key:
                 query["ExclusiveStartKey"] = start_key
-            response = self._db.query(**query)
+            response = self._db.query(**unexpired(query, utcnow()))
             items = response.get("Items", [])
             if len(items) > wanted:
                 items = items[:wanted]

@@ -17,7 +17,19 @@ from botocore.exceptions import ClientError
 
 from events import ErrorInfo
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
-from spectra.dynamo import ListPosition, PendingPage, StateTable, from_item, plain, to_item
+from spectra.dynamo import (
+    EXPIRES_AT,
+    FREE_OR_EXPIRED,
+    ListPosition,
+    PendingPage,
+    StateTable,
+    expired,
+    expiry_values,
+    from_item,
+    plain,
+    to_item,
+    unexpired,
+)
 from spectra.jobs import utcnow
 
 TENANT_INDEX = "by-tenant"
@@ -91,17 +103,25 @@ class BulkJobStore:
         self._states = StateTable(client, table_name, key="job_id", state_attribute="state")
 
     def create(self, job: BulkJob) -> tuple[BulkJob, bool]:
-        """Record a new job; ``(existing, False)`` when one with this id exists (a repeated S3 event)."""
+        """Record a new job; ``(existing, False)`` when one with this id exists (a repeated S3 event, a create
+        repeated with its Idempotency-Key). One past its record's life (``JOB_TTL``), which DynamoDB's TTL deletes
+        days later, is replaced: an Idempotency-Key names its job for 30 days (README), so the key of a nightly
+        load used again a month on makes that night's job, not answer last month's as its own."""
+        now = utcnow()
         item = {
             **job.model_dump(mode="json"),
             "created_key": position_of(job).created_key,
-            "expires_at": int((utcnow() + JOB_TTL).timestamp()),
+            EXPIRES_AT: int((now + JOB_TTL).timestamp()),
         }
         if job.state is not BulkState.OPEN:
             item.update(self._states.pending(job.job_id, job.created_at))
         try:
             self._db.put_item(
-                TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(job_id)"
+                TableName=self._table,
+                Item=to_item(item),
+                ConditionExpression=FREE_OR_EXPIRED,
+                ExpressionAttributeNames={"#key": "job_id", "#expires_at": EXPIRES_AT},
+                ExpressionAttributeValues=expiry_values(now),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -113,12 +133,17 @@ class BulkJobStore:
         return job, True
 
     def get(self, job_id: str) -> BulkJob | None:
+        """The job, for the pipeline's own use: past its record's life too, until the TTL deletes it
+        (:func:`spectra.dynamo.expired`)."""
         item = self._states.get(job_id)
         return _job(item) if item else None
 
     def get_for_tenant(self, tenant_id: str, job_id: str) -> BulkJob | None:
-        job = self.get(job_id)
-        return job if job is not None and job.tenant_id == tenant_id else None
+        """The tenant's own job, or None: another tenant's, and one past its record's life (30 days), are not found."""
+        item = self._states.get(job_id)
+        if item is None or item.get("tenant_id") != tenant_id or expired(item, utcnow()):
+            return None
+        return _job(item)
 
     def list_for_tenant(
         self,
@@ -133,8 +158,9 @@ class BulkJobStore:
         """The tenant's bulk jobs, newest first, filtered while paging (at most ``LIST_MAX_READS`` index reads per
         call, so a rare filter gives short pages with a position rather than reading the whole history at once).
         ``state`` is the state the API shows (:attr:`BulkJob.shown_state`: a JobComplete ingest job whose result
-        files are still owed is InProgress). ``ingest_only`` leaves query jobs out. The tenant comes from the caller,
-        never from the position."""
+        files are still owed is InProgress). ``ingest_only`` leaves query jobs out, and jobs past their record's life
+        are left out always (as :meth:`get_for_tenant` leaves them). The tenant comes from the caller, never from the
+        position."""
         start_key = after.start_key(tenant_id) if after else None
         filters, values, names = [], {":t": tenant_id}, {}
         if state is not None:
@@ -163,7 +189,7 @@ class BulkJobStore:
                 query["ExpressionAttributeNames"] = names
             if start_key:
                 query["ExclusiveStartKey"] = start_key
-            response = self._db.query(**query)
+            response = self._db.query(**unexpired(query, utcnow()))
             items = response.get("Items", [])
             if len(items) > wanted:
                 items = items[:wanted]

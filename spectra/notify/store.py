@@ -6,11 +6,13 @@ they are read per event, not per request as tenant records are):
 * key (``tenant_id``, ``subscription_id``): a tenant's subscriptions are one partition, so the notifier reads them
   with one Query per event and another tenant's subscription is simply not found (404, never 403).
 * ``sub_...`` ids are standing subscriptions; ``cbk_<job id>`` is the callback of one query, found by a GetItem on
-  its job id and expiring through the ``expires_at`` TTL.
+  its job id and expiring through the ``expires_at`` TTL: gone to every reader from then
+  (:func:`spectra.dynamo.expired`), not only once the TTL deletes it days later.
 * Delivery state (``last_status``, ``last_error``, ``consecutive_failures``...) lives on the item, updated with
   atomic counters, so concurrent deliveries to one subscription do not lose counts.
 * A deleted tenant's standing subscriptions get an ``expires_at`` too, :data:`KEPT_AFTER_TENANT_DELETED` after the
-  delete (:meth:`spectra.tenants.TenantDirectory.delete_tenant`): the TTL then removes them, signing secrets and all.
+  delete (:meth:`spectra.tenants.TenantDirectory.delete_tenant`): the TTL then removes them, signing secrets and all
+  (:meth:`SubscriptionStore.get` finds them gone from then too).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pydantic import TypeAdapter
 
 from spectra import job_store
 from spectra.bulk import store as bulk_store
-from spectra.dynamo import from_item, json_ready, plain, to_item
+from spectra.dynamo import expired, from_item, json_ready, plain, to_item
 from spectra.errors import Conflict
+from spectra.jobs import utcnow
 from spectra.notify.models import (
     SUBSCRIPTION_PREFIX,
     DeliveryState,
@@ -99,11 +102,15 @@ class SubscriptionStore:
         return subscription
 
     def get(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        """The subscription, or None; a callback past its expiry too (7 days): its GET, the notifier's lookup for a
+        job's event and a queued delivery's all find it gone, as they would once the TTL has deleted it."""
         response = self._db.get_item(
             TableName=self._table, Key=self._key(tenant_id, subscription_id), ConsistentRead=True
         )
         item = response.get("Item")
-        return _to_subscription(item) if item else None
+        if not item or expired(plain(from_item(item)), utcnow()):
+            return None
+        return _to_subscription(item)
 
     def delete(self, tenant_id: str, subscription_id: str) -> bool:
         response = self._db.delete_item(

@@ -42,10 +42,11 @@ from events import (
 )
 from spectra.bulk.files import BulkFiles
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
+from spectra.bulk.store import JOB_TTL as BULK_JOB_TTL
 from spectra.bulk.store import BulkJobPage, position_of
-from spectra.dynamo import ListPosition, to_item
+from spectra.dynamo import ListPosition, expired, to_item
 from spectra.errors import Conflict, NotFound, StatementRejected, Throttled
-from spectra.job_store import IDEMPOTENCY_TTL, Finished, JobPage, PendingJob, PendingPage
+from spectra.job_store import IDEMPOTENCY_TTL, JOB_TTL, Finished, JobPage, PendingJob, PendingPage
 from spectra.jobs import Job, sources_of, utcnow
 from spectra.notify.models import SUBSCRIPTION_PREFIX, DisabledReason, Subscription, SubscriptionStatus
 from spectra.notify.store import SubscriptionPage
@@ -130,7 +131,8 @@ class FakeJobStore:
     """:class:`spectra.job_store.JobStore` in a dict.
 
     Jobs are kept as the JSON documents the real store writes and validated on every read, so a change that would not
-    survive DynamoDB (a model where a dict is expected, a None that removes an attribute) behaves the same here.
+    survive DynamoDB (a model where a dict is expected, a None that removes an attribute) behaves the same here. As
+    DynamoDB's TTL, the fake keeps a job past its ``expires_at`` (it deletes nothing); the store's readers decide.
     """
 
     def __init__(self) -> None:
@@ -159,6 +161,7 @@ class FakeJobStore:
         self._items[job.job_id] = {
             **job.model_dump(mode="json", exclude_none=True),
             "created_key": f"{job.created_at.isoformat()}#{job.job_id}",
+            "expires_at": int((utcnow() + JOB_TTL).timestamp()),
         }
         self._pending[job.job_id] = job.created_at
         return job, True
@@ -190,14 +193,17 @@ class FakeJobStore:
         return Job.model_validate(copy.deepcopy(item)) if item else None
 
     def get_for_tenant(self, tenant_id: str, job_id: str) -> Job | None:
-        job = self.get(job_id)
-        return job if job is not None and job.tenant_id == tenant_id else None
+        item = self._items.get(job_id)
+        if item is None or item["tenant_id"] != tenant_id or expired(item, utcnow()):
+            return None
+        return self.get(job_id)
 
     def list_for_tenant(
         self, tenant_id: str, *, limit: int, status: JobStatus | None = None, after: ListPosition | None = None
     ) -> JobPage:
         """Newest first; like a DynamoDB Query with a filter, a position marks the last item *looked at*."""
         self.list_calls += 1
+        now = utcnow()
         ordered = sorted(
             (item for item in self._items.values() if item["tenant_id"] == tenant_id),
             key=lambda item: item["created_key"],
@@ -207,7 +213,7 @@ class FakeJobStore:
             ordered = [item for item in ordered if item["created_key"] < after.created_key]
         jobs: list[Job] = []
         for index, item in enumerate(ordered):
-            if status is None or item["status"] == status.value:
+            if (status is None or item["status"] == status.value) and not expired(item, now):
                 jobs.append(Job.model_validate(copy.deepcopy(item)))
             if len(jobs) == limit:
                 more = index + 1 < len(ordered)
@@ -316,7 +322,8 @@ class FakeBulkJobStore:
     As :class:`FakeJobStore`, jobs are the JSON documents the real store writes, validated on every read. The pending
     index follows the real one exactly: a job enters it when created past ``Open`` and on every transition, moves to
     the back on ``mark_checked``, and leaves it once both its event is published and its result files are written.
-    Page tokens are the real store's (the same encoding, the same refusals).
+    Page tokens are the real store's (the same encoding, the same refusals). As DynamoDB's TTL, the fake keeps a job
+    past its ``expires_at`` (it deletes nothing); the store's readers decide.
     """
 
     def __init__(self) -> None:
@@ -325,10 +332,16 @@ class FakeBulkJobStore:
         self._dies_recording = 0  # ``die_recording_statement``
 
     def create(self, job: BulkJob) -> tuple[BulkJob, bool]:
-        if job.job_id in self._items:
+        now = utcnow()
+        if job.job_id in self._items and not expired(self._items[job.job_id], now):
             return self.get(job.job_id), False  # type: ignore[return-value]
+        self._pending.pop(job.job_id, None)  # an expired job's entry goes with the item the put replaces
         document = {k: v for k, v in job.model_dump(mode="json").items() if v is not None}  # None: no attribute
-        self._items[job.job_id] = {**document, "created_key": position_of(job).created_key}
+        self._items[job.job_id] = {
+            **document,
+            "created_key": position_of(job).created_key,
+            "expires_at": int((now + BULK_JOB_TTL).timestamp()),
+        }
         if job.state is not BulkState.OPEN:
             self._pending[job.job_id] = job.created_at
         return job, True
@@ -338,8 +351,10 @@ class FakeBulkJobStore:
         return BulkJob.model_validate(copy.deepcopy(item)) if item else None
 
     def get_for_tenant(self, tenant_id: str, job_id: str) -> BulkJob | None:
-        job = self.get(job_id)
-        return job if job is not None and job.tenant_id == tenant_id else None
+        item = self._items.get(job_id)
+        if item is None or item["tenant_id"] != tenant_id or expired(item, utcnow()):
+            return None
+        return self.get(job_id)
 
     def list_for_tenant(
         self,
@@ -352,6 +367,7 @@ class FakeBulkJobStore:
         after: ListPosition | None = None,
     ) -> BulkJobPage:
         """Newest first; as a DynamoDB Query with a filter, a position marks the last item *looked at*."""
+        now = utcnow()
         ordered = sorted(
             (item for item in self._items.values() if item["tenant_id"] == tenant_id),
             key=lambda item: item["created_key"],
@@ -366,6 +382,7 @@ class FakeBulkJobStore:
                 (state is None or job.shown_state is state)
                 and (operation is None or item["operation"] == operation.value)
                 and not (ingest_only and item["operation"] == BulkOperation.QUERY.value)
+                and not expired(item, now)
             ):
                 jobs.append(job)
             if len(jobs) == limit:
@@ -1301,6 +1318,10 @@ class FakeSubscriptionStore:
         return subscription
 
     def get(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        """As the real store's: a callback past its expiry is gone, although kept (as DynamoDB's TTL keeps it)."""
+        expires_at = self.expiry.get((tenant_id, subscription_id))
+        if expires_at is not None and expired({"expires_at": int(expires_at.timestamp())}, utcnow()):
+            return None
         return self.items.get((tenant_id, subscription_id))
 
     def delete(self, tenant_id: str, subscription_id: str) -> bool:

@@ -103,6 +103,30 @@ def test_a_create_repeated_with_its_idempotency_key_answers_the_first_job(ports)
     assert [j.job_id for j in listed.jobs] == [first.job_id]
 
 
+def test_a_key_reused_after_its_jobs_record_expired_makes_a_new_job(ports, monkeypatch):
+    """A key names its job for as long as the job's record lives (30 days, README); DynamoDB's TTL deletes the record
+    days after that, and the create found it meanwhile. A nightly script reusing one key each month was answered
+    last month's job, 200 and JobComplete, which the contract says is its own request done already: the new load was
+    never made. (The fakes keep an expired record until the TTL deletes it, as DynamoDB does.)"""
+    from spectra.bulk import store
+    from tests.unit import fakes
+
+    spec = NewJob(object="accounts", operation=BulkOperation.UPSERT, external_id_field="id")
+    month_ago = utcnow() - store.JOB_TTL - timedelta(days=1)
+    for module in (service, fakes):
+        monkeypatch.setattr(module, "utcnow", lambda: month_ago)
+    first, _ = create_job(ports, caller(ports), spec, idempotency_key="nightly")
+    upload_batch(ports, caller(ports), first.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), first.job_id, BulkState.UPLOAD_COMPLETE.value)
+    monkeypatch.undo()
+
+    again, created = create_job(ports, caller(ports), spec, idempotency_key="nightly")
+    assert created and (again.state, again.uploads, again.created_at > month_ago) == (BulkState.OPEN, 0, True)
+    assert get_job(ports, caller(ports), first.job_id) == again  # the key's id is the new job's now
+    listed = list_jobs(ports, caller(ports), state=None, operation=None, limit=10, next_token=None)
+    assert [(j.job_id, j.state) for j in listed.jobs] == [(again.job_id, BulkState.OPEN)]
+
+
 @pytest.mark.parametrize(
     "changed",
     [

@@ -129,6 +129,45 @@ def test_create_is_idempotent_on_the_id_and_never_overwrites(store):
     assert existing == started == store.get(job.job_id)
 
 
+def _made_long_ago(monkeypatch, store, job: BulkJob) -> BulkJob:
+    """``job`` created a day past its record's life (``JOB_TTL``) ago: expired, and not deleted yet (DynamoDB's TTL
+    deletes within days; moto never does)."""
+    from spectra.bulk import store as bulk_store
+    from tests.unit import fakes
+
+    long_ago = utcnow() - bulk_store.JOB_TTL - timedelta(days=1)
+    for module in (bulk_store, fakes):
+        monkeypatch.setattr(module, "utcnow", lambda: long_ago)
+    made, _ = store.create(job.model_copy(update={"created_at": long_ago, "updated_at": long_ago}))
+    monkeypatch.undo()
+    return made
+
+
+def test_a_job_past_its_records_life_is_gone_to_its_tenant_before_the_ttl_deletes_it(store, monkeypatch):
+    """The README keeps a bulk job's record 30 days; its tenant's GET and listing answered it until DynamoDB's TTL
+    deleted it, days later. The pipeline's own reads (``get``: the reconciler, the completion consumer) still see it."""
+    old = _made_long_ago(monkeypatch, store, make_job(state=BulkState.FAILED))
+    new = make_job(at=utcnow())
+    store.create(new)
+    assert store.get_for_tenant("acme", old.job_id) is None
+    assert store.get_for_tenant("acme", new.job_id) == new
+    assert flat(walk(store, "acme", limit=1)) == [new.job_id]
+    assert flat(walk(store, "acme", limit=5, state=BulkState.OPEN)) == [new.job_id]
+    assert store.get(old.job_id) == old
+
+
+def test_an_id_past_its_records_life_makes_a_new_job(store, monkeypatch):
+    """An Idempotency-Key names its bulk job's id (``Caller.keyed_id``) for as long as the record lives (30 days). The
+    create of a month later found the expired record, not yet deleted, and answered it: a nightly load reusing its
+    key got last month's job back (JobComplete, as a repeat of its own request) and was never made."""
+    old = _made_long_ago(monkeypatch, store, make_job(state=BulkState.UPLOAD_COMPLETE))
+    store.transition(old.job_id, BulkState.FAILED, error=ErrorInfo(code="x", message="last month's"))
+    again = make_job(at=utcnow()).model_copy(update={"job_id": old.job_id})
+    assert store.create(again) == (again, True)
+    assert store.get(old.job_id) == store.get_for_tenant("acme", old.job_id) == again
+    assert store.create(again.model_copy(update={"object": "other"})) == (again, False)  # alive: never overwritten
+
+
 # -- transitions ----------------------------------------------------------------------------------------------------
 
 

@@ -278,6 +278,29 @@ def test_a_position_only_moves_within_the_callers_own_jobs(store):
     assert [j.job_id for j in page.jobs] == [j.job_id for j in reversed(theirs)]
 
 
+def test_a_job_past_its_records_life_is_gone_to_its_tenant_before_the_ttl_deletes_it(store, monkeypatch):
+    """A job's record lives 30 days (``expires_at``), the README's promise; DynamoDB's TTL deletes it days later, and
+    reads and queries return it until then (moto never deletes it). Its tenant's GET and listing took it for alive
+    meanwhile. The pipeline's own reads (the reconciler, the completion consumer) still see it, as they would see any
+    record the TTL has not deleted: what it owes them is not the client's to cut short."""
+    from spectra import job_store
+    from tests.unit import fakes
+
+    long_ago = utcnow() - job_store.JOB_TTL - timedelta(days=1)
+    for module in (job_store, fakes):
+        monkeypatch.setattr(module, "utcnow", lambda: long_ago)
+    old = make_job(at=long_ago)
+    store.create(old)
+    monkeypatch.undo()
+    new = make_job(at=utcnow())
+    store.create(new)
+    assert store.get_for_tenant("acme", old.job_id) is None
+    assert store.get_for_tenant("acme", new.job_id) == new
+    assert [i for p in walk(store, "acme", limit=1) for i in p] == [new.job_id]
+    assert [i for p in walk(store, "acme", limit=5, status=JobStatus.QUEUED) for i in p] == [new.job_id]
+    assert store.get(old.job_id) == old
+
+
 # -- the pending index (what the reconciler reads) ------------------------------------------------------------------
 
 

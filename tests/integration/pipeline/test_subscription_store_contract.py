@@ -81,6 +81,22 @@ def test_listing_pages_through_standing_subscriptions_only(store):
     assert store.get("acme", callback_id("j_1")).job_id == "j_1"
 
 
+def test_a_callback_past_its_expiry_is_gone_before_the_ttl_deletes_it(store):
+    """A query's callback expires after 7 days (``expires_at``); DynamoDB's TTL deletes it days later and GetItem
+    returns it until then (moto never deletes it). Read as gone from its expiry: ``GET /v1/subscriptions/cbk_...``
+    answered it, and a job event handled meanwhile was delivered to it."""
+    now = datetime.now(UTC)
+    callback = {"kind": SubscriptionKind.CALLBACK}
+    new = store.create(
+        make(subscription_id=callback_id("j_new"), job_id="j_new", **callback), expires_at=now + timedelta(days=7)
+    )
+    expired = store.create(
+        make(subscription_id=callback_id("j_gone"), job_id="j_gone", **callback), expires_at=now - timedelta(seconds=2)
+    )
+    assert store.get("acme", new.subscription_id) == new
+    assert store.get("acme", expired.subscription_id) is None
+
+
 def test_a_position_never_leaves_the_tenants_partition(store):
     mine = [store.create(make()).subscription_id for _ in range(2)]
     theirs = store.create(make(tenant="globex")).subscription_id
