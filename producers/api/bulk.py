@@ -194,13 +194,20 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
             " not UTF-8, or its header line is not UTF-8 (a UTF-16 file's, say)",
             **_ERROR,
         },
-        **_errors(400, 404, 409),
+        **_errors(400, 404),
+        409: {
+            "description": "The job was closed or aborted before the batch was stored, or the Idempotency-Key was "
+            "used for a different batch",
+            **_ERROR,
+        },
     },
     summary="Upload a batch of CSV",
     description="One more CSV file (with its header line) for an `Open` job, up to 4 MiB a request, in UTF-8; "
     "`Content-Encoding: gzip` is accepted (and needed for gzip data: 400 without it). Larger files: POST .../uploads "
     "for a presigned URL. 201: the batch is part of the job; 409: the job was closed or aborted before the batch was "
-    "stored, and it is not.",
+    "stored, and it is not. With an `Idempotency-Key` the key names the batch (in this job): a repeat with the same "
+    "bytes is answered 201 and stored and counted once, also after `UploadComplete` listed it; other bytes under "
+    "the key are a 409.",
     # the body is read as bytes, not through a model, so the document states it here; application/octet-stream is
     # accepted too (what generated clients send for a file). Both are binary: a batch's rows are any bytes, checked
     # when the job runs, so no body can violate the schema (an API fuzzer sending "[null]" as a "non-string" body
@@ -215,7 +222,7 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
         },
     },
 )
-def upload_batch(job_id: JobId) -> Response[str]:
+def upload_batch(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Response[str]:
     """A CSV body (``Content-Type: text/csv``; gzip with ``Content-Encoding: gzip``). Larger files: POST .../uploads."""
     event = router.current_event
     media, charset = media_type_of(event.headers.get("content-type") or event.headers.get("Content-Type") or "")
@@ -229,22 +236,36 @@ def upload_batch(job_id: JobId) -> Response[str]:
         raise UnsupportedMediaType("Content-Encoding must be gzip or none")
     raw = event.body or ""
     body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8", errors="surrogateescape")
-    service.upload_batch(get_ports(), _caller(), job_id, body, gzip=encoding == "gzip")
+    gzip = encoding == "gzip"
+    service.upload_batch(get_ports(), _caller(), job_id, body, gzip=gzip, idempotency_key=idempotency_key)
     return Response(status_code=HTTPStatus.CREATED, content_type=content_types.TEXT_PLAIN, body="")
 
 
 @router.post(
     "/v1/bulk/jobs/<job_id>/uploads",
     tags=["bulk"],
-    responses={200: _ok("Where to PUT the batch", UploadUrl), **_errors(400, 404, 409)},
+    responses={
+        200: _ok("Where to PUT the batch", UploadUrl),
+        **_errors(400, 404),
+        409: {
+            "description": "The job's state does not allow this, or the Idempotency-Key was used for a different "
+            "request",
+            **_ERROR,
+        },
+    },
     summary="Get an upload URL for a large batch",
     description="A presigned SigV4 PUT URL for one more batch of an `Open` job, for files past the 4 MiB request "
     "limit; send the returned headers with the PUT. Finish the PUT before `UploadComplete`: S3 cannot ask the job's "
-    "state, so a file put after it is stored but not part of the job.",
+    "state, so a file put after it is stored but not part of the job. With an `Idempotency-Key` the key names the "
+    "batch (in this job): a repeat is answered a URL for the same key, counted once against the job's 100 (signed "
+    "again: a later expiry); `gzip` changed under the key is a 409.",
 )
-def upload_url(job_id: JobId, request: Annotated[UploadUrlRequest, Body()]) -> UploadUrl:
+def upload_url(
+    job_id: JobId, request: Annotated[UploadUrlRequest, Body()], idempotency_key: IdempotencyKey = None
+) -> UploadUrl:
     """A presigned URL to PUT one more (large) batch of an Open job straight to S3."""
-    return UploadUrl.model_validate(service.upload_url(get_ports(), _caller(), job_id, gzip=request.gzip))
+    answer = service.upload_url(get_ports(), _caller(), job_id, gzip=request.gzip, idempotency_key=idempotency_key)
+    return UploadUrl.model_validate(answer)
 
 
 @router.post(

@@ -163,6 +163,16 @@ class SourceFile(BaseModel):
         return f"s3://{self.bucket}/{self.key}"
 
 
+class KeyedBatch(BaseModel):
+    """A batch stored, or an upload URL issued, under a client's ``Idempotency-Key`` (``BulkJob.keyed_batches``):
+    where it is, and a digest of what was asked, so that a repeat is told from another request under the same key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str  # the batch's key in the results bucket
+    digest: str  # sha256 of the request (spectra.bulk.service._request_digest)
+
+
 class LoadPlan(BaseModel):
     """What the executor decided to run, kept so completion can read each sub-statement's answer."""
 
@@ -232,6 +242,9 @@ class BulkJob(BaseModel):
     #: batches the API has stored, and upload URLs it has issued, for the job while it was Open (at most
     #: ``bulk_max_files``; spectra.bulk.service.upload_batch and upload_url)
     uploads: int = 0
+    #: the batches and upload URLs of ``uploads`` asked for with an ``Idempotency-Key``, by the key's name
+    #: (:meth:`spectra.tenants.Caller.keyed_id`): recorded in the write that counts them, so a repeat is counted once
+    keyed_batches: dict[str, KeyedBatch] = Field(default_factory=dict)
     #: failed attempts at recording the statement's outcome (spectra.bulk.lifecycle._failed_attempt)
     result_attempts: int = 0
     created_at: datetime

@@ -4,6 +4,7 @@ fetch results. Nothing here touches the warehouse except to abort a running stat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -30,6 +31,7 @@ from spectra.bulk.models import (
     BulkState,
     ColumnDelimiter,
     JobType,
+    KeyedBatch,
     LineEnding,
     SourceFile,
     new_bulk_job_id,
@@ -262,8 +264,9 @@ class BulkJobListing:
     next_token: str | None
 
 
-def _open_job(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
-    job = _unexpired(ports, get_job(ports, caller, job_id))
+def _open_job(ports: Ports, caller: Caller, job_id: str, job: BulkJob | None = None) -> BulkJob:
+    """The job (``job``, as already read, else read now), or 409 when it is not Open."""
+    job = job or _unexpired(ports, get_job(ports, caller, job_id))
     if job.state is not BulkState.OPEN:
         raise Conflict(
             f"bulk job {job_id} is {job.state.value}; data can be uploaded only while it is Open",
@@ -297,9 +300,50 @@ def _header_encoding_problem(body: bytes) -> str | None:
     return None
 
 
-def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip: bool) -> SourceFile:
-    """Store one CSV batch (as sent: gzip stays gzip, COPY reads it so)."""
-    job = _open_job(ports, caller, job_id)
+def _request_digest(kind: str, *parts: bytes) -> str:
+    """What a request under an ``Idempotency-Key`` asked, for telling its repeat from another request: its route and
+    options, and the bytes of a batch."""
+    digest = hashlib.sha256(kind.encode())
+    for part in parts:
+        digest.update(b"\0" + part)
+    return digest.hexdigest()
+
+
+def _keyed_repeat(job: BulkJob, name: str | None, digest: str, idempotency_key: str | None) -> KeyedBatch | None:
+    """The batch (or upload URL) the job already has under ``idempotency_key``, if any: its request asked what this
+    one asks, or this one is a 409. Once the job is no longer Open, only a batch its UploadComplete (or abort) listed
+    is part of it: any other is a 409 with the job's state, as for a request without a key."""
+    first = job.keyed_batches.get(name) if name else None
+    if first is None:
+        return None
+    if first.digest != digest:
+        raise Conflict(
+            "Idempotency-Key was already used for a different request",
+            details={"idempotency_key": idempotency_key, "job_id": job.job_id},
+        )
+    if job.state is not BulkState.OPEN and all(f.key != first.key for f in job.files):
+        raise Conflict(
+            f"bulk job {job.job_id} is {job.state.value}; the batch of this Idempotency-Key is not part of it",
+            details={"state": job.state.value},
+        )
+    return first
+
+
+def upload_batch(
+    ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip: bool, idempotency_key: str | None = None
+) -> SourceFile:
+    """Store one CSV batch (as sent: gzip stays gzip, COPY reads it so).
+
+    ``idempotency_key`` names the batch: it is recorded on the job in the write that counts it, so a repeat (a client
+    whose answer was lost: a 504 while the function went on, a reset connection) finds it and is answered 201 without
+    storing or counting it again, even once UploadComplete listed it; the same key with other bytes is a 409. Two
+    copies racing each other both store, one counts: the other takes its copy back (:func:`_take_back`)."""
+    name = caller.keyed_id("", idempotency_key) if idempotency_key is not None else None
+    digest = _request_digest("batch", b"gzip" if gzip else b"plain", body)
+    job = _unexpired(ports, get_job(ports, caller, job_id))
+    if (first := _keyed_repeat(job, name, digest, idempotency_key)) is not None:
+        return _keyed_source(ports, first, size=len(body), gzip=gzip)
+    job = _open_job(ports, caller, job_id, job)
     limit = ports.settings.bulk_max_batch_bytes
     if len(body) > limit:
         raise PayloadTooLarge(
@@ -323,13 +367,18 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
     # Counted once stored: an UploadComplete that listed the batches before this one was stored finds the count
     # changed and lists again (_close). Refused: the job was closed or aborted while the batch was on its way, or
     # batches sent at once passed the limit together (this one is taken back: the job would list it).
+    keyed = (name, KeyedBatch(key=stored.key, digest=digest)) if name else None
     try:
-        counted = bulk.jobs.count_upload(job_id, limit=most)
+        counted = bulk.jobs.count_upload(job_id, limit=most, keyed=keyed)
     except Exception:
         _take_back(bulk, job_id, stored)
         raise
     if counted is None:
         closed = bulk.jobs.get(job_id)
+        if closed is not None and name in closed.keyed_batches:  # a copy of this request counted its batch first
+            _take_back(bulk, job_id, stored)
+            first = _keyed_repeat(closed, name, digest, idempotency_key)
+            return _keyed_source(ports, first, size=len(body), gzip=gzip)
         if closed is not None and closed.state is BulkState.OPEN:
             _take_back(bulk, job_id, stored)
             raise _too_many(job_id, most)
@@ -340,6 +389,12 @@ def upload_batch(ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip
                 details={"state": state},
             )
     return stored
+
+
+def _keyed_source(ports: Ports, batch: KeyedBatch | None, *, size: int, gzip: bool) -> SourceFile:
+    """The batch a repeat under an ``Idempotency-Key`` is answered with: the first request's."""
+    assert batch is not None  # _keyed_repeat answers a batch the job records, or raises
+    return SourceFile(bucket=bulk_ports(ports).files.results_bucket, key=batch.key, size=size, gzip=gzip)
 
 
 def _unexpired(ports: Ports, job: BulkJob) -> BulkJob:
@@ -415,21 +470,40 @@ def _take_back(bulk: BulkPorts, job_id: str, stored: SourceFile) -> None:
         bulk.files.discard(stored)
 
 
-def upload_url(ports: Ports, caller: Caller, job_id: str, *, gzip: bool) -> dict[str, Any]:
+def upload_url(
+    ports: Ports, caller: Caller, job_id: str, *, gzip: bool, idempotency_key: str | None = None
+) -> dict[str, Any]:
     """A presigned PUT for one more batch of an Open job: for files larger than a request body may be. S3 cannot
     ask the job's state, so a file put after UploadComplete under a new URL is stored but not part of the job: it
     lies beside the job's batches, never loaded, until the results bucket expires it. Each URL writes its key once
     (``If-None-Match: *``, in ``headers``): put again after UploadComplete, a batch the job listed could be replaced
     by one of any size, and the job pins each batch as listed (its ETag) besides. Each URL counts as one of
-    the job's ``bulk_max_files`` batches (UploadComplete lists both kinds under the same prefix)."""
-    job = _open_job(ports, caller, job_id)
+    the job's ``bulk_max_files`` batches (UploadComplete lists both kinds under the same prefix).
+
+    ``idempotency_key`` names the batch, as :func:`upload_batch`'s does: a repeat is answered a URL for the same key
+    (signed anew, so it expires later; the key still takes one write), counted once; with ``gzip`` changed, a 409.
+    Once the job is closed, a repeat is answered only if UploadComplete listed the batch (the URL was used)."""
+    name = caller.keyed_id("", idempotency_key) if idempotency_key is not None else None
+    digest = _request_digest("url", b"gzip" if gzip else b"plain")
+    job = _unexpired(ports, get_job(ports, caller, job_id))
+    if (first := _keyed_repeat(job, name, digest, idempotency_key)) is not None:
+        return _upload_answer(ports, first.key)
+    job = _open_job(ports, caller, job_id, job)
     most = ports.settings.bulk_max_files
-    # counted as a batch: each URL can store one, and UploadComplete lists both kinds under the same prefix
-    if bulk_ports(ports).jobs.count_upload(job_id, limit=most) is None:
-        _open_job(ports, caller, job_id)  # 409 when it was closed or aborted meanwhile
-        raise _too_many(job_id, most)
-    files = bulk_ports(ports).files
     key = _upload_key(job, gzip=gzip)
+    keyed = (name, KeyedBatch(key=key, digest=digest)) if name else None
+    # counted as a batch: each URL can store one, and UploadComplete lists both kinds under the same prefix
+    if bulk_ports(ports).jobs.count_upload(job_id, limit=most, keyed=keyed) is None:
+        now = get_job(ports, caller, job_id)
+        if (first := _keyed_repeat(now, name, digest, idempotency_key)) is not None:
+            return _upload_answer(ports, first.key)  # a copy of this request counted it first
+        _open_job(ports, caller, job_id, now)  # 409 when it was closed or aborted meanwhile
+        raise _too_many(job_id, most)
+    return _upload_answer(ports, key)
+
+
+def _upload_answer(ports: Ports, key: str) -> dict[str, Any]:
+    files = bulk_ports(ports).files
     ttl = ports.settings.upload_url_ttl_seconds
     return {
         "url": files.presign_put(files.results_bucket, key, ttl_seconds=ttl, once=True),

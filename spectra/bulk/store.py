@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from events import ErrorInfo
-from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
+from spectra.bulk.models import BulkJob, BulkOperation, BulkState, KeyedBatch, bulk_sources_of
 from spectra.dynamo import (
     EXPIRES_AT,
     FREE_OR_EXPIRED,
@@ -222,11 +222,46 @@ class BulkJobStore:
     def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:
         return self._update(job_id, frozenset(expected), changes)
 
-    def count_upload(self, job_id: str, *, limit: int | None = None) -> BulkJob | None:
+    def count_upload(
+        self, job_id: str, *, limit: int | None = None, keyed: tuple[str, KeyedBatch] | None = None
+    ) -> BulkJob | None:
         """One more batch stored, or upload URL issued, for the job (``uploads`` + 1), while it is ``Open`` (and, given
-        ``limit``, has fewer than that); None once it is not (or has them)."""
-        item = self._states.increment(job_id, [BulkState.OPEN.value], "uploads", below=limit, updated_at=utcnow())
-        return _job(item) if item is not None else None
+        ``limit``, has fewer than that); None once it is not (or has them). ``keyed``: the batch's key name and record,
+        written with the count and only while the name is not in ``keyed_batches`` (None when it is): a repeat under
+        the same ``Idempotency-Key`` is counted once however the two requests interleave."""
+        if keyed is None:
+            item = self._states.increment(job_id, [BulkState.OPEN.value], "uploads", below=limit, updated_at=utcnow())
+            return _job(item) if item is not None else None
+        name, batch = keyed
+        request = self._states.update_request(job_id, [BulkState.OPEN.value], {}, updated_at=utcnow())
+        assert request is not None  # a state is allowed
+        names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
+        names.update({"#keyed": "keyed_batches", "#name": name, "#uploads": "uploads"})
+        values.update(to_item({":batch": batch.model_dump(mode="json"), ":one": 1}))
+        request["UpdateExpression"] += ", #keyed.#name = :batch ADD #uploads :one"
+        request["ConditionExpression"] += " AND attribute_not_exists(#keyed.#name)"
+        if limit is not None:
+            request["ConditionExpression"] += " AND (attribute_not_exists(#uploads) OR #uploads < :below)"
+            values.update(to_item({":below": limit}))
+        try:
+            return self._conditional(request)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ValidationException":
+                raise
+        # a job recorded before keyed batches were (no keyed_batches map: a path into it is invalid): give it one
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=to_item({"job_id": job_id}),
+                UpdateExpression="SET #keyed = :empty",
+                ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(#keyed)",
+                ExpressionAttributeNames={"#keyed": "keyed_batches"},
+                ExpressionAttributeValues={":empty": {"M": {}}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        return self._conditional(request)
 
     def count_result_attempt(self, job_id: str) -> BulkJob | None:
         """One more failed attempt at the outcome of the job's statement, while it is ``InProgress`` (counted in

@@ -576,3 +576,31 @@ def test_a_create_retried_with_its_idempotency_key_is_the_same_job(bulk_tenant, 
     assert other.status_code == 409 and other.json()["error"]["details"]["job_id"] == first.json()["id"]
     listed = client.api.request("GET", "/v1/bulk/jobs").json()["records"]
     assert [job["id"] for job in listed] == [first.json()["id"]]
+
+
+def test_a_batch_put_again_with_its_idempotency_key_is_loaded_once(bulk_tenant, warehouse):
+    """A client that never got its 201 (API Gateway's 504 while the function went on storing, a reset connection)
+    PUTs the batch again with the same key: 201 again, and the table gets each row once; an upload URL asked again
+    with its key is for the same batch, counted once; the key with other bytes is a 409 in the one error shape."""
+    client = bulk_tenant()
+    job = client.create("insert")
+    data = csv_bytes([HEADER, ["ann@x", "Ann", "Oslo", "1"], ["bob@x", "Bob", "Rome", "2"]])
+    put = {"Content-Type": "text/csv", "Idempotency-Key": "batch-1"}
+    path = f"/v1/bulk/jobs/{job['id']}/batches"
+    first = client.api.request("PUT", path, data=data, headers=put)
+    repeat = client.api.request("PUT", path, data=data, headers=put)
+    assert (first.status_code, repeat.status_code) == (201, 201), repeat.text
+    other = client.api.request("PUT", path, data=data + b"cid@x,Cid,Lima,3\n", headers=put)
+    assert other.status_code == 409 and other.json()["error"]["code"] == "conflict", other.text
+    assert other.json()["error"]["details"] == {"idempotency_key": "batch-1", "job_id": job["id"]}
+    urls = [
+        client.api.request("POST", f"/v1/bulk/jobs/{job['id']}/uploads", json={}, headers={"Idempotency-Key": "u-1"})
+        for _ in range(2)
+    ]
+    assert [u.status_code for u in urls] == [200, 200] and urls[0].json()["key"] == urls[1].json()["key"]
+    client.close(job["id"])
+    after = client.api.request("PUT", path, data=data, headers=put)  # the answer to the first PUT was lost for good
+    assert after.status_code == 201, after.text
+    done = client.wait(job["id"])
+    assert (done["state"], done["numberRecordsProcessed"], done["numberRecordsFailed"]) == ("JobComplete", 2, 0)
+    assert client.rows(warehouse) == [("ann@x", "Ann", "Oslo", 1, None), ("bob@x", "Bob", "Rome", 2, None)]

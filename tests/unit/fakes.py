@@ -41,7 +41,7 @@ from events import (
     WebhookDelivery,
 )
 from spectra.bulk.files import BulkFiles
-from spectra.bulk.models import BulkJob, BulkOperation, BulkState, bulk_sources_of
+from spectra.bulk.models import BulkJob, BulkOperation, BulkState, KeyedBatch, bulk_sources_of
 from spectra.bulk.store import JOB_TTL as BULK_JOB_TTL
 from spectra.bulk.store import BulkJobPage, position_of
 from spectra.dynamo import ListPosition, expired, to_item
@@ -414,8 +414,18 @@ class FakeBulkJobStore:
             raise RuntimeError("the executor died before recording its statement")
         return self._update(job_id, frozenset(expected), changes)
 
-    def count_upload(self, job_id: str, *, limit: int | None = None) -> BulkJob | None:
-        return self._count(job_id, "uploads", limit)
+    def count_upload(
+        self, job_id: str, *, limit: int | None = None, keyed: tuple[str, KeyedBatch] | None = None
+    ) -> BulkJob | None:
+        if keyed is None:
+            return self._count(job_id, "uploads", limit)
+        item = self._items.get(job_id, {})
+        name, batch = keyed
+        count = item.get("uploads", 0)
+        if name in item.get("keyed_batches", {}) or (limit is not None and count >= limit):
+            return None
+        batches = {**item.get("keyed_batches", {}), name: batch.model_dump(mode="json")}
+        return self._update(job_id, frozenset({BulkState.OPEN}), {"uploads": count + 1, "keyed_batches": batches})
 
     def count_result_attempt(self, job_id: str) -> BulkJob | None:
         return self._count(job_id, "result_attempts", None, state=BulkState.IN_PROGRESS)

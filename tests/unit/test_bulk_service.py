@@ -420,6 +420,115 @@ def test_a_batch_listed_by_an_upload_complete_before_its_count_failed_stays(port
     assert ports.bulk.files.client.body(listed.bucket, listed.key) == CSV
 
 
+def test_a_batch_repeated_with_its_idempotency_key_is_stored_and_counted_once(ports):
+    """A client whose answer was lost (API Gateway's 504 while the function went on, a reset connection) PUTs the
+    batch again: with its key, the repeat is answered as the first (201) and the job loads the batch once, also when
+    the repeat comes after UploadComplete; other bytes under the key are a 409. Without keys, both were stored and
+    the load inserted every row twice."""
+    job = new_insert(ports)
+    first = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="part-1")
+    repeat = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="part-1")
+    other = upload_batch(ports, caller(ports), job.job_id, b"id,name\n2,Bob\n", gzip=False, idempotency_key="part-2")
+    assert repeat.key == first.key != other.key
+    assert get_job(ports, caller(ports), job.job_id).uploads == 2
+    with pytest.raises(Conflict, match="Idempotency-Key was already used for a different request") as raised:
+        upload_batch(ports, caller(ports), job.job_id, b"id,name\n3,Cy\n", gzip=False, idempotency_key="part-1")
+    assert raised.value.details == {"idempotency_key": "part-1", "job_id": job.job_id}
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert [f.key for f in closed.files] == [first.key, other.key]
+    after = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="part-1")
+    assert after.key == first.key  # part of the job: 201, not the 409 of a batch the job does not hold
+    with pytest.raises(Conflict, match="data can be uploaded only while it is Open"):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="part-3")
+    with pytest.raises(Conflict, match="a different request"):
+        upload_batch(ports, caller(ports), job.job_id, b"id,name\n3,Cy\n", gzip=False, idempotency_key="part-2")
+    assert get_job(ports, caller(ports), job.job_id).files == closed.files
+
+
+def test_a_batch_key_is_scoped_to_its_job(ports):
+    one, two = new_insert(ports), new_insert(ports)
+    first = upload_batch(ports, caller(ports), one.job_id, CSV, gzip=False, idempotency_key="part-1")
+    second = upload_batch(ports, caller(ports), two.job_id, CSV, gzip=False, idempotency_key="part-1")
+    assert first.key.startswith(f"acme/{one.job_id}/") and second.key.startswith(f"acme/{two.job_id}/")
+    assert [get_job(ports, caller(ports), j.job_id).uploads for j in (one, two)] == [1, 1]
+
+
+def test_a_keyed_repeat_racing_its_first_copy_is_counted_once(ports, monkeypatch):
+    """The first copy is still storing (a slow S3 write) when the client's retry stores and counts the batch: the
+    first copy's count is refused by the key, it takes its own copy back and answers the retry's batch."""
+    job = new_insert(ports)
+    put = type(ports.bulk.files).put
+    raced = []
+
+    def the_retry_lands_first(files, key, body):
+        if not raced:
+            raced.append(None)
+            raced[0] = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+        return put(files, key, body)
+
+    monkeypatch.setattr(type(ports.bulk.files), "put", the_retry_lands_first)
+    first = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    monkeypatch.undo()
+    assert first.key == raced[0].key
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert [f.key for f in closed.files] == [raced[0].key] and closed.uploads == 1
+
+
+def test_a_keyed_batch_whose_count_failed_is_stored_by_the_retry(ports, monkeypatch):
+    """A 5xx takes the batch back and records no key: the retry under the key stores and counts it, once."""
+    job = new_insert(ports)
+
+    def failing(jobs, job_id, **limit):
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "UpdateItem")
+
+    monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", failing)
+    with pytest.raises(ClientError):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    monkeypatch.undo()
+    retried = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    again = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert [f.key for f in closed.files] == [retried.key] == [again.key]
+
+
+def test_a_keyed_repeat_at_the_batch_limit_is_answered_not_refused():
+    """The repeat's batch is counted already: it is the 201 the client missed, not a batch past the limit."""
+    ports = make_ports(settings=make_settings(bulk_max_files=1))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = new_insert(ports)
+    first = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    assert upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k").key == first.key
+    with pytest.raises(InvalidRequest, match="has had its 1 batches"):
+        upload_url(ports, caller(ports), job.job_id, gzip=False, idempotency_key="u")
+
+
+def test_an_upload_url_repeated_with_its_idempotency_key_is_for_the_same_batch(ports):
+    """A repeat is answered a URL for the same key, counted once against the job's batches; another request under
+    the key (gzip changed, or the key of a batch PUT) is a 409. Once the job is closed, a repeat is answered when
+    UploadComplete listed the file put through the URL, and is a 409 when it did not (a file put now would not be
+    part of the job)."""
+    job = new_insert(ports)
+    first = upload_url(ports, caller(ports), job.job_id, gzip=True, idempotency_key="big-1")
+    repeat = upload_url(ports, caller(ports), job.job_id, gzip=True, idempotency_key="big-1")
+    assert repeat["key"] == first["key"] and repeat["headers"] == {"If-None-Match": "*"}
+    unused = upload_url(ports, caller(ports), job.job_id, gzip=False, idempotency_key="big-2")
+    assert get_job(ports, caller(ports), job.job_id).uploads == 2
+    with pytest.raises(Conflict, match="a different request"):
+        upload_url(ports, caller(ports), job.job_id, gzip=False, idempotency_key="big-1")
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="put-1")
+    with pytest.raises(Conflict, match="a different request"):
+        upload_url(ports, caller(ports), job.job_id, gzip=False, idempotency_key="put-1")
+    with pytest.raises(Conflict, match="a different request"):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="big-2")
+    ports.bulk.files.put(first["key"], gzip.compress(CSV))  # the client's PUT through the first URL
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert first["key"] in [f.key for f in closed.files] and unused["key"] not in [f.key for f in closed.files]
+    assert upload_url(ports, caller(ports), job.job_id, gzip=True, idempotency_key="big-1")["key"] == first["key"]
+    with pytest.raises(Conflict, match="is UploadComplete; the batch of this Idempotency-Key is not part of it"):
+        upload_url(ports, caller(ports), job.job_id, gzip=False, idempotency_key="big-2")
+
+
 def test_upload_complete_gives_up_with_a_429_while_batches_keep_arriving(ports, monkeypatch):
     job = new_insert(ports)
     upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)

@@ -106,6 +106,18 @@ def test_no_declared_error_that_a_route_cannot_give():
     assert "409" not in statuses("get", "/v1/subscriptions/{subscription_id}")
 
 
+@pytest.mark.parametrize(
+    ("method", "path"), [("put", "/v1/bulk/jobs/{job_id}/batches"), ("post", "/v1/bulk/jobs/{job_id}/uploads")]
+)
+def test_a_batch_and_an_upload_url_take_an_idempotency_key(method, path):
+    """A client whose answer was lost retries the batch with its key; the document says so, and that the key with
+    another request is a 409."""
+    operation = DOCUMENT["paths"][path][method]
+    assert ("idempotency-key", "header") in [(p["name"], p["in"]) for p in operation["parameters"]]
+    assert "Idempotency-Key" in operation["description"]
+    assert "Idempotency-Key" in operation["responses"]["409"]["description"]
+
+
 def test_an_empty_batch_is_not_a_valid_body():
     # the service refuses an empty batch (400 "the batch is empty"), so the document may not call one valid: an API
     # fuzzer sending a schema-valid empty body was refused

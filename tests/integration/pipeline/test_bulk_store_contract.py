@@ -24,6 +24,7 @@ from spectra.bulk.models import (
     BulkState,
     ExportFile,
     JobSource,
+    KeyedBatch,
     LoadPlan,
     SourceFile,
     new_bulk_job_id,
@@ -211,6 +212,39 @@ def test_uploads_are_counted_only_while_the_job_is_open(store):
     assert store.count_upload(job.job_id) is None
     assert store.get(job.job_id).uploads == 2
     assert store.count_upload("b_missing") is None
+
+
+@pytest.mark.parametrize("recorded_before_keys", [False, True])
+def test_a_keyed_upload_is_counted_once_with_its_record(store, recorded_before_keys):
+    """An upload counted under an Idempotency-Key's name records it in the same write, and the name is counted once;
+    a job recorded before keyed uploads existed (no ``keyed_batches`` map, whose nested path DynamoDB refuses to
+    set) takes them all the same."""
+    job = in_state(store, BulkState.OPEN)
+    if recorded_before_keys:
+        forget_keyed_batches(store, job.job_id)
+    first = KeyedBatch(key="acme/b/uploads/1.csv", digest="d1")
+    counted = store.count_upload(job.job_id, limit=3, keyed=("k1", first))
+    assert (counted.uploads, counted.keyed_batches) == (1, {"k1": first})
+    assert store.count_upload(job.job_id, limit=3, keyed=("k1", first)) is None  # a repeat: not counted again
+    assert store.count_upload(job.job_id, limit=3).uploads == 2  # a batch without a key beside it
+    second = KeyedBatch(key="acme/b/uploads/2.csv", digest="d2")
+    assert store.count_upload(job.job_id, limit=3, keyed=("k2", second)).uploads == 3
+    assert store.count_upload(job.job_id, limit=3, keyed=("k3", second)) is None  # the limit holds for keyed ones
+    assert store.get(job.job_id).keyed_batches == {"k1": first, "k2": second}
+    store.transition(job.job_id, BulkState.UPLOAD_COMPLETE)
+    assert store.count_upload(job.job_id, keyed=("k4", second)) is None
+    assert store.count_upload("b_missing", keyed=("k1", first)) is None
+    assert store.get(job.job_id).uploads == 3
+
+
+def forget_keyed_batches(store, job_id: str) -> None:
+    """Make the stored job look as a job recorded before ``keyed_batches`` was."""
+    if isinstance(store, FakeBulkJobStore):
+        store._items[job_id].pop("keyed_batches", None)
+        return
+    store._db.update_item(
+        TableName=store._table, Key={"job_id": {"S": job_id}}, UpdateExpression="REMOVE keyed_batches"
+    )
 
 
 def test_a_transition_can_be_conditional_on_the_batches_counted(store):

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from events import JobStatus, ResultFormat, StatementState, StatementStatusChange
 from spectra.bulk.lifecycle import complete_bulk_statement
-from spectra.bulk.models import BulkState
+from spectra.bulk.models import BulkState, KeyedBatch
 from spectra.bulk.service import change_state
 from spectra.bulk.store import BulkJobStore
 from spectra.job_store import JobStore
@@ -149,6 +149,19 @@ def test_a_batch_counted_at_the_limit_whose_answer_was_lost_is_counted_once(dyna
     counted = ports.bulk.jobs.count_upload(job.job_id, limit=1)
     assert lossy.fired, "no answer was lost"
     assert counted is not None and counted.uploads == 1
+
+
+def test_a_keyed_batch_counted_whose_answer_was_lost_is_counted_once(dynamo):
+    """count_upload under an Idempotency-Key's name: its retry is refused by the name it had just recorded, which is
+    its own write (its updated_at), not a copy of the request that counted first."""
+    ports, lossy = dynamo
+    job = bulk_job(state=BulkState.OPEN, created_at=utcnow(), updated_at=utcnow())
+    ports.bulk.jobs.create(job)
+    lossy.lose_next(lambda request: "ADD #uploads" in request.get("UpdateExpression", ""))
+    batch = KeyedBatch(key=f"acme/{job.job_id}/uploads/1.csv", digest="d")
+    counted = ports.bulk.jobs.count_upload(job.job_id, limit=1, keyed=("k", batch))
+    assert lossy.fired, "no answer was lost"
+    assert counted is not None and (counted.uploads, counted.keyed_batches) == (1, {"k": batch})
 
 
 def test_a_results_lease_whose_answer_was_lost_is_the_writers_own(dynamo):
