@@ -341,24 +341,10 @@ def upload_batch(
     name = caller.keyed_id("", idempotency_key) if idempotency_key is not None else None
     digest = _request_digest("batch", b"gzip" if gzip else b"plain", body)
     job = _unexpired(ports, get_job(ports, caller, job_id))
+    _check_batch(ports, job_id, body, gzip=gzip)  # bad input is a 4xx of its own, not "a different request"
     if (first := _keyed_repeat(job, name, digest, idempotency_key)) is not None:
         return _keyed_source(ports, first, size=len(body), gzip=gzip)
     job = _open_job(ports, caller, job_id, job)
-    limit = ports.settings.bulk_max_batch_bytes
-    if len(body) > limit:
-        raise PayloadTooLarge(
-            f"the batch is {len(body)} bytes; send at most {limit} per request, or upload through"
-            f" POST /v1/bulk/jobs/{job_id}/uploads",
-            details={"limit": limit},
-        )
-    if not body:
-        raise InvalidRequest("the batch is empty")
-    if gzip and not starts_as_gzip(body):
-        raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
-    if not gzip and starts_as_gzip(body):  # stored as CSV, it failed the whole job for a header that is not UTF-8
-        raise InvalidRequest("the body is gzip data: send it with Content-Encoding: gzip")
-    if not gzip and (problem := _header_encoding_problem(body)):  # stored, it failed the whole job, too
-        raise UnsupportedMediaType(f"the batch's header line {problem}: save the file as CSV UTF-8")
     most = ports.settings.bulk_max_files
     if job.uploads >= most:
         raise _too_many(job_id, most)
@@ -375,7 +361,12 @@ def upload_batch(
         raise
     if counted is None:
         closed = bulk.jobs.get(job_id)
-        if closed is not None and name in closed.keyed_batches:  # a copy of this request counted its batch first
+        recorded = closed.keyed_batches.get(name) if closed is not None and name else None
+        if recorded is not None and recorded.key == stored.key:
+            # its own count, whose answer was lost and whose retry met another batch's count (so not taken for its
+            # own by updated_at): taken back, the 201 batch was gone from the job (the diff review)
+            return stored
+        if recorded is not None:  # a copy of this request counted its batch first
             _take_back(bulk, job_id, stored)
             first = _keyed_repeat(closed, name, digest, idempotency_key)
             return _keyed_source(ports, first, size=len(body), gzip=gzip)
@@ -388,7 +379,29 @@ def upload_batch(
                 f"bulk job {job_id} became {state} while this batch was uploading; the batch is not part of it",
                 details={"state": state},
             )
+        if name:  # listed by the close before it was counted: part of the job, so its repeat must find it
+            bulk.jobs.record_keyed_batch(job_id, name, KeyedBatch(key=stored.key, digest=digest))
     return stored
+
+
+def _check_batch(ports: Ports, job_id: str, body: bytes, *, gzip: bool) -> None:
+    """A batch's body as the job can take it: within the request limit, not empty, gzip exactly when it says so, and
+    a header line in UTF-8 (stored otherwise, it failed the whole job)."""
+    limit = ports.settings.bulk_max_batch_bytes
+    if len(body) > limit:
+        raise PayloadTooLarge(
+            f"the batch is {len(body)} bytes; send at most {limit} per request, or upload through"
+            f" POST /v1/bulk/jobs/{job_id}/uploads",
+            details={"limit": limit},
+        )
+    if not body:
+        raise InvalidRequest("the batch is empty")
+    if gzip and not starts_as_gzip(body):
+        raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
+    if not gzip and starts_as_gzip(body):  # stored as CSV, it failed the whole job for a header that is not UTF-8
+        raise InvalidRequest("the body is gzip data: send it with Content-Encoding: gzip")
+    if not gzip and (problem := _header_encoding_problem(body)):  # stored, it failed the whole job, too
+        raise UnsupportedMediaType(f"the batch's header line {problem}: save the file as CSV UTF-8")
 
 
 def _keyed_source(ports: Ports, batch: KeyedBatch | None, *, size: int, gzip: bool) -> SourceFile:

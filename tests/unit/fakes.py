@@ -427,6 +427,12 @@ class FakeBulkJobStore:
         batches = {**item.get("keyed_batches", {}), name: batch.model_dump(mode="json")}
         return self._update(job_id, frozenset({BulkState.OPEN}), {"uploads": count + 1, "keyed_batches": batches})
 
+    def record_keyed_batch(self, job_id: str, name: str, batch: KeyedBatch) -> None:
+        item = self._items.get(job_id)
+        if item is not None and name not in item.get("keyed_batches", {}):
+            batches = {**item.get("keyed_batches", {}), name: batch.model_dump(mode="json")}
+            self._update(job_id, frozenset(BulkState), {"keyed_batches": batches})
+
     def count_result_attempt(self, job_id: str) -> BulkJob | None:
         return self._count(job_id, "result_attempts", None, state=BulkState.IN_PROGRESS)
 

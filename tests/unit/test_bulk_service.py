@@ -374,8 +374,12 @@ def test_a_batch_arriving_after_upload_complete_is_a_conflict_not_a_silent_loss(
     assert len(get_job(ports, caller(ports), job.job_id).files) == 1
 
 
-def test_a_batch_the_upload_complete_listed_before_it_was_counted_is_acknowledged(ports, monkeypatch):
-    """Stored, then listed and closed before the PUT counted it: it is part of the job, so the PUT answers as usual."""
+@pytest.mark.parametrize("key", [None, "k"])
+def test_a_batch_the_upload_complete_listed_before_it_was_counted_is_acknowledged(ports, monkeypatch, key):
+    """Stored, then listed and closed before the PUT counted it: it is part of the job, so the PUT answers as usual.
+    Under a key, its repeat (the retry of a lost 201) is answered too: the diff review found the key unrecorded and the
+    repeat a 409 'not Open', which says the job does not hold the batch (a client believing it sends the rows again
+    elsewhere, and loads them twice)."""
     job = new_insert(ports)
     count = type(ports.bulk.jobs).count_upload
 
@@ -384,8 +388,13 @@ def test_a_batch_the_upload_complete_listed_before_it_was_counted_is_acknowledge
         return count(jobs, job_id, **limit)
 
     monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", closed_before_counted)
-    stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key=key)
+    monkeypatch.undo()
     assert [f.key for f in get_job(ports, caller(ports), job.job_id).files] == [stored.key]
+    if key is not None:
+        assert upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key=key).key == stored.key
+        with pytest.raises(Conflict, match="a different request"):
+            upload_batch(ports, caller(ports), job.job_id, CSV + b"3,Cy\n", gzip=False, idempotency_key=key)
 
 
 def test_a_batch_whose_count_fails_is_taken_back_so_a_retry_does_not_load_it_twice(ports, monkeypatch):
@@ -489,6 +498,23 @@ def test_a_keyed_batch_whose_count_failed_is_stored_by_the_retry(ports, monkeypa
     again = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
     closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
     assert [f.key for f in closed.files] == [retried.key] == [again.key]
+
+
+@pytest.mark.parametrize(
+    ("body", "refusal"),
+    [(b"", InvalidRequest), (b"x" * 1001, PayloadTooLarge), (gzip.compress(CSV), InvalidRequest)],
+    ids=["empty", "too_large", "undeclared_gzip"],
+)
+def test_bad_input_under_a_recorded_key_is_refused_as_bad_input(body, refusal):
+    """The diff review: the repeat check came before the body's, so an empty, oversized or undeclared gzip body under
+    a recorded key was a 409 'a different request' rather than the 400 or 413 saying what is wrong with it."""
+    ports = make_ports(settings=make_settings(bulk_max_batch_bytes=1000))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    with pytest.raises(refusal):
+        upload_batch(ports, caller(ports), job.job_id, body, gzip=False, idempotency_key="k")
 
 
 def test_a_keyed_repeat_at_the_batch_limit_is_answered_not_refused():

@@ -237,6 +237,22 @@ def test_a_keyed_upload_is_counted_once_with_its_record(store, recorded_before_k
     assert store.get(job.job_id).uploads == 3
 
 
+@pytest.mark.parametrize("recorded_before_keys", [False, True])
+def test_a_keyed_batch_is_recorded_after_the_close_once(store, recorded_before_keys):
+    """A keyed batch the close listed before its count was refused is recorded whatever the job's state, once (a
+    name recorded already keeps its batch), without counting it; a missing job gets nothing."""
+    job = in_state(store, BulkState.UPLOAD_COMPLETE)
+    if recorded_before_keys:
+        forget_keyed_batches(store, job.job_id)
+    first = KeyedBatch(key="acme/b/uploads/1.csv", digest="d1")
+    store.record_keyed_batch(job.job_id, "k1", first)
+    store.record_keyed_batch(job.job_id, "k1", KeyedBatch(key="acme/b/uploads/2.csv", digest="d2"))
+    recorded = store.get(job.job_id)
+    assert (recorded.state, recorded.uploads, recorded.keyed_batches) == (BulkState.UPLOAD_COMPLETE, 0, {"k1": first})
+    store.record_keyed_batch("b_missing", "k1", first)
+    assert store.get("b_missing") is None
+
+
 def forget_keyed_batches(store, job_id: str) -> None:
     """Make the stored job look as a job recorded before ``keyed_batches`` was."""
     if isinstance(store, FakeBulkJobStore):

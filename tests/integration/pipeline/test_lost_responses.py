@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from events import JobStatus, ResultFormat, StatementState, StatementStatusChange
 from spectra.bulk.lifecycle import complete_bulk_statement
 from spectra.bulk.models import BulkState, KeyedBatch
-from spectra.bulk.service import change_state
+from spectra.bulk.service import change_state, upload_batch
 from spectra.bulk.store import BulkJobStore
 from spectra.job_store import JobStore
 from spectra.jobs import utcnow
@@ -207,3 +207,30 @@ def test_withdrawing_leaves_a_job_that_has_moved_on(dynamo):
     ports.jobs.withdraw(job.job_id)
     ports.jobs.withdraw("j_never_written")
     assert ports.jobs.get(job.job_id).status is JobStatus.CANCELLED
+
+
+def test_a_keyed_batch_whose_lost_answer_raced_another_batch_is_kept(dynamo, monkeypatch):
+    """The diff review: a keyed batch's count applied, its answer lost, and another client's batch of the same job
+    counted before botocore's retry (parallel uploads): the retry's refusal is not taken for its own (updated_at
+    moved), so the PUT read its own key in keyed_batches as "a copy counted first" and took back the object it had
+    just stored, the very one the record names: answered 201, its rows were never loaded."""
+    ports, lossy = dynamo
+    job = bulk_job(state=BulkState.OPEN, created_at=utcnow(), updated_at=utcnow()).model_copy(
+        update={"tenant_id": "acme"}
+    )
+    ports.bulk.jobs.create(job)
+    other = []
+
+    def lost_then_another_batch(**kwargs):
+        if "#keyed.#name" in kwargs.get("UpdateExpression", "") and not other:
+            lossy._client.update_item(**kwargs)  # applied; its answer is lost
+            other.append(upload_batch(ports, ACME, job.job_id, b"id\n2\n", gzip=False))  # counted in between
+            lossy.fired.append(kwargs)
+        return lossy._client.update_item(**kwargs)  # botocore's retry
+
+    monkeypatch.setattr(lossy, "update_item", lost_then_another_batch)
+    stored = upload_batch(ports, ACME, job.job_id, b"id\n1\n", gzip=False, idempotency_key="k")
+    monkeypatch.undo()
+    assert lossy.fired and other
+    closed = change_state(ports, ACME, job.job_id, "UploadComplete")
+    assert sorted(f.key for f in closed.files) == sorted([stored.key, other[0].key])
