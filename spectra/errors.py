@@ -52,6 +52,12 @@ class Unauthorized(SpectraError):
     code = "unauthorized"
 
 
+class TenantGone(Unauthorized):
+    """The caller's tenant was deleted (or deleted and created again) after the authorizer vouched for its key: API
+    Gateway honours its cached answer for ``AuthorizerCacheSeconds``. Refused as the key is from then on: 401
+    (``unauthorized``), with no hint of which part failed."""
+
+
 class NotFound(SpectraError):
     """Also what a tenant gets for another tenant's job: not found, never forbidden."""
 

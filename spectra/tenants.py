@@ -524,6 +524,21 @@ class TenantDirectory:
             return True
         raise Conflict(f"tenant {tenant_id!r} kept changing while it was being deleted; delete it again")
 
+    def current_check(self, tenant_id: str, generation: str | None) -> dict:
+        """A ``TransactWriteItems`` ConditionCheck holding while the tenant's record is the one of ``generation`` (not
+        deleted, nor deleted and created again; a tenant from before generations: its record is there, still without
+        one). Written with what a request makes that must not outlive the tenant (a standing subscription,
+        :meth:`~spectra.notify.store.SubscriptionStore.create`): made after the record's delete, it would miss the end
+        :meth:`delete_tenant` gives the tenant's things, and the caller's key may still pass the authorizer's cached
+        answer then."""
+        check: dict[str, Any] = {"TableName": self._table, "Key": {"pk": {"S": f"tenant#{tenant_id}"}}}
+        if generation is None:
+            check["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(generation)"
+        else:
+            check["ConditionExpression"] = "generation = :g"
+            check["ExpressionAttributeValues"] = {":g": {"S": generation}}
+        return {"ConditionCheck": check}
+
     def get(self, tenant_id: str) -> Tenant | None:
         item = self._get(f"tenant#{tenant_id}")
         return Tenant.model_validate(item) if item else None

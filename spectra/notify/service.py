@@ -120,7 +120,8 @@ def create_subscription(
     answer was lost has no other way to learn the secret); with anything else, a 409. The repeat is answered before
     the URL's check and the limit's, as a query's is (a receiver's name that stopped resolving, or a tenant at its
     limit, or a filter refused since, would otherwise hide the subscription the first request made). Once it is
-    deleted, the key makes a new one."""
+    deleted, the key makes a new one. A tenant deleted since the authorizer vouched for the caller stores nothing:
+    :class:`~spectra.errors.TenantGone`, the 401 its key gets from then on."""
     notify = notify_ports(ports)
     events = _check_events(events)
     filter_ = _check_filter(filter_)
@@ -145,8 +146,11 @@ def create_subscription(
         secret=new_secret(),
         created_at=utcnow(),
     )
+    # stored only while the caller's tenant is still this generation's: a deleted tenant's key passes the cached
+    # authorizer for a while, and delete_tenant ends only the subscriptions stored before it (TenantGone, 401)
+    tenant_check = ports.tenants.current_check(caller.tenant_id, caller.generation)
     try:
-        notify.subscriptions.create(subscription)
+        notify.subscriptions.create(subscription, tenant_check=tenant_check)
     except Conflict:
         if idempotency_key is None:
             raise

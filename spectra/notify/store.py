@@ -28,7 +28,7 @@ from pydantic import TypeAdapter
 from spectra import job_store
 from spectra.bulk import store as bulk_store
 from spectra.dynamo import expired, from_item, json_ready, plain, to_item
-from spectra.errors import Conflict
+from spectra.errors import Conflict, TenantGone, Unavailable
 from spectra.jobs import utcnow
 from spectra.notify.models import (
     SUBSCRIPTION_PREFIX,
@@ -40,8 +40,9 @@ from spectra.notify.models import (
 from spectra.settings import WEBHOOK_MAX_ATTEMPTS_MOST, WEBHOOK_RETRY_MAX_DELAY_SECONDS
 
 _DELIVERY_FIELDS = tuple(DeliveryState.model_fields)
-#: Writes of one deleted tenant's subscription's ``expires_at`` against deliveries writing its state at the same time
-_EXPIRE_TRIES = 4
+#: Writes of one deleted tenant's subscription's ``expires_at`` against deliveries writing its state at the same time,
+#: and of a new subscription against writes of its tenant's record
+_TRANSACT_TRIES = 4
 
 #: How long a deleted tenant's standing subscriptions stay before the table's TTL removes them, their signing secrets
 #: with them. Not at once: the jobs it left queued or running still end, and their events still go to its own
@@ -84,22 +85,54 @@ class SubscriptionStore:
 
     # -- create, read, delete -------------------------------------------------------------------------------------
 
-    def create(self, subscription: Subscription, *, expires_at: datetime | None = None) -> Subscription:
+    def create(
+        self, subscription: Subscription, *, expires_at: datetime | None = None, tenant_check: dict | None = None
+    ) -> Subscription:
+        """Store a new subscription; Conflict when its id exists.
+
+        ``tenant_check``: a ``TransactWriteItems`` ConditionCheck on the tenant's record
+        (:meth:`spectra.tenants.TenantDirectory.current_check`), written in one transaction with it: when the tenant
+        was deleted (or deleted and created again) first, nothing is stored and :class:`TenantGone` is raised. A
+        standing subscription stored after :meth:`~spectra.tenants.TenantDirectory.delete_tenant` gave the tenant's
+        others their end would stay for ever, signing secret and all, and API Gateway lets a deleted tenant's key
+        through for as long as it caches the authorizer's answer (found by the diff review). Each delete ends every
+        subscription stored before its record's delete, which this transaction is ordered against."""
         values = subscription.model_dump(mode="json", exclude={"delivery"})
         values.update(subscription.delivery.model_dump(mode="json"))
         if expires_at is not None:
             values["expires_at"] = int(expires_at.timestamp())
+        put = {
+            "TableName": self._table,
+            "Item": to_item(values),
+            "ConditionExpression": "attribute_not_exists(subscription_id)",
+        }
+        exists = Conflict(f"subscription {subscription.subscription_id} already exists")
+        if tenant_check is not None:
+            self._create_checked(put, tenant_check, exists=exists)
+            return subscription
         try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=to_item(values),
-                ConditionExpression="attribute_not_exists(subscription_id)",
-            )
+            self._db.put_item(**put)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise Conflict(f"subscription {subscription.subscription_id} already exists") from None
+                raise exists from None
             raise
         return subscription
+
+    def _create_checked(self, put: dict, tenant_check: dict, *, exists: Conflict) -> None:
+        for _ in range(_TRANSACT_TRIES):
+            try:
+                self._db.transact_write_items(TransactItems=[tenant_check, {"Put": put}])
+                return
+            except self._db.exceptions.TransactionCanceledException as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if reasons[:1] == ["ConditionalCheckFailed"]:
+                    raise TenantGone("the tenant was deleted; its API keys no longer authenticate") from None
+                if reasons[1:2] == ["ConditionalCheckFailed"]:
+                    raise exists from None
+                if "TransactionConflict" not in reasons:
+                    raise
+                # the tenant record was being written at that moment (changed, or deleted): try again
+        raise Unavailable("the tenant's record kept changing while the subscription was made; retry")
 
     def get(self, tenant_id: str, subscription_id: str) -> Subscription | None:
         """The subscription, or None; a callback past its expiry too (7 days): its GET, the notifier's lookup for a
@@ -209,7 +242,7 @@ class SubscriptionStore:
             + condition,
             "ExpressionAttributeValues": to_item({":at": int(at.timestamp()), **values}),
         }
-        for _ in range(_EXPIRE_TRIES):
+        for _ in range(_TRANSACT_TRIES):
             try:
                 self._db.transact_write_items(TransactItems=[still_gone(generation), {"Update": update}])
                 return True

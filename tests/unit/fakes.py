@@ -21,7 +21,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -45,7 +45,7 @@ from spectra.bulk.models import BulkJob, BulkOperation, BulkState, KeyedBatch, b
 from spectra.bulk.store import JOB_TTL as BULK_JOB_TTL
 from spectra.bulk.store import BulkJobPage, position_of
 from spectra.dynamo import ListPosition, expired, to_item
-from spectra.errors import Conflict, NotFound, StatementRejected, Throttled
+from spectra.errors import Conflict, NotFound, StatementRejected, TenantGone, Throttled
 from spectra.job_store import IDEMPOTENCY_TTL, JOB_TTL, Finished, JobPage, PendingJob, PendingPage
 from spectra.jobs import Job, sources_of, utcnow
 from spectra.notify.models import SUBSCRIPTION_PREFIX, DisabledReason, Subscription, SubscriptionStatus
@@ -57,7 +57,7 @@ from spectra.publisher import PublishFailed
 from spectra.results import ResultSink
 from spectra.settings import Settings
 from spectra.slots import Claim, PooledSession, SlotRelease, SlotsSeen
-from spectra.tenants import Tenant, identity_key
+from spectra.tenants import Caller, Tenant, identity_key
 from spectra.tokens import PageTokens
 from spectra.waits import CLOCK_MARGIN_SECONDS
 from spectra.warehouse import Column, CsvResult, DatabaseIdentity, Started, StatementInfo, SubStatement
@@ -971,6 +971,16 @@ class FakeTenants:
     def get(self, tenant_id: str) -> Tenant | None:
         return self.tenants.get(tenant_id)
 
+    def current_check(self, tenant_id: str, generation: str | None) -> Callable[[], bool]:
+        """The real one is a ConditionCheck for a transaction; the fake stores evaluate this instead, when they write
+        (:meth:`FakeSubscriptionStore.create`): the tenant's record is still the one of ``generation``."""
+
+        def holds() -> bool:
+            tenant = self.tenants.get(tenant_id)
+            return tenant is not None and tenant.generation == generation
+
+        return holds
+
 
 class FakeWaitLeases:
     """:class:`spectra.waits.WaitLeases` in a dict: tenant → {lease id: when it ends}. Kept honest by the contract
@@ -1324,8 +1334,16 @@ class FakeSubscriptionStore:
         self.expiry: dict[tuple[str, str], datetime] = {}
         self.answered: set[tuple[str, str]] = set()  # SubscriptionStore.answer's marks
 
-    def create(self, subscription: Subscription, *, expires_at: datetime | None = None) -> Subscription:
+    def create(
+        self,
+        subscription: Subscription,
+        *,
+        expires_at: datetime | None = None,
+        tenant_check: Callable[[], bool] | None = None,
+    ) -> Subscription:
         key = (subscription.tenant_id, subscription.subscription_id)
+        if tenant_check is not None and not tenant_check():  # FakeTenants.current_check
+            raise TenantGone("the tenant was deleted; its API keys no longer authenticate")
         if key in self.items:
             raise Conflict(f"subscription {subscription.subscription_id} already exists")
         self.items[key] = subscription
@@ -1618,6 +1636,21 @@ def make_settings(**overrides: Any) -> Settings:
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)
+
+
+def with_tenants(ports: Ports, *callers: Caller) -> Ports:
+    """``ports`` whose tenant directory holds the record of each caller's tenant, of the caller's generation (none:
+    a tenant from before generations): what a subscription's create checks it still is (FakeTenants.current_check)."""
+    for caller in callers:
+        record = Tenant(
+            tenant_id=caller.tenant_id,
+            db_user=caller.db_user,
+            secret_arn=caller.secret_arn,
+            created_at=utcnow(),
+            generation=caller.generation,
+        )
+        ports.tenants.tenants[caller.tenant_id] = record
+    return ports
 
 
 def make_ports(*, settings: Settings | None = None, s3: FakeS3 | None = None, **overrides: Any) -> Ports:

@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 
 from events import JobQueuedMessage, ProjectEvent, ResultFormat, WebhookDelivery
 from events.catalog import SAMPLES
-from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound
+from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound, TenantGone
 from spectra.lifecycle import execute_job
 from spectra.notify import service
 from spectra.notify.delivery import Outcome, backoff_seconds, deliver
@@ -26,7 +26,7 @@ from spectra.notify.urls import UrlPolicy, UrlRefused, address_refusal
 from spectra.publisher import PublishFailed
 from spectra.queries import cancel_job, submit_query
 from spectra.tenants import Caller
-from tests.unit.fakes import TEST_DNS, fake_resolver, make_notify, make_ports, make_settings
+from tests.unit.fakes import TEST_DNS, fake_resolver, make_notify, make_ports, make_settings, with_tenants
 
 pytestmark = pytest.mark.unit
 
@@ -35,8 +35,10 @@ ACME = Caller(tenant_id="acme", db_user="tenant_acme")
 GLOBEX = Caller(tenant_id="globex", db_user="tenant_globex")
 
 
-def ports_with_notify(**settings):
-    return make_ports(settings=make_settings(**settings), notify=make_notify())
+def ports_with_notify(*, callers: tuple[Caller, ...] = (ACME, GLOBEX), **settings):
+    """Ports of fakes with notifications, and the records of ``callers``' tenants (a subscription is made only while
+    its tenant's record is there)."""
+    return with_tenants(make_ports(settings=make_settings(**settings), notify=make_notify()), *callers)
 
 
 def sample_event(name: str = "job_completed_event.json", **detail) -> ProjectEvent:
@@ -250,7 +252,7 @@ def test_requests_at_once_cannot_pass_the_limit_together():
 
 def test_a_predecessors_subscriptions_do_not_count_toward_the_limit():
     """A tenant id deleted and created again starts with none of its own: it may subscribe up to the limit."""
-    ports = ports_with_notify(webhook_max_subscriptions=2)
+    ports = ports_with_notify(callers=(), webhook_max_subscriptions=2)
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     predecessor = Caller.of(ports.tenants.get("acme"))
     for _ in range(2):
@@ -265,6 +267,28 @@ def test_a_predecessors_subscriptions_do_not_count_toward_the_limit():
 
 
 HOOK = "https://hooks.acme.example/in"
+
+
+@pytest.mark.parametrize("key", [None, "k1"])
+def test_a_deleted_tenants_request_still_passing_the_cached_authorizer_makes_no_subscription(key):
+    """API Gateway honours a deleted tenant's key for AuthorizerCacheSeconds: a subscription stored then, after
+    delete_tenant gave the tenant's others their end, stayed for ever with its secret (found by the diff review). The
+    create is conditional on the tenant's record still having the caller's generation: refused with the 401 the key
+    gets from then on, and nothing stored, keyed or not; a repeat of a key used before the delete still answers."""
+    ports = ports_with_notify(callers=())
+    caller = Caller.of(ports.tenants.create_tenant("acme", db_user="tenant_acme"))
+    first, _ = service.create_subscription(ports, caller, url=HOOK, events=["Job Completed"], idempotency_key="k0")
+    ports.tenants.delete_tenant("acme")
+    with pytest.raises(TenantGone) as refused:
+        service.create_subscription(ports, caller, url=HOOK, events=["Job Failed"], idempotency_key=key)
+    assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+    assert ports.notify.subscriptions.webhooks_for_tenant("acme") == [first]
+    repeat = service.create_subscription(ports, caller, url=HOOK, events=["Job Completed"], idempotency_key="k0")
+    assert repeat == (first, False)  # made before the delete: its client may still learn it (it ends with the rest)
+    ports.tenants.create_tenant("acme", db_user="tenant_acme_2")  # nor under a tenant created again under the id
+    with pytest.raises(TenantGone):
+        service.create_subscription(ports, caller, url=HOOK, events=["Job Failed"], idempotency_key=key)
+    assert ports.notify.subscriptions.webhooks_for_tenant("acme") == [first]
 
 
 def test_an_idempotent_repeat_answers_the_first_subscription_with_its_secret():
@@ -479,7 +503,7 @@ def test_an_event_reaches_each_matching_subscription_of_its_tenant_and_the_topic
 def test_a_tenant_created_again_under_the_same_id_neither_sees_nor_feeds_its_predecessors_subscriptions():
     """Deleted and created again, a tenant id is another tenant: the old subscriptions are not listed, read or
     deleted by the new one, and the new tenant's events reach its own subscriptions only."""
-    ports = ports_with_notify()
+    ports = ports_with_notify(callers=())
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     predecessor = Caller.of(ports.tenants.get("acme"))
     old = subscribe(ports, caller=predecessor, url="https://hooks.globex.example/in")
@@ -519,7 +543,7 @@ def test_a_job_that_outlives_its_tenant_is_announced_to_its_own_tenant_and_never
     """acme queues a job, is deleted and created again, and the executor then refuses the old job: its "Job Failed"
     (old job id, error text) names the generation that made the job and reaches that generation's subscriptions
     only, not the new tenant's; the new tenant's own jobs reach the new tenant's."""
-    ports = ports_with_notify()
+    ports = ports_with_notify(callers=())
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     predecessor = Caller.of(ports.tenants.get("acme"))
     old_sub = subscribe(ports, caller=predecessor, events=("Job Failed", "Job Cancelled"))
@@ -546,7 +570,7 @@ def test_a_job_that_outlives_its_tenant_is_announced_to_its_own_tenant_and_never
 
 @pytest.mark.parametrize("sample", ["bulk_job_failed_event.json", "subscription_disabled_event.json"])
 def test_bulk_and_subscription_events_reach_the_generation_they_name(sample):
-    ports = ports_with_notify()
+    ports = ports_with_notify(callers=())
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     predecessor = Caller.of(ports.tenants.get("acme"))
     ports.tenants.delete_tenant("acme")
@@ -665,7 +689,7 @@ def test_a_repeated_key_with_another_callback_url_or_none_is_another_request():
 def test_a_callback_belongs_to_the_generation_that_asked_for_it():
     """A tenant id deleted and created again is another tenant: it neither reads its predecessor's callback nor hears
     that it was disabled."""
-    ports = ports_with_notify()
+    ports = ports_with_notify(callers=())
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     predecessor = Caller.of(ports.tenants.get("acme"))
     callback = service.new_callback("https://hooks.acme.example/old")
@@ -813,12 +837,11 @@ def test_the_last_attempt_goes_to_the_dead_letter_queue_with_its_error():
 
 
 def test_410_disables_at_once_and_an_event_says_so():
-    ports = ports_with_notify()
     generation = sample_event().detail["tenant_generation"]  # the subscription's tenant is the one of the event
+    caller = ACME.model_copy(update={"generation": generation})
+    ports = ports_with_notify(callers=(caller,))
     sub, delivery = queued_delivery(
-        ports,
-        url="https://hooks.acme.example:8443/services/T01/B02/s3cretpath?token=s3cret#x",
-        caller=ACME.model_copy(update={"generation": generation}),
+        ports, url="https://hooks.acme.example:8443/services/T01/B02/s3cretpath?token=s3cret#x", caller=caller
     )
     ports.notify.transport.answer(HttpOutcome(410, "HTTP 410 Gone"))
     assert deliver(ports, delivery, now=T0) is Outcome.DISABLED
@@ -921,7 +944,7 @@ def test_an_address_that_turned_private_is_refused_at_delivery_and_counted():
     """DNS rebinding: the name was public when the subscription was made."""
     dns = dict(TEST_DNS)
     notify = make_notify(dns=dns)
-    ports = make_ports(notify=notify)
+    ports = with_tenants(make_ports(notify=notify), ACME)
     sub, delivery = queued_delivery(ports)
     dns["hooks.acme.example"] = ["10.0.0.9"]
     assert deliver(ports, delivery, now=T0) is Outcome.RETRY_SCHEDULED
@@ -990,9 +1013,9 @@ def test_a_redirects_target_reaches_the_bus_and_the_logs_by_its_origin_alone(cap
 
     token_url = "https://hooks.acme.example/services/T01/B02/s3cretpath"
     redirect = HttpOutcome(301, f"HTTP 301: redirect to {without_query(token_url + '/?x=1')} not followed")
-    ports = ports_with_notify(webhook_disable_after_failures=1, webhook_disable_after_seconds=0)
-    generation = sample_event().detail["tenant_generation"]
-    sub, delivery = queued_delivery(ports, url=token_url, caller=ACME.model_copy(update={"generation": generation}))
+    caller = ACME.model_copy(update={"generation": sample_event().detail["tenant_generation"]})
+    ports = ports_with_notify(callers=(caller,), webhook_disable_after_failures=1, webhook_disable_after_seconds=0)
+    sub, delivery = queued_delivery(ports, url=token_url, caller=caller)
     ports.notify.transport.answer(redirect)
     with caplog.at_level("INFO"):
         assert deliver(ports, delivery, now=T0) is Outcome.DISABLED

@@ -24,7 +24,7 @@ from spectra.notify.signing import new_secret
 from spectra.notify.transport import HttpOutcome, WebhookTransport
 from spectra.notify.urls import UrlPolicy, UrlRefused
 from spectra.queries import submit_query
-from tests.unit.fakes import TEST_DNS, fake_resolver, make_notify, make_ports, make_settings
+from tests.unit.fakes import TEST_DNS, fake_resolver, make_notify, make_ports, make_settings, with_tenants
 from tests.unit.test_notify import ACME, T0, ports_with_notify, queued_delivery, sample_event
 
 pytestmark = pytest.mark.unit
@@ -198,8 +198,12 @@ def test_a_success_between_the_last_failure_and_the_disable_keeps_the_subscripti
     """record_failure returns the count that reached the threshold; a concurrent delivery to the same endpoint then
     succeeds and resets it. The disable must not act on the stale count: the endpoint works, this attempt is
     retried as any other failure."""
-    ports = make_ports(
-        settings=make_settings(webhook_disable_after_failures=3, webhook_disable_after_seconds=0), notify=make_notify()
+    ports = with_tenants(
+        make_ports(
+            settings=make_settings(webhook_disable_after_failures=3, webhook_disable_after_seconds=0),
+            notify=make_notify(),
+        ),
+        ACME,
     )
     sub, delivery = queued_delivery(ports)
     store = ports.notify.subscriptions

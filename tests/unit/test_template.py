@@ -166,6 +166,17 @@ def test_the_api_may_withdraw_a_query_job_whose_create_failed(template):
     assert {"Fn::GetAtt": ["JobsTable", "Arn"]} in [s["Resource"] for s in deletes]
 
 
+def test_the_api_may_check_the_tenant_record_a_subscription_is_stored_against(template):
+    """A subscription's create is one transaction with a ConditionCheck on its tenant's record
+    (SubscriptionStore.create): IAM authorises that item by ``dynamodb:ConditionCheckItem``, on tenant records only
+    (found by the diff review)."""
+    statements = template["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"]
+    checks = [s for s in statements if isinstance(s, dict) and "dynamodb:ConditionCheckItem" in s.get("Action", [])]
+    assert [(s["Resource"], s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]) for s in checks] == [
+        ({"Fn::GetAtt": ["TenantsTable", "Arn"]}, ["tenant#*"])
+    ]
+
+
 def test_the_executor_knows_the_jobs_queues_last_delivery(template):
     redrive = template["Resources"]["JobsQueue"]["Properties"]["RedrivePolicy"]
     assert Settings.model_fields["executor_max_attempts"].default == redrive["maxReceiveCount"]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from spectra.errors import Conflict
+from spectra.errors import Conflict, TenantGone
 from spectra.notify.models import (
     DisabledReason,
     Subscription,
@@ -18,8 +18,9 @@ from spectra.notify.models import (
 )
 from spectra.notify.signing import new_secret
 from spectra.notify.store import SubscriptionStore
+from spectra.tenants import TenantDirectory
 from tests.fixtures.aws import table_from_template
-from tests.unit.fakes import FakeSubscriptionStore
+from tests.unit.fakes import FakeSubscriptionStore, FakeTenants
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +37,20 @@ def store(request):
         name,
     ):
         yield SubscriptionStore(db, name)
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def store_and_tenants(request):
+    """A subscription store and the tenant directory whose records its creates may be conditional on."""
+    if request.param == "fake":
+        yield FakeSubscriptionStore(), FakeTenants()
+        return
+    aws = request.getfixturevalue("local_aws")
+    with (
+        table_from_template(aws, "SubscriptionsTable", "subscriptions-") as (db, subscriptions),
+        table_from_template(aws, "TenantsTable", "tenants-") as (_, tenants),
+    ):
+        yield SubscriptionStore(db, subscriptions), TenantDirectory(db, tenants)
 
 
 def make(tenant: str = "acme", **fields) -> Subscription:
@@ -188,3 +203,26 @@ def test_disabling_for_failures_in_a_row_needs_them_to_still_stand(store):
     other = store.create(make()).subscription_id  # no failures at all: 410 Gone disables it anyway
     gone = store.disable("acme", other, reason=DisabledReason.GONE, message="410", at=T0)
     assert gone.status is SubscriptionStatus.DISABLED and gone.delivery.consecutive_failures == 0
+
+
+def test_a_create_checked_against_its_tenant_stores_nothing_once_the_tenant_is_gone(store_and_tenants):
+    """``tenant_check`` (the directory's ``current_check``) holds while the tenant record is of the caller's
+    generation: deleted, or deleted and created again, the create is refused (TenantGone) and nothing is stored."""
+    store, tenants = store_and_tenants
+    tenant = tenants.create_tenant("acme", db_user="tenant_acme")
+    current = tenants.current_check("acme", tenant.generation)
+    first = store.create(make(tenant_generation=tenant.generation), tenant_check=current)
+    assert store.get("acme", first.subscription_id) == first
+    with pytest.raises(Conflict):  # its id exists: the same Conflict as without the check
+        store.create(first, tenant_check=tenants.current_check("acme", tenant.generation))
+    with pytest.raises(TenantGone):  # a caller from before generations is not this tenant's
+        store.create(make(), tenant_check=tenants.current_check("acme", None))
+    assert tenants.delete_tenant("acme") is True
+    late = make(tenant_generation=tenant.generation)
+    with pytest.raises(TenantGone):
+        store.create(late, tenant_check=tenants.current_check("acme", tenant.generation))
+    tenants.create_tenant("acme", db_user="tenant_acme_2")
+    with pytest.raises(TenantGone):
+        store.create(late, tenant_check=tenants.current_check("acme", tenant.generation))
+    assert store.get("acme", late.subscription_id) is None
+    assert [s.subscription_id for s in store.webhooks_for_tenant("acme", consistent=True)] == [first.subscription_id]

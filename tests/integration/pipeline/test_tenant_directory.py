@@ -573,3 +573,57 @@ def test_a_delete_run_again_ends_what_an_earlier_delete_left_but_not_a_tenant_cr
     assert all(_expiry(store, tenant_id, s.subscription_id) is not None for s in left)
     assert _expiry(store, tenant_id, again[0].subscription_id) is None
     assert directory.get(tenant_id).generation == again[0].tenant_generation
+
+
+def _ports_on(store, directory):
+    """Ports of fakes but for the tenant directory and the subscription store, which are these (DynamoDB)."""
+    from dataclasses import replace
+
+    from tests.unit.fakes import make_notify, make_ports
+
+    return make_ports(tenants=directory, notify=replace(make_notify(), subscriptions=store))
+
+
+def test_a_subscription_made_by_a_request_in_flight_at_the_delete_is_refused(subscriptions, table, tenant_id):
+    """API Gateway honours a deleted tenant's key for AuthorizerCacheSeconds, and a subscription stored after
+    delete_tenant gave the tenant's others their end stayed for ever, signing secret and all (found by the diff
+    review). Its create is now one transaction with a check that the tenant record still has the caller's generation:
+    the late request gets the 401 its key gets from then on, and nothing is stored. A tenant from before generations
+    (no generation on its record or its caller) subscribes as before, and is refused once deleted too."""
+    from spectra.errors import TenantGone
+    from spectra.notify import service
+    from spectra.tenants import Caller
+
+    store, directory = subscriptions
+    client, name = table
+    ports = _ports_on(store, directory)
+    caller = Caller.of(directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}"))
+    hook = {"url": "https://hooks.acme.example/in", "events": ["Job Completed"]}
+    before, _ = service.create_subscription(ports, caller, **hook)
+    assert directory.delete_tenant(tenant_id) is True
+    for key in (None, "late"):
+        with pytest.raises(TenantGone) as refused:
+            service.create_subscription(ports, caller, **hook, idempotency_key=key)
+        assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+    made = store.webhooks_for_tenant(tenant_id, consistent=True)
+    assert [s.subscription_id for s in made] == [before.subscription_id]
+    assert _expiry(store, tenant_id, before.subscription_id) is not None
+    # nor may the deleted generation's caller subscribe under a tenant created again under the id
+    again = Caller.of(directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2"))
+    with pytest.raises(TenantGone):
+        service.create_subscription(ports, caller, **hook)
+    assert service.create_subscription(ports, again, **hook)[0].tenant_generation == again.generation
+
+    legacy_id = f"{tenant_id}-legacy"
+    record = {"pk": f"tenant#{legacy_id}", "tenant_id": legacy_id, "db_user": "tenant_legacy", "active": True}
+    record["created_at"] = "2026-01-01T00:00:00+00:00"
+    client.put_item(
+        TableName=name, Item={k: {"BOOL": v} if isinstance(v, bool) else {"S": v} for k, v in record.items()}
+    )
+    legacy = Caller.of(directory.get(legacy_id))
+    assert legacy.generation is None
+    assert service.create_subscription(ports, legacy, **hook)[1] is True
+    assert directory.delete_tenant(legacy_id) is True
+    with pytest.raises(TenantGone):
+        service.create_subscription(ports, legacy, **hook)
+    assert len(store.webhooks_for_tenant(legacy_id, consistent=True)) == 1
