@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events import BulkJobQueuedMessage, ErrorInfo, S3EventRecord
 from spectra import logs
-from spectra.bulk.files import FileReplaced, WrittenBefore
+from spectra.bulk.files import CLOCK_LEEWAY, FileReplaced, WrittenBefore
 from spectra.bulk.lifecycle import bulk_ports, finish_bulk_job
 from spectra.bulk.models import (
     BULK_JOB_ID_PREFIX,
@@ -69,9 +69,6 @@ SIDECAR_MAX_BYTES = 64 * 1024
 #: S3's longest key, in UTF-8 bytes
 MAX_KEY_BYTES = 1024
 LATE_SIDECAR_WINDOW = timedelta(minutes=5)
-#: How far S3's clock and the one that stamped a tenant's creation may differ: a drop written this long before its
-#: tenant was created is an earlier tenant's (as a JWT issued before its tenant, spectra/auth.py)
-CLOCK_LEEWAY = timedelta(seconds=30)
 #: A dropped file written this long after the write its event announced was put again (S3 keeps whole seconds)
 PUT_AGAIN_MARGIN = timedelta(seconds=2)
 LATE_SIDECAR_JOBS = 100

@@ -23,7 +23,7 @@ import json
 import logging
 import zlib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -60,6 +60,12 @@ class FileReplaced(Exception):
 class WrittenBefore(Exception):
     """A small object (a sidecar) was last written before the time its reader asked for: an earlier tenant's of the
     id, or one staged before its tenant was created."""
+
+
+#: How far S3's clock and the one that stamps our records (a tenant's creation, a job's) may differ: an object
+#: written this long before the record was made is not the record's (a tenant's, spectra/bulk/drops.py; a job's,
+#: :meth:`BulkFiles.uploaded_batches`)
+CLOCK_LEEWAY = timedelta(seconds=30)
 
 
 def job_prefix(tenant_id: str, job_id: str) -> str:
@@ -102,11 +108,24 @@ class BulkFiles:
         return True
 
     def uploaded_batches(self, job: BulkJob) -> list[SourceFile]:
-        """Every batch under the job's uploads prefix (PUT through the API or through a presigned URL), in order."""
+        """Every batch under the job's uploads prefix (PUT through the API or through a presigned URL), in order.
+
+        Not one written before the job was made (its ``created_at``, less :data:`CLOCK_LEEWAY`): a job made again
+        under an Idempotency-Key whose record expired keeps its id, so its prefix, and the old job's batches stay
+        there until the bucket's lifecycle removes them, days after they expire; listed, they loaded a second time
+        as duplicate rows (found by the diff review). Everything else under the prefix is read through a manifest
+        naming exactly what this job wrote (its UNLOADs), or written anew by it (its result files)."""
         prefix = f"{job_prefix(job.tenant_id, job.job_id)}uploads/"
+        own_since = job.created_at - CLOCK_LEEWAY
         files = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.results_bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
+                written = obj.get("LastModified")
+                if isinstance(written, datetime) and written < own_since:
+                    logger.info(
+                        "bulk job %s: %s was written before the job was made; not its batch", job.job_id, obj["Key"]
+                    )
+                    continue
                 files.append(
                     SourceFile(
                         bucket=self.results_bucket,

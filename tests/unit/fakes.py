@@ -1316,6 +1316,7 @@ class _ListObjectsPaginator:
                         "Key": key,
                         "Size": len(self._s3.body(Bucket, key)),
                         "ETag": '"' + hashlib.md5(self._s3.body(Bucket, key)).hexdigest() + '"',
+                        "LastModified": self._s3.objects[(Bucket, key)]["LastModified"],
                     }
                     for key in chunk
                 ]

@@ -127,6 +127,35 @@ def test_a_key_reused_after_its_jobs_record_expired_makes_a_new_job(ports, monke
     assert [(j.job_id, j.state) for j in listed.jobs] == [(again.job_id, BulkState.OPEN)]
 
 
+def test_a_job_made_again_under_an_expired_key_loads_none_of_the_old_jobs_batches(ports, monkeypatch):
+    """The job made again keeps the key's id, so its S3 prefix, where the old job's batches stay until the bucket's
+    lifecycle removes them (days after they expire): UploadComplete listed them with the new job's own, and last
+    month's rows loaded again, duplicates (found by the diff review). A batch written before the job was made is not
+    its own; one S3 stamped a little before (its clock behind ours, within CLOCK_LEEWAY) still is."""
+    from spectra.bulk import store
+    from spectra.bulk.files import CLOCK_LEEWAY
+    from tests.unit import fakes
+
+    spec = NewJob(object="accounts", operation=BulkOperation.INSERT)
+    month_ago = utcnow() - store.JOB_TTL - timedelta(days=1)
+    for module in (service, fakes):
+        monkeypatch.setattr(module, "utcnow", lambda: month_ago)
+    first, _ = create_job(ports, caller(ports), spec, idempotency_key="nightly")
+    old = upload_batch(ports, caller(ports), first.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), first.job_id, BulkState.ABORTED.value)
+    monkeypatch.undo()
+    s3 = ports.bulk.files.client
+    s3.objects[(old.bucket, old.key)]["LastModified"] = month_ago  # as S3 stamped it then
+
+    again, created = create_job(ports, caller(ports), spec, idempotency_key="nightly")
+    assert created and again.job_id == first.job_id
+    new = upload_batch(ports, caller(ports), again.job_id, CSV, gzip=False)
+    s3.objects[(new.bucket, new.key)]["LastModified"] = again.created_at - CLOCK_LEEWAY / 2  # S3's clock behind
+    closed = change_state(ports, caller(ports), again.job_id, BulkState.UPLOAD_COMPLETE.value)
+    assert [f.key for f in closed.files] == [new.key]
+    assert old.key != new.key and (old.bucket, old.key) in s3.objects  # still there: only not this job's
+
+
 @pytest.mark.parametrize(
     "changed",
     [

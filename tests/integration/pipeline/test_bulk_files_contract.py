@@ -103,6 +103,21 @@ def test_uploaded_batches_are_listed_in_key_order_with_their_sizes(files):
     assert files.uploaded_batches(bulk_job().model_copy(update={"job_id": "b_none"})) == []
 
 
+def test_batches_written_before_their_job_was_made_are_not_its_own(files):
+    """A job made again under an expired Idempotency-Key keeps its id and prefix: what S3 stamped (LastModified)
+    more than CLOCK_LEEWAY before the job's created_at was the old job's, and is not listed (found by the diff
+    review). Within the leeway it is: S3's clock and ours differ."""
+    from spectra.bulk.files import CLOCK_LEEWAY
+
+    batch = files.put("acme/b_2/uploads/20260301T1-a.csv", b"id\n1\n")
+    written = files.client.head_object(Bucket=batch.bucket, Key=batch.key)["LastModified"]
+    job = bulk_job().model_copy(update={"job_id": "b_2"})
+    made_after = job.model_copy(update={"created_at": written + CLOCK_LEEWAY + timedelta(seconds=5)})
+    assert files.uploaded_batches(made_after) == []
+    made_just_after = job.model_copy(update={"created_at": written + CLOCK_LEEWAY - timedelta(seconds=5)})
+    assert [f.key for f in files.uploaded_batches(made_just_after)] == [batch.key]
+
+
 def test_metadata_comes_back_under_lower_case_names_and_tags_replace_the_set(files):
     s3 = files.client
     s3.put_object(Bucket=files.ingest_bucket, Key="acme/a/x.csv", Body=b"id\n1\n", Metadata={"Operation": "upsert"})
