@@ -364,7 +364,7 @@ def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage,
     ``requeue_after_seconds``, at most SQS's 900 s) rather than ``tenant_wait_seconds``. No delay reaches
     ``requeue_after_seconds``: the reconciler would queue a second message while this one is still delayed (the
     parameters review: ``TenantWaitSeconds`` over 199 spread by half again passed the reconciler's 300 s; the template
-    bounds it now, and this bound keeps settings given otherwise)."""
+    takes up to 900, as it always did, and this bound keeps every value under the reconciler's)."""
     if isinstance(message, BulkJobQueuedMessage):
         bulk = ports.bulk
         waiting = bulk.jobs.mark_checked(message.job_id, BulkState.UPLOAD_COMPLETE, utcnow()) if bulk else None
