@@ -195,7 +195,8 @@ class Settings(BaseSettings):
     webhook_disable_after_seconds: TemplateInt = Field(default=24 * 3600, ge=0)
     # Standing subscriptions per tenant: every event of the tenant reads them all.
     webhook_max_subscriptions: int = Field(default=25, ge=1)
-    # A query's callback outlives its job's longest possible life and its retries.
+    # A query's callback is kept at least this long, and longer when its job's longest possible life and its
+    # retries at these settings need it (spectra.notify.service.callback_life).
     callback_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
 
     @model_validator(mode="after")

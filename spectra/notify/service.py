@@ -278,6 +278,23 @@ def check_callback(ports: Ports, callback: Callback) -> None:
     notify_ports(ports).urls.endpoint(callback.url)
 
 
+#: The Data API runs a statement for at most 24 hours, and keeps it, its result with it, 24 hours: a query job whose
+#: result could not be collected by then is ended by the reconciler (``statement_lost``), its results given up.
+DATA_API_HOURS = timedelta(hours=24)
+
+
+def callback_life(settings) -> timedelta:
+    """How long a query's callback is kept: at least ``callback_ttl_seconds``, and past the last delivery its job's
+    end can need. A job ends at the latest ``pending_max_age_seconds`` after it was made (queued that long, it is
+    given up) plus its statement's 24 hours plus the 24 its result is kept (:data:`DATA_API_HOURS`); then its end is
+    tried ``webhook_max_attempts`` times, each wait at most the retry cap; and a day for the queues' redeliveries and
+    hops. At the template's most (50 attempts, 3 h cap) that is 9 days and 4 hours: the 7 days alone dropped the last
+    retries, ``SubscriptionStore.get`` reading the callback as gone from its expiry (found by the diff review)."""
+    longest_job = timedelta(seconds=settings.pending_max_age_seconds) + 2 * DATA_API_HOURS
+    retries = (settings.webhook_max_attempts - 1) * timedelta(seconds=settings.webhook_retry_max_delay_seconds)
+    return max(timedelta(seconds=settings.callback_ttl_seconds), longest_job + retries + timedelta(days=1))
+
+
 def register_callback(ports: Ports, callback: Callback, *, caller: Caller, job_id: str) -> Subscription:
     """Record the callback of ``job_id`` (before the job exists, so its end cannot outrun it), under the caller's
     generation like any subscription: a tenant id deleted and created again neither reads its predecessor's callbacks
@@ -293,7 +310,7 @@ def register_callback(ports: Ports, callback: Callback, *, caller: Caller, job_i
         job_id=job_id,
         created_at=utcnow(),
     )
-    expires_at = subscription.created_at + timedelta(seconds=ports.settings.callback_ttl_seconds)
+    expires_at = subscription.created_at + callback_life(ports.settings)
     return notify_ports(ports).subscriptions.create(subscription, expires_at=expires_at)
 
 

@@ -10,6 +10,7 @@ import pytest
 from cfnlint.decode import decode
 
 from spectra.notify.delivery import Outcome, deliver
+from spectra.notify.fanout import fan_out
 from spectra.notify.transport import HttpOutcome
 from spectra.settings import Settings
 from tests.unit.test_notify import T0, ports_with_notify, queued_delivery
@@ -117,3 +118,29 @@ def test_a_deleted_tenants_subscriptions_outlast_the_longest_retry_schedule_the_
     cap = ports_with_notify().settings.webhook_retry_max_delay_seconds  # the template does not set it
     retries = (most - 1) * timedelta(seconds=cap)
     assert max(job_store.JOB_TTL, bulk_store.JOB_TTL) + retries <= KEPT_AFTER_TENANT_DELETED
+
+
+def test_a_query_callback_takes_the_last_retry_of_its_jobs_end_at_the_templates_most_attempts(parameters, monkeypatch):
+    """A callback expired 7 days (callback_ttl_seconds) after its query was made, and SubscriptionStore.get reads it
+    as gone from then (5b9875e). At WebhookMaxAttempts' most (50, 3 h retry cap) a job ending as late as it can
+    (queued PENDING_MAX_AGE_SECONDS, its statement's 24 hours, its result kept 24 more) has its last retry on day 9:
+    dropped, its callback gone (found by the diff review). That retry is delivered now."""
+    from spectra.jobs import utcnow
+    from spectra.notify import service
+    from spectra.notify.models import callback_id
+    from tests.unit import fakes
+    from tests.unit.test_notify import ACME, sample_event
+
+    most = int(parameters["WebhookMaxAttempts"]["MaxValue"])
+    ports = ports_with_notify(webhook_max_attempts=most)
+    job_id = sample_event().detail["job_id"]
+    made = utcnow()
+    service.register_callback(ports, service.new_callback("https://hooks.acme.example/cb"), caller=ACME, job_id=job_id)
+    (delivery,) = fan_out(ports, sample_event()).deliveries
+    assert delivery.subscription_id == callback_id(job_id)
+    settings = ports.settings
+    ended = made + timedelta(seconds=settings.pending_max_age_seconds) + timedelta(hours=48)
+    last = ended + (most - 1) * timedelta(seconds=settings.webhook_retry_max_delay_seconds)
+    monkeypatch.setattr(fakes, "utcnow", lambda: last)  # the store reads its expiry against this clock
+    last_attempt = delivery.model_copy(update={"attempt": most, "not_before": last})
+    assert deliver(ports, last_attempt, now=last) is Outcome.DELIVERED
