@@ -357,6 +357,8 @@ def upload_batch(
     try:
         counted = bulk.jobs.count_upload(job_id, limit=most, keyed=keyed)
     except Exception:
+        if name and _counted_as(bulk, job_id, name, stored):
+            return stored  # its count landed, its answer lost and botocore's retries failed: the batch is the job's
         _take_back(bulk, job_id, stored)
         raise
     if counted is None:
@@ -382,6 +384,19 @@ def upload_batch(
         if name:  # listed by the close before it was counted: part of the job, so its repeat must find it
             bulk.jobs.record_keyed_batch(job_id, name, KeyedBatch(key=stored.key, digest=digest))
     return stored
+
+
+def _counted_as(bulk: BulkPorts, job_id: str, name: str, stored: SourceFile) -> bool:
+    """Whether the job records the keyed batch ``name`` as ``stored``, its own object (each stored key is unique):
+    its count was applied, though the write raised (its answer lost, botocore's next tries throttled or timed out).
+    Taken back then, its key's repeat was answered 201 for an object gone, its rows never loaded (the diff review).
+    False when the job cannot be read: the batch is taken back, as any batch whose count failed."""
+    try:
+        job = bulk.jobs.get(job_id)
+    except (ClientError, BotoCoreError):
+        return False
+    recorded = job.keyed_batches.get(name) if job is not None else None
+    return recorded is not None and recorded.key == stored.key
 
 
 def _check_batch(ports: Ports, job_id: str, body: bytes, *, gzip: bool) -> None:

@@ -43,6 +43,10 @@ _DELIVERY_FIELDS = tuple(DeliveryState.model_fields)
 #: Writes of one deleted tenant's subscription's ``expires_at`` against deliveries writing its state at the same time,
 #: and of a new subscription against writes of its tenant's record
 _TRANSACT_TRIES = 4
+#: The cancellation reasons of a transaction that another try may pass (DynamoDB's throttling codes, a conflict).
+_THROTTLED_OR_CONFLICT = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
 
 #: How long a deleted tenant's standing subscriptions stay before the table's TTL removes them, their signing secrets
 #: with them. Not at once: the jobs it left queued or running still end, and their events still go to its own
@@ -129,10 +133,11 @@ class SubscriptionStore:
                     raise TenantGone("the tenant was deleted; its API keys no longer authenticate") from None
                 if reasons[1:2] == ["ConditionalCheckFailed"]:
                     raise exists from None
-                if "TransactionConflict" not in reasons:
+                if not _THROTTLED_OR_CONFLICT.intersection(reasons):
                     raise
-                # the tenant record was being written at that moment (changed, or deleted): try again
-        raise Unavailable("the tenant's record kept changing while the subscription was made; retry")
+                # the tenant record was being written at that moment (changed, or deleted), or a table throttled the
+                # transaction: try again, then answer it as passing trouble (503), not a 500 (the diff review)
+        raise Unavailable("the tenant's record kept changing, or DynamoDB throttled, while the subscription was made")
 
     def get(self, tenant_id: str, subscription_id: str) -> Subscription | None:
         """The subscription, or None; a callback past its expiry too (7 days): its GET, the notifier's lookup for a
@@ -250,9 +255,9 @@ class SubscriptionStore:
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
                 if "ConditionalCheckFailed" in reasons:
                     return False  # its generation is a tenant's again, or it is gone or stamped already
-                if "TransactionConflict" not in reasons:
+                if not _THROTTLED_OR_CONFLICT.intersection(reasons):
                     raise
-                # a delivery was writing its state at that moment: try again
+                # a delivery was writing its state at that moment, or a table throttled: try again
         raise Conflict(
             f"subscription {subscription_id} kept changing while its tenant was deleted; delete the tenant again"
         )

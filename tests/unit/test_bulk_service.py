@@ -546,6 +546,26 @@ def test_bad_input_under_a_recorded_key_is_refused_as_bad_input(body, refusal):
         upload_batch(ports, caller(ports), job.job_id, body, gzip=False, idempotency_key="k")
 
 
+def test_a_keyed_batch_whose_count_landed_though_its_write_raised_stays(ports, monkeypatch):
+    """The diff review: the count (and the key's record) applied, its answer lost, botocore's next tries throttled:
+    the PUT took its object back and answered 5xx while the job recorded the key naming it, so the retry under the
+    key was answered 201 for an object gone, and UploadComplete found no data. The PUT now reads the record: its own
+    object named there is the job's, kept and answered 201; the repeat gets the same."""
+    job = new_insert(ports)
+    count = type(ports.bulk.jobs).count_upload
+
+    def applied_then_throttled(jobs, job_id, **kw):
+        count(jobs, job_id, **kw)
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "UpdateItem")
+
+    monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", applied_then_throttled)
+    stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    monkeypatch.undo()
+    assert upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k").key == stored.key
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert ([f.key for f in closed.files], closed.uploads) == ([stored.key], 1)
+
+
 def test_a_keyed_repeat_at_the_batch_limit_is_answered_not_refused():
     """The repeat's batch is counted already: it is the 201 the client missed, not a batch past the limit."""
     ports = make_ports(settings=make_settings(bulk_max_files=1))

@@ -10,17 +10,29 @@ import random
 import threading
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 from standardwebhooks import Webhook
 
 from events import JobQueuedMessage, ProjectEvent, ResultFormat, WebhookDelivery
 from events.catalog import SAMPLES
-from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound, TenantGone
+from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound, TenantGone, Unavailable
 from spectra.lifecycle import execute_job
 from spectra.notify import service
 from spectra.notify.delivery import Outcome, backoff_seconds, deliver
 from spectra.notify.fanout import fan_out
-from spectra.notify.models import SUBSCRIPTION_PREFIX, SubscriptionKind, SubscriptionStatus, callback_id, webhook_id
+from spectra.notify.models import (
+    SUBSCRIPTION_PREFIX,
+    Subscription,
+    SubscriptionKind,
+    SubscriptionStatus,
+    callback_id,
+    new_subscription_id,
+    webhook_id,
+)
+from spectra.notify.signing import new_secret
+from spectra.notify.store import SubscriptionStore
 from spectra.notify.transport import HttpOutcome
 from spectra.notify.urls import UrlPolicy, UrlRefused, address_refusal
 from spectra.publisher import PublishFailed
@@ -1157,3 +1169,39 @@ def test_a_delivery_meeting_a_disable_still_being_announced_does_not_announce_it
     assert deliver(ports, delivery, now=T0) is Outcome.DISABLED
     assert ports.events.types() == ["Subscription Disabled"]
     assert ports.notify.subscriptions.get("acme", sub.subscription_id).disabled_event_published
+
+
+@pytest.mark.parametrize("reason", ["ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"])
+def test_a_subscription_whose_checked_create_keeps_being_throttled_is_unavailable_not_a_500(reason):
+    """The diff review: a create's transaction (the subscription and its tenant check) cancelled for throttling was
+    raised as it came, which the API answers 500 internal_error; it is tried again, then Unavailable (503 with
+    Retry-After), as a conflict already was."""
+    client = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    store = SubscriptionStore(client, "subscriptions")
+    with Stubber(client) as stub:
+        for _ in range(4):
+            stub.add_client_error(
+                "transact_write_items",
+                service_error_code="TransactionCanceledException",
+                modeled_fields={"CancellationReasons": [{"Code": reason}, {"Code": "None"}]},
+            )
+        check = {
+            "ConditionCheck": {
+                "TableName": "tenants",
+                "Key": {"pk": {"S": "tenant#acme"}},
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        }
+        with pytest.raises(Unavailable):
+            store.create(
+                Subscription(
+                    subscription_id=new_subscription_id(),
+                    tenant_id="acme",
+                    url="https://hooks.acme.example/in",
+                    events=["Job Completed"],
+                    secret=new_secret(),
+                    created_at=T0,
+                ),
+                tenant_check=check,
+            )
+        stub.assert_no_pending_responses()
