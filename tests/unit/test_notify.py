@@ -1171,6 +1171,19 @@ def test_a_delivery_meeting_a_disable_still_being_announced_does_not_announce_it
     assert ports.notify.subscriptions.get("acme", sub.subscription_id).disabled_event_published
 
 
+def webhook_record(url: str) -> Subscription:
+    """A tenant acme's webhook subscription to "Job Completed" at ``url``, as a store keeps it (not through the
+    service, which would check the URL)."""
+    return Subscription(
+        subscription_id=new_subscription_id(),
+        tenant_id="acme",
+        url=url,
+        events=["Job Completed"],
+        secret=new_secret(),
+        created_at=T0,
+    )
+
+
 @pytest.mark.parametrize("reason", ["ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"])
 def test_a_subscription_whose_checked_create_keeps_being_throttled_is_unavailable_not_a_500(reason):
     """The diff review: a create's transaction (the subscription and its tenant check) cancelled for throttling was
@@ -1193,15 +1206,5 @@ def test_a_subscription_whose_checked_create_keeps_being_throttled_is_unavailabl
             }
         }
         with pytest.raises(Unavailable):
-            store.create(
-                Subscription(
-                    subscription_id=new_subscription_id(),
-                    tenant_id="acme",
-                    url="https://hooks.acme.example/in",
-                    events=["Job Completed"],
-                    secret=new_secret(),
-                    created_at=T0,
-                ),
-                tenant_check=check,
-            )
+            store.create(webhook_record("https://hooks.acme.example/in"), tenant_check=check)
         stub.assert_no_pending_responses()

@@ -18,14 +18,13 @@ from spectra.errors import InvalidRequest
 from spectra.notify import service
 from spectra.notify.delivery import Outcome, deliver
 from spectra.notify.fanout import fan_out
-from spectra.notify.models import Subscription, SubscriptionStatus, new_subscription_id
+from spectra.notify.models import SubscriptionStatus
 from spectra.notify.service import MAX_FILTER_BYTES, MAX_FILTER_VALUE_LENGTH, MAX_FILTER_VALUES
-from spectra.notify.signing import new_secret
 from spectra.notify.transport import HttpOutcome, WebhookTransport
 from spectra.notify.urls import UrlPolicy, UrlRefused
 from spectra.queries import submit_query
 from tests.unit.fakes import TEST_DNS, fake_resolver, make_notify, make_ports, make_settings, with_tenants
-from tests.unit.test_notify import ACME, T0, ports_with_notify, queued_delivery, sample_event
+from tests.unit.test_notify import ACME, T0, ports_with_notify, queued_delivery, sample_event, webhook_record
 
 pytestmark = pytest.mark.unit
 
@@ -137,14 +136,7 @@ def test_a_stored_unsendable_url_is_a_failed_attempt_counted_on_the_subscription
     """A subscription stored before the refusal existed: its attempts are refused (the URL is checked again before
     each one) and counted like any failure, so it is disabled in time instead of filling the DLQ."""
     ports = ports_with_notify()
-    stored = Subscription(
-        subscription_id=new_subscription_id(),
-        tenant_id="acme",
-        url="https://hooks.acme.example/h\u00e4ndler",
-        events=["Job Completed"],
-        secret=new_secret(),
-        created_at=T0,
-    )
+    stored = webhook_record("https://hooks.acme.example/h\u00e4ndler")
     ports.notify.subscriptions.create(stored)
     (delivery,) = fan_out(ports, sample_event()).deliveries
     assert deliver(ports, delivery, now=T0) is Outcome.RETRY_SCHEDULED
