@@ -343,7 +343,7 @@ def upload_batch(
     job = _unexpired(ports, get_job(ports, caller, job_id))
     _check_batch(ports, job_id, body, gzip=gzip)  # bad input is a 4xx of its own, not "a different request"
     if (first := _keyed_repeat(job, name, digest, idempotency_key)) is not None:
-        return _keyed_source(ports, first, size=len(body), gzip=gzip)
+        return _restored(ports, first, body, gzip=gzip)
     job = _open_job(ports, caller, job_id, job)
     most = ports.settings.bulk_max_files
     if job.uploads >= most:
@@ -359,8 +359,9 @@ def upload_batch(
     except Exception:
         if name and _counted_as(bulk, job_id, name, stored):
             return stored  # its count landed, its answer lost and botocore's retries failed: the batch is the job's
-        _take_back(bulk, job_id, stored)
-        raise
+        if not _take_back(bulk, job_id, stored):
+            raise
+        return _listed(bulk, job_id, keyed, stored)  # a close listed it before the count failed: the job's
     if counted is None:
         closed = bulk.jobs.get(job_id)
         recorded = closed.keyed_batches.get(name) if closed is not None and name else None
@@ -373,17 +374,42 @@ def upload_batch(
             first = _keyed_repeat(closed, name, digest, idempotency_key)
             return _keyed_source(ports, first, size=len(body), gzip=gzip)
         if closed is not None and closed.state is BulkState.OPEN:
-            _take_back(bulk, job_id, stored)
-            raise _too_many(job_id, most)
-        if closed is None or all(f.key != stored.key for f in closed.files):
+            if not _take_back(bulk, job_id, stored):
+                raise _too_many(job_id, most)
+            # a close listed it between the read and the take-back: the job's (a 400 telling the client to send it
+            # to another job would load it twice; the whole-feature review)
+        elif closed is None or all(f.key != stored.key for f in closed.files):
             state = closed.state.value if closed else "gone"
             raise Conflict(
                 f"bulk job {job_id} became {state} while this batch was uploading; the batch is not part of it",
                 details={"state": state},
             )
-        if name:  # listed by the close before it was counted: part of the job, so its repeat must find it
-            bulk.jobs.record_keyed_batch(job_id, name, KeyedBatch(key=stored.key, digest=digest))
+        return _listed(bulk, job_id, keyed, stored)
     return stored
+
+
+def _listed(bulk: BulkPorts, job_id: str, keyed: tuple[str, KeyedBatch] | None, stored: SourceFile) -> SourceFile:
+    """A batch a close (or an abort) listed before its count: part of the job, answered 201. Under a key, the key is
+    recorded so a repeat finds it (a 409 'not Open' would say the job does not hold it, and the client send it again
+    elsewhere); a failed record is logged, not answered 5xx for a batch the job loads."""
+    if keyed is not None:
+        try:
+            bulk.jobs.record_keyed_batch(job_id, *keyed)
+        except (ClientError, BotoCoreError):
+            logger.warning("bulk job %s: batch %s is listed, its Idempotency-Key not recorded", job_id, stored.key)
+    return stored
+
+
+def _restored(ports: Ports, first: KeyedBatch, body: bytes, *, gzip: bool) -> SourceFile:
+    """The batch a repeat under its ``Idempotency-Key`` is answered with, put back from the repeat's bytes (the same:
+    the digests match) if its object is gone: a PUT whose count landed while the write raised, and whose reads of the
+    job failed too, took its object back though the job records it (the whole-feature review); answered 201 without
+    it, the batch's rows were never loaded. Its key is the one the job records, so a close lists it as usual."""
+    files = bulk_ports(ports).files
+    if files.size(first.key) is None:
+        logger.warning("batch %s of an Idempotency-Key was taken back after its count: put again", first.key)
+        return files.put(first.key, body)
+    return _keyed_source(ports, first, size=len(body), gzip=gzip)
 
 
 def _counted_as(bulk: BulkPorts, job_id: str, name: str, stored: SourceFile) -> bool:
@@ -485,17 +511,19 @@ def _too_many(job_id: str, most: int) -> InvalidRequest:
     )
 
 
-def _take_back(bulk: BulkPorts, job_id: str, stored: SourceFile) -> None:
+def _take_back(bulk: BulkPorts, job_id: str, stored: SourceFile) -> bool:
     """The PUT fails for a batch that is stored all the same, which the next UploadComplete would list: delete it, or
-    the client's retry of the failed request loads it twice. Not when an UploadComplete has listed it meanwhile: it
-    is part of the job then (and the retry gets 409). A function that dies between storing and counting leaves the
-    batch (README, Bulk API)."""
+    the client's retry of the failed request loads it twice. Not when an UploadComplete (or an abort) has listed it
+    meanwhile: it is part of the job then, and True says so (the PUT answers 201). A function that dies between
+    storing and counting leaves the batch (README, Bulk API)."""
     try:
         job = bulk.jobs.get(job_id)
     except (ClientError, BotoCoreError):
-        job = None  # the store fails: no UploadComplete gets through it either
+        job = None  # the store fails: taken back (a keyed repeat puts it back if its count landed: _restored)
     if job is None or job.state is BulkState.OPEN or all(f.key != stored.key for f in job.files):
         bulk.files.discard(stored)
+        return False
+    return True
 
 
 def upload_url(

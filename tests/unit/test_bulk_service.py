@@ -442,9 +442,11 @@ def test_a_batch_whose_count_fails_is_taken_back_so_a_retry_does_not_load_it_twi
     assert [f.key for f in closed.files] == [retried.key]
 
 
-def test_a_batch_listed_by_an_upload_complete_before_its_count_failed_stays(ports, monkeypatch):
-    """Stored, listed by a close, then the count fails: the batch is part of the job, so it is not taken back (the
-    client's retry gets 409, the job is closed)."""
+@pytest.mark.parametrize("key", [None, "k"])
+def test_a_batch_listed_by_an_upload_complete_before_its_count_failed_stays(ports, monkeypatch, key):
+    """Stored, listed by a close, then the count fails: the batch is part of the job, so it is not taken back, and
+    the PUT answers 201 for it (it answered 5xx, and the retry got a 409 'not Open' for a batch the job loads, under
+    a key too: the key was never recorded; the whole-feature review). Under a key, the repeat is answered."""
     job = new_insert(ports)
 
     def closed_then_failing(jobs, job_id, **limit):
@@ -452,10 +454,106 @@ def test_a_batch_listed_by_an_upload_complete_before_its_count_failed_stays(port
         raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "UpdateItem")
 
     monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", closed_then_failing)
-    with pytest.raises(ClientError):
-        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key=key)
+    monkeypatch.undo()
     (listed,) = get_job(ports, caller(ports), job.job_id).files
-    assert ports.bulk.files.client.body(listed.bucket, listed.key) == CSV
+    assert listed.key == stored.key and ports.bulk.files.client.body(listed.bucket, listed.key) == CSV
+    if key is not None:
+        assert upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key=key).key == stored.key
+
+
+def test_a_listed_batch_whose_key_cannot_be_recorded_is_still_answered(ports, monkeypatch):
+    """The whole-feature review: listed by a close before its count, the batch is the job's; a throttled write of its
+    key answered 5xx for it (and the retry a 409). It is answered 201, the failure logged."""
+    job = new_insert(ports)
+    count = type(ports.bulk.jobs).count_upload
+
+    def closed_before_counted(jobs, job_id, **kw):
+        change_state(ports, caller(ports), job_id, "UploadComplete")
+        return count(jobs, job_id, **kw)
+
+    def throttled(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "UpdateItem")
+
+    monkeypatch.setattr(type(ports.bulk.jobs), "count_upload", closed_before_counted)
+    monkeypatch.setattr(type(ports.bulk.jobs), "record_keyed_batch", throttled)
+    stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    assert [f.key for f in get_job(ports, caller(ports), job.job_id).files] == [stored.key]
+
+
+def test_a_keyed_batch_taken_back_after_its_count_landed_is_put_back_by_its_repeat(ports, monkeypatch):
+    """The whole-feature review: the count (and the key's record) applied while the write raised, and the reads after
+    it failed too, so the PUT could not tell and took its object back (5xx): the key's retry was answered 201 for an
+    object gone, its rows never loaded. The repeat puts its bytes back under the key the job records."""
+    job = new_insert(ports)
+    jobs_type = type(ports.bulk.jobs)
+    count, get = jobs_type.count_upload, jobs_type.get
+    failing: list[bool] = []
+
+    def throttled(operation: str) -> ClientError:
+        return ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, operation)
+
+    def applied_then_throttled(jobs, job_id, **kw):
+        count(jobs, job_id, **kw)
+        failing.append(True)
+        raise throttled("UpdateItem")
+
+    def read(jobs, job_id):
+        if failing:
+            raise throttled("GetItem")
+        return get(jobs, job_id)
+
+    monkeypatch.setattr(jobs_type, "count_upload", applied_then_throttled)
+    monkeypatch.setattr(jobs_type, "get", read)
+    with pytest.raises(ClientError):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    monkeypatch.undo()
+    retried = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    other = upload_batch(ports, caller(ports), job.job_id, b"id,name\n2,Bob\n", gzip=False)
+    closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert sorted(f.key for f in closed.files) == sorted([retried.key, other.key]) and closed.uploads == 2
+    assert ports.bulk.files.client.body(retried.bucket, retried.key) == CSV
+
+
+def test_a_batch_a_close_listed_while_its_count_met_the_limit_is_answered_not_refused(monkeypatch):
+    """The whole-feature review: the count refused at the limit (another batch counted first; an unused upload URL
+    holds a place), then a close listed both stored batches before the take-back read the job: kept, the batch is
+    loaded, yet the PUT answered 400 'put more data in another job', which a client obeying loads twice."""
+    ports = make_ports(settings=make_settings(bulk_max_files=2))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    job = new_insert(ports)
+    upload_url(ports, caller(ports), job.job_id, gzip=False)  # a URL issued, its file never put: one place taken
+    files_type, jobs_type = type(ports.bulk.files), type(ports.bulk.jobs)
+    put, count, get = files_type.put, jobs_type.count_upload, jobs_type.get
+    state: dict = {"other": None, "refused": False, "closed": False}
+
+    def another_batch_first(files, key, body):
+        if state["other"] is None:
+            state["other"] = "busy"
+            state["other"] = upload_batch(ports, caller(ports), job.job_id, b"id,name\n2,Bob\n", gzip=False)
+        return put(files, key, body)
+
+    def counting(jobs, job_id, **kw):
+        counted = count(jobs, job_id, **kw)
+        state["refused"] = counted is None and state["other"] not in (None, "busy")
+        return counted
+
+    def read_then_close(jobs, job_id):
+        found = get(jobs, job_id)
+        if state["refused"] and not state["closed"]:
+            state["closed"] = True
+            change_state(ports, caller(ports), job_id, "UploadComplete")  # lists both stored batches
+        return found
+
+    monkeypatch.setattr(files_type, "put", another_batch_first)
+    monkeypatch.setattr(jobs_type, "count_upload", counting)
+    monkeypatch.setattr(jobs_type, "get", read_then_close)
+    stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    monkeypatch.undo()
+    closed = get_job(ports, caller(ports), job.job_id)
+    assert stored.key in [f.key for f in closed.files] and len(closed.files) == 2
+    assert upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k").key == stored.key
 
 
 def test_a_batch_repeated_with_its_idempotency_key_is_stored_and_counted_once(ports):
