@@ -343,7 +343,7 @@ def upload_batch(
     job = _unexpired(ports, get_job(ports, caller, job_id))
     _check_batch(ports, job_id, body, gzip=gzip)  # bad input is a 4xx of its own, not "a different request"
     if (first := _keyed_repeat(job, name, digest, idempotency_key)) is not None:
-        return _restored(ports, first, body, gzip=gzip)
+        return _restored(ports, job, first, body, gzip=gzip)
     job = _open_job(ports, caller, job_id, job)
     most = ports.settings.bulk_max_files
     if job.uploads >= most:
@@ -379,11 +379,7 @@ def upload_batch(
             # a close listed it between the read and the take-back: the job's (a 400 telling the client to send it
             # to another job would load it twice; the whole-feature review)
         elif closed is None or all(f.key != stored.key for f in closed.files):
-            state = closed.state.value if closed else "gone"
-            raise Conflict(
-                f"bulk job {job_id} became {state} while this batch was uploading; the batch is not part of it",
-                details={"state": state},
-            )
+            raise _became(job_id, closed)
         return _listed(bulk, job_id, keyed, stored)
     return stored
 
@@ -400,16 +396,34 @@ def _listed(bulk: BulkPorts, job_id: str, keyed: tuple[str, KeyedBatch] | None, 
     return stored
 
 
-def _restored(ports: Ports, first: KeyedBatch, body: bytes, *, gzip: bool) -> SourceFile:
+def _restored(ports: Ports, job: BulkJob, first: KeyedBatch, body: bytes, *, gzip: bool) -> SourceFile:
     """The batch a repeat under its ``Idempotency-Key`` is answered with, put back from the repeat's bytes (the same:
-    the digests match) if its object is gone: a PUT whose count landed while the write raised, and whose reads of the
-    job failed too, took its object back though the job records it (the whole-feature review); answered 201 without
-    it, the batch's rows were never loaded. Its key is the one the job records, so a close lists it as usual."""
-    files = bulk_ports(ports).files
-    if files.size(first.key) is None:
-        logger.warning("batch %s of an Idempotency-Key was taken back after its count: put again", first.key)
-        return files.put(first.key, body)
-    return _keyed_source(ports, first, size=len(body), gzip=gzip)
+    the digests match) if its object is gone while the job is ``Open``: a PUT whose count landed while the write
+    raised, and whose reads of the job failed too, took its object back though the job records it (the whole-feature
+    review); answered 201 without it, the batch's rows were never loaded. Its key is the one the job records, and it is
+    counted again once put, so a close that listed the job's batches before the put lists again (its condition is on
+    the count); refused, the job was closed meanwhile, and a batch it did not list is a 409 as for any PUT. A job no
+    longer Open gets nothing put back (its batches expire before its record: nothing would load it)."""
+    bulk = bulk_ports(ports)
+    if job.state is not BulkState.OPEN or bulk.files.size(first.key) is not None:
+        return _keyed_source(ports, first, size=len(body), gzip=gzip)
+    logger.warning("batch %s of an Idempotency-Key was taken back after its count: put again", first.key)
+    stored = bulk.files.put(first.key, body)
+    if bulk.jobs.count_upload(job.job_id) is None:
+        closed = bulk.jobs.get(job.job_id)
+        if closed is None or all(f.key != stored.key for f in closed.files):
+            bulk.files.discard(stored)
+            raise _became(job.job_id, closed)
+    return stored
+
+
+def _became(job_id: str, closed: BulkJob | None) -> Conflict:
+    """The 409 for a batch stored while its job was closed or aborted, and not listed by it."""
+    state = closed.state.value if closed else "gone"
+    return Conflict(
+        f"bulk job {job_id} became {state} while this batch was uploading; the batch is not part of it",
+        details={"state": state},
+    )
 
 
 def _counted_as(bulk: BulkPorts, job_id: str, name: str, stored: SourceFile) -> bool:

@@ -511,8 +511,47 @@ def test_a_keyed_batch_taken_back_after_its_count_landed_is_put_back_by_its_repe
     retried = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
     other = upload_batch(ports, caller(ports), job.job_id, b"id,name\n2,Bob\n", gzip=False)
     closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
-    assert sorted(f.key for f in closed.files) == sorted([retried.key, other.key]) and closed.uploads == 2
+    assert sorted(f.key for f in closed.files) == sorted([retried.key, other.key])
+    assert closed.uploads == 3  # the put-back is counted again, so a close racing it lists again
     assert ports.bulk.files.client.body(retried.bucket, retried.key) == CSV
+
+
+def test_a_keyed_repeat_putting_its_batch_back_during_a_close_is_listed_or_refused(ports, monkeypatch):
+    """The review of the put-back: a close listing the job's batches between the repeat's read and its put closed the
+    job without the batch (its condition is on the count, which the put did not change), and the repeat answered 201
+    for an object never loaded. The put is counted: the close lists again, or the repeat is refused (409)."""
+    job = new_insert(ports)
+    first = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    other = upload_batch(ports, caller(ports), job.job_id, b"id,name\n2,Bob\n", gzip=False)
+    ports.bulk.files.client.delete_object(Bucket=first.bucket, Key=first.key)  # taken back after its count landed
+    files_type = type(ports.bulk.files)
+    size, closes = files_type.size, []
+
+    def close_then_look(files, key):
+        if not closes:
+            closes.append(change_state(ports, caller(ports), job.job_id, "UploadComplete"))  # lists: it is gone
+        return size(files, key)
+
+    monkeypatch.setattr(files_type, "size", close_then_look)
+    with pytest.raises(Conflict, match="became UploadComplete while this batch was uploading"):
+        upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    monkeypatch.undo()
+    assert [f.key for f in get_job(ports, caller(ports), job.job_id).files] == [other.key]
+    assert ports.bulk.files.size(first.key) is None  # not left beside the job
+
+
+def test_a_keyed_repeat_of_an_ended_job_puts_nothing_back(ports):
+    """The review of the put-back: a repeat on a job long ended, whose batch the bucket expired, wrote the tenant's
+    bytes back under the job's uploads, never loaded and kept another retention period."""
+    job = new_insert(ports)
+    first = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    complete_bulk_statement(ports, ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []}))
+    assert get_job(ports, caller(ports), job.job_id).state is BulkState.JOB_COMPLETE
+    ports.bulk.files.client.delete_object(Bucket=first.bucket, Key=first.key)  # the bucket's lifecycle expired it
+    assert upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k").key == first.key
+    assert ports.bulk.files.size(first.key) is None
 
 
 def test_a_batch_a_close_listed_while_its_count_met_the_limit_is_answered_not_refused(monkeypatch):
