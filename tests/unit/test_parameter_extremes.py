@@ -3,13 +3,14 @@ must run with (README, Deploy). Found by the parameters review; each test failed
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cfnlint.decode import decode
 
-from spectra.notify.delivery import Outcome, deliver
+from spectra.notify.delivery import Outcome, backoff_seconds, deliver
 from spectra.notify.fanout import fan_out
 from spectra.notify.transport import HttpOutcome
 from spectra.settings import Settings
@@ -107,7 +108,9 @@ def test_a_stack_deployed_with_any_tenant_wait_the_settings_take_can_be_updated(
 
 def test_a_deleted_tenants_subscriptions_outlast_the_longest_retry_schedule_the_template_allows(parameters):
     """delete_tenant keeps the tenant's subscriptions KEPT_AFTER_TENANT_DELETED (then the TTL removes them): past any
-    job's record and every retry of its end's delivery, at the template's most attempts and the retry cap it runs."""
+    job's record and every retry of its end's delivery, at the template's most attempts, each wait as long as the
+    delivery code can make it (the flakiness audit found the first version comparing the constant with its own
+    formula)."""
     from spectra import job_store
     from spectra.bulk import store as bulk_store
     from spectra.notify.store import KEPT_AFTER_TENANT_DELETED
@@ -115,9 +118,22 @@ def test_a_deleted_tenants_subscriptions_outlast_the_longest_retry_schedule_the_
 
     most = int(parameters["WebhookMaxAttempts"]["MaxValue"])
     assert most == WEBHOOK_MAX_ATTEMPTS_MOST
-    cap = ports_with_notify().settings.webhook_retry_max_delay_seconds  # the template does not set it
-    retries = (most - 1) * timedelta(seconds=cap)
-    assert max(job_store.JOB_TTL, bulk_store.JOB_TTL) + retries <= KEPT_AFTER_TENANT_DELETED
+    settings = ports_with_notify().settings  # the template sets neither the retry cap nor the base
+    # the longest retry schedule the delivery code can make: a factor the template allows (no MaxValue) that takes
+    # every wait to the cap, each wait at the top of its jitter (worked out by the code, not the constant's formula)
+    top = random.Random()
+    top.uniform = lambda low, high: high  # type: ignore[method-assign]
+    waits = sum(
+        backoff_seconds(
+            attempt,
+            base=settings.webhook_retry_base_seconds,
+            factor=1e6,
+            cap=settings.webhook_retry_max_delay_seconds,
+            rng=top,
+        )
+        for attempt in range(1, most)
+    )
+    assert max(job_store.JOB_TTL, bulk_store.JOB_TTL) + timedelta(seconds=waits) <= KEPT_AFTER_TENANT_DELETED
 
 
 def test_a_query_callback_takes_the_last_retry_of_its_jobs_end_at_the_templates_most_attempts(parameters, monkeypatch):
