@@ -336,8 +336,10 @@ def upload_batch(
 
     ``idempotency_key`` names the batch: it is recorded on the job in the write that counts it, so a repeat (a client
     whose answer was lost: a 504 while the function went on, a reset connection) finds it and is answered 201 without
-    storing or counting it again, even once UploadComplete listed it; the same key with other bytes is a 409. Two
-    copies racing each other both store, one counts: the other takes its copy back (:func:`_take_back`)."""
+    storing or counting it again (but for a first copy taken back after its count landed: :func:`_restored`), even
+    once UploadComplete listed it; the same key with other bytes is a 409. Two copies racing each other both store,
+    one counts: the other takes its copy back (:func:`_take_back`). A batch a close listed before its count failed is
+    the job's, answered 201 (:func:`_listed`)."""
     name = caller.keyed_id("", idempotency_key) if idempotency_key is not None else None
     digest = _request_digest("batch", b"gzip" if gzip else b"plain", body)
     job = _unexpired(ports, get_job(ports, caller, job_id))
