@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from cfnlint.decode import decode
@@ -15,17 +14,14 @@ from spectra.notify.fanout import fan_out
 from spectra.notify.transport import HttpOutcome
 from spectra.settings import Settings
 from tests.unit.test_notify import T0, ports_with_notify, queued_delivery
+from tests.unit.test_template import TEMPLATE, template  # noqa: F401  (the decoded template.yaml, one per module)
 
 pytestmark = pytest.mark.unit
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-
 
 @pytest.fixture(scope="module")
-def parameters() -> dict:
-    body, matches = decode(str(TEMPLATE))
-    assert not matches, matches
-    return body["Parameters"]
+def parameters(template) -> dict:  # noqa: F811
+    return template["Parameters"]
 
 
 def test_a_retry_factor_the_template_allows_schedules_even_the_last_retry(parameters):
