@@ -78,7 +78,9 @@ def read_page(
     out = io.StringIO()
     ending = job.line_ending.chars
     delimiter = (job.export_delimiter or ColumnDelimiter.COMMA).char  # the parts' own, which the records keep
-    csv.writer(out, delimiter=delimiter, lineterminator=ending).writerow(job.export_columns)
+    # with an LF ending, minimal quoting leaves a name holding a lone CR bare, which readers take for a line break
+    quoting = csv.QUOTE_ALL if any("\r" in name for name in job.export_columns) else csv.QUOTE_MINIMAL
+    csv.writer(out, delimiter=delimiter, lineterminator=ending, quoting=quoting).writerow(job.export_columns)
     body = bytearray(out.getvalue().encode())
     count = 0
     while part < len(job.export_files):

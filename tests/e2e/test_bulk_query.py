@@ -211,3 +211,17 @@ def test_a_column_name_with_a_line_break_is_one_header(big_table):
     page = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results")
     assert parse_csv(page.content) == [["a\nb"], ["1"], ["2"]]
     assert page.headers["Sforce-NumberOfRecords"] == "2"
+
+
+def test_a_column_name_with_a_carriage_return_is_one_header(big_table):
+    """The page's header line is written by Python's csv module, which with an LF line ending quotes a name for an
+    LF but not for a lone CR: ``a<CR>b`` went out bare, and a CSV reader (any that takes CR for a line end, Python's
+    and Excel's included) read the header as two lines, the name cut in two."""
+    client, table = big_table
+    job = wait_job(
+        client, create_query(client, f'select id as "a\rb", id as "c" from {table} where id < 3 order by id')["id"]
+    )
+    assert job["state"] == "JobComplete", job
+    page = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results")
+    assert parse_csv(page.content) == [["a\rb", "c"], ["1", "1"], ["2", "2"]]
+    assert page.headers["Sforce-NumberOfRecords"] == "2"
