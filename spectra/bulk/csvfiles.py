@@ -29,6 +29,9 @@ HEADER_MAX_BYTES = 1024 * 1024
 #: Redshift's 1,600 columns of 127 bytes pass it written as they are folded (lower case, no spaces around them).
 HEADER_NAMES_MAX_BYTES = 256 * 1024
 BOM = "\ufeff"
+#: The columns the result files put before a record's own (``outcomes.LEADING_COLUMNS``), folded: a file naming one
+#: would have its result files name it twice, and a client reading them by name takes one for the other.
+RESULT_FILE_COLUMNS = frozenset({"sf__id", "sf__created", "sf__error"})
 _COLUMN = re.compile(COLUMN_PATTERN)
 #: what surrogateescape makes of bytes that are not UTF-8
 UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -126,6 +129,14 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
     duplicates = sorted(c for c, n in Counter(columns).items() if n > 1)
     if duplicates:
         raise BulkInputError("duplicate_columns", f"{name}: columns named twice: {', '.join(duplicates)}")
+    taken = [c for c in columns if c in RESULT_FILE_COLUMNS]
+    if taken:
+        raise BulkInputError(
+            "invalid_header",
+            f"{name}: {', '.join(taken)}: the result files name their own columns sf__Id, sf__Created and sf__Error,"
+            " so a file's column may not be named so (a client reading them by name would read one for the other):"
+            " leave the column out, or load a table whose column has another name",
+        )
     return FileHeader(columns, rows=has_rows or not whole, names=header)
 
 

@@ -32,6 +32,7 @@ STATE = {"state": "UploadComplete"}
         ("missing.csv", b"email,city\nann@x,Oslo\n", "missing_columns", "name"),
         ("twice.csv", b"email,name,email\nann@x,Ann,a@x\n", "duplicate_columns", "email"),
         ("cr-only.csv", b"email,name,city,score\rann@x,Ann,Oslo,1\r", "invalid_header", "not CR alone"),
+        ("sf.csv", b"email,name,SF__Id\nann@x,Ann,1\n", "invalid_header", "sf__Id, sf__Created and sf__Error"),
     ],
 )
 def test_files_that_cannot_be_loaded_fail_the_job_with_the_reason(bulk_tenant, warehouse, name, data, code, words):

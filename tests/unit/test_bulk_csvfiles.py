@@ -19,6 +19,7 @@ from spectra.bulk.csvfiles import (
 )
 from spectra.bulk.files import CHUNK
 from spectra.bulk.models import BulkOperation, SourceFile
+from spectra.bulk.outcomes import LEADING_COLUMNS
 from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import make_ports
 
@@ -378,3 +379,13 @@ def test_an_owner_column_without_a_default_says_the_table_cannot_be_inserted_int
     # an update or a delete never writes the column: nothing to refuse
     check_columns(bulk_job(BulkOperation.UPDATE, external_id_field="id"), ["id", "name"], table)
     check_columns(bulk_job(BulkOperation.DELETE, external_id_field="id"), ["id"], table)
+
+
+@pytest.mark.parametrize("data", [b"sf__Id,name\n1,a\n", b"name,SF__CREATED\na,1\n", b"name, sf__error \na,1\n"])
+def test_a_column_named_as_a_result_files_own_is_refused(files, data):
+    """Found by the names review: a table's column ``sf__id`` named in a file came back in successfulResults under
+    ``sf__Id, sf__Created, sf__Id, ...``, and a client reading the file by name (csv.DictReader, jsforce) took the
+    record's value for the job's id, or the job's for the record's."""
+    error = refused(files, data)
+    assert error.code == "invalid_header" and "sf__Id, sf__Created and sf__Error" in error.message
+    assert {name.lower() for names in LEADING_COLUMNS.values() for name in names} == csvfiles.RESULT_FILE_COLUMNS
