@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from spectra.bulk.files import BulkFiles
 from spectra.bulk.models import BulkJob, ColumnDelimiter, SourceFile
 from spectra.errors import InvalidRequest, InvalidToken, RecordTooLarge
+from spectra.result_encoding import unique_names
 from spectra.tokens import PageTokens
 
 #: The most a page holding one record may be: Lambda answers at most 6 MiB, and the page goes base64 (4/3) in a JSON
@@ -78,9 +79,10 @@ def read_page(
     out = io.StringIO()
     ending = job.line_ending.chars
     delimiter = (job.export_delimiter or ColumnDelimiter.COMMA).char  # the parts' own, which the records keep
+    names = unique_names(job.export_columns)  # as POST /v1/queries names them: a reader by name keeps every column
     # with an LF ending, minimal quoting leaves a name holding a lone CR bare, which readers take for a line break
-    quoting = csv.QUOTE_ALL if any("\r" in name for name in job.export_columns) else csv.QUOTE_MINIMAL
-    csv.writer(out, delimiter=delimiter, lineterminator=ending, quoting=quoting).writerow(job.export_columns)
+    quoting = csv.QUOTE_ALL if any("\r" in name for name in names) else csv.QUOTE_MINIMAL
+    csv.writer(out, delimiter=delimiter, lineterminator=ending, quoting=quoting).writerow(names)
     body = bytearray(out.getvalue().encode())
     count = 0
     while part < len(job.export_files):

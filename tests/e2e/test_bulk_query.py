@@ -225,3 +225,15 @@ def test_a_column_name_with_a_carriage_return_is_one_header(big_table):
     page = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results")
     assert parse_csv(page.content) == [["a\rb", "c"], ["1", "1"], ["2", "2"]]
     assert page.headers["Sforce-NumberOfRecords"] == "2"
+
+
+def test_columns_a_query_names_alike_have_distinct_names_in_the_pages(big_table):
+    """Found by the names review: a query job's pages repeated the UNLOAD's names, ``a,a_2,a``, so a client reading
+    a page by name (csv.DictReader, Bulk 2.0 clients) kept one of the two ``a`` columns and lost the other. They are
+    named as POST /v1/queries names them (README, "Column names are made unique")."""
+    client, table = big_table
+    sql = f"select id as a, id * 2 as a_2, id * 3 as a from {table} where id < 3 order by id"
+    job = wait_job(client, create_query(client, sql)["id"])
+    assert job["state"] == "JobComplete", job
+    page = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results")
+    assert parse_csv(page.content) == [["a", "a_2", "a_3"], ["1", "2", "3"], ["2", "4", "6"]]
