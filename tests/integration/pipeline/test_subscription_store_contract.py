@@ -112,6 +112,20 @@ def test_a_callback_past_its_expiry_is_gone_before_the_ttl_deletes_it(store):
     assert store.get("acme", expired.subscription_id) is None
 
 
+def test_a_standing_subscription_past_its_expiry_is_neither_listed_nor_counted(store):
+    """A deleted tenant's standing subscriptions get an ``expires_at`` (delete_tenant). One made before subscriptions
+    recorded their generation is its id's, so a tenant created again under the id lists and counts it: past its
+    expiry it was still listed, and counted against the limit, while GET answered 404, until the TTL deleted it."""
+    now = datetime.now(UTC)
+    kept = store.create(make(), expires_at=now + timedelta(days=37))
+    ended = store.create(make(), expires_at=now - timedelta(seconds=2))
+    live = store.create(make())
+    assert store.get("acme", ended.subscription_id) is None
+    listed = {s.subscription_id for s in store.list_for_tenant("acme", limit=10).subscriptions}
+    assert listed == {kept.subscription_id, live.subscription_id}
+    assert {s.subscription_id for s in store.webhooks_for_tenant("acme", consistent=True)} == listed
+
+
 def test_a_position_never_leaves_the_tenants_partition(store):
     mine = [store.create(make()).subscription_id for _ in range(2)]
     theirs = store.create(make(tenant="globex")).subscription_id

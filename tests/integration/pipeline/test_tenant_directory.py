@@ -4,6 +4,7 @@ tenants deactivated and deleted, and a deleted tenant's keys never come back, ev
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -627,3 +628,57 @@ def test_a_subscription_made_by_a_request_in_flight_at_the_delete_is_refused(sub
     with pytest.raises(TenantGone):
         service.create_subscription(ports, legacy, **hook)
     assert len(store.webhooks_for_tenant(legacy_id, consistent=True)) == 1
+
+
+def test_a_predecessors_subscription_from_before_generations_is_not_listed_past_its_end(
+    subscriptions, table, tenant_id
+):
+    """A tenant from before generations (no ``generation`` on its record, none on its subscriptions: the shapes
+    older versions wrote) is deleted, and its id created again. Its subscription has no generation to tell it from
+    the new tenant's, so it stays with the id (listed, counted, delivered to) until delete_tenant's end for it. Past
+    that end the new tenant's GET answered 404 while its listing still showed it and it took a place of the tenant's
+    limit, until the TTL deleted it days later (found by the upgrade review): it is gone to all three now."""
+    from dataclasses import replace
+
+    from spectra.errors import NotFound
+    from spectra.notify import service
+    from spectra.tenants import Caller
+    from tests.unit.fakes import make_notify, make_ports, make_settings
+
+    store, directory = subscriptions
+    client, name = table
+    record = {"pk": f"tenant#{tenant_id}", "tenant_id": tenant_id, "db_user": "tenant_legacy", "active": True}
+    record["created_at"] = "2026-01-01T00:00:00+00:00"
+    client.put_item(
+        TableName=name, Item={k: {"BOOL": v} if isinstance(v, bool) else {"S": v} for k, v in record.items()}
+    )
+    legacy = directory.get(tenant_id)
+    assert legacy.generation is None
+    old = _subscribe(store, legacy)  # tenant_generation None, as an older version stored it
+    assert directory.delete_tenant(tenant_id) is True
+    assert _expiry(store, tenant_id, old.subscription_id) is not None
+    again = Caller.of(directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2"))
+    ports = make_ports(
+        settings=make_settings(webhook_max_subscriptions=1),
+        tenants=directory,
+        notify=replace(make_notify(), subscriptions=store),
+    )
+
+    def listed() -> list[str]:
+        page = service.list_subscriptions(ports, again, limit=10, next_token=None)
+        return [s.subscription_id for s in page.subscriptions]
+
+    assert listed() == [old.subscription_id]  # its end is not yet: the id's, as before
+    store._db.update_item(  # its end has come (37 days on); DynamoDB's TTL has not deleted it yet
+        TableName=store._table,
+        Key={"tenant_id": {"S": tenant_id}, "subscription_id": {"S": old.subscription_id}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 2)}},
+    )
+    with pytest.raises(NotFound):
+        service.get_subscription(ports, again, old.subscription_id)
+    assert listed() == []
+    made, created = service.create_subscription(
+        ports, again, url="https://hooks.acme.example/in", events=["Job Completed"]
+    )
+    assert created and listed() == [made.subscription_id]
