@@ -457,15 +457,27 @@ class TenantDirectory:
         (37 days) from now, past the last delivery that can need it, and the subscriptions table's TTL removes it,
         signing secret and all; before, they stayed for ever, seen by nobody (found by the offboarding review). That
         runs on every call, a tenant found deleted already included, so running the delete again finishes one cut
-        short (and gives an end to the subscriptions of tenants deleted before this), and never touches those of a
-        tenant created again under the id: each write is conditional on its generation being no tenant's.
+        short (:meth:`end_deleted_subscriptions`).
         """
         deleted = self._delete(tenant_id)
         if self._subscriptions_table:
-            self._expire_subscriptions(tenant_id)
+            self.end_deleted_subscriptions(tenant_id)
         return deleted
 
-    def _expire_subscriptions(self, tenant_id: str) -> int:
+    def end_deleted_subscriptions(self, tenant_id: str) -> int:
+        """Give an end to the webhook subscriptions under ``tenant_id`` that belong to no tenant now (made by a tenant
+        since deleted), as :meth:`delete_tenant` does, and nothing else; how many were given one. Each write is
+        conditional on its generation being no tenant's, so a tenant created again under the id keeps its own, and a
+        predecessor's from before generations (none recorded) ends whenever the id's tenant now has one.
+
+        For ids deleted by a version whose ``delete_tenant`` left subscriptions for ever (README "Upgrading"): running
+        ``delete_tenant`` again for them would delete a tenant created again under the id since (the review of the
+        Upgrading paragraph); this touches no tenant."""
+        if not self._subscriptions_table:
+            raise ValueError(
+                "this TenantDirectory was made without the subscriptions table's name (its third argument)"
+            )
+
         def still_gone(generation: str | None) -> dict:
             check: dict[str, Any] = {"TableName": self._table, "Key": {"pk": {"S": f"tenant#{tenant_id}"}}}
             if generation is None:  # a tenant from before generations: every tenant made since has one

@@ -1376,28 +1376,27 @@ class FakeSubscriptionStore:
         return True
 
     def _standing(self, tenant_id: str) -> list[Subscription]:
-        """As the real store lists them: past its expiry (a deleted tenant's) a subscription is left out."""
+        """The tenant's standing subscriptions in id order, expired ones included, as the table holds them."""
         return sorted(
             # a copy: requests at once add and withdraw subscriptions while one counts (the burst test's threads)
-            (
-                s
-                for (t, i), s in list(self.items.items())
-                if t == tenant_id and i.startswith(SUBSCRIPTION_PREFIX) and self.get(t, i) is not None
-            ),
+            (s for (t, i), s in list(self.items.items()) if t == tenant_id and i.startswith(SUBSCRIPTION_PREFIX)),
             key=lambda s: s.subscription_id,
         )
 
     def list_for_tenant(
         self, tenant_id: str, *, limit: int, after: str | None = None, consistent: bool = False
     ) -> SubscriptionPage:
+        """As the real store's Query with a filter: ``limit`` items are looked at, and those past their expiry (a
+        deleted tenant's) are left out of the page, which can so come back short, or empty with a position."""
         standing = [s for s in self._standing(tenant_id) if after is None or s.subscription_id > after]
-        page = standing[:limit]
+        looked_at = standing[:limit]
         return SubscriptionPage(
-            subscriptions=page, resume_after=page[-1].subscription_id if len(standing) > limit else None
+            subscriptions=[s for s in looked_at if self.get(tenant_id, s.subscription_id) is not None],
+            resume_after=looked_at[-1].subscription_id if len(standing) > limit else None,
         )
 
     def webhooks_for_tenant(self, tenant_id: str, *, consistent: bool = False) -> list[Subscription]:
-        return self._standing(tenant_id)
+        return [s for s in self._standing(tenant_id) if self.get(tenant_id, s.subscription_id) is not None]
 
     def _change(self, tenant_id: str, subscription_id: str, **changes: Any) -> Subscription | None:
         key = (tenant_id, subscription_id)

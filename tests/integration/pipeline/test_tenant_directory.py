@@ -682,3 +682,31 @@ def test_a_predecessors_subscription_from_before_generations_is_not_listed_past_
         ports, again, url="https://hooks.acme.example/in", events=["Job Completed"]
     )
     assert created and listed() == [made.subscription_id]
+
+
+def test_ending_a_deleted_ids_subscriptions_leaves_the_tenant_created_again_and_its_own(
+    subscriptions, table, tenant_id
+):
+    """README's Upgrading paragraph told operators to run delete_tenant again for ids an older version deleted (one
+    whose delete left the subscriptions for ever): for an id created again since, that deleted the live tenant (the
+    review of the paragraph). end_deleted_subscriptions does the subscriptions' part alone: the predecessor's end,
+    its own from before generations included; the tenant now under the id, and its subscription, stay."""
+    store, directory = subscriptions
+    client, name = table
+    older = TenantDirectory(client, name)  # an older version's delete: no subscriptions table, so nothing ended
+    first = directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    theirs = _subscribe(store, first)
+    pre_generations = _subscribe(store, first, tenant_generation=None)  # as versions before generations made it
+    assert older.delete_tenant(tenant_id) is True
+    again = directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}_2")
+    key = directory.issue_key(tenant_id)
+    mine = _subscribe(store, again)
+
+    assert directory.end_deleted_subscriptions(tenant_id) == 2
+    assert directory.get(tenant_id) == again
+    assert directory.authenticate(key) is not None
+    assert _expiry(store, tenant_id, theirs.subscription_id) is not None
+    assert _expiry(store, tenant_id, pre_generations.subscription_id) is not None
+    assert _expiry(store, tenant_id, mine.subscription_id) is None
+    with pytest.raises(ValueError, match="subscriptions table"):
+        older.end_deleted_subscriptions(tenant_id)
