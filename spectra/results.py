@@ -41,7 +41,13 @@ from spectra.result_encoding import (
 from spectra.result_pages import PageReader, arrow_type
 from spectra.warehouse import Column
 
-__all__ = ["ResultSink", "S3Upload", "arrow_type", "inline_rows", "manifest_document"]
+__all__ = ["NO_STORE", "ResultSink", "S3Upload", "arrow_type", "inline_rows", "manifest_document"]
+
+#: The Cache-Control S3 answers a presigned GET with (signed into the URL as ``response-cache-control``). S3 sends a
+#: file with Last-Modified and no Cache-Control, which RFC 9111's heuristics let any cache keep fresh for a tenth of
+#: the file's age (hours, for a day-old result) and hand to the URL's next holder without asking S3: a tenant's rows
+#: on a proxy's disk, and a bearer URL that outlived its few minutes.
+NO_STORE = "no-store"
 
 _EXTENSIONS = {
     ResultFormat.CSV: ".csv.gz",
@@ -477,9 +483,8 @@ class ResultSink:
         ]
 
     def presign_key(self, result: JobResult, key: str, *, ttl_seconds: int) -> str:
-        return self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": result.bucket, "Key": key}, ExpiresIn=ttl_seconds
-        )
+        params = {"Bucket": result.bucket, "Key": key, "ResponseCacheControl": NO_STORE}
+        return self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_seconds)
 
 
 def inline_rows(result: JobResult) -> list[list[Any]] | None:

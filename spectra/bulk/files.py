@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from spectra.bulk.models import BulkJob, SourceFile
 from spectra.errors import NotFound
-from spectra.results import S3Upload
+from spectra.results import NO_STORE, S3Upload
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +159,8 @@ class BulkFiles:
         return self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl_seconds, HttpMethod="PUT")
 
     def presign_get(self, bucket: str, key: str, *, ttl_seconds: int) -> str:
-        return self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl_seconds, HttpMethod="GET"
-        )
+        params = {"Bucket": bucket, "Key": key, "ResponseCacheControl": NO_STORE}
+        return self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_seconds, HttpMethod="GET")
 
     # -- dropped files --------------------------------------------------------------------------------------------
 

@@ -44,6 +44,9 @@ def test_result_urls_are_sigv4_and_download_their_object(new_tenant, local_aws):
     assert download.status_code == 200
     # the bytes are gzip, and say so (labelled text/csv, a client trusting the label read binary: newcomer review)
     assert download.headers["Content-Type"] == "application/gzip" and "Content-Encoding" not in download.headers
+    # signed into the URL (response-cache-control): with S3's Last-Modified alone, a cache could keep the file and
+    # hand it out past the URL's expiry
+    assert download.headers["Cache-Control"] == "no-store"
     stored = local_aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     assert download.content == stored
     assert gzip.decompress(download.content).decode().splitlines() == ['"n"', "1", "2", "3"]

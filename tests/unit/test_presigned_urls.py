@@ -8,6 +8,7 @@ import pytest
 
 from spectra.jobs import JobResult, ResultFile
 from spectra.ports import build_ports
+from spectra.results import NO_STORE
 from tests.sigv4 import assert_sigv4_get_url
 from tests.unit.fakes import make_settings
 
@@ -40,6 +41,35 @@ def test_result_urls_are_short_lived_sigv4_gets_of_one_object(monkeypatch):
     # The signature covers the method and the object: the same URL is no PUT, and no other key.
     assert url.params["X-Amz-Signature"] != url.expected_signature(SECRET_KEY, method="PUT")
     assert url.params["X-Amz-Signature"] != url.expected_signature(SECRET_KEY, path="/acme/j_x-Y_1/manifest.json")
+
+
+def test_every_presigned_get_tells_caches_not_to_store_the_file(monkeypatch):
+    """S3 answers a GET with Last-Modified and no Cache-Control, which RFC 9111 lets any cache keep fresh for a tenth
+    of the file's age (hours, for a day-old result) and hand to the URL's next holder without asking S3, after the
+    URL has expired. Each URL (query results, their manifest, bulk result files) signs in ``response-cache-control:
+    no-store``, which S3 answers as the file's Cache-Control (over HTTP: tests/e2e/test_presigned_urls.py)."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION)
+    ports = build_ports(make_settings(), session=session)
+    key = "acme/j_1/part-00000.csv.gz"
+    result = JobResult(
+        bucket="spectra-results",
+        prefix="acme/j_1/",
+        manifest_key="acme/j_1/manifest.json",
+        files=[ResultFile(key=key, rows=1, bytes=10)],
+        row_count=1,
+        bytes=10,
+        columns=[],
+    )
+    urls = [
+        ports.results.presign(result, ttl_seconds=300)[0]["url"],
+        ports.results.presign_key(result, "acme/j_1/manifest.json", ttl_seconds=300),
+        ports.bulk.files.presign_get("spectra-results", "acme/b_1/results/successful.csv", ttl_seconds=300),
+    ]
+    for url in urls:
+        signed = assert_sigv4_get_url(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, region=REGION, ttl_seconds=300)
+        assert signed.params.get("response-cache-control") == NO_STORE, url
 
 
 def test_the_url_lifetime_is_short_by_default_and_bounded():
