@@ -79,7 +79,28 @@ def _json_answer(body: Any) -> str:
 _LINE_BREAK_ESCAPES = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
-app = APIGatewayRestResolver(enable_validation=True, serializer=_json_answer)
+#: What every answer says to caches and browsers, unless its route says otherwise (the Swagger UI page's no-cache).
+#: ``no-store``: answers hold a tenant's rows, presigned URLs (bearer tokens for their life), upload URLs and the
+#: webhook secret shown once, which neither a browser's disk cache nor a shared proxy or CDN may keep (OWASP REST
+#: Security); nothing is stored, so no answer needs ``Vary`` on the credentials, and no 404, 405 or 410 is reused by
+#: RFC 9111's heuristics. ``nosniff``: CSV pages, inline files and error messages carry the tenant's bytes, which a
+#: browser must read as the type sent and never sniff into HTML or script.
+ANSWER_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+class _Resolver(APIGatewayRestResolver):
+    """Powertools' resolver, whose every answer (routes, exception handlers, the 404/405 handler) carries
+    :data:`ANSWER_HEADERS`: added here, after the answer is built, so no path to an answer can miss them."""
+
+    def resolve(self, event: Any, context: Any) -> dict[str, Any]:
+        answer = super().resolve(event, context)
+        headers = answer.setdefault("multiValueHeaders", {})
+        given = {name.lower() for name in [*headers, *(answer.get("headers") or {})]}
+        headers.update({name: [value] for name, value in ANSWER_HEADERS.items() if name.lower() not in given})
+        return answer
+
+
+app = _Resolver(enable_validation=True, serializer=_json_answer)
 # Request bodies are read by our strict reader (producers/api/body.py) in place of Powertools' lenient one, inside
 # the same validation step, so that no body can escape as an unhandled exception.
 app._request_validation_middleware = StrictBodyValidation(lambda: get_ports().settings.api_max_body_bytes)

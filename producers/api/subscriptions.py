@@ -23,6 +23,7 @@ router = Router()
 _ERROR = {"content": {"application/json": {"model": ErrorResponse}}}
 _INVALID = {400: {"description": "Invalid request: fields, page token or subscription id", **_ERROR}}
 _NOT_FOUND = {404: {"description": "No such subscription for this tenant", **_ERROR}}
+_LOCATION = {"Location": {"description": "The subscription's URL", "schema": {"type": "string"}}}
 SubscriptionId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
@@ -40,7 +41,7 @@ def _caller() -> Caller:
     responses={
         201: {
             **_ok("Created; the answer holds the signing secret, shown once", SubscriptionView),
-            "headers": {"Location": {"description": "The subscription's URL", "schema": {"type": "string"}}},
+            "headers": _LOCATION,
             "links": response_links(
                 "subscription_id",
                 "id",
@@ -50,7 +51,10 @@ def _caller() -> Caller:
                 },
             ),
         },
-        200: _ok("The subscription this Idempotency-Key already created, its secret included", SubscriptionView),
+        200: {
+            **_ok("The subscription this Idempotency-Key already created, its secret included", SubscriptionView),
+            "headers": _LOCATION,  # sent with the repeat's answer too
+        },
         400: {"description": "Invalid request, or a URL webhooks may not be sent to (url_refused)", **_ERROR},
         409: {
             "description": "The tenant has as many subscriptions as it may, or the Idempotency-Key was used for a "

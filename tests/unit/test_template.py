@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
+from producers.api.app import ANSWER_HEADERS
 from spectra.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -280,6 +281,16 @@ def test_api_access_log_is_one_json_line_without_bodies_or_headers(template):
     for name, response in api["GatewayResponses"].items():
         body = response["ResponseTemplates"]["application/json"].replace("$context.error.messageString", '"m"')
         assert set(json.loads(body)["error"]) == {"code", "message", "details"}, name
+
+
+def test_api_gateways_own_answers_carry_the_apis_answer_headers(template):
+    """API Gateway's refusals (401, 403, 404, 429, 5xx ...) said nothing to caches, where every function's answer
+    says no-store and nosniff: a 404 is heuristically cacheable, and a refusal is nothing a cache should keep."""
+    for name, response in template["Resources"]["Api"]["Properties"]["GatewayResponses"].items():
+        headers = response.get("ResponseParameters", {}).get("Headers", {})
+        assert {k: v for k, v in headers.items() if k in ANSWER_HEADERS} == {
+            k: f"'{v}'" for k, v in ANSWER_HEADERS.items()
+        }, name
 
 
 def test_the_executor_is_bounded_by_its_event_sources_maximum_concurrency(template):
