@@ -25,6 +25,7 @@ from producers.api.bulk_models import (
 from producers.api.links import api_path
 from producers.api.models import ErrorResponse, IdempotencyKey, response_links
 from spectra.bulk import service
+from spectra.bulk.files import CSV_CONTENT_TYPE
 from spectra.bulk.models import BulkOperation, BulkState, JobType
 from spectra.errors import InvalidRequest, UnsupportedMediaType
 from spectra.ports import get_ports
@@ -66,10 +67,6 @@ def _errors(*statuses: int | str) -> dict:
 
 
 _JOB_ERRORS = _errors(400, 404)
-#: Result files and pages are UTF-8, as batches must be (a row sent with bytes that are not comes back as sent):
-#: without the charset a client decodes text/csv by its own default (requests' ``.text`` as ISO-8859-1, browsers
-#: as windows-1252), and every non-ASCII value came out garbled.
-_CSV_TYPE = "text/csv; charset=utf-8"
 _CSV = {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
 _LOCATION = {"Location": {"description": "The new job's URL", "schema": {"type": "string"}}}
 # Lets a client (and the API fuzzer's stateful phase) follow a new bulk job: its id is the id of the answer.
@@ -307,7 +304,7 @@ def _result_file(job_id: str, kind: str) -> Response:
     result = service.job_results(get_ports(), _caller(), job_id, kind)
     if result.url is not None:
         return Response(status_code=HTTPStatus.SEE_OTHER, body=b"", headers={"Location": result.url})
-    return Response(status_code=HTTPStatus.OK, content_type=_CSV_TYPE, body=result.body or b"")
+    return Response(status_code=HTTPStatus.OK, content_type=CSV_CONTENT_TYPE, body=result.body or b"")
 
 
 _RESULT_RESPONSES = {
@@ -394,4 +391,4 @@ def query_results(
         raise InvalidRequest("locator null means there are no more pages")
     page = service.query_results(get_ports(), _caller(), job_id, locator=locator, max_records=maxRecords)
     headers = {"Sforce-Locator": page.locator or "null", "Sforce-NumberOfRecords": str(page.records)}
-    return Response(status_code=HTTPStatus.OK, content_type=_CSV_TYPE, body=page.body, headers=headers)
+    return Response(status_code=HTTPStatus.OK, content_type=CSV_CONTENT_TYPE, body=page.body, headers=headers)

@@ -34,6 +34,11 @@ from spectra.results import NO_STORE, S3Upload
 
 logger = logging.getLogger(__name__)
 
+#: Result files and pages are UTF-8, as batches must be: without the charset a client decodes text/csv by its own
+#: default (requests' ``.text`` as ISO-8859-1, browsers as windows-1252), and every non-ASCII value came out garbled.
+#: A row sent with bytes that are not UTF-8 comes back in failedResults as sent, labelled so all the same.
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+
 
 def starts_as_gzip(data: bytes) -> bool:
     """Whether ``data`` starts as gzip data: a gzip header and deflate data that begins to decode (the rest is checked
@@ -159,7 +164,15 @@ class BulkFiles:
         return self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl_seconds, HttpMethod="PUT")
 
     def presign_get(self, bucket: str, key: str, *, ttl_seconds: int) -> str:
-        params = {"Bucket": bucket, "Key": key, "ResponseCacheControl": NO_STORE}
+        """A result file's download URL: S3 answers it ``no-store`` and as :data:`CSV_CONTENT_TYPE`, as the API
+        answers the file inline (files written before the charset was said included), so its type does not depend
+        on its size (the review of 0a4a117)."""
+        params = {
+            "Bucket": bucket,
+            "Key": key,
+            "ResponseCacheControl": NO_STORE,
+            "ResponseContentType": CSV_CONTENT_TYPE,
+        }
         return self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_seconds, HttpMethod="GET")
 
     # -- dropped files --------------------------------------------------------------------------------------------
@@ -268,8 +281,8 @@ class BulkFiles:
         return f"s3://{self.results_bucket}/{key}"
 
     def writer(self, key: str) -> S3Upload:
-        """A streaming text/csv object in the results bucket (one PUT when small, multipart when large)."""
-        return S3Upload(self._s3, self.results_bucket, key, "text/csv")
+        """A streaming CSV object in the results bucket (one PUT when small, multipart when large)."""
+        return S3Upload(self._s3, self.results_bucket, key, CSV_CONTENT_TYPE)
 
     def size(self, key: str) -> int | None:
         head = self.head(self.results_bucket, key)

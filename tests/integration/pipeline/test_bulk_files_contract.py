@@ -206,3 +206,26 @@ def test_a_batch_upload_url_writes_its_key_once(local_aws):
     assert _put(url, b"id,name\n7,Ann\n", once) == 200
     assert _put(url, b"id,name\n" + b"7,Ann\n" * 10_000, once) == 412
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"id,name\n7,Ann\n"
+
+
+def test_a_result_files_download_says_its_charset_and_no_store_whatever_it_was_written_with(local_aws):
+    """The API answers a bulk result file inline as text/csv; charset=utf-8; past the inline size it is a 303 to S3,
+    which answered it as written (text/csv, no charset: requests' .text read Zoë as ZoÃ«), a file's type depending on
+    its size (the review of 0a4a117). The URL has S3 answer the API's type, for files written before it too."""
+    import requests
+
+    s3 = local_aws.client("s3")
+    bucket = f"results-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    files = BulkFiles(s3, results_bucket=bucket, ingest_bucket=bucket)
+    s3.put_object(
+        Bucket=bucket, Key="old.csv", Body="sf__Id,sf__Created,name\n,true,Zoë\n".encode(), ContentType="text/csv"
+    )
+    with files.writer("new.csv") as out:
+        out.write("sf__Id,sf__Created,name\n,true,Zoë\n".encode())
+    for key in ("old.csv", "new.csv"):
+        download = requests.get(files.presign_get(bucket, key, ttl_seconds=60), timeout=30)
+        assert download.status_code == 200
+        assert download.headers["Cache-Control"] == "no-store"
+        assert download.headers["Content-Type"] == "text/csv; charset=utf-8"
+        assert download.text.splitlines()[1] == ",true,Zoë"
