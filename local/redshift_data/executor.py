@@ -88,6 +88,18 @@ class StatementRunner:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def interrupt(self, statement: Statement, status: str, error: str | None, *, with_event: bool) -> None:
+        """End a statement as a reboot does (outage.py): ``status`` with ``error``, whatever it was doing, and its
+        completion event only ``with_event``. Not a cancel: nobody asked for it."""
+        statement.interrupted = (status, error)
+        statement.event_suppressed = not with_event
+        conn = statement.connection
+        if conn is not None:
+            try:
+                conn.cancel_safe(timeout=5)
+            except Exception:
+                log.warning("interrupting %s failed", statement.id, exc_info=True)
+
     def cancel(self, statement: Statement) -> None:
         """Ask a running statement to stop: a cancel request to its backend, then the worker marks it ABORTED."""
         statement.cancel_requested = True
@@ -119,10 +131,13 @@ class StatementRunner:
             self._store.expire_after(statement)
             for unit in (*statement.children, statement):
                 unit.done.set()
-            if statement.with_event:
+            if statement.with_event and not statement.event_suppressed:
                 self._events.publish(statement)
 
     def _run(self, statement: Statement, session: Session | None) -> None:
+        if statement.interrupted:  # a reboot before it started (outage.py)
+            self._finish(statement, *statement.interrupted)
+            return
         if statement.cancel_requested:
             self._finish(statement, ABORTED, None)
             return
@@ -137,6 +152,9 @@ class StatementRunner:
             statement.redshift_pid = conn.info.backend_pid
             statement.start_clock()
             statement.set_status(STARTED)
+            if statement.interrupted:
+                self._finish(statement, *statement.interrupted)
+                return
             if statement.cancel_requested:
                 self._finish(statement, ABORTED, None)
                 return
@@ -171,7 +189,10 @@ class StatementRunner:
                 current = statement
                 self._execute_unit(statement, statement, conn, params)
         except (Cancelled, pg_errors.QueryCanceled) as exc:
-            if statement.cancel_requested:
+            if statement.interrupted:  # a reboot (outage.py): its status and message, whatever was asked
+                self._fail_units(units, current, *statement.interrupted)
+                self._finish(statement, *statement.interrupted)
+            elif statement.cancel_requested:
                 self._fail_units(units, current, ABORTED, None)
                 self._finish(statement, ABORTED, None)
             else:  # statement_timeout or an administrator's cancel: a failure like any other
@@ -206,7 +227,7 @@ class StatementRunner:
                 sql = translate_sql(unit.sql)
                 query, values = bind_parameters(sql, params) if params else (sql, None)
                 writer = self._run_sql(unit, conn, query, values, statement.result_format)
-            if statement.cancel_requested:
+            if statement.cancel_requested or statement.interrupted:
                 raise Cancelled()
         except BaseException:
             if writer is not None:

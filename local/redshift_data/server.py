@@ -29,6 +29,7 @@ from .engine import CONNECTION_HEADROOM, Engine, start_engine
 from .errors import DataApiError, InternalServerException, SerializationException, UnknownOperationException
 from .events import EventPublisher
 from .executor import StatementRunner, prepare_database
+from .outage import Outage
 from .quotas import RateLimits
 from .service import DataApiService
 from .sessions import SessionRegistry
@@ -89,6 +90,8 @@ def _dispatch(service: DataApiService, request: Request, account_id: str) -> str
     match = _ACCESS_KEY.search(request.headers.get("Authorization", ""))
     caller = f"arn:aws:iam::{account_id}:user/{match.group(1) if match else 'anonymous'}"
     service.rate_limits.admit(operation)
+    if service.outage is not None:
+        service.outage.admit(operation, body)
     result = handler(body, caller)
     return result if isinstance(result, str) else json.dumps(result)
 
@@ -112,6 +115,8 @@ class Emulator:
     rate_limits: RateLimits = field(default_factory=lambda: RateLimits(None), repr=False)
     #: the completion events (``events.drop_rate`` may be changed while running; ``events.dropped`` lists them)
     events: EventPublisher | None = field(default=None, repr=False)
+    #: the warehouse taken away and given back (``outage.begin()``, ``outage.reboot()``, ``outage.end()``: outage.py)
+    outage: Outage | None = field(default=None, repr=False)
 
     def stop(self) -> None:
         if self._stopping.is_set():
@@ -169,6 +174,7 @@ def start_emulator(config: EmulatorConfig | None = None) -> Emulator:
         )
         runner = StatementRunner(config, engine, store, sessions, events, lambda: _aws_client("s3", config), spool_dir)
         service = DataApiService(config, engine, store, sessions, runner, lambda: _aws_client("secretsmanager", config))
+        service.outage = Outage(store, sessions, runner)
         server = make_server(
             "127.0.0.1",
             config.port,
@@ -192,6 +198,7 @@ def start_emulator(config: EmulatorConfig | None = None) -> Emulator:
         _spool_dir=spool_dir,
         rate_limits=service.rate_limits,
         events=events,
+        outage=service.outage,
     )
     serve = threading.Thread(target=server.serve_forever, name="redshift-data-http", daemon=True)
     housekeeping = threading.Thread(

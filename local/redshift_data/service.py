@@ -31,6 +31,7 @@ from .errors import (
     ValidationException,
 )
 from .executor import StatementRunner
+from .outage import Outage
 from .params import bind_parameters
 from .quotas import RateLimits
 from .requests import (
@@ -72,6 +73,7 @@ class DataApiService:
         self._secrets_client_factory = secrets_client_factory
         self._secrets_client: Any = None
         self.rate_limits = RateLimits(config.rate_limits)
+        self.outage: Outage | None = None  # the warehouse taken away, for fault tests (server.py sets it)
         self.operations: dict[str, Callable[[dict, str], Any]] = {
             "ExecuteStatement": self.execute_statement,
             "BatchExecuteStatement": self.batch_execute_statement,

@@ -93,7 +93,12 @@ class SessionRegistry:
         with self._lock:
             session.busy_with = None
             session.expires_at = min(time.time() + session.keep_alive_seconds, session.created_at + MAX_SESSION_SECONDS)
-            if session.connection is None or session.connection.closed or session.keep_alive_seconds <= 0:
+            if (
+                session.closed
+                or session.connection is None
+                or session.connection.closed
+                or session.keep_alive_seconds <= 0
+            ):
                 session.close()
 
     def reap(self, now: float) -> None:
@@ -120,6 +125,20 @@ class SessionRegistry:
         log.info("session %s ended on request", session.id)
         session.close()
         return True
+
+    def end_all(self) -> None:
+        """End every session now, as a reboot does (outage.py): idle ones close at once, busy ones when their
+        statement ends. Later statements naming one are refused "not available"."""
+        now = time.time()
+        with self._lock:
+            ending = [s for s in self._sessions.values() if not s.closed]
+            for session in ending:
+                session.closed = True
+                session.expires_at = min(session.expires_at, now) if session.expires_at else now
+        for session in ending:
+            if session.busy_with is None:
+                session.close()
+        log.info("%d sessions ended by a reboot", len(ending))
 
     def close_all(self) -> None:
         with self._lock:

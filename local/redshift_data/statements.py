@@ -84,6 +84,8 @@ class Statement:
     is_batch: bool = False
     expires_at: float | None = None
     cancel_requested: bool = False
+    interrupted: tuple[str, str | None] | None = None  # (status, error) a reboot ended it with (outage.py)
+    event_suppressed: bool = False  # ended by a reboot that sends no completion event
     connection: Any = field(default=None, repr=False)  # the psycopg connection while STARTED (for CancelStatement)
     done: threading.Event = field(default_factory=threading.Event, repr=False)  # set once terminal (long polling)
 
