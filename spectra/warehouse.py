@@ -7,6 +7,7 @@ becomes :class:`~spectra.errors.StatementRejected` with the service's message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,16 @@ _THROTTLING = {
     # (429 with Retry-After now) and a bulk load failed on its DescribeTable
     "QueryTimeoutException",
 }
+#: A ValidationException that says the warehouse is away, not that the request is wrong: a cluster paused, rebooting,
+#: resizing or failing over, a Serverless workgroup unavailable, answer ExecuteStatement and the catalog calls with it
+#: for minutes ("Cluster <id> is not available ..."; AWS does not document the wording, so the words are matched
+#: loosely). Taken for a refusal, it failed every job started meanwhile at once as ``statement_rejected``, as if its
+#: SQL were at fault; it is passing trouble, retried as throttling is (tests/faults/test_outage.py). A session that
+#: is gone names neither cluster nor workgroup, and stays a refusal (the job runs without it).
+_WAREHOUSE_AWAY = re.compile(
+    r"\b(cluster|workgroup)\b.*\b(not available|unavailable|paused|pausing|resuming|rebooting|resizing|modifying)\b",
+    re.IGNORECASE | re.DOTALL,
+)
 #: Where a listed statement without a CreatedAt sorts: before any other
 _NO_TIME = datetime.min.replace(tzinfo=UTC)
 
@@ -123,7 +134,9 @@ def _call(fn, **kwargs):
         code = exc.response.get("Error", {}).get("Code", "")
         # told to tenants (a statement the Data API refused fails its job with it): an AccessDenied names ARNs
         message = without_aws_internals(exc.response.get("Error", {}).get("Message", str(exc)))
-        if code in _THROTTLING or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 429:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        away = code == "ValidationException" and _WAREHOUSE_AWAY.search(message) is not None
+        if code in _THROTTLING or status == 429 or away:
             raise Throttled(f"Redshift Data API: {code}: {message}", details={"aws_error": code}) from exc
         if code == "ResourceNotFoundException":
             raise NotFound(message) from exc

@@ -1,6 +1,7 @@
 """The fault suite's stack: template.yaml provisioned once in the session's moto, its functions in a process of their
 own (``python -m local --functions-only``) that the tests kill and start again, and a Data API emulator of its own
-whose completion events can be dropped and whose request rates can be metered while it runs.
+whose completion events can be dropped, whose request rates can be metered and whose warehouse can be taken away
+(``emulator.outage``) while it runs.
 
 Settings that make each fault recover in seconds rather than minutes, all local speed-ups of the same code paths:
 the reconciler runs every second and looks at a job quiet for 2 s (``RECONCILE_AFTER_SECONDS``) and re-queues one
@@ -27,6 +28,7 @@ import requests
 from local.aws import LocalAws
 from local.redshift_data import Emulator, EmulatorConfig, start_emulator
 from local.split_stack import SplitStack
+from local.subscriber import BusSubscriber
 from tests.fixtures.stack import wait_until
 
 STACK_NAME = "spectra-faults"
@@ -78,6 +80,14 @@ def functions_running(fault_stack: SplitStack) -> SplitStack:
         fault_stack.functions.start()
     fault_stack.emulator.events.drop_rate = 0.0
     return fault_stack
+
+
+@pytest.fixture
+def bus(functions_running: SplitStack, local_aws: LocalAws) -> Iterator[BusSubscriber]:
+    """Every event on the stack's job event bus from now on (test_faults.py, test_outage.py)."""
+    subscriber = BusSubscriber(local_aws, functions_running.state.output("JobEventBus"), name_prefix="faults")
+    yield subscriber
+    subscriber.close()
 
 
 @dataclass

@@ -43,13 +43,6 @@ DEAD_LETTER_QUEUES = [
 
 
 @pytest.fixture
-def bus(functions_running, local_aws):
-    subscriber = BusSubscriber(local_aws, functions_running.state.output("JobEventBus"), name_prefix="faults")
-    yield subscriber
-    subscriber.close()
-
-
-@pytest.fixture
 def receiver():
     receiver = WebhookReceiver()
     yield receiver

@@ -60,6 +60,42 @@ def test_environmental_errors_and_timeouts_are_passing_trouble(data_api, operati
     assert caught.value.details == {"aws_error": code}
 
 
+@pytest.mark.parametrize("operation", ["execute_statement", "batch_execute_statement", "describe_table"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Cluster c1 is not available: its status is rebooting. Try again once it is available.",
+        "Redshift Serverless workgroup wg1 is unavailable.",
+        "Cannot process the request: the cluster is paused.",
+        "The cluster or workgroup of session 5a1f is not available: its status is resizing.",
+    ],
+)
+def test_a_warehouse_that_is_away_is_passing_trouble(data_api, operation, message):
+    """A cluster paused, rebooting, resizing or failing over (a workgroup unavailable) refuses new statements and the
+    catalog calls with ValidationException for minutes (its wording undocumented): the job waits for it, as for
+    throttling, instead of failing at once as ``statement_rejected`` (tests/faults/test_outage.py)."""
+    runner, stubber = data_api
+    stubber.add_client_error(operation, "ValidationException", message, 400)
+    with pytest.raises(Throttled) as caught:
+        CALLS[operation](runner)
+    assert caught.value.details == {"aws_error": "ValidationException"}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Session 5a1f is not available: it does not exist, has expired or was closed.",  # runs without the session
+        "ClusterIdentifier and WorkgroupName cannot both be given.",
+        "Cannot process query string larger than 100kB",
+    ],
+)
+def test_other_validation_errors_stay_refusals(data_api, message):
+    runner, stubber = data_api
+    stubber.add_client_error("execute_statement", "ValidationException", message, 400)
+    with pytest.raises(StatementRejected):
+        CALLS["execute_statement"](runner)
+
+
 def test_cancel_of_an_ended_or_unknown_statement_is_false_and_other_refusals_raise(data_api):
     """AWS refuses a cancel of an ended statement with ValidationException ("Could not cancel a query that is
     already in FINISHED state", "... in ABORTED state with ID: <id>": aws/aws-sdk-js-v3#3056, Grafana's Redshift
