@@ -35,8 +35,7 @@ def job(status: JobStatus = JobStatus.QUEUED, *, age: float = 600, **fields) -> 
         sql="select 1",
         status=status,
         created_at=created,
-        updated_at=created,
-        **fields,
+        **{"updated_at": created, **fields},
     )
 
 
@@ -56,6 +55,10 @@ def quiet(seconds: float) -> datetime:
         (job(JobStatus.SUBMITTED, age=7200), 120, Action.GIVE_UP),
         (job(JobStatus.FAILED), 61, Action.PUBLISH),
         (job(JobStatus.COMPLETED, event_published=True), 61, Action.NOTHING),  # the index lags behind the table
+        # moved since the index listed it quiet: left to the writer that moved it, until it is quiet again
+        (job(JobStatus.SUBMITTED, statement_id="s1", updated_at=quiet(59)), 301, Action.WAIT),
+        (job(JobStatus.FAILED, updated_at=quiet(5)), 61, Action.WAIT),
+        (job(JobStatus.QUEUED, age=3600, updated_at=quiet(1)), 301, Action.WAIT),
     ],
 )
 def test_plan(the_job, quiet_for, expected):
@@ -151,6 +154,18 @@ def test_running_statements_are_moved_back_and_counted():
     assert jobs.checked == ["j_0", "j_1", "j_2"]
     assert jobs.asked_limit == 200
     assert summary.more_pending is False
+
+
+def test_a_job_that_moved_after_the_index_listed_it_is_not_checked():
+    """The index lists a job quiet (QUEUED at its tenant's cap for minutes); by the time the sweep reads it, the
+    executor has started it and its statement has finished, and its completion event is being handled. The sweep
+    checked the statement and completed the job beside the event's completion, and both announced it: two events for
+    one job (the warehouse-outage fault test saw 2-4 in 100). It leaves the job to the event now."""
+    jobs = FakeJobs({"j_x": job(JobStatus.SUBMITTED, statement_id="s1", updated_at=quiet(1))})
+    warehouse = FakeWarehouse({"s1": "FINISHED"})
+    summary = reconcile(FakePorts(jobs, warehouse), now=NOW)
+    assert (summary.checked, summary.completed) == (1, 0)
+    assert warehouse.described == [] and jobs.checked == []
 
 
 def test_throttling_stops_the_run_and_leaves_the_rest_in_place():
