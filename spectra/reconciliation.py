@@ -87,11 +87,14 @@ def plan(job: Job, *, quiet_since: datetime, now: datetime, thresholds: Threshol
 
     Pure, so every rule is unit-tested. The caller only passes jobs quiet for at least ``look_after``.
     """
-    if job.updated_at > now - thresholds.look_after:
+    moved = max((t for t in (job.submitted_at, job.completed_at) if t is not None), default=None)
+    if moved is not None and moved > now - thresholds.look_after:
         # It moved after the index listed it as quiet (the executor started it, its completion ended it): acted on now,
         # the check would race the writer that moved it, both completing it and both announcing it (a job listed
         # QUEUED at its tenant's cap, started meanwhile, its statement checked as its event came: the outage fault
-        # test). Its entry moved with it, and a later run looks again once it is quiet.
+        # test). Its entry moved with it, and a later run looks again once it is quiet. Moved means a change of state:
+        # ``updated_at`` also changes with writes that move nothing (a cancel request and its taking back, a result
+        # attempt counted), and a client repeating a DELETE kept a job whose event was lost from ever being checked.
         return Action.WAIT
     if job.status.is_terminal:
         return Action.NOTHING if job.event_published else Action.PUBLISH

@@ -56,9 +56,15 @@ def quiet(seconds: float) -> datetime:
         (job(JobStatus.FAILED), 61, Action.PUBLISH),
         (job(JobStatus.COMPLETED, event_published=True), 61, Action.NOTHING),  # the index lags behind the table
         # moved since the index listed it quiet: left to the writer that moved it, until it is quiet again
-        (job(JobStatus.SUBMITTED, statement_id="s1", updated_at=quiet(59)), 301, Action.WAIT),
-        (job(JobStatus.FAILED, updated_at=quiet(5)), 61, Action.WAIT),
-        (job(JobStatus.QUEUED, age=3600, updated_at=quiet(1)), 301, Action.WAIT),
+        (job(JobStatus.SUBMITTED, statement_id="s1", submitted_at=quiet(59)), 301, Action.WAIT),
+        (job(JobStatus.FAILED, completed_at=quiet(5)), 61, Action.WAIT),
+        # a write that moves nothing (a cancel request, its taking back; a result attempt) is no move
+        (
+            job(JobStatus.SUBMITTED, statement_id="s1", submitted_at=quiet(90), updated_at=quiet(1)),
+            61,
+            Action.CHECK_STATEMENT,
+        ),
+        (job(JobStatus.QUEUED, age=3600, updated_at=quiet(1)), 301, Action.GIVE_UP),
     ],
 )
 def test_plan(the_job, quiet_for, expected):
@@ -161,7 +167,7 @@ def test_a_job_that_moved_after_the_index_listed_it_is_not_checked():
     executor has started it and its statement has finished, and its completion event is being handled. The sweep
     checked the statement and completed the job beside the event's completion, and both announced it: two events for
     one job (the warehouse-outage fault test saw 2-4 in 100). It leaves the job to the event now."""
-    jobs = FakeJobs({"j_x": job(JobStatus.SUBMITTED, statement_id="s1", updated_at=quiet(1))})
+    jobs = FakeJobs({"j_x": job(JobStatus.SUBMITTED, statement_id="s1", submitted_at=quiet(1), updated_at=quiet(1))})
     warehouse = FakeWarehouse({"s1": "FINISHED"})
     summary = reconcile(FakePorts(jobs, warehouse), now=NOW)
     assert (summary.checked, summary.completed) == (1, 0)
