@@ -14,12 +14,15 @@ import io
 import json
 import logging
 import os
+import random
+import re
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qs
 
 import boto3
@@ -98,6 +101,22 @@ class LocalAws:
                 served.update(json.load(answer))
         return served
 
+    def fail(self, *faults: ServiceFault) -> None:
+        """Make this moto (and the ones serving apart) answer requests with ``faults`` (:func:`failing`) until each
+        one's ``until``; added to those already set."""
+        body = json.dumps({"faults": [asdict(fault) for fault in faults]}).encode()
+        for url in [self.endpoint_url, *(other.endpoint_url for other in self._others)]:
+            request = urllib.request.Request(url + FAULTS_PATH, data=body, method="POST")
+            urllib.request.urlopen(request, timeout=10).close()
+
+    def recover(self) -> Counter[str]:
+        """Take every fault :meth:`fail` set away; the requests they failed, by ``service:Operation``."""
+        failed: Counter[str] = Counter()
+        for url in [self.endpoint_url, *(other.endpoint_url for other in self._others)]:
+            with urllib.request.urlopen(urllib.request.Request(url + FAULTS_PATH, method="DELETE"), timeout=10) as a:
+                failed.update(json.load(a))
+        return failed
+
     def pid_of(self, service: str) -> int:
         """The process serving ``service``: the other moto's when :meth:`serving` moved it there, else :attr:`pid`."""
         url = self.service_endpoints.get(service)
@@ -164,6 +183,123 @@ def counted(app):
         return app(environ, start_response)
 
     return middleware
+
+
+#: Where a local moto takes the faults :func:`failing` answers with (``POST {"faults": [...]}`` adds,
+#: ``DELETE`` takes them all away and answers how many requests they failed). No AWS API has this path.
+FAULTS_PATH = "/_spectra/faults"
+
+
+@dataclass(frozen=True)
+class ServiceFault:
+    """A service misbehaving for a while: its requests (those naming ``resource``, when given: a table, a bucket, a
+    queue, an event bus) answered ``status`` with ``body`` and ``headers``, as AWS sends the error, a ``fraction`` of
+    them at random, until ``until`` (epoch seconds). Build one with :func:`dynamodb_error`, :func:`s3_error`,
+    :func:`json_error`."""
+
+    service: str  # as SigV4 scopes it: dynamodb, s3, sqs, events, sns
+    status: int
+    body: str
+    headers: dict[str, str]
+    until: float
+    fraction: float = 1.0
+    resource: str | None = None
+
+
+def dynamodb_error(code: str, *, seconds: float, status: int = 400, **options) -> ServiceFault:
+    """DynamoDB's error: ``ProvisionedThroughputExceededException`` and ``ThrottlingException`` are 400s,
+    ``InternalServerError`` a 500; botocore reads the code after the ``#`` of ``__type``."""
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": f"{code} (local fault)"})
+    headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "local-fault"}
+    return ServiceFault("dynamodb", status, body, headers, until=time.time() + seconds, **options)
+
+
+def json_error(service: str, code: str, *, seconds: float, status: int = 500, **options) -> ServiceFault:
+    """An error of a JSON-protocol service (SQS's ``InternalError``, EventBridge's ``InternalException``); SQS,
+    which spoke the query protocol before, also names its code in ``x-amzn-query-error``, as AWS does."""
+    body = json.dumps({"__type": code, "message": f"{code} (local fault)"})
+    headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": "local-fault"}
+    if service == "sqs":
+        headers["x-amzn-query-error"] = f"{code};{'Receiver' if status >= 500 else 'Sender'}"
+    return ServiceFault(service, status, body, headers, until=time.time() + seconds, **options)
+
+
+def s3_error(code: str = "SlowDown", *, seconds: float, status: int = 503, **options) -> ServiceFault:
+    """S3's XML error: ``SlowDown`` is a 503 ("Please reduce your request rate.")."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>Please reduce your request rate.</Message>"
+        "<RequestId>local-fault</RequestId><HostId>local-fault</HostId></Error>"
+    )
+    headers = {"Content-Type": "application/xml", "x-amz-request-id": "local-fault"}
+    return ServiceFault("s3", status, body, headers, until=time.time() + seconds, **options)
+
+
+def failing(app):
+    """WSGI middleware: requests a :class:`ServiceFault` set through :data:`FAULTS_PATH` matches are answered with
+    its error instead of moto's answer, so the fault suite can have DynamoDB throttle a table, S3 answer SlowDown on
+    a bucket or SQS and EventBridge fail on their side for a while, as AWS services do, and watch the pipeline ride
+    it out. A request is matched by its SigV4 service and, for a fault naming a resource, by that name in its path,
+    host or body; the body is read (and put back for moto) only then."""
+    faults: list[ServiceFault] = []
+    failed: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def answer(start_response, status: int, body: bytes, headers: dict[str, str]):
+        start_response(
+            f"{status} {HTTP_REASONS.get(status, 'Error')}", [*headers.items(), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    def middleware(environ, start_response):
+        if environ.get("PATH_INFO") == FAULTS_PATH:
+            method = environ.get("REQUEST_METHOD")
+            with lock:
+                if method == "POST":
+                    length = int(environ.get("CONTENT_LENGTH") or 0)
+                    faults.extend(ServiceFault(**f) for f in json.loads(environ["wsgi.input"].read(length))["faults"])
+                    return answer(start_response, 200, b"{}", {"Content-Type": "application/json"})
+                if method == "DELETE":
+                    body = json.dumps(failed).encode()
+                    faults.clear()
+                    failed.clear()
+                    return answer(start_response, 200, body, {"Content-Type": "application/json"})
+        with lock:
+            now = time.time()
+            faults[:] = [fault for fault in faults if fault.until > now]
+            candidates = list(faults)
+        if not candidates:
+            return app(environ, start_response)
+        service = _service(environ)
+        candidates = [fault for fault in candidates if fault.service == service]
+        if not candidates:
+            return app(environ, start_response)
+        named = environ.get("HTTP_HOST", "") + environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
+        if any(fault.resource and not _names(named, fault.resource) for fault in candidates):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            named += body.decode("utf-8", "replace")
+        for fault in candidates:
+            if (fault.resource is None or _names(named, fault.resource)) and random.random() < fault.fraction:
+                operation = _operation(environ)
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                if length:  # read what the client sent, or its next request on the connection starts mid-body
+                    environ["wsgi.input"].read(length)
+                with lock:
+                    failed[operation] += 1
+                return answer(start_response, fault.status, fault.body.encode(), fault.headers)
+        return app(environ, start_response)
+
+    return middleware
+
+
+def _names(text: str, resource: str) -> bool:
+    """Whether ``text`` names ``resource`` whole (table ``jobs`` is not named by ``jobs-archive``)."""
+    return re.search(rf"(?<![\w.-]){re.escape(resource)}(?![\w.-])", text) is not None
+
+
+HTTP_REASONS = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 #: Content types a client sends for a form, which moto's S3 takes a PUT's body for
@@ -252,7 +388,8 @@ class _MotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:  # moto's own, with the middleware around its application
         app = moto_speedups.RoutingCache(create_backend_app)
-        app = local_callers_only(presigned_headers_sent(s3_puts_kept_whole(counted(unsupported_operations(app)))))
+        app = counted(unsupported_operations(app))
+        app = local_callers_only(presigned_headers_sent(s3_puts_kept_whole(failing(app))))
         try:
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         except BaseException as exc:  # werkzeug exits the thread (SystemExit) when the port is taken
