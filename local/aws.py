@@ -275,16 +275,17 @@ def failing(app):
         if not candidates:
             return app(environ, start_response)
         named = environ.get("HTTP_HOST", "") + environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
-        if any(fault.resource and not _names(named, fault.resource) for fault in candidates):
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length and any(fault.resource and not _names(named, fault.resource) for fault in candidates):
+            # a body of a known length is read and put back for moto; one without (chunked) is left alone, unread,
+            # and names no resource: reading it by a length it does not have stored an empty object (storm review)
+            body = environ["wsgi.input"].read(length)
             environ["wsgi.input"] = io.BytesIO(body)
             named += body.decode("utf-8", "replace")
         for fault in candidates:
             if (fault.resource is None or _names(named, fault.resource)) and random.random() < fault.fraction:
                 operation = _operation(environ)
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-                if length:  # read what the client sent, or its next request on the connection starts mid-body
+                if length:  # read what the client sent before answering, so the server does not reset on it
                     environ["wsgi.input"].read(length)
                 with lock:
                     failed[operation] += 1

@@ -54,7 +54,9 @@ LAMBDA_RESPONSE_MAX_BYTES = 6 * 1024 * 1024 + 100
 log = logging.getLogger(__name__)
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-_RESPONSE_TYPES = {401: "UNAUTHORIZED", 403: "ACCESS_DENIED", 429: "THROTTLED", 500: "AUTHORIZER_FAILURE"}
+#: An authorizer that raised or timed out is, to API Gateway, an AuthorizerConfigurationException: its
+#: AUTHORIZER_CONFIGURATION_ERROR response, the one the template must get right (storm review)
+_RESPONSE_TYPES = {401: "UNAUTHORIZED", 403: "ACCESS_DENIED", 429: "THROTTLED", 500: "AUTHORIZER_CONFIGURATION_ERROR"}
 _METER_REFUSALS = {
     INVALID_API_KEY: (403, "Forbidden"),
     THROTTLED: (429, "Too Many Requests"),

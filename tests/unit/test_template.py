@@ -293,6 +293,19 @@ def test_api_gateways_own_answers_carry_the_apis_answer_headers(template):
         }, name
 
 
+def test_an_authorizer_that_fails_is_a_503_to_retry_whichever_response_api_gateway_names_it(template):
+    """An authorizer that raised or timed out (its tenants table throttling) was API Gateway's bare 500. AWS names
+    it AUTHORIZER_CONFIGURATION_ERROR, or AUTHORIZER_FAILURE: both are one 503 with Retry-After, and the local
+    gateway answers through the first (the storm review: it used the second, so the first went untested)."""
+    from local.runner.api_gateway import _RESPONSE_TYPES
+
+    responses = template["Resources"]["Api"]["Properties"]["GatewayResponses"]
+    configuration, failure = responses["AUTHORIZER_CONFIGURATION_ERROR"], responses["AUTHORIZER_FAILURE"]
+    assert configuration == failure
+    assert configuration["StatusCode"] == 503 and configuration["ResponseParameters"]["Headers"]["Retry-After"]
+    assert _RESPONSE_TYPES[500] == "AUTHORIZER_CONFIGURATION_ERROR"
+
+
 def test_the_executor_is_bounded_by_its_event_sources_maximum_concurrency(template):
     jobs = template["Resources"]["ExecutorFunction"]["Properties"]["Events"]["Jobs"]["Properties"]
     assert jobs["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "ExecutorMaxConcurrency"}
