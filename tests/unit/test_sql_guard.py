@@ -253,12 +253,12 @@ def test_nested_derived_tables_at_the_size_limit_parse_in_well_under_the_deadlin
     columns = ", ".join(f"c{i}" for i in range(180))
     sql = "SELECT * FROM " + f"(SELECT {columns} FROM " * 100 + "t" + ") x" * 100
     assert len(sql) > 90_000
-    # About 0.55 s of CPU on the usual machine, past the 1 s deadline on a slower, loaded one (refused there as
-    # too_complex): the deadline is lifted here, and the bound sits far from both that and the 27 s.
-    monkeypatch.setattr(sql_guard, "PARSE_SECONDS", 10 * PARSE_SECONDS)
+    # About 0.55 s of CPU on the usual machine, near the deadline on a slower, loaded one: the deadline is lifted
+    # here, and the bound sits far from both that and the 27 s.
+    monkeypatch.setattr(sql_guard, "PARSE_SECONDS", 30.0)
     started = time.thread_time()
     assert check_sql(sql, max_bytes=100_000) == sql
-    assert time.thread_time() - started < 5 * PARSE_SECONDS
+    assert time.thread_time() - started < 10
 
 
 def test_the_recursion_the_parser_needs_does_not_need_a_big_c_stack():
