@@ -61,6 +61,16 @@ class Cancelled(Exception):
     """CancelStatement arrived while the statement ran; raised to roll its transaction back."""
 
 
+def _cancel_backend(statement: Statement, doing: str) -> None:
+    """A cancel request to the backend running ``statement``, if it runs (its worker then ends it as asked)."""
+    conn = statement.connection
+    if conn is not None:
+        try:
+            conn.cancel_safe(timeout=5)
+        except Exception:
+            log.warning("%s %s failed", doing, statement.id, exc_info=True)
+
+
 class StatementRunner:
     def __init__(
         self,
@@ -93,22 +103,12 @@ class StatementRunner:
         completion event only ``with_event``. Not a cancel: nobody asked for it."""
         statement.interrupted = (status, error)
         statement.event_suppressed = not with_event
-        conn = statement.connection
-        if conn is not None:
-            try:
-                conn.cancel_safe(timeout=5)
-            except Exception:
-                log.warning("interrupting %s failed", statement.id, exc_info=True)
+        _cancel_backend(statement, "interrupting")
 
     def cancel(self, statement: Statement) -> None:
         """Ask a running statement to stop: a cancel request to its backend, then the worker marks it ABORTED."""
         statement.cancel_requested = True
-        conn = statement.connection
-        if conn is not None:
-            try:
-                conn.cancel_safe(timeout=5)
-            except Exception:
-                log.warning("cancel request for %s failed", statement.id, exc_info=True)
+        _cancel_backend(statement, "cancel request for")
 
     @property
     def s3_client(self) -> Any:

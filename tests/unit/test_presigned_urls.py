@@ -17,22 +17,31 @@ pytestmark = pytest.mark.unit
 ACCESS_KEY, SECRET_KEY, REGION = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "eu-west-1"
 
 
-def test_result_urls_are_short_lived_sigv4_gets_of_one_object(monkeypatch):
+def signing_ports(monkeypatch, settings):
+    """Ports whose S3 client signs with the fixed test credentials, pointed at AWS (not a local stack)."""
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)  # another tier's local stack may have exported its endpoints
     session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION)
-    settings = make_settings()
-    ports = build_ports(settings, session=session)
-    key = "acme/j_x-Y_1/part-00000.csv.gz"
-    result = JobResult(
+    return build_ports(settings, session=session)
+
+
+def one_file_result(prefix: str, key: str) -> JobResult:
+    return JobResult(
         bucket="spectra-results",
-        prefix="acme/j_x-Y_1/",
-        manifest_key="acme/j_x-Y_1/manifest.json",
+        prefix=prefix,
+        manifest_key=f"{prefix}manifest.json",
         files=[ResultFile(key=key, rows=1, bytes=10)],
         row_count=1,
         bytes=10,
         columns=[],
     )
+
+
+def test_result_urls_are_short_lived_sigv4_gets_of_one_object(monkeypatch):
+    settings = make_settings()
+    ports = signing_ports(monkeypatch, settings)
+    key = "acme/j_x-Y_1/part-00000.csv.gz"
+    result = one_file_result("acme/j_x-Y_1/", key)
     [file] = ports.results.presign(result, ttl_seconds=settings.presign_ttl_seconds)
     url = assert_sigv4_get_url(
         file["url"], access_key=ACCESS_KEY, secret_key=SECRET_KEY, region=REGION, ttl_seconds=300
@@ -48,20 +57,8 @@ def test_every_presigned_get_tells_caches_not_to_store_the_file(monkeypatch):
     of the file's age (hours, for a day-old result) and hand to the URL's next holder without asking S3, after the
     URL has expired. Each URL (query results, their manifest, bulk result files) signs in ``response-cache-control:
     no-store``, which S3 answers as the file's Cache-Control (over HTTP: tests/e2e/test_presigned_urls.py)."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION)
-    ports = build_ports(make_settings(), session=session)
-    key = "acme/j_1/part-00000.csv.gz"
-    result = JobResult(
-        bucket="spectra-results",
-        prefix="acme/j_1/",
-        manifest_key="acme/j_1/manifest.json",
-        files=[ResultFile(key=key, rows=1, bytes=10)],
-        row_count=1,
-        bytes=10,
-        columns=[],
-    )
+    ports = signing_ports(monkeypatch, make_settings())
+    result = one_file_result("acme/j_1/", "acme/j_1/part-00000.csv.gz")
     urls = [
         ports.results.presign(result, ttl_seconds=300)[0]["url"],
         ports.results.presign_key(result, "acme/j_1/manifest.json", ttl_seconds=300),
