@@ -29,9 +29,11 @@ HEADER_MAX_BYTES = 1024 * 1024
 #: Redshift's 1,600 columns of 127 bytes pass it written as they are folded (lower case, no spaces around them).
 HEADER_NAMES_MAX_BYTES = 256 * 1024
 BOM = "\ufeff"
-#: The columns the result files put before a record's own (``outcomes.LEADING_COLUMNS``), folded: a file naming one
-#: would have its result files name it twice, and a client reading them by name takes one for the other.
-RESULT_FILE_COLUMNS = frozenset({"sf__id", "sf__created", "sf__error"})
+#: The columns each result file starts with, before the records' own (unprocessedrecords has the records' alone).
+LEADING_COLUMNS = {"successful": ("sf__Id", "sf__Created"), "failed": ("sf__Id", "sf__Error"), "unprocessed": ()}
+#: Those columns, folded: a file naming one would have its result files name it twice, and a client reading them by
+#: name takes one for the other.
+RESULT_FILE_COLUMNS = frozenset(fold_name(name) for names in LEADING_COLUMNS.values() for name in names)
 _COLUMN = re.compile(COLUMN_PATTERN)
 #: what surrogateescape makes of bytes that are not UTF-8
 UNDECODABLE = re.compile("[\udc80-\udcff]")

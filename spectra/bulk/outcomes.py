@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 from events import ErrorInfo
-from spectra.bulk.csvfiles import BOM, HEADER_MAX_BYTES, MAX_RECORD_CHARS, UNDECODABLE, Record, records
+from spectra.bulk.csvfiles import (
+    BOM,
+    HEADER_MAX_BYTES,
+    LEADING_COLUMNS,
+    MAX_RECORD_CHARS,
+    UNDECODABLE,
+    Record,
+    records,
+)
 from spectra.bulk.files import FileReplaced, FileUnreadable, results_key
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, SourceFile
 from spectra.errors import NotFound
@@ -40,8 +48,6 @@ from spectra.unload import read_unload_manifest
 logger = logging.getLogger(__name__)
 
 KINDS = ("successful", "failed", "unprocessed")
-#: The columns each result file starts with, before the records' own (unprocessedrecords has the records' alone).
-LEADING_COLUMNS = {"successful": ("sf__Id", "sf__Created"), "failed": ("sf__Id", "sf__Error"), "unprocessed": ()}
 MISSING_ID = "missing external id"
 RECORD_BATCH = 2000  # records whose outcomes are looked up together (memory: one batch)
 LOOKUP_IDS = 500  # ids per lookup query (under SQLite's oldest limit of 999 parameters)

@@ -19,7 +19,6 @@ from spectra.bulk.csvfiles import (
 )
 from spectra.bulk.files import CHUNK
 from spectra.bulk.models import BulkOperation, SourceFile
-from spectra.bulk.outcomes import LEADING_COLUMNS
 from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import make_ports
 
@@ -388,4 +387,3 @@ def test_a_column_named_as_a_result_files_own_is_refused(files, data):
     record's value for the job's id, or the job's for the record's."""
     error = refused(files, data)
     assert error.code == "invalid_header" and "sf__Id, sf__Created and sf__Error" in error.message
-    assert {name.lower() for names in LEADING_COLUMNS.values() for name in names} == csvfiles.RESULT_FILE_COLUMNS
