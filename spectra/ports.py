@@ -37,6 +37,12 @@ _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect
 #: (tests/integration/pipeline/test_quick_cancel.py counts both), which against a throttling Data API can outlast
 #: API Gateway's 29 s: the client got a 5xx instead of its job.
 _QUICK_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=1.5)
+#: For the authorizer's reads (a key, its tenant), in front of every request a cache misses: three tries, backing off
+#: at most 1 s then 2 s, so a failing tenants table is a 503 to the client within a few seconds. The standard client's
+#: five tries back off up to 15 s per read, past the authorizer's 10 s Timeout: the client waited 10 s for the same
+#: 503, Lambda's timeout logged as the authorizer's error, and each such request held a Lambda environment (of the
+#: account's unreserved pool, which the executor draws from too) for 10 s.
+_SIGN_IN_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=1, read_timeout=2)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class Ports:
     settings: Settings
     jobs: JobStore
     tenants: TenantDirectory
+    #: the tenants table as the authorizer reads it: through a client that gives up within seconds (_SIGN_IN_CONFIG)
+    sign_in: TenantDirectory
     queue: JobQueue
     warehouse: StatementRunner
     results: ResultSink
@@ -122,6 +130,7 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
         settings=settings,
         jobs=JobStore(dynamodb, settings.jobs_table),
         tenants=TenantDirectory(dynamodb, settings.tenants_table, settings.subscriptions_table or None),
+        sign_in=TenantDirectory(client("dynamodb", _SIGN_IN_CONFIG), settings.tenants_table),
         queue=JobQueue(sqs, settings.jobs_queue_url),
         warehouse=StatementRunner(
             client("redshift-data"),

@@ -4,7 +4,8 @@ The runner reproduces what a client sees in AWS, because that is what tests shou
 
 - the identity source (``Identity.Header`` for TOKEN, ``Identity.Headers`` / ``QueryStrings`` for REQUEST) missing →
   401 ``Unauthorized`` without calling the function;
-- the function raising ``Exception("Unauthorized")`` → 401; raising anything else or returning a malformed answer → 500;
+- the function raising ``Exception("Unauthorized")`` → 401; raising anything else, running past its Timeout or
+  returning a malformed answer → 500 (API Gateway's AUTHORIZER_CONFIGURATION_ERROR);
 - a policy that does not allow ``execute-api:Invoke`` on the method ARN (or denies it) → 403;
 - allowed → ``principalId`` and the ``context`` map (values stringified, as API Gateway does) reach the integration in
   ``requestContext.authorizer``.
@@ -103,7 +104,7 @@ class LambdaAuthorizer:
             try:
                 with self._lock:
                     self.calls += 1
-                answer = self.function.invoke(event)
+                answer = self.function.invoke_bounded(event)  # past its Timeout, Lambda's error: a 500
             except Exception as exc:
                 if str(exc) == "Unauthorized":
                     return UNAUTHORIZED

@@ -45,7 +45,7 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
         if token is None:
             raise Unauthorized("missing bearer token")
         ports = get_ports()
-        tenant = authenticate(ports.tenants, ports.jwt, token)
+        tenant = authenticate(ports.sign_in, ports.jwt, token)
     except Unauthorized:
         logger.info("rejected bearer token")
         raise Exception("Unauthorized") from None

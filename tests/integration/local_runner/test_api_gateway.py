@@ -144,6 +144,15 @@ def test_authorizer_raising_unauthorized_is_401(api):
     assert api.invocations("Authorizer") == 1 and api.invocations("Echo") == 0
 
 
+def test_an_authorizer_past_its_timeout_is_a_500_though_it_would_have_allowed(api):
+    """Lambda stops an authorizer at its Timeout and API Gateway answers AUTHORIZER_CONFIGURATION_ERROR (a 500). The
+    runner waited for it, so an authorizer whose SDK retried past its Timeout let the request through (the service
+    storms' fault test)."""
+    response = _get(api, "/items/1", headers={"Authorization": "Bearer slow"})
+    assert response.status_code == 500 and response.json() == {"message": None}
+    assert api.invocations("Echo") == 0
+
+
 def test_deny_policy_is_403(api):
     response = _get(api, "/items/1", headers={"Authorization": "Bearer deny"})
     assert response.status_code == 403

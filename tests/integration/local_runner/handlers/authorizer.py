@@ -1,8 +1,11 @@
 """A Lambda authorizer whose answer the token decides (``Bearer <verdict>``).
 
 allow → Allow on every method of the API; narrow → Allow on this method ARN only (shows cache semantics);
-deny → explicit Deny; anything else → ``Exception("Unauthorized")``, API Gateway's 401 convention.
+deny → explicit Deny; slow → allow, after longer than the function's Timeout (3 s, Lambda's default); anything else
+→ ``Exception("Unauthorized")``, API Gateway's 401 convention.
 """
+
+import time
 
 
 def handle(event, context):
@@ -14,6 +17,9 @@ def handle(event, context):
         return _policy("Allow", f"{api_prefix}/*", event)
     if verdict == "narrow":
         return _policy("Allow", arn, event)
+    if verdict == "slow":
+        time.sleep(context.get_remaining_time_in_millis() / 1000 + 0.5)
+        return _policy("Allow", f"{api_prefix}/*", event)
     if verdict == "deny":
         return _policy("Deny", f"{api_prefix}/*", event)
     raise Exception("Unauthorized")
