@@ -111,9 +111,16 @@ class LocalAws:
 
     def recover(self) -> Counter[str]:
         """Take every fault :meth:`fail` set away; the requests they failed, by ``service:Operation``."""
+        return self._faults_answer("DELETE")
+
+    def failures(self) -> Counter[str]:
+        """The requests the faults have failed so far, by ``service:Operation``, the faults left as they are."""
+        return self._faults_answer("GET")
+
+    def _faults_answer(self, method: str) -> Counter[str]:
         failed: Counter[str] = Counter()
         for url in [self.endpoint_url, *(other.endpoint_url for other in self._others)]:
-            with urllib.request.urlopen(urllib.request.Request(url + FAULTS_PATH, method="DELETE"), timeout=10) as a:
+            with urllib.request.urlopen(urllib.request.Request(url + FAULTS_PATH, method=method), timeout=10) as a:
                 failed.update(json.load(a))
         return failed
 
@@ -186,7 +193,8 @@ def counted(app):
 
 
 #: Where a local moto takes the faults :func:`failing` answers with (``POST {"faults": [...]}`` adds,
-#: ``DELETE`` takes them all away and answers how many requests they failed). No AWS API has this path.
+#: ``GET`` answers how many requests they failed, ``DELETE`` that too and takes them all away). No AWS API has this
+#: path.
 FAULTS_PATH = "/_spectra/faults"
 
 
@@ -259,10 +267,11 @@ def failing(app):
                     length = int(environ.get("CONTENT_LENGTH") or 0)
                     faults.extend(ServiceFault(**f) for f in json.loads(environ["wsgi.input"].read(length))["faults"])
                     return answer(start_response, 200, b"{}", {"Content-Type": "application/json"})
-                if method == "DELETE":
+                if method in ("GET", "DELETE"):
                     body = json.dumps(failed).encode()
-                    faults.clear()
-                    failed.clear()
+                    if method == "DELETE":
+                        faults.clear()
+                        failed.clear()
                     return answer(start_response, 200, body, {"Content-Type": "application/json"})
         with lock:
             now = time.time()

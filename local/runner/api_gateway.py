@@ -44,7 +44,7 @@ from werkzeug.serving import BaseWSGIServer, DechunkedInput, WSGIRequestHandler,
 from werkzeug.wrappers import Request, Response
 
 from local.runner.authorizers import AuthDecision, AuthorizerRequest, LambdaAuthorizer
-from local.runner.functions import LocalFunction
+from local.runner.functions import LocalFunction, TaskTimedOut
 from local.runner.usage_plans import INVALID_API_KEY, QUOTA_EXCEEDED, THROTTLED, UsageMeter
 
 #: Lambda's synchronous invocation quotas (bytes of the event, of the response)
@@ -62,6 +62,10 @@ _METER_REFUSALS = {
     THROTTLED: (429, "Too Many Requests"),
     QUOTA_EXCEEDED: (429, "Limit Exceeded"),
 }
+
+#: API Gateway REST's integration timeout (its default; an Api event's ``TimeoutInMillis`` may ask for less, and a
+#: Regional API for more): past it the client gets a 504 INTEGRATION_TIMEOUT however long the function goes on
+INTEGRATION_TIMEOUT_SECONDS = 29
 
 # API Gateway REST's request quotas (hard limits, not adjustable): payload, URL, and request line plus header values.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -116,6 +120,8 @@ class Route:
     authorizer: str | None
     resource_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     api_key_required: bool = False
+    #: the event's ``TimeoutInMillis``, else API Gateway's default
+    timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS
 
     def __post_init__(self) -> None:
         self.segments = [s for s in self.path.split("/") if s]
@@ -214,7 +220,12 @@ class ApiGateway:
             log.warning("%s %s: the event is past Lambda's 6 MiB; not invoked", request.method, request.path)
             return route.api.gateway_response(502, "Internal server error", "INTEGRATION_FAILURE")
         try:
-            result = route.function.invoke(event)
+            result = route.function.invoke_bounded(event, seconds=route.timeout_seconds)
+        except TaskTimedOut:
+            log.warning("%s: no answer on %s %s in time", route.function.logical_id, request.method, request.path)
+            if route.function.config.timeout_seconds < route.timeout_seconds:  # Lambda's timeout: the function's error
+                return route.api.gateway_response(502, "Internal server error")
+            return route.api.gateway_response(504, "Endpoint request timed out", "INTEGRATION_TIMEOUT")
         except Exception:
             log.exception("%s raised on %s %s", route.function.logical_id, request.method, request.path)
             return route.api.gateway_response(502, "Internal server error")

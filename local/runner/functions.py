@@ -363,12 +363,13 @@ class LocalFunction:
         finally:
             self._give_back(environment)
 
-    def invoke_bounded(self, event: Any) -> Any:
-        """:meth:`invoke` as a synchronous caller (API Gateway calling an authorizer) sees it on Lambda: the answer
-        within the function's Timeout, else :class:`TaskTimedOut`. A thread cannot be stopped, so the handler runs on
-        in its environment, which stays taken until it ends, and :meth:`overran` lists it. Without this, an authorizer
-        that Lambda would have stopped at 10 s answered after 15 (its SDK still retrying) and let the request through
-        where AWS refuses it (the service storms' fault test)."""
+    def invoke_bounded(self, event: Any, *, seconds: float | None = None) -> Any:
+        """:meth:`invoke` as a synchronous caller (API Gateway) sees it on Lambda: the answer within the function's
+        Timeout, or the caller's own ``seconds`` when shorter, else :class:`TaskTimedOut`. A thread cannot be stopped,
+        so the handler runs on in its environment, which stays taken until it ends, and :meth:`overran` lists it.
+        Without this, an authorizer that Lambda would have stopped at 10 s answered after 15 (its SDK still retrying)
+        and let the request through where AWS refuses it (the service storms' fault test)."""
+        limit = self.config.timeout_seconds if seconds is None else min(seconds, self.config.timeout_seconds)
         answer: Future = Future()
 
         def run() -> None:
@@ -379,9 +380,9 @@ class LocalFunction:
 
         threading.Thread(target=run, name=f"{self.logical_id}-invoke", daemon=True).start()
         try:
-            return answer.result(timeout=self.config.timeout_seconds)
+            return answer.result(timeout=limit)
         except TimeoutError:  # concurrent.futures' is the built-in one since 3.11
-            raise TaskTimedOut(f"Task timed out after {self.config.timeout_seconds:.2f} seconds") from None
+            raise TaskTimedOut(f"no answer within {limit:.2f} seconds") from None
 
     def _invoke_in(self, environment: ExecutionEnvironment, event: Any) -> Any:
         handler = environment.handler

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from local.aws import LocalAws
-from local.runner.api_gateway import RestApi, Route
+from local.runner.api_gateway import INTEGRATION_TIMEOUT_SECONDS, RestApi, Route
 from local.runner.authorizers import LambdaAuthorizer
 from local.runner.functions import LocalFunction, function_config
 from local.runner.provision import IMPLICIT_API_ID
@@ -239,7 +239,18 @@ def build_routes(
                 authorizer = None
             method = str(props["Method"]).upper()
             key_required = str(auth.get("ApiKeyRequired", api.api_key_required)).lower() == "true"
-            routes.append(Route(api, props["Path"], method, function, authorizer, api_key_required=key_required))
+            timeout = float(props.get("TimeoutInMillis", INTEGRATION_TIMEOUT_SECONDS * 1000)) / 1000
+            routes.append(
+                Route(
+                    api,
+                    props["Path"],
+                    method,
+                    function,
+                    authorizer,
+                    api_key_required=key_required,
+                    timeout_seconds=timeout,
+                )
+            )
     _check_overlaps(routes)
     return routes
 

@@ -136,6 +136,10 @@ _GATEWAY = {
         "An AWS service behind the API is throttling or failing (`unavailable`): retry after a pause",
         headers={"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}},
     ),
+    504: _answer(
+        "No answer within API Gateway's 29 s (`gateway_error`): what the request did may have been done; a query "
+        "sent with an `Idempotency-Key` is safe to send again"
+    ),
 }
 _JSON_BODY = {
     413: _answer("The body is larger than 1 MiB"),
@@ -530,7 +534,9 @@ _ERROR_CODES = {
     "429": "throttled",
     "431": "request_error",
     "500": "internal_error",
+    "502": "gateway_error",  # the template's DEFAULT_5XX
     "503": "unavailable",
+    "504": "gateway_error",
 }
 
 

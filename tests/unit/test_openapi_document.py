@@ -58,9 +58,10 @@ def test_every_operation_is_summarised_described_and_answers_with_its_models(met
 
 @pytest.mark.parametrize(("method", "path", "operation"), OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
 def test_each_error_answer_has_its_own_example(method, path, operation):
-    # the gateway's answers shared one content object, so each showed the last example written: 500's internal_error
+    # the gateway's answers shared one content object, so each showed the last example written: 500's internal_error;
+    # the 502 had none (no code written for it)
     for status, answer in operation["responses"].items():
-        if status in _ERROR_CODES:
+        if int(status) >= 400 and "content" in answer:
             example = answer["content"]["application/json"]["example"]["error"]
             assert (example["code"], example["message"]) == (_ERROR_CODES[status], answer["description"]), status
 

@@ -131,6 +131,17 @@ def test_a_raising_function_is_a_502_on_the_implicit_api(api):
     assert _get(api, "/Prod/broken").status_code == 502
 
 
+def test_an_answer_past_the_integration_timeout_is_a_504_and_past_the_functions_a_502(api):
+    """API Gateway stops waiting at the integration's timeout (29 s, or the event's ``TimeoutInMillis``): 504
+    INTEGRATION_TIMEOUT. A function stopped by its own, shorter, Timeout is Lambda's error: 502. The runner waited
+    for any answer however long it took."""
+    gateway = _get(api, "/slow/gateway?seconds=0.8")
+    assert gateway.status_code == 504 and gateway.json() == {"message": "Endpoint request timed out"}
+    function = _get(api, "/slow/lambda?seconds=1.5")
+    assert function.status_code == 502 and function.json() == {"message": "Internal server error"}
+    assert _get(api, "/slow/gateway?seconds=0").status_code == 200
+
+
 def test_missing_token_is_401_without_calling_the_authorizer(api):
     response = _get(api, "/items/1")
     assert response.status_code == 401 and response.json() == {"message": "Unauthorized"}

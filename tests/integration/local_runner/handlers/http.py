@@ -32,3 +32,11 @@ def sized(event, context):
 
 def broken(event, context):
     raise RuntimeError("an unhandled error becomes API Gateway's 502")
+
+
+def slow(event, context):
+    """200 after ``?seconds=`` seconds (past the route's or the function's timeout, in the timeout tests)."""
+    import time
+
+    time.sleep(float((event.get("queryStringParameters") or {}).get("seconds", 0)))
+    return {"statusCode": 200, "body": "{}"}
