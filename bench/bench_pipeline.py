@@ -41,7 +41,7 @@ from local.demo import Warehouse, add_tenant
 from local.pipeline import CLUSTER_ID, start_pipeline
 from local.redshift_data import EmulatorConfig, start_emulator
 from local.subscriber import BusSubscriber
-from spectra.ports import get_ports
+from spectra.ports import Budget, get_ports
 
 SQL = "select 1 as one"
 WAIT_SECONDS = 25
@@ -132,7 +132,7 @@ def run(jobs: int) -> dict:
         ports = get_ports()
         api_key = add_tenant(Warehouse(data_api, CLUSTER_ID), ports.tenants, "bench")
         counter = CallCounter()
-        for client in ports.clients:
+        for client in (client for budget in Budget for client in get_ports(budget).clients):  # the API's too
             counter.attach(client)
         subscriber = BusSubscriber(aws, stack.physical_id("JobEventBus"), name_prefix="bench")
         session = requests.Session()

@@ -7,7 +7,8 @@ so the same code talks to AWS, LocalStack or the local stack without a branch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from enum import StrEnum
+from functools import cache
 
 import boto3
 from botocore.config import Config
@@ -30,19 +31,31 @@ from spectra.tokens import PageTokens, SecretKey
 from spectra.waits import WaitLeases
 from spectra.warehouse import StatementRunner
 
-# Standard retry mode backs off on throttling; the SQS redrive is the outer retry for anything still failing.
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+
+class Budget(StrEnum):
+    """How long a function's AWS calls keep trying, by who waits for its answer (:func:`get_ports`)."""
+
+    #: A queue's consumer, a schedule: six tries in standard retry mode, backing off up to 20 s between (about 30 s
+    #: in all), and the queue's redelivery is the outer retry for what still fails.
+    QUEUE = "queue"
+    #: An API request or the authorizer, whose caller API Gateway holds (29 s, the authorizer's 10 s Timeout): three
+    #: tries, at most 1 s then 2 s of backoff, then the client's 503 with Retry-After. The queue's budget spent one
+    #: failing call's retries for up to 30 s: a one-call query against a failing table was API Gateway's 504
+    #: after 29 s, and the authorizer ran past its Timeout (tests/e2e/test_client_budget.py).
+    CLIENT = "client"
+
+
+#: The budgets differ in tries alone: a call that hangs is cut off by the caller's own limit either way (the API's
+#: 504, the authorizer's Timeout), and shorter read timeouts would cut off a slow large upload too.
+_BUDGETS = {
+    Budget.QUEUE: Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30),
+    Budget.CLIENT: Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=30),
+}
 #: For a call a client waits for within the few seconds an API request has left (the cancel after a one-call query's
 #: wait, which leaves 3 s): one try, short timeouts. The standard client tries six times with backoff between
 #: (tests/integration/pipeline/test_quick_cancel.py counts both), which against a throttling Data API can outlast
 #: API Gateway's 29 s: the client got a 5xx instead of its job.
 _QUICK_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=1.5)
-#: For the authorizer's reads (a key, its tenant), in front of every request a cache misses: three tries, backing off
-#: at most 1 s then 2 s, so a failing tenants table is a 503 to the client within a few seconds. The standard client's
-#: five tries back off up to 15 s per read, past the authorizer's 10 s Timeout: the client waited 10 s for the same
-#: 503, Lambda's timeout logged as the authorizer's error, and each such request held a Lambda environment (of the
-#: account's unreserved pool, which the executor draws from too) for 10 s.
-_SIGN_IN_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=1, read_timeout=2)
 
 
 @dataclass(frozen=True)
@@ -71,8 +84,6 @@ class Ports:
     settings: Settings
     jobs: JobStore
     tenants: TenantDirectory
-    #: the tenants table as the authorizer reads it: through a client that gives up within seconds (_SIGN_IN_CONFIG)
-    sign_in: TenantDirectory
     queue: JobQueue
     warehouse: StatementRunner
     results: ResultSink
@@ -93,12 +104,15 @@ class Ports:
     notify: NotifyPorts | None = None
 
 
-def build_ports(settings: Settings, session: boto3.session.Session | None = None) -> Ports:
+def build_ports(
+    settings: Settings, session: boto3.session.Session | None = None, budget: Budget = Budget.QUEUE
+) -> Ports:
     session = session or boto3.session.Session()
     clients = []
+    base = _BUDGETS[budget]
 
     def client(name: str, config: Config | None = None):
-        clients.append(session.client(name, config=_CLIENT_CONFIG.merge(config) if config else _CLIENT_CONFIG))
+        clients.append(session.client(name, config=base.merge(config) if config else base))
         return clients[-1]
 
     dynamodb = client("dynamodb")
@@ -130,7 +144,6 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
         settings=settings,
         jobs=JobStore(dynamodb, settings.jobs_table),
         tenants=TenantDirectory(dynamodb, settings.tenants_table, settings.subscriptions_table or None),
-        sign_in=TenantDirectory(client("dynamodb", _SIGN_IN_CONFIG), settings.tenants_table),
         queue=JobQueue(sqs, settings.jobs_queue_url),
         warehouse=StatementRunner(
             client("redshift-data"),
@@ -157,7 +170,16 @@ def build_ports(settings: Settings, session: boto3.session.Session | None = None
     )
 
 
-@lru_cache(maxsize=1)
-def get_ports() -> Ports:
-    """The process's ports, created on first use (inside a handler, never at import)."""
-    return build_ports(get_settings())
+def get_ports(budget: Budget = Budget.QUEUE) -> Ports:
+    """The process's ports for ``budget`` (:class:`Budget`: the API and the authorizer ask for ``CLIENT``), created on
+    first use (inside a handler, never at import). On Lambda a process is one function's, so it builds one; the local
+    runner's process, all functions', builds both. ``get_ports.cache_clear()`` forgets them."""
+    return _built(Budget(budget))
+
+
+@cache
+def _built(budget: Budget) -> Ports:  # one cache key per budget, however get_ports was called
+    return build_ports(get_settings(), budget=budget)
+
+
+get_ports.cache_clear = _built.cache_clear  # type: ignore[attr-defined]

@@ -49,7 +49,7 @@ from spectra.errors import (
 )
 from spectra.notify import service as notify
 from spectra.notify.models import callback_id
-from spectra.ports import get_ports
+from spectra.ports import Budget, get_ports
 from spectra.tenants import Caller
 from spectra.tokens import MAX_TOKEN_CHARS
 
@@ -103,7 +103,7 @@ class _Resolver(APIGatewayRestResolver):
 app = _Resolver(enable_validation=True, serializer=_json_answer)
 # Request bodies are read by our strict reader (producers/api/body.py) in place of Powertools' lenient one, inside
 # the same validation step, so that no body can escape as an unhandled exception.
-app._request_validation_middleware = StrictBodyValidation(lambda: get_ports().settings.api_max_body_bytes)
+app._request_validation_middleware = StrictBodyValidation(lambda: get_ports(Budget.CLIENT).settings.api_max_body_bytes)
 app.include_router(bulk.router)
 app.include_router(subscriptions.router)
 
@@ -347,12 +347,14 @@ def submit(
             # a wait holds this environment: it takes one of the tenant's wait leases first, or is refused 429 before
             # any job is made (spectra/waits.py); the lease lasts as long as the request can
             try:
-                held.enter_context(waits.waiting_room(get_ports(), _caller().tenant_id, seconds=_seconds_left(wait)))
+                held.enter_context(
+                    waits.waiting_room(get_ports(Budget.CLIENT), _caller().tenant_id, seconds=_seconds_left(wait))
+                )
             except TooManyWaits:
                 # ... but a repeat of a request whose job exists makes none: it is answered that job as it stands,
                 # without waiting ("a repeated key answers 200"), rather than told to send it again for an answer
                 # it may hold already (a client retrying a lost answer while its tenant's waits are taken)
-                earlier = queries.earlier_job(get_ports(), _caller(), **asked)
+                earlier = queries.earlier_job(get_ports(Budget.CLIENT), _caller(), **asked)
                 if earlier is None:
                     raise
                 wait, cancel_error = 0, queries.unwaited_cancel(earlier, request.on_wait_timeout)
@@ -360,23 +362,32 @@ def submit(
             job, created = earlier, False
         else:
             job, created = queries.submit_query(
-                get_ports(), _caller(), correlation_id=app.current_event.request_context.request_id, **asked
+                get_ports(Budget.CLIENT),
+                _caller(),
+                correlation_id=app.current_event.request_context.request_id,
+                **asked,
             )
         metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
         if wait:
             # what is left of the function's time once the job is queued, so queueing it counts against the wait
             seconds = _wait_seconds(request.wait_timeout)
-            waited = queries.await_job(get_ports(), _caller(), job, seconds=seconds, on_timeout=request.on_wait_timeout)
+            waited = queries.await_job(
+                get_ports(Budget.CLIENT), _caller(), job, seconds=seconds, on_timeout=request.on_wait_timeout
+            )
             job, cancel_error = waited.job, waited.cancel_error
         view = QueryAnswer.of(job)
         view.cancel_error = cancel_error
         if job.status is JobStatus.COMPLETED and request.wait_timeout:
-            results = queries.waited_results(get_ports(), job)
+            results = queries.waited_results(get_ports(Budget.CLIENT), job)
             view.results = JobResults.model_validate(results) if results is not None else None
     if callback is not None:
         # a repeat (the same Idempotency-Key and request) answers the first request's callback, secret included: a
         # client whose first answer was lost has no other way to learn it
-        stored = callback if created else notify.job_callback(get_ports(), tenant_id=job.tenant_id, job_id=job.job_id)
+        stored = (
+            callback
+            if created
+            else notify.job_callback(get_ports(Budget.CLIENT), tenant_id=job.tenant_id, job_id=job.job_id)
+        )
         if stored is not None:
             view.callback = CallbackView(subscription_id=callback_id(job.job_id), url=stored.url, secret=stored.secret)
     return Response(
@@ -417,7 +428,7 @@ def _wait_seconds(wait_timeout: int) -> float:
     "and, for a failed job, the database's message.",
 )
 def get_job(job_id: Annotated[str, _JOB_ID]) -> JobView:
-    return JobView.of(queries.get_job(get_ports(), _caller(), job_id))
+    return JobView.of(queries.get_job(get_ports(Budget.CLIENT), _caller(), job_id))
 
 
 @app.get(
@@ -440,7 +451,7 @@ def list_jobs(
         ),
     ] = None,
 ) -> JobList:
-    page = queries.list_jobs(get_ports(), _caller(), status=status, limit=limit, next_token=next_token)
+    page = queries.list_jobs(get_ports(Budget.CLIENT), _caller(), status=status, limit=limit, next_token=next_token)
     return JobList(jobs=[JobView.of(job) for job in page.jobs], next_token=page.next_token)
 
 
@@ -462,7 +473,7 @@ def list_jobs(
     "presigned URLs of the result files.",
 )
 def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
-    return JobResults.model_validate(queries.job_results(get_ports(), _caller(), job_id))
+    return JobResults.model_validate(queries.job_results(get_ports(Budget.CLIENT), _caller(), job_id))
 
 
 @app.delete(
@@ -484,7 +495,7 @@ def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
     "the answer). A finished job, or one whose statement has already ended (it ends with that outcome): 409.",
 )
 def cancel(job_id: Annotated[str, _JOB_ID]) -> Response[JobView]:
-    job = queries.cancel_job(get_ports(), _caller(), job_id)
+    job = queries.cancel_job(get_ports(Budget.CLIENT), _caller(), job_id)
     status = HTTPStatus.OK if job.status.is_terminal else HTTPStatus.ACCEPTED
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=JobView.of(job))
 

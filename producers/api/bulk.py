@@ -28,7 +28,7 @@ from spectra.bulk import service
 from spectra.bulk.files import CSV_CONTENT_TYPE
 from spectra.bulk.models import BulkOperation, BulkState, JobType
 from spectra.errors import InvalidRequest, UnsupportedMediaType
-from spectra.ports import get_ports
+from spectra.ports import Budget, get_ports
 from spectra.tenants import Caller
 from spectra.tokens import MAX_TOKEN_CHARS
 
@@ -121,7 +121,7 @@ def create_job(
     idempotency_key: IdempotencyKey = None,
 ) -> Response[BulkJobInfo]:
     job, created = service.create_job(
-        get_ports(),
+        get_ports(Budget.CLIENT),
         _caller(),
         request.new_job(),
         correlation_id=router.current_event.request_context.request_id,
@@ -148,7 +148,13 @@ def list_jobs(
     next_token: Annotated[str | None, Query(min_length=1, max_length=MAX_TOKEN_CHARS)] = None,
 ) -> BulkJobList:
     page = service.list_jobs(
-        get_ports(), _caller(), state=state, operation=operation, limit=limit, next_token=next_token, job_type=jobType
+        get_ports(Budget.CLIENT),
+        _caller(),
+        state=state,
+        operation=operation,
+        limit=limit,
+        next_token=next_token,
+        job_type=jobType,
     )
     next_url = None
     if page.next_token:
@@ -167,7 +173,7 @@ def list_jobs(
     description="The job's state and counts (`numberRecordsProcessed`, `numberRecordsFailed`, `errorMessage`, ...).",
 )
 def get_job(job_id: JobId) -> BulkJobInfo:
-    return BulkJobInfo.of(service.get_job(get_ports(), _caller(), job_id))
+    return BulkJobInfo.of(service.get_job(get_ports(Budget.CLIENT), _caller(), job_id))
 
 
 @router.patch(
@@ -180,7 +186,7 @@ def get_job(job_id: JobId) -> BulkJobInfo:
     "sent while batches keep arriving is answered 429 with `Retry-After`.",
 )
 def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) -> BulkJobInfo:
-    return BulkJobInfo.of(service.change_state(get_ports(), _caller(), job_id, request.state))
+    return BulkJobInfo.of(service.change_state(get_ports(Budget.CLIENT), _caller(), job_id, request.state))
 
 
 @router.put(
@@ -238,7 +244,7 @@ def upload_batch(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Respo
     raw = event.body or ""
     body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8", errors="surrogateescape")
     gzip = encoding == "gzip"
-    service.upload_batch(get_ports(), _caller(), job_id, body, gzip=gzip, idempotency_key=idempotency_key)
+    service.upload_batch(get_ports(Budget.CLIENT), _caller(), job_id, body, gzip=gzip, idempotency_key=idempotency_key)
     return Response(status_code=HTTPStatus.CREATED, content_type=content_types.TEXT_PLAIN, body="")
 
 
@@ -265,7 +271,9 @@ def upload_url(
     job_id: JobId, request: Annotated[UploadUrlRequest, Body()], idempotency_key: IdempotencyKey = None
 ) -> UploadUrl:
     """A presigned URL to PUT one more (large) batch of an Open job straight to S3."""
-    answer = service.upload_url(get_ports(), _caller(), job_id, gzip=request.gzip, idempotency_key=idempotency_key)
+    answer = service.upload_url(
+        get_ports(Budget.CLIENT), _caller(), job_id, gzip=request.gzip, idempotency_key=idempotency_key
+    )
     return UploadUrl.model_validate(answer)
 
 
@@ -288,7 +296,7 @@ def drop_upload_url(request: Annotated[DropUploadRequest, Body()]) -> UploadUrl:
         if value is not None
     }
     answer = service.drop_upload_url(
-        get_ports(),
+        get_ports(Budget.CLIENT),
         _caller(),
         object_name=request.object,
         filename=request.filename,
@@ -301,7 +309,7 @@ def drop_upload_url(request: Annotated[DropUploadRequest, Body()]) -> UploadUrl:
 def _result_file(job_id: str, kind: str) -> Response:
     """Small files inline (bytes: base64 on the wire, so rows sent with bytes that are not UTF-8 come back as sent);
     large ones by a redirect to a short-lived presigned URL."""
-    result = service.job_results(get_ports(), _caller(), job_id, kind)
+    result = service.job_results(get_ports(Budget.CLIENT), _caller(), job_id, kind)
     if result.url is not None:
         return Response(status_code=HTTPStatus.SEE_OTHER, body=b"", headers={"Location": result.url})
     return Response(status_code=HTTPStatus.OK, content_type=CSV_CONTENT_TYPE, body=result.body or b"")
@@ -389,6 +397,6 @@ def query_results(
     after the last), ``Sforce-NumberOfRecords`` counts this one's records."""
     if locator == "null":
         raise InvalidRequest("locator null means there are no more pages")
-    page = service.query_results(get_ports(), _caller(), job_id, locator=locator, max_records=maxRecords)
+    page = service.query_results(get_ports(Budget.CLIENT), _caller(), job_id, locator=locator, max_records=maxRecords)
     headers = {"Sforce-Locator": page.locator or "null", "Sforce-NumberOfRecords": str(page.records)}
     return Response(status_code=HTTPStatus.OK, content_type=CSV_CONTENT_TYPE, body=page.body, headers=headers)

@@ -14,7 +14,7 @@ from producers.api.links import api_path
 from producers.api.models import ErrorResponse, IdempotencyKey, response_links
 from producers.api.subscription_models import CreateSubscription, SubscriptionList, SubscriptionView
 from spectra.notify import service
-from spectra.ports import get_ports
+from spectra.ports import Budget, get_ports
 from spectra.tenants import Caller
 from spectra.tokens import MAX_TOKEN_CHARS
 
@@ -72,7 +72,7 @@ def create_subscription(
     idempotency_key: IdempotencyKey = None,
 ) -> Response[SubscriptionView]:
     subscription, created = service.create_subscription(
-        get_ports(),
+        get_ports(Budget.CLIENT),
         _caller(),
         url=request.url,
         events=request.events,
@@ -98,7 +98,7 @@ def list_subscriptions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(min_length=1, max_length=MAX_TOKEN_CHARS)] = None,
 ) -> SubscriptionList:
-    page = service.list_subscriptions(get_ports(), _caller(), limit=limit, next_token=next_token)
+    page = service.list_subscriptions(get_ports(Budget.CLIENT), _caller(), limit=limit, next_token=next_token)
     return SubscriptionList(
         subscriptions=[SubscriptionView.of(s) for s in page.subscriptions], next_token=page.next_token
     )
@@ -112,7 +112,7 @@ def list_subscriptions(
     description="The subscription, whether it is enabled, and its last deliveries' outcome.",
 )
 def get_subscription(subscription_id: SubscriptionId) -> SubscriptionView:
-    return SubscriptionView.of(service.get_subscription(get_ports(), _caller(), subscription_id))
+    return SubscriptionView.of(service.get_subscription(get_ports(Budget.CLIENT), _caller(), subscription_id))
 
 
 @router.delete(
@@ -124,5 +124,5 @@ def get_subscription(subscription_id: SubscriptionId) -> SubscriptionView:
     description="Deliveries already queued for it are dropped.",
 )
 def delete_subscription(subscription_id: SubscriptionId) -> Response[None]:
-    service.delete_subscription(get_ports(), _caller(), subscription_id)
+    service.delete_subscription(get_ports(Budget.CLIENT), _caller(), subscription_id)
     return Response(status_code=HTTPStatus.NO_CONTENT, content_type=content_types.APPLICATION_JSON, body=None)

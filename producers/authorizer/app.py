@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from spectra import logs
 from spectra.auth import authenticate
 from spectra.errors import Unauthorized
-from spectra.ports import get_ports
+from spectra.ports import Budget, get_ports
 from spectra.tenants import Caller
 
 logger = Logger()
@@ -44,8 +44,8 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
     try:
         if token is None:
             raise Unauthorized("missing bearer token")
-        ports = get_ports()
-        tenant = authenticate(ports.sign_in, ports.jwt, token)
+        ports = get_ports(Budget.CLIENT)
+        tenant = authenticate(ports.tenants, ports.jwt, token)
     except Unauthorized:
         logger.info("rejected bearer token")
         raise Exception("Unauthorized") from None

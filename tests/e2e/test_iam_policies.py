@@ -36,7 +36,7 @@ from local.demo import add_tenant
 from spectra.bulk.files import outcome_prefix
 from spectra.bulk.models import BulkState
 from spectra.jobs import QueryParameter, utcnow
-from spectra.ports import get_ports
+from spectra.ports import Budget, get_ports
 from spectra.reconciliation import reconcile
 from spectra.warehouse import DatabaseIdentity
 from tests.fixtures.bulk import csv_bytes
@@ -247,7 +247,7 @@ def recorded_calls(spectra_stack) -> Iterator[Recorded]:
         if function is not None and model.name in ("GetObject", "HeadObject") and http_response.status_code == 404:
             recorded.calls[function].add(Call("s3:ListBucket", f"arn:aws:s3:::{context.get('iam_bucket')}"))
 
-    clients = get_ports().clients
+    clients = [client for budget in Budget for client in get_ports(budget).clients]  # the API's and the pipeline's
     for client in clients:
         client.meta.events.register("before-parameter-build", record, unique_id="iam-recorder")
         client.meta.events.register("after-call.s3", record_not_found, unique_id="iam-recorder-404")

@@ -1687,5 +1687,4 @@ def make_ports(*, settings: Settings | None = None, s3: FakeS3 | None = None, **
         "waits": FakeWaitLeases(),
     }
     ports.update(overrides)
-    ports.setdefault("sign_in", ports["tenants"])
     return Ports(**ports)

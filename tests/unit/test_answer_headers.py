@@ -38,7 +38,7 @@ def acme(monkeypatch, *, inline_max_bytes: int):
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     ports.warehouse.add_table("public", "accounts", ["id", "name"])
     for module in (api, bulk_routes, subscription_routes):
-        monkeypatch.setattr(module, "get_ports", lambda: ports)
+        monkeypatch.setattr(module, "get_ports", lambda budget: ports)
     return ports
 
 

@@ -342,7 +342,7 @@ def test_a_warehouse_that_refuses_a_cancel_is_a_429_with_retry_after_or_our_500(
     AWS error's text. Asked again, the cancel goes through."""
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    monkeypatch.setattr(api, "get_ports", lambda budget: ports)
     job, _ = submit_query(ports, Caller(tenant_id="acme"), sql="select 1", parameters=[], fmt=ResultFormat.JSON)
     execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
 
@@ -375,7 +375,7 @@ def test_an_aws_service_throttling_or_failing_is_a_503_with_retry_after(resolve,
     other answers that say "not now". A refusal (AccessDenied, a ValidationException) stays our 500."""
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    monkeypatch.setattr(api, "get_ports", lambda budget: ports)
     job, _ = submit_query(ports, Caller(tenant_id="acme"), sql="select 1", parameters=[], fmt=ResultFormat.JSON)
     failures = iter([trouble, ClientError({"Error": {"Code": "AccessDeniedException"}}, "GetItem")])
     get = ports.jobs.get
@@ -404,7 +404,7 @@ def test_a_data_api_5xx_refusing_a_cancel_is_a_503(resolve, monkeypatch):
 
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    monkeypatch.setattr(api, "get_ports", lambda budget: ports)
     job, _ = submit_query(ports, Caller(tenant_id="acme"), sql="select 1", parameters=[], fmt=ResultFormat.JSON)
     execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
 
@@ -428,7 +428,7 @@ def test_a_cancel_timing_out_is_a_429_to_ask_again(resolve, monkeypatch):
 
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    monkeypatch.setattr(api, "get_ports", lambda budget: ports)
     job, _ = submit_query(ports, Caller(tenant_id="acme"), sql="select 1", parameters=[], fmt=ResultFormat.JSON)
     execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
     ports.warehouse._script("cancel", raised_by("cancel_statement", "QueryTimeoutException", 400))

@@ -54,7 +54,7 @@ def test_the_policy_allows_the_method_in_the_partition_it_was_called_in(monkeypa
     China (found by the authentication review)."""
     tenants = KeyTenants()
     tenants.create_tenant("acme", db_user="tenant_acme", usage_key="uk")
-    monkeypatch.setattr(authorizer, "get_ports", lambda: SimpleNamespace(sign_in=tenants, jwt=None))
+    monkeypatch.setattr(authorizer, "get_ports", lambda budget: SimpleNamespace(tenants=tenants, jwt=None))
     method_arn = f"arn:{partition}:execute-api:{region}:123456789012:abc123/v1/GET/v1/jobs"
     event = {
         "type": "REQUEST",

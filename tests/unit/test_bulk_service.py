@@ -1228,7 +1228,7 @@ def test_a_listing_of_query_jobs_at_the_largest_queries_fits_lambdas_answer(port
     from producers.api import bulk as bulk_routes
     from tests.unit.bulk_helpers import bulk_job
 
-    monkeypatch.setattr(bulk_routes, "get_ports", lambda: ports)
+    monkeypatch.setattr(bulk_routes, "get_ports", lambda budget: ports)
     generation = ports.tenants.get("acme").generation
     made = set()
     for n in range(100):

@@ -24,7 +24,7 @@ THROTTLED = ClientError({"Error": {"Code": "ProvisionedThroughputExceededExcepti
 @pytest.fixture
 def ports(monkeypatch):
     ports = with_tenants()
-    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    monkeypatch.setattr(api, "get_ports", lambda budget: ports)
     return ports
 
 

@@ -34,7 +34,7 @@ def _throttled(operation: str) -> ClientError:
 def ports(monkeypatch):
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    monkeypatch.setattr(api, "get_ports", lambda: ports)
+    monkeypatch.setattr(api, "get_ports", lambda budget: ports)
     return ports
 
 
