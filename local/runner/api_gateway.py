@@ -221,11 +221,11 @@ class ApiGateway:
             return route.api.gateway_response(502, "Internal server error", "INTEGRATION_FAILURE")
         try:
             result = route.function.invoke_bounded(event, seconds=route.timeout_seconds)
-        except TaskTimedOut:
-            log.warning("%s: no answer on %s %s in time", route.function.logical_id, request.method, request.path)
-            if route.function.config.timeout_seconds < route.timeout_seconds:  # Lambda's timeout: the function's error
-                return route.api.gateway_response(502, "Internal server error")
-            return route.api.gateway_response(504, "Endpoint request timed out", "INTEGRATION_TIMEOUT")
+        except TaskTimedOut as timed_out:
+            log.warning("%s on %s %s: %s", route.function.logical_id, request.method, request.path, timed_out)
+            if timed_out.callers_limit:
+                return route.api.gateway_response(504, "Endpoint request timed out", "INTEGRATION_TIMEOUT")
+            return route.api.gateway_response(502, "Internal server error")  # Lambda's timeout: the function's error
         except Exception:
             log.exception("%s raised on %s %s", route.function.logical_id, request.method, request.path)
             return route.api.gateway_response(502, "Internal server error")

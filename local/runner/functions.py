@@ -38,7 +38,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,7 +57,16 @@ DEFAULT_CONCURRENCY = 10
 
 
 class TaskTimedOut(Exception):
-    """A synchronous caller stopped waiting at the function's Timeout: Lambda's "Task timed out after N seconds"."""
+    """A synchronous caller stopped waiting: at the function's Timeout (Lambda's "Task timed out after N seconds"), or
+    at its own limit (``callers_limit``: API Gateway's 29 s)."""
+
+    def __init__(self, message: str, *, callers_limit: bool) -> None:
+        super().__init__(message)
+        self.callers_limit = callers_limit
+
+
+#: The event a bounded invocation's thread is told its handler started by (:meth:`LocalFunction.invoke_bounded`)
+_bounded = threading.local()
 
 
 class EnvironmentConflict(TemplateError):
@@ -365,24 +374,35 @@ class LocalFunction:
 
     def invoke_bounded(self, event: Any, *, seconds: float | None = None) -> Any:
         """:meth:`invoke` as a synchronous caller (API Gateway) sees it on Lambda: the answer within the function's
-        Timeout, or the caller's own ``seconds`` when shorter, else :class:`TaskTimedOut`. A thread cannot be stopped,
-        so the handler runs on in its environment, which stays taken until it ends, and :meth:`overran` lists it.
-        Without this, an authorizer that Lambda would have stopped at 10 s answered after 15 (its SDK still retrying)
-        and let the request through where AWS refuses it (the service storms' fault test)."""
-        limit = self.config.timeout_seconds if seconds is None else min(seconds, self.config.timeout_seconds)
-        answer: Future = Future()
+        Timeout from its handler's start, and within the caller's own ``seconds`` from now, else :class:`TaskTimedOut`.
+        Lambda starts a handler at once; here a call may first wait for an environment, which its Timeout does not
+        count (without a caller's limit, that wait is bounded by the Timeout too). A thread cannot be stopped, so the
+        handler runs on in its environment, which stays taken until it ends, and :meth:`overran` lists it. Without
+        this, an authorizer that Lambda would have stopped at 10 s answered after 15 (its SDK still retrying) and let
+        the request through where AWS refuses it (the service storms' fault test)."""
+        timeout = self.config.timeout_seconds
+        callers_deadline = None if seconds is None else time.monotonic() + seconds
+        started, answer = threading.Event(), Future()
 
         def run() -> None:
+            _bounded.started = started  # set by _invoke_in as the handler starts
             try:
                 answer.set_result(self.invoke(event))
             except BaseException as exc:  # the caller's to see, as invoke's are
                 answer.set_exception(exc)
 
+        def left(deadline: float) -> float:
+            return max(0.0, deadline - time.monotonic())
+
         threading.Thread(target=run, name=f"{self.logical_id}-invoke", daemon=True).start()
-        try:
-            return answer.result(timeout=limit)
-        except TimeoutError:  # concurrent.futures' is the built-in one since 3.11
-            raise TaskTimedOut(f"no answer within {limit:.2f} seconds") from None
+        if not started.wait(timeout if callers_deadline is None else left(callers_deadline)):
+            raise TaskTimedOut("no environment free in time", callers_limit=callers_deadline is not None)
+        functions_deadline = time.monotonic() + timeout
+        deadline = functions_deadline if callers_deadline is None else min(functions_deadline, callers_deadline)
+        # wait(), not answer.result(timeout): a handler's own TimeoutError (socket.timeout is one) is its error
+        if not wait([answer], timeout=left(deadline)).done:
+            raise TaskTimedOut(f"no answer within {timeout:.2f} seconds", callers_limit=deadline != functions_deadline)
+        return answer.result()
 
     def _invoke_in(self, environment: ExecutionEnvironment, event: Any) -> Any:
         handler = environment.handler
@@ -401,6 +421,8 @@ class LocalFunction:
             self._log.append(record)
             del self._log[: -self._keep]
             self._running_records[id(record)] = record
+        if (started := getattr(_bounded, "started", None)) is not None:
+            started.set()
         start = time.perf_counter()
         try:
             record.result = handler(event, context)

@@ -6,30 +6,32 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from local.runner.functions import FunctionConfig, LocalFunction
+from local.runner.functions import FunctionConfig, LocalFunction, TaskTimedOut
 from tests.fixtures.stack import overran_timeouts
 
 pytestmark = pytest.mark.integration
 
 
-def _function(timeout: float) -> LocalFunction:
+def _function(timeout: float, handler: str = "handlers.basic.sleepy", concurrency: int | None = None) -> LocalFunction:
     return LocalFunction(
         FunctionConfig(
             logical_id="Sleepy",
             name="spectra-test-sleepy",
             arn="arn:aws:lambda:us-east-1:123456789012:function:spectra-test-sleepy",
-            handler="handlers.basic.sleepy",
+            handler=handler,
             code_root=Path(__file__).parent,
             runtime="python3.12",
             timeout_seconds=timeout,
             memory_mb=128,
             environment={},
             events={},
+            reserved_concurrency=concurrency,
         ),
         keep_invocations=10,
     )
@@ -71,3 +73,34 @@ def test_an_invocation_running_past_its_timeout_is_reported_however_many_came_af
         assert len(overran_timeouts(SimpleNamespace(functions={"Sleepy": function}))) == 1
     finally:
         running.join()
+
+
+def test_a_bounded_invocation_past_its_timeout_is_a_task_timed_out_and_the_handler_runs_on():
+    function = _function(timeout=0.3)
+    with pytest.raises(TaskTimedOut) as timed_out:
+        function.invoke_bounded({"sleep": 1.0})
+    assert not timed_out.value.callers_limit
+    with pytest.raises(TaskTimedOut) as callers:
+        function.invoke_bounded({"sleep": 1.0}, seconds=0.1)  # the caller's limit, shorter than the Timeout
+    assert callers.value.callers_limit
+    assert function.invoke_bounded({"sleep": 0}) == {"slept": 0}
+
+
+def test_a_handlers_own_timeout_error_is_its_error_not_a_timeout():
+    """TimeoutError is socket.timeout and concurrent.futures' too: the first version read the handler's own as the
+    wait running out, and the gateway answered 504 "Endpoint request timed out" for a function that failed at once
+    (the review of the bounded invocation)."""
+    function = _function(timeout=3, handler="handlers.basic.raises_timeout_error")
+    with pytest.raises(TimeoutError, match="socket read") as raised:
+        function.invoke_bounded({}, seconds=29)
+    assert not isinstance(raised.value, TaskTimedOut)
+
+
+def test_a_wait_for_an_environment_is_not_counted_against_the_timeout():
+    """Lambda starts a synchronous call's handler at once; locally it may wait for an environment first. Counted,
+    the second of two calls at concurrency 1 timed out although its handler ran well inside its Timeout."""
+    function = _function(timeout=2.0, concurrency=1)
+    with ThreadPoolExecutor(2) as pool:  # the second waits 1.2 s for the first's environment, then runs 1.2 s
+        answers = list(pool.map(lambda _: function.invoke_bounded({"sleep": 1.2}), range(2)))
+    assert answers == [{"slept": 1.2}, {"slept": 1.2}]
+    assert function.overran() == []

@@ -42,3 +42,8 @@ def sleepy(event, context):
 
     time.sleep(event.get("sleep", 0))
     return {"slept": event.get("sleep", 0)}
+
+
+def raises_timeout_error(event, context):
+    """A handler's own TimeoutError (a socket read timing out is one): its error, not Lambda's timeout."""
+    raise TimeoutError("the socket read timed out")
