@@ -35,8 +35,8 @@ from spectra.warehouse import StatementRunner
 class Budget(StrEnum):
     """How long a function's AWS calls keep trying, by who waits for its answer (:func:`get_ports`)."""
 
-    #: A queue's consumer, a schedule: six tries in standard retry mode, backing off up to 20 s between (about 30 s
-    #: in all), and the queue's redelivery is the outer retry for what still fails.
+    #: A queue's consumer, a schedule: six tries in standard retry mode, backing off up to 20 s between (at most
+    #: about 30 s in all), and the queue's redelivery is the outer retry for what still fails.
     QUEUE = "queue"
     #: An API request or the authorizer, whose caller API Gateway holds (29 s, the authorizer's 10 s Timeout): three
     #: tries, at most 1 s then 2 s of backoff, then the client's 503 with Retry-After. The queue's budget spent one

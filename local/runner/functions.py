@@ -65,7 +65,7 @@ class TaskTimedOut(Exception):
         self.callers_limit = callers_limit
 
 
-#: The event a bounded invocation's thread is told its handler started by (:meth:`LocalFunction.invoke_bounded`)
+#: Per thread: the event a bounded invocation waits on until its handler starts (:meth:`LocalFunction.invoke_bounded`)
 _bounded = threading.local()
 
 
