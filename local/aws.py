@@ -23,6 +23,7 @@ import time
 import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
 from urllib.parse import parse_qs
 
 import boto3
@@ -95,34 +96,35 @@ class LocalAws:
     def requests_served(self) -> Counter[str]:
         """How many requests of each ``service:Operation`` this moto and the ones serving apart have answered since
         they started (:func:`counted`): the burst benchmark reads it before and after a burst."""
-        served: Counter[str] = Counter()
-        for url in [self.endpoint_url, *(other.endpoint_url for other in self._others)]:
-            with urllib.request.urlopen(url + CALLS_PATH, timeout=10) as answer:
-                served.update(json.load(answer))
-        return served
+        return self._counts(CALLS_PATH)
+
+    def _endpoints(self) -> list[str]:
+        """This moto's URL and the ones serving apart (:meth:`serving`)."""
+        return [self.endpoint_url, *(other.endpoint_url for other in self._others)]
+
+    def _counts(self, path: str, method: str = "GET") -> Counter[str]:
+        """The counts by ``service:Operation`` that ``path`` answers on every endpoint, added up."""
+        counts: Counter[str] = Counter()
+        for url in self._endpoints():
+            with urllib.request.urlopen(urllib.request.Request(url + path, method=method), timeout=10) as answer:
+                counts.update(json.load(answer))
+        return counts
 
     def fail(self, *faults: ServiceFault) -> None:
         """Make this moto (and the ones serving apart) answer requests with ``faults`` (:func:`failing`) until each
         one's ``until``; added to those already set."""
         body = json.dumps({"faults": [asdict(fault) for fault in faults]}).encode()
-        for url in [self.endpoint_url, *(other.endpoint_url for other in self._others)]:
+        for url in self._endpoints():
             request = urllib.request.Request(url + FAULTS_PATH, data=body, method="POST")
             urllib.request.urlopen(request, timeout=10).close()
 
     def recover(self) -> Counter[str]:
         """Take every fault :meth:`fail` set away; the requests they failed, by ``service:Operation``."""
-        return self._faults_answer("DELETE")
+        return self._counts(FAULTS_PATH, "DELETE")
 
     def failures(self) -> Counter[str]:
         """The requests the faults have failed so far, by ``service:Operation``, the faults left as they are."""
-        return self._faults_answer("GET")
-
-    def _faults_answer(self, method: str) -> Counter[str]:
-        failed: Counter[str] = Counter()
-        for url in [self.endpoint_url, *(other.endpoint_url for other in self._others)]:
-            with urllib.request.urlopen(urllib.request.Request(url + FAULTS_PATH, method=method), timeout=10) as a:
-                failed.update(json.load(a))
-        return failed
+        return self._counts(FAULTS_PATH)
 
     def pid_of(self, service: str) -> int:
         """The process serving ``service``: the other moto's when :meth:`serving` moved it there, else :attr:`pid`."""
@@ -254,9 +256,7 @@ def failing(app):
     lock = threading.Lock()
 
     def answer(start_response, status: int, body: bytes, headers: dict[str, str]):
-        start_response(
-            f"{status} {HTTP_REASONS.get(status, 'Error')}", [*headers.items(), ("Content-Length", str(len(body)))]
-        )
+        start_response(f"{status} {HTTPStatus(status).phrase}", [*headers.items(), ("Content-Length", str(len(body)))])
         return [body]
 
     def middleware(environ, start_response):
@@ -307,9 +307,6 @@ def failing(app):
 def _names(text: str, resource: str) -> bool:
     """Whether ``text`` names ``resource`` whole (table ``jobs`` is not named by ``jobs-archive``)."""
     return re.search(rf"(?<![\w.-]){re.escape(resource)}(?![\w.-])", text) is not None
-
-
-HTTP_REASONS = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 #: Content types a client sends for a form, which moto's S3 takes a PUT's body for
