@@ -235,9 +235,10 @@ def test_aws_services_throttling_and_failing_in_turn_mid_burst(
 ):
     """From the burst's start: DynamoDB (every table) throttling (ProvisionedThroughputExceededException,
     ThrottlingException) or failing (InternalServerError) half its requests for 20 s, all of them (500) from 3 s to
-    11 s; S3 answering SlowDown to every request on the results bucket from 8 s to the storm's end, while half the
-    jobs write CSV files there; then, as the burst's last ten jobs arrive, SQS (the pipeline's queues) failing
-    every request (500) for 4 s and EventBridge (the job event bus) for 20 s and until it has failed a job's event.
+    11 s; S3 answering SlowDown to every request on the results bucket from 8 s for 30 s, while half the jobs write
+    CSV files there; then, as the burst's last ten jobs arrive, SQS (the pipeline's queues) failing every request
+    (500) for 4 s, S3 SlowDown again for 20 s and EventBridge (the job event bus) for 20 s and until it has failed a
+    job's event.
     A client new to the authorizer arrives at 5 s, a second after the tenants table starts failing every request
     for 16 s."""
     stack = functions_running
@@ -263,7 +264,7 @@ def test_aws_services_throttling_and_failing_in_turn_mid_burst(
         )
         timers += [
             at(3, local_aws, lambda: dynamodb_error("InternalServerError", status=500, seconds=8)),
-            at(8, local_aws, lambda: s3_error("SlowDown", seconds=300, resource=bucket)),  # until recover()
+            at(8, local_aws, lambda: s3_error("SlowDown", seconds=30, resource=bucket)),
             at(
                 4,
                 local_aws,
@@ -280,12 +281,15 @@ def test_aws_services_throttling_and_failing_in_turn_mid_burst(
         # the burst's last ten jobs arrive as their queues and their events' bus fail
         local_aws.fail(
             *(json_error("sqs", "InternalError", seconds=4, resource=queue) for queue in queues),
+            s3_error("SlowDown", seconds=20, resource=bucket),
             json_error("events", "InternalException", seconds=300, resource=event_bus),  # until recover()
         )
         tail_started = time.monotonic()
-        jobs += clients.burst(10, fmt=lambda n: "csv" if n % 2 else "json")  # S3 still SlowDown: some write there
+        jobs += clients.burst(10, fmt=lambda n: "csv" if n % 2 else "json")  # S3 SlowDown again: some write there
         # EventBridge fails for 20 s, and on until it has failed some job's event: when the jobs end, and so are
-        # announced, is the machine's speed (a CI run announced none in the 20 s, and the storm failed nothing)
+        # announced, is the machine's speed (a CI run announced none in the 20 s, and the storm failed nothing). S3's
+        # storm must end first: CSV jobs it holds keep their tenant's running slots, and a run whose slots they all
+        # held announced nothing while S3 failed until the end.
         wait_until(
             lambda: (
                 time.monotonic() - tail_started >= 20
