@@ -17,9 +17,9 @@ from typing import Any
 
 import boto3
 
-from spectra.errors import Conflict
+from spectra import onboarding
 from spectra.share import UsagePlans, statement_timeout_sql
-from spectra.tenants import Tenant, TenantDirectory
+from spectra.tenants import TenantDirectory
 
 ADMIN_USER = "awsuser"
 TERMINAL = {"FINISHED", "FAILED", "ABORTED"}
@@ -89,24 +89,13 @@ def add_tenant(
     """
     db_user = db_user or f"tenant_{tenant_id.replace('-', '_')}"
     plans = usage_plans or UsagePlans.by_name(boto3.client("apigateway"))
-    share = {"tier": tier, "max_running_statements": max_running_statements, "max_waits": max_waits}
+    share = {"max_running_statements": max_running_statements, "max_waits": max_waits}
     writes = {"allow_writes": True, "owned_schemas": [owned_schema]} if owned_schema else {}
-    Tenant.new(tenant_id, db_user=db_user, **writes, **share)  # the record as it will be written, validated
     timeout_sql = statement_timeout_sql(db_user, statement_timeout_ms)
-    if tier not in plans.tiers:
-        raise ValueError(f"no usage plan for tier {tier!r}; known tiers: {sorted(plans.tiers)}")
-    if tenants.get(tenant_id) is not None:
-        raise Conflict(f"tenant {tenant_id!r} already exists")
-    if (holder := tenants.identity_holder("db_user", db_user)) is not None:
-        raise Conflict(
-            f"the database user {db_user} was given to tenant {holder!r} (maybe deleted since), and a user serves one "
-            "tenant, ever: pass another db_user"
-        )
+    onboarding.check_new(tenants, plans, tenant_id, tier=tier, db_user=db_user, **writes, **share)
     schema = [f'CREATE SCHEMA "{owned_schema}" AUTHORIZATION "{db_user}"'] if owned_schema else []
     warehouse.run(f'CREATE USER "{db_user}"', timeout_sql, *schema)  # one transaction: all made, or none
-    usage_key = plans.attach(tenant_id, tier)
-    tenants.create_tenant(tenant_id, db_user=db_user, usage_key=usage_key, **writes, **share)
-    return tenants.issue_key(tenant_id)
+    return onboarding.onboard(tenants, plans, tenant_id, tier=tier, db_user=db_user, **writes, **share).api_key
 
 
 def create_shared_table(warehouse: Warehouse, table: str, rows: list[tuple[str, int, str, float]], readers: list[str]):

@@ -1,7 +1,8 @@
-"""Operator commands for the stack's dead-letter queues: see them, and send their messages back.
+"""Operator commands: the stack's dead-letter queues (see them, send their messages back), and its tenants.
 
     python -m spectra.admin [--stack NAME | --state FILE] dlq show [--peek N] [--json] [--full]
     python -m spectra.admin [--stack NAME | --state FILE] redrive QUEUE [--rate N] [--no-wait]
+    python -m spectra.admin [--stack NAME | --state FILE] tenants|keys ...   (spectra/tenant_admin.py)
 
 **Which queues.** The stack says: with ``--stack`` (default ``$SPECTRA_STACK``), CloudFormation's resources of the
 deployed stack (``ListStackResources``: every ``AWS::SQS::Queue`` by logical id, its physical id being the queue URL);
@@ -47,6 +48,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from pydantic import ValidationError
+
+from spectra import tenant_admin
+from spectra.errors import SpectraError
+from spectra.share import UsagePlans
+from spectra.tenant_admin import whole_number
+from spectra.tenants import TenantDirectory
 
 #: Error codes by which an SQS endpoint says it has no message move tasks.
 UNSUPPORTED_CODES = {
@@ -467,20 +475,48 @@ def _default_state_file() -> Path:
     return Path(explicit) if explicit else Path(tempfile.gettempdir()) / "spectra-local" / "spectra-local.json"
 
 
-def stack_queues(args: argparse.Namespace, session: boto3.session.Session) -> tuple[dict[str, str], dict[str, Any]]:
-    """The stack's queues (logical id → URL), and the options of the SQS client that reaches them."""
+def locate(args: argparse.Namespace) -> tuple[Path | None, str | None]:
+    """Which stack the command is about: a local stack's state file, or a deployed stack's name."""
     stack = args.stack or os.environ.get("SPECTRA_STACK")
     state = args.state or (None if stack else _default_state_file())
     if state is not None and (args.state or state.exists()):
-        return queues_from_state(state), state_endpoint(state, session)
+        return state, None
     if stack:
-        return queues_from_stack(session.client("cloudformation", config=_CLIENT_CONFIG), stack), {}
+        return None, stack
     # neither named: the local stack's state file was the default, and is not there (no stack running, or one
     # stopped, which removes it): said with its path, or README's local command would answer only "name the stack"
     raise AdminError(
         f"no local stack's state file at {state} (python -m local, make run, writes it while it runs); "
         "name the stack: --stack NAME (or SPECTRA_STACK) for a deployed one, --state FILE for a local one"
     )
+
+
+def stack_queues(args: argparse.Namespace, session: boto3.session.Session) -> tuple[dict[str, str], dict[str, Any]]:
+    """The stack's queues (logical id → URL), and the options of the SQS client that reaches them."""
+    state, stack = locate(args)
+    if state is not None:
+        return queues_from_state(state), state_endpoint(state, session)
+    return queues_from_stack(session.client("cloudformation", config=_CLIENT_CONFIG), stack), {}
+
+
+def stack_tenants(
+    args: argparse.Namespace, session: boto3.session.Session
+) -> tuple[TenantDirectory, UsagePlans, dict[str, Any]]:
+    """The stack's tenant directory and usage plans, and the options of the clients that reach them."""
+    state, stack = locate(args)
+    if state is not None:
+        resources, options = tenant_admin.resources_from_state(state), state_endpoint(state, session)
+    else:
+        cloudformation = session.client("cloudformation", config=_CLIENT_CONFIG)
+        resources, options = tenant_admin.resources_from_stack(cloudformation, stack), {}
+    dynamodb = session.client("dynamodb", config=_CLIENT_CONFIG, **options)
+    apigateway = session.client("apigateway", config=_CLIENT_CONFIG, **options)
+    tenants = TenantDirectory(dynamodb, resources.tenants_table, resources.subscriptions_table)
+    if resources.plan_ids is not None:
+        plans = UsagePlans(apigateway, resources.plan_ids)
+    else:
+        plans = UsagePlans.by_name(apigateway, stack_names=[resources.stack_name])
+    return tenants, plans, options
 
 
 def state_endpoint(path: Path, session: boto3.session.Session) -> dict[str, Any]:
@@ -511,10 +547,14 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     redrive_parser.add_argument("queue", help="the dead-letter queue (or its source): logical id, name or URL")
     redrive_parser.add_argument("--rate", type=_rate, help="messages per second at most (1-500, as SQS takes it)")
     redrive_parser.add_argument("--no-wait", action="store_true", help="start the move task and return")
+    tenant_admin.add_commands(commands)
     args = parser.parse_args(argv)
     session = session or boto3.session.Session()
     client_options: dict[str, Any] = {}
     try:
+        if args.command in tenant_admin.COMMANDS:
+            tenants, plans, client_options = stack_tenants(args, session)
+            return tenant_admin.run(args, tenants, plans, out)
         urls, client_options = stack_queues(args, session)
         sqs = session.client("sqs", config=_CLIENT_CONFIG, **client_options)
         queues = describe_queues(sqs, urls)
@@ -542,6 +582,9 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     except (AdminError, ClientError, BotoCoreError) as exc:  # a refusal (AccessDenied, a queue gone, no credentials)
         print(f"error: {exc}", file=sys.stderr)  # is said in one line, not a traceback
         return 130 if isinstance(exc, Interrupted) else 1
+    except (SpectraError, ValidationError, ValueError) as exc:  # a tenant command refused (taken, unknown, invalid)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # Ctrl-C outside a move (listing the queues, peeking, starting a task): one line too
         print(
             "error: interrupted (a peek changes nothing; a message move task, if one was being started, shows in "
@@ -552,26 +595,17 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     return 0
 
 
-def _whole_number(low: int, high: int):
-    """An argparse type: a whole number from ``low`` to ``high``, anything else refused at once (exit 2, saying so),
-    rather than clamped without a word."""
-
-    def parse(text: str) -> int:
-        try:
-            number = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if not low <= number <= high:
-            raise argparse.ArgumentTypeError(f"{number} is not between {low} and {high}")
-        return number
-
-    return parse
+def _one_line(exc: Exception) -> str:
+    """A refusal as one line: pydantic's field errors each with their field, not its multi-line report."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, error['loc'])) or 'tenant'}: {error['msg']}" for error in exc.errors())
+    return str(exc)
 
 
 #: --rate: SQS's MaxNumberOfMessagesPerSecond takes 1 to 500 (the fallback keeps the same bound)
-_rate = _whole_number(1, 500)
+_rate = whole_number(1, 500)
 #: --peek: ReceiveMessage returns at most 10 messages
-_peek = _whole_number(0, 10)
+_peek = whole_number(0, 10)
 
 
 #: Characters a terminal acts on (line breaks, escape sequences): a hand-sent body's are shown as \\xNN

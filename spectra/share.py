@@ -49,6 +49,7 @@ database cancels a statement that runs longer, and :func:`failure_code` turns it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -61,7 +62,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from events import BulkJobQueuedMessage, JobQueuedMessage, JobStatus
 from spectra import sessions
@@ -439,14 +440,84 @@ class UsagePlans:
         return set(self._plans)
 
     def attach(self, tenant_id: str, tier: str) -> str:
-        """Create the tenant's API key in ``tier``'s plans; returns the key's value (the tenant's ``usage_key``)."""
+        """Create the tenant's API key in ``tier``'s plans; returns the key's value (the tenant's ``usage_key``). A plan
+        that refuses the key (deleted by hand, or the caller may not add keys to it) has the key deleted again: no
+        record names it, and nothing would ever find it to delete it."""
         plan_ids = self._plans.get(tier)
         if not plan_ids:
             raise ValueError(f"no usage plan for tier {tier!r}; known tiers: {sorted(self._plans)}")
         value = "spu_" + secrets.token_urlsafe(32)  # an identifier, never shown to the tenant; unique per key
         key = self._client.create_api_key(
-            name=f"spectra-tenant-{tenant_id}", value=value, enabled=True, tags={"spectra:tenant": tenant_id}
+            name=_key_name(tenant_id), value=value, enabled=True, tags={"spectra:tenant": tenant_id}
         )
-        for plan_id in plan_ids:
-            self._client.create_usage_plan_key(usagePlanId=plan_id, keyId=key["id"], keyType="API_KEY")
+        try:
+            for plan_id in plan_ids:
+                self._client.create_usage_plan_key(usagePlanId=plan_id, keyId=key["id"], keyType="API_KEY")
+        except BaseException:
+            with contextlib.suppress(ClientError, BotoCoreError):  # the refusal is what the caller needs to hear
+                self._client.delete_api_key(apiKey=key["id"])
+            raise
         return value
+
+    def key_id(self, tenant_id: str, usage_key: str) -> str | None:
+        """The id of the tenant's API Gateway key whose value is ``usage_key`` (its record's), if it exists: keys are
+        found by their name, ``spectra-tenant-<id>``, which a tenant created again under the id shares, so the value
+        tells them apart."""
+        pages = self._client.get_paginator("get_api_keys").paginate(nameQuery=_key_name(tenant_id), includeValues=True)
+        for page in pages:
+            for key in page.get("items", []):
+                if key.get("name") == _key_name(tenant_id) and key.get("value") == usage_key:
+                    return key["id"]
+        return None
+
+    def delete_key(self, tenant_id: str, usage_key: str) -> bool:
+        """Delete the tenant's API Gateway key (which takes it out of every plan): offboarding, so that the keys of
+        deleted tenants do not pile up toward API Gateway's quota of keys per Region. False when there was none."""
+        key_id = self.key_id(tenant_id, usage_key)
+        if key_id is None:
+            return False
+        try:
+            self._client.delete_api_key(apiKey=key_id)
+        except self._client.exceptions.NotFoundException:
+            return False
+        return True
+
+    def move(self, tenant_id: str, usage_key: str, tier: str) -> bool:
+        """Move the tenant's API Gateway key into ``tier``'s plans, out of every other plan of this stack: API Gateway
+        takes a key in one plan per API stage, so it leaves the old plans first (its requests are answered 403 until
+        it is in the new ones: a moment) and goes back to them if the new tier's refuse it. False when the key does
+        not exist (then :meth:`attach` makes the tenant a new one, whose value its record needs)."""
+        wanted = self._plans.get(tier)
+        if not wanted:
+            raise ValueError(f"no usage plan for tier {tier!r}; known tiers: {sorted(self._plans)}")
+        key_id = self.key_id(tenant_id, usage_key)
+        if key_id is None:
+            return False
+        ours = {plan_id for ids in self._plans.values() for plan_id in ids}
+        current = [
+            plan["id"]
+            for page in self._client.get_paginator("get_usage_plans").paginate(keyId=key_id)
+            for plan in page.get("items", [])
+            if plan["id"] in ours
+        ]
+        leaving = [plan_id for plan_id in current if plan_id not in wanted]
+        for plan_id in leaving:
+            self._client.delete_usage_plan_key(usagePlanId=plan_id, keyId=key_id)
+        added: list[str] = []
+        try:
+            for plan_id in wanted:
+                if plan_id not in current:
+                    self._client.create_usage_plan_key(usagePlanId=plan_id, keyId=key_id, keyType="API_KEY")
+                    added.append(plan_id)
+        except Exception:
+            for plan_id in added:  # back where it was, so a refused move leaves the tenant served by its old tier
+                with contextlib.suppress(ClientError):
+                    self._client.delete_usage_plan_key(usagePlanId=plan_id, keyId=key_id)
+            for plan_id in leaving:
+                self._client.create_usage_plan_key(usagePlanId=plan_id, keyId=key_id, keyType="API_KEY")
+            raise
+        return True
+
+
+def _key_name(tenant_id: str) -> str:
+    return f"spectra-tenant-{tenant_id}"

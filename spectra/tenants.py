@@ -155,7 +155,7 @@ class TenantDirectory:
         self._subscriptions_table = subscriptions_table
 
     @staticmethod
-    def _refuse_system_schemas(schemas: list[str] | None) -> None:
+    def refuse_system_schemas(schemas: list[str] | None) -> None:
         """A ``pg_...`` schema is the system's (``pg_temp`` the session's temporary one), never a tenant's: the SQL
         guard refuses writes into one whatever the record says, so a record listing one is an operator's mistake,
         said here rather than at the tenant's first write."""
@@ -167,7 +167,7 @@ class TenantDirectory:
         """A new tenant; ``attributes`` are :meth:`Tenant.new`'s (identity, write flag, owned schemas, and its share:
         ``tier``, ``usage_key``, ``max_running_statements``, ``max_waits``). Conflict when the id exists, or when its
         database identity was another tenant's (or an earlier tenant's of this id): see the module's docstring."""
-        self._refuse_system_schemas(attributes.get("owned_schemas"))
+        self.refuse_system_schemas(attributes.get("owned_schemas"))
         tenant = Tenant.new(tenant_id, **attributes)
         item = {"pk": f"tenant#{tenant_id}", **tenant.model_dump(mode="json", exclude_none=True)}
         put = {
@@ -243,22 +243,26 @@ class TenantDirectory:
         or secret (the holder keeps the record; moving the holder instead would leave the record naming it, and free
         to move back onto the user the other still runs as). Safe to run again."""
         refused: dict[str, list[str]] = {}
+        for tenant in self.list_tenants():
+            for identity, claim in self._claims(tenant):
+                try:
+                    self._db.put_item(**claim["Put"])
+                except self._db.exceptions.ConditionalCheckFailedException:
+                    holder = (self._get(claim["Put"]["Item"]["pk"]["S"]) or {}).get("tenant_id", "?")
+                    refused.setdefault(tenant.tenant_id, []).append(f"{identity} is held by tenant {holder!r}")
+        return refused
+
+    def list_tenants(self) -> list[Tenant]:
+        """Every tenant, by id: a scan of the table (its keys, slots and identity records read and passed over), for
+        operators' tools, never a request's path."""
         pages = self._db.get_paginator("scan").paginate(
             TableName=self._table,
             FilterExpression="begins_with(pk, :tenant)",
             ExpressionAttributeValues={":tenant": {"S": "tenant#"}},
             ConsistentRead=True,
         )
-        for page in pages:
-            for item in page.get("Items", []):
-                tenant = Tenant.model_validate(_plain(item))
-                for identity, claim in self._claims(tenant):
-                    try:
-                        self._db.put_item(**claim["Put"])
-                    except self._db.exceptions.ConditionalCheckFailedException:
-                        holder = (self._get(claim["Put"]["Item"]["pk"]["S"]) or {}).get("tenant_id", "?")
-                        refused.setdefault(tenant.tenant_id, []).append(f"{identity} is held by tenant {holder!r}")
-        return refused
+        tenants = [Tenant.model_validate(_plain(item)) for page in pages for item in page.get("Items", [])]
+        return sorted(tenants, key=lambda tenant: tenant.tenant_id)
 
     def issue_key(self, tenant_id: str) -> str:
         """Create an API key for the tenant and return it in clear text (the only time it exists in clear).
@@ -361,7 +365,7 @@ class TenantDirectory:
         unknown = set(changes) - _CHANGEABLE
         if unknown:
             raise ValueError(f"not a tenant field that can be changed: {', '.join(sorted(unknown))}")
-        self._refuse_system_schemas(changes.get("owned_schemas"))
+        self.refuse_system_schemas(changes.get("owned_schemas"))
         for _ in range(UPDATE_ATTEMPTS):
             current = self.get(tenant_id)
             if current is None:

@@ -241,6 +241,20 @@ def readme_commands_work_as_pasted(banner: str, api: str, aws: str, key: str, tm
     assert shown.returncode == 0, shown.stderr
     assert "JobsDeadLetterQueue (source JobsQueue): 0 waiting" in shown.stdout, shown.stdout
 
+    # Operations: a tenant made as README's local block makes it (its user, then the admin command) queries as itself
+    redshift = re.search(r"Redshift Data API emulator:\s+(http://127\.0\.0\.1:\d+)", banner).group(1)
+    block = readme_block("On `make run`'s stack (from the checkout").replace("http://127.0.0.1:4567", redshift)
+    made = bash(block, ROOT)
+    assert made.returncode == 0, made.stderr
+    new_key = re.search(r"API key \(shown this once\): (spk_\S+)", made.stdout).group(1)
+    answer = requests.post(
+        f"{api}/v1/queries",
+        json={"sql": "select current_user as who", "wait_timeout": 10},
+        headers={"Authorization": f"Bearer {new_key}"},
+        timeout=30,
+    ).json()
+    assert answer["status"] == "COMPLETED" and answer["results"]["rows"] == [["tenant_initech"]], answer
+
 
 def test_closing_the_terminal_stops_the_stack_and_forgets_its_state(tmp_path):
     """SIGHUP (the terminal closed, an SSH session dropped) stops everything as Ctrl-C does: it killed the process
