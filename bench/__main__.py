@@ -10,7 +10,9 @@ absolute numbers mean little; the ratios are the point):
 - bench_bulk: CSV files loaded through the S3 drop (insert, upsert) beside COPY FROM STDIN of the same file;
 - bench_upsert_bound: the same file's upsert on the bare engine (MERGE alone, DELETE + INSERT, the job's own SQL);
 - bench_burst: 1,000 jobs from 3 tenants at once (submit, drain, submit → webhook, stages) beside direct statements;
-- bench_moto: the local stack's moto beside moto as released, CPU per DynamoDB call on a tenant's slots item.
+- bench_moto: the local stack's moto beside moto as released, CPU per DynamoDB call on a tenant's slots item;
+- bench_slots_item: a tenant's slots item's size and write units as its waiting list grows, and the start rate they
+  allow it (computed by DynamoDB's documented rules, not timed: no baseline).
 
 ``python -m bench NAME ...`` runs only the named ones.
 """
@@ -29,6 +31,7 @@ BENCHMARKS = [
     "bench_upsert_bound",
     "bench_burst",
     "bench_moto",
+    "bench_slots_item",
 ]
 
 
