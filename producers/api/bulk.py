@@ -26,6 +26,7 @@ from producers.api.links import api_path
 from producers.api.models import ErrorResponse, IdempotencyKey, response_links
 from spectra.bulk import service
 from spectra.bulk.files import CSV_CONTENT_TYPE
+from spectra.bulk.jsonfiles import JSON_MEDIA_TYPES
 from spectra.bulk.models import BulkOperation, BulkState, JobType
 from spectra.errors import InvalidRequest, UnsupportedMediaType
 from spectra.ports import Budget, get_ports
@@ -197,8 +198,9 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
         201: {"description": "Batch stored (an empty body)", "content": {"text/plain": {"schema": {"type": "string"}}}},
         413: {"description": "Body too large", **_ERROR},
         415: {
-            "description": "The batch is not text/csv (or application/octet-stream), declares a charset that is"
-            " not UTF-8, or its header line is not UTF-8 (a UTF-16 file's, say)",
+            "description": "The batch is not text/csv (or application/octet-stream; application/json or"
+            " application/x-ndjson for a job with contentType JSON), is not the job's contentType, declares a charset"
+            " that is not UTF-8, or its header line is not UTF-8 (a UTF-16 file's, say)",
             **_ERROR,
         },
         **_errors(400, 404),
@@ -208,8 +210,11 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
             **_ERROR,
         },
     },
-    summary="Upload a batch of CSV",
-    description="One more CSV file (with its header line) for an `Open` job, up to 4 MiB a request, in UTF-8; "
+    summary="Upload a batch of CSV (or JSON)",
+    description="One more CSV file (with its header line) for an `Open` job, up to 4 MiB a request, in UTF-8; for a "
+    "job with `contentType` `JSON`, a JSON array of objects or JSON Lines (`application/json` or "
+    "`application/x-ndjson`), every record with the same fields, rewritten as CSV when stored (400 naming the "
+    "record it cannot take; result files are CSV); "
     "`Content-Encoding: gzip` is accepted (and needed for gzip data: 400 without it). Larger files: POST .../uploads "
     "for a presigned URL. 201: the batch is part of the job; 409: the job was closed or aborted before the batch was "
     "stored, and it is not. With an `Idempotency-Key` the key names the batch (in this job): a repeat with the same "
@@ -218,7 +223,9 @@ def change_state(job_id: JobId, request: Annotated[ChangeBulkJobState, Body()]) 
     # the body is read as bytes, not through a model, so the document states it here; application/octet-stream is
     # accepted too (what generated clients send for a file). Both are binary: a batch's rows are any bytes, checked
     # when the job runs, so no body can violate the schema (an API fuzzer sending "[null]" as a "non-string" body
-    # sends a valid batch) but an empty one, or gzip data not declared so, which upload_batch refuses (400).
+    # sends a valid batch) but an empty one, or gzip data not declared so, which upload_batch refuses (400). A JSON
+    # job's media types (application/json, application/x-ndjson) are in the description, not here: declared, the
+    # generated clients sent every file (a CSV job's too) as the last of them, and a CSV job answered 415.
     openapi_extensions={
         "requestBody": {
             "required": True,
@@ -233,8 +240,8 @@ def upload_batch(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Respo
     """A CSV body (``Content-Type: text/csv``; gzip with ``Content-Encoding: gzip``). Larger files: POST .../uploads."""
     event = router.current_event
     media, charset = media_type_of(event.headers.get("content-type") or event.headers.get("Content-Type") or "")
-    if media not in ("text/csv", "application/octet-stream"):
-        raise UnsupportedMediaType("send the batch as text/csv")
+    if media not in ("text/csv", "application/octet-stream", *JSON_MEDIA_TYPES):
+        raise UnsupportedMediaType("send the batch as text/csv (or application/json for a job with contentType JSON)")
     if charset is not None and charset not in UTF8_CHARSETS:  # Excel's "CSV (Comma delimited)" is windows-1252
         said = charset or "an empty charset"  # `charset=` was answered "not : save ..."
         raise UnsupportedMediaType(f"the batch must be UTF-8, not {said}: save the file as CSV UTF-8")
@@ -244,7 +251,8 @@ def upload_batch(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Respo
     raw = event.body or ""
     body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8", errors="surrogateescape")
     gzip = encoding == "gzip"
-    service.upload_batch(get_ports(Budget.CLIENT), _caller(), job_id, body, gzip=gzip, idempotency_key=idempotency_key)
+    ports = get_ports(Budget.CLIENT)
+    service.upload_batch(ports, _caller(), job_id, body, gzip=gzip, idempotency_key=idempotency_key, media=media)
     return Response(status_code=HTTPStatus.CREATED, content_type=content_types.TEXT_PLAIN, body="")
 
 

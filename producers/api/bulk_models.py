@@ -66,7 +66,11 @@ class CreateBulkJob(BaseModel):
         default=ColumnDelimiter.COMMA, description="The field separator of the CSV.", examples=["COMMA"]
     )
     lineEnding: LineEnding = Field(default=LineEnding.LF, description="The CSV's line ending.", examples=["LF"])
-    contentType: str = Field(default="CSV", description="Only CSV.", examples=["CSV"])
+    contentType: str = Field(
+        default="CSV",
+        description="CSV, or JSON for an ingest job: its batches are JSON records (PUT .../batches), stored as CSV.",
+        examples=["CSV"],
+    )
     query: str | None = Field(
         default=None,
         max_length=100_000,
@@ -175,7 +179,9 @@ class BulkJobInfo(BaseModel):
     )
     externalIdFieldName: str | None = Field(default=None, description="The key column.", examples=["email"])
     concurrencyMode: str = Field(default="Parallel", description="Always Parallel (Bulk 2.0's).", examples=["Parallel"])
-    contentType: str = Field(default="CSV", description="Always CSV.", examples=["CSV"])
+    contentType: str = Field(
+        default="CSV", description="CSV, or JSON (batches sent as JSON records; results are CSV).", examples=["CSV"]
+    )
     # a number, as Bulk 2.0's (58.0): typed clients decode it as one, and a string failed them
     apiVersion: float = Field(default=1.0, description="This API's version, a number (Bulk 2.0's).", examples=[1.0])
     jobType: JobType = Field(description="V2Ingest or V2Query.", examples=["V2Ingest"])
@@ -228,6 +234,7 @@ class BulkJobInfo(BaseModel):
             externalIdFieldName=job.external_id_field,
             jobType=JobType.of(job.operation),
             lineEnding=job.line_ending,
+            contentType=job.content_type,
             columnDelimiter=job.column_delimiter,
             numberRecordsProcessed=counts.processed if counts else 0,
             numberRecordsFailed=counts.failed if counts else 0,

@@ -23,6 +23,7 @@ from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import HEADER_MAX_BYTES
 from spectra.bulk.drops import GENERATION_METADATA, NO_GENERATION, DropOptions, metadata_options, options_problem
 from spectra.bulk.files import results_key, starts_as_gzip
+from spectra.bulk.jsonfiles import JSON_MEDIA_TYPES, as_csv
 from spectra.bulk.lifecycle import bulk_ports, export_statement, finish_bulk_job
 from spectra.bulk.models import (
     BULK_JOB_ID_PREFIX,
@@ -66,6 +67,10 @@ CLOSE_ATTEMPTS = 5
 #: included, so a job closed later would load what is left of them and account for nothing of the rest.
 OPEN_MARGIN = timedelta(hours=1)
 RESULT_KINDS = {"successfulResults": "successful", "failedResults": "failed", "unprocessedrecords": "unprocessed"}
+#: What a job's batches may be: CSV files, or JSON records (rewritten as CSV when uploaded)
+CONTENT_TYPES = ("CSV", "JSON")
+#: A gzip JSON batch may inflate to this many times the request limit (the API holds it whole while rewriting it)
+JSON_INFLATED_FACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,7 @@ def create_job(
     expire sooner); with other fields, a 409. A query job whose message could not be queued stays ``UploadComplete``
     for the reconciler to queue: keyed, the error is raised (a 500, and the retry gets the job back); without a key the
     job is answered, since its client's retry would be another job."""
-    if spec.content_type != "CSV":
-        raise InvalidRequest("contentType must be CSV", details={"field": "contentType"})
+    _check_content_type(spec)
     query = None
     if spec.operation is BulkOperation.QUERY:
         if not spec.query:
@@ -133,6 +137,7 @@ def create_job(
         external_id_field=(spec.external_id_field or spec.operation.default_external_id or "").lower() or None,
         column_delimiter=spec.column_delimiter,
         line_ending=spec.line_ending,
+        content_type=spec.content_type,
         query=query,
         state=BulkState.UPLOAD_COMPLETE if query else BulkState.OPEN,
         queued_at=now if query else None,
@@ -156,6 +161,26 @@ def create_job(
                 "bulk job %s: its message's send failed (%s); the reconciler queues it", job.job_id, type(exc).__name__
             )
     return job, True
+
+
+def _check_content_type(spec: NewJob) -> None:
+    """CSV, or JSON records for an ingest job (spectra.bulk.jsonfiles), which have no delimiter or line ending of
+    their own to name: the batches become CSV with the defaults."""
+    if spec.content_type not in CONTENT_TYPES:
+        raise InvalidRequest("contentType must be CSV or JSON", details={"field": "contentType"})
+    if spec.content_type != "JSON":
+        return
+    if spec.operation is BulkOperation.QUERY:
+        raise InvalidRequest(
+            "a query job's results are CSV pages (Bulk 2.0's): leave contentType out, or CSV",
+            details={"field": "contentType"},
+        )
+    for field, value, default in (
+        ("columnDelimiter", spec.column_delimiter, ColumnDelimiter.COMMA),
+        ("lineEnding", spec.line_ending, LineEnding.LF),
+    ):
+        if value is not default:
+            raise InvalidRequest(f"a JSON job's records have no {field}: leave it out", details={"field": field})
 
 
 #: What a repeat of a create must ask again to be the same request.
@@ -330,9 +355,18 @@ def _keyed_repeat(job: BulkJob, name: str | None, digest: str, idempotency_key: 
 
 
 def upload_batch(
-    ports: Ports, caller: Caller, job_id: str, body: bytes, *, gzip: bool, idempotency_key: str | None = None
+    ports: Ports,
+    caller: Caller,
+    job_id: str,
+    body: bytes,
+    *,
+    gzip: bool,
+    idempotency_key: str | None = None,
+    media: str | None = None,
 ) -> SourceFile:
-    """Store one CSV batch (as sent: gzip stays gzip, COPY reads it so).
+    """Store one batch: a CSV job's as sent (gzip stays gzip, COPY reads it so), a JSON job's rewritten as CSV
+    (:mod:`spectra.bulk.jsonfiles`). ``media``: the request's media type, which must be the job's kind (or
+    ``application/octet-stream``, what generated clients send for a file).
 
     ``idempotency_key`` names the batch: it is recorded on the job in the write that counts it, so a repeat (a client
     whose answer was lost: a 504 while the function went on, a reset connection) finds it and is answered 201 without
@@ -343,7 +377,10 @@ def upload_batch(
     name = caller.keyed_id("", idempotency_key) if idempotency_key is not None else None
     digest = _request_digest("batch", b"gzip" if gzip else b"plain", body)
     job = _unexpired(ports, get_job(ports, caller, job_id))
-    _check_batch(ports, job_id, body, gzip=gzip)  # bad input is a 4xx of its own, not "a different request"
+    _check_batch(ports, job, body, gzip=gzip, media=media)  # bad input is a 4xx of its own, not "a different request"
+    if job.content_type == "JSON":  # stored as the CSV the load reads (its digest stays the request's)
+        inflated_max = JSON_INFLATED_FACTOR * ports.settings.bulk_max_batch_bytes
+        body, gzip = as_csv(body, gzip=gzip, max_bytes=inflated_max), False
     if (first := _keyed_repeat(job, name, digest, idempotency_key)) is not None:
         return _restored(ports, job, first, body, gzip=gzip)
     job = _open_job(ports, caller, job_id, job)
@@ -441,9 +478,16 @@ def _counted_as(bulk: BulkPorts, job_id: str, name: str, stored: SourceFile) -> 
     return recorded is not None and recorded.key == stored.key
 
 
-def _check_batch(ports: Ports, job_id: str, body: bytes, *, gzip: bool) -> None:
-    """A batch's body as the job can take it: within the request limit, not empty, gzip exactly when it says so, and
-    a header line in UTF-8 (stored otherwise, it failed the whole job)."""
+def _check_batch(ports: Ports, job: BulkJob, body: bytes, *, gzip: bool, media: str | None = None) -> None:
+    """A batch's body as the job can take it: of the job's kind, within the request limit, not empty, gzip exactly
+    when it says so, and for CSV a header line in UTF-8 (stored otherwise, it failed the whole job)."""
+    job_id = job.job_id
+    if media in JSON_MEDIA_TYPES and job.content_type != "JSON":
+        raise UnsupportedMediaType(
+            f"bulk job {job_id} takes CSV (its contentType): send text/csv, or create a job with contentType JSON"
+        )
+    if media == "text/csv" and job.content_type == "JSON":
+        raise UnsupportedMediaType(f"bulk job {job_id} takes JSON (its contentType): send application/json")
     limit = ports.settings.bulk_max_batch_bytes
     if len(body) > limit:
         raise PayloadTooLarge(
@@ -457,8 +501,8 @@ def _check_batch(ports: Ports, job_id: str, body: bytes, *, gzip: bool) -> None:
         raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
     if not gzip and starts_as_gzip(body):  # stored as CSV, it failed the whole job for a header that is not UTF-8
         raise InvalidRequest("the body is gzip data: send it with Content-Encoding: gzip")
-    if not gzip and (problem := _header_encoding_problem(body)):  # stored, it failed the whole job, too
-        raise UnsupportedMediaType(f"the batch's header line {problem}: save the file as CSV UTF-8")
+    if job.content_type == "CSV" and not gzip and (problem := _header_encoding_problem(body)):
+        raise UnsupportedMediaType(f"the batch's header line {problem}: save the file as CSV UTF-8")  # failed the job
 
 
 def _keyed_source(ports: Ports, batch: KeyedBatch | None, *, size: int, gzip: bool) -> SourceFile:
@@ -558,6 +602,12 @@ def upload_url(
     name = caller.keyed_id("", idempotency_key) if idempotency_key is not None else None
     digest = _request_digest("url", b"gzip" if gzip else b"plain")
     job = _unexpired(ports, get_job(ports, caller, job_id))
+    if job.content_type == "JSON":  # S3 stores the file as it is, and the load reads CSV
+        raise InvalidRequest(
+            f"bulk job {job_id} takes JSON batches through PUT /v1/bulk/jobs/{job_id}/batches (up to"
+            f" {ports.settings.bulk_max_batch_bytes} bytes a request, gzip accepted), which rewrites them as the CSV"
+            " the load reads; an upload URL stores a file as it is: for larger files, a job with contentType CSV"
+        )
     if (first := _keyed_repeat(job, name, digest, idempotency_key)) is not None:
         return _upload_answer(ports, first.key)
     job = _open_job(ports, caller, job_id, job)

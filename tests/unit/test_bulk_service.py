@@ -256,7 +256,12 @@ def test_a_query_job_redshift_would_refuse_to_nest_is_refused_at_once(ports):
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
-        (NewJob(object="accounts", operation=BulkOperation.INSERT, content_type="JSON"), "contentType"),
+        (NewJob(object="accounts", operation=BulkOperation.INSERT, content_type="XML"), "contentType"),
+        (NewJob(object=None, operation=BulkOperation.QUERY, query="select 1", content_type="JSON"), "contentType"),
+        (
+            NewJob(object="accounts", operation=BulkOperation.INSERT, content_type="JSON", line_ending=LineEnding.CRLF),
+            "lineEnding",
+        ),
         (NewJob(object=None, operation=BulkOperation.INSERT), "object"),
         (NewJob(object="a-b", operation=BulkOperation.INSERT), "object"),
         (NewJob(object="accounts", operation=BulkOperation.UPSERT), "externalIdFieldName"),

@@ -1,0 +1,76 @@
+"""spectra/bulk/jsonfiles.py: a JSON batch rewritten as the CSV a bulk load reads, and what it refuses (with where)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+
+import pytest
+
+from spectra.bulk.jsonfiles import as_csv
+from spectra.errors import InvalidRequest, PayloadTooLarge
+
+pytestmark = pytest.mark.unit
+
+
+def rows(body: bytes, *, zipped: bool = False, max_bytes: int = 1 << 20) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(as_csv(body, gzip=zipped, max_bytes=max_bytes).decode(), newline="")))
+
+
+def test_values_keep_their_text_and_null_is_copys_null_marker():
+    body = (
+        b'[{"s": "a \\"q\\", b", "e": "", "n": null, "f": 0.10, "i": 12345678901234567890, "t": true, "x": false,'
+        b' "o": {"k": [1, 2.50, "v", null]}}]'
+    )
+    out = as_csv(body, gzip=False, max_bytes=1 << 20).decode()
+    header, line = out.splitlines()
+    assert header == '"e","f","i","n","o","s","t","x"'  # sorted keys, quoted
+    assert line == '"",0.10,12345678901234567890,\\N,"{""k"":[1,2.50,""v"",null]}","a ""q"", b",true,false'
+
+
+def test_json_lines_and_an_array_give_the_same_csv_whatever_order_each_record_gives_its_keys():
+    array = b'[{"b": 1, "a": "x"}, {"a": "y", "b": 2}]'
+    lines = b'\xef\xbb\xbf{"a": "x", "b": 1}\r\n\n{"b": 2, "a": "y"}\n'  # a BOM, CRLF and a blank line
+    assert rows(array) == rows(lines) == [["a", "b"], ["x", "1"], ["y", "2"]]
+    assert rows(gzip.compress(lines), zipped=True) == rows(array)
+
+
+def test_a_line_separator_inside_a_string_does_not_split_a_json_lines_record():
+    body = '{"a": "one\u2028two\u2029three"}\n'.encode()
+    assert rows(body) == [["a"], ["one\u2028two\u2029three"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"a": 1}\n{"b": 1}', "line 2 has other fields than the first record (not in the first: b; missing: a)"),
+        (b'[{"a": 1, "b": 2}, {"a": 1}]', "record 2 has other fields than the first record (missing: b)"),
+        (b'[{"a": 1}, "x"]', "record 2 is not a JSON object"),
+        (b'{"a": 1, "a": 2}', "line 1: the key 'a' is given twice in one object"),
+        (b'{"a": Infinity}', "line 1: Infinity is not JSON"),
+        (b'{"a": 1', "line 1 is not JSON"),
+        (b'{"a": 1}]', "line 1 is not JSON"),
+        (b"{}", "line 1 has no fields"),
+        (b"  \n ", "the batch has no records"),
+        (b'{"a": "\xff"}', "the batch is not UTF-8 (byte 7)"),
+        (b'{"a": 1}', None),
+    ],
+)
+def test_what_the_load_could_not_read_is_refused_naming_where(body, said):
+    if said is None:
+        assert rows(body) == [["a"], ["1"]]
+        return
+    with pytest.raises(InvalidRequest) as refused:
+        as_csv(body, gzip=False, max_bytes=1 << 20)
+    assert said in refused.value.message
+
+
+def test_a_gzip_batch_that_inflates_past_the_bound_or_is_cut_short_is_refused():
+    big = gzip.compress(b'{"a": "' + b"x" * 5000 + b'"}')
+    with pytest.raises(PayloadTooLarge, match="inflates past 1000 bytes"):
+        as_csv(big, gzip=True, max_bytes=1000)
+    with pytest.raises(InvalidRequest, match="cut short"):
+        as_csv(gzip.compress(b'{"a": 1}')[:-6], gzip=True, max_bytes=1000)
+    with pytest.raises(InvalidRequest, match="not gzip data"):
+        as_csv(b"\x1f\x8b\x08\x00garbage-garbage", gzip=True, max_bytes=1000)
