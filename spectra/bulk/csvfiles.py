@@ -112,13 +112,23 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
         raise BulkInputError("invalid_header", f"{name}: no header line within the first 1 MB")
     if any(UNDECODABLE.search(field) for field in header):
         raise BulkInputError("invalid_header", f"{name}: the header line is not valid UTF-8")
-    columns = [fold_name(field.strip()) for field in header]  # A-Z only: str.lower folds the Kelvin sign to k
+    columns = header_columns(name, header, delimiter=delimiter)
+    return FileHeader(columns, rows=has_rows or not whole, names=header)
+
+
+def header_columns(name: str, header: list[str], *, delimiter: str | None) -> list[str]:
+    """A header's column names, folded as the warehouse folds them (A-Z only: str.lower folds the Kelvin sign to k),
+    or the :class:`BulkInputError` that refuses them: not column names, too long together for the job's record, named
+    twice, or named as the result files' own columns. ``delimiter``: the CSV's, for the hint that it may be wrong;
+    None for a JSON job's keys (spectra.bulk.jsonfiles), checked when the batch is uploaded."""
+    hint = f" (is the column delimiter {delimiter!r} right?)" if delimiter else ""
+    columns = [fold_name(field.strip()) for field in header]
     bad = [c for c in columns if not _is_identifier(c)]
     if bad:
         raise BulkInputError(
             "invalid_header",
-            f"{name}: header fields that are not column names: {', '.join(repr(c) for c in bad)}"
-            f" (is the column delimiter {delimiter!r} right?)",
+            f"{name}: {'header fields' if delimiter else 'keys'} that are not column names:"
+            f" {', '.join(repr(c) for c in bad)}{hint}",
         )
     size = sum(len(text.encode()) for text in [*columns, *names_kept(columns, header)])
     if size > HEADER_NAMES_MAX_BYTES:
@@ -139,7 +149,7 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
             " so a file's column may not be named so (a client reading them by name would read one for the other):"
             " leave the column out, or load a table whose column has another name",
         )
-    return FileHeader(columns, rows=has_rows or not whole, names=header)
+    return columns
 
 
 def no_rows(sources: list[SourceFile]) -> BulkInputError:

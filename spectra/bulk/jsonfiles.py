@@ -5,66 +5,99 @@ UTF-8, gzip accepted. It is checked and rewritten when it is uploaded (the API h
 at most), so a batch the load could not read is a 400 naming the record, never a job that fails later, and the load,
 its accounting and its result files are the CSV job's, unchanged (result files are CSV, as Bulk 2.0's are).
 
-The CSV it becomes: a header of the records' keys, sorted (so batches whose records give them in other orders agree),
-then one line a record. Every record of a batch has the same keys (a load writes one set of columns: a key left out
-of one record would have written NULL over that column in an update, where Bulk API 1.0's JSON leaves it alone), and
-the job's batches must agree, as a CSV job's headers must (the load says which differs). Values:
+The CSV it becomes: a header of the records' keys, sorted as the warehouse folds names (so that batches whose records
+give them in other orders, or cases, agree), then one line a record. Every record of a batch has the same keys (a load
+writes one set of columns: a key left out of one record would have written NULL over that column in an update, where
+Bulk API 1.0's JSON leaves it alone), and the job's batches must agree, as a CSV job's headers must (the load says
+which differs). The keys are checked as a CSV header's names are when its job loads (column names, none twice once
+folded, none of the result files' own ``sf__`` columns), here, when the batch is uploaded. Values:
 
 - a string as it is, quoted (``""`` for an empty one, which a VARCHAR column loads as '');
 - a number as its JSON text, untouched (no float rounding: ``0.1``, ``12345678901234567890``);
 - ``true`` / ``false`` as those words; an object or array as its compact JSON text (a SUPER or VARCHAR column);
 - ``null`` as an unquoted ``\\N``, COPY's default NULL AS: NULL in any column, where an empty field would load '' into
   a VARCHAR. A string that is exactly ``\\N`` is sent quoted; COPY matches NULL AS on the field's text, so Redshift may
-  read it as NULL too (the emulator does not): avoid that one string.
+  read it as NULL too (the emulator does not): avoid that one string. The external id's null is an empty field, the
+  missing id of a CSV job (failed "missing external id").
 
 Refused with a 400 that says where: a body that is not UTF-8 JSON (a UTF-8 BOM is skipped), a NaN or Infinity, a key
-given twice in one object, a record that is not an object, a record whose keys differ from the first's, no records,
-and a gzip body that inflates past ``max_bytes``.
+given twice in one object, a lone surrogate escape, nesting past the parser's depth, a record that is not an object,
+a record whose keys differ from the first's or are no column names, no records, and a gzip body (every member of it)
+that inflates past ``max_bytes``. A NUL in a string is the load's to refuse: its record fails, listed in failedResults.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from spectra.bulk.csvfiles import BulkInputError, header_columns
 from spectra.errors import InvalidRequest, PayloadTooLarge
+from spectra.sql_layout import fold_name
 
 #: Media types a JSON batch may be sent as (and application/octet-stream, which the job's contentType decides)
 JSON_MEDIA_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 _NULL = b"\\N"
+#: Objects and arrays one in another a value may hold (a SUPER value's, say); deeper is refused
+MAX_NESTING = 100
 
 
 class _Number(str):
     """A JSON number's text, kept as written."""
 
 
-def as_csv(body: bytes, *, gzip: bool, max_bytes: int) -> bytes:
-    """The batch's records as CSV (module docstring), or a 400 saying what was wrong and where."""
+def as_csv(body: bytes, *, gzip: bool, max_bytes: int, key: str | None = None) -> bytes:
+    """The batch's records as CSV (module docstring), or a 400 saying what was wrong and where. ``key``: the job's
+    external id column, whose null is written as an empty field, the missing id a CSV job's empty field is (COPY's
+    ``\\N`` there would read back in the result files as an id). The records are read and written one at a time, so
+    no more than the text and the CSV are held."""
     text = _text(_inflated(body, max_bytes) if gzip else body)
-    records = list(_records(text))
-    if not records:
-        raise InvalidRequest("the batch has no records: send a JSON array of objects, or one object a line")
-    keys = sorted(records[0][1])  # one order for every batch of the job, whatever order each record gives
-    if not keys:
-        raise InvalidRequest(f"{records[0][0]} has no fields")
     out = io.BytesIO()
-    out.write(b",".join(_field(key) for key in keys) + b"\n")
-    for where, record in records:
-        if len(record) != len(keys) or set(record) != set(keys):
-            extra, missing = sorted(set(record) - set(keys)), sorted(set(keys) - set(record))
-            said = "; ".join(
-                part for part in (f"not in the first: {', '.join(extra)}" if extra else "", _missing(missing)) if part
-            )
-            raise InvalidRequest(
-                f"{where} has other fields than the first record ({said}): every record of a batch has the same"
-                " fields, as a CSV file's rows have its header's columns",
-                details={"record": where},
-            )
-        out.write(b",".join(_value(record[key]) for key in keys) + b"\n")
+    keys: list[str] = []
+    try:
+        for where, record in _records(text):
+            if not keys:
+                keys = _header(where, record)
+                out.write(b",".join(_field(name) for name in keys) + b"\n")
+            elif len(record) != len(keys) or set(record) != set(keys):
+                raise _differs(where, record, keys)
+            out.write(b",".join(_value(record[name], key=fold_name(name) == key) for name in keys) + b"\n")
+    except UnicodeEncodeError as exc:  # a lone surrogate escape ("\\ud800"): no UTF-8 text holds it
+        raise InvalidRequest(f"the batch holds {exc.object[exc.start : exc.end]!r}, which is not text") from None
+    except RecursionError:
+        raise InvalidRequest("a value is nested too deep") from None
+    if not keys:
+        raise InvalidRequest("the batch has no records: send a JSON array of objects, or one object a line")
     return out.getvalue()
+
+
+def _header(where: str, record: dict[str, Any]) -> list[str]:
+    """The first record's keys as the batch's columns: sorted as the warehouse folds them (so that batches whose
+    records name them in other orders, or cases, agree), and checked as a CSV header's names are when it loads."""
+    if not record:
+        raise InvalidRequest(f"{where} has no fields")
+    keys = sorted(record, key=lambda name: (fold_name(name), name))
+    try:
+        header_columns(where, keys, delimiter=None)
+    except BulkInputError as exc:
+        raise InvalidRequest(str(exc), details={"record": where}) from None
+    return keys
+
+
+def _differs(where: str, record: dict[str, Any], keys: list[str]) -> InvalidRequest:
+    extra, missing = sorted(set(record) - set(keys)), sorted(set(keys) - set(record))
+    said = "; ".join(
+        part for part in (f"not in the first: {', '.join(extra)}" if extra else "", _missing(missing)) if part
+    )
+    return InvalidRequest(
+        f"{where} has other fields than the first record ({said}): every record of a batch has the same fields, as"
+        " a CSV file's rows have its header's columns",
+        details={"record": where},
+    )
 
 
 def _missing(missing: list[str]) -> str:
@@ -72,18 +105,25 @@ def _missing(missing: list[str]) -> str:
 
 
 def _inflated(body: bytes, max_bytes: int) -> bytes:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
-    try:
-        data = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise InvalidRequest(f"Content-Encoding is gzip but the body is not gzip data ({exc})") from None
-    if len(data) > max_bytes or inflater.unconsumed_tail:
-        raise PayloadTooLarge(
-            f"the batch inflates past {max_bytes} bytes: send it in smaller batches", details={"limit": max_bytes}
-        )
-    if not inflater.eof:
-        raise InvalidRequest("the gzip data ends before its end: the batch was cut short")
-    return data
+    """Every gzip member of the body (a CSV job's COPY reads them all), inflated to ``max_bytes`` at most."""
+    parts: list[bytes] = []
+    size, rest = 0, body
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
+        try:
+            part = inflater.decompress(rest, max_bytes + 1 - size)
+        except zlib.error as exc:
+            raise InvalidRequest(f"Content-Encoding is gzip but the body is not gzip data ({exc})") from None
+        size += len(part)
+        if size > max_bytes or inflater.unconsumed_tail:
+            raise PayloadTooLarge(
+                f"the batch inflates past {max_bytes} bytes: send it in smaller batches", details={"limit": max_bytes}
+            )
+        if not inflater.eof:
+            raise InvalidRequest("the gzip data ends before its end: the batch was cut short")
+        parts.append(part)
+        rest = inflater.unused_data
+    return b"".join(parts)
 
 
 def _text(data: bytes) -> str:
@@ -92,36 +132,6 @@ def _text(data: bytes) -> str:
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"the batch is not UTF-8 (byte {exc.start}): JSON is sent in UTF-8") from None
     return text.removeprefix("\ufeff")
-
-
-def _records(text: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each record with where it is (``record 3`` of an array, ``line 3`` of JSON Lines), as parsed."""
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        document = _parse(text, "the batch")
-        if not isinstance(document, list):
-            raise InvalidRequest("the batch is not a JSON array of objects")
-        for n, record in enumerate(document, 1):
-            yield _object(record, f"record {n}")
-        return
-    for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may stand in a JSON string
-        if line.strip():
-            yield _object(_parse(line, f"line {n}"), f"line {n}")
-
-
-def _parse(text: str, where: str) -> Any:
-    try:
-        return json.loads(
-            text,
-            parse_float=_Number,
-            parse_int=_Number,
-            parse_constant=_refuse_constant,
-            object_pairs_hook=_unique_keys,
-        )
-    except _Refused as exc:
-        raise InvalidRequest(f"{where}: {exc}") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidRequest(f"{where} is not JSON ({exc})") from None
 
 
 class _Refused(ValueError):
@@ -141,6 +151,65 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return record
 
 
+_DECODER = json.JSONDecoder(
+    parse_float=lambda text: _Number(text),
+    parse_int=lambda text: _Number(text),
+    parse_constant=_refuse_constant,
+    object_pairs_hook=_unique_keys,
+)
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _records(text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each record with where it is (``record 3`` of an array, ``line 3`` of JSON Lines), parsed one at a time."""
+    start = _SPACE.match(text).end()
+    if text.startswith("[", start):
+        yield from _array(text, start + 1)
+        return
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may stand in a JSON string
+        if line.strip():
+            yield _object(_parse(line, f"line {n}"), f"line {n}")
+
+
+def _array(text: str, at: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    at = _SPACE.match(text, at).end()
+    if text.startswith("]", at):
+        if text[at + 1 :].strip():
+            raise InvalidRequest("the batch is not JSON: something follows its array")
+        return
+    n = 0
+    while True:
+        n += 1
+        where = f"record {n}"
+        value, at = _decode(text, at, where)
+        yield _object(value, where)
+        at = _SPACE.match(text, at).end()
+        if text.startswith(",", at):
+            at = _SPACE.match(text, at + 1).end()
+            continue
+        if text.startswith("]", at) and not text[at + 1 :].strip():
+            return
+        raise InvalidRequest(f"the batch is not JSON after {where}: a comma or the array's end was expected")
+
+
+def _parse(text: str, where: str) -> Any:
+    value, end = _decode(text, _SPACE.match(text).end(), where)
+    if text[end:].strip():
+        raise InvalidRequest(f"{where} is not JSON: something follows its value")
+    return value
+
+
+def _decode(text: str, at: int, where: str) -> tuple[Any, int]:
+    try:
+        return _DECODER.raw_decode(text, at)
+    except _Refused as exc:
+        raise InvalidRequest(f"{where}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"{where} is not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InvalidRequest(f"{where} is nested too deep") from None
+
+
 def _object(record: Any, where: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(record, dict):
         raise InvalidRequest(f"{where} is not a JSON object: each record is an object of field names and values")
@@ -151,9 +220,9 @@ def _field(text: str) -> bytes:
     return b'"' + text.replace('"', '""').encode() + b'"'
 
 
-def _value(value: Any) -> bytes:
+def _value(value: Any, *, key: bool = False) -> bytes:
     if value is None:
-        return _NULL
+        return b"" if key else _NULL
     if isinstance(value, _Number):
         return str.__str__(value).encode()
     if isinstance(value, bool):
@@ -163,12 +232,15 @@ def _value(value: Any) -> bytes:
     return _field(_compact(value))
 
 
-def _compact(value: Any) -> str:
-    """An object or array as compact JSON text, its numbers as they were written."""
+def _compact(value: Any, depth: int = 1) -> str:
+    """An object or array as compact JSON text, its numbers as they were written; nested at most
+    :data:`MAX_NESTING` deep (deeper was a RecursionError, or not, by the process's stack)."""
+    if isinstance(value, dict | list) and depth > MAX_NESTING:
+        raise InvalidRequest(f"a value is nested too deep: at most {MAX_NESTING} objects or arrays one in another")
     if isinstance(value, dict):
-        return "{" + ",".join(f"{_compact(key)}:{_compact(inner)}" for key, inner in value.items()) + "}"
+        return "{" + ",".join(f"{_compact(k, depth)}:{_compact(v, depth + 1)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
-        return "[" + ",".join(_compact(inner) for inner in value) + "]"
+        return "[" + ",".join(_compact(inner, depth + 1) for inner in value) + "]"
     if isinstance(value, _Number):
         return str.__str__(value)
     return json.dumps(value, ensure_ascii=False)  # a string, true, false or null

@@ -29,6 +29,7 @@ def test_a_json_upsert_loads_as_a_csv_one_and_lists_bad_records_as_rewritten(bul
     first = [
         {"email": "ann@x", "name": "Ann B", "city": None, "score": 12},
         {"email": "new@x", "name": "Neo", "city": "", "score": 1},
+        {"email": None, "name": "Nobody", "city": "Nil", "score": 2},  # a null id is a missing one
     ]
     assert put_json(client, job["id"], json.dumps(first).encode()).status_code == 201
     lines = [
@@ -45,13 +46,15 @@ def test_a_json_upsert_loads_as_a_csv_one_and_lists_bad_records_as_rewritten(bul
         ["city", "email", "name", "score"],
         ["\\N", "ann@x", "Ann B", "12"],
         ["", "new@x", "Neo", "1"],
+        ["Nil", "", "Nobody", "2"],
         ["Nil", "bad@x", "Bad", "x"],
         ["Oslo", "big@x", "Big", "12345678901"],
     ]
     successful, failed, _ = check_accounting(client, done, sent)
     assert sorted(r[:2] for r in successful) == [["ann@x", "false"], ["new@x", "true"]]
-    assert sorted(r[0] for r in failed) == ["bad@x", "big@x"]
-    assert all("score" in r[1] for r in failed), failed
+    reasons = sorted((r[0], r[1]) for r in failed)
+    assert [r[0] for r in reasons] == ["", "bad@x", "big@x"]
+    assert reasons[0][1] == "missing external id" and all("score" in r[1] for r in reasons[1:]), reasons
     assert client.rows(warehouse) == [
         ("ann@x", "Ann B", None, 12, None),  # null is NULL
         ("bob@x", "Bob", "Rome", 20, None),

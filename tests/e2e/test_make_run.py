@@ -169,6 +169,16 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
     assert not state_file.exists()  # a stopped stack leaves no state for the admin CLI or --functions-only to follow
 
 
+def one_call_query(api: str, key: str, sql: str) -> dict:
+    """A query answered with its rows (``wait_timeout``), as the key's tenant."""
+    return requests.post(
+        f"{api}/v1/queries",
+        json={"sql": sql, "wait_timeout": 10},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    ).json()
+
+
 def readme_commands_work_as_pasted(banner: str, api: str, aws: str, key: str, tmp_path: Path, state_file: Path) -> None:
     """README.md's blocks, pasted into fresh shells against the running stack: only its host and demo key differ
     (and its state file's place: the default one is left to a developer's own `make run`)."""
@@ -206,6 +216,15 @@ def readme_commands_work_as_pasted(banner: str, api: str, aws: str, key: str, tm
     assert bulk.stdout.endswith(
         "sf__Id,sf__Created,email,name,city\nwile@acme.test,false,wile@acme.test,Wile E. Coyote,Mesa\n"
     ), bulk.stdout
+
+    # ... and with JSON records, the null loaded as NULL (the result file shows the row as stored: COPY's \N)
+    json_bulk = bash(pasted(readme_block("The same with JSON records")), tmp_path)
+    assert json_bulk.returncode == 0, json_bulk.stderr
+    assert json_bulk.stdout.endswith("sf__Id,sf__Created,city,email,name\n,true,\\N,daffy@acme.test,Daffy Duck\n"), (
+        json_bulk.stdout
+    )
+    found = one_call_query(api, key, "select city is null from contacts where email = 'daffy@acme.test'")
+    assert found["results"]["rows"] == [[True]], found
 
     # The Notifications example: a local receiver, subscribed, gets the query's "Job Completed".
     with socket.socket() as probe:
@@ -247,12 +266,7 @@ def readme_commands_work_as_pasted(banner: str, api: str, aws: str, key: str, tm
     made = bash(block, ROOT)
     assert made.returncode == 0, made.stderr
     new_key = re.search(r"API key \(shown this once\): (spk_\S+)", made.stdout).group(1)
-    answer = requests.post(
-        f"{api}/v1/queries",
-        json={"sql": "select current_user as who", "wait_timeout": 10},
-        headers={"Authorization": f"Bearer {new_key}"},
-        timeout=30,
-    ).json()
+    answer = one_call_query(api, new_key, "select current_user as who")
     assert answer["status"] == "COMPLETED" and answer["results"]["rows"] == [["tenant_initech"]], answer
 
 
