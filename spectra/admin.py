@@ -51,9 +51,9 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from pydantic import ValidationError
 
 from spectra import tenant_admin
+from spectra.cli import whole_number
 from spectra.errors import SpectraError
 from spectra.share import UsagePlans
-from spectra.tenant_admin import whole_number
 from spectra.tenants import TenantDirectory
 
 #: Error codes by which an SQS endpoint says it has no message move tasks.

@@ -115,7 +115,13 @@ def change_tier(tenants: TenantDirectory, plans: UsagePlans, tenant_id: str, tie
     if tier not in plans.tiers:
         raise ValueError(f"no usage plan for tier {tier!r}; known tiers: {sorted(plans.tiers)}")
     if tenant.usage_key and plans.move(tenant_id, tenant.usage_key, tier):
-        return tenants.update_tenant(tenant_id, tier=tier)
+        try:
+            return tenants.update_tenant(tenant_id, tier=tier)
+        except BaseException:
+            # back to the tier its record names, so that the record says where its key is
+            with contextlib.suppress(ClientError, BotoCoreError, ValueError):
+                plans.move(tenant_id, tenant.usage_key, tenant.tier)
+            raise
     usage_key = plans.attach(tenant_id, tier)
     try:
         return tenants.update_tenant(tenant_id, tier=tier, usage_key=usage_key)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from spectra import onboarding
+from spectra.cli import whole_number
 from spectra.errors import InvalidRequest, NotFound
 from spectra.share import UsagePlans, statement_timeout_sql
 from spectra.tenants import KeyInfo, Tenant, TenantDirectory
@@ -166,12 +167,15 @@ def run(args: argparse.Namespace, tenants: TenantDirectory, plans: UsagePlans, o
         done = onboarding.offboard(tenants, plans, args.tenant)
         if not done.deleted:
             raise NotFound(f"tenant {args.tenant!r} not found (its webhook subscriptions, if any, were given an end)")
-        key = "and its usage-plan key" if done.usage_key_deleted else "(it had no usage-plan key)"
+        key = "and its usage-plan key" if done.usage_key_deleted else "(no usage-plan key of it was left to delete)"
         print(f"tenant {args.tenant} deleted, with its API keys, {key}", file=out)
     return 0
 
 
 def _create(args: argparse.Namespace, tenants: TenantDirectory, plans: UsagePlans, out) -> None:
+    """``tenants create``: the tenant through :func:`spectra.onboarding.onboard`, its key printed this once, and the
+    SQL its warehouse administrator runs, built first so that a user name the SQL cannot hold refuses the tenant
+    before anything is made."""
     attributes: dict[str, Any] = {
         "db_user": args.db_user,
         "secret_arn": args.secret_arn,
@@ -180,7 +184,6 @@ def _create(args: argparse.Namespace, tenants: TenantDirectory, plans: UsagePlan
     }
     if args.owned_schema:
         attributes |= {"allow_writes": True, "owned_schemas": args.owned_schema}
-    # refused before anything is made, as onboarding refuses the rest
     warehouse_sql = [f'CREATE USER "{args.db_user}" PASSWORD DISABLE;'] if args.db_user else []
     if args.db_user:
         warehouse_sql.append(statement_timeout_sql(args.db_user, args.statement_timeout_ms) + ";")
@@ -197,6 +200,8 @@ def _create(args: argparse.Namespace, tenants: TenantDirectory, plans: UsagePlan
 
 
 def _keys(args: argparse.Namespace, tenants: TenantDirectory, out) -> int:
+    """``keys issue | list | revoke``; a revoke names one key by its hash or the start of it, as ``keys list`` shows
+    them, since nobody holds the keys themselves."""
     verb = args.keys_command
     if verb == "issue":
         print(f"API key for tenant {args.tenant} (shown this once): {tenants.issue_key(args.tenant)}", file=out)
@@ -249,23 +254,6 @@ def _key_line(key: KeyInfo) -> str:
 
 def _print_json(value: Any, out) -> None:
     print(json.dumps(value, indent=2), file=out)
-
-
-def whole_number(low: int, high: int | None = None):
-    """An argparse type: a whole number from ``low`` (to ``high``), anything else refused at once (exit 2, saying so),
-    rather than clamped without a word."""
-
-    def parse(text: str) -> int:
-        try:
-            number = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if number < low or (high is not None and number > high):
-            bounds = f"between {low} and {high}" if high is not None else f"{low} or more"
-            raise argparse.ArgumentTypeError(f"{number} is not {bounds}")
-        return number
-
-    return parse
 
 
 _count, _positive = whole_number(0), whole_number(1)

@@ -244,7 +244,7 @@ def upload_batch(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Respo
         raise UnsupportedMediaType("send the batch as text/csv (or application/json for a job with contentType JSON)")
     if charset is not None and charset not in UTF8_CHARSETS:  # Excel's "CSV (Comma delimited)" is windows-1252
         said = charset or "an empty charset"  # `charset=` was answered "not : save ..."
-        raise UnsupportedMediaType(f"the batch must be UTF-8, not {said}: save the file as CSV UTF-8")
+        raise UnsupportedMediaType(f"the batch must be UTF-8, not {said}: save the file as UTF-8 (CSV UTF-8)")
     encoding = (event.headers.get("content-encoding") or event.headers.get("Content-Encoding") or "").lower()
     if encoding not in ("", "identity", "gzip"):
         raise UnsupportedMediaType("Content-Encoding must be gzip or none")

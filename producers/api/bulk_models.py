@@ -70,6 +70,7 @@ class CreateBulkJob(BaseModel):
         default="CSV",
         description="CSV, or JSON for an ingest job: its batches are JSON records (PUT .../batches), stored as CSV.",
         examples=["CSV"],
+        json_schema_extra={"enum": ["CSV", "JSON"]},  # a str, so that another value is the service's own 400
     )
     query: str | None = Field(
         default=None,
@@ -180,7 +181,10 @@ class BulkJobInfo(BaseModel):
     externalIdFieldName: str | None = Field(default=None, description="The key column.", examples=["email"])
     concurrencyMode: str = Field(default="Parallel", description="Always Parallel (Bulk 2.0's).", examples=["Parallel"])
     contentType: str = Field(
-        default="CSV", description="CSV, or JSON (batches sent as JSON records; results are CSV).", examples=["CSV"]
+        default="CSV",
+        description="CSV, or JSON (batches sent as JSON records; results are CSV).",
+        examples=["CSV"],
+        json_schema_extra={"enum": ["CSV", "JSON"]},
     )
     # a number, as Bulk 2.0's (58.0): typed clients decode it as one, and a string failed them
     apiVersion: float = Field(default=1.0, description="This API's version, a number (Bulk 2.0's).", examples=[1.0])

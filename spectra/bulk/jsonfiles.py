@@ -58,14 +58,16 @@ def as_csv(body: bytes, *, gzip: bool, max_bytes: int, key: str | None = None) -
     text = _text(_inflated(body, max_bytes) if gzip else body)
     out = io.BytesIO()
     keys: list[str] = []
+    id_keys: set[str] = set()
     try:
         for where, record in _records(text):
             if not keys:
                 keys = _header(where, record)
+                id_keys = {name for name in keys if fold_name(name.strip()) == key}
                 out.write(b",".join(_field(name) for name in keys) + b"\n")
             elif len(record) != len(keys) or set(record) != set(keys):
                 raise _differs(where, record, keys)
-            out.write(b",".join(_value(record[name], key=fold_name(name) == key) for name in keys) + b"\n")
+            out.write(b",".join(_value(record[name], key=name in id_keys) for name in keys) + b"\n")
     except UnicodeEncodeError as exc:  # a lone surrogate escape ("\\ud800"): no UTF-8 text holds it
         raise InvalidRequest(f"the batch holds {exc.object[exc.start : exc.end]!r}, which is not text") from None
     except RecursionError:
@@ -80,12 +82,12 @@ def _header(where: str, record: dict[str, Any]) -> list[str]:
     records name them in other orders, or cases, agree), and checked as a CSV header's names are when it loads."""
     if not record:
         raise InvalidRequest(f"{where} has no fields")
-    keys = sorted(record, key=lambda name: (fold_name(name), name))
+    keys = list(record)
     try:
-        header_columns(where, keys, delimiter=None)
+        columns = header_columns(where, keys, delimiter=None)  # folded, and stripped as the load strips them
     except BulkInputError as exc:
         raise InvalidRequest(str(exc), details={"record": where}) from None
-    return keys
+    return [name for _, name in sorted(zip(columns, keys, strict=True))]
 
 
 def _differs(where: str, record: dict[str, Any], keys: list[str]) -> InvalidRequest:

@@ -171,12 +171,14 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
 
 def one_call_query(api: str, key: str, sql: str) -> dict:
     """A query answered with its rows (``wait_timeout``), as the key's tenant."""
-    return requests.post(
+    answer = requests.post(
         f"{api}/v1/queries",
-        json={"sql": sql, "wait_timeout": 10},
+        json={"sql": sql, "wait_timeout": 25},
         headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
+        timeout=60,
     ).json()
+    assert answer.get("status") == "COMPLETED", answer
+    return answer
 
 
 def readme_commands_work_as_pasted(banner: str, api: str, aws: str, key: str, tmp_path: Path, state_file: Path) -> None:

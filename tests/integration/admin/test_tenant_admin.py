@@ -246,3 +246,17 @@ def test_a_first_key_that_cannot_be_issued_is_said_and_issued_after(local_aws, s
     assert tenants.get(acme) is not None and len(api_keys(local_aws, acme)) == 1
     status, out, _ = run(local_aws, name, "keys", "issue", acme)
     assert status == 0 and tenants.authenticate(out.rsplit(" ", 1)[-1].strip()).tenant_id == acme
+
+
+def test_a_tier_move_whose_record_cannot_be_written_puts_the_key_back(local_aws, stack, acme):
+    """Found by the last review: the key went to the new tier's plan while the record kept the old tier, and nothing
+    said so. The record's write (the one DynamoDB request naming the attribute tier) fails: the key goes back."""
+    name, tenants, plan_ids = stack
+    apigateway = local_aws.client("apigateway")
+    assert run(local_aws, name, "tenants", "create", acme, "--db-user", f"tenant_{acme}")[0] == 0
+    with failing(local_aws, dynamodb_fails("tier")):
+        status, _, err = run(local_aws, name, "tenants", "tier", acme, "premium")
+    assert status == 1 and "InternalServerError" in err
+    (key,) = api_keys(local_aws, acme)
+    assert [plan["id"] for plan in apigateway.get_usage_plans(keyId=key["id"])["items"]] == [plan_ids["standard"]]
+    assert tenants.get(acme).tier == "standard"
