@@ -11,8 +11,9 @@ so that a failure midway leaves nothing the same command, run again, trips over:
   API key, which the error says (:class:`NotOnboarded`): issue one.
 - :func:`offboard`: the usage-plan key first (the record names it until then), then the record with its keys, slots
   and waits, and an end for its webhook subscriptions (:meth:`~spectra.tenants.TenantDirectory.delete_tenant`).
-- :func:`change_tier`: the key moves to the new tier's plans, then the record says so; a tenant without a key (made
-  before usage plans, or its key deleted by hand) gets a new one, which its record then names.
+- :func:`change_tier`: the key moves to the new tier's plans, then the record says so (refused, the key goes back to
+  the tier the record names); a tenant without a key (made before usage plans, or its key deleted by hand) gets a
+  new one, which its record then names (deleted again if the record is refused).
 
 The warehouse side (the database user or secret, its grants, row-level security and statement timeout) is the
 warehouse administrator's: README, Deploy.
@@ -108,7 +109,8 @@ def offboard(tenants: TenantDirectory, plans: UsagePlans, tenant_id: str) -> Off
 
 def change_tier(tenants: TenantDirectory, plans: UsagePlans, tenant_id: str, tier: str) -> Tenant:
     """Move the tenant to ``tier``: its API Gateway key to the tier's plans (its request rate and quota), then its
-    record. NotFound for an unknown tenant, ValueError for an unknown tier."""
+    record, or the key back where the record says it is. NotFound for an unknown tenant, ValueError for an unknown
+    tier."""
     tenant = tenants.get(tenant_id)
     if tenant is None:
         raise NotFound(f"tenant {tenant_id!r} not found")
