@@ -32,6 +32,7 @@ from aws_lambda_powertools.event_handler.openapi.compat import field_annotation_
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from spectra.strict_json import refuse_constant, unique_keys
 
 JSON_MEDIA_TYPE = "application/json"
 #: objects and arrays nested deeper than this are refused (``invalid_json``); a request of this API nests a few
@@ -81,7 +82,7 @@ def parse_strict_json(text: str) -> Any:
     """``json.loads`` without its extensions and with every failure a 400 ``invalid_json``."""
     try:
         value = json.loads(
-            text, parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
+            text, parse_constant=refuse_constant, parse_float=_finite_float, object_pairs_hook=unique_keys
         )
     except json.JSONDecodeError as exc:
         raise InvalidJson("the body is not valid JSON", details={"position": exc.pos, "reason": exc.msg}) from None
@@ -145,10 +146,6 @@ def _too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the body is larger than {max_bytes} bytes", details={"limit": max_bytes})
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -157,15 +154,6 @@ def _finite_float(text: str) -> float:
         # 1e-400 is read as 0.0: a value bound so would run the query on another number than the one sent
         raise ValueError("a number too small to represent (it would be read as 0)")
     return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"the key {key[:100]!r} is given twice")
-        out[key] = value
-    return out
 
 
 class StrictBodyValidation(OpenAPIRequestValidationMiddleware):

@@ -38,6 +38,7 @@ from typing import Any
 from spectra.bulk.csvfiles import BulkInputError, header_columns
 from spectra.errors import InvalidRequest, PayloadTooLarge
 from spectra.sql_layout import fold_name
+from spectra.strict_json import refuse_constant, unique_keys
 
 #: Media types a JSON batch may be sent as (and application/octet-stream, which the job's contentType decides)
 JSON_MEDIA_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "application/x-jsonlines")
@@ -136,28 +137,11 @@ def _text(data: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-class _Refused(ValueError):
-    pass
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _Refused(f"{name} is not JSON: send a number, or null")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    record = dict(pairs)
-    if len(record) != len(pairs):
-        seen: set[str] = set()
-        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise _Refused(f"the key {twice!r} is given twice in one object")
-    return record
-
-
 _DECODER = json.JSONDecoder(
     parse_float=lambda text: _Number(text),
     parse_int=lambda text: _Number(text),
-    parse_constant=_refuse_constant,
-    object_pairs_hook=_unique_keys,
+    parse_constant=refuse_constant,
+    object_pairs_hook=unique_keys,
 )
 _SPACE = re.compile(r"[ \t\n\r]*")
 
@@ -204,12 +188,12 @@ def _parse(text: str, where: str) -> Any:
 def _decode(text: str, at: int, where: str) -> tuple[Any, int]:
     try:
         return _DECODER.raw_decode(text, at)
-    except _Refused as exc:
-        raise InvalidRequest(f"{where}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"{where} is not JSON ({exc.msg})") from None
     except RecursionError:
         raise InvalidRequest(f"{where} is nested too deep") from None
+    except ValueError as exc:  # spectra.strict_json's refusals: a key twice, NaN or Infinity
+        raise InvalidRequest(f"{where}: {exc}") from None
 
 
 def _object(record: Any, where: str) -> tuple[str, dict[str, Any]]:

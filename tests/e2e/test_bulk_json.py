@@ -69,7 +69,7 @@ def test_a_json_upsert_loads_as_a_csv_one_and_lists_bad_records_as_rewritten(bul
         (b'[{"email": "a@x", "name": "A"}, {"email": "b@x"}]', "record 2 has other fields than the first record"),
         (b'{"email": "a@x"}\n[1]', "line 2 is not a JSON object"),
         (b'{"email": "a@x", "email": "b@x"}', "the key 'email' is given twice"),
-        (b'{"email": "a@x", "score": NaN}', "NaN is not JSON"),
+        (b'{"email": "a@x", "score": NaN}', "NaN is not a JSON number"),
         (b'{"email": "a@x",', "line 1 is not JSON"),
         (b"[]", "the batch has no records"),
     ],
