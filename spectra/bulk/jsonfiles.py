@@ -17,8 +17,10 @@ folded, none of the result files' own ``sf__`` columns), here, when the batch is
 - ``true`` / ``false`` as those words; an object or array as its compact JSON text (a SUPER or VARCHAR column);
 - ``null`` as an unquoted ``\\N``, COPY's default NULL AS: NULL in any column, where an empty field would load '' into
   a VARCHAR. A string that is exactly ``\\N`` is sent quoted; COPY matches NULL AS on the field's text, so Redshift may
-  read it as NULL too (the emulator does not): avoid that one string. The external id's null is an empty field, the
-  missing id of a CSV job (failed "missing external id").
+  read it as NULL too (the emulator does not): avoid that one string. In an update, upsert or delete, the external
+  id's null is an empty field, the missing id of a CSV job (failed "missing external id"); an insert stages nothing on
+  its id, so there it is NULL like any other (refused by a NOT NULL column: the record fails, listed in
+  failedResults).
 
 Refused with a 400 that says where: a body that is not UTF-8 JSON (a UTF-8 BOM is skipped), a NaN or Infinity, a key
 given twice in one object, a lone surrogate escape, nesting past the parser's depth, a record that is not an object,
@@ -52,9 +54,10 @@ class _Number(str):
 
 
 def as_csv(body: bytes, *, gzip: bool, max_bytes: int, key: str | None = None) -> bytes:
-    """The batch's records as CSV (module docstring), or a 400 saying what was wrong and where. ``key``: the job's
-    external id column, whose null is written as an empty field, the missing id a CSV job's empty field is (COPY's
-    ``\\N`` there would read back in the result files as an id). The records are read and written one at a time, so
+    """The batch's records as CSV (module docstring), or a 400 saying what was wrong and where. ``key``: the
+    external id column of a job that stages rows on it (update, upsert, delete), whose null is written as an empty
+    field, the missing id a CSV job's empty field is (COPY's ``\\N`` there would read back in the result files as an
+    id). The records are read and written one at a time, so
     no more than the text and the CSV are held."""
     text = _text(_inflated(body, max_bytes) if gzip else body)
     out = io.BytesIO()

@@ -381,7 +381,9 @@ def upload_batch(
     _check_batch(ports, job, body, gzip=gzip, media=media)  # bad input is a 4xx of its own, not "a different request"
     if job.content_type == "JSON":  # stored as the CSV the load reads (its digest stays the request's)
         inflated_max = JSON_INFLATED_FACTOR * ports.settings.bulk_max_batch_bytes
-        body, gzip = as_csv(body, gzip=gzip, max_bytes=inflated_max, key=job.external_id_field), False
+        # the id's null is a missing id only where the load stages rows on it; an insert loads NULL (or refuses it)
+        key = job.external_id_field if job.operation.needs_external_id else None
+        body, gzip = as_csv(body, gzip=gzip, max_bytes=inflated_max, key=key), False
     if (first := _keyed_repeat(job, name, digest, idempotency_key)) is not None:
         return _restored(ports, job, first, body, gzip=gzip)
     job = _open_job(ports, caller, job_id, job)

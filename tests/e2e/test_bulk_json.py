@@ -63,6 +63,22 @@ def test_a_json_upsert_loads_as_a_csv_one_and_lists_bad_records_as_rewritten(bul
     ]
 
 
+def test_a_json_insert_loads_a_null_external_id_as_null_not_as_an_empty_string(bulk_tenant, warehouse):
+    # an insert stages nothing on its id: its null is NULL like any other, which the NOT NULL email column refuses
+    # (an empty field would have loaded '' past it)
+    client = bulk_tenant()
+    job = client.create("insert", externalIdFieldName="email", contentType="JSON")
+    records = [{"email": None, "name": "Nobody"}, {"email": "a@x", "name": "A"}]
+    assert put_json(client, job["id"], json.dumps(records).encode()).status_code == 201
+    client.close(job["id"])
+    done = client.wait(job["id"])
+    assert done["state"] == "JobComplete", done
+    successful, failed, _ = check_accounting(client, done, [["email", "name"], ["\\N", "Nobody"], ["a@x", "A"]])
+    assert [r[0] for r in successful] == ["a@x"]
+    assert len(failed) == 1 and "email" in failed[0][1] and "null" in failed[0][1], failed
+    assert [row[:2] for row in client.rows(warehouse)] == [("a@x", "A")]
+
+
 @pytest.mark.parametrize(
     ("body", "said"),
     [
