@@ -279,8 +279,8 @@ def _check_sizes(given: list[TypedParameter], max_total_bytes: int) -> None:
 
 def _check_strings(given: list[TypedParameter]) -> None:
     """A string holding NUL (U+0000) is refused before a job exists: no warehouse string can hold one (Redshift's
-    and PostgreSQL's text types end at it, or refuse it), so the job failed at the warehouse with its message, where
-    NUL in the SQL itself was already a 400."""
+    and PostgreSQL's text types end at it, or refuse it), so the job failed at the warehouse with its message, as
+    NUL in the SQL itself is a 400 (:func:`spectra.sql_guard.parse_checked`)."""
     for parameter in given:
         if isinstance(parameter.value, str) and "\x00" in parameter.value:
             raise InvalidParameters(

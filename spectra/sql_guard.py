@@ -35,6 +35,9 @@ Decisions where the rules could go either way
       ``U&"set\\005fconfig"`` to the name ``set_config``, where sqlglot reads a column ``U``, an ``&`` and a function
       named as written, so the guard would check another statement than the one that runs. Redshift documents no such
       escapes; write the characters themselves.
+    - A NUL character (U+0000) anywhere is refused (``nul_character``): the warehouse reads a statement only up to
+      it, so a NUL in a ``--`` comment ran the statement's first part alone, where the guard had checked the whole.
+      Redshift's ``@`` (absolute value) is refused (``at_sign``: sqlglot reads it as a parameter); write ``abs(x)``.
     - A ``$`` that is not a dollar quote with an ASCII tag (``$$...$$``, ``$tag$...$tag$``) or a positional ``$1``
       is refused, and so is white space other than space, tab, LF, CR, FF and VT outside quotes: PostgreSQL reads
       ``$<no-break space>$`` as a dollar quote where sqlglot reads two parameters and a string, so a DELETE the
@@ -240,6 +243,12 @@ def parse_checked(
     size = len(statement.encode())
     if size > max_bytes:
         raise PayloadTooLarge(f"sql is {size} bytes; the limit is {max_bytes}", details={"limit": max_bytes})
+    if (nul := statement.find("\x00")) >= 0:
+        raise _rejected(
+            "nul_character",
+            f"sql holds a NUL character (U+0000) at character {nul + 1}: the warehouse reads a statement only up to"
+            " it, so what ran would not be what was checked",
+        )
     grant = WriteGrant(allow_writes, frozenset(s.lower() for s in owned_schemas) if allow_writes else frozenset())
     trees = _parse(statement)
     if not trees:  # comments alone: empty, as blanks and semicolons alone are (not two statements' refusal)
@@ -387,6 +396,9 @@ def _check_dollars(sql: str, tokens: list[Token]) -> None:
     leaves the two readings to chance.
     """
     for token, after in itertools.zip_longest(tokens, tokens[1:]):
+        if token.token_type is TokenType.PARAMETER and sql.startswith("@", token.start):
+            # sqlglot reads @x as a parameter, where Redshift's @ is its absolute-value operator
+            raise _rejected("at_sign", "the @ (absolute value) operator is not supported: write abs(x)")
         if token.token_type is TokenType.PARAMETER and not _positional(token, after):
             raise _rejected(
                 "dollar",

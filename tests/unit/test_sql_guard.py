@@ -311,6 +311,27 @@ def test_oversized_is_413_with_the_limit():
 
 
 @pytest.mark.parametrize(
+    "sql",
+    [
+        "select count(*) from sales where id = 1 -- note\x00\n or true",  # the warehouse ran only "... id = 1"
+        "select 1 /* a\x00 */",
+        "select 1 \x00",
+        "select '\x00'",
+    ],
+)
+def test_a_nul_character_anywhere_is_refused_with_where_it_is(sql):
+    refused = refusal(sql)
+    assert refused.details == {"reason": "nul_character"}
+    assert f"at character {sql.index(chr(0)) + 1}" in refused.message
+
+
+@pytest.mark.parametrize("sql", ["select @ -5", "select @amount from sales", "select abs(x) from t where @x > 1"])
+def test_the_at_sign_operator_is_refused_as_itself_not_as_a_dollar(sql):
+    refused = refusal(sql)
+    assert refused.details == {"reason": "at_sign"} and "abs(x)" in refused.message
+
+
+@pytest.mark.parametrize(
     "sql", ["select 6 & 3 as x", 'select u & "b" from t', 'select "u"&"b" from t', "select u&b from t"]
 )
 def test_the_and_operator_is_not_a_unicode_escape(sql):

@@ -775,3 +775,5 @@ SELECT 1 DOUBLE PRECISION
 --- ambiguous_sql: a long s upper-cases to S for sqlglot, which reads SHOW; the warehouse reads a name
 ſhow search_path
 
+--- at_sign: Redshift's absolute-value operator, which sqlglot reads as a parameter
+select @ -5 as x

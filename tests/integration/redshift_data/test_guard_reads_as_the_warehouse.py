@@ -33,6 +33,20 @@ def test_a_dollar_quote_the_guard_cannot_read_is_refused_and_would_have_deleted_
     assert api.rows(f"SELECT count(*) FROM {table}") == [[0]]
 
 
+def test_a_nul_character_is_refused_and_would_have_run_only_the_statement_before_it(api, name):
+    table = f"{name}_t"
+    api.run(f"CREATE TABLE {table} (a int)")
+    api.run(f"INSERT INTO {table} VALUES (1), (2), (3)")
+    sql = f"SELECT count(*) FROM {table} WHERE a = 1 -- note\x00\n OR true"
+    with pytest.raises(SqlRejected) as refused:
+        check_sql(sql, max_bytes=100_000)
+    assert refused.value.details == {"reason": "nul_character"}
+
+    # What the warehouse reads: the text up to the NUL, not the statement the guard's parser saw.
+    assert api.rows(sql) == [[1]]
+    assert api.rows(sql.replace("\x00", "")) == [[3]]
+
+
 #: Each hides ``e AS (DELETE ... RETURNING 1)`` from the guard: sqlglot reads it as a string or a comment, the
 #: warehouse as code.
 SPLITS = {
