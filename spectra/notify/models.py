@@ -22,7 +22,7 @@ from events import (
     SubscriptionDisabledDetail,
     WebhookDelivery,
 )
-from spectra.bulk.models import BulkOperation, JobSource
+from spectra.bulk.models import BulkOperation, JobSource, split_object
 
 #: Standing subscriptions and per-query callbacks share the table; the id prefix tells them apart.
 SUBSCRIPTION_PREFIX = "sub_"
@@ -149,9 +149,29 @@ class Subscription(BaseModel):
             return False
         for field, accepted in self.filter.items():
             value = detail.get(field)
-            if value is None or str(value) not in accepted:
+            if value is None:
+                return False
+            if field == "object" and table_name(str(value)) in {table_name(name) for name in accepted}:
+                continue
+            if str(value) not in accepted:
                 return False
         return True
+
+
+def table_name(name: str) -> str:
+    """A bulk job's ``object`` as the table it names (``schema.table``, folded as the warehouse folds unquoted
+    names), so that an ``object`` filter of ``contacts`` takes the jobs made as ``Contacts`` or ``public.contacts``:
+    the API keeps the name as the tenant typed it, the S3 drop lower-cased, and all three load one table. A name
+    that is no table name is itself."""
+    return ".".join(split_object(name)) if is_table_name(name) else name
+
+
+def is_table_name(name: str) -> bool:
+    try:
+        split_object(name)
+    except ValueError:
+        return False
+    return True
 
 
 def new_subscription_id() -> str:

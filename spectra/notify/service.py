@@ -18,6 +18,7 @@ from spectra.notify.models import (
     Subscription,
     SubscriptionKind,
     callback_id,
+    is_table_name,
     new_subscription_id,
 )
 from spectra.notify.signing import new_secret
@@ -74,6 +75,12 @@ def _check_filter(filter_: dict[str, list[str]] | None) -> dict[str, list[str]]:
             raise InvalidRequest(
                 f"filter.{field} values must be at most {MAX_FILTER_VALUE_LENGTH} characters",
                 details={"field": field, "max_length": MAX_FILTER_VALUE_LENGTH},
+            )
+        if field == "object" and (odd := [value for value in values if not is_table_name(value)]):
+            raise InvalidRequest(
+                "filter.object values are table names (table or schema.table, compared as the warehouse folds them),"
+                " so no bulk job's object could match these",
+                details={"field": field, "values": _names(odd)},
             )
     size = len(json.dumps(filter_).encode())
     if size > MAX_FILTER_BYTES:

@@ -179,6 +179,7 @@ def test_create_refuses_unknown_events_and_filters(events, filter_):
         # a bulk event's operation and source are strings in the contract, of these values only (the diff review)
         (["Bulk Job Completed"], {"source": ["S3"]}, "filter.source lists no value"),
         (["Bulk Job Completed"], {"operation": ["hardDelete"]}, "filter.operation lists no value"),
+        (["Bulk Job Completed"], {"object": ["contacts", "a b"]}, "filter.object values are table names"),
     ],
 )
 def test_create_refuses_a_filter_that_would_keep_every_event_of_a_listed_type_out(events, filter_, refused):
@@ -206,6 +207,31 @@ def test_create_takes_a_filter_each_listed_type_can_pass(events, filter_):
         ports_with_notify(), ACME, url="https://hooks.acme.example/in", events=events, filter_=filter_
     )
     assert created.filter == filter_
+
+
+@pytest.mark.parametrize(
+    ("accepted", "objects", "taken"),
+    [
+        (["contacts"], ["contacts", "Contacts", "public.contacts", "PUBLIC.CONTACTS"], True),
+        (["contacts"], ["crm.contacts", "contacts2", "-"], False),
+        (["CRM.Contacts"], ["crm.contacts", "Crm.CONTACTS"], True),
+        (["crm.contacts"], ["contacts"], False),
+    ],
+)
+def test_an_object_filter_takes_the_table_however_the_job_spelled_it(accepted, objects, taken):
+    """The API keeps a bulk job's object as typed and the S3 drop lower-cases it, so a filter of ``contacts`` missed
+    the jobs made as ``Contacts`` or ``public.contacts``, one table (found by review): names compare as the warehouse
+    folds them, unqualified ones in ``public``."""
+    created, _ = service.create_subscription(
+        ports_with_notify(),
+        ACME,
+        url="https://hooks.acme.example/in",
+        events=["Bulk Job Aborted"],
+        filter_={"object": accepted},
+    )
+    assert created.filter == {"object": accepted}  # kept as given
+    for name in objects:
+        assert created.accepts("Bulk Job Aborted", {"object": name}) is taken, name
 
 
 def test_a_repeat_of_a_subscription_stored_before_the_filter_check_still_answers_it_and_its_secret(monkeypatch):

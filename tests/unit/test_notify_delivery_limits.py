@@ -174,12 +174,14 @@ def test_a_filter_is_bounded_by_its_values_length_and_its_whole_size():
     with pytest.raises(InvalidRequest, match="at most 256 characters"):
         create({"object": ["a" * (MAX_FILTER_VALUE_LENGTH + 1)]})
     long_values = [f"{i:03}" + "v" * (MAX_FILTER_VALUE_LENGTH - 3) for i in range(MAX_FILTER_VALUES)]
-    too_big = {field: long_values for field in ("status", "state", "operation", "object")}
+    # the longest table names: 127 characters of schema and of table (an object filter takes table names only)
+    long_tables = [f"s{i:02}" + "s" * 124 + "." + "t" * 127 for i in range(MAX_FILTER_VALUES)]
+    too_big = {field: long_values for field in ("status", "state", "operation")} | {"object": long_tables}
     assert len(json.dumps(too_big)) > MAX_FILTER_BYTES
     with pytest.raises(InvalidRequest, match="bytes as JSON") as refused:
         create(too_big)
     assert refused.value.details["max_size"] == MAX_FILTER_BYTES
-    at_the_limits = {"object": long_values, "operation": ["upsert", "insert"]}
+    at_the_limits = {"object": long_tables, "operation": ["upsert", "insert"]}
     assert create(at_the_limits, events=["Bulk Job Completed"]).filter == at_the_limits
 
 
