@@ -69,6 +69,10 @@ JOB_IN_MESSAGE_TRUST_SECONDS = 60.0
 #: How long completion waits for the executor to record a statement whose status event came first (the executor
 #: writes the job once, after ExecuteStatement; a statement can end before that write lands).
 START_RECORD_WAIT_SECONDS = 2.0
+#: A statement made this long ago whose job is still QUEUED was started by an executor that died before recording
+#: it: no executor runs longer than its 30 s Timeout (template.yaml's Globals), so none can still be about to write
+#: it. Completion then records it on the job itself (:func:`_recorded`).
+ORPHANED_AFTER_SECONDS = 120.0
 #: A result collected in longer than this is written before its event is published, as after a failed attempt:
 #: meanwhile other handlers of the same statement (the reconciler, each minute; copies of its event) may have failed
 #: theirs, the last one giving the result up (FAILED, announced), and an event published first would then announce a
@@ -219,14 +223,7 @@ def execute_job(
     if session is not None and session.opened is not None:
         recorded["session_opened_at"] = int(session.opened)  # DynamoDB takes no float; floored is on the early side
     if job.status is JobStatus.QUEUED:
-        updated = ports.jobs.transition(
-            job.job_id,
-            JobStatus.SUBMITTED,
-            expected={JobStatus.QUEUED},
-            submitted_at=utcnow_after(job.created_at),
-            statement_id=statement_id,
-            **recorded,
-        )
+        updated = _record_start(ports, job, statement_id, **recorded)
     else:
         updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id, **recorded)
     if updated is None:
@@ -262,6 +259,18 @@ def execute_job(
     if updated.cancel_requested_at is not None:
         ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement
     return updated
+
+
+def _record_start(ports: Ports, job: Job, statement_id: str, **recorded: Any) -> Job | None:
+    """QUEUED → SUBMITTED with the statement (and the session it runs in); None when the job was not QUEUED."""
+    return ports.jobs.transition(
+        job.job_id,
+        JobStatus.SUBMITTED,
+        expected={JobStatus.QUEUED},
+        submitted_at=utcnow_after(job.created_at),
+        statement_id=statement_id,
+        **recorded,
+    )
 
 
 def _end_unstarted(
@@ -359,11 +368,15 @@ def complete_statement(ports: Ports, change: StatementStatusChange, *, info: Sta
     return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
 
 
-def _recorded(ports: Ports, job: Job, statement_id: str) -> Job:
+def _recorded(ports: Ports, job: Job, statement_id: str) -> Job | None:
     """The job once the executor has recorded the statement whose status event just came: the executor writes the
-    job after ExecuteStatement, and a short statement can end first. Read again for a moment; if the job is still
-    QUEUED, the event is retried later (the executor may have died between the call and the write: its message
-    comes back, gets the same statement through its ClientToken and records it, and the reconciler finishes it)."""
+    job after ExecuteStatement, and a short statement can end first. Read again for a moment. If the job is still
+    QUEUED, the executor may have died between the call and the write. Its message comes back, gets the same
+    statement through its ClientToken and records it, unless the tenant is at its cap by then (the dead attempt's
+    slot reclaimed): the message then waits in line, maybe past the reconciler's give-up, which would call the job
+    "not run" while its statement ran (found by review). So a statement made longer ago than any executor runs
+    (:data:`ORPHANED_AFTER_SECONDS`) is recorded here, on the job still QUEUED, and the job ends with its outcome;
+    a younger one's event is retried later (the consumer reports it failed)."""
     deadline = time.monotonic() + START_RECORD_WAIT_SECONDS
     delay = 0.02
     while time.monotonic() < deadline:
@@ -372,6 +385,17 @@ def _recorded(ports: Ports, job: Job, statement_id: str) -> Job:
         current = ports.jobs.get(job.job_id)
         if current is None or current.status is not JobStatus.QUEUED:
             return current
+    made = ports.warehouse.describe(statement_id).created_at
+    if made is not None and (utcnow() - made).total_seconds() > ORPHANED_AFTER_SECONDS:
+        logger.warning(
+            "job %s is QUEUED, yet its statement %s was made %s: the executor that started it died before recording"
+            " it; recorded now",
+            job.job_id,
+            statement_id,
+            made.isoformat(),
+        )
+        adopted = _record_start(ports, job, statement_id)
+        return adopted if adopted is not None else ports.jobs.get(job.job_id)
     raise StartNotRecorded(
         f"statement {statement_id} of job {job.job_id} ended before the job recorded its start; trying again later"
     )

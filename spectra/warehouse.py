@@ -90,6 +90,7 @@ class StatementInfo:
     duration_ns: int | None = None
     sub_statements: list[SubStatement] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    created_at: datetime | None = None  # when ExecuteStatement made it (timezone-aware)
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,7 @@ class StatementRunner:
                 for sub in response.get("SubStatements", [])
             ],
             raw=response,
+            created_at=_aware(response.get("CreatedAt")),
         )
 
     def find(self, name: str) -> str | None:
@@ -380,3 +382,10 @@ class StatementRunner:
                 response = _result_page(self._client, Id=statement_id, NextToken=token)
 
         return CsvResult(columns=columns, total_rows=first.get("TotalNumRows"), pages=pages())
+
+
+def _aware(moment: Any) -> datetime | None:
+    """A time the Data API gave (botocore parses it, with its zone), or None when it gave none."""
+    if not isinstance(moment, datetime):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

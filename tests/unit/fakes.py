@@ -546,6 +546,7 @@ class FakeStatement:
     has_result_set: bool = False
     children: list[str] = field(default_factory=list)  # a batch's sub-statements (``<id>:<n>``, from 1)
     session_id: str | None = None
+    created_at: datetime = field(default_factory=utcnow)  # DescribeStatement's CreatedAt
 
 
 @dataclass
@@ -720,6 +721,7 @@ class FakeWarehouse:
             result_rows=statement.result_rows if statement.status == "FINISHED" else None,
             has_result_set=statement.has_result_set,
             sub_statements=[self._sub_statement(child) for child in statement.children],
+            created_at=statement.created_at,
         )
 
     def find(self, name: str) -> str | None:

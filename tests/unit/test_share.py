@@ -48,6 +48,23 @@ def status(ports, message: JobQueuedMessage) -> JobStatus:
     return ports.jobs.get(message.job_id).status
 
 
+def _dies_recording_its_statement(ports, message: JobQueuedMessage, monkeypatch) -> str:
+    """The job's first delivery, on an executor that dies between ExecuteStatement and recording it: its statement."""
+    transition = ports.jobs.transition
+
+    def dies(job_id, status, **changes):
+        if status is JobStatus.SUBMITTED:
+            raise RuntimeError("the executor died")
+        return transition(job_id, status, **changes)
+
+    monkeypatch.setattr(ports.jobs, "transition", dies)
+    with pytest.raises(RuntimeError):
+        execute_job(ports, message, first_delivery=True)
+    monkeypatch.setattr(ports.jobs, "transition", transition)
+    [statement_id] = [s.statement_id for s in ports.warehouse.statements.values() if s.name == message.job_id]
+    return statement_id
+
+
 def held(ports, tenant: str = "acme") -> set[str]:
     return set(ports.slots.holders(tenant))
 
@@ -390,18 +407,7 @@ def test_a_statement_an_attempt_started_but_never_recorded_is_cancelled_once_the
     The message comes back: the statement is found by the job's name and cancelled (one that already ended is left
     as it is), and the slot is given back."""
     message = queued(ports)
-    transition = ports.jobs.transition
-
-    def dies_recording_the_statement(job_id, status, **changes):
-        if status is JobStatus.SUBMITTED:
-            raise RuntimeError("the executor died")
-        return transition(job_id, status, **changes)
-
-    monkeypatch.setattr(ports.jobs, "transition", dies_recording_the_statement)
-    with pytest.raises(RuntimeError):
-        execute_job(ports, message, first_delivery=True)
-    monkeypatch.setattr(ports.jobs, "transition", transition)
-    [statement_id] = list(ports.warehouse.statements)
+    statement_id = _dies_recording_its_statement(ports, message, monkeypatch)
     if ran_to_its_end:
         ports.warehouse.finish(statement_id, rows=3)
     queries.cancel_job(ports, Caller(tenant_id="acme"), message.job_id)
@@ -771,3 +777,40 @@ def test_an_aborted_bulk_job_does_not_park_on_the_waiting_list(ports):
     message = BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
     assert share._wait_for_slot(ports, message, 2) == share._ENDED
     assert ports.slots.waiting("acme") == {}
+
+
+def test_a_statement_a_dead_executor_started_is_recorded_by_its_event_though_the_job_waits_in_line(monkeypatch):
+    """The executor died between ExecuteStatement and its write; the job's slot was reclaimed for another job, so
+    its redelivered message parked it at the cap instead of recording the statement (ClientToken), and an hour on the
+    reconciler gave it up "not run" while the statement ran (found by review). Completion now records a statement made
+    longer ago than any executor runs, and the job ends with its outcome and leaves the line."""
+    from spectra import lifecycle
+    from spectra.warehouse import Column
+
+    monkeypatch.setattr(lifecycle, "START_RECORD_WAIT_SECONDS", 0.05)
+    ports = make_ports(settings=make_settings(tenant_max_running_statements=1, tenant_wait_seconds=4))
+    j = queued(ports)
+    statement_id = _dies_recording_its_statement(ports, j, monkeypatch)
+    # the dead attempt's slot is past its lease: another job of the tenant reclaims it and runs
+    ports.slots.restamp("acme", j.job_id, stamp=ports.slots.holders("acme")[j.job_id], now=time.time() - 3600)
+    other = queued(ports)
+    assert execute_job(ports, other, first_delivery=True) is not None
+    assert execute_job(ports, j) is None  # the redelivery finds the tenant at its cap: j waits in line
+    assert (held(ports), line(ports)) == ({other.job_id}, [j.job_id])
+
+    change = ports.warehouse.finish(statement_id, columns=[Column("n", "int4")], pages=["1\n"])
+    # the event as it comes at first: an executor might still be about to record the statement
+    with pytest.raises(lifecycle.StartNotRecorded):
+        complete_statement(ports, change)
+    assert status(ports, j) is JobStatus.QUEUED
+    # its retry, made longer ago than any executor runs: recorded on the job, which ends with its result
+    made = utcnow() - timedelta(seconds=lifecycle.ORPHANED_AFTER_SECONDS + 1)
+    ports.warehouse.statements[statement_id].created_at = made
+    finished = complete_statement(ports, change)
+    assert finished is not None and finished.status is JobStatus.COMPLETED
+    assert finished.statement_id == statement_id and finished.result.row_count == 1
+    assert (held(ports), line(ports)) == ({other.job_id}, [])  # it left the line; the other job keeps its slot
+    assert ports.events.types() == ["Job Completed"]
+    # the parked message's wake-up, should one still come, starts nothing: the same statement, already recorded
+    assert execute_job(ports, j) is None
+    assert [s.statement_id for s in ports.warehouse.statements.values() if s.name == j.job_id] == [statement_id]

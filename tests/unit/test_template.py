@@ -250,6 +250,16 @@ def test_the_api_that_keeps_a_callback_knows_how_many_times_its_delivery_is_trie
         assert variables["WEBHOOK_MAX_ATTEMPTS"] == {"Ref": "WebhookMaxAttempts"}, name
 
 
+def test_a_statement_is_taken_for_an_orphan_only_once_every_executor_that_could_record_it_has_ended(template):
+    """Completion records on a job still QUEUED a statement made ORPHANED_AFTER_SECONDS ago (spectra/lifecycle.py):
+    past the executor's Timeout, with room to spare, no executor can still be about to record it."""
+    from spectra.lifecycle import ORPHANED_AFTER_SECONDS
+
+    executor = resources_of(template, "AWS::Serverless::Function")["ExecutorFunction"]["Properties"]
+    timeout = executor.get("Timeout", template["Globals"]["Function"]["Timeout"])
+    assert 2 * timeout <= ORPHANED_AFTER_SECONDS
+
+
 def test_the_executor_knows_the_tenant_prefixes_iam_grants(template):
     """The prefixes the executor checks in code are the template's, the ones its IAM policy is written with."""
     variables = template["Globals"]["Function"]["Environment"]["Variables"]

@@ -190,6 +190,20 @@ def test_the_runner_reads_an_expired_result_as_not_found_and_a_missing_one_as_re
         runner.csv_result(api.run("CREATE TEMP TABLE rv_none (a int)")["Id"])
 
 
+def test_the_runner_tells_when_a_statement_was_made(api, redshift_data):
+    """Completion records a statement made longer ago than any executor runs on a job still QUEUED (its executor
+    died before recording it): the time comes from DescribeStatement's CreatedAt, timezone-aware."""
+    from datetime import UTC, datetime, timedelta
+
+    from spectra.warehouse import StatementRunner
+
+    runner = StatementRunner(redshift_data, database=DATABASE, cluster_id=CLUSTER)
+    before = datetime.now(UTC)
+    made = runner.describe(api.run("SELECT 1")["Id"]).created_at
+    assert made is not None and made.tzinfo is not None
+    assert before - timedelta(seconds=5) <= made <= datetime.now(UTC) + timedelta(seconds=5)
+
+
 def test_client_token_returns_the_same_statement_and_runs_it_once(api, redshift_data, name):
     api.run(f"CREATE TABLE {name} (id int)")
     token = f"token-{name}"
