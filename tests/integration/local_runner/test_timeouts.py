@@ -5,7 +5,6 @@ one, since Lambda would have stopped it."""
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from local.runner.functions import FunctionConfig, LocalFunction, TaskTimedOut
-from tests.fixtures.stack import overran_timeouts
+from tests.fixtures.stack import overran_timeouts, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,13 +47,17 @@ def test_an_overrun_is_reported_however_many_invocations_came_after_it():
     assert overrun.startswith("Sleepy ") and overrun.endswith(" s > 0.05 s")
 
 
+def _overruns(function: LocalFunction) -> int:
+    return len(overran_timeouts(SimpleNamespace(functions={"Sleepy": function})))
+
+
 def test_an_invocation_still_running_past_its_timeout_is_reported():
     function = _function(timeout=0.05)
-    running = threading.Thread(target=function.invoke, args=({"sleep": 1.0},))
+    running = threading.Thread(target=function.invoke, args=({"sleep": 3.0},))
     running.start()
-    try:
-        time.sleep(0.3)
-        assert len(overran_timeouts(SimpleNamespace(functions={"Sleepy": function}))) == 1
+    try:  # polled, not slept: a loaded machine may be slow to start the invocation (test-quality review)
+        wait_until(lambda: _overruns(function) == 1, 2.5, "the running invocation to be reported")
+        assert running.is_alive()  # reported while it still ran
     finally:
         running.join()
     assert len(overran_timeouts(SimpleNamespace(functions={"Sleepy": function}))) == 1  # once ended, once listed
@@ -64,13 +67,13 @@ def test_an_invocation_running_past_its_timeout_is_reported_however_many_came_af
     """Still-running ones were looked for in the trimmed log: a hung invocation followed by more than the log keeps
     passed the check (diff review)."""
     function = _function(timeout=0.05)
-    running = threading.Thread(target=function.invoke, args=({"sleep": 1.0},))
+    running = threading.Thread(target=function.invoke, args=({"sleep": 3.0},))
     running.start()
     try:
         for _ in range(20):
             function.invoke({"sleep": 0})
-        time.sleep(0.1)
-        assert len(overran_timeouts(SimpleNamespace(functions={"Sleepy": function}))) == 1
+        wait_until(lambda: _overruns(function) == 1, 2.5, "the running invocation to be reported")
+        assert running.is_alive()
     finally:
         running.join()
 
