@@ -47,7 +47,15 @@ _REFUSED = "locator is not valid for this job's results; start again without it"
 
 
 def _binding(job: BulkJob) -> dict[str, str]:
-    return {"listing": "bulk-query-results", "tenant": job.tenant_id, "job": job.job_id}
+    """What a locator is good for: this tenant's job, and this making of it. A job made again under its
+    Idempotency-Key once its record expired has the same id and other parts, where an old locator's offset could
+    land inside a record (found by review); its creation time tells the two apart."""
+    return {
+        "listing": "bulk-query-results",
+        "tenant": job.tenant_id,
+        "job": job.job_id,
+        "made": job.created_at.isoformat(),
+    }
 
 
 def encode_locator(tokens: PageTokens, job: BulkJob, part: int, offset: int) -> str:

@@ -784,6 +784,7 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
         # that took batches but lists none lost them to the bucket's expiry, and a Failed job without files is one
         # whose file was replaced, or a late sidecar's report: rows that exist nowhere to list, 404 or 410 below
         return ResultFile(body=outcomes.no_records(job, RESULT_KINDS[kind]), url=None)
+    left = _retention_left(ports, job)
     files = bulk_ports(ports).files
     key = results_key(job, RESULT_KINDS[kind])
     size = files.size(key)
@@ -791,9 +792,8 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
         raise _missing(ports, job, f"bulk job {job_id} has no {kind}")
     if size <= ports.settings.bulk_inline_download_max_bytes:
         return ResultFile(body=files.read_all(key), url=None)
-    return ResultFile(
-        body=None, url=files.presign_get(files.results_bucket, key, ttl_seconds=ports.settings.presign_ttl_seconds)
-    )
+    ttl = max(1, min(ports.settings.presign_ttl_seconds, int(left.total_seconds())))  # never past the retention
+    return ResultFile(body=None, url=files.presign_get(files.results_bucket, key, ttl_seconds=ttl))
 
 
 def query_results(ports: Ports, caller: Caller, job_id: str, *, locator: str | None, max_records: int | None) -> Page:
@@ -806,6 +806,7 @@ def query_results(ports: Ports, caller: Caller, job_id: str, *, locator: str | N
         )
     if job.state is not BulkState.JOB_COMPLETE:
         raise JobNotFinished(f"bulk job {job_id} is {job.state.value}; results exist once it is JobComplete")
+    _retention_left(ports, job)
     settings = ports.settings
     wanted = min(max_records or settings.bulk_page_max_records, settings.bulk_page_max_records)
     try:
@@ -824,16 +825,36 @@ def query_results(ports: Ports, caller: Caller, job_id: str, *, locator: str | N
 def _missing(ports: Ports, job: BulkJob, message: str) -> NotFound | Gone:
     """A result file that is not there: never written (a job whose input was replaced lists nothing), 404; or, once
     ``ResultRetentionDays`` passed since its files were written, expired by the results bucket's lifecycle (its
-    record lives 30 days), 410 as a query job's results are past their expiry. A query job's files are its UNLOAD's
-    parts, written from its start on (the lifecycle takes one written before a midnight UTC a day before those of an
-    UNLOAD that ended after it); an ingest job's are written once it ends."""
-    days = ports.settings.result_retention_days
+    record lives 30 days), 410 as a query job's results are past their expiry."""
+    if utcnow() < _retention_end(ports, job):
+        return NotFound(message)
+    return _expired(ports, job)
+
+
+def _retention_end(ports: Ports, job: BulkJob) -> datetime:
+    """When a job's result files pass ``ResultRetentionDays`` since they were written. A query job's files are its
+    UNLOAD's parts, written from its start on (the lifecycle takes one written before a midnight UTC a day before
+    those of an UNLOAD that ended after it); an ingest job's are written once it ends."""
     if job.operation is BulkOperation.QUERY:
         written = job.started_at or job.created_at
     else:
         written = job.completed_at or job.updated_at
-    if utcnow() < written + timedelta(days=days):
-        return NotFound(message)
+    return written + timedelta(days=ports.settings.result_retention_days)
+
+
+def _retention_left(ports: Ports, job: BulkJob) -> timedelta:
+    """How long the job's result files are served yet; past their retention, 410. The bucket's lifecycle deletes
+    them up to a day later (it rounds to the next midnight UTC, and S3 deletes when it gets to it): until then they
+    were still read and their URLs signed for the whole presign time (found by review), where a query job's results
+    end at their expiry (:func:`spectra.delivery.results_body`)."""
+    left = _retention_end(ports, job) - utcnow()
+    if left <= timedelta(0):
+        raise _expired(ports, job)
+    return left
+
+
+def _expired(ports: Ports, job: BulkJob) -> Gone:
+    days = ports.settings.result_retention_days
     return Gone(
         f"the result files of bulk job {job.job_id} are kept {days} days after they were written and have expired;"
         " run the job again",

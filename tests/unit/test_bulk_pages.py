@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 
@@ -244,6 +245,8 @@ def test_a_locator_is_bound_to_its_job_and_key_and_to_positions_inside_the_expor
     for refused in (
         lambda: decode_locator(TOKENS, locator, other),  # another job's, of the same tenant
         lambda: decode_locator(TOKENS, locator, job.model_copy(update={"tenant_id": "globex"})),
+        # the same id made again (an Idempotency-Key reused once the first job's record expired)
+        lambda: decode_locator(TOKENS, locator, job.model_copy(update={"created_at": job.created_at + timedelta(1)})),
         lambda: decode_locator(PageTokens(b"r" * 32), locator, job),  # a key since rotated
         lambda: decode_locator(TOKENS, locator[:-1] + ("A" if locator[-1] != "A" else "B"), job),
     ):

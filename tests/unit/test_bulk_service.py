@@ -1196,6 +1196,32 @@ def test_result_files_the_bucket_expired_answer_410_and_name_no_bucket(ports):
         _ended_ago(ports, query.job_id, timedelta(days=8))
 
 
+def test_result_files_the_bucket_still_holds_past_their_retention_answer_410_and_urls_end_with_it(ports):
+    """The bucket deletes files up to a day after their retention (the next midnight UTC, then whenever S3 gets to
+    it): until then the routes still served them, and signed their URLs for the whole presign time (found by
+    review). A URL signed near the end lives only to it, as a query job's results' URLs do."""
+    job = finished_insert(ports)
+    query, _ = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
+    ports.bulk.jobs.transition(query.job_id, BulkState.IN_PROGRESS)
+    key = f"acme/{query.job_id}/export/part_0000_part_00"
+    ports.bulk.files.client.put_object(Bucket=RESULTS_BUCKET, Key=key, Body=b"x\n1\n")
+    part = ExportFile(key=key, rows=1, bytes=4)
+    ports.bulk.jobs.transition(query.job_id, BulkState.JOB_COMPLETE, export_files=[part], export_columns=["x"])
+
+    _ended_ago(ports, job.job_id, timedelta(days=7) - timedelta(seconds=40))
+    url = job_results(ports, caller(ports), job.job_id, "successfulResults").url
+    assert url is not None
+    assert 0 < int(urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["X-Amz-Expires"][0]) <= 40
+    assert query_results(ports, caller(ports), query.job_id, locator=None, max_records=10).records == 1
+
+    for job_id in (job.job_id, query.job_id):
+        _ended_ago(ports, job_id, timedelta(days=7, minutes=1))  # past the retention, the files still there
+    with pytest.raises(Gone, match="kept 7 days after they were written"):
+        job_results(ports, caller(ports), job.job_id, "successfulResults")
+    with pytest.raises(Gone, match="kept 7 days after they were written"):
+        query_results(ports, caller(ports), query.job_id, locator=None, max_records=10)
+
+
 def test_a_query_page_the_bucket_expired_answers_410_when_its_unload_ran_across_midnight(ports, monkeypatch):
     """Found by the clocks review: the bucket deletes a part ResultRetentionDays after its write, rounded up to the
     next midnight UTC; a part written at 23:50 by an UNLOAD that ended at 00:20 was gone at that midnight, yet 410
