@@ -57,8 +57,7 @@ def as_csv(body: bytes, *, gzip: bool, max_bytes: int, key: str | None = None) -
     """The batch's records as CSV (module docstring), or a 400 saying what was wrong and where. ``key``: the
     external id column of a job that stages rows on it (update, upsert, delete), whose null is written as an empty
     field, the missing id a CSV job's empty field is (COPY's ``\\N`` there would read back in the result files as an
-    id). The records are read and written one at a time, so
-    no more than the text and the CSV are held."""
+    id). The records are read and written one at a time, so no more than the text and the CSV are held."""
     text = _text(_inflated(body, max_bytes) if gzip else body)
     out = io.BytesIO()
     keys: list[str] = []
