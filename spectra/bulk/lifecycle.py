@@ -537,6 +537,8 @@ def finish_bulk_job(
         **changes,
     )
     if finished is None:
+        if inline and not after_winning:
+            _files_for_the_winner(ports, job.job_id, state)
         return None
     # once per job, whichever function ended it, as spectra.lifecycle logs "job completed": a bulk job's trip read
     # from the logs by its job_id (README, Operations) showed it started and fanned out, but never that it ended
@@ -549,6 +551,18 @@ def finish_bulk_job(
     share.release_slot(ports, finished.tenant_id, finished.job_id)
     settle(ports, finished)
     return finished
+
+
+def _files_for_the_winner(ports: Ports, job_id: str, lost: BulkState) -> None:
+    """This ending wrote its files before its write, and another ending won, to another state: one that writes its
+    files after winning (a contested give-up, every record unprocessed) may have written them while this one's were
+    still uploading, and this one's landed last, the Failed job's files listing a record as loaded (found by the
+    bulk races review). The winner's files are written again here, after every upload of this ending; the winner
+    writes the same, so whichever lands last, they are the winner's."""
+    current = bulk_ports(ports).jobs.get(job_id)
+    if current is not None and current.state.is_terminal and current.state is not lost:
+        logger.warning("bulk job %s ended %s meanwhile; its result files are written again", job_id, current.state)
+        outcomes.write_results(ports, current)
 
 
 def settle(ports: Ports, job: BulkJob, *, ask_results: bool = True) -> None:

@@ -192,6 +192,45 @@ def test_a_losing_failed_ending_does_not_overwrite_the_winning_completes_result_
     assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2
 
 
+def test_a_complete_endings_late_files_do_not_stay_over_the_contested_failed_ending_that_won(monkeypatch):
+    """(Found by the second bulk races review.) The other order of the test above: delivery X reads the counts and
+    writes its JobComplete files before its conditional write; meanwhile delivery Y fails reading them on its last
+    attempt, wins (Failed completion_failed, contested) and writes every record unprocessed after winning. X's
+    uploads landed after Y's: the Failed job listed the row as loaded and none unprocessed. The loser writes the
+    winner's files again once it has lost."""
+    from spectra.bulk import outcomes
+
+    ports, job = closed_insert(result_max_attempts=1)
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    change = ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []})
+    real_counts, real_write = lifecycle._load_counts, outcomes.write_results
+    in_y = []
+
+    def counts(p, j, subs):
+        if in_y:
+            raise RuntimeError("GetStatementResult: transient failure (delivery Y)")
+        return real_counts(p, j, subs)
+
+    def write(p, view):
+        if view.state is BulkState.JOB_COMPLETE and not in_y:  # X is writing its files; Y's whole ending runs
+            in_y.append(True)
+            y = complete_bulk_statement(ports, change)
+            assert y is not None and y.state is BulkState.FAILED and y.results_ready
+            in_y.clear()
+        return real_write(p, view)  # X's uploads complete after Y's
+
+    monkeypatch.setattr(lifecycle, "_load_counts", counts)
+    monkeypatch.setattr(outcomes, "write_results", write)
+    assert complete_bulk_statement(ports, change) is None  # delivery X: refused
+    monkeypatch.undo()
+
+    final = ports.bulk.jobs.get(job.job_id)
+    assert final.state is BulkState.FAILED and final.error.code == "completion_failed"
+    client = ports.bulk.files.client
+    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv").count(b"\n") == 2
+    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 1  # header
+
+
 def test_an_executor_whose_job_was_aborted_under_it_does_not_start_the_load(monkeypatch):
     """(Found by the bulk races review.) Two deliveries of the job's queue message (SQS standard queues repeat; the
     reconciler re-queues too). Executor A moves the job InProgress and checks its files; meanwhile the tenant PATCHes
