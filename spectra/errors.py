@@ -302,3 +302,12 @@ class StartNotRecorded(SpectraError):
 
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "start_not_recorded"
+
+
+class StartUnderWay(SpectraError):
+    """A bulk job another attempt may be starting right now (it wrote the job's plan a moment ago, and may be inside
+    BatchExecuteStatement): an ending that ran nothing waits, and the executor lets the message come back later
+    (:func:`spectra.bulk.lifecycle.being_started`); never shown to a tenant."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "start_under_way"

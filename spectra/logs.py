@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from spectra.errors import StartNotRecorded, Throttled
+from spectra.errors import StartNotRecorded, StartUnderWay, Throttled
 
 _keys: ContextVar[dict[str, Any]] = ContextVar("spectra_log_keys", default={})  # noqa: B039 - never mutated
 
@@ -49,7 +49,7 @@ def job_keys(**keys: Any) -> Iterator[None]:
 
 _log = logging.getLogger(__name__)
 #: What a record meets now and then and gets past on a later delivery: its retry is an INFO line, without traceback.
-_PASSING = (Throttled, StartNotRecorded)
+_PASSING = (Throttled, StartNotRecorded, StartUnderWay)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from events import (
@@ -41,6 +41,7 @@ from spectra.delivery import unloadable
 from spectra.errors import (
     IdentityRefused,
     NotFound,
+    StartUnderWay,
     StatementRejected,
     Throttled,
     passing_trouble,
@@ -49,6 +50,7 @@ from spectra.errors import (
 )
 from spectra.identity import identity_for
 from spectra.jobs import utcnow, utcnow_after
+from spectra.lifecycle import ORPHANED_AFTER_SECONDS
 from spectra.ports import BulkPorts, Ports
 from spectra.publisher import PublishFailed
 from spectra.settings import Settings
@@ -108,6 +110,7 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
                 ports.warehouse.cancel(job.statement_id)
             return None
         if job.abort_requested_at is not None:  # an earlier attempt stopped before recording its statement
+            _not_while_started(job, final_attempt=final_attempt)  # ... or another is starting it right now
             return _abort_unrecorded(ports, job)
         if _adopt_unrecorded(ports, job):
             return None
@@ -124,13 +127,14 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
         return None
     failed: tuple[BulkJob, ErrorInfo, dict[str, Any]] | None = None  # a check that failed: the job, why, its changes
+    planned_at = utcnow()  # this attempt's plan, should it write one (told apart from another attempt's)
     try:
         if late := late_sidecar_error(ports, job):  # a sidecar put after its file: never loaded with the defaults
             failed = (job, late, {})
         elif job.operation is BulkOperation.QUERY:
             statement_id = _start_export(ports, job, identity)
         else:
-            job, statement_id = _start_load(ports, job, identity)
+            job, statement_id = _start_load(ports, job, identity, planned_at=planned_at)
     except _CalledOff as off:
         # Aborted while this executor read the files (an abort asked of a job without a statement), or ended by
         # another copy of the message meanwhile: nothing was started, and nothing will be.
@@ -157,7 +161,7 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     if failed is not None:
         failing, error, changes = failed
         try:
-            _fail_unstarted(ports, failing, error, **changes)
+            _fail_unstarted(ports, failing, error, final_attempt=final_attempt, planned_at=planned_at, **changes)
         except Throttled as exc:  # asking for a statement under the job's name: tried again, or failed on the last try
             _throttled(ports, failing, exc, error, final_attempt=final_attempt, **changes)
         return None
@@ -191,7 +195,15 @@ def _throttled(
     finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, **changes)
 
 
-def _fail_unstarted(ports: Ports, job: BulkJob, error: ErrorInfo, **changes: Any) -> None:
+def _fail_unstarted(
+    ports: Ports,
+    job: BulkJob,
+    error: ErrorInfo,
+    *,
+    final_attempt: bool = False,
+    planned_at: datetime | None = None,
+    **changes: Any,
+) -> None:
     """Fail a job this attempt started nothing for, unless another copy of its message started its statement: two
     copies (an S3 event delivered twice queues the job twice; the reconciler re-queues) check the files side by side,
     and a check that fails for one (the dropped file put again, the table or the tenant changed) may come after the
@@ -201,7 +213,38 @@ def _fail_unstarted(ports: Ports, job: BulkJob, error: ErrorInfo, **changes: Any
     if _adopt_unrecorded(ports, job):
         logger.warning("bulk job %s: %s, but its statement had started; it ends as it ran", job.job_id, error.code)
         return
+    current = bulk_ports(ports).jobs.get(job.job_id)
+    if current is not None and current.plan is not None and current.plan.planned_at != planned_at:
+        _not_while_started(current, final_attempt=final_attempt)  # another attempt's plan, not this one's
     finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, **changes)
+
+
+def _not_while_started(job: BulkJob, *, final_attempt: bool) -> None:
+    """Raise :class:`StartUnderWay` (the message comes back later) while another attempt may be starting the job's
+    load (:func:`being_started`): an ending that ran nothing, written now, would let that load commit behind a job
+    that says it ran nothing. That attempt records its statement (and cancels it, for an abort), or, should it have
+    died, the message's next delivery comes once the plan is old (SQS's visibility timeout, 180 s, is longer) and
+    finds its statement by name or ends the job. Not on the message's last delivery, which must end the job."""
+    if being_started(job) and not final_attempt:
+        raise StartUnderWay(f"bulk job {job.job_id} is being started by another attempt; this one comes back later")
+
+
+#: How long after writing its plan an executor may still be starting the load: no executor runs longer than its 30 s
+#: Timeout (template.yaml's Globals), as spectra.lifecycle.ORPHANED_AFTER_SECONDS reasons for query jobs.
+STARTING_AT_MOST = timedelta(seconds=ORPHANED_AFTER_SECONDS)
+
+
+def being_started(job: BulkJob, now: datetime | None = None) -> bool:
+    """An executor wrote the job's plan a moment ago and may be inside BatchExecuteStatement, its statement not yet
+    recorded, nor maybe listed: an ending that ran nothing (an abort, a refusal, the reconciler's give-up), written
+    now, would let that load commit behind a job that says it ran nothing (found by the bulk races review)."""
+    planned = job.plan.planned_at if job.plan is not None else None
+    return (
+        job.state is BulkState.IN_PROGRESS
+        and not job.statement_id
+        and planned is not None
+        and (now or utcnow()) - planned < STARTING_AT_MOST
+    )
 
 
 def _adopt_unrecorded(ports: Ports, job: BulkJob) -> bool:
@@ -280,7 +323,7 @@ def _called(job: BulkJob, index: int) -> str:
     return name if job.source is JobSource.S3_DROP else f"batch {index + 1} of {len(job.files)} ({name})"
 
 
-def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple[BulkJob, str]:
+def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, planned_at: datetime) -> tuple[BulkJob, str]:
     bulk = bulk_ports(ports)
     if not job.files:
         raise BulkInputError("no_data", "the job has no uploaded data")
@@ -339,6 +382,7 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> tuple
             if column.get("typeName") in ("numeric", "decimal") and column.get("precision")
             else None,
             "header": names_kept(headers[0].columns, headers[0].names),  # none when the columns are as written
+            "planned_at": planned_at,
         }
     )
     # The plan is recorded before the statement starts: a fast statement's completion event needs it. The write is

@@ -198,6 +198,9 @@ class LoadPlan(BaseModel):
     external_id_length: int | None = None
     #: a decimal type's scale (DescribeTable's ``scale``): ``4`` is the id ``4.00`` in a NUMERIC(10,2)
     external_id_scale: int | None = None
+    #: when the executor wrote the plan, its last look before starting the load (None in plans recorded before it
+    #: was kept): while it is recent, that executor may be inside BatchExecuteStatement
+    planned_at: datetime | None = None
 
 
 class BulkCounts(BaseModel):

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from events import BulkJobQueuedMessage, ErrorInfo, StatementStatusChange
 from spectra.bulk.lifecycle import (
     RESULTS_WRITER_LEASE,
+    being_started,
     bulk_ports,
     complete_bulk_statement,
     finish_bulk_job,
@@ -100,6 +101,10 @@ def _reconcile(
     if job.state is BulkState.IN_PROGRESS and job.started_at and now - job.started_at < thresholds.requeue_after:
         # An executor is starting it (reading its files, writing its manifests): its statement is about to be
         # recorded. Giving up (or queueing it again) now would fail a load that is about to run, and commit.
+        return Outcome.WAITING
+    if being_started(job, now):
+        # The same for a later attempt (a copy re-queued after the first one's starts were throttled, whose
+        # started_at stays the first's): it wrote its plan a moment ago (found by the bulk races review)
         return Outcome.WAITING
     # A job that was started waited its turn already (up to pending_max_age under its tenant's cap): it has the same
     # time again from its start, so that its statement, maybe started and committed by an executor that died before

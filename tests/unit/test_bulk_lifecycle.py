@@ -95,7 +95,9 @@ def test_an_insert_starts_one_batch_as_the_tenant_with_its_plan_recorded_first(p
         job, ["id", "name", "city"], [Manifest(manifest_url, gzip=False)], role="default", max_errors=100_000
     )
     assert ports.warehouse.batch_sqls(job.statement_id) == expected
-    assert job.plan == plan and stored(ports, job.job_id) == job  # names as written = its columns: kept once
+    assert job.plan.planned_at is not None  # when it was written, just before the statement started
+    assert job.plan == plan.model_copy(update={"planned_at": job.plan.planned_at})  # names as written: kept once
+    assert stored(ports, job.job_id) == job
     manifest = json.loads(ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job.job_id}/load/plain.manifest"))
     assert manifest == {"entries": [{"url": f.url, "mandatory": True} for f in job.files]}  # exactly its files
 
@@ -421,12 +423,25 @@ def test_a_statement_the_warehouse_refuses_fails_the_job(ports):
     )
 
 
+def _plan_written_before_any_executor_could_still_run(ports, job_id: str) -> None:
+    """The job's plan as a redelivery finds it: SQS's visibility timeout (180 s) is past STARTING_AT_MOST."""
+    from spectra.bulk.lifecycle import STARTING_AT_MOST
+
+    then = utcnow() - STARTING_AT_MOST - timedelta(seconds=1)
+    ports.bulk.jobs._items[job_id]["plan"]["planned_at"] = then.isoformat()
+
+
 def test_an_abort_requested_before_the_statement_started_ends_the_job_aborted(ports):
+    from spectra.errors import StartUnderWay
+
     message = queued(ports)
     ports.warehouse.throttle_next("execute_batch")
     with pytest.raises(Throttled):
         start_bulk_job(ports, message)
     ports.bulk.jobs.update(message.job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())
+    with pytest.raises(StartUnderWay):  # at once, it cannot tell that attempt from one still starting the load
+        start_bulk_job(ports, message)
+    _plan_written_before_any_executor_could_still_run(ports, message.job_id)
     assert start_bulk_job(ports, message) is None
     assert stored(ports, message.job_id).state is BulkState.ABORTED
     assert "execute_batch" not in warehouse_calls(ports)
@@ -442,6 +457,7 @@ def died_before_recording(ports):
         start_bulk_job(ports, message)
     ports.bulk.jobs.update(message.job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())
     [statement_id] = [s for s in ports.warehouse.statements if ":" not in s]
+    _plan_written_before_any_executor_could_still_run(ports, message.job_id)  # the message comes back after that
     return message, statement_id
 
 

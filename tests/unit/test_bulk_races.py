@@ -10,7 +10,7 @@ from spectra.bulk import lifecycle
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState
 from spectra.bulk.service import change_state, job_results, upload_batch
-from spectra.errors import Conflict, Throttled
+from spectra.errors import Conflict, StartUnderWay, Throttled
 from tests.unit.fakes import RESULTS_BUCKET, make_ports, make_settings
 from tests.unit.test_bulk_service import CSV, caller, new_insert
 
@@ -229,6 +229,138 @@ def test_a_complete_endings_late_files_do_not_stay_over_the_contested_failed_end
     client = ports.bulk.files.client
     assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv").count(b"\n") == 2
     assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 1  # header
+
+
+def _inside_batch_execute_statement(ports, monkeypatch, meanwhile) -> list:
+    """The next BatchExecuteStatement runs ``meanwhile`` before its statement is made, then the statement, a one-row
+    COPY, commits at once; the list returned holds its status event."""
+    warehouse = type(ports.warehouse)
+    execute_batch = warehouse.execute_batch
+    changes: list = []
+
+    def inside(wh, sqls, **kw):
+        meanwhile()
+        statement_id = execute_batch(wh, sqls, **kw)
+        changes.append(wh.finish_batch(statement_id, {0: 1, 1: []}))
+        return statement_id
+
+    monkeypatch.setattr(warehouse, "execute_batch", inside)
+    return changes
+
+
+def _load_of(ports, job_id: str) -> str:
+    [load] = [s for s, st in ports.warehouse.statements.items() if ":" not in s and st.name == job_id]
+    return load
+
+
+def test_a_copy_that_finds_an_abort_leaves_it_to_the_copy_inside_batch_execute_statement(monkeypatch):
+    """(Found by the second bulk races review.) Copy A passed its last look (the plan write) and is inside
+    BatchExecuteStatement; the tenant aborts (marked: no statement to cancel yet); copy B, a second delivery of the
+    message, found no statement under the job's name (not made yet) and ended the job Aborted, every record
+    unprocessed, while A's load committed. B's message now comes back later for a job planned a moment ago, and A
+    records its statement and cancels it: the job ends as the load did (here it committed first: JobComplete)."""
+    from spectra.bulk.service import change_state
+    from tests.unit.test_bulk_service import caller
+
+    ports, job = closed_insert()
+    message = ports.queue.messages[-1]
+
+    def abort_and_b_meanwhile():
+        marked = change_state(ports, caller(ports), job.job_id, "Aborted")
+        assert marked.state is BulkState.IN_PROGRESS and marked.statement_id is None
+        with pytest.raises(StartUnderWay):  # B: its message comes back later
+            start_bulk_job(ports, message)
+        assert ports.bulk.jobs.get(job.job_id).state is BulkState.IN_PROGRESS
+
+    changes = _inside_batch_execute_statement(ports, monkeypatch, abort_and_b_meanwhile)
+    start_bulk_job(ports, message)  # A
+    monkeypatch.undo()
+    assert ("cancel", _load_of(ports, job.job_id)) in ports.warehouse.calls  # A carried out the abort (too late)
+    complete_bulk_statement(ports, changes[0])
+    final = ports.bulk.jobs.get(job.job_id)
+    assert final.state is BulkState.JOB_COMPLETE and final.counts.processed == 1
+
+
+def test_a_copy_whose_check_fails_leaves_the_job_to_the_copy_inside_batch_execute_statement(monkeypatch):
+    """(Found by the second bulk races review.) The same window for a copy whose check fails (the table changed
+    meanwhile): it failed the job, every record unprocessed, while the other copy's load committed."""
+    ports, _ = closed_insert()
+    message = ports.queue.messages[-1]
+
+    def b_fails_its_check_meanwhile():
+        ports.warehouse.add_table("public", "accounts", ["id", "title"])  # B finds a header it cannot load
+        with pytest.raises(StartUnderWay):
+            start_bulk_job(ports, message)
+
+    changes = _inside_batch_execute_statement(ports, monkeypatch, b_fails_its_check_meanwhile)
+    start_bulk_job(ports, message)  # A
+    monkeypatch.undo()
+    assert complete_bulk_statement(ports, changes[0]).state is BulkState.JOB_COMPLETE
+
+
+def _started_long_ago(ports, job_id: str) -> None:
+    """The job started two hours ago and has been quiet since (the reconciler would look at it now)."""
+    from datetime import timedelta
+
+    from spectra.jobs import utcnow
+
+    ports.bulk.jobs._items[job_id]["started_at"] = (utcnow() - timedelta(hours=2)).isoformat()
+    ports.bulk.jobs._pending[job_id] = utcnow() - timedelta(hours=2)
+
+
+def test_the_reconciler_does_not_give_up_a_job_a_later_attempt_is_starting(monkeypatch):
+    """(Found by the second bulk races review.) A job InProgress without a statement past the give-up age (its first
+    attempt's starts throttled for an hour; started_at stays that attempt's): a re-queued attempt writes its plan and
+    is inside BatchExecuteStatement when the reconciler gave the job up, not_started, every record unprocessed, while
+    the load committed. A plan written a moment ago keeps the job waiting."""
+
+    from spectra.bulk.reconcile import reconcile_bulk
+    from spectra.jobs import utcnow
+    from spectra.reconciliation import ReconcileSummary, Thresholds
+
+    ports, job = closed_insert()
+    message = ports.queue.messages[-1]
+    ports.warehouse.throttle_next("execute_batch")
+    with pytest.raises(Throttled):
+        start_bulk_job(ports, message)  # the first attempt: InProgress, planned, throttled
+    _started_long_ago(ports, job.job_id)
+
+    def reconciler_meanwhile():
+        reconcile_bulk(ports, utcnow(), Thresholds.from_settings(ports.settings), ReconcileSummary())
+        assert ports.bulk.jobs.get(job.job_id).state is BulkState.IN_PROGRESS
+
+    changes = _inside_batch_execute_statement(ports, monkeypatch, reconciler_meanwhile)
+    start_bulk_job(ports, message)  # a later attempt (the reconciler's re-queue)
+    monkeypatch.undo()
+    complete_bulk_statement(ports, changes[0])
+    assert ports.bulk.jobs.get(job.job_id).state is BulkState.JOB_COMPLETE
+
+
+def test_a_plan_left_by_an_attempt_that_died_holds_the_give_up_back_only_while_that_attempt_could_run(monkeypatch):
+    from datetime import timedelta
+
+    from spectra.bulk.lifecycle import STARTING_AT_MOST
+    from spectra.bulk.reconcile import reconcile_bulk
+    from spectra.jobs import utcnow
+    from spectra.reconciliation import ReconcileSummary, Thresholds
+
+    ports, job = closed_insert()
+
+    def dies(wh, sqls, **kw):
+        raise RuntimeError("the executor's environment went away")
+
+    monkeypatch.setattr(type(ports.warehouse), "execute_batch", dies)
+    with pytest.raises(RuntimeError):
+        start_bulk_job(ports, ports.queue.messages[-1])
+    monkeypatch.undo()
+    _started_long_ago(ports, job.job_id)
+    thresholds = Thresholds.from_settings(ports.settings)
+    reconcile_bulk(ports, utcnow(), thresholds, ReconcileSummary())
+    assert ports.bulk.jobs.get(job.job_id).state is BulkState.IN_PROGRESS  # planned a moment ago
+    later = utcnow() + STARTING_AT_MOST + timedelta(seconds=1)
+    reconcile_bulk(ports, later, thresholds, ReconcileSummary())
+    given_up = ports.bulk.jobs.get(job.job_id)
+    assert (given_up.state, given_up.error.code) == (BulkState.FAILED, "not_started")
 
 
 def test_an_executor_whose_job_was_aborted_under_it_does_not_start_the_load(monkeypatch):
