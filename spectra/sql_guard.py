@@ -243,7 +243,7 @@ def parse_checked(
     size = len(statement.encode())
     if size > max_bytes:
         raise PayloadTooLarge(f"sql is {size} bytes; the limit is {max_bytes}", details={"limit": max_bytes})
-    if (nul := statement.find("\x00")) >= 0:
+    if (nul := sql.find("\x00")) >= 0:  # counted in the sql as sent
         raise _rejected(
             "nul_character",
             f"sql holds a NUL character (U+0000) at character {nul + 1}: the warehouse reads a statement only up to"

@@ -122,8 +122,12 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
     except IdentityRefused as exc:
-        # unstarted: a statement another copy recorded meanwhile refuses it (the warehouse is not asked here)
+        # unstarted: a statement another copy recorded meanwhile refuses it (the warehouse is not asked here), and
+        # one it may be starting right now is waited for
         error = ErrorInfo(code=exc.code, message=exc.message)
+        current = bulk.jobs.get(job.job_id)
+        if current is not None:
+            _not_while_started(current, final_attempt=final_attempt)
         finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
         return None
     failed: tuple[BulkJob, ErrorInfo, dict[str, Any]] | None = None  # a check that failed: the job, why, its changes
@@ -137,10 +141,13 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
             job, statement_id = _start_load(ports, job, identity, planned_at=planned_at)
     except _CalledOff as off:
         # Aborted while this executor read the files (an abort asked of a job without a statement), or ended by
-        # another copy of the message meanwhile: nothing was started, and nothing will be.
+        # another copy of the message meanwhile: nothing was started here, and nothing will be.
         logger.info("bulk job %s was aborted or ended while it was being started; nothing started", job.job_id)
-        if off.job is not None:  # as any abort of a job without a statement: another copy may have started one
-            _abort_unrecorded(ports, off.job)
+        current = off.job if off.job is not None else bulk.jobs.get(job.job_id)  # a refused plan write: read it
+        if current is not None and current.state is BulkState.IN_PROGRESS and not current.statement_id:
+            # as any abort of a job without a statement: another copy may have started one, or be starting it now
+            _not_while_started(current, final_attempt=final_attempt)
+            _abort_unrecorded(ports, current)
         return None
     except FileReplaced as exc:
         # The key holds a newer upload (the bucket keeps no versions): loading it here would load it twice and this
@@ -387,7 +394,7 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, plann
     )
     # The plan is recorded before the statement starts: a fast statement's completion event needs it. The write is
     # also the last look before the load: a job aborted (or ended) meanwhile starts nothing.
-    planned = _still_to_start(bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], plan=plan))
+    planned = _still_to_start(bulk.jobs.record_plan(job.job_id, plan))
     statement_id = ports.warehouse.execute_batch(sqls, identity=identity, name=job.job_id, client_token=job.job_id)
     return planned, statement_id
 
@@ -402,7 +409,8 @@ class _CalledOff(Exception):
 
 
 def _still_to_start(job: BulkJob | None) -> BulkJob:
-    """``job`` as a conditional write on its being InProgress returned it, if it may still be started."""
+    """``job`` as a conditional write on its being InProgress (and, for a plan, not asked to abort) returned it, if
+    it may still be started."""
     if job is None or job.abort_requested_at is not None:
         raise _CalledOff(job)
     return job

@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from events import ErrorInfo
-from spectra.bulk.models import BulkJob, BulkOperation, BulkState, KeyedBatch, bulk_sources_of
+from spectra.bulk.models import BulkJob, BulkOperation, BulkState, KeyedBatch, LoadPlan, bulk_sources_of
 from spectra.dynamo import (
     EXPIRES_AT,
     FREE_OR_EXPIRED,
@@ -222,6 +222,14 @@ class BulkJobStore:
     def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:
         return self._update(job_id, frozenset(expected), changes)
 
+    def record_plan(self, job_id: str, plan: LoadPlan) -> BulkJob | None:
+        """The executor's last look before it starts the load: the plan written while the job is ``InProgress``
+        with no abort asked and no statement recorded; None otherwise (nothing written: an abort never overwrites
+        the plan, and its ``planned_at``, of another attempt that may be starting the load)."""
+        return self._update(
+            job_id, frozenset({BulkState.IN_PROGRESS}), {"plan": plan}, absent=("abort_requested_at", "statement_id")
+        )
+
     def count_upload(
         self, job_id: str, *, limit: int | None = None, keyed: tuple[str, KeyedBatch] | None = None
     ) -> BulkJob | None:
@@ -380,12 +388,13 @@ class BulkJobStore:
         *,
         unstarted: bool = False,
         uploads: int | None = None,
+        absent: Iterable[str] = (),
     ) -> BulkJob | None:
         request = self._states.update_request(
             job_id,
             [state.value for state in allowed],
             changes,
-            absent=["statement_id"] if unstarted else (),
+            absent=[*absent, *(["statement_id"] if unstarted and "statement_id" not in absent else [])],
             updated_at=utcnow(),
         )
         if request is None:

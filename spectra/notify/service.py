@@ -76,12 +76,6 @@ def _check_filter(filter_: dict[str, list[str]] | None) -> dict[str, list[str]]:
                 f"filter.{field} values must be at most {MAX_FILTER_VALUE_LENGTH} characters",
                 details={"field": field, "max_length": MAX_FILTER_VALUE_LENGTH},
             )
-        if field == "object" and (odd := [value for value in values if not is_table_name(value)]):
-            raise InvalidRequest(
-                "filter.object values are table names (table or schema.table, compared as the warehouse folds them),"
-                " so no bulk job's object could match these",
-                details={"field": field, "values": _names(odd)},
-            )
     size = len(json.dumps(filter_).encode())
     if size > MAX_FILTER_BYTES:
         raise InvalidRequest(
@@ -109,6 +103,17 @@ def _check_filter_lets_through(filter_: dict[str, list[str]], event_type: str) -
                 f"filter.{field} lists no value a {event_type} event holds, so none would be delivered",
                 details={"field": field, "event_type": event_type, "values": list(held)},
             )
+
+
+def _check_table_names(filter_: dict[str, list[str]]) -> None:
+    """A 400 for an ``object`` value that is no table name: it compares as the warehouse folds table names
+    (:func:`spectra.notify.models.table_name`), so no bulk job's object could match it."""
+    if odd := [value for value in filter_.get("object", []) if not is_table_name(value)]:
+        raise InvalidRequest(
+            "filter.object values are table names (table or schema.table, compared as the warehouse folds them),"
+            " so no bulk job's object could match these",
+            details={"field": "object", "values": _names(odd)},
+        )
 
 
 def create_subscription(
@@ -140,6 +145,7 @@ def create_subscription(
         return _repeat(notify, caller, first, idempotency_key, limit, url=url, events=events, filter_=filter_), False
     for event_type in events:  # after the repeat's answer: a subscription stored before this check keeps its key
         _check_filter_lets_through(filter_, event_type)
+    _check_table_names(filter_)  # the same
     notify.urls.endpoint(url)  # UrlRefused (400) for anything but https on a public address
     if _standing(notify, caller) >= limit:
         raise Conflict(f"a tenant may have {limit} subscriptions; delete one first", details={"limit": limit})

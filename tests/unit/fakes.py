@@ -414,6 +414,12 @@ class FakeBulkJobStore:
             raise RuntimeError("the executor died before recording its statement")
         return self._update(job_id, frozenset(expected), changes)
 
+    def record_plan(self, job_id: str, plan) -> BulkJob | None:
+        item = self._items.get(job_id, {})
+        if item.get("abort_requested_at") or item.get("statement_id"):
+            return None
+        return self._update(job_id, frozenset({BulkState.IN_PROGRESS}), {"plan": plan})
+
     def count_upload(
         self, job_id: str, *, limit: int | None = None, keyed: tuple[str, KeyedBatch] | None = None
     ) -> BulkJob | None:

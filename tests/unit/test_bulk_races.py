@@ -281,18 +281,54 @@ def test_a_copy_that_finds_an_abort_leaves_it_to_the_copy_inside_batch_execute_s
     assert final.state is BulkState.JOB_COMPLETE and final.counts.processed == 1
 
 
-def test_a_copy_whose_check_fails_leaves_the_job_to_the_copy_inside_batch_execute_statement(monkeypatch):
-    """(Found by the second bulk races review.) The same window for a copy whose check fails (the table changed
-    meanwhile): it failed the job, every record unprocessed, while the other copy's load committed."""
-    ports, _ = closed_insert()
+@pytest.mark.parametrize("meanwhile", ["the table changed", "the tenant deactivated"])
+def test_a_copy_whose_check_fails_leaves_the_job_to_the_copy_inside_batch_execute_statement(monkeypatch, meanwhile):
+    """(Found by the second bulk races review, and the identity check by the review of that fix.) The same window
+    for a copy whose check fails: it failed the job, every record unprocessed, while the other copy's load
+    committed."""
+    ports, _ = closed_insert(tenant_cache_seconds=0)
     message = ports.queue.messages[-1]
 
     def b_fails_its_check_meanwhile():
-        ports.warehouse.add_table("public", "accounts", ["id", "title"])  # B finds a header it cannot load
+        if meanwhile == "the table changed":
+            ports.warehouse.add_table("public", "accounts", ["id", "title"])  # a header B cannot load
+        else:
+            ports.tenants.set_active("acme", False)
         with pytest.raises(StartUnderWay):
             start_bulk_job(ports, message)
 
     changes = _inside_batch_execute_statement(ports, monkeypatch, b_fails_its_check_meanwhile)
+    start_bulk_job(ports, message)  # A
+    monkeypatch.undo()
+    assert complete_bulk_statement(ports, changes[0]).state is BulkState.JOB_COMPLETE
+
+
+def test_a_copy_that_meets_the_abort_at_its_plan_write_leaves_the_job_to_the_copy_inside_the_call(monkeypatch):
+    """(Found by the review of the fix above.) Copy B read the job before the abort was asked, and met it only at
+    its plan write, which wrote over A's plan (and its planned_at) before it refused: B then ended the job Aborted
+    while A's load committed. The plan write now refuses a job asked to abort, and B waits as at the other endings."""
+    from spectra.bulk.service import change_state
+    from tests.unit.test_bulk_service import caller
+
+    ports, job = closed_insert()
+    message = ports.queue.messages[-1]
+    describe_table = ports.warehouse.describe_table
+    described = []
+
+    def described_then_aborted(*args, **kwargs):  # B reads the table, and the tenant aborts before B's plan write
+        described.append(True)
+        if len(described) == 2:
+            assert change_state(ports, caller(ports), job.job_id, "Aborted").statement_id is None
+        return describe_table(*args, **kwargs)
+
+    monkeypatch.setattr(ports.warehouse, "describe_table", described_then_aborted)
+
+    def b_meanwhile():
+        with pytest.raises(StartUnderWay):
+            start_bulk_job(ports, message)
+        assert ports.bulk.jobs.get(job.job_id).plan.planned_at is not None  # A's, kept
+
+    changes = _inside_batch_execute_statement(ports, monkeypatch, b_meanwhile)
     start_bulk_job(ports, message)  # A
     monkeypatch.undo()
     assert complete_bulk_statement(ports, changes[0]).state is BulkState.JOB_COMPLETE
@@ -419,9 +455,13 @@ def test_a_called_off_executor_does_not_end_aborted_a_job_whose_load_another_cop
     describe_table, execute_batch = warehouse.describe_table, warehouse.execute_batch
     c_reading, go_c, changes = threading.Event(), threading.Event(), []
     c_thread: list[threading.Thread] = []
+    c_outcome: list[str] = []
 
     def run_c():
-        start_bulk_job(ports, message)
+        try:
+            start_bulk_job(ports, message)
+        except StartUnderWay:  # A planned a moment ago: C's message comes back later
+            c_outcome.append("comes back later")
 
     def describe(wh, schema, table, *, identity):
         if threading.current_thread() is threading.main_thread():  # A: let C get to its files first
@@ -454,6 +494,7 @@ def test_a_called_off_executor_does_not_end_aborted_a_job_whose_load_another_cop
     final = ports.bulk.jobs.get(job.job_id)
     unprocessed = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv")
     assert final.state is BulkState.JOB_COMPLETE, (final.state, final.statement_id, "the load committed", unprocessed)
+    assert c_outcome == ["comes back later"]
 
 
 def test_an_abort_whose_cancel_was_throttled_is_cancelled_by_the_messages_return(monkeypatch):

@@ -249,6 +249,21 @@ def test_a_repeat_of_a_subscription_stored_before_the_filter_check_still_answers
         service.create_subscription(ports, ACME, idempotency_key="k2", **asked)
 
 
+def test_a_repeat_of_a_subscription_whose_object_filter_predates_the_table_name_check_answers_it(monkeypatch):
+    """The same for the object filter's table names (found by the session's diff review): an object a drop with no
+    table publishes ("-") was a 400 to the repeat, and the client never learned its secret."""
+    ports = ports_with_notify()
+    asked = {"url": "https://hooks.acme.example/in", "events": ["Bulk Job Failed"], "filter_": {"object": ["-"]}}
+    with monkeypatch.context() as before:
+        before.setattr(service, "_check_table_names", lambda *_: None)
+        first, created = service.create_subscription(ports, ACME, idempotency_key="k1", **asked)
+    again, repeated = service.create_subscription(ports, ACME, idempotency_key="k1", **asked)
+    assert created and not repeated and again.secret == first.secret
+    assert again.accepts("Bulk Job Failed", {"object": "-"})  # compared as itself, not a table
+    with pytest.raises(InvalidRequest, match=r"filter\.object values are table names"):
+        service.create_subscription(ports, ACME, idempotency_key="k2", **asked)
+
+
 def test_create_refuses_a_private_url_and_stores_nothing():
     ports = ports_with_notify()
     with pytest.raises(UrlRefused):

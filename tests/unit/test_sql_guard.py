@@ -317,6 +317,7 @@ def test_oversized_is_413_with_the_limit():
         "select 1 /* a\x00 */",
         "select 1 \x00",
         "select '\x00'",
+        "\n\n  select 1 -- x\x00",  # counted in the sql as sent, leading blanks included
     ],
 )
 def test_a_nul_character_anywhere_is_refused_with_where_it_is(sql):

@@ -202,6 +202,22 @@ def test_an_unstarted_transition_is_refused_once_a_statement_is_recorded(store):
     assert store.transition(other.job_id, BulkState.FAILED, unstarted=True).state is BulkState.FAILED
 
 
+def test_a_plan_is_recorded_only_while_no_abort_is_asked_and_no_statement_recorded(store):
+    """The executor's last look before the load: an abort never overwrites another attempt's plan (its
+    ``planned_at`` tells an ending that ran nothing to wait: spectra.bulk.lifecycle.being_started)."""
+    plan = LoadPlan(columns=["id"], copies=[(0, 1)], planned_at=T0)
+    job = in_state(store, BulkState.IN_PROGRESS)
+    assert store.record_plan(job.job_id, plan).plan == plan == store.get(job.job_id).plan
+    aborted = in_state(store, BulkState.IN_PROGRESS)
+    store.update(aborted.job_id, [BulkState.IN_PROGRESS], abort_requested_at=T0)
+    recorded = in_state(store, BulkState.IN_PROGRESS)
+    store.update(recorded.job_id, [BulkState.IN_PROGRESS], statement_id="stmt-1")
+    closed = in_state(store, BulkState.UPLOAD_COMPLETE)
+    for refused in (aborted, recorded, closed):
+        assert store.record_plan(refused.job_id, plan) is None
+        assert store.get(refused.job_id).plan is None
+
+
 def test_uploads_are_counted_only_while_the_job_is_open(store):
     job = in_state(store, BulkState.OPEN)
     assert job.uploads == 0
