@@ -35,7 +35,16 @@ from spectra.bulk.csvfiles import (
     read_header,
 )
 from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
-from spectra.bulk.models import BulkCounts, BulkJob, BulkOperation, BulkState, ExportFile, JobSource, split_object
+from spectra.bulk.models import (
+    BulkCounts,
+    BulkJob,
+    BulkOperation,
+    BulkState,
+    ExportFile,
+    JobSource,
+    LoadPlan,
+    split_object,
+)
 from spectra.bulk.sql import Manifest, load_statements, unload_statement
 from spectra.delivery import unloadable
 from spectra.errors import (
@@ -110,7 +119,8 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
                 ports.warehouse.cancel(job.statement_id)
             return None
         if job.abort_requested_at is not None:  # an earlier attempt stopped before recording its statement
-            _not_while_started(job, final_attempt=final_attempt)  # ... or another is starting it right now
+            if _left_to_its_starter(ports, job, final_attempt=final_attempt):  # ... or another is starting it now
+                return None
             return _abort_unrecorded(ports, job)
         if _adopt_unrecorded(ports, job):
             return None
@@ -125,10 +135,7 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         # unstarted: a statement another copy recorded meanwhile refuses it (the warehouse is not asked here), and
         # one it may be starting right now is waited for
         error = ErrorInfo(code=exc.code, message=exc.message)
-        current = bulk.jobs.get(job.job_id)
-        if current is not None:
-            _not_while_started(current, final_attempt=final_attempt)
-        finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
+        _end_unstarted(ports, job, BulkState.FAILED, final_attempt=final_attempt, error=error)
         return None
     failed: tuple[BulkJob, ErrorInfo, dict[str, Any]] | None = None  # a check that failed: the job, why, its changes
     planned_at = utcnow()  # this attempt's plan, should it write one (told apart from another attempt's)
@@ -144,9 +151,13 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         # another copy of the message meanwhile: nothing was started here, and nothing will be.
         logger.info("bulk job %s was aborted or ended while it was being started; nothing started", job.job_id)
         current = off.job if off.job is not None else bulk.jobs.get(job.job_id)  # a refused plan write: read it
-        if current is not None and current.state is BulkState.IN_PROGRESS and not current.statement_id:
-            # as any abort of a job without a statement: another copy may have started one, or be starting it now
-            _not_while_started(current, final_attempt=final_attempt)
+        # as any abort of a job without a statement: another copy may have started one, or be starting it now
+        if (
+            current is not None
+            and current.state is BulkState.IN_PROGRESS
+            and not current.statement_id
+            and not _left_to_its_starter(ports, current, final_attempt=final_attempt)
+        ):
             _abort_unrecorded(ports, current)
         return None
     except FileReplaced as exc:
@@ -220,20 +231,57 @@ def _fail_unstarted(
     if _adopt_unrecorded(ports, job):
         logger.warning("bulk job %s: %s, but its statement had started; it ends as it ran", job.job_id, error.code)
         return
-    current = bulk_ports(ports).jobs.get(job.job_id)
-    if current is not None and current.plan is not None and current.plan.planned_at != planned_at:
-        _not_while_started(current, final_attempt=final_attempt)  # another attempt's plan, not this one's
-    finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, **changes)
+    _end_unstarted(
+        ports, job, BulkState.FAILED, final_attempt=final_attempt, planned_at=planned_at, error=error, **changes
+    )
 
 
-def _not_while_started(job: BulkJob, *, final_attempt: bool) -> None:
-    """Raise :class:`StartUnderWay` (the message comes back later) while another attempt may be starting the job's
-    load (:func:`being_started`): an ending that ran nothing, written now, would let that load commit behind a job
-    that says it ran nothing. That attempt records its statement (and cancels it, for an abort), or, should it have
-    died, the message's next delivery comes once the plan is old (SQS's visibility timeout, 180 s, is longer) and
-    finds its statement by name or ends the job. Not on the message's last delivery, which must end the job."""
-    if being_started(job) and not final_attempt:
+#: How often an ending that ran nothing is tried against a plan that keeps changing under it before its message
+#: comes back later instead
+_UNSTARTED_TRIES = 3
+
+
+def _end_unstarted(
+    ports: Ports,
+    job: BulkJob,
+    state: BulkState,
+    *,
+    final_attempt: bool,
+    planned_at: datetime | None = None,
+    **changes: Any,
+) -> None:
+    """End ``job`` (``InProgress``, no statement) in ``state`` as an ending that ran nothing, unless another
+    attempt may be starting its load (:func:`_left_to_its_starter`; this attempt's own plan, written at
+    ``planned_at``, is no such attempt). The write is conditional on the plan as it was read (``plan_seen``): one
+    written between the read and the write (another attempt past its checks, about to start the load) refuses it,
+    and the job is read again (found by the review of the first version, which read, decided and wrote apart)."""
+    bulk = bulk_ports(ports)
+    for _ in range(_UNSTARTED_TRIES):
+        current = bulk.jobs.get(job.job_id)
+        if current is None or current.state is not BulkState.IN_PROGRESS or current.statement_id:
+            return  # another copy ended it or recorded its statement: nothing of this attempt's to end
+        mine = planned_at is not None and current.plan is not None and current.plan.planned_at == planned_at
+        if not mine and _left_to_its_starter(ports, current, final_attempt=final_attempt):
+            return
+        if finish_bulk_job(ports, job, state, unstarted=True, plan_seen=current.plan, **changes) is not None:
+            return
+    raise StartUnderWay(f"bulk job {job.job_id} kept changing while this attempt ended it; it comes back later")
+
+
+def _left_to_its_starter(ports: Ports, job: BulkJob, *, final_attempt: bool) -> bool:
+    """Whether an ending that ran nothing must leave the job to another attempt that may be starting its load
+    (:func:`being_started`): such an ending, written now, would let that load commit behind a job that says it ran
+    nothing. That attempt records its statement (and cancels it, for an abort). Should it have died, the job is
+    ended later, once its plan is old: by this message's next delivery (:class:`StartUnderWay`; SQS's visibility
+    timeout, 180 s, is longer), or, on the message's last delivery, by a copy the reconciler queues (the job is
+    moved to the back of its pending index, True; the reconciler waits out the plan too)."""
+    if not being_started(job):
+        return False
+    if not final_attempt:
         raise StartUnderWay(f"bulk job {job.job_id} is being started by another attempt; this one comes back later")
+    logger.warning("bulk job %s is being started by another attempt; left to it and the reconciler", job.job_id)
+    bulk_ports(ports).jobs.mark_checked(job.job_id, BulkState.IN_PROGRESS, utcnow())
+    return True
 
 
 #: How long after writing its plan an executor may still be starting the load: no executor runs longer than its 30 s
@@ -541,6 +589,7 @@ def finish_bulk_job(
     unstarted: bool = False,
     contested: bool = False,
     uploads: int | None = None,
+    plan_seen: LoadPlan | bool | None = False,
     **changes: Any,
 ) -> BulkJob | None:
     """Move the job from the state it was seen in to a terminal ``state``, then settle what that owes.
@@ -556,7 +605,8 @@ def finish_bulk_job(
     does an ending another ending of its statement may beat to another state (``contested``: giving up on an outcome
     that a copy of the same event may be recording as JobComplete at that moment).
     ``uploads``: only while the job has counted that many batches (an Open job ended with the batches listed then:
-    a batch counted after the listing would be acknowledged and left out).
+    a batch counted after the listing would be acknowledged and left out). ``plan_seen``: only while the job's plan
+    is still that one (None: none), for an ending that ran nothing decided on it (:func:`_end_unstarted`).
     """
     bulk = bulk_ports(ports)
     results_ready = job.operation is BulkOperation.QUERY or not job.files
@@ -584,6 +634,7 @@ def finish_bulk_job(
         expected={job.state},
         unstarted=unstarted,
         uploads=uploads,
+        plan_seen=plan_seen,
         completed_at=utcnow_after(job.created_at, job.started_at),
         results_ready=results_ready,
         **changes,

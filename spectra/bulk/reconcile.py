@@ -114,7 +114,9 @@ def _reconcile(
     if now - (since or job.created_at) >= thresholds.give_up_after:
         waited = int(thresholds.give_up_after.total_seconds())
         error = ErrorInfo(code="not_started", message=f"the job did not reach the warehouse within {waited} seconds")
-        failed = finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True)
+        # conditional on the plan as read: an attempt that wrote one since is starting the load (being_started)
+        plan_seen = job.plan if job.state is BulkState.IN_PROGRESS else False
+        failed = finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, plan_seen=plan_seen)
         return Outcome.EXPIRED if failed else Outcome.SKIPPED
     if now - quiet_since >= thresholds.requeue_after and lines.waits_its_turn(job.tenant_id, job.job_id):
         bulk.jobs.mark_checked(job.job_id, job.state, now)  # in line at its tenant's cap: a release sends it

@@ -26,6 +26,7 @@ from spectra.dynamo import (
     expired,
     expiry_values,
     from_item,
+    json_ready,
     plain,
     to_item,
     unexpired,
@@ -81,6 +82,19 @@ def _owed_as_read(request: dict[str, Any] | None, job: BulkJob) -> dict[str, Any
     else:
         request["ConditionExpression"] += " AND #lease = :lease"
         values[":lease"] = {"N": str(job.results_writer_until)}
+    return request
+
+
+def _plan_was(request: dict[str, Any], plan: LoadPlan | None) -> dict[str, Any]:
+    """``request`` made conditional on the job's plan being ``plan`` as far as its ``planned_at`` tells (none, or one
+    without it, when None): another attempt's plan written since it was read refuses the write."""
+    planned = json_ready(plan).get("planned_at") if plan is not None else None
+    request["ExpressionAttributeNames"].update({"#plan": "plan", "#planned_at": "planned_at"})
+    if planned is None:
+        request["ConditionExpression"] += " AND attribute_not_exists(#plan.#planned_at)"
+    else:
+        request["ConditionExpression"] += " AND #plan.#planned_at = :planned_at"
+        request["ExpressionAttributeValues"][":planned_at"] = {"S": planned}
     return request
 
 
@@ -210,14 +224,17 @@ class BulkJobStore:
         expected: Iterable[BulkState] | None = None,
         unstarted: bool = False,
         uploads: int | None = None,
+        plan_seen: LoadPlan | bool | None = False,
         **changes: Any,
     ) -> BulkJob | None:
         """Move to ``to`` from a state that allows it (narrowed to ``expected``); None when the move is refused.
         ``unstarted``: only while no statement is recorded. ``uploads``: only while the job has counted that many
-        batches (:meth:`count_upload`), as :meth:`close` does. The job is (re)entered in the pending index."""
+        batches (:meth:`count_upload`), as :meth:`close` does. ``plan_seen`` (a plan, or None for none): only while
+        the job's plan is still that one (:func:`_plan_was`); False: whatever it is. The job is (re)entered in the
+        pending index."""
         allowed = bulk_sources_of(to) if expected is None else bulk_sources_of(to) & frozenset(expected)
         changes = {**self._states.pending(job_id, utcnow()), "state": to.value, **changes}
-        return self._update(job_id, allowed, changes, unstarted=unstarted, uploads=uploads)
+        return self._update(job_id, allowed, changes, unstarted=unstarted, uploads=uploads, plan_seen=plan_seen)
 
     def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:
         return self._update(job_id, frozenset(expected), changes)
@@ -389,6 +406,7 @@ class BulkJobStore:
         unstarted: bool = False,
         uploads: int | None = None,
         absent: Iterable[str] = (),
+        plan_seen: LoadPlan | bool | None = False,
     ) -> BulkJob | None:
         request = self._states.update_request(
             job_id,
@@ -399,4 +417,8 @@ class BulkJobStore:
         )
         if request is None:
             return None
-        return self._conditional(request if uploads is None else _uploads_were(request, uploads))
+        if uploads is not None:
+            request = _uploads_were(request, uploads)
+        if plan_seen is not False:
+            request = _plan_was(request, plan_seen if isinstance(plan_seen, LoadPlan) else None)
+        return self._conditional(request)

@@ -399,6 +399,7 @@ class FakeBulkJobStore:
         expected: Iterable[BulkState] | None = None,
         unstarted: bool = False,
         uploads: int | None = None,
+        plan_seen: Any = False,
         **changes: Any,
     ) -> BulkJob | None:
         allowed = bulk_sources_of(to) if expected is None else bulk_sources_of(to) & frozenset(expected)
@@ -406,6 +407,11 @@ class FakeBulkJobStore:
             return None
         if uploads is not None and self._items.get(job_id, {}).get("uploads", 0) != uploads:
             return None
+        if plan_seen is not False:
+            stored = (self._items.get(job_id, {}).get("plan") or {}).get("planned_at")
+            seen = plan_seen.model_dump(mode="json").get("planned_at") if plan_seen is not None else None
+            if stored != seen:
+                return None
         return self._update(job_id, allowed, {"state": to, **changes}, pending_since=utcnow())
 
     def update(self, job_id: str, expected: Iterable[BulkState], **changes: Any) -> BulkJob | None:

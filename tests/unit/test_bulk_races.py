@@ -334,6 +334,87 @@ def test_a_copy_that_meets_the_abort_at_its_plan_write_leaves_the_job_to_the_cop
     assert complete_bulk_statement(ports, changes[0]).state is BulkState.JOB_COMPLETE
 
 
+@pytest.mark.parametrize("meanwhile", ["the table changed", "the tenant deactivated"])
+def test_an_unstarted_ending_decided_before_another_copys_plan_is_refused_by_that_plan(monkeypatch, meanwhile):
+    """(Found by the review of the fix above, whose check read the job, decided, and wrote apart.) Copy B's check
+    fails and it reads the job: no plan. Copy A then writes its plan and starts the load. B's ending, written on
+    what it read, won while A's load committed. It is now conditional on the plan as read: refused, B reads the job
+    again and lets its message come back later."""
+    import threading
+
+    ports, _ = closed_insert(tenant_cache_seconds=0)
+    message = ports.queue.messages[-1]
+    warehouse = type(ports.warehouse)
+    describe_table, execute_batch = warehouse.describe_table, warehouse.execute_batch
+    store = ports.bulk.jobs
+    real_get = type(store).get
+    b_read, go_b, changes, b_thread, b_gets, b_outcome = threading.Event(), threading.Event(), [], [], [], []
+
+    def get(self, job_id, *args, **kwargs):
+        found = real_get(self, job_id, *args, **kwargs)
+        if threading.current_thread() is not threading.main_thread():
+            b_gets.append(found)
+            if len(b_gets) == 2:  # B's read before its ending: it returns before A's plan write
+                assert found.plan is None
+                b_read.set()
+                assert go_b.wait(10)
+        return found
+
+    def run_b():
+        try:
+            start_bulk_job(ports, message)
+        except StartUnderWay:
+            b_outcome.append("comes back later")
+
+    def describe(wh, schema, table, *, identity):
+        answer = describe_table(wh, schema, table, identity=identity)
+        if threading.current_thread() is threading.main_thread() and not b_thread:  # A has read the table
+            if meanwhile == "the table changed":
+                ports.warehouse.add_table("public", "accounts", ["id", "title"])
+            else:
+                ports.tenants.set_active("acme", False)
+            b_thread.append(threading.Thread(target=run_b))
+            b_thread[0].start()
+            assert b_read.wait(10)
+        return answer
+
+    def batch(wh, sqls, **kwargs):  # A, past its plan write
+        statement_id = execute_batch(wh, sqls, **kwargs)
+        changes.append(wh.finish_batch(statement_id, {0: 1, 1: []}))  # committed at once
+        go_b.set()
+        b_thread[0].join(10)  # B writes its ending while A is inside the call
+        return statement_id
+
+    monkeypatch.setattr(type(store), "get", get)
+    monkeypatch.setattr(warehouse, "describe_table", describe)
+    monkeypatch.setattr(warehouse, "execute_batch", batch)
+    start_bulk_job(ports, message)  # A
+    monkeypatch.undo()
+    assert b_outcome == ["comes back later"]
+    assert complete_bulk_statement(ports, changes[0]).state is BulkState.JOB_COMPLETE
+
+
+def test_on_its_last_delivery_a_copy_leaves_a_job_being_started_to_its_starter_and_the_reconciler(monkeypatch):
+    """(Found by the same review.) The last delivery must not bounce its message again; it ended the job Aborted
+    while the other copy's load committed. It now leaves the job (moved to the back of the pending index): the
+    starter records its statement, or, should it have died, the reconciler queues a copy once the plan is old."""
+    from spectra.bulk.service import change_state
+    from tests.unit.test_bulk_service import caller
+
+    ports, job = closed_insert()
+    message = ports.queue.messages[-1]
+
+    def abort_and_b_on_its_last_delivery():
+        change_state(ports, caller(ports), job.job_id, "Aborted")
+        assert start_bulk_job(ports, message, final_attempt=True) is None  # B
+        assert ports.bulk.jobs.get(job.job_id).state is BulkState.IN_PROGRESS
+
+    changes = _inside_batch_execute_statement(ports, monkeypatch, abort_and_b_on_its_last_delivery)
+    start_bulk_job(ports, message)  # A
+    monkeypatch.undo()
+    assert complete_bulk_statement(ports, changes[0]).state is BulkState.JOB_COMPLETE
+
+
 def _started_long_ago(ports, job_id: str) -> None:
     """The job started two hours ago and has been quiet since (the reconciler would look at it now)."""
     from datetime import timedelta

@@ -218,6 +218,23 @@ def test_a_plan_is_recorded_only_while_no_abort_is_asked_and_no_statement_record
         assert store.get(refused.job_id).plan is None
 
 
+def test_an_ending_can_be_conditional_on_the_plan_it_saw(store):
+    """An ending that ran nothing is written only while the job's plan is the one it decided on (none included):
+    another attempt's plan written since refuses it (spectra.bulk.lifecycle._end_unstarted)."""
+    plan = LoadPlan(columns=["id"], copies=[(0, 1)], planned_at=T0)
+    unplanned = in_state(store, BulkState.IN_PROGRESS)
+    store.record_plan(unplanned.job_id, plan)
+    assert store.transition(unplanned.job_id, BulkState.FAILED, unstarted=True, plan_seen=None) is None
+    other = plan.model_copy(update={"planned_at": T0 + timedelta(seconds=1)})
+    assert store.transition(unplanned.job_id, BulkState.FAILED, unstarted=True, plan_seen=other) is None
+    assert store.get(unplanned.job_id).state is BulkState.IN_PROGRESS
+    assert store.transition(unplanned.job_id, BulkState.FAILED, unstarted=True, plan_seen=plan).state is (
+        BulkState.FAILED
+    )
+    never_planned = in_state(store, BulkState.IN_PROGRESS)
+    assert store.transition(never_planned.job_id, BulkState.FAILED, plan_seen=None).state is BulkState.FAILED
+
+
 def test_uploads_are_counted_only_while_the_job_is_open(store):
     job = in_state(store, BulkState.OPEN)
     assert job.uploads == 0
