@@ -156,8 +156,10 @@ def execute_job(
     """
     maybe_tried = not _untried(message, first_delivery=first_delivery, sent_at=sent_at)
     claim = share.take_slot(ports, message)
-    if not claim:
-        return None  # its tenant is at its running cap: the job waits QUEUED (spectra/share.py)
+    if not claim:  # its tenant is at its running cap: the job waits QUEUED (spectra/share.py)
+        if not first_delivery:
+            _record_orphan(ports, message)
+        return None
     lease = claim.session  # an idle session of the tenant's, leased with the slot (spectra/sessions.py)
     job = _job_to_start(ports, message, first_delivery=first_delivery, sent_at=sent_at)
     if job is None or job.status.is_terminal:  # a late message: the slot just taken is not the job's to keep
@@ -259,6 +261,25 @@ def execute_job(
     if updated.cancel_requested_at is not None:
         ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement
     return updated
+
+
+def _record_orphan(ports: Ports, message: JobQueuedMessage) -> None:
+    """A redelivered message that found its tenant at the cap: its earlier attempt may have died between
+    ExecuteStatement and recording the statement, and had its slot reclaimed since (a slot held, it would have
+    been claimed again, and the statement recorded through its ClientToken). Such a statement runs, or has run,
+    without the job knowing, and its status event was waiting for the record (:func:`_recorded`): it is looked up
+    by the job's name and recorded here, and the job leaves the line (found by the fault suite: a functions process
+    killed mid-burst dead-lettered such an event while the job waited). One ListStatements per redelivery that waits.
+    The slot's eviction forgot the session it leased, so none is recorded."""
+    statement_id = ports.warehouse.find(message.job_id)
+    if statement_id is None:
+        return
+    job = ports.jobs.get(message.job_id)
+    if job is None or job.status is not JobStatus.QUEUED or job.statement_id:
+        return
+    if _record_start(ports, job, statement_id) is not None:
+        logger.warning("job %s: an earlier attempt started statement %s and died; recorded", job.job_id, statement_id)
+        ports.slots.unpark(job.tenant_id, job.job_id)
 
 
 def _record_start(ports: Ports, job: Job, statement_id: str, **recorded: Any) -> Job | None:

@@ -779,25 +779,48 @@ def test_an_aborted_bulk_job_does_not_park_on_the_waiting_list(ports):
     assert ports.slots.waiting("acme") == {}
 
 
-def test_a_statement_a_dead_executor_started_is_recorded_by_its_event_though_the_job_waits_in_line(monkeypatch):
-    """The executor died between ExecuteStatement and its write; the job's slot was reclaimed for another job, so
-    its redelivered message parked it at the cap instead of recording the statement (ClientToken), and an hour on the
-    reconciler gave it up "not run" while the statement ran (found by review). Completion now records a statement made
-    longer ago than any executor runs, and the job ends with its outcome and leaves the line."""
+def _orphaned_at_the_cap(monkeypatch):
+    """A job whose executor died between ExecuteStatement and its write, and whose slot was then reclaimed for
+    another job of its tenant (cap 1), which runs: the ports, the job's message, its statement, the other job."""
+    ports = make_ports(settings=make_settings(tenant_max_running_statements=1, tenant_wait_seconds=4))
+    j = queued(ports)
+    statement_id = _dies_recording_its_statement(ports, j, monkeypatch)
+    ports.slots.restamp("acme", j.job_id, stamp=ports.slots.holders("acme")[j.job_id], now=time.time() - 3600)
+    other = queued(ports)
+    assert execute_job(ports, other, first_delivery=True) is not None
+    return ports, j, statement_id, other
+
+
+def test_a_redelivery_that_waits_records_the_statement_a_dead_attempt_started(monkeypatch):
+    """The redelivered message found the tenant at its cap and parked the job instead of recording the statement
+    (ClientToken): the statement's event was retried to the dead-letter queue (the fault suite's kill mid-burst), and
+    an hour on the reconciler gave the job up "not run" while its statement had run (the lifecycle review). A
+    redelivery that waits looks the statement up by the job's name and records it; the job leaves the line, and its
+    event ends it."""
+    from spectra.warehouse import Column
+
+    ports, j, statement_id, other = _orphaned_at_the_cap(monkeypatch)
+    assert execute_job(ports, j) is None  # the redelivery (not a first delivery) finds the tenant at its cap
+    recorded = ports.jobs.get(j.job_id)
+    assert (recorded.status, recorded.statement_id) == (JobStatus.SUBMITTED, statement_id)
+    assert (held(ports), line(ports)) == ({other.job_id}, [])
+    change = ports.warehouse.finish(statement_id, columns=[Column("n", "int4")], pages=["1\n"])
+    assert complete_statement(ports, change).status is JobStatus.COMPLETED
+    assert held(ports) == {other.job_id}  # the other job keeps its slot
+    assert [s.statement_id for s in ports.warehouse.statements.values() if s.name == j.job_id] == [statement_id]
+
+
+def test_a_statement_a_dead_executor_started_is_recorded_by_its_event_once_no_executor_could_still(monkeypatch):
+    """Should no redelivery come to record it (the message's copies used up, a first delivery of a re-queue that
+    waits), completion records a statement made longer ago than any executor runs, and the job ends with its
+    outcome and leaves the line (the lifecycle review)."""
     from spectra import lifecycle
     from spectra.warehouse import Column
 
     monkeypatch.setattr(lifecycle, "START_RECORD_WAIT_SECONDS", 0.05)
-    ports = make_ports(settings=make_settings(tenant_max_running_statements=1, tenant_wait_seconds=4))
-    j = queued(ports)
-    statement_id = _dies_recording_its_statement(ports, j, monkeypatch)
-    # the dead attempt's slot is past its lease: another job of the tenant reclaims it and runs
-    ports.slots.restamp("acme", j.job_id, stamp=ports.slots.holders("acme")[j.job_id], now=time.time() - 3600)
-    other = queued(ports)
-    assert execute_job(ports, other, first_delivery=True) is not None
-    assert execute_job(ports, j) is None  # the redelivery finds the tenant at its cap: j waits in line
+    ports, j, statement_id, other = _orphaned_at_the_cap(monkeypatch)
+    assert execute_job(ports, j, first_delivery=True) is None  # a first delivery waits, and looks nothing up
     assert (held(ports), line(ports)) == ({other.job_id}, [j.job_id])
-
     change = ports.warehouse.finish(statement_id, columns=[Column("n", "int4")], pages=["1\n"])
     # the event as it comes at first: an executor might still be about to record the statement
     with pytest.raises(lifecycle.StartNotRecorded):
