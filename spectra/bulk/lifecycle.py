@@ -143,7 +143,7 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         if late := late_sidecar_error(ports, job):  # a sidecar put after its file: never loaded with the defaults
             failed = (job, late, {})
         elif job.operation is BulkOperation.QUERY:
-            statement_id = _start_export(ports, job, identity)
+            job, statement_id = _start_export(ports, job, identity, planned_at=planned_at)
         else:
             job, statement_id = _start_load(ports, job, identity, planned_at=planned_at)
     except _CalledOff as off:
@@ -362,12 +362,21 @@ def export_statement(settings: Settings, job: BulkJob) -> str:
     )
 
 
-def _start_export(ports: Ports, job: BulkJob, identity: DatabaseIdentity) -> str:
+def _start_export(
+    ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, planned_at: datetime
+) -> tuple[BulkJob, str]:
+    """Start a query job's UNLOAD. Its plan, as a load's, is the last look before the statement (refused once an
+    abort is asked) and says when this attempt may be inside ExecuteStatement (:func:`being_started`), so an ending
+    that ran nothing waits for it rather than end the job Aborted while the UNLOAD writes its parts. It lists no
+    sub-statements: the parts are listed when the statement ends (:func:`_export_files`)."""
     sql = export_statement(ports.settings, job)
-    _still_to_start(bulk_ports(ports).jobs.update(job.job_id, [BulkState.IN_PROGRESS]))  # the last look, as a load's
-    return ports.warehouse.execute(
+    planned = _still_to_start(
+        bulk_ports(ports).jobs.record_plan(job.job_id, LoadPlan(columns=[], planned_at=planned_at))
+    )
+    statement_id = ports.warehouse.execute(
         sql, identity=identity, name=job.job_id, client_token=job.job_id, result_format="CSV"
     )
+    return planned, statement_id
 
 
 def _called(job: BulkJob, index: int) -> str:

@@ -174,7 +174,8 @@ class KeyedBatch(BaseModel):
 
 
 class LoadPlan(BaseModel):
-    """What the executor decided to run, kept so completion can read each sub-statement's answer."""
+    """What the executor decided to run, kept so completion can read each sub-statement's answer. A query job's
+    (an UNLOAD, no sub-statements to read) holds only ``planned_at``."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -198,8 +199,8 @@ class LoadPlan(BaseModel):
     external_id_length: int | None = None
     #: a decimal type's scale (DescribeTable's ``scale``): ``4`` is the id ``4.00`` in a NUMERIC(10,2)
     external_id_scale: int | None = None
-    #: when the executor wrote the plan, its last look before starting the load (None in plans recorded before it
-    #: was kept): while it is recent, that executor may be inside BatchExecuteStatement
+    #: when the executor wrote the plan, its last look before starting the statement (None in plans recorded before
+    #: it was kept): while it is recent, that executor may be inside (Batch)ExecuteStatement
     planned_at: datetime | None = None
 
 

@@ -281,6 +281,38 @@ def test_a_copy_that_finds_an_abort_leaves_it_to_the_copy_inside_batch_execute_s
     assert final.state is BulkState.JOB_COMPLETE and final.counts.processed == 1
 
 
+def test_a_copy_that_finds_an_abort_leaves_an_export_to_the_copy_inside_execute_statement(monkeypatch):
+    """The same window for a query job (an export), whose start wrote no plan: copy B ended the job Aborted while
+    copy A's UNLOAD started and wrote its parts. A's plan now holds B back, and A cancels its statement; the job
+    ends as the statement does."""
+    from spectra.bulk.service import NewJob, change_state, create_job
+    from tests.unit.test_bulk_service import caller
+
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    job, _ = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
+    message = ports.queue.messages[-1]
+    warehouse = type(ports.warehouse)
+    execute = warehouse.execute
+
+    def inside(wh, sql, **kw):
+        marked = change_state(ports, caller(ports), job.job_id, "Aborted")
+        assert marked.state is BulkState.IN_PROGRESS and marked.statement_id is None
+        with pytest.raises(StartUnderWay):  # B: its message comes back later
+            start_bulk_job(ports, message)
+        assert ports.bulk.jobs.get(job.job_id).state is BulkState.IN_PROGRESS
+        return execute(wh, sql, **kw)
+
+    monkeypatch.setattr(warehouse, "execute", inside)
+    start_bulk_job(ports, message)  # A
+    monkeypatch.undo()
+    [unload] = [s for s, st in ports.warehouse.statements.items() if st.name == job.job_id]
+    assert ("cancel", unload) in ports.warehouse.calls  # A carried out the abort
+    complete_bulk_statement(ports, ports.warehouse.status_change(unload))
+    final = ports.bulk.jobs.get(job.job_id)
+    assert final.state is BulkState.ABORTED and final.statement_id == unload
+
+
 @pytest.mark.parametrize("meanwhile", ["the table changed", "the tenant deactivated"])
 def test_a_copy_whose_check_fails_leaves_the_job_to_the_copy_inside_batch_execute_statement(monkeypatch, meanwhile):
     """(Found by the second bulk races review, and the identity check by the review of that fix.) The same window
