@@ -132,17 +132,27 @@ def unloadable(sql: str) -> str:
 
 
 def unload_problem(sql: str, *, export: bool) -> str | None:
-    """Why the query cannot be unloaded as the warehouse would need it, or None. UNLOAD takes a query ending in LIMIT
-    or OFFSET (and an export naming two columns alike) nested in a subquery (:func:`unloadable`,
-    :func:`distinct_columns`), and Redshift refuses a WITH RECURSIVE clause inside a subquery (WITH's reference):
-    such a job would only fail in the warehouse, so its request is refused at once. PostgreSQL, the local stack's
-    warehouse, takes either, which is why this is asked here rather than left to the warehouse."""
+    """Why the query cannot be unloaded as the warehouse would need it, or None. UNLOAD takes a SELECT (a WITH, a set
+    operation) and nothing else: an EXPLAIN, a SHOW, a write-enabled tenant's command or SELECT INTO, which the guard
+    lets run elsewhere, would only fail in the warehouse with a syntax error about an UNLOAD the tenant never wrote
+    (found by the API review). UNLOAD takes a query ending in LIMIT or OFFSET (and an export naming two columns alike)
+    nested in a subquery (:func:`unloadable`, :func:`distinct_columns`), and Redshift refuses a WITH RECURSIVE clause
+    inside a subquery (WITH's reference): such a job would only fail in the warehouse, so its request is refused at
+    once. PostgreSQL, the local stack's warehouse, takes either, which is why this is asked here rather than left to
+    the warehouse."""
     from sqlglot import exp
 
     from spectra.sql_guard import embeddable, parse_statement
 
     embedded = embeddable(sql)
     tree = parse_statement(embedded)
+    if tree is not None and (not isinstance(tree, exp.Query) or tree.args.get("into") is not None):
+        kind = str(tree.this).upper() if isinstance(tree, exp.Command) else tree.key.upper()
+        kind = "SELECT INTO" if isinstance(tree, exp.Select) else kind
+        return (
+            f"{'delivery export' if export else 'a query job'} runs the statement as an UNLOAD, which takes a query"
+            f" (SELECT, WITH, UNION ...), not {kind}" + (": send it with delivery inline or s3" if export else "")
+        )
     if tree is None or not any(with_.args.get("recursive") for with_ in tree.find_all(exp.With)):
         return None  # asked first: working out the nesting costs more (a query of thousands of columns)
     if unloadable(distinct_columns(embedded) if export else embedded) == embedded:

@@ -141,6 +141,20 @@ def test_a_recursive_query_unload_would_nest_is_a_400_through_either_route(new_t
         assert "WITH RECURSIVE" in answer.json()["error"]["message"]
 
 
+def test_a_statement_unload_cannot_take_is_a_400_through_either_route(new_tenant):
+    """An EXPLAIN exported (or as a bulk query job) failed in the warehouse with a syntax error about an UNLOAD the
+    tenant never wrote: a 400 at once now, and the same statement delivered as files runs."""
+    client = new_tenant()
+    sql = "explain select 1"
+    bulk = client.request("POST", "/v1/bulk/jobs", json={"operation": "query", "query": sql})
+    export = client.request("POST", "/v1/queries", json={"sql": sql, "format": "csv", "delivery": "export"})
+    for answer in (bulk, export):
+        assert answer.status_code == 400, answer.text
+        assert "which takes a query (SELECT, WITH, UNION ...), not EXPLAIN" in answer.json()["error"]["message"]
+    files = client.request("POST", "/v1/queries", json={"sql": sql, "format": "csv", "wait_timeout": 20})
+    assert files.status_code == 200 and files.json()["status"] == "COMPLETED", files.text
+
+
 def test_empty_result_is_one_page_with_only_the_header(big_table):
     client, table = big_table
     job = wait_job(client, create_query(client, f"select id, label from {table} where id < 0")["id"])

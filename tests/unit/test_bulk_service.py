@@ -253,6 +253,15 @@ def test_a_query_job_redshift_would_refuse_to_nest_is_refused_at_once(ports):
     assert create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query=recursive))
 
 
+@pytest.mark.parametrize("query", ["explain select 1", "show search_path"])
+def test_a_query_job_of_a_statement_unload_cannot_take_is_refused_at_once(ports, query):
+    """A query job unloads: an EXPLAIN or a SHOW only failed in the warehouse with a syntax error (the API review)."""
+    with pytest.raises(InvalidRequest, match="runs the statement as an UNLOAD, which takes a query") as error:
+        create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query=query))
+    assert error.value.details == {"field": "query"}
+    assert ports.queue.messages == []
+
+
 @pytest.mark.parametrize(
     ("spec", "field"),
     [

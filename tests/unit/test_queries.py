@@ -913,6 +913,37 @@ def test_an_export_redshift_would_refuse_to_nest_is_a_400_at_once(ports, sql, re
     assert submit(ports, sql=sql, fmt=ResultFormat.CSV)[0].job_id  # as files through s3, nothing is nested
 
 
+@pytest.mark.parametrize(("sql", "kind"), [("explain select 1", "EXPLAIN"), ("show search_path", "SHOW")])
+def test_an_export_of_a_statement_unload_cannot_take_is_a_400_at_once(ports, sql, kind):
+    """UNLOAD takes a query: an EXPLAIN or a SHOW exported was queued, took a slot and a statement, and failed with a
+    syntax error about an UNLOAD the tenant never wrote (found by the API review). The same statement delivered as
+    files runs as it is."""
+    with pytest.raises(InvalidRequest, match=f"not {kind}: send it with delivery inline or s3") as error:
+        submit(ports, sql=sql, fmt=ResultFormat.CSV, delivery=Delivery.EXPORT)
+    assert error.value.details[0]["loc"] == ["body", "sql"]
+    assert ports.queue.messages == []
+    assert submit(ports, sql=sql, fmt=ResultFormat.CSV)[0].job_id
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("insert into t select 1", "INSERT"),
+        ("with a as (select 1) insert into t select * from a", "INSERT"),
+        ("select 1 into t2", "SELECT INTO"),
+        ("select 1", None),
+        ("(select 1) union all (select 2)", None),
+        ("with a as (select 1 as n) select n from a", None),
+    ],
+)
+def test_only_a_query_is_unloadable(sql, kind):
+    """A write-enabled tenant's command is no query either."""
+    from spectra.delivery import unload_problem
+
+    problem = unload_problem(sql, export=True)
+    assert (problem is None) if kind is None else (f"not {kind}:" in problem)
+
+
 def test_an_export_whose_unload_is_past_the_data_apis_limit_is_a_413_at_once(ports):
     """The guard measured the query; the UNLOAD around it doubles its quotes and adds the destination and options,
     so a query near the limit was accepted and its job failed at ExecuteStatement (found by the limits review). The
