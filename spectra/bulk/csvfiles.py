@@ -99,6 +99,12 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
             "invalid_header",
             f"{name}: the header line is not valid CSV: {exc} (lines must end with LF or CRLF, not CR alone)",
         ) from exc
+    if reader.line_num > 1 or any("\r" in field or "\n" in field for field in header):
+        # the load skips one line (IGNOREHEADER 1): the rest of a header quoted across lines, and the rows after it up
+        # to the next quote, became one failed record (the drop door review)
+        raise BulkInputError(
+            "invalid_header", f"{name}: a header field holds a line break (inside quotes); the header must be one line"
+        )
     try:
         # a row of empty fields (",") is a row the warehouse loads (empty text, NULL otherwise); blank lines are not
         has_rows = any(len(row) > 1 or any(field.strip() for field in row) for row in reader)
@@ -296,18 +302,36 @@ def _lines(stream: IO[str], quote: str, end: str = "\n") -> Iterator[tuple[str |
 
 
 def _fields(record: str, delimiter: str, quote: str) -> list[str]:
-    """One record's fields (see :func:`records`): the text between quotes alternates unquoted and quoted parts."""
+    """One record's fields (see :func:`records`): the text between quotes alternates unquoted and quoted parts.
+
+    Blanks (spaces, tabs; never the delimiter) between a delimiter and a quoted field's quotes are not the field's, as
+    Redshift reads CSV ("white space between the delimiters and the quote characters is ignored", which the emulator
+    does too): kept, `` "m2" `` read as `` m2 `` and an upsert's id never matched the ``m2`` the warehouse printed, so
+    the row it created was listed as updated, and a delete's id it did not find as deleted (the drop door review)."""
     parts = record.split(quote)
     if len(parts) % 2:  # it ends outside quotes: its line end is not data
         parts[-1] = parts[-1].removesuffix("\n").removesuffix("\r")
     fields = [""]
+    leads = [""]  # per field: its unquoted text before its first quoted part (all of it while there is none)
+    tails: list[str | None] = [None]  # its unquoted text after its last quoted part; None: no quoted part
     for index, part in enumerate(parts):
         if index % 2:  # a quoted part, taken whole
             fields[-1] += part
+            tails[-1] = ""
         elif not part and 0 < index < len(parts) - 1:  # "" inside a quoted section: one quote
             fields[-1] += quote
         else:
             first, *others = part.split(delimiter)
             fields[-1] += first
+            if tails[-1] is None:
+                leads[-1] += first
+            else:
+                tails[-1] = first
             fields.extend(others)
+            leads.extend(others)
+            tails.extend([None] * len(others))
+    blanks = " \t".replace(delimiter, "")
+    for index, (lead, tail) in enumerate(zip(leads, tails, strict=True)):
+        if tail is not None and (lead or tail) and not lead.strip(blanks) and not tail.strip(blanks):
+            fields[index] = fields[index][len(lead) : len(fields[index]) - len(tail)]
     return fields

@@ -228,6 +228,35 @@ def test_a_char_keys_trailing_blanks_are_the_same_id(bulk_tenant, warehouse, ope
     assert len(failed) == job["numberRecordsFailed"]
 
 
+@pytest.mark.parametrize(
+    ("operation", "sent", "successful", "failed"),
+    [
+        (
+            "upsert",
+            'email,name,city,score\n"ann@x",Ann,Oslo,11\n "new@x" ,Neo,Zion,12\n',
+            [["ann@x", "false"], ["new@x", "true"]],
+            [],
+        ),
+        ("delete", 'email\n "bob@x" \n "gone@x"\t\n', [["bob@x"]], [["gone@x", "not found"]]),
+    ],
+    ids=["upsert", "delete"],
+)
+def test_blanks_around_a_quoted_id_are_not_the_ids(bulk_tenant, warehouse, operation, sent, successful, failed):
+    """Redshift ignores white space between a delimiter and a quoted field's quotes: `` "new@x" `` is the id new@x.
+    The result files read it with its blanks, which matched no id the warehouse printed: the created row was listed
+    as updated, the id not found as deleted (found by the drop door review)."""
+    client = bulk_tenant(EXISTING)
+    job = client.load(operation, sent.encode(), externalIdFieldName="email")
+    assert job["state"] == "JobComplete" and job.get("errorMessage") is None, job
+    listed = [row[: len(successful[0])] for row in client.results(job["id"], "successfulResults")[1:]]
+    assert sorted(listed) == successful
+    assert [row[:2] for row in client.results(job["id"], "failedResults")[1:]] == failed
+    assert job["numberRecordsProcessed"] == len(sent.splitlines()) - 1 and job["numberRecordsFailed"] == len(failed)
+    assert [r[0] for r in client.rows(warehouse)] == (
+        ["ann@x", "bob@x", "cid@x", "new@x"] if operation == "upsert" else ["ann@x", "cid@x"]
+    )
+
+
 def test_a_varchar_id_longer_than_its_column_by_blanks_is_the_id_the_warehouse_stored(bulk_tenant, warehouse):
     """The warehouse cuts a value's blanks past a VARCHAR(n)'s length when it stores it, and prints it so: a refused
     'zed@xx  ' was listed as successful, matched as written (diff review)."""

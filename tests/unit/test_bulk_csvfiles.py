@@ -95,6 +95,14 @@ def test_a_first_line_without_names_is_refused_not_taken_for_a_header_of_no_colu
     assert error.message == "accounts.csv: the first line has no column names; it must be the header line"
 
 
+@pytest.mark.parametrize("data", [b'id,"n\n"\n1,2\n', b'"id\r\n",n\r\n1,2\r\n', b'id,"n\r"\n1,2\n'])
+def test_a_header_field_holding_a_line_break_is_refused(files, data):
+    """The load skips one line (IGNOREHEADER 1): the rest of such a header, and the rows after it up to the next
+    quote, became one failed record, the job JobComplete (found by the drop door review)."""
+    error = refused(files, data)
+    assert error.code == "invalid_header" and "holds a line break" in error.message
+
+
 def test_a_wrong_delimiter_is_named_in_the_message(files):
     error = refused(files, b"id;name\n1;a\n")
     assert error.code == "invalid_header"
@@ -253,6 +261,15 @@ def test_records_start_on_their_physical_line_and_quoted_line_breaks_span_lines(
         (6, ["3", "x\r\ny\r\nz"]),
         (9, ["4", "last"]),
     ]
+
+
+def test_blanks_around_a_quoted_field_are_not_its_value_as_copy_reads_it(files):
+    """Redshift ignores spaces and tabs between a delimiter and a quote (the emulator too): an external id
+    `` "m2" `` is m2. Blanks with text beside them, or inside the quotes, are the value's; a tab delimiter is no
+    blank."""
+    data = b'id,note,n\n "m2" ,\t"x y"\t,1\n" a ", "b" c,2\n "a" "b" ,"",3\n'
+    assert lines(files, data) == [(2, ["m2", "x y", "1"]), (3, [" a ", " b c", "2"]), (4, ["a b", "", "3"])]
+    assert lines(files, b'id\tn\n "m2"\t\t"x"\n', delimiter="\t") == [(2, ["m2", "", "x"])]
 
 
 def test_crlf_files_count_one_line_per_crlf_and_a_bom_changes_nothing(files):
