@@ -256,6 +256,10 @@ HANDLER_CASES = {
     "trace-queries": ("TRACE", "/v1/queries", None, "application/json", 405, "method_not_allowed"),
     "post-openapi": ("POST", "/v1/openapi.json", None, "application/json", 405, "method_not_allowed"),
     "control-char-id": ("GET", "/v1/jobs/\x01", None, "application/json", 404, "not_found"),
+    # Python's $ matches before a last line feed: Powertools' route patterns answered these as the job, the listing
+    "line-feed-id": ("GET", "/v1/jobs/j_x\n", None, "application/json", 404, "not_found"),
+    "line-feed-listing": ("GET", "/v1/jobs/\n", None, "application/json", 404, "not_found"),
+    "line-feed-bulk-job": ("GET", "/v1/bulk/jobs/b_x\n", None, "application/json", 404, "not_found"),
     "unknown-route": ("GET", "/v2/anything", None, "application/json", 404, "not_found"),
     # an array around a valid body: Powertools alone read its first item and dropped the rest
     "array-query": ("POST", "/v1/queries", b'[{"sql": "select 1"}, {"sql": "select 2"}]', JSON, 400, INVALID),
