@@ -186,3 +186,25 @@ def same(kind: str, expected, got) -> bool:
 
 def _real(value: float) -> float:
     return struct.unpack("f", struct.pack("f", value))[0]
+
+
+@pytest.mark.parametrize(("fmt", "delivery"), [("json", "inline"), ("csv", "s3"), ("parquet", "s3")])
+def test_a_first_value_starting_with_a_byte_order_mark_keeps_it(new_tenant, fmt, delivery):
+    """U+FEFF starting a result's first value (a CSV saved by Excel and loaded by COPY keeps one) was dropped, and a
+    value of U+FEFF alone came back NULL: the pipeline's CSV reader took it for its input's BOM (the fidelity
+    review)."""
+    client = new_tenant()
+    sql = "SELECT t, n FROM (SELECT chr(65279) AS t, 1 AS n UNION ALL SELECT chr(65279) || 'abc', 2) AS v ORDER BY n"
+    job = client.wait(client.submit(sql, format=fmt, delivery=delivery)["job_id"], timeout=60)
+    assert job["status"] == "COMPLETED", job
+    results = client.request("GET", f"/v1/jobs/{job['job_id']}/results").json()
+    if fmt == "json":
+        values = [row[0] for row in results["rows"]]
+    else:
+        [part] = results["files"]
+        data = requests.get(part["url"], timeout=30).content
+        if fmt == "csv":
+            values = [row[0] for row in list(csv.reader(io.StringIO(gzip.decompress(data).decode(), newline="")))[1:]]
+        else:
+            values = pq.read_table(io.BytesIO(data)).column("t").to_pylist()
+    assert values == ["\ufeff", "\ufeffabc"]
