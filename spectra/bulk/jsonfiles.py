@@ -47,6 +47,11 @@ JSON_MEDIA_TYPES = ("application/json", "application/x-ndjson", "application/jso
 _NULL = b"\\N"
 #: Objects and arrays one in another a value may hold (a SUPER value's, say); deeper is refused
 MAX_NESTING = 100
+#: Values a record may hold in its objects and arrays: the rewrite holds each as a Python object (a number written
+#: in 2 bytes takes about 100), so one record of 4 million numbers (8 KB gzipped) took a 512 MB function to 1 GB
+#: (found by the JSON review). Numbers and objects are counted as they are read, which stops such a record early;
+#: arrays' other items when it has been read.
+MAX_RECORD_VALUES = 100_000
 
 
 class _Number(str):
@@ -57,13 +62,14 @@ def as_csv(body: bytes, *, gzip: bool, max_bytes: int, key: str | None = None) -
     """The batch's records as CSV (module docstring), or a 400 saying what was wrong and where. ``key``: the
     external id column of a job that stages rows on it (update, upsert, delete), whose null is written as an empty
     field, the missing id a CSV job's empty field is (COPY's ``\\N`` there would read back in the result files as an
-    id). The records are read and written one at a time, so no more than the text and the CSV are held."""
+    id). The records are read and written one at a time, so no more than the text and the CSV are held, and a record
+    holds at most :data:`MAX_RECORD_VALUES` values."""
     text = _text(_inflated(body, max_bytes) if gzip else body)
     out = io.BytesIO()
     keys: list[str] = []
     id_keys: set[str] = set()
     try:
-        for where, record in _records(text):
+        for where, record in _Reader().records(text):
             if not keys:
                 keys = _header(where, record)
                 id_keys = {name for name in keys if fold_name(name.strip()) == key}
@@ -139,63 +145,104 @@ def _text(data: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-_DECODER = json.JSONDecoder(
-    parse_float=lambda text: _Number(text),
-    parse_int=lambda text: _Number(text),
-    parse_constant=refuse_constant,
-    object_pairs_hook=unique_keys,
-)
+def _too_many(where: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{where} holds more than {MAX_RECORD_VALUES:,} values in its objects and arrays, more than a JSON batch's"
+        " rewrite holds: send such values in a CSV batch (a field of JSON text), or split them",
+        details={"record": where, "limit": MAX_RECORD_VALUES},
+    )
+
+
+def _count_items(value: Any, where: str) -> None:
+    """Refuse a record whose arrays hold more than :data:`MAX_RECORD_VALUES` items in all (the hooks count numbers and
+    objects only): before its compact text, a second copy of each, is made."""
+    items, stack = 0, [value]
+    while stack:
+        inner = stack.pop()
+        items += len(inner)
+        if items > MAX_RECORD_VALUES:
+            raise _too_many(where)
+        stack.extend(v for v in (inner.values() if isinstance(inner, dict) else inner) if isinstance(v, dict | list))
+
+
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
-def _records(text: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each record with where it is (``record 3`` of an array, ``line 3`` of JSON Lines), parsed one at a time."""
-    start = _SPACE.match(text).end()
-    if text.startswith("[", start):
-        yield from _array(text, start + 1)
-        return
-    for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may stand in a JSON string
-        if line.strip():
-            yield _object(_parse(line, f"line {n}"), f"line {n}")
+class _Reader:
+    """One batch's records, read one at a time, each counted as it is read (:data:`MAX_RECORD_VALUES`; a reader of
+    its own per batch: the local stack runs requests side by side in one process)."""
 
+    def __init__(self) -> None:
+        self._left = MAX_RECORD_VALUES
+        self._where = ""
+        self._decoder = json.JSONDecoder(
+            parse_float=self._number,
+            parse_int=self._number,
+            parse_constant=refuse_constant,
+            object_pairs_hook=self._fields,
+        )
 
-def _array(text: str, at: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    at = _SPACE.match(text, at).end()
-    if text.startswith("]", at):
-        if text[at + 1 :].strip():
-            raise InvalidRequest("the batch is not JSON: something follows its array")
-        return
-    n = 0
-    while True:
-        n += 1
-        where = f"record {n}"
-        value, at = _decode(text, at, where)
-        yield _object(value, where)
-        at = _SPACE.match(text, at).end()
-        if text.startswith(",", at):
-            at = _SPACE.match(text, at + 1).end()
-            continue
-        if text.startswith("]", at) and not text[at + 1 :].strip():
+    def _number(self, text: str) -> _Number:
+        self._left -= 1
+        if self._left < 0:
+            raise _too_many(self._where)
+        return _Number(text)
+
+    def _fields(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        self._left -= len(pairs) + 1
+        if self._left < 0:
+            raise _too_many(self._where)
+        return unique_keys(pairs)
+
+    def records(self, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each record with where it is (``record 3`` of an array, ``line 3`` of JSON Lines), parsed one at a time."""
+        start = _SPACE.match(text).end()
+        if text.startswith("[", start):
+            yield from self._array(text, start + 1)
             return
-        raise InvalidRequest(f"the batch is not JSON after {where}: a comma or the array's end was expected")
+        for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may stand in a JSON string
+            if line.strip():
+                yield _object(self._parse(line, f"line {n}"), f"line {n}")
 
+    def _array(self, text: str, at: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        at = _SPACE.match(text, at).end()
+        if text.startswith("]", at):
+            if text[at + 1 :].strip():
+                raise InvalidRequest("the batch is not JSON: something follows its array")
+            return
+        n = 0
+        while True:
+            n += 1
+            where = f"record {n}"
+            value, at = self._decode(text, at, where)
+            yield _object(value, where)
+            at = _SPACE.match(text, at).end()
+            if text.startswith(",", at):
+                at = _SPACE.match(text, at + 1).end()
+                continue
+            if text.startswith("]", at) and not text[at + 1 :].strip():
+                return
+            raise InvalidRequest(f"the batch is not JSON after {where}: a comma or the array's end was expected")
 
-def _parse(text: str, where: str) -> Any:
-    value, end = _decode(text, _SPACE.match(text).end(), where)
-    if text[end:].strip():
-        raise InvalidRequest(f"{where} is not JSON: something follows its value")
-    return value
+    def _parse(self, text: str, where: str) -> Any:
+        value, end = self._decode(text, _SPACE.match(text).end(), where)
+        if text[end:].strip():
+            raise InvalidRequest(f"{where} is not JSON: something follows its value")
+        return value
 
-
-def _decode(text: str, at: int, where: str) -> tuple[Any, int]:
-    try:
-        return _DECODER.raw_decode(text, at)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"{where} is not JSON ({exc.msg})") from None
-    except RecursionError:
-        raise InvalidRequest(f"{where} is nested too deep") from None
-    except ValueError as exc:  # spectra.strict_json's refusals: a key twice, NaN or Infinity
-        raise InvalidRequest(f"{where}: {exc}") from None
+    def _decode(self, text: str, at: int, where: str) -> tuple[Any, int]:
+        self._left, self._where = MAX_RECORD_VALUES, where
+        try:
+            value, end = self._decoder.raw_decode(text, at)
+            if end - at > MAX_RECORD_VALUES:  # shorter, it cannot hold that many: each item takes a character at least
+                _count_items(value, where)
+            return value, end
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"{where} is not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise InvalidRequest(f"{where} is nested too deep") from None
+        except ValueError as exc:  # spectra.strict_json's refusals: a key twice, NaN or Infinity
+            raise InvalidRequest(f"{where}: {exc}") from None
 
 
 def _object(record: Any, where: str) -> tuple[str, dict[str, Any]]:

@@ -130,3 +130,37 @@ def test_keys_are_read_as_the_load_reads_a_header_spaces_around_them_and_all():
     first = as_csv(b'{" b": 1, "a": 2}', gzip=False, max_bytes=1 << 20).decode().splitlines()[0]
     second = as_csv(b'{"b": 1, "a": 2}', gzip=False, max_bytes=1 << 20).decode().splitlines()[0]
     assert first.replace(" ", "") == second == '"a","b"'
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(b"0", "numbers"), (b"{}", "objects"), (b"[]", "arrays"), (b'"ab"', "strings"), (b"true", "literals")],
+)
+def test_a_record_of_more_values_than_the_rewrite_holds_is_refused_naming_it(value, kind):
+    """One record of 4 million numbers (8 KB gzipped) took the API function to 1 GB, past its 512 MB, as Python
+    objects and then their compact text (found by the JSON review). At the limit, a record is rewritten; past it, a
+    413 names the record. Numbers and objects are counted as they are read, so such a record stops early."""
+    from spectra.bulk.jsonfiles import MAX_RECORD_VALUES
+
+    def batch(count: int) -> bytes:
+        return b'[{"id": 1, "v": []}, {"id": 2, "v": [' + b",".join([value] * count) + b"]}]"
+
+    out = rows(batch(MAX_RECORD_VALUES - 10), max_bytes=8 << 20)
+    assert len(out) == 3 and out[2][1].count(value.decode()) == MAX_RECORD_VALUES - 10, kind
+    with pytest.raises(PayloadTooLarge, match="record 2 holds more than 100,000 values") as error:
+        as_csv(batch(MAX_RECORD_VALUES + 1), gzip=False, max_bytes=8 << 20)
+    assert error.value.details == {"record": "record 2", "limit": MAX_RECORD_VALUES}
+
+
+def test_a_record_of_millions_of_numbers_stops_before_it_is_read_whole():
+    import tracemalloc
+
+    body = gzip.compress(b'[{"v": [' + b"0," * 4_000_000 + b"0]}]")  # 8 MB of text in 8 KB
+    tracemalloc.start()
+    try:
+        with pytest.raises(PayloadTooLarge):
+            as_csv(body, gzip=True, max_bytes=8 << 20 + 10)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20  # the inflated text (two copies: bytes and str) and 100,000 numbers; 1 GB before
