@@ -53,6 +53,7 @@ from pydantic import ValidationError
 from spectra import tenant_admin
 from spectra.cli import whole_number
 from spectra.errors import SpectraError
+from spectra.identity import TenantIdentities
 from spectra.share import UsagePlans
 from spectra.tenants import TenantDirectory
 
@@ -501,8 +502,9 @@ def stack_queues(args: argparse.Namespace, session: boto3.session.Session) -> tu
 
 def stack_tenants(
     args: argparse.Namespace, session: boto3.session.Session
-) -> tuple[TenantDirectory, UsagePlans, dict[str, Any]]:
-    """The stack's tenant directory and usage plans, and the options of the clients that reach them."""
+) -> tuple[TenantDirectory, UsagePlans, dict[str, Any], TenantIdentities | None]:
+    """The stack's tenant directory and usage plans, the options of the clients that reach them, and what the
+    stack's executor takes for a tenant identity."""
     state, stack = locate(args)
     if state is not None:
         resources, options = tenant_admin.resources_from_state(state), state_endpoint(state, session)
@@ -516,7 +518,7 @@ def stack_tenants(
         plans = UsagePlans(apigateway, resources.plan_ids)
     else:
         plans = UsagePlans.by_name(apigateway, stack_names=[resources.stack_name])
-    return tenants, plans, options
+    return tenants, plans, options, resources.identities
 
 
 def state_endpoint(path: Path, session: boto3.session.Session) -> dict[str, Any]:
@@ -553,8 +555,8 @@ def main(argv: list[str] | None = None, *, session: boto3.session.Session | None
     client_options: dict[str, Any] = {}
     try:
         if args.command in tenant_admin.COMMANDS:
-            tenants, plans, client_options = stack_tenants(args, session)
-            return tenant_admin.run(args, tenants, plans, out)
+            tenants, plans, client_options, identities = stack_tenants(args, session)
+            return tenant_admin.run(args, tenants, plans, out, identities)
         urls, client_options = stack_queues(args, session)
         sqs = session.client("sqs", config=_CLIENT_CONFIG, **client_options)
         queues = describe_queues(sqs, urls)

@@ -28,6 +28,7 @@ tenant reactivated (or re-created) runs at once.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
 from spectra.errors import IdentityRefused, NoIdentity, SqlRejected, TenantInactive, WriteRefused
@@ -113,6 +114,51 @@ def tenant_identity(settings: Settings, tenant: Tenant) -> DatabaseIdentity:
         logger.error("tenant %s names secret %r, not a tenant secret", tenant.tenant_id, tenant.secret_arn)
         raise IdentityRefused("the tenant's database secret is not a tenant identity; the job was not run")
     return DatabaseIdentity(secret_arn=tenant.secret_arn)
+
+
+@dataclass(frozen=True)
+class TenantIdentities:
+    """What a stack's executor takes for a tenant identity (:func:`tenant_identity`): a database user under
+    ``TenantDbUserPrefix`` on a provisioned cluster, a secret under ``TenantSecretPrefix`` on Redshift Serverless.
+    Asked when a tenant is made, so that one whose every job would be refused is refused itself (found by the
+    operations review: ``tenants create --db-user awsuser`` made the tenant, printed SQL that set the admin's statement
+    timeout, and spent the identity for good)."""
+
+    cluster: bool  # a provisioned cluster (database users); else Serverless (secrets)
+    prefix: str
+
+    def problem(self, *, db_user: str | None, secret_arn: str | None) -> str | None:
+        """Why the executor would refuse this identity, or None."""
+        if self.cluster:
+            if not db_user:
+                return "this stack's warehouse is a provisioned cluster: its tenants are database users (--db-user)"
+            if not is_tenant_db_user(db_user, self.prefix):
+                return (
+                    f"database user {db_user!r} is not a tenant user of this stack: their names start with"
+                    f" {self.prefix!r} (TenantDbUserPrefix; case matters), and the executor runs as no other"
+                )
+            return None
+        if not secret_arn:
+            return "this stack's warehouse is Redshift Serverless: its tenants are secrets (--secret-arn)"
+        if not is_tenant_secret(secret_arn, self.prefix):
+            return (
+                f"{secret_arn!r} is not a tenant secret of this stack: a Secrets Manager secret ARN whose name starts"
+                f" with {self.prefix!r} (TenantSecretPrefix), and the executor runs as no other"
+            )
+        return None
+
+    @classmethod
+    def of_parameters(cls, parameters: dict[str, str]) -> TenantIdentities | None:
+        """The rule a stack's parameters give (``RedshiftClusterId`` or ``RedshiftWorkgroup``, and the prefix; a
+        parameter left out has the template's default, the settings' own); None when neither warehouse is named."""
+        defaults = Settings.model_fields
+        if parameters.get("RedshiftClusterId"):
+            prefix = parameters.get("TenantDbUserPrefix") or defaults["tenant_db_user_prefix"].default
+            return cls(cluster=True, prefix=prefix)
+        if parameters.get("RedshiftWorkgroup"):
+            prefix = parameters.get("TenantSecretPrefix") or defaults["tenant_secret_prefix"].default
+            return cls(cluster=False, prefix=prefix)
+        return None
 
 
 def is_tenant_db_user(db_user: str, prefix: str) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from spectra.errors import Conflict, NotFound, SpectraError
+from spectra.identity import TenantIdentities
 from spectra.share import UsagePlans
 from spectra.tenants import Tenant, TenantDirectory
 
@@ -50,12 +51,23 @@ class Offboarded:
     usage_key_deleted: bool  # and an API Gateway key of its, now deleted
 
 
-def check_new(tenants: TenantDirectory, plans: UsagePlans, tenant_id: str, *, tier: str, **attributes: Any) -> Tenant:
-    """The tenant as it would be created, or what refuses it (ValueError: its fields or tier; Conflict: the id is
-    taken, or a database identity it names was another tenant's, a deleted one's included), asked before anything is
-    made. ``attributes``: :meth:`TenantDirectory.create_tenant`'s."""
+def check_new(
+    tenants: TenantDirectory,
+    plans: UsagePlans,
+    tenant_id: str,
+    *,
+    tier: str,
+    identities: TenantIdentities | None = None,
+    **attributes: Any,
+) -> Tenant:
+    """The tenant as it would be created, or what refuses it (ValueError: its fields, its tier, or an identity the
+    stack's executor would refuse, ``identities`` when known; Conflict: the id is taken, or a database identity it
+    names was another tenant's, a deleted one's included), asked before anything is made. ``attributes``:
+    :meth:`TenantDirectory.create_tenant`'s."""
     tenant = Tenant.new(tenant_id, tier=tier, **attributes)
     TenantDirectory.refuse_system_schemas(tenant.owned_schemas)
+    if identities is not None and (problem := identities.problem(db_user=tenant.db_user, secret_arn=tenant.secret_arn)):
+        raise ValueError(problem)
     if tier not in plans.tiers:
         raise ValueError(f"no usage plan for tier {tier!r}; known tiers: {sorted(plans.tiers)}")
     if tenants.get(tenant_id) is not None:
@@ -70,11 +82,19 @@ def check_new(tenants: TenantDirectory, plans: UsagePlans, tenant_id: str, *, ti
     return tenant
 
 
-def onboard(tenants: TenantDirectory, plans: UsagePlans, tenant_id: str, *, tier: str, **attributes: Any) -> Onboarded:
+def onboard(
+    tenants: TenantDirectory,
+    plans: UsagePlans,
+    tenant_id: str,
+    *,
+    tier: str,
+    identities: TenantIdentities | None = None,
+    **attributes: Any,
+) -> Onboarded:
     """Create the tenant in ``tier`` (its API Gateway key in the tier's plans, its record) and issue its first API
     key. ``attributes``: :meth:`TenantDirectory.create_tenant`'s (``db_user`` or ``secret_arn``, its caps, its write
-    grant), checked first (:func:`check_new`)."""
-    check_new(tenants, plans, tenant_id, tier=tier, **attributes)
+    grant), checked first (:func:`check_new`, with the stack's ``identities``)."""
+    check_new(tenants, plans, tenant_id, tier=tier, identities=identities, **attributes)
     usage_key = plans.attach(tenant_id, tier)
     try:
         tenant = tenants.create_tenant(tenant_id, tier=tier, usage_key=usage_key, **attributes)

@@ -33,6 +33,7 @@ from typing import Any
 from spectra import onboarding
 from spectra.cli import whole_number
 from spectra.errors import InvalidRequest, NotFound
+from spectra.identity import TenantIdentities
 from spectra.share import UsagePlans, statement_timeout_sql
 from spectra.tenants import KeyInfo, Tenant, TenantDirectory
 
@@ -48,6 +49,8 @@ class Resources:
     #: tier → plan id(s), as the stack output gives them; None: the plans named ``<stack_name>-<tier>``
     plan_ids: dict[str, Any] | str | None
     stack_name: str
+    #: what the stack's executor takes for a tenant identity (its parameters); None when they do not say
+    identities: TenantIdentities | None = None
 
 
 def resources_from_state(path: Path) -> Resources:
@@ -60,6 +63,7 @@ def resources_from_state(path: Path) -> Resources:
             subscriptions_table=(resources.get("SubscriptionsTable") or {}).get("physical_id"),
             plan_ids=None,
             stack_name=state["stack_name"],
+            identities=TenantIdentities.of_parameters(state.get("parameter_overrides") or {}),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidRequest(f"{path} is not a local stack's state file with a tenants table ({exc})") from None
@@ -76,6 +80,9 @@ def resources_from_stack(cloudformation, stack_name: str) -> Resources:
         subscriptions_table=outputs.get("SubscriptionsTableName"),
         plan_ids=outputs.get("UsagePlanIds"),
         stack_name=stack_name,
+        identities=TenantIdentities.of_parameters(
+            {p["ParameterKey"]: p.get("ParameterValue") or "" for p in stack.get("Parameters", [])}
+        ),
     )
 
 
@@ -129,8 +136,15 @@ def add_commands(commands) -> None:
     revoke.add_argument("hash")
 
 
-def run(args: argparse.Namespace, tenants: TenantDirectory, plans: UsagePlans, out) -> int:
-    """Run a parsed ``tenants`` or ``keys`` command; its exit status. Refusals raise (``spectra.admin`` says them)."""
+def run(
+    args: argparse.Namespace,
+    tenants: TenantDirectory,
+    plans: UsagePlans,
+    out,
+    identities: TenantIdentities | None = None,
+) -> int:
+    """Run a parsed ``tenants`` or ``keys`` command; its exit status. Refusals raise (``spectra.admin`` says them).
+    ``identities``: what the stack takes for a tenant identity, which ``create`` asks first."""
     if args.command == "keys":
         return _keys(args, tenants, out)
     verb = args.tenants_command
@@ -149,7 +163,7 @@ def run(args: argparse.Namespace, tenants: TenantDirectory, plans: UsagePlans, o
             print(_line(tenant), file=out)
             print("\n".join(f"  key {_key_line(key)}" for key in keys) or "  no API keys", file=out)
     elif verb == "create":
-        _create(args, tenants, plans, out)
+        _create(args, tenants, plans, out, identities)
     elif verb == "update":
         changes = {
             field: (None if value == "default" else value)
@@ -172,7 +186,9 @@ def run(args: argparse.Namespace, tenants: TenantDirectory, plans: UsagePlans, o
     return 0
 
 
-def _create(args: argparse.Namespace, tenants: TenantDirectory, plans: UsagePlans, out) -> None:
+def _create(
+    args: argparse.Namespace, tenants: TenantDirectory, plans: UsagePlans, out, identities: TenantIdentities | None
+) -> None:
     """``tenants create``: the tenant through :func:`spectra.onboarding.onboard`, its key printed this once, and the
     SQL its warehouse administrator runs, built first so that a user name the SQL cannot hold refuses the tenant
     before anything is made."""
@@ -188,7 +204,7 @@ def _create(args: argparse.Namespace, tenants: TenantDirectory, plans: UsagePlan
     if args.db_user:
         warehouse_sql.append(statement_timeout_sql(args.db_user, args.statement_timeout_ms) + ";")
         warehouse_sql += [f'CREATE SCHEMA "{schema}" AUTHORIZATION "{args.db_user}";' for schema in args.owned_schema]
-    made = onboarding.onboard(tenants, plans, args.tenant, tier=args.tier, **attributes)
+    made = onboarding.onboard(tenants, plans, args.tenant, tier=args.tier, identities=identities, **attributes)
     if args.json:
         _print_json({**_view(made.tenant), "api_key": made.api_key, "warehouse_sql": warehouse_sql}, out)
         return

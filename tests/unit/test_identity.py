@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from events import JobQueuedMessage, JobStatus, ResultFormat
 from spectra import lifecycle
-from spectra.identity import is_tenant_db_user, is_tenant_secret
+from spectra.identity import TenantIdentities, is_tenant_db_user, is_tenant_secret
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import execute_job
 from spectra.queries import submit_query
@@ -249,3 +249,20 @@ def test_a_write_is_never_refused_on_a_remembered_record():
     write, _ = submit_query(ports, writer, sql="delete from acme_work.orders", parameters=[], fmt=ResultFormat.JSON)
     execute_job(ports, JobQueuedMessage(job_id=write.job_id, tenant_id="acme"))
     assert ports.jobs.get(write.job_id).status is JobStatus.SUBMITTED
+
+
+def test_a_stacks_parameters_say_which_identities_its_executor_takes():
+    """Asked by ``tenants create`` before anything is made (the operations review); a parameter left out has the
+    template's default."""
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:spectra/tenants/acme-AbCdEf"
+    cluster = TenantIdentities.of_parameters({"RedshiftClusterId": "dw", "RedshiftWorkgroup": ""})
+    assert cluster == TenantIdentities(cluster=True, prefix="tenant_")
+    assert cluster.problem(db_user="tenant_acme", secret_arn=None) is None
+    assert "not a tenant user" in cluster.problem(db_user="awsuser", secret_arn=None)
+    assert "(--db-user)" in cluster.problem(db_user=None, secret_arn=secret)
+    serverless = TenantIdentities.of_parameters({"RedshiftWorkgroup": "wg", "TenantSecretPrefix": "t/"})
+    assert serverless == TenantIdentities(cluster=False, prefix="t/")
+    assert serverless.problem(db_user=None, secret_arn=secret.replace("spectra/tenants/", "t/")) is None
+    assert "not a tenant secret" in serverless.problem(db_user=None, secret_arn=secret)
+    assert "(--secret-arn)" in serverless.problem(db_user="tenant_acme", secret_arn=None)
+    assert TenantIdentities.of_parameters({}) is None  # neither warehouse named: not asked

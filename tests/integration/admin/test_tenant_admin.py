@@ -32,6 +32,11 @@ def stack(local_aws: LocalAws):
     apigateway = local_aws.client("apigateway")
     plan_ids = {tier: apigateway.create_usage_plan(name=f"{name}-{tier}")["id"] for tier in TIERS}
     template = {
+        "Parameters": {  # a provisioned cluster's stack, as template.yaml's parameters say (the prefix its default)
+            "RedshiftClusterId": {"Type": "String", "Default": ""},
+            "RedshiftWorkgroup": {"Type": "String", "Default": ""},
+            "TenantDbUserPrefix": {"Type": "String", "Default": "tenant_"},
+        },
         "Resources": {
             "TenantsTable": {
                 "Type": "AWS::DynamoDB::Table",
@@ -48,7 +53,11 @@ def stack(local_aws: LocalAws):
             "UsagePlanIds": {"Value": json.dumps(plan_ids)},
         },
     }
-    local_aws.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    local_aws.client("cloudformation").create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": "RedshiftClusterId", "ParameterValue": "warehouse"}],
+    )
     return name, TenantDirectory(local_aws.client("dynamodb"), f"{name}-tenants"), plan_ids
 
 
@@ -106,6 +115,30 @@ def test_a_refused_create_leaves_no_record_and_no_api_gateway_key(local_aws, sta
     status, out, err = run(local_aws, name, "tenants", "create", acme, "--db-user", f"tenant_{acme}", *argv)
     assert (status, out) == (1, "") and said in err, err
     assert tenants.get(acme) is None and api_keys(local_aws, acme) == []
+    status, _, err = run(local_aws, name, "tenants", "create", acme, "--db-user", f"tenant_{acme}")
+    assert status == 0, err
+
+
+@pytest.mark.parametrize(
+    ("identity", "said"),
+    [
+        (["--db-user", "awsuser"], "database user 'awsuser' is not a tenant user of this stack"),
+        (["--db-user", "tenant_"], "database user 'tenant_' is not a tenant user of this stack"),
+        (["--db-user", "Tenant_x"], "their names start with 'tenant_' (TenantDbUserPrefix; case matters)"),
+        (["--secret-arn", "arn:aws:secretsmanager:us-east-1:1:secret:spectra/tenants/x"], "(--db-user)"),
+    ],
+)
+def test_an_identity_the_executor_would_refuse_refuses_the_tenant_before_anything_is_made(
+    local_aws, stack, acme, identity, said
+):
+    """(Found by the operations review.) ``--db-user awsuser`` made the tenant, printed SQL that would give the
+    warehouse's administrator a statement timeout, spent the identity for good, and every job of the tenant failed
+    identity_refused. The stack's parameters say what its executor takes: a cluster's users under TenantDbUserPrefix."""
+    name, tenants, _ = stack
+    status, out, err = run(local_aws, name, "tenants", "create", acme, *identity)
+    assert (status, out) == (1, "") and said in err, err
+    assert tenants.get(acme) is None and api_keys(local_aws, acme) == []
+    assert tenants.identity_holder("db_user", "awsuser") is None  # not spent
     status, _, err = run(local_aws, name, "tenants", "create", acme, "--db-user", f"tenant_{acme}")
     assert status == 0, err
 
