@@ -95,6 +95,11 @@ def test_a_first_line_without_names_is_refused_not_taken_for_a_header_of_no_colu
     assert error.message == "accounts.csv: the first line has no column names; it must be the header line"
 
 
+def test_blanks_around_a_quoted_header_name_are_not_the_names_as_in_a_row(files):
+    assert header(files, b'name, "email" ,\t"City"\n1,2,3\n') == ["name", "email", "city"]
+    assert header(files, b'name\t "email" \n1\t2\n', delimiter="\t") == ["name", "email"]
+
+
 @pytest.mark.parametrize("data", [b'id,"n\n"\n1,2\n', b'"id\r\n",n\r\n1,2\r\n', b'id,"n\r"\n1,2\n'])
 def test_a_header_field_holding_a_line_break_is_refused(files, data):
     """The load skips one line (IGNOREHEADER 1): the rest of such a header, and the rows after it up to the next
