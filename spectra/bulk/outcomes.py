@@ -329,7 +329,8 @@ def _unprocessed_columns(
     header check matches them (case and surrounding blanks aside). Records are placed only when each batch has the
     first batch's columns, or some of them, or them and more: a batch whose header misspells a name or was cut at
     another delimiter would have its values split off into a column of their own, and headers that name a column
-    twice cannot be placed by name. Those jobs list every record as it was sent (the job's error names the fault)."""
+    twice cannot be placed by name. Those jobs list every record as it was sent (the job's error names the fault); a
+    JSON job's batches, whose keys are checked column names, are placed whatever keys each has."""
     if job.plan is not None or len(job.files) < 2 or not header:
         return header, {}  # loaded, or failed after the header check, which every file passed: one header
     first, *others = job.files
@@ -338,8 +339,13 @@ def _unprocessed_columns(
     if any(len(set(columns)) != len(columns) for columns in folded.values()):
         return header, {}
     ours = set(folded[first.url])
-    if not all(ours <= set(columns) or set(columns) <= ours for columns in folded.values() if columns):
-        return header, {}  # a misspelt name, another delimiter: not the same columns, which placing would split
+    same_columns = all(ours <= set(columns) or set(columns) <= ours for columns in folded.values() if columns)
+    if not same_columns and job.content_type != "JSON":
+        # a misspelt name, another delimiter: not the same columns, which placing would split. A JSON job's headers
+        # are its records' keys, each checked as a column name when its batch was uploaded: batches of other keys
+        # (optional fields) are placed by name, where they were listed in the first batch's columns, a city under
+        # email (found by the JSON review)
+        return header, {}
     listed, listed_folded = list(header), list(folded[first.url])
     seen = set(listed_folded)  # looked up in a set: a list took minutes for 100 batches of 38,000 names each
     for url, names in headers.items():

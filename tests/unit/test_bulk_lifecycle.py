@@ -278,6 +278,22 @@ def test_unprocessed_records_of_batches_with_different_headers_are_listed_in_the
     ]
 
 
+def test_unprocessed_records_of_json_batches_with_other_keys_are_listed_in_their_own_columns(ports):
+    """A JSON job's batches whose records have other keys (an optional field) fail the job as CSV headers that
+    differ do; listed under the first batch's columns as rewritten, the second batch's city was under email and its
+    email under name (found by the JSON review). Their keys are column names, checked at upload: placed by name."""
+    from spectra.bulk.jsonfiles import as_csv
+
+    first = as_csv(b'[{"id": "1", "name": "Ann"}]', gzip=False, max_bytes=1 << 20)
+    second = as_csv(b'{"id": "2", "city": "Bergen"}', gzip=False, max_bytes=1 << 20)
+    message = queued(ports, BulkOperation.INSERT, first, second, content_type="JSON")
+    start_bulk_job(ports, message)
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code) == (BulkState.FAILED, "invalid_header")
+    listed = result_rows(ports, job.job_id, "unprocessed")
+    assert listed == [["id", "name", "city"], ["1", "Ann", ""], ["2", "", "Bergen"]]
+
+
 @pytest.mark.parametrize(
     "second",
     [b"id,nmae,city\n2,Bob,Bergen\n", b"id;name;city\n2;Bob;Bergen\n"],
