@@ -99,7 +99,7 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
             "invalid_header",
             f"{name}: the header line is not valid CSV: {exc} (lines must end with LF or CRLF, not CR alone)",
         ) from exc
-    header = [_unpadded_name(field, delimiter) for field in header]
+    header = [unpadded_name(field, delimiter) for field in header]
     if reader.line_num > 1 or any("\r" in field or "\n" in field for field in header):
         # the load skips one line (IGNOREHEADER 1): the rest of a header quoted across lines, and the rows after it up
         # to the next quote, became one failed record (the drop door review)
@@ -123,7 +123,7 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
     return FileHeader(columns, rows=has_rows or not whole, names=header)
 
 
-def _unpadded_name(field: str, delimiter: str) -> str:
+def unpadded_name(field: str, delimiter: str) -> str:
     """A header field as COPY reads a field (:func:`_fields`): blanks around a quoted one are not its, where Python's
     csv module keeps a quote after a blank as a character (`` "email" `` was refused as no column name, while the same
     shape in a row was read as its value: the diff review)."""

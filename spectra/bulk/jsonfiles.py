@@ -52,6 +52,8 @@ MAX_NESTING = 100
 #: (found by the JSON review). Numbers and objects are counted as they are read, which stops such a record early;
 #: arrays' other items when it has been read.
 MAX_RECORD_VALUES = 100_000
+#: '[' characters a batch may hold: its arrays take memory before their record is counted (each about 100 bytes)
+MAX_BATCH_ARRAYS = 1_000_000
 
 
 class _Number(str):
@@ -65,6 +67,14 @@ def as_csv(body: bytes, *, gzip: bool, max_bytes: int, key: str | None = None) -
     id). The records are read and written one at a time, so no more than the text and the CSV are held, and a record
     holds at most :data:`MAX_RECORD_VALUES` values."""
     text = _text(_inflated(body, max_bytes) if gzip else body)
+    if (brackets := text.count("[")) > MAX_BATCH_ARRAYS:
+        # arrays are counted only once their record is read (no decoder hook sees them): 8 MiB of nested or empty
+        # arrays took the function to 500 MB before the count refused them (the diff review)
+        raise PayloadTooLarge(
+            f"the batch holds {brackets:,} '[' characters (arrays, or brackets in strings); at most"
+            f" {MAX_BATCH_ARRAYS:,}: send it in smaller batches",
+            details={"limit": MAX_BATCH_ARRAYS},
+        )
     out = io.BytesIO()
     keys: list[str] = []
     id_keys: set[str] = set()
@@ -189,8 +199,14 @@ class _Reader:
         return _Number(text)
 
     def _fields(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        self._left -= len(pairs) + 1
-        if self._left < 0:
+        # the object itself, and its values but numbers and objects, counted as they were read (counted twice, a
+        # record of 25,000 objects of two fields was refused as past 100,000: the diff review)
+        left = self._left - 1 - len(pairs)
+        for _, value in pairs:
+            if value.__class__ is _Number or value.__class__ is dict:
+                left += 1
+        self._left = left
+        if left < 0:
             raise _too_many(self._where)
         return unique_keys(pairs)
 
@@ -231,7 +247,7 @@ class _Reader:
         return value
 
     def _decode(self, text: str, at: int, where: str) -> tuple[Any, int]:
-        self._left, self._where = MAX_RECORD_VALUES, where
+        self._left, self._where = MAX_RECORD_VALUES + 1, where  # the record is an object the limit does not count
         try:
             value, end = self._decoder.raw_decode(text, at)
             if end - at > MAX_RECORD_VALUES:  # shorter, it cannot hold that many: each item takes a character at least

@@ -37,6 +37,7 @@ from spectra.bulk.csvfiles import (
     UNDECODABLE,
     Record,
     records,
+    unpadded_name,
 )
 from spectra.bulk.files import FileReplaced, FileUnreadable, results_key
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, SourceFile
@@ -379,7 +380,8 @@ def _file_header(ports: Ports, job: BulkJob, source: SourceFile, line_ends: dict
     try:
         with bulk.files.text(source, newline=line_ends.get(source.url, "\n")) as stream:  # its first line, bounded
             line = stream.readline(HEADER_MAX_BYTES).removeprefix(BOM)  # before the CSV reads its quotes
-        return next(csv.reader([line], delimiter=job.column_delimiter.char), [])
+        delimiter = job.column_delimiter.char
+        return [unpadded_name(name, delimiter) for name in next(csv.reader([line], delimiter=delimiter), [])]
     except (FileUnreadable, FileReplaced, NotFound, csv.Error):
         return []
 

@@ -164,3 +164,24 @@ def test_a_record_of_millions_of_numbers_stops_before_it_is_read_whole():
     finally:
         tracemalloc.stop()
     assert peak < 64 << 20  # the inflated text (two copies: bytes and str) and 100,000 numbers; 1 GB before
+
+
+def test_the_limit_counts_each_value_once():
+    """An object's number and object values were counted by their own hooks and again as the object's: a record of
+    33,000 objects of two fields (99,002 values with the record's own two) was refused as past 100,000 (the diff
+    review)."""
+    items = b",".join([b'{"sku": "a", "qty": 1}'] * 33_000)
+    assert len(rows(b'[{"id": 1, "items": [' + items + b"]}]", max_bytes=8 << 20)) == 2
+    with pytest.raises(PayloadTooLarge, match="more than 100,000 values"):
+        as_csv(b'[{"id": 1, "items": [' + items + b"," + items + b"]}]", gzip=False, max_bytes=8 << 20)
+
+
+def test_a_batch_of_more_arrays_than_it_may_hold_is_refused_before_it_is_read():
+    """Arrays are counted once their record is read: 8 MiB of nested or empty arrays took the function to 500 MB
+    first (the diff review). The batch's '[' characters are counted before anything is read."""
+    from spectra.bulk.jsonfiles import MAX_BATCH_ARRAYS
+
+    body = gzip.compress(b'[{"v": ' + b"[" * 2_000_000 + b"]" * 2_000_000 + b"}]")
+    with pytest.raises(PayloadTooLarge, match="the batch holds 2,000,001 '\\[' characters") as error:
+        as_csv(body, gzip=True, max_bytes=8 << 20)
+    assert error.value.details == {"limit": MAX_BATCH_ARRAYS}

@@ -278,6 +278,17 @@ def test_unprocessed_records_of_batches_with_different_headers_are_listed_in_the
     ]
 
 
+def test_a_batch_whose_header_pads_a_quoted_name_is_placed_by_name(ports):
+    """The header check reads `` "city" `` as city, as COPY does (f6d8a30); the result files read it as written, so
+    the batch's records were listed as sent under the first batch's columns, Bob under id (the diff review)."""
+    message = queued(ports, BulkOperation.INSERT, HEADER + b"1,Ann,Oslo\n", b'name,id, "city" \nBob,2,Bergen\n')
+    start_bulk_job(ports, message)
+    job = stored(ports, message.job_id)
+    assert job.error.code == "invalid_header"
+    listed = result_rows(ports, job.job_id, "unprocessed")
+    assert listed == [["id", "name", "city"], ["1", "Ann", "Oslo"], ["2", "Bob", "Bergen"]]
+
+
 def test_unprocessed_records_of_json_batches_with_other_keys_are_listed_in_their_own_columns(ports):
     """A JSON job's batches whose records have other keys (an optional field) fail the job as CSV headers that
     differ do; listed under the first batch's columns as rewritten, the second batch's city was under email and its
