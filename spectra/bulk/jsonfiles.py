@@ -49,8 +49,8 @@ _NULL = b"\\N"
 MAX_NESTING = 100
 #: Values a record may hold in its objects and arrays: the rewrite holds each as a Python object (a number written
 #: in 2 bytes takes about 100), so one record of 4 million numbers (8 KB gzipped) took a 512 MB function to 1 GB
-#: (found by the JSON review). Numbers and objects are counted as they are read, which stops such a record early;
-#: arrays' other items when it has been read.
+#: (found by the JSON review). Numbers, objects and objects' values are counted as they are read, which stops such a
+#: record early; arrays' other items once it has been read.
 MAX_RECORD_VALUES = 100_000
 #: '[' characters a batch may hold: its arrays take memory before their record is counted (each about 100 bytes)
 MAX_BATCH_ARRAYS = 1_000_000
@@ -164,8 +164,9 @@ def _too_many(where: str) -> PayloadTooLarge:
 
 
 def _count_items(value: Any, where: str) -> None:
-    """Refuse a record whose arrays hold more than :data:`MAX_RECORD_VALUES` items in all (the hooks count numbers and
-    objects only): before its compact text, a second copy of each, is made."""
+    """Refuse a record whose objects and arrays hold more than :data:`MAX_RECORD_VALUES` values in all (the decoder's
+    hooks see no array, so an array's strings, literals and arrays are counted here): before its compact text, a
+    second copy of each, is made."""
     items, stack = 0, [value]
     while stack:
         inner = stack.pop()
@@ -183,7 +184,7 @@ class _Reader:
     its own per batch: the local stack runs requests side by side in one process)."""
 
     def __init__(self) -> None:
-        self._left = MAX_RECORD_VALUES
+        self._left = 0  # set for each record (_decode)
         self._where = ""
         self._decoder = json.JSONDecoder(
             parse_float=self._number,
