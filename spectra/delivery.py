@@ -148,7 +148,7 @@ def unload_problem(sql: str, *, export: bool) -> str | None:
     tree = parse_statement(embedded)
     if tree is not None and (not isinstance(tree, exp.Query) or tree.args.get("into") is not None):
         kind = str(tree.this).upper() if isinstance(tree, exp.Command) else tree.key.upper()
-        kind = "SELECT INTO" if isinstance(tree, exp.Select) else kind
+        kind = "SELECT INTO" if isinstance(tree, exp.Select) else "TRUNCATE" if kind == "TRUNCATETABLE" else kind
         return (
             f"{'delivery export' if export else 'a query job'} runs the statement as an UNLOAD, which takes a query"
             f" (SELECT, WITH, UNION ...), not {kind}" + (": send it with delivery inline or s3" if export else "")

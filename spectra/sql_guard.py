@@ -328,7 +328,23 @@ def _tokenize(sql: str) -> list[Token]:
     _check_unicode_escapes(sql, tokens)
     _check_dollars(sql, tokens)
     _check_layout(sql, tokens)
+    _name_placeholders(tokens)
     return tokens
+
+
+def _name_placeholders(tokens: list[Token]) -> None:
+    """Read a word right after a ``:`` as a placeholder's name, keywords too: sqlglot reads ``:from`` as a colon and
+    the keyword FROM, so ``where d >= :from and d < :to`` was refused as a syntax error at a ``:`` the tenant wrote
+    as the Data API takes it (found by the query API review). Only a word glued to its colon is a name, as the Data
+    API and :func:`spectra.parameters.placeholders` read it; ``::`` is a token of its own (a cast), untouched."""
+    for colon, word in itertools.pairwise(tokens):
+        if (
+            colon.token_type is TokenType.COLON
+            and word.start == colon.end + 1
+            and word.token_type is not TokenType.VAR
+            and _PLACEHOLDER_NAME.fullmatch(word.text)
+        ):
+            word.token_type = TokenType.VAR
 
 
 def _parse(sql: str) -> list[exp.Expression]:
@@ -416,6 +432,7 @@ def _positional(dollar: Token, after: Token | None) -> bool:
 
 
 #: A dollar quote's tag as both readers agree on it (empty, or an ASCII identifier).
+_PLACEHOLDER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # as a parameter's name is written (spectra/parameters.py)
 _DOLLAR_TAG = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*)?")
 
 #: White space to ``str.isspace()``, and so to sqlglot, that PostgreSQL's scanner (and Redshift's) does not take for

@@ -75,6 +75,17 @@ def test_typed_values_compare_with_columns_and_null_matches_with_is_not_distinct
     assert run(client, f"select id from {table} where item is not distinct from :item", item=None)["rows"] == [[3]]
 
 
+@pytest.mark.parametrize(("low", "high"), [(1, 2), ("1", "2")])  # typed (rewritten) and as sent (strings)
+def test_a_placeholder_may_be_named_as_a_keyword(orders, low, high):
+    """``:from`` and ``:to``, the usual names of a range, as the Data API binds them: the guard read ``:from`` as a
+    colon and the keyword FROM, and refused the statement as a syntax error (found by the query API review). The
+    emulator's translation of DATEDIFF read it so too."""
+    client, table = orders
+    query = f"select id, datediff(day, '2024-01-01', '2024-01-03') as d from {table}"
+    query += " where id >= :from and id <= :to and :select = 1 order by id"
+    assert run(client, query, **{"from": low, "to": high, "select": 1})["rows"] == [[1, 2], [2, 2]]
+
+
 def test_placeholders_are_read_from_the_sql_not_from_its_strings_comments_or_casts(new_tenant):
     client = new_tenant()
     results = run(client, "select ':x' as s, '5'::int + :n as v -- :y is a comment\n", n=1)

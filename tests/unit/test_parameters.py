@@ -39,6 +39,8 @@ def wire(parameters: list[QueryParameter]) -> dict[str, str]:
         ("select * from t where c in (:x, :y) limit :n", ["x", "y", "n"]),
         ("explain select * from t where a = :a", ["a"]),  # EXPLAIN is kept as text by the guard: tokens are read
         ("explain select ':a'", []),
+        ("select * from t where d >= :from and d < :to and :select", ["from", "to", "select"]),  # keywords as names
+        ("explain select * from t where d >= :from", ["from"]),
     ],
 )
 def test_placeholders_come_from_the_parse_tree(sql, names):
@@ -71,6 +73,14 @@ def test_each_type_is_bound_by_rewriting_its_placeholder_in_place(value, bound_s
     assert rewritten is True
     assert statement.sql == f"select {bound_sql} as v -- a comment with :v"  # the comment's :v is no placeholder
     assert wire(statement.parameters) == sent
+
+
+def test_a_placeholder_named_as_a_keyword_is_bound_in_place():
+    """``:from`` is a colon and the keyword FROM to sqlglot, which refused the statement (found by the query API
+    review); the Data API binds it as the parameter ``from``."""
+    statement, _ = bound("select * from t where d >= :from and d < :to", **{"from": 1, "to": "x"})
+    assert statement.sql == "select * from t where d >= CAST(:from AS BIGINT) and d < :to"
+    assert wire(statement.parameters) == {"from": "1", "to": "x"}
 
 
 def test_every_use_of_a_placeholder_is_rewritten_and_strings_beside_typed_values_stay_untyped():
@@ -236,6 +246,7 @@ def test_a_typed_value_written_straight_after_a_keyword_stays_apart_from_it(sql,
         ("select CAST(:n AS BIGINT), datediff(day, current_date, current_date)", {"n": "1"}),
         ("select a$b$ from t where b = :x", {"x": "v"}),  # a$b$ is a name, not a dollar quote
         ("select * from t limit:x", {"x": "5"}),
+        ("select datediff(day, :from, :to)", {"from": "2024-01-01", "to": "2024-01-10"}),  # keywords as names
     ],
 )
 def test_the_local_warehouse_binds_every_parameter_it_is_given(sql, names):

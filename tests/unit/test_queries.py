@@ -931,6 +931,7 @@ def test_an_export_of_a_statement_unload_cannot_take_is_a_400_at_once(ports, sql
         ("insert into t select 1", "INSERT"),
         ("with a as (select 1) insert into t select * from a", "INSERT"),
         ("select 1 into t2", "SELECT INTO"),
+        ("truncate table t", "TRUNCATE"),
         ("select 1", None),
         ("(select 1) union all (select 2)", None),
         ("with a as (select 1 as n) select n from a", None),

@@ -16,11 +16,12 @@ does not count) name a Redshift-only function:
 
 from __future__ import annotations
 
+import itertools
 import logging
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
+from sqlglot.dialects.redshift import Redshift
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Token, TokenType
 
@@ -61,11 +62,22 @@ def translate_sql(sql: str) -> str:
     rewritten = _apply(sql, edits)
     if needs_transpile:
         try:
-            trees = sqlglot.parse(rewritten, read="redshift")
+            trees = _parsed_with_placeholders(rewritten)
             return ";\n".join(_KEEPING_PLACEHOLDERS.generate(tree) for tree in trees if tree is not None)
         except SqlglotError as error:
             logger.debug("sqlglot could not transpile, leaving Redshift functions to PostgreSQL: %s", error)
     return rewritten
+
+
+def _parsed_with_placeholders(sql: str) -> list:
+    """``sql`` parsed as Redshift, a word glued to a ``:`` read as a placeholder's name even when it is a keyword:
+    sqlglot reads ``:from`` as a colon and FROM, which the Data API binds as the parameter ``from``."""
+    dialect = Redshift()
+    tokens = dialect.tokenize(sql)
+    for colon, word in itertools.pairwise(tokens):
+        if colon.token_type is TokenType.COLON and word.start == colon.end + 1 and word.text.isidentifier():
+            word.token_type = TokenType.VAR
+    return dialect.parser().parse(tokens, sql)
 
 
 class _PostgresKeepingPlaceholders(Postgres):
