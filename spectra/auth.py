@@ -162,11 +162,15 @@ class JwtVerifier:
 
 
 def _issued_at(iat) -> datetime | None:
-    """A token's ``iat`` as a time: PyJWT has checked it is a number, or a string of one (it reads ``"1700000000"``)."""
-    try:
-        return datetime.fromtimestamp(float(iat), UTC) if iat is not None else None
-    except (TypeError, ValueError, OverflowError, OSError):
+    """A token's ``iat`` as a time, None when it has none: PyJWT has checked it is a number, or a string of one (it
+    reads ``"1700000000"``). One that is no time (``-1e300``, NaN) is refused: read as none, it skipped the check
+    that the token was not issued before its tenant was created (found by the identity review)."""
+    if iat is None:
         return None
+    try:
+        return datetime.fromtimestamp(float(iat), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise _refused("the token's iat is not a time") from None
 
 
 def _provider_failed(exc: Exception):

@@ -223,6 +223,8 @@ def test_a_token_issued_before_its_tenant_was_created_does_not_open_it(identity_
     refused(verifier, tenants, identity_provider.token("acme", iat=now() - LEEWAY - 60))
     assert authenticate(tenants, verifier, identity_provider.token("acme", iat=now() - LEEWAY + 5)).tenant_id == "acme"
     assert authenticate(tenants, verifier, identity_provider.token("acme", iat=None)).tenant_id == "acme"
+    for unreadable in (-1e300, 1e300):  # no time at all: read as no iat, they skipped the check
+        refused(verifier, tenants, identity_provider.token("acme", iat=unreadable))
 
 
 def _serving(status: int, body: bytes = b"", *, content_type: str = "application/json", answer: dict | None = None):
