@@ -202,6 +202,10 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {exc}")
         if problem is None and (refused := options_problem(options)):
             problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {refused[1]}")
+            if options.operation is BulkOperation.QUERY:
+                # a load refused, not a query job: made as one, it had no unprocessedrecords and the file's records
+                # were listed nowhere (found by the bulk review); the drop's default operation stands in
+                options = options.model_copy(update={"operation": BulkOperation.INSERT})
     source = SourceFile(
         bucket=dropped.bucket,
         key=dropped.key,

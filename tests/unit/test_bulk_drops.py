@@ -429,6 +429,8 @@ def test_a_bad_sidecar_fails_the_job_with_the_reason(ports, document, words):
     assert job.error.code == "invalid_drop"
     assert job.error.message.startswith("acme/accounts/jan.csv: ")
     assert words in job.error.message
+    # an ingest job whatever the options asked (a query job has no unprocessedrecords to list the file's records in)
+    assert job.operation is not BulkOperation.QUERY
 
 
 @pytest.mark.parametrize("name", ["\u212aey", "e-mail", "key\n"])
