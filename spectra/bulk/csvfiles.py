@@ -242,10 +242,25 @@ def check_columns(job: BulkJob, header: list[str], table: list[TableColumn]) -> 
         raise BulkInputError("missing_columns", f"nothing to update: the file has only the column {external_id!r}")
 
 
+class NullField(str):
+    """An unquoted ``\\N`` field, COPY's NULL marker (its default NULL AS): NULL in any column, where ``"\\N"``
+    quoted is that text to the warehouse the local stack runs. Read as a plain string, the two were one: a record
+    whose external id was NULL (refused by the load as a missing id) was listed as loaded, and the result files
+    wrote NULL and the text back each as the other (found by the bulk review). It is still the string ``\\N``
+    everywhere else."""
+
+    __slots__ = ()
+
+
+#: The one :class:`NullField`.
+NULL = NullField("\\N")
+
+
 @dataclass(frozen=True)
 class Record:
     line: int  # the physical line the record starts on (the header is line 1)
-    fields: list[str] | None  # None: a record longer than MAX_RECORD_CHARS (the warehouse rejects it too)
+    #: None: a record longer than MAX_RECORD_CHARS (the warehouse rejects it too); an unquoted \N is :data:`NULL`
+    fields: list[str] | None
 
 
 #: A record longer than this is one bad record, not read into memory (Redshift's rows stop at 4 MB).
@@ -279,7 +294,8 @@ def records(
             if not pending and not quotes:
                 start = number
                 if line is not None and not line_quotes:  # the common case, and the fast one: no quoting at all
-                    yield Record(start, line.rstrip("\n").removesuffix("\r").split(delimiter))
+                    fields = line.rstrip("\n").removesuffix("\r").split(delimiter)
+                    yield Record(start, [NULL if f == NULL else f for f in fields] if "\\N" in line else fields)
                     continue
             quotes += line_quotes
             if line is None:  # a line past the limit: the record is too long, whatever else it holds
@@ -343,6 +359,8 @@ def _fields(record: str, delimiter: str, quote: str) -> list[str]:
             tails.extend([None] * len(others))
     blanks = " \t".replace(delimiter, "")
     for index, (lead, tail) in enumerate(zip(leads, tails, strict=True)):
-        if tail is not None and (lead or tail) and not lead.strip(blanks) and not tail.strip(blanks):
+        if tail is None and fields[index] == NULL:  # no quoted part: COPY's NULL marker
+            fields[index] = NULL
+        elif tail is not None and (lead or tail) and not lead.strip(blanks) and not tail.strip(blanks):
             fields[index] = fields[index][len(lead) : len(fields[index]) - len(tail)]
     return fields

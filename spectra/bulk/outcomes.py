@@ -34,6 +34,7 @@ from spectra.bulk.csvfiles import (
     HEADER_MAX_BYTES,
     LEADING_COLUMNS,
     MAX_RECORD_CHARS,
+    NULL,
     UNDECODABLE,
     Record,
     records,
@@ -101,8 +102,9 @@ def _decimal_as_printed(external_id: str, scale: int) -> str:
 
 
 def is_missing_id(external_id: str) -> bool:
-    """Empty or spaces only: the staging SQL's rule too (spectra.bulk.sql; ``trim`` takes spaces only)."""
-    return not external_id.strip(" ")
+    """Empty or spaces only, or COPY's NULL marker (an unquoted ``\\N``): the staging SQL's rule too
+    (spectra.bulk.sql; ``trim`` takes spaces only)."""
+    return external_id is NULL or not external_id.strip(" ")
 
 
 @dataclass
@@ -267,15 +269,27 @@ def _load_error_file(url: str) -> str:
 
 
 class _RowWriter:
-    """csv.writer that also quotes a field holding a CR: with an LF line terminator, Python's minimal quoting quotes
-    only LF, and a bare CR written unquoted would read back as a line break."""
+    """csv.writer (minimal quoting) that also quotes a field holding a CR, and writes ``\\N`` as it was sent: COPY's
+    NULL marker (:data:`~spectra.bulk.csvfiles.NULL`) unquoted, the text quoted. With an LF line terminator, Python's
+    minimal quoting quotes only LF, and a bare CR written unquoted would read back as a line break; such rows were
+    written all quoted, NULL too, which read back as the text (found by the bulk review)."""
 
     def __init__(self, stream, *, delimiter: str, lineterminator: str) -> None:
+        self._stream = stream
         self._minimal = csv.writer(stream, delimiter=delimiter, lineterminator=lineterminator)
-        self._all = csv.writer(stream, delimiter=delimiter, lineterminator=lineterminator, quoting=csv.QUOTE_ALL)
+        self._delimiter, self._lineterminator = delimiter, lineterminator
+        self._special = (delimiter, '"', "\r", "\n")
 
     def writerow(self, row: list[str]) -> None:
-        (self._all if any("\r" in field for field in row) else self._minimal).writerow(row)
+        if NULL in row or any("\r" in field for field in row):  # rare: each field quoted only as it needs
+            self._stream.write(self._delimiter.join(map(self._field, row)) + self._lineterminator)
+        else:
+            self._minimal.writerow(row)
+
+    def _field(self, field: str) -> str:
+        if field is NULL or (field != NULL and not any(c in field for c in self._special)):
+            return field
+        return '"' + field.replace('"', '""') + '"'
 
 
 def _batches(items: Iterator[Record], size: int) -> Iterator[list[Record]]:

@@ -257,6 +257,46 @@ def test_blanks_around_a_quoted_id_are_not_the_ids(bulk_tenant, warehouse, opera
     )
 
 
+@pytest.mark.parametrize(
+    ("operation", "sent"),
+    [
+        ("update", b"email,city\n\\N,Nowhere\nann@x,Bergen\n"),
+        ("upsert", b"email,name\n\\N,Nobody\nann@x,Ann2\n"),
+        ("delete", b"email\n\\N\nann@x\n"),
+    ],
+    ids=["update", "upsert", "delete"],
+)
+def test_an_id_of_copys_null_marker_is_a_missing_id(bulk_tenant, warehouse, operation, sent):
+    """An unquoted ``\\N`` is NULL to COPY, an id the load refuses as missing; the result files read it as the text
+    and listed the record as loaded (upsert: created), with the job's counts disagreeing (found by the bulk review)."""
+    client = bulk_tenant(EXISTING)
+    job = client.load(operation, sent, externalIdFieldName="email")
+    assert job["state"] == "JobComplete" and job.get("errorMessage") is None, job
+    assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (2, 1)
+    assert [row[:2] for row in client.results(job["id"], "failedResults")[1:]] == [["\\N", "missing external id"]]
+    assert [row[0] for row in client.results(job["id"], "successfulResults")[1:]] == ["ann@x"]
+
+
+def test_result_files_write_null_and_the_text_backslash_n_as_sent(bulk_tenant, warehouse):
+    """COPY reads an unquoted ``\\N`` as NULL and a quoted one as the text (the local warehouse does; Redshift may
+    read both as NULL, see JSON records in README). The result files wrote every field of a row holding a CR quoted,
+    NULL too, and a text ``\\N`` unquoted, so a record sent again from them loaded each as the other (found by the
+    bulk review)."""
+    client = bulk_tenant()
+    client.use_table(warehouse, "marks", "k int, s varchar(10), t varchar(10)", "(0, 'z', 'z')")
+    sent = b'k,s,t\n10,"\\N",x\n11,"a\rb",\\N\n12,\\N,"\\N"\nbad,"\\N",\\N\n'
+    job = client.load("insert", sent)
+    assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (4, 1), job
+    assert client.rows(warehouse) == [(0, "z", "z"), (10, "\\N", "x"), (11, "a\rb", None), (12, None, "\\N")]
+    raw = {}
+    for kind in ("successfulResults", "failedResults"):
+        response = client.api.request("GET", f"/v1/bulk/jobs/{job['id']}/{kind}")
+        assert response.status_code == 200, response.text
+        raw[kind] = response.content.split(b"\n")
+    assert raw["successfulResults"][1:] == [b',true,10,"\\N",x', b',true,11,"a\rb",\\N', b',true,12,\\N,"\\N"', b""]
+    assert raw["failedResults"][1].endswith(b',bad,"\\N",\\N') and raw["failedResults"][2:] == [b""]
+
+
 def test_a_varchar_id_longer_than_its_column_by_blanks_is_the_id_the_warehouse_stored(bulk_tenant, warehouse):
     """The warehouse cuts a value's blanks past a VARCHAR(n)'s length when it stores it, and prints it so: a refused
     'zed@xx  ' was listed as successful, matched as written (diff review)."""

@@ -10,6 +10,7 @@ import pytest
 from spectra.bulk import csvfiles
 from spectra.bulk.csvfiles import (
     HEADER_NAMES_MAX_BYTES,
+    NULL,
     BulkInputError,
     TableColumn,
     check_columns,
@@ -275,6 +276,14 @@ def test_blanks_around_a_quoted_field_are_not_its_value_as_copy_reads_it(files):
     data = b'id,note,n\n "m2" ,\t"x y"\t,1\n" a ", "b" c,2\n "a" "b" ,"",3\n'
     assert lines(files, data) == [(2, ["m2", "x y", "1"]), (3, [" a ", " b c", "2"]), (4, ["a b", "", "3"])]
     assert lines(files, b'id\tn\n "m2"\t\t"x"\n', delimiter="\t") == [(2, ["m2", "", "x"])]
+
+
+def test_an_unquoted_backslash_n_is_copys_null_marker_and_a_quoted_one_text(files):
+    """Both are the string ``\\N``; only the unquoted one is :data:`NULL` (the result files write each as sent)."""
+    data = b'id,a,b\n\\N,"\\N",x\\N\n"1"\\N,\\N,"\\N"\n'
+    read = [r.fields for r in records(files, put(files, data, "accounts.csv"), ",")]
+    assert read == [["\\N", "\\N", "x\\N"], ["1\\N", "\\N", "\\N"]]
+    assert [[field is NULL for field in fields] for fields in read] == [[True, False, False], [False, True, False]]
 
 
 def test_crlf_files_count_one_line_per_crlf_and_a_bom_changes_nothing(files):
