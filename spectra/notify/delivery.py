@@ -14,6 +14,13 @@ retries, not to be switched off), or whose endpoint answered 410 Gone, is disabl
 is conditional on the failures in a row still standing when it is written, so a concurrent delivery that succeeded
 in between (and reset the count) keeps the subscription active; the failed attempt is then retried as any other.
 
+A run of failures in a row ends at a success, or at a spell longer than :func:`run_gap` with no attempt at all (two
+of the retries' longest waits: one delivery's attempts are never that far apart). A failure after such a spell starts
+a new run, so an endpoint that came back after an outage, with no event to show it for a day, is not disabled by the
+first failed attempt after that (found by the notifications review). The price: an endpoint gone for good whose
+subscription matches an event less often than that is never disabled; each event's delivery is retried and then
+dead-lettered, as any other.
+
 An attempt is three steps, so the delivery function can send a batch's POSTs side by side (:func:`send_all`) while
 everything else stays in its handler's thread: :func:`prepare` (is it due, is its subscription still there and active,
 the signed request), :func:`send` (the POST alone) and :func:`settle` (the subscription's delivery state, and the next
@@ -40,6 +47,7 @@ from spectra.notify.signing import signed_headers
 from spectra.notify.transport import HttpOutcome
 from spectra.notify.urls import origin, origins_only
 from spectra.ports import Ports
+from spectra.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +71,11 @@ class Outcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"
     DISABLED = "disabled"  # this attempt disabled the subscription
     DROPPED = "dropped"  # the subscription is gone or disabled
+
+
+def run_gap(settings: Settings) -> timedelta:
+    """How long a spell with no attempt at all ends a run of failures in a row (module docstring)."""
+    return timedelta(seconds=2 * settings.webhook_retry_max_delay_seconds)
 
 
 def backoff_seconds(attempt: int, *, base: float, factor: float, cap: float, rng: random.Random | None = None) -> int:
@@ -176,7 +189,13 @@ def settle(ports: Ports, attempt: Attempt, result: HttpOutcome) -> Outcome:
         origins_only(error),
     )
     updated = notify.subscriptions.record_failure(
-        message.tenant_id, message.subscription_id, status=result.status, error=error, at=now, made_at=made_at
+        message.tenant_id,
+        message.subscription_id,
+        status=result.status,
+        error=error,
+        at=now,
+        made_at=made_at,
+        run_gap=run_gap(settings),
     )
     if updated is None:
         return Outcome.DROPPED  # deleted (and perhaps made again under its key's id) while we were delivering

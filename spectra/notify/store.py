@@ -293,19 +293,34 @@ class SubscriptionStore:
         error: str,
         at: datetime,
         made_at: datetime | None = None,
+        run_gap: timedelta | None = None,
     ) -> Subscription | None:
-        """Count a failed attempt; the returned subscription carries the new ``consecutive_failures``."""
-        expression = (
-            "SET last_error = :error, last_attempt_at = :at, failing_since = if_not_exists(failing_since, :at) "
-            "ADD consecutive_failures :one, failed_attempts :one"
-        )
+        """Count a failed attempt; the returned subscription carries the new ``consecutive_failures``.
+
+        ``run_gap``: a failure whose subscription saw no attempt for longer than this starts a new run of failures
+        (the count at 1, ``failing_since`` now) rather than adding to the old one. Nothing else resets a run but a
+        success, so an endpoint that came back after an outage, with no event to prove it for a day, was disabled by
+        the first failed attempt after that, with no retry (found by the notifications review)."""
         values: dict[str, Any] = {":error": error, ":at": json_ready(at), ":one": 1}
-        if status is None:
-            expression += " REMOVE last_status"
-        else:
-            expression = expression.replace("SET ", "SET last_status = :status, ", 1)
+        if status is not None:
             values[":status"] = status
-        return self._update(tenant_id, subscription_id, expression, values, made_at=made_at)
+        if run_gap is None:
+            return self._update(tenant_id, subscription_id, _failure(status, new_run=False), values, made_at=made_at)
+        values[":recent"] = json_ready(at - run_gap)  # ISO 8601 in UTC: compared as strings, in time order
+        recent = "(attribute_not_exists(last_attempt_at) OR last_attempt_at >= :recent)"
+        added = self._update(
+            tenant_id, subscription_id, _failure(status, new_run=False), values, condition=recent, made_at=made_at
+        )
+        if added is not None:
+            return added
+        return self._update(
+            tenant_id,
+            subscription_id,
+            _failure(status, new_run=True),
+            values,
+            condition="last_attempt_at < :recent",
+            made_at=made_at,
+        )
 
     def disable(
         self,
@@ -380,3 +395,16 @@ class SubscriptionStore:
                 return None
             raise
         return _to_subscription(response["Attributes"])
+
+
+def _failure(status: int | None, *, new_run: bool) -> str:
+    """The update counting a failed attempt (:meth:`SubscriptionStore.record_failure`): added to the run of failures
+    it belongs to, or starting a new one."""
+    sets = ["last_error = :error", "last_attempt_at = :at"] + ([] if status is None else ["last_status = :status"])
+    if new_run:
+        sets += ["failing_since = :at", "consecutive_failures = :one"]
+        adds = ["failed_attempts :one"]
+    else:
+        sets += ["failing_since = if_not_exists(failing_since, :at)"]
+        adds = ["consecutive_failures :one", "failed_attempts :one"]
+    return f"SET {', '.join(sets)} ADD {', '.join(adds)}" + (" REMOVE last_status" if status is None else "")

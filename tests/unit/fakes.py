@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -1454,10 +1454,13 @@ class FakeSubscriptionStore:
         error: str,
         at: datetime,
         made_at: datetime | None = None,
+        run_gap: timedelta | None = None,
     ) -> Subscription | None:
         current = self.get(tenant_id, subscription_id)
         if current is None or (made_at is not None and current.created_at != made_at):
             return None
+        last = current.delivery.last_attempt_at
+        new_run = run_gap is not None and last is not None and last < at - run_gap
         return self._change(
             tenant_id,
             subscription_id,
@@ -1465,8 +1468,8 @@ class FakeSubscriptionStore:
                 "last_status": status,
                 "last_error": error,
                 "last_attempt_at": at,
-                "consecutive_failures": current.delivery.consecutive_failures + 1,
-                "failing_since": current.delivery.failing_since or at,
+                "consecutive_failures": 1 if new_run else current.delivery.consecutive_failures + 1,
+                "failing_since": at if new_run else current.delivery.failing_since or at,
                 "failed_attempts": current.delivery.failed_attempts + 1,
             },
         )

@@ -944,13 +944,33 @@ def test_a_burst_of_failures_is_ridden_out_and_only_a_day_of_them_disables():
     assert (state.consecutive_failures, state.failing_since) == (0, None)
 
     later = T0 + timedelta(hours=3)
-    ports.notify.transport.answer(*[HttpOutcome(503)] * 4)
-    assert deliver(ports, delivery, now=later) is Outcome.RETRY_SCHEDULED
-    assert deliver(ports, delivery, now=later + timedelta(hours=12)) is Outcome.RETRY_SCHEDULED
-    assert deliver(ports, delivery, now=later + timedelta(hours=23, minutes=59)) is Outcome.RETRY_SCHEDULED
+    hours = [0, 5, 10, 15, 20, 23.99]  # attempts no further apart than the retries' longest waits allow
+    ports.notify.transport.answer(*[HttpOutcome(503)] * (len(hours) + 1))
+    for hour in hours:
+        assert deliver(ports, delivery, now=later + timedelta(hours=hour)) is Outcome.RETRY_SCHEDULED
     assert deliver(ports, delivery, now=later + timedelta(hours=24)) is Outcome.DISABLED
     stored = ports.notify.subscriptions.get("acme", sub.subscription_id)
     assert stored.status is SubscriptionStatus.DISABLED and stored.delivery.failing_since == later
+
+
+def test_a_failure_after_a_quiet_spell_starts_a_new_run_and_is_retried():
+    """An endpoint down long enough to fail 20 attempts, then back, with no event for days: the first failed attempt
+    after that added to the old run, whose day had long passed, and disabled the subscription with no retry, that
+    event dropped (found by the notifications review). A spell with no attempt longer than the retries' longest two
+    waits ends the run; attempts closer than that still add to it."""
+    ports = ports_with_notify(webhook_disable_after_failures=3)
+    sub, delivery = queued_delivery(ports)
+    ports.notify.transport.answer(*[HttpOutcome(503)] * 22)
+    for n in range(20):  # one outage: its attempts no further apart than the retries' cap
+        deliver(ports, delivery, now=T0 + timedelta(hours=n * 0.3))
+    days_later = T0 + timedelta(days=3)
+    assert deliver(ports, delivery, now=days_later) is Outcome.RETRY_SCHEDULED
+    state = ports.notify.subscriptions.get("acme", sub.subscription_id).delivery
+    assert (state.consecutive_failures, state.failing_since, state.failed_attempts) == (1, days_later, 21)
+    assert ports.notify.subscriptions.get("acme", sub.subscription_id).status is SubscriptionStatus.ACTIVE
+    gap = ports.settings.webhook_retry_max_delay_seconds * 2
+    assert deliver(ports, delivery, now=days_later + timedelta(seconds=gap)) is Outcome.RETRY_SCHEDULED
+    assert ports.notify.subscriptions.get("acme", sub.subscription_id).delivery.consecutive_failures == 2
 
 
 def test_a_lost_disabled_event_is_published_by_the_next_delivery():

@@ -188,6 +188,34 @@ def test_delivery_state_counts_failures_in_a_row_and_a_success_resets_them(store
     assert store.record_success("acme", "sub_missing", status=200, at=T0) is None
 
 
+def test_a_failure_after_a_spell_with_no_attempt_starts_a_new_run(store):
+    sid = store.create(make()).subscription_id
+    gap = timedelta(hours=6)
+    for seconds in (0, 5):
+        store.record_failure("acme", sid, status=503, error="HTTP 503", at=T0 + timedelta(seconds=seconds), run_gap=gap)
+    close = store.record_failure("acme", sid, status=None, error="x", at=T0 + timedelta(seconds=5) + gap, run_gap=gap)
+    assert (close.delivery.consecutive_failures, close.delivery.failing_since) == (3, T0)
+    later = T0 + timedelta(days=2)
+    new = store.record_failure("acme", sid, status=None, error="timed out", at=later, run_gap=gap)
+    assert (new.delivery.consecutive_failures, new.delivery.failing_since, new.delivery.failed_attempts) == (
+        1,
+        later,
+        4,
+    )
+    assert (new.delivery.last_status, new.delivery.last_error, new.delivery.last_attempt_at) == (
+        None,
+        "timed out",
+        later,
+    )
+    assert store.get("acme", sid) == new
+    assert store.record_failure("acme", "sub_missing", status=500, error="x", at=later, run_gap=gap) is None
+    first = store.create(make()).subscription_id  # no attempt yet: a run starts
+    assert (
+        store.record_failure("acme", first, status=500, error="x", at=later, run_gap=gap).delivery.failing_since
+        == later
+    )
+
+
 def test_delivery_state_writes_only_to_the_subscription_made_when_the_attempt_read_it(store):
     """One deleted and made again under the same id (its Idempotency-Key's) is another subscription."""
     made = store.create(make())
