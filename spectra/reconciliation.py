@@ -39,7 +39,8 @@ from typing import Any
 from events import ErrorInfo, JobQueuedMessage, JobStatus, StatementState, StatementStatusChange
 from spectra import logs
 from spectra.dynamo import PendingJob
-from spectra.errors import NotFound, Throttled
+from spectra.errors import IdentityRefused, NotFound, TenantInactive, Throttled
+from spectra.identity import TenantJob, identity_for
 from spectra.jobs import Job, utcnow
 from spectra.lifecycle import complete_statement, finish_job, publish_job_event
 from spectra.ports import Ports
@@ -229,6 +230,9 @@ def _reconcile_job(
     if action is Action.CHECK_STATEMENT:
         return _check_statement(ports, job, now)
     if action is Action.REQUEUE and lines.waits_its_turn(job.tenant_id, job.job_id):
+        if (refused := tenant_refusal(ports, job)) is not None:
+            ended = finish_job(ports, job, JobStatus.FAILED, error=refused, unstarted=True)
+            return Outcome.EXPIRED if ended else Outcome.SKIPPED
         ports.jobs.mark_checked(job.job_id, job.status, now)  # in line at its tenant's cap: a release sends it
         return Outcome.WAITING
     if action is Action.REQUEUE:
@@ -250,6 +254,20 @@ def _reconcile_job(
         publish_job_event(ports, job)
         return Outcome.PUBLISHED
     return Outcome.WAITING if action is Action.WAIT else Outcome.SKIPPED
+
+
+def tenant_refusal(ports: Ports, job: TenantJob) -> ErrorInfo | None:
+    """Why a job waiting its turn at its tenant's cap will never run (``tenant_inactive``: its tenant deactivated or
+    deleted since), or None. Such a job was left in line: on a tenant paused at cap 0, which frees no slot to wake it,
+    it waited for the one-hour give-up and failed ``not_started`` (found by the operations review). Other refusals
+    of the tenant's identity are the executor's to tell, when the job's turn comes."""
+    try:
+        identity_for(ports, job)
+    except TenantInactive as exc:
+        return ErrorInfo(code=exc.code, message=exc.message)
+    except IdentityRefused:
+        return None
+    return None
 
 
 def _check_statement(ports: Ports, job: Job, now: datetime) -> Outcome:

@@ -33,7 +33,14 @@ from spectra.bulk.lifecycle import (
 from spectra.bulk.models import BulkJob, BulkState
 from spectra.errors import NotFound
 from spectra.ports import Ports
-from spectra.reconciliation import TERMINAL_STATEMENT_STATES, Outcome, ReconcileSummary, Thresholds, sweep
+from spectra.reconciliation import (
+    TERMINAL_STATEMENT_STATES,
+    Outcome,
+    ReconcileSummary,
+    Thresholds,
+    sweep,
+    tenant_refusal,
+)
 from spectra.share import WaitingLines
 
 logger = logging.getLogger(__name__)
@@ -119,6 +126,10 @@ def _reconcile(
         failed = finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, plan_seen=plan_seen)
         return Outcome.EXPIRED if failed else Outcome.SKIPPED
     if now - quiet_since >= thresholds.requeue_after and lines.waits_its_turn(job.tenant_id, job.job_id):
+        if (refused := tenant_refusal(ports, job)) is not None:
+            plan_seen = job.plan if job.state is BulkState.IN_PROGRESS else False
+            failed = finish_bulk_job(ports, job, BulkState.FAILED, error=refused, unstarted=True, plan_seen=plan_seen)
+            return Outcome.EXPIRED if failed else Outcome.SKIPPED
         bulk.jobs.mark_checked(job.job_id, job.state, now)  # in line at its tenant's cap: a release sends it
         return Outcome.WAITING
     if now - quiet_since >= thresholds.requeue_after:

@@ -370,6 +370,23 @@ def test_a_bulk_job_waiting_its_turn_is_not_queued_again():
     assert ports.queue.messages == [BulkJobQueuedMessage(job_id=message.job_id, tenant_id="acme")]
 
 
+def test_a_bulk_job_waiting_on_a_paused_tenant_since_deactivated_fails_tenant_inactive():
+    """Paused (cap 0) frees no slot to wake the job: once its tenant was deactivated it waited for the one-hour
+    give-up and failed not_started (found by the operations review)."""
+    from spectra import tenant_cache
+
+    ports = bulk_ports(tenant_max_running_statements=0)
+    message = queued(ports)
+    assert start_bulk_job(ports, message) is None and message.job_id in ports.slots.waiting("acme")
+    assert sweep(ports, 400).waiting == 1  # paused only: it keeps its place
+    ports.tenants.set_active("acme", False)
+    tenant_cache.forget(ports.tenants)
+    assert sweep(ports, 800).expired == 1
+    job = job_of(ports, message)
+    assert (job.state, job.error.code) == (BulkState.FAILED, "tenant_inactive")
+    assert ports.slots.waiting("acme") == {} and ports.warehouse.statements == {}
+
+
 def test_an_outcome_that_cannot_be_recorded_fails_the_job_after_its_attempts(ports, monkeypatch):
     """Bulk completion counted no attempts: a terminal write DynamoDB refuses (an export whose list of parts passes
     the item size) kept the job InProgress and its tenant's slot held for the Data API's 24 hours, retried every

@@ -581,6 +581,30 @@ def test_a_tenant_ended_while_its_jobs_wait_fails_each_with_the_reason_and_leave
     assert len(ports.warehouse.statements) == 1  # none of them reached the warehouse
 
 
+@pytest.mark.parametrize("end", ["deactivated", "deleted"])
+def test_jobs_waiting_on_a_paused_tenant_since_ended_fail_with_the_reason_at_the_reconcilers_next_look(ports, end):
+    """Paused (cap 0), the tenant frees no slot to wake them: ended then, its jobs waited for the reconciler's
+    one-hour give-up and failed not_started (found by the operations review). A tenant only paused keeps them."""
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", max_running_statements=0)
+    waiting = [queued(ports) for _ in range(2)]
+    assert [execute_job(ports, m) for m in waiting] == [None] * 2
+    assert reconcile(ports, now=utcnow() + timedelta(minutes=6)).waiting == 2
+    if end == "deactivated":
+        ports.tenants.set_active("acme", False)
+    else:
+        ports.tenants.delete_tenant("acme")
+    tenant_cache.forget(ports.tenants)
+    summary = reconcile(ports, now=utcnow() + timedelta(minutes=12))
+    # deleted, its slots item (and the line in it) went too: the jobs are queued again, and refused when they start
+    assert (summary.expired, summary.requeued) == ((2, 0) if end == "deactivated" else (0, 2))
+    while ports.queue.messages:
+        execute_job(ports, ports.queue.messages.pop(0))
+    assert [(status(ports, m), ports.jobs.get(m.job_id).error.code) for m in waiting] == [
+        (JobStatus.FAILED, "tenant_inactive")
+    ] * 2
+    assert line(ports) == [] and ports.warehouse.statements == {}
+
+
 def test_a_lowered_cap_starts_nothing_until_the_running_jobs_are_under_it(ports):
     ports.tenants.create_tenant("acme", db_user="tenant_acme", max_running_statements=3)
     running = [execute_job(ports, queued(ports)) for _ in range(3)]
