@@ -430,18 +430,33 @@ def move_messages(
     sqs, dead_letter: Queue, source: Queue, *, rate: int | None = None, sleep: Callable[[float], None] = time.sleep
 ) -> int:
     """The fallback: receive, send to the source, delete, until a receive finds nothing. Each message is received
-    for 60 s, longer than a send and a delete take, so no other reader sees it meanwhile."""
+    for 60 s, longer than a send and a delete take, so no other reader sees it meanwhile.
+
+    It moves at most the messages the queue held when it began, as a message move task does, and none sent since it
+    began (its ``SentTimestamp``, which a message keeps when its queue moves it to the dead-letter queue): a message
+    its consumer still fails comes back here, and was moved again, lap after lap, so a redrive of a dozen messages
+    never ended and counted each many times (found by the operations review). Such a message is left where it is,
+    visible again."""
     moved = 0
     try:
-        while True:
+        held = _held(sqs, dead_letter)
+        began = time.time() * 1000  # as SentTimestamp counts, in milliseconds
+        while moved < held:
             started = time.monotonic()
             messages = sqs.receive_message(
                 QueueUrl=dead_letter.url,
-                MaxNumberOfMessages=10,
+                MaxNumberOfMessages=min(10, held - moved),
                 VisibilityTimeout=60,
                 WaitTimeSeconds=1,
                 MessageAttributeNames=["All"],
+                AttributeNames=["SentTimestamp"],
             ).get("Messages", [])
+            back = [m for m in messages if int(m.get("Attributes", {}).get("SentTimestamp", 0)) >= began]
+            for message in back:  # a copy this redrive sent, failed again: left for the operator
+                sqs.change_message_visibility(
+                    QueueUrl=dead_letter.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            messages = [m for m in messages if m not in back]
             if not messages:
                 return moved
             for message in messages:
@@ -460,6 +475,18 @@ def move_messages(
             " whose copy was sent but not deleted returns to the dead-letter queue in 60 s, so it may be in both: the"
             " consumers are idempotent; run the redrive again to move the rest)"
         ) from None
+    return moved
+
+
+def _held(sqs, queue: Queue) -> int:
+    """How many messages the queue holds, in flight ones too (SQS's approximate counts)."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue.url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+        attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+    )
 
 
 # -- the command line ------------------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def add_commands(commands) -> None:
     )
     create.add_argument(
         "--statement-timeout-ms",
-        type=_count,
+        type=_timeout_ms,
         default=DEFAULT_STATEMENT_TIMEOUT_MS,
         help="in the SQL printed for the warehouse administrator (default 300000)",
     )
@@ -273,6 +273,9 @@ def _print_json(value: Any, out) -> None:
 
 
 _count, _positive = whole_number(0), whole_number(1)
+#: statement_timeout is a 32-bit count of milliseconds (about 24.8 days; 0 is none): the administrator's ALTER USER
+#: printed with a larger one would be refused by the warehouse (found by the operations review)
+_timeout_ms = whole_number(0, 2**31 - 1)
 
 
 def _or_default(parse):

@@ -192,6 +192,9 @@ def test_a_redrive_by_hand_stopped_midway_says_how_many_it_moved():
         def delete_message(self, **request):
             return {}
 
+        def get_queue_attributes(self, **request):
+            return {"Attributes": {"ApproximateNumberOfMessages": "5"}}
+
     source = admin.Queue("JobsQueue", "https://sqs.example/1/src", "arn:src")
     dead_letter = admin.Queue("JobsDeadLetterQueue", "https://sqs.example/1/dlq", "arn:dlq", source=source)
     throttled = ClientError({"Error": {"Code": "RequestThrottled", "Message": "Rate exceeded"}}, "ReceiveMessage")
@@ -216,6 +219,9 @@ def test_ctrl_c_during_a_redrive_by_hand_exits_130(capsys, monkeypatch):
 
     class Sqs:
         receive_message = staticmethod(interrupted)
+
+        def get_queue_attributes(self, **request):
+            return {"Attributes": {"ApproximateNumberOfMessages": "1"}}
 
     class Session:
         def client(self, *args, **kwargs):

@@ -335,6 +335,30 @@ def test_a_redrive_failing_midway_says_how_many_it_moved(local_aws, tmp_path, ca
     assert error.startswith("error: 25 messages moved from JobsDeadLetterQueue to JobsQueue before:"), error
 
 
+def test_a_redrive_by_hand_moves_what_the_queue_held_and_leaves_what_comes_back(local_aws, tmp_path, monkeypatch):
+    """A message its consumer still fails comes back to the dead-letter queue: the fallback moved it again, lap after
+    lap, and never ended (found by the operations review). Here every copy comes straight back (the "source" is the
+    dead-letter queue itself): three moved, once each, and three left, visible."""
+    _, urls = _state_with_pairs(local_aws, tmp_path, "Jobs")
+    sqs = local_aws.client("sqs")
+    for n in range(3):
+        sqs.send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=json.dumps({"n": n}))
+    dead_letter = admin.Queue("JobsDeadLetterQueue", urls["JobsDeadLetterQueue"], "arn:dlq")
+    back_to_itself = admin.Queue("JobsQueue", urls["JobsDeadLetterQueue"], "arn:src")
+    send_message, sent = sqs.send_message, []
+
+    def send(**request):
+        sent.append(request["MessageBody"])
+        assert len(sent) <= 10, "moved again and again"
+        return send_message(**request)
+
+    monkeypatch.setattr(sqs, "send_message", send)
+    assert admin.move_messages(sqs, dead_letter, back_to_itself) == 3
+    assert sorted(sent) == sorted(json.dumps({"n": n}) for n in range(3))
+    left = sqs.get_queue_attributes(QueueUrl=urls["JobsDeadLetterQueue"], AttributeNames=["All"])["Attributes"]
+    assert (left["ApproximateNumberOfMessages"], left["ApproximateNumberOfMessagesNotVisible"]) == ("3", "0")
+
+
 def test_dlq_show_keeps_a_hand_sent_body_on_one_line_without_terminal_escapes(local_aws, tmp_path):
     state, urls = _state_with_pairs(local_aws, tmp_path, "Jobs")
     body = "line one\nline two\x1b]0;owned\x07"
