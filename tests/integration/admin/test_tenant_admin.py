@@ -120,34 +120,14 @@ def test_a_refused_create_leaves_no_record_and_no_api_gateway_key(local_aws, sta
 
 
 def test_a_statement_timeout_the_warehouse_would_refuse_is_refused_at_once(local_aws, stack, acme):
-    """statement_timeout is a 32-bit count of milliseconds: a larger one was printed in the administrator's SQL."""
+    """statement_timeout is a 32-bit count of milliseconds: a larger one was printed in the administrator's SQL.
+    argparse refuses it (exit 2: "... is not between 0 and 2147483647")."""
     name, tenants, _ = stack
+    create = ["tenants", "create", acme, "--db-user", f"tenant_{acme}", "--statement-timeout-ms"]
     with pytest.raises(SystemExit) as exited:
-        run(
-            local_aws,
-            name,
-            "tenants",
-            "create",
-            acme,
-            "--db-user",
-            f"tenant_{acme}",
-            "--statement-timeout-ms",
-            "2147483648",
-        )
-    assert (
-        exited.value.code == 2 and tenants.get(acme) is None
-    )  # argparse's refusal: "... is not between 0 and 2147483647"
-    status, out, err = run(
-        local_aws,
-        name,
-        "tenants",
-        "create",
-        acme,
-        "--db-user",
-        f"tenant_{acme}",
-        "--statement-timeout-ms",
-        "2147483647",
-    )
+        run(local_aws, name, *create, "2147483648")
+    assert exited.value.code == 2 and tenants.get(acme) is None
+    status, out, err = run(local_aws, name, *create, "2147483647")
     assert status == 0 and "SET statement_timeout TO 2147483647" in out, err
 
 
