@@ -236,8 +236,10 @@ def execute_job(
             share.release_slot(ports, job.tenant_id, job.job_id, session=sessions.unused(lease))
             return None
         if current is not None and current.statement_id == statement_id:
-            # a second message for the job: the first recorded this very statement, and the session it runs in
-            sessions.give_back(ports, current, lease, running_in=current.session_id)
+            # a second message for the job: the first recorded this very statement, and the session it runs in. That
+            # copy may have recorded none (its lease, another session, went back), where this copy's lease is the one
+            # the statement runs in: kept leased, never idle while it is busy (found by the concurrency review)
+            sessions.give_back(ports, current, lease, running_in=session.session_id if session else current.session_id)
             return None
         # The job ended while we started its statement (cancelled while QUEUED, the reconciler gave up on it): the
         # statement must not run on behind a terminal job.

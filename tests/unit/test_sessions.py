@@ -3,6 +3,7 @@ dropped when the service refuses them, returned when the statement ends."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 
@@ -12,7 +13,7 @@ from events import JobQueuedMessage, JobStatus
 from spectra import sessions, share
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job, finish_job, queued_message
-from spectra.slots import PooledSession
+from spectra.slots import Claim, PooledSession
 from spectra.warehouse import Column, DatabaseIdentity
 from tests.unit.fakes import make_ports, make_settings
 
@@ -319,6 +320,66 @@ def test_a_lease_the_answered_statement_does_not_run_in_goes_back_idle(ports):
     assert job.session_id is None
     assert ports.slots.sessions("acme")[first.session_id].job_id is None  # the lease is back, idle
     assert session_of(ports, run(ports)) == first.session_id  # and serves the next job
+
+
+class _OtherEnvironment:
+    """The same slots table seen from another executor environment (what each remembers of the pool is per port)."""
+
+    def __init__(self, shared) -> None:
+        self._shared = shared
+
+    def __getattr__(self, name):
+        return getattr(self._shared, name)
+
+
+def test_two_copies_leasing_two_sessions_never_give_back_the_one_the_statement_runs_in(ports):
+    """Two copies of a job's message at once, in environments remembering the pool otherwise, lease S1 and S2. A's
+    statement starts in S1; B's ClientToken gets it back (S2 goes back idle) and B records the job with no session;
+    A, refused, gave S1 back idle, with the statement running in it, and the tenant's next job was handed the busy
+    session (found by the concurrency review). S1 stays leased."""
+    older, newer = execute_job(ports, queued(ports)), execute_job(ports, queued(ports))
+    for job in (older, newer):  # two idle sessions: a fresh claim leases the later one's (S2)
+        complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=[]))
+        time.sleep(0.01)
+    s1, s2 = older.session_id, newer.session_id
+    a, b = replace(ports, slots=_OtherEnvironment(ports.slots)), replace(ports, slots=_OtherEnvironment(ports.slots))
+    pool = ports.slots.sessions("acme")
+    busy_s2 = replace(pool[s2], job_id="j_other")  # A last saw S2 busy: it leases S1
+    sessions._views[a.slots] = {"acme": Claim(taken=True, sessions={s1: pool[s1], s2: busy_s2})}
+    message = queued(ports)
+    b_in_start, a_started, b_recorded = threading.Event(), threading.Event(), threading.Event()
+    starting, recording = ports.warehouse.start, ports.jobs.transition
+
+    def start(sql, **request):
+        if threading.current_thread().name == "B":  # B has claimed (leasing S2): A claims and starts meanwhile
+            b_in_start.set()
+            a_started.wait(5)
+        started = starting(sql, **request)
+        a_started.set()
+        return started
+
+    def transition(job_id, status, **changes):
+        if threading.current_thread().name == "A":
+            b_recorded.wait(5)  # B records first: the statement, which its ClientToken answered in S1, and no session
+        recorded = recording(job_id, status, **changes)
+        if threading.current_thread().name == "B":
+            b_recorded.set()
+        return recorded
+
+    ports.warehouse.start, ports.jobs.transition = start, transition
+    outcomes: dict[str, Job | None] = {}
+    b_copy = threading.Thread(name="B", target=lambda: outcomes.update(B=execute_job(b, message)))
+    a_copy = threading.Thread(name="A", target=lambda: outcomes.update(A=execute_job(a, message)))
+    b_copy.start()
+    assert b_in_start.wait(5)
+    a_copy.start()
+    a_copy.join(10), b_copy.join(10)
+    ports.warehouse.start, ports.jobs.transition = starting, recording
+    assert outcomes["A"] is None and outcomes["B"].session_id is None
+    assert ports.warehouse.session_of(outcomes["B"].statement_id) == s1
+    assert ports.slots.sessions("acme")[s1].job_id == message.job_id  # still leased: not handed out while busy
+    assert ports.slots.sessions("acme")[s2].job_id is None
+    assert session_of(ports, execute_job(ports, queued(ports))) != s1
 
 
 def test_a_pooled_session_an_earlier_attempt_ran_in_is_not_pooled_again_under_the_new_user(ports):
