@@ -328,21 +328,23 @@ def _tokenize(sql: str) -> list[Token]:
     _check_unicode_escapes(sql, tokens)
     _check_dollars(sql, tokens)
     _check_layout(sql, tokens)
-    _name_placeholders(tokens)
+    _name_placeholders(sql, tokens)
     return tokens
 
 
-def _name_placeholders(tokens: list[Token]) -> None:
+def _name_placeholders(sql: str, tokens: list[Token]) -> None:
     """Read a word right after a ``:`` as a placeholder's name, keywords too: sqlglot reads ``:from`` as a colon and
     the keyword FROM, so ``where d >= :from and d < :to`` was refused as a syntax error at a ``:`` the tenant wrote
-    as the Data API takes it (found by the query API review). Only a word glued to its colon is a name, as the Data
-    API and :func:`spectra.parameters.placeholders` read it; ``::`` is a token of its own (a cast), untouched."""
+    as the Data API takes it (found by the query API review). Only a bare word glued to its colon is a name, as the
+    Data API and :func:`spectra.parameters.placeholders` read it: a string (``:'abc'``, whose token text is the word
+    without its quotes) stays what it is (the diff review), and ``::`` is a token of its own (a cast), untouched."""
     for colon, word in itertools.pairwise(tokens):
         if (
             colon.token_type is TokenType.COLON
             and word.start == colon.end + 1
             and word.token_type is not TokenType.VAR
             and _PLACEHOLDER_NAME.fullmatch(word.text)
+            and sql[word.start : word.end + 1] == word.text
         ):
             word.token_type = TokenType.VAR
 

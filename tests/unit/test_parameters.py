@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from spectra.errors import InvalidParameters, PayloadTooLarge
+from spectra.errors import InvalidParameters, PayloadTooLarge, SqlRejected
 from spectra.jobs import QueryParameter
 from spectra.parameters import MAX_VALUE_BYTES, TypedParameter, bind, placeholders
 from spectra.sql_guard import parse_checked
@@ -73,6 +73,14 @@ def test_each_type_is_bound_by_rewriting_its_placeholder_in_place(value, bound_s
     assert rewritten is True
     assert statement.sql == f"select {bound_sql} as v -- a comment with :v"  # the comment's :v is no placeholder
     assert wire(statement.parameters) == sent
+
+
+@pytest.mark.parametrize("sql", ["select :'abc'", "select :$$abc$$", "select :e'abc'"])
+def test_a_quoted_word_after_a_colon_is_no_placeholder(sql):
+    """sqlglot's token for a quoted word holds the word without its quotes: read as a name, ``:'abc'`` was taken for
+    the placeholder ``abc`` and a typed value replaced the string (the diff review). It is a syntax error, as before."""
+    with pytest.raises(SqlRejected, match="could not be parsed"):
+        tree(sql)
 
 
 def test_a_placeholder_named_as_a_keyword_is_bound_in_place():

@@ -75,7 +75,8 @@ def _parsed_with_placeholders(sql: str) -> list:
     dialect = Redshift()
     tokens = dialect.tokenize(sql)
     for colon, word in itertools.pairwise(tokens):
-        if colon.token_type is TokenType.COLON and word.start == colon.end + 1 and word.text.isidentifier():
+        bare = sql[word.start : word.end + 1] == word.text  # not quoted: :'abc' is a colon and a string
+        if colon.token_type is TokenType.COLON and word.start == colon.end + 1 and word.text.isidentifier() and bare:
             word.token_type = TokenType.VAR
     return dialect.parser().parse(tokens, sql)
 
