@@ -308,19 +308,26 @@ class SubscriptionStore:
             return self._update(tenant_id, subscription_id, _failure(status, new_run=False), values, made_at=made_at)
         values[":recent"] = json_ready(at - run_gap)  # ISO 8601 in UTC: compared as strings, in time order
         recent = "(attribute_not_exists(last_attempt_at) OR last_attempt_at >= :recent)"
-        added = self._update(
-            tenant_id, subscription_id, _failure(status, new_run=False), values, condition=recent, made_at=made_at
-        )
-        if added is not None:
-            return added
-        return self._update(
-            tenant_id,
-            subscription_id,
-            _failure(status, new_run=True),
-            values,
-            condition="last_attempt_at < :recent",
-            made_at=made_at,
-        )
+        # Two conditional writes: an attempt written between them (another delivery) refuses both, and that is no
+        # reason to read the subscription as gone (the delivery would be dropped, never retried: the diff review),
+        # so they are tried again; the second round's first write finds that attempt recent.
+        for _ in range(3):
+            added = self._update(
+                tenant_id, subscription_id, _failure(status, new_run=False), values, condition=recent, made_at=made_at
+            )
+            if added is not None:
+                return added
+            restarted = self._update(
+                tenant_id,
+                subscription_id,
+                _failure(status, new_run=True),
+                values,
+                condition="last_attempt_at < :recent",
+                made_at=made_at,
+            )
+            if restarted is not None:
+                return restarted
+        return None  # gone, or made again under its id since the attempt read it
 
     def disable(
         self,

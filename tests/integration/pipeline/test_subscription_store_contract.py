@@ -216,6 +216,34 @@ def test_a_failure_after_a_spell_with_no_attempt_starts_a_new_run(store):
     )
 
 
+def test_a_failure_another_attempt_lands_beside_is_counted_not_taken_for_a_gone_subscription(local_aws):
+    """After a quiet spell a failure takes two conditional writes; another attempt written between them refused both,
+    and the failure was answered as if the subscription were gone: its delivery dropped, never retried (the diff
+    review). DynamoDB's store only: the fake decides in one step."""
+    with table_from_template(local_aws, "SubscriptionsTable", "subscriptions-") as (db, name):
+        store = SubscriptionStore(db, name)
+        sid = store.create(make()).subscription_id
+        gap = timedelta(hours=6)
+        store.record_failure("acme", sid, status=503, error="old", at=T0, run_gap=gap)
+        later = T0 + timedelta(days=1)
+        update, calls = store._update, []
+
+        def another_attempt_between(*args, **kwargs):
+            calls.append(args)
+            if len(calls) == 2:  # this failure's second write: another one lands first
+                store._update = update
+                store.record_failure("acme", sid, status=503, error="other", at=later, run_gap=gap)
+            return update(*args, **kwargs)
+
+        store._update = another_attempt_between
+        counted = store.record_failure(
+            "acme", sid, status=502, error="this", at=later + timedelta(seconds=1), run_gap=gap
+        )
+        assert counted is not None
+        assert (counted.delivery.consecutive_failures, counted.delivery.failing_since) == (2, later)
+        assert (counted.delivery.last_error, counted.delivery.failed_attempts) == ("this", 3)
+
+
 def test_delivery_state_writes_only_to_the_subscription_made_when_the_attempt_read_it(store):
     """One deleted and made again under the same id (its Idempotency-Key's) is another subscription."""
     made = store.create(make())
