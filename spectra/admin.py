@@ -34,6 +34,7 @@ reason on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -435,30 +436,29 @@ def move_messages(
     It moves at most the messages the queue held when it began, as a message move task does, and none sent since it
     began (its ``SentTimestamp``, which a message keeps when its queue moves it to the dead-letter queue): a message
     its consumer still fails comes back here, and was moved again, lap after lap, so a redrive of a dozen messages
-    never ended and counted each many times (found by the operations review). Such a message is left where it is,
-    visible again."""
+    never ended and counted each many times (found by the operations review). Such a copy is kept received (out of
+    the way of the receives that look for the rest) and made visible again at the end. It stops when a receive finds
+    nothing, or nothing but copies seen already."""
     moved = 0
+    returned: dict[str, str] = {}  # copies this redrive sent that came back: message id → receipt handle
     try:
         held = _held(sqs, dead_letter)
         began = time.time() * 1000  # as SentTimestamp counts, in milliseconds
         while moved < held:
             started = time.monotonic()
-            messages = sqs.receive_message(
+            received = sqs.receive_message(
                 QueueUrl=dead_letter.url,
-                MaxNumberOfMessages=min(10, held - moved),
+                MaxNumberOfMessages=10,
                 VisibilityTimeout=60,
                 WaitTimeSeconds=1,
                 MessageAttributeNames=["All"],
                 AttributeNames=["SentTimestamp"],
             ).get("Messages", [])
-            back = [m for m in messages if int(m.get("Attributes", {}).get("SentTimestamp", 0)) >= began]
-            for message in back:  # a copy this redrive sent, failed again: left for the operator
-                sqs.change_message_visibility(
-                    QueueUrl=dead_letter.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-            messages = [m for m in messages if m not in back]
-            if not messages:
+            messages = [m for m in received if int(m.get("Attributes", {}).get("SentTimestamp", 0)) < began]
+            back = [m for m in received if m not in messages]
+            if not messages and all(m["MessageId"] in returned for m in back):
                 return moved
+            returned.update((m["MessageId"], m["ReceiptHandle"]) for m in back)
             for message in messages:
                 send: dict[str, Any] = {"QueueUrl": source.url, "MessageBody": message["Body"]}
                 if message.get("MessageAttributes"):
@@ -475,6 +475,10 @@ def move_messages(
             " whose copy was sent but not deleted returns to the dead-letter queue in 60 s, so it may be in both: the"
             " consumers are idempotent; run the redrive again to move the rest)"
         ) from None
+    finally:
+        for handle in returned.values():  # the copies that came back: visible again, for the operator
+            with contextlib.suppress(ClientError, BotoCoreError):
+                sqs.change_message_visibility(QueueUrl=dead_letter.url, ReceiptHandle=handle, VisibilityTimeout=0)
     return moved
 
 

@@ -205,6 +205,43 @@ def test_a_redrive_by_hand_stopped_midway_says_how_many_it_moved():
             admin.move_messages(Sqs(stop), dead_letter, source)
 
 
+def test_a_redrive_by_hand_goes_on_past_a_receive_of_copies_that_came_back_and_leaves_them_visible():
+    """SQS returns a queue's messages in no order: a receive holding only a copy the redrive sent, failed again and
+    back, ended the redrive with four of the five messages the queue held still in it (the diff review)."""
+    import time
+
+    class Sqs:
+        def __init__(self):
+            self.old = [{"MessageId": f"m{n}", "Body": f"{n}", "ReceiptHandle": f"o{n}"} for n in range(5)]
+            for message in self.old:
+                message["Attributes"] = {"SentTimestamp": "1000"}
+            back = {"MessageId": "copy", "Body": "0", "ReceiptHandle": "b0"}
+            back["Attributes"] = {"SentTimestamp": str(int(time.time() * 1000) + 60_000)}
+            self.answers = [self.old[:1], [back], self.old[1:], [back], []]
+            self.sent, self.visible_again = [], []
+
+        def get_queue_attributes(self, **request):
+            return {"Attributes": {"ApproximateNumberOfMessages": "5"}}
+
+        def receive_message(self, **request):
+            return {"Messages": self.answers.pop(0)}
+
+        def send_message(self, **request):
+            self.sent.append(request["MessageBody"])
+
+        def delete_message(self, **request):
+            pass
+
+        def change_message_visibility(self, **request):
+            self.visible_again.append(request["ReceiptHandle"])
+
+    source = admin.Queue("JobsQueue", "https://sqs.example/1/src", "arn:src")
+    dead_letter = admin.Queue("JobsDeadLetterQueue", "https://sqs.example/1/dlq", "arn:dlq", source=source)
+    sqs = Sqs()
+    assert admin.move_messages(sqs, dead_letter, source) == 5
+    assert sqs.sent == ["0", "1", "2", "3", "4"] and sqs.visible_again == ["b0"]
+
+
 def test_ctrl_c_during_a_redrive_by_hand_exits_130(capsys, monkeypatch):
     """As Ctrl-C while a move task is waited for: it exited 1, as a refusal does (diff review)."""
     source = admin.Queue("NotifyQueue", "https://sqs.example/1/src", "arn:src")
