@@ -515,6 +515,10 @@ def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> Bulk
                 counts=counts,
                 export_files=files,
                 export_columns=columns,
+                # the executor writes it with the statement, which a fast statement's event, or an executor that
+                # died after ExecuteStatement, leaves unwritten: pages then had a comma header over TAB or PIPE
+                # records (found by the exports review)
+                **_unloaded_as(job),
             )
         counts = _load_counts(ports, job, info.sub_statements)
         return finish_bulk_job(ports, job, BulkState.JOB_COMPLETE, statement_id=statement_id, counts=counts)

@@ -27,8 +27,9 @@ from spectra.bulk.lifecycle import (
     start_bulk_job,
     write_owed_results,
 )
-from spectra.bulk.models import BulkCounts, BulkOperation, BulkState, ExportFile
+from spectra.bulk.models import BulkCounts, BulkOperation, BulkState, ColumnDelimiter, ExportFile
 from spectra.bulk.outcomes import as_printed
+from spectra.bulk.pages import read_page
 from spectra.bulk.sql import Manifest, load_statements
 from spectra.errors import Conflict, JobNotFinished, ResultsUnavailable, Throttled
 from spectra.jobs import utcnow
@@ -1190,6 +1191,36 @@ def test_a_query_job_unloads_as_the_tenant_and_completes_from_the_manifest(ports
     assert done.export_columns == ["id", "name"]
     assert done.results_ready is True and ports.bulk.results_queue.messages == []
     assert ports.bulk.jobs.pending_since(job.job_id) is None
+
+
+def test_a_query_job_completed_before_its_executor_recorded_the_statement_keeps_its_delimiter(ports):
+    """An executor that died after ExecuteStatement (or a statement whose event came first) never wrote how the
+    UNLOAD was delimited; the event completed the job without it, and its pages had a comma header over TAB records
+    (found by the exports review)."""
+    query = "select id, name from accounts"
+    message = queued(ports, BulkOperation.QUERY, object="", query=query, column_delimiter=ColumnDelimiter.TAB)
+    prefix = f"acme/{message.job_id}/export/"
+    body = b"id\tname\n1\tAnn\n"
+    ports.bulk.files.put(f"{prefix}part_0000_part_00", body)
+    entry = {"url": f"s3://{RESULTS_BUCKET}/{prefix}part_0000_part_00", "meta": {"content_length": len(body)}}
+    manifest = {"entries": [entry], "schema": {"elements": [{"name": "id"}, {"name": "name"}]}}
+    ports.bulk.files.put(f"{prefix}part_manifest", json.dumps(manifest).encode())
+    recording = ports.bulk.jobs.update
+
+    def dies_recording(job_id, expected, **changes):
+        if "statement_id" in changes:
+            raise TimeoutError("the executor's function timed out")
+        return recording(job_id, expected, **changes)
+
+    ports.bulk.jobs.update = dies_recording
+    with pytest.raises(TimeoutError):
+        start_bulk_job(ports, message)
+    ports.bulk.jobs.update = recording
+    statement_id = ports.warehouse.find(message.job_id)
+    done = complete_bulk_statement(ports, ports.warehouse.finish(statement_id, rows=1))
+    assert done.state is BulkState.JOB_COMPLETE and done.export_delimiter is ColumnDelimiter.TAB
+    page = read_page(ports.bulk.files, ports.page_tokens, done, locator=None, max_records=10, max_bytes=1 << 20)
+    assert page.body == body
 
 
 # -- the tenant's running cap -----------------------------------------------------------------------------------------
