@@ -181,6 +181,18 @@ def test_a_tampered_locator_is_a_400(big_table):
         assert response.status_code == 400, (locator, response.text)
 
 
+def test_max_records_written_otherwise_than_in_digits_is_a_400(big_table):
+    """Python's int read 1_0, +1 and ' 1' as numbers, and a page of ten came back for maxRecords=1_0 (found by the
+    API fuzzing review): the document's integer is digits alone."""
+    client, table = big_table
+    job = wait_job(client, create_query(client, f"select id from {table} where id <= 3")["id"])
+    for odd in ("1_0", "+1", " 1", "1e1"):
+        response = client.request("GET", f"/v1/bulk/jobs/{job['id']}/results", params={"maxRecords": odd})
+        assert response.status_code == 400, (odd, response.text)
+        assert response.json()["error"]["details"][0]["loc"] == ["query", "maxRecords"]
+    assert client.request("GET", f"/v1/bulk/jobs/{job['id']}/results", params={"maxRecords": "02"}).status_code == 200
+
+
 @pytest.mark.parametrize("tail", [" limit 2;", " limit 2 -- the first two", " -- by id", ";"])
 def test_a_query_ending_in_a_semicolon_or_a_comment_runs_as_it_does_through_the_query_api(big_table, tail):
     """The UNLOAD wrapping a bulk query job's SQL took it as it came: a trailing ';' or '--' comment broke the

@@ -252,6 +252,9 @@ def test_a_wrong_method_on_a_known_path_is_405_with_allow(new_tenant, method, pa
         {"limit": "9" * 30},
         {"limit": "9" * 5000},
         {"limit": "\u0663"},  # an Arabic-Indic three: a digit to Python, not to this API
+        {"limit": "1_0"},  # and these are numbers to Python's int, not to the document's integer
+        {"limit": "+1"},
+        {"limit": " 1"},
         {"status": "queued"},
         {"status": "\u0000"},
         {"next_token": ""},
