@@ -517,8 +517,9 @@ def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> Bulk
                 export_columns=columns,
                 # the executor writes it with the statement, which a fast statement's event, or an executor that
                 # died after ExecuteStatement, leaves unwritten: pages then had a comma header over TAB or PIPE
-                # records (found by the exports review)
-                **_unloaded_as(job),
+                # records (found by the exports review). A statement recorded without it is an UNLOAD from before
+                # delimiters (commas, which None means): left so (the diff review)
+                **({} if job.statement_id else _unloaded_as(job)),
             )
         counts = _load_counts(ports, job, info.sub_statements)
         return finish_bulk_job(ports, job, BulkState.JOB_COMPLETE, statement_id=statement_id, counts=counts)

@@ -1223,6 +1223,25 @@ def test_a_query_job_completed_before_its_executor_recorded_the_statement_keeps_
     assert page.body == body
 
 
+def test_a_query_job_whose_executor_recorded_no_delimiter_keeps_the_commas_it_unloaded(ports):
+    """An UNLOAD started before delimiters were recorded wrote commas whatever the job asked; its completion must not
+    stamp the job's TAB over them (a TAB header over comma records: the diff review of the change above)."""
+    query = "select id, name from accounts"
+    message = queued(ports, BulkOperation.QUERY, object="", query=query, column_delimiter=ColumnDelimiter.TAB)
+    job = start_bulk_job(ports, message)
+    ports.bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], export_delimiter=None)  # as such an executor left it
+    prefix = f"acme/{job.job_id}/export/"
+    body = b"id,name\n1,Ann\n"
+    ports.bulk.files.put(f"{prefix}part_0000_part_00", body)
+    entry = {"url": f"s3://{RESULTS_BUCKET}/{prefix}part_0000_part_00", "meta": {"content_length": len(body)}}
+    manifest = {"entries": [entry], "schema": {"elements": [{"name": "id"}, {"name": "name"}]}}
+    ports.bulk.files.put(f"{prefix}part_manifest", json.dumps(manifest).encode())
+    done = complete_bulk_statement(ports, ports.warehouse.finish(job.statement_id, rows=1))
+    assert done.export_delimiter is None
+    page = read_page(ports.bulk.files, ports.page_tokens, done, locator=None, max_records=10, max_bytes=1 << 20)
+    assert page.body == body
+
+
 # -- the tenant's running cap -----------------------------------------------------------------------------------------
 
 
