@@ -29,6 +29,7 @@ from typing import Any, get_args
 
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
 from aws_lambda_powertools.event_handler.openapi.compat import field_annotation_is_sequence
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from spectra.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -164,8 +165,17 @@ class StrictBodyValidation(OpenAPIRequestValidationMiddleware):
         self._max_bytes = max_bytes  # a callable, so settings are read per request, never at import
 
     def handler(self, app, next_middleware):
-        _check_whole_numbers(app)
-        return super().handler(app, next_middleware)
+        odd = _odd_whole_numbers(app)
+        if not odd:
+            return super().handler(app, next_middleware)
+        try:  # the request's other errors too, listed together as Powertools lists them; the route is not run
+            super().handler(app, _refuse_to_run)
+        except RequestValidationError as exc:  # one error a parameter: Powertools' own where it has one
+            seen = {tuple(error["loc"]) for error in exc.errors()}
+            odd = [*exc.errors(), *(error for error in odd if tuple(error["loc"]) not in seen)]
+        except _Valid:
+            pass
+        raise RequestValidationError(odd)
 
     def _get_body(self, app) -> Any:
         body = read_json_body(app.current_event, max_bytes=self._max_bytes())
@@ -182,19 +192,26 @@ class StrictBodyValidation(OpenAPIRequestValidationMiddleware):
         return body
 
 
-def _check_whole_numbers(app) -> None:
-    """Refuse a query string's whole number (``limit``, ``maxRecords``) written otherwise than in the digits 0-9:
-    Python's ``int`` reads ``1_0``, ``+1`` and `` 1`` as numbers, and Powertools' validation took them, where the
-    document's ``integer`` is none of them (found by the API fuzzing review)."""
+class _Valid(Exception):
+    """Powertools' validation passed: the route would run next."""
+
+
+def _refuse_to_run(app) -> Any:
+    raise _Valid
+
+
+def _odd_whole_numbers(app) -> list[dict[str, Any]]:
+    """A query string's whole numbers (``limit``, ``maxRecords``) written otherwise than in the digits 0-9, as
+    validation errors: Python's ``int`` reads ``1_0``, ``+1`` and `` 1`` as numbers, and Powertools' validation took
+    them, where the document's ``integer`` is none of them (found by the API fuzzing review)."""
     values = app.current_event.query_string_parameters or {}
+    errors = []
     for param in app.context["_route"].dependant.query_params:
         raw = values.get(param.alias)
         annotation = param.field_info.annotation
         if raw is None or (annotation is not int and int not in get_args(annotation)):
             continue
         if not (raw.isascii() and raw.isdigit()):
-            message = "Input should be a whole number written in the digits 0-9 alone"
-            raise InvalidRequest(
-                f"query parameter {param.alias}: {message}",
-                details=[{"loc": ["query", param.alias], "msg": message, "type": "int_parsing"}],
-            )
+            msg = "Input should be a whole number written in the digits 0-9 alone"
+            errors.append({"loc": ("query", param.alias), "msg": msg, "type": "int_parsing", "input": raw})
+    return errors

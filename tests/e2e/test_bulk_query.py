@@ -191,6 +191,9 @@ def test_max_records_written_otherwise_than_in_digits_is_a_400(big_table):
         assert response.status_code == 400, (odd, response.text)
         assert response.json()["error"]["details"][0]["loc"] == ["query", "maxRecords"]
     assert client.request("GET", f"/v1/bulk/jobs/{job['id']}/results", params={"maxRecords": "02"}).status_code == 200
+    both = client.request("GET", "/v1/bulk/jobs", params={"limit": "1_0", "state": "Bogus"})  # listed together
+    assert both.status_code == 400 and both.json()["error"]["message"] == "the request is not valid"
+    assert sorted(d["loc"] for d in both.json()["error"]["details"]) == [["query", "limit"], ["query", "state"]]
 
 
 @pytest.mark.parametrize("tail", [" limit 2;", " limit 2 -- the first two", " -- by id", ";"])
