@@ -1193,18 +1193,23 @@ def test_a_query_job_unloads_as_the_tenant_and_completes_from_the_manifest(ports
     assert ports.bulk.jobs.pending_since(job.job_id) is None
 
 
+def _unloaded(ports, job_id: str, body: bytes) -> bytes:
+    """What the job's UNLOAD wrote: ``body`` (id and name) as its one part, and its manifest."""
+    part = f"acme/{job_id}/export/part_0000_part_00"
+    ports.bulk.files.put(part, body)
+    entry = {"url": f"s3://{RESULTS_BUCKET}/{part}", "meta": {"content_length": len(body)}}
+    manifest = {"entries": [entry], "schema": {"elements": [{"name": "id"}, {"name": "name"}]}}
+    ports.bulk.files.put(f"acme/{job_id}/export/part_manifest", json.dumps(manifest).encode())
+    return body
+
+
 def test_a_query_job_completed_before_its_executor_recorded_the_statement_keeps_its_delimiter(ports):
     """An executor that died after ExecuteStatement (or a statement whose event came first) never wrote how the
     UNLOAD was delimited; the event completed the job without it, and its pages had a comma header over TAB records
     (found by the exports review)."""
     query = "select id, name from accounts"
     message = queued(ports, BulkOperation.QUERY, object="", query=query, column_delimiter=ColumnDelimiter.TAB)
-    prefix = f"acme/{message.job_id}/export/"
-    body = b"id\tname\n1\tAnn\n"
-    ports.bulk.files.put(f"{prefix}part_0000_part_00", body)
-    entry = {"url": f"s3://{RESULTS_BUCKET}/{prefix}part_0000_part_00", "meta": {"content_length": len(body)}}
-    manifest = {"entries": [entry], "schema": {"elements": [{"name": "id"}, {"name": "name"}]}}
-    ports.bulk.files.put(f"{prefix}part_manifest", json.dumps(manifest).encode())
+    body = _unloaded(ports, message.job_id, b"id\tname\n1\tAnn\n")
     recording = ports.bulk.jobs.update
 
     def dies_recording(job_id, expected, **changes):
@@ -1230,12 +1235,7 @@ def test_a_query_job_whose_executor_recorded_no_delimiter_keeps_the_commas_it_un
     message = queued(ports, BulkOperation.QUERY, object="", query=query, column_delimiter=ColumnDelimiter.TAB)
     job = start_bulk_job(ports, message)
     ports.bulk.jobs.update(job.job_id, [BulkState.IN_PROGRESS], export_delimiter=None)  # as such an executor left it
-    prefix = f"acme/{job.job_id}/export/"
-    body = b"id,name\n1,Ann\n"
-    ports.bulk.files.put(f"{prefix}part_0000_part_00", body)
-    entry = {"url": f"s3://{RESULTS_BUCKET}/{prefix}part_0000_part_00", "meta": {"content_length": len(body)}}
-    manifest = {"entries": [entry], "schema": {"elements": [{"name": "id"}, {"name": "name"}]}}
-    ports.bulk.files.put(f"{prefix}part_manifest", json.dumps(manifest).encode())
+    body = _unloaded(ports, job.job_id, b"id,name\n1,Ann\n")
     done = complete_bulk_statement(ports, ports.warehouse.finish(job.statement_id, rows=1))
     assert done.export_delimiter is None
     page = read_page(ports.bulk.files, ports.page_tokens, done, locator=None, max_records=10, max_bytes=1 << 20)
