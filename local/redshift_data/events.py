@@ -34,7 +34,9 @@ class EventPublisher:
 
     def entry(self, statement: Statement) -> dict[str, Any]:
         ident = statement.identity
-        if ident.workgroup_name:
+        if ident.workgroup_name and ident.workgroup_name.startswith("arn:"):  # named by its ARN: that ARN
+            resource = ident.workgroup_name
+        elif ident.workgroup_name:
             resource = f"arn:aws:redshift-serverless:{self._region}:{self._account_id}:workgroup/{ident.workgroup_name}"
         else:
             resource = f"arn:aws:redshift:{self._region}:{self._account_id}:cluster:{ident.cluster_identifier}"

@@ -77,8 +77,9 @@ class ListStatementsRequest(_Request):
     Status: Literal["SUBMITTED", "PICKED", "STARTED", "FINISHED", "ABORTED", "FAILED", "ALL"] | None = None
     RoleLevel: bool = True
     Database: str | None = None
-    ClusterIdentifier: str | None = None
-    WorkgroupName: str | None = None
+    # as ExecuteStatement's (the same patterns in the service model): a cluster id no call takes lists nothing on AWS
+    ClusterIdentifier: str | None = Field(default=None, min_length=1, max_length=63, pattern=CLUSTER_PATTERN)
+    WorkgroupName: str | None = Field(default=None, min_length=3, max_length=128, pattern=WORKGROUP_PATTERN)
 
 
 class _Catalog(_Target):

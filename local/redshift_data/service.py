@@ -281,6 +281,8 @@ class DataApiService:
 
     def list_statements(self, body: dict, caller: str) -> dict:
         request = parse(ListStatementsRequest, body)
+        if request.ClusterIdentifier and request.WorkgroupName:  # "then WorkgroupName can't be specified" (the model)
+            raise ValidationException("Specify at most one of ClusterIdentifier or WorkgroupName.")
         # "By default, only finished statements are shown" (botocore's model of ListStatements): without Status
         # only FINISHED ones; ALL lists every status.
         status = None if request.Status == "ALL" else request.Status or FINISHED

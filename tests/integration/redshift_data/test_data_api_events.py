@@ -48,6 +48,17 @@ def test_completion_events_arrive_in_sqs_for_finished_and_failed(api, event_queu
     assert quiet["Id"] not in by_id
 
 
+def test_an_event_names_a_workgroup_given_by_its_arn_as_that_arn(api, event_queue, name):
+    """WorkgroupName may be the workgroup's ARN: the event's resource was that ARN inside another (the emulator
+    review)."""
+    sqs, queue_url = event_queue
+    arn = "arn:aws:redshift-serverless:us-east-1:123456789012:workgroup/1a2b3c4d-1a2b-1a2b-1a2b-1a2b3c4d5e6f"
+    done = api.run("SELECT 1", WithEvent=True, StatementName=name, WorkgroupName=arn)
+    events = receive_events(sqs, queue_url, until=lambda got: done["Id"] in {e["detail"]["statementId"] for e in got})
+    (event,) = [e for e in events if e["detail"]["statementId"] == done["Id"]]
+    assert event["resources"] == [arn]
+
+
 def test_event_drop_rate_one_drops_every_event(redshift_emulator, local_aws, event_queue, api, name):
     sqs, queue_url = event_queue
     # A second emulator on the same PostgreSQL (cheap: no second server) that drops every completion event.

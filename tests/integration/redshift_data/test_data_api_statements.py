@@ -155,6 +155,17 @@ def test_workgroup_name_is_accepted_and_echoed(redshift_data):
     assert described["WorkgroupName"] == "spectra-wg"
 
 
+@pytest.mark.parametrize(
+    "target",
+    [{"ClusterIdentifier": "Bad_Id"}, {"WorkgroupName": "Bad_WG"}, {"ClusterIdentifier": "c1", "WorkgroupName": "wg1"}],
+)
+def test_list_statements_checks_its_cluster_and_workgroup_as_execute_statement_does(redshift_data, target):
+    """The service model gives ListStatements ExecuteStatement's patterns, and one of the two at most; the emulator
+    listed nothing for any of these (found by the emulator review)."""
+    with pytest.raises(redshift_data.exceptions.ValidationException):
+        redshift_data.list_statements(**target)
+
+
 def test_unknown_statement_id_is_resource_not_found(redshift_data):
     missing = "00000000-0000-0000-0000-000000000000"
     for call in (redshift_data.describe_statement, redshift_data.get_statement_result, redshift_data.cancel_statement):
