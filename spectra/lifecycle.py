@@ -490,7 +490,13 @@ def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -
         error = ErrorInfo(code=exc.code, message=exc.message)
     else:
         error = ErrorInfo(code=RESULT_FAILED, message=f"the result could not be collected: {reason_of(exc)}"[:1000])
-    logger.error("job %s: giving up on its result after %d attempts", job.job_id, attempts, exc_info=exc)
+    logger.error(
+        "job %s: giving up on its result after %d attempts (%s)",
+        job.job_id,
+        attempts,
+        type(exc).__name__,
+        exc_info=logs.traceback_of(exc),
+    )
     # Not settled by the statement: another handler (a late copy of the event, the reconciler) may collect the same
     # result fine meanwhile. The write comes first, so only the ending that wins is announced.
     return finish_job(

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from spectra.errors import StartNotRecorded, StartUnderWay, Throttled
+from spectra.errors import ResultUnconvertible, StartNotRecorded, StartUnderWay, Throttled
 
 _keys: ContextVar[dict[str, Any]] = ContextVar("spectra_log_keys", default={})  # noqa: B039 - never mutated
 
@@ -50,6 +50,15 @@ def job_keys(**keys: Any) -> Iterator[None]:
 _log = logging.getLogger(__name__)
 #: What a record meets now and then and gets past on a later delivery: its retry is an INFO line, without traceback.
 _PASSING = (Throttled, StartNotRecorded, StartUnderWay)
+#: Errors whose text (and whose cause's) may quote a tenant's data: pyarrow's CSV parse error names the row it could
+#: not read. Logged by their type alone (the job's error, the tenant's own, keeps the text).
+_QUOTING_DATA = (ResultUnconvertible,)
+
+
+def traceback_of(exc: BaseException) -> BaseException | None:
+    """``exc`` for a log line's ``exc_info``, or None for an error whose text may quote a tenant's data: its
+    traceback printed the row pyarrow could not read at ERROR (found by the logs review)."""
+    return None if isinstance(exc, _QUOTING_DATA) else exc
 
 
 @contextmanager
@@ -74,7 +83,7 @@ def record(**keys: Any) -> Iterator[None]:
                 logging.INFO if passing else logging.WARNING,
                 "record failed (%s); SQS delivers it again, until its queue's DLQ",
                 type(exc).__name__,
-                exc_info=not passing,
+                exc_info=None if passing else traceback_of(exc),
             )
             raise
 

@@ -210,12 +210,17 @@ def sweep(
                 logger.warning("reconciler throttled at job %s; stopping this run: %s", entry.job_id, exc)
                 summary.throttled = True
                 return []
-            except Exception:
+            except Exception as exc:
                 # One job that cannot be read or finished (an item no model reads, a bug, a result that will not
                 # write) must not block the others: it is retried, loudly (ReconcileErrors), on every run (from its
                 # place, or from the back when its statement check moved it there), while the jobs behind it are
                 # handled.
-                logger.exception("reconciler could not move job %s", entry.job_id)
+                logger.error(
+                    "reconciler could not move job %s (%s)",
+                    entry.job_id,
+                    type(exc).__name__,
+                    exc_info=logs.traceback_of(exc),
+                )
                 summary.errors += 1
                 continue
             summary.count(outcome)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -537,15 +538,19 @@ def test_throttling_on_the_last_delivery_fails_the_job_with_the_reason(ports):
 # -- results that cannot be converted -------------------------------------------------------------------------------
 
 
-def test_a_result_that_cannot_be_converted_fails_the_job_after_its_attempts(ports):
+def test_a_result_that_cannot_be_converted_fails_the_job_after_its_attempts(ports, caplog):
     """Each completion attempt (the status event redelivered, or the reconciler) counts; the last one fails the job
-    with the reason instead of leaving it SUBMITTED for the reconciler to retry every minute for ever."""
+    with the reason instead of leaving it SUBMITTED for the reconciler to retry every minute for ever. The row it
+    could not read is the job's error's (the tenant's own), never a log line's: pyarrow's error quotes it, and the
+    tracebacks logged at ERROR printed it (found by the logs review)."""
+    from spectra import logs
     from spectra.errors import ResultUnconvertible
     from spectra.reconciliation import reconcile
 
     job = running(ports)
     change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a,one field too many\n"], rows=1)
-    with pytest.raises(ResultUnconvertible):
+    caplog.set_level(logging.INFO)
+    with pytest.raises(ResultUnconvertible), logs.record(job_id=job.job_id):
         complete_statement(ports, change)  # the status event's first delivery
     assert ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED
     assert ports.jobs.get(job.job_id).result_attempts == 1
@@ -563,6 +568,8 @@ def test_a_result_that_cannot_be_converted_fails_the_job_after_its_attempts(port
     assert "could not be converted to json" in failed.error.message and "Expected 2 columns" in failed.error.message
     assert ports.events.types() == ["Job Failed"]
     assert reconcile(ports, now=later + timedelta(minutes=6)).checked == 0  # nothing left for the reconciler
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) >= 3  # a retry, an error, the give-up
+    assert "one field too many" not in caplog.text
 
 
 def test_a_collection_that_outlives_the_reconciler_does_not_block_the_jobs_behind_it(ports, monkeypatch):
