@@ -271,7 +271,7 @@ def tenant_refusal(ports: Ports, job: TenantJob) -> ErrorInfo | None:
     except TenantInactive as exc:
         return ErrorInfo(code=exc.code, message=exc.message)
     except IdentityRefused:
-        return None
+        pass
     return None
 
 

@@ -37,14 +37,14 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from spectra.bulk.csvfiles import BulkInputError, header_columns
+from spectra.bulk.csvfiles import NULL, BulkInputError, header_columns
 from spectra.errors import InvalidRequest, PayloadTooLarge
 from spectra.sql_layout import fold_name
 from spectra.strict_json import refuse_constant, unique_keys
 
 #: Media types a JSON batch may be sent as (and application/octet-stream, which the job's contentType decides)
 JSON_MEDIA_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "application/x-jsonlines")
-_NULL = b"\\N"
+_NULL = NULL.encode()  # the marker the result files read back as NULL (spectra.bulk.csvfiles)
 #: Objects and arrays one in another a value may hold (a SUPER value's, say); deeper is refused
 MAX_NESTING = 100
 #: Values a record may hold in its objects and arrays: the rewrite holds each as a Python object (a number written

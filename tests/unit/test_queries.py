@@ -957,6 +957,19 @@ def test_an_export_whose_unload_is_past_the_data_apis_limit_is_a_413_at_once(por
     assert submit(ports, sql=sql, fmt=ResultFormat.CSV)[0].job_id
 
 
+def test_an_export_is_measured_without_the_aliases_of_columns_it_names_twice(ports):
+    """What README says of the 413: the aliases an export adds to columns named twice are not measured (a bound from
+    below), so an export near the limit is accepted whose UNLOAD, as the executor sends it, is past the limit; the
+    Data API refuses that statement and the job fails statement_rejected."""
+    from spectra.delivery import statement_sql
+
+    columns = ", ".join(["id as c"] * 2_000)  # one name 2,000 times: each gets an alias
+    sql = f"select {columns} from t where x <> '" + "y" * (ports.settings.max_sql_bytes - len(columns) - 400) + "'"
+    job, _ = submit(ports, sql=sql, fmt=ResultFormat.CSV, delivery=Delivery.EXPORT)
+    assert len(statement_sql(ports.settings, job, renamed=False).encode()) <= ports.settings.max_sql_bytes
+    assert len(statement_sql(ports.settings, job).encode()) > ports.settings.max_sql_bytes
+
+
 def test_only_a_recursive_query_is_worked_out_for_nesting_before_it_is_accepted(ports, monkeypatch):
     """Working out an export's nesting renames its columns, which took minutes for a query of 50,000 (a 504 from
     the API's 29 s): it is asked only of a query with WITH RECURSIVE, the one it can refuse."""
