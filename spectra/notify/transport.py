@@ -26,9 +26,9 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
-from spectra.notify.urls import Endpoint, UrlPolicy, UrlRefused, origin, without_query
+from spectra.notify.urls import UNPARSEABLE, Endpoint, UrlPolicy, UrlRefused, origin, without_query
 
 USER_AGENT = "Spectra-Webhooks/1"
 
@@ -63,7 +63,23 @@ class _Deadline:
         return max(0.0, self._at - time.monotonic())
 
 
+class _FinalResponse(http.client.HTTPResponse):
+    """A response read past its interim answers: ``http.client`` skips a ``100 Continue`` alone, and would take a
+    ``102 Processing`` or ``103 Early Hints`` for the final answer (a delivery the receiver accepted counted as a
+    failure, retried and in the end disabling the subscription). RFC 9110 §15.2: a client reads past any number of
+    them. ``101 Switching Protocols`` is final (and no answer to a POST a receiver accepted)."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()
+            if not 101 < status < 200:  # 100 is skipped by ``begin`` itself
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the interim answer's headers, of no use to us
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
+    response_class = _FinalResponse
+
     def __init__(self, endpoint: Endpoint, address: str, deadline: _Deadline, connect_timeout: float) -> None:
         super().__init__(endpoint.host, endpoint.port, timeout=connect_timeout)
         self._address = address
@@ -190,6 +206,10 @@ class WebhookTransport:
             )
             response = connection.getresponse()
             status, reason, location = response.status, response.reason, response.getheader("Location")
+            if expired.is_set():
+                # the watchdog's shutdown ends a header dripped past the deadline as if it were the last one: the
+                # status read before it is a timed-out attempt's, not an answer (a 2xx or a 410 taken late)
+                return timed_out
         except TimeoutError:
             return timed_out
         except (http.client.HTTPException, OSError) as exc:
@@ -205,6 +225,24 @@ class WebhookTransport:
             # that keeps the receiver's query string (a slash appended, /in?token=X → /in/?token=X) keeps its token
             # (resolved against the URL first: a relative Location, "/services/T/B/<token>/", is a path, token and
             # all, which only an absolute URL lets the logs and the bus cut down to its origin)
-            target = without_query(urljoin(endpoint.url, location)) if location else "?"
-            return HttpOutcome(status, f"HTTP {status}: redirect to {target} not followed"[:300])
+            return HttpOutcome(status, f"HTTP {status}: redirect to {_target(endpoint, location)} not followed"[:300])
         return HttpOutcome(status, f"HTTP {status} {reason}".strip()[:300])
+
+
+def _target(endpoint: Endpoint, location: str | None) -> str:
+    """A redirect's Location for the record, resolved against the URL and without its query (kept neither in the
+    logs nor on the bus); one that does not parse as a URL (``https://[::1/x``) is named as such: it is still the
+    receiver's answer, with its status, not a failure of ours. A Location of another scheme than http(s) is named
+    by its scheme alone."""
+    if not location:
+        return "?"
+    try:
+        target = urljoin(endpoint.url, location)
+        scheme = urlsplit(target).scheme.lower()
+    except ValueError:
+        return UNPARSEABLE
+    if scheme not in ("http", "https"):
+        # what cuts URLs down to their origin for the logs and the bus reads http(s) alone: another scheme's path
+        # (slack://open/T1/B2/<token>) would reach them whole
+        return f"a {scheme}: URL" if scheme.isalnum() else UNPARSEABLE
+    return without_query(target)

@@ -275,3 +275,68 @@ def test_a_fully_qualified_name_with_its_trailing_dot_is_delivered(tls_receiver)
     policy = UrlPolicy(allow_loopback=True, resolver=fake_resolver({"receiver.test.": ["127.0.0.1"]}))
     outcome = WebhookTransport(policy, timeout=5, tls=trust).post(f"https://receiver.test.:{port}/h", BODY, HEADERS)
     assert outcome.ok, outcome.error
+
+
+# -- answers a plain HTTP server would not give: raw bytes from a socket ------------------------------------------
+
+
+def raw_answer(answer: bytes, *, drip: float = 0.0, timeout: float = 5) -> tuple[object, float]:
+    """One attempt against a server that reads the request and writes ``answer`` (a line at a time, ``drip``
+    seconds apart, when asked): the outcome and how long the attempt took."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            for line in answer.splitlines(keepends=True) if drip else [answer]:
+                if stop.wait(drip):
+                    return
+                try:
+                    connection.sendall(line)
+                except OSError:
+                    return
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        started = time.monotonic()
+        outcome = transport(timeout=timeout).post(f"http://127.0.0.1:{server.getsockname()[1]}/h", BODY, HEADERS)
+        return outcome, time.monotonic() - started
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_interim_answers_are_read_past_to_the_final_one():
+    """102 and 103 come before the answer (RFC 9110 §15.2): a receiver that sends Early Hints and then 204 took the
+    delivery (http.client alone returned the 103, a failure retried until the subscription was disabled)."""
+    outcome, _ = raw_answer(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"
+    )
+    assert outcome.status == 204 and outcome.ok
+
+
+def test_a_location_that_is_no_url_keeps_the_redirects_status():
+    """A redirect is the receiver's answer whatever its Location: the status is kept, and the Location named as
+    unparseable (its ValueError escaped as a failure of ours, logged at ERROR with no status)."""
+    outcome, _ = raw_answer(b"HTTP/1.1 302 Found\r\nLocation: https://[::1/next\r\nContent-Length: 0\r\n\r\n")
+    assert outcome.status == 302 and not outcome.ok
+    assert outcome.error == "HTTP 302: redirect to <a URL that does not parse> not followed"
+
+
+def test_a_redirect_to_another_scheme_is_named_by_its_scheme_alone():
+    """Only http(s) URLs are cut down to their origin for the logs and the bus: another scheme's path, a token in
+    it, is left out here."""
+    outcome, _ = raw_answer(b"HTTP/1.1 302 Found\r\nLocation: slack://open/T1/B2/s3cr3t\r\nContent-Length: 0\r\n\r\n")
+    assert outcome.status == 302 and outcome.error == "HTTP 302: redirect to a slack: URL not followed"
+
+
+def test_an_answer_whose_headers_drip_past_the_deadline_is_a_timeout_not_its_status():
+    """The watchdog's shutdown at the deadline reads as the end of the headers: the 200 before it is not an answer
+    (it counted as delivered, and a 410 dripped the same way disabled the subscription)."""
+    headers = b"".join(b"X-Drip-%d: 1\r\n" % n for n in range(40))
+    outcome, elapsed = raw_answer(b"HTTP/1.1 200 OK\r\n" + headers + b"\r\n", drip=0.1, timeout=0.5)
+    assert outcome.status is None and outcome.error == "timed out after 0.5s"
+    assert elapsed < 2.0, f"the attempt took {elapsed:.2f}s with a 0.5s deadline"
