@@ -526,14 +526,23 @@ def _unexpired(ports: Ports, job: BulkJob) -> BulkJob:
         f" {days} days after they were uploaded (ResultRetentionDays), so it is aborted rather than loaded in part;"
         " upload them to a new job",
     )
-    ended = _abort_open(ports, job, error=reason)
+    try:
+        ended = _abort_open(ports, job, error=reason)
+    except _AbortedMeanwhile:
+        ended = bulk_ports(ports).jobs.get(job.job_id) or job  # by a copy of this request, or its client: say why
     raise Conflict(ended.error.message if ended.error else reason.message, details={"state": ended.state.value})
+
+
+class _AbortedMeanwhile(Conflict):
+    """Another request aborted the job between this one's read and its write: this abort did nothing, and says so
+    (409, as for a job that had ended before the read), so that of concurrent aborts one answers 200."""
 
 
 def _abort_open(ports: Ports, job: BulkJob, **changes: Any) -> BulkJob:
     """Abort an Open job with its batches listed (so unprocessedrecords holds their rows): conditional on the batch
     count seen before the listing, as UploadComplete is, so that a batch counted meanwhile (answered 201) is listed
-    on the next try rather than left out. The job as it ends, or as it is once another request moved it."""
+    on the next try rather than left out. The job as it ends, or as it is once another request moved it
+    (:class:`_AbortedMeanwhile` when that request aborted it)."""
     bulk = bulk_ports(ports)
     for _ in range(CLOSE_ATTEMPTS):
         files = bulk.files.uploaded_batches(job)
@@ -544,6 +553,8 @@ def _abort_open(ports: Ports, job: BulkJob, **changes: Any) -> BulkJob:
         if aborted is not None:
             return aborted
         job = bulk.jobs.get(job.job_id) or job
+        if job.state is BulkState.ABORTED:
+            raise _AbortedMeanwhile(f"bulk job {job.job_id} already ended Aborted", details={"state": job.state.value})
         if job.state is not BulkState.OPEN:
             return job
     raise Throttled(f"bulk job {job.job_id} is still receiving batches; abort it once they are done")
@@ -555,6 +566,8 @@ def _ended_aborted(ports: Ports, job: BulkJob, abort: Callable[[], BulkJob | Non
     that would find the job ended (409)."""
     try:
         return abort()
+    except _AbortedMeanwhile:
+        raise  # not this request's abort: nothing of it failed after a write
     except Exception:
         current = bulk_ports(ports).jobs.get(job.job_id)
         if current is None or current.state is not BulkState.ABORTED:
@@ -778,11 +791,12 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
         )
     if job.results_unavailable:
         raise ResultsUnavailable(f"bulk job {job_id} has no result files: {job.results_unavailable}")
-    if job.state is BulkState.ABORTED and not job.files and not job.uploads:
-        # aborted Open before any batch was stored (by its client, or for being Open too long; no PUT was counted):
-        # no records, so no files were written, and each lists none (a 404 read as a wrong job id). An aborted job
-        # that took batches but lists none lost them to the bucket's expiry, and a Failed job without files is one
-        # whose file was replaced, or a late sidecar's report: rows that exist nowhere to list, 404 or 410 below
+    if job.state is BulkState.ABORTED and not job.files and not _batches_may_have_expired(ports, job):
+        # aborted Open before any batch was stored (by its client, or for being Open too long; no PUT was counted,
+        # or its upload URLs were never used): no records, so no files were written, and each lists none (a 404 read
+        # as a wrong job id). An aborted job that took batches but lists none lost them to the bucket's expiry, and
+        # a Failed job without files is one whose file was replaced, or a late sidecar's report: rows that exist
+        # nowhere to list, 404 or 410 below
         return ResultFile(body=outcomes.no_records(job, RESULT_KINDS[kind]), url=None)
     left = _retention_left(ports, job)
     files = bulk_ports(ports).files
@@ -794,6 +808,17 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
         return ResultFile(body=files.read_all(key), url=None)
     ttl = max(1, min(ports.settings.presign_ttl_seconds, int(left.total_seconds())))  # never past the retention
     return ResultFile(body=None, url=files.presign_get(files.results_bucket, key, ttl_seconds=ttl))
+
+
+def _batches_may_have_expired(ports: Ports, job: BulkJob) -> bool:
+    """Whether an aborted job's listing of its batches, made as it was aborted, may have missed some to the bucket's
+    expiry: only when it took any (``uploads`` counts batches PUT and upload URLs issued) and was aborted at least
+    ``ResultRetentionDays`` after it was made (a batch expires that long after it was written, never before the job
+    was). An empty listing made sooner is a job that stored none: its URLs went unused."""
+    if not job.uploads:
+        return False
+    aborted_at = job.completed_at or utcnow()
+    return aborted_at >= job.created_at + timedelta(days=ports.settings.result_retention_days)
 
 
 def query_results(ports: Ports, caller: Caller, job_id: str, *, locator: str | None, max_records: int | None) -> Page:

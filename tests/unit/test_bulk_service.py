@@ -1116,6 +1116,42 @@ def test_a_job_aborted_before_any_batch_has_empty_result_files_not_404(ports, ki
     assert job_results(ports, caller(ports), job.job_id, kind) == ResultFile(body=heading.get(kind, b""), url=None)
 
 
+@pytest.mark.parametrize("kind", ["successfulResults", "failedResults", "unprocessedrecords"])
+def test_a_job_aborted_with_an_upload_url_never_used_has_no_records_not_404(ports, kind):
+    """An upload URL issued counts on the job as a batch would (``uploads``), but stores nothing until it is used:
+    aborted with it unused, the job took no batch, and its result files are those of a job with no records (the
+    state review: each route answered 404, and past ResultRetentionDays 410 'run the job again')."""
+    job = new_insert(ports)
+    upload_url(ports, caller(ports), job.job_id, gzip=False)
+    aborted = change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert (aborted.state, aborted.files, aborted.uploads) == (BulkState.ABORTED, [], 1)
+    heading = {"successfulResults": b"sf__Id,sf__Created\n", "failedResults": b"sf__Id,sf__Error\n"}
+    assert job_results(ports, caller(ports), job.job_id, kind) == ResultFile(body=heading.get(kind, b""), url=None)
+
+
+def test_of_two_aborts_at_once_the_one_whose_write_lost_answers_409(ports, monkeypatch):
+    """README: 'An abort that finds the job ended, even one that ended between its read and its write, answers 409.'
+    Another abort landing while this one listed the batches was answered 200 as if this one had ended the job (the
+    state review: three at once all answered 200)."""
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    files = ports.bulk.files
+    listing = files.uploaded_batches
+    raced: list = []
+
+    def another_abort_first(listed_job):
+        if not raced:
+            raced.append(None)  # the other abort lists the batches itself
+            raced[0] = change_state(ports, caller(ports), job.job_id, "Aborted")
+        return listing(listed_job)
+
+    monkeypatch.setattr(files, "uploaded_batches", another_abort_first)
+    with pytest.raises(Conflict, match="already ended Aborted") as refused:
+        change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert refused.value.details == {"state": "Aborted"}
+    assert raced[0].state is BulkState.ABORTED and get_job(ports, caller(ports), job.job_id).state is BulkState.ABORTED
+
+
 @pytest.mark.parametrize("request_kind", ["Aborted", "UploadComplete"])
 def test_a_job_whose_batches_expired_before_it_ended_does_not_answer_an_empty_file(ports, request_kind):
     """A batch answered 201, the job left Open past ResultRetentionDays, the bucket's lifecycle took the batch, then
