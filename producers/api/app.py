@@ -510,7 +510,14 @@ def cancel(job_id: Annotated[str, _JOB_ID]) -> Response[JobView]:
 
 @app.get("/v1/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
-    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(openapi_document()))
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(_served_document()))
+
+
+def _served_document() -> dict:
+    """The OpenAPI document with the base its operations are served under: the stage on an execute-api URL (the
+    template's ApiUrl), the root elsewhere. Its ``servers`` said ``/`` everywhere, which a client resolves against
+    the document's own URL: a client generated from ``<ApiUrl>/v1/openapi.json`` called the API without its stage."""
+    return {**openapi_document(), "servers": [{"url": links.api_path("") or "/"}]}
 
 
 @app.get("/v1/docs", include_in_schema=False)
@@ -519,8 +526,7 @@ def docs() -> Response[str]:
     key). Its script and styles are the ones Powertools ships, inlined in the page, so it needs no CDN."""
     from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
 
-    # "Try it out" calls the API where this page is: under the stage on an execute-api URL, at the root elsewhere
-    document = {**openapi_document(), "servers": [{"url": links.api_path("") or "/"}]}
+    document = _served_document()  # "Try it out" calls the API where this page is
     if (app.current_event.query_string_parameters or {}).get("format") == "json":
         return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(document))
     script, styles = _swagger_assets()

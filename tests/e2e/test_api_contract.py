@@ -69,6 +69,12 @@ def test_openapi_is_served_without_a_key(spectra_stack):
     assert document["openapi"].startswith("3.")
     assert {"/v1/queries", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/results"} <= set(document["paths"])
     assert "QueryRequest" in json.dumps(document["components"])
+    # the base its operations are under, as a client resolves it against the document's URL: the stage on an
+    # execute-api URL (the template's ApiUrl; the local gateway serves both), the root elsewhere (it said "/" under
+    # the stage too, so a client generated from <ApiUrl>/v1/openapi.json called the API without it)
+    assert document["servers"] == [{"url": "/"}]
+    staged = requests.get(spectra_stack.api_url + "/dev/v1/openapi.json", timeout=10).json()
+    assert staged["servers"] == [{"url": "/dev"}] and staged["paths"] == document["paths"]
 
 
 def test_idempotency_key_returns_the_same_job(new_tenant):
