@@ -6,11 +6,37 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from spectra.notify.models import DeliveryState, DisabledReason, Subscription, SubscriptionKind, SubscriptionStatus
+from events import SUBSCRIBABLE_EVENT_TYPES
+from spectra.notify.models import (
+    FILTER_FIELDS,
+    DeliveryState,
+    DisabledReason,
+    Subscription,
+    SubscriptionKind,
+    SubscriptionStatus,
+)
+from spectra.notify.service import MAX_FILTER_VALUE_LENGTH, MAX_FILTER_VALUES
 
 _SUBSCRIPTION_ID = "sub_4fJ2kQ9xWc1mZ7rT"
 _URL = "https://hooks.example.com/spectra"
 _WHEN = "2026-07-01T12:00:00Z"
+
+
+#: the closed set of event types the service checks (spectra.notify.service), published so a client binds an enum
+_EVENT_TYPES = {"items": {"type": "string", "enum": list(SUBSCRIBABLE_EVENT_TYPES)}}
+
+
+def _filter_bounds(schema: dict) -> None:
+    """The filter's object branch with the fields and bounds the service checks (spectra.notify.service)."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "object":
+            branch["propertyNames"] = {"enum": list(FILTER_FIELDS)}
+            branch["additionalProperties"] = {
+                "type": "array",
+                "items": {"type": "string", "maxLength": MAX_FILTER_VALUE_LENGTH},
+                "minItems": 1,
+                "maxItems": MAX_FILTER_VALUES,
+            }
 
 
 class CreateSubscription(BaseModel):
@@ -27,9 +53,9 @@ class CreateSubscription(BaseModel):
     events: list[str] = Field(
         min_length=1,
         max_length=10,
-        description='Event types (detail-types), e.g. "Job Completed", "Job Failed", "Bulk Job Completed", '
-        '"Subscription Disabled".',
+        description="Event types (detail-types), each named once or more (repeats are kept once).",
         examples=[["Job Completed", "Job Failed"]],
+        json_schema_extra=_EVENT_TYPES,
     )
     filter: dict[str, list[str]] | None = Field(
         default=None,
@@ -38,6 +64,7 @@ class CreateSubscription(BaseModel):
         "operation, object, source, format, reason. Each listed event type must be able to pass it (a 400 names a "
         "type whose detail lacks a field, or holds none of its values: status is a query job's, state a bulk job's).",
         examples=[{"format": ["csv"]}],
+        json_schema_extra=_filter_bounds,
     )
 
 
@@ -46,7 +73,11 @@ class SubscriptionView(BaseModel):
 
     id: str = Field(description="The subscription's id.", examples=[_SUBSCRIPTION_ID])
     url: str = Field(description="Where deliveries are POSTed.", examples=[_URL])
-    events: list[str] = Field(description="The event types delivered.", examples=[["Job Completed", "Job Failed"]])
+    events: list[str] = Field(
+        description="The event types delivered.",
+        examples=[["Job Completed", "Job Failed"]],
+        json_schema_extra=_EVENT_TYPES,
+    )
     filter: dict[str, list[str]] = Field(
         description="Detail fields an event must match (empty: every event of the types).",
         examples=[{"format": ["csv"]}],

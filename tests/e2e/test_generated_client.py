@@ -157,9 +157,12 @@ def test_a_generated_client_calls_every_operation(generated, webhook_receiver):
         "POST",
         "/v1/subscriptions",
         201,
-        body=m.CreateSubscription(url=webhook_receiver.url("/hooks/generated"), events=["Job Completed"]),
+        body=m.CreateSubscription(
+            url=webhook_receiver.url("/hooks/generated"), events=[m.CreateSubscriptionEventsItem.JOB_COMPLETED]
+        ),
     )
     assert subscription.secret.startswith("whsec_")
+    assert subscription.events == [m.SubscriptionViewEventsItem.JOB_COMPLETED]  # the closed set binds an enum
     path = "/v1/subscriptions/{subscription_id}"
     assert gen.call("GET", path, 200, subscription_id=subscription.id).status == m.SubscriptionStatus.ACTIVE
     assert [s.id for s in gen.call("GET", "/v1/subscriptions", 200).subscriptions] == [subscription.id]

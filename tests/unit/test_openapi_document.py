@@ -207,3 +207,32 @@ def test_the_bulk_query_results_declare_their_record_too_large_422():
     assert answers["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
     others = [p for p, ops in openapi_document()["paths"].items() for o in ops.values() if "422" in o["responses"]]
     assert others == ["/v1/bulk/jobs/{job_id}/results"]
+
+
+def _fits(name: str, body: object) -> bool:
+    registry = Registry().with_resource("urn:doc", Resource(contents=DOCUMENT, specification=DRAFT202012))
+    validator = Draft202012Validator({"$ref": f"urn:doc#/components/schemas/{name}"}, registry=registry)
+    return not list(validator.iter_errors(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "https://hooks.example.com/x", "events": ["job completed"]},
+        {"url": "https://hooks.example.com/x", "events": ["Job Completed"], "filter": {"tenant_id": ["acme"]}},
+        {"url": "https://hooks.example.com/x", "events": ["Job Completed"], "filter": {"status": []}},
+        {"url": "https://hooks.example.com/x", "events": ["Job Completed"], "filter": {"status": ["x" * 257]}},
+    ],
+)
+def test_a_subscription_the_service_refuses_for_its_events_or_filter_does_not_fit_the_document(body):
+    """The event types and filter fields are closed sets, and the filter's values bounded: the document said any
+    string, so a client bound to it sent what the service answers 400 (the contract review)."""
+    from spectra.errors import InvalidRequest
+    from spectra.notify import service
+
+    assert not _fits("CreateSubscription", body)
+    with pytest.raises(InvalidRequest):
+        service._check_events(body["events"])
+        service._check_filter(body.get("filter"))
+    valid = {"url": "https://hooks.example.com/x", "events": ["Job Completed"], "filter": {"status": ["FAILED"]}}
+    assert _fits("CreateSubscription", valid)
