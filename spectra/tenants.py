@@ -69,6 +69,9 @@ class Tenant(BaseModel):
     secret_arn: str | None = None
     active: bool = True
     created_at: datetime
+    #: when an inactive tenant was last made active again (None: never deactivated and reactivated, or before this
+    #: was recorded): a file dropped before it is not loaded as the tenant's (spectra.bulk.drops._own_since)
+    activated_at: datetime | None = None
     #: The tenant's share (spectra/share.py): its usage-plan tier (request rate and quota, template.yaml's
     #: UsagePlans), the API Gateway key value the authorizer returns as ``usageIdentifierKey``, its own cap on
     #: running statements (None: the service's TENANT_MAX_RUNNING_STATEMENTS) and on one-call queries waiting at
@@ -436,7 +439,28 @@ class TenantDirectory:
 
     def set_active(self, tenant_id: str, active: bool) -> Tenant:
         """Deactivate (or reactivate) a tenant: its keys and tokens are refused and its queued jobs fail
-        ``tenant_inactive`` instead of starting. NotFound for an unknown tenant."""
+        ``tenant_inactive`` instead of starting. NotFound for an unknown tenant.
+
+        Made active again, it records when (``activated_at``): a file dropped before then, while it was inactive
+        (through a drop URL a leaked key was given) or before it was deactivated, is not loaded when its event comes
+        late (an S3 event's retry, a redrive from the dead-letter queue). A tenant already active keeps its time."""
+        if active:
+            try:
+                response = self._db.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": f"tenant#{tenant_id}"}},
+                    UpdateExpression="SET active = :a, activated_at = :now",
+                    ConditionExpression="attribute_exists(pk) AND active = :inactive",
+                    ExpressionAttributeValues={
+                        ":a": {"BOOL": True},
+                        ":inactive": {"BOOL": False},
+                        ":now": {"S": utcnow().isoformat()},
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+                return Tenant.model_validate(_plain(response["Attributes"]))
+            except self._db.exceptions.ConditionalCheckFailedException:
+                pass  # active already, or no such tenant: told apart below
         try:
             response = self._db.update_item(
                 TableName=self._table,

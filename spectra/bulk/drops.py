@@ -162,6 +162,10 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     """Make (once) the job for a dropped file and queue it (again, for a repeated event of a job not started yet);
     None for a repeated event or a drop nobody owns."""
     bulk = bulk_ports(ports)
+    if dropped.bucket != bulk.files.ingest_bucket:
+        # only the ingest bucket notifies the queue (its policy): a record naming another was put there by hand
+        logger.warning("S3 record for s3://%s/%s: not the ingest bucket; not loaded", dropped.bucket, dropped.key)
+        return None
     parts = dropped.key.split("/")
     if len(parts) == 3 and parts[-1].endswith(SIDECAR_SUFFIXES):
         # a sidecar: read when its data file comes (a sidecar elsewhere is a misplaced drop, told below)
@@ -183,6 +187,12 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         # before this tenant was created (its event handled late: a backlog, a redrive from the dead-letter queue)
         logger.warning("dropped file s3://%s/%s was a previous tenant's", dropped.bucket, dropped.key)
         bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), REJECTED_TAG, PREVIOUS_TENANT)
+        return None
+    if _before_reactivation(dropped, tenant):
+        # put while the tenant was inactive (a leaked key's drop URL), or before it was deactivated, and handled
+        # only once it was active again (an event's retry, a redrive): deactivating it was to stop such work
+        logger.warning("dropped file s3://%s/%s was put before the tenant was reactivated", dropped.bucket, dropped.key)
+        bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), REJECTED_TAG, NO_ACTIVE_TENANT)
         return None
     name = parts[-1]
     problem = None
@@ -241,14 +251,21 @@ def _before(dropped: DroppedObject, tenant: Tenant) -> bool:
     """Whether the dropped write came before the tenant was created (less :data:`CLOCK_LEEWAY`: S3's clock and the
     one that stamped the tenant differ): a file put for an earlier tenant of the same id, whose event was handled
     only after the id was deleted and created again, is not the new tenant's to load."""
-    return dropped.written_at is not None and dropped.written_at < _own_since(tenant)
+    return dropped.written_at is not None and dropped.written_at < tenant.created_at - CLOCK_LEEWAY
+
+
+def _before_reactivation(dropped: DroppedObject, tenant: Tenant) -> bool:
+    """Whether the dropped write came before the tenant was last made active again (less :data:`CLOCK_LEEWAY`)."""
+    since = tenant.activated_at
+    return since is not None and dropped.written_at is not None and dropped.written_at < since - CLOCK_LEEWAY
 
 
 def _own_since(tenant: Tenant) -> datetime:
     """The earliest write that can be the tenant's (less :data:`CLOCK_LEEWAY`): an object written before, a data
     file or a sidecar, was put for an earlier tenant of the same id (deleted, then created again; the bucket keeps
-    an untagged file, and every sidecar, until someone deletes it), or staged before the tenant was created."""
-    return tenant.created_at - CLOCK_LEEWAY
+    an untagged file, and every sidecar, until someone deletes it), or staged before the tenant was created, or
+    before it was last made active again (a sidecar put while it was inactive, to change a later file's options)."""
+    return max(tenant.created_at, tenant.activated_at or tenant.created_at) - CLOCK_LEEWAY
 
 
 def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:

@@ -968,7 +968,9 @@ class FakeTenants:
     def set_active(self, tenant_id: str, active: bool) -> Tenant:
         if tenant_id not in self.tenants:
             raise NotFound(f"tenant {tenant_id!r} not found")
-        self.tenants[tenant_id] = self.tenants[tenant_id].model_copy(update={"active": active})
+        current = self.tenants[tenant_id]
+        reactivated = {"activated_at": utcnow()} if active and not current.active else {}
+        self.tenants[tenant_id] = current.model_copy(update={"active": active, **reactivated})
         return self.tenants[tenant_id]
 
     def update_tenant(self, tenant_id: str, **changes: Any) -> Tenant:

@@ -776,6 +776,32 @@ def test_a_file_put_for_an_earlier_tenant_of_the_id_is_not_the_new_tenants(ports
     assert accept_drop(ports, after).state is BulkState.UPLOAD_COMPLETE
 
 
+def test_a_file_put_before_its_tenant_was_reactivated_is_not_loaded_when_its_event_comes_late(ports):
+    """README: to stop a leaked key's work, deactivate the tenant. A file put through the key's drop URL while the
+    tenant was inactive, its event handled (or handled again: a retry, a redrive) once the tenant was active again,
+    was loaded as the tenant's (the drop review). One put after the reactivation is the tenant's."""
+    made = ports.tenants.tenants["acme"]
+    ports.tenants.tenants["acme"] = made.model_copy(update={"created_at": made.created_at - timedelta(days=1)})
+    dropped = drop(ports, "acme/accounts/leak.csv")
+    ports.tenants.set_active("acme", False)
+    assert accept_drop(ports, dropped) is None  # handled while inactive: refused, tagged
+    tenant = ports.tenants.set_active("acme", True)
+    put_while_inactive = DroppedObject(**{**vars(dropped), "written_at": tenant.activated_at - timedelta(minutes=5)})
+    assert accept_drop(ports, put_while_inactive) is None and jobs(ports) == []
+    assert s3(ports).tags(INGEST_BUCKET, dropped.key) == {"spectra-rejected": "no-active-tenant"}
+    after = DroppedObject(**{**vars(dropped), "written_at": tenant.activated_at + timedelta(seconds=1)})
+    assert accept_drop(ports, after).state is BulkState.UPLOAD_COMPLETE
+
+
+def test_a_record_naming_another_bucket_than_the_ingest_bucket_is_not_loaded(ports):
+    """Only the ingest bucket notifies the queue; a record naming another bucket (put on the queue by hand) loaded
+    that bucket's object as the tenant's (the drop review)."""
+    other = "someone-elses-bucket"
+    s3(ports).put_object(Bucket=other, Key="acme/accounts/x.csv", Body=b"id,name\n1,Ann\n")
+    assert accept_drop(ports, DroppedObject(other, "acme/accounts/x.csv", 15, "e1")) is None
+    assert jobs(ports) == [] and ports.queue.messages == []
+
+
 def _written_before_the_tenant(ports, key: str) -> None:
     """Date the object's write back past the clock leeway before its tenant is (re-)created, as a sidecar an earlier
     tenant of the id put and left is (sidecars never expire), or one staged before the tenant was created."""

@@ -86,7 +86,7 @@ def test_a_function_that_reads_a_bucket_may_list_it(template):
     missing = []
     for name, function in resources_of(template, "AWS::Serverless::Function").items():
         policies = [p for p in function["Properties"].get("Policies", []) if isinstance(p, dict) and "Statement" in p]
-        statements = [s for p in policies for s in p["Statement"] if "Action" in s]
+        statements = [s for p in policies for s in p["Statement"] if "Action" in s and s["Effect"] == "Allow"]
         reads, lists = set(), set()
         for statement in statements:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -145,7 +145,7 @@ def test_only_the_authorizer_reads_api_key_items_and_no_function_identity_items_
             for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
                 if not isinstance(statement, dict) or "Action" not in statement:
                     continue  # conditional statements (Fn::If) are checked by cfn-lint
-                if statement["Resource"] != {"Fn::GetAtt": ["TenantsTable", "Arn"]}:
+                if statement.get("Resource") != {"Fn::GetAtt": ["TenantsTable", "Arn"]}:  # (a Deny's NotResource)
                     continue
                 actions = statement["Action"]
                 keys = statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")

@@ -79,10 +79,18 @@ def test_a_deactivated_tenants_keys_are_refused_until_it_is_reactivated(director
     assert directory.set_active(tenant_id, False).active is False
     assert refused(directory, key)
     assert directory.get(tenant_id).active is False
-    directory.set_active(tenant_id, True)
+    assert directory.get(tenant_id).activated_at is None
+    reactivated = directory.set_active(tenant_id, True)
     assert directory.authenticate(key).tenant_id == tenant_id
+    # when it was made active again, which a file dropped before it is refused by (spectra.bulk.drops); activating
+    # it again while active keeps that time
+    assert reactivated.activated_at is not None and reactivated.activated_at >= reactivated.created_at
+    assert directory.set_active(tenant_id, True).activated_at == reactivated.activated_at
+    assert directory.get(tenant_id).activated_at == reactivated.activated_at
     with pytest.raises(NotFound):
         directory.set_active(tenant_id + "x", False)
+    with pytest.raises(NotFound):
+        directory.set_active(tenant_id + "x", True)
 
 
 def test_deleting_a_tenant_deletes_its_keys(directory, table, tenant_id):
