@@ -79,10 +79,10 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
     name = called or _name(source)
     try:
         head, whole = files.head_bytes(source, limit=HEADER_MAX_BYTES)
-    except FileUnreadable as exc:
-        raise BulkInputError("bad_gzip", str(exc)) from exc
+    except FileUnreadable as exc:  # named as its tenant knows it: an API batch's URL is the results bucket's
+        raise BulkInputError("bad_gzip", f"{name} {exc.reason}") from exc
     except NotFound as exc:  # deleted after it was dropped or uploaded: the job fails, the message is not retried
-        raise BulkInputError("file_not_found", str(exc)) from exc
+        raise BulkInputError("file_not_found", f"{name} was deleted before the job read it") from exc
     if not head.removeprefix(BOM.encode()).strip():
         raise BulkInputError("empty_file", f"{name} is empty: a header line and at least one row are needed")
     if not source.gzip and starts_as_gzip(head):  # else told only that its header is not UTF-8

@@ -54,7 +54,12 @@ CHUNK = 1024 * 1024
 
 
 class FileUnreadable(Exception):
-    """A source file is not what it claims to be (bad gzip); the message says what was wrong."""
+    """A source file is not what it claims to be (bad gzip); the message says what was wrong, after the file's URL
+    (``reason`` alone: what a job's error says after the file's name as its tenant knows it)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url} {reason}")
+        self.reason = reason
 
 
 class FileReplaced(Exception):
@@ -259,7 +264,7 @@ class BulkFiles:
             try:
                 yield from _gunzip(iter(lambda: body.read(CHUNK), b""), source.url)
             except zlib.error as exc:
-                raise FileUnreadable(f"{source.url} is not a valid gzip file: {exc}") from exc
+                raise FileUnreadable(source.url, f"is not a valid gzip file: {exc}") from exc
 
     def text(self, source: SourceFile, *, newline: str = "\n") -> IO[str]:
         """The file as text for the csv module: UTF-8, undecodable bytes kept (surrogateescape) so a row is written
@@ -295,12 +300,15 @@ class BulkFiles:
 def _gunzip(compressed: Iterator[bytes], url: str) -> Iterator[bytes]:
     """gzip data inflated a ``CHUNK`` at most at a time, whatever its ratio: a small file of one repeated byte inflates
     a thousandfold, and inflated whole a single read would hold gigabytes. Concatenated members (``cat a.gz b.gz``)
-    are read on as one file."""
+    are read on as one file, and NUL bytes after a member are padding (a tape's, or a tool's that writes whole
+    blocks), skipped as gzip and Python's own reader skip them."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
     fed = False  # whether the member being read has had any input
     members = 0
     for data in compressed:
         while data:
+            if members and not fed and not (data := data.lstrip(b"\0")):
+                break  # padding after a member
             fed = True
             out = inflater.decompress(data, CHUNK)
             if out:
@@ -313,7 +321,7 @@ def _gunzip(compressed: Iterator[bytes], url: str) -> Iterator[bytes]:
     while fed and not inflater.eof and (out := inflater.decompress(b"", CHUNK)):
         yield out
     if (fed or not members) and not inflater.eof:
-        raise FileUnreadable(f"{url} is not a complete gzip file (it ends early)")
+        raise FileUnreadable(url, "is not a complete gzip file (it ends early)")
 
 
 class _ChunkReader(io.RawIOBase):

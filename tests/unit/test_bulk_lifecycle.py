@@ -225,7 +225,7 @@ def test_a_file_deleted_before_the_start_fails_the_job_instead_of_retrying_forev
     assert start_bulk_job(ports, message) is None
     job = stored(ports, message.job_id)
     assert (job.state, job.error.code) == (BulkState.FAILED, "file_not_found")
-    assert source.key in job.error.message
+    assert job.error.message.endswith(f"({source.key.rsplit('/', 1)[-1]}) was deleted before the job read it")
     assert job.results_ready and job.event_published  # settled: not left for the reconciler to retry
 
 
