@@ -42,7 +42,7 @@ from spectra.dynamo import PendingJob
 from spectra.errors import IdentityRefused, NotFound, TenantInactive, Throttled
 from spectra.identity import TenantJob, identity_for
 from spectra.jobs import Job, utcnow
-from spectra.lifecycle import complete_statement, finish_job, publish_job_event
+from spectra.lifecycle import ORPHANED_AFTER_SECONDS, complete_statement, finish_job, publish_job_event
 from spectra.ports import Ports
 from spectra.settings import Settings
 from spectra.share import WaitingLines
@@ -227,6 +227,14 @@ def sweep(
     return []
 
 
+def _being_started(ports: Ports, job: Job, now: datetime) -> bool:
+    """Whether the QUEUED job holds a running slot taken (or re-stamped) within :data:`ORPHANED_AFTER_SECONDS`: an
+    executor is starting it (no executor runs longer than its 30 s Timeout), as the bulk side's ``being_started``
+    reads its plan. One read of the tenant's slots item, for a job about to be given up only."""
+    stamp = ports.slots.holders(job.tenant_id).get(job.job_id)
+    return stamp is not None and now.timestamp() - stamp < ORPHANED_AFTER_SECONDS
+
+
 def _reconcile_job(
     ports: Ports, job: Job, quiet_since: datetime, now: datetime, thresholds: Thresholds, lines: WaitingLines
 ) -> Outcome:
@@ -247,6 +255,12 @@ def _reconcile_job(
         # Moving the job to the back of the index also spaces the next re-queue by ``requeue_after``.
         ports.jobs.mark_checked(job.job_id, job.status, now)
         return Outcome.REQUEUED
+    if action is Action.GIVE_UP and _being_started(ports, job, now):
+        # an executor took its slot moments ago to start it, and may be inside ExecuteStatement: given up now, a
+        # write that commits at once (an INSERT) was done while the job said "it was not run" (the lifecycle
+        # review). The executor records the statement or gives the slot back; one that died leaves the stamp to age
+        ports.jobs.mark_checked(job.job_id, job.status, now)
+        return Outcome.STILL_RUNNING
     if action is Action.GIVE_UP:
         age = int(thresholds.give_up_after.total_seconds())
         error = ErrorInfo(

@@ -220,3 +220,64 @@ def test_a_full_batch_is_reported():
     jobs, warehouse = running_jobs(1)
     jobs.more = True
     assert reconcile(FakePorts(jobs, warehouse), now=NOW).more_pending is True
+
+
+def _an_hour_old_insert(ports):
+    """A write job of tenant acme made an hour less a second ago, still QUEUED (it waited in line all that time)."""
+    from spectra.jobs import new_job_id, utcnow
+
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", allow_writes=True, owned_schemas=["acme"])
+    created = utcnow() - timedelta(seconds=3599)
+    queued = Job(
+        job_id=new_job_id(),
+        tenant_id="acme",
+        db_user="tenant_acme",
+        sql="insert into acme.t values (1)",
+        created_at=created,
+        updated_at=created,
+        write_grant=["acme"],
+    )
+    ports.jobs.create(queued)
+    return queued
+
+
+def test_a_job_an_executor_is_starting_is_not_given_up_under_it():
+    """The hour's give-up landing while the executor is inside ExecuteStatement: the job ended FAILED 'not_started
+    ... it was not run' while its INSERT committed (the lifecycle review). Holding a slot stamped moments ago, it is
+    left to the executor, and ends with its statement."""
+    from events import JobQueuedMessage
+    from spectra.jobs import utcnow
+    from spectra.lifecycle import complete_statement, execute_job
+    from tests.unit.fakes import make_ports
+
+    ports = make_ports()
+    queued = _an_hour_old_insert(ports)
+    start = ports.warehouse.start
+    runs = []
+
+    def give_up_meanwhile(*args, **kwargs):
+        started = start(*args, **kwargs)
+        ports.warehouse.finish(started.statement_id, rows=1)  # the INSERT commits at once
+        runs.append(reconcile(ports, now=utcnow() + timedelta(seconds=5)))
+        return started
+
+    ports.warehouse.start = give_up_meanwhile
+    execute_job(ports, JobQueuedMessage(job_id=queued.job_id, tenant_id="acme"), first_delivery=False)
+    assert runs[0].expired == 0 and runs[0].still_running == 1
+    submitted = ports.jobs.get(queued.job_id)
+    assert submitted.status is JobStatus.SUBMITTED
+    complete_statement(ports, ports.warehouse.status_change(submitted.statement_id))
+    assert ports.jobs.get(queued.job_id).status is JobStatus.COMPLETED
+
+
+def test_a_job_whose_starter_died_holding_its_slot_is_given_up_once_the_stamp_is_old():
+    from spectra.jobs import utcnow
+    from tests.unit.fakes import make_ports
+
+    ports = make_ports()
+    queued = _an_hour_old_insert(ports)
+    assert ports.slots.acquire("acme", queued.job_id, limit=5)  # an executor took it, then died
+    assert reconcile(ports, now=utcnow() + timedelta(seconds=5)).still_running == 1
+    later = reconcile(ports, now=utcnow() + timedelta(seconds=400))
+    assert later.expired == 1
+    assert ports.jobs.get(queued.job_id).error.code == "not_started"
