@@ -119,8 +119,10 @@ def build_ports(
     sqs = client("sqs")
     # SigV4 for presigned URLs too (botocore still presigns with SigV2 unless told; AWS requires SigV4), on the
     # bucket's regional virtual host (auto addressing presigns for the global one, which a bucket outside us-east-1
-    # may answer with a redirect the signature does not survive). IP endpoints stay path-style.
-    s3 = client("s3", Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+    # may answer with a redirect the signature does not survive; in us-east-1, too, unless told). IP endpoints stay
+    # path-style.
+    regional = {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
+    s3 = client("s3", Config(signature_version="s3v4", s3=regional))
     bulk = None
     if settings.bulk_jobs_table:
         bulk = BulkPorts(
