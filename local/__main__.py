@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -43,6 +44,7 @@ from local.pipeline import CLUSTER_ID, attach_pipeline, start_pipeline
 from local.redshift_data import EmulatorConfig, start_emulator
 from local.runner.state import StackState, default_state_file, forget
 from local.runner.template import DEFAULT_STACK_NAME, TemplateError
+from spectra.cli import whole_number
 
 #: The ports asked for that were taken, so a free one was used instead (the banner says so: README's commands name
 #: the defaults, which would then reach whatever holds them).
@@ -150,6 +152,17 @@ The API, documented: {api}/v1/docs (Swagger UI; Authorize with the key) and {api
 Ctrl-C stops everything."""
 
 
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds above 0")
+    return seconds
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.split("\n\n")[0])
     parser.add_argument("--state", type=Path, help="the stack state file (default: see above)")
@@ -163,13 +176,23 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="a service served by another moto, e.g. dynamodb=http://127.0.0.1:4570 (--functions-only; repeatable)",
     )
     parser.add_argument("--redshift", help="the running Data API emulator endpoint (--functions-only)")
-    parser.add_argument("--api-port", type=int, help="port of the API (--functions-only; default any free port)")
-    parser.add_argument("--no-api", action="store_true", help="do not serve the API (--functions-only)")
-    parser.add_argument("--schedule-interval", type=float, help="seconds between schedule firings (local speed-up)")
+    # bounded as the SPECTRA_*_PORT variables are (the operations review: -1 was a traceback, 70000 wrapped to
+    # another port, and a schedule interval of -1 or nan ran the reconciler back to back)
     parser.add_argument(
-        "--receive-visibility", type=int, help="seconds a received message stays invisible, renewed while handled"
+        "--api-port", type=whole_number(0, 65535), help="port of the API (--functions-only; default any free port)"
+    )
+    parser.add_argument("--no-api", action="store_true", help="do not serve the API (--functions-only)")
+    parser.add_argument(
+        "--schedule-interval", type=_positive_seconds, help="seconds between schedule firings (local speed-up)"
+    )
+    parser.add_argument(
+        "--receive-visibility",
+        type=whole_number(1),
+        help="seconds a received message stays invisible, renewed while handled",
     )
     args = parser.parse_args(argv)
+    if args.state is not None and args.state.is_dir():
+        parser.error(f"--state {args.state} is a directory: name the state file (it is written there)")
     if args.functions_only and not (args.aws and args.redshift):
         parser.error("--functions-only needs --aws and --redshift: the endpoints of the running moto and emulator")
     if not args.functions_only and (

@@ -85,9 +85,15 @@ class StackState:
             ) from None
         except json.JSONDecodeError as exc:
             raise TemplateError(f"stack state {path} is not JSON: {exc}") from None
-        if data.get("version") != STATE_VERSION:
-            raise TemplateError(f"stack state {path} has version {data.get('version')}, expected {STATE_VERSION}")
-        return cls(**data)
+        except OSError as exc:  # a directory, a file it may not read
+            raise TemplateError(f"stack state {path} cannot be read: {exc.strerror or exc}") from None
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            version = data.get("version") if isinstance(data, dict) else None
+            raise TemplateError(f"stack state {path} has version {version}, expected {STATE_VERSION}")
+        try:
+            return cls(**data)
+        except TypeError as exc:  # written by hand, or cut short: fields missing or unknown
+            raise TemplateError(f"stack state {path} is not a stack's state: {exc}") from None
 
     def output(self, logical_id: str) -> str:
         """The physical id of ``logical_id`` (what ``!Ref`` gives)."""

@@ -119,6 +119,20 @@ def test_a_refused_create_leaves_no_record_and_no_api_gateway_key(local_aws, sta
     assert status == 0, err
 
 
+@pytest.mark.parametrize("cap", ["--max-running", "--max-waits"])
+def test_a_cap_past_its_bound_is_refused_at_once_not_with_a_traceback(local_aws, stack, acme, cap):
+    """A 39-digit cap reached DynamoDB, whose decimal.Rounded came out as a traceback (the operations review)."""
+    name, tenants, _ = stack
+    with pytest.raises(SystemExit) as exited:
+        run(local_aws, name, "tenants", "create", acme, "--db-user", f"tenant_{acme}", cap, "1" + "0" * 40)
+    assert exited.value.code == 2 and tenants.get(acme) is None
+    status, _, err = run(local_aws, name, "tenants", "create", acme, "--db-user", f"tenant_{acme}", cap, "10000")
+    assert status == 0, err
+    with pytest.raises(SystemExit) as exited:
+        run(local_aws, name, "tenants", "update", acme, cap, "10001")
+    assert exited.value.code == 2
+
+
 def test_a_statement_timeout_the_warehouse_would_refuse_is_refused_at_once(local_aws, stack, acme):
     """statement_timeout is a 32-bit count of milliseconds: a larger one was printed in the administrator's SQL.
     argparse refuses it (exit 2: "... is not between 0 and 2147483647")."""

@@ -122,3 +122,36 @@ def test_an_api_port_with_no_api_is_refused(capsys):
         )
     assert stopped.value.code == 2
     assert "--api-port and --no-api" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--api-port", "-1", "-1 is not between 0 and 65535"),
+        ("--api-port", "70000", "70000 is not between 0 and 65535"),  # bind() took it modulo 65536
+        ("--schedule-interval", "-1", "-1 is not a number of seconds above 0"),  # the reconciler ran back to back
+        ("--schedule-interval", "nan", "nan is not a number of seconds above 0"),
+        ("--receive-visibility", "-5", "-5 is not 1 or more"),
+    ],
+)
+def test_a_flag_out_of_bounds_is_refused_in_a_line(capsys, flag, value, said):
+    """The flags are bounded as the SPECTRA_*_PORT variables are (the operations review: a traceback, a port wrapped
+    to another, a schedule firing without pause)."""
+    with pytest.raises(SystemExit) as stopped:
+        main._arguments(["--functions-only", "--aws", "http://a", "--redshift", "http://r", flag, value])
+    assert stopped.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_a_state_that_is_a_directory_or_no_stacks_is_refused_in_a_line(tmp_path, capsys):
+    from local.runner.state import StackState
+    from local.runner.template import TemplateError
+
+    with pytest.raises(SystemExit) as stopped:
+        main._arguments(["--state", str(tmp_path)])
+    assert stopped.value.code == 2 and "is a directory" in capsys.readouterr().err
+    with pytest.raises(TemplateError, match="cannot be read"):
+        StackState.load(tmp_path)
+    written = tmp_path / "state.json"
+    written.write_text('{"version": 1}')
+    with pytest.raises(TemplateError, match="is not a stack's state"):
+        StackState.load(written)
