@@ -11,7 +11,8 @@ confused with NULL:
   in UTC, ``+00:00``), text with JSON's escapes. The line breaks Python's ``str.splitlines`` also honours (U+0085,
   U+2028, U+2029) are escaped too, so a JSON Lines reader that splits on them still sees one row per line.
 * **CSV**: PostgreSQL's COPY spelling: NULL an empty field, an empty string ``""``, the special floats ``NaN``,
-  ``Infinity`` and ``-Infinity``, decimals in plain digits (never ``5.0E-7``).
+  ``Infinity`` and ``-Infinity``, decimals in plain digits (never ``5.0E-7``), booleans ``t`` / ``f``, dates and
+  timestamps as the warehouse prints them (``2026-01-02 03:04:05.5+00``, ``0044-03-15 BC``).
 * **Parquet** holds NaN and the infinities natively.
 
 The JSON encoder builds each column's JSON text with Arrow compute kernels and joins the columns row-wise in one
@@ -226,6 +227,47 @@ def postgres_booleans(table):
         return table
     columns = [pc.if_else(c, "t", "f") if pa.types.is_boolean(c.type) else c for c in table.columns]
     return pa.table(columns, names=table.column_names)
+
+
+def postgres_datetimes(table):
+    """``table`` with its date and timestamp columns as the warehouse's text (COPY, and an export's UNLOAD):
+    ``2026-01-02 03:04:05``, a fraction of a second without its trailing zeros, ``+00`` after a timestamptz, ``BC``
+    after a year before 1. pyarrow's writer says ``2026-01-02 03:04:05.000000Z`` and ``-0043-03-15``, so the same
+    result read differently delivered s3 or export, and a BC date did not load back (the query review). NULL stays
+    NULL."""
+    import pyarrow as pa
+
+    if not any(pa.types.is_timestamp(c.type) or pa.types.is_date(c.type) for c in table.columns):
+        return table
+    columns = [
+        _postgres_datetime(c) if pa.types.is_timestamp(c.type) or pa.types.is_date(c.type) else c
+        for c in table.columns
+    ]
+    return pa.table(columns, names=table.column_names)
+
+
+def _postgres_datetime(column):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.cast(column, pa.string())
+    if pa.types.is_timestamp(column.type):
+        if column.type.tz:  # Arrow writes UTC as a trailing "Z"
+            text = pc.utf8_slice_codeunits(text, 0, -1)
+        text = pc.replace_substring_regex(text, r"(\.\d*?)0+$", r"\1")  # the fraction's trailing zeros...
+        text = pc.replace_substring_regex(text, r"\.$", "")  # ...and its point, when nothing is left after it
+        if column.type.tz:
+            text = pc.binary_join_element_wise(text, pa.scalar("+00"), "")
+    if not pc.any(pc.less(pc.year(column), 1)).as_py():
+        return text
+    # Arrow counts years astronomically (0 is 1 BC, -43 is 44 BC); PostgreSQL writes the era after the value
+    return pa.array([None if v is None else _bc(v) for v in text.to_pylist()], pa.string())
+
+
+def _bc(text: str) -> str:
+    year, rest = (text[1:].split("-", 1) if text.startswith("-") else text.split("-", 1))
+    astronomical = -int(year) if text.startswith("-") else int(year)
+    return text if astronomical >= 1 else f"{1 - astronomical:04d}-{rest} BC"
 
 
 def has_special_floats(table) -> bool:

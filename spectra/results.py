@@ -35,6 +35,7 @@ from spectra.result_encoding import (
     json_arrays,
     json_lines,
     postgres_booleans,
+    postgres_datetimes,
     postgres_floats,
     unique_names,
 )
@@ -166,7 +167,7 @@ class _PartWriter:
 
         options = pacsv.WriteOptions(include_header=not self._csv_header_written)
         self._csv_header_written = True
-        table = postgres_booleans(table)
+        table = postgres_datetimes(postgres_booleans(table))
         if has_special_floats(table) or has_exponent_decimals(table):
             text = io.BytesIO()
             pacsv.write_csv(table, text, write_options=options)

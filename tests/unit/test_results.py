@@ -160,6 +160,29 @@ def test_csv_spells_booleans_as_the_warehouse_does():
     assert text.splitlines()[3] == "3,"  # NULL: an empty field, unquoted
 
 
+def test_csv_spells_dates_and_timestamps_as_the_warehouse_does():
+    """As an export's UNLOAD writes them: no '.000000' on whole seconds, the fraction's trailing zeros dropped, '+00'
+    after a timestamptz, 'BC' after a year before 1. pyarrow's writer said '2026-03-01 12:00:00.000000Z' and
+    '-0043-03-15', which PostgreSQL does not read back (the query review)."""
+    columns = [Column("d", "date"), Column("ts", "timestamp"), Column("tz", "timestamptz")]
+    page = (
+        "2026-03-01,2026-03-01 12:00:00,2026-03-01 12:00:00+00\n"
+        "2026-03-01,2026-03-01 12:00:00.250000,2026-03-01 12:00:00.5+00\n"
+        "0044-03-15 BC,0001-03-15 12:00:00 BC,0044-03-15 12:00:00.5+00 BC\n"
+        ",,\n"
+    )
+    result, s3, _ = write([page], columns=columns, fmt=ResultFormat.CSV)
+    text = gzip.decompress(s3.body(BUCKET, result.files[0].key)).decode()
+    assert list(csv.reader(io.StringIO(text))) == [
+        ["d", "ts", "tz"],
+        ["2026-03-01", "2026-03-01 12:00:00", "2026-03-01 12:00:00+00"],
+        ["2026-03-01", "2026-03-01 12:00:00.25", "2026-03-01 12:00:00.5+00"],
+        ["0044-03-15 BC", "0001-03-15 12:00:00 BC", "0044-03-15 12:00:00.5+00 BC"],
+        ["", "", ""],
+    ]
+    assert text.splitlines()[4] == ",,"  # NULL: empty fields, unquoted
+
+
 def test_inline_rows_keep_null_and_empty_apart():
     result, s3, _ = write([PAGE], fmt=ResultFormat.JSON, delivery=Delivery.AUTO)
     assert (result.inline, result.delivery, result.files, result.manifest_key) == (True, Delivery.INLINE, [], None)
