@@ -240,8 +240,7 @@ def postgres_datetimes(table):
     if not any(pa.types.is_timestamp(c.type) or pa.types.is_date(c.type) for c in table.columns):
         return table
     columns = [
-        _postgres_datetime(c) if pa.types.is_timestamp(c.type) or pa.types.is_date(c.type) else c
-        for c in table.columns
+        _postgres_datetime(c) if pa.types.is_timestamp(c.type) or pa.types.is_date(c.type) else c for c in table.columns
     ]
     return pa.table(columns, names=table.column_names)
 
@@ -265,7 +264,7 @@ def _postgres_datetime(column):
 
 
 def _bc(text: str) -> str:
-    year, rest = (text[1:].split("-", 1) if text.startswith("-") else text.split("-", 1))
+    year, rest = text[1:].split("-", 1) if text.startswith("-") else text.split("-", 1)
     astronomical = -int(year) if text.startswith("-") else int(year)
     return text if astronomical >= 1 else f"{1 - astronomical:04d}-{rest} BC"
 

@@ -251,7 +251,7 @@ def _before(dropped: DroppedObject, tenant: Tenant) -> bool:
     """Whether the dropped write came before the tenant was created (less :data:`CLOCK_LEEWAY`: S3's clock and the
     one that stamped the tenant differ): a file put for an earlier tenant of the same id, whose event was handled
     only after the id was deleted and created again, is not the new tenant's to load."""
-    return dropped.written_at is not None and dropped.written_at < tenant.created_at - CLOCK_LEEWAY
+    return dropped.written_at is not None and dropped.written_at < _own_since(tenant)
 
 
 def _before_reactivation(dropped: DroppedObject, tenant: Tenant) -> bool:
@@ -263,9 +263,11 @@ def _before_reactivation(dropped: DroppedObject, tenant: Tenant) -> bool:
 def _own_since(tenant: Tenant) -> datetime:
     """The earliest write that can be the tenant's (less :data:`CLOCK_LEEWAY`): an object written before, a data
     file or a sidecar, was put for an earlier tenant of the same id (deleted, then created again; the bucket keeps
-    an untagged file, and every sidecar, until someone deletes it), or staged before the tenant was created, or
-    before it was last made active again (a sidecar put while it was inactive, to change a later file's options)."""
-    return max(tenant.created_at, tenant.activated_at or tenant.created_at) - CLOCK_LEEWAY
+    an untagged file, and every sidecar, until someone deletes it), or staged before the tenant was created. Not its
+    reactivation: a standing sidecar (``daily.json`` beside each day's ``daily.csv``) put while it was active stays
+    its own (the diff review: every such drop failed after a deactivation), and a drop URL, all a tenant's key
+    gets, stores data files only."""
+    return tenant.created_at - CLOCK_LEEWAY
 
 
 def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:

@@ -300,15 +300,15 @@ class BulkFiles:
 def _gunzip(compressed: Iterator[bytes], url: str) -> Iterator[bytes]:
     """gzip data inflated a ``CHUNK`` at most at a time, whatever its ratio: a small file of one repeated byte inflates
     a thousandfold, and inflated whole a single read would hold gigabytes. Concatenated members (``cat a.gz b.gz``)
-    are read on as one file, and NUL bytes after a member are padding (a tape's, or a tool's that writes whole
-    blocks), skipped as gzip and Python's own reader skip them."""
+    are read on as one file. NUL bytes after a member (a tool's padding to whole blocks, which gzip itself skips)
+    are refused by name: the load's COPY reads them as a member that is no gzip."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
     fed = False  # whether the member being read has had any input
     members = 0
     for data in compressed:
         while data:
-            if members and not fed and not (data := data.lstrip(b"\0")):
-                break  # padding after a member
+            if members and not fed and not data.strip(b"\0"):
+                raise FileUnreadable(url, "is not a valid gzip file: NUL bytes follow its gzip data (padding)")
             fed = True
             out = inflater.decompress(data, CHUNK)
             if out:

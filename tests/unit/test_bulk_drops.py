@@ -793,6 +793,20 @@ def test_a_file_put_before_its_tenant_was_reactivated_is_not_loaded_when_its_eve
     assert accept_drop(ports, after).state is BulkState.UPLOAD_COMPLETE
 
 
+def test_a_standing_sidecar_put_while_the_tenant_was_active_is_read_after_a_reactivation(ports):
+    """The diff review: the first version refused every sidecar written before the reactivation, so each day's
+    ``daily.csv`` beside its standing ``daily.json`` failed invalid_drop once the tenant had been deactivated and
+    activated again (a drop URL, all a leaked key gets, stores data files only)."""
+    made = ports.tenants.tenants["acme"]
+    ports.tenants.tenants["acme"] = made.model_copy(update={"created_at": made.created_at - timedelta(days=1)})
+    sidecar(ports, "acme/accounts/daily.json", UPSERT_BY_ID)
+    _written_before_the_tenant(ports, "acme/accounts/daily.json")  # put long ago, while the tenant was active
+    ports.tenants.set_active("acme", False)
+    ports.tenants.set_active("acme", True)
+    job = accept_drop(ports, drop(ports, "acme/accounts/daily.csv"))
+    assert job.state is BulkState.UPLOAD_COMPLETE and job.operation is BulkOperation.UPSERT
+
+
 def test_a_record_naming_another_bucket_than_the_ingest_bucket_is_not_loaded(ports):
     """Only the ingest bucket notifies the queue; a record naming another bucket (put on the queue by hand) loaded
     that bucket's object as the tenant's (the drop review)."""
