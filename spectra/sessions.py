@@ -53,7 +53,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: A session goes back to the pool with ``until = now + keep-alive - margin``: its keep-alive started when its
-#: statement ended, a little before the status event brought the news.
+#: statement ended, a little before the status event brought the news. At most a quarter of the keep-alive: a
+#: keep-alive of 15 s or less (SessionKeepAliveSeconds takes 1) had every session expired as it was pooled, so each
+#: statement opened one more and the tenant's pool grew with its job rate (the sessions review).
 EXPIRY_MARGIN_SECONDS = 15.0
 #: The Data API closes a session 24 hours after it opened, "and the query is terminated" (SessionKeepAliveSeconds):
 #: a busy tenant's session, leased again and again within its keep-alive, would reach it with a statement running.
@@ -225,7 +227,8 @@ def idle_again(ports: Ports, session: PooledSession | None) -> PooledSession | N
     if session is None:
         return None
     now = time.time()
-    until = now + ports.settings.session_keep_alive_seconds - EXPIRY_MARGIN_SECONDS
+    keep_alive = ports.settings.session_keep_alive_seconds
+    until = now + keep_alive - min(EXPIRY_MARGIN_SECONDS, keep_alive / 4)
     # A session of unknown age (pooled, or its job started, before openings were recorded) is not pooled again: it
     # may be near the Data API's 24 hours already. It idles out, and the next statement opens a new one.
     until = min(until, session.opened + RETIRE_AFTER_SECONDS if session.opened is not None else now)

@@ -64,6 +64,20 @@ def test_a_tenants_sequential_jobs_share_one_session_each_leased_with_its_slot(p
     assert pooled.until > time.time() + ports.settings.session_keep_alive_seconds - 60
 
 
+@pytest.mark.parametrize("keep_alive", [4, 10, 15])
+def test_a_short_keep_alive_still_shares_one_session(keep_alive):
+    """With a keep-alive of 15 s or less, the 15 s margin had every session expired as it went back to the pool:
+    each statement opened a session, and the pool item grew with the tenant's job rate (the sessions review)."""
+    from tests.unit.fakes import make_ports, make_settings
+
+    ports = make_ports(settings=make_settings(session_keep_alive_seconds=keep_alive))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    jobs = [run(ports) for _ in range(6)]
+    assert len(ports.warehouse.sessions) == 1 and len({session_of(ports, job) for job in jobs}) == 1
+    [pooled] = ports.slots.sessions("acme").values()
+    assert time.time() < pooled.until <= time.time() + keep_alive
+
+
 def test_the_first_statement_opens_the_session_as_its_tenant_with_the_keep_alive(ports):
     job = run(ports)
     session = ports.warehouse.sessions[job.session_id]
