@@ -92,13 +92,17 @@ def _single_query(query: str) -> str:
     except TokenError as error:
         raise RedshiftSqlError(f"UNLOAD query could not be read: {error}") from error
     depth = 0
+    previous = None
     for token in tokens:
         if token.token_type is TokenType.SEMICOLON:
             raise RedshiftSqlError("UNLOAD takes a single SELECT statement")
         depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(token.token_type, 0)
         if depth < 0:
             raise RedshiftSqlError("UNLOAD query has an unbalanced ')'")
-        if depth == 0 and token.token_type in (TokenType.LIMIT, TokenType.OFFSET):
+        named = previous is not None and previous.token_type in (TokenType.ALIAS, TokenType.DOT)
+        previous = token
+        if depth == 0 and token.token_type in (TokenType.LIMIT, TokenType.OFFSET) and not named:
+            # (not the word as a column's alias or name: `select id as offset`, `t.limit`; the export review)
             # Redshift's own rule (UNLOAD, usage notes): a LIMIT goes in a nested SELECT, never the outer one
             raise RedshiftSqlError(
                 f"{token.text.upper()} clause is not supported in the outer SELECT of UNLOAD; nest it in a subquery"
@@ -318,6 +322,12 @@ def _unload_from_cursor(conn, query: str, command: UnloadCommand, s3_client, nam
             # ISO's text is read so; a session that set another DateStyle keeps psycopg's loaders (years 1 to 9999).
             for type_name in _TIME_TYPES:
                 cur.adapters.register_loader(type_name, TextLoader)
+        if command.format != "JSON":
+            # kept as the warehouse's text in their Parquet string columns: psycopg's objects spelled them Python's
+            # way (an interval's timedelta folded '1 mon' into '30 days', a json value re-serialised; the export
+            # review), where the emulator's CSV UNLOAD and its Data API give PostgreSQL's text
+            for type_name in _TEXT_KEPT_TYPES:
+                cur.adapters.register_loader(type_name, TextLoader)
         cur.execute(sql.SQL(query))
         columns = [(column.name, column) for column in cur.description]
         batches = iter(lambda: cur.fetchmany(FETCH_ROWS), [])
@@ -406,6 +416,8 @@ def _arrow_table(rows: list[tuple], schema: pa.Schema) -> pa.Table:
 
 
 _TIME_TYPES = ("date", "timestamp", "timestamptz")
+#: Types a Parquet UNLOAD holds as text (not in :data:`_ARROW_TYPES`) that psycopg would load as Python objects
+_TEXT_KEPT_TYPES = ("interval", "json", "jsonb", "timetz", "uuid")
 
 #: PostgreSQL's text of a date or timestamp, BC and years past 9999 included: ``0044-03-15 12:00:00.5+00 BC``.
 _TIME_TEXT = re.compile(

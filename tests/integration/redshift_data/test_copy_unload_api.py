@@ -212,6 +212,10 @@ def test_unload_refuses_a_limit_in_its_outer_select_as_redshift_does(redshift_da
     refused = run(redshift_data, unload.format("select 1 as a limit 1"), expect="FAILED", DbUser=loader)
     assert "LIMIT clause is not supported in the outer SELECT of UNLOAD" in refused["Error"]
     run(redshift_data, unload.format("select * from (select 1 as a limit 1) q"), DbUser=loader)
+    # the words as a column's alias or name are no clause (the export review: both were refused)
+    again = unload + " ALLOWOVERWRITE"
+    run(redshift_data, again.format("select 1 as limit, 2 as offset"), DbUser=loader)
+    run(redshift_data, again.format("select q.limit from (select 1 as limit) q"), DbUser=loader)
 
 
 def test_copy_of_a_missing_object_fails_the_statement_with_an_actionable_message(redshift_data, bucket, loader):

@@ -505,6 +505,23 @@ def test_unload_parquet_keeps_dates_before_year_1_and_past_9999(user_conn, s3, b
     ]
 
 
+def test_unload_parquet_keeps_the_warehouses_text_of_types_it_holds_as_text(user_conn, s3, bucket, unique_name):
+    """psycopg's objects spelled them Python's way: an interval's timedelta folded a month into '30 days, 0:00:00',
+    a json value was re-serialised, a timetz kept a '+02:00' (the export review); the CSV UNLOAD and the Data API
+    give PostgreSQL's text."""
+    prefix = f"{unique_name}/text/"
+    query = (
+        "select interval ''1 month 2 hours'' as mo, ''{\"a\":[1,  2]}''::json as j, ''12:00:00+02''::timetz as tz,"
+        " ''a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11''::uuid as u"
+    )
+    sql = f"UNLOAD ('{query}') TO 's3://{bucket}/{prefix}' FORMAT PARQUET PARALLEL OFF"
+    assert run_redshift_statement(sql, user_conn, s3).rows_affected == 1
+    table = pq.read_table(io.BytesIO(get(s3, bucket, f"{prefix}000.parquet")))
+    assert table.to_pylist() == [
+        {"mo": "1 mon 02:00:00", "j": '{"a":[1,  2]}', "tz": "12:00:00+02", "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}
+    ]
+
+
 @pytest.mark.parametrize("style", ["SQL, DMY", "Postgres, MDY", "German"])
 def test_unload_parquet_of_a_session_with_another_datestyle_still_reads_its_dates(
     user_conn, s3, bucket, unique_name, style
