@@ -164,7 +164,14 @@ def _caller() -> Caller:
     return Caller.from_authorizer_context(app.current_event.request_context.authorizer or {})
 
 
+#: An error's message is cut to this many characters: one that quoted a request's input whole could pass Lambda's
+#: 6 MiB answer and turn a 400 into API Gateway's 502 (the JSON review); the messages themselves bound what they quote
+MESSAGE_MAX = 4000
+
+
 def _error(status: int, code: str, message: str, details: Any = None, headers: dict | None = None) -> Response:
+    if len(message) > MESSAGE_MAX:
+        message = message[:MESSAGE_MAX] + " [...]"
     body = {"error": {"code": code, "message": message, "details": details}}
     return Response(
         status_code=status,

@@ -133,6 +133,18 @@ def unpadded_name(field: str, delimiter: str) -> str:
     return field
 
 
+#: An error names at most this many of the names it refuses, each cut to :data:`NAME_SHOWN`: a header (or a JSON
+#: batch's keys) of many long bad names came back whole, an answer past Lambda's 6 MiB (a 502; the JSON review)
+NAMES_SHOWN, NAME_SHOWN = 20, 100
+
+
+def shown(names: list[str], *, quoted: bool = False) -> str:
+    """``names`` as an error lists them: the first :data:`NAMES_SHOWN`, each cut to :data:`NAME_SHOWN` characters."""
+    cut = [n if len(n) <= NAME_SHOWN else n[:NAME_SHOWN] + "[...]" for n in names[:NAMES_SHOWN]]
+    listed = ", ".join(repr(n) if quoted else n for n in cut)
+    return listed + (f", and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+
+
 def header_columns(name: str, header: list[str], *, delimiter: str | None) -> list[str]:
     """A header's column names, folded as the warehouse folds them (A-Z only: str.lower folds the Kelvin sign to k),
     or the :class:`BulkInputError` that refuses them: not column names, too long together for the job's record, named
@@ -145,7 +157,7 @@ def header_columns(name: str, header: list[str], *, delimiter: str | None) -> li
         raise BulkInputError(
             "invalid_header",
             f"{name}: {'header fields' if delimiter else 'keys'} that are not column names:"
-            f" {', '.join(repr(c) for c in bad)}{hint}",
+            f" {shown(bad, quoted=True)}{hint}",
         )
     size = sum(len(text.encode()) for text in [*columns, *names_kept(columns, header)])
     if size > HEADER_NAMES_MAX_BYTES:
@@ -157,12 +169,12 @@ def header_columns(name: str, header: list[str], *, delimiter: str | None) -> li
     # counted once (a header of 100,000 columns named alike took list.count minutes, past the executor's 30 s)
     duplicates = sorted(c for c, n in Counter(columns).items() if n > 1)
     if duplicates:
-        raise BulkInputError("duplicate_columns", f"{name}: columns named twice: {', '.join(duplicates)}")
+        raise BulkInputError("duplicate_columns", f"{name}: columns named twice: {shown(duplicates)}")
     taken = [c for c in columns if c in RESULT_FILE_COLUMNS]
     if taken:
         raise BulkInputError(
             "invalid_header",
-            f"{name}: {', '.join(taken)}: the result files name their own columns sf__Id, sf__Created and sf__Error,"
+            f"{name}: {shown(taken)}: the result files name their own columns sf__Id, sf__Created and sf__Error,"
             " so a file's column may not be named so (a client reading them by name would read one for the other):"
             " leave the column out, or load a table whose column has another name",
         )

@@ -37,7 +37,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from spectra.bulk.csvfiles import NULL, BulkInputError, header_columns
+from spectra.bulk.csvfiles import NULL, BulkInputError, header_columns, shown
 from spectra.errors import InvalidRequest, PayloadTooLarge
 from spectra.sql_layout import fold_name
 from spectra.strict_json import refuse_constant, unique_keys
@@ -88,7 +88,9 @@ def as_csv(body: bytes, *, gzip: bool, max_bytes: int, key: str | None = None) -
                 raise _differs(where, record, keys)
             out.write(b",".join(_value(record[name], key=name in id_keys) for name in keys) + b"\n")
     except UnicodeEncodeError as exc:  # a lone surrogate escape ("\\ud800"): no UTF-8 text holds it
-        raise InvalidRequest(f"the batch holds {exc.object[exc.start : exc.end]!r}, which is not text") from None
+        run = exc.object[exc.start : exc.end]
+        more = f" ({len(run)} in a row)" if len(run) > 1 else ""
+        raise InvalidRequest(f"the batch holds {run[0]!r}{more}, which is not text") from None
     except RecursionError:
         raise InvalidRequest("a value is nested too deep") from None
     if not keys:
@@ -111,9 +113,7 @@ def _header(where: str, record: dict[str, Any]) -> list[str]:
 
 def _differs(where: str, record: dict[str, Any], keys: list[str]) -> InvalidRequest:
     extra, missing = sorted(set(record) - set(keys)), sorted(set(keys) - set(record))
-    said = "; ".join(
-        part for part in (f"not in the first: {', '.join(extra)}" if extra else "", _missing(missing)) if part
-    )
+    said = "; ".join(part for part in (f"not in the first: {shown(extra)}" if extra else "", _missing(missing)) if part)
     return InvalidRequest(
         f"{where} has other fields than the first record ({said}): every record of a batch has the same fields, as"
         " a CSV file's rows have its header's columns",
@@ -122,7 +122,7 @@ def _differs(where: str, record: dict[str, Any], keys: list[str]) -> InvalidRequ
 
 
 def _missing(missing: list[str]) -> str:
-    return f"missing: {', '.join(missing)}" if missing else ""
+    return f"missing: {shown(missing)}" if missing else ""
 
 
 def _inflated(body: bytes, max_bytes: int) -> bytes:

@@ -441,3 +441,11 @@ def test_a_cancel_timing_out_is_a_429_to_ask_again(resolve, monkeypatch):
     assert headers["Retry-After"] in ("1", ["1"])
     status, _, answer = resolve("DELETE", f"/v1/jobs/{job.job_id}")
     assert (status, answer["cancel_requested"]) == (202, True)
+
+
+def test_an_error_message_is_cut_before_it_can_pass_lambdas_answer_limit():
+    """A backstop under the messages' own bounds: a message quoting a request's input whole could pass Lambda's
+    6 MiB answer, which API Gateway turns into a 502 (the JSON review)."""
+    answer = api._domain_error(InvalidRequest("x" * 7_000_000))
+    body = json.loads(answer.body)["error"]
+    assert answer.status_code == 400 and len(body["message"]) == api.MESSAGE_MAX + len(" [...]")

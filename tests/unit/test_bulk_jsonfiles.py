@@ -185,3 +185,21 @@ def test_a_batch_of_more_arrays_than_it_may_hold_is_refused_before_it_is_read():
     with pytest.raises(PayloadTooLarge, match="the batch holds 2,000,001 '\\[' characters") as error:
         as_csv(body, gzip=True, max_bytes=8 << 20)
     assert error.value.details == {"limit": MAX_BATCH_ARRAYS}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"1' + b"x" * 1_000_000 + b'": 0}]',  # one bad key of a megabyte
+        b"[{" + b",".join(b'"k %d": 0' % n for n in range(50_000)) + b"}]",  # 50,000 bad keys
+        b'[{"a": 0}, {"a": 0, ' + b",".join(b'"x%d": 0' % n for n in range(50_000)) + b"}]",  # 50,000 extra keys
+        b'[{"a": "' + b"\\ud800" * 200_000 + b'"}]',  # a run of lone surrogates
+    ],
+)
+def test_an_error_names_a_bounded_part_of_what_it_refuses(body):
+    """The message quoted every bad name, extra key or surrogate whole: a few hundred KB of gzip came back as an
+    answer past Lambda's 6 MiB, which API Gateway turns into a 502 (the JSON review). It names the first 20, each cut
+    to 100 characters, and how many more there are."""
+    with pytest.raises(InvalidRequest) as refused:
+        as_csv(body, gzip=False, max_bytes=8 << 20)
+    assert len(refused.value.message) < 4000, refused.value.message[:300]
