@@ -54,6 +54,10 @@ MAX_NESTING = 100
 MAX_RECORD_VALUES = 100_000
 #: '[' characters a batch may hold: its arrays take memory before their record is counted (each about 100 bytes)
 MAX_BATCH_ARRAYS = 1_000_000
+#: Values a batch may hold in all, counted as a record's are: the rewrite's time grows with them, and 8 MiB of
+#: records each just under MAX_RECORD_VALUES (8 KB gzipped) took 6 s of a core, past the API's 29 s on a Lambda's
+#: fraction of one (the JSON review). A million records of one field each (about 2 million) still fit.
+MAX_BATCH_VALUES = 4_000_000
 
 
 class _Number(str):
@@ -163,7 +167,7 @@ def _too_many(where: str) -> PayloadTooLarge:
     )
 
 
-def _count_items(value: Any, where: str) -> None:
+def _count_items(value: Any, where: str) -> int:
     """Refuse a record whose objects and arrays hold more than :data:`MAX_RECORD_VALUES` values in all (the decoder's
     hooks see no array, so an array's strings, literals and arrays are counted here): before its compact text, a
     second copy of each, is made."""
@@ -174,6 +178,7 @@ def _count_items(value: Any, where: str) -> None:
         if items > MAX_RECORD_VALUES:
             raise _too_many(where)
         stack.extend(v for v in (inner.values() if isinstance(inner, dict) else inner) if isinstance(v, dict | list))
+    return items
 
 
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -185,6 +190,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self._left = 0  # set for each record (_decode)
+        self._batch_left = MAX_BATCH_VALUES
         self._where = ""
         self._decoder = json.JSONDecoder(
             parse_float=self._number,
@@ -251,8 +257,16 @@ class _Reader:
         self._left, self._where = MAX_RECORD_VALUES + 1, where  # the record is an object the limit does not count
         try:
             value, end = self._decoder.raw_decode(text, at)
+            counted = MAX_RECORD_VALUES + 1 - self._left
             if end - at > MAX_RECORD_VALUES:  # shorter, it cannot hold that many: each item takes a character at least
-                _count_items(value, where)
+                counted = max(counted, _count_items(value, where))
+            self._batch_left -= counted
+            if self._batch_left < 0:
+                raise PayloadTooLarge(
+                    f"the batch holds more than {MAX_BATCH_VALUES:,} values in its records (by {where}): send it in"
+                    " smaller batches",
+                    details={"record": where, "limit": MAX_BATCH_VALUES},
+                )
             return value, end
         except json.JSONDecodeError as exc:
             raise InvalidRequest(f"{where} is not JSON ({exc.msg})") from None

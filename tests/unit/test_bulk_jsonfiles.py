@@ -203,3 +203,18 @@ def test_an_error_names_a_bounded_part_of_what_it_refuses(body):
     with pytest.raises(InvalidRequest) as refused:
         as_csv(body, gzip=False, max_bytes=8 << 20)
     assert len(refused.value.message) < 4000, refused.value.message[:300]
+
+
+def test_a_batch_of_more_values_than_it_may_hold_in_all_is_refused_before_it_is_rewritten(monkeypatch):
+    """Records each just under MAX_RECORD_VALUES, 8 MiB of them in 8 KB of gzip, took 6 s of a core to rewrite, past
+    the API's 29 s on a Lambda's fraction of one (the JSON review): the batch's values are counted in all, as a
+    record's are (here with a limit of 1,000: a record of one field counts 2, its object and its value)."""
+    from spectra.bulk import jsonfiles
+
+    assert jsonfiles.MAX_BATCH_VALUES >= 2 * 1_000_000  # a million records of one field each fit
+    monkeypatch.setattr(jsonfiles, "MAX_BATCH_VALUES", 1_000)
+    record = b'{"a": [' + b"0," * 99 + b"0]}"  # 100 numbers, and the object with its one field
+    with pytest.raises(PayloadTooLarge, match="more than 1,000 values in its records \\(by record 10\\)") as error:
+        as_csv(b"[" + b",".join([record] * 10) + b"]", gzip=False, max_bytes=1 << 20)
+    assert error.value.details == {"record": "record 10", "limit": 1_000}
+    assert len(rows(b"\n".join([b'{"a": 0}'] * 500))) == 501
