@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+
 from .errors import ActiveSessionsExceededException, ValidationException
 from .statements import Identity
 
@@ -47,6 +49,24 @@ class Session:
             self.connection = None
 
 
+def _alive(connection) -> bool:
+    """Whether an idle session's connection still reaches its backend: one ended while the session idled (an
+    administrator's pg_terminate_backend, a restart) is seen only when next used, and the statement naming the
+    session failed with the connection's error (the sessions review). Read without blocking (libpq's
+    PQconsumeInput), it is told now, and the session is refused "not available" as an ended one is."""
+    if connection is None:  # opened by its first statement's worker
+        return True
+    if connection.closed:
+        return False
+    try:
+        # twice: the first read takes the backend's last word (its FATAL error), the second finds the socket closed
+        connection.pgconn.consume_input()
+        connection.pgconn.consume_input()
+    except psycopg.OperationalError:
+        return False
+    return connection.pgconn.status == psycopg.pq.ConnStatus.OK
+
+
 class SessionRegistry:
     def __init__(self, max_sessions: int) -> None:
         self._max = max_sessions
@@ -73,6 +93,9 @@ class SessionRegistry:
             now = time.time()
             idle_out = session is not None and session.busy_with is None and session.expires_at <= now
             too_old = session is not None and session.created_at + MAX_SESSION_SECONDS <= now
+            dead = session is not None and session.busy_with is None and not _alive(session.connection)
+            if dead:
+                session.close()
             if session is None or session.closed or idle_out or too_old:
                 raise ValidationException(
                     f"Session {session_id} is not available: it does not exist, has expired or was closed. "

@@ -152,3 +152,18 @@ def test_a_session_is_closed_24_hours_after_it_opened(api, redshift_emulator):
     with pytest.raises(ClientError) as refused:
         api.client.execute_statement(Sql="select 2", SessionId=first["SessionId"])
     assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_a_session_whose_backend_ended_while_it_idled_is_refused_like_an_ended_one(redshift_data, api):
+    """An administrator's pg_terminate_backend of an idle session's connection (routine for idle connections): the
+    next statement naming the session failed with 'terminating connection due to administrator command', where an
+    ended session is refused 'not available' at once, which the service answers by running the statement without it
+    (the sessions review)."""
+    first = redshift_data.execute_statement(
+        Sql="SELECT 1", Database=DATABASE, ClusterIdentifier=CLUSTER, SessionKeepAliveSeconds=600
+    )
+    pid = wait_for_statement(redshift_data, first["Id"])["RedshiftPid"]
+    api.run(f"SELECT pg_terminate_backend({pid})")
+    time.sleep(1)  # the backend's end reaches the connection's socket a moment after the call returns
+    with pytest.raises(redshift_data.exceptions.ValidationException, match="not available"):
+        redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"])
