@@ -191,8 +191,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="seconds a received message stays invisible, renewed while handled",
     )
     args = parser.parse_args(argv)
-    if args.state is not None and args.state.is_dir():
-        parser.error(f"--state {args.state} is a directory: name the state file (it is written there)")
+    state = args.state or default_state_file(DEFAULT_STACK_NAME)
+    if state.is_dir():
+        named = f"--state {state}" if args.state else f"SPECTRA_STATE_FILE={state}"
+        parser.error(f"{named} is a directory: name the state file (it is written there)")
     if args.functions_only and not (args.aws and args.redshift):
         parser.error("--functions-only needs --aws and --redshift: the endpoints of the running moto and emulator")
     if not args.functions_only and (

@@ -78,8 +78,9 @@ class Tenant(BaseModel):
     #: once (None: the service's TENANT_MAX_WAITS; spectra/waits.py).
     tier: str = Field(default="standard", pattern=r"^[a-z][a-z0-9-]{0,31}$")
     usage_key: str | None = None
-    max_running_statements: int | None = Field(default=None, ge=0, le=2**31 - 1)  # DynamoDB keeps 38 digits at most
-    max_waits: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    # (bounded where they are set, ``tenants create/update``: a bound here would refuse records stored before it)
+    max_running_statements: int | None = Field(default=None, ge=0)
+    max_waits: int | None = Field(default=None, ge=1)
     #: drawn anew each time the tenant id is created; keys and jobs are bound to it. None on records made before it.
     generation: str | None = None
     # The query API is read-only unless this is set; then DML and DDL may change objects in owned_schemas only

@@ -83,7 +83,7 @@ class StackState:
             raise TemplateError(
                 f"no stack state at {path}: start the stack first (python -m local), or pass --state"
             ) from None
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise TemplateError(f"stack state {path} is not JSON: {exc}") from None
         except OSError as exc:  # a directory, a file it may not read
             raise TemplateError(f"stack state {path} cannot be read: {exc.strerror or exc}") from None

@@ -474,7 +474,9 @@ def _as_text(value) -> str:
         return value
     if isinstance(value, dict | list):
         return json.dumps(value, default=str)
-    if isinstance(value, decimal.Decimal | uuid.UUID | dt.timedelta):
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")  # PostgreSQL's digits, never str()'s exponent ('1.00000000000000000E-7')
+    if isinstance(value, uuid.UUID | dt.timedelta):
         return str(value)
     return str(value)
 

@@ -155,3 +155,13 @@ def test_a_state_that_is_a_directory_or_no_stacks_is_refused_in_a_line(tmp_path,
     written.write_text('{"version": 1}')
     with pytest.raises(TemplateError, match="is not a stack's state"):
         StackState.load(written)
+    written.write_bytes(b"\xff\xfe{}")  # not UTF-8 (the second diff review: a traceback)
+    with pytest.raises(TemplateError, match="is not JSON"):
+        StackState.load(written)
+
+
+def test_a_state_file_variable_naming_a_directory_is_refused_in_a_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPECTRA_STATE_FILE", str(tmp_path))
+    with pytest.raises(SystemExit) as stopped:
+        main._arguments([])
+    assert stopped.value.code == 2 and f"SPECTRA_STATE_FILE={tmp_path} is a directory" in capsys.readouterr().err

@@ -93,6 +93,23 @@ def test_a_deactivated_tenants_keys_are_refused_until_it_is_reactivated(director
         directory.set_active(tenant_id + "x", True)
 
 
+def test_a_record_with_a_cap_past_todays_bound_still_loads(directory, table, tenant_id):
+    """The CLI bounds a cap at 10,000 since 99dc216; a record stored before with a larger one (accepted then) must
+    still load: a bound in the model refused it, the tenant's every request a 5xx and `tenants list` for all (the
+    second diff review)."""
+    directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
+    client, name = table
+    client.update_item(
+        TableName=name,
+        Key={"pk": {"S": f"tenant#{tenant_id}"}},
+        UpdateExpression="SET max_running_statements = :n",
+        ExpressionAttributeValues={":n": {"N": "5000000000"}},
+    )
+    assert directory.get(tenant_id).max_running_statements == 5_000_000_000
+    assert tenant_id in [t.tenant_id for t in directory.list_tenants()]
+    assert directory.update_tenant(tenant_id, max_running_statements=None).max_running_statements is None
+
+
 def test_deleting_a_tenant_deletes_its_keys(directory, table, tenant_id):
     directory.create_tenant(tenant_id, db_user=f"tenant_{tenant_id}")
     keys = [directory.issue_key(tenant_id) for _ in range(3)]

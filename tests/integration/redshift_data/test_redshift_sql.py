@@ -718,3 +718,14 @@ def test_blanks_past_n_bytes_are_cut(user_conn, s3, bucket, unique_name):
     run_redshift_statement(f"COPY {t} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 10", user_conn, s3)
     got = user_conn.execute(f"SELECT octet_length(name) FROM {t}").fetchone()
     assert got == (10,)
+
+
+def test_unload_parquet_writes_an_unconstrained_numeric_in_postgresqls_digits(user_conn, s3, bucket, unique_name):
+    """A numeric without precision is a string column in Parquet: str(Decimal) wrote 1.00000000000000000E-7 where
+    PostgreSQL (and the CSV UNLOAD) write 0.00000010000000000000 (the second diff review)."""
+    prefix = f"{unique_name}/numeric/"
+    sql = f"UNLOAD ('select 1.0/10000000 as n') TO 's3://{bucket}/{prefix}' FORMAT PARQUET PARALLEL OFF"
+    run_redshift_statement(sql, user_conn, s3)
+    [value] = pq.read_table(io.BytesIO(get(s3, bucket, f"{prefix}000.parquet"))).column("n").to_pylist()
+    assert value == user_conn.execute("select (1.0/10000000)::text").fetchone()[0]
+    assert "E" not in value
