@@ -249,14 +249,18 @@ def _postgres_datetime(column):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = pc.cast(column, pa.string())
     if pa.types.is_timestamp(column.type):
-        if column.type.tz:  # Arrow writes UTC as a trailing "Z"
-            text = pc.utf8_slice_codeunits(text, 0, -1)
-        text = pc.replace_substring_regex(text, r"(\.\d*?)0+$", r"\1")  # the fraction's trailing zeros...
-        text = pc.replace_substring_regex(text, r"\.$", "")  # ...and its point, when nothing is left after it
-        if column.type.tz:
-            text = pc.binary_join_element_wise(text, pa.scalar("+00"), "")
+        tz = column.type.tz
+        try:  # a safe cast, refused when a value has a fraction of a second: whole seconds, the common case, as is
+            text = pc.cast(column.cast(pa.timestamp("s", tz)), pa.string())
+        except pa.ArrowInvalid:
+            text = pc.cast(column, pa.string())  # every value with six digits: the fraction's trailing zeros, and
+            text = pc.replace_substring_regex(text, r"(\.\d*?)0+(Z?)$", r"\1\2")  # its point when none is left
+            text = pc.replace_substring_regex(text, r"\.(Z?)$", r"\1")
+        if tz:  # Arrow writes UTC as a trailing "Z"
+            text = pc.binary_join_element_wise(pc.utf8_slice_codeunits(text, 0, -1), pa.scalar("+00"), "")
+    else:
+        text = pc.cast(column, pa.string())
     if not pc.any(pc.less(pc.year(column), 1)).as_py():
         return text
     # Arrow counts years astronomically (0 is 1 BC, -43 is 44 BC); PostgreSQL writes the era after the value
