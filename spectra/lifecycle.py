@@ -216,6 +216,11 @@ def execute_job(
             except Exception:  # the message's redelivery is what matters; the reconciler only adds a copy
                 logger.warning("could not move throttled job %s back in the pending index", job.job_id, exc_info=True)
             raise
+        if share.waits_for_capacity(ports, exc, job.created_at):
+            # the warehouse is full, not failing: the job waits on, a message of its own after a pause (a fresh count
+            # of deliveries), keeping its slot and lease as a throttled retry does, until the reconciler's give-up
+            share.retry_later(ports, message)
+            return None
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
         _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=maybe_tried, error=error)
         return None

@@ -31,7 +31,7 @@ vanished or is still QUEUED are freed; a running holder is re-stamped, so each i
 What nothing else catches (a wake-up message lost with a dying function, a leaked slot while no new job arrives) the
 reconciler does: a QUEUED job quiet for ``REQUEUE_AFTER_SECONDS`` is queued again, tries for a slot, and frees stale
 ones. If the waiting list cannot take a job (an item past DynamoDB's 400 KB, about 8,000 waiting jobs), the job's
-message is sent again after a few minutes instead (:func:`_retry_later`).
+message is sent again after a few minutes instead (:func:`retry_later`).
 
 Bulk jobs share the same cap: a bulk load or export holds a slot while it is ``InProgress`` and waits
 ``UploadComplete`` on the same waiting list; the message that wakes a waiter is the one its kind of job starts with.
@@ -59,7 +59,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -67,6 +67,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from events import BulkJobQueuedMessage, JobQueuedMessage, JobStatus
 from spectra import sessions
 from spectra.bulk.models import BulkState, is_bulk_job_id
+from spectra.errors import Throttled
 from spectra.jobs import Job, utcnow
 from spectra.slots import SLOTS_PREFIX, Claim, PooledSession, RunningSlots
 from spectra.tenant_cache import tenant_record
@@ -175,7 +176,7 @@ def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) ->
                 at_cap.add(tenant_id)
             return None
         # a slot was freed between the refusal and the park: try to take it
-    _retry_later(ports, message)
+    retry_later(ports, message)
     return None
 
 
@@ -201,7 +202,7 @@ def _wait_for_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessag
         # A list past DynamoDB's item size has thousands of jobs ahead: asking again in seconds would only have the
         # excess of a flooding tenant circle through the jobs queue (and the executor every tenant shares)
         full = exc.response.get("Error", {}).get("Code") == "ValidationException"
-        _retry_later(ports, message, full=full)
+        retry_later(ports, message, full=full)
         return None
     logger.info("tenant %s is at its running cap (%d); job %s waits for a slot", tenant_id, cap, job_id)
     return True
@@ -358,8 +359,9 @@ def _state(job) -> str:
     return job.status.value if job is not None else "no such job"
 
 
-def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, *, full: bool = False) -> None:
-    """The fallback when the job cannot be put on the waiting list: send its message again after a jittered delay,
+def retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, *, full: bool = False) -> None:
+    """The fallback when the job cannot be put on the waiting list, or its start met a full warehouse on its message's
+    last delivery (:func:`waits_for_capacity`): send its message again after a jittered delay,
     and move the job to the back of the pending index so the reconciler does not queue a second one meanwhile.
     ``full``: the list is at its size limit; the delay is then the longest the reconciler leaves (under
     ``requeue_after_seconds``, at most SQS's 900 s) rather than ``tenant_wait_seconds``. No delay reaches
@@ -377,6 +379,14 @@ def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage,
             job = ports.jobs.get(message.job_id)
             if job is None or job.status.is_terminal:
                 return  # cancelled (or gone) while it waited: nothing left to start
+    delay = retry_delay(ports, full=full)
+    ports.queue.send(message, delay_seconds=delay)
+    logger.info("job %s of tenant %s tries again in %d s", message.job_id, message.tenant_id, delay)
+
+
+def retry_delay(ports: Ports, *, full: bool = False) -> int:
+    """A jittered delay for a message sent again to wait for capacity (:func:`retry_later`): about
+    ``tenant_wait_seconds`` (``full``: the longest the reconciler leaves), always under ``requeue_after_seconds``."""
     base = ports.settings.tenant_wait_seconds
     low, high = max(1, base // 2), base + base // 2
     if full:
@@ -385,9 +395,22 @@ def _retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage,
     high = min(high, MAX_QUEUE_DELAY_SECONDS)  # what SQS takes: tenant_wait_seconds goes up to it, and is spread
     high = min(high, ports.settings.requeue_after_seconds - 1)  # before the reconciler would send a second one
     low = min(low, high)
-    delay = random.randint(low, high)  # spread the retries, or they come back in a herd
-    ports.queue.send(message, delay_seconds=delay)
-    logger.info("job %s of tenant %s tries again in %d s", message.job_id, message.tenant_id, delay)
+    return random.randint(low, high)  # spread the retries, or they come back in a herd
+
+
+#: The Data API's refusals that mean the warehouse is full, not failing: the account's active statements (500 by
+#: default, queued ones counted) or sessions are all taken. A job meeting one waits, as it waits at its tenant's cap.
+AT_CAPACITY = frozenset({"ActiveStatementsExceededException", "ActiveSessionsExceededException"})
+
+
+def waits_for_capacity(ports: Ports, throttled: Throttled, waiting_since: datetime) -> bool:
+    """Whether a job whose start was ``throttled`` on its message's last delivery should wait on rather than fail:
+    the warehouse is full (:data:`AT_CAPACITY`), and the job has waited less than ``pending_max_age_seconds`` since
+    ``waiting_since`` (the reconciler's give-up, which bounds the wait). A full account failed the jobs that met it
+    five deliveries running (15 minutes on AWS) as 'warehouse_unavailable' (the throttling review)."""
+    code = (throttled.details or {}).get("aws_error") if isinstance(throttled.details, dict) else None
+    max_age = timedelta(seconds=ports.settings.pending_max_age_seconds)
+    return code in AT_CAPACITY and utcnow() - waiting_since < max_age
 
 
 def statement_timeout_sql(db_user: str, milliseconds: int) -> str:

@@ -178,7 +178,7 @@ class RunningSlots:
             except ClientError as exc:
                 if item_too_large(exc):
                     # The waiting list filled the item to DynamoDB's 400 KB, and a slot entry does not fit: refused
-                    # like a full cap, so the job goes the way of a list that cannot take it (share._retry_later),
+                    # like a full cap, so the job goes the way of a list that cannot take it (share.retry_later),
                     # not round a crash loop to the DLQ.
                     return Claim(taken=False, holders=self.holders(tenant_id))
                 if _code(exc) != "ConditionalCheckFailedException":

@@ -174,6 +174,12 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         failed = (job, ErrorInfo(code="statement_rejected", message=exc.message), {})
     except Throttled as exc:
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
+        if final_attempt and share.waits_for_capacity(ports, exc, job.started_at or job.queued_at or job.created_at):
+            # the warehouse is full, not failing: the job waits on, as a query job does (spectra.lifecycle), a message
+            # of its own after a pause, within the time the reconciler gives a started job
+            _back_in_the_index(ports, job)
+            ports.queue.send(message, delay_seconds=share.retry_delay(ports))
+            return None
         _throttled(ports, job, exc, error, final_attempt=final_attempt)
         return None
     if failed is not None:
@@ -203,14 +209,18 @@ def _throttled(
     queue's last delivery the job fails with ``error`` (as an ending that ran nothing) rather than vanishing into the
     DLQ."""
     if not final_attempt:
-        # as for query jobs (spectra.lifecycle): back in the pending index, so that the reconciler adds no copy of
-        # the message while SQS's own retries are still coming
-        try:
-            bulk_ports(ports).jobs.mark_checked(job.job_id, BulkState.IN_PROGRESS, utcnow())
-        except Exception:
-            logger.warning("could not move throttled bulk job %s back in the pending index", job.job_id)
+        _back_in_the_index(ports, job)
         raise throttled
     finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, **changes)
+
+
+def _back_in_the_index(ports: Ports, job: BulkJob) -> None:
+    """As for query jobs (spectra.lifecycle): back in the pending index, so that the reconciler adds no copy of the
+    message while SQS's own retries (or the message sent again) are still coming."""
+    try:
+        bulk_ports(ports).jobs.mark_checked(job.job_id, BulkState.IN_PROGRESS, utcnow())
+    except Exception:
+        logger.warning("could not move throttled bulk job %s back in the pending index", job.job_id)
 
 
 def _fail_unstarted(

@@ -597,9 +597,11 @@ class FakeWarehouse:
 
     # -- scripting
 
-    def throttle_next(self, method: str = "execute", times: int = 1) -> None:
+    def throttle_next(self, method: str = "execute", times: int = 1, aws_error: str = "ThrottlingException") -> None:
         for _ in range(times):
-            self._script(method, Throttled("Redshift Data API: ThrottlingException: Rate exceeded"))
+            self._script(
+                method, Throttled(f"Redshift Data API: {aws_error}: Rate exceeded", details={"aws_error": aws_error})
+            )
 
     def reject_next(self, message: str, method: str = "execute", aws_error: str = "ValidationException") -> None:
         self._script(method, StatementRejected(message, details={"aws_error": aws_error}))

@@ -390,6 +390,18 @@ def test_throttling_on_the_final_attempt_fails_the_job_with_the_reason(ports):
     assert "Rate exceeded" in job.error.message
 
 
+def test_a_full_warehouse_on_the_final_attempt_leaves_the_job_waiting_for_a_message_of_its_own(ports):
+    """As for query jobs: ActiveStatementsExceededException is a full account, not trouble; the load waits on (the
+    throttling review: it failed 'warehouse_unavailable'), its message sent again after a pause."""
+    message = queued(ports)
+    ports.warehouse.throttle_next("execute_batch", aws_error="ActiveStatementsExceededException")
+    sent = len(ports.queue.messages)
+    assert start_bulk_job(ports, message, final_attempt=True) is None
+    assert stored(ports, message.job_id).state is BulkState.IN_PROGRESS
+    assert ports.queue.messages[sent:] == [message] and ports.queue.delays[-1] > 0
+    assert start_bulk_job(ports, ports.queue.messages[-1]).statement_id is not None
+
+
 @pytest.mark.parametrize(
     ("operation", "method", "code", "status"),
     [

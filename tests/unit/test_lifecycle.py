@@ -147,6 +147,32 @@ def test_a_job_given_up_on_its_last_delivery_stops_the_statement_an_earlier_atte
     assert ports.warehouse.statements[statement_id].status == "ABORTED"
 
 
+def test_a_full_warehouse_on_the_last_delivery_leaves_the_job_waiting_for_a_message_of_its_own(ports):
+    """ActiveStatementsExceededException says the account's active statements are all taken: capacity, as a tenant's
+    cap is. The job failed 'warehouse_unavailable' after five deliveries (15 minutes on AWS; the throttling review);
+    it waits on, its message sent again after a pause, keeping its slot, and runs once there is room."""
+    message = queued(ports)
+    ports.warehouse.throttle_next(aws_error="ActiveStatementsExceededException")
+    sent = len(ports.queue.messages)
+    assert execute_job(ports, message, final_attempt=True) is None
+    assert ports.jobs.get(message.job_id).status is JobStatus.QUEUED
+    assert ports.queue.messages[sent:] == [message]
+    assert 0 < ports.queue.delays[-1] < ports.settings.requeue_after_seconds
+    assert list(ports.slots.holders("acme")) == [message.job_id]
+    assert execute_job(ports, ports.queue.messages[-1]).status is JobStatus.SUBMITTED
+
+
+def test_a_full_warehouse_fails_a_job_that_has_waited_its_hour(ports):
+    message = queued(ports)
+    waited = utcnow() - timedelta(seconds=ports.settings.pending_max_age_seconds + 1)
+    ports.jobs._items[message.job_id]["created_at"] = waited.isoformat()
+    ports.warehouse.throttle_next(aws_error="ActiveStatementsExceededException")
+    assert execute_job(ports, message, final_attempt=True) is None
+    job = ports.jobs.get(message.job_id)
+    assert (job.status, job.error.code) == (JobStatus.FAILED, "warehouse_unavailable")
+    assert ports.slots.holders("acme") == {}
+
+
 def test_a_job_refused_on_a_redelivery_stops_the_statement_an_earlier_attempt_started(monkeypatch):
     ports = make_ports(settings=make_settings(tenant_cache_seconds=0))
     ports.tenants.create_tenant("acme", db_user="tenant_acme")

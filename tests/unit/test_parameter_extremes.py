@@ -92,7 +92,7 @@ def test_a_fraction_a_number_parameter_takes_still_loads_the_settings(parameters
 
 def test_a_stack_deployed_with_any_tenant_wait_the_settings_take_can_be_updated(parameters):
     """TenantWaitSeconds' MaxValue was lowered from 900 to 199 (4f58078): a stack deployed with 200 to 900 had its
-    next update refused, and nothing needed it, since _retry_later keeps every wait under the reconciler's
+    next update refused, and nothing needed it, since retry_later keeps every wait under the reconciler's
     requeue_after_seconds whatever the value (test_share.py; found by the diff review). The template takes what the
     settings take, and its description says a wait never reaches the reconciler's 5 minutes."""
     spec = parameters["TenantWaitSeconds"]
