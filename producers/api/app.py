@@ -283,7 +283,9 @@ def _routes() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
     """Each path as a pattern, with the methods it serves (read from the OpenAPI document once)."""
     out = []
     for template, operations in {**openapi_document()["paths"], **_UNDOCUMENTED_PATHS}.items():
-        pattern = re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
+        # trailing slashes as the router takes them (``/*``): API Gateway hands ``/v1/jobs/`` to the ``/v1/jobs``
+        # resource with the slash kept, where a wrong method was a 404 rather than 405 (the HTTP edge review)
+        pattern = re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "/*")
         out.append((pattern, tuple(sorted(m.upper() for m in operations if m.upper() in _HTTP_METHODS))))
     return out
 
