@@ -380,6 +380,10 @@ def retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, 
             if job is None or job.status.is_terminal:
                 return  # cancelled (or gone) while it waited: nothing left to start
     delay = retry_delay(ports, full=full)
+    if isinstance(message, JobQueuedMessage) and message.job is not None:
+        # by ids only, as every message but the API's own first one (events.JobQueuedMessage): the job is read when
+        # it comes back, so one cancelled while it waited starts nothing (the last diff review)
+        message = message.model_copy(update={"job": None})
     ports.queue.send(message, delay_seconds=delay)
     logger.info("job %s of tenant %s tries again in %d s", message.job_id, message.tenant_id, delay)
 

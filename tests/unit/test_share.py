@@ -150,6 +150,19 @@ def test_a_job_that_cannot_be_put_on_the_waiting_list_tries_again_later(ports, r
     assert ports.jobs.pending_since(message.job_id) > ports.jobs.get(message.job_id).created_at
 
 
+def test_a_message_sent_again_carries_ids_only(ports):
+    """Only the API's own first message carries the job (events.JobQueuedMessage): one sent again to wait (a full
+    waiting list, a full warehouse) kept it, and its first delivery could be trusted for a job cancelled meanwhile
+    (the last diff review)."""
+    for _ in range(2):
+        execute_job(ports, queued(ports))
+    ports.slots.fail_park = True
+    first = queued_message(ports.jobs.get(queued(ports).job_id))
+    assert first.job is not None
+    assert execute_job(ports, first, first_delivery=True) is None
+    assert ports.queue.messages == [first.model_copy(update={"job": None})]
+
+
 @pytest.mark.parametrize("refusal", [True, "ProvisionedThroughputExceededException"])
 def test_a_retry_is_never_delayed_past_what_sqs_takes(refusal):
     """``TenantWaitSeconds`` goes up to 900 and the delay spreads it by half again: SQS refuses DelaySeconds past
