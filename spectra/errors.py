@@ -9,6 +9,19 @@ from typing import Any, ClassVar
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as AwsConnectionError
 
+#: A refusal names each thing it refuses cut to this many characters: a request of long bad names would otherwise
+#: come back whole in the answer and the logs (past Lambda's 6 MiB answer, a 502)
+NAME_ECHO = 100
+
+
+def echoed(values: list[str], *, most: int) -> list[str]:
+    """What an error echoes of the names it refuses: the first ``most``, each cut to :data:`NAME_ECHO` characters,
+    and how many more there are."""
+    named = [v if len(v) <= NAME_ECHO else v[:NAME_ECHO] + " [...]" for v in values[:most]]
+    if len(values) > most:
+        named.append(f"[... {len(values) - most} more]")
+    return named
+
 
 class SpectraError(Exception):
     """Base of every error the domain raises on purpose. ``code`` is stable; ``message`` is for people."""

@@ -158,18 +158,28 @@ def _special_floats(column, text, *, nan: str, inf: str, ninf: str):
     return pc.if_else(pc.is_nan(column), nan, pc.if_else(pc.is_inf(column), infinite, text))
 
 
-def iso_timestamps(column):
-    """ISO 8601 text of a timestamp column: ``2026-01-02T03:04:05``, ``.ffffff`` on values with a fraction of a
-    second, ``+00:00`` after a timestamptz. Arrow's cast to text is an order of magnitude faster than ``strftime``."""
+def _timestamp_text(column):
+    """Arrow's text of a timestamp column (a timestamptz's ending in ``Z``), and whether any value has a fraction of a
+    second: then every value is written with six digits, else none (a safe cast to seconds, refused by a fraction;
+    Arrow's cast to text is an order of magnitude faster than ``strftime``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tz = column.type.tz
-    try:  # a safe cast: refused when a value has a fraction of a second
-        text = pc.cast(column.cast(pa.timestamp("s", tz)), pa.string())
+    try:
+        return pc.cast(column.cast(pa.timestamp("s", column.type.tz)), pa.string()), False
     except pa.ArrowInvalid:
-        # Arrow writes every value with six digits; the date and time parts hold no ".", so this is the fraction
-        text = pc.replace_substring(pc.cast(column, pa.string()), ".000000", "")
+        return pc.cast(column, pa.string()), True
+
+
+def iso_timestamps(column):
+    """ISO 8601 text of a timestamp column: ``2026-01-02T03:04:05``, ``.ffffff`` on values with a fraction of a
+    second, ``+00:00`` after a timestamptz."""
+    import pyarrow.compute as pc
+
+    tz = column.type.tz
+    text, fractions = _timestamp_text(column)
+    if fractions:  # the date and time parts hold no ".", so this is the fraction
+        text = pc.replace_substring(text, ".000000", "")
     # the first space, not the 11th character: a year before 1 or after 9999 is longer ("-0043-03-15 ...")
     text = pc.replace_substring(text, " ", "T", max_replacements=1)
     if tz:  # Arrow writes UTC as a trailing "Z"
@@ -251,11 +261,9 @@ def _postgres_datetime(column):
 
     if pa.types.is_timestamp(column.type):
         tz = column.type.tz
-        try:  # a safe cast, refused when a value has a fraction of a second: whole seconds, the common case, as is
-            text = pc.cast(column.cast(pa.timestamp("s", tz)), pa.string())
-        except pa.ArrowInvalid:
-            text = pc.cast(column, pa.string())  # every value with six digits: the fraction's trailing zeros, and
-            text = pc.replace_substring_regex(text, r"(\.\d*?)0+(Z?)$", r"\1\2")  # its point when none is left
+        text, fractions = _timestamp_text(column)
+        if fractions:  # the fraction's trailing zeros, and its point when none is left
+            text = pc.replace_substring_regex(text, r"(\.\d*?)0+(Z?)$", r"\1\2")
             text = pc.replace_substring_regex(text, r"\.(Z?)$", r"\1")
         if tz:  # Arrow writes UTC as a trailing "Z"
             text = pc.binary_join_element_wise(pc.utf8_slice_codeunits(text, 0, -1), pa.scalar("+00"), "")

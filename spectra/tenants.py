@@ -446,33 +446,32 @@ class TenantDirectory:
         (through a drop URL a leaked key was given) or before it was deactivated, is not loaded when its event comes
         late (an S3 event's retry, a redrive from the dead-letter queue). A tenant already active keeps its time."""
         if active:
-            try:
-                response = self._db.update_item(
-                    TableName=self._table,
-                    Key={"pk": {"S": f"tenant#{tenant_id}"}},
-                    UpdateExpression="SET active = :a, activated_at = :now",
-                    ConditionExpression="attribute_exists(pk) AND active = :inactive",
-                    ExpressionAttributeValues={
-                        ":a": {"BOOL": True},
-                        ":inactive": {"BOOL": False},
-                        ":now": {"S": utcnow().isoformat()},
-                    },
-                    ReturnValues="ALL_NEW",
-                )
-                return Tenant.model_validate(_plain(response["Attributes"]))
-            except self._db.exceptions.ConditionalCheckFailedException:
-                pass  # active already, or no such tenant: told apart below
+            reactivated = self._activity(
+                tenant_id,
+                "SET active = :a, activated_at = :now",
+                "attribute_exists(pk) AND active = :inactive",
+                {":a": {"BOOL": True}, ":inactive": {"BOOL": False}, ":now": {"S": utcnow().isoformat()}},
+            )
+            if reactivated is not None:
+                return reactivated  # else active already, or no such tenant: told apart below
+        updated = self._activity(tenant_id, "SET active = :a", "attribute_exists(pk)", {":a": {"BOOL": active}})
+        if updated is None:
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        return updated
+
+    def _activity(self, tenant_id: str, expression: str, condition: str, values: dict) -> Tenant | None:
+        """The tenant record after one conditional update of its ``active`` flag; None when the condition failed."""
         try:
             response = self._db.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": f"tenant#{tenant_id}"}},
-                UpdateExpression="SET active = :a",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":a": {"BOOL": active}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
-        except self._db.exceptions.ConditionalCheckFailedException as exc:
-            raise NotFound(f"tenant {tenant_id!r} not found") from exc
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return None
         return Tenant.model_validate(_plain(response["Attributes"]))
 
     def delete_tenant(self, tenant_id: str) -> bool:

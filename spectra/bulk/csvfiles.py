@@ -19,7 +19,7 @@ from typing import IO, NamedTuple
 
 from spectra.bulk.files import BulkFiles, FileUnreadable, starts_as_gzip
 from spectra.bulk.models import COLUMN_PATTERN, BulkJob, BulkOperation, SourceFile
-from spectra.errors import NotFound
+from spectra.errors import NotFound, echoed
 from spectra.sql_layout import fold_name
 
 HEADER_MAX_BYTES = 1024 * 1024
@@ -133,16 +133,17 @@ def unpadded_name(field: str, delimiter: str) -> str:
     return field
 
 
-#: An error names at most this many of the names it refuses, each cut to :data:`NAME_SHOWN`: a header (or a JSON
-#: batch's keys) of many long bad names came back whole, an answer past Lambda's 6 MiB (a 502; the JSON review)
-NAMES_SHOWN, NAME_SHOWN = 20, 100
+#: An error names at most this many of the names it refuses (spectra.errors.echoed): a header (or a JSON batch's
+#: keys) of many long bad names came back whole, an answer past Lambda's 6 MiB (a 502; the JSON review)
+NAMES_SHOWN = 20
 
 
 def shown(names: list[str], *, quoted: bool = False) -> str:
-    """``names`` as an error lists them: the first :data:`NAMES_SHOWN`, each cut to :data:`NAME_SHOWN` characters."""
-    cut = [n if len(n) <= NAME_SHOWN else n[:NAME_SHOWN] + "[...]" for n in names[:NAMES_SHOWN]]
-    listed = ", ".join(repr(n) if quoted else n for n in cut)
-    return listed + (f", and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+    """``names`` as an error lists them (spectra.errors.echoed), each quoted when asked."""
+    listed = echoed(names, most=NAMES_SHOWN)
+    if quoted:
+        listed = [repr(n) for n in listed[:NAMES_SHOWN]] + listed[NAMES_SHOWN:]
+    return ", ".join(listed)
 
 
 def header_columns(name: str, header: list[str], *, delimiter: str | None) -> list[str]:

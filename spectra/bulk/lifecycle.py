@@ -174,13 +174,7 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
         failed = (job, ErrorInfo(code="statement_rejected", message=exc.message), {})
     except Throttled as exc:
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
-        if final_attempt and share.waits_for_capacity(ports, exc, job.started_at or job.queued_at or job.created_at):
-            # the warehouse is full, not failing: the job waits on, as a query job does (spectra.lifecycle), a message
-            # of its own after a pause, within the time the reconciler gives a started job
-            _back_in_the_index(ports, job)
-            ports.queue.send(message, delay_seconds=share.retry_delay(ports))
-            return None
-        _throttled(ports, job, exc, error, final_attempt=final_attempt)
+        _throttled(ports, job, exc, error, final_attempt=final_attempt, message=message)
         return None
     if failed is not None:
         failing, error, changes = failed
@@ -203,14 +197,28 @@ def start_bulk_job(ports: Ports, message: BulkJobQueuedMessage, *, final_attempt
 
 
 def _throttled(
-    ports: Ports, job: BulkJob, throttled: Throttled, error: ErrorInfo, *, final_attempt: bool, **changes: Any
+    ports: Ports,
+    job: BulkJob,
+    throttled: Throttled,
+    error: ErrorInfo,
+    *,
+    final_attempt: bool,
+    message: BulkJobQueuedMessage | None = None,
+    **changes: Any,
 ) -> None:
     """The warehouse throttled a job's start: ``throttled`` raised again for its message to come back, or on the
     queue's last delivery the job fails with ``error`` (as an ending that ran nothing) rather than vanishing into the
-    DLQ."""
+    DLQ; unless the warehouse is full, not failing: then the job waits on, as a query job does (spectra.lifecycle),
+    its ``message`` sent again after a pause, within the time the reconciler gives a started job."""
     if not final_attempt:
         _back_in_the_index(ports, job)
         raise throttled
+    if message is not None and share.waits_for_capacity(
+        ports, throttled, job.started_at or job.queued_at or job.created_at
+    ):
+        _back_in_the_index(ports, job)
+        ports.queue.send(message, delay_seconds=share.retry_delay(ports))
+        return
     finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, **changes)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from events import SUBSCRIBABLE_EVENT_TYPES
-from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound
+from spectra.errors import Conflict, InvalidRequest, InvalidToken, NotFound, echoed
 from spectra.jobs import utcnow
 from spectra.notify.models import (
     CALLBACK_EVENT_TYPES,
@@ -31,18 +31,13 @@ MAX_FILTER_VALUES = 20
 #: field (a status, a format, a bulk job's ``schema.table``: at most 255 characters), so 256 is room enough.
 MAX_FILTER_VALUE_LENGTH = 256
 MAX_FILTER_BYTES = 16 * 1024  # the whole filter, as JSON
-#: An error names what it refused: the first ``MAX_NAMES_ECHOED``, each cut to ``MAX_NAME_ECHO`` characters. A 1 MiB
-#: body of bad names would otherwise come back whole in the answer and the logs.
+#: An error names the first ``MAX_NAMES_ECHOED`` of what it refused (spectra.errors.echoed). A 1 MiB body of bad
+#: names would otherwise come back whole in the answer and the logs.
 MAX_NAMES_ECHOED = 10
-MAX_NAME_ECHO = 100
 
 
 def _names(values: list[str]) -> list[str]:
-    """What an error echoes of the names it refuses (see :data:`MAX_NAMES_ECHOED`)."""
-    named = [v if len(v) <= MAX_NAME_ECHO else v[:MAX_NAME_ECHO] + " [...]" for v in values[:MAX_NAMES_ECHOED]]
-    if len(values) > MAX_NAMES_ECHOED:
-        named.append(f"[... {len(values) - MAX_NAMES_ECHOED} more]")
-    return named
+    return echoed(values, most=MAX_NAMES_ECHOED)
 
 
 def notify_ports(ports: Ports) -> NotifyPorts:

@@ -202,6 +202,17 @@ def test_an_id_the_table_holds_twice_is_updated_in_both_rows(bulk_tenant, wareho
     assert [r for r in client.rows(warehouse) if r[0] == "bob@x"] == [("bob@x", "Bob C", "Rome", 22, None)] * 2
 
 
+def test_an_id_the_table_holds_twice_is_deleted_in_both_rows_as_one_record(bulk_tenant, warehouse):
+    """README: an id the table holds in several rows is deleted in each, the record one success."""
+    client = bulk_tenant([*EXISTING, ("bob@x", "Bob II", "Bern", 21, None)])
+    sent = [["email"], ["bob@x"]]
+    job = run(client, "api", "delete", csv_bytes(sent), externalIdFieldName="email")
+    assert job["state"] == "JobComplete" and job["numberRecordsProcessed"] == 1, job
+    successful, failed, _ = check_accounting(client, job, sent)
+    assert [r[0] for r in successful] == ["bob@x"] and failed == []
+    assert [r[0] for r in client.rows(warehouse)] == ["ann@x", "cid@x"]
+
+
 @pytest.mark.parametrize(
     ("operation", "sent", "succeeded"),
     [

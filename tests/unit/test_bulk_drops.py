@@ -776,12 +776,17 @@ def test_a_file_put_for_an_earlier_tenant_of_the_id_is_not_the_new_tenants(ports
     assert accept_drop(ports, after).state is BulkState.UPLOAD_COMPLETE
 
 
+def _made_a_day_ago(ports) -> None:
+    """Tenant acme as created a day ago (a write a few minutes old is then no earlier tenant's)."""
+    made = ports.tenants.tenants["acme"]
+    ports.tenants.tenants["acme"] = made.model_copy(update={"created_at": made.created_at - timedelta(days=1)})
+
+
 def test_a_file_put_before_its_tenant_was_reactivated_is_not_loaded_when_its_event_comes_late(ports):
     """README: to stop a leaked key's work, deactivate the tenant. A file put through the key's drop URL while the
     tenant was inactive, its event handled (or handled again: a retry, a redrive) once the tenant was active again,
     was loaded as the tenant's (the drop review). One put after the reactivation is the tenant's."""
-    made = ports.tenants.tenants["acme"]
-    ports.tenants.tenants["acme"] = made.model_copy(update={"created_at": made.created_at - timedelta(days=1)})
+    _made_a_day_ago(ports)
     dropped = drop(ports, "acme/accounts/leak.csv")
     ports.tenants.set_active("acme", False)
     assert accept_drop(ports, dropped) is None  # handled while inactive: refused, tagged
@@ -797,8 +802,7 @@ def test_a_standing_sidecar_put_while_the_tenant_was_active_is_read_after_a_reac
     """The diff review: the first version refused every sidecar written before the reactivation, so each day's
     ``daily.csv`` beside its standing ``daily.json`` failed invalid_drop once the tenant had been deactivated and
     activated again (a drop URL, all a leaked key gets, stores data files only)."""
-    made = ports.tenants.tenants["acme"]
-    ports.tenants.tenants["acme"] = made.model_copy(update={"created_at": made.created_at - timedelta(days=1)})
+    _made_a_day_ago(ports)
     sidecar(ports, "acme/accounts/daily.json", UPSERT_BY_ID)
     _written_before_the_tenant(ports, "acme/accounts/daily.json")  # put long ago, while the tenant was active
     ports.tenants.set_active("acme", False)
