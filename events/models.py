@@ -168,7 +168,11 @@ class JobEventDetail(_Contract):
     tenant_generation: str | None = None
     status: Literal[JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]  # a job event is about its end
     format: ResultFormat
+    #: the rows delivered: with ``truncated``, the ``row_limit`` the job asked for cut the result, and
+    #: ``total_row_count`` is how many the statement returned (as ``GET /v1/jobs/{job_id}/results`` says)
     row_count: int | None = None
+    truncated: bool = False
+    total_row_count: int | None = None
     result_bytes: int | None = None
     result_location: str | None = None
     error: ErrorInfo | None = None

@@ -96,6 +96,16 @@ def test_inline_with_a_row_limit_truncates_instead(new_tenant, s3_keys):
     assert s3_keys(client, job["job_id"]) == []
 
 
+def test_the_completed_event_says_a_row_limit_cut_the_result(new_tenant, job_events):
+    client = new_tenant()
+    job, _ = run(client, NUMBERS.format(rows=40), row_limit=25)
+    whole, _ = run(client, NUMBERS.format(rows=40))
+    cut = job_events(job["job_id"], "Job Completed")["detail"]
+    assert (cut["row_count"], cut["truncated"], cut["total_row_count"]) == (25, True, 40)
+    uncut = job_events(whole["job_id"], "Job Completed")["detail"]
+    assert (uncut["row_count"], uncut["truncated"], uncut["total_row_count"]) == (40, False, 40)
+
+
 def test_s3_always_writes_files_even_for_one_row(new_tenant, s3_keys):
     client = new_tenant()
     job, results = run(client, "select 1 as one", delivery="s3")
