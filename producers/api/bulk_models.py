@@ -57,7 +57,8 @@ class CreateBulkJob(BaseModel):
     object: str | None = Field(
         default=None,
         pattern=OBJECT_PATTERN,
-        description="The table: `table` (schema public) or `schema.table`.",
+        description="The table: `table` (schema public) or `schema.table`. A query job that names none is named by"
+        " the first table its FROM reads.",
         examples=["contacts"],
     )
     operation: BulkOperation = Field(description="insert, update, upsert, delete or query.", examples=["upsert"])
@@ -168,7 +169,10 @@ class BulkJobInfo(BaseModel):
 
     id: str = Field(description="The bulk job's id.", examples=[_BULK_ID])
     operation: BulkOperation = Field(description="What the job does.", examples=["upsert"])
-    object: str = Field(description="The table.", examples=["contacts"])
+    object: str = Field(
+        description="The table (a query job's, unless it named one: the first table its FROM reads, or empty).",
+        examples=["contacts"],
+    )
     createdById: str = Field(description="The tenant that created the job.", examples=["acme"])
     createdDate: datetime = Field(description="When the job was created.", examples=[_WHEN])
     systemModstamp: datetime = Field(description="When the job last changed.", examples=[_WHEN])

@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
+from sqlglot import exp
 
 from events import BulkJobQueuedMessage, ErrorInfo
 from spectra.bulk import outcomes
@@ -55,7 +56,7 @@ from spectra.errors import (
 )
 from spectra.jobs import utcnow
 from spectra.ports import BulkPorts, Ports
-from spectra.sql_guard import check_sql
+from spectra.sql_guard import check_sql, parse_statement
 from spectra.tenants import Caller, same_generation
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def create_job(
         query = check_sql(spec.query, max_bytes=ports.settings.max_sql_bytes)
         if problem := unload_problem(query, export=False):
             raise InvalidRequest(problem, details={"field": "query"})
-        target = spec.object or ""
+        target = spec.object or queried_object(query)
     else:
         if spec.query:
             raise InvalidRequest("query is only for operation query", details={"field": "query"})
@@ -162,6 +163,24 @@ def create_job(
                 "bulk job %s: its message's send failed (%s); the reconciler queues it", job.job_id, type(exc).__name__
             )
     return job, True
+
+
+def queried_object(query: str) -> str:
+    """What a query job that names no ``object`` reads, as Bulk 2.0 names a query job's object (its SOQL's FROM): the
+    first table of the statement's outermost FROM as the query writes it (``schema.table`` when it names a schema);
+    "" when that FROM reads no table of the warehouse (``select 1``, a subquery, a WITH query's own name, a UNION).
+    A name for listing and filtering jobs and events only: what the job may read is the warehouse's to decide."""
+    tree = parse_statement(query)
+    source = tree.args.get("from_") if isinstance(tree, exp.Select) else None
+    table = source.this if source is not None else None
+    if not isinstance(table, exp.Table) or not table.name:
+        return ""
+    with_names = (
+        {cte.alias_or_name.lower() for cte in tree.args["with_"].expressions} if tree.args.get("with_") else set()
+    )
+    if not table.db and table.name.lower() in with_names:
+        return ""
+    return ".".join(part for part in (table.db, table.name) if part)
 
 
 def _check_content_type(spec: NewJob) -> None:

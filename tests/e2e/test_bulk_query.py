@@ -49,6 +49,7 @@ def test_a_query_over_25000_rows_comes_back_in_3_pages_of_10000(big_table, wareh
     job = wait_job(client, create_query(client, f"select id, label, note from {table} order by id")["id"])
     assert job["state"] == "JobComplete", job
     assert job["numberRecordsProcessed"] == 25000
+    assert job["object"] == table  # named by its FROM, as Bulk 2.0 names a query job's object
 
     pages, locator = [], None
     while True:

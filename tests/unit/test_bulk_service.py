@@ -112,6 +112,27 @@ def test_a_query_job_is_checked_and_queued_at_once(ports):
         create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="drop user x"))
 
 
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("select a from public.Contacts c join x on true", "public.Contacts"),
+        ("select * from demo_orders where id > 3 order by 1 limit 5", "demo_orders"),
+        ("with t as (select 1) select * from s.t", "s.t"),
+        ("with t as (select 1) select * from t", ""),
+        ("select * from (select 1) s", ""),
+        ("select a from t1 union select a from t2", ""),
+        ("select 1", ""),
+    ],
+)
+def test_a_query_job_that_names_no_object_is_named_by_the_table_it_reads(ports, query, named):
+    """Bulk 2.0 names a query job's object by its FROM; the list, GET and the job's event carried "" for every query
+    job (note 31's list)."""
+    job, _ = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query=query))
+    assert job.object == named
+    named_by_client = NewJob(object="contacts", operation=BulkOperation.QUERY, query="select a from t1")
+    assert create_job(ports, caller(ports), named_by_client)[0].object == "contacts"
+
+
 def test_a_create_repeated_with_its_idempotency_key_answers_the_first_job(ports):
     """A client whose answer was lost retries with its key: it gets the job it made (and the batches it uploaded
     meanwhile are that job's), not a second Open job."""
