@@ -210,6 +210,8 @@ _REQUESTED = ("object", "operation", "external_id_field", "column_delimiter", "l
 def _repeat(first: BulkJob, asked: BulkJob, idempotency_key: str) -> BulkJob:
     """``first``, made by the request with the same key, when ``asked`` is that request again (the same tenant and
     generation: the keyed id is made of them)."""
+    if first.operation is BulkOperation.QUERY and not first.object:  # made before query jobs were named by their FROM
+        asked = asked.model_copy(update={"object": first.object})
     if any(getattr(first, name) != getattr(asked, name) for name in _REQUESTED):
         raise Conflict(
             "Idempotency-Key was already used for a different request",

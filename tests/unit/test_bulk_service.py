@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from events import BulkJobQueuedMessage
 from spectra.bulk import outcomes, service
 from spectra.bulk.csvfiles import HEADER_MAX_BYTES
-from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
+from spectra.bulk.lifecycle import bulk_ports, complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile, JobType, LineEnding
 from spectra.bulk.service import (
     NewJob,
@@ -131,6 +131,13 @@ def test_a_query_job_that_names_no_object_is_named_by_the_table_it_reads(ports, 
     assert job.object == named
     named_by_client = NewJob(object="contacts", operation=BulkOperation.QUERY, query="select a from t1")
     assert create_job(ports, caller(ports), named_by_client)[0].object == "contacts"
+
+
+def test_a_keyed_query_job_made_before_query_jobs_were_named_answers_its_repeat(ports):
+    spec = NewJob(object=None, operation=BulkOperation.QUERY, query="select a from t1")
+    job, _ = create_job(ports, caller(ports), spec, idempotency_key="k1")
+    made_before = bulk_ports(ports).jobs.update(job.job_id, [job.state], object="")  # as such a job stands
+    assert create_job(ports, caller(ports), spec, idempotency_key="k1") == (made_before, False)
 
 
 def test_a_create_repeated_with_its_idempotency_key_answers_the_first_job(ports):
