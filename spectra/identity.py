@@ -28,6 +28,7 @@ tenant reactivated (or re-created) runs at once.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -116,6 +117,12 @@ def tenant_identity(settings: Settings, tenant: Tenant) -> DatabaseIdentity:
     return DatabaseIdentity(secret_arn=tenant.secret_arn)
 
 
+#: A database user name GetClusterCredentials takes (its DbUser: 1 to 64 characters, a letter first; of the rest, the
+#: letters, digits and ``_`` the tenant record's own pattern allows: not its ``$``, nor a leading ``_``). Its other
+#: rule, no reserved word, holds of every name under a TenantDbUserPrefix that is none itself.
+CLUSTER_DB_USER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
 @dataclass(frozen=True)
 class TenantIdentities:
     """What a stack's executor takes for a tenant identity (:func:`tenant_identity`): a database user under
@@ -136,6 +143,12 @@ class TenantIdentities:
                 return (
                     f"database user {db_user!r} is not a tenant user of this stack: their names start with"
                     f" {self.prefix!r} (TenantDbUserPrefix; case matters), and the executor runs as no other"
+                )
+            if not CLUSTER_DB_USER.fullmatch(db_user):
+                return (
+                    f"database user {db_user!r} is not a name the Data API can run as on a provisioned cluster (it"
+                    " signs in through GetClusterCredentials): at most 64 characters, a letter first, then letters,"
+                    " digits and _ (a shorter tenant id, or --db-user)"
                 )
             return None
         if not secret_arn:

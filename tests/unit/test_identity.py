@@ -259,6 +259,13 @@ def test_a_stacks_parameters_say_which_identities_its_executor_takes():
     assert cluster == TenantIdentities(cluster=True, prefix="tenant_")
     assert cluster.problem(db_user="tenant_acme", secret_arn=None) is None
     assert "not a tenant user" in cluster.problem(db_user="awsuser", secret_arn=None)
+    # the Data API signs a cluster's users in through GetClusterCredentials, whose DbUser is at most 64 characters,
+    # a letter first, and no $ (the identifiers review: made, every job of theirs would fail at its start)
+    assert cluster.problem(db_user="tenant_" + "u" * 57, secret_arn=None) is None
+    for refused in ("tenant_" + "u" * 58, "tenant_a$b"):
+        assert "GetClusterCredentials" in cluster.problem(db_user=refused, secret_arn=None)
+    underscored = TenantIdentities(cluster=True, prefix="_t")
+    assert "GetClusterCredentials" in underscored.problem(db_user="_tx", secret_arn=None)
     assert "(--db-user)" in cluster.problem(db_user=None, secret_arn=secret)
     serverless = TenantIdentities.of_parameters({"RedshiftWorkgroup": "wg", "TenantSecretPrefix": "t/"})
     assert serverless == TenantIdentities(cluster=False, prefix="t/")
