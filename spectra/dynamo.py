@@ -10,6 +10,7 @@ two racing writers exactly one wins and a late or duplicate message is a no-op.
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,41 @@ EXPIRES_AT = "expires_at"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+
+
+#: Why DynamoDB cancels a transaction that another try may pass: another transaction at work on one of its items, or
+#: throttling. With no ConditionalCheckFailed among them, nothing refused it.
+PASSING_REASONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
+
+
+def passing_refusal(error: dict[str, Any]) -> bool:
+    """Whether a DynamoDB error (a ClientError's ``response``) refused a write that wrote nothing and may pass when
+    tried again: a single-item write that met a transaction writing the same item (TransactionConflictException), or
+    a transaction cancelled for nothing but :data:`PASSING_REASONS`."""
+    code = error.get("Error", {}).get("Code")
+    if code == "TransactionConflictException":
+        return True
+    reasons = {reason.get("Code") for reason in error.get("CancellationReasons") or []} - {"None", None}
+    return code == "TransactionCanceledException" and bool(reasons) and reasons <= PASSING_REASONS
+
+
+def retry_passing_refusals(client) -> None:
+    """Have a DynamoDB client try a :func:`passing_refusal` again, within its own retry budget (its
+    ``total_max_attempts``) and with jittered backoff, as botocore's standard mode tries throttling: it tries neither.
+    A job's or a tenant's slots item is written alone (a cancel, a claim, a park) and in transactions (a job's end
+    with its slot's release), and DynamoDB refuses the single write that meets the transaction: a DELETE at the moment
+    its job ended answered 500, and a claim that met another job's end sent its message round again (the AWS failures
+    review)."""
+    most = client.meta.config.retries.get("total_max_attempts", 1)
+
+    def needs_retry(*, attempts: int, response: tuple | None = None, **_: Any) -> float | None:
+        if response is None or attempts >= most or not passing_refusal(response[1]):
+            return None  # botocore's own handler, registered first, has answered for everything else
+        return random.uniform(0, min(1.0, 0.05 * 2**attempts))
+
+    client.meta.events.register("needs-retry.dynamodb", needs_retry)
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:

@@ -235,9 +235,11 @@ def without_aws_internals(text: str) -> str:
 
 #: AWS's error codes for "slow down" and "not now", as botocore's standard retry mode lists them
 #: (botocore/retries/standard.py: its throttled and transient codes), which it has already retried by the time a
-#: caller sees one.
+#: caller sees one; and DynamoDB's refusal of a write that met a transaction on its item, which the project's
+#: clients retry alike (:func:`spectra.dynamo.retry_passing_refusals`).
 _PASSING_CODES = frozenset(
     {
+        "TransactionConflictException",
         "Throttling",
         "ThrottlingException",
         "ThrottledException",

@@ -37,12 +37,13 @@ from spectra.dynamo import (
     from_item,
     index_time,
     json_ready,
+    passing_refusal,
     plain,
     shard_of,
     to_item,
     unexpired,
 )
-from spectra.errors import Conflict
+from spectra.errors import Conflict, Unavailable
 from spectra.jobs import Job, sources_of, utcnow
 from spectra.slots import SlotRelease, SlotsSeen
 
@@ -170,6 +171,8 @@ class JobStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
+            if passing_refusal(exc.response):  # throttled or in conflict, tried again to the budget: not the key
+                raise Unavailable("DynamoDB throttled the job's write, or another write held it; retry it") from None
         record = self._idempotency_record(idem_id, now)
         if record is None:
             # expired between our write and read, or our write lost to another for an expired key: ask for a retry

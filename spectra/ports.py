@@ -16,6 +16,7 @@ from botocore.config import Config
 from spectra.auth import JwtVerifier
 from spectra.bulk.files import BulkFiles
 from spectra.bulk.store import BulkJobStore
+from spectra.dynamo import retry_passing_refusals
 from spectra.job_queue import JobQueue
 from spectra.job_store import JobStore
 from spectra.notify.channels import DeliveryQueue, EventTopic
@@ -116,6 +117,7 @@ def build_ports(
         return clients[-1]
 
     dynamodb = client("dynamodb")
+    retry_passing_refusals(dynamodb)
     sqs = client("sqs")
     # SigV4 for presigned URLs too (botocore still presigns with SigV2 unless told; AWS requires SigV4), on the
     # bucket's regional virtual host (auto addressing presigns for the global one, which a bucket outside us-east-1

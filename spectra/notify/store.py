@@ -27,7 +27,7 @@ from pydantic import TypeAdapter
 
 from spectra import job_store
 from spectra.bulk import store as bulk_store
-from spectra.dynamo import expired, from_item, json_ready, plain, to_item, unexpired
+from spectra.dynamo import PASSING_REASONS, expired, from_item, json_ready, plain, to_item, unexpired
 from spectra.errors import Conflict, TenantGone, Unavailable
 from spectra.jobs import utcnow
 from spectra.notify.models import (
@@ -43,10 +43,6 @@ _DELIVERY_FIELDS = tuple(DeliveryState.model_fields)
 #: Writes of one deleted tenant's subscription's ``expires_at`` against deliveries writing its state at the same time,
 #: and of a new subscription against writes of its tenant's record
 _TRANSACT_TRIES = 4
-#: The cancellation reasons of a transaction that another try may pass (DynamoDB's throttling codes, a conflict).
-_THROTTLED_OR_CONFLICT = frozenset(
-    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
-)
 
 #: How long a deleted tenant's standing subscriptions stay before the table's TTL removes them, their signing secrets
 #: with them. Not at once: the jobs it left queued or running still end, and their events still go to its own
@@ -133,7 +129,7 @@ class SubscriptionStore:
                     raise TenantGone("the tenant was deleted; its API keys no longer authenticate") from None
                 if reasons[1:2] == ["ConditionalCheckFailed"]:
                     raise exists from None
-                if not _THROTTLED_OR_CONFLICT.intersection(reasons):
+                if not PASSING_REASONS.intersection(reasons):
                     raise
                 # the tenant record was being written at that moment (changed, or deleted), or a table throttled the
                 # transaction: try again, then answer it as passing trouble (503), not a 500 (the diff review)
@@ -261,7 +257,7 @@ class SubscriptionStore:
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
                 if "ConditionalCheckFailed" in reasons:
                     return False  # its generation is a tenant's again, or it is gone or stamped already
-                if not _THROTTLED_OR_CONFLICT.intersection(reasons):
+                if not PASSING_REASONS.intersection(reasons):
                     raise
                 # a delivery was writing its state at that moment, or a table throttled: try again
         raise Conflict(
