@@ -4,7 +4,8 @@ The executor asks :func:`identity_for` just before ExecuteStatement. The tenant 
 so a tenant deactivated or deleted while its jobs wait in the queue gets none of them started:
 
 - the tenant must exist, be active, and still be the tenant that submitted the job (the same generation: a tenant
-  deleted and created again under the same id does not inherit queued jobs) → else :class:`TenantInactive`;
+  deleted and created again under the same id does not inherit queued jobs), and not have been deactivated since
+  the job was queued (:func:`before_reactivation`) → else :class:`TenantInactive`;
 - on a provisioned cluster the statement runs as the tenant's ``db_user``, which must start with the tenant prefix
   (``TenantDbUserPrefix``); on Serverless with the tenant's ``secret_arn``, whose secret name must start with the
   tenant secret prefix (``TenantSecretPrefix``) → else :class:`IdentityRefused`. A record naming the admin user, or
@@ -30,8 +31,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from spectra.bulk.files import CLOCK_LEEWAY
 from spectra.errors import IdentityRefused, NoIdentity, SqlRejected, TenantInactive, WriteRefused
 from spectra.jobs import Job
 from spectra.ports import Ports
@@ -49,6 +52,7 @@ class TenantJob(Protocol):
 
     tenant_id: str
     tenant_generation: str | None
+    created_at: datetime
 
 
 def identity_for(ports: Ports, job: TenantJob) -> DatabaseIdentity:
@@ -60,7 +64,27 @@ def identity_for(ports: Ports, job: TenantJob) -> DatabaseIdentity:
         raise TenantInactive("the job's tenant is inactive or deleted; the job was not run")
     if job.tenant_generation and job.tenant_generation != tenant.generation:
         raise TenantInactive("the tenant that submitted the job was deleted; the job was not run")
+    if before_reactivation(_queued_at(job), tenant):
+        raise TenantInactive(
+            "the job was queued before its tenant was deactivated and made active again; the job was not run"
+        )
     return tenant_identity(ports.settings, tenant)
+
+
+def before_reactivation(moment: datetime | None, tenant: Tenant) -> bool:
+    """Whether ``moment`` (a job's queuing, a dropped file's write) came before the tenant was last made active again
+    (``activated_at``, less :data:`CLOCK_LEEWAY`: it is stamped by the clock of whoever reactivated it, and a file's
+    by S3's). Such work was set going while the tenant was inactive, or before it was deactivated, which is how an
+    operator stops a leaked key's work (README, "Tenancy and security"): a bulk job the key had queued waited in its
+    tenant's line through the deactivation and ran once the tenant was active again (the lifecycle review), as a
+    late drop event's file was loaded before (spectra.bulk.drops)."""
+    since = tenant.activated_at
+    return since is not None and moment is not None and moment < since - CLOCK_LEEWAY
+
+
+def _queued_at(job: TenantJob) -> datetime:
+    """When the job was set going: a bulk ingest job when its upload completed, any other job when it was made."""
+    return getattr(job, "queued_at", None) or job.created_at
 
 
 def check_write_grant(ports: Ports, job: Job) -> None:
@@ -96,6 +120,7 @@ def _runs(job: TenantJob, tenant: Tenant | None) -> bool:
         tenant is not None
         and tenant.active
         and not (job.tenant_generation and job.tenant_generation != tenant.generation)
+        and not before_reactivation(_queued_at(job), tenant)
     )
 
 

@@ -444,7 +444,8 @@ class TenantDirectory:
 
         Made active again, it records when (``activated_at``): a file dropped before then, while it was inactive
         (through a drop URL a leaked key was given) or before it was deactivated, is not loaded when its event comes
-        late (an S3 event's retry, a redrive from the dead-letter queue). A tenant already active keeps its time."""
+        late (an S3 event's retry, a redrive from the dead-letter queue), and a job queued before then does not start
+        (spectra.identity.before_reactivation). A tenant already active keeps its time."""
         if active:
             reactivated = self._activity(
                 tenant_id,

@@ -58,6 +58,7 @@ from spectra.bulk.models import (
     SourceFile,
     split_object,
 )
+from spectra.identity import before_reactivation
 from spectra.jobs import utcnow
 from spectra.ports import Ports
 from spectra.tenant_cache import tenant_record
@@ -188,7 +189,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         logger.warning("dropped file s3://%s/%s was a previous tenant's", dropped.bucket, dropped.key)
         bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), REJECTED_TAG, PREVIOUS_TENANT)
         return None
-    if _before_reactivation(dropped, tenant):
+    if before_reactivation(dropped.written_at, tenant):
         # put while the tenant was inactive (a leaked key's drop URL), or before it was deactivated, and handled
         # only once it was active again (an event's retry, a redrive): deactivating it was to stop such work
         logger.warning("dropped file s3://%s/%s was put before the tenant was reactivated", dropped.bucket, dropped.key)
@@ -252,12 +253,6 @@ def _before(dropped: DroppedObject, tenant: Tenant) -> bool:
     one that stamped the tenant differ): a file put for an earlier tenant of the same id, whose event was handled
     only after the id was deleted and created again, is not the new tenant's to load."""
     return dropped.written_at is not None and dropped.written_at < _own_since(tenant)
-
-
-def _before_reactivation(dropped: DroppedObject, tenant: Tenant) -> bool:
-    """Whether the dropped write came before the tenant was last made active again (less :data:`CLOCK_LEEWAY`)."""
-    since = tenant.activated_at
-    return since is not None and dropped.written_at is not None and dropped.written_at < since - CLOCK_LEEWAY
 
 
 def _own_since(tenant: Tenant) -> datetime:

@@ -354,6 +354,23 @@ def test_an_identity_refused_in_code_fails_the_job_before_the_warehouse_is_asked
     assert ports.warehouse.calls == []
 
 
+def test_a_job_queued_before_its_tenant_was_deactivated_and_made_active_again_fails_tenant_inactive(ports):
+    """How an operator stops a leaked key's work (README, "Tenancy and security"): a load the key had queued waited in
+    its tenant's line through the deactivation, and ran once the tenant was active again (the lifecycle review)."""
+    message = queued(ports, BulkOperation.DELETE)
+    ports.bulk.jobs.update(message.job_id, [BulkState.UPLOAD_COMPLETE], queued_at=utcnow() - timedelta(minutes=2))
+    ports.tenants.set_active("acme", False)
+    ports.tenants.set_active("acme", True)
+    assert start_bulk_job(ports, message) is None
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code) == (BulkState.FAILED, "tenant_inactive")
+    assert "made active again" in job.error.message
+    assert ports.warehouse.calls == []
+    since = queued(ports)  # queued after the reactivation: loaded
+    start_bulk_job(ports, since)
+    assert stored(ports, since.job_id).state is BulkState.IN_PROGRESS
+
+
 @pytest.mark.parametrize("method", ["describe_table", "execute_batch"])
 def test_throttling_is_retried_and_the_retry_starts_the_same_statement(ports, method):
     message = queued(ports)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -26,9 +27,16 @@ def serverless_ports():
     return make_ports(settings=make_settings(redshift_cluster_id=None, redshift_workgroup="wg"))
 
 
-def run(ports, tenant_id: str = "acme", *, db_user: str = "tenant_acme", generation: str | None = None) -> Job:
+def run(
+    ports,
+    tenant_id: str = "acme",
+    *,
+    db_user: str = "tenant_acme",
+    generation: str | None = None,
+    created_at: datetime | None = None,
+) -> Job:
     """Queue a job for ``tenant_id`` and hand its message to the executor; the job as the store has it after."""
-    now = utcnow()
+    now = created_at or utcnow()
     job = Job(
         job_id=new_job_id(),
         tenant_id=tenant_id,
@@ -168,6 +176,20 @@ def test_a_reactivated_tenant_runs_jobs_again():
     ports.tenants.set_active("acme", False)
     ports.tenants.set_active("acme", True)
     assert run(ports).status is JobStatus.SUBMITTED
+
+
+def test_a_job_queued_before_its_tenant_was_deactivated_and_made_active_again_is_not_started():
+    """How an operator stops a leaked key's work (README, "Tenancy and security"): a job the key queued that waited
+    (in its tenant's line) through the deactivation ran once the tenant was active again (the lifecycle review)."""
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    queued_before = utcnow() - timedelta(minutes=2)  # past the clocks' leeway
+    ports.tenants.set_active("acme", False)
+    ports.tenants.set_active("acme", True)
+    refused = run(ports, created_at=queued_before)
+    assert_refused(ports, refused, "tenant_inactive")
+    assert "made active again" in refused.error.message
+    assert run(ports).status is JobStatus.SUBMITTED  # queued since
 
 
 def test_a_tenant_record_is_trusted_for_a_few_seconds_and_never_to_refuse():
