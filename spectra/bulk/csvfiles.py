@@ -273,10 +273,25 @@ class NullField(str):
 NULL = NullField("\\N")
 
 
+class QuotedEmpty(str):
+    """A field sent as ``""``: the empty text, where an empty field sent unquoted is NULL (COPY's CSV rule, which the
+    warehouse the local stack runs follows: ``""`` into a number is refused, an empty field loads NULL). Read as a
+    plain string, the two were one, and the result files wrote ``""`` back as an empty field: a failed row re-sent as
+    failedResults gave it loaded NULL where it had been refused (the values review). It is still the empty string
+    everywhere else (a missing external id, say)."""
+
+    __slots__ = ()
+
+
+#: The one :class:`QuotedEmpty`.
+QUOTED_EMPTY = QuotedEmpty()
+
+
 @dataclass(frozen=True)
 class Record:
     line: int  # the physical line the record starts on (the header is line 1)
-    #: None: a record longer than MAX_RECORD_CHARS (the warehouse rejects it too); an unquoted \N is :data:`NULL`
+    #: None: a record longer than MAX_RECORD_CHARS (the warehouse rejects it too); an unquoted \N is :data:`NULL`, a
+    #: quoted empty field :data:`QUOTED_EMPTY`
     fields: list[str] | None
 
 
@@ -376,8 +391,12 @@ def _fields(record: str, delimiter: str, quote: str) -> list[str]:
             tails.extend([None] * len(others))
     blanks = " \t".replace(delimiter, "")
     for index, (lead, tail) in enumerate(zip(leads, tails, strict=True)):
-        if tail is None and fields[index] == NULL:  # no quoted part: COPY's NULL marker
-            fields[index] = NULL
-        elif tail is not None and (lead or tail) and not lead.strip(blanks) and not tail.strip(blanks):
+        if tail is None:  # no quoted part
+            if fields[index] == NULL:  # COPY's NULL marker
+                fields[index] = NULL
+            continue
+        if (lead or tail) and not lead.strip(blanks) and not tail.strip(blanks):
             fields[index] = fields[index][len(lead) : len(fields[index]) - len(tail)]
+        if not fields[index]:
+            fields[index] = QUOTED_EMPTY
     return fields

@@ -35,6 +35,7 @@ from spectra.bulk.csvfiles import (
     LEADING_COLUMNS,
     MAX_RECORD_CHARS,
     NULL,
+    QUOTED_EMPTY,
     UNDECODABLE,
     Record,
     records,
@@ -269,10 +270,11 @@ def _load_error_file(url: str) -> str:
 
 
 class _RowWriter:
-    """csv.writer (minimal quoting) that also quotes a field holding a CR, and writes ``\\N`` as it was sent: COPY's
-    NULL marker (:data:`~spectra.bulk.csvfiles.NULL`) unquoted, the text quoted. With an LF line terminator, Python's
-    minimal quoting quotes only LF, and a bare CR written unquoted would read back as a line break; such rows were
-    written all quoted, NULL too, which read back as the text (found by the bulk review)."""
+    """csv.writer (minimal quoting) that also quotes a field holding a CR, and writes ``\\N`` and empty fields as they
+    were sent: COPY's NULL marker (:data:`~spectra.bulk.csvfiles.NULL`) unquoted, the text quoted; a quoted empty
+    field (:data:`~spectra.bulk.csvfiles.QUOTED_EMPTY`) ``""``, an unquoted one empty. With an LF line terminator,
+    Python's minimal quoting quotes only LF, and a bare CR written unquoted would read back as a line break; such rows
+    were written all quoted, NULL too, which read back as the text (found by the bulk review)."""
 
     def __init__(self, stream, *, delimiter: str, lineterminator: str) -> None:
         self._stream = stream
@@ -281,12 +283,14 @@ class _RowWriter:
         self._special = (delimiter, '"', "\r", "\n")
 
     def writerow(self, row: list[str]) -> None:
-        if NULL in row or any("\r" in field for field in row):  # rare: each field quoted only as it needs
+        if NULL in row or any("\r" in field or field is QUOTED_EMPTY for field in row):  # rare: quoted as each needs
             self._stream.write(self._delimiter.join(map(self._field, row)) + self._lineterminator)
         else:
             self._minimal.writerow(row)
 
     def _field(self, field: str) -> str:
+        if field is QUOTED_EMPTY:
+            return '""'
         if field is NULL or (field != NULL and not any(c in field for c in self._special)):
             return field
         return '"' + field.replace('"', '""') + '"'

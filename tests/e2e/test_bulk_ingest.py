@@ -308,6 +308,26 @@ def test_result_files_write_null_and_the_text_backslash_n_as_sent(bulk_tenant, w
     assert raw["failedResults"][1].endswith(b',bad,"\\N",\\N') and raw["failedResults"][2:] == [b""]
 
 
+def test_result_files_write_a_quoted_empty_field_as_sent(bulk_tenant, warehouse):
+    """COPY reads ``""`` as the empty text (refused by a number) and an empty field as NULL: the result files wrote
+    ``""`` back empty, so a failed row re-sent as failedResults gave it loaded NULL where it had been refused (the
+    values review)."""
+    client = bulk_tenant()
+    client.use_table(warehouse, "blanks", "k int, n smallint, s varchar(10)", "(0, 0, 'z')")
+    sent = b'k,n,s\n1,,""\n2,"",x\n3, "" ,\n'
+    job = client.load("insert", sent)
+    assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (3, 2), job
+    assert client.rows(warehouse) == [(0, 0, "z"), (1, None, "")]
+    raw = {}
+    for kind in ("successfulResults", "failedResults"):
+        response = client.api.request("GET", f"/v1/bulk/jobs/{job['id']}/{kind}")
+        assert response.status_code == 200, response.text
+        raw[kind] = response.content.split(b"\n")
+    assert raw["successfulResults"][1:] == [b',true,1,,""', b""]
+    failed = raw["failedResults"][1:]
+    assert len(failed) == 3 and failed[0].endswith(b',2,"",x') and failed[1].endswith(b',3,"",') and failed[2] == b""
+
+
 def test_a_varchar_id_longer_than_its_column_by_blanks_is_the_id_the_warehouse_stored(bulk_tenant, warehouse):
     """The warehouse cuts a value's blanks past a VARCHAR(n)'s length when it stores it, and prints it so: a refused
     'zed@xx  ' was listed as successful, matched as written (diff review)."""

@@ -11,6 +11,7 @@ from spectra.bulk import csvfiles
 from spectra.bulk.csvfiles import (
     HEADER_NAMES_MAX_BYTES,
     NULL,
+    QUOTED_EMPTY,
     BulkInputError,
     TableColumn,
     check_columns,
@@ -302,6 +303,15 @@ def test_an_unquoted_backslash_n_is_copys_null_marker_and_a_quoted_one_text(file
     read = [r.fields for r in records(files, put(files, data, "accounts.csv"), ",")]
     assert read == [["\\N", "\\N", "x\\N"], ["1\\N", "\\N", "\\N"]]
     assert [[field is NULL for field in fields] for fields in read] == [[True, False, False], [False, True, False]]
+
+
+def test_a_quoted_empty_field_is_told_from_an_empty_one(files):
+    """Both are the empty string; only ``""`` (blanks around its quotes or not) is :data:`QUOTED_EMPTY`."""
+    data = b'id,a,b\n1,"", "" \n"",,x""\n'
+    read = [r.fields for r in records(files, put(files, data, "accounts.csv"), ",")]
+    assert read == [["1", "", ""], ["", "", "x"]]
+    quoted = [[field is QUOTED_EMPTY for field in fields] for fields in read]
+    assert quoted == [[False, True, True], [True, False, False]]
 
 
 def test_crlf_files_count_one_line_per_crlf_and_a_bom_changes_nothing(files):
