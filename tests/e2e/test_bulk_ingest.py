@@ -288,6 +288,16 @@ def test_an_id_of_copys_null_marker_is_a_missing_id(bulk_tenant, warehouse, oper
     assert [row[0] for row in client.results(job["id"], "successfulResults")[1:]] == ["ann@x"]
 
 
+def raw_results(client, job_id: str) -> dict[str, list[bytes]]:
+    """The successful and failed result files' lines, as bytes (how each field was quoted shows)."""
+    raw = {}
+    for kind in ("successfulResults", "failedResults"):
+        response = client.api.request("GET", f"/v1/bulk/jobs/{job_id}/{kind}")
+        assert response.status_code == 200, response.text
+        raw[kind] = response.content.split(b"\n")
+    return raw
+
+
 def test_result_files_write_null_and_the_text_backslash_n_as_sent(bulk_tenant, warehouse):
     """COPY reads an unquoted ``\\N`` as NULL and a quoted one as the text (the local warehouse does; Redshift may
     read both as NULL, see JSON records in README). The result files wrote every field of a row holding a CR quoted,
@@ -299,11 +309,7 @@ def test_result_files_write_null_and_the_text_backslash_n_as_sent(bulk_tenant, w
     job = client.load("insert", sent)
     assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (4, 1), job
     assert client.rows(warehouse) == [(0, "z", "z"), (10, "\\N", "x"), (11, "a\rb", None), (12, None, "\\N")]
-    raw = {}
-    for kind in ("successfulResults", "failedResults"):
-        response = client.api.request("GET", f"/v1/bulk/jobs/{job['id']}/{kind}")
-        assert response.status_code == 200, response.text
-        raw[kind] = response.content.split(b"\n")
+    raw = raw_results(client, job["id"])
     assert raw["successfulResults"][1:] == [b',true,10,"\\N",x', b',true,11,"a\rb",\\N', b',true,12,\\N,"\\N"', b""]
     assert raw["failedResults"][1].endswith(b',bad,"\\N",\\N') and raw["failedResults"][2:] == [b""]
 
@@ -318,11 +324,7 @@ def test_result_files_write_a_quoted_empty_field_as_sent(bulk_tenant, warehouse)
     job = client.load("insert", sent)
     assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (3, 2), job
     assert client.rows(warehouse) == [(0, 0, "z"), (1, None, "")]
-    raw = {}
-    for kind in ("successfulResults", "failedResults"):
-        response = client.api.request("GET", f"/v1/bulk/jobs/{job['id']}/{kind}")
-        assert response.status_code == 200, response.text
-        raw[kind] = response.content.split(b"\n")
+    raw = raw_results(client, job["id"])
     assert raw["successfulResults"][1:] == [b',true,1,,""', b""]
     failed = raw["failedResults"][1:]
     assert len(failed) == 3 and failed[0].endswith(b',2,"",x') and failed[1].endswith(b',3,"",') and failed[2] == b""
