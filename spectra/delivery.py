@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from events import Delivery, ResultFormat
@@ -388,18 +388,32 @@ def _write_pages(
     )
 
 
+def served_until(ports: Ports, job: Job) -> datetime | None:
+    """When a finished job's result stops being served: the expiry stored with it, or sooner when
+    ``ResultRetentionDays`` was lowered since. The results bucket's lifecycle follows the current setting, and deleted
+    files the stored expiry still promised: their job answered 200 with URLs that S3 answered 404 (the tokens review).
+    Counted as the stored expiry was (:func:`collect_result`): from the job's making for an export, whose files the
+    UNLOAD wrote as it ran, else from the job's end, after its files were written."""
+    result = job.result
+    since = job.created_at if result is not None and result.delivery is Delivery.EXPORT else job.completed_at
+    if result is None or result.expires_at is None or since is None:
+        return result.expires_at if result is not None else None
+    return min(result.expires_at, since + timedelta(days=ports.settings.result_retention_days))
+
+
 def results_body(ports: Ports, job: Job) -> dict[str, Any]:
     """The results response of a COMPLETED job: inline rows, or presigned links to the files and the manifest."""
     result = job.result
     assert result is not None
-    if result.expires_at is not None and utcnow() >= result.expires_at:
+    expires_at = served_until(ports, job)
+    if expires_at is not None and utcnow() >= expires_at:
         raise Gone(
-            f"the result of job {job.job_id} expired at {result.expires_at.isoformat()}; run the query again",
-            details={"expired_at": result.expires_at.isoformat()},
+            f"the result of job {job.job_id} expired at {expires_at.isoformat()}; run the query again",
+            details={"expired_at": expires_at.isoformat()},
         )
     ttl = ports.settings.presign_ttl_seconds
-    if result.expires_at is not None:  # a URL never outlives the result: its files go soon after expires_at
-        ttl = max(1, min(ttl, int((result.expires_at - utcnow()).total_seconds())))
+    if expires_at is not None:  # a URL never outlives the result: its files go soon after expires_at
+        ttl = max(1, min(ttl, int((expires_at - utcnow()).total_seconds())))
     body: dict[str, Any] = {
         "job_id": job.job_id,
         "format": job.format.value,
@@ -416,6 +430,6 @@ def results_body(ports: Ports, job: Job) -> dict[str, Any]:
             else None
         ),
         "expires_in": ttl,
-        "expires_at": result.expires_at.isoformat() if result.expires_at else None,
+        "expires_at": expires_at.isoformat() if expires_at else None,
     }
     return body

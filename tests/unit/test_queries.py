@@ -1071,6 +1071,31 @@ def test_a_url_handed_out_never_outlives_the_result(ports):
     assert 50 <= body["expires_in"] <= 60 < ports.settings.presign_ttl_seconds
 
 
+@pytest.mark.parametrize("delivery", [Delivery.S3, Delivery.EXPORT])
+def test_a_result_is_gone_once_a_lowered_retention_has_its_files_deleted(ports, delivery):
+    """The results bucket's lifecycle follows the current ResultRetentionDays: lowered from 7 to 3, it deleted the
+    files of a job that ended 5 days ago, which kept answering 200 with URLs S3 answered 404 (the tokens review)."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from spectra.errors import Gone
+    from spectra.jobs import utcnow
+
+    job = completed(ports, ["1,a\n"], delivery=Delivery.S3)
+    days_ago = utcnow() - timedelta(days=5)
+    ended = job.result.model_copy(update={"expires_at": days_ago + timedelta(days=7), "delivery": delivery})
+    ports.jobs.update(job.job_id, [JobStatus.COMPLETED], result=ended, completed_at=days_ago, created_at=days_ago)
+    assert job_results(ports, ACME, job.job_id)["expires_at"] == ended.expires_at.isoformat()  # 7 days: as stored
+
+    def retained(days: int):
+        return replace(ports, settings=ports.settings.model_copy(update={"result_retention_days": days}))
+
+    with pytest.raises(Gone) as raised:
+        job_results(retained(3), ACME, job.job_id)
+    assert raised.value.details["expired_at"] == (days_ago + timedelta(days=3)).isoformat()
+    assert job_results(retained(6), ACME, job.job_id)["expires_at"] == (days_ago + timedelta(days=6)).isoformat()
+
+
 def test_delivery_and_row_limit_are_part_of_an_idempotent_requests_identity(ports):
     first, _ = submit(ports, idempotency_key="k1")
     again, created = submit(ports, idempotency_key="k1")
