@@ -24,6 +24,7 @@ import hmac
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -85,7 +86,11 @@ class PageTokens:
         except (binascii.Error, ValueError):
             raise InvalidToken(_REFUSED) from None
         if not hmac.compare_digest(expected, self._mac(body, bound_to)):
-            raise InvalidToken(_REFUSED)
+            # signed, perhaps, under a key replaced since this process read its own (a rotation another execution
+            # environment saw first): read the key again, at most every KEY_RECHECK_SECONDS, and check once more
+            reread = getattr(self._source, "reread", None)
+            if reread is None or not reread() or not hmac.compare_digest(expected, self._mac(body, bound_to)):
+                raise InvalidToken(_REFUSED)
         try:
             payload = json.loads(_unb64(body))
         except (binascii.Error, ValueError, RecursionError):
@@ -99,11 +104,11 @@ class PageTokens:
         return hmac.new(self._signing_key(), message, hashlib.sha256).digest()
 
     def _signing_key(self) -> bytes:
-        if self._key is None:
-            key = self._source()  # type: ignore[operator]
-            _check_key(key)
-            self._key = key
-        return self._key
+        if self._key is not None:
+            return self._key
+        key = self._source()  # type: ignore[operator]
+        _check_key(key)
+        return key
 
 
 def _check_key(key: bytes) -> None:
@@ -111,24 +116,50 @@ def _check_key(key: bytes) -> None:
         raise ValueError(f"a page token key needs at least {MIN_KEY_BYTES} bytes")
 
 
+#: How long a process signs and checks with the key it read before reading it again: a value replaced in Secrets
+#: Manager (a rotation, a leaked key) is the only key every execution environment takes within this time.
+KEY_MAX_AGE_SECONDS = 300
+#: The least time between two reads of the key that a token failing to verify asks for (:meth:`SecretKey.reread`).
+KEY_RECHECK_SECONDS = 30
+
+
 class SecretKey:
-    """A signing key kept in Secrets Manager (its ``SecretString``), read once per process, on first use.
+    """A signing key kept in Secrets Manager (its ``SecretString``), read on first use and again once the value read is
+    :data:`KEY_MAX_AGE_SECONDS` old. It was read once per process: a value replaced (README: rotating it invalidates
+    outstanding tokens) was used by new execution environments alone, while warm ones signed and checked with the old
+    one for hours, each refusing the other's tokens, and a leaked key stayed good as long (the tokens review).
 
     ``client`` is a boto3 Secrets Manager client. The template creates the secret with a generated value and grants
     ``secretsmanager:GetSecretValue`` on it to the function that signs tokens, and to no other.
     """
 
-    def __init__(self, client, secret_id: str) -> None:
+    def __init__(self, client, secret_id: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._secret_id = secret_id
+        self._clock = clock
         self._lock = threading.Lock()
         self._value: bytes | None = None
+        self._read_at = 0.0
 
     def __call__(self) -> bytes:
         with self._lock:
-            if self._value is None:
-                if not self._secret_id:
-                    raise RuntimeError("PAGE_TOKEN_SECRET_ARN is not set: no key to sign page tokens with")
-                secret = self._client.get_secret_value(SecretId=self._secret_id)
-                self._value = secret["SecretString"].encode("utf-8")
-            return self._value
+            if self._value is None or self._clock() - self._read_at >= KEY_MAX_AGE_SECONDS:
+                self._read()
+            return self._value  # type: ignore[return-value]
+
+    def reread(self) -> bool:
+        """Read the key again unless it was read within :data:`KEY_RECHECK_SECONDS` (a token that does not verify: a
+        forged one, or one signed under a key another environment read first); whether the key changed."""
+        with self._lock:
+            if self._value is not None and self._clock() - self._read_at < KEY_RECHECK_SECONDS:
+                return False
+            before = self._value
+            self._read()
+            return self._value != before
+
+    def _read(self) -> None:
+        if not self._secret_id:
+            raise RuntimeError("PAGE_TOKEN_SECRET_ARN is not set: no key to sign page tokens with")
+        secret = self._client.get_secret_value(SecretId=self._secret_id)
+        self._value = secret["SecretString"].encode("utf-8")
+        self._read_at = self._clock()

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from spectra.errors import InvalidToken
-from spectra.tokens import MAX_TOKEN_CHARS, PageTokens, SecretKey
+from spectra.tokens import KEY_MAX_AGE_SECONDS, MAX_TOKEN_CHARS, PageTokens, SecretKey
 
 pytestmark = pytest.mark.unit
 
@@ -68,6 +68,41 @@ def test_short_keys_are_refused_and_the_key_is_fetched_once_on_first_use():
     token = tokens.encode({"job_id": "j_1"}, bound_to=BINDING)
     tokens.decode(token, bound_to=BINDING)
     assert Secrets.calls == 1
+
+
+def test_a_replaced_key_is_every_environments_within_minutes_and_the_old_one_stops_working():
+    """Read once per process, a rotated key was used by new execution environments alone: warm ones kept the old one
+    for hours, each refusing the other's tokens, and a leaked key stayed good as long (the tokens review)."""
+
+    class Secrets:
+        value, calls = "a" * 64, 0
+
+        def get_secret_value(self, SecretId):
+            Secrets.calls += 1
+            return {"SecretString": Secrets.value}
+
+    now = [0.0]
+    arn = "arn:aws:secretsmanager:us-east-1:1:secret:page-tokens"
+    warm, other = (PageTokens(SecretKey(Secrets(), arn, clock=lambda: now[0])) for _ in range(2))
+    old = warm.encode({"job_id": "j_1"}, bound_to=BINDING)
+    other.decode(old, bound_to=BINDING)
+    Secrets.value = "b" * 64  # rotated
+    now[0] = 10.0
+    assert warm.decode(old, bound_to=BINDING) == {"job_id": "j_1"}  # both keep their key a while
+    fresh = PageTokens(SecretKey(Secrets(), arn, clock=lambda: now[0]))  # a new environment reads the new one
+    new = fresh.encode({"job_id": "j_2"}, bound_to=BINDING)
+    now[0] = 45.0
+    assert warm.decode(new, bound_to=BINDING) == {"job_id": "j_2"}  # not verified: read again, and it verifies
+    with pytest.raises(InvalidToken):
+        warm.decode(old, bound_to=BINDING)
+    calls = Secrets.calls
+    with pytest.raises(InvalidToken):  # a forged token reads the key again at most every KEY_RECHECK_SECONDS
+        warm.decode(new[:-1] + ("A" if new[-1] != "A" else "Q"), bound_to=BINDING)
+    assert Secrets.calls == calls
+    now[0] = 10.0 + KEY_MAX_AGE_SECONDS
+    with pytest.raises(InvalidToken):  # past the key's age every environment has the new one
+        other.decode(old, bound_to=BINDING)
+    assert other.encode({"job_id": "j_2"}, bound_to=BINDING) == new
 
 
 def test_without_a_configured_secret_nothing_is_signed():
