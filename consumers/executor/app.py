@@ -42,11 +42,13 @@ def handle_job_message(message, receive_count: int, *, sent_at: datetime | None 
         metrics.add_metric(name="JobMessagesRedelivered", unit="Count", value=1)  # a retry: throttled or died
     if isinstance(message, BulkJobQueuedMessage):
         job = start_bulk_job(ports, message, final_attempt=final_attempt)
+        started = "BulkJobsStarted"  # counted apart: the jobs-by-state chart's starts are query jobs', as its ends
     else:
         job = execute_job(
             ports, message, final_attempt=final_attempt, first_delivery=receive_count == 1, sent_at=sent_at
         )
-    metrics.add_metric(name="StatementsStarted" if job is not None else "JobMessagesSkipped", unit="Count", value=1)
+        started = "StatementsStarted"
+    metrics.add_metric(name=started if job is not None else "JobMessagesSkipped", unit="Count", value=1)
     if job is not None:
         logger.info("statement started", extra={"receive_count": receive_count})
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from sqlglot import exp
 
 from events import BulkJobQueuedMessage, ErrorInfo
+from spectra import logs
 from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import HEADER_MAX_BYTES
 from spectra.bulk.drops import GENERATION_METADATA, NO_GENERATION, DropOptions, metadata_options, options_problem
@@ -150,6 +151,7 @@ def create_job(
     if query:
         check_unload_size(export_statement(ports.settings, job), ports.settings.max_sql_bytes)
     stored, created = bulk_ports(ports).jobs.create(job)
+    logs.bind(job_id=stored.job_id)  # the request's later lines are about this job, as a query job's are
     if not created:
         return _repeat(stored, job, idempotency_key or ""), False
     if query:

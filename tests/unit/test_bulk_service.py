@@ -140,6 +140,16 @@ def test_a_keyed_query_job_made_before_query_jobs_were_named_answers_its_repeat(
     assert create_job(ports, caller(ports), spec, idempotency_key="k1") == (made_before, False)
 
 
+def test_the_requests_later_lines_name_the_bulk_job_it_made(ports):
+    """A query job's did; a bulk job's "its message's send failed" line and the request's error named none (the
+    operations review), so README's Logs Insights query by job_id missed them."""
+    from spectra import logs
+
+    with logs.job_keys(tenant_id="acme"):
+        job, _ = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
+        assert logs.current() == {"tenant_id": "acme", "job_id": job.job_id}
+
+
 def test_a_create_repeated_with_its_idempotency_key_answers_the_first_job(ports):
     """A client whose answer was lost retries with its key: it gets the job it made (and the batches it uploaded
     meanwhile are that job's), not a second Open job."""

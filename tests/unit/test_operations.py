@@ -238,6 +238,35 @@ def test_jobs_by_state_counts_each_ending_once_whoever_wrote_it(monkeypatch):
         assert modules == [ROOT / "consumers" / "notifier" / "app.py"]  # one place, so no ending is counted twice
 
 
+def test_the_executor_counts_bulk_starts_apart_from_query_starts(monkeypatch):
+    """StatementsStarted, the jobs-by-state chart's "started" between JobsSubmitted and the endings (query jobs all),
+    counted bulk loads and drops too: more started than were ever submitted (the operations review)."""
+    from consumers.executor import app as executor
+    from spectra import lifecycle
+    from spectra.jobs import Job, new_job_id, utcnow
+    from tests.unit.test_bulk_lifecycle import bulk_ports_with, queued
+
+    ports = bulk_ports_with()
+    monkeypatch.setattr(executor, "get_ports", lambda: ports)
+    now = utcnow()
+    query = Job(
+        job_id=new_job_id(), tenant_id="acme", db_user="tenant_acme", sql="select 1", created_at=now, updated_at=now
+    )
+    ports.jobs.create(query)
+    executor.metrics.clear_metrics()
+    executor.handle_job_message(queued(ports), 1)
+    executor.handle_job_message(lifecycle.queued_message(query), 1)
+    executor.handle_job_message(lifecycle.queued_message(query), 2)  # a copy: the job started already
+    counted = {name: sum(metric["Value"]) for name, metric in executor.metrics.metric_set.items()}
+    executor.metrics.clear_metrics()
+    assert counted == {
+        "BulkJobsStarted": 1,
+        "StatementsStarted": 1,
+        "JobMessagesSkipped": 1,
+        "JobMessagesRedelivered": 1,
+    }
+
+
 def test_an_event_detail_the_notifier_cannot_read_is_fanned_out_once_without_figures(monkeypatch):
     """A detail with a value a newer producer added (a rolling deploy: a status this version does not know) failed
     the record after its webhooks were queued and it was published: each of the queue's five receives sent it all
