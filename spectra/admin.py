@@ -433,17 +433,19 @@ def move_messages(
     """The fallback: receive, send to the source, delete, until a receive finds nothing. Each message is received
     for 60 s, longer than a send and a delete take, so no other reader sees it meanwhile.
 
-    It moves at most the messages the queue held when it began, as a message move task does, and none sent since it
-    began (its ``SentTimestamp``, which a message keeps when its queue moves it to the dead-letter queue): a message
-    its consumer still fails comes back here, and was moved again, lap after lap, so a redrive of a dozen messages
-    never ended and counted each many times (found by the operations review). Such a copy is kept received (out of
-    the way of the receives that look for the rest) and made visible again at the end. It stops when a receive finds
-    nothing, or nothing but copies seen already."""
+    It moves at most the messages the queue held when it began, as a message move task does, and none of the copies
+    it sent itself (by their ``MessageId``, which a message keeps when its queue moves it to the dead-letter queue): a
+    message its consumer still fails comes back here, and was moved again, lap after lap, so a redrive of a dozen
+    messages never ended and counted each many times (found by the operations review). Such a copy is kept received
+    (out of the way of the receives that look for the rest) and made visible again at the end. It stops when a
+    receive finds nothing, or nothing but copies seen already. (Copies were told apart by a ``SentTimestamp`` later
+    than the redrive's start, on the operator's clock: one 30 s behind SQS's took the newest dead letters for copies
+    and moved nothing, "COMPLETED"; the operations review.)"""
     moved = 0
+    sent: set[str] = set()  # the ids of the copies this redrive sent
     returned: dict[str, str] = {}  # copies this redrive sent that came back: message id → receipt handle
     try:
         held = _held(sqs, dead_letter)
-        began = time.time() * 1000  # as SentTimestamp counts, in milliseconds
         while moved < held:
             started = time.monotonic()
             received = sqs.receive_message(
@@ -452,10 +454,9 @@ def move_messages(
                 VisibilityTimeout=60,
                 WaitTimeSeconds=1,
                 MessageAttributeNames=["All"],
-                AttributeNames=["SentTimestamp"],
             ).get("Messages", [])
-            messages = [m for m in received if int(m.get("Attributes", {}).get("SentTimestamp", 0)) < began]
-            back = [m for m in received if m not in messages]
+            messages = [m for m in received if m["MessageId"] not in sent]
+            back = [m for m in received if m["MessageId"] in sent]
             if not messages and all(m["MessageId"] in returned for m in back):
                 return moved
             returned.update((m["MessageId"], m["ReceiptHandle"]) for m in back)
@@ -463,7 +464,7 @@ def move_messages(
                 send: dict[str, Any] = {"QueueUrl": source.url, "MessageBody": message["Body"]}
                 if message.get("MessageAttributes"):
                     send["MessageAttributes"] = message["MessageAttributes"]
-                sqs.send_message(**send)
+                sent.add(sqs.send_message(**send)["MessageId"])
                 sqs.delete_message(QueueUrl=dead_letter.url, ReceiptHandle=message["ReceiptHandle"])
                 moved += 1
             if rate:

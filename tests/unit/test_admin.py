@@ -184,10 +184,12 @@ def test_a_redrive_by_hand_stopped_midway_says_how_many_it_moved():
             self.received += 1
             if self.received == 3:
                 raise self.stop
-            return {"Messages": [{"Body": "{}", "ReceiptHandle": f"r{self.received}"}]}
+            return {
+                "Messages": [{"MessageId": f"m{self.received}", "Body": "{}", "ReceiptHandle": f"r{self.received}"}]
+            }
 
         def send_message(self, **request):
-            return {}
+            return {"MessageId": f"sent{self.received}"}
 
         def delete_message(self, **request):
             return {}
@@ -207,16 +209,13 @@ def test_a_redrive_by_hand_stopped_midway_says_how_many_it_moved():
 
 def test_a_redrive_by_hand_goes_on_past_a_receive_of_copies_that_came_back_and_leaves_them_visible():
     """SQS returns a queue's messages in no order: a receive holding only a copy the redrive sent, failed again and
-    back, ended the redrive with four of the five messages the queue held still in it (the diff review)."""
-    import time
+    back, ended the redrive with four of the five messages the queue held still in it (the diff review). A copy is
+    known by the id its send was answered (SQS keeps a message's id as it moves it to the dead-letter queue)."""
 
     class Sqs:
         def __init__(self):
             self.old = [{"MessageId": f"m{n}", "Body": f"{n}", "ReceiptHandle": f"o{n}"} for n in range(5)]
-            for message in self.old:
-                message["Attributes"] = {"SentTimestamp": "1000"}
-            back = {"MessageId": "copy", "Body": "0", "ReceiptHandle": "b0"}
-            back["Attributes"] = {"SentTimestamp": str(int(time.time() * 1000) + 60_000)}
+            back = {"MessageId": "copy-of-0", "Body": "0", "ReceiptHandle": "b0"}
             self.answers = [self.old[:1], [back], self.old[1:], [back], []]
             self.sent, self.visible_again = [], []
 
@@ -228,6 +227,7 @@ def test_a_redrive_by_hand_goes_on_past_a_receive_of_copies_that_came_back_and_l
 
         def send_message(self, **request):
             self.sent.append(request["MessageBody"])
+            return {"MessageId": f"copy-of-{request['MessageBody']}"}
 
         def delete_message(self, **request):
             pass

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -357,6 +358,24 @@ def test_a_redrive_by_hand_moves_what_the_queue_held_and_leaves_what_comes_back(
     assert sorted(sent) == sorted(json.dumps({"n": n}) for n in range(3))
     left = sqs.get_queue_attributes(QueueUrl=urls["JobsDeadLetterQueue"], AttributeNames=["All"])["Attributes"]
     assert (left["ApproximateNumberOfMessages"], left["ApproximateNumberOfMessagesNotVisible"]) == ("3", "0")
+
+
+def test_a_redrive_by_hand_moves_the_newest_dead_letters_whatever_the_operators_clock_says(
+    local_aws, tmp_path, monkeypatch
+):
+    """Copies were told from what the queue held by a SentTimestamp later than the redrive's start on the operator's
+    clock: 30 s behind SQS's, it took the newest dead letters (the ones the alarm paged about) for copies and moved
+    nothing, "COMPLETED" (the operations review)."""
+    _, urls = _state_with_pairs(local_aws, tmp_path, "Jobs")
+    sqs = local_aws.client("sqs")
+    for n in range(3):
+        sqs.send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=json.dumps({"n": n}))
+    monkeypatch.setattr(admin.time, "time", lambda real=time.time: real() - 30)
+    dead_letter = admin.Queue("JobsDeadLetterQueue", urls["JobsDeadLetterQueue"], "arn:dlq")
+    source = admin.Queue("JobsQueue", urls["JobsQueue"], "arn:src")
+    assert admin.move_messages(sqs, dead_letter, source) == 3
+    left = sqs.get_queue_attributes(QueueUrl=urls["JobsQueue"], AttributeNames=["ApproximateNumberOfMessages"])
+    assert left["Attributes"]["ApproximateNumberOfMessages"] == "3"
 
 
 def test_dlq_show_keeps_a_hand_sent_body_on_one_line_without_terminal_escapes(local_aws, tmp_path):
