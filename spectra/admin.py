@@ -43,6 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -433,19 +434,27 @@ def move_messages(
     """The fallback: receive, send to the source, delete, until a receive finds nothing. Each message is received
     for 60 s, longer than a send and a delete take, so no other reader sees it meanwhile.
 
-    It moves at most the messages the queue held when it began, as a message move task does, and none of the copies
-    it sent itself (by their ``MessageId``, which a message keeps when its queue moves it to the dead-letter queue): a
-    message its consumer still fails comes back here, and was moved again, lap after lap, so a redrive of a dozen
-    messages never ended and counted each many times (found by the operations review). Such a copy is kept received
-    (out of the way of the receives that look for the rest) and made visible again at the end. It stops when a
-    receive finds nothing, or nothing but copies seen already. (Copies were told apart by a ``SentTimestamp`` later
-    than the redrive's start, on the operator's clock: one 30 s behind SQS's took the newest dead letters for copies
-    and moved nothing, "COMPLETED"; the operations review.)"""
+    It moves at most the messages the queue held when it began, as a message move task does, and none that came
+    since: a message its consumer still fails comes back here, and was moved again, lap after lap, so a redrive of a
+    dozen messages never ended and counted each many times (found by the operations review). A copy is known by its
+    ``MessageId`` (a queue moving it to its dead-letter queue keeps it), or, sent here anew (the webhook delivery
+    dead-letters a delivery itself), by a ``SentTimestamp`` from the second after the redrive's first send on, on
+    SQS's clock (that send's answer's ``Date``): on the operator's, 30 s behind SQS's, it took the newest dead
+    letters for copies and moved nothing, "COMPLETED" (the operations review), and a copy sent anew was moved again
+    once the id alone told copies apart (the diff review). Such a copy is kept received (out of the way of the
+    receives that look for the rest) and made visible again at the end. It stops when a receive finds nothing, or
+    nothing but copies seen already."""
     moved = 0
     sent: set[str] = set()  # the ids of the copies this redrive sent
+    began: int | None = None  # SentTimestamp from which a message is a copy sent anew
     returned: dict[str, str] = {}  # copies this redrive sent that came back: message id → receipt handle
     try:
         held = _held(sqs, dead_letter)
+
+        def came_since(message: dict[str, Any]) -> bool:
+            stamp = message.get("Attributes", {}).get("SentTimestamp")
+            return message["MessageId"] in sent or (began is not None and stamp is not None and int(stamp) >= began)
+
         while moved < held:
             started = time.monotonic()
             received = sqs.receive_message(
@@ -454,9 +463,10 @@ def move_messages(
                 VisibilityTimeout=60,
                 WaitTimeSeconds=1,
                 MessageAttributeNames=["All"],
+                AttributeNames=["SentTimestamp"],
             ).get("Messages", [])
-            messages = [m for m in received if m["MessageId"] not in sent]
-            back = [m for m in received if m["MessageId"] in sent]
+            messages = [m for m in received if not came_since(m)]
+            back = [m for m in received if came_since(m)]
             if not messages and all(m["MessageId"] in returned for m in back):
                 return moved
             returned.update((m["MessageId"], m["ReceiptHandle"]) for m in back)
@@ -464,7 +474,9 @@ def move_messages(
                 send: dict[str, Any] = {"QueueUrl": source.url, "MessageBody": message["Body"]}
                 if message.get("MessageAttributes"):
                     send["MessageAttributes"] = message["MessageAttributes"]
-                sent.add(sqs.send_message(**send)["MessageId"])
+                answer = sqs.send_message(**send)
+                sent.add(answer["MessageId"])
+                began = began or _second_after(answer)
                 sqs.delete_message(QueueUrl=dead_letter.url, ReceiptHandle=message["ReceiptHandle"])
                 moved += 1
             if rate:
@@ -492,6 +504,16 @@ def _held(sqs, queue: Queue) -> int:
     return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
         attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
     )
+
+
+def _second_after(answer: dict[str, Any]) -> int | None:
+    """The second after SQS answered, on its clock (the answer's ``Date``, whole seconds), in milliseconds as
+    ``SentTimestamp`` counts: a message sent from then on was sent after the answer. None without a ``Date``."""
+    date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return (int(parsedate_to_datetime(date).timestamp()) + 1) * 1000 if date else None
+    except (TypeError, ValueError):
+        return None
 
 
 # -- the command line ------------------------------------------------------------------------------------------------

@@ -378,6 +378,30 @@ def test_a_redrive_by_hand_moves_the_newest_dead_letters_whatever_the_operators_
     assert left["Attributes"]["ApproximateNumberOfMessages"] == "3"
 
 
+def test_a_redrive_by_hand_leaves_a_copy_its_consumer_dead_lettered_anew(local_aws, tmp_path, monkeypatch):
+    """The webhook delivery dead-letters a delivery itself, a new message with an id of its own: told apart by id
+    alone, such copies were moved again, and more moved than the queue held (the diff review)."""
+    _, urls = _state_with_pairs(local_aws, tmp_path, "Jobs")
+    sqs = local_aws.client("sqs")
+    for n in range(3):
+        sqs.send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=json.dumps({"n": n}))
+    send_message, to_source = sqs.send_message, []
+
+    def send(**request):
+        answer = send_message(**request)
+        if request["QueueUrl"] == urls["JobsQueue"]:  # its consumer fails it and dead-letters it anew, a moment later
+            to_source.append(request["MessageBody"])
+            time.sleep(1.05)
+            send_message(QueueUrl=urls["JobsDeadLetterQueue"], MessageBody=request["MessageBody"])
+        return answer
+
+    monkeypatch.setattr(sqs, "send_message", send)
+    dead_letter = admin.Queue("JobsDeadLetterQueue", urls["JobsDeadLetterQueue"], "arn:dlq")
+    source = admin.Queue("JobsQueue", urls["JobsQueue"], "arn:src")
+    assert admin.move_messages(sqs, dead_letter, source) == 3
+    assert sorted(to_source) == sorted(json.dumps({"n": n}) for n in range(3))  # each once
+
+
 def test_dlq_show_keeps_a_hand_sent_body_on_one_line_without_terminal_escapes(local_aws, tmp_path):
     state, urls = _state_with_pairs(local_aws, tmp_path, "Jobs")
     body = "line one\nline two\x1b]0;owned\x07"
