@@ -22,13 +22,18 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from spectra.errors import InvalidToken
+
+logger = logging.getLogger(__name__)
 
 #: The longest token accepted; the API's query parameter has the same limit.
 MAX_TOKEN_CHARS = 2048
@@ -158,8 +163,18 @@ class SecretKey:
             return self._value != before
 
     def _read(self) -> None:
+        """Read the key; a failed read with a key in hand keeps it, and is tried again :data:`KEY_RECHECK_SECONDS`
+        later: Secrets Manager failing for a while failed every listing's next page, and answered a forged token with
+        a 5xx instead of its 400 (the diff review)."""
         if not self._secret_id:
             raise RuntimeError("PAGE_TOKEN_SECRET_ARN is not set: no key to sign page tokens with")
-        secret = self._client.get_secret_value(SecretId=self._secret_id)
+        try:
+            secret = self._client.get_secret_value(SecretId=self._secret_id)
+        except (ClientError, BotoCoreError):
+            if self._value is None:
+                raise
+            logger.warning("the page token key could not be read again; the one read before stands", exc_info=True)
+            self._read_at = self._clock() - KEY_MAX_AGE_SECONDS + KEY_RECHECK_SECONDS
+            return
         self._value = secret["SecretString"].encode("utf-8")
         self._read_at = self._clock()

@@ -105,6 +105,35 @@ def test_a_replaced_key_is_every_environments_within_minutes_and_the_old_one_sto
     assert other.encode({"job_id": "j_2"}, bound_to=BINDING) == new
 
 
+def test_a_key_that_cannot_be_read_again_keeps_the_one_read_before():
+    """Read again every few minutes, a Secrets Manager failing for a while failed every listing's next page, and a
+    forged token was a 5xx instead of its 400 (the diff review). Only the first read's failure is the caller's."""
+    from botocore.exceptions import ClientError
+
+    class Secrets:
+        failing, calls = False, 0
+
+        def get_secret_value(self, SecretId):
+            Secrets.calls += 1
+            if Secrets.failing:
+                raise ClientError({"Error": {"Code": "InternalServiceError", "Message": "boom"}}, "GetSecretValue")
+            return {"SecretString": "s" * 64}
+
+    now = [0.0]
+    tokens = PageTokens(SecretKey(Secrets(), "arn:aws:secretsmanager:us-east-1:1:secret:pt", clock=lambda: now[0]))
+    token = tokens.encode({"job_id": "j_1"}, bound_to=BINDING)
+    Secrets.failing = True
+    now[0] = KEY_MAX_AGE_SECONDS + 1.0
+    assert tokens.decode(token, bound_to=BINDING) == {"job_id": "j_1"}  # the read failed: the key in hand stands
+    assert tokens.encode({"job_id": "j_1"}, bound_to=BINDING) == token
+    assert Secrets.calls == 2  # tried once, and not again before KEY_RECHECK_SECONDS
+    now[0] += 31.0
+    with pytest.raises(InvalidToken):
+        tokens.decode(token[:-1] + ("A" if token[-1] != "A" else "Q"), bound_to=BINDING)
+    with pytest.raises(ClientError):  # no key in hand: nothing to sign with
+        PageTokens(SecretKey(Secrets(), "arn:aws:secretsmanager:us-east-1:1:secret:pt")).encode({}, bound_to=BINDING)
+
+
 def test_without_a_configured_secret_nothing_is_signed():
     with pytest.raises(RuntimeError, match="PAGE_TOKEN_SECRET_ARN"):
         PageTokens(SecretKey(object(), "")).encode({}, bound_to=BINDING)
