@@ -620,7 +620,7 @@ def finish_bulk_job(
     *,
     unstarted: bool = False,
     contested: bool = False,
-    uploads: int | None = None,
+    uploads: BulkJob | None = None,
     plan_seen: LoadPlan | bool | None = False,
     **changes: Any,
 ) -> BulkJob | None:
@@ -636,9 +636,10 @@ def finish_bulk_job(
     not replace the winner's. Its result routes answer ``job_not_finished`` for that moment, as for a large job. So
     does an ending another ending of its statement may beat to another state (``contested``: giving up on an outcome
     that a copy of the same event may be recording as JobComplete at that moment).
-    ``uploads``: only while the job has counted that many batches (an Open job ended with the batches listed then:
-    a batch counted after the listing would be acknowledged and left out). ``plan_seen``: only while the job's plan
-    is still that one (None: none), for an ending that ran nothing decided on it (:func:`_end_unstarted`).
+    ``uploads`` (the job as read before its batches were listed): only while the job has counted and withdrawn as
+    many batches as then (an Open job ended with the batches listed then: a batch counted after the listing would be
+    acknowledged and left out, one withdrawn after it deleted from under the job). ``plan_seen``: only while the
+    job's plan is still that one (None: none), for an ending that ran nothing decided on it (:func:`_end_unstarted`).
     """
     bulk = bulk_ports(ports)
     results_ready = job.operation is BulkOperation.QUERY or not job.files

@@ -249,6 +249,10 @@ class BulkJob(BaseModel):
     #: the batches and upload URLs of ``uploads`` asked for with an ``Idempotency-Key``, by the key's name
     #: (:meth:`spectra.tenants.Caller.keyed_id`): recorded in the write that counts them, so a repeat is counted once
     keyed_batches: dict[str, KeyedBatch] = Field(default_factory=dict)
+    #: keys of batches stored while it was Open but refused their count (a keyed repeat's second copy, one past the
+    #: limit) and taken back (spectra.bulk.service._take_back): withdrawn in a write a close is conditional on, so no
+    #: close lists one between the take-back's look at the job and its delete (the bulk concurrency review)
+    withdrawn_batches: list[str] = Field(default_factory=list)
     #: failed attempts at recording the statement's outcome (spectra.bulk.lifecycle._failed_attempt)
     result_attempts: int = 0
     created_at: datetime

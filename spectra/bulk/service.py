@@ -568,11 +568,9 @@ def _abort_open(ports: Ports, job: BulkJob, **changes: Any) -> BulkJob:
     (:class:`_AbortedMeanwhile` when that request aborted it)."""
     bulk = bulk_ports(ports)
     for _ in range(CLOSE_ATTEMPTS):
-        files = bulk.files.uploaded_batches(job)
+        files = _counted_batches(bulk, job)
         seen = job.model_copy(update={"files": files})
-        aborted = finish_bulk_job(
-            ports, seen, BulkState.ABORTED, unstarted=True, uploads=job.uploads, files=files, **changes
-        )
+        aborted = finish_bulk_job(ports, seen, BulkState.ABORTED, unstarted=True, uploads=job, files=files, **changes)
         if aborted is not None:
             return aborted
         job = bulk.jobs.get(job.job_id) or job
@@ -614,15 +612,31 @@ def _take_back(bulk: BulkPorts, job_id: str, stored: SourceFile) -> bool:
     """The PUT fails for a batch that is stored all the same, which the next UploadComplete would list: delete it, or
     the client's retry of the failed request loads it twice. Not when an UploadComplete (or an abort) has listed it
     meanwhile: it is part of the job then, and True says so (the PUT answers 201). A function that dies between
-    storing and counting leaves the batch (README, Bulk API)."""
+    storing and counting leaves the batch (README, Bulk API).
+
+    Withdrawn first, in a write conditional on the job being Open that a close's own write is conditional on
+    (:meth:`~spectra.bulk.store.BulkJobStore.withdraw`): a look at the job, then the delete, let a close list the
+    batch between the two, and the load failed "deleted before the job read it", every batch of the job unloaded
+    (the bulk concurrency review: a keyed retry racing UploadComplete, a batch refused at the limit)."""
     try:
+        if bulk.jobs.withdraw(job_id, stored.key):
+            bulk.files.discard(stored)
+            return False
         job = bulk.jobs.get(job_id)
     except (ClientError, BotoCoreError):
         job = None  # the store fails: taken back (a keyed repeat puts it back if its count landed: _restored)
-    if job is None or job.state is BulkState.OPEN or all(f.key != stored.key for f in job.files):
+    if job is None or all(f.key != stored.key for f in job.files):
         bulk.files.discard(stored)
         return False
     return True
+
+
+def _counted_batches(bulk: BulkPorts, job: BulkJob) -> list[SourceFile]:
+    """The job's batches as stored, less those taken back (``withdrawn_batches``: a withdrawn batch may not be deleted
+    yet). Not a keyed batch the job records: one taken back after its count landed unseen, then put back by its
+    key's repeat (:func:`_restored`), is the job's."""
+    withdrawn = set(job.withdrawn_batches) - {batch.key for batch in job.keyed_batches.values()}
+    return [f for f in bulk.files.uploaded_batches(job) if f.key not in withdrawn]
 
 
 def upload_url(
@@ -738,11 +752,16 @@ def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     if job.state is not BulkState.OPEN:
         return _closed_already(job)
     for _ in range(CLOSE_ATTEMPTS):
-        files = bulk.files.uploaded_batches(job)
+        files = _counted_batches(bulk, job)
         if not files:
             raise InvalidRequest(f"bulk job {job_id} has no data: upload at least one batch before UploadComplete")
         if len(files) > ports.settings.bulk_max_files:
-            raise InvalidRequest(f"bulk job {job_id} has {len(files)} batches; at most {ports.settings.bulk_max_files}")
+            # more than it counted: batches stored and refused at its limit, on their way to being taken back (a 400
+            # "has 109 batches" told the client its job was wrong: the bulk concurrency review)
+            job = get_job(ports, caller, job_id)
+            if job.state is not BulkState.OPEN:
+                return _closed_already(job)
+            continue
         closed = bulk.jobs.close(job, files=files, queued_at=utcnow())
         if closed is not None:
             _queue(ports, closed)

@@ -98,15 +98,22 @@ def _plan_was(request: dict[str, Any], plan: LoadPlan | None) -> dict[str, Any]:
     return request
 
 
-def _uploads_were(request: dict[str, Any], uploads: int) -> dict[str, Any]:
-    """``request`` made conditional on the job having counted ``uploads`` batches."""
-    request["ExpressionAttributeNames"]["#uploads"] = "uploads"
+def _uploads_were(request: dict[str, Any], uploads: int, withdrawn: int = 0) -> dict[str, Any]:
+    """``request`` made conditional on the job having counted ``uploads`` batches and withdrawn ``withdrawn``."""
+    names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
+    names.update({"#uploads": "uploads", "#withdrawn": "withdrawn_batches"})
+    if not (uploads and withdrawn):
+        values[":zero"] = {"N": "0"}
     if uploads:
         request["ConditionExpression"] += " AND #uploads = :uploads"
-        request["ExpressionAttributeValues"][":uploads"] = {"N": str(uploads)}
+        values[":uploads"] = {"N": str(uploads)}
     else:
         request["ConditionExpression"] += " AND (attribute_not_exists(#uploads) OR #uploads = :zero)"
-        request["ExpressionAttributeValues"][":zero"] = {"N": "0"}
+    if withdrawn:
+        request["ConditionExpression"] += " AND size(#withdrawn) = :withdrawn"
+        values[":withdrawn"] = {"N": str(withdrawn)}
+    else:
+        request["ConditionExpression"] += " AND (attribute_not_exists(#withdrawn) OR size(#withdrawn) = :zero)"
     return request
 
 
@@ -223,15 +230,15 @@ class BulkJobStore:
         *,
         expected: Iterable[BulkState] | None = None,
         unstarted: bool = False,
-        uploads: int | None = None,
+        uploads: BulkJob | None = None,
         plan_seen: LoadPlan | bool | None = False,
         **changes: Any,
     ) -> BulkJob | None:
         """Move to ``to`` from a state that allows it (narrowed to ``expected``); None when the move is refused.
-        ``unstarted``: only while no statement is recorded. ``uploads``: only while the job has counted that many
-        batches (:meth:`count_upload`), as :meth:`close` does. ``plan_seen`` (a plan, or None for none): only while
-        the job's plan is still that one (:func:`_plan_was`); False: whatever it is. The job is (re)entered in the
-        pending index."""
+        ``unstarted``: only while no statement is recorded. ``uploads`` (the job as read before its batches were
+        listed): only while the job has counted and withdrawn as many batches as then (:meth:`count_upload`,
+        :meth:`withdraw`), as :meth:`close` does. ``plan_seen`` (a plan, or None for none): only while the job's plan
+        is still that one (:func:`_plan_was`); False: whatever it is. The job is (re)entered in the pending index."""
         allowed = bulk_sources_of(to) if expected is None else bulk_sources_of(to) & frozenset(expected)
         changes = {**self._states.pending(job_id, utcnow()), "state": to.value, **changes}
         return self._update(job_id, allowed, changes, unstarted=unstarted, uploads=uploads, plan_seen=plan_seen)
@@ -331,7 +338,18 @@ class BulkJobStore:
             updated_at=utcnow(),
         )
         assert request is not None  # a state is allowed
-        return self._conditional(_uploads_were(request, job.uploads))
+        return self._conditional(_uploads_were(request, job.uploads, len(job.withdrawn_batches)))
+
+    def withdraw(self, job_id: str, key: str) -> bool:
+        """Record a stored batch as taken back (``withdrawn_batches``) while the job is ``Open``; False once it is not
+        (a close or an abort may have listed the batch). A close that read the job before this write is refused by
+        its condition, and lists again without the batch."""
+        request = self._states.update_request(job_id, [BulkState.OPEN.value], {}, updated_at=utcnow())
+        assert request is not None  # a state is allowed
+        request["ExpressionAttributeNames"]["#withdrawn"] = "withdrawn_batches"
+        request["ExpressionAttributeValues"].update(to_item({":key": [key], ":none": []}))
+        request["UpdateExpression"] += ", #withdrawn = list_append(if_not_exists(#withdrawn, :none), :key)"
+        return self._conditional(request) is not None
 
     def _conditional(self, request: dict[str, Any]) -> BulkJob | None:
         item = self._states.apply(request)
@@ -404,7 +422,7 @@ class BulkJobStore:
         changes: dict[str, Any],
         *,
         unstarted: bool = False,
-        uploads: int | None = None,
+        uploads: BulkJob | None = None,
         absent: Iterable[str] = (),
         plan_seen: LoadPlan | bool | None = False,
     ) -> BulkJob | None:
@@ -418,7 +436,7 @@ class BulkJobStore:
         if request is None:
             return None
         if uploads is not None:
-            request = _uploads_were(request, uploads)
+            request = _uploads_were(request, uploads.uploads, len(uploads.withdrawn_batches))
         if plan_seen is not False:
             request = _plan_was(request, plan_seen if isinstance(plan_seen, LoadPlan) else None)
         return self._conditional(request)

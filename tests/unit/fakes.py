@@ -398,14 +398,14 @@ class FakeBulkJobStore:
         *,
         expected: Iterable[BulkState] | None = None,
         unstarted: bool = False,
-        uploads: int | None = None,
+        uploads: BulkJob | None = None,
         plan_seen: Any = False,
         **changes: Any,
     ) -> BulkJob | None:
         allowed = bulk_sources_of(to) if expected is None else bulk_sources_of(to) & frozenset(expected)
         if unstarted and self._items.get(job_id, {}).get("statement_id"):
             return None
-        if uploads is not None and self._items.get(job_id, {}).get("uploads", 0) != uploads:
+        if uploads is not None and not self._batches_were(job_id, uploads):
             return None
         if plan_seen is not False:
             stored = (self._items.get(job_id, {}).get("plan") or {}).get("planned_at")
@@ -457,10 +457,21 @@ class FakeBulkJobStore:
         return self._update(job_id, frozenset({state}), {counter: count + 1})
 
     def close(self, job: BulkJob, **changes: Any) -> BulkJob | None:
-        if self._items.get(job.job_id, {}).get("uploads", 0) != job.uploads:
+        if not self._batches_were(job.job_id, job):
             return None
         changes = {"state": BulkState.UPLOAD_COMPLETE, **changes}
         return self._update(job.job_id, frozenset({BulkState.OPEN}), changes, pending_since=utcnow())
+
+    def withdraw(self, job_id: str, key: str) -> bool:
+        withdrawn = [*self._items.get(job_id, {}).get("withdrawn_batches", []), key]
+        return self._update(job_id, frozenset({BulkState.OPEN}), {"withdrawn_batches": withdrawn}) is not None
+
+    def _batches_were(self, job_id: str, seen: BulkJob) -> bool:
+        item = self._items.get(job_id, {})
+        return (item.get("uploads", 0), len(item.get("withdrawn_batches", []))) == (
+            seen.uploads,
+            len(seen.withdrawn_batches),
+        )
 
     def mark_published(self, job_id: str, state: BulkState) -> BulkJob | None:
         job = self._update(job_id, frozenset({state}), {"event_published": True})

@@ -708,6 +708,30 @@ def test_a_keyed_repeat_racing_its_first_copy_is_counted_once(ports, monkeypatch
     assert [f.key for f in closed.files] == [raced[0].key] and closed.uploads == 1
 
 
+def test_a_close_between_a_take_back_and_its_delete_does_not_list_the_batch(ports, monkeypatch):
+    """The bulk concurrency review: the copy whose count the key refused looked at the job (Open), then deleted its
+    batch, and an UploadComplete in between listed it: the load failed "deleted before the job read it", nothing of
+    the job loaded. The take-back withdraws the batch first, in a write the close is conditional on."""
+    job = new_insert(ports)
+    raced = overtaken_by(
+        ports, monkeypatch, lambda: upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    )
+    files_type = type(ports.bulk.files)
+    discard = files_type.discard
+
+    def closed_first(files, source):
+        monkeypatch.setattr(files_type, "discard", discard)
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+        return discard(files, source)
+
+    monkeypatch.setattr(files_type, "discard", closed_first)
+    first = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    monkeypatch.undo()
+    closed = get_job(ports, caller(ports), job.job_id)
+    assert first.key == raced[0].key and [f.key for f in closed.files] == [first.key]
+    assert all(ports.bulk.files.size(f.key) is not None for f in closed.files)  # every file it lists is there
+
+
 def test_a_keyed_batch_whose_count_failed_is_stored_by_the_retry(ports, monkeypatch):
     """A 5xx takes the batch back and records no key: the retry under the key stores and counts it, once."""
     job = new_insert(ports)

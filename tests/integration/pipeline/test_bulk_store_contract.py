@@ -296,13 +296,30 @@ def forget_keyed_batches(store, job_id: str) -> None:
     )
 
 
-def test_a_transition_can_be_conditional_on_the_batches_counted(store):
+def test_a_transition_can_be_conditional_on_the_batches_counted_and_withdrawn(store):
     job = in_state(store, BulkState.OPEN)
-    assert store.transition(job.job_id, BulkState.ABORTED, uploads=1) is None  # none counted yet
+    assert store.transition(job.job_id, BulkState.ABORTED, uploads=job.model_copy(update={"uploads": 1})) is None
     store.count_upload(job.job_id)
-    assert store.transition(job.job_id, BulkState.ABORTED, uploads=0) is None
+    assert store.transition(job.job_id, BulkState.ABORTED, uploads=job) is None  # one counted since
+    counted = store.get(job.job_id)
+    assert store.withdraw(job.job_id, "acme/b/uploads/x.csv")
+    assert store.transition(job.job_id, BulkState.ABORTED, uploads=counted) is None  # one withdrawn since
     assert store.get(job.job_id).state is BulkState.OPEN
-    assert store.transition(job.job_id, BulkState.ABORTED, uploads=1).state is BulkState.ABORTED
+    assert store.transition(job.job_id, BulkState.ABORTED, uploads=store.get(job.job_id)).state is BulkState.ABORTED
+
+
+def test_a_batch_is_withdrawn_only_while_open_and_a_close_that_read_before_is_refused(store):
+    """A take-back's look at the job, then its delete, let a close list the batch in between: the load failed on a
+    file deleted from under it (the bulk concurrency review)."""
+    job = in_state(store, BulkState.OPEN)
+    store.count_upload(job.job_id)
+    seen = store.get(job.job_id)
+    assert store.withdraw(job.job_id, "acme/b/uploads/1.csv") and store.withdraw(job.job_id, "acme/b/uploads/2.csv")
+    assert store.get(job.job_id).withdrawn_batches == ["acme/b/uploads/1.csv", "acme/b/uploads/2.csv"]
+    assert store.close(seen, files=[]) is None
+    assert store.close(store.get(job.job_id), files=[]).state is BulkState.UPLOAD_COMPLETE
+    assert not store.withdraw(job.job_id, "acme/b/uploads/3.csv")
+    assert len(store.get(job.job_id).withdrawn_batches) == 2
 
 
 def test_outcome_attempts_are_counted_only_while_in_progress(store):
