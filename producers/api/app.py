@@ -507,9 +507,10 @@ def get_results(job_id: Annotated[str, _JOB_ID]) -> JobResults:
     },
     tags=["jobs"],
     summary="Cancel a job",
-    description="A queued job ends CANCELLED at once (200). A running one is asked to stop (202, "
-    "`cancel_requested`) and ends CANCELLED when the warehouse aborts its statement (200 if that happened before "
-    "the answer). A finished job, or one whose statement has already ended (it ends with that outcome): 409.",
+    description="A queued job ends CANCELLED at once (200). A running one, or a queued one that may write and is "
+    "being started, is asked to stop (202, `cancel_requested`) and ends CANCELLED when the warehouse aborts its "
+    "statement (200 if that happened before the answer). A finished job, or one whose statement has already ended "
+    "(it ends with that outcome): 409.",
 )
 def cancel(job_id: Annotated[str, _JOB_ID]) -> Response[JobView]:
     job = queries.cancel_job(get_ports(Budget.CLIENT), _caller(), job_id)

@@ -226,6 +226,39 @@ def test_a_job_cancelled_while_its_statement_starts_and_finishes_is_logged_as_ru
     ]
 
 
+def test_a_write_cancelled_while_its_statement_starts_ends_with_the_statements_own_outcome(monkeypatch):
+    """The waits review: a write-enabled tenant's INSERT cancelled (a one-call query's wait running out, a DELETE)
+    while the executor started it ended CANCELLED at once, the INSERT committed all the same, and the answer said
+    CANCELLED. A queued job that may write and holds its slot is asked to stop instead: the executor cancels the
+    statement it records, and the job ends with what the statement did."""
+    from tests.unit.test_identity import writer_job
+
+    ports = make_ports()
+    writer_job(ports, "insert into acme_work.t values (1)")
+    [message] = ports.queue.messages
+    transition, answers = ports.jobs.transition, []
+
+    def delete_lands_meanwhile(job_id, status, **changes):
+        if status is JobStatus.SUBMITTED:
+            answers.append(cancel_job(ports, Caller.of(ports.tenants.get("acme")), job_id))  # the tenant's DELETE
+            ports.warehouse.finish(changes["statement_id"], rows=1)  # the short statement ends: committed
+        return transition(job_id, status, **changes)
+
+    monkeypatch.setattr(ports.jobs, "transition", delete_lands_meanwhile)
+    started = execute_job(ports, message, first_delivery=True)
+    [answer] = answers
+    assert (answer.status, answer.cancel_requested_at is not None) == (JobStatus.QUEUED, True)  # a 202, not CANCELLED
+    [statement] = ports.warehouse.statements.values()
+    assert (started.status, started.statement_id, statement.status) == (
+        JobStatus.SUBMITTED,
+        statement.statement_id,
+        "FINISHED",
+    )
+    ended = complete_statement(ports, ports.warehouse.status_change(statement.statement_id))
+    assert ended.status is JobStatus.COMPLETED  # the INSERT ran: the job says so
+    assert ports.events.types() == ["Job Completed"]
+
+
 def test_the_apis_message_moved_back_from_the_dead_letter_queue_stops_an_earlier_attempts_statement(monkeypatch):
     """A copy of the API's own message redriven from the dead-letter queue is received a first time, after attempts
     any of which may have started the statement and died: a job it finds ended unstarted did not have that statement
