@@ -163,10 +163,12 @@ def earlier_job(ports: Ports, caller: Caller, **request: Any) -> Job | None:
     """The job an earlier request with this request's ``idempotency_key`` made (a Conflict when that was another
     request), or None: writing nothing, so a request refused before it may make a job (a one-call query past its
     tenant's waits) can still answer a repeat with the job its client already has. ``request``: the fields
-    :func:`submit_query` takes (but ``correlation_id``), checked and fingerprinted as it checks them."""
+    :func:`submit_query` takes (but ``correlation_id``), checked and fingerprinted as it checks them, with or
+    without a key: a request that can never pass is its 4xx, not the 429 "send it again" of a one-call query past its
+    tenant's waits, which a client retrying 429s sent again for ever (the waits review)."""
+    job, fingerprint = _requested_job(ports, caller, correlation_id=None, **request)
     if not request.get("idempotency_key"):
         return None
-    job, fingerprint = _requested_job(ports, caller, correlation_id=None, **request)
     earlier = ports.jobs.repeat_of(job, fingerprint=fingerprint)
     if earlier is not None:
         logs.bind(job_id=earlier.job_id)  # the request's later lines are about this job, as a repeat's are

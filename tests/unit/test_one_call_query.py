@@ -415,6 +415,18 @@ def test_a_repeat_past_the_tenants_waits_is_answered_its_job_not_told_to_send_it
     assert len(ports.queue.messages) == 1
 
 
+@pytest.mark.parametrize("headers", [{}, {"Idempotency-Key": "k-1"}], ids=["keyless", "keyed"])
+def test_a_request_that_can_never_pass_is_its_400_past_the_tenants_waits_not_a_429(ports, headers):
+    """The waits review: the wait lease was taken before the request was checked, so bad SQL sent while the
+    tenant's waits were taken was a 429 "send this one again", which a client retrying 429s did for ever."""
+    _take_every_wait(ports)
+    status, refused = post_query({"sql": "select nope from", "wait_timeout": 5}, headers)
+    assert (status, refused["error"]["code"]) == (400, "sql_rejected"), refused
+    status, later = post_query({"sql": "select 1 as one", "wait_timeout": 5}, headers)
+    assert (status, later["error"]["code"]) == (429, "too_many_waits"), later  # a good one waits its turn
+    assert ports.queue.messages == []
+
+
 def test_a_repeat_past_the_tenants_waits_of_a_running_job_is_answered_at_once(ports):
     """The repeated job still runs: it is answered as it stands (200, a repeat), without a lease to wait with."""
     status, first = post_query({"sql": "select 1 as one"}, {"Idempotency-Key": "k-1"})
