@@ -630,7 +630,29 @@ def openapi_document() -> dict[str, Any]:
     schemas = document.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(unused, None)
-    return document
+    return _whole_bounds(document)
+
+
+#: The largest bound the API's models set, a BIGINT's (``row_limit``): the one past 2^53, where a float is not exact.
+_BIGINT_MAX = 2**63 - 1
+
+
+def _whole_bounds(schema: Any) -> Any:
+    """The document with each integer's ``minimum`` and ``maximum`` whole numbers: Powertools' OpenAPI model keeps
+    them as floats, so ``row_limit``'s 2^63 - 1 came out 2^63, which a client validating against the document sent
+    and the API refused (the HTTP edge review), and the others read ``1.0``, ``25.0``. The one bound past 2^53 the
+    models set is a BIGINT's, put back exactly."""
+    if isinstance(schema, list):
+        return [_whole_bounds(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    fixed = {key: _whole_bounds(value) for key, value in schema.items()}
+    if fixed.get("type") == "integer":
+        for bound in ("minimum", "maximum"):
+            value = fixed.get(bound)
+            if isinstance(value, float) and value.is_integer():
+                fixed[bound] = _BIGINT_MAX if value == float(_BIGINT_MAX) else int(value)
+    return fixed
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -236,3 +236,28 @@ def test_a_subscription_the_service_refuses_for_its_events_or_filter_does_not_fi
         service._check_filter(body.get("filter"))
     valid = {"url": "https://hooks.example.com/x", "events": ["Job Completed"], "filter": {"status": ["FAILED"]}}
     assert _fits("CreateSubscription", valid)
+
+
+def test_integer_bounds_are_the_whole_numbers_the_models_set():
+    """Powertools keeps bounds as floats: row_limit's 2^63 - 1 came out 2^63, which a client validating against the
+    document sent and the API refused (the HTTP edge review)."""
+    from jsonschema import Draft202012Validator
+
+    row_limit = DOCUMENT["components"]["schemas"]["QueryRequest"]["properties"]["row_limit"]["anyOf"][0]
+    assert (row_limit["minimum"], row_limit["maximum"]) == (1, 2**63 - 1)
+    assert all(isinstance(row_limit[bound], int) for bound in ("minimum", "maximum"))
+    assert not Draft202012Validator(row_limit).is_valid(2**63) and Draft202012Validator(row_limit).is_valid(2**63 - 1)
+    bounds = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("type") == "integer":
+                bounds.extend(node[b] for b in ("minimum", "maximum") if b in node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(DOCUMENT)
+    assert bounds and all(isinstance(bound, int) for bound in bounds)
