@@ -281,7 +281,9 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     # the window runs back from the sidecar's write, not from this handling of its event, which a backlog, failed
     # receives or a redrive from the DLQ can put minutes later
     since = (dropped.written_at or utcnow()) - LATE_SIDECAR_WINDOW
-    for job in bulk.jobs.list_for_tenant(tenant_id, limit=LATE_SIDECAR_JOBS).jobs:
+    # the tenant's drops only: its Bulk API and query jobs counted against the 100 (README: "or 100 drops"), so a
+    # tenant using both doors had a late sidecar go unreported, its file loaded as an insert (the drop options review)
+    for job in bulk.jobs.list_for_tenant(tenant_id, limit=LATE_SIDECAR_JOBS, source=JobSource.S3_DROP).jobs:
         if job.created_at < since:
             break
         if not same_generation(tenant.generation, job.tenant_generation):

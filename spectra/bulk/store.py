@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from events import ErrorInfo
-from spectra.bulk.models import BulkJob, BulkOperation, BulkState, KeyedBatch, LoadPlan, bulk_sources_of
+from spectra.bulk.models import BulkJob, BulkOperation, BulkState, JobSource, KeyedBatch, LoadPlan, bulk_sources_of
 from spectra.dynamo import (
     EXPIRES_AT,
     FREE_OR_EXPIRED,
@@ -174,14 +174,15 @@ class BulkJobStore:
         state: BulkState | None = None,
         operation: BulkOperation | None = None,
         ingest_only: bool = False,
+        source: JobSource | None = None,
         after: ListPosition | None = None,
     ) -> BulkJobPage:
         """The tenant's bulk jobs, newest first, filtered while paging (at most ``LIST_MAX_READS`` index reads per
         call, so a rare filter gives short pages with a position rather than reading the whole history at once).
         ``state`` is the state the API shows (:attr:`BulkJob.shown_state`: a JobComplete ingest job whose result
-        files are still owed is InProgress). ``ingest_only`` leaves query jobs out, and jobs past their record's life
-        are left out always (as :meth:`get_for_tenant` leaves them). The tenant comes from the caller, never from the
-        position."""
+        files are still owed is InProgress). ``ingest_only`` leaves query jobs out, ``source`` keeps one door's jobs,
+        and jobs past their record's life are left out always (as :meth:`get_for_tenant` leaves them). The tenant
+        comes from the caller, never from the position."""
         start_key = after.start_key(tenant_id) if after else None
         filters, values, names = [], {":t": tenant_id}, {}
         if state is not None:
@@ -194,6 +195,10 @@ class BulkJobStore:
             filters.append("#op <> :query")
             values[":query"] = BulkOperation.QUERY.value
             names["#op"] = "operation"
+        if source is not None:
+            filters.append("#src = :src")
+            values[":src"] = source.value
+            names["#src"] = "source"
         jobs: list[BulkJob] = []
         for _ in range(LIST_MAX_READS):
             wanted = limit - len(jobs)

@@ -41,7 +41,7 @@ from events import (
     WebhookDelivery,
 )
 from spectra.bulk.files import BulkFiles
-from spectra.bulk.models import BulkJob, BulkOperation, BulkState, KeyedBatch, bulk_sources_of
+from spectra.bulk.models import BulkJob, BulkOperation, BulkState, JobSource, KeyedBatch, bulk_sources_of
 from spectra.bulk.store import JOB_TTL as BULK_JOB_TTL
 from spectra.bulk.store import BulkJobPage, position_of
 from spectra.dynamo import ListPosition, expired, to_item
@@ -364,6 +364,7 @@ class FakeBulkJobStore:
         state: BulkState | None = None,
         operation: BulkOperation | None = None,
         ingest_only: bool = False,
+        source: JobSource | None = None,
         after: ListPosition | None = None,
     ) -> BulkJobPage:
         """Newest first; as a DynamoDB Query with a filter, a position marks the last item *looked at*."""
@@ -382,6 +383,7 @@ class FakeBulkJobStore:
                 (state is None or job.shown_state is state)
                 and (operation is None or item["operation"] == operation.value)
                 and not (ingest_only and item["operation"] == BulkOperation.QUERY.value)
+                and (source is None or job.source is source)
                 and not expired(item, now)
             ):
                 jobs.append(job)

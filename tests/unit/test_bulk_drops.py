@@ -11,7 +11,7 @@ import pytest
 
 from events import BulkJobQueuedMessage, S3EventRecord
 from spectra.bulk import drops
-from spectra.bulk.drops import SIDECAR_MAX_BYTES, DroppedObject, accept_drop
+from spectra.bulk.drops import LATE_SIDECAR_JOBS, SIDECAR_MAX_BYTES, DroppedObject, accept_drop
 from spectra.bulk.lifecycle import start_bulk_job
 from spectra.bulk.models import (
     BulkOperation,
@@ -257,6 +257,24 @@ def test_a_sidecar_after_its_file_started_is_reported_by_a_failed_job_of_its_own
     assert f"jan.json came after jan.csv, whose job {first.job_id} was InProgress by then" in report.error.message
     assert ports.bulk.jobs.get(first.job_id).state is BulkState.IN_PROGRESS  # left to finish: it started
     assert sorted(j.job_id for j in jobs(ports)) == sorted([first.job_id, late.job_id])
+
+
+def test_a_late_sidecar_is_reported_however_many_bulk_api_jobs_came_since(ports):
+    """The drop options review: the lookup read the tenant's newest 100 jobs of any kind, so a tenant using the Bulk
+    API beside the S3 door had a sidecar put seconds after its file go unreported, the file loaded as an insert."""
+    from spectra.bulk.service import NewJob, create_job
+    from spectra.tenants import Caller
+
+    first = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    ports.bulk.jobs.transition(first.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE})
+    api = Caller.of(ports.tenants.get("acme"))
+    for _ in range(LATE_SIDECAR_JOBS + 1):  # the other door's jobs
+        create_job(ports, api, NewJob(object="accounts", operation=BulkOperation.INSERT))
+    sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    late = DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/jan.json", size=40, etag="e1")
+    accept_drop(ports, late)
+    report = ports.bulk.jobs.get(late.job_id)
+    assert (report.state, report.error.code) == (BulkState.FAILED, "late_sidecar"), report
 
 
 def test_a_sidecar_put_seconds_after_its_file_is_reported_however_late_its_event_is_handled(ports, monkeypatch):

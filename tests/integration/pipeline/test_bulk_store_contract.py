@@ -542,6 +542,15 @@ def test_listing_leaves_query_jobs_out_when_asked_for_ingest_jobs(store):
     assert [j.job_id for j in store.list_for_tenant("acme", limit=5, ingest_only=True).jobs] == ingest
 
 
+def test_listing_keeps_one_doors_jobs_when_asked(store):
+    sources = [JobSource.S3_DROP, JobSource.API, JobSource.API, JobSource.S3_DROP]
+    jobs = [
+        in_state(store, BulkState.JOB_COMPLETE, source=s, at=T0 + timedelta(seconds=i)) for i, s in enumerate(sources)
+    ]
+    dropped = [j.job_id for j in reversed(jobs) if j.source is JobSource.S3_DROP]
+    assert [j.job_id for j in store.list_for_tenant("acme", limit=5, source=JobSource.S3_DROP).jobs] == dropped
+
+
 def test_a_position_only_moves_within_the_callers_own_jobs(store):
     # the tenant comes from the caller, never from the position (page tokens are signed and checked before the
     # store is asked: spectra/tokens.py, tests/unit/test_bulk_service.py); acme's position used by globex: globex's
