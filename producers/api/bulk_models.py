@@ -63,15 +63,20 @@ class CreateBulkJob(BaseModel):
     )
     operation: BulkOperation = Field(description="insert, update, upsert, delete or query.", examples=["upsert"])
     externalIdFieldName: str | None = _EXTERNAL_ID
-    columnDelimiter: ColumnDelimiter = Field(
-        default=ColumnDelimiter.COMMA, description="The field separator of the CSV.", examples=["COMMA"]
+    # null is the default, as an unset field, which clients that write every field of a class send (the Bulk 2.0
+    # clients review: a create with "lineEnding": null was a 400)
+    columnDelimiter: ColumnDelimiter | None = Field(
+        default=ColumnDelimiter.COMMA, description="The field separator of the CSV (null: COMMA).", examples=["COMMA"]
     )
-    lineEnding: LineEnding = Field(default=LineEnding.LF, description="The CSV's line ending.", examples=["LF"])
-    contentType: str = Field(
+    lineEnding: LineEnding | None = Field(
+        default=LineEnding.LF, description="The CSV's line ending (null: LF).", examples=["LF"]
+    )
+    contentType: str | None = Field(
         default="CSV",
-        description="CSV, or JSON for an ingest job: its batches are JSON records (PUT .../batches), stored as CSV.",
+        description="CSV, or JSON for an ingest job: its batches are JSON records (PUT .../batches), stored as CSV"
+        " (null: CSV).",
         examples=["CSV"],
-        json_schema_extra={"enum": ["CSV", "JSON"]},  # a str, so that another value is the service's own 400
+        json_schema_extra={"enum": ["CSV", "JSON", None]},  # a str, so that another value is the service's own 400
     )
     query: str | None = Field(
         default=None,
@@ -92,9 +97,9 @@ class CreateBulkJob(BaseModel):
             object=self.object,
             operation=self.operation,
             external_id_field=self.externalIdFieldName,
-            column_delimiter=self.columnDelimiter,
-            line_ending=self.lineEnding,
-            content_type=self.contentType,
+            column_delimiter=self.columnDelimiter or ColumnDelimiter.COMMA,
+            line_ending=self.lineEnding or LineEnding.LF,
+            content_type=self.contentType or "CSV",
             query=self.query,
         )
 

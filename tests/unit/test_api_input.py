@@ -368,6 +368,21 @@ def test_a_warehouse_that_refuses_a_cancel_is_a_429_with_retry_after_or_our_500(
     assert (status, answer["cancel_requested"]) == (202, True)
 
 
+def test_a_bulk_create_that_sends_its_unset_fields_as_null_gets_their_defaults(resolve, monkeypatch):
+    """Clients that write every field of a class send the ones left unset as null: "lineEnding": null was a 400
+    (the Bulk 2.0 clients review)."""
+    from producers.api import bulk
+
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    monkeypatch.setattr(bulk, "get_ports", lambda budget: ports)
+    fields = {"externalIdFieldName": None, "columnDelimiter": None, "lineEnding": None, "contentType": None}
+    body = json.dumps({"object": "contacts", "operation": "insert", **fields}).encode()
+    status, _, job = resolve("POST", "/v1/bulk/jobs", body)
+    assert status == 201, job
+    assert (job["columnDelimiter"], job["lineEnding"], job["contentType"]) == ("COMMA", "LF", "CSV")
+
+
 @pytest.mark.parametrize(
     "trouble",
     [
