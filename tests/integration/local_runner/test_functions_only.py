@@ -3,6 +3,7 @@ traceback whose last line only said it (found by a README walk)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,15 +36,19 @@ def test_no_state_file_is_one_line_saying_to_start_the_stack(tmp_path):
 
 def test_a_stack_whose_moto_is_gone_is_one_line_naming_the_endpoint(unique_name, tmp_path):
     """The stack is provisioned in a moto of the test's own, then stopped: the session's moto keeps no stray stack
-    (its rule on the default bus would copy every completion event into a queue nobody reads)."""
+    (its rule on the default bus would copy every completion event into a queue nobody reads). The endpoint named
+    gone is a port held bound but not listening: the stopped moto's own port was taken meanwhile by another worker's
+    server (a test's throttling Data API), which answered, and both tests failed."""
     state = tmp_path / "state.json"
     own = start_moto()
     try:
         provision_pipeline(own, state, stack_name=unique_name)
     finally:
         own.stop()
-    gone = own.endpoint_url
-    run = functions_only(state, gone)
+    with socket.socket() as held:  # refuses connections, and no other worker can take it meanwhile
+        held.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{held.getsockname()[1]}"
+        run = functions_only(state, gone)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip() == (
