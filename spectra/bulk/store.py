@@ -345,16 +345,16 @@ class BulkJobStore:
         assert request is not None  # a state is allowed
         return self._conditional(_uploads_were(request, job.uploads, len(job.withdrawn_batches)))
 
-    def withdraw(self, job_id: str, key: str) -> bool:
-        """Record a stored batch as taken back (``withdrawn_batches``) while the job is ``Open``; False once it is not
-        (a close or an abort may have listed the batch). A close that read the job before this write is refused by
-        its condition, and lists again without the batch."""
+    def withdraw(self, job_id: str, key: str) -> BulkJob | None:
+        """Record a stored batch as taken back (``withdrawn_batches``) while the job is ``Open``: the job as written;
+        None once it is not (a close or an abort may have listed the batch). A close that read the job before this
+        write is refused by its condition, and lists again without the batch."""
         request = self._states.update_request(job_id, [BulkState.OPEN.value], {}, updated_at=utcnow())
         assert request is not None  # a state is allowed
         request["ExpressionAttributeNames"]["#withdrawn"] = "withdrawn_batches"
         request["ExpressionAttributeValues"].update(to_item({":key": [key], ":none": []}))
         request["UpdateExpression"] += ", #withdrawn = list_append(if_not_exists(#withdrawn, :none), :key)"
-        return self._conditional(request) is not None
+        return self._conditional(request)
 
     def _conditional(self, request: dict[str, Any]) -> BulkJob | None:
         item = self._states.apply(request)

@@ -464,9 +464,9 @@ class FakeBulkJobStore:
         changes = {"state": BulkState.UPLOAD_COMPLETE, **changes}
         return self._update(job.job_id, frozenset({BulkState.OPEN}), changes, pending_since=utcnow())
 
-    def withdraw(self, job_id: str, key: str) -> bool:
+    def withdraw(self, job_id: str, key: str) -> BulkJob | None:
         withdrawn = [*self._items.get(job_id, {}).get("withdrawn_batches", []), key]
-        return self._update(job_id, frozenset({BulkState.OPEN}), {"withdrawn_batches": withdrawn}) is not None
+        return self._update(job_id, frozenset({BulkState.OPEN}), {"withdrawn_batches": withdrawn})
 
     def _batches_were(self, job_id: str, seen: BulkJob) -> bool:
         item = self._items.get(job_id, {})

@@ -575,8 +575,12 @@ def test_a_keyed_batch_taken_back_after_its_count_landed_is_put_back_by_its_repe
             raise throttled("GetItem")
         return get(jobs, job_id)
 
+    def no_write(jobs, job_id, key):
+        raise throttled("UpdateItem")
+
     monkeypatch.setattr(jobs_type, "count_upload", applied_then_throttled)
     monkeypatch.setattr(jobs_type, "get", read)
+    monkeypatch.setattr(jobs_type, "withdraw", no_write)
     with pytest.raises(ClientError):
         upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
     monkeypatch.undo()
@@ -586,6 +590,42 @@ def test_a_keyed_batch_taken_back_after_its_count_landed_is_put_back_by_its_repe
     assert sorted(f.key for f in closed.files) == sorted([retried.key, other.key])
     assert closed.uploads == 3  # the put-back is counted again, so a close racing it lists again
     assert ports.bulk.files.client.body(retried.bucket, retried.key) == CSV
+
+
+def test_a_keyed_batch_whose_count_landed_unseen_is_kept_when_its_take_back_learns_it(ports, monkeypatch):
+    """The second diff review: the count landed while the write raised and the read after failed, so the take-back
+    withdrew the batch, which the job records under its key (a close lists it), then deleted it: a close in between
+    listed a file gone, and the load failed. The withdraw's own answer says the job counted it: kept, 201."""
+    job = new_insert(ports)
+    jobs_type, files_type = type(ports.bulk.jobs), type(ports.bulk.files)
+    count, get, discard = jobs_type.count_upload, jobs_type.get, files_type.discard
+    failing: list[bool] = []
+
+    def applied_then_throttled(jobs, job_id, **kw):
+        count(jobs, job_id, **kw)
+        failing.append(True)
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "UpdateItem")
+
+    def read(jobs, job_id):
+        if failing:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "GetItem")
+        return get(jobs, job_id)
+
+    def closed_first(files, source):  # a close between the take-back's withdraw and its delete
+        failing.clear()
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+        return discard(files, source)
+
+    monkeypatch.setattr(jobs_type, "count_upload", applied_then_throttled)
+    monkeypatch.setattr(jobs_type, "get", read)
+    monkeypatch.setattr(files_type, "discard", closed_first)
+    stored = upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k")
+    monkeypatch.undo()
+    if get_job(ports, caller(ports), job.job_id).state is BulkState.OPEN:
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    closed = get_job(ports, caller(ports), job.job_id)
+    assert [f.key for f in closed.files] == [stored.key]
+    assert ports.bulk.files.size(stored.key) is not None  # listed, and there
 
 
 def test_a_keyed_repeat_putting_its_batch_back_during_a_close_is_listed_or_refused(ports, monkeypatch):
@@ -782,6 +822,20 @@ def test_a_keyed_batch_whose_count_landed_though_its_write_raised_stays(ports, m
     assert upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False, idempotency_key="k").key == stored.key
     closed = change_state(ports, caller(ports), job.job_id, "UploadComplete")
     assert ([f.key for f in closed.files], closed.uploads) == ([stored.key], 1)
+
+
+def test_a_batch_left_stored_past_the_limit_keeps_upload_complete_a_400_not_a_429_for_ever():
+    """The second diff review: listing more batches than the limit lists again (they may be on their way to being
+    taken back), but one left by a function that died between storing and counting it stays: a 429 "still
+    receiving" for ever, where README says the 400 naming the count."""
+    ports = acme_ports(bulk_max_files=2)
+    job = new_insert(ports)
+    for body in (CSV, b"id,name\n2,Bob\n"):
+        upload_batch(ports, caller(ports), job.job_id, body, gzip=False)
+    ports.bulk.files.put(f"acme/{job.job_id}/uploads/left-behind.csv", CSV)  # stored, never counted
+    with pytest.raises(InvalidRequest, match="has 3 batches; at most 2"):
+        change_state(ports, caller(ports), job.job_id, "UploadComplete")
+    assert get_job(ports, caller(ports), job.job_id).state is BulkState.OPEN
 
 
 def test_a_keyed_repeat_at_the_batch_limit_is_answered_not_refused():
