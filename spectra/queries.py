@@ -167,9 +167,9 @@ def earlier_job(ports: Ports, caller: Caller, **request: Any) -> Job | None:
     without a key: a request that can never pass is its 4xx, not the 429 "send it again" of a one-call query past its
     tenant's waits, which a client retrying 429s sent again for ever (the waits review)."""
     job, fingerprint = _requested_job(ports, caller, correlation_id=None, **request)
-    if not request.get("idempotency_key"):
-        return None
-    earlier = ports.jobs.repeat_of(job, fingerprint=fingerprint)
+    earlier = ports.jobs.repeat_of(job, fingerprint=fingerprint) if request.get("idempotency_key") else None
+    if earlier is None and request.get("callback") is not None:
+        check_callback(ports, request["callback"])  # as a request that makes its job would (the second diff review)
     if earlier is not None:
         logs.bind(job_id=earlier.job_id)  # the request's later lines are about this job, as a repeat's are
     return earlier

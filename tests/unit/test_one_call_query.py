@@ -427,6 +427,21 @@ def test_a_request_that_can_never_pass_is_its_400_past_the_tenants_waits_not_a_4
     assert ports.queue.messages == []
 
 
+@pytest.mark.parametrize("headers", [{}, {"Idempotency-Key": "k-1"}], ids=["keyless", "keyed"])
+def test_a_callback_url_refused_is_its_400_past_the_tenants_waits_not_a_429(monkeypatch, headers):
+    """The second diff review: the callback URL is checked where the job is made, which a request past its tenant's
+    waits never reaches: ftp:// was a 429 "send it again" there, and a 400 url_refused otherwise."""
+    from tests.unit.fakes import make_notify
+
+    ports = make_ports(notify=make_notify())
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    monkeypatch.setattr(api, "get_ports", lambda budget: ports)
+    _take_every_wait(ports)
+    body = {"sql": "select 1 as one", "wait_timeout": 5, "callback_url": "ftp://hooks.example.com/x"}
+    status, refused = post_query(body, headers)
+    assert (status, refused["error"]["code"]) == (400, "url_refused"), refused
+
+
 def test_a_repeat_past_the_tenants_waits_of_a_running_job_is_answered_at_once(ports):
     """The repeated job still runs: it is answered as it stands (200, a repeat), without a lease to wait with."""
     status, first = post_query({"sql": "select 1 as one"}, {"Idempotency-Key": "k-1"})
