@@ -177,6 +177,10 @@ def execute_job(
     if job.statement_id:
         logger.info("job %s is %s with its statement; nothing to execute", job.job_id, job.status.value)
         sessions.give_back(ports, job, lease, running_in=job.session_id)
+        if job.cancel_requested_at is not None:
+            # asked to stop while it started, and the attempt that recorded the statement failed to cancel it (a
+            # throttled CancelStatement fails its record, and this is its redelivery): asked again
+            ports.warehouse.cancel(job.statement_id)
         return None
     # QUEUED, or SUBMITTED without a statement (an executor before this one stopped between its two writes: the
     # ClientToken makes the call below return that attempt's statement if it got as far as the Data API)
@@ -284,9 +288,12 @@ def _record_orphan(ports: Ports, message: JobQueuedMessage) -> None:
     job = ports.jobs.get(message.job_id)
     if job is None or job.status is not JobStatus.QUEUED or job.statement_id:
         return
-    if _record_start(ports, job, statement_id) is not None:
+    recorded = _record_start(ports, job, statement_id)
+    if recorded is not None:
         logger.warning("job %s: an earlier attempt started statement %s and died; recorded", job.job_id, statement_id)
         ports.slots.unpark(job.tenant_id, job.job_id)
+        if recorded.cancel_requested_at is not None:  # asked to stop while it waited (queries.cancel_job)
+            ports.warehouse.cancel(statement_id)
 
 
 def _record_start(ports: Ports, job: Job, statement_id: str, **recorded: Any) -> Job | None:

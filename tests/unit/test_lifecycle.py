@@ -259,6 +259,33 @@ def test_a_write_cancelled_while_its_statement_starts_ends_with_the_statements_o
     assert ports.events.types() == ["Job Completed"]
 
 
+def test_a_cancel_of_a_starting_write_that_was_throttled_is_sent_again_by_the_redelivery(monkeypatch):
+    """The second diff review (reasoned): the attempt that recorded the statement of a job asked to stop sent
+    CancelStatement once; throttled, its record failed, and the redelivery found the statement recorded and did
+    nothing, so the statement ran on."""
+    from tests.unit.test_identity import writer_job
+
+    ports = make_ports()
+    writer_job(ports, "insert into acme_work.t values (1)")
+    [message] = ports.queue.messages
+    transition = ports.jobs.transition
+
+    def delete_lands_meanwhile(job_id, status, **changes):
+        if status is JobStatus.SUBMITTED:
+            cancel_job(ports, Caller.of(ports.tenants.get("acme")), job_id)  # answered 202: asked to stop
+            ports.warehouse.throttle_next("cancel")
+        return transition(job_id, status, **changes)
+
+    monkeypatch.setattr(ports.jobs, "transition", delete_lands_meanwhile)
+    with pytest.raises(Throttled):
+        execute_job(ports, message, first_delivery=True)
+    monkeypatch.undo()
+    [statement] = ports.warehouse.statements.values()
+    assert statement.status == "SUBMITTED"
+    assert execute_job(ports, message) is None  # the redelivery
+    assert statement.status == "ABORTED"
+
+
 def test_the_apis_message_moved_back_from_the_dead_letter_queue_stops_an_earlier_attempts_statement(monkeypatch):
     """A copy of the API's own message redriven from the dead-letter queue is received a first time, after attempts
     any of which may have started the statement and died: a job it finds ended unstarted did not have that statement

@@ -847,6 +847,20 @@ def test_a_redelivery_that_waits_records_the_statement_a_dead_attempt_started(mo
     assert [s.statement_id for s in ports.warehouse.statements.values() if s.name == j.job_id] == [statement_id]
 
 
+def test_a_redelivery_that_waits_cancels_the_statement_it_records_for_a_job_asked_to_stop(monkeypatch):
+    """The second diff review: a job that may write, asked to stop while its executor started it (a 202, see
+    queries.cancel_job), whose executor died before recording the statement, had the statement recorded by its
+    redelivery at the cap and never cancelled: the INSERT ran on and the job COMPLETED."""
+    from spectra.jobs import utcnow
+
+    ports, j, statement_id, _ = _orphaned_at_the_cap(monkeypatch)
+    assert ports.jobs.update(j.job_id, [JobStatus.QUEUED], cancel_requested_at=utcnow()) is not None  # the 202
+    assert execute_job(ports, j) is None  # the redelivery finds the tenant at its cap
+    recorded = ports.jobs.get(j.job_id)
+    assert (recorded.status, recorded.statement_id) == (JobStatus.SUBMITTED, statement_id)
+    assert ports.warehouse.statements[statement_id].status == "ABORTED"  # its event ends the job CANCELLED
+
+
 def test_a_statement_a_dead_executor_started_is_recorded_by_its_event_once_no_executor_could_still(monkeypatch):
     """Should no redelivery come to record it (the message's copies used up, a first delivery of a re-queue that
     waits), completion records a statement made longer ago than any executor runs, and the job ends with its
