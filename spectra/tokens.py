@@ -145,22 +145,26 @@ class SecretKey:
         self._lock = threading.Lock()
         self._value: bytes | None = None
         self._read_at = 0.0
+        self._tried_at = 0.0  # the last read tried, whether or not it got the key
 
     def __call__(self) -> bytes:
         with self._lock:
-            if self._value is None or self._clock() - self._read_at >= KEY_MAX_AGE_SECONDS:
+            if self._value is None or (self._clock() - self._read_at >= KEY_MAX_AGE_SECONDS and self._may_try()):
                 self._read()
             return self._value  # type: ignore[return-value]
 
     def reread(self) -> bool:
-        """Read the key again unless it was read within :data:`KEY_RECHECK_SECONDS` (a token that does not verify: a
-        forged one, or one signed under a key another environment read first); whether the key changed."""
+        """Read the key again unless a read was tried within :data:`KEY_RECHECK_SECONDS` (a token that does not
+        verify: a forged one, or one signed under a key another environment read first); whether the key changed."""
         with self._lock:
-            if self._value is not None and self._clock() - self._read_at < KEY_RECHECK_SECONDS:
+            if self._value is not None and not self._may_try():
                 return False
             before = self._value
             self._read()
             return self._value != before
+
+    def _may_try(self) -> bool:
+        return self._clock() - self._tried_at >= KEY_RECHECK_SECONDS
 
     def _read(self) -> None:
         """Read the key; a failed read with a key in hand keeps it, and is tried again :data:`KEY_RECHECK_SECONDS`
@@ -168,13 +172,13 @@ class SecretKey:
         a 5xx instead of its 400 (the diff review)."""
         if not self._secret_id:
             raise RuntimeError("PAGE_TOKEN_SECRET_ARN is not set: no key to sign page tokens with")
+        self._tried_at = self._clock()
         try:
             secret = self._client.get_secret_value(SecretId=self._secret_id)
         except (ClientError, BotoCoreError):
             if self._value is None:
                 raise
             logger.warning("the page token key could not be read again; the one read before stands", exc_info=True)
-            self._read_at = self._clock() - KEY_MAX_AGE_SECONDS + KEY_RECHECK_SECONDS
             return
         self._value = secret["SecretString"].encode("utf-8")
         self._read_at = self._clock()

@@ -127,6 +127,10 @@ def test_a_key_that_cannot_be_read_again_keeps_the_one_read_before():
     assert tokens.decode(token, bound_to=BINDING) == {"job_id": "j_1"}  # the read failed: the key in hand stands
     assert tokens.encode({"job_id": "j_1"}, bound_to=BINDING) == token
     assert Secrets.calls == 2  # tried once, and not again before KEY_RECHECK_SECONDS
+    for _ in range(3):  # nor for tokens that do not verify (the second diff review: each read again while failing)
+        with pytest.raises(InvalidToken):
+            tokens.decode(token[:-1] + ("A" if token[-1] != "A" else "Q"), bound_to=BINDING)
+    assert Secrets.calls == 2
     now[0] += 31.0
     with pytest.raises(InvalidToken):
         tokens.decode(token[:-1] + ("A" if token[-1] != "A" else "Q"), bound_to=BINDING)
