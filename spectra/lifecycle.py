@@ -286,6 +286,10 @@ def _record_orphan(ports: Ports, message: JobQueuedMessage) -> None:
     if statement_id is None:
         return
     job = ports.jobs.get(message.job_id)
+    if job is not None and job.statement_id == statement_id and not job.status.is_terminal and job.cancel_requested_at:
+        # recorded by an earlier redelivery whose CancelStatement was throttled: asked again (the third diff review)
+        ports.warehouse.cancel(statement_id)
+        return
     if job is None or job.status is not JobStatus.QUEUED or job.statement_id:
         return
     recorded = _record_start(ports, job, statement_id)

@@ -99,7 +99,7 @@ class CreateBulkJob(BaseModel):
             external_id_field=self.externalIdFieldName,
             column_delimiter=self.columnDelimiter or ColumnDelimiter.COMMA,
             line_ending=self.lineEnding or LineEnding.LF,
-            content_type=self.contentType or "CSV",
+            content_type="CSV" if self.contentType is None else self.contentType,  # "" stays the service's 400
             query=self.query,
         )
 

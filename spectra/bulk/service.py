@@ -638,6 +638,16 @@ def _take_back(bulk: BulkPorts, job_id: str, stored: SourceFile) -> bool:
     return True
 
 
+#: Longer than any take-back of a batch refused its count takes (three DynamoDB writes, with botocore's retries)
+TAKE_BACK_SECONDS = 60
+
+
+def _stored_lately(files: list[SourceFile]) -> bool:
+    """Whether any of the batches was stored within :data:`TAKE_BACK_SECONDS` (its key starts with its time)."""
+    since = (utcnow() - timedelta(seconds=TAKE_BACK_SECONDS)).strftime("%Y%m%dT%H%M%S%f")
+    return any(f.key.rsplit("/", 1)[-1][:22] >= since for f in files)
+
+
 def _counted_batches(bulk: BulkPorts, job: BulkJob) -> list[SourceFile]:
     """The job's batches as stored, less those taken back (``withdrawn_batches``: a withdrawn batch may not be deleted
     yet). Not a keyed batch the job records: one taken back after its count landed unseen, then put back by its
@@ -763,8 +773,9 @@ def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
         if not files:
             raise InvalidRequest(f"bulk job {job_id} has no data: upload at least one batch before UploadComplete")
         most = ports.settings.bulk_max_files
-        if len(files) > most and attempt == CLOSE_ATTEMPTS - 1:
-            # still more than it may have: a batch stored by a function that died before counting it stays (README)
+        if len(files) > most and attempt == CLOSE_ATTEMPTS - 1 and not _stored_lately(files):
+            # still more than it may have, none stored lately: a batch stored by a function that died before counting
+            # it stays (README); one stored lately may be on its way to being taken back (the 429 below)
             raise InvalidRequest(f"bulk job {job_id} has {len(files)} batches; at most {most}")
         if len(files) > most:
             # more than it counted: batches stored and refused at its limit, on their way to being taken back (a 400

@@ -861,6 +861,22 @@ def test_a_redelivery_that_waits_cancels_the_statement_it_records_for_a_job_aske
     assert ports.warehouse.statements[statement_id].status == "ABORTED"  # its event ends the job CANCELLED
 
 
+def test_a_redelivery_at_the_cap_asks_again_a_cancel_that_was_throttled(monkeypatch):
+    """The third diff review: the redelivery that recorded the statement had its CancelStatement throttled, and the
+    next, still at the cap, found the statement recorded and returned: the INSERT ran on."""
+    from spectra.errors import Throttled
+    from spectra.jobs import utcnow
+
+    ports, j, statement_id, _ = _orphaned_at_the_cap(monkeypatch)
+    assert ports.jobs.update(j.job_id, [JobStatus.QUEUED], cancel_requested_at=utcnow()) is not None
+    ports.warehouse.throttle_next("cancel")
+    with pytest.raises(Throttled):
+        execute_job(ports, j)
+    assert ports.warehouse.statements[statement_id].status == "SUBMITTED"
+    assert execute_job(ports, j) is None  # the next redelivery, the tenant still at its cap
+    assert ports.warehouse.statements[statement_id].status == "ABORTED"
+
+
 def test_a_statement_a_dead_executor_started_is_recorded_by_its_event_once_no_executor_could_still(monkeypatch):
     """Should no redelivery come to record it (the message's copies used up, a first delivery of a re-queue that
     waits), completion records a statement made longer ago than any executor runs, and the job ends with its
