@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from events import Delivery, ErrorInfo, JobStatus, ResultFormat
-from spectra import logs
+from spectra import logs, share
 from spectra.delivery import check_unload_size, request_problem, results_body, statement_sql, unload_problem
 from spectra.errors import Conflict, Gone, InvalidRequest, JobNotFinished, NotFound, StatementRejected, Throttled
 from spectra.job_store import ListPosition, request_fingerprint
@@ -241,7 +241,7 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
     started all the same and committed, and the job (and a one-call query's answer) said CANCELLED (the waits review:
     3 of 26 tries near the boundary). What remains is the time between the slots read and the ending's write."""
     job = get_job(ports, caller, job_id)
-    if job.status is JobStatus.QUEUED and job.write_grant is not None and _being_started(ports, job):
+    if job.status is JobStatus.QUEUED and job.write_grant is not None and share.slot_taken_at(ports, job) is not None:
         asked = ports.jobs.update(job.job_id, [JobStatus.QUEUED], cancel_requested_at=utcnow())
         if asked is not None:
             return asked
@@ -304,12 +304,6 @@ def _ended_on_its_own(ports: Ports, statement_id: str) -> bool:
         return ports.warehouse.describe(statement_id).status in ("FINISHED", "FAILED")
     except NotFound:
         return True
-
-
-def _being_started(ports: Ports, job: Job) -> bool:
-    """Whether the queued job holds a running slot: an executor took it to start the job (it claims the slot before
-    anything else), or holds it while its throttled start waits for the message's return."""
-    return job.job_id in ports.slots.holders(job.tenant_id)
 
 
 def _cancel_queued(ports: Ports, job: Job) -> Job | None:

@@ -37,7 +37,7 @@ from enum import StrEnum
 from typing import Any
 
 from events import ErrorInfo, JobQueuedMessage, JobStatus, StatementState, StatementStatusChange
-from spectra import logs
+from spectra import logs, share
 from spectra.dynamo import PendingJob
 from spectra.errors import IdentityRefused, NotFound, TenantInactive, Throttled
 from spectra.identity import TenantJob, identity_for
@@ -231,7 +231,7 @@ def _being_started(ports: Ports, job: Job, now: datetime) -> bool:
     """Whether the QUEUED job holds a running slot taken (or re-stamped) within :data:`ORPHANED_AFTER_SECONDS`: an
     executor is starting it (no executor runs longer than its 30 s Timeout), as the bulk side's ``being_started``
     reads its plan. One read of the tenant's slots item, for a job about to be given up only."""
-    stamp = ports.slots.holders(job.tenant_id).get(job.job_id)
+    stamp = share.slot_taken_at(ports, job)
     return stamp is not None and now.timestamp() - stamp < ORPHANED_AFTER_SECONDS
 
 

@@ -246,6 +246,13 @@ def _wake_next(ports: Ports, tenant_id: str, waiting: Mapping[str, float]) -> No
             return
 
 
+def slot_taken_at(ports: Ports, job: Job) -> float | None:
+    """When the job's running slot was taken (or re-stamped), None when it holds none: an executor claims the slot
+    before it reads or starts a job, so a queued job holding one is being started (or waits on a throttled start).
+    One read of the tenant's slots item."""
+    return ports.slots.holders(job.tenant_id).get(job.job_id)
+
+
 def finish_releasing(
     ports: Ports,
     job: Job,

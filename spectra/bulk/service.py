@@ -324,9 +324,13 @@ def _open_job(ports: Ports, caller: Caller, job_id: str, job: BulkJob | None = N
     return job
 
 
+#: How an upload key's name starts: the time it was stored (:func:`_stored_lately` reads it back)
+_UPLOAD_STAMP = "%Y%m%dT%H%M%S%f"
+
+
 def _upload_key(job: BulkJob, *, gzip: bool) -> str:
     """Upload keys sort in upload order; the random tail keeps two concurrent uploads apart."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    stamp = datetime.now(UTC).strftime(_UPLOAD_STAMP)
     name = f"{stamp}-{secrets.token_hex(4)}.csv" + (".gz" if gzip else "")
     return f"{job.tenant_id}/{job.job_id}/uploads/{name}"
 
@@ -644,8 +648,8 @@ TAKE_BACK_SECONDS = 60
 
 def _stored_lately(files: list[SourceFile]) -> bool:
     """Whether any of the batches was stored within :data:`TAKE_BACK_SECONDS` (its key starts with its time)."""
-    since = (utcnow() - timedelta(seconds=TAKE_BACK_SECONDS)).strftime("%Y%m%dT%H%M%S%f")
-    return any(f.key.rsplit("/", 1)[-1][:22] >= since for f in files)
+    since = (utcnow() - timedelta(seconds=TAKE_BACK_SECONDS)).strftime(_UPLOAD_STAMP)
+    return any(f.key.rsplit("/", 1)[-1] >= since for f in files)
 
 
 def _counted_batches(bulk: BulkPorts, job: BulkJob) -> list[SourceFile]:
