@@ -54,6 +54,7 @@ from pydantic import ValidationError
 
 from spectra import tenant_admin
 from spectra.cli import whole_number
+from spectra.dynamo import retry_passing_refusals
 from spectra.errors import SpectraError
 from spectra.identity import TenantIdentities
 from spectra.share import UsagePlans
@@ -566,6 +567,7 @@ def stack_tenants(
         cloudformation = session.client("cloudformation", config=_CLIENT_CONFIG)
         resources, options = tenant_admin.resources_from_stack(cloudformation, stack), {}
     dynamodb = session.client("dynamodb", config=_CLIENT_CONFIG, **options)
+    retry_passing_refusals(dynamodb)  # a delete's transaction with the slots item meets the tenant's jobs' ends
     apigateway = session.client("apigateway", config=_CLIENT_CONFIG, **options)
     tenants = TenantDirectory(dynamodb, resources.tenants_table, resources.subscriptions_table)
     if resources.plan_ids is not None:

@@ -18,6 +18,7 @@ import pytest
 from local.aws import LocalAws, ServiceFault, dynamodb_error
 from spectra import admin
 from spectra.tenants import TenantDirectory
+from tests.fixtures.dynamodb import Conflicting, cancelled
 
 pytestmark = pytest.mark.integration
 
@@ -184,6 +185,25 @@ def test_an_id_taken_or_a_deleted_tenants_user_is_refused_before_a_key_is_made(l
     assert api_keys(local_aws, acme + "x") == [] and tenants.get(acme + "x") is None
     status, _, err = run(local_aws, name, "tenants", "delete", acme, "--yes")  # nothing left to delete
     assert status == 1 and f"tenant '{acme}' not found" in err
+
+
+def test_a_delete_that_meets_a_jobs_transaction_on_the_tenants_slots_is_tried_again(
+    local_aws, stack, acme, monkeypatch
+):
+    """A tenant's delete is one transaction with its slots item, which its jobs' ends write in transactions of their
+    own: DynamoDB cancels the one that meets another (TransactionConflict), botocore does not try it again, and the
+    delete was an error the operator had to repeat while the tenant's last jobs ended."""
+    name, tenants, _ = stack
+    assert run(local_aws, name, "tenants", "create", acme, "--db-user", f"tenant_{acme}")[0] == 0
+    proxy = Conflicting(local_aws.client("dynamodb").meta.endpoint_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+    try:
+        proxy.script("TransactWriteItems", cancelled("None", "TransactionConflict", "None"), times=1)
+        status, _, err = run(local_aws, name, "tenants", "delete", acme, "--yes")
+    finally:
+        proxy.close()
+    assert (status, err) == (0, "") and proxy.seen["TransactWriteItems"] == 2
+    assert tenants.get(acme) is None
 
 
 def test_a_tenant_without_a_usage_plan_key_gets_one_with_its_tier(local_aws, stack, acme):

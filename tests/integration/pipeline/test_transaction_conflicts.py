@@ -6,16 +6,12 @@ end with its slot's release in one transaction), so: a DELETE at the moment its 
 met another job's end sent its message round again, and an idempotent submit that DynamoDB throttled was a 409
 "conflict" (found by the AWS failures review, whose reproductions these are).
 
-:class:`Conflicting` stands between a real DynamoDB (moto) and the project's own clients (``build_ports``, the real
-wiring): it answers the next requests a test scripts with DynamoDB's error, and passes every other to moto.
+:class:`~tests.fixtures.dynamodb.Conflicting` stands between a real DynamoDB (moto) and the project's own clients
+(``build_ports``, the real wiring): it answers the next requests a test scripts with DynamoDB's error, and passes
+every other to moto.
 """
 
 from __future__ import annotations
-
-import json
-import threading
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -26,75 +22,11 @@ from spectra.errors import Unavailable, passing_trouble
 from spectra.jobs import utcnow
 from spectra.ports import Budget, build_ports
 from tests.fixtures.aws import table_from_template
+from tests.fixtures.dynamodb import CONFLICT, Conflicting, cancelled
 from tests.fixtures.stack import record_job
 from tests.unit.fakes import make_settings
 
 pytestmark = pytest.mark.integration
-
-CONFLICT = {"__type": "com.amazonaws.dynamodb.v20120810#TransactionConflictException", "message": "conflict"}
-
-
-def cancelled(*reasons: str) -> dict:
-    return {
-        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-        "message": "Transaction cancelled",
-        "CancellationReasons": [{"Code": reason} for reason in reasons],
-    }
-
-
-class Conflicting:
-    """A DynamoDB endpoint in front of moto's: ``script(operation, error, times)`` answers that operation's next
-    ``times`` requests with ``error`` (DynamoDB's JSON), in place of what an earlier script left; ``seen`` counts the
-    requests of each operation since."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.scripted: dict[str, list[dict]] = {}
-        self.seen: dict[str, int] = {}
-        self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                operation = self.headers["X-Amz-Target"].split(".")[-1]
-                with proxy.lock:
-                    proxy.seen[operation] = proxy.seen.get(operation, 0) + 1
-                    errors = proxy.scripted.get(operation) or []
-                    error = errors.pop(0) if errors else None
-                if error is not None:
-                    self._answer(400, json.dumps(error).encode())
-                    return
-                headers = {name: value for name, value in self.headers.items() if name.lower() != "host"}
-                request = urllib.request.Request(proxy.upstream, data=body, headers=headers, method="POST")
-                try:
-                    with urllib.request.urlopen(request) as answer:
-                        self._answer(answer.status, answer.read())
-                except urllib.error.HTTPError as refused:
-                    self._answer(refused.code, refused.read())
-
-            def _answer(self, status: int, payload: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def script(self, operation: str, error: dict, times: int) -> None:
-        with self.lock:
-            self.scripted[operation] = [error] * times
-            self.seen.clear()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
