@@ -26,7 +26,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from spectra.notify.urls import UNPARSEABLE, Endpoint, UrlPolicy, UrlRefused, origin, without_query
 
@@ -229,6 +229,10 @@ class WebhookTransport:
         return HttpOutcome(status, f"HTTP {status} {reason}".strip()[:300])
 
 
+#: What a reported Location keeps as it is: URL syntax (and escapes already there), not what ends a URL in text.
+_KEPT_IN_LOCATION = "/:@!$&()*+,;=%[]~"
+
+
 def _target(endpoint: Endpoint, location: str | None) -> str:
     """A redirect's Location for the record, resolved against the URL and without its query (kept neither in the
     logs nor on the bus); one that does not parse as a URL (``https://[::1/x``) is named as such: it is still the
@@ -245,4 +249,6 @@ def _target(endpoint: Endpoint, location: str | None) -> str:
         # what cuts URLs down to their origin for the logs and the bus reads http(s) alone: another scheme's path
         # (slack://open/T1/B2/<token>) would reach them whole
         return f"a {scheme}: URL" if scheme.isalnum() else UNPARSEABLE
-    return without_query(target)
+    # percent-encoded, one URL whole: what cuts URLs down to their origin reads one up to a space or a quote, so a
+    # path's token after one (``/hooks b/<token>``) reached the logs and the bus (note 32's list)
+    return quote(without_query(target), safe=_KEPT_IN_LOCATION)

@@ -107,6 +107,22 @@ def test_a_relative_redirect_is_reported_as_an_absolute_url_the_bus_can_cut_down
     assert origins_only(outcome.error) == f"HTTP 301: redirect to {origin} not followed"
 
 
+class _SpacedRedirect(_AppendSlash):
+    """A Location whose path holds what ends a URL in text (a space, quotes, angle brackets), then a token."""
+
+    location = "/hooks b'\"<x>/s3cr3tt0ken"
+
+
+def test_a_redirect_whose_path_holds_a_space_is_still_cut_down_to_its_origin():
+    """What cuts URLs down to their origin reads a URL up to a space or a quote, so the token after one reached the
+    logs and the bus: the Location is reported percent-encoded, one URL whole."""
+    from spectra.notify.urls import origins_only
+
+    outcome, origin = redirected(_SpacedRedirect, "/in")
+    assert outcome.error == f"HTTP 301: redirect to {origin}/hooks%20b%27%22%3Cx%3E/s3cr3tt0ken not followed"
+    assert origins_only(outcome.error) == f"HTTP 301: redirect to {origin} not followed"
+
+
 def test_an_endpoint_that_never_answers_times_out_on_time(webhook_receiver):
     webhook_receiver.hang("/slow")
     started = time.monotonic()
