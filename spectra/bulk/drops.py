@@ -24,7 +24,10 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
   the (eventually consistent) tenant index.
 * Every object put in the bucket is announced (a suffix filter is case-sensitive: ``DATA.CSV`` went unseen); a
   sidecar (``<tenant>/<table>/<name>.json`` or ``.JSON``) and a folder marker (a key ending ``/``) make no job, and
-  ``.csv`` / ``.csv.gz`` match in any case.
+  ``.csv`` / ``.csv.gz`` match in any case. A sidecar named after its file with the extension (``jan.csv.json``),
+  which no file reads, is a Failed ``invalid_key`` job, and a file with no sidecar of its own but such a one beside
+  it is refused (``invalid_drop``, nothing loaded), whichever came first. (The sidecar of a file named
+  ``jan.csv.csv`` is ``jan.csv.json``, read for it as ever, and reported misnamed by its own event all the same.)
 """
 
 from __future__ import annotations
@@ -168,8 +171,8 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         logger.warning("S3 record for s3://%s/%s: not the ingest bucket; not loaded", dropped.bucket, dropped.key)
         return None
     parts = dropped.key.split("/")
-    if len(parts) == 3 and parts[-1].endswith(SIDECAR_SUFFIXES):
-        # a sidecar: read when its data file comes (a sidecar elsewhere is a misplaced drop, told below)
+    if len(parts) == 3 and parts[-1].endswith(SIDECAR_SUFFIXES) and not _misnamed_sidecar(parts[-1]):
+        # a sidecar: read when its data file comes (a sidecar elsewhere, or misnamed, is a drop refused, told below)
         return _late_sidecar(ports, dropped)
     if dropped.key.endswith("/") and not dropped.size:
         return None  # a folder marker (the S3 console's "Create folder"): not a file, nothing to load or tell
@@ -199,7 +202,9 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     problem = None
     options = DropOptions()
     table = parts[1] if len(parts) == 3 else ""
-    if len(parts) != 3 or not name.lower().endswith(_SUFFIXES):
+    if len(parts) == 3 and _misnamed_sidecar(name):
+        problem = ErrorInfo(code="invalid_key", message=f"{dropped.key}: {_MISNAMED}")
+    elif len(parts) != 3 or not name.lower().endswith(_SUFFIXES):
         problem = ErrorInfo(
             code="invalid_key",
             message=f"{dropped.key}: drop files at <tenant>/<table>/<name>.csv or .csv.gz (any case), nothing deeper"
@@ -508,12 +513,39 @@ def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str], ten
     else:
         stem = _stem(dropped.key, _SUFFIXES) or dropped.key
         sidecar = _read_sidecar(ports, dropped.bucket, stem, since=_own_since(tenant))
+        if sidecar is None:
+            _refuse_misnamed_sidecar(ports, dropped.bucket, dropped.key, stem)
     if sidecar is not None:
         values.update(sidecar[1])
     try:
         return DropOptions.model_validate(values)
     except ValidationError as exc:
         raise DropRefused(f"job options are not valid: {_problems(exc)}") from exc
+
+
+_MISNAMED = (
+    "a sidecar is named after its data file less .csv or .csv.gz (jan.json for jan.csv and jan.csv.gz), so none"
+    " reads this one"
+)
+
+
+def _misnamed_sidecar(name: str) -> bool:
+    """Whether a sidecar's name keeps its data file's extension (``jan.csv.json``), which no data file reads: put
+    first, its file loaded with the defaults (an upsert inserted) and nothing said why (note 32's list)."""
+    return _stem(_stem(name, SIDECAR_SUFFIXES) or "", _SUFFIXES) is not None
+
+
+def _refuse_misnamed_sidecar(ports: Ports, bucket: str, key: str, stem: str) -> None:
+    """Refuse a data file with no sidecar of its own but one named after the file itself (``jan.csv.json``,
+    ``jan.csv.gz.json``): its options were meant for it, and loading it with the defaults would be silent."""
+    files = bulk_ports(ports).files
+    for misnamed in dict.fromkeys((key + SIDECAR_SUFFIXES[0], stem + ".csv" + SIDECAR_SUFFIXES[0])):
+        if len(misnamed.encode()) <= MAX_KEY_BYTES and files.head(bucket, misnamed) is not None:
+            name, right = misnamed.rsplit("/", 1)[-1], f"{stem.rsplit('/', 1)[-1]}{SIDECAR_SUFFIXES[0]}"
+            raise DropRefused(
+                f"sidecar {name} is not read for it ({_MISNAMED}), and loading it without its options would be"
+                f" silent: put the sidecar again as {right}, then the file"
+            )
 
 
 def _problems(exc: ValidationError) -> str:

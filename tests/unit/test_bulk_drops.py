@@ -233,6 +233,28 @@ def test_a_sidecar_after_its_file_fails_the_files_job_before_it_starts(ports):
     assert accept_drop(ports, again).operation is BulkOperation.UPSERT
 
 
+@pytest.mark.parametrize(
+    ("data", "side"),
+    [("jan.csv", "jan.csv.json"), ("jan.csv.gz", "jan.csv.gz.json"), ("jan.csv.gz", "jan.csv.json")],
+)
+def test_a_sidecar_named_after_its_file_with_the_extension_refuses_the_file_and_says_so(ports, data, side):
+    """No file reads ``jan.csv.json``: put first, its file was inserted where it asked for an upsert, and nothing
+    said why. Both are Failed jobs now, whichever comes first, and nothing is loaded."""
+    assert jobs(ports) == []
+    sidecar(ports, f"acme/accounts/{side}", UPSERT_BY_ID)
+    refused = accept_drop(ports, drop(ports, f"acme/accounts/{side}", json.dumps(UPSERT_BY_ID).encode()))
+    assert (refused.state, refused.error.code) == (BulkState.FAILED, "invalid_key")
+    assert "a sidecar is named after its data file less .csv or .csv.gz" in refused.error.message
+    job = accept_drop(ports, drop(ports, f"acme/accounts/{data}"))
+    assert (job.state, job.error.code) == (BulkState.FAILED, "invalid_drop")
+    assert f"sidecar {side} is not read for it" in job.error.message
+    assert "put the sidecar again as jan.json, then the file" in job.error.message
+    assert ports.queue.messages == []  # nothing to load
+    sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)  # named as it should be: read, and wins
+    again = accept_drop(ports, drop(ports, f"acme/accounts/{data}", BODY + b"\n"))
+    assert (again.operation, again.error) == (BulkOperation.UPSERT, None)
+
+
 def test_a_sidecar_naming_no_key_for_an_update_loads_by_id(ports):
     """Tooling that writes every field writes ``"externalIdFieldName": null``: the job keys on ``id``, as an update
     naming none does, and the executor's second read of the sidecar finds it asking for nothing else (found by
