@@ -45,7 +45,7 @@ from spectra.bulk.models import (
     LoadPlan,
     split_object,
 )
-from spectra.bulk.sql import Manifest, load_statements, unload_statement
+from spectra.bulk.sql import Manifest, load_statements, max_errors, unload_statement
 from spectra.delivery import unloadable
 from spectra.errors import (
     IdentityRefused,
@@ -447,7 +447,7 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, plann
         columns,
         manifests,
         role=settings.bulk_iam_role,
-        max_errors=settings.bulk_max_errors,
+        max_errors=max_errors(settings.bulk_max_errors, serverless=bool(settings.redshift_workgroup)),
         outcome_url=f"s3://{settings.results_bucket}/{outcome_prefix(job)}",
         not_null=[c["name"] for c in described if not c.get("nullable", 1)],
     )

@@ -58,6 +58,11 @@ REJECTED_ROWS = (
     "SELECT trim(filename), line_number, trim(colname), trim(err_reason) FROM stl_load_errors"
     " WHERE query = pg_last_copy_id() ORDER BY 1, 2"
 )
+#: In its place under ``MAXERROR 0``, where a COPY that loads rejected none: Redshift Serverless, whose rejected rows
+#: ``stl_load_errors`` does not keep (:func:`max_errors`). The same columns, no rows.
+NO_REJECTED_ROWS = (
+    "SELECT CAST(NULL AS VARCHAR), CAST(NULL AS INTEGER), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR) WHERE FALSE"
+)
 #: The rows the COPY just run loaded, asked of the warehouse rather than read from its ResultRows: the Data API has
 #: answered ResultRows 0 for a COPY (aws/aws-sdk#333, #356), and Redshift's COPY reports no count in its command tag.
 LOADED_ROWS = "SELECT pg_last_copy_count()"
@@ -95,6 +100,14 @@ VALUE_OPTIONS = ("DATEFORMAT 'auto'", "TIMEFORMAT 'auto'", "ROUNDEC")
 class Manifest:
     url: str
     gzip: bool
+
+
+def max_errors(configured: int, *, serverless: bool) -> int:
+    """The COPY's ``MAXERROR``: the configured one on a provisioned cluster, whose ``stl_load_errors`` lists the rows
+    it rejected (failedResults); 0 on Redshift Serverless, which keeps them in ``sys_load_error_detail`` under other
+    query ids and not in ``stl_load_errors``, so a rejected row would go unlisted, its record reported successful
+    (the emulator fidelity review). There a file with a bad row fails whole, saying so, and nothing is loaded."""
+    return 0 if serverless else configured
 
 
 def copy_statement(target: str, columns: list[str], manifest: Manifest, job: BulkJob, *, role: str, max_errors: int):
@@ -140,7 +153,7 @@ def load_statements(
     def copies_into(table: str) -> None:
         for manifest in manifests:
             statements.append(copy_statement(table, columns, manifest, job, role=role, max_errors=max_errors))
-            statements.append(REJECTED_ROWS)
+            statements.append(REJECTED_ROWS if max_errors else NO_REJECTED_ROWS)
             copies.append((len(statements) - 2, len(statements) - 1))
             statements.append(LOADED_ROWS)
             loaded.append(len(statements) - 1)

@@ -938,6 +938,22 @@ def test_rejected_lines_are_matched_to_their_own_file(ports):
     assert [r[2] for r in result_rows(ports, job.job_id, "failed")[1:]] == ["x", "y"]
 
 
+def test_on_redshift_serverless_a_load_rejects_no_row_it_could_not_list():
+    """Serverless keeps a COPY's rejected rows in sys_load_error_detail, not stl_load_errors: under MAXERROR 100000
+    a bad row was dropped unlisted and its record written to successfulResults (the emulator fidelity review).
+    There the COPY takes MAXERROR 0 (a file with a bad row fails whole, nothing loaded) and reads no STL view."""
+    secret = "arn:aws:secretsmanager:us-east-1:000000000000:secret:spectra/tenants/acme-AbCdEf"
+    ports = make_ports(settings=make_settings(redshift_cluster_id=None, redshift_workgroup="spectra"))
+    ports.tenants.create_tenant("acme", secret_arn=secret)
+    ports.warehouse.add_table("public", "accounts", ["id", "name", "city"], required=["id", "name"])
+    job = started(ports, BulkOperation.INSERT, MIXED)
+    sqls = ports.warehouse.batch_sqls(job.statement_id)
+    assert "MAXERROR 0" in sqls[0] and not any("stl_load_errors" in sql for sql in sqls)
+    provisioned = bulk_ports_with()  # a provisioned cluster lists them
+    sqls = provisioned.warehouse.batch_sqls(started(provisioned, BulkOperation.INSERT, MIXED).statement_id)
+    assert "MAXERROR 100000" in sqls[0] and "stl_load_errors" in sqls[1]
+
+
 def test_files_that_list_a_rejected_record_as_loaded_are_a_results_mismatch(ports):
     """The warehouse rejected one of 4 records, but its stl_load_errors row names a file the result writer does not
     match (a CHAR(256) cut, say): the files list 4 successful and 0 failed. Their sum equals processed, so only the
