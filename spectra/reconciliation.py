@@ -243,6 +243,12 @@ def _reconcile_job(
     if action is Action.CHECK_STATEMENT:
         return _check_statement(ports, job, now)
     if action is Action.REQUEUE and lines.waits_its_turn(job.tenant_id, job.job_id):
+        if job.cancel_requested_at is not None:
+            # asked to stop while an executor held its slot (202), then parked in line when that slot was
+            # reclaimed: nothing of its started, and it was to end CANCELLED, not wait for a slot to be woken into
+            # (nor fail not_started at the hour; the lifecycle review)
+            ended = finish_job(ports, job, JobStatus.CANCELLED, unstarted=True)
+            return Outcome.EXPIRED if ended else Outcome.SKIPPED
         if (refused := tenant_refusal(ports, job)) is not None:
             ended = finish_job(ports, job, JobStatus.FAILED, error=refused, unstarted=True)
             return Outcome.EXPIRED if ended else Outcome.SKIPPED
@@ -261,6 +267,9 @@ def _reconcile_job(
         # review). The executor records the statement or gives the slot back; one that died leaves the stamp to age
         ports.jobs.mark_checked(job.job_id, job.status, now)
         return Outcome.STILL_RUNNING
+    if action is Action.GIVE_UP and job.cancel_requested_at is not None:
+        ended = finish_job(ports, job, JobStatus.CANCELLED, unstarted=True)  # as asked (202 cancel_requested)
+        return Outcome.EXPIRED if ended else Outcome.SKIPPED
     if action is Action.GIVE_UP:
         age = int(thresholds.give_up_after.total_seconds())
         error = ErrorInfo(

@@ -259,6 +259,30 @@ def test_a_write_cancelled_while_its_statement_starts_ends_with_the_statements_o
     assert ports.events.types() == ["Job Completed"]
 
 
+@pytest.mark.parametrize("minutes", [5, 65])
+def test_a_write_asked_to_stop_whose_slot_was_reclaimed_ends_cancelled_not_in_line(minutes):
+    """The lifecycle review: asked to stop (202) while an executor held its slot, the executor died, another claim
+    at the cap reclaimed the slot, and the job's redelivery parked it in line: the reconciler left it waiting for a
+    slot (a tenant at cap 0 frees none) and, at the hour, failed it not_started with a "Job Failed" event."""
+    from tests.unit.test_identity import writer_job
+
+    ports = make_ports()
+    job = writer_job(ports, "insert into acme_work.t values (1)")
+    ports.tenants.update_tenant("acme", max_running_statements=1)
+    ports.slots.claim("acme", job.job_id, limit=1, now=utcnow().timestamp() - 120)  # taken by an executor that died
+    caller = Caller.of(ports.tenants.get("acme"))
+    assert cancel_job(ports, caller, job.job_id).cancel_requested_at is not None  # 202 cancel_requested
+    other, _ = submit_query(ports, caller, sql="select 1", parameters=[], fmt=ResultFormat.JSON)
+    assert execute_job(ports, lifecycle.queued_message(other), first_delivery=True).status is JobStatus.SUBMITTED
+    assert execute_job(ports, lifecycle.queued_message(job)) is None  # redelivered at the cap: in line
+    assert list(ports.slots.waiting("acme")) == [job.job_id]
+    reconcile(ports, now=utcnow() + timedelta(minutes=minutes))
+    ended = ports.jobs.get(job.job_id)
+    assert (ended.status, ended.error) == (JobStatus.CANCELLED, None)
+    assert ports.events.types() == ["Job Cancelled"] and list(ports.slots.waiting("acme")) == []
+    assert len(ports.warehouse.statements) == 1  # the other job's alone
+
+
 def test_a_cancel_of_a_starting_write_that_was_throttled_is_sent_again_by_the_redelivery(monkeypatch):
     """The second diff review (reasoned): the attempt that recorded the statement of a job asked to stop sent
     CancelStatement once; throttled, its record failed, and the redelivery found the statement recorded and did
