@@ -123,6 +123,7 @@ Query (SQL over REST):
   QUERY=$(curl -s -X POST {api}/v1/queries {auth} {json_body} \\
           -d '{{"sql": "select id, item, amount from sales order by id"}}' \\
           | python3 -c 'import json, sys; print(json.load(sys.stdin)["job_id"])')
+  while curl -s {api}/v1/jobs/$QUERY {auth} | grep -Eq '"status":"(QUEUED|SUBMITTED)"'; do sleep 1; done
   curl -s {api}/v1/jobs/$QUERY {auth}
   curl -s {api}/v1/jobs/$QUERY/results {auth}
 
@@ -143,7 +144,7 @@ Load with the Bulk API (Salesforce Bulk 2.0's workflow; here an upsert on email)
   printf 'email,name,city\\nwile@acme.test,Wile E. Coyote,Mesa\\n' | curl -s -X PUT {api}/v1/bulk/jobs/$JOB/batches \\
        {auth} -H 'Content-Type: text/csv' --data-binary @-
   curl -s -X PATCH {api}/v1/bulk/jobs/$JOB {auth} {json_body} -d '{{"state": "UploadComplete"}}'
-  while curl -s {api}/v1/bulk/jobs/$JOB {auth} | grep -q '"state":"\\(UploadComplete\\|InProgress\\)"'; do sleep 1; done
+  while curl -s {api}/v1/bulk/jobs/$JOB {auth} | grep -Eq '"state":"(UploadComplete|InProgress)"'; do sleep 1; done
   curl -s {api}/v1/bulk/jobs/$JOB {auth}
   curl -s {api}/v1/bulk/jobs/$JOB/successfulResults {auth}
 
