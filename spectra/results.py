@@ -372,7 +372,10 @@ class ResultSink:
         if inline:
             text = b"[" + b",".join(chunks) + b"]"
             stored = base64.b64encode(gzip.compress(text, 1)).decode()  # small, and read back soon: favour speed
-            if len(stored) <= max_bytes:
+            # The stored form is held to the room the job record has, not to the JSON's limit: rows that barely
+            # compress (random tokens, hashes) take more stored than as JSON, and 250 KB of JSON was refused inline
+            # as "277328 bytes of JSON" (the result delivery review)
+            if inline_budget is None or len(stored) <= inline_budget:
                 return JobResult(
                     **{
                         **common,
@@ -387,7 +390,7 @@ class ResultSink:
                     }
                 )
             if delivery is Delivery.INLINE:  # room for the JSON, but not once gzipped and base64-encoded
-                raise self._too_large(held_rows, len(stored), max_bytes, tables, total_rows)
+                raise self._too_large(held_rows, len(stored), inline_budget, tables, total_rows, stored=True)
             parts = to_files()
         files = (parts or to_files()).close()
         result = JobResult(
@@ -404,7 +407,9 @@ class ResultSink:
         self._put_json(result.manifest_key, manifest_document(job_id, fmt, result))
         return result
 
-    def _too_large(self, rows: int, size: int, max_bytes: int, tables: _Limited, total: int | None) -> ResultTooLarge:
+    def _too_large(
+        self, rows: int, size: int, max_bytes: int, tables: _Limited, total: int | None, *, stored: bool = False
+    ) -> ResultTooLarge:
         """What the job fails with. A request that set a ``row_limit`` is told what that limit keeps and to lower
         it: it was told the statement's whole row count and to "set a row_limit", which it had."""
         cut = tables.row_limit
@@ -415,6 +420,8 @@ class ResultSink:
             lower = f"a row_limit of at most {self._inline_max_rows}"
         else:
             over, limit = f"at least {size} bytes of JSON", f"{max_bytes} bytes"
+            if stored:  # the JSON fits; gzipped and base64-encoded, it does not fit the job's record
+                over, limit = f"{size} bytes as the job record stores it, gzipped and base64-encoded", limit
             lower = f"a row_limit lower than {min(cut, rows) if cut is not None else rows}"  # the rows it held then
         if cut is not None:
             over = f"{over} under row_limit {cut}"
