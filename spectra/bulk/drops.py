@@ -24,10 +24,10 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
   the (eventually consistent) tenant index.
 * Every object put in the bucket is announced (a suffix filter is case-sensitive: ``DATA.CSV`` went unseen); a
   sidecar (``<tenant>/<table>/<name>.json`` or ``.JSON``) and a folder marker (a key ending ``/``) make no job, and
-  ``.csv`` / ``.csv.gz`` match in any case. A sidecar named after its file with the extension (``jan.csv.json``),
-  which no file reads, is a Failed ``invalid_key`` job, and a file with no sidecar of its own but such a one beside
-  it is refused (``invalid_drop``, nothing loaded), whichever came first. (The sidecar of a file named
-  ``jan.csv.csv`` is ``jan.csv.json``, read for it as ever, and reported misnamed by its own event all the same.)
+  ``.csv`` / ``.csv.gz`` match in any case. A file with no sidecar of its own but one named after it with its
+  extension kept (``jan.csv.json``), which no file reads, is refused ``invalid_drop`` (nothing loaded), by its own
+  event or, when that sidecar came after the event, by the executor's check. (The sidecar of a file named
+  ``jan.csv.csv`` is ``jan.csv.json``, read for it as ever.)
 """
 
 from __future__ import annotations
@@ -171,8 +171,8 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         logger.warning("S3 record for s3://%s/%s: not the ingest bucket; not loaded", dropped.bucket, dropped.key)
         return None
     parts = dropped.key.split("/")
-    if len(parts) == 3 and parts[-1].endswith(SIDECAR_SUFFIXES) and not _misnamed_sidecar(parts[-1]):
-        # a sidecar: read when its data file comes (a sidecar elsewhere, or misnamed, is a drop refused, told below)
+    if len(parts) == 3 and parts[-1].endswith(SIDECAR_SUFFIXES):
+        # a sidecar: read when its data file comes (a sidecar elsewhere is a misplaced drop, told below)
         return _late_sidecar(ports, dropped)
     if dropped.key.endswith("/") and not dropped.size:
         return None  # a folder marker (the S3 console's "Create folder"): not a file, nothing to load or tell
@@ -202,9 +202,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     problem = None
     options = DropOptions()
     table = parts[1] if len(parts) == 3 else ""
-    if len(parts) == 3 and _misnamed_sidecar(name):
-        problem = ErrorInfo(code="invalid_key", message=f"{dropped.key}: {_MISNAMED}")
-    elif len(parts) != 3 or not name.lower().endswith(_SUFFIXES):
+    if len(parts) != 3 or not name.lower().endswith(_SUFFIXES):
         problem = ErrorInfo(
             code="invalid_key",
             message=f"{dropped.key}: drop files at <tenant>/<table>/<name>.csv or .csv.gz (any case), nothing deeper"
@@ -293,7 +291,7 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             break
         if not same_generation(tenant.generation, job.tenant_generation):
             continue  # a predecessor's (the id deleted and created again): not this tenant's to hear of
-        if job.source is not JobSource.S3_DROP or _stem(job.object_key or "", _SUFFIXES) != stem:
+        if job.source is not JobSource.S3_DROP or not _meant_for(job.object_key or "", stem):
             continue
         # a sidecar that is not valid asks for something the job cannot be known to run with: never silent either
         differs = (
@@ -312,11 +310,12 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             if job.state in (BulkState.UPLOAD_COMPLETE, BulkState.FAILED, BulkState.ABORTED):
                 continue
         data_name, name = job.object_key.rsplit("/", 1)[-1], dropped.key.rsplit("/", 1)[-1]
+        named = "" if _stem(job.object_key, _SUFFIXES) == stem else f" (name it {_stem(data_name, _SUFFIXES)}.json)"
         error = ErrorInfo(
             code="late_sidecar",
             message=f"{name} came after {data_name}, whose job {job.job_id} was {job.state.value} by then and may have"
-            f" loaded without it; the sidecar asks for {differs}. Put a sidecar before its file (aws s3 sync uploads"
-            " files in parallel), or send the options as object metadata",
+            f" loaded without it; the sidecar asks for {differs}. Put a sidecar before its file{named} (aws s3 sync"
+            " uploads files in parallel), or send the options as object metadata",
         )
         options = sidecar.options or DropOptions()
         report, _ = bulk.jobs.create(_drop_job(tenant, dropped, table, options, files=[], error=error))
@@ -395,7 +394,9 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
     tenant = tenant_record(ports.tenants, job.tenant_id, max_age=ports.settings.tenant_cache_seconds)
     sidecar = _sidecar_options(ports, source.bucket, stem, since=_own_since(tenant) if tenant else None)
     if sidecar is None:
-        return None
+        # one named after the file with its extension, put after the file's event was handled (the diff review)
+        misnamed = _misnamed_sidecar(ports, source.bucket, source.key, stem)
+        return ErrorInfo(code="invalid_drop", message=f"{job.object_key}: {misnamed}") if misnamed else None
     if sidecar.options is None:
         # put (or spoiled) after the job was made, and not valid: what the tenant meant is unknown, and loading with
         # the defaults (an insert where an upsert was meant) would be silent
@@ -513,8 +514,8 @@ def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str], ten
     else:
         stem = _stem(dropped.key, _SUFFIXES) or dropped.key
         sidecar = _read_sidecar(ports, dropped.bucket, stem, since=_own_since(tenant))
-        if sidecar is None:
-            _refuse_misnamed_sidecar(ports, dropped.bucket, dropped.key, stem)
+        if sidecar is None and (misnamed := _misnamed_sidecar(ports, dropped.bucket, dropped.key, stem)):
+            raise DropRefused(misnamed)
     if sidecar is not None:
         values.update(sidecar[1])
     try:
@@ -523,29 +524,31 @@ def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str], ten
         raise DropRefused(f"job options are not valid: {_problems(exc)}") from exc
 
 
-_MISNAMED = (
-    "a sidecar is named after its data file less .csv or .csv.gz (jan.json for jan.csv and jan.csv.gz), so none"
-    " reads this one"
-)
+def _meant_for(key: str, stem: str) -> bool:
+    """Whether the sidecar of the data files named ``stem`` is, or was meant as, the data file ``key``'s: its own
+    (``jan.json`` for ``jan.csv``), or named after it with its extension kept (``jan.csv.json``, see
+    :func:`_misnamed_sidecar`)."""
+    own = _stem(key, _SUFFIXES)
+    return own is not None and stem in (own, key, own + key[len(own) : len(own) + len(".csv")])
 
 
-def _misnamed_sidecar(name: str) -> bool:
-    """Whether a sidecar's name keeps its data file's extension (``jan.csv.json``), which no data file reads: put
-    first, its file loaded with the defaults (an upsert inserted) and nothing said why (note 32's list)."""
-    return _stem(_stem(name, SIDECAR_SUFFIXES) or "", _SUFFIXES) is not None
-
-
-def _refuse_misnamed_sidecar(ports: Ports, bucket: str, key: str, stem: str) -> None:
-    """Refuse a data file with no sidecar of its own but one named after the file itself (``jan.csv.json``,
-    ``jan.csv.gz.json``): its options were meant for it, and loading it with the defaults would be silent."""
+def _misnamed_sidecar(ports: Ports, bucket: str, key: str, stem: str) -> str | None:
+    """Why the data file ``key`` (``stem`` less its extension), which has no sidecar of its own, is not to be loaded
+    with the defaults: a sidecar beside it named after the file with its extension kept (``jan.csv.json``,
+    ``jan.csv.gz.json``, in either case of ``.json``), which no file reads. Its options were meant for the file: put
+    first, the file was inserted where it asked for an upsert, and nothing said why (note 32's list). None when there
+    is none. Up to four reads of a missing object per drop without a sidecar (two for a plain ``.csv``)."""
     files = bulk_ports(ports).files
-    for misnamed in dict.fromkeys((key + SIDECAR_SUFFIXES[0], stem + ".csv" + SIDECAR_SUFFIXES[0])):
+    extension = key[len(stem) : len(stem) + len(".csv")]  # as the key spells it: .csv, .CSV
+    for misnamed in (base + suffix for base in dict.fromkeys((key, stem + extension)) for suffix in SIDECAR_SUFFIXES):
         if len(misnamed.encode()) <= MAX_KEY_BYTES and files.head(bucket, misnamed) is not None:
             name, right = misnamed.rsplit("/", 1)[-1], f"{stem.rsplit('/', 1)[-1]}{SIDECAR_SUFFIXES[0]}"
-            raise DropRefused(
-                f"sidecar {name} is not read for it ({_MISNAMED}), and loading it without its options would be"
-                f" silent: put the sidecar again as {right}, then the file"
+            return (
+                f"sidecar {name} keeps the file's extension, so it is not read for it (a sidecar is named after its"
+                f" file less .csv or .csv.gz), and loading it without its options would be silent: put the sidecar"
+                f" again as {right}, then the file"
             )
+    return None
 
 
 def _problems(exc: ValidationError) -> str:
