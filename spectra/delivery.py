@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events import Delivery, ResultFormat
+from spectra import deadline
 from spectra.bulk.sql import ident, unload_statement
 from spectra.errors import Gone, NotFound, PayloadTooLarge, StatementRejected, Throttled
 from spectra.jobs import Job, JobResult, utcnow
@@ -302,6 +303,11 @@ def inline_budget(job: Job) -> int:
     return max(ITEM_MAX_BYTES - used, 0)
 
 
+#: Why a result that could not be collected in a function's time failed (spectra/deadline.py).
+OUT_OF_TIME = (
+    "collecting the result took longer than the function may run: ask for delivery export, whose files the warehouse"
+    " writes itself"
+)
 #: DescribeStatement's states of a statement that has not ended.
 NOT_ENDED = frozenset({"SUBMITTED", "PICKED", "STARTED"})
 
@@ -384,7 +390,7 @@ def _write_pages(
         job_id=job.job_id,
         fmt=job.format,
         columns=columns,
-        csv_pages=pages,
+        csv_pages=deadline.within(pages, OUT_OF_TIME),
         header=header,
         delivery=job.delivery,
         row_limit=job.row_limit,

@@ -32,7 +32,7 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
-from spectra import logs, sessions, share
+from spectra import deadline, logs, sessions, share
 from spectra.delivery import collect_result, statement_sql
 from spectra.errors import (
     IdentityRefused,
@@ -416,9 +416,9 @@ def _recorded(ports: Ports, job: Job, statement_id: str) -> Job | None:
     "not run" while its statement ran (found by review). So a statement made longer ago than any executor runs
     (:data:`ORPHANED_AFTER_SECONDS`) is recorded here, on the job still QUEUED, and the job ends with its outcome;
     a younger one's event is retried later (the consumer reports it failed)."""
-    deadline = time.monotonic() + START_RECORD_WAIT_SECONDS
+    until = time.monotonic() + START_RECORD_WAIT_SECONDS
     delay = 0.02
-    while time.monotonic() < deadline:
+    while time.monotonic() < until:
         time.sleep(delay)
         delay = min(delay * 2, 0.4)
         current = ports.jobs.get(job.job_id)
@@ -441,9 +441,15 @@ def _recorded(ports: Ports, job: Job, statement_id: str) -> Job | None:
 
 
 def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: StatementInfo | None) -> Job | None:
-    started = time.monotonic()
+    started, left_at_start = time.monotonic(), deadline.left()
     try:
         result = collect_result(ports, job, statement_id, info)  # spectra/delivery.py: inline, files or an export's
+    except deadline.OutOfTime as exc:
+        # cut off before the function's own timeout (which nothing counts): counted when the collection had a fair
+        # share of a run, so a result too large to collect in one ends result_failed; else tried again uncounted
+        if not deadline.fair(left_at_start):
+            raise
+        return _failed_attempt(ports, job, statement_id, exc)
     except ResultRefused as exc:  # too big for inline, a Parquet export with duplicate names
         # Written first, always: other handlers may have given the result up meanwhile (FAILED for their reason,
         # announced), or completed it, for whether rows fit inline is measured against the job item as each handler

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import StatementStatusChangeEvent
-from spectra import logs
+from spectra import deadline, logs
 from spectra.bulk.lifecycle import complete_bulk_statement
 from spectra.bulk.models import is_bulk_job_id
 from spectra.lifecycle import complete_statement
@@ -21,8 +21,10 @@ metrics = Metrics()
 processor = logs.sqs_batch_processor()
 
 
-def record_handler(record: SQSRecord) -> None:
-    with logs.record(message_id=record.message_id):
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    # a result is collected within the time this invocation has left (spectra/deadline.py), not cut by the timeout
+    remaining = lambda_context.get_remaining_time_in_millis() / 1000
+    with logs.record(message_id=record.message_id), deadline.lasting(remaining):
         change = StatementStatusChangeEvent.model_validate_json(record.body).detail
         # the tenant is bound by the domain once it has read the job (spectra.lifecycle.complete_statement)
         logs.bind(job_id=change.statementName, statement_id=change.statementId, state=change.state.value)

@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from spectra import deadline as time_left
 from spectra import logs
 from spectra.ports import get_ports
 from spectra.reconciliation import reconcile
@@ -36,7 +37,8 @@ _METRICS = {
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     remaining = context.get_remaining_time_in_millis() / 1000
     deadline = time.monotonic() + max(0.0, remaining - SAFETY_MARGIN_SECONDS)
-    summary = reconcile(get_ports(), deadline=deadline).as_dict()
+    with time_left.lasting(remaining):  # a result it collects is cut off in time too (spectra/deadline.py)
+        summary = reconcile(get_ports(), deadline=deadline).as_dict()
     for field, name in _METRICS.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary[field])
     # 1 for a run that stopped before the end of its pages: throttled by the Data API, or out of its time (query jobs

@@ -664,6 +664,44 @@ def test_throttling_on_the_last_delivery_fails_the_job_with_the_reason(ports):
 # -- results that cannot be converted -------------------------------------------------------------------------------
 
 
+def test_a_result_too_large_to_collect_in_a_run_fails_the_job_after_its_attempts_not_a_day_later(ports, monkeypatch):
+    """The template review: Lambda's timeout cuts a collection without raising, so nothing counted it, and a result
+    too large to collect in 90 s came back (the whole batch with it) until the Data API forgot the statement (24
+    hours), the job holding its tenant's slot. Cut off within the invocation's time, a collection that had a fair
+    share of a run counts as an attempt, and the last fails the job saying to ask for an export."""
+    from spectra import deadline
+
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n", "2,b\n"], rows=2)
+    readings = []  # the clock deadline reads: the time left when a collection starts, then none
+    monkeypatch.setattr(deadline, "_clock", lambda: readings.pop(0) if readings else 1_000.0)
+    for attempt in range(1, ports.settings.result_max_attempts + 1):
+        readings[:] = [0.0, 0.0]  # lasting's, and the collection's start: a full run's time left
+        with deadline.lasting(deadline.FAIR_SECONDS + deadline.MARGIN_SECONDS):
+            if attempt < ports.settings.result_max_attempts:
+                with pytest.raises(deadline.OutOfTime):
+                    complete_statement(ports, change)
+                assert ports.jobs.get(job.job_id).result_attempts == attempt
+            else:
+                failed = complete_statement(ports, change)
+    assert (failed.status, failed.error.code) == (JobStatus.FAILED, "result_failed")
+    assert "took longer than the function may run: ask for delivery export" in failed.error.message
+    assert ports.events.types() == ["Job Failed"]
+
+
+def test_a_collection_begun_with_too_little_time_left_is_tried_again_uncounted(ports):
+    """A small result after a large one in the same batch: cut off for want of time, not for its size."""
+    from spectra import deadline
+
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n", "2,b\n"], rows=2)
+    with deadline.lasting(deadline.MARGIN_SECONDS), pytest.raises(deadline.OutOfTime):  # no time at all left
+        complete_statement(ports, change)
+    assert (ports.jobs.get(job.job_id).status, ports.jobs.get(job.job_id).result_attempts) == (JobStatus.SUBMITTED, 0)
+    done = complete_statement(ports, change)  # the event again, in a run of its own
+    assert (done.status, done.result.row_count) == (JobStatus.COMPLETED, 2)
+
+
 def test_a_result_that_cannot_be_converted_fails_the_job_after_its_attempts(ports, caplog):
     """Each completion attempt (the status event redelivered, or the reconciler) counts; the last one fails the job
     with the reason instead of leaving it SUBMITTED for the reconciler to retry every minute for ever. The row it

@@ -1,0 +1,71 @@
+"""The time an invocation has left, for work whose length grows with its input: collecting a large result.
+
+Lambda stops a function at its ``Timeout`` without raising anything, so work cut off that way is never counted: the
+completion function (90 s, ten status events a batch, one after the other) that collected a few large ``s3`` results
+in one batch ran out of time, the whole batch came back, and did so again until its messages were dead-lettered,
+then the reconciler (90 s too) tried every minute, until the Data API forgot the statements (24 hours) and the jobs
+ended ``statement_lost``, holding their tenants' slots all that time (the template review). With an entry point's
+:func:`lasting`, the pages of a result are read :func:`within` the time left, and a collection that cannot end in it
+stops with :class:`OutOfTime`, which the completion counts as a failed attempt when the collection had a fair share
+of a run (:data:`FAIR_SECONDS`), so such a job ends ``result_failed`` saying to ask for an export, and otherwise
+tries again uncounted (a small result after a large one in the same batch).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TypeVar
+
+from spectra.errors import Throttled
+
+T = TypeVar("T")
+
+#: Kept back from the invocation's time for what follows a cut collection: counting the attempt, the job's write.
+MARGIN_SECONDS = 10.0
+#: A collection begun with at least this long left had a fair share of a run (the completion function's Timeout is
+#: 90 s): cut off, it counts as a failed attempt. One begun with less is tried again uncounted.
+FAIR_SECONDS = 60.0
+
+_until: ContextVar[float | None] = ContextVar("spectra_deadline", default=None)
+_clock = time.monotonic
+
+
+class OutOfTime(Throttled):
+    """The invocation's time ran out before the work did: passing, as throttling is (tried again later), unless the
+    work had a fair share of a run (:func:`fair`)."""
+
+    code = "out_of_time"
+
+
+@contextmanager
+def lasting(seconds: float | None) -> Iterator[None]:
+    """Work in the block has ``seconds`` (an invocation's remaining time), less :data:`MARGIN_SECONDS`; None: no
+    bound (a test, a command line)."""
+    token = _until.set(None if seconds is None else _clock() + max(0.0, seconds - MARGIN_SECONDS))
+    try:
+        yield
+    finally:
+        _until.reset(token)
+
+
+def left() -> float | None:
+    """Seconds left to the work in hand; None when nothing bounds it."""
+    until = _until.get()
+    return None if until is None else until - _clock()
+
+
+def fair(left_at_start: float | None) -> bool:
+    """Whether work begun with ``left_at_start`` seconds (:func:`left`) had a fair share of a run."""
+    return left_at_start is None or left_at_start >= FAIR_SECONDS
+
+
+def within(items: Iterable[T], message: str) -> Iterator[T]:
+    """``items`` as they come, raising :class:`OutOfTime` with ``message`` before the next once time is up."""
+    for item in items:
+        remaining = left()
+        if remaining is not None and remaining <= 0:
+            raise OutOfTime(message)
+        yield item
