@@ -243,10 +243,11 @@ def _reconcile_job(
     if action is Action.CHECK_STATEMENT:
         return _check_statement(ports, job, now)
     if action is Action.REQUEUE and lines.waits_its_turn(job.tenant_id, job.job_id):
-        if job.cancel_requested_at is not None:
+        if job.cancel_requested_at is not None and share.slot_taken_at(ports, job) is None:
             # asked to stop while an executor held its slot (202), then parked in line when that slot was
             # reclaimed: nothing of its started, and it was to end CANCELLED, not wait for a slot to be woken into
-            # (nor fail not_started at the hour; the lifecycle review)
+            # (nor fail not_started at the hour; the lifecycle review). Holding a slot, it was woken since the run
+            # saw the line, and an executor may be starting it: that one ends it (the diff review)
             ended = finish_job(ports, job, JobStatus.CANCELLED, unstarted=True)
             return Outcome.EXPIRED if ended else Outcome.SKIPPED
         if (refused := tenant_refusal(ports, job)) is not None:

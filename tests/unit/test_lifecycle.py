@@ -283,6 +283,46 @@ def test_a_write_asked_to_stop_whose_slot_was_reclaimed_ends_cancelled_not_in_li
     assert len(ports.warehouse.statements) == 1  # the other job's alone
 
 
+def test_a_write_woken_since_the_reconciler_saw_its_line_is_left_to_the_executor_starting_it(caplog):
+    """The diff review of the test above's mend: the run's view of the line was minutes old, the job had been woken,
+    and an executor was inside ExecuteStatement when the DELETE (202) and then the reconciler came: ended CANCELLED
+    there, its INSERT committed all the same ("Job Completed" refused, "Job Cancelled" sent)."""
+    from spectra.reconciliation import Thresholds, WaitingLines, _reconcile_job
+    from tests.unit.test_identity import writer_job
+
+    ports = make_ports()
+    job = writer_job(ports, "insert into acme_work.t values (1)")
+    ports.tenants.update_tenant("acme", max_running_statements=1)
+    caller = Caller.of(ports.tenants.get("acme"))
+    other, _ = submit_query(ports, caller, sql="select 1", parameters=[], fmt=ResultFormat.JSON)
+    assert execute_job(ports, lifecycle.queued_message(other), first_delivery=True).status is JobStatus.SUBMITTED
+    assert execute_job(ports, lifecycle.queued_message(job), first_delivery=True) is None  # in line
+    lines = WaitingLines(ports)
+    assert lines.waits_its_turn("acme", job.job_id)  # the run's view, taken before the release below
+    statement_id = ports.jobs.get(other.job_id).statement_id
+    complete_statement(ports, ports.warehouse.finish(statement_id, rows=0))  # its slot freed, the job woken
+    start, outcomes = ports.warehouse.start, []
+
+    def delete_and_reconcile_meanwhile(sql, **options):
+        started = start(sql, **options)
+        if options.get("name") == job.job_id:
+            assert cancel_job(ports, caller, job.job_id).cancel_requested_at is not None  # 202: its slot is held
+            fresh = ports.jobs.get(job.job_id)
+            later = utcnow() + timedelta(minutes=10)
+            thresholds = Thresholds.from_settings(ports.settings)
+            outcomes.append(_reconcile_job(ports, fresh, fresh.created_at, later, thresholds, lines))
+            ports.warehouse.finish(started.statement_id, rows=1)  # the INSERT commits at once
+        return started
+
+    ports.warehouse.start = delete_and_reconcile_meanwhile
+    execute_job(ports, lifecycle.queued_message(job))
+    recorded = ports.jobs.get(job.job_id)
+    assert recorded.status is JobStatus.SUBMITTED  # left to the executor, which recorded its statement
+    ended = complete_statement(ports, ports.warehouse.status_change(recorded.statement_id))
+    assert ended.status is JobStatus.COMPLETED and ports.events.types() == ["Job Completed"] * 2  # the INSERT ran
+    assert outcomes and outcomes[0].value != "expired"
+
+
 def test_a_cancel_of_a_starting_write_that_was_throttled_is_sent_again_by_the_redelivery(monkeypatch):
     """The second diff review (reasoned): the attempt that recorded the statement of a job asked to stop sent
     CancelStatement once; throttled, its record failed, and the redelivery found the statement recorded and did
