@@ -413,6 +413,7 @@ class ResultSink:
         """What the job fails with. A request that set a ``row_limit`` is told what that limit keeps and to lower
         it: it was told the statement's whole row count and to "set a row_limit", which it had."""
         cut = tables.row_limit
+        details: dict[str, int] = {"inline_max_rows": self._inline_max_rows, "inline_max_bytes": max_bytes}
         if rows > self._inline_max_rows:
             kept = min(total, cut) if total is not None and cut is not None else total  # None: more than the most
             over = f"{kept if kept is not None else 'more than ' + str(self._inline_max_rows)} rows"
@@ -420,15 +421,17 @@ class ResultSink:
             lower = f"a row_limit of at most {self._inline_max_rows}"
         else:
             over, limit = f"at least {size} bytes of JSON", f"{max_bytes} bytes"
-            if stored:  # the JSON fits; gzipped and base64-encoded, it does not fit the job's record
-                over, limit = f"{size} bytes as the job record stores it, gzipped and base64-encoded", limit
+            if stored:  # the JSON fits inline's limit; gzipped and base64-encoded, it does not fit the job's record
+                over = f"{size} bytes as the job record stores it, gzipped and base64-encoded"
+                limit = f"{max_bytes} bytes so, the room left on the job's record"
+                details = {**details, "inline_max_bytes": self._inline_max_bytes, "record_room_bytes": max_bytes}
             lower = f"a row_limit lower than {min(cut, rows) if cut is not None else rows}"  # the rows it held then
         if cut is not None:
             over = f"{over} under row_limit {cut}"
         return ResultTooLarge(
             f"the result is too large to deliver inline ({over}; inline holds at most {limit}): ask for delivery "
             f"s3 or export, or {'set a row_limit' if cut is None else lower}",
-            details={"inline_max_rows": self._inline_max_rows, "inline_max_bytes": max_bytes},
+            details=details,
         )
 
     def collect_export(self, *, tenant_id: str, job_id: str, fmt: ResultFormat, unload_manifest_key: str) -> JobResult:

@@ -4,6 +4,7 @@ a job of 99 KB of SQL, 60 KB of parameters and 250 long column names passed 400 
 
 from __future__ import annotations
 
+import json
 import random
 import string
 from datetime import UTC, datetime
@@ -128,3 +129,34 @@ def test_rows_that_barely_compress_go_inline_while_their_json_is_within_the_limi
     finished = job.model_copy(update={"result": result})
     item = to_item({**finished.model_dump(mode="json"), "created_key": "x" * 60, "expires_at": 1, "pending_shard": "0"})
     assert item_size(item) <= ITEM_MAX_BYTES
+
+
+def test_rows_whose_stored_form_passes_the_records_room_are_refused_naming_that_room():
+    """The diff review of the mend above: refused for the stored form, the job said inline holds at most the record's
+    room, in bytes of JSON, and ``details.inline_max_bytes`` carried that room rather than inline's limit."""
+    from spectra.errors import ResultTooLarge
+
+    rng = random.Random(5)
+    page = "".join("".join(rng.choices(ALPHABET, k=4_000)) + "\n" for _ in range(6))
+    columns = [Column("token", "varchar")]
+
+    def write(budget: int | None):
+        return ResultSink(FakeS3(), "results").write(
+            tenant_id="acme",
+            job_id="j_" + "C" * 22,
+            fmt=ResultFormat.JSON,
+            columns=columns,
+            csv_pages=[page],
+            delivery=Delivery.INLINE,
+            inline_budget=budget,
+        )
+
+    unbounded = write(None)
+    assert len(unbounded.inline_rows) > unbounded.bytes  # random tokens: larger stored than as JSON
+    room = unbounded.bytes + 100  # the JSON fits, the stored form does not
+    with pytest.raises(ResultTooLarge) as refused:
+        write(room + len(json.dumps([c.as_dict() for c in columns]).encode()))
+    assert "as the job record stores it, gzipped and base64-encoded" in refused.value.message
+    assert f"at most {room} bytes so, the room left on the job's record" in refused.value.message
+    assert refused.value.details["inline_max_bytes"] == 256 * 1024
+    assert refused.value.details["record_room_bytes"] == room
