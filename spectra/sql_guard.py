@@ -88,7 +88,9 @@ import itertools
 import logging
 import re
 import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -103,6 +105,7 @@ from spectra.errors import InvalidRequest, PayloadTooLarge, SqlRejected
 
 # sqlglot logs a warning for every statement it keeps as an opaque Command; the guard handles those itself.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
+logger = logging.getLogger(__name__)
 
 MAX_NESTING = 256
 #: The parser's CPU budget. 1 s refused ordinary statements on a slow, loaded 2-core machine (a 100 KB one parses
@@ -349,7 +352,37 @@ def _name_placeholders(sql: str, tokens: list[Token]) -> None:
             word.token_type = TokenType.VAR
 
 
+#: Texts whose parse (trees, or refusal) is kept: a request reads its statement up to five times (the guard, an
+#: export's checks, the query's object), each parse bounded by :data:`PARSE_SECONDS`, so one request could spend five
+#: times that (the SQL guard review: 14.5 s of CPU for a 167-byte export, past the API's 29 s at Lambda's share of a
+#: core). The executor reads it again in another process. Kept texts are at most ``max_bytes`` (100 KB) each.
+PARSES_KEPT = 8
+_parses: OrderedDict[str, list[exp.Expression] | SqlRejected] = OrderedDict()
+_parses_lock = threading.Lock()
+
+
 def _parse(sql: str) -> list[exp.Expression]:
+    """The statements of ``sql``, parsed within the guard's bounds once per text (:data:`PARSES_KEPT`); each caller
+    gets trees of its own (callers change them: a typed parameter bound in place)."""
+    with _parses_lock:
+        kept = _parses.get(sql)
+        if kept is not None:
+            _parses.move_to_end(sql)
+    if kept is None:
+        try:
+            kept = _parse_once(sql)
+        except SqlRejected as exc:
+            kept = exc
+        with _parses_lock:
+            _parses[sql] = kept
+            while len(_parses) > PARSES_KEPT:
+                _parses.popitem(last=False)
+    if isinstance(kept, SqlRejected):
+        raise SqlRejected(kept.message, details=kept.details)
+    return [tree.copy() for tree in kept]
+
+
+def _parse_once(sql: str) -> list[exp.Expression]:
     tokens = _tokenize(sql)  # linear, its checks too: the deadline is the parser's, which can backtrack
     depth = _nesting(tokens)
     if depth > MAX_NESTING:
@@ -364,6 +397,9 @@ def _parse(sql: str) -> list[exp.Expression]:
         raise _rejected("nesting", f"sql is nested too deeply; the limit is {MAX_NESTING} levels") from None
     except _OutOfTime:
         raise _rejected("too_complex", f"sql took more than {PARSE_SECONDS:g} s to parse; simplify it") from None
+    except Exception as exc:  # sqlglot's own bugs (a ValueError, an AttributeError): refused, never a 500
+        logger.warning("sqlglot failed on a statement (%s); refused as not parsed", type(exc).__name__)
+        raise _rejected("syntax", "sql could not be parsed") from None
     return [tree for tree in trees if tree is not None and not isinstance(tree, exp.Semicolon)]
 
 
@@ -510,7 +546,7 @@ def _check_word(raw: str, token: Token) -> None:
 
 
 #: A name starting after a ``#`` inside what sqlglot reads as one name: to PostgreSQL ``#`` is an operator.
-_NOT_A_NAME = re.compile(r"#+[A-Za-z_\x80-\U0010ffff]")
+_NOT_A_NAME = re.compile(r"#[A-Za-z_\x80-\U0010ffff]")  # not #+: searched, it backtracked from every # (quadratic)
 
 
 #: Keywords after which sqlglot keeps the rest of the statement as one string (SHOW, EXPLAIN, LOCK, ...).

@@ -248,6 +248,31 @@ def test_exponential_backtracking_is_cut_off_by_the_deadline():
     assert time.thread_time() - started < PARSE_SECONDS + 0.5
 
 
+def test_a_long_run_of_hashes_is_checked_in_linear_time():
+    """The SQL guard review: a 100 KB name of ``#`` made the check for a name after an operator backtrack from every
+    ``#`` (79.6 s of CPU, before the parser's deadline applies): the API answered 504 after 89 s."""
+    started = time.thread_time()
+    assert check_sql("select " + "#" * 99_000, max_bytes=100_000)
+    assert time.thread_time() - started < 2
+
+
+def test_a_statement_is_parsed_once_however_many_times_a_request_reads_it(monkeypatch):
+    """The SQL guard review: an export's checks parsed its statement five times, each within the 3 s deadline, so one
+    request could spend 15 s of CPU. Each caller still gets trees of its own to change."""
+    parsed = []
+    parse_once = sql_guard._parse_once
+    monkeypatch.setattr(sql_guard, "_parse_once", lambda sql: parsed.append(sql) or parse_once(sql))
+    sql = "select id, item from sales where amount > 7 -- parsed once " + str(time.time())
+    first = sql_guard.parse_statement(sql)
+    first.set("where", None)  # a caller's change
+    again = sql_guard.parse_statement(sql)
+    assert parsed == [sql] and again.args.get("where") is not None
+    refused = "select 1 from t :x at y -- " + str(time.time())
+    for _ in range(2):
+        assert refusal(refused).details == {"reason": "syntax"}
+    assert parsed == [sql, refused]
+
+
 def test_nested_derived_tables_at_the_size_limit_parse_in_well_under_the_deadline(monkeypatch):
     # sqlglot's implicit-UNNEST pass made this quadratic: 100 KB of them took 27 s. The guard's parser skips it.
     columns = ", ".join(f"c{i}" for i in range(180))

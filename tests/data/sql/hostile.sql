@@ -777,3 +777,12 @@ SELECT 1 DOUBLE PRECISION
 
 --- at_sign: Redshift's absolute-value operator, which sqlglot reads as a parameter
 select @ -5 as x
+
+--- syntax: sqlglot itself raises a ValueError (not one of its errors) on a placeholder before AT: was a 500
+select 1 from t :x at y
+
+--- syntax: the same from a positional parameter
+select 1 from t $1 at x
+
+--- syntax: sqlglot raises an AttributeError on an empty map literal with a colon
+select { : }
