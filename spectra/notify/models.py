@@ -188,11 +188,22 @@ def event_key(event: ProjectEvent) -> str:
     has one event of a type) when it names one, else EventBridge's id. A job whose event was published twice (a
     retry after a lost answer) therefore gets one ``webhook-id``. A subscription can be disabled more than once: one
     deleted and made again under its Idempotency-Key's id is the same id, so its disabling's time is part of the key
-    (every copy of one disabling carries the same ``disabled_at``)."""
+    (every copy of one disabling carries the same ``disabled_at``). So can a bulk job's id end more than once: a
+    keyed job's id is its key's, and the key used again 30 days on makes a new job under it (README), whose "Bulk
+    Job Completed" had the first job's ``webhook-id``, and receivers deduplicating by it dropped it (the events
+    review): its making's time is part of the key (every copy of one job's event carries its ``created_at``)."""
     if not event.resources:
         return event.id
-    disabled_at = event.detail.get("disabled_at") if event.detail_type == SUBSCRIPTION_DISABLED else None
-    return f"{event.resources[0]}|{disabled_at}" if disabled_at else event.resources[0]
+    if event.detail_type == SUBSCRIPTION_DISABLED:
+        again = event.detail.get("disabled_at")
+    elif event.detail_type in _BULK_TYPES:
+        again = event.detail.get("created_at")
+    else:
+        again = None  # a query job's id is never used again
+    return f"{event.resources[0]}|{again}" if again else event.resources[0]
+
+
+_BULK_TYPES = frozenset(BULK_EVENT_DETAIL_TYPES.values())
 
 
 def webhook_id(subscription_id: str, event_type: str, key: str) -> str:

@@ -650,6 +650,21 @@ def test_copies_of_an_event_get_the_same_webhook_id():
     assert fan_out(ports, other_job).deliveries[0].webhook_id != first.webhook_id
 
 
+def test_a_keyed_bulk_job_made_again_under_its_id_gets_a_webhook_id_of_its_own():
+    """The events review: a bulk job's key used again 30 days on makes a new job under the same id, whose "Bulk Job
+    Completed" carried the first job's webhook-id, so receivers deduplicating by it dropped it. Copies of one job's
+    event still share theirs."""
+    ports = ports_with_notify()
+    subscribe(ports, events=("Bulk Job Completed",))
+    first = sample_event("bulk_job_completed_event.json", tenant_id="acme")
+    copy = first.model_copy(update={"id": "another-eventbridge-id"})
+    made_again = first.model_copy(
+        update={"id": "a-third-id", "detail": {**first.detail, "created_at": "2027-01-02T03:04:05.000006Z"}}
+    )
+    ids = [fan_out(ports, event).deliveries[0].webhook_id for event in (first, copy, made_again)]
+    assert ids[0] == ids[1] != ids[2]
+
+
 def test_only_terminal_job_events_go_to_the_topic():
     ports = ports_with_notify()
     subscribe(ports, events=("Subscription Disabled",))
