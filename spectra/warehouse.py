@@ -342,7 +342,11 @@ class StatementRunner:
             if not quick:  # after retries, the last attempt's error says nothing of the earlier ones
                 raise
             # the quick client's one attempt made no connection: surely not sent, as a refusal to try again
-            raise Throttled(f"Redshift Data API unreachable: {exc}", details={"aws_error": "Unreachable"}) from exc
+            # by its kind alone: botocore's text names the endpoint, and a one-call query's answer carries this (its
+            # cause stays chained, for the logs)
+            raise Throttled(
+                f"Redshift Data API unreachable ({type(exc).__name__})", details={"aws_error": "Unreachable"}
+            ) from exc
         except NotFound:
             return False
         except StatementRejected as exc:

@@ -385,7 +385,7 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
         # counted from the write rather than from the job: the first write's event may be handled long after both
         # (a backlog, a redrive from the dead-letter queue).
         raise FileReplaced(
-            f"{source.url} was replaced by a newer upload before this job read it (put again after the dropped"
+            f"{source.key} was replaced by a newer upload before this job read it (put again after the dropped"
             " write); the newer file is loaded by its own job"
         )
     if source.through_drop_url or _through_drop_url(head):

@@ -250,7 +250,7 @@ class BulkFiles:
                 raise NotFound(f"{source.url} does not exist") from exc
             if code == "PreconditionFailed":
                 raise FileReplaced(
-                    f"{source.url} was replaced by a newer upload before this job read it; the newer file is loaded"
+                    f"{source.key} was replaced by a newer upload before this job read it; the newer file is loaded"
                     " by its own job"
                 ) from exc
             if code == "InvalidRange":
