@@ -442,7 +442,11 @@ class _GatewayRequestHandler(WSGIRequestHandler):
 
     def make_environ(self) -> dict[str, Any]:
         environ = super().make_environ()
-        environ[SENT_HEADERS] = [(name.title(), value) for name, value in self.headers.items() if "_" not in name]
+        # without the white space around each value, which is not part of it (RFC 9110): the parser keeps a
+        # trailing one, and a key sent with a trailing space was another key
+        environ[SENT_HEADERS] = [
+            (name.title(), value.strip(" \t")) for name, value in self.headers.items() if "_" not in name
+        ]
         if isinstance(environ["wsgi.input"], DechunkedInput):
             environ["wsgi.input"] = _ChunkedBody(self.rfile)
         return environ
