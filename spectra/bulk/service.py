@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import secrets
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -335,14 +336,38 @@ def _upload_key(job: BulkJob, *, gzip: bool) -> str:
     return f"{job.tenant_id}/{job.job_id}/uploads/{name}"
 
 
-def _header_encoding_problem(body: bytes) -> str | None:
+def _inflated_head(body: bytes) -> tuple[bytes | None, bool]:
+    """A gzip batch's first :data:`HEADER_MAX_BYTES` inflated, and whether that is all of it; None when it does not
+    inflate (the job reads it whole, and says what is wrong)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        head = inflater.decompress(body, HEADER_MAX_BYTES)
+    except zlib.error:
+        return None, False
+    return head, inflater.eof and not inflater.unused_data and not inflater.unconsumed_tail
+
+
+def _no_header(head: bytes, *, whole: bool) -> str | None:
+    """What makes a batch's first line no header, if anything: nothing but a byte order mark, spaces and line breaks
+    (a batch of blank lines, an empty file gzipped), or a blank first line (COPY's IGNOREHEADER would skip it and
+    load the header as a row). Taken 201, such a batch failed the whole job, its other batches with it, naming a
+    stored file the client never saw (the bulk bad input review)."""
+    text = head.removeprefix(b"\xef\xbb\xbf")
+    if whole and not text.strip(b" \t\r\n"):
+        return "holds no header line" + (" and no rows" if text else "") + ": it is empty but for white space"
+    if text[:1] in (b"\r", b"\n"):
+        return "starts with a blank line: its first line must be the header"
+    return None
+
+
+def _header_encoding_problem(body: bytes, *, whole: bool = True) -> str | None:
     """What makes a plain batch's first line no UTF-8 header, if anything: a file saved as UTF-16 (Excel's "Unicode
     Text", PowerShell's ``>``) or in a spreadsheet's own encoding was taken 201 and then failed the whole job, its
     other batches with it, naming a stored file the client never saw. The bytes up to the first line break are the
     header's own (a break quoted inside it ends the check early, never wrongly), so this refuses no batch the job would
     load; the header's other faults need the table, and are the job's to find."""
     line, *rest = re.split(rb"[\r\n]", body[:HEADER_MAX_BYTES], maxsplit=1)
-    if not rest and len(body) > HEADER_MAX_BYTES:
+    if not rest and (len(body) > HEADER_MAX_BYTES or not whole):
         return None  # no line break in the first MB, perhaps cut inside a character: the job says what is wrong
     if b"\x00" in line:
         return "holds NUL bytes (UTF-16?)"
@@ -531,8 +556,15 @@ def _check_batch(ports: Ports, job: BulkJob, body: bytes, *, gzip: bool, media: 
         raise InvalidRequest("Content-Encoding is gzip but the body is not gzip data")
     if not gzip and starts_as_gzip(body):  # stored as CSV, it failed the whole job for a header that is not UTF-8
         raise InvalidRequest("the body is gzip data: send it with Content-Encoding: gzip")
-    if job.content_type == "CSV" and not gzip and (problem := _header_encoding_problem(body)):
+    if job.content_type != "CSV":
+        return
+    head, whole = _inflated_head(body) if gzip else (body[:HEADER_MAX_BYTES], len(body) <= HEADER_MAX_BYTES)
+    if head is None:
+        return  # not gzip that inflates: the job says what is wrong with it
+    if problem := _header_encoding_problem(head, whole=whole):
         raise UnsupportedMediaType(f"the batch's header line {problem}: save the file as CSV UTF-8")  # failed the job
+    if problem := _no_header(head, whole=whole):
+        raise InvalidRequest(f"the batch {problem}")  # stored, it failed the whole job, naming a file never seen
 
 
 def _keyed_source(ports: Ports, batch: KeyedBatch | None, *, size: int, gzip: bool) -> SourceFile:

@@ -381,6 +381,35 @@ def test_a_batch_whose_header_line_is_not_utf8_is_refused_before_it_is_stored(po
     assert service.get_job(ports, caller(ports), job.job_id).uploads == 1  # the refused batch is not the job's
 
 
+@pytest.mark.parametrize(
+    ("body", "gzipped", "says"),
+    [
+        (b"\xef\xbb\xbf", False, "holds no header line"),  # a BOM alone
+        (b"\n\n\n", False, "holds no header line and no rows"),
+        (b"", True, "holds no header line"),  # an empty file, gzipped
+        (b"\xef\xbb\xbf \r\n", True, "holds no header line and no rows"),
+        (b"\nid,name\n1,Ann\n", False, "starts with a blank line"),  # COPY would load the header as a row
+        (b"\r\nid,name\n1,Ann\n", True, "starts with a blank line"),
+    ],
+)
+def test_a_batch_with_no_header_line_is_refused_before_it_is_stored(ports, body, gzipped, says):
+    """The bulk bad input review: taken 201, such a batch failed the whole job at UploadComplete, its six good
+    batches with it, naming a stored file the client never saw ("batch 8 of 11 (20261203T...csv.gz) is empty")."""
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    with pytest.raises(InvalidRequest, match=says):
+        upload_batch(ports, caller(ports), job.job_id, gzip.compress(body) if gzipped else body, gzip=gzipped)
+    assert service.get_job(ports, caller(ports), job.job_id).uploads == 1
+
+
+def test_a_gzip_batch_whose_header_line_is_not_utf8_is_refused_too(ports):
+    job = new_insert(ports)
+    with pytest.raises(UnsupportedMediaType, match="save the file as CSV UTF-8"):
+        upload_batch(ports, caller(ports), job.job_id, gzip.compress("id,name\n1,Ann\n".encode("utf-16")), gzip=True)
+    upload_batch(ports, caller(ports), job.job_id, gzip.compress(b"\xef\xbb\xbfid,name\n1,Ann\n"), gzip=True)
+    assert service.get_job(ports, caller(ports), job.job_id).uploads == 1
+
+
 def test_a_batch_with_a_utf8_header_and_bytes_of_another_encoding_in_its_rows_is_taken():
     """Rows' bytes are the rows' business (loaded or failed one by one, as sent): only the header line is checked,
     and a header of no line break within the first MB is left to the job, which says what is wrong with it."""
