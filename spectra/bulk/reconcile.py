@@ -21,6 +21,7 @@ import logging
 from datetime import datetime, timedelta
 
 from events import BulkJobQueuedMessage, ErrorInfo, StatementStatusChange
+from spectra import share
 from spectra.bulk.lifecycle import (
     RESULTS_WRITER_LEASE,
     being_started,
@@ -118,6 +119,13 @@ def _reconcile(
     # recording it, is found by the next executor's ClientToken rather than the job failed "not_started" (its tenant
     # would send the rows again).
     since = job.started_at if job.state is BulkState.IN_PROGRESS and job.started_at else job.queued_at
+    asked_to_stop = job.abort_requested_at is not None  # while an executor held its slot (202), since reclaimed
+    if asked_to_stop and (now - (since or job.created_at) >= thresholds.give_up_after or _in_line(ports, job, lines)):
+        # as asked, not left in line for a slot to be woken into nor failed not_started at the hour (the query
+        # side's mend, 4037cea; the diff review): none of its statements was recorded, and it holds no slot
+        plan_seen = job.plan if job.state is BulkState.IN_PROGRESS else False
+        aborted = finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True, plan_seen=plan_seen)
+        return Outcome.EXPIRED if aborted else Outcome.SKIPPED
     if now - (since or job.created_at) >= thresholds.give_up_after:
         waited = int(thresholds.give_up_after.total_seconds())
         error = ErrorInfo(code="not_started", message=f"the job did not reach the warehouse within {waited} seconds")
@@ -139,6 +147,12 @@ def _reconcile(
         bulk.jobs.mark_checked(job.job_id, job.state, now)
         return Outcome.REQUEUED
     return Outcome.WAITING
+
+
+def _in_line(ports: Ports, job: BulkJob, lines: WaitingLines) -> bool:
+    """Whether the job waits in its tenant's line holding no running slot: the run's view of the line may be minutes
+    old, and a job woken since holds a slot while its executor starts it (that one ends it)."""
+    return lines.waits_its_turn(job.tenant_id, job.job_id) and share.slot_taken_at(ports, job) is None
 
 
 def _periods(elapsed: timedelta) -> int:

@@ -370,6 +370,23 @@ def test_a_bulk_job_waiting_its_turn_is_not_queued_again():
     assert ports.queue.messages == [BulkJobQueuedMessage(job_id=message.job_id, tenant_id="acme")]
 
 
+def test_a_bulk_job_asked_to_abort_while_starting_then_parked_in_line_ends_aborted():
+    """The diff review, the query side's mend (4037cea) on the bulk side: aborted while an executor held its slot
+    (answered InProgress), the executor died, the slot went to another job, and the job's redelivery parked it in
+    line: left there, it waited for a slot to be woken into, and at the hour failed not_started."""
+    ports = bulk_ports(tenant_max_running_statements=1)
+    message = queued(ports)
+    ports.bulk.jobs.transition(message.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE})
+    ports.bulk.jobs.update(message.job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())  # the PATCH
+    running = started(ports)  # another job holds the tenant's one slot
+    assert start_bulk_job(ports, message) is None and message.job_id in ports.slots.waiting("acme")
+    assert sweep(ports, 400).expired == 1
+    job = job_of(ports, message)
+    assert (job.state, job.error) == (BulkState.ABORTED, None)
+    assert message.job_id not in ports.slots.waiting("acme")
+    assert {s.name for s in ports.warehouse.statements.values()} == {running.job_id}  # its load alone ran
+
+
 def test_a_bulk_job_waiting_on_a_paused_tenant_since_deactivated_fails_tenant_inactive():
     """Paused (cap 0) frees no slot to wake the job: once its tenant was deactivated it waited for the one-hour
     give-up and failed not_started (found by the operations review)."""
