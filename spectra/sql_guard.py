@@ -344,6 +344,19 @@ def _name_placeholders(sql: str, tokens: list[Token]) -> None:
     for colon, word in itertools.pairwise(tokens):
         if (
             colon.token_type is TokenType.COLON
+            and word.start > colon.end + 1
+            and _PLACEHOLDER_NAME.fullmatch(word.text)
+            and sql[word.start : word.end + 1] == word.text
+        ):
+            # sqlglot reads ": x" as the placeholder x, the Data API and the warehouse do not: bound here, it ran as
+            # a syntax error (the SQL guard review)
+            raise _rejected(
+                "ambiguous_sql",
+                f"a placeholder's name follows its colon with no space (:{word.text}); the warehouse does not read"
+                f" ': {word.text}' as one",
+            )
+        if (
+            colon.token_type is TokenType.COLON
             and word.start == colon.end + 1
             and word.token_type is not TokenType.VAR
             and _PLACEHOLDER_NAME.fullmatch(word.text)

@@ -786,3 +786,9 @@ select 1 from t $1 at x
 
 --- syntax: sqlglot raises an AttributeError on an empty map literal with a colon
 select { : }
+
+--- ambiguous_sql: a space between the colon and the name: a placeholder to sqlglot, a syntax error to the warehouse
+select : x
+
+--- ambiguous_sql: the same after an operand
+select 1 from t where a = : limit_value
