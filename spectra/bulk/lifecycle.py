@@ -23,7 +23,7 @@ from events import (
     StatementState,
     StatementStatusChange,
 )
-from spectra import logs, share
+from spectra import deadline, logs, share
 from spectra.bulk import outcomes
 from spectra.bulk.csvfiles import (
     BulkInputError,
@@ -613,6 +613,20 @@ def _export_files(ports: Ports, job: BulkJob) -> tuple[list[ExportFile], list[st
 # End
 
 
+#: How fast result files are written at worst, per byte of input: records of one short field each (16 MiB of
+#: two-byte lines took 61 s of CPU on the development machine; the bulk results review).
+INLINE_RESULTS_BYTES_PER_SECOND = 128 * 1024
+
+
+def _time_to_write(source_bytes: int) -> bool:
+    """Whether the invocation has the time to write the result files of ``source_bytes`` of input itself
+    (spectra/deadline.py; an unbounded caller has): a completion or reconciler run that cannot hands them to the
+    bulk results function. Cut by its timeout, a run writing them counted nothing, and the job held its slot until
+    the Data API forgot its statement, then failed statement_lost although its load had committed."""
+    left = deadline.left()
+    return left is None or left >= source_bytes / INLINE_RESULTS_BYTES_PER_SECOND
+
+
 def finish_bulk_job(
     ports: Ports,
     job: BulkJob,
@@ -653,6 +667,7 @@ def finish_bulk_job(
         not results_ready
         and not any(f.gzip for f in job.files)
         and job.source_bytes <= (limit if ran else min(limit, UNSTARTED_INLINE_MAX_BYTES))
+        and _time_to_write(job.source_bytes)
     )
     after_winning = unstarted or contested  # its files, written first, could replace the winner's
     if inline and not after_winning:

@@ -954,6 +954,27 @@ def test_on_redshift_serverless_a_load_rejects_no_row_it_could_not_list():
     assert "MAXERROR 100000" in sqls[0] and "stl_load_errors" in sqls[1]
 
 
+def test_a_load_whose_files_the_completion_has_no_time_to_write_hands_them_to_the_results_function(ports):
+    """The bulk results review: 16 MiB of one-byte records took 61 s to write on this machine, inside the 90 s
+    completion; cut by its timeout, the run counted nothing, and the job held its slot until the Data API forgot
+    the statement. A run with too little time left for its input hands the files on, as for a large load."""
+    from spectra import deadline
+
+    body = HEADER + b"1,Ann,Oslo\n" * 2_000  # 22 KB: 0.2 s at the worst rate
+    job = started(ports, BulkOperation.INSERT, body)
+    change = ports.warehouse.finish_batch(job.statement_id, {0: 2_000, 1: []})
+    with deadline.lasting(deadline.MARGIN_SECONDS + 0.1):  # a tenth of a second left
+        done = complete_bulk_statement(ports, change)
+    assert (done.state, done.results_ready) == (BulkState.JOB_COMPLETE, False)
+    assert ports.bulk.results_queue.messages == [BulkResultsRequested(job_id=job.job_id, tenant_id="acme")]
+    assert write_owed_results(ports, ports.bulk.results_queue.messages[0]).results_ready
+    assert len(result_rows(ports, job.job_id, "successful")) == 1 + 2_000
+    again = started(ports, BulkOperation.INSERT, body)
+    change = ports.warehouse.finish_batch(again.statement_id, {0: 2_000, 1: []})
+    with deadline.lasting(deadline.MARGIN_SECONDS + 60):  # time enough: written as it ends
+        assert complete_bulk_statement(ports, change).results_ready
+
+
 def test_files_that_list_a_rejected_record_as_loaded_are_a_results_mismatch(ports):
     """The warehouse rejected one of 4 records, but its stl_load_errors row names a file the result writer does not
     match (a CHAR(256) cut, say): the files list 4 successful and 0 failed. Their sum equals processed, so only the
