@@ -283,7 +283,11 @@ class _RowWriter:
         self._special = (delimiter, '"', "\r", "\n")
 
     def writerow(self, row: list[str]) -> None:
-        if NULL in row or any("\r" in field or field is QUOTED_EMPTY for field in row):  # rare: quoted as each needs
+        if row == [""] and row[0] is not QUOTED_EMPTY:
+            # one empty field sent unquoted (a blank line): csv.writer writes "", a quoted empty field, which COPY
+            # reads as the empty string where the blank line was NULL (the bulk results review)
+            self._stream.write(self._lineterminator)
+        elif NULL in row or any("\r" in field or field is QUOTED_EMPTY for field in row):  # rare: quoted as needed
             self._stream.write(self._delimiter.join(map(self._field, row)) + self._lineterminator)
         else:
             self._minimal.writerow(row)

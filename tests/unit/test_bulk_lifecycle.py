@@ -169,6 +169,16 @@ def test_a_table_of_1600_long_column_names_is_loaded(ports):
     assert job.state is BulkState.IN_PROGRESS and job.plan.columns == names and job.plan.header == []
 
 
+def test_a_blank_line_of_a_one_column_file_is_listed_blank_not_as_a_quoted_empty_field(ports):
+    """The bulk results review: csv.writer writes a row of one empty field as "", which COPY reads as the empty
+    string where the blank line sent was NULL: unprocessedrecords was not the file as sent."""
+    message = queued(ports, BulkOperation.INSERT, b"id\n7\n\n8\n")  # name and city left out: refused
+    start_bulk_job(ports, message)
+    assert stored(ports, message.job_id).state is BulkState.FAILED
+    body = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/unprocessed.csv")
+    assert body == b"id\n7\n\n8\n"
+
+
 def test_batches_of_38000_columns_refused_have_their_records_listed(ports):
     """Every distinct name of one to three characters (37,989 of them, 113 KB: within what a job keeps) in each of
     five batches: the job fails ``unknown_columns``, and the executor lists its records in unprocessedrecords before
