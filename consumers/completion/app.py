@@ -21,9 +21,10 @@ metrics = Metrics()
 processor = logs.sqs_batch_processor()
 
 
-def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    # a result is collected within the time this invocation has left (spectra/deadline.py), not cut by the timeout
-    remaining = lambda_context.get_remaining_time_in_millis() / 1000
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
+    # a result is collected within the time this invocation has left (spectra/deadline.py), not cut by the timeout;
+    # Powertools passes the context when the handler was given one (always, on Lambda)
+    remaining = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context is not None else None
     with logs.record(message_id=record.message_id), deadline.lasting(remaining):
         change = StatementStatusChangeEvent.model_validate_json(record.body).detail
         # the tenant is bound by the domain once it has read the job (spectra.lifecycle.complete_statement)
