@@ -120,7 +120,7 @@ class Tenant(BaseModel):
 
 
 #: What :meth:`TenantDirectory.update_tenant` may change: not the id, the generation, the keys or the creation time.
-_CHANGEABLE = frozenset(
+CHANGEABLE_TENANT_FIELDS = frozenset(
     {
         "db_user",
         "secret_arn",
@@ -366,7 +366,7 @@ class TenantDirectory:
 
         Changes reach the API within the authorizer's cache time and the executor within ``TENANT_CACHE_SECONDS``;
         a write queued before a grant shrank is checked again when it starts (spectra/identity.py)."""
-        unknown = set(changes) - _CHANGEABLE
+        unknown = set(changes) - CHANGEABLE_TENANT_FIELDS
         if unknown:
             raise ValueError(f"not a tenant field that can be changed: {', '.join(sorted(unknown))}")
         self.refuse_system_schemas(changes.get("owned_schemas"))

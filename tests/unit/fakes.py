@@ -57,7 +57,7 @@ from spectra.publisher import PublishFailed
 from spectra.results import ResultSink
 from spectra.settings import Settings
 from spectra.slots import Claim, PooledSession, SlotRelease, SlotsSeen
-from spectra.tenants import Caller, Tenant, identity_key
+from spectra.tenants import CHANGEABLE_TENANT_FIELDS, Caller, Tenant, TenantDirectory, identity_key
 from spectra.tokens import PageTokens
 from spectra.waits import CLOCK_MARGIN_SECONDS
 from spectra.warehouse import Column, CsvResult, DatabaseIdentity, Started, StatementInfo, SubStatement
@@ -957,8 +957,12 @@ class FakeTenants:
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
         self.identities: dict[str, tuple[str, str | None]] = {}  # identity → (tenant id, generation), kept on delete
+        # the tenant's slots and waits items, which the real delete removes in its transaction (set by make_ports)
+        self.slots: FakeRunningSlots | None = None
+        self.waits: FakeWaitLeases | None = None
 
     def create_tenant(self, tenant_id: str, **attributes: Any) -> Tenant:
+        TenantDirectory.refuse_system_schemas(attributes.get("owned_schemas"))
         if tenant_id in self.tenants:
             raise Conflict(f"tenant {tenant_id!r} already exists")
         tenant = Tenant.new(tenant_id, **attributes)
@@ -989,6 +993,9 @@ class FakeTenants:
         return self.tenants[tenant_id]
 
     def update_tenant(self, tenant_id: str, **changes: Any) -> Tenant:
+        if unknown := set(changes) - CHANGEABLE_TENANT_FIELDS:  # as the real directory refuses them
+            raise ValueError(f"not a tenant field that can be changed: {', '.join(sorted(unknown))}")
+        TenantDirectory.refuse_system_schemas(changes.get("owned_schemas"))
         if tenant_id not in self.tenants:
             raise NotFound(f"tenant {tenant_id!r} not found")
         updated = Tenant.model_validate({**self.tenants[tenant_id].model_dump(), **changes})
@@ -997,7 +1004,14 @@ class FakeTenants:
         return updated
 
     def delete_tenant(self, tenant_id: str) -> bool:
-        return self.tenants.pop(tenant_id, None) is not None
+        if self.tenants.pop(tenant_id, None) is None:
+            return False
+        for items in (
+            *((self.slots.slots, self.slots.waiters, self.slots.pools) if self.slots else ()),
+            *((self.waits.leases,) if self.waits else ()),
+        ):
+            items.pop(tenant_id, None)  # its slots and waits items go in the same transaction as its record
+        return True
 
     def get(self, tenant_id: str) -> Tenant | None:
         return self.tenants.get(tenant_id)
@@ -1721,4 +1735,6 @@ def make_ports(*, settings: Settings | None = None, s3: FakeS3 | None = None, **
         "waits": FakeWaitLeases(),
     }
     ports.update(overrides)
+    if isinstance(ports["tenants"], FakeTenants):  # its delete takes the tenant's slots and waits items with it
+        ports["tenants"].slots, ports["tenants"].waits = ports["slots"], ports["waits"]
     return Ports(**ports)

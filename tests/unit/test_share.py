@@ -587,6 +587,14 @@ def test_a_tenant_ended_while_its_jobs_wait_fails_each_with_the_reason_and_leave
     complete_statement(ports, ports.warehouse.finish(running.statement_id, rows=0))
     while ports.queue.messages:
         execute_job(ports, ports.queue.messages.pop(0))
+    if end == "deleted":
+        # the delete took the tenant's slots item, its line with it, in its transaction: nobody is woken, and the
+        # reconciler's next look finds each job in no line and sends it again (the test-quality review: the fake's
+        # delete left the line, and the release woke them)
+        assert line(ports) == [] and {status(ports, m) for m in waiting} == {JobStatus.QUEUED}
+        reconcile(ports, now=utcnow() + timedelta(minutes=5))
+        while ports.queue.messages:
+            execute_job(ports, ports.queue.messages.pop(0))
     assert [(status(ports, m), ports.jobs.get(m.job_id).error.code) for m in waiting] == [
         (JobStatus.FAILED, "tenant_inactive")
     ] * 3
@@ -606,6 +614,7 @@ def test_jobs_waiting_on_a_paused_tenant_since_ended_fail_with_the_reason_at_the
         ports.tenants.set_active("acme", False)
     else:
         ports.tenants.delete_tenant("acme")
+        assert line(ports) == []  # its slots item, the line in it, went in the delete's transaction
     tenant_cache.forget(ports.tenants)
     summary = reconcile(ports, now=utcnow() + timedelta(minutes=12))
     # deleted, its slots item (and the line in it) went too: the jobs are queued again, and refused when they start

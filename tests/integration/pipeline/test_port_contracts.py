@@ -10,7 +10,6 @@ LastEvaluatedKey on AWS), the scenarios only assert what holds on both: walking 
 
 from __future__ import annotations
 
-import inspect
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -200,9 +199,6 @@ def test_transition_stores_changes_as_models(store):
     assert failed.error == ErrorInfo(code="x", message="why")
 
 
-@pytest.mark.skipif(
-    "expected" not in inspect.signature(JobStore.transition).parameters, reason="JobStore.transition has no expected="
-)
 def test_transition_can_be_narrowed_to_the_state_the_caller_saw(store):
     job = in_state(store, JobStatus.SUBMITTED)
     assert store.transition(job.job_id, JobStatus.CANCELLED, expected={JobStatus.QUEUED}) is None
