@@ -211,6 +211,8 @@ def execute_job(
             _moved_meanwhile(ports, job, lease)
         return None
     except Throttled as exc:
+        if (exc.details or {}).get(sessions.LEASE_DROPPED):
+            lease = None  # refused by the Data API and dropped: not the job's to give back
         if not final_attempt:
             # The job keeps its slot and its session's lease for the retry, which finds both its own. SQS redelivers
             # the message; the job goes to the back of the pending index so that the reconciler, counting from
@@ -442,6 +444,9 @@ def _recorded(ports: Ports, job: Job, statement_id: str) -> Job | None:
 
 def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: StatementInfo | None) -> Job | None:
     started, left_at_start = time.monotonic(), deadline.left()
+    # when its session's keep-alive began: its status event's handling (the statement ended a moment ago), before the
+    # result's collection; described by the reconciler, its end is not known, and the session is not pooled again
+    ended_at = time.time() if info is None else 0.0
     try:
         result = collect_result(ports, job, statement_id, info)  # spectra/delivery.py: inline, files or an export's
     except deadline.OutOfTime as exc:
@@ -466,7 +471,10 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
         # failure, and for a collection quick enough that no other handler had time to fail all the attempts left,
         # nothing else can end the job, and the event goes first (one write fewer).
         settled = _settled(job, started)
-        return finish_job(ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id, settled=settled)
+        session = sessions.returned(ports, job, ended_at=ended_at)
+        return finish_job(
+            ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id, settled=settled, session=session
+        )
     except PublishFailed:
         raise  # the bus did not take the event: nothing wrong with the result, tried again as it is
     except Exception as exc:

@@ -175,6 +175,13 @@ def start_statement(
         except (StatementRejected, NotFound) as exc:
             logger.info("job %s: session %s refused (%s); running without it", job.job_id, lease.session_id, exc)
             drop(ports, job, lease)
+            try:
+                return _start_in_a_new_session(ports, job, sql, identity, common)
+            except Throttled as throttled:
+                # the lease is no longer the job's: an ending now must not give the refused session back to the
+                # pool as idle (the sessions review)
+                throttled.details = {**(throttled.details or {}), LEASE_DROPPED: True}
+                raise
         else:
             if started.session_id == lease.session_id:
                 return started, lease
@@ -183,6 +190,16 @@ def start_statement(
             )
             give_back(ports, job, lease, running_in=started.session_id)
             return started, None
+    return _start_in_a_new_session(ports, job, sql, identity, common)
+
+
+#: In a :class:`~spectra.errors.Throttled`'s details: the job's lease was dropped before the throttled start.
+LEASE_DROPPED = "lease_dropped"
+
+
+def _start_in_a_new_session(
+    ports: Ports, job: Job, sql: str, identity: DatabaseIdentity, common: dict[str, Any]
+) -> tuple[Started, PooledSession | None]:
     keep_alive = ports.settings.session_keep_alive_seconds
     opened = time.time()  # on the early side: the session opens during the call
     try:
@@ -213,22 +230,28 @@ def _runs_as(started: Started, identity: DatabaseIdentity) -> bool:
     return bool(wanted and answered) and one_spelling(field, answered) == one_spelling(field, wanted)
 
 
-def returned(ports: Ports, job: Job) -> PooledSession | None:
-    """The job's session as it goes back to the pool when its statement has ended: idle, until its keep-alive ends."""
+def returned(ports: Ports, job: Job, *, ended_at: float | None = None) -> PooledSession | None:
+    """The job's session as it goes back to the pool when its statement has ended (at ``ended_at``, epoch seconds;
+    None: now): idle, until its keep-alive ends."""
     if not job.session_id or not job.session_identity:
         return None
     return idle_again(
-        ports, PooledSession(job.session_id, job.session_identity, until=0.0, opened=job.session_opened_at)
+        ports,
+        PooledSession(job.session_id, job.session_identity, until=0.0, opened=job.session_opened_at),
+        since=ended_at,
     )
 
 
-def idle_again(ports: Ports, session: PooledSession | None) -> PooledSession | None:
-    """``session`` with no lease and a fresh expiry, never past its retirement (None stays None)."""
+def idle_again(ports: Ports, session: PooledSession | None, *, since: float | None = None) -> PooledSession | None:
+    """``session`` with no lease and a fresh expiry counted from ``since`` (its last statement's end; None: now),
+    never past its retirement (None stays None). The Data API counts the keep-alive from the statement's end, so a
+    completion that collected a large result, or a reconciler minutes late, counting from its own end said alive a
+    session closed since (the sessions review)."""
     if session is None:
         return None
     now = time.time()
     keep_alive = ports.settings.session_keep_alive_seconds
-    until = now + keep_alive - min(EXPIRY_MARGIN_SECONDS, keep_alive / 4)
+    until = (now if since is None else min(since, now)) + keep_alive - min(EXPIRY_MARGIN_SECONDS, keep_alive / 4)
     # A session of unknown age (pooled, or its job started, before openings were recorded) is not pooled again: it
     # may be near the Data API's 24 hours already. It idles out, and the next statement opens a new one.
     until = min(until, session.opened + RETIRE_AFTER_SECONDS if session.opened is not None else now)

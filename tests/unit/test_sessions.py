@@ -6,13 +6,16 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
 from events import JobQueuedMessage, JobStatus
 from spectra import sessions, share
+from spectra.errors import Throttled
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import complete_statement, execute_job, finish_job, queued_message
+from spectra.reconciliation import reconcile
 from spectra.slots import Claim, PooledSession
 from spectra.warehouse import Column, DatabaseIdentity
 from tests.unit.fakes import make_ports, make_settings
@@ -495,3 +498,49 @@ def test_a_last_attempt_that_loses_to_another_copy_gives_its_lease_back(ports):
     assert job.status is JobStatus.SUBMITTED
     leased = {s.session_id: s.job_id for s in ports.slots.sessions("acme").values()}
     assert list(leased.values()).count(job.job_id) == 1 and leased[job.session_id] == job.job_id
+
+
+def test_a_refused_session_is_not_put_back_when_the_start_without_it_is_throttled_on_the_last_attempt(ports):
+    """The sessions review: the lease the Data API refused was dropped, the start without it was throttled on the
+    job's last delivery, and the job's ending gave the dropped session back to the pool as idle (with its old expiry):
+    the next job leased a dead session, was refused, and dropped it again."""
+    run(ports)
+    [pooled] = ports.slots.sessions("acme").values()
+    ports.warehouse.end_session(pooled.session_id)  # its keep-alive ran out at the Data API; the pool cannot know
+    start, starts = ports.warehouse.start, []
+
+    def throttled_without_the_session(sql, **options):
+        starts.append(options.get("session_id"))
+        if len(starts) == 2:  # the start without the refused session
+            raise Throttled("Rate exceeded", details={"aws_error": "ThrottlingException"})
+        return start(sql, **options)
+
+    ports.warehouse.start = throttled_without_the_session
+    message = queued(ports)
+    assert execute_job(ports, message, final_attempt=True) is None
+    assert starts == [pooled.session_id, None]
+    assert ports.jobs.get(message.job_id).error.code == "warehouse_unavailable"
+    assert pooled.session_id not in ports.slots.sessions("acme")
+
+
+def test_a_sessions_expiry_counts_from_its_statements_end_not_from_the_collections(ports, monkeypatch):
+    """The sessions review: the pool counted the keep-alive from the job's completion, after the result's collection
+    (a large one takes minutes), where the Data API counts it from the statement's end: the pool said alive a
+    session closed since. The reconciler, which cannot tell when the statement ended, does not pool it again."""
+    import types
+
+    job = execute_job(ports, queued(ports))
+    change = ports.warehouse.finish(job.statement_id, columns=[Column("n", "int4")], pages=["1\n"])
+    handled = time.time()
+    monkeypatch.setattr(sessions, "time", types.SimpleNamespace(time=lambda: time.time() + 600))  # 10 min later
+    complete_statement(ports, change)
+    [pooled] = ports.slots.sessions("acme").values()
+    assert pooled.until <= handled + ports.settings.session_keep_alive_seconds
+    monkeypatch.undo()
+
+    late = execute_job(ports, queued(ports))  # its event lost: the reconciler completes it
+    ports.warehouse.finish(late.statement_id, columns=[Column("n", "int4")], pages=["1\n"])
+    reconcile(ports, now=utcnow() + timedelta(minutes=10))
+    assert ports.jobs.get(late.job_id).status is JobStatus.COMPLETED
+    entry = ports.slots.sessions("acme").get(late.session_id)
+    assert late.session_id and entry is not None and entry.until < time.time()  # idle, and taken for closed
