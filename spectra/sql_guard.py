@@ -93,6 +93,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.dialects.redshift import Redshift
@@ -368,9 +369,11 @@ def _name_placeholders(sql: str, tokens: list[Token]) -> None:
 #: Texts whose parse (trees, or refusal) is kept: a request reads its statement up to five times (the guard, an
 #: export's checks, the query's object), each parse bounded by :data:`PARSE_SECONDS`, so one request could spend five
 #: times that (the SQL guard review: 14.5 s of CPU for a 167-byte export, past the API's 29 s at Lambda's share of a
-#: core). The executor reads it again in another process. Kept texts are at most ``max_bytes`` (100 KB) each.
+#: core). The executor reads it again in another process. A text's trees take about 170 times its size in memory
+#: (17 MB for 100 KB), so what is kept is bounded by the texts' total size as well (the second diff review).
 PARSES_KEPT = 8
-_parses: OrderedDict[str, list[exp.Expression] | SqlRejected] = OrderedDict()
+PARSED_CHARS_KEPT = 128 * 1024  # a 100 KB statement (the most the API takes) and some: about 22 MB of trees
+_parses: OrderedDict[str, list[exp.Expression] | tuple[str, Any]] = OrderedDict()
 _parses_lock = threading.Lock()
 
 
@@ -385,14 +388,20 @@ def _parse(sql: str) -> list[exp.Expression]:
         try:
             kept = _parse_once(sql)
         except SqlRejected as exc:
-            kept = exc
-        with _parses_lock:
-            _parses[sql] = kept
-            while len(_parses) > PARSES_KEPT:
-                _parses.popitem(last=False)
-    if isinstance(kept, SqlRejected):
-        raise SqlRejected(kept.message, details=kept.details)
+            kept = (exc.message, exc.details)  # not the exception: its traceback holds the parser's frames
+        _keep(sql, kept)
+    if isinstance(kept, tuple):
+        raise SqlRejected(kept[0], details=kept[1])
     return [tree.copy() for tree in kept]
+
+
+def _keep(sql: str, parsed: list[exp.Expression] | tuple[str, Any]) -> None:
+    if len(sql) > PARSED_CHARS_KEPT:
+        return
+    with _parses_lock:
+        _parses[sql] = parsed
+        while len(_parses) > PARSES_KEPT or sum(map(len, _parses)) > PARSED_CHARS_KEPT:
+            _parses.popitem(last=False)
 
 
 def _parse_once(sql: str) -> list[exp.Expression]:
