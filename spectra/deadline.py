@@ -63,9 +63,11 @@ def fair(left_at_start: float | None) -> bool:
 
 
 def within(items: Iterable[T], message: str) -> Iterator[T]:
-    """``items`` as they come, raising :class:`OutOfTime` with ``message`` before the next once time is up."""
-    for item in items:
+    """``items`` as they come, raising :class:`OutOfTime` with ``message`` before the next once time is up. The
+    first always comes: it was fetched already (a result's first page comes with the call that opens it), and
+    handling it takes moments, where refusing it left a one-page result for minutes (the second diff review)."""
+    for index, item in enumerate(items):
         remaining = left()
-        if remaining is not None and remaining <= 0:
+        if index and remaining is not None and remaining <= 0:
             raise OutOfTime(message)
         yield item

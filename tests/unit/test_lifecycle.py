@@ -742,6 +742,32 @@ def test_a_collection_begun_with_too_little_time_left_is_tried_again_uncounted(p
     assert (done.status, done.result.row_count) == (JobStatus.COMPLETED, 2)
 
 
+def test_the_reconciler_says_out_of_time_not_throttled_when_a_collection_is_cut(ports, monkeypatch):
+    """The second diff review: a collection cut in the reconciler was caught as the Data API's throttling ("reconciler
+    throttled", throttled: true), and the query jobs after it were not looked at in the run's second pass."""
+    from spectra import deadline
+
+    job = running(ports)
+    ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n", "2,b\n"], rows=2)  # its event lost
+    readings = [0.0, 0.0]  # lasting's, and the collection's start: a full run's time left; then none
+    monkeypatch.setattr(deadline, "_clock", lambda: readings.pop(0) if readings else 1_000.0)
+    with deadline.lasting(deadline.FAIR_SECONDS + deadline.MARGIN_SECONDS):
+        summary = reconcile(ports, now=utcnow() + timedelta(minutes=10))
+    assert (summary.out_of_time, summary.throttled) == (True, False)
+    assert ports.jobs.get(job.job_id).result_attempts == 1  # a fair share of a run: counted
+
+
+def test_a_one_page_result_is_collected_however_little_time_is_left(ports):
+    """The second diff review: the first page comes with the call that opens the result, and writing it takes
+    moments; refused with 9 s left, a one-row result waited minutes for its event to come back."""
+    from spectra import deadline
+
+    job = running(ports)
+    change = ports.warehouse.finish(job.statement_id, columns=COLUMNS, pages=["1,a\n"], rows=1)
+    with deadline.lasting(deadline.MARGIN_SECONDS - 1):
+        assert complete_statement(ports, change).status is JobStatus.COMPLETED
+
+
 def test_a_result_that_cannot_be_converted_fails_the_job_after_its_attempts(ports, caplog):
     """Each completion attempt (the status event redelivered, or the reconciler) counts; the last one fails the job
     with the reason instead of leaving it SUBMITTED for the reconciler to retry every minute for ever. The row it
