@@ -293,6 +293,9 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             continue  # a predecessor's (the id deleted and created again): not this tenant's to hear of
         if job.source is not JobSource.S3_DROP or not _meant_for(job.object_key or "", stem):
             continue
+        own = _stem(job.object_key or "", _SUFFIXES)
+        if own != stem and _sidecar_options(ports, dropped.bucket, own or "", since=None, older="ignored"):
+            continue  # a stray sidecar named after a file that has (and ran with) one of its own (the diff review)
         # a sidecar that is not valid asks for something the job cannot be known to run with: never silent either
         differs = (
             f"options it cannot give ({sidecar.invalid})"

@@ -281,6 +281,18 @@ def test_a_sidecar_named_after_its_file_put_after_it_stops_the_load_or_is_report
     assert "Put a sidecar before its file (name it feb.json)" in report.error.message
 
 
+def test_a_stray_sidecar_named_after_a_file_that_ran_with_its_own_is_not_reported(ports):
+    """The second diff review: jan.json set the load's options, and a jan.csv.json put later (asking for others) was
+    reported as a sidecar the load may have run without."""
+    sidecar(ports, "acme/accounts/jan.json", UPSERT_BY_ID)
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    ports.bulk.jobs.transition(job.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE})
+    sidecar(ports, "acme/accounts/jan.csv.json", {"operation": "insert"})
+    stray = DroppedObject(bucket=INGEST_BUCKET, key="acme/accounts/jan.csv.json", size=30, etag="e3")
+    assert accept_drop(ports, stray) is None
+    assert [j.job_id for j in jobs(ports)] == [job.job_id]
+
+
 def test_the_sidecar_of_a_file_named_x_csv_csv_is_x_csv_json_as_ever(ports):
     sidecar(ports, "acme/accounts/x.csv.json", UPSERT_BY_ID)
     assert accept_drop(ports, drop(ports, "acme/accounts/x.csv.json", json.dumps(UPSERT_BY_ID).encode())) is None
