@@ -343,6 +343,13 @@ def _name_placeholders(sql: str, tokens: list[Token]) -> None:
     Data API and :func:`spectra.parameters.placeholders` read it: a string (``:'abc'``, whose token text is the word
     without its quotes) stays what it is (the diff review), and ``::`` is a token of its own (a cast), untouched."""
     for colon, word in itertools.pairwise(tokens):
+        if colon.token_type is TokenType.COLON and word.token_type is TokenType.IDENTIFIER:
+            # sqlglot reads :"x" as the placeholder x too; the Data API reads a bare word only (the third diff
+            # review: bound as a string it ran as a syntax error, as a number it ran, CAST(:x AS BIGINT))
+            quoted = f'"{word.text}"'
+            raise _rejected(
+                "ambiguous_sql", f"a placeholder's name is a bare word (:{word.text}), not a quoted name (:{quoted})"
+            )
         if (
             colon.token_type is TokenType.COLON
             and word.start > colon.end + 1

@@ -792,3 +792,9 @@ select : x
 
 --- ambiguous_sql: the same after an operand
 select 1 from t where a = : limit_value
+
+--- ambiguous_sql: a quoted name after the colon: a placeholder to sqlglot, not to the Data API
+select :"x" from t
+
+--- ambiguous_sql: the same with a space
+select : "x" from t
