@@ -186,7 +186,7 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
         listed_header, in_columns = (
             _unprocessed_columns(ports, job, header, line_ends) if verdicts is None else (header, {})
         )
-        writers["unprocessed"].writerow(listed_header)
+        writers["unprocessed"].writerow(listed_header, header=True)
         key_index = _key_index(job, header)
         key_type = job.plan.external_id_type if job.plan is not None else None
         key_length = job.plan.external_id_length if job.plan is not None else None
@@ -282,10 +282,11 @@ class _RowWriter:
         self._delimiter, self._lineterminator = delimiter, lineterminator
         self._special = (delimiter, '"', "\r", "\n")
 
-    def writerow(self, row: list[str]) -> None:
-        if row == [""] and row[0] is not QUOTED_EMPTY:
-            # one empty field sent unquoted (a blank line): csv.writer writes "", a quoted empty field, which COPY
-            # reads as the empty string where the blank line was NULL (the bulk results review)
+    def writerow(self, row: list[str], *, header: bool = False) -> None:
+        if row == [""] and row[0] is not QUOTED_EMPTY and not header:
+            # a record of one empty field sent unquoted (a blank line): csv.writer writes "", a quoted empty field,
+            # which COPY reads as the empty string where the blank line was NULL (the bulk results review); a header
+            # of one empty name stays "" (written blank, the file's first line would be blank: the third diff review)
             self._stream.write(self._lineterminator)
         elif NULL in row or any("\r" in field or field is QUOTED_EMPTY for field in row):  # rare: quoted as needed
             self._stream.write(self._delimiter.join(map(self._field, row)) + self._lineterminator)
