@@ -372,11 +372,15 @@ def _stop_unrecorded(ports: Ports, job: Job) -> None:
         )
 
 
-def complete_statement(ports: Ports, change: StatementStatusChange, *, info: StatementInfo | None = None) -> Job | None:
+def complete_statement(
+    ports: Ports, change: StatementStatusChange, *, info: StatementInfo | None = None, ended_at: float | None = None
+) -> Job | None:
     """Drive a job to its terminal state from a statement's terminal state. Unknown statements are not ours.
 
     ``info``: the statement as DescribeStatement told a caller that asked already (the reconciler). Otherwise a
-    FINISHED statement is not described: its result's first page says how many rows it has."""
+    FINISHED statement is not described: its result's first page says how many rows it has. ``ended_at``: when the
+    statement ended (epoch seconds; its status event's time), from which its session's keep-alive counts."""
+    handled_at = time.time()
     job_id = change.statementName or ""
     job = ports.jobs.get(job_id) if job_id else None
     if job is not None and job.status is JobStatus.QUEUED:
@@ -393,20 +397,38 @@ def complete_statement(ports: Ports, change: StatementStatusChange, *, info: Sta
         logger.warning("job %s runs %s, not %s; ignoring", job.job_id, job.statement_id, change.statementId)
         return None
     statement_id = change.statementId
+    # The job's session goes back to the pool idle until its keep-alive ends, which the Data API counts from the
+    # statement's end: counted from this ending instead (after a result's collection, an event's retries, or the
+    # reconciler's run minutes on), the pool said alive a session closed since (the sessions and diff reviews).
+    session = sessions.returned(ports, job, ended_at=_statement_end(info, ended_at, handled_at))
     if change.state is StatementState.FINISHED:
-        return _finish_with_result(ports, job, statement_id, info)
+        return _finish_with_result(ports, job, statement_id, info, session)
     if change.state is StatementState.ABORTED:
         # Cancelled or failed depends on cancel_requested_at, which a DELETE may set between two handlers' reads: not
         # settled by the statement alone, so the write comes first and only its winner announces the ending.
         if job.cancel_requested_at is not None:
-            return finish_job(ports, job, JobStatus.CANCELLED, statement_id=statement_id, settled=False)
+            return finish_job(
+                ports, job, JobStatus.CANCELLED, statement_id=statement_id, settled=False, session=session
+            )
         # Nobody asked: an administrator or a timeout stopped it. The tenant should see a failure, not a cancel.
         error = ErrorInfo(code="statement_aborted", message="the warehouse aborted the statement")
-        return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, settled=False)
+        return finish_job(
+            ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, settled=False, session=session
+        )
     info = info or ports.warehouse.describe(statement_id)  # the event does not carry the database's message
     message = without_arns(info.error) if info.error else "the statement failed without a message"
     error = ErrorInfo(code=share.failure_code(info.error), message=message)  # an export's UNLOAD names the role
-    return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id)
+    return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, session=session)
+
+
+def _statement_end(info: StatementInfo | None, ended_at: float | None, handled_at: float) -> float:
+    """When the statement ended, as well as it is known: DescribeStatement's ``UpdatedAt`` (the reconciler's), else
+    its status event's time, else this handling's start; 0 when described without one (its session is then pooled
+    as closed)."""
+    if info is not None:
+        updated = info.raw.get("UpdatedAt")
+        return updated.timestamp() if isinstance(updated, datetime) else 0.0
+    return min(ended_at, handled_at) if ended_at is not None else handled_at
 
 
 def _recorded(ports: Ports, job: Job, statement_id: str) -> Job | None:
@@ -442,11 +464,10 @@ def _recorded(ports: Ports, job: Job, statement_id: str) -> Job | None:
     )
 
 
-def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: StatementInfo | None) -> Job | None:
+def _finish_with_result(
+    ports: Ports, job: Job, statement_id: str, info: StatementInfo | None, session: PooledSession | None
+) -> Job | None:
     started, left_at_start = time.monotonic(), deadline.left()
-    # when its session's keep-alive began: its status event's handling (the statement ended a moment ago), before the
-    # result's collection; described by the reconciler, its end is not known, and the session is not pooled again
-    ended_at = time.time() if info is None else 0.0
     try:
         result = collect_result(ports, job, statement_id, info)  # spectra/delivery.py: inline, files or an export's
     except deadline.OutOfTime as exc:
@@ -454,24 +475,25 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
         # share of a run, so a result too large to collect in one ends result_failed; else tried again uncounted
         if not deadline.fair(left_at_start):
             raise
-        return _failed_attempt(ports, job, statement_id, exc)
+        return _failed_attempt(ports, job, statement_id, exc, session)
     except ResultRefused as exc:  # too big for inline, a Parquet export with duplicate names
         # Written first, always: other handlers may have given the result up meanwhile (FAILED for their reason,
         # announced), or completed it, for whether rows fit inline is measured against the job item as each handler
         # read it (a cancel request stamped between two reads makes it longer). Refusals are rare; the write is cheap.
         error = ErrorInfo(code=exc.code, message=exc.message)
-        return finish_job(ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, settled=False)
+        return finish_job(
+            ports, job, JobStatus.FAILED, error=error, statement_id=statement_id, settled=False, session=session
+        )
     except Exception as exc:
         if passing_trouble(exc):
             raise  # throttled, or a service failing on its side: nothing wrong with the result, tried again as it is
-        return _failed_attempt(ports, job, statement_id, exc)
+        return _failed_attempt(ports, job, statement_id, exc, session)
     try:
         # After a failed attempt, a copy that fails its last one may give the result up (FAILED, written first) while
         # this one collected it fine: this ending then writes first too, so only the winner is announced. Before any
         # failure, and for a collection quick enough that no other handler had time to fail all the attempts left,
         # nothing else can end the job, and the event goes first (one write fewer).
         settled = _settled(job, started)
-        session = sessions.returned(ports, job, ended_at=ended_at)
         return finish_job(
             ports, job, JobStatus.COMPLETED, result=result, statement_id=statement_id, settled=settled, session=session
         )
@@ -482,7 +504,7 @@ def _finish_with_result(ports: Ports, job: Job, statement_id: str, info: Stateme
             raise  # DynamoDB or the bus throttled or failing (the event may be out): tried again, not counted
         # The terminal write itself refused (say, a record past DynamoDB's item size): counted like a result that
         # failed, so the job ends instead of its event going out again on every retry for a day.
-        return _failed_attempt(ports, job, statement_id, exc)
+        return _failed_attempt(ports, job, statement_id, exc, session)
 
 
 def _settled(job: Job, started: float) -> bool:
@@ -496,7 +518,9 @@ def _settled(job: Job, started: float) -> bool:
     return job.result_attempts == 0 and time.monotonic() - started < SETTLED_COLLECTION_SECONDS
 
 
-def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -> Job | None:
+def _failed_attempt(
+    ports: Ports, job: Job, statement_id: str, exc: Exception, session: PooledSession | None = None
+) -> Job | None:
     """Count one failed attempt at the job's result, re-raising ``exc`` while attempts are left.
 
     Retried (the status event comes back, or the reconciler calls again) until the attempts run out; then the job
@@ -537,6 +561,7 @@ def _failed_attempt(ports: Ports, job: Job, statement_id: str, exc: Exception) -
         statement_id=statement_id,
         result_attempts=attempts,
         settled=False,
+        session=session,
     )
 
 

@@ -26,13 +26,14 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     # Powertools passes the context when the handler was given one (always, on Lambda)
     remaining = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context is not None else None
     with logs.record(message_id=record.message_id), deadline.lasting(remaining):
-        change = StatementStatusChangeEvent.model_validate_json(record.body).detail
+        event = StatementStatusChangeEvent.model_validate_json(record.body)
+        change = event.detail
         # the tenant is bound by the domain once it has read the job (spectra.lifecycle.complete_statement)
         logs.bind(job_id=change.statementName, statement_id=change.statementId, state=change.state.value)
-        complete(change)
+        complete(change, ended_at=event.time.timestamp())  # the Data API sent it as the statement ended
 
 
-def complete(change) -> None:
+def complete(change, *, ended_at: float | None = None) -> None:
     if is_bulk_job_id(change.statementName or ""):
         bulk_job = complete_bulk_statement(get_ports(), change)
         if bulk_job is None:  # endings are counted by the notifier
@@ -41,7 +42,7 @@ def complete(change) -> None:
             "status event handled", extra={"job_status": bulk_job.state.value if bulk_job is not None else None}
         )
         return
-    job = complete_statement(get_ports(), change)
+    job = complete_statement(get_ports(), change, ended_at=ended_at)
     if job is None:  # the job's ending is counted by the notifier, with every other ending (JobsCompleted ...)
         metrics.add_metric(name="StatusEventsIgnored", unit="Count", value=1)
     logger.info("status event handled", extra={"job_status": job.status.value if job is not None else None})

@@ -544,3 +544,27 @@ def test_a_sessions_expiry_counts_from_its_statements_end_not_from_the_collectio
     assert ports.jobs.get(late.job_id).status is JobStatus.COMPLETED
     entry = ports.slots.sessions("acme").get(late.session_id)
     assert late.session_id and entry is not None and entry.until < time.time()  # idle, and taken for closed
+
+
+@pytest.mark.parametrize("end", ["fail", "abort"])
+def test_a_session_whose_failed_or_aborted_statement_the_reconciler_ends_is_not_pooled_alive(ports, end):
+    """The third diff review: only a COMPLETED job's session counted from its statement's end; a FAILED or ABORTED
+    one the reconciler ended minutes later went back alive for a whole keep-alive from the reconciler's run."""
+    job = execute_job(ports, queued(ports))
+    if end == "fail":
+        ports.warehouse.fail(job.statement_id, "division by zero")
+    else:
+        ports.warehouse.abort(job.statement_id)
+    reconcile(ports, now=utcnow() + timedelta(minutes=10))  # its event lost
+    assert ports.jobs.get(job.job_id).status is JobStatus.FAILED
+    entry = ports.slots.sessions("acme").get(job.session_id)
+    assert job.session_id and entry is not None and entry.until < time.time()
+
+
+def test_a_sessions_expiry_counts_from_its_status_events_time_however_late_the_event_is_handled(ports):
+    job = execute_job(ports, queued(ports))
+    change = ports.warehouse.fail(job.statement_id, "division by zero")
+    sent = time.time() - 600  # the event came back after retries, ten minutes on
+    complete_statement(ports, change, ended_at=sent)
+    entry = ports.slots.sessions("acme").get(job.session_id)
+    assert entry is not None and entry.until <= sent + ports.settings.session_keep_alive_seconds
