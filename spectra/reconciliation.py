@@ -37,7 +37,7 @@ from enum import StrEnum
 from typing import Any
 
 from events import ErrorInfo, JobQueuedMessage, JobStatus, StatementState, StatementStatusChange
-from spectra import deadline as deadline_of
+from spectra import deadline as time_left
 from spectra import logs, share
 from spectra.dynamo import PendingJob
 from spectra.errors import IdentityRefused, NotFound, TenantInactive, Throttled
@@ -206,7 +206,7 @@ def sweep(
                 logs.bind(tenant_id=job.tenant_id)
                 summary.checked += 1
                 outcome = handle(job, entry.pending_since)
-            except deadline_of.OutOfTime as exc:
+            except time_left.OutOfTime as exc:
                 # a result's collection ran out of the run's time (spectra/deadline.py): not the Data API throttling,
                 # so said as what it is (out_of_time), and the entries after it are left for the next run
                 logger.warning("reconciler out of time at job %s; stopping this run: %s", entry.job_id, exc)
