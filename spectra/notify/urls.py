@@ -70,6 +70,18 @@ def without_query(url: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
+_HOST_NAME = re.compile(r"[a-z0-9.-]*", re.IGNORECASE)
+
+
+def _a_host_name(host: str) -> bool:
+    """Whether ``host`` is a name a request could go to: letters, digits, hyphens and dots once in its ASCII form (a
+    subscription's own URL may hold an internationalised name)."""
+    try:
+        return bool(_HOST_NAME.fullmatch(host.encode("idna").decode("ascii")))
+    except UnicodeError:
+        return False
+
+
 #: What :func:`origin` writes for a URL that does not parse.
 UNPARSEABLE = "<a URL that does not parse>"
 _URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+", re.IGNORECASE)
@@ -91,8 +103,12 @@ def origin(url: str) -> str:
     except ValueError:
         return UNPARSEABLE
     host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"  # an IPv6 literal
+    if _is_ip(host):
+        host = f"[{host}]" if ":" in host else host  # an IPv6 literal in its brackets
+    elif not _a_host_name(host):
+        # no host a request could go to: urlsplit takes a path after backslashes or an encoded slash
+        # (``https://hooks.example%2Fservices%2F<token>``) for part of the host, which would be written whole
+        return UNPARSEABLE
     try:
         port = parts.port
     except ValueError:

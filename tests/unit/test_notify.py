@@ -1132,6 +1132,34 @@ def test_an_error_quoting_a_url_that_does_not_parse_is_still_a_counted_failure(c
     assert "fd00::1" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://hooks.chat.example%5Cservices%5CT01%5CB02%5CXyZsecretTOKEN",  # backslashes, as the transport sends
+        "https://hooks.chat.example%2Fservices%2FT01%2FXyZsecretTOKEN",
+        "https://hooks.chat.example\\services\\T01\\XyZsecretTOKEN",
+        "https://hooks.chat.example;XyZsecretTOKEN",
+    ],
+)
+def test_a_url_whose_host_part_holds_its_path_is_written_as_unparseable(location):
+    """urlsplit takes what follows backslashes or an encoded slash for part of the host, and the origin then wrote the
+    receiver's token into the logs and the disabled event (found by the webhooks review)."""
+    from spectra.notify.urls import UNPARSEABLE, origin, origins_only
+
+    assert origin(location) == UNPARSEABLE
+    assert "XyZsecretTOKEN" not in origins_only(f"HTTP 302: redirect to {location} not followed")
+
+
+def test_an_origin_keeps_host_names_and_ip_literals():
+    from spectra.notify.urls import origin
+
+    assert origin("https://Hooks.Example.COM:8443/services/T01/tok?x=1") == "https://hooks.example.com:8443"
+    assert origin("http://127.0.0.1:9/T123/tok") == "http://127.0.0.1:9"
+    assert origin("https://[2001:db8::1]/tok") == "https://[2001:db8::1]"
+    assert origin("https://xn--bcher-kva.example/tok") == "https://xn--bcher-kva.example"
+    assert origin("https://bücher.example/tok") == "https://bücher.example"  # as the tenant wrote its URL
+
+
 def test_an_attempt_in_flight_for_a_deleted_subscription_leaves_the_one_made_again_under_its_key_alone():
     """The making was checked before the POST only: the tenant moved its receiver (the old URL answering 410) and,
     while an attempt to the old URL was in flight, deleted the subscription and made it again under its
