@@ -82,13 +82,22 @@ SAMPLE = csv_bytes([COLUMNS, *rows(8)]) + b'9,"no newline at the end'
 
 
 def test_records_are_whole_whatever_the_chunks():
-    expected = list(_records(iter([SAMPLE])))
+    expected = list(_records(iter([SAMPLE]), keep_at_most=BIG))
     assert b"".join(expected) == SAMPLE
     assert len(expected) == 10  # the header, 8 rows, and the unfinished last one
     assert expected[1] == b'0,"line\none"\n' and expected[6] == b'5,"""\n"""\n'
     for cut in range(1, len(SAMPLE)):
-        assert list(_records(iter([SAMPLE[:cut], SAMPLE[cut:]]))) == expected, cut
-    assert list(_records(iter(bytes([b]) for b in SAMPLE))) == expected
+        assert list(_records(iter([SAMPLE[:cut], SAMPLE[cut:]]), keep_at_most=BIG)) == expected, cut
+    assert list(_records(iter(bytes([b]) for b in SAMPLE), keep_at_most=BIG)) == expected
+
+
+def test_a_record_past_what_is_kept_is_its_size_alone_whatever_the_chunks():
+    expected = list(_records(iter([SAMPLE]), keep_at_most=BIG))
+    kept = [record if len(record) <= 12 else len(record) for record in expected]
+    assert set(map(type, kept)) == {bytes, int}
+    for cut in range(1, len(SAMPLE)):
+        assert list(_records(iter([SAMPLE[:cut], SAMPLE[cut:]]), keep_at_most=12)) == kept, cut
+    assert list(_records(iter(bytes([b]) for b in SAMPLE), keep_at_most=12)) == kept
 
 
 # -- pages ----------------------------------------------------------------------------------------------------------
@@ -170,6 +179,29 @@ def test_a_record_no_page_can_carry_is_a_422_naming_where_to_read_on(files, monk
         seen += parsed(page)
         locator = page.locator
     assert seen == [data[3], data[5]]
+
+
+def test_a_record_of_a_hundred_megabytes_costs_a_page_of_memory_and_the_rest_stays_readable(files, monkeypatch):
+    """Cut as it arrived, such a record (a row of many full VARCHAR(65535) columns of quotes, each doubled in CSV) was
+    copied once per chunk and held whole, five times over: past the API function's memory or time on every GET, so
+    the 422 naming where to read on never came (the bulk query review)."""
+    import tracemalloc
+
+    monkeypatch.setattr("spectra.bulk.pages.ALONE_MAX_BYTES", 1 << 20)
+    huge = '"' * (50 << 20)  # 100 MB once CSV doubles the quotes
+    job = exported(files, [[["2", huge], ["3", "after"]]])  # first: read without a range, which FakeS3 would copy
+    del huge
+    tracemalloc.start()
+    try:
+        with pytest.raises(RecordTooLarge) as refused:
+            read_page(files, TOKENS, job, locator=None, max_records=1000, max_bytes=1 << 16)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / (1 << 20):.0f} MiB held for one record"
+    assert refused.value.details["record_bytes"] == len("2,") + 2 + (100 << 20) + 1  # its line, quoted, and LF
+    after = read_page(files, TOKENS, job, locator=refused.value.details["locator_after"], max_records=10, max_bytes=BIG)
+    assert parsed(after) == [["3", "after"]] and after.locator is None
 
 
 def test_pages_are_the_same_when_every_read_is_a_few_bytes(files, monkeypatch):
