@@ -198,12 +198,13 @@ def _create(
         "max_running_statements": args.max_running,
         "max_waits": args.max_waits,
     }
-    if args.owned_schema:
-        attributes |= {"allow_writes": True, "owned_schemas": args.owned_schema}
+    owned = list(dict.fromkeys(args.owned_schema))  # once each: a second CREATE SCHEMA would stop the admin's script
+    if owned:
+        attributes |= {"allow_writes": True, "owned_schemas": owned}
     warehouse_sql = [f'CREATE USER "{args.db_user}" PASSWORD DISABLE;'] if args.db_user else []
     if args.db_user:
         warehouse_sql.append(statement_timeout_sql(args.db_user, args.statement_timeout_ms) + ";")
-        warehouse_sql += [f'CREATE SCHEMA "{schema}" AUTHORIZATION "{args.db_user}";' for schema in args.owned_schema]
+        warehouse_sql += [f'CREATE SCHEMA "{schema}" AUTHORIZATION "{args.db_user}";' for schema in owned]
     made = onboarding.onboard(tenants, plans, args.tenant, tier=args.tier, identities=identities, **attributes)
     if args.json:
         _print_json({**_view(made.tenant), "api_key": made.api_key, "warehouse_sql": warehouse_sql}, out)

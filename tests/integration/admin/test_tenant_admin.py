@@ -103,6 +103,22 @@ def test_a_tenant_created_through_the_stack_outputs_is_in_its_tiers_plan_with_a_
     assert status == 0 and f"{acme}: active, tier standard, user tenant_{acme}, max running default" in out
 
 
+def test_a_schema_named_twice_is_owned_and_made_once(local_aws, stack, acme):
+    """Kept twice, the tenant's record carried the schema twice and the printed SQL made it twice, which stops the
+    administrator's script at "schema already exists" (ops review)."""
+    name, tenants, _ = stack
+    argv = ["--db-user", f"tenant_{acme}", "--owned-schema", "s1", "--owned-schema", "s2", "--owned-schema", "s1"]
+    status, out, _ = run(local_aws, name, "tenants", "create", acme, *argv, "--json")
+    assert status == 0, out
+    made = json.loads(out)
+    assert made["owned_schemas"] == ["s1", "s2"]
+    assert [sql for sql in made["warehouse_sql"] if sql.startswith("CREATE SCHEMA")] == [
+        f'CREATE SCHEMA "s1" AUTHORIZATION "tenant_{acme}";',
+        f'CREATE SCHEMA "s2" AUTHORIZATION "tenant_{acme}";',
+    ]
+    assert tenants.get(acme).owned_schemas == ["s1", "s2"]
+
+
 @pytest.mark.parametrize(
     ("argv", "said"),
     [
