@@ -165,16 +165,20 @@ class StrictBodyValidation(OpenAPIRequestValidationMiddleware):
         self._max_bytes = max_bytes  # a callable, so settings are read per request, never at import
 
     def handler(self, app, next_middleware):
+        repeated = _given_more_than_once(app)
         odd = _odd_whole_numbers(app)
-        if not odd:
+        if not odd and not repeated:
             return super().handler(app, next_middleware)
         try:  # the request's other errors too, listed together as Powertools lists them; the route is not run
             super().handler(app, _refuse_to_run)
-        except RequestValidationError as exc:  # one error a parameter: Powertools' own where it has one
-            seen = {tuple(error["loc"]) for error in exc.errors()}
-            odd = [*exc.errors(), *(error for error in odd if tuple(error["loc"]) not in seen)]
+        except RequestValidationError as exc:  # one error a parameter: Powertools' own where it has one, but for
+            # a repeated one (Powertools' would blame the values)
+            said = {tuple(error["loc"]) for error in repeated}
+            theirs = [error for error in exc.errors() if tuple(error["loc"]) not in said]
+            seen = said | {tuple(error["loc"]) for error in theirs}
+            odd = [*repeated, *theirs, *(error for error in odd if tuple(error["loc"]) not in seen)]
         except _Valid:
-            pass
+            odd = [*repeated, *odd]
         raise RequestValidationError(odd)
 
     def _get_body(self, app) -> Any:
@@ -214,4 +218,30 @@ def _odd_whole_numbers(app) -> list[dict[str, Any]]:
         if not (raw.isascii() and raw.isdigit()):
             msg = "Input should be a whole number written in the digits 0-9 alone"
             errors.append({"loc": ("query", param.alias), "msg": msg, "type": "int_parsing", "input": raw})
+    return errors
+
+
+def _given_more_than_once(app) -> list[dict[str, Any]]:
+    """Query parameters and headers of one value each sent more than once (``?limit=5&limit=5``, a client appending
+    its own ``limit`` to a ``nextRecordsUrl``): Powertools validated the list of them against the one value and
+    refused it as "Input should be a valid integer", blaming a value the client sent right (the hostile HTTP review).
+    Said as they are; which of them was meant is not guessed."""
+    event = app.current_event
+    dependant = app.context["_route"].dependant
+    headers: dict[str, int] = {}
+    for name, values in (event.multi_value_headers or {}).items():
+        headers[name.lower()] = headers.get(name.lower(), 0) + len(values or ())
+    queries = {name: len(values or ()) for name, values in (event.multi_value_query_string_parameters or {}).items()}
+    errors = []
+    for where, params, counts in (
+        ("query", dependant.query_params, queries),
+        ("header", dependant.header_params, headers),
+    ):
+        for param in params:
+            if field_annotation_is_sequence(param.field_info.annotation):
+                continue
+            name = param.alias.lower() if where == "header" else param.alias
+            if counts.get(name, 0) > 1:
+                msg = f"{param.alias} was given {counts[name]} times; send it once"
+                errors.append({"loc": (where, param.alias), "msg": msg, "type": "repeated"})
     return errors
