@@ -273,7 +273,14 @@ class NullField(str):
 NULL = NullField("\\N")
 
 
-class QuotedEmpty(str):
+class Quoted(str):
+    """A field sent quoted that unquoted would read otherwise (:class:`QuotedEmpty`, :class:`QuotedBlank`): the result
+    files write it quoted again."""
+
+    __slots__ = ()
+
+
+class QuotedEmpty(Quoted):
     """A field sent as ``""``: the empty text, where an empty field sent unquoted is NULL (COPY's CSV rule, which the
     warehouse the local stack runs follows: ``""`` into a number is refused, an empty field loads NULL). Read as a
     plain string, the two were one, and the result files wrote ``""`` back as an empty field: a failed row re-sent as
@@ -287,11 +294,19 @@ class QuotedEmpty(str):
 QUOTED_EMPTY = QuotedEmpty()
 
 
+class QuotedBlank(Quoted):
+    """A field of blanks alone sent quoted (``"  "``): text, where the same blanks unquoted are NULL in a column that
+    is not text (README, "Empty fields"). Written back unquoted, a record the warehouse refused for it ("invalid input
+    syntax for type integer") loaded NULL when re-sent from failedResults (the bulk semantics review)."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class Record:
     line: int  # the physical line the record starts on (the header is line 1)
     #: None: a record longer than MAX_RECORD_CHARS (the warehouse rejects it too); an unquoted \N is :data:`NULL`, a
-    #: quoted empty field :data:`QUOTED_EMPTY`
+    #: quoted empty field :data:`QUOTED_EMPTY`, a quoted one of blanks alone a :class:`QuotedBlank`
     fields: list[str] | None
 
 
@@ -399,4 +414,6 @@ def _fields(record: str, delimiter: str, quote: str) -> list[str]:
             fields[index] = fields[index][len(lead) : len(fields[index]) - len(tail)]
         if not fields[index]:
             fields[index] = QUOTED_EMPTY
+        elif not fields[index].strip(blanks):
+            fields[index] = QuotedBlank(fields[index])
     return fields

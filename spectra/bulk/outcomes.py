@@ -37,6 +37,7 @@ from spectra.bulk.csvfiles import (
     NULL,
     QUOTED_EMPTY,
     UNDECODABLE,
+    Quoted,
     Record,
     records,
     unpadded_name,
@@ -272,7 +273,8 @@ def _load_error_file(url: str) -> str:
 class _RowWriter:
     """csv.writer (minimal quoting) that also quotes a field holding a CR, and writes ``\\N`` and empty fields as they
     were sent: COPY's NULL marker (:data:`~spectra.bulk.csvfiles.NULL`) unquoted, the text quoted; a quoted empty
-    field (:data:`~spectra.bulk.csvfiles.QUOTED_EMPTY`) ``""``, an unquoted one empty. With an LF line terminator,
+    field (:data:`~spectra.bulk.csvfiles.QUOTED_EMPTY`) ``""``, an unquoted one empty, and a quoted field of blanks
+    (:class:`~spectra.bulk.csvfiles.QuotedBlank`) quoted. With an LF line terminator,
     Python's minimal quoting quotes only LF, and a bare CR written unquoted would read back as a line break; such rows
     were written all quoted, NULL too, which read back as the text (found by the bulk review)."""
 
@@ -288,14 +290,14 @@ class _RowWriter:
             # which COPY reads as the empty string where the blank line was NULL (the bulk results review); a header
             # of one empty name stays "" (written blank, the file's first line would be blank: the third diff review)
             self._stream.write(self._lineterminator)
-        elif NULL in row or any("\r" in field or field is QUOTED_EMPTY for field in row):  # rare: quoted as needed
+        elif NULL in row or any("\r" in field or isinstance(field, Quoted) for field in row):  # rare: quoted as needed
             self._stream.write(self._delimiter.join(map(self._field, row)) + self._lineterminator)
         else:
             self._minimal.writerow(row)
 
     def _field(self, field: str) -> str:
-        if field is QUOTED_EMPTY:
-            return '""'
+        if isinstance(field, Quoted):  # "" and "  ": unquoted, each would read as NULL
+            return f'"{field}"'
         if field is NULL or (field != NULL and not any(c in field for c in self._special)):
             return field
         return '"' + field.replace('"', '""') + '"'

@@ -13,6 +13,7 @@ from spectra.bulk.csvfiles import (
     NULL,
     QUOTED_EMPTY,
     BulkInputError,
+    QuotedBlank,
     TableColumn,
     check_columns,
     owner_column,
@@ -312,6 +313,17 @@ def test_a_quoted_empty_field_is_told_from_an_empty_one(files):
     assert read == [["1", "", ""], ["", "", "x"]]
     quoted = [[field is QUOTED_EMPTY for field in fields] for fields in read]
     assert quoted == [[False, True, True], [True, False, False]]
+
+
+def test_a_quoted_field_of_blanks_is_told_from_the_same_blanks_unquoted(files):
+    """Unquoted, blanks are NULL in a column that is not text; quoted, they are text (the bulk semantics review)."""
+    data = b'id,a,b\n1,"  ",  \n" \t", "\t" ,x\n'
+    read = [r.fields for r in records(files, put(files, data, "accounts.csv"), ",")]
+    assert read == [["1", "  ", "  "], [" \t", "\t", "x"]]
+    assert [[isinstance(field, QuotedBlank) for field in fields] for fields in read] == [
+        [False, True, False],
+        [True, True, False],
+    ]
 
 
 def test_crlf_files_count_one_line_per_crlf_and_a_bom_changes_nothing(files):
