@@ -81,7 +81,13 @@ class S3Upload(io.RawIOBase):
         self._s3, self._bucket, self._key, self._content_type = s3_client, bucket, key, content_type
         self._buffer = bytearray()
         self._multipart: IO[bytes] | None = None
+        self._given_up = False
         self.count = 0
+
+    def give_up(self) -> None:
+        """Write nothing: :meth:`close` then drops what it holds, or ends its multipart upload without completing
+        it, so an object its writer stopped short of (an error part-way) never replaces the one at its key."""
+        self._given_up = True
 
     def writable(self) -> bool:
         return True
@@ -117,7 +123,11 @@ class S3Upload(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        if self._multipart is not None:
+        if self._given_up:
+            self._buffer.clear()
+            if self._multipart is not None:
+                self._multipart.terminate()
+        elif self._multipart is not None:
             self._multipart.close()
         else:
             self._s3.put_object(

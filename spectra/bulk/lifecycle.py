@@ -672,7 +672,14 @@ def finish_bulk_job(
     after_winning = unstarted or contested  # its files, written first, could replace the winner's
     if inline and not after_winning:
         ended = job.model_copy(update={"state": state, **changes})
-        mismatch = outcomes.results_mismatch(ended, outcomes.write_results(ports, ended))
+        # not over the files of another ending of the same statement that won while these were written (a status
+        # event delivered twice, the reconciler beside it): one that read other input (its file put again since)
+        # left the finished job's files short (the bulk concurrency review)
+        written = outcomes.write_results(ports, ended, commit_if=lambda: _still_in(bulk, job))
+        if written is None:
+            logger.info("bulk job %s ended meanwhile; this ending wrote nothing", job.job_id)
+            return None
+        mismatch = outcomes.results_mismatch(ended, written)
         if mismatch is not None and ended.error is None:  # the job says its files fall short, not a log line only
             changes["error"] = mismatch
         results_ready = True
@@ -702,6 +709,12 @@ def finish_bulk_job(
     share.release_slot(ports, finished.tenant_id, finished.job_id)
     settle(ports, finished)
     return finished
+
+
+def _still_in(bulk, job: BulkJob) -> bool:
+    """Whether the job is still in the state ``job`` saw it in (no other ending has won)."""
+    current = bulk.jobs.get(job.job_id)
+    return current is not None and current.state is job.state
 
 
 def _files_for_the_winner(ports: Ports, job_id: str, lost: BulkState) -> None:

@@ -23,7 +23,7 @@ import logging
 import re
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
@@ -158,8 +158,13 @@ def no_records(job: BulkJob, kind: str) -> bytes:
     return line.getvalue().encode()
 
 
-def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
-    """Write the job's three result files (overwriting any earlier attempt's) and return how many rows each has."""
+def write_results(ports: Ports, job: BulkJob, *, commit_if: Callable[[], bool] | None = None) -> ResultCounts | None:
+    """Write the job's three result files (overwriting any earlier attempt's) and return how many rows each has.
+
+    The files replace the ones at their keys only when written whole: an error part-way (a read throttled, a 5xx)
+    gives every upload up, so a second ending of the same statement that failed half-way could not leave the
+    finished job's files short (the bulk concurrency review). ``commit_if`` is asked just before they replace them;
+    when it says no (another ending of the job won meanwhile), nothing is written and the answer is None."""
     bulk = ports.bulk
     assert bulk is not None
     delimiter = job.column_delimiter.char
@@ -169,13 +174,16 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="bulk-outcomes-"))
         db = stack.enter_context(closing(sqlite3.connect(f"{scratch}/outcomes.db")))
         verdicts = _read_outcomes(ports, job, _Outcomes(db)) if job.state is BulkState.JOB_COMPLETE else None
-        writers = {}
+        writers, uploads = {}, []
         for kind in KINDS:
             upload = stack.enter_context(closing(bulk.files.writer(results_key(job, kind))))
+            uploads.append(upload)
             text = stack.enter_context(
                 io.TextIOWrapper(upload, encoding="utf-8", errors="surrogateescape", newline="", write_through=False)
             )
             writers[kind] = _RowWriter(text, delimiter=delimiter, lineterminator=terminator)
+        # unwound first: on an error, every upload is given up before its text is flushed and it is closed
+        stack.push(lambda failed, *_: failed is not None and _give_up(uploads))
         # A file with CR line ends alone was never loaded (its header check failed): its rows are listed as its
         # author sees them, one per CR-ended line, rather than as the one long line the warehouse would have read.
         line_ends = {s.url: _line_end(bulk.files, s) if verdicts is None else "\n" for s in job.files}
@@ -223,9 +231,18 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
                         continue
                     writers["successful"].writerow([sf_id, _created(verdicts, job, reason), *fields])
                     counts.successful += 1
+        if commit_if is not None and not commit_if():
+            _give_up(uploads)
+            return None
     if results_mismatch(job, counts) is not None:
         logger.warning("bulk job %s: result files count %s, the warehouse counted %s", job.job_id, counts, job.counts)
     return counts
+
+
+def _give_up(uploads: list) -> bool:
+    for upload in uploads:
+        upload.give_up()
+    return False  # the error goes on
 
 
 RESULTS_MISMATCH = "results_mismatch"

@@ -9,17 +9,18 @@ import pytest
 from spectra.bulk import lifecycle
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState
+from spectra.bulk.outcomes import KINDS
 from spectra.bulk.service import change_state, job_results, upload_batch
 from spectra.errors import Conflict, StartUnderWay, Throttled
-from tests.unit.fakes import RESULTS_BUCKET, make_ports, make_settings
+from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
 from tests.unit.test_bulk_service import CSV, caller, new_insert
 
 pytestmark = pytest.mark.unit
 
 
-def _dropped():
-    """Ports with tenant acme, its table ``accounts`` and a file dropped at ``acme/accounts/a.csv`` accepted as a
-    job: the ports, the file's key and the job's queue message."""
+def _dropped(body: bytes = b"id,name,city\n1,Ann,Oslo\n"):
+    """Ports with tenant acme, its table ``accounts`` and a file dropped at ``acme/accounts/a.csv`` (``body``)
+    accepted as a job: the ports, the file's key and the job's queue message."""
     from events import BulkJobQueuedMessage
     from spectra.bulk.drops import DroppedObject, accept_drop
     from tests.unit.fakes import INGEST_BUCKET
@@ -28,7 +29,6 @@ def _dropped():
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     ports.warehouse.add_table("public", "accounts", ["id", "name", "city"])
     key = "acme/accounts/a.csv"
-    body = b"id,name,city\n1,Ann,Oslo\n"
     etag = ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=body)["ETag"]
     job = accept_drop(ports, DroppedObject(INGEST_BUCKET, key, len(body), etag))
     return ports, key, BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme")
@@ -78,9 +78,9 @@ def test_the_reconcilers_bulk_pass_writes_inline_results_without_first_moving_th
     seen = []
     real = outcomes.write_results
 
-    def watching(p, view):
+    def watching(p, view, **options):
         seen.append(ports.bulk.jobs.pending_since(job.job_id))
-        return real(p, view)
+        return real(p, view, **options)
 
     outcomes.write_results = watching
     try:
@@ -211,13 +211,13 @@ def test_a_complete_endings_late_files_do_not_stay_over_the_contested_failed_end
             raise RuntimeError("GetStatementResult: transient failure (delivery Y)")
         return real_counts(p, j, subs)
 
-    def write(p, view):
+    def write(p, view, **options):
         if view.state is BulkState.JOB_COMPLETE and not in_y:  # X is writing its files; Y's whole ending runs
             in_y.append(True)
             y = complete_bulk_statement(ports, change)
             assert y is not None and y.state is BulkState.FAILED and y.results_ready
             in_y.clear()
-        return real_write(p, view)  # X's uploads complete after Y's
+        return real_write(p, view, **options)  # X's uploads complete after Y's
 
     monkeypatch.setattr(lifecycle, "_load_counts", counts)
     monkeypatch.setattr(outcomes, "write_results", write)
@@ -782,3 +782,70 @@ def test_a_copy_whose_checks_fail_late_leaves_the_completed_jobs_result_files_al
     client = ports.bulk.files.client
     assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2
     assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/failed.csv").count(b"\n") == 1
+
+
+# -- a second ending of the same statement, seen InProgress before the first ended ------------------------------------
+
+
+def _stale_once(ports, monkeypatch, stale):
+    """The completion's first read of the job answers ``stale`` (it read the job before another ending won)."""
+    real_get, calls = ports.bulk.jobs.get, []
+
+    def get(job_id):
+        calls.append(job_id)
+        return stale if len(calls) == 1 else real_get(job_id)
+
+    monkeypatch.setattr(ports.bulk.jobs, "get", get)
+
+
+def test_an_ending_that_fails_part_way_leaves_the_finished_jobs_files_whole(monkeypatch):
+    """A copy of the status event (or the reconciler beside it) met S3 slowing down part-way through the input: its
+    uploads were still closed, and the files of the job the first copy had finished were replaced by the few records
+    read, for good (the bulk concurrency review)."""
+    from botocore.exceptions import ClientError
+
+    from spectra.bulk import outcomes
+
+    ports, _, message = _dropped(b"id,name,city\n" + b"".join(b"%d,n%d,Oslo\n" % (i, i) for i in range(1000)))
+    running = start_bulk_job(ports, message)
+    change = ports.warehouse.finish_batch(running.statement_id, {0: 1000, 1: []})
+    stale = ports.bulk.jobs.get(message.job_id)
+    assert complete_bulk_statement(ports, change).state is BulkState.JOB_COMPLETE
+    client = ports.bulk.files.client
+    before = client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/successful.csv")
+    assert before.count(b"\n") == 1001
+
+    real_records = outcomes.records
+
+    def slowed_down(*args, **kwargs):
+        for n, record in enumerate(real_records(*args, **kwargs)):
+            if n == 10:
+                raise ClientError({"Error": {"Code": "SlowDown", "Message": "Reduce your rate"}}, "GetObject")
+            yield record
+
+    _stale_once(ports, monkeypatch, stale)
+    monkeypatch.setattr(outcomes, "records", slowed_down)
+    with pytest.raises(ClientError):
+        complete_bulk_statement(ports, change)
+    monkeypatch.undo()
+    assert client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/successful.csv") == before
+
+
+def test_an_ending_that_loses_writes_no_files_over_the_winners(monkeypatch):
+    """No error needed: the drop was put again after the first ending read it, so the second read stopped short
+    (FileReplaced), lost its terminal write to an ending of the same state, and its files stayed (the bulk
+    concurrency review). It now writes nothing once another ending has won."""
+    ports, key, message = _dropped()
+    running = start_bulk_job(ports, message)
+    change = ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []})
+    stale = ports.bulk.jobs.get(message.job_id)
+    assert complete_bulk_statement(ports, change).state is BulkState.JOB_COMPLETE
+    client = ports.bulk.files.client
+    before = {kind: client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/{kind}.csv") for kind in KINDS}
+    client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=b"id,name,city\n2,Bo,Rome\n")
+
+    _stale_once(ports, monkeypatch, stale)
+    assert complete_bulk_statement(ports, change) is None
+    monkeypatch.undo()
+    after = {kind: client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/{kind}.csv") for kind in KINDS}
+    assert after == before

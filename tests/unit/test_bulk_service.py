@@ -1105,10 +1105,10 @@ def test_an_abort_that_loses_its_race_leaves_the_completed_jobs_result_files_alo
             the_load_runs_first()
         return transition(job_id, state, **changes)
 
-    def files_after_the_load(p, view):
+    def files_after_the_load(p, view, **options):
         if view.state is BulkState.ABORTED:
             the_load_runs_first()
-        return write_results(p, view)
+        return write_results(p, view, **options)
 
     monkeypatch.setattr(ports.bulk.jobs, "transition", transition_after_the_load)
     monkeypatch.setattr(outcomes, "write_results", files_after_the_load)
