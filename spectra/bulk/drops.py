@@ -25,7 +25,8 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
 * Every object put in the bucket is announced (a suffix filter is case-sensitive: ``DATA.CSV`` went unseen); a
   sidecar (``<tenant>/<table>/<name>.json`` or ``.JSON``) and a folder marker (a key ending ``/``) make no job, and
   ``.csv`` / ``.csv.gz`` match in any case. A file with no sidecar of its own but one named after it with its
-  extension kept (``jan.csv.json``), which no file reads, is refused ``invalid_drop`` (nothing loaded), by its own
+  extension kept (``jan.csv.json``) or ending ``.json`` in another case (``jan.Json``), which no file reads, is
+  refused ``invalid_drop`` (nothing loaded), by its own
   event or, when that sidecar came after the event, by the executor's check. (The sidecar of a file named
   ``jan.csv.csv`` is ``jan.csv.json``, read for it as ever.)
 """
@@ -202,7 +203,13 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     problem = None
     options = DropOptions()
     table = parts[1] if len(parts) == 3 else ""
-    if len(parts) != 3 or not name.lower().endswith(_SUFFIXES):
+    if len(parts) == 3 and name.lower().endswith(".json"):  # a sidecar in another case (.Json): read by no file
+        problem = ErrorInfo(
+            code="invalid_key",
+            message=f"{dropped.key}: a sidecar ends .json or .JSON, so this one is not read; put it again as"
+            f" {name[: -len('.json')]}.json, then its file",
+        )
+    elif len(parts) != 3 or not name.lower().endswith(_SUFFIXES):
         problem = ErrorInfo(
             code="invalid_key",
             message=f"{dropped.key}: drop files at <tenant>/<table>/<name>.csv or .csv.gz (any case), nothing deeper"
@@ -537,19 +544,26 @@ def _meant_for(key: str, stem: str) -> bool:
 
 def _misnamed_sidecar(ports: Ports, bucket: str, key: str, stem: str) -> str | None:
     """Why the data file ``key`` (``stem`` less its extension), which has no sidecar of its own, is not to be loaded
-    with the defaults: a sidecar beside it named after the file with its extension kept (``jan.csv.json``,
-    ``jan.csv.gz.json``, in either case of ``.json``), which no file reads. Its options were meant for the file: put
-    first, the file was inserted where it asked for an upsert, and nothing said why (note 32's list). None when there
-    is none. Up to four reads of a missing object per drop without a sidecar (two for a plain ``.csv``)."""
-    files = bulk_ports(ports).files
+    with the defaults: a sidecar beside it that no file reads but that was meant for it, named after the file with
+    its extension kept (``jan.csv.json``, ``jan.csv.gz.json``, in any case of ``.json``), or with ``.json`` in a case
+    other than the two a sidecar is read in (``jan.Json``). Its options were meant for the file: put first, the file
+    was inserted where it asked for an upsert, and nothing said why (note 32's list; the S3 drop review for the
+    case). None when there is none. One listing of the names beside the file per drop without a sidecar."""
     extension = key[len(stem) : len(stem) + len(".csv")]  # as the key spells it: .csv, .CSV
-    for misnamed in (base + suffix for base in dict.fromkeys((key, stem + extension)) for suffix in SIDECAR_SUFFIXES):
-        if len(misnamed.encode()) <= MAX_KEY_BYTES and files.head(bucket, misnamed) is not None:
-            name, right = misnamed.rsplit("/", 1)[-1], f"{stem.rsplit('/', 1)[-1]}{SIDECAR_SUFFIXES[0]}"
+    right = f"{stem.rsplit('/', 1)[-1]}{SIDECAR_SUFFIXES[0]}"
+    for other in bulk_ports(ports).files.keys_beside(bucket, stem + "."):
+        name = other.rsplit("/", 1)[-1]
+        if any(other.startswith(base) and other[len(base) :].lower() == ".json" for base in (key, stem + extension)):
             return (
                 f"sidecar {name} keeps the file's extension, so it is not read for it (a sidecar is named after its"
                 f" file less .csv or .csv.gz), and loading it without its options would be silent: put the sidecar"
                 f" again as {right}, then the file"
+            )
+        suffix = other[len(stem) :]
+        if suffix.lower() == ".json" and suffix not in SIDECAR_SUFFIXES:
+            return (
+                f"sidecar {name} ends {suffix}, so it is not read for it (a sidecar ends .json or .JSON), and"
+                f" loading it without its options would be silent: put the sidecar again as {right}, then the file"
             )
     return None
 

@@ -182,6 +182,11 @@ class BulkFiles:
 
     # -- dropped files --------------------------------------------------------------------------------------------
 
+    def keys_beside(self, bucket: str, prefix: str) -> list[str]:
+        """The keys starting with ``prefix`` in the first page of their listing (the names beside a dropped file)."""
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [obj["Key"] for obj in next(iter(pages), {}).get("Contents", [])]
+
     def head(self, bucket: str, key: str) -> dict[str, Any] | None:
         try:
             return self._s3.head_object(Bucket=bucket, Key=key)

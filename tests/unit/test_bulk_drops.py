@@ -258,6 +258,23 @@ def test_a_file_beside_a_sidecar_named_after_it_with_its_extension_is_refused_no
     assert (again.operation, again.error) == (BulkOperation.UPSERT, None)
 
 
+@pytest.mark.parametrize(
+    ("data", "side"), [("mix.csv", "mix.Json"), ("MIX.CSV", "MIX.jSoN"), ("mix.csv.gz", "mix.JSon")]
+)
+def test_a_file_beside_a_sidecar_in_another_case_of_json_is_refused_not_inserted(ports, data, side):
+    """A sidecar is read as .json or .JSON: mix.Json was taken for a misplaced data file (its job said drop files
+    at .csv), and mix.csv was inserted where it asked for an upsert (the S3 drop review)."""
+    sidecar(ports, f"acme/accounts/{side}", UPSERT_BY_ID)
+    own = accept_drop(ports, drop(ports, f"acme/accounts/{side}", json.dumps(UPSERT_BY_ID).encode()))
+    assert (own.state, own.error.code) == (BulkState.FAILED, "invalid_key")
+    right = data.split(".")[0] + ".json"
+    assert f"a sidecar ends .json or .JSON, so this one is not read; put it again as {right}" in own.error.message
+    job = accept_drop(ports, drop(ports, f"acme/accounts/{data}"))
+    assert (job.state, job.error.code) == (BulkState.FAILED, "invalid_drop")
+    assert f"sidecar {side} ends {side[len(data.split('.')[0]) :]}, so it is not read for it" in job.error.message
+    assert ports.queue.messages == []  # nothing loaded
+
+
 def test_a_sidecar_named_after_its_file_put_after_it_stops_the_load_or_is_reported(ports):
     """The diff review: put after the file's event (aws s3 sync), it did not stop the load, nor was it reported."""
     ports.warehouse.add_table("public", "accounts", ["id", "name"])
