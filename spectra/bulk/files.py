@@ -182,10 +182,10 @@ class BulkFiles:
 
     # -- dropped files --------------------------------------------------------------------------------------------
 
-    def keys_beside(self, bucket: str, prefix: str) -> list[str]:
-        """The keys starting with ``prefix`` in the first page of their listing (the names beside a dropped file)."""
+    def keys_starting(self, bucket: str, prefix: str) -> list[str]:
+        """Every key starting with ``prefix`` (the names beside a dropped file), all pages of them."""
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        return [obj["Key"] for obj in next(iter(pages), {}).get("Contents", [])]
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
     def head(self, bucket: str, key: str) -> dict[str, Any] | None:
         try:

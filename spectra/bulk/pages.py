@@ -100,16 +100,18 @@ def read_page(
         consumed = offset
         finished_part = True
         for record in _records(files.chunks(source, start=offset), keep_at_most=alone_max_bytes):
-            size = record if isinstance(record, int) else len(record)
+            unkept = isinstance(record, Unkept)
+            size = record.size if unkept else len(record)
             start, consumed = consumed, consumed + size
             if skip_header:
                 skip_header = False
                 continue
-            line_size = size - (1 if isinstance(record, int) or record.endswith(b"\n") else 0) + len(ending)
+            line_break = record.line_break if unkept else record.endswith(b"\n")
+            line_size = size - line_break + len(ending)
             if count and len(body) + line_size > max_bytes:
                 # past the budget with this record: it starts the next page
                 return Page(bytes(body), count, encode_locator(tokens, job, part, start))
-            if isinstance(record, int) or len(body) + line_size > alone_max_bytes:
+            if unkept or len(body) + line_size > alone_max_bytes:
                 raise _too_large(tokens, job, line_size, alone_max_bytes - len(body), (part, consumed))
             body += record.removesuffix(b"\n") + ending.encode()
             count += 1
@@ -137,28 +139,48 @@ def _too_large(tokens: PageTokens, job: BulkJob, size: int, room: int, after: tu
     )
 
 
-def _records(chunks: Iterator[bytes], *, keep_at_most: int) -> Iterator[bytes | int]:
+@dataclass(frozen=True)
+class Unkept:
+    """A record too long to keep: its size in bytes, and whether it ended with a line break (the last of a part may
+    not)."""
+
+    size: int
+    line_break: bool
+
+
+def _records(chunks: Iterator[bytes], *, keep_at_most: int) -> Iterator[bytes | Unkept]:
     """Whole CSV records (with their line break) from a byte stream, in order. A record longer than ``keep_at_most``
-    bytes is not kept: its size stands in its place (an int), so a record of hundreds of megabytes (a row of many
-    full ``VARCHAR(65535)`` columns of quotes, each doubled) costs neither its memory nor, cut as it arrives, time
-    that grows with its square (the bulk query review: 1 GB and a minute for a 210 MB record)."""
+    bytes is not kept (:class:`Unkept` stands in its place), so a record of hundreds of megabytes (a row of many full
+    ``VARCHAR(65535)`` columns of quotes, each doubled) costs neither its memory nor, cut as it arrives, time that
+    grows with its square (the bulk query review: 1 GB and a minute for a 210 MB record). Inside a quoted field the
+    cut skips to the next quote, not line break by line break: no line break there ends the record, and a field of
+    millions of them took seconds a megabyte (the diff review)."""
     record = bytearray()
     size = quotes = 0  # of the record so far, kept or not
+    last_newline = False
     for chunk in chunks:
         start = 0
         while start < len(chunk):
-            newline = chunk.find(b"\n", start)
-            end = len(chunk) if newline < 0 else newline + 1
-            quotes += chunk.count(b'"', start, end)
+            if quotes % 2:  # inside a quoted field: nothing ends the record before the next quote
+                found = chunk.find(b'"', start)
+                end = len(chunk) if found < 0 else found + 1
+                quotes += 1 if found >= 0 else 0
+                ended = False
+            else:
+                found = chunk.find(b"\n", start)
+                end = len(chunk) if found < 0 else found + 1
+                quotes += chunk.count(b'"', start, end)
+                ended = found >= 0 and quotes % 2 == 0  # a line break outside quotes ends the record
             size += end - start
+            last_newline = chunk[end - 1] == 0x0A  # ord("\n")
             if size <= keep_at_most:
                 record += chunk[start:end]
             else:
                 record.clear()
             start = end
-            if newline >= 0 and quotes % 2 == 0:  # a line break outside quotes ends the record
-                yield bytes(record) if size <= keep_at_most else size
+            if ended:
+                yield bytes(record) if size <= keep_at_most else Unkept(size, line_break=True)
                 record.clear()
                 size = quotes = 0
     if size:
-        yield bytes(record) if size <= keep_at_most else size
+        yield bytes(record) if size <= keep_at_most else Unkept(size, line_break=last_newline)

@@ -104,7 +104,8 @@ def origin(url: str) -> str:
         return UNPARSEABLE
     host = parts.hostname or ""
     if _is_ip(host):
-        host = f"[{host}]" if ":" in host else host  # an IPv6 literal in its brackets
+        # an IPv6 literal in its brackets, without its zone (``%25<anything>``, which urlsplit keeps: a path too)
+        host = f"[{host.split('%', 1)[0]}]" if ":" in host else host
     elif not _a_host_name(host):
         # no host a request could go to: urlsplit takes a path after backslashes or an encoded slash
         # (``https://hooks.example%2Fservices%2F<token>``) for part of the host, which would be written whole

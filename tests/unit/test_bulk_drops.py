@@ -275,6 +275,26 @@ def test_a_file_beside_a_sidecar_in_another_case_of_json_is_refused_not_inserted
     assert ports.queue.messages == []  # nothing loaded
 
 
+def test_a_misnamed_sidecar_is_found_among_a_thousand_names_that_start_like_it(ports):
+    """Listed by the stem alone (``jan.``), a folder of ``jan.2024-…`` files and their sidecars filled the first page
+    of names, and ``jan.csv.json`` or ``jan.Json`` past it went unseen: the file was inserted (the diff review)."""
+    for n in range(1_001):
+        ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=f"acme/accounts/jan.2024-{n:05d}.json", Body=b"{}")
+    for side in ("jan.csv.json", "jan.Json"):
+        sidecar(ports, f"acme/accounts/{side}", UPSERT_BY_ID)
+        job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv", BODY + side.encode()))
+        assert (job.state, job.error.code) == (BulkState.FAILED, "invalid_drop"), side
+        assert f"sidecar {side} " in job.error.message
+        ports.bulk.files.client.delete_object(Bucket=INGEST_BUCKET, Key=f"acme/accounts/{side}")
+    assert ports.queue.messages == []
+
+
+def test_a_sidecar_named_after_its_file_in_another_case_of_json_is_told_the_name_it_should_have(ports):
+    own = accept_drop(ports, drop(ports, "acme/accounts/jan.csv.Json", json.dumps(UPSERT_BY_ID).encode()))
+    assert (own.state, own.error.code) == (BulkState.FAILED, "invalid_key")
+    assert own.error.message.endswith("put it again as jan.json, then its file")
+
+
 def test_a_sidecar_named_after_its_file_put_after_it_stops_the_load_or_is_reported(ports):
     """The diff review: put after the file's event (aws s3 sync), it did not stop the load, nor was it reported."""
     ports.warehouse.add_table("public", "accounts", ["id", "name"])

@@ -1139,6 +1139,7 @@ def test_an_error_quoting_a_url_that_does_not_parse_is_still_a_counted_failure(c
         "https://hooks.chat.example%2Fservices%2FT01%2FXyZsecretTOKEN",
         "https://hooks.chat.example\\services\\T01\\XyZsecretTOKEN",
         "https://hooks.chat.example;XyZsecretTOKEN",
+        "https://[fe80::1%25T000\\B000\\XyZsecretTOKEN]/x",  # an IPv6 zone holding the path (the diff review)
     ],
 )
 def test_a_url_whose_host_part_holds_its_path_is_written_as_unparseable(location):
@@ -1146,7 +1147,8 @@ def test_a_url_whose_host_part_holds_its_path_is_written_as_unparseable(location
     receiver's token into the logs and the disabled event (found by the webhooks review)."""
     from spectra.notify.urls import UNPARSEABLE, origin, origins_only
 
-    assert origin(location) == UNPARSEABLE
+    assert origin(location) in (UNPARSEABLE, "https://[fe80::1]")
+    assert "XyZsecretTOKEN" not in origin(location)
     assert "XyZsecretTOKEN" not in origins_only(f"HTTP 302: redirect to {location} not followed")
 
 
