@@ -549,13 +549,14 @@ def _misnamed_sidecar(ports: Ports, bucket: str, key: str, stem: str) -> str | N
     its extension kept (``jan.csv.json``, ``jan.csv.gz.json``, in any case of ``.json``), or with ``.json`` in a case
     other than the two a sidecar is read in (``jan.Json``). Its options were meant for the file: put first, the file
     was inserted where it asked for an upsert, and nothing said why (note 32's list; the S3 drop review for the
-    case). None when there is none. A few listings per drop without a sidecar, each of names that can only be such
-    a sidecar's or start like one (not every name starting ``jan.``: a folder of ``jan.2024-…`` files and their
+    case). None when there is none. A few listings per drop without a sidecar, each of names that start like such
+    a sidecar's only (not every name starting ``jan.``: a folder of ``jan.2024-…`` files and their
     sidecars filled the first page, and the one meant for ``jan.csv`` was past it: the diff review)."""
     files = bulk_ports(ports).files
     extension = key[len(stem) : len(stem) + len(".csv")]  # as the key spells it: .csv, .CSV
     right = f"{stem.rsplit('/', 1)[-1]}{SIDECAR_SUFFIXES[0]}"
-    prefixes = dict.fromkeys((key + ".", stem + extension + ".", stem + ".j", stem + ".J"))
+    # ".j"/".J": a folder of rotated copies (daily.csv.20240101, ...) is not listed at each drop
+    prefixes = dict.fromkeys(base + end for base in (key, stem + extension, stem) for end in (".j", ".J"))
     for other in (found for prefix in prefixes for found in files.keys_starting(bucket, prefix)):
         name = other.rsplit("/", 1)[-1]
         if any(other.startswith(base) and other[len(base) :].lower() == ".json" for base in (key, stem + extension)):

@@ -289,6 +289,19 @@ def test_a_misnamed_sidecar_is_found_among_a_thousand_names_that_start_like_it(p
     assert ports.queue.messages == []
 
 
+def test_the_names_beside_a_file_are_listed_only_where_a_sidecar_could_be(ports):
+    """A folder of rotated copies (jan.csv.00000, ...) was listed page by page at each drop of jan.csv (the second
+    diff review): only names continuing ``.j`` or ``.J`` are listed."""
+    client = ports.bulk.files.client
+    for n in range(1_001):
+        client.put_object(Bucket=INGEST_BUCKET, Key=f"acme/accounts/jan.csv.{n:05d}", Body=b"id\n1\n")
+    client.requests.clear()
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    assert job.error is None
+    listed = [prefix for call, prefix in client.requests if call == "ListObjectsV2"]
+    assert listed and all(prefix.endswith((".j", ".J")) for prefix in listed), listed
+
+
 def test_a_sidecar_named_after_its_file_in_another_case_of_json_is_told_the_name_it_should_have(ports):
     own = accept_drop(ports, drop(ports, "acme/accounts/jan.csv.Json", json.dumps(UPSERT_BY_ID).encode()))
     assert (own.state, own.error.code) == (BulkState.FAILED, "invalid_key")
