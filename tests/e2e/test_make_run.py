@@ -53,6 +53,16 @@ def bulk_jobs(api: str, headers: dict) -> list[dict]:
     return requests.get(f"{api}/v1/bulk/jobs", headers=headers, timeout=10).json()["records"]
 
 
+def dropped_jobs(api: str, headers: dict) -> list[dict]:
+    """The S3 drop's jobs, once there is one: the drop's event reaches the drop function through a queue, so the job
+    is made a moment after ``aws s3 cp`` returns (listed at once, it was sometimes not there yet on a busy machine)."""
+    deadline = time.monotonic() + 30
+    while not (dropped := [j for j in bulk_jobs(api, headers) if j["source"] == "s3"]):
+        assert time.monotonic() < deadline, "no job for the S3 drop within 30 s"
+        time.sleep(0.2)
+    return dropped
+
+
 def wait_bulk(api: str, headers: dict, job_id: str) -> dict:
     deadline = time.monotonic() + 30
     while (job := requests.get(f"{api}/v1/bulk/jobs/{job_id}", headers=headers, timeout=10).json())["state"] not in (
@@ -139,8 +149,8 @@ def test_python_m_local_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
         assert requests.get(f"{api}/v1/docs", timeout=10).status_code == 200  # no key for the docs page
         drop = shell("Load a CSV by dropping it in S3")
         assert drop.returncode == 0, drop.stderr
-        bulk = [j for j in bulk_jobs(api, headers) if j["source"] == "s3"]
-        assert bulk and bulk[0]["objectKey"] == "acme/contacts/new-contacts.csv"
+        bulk = dropped_jobs(api, headers)
+        assert bulk[0]["objectKey"] == "acme/contacts/new-contacts.csv"
         loaded = wait_bulk(api, headers, bulk[0]["id"])
         assert (loaded["state"], loaded["numberRecordsProcessed"], loaded["numberRecordsFailed"]) == (
             "JobComplete",
