@@ -557,7 +557,8 @@ def _misnamed_sidecar(ports: Ports, bucket: str, key: str, stem: str) -> str | N
     right = f"{stem.rsplit('/', 1)[-1]}{SIDECAR_SUFFIXES[0]}"
     # ".j"/".J": a folder of rotated copies (daily.csv.20240101, ...) is not listed at each drop
     prefixes = dict.fromkeys(base + end for base in (key, stem + extension, stem) for end in (".j", ".J"))
-    for other in (found for prefix in prefixes for found in files.keys_starting(bucket, prefix)):
+    possible = [prefix for prefix in prefixes if len(f"{prefix}son".encode()) <= MAX_KEY_BYTES]  # as _read_sidecar
+    for other in (found for prefix in possible for found in files.keys_starting(bucket, prefix)):
         name = other.rsplit("/", 1)[-1]
         if any(other.startswith(base) and other[len(base) :].lower() == ".json" for base in (key, stem + extension)):
             return (

@@ -799,8 +799,12 @@ def test_a_file_whose_sidecar_key_would_pass_s3s_longest_is_a_job_not_a_dead_let
 
     monkeypatch.setattr(s3(ports), "get_object", get_object)
     key = "acme/accounts/" + "x" * (1024 - len("acme/accounts/") - len(".csv")) + ".csv"
+    s3(ports).requests.clear()
     job = accept_drop(ports, drop(ports, key))
     assert job.state is BulkState.UPLOAD_COMPLETE and job.operation is BulkOperation.INSERT
+    # nor are names listed beside it that no key could have (the misnamed-sidecar check's, as its reads)
+    listed = [prefix for call, prefix in s3(ports).requests if call == "ListObjectsV2"]
+    assert all(len(f"{prefix}son".encode()) <= 1024 for prefix in listed), listed
 
 
 def test_a_key_ending_in_a_slash_with_content_is_a_failed_job_not_a_folder_marker(ports):

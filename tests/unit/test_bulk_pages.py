@@ -223,6 +223,19 @@ def test_a_field_of_a_million_line_breaks_is_cut_by_its_quotes_not_line_by_line(
     assert len(searches) < 3 * len(chunks) + 10
 
 
+def test_a_one_column_null_is_passed_on_as_the_blank_line_the_unload_wrote(files):
+    """README: in a one-column result NULL is a blank line and '' is "" (COPY's convention), and pages keep both."""
+    job = bulk_job(BulkOperation.QUERY, state=BulkState.JOB_COMPLETE, query="select v from t")
+    body = b'v\na\n\n""\nb\n'
+    key = f"acme/{job.job_id}/export/part_0000_part_00"
+    files.put(key, body)
+    job = job.model_copy(
+        update={"export_files": [ExportFile(key=key, rows=4, bytes=len(body))], "export_columns": ["v"]}
+    )
+    page = read_page(files, TOKENS, job, locator=None, max_records=10, max_bytes=BIG)
+    assert (page.body, page.records, page.locator) == (body, 4, None)
+
+
 def test_pages_are_the_same_when_every_read_is_a_few_bytes(files, monkeypatch):
     data = rows(25)
     job = exported(files, [data[:12], data[12:]])
