@@ -7,7 +7,9 @@ Layout, one prefix per job in the results bucket: ``<tenant>/<job_id>/``
   key would load every object that key prefixes);
 * ``load/outcome_000``..., ``load/outcome_manifest``: the per-id outcomes a load UNLOADs (spectra.bulk.sql);
 * ``export/``: a query job's UNLOAD (CSV parts with a header line, and their manifest);
-* ``results/successful.csv``, ``failed.csv``, ``unprocessed.csv``: an ingest job's Bulk 2.0 result files.
+* ``results/<attempt>/successful.csv``, ``failed.csv``, ``unprocessed.csv``: an ingest job's Bulk 2.0 result files,
+  one folder per run that wrote them; the job records the one it serves (``results_attempt``), and the others (a
+  run that lost to another ending, or whose lease ran out) are left to the bucket's expiry.
 
 Dropped files stay where the tenant put them in the ingest bucket (``<tenant>/<table>/<name>.csv``); once their job
 ends they are tagged ``spectra-processed=true`` and the bucket's lifecycle expires them.
@@ -21,6 +23,7 @@ import gzip
 import io
 import json
 import logging
+import secrets
 import zlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -30,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from spectra.bulk.models import BulkJob, SourceFile
 from spectra.errors import NotFound
+from spectra.jobs import utcnow
 from spectra.results import NO_STORE, S3Upload
 
 logger = logging.getLogger(__name__)
@@ -83,7 +87,15 @@ def job_prefix(tenant_id: str, job_id: str) -> str:
 
 
 def results_key(job: BulkJob, kind: str) -> str:
-    return f"{job_prefix(job.tenant_id, job.job_id)}results/{kind}.csv"
+    """Where the result file of ``kind`` of the job's ``results_attempt`` is (``results/`` itself for files written
+    before attempts)."""
+    folder = f"{job.results_attempt}/" if job.results_attempt else ""
+    return f"{job_prefix(job.tenant_id, job.job_id)}results/{folder}{kind}.csv"
+
+
+def new_results_attempt() -> str:
+    """A name for one run's result files: its time (so a listing sorts the runs) and 48 random bits."""
+    return f"{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(6)}"
 
 
 def outcome_prefix(job: BulkJob) -> str:

@@ -34,7 +34,7 @@ from spectra.bulk.csvfiles import (
     owner_column,
     read_header,
 )
-from spectra.bulk.files import FileReplaced, job_prefix, outcome_prefix
+from spectra.bulk.files import FileReplaced, job_prefix, new_results_attempt, outcome_prefix
 from spectra.bulk.models import (
     BulkCounts,
     BulkJob,
@@ -567,8 +567,7 @@ def _failed_attempt(ports: Ports, job: BulkJob, statement_id: str, exc: Exceptio
         f" attempts (what a load committed stays in the table): {reason_of(exc)}"[:1000],
     )
     logger.error("bulk job %s: giving up on its outcome", job.job_id, exc_info=exc)
-    # contested: a copy of the same event may be ending the job JobComplete right now, its files written first
-    return finish_bulk_job(ports, counted, BulkState.FAILED, error=error, statement_id=statement_id, contested=True)
+    return finish_bulk_job(ports, counted, BulkState.FAILED, error=error, statement_id=statement_id)
 
 
 def _load_counts(ports: Ports, job: BulkJob, subs: list) -> BulkCounts:
@@ -633,7 +632,6 @@ def finish_bulk_job(
     state: BulkState,
     *,
     unstarted: bool = False,
-    contested: bool = False,
     uploads: BulkJob | None = None,
     plan_seen: LoadPlan | bool | None = False,
     **changes: Any,
@@ -642,14 +640,13 @@ def finish_bulk_job(
 
     An ingest job's result files are written first when its input is small, so they exist the moment it ends; a
     large one ends as soon as its load commits and its files are written by the bulk results consumer. None when
-    the job moved meanwhile (the caller's view is stale; nothing is written).
+    the job moved meanwhile (the caller's view is stale; the routes never serve what it wrote).
 
-    An ending that ran nothing (``unstarted``: aborted, refused or given up before any statement) writes its files
-    only after its write has won: it can race an ending that ran (an abort that saw the job ``UploadComplete``
-    while the executor started the load and completion finished it), and its files, every record unprocessed, must
-    not replace the winner's. Its result routes answer ``job_not_finished`` for that moment, as for a large job. So
-    does an ending another ending of its statement may beat to another state (``contested``: giving up on an outcome
-    that a copy of the same event may be recording as JobComplete at that moment).
+    The files go under an attempt of this ending's own, which its terminal write records: an ending that loses that
+    write (another copy of the statement's event, the reconciler, an abort that saw the job ``UploadComplete`` while
+    the executor started the load and completion finished it) leaves its files beside the winner's, unread, to the
+    bucket's expiry. ``unstarted``: an ending that ran nothing (aborted, refused or given up before any statement),
+    written only while no statement is recorded.
     ``uploads`` (the job as read before its batches were listed): only while the job has counted and withdrawn as
     many batches as then (an Open job ended with the batches listed then: a batch counted after the listing would be
     acknowledged and left out, one withdrawn after it deleted from under the job). ``plan_seen``: only while the
@@ -669,19 +666,13 @@ def finish_bulk_job(
         and job.source_bytes <= (limit if ran else min(limit, UNSTARTED_INLINE_MAX_BYTES))
         and _time_to_write(job.source_bytes)
     )
-    after_winning = unstarted or contested  # its files, written first, could replace the winner's
-    if inline and not after_winning:
-        ended = job.model_copy(update={"state": state, **changes})
-        # not over the files of another ending of the same statement that won while these were written (a status
-        # event delivered twice, the reconciler beside it): one that read other input (its file put again since)
-        # left the finished job's files short (the bulk concurrency review)
-        written = outcomes.write_results(ports, ended, commit_if=lambda: _still_in(bulk, job))
-        if written is None:
-            logger.info("bulk job %s ended meanwhile; this ending wrote nothing", job.job_id)
-            return None
+    if inline:
+        ended = job.model_copy(update={"state": state, **changes, "results_attempt": new_results_attempt()})
+        written = outcomes.write_results(ports, ended)
         mismatch = outcomes.results_mismatch(ended, written)
         if mismatch is not None and ended.error is None:  # the job says its files fall short, not a log line only
             changes["error"] = mismatch
+        changes["results_attempt"] = ended.results_attempt
         results_ready = True
     finished = bulk.jobs.transition(
         job.job_id,
@@ -695,38 +686,17 @@ def finish_bulk_job(
         **changes,
     )
     if finished is None:
-        if inline and not after_winning:
-            _files_for_the_winner(ports, job.job_id, state)
+        if inline:
+            logger.info("bulk job %s ended meanwhile; this ending's result files are not served", job.job_id)
         return None
     # once per job, whichever function ended it, as spectra.lifecycle logs "job completed": a bulk job's trip read
     # from the logs by its job_id (README, Operations) showed it started and fanned out, but never that it ended
     logger.info(
         "bulk job %s", finished.state.value, extra={"error_code": finished.error.code if finished.error else None}
     )
-    if inline and after_winning:
-        outcomes.write_results(ports, finished)
-        finished = bulk.jobs.mark_results_ready(finished.job_id, finished.state) or finished
     share.release_slot(ports, finished.tenant_id, finished.job_id)
     settle(ports, finished)
     return finished
-
-
-def _still_in(bulk, job: BulkJob) -> bool:
-    """Whether the job is still in the state ``job`` saw it in (no other ending has won)."""
-    current = bulk.jobs.get(job.job_id)
-    return current is not None and current.state is job.state
-
-
-def _files_for_the_winner(ports: Ports, job_id: str, lost: BulkState) -> None:
-    """This ending wrote its files before its write, and another ending won, to another state: one that writes its
-    files after winning (a contested give-up, every record unprocessed) may have written them while this one's were
-    still uploading, and this one's landed last, the Failed job's files listing a record as loaded (found by the
-    bulk races review). The winner's files are written again here, after every upload of this ending; the winner
-    writes the same, so whichever lands last, they are the winner's."""
-    current = bulk_ports(ports).jobs.get(job_id)
-    if current is not None and current.state.is_terminal and current.state is not lost:
-        logger.warning("bulk job %s ended %s meanwhile; its result files are written again", job_id, current.state)
-        outcomes.write_results(ports, current)
 
 
 def settle(ports: Ports, job: BulkJob, *, ask_results: bool = True) -> None:
@@ -764,6 +734,7 @@ def write_owed_results(ports: Ports, message: BulkResultsRequested) -> BulkJob |
     leased = bulk.jobs.lease_results(job, until=now + int(RESULTS_WRITER_LEASE.total_seconds()))
     if leased is None:
         return None  # written meanwhile, or another run took them first
+    leased = leased.model_copy(update={"results_attempt": new_results_attempt()})
     try:
         written = outcomes.write_results(ports, leased)
     except NotFound as exc:
@@ -774,7 +745,12 @@ def write_owed_results(ports: Ports, message: BulkResultsRequested) -> BulkJob |
         bulk.jobs.release_results(leased)
         raise
     mismatch = outcomes.results_mismatch(leased, written)
-    return bulk.jobs.mark_results_ready(leased.job_id, leased.state, error=mismatch if leased.error is None else None)
+    return bulk.jobs.mark_results_ready(
+        leased.job_id,
+        leased.state,
+        attempt=leased.results_attempt,
+        error=mismatch if leased.error is None else None,
+    )
 
 
 def give_up_results(ports: Ports, job: BulkJob, why: str) -> BulkJob | None:

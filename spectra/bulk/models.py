@@ -269,6 +269,11 @@ class BulkJob(BaseModel):
     #: before the parts followed it, in commas: their pages keep commas in the header line too
     export_delimiter: ColumnDelimiter | None = None
     results_ready: bool = False
+    #: the run whose result files the routes serve, under ``results/<attempt>/`` (spectra.bulk.files.results_key):
+    #: each run that writes them writes under an attempt of its own, and the job's write that records it is the
+    #: commit, so no run's files ever land over another's. None: written before attempts (``results/`` itself), or
+    #: not written
+    results_attempt: str | None = None
     #: why its result files were given up (spectra.bulk.lifecycle.give_up_results): the result routes answer 410
     results_unavailable: str | None = None
     #: the bulk results run writing its result files holds them until then (epoch seconds): a lease longer than the

@@ -23,7 +23,7 @@ import logging
 import re
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
@@ -158,13 +158,16 @@ def no_records(job: BulkJob, kind: str) -> bytes:
     return line.getvalue().encode()
 
 
-def write_results(ports: Ports, job: BulkJob, *, commit_if: Callable[[], bool] | None = None) -> ResultCounts | None:
-    """Write the job's three result files (overwriting any earlier attempt's) and return how many rows each has.
+def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
+    """Write the job's three result files under its ``results_attempt`` and return how many rows each has.
 
-    The files replace the ones at their keys only when written whole: an error part-way (a read throttled, a 5xx)
-    gives every upload up, so a second ending of the same statement that failed half-way could not leave the
-    finished job's files short (the bulk concurrency review). ``commit_if`` is asked just before they replace them;
-    when it says no (another ending of the job won meanwhile), nothing is written and the answer is None."""
+    Each run that writes them names an attempt of its own (:func:`~spectra.bulk.files.new_results_attempt`), and
+    only the job's write recording that attempt makes them the ones served: a second ending of the same statement
+    (a status event delivered twice, the reconciler beside it) that loses its terminal write, or reads the drop put
+    again since, or fails part-way, writes beside the winner's files, never over them (the bulk concurrency
+    review). An error part-way gives every upload up, so no attempt is left with short files either."""
+    if job.results_attempt is None:
+        raise ValueError(f"bulk job {job.job_id}: result files are written under an attempt of their own")
     bulk = ports.bulk
     assert bulk is not None
     delimiter = job.column_delimiter.char
@@ -231,9 +234,6 @@ def write_results(ports: Ports, job: BulkJob, *, commit_if: Callable[[], bool] |
                         continue
                     writers["successful"].writerow([sf_id, _created(verdicts, job, reason), *fields])
                     counts.successful += 1
-        if commit_if is not None and not commit_if():
-            _give_up(uploads)
-            return None
     if results_mismatch(job, counts) is not None:
         logger.warning("bulk job %s: result files count %s, the warehouse counted %s", job.job_id, counts, job.counts)
     return counts

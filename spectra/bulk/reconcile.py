@@ -168,7 +168,7 @@ def _check_statement(ports: Ports, job: BulkJob, now: datetime) -> Outcome:
         info = ports.warehouse.describe(statement_id)
     except NotFound:
         error = ErrorInfo(code="statement_lost", message=f"the warehouse no longer knows statement {statement_id}")
-        lost = finish_bulk_job(ports, job, BulkState.FAILED, error=error, contested=True)  # a late event may win
+        lost = finish_bulk_job(ports, job, BulkState.FAILED, error=error)  # a late event may win
         return Outcome.EXPIRED if lost else Outcome.SKIPPED
     state = TERMINAL_STATEMENT_STATES.get(info.status)
     if state is None:

@@ -367,10 +367,16 @@ class BulkJobStore:
             job = self._update(job_id, frozenset({state}), dict(StateTable.NOT_PENDING))
         return job
 
-    def mark_results_ready(self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None) -> BulkJob | None:
-        """Result files are written (``error``: what they fall short of). The job leaves the pending index unless its
-        event is still owed."""
-        changes: dict[str, Any] = {"results_ready": True} if error is None else {"results_ready": True, "error": error}
+    def mark_results_ready(
+        self, job_id: str, state: BulkState, *, attempt: str | None = None, error: ErrorInfo | None = None
+    ) -> BulkJob | None:
+        """Result files are written, under ``attempt`` (``results_attempt``: the routes serve those; ``error``: what
+        they fall short of). The job leaves the pending index unless its event is still owed."""
+        changes: dict[str, Any] = {"results_ready": True}
+        if attempt is not None:
+            changes["results_attempt"] = attempt
+        if error is not None:
+            changes["error"] = error
         return self._settled(self._update(job_id, frozenset({state}), changes))
 
     def give_up_results(self, job: BulkJob, *, why: str, error: ErrorInfo | None = None) -> BulkJob | None:

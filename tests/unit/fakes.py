@@ -40,7 +40,7 @@ from events import (
     StatementStatusChange,
     WebhookDelivery,
 )
-from spectra.bulk.files import BulkFiles
+from spectra.bulk.files import BulkFiles, results_key
 from spectra.bulk.models import BulkJob, BulkOperation, BulkState, JobSource, KeyedBatch, bulk_sources_of
 from spectra.bulk.store import JOB_TTL as BULK_JOB_TTL
 from spectra.bulk.store import BulkJobPage, position_of
@@ -481,8 +481,14 @@ class FakeBulkJobStore:
             self._pending.pop(job_id, None)
         return job
 
-    def mark_results_ready(self, job_id: str, state: BulkState, *, error: ErrorInfo | None = None) -> BulkJob | None:
-        changes: dict[str, Any] = {"results_ready": True} if error is None else {"results_ready": True, "error": error}
+    def mark_results_ready(
+        self, job_id: str, state: BulkState, *, attempt: str | None = None, error: ErrorInfo | None = None
+    ) -> BulkJob | None:
+        changes: dict[str, Any] = {"results_ready": True}
+        if attempt is not None:
+            changes["results_attempt"] = attempt
+        if error is not None:
+            changes["error"] = error
         return self._settled(self._update(job_id, frozenset({state}), changes))
 
     def give_up_results(self, job: BulkJob, *, why: str, error: ErrorInfo | None = None) -> BulkJob | None:
@@ -1738,3 +1744,11 @@ def make_ports(*, settings: Settings | None = None, s3: FakeS3 | None = None, **
     if isinstance(ports["tenants"], FakeTenants):  # its delete takes the tenant's slots and waits items with it
         ports["tenants"].slots, ports["tenants"].waits = ports["slots"], ports["waits"]
     return Ports(**ports)
+
+
+def result_file(ports, job_id: str, kind: str) -> bytes:
+    """The result file of ``kind`` (successful, failed, unprocessed) that the job's routes serve: the one of the
+    attempt its record names (``results_attempt``)."""
+    job = ports.bulk.jobs.get(job_id)
+    assert job is not None and job.results_ready, (job_id, job)
+    return ports.bulk.files.client.body(ports.settings.results_bucket, results_key(job, kind))

@@ -25,7 +25,7 @@ from spectra.bulk.models import (
 from spectra.bulk.reconcile import reconcile_bulk
 from spectra.jobs import utcnow
 from spectra.reconciliation import ReconcileSummary, Thresholds
-from tests.unit.fakes import INGEST_BUCKET, make_ports
+from tests.unit.fakes import INGEST_BUCKET, make_ports, result_file
 
 pytestmark = pytest.mark.unit
 
@@ -615,8 +615,7 @@ def test_a_table_name_ending_in_a_line_break_is_not_a_table_name(ports):
 def test_the_failed_job_lists_every_record_as_unprocessed(ports):
     job = failed_drop(ports, "acme/accounts/2026/jan.csv")
     assert job.results_ready is True
-    key = f"acme/{job.job_id}/results/unprocessed.csv"
-    assert s3(ports).body(ports.settings.results_bucket, key) == BODY
+    assert result_file(ports, job.job_id, "unprocessed") == BODY
 
 
 @pytest.mark.parametrize("key", ["globex/accounts/jan.csv", "ACME/accounts/jan.csv", "../accounts/jan.csv", "/x.csv"])

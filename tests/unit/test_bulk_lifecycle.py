@@ -36,7 +36,7 @@ from spectra.jobs import utcnow
 from spectra.tenants import Caller
 from spectra.warehouse import DatabaseIdentity
 from tests.unit.bulk_helpers import bulk_job
-from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
+from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings, result_file
 
 pytestmark = pytest.mark.unit
 
@@ -72,7 +72,7 @@ def stored(ports, job_id: str):
 
 
 def result_rows(ports, job_id: str, kind: str) -> list[list[str]]:
-    body = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job_id}/results/{kind}.csv")
+    body = result_file(ports, job_id, kind)
     return list(csv.reader(io.StringIO(body.decode("utf-8", "surrogateescape"), newline="")))
 
 
@@ -175,12 +175,12 @@ def test_a_blank_line_of_a_one_column_file_is_listed_blank_not_as_a_quoted_empty
     message = queued(ports, BulkOperation.INSERT, b"id\n7\n\n8\n")  # name and city left out: refused
     start_bulk_job(ports, message)
     assert stored(ports, message.job_id).state is BulkState.FAILED
-    body = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/unprocessed.csv")
+    body = result_file(ports, message.job_id, "unprocessed")
     assert body == b"id\n7\n\n8\n"
     # a header of one empty name stays "": written blank, the file's first line was blank (the third diff review)
     nameless = queued(ports, BulkOperation.INSERT, b'""\n1\n\n2\n')
     start_bulk_job(ports, nameless)
-    body = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{nameless.job_id}/results/unprocessed.csv")
+    body = result_file(ports, nameless.job_id, "unprocessed")
     assert body == b'""\n1\n\n2\n'
 
 
@@ -191,7 +191,7 @@ def test_a_quoted_field_of_blanks_is_listed_quoted(ports):
     message = queued(ports, BulkOperation.INSERT, body)  # name and city left out: refused, every record listed
     start_bulk_job(ports, message)
     assert stored(ports, message.job_id).state is BulkState.FAILED
-    listed = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/unprocessed.csv")
+    listed = result_file(ports, message.job_id, "unprocessed")
     assert listed == b'id,note\n"  ",x\n  ,"\t"\n" \t",a b\n'
 
 
@@ -760,8 +760,9 @@ def test_a_small_jobs_result_files_exist_before_it_is_complete(ports, monkeypatc
 
     monkeypatch.setattr(store, "transition", watching)
     complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, {0: 4, 1: []}))
-    assert seen[BulkState.JOB_COMPLETE] == [
-        f"acme/{job.job_id}/results/{kind}.csv" for kind in ("failed", "successful", "unprocessed")
+    attempt = stored(ports, job.job_id).results_attempt  # recorded by that very write
+    assert attempt and seen[BulkState.JOB_COMPLETE] == [
+        f"acme/{job.job_id}/results/{attempt}/{kind}.csv" for kind in ("failed", "successful", "unprocessed")
     ]
 
 

@@ -12,7 +12,7 @@ from spectra.bulk.models import BulkOperation, BulkState
 from spectra.bulk.outcomes import KINDS
 from spectra.bulk.service import change_state, job_results, upload_batch
 from spectra.errors import Conflict, StartUnderWay, Throttled
-from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
+from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings, result_file
 from tests.unit.test_bulk_service import CSV, caller, new_insert
 
 pytestmark = pytest.mark.unit
@@ -183,21 +183,20 @@ def test_a_losing_failed_ending_does_not_overwrite_the_winning_completes_result_
     assert final.state is BulkState.JOB_COMPLETE and final.results_ready
     successful = job_results(ports, caller(ports), job.job_id, "successfulResults")
     unprocessed = job_results(ports, caller(ports), job.job_id, "unprocessedrecords")
-    client = ports.bulk.files.client
-    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv") == b"id,name\n", (
+    assert result_file(ports, job.job_id, "unprocessed") == b"id,name\n", (
         "the loaded row is listed as unprocessed",
         successful,
         unprocessed,
     )
-    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2
+    assert result_file(ports, job.job_id, "successful").count(b"\n") == 2
 
 
 def test_a_complete_endings_late_files_do_not_stay_over_the_contested_failed_ending_that_won(monkeypatch):
     """(Found by the second bulk races review.) The other order of the test above: delivery X reads the counts and
     writes its JobComplete files before its conditional write; meanwhile delivery Y fails reading them on its last
-    attempt, wins (Failed completion_failed, contested) and writes every record unprocessed after winning. X's
-    uploads landed after Y's: the Failed job listed the row as loaded and none unprocessed. The loser writes the
-    winner's files again once it has lost."""
+    attempt, wins (Failed completion_failed) and its files list every record unprocessed. X's
+    uploads landed after Y's: the Failed job listed the row as loaded and none unprocessed. The loser's files are
+    its own attempt's, which the job never names."""
     from spectra.bulk import outcomes
 
     ports, job = closed_insert(result_max_attempts=1)
@@ -226,9 +225,48 @@ def test_a_complete_endings_late_files_do_not_stay_over_the_contested_failed_end
 
     final = ports.bulk.jobs.get(job.job_id)
     assert final.state is BulkState.FAILED and final.error.code == "completion_failed"
-    client = ports.bulk.files.client
-    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv").count(b"\n") == 2
-    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 1  # header
+    assert result_file(ports, job.job_id, "unprocessed").count(b"\n") == 2
+    assert result_file(ports, job.job_id, "successful").count(b"\n") == 1  # header
+
+
+def test_endings_whose_files_and_writes_interleave_serve_the_files_of_the_write_that_won(monkeypatch):
+    """Two deliveries of the load's FINISHED event, each past every check before either's terminal write: Y reads
+    the counts and writes its JobComplete files; X, failing to read them on its last attempt, writes its Failed
+    files (every record unprocessed) after Y's; Y's write wins, X's is refused. Files at fixed keys were X's then,
+    the JobComplete job listing its loaded row as unprocessed; each ending's files are its own attempt's now, and
+    the job serves the attempt its winning write recorded."""
+    ports, job = closed_insert(result_max_attempts=1)
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    change = ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []})
+    real_counts, real_transition = lifecycle._load_counts, ports.bulk.jobs.transition
+    in_x, writes = [], []
+
+    def counts(p, j, subs):
+        if in_x:
+            raise RuntimeError("GetStatementResult: transient failure (delivery X)")
+        return real_counts(p, j, subs)
+
+    def transition(job_id, to, **changes):
+        if not writes:  # Y's write, its files written: X runs whole first, its own write held until Y's is made
+            writes.append((job_id, to, changes))
+            in_x.append(True)
+            assert complete_bulk_statement(ports, change) is None  # X: refused
+            in_x.clear()
+            return writes[1]
+        y_id, y_to, y_changes = writes[0]
+        writes.append(real_transition(y_id, y_to, **y_changes))
+        return real_transition(job_id, to, **changes)  # X's, after Y's
+
+    monkeypatch.setattr(lifecycle, "_load_counts", counts)
+    monkeypatch.setattr(ports.bulk.jobs, "transition", transition)
+    done = complete_bulk_statement(ports, change)  # Y
+    monkeypatch.undo()
+
+    assert done is not None and done.state is BulkState.JOB_COMPLETE and done.results_ready
+    files = [k for k in ports.bulk.files.client.keys(RESULTS_BUCKET) if "/results/" in k]
+    assert len(files) == 6, files  # both wrote theirs
+    assert result_file(ports, job.job_id, "successful").count(b"\n") == 2
+    assert result_file(ports, job.job_id, "unprocessed") == b"id,name\n"
 
 
 def _inside_batch_execute_statement(ports, monkeypatch, meanwhile) -> list:
@@ -546,7 +584,7 @@ def test_an_executor_whose_job_was_aborted_under_it_does_not_start_the_load(monk
 
     final = ports.bulk.jobs.get(job.job_id)
     assert final.state is BulkState.ABORTED
-    assert ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv") == CSV
+    assert result_file(ports, job.job_id, "unprocessed") == CSV
     loads = [s for s, st in ports.warehouse.statements.items() if ":" not in s and st.name == job.job_id]
     ran = [ports.warehouse.statements[s].status for s in loads]
     assert loads == [], f"a load ran (and committed: {ran}) for a job the tenant was told Aborted"
@@ -605,7 +643,7 @@ def test_a_called_off_executor_does_not_end_aborted_a_job_whose_load_another_cop
         complete_bulk_statement(ports, change)  # the load's FINISHED event
 
     final = ports.bulk.jobs.get(job.job_id)
-    unprocessed = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv")
+    unprocessed = result_file(ports, job.job_id, "unprocessed")
     assert final.state is BulkState.JOB_COMPLETE, (final.state, final.statement_id, "the load committed", unprocessed)
     assert c_outcome == ["comes back later"]
 
@@ -661,7 +699,8 @@ def test_an_abort_that_loses_to_the_loads_end_is_a_conflict_whichever_state_it_s
 def test_a_lost_statement_given_up_does_not_overwrite_the_result_files_of_a_late_completion(monkeypatch):
     """(Found by the reconciler review.) The reconciler's DescribeStatement finds the statement gone while a late
     copy of its FINISHED event ends the job JobComplete: the statement_lost ending, refused, must not have written its
-    result files (every record unprocessed) over the winner's first. It writes them only after winning now."""
+    result files (every record unprocessed) over the winner's first. They are its own attempt's now, never
+    served."""
     from datetime import timedelta
 
     from spectra.bulk.reconcile import reconcile_bulk
@@ -690,9 +729,8 @@ def test_a_lost_statement_given_up_does_not_overwrite_the_result_files_of_a_late
 
     final = ports.bulk.jobs.get(job.job_id)
     assert asked and final.state is BulkState.JOB_COMPLETE
-    client = ports.bulk.files.client
-    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv") == b"id,name\n"
-    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2
+    assert result_file(ports, job.job_id, "unprocessed") == b"id,name\n"
+    assert result_file(ports, job.job_id, "successful").count(b"\n") == 2
 
 
 def _two_copies_checking_side_by_side(monkeypatch, ports, message, meanwhile):
@@ -779,9 +817,8 @@ def test_a_copy_whose_checks_fail_late_leaves_the_completed_jobs_result_files_al
     _two_copies_checking_side_by_side(monkeypatch, ports, message, load_ends_then_table_changes)
     final = ports.bulk.jobs.get(job.job_id)
     assert final.state is BulkState.JOB_COMPLETE and final.counts.processed == 1 and final.counts.failed == 0
-    client = ports.bulk.files.client
-    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2
-    assert client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/failed.csv").count(b"\n") == 1
+    assert result_file(ports, job.job_id, "successful").count(b"\n") == 2
+    assert result_file(ports, job.job_id, "failed").count(b"\n") == 1
 
 
 # -- a second ending of the same statement, seen InProgress before the first ended ------------------------------------
@@ -811,8 +848,7 @@ def test_an_ending_that_fails_part_way_leaves_the_finished_jobs_files_whole(monk
     change = ports.warehouse.finish_batch(running.statement_id, {0: 1000, 1: []})
     stale = ports.bulk.jobs.get(message.job_id)
     assert complete_bulk_statement(ports, change).state is BulkState.JOB_COMPLETE
-    client = ports.bulk.files.client
-    before = client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/successful.csv")
+    before = result_file(ports, message.job_id, "successful")
     assert before.count(b"\n") == 1001
 
     real_records = outcomes.records
@@ -828,24 +864,25 @@ def test_an_ending_that_fails_part_way_leaves_the_finished_jobs_files_whole(monk
     with pytest.raises(ClientError):
         complete_bulk_statement(ports, change)
     monkeypatch.undo()
-    assert client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/successful.csv") == before
+    assert result_file(ports, message.job_id, "successful") == before
 
 
 def test_an_ending_that_loses_writes_no_files_over_the_winners(monkeypatch):
     """No error needed: the drop was put again after the first ending read it, so the second read stopped short
     (FileReplaced), lost its terminal write to an ending of the same state, and its files stayed (the bulk
-    concurrency review). It now writes nothing once another ending has won."""
+    concurrency review). Its files go under an attempt of its own, which the refused write never records: the job
+    serves the winner's."""
     ports, key, message = _dropped()
     running = start_bulk_job(ports, message)
     change = ports.warehouse.finish_batch(running.statement_id, {0: 1, 1: []})
     stale = ports.bulk.jobs.get(message.job_id)
     assert complete_bulk_statement(ports, change).state is BulkState.JOB_COMPLETE
-    client = ports.bulk.files.client
-    before = {kind: client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/{kind}.csv") for kind in KINDS}
-    client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=b"id,name,city\n2,Bo,Rome\n")
+    attempt = ports.bulk.jobs.get(message.job_id).results_attempt
+    before = {kind: result_file(ports, message.job_id, kind) for kind in KINDS}
+    ports.bulk.files.client.put_object(Bucket=INGEST_BUCKET, Key=key, Body=b"id,name,city\n2,Bo,Rome\n")
 
     _stale_once(ports, monkeypatch, stale)
     assert complete_bulk_statement(ports, change) is None
     monkeypatch.undo()
-    after = {kind: client.body(RESULTS_BUCKET, f"acme/{message.job_id}/results/{kind}.csv") for kind in KINDS}
-    assert after == before
+    assert ports.bulk.jobs.get(message.job_id).results_attempt == attempt
+    assert {kind: result_file(ports, message.job_id, kind) for kind in KINDS} == before

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from events import BulkJobQueuedMessage
 from spectra.bulk import outcomes, service
 from spectra.bulk.csvfiles import HEADER_MAX_BYTES
+from spectra.bulk.files import results_key
 from spectra.bulk.lifecycle import bulk_ports, complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile, JobType, LineEnding
 from spectra.bulk.service import (
@@ -45,7 +46,14 @@ from spectra.errors import (
 )
 from spectra.jobs import utcnow
 from spectra.tenants import Caller
-from tests.unit.fakes import AMBIGUOUS_SEND_FAILURES, INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings
+from tests.unit.fakes import (
+    AMBIGUOUS_SEND_FAILURES,
+    INGEST_BUCKET,
+    RESULTS_BUCKET,
+    make_ports,
+    make_settings,
+    result_file,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -1087,7 +1095,7 @@ def test_aborting_a_running_job_cancels_its_statement_and_it_ends_aborted(ports)
 
 def test_an_abort_that_loses_its_race_leaves_the_completed_jobs_result_files_alone(ports, monkeypatch):
     """The abort saw the job UploadComplete; before its write, the executor started the load and completion finished
-    it, files and all. The abort's write is refused (409), and it wrote no files of its own over the winner's."""
+    it, files and all. The abort's write is refused (409), and its files (its own attempt's) are not the ones served."""
     job = new_insert(ports)
     upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
     change_state(ports, caller(ports), job.job_id, "UploadComplete")
@@ -1115,9 +1123,8 @@ def test_an_abort_that_loses_its_race_leaves_the_completed_jobs_result_files_alo
     with pytest.raises(Conflict):
         change_state(ports, caller(ports), job.job_id, "Aborted")
     assert ports.bulk.jobs.get(job.job_id).state is BulkState.JOB_COMPLETE
-    results = ports.bulk.files.client
-    assert results.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv") == b"id,name\n"
-    assert results.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/successful.csv").count(b"\n") == 2
+    assert result_file(ports, job.job_id, "unprocessed") == b"id,name\n"
+    assert result_file(ports, job.job_id, "successful").count(b"\n") == 2
 
 
 def test_an_abort_that_wins_writes_every_record_as_unprocessed(ports):
@@ -1126,7 +1133,7 @@ def test_an_abort_that_wins_writes_every_record_as_unprocessed(ports):
     change_state(ports, caller(ports), job.job_id, "UploadComplete")
     aborted = change_state(ports, caller(ports), job.job_id, "Aborted")
     assert aborted.state is BulkState.ABORTED and aborted.results_ready
-    unprocessed = ports.bulk.files.client.body(RESULTS_BUCKET, f"acme/{job.job_id}/results/unprocessed.csv")
+    unprocessed = result_file(ports, job.job_id, "unprocessed")
     assert unprocessed == CSV
 
 
@@ -1148,7 +1155,22 @@ def test_result_files_are_inline_when_small_and_a_url_when_not(ports):
     small = job_results(ports, caller(ports), job.job_id, "failedResults")
     assert (small.body, small.url) == (b"sf__Id,sf__Error,id,name\n", None)
     large = job_results(ports, caller(ports), job.job_id, "successfulResults")  # 40 bytes > 30
-    assert large.body is None and f"acme/{job.job_id}/results/successful.csv" in large.url
+    attempt = ports.bulk.jobs.get(job.job_id).results_attempt
+    assert large.body is None and f"acme/{job.job_id}/results/{attempt}/successful.csv" in large.url
+
+
+def test_result_files_written_before_attempts_are_served_from_the_results_folder_itself(ports):
+    """A job whose files were written before each run had a folder of its own names no attempt: its files are at
+    ``results/<kind>.csv``, where they were written then."""
+    job = finished_insert(ports)
+    client = ports.bulk.files.client
+    written = ports.bulk.jobs.get(job.job_id)
+    legacy = ports.bulk.jobs.update(job.job_id, [BulkState.JOB_COMPLETE], results_attempt=None)
+    assert written.results_attempt and legacy.results_attempt is None
+    client.put_object(Bucket=RESULTS_BUCKET, Key=results_key(legacy, "failed"), Body=b"sf__Id,sf__Error,id,name\n")
+    assert results_key(legacy, "failed") == f"acme/{job.job_id}/results/failed.csv"
+    served = job_results(ports, caller(ports), job.job_id, "failedResults")
+    assert served.body == b"sf__Id,sf__Error,id,name\n"
 
 
 def test_results_are_refused_until_there_are_some(ports):
@@ -1371,7 +1393,7 @@ def test_result_files_the_bucket_expired_answer_410_and_name_no_bucket(ports):
     page named the results bucket and key."""
     job = finished_insert(ports)
     for kind in ("successful", "failed", "unprocessed"):
-        ports.bulk.files.client.objects.pop((RESULTS_BUCKET, f"acme/{job.job_id}/results/{kind}.csv"))
+        ports.bulk.files.client.objects.pop((RESULTS_BUCKET, results_key(ports.bulk.jobs.get(job.job_id), kind)))
     with pytest.raises(NotFound):  # within the retention: never written, not expired
         job_results(ports, caller(ports), job.job_id, "successfulResults")
     _ended_ago(ports, job.job_id, timedelta(days=7, minutes=1))

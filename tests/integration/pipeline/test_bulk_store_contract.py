@@ -379,8 +379,9 @@ def test_result_files_are_leased_to_one_writer_and_a_lost_writer_is_counted(stor
     assert (released.results_writer_until, released.results_writers_lost) == (None, 1)
     third = store.lease_results(released, until=3000)
     assert (third.results_writer_until, third.results_writers_lost) == (3000, 1)  # given back, not lost
-    ready = store.mark_results_ready(job.job_id, BulkState.JOB_COMPLETE)
+    ready = store.mark_results_ready(job.job_id, BulkState.JOB_COMPLETE, attempt="20261204T101500-0a1b2c3d4e5f")
     assert store.lease_results(ready, until=4000) is None  # written: nothing to lease
+    assert ready.results_attempt == store.get(job.job_id).results_attempt == "20261204T101500-0a1b2c3d4e5f"
 
 
 def test_result_files_are_given_up_only_as_read(store):
