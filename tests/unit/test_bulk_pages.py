@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import random
 from datetime import timedelta
 
 import pytest
@@ -99,6 +100,41 @@ def test_a_record_past_what_is_kept_is_its_size_alone_whatever_the_chunks():
     for cut in range(1, len(SAMPLE)):
         assert list(_records(iter([SAMPLE[:cut], SAMPLE[cut:]]), keep_at_most=12)) == kept, cut
     assert list(_records(iter(bytes([b]) for b in SAMPLE), keep_at_most=12)) == kept
+
+
+def cut_byte_by_byte(data: bytes, keep_at_most: int) -> list[bytes | Unkept]:
+    """The records as the definition reads, a byte at a time: a line break ends one where the quotes before it in the
+    record are even; the last may have no line break."""
+    records, start, quotes = [], 0, 0
+    for at, byte in enumerate(data):
+        if byte == ord('"'):
+            quotes += 1
+        elif byte == ord("\n") and quotes % 2 == 0:
+            records.append(data[start : at + 1])
+            start, quotes = at + 1, 0
+    if start < len(data):
+        records.append(data[start:])
+    return [r if len(r) <= keep_at_most else Unkept(len(r), line_break=r.endswith(b"\n")) for r in records]
+
+
+def test_records_are_those_cut_byte_by_byte_whatever_the_bytes_chunks_and_room():
+    """Random records of a, commas, quotes, line breaks and the shapes that once cost a step a few bytes (a field of
+    \\n"" over and over, of "" or of ""\\n), read in every two chunks (a cut between the quotes of "", or between a
+    closing quote and its line break), in random chunks (empty ones too) and a byte at a time, kept or not."""
+    rng = random.Random(43)
+    pieces = [b"a", b",", b'"', b"\n", b'\n""', b'""', b'"\n"', b'""\n']
+    for _ in range(400):
+        data = b"".join(rng.choices(pieces, k=rng.randrange(24)))
+        keep_at_most = rng.choice((rng.randrange(8), rng.randrange(len(data) + 2)))
+        expected = cut_byte_by_byte(data, keep_at_most)
+        for cut in range(len(data) + 1):
+            assert list(_records(iter([data[:cut], data[cut:]]), keep_at_most=keep_at_most)) == expected, (data, cut)
+        for _ in range(5):
+            cuts = sorted(rng.choices(range(len(data) + 1), k=rng.randrange(8)))
+            chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+            assert list(_records(iter(chunks), keep_at_most=keep_at_most)) == expected, (chunks, keep_at_most)
+        one_by_one = (bytes([b]) for b in data)
+        assert list(_records(one_by_one, keep_at_most=keep_at_most)) == expected, (data, keep_at_most)
 
 
 # -- pages ----------------------------------------------------------------------------------------------------------
