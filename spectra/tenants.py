@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -677,11 +678,17 @@ class Caller(BaseModel):
         return prefix + base64.urlsafe_b64encode(hashlib.sha256(key).digest()[:16]).decode().rstrip("=")
 
     @classmethod
-    def from_authorizer_context(cls, context: dict[str, Any]) -> Caller:
+    def from_authorizer_context(cls, context: Mapping[str, Any] | None) -> Caller:
         """The caller :meth:`authorizer_context` described, as API Gateway hands it to the API (with keys of its own,
         such as ``principalId``, that are not ours). The write flag travels as ``"true"``, the owned schemas as one
-        comma-separated string."""
-        fields = {k: v for k, v in context.items() if k in cls.model_fields}
+        comma-separated string.
+
+        A context our authorizer cannot have set (none, no tenant, a value that is not a string) reached the API some
+        other way (the function invoked directly, an integration without the authorizer): Unauthorized, as a request
+        without a key is, rather than a 500."""
+        fields = {k: v for k, v in (context or {}).items() if k in cls.model_fields}
+        if not fields.get("tenant_id") or not all(isinstance(value, str) for value in fields.values()):
+            raise Unauthorized("the request carries no caller identity")
         fields["allow_writes"] = fields.get("allow_writes") == "true"
         fields["owned_schemas"] = tuple(s for s in (fields.get("owned_schemas") or "").split(",") if s)
         return cls.model_validate(fields)

@@ -37,6 +37,7 @@ from producers.api.models import (
     QueryRequest,
     response_links,
 )
+from producers.api.proxy_event import ProxyEvent
 from producers.api.subscription_models import CallbackView
 from spectra import logs, queries, waits
 from spectra.errors import (
@@ -101,7 +102,16 @@ class _Resolver(APIGatewayRestResolver):
         return ApiGatewayResolver._compile_regex(rule, r"^{}/*\Z")  # APIGatewayRestResolver's ignores base_regex
 
     def resolve(self, event: Any, context: Any) -> dict[str, Any]:
-        answer = super().resolve(event, context)
+        """The answer to ``event``: 400 for one API Gateway would not send (producers/api/proxy_event.py)."""
+        try:
+            request = ProxyEvent.checked(event)
+        except RequestValidationError as exc:
+            # through the handler every validation error takes; the event only chooses how headers are written
+            answer = self._call_exception_handler(exc, route=None).build(self._to_proxy_event({}))
+        else:
+            # the caller our authorizer vouched for and the job the path names, on every line the request writes
+            with logs.job_keys(**request.log_keys()), links.served_under(event):
+                answer = super().resolve(event, context)
         headers = answer.setdefault("multiValueHeaders", {})
         given = {name.lower() for name in [*headers, *(answer.get("headers") or {})]}
         headers.update({name: [value] for name, value in ANSWER_HEADERS.items() if name.lower() not in given})
@@ -658,9 +668,5 @@ def _whole_bounds(schema: Any) -> Any:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    # the caller our authorizer vouched for and the job the path names, on every line the request writes
-    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
-    path = event.get("pathParameters") or {}
-    with logs.job_keys(tenant_id=authorizer.get("tenant_id"), job_id=path.get("job_id")), links.served_under(event):
-        return app.resolve(event, context)
+def lambda_handler(event: Any, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -11,11 +11,14 @@ Any failure is "Unauthorized" (401) with no hint of which part failed.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_classes import event_source
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
-    APIGatewayAuthorizerRequestEvent,
     APIGatewayAuthorizerResponse,
+    APIGatewayRouteArn,
+    parse_api_gateway_arn,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -28,19 +31,41 @@ from spectra.tenants import Caller
 logger = Logger()
 logs.install(logger)  # the same keys filter as every function's (spectra/logs.py)
 
+#: A REST API method's ARN as API Gateway names the request: ``arn:<partition>:execute-api:<region>:<account>:<api
+#: id>/<stage>/<method>/<resource path>`` (the path may hold any character, a colon or a decoded line feed too)
+_METHOD_ARN = re.compile(r"arn:[^:/]+:execute-api:[^:/]+:[^:/]+:[^:/]+/[^/]+/[^/]+(/.*)?", re.DOTALL)
 
-def bearer_token(headers: dict[str, str]) -> str | None:
+
+def bearer_token(headers: Any) -> str | None:
+    """The token of the ``Authorization: Bearer`` header in ``headers`` (the event's, a map of strings from API
+    Gateway; anything else holds none)."""
+    if not isinstance(headers, dict):
+        return None
     value = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
-    if not value:
+    if not isinstance(value, str) or not value:
         return None
     scheme, _, token = value.strip().partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def method_arn(value: Any) -> APIGatewayRouteArn | None:
+    """The event's ``methodArn``, read, or None for one API Gateway would not send (a direct invocation's)."""
+    if not isinstance(value, str) or not _METHOD_ARN.fullmatch(value):
+        return None
+    return parse_api_gateway_arn(value)
+
+
 @logger.inject_lambda_context(clear_state=True)
-@event_source(data_class=APIGatewayAuthorizerRequestEvent)
-def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict:
-    token = bearer_token(dict(event.headers or {}))
+def lambda_handler(event: Any, context: LambdaContext) -> dict:
+    """A REQUEST authorizer's event from API Gateway; any other (a TOKEN one, one invoked directly with an event of
+    its own) is refused as a bad key is: ``Unauthorized``, where an exception of Python's would be API Gateway's
+    AUTHORIZER_CONFIGURATION_ERROR, a 5xx."""
+    request = event if isinstance(event, dict) else {}
+    arn = method_arn(request.get("methodArn"))
+    if arn is None:
+        logger.warning("refused an event without a method ARN")  # not API Gateway's: it names every request so
+        raise Exception("Unauthorized")
+    token = bearer_token(request.get("headers"))
     try:
         if token is None:
             raise Unauthorized("missing bearer token")
@@ -50,7 +75,6 @@ def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaConte
         logger.info("rejected bearer token")
         raise Exception("Unauthorized") from None
 
-    arn = event.parsed_arn
     policy = APIGatewayAuthorizerResponse(
         principal_id=tenant.tenant_id,
         partition=arn.partition,  # aws-us-gov, aws-cn: a policy naming "aws" there denies every call

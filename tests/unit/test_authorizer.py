@@ -1,6 +1,10 @@
-"""The authorizer's reading of the Authorization header (the lookup itself is TenantDirectory's)."""
+"""The authorizer's reading of its event: the Authorization header (the lookup itself is TenantDirectory's) and the
+method ARN. An event API Gateway would not send (a direct invocation's) is refused as a bad key is, with
+``Exception("Unauthorized")``: anything else the function raises is API Gateway's AUTHORIZER_CONFIGURATION_ERROR, a
+5xx (the hostile-input review found garbage method ARNs and headers raising)."""
 
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -68,3 +72,84 @@ def test_the_policy_allows_the_method_in_the_partition_it_was_called_in(monkeypa
     answer = authorizer.lambda_handler(event, CONTEXT)
     assert answer["principalId"] == "acme"
     assert policy_allows(answer["policyDocument"], method_arn), answer["policyDocument"]
+
+
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/GET/v1/jobs"
+
+
+@pytest.fixture
+def tenants(monkeypatch):
+    tenants = KeyTenants()
+    tenants.create_tenant("acme", db_user="tenant_acme", usage_key="uk")
+    monkeypatch.setattr(authorizer, "get_ports", lambda budget: SimpleNamespace(tenants=tenants, jwt=None))
+    return tenants
+
+
+def request_event(**changes: Any) -> dict[str, Any]:
+    event = {
+        "type": "REQUEST",
+        "methodArn": METHOD_ARN,
+        "resource": "/v1/jobs",
+        "path": "/v1/jobs",
+        "httpMethod": "GET",
+        "headers": {"Authorization": "Bearer spk_good"},
+        "multiValueHeaders": {"Authorization": ["Bearer spk_good"]},
+        "queryStringParameters": {},
+        "pathParameters": {},
+        "requestContext": {"stage": "v1", "apiId": "abc123", "accountId": "123456789012"},
+    }
+    event.update(changes)
+    return event
+
+
+@pytest.mark.parametrize(
+    "method_arn",
+    [
+        METHOD_ARN,
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/GET/",  # the root resource
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/DELETE/v1/jobs/a:b\n",  # a path holds any character
+    ],
+)
+def test_every_method_arn_api_gateway_sends_is_read(tenants, method_arn):
+    """(Its partitions: test_the_policy_allows_the_method_in_the_partition_it_was_called_in.)"""
+    answer = authorizer.lambda_handler(request_event(methodArn=method_arn), CONTEXT)
+    assert answer["principalId"] == "acme"
+    assert policy_allows(answer["policyDocument"], method_arn), answer["policyDocument"]
+
+
+REFUSED = {
+    # (c) a method ARN API Gateway would never send
+    "arn-garbage": request_event(methodArn="garbage"),
+    "arn-empty": request_event(methodArn=""),
+    "arn-null": request_event(methodArn=None),
+    "arn-number": request_event(methodArn=5),
+    "arn-missing": {key: value for key, value in request_event().items() if key != "methodArn"},
+    "arn-no-stage": request_event(methodArn="arn:aws:execute-api:us-east-1:123456789012:abc123"),
+    "arn-no-method": request_event(methodArn="arn:aws:execute-api:us-east-1:123456789012:abc123/v1"),
+    "arn-six-parts": request_event(methodArn="a:b:c:d:e:f"),
+    "arn-empty-parts": request_event(methodArn="arn:::::/"),
+    "arn-no-region-or-account": request_event(methodArn="arn:aws:execute-api:::abc123/v1/GET/"),
+    "arn-another-service": request_event(methodArn="arn:aws:lambda:us-east-1:123456789012:function/v1/GET/"),
+    # its neighbours: the headers, and the event itself
+    "headers-missing": {key: value for key, value in request_event().items() if key != "headers"},
+    "headers-null": request_event(headers=None),
+    "headers-list": request_event(headers=["Authorization"]),
+    "headers-string": request_event(headers="Authorization: Bearer spk_good"),
+    "header-null": request_event(headers={"Authorization": None}),
+    "header-number": request_event(headers={"Authorization": 5}),
+    "header-list": request_event(headers={"Authorization": ["Bearer spk_good"]}),
+    # the template's authorizer is a REQUEST one
+    "token-event": {"type": "TOKEN", "authorizationToken": "Bearer spk_good", "methodArn": METHOD_ARN},
+    "event-list": [],
+    "event-string": "Bearer spk_good",
+    "event-null": None,
+}
+
+
+@pytest.mark.parametrize("event", REFUSED.values(), ids=REFUSED)
+def test_a_malformed_authorizer_event_is_refused_unauthorized(tenants, event):
+    """API Gateway's answer to ``Exception("Unauthorized")`` is 401; anything else the function raises is its
+    AUTHORIZER_CONFIGURATION_ERROR, a 5xx."""
+    with pytest.raises(Exception) as raised:  # API Gateway reads its message alone
+        authorizer.lambda_handler(event, CONTEXT)
+    assert type(raised.value) is Exception and str(raised.value) == "Unauthorized"
