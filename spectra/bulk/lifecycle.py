@@ -245,7 +245,8 @@ def _fail_unstarted(
     and a check that fails for one (the dropped file put again, the table or the tenant changed) may come after the
     other's passed and its load started. A statement recorded meanwhile refuses the ending (``unstarted``); one
     started but not yet recorded is found by the job's name and recorded, so the job ends as it ran. An ending that
-    ran nothing also writes its result files only once it has won (:func:`finish_bulk_job`)."""
+    ran nothing writes its result files under an attempt of its own, which only its winning write records
+    (:func:`finish_bulk_job`)."""
     if _adopt_unrecorded(ports, job):
         logger.warning("bulk job %s: %s, but its statement had started; it ends as it ran", job.job_id, error.code)
         return
@@ -666,9 +667,9 @@ def finish_bulk_job(
         and job.source_bytes <= (limit if ran else min(limit, UNSTARTED_INLINE_MAX_BYTES))
         and _time_to_write(job.source_bytes)
     )
-    if inline:
-        ended = job.model_copy(update={"state": state, **changes, "results_attempt": new_results_attempt()})
-        written = outcomes.write_results(ports, ended)
+    ended = job.model_copy(update={"state": state, **changes, "results_attempt": new_results_attempt()})
+    written = _inline_results(ports, ended, unstarted=unstarted) if inline else None
+    if written is not None:
         mismatch = outcomes.results_mismatch(ended, written)
         if mismatch is not None and ended.error is None:  # the job says its files fall short, not a log line only
             changes["error"] = mismatch
@@ -686,7 +687,7 @@ def finish_bulk_job(
         **changes,
     )
     if finished is None:
-        if inline:
+        if written is not None:
             logger.info("bulk job %s ended meanwhile; this ending's result files are not served", job.job_id)
         return None
     # once per job, whichever function ended it, as spectra.lifecycle logs "job completed": a bulk job's trip read
@@ -697,6 +698,20 @@ def finish_bulk_job(
     share.release_slot(ports, finished.tenant_id, finished.job_id)
     settle(ports, finished)
     return finished
+
+
+def _inline_results(ports: Ports, ended: BulkJob, *, unstarted: bool) -> outcomes.ResultCounts | None:
+    """The result files of ``ended`` written now, under its attempt. An ending that ran nothing (an abort, a refusal)
+    whose files cannot be written (S3 throttling its reads or uploads) still ends the job, its files left to the bulk
+    results function (None): a PATCH Aborted that answered 500 left the job queued, for its load to start. An ending
+    that ran fails, and its event or the reconciler tries again, as before."""
+    try:
+        return outcomes.write_results(ports, ended)
+    except Exception:
+        if not unstarted:
+            raise
+        logger.warning("bulk job %s: result files left to the bulk results function", ended.job_id, exc_info=True)
+        return None
 
 
 def settle(ports: Ports, job: BulkJob, *, ask_results: bool = True) -> None:

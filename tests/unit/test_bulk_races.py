@@ -191,7 +191,7 @@ def test_a_losing_failed_ending_does_not_overwrite_the_winning_completes_result_
     assert result_file(ports, job.job_id, "successful").count(b"\n") == 2
 
 
-def test_a_complete_endings_late_files_do_not_stay_over_the_contested_failed_ending_that_won(monkeypatch):
+def test_a_complete_endings_late_files_do_not_stay_over_the_failed_ending_that_won(monkeypatch):
     """(Found by the second bulk races review.) The other order of the test above: delivery X reads the counts and
     writes its JobComplete files before its conditional write; meanwhile delivery Y fails reading them on its last
     attempt, wins (Failed completion_failed) and its files list every record unprocessed. X's
@@ -864,6 +864,10 @@ def test_an_ending_that_fails_part_way_leaves_the_finished_jobs_files_whole(monk
     with pytest.raises(ClientError):
         complete_bulk_statement(ports, change)
     monkeypatch.undo()
+    winner = ports.bulk.jobs.get(message.job_id)
+    keys = [k for k in ports.bulk.files.client.keys(RESULTS_BUCKET) if "/results/" in k]
+    attempts = {k.split("/results/")[1].split("/")[0] for k in keys}
+    assert attempts == {winner.results_attempt}  # its uploads given up: no attempt of short files left behind
     assert result_file(ports, message.job_id, "successful") == before
 
 

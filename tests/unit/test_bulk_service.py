@@ -1127,6 +1127,32 @@ def test_an_abort_that_loses_its_race_leaves_the_completed_jobs_result_files_alo
     assert result_file(ports, job.job_id, "successful").count(b"\n") == 2
 
 
+def test_an_abort_whose_result_files_cannot_be_written_still_aborts_and_leaves_them_to_the_results_function(
+    ports, monkeypatch
+):
+    """(Found by the diff review.) An abort writes its files before its write now: S3 slowing down under them
+    answered 500 and left the job UploadComplete, queued for its load to start. The job is Aborted; its files follow
+    through the results queue."""
+    from botocore.exceptions import ClientError
+
+    from spectra.bulk.lifecycle import write_owed_results
+
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    change_state(ports, caller(ports), job.job_id, "UploadComplete")
+
+    def slowed_down(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "Reduce your request rate"}}, "PutObject")
+
+    monkeypatch.setattr(outcomes, "write_results", slowed_down)
+    aborted = change_state(ports, caller(ports), job.job_id, "Aborted")
+    monkeypatch.undo()
+    assert aborted.state is BulkState.ABORTED and not aborted.results_ready
+    [request] = ports.bulk.results_queue.messages
+    assert write_owed_results(ports, request).results_ready
+    assert result_file(ports, job.job_id, "unprocessed") == CSV
+
+
 def test_an_abort_that_wins_writes_every_record_as_unprocessed(ports):
     job = new_insert(ports)
     upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)

@@ -75,7 +75,7 @@ def test_a_failed_last_attempt_racing_a_successful_one_announces_only_the_winner
     """The reconciler's last result attempt fails (S3 refused a part, say) while a late copy of the status event
     collects the same result fine. ``_failed_attempt`` ended the job through the *settled* path (publish first, write
     after), though a failed collection is not settled by the statement: the bus got "Job Completed" AND "Job Failed"
-    for one job that ended COMPLETED. It writes first now, as bulk's ``contested`` ending does."""
+    for one job that ended COMPLETED. It writes first now, as a bulk job's every ending does."""
     job, change = finished_after_two_failed_attempts(ports)
 
     real_collect, calls = lifecycle.collect_result, []
