@@ -857,7 +857,15 @@ def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
         if marked is not None:
             if marked.statement_id:
                 ports.warehouse.cancel(marked.statement_id)
-            return get_job(ports, caller, job_id)
+            current = get_job(ports, caller, job_id)
+            if current.state.is_terminal and current.state is not BulkState.ABORTED:
+                # its load ended before the cancel could stop it (committed, or failed on its own): 200 with the
+                # JobComplete job read as the abort accepted (note 33's list)
+                raise Conflict(
+                    f"bulk job {job_id} ended {current.state.value} before the abort could stop it",
+                    details={"state": current.state.value},
+                )
+            return current
         # it ended between the read and this write: the abort did nothing, as when it ended before the read
         job = get_job(ports, caller, job_id)
     if job.results_pending:

@@ -696,6 +696,25 @@ def test_an_abort_that_loses_to_the_loads_end_is_a_conflict_whichever_state_it_s
         change_state(ports, caller(ports), job.job_id, "Aborted")
 
 
+def test_an_abort_whose_cancel_comes_after_the_loads_commit_is_a_conflict(monkeypatch):
+    """The abort's write is made (the job InProgress), but the load commits and completion ends the job before the
+    cancel reaches the statement: the abort stopped nothing. It answered 200 with the JobComplete job, read as the
+    abort accepted; it is the 409 an abort of an ended job gets, saying when it came."""
+    ports, job = closed_insert()
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    cancel = type(ports.warehouse).cancel
+
+    def load_commits_first(wh, statement_id):
+        complete_bulk_statement(ports, wh.finish_batch(running.statement_id, {0: 1, 1: []}))
+        return cancel(wh, statement_id)
+
+    monkeypatch.setattr(type(ports.warehouse), "cancel", load_commits_first)
+    with pytest.raises(Conflict, match="ended JobComplete before the abort could stop it") as raised:
+        change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert raised.value.details == {"state": "JobComplete"}
+    assert ports.bulk.jobs.get(job.job_id).state is BulkState.JOB_COMPLETE
+
+
 def test_a_lost_statement_given_up_does_not_overwrite_the_result_files_of_a_late_completion(monkeypatch):
     """(Found by the reconciler review.) The reconciler's DescribeStatement finds the statement gone while a late
     copy of its FINISHED event ends the job JobComplete: the statement_lost ending, refused, must not have written its
