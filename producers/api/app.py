@@ -106,6 +106,9 @@ class _Resolver(APIGatewayRestResolver):
         try:
             request = ProxyEvent.checked(event)
         except RequestValidationError as exc:
+            # an operator chasing a misconfigured integration (or a direct invocation) sees which parts were wrong
+            parts = [error["loc"] for error in exc.errors()]
+            logger.warning("refused an event API Gateway would not send", extra={"parts": parts})
             # through the handler every validation error takes; the event only chooses how headers are written
             answer = self._call_exception_handler(exc, route=None).build(self._to_proxy_event({}))
         else:

@@ -617,6 +617,28 @@ def _abort_open(ports: Ports, job: BulkJob, **changes: Any) -> BulkJob:
     raise Throttled(f"bulk job {job.job_id} is still receiving batches; abort it once they are done")
 
 
+#: What a load whose statement ended before the abort's cancel reached it ends as, once its event is recorded
+_LOAD_ENDED_AS = {"FINISHED": (BulkState.JOB_COMPLETE, "committed"), "FAILED": (BulkState.FAILED, "failed")}
+
+
+def _refuse_abort_of_an_ended_load(ports: Ports, job_id: str, statement_id: str) -> None:
+    """The cancel found the load's statement ended (the usual case: it finished in the warehouse and its event is
+    on its way, seconds later): the abort stops nothing, and the job ends as its load did. 409, as for a job whose
+    end is recorded already, naming the state it will end in; a statement another abort's cancel ended (or one the
+    warehouse no longer knows) leaves the answer to the job, ending Aborted (found by the diff review: 200
+    ``InProgress`` read as the abort accepted, for a job that then ended JobComplete)."""
+    try:
+        status = ports.warehouse.describe(statement_id).status
+    except NotFound:
+        return
+    if status in _LOAD_ENDED_AS:
+        state, how = _LOAD_ENDED_AS[status]
+        raise Conflict(
+            f"bulk job {job_id}'s load {how} before the abort could stop it; the job ends {state.value}",
+            details={"state": BulkState.IN_PROGRESS.value, "ends": state.value},
+        )
+
+
 def _ended_aborted(ports: Ports, job: BulkJob, abort: Callable[[], BulkJob | None]) -> BulkJob | None:
     """``abort()``'s answer. A failure after its write (asking for the result files, the event's PutEvents) leaves the
     job Aborted with what it owes left to the reconciler: the answer is the aborted job, not a 500 inviting a retry
@@ -855,8 +877,7 @@ def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
     if job.state is BulkState.IN_PROGRESS:
         marked = bulk.jobs.update(job_id, [BulkState.IN_PROGRESS], abort_requested_at=utcnow())
         if marked is not None:
-            if marked.statement_id:
-                ports.warehouse.cancel(marked.statement_id)
+            stopped = ports.warehouse.cancel(marked.statement_id) if marked.statement_id else True
             current = get_job(ports, caller, job_id)
             if current.state.is_terminal and current.state is not BulkState.ABORTED:
                 # its load ended before the cancel could stop it (committed, or failed on its own): 200 with the
@@ -865,6 +886,8 @@ def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
                     f"bulk job {job_id} ended {current.state.value} before the abort could stop it",
                     details={"state": current.state.value},
                 )
+            if not stopped and not current.state.is_terminal:
+                _refuse_abort_of_an_ended_load(ports, job_id, marked.statement_id)
             return current
         # it ended between the read and this write: the abort did nothing, as when it ended before the read
         job = get_job(ports, caller, job_id)

@@ -715,6 +715,32 @@ def test_an_abort_whose_cancel_comes_after_the_loads_commit_is_a_conflict(monkey
     assert ports.bulk.jobs.get(job.job_id).state is BulkState.JOB_COMPLETE
 
 
+@pytest.mark.parametrize(("outcome", "ends"), [({0: 1, 1: []}, BulkState.JOB_COMPLETE), (None, BulkState.FAILED)])
+def test_an_abort_that_finds_the_load_ended_in_the_warehouse_before_its_event_is_a_conflict(outcome, ends):
+    """(Found by the diff review.) The usual late abort: the load's statement has ended in the warehouse and its
+    event is on its way. The cancel finds it ended and stops nothing; the abort answered 200 InProgress, read as
+    accepted, and the job then ended as its load did. It is a 409 naming the state the job ends in."""
+    ports, job = closed_insert()
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    if outcome is None:
+        change = ports.warehouse.fail(running.statement_id, "duplicate key value violates unique constraint")
+    else:
+        change = ports.warehouse.finish_batch(running.statement_id, outcome)
+    with pytest.raises(Conflict, match=f"the job ends {ends.value}") as raised:
+        change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert raised.value.details == {"state": "InProgress", "ends": ends.value}
+    assert complete_bulk_statement(ports, change).state is ends
+
+
+def test_an_abort_whose_cancel_stops_the_load_answers_the_job_and_ends_it_aborted():
+    ports, job = closed_insert()
+    running = start_bulk_job(ports, ports.queue.messages[-1])
+    answer = change_state(ports, caller(ports), job.job_id, "Aborted")
+    assert answer.state is BulkState.IN_PROGRESS and answer.abort_requested_at is not None
+    done = complete_bulk_statement(ports, ports.warehouse.status_change(running.statement_id))
+    assert done.state is BulkState.ABORTED
+
+
 def test_a_lost_statement_given_up_does_not_overwrite_the_result_files_of_a_late_completion(monkeypatch):
     """(Found by the reconciler review.) The reconciler's DescribeStatement finds the statement gone while a late
     copy of its FINISHED event ends the job JobComplete: the statement_lost ending, refused, must not have written its

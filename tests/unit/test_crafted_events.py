@@ -122,10 +122,12 @@ def test_a_malformed_event_is_a_400_in_the_error_shape(api_on_fakes, event):
     assert details and all(set(detail) == {"loc", "msg", "type"} for detail in details)
 
 
-def test_the_400_names_what_is_wrong(api_on_fakes):
+def test_the_400_names_what_is_wrong_and_so_does_its_log_line(api_on_fakes, caplog):
     _, body = answer_of(proxy(**with_query(limit=None)))
     locations = [detail["loc"] for detail in body["error"]["details"]]
     assert locations == [["queryStringParameters", "limit"], ["multiValueQueryStringParameters", "limit", 0]]
+    [record] = [r for r in caplog.records if "would not send" in r.getMessage()]
+    assert (record.levelname, json.loads(json.dumps(record.parts))) == ("WARNING", locations)
 
 
 NO_IDENTITY = {
