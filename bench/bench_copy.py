@@ -5,6 +5,8 @@ serve the whole run; the same generated CSV is loaded
 
 - with a plain ``COPY ... FROM STDIN`` from the local file (the ceiling: what PostgreSQL itself can ingest),
 - with ``run_redshift_statement("COPY ... FROM 's3://...' CSV")``, streaming from moto S3 (plain and GZIP),
+- the same, from a copy of the file with one row in a hundred made bad (``MAXERROR 100000``): the emulator's slow path,
+  which loads the good rows and records each bad one in ``stl_load_errors``,
 - through the Data API emulator (boto3 ``redshift-data``: ExecuteStatement -> FINISHED), when it is available,
 
 and the table is then unloaded with UNLOAD (CSV, CSV GZIP, PARQUET). Results print as a table and are written to
@@ -34,6 +36,7 @@ from local.redshift_data.redshift_sql import install_system_tables, run_redshift
 
 TABLE_DDL = "(id bigint, name varchar(40), amount numeric(12,2), created date, active boolean)"
 CHUNK = 1024 * 1024
+MAXERROR = "MAXERROR 100000"  # Redshift's largest: what a bulk insert job's COPY takes
 
 
 @dataclass
@@ -87,6 +90,21 @@ def copy_from_stdin(conn: psycopg.Connection, path: Path) -> tuple[int, int]:
             while chunk := source.read(CHUNK):
                 copy.write(chunk)
         return cur.rowcount, path.stat().st_size
+
+
+def with_bad_rows(source: Path, target: Path, every: int) -> int:
+    """A copy of the CSV whose every ``every``-th row has an amount no numeric column takes; the bad rows' count."""
+    bad = 0
+    with source.open() as rows, target.open("w") as out:
+        out.write(next(rows))  # the header
+        for i, row in enumerate(rows, start=1):
+            if i % every == 0:
+                fields = row.split(",")
+                fields[2] = "not-a-number"
+                row = ",".join(fields)
+                bad += 1
+            out.write(row)
+    return bad
 
 
 def copy_from_s3(conn: psycopg.Connection, s3, url: str, size: int, options: str = "") -> tuple[int, int]:
@@ -208,6 +226,14 @@ def _run(args, workdir: Path, aws: LocalAws, server) -> list[Measurement]:
         measurements.append(timed("COPY FROM S3 (CSV)", lambda: copy_from_s3(conn, s3, url, size)))
         gz_url = f"s3://{bucket}/gz/data.csv.gz"
         measurements.append(timed("COPY FROM S3 (CSV GZIP)", lambda: copy_from_s3(conn, s3, gz_url, size, "GZIP")))
+        bad_path = workdir / "bad.csv"
+        bad = with_bad_rows(csv_path, bad_path, every=100)
+        s3.upload_file(str(bad_path), bucket, "bad/data.csv")
+        bad_url, bad_size = f"s3://{bucket}/bad/data.csv", bad_path.stat().st_size
+        loaded = timed("COPY FROM S3 (CSV, 1% bad rows)", lambda: copy_from_s3(conn, s3, bad_url, bad_size, MAXERROR))
+        if loaded.rows != args.rows - bad:
+            raise RuntimeError(f"the load with bad rows loaded {loaded.rows:,} rows, not {args.rows - bad:,}")
+        measurements.append(loaded)
         for name, options in (
             ("UNLOAD CSV", "FORMAT CSV"),
             ("UNLOAD CSV GZIP", "FORMAT CSV GZIP"),

@@ -434,11 +434,12 @@ class _IsolatingLoader:
         self, conn: psycopg.Connection, copy_sql: sql.Composed, target: Target, maxerror: int, check: _RecordCheck
     ):
         self._conn = conn
-        self._copy_sql = copy_sql
+        self._copy_sql = copy_sql.as_bytes(conn)  # composed once: a bad record costs a few COPYs of this statement
         self._target = target
         self._maxerror = maxerror
         self._check = check
         self.errors: list[LoadError] = []
+        self._slice = BATCH_RECORDS  # records sent in the next COPY: shorter after a bad record, longer while they load
 
     def load(self, records: Iterator[tuple[str, object]]) -> int:
         loaded, batch, size = 0, [], 0
@@ -462,23 +463,47 @@ class _IsolatingLoader:
         return loaded
 
     def _load_batch(self, batch: list) -> int:
-        """Load what loads; split failing slices until each bad record is alone. Iterative: no deep recursion."""
-        loaded = 0
-        pending = [batch]
-        while pending:
-            part = pending.pop()
+        """Load what loads, each bad record rejected alone, in the file's order.
+
+        A COPY that fails names a line (its CONTEXT): the records before it go again as one slice, then the record at
+        that line is rejected with the error in hand when each record up to it is one line, else it goes alone
+        (PostgreSQL's line count can run ahead of the records: a quoted CR counts as a line, a quoted LF does not, so
+        the blamed record may be good, and the bad one is then in the slice before it). The next slice is as long as
+        the run of good records just seen, doubling while slices load. Sending the rest of the batch again after each
+        bad record cost the batch's length per bad record: 20,000 rows with one in ten bad took 8.6 s, against 0.12 s
+        for the same rows all good. A failure that names no line halves the slice."""
+        loaded, start = 0, 0
+        blamed: dict[int, psycopg.Error | None] = {}  # index in the batch -> its error if certain, else None: send it
+        while start < len(batch):
+            if start in blamed:
+                error = blamed.pop(start)
+                if error is not None:
+                    self._reject(batch[start], error)
+                    start += 1
+                    continue
+                stop = start + 1
+            else:
+                stop = min(start + self._slice, min(blamed, default=len(batch)))
+            part = batch[start:stop]
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
-                    for _, _, data in part:
-                        copy.write(data)
-                loaded += len(part)
+                    copy.write(b"".join(data for _, _, data in part))  # one write: psycopg's cost is per call
             except psycopg.Error as error:
                 if not _is_data_error(error):
                     raise
+                line = copy_context_line(error)
                 if len(part) == 1:
                     self._reject(part[0], error)
-                    continue
-                pending.extend(reversed(_split(part, copy_context_line(error))))
+                    start += 1
+                elif line is not None and 1 <= line <= len(part):
+                    blamed[start + line - 1] = error if _one_line_each(part[:line]) else None
+                    self._slice = max(line - 1, 1)
+                else:
+                    self._slice = len(part) // 2
+                continue
+            loaded += len(part)
+            start += len(part)
+            self._slice = min(self._slice * 2, BATCH_RECORDS)
         return loaded
 
     def _reject(self, item: tuple[str, Record, bytes], error: psycopg.Error) -> None:
@@ -491,13 +516,9 @@ class _IsolatingLoader:
             raise _TooManyErrors
 
 
-def _split(part: list, blamed_line: int | None) -> list[list]:
-    """Cut around the record PostgreSQL blamed (its COPY line = record index + 1), else in halves."""
-    if blamed_line is not None and 1 <= blamed_line <= len(part):
-        i = blamed_line - 1
-        return [piece for piece in (part[:i], part[i : i + 1], part[i + 1 :]) if piece]
-    middle = len(part) // 2
-    return [part[:middle], part[middle:]]
+def _one_line_each(records: list) -> bool:
+    """Whether each record sent is one line ending in LF, with no CR: PostgreSQL's line numbers then count records."""
+    return all(data.count(b"\n") == 1 and data.endswith(b"\n") and b"\r" not in data for _, _, data in records)
 
 
 def _load_failed(target: Target, errors: list[LoadError], maxerror: int) -> RedshiftSqlError:
