@@ -321,6 +321,17 @@ def test_copy_with_bad_rows_in_runs_and_at_both_ends_loads_every_good_row_and_li
     assert errors == [(i + 1, "amount", "oops") for i in sorted(bad)]
 
 
+def test_copy_rejects_the_bad_row_after_a_quoted_cr_which_postgresql_counts_as_a_line(user_conn, s3, bucket, table):
+    """PostgreSQL's COPY counts a CR inside quotes as a line (a LF not): a bad row after one is blamed a line late,
+    on a good row. The good row loads, the bad one is listed with its own line and field."""
+    body = 'id,name,amount,day\n1,"a\rb",1.00,\n2,"c\r\nd",2.00,\n3,ok,oops,\n4,ok,4.00,\n5,ok,5.00,\n'
+    url = put(s3, bucket, f"{table}/cr.csv", body)
+    result = run_redshift_statement(f"COPY {table} FROM '{url}' CSV IGNOREHEADER 1 MAXERROR 10", user_conn, s3)
+    assert result.rows_affected == 4
+    assert [(r[0], r[1]) for r in rows(user_conn, table)] == [(1, "a\rb"), (2, "c\r\nd"), (4, "ok"), (5, "ok")]
+    assert [(e[0], e[1], e[3]) for e in load_errors(user_conn, table)] == [(5, "amount", "oops")]
+
+
 def test_copy_sends_a_file_with_many_bad_rows_a_bounded_number_of_times(user_conn, s3, bucket, table, monkeypatch):
     """Each bad row made the loader send the rest of its batch again (a batch's length per bad row: 20,000 rows with
     one in ten bad took 8.6 s, 0.12 s all good). The rows before a bad one go again, and the next slice is about as
