@@ -23,7 +23,7 @@ from spectra.lifecycle import finish_job, queued_message
 from spectra.notify.service import Callback, check_callback, discard_callback, register_callback
 from spectra.parameters import TypedParameter, bind, check_bound_size
 from spectra.ports import Ports
-from spectra.sql_guard import check_sql, parse_checked
+from spectra.sql_guard import check_sql, one_parse_budget, parse_checked
 from spectra.tenants import Caller, same_generation
 
 logger = logging.getLogger(__name__)
@@ -122,11 +122,12 @@ def _requested_job(
         "allow_writes": caller.allow_writes,
         "owned_schemas": caller.owned_schemas,
     }
-    statement, tree = parse_checked(sql, **guard)
-    bound, rewritten = bind(statement, tree, parameters, max_total_bytes=ports.settings.max_parameter_bytes)
-    if rewritten:
-        check_bound_size(bound.sql, ports.settings.max_sql_bytes)
-        check_sql(bound.sql, **guard)  # what runs is what the guard accepts, rewrite included
+    with one_parse_budget():  # the statement as sent and as bound: one budget for both
+        statement, tree = parse_checked(sql, **guard)
+        bound, rewritten = bind(statement, tree, parameters, max_total_bytes=ports.settings.max_parameter_bytes)
+        if rewritten:
+            check_bound_size(bound.sql, ports.settings.max_sql_bytes)
+            check_sql(bound.sql, **guard)  # what runs is what the guard accepts, rewrite included
     if delivery is Delivery.EXPORT and (problem := unload_problem(bound.sql, export=True)):
         raise InvalidRequest(problem, details=[{"loc": ["body", "sql"], "msg": problem}])
     now = utcnow()

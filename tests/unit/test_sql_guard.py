@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -436,3 +438,24 @@ def test_what_the_parse_cache_keeps_is_bounded_by_the_texts_size_and_holds_no_tr
     refused = "select 1 from t :x at y -- kept " + str(time.time())
     assert refusal(refused).details == {"reason": "syntax"}
     assert not isinstance(sql_guard._parses[refused], BaseException)
+
+
+def test_parses_in_one_budget_share_it(monkeypatch):
+    """A query request parses its statement as sent and, once typed parameters are bound, again: each parse had the
+    whole budget, so one request could spend twice it (the API review). Inside ``one_parse_budget`` they share one.
+    The guard's clock here moves a second each time it is read, so what fits is the same on any machine."""
+    ticks = itertools.count()
+    monkeypatch.setattr(sql_guard, "time", SimpleNamespace(thread_time=lambda: float(next(ticks))))
+    sql = "SELECT " + " + ".join(["1"] * 1500)
+    monkeypatch.setattr(sql_guard, "PARSE_SECONDS", 1e9)
+    before = next(ticks)
+    assert check_sql(sql + " -- counted", max_bytes=100_000)
+    reads = next(ticks) - before - 1  # the clock's reads in one parse
+    assert reads > 4
+    monkeypatch.setattr(sql_guard, "PARSE_SECONDS", reads * 1.5)
+    assert check_sql(sql + " -- alone", max_bytes=100_000)
+    assert check_sql(sql + " -- alone again", max_bytes=100_000)
+    with sql_guard.one_parse_budget():
+        assert check_sql(sql + " -- first", max_bytes=100_000)
+        assert refusal(sql + " -- second").details == {"reason": "too_complex"}
+    assert check_sql(sql + " -- alone after", max_bytes=100_000)
