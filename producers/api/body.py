@@ -221,11 +221,17 @@ def _odd_whole_numbers(app) -> list[dict[str, Any]]:
     return errors
 
 
+#: Headers every route reads as one value, whether or not it declares them: who calls (API Gateway hands the
+#: authorizer and the route the last ``Authorization`` of several, so two valid keys ran as the second tenant) and how
+#: the body is written (the last ``Content-Type`` decided how the body was read). Found by the README review.
+ONE_VALUE_HEADERS = ("Authorization", "Content-Type", "Content-Encoding")
+
+
 def _given_more_than_once(app) -> list[dict[str, Any]]:
     """Query parameters and headers of one value each sent more than once (``?limit=5&limit=5``, a client appending
     its own ``limit`` to a ``nextRecordsUrl``): Powertools validated the list of them against the one value and
     refused it as "Input should be a valid integer", blaming a value the client sent right (the hostile HTTP review).
-    Said as they are; which of them was meant is not guessed."""
+    Said as they are; which of them was meant is not guessed. :data:`ONE_VALUE_HEADERS` count on every route."""
     event = app.current_event
     dependant = app.context["_route"].dependant
     headers: dict[str, int] = {}
@@ -244,4 +250,9 @@ def _given_more_than_once(app) -> list[dict[str, Any]]:
             if counts.get(name, 0) > 1:
                 msg = f"{param.alias} was given {counts[name]} times; send it once"
                 errors.append({"loc": (where, param.alias), "msg": msg, "type": "repeated"})
+    declared = {param.alias.lower() for param in dependant.header_params}
+    for name in ONE_VALUE_HEADERS:
+        if name.lower() not in declared and headers.get(name.lower(), 0) > 1:
+            msg = f"{name} was given {headers[name.lower()]} times; send it once"
+            errors.append({"loc": ("header", name), "msg": msg, "type": "repeated"})
     return errors

@@ -323,12 +323,18 @@ def test_the_handler_answers_malformed_requests_in_the_error_shape(
             {"Idempotency-Key": ["k1", "k1"]},
             ("header", "idempotency-key"),
         ),
+        # who calls and how the body is written, on every route (found by the README review: the last of two keys
+        # ran the request as its tenant)
+        ("GET", "/v1/jobs", None, {"Authorization": ["Bearer spk_a", "Bearer spk_b"]}, ("header", "Authorization")),
+        ("POST", "/v1/queries", None, {"Content-Type": ["text/plain", JSON]}, ("header", "Content-Type")),
+        ("POST", "/v1/queries", None, {"Content-Encoding": ["gzip", "identity"]}, ("header", "Content-Encoding")),
+        ("PUT", "/v1/bulk/jobs/b_x/batches", None, {"Content-Type": [JSON, "text/csv"]}, ("header", "Content-Type")),
     ],
 )
 def test_a_parameter_of_one_value_given_twice_is_said_so(resolve, method, path, query, headers, named):
     """Powertools validated the list of values against the one value and answered "Input should be a valid integer",
     blaming a value sent right (found by the hostile HTTP review)."""
-    body = b'{"sql": "select 1"}' if method == "POST" else None
+    body = b'{"sql": "select 1"}' if method == "POST" else b"a\n1\n" if method == "PUT" else None
     got, _, answer = resolve(method, path, body, JSON, query=query, headers=headers)
     assert (got, answer["error"]["code"]) == (400, INVALID), answer
     [said] = [detail for detail in answer["error"]["details"] if detail["type"] == "repeated"]
