@@ -106,21 +106,30 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
         raise BulkInputError(
             "invalid_header", f"{name}: a header field holds a line break (inside quotes); the header must be one line"
         )
-    try:
-        # a row of empty fields (",") is a row the warehouse loads (empty text, NULL otherwise); blank lines are not
-        has_rows = any(len(row) > 1 or any(field.strip() for field in row) for row in reader)
-    except csv.Error:
-        has_rows = True  # a row the csv module cannot read (a CR alone in it) is that row's problem, told per row
     if not any(field.strip() for field in header):  # else a blank first line would pass as a header of no columns
         raise BulkInputError(
             "invalid_header", f"{name}: the first line has no column names; it must be the header line"
         )
-    if not whole and reader.line_num <= 1:
+    _, ended, rest = text.removeprefix(BOM).partition("\n")  # the header is one line (checked above)
+    if not whole and not ended:
         raise BulkInputError("invalid_header", f"{name}: no header line within the first 1 MB")
+    has_rows = any(_is_row(line, delimiter, one_column=len(header) == 1) for line in rest.split("\n"))
     if any(UNDECODABLE.search(field) for field in header):
         raise BulkInputError("invalid_header", f"{name}: the header line is not valid UTF-8")
     columns = header_columns(name, header, delimiter=delimiter)
     return FileHeader(columns, rows=has_rows or not whole, names=header)
+
+
+def _is_row(line: str, delimiter: str, *, one_column: bool) -> bool:
+    """Whether a line after the header is a row (:func:`no_rows` when no file has one), read from its raw text: the
+    csv module's fields have lost their quotes, so a one-column file of ``""`` or ``"  "`` rows (a JSON job's empty
+    strings are written so) failed ``no_rows``, where beside any other row the same rows loaded (the bulk review).
+    A quote, a delimiter (``,`` is a row of empty fields) or any other character makes a row. Blanks alone do in a
+    one-column file, whose one value they are (kept in a text column, NULL in another: README, "Empty fields"), not
+    in one of several columns, where COPY rejects the line ("missing data") as it rejects an empty one. An empty
+    line is never counted (README's ``no_rows``), though beside rows COPY judges it as any record."""
+    blanks = " \t".replace(delimiter, "")
+    return bool(line.strip("\r" if one_column else blanks + "\r"))
 
 
 def unpadded_name(field: str, delimiter: str) -> str:
@@ -182,11 +191,13 @@ def header_columns(name: str, header: list[str], *, delimiter: str | None) -> li
     return columns
 
 
-def no_rows(sources: list[SourceFile]) -> BulkInputError:
-    """The error of a job whose files have a header line each and no rows."""
-    if len(sources) == 1:
-        return BulkInputError("no_rows", f"{_name(sources[0])} has a header line but no rows")
-    return BulkInputError("no_rows", f"none of the job's {len(sources)} files has rows, only a header line each")
+def no_rows(called: list[str]) -> BulkInputError:
+    """The error of a job whose files have a header line each and no rows, ``called`` as the job's other errors name
+    them (an API batch by its place among the job's batches: its stored name alone, which the client never saw, was
+    all a one-batch job's error said)."""
+    if len(called) == 1:
+        return BulkInputError("no_rows", f"{called[0]} has a header line but no rows")
+    return BulkInputError("no_rows", f"none of the job's {len(called)} files has rows, only a header line each")
 
 
 def _is_identifier(name: str) -> bool:

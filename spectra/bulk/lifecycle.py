@@ -420,7 +420,7 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, plann
                 f"{_called(job, n)}'s header differs from the first file's: {', '.join(other.columns)}",
             )
     if not any(header.rows for header in headers):
-        raise no_rows(job.files)
+        raise no_rows([_called(job, n) for n in range(len(job.files))])
     schema, table = split_object(job.object)
     described = ports.warehouse.describe_table(schema, table, identity=identity)
     if not described:

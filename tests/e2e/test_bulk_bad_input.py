@@ -336,6 +336,35 @@ def test_a_batch_with_a_header_only_loads_nothing_and_fails_nothing(bulk_tenant,
     assert client.results(job["id"], "unprocessedrecords")[1:] == []
 
 
+@pytest.mark.parametrize("door", ["api", "s3"])
+def test_a_one_column_file_of_empty_and_blank_values_loads_them(bulk_tenant, warehouse, door):
+    """Such a file, rows all ``""`` or blanks, failed no_rows ("a header line but no rows"), where the same rows
+    loaded beside any other: its rows are records COPY loads, counted as it counts them. An empty line is no row
+    (it alone would have been no_rows), but beside rows COPY loads it, an empty value as the others."""
+    client = bulk_tenant()
+    client.use_table(warehouse, "notes", "v varchar(10)", "('z')")
+    body = b'v\n""\n"  "\n \t\n\n'
+    job = client.load("insert", body) if door == "api" else client.dropped_job(client.drop(body))
+    assert job["state"] == "JobComplete", job
+    assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (4, 0)
+    assert sorted(row[2] for row in client.results(job["id"], "successfulResults")[1:]) == ["", "", " \t", "  "]
+    assert sorted(client.rows(warehouse)) == [("",), ("",), (" \t",), ("  ",), ("z",)]
+
+
+def test_a_one_batch_job_without_rows_names_the_batch(bulk_tenant, warehouse):
+    """As the job's other errors name a batch: by its place, beside the stored name the client never saw."""
+    client = bulk_tenant()
+    client.use_table(warehouse, "notes", "v varchar(10)", "('z')")
+    job = client.create("insert")
+    client.upload(job["id"], b"v\n\n")
+    client.close(job["id"])
+    done = client.wait(job["id"])
+    assert (done["state"], done["error"]["code"]) == ("Failed", "no_rows")
+    assert done["errorMessage"].startswith("batch 1 of 1 (") and done["errorMessage"].endswith(
+        ".csv) has a header line but no rows"
+    )
+
+
 def test_a_job_of_header_only_batches_fails_no_rows(bulk_tenant, warehouse):
     client = bulk_tenant()
     job = client.create("insert")

@@ -79,6 +79,21 @@ def test_a_json_insert_loads_a_null_external_id_as_null_not_as_an_empty_string(b
     assert [row[:2] for row in client.rows(warehouse)] == [("a@x", "A")]
 
 
+def test_a_json_job_of_one_key_whose_values_are_empty_or_blank_strings_loads_them(bulk_tenant, warehouse):
+    """Written to CSV as ``""`` and ``"  "``, its rows were taken for blank lines: the job failed no_rows, naming a
+    .csv the client never sent."""
+    client = bulk_tenant()
+    client.use_table(warehouse, "notes", "v varchar(10)", "('z')")
+    job = client.create("insert", contentType="JSON")
+    assert put_json(client, job["id"], b'[{"v": ""}, {"v": "  "}]').status_code == 201
+    client.close(job["id"])
+    done = client.wait(job["id"])
+    assert done["state"] == "JobComplete", done
+    successful, failed, _ = check_accounting(client, done, [["v"], [""], ["  "]])
+    assert (len(successful), failed) == (2, [])
+    assert sorted(client.rows(warehouse)) == [("",), ("  ",), ("z",)]
+
+
 @pytest.mark.parametrize(
     ("body", "said"),
     [

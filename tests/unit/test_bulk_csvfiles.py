@@ -79,6 +79,34 @@ def test_rows_of_empty_fields_are_rows(files, data):
 
 @pytest.mark.parametrize(
     "data",
+    [b'v\n""\n', b'v\n"  "\n', b'v\r\n""\r\n', b"v\n  \n", b"v\n\t\r\n", b'v\n\n""\n\n', b'\xef\xbb\xbfv\n""'],
+    ids=["empty-quoted", "blanks-quoted", "crlf", "blanks", "tab", "among-empty-lines", "bom-no-line-end"],
+)
+def test_a_one_column_file_of_empty_or_blank_values_has_rows(files, data):
+    """Its one field is the row: ``""`` and ``"  "`` are text (a JSON job's empty strings are written so), blanks
+    unquoted are blanks in a text column, NULL in another. Read through the csv module, which drops the quotes, such
+    files failed ``no_rows``, though the same rows loaded beside any other (the bulk review)."""
+    assert header(files, data) == ["v"]
+
+
+@pytest.mark.parametrize(
+    ("data", "delimiter"),
+    [(b"v\n\n", ","), (b"v\r\n\r\n\n", ","), (b"id,name\n  \n\t\r\n", ","), (b"id;name\n \t \n", ";")],
+    ids=["one-column-empty-line", "one-column-crlf-lines", "blank-lines", "blank-lines-semicolons"],
+)
+def test_empty_lines_and_blank_lines_of_several_columns_are_no_rows(files, data, delimiter):
+    """A line of line breaks alone is no row, and nor, in a file of several columns, is one of blanks alone: COPY
+    rejects it ("missing data") as it rejects an empty one."""
+    assert read_header(files, put(files, data), delimiter).rows is False
+
+
+def test_a_tab_is_a_delimiter_not_a_blank_in_a_tab_separated_file(files):
+    """A line of a tab alone is a row of two empty fields there (empty text, NULL otherwise), as ``,`` is in CSV."""
+    assert header(files, b"id\tname\n\t\n", delimiter="\t") == ["id", "name"]
+
+
+@pytest.mark.parametrize(
+    "data",
     [
         b"id,name\n1,a\n",
         b"id,name\r\n1,a\r\n",  # CRLF: no \r left on the last name

@@ -244,6 +244,17 @@ def test_a_job_whose_batches_all_lack_rows_fails_no_rows(ports):
     assert "execute_batch" not in warehouse_calls(ports)
 
 
+def test_a_one_batch_job_without_rows_names_the_batch_as_its_other_errors_do(ports):
+    """Its stored name alone was said, which the client never saw (a JSON job's batch was named as a .csv)."""
+    message = queued(ports, BulkOperation.INSERT, HEADER + b"\n")
+    assert start_bulk_job(ports, message) is None
+    job = stored(ports, message.job_id)
+    assert (job.error.code, job.error.message) == (
+        "no_rows",
+        "batch 1 of 1 (batch-00000.csv) has a header line but no rows",
+    )
+
+
 def test_a_file_deleted_before_the_start_fails_the_job_instead_of_retrying_forever(ports):
     message = queued(ports)
     source = stored(ports, message.job_id).files[0]
