@@ -53,6 +53,14 @@ class InvalidJson(InvalidRequest):
     code = "invalid_json"
 
 
+class BadGzip(InvalidRequest):
+    """A bulk batch sent as gzip that does not inflate to its end: cut short, not deflate data, or followed by bytes
+    that are no gzip member. Taken, it failed the whole job ``bad_gzip`` when the job read it, the job's good batches
+    with it: the code is the one that job failure has."""
+
+    code = "bad_gzip"
+
+
 class InvalidToken(InvalidRequest):
     """A page token that this service did not sign for this listing (forged, altered, truncated, another tenant's,
     another filter's, or signed with a key since rotated)."""

@@ -278,10 +278,7 @@ class BulkFiles:
                 while chunk := body.read(CHUNK):
                     yield chunk
                 return
-            try:
-                yield from _gunzip(iter(lambda: body.read(CHUNK), b""), source.url)
-            except zlib.error as exc:
-                raise FileUnreadable(source.url, f"is not a valid gzip file: {exc}") from exc
+            yield from _gunzip(iter(lambda: body.read(CHUNK), b""), source.url)
 
     def text(self, source: SourceFile, *, newline: str = "\n") -> IO[str]:
         """The file as text for the csv module: UTF-8, undecodable bytes kept (surrogateescape) so a row is written
@@ -314,11 +311,24 @@ class BulkFiles:
         return b"".join(self.chunks(SourceFile(bucket=self.results_bucket, key=key)))
 
 
+def gunzipped(data: bytes, url: str) -> Iterator[bytes]:
+    """gzip ``data`` held in memory (an API batch) inflated as a job reads a stored file (:meth:`BulkFiles.chunks`):
+    a ``CHUNK`` at most at a time, a :class:`FileUnreadable` for what the job would fail ``bad_gzip``."""
+    yield from _gunzip((data[start : start + CHUNK] for start in range(0, len(data), CHUNK)), url)
+
+
 def _gunzip(compressed: Iterator[bytes], url: str) -> Iterator[bytes]:
     """gzip data inflated a ``CHUNK`` at most at a time, whatever its ratio: a small file of one repeated byte inflates
     a thousandfold, and inflated whole a single read would hold gigabytes. Concatenated members (``cat a.gz b.gz``)
     are read on as one file. NUL bytes after a member (a tool's padding to whole blocks, which gzip itself skips)
     are refused by name: the load's COPY reads them as a member that is no gzip."""
+    try:
+        yield from _members(compressed, url)
+    except zlib.error as exc:  # not deflate data, or bytes after a member that are no gzip member
+        raise FileUnreadable(url, f"is not a valid gzip file: {exc}") from exc
+
+
+def _members(compressed: Iterator[bytes], url: str) -> Iterator[bytes]:
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
     fed = False  # whether the member being read has had any input
     members = 0

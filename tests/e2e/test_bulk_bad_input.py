@@ -319,6 +319,34 @@ def test_gzip_batches_load_through_the_api(bulk_tenant, warehouse, spectra_stack
     assert [r[0] for r in client.rows(warehouse)] == ["ann@x", "bob@x"]
 
 
+def test_a_gzip_batch_cut_short_or_with_bytes_after_it_is_refused_at_the_put_and_the_job_loads_the_rest(
+    bulk_tenant, warehouse
+):
+    """The bulk review: such a batch was answered 201, then the whole job failed bad_gzip at UploadComplete, its good
+    batches thrown away with it. It is a 400 bad_gzip now, in the API's error shape, and the job loads its other
+    batches: one plain, one of two gzip members (as `cat a.gz b.gz` makes), read through both."""
+    client = bulk_tenant()
+    job = client.create("insert")
+    client.upload(job["id"], csv_bytes([HEADER, GOOD]))
+    rows = [[f"r{n}@x", f"R{n}", "Oslo", str(n)] for n in range(1000)]
+    whole = gzip.compress(csv_bytes([HEADER, *rows]))
+    for body, says in [
+        (whole[:-30], "the batch is not a complete gzip file (it ends early)"),
+        (whole + b"\0" * 64, "the batch is not a valid gzip file: NUL bytes follow its gzip data (padding)"),
+        (whole + b"garbage", "the batch is not a valid gzip file: "),
+    ]:
+        response = client.upload(job["id"], body, gzip=True, expect=400)
+        error = response.json()["error"]
+        assert (set(error), error["code"]) == ({"code", "message", "details"}, "bad_gzip"), error
+        assert error["message"].startswith(says), error["message"]
+    members = gzip.compress(csv_bytes([HEADER, *rows[:500]])) + gzip.compress(csv_bytes(rows[500:]))
+    client.upload(job["id"], members, gzip=True)
+    client.close(job["id"])
+    done = client.wait(job["id"])
+    assert (done["state"], done["numberRecordsProcessed"], done["numberRecordsFailed"]) == ("JobComplete", 1001, 0)
+    assert len(client.rows(warehouse)) == 1001
+
+
 @pytest.mark.parametrize("operation", ["insert", "upsert"])
 def test_a_batch_with_a_header_only_loads_nothing_and_fails_nothing(bulk_tenant, warehouse, operation):
     """A script that sends every chunk it cut may send an empty one; the job failed no_rows, its rows unloaded."""

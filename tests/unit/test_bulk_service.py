@@ -33,6 +33,7 @@ from spectra.bulk.service import (
     upload_url,
 )
 from spectra.errors import (
+    BadGzip,
     Conflict,
     Gone,
     InvalidRequest,
@@ -408,6 +409,59 @@ def test_a_batch_with_no_header_line_is_refused_before_it_is_stored(ports, body,
     with pytest.raises(InvalidRequest, match=says):
         upload_batch(ports, caller(ports), job.job_id, gzip.compress(body) if gzipped else body, gzip=gzipped)
     assert service.get_job(ports, caller(ports), job.job_id).uploads == 1
+
+
+#: a gzip batch past the header check's first MB once inflated (1.9 MB of rows), of two members as `cat` makes
+ROWS = b"".join(b"%d,name %d\n" % (n, n) for n in range(150_000))
+MEMBERS = gzip.compress(b"id,name\n" + ROWS[:900_000]) + gzip.compress(ROWS[900_000:])
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (gzip.compress(b"id,name\n" + ROWS[:3000])[:-30], "is not a complete gzip file (it ends early)"),  # cut
+        (MEMBERS[:-30], "is not a complete gzip file (it ends early)"),  # its last member cut, past the first MB
+        (MEMBERS[: len(MEMBERS) // 3], "is not a complete gzip file (it ends early)"),
+        (gzip.compress(CSV) + b"\0" * 512, "is not a valid gzip file: NUL bytes follow its gzip data (padding)"),
+        (MEMBERS + b"\0" * 512, "is not a valid gzip file: NUL bytes follow its gzip data (padding)"),
+        (MEMBERS + b"trailing bytes", "is not a valid gzip file: Error -3 while decompressing data: incorrect header"),
+        (gzip.compress(CSV)[:-8] + b"\0" * 8, "is not a valid gzip file: Error -3 while decompressing data: incorrect"),
+    ],
+    ids=["cut", "cut-past-1mb", "cut-to-a-third", "nul-padding", "nul-padding-past-1mb", "trailing-bytes", "bad-crc"],
+)
+def test_a_gzip_batch_that_does_not_inflate_to_its_end_is_refused_before_it_is_stored(body, says):
+    """The bulk review: its first MB alone was inflated, a stream that did not inflate was let through, so such a
+    batch was answered 201 and then failed the whole job bad_gzip at UploadComplete, its good batches with it. It is
+    read to its end now, as the job reads it, and refused with the code that job failure had."""
+    ports = acme_ports()  # batches of up to 4 MiB
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    with pytest.raises(BadGzip) as refused:
+        upload_batch(ports, caller(ports), job.job_id, body, gzip=True)
+    assert (refused.value.status, refused.value.code) == (400, "bad_gzip")
+    assert refused.value.message.startswith(f"the batch {says}"), refused.value.message
+    assert service.get_job(ports, caller(ports), job.job_id).uploads == 1  # the refused batch is not the job's
+
+
+def test_a_gzip_batch_of_several_members_is_read_through_them_all_and_taken():
+    ports = acme_ports()
+    job = new_insert(ports)
+    stored = upload_batch(ports, caller(ports), job.job_id, MEMBERS, gzip=True)
+    assert b"".join(ports.bulk.files.chunks(stored)) == b"id,name\n" + ROWS  # both members, as the job reads them
+    assert service.get_job(ports, caller(ports), job.job_id).uploads == 1
+
+
+def test_a_gzip_batch_inflating_past_what_is_read_at_the_put_is_taken_its_end_left_to_the_job(ports):
+    """A few MB of one repeated byte inflate to GBs, too long to read through in the request: past sixteen times the
+    request limit (1 KiB here) the rest is left to the job's read, as a stored file's is."""
+    rows = b"1,Ann\n" * 200  # 1.2 KiB inflated, past 1 KiB
+    for body in (gzip.compress(b"id,name\n" + rows)[:-8], gzip.compress(b"id,name\n" + rows) + b"\0" * 16):
+        assert len(body) <= 64  # within the request limit of these ports
+        upload_batch(ports, caller(ports), (job := new_insert(ports)).job_id, body, gzip=True)
+        assert service.get_job(ports, caller(ports), job.job_id).uploads == 1
+    short = gzip.compress(b"id,name\n" + rows[:600])[:-8]  # 608 bytes inflated: read to its end
+    with pytest.raises(BadGzip, match="ends early"):
+        upload_batch(ports, caller(ports), new_insert(ports).job_id, short, gzip=True)
 
 
 def test_a_gzip_batch_whose_header_line_is_not_utf8_is_refused_too(ports):
