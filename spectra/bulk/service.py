@@ -364,13 +364,15 @@ def _inflated_head(body: bytes, *, most: int) -> tuple[bytes, bool]:
 
 def _no_header(head: bytes, *, whole: bool) -> str | None:
     """What makes a batch's first line no header, if anything: nothing but a byte order mark, spaces and line breaks
-    (a batch of blank lines, an empty file gzipped), or a blank first line (COPY's IGNOREHEADER would skip it and
-    load the header as a row). Taken 201, such a batch failed the whole job, its other batches with it, naming a
-    stored file the client never saw (the bulk bad input review)."""
+    (a batch of blank lines, an empty file gzipped), or a blank first line, empty or of spaces and tabs alone (COPY's
+    IGNOREHEADER would skip it and load the header as a row; the job refused it as "the first line has no column
+    names"). Taken 201, such a batch failed the whole job, its other batches with it, naming a stored file the client
+    never saw (the bulk bad input review)."""
     text = head.removeprefix(b"\xef\xbb\xbf")
     if whole and not text.strip(b" \t\r\n"):
         return "holds no header line" + (" and no rows" if text else "") + ": it is empty but for white space"
-    if text[:1] in (b"\r", b"\n"):
+    first, ended, _ = text.partition(b"\n")
+    if (ended or whole) and not first.strip(b" \t\r"):
         return "starts with a blank line: its first line must be the header"
     return None
 

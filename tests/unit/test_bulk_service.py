@@ -399,6 +399,8 @@ def test_a_batch_whose_header_line_is_not_utf8_is_refused_before_it_is_stored(po
         (b"\xef\xbb\xbf \r\n", True, "holds no header line and no rows"),
         (b"\nid,name\n1,Ann\n", False, "starts with a blank line"),  # COPY would load the header as a row
         (b"\r\nid,name\n1,Ann\n", True, "starts with a blank line"),
+        (b"   \nid,name\n1,Ann\n", False, "starts with a blank line"),  # spaces alone: no column names
+        (b"\xef\xbb\xbf\t \r\nid,name\n1,Ann\n", True, "starts with a blank line"),
     ],
 )
 def test_a_batch_with_no_header_line_is_refused_before_it_is_stored(ports, body, gzipped, says):
