@@ -765,6 +765,7 @@ def write_owed_results(ports: Ports, message: BulkResultsRequested) -> BulkJob |
         leased.state,
         attempt=leased.results_attempt,
         error=mismatch if leased.error is None else None,
+        leased=leased,
     )
 
 

@@ -368,16 +368,27 @@ class BulkJobStore:
         return job
 
     def mark_results_ready(
-        self, job_id: str, state: BulkState, *, attempt: str | None = None, error: ErrorInfo | None = None
+        self,
+        job_id: str,
+        state: BulkState,
+        *,
+        attempt: str | None = None,
+        error: ErrorInfo | None = None,
+        leased: BulkJob | None = None,
     ) -> BulkJob | None:
         """Result files are written, under ``attempt`` (``results_attempt``: the routes serve those; ``error``: what
-        they fall short of). The job leaves the pending index unless its event is still owed."""
+        they fall short of). The job leaves the pending index unless its event is still owed. ``leased``: the job as
+        its writer leased it, whose lease must still be the job's (else None): a writer whose lease ran out and was
+        taken over no longer points the routes at its own files, whole as they are (note 35's list)."""
         changes: dict[str, Any] = {"results_ready": True}
         if attempt is not None:
             changes["results_attempt"] = attempt
         if error is not None:
             changes["error"] = error
-        return self._settled(self._update(job_id, frozenset({state}), changes))
+        if leased is None:
+            return self._settled(self._update(job_id, frozenset({state}), changes))
+        request = self._states.update_request(job_id, [state.value], changes, updated_at=utcnow())
+        return self._settled(self._conditional(_owed_as_read(request, leased)))
 
     def give_up_results(self, job: BulkJob, *, why: str, error: ErrorInfo | None = None) -> BulkJob | None:
         """Result files given up (``why``; ``error``: the job's, if it has none yet), unless written meanwhile or

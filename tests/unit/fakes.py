@@ -482,8 +482,19 @@ class FakeBulkJobStore:
         return job
 
     def mark_results_ready(
-        self, job_id: str, state: BulkState, *, attempt: str | None = None, error: ErrorInfo | None = None
+        self,
+        job_id: str,
+        state: BulkState,
+        *,
+        attempt: str | None = None,
+        error: ErrorInfo | None = None,
+        leased: BulkJob | None = None,
     ) -> BulkJob | None:
+        item = self._items.get(job_id, {})
+        if leased is not None and (
+            item.get("results_ready") or item.get("results_writer_until") != leased.results_writer_until
+        ):
+            return None
         changes: dict[str, Any] = {"results_ready": True}
         if attempt is not None:
             changes["results_attempt"] = attempt

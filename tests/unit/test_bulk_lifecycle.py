@@ -892,6 +892,31 @@ def test_a_stopped_runs_lease_is_taken_over_and_counted():
     assert [r[2] for r in result_rows(ports, job.job_id, "successful")[1:]] == ["1", "2", "x", "3"]
 
 
+def test_a_run_whose_lease_was_taken_over_while_it_wrote_leaves_the_served_files_to_the_run_that_took_it(
+    monkeypatch,
+):
+    """Note 35's list: a run slower than its lease (stopped, or past it) went on to mark its own files served after
+    the run that took the lease over had marked its own: whole copies both, but the routes' files changed under a
+    client reading them. The slow run's mark is refused by the lease it no longer holds."""
+    ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
+    job, request = owing_results(ports)
+    write_results = outcomes.write_results
+    runs, took_over = [], []
+
+    def slower_than_its_lease(ports, leased):
+        runs.append(leased.results_attempt)
+        written = write_results(ports, leased)
+        if len(runs) == 1:  # meanwhile its lease ran out, and another run took the files over and wrote them
+            a_run_holds_the_lease(ports, stored(ports, leased.job_id), for_seconds=-1)
+            took_over.append(write_owed_results(ports, request))
+        return written
+
+    monkeypatch.setattr(outcomes, "write_results", slower_than_its_lease)
+    assert write_owed_results(ports, request) is None
+    [other] = took_over
+    assert other.results_ready and stored(ports, job.job_id).results_attempt == other.results_attempt == runs[1]
+
+
 def test_a_run_that_fails_gives_the_lease_back_for_the_next_receive(monkeypatch):
     ports = bulk_ports_with(bulk_inline_results_max_bytes=len(MIXED) - 1)
     job, request = owing_results(ports)

@@ -384,6 +384,24 @@ def test_result_files_are_leased_to_one_writer_and_a_lost_writer_is_counted(stor
     assert ready.results_attempt == store.get(job.job_id).results_attempt == "20261204T101500-0a1b2c3d4e5f"
 
 
+def test_a_writer_whose_lease_was_taken_over_does_not_point_the_routes_at_its_files(store):
+    """Note 35's list: marking result files ready was conditional on the job's state only, so a writer whose lease
+    ran out could re-point the served attempt at its own files after the run that took over marked its own."""
+    job = in_state(store, BulkState.JOB_COMPLETE)
+    first = store.lease_results(job, until=1000)
+    second = store.lease_results(first, until=2000)  # taken over: the first writer's lease ran out
+    late = "20261204T101500-0a1b2c3d4e5f"
+    assert store.mark_results_ready(job.job_id, BulkState.JOB_COMPLETE, attempt=late, leased=first) is None
+    assert store.get(job.job_id) == second
+    ready = store.mark_results_ready(
+        job.job_id, BulkState.JOB_COMPLETE, attempt="20261204T101600-1a2b3c4d5e6f", leased=second
+    )
+    assert ready.results_ready and ready.results_attempt == "20261204T101600-1a2b3c4d5e6f"
+    assert store.mark_results_ready(job.job_id, BulkState.JOB_COMPLETE, attempt=late, leased=first) is None
+    assert store.mark_results_ready(job.job_id, BulkState.JOB_COMPLETE, attempt=late, leased=second) is None
+    assert store.get(job.job_id).results_attempt == "20261204T101600-1a2b3c4d5e6f"
+
+
 def test_result_files_are_given_up_only_as_read(store):
     """Giving result files up is refused when a writer took them since the job was read (it writes them: given up
     under it, the routes answered 410 for files that exist), and once they are written."""
