@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from spectra.bulk.csvfiles import NULL, BulkInputError, header_columns, shown
-from spectra.errors import InvalidRequest, PayloadTooLarge
+from spectra.errors import BadGzip, InvalidRequest, PayloadTooLarge
 from spectra.sql_layout import fold_name
 from spectra.strict_json import refuse_constant, unique_keys
 
@@ -138,14 +138,14 @@ def _inflated(body: bytes, max_bytes: int) -> bytes:
         try:
             part = inflater.decompress(rest, max_bytes + 1 - size)
         except zlib.error as exc:
-            raise InvalidRequest(f"Content-Encoding is gzip but the body is not gzip data ({exc})") from None
+            raise BadGzip(f"Content-Encoding is gzip but the body is not gzip data ({exc})") from None
         size += len(part)
         if size > max_bytes or inflater.unconsumed_tail:
             raise PayloadTooLarge(
                 f"the batch inflates past {max_bytes} bytes: send it in smaller batches", details={"limit": max_bytes}
             )
         if not inflater.eof:
-            raise InvalidRequest("the gzip data ends before its end: the batch was cut short")
+            raise BadGzip("the gzip data ends before its end: the batch was cut short")
         parts.append(part)
         rest = inflater.unused_data
     return b"".join(parts)

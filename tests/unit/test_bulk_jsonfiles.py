@@ -9,7 +9,7 @@ import io
 import pytest
 
 from spectra.bulk.jsonfiles import as_csv
-from spectra.errors import InvalidRequest, PayloadTooLarge
+from spectra.errors import BadGzip, InvalidRequest, PayloadTooLarge
 
 pytestmark = pytest.mark.unit
 
@@ -70,10 +70,12 @@ def test_a_gzip_batch_that_inflates_past_the_bound_or_is_cut_short_is_refused():
     big = gzip.compress(b'{"a": "' + b"x" * 5000 + b'"}')
     with pytest.raises(PayloadTooLarge, match="inflates past 1000 bytes"):
         as_csv(big, gzip=True, max_bytes=1000)
-    with pytest.raises(InvalidRequest, match="cut short"):
+    with pytest.raises(BadGzip, match="cut short"):  # 400 bad_gzip, as a CSV batch's (spectra.bulk.service)
         as_csv(gzip.compress(b'{"a": 1}')[:-6], gzip=True, max_bytes=1000)
-    with pytest.raises(InvalidRequest, match="not gzip data"):
+    with pytest.raises(BadGzip, match="not gzip data"):
         as_csv(b"\x1f\x8b\x08\x00garbage-garbage", gzip=True, max_bytes=1000)
+    with pytest.raises(BadGzip, match="not gzip data"):  # NUL padding after the member
+        as_csv(gzip.compress(b'{"a": 1}') + b"\0" * 64, gzip=True, max_bytes=1000)
 
 
 @pytest.mark.parametrize(
