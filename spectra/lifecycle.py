@@ -228,7 +228,8 @@ def execute_job(
             share.retry_later(ports, message)
             return None
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
-        _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=maybe_tried, error=error)
+        # the Data API failing, asking it for an earlier attempt's statement first would keep the job from its end
+        _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=maybe_tried, error=error, look_first=False)
         return None
     lease = lease if session is lease else None  # dropped, or given back by start_statement: no longer the job's
     statement_id = started.statement_id
@@ -322,16 +323,50 @@ def _end_unstarted(
     *,
     redelivered: bool,
     error: ErrorInfo | None = None,
+    look_first: bool = True,
 ) -> None:
     """End a job that has no statement recorded (cancelled, refused, given up), its slot and ``lease`` given back.
-    On a ``redelivered`` message an earlier attempt may have died between ExecuteStatement and recording it: that
-    statement is stopped too, since no message is left to come back and find it (:func:`_stop_unrecorded`)."""
+
+    On a ``redelivered`` message an earlier attempt may have died between ExecuteStatement and recording it. That
+    statement is looked for first (``look_first``) and stopped; one that ran to its end before it could be is recorded
+    instead (:func:`_ran_to_its_end`), and the job ends with its outcome, as a job asked to stop while its executor
+    held its slot does (README, "Cancelling"), not CANCELLED (or FAILED, its tenant deactivated since) beside an
+    INSERT that committed (found by the lifecycle review: a functions process killed between the two, the redelivery
+    wrote CANCELLED, then found the statement FINISHED). Where the Data API is what failed (``look_first`` false), the
+    ending is written first and the statement stopped after it (:func:`_stop_unrecorded`), since no message is left to
+    come back and find it."""
+    if redelivered and look_first and _ran_to_its_end(ports, job, lease):
+        return
     ended = finish_job(ports, job, status, error=error, unstarted=True, session=sessions.unused(lease))
     if ended is None:  # refused: another copy started and recorded it meanwhile, or ended it
         _moved_meanwhile(ports, job, lease)
         return
-    if redelivered:
+    if redelivered and not look_first:
         _stop_unrecorded(ports, ended)
+
+
+def _ran_to_its_end(ports: Ports, job: Job, lease: PooledSession | None) -> bool:
+    """Whether an earlier attempt's statement, started under the job's name and never recorded, ran to its end: found
+    (one ListStatements) and refused a cancel, it is recorded as the job's, which ends with its outcome through its
+    status event or the reconciler (a cancel asked meanwhile finds it ended). The slot this delivery claimed is the
+    job's, as when a statement starts; the lease goes back (the earlier attempt's session, if any, is not known). A
+    statement still running is stopped here (False: the job ends as its caller asked)."""
+    earlier = ports.warehouse.find(job.job_id)
+    if earlier is None:
+        return False
+    if ports.warehouse.cancel(earlier):
+        logger.warning("job %s: cancelled statement %s an earlier attempt started", job.job_id, earlier)
+        return False
+    if job.status is JobStatus.QUEUED:
+        recorded = _record_start(ports, job, earlier)
+    else:  # SUBMITTED without a statement: an executor before this one stopped between its two writes
+        recorded = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=earlier)
+    if recorded is None:  # another copy recorded a statement, or the job ended, meanwhile
+        _moved_meanwhile(ports, job, lease)
+        return True
+    logger.warning("job %s: statement %s an earlier attempt started ran to its end; recorded", job.job_id, earlier)
+    sessions.give_back(ports, recorded, lease, running_in=None)
+    return True
 
 
 def _moved_meanwhile(ports: Ports, job: Job, lease: PooledSession | None) -> None:

@@ -397,6 +397,32 @@ def test_a_job_cancelled_while_queued_stops_on_a_redelivery_the_statement_an_ear
     assert ports.warehouse.statements[statement_id].status == "ABORTED"
 
 
+@pytest.mark.parametrize("why", ["cancelled", "deactivated"])
+def test_a_redelivery_that_finds_an_earlier_attempts_statement_ended_lets_the_job_end_with_its_outcome(
+    monkeypatch, why
+):
+    """The lifecycle review: asked to stop (202) while its executor held its slot, the executor died between
+    ExecuteStatement and recording it, and the INSERT committed; the redelivery wrote CANCELLED first, then found the
+    statement FINISHED and only logged it: the client, the event and the webhook said CANCELLED beside the row. The
+    statement is now looked for first and, ended, recorded: the job ends COMPLETED through its status event, as the
+    README's "Cancelling" says. A tenant deactivated meanwhile likewise (its write had committed)."""
+    ports = make_ports(settings=make_settings(tenant_cache_seconds=0))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    message = queued(ports)
+    statement_id = died_between_start_and_record(ports, monkeypatch, message)
+    if why == "cancelled":
+        ports.jobs.update(message.job_id, [JobStatus.QUEUED], cancel_requested_at=utcnow())
+    else:
+        ports.tenants.set_active("acme", False)
+    finished = ports.warehouse.finish(statement_id, columns=[Column("n", "int4")], pages=["1\n"])
+    assert execute_job(ports, message) is None  # the redelivery
+    recorded = ports.jobs.get(message.job_id)
+    assert (recorded.status, recorded.statement_id) == (JobStatus.SUBMITTED, statement_id)
+    assert ports.events.types() == []
+    assert complete_statement(ports, finished).status is JobStatus.COMPLETED
+    assert ports.events.types() == ["Job Completed"] and ports.slots.holders("acme") == {}
+
+
 def test_a_duplicate_first_delivery_after_the_job_ended_leaves_no_slot_or_lease_behind(ports):
     """SQS may deliver the API's message twice, each copy a first delivery carrying the job. The second, come after
     the job completed, took a slot and an idle session, got the same statement back (the ClientToken) and, its
