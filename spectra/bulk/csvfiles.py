@@ -106,7 +106,7 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
         raise BulkInputError(
             "invalid_header", f"{name}: a header field holds a line break (inside quotes); the header must be one line"
         )
-    if not any(field.strip() for field in header):  # else a blank first line would pass as a header of no columns
+    if names_no_column(header, delimiter):  # else a blank first line would pass as a header of no columns
         raise BulkInputError(
             "invalid_header", f"{name}: the first line has no column names; it must be the header line"
         )
@@ -118,6 +118,23 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
         raise BulkInputError("invalid_header", f"{name}: the header line is not valid UTF-8")
     columns = header_columns(name, header, delimiter=delimiter)
     return FileHeader(columns, rows=has_rows or not whole, names=header)
+
+
+def names_no_column(fields: list[str], delimiter: str) -> bool:
+    """Whether a header line's fields, as the csv module reads them, name no column: each blank (``str.strip``'s
+    white space: a no-break space, a form feed) once the blanks around a quoted one are dropped. An empty line, a
+    line of blanks, or of delimiters and empty quotes alone (a spreadsheet's empty first row, ``,,,``)."""
+    return not any(unpadded_name(field, delimiter).strip() for field in fields)
+
+
+def first_line_names_no_column(line: str, delimiter: str) -> bool:
+    """:func:`names_no_column` for a file's first line, its line break left out: the API's check of a batch when it
+    is uploaded, the job's own test (a line the csv module cannot read is left to the job, which says why)."""
+    try:
+        fields = next(csv.reader([line.rstrip("\r")], delimiter=delimiter), [])
+    except csv.Error:
+        return False
+    return names_no_column(fields, delimiter)
 
 
 def _is_row(line: str, delimiter: str, *, one_column: bool) -> bool:

@@ -22,7 +22,7 @@ from sqlglot import exp
 from events import BulkJobQueuedMessage, ErrorInfo
 from spectra import logs
 from spectra.bulk import outcomes
-from spectra.bulk.csvfiles import HEADER_MAX_BYTES
+from spectra.bulk.csvfiles import HEADER_MAX_BYTES, first_line_names_no_column
 from spectra.bulk.drops import GENERATION_METADATA, NO_GENERATION, DropOptions, metadata_options, options_problem
 from spectra.bulk.files import FileUnreadable, gunzipped, results_key, starts_as_gzip
 from spectra.bulk.jsonfiles import JSON_MEDIA_TYPES, as_csv
@@ -362,18 +362,19 @@ def _inflated_head(body: bytes, *, most: int) -> tuple[bytes, bool]:
     return bytes(head[:HEADER_MAX_BYTES]), len(head) <= HEADER_MAX_BYTES
 
 
-def _no_header(head: bytes, *, whole: bool) -> str | None:
+def _no_header(head: bytes, *, whole: bool, delimiter: str) -> str | None:
     """What makes a batch's first line no header, if anything: nothing but a byte order mark, spaces and line breaks
-    (a batch of blank lines, an empty file gzipped), or a blank first line, empty or of spaces and tabs alone (COPY's
-    IGNOREHEADER would skip it and load the header as a row; the job refused it as "the first line has no column
-    names"). Taken 201, such a batch failed the whole job, its other batches with it, naming a stored file the client
-    never saw (the bulk bad input review)."""
+    (a batch of blank lines, an empty file gzipped), or a first line that names no column as the job reads it
+    (:func:`~spectra.bulk.csvfiles.first_line_names_no_column`: empty, blanks alone, a spreadsheet's empty first row
+    ``,,,``; COPY's IGNOREHEADER would skip it and load the header as a row, and the job refused it as "the first
+    line has no column names"). Taken 201, such a batch failed the whole job, its other batches with it, naming a
+    stored file the client never saw (the bulk bad input review; the rows of blanks and delimiters, the diff review)."""
     text = head.removeprefix(b"\xef\xbb\xbf")
     if whole and not text.strip(b" \t\r\n"):
         return "holds no header line" + (" and no rows" if text else "") + ": it is empty but for white space"
     first, ended, _ = text.partition(b"\n")
-    if (ended or whole) and not first.strip(b" \t\r"):
-        return "starts with a blank line: its first line must be the header"
+    if (ended or whole) and first_line_names_no_column(first.decode("utf-8", "surrogateescape"), delimiter):
+        return "starts with a line that names no column (blank, or empty fields alone): it must be the header line"
     return None
 
 
@@ -581,7 +582,7 @@ def _check_batch(ports: Ports, job: BulkJob, body: bytes, *, gzip: bool, media: 
         head, whole = body[:HEADER_MAX_BYTES], len(body) <= HEADER_MAX_BYTES
     if problem := _header_encoding_problem(head, whole=whole):
         raise UnsupportedMediaType(f"the batch's header line {problem}: save the file as CSV UTF-8")  # failed the job
-    if problem := _no_header(head, whole=whole):
+    if problem := _no_header(head, whole=whole, delimiter=job.column_delimiter.char):
         raise InvalidRequest(f"the batch {problem}")  # stored, it failed the whole job, naming a file never seen
 
 

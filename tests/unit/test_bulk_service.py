@@ -397,10 +397,16 @@ def test_a_batch_whose_header_line_is_not_utf8_is_refused_before_it_is_stored(po
         (b"\n\n\n", False, "holds no header line and no rows"),
         (b"", True, "holds no header line"),  # an empty file, gzipped
         (b"\xef\xbb\xbf \r\n", True, "holds no header line and no rows"),
-        (b"\nid,name\n1,Ann\n", False, "starts with a blank line"),  # COPY would load the header as a row
-        (b"\r\nid,name\n1,Ann\n", True, "starts with a blank line"),
-        (b"   \nid,name\n1,Ann\n", False, "starts with a blank line"),  # spaces alone: no column names
-        (b"\xef\xbb\xbf\t \r\nid,name\n1,Ann\n", True, "starts with a blank line"),
+        (b"\nid,name\n1,Ann\n", False, "names no column"),  # COPY would load the header as a row
+        (b"\r\nid,name\n1,Ann\n", True, "names no column"),
+        (b"   \nid,name\n1,Ann\n", False, "names no column"),  # spaces alone: no column names
+        (b"\xef\xbb\xbf\t \r\nid,name\n1,Ann\n", True, "names no column"),
+        # as the job reads its header (the diff review): a spreadsheet's empty first row, empty quotes, a no-break
+        # space, a form feed
+        (b",,,\nid,name\n1,Ann\n", False, "names no column"),
+        (b'"" , ""\r\nid,name\n1,Ann\n', True, "names no column"),
+        (b"\xc2\xa0\nid,name\n1,Ann\n", False, "names no column"),
+        (b"\x0c\nid,name\n1,Ann\n", False, "names no column"),
     ],
 )
 def test_a_batch_with_no_header_line_is_refused_before_it_is_stored(ports, body, gzipped, says):
