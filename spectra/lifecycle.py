@@ -332,16 +332,22 @@ def _end_unstarted(
     instead (:func:`_ran_to_its_end`), and the job ends with its outcome, as a job asked to stop while its executor
     held its slot does (README, "Cancelling"), not CANCELLED (or FAILED, its tenant deactivated since) beside an
     INSERT that committed (found by the lifecycle review: a functions process killed between the two, the redelivery
-    wrote CANCELLED, then found the statement FINISHED). Where the Data API is what failed (``look_first`` false), the
-    ending is written first and the statement stopped after it (:func:`_stop_unrecorded`), since no message is left to
-    come back and find it."""
-    if redelivered and look_first and _ran_to_its_end(ports, job, lease):
-        return
+    wrote CANCELLED, then found the statement FINISHED). Where the Data API is what failed (``look_first`` false, or
+    the look failing: throttled on the queue's last delivery, it kept the job QUEUED with its slot, found by the diff
+    review), the ending is written first and the statement stopped after it (:func:`_stop_unrecorded`), since no
+    message is left to come back and find it."""
+    if redelivered and look_first:
+        try:
+            if _ran_to_its_end(ports, job, lease):
+                return
+            redelivered = False  # looked for, and none runs on
+        except Exception:  # the Data API throttling or failing: the job still ends, and is looked for after it
+            logger.warning("job %s: could not look for an earlier attempt's statement first", job.job_id, exc_info=True)
     ended = finish_job(ports, job, status, error=error, unstarted=True, session=sessions.unused(lease))
     if ended is None:  # refused: another copy started and recorded it meanwhile, or ended it
         _moved_meanwhile(ports, job, lease)
         return
-    if redelivered and not look_first:
+    if redelivered:
         _stop_unrecorded(ports, ended)
 
 

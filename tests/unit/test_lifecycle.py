@@ -423,6 +423,22 @@ def test_a_redelivery_that_finds_an_earlier_attempts_statement_ended_lets_the_jo
     assert ports.events.types() == ["Job Completed"] and ports.slots.holders("acme") == {}
 
 
+def test_a_redelivery_whose_look_for_an_earlier_statement_is_throttled_still_ends_the_job(monkeypatch):
+    """The diff review of the look-first mend: ListStatements throttled on the queue's last delivery raised before
+    any ending was written, and the job stayed QUEUED with its cancel request and its slot until the reconciler. The
+    job ends as asked, and the statement is looked for after it, as before the mend."""
+    ports = make_ports(settings=make_settings(tenant_cache_seconds=0))
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    message = queued(ports)
+    statement_id = died_between_start_and_record(ports, monkeypatch, message)
+    ports.jobs.update(message.job_id, [JobStatus.QUEUED], cancel_requested_at=utcnow())
+    ports.warehouse.throttle_next("find", times=1)
+    assert execute_job(ports, message, final_attempt=True) is None
+    assert ports.jobs.get(message.job_id).status is JobStatus.CANCELLED
+    assert ports.slots.holders("acme") == {}
+    assert ports.warehouse.statements[statement_id].status == "ABORTED"  # looked for again after the ending
+
+
 def test_a_duplicate_first_delivery_after_the_job_ended_leaves_no_slot_or_lease_behind(ports):
     """SQS may deliver the API's message twice, each copy a first delivery carrying the job. The second, come after
     the job completed, took a slot and an idle session, got the same statement back (the ClientToken) and, its
