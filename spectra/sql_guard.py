@@ -415,6 +415,10 @@ def _parse(sql: str) -> list[exp.Expression]:
         try:
             kept = _parse_once(sql)
         except SqlRejected as exc:
+            if getattr(exc, "budget_shared", False):
+                # out of a budget an earlier parse shared (one_parse_budget): the same text sent alone, or in
+                # another request, might fit its own; kept, it was refused from here (found by the diff review)
+                raise
             kept = (exc.message, exc.details)  # not the exception: its traceback holds the parser's frames
         _keep(sql, kept)
     if isinstance(kept, tuple):
@@ -437,9 +441,9 @@ def _parse_once(sql: str) -> list[exp.Expression]:
     if depth > MAX_NESTING:
         raise _rejected("nesting", f"sql is nested {depth} levels deep; the limit is {MAX_NESTING}")
     _allow_recursion(MAX_NESTING)
-    deadline = time.thread_time() + PARSE_SECONDS
-    if (shared := _shared_deadline.get()) is not None:
-        deadline = min(deadline, shared)
+    own = time.thread_time() + PARSE_SECONDS
+    shared = _shared_deadline.get()
+    deadline = own if shared is None else min(own, shared)
     try:
         trees = _GuardParser(deadline).parse(tokens, sql)
     except SqlglotError as exc:
@@ -447,7 +451,9 @@ def _parse_once(sql: str) -> list[exp.Expression]:
     except RecursionError:
         raise _rejected("nesting", f"sql is nested too deeply; the limit is {MAX_NESTING} levels") from None
     except _OutOfTime:
-        raise _rejected("too_complex", f"sql took more than {PARSE_SECONDS:g} s to parse; simplify it") from None
+        refusal = _rejected("too_complex", f"sql took more than {PARSE_SECONDS:g} s to parse; simplify it")
+        refusal.budget_shared = deadline < own  # a budget of its own might have done: not kept for the text (_parse)
+        raise refusal from None
     except Exception as exc:  # sqlglot's own bugs (a ValueError, an AttributeError): refused, never a 500
         logger.warning("sqlglot failed on a statement (%s); refused as not parsed", type(exc).__name__)
         raise _rejected("syntax", "sql could not be parsed") from None

@@ -459,3 +459,6 @@ def test_parses_in_one_budget_share_it(monkeypatch):
         assert check_sql(sql + " -- first", max_bytes=100_000)
         assert refusal(sql + " -- second").details == {"reason": "too_complex"}
     assert check_sql(sql + " -- alone after", max_bytes=100_000)
+    # the refusal is the shared budget's, not the text's: alone, the same text has a budget of its own (it was kept
+    # for the text, and refused from there; found by the diff review)
+    assert check_sql(sql + " -- second", max_bytes=100_000)
