@@ -336,18 +336,19 @@ def _end_unstarted(
     the look failing: throttled on the queue's last delivery, it kept the job QUEUED with its slot, found by the diff
     review), the ending is written first and the statement stopped after it (:func:`_stop_unrecorded`), since no
     message is left to come back and find it."""
+    looked = False  # for an earlier attempt's statement, and none runs on
     if redelivered and look_first:
         try:
             if _ran_to_its_end(ports, job, lease):
                 return
-            redelivered = False  # looked for, and none runs on
+            looked = True
         except Exception:  # the Data API throttling or failing: the job still ends, and is looked for after it
             logger.warning("job %s: could not look for an earlier attempt's statement first", job.job_id, exc_info=True)
     ended = finish_job(ports, job, status, error=error, unstarted=True, session=sessions.unused(lease))
     if ended is None:  # refused: another copy started and recorded it meanwhile, or ended it
         _moved_meanwhile(ports, job, lease)
         return
-    if redelivered:
+    if redelivered and not looked:
         _stop_unrecorded(ports, ended)
 
 

@@ -314,9 +314,9 @@ def one_parse_budget() -> Iterator[None]:
     """The parses inside share one :data:`PARSE_SECONDS` of the thread's CPU, counted from here, where each would
     have one of its own. A query request parses its statement as sent and, once its typed parameters are bound, again
     (:func:`spectra.queries._requested_job`): found by the API review, a statement of 48,000 ``1+`` terms and one
-    typed parameter took 3.0 s to parse, 1.2 s to bind and 3.0 s to parse again on the 2-core machine, about 25 s on
-    the API function's share of a core (512 MB: about 0.29 of a vCPU), near the 29 s API Gateway waits, past which a
-    client retries (without an Idempotency-Key, into a second job)."""
+    typed parameter took 3.0 s to parse, 1.2 s to bind and 3.0 s to parse again on the 2-core machine (ad hoc), an
+    estimated 25 s on the API function's share of a core (512 MB: about 0.29 of a vCPU), near the 29 s API Gateway
+    waits, past which a client retries (without an Idempotency-Key, into a second job)."""
     token = _shared_deadline.set(time.thread_time() + PARSE_SECONDS)
     try:
         yield

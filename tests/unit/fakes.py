@@ -490,10 +490,7 @@ class FakeBulkJobStore:
         error: ErrorInfo | None = None,
         leased: BulkJob | None = None,
     ) -> BulkJob | None:
-        item = self._items.get(job_id, {})
-        if leased is not None and (
-            item.get("results_ready") or item.get("results_writer_until") != leased.results_writer_until
-        ):
+        if leased is not None and not self._owed_as_read(leased):
             return None
         changes: dict[str, Any] = {"results_ready": True}
         if attempt is not None:
@@ -503,8 +500,7 @@ class FakeBulkJobStore:
         return self._settled(self._update(job_id, frozenset({state}), changes))
 
     def give_up_results(self, job: BulkJob, *, why: str, error: ErrorInfo | None = None) -> BulkJob | None:
-        item = self._items.get(job.job_id, {})
-        if item.get("results_ready") or item.get("results_writer_until") != job.results_writer_until:
+        if not self._owed_as_read(job):
             return None
         changes: dict[str, Any] = {"results_ready": True, "results_unavailable": why}
         if error is not None:
@@ -516,13 +512,18 @@ class FakeBulkJobStore:
             self._pending.pop(job.job_id, None)
         return job
 
+    def _owed_as_read(self, job: BulkJob) -> bool:
+        """The store's condition of the same name: result files still owed, their lease as ``job`` was read."""
+        item = self._items.get(job.job_id, {})
+        return not item.get("results_ready") and item.get("results_writer_until") == job.results_writer_until
+
     def mark_checked(self, job_id: str, state: BulkState, at: datetime) -> BulkJob | None:
         return self._update(job_id, frozenset({state}), {"last_checked_at": at}, pending_since=at)
 
     def lease_results(self, job: BulkJob, *, until: int) -> BulkJob | None:
-        item = self._items.get(job.job_id, {})
-        if item.get("results_ready") or item.get("results_writer_until") != job.results_writer_until:
+        if not self._owed_as_read(job):
             return None
+        item = self._items.get(job.job_id, {})
         changes: dict[str, Any] = {"results_writer_until": until}
         if job.results_writer_until is not None:
             changes["results_writers_lost"] = item.get("results_writers_lost", 0) + 1
