@@ -71,7 +71,7 @@ JOB_IN_MESSAGE_TRUST_SECONDS = 60.0
 START_RECORD_WAIT_SECONDS = 2.0
 #: A statement made this long ago whose job is still QUEUED was started by an executor that died before recording
 #: it: no executor runs longer than its 30 s Timeout (template.yaml's Globals), so none can still be about to write
-#: it. Completion then records it on the job itself (:func:`_recorded`).
+#: it. Completion then records it on the job itself (:func:`_wait_for_start_record`).
 ORPHANED_AFTER_SECONDS = 120.0
 #: A result collected in longer than this is written before its event is published, as after a failed attempt:
 #: meanwhile other handlers of the same statement (the reconciler, each minute; copies of its event) may have failed
@@ -110,21 +110,21 @@ def _job_to_start(
     return ports.jobs.get(message.job_id)
 
 
-def _untried(message: JobQueuedMessage, *, first_delivery: bool, sent_at: datetime | None) -> bool:
-    """No earlier attempt can have started the job's statement and died before recording it: the message is the
-    API's own (the job in it), on its first delivery, sent soon after the job was made. Any other may follow such an
-    attempt: a redelivery, or a message sent anew and received a first time (a re-queue by the reconciler, which
-    re-queues a job precisely because its attempt may have died so; a wake-up; a job too large to carry; a copy moved
-    back from the dead-letter queue). A job such a message ends unstarted has that statement looked up by name and
-    stopped (one call more)."""
+def _maybe_tried(message: JobQueuedMessage, *, first_delivery: bool, sent_at: datetime | None) -> bool:
+    """Whether an earlier attempt may have started the job's statement and died before recording it. Only the API's
+    own message (the job in it), on its first delivery, sent soon after the job was made, rules that out. Any other
+    may follow such an attempt: a redelivery, or a message sent anew and received a first time (a re-queue by the
+    reconciler, which re-queues a job precisely because its attempt may have died so; a wake-up; a job too large to
+    carry; a copy moved back from the dead-letter queue). A job such a message ends unstarted has that statement
+    looked up by name and stopped (one call more)."""
     if not first_delivery or message.job is None:
-        return False
-    if sent_at is None:
         return True
-    try:
-        return _sent_soon_after(datetime.fromisoformat(str(message.job["created_at"])), sent_at)
-    except (KeyError, TypeError, ValueError):
+    if sent_at is None:
         return False
+    try:
+        return not _sent_soon_after(datetime.fromisoformat(str(message.job["created_at"])), sent_at)
+    except (KeyError, TypeError, ValueError):
+        return True
 
 
 def _sent_soon_after(created_at: datetime, sent_at: datetime | None) -> bool:
@@ -154,7 +154,7 @@ def execute_job(
     with the service's message rather than waiting, unexplained, for the reconciler. A statement the Data API
     refuses (a bad parameter, an unknown user) fails the job at once with the service's message.
     """
-    maybe_tried = not _untried(message, first_delivery=first_delivery, sent_at=sent_at)
+    maybe_tried = _maybe_tried(message, first_delivery=first_delivery, sent_at=sent_at)
     claim = share.take_slot(ports, message)
     if not claim:  # its tenant is at its running cap: the job waits QUEUED (spectra/share.py)
         if not first_delivery:
@@ -185,14 +185,14 @@ def execute_job(
     # QUEUED, or SUBMITTED without a statement (an executor before this one stopped between its two writes: the
     # ClientToken makes the call below return that attempt's statement if it got as far as the Data API)
     if job.cancel_requested_at is not None:
-        _end_unstarted(ports, job, JobStatus.CANCELLED, lease, redelivered=maybe_tried)
+        _end_unstarted(ports, job, JobStatus.CANCELLED, lease, maybe_tried=maybe_tried)
         return None
     try:
         identity = identity_for(ports, job)  # spectra/identity.py: a tenant identity, or the job fails
         check_write_grant(ports, job)  # ... and a write the tenant may still make
     except IdentityRefused as exc:
         error = ErrorInfo(code=exc.code, message=exc.message)
-        _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=maybe_tried, error=error)
+        _end_unstarted(ports, job, JobStatus.FAILED, lease, maybe_tried=maybe_tried, error=error)
         return None
     lease = sessions.usable_lease(ports, job, lease, identity)  # a session runs as whoever opened it
     try:
@@ -208,7 +208,7 @@ def execute_job(
     except StatementRejected as exc:
         error = ErrorInfo(code="statement_rejected", message=exc.message)
         if finish_job(ports, job, JobStatus.FAILED, error=error) is None:
-            _moved_meanwhile(ports, job, lease)
+            _give_back_claim(ports, job, lease)
         return None
     except Throttled as exc:
         if (exc.details or {}).get(sessions.LEASE_DROPPED):
@@ -229,73 +229,83 @@ def execute_job(
             return None
         error = ErrorInfo(code="warehouse_unavailable", message=f"gave up after repeated tries: {exc.message}")
         # the Data API failing, asking it for an earlier attempt's statement first would keep the job from its end
-        _end_unstarted(ports, job, JobStatus.FAILED, lease, redelivered=maybe_tried, error=error, look_first=False)
+        _end_unstarted(ports, job, JobStatus.FAILED, lease, maybe_tried=maybe_tried, error=error, look_first=False)
         return None
     lease = lease if session is lease else None  # dropped, or given back by start_statement: no longer the job's
     statement_id = started.statement_id
-    recorded = {"session_id": session.session_id, "session_identity": session.identity} if session else {}
-    if session is not None and session.opened is not None:
-        recorded["session_opened_at"] = int(session.opened)  # DynamoDB takes no float; floored is on the early side
-    if job.status is JobStatus.QUEUED:
-        updated = _record_start(ports, job, statement_id, **recorded)
-    else:
-        updated = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id, **recorded)
+    updated = _record_statement(ports, job, statement_id, **_session_fields(session))
     if updated is None:
-        current = ports.jobs.get(job.job_id)
-        if current is not None and current.statement_id == statement_id and current.status.is_terminal:
-            # a second copy of the job's first message, come after the job ended: the slot and the session it just
-            # took are not the job's to keep (its ending released its own)
-            share.release_slot(ports, job.tenant_id, job.job_id, session=sessions.unused(lease))
-            return None
-        if current is not None and current.statement_id == statement_id:
-            # a second message for the job: the first recorded this very statement, and the session it runs in. That
-            # copy may have recorded none (its lease, another session, went back), where this copy's lease is the one
-            # the statement runs in: kept leased, never idle while it is busy (found by the concurrency review)
-            sessions.give_back(ports, current, lease, running_in=session.session_id if session else current.session_id)
-            return None
-        # The job ended while we started its statement (cancelled while QUEUED, the reconciler gave up on it): the
-        # statement must not run on behind a terminal job.
-        logger.warning("job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
-        if not ports.warehouse.cancel(statement_id):
-            # A short statement ran to its end before the cancel: the job says otherwise, so the operator hears of
-            # it, as _stop_unrecorded tells it; an error for one that may write (a committed INSERT, say)
-            ended = current.status.value if current is not None else "gone"
-            log = logger.error if job.write_grant is not None else logger.warning
-            log("job %s is %s, yet its statement %s ran to its end", job.job_id, ended, statement_id)
-        # The session goes back to the pool, idle: whoever ended the job knew nothing of it, and dropped, it stayed
-        # open at the Data API for its keep-alive, one per job cancelled in time (a loop of submit and cancel filled
-        # the account's sessions). Put back apart from the slot, since a DELETE served while ExecuteStatement ran has
-        # freed the slot already. Should the Data API still find it busy, the next lease is refused and drops it.
-        if session is not None:
-            ports.slots.return_session(job.tenant_id, sessions.idle_again(ports, session), job_id=job.job_id)
-        # Nor keep its slot: a job that ended before this first delivery took it (the job in the message was still
-        # QUEUED) had nothing to release then. A slot the ending already freed is not held: nothing happens.
-        share.release_slot(ports, job.tenant_id, job.job_id)
+        _start_write_refused(ports, job, statement_id, session, lease)
         return None
     if updated.cancel_requested_at is not None:
         ports.warehouse.cancel(statement_id)  # DELETE arrived while we were starting the statement
     return updated
 
 
+def _session_fields(session: PooledSession | None) -> dict[str, Any]:
+    """What the job records of the session its statement runs in (nothing when it runs in none)."""
+    fields = {"session_id": session.session_id, "session_identity": session.identity} if session else {}
+    if session is not None and session.opened is not None:
+        fields["session_opened_at"] = int(session.opened)  # DynamoDB takes no float; floored is on the early side
+    return fields
+
+
+def _start_write_refused(
+    ports: Ports, job: Job, statement_id: str, session: PooledSession | None, lease: PooledSession | None
+) -> None:
+    """The job refused the write recording the statement just started: another copy recorded it, or the job ended
+    meanwhile. What this delivery took goes back, and a statement started behind an ended job is stopped."""
+    current = ports.jobs.get(job.job_id)
+    if current is not None and current.statement_id == statement_id and current.status.is_terminal:
+        # a second copy of the job's first message, come after the job ended: the slot and the session it just
+        # took are not the job's to keep (its ending released its own)
+        share.release_slot(ports, job.tenant_id, job.job_id, session=sessions.unused(lease))
+        return
+    if current is not None and current.statement_id == statement_id:
+        # a second message for the job: the first recorded this very statement, and the session it runs in. That
+        # copy may have recorded none (its lease, another session, went back), where this copy's lease is the one
+        # the statement runs in: kept leased, never idle while it is busy
+        sessions.give_back(ports, current, lease, running_in=session.session_id if session else current.session_id)
+        return
+    # The job ended while we started its statement (cancelled while QUEUED, the reconciler gave up on it): the
+    # statement must not run on behind a terminal job.
+    logger.warning("job %s ended while its statement %s started; cancelling it", job.job_id, statement_id)
+    if not ports.warehouse.cancel(statement_id):
+        # A short statement ran to its end before the cancel: the job says otherwise, so the operator hears of
+        # it, as _stop_unrecorded tells it; an error for one that may write (a committed INSERT, say)
+        ended = current.status.value if current is not None else "gone"
+        log = logger.error if job.write_grant is not None else logger.warning
+        log("job %s is %s, yet its statement %s ran to its end", job.job_id, ended, statement_id)
+    # The session goes back to the pool, idle: whoever ended the job knew nothing of it, and dropped, it would stay
+    # open at the Data API for its keep-alive, one per job cancelled in time (a loop of submit and cancel fills the
+    # account's sessions). Put back apart from the slot, since a DELETE served while ExecuteStatement ran has freed
+    # the slot already. Should the Data API still find it busy, the next lease is refused and drops it.
+    if session is not None:
+        ports.slots.return_session(job.tenant_id, sessions.idle_again(ports, session), job_id=job.job_id)
+    # Nor keep its slot: a job that ended before this first delivery took it (the job in the message was still
+    # QUEUED) had nothing to release then. A slot the ending already freed is not held: nothing happens.
+    share.release_slot(ports, job.tenant_id, job.job_id)
+
+
 def _record_orphan(ports: Ports, message: JobQueuedMessage) -> None:
     """A redelivered message that found its tenant at the cap: its earlier attempt may have died between
     ExecuteStatement and recording the statement, and had its slot reclaimed since (a slot held, it would have
     been claimed again, and the statement recorded through its ClientToken). Such a statement runs, or has run,
-    without the job knowing, and its status event was waiting for the record (:func:`_recorded`): it is looked up
-    by the job's name and recorded here, and the job leaves the line (found by the fault suite: a functions process
-    killed mid-burst dead-lettered such an event while the job waited). One ListStatements per redelivery that waits.
-    The slot's eviction forgot the session it leased, so none is recorded."""
+    without the job knowing, and its status event waits for the record (:func:`_wait_for_start_record`): it is looked
+    up by the job's name and recorded here, and the job leaves the line, since that event, retried while the job
+    waits, can be dead-lettered. One ListStatements per redelivery that waits. The slot's eviction forgot the session
+    it leased, so none is recorded."""
     statement_id = ports.warehouse.find(message.job_id)
     if statement_id is None:
         return
     job = ports.jobs.get(message.job_id)
     if job is not None and job.statement_id == statement_id and not job.status.is_terminal and job.cancel_requested_at:
-        # recorded by an earlier redelivery whose CancelStatement was throttled: asked again (the third diff review)
+        # recorded by an earlier redelivery whose CancelStatement was throttled: asked again
         ports.warehouse.cancel(statement_id)
         return
     if job is None or job.status is not JobStatus.QUEUED or job.statement_id:
         return
-    recorded = _record_start(ports, job, statement_id)
+    recorded = _record_statement(ports, job, statement_id)
     if recorded is not None:
         logger.warning("job %s: an earlier attempt started statement %s and died; recorded", job.job_id, statement_id)
         ports.slots.unpark(job.tenant_id, job.job_id)
@@ -303,16 +313,20 @@ def _record_orphan(ports: Ports, message: JobQueuedMessage) -> None:
             ports.warehouse.cancel(statement_id)
 
 
-def _record_start(ports: Ports, job: Job, statement_id: str, **recorded: Any) -> Job | None:
-    """QUEUED → SUBMITTED with the statement (and the session it runs in); None when the job was not QUEUED."""
-    return ports.jobs.transition(
-        job.job_id,
-        JobStatus.SUBMITTED,
-        expected={JobStatus.QUEUED},
-        submitted_at=utcnow_after(job.created_at),
-        statement_id=statement_id,
-        **recorded,
-    )
+def _record_statement(ports: Ports, job: Job, statement_id: str, **recorded: Any) -> Job | None:
+    """Record the statement (and the session it runs in) on a job seen with none: QUEUED → SUBMITTED, or on a job
+    seen SUBMITTED without one (an executor before this one stopped between its two writes), kept SUBMITTED. None
+    when the job is no longer in the state it was seen in."""
+    if job.status is JobStatus.QUEUED:
+        return ports.jobs.transition(
+            job.job_id,
+            JobStatus.SUBMITTED,
+            expected={JobStatus.QUEUED},
+            submitted_at=utcnow_after(job.created_at),
+            statement_id=statement_id,
+            **recorded,
+        )
+    return ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=statement_id, **recorded)
 
 
 def _end_unstarted(
@@ -321,23 +335,22 @@ def _end_unstarted(
     status: JobStatus,
     lease: PooledSession | None,
     *,
-    redelivered: bool,
+    maybe_tried: bool,
     error: ErrorInfo | None = None,
     look_first: bool = True,
 ) -> None:
-    """End a job that has no statement recorded (cancelled, refused, given up), its slot and ``lease`` given back.
+    """End a job with no statement recorded (cancelled, refused, given up); its slot and ``lease`` go back.
 
-    On a ``redelivered`` message an earlier attempt may have died between ExecuteStatement and recording it. That
-    statement is looked for first (``look_first``) and stopped; one that ran to its end before it could be is recorded
-    instead (:func:`_ran_to_its_end`), and the job ends with its outcome, as a job asked to stop while its executor
-    held its slot does (README, "Cancelling"), not CANCELLED (or FAILED, its tenant deactivated since) beside an
-    INSERT that committed (found by the lifecycle review: a functions process killed between the two, the redelivery
-    wrote CANCELLED, then found the statement FINISHED). Where the Data API is what failed (``look_first`` false, or
-    the look failing: throttled on the queue's last delivery, it kept the job QUEUED with its slot, found by the diff
-    review), the ending is written first and the statement stopped after it (:func:`_stop_unrecorded`), since no
-    message is left to come back and find it."""
+    When ``maybe_tried``, an earlier attempt may have started the statement and died before recording it. With
+    ``look_first`` it is looked up before the ending: still running, it is cancelled; already ended, it is recorded and
+    the job ends with its own outcome (:func:`_ran_to_its_end`), as a job asked to stop while its executor held its
+    slot does (README, "Cancelling"), rather than CANCELLED (or FAILED, its tenant deactivated since) beside an INSERT
+    that committed. Without ``look_first`` (the Data API is what failed), or when the look fails (throttled on the
+    queue's last delivery, say), the ending is written first, so the job does not wait QUEUED with its slot for the
+    reconciler, and the statement is stopped after it (:func:`_stop_unrecorded`), since no message may be left to come
+    back and find it."""
     looked = False  # for an earlier attempt's statement, and none runs on
-    if redelivered and look_first:
+    if maybe_tried and look_first:
         try:
             if _ran_to_its_end(ports, job, lease):
                 return
@@ -346,9 +359,9 @@ def _end_unstarted(
             logger.warning("job %s: could not look for an earlier attempt's statement first", job.job_id, exc_info=True)
     ended = finish_job(ports, job, status, error=error, unstarted=True, session=sessions.unused(lease))
     if ended is None:  # refused: another copy started and recorded it meanwhile, or ended it
-        _moved_meanwhile(ports, job, lease)
+        _give_back_claim(ports, job, lease)
         return
-    if redelivered and not looked:
+    if maybe_tried and not looked:
         _stop_unrecorded(ports, ended)
 
 
@@ -364,28 +377,26 @@ def _ran_to_its_end(ports: Ports, job: Job, lease: PooledSession | None) -> bool
     if ports.warehouse.cancel(earlier):
         logger.warning("job %s: cancelled statement %s an earlier attempt started", job.job_id, earlier)
         return False
-    if job.status is JobStatus.QUEUED:
-        recorded = _record_start(ports, job, earlier)
-    else:  # SUBMITTED without a statement: an executor before this one stopped between its two writes
-        recorded = ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id=earlier)
+    recorded = _record_statement(ports, job, earlier)
     if recorded is None:  # another copy recorded a statement, or the job ended, meanwhile
-        _moved_meanwhile(ports, job, lease)
+        _give_back_claim(ports, job, lease)
         return True
     logger.warning("job %s: statement %s an earlier attempt started ran to its end; recorded", job.job_id, earlier)
     sessions.give_back(ports, recorded, lease, running_in=None)
     return True
 
 
-def _moved_meanwhile(ports: Ports, job: Job, lease: PooledSession | None) -> None:
-    """Give back what this delivery's claim took when the ending it wrote was refused because the job had moved on.
+def _give_back_claim(ports: Ports, job: Job, lease: PooledSession | None) -> None:
+    """Give back what this delivery's claim took when its write (an ending, or the record of an earlier attempt's
+    statement) was refused because the job had moved on.
 
     - Running (another copy recorded its statement): the slot is that copy's; only a lease it does not run in goes
       back.
     - Ended or gone: the ending that won may have come before this delivery's claim (a first delivery carries the job
       QUEUED, as it was when the message was sent, so a DELETE while it waited is news to it), and then freed nothing
       of this claim's. Lease and slot go back here, as the path of a statement started behind an ended job gives them
-      back; kept, the slot stayed taken by an ended job until a claim at the tenant's cap reclaimed it. Releasing a
-      slot the winning ending already freed finds nothing (slots are keyed by job id)."""
+      back; kept, the slot would stay taken by an ended job until a claim at the tenant's cap reclaims it. Releasing
+      a slot the winning ending already freed finds nothing (slots are keyed by job id)."""
     current = ports.jobs.get(job.job_id)
     if current is not None and not current.status.is_terminal:
         sessions.give_back(ports, current, lease, running_in=current.session_id)
@@ -426,7 +437,7 @@ def complete_statement(
     job_id = change.statementName or ""
     job = ports.jobs.get(job_id) if job_id else None
     if job is not None and job.status is JobStatus.QUEUED:
-        job = _recorded(ports, job, change.statementId)
+        job = _wait_for_start_record(ports, job, change.statementId)
     if job is None:
         logger.info("statement %s (%s) belongs to no job; ignoring", change.statementId, job_id or "no name")
         return None
@@ -441,7 +452,7 @@ def complete_statement(
     statement_id = change.statementId
     # The job's session goes back to the pool idle until its keep-alive ends, which the Data API counts from the
     # statement's end: counted from this ending instead (after a result's collection, an event's retries, or the
-    # reconciler's run minutes on), the pool said alive a session closed since (the sessions and diff reviews).
+    # reconciler's run minutes on), the pool would call alive a session closed since.
     session = sessions.returned(ports, job, ended_at=_statement_end(info, ended_at, handled_at))
     if change.state is StatementState.FINISHED:
         return _finish_with_result(ports, job, statement_id, info, session)
@@ -473,13 +484,13 @@ def _statement_end(info: StatementInfo | None, ended_at: float | None, handled_a
     return min(ended_at, handled_at) if ended_at is not None else handled_at
 
 
-def _recorded(ports: Ports, job: Job, statement_id: str) -> Job | None:
+def _wait_for_start_record(ports: Ports, job: Job, statement_id: str) -> Job | None:
     """The job once the executor has recorded the statement whose status event just came: the executor writes the
     job after ExecuteStatement, and a short statement can end first. Read again for a moment. If the job is still
     QUEUED, the executor may have died between the call and the write. Its message comes back, gets the same
     statement through its ClientToken and records it, unless the tenant is at its cap by then (the dead attempt's
     slot reclaimed): the message then waits in line, maybe past the reconciler's give-up, which would call the job
-    "not run" while its statement ran (found by review). So a statement made longer ago than any executor runs
+    "not run" while its statement ran. So a statement made longer ago than any executor runs
     (:data:`ORPHANED_AFTER_SECONDS`) is recorded here, on the job still QUEUED, and the job ends with its outcome;
     a younger one's event is retried later (the consumer reports it failed)."""
     until = time.monotonic() + START_RECORD_WAIT_SECONDS
@@ -499,7 +510,7 @@ def _recorded(ports: Ports, job: Job, statement_id: str) -> Job | None:
             statement_id,
             made.isoformat(),
         )
-        adopted = _record_start(ports, job, statement_id)
+        adopted = _record_statement(ports, job, statement_id)
         return adopted if adopted is not None else ports.jobs.get(job.job_id)
     raise StartNotRecorded(
         f"statement {statement_id} of job {job.job_id} ended before the job recorded its start; trying again later"
@@ -570,11 +581,11 @@ def _failed_attempt(
     the statement (24 hours) while the reconciler retries it every minute. A refusal counts: a page that cannot be
     converted, a result file S3 refuses, a page the Data API refuses to give, a terminal write refused. Passing
     trouble (:func:`~spectra.errors.passing_trouble`: throttled, a 5xx, no answer) does not: counted, an outage of a
-    few minutes failed jobs whose results were fine, and a job whose "Job Completed" had gone out then announced
-    "Job Failed" as well. Trouble that never passes keeps the job SUBMITTED, holding its slot, until the Data API
-    forgets the statement (24 hours) and the reconciler ends it ``statement_lost``: counting it from when the
-    statement started failed long statements on minutes of an outage (the diff review), and counting it from when the
-    trouble started needs a write of its own on every job that meets it.
+    few minutes would fail jobs whose results are fine, and a job whose "Job Completed" had gone out would then
+    announce "Job Failed" as well. Trouble that never passes keeps the job SUBMITTED, holding its slot, until the Data
+    API forgets the statement (24 hours) and the reconciler ends it ``statement_lost``: counting it from when the
+    statement started would fail long statements on minutes of an outage, and counting it from when the trouble
+    started needs a write of its own on every job that meets it.
     """
     counted = ports.jobs.count_result_attempt(job.job_id)
     if counted is None:
