@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from events import BulkJobQueuedMessage, ErrorInfo, StatementStatusChange
 from spectra import share
@@ -84,26 +85,7 @@ def _reconcile(
 ) -> Outcome:
     bulk = bulk_ports(ports)
     if job.state.is_terminal:
-        owed_since = job.completed_at or job.updated_at
-        if job.event_published and not job.results_ready and (job.results_writer_until or 0) > now.timestamp():
-            return Outcome.WAITING  # a run is writing its result files (giving them up under it would 410 them)
-        if job.event_published and not job.results_ready and now - owed_since >= RESULTS_GIVEN_UP_AFTER:
-            hours = int(RESULTS_GIVEN_UP_AFTER.total_seconds() // 3600)
-            why = f"not done within {hours} hours of the job's end (too large to write in one run, or every run failed)"
-            return Outcome.EXPIRED if give_up_results(ports, job, why) else Outcome.SKIPPED
-        if job.event_published and not job.results_ready and now - quiet_since < RESULTS_ASKED_AGAIN_AFTER:
-            return Outcome.WAITING  # its result files are being written (or were asked for a moment ago)
-        if job.event_published and job.results_ready:
-            # Settled yet still indexed (the index lagged, or a check re-entered it as it settled): take it out, else
-            # every later run reads it again, oldest first, ahead of the jobs that need it.
-            bulk.jobs.mark_published(job.job_id, job.state)
-            return Outcome.SKIPPED
-        # Checked before settling: the settling writes are the ones that take the job out of the index. While its
-        # event is owed (each run tries it), its result files are asked for again only once per
-        # RESULTS_ASKED_AGAIN_AFTER since the job ended, so one writer is never joined by another.
-        bulk.jobs.mark_checked(job.job_id, job.state, now)
-        settle(ports, job, ask_results=_periods(now - owed_since) > _periods(quiet_since - owed_since))
-        return Outcome.PUBLISHED
+        return _reconcile_ended(ports, job, quiet_since, now)
     if job.state is BulkState.IN_PROGRESS and job.statement_id:
         return _check_statement(ports, job, now)
     if job.state is BulkState.IN_PROGRESS and job.started_at and now - job.started_at < thresholds.requeue_after:
@@ -112,7 +94,7 @@ def _reconcile(
         return Outcome.WAITING
     if being_started(job, now):
         # The same for a later attempt (a copy re-queued after the first one's starts were throttled, whose
-        # started_at stays the first's): it wrote its plan a moment ago (found by the bulk races review)
+        # started_at stays the first's): it wrote its plan a moment ago
         return Outcome.WAITING
     # A job that was started waited its turn already (up to pending_max_age under its tenant's cap): it has the same
     # time again from its start, so that its statement, maybe started and committed by an executor that died before
@@ -121,23 +103,16 @@ def _reconcile(
     since = job.started_at if job.state is BulkState.IN_PROGRESS and job.started_at else job.queued_at
     asked_to_stop = job.abort_requested_at is not None  # while an executor held its slot (202), since reclaimed
     if asked_to_stop and (now - (since or job.created_at) >= thresholds.give_up_after or _in_line(ports, job, lines)):
-        # as asked, not left in line for a slot to be woken into nor failed not_started at the hour (the query
-        # side's mend, 4037cea; the diff review): none of its statements was recorded, and it holds no slot
-        plan_seen = job.plan if job.state is BulkState.IN_PROGRESS else False
-        aborted = finish_bulk_job(ports, job, BulkState.ABORTED, unstarted=True, plan_seen=plan_seen)
-        return Outcome.EXPIRED if aborted else Outcome.SKIPPED
+        # as asked, not left in line for a slot to be woken into nor failed not_started at the hour (as on the query
+        # side): none of its statements was recorded, and it holds no slot
+        return _end_never_started(ports, job, BulkState.ABORTED)
     if now - (since or job.created_at) >= thresholds.give_up_after:
         waited = int(thresholds.give_up_after.total_seconds())
         error = ErrorInfo(code="not_started", message=f"the job did not reach the warehouse within {waited} seconds")
-        # conditional on the plan as read: an attempt that wrote one since is starting the load (being_started)
-        plan_seen = job.plan if job.state is BulkState.IN_PROGRESS else False
-        failed = finish_bulk_job(ports, job, BulkState.FAILED, error=error, unstarted=True, plan_seen=plan_seen)
-        return Outcome.EXPIRED if failed else Outcome.SKIPPED
+        return _end_never_started(ports, job, BulkState.FAILED, error=error)
     if now - quiet_since >= thresholds.requeue_after and lines.waits_its_turn(job.tenant_id, job.job_id):
         if (refused := tenant_refusal(ports, job)) is not None:
-            plan_seen = job.plan if job.state is BulkState.IN_PROGRESS else False
-            failed = finish_bulk_job(ports, job, BulkState.FAILED, error=refused, unstarted=True, plan_seen=plan_seen)
-            return Outcome.EXPIRED if failed else Outcome.SKIPPED
+            return _end_never_started(ports, job, BulkState.FAILED, error=refused)
         bulk.jobs.mark_checked(job.job_id, job.state, now)  # in line at its tenant's cap: a release sends it
         return Outcome.WAITING
     if now - quiet_since >= thresholds.requeue_after:
@@ -147,6 +122,41 @@ def _reconcile(
         bulk.jobs.mark_checked(job.job_id, job.state, now)
         return Outcome.REQUEUED
     return Outcome.WAITING
+
+
+def _reconcile_ended(ports: Ports, job: BulkJob, quiet_since: datetime, now: datetime) -> Outcome:
+    """An ended job still indexed: its event or its result files are owed, or it is settled and only still indexed."""
+    owed_since = job.completed_at or job.updated_at
+    owed = job.event_published and not job.results_ready  # its event out, its result files not written yet
+    if owed and (job.results_writer_until or 0) > now.timestamp():
+        return Outcome.WAITING  # a run is writing its result files (giving them up under it would 410 them)
+    if owed and now - owed_since >= RESULTS_GIVEN_UP_AFTER:
+        hours = int(RESULTS_GIVEN_UP_AFTER.total_seconds() // 3600)
+        why = f"not done within {hours} hours of the job's end (too large to write in one run, or every run failed)"
+        return Outcome.EXPIRED if give_up_results(ports, job, why) else Outcome.SKIPPED
+    if owed and now - quiet_since < RESULTS_ASKED_AGAIN_AFTER:
+        return Outcome.WAITING  # its result files are being written (or were asked for a moment ago)
+    bulk = bulk_ports(ports)
+    if job.event_published and job.results_ready:
+        # Settled yet still indexed (the index lagged, or a check re-entered it as it settled): take it out, else
+        # every later run reads it again, oldest first, ahead of the jobs that need it.
+        bulk.jobs.mark_published(job.job_id, job.state)
+        return Outcome.SKIPPED
+    # Checked before settling: the settling writes are the ones that take the job out of the index. While its
+    # event is owed (each run tries it), its result files are asked for again only once per
+    # RESULTS_ASKED_AGAIN_AFTER since the job ended, so one writer is never joined by another.
+    bulk.jobs.mark_checked(job.job_id, job.state, now)
+    settle(ports, job, ask_results=_periods(now - owed_since) > _periods(quiet_since - owed_since))
+    return Outcome.PUBLISHED
+
+
+def _end_never_started(ports: Ports, job: BulkJob, state: BulkState, **changes: Any) -> Outcome:
+    """End a job none of whose statements was recorded (``unstarted``), conditional on its plan as read: an attempt
+    that wrote one since is starting the load (:func:`~spectra.bulk.lifecycle.being_started`). ``changes`` (an error)
+    go to :func:`~spectra.bulk.lifecycle.finish_bulk_job` as they are."""
+    plan_seen = job.plan if job.state is BulkState.IN_PROGRESS else False
+    ended = finish_bulk_job(ports, job, state, unstarted=True, plan_seen=plan_seen, **changes)
+    return Outcome.EXPIRED if ended else Outcome.SKIPPED
 
 
 def _in_line(ports: Ports, job: BulkJob, lines: WaitingLines) -> bool:
