@@ -212,7 +212,8 @@ class ResultRefused(SpectraError):
 
 
 class ResultTooLarge(ResultRefused):
-    """A result ``inline`` delivery cannot hold: the job fails with this (``result_too_large``) and the limits."""
+    """A result its delivery cannot hold (``inline`` past its limits, an ``export`` of more parts than one answer can
+    link to): the job fails with this (``result_too_large``) and the limits."""
 
     code = "result_too_large"
 

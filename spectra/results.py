@@ -49,6 +49,10 @@ __all__ = ["NO_STORE", "ResultSink", "S3Upload", "arrow_type", "inline_rows", "m
 #: the file's age (hours, for a day-old result) and hand to the URL's next holder without asking S3: a tenant's rows
 #: on a proxy's disk, and a bearer URL that outlived its few minutes.
 NO_STORE = "no-store"
+#: The most parts an export may have: every results answer links each part with a presigned URL, and on AWS each URL
+#: carries the function role's session token (about 1.6 KB a link), so 3,000 links take about 5 MB of Lambda's 6 MB
+#: answer (and about 210 KB of the job record's 400 KB). UNLOAD writes parts of up to 100 MB: about 300 GB.
+MAX_EXPORT_FILES = 3000
 
 _EXTENSIONS = {
     ResultFormat.CSV: ".csv.gz",
@@ -461,6 +465,12 @@ class ResultSink:
                 details={"columns": twice},
             )
         files = [ResultFile(key=key, rows=rows, bytes=size) for key, rows, size in unloaded.files]
+        if len(files) > MAX_EXPORT_FILES:
+            raise ResultTooLarge(
+                f"the export wrote {len(files)} files of up to 100 MB, more than the {MAX_EXPORT_FILES} one results "
+                "answer can link to: narrow the query (fewer rows or columns) or split it into several exports",
+                details={"files": len(files), "max_files": MAX_EXPORT_FILES},
+            )
         names = unique_names(sent)
         row_count = sum(f.rows for f in files)
         prefix = self.prefix_for(tenant_id, job_id)

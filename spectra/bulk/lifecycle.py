@@ -45,7 +45,7 @@ from spectra.bulk.models import (
     LoadPlan,
     split_object,
 )
-from spectra.bulk.sql import Manifest, load_statements, max_errors, unload_statement
+from spectra.bulk.sql import Manifest, check_statement_sizes, load_statements, max_errors, unload_statement
 from spectra.delivery import unloadable
 from spectra.errors import (
     IdentityRefused,
@@ -451,7 +451,9 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, plann
         max_errors=max_errors(settings.bulk_max_errors, serverless=bool(settings.redshift_workgroup)),
         outcome_url=f"s3://{settings.results_bucket}/{outcome_prefix(job)}",
         not_null=[c["name"] for c in described if not c.get("nullable", 1)],
+        table_columns=_copied_without_a_list(described),
     )
+    check_statement_sizes(job, columns, sqls, max_bytes=settings.max_sql_bytes)
     key = (job.external_id_field or "").lower()
     column = next((c for c in described if c["name"] == key), {}) if key else {}
     key_length = column.get("length") or column.get("precision") or None
@@ -473,6 +475,14 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, plann
     planned = _still_to_start(bulk.jobs.record_plan(job.job_id, plan))
     statement_id = ports.warehouse.execute_batch(sqls, identity=identity, name=job.job_id, client_token=job.job_id)
     return planned, statement_id
+
+
+def _copied_without_a_list(described: list[dict]) -> list[str]:
+    """The table's columns in order, as COPY without a column list loads them; none when one is an IDENTITY column,
+    which such a COPY leaves out (Redshift's COPY reference), so a file naming it still lists its columns."""
+    if any("identity" in str(c.get("columnDefault") or "").lower() for c in described):
+        return []
+    return [c["name"] for c in described]
 
 
 class _CalledOff(Exception):

@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from spectra.bulk.csvfiles import BulkInputError
 from spectra.bulk.models import BulkJob, BulkOperation, LoadPlan, split_object
 
 STAGE = "bulk_stage"
@@ -110,7 +111,18 @@ def max_errors(configured: int, *, serverless: bool) -> int:
     return 0 if serverless else configured
 
 
-def copy_statement(target: str, columns: list[str], manifest: Manifest, job: BulkJob, *, role: str, max_errors: int):
+def copy_statement(
+    target: str,
+    columns: list[str],
+    manifest: Manifest,
+    job: BulkJob,
+    *,
+    role: str,
+    max_errors: int,
+    listed: bool = True,
+) -> str:
+    """COPY of the manifest's files into ``target``; ``listed`` False leaves the column list out, for files whose
+    columns are the table's own, in order (the statement then stays within the Data API's size for any table)."""
     options = [
         iam_role_clause(role),
         "MANIFEST",
@@ -122,8 +134,23 @@ def copy_statement(target: str, columns: list[str], manifest: Manifest, job: Bul
     ]
     if manifest.gzip:
         options.append("GZIP")
-    cols = ", ".join(map(ident, columns))
-    return f"COPY {target} ({cols}) FROM {literal(manifest.url)} " + " ".join(options)
+    cols = f" ({', '.join(map(ident, columns))})" if listed else ""
+    return f"COPY {target}{cols} FROM {literal(manifest.url)} " + " ".join(options)
+
+
+def check_statement_sizes(job: BulkJob, columns: Sequence[str], statements: Sequence[str], *, max_bytes: int) -> None:
+    """Refuse (``too_many_columns``) a load whose batch holds a statement past the Data API's size limit, before
+    anything runs. Every statement names each column of the file once or more (an upsert's MERGE four times, with
+    the staging table's name), so a wide table with long names passes the header check and would fail at the Data
+    API, after the upload, with a statement-size error the tenant never wrote."""
+    largest = max(len(statement.encode()) for statement in statements)
+    if largest > max_bytes:
+        raise BulkInputError(
+            "too_many_columns",
+            f"this {job.operation.value} of {len(columns)} columns takes a statement of {largest} bytes, past the"
+            f" warehouse's {max_bytes}-byte limit: load fewer columns per job (an update or upsert leaves the"
+            " columns its file does not name as they are), or use shorter column names",
+        )
 
 
 def load_statements(
@@ -135,8 +162,13 @@ def load_statements(
     max_errors: int,
     outcome_url: str | None = None,
     not_null: Sequence[str] = (),
+    table_columns: Sequence[str] = (),
 ) -> tuple[list[str], LoadPlan]:
     """The batch for an ingest job, and where in it completion finds each answer.
+
+    ``table_columns``: the target's columns in order, when COPY without a column list loads them (none is an
+    IDENTITY column, which COPY then leaves out): an insert whose file has exactly these columns, in this order,
+    names none of them.
 
     ``not_null``: the target's NOT NULL columns. An update or upsert refuses a row that would write NULL into one
     (an empty field of a non-text column), as COPY refuses it on insert, rather than fail the whole statement.
@@ -150,16 +182,17 @@ def load_statements(
 
     loaded: list[int] = []
 
-    def copies_into(table: str) -> None:
+    def copies_into(table: str, *, listed: bool = True) -> None:
         for manifest in manifests:
-            statements.append(copy_statement(table, columns, manifest, job, role=role, max_errors=max_errors))
+            copy = copy_statement(table, columns, manifest, job, role=role, max_errors=max_errors, listed=listed)
+            statements.append(copy)
             statements.append(REJECTED_ROWS if max_errors else NO_REJECTED_ROWS)
             copies.append((len(statements) - 2, len(statements) - 1))
             statements.append(LOADED_ROWS)
             loaded.append(len(statements) - 1)
 
     if job.operation is BulkOperation.INSERT:
-        copies_into(target)
+        copies_into(target, listed=list(columns) != list(table_columns))
         return statements, LoadPlan(columns=columns, copies=copies, loaded=loaded)
 
     key = ident((job.external_id_field or "").lower())

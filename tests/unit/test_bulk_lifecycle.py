@@ -93,9 +93,15 @@ def test_an_insert_starts_one_batch_as_the_tenant_with_its_plan_recorded_first(p
     assert batch.identity == DatabaseIdentity(db_user="tenant_acme")
     manifest_url = f"s3://{RESULTS_BUCKET}/acme/{job.job_id}/load/plain.manifest"
     expected, plan = load_statements(
-        job, ["id", "name", "city"], [Manifest(manifest_url, gzip=False)], role="default", max_errors=100_000
+        job,
+        ["id", "name", "city"],
+        [Manifest(manifest_url, gzip=False)],
+        role="default",
+        max_errors=100_000,
+        table_columns=["id", "name", "city"],
     )
     assert ports.warehouse.batch_sqls(job.statement_id) == expected
+    assert expected[0].startswith(f'COPY "public"."accounts" FROM \'{manifest_url}\'')  # the table's own columns
     assert job.plan.planned_at is not None  # when it was written, just before the statement started
     assert job.plan == plan.model_copy(update={"planned_at": job.plan.planned_at})  # names as written: kept once
     assert stored(ports, job.job_id) == job
@@ -167,6 +173,53 @@ def test_a_table_of_1600_long_column_names_is_loaded(ports):
     body = (",".join(names) + "\n" + ",".join("1" for _ in names) + "\n").encode()
     job = start_bulk_job(ports, queued(ports, BulkOperation.INSERT, body, object="wide"))
     assert job.state is BulkState.IN_PROGRESS and job.plan.columns == names and job.plan.header == []
+    # the file's columns are the table's, in order: its COPY names none of them, within the Data API's 100 KB
+    assert max(len(sql.encode()) for sql in ports.warehouse.batch_sqls(job.statement_id)) < 2_000
+
+
+def _wide_table(ports, columns: int, length: int, **table) -> list[str]:
+    names = [f"c{n:04d}_" + "x" * (length - 6) for n in range(columns)]
+    ports.warehouse.add_table("public", "wide", names, **table)
+    return names
+
+
+def test_an_insert_of_the_tables_columns_in_another_order_lists_them_in_its_copy(ports):
+    names = _wide_table(ports, 3, 10)
+    body = (",".join(reversed(names)) + "\n1,2,3\n").encode()
+    job = start_bulk_job(ports, queued(ports, BulkOperation.INSERT, body, object="wide"))
+    copy = ports.warehouse.batch_sqls(job.statement_id)[0]
+    assert f'"wide" ("{names[2]}", "{names[1]}", "{names[0]}") FROM' in copy
+
+
+def test_an_insert_into_a_table_with_an_identity_column_lists_its_columns(ports):
+    """COPY without a column list leaves an IDENTITY column out (Redshift's COPY reference): a file naming every
+    column, the identity one included, keeps its list (and Redshift asks it for EXPLICIT_IDS, as before)."""
+    ports.warehouse.add_table("public", "wide", ["id", "name"])
+    ports.warehouse.tables[("public", "wide")][0]["columnDefault"] = "\"identity\"(100500, 0, '1,1'::text)"
+    job = start_bulk_job(ports, queued(ports, BulkOperation.INSERT, b"id,name\n1,Ann\n", object="wide"))
+    assert '"wide" ("id", "name") FROM' in ports.warehouse.batch_sqls(job.statement_id)[0]
+
+
+@pytest.mark.parametrize(
+    ("operation", "columns", "length"),
+    [(BulkOperation.UPSERT, 500, 50), (BulkOperation.UPDATE, 800, 60), (BulkOperation.INSERT, 1_600, 127)],
+)
+def test_a_load_whose_statement_would_pass_the_data_apis_size_fails_naming_its_columns_before_anything_runs(
+    ports, operation, columns, length
+):
+    """An upsert's MERGE names each column four times: 500 columns of 50-character names take 121 KB, which the
+    Data API refuses (100 KB) after every batch was uploaded, with an error about SQL the tenant never wrote. The
+    job fails too_many_columns first, and nothing runs. (The insert's file lists the table's columns in reverse,
+    so its COPY names them.)"""
+    names = _wide_table(ports, columns, length)
+    header = list(reversed(names)) if operation is BulkOperation.INSERT else names
+    body = (",".join(header) + "\n" + ",".join("1" for _ in names) + "\n").encode()
+    message = queued(ports, operation, body, object="wide", external_id_field=names[0])
+    start_bulk_job(ports, message)
+    job = stored(ports, message.job_id)
+    assert (job.state, job.error.code) == (BulkState.FAILED, "too_many_columns")
+    assert f"{operation.value} of {columns} columns" in job.error.message and "load fewer columns" in job.error.message
+    assert "execute_batch" not in warehouse_calls(ports)
 
 
 def test_a_blank_line_of_a_one_column_file_is_listed_blank_not_as_a_quoted_empty_field(ports):

@@ -668,3 +668,61 @@ def test_a_parquet_export_with_two_columns_alike_is_refused_without_speaking_of_
         )
     assert "named x;" in refused.value.message and "behind a *" not in refused.value.message
     assert "a *, or an expression the warehouse names itself" in refused.value.message
+
+
+def _export_manifest(parts: int) -> dict:
+    return {
+        "entries": [
+            {"url": f"s3://results/acme/j_1/part-{n:04d}_part_00.gz", "meta": {"content_length": 10, "record_count": 2}}
+            for n in range(parts)
+        ],
+        "schema": {"elements": [{"name": "a", "type": {"base": "integer"}}]},
+    }
+
+
+def test_an_export_of_more_parts_than_one_answer_can_link_to_is_refused_before_its_manifest():
+    """Each part is a presigned link in every results answer, and Lambda answers at most 6 MB: past
+    MAX_EXPORT_FILES the job fails result_too_large saying how to narrow it, rather than completing with results
+    no request could read."""
+    from spectra.results import MAX_EXPORT_FILES
+
+    s3 = FakeS3()
+    s3.put_object(Bucket="results", Key="acme/j_1/part-manifest", Body=json.dumps(_export_manifest(3001)).encode())
+    with pytest.raises(ResultTooLarge) as refused:
+        ResultSink(s3, "results").collect_export(
+            tenant_id="acme", job_id="j_1", fmt=ResultFormat.CSV, unload_manifest_key="acme/j_1/part-manifest"
+        )
+    assert MAX_EXPORT_FILES == 3000 and refused.value.code == "result_too_large"
+    assert refused.value.details == {"files": 3001, "max_files": 3000}
+    assert "split it into several exports" in refused.value.message
+    assert ("results", "acme/j_1/manifest.json") not in s3.objects
+
+
+def test_the_most_parts_an_export_may_have_fit_one_lambda_answer_with_aws_session_tokens():
+    """The links of MAX_EXPORT_FILES parts, signed as a Lambda function signs them on AWS (SigV4 with its role's
+    session token, over 1 KB of every URL), fit Lambda's 6 MB answer with room for the rest of it."""
+    import boto3
+    from botocore.config import Config
+
+    from spectra.results import MAX_EXPORT_FILES
+
+    s3 = FakeS3()
+    s3.put_object(
+        Bucket="results", Key="acme/j_1/part-manifest", Body=json.dumps(_export_manifest(MAX_EXPORT_FILES)).encode()
+    )
+    result = ResultSink(s3, "results").collect_export(
+        tenant_id="acme", job_id="j_1", fmt=ResultFormat.CSV, unload_manifest_key="acme/j_1/part-manifest"
+    )
+    signer = boto3.client(
+        "s3",
+        region_name="eu-central-1",
+        aws_access_key_id="ASIA" + "X" * 16,
+        aws_secret_access_key="s" * 40,
+        aws_session_token="T" * 1200,  # Lambda's role credentials carry tokens of about 1,000-1,300 characters
+        config=Config(signature_version="s3v4"),
+    )
+    signed = ResultSink(signer, f"spectra-prod-results-{'1' * 12}-eu-central-1").presign(
+        result.model_copy(update={"bucket": f"spectra-prod-results-{'1' * 12}-eu-central-1"}), ttl_seconds=900
+    )
+    assert len(signed) == MAX_EXPORT_FILES and "X-Amz-Security-Token=" in signed[0]["url"]
+    assert len(json.dumps({"files": signed})) < 5.5 * 1024 * 1024
