@@ -25,7 +25,7 @@ from producers.api.bulk_models import (
 )
 from producers.api.links import api_path
 from producers.api.models import ErrorResponse, IdempotencyKey, response_links
-from spectra.bulk import service
+from spectra.bulk import downloads, service, uploads
 from spectra.bulk.files import CSV_CONTENT_TYPE
 from spectra.bulk.jsonfiles import JSON_MEDIA_TYPES
 from spectra.bulk.models import BulkOperation, BulkState, JobType
@@ -260,7 +260,7 @@ def upload_batch(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Respo
         raise InvalidRequest("the request body is not readable") from None
     gzip = encoding == "gzip"
     ports = get_ports(Budget.CLIENT)
-    service.upload_batch(ports, _caller(), job_id, body, gzip=gzip, idempotency_key=idempotency_key, media=media)
+    uploads.upload_batch(ports, _caller(), job_id, body, gzip=gzip, idempotency_key=idempotency_key, media=media)
     return Response(status_code=HTTPStatus.CREATED, content_type=content_types.TEXT_PLAIN, body="")
 
 
@@ -287,7 +287,7 @@ def upload_url(
     job_id: JobId, request: Annotated[UploadUrlRequest, Body()], idempotency_key: IdempotencyKey = None
 ) -> UploadUrl:
     """A presigned URL to PUT one more (large) batch of an Open job straight to S3."""
-    answer = service.upload_url(
+    answer = uploads.upload_url(
         get_ports(Budget.CLIENT), _caller(), job_id, gzip=request.gzip, idempotency_key=idempotency_key
     )
     return UploadUrl.model_validate(answer)
@@ -311,7 +311,7 @@ def drop_upload_url(request: Annotated[DropUploadRequest, Body()]) -> UploadUrl:
         ).items()
         if value is not None
     }
-    answer = service.drop_upload_url(
+    answer = uploads.drop_upload_url(
         get_ports(Budget.CLIENT),
         _caller(),
         object_name=request.object,
@@ -325,7 +325,7 @@ def drop_upload_url(request: Annotated[DropUploadRequest, Body()]) -> UploadUrl:
 def _result_file(job_id: str, kind: str) -> Response:
     """Small files inline (bytes: base64 on the wire, so rows sent with bytes that are not UTF-8 come back as sent);
     large ones by a redirect to a short-lived presigned URL."""
-    result = service.job_results(get_ports(Budget.CLIENT), _caller(), job_id, kind)
+    result = downloads.job_results(get_ports(Budget.CLIENT), _caller(), job_id, kind)
     if result.url is not None:
         return Response(status_code=HTTPStatus.SEE_OTHER, body=b"", headers={"Location": result.url})
     return Response(status_code=HTTPStatus.OK, content_type=CSV_CONTENT_TYPE, body=result.body or b"")
@@ -413,6 +413,6 @@ def query_results(
     after the last), ``Sforce-NumberOfRecords`` counts this one's records."""
     if locator == "null":
         raise InvalidRequest("locator null means there are no more pages")
-    page = service.query_results(get_ports(Budget.CLIENT), _caller(), job_id, locator=locator, max_records=maxRecords)
+    page = downloads.query_results(get_ports(Budget.CLIENT), _caller(), job_id, locator=locator, max_records=maxRecords)
     headers = {"Sforce-Locator": page.locator or "null", "Sforce-NumberOfRecords": str(page.records)}
     return Response(status_code=HTTPStatus.OK, content_type=CSV_CONTENT_TYPE, body=page.body, headers=headers)

@@ -17,7 +17,8 @@ from producers.api import bulk as bulk_routes
 from producers.api import subscriptions as subscription_routes
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation
-from spectra.bulk.service import NewJob, change_state, create_job, upload_batch
+from spectra.bulk.service import NewJob, change_state, create_job
+from spectra.bulk.uploads import upload_batch
 from spectra.tenants import Caller
 from tests.unit.fakes import make_ports, make_settings
 

@@ -735,7 +735,7 @@ def test_a_file_replaced_before_its_job_starts_fails_that_job_and_only_the_newer
 def test_a_file_put_through_a_drop_url_runs_with_its_signed_options_whatever_sidecar_is_there(ports):
     """Sidecars are never expired: one an operator left (here for an earlier tenant of the same id) won over the
     options a drop URL signed in, and a tenant's insert ran as a DELETE of the matching rows."""
-    from spectra.bulk.service import drop_upload_url
+    from spectra.bulk.uploads import drop_upload_url
     from spectra.tenants import Caller
 
     ports.warehouse.add_table("public", "accounts", ["id", "name"])
@@ -868,7 +868,7 @@ def test_a_drop_url_of_a_tenant_from_before_generations_is_marked_too(ports):
     """Its URL signed no generation, so its file looked like a direct put and a sidecar left under its name still
     turned its insert into a DELETE (diff review). It signs a placeholder now, which a tenant created again under the
     id (with a generation) refuses, as it refuses any earlier tenant's URL."""
-    from spectra.bulk.service import drop_upload_url
+    from spectra.bulk.uploads import drop_upload_url
     from spectra.tenants import Caller
 
     ports.warehouse.add_table("public", "accounts", ["id", "name"])
@@ -888,7 +888,7 @@ def test_a_late_sidecar_is_reported_for_a_direct_put_whatever_came_through_a_dro
     """Whether a job's file came through a drop URL was asked of the key as it is now: a direct put loading with the
     defaults, its sidecar late, was passed over once the key had been written through a drop URL since (diff
     review). The job records how its file came."""
-    from spectra.bulk.service import drop_upload_url
+    from spectra.bulk.uploads import drop_upload_url
     from spectra.tenants import Caller
 
     ports.warehouse.add_table("public", "accounts", ["id", "name"])

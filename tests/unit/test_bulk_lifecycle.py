@@ -17,7 +17,7 @@ import pytest
 from events import BulkJobQueuedMessage, BulkResultsRequested, StatementState, StatementStatusChange
 from producers.api.bulk_models import BulkJobInfo
 from spectra import share
-from spectra.bulk import outcomes, service
+from spectra.bulk import downloads, outcomes, service
 from spectra.bulk.csvfiles import HEADER_NAMES_MAX_BYTES
 from spectra.bulk.drops import DroppedObject, accept_drop
 from spectra.bulk.lifecycle import (
@@ -867,12 +867,12 @@ def test_a_large_job_shows_in_progress_until_its_result_files_can_be_fetched():
     assert shown() == "InProgress"
     assert (listed(BulkState.IN_PROGRESS), listed(BulkState.JOB_COMPLETE)) == ([job.job_id], [])
     with pytest.raises(JobNotFinished):
-        service.job_results(ports, tenant, job.job_id, "successfulResults")
+        downloads.job_results(ports, tenant, job.job_id, "successfulResults")
 
     write_owed_results(ports, request)
     assert shown() == "JobComplete"
     assert (listed(BulkState.IN_PROGRESS), listed(BulkState.JOB_COMPLETE)) == ([], [job.job_id])
-    assert service.job_results(ports, tenant, job.job_id, "successfulResults").body
+    assert downloads.job_results(ports, tenant, job.job_id, "successfulResults").body
 
 
 def test_an_abort_while_the_result_files_are_written_says_why_the_job_shows_in_progress():
@@ -896,7 +896,7 @@ def test_a_large_job_whose_result_files_were_given_up_shows_job_complete():
     page = service.list_jobs(ports, tenant, state=BulkState.JOB_COMPLETE, operation=None, limit=10, next_token=None)
     assert [j.job_id for j in page.jobs] == [job.job_id]
     with pytest.raises(ResultsUnavailable):  # 410, not 409: nothing to wait for
-        service.job_results(ports, tenant, job.job_id, "successfulResults")
+        downloads.job_results(ports, tenant, job.job_id, "successfulResults")
 
 
 def test_result_files_are_not_given_up_under_a_writer_that_took_them_since_the_job_was_read():
@@ -911,7 +911,7 @@ def test_result_files_are_not_given_up_under_a_writer_that_took_them_since_the_j
     assert write_owed_results(ports, request) is not None
     tenant = Caller.of(ports.tenants.get("acme"))
     assert stored(ports, job.job_id).results_unavailable is None
-    assert service.job_results(ports, tenant, job.job_id, "successfulResults").body
+    assert downloads.job_results(ports, tenant, job.job_id, "successfulResults").body
 
 
 def owing_results(ports):

@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 
 from spectra.bulk import lifecycle
+from spectra.bulk.downloads import job_results
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState
 from spectra.bulk.outcomes import KINDS
-from spectra.bulk.service import change_state, job_results, upload_batch
+from spectra.bulk.service import change_state
+from spectra.bulk.uploads import upload_batch
 from spectra.errors import Conflict, StartUnderWay, Throttled
 from tests.unit.fakes import INGEST_BUCKET, RESULTS_BUCKET, make_ports, make_settings, result_file
 from tests.unit.test_bulk_service import CSV, caller, new_insert

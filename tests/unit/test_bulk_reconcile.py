@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 
 from events import BulkJobQueuedMessage, BulkResultsRequested
+from spectra.bulk.downloads import job_results
 from spectra.bulk.lifecycle import complete_bulk_statement, start_bulk_job, write_owed_results
 from spectra.bulk.models import BulkOperation, BulkState
 from spectra.bulk.reconcile import RESULTS_ASKED_AGAIN_AFTER, RESULTS_GIVEN_UP_AFTER, reconcile_bulk
-from spectra.bulk.service import job_results
 from spectra.errors import ResultsUnavailable
 from spectra.jobs import utcnow
 from spectra.publisher import PublishFailed

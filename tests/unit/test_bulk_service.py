@@ -14,24 +14,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from events import BulkJobQueuedMessage
-from spectra.bulk import outcomes, service
+from spectra.bulk import downloads, outcomes, service, uploads
 from spectra.bulk.csvfiles import HEADER_MAX_BYTES
+from spectra.bulk.downloads import ResultFile, job_results, query_results
 from spectra.bulk.files import results_key
 from spectra.bulk.lifecycle import bulk_ports, complete_bulk_statement, start_bulk_job
 from spectra.bulk.models import BulkOperation, BulkState, ColumnDelimiter, ExportFile, JobType, LineEnding
-from spectra.bulk.service import (
-    NewJob,
-    ResultFile,
-    change_state,
-    create_job,
-    drop_upload_url,
-    get_job,
-    job_results,
-    list_jobs,
-    query_results,
-    upload_batch,
-    upload_url,
-)
+from spectra.bulk.service import NewJob, change_state, create_job, get_job, list_jobs
+from spectra.bulk.uploads import drop_upload_url, upload_batch, upload_url
 from spectra.errors import (
     BadGzip,
     Conflict,
@@ -931,7 +921,7 @@ def test_a_batch_left_stored_past_the_limit_keeps_upload_complete_a_400_not_a_42
     job = new_insert(ports)
     for body in (CSV, b"id,name\n2,Bob\n"):
         upload_batch(ports, caller(ports), job.job_id, body, gzip=False)
-    lately = service._upload_key(job, gzip=False)  # stored just now: perhaps on its way to being taken back
+    lately = uploads._upload_key(job, gzip=False)  # stored just now: perhaps on its way to being taken back
     ports.bulk.files.put(lately, CSV)
     with pytest.raises(Throttled):  # the third diff review: a 400 naming a batch count the job would not have
         change_state(ports, caller(ports), job.job_id, "UploadComplete")
@@ -1532,14 +1522,14 @@ def test_a_query_page_the_bucket_expired_answers_410_when_its_unload_ran_across_
     counted from the ending: for 20 minutes the page answered 404 "has lost a file of its results"."""
     query, _ = create_job(ports, caller(ports), NewJob(object=None, operation=BulkOperation.QUERY, query="select 1"))
     midnight = datetime(2026, 3, 1, tzinfo=UTC)
-    monkeypatch.setattr(service, "utcnow", lambda: midnight - timedelta(minutes=10))
-    ports.bulk.jobs.transition(query.job_id, BulkState.IN_PROGRESS, started_at=service.utcnow())
+    monkeypatch.setattr(downloads, "utcnow", lambda: midnight - timedelta(minutes=10))
+    ports.bulk.jobs.transition(query.job_id, BulkState.IN_PROGRESS, started_at=downloads.utcnow())
     part = ExportFile(key=f"acme/{query.job_id}/export/part_0000_part_00", rows=1, bytes=6)
     ended = midnight + timedelta(minutes=20)
     ports.bulk.jobs.transition(
         query.job_id, BulkState.JOB_COMPLETE, export_files=[part], export_columns=["x"], completed_at=ended
     )
-    monkeypatch.setattr(service, "utcnow", lambda: midnight + timedelta(days=7, minutes=5))  # the part deleted
+    monkeypatch.setattr(downloads, "utcnow", lambda: midnight + timedelta(days=7, minutes=5))  # the part deleted
     with pytest.raises(Gone, match="kept 7 days after they were written"):
         query_results(ports, caller(ports), query.job_id, locator=None, max_records=10)
 

@@ -21,8 +21,9 @@ from botocore.exceptions import ClientError
 from events import JobStatus, ResultFormat, StatementState, StatementStatusChange
 from spectra.bulk.lifecycle import complete_bulk_statement
 from spectra.bulk.models import BulkState, KeyedBatch
-from spectra.bulk.service import change_state, upload_batch
+from spectra.bulk.service import change_state
 from spectra.bulk.store import BulkJobStore
+from spectra.bulk.uploads import upload_batch
 from spectra.job_store import JobStore
 from spectra.jobs import utcnow
 from spectra.queries import cancel_job, submit_query
