@@ -78,32 +78,7 @@ def create_job(
     expire sooner); with other fields, a 409. A query job whose message could not be queued stays ``UploadComplete``
     for the reconciler to queue: keyed, the error is raised (a 500, and the retry gets the job back); without a key the
     job is answered, since its client's retry would be another job."""
-    _check_content_type(spec)
-    query = None
-    if spec.operation is BulkOperation.QUERY:
-        if not spec.query:
-            raise InvalidRequest("a query job needs a query", details={"field": "query"})
-        query = check_sql(spec.query, max_bytes=ports.settings.max_sql_bytes)
-        if problem := unload_problem(query, export=False):
-            raise InvalidRequest(problem, details={"field": "query"})
-        target = spec.object or queried_object(query)
-    else:
-        if spec.query:
-            raise InvalidRequest("query is only for operation query", details={"field": "query"})
-        if not spec.object:
-            raise InvalidRequest(
-                f"operation {spec.operation.value} needs an object (a table)", details={"field": "object"}
-            )
-        try:
-            split_object(spec.object)
-        except ValueError as exc:
-            raise InvalidRequest(str(exc), details={"field": "object"}) from exc
-        target = spec.object
-        external_id = spec.external_id_field or spec.operation.default_external_id
-        if spec.operation.needs_external_id and not external_id:
-            raise InvalidRequest(
-                f"operation {spec.operation.value} needs externalIdFieldName", details={"field": "externalIdFieldName"}
-            )
+    target, query = _checked_request(ports, spec)
     now = utcnow()
     job = BulkJob(
         job_id=new_bulk_job_id() if idempotency_key is None else caller.keyed_id(BULK_JOB_ID_PREFIX, idempotency_key),
@@ -140,6 +115,38 @@ def create_job(
                 "bulk job %s: its message's send failed (%s); the reconciler queues it", job.job_id, type(exc).__name__
             )
     return job, True
+
+
+def _checked_request(ports: Ports, spec: NewJob) -> tuple[str, str | None]:
+    """The job's object (the table it loads, or what its query reads) and its query as checked (None for an ingest
+    job); a field that is wrong is refused before anything is stored."""
+    _check_content_type(spec)
+    query = None
+    if spec.operation is BulkOperation.QUERY:
+        if not spec.query:
+            raise InvalidRequest("a query job needs a query", details={"field": "query"})
+        query = check_sql(spec.query, max_bytes=ports.settings.max_sql_bytes)
+        if problem := unload_problem(query, export=False):
+            raise InvalidRequest(problem, details={"field": "query"})
+        target = spec.object or queried_object(query)
+    else:
+        if spec.query:
+            raise InvalidRequest("query is only for operation query", details={"field": "query"})
+        if not spec.object:
+            raise InvalidRequest(
+                f"operation {spec.operation.value} needs an object (a table)", details={"field": "object"}
+            )
+        try:
+            split_object(spec.object)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), details={"field": "object"}) from exc
+        target = spec.object
+        external_id = spec.external_id_field or spec.operation.default_external_id
+        if spec.operation.needs_external_id and not external_id:
+            raise InvalidRequest(
+                f"operation {spec.operation.value} needs externalIdFieldName", details={"field": "externalIdFieldName"}
+            )
+    return target, query
 
 
 def queried_object(query: str) -> str:
