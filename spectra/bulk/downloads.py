@@ -19,6 +19,7 @@ from spectra.jobs import utcnow
 from spectra.ports import Ports
 from spectra.tenants import Caller
 
+#: The result files' routes (Bulk 2.0's names) and the kind of file each serves
 RESULT_KINDS = {"successfulResults": "successful", "failedResults": "failed", "unprocessedrecords": "unprocessed"}
 
 
@@ -45,8 +46,8 @@ def job_results(ports: Ports, caller: Caller, job_id: str, kind: str) -> ResultF
         raise ResultsUnavailable(f"bulk job {job_id} has no result files: {job.results_unavailable}")
     if job.state is BulkState.ABORTED and not job.files and not _batches_may_have_expired(ports, job):
         # aborted Open before any batch was stored (by its client, or for being Open too long; no PUT was counted,
-        # or its upload URLs were never used): no records, so no files were written, and each lists none (a 404 read
-        # as a wrong job id). An aborted job that took batches but lists none lost them to the bucket's expiry, and
+        # or its upload URLs were never used): no records, so no files were written, and each lists none (a 404 would
+        # read as a wrong job id). An aborted job that took batches but lists none lost them to the bucket's expiry, and
         # a Failed job without files is one whose file was replaced, or a late sidecar's report: rows that exist
         # nowhere to list, 404 or 410 below
         return ResultFile(body=outcomes.no_records(job, RESULT_KINDS[kind]), url=None)
@@ -121,9 +122,9 @@ def _retention_end(ports: Ports, job: BulkJob) -> datetime:
 
 def _retention_left(ports: Ports, job: BulkJob) -> timedelta:
     """How long the job's result files are served yet; past their retention, 410. The bucket's lifecycle deletes
-    them up to a day later (it rounds to the next midnight UTC, and S3 deletes when it gets to it): until then they
-    were still read and their URLs signed for the whole presign time (found by review), where a query job's results
-    end at their expiry (:func:`spectra.delivery.results_body`)."""
+    them up to a day later (it rounds to the next midnight UTC, and S3 deletes when it gets to it); until then they
+    are neither read nor signed for, as a query job's results end at their expiry
+    (:func:`spectra.delivery.results_body`)."""
     left = _retention_end(ports, job) - utcnow()
     if left <= timedelta(0):
         raise _expired(ports, job)

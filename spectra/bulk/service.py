@@ -194,7 +194,7 @@ _REQUESTED = ("object", "operation", "external_id_field", "column_delimiter", "l
 def _repeat(first: BulkJob, asked: BulkJob, idempotency_key: str) -> BulkJob:
     """``first``, made by the request with the same key, when ``asked`` is that request again (the same tenant and
     generation: the keyed id is made of them)."""
-    if first.operation is BulkOperation.QUERY and not first.object:  # made before query jobs were named by their FROM
+    if first.operation is BulkOperation.QUERY and not first.object:  # an older record names no object
         asked = asked.model_copy(update={"object": first.object})
     if any(getattr(first, name) != getattr(asked, name) for name in _REQUESTED):
         raise Conflict(
@@ -208,7 +208,7 @@ def _queue(ports: Ports, job: BulkJob) -> None:
     """Queue the job's start. If the send fails the job stays UploadComplete, queued by the reconciler within
     ``REQUEUE_AFTER_SECONDS``: whether SQS took the message cannot be told from the error (the SDK retries an attempt
     whose answer was lost and raises only the last attempt's error), so failing the job would race an executor that
-    has the message, and failing a closed ingest job made its client upload every batch again."""
+    has the message, and failing a closed ingest job would make its client upload every batch again."""
     message = BulkJobQueuedMessage(job_id=job.job_id, tenant_id=job.tenant_id, correlation_id=job.correlation_id)
     ports.queue.send(message)
 
@@ -249,7 +249,7 @@ def list_jobs(
         "limit": limit,
     }
     if job_type is not None:
-        listing["job_type"] = job_type.value  # only when given: tokens signed before it existed still resume
+        listing["job_type"] = job_type.value  # only when given: a token signed without the field still resumes
     if job_type is JobType.V2_QUERY:
         operation = BulkOperation.QUERY
     after = ListPosition.from_token(ports.page_tokens, next_token, listing)
@@ -271,8 +271,8 @@ def list_jobs(
 
 #: What a page of the listing may carry of its jobs' texts (query, error message, dropped file's key) as Lambda
 #: answers them: JSON in a JSON body, so a control character takes 7 bytes. A query job's record holds its query
-#: (up to 100 KB): 100 of them made a page of 10 to 28 MB, past Lambda's 6 MiB answer, and every GET of that page
-#: was API Gateway's 502 whatever the client retried. A page past it ends early, its token at the last job kept, as
+#: (up to 100 KB): 100 of them make a page of 10 to 28 MB, past Lambda's 6 MiB answer, and every GET of such a page
+#: would be API Gateway's 502 whatever the client retried. A page past it ends early, its token at the last job kept, as
 #: a filtered page may be short already; a page keeps its first job whatever its size (700 KB at most).
 LIST_TEXT_MAX_BYTES = 5 * 1024 * 1024
 
@@ -347,8 +347,8 @@ def _refuse_abort_of_an_ended_load(ports: Ports, job_id: str, statement_id: str)
     """The cancel found the load's statement ended (the usual case: it finished in the warehouse and its event is
     on its way, seconds later): the abort stops nothing, and the job ends as its load did. 409, as for a job whose
     end is recorded already, naming the state it will end in; a statement another abort's cancel ended (or one the
-    warehouse no longer knows) leaves the answer to the job, ending Aborted (found by the diff review: 200
-    ``InProgress`` read as the abort accepted, for a job that then ended JobComplete)."""
+    warehouse no longer knows) leaves the answer to the job, ending Aborted. A 200 ``InProgress`` would read as the
+    abort accepted, for a job that then ends JobComplete."""
     try:
         status = ports.warehouse.describe(statement_id).status
     except NotFound:
@@ -377,11 +377,13 @@ def _ended_aborted(ports: Ports, job: BulkJob, abort: Callable[[], BulkJob | Non
         return current
 
 
-#: How an upload key's name starts: the time it was stored (:func:`_stored_lately` reads it back)
+#: How an upload key's name starts (:func:`spectra.bulk.uploads._upload_key`): the time it was stored, which
+#: :func:`_stored_lately` reads back
 UPLOAD_STAMP = "%Y%m%dT%H%M%S%f"
 
 
-#: Longer than any take-back of a batch refused its count takes (three DynamoDB writes, with botocore's retries)
+#: Longer than any take-back of a batch refused its count takes (:func:`spectra.bulk.uploads._take_back`: three
+#: DynamoDB writes, with botocore's retries)
 TAKE_BACK_SECONDS = 60
 
 
@@ -394,7 +396,7 @@ def _stored_lately(files: list[SourceFile]) -> bool:
 def _counted_batches(bulk: BulkPorts, job: BulkJob) -> list[SourceFile]:
     """The job's batches as stored, less those taken back (``withdrawn_batches``: a withdrawn batch may not be deleted
     yet). Not a keyed batch the job records: one taken back after its count landed unseen, then put back by its
-    key's repeat (:func:`_restored`), is the job's."""
+    key's repeat (:func:`spectra.bulk.uploads._restored`), is the job's."""
     withdrawn = set(job.withdrawn_batches) - {batch.key for batch in job.keyed_batches.values()}
     return [f for f in bulk.files.uploaded_batches(job) if f.key not in withdrawn]
 
@@ -426,7 +428,7 @@ def _close(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
             raise InvalidRequest(f"bulk job {job_id} has {len(files)} batches; at most {most}")
         if len(files) > most:
             # more than it counted: batches stored and refused at its limit, on their way to being taken back (a 400
-            # "has 109 batches" told the client its job was wrong: the bulk concurrency review)
+            # "has 109 batches" would tell the client its job is wrong)
             job = get_job(ports, caller, job_id)
             if job.state is not BulkState.OPEN:
                 return _closed_already(job)
@@ -469,8 +471,8 @@ def _abort(ports: Ports, caller: Caller, job_id: str) -> BulkJob:
             stopped = ports.warehouse.cancel(marked.statement_id) if marked.statement_id else True
             current = get_job(ports, caller, job_id)
             if current.state.is_terminal and current.state is not BulkState.ABORTED:
-                # its load ended before the cancel could stop it (committed, or failed on its own): 200 with the
-                # JobComplete job read as the abort accepted (note 33's list)
+                # its load ended before the cancel could stop it (committed, or failed on its own): 409, since 200
+                # with the JobComplete job would read as the abort accepted
                 raise Conflict(
                     f"bulk job {job_id} ended {current.state.value} before the abort could stop it",
                     details={"state": current.state.value},

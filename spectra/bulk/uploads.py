@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 JSON_INFLATED_FACTOR = 2
 #: A gzip CSV batch is read to its end when it inflates to at most this many times the request limit (64 MiB of 4),
 #: CSV compressing up to 16:1 at the largest batch, the output dropped as it comes (about 0.25 s of inflating on one
-#: core). Past that its end is left to the job's read, as before: a 4 MiB body of one repeated byte inflates to 4 GiB,
+#: core). Past that its end is left to the job's read: a 4 MiB body of one repeated byte inflates to 4 GiB,
 #: read through in about 17 s of a core, past the API function's 30 s on a 512 MB Lambda's share of one. Not a limit:
 #: a CSV batch may inflate to any size.
 GZIP_CHECKED_FACTOR = 16
@@ -61,9 +61,9 @@ def _upload_key(job: BulkJob, *, gzip: bool) -> str:
 def _inflated_head(body: bytes, *, most: int) -> tuple[bytes, bool]:
     """A gzip batch's first :data:`HEADER_MAX_BYTES` inflated, and whether that is all of it, the batch read as its job
     reads it (concatenated members followed) through to its end, or until ``most`` bytes have come: 400 ``bad_gzip``
-    for what the job would refuse. Its first MB alone was read, a stream that did not inflate let through: gzip cut
-    short, or followed by NUL padding or other bytes that are no gzip member, was answered 201 and then failed the
-    whole job ``bad_gzip`` at UploadComplete, its good batches with it (the bulk review)."""
+    for what the job would refuse. Read no further than its first MB, a stream that does not inflate (gzip cut short,
+    or followed by NUL padding or other bytes that are no gzip member) would be answered 201 and then fail the whole
+    job ``bad_gzip`` at UploadComplete, its good batches with it."""
     head = bytearray()
     size = 0
     try:
@@ -82,9 +82,9 @@ def _no_header(head: bytes, *, whole: bool, delimiter: str) -> str | None:
     """What makes a batch's first line no header, if anything: nothing but a byte order mark, spaces and line breaks
     (a batch of blank lines, an empty file gzipped), or a first line that names no column as the job reads it
     (:func:`~spectra.bulk.csvfiles.first_line_names_no_column`: empty, blanks alone, a spreadsheet's empty first row
-    ``,,,``; COPY's IGNOREHEADER would skip it and load the header as a row, and the job refused it as "the first
-    line has no column names"). Taken 201, such a batch failed the whole job, its other batches with it, naming a
-    stored file the client never saw (the bulk bad input review; the rows of blanks and delimiters, the diff review)."""
+    ``,,,``; COPY's IGNOREHEADER would skip it and load the header as a row, and the job refuses it as "the first
+    line has no column names"). Taken 201, such a batch would fail the whole job, its other batches with it, naming a
+    stored file the client never saw."""
     text = head.removeprefix(b"\xef\xbb\xbf")
     if whole and not text.strip(b" \t\r\n"):
         return "holds no header line" + (" and no rows" if text else "") + ": it is empty but for white space"
@@ -96,8 +96,8 @@ def _no_header(head: bytes, *, whole: bool, delimiter: str) -> str | None:
 
 def _header_encoding_problem(body: bytes, *, whole: bool = True) -> str | None:
     """What makes a plain batch's first line no UTF-8 header, if anything: a file saved as UTF-16 (Excel's "Unicode
-    Text", PowerShell's ``>``) or in a spreadsheet's own encoding was taken 201 and then failed the whole job, its
-    other batches with it, naming a stored file the client never saw. The bytes up to the first line break are the
+    Text", PowerShell's ``>``) or in a spreadsheet's own encoding, taken 201, would fail the whole job, its other
+    batches with it, naming a stored file the client never saw. The bytes up to the first line break are the
     header's own (a break quoted inside it ends the check early, never wrongly), so this refuses no batch the job would
     load; the header's other faults need the table, and are the job's to find."""
     line, *rest = re.split(rb"[\r\n]", body[:HEADER_MAX_BYTES], maxsplit=1)
@@ -179,8 +179,9 @@ def upload_batch(
     bulk = bulk_ports(ports)
     stored = bulk.files.put(_upload_key(job, gzip=gzip), body)
     # Counted once stored: an UploadComplete that listed the batches before this one was stored finds the count
-    # changed and lists again (_close). Refused: the job was closed or aborted while the batch was on its way, or
-    # batches sent at once passed the limit together (this one is taken back: the job would list it).
+    # changed and lists again (spectra.bulk.service._close). Refused: the job was closed or aborted while the batch
+    # was on its way, or batches sent at once passed the limit together (this one is taken back: the job would list
+    # it).
     keyed = (name, KeyedBatch(key=stored.key, digest=digest)) if name else None
     try:
         counted = bulk.jobs.count_upload(job_id, limit=most, keyed=keyed)
@@ -195,7 +196,7 @@ def upload_batch(
         recorded = closed.keyed_batches.get(name) if closed is not None and name else None
         if recorded is not None and recorded.key == stored.key:
             # its own count, whose answer was lost and whose retry met another batch's count (so not taken for its
-            # own by updated_at): taken back, the 201 batch was gone from the job (the diff review)
+            # own by updated_at): taken back, the batch answered 201 would be gone from the job
             return stored
         if recorded is not None:  # a copy of this request counted its batch first
             _take_back(bulk, job_id, stored)
@@ -205,7 +206,7 @@ def upload_batch(
             if not _take_back(bulk, job_id, stored):
                 raise _too_many(job_id, most)
             # a close listed it between the read and the take-back: the job's (a 400 telling the client to send it
-            # to another job would load it twice; the whole-feature review)
+            # to another job would load it twice)
         elif closed is None or all(f.key != stored.key for f in closed.files):
             raise _became(job_id, closed)
         return _listed(bulk, job_id, keyed, stored)
@@ -226,9 +227,9 @@ def _listed(bulk: BulkPorts, job_id: str, keyed: tuple[str, KeyedBatch] | None, 
 
 def _restored(ports: Ports, job: BulkJob, first: KeyedBatch, body: bytes, *, gzip: bool) -> SourceFile:
     """The batch a repeat under its ``Idempotency-Key`` is answered with, put back from the repeat's bytes (the same:
-    the digests match) if its object is gone while the job is ``Open``: a PUT whose count landed while the write
-    raised, and whose reads of the job failed too, took its object back though the job records it (the whole-feature
-    review); answered 201 without it, the batch's rows were never loaded. Its key is the one the job records, and it is
+    the digests match) if its object is gone while the job is ``Open``: a PUT whose count lands while the write
+    raises, and whose reads of the job fail too, takes its object back though the job records it; answered 201
+    without it, the batch's rows would never be loaded. Its key is the one the job records, and it is
     counted again once put, so a close that listed the job's batches before the put lists again (its condition is on
     the count); refused, the job was closed meanwhile, and a batch it did not list is a 409 as for any PUT. A job no
     longer Open gets nothing put back (its batches expire before its record: nothing would load it)."""
@@ -257,7 +258,7 @@ def _became(job_id: str, closed: BulkJob | None) -> Conflict:
 def _counted_as(bulk: BulkPorts, job_id: str, name: str, stored: SourceFile) -> bool:
     """Whether the job records the keyed batch ``name`` as ``stored``, its own object (each stored key is unique):
     its count was applied, though the write raised (its answer lost, botocore's next tries throttled or timed out).
-    Taken back then, its key's repeat was answered 201 for an object gone, its rows never loaded (the diff review).
+    Taken back then, its key's repeat would be answered 201 for an object gone, its rows never loaded.
     False when the job cannot be read: the batch is taken back, as any batch whose count failed."""
     try:
         job = bulk.jobs.get(job_id)
@@ -326,16 +327,16 @@ def _take_back(bulk: BulkPorts, job_id: str, stored: SourceFile) -> bool:
     storing and counting leaves the batch (README, Bulk API).
 
     Withdrawn first, in a write conditional on the job being Open that a close's own write is conditional on
-    (:meth:`~spectra.bulk.store.BulkJobStore.withdraw`): a look at the job, then the delete, let a close list the
-    batch between the two, and the load failed "deleted before the job read it", every batch of the job unloaded
-    (the bulk concurrency review: a keyed retry racing UploadComplete, a batch refused at the limit)."""
+    (:meth:`~spectra.bulk.store.BulkJobStore.withdraw`): a look at the job, then the delete, would let a close list
+    the batch between the two, and the load fail "deleted before the job read it", every batch of the job unloaded
+    (a keyed retry racing UploadComplete, a batch refused at the limit)."""
     try:
         withdrawn = bulk.jobs.withdraw(job_id, stored.key)
         if withdrawn is not None and all(batch.key != stored.key for batch in withdrawn.keyed_batches.values()):
             bulk.files.discard(stored)
             return False
         # Open, its count landed unseen (the job records it under its key): the job's, kept, as a close lists it
-        # (_counted_batches), where deleted after that close, it failed the load (the second diff review)
+        # (spectra.bulk.service._counted_batches); deleted after that close, it would fail the load
         job = withdrawn or bulk.jobs.get(job_id)
     except (ClientError, BotoCoreError):
         job = None  # the store fails: taken back (a keyed repeat puts it back if its count landed: _restored)
@@ -420,7 +421,7 @@ def drop_upload_url(
     if "/" in name or not name.strip() or len(name) > 200:
         raise InvalidRequest("filename must be a plain file name", details={"field": "filename"})
     # the drop takes .csv and .csv.gz in any case: `Jan.CSV` stays so, and `jan.csv` sent gzip becomes `jan.csv.gz`
-    # (not `jan.csv.csv.gz`, nor `Jan.CSV.csv`, the keys and job names the suffix was added to before)
+    # (not `jan.csv.csv.gz`, nor `Jan.CSV.csv`)
     lower = name.lower()
     if gzip and not lower.endswith(".csv.gz"):
         name += ".gz" if lower.endswith(".csv") else ".csv.gz"
