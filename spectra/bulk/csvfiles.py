@@ -2,9 +2,9 @@
 
 Line numbers are the file's physical lines, counted from 1 at the header, as Redshift's ``stl_load_errors`` counts
 them: a line ends at LF (a CR alone is data), and a record that holds a quoted line break spans several lines and is
-known by its first. Every line after the header is a record
-to account for, blank ones included: COPY rejects a blank line of a table with several columns (a "missing data"
-error, listed in failedResults with its reason), and loads it as an empty value into a table of one.
+known by its first. Every line after the header is a record to account for, blank ones included: COPY rejects a blank
+line of a table with several columns (a "missing data" error, listed in failedResults with its reason), and loads it as
+an empty value into a table of one.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from spectra.sql_layout import fold_name
 HEADER_MAX_BYTES = 1024 * 1024
 #: The header's column names a job may have, in bytes as the job keeps them in its DynamoDB item (its load plan:
 #: folded, and as written for the result files' header where that differs, :func:`names_kept`), which holds 400 KB
-#: beside its batches' list; past this the plan's write was refused and the load crashed on every delivery.
+#: beside its batches' list; past this the plan's write would be refused and the load would crash on every delivery.
 #: Redshift's 1,600 columns of 127 bytes pass it written as they are folded (lower case, no spaces around them).
 HEADER_NAMES_MAX_BYTES = 256 * 1024
 BOM = "\ufeff"
@@ -102,7 +102,7 @@ def read_header(files: BulkFiles, source: SourceFile, delimiter: str, *, called:
     header = [unpadded_name(field, delimiter) for field in header]
     if reader.line_num > 1 or any("\r" in field or "\n" in field for field in header):
         # the load skips one line (IGNOREHEADER 1): the rest of a header quoted across lines, and the rows after it up
-        # to the next quote, became one failed record (the drop door review)
+        # to the next quote, would become one failed record
         raise BulkInputError(
             "invalid_header", f"{name}: a header field holds a line break (inside quotes); the header must be one line"
         )
@@ -139,20 +139,20 @@ def first_line_names_no_column(line: str, delimiter: str) -> bool:
 
 def _is_row(line: str, delimiter: str, *, one_column: bool) -> bool:
     """Whether a line after the header is a row (:func:`no_rows` when no file has one), read from its raw text: the
-    csv module's fields have lost their quotes, so a one-column file of ``""`` or ``"  "`` rows (a JSON job's empty
-    strings are written so) failed ``no_rows``, where beside any other row the same rows loaded (the bulk review).
-    A quote, a delimiter (``,`` is a row of empty fields) or any other character makes a row. Blanks alone do in a
-    one-column file, whose one value they are (kept in a text column, NULL in another: README, "Empty fields"), not
-    in one of several columns, where COPY rejects the line ("missing data") as it rejects an empty one. An empty
-    line is never counted (README's ``no_rows``), though beside rows COPY judges it as any record."""
+    csv module's fields have lost their quotes, so read from them, a one-column file of ``""`` or ``"  "`` rows (a JSON
+    job's empty strings are written so) would fail ``no_rows``, where beside any other row the same rows load. A quote,
+    a delimiter (``,`` is a row of empty fields) or any other character makes a row. Blanks alone do in a one-column
+    file, whose one value they are (kept in a text column, NULL in another: README, "Empty fields"), not in one of
+    several columns, where COPY rejects the line ("missing data") as it rejects an empty one. An empty line is never
+    counted (README's ``no_rows``), though beside rows COPY judges it as any record."""
     blanks = " \t".replace(delimiter, "")
     return bool(line.strip("\r" if one_column else blanks + "\r"))
 
 
 def unpadded_name(field: str, delimiter: str) -> str:
     """A header field as COPY reads a field (:func:`_fields`): blanks around a quoted one are not its, where Python's
-    csv module keeps a quote after a blank as a character (`` "email" `` was refused as no column name, while the same
-    shape in a row was read as its value: the diff review)."""
+    csv module keeps a quote after a blank as a character (read so, `` "email" `` would be refused as no column name,
+    while the same shape in a row is read as its value)."""
     inner = field.strip(" \t".replace(delimiter, ""))
     if inner != field and len(inner) >= 2 and inner[0] == '"' == inner[-1]:
         return inner[1:-1].replace('""', '"')
@@ -160,7 +160,7 @@ def unpadded_name(field: str, delimiter: str) -> str:
 
 
 #: An error names at most this many of the names it refuses (spectra.errors.echoed): a header (or a JSON batch's
-#: keys) of many long bad names came back whole, an answer past Lambda's 6 MiB (a 502; the JSON review)
+#: keys) of many long bad names, echoed whole, would make an answer past Lambda's 6 MiB (a 502)
 NAMES_SHOWN = 20
 
 
@@ -193,7 +193,7 @@ def header_columns(name: str, header: list[str], *, delimiter: str | None) -> li
             f"{name}: the header line's column names take {size} bytes as the job keeps them in its record (lower-"
             f"cased, and as written where that differs, spaces around them included); at most {HEADER_NAMES_MAX_BYTES}",
         )
-    # counted once (a header of 100,000 columns named alike took list.count minutes, past the executor's 30 s)
+    # counted once (list.count over a header of 100,000 columns named alike takes minutes, past the executor's 30 s)
     duplicates = sorted(c for c, n in Counter(columns).items() if n > 1)
     if duplicates:
         raise BulkInputError("duplicate_columns", f"{name}: columns named twice: {shown(duplicates)}")
@@ -210,8 +210,8 @@ def header_columns(name: str, header: list[str], *, delimiter: str | None) -> li
 
 def no_rows(called: list[str]) -> BulkInputError:
     """The error of a job whose files have a header line each and no rows, ``called`` as the job's other errors name
-    them (an API batch by its place among the job's batches: its stored name alone, which the client never saw, was
-    all a one-batch job's error said)."""
+    them (an API batch by its place among the job's batches, not by its stored name alone, which the client never
+    saw)."""
     if len(called) == 1:
         return BulkInputError("no_rows", f"{called[0]} has a header line but no rows")
     return BulkInputError("no_rows", f"none of the job's {len(called)} files has rows, only a header line each")
@@ -251,8 +251,8 @@ def check_columns(job: BulkJob, header: list[str], table: list[TableColumn]) -> 
         raise BulkInputError("unknown_columns", f"columns not in table {job.object}: {', '.join(unknown)}")
     inserting = job.operation in (BulkOperation.INSERT, BulkOperation.UPSERT)
     # An owner column the warehouse cannot fill (no default) is one no file may fill either: NOT NULL, asking the file
-    # for it (missing_columns) and then refusing it (owner_column) sent the tenant round in a circle; nullable, the
-    # rows landed with no owner, which no tenant's row-level security shows (on Redshift, which has no WITH CHECK)
+    # for it (missing_columns) and then refusing it (owner_column) would send the tenant round in a circle; nullable,
+    # the rows would land with no owner, which no tenant's row-level security shows (Redshift has no WITH CHECK)
     unfilled = [c.name for c in table if c.owner and (c.required or not c.defaulted)]
     if inserting and unfilled:
         raise BulkInputError(
@@ -264,7 +264,7 @@ def check_columns(job: BulkJob, header: list[str], table: list[TableColumn]) -> 
     owned = [c.name for c in table if c.owner and c.name in header]
     if job.operation is BulkOperation.DELETE:
         # a delete reads the id alone (the rest is staged as text and never written): a file exported from the
-        # table, its owner column included, is a delete file as it is (the semantics review); not keyed on it
+        # table, its owner column included, is a delete file as it is; not keyed on it
         owned = [name for name in owned if name == (job.external_id_field or "").lower()]
     if owned:
         raise BulkInputError(
@@ -288,11 +288,10 @@ def check_columns(job: BulkJob, header: list[str], table: list[TableColumn]) -> 
 
 
 class NullField(str):
-    """An unquoted ``\\N`` field, COPY's NULL marker (its default NULL AS): NULL in any column, where ``"\\N"``
-    quoted is that text to the warehouse the local stack runs. Read as a plain string, the two were one: a record
-    whose external id was NULL (refused by the load as a missing id) was listed as loaded, and the result files
-    wrote NULL and the text back each as the other (found by the bulk review). It is still the string ``\\N``
-    everywhere else."""
+    """An unquoted ``\\N`` field, COPY's NULL marker (its default NULL AS): NULL in any column, where ``"\\N"`` quoted
+    is that text to the warehouse the local stack runs. Read as a plain string, the two would be one: a record whose
+    external id is NULL (refused by the load as a missing id) would be listed as loaded, and the result files would
+    write NULL and the text back each as the other. It is still the string ``\\N`` everywhere else."""
 
     __slots__ = ()
 
@@ -310,10 +309,10 @@ class Quoted(str):
 
 class QuotedEmpty(Quoted):
     """A field sent as ``""``: the empty text, where an empty field sent unquoted is NULL (COPY's CSV rule, which the
-    warehouse the local stack runs follows: ``""`` into a number is refused, an empty field loads NULL). Read as a
-    plain string, the two were one, and the result files wrote ``""`` back as an empty field: a failed row re-sent as
-    failedResults gave it loaded NULL where it had been refused (the values review). It is still the empty string
-    everywhere else (a missing external id, say)."""
+    warehouse the local stack runs follows: ``""`` into a number is refused, an empty field loads NULL). Read as a plain
+    string, the two would be one, and the result files would write ``""`` back as an empty field: a failed row re-sent
+    from failedResults would load NULL where it had been refused. It is still the empty string everywhere else (a
+    missing external id, say)."""
 
     __slots__ = ()
 
@@ -325,7 +324,7 @@ QUOTED_EMPTY = QuotedEmpty()
 class QuotedBlank(Quoted):
     """A field of blanks alone sent quoted (``"  "``): text, where the same blanks unquoted are NULL in a column that
     is not text (README, "Empty fields"). Written back unquoted, a record the warehouse refused for it ("invalid input
-    syntax for type integer") loaded NULL when re-sent from failedResults (the bulk semantics review)."""
+    syntax for type integer") would load NULL when re-sent from failedResults."""
 
     __slots__ = ()
 
@@ -388,9 +387,9 @@ def records(
 
 def _lines(stream: IO[str], quote: str, end: str = "\n") -> Iterator[tuple[str | None, int]]:
     """The stream's lines (each to its ``end``, LF unless told) and the quotes in each. A line past
-    :data:`MAX_RECORD_CHARS` is None: it is read through a bounded piece at a time and never held whole (a file of one
-    150 MB line held it all, and again split into fields), its quotes still counted, since they decide where the next
-    record starts."""
+    :data:`MAX_RECORD_CHARS` is None: it is read through a bounded piece at a time and never held whole (read whole, a
+    file of one 150 MB line would be held in memory, and again split into fields), its quotes still counted, since they
+    decide where the next record starts."""
     while line := stream.readline(MAX_RECORD_CHARS + 1):
         if line.endswith(end) or len(line) <= MAX_RECORD_CHARS:
             yield line, line.count(quote)
@@ -408,8 +407,8 @@ def _fields(record: str, delimiter: str, quote: str) -> list[str]:
 
     Blanks (spaces, tabs; never the delimiter) between a delimiter and a quoted field's quotes are not the field's, as
     Redshift reads CSV ("white space between the delimiters and the quote characters is ignored", which the emulator
-    does too): kept, `` "m2" `` read as `` m2 `` and an upsert's id never matched the ``m2`` the warehouse printed, so
-    the row it created was listed as updated, and a delete's id it did not find as deleted (the drop door review)."""
+    does too): kept, `` "m2" `` would read as `` m2 `` and an upsert's id would never match the ``m2`` the warehouse
+    prints, so the row it creates would be listed as updated, and a delete's id it does not find as deleted."""
     parts = record.split(quote)
     if len(parts) % 2:  # it ends outside quotes: its line end is not data
         parts[-1] = parts[-1].removesuffix("\n").removesuffix("\r")

@@ -22,13 +22,12 @@ ingest job, the same kind of job the Bulk API makes, run the same way, listed in
   key; one not started is left to the executor's check. So a file meant to be upserted and inserted instead is never
   silent, but for a sidecar put in the moment between the executor's read and its load whose event misses the job in
   the (eventually consistent) tenant index.
-* Every object put in the bucket is announced (a suffix filter is case-sensitive: ``DATA.CSV`` went unseen); a
+* Every object put in the bucket is announced (a suffix filter is case-sensitive and would miss ``DATA.CSV``); a
   sidecar (``<tenant>/<table>/<name>.json`` or ``.JSON``) and a folder marker (a key ending ``/``) make no job, and
   ``.csv`` / ``.csv.gz`` match in any case. A file with no sidecar of its own but one named after it with its
   extension kept (``jan.csv.json``) or ending ``.json`` in another case (``jan.Json``), which no file reads, is
-  refused ``invalid_drop`` (nothing loaded), by its own
-  event or, when that sidecar came after the event, by the executor's check. (The sidecar of a file named
-  ``jan.csv.csv`` is ``jan.csv.json``, read for it as ever.)
+  refused ``invalid_drop`` (nothing loaded), by its own event or, when that sidecar came after the event, by the
+  executor's check. (The sidecar of a file named ``jan.csv.csv`` is ``jan.csv.json``, read for it as usual.)
 """
 
 from __future__ import annotations
@@ -195,7 +194,7 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         return None
     if before_reactivation(dropped.written_at, tenant):
         # put while the tenant was inactive (a leaked key's drop URL), or before it was deactivated, and handled
-        # only once it was active again (an event's retry, a redrive): deactivating it was to stop such work
+        # only once it was active again (an event's retry, a redrive): deactivating it is meant to stop such work
         logger.warning("dropped file s3://%s/%s was put before the tenant was reactivated", dropped.bucket, dropped.key)
         bulk.files.tag(SourceFile(bucket=dropped.bucket, key=dropped.key), REJECTED_TAG, NO_ACTIVE_TENANT)
         return None
@@ -225,8 +224,8 @@ def accept_drop(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
         if problem is None and (refused := options_problem(options)):
             problem = ErrorInfo(code="invalid_drop", message=f"{dropped.key}: {refused[1]}")
             if options.operation is BulkOperation.QUERY:
-                # a load refused, not a query job: made as one, it had no unprocessedrecords and the file's records
-                # were listed nowhere (found by the bulk review); the drop's default operation stands in
+                # a load refused, not a query job: a query job has no unprocessedrecords, so the file's records would
+                # be listed nowhere; the drop's default operation stands in
                 options = options.model_copy(update={"operation": BulkOperation.INSERT})
     source = SourceFile(
         bucket=dropped.bucket,
@@ -270,9 +269,9 @@ def _own_since(tenant: Tenant) -> datetime:
     """The earliest write that can be the tenant's (less :data:`CLOCK_LEEWAY`): an object written before, a data
     file or a sidecar, was put for an earlier tenant of the same id (deleted, then created again; the bucket keeps
     an untagged file, and every sidecar, until someone deletes it), or staged before the tenant was created. Not its
-    reactivation: a standing sidecar (``daily.json`` beside each day's ``daily.csv``) put while it was active stays
-    its own (the diff review: every such drop failed after a deactivation), and a drop URL, all a tenant's key
-    gets, stores data files only."""
+    reactivation: a standing sidecar (``daily.json`` beside each day's ``daily.csv``) put while it was active stays its
+    own (were the earliest write counted from the reactivation, every such drop would fail after a deactivation), and a
+    drop URL, all a tenant's key gets, stores data files only."""
     return tenant.created_at - CLOCK_LEEWAY
 
 
@@ -292,8 +291,8 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
     # the window runs back from the sidecar's write, not from this handling of its event, which a backlog, failed
     # receives or a redrive from the DLQ can put minutes later
     since = (dropped.written_at or utcnow()) - LATE_SIDECAR_WINDOW
-    # the tenant's drops only: its Bulk API and query jobs counted against the 100 (README: "or 100 drops"), so a
-    # tenant using both doors had a late sidecar go unreported, its file loaded as an insert (the drop options review)
+    # the tenant's drops only (README: "or 100 drops"): counting its Bulk API and query jobs against the 100 would let
+    # a tenant using both doors have a late sidecar go unreported, its file loaded as an insert
     for job in bulk.jobs.list_for_tenant(tenant_id, limit=LATE_SIDECAR_JOBS, source=JobSource.S3_DROP).jobs:
         if job.created_at < since:
             break
@@ -303,7 +302,7 @@ def _late_sidecar(ports: Ports, dropped: DroppedObject) -> BulkJob | None:
             continue
         own = _stem(job.object_key or "", _SUFFIXES)
         if own != stem and _sidecar_options(ports, dropped.bucket, own or "", since=None, older="ignored"):
-            continue  # a stray sidecar named after a file that has (and ran with) one of its own (the diff review)
+            continue  # a stray sidecar named after a file that has (and ran with) one of its own
         # a sidecar that is not valid asks for something the job cannot be known to run with: never silent either
         differs = (
             f"options it cannot give ({sidecar.invalid})"
@@ -385,7 +384,7 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
     if head is None:
         return None  # deleted: the load fails saying so
     written = head.get("LastModified")
-    # the dropped write's time, as its notification gave it (a job made before it was kept: the job's making)
+    # the dropped write's time, as its notification gave it (a job stored without it: when the job was made)
     dropped_at = source.written_at or job.created_at
     if (source.etag and str(head.get("ETag", "")).strip('"') != source.etag) or (
         isinstance(written, datetime) and written > dropped_at + PUT_AGAIN_MARGIN
@@ -405,7 +404,7 @@ def late_sidecar_error(ports: Ports, job: BulkJob) -> ErrorInfo | None:
     tenant = tenant_record(ports.tenants, job.tenant_id, max_age=ports.settings.tenant_cache_seconds)
     sidecar = _sidecar_options(ports, source.bucket, stem, since=_own_since(tenant) if tenant else None)
     if sidecar is None:
-        # one named after the file with its extension, put after the file's event was handled (the diff review)
+        # one named after the file with its extension, put after the file's event was handled
         misnamed = _misnamed_sidecar(ports, source.bucket, source.key, stem)
         return ErrorInfo(code="invalid_drop", message=f"{job.object_key}: {misnamed}") if misnamed else None
     if sidecar.options is None:
@@ -459,13 +458,12 @@ def _stem(key: str, suffixes: tuple[str, ...]) -> str | None:
 def _read_sidecar(
     ports: Ports, bucket: str, stem: str, *, since: datetime | None, older: str = "refused"
 ) -> tuple[str, dict[str, Any]] | None:
-    """The sidecar of the data files named ``stem`` (``<stem>.json``, else ``<stem>.JSON``): its name and document,
-    or None. One written before ``since`` (:func:`_own_since`) was not put for this tenant: an earlier tenant's of
-    the id (deleted, then created again; sidecars never expire), or one staged before the tenant was created. Its
-    options are not this tenant's to load with, nor is loading without them silent: it is ``refused``
-    (:class:`DropRefused`, saying why; the diff review of the offboarding fix found it ignored, an upsert staged
-    early loaded as an insert), or, with ``older="ignored"``, counts as none (the sidecar's own event, handled
-    late: the earlier tenant's, and nothing to report to this one)."""
+    """The sidecar of the data files named ``stem`` (``<stem>.json``, else ``<stem>.JSON``): its name and document, or
+    None. One written before ``since`` (:func:`_own_since`) was not put for this tenant: an earlier tenant's of the id
+    (deleted, then created again; sidecars never expire), or one staged before the tenant was created. Its options are
+    not this tenant's to load with, nor is loading without them silent: it is ``refused`` (:class:`DropRefused`, saying
+    why; ignored, an upsert staged early would load as an insert), or, with ``older="ignored"``, counts as none (the
+    sidecar's own event, handled late: the earlier tenant's, and nothing to report to this one)."""
     files = bulk_ports(ports).files
     for suffix in SIDECAR_SUFFIXES:  # DATA.CSV's sidecar may be DATA.JSON
         name = f"{stem.rsplit('/', 1)[-1]}{suffix}"
@@ -518,7 +516,7 @@ def _options(ports: Ports, dropped: DroppedObject, metadata: dict[str, str], ten
     drop URL: the API checked and signed its options (and tenants cannot put sidecars: a drop URL names a ``.csv``),
     so a sidecar someone else left under the name (never expired; perhaps for an earlier tenant of the same id)
     cannot turn the tenant's insert into a delete. Nor can one written before the tenant was created, an earlier
-    tenant's of the id, for a file put straight into the bucket (found by the offboarding review)."""
+    tenant's of the id, for a file put straight into the bucket."""
     values = metadata_options(metadata)
     if GENERATION_METADATA in metadata:  # put through a drop URL
         sidecar = None
@@ -547,11 +545,11 @@ def _misnamed_sidecar(ports: Ports, bucket: str, key: str, stem: str) -> str | N
     """Why the data file ``key`` (``stem`` less its extension), which has no sidecar of its own, is not to be loaded
     with the defaults: a sidecar beside it that no file reads but that was meant for it, named after the file with
     its extension kept (``jan.csv.json``, ``jan.csv.gz.json``, in any case of ``.json``), or with ``.json`` in a case
-    other than the two a sidecar is read in (``jan.Json``). Its options were meant for the file: put first, the file
-    was inserted where it asked for an upsert, and nothing said why (note 32's list; the S3 drop review for the
-    case). None when there is none. A few listings per drop without a sidecar, each of names that start like such
-    a sidecar's only (not every name starting ``jan.``: a folder of ``jan.2024-…`` files and their
-    sidecars filled the first page, and the one meant for ``jan.csv`` was past it: the diff review)."""
+    other than the two a sidecar is read in (``jan.Json``). Its options were meant for the file: loaded with the
+    defaults, a file whose sidecar asks for an upsert would be inserted, and nothing would say why. None when there is
+    none. A few listings per drop without a sidecar, each of names that start like such a sidecar's only (not every name
+    starting ``jan.``: a folder of ``jan.2024-…`` files and their sidecars can fill the first page and push the one
+    meant for ``jan.csv`` past it)."""
     files = bulk_ports(ports).files
     extension = key[len(stem) : len(stem) + len(".csv")]  # as the key spells it: .csv, .CSV
     right = f"{stem.rsplit('/', 1)[-1]}{SIDECAR_SUFFIXES[0]}"

@@ -39,7 +39,7 @@ from spectra.results import NO_STORE, S3Upload
 logger = logging.getLogger(__name__)
 
 #: Result files and pages are UTF-8, as batches must be: without the charset a client decodes text/csv by its own
-#: default (requests' ``.text`` as ISO-8859-1, browsers as windows-1252), and every non-ASCII value came out garbled.
+#: default (requests' ``.text`` as ISO-8859-1, browsers as windows-1252), and every non-ASCII value comes out garbled.
 #: A row sent with bytes that are not UTF-8 comes back in failedResults as sent, labelled so all the same.
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 
@@ -87,8 +87,8 @@ def job_prefix(tenant_id: str, job_id: str) -> str:
 
 
 def results_key(job: BulkJob, kind: str) -> str:
-    """Where the result file of ``kind`` of the job's ``results_attempt`` is (``results/`` itself for files written
-    before attempts)."""
+    """Where the result file of ``kind`` of the job's ``results_attempt`` is (``results/`` itself for a job that records
+    no attempt)."""
     folder = f"{job.results_attempt}/" if job.results_attempt else ""
     return f"{job_prefix(job.tenant_id, job.job_id)}results/{folder}{kind}.csv"
 
@@ -134,9 +134,9 @@ class BulkFiles:
 
         Not one written before the job was made (its ``created_at``, less :data:`CLOCK_LEEWAY`): a job made again
         under an Idempotency-Key whose record expired keeps its id, so its prefix, and the old job's batches stay
-        there until the bucket's lifecycle removes them, days after they expire; listed, they loaded a second time
-        as duplicate rows (found by the diff review). Everything else under the prefix is read through a manifest
-        naming exactly what this job wrote (its UNLOADs), or written anew by it (its result files)."""
+        there until the bucket's lifecycle removes them, days after they expire; listed, they would load a second time
+        as duplicate rows. Everything else under the prefix is read through a manifest naming exactly what this job
+        wrote (its UNLOADs), or written anew by it (its result files)."""
         prefix = f"{job_prefix(job.tenant_id, job.job_id)}uploads/"
         own_since = job.created_at - CLOCK_LEEWAY
         files = []
@@ -182,8 +182,8 @@ class BulkFiles:
 
     def presign_get(self, bucket: str, key: str, *, ttl_seconds: int) -> str:
         """A result file's download URL: S3 answers it ``no-store`` and as :data:`CSV_CONTENT_TYPE`, as the API
-        answers the file inline (files written before the charset was said included), so its type does not depend
-        on its size (the review of 0a4a117)."""
+        answers the file inline (files stored without the charset included), so its type does not depend on its
+        size."""
         params = {
             "Bucket": bucket,
             "Key": key,

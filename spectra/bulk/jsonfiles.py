@@ -47,16 +47,16 @@ JSON_MEDIA_TYPES = ("application/json", "application/x-ndjson", "application/jso
 _NULL = NULL.encode()  # the marker the result files read back as NULL (spectra.bulk.csvfiles)
 #: Objects and arrays one in another a value may hold (a SUPER value's, say); deeper is refused
 MAX_NESTING = 100
-#: Values a record may hold in its objects and arrays: the rewrite holds each as a Python object (a number written
-#: in 2 bytes takes about 100), so one record of 4 million numbers (8 KB gzipped) took a 512 MB function to 1 GB
-#: (found by the JSON review). Numbers, objects and objects' values are counted as they are read, which stops such a
-#: record early; arrays' other items once it has been read.
+#: Values a record may hold in its objects and arrays: the rewrite holds each as a Python object (a number written in 2
+#: bytes takes about 100), so one record of 4 million numbers (8 KB gzipped) would take a 512 MB function to 1 GB.
+#: Numbers, objects and objects' values are counted as they are read, which stops such a record early; arrays' other
+#: items once it has been read.
 MAX_RECORD_VALUES = 100_000
 #: '[' characters a batch may hold: its arrays take memory before their record is counted (each about 100 bytes)
 MAX_BATCH_ARRAYS = 1_000_000
 #: Values a batch may hold in all, counted as a record's are: the rewrite's time grows with them, and 8 MiB of
-#: records each just under MAX_RECORD_VALUES (8 KB gzipped) took 6 s of a core, past the API's 29 s on a Lambda's
-#: fraction of one (the JSON review). A million records of one field each (about 2 million) still fit.
+#: records each just under MAX_RECORD_VALUES (8 KB gzipped) take 6 s of a core, past the API's 29 s on a Lambda's
+#: fraction of one. A million records of one field each (about 2 million) still fit.
 MAX_BATCH_VALUES = 4_000_000
 
 
@@ -73,7 +73,7 @@ def as_csv(body: bytes, *, gzip: bool, max_bytes: int, key: str | None = None) -
     text = _text(_inflated(body, max_bytes) if gzip else body)
     if (brackets := text.count("[")) > MAX_BATCH_ARRAYS:
         # arrays are counted only once their record is read (no decoder hook sees them): 8 MiB of nested or empty
-        # arrays took the function to 500 MB before the count refused them (the diff review)
+        # arrays would take the function to 500 MB before the count refused them
         raise PayloadTooLarge(
             f"the batch holds {brackets:,} '[' characters (arrays, or brackets in strings); at most"
             f" {MAX_BATCH_ARRAYS:,}: send it in smaller batches",
@@ -207,7 +207,7 @@ class _Reader:
 
     def _fields(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         # the object itself, and its values but numbers and objects, counted as they were read (counted twice, a
-        # record of 25,000 objects of two fields was refused as past 100,000: the diff review)
+        # record of 25,000 objects of two fields would be refused as past 100,000)
         left = self._left - 1 - len(pairs)
         for _, value in pairs:
             if value.__class__ is _Number or value.__class__ is dict:
@@ -300,7 +300,7 @@ def _value(value: Any, *, key: bool = False) -> bytes:
 
 def _compact(value: Any, depth: int = 1) -> str:
     """An object or array as compact JSON text, its numbers as they were written; nested at most
-    :data:`MAX_NESTING` deep (deeper was a RecursionError, or not, by the process's stack)."""
+    :data:`MAX_NESTING` deep (deeper would be a RecursionError, or not, by the process's stack)."""
     if isinstance(value, dict | list) and depth > MAX_NESTING:
         raise InvalidRequest(f"a value is nested too deep: at most {MAX_NESTING} objects or arrays one in another")
     if isinstance(value, dict):

@@ -78,7 +78,8 @@ UNSTARTED_INLINE_MAX_BYTES = 2 * 1024 * 1024
 RESULTS_WRITER_LEASE = timedelta(seconds=960)
 #: Runs that may take the lease and be stopped (out of time, as every run is for a job too large to write in the
 #: function's 15 minutes) before the next request gives the job's result files up. Without it, requests, their
-#: redeliveries and the reconciler's asks kept starting such runs for RESULTS_GIVEN_UP_AFTER (spectra.bulk.reconcile).
+#: redeliveries and the reconciler's asks would keep starting such runs for RESULTS_GIVEN_UP_AFTER
+#: (spectra.bulk.reconcile).
 RESULTS_WRITERS_LOST_MAX = 3
 
 
@@ -273,7 +274,7 @@ def _end_unstarted(
     attempt may be starting its load (:func:`_left_to_its_starter`; this attempt's own plan, written at
     ``planned_at``, is no such attempt). The write is conditional on the plan as it was read (``plan_seen``): one
     written between the read and the write (another attempt past its checks, about to start the load) refuses it,
-    and the job is read again (found by the review of the first version, which read, decided and wrote apart)."""
+    and the job is read again."""
     bulk = bulk_ports(ports)
     for _ in range(_UNSTARTED_TRIES):
         current = bulk.jobs.get(job.job_id)
@@ -311,7 +312,7 @@ STARTING_AT_MOST = timedelta(seconds=ORPHANED_AFTER_SECONDS)
 def being_started(job: BulkJob, now: datetime | None = None) -> bool:
     """An executor wrote the job's plan a moment ago and may be inside BatchExecuteStatement, its statement not yet
     recorded, nor maybe listed: an ending that ran nothing (an abort, a refusal, the reconciler's give-up), written
-    now, would let that load commit behind a job that says it ran nothing (found by the bulk races review)."""
+    now, would let that load commit behind a job that says it ran nothing."""
     planned = job.plan.planned_at if job.plan is not None else None
     return (
         job.state is BulkState.IN_PROGRESS
@@ -545,9 +546,8 @@ def complete_bulk_statement(ports: Ports, change: StatementStatusChange) -> Bulk
                 export_files=files,
                 export_columns=columns,
                 # the executor writes it with the statement, which a fast statement's event, or an executor that
-                # died after ExecuteStatement, leaves unwritten: pages then had a comma header over TAB or PIPE
-                # records (found by the exports review). A statement recorded without it is an UNLOAD from before
-                # delimiters (commas, which None means): left so (the diff review)
+                # died after ExecuteStatement, leaves unwritten: pages would then have a comma header over TAB
+                # or PIPE records. A statement recorded without it ran in commas (which None means): left so
                 **({} if job.statement_id else _unloaded_as(job)),
             )
         counts = _load_counts(ports, job, info.sub_statements)
@@ -624,15 +624,15 @@ def _export_files(ports: Ports, job: BulkJob) -> tuple[list[ExportFile], list[st
 
 
 #: How fast result files are written at worst, per byte of input: records of one short field each (16 MiB of
-#: two-byte lines took 61 s of CPU on the development machine; the bulk results review).
+#: two-byte lines took 61 s of CPU on the development machine).
 INLINE_RESULTS_BYTES_PER_SECOND = 128 * 1024
 
 
 def _time_to_write(source_bytes: int) -> bool:
     """Whether the invocation has the time to write the result files of ``source_bytes`` of input itself
     (spectra/deadline.py; an unbounded caller has): a completion or reconciler run that cannot hands them to the
-    bulk results function. Cut by its timeout, a run writing them counted nothing, and the job held its slot until
-    the Data API forgot its statement, then failed statement_lost although its load had committed."""
+    bulk results function. Cut by its timeout, a run writing them would count nothing, and the job would hold its
+    slot until the Data API forgets its statement, then fail statement_lost although its load had committed."""
     left = deadline.left()
     return left is None or left >= source_bytes / INLINE_RESULTS_BYTES_PER_SECOND
 
@@ -700,8 +700,9 @@ def finish_bulk_job(
         if written is not None:
             logger.info("bulk job %s ended meanwhile; this ending's result files are not served", job.job_id)
         return None
-    # once per job, whichever function ended it, as spectra.lifecycle logs "job completed": a bulk job's trip read
-    # from the logs by its job_id (README, Operations) showed it started and fanned out, but never that it ended
+    # once per job, whichever function ended it, as spectra.lifecycle logs "job completed": without it, a bulk job's
+    # trip read from the logs by its job_id (README, Operations) would show it started and fanned out, but never that
+    # it ended
     logger.info(
         "bulk job %s", finished.state.value, extra={"error_code": finished.error.code if finished.error else None}
     )
@@ -713,8 +714,8 @@ def finish_bulk_job(
 def _inline_results(ports: Ports, ended: BulkJob, *, unstarted: bool) -> outcomes.ResultCounts | None:
     """The result files of ``ended`` written now, under its attempt. An ending that ran nothing (an abort, a refusal)
     whose files cannot be written (S3 throttling its reads or uploads) still ends the job, its files left to the bulk
-    results function (None): a PATCH Aborted that answered 500 left the job queued, for its load to start. An ending
-    that ran fails, and its event or the reconciler tries again, as before."""
+    results function (None): failing, a PATCH Aborted would answer 500 and leave the job queued, for its load to
+    start. An ending that ran fails, and its event or the reconciler tries again."""
     try:
         return outcomes.write_results(ports, ended)
     except Exception:
@@ -764,7 +765,7 @@ def write_owed_results(ports: Ports, message: BulkResultsRequested) -> BulkJob |
         written = outcomes.write_results(ports, leased)
     except NotFound as exc:
         # The load's statement is past the Data API's 24 hours (its rejected rows went with it), or its outcome
-        # files are gone: no later attempt can do better, and retried, the job's files stayed owed for ever.
+        # files are gone: no later attempt can do better, and retried, the job's files would stay owed for ever.
         return give_up_results(ports, leased, f"what the load answered is no longer kept ({exc.message})")
     except Exception:
         bulk.jobs.release_results(leased)

@@ -164,8 +164,8 @@ def write_results(ports: Ports, job: BulkJob) -> ResultCounts:
     Each run that writes them names an attempt of its own (:func:`~spectra.bulk.files.new_results_attempt`), and
     only the job's write recording that attempt makes them the ones served: a second ending of the same statement
     (a status event delivered twice, the reconciler beside it) that loses its terminal write, or reads the drop put
-    again since, or fails part-way, writes beside the winner's files, never over them (the bulk concurrency
-    review). An error part-way gives every upload up, so no attempt is left with short files either."""
+    again since, or fails part-way, writes beside the winner's files, never over them. An error part-way gives every
+    upload up, so no attempt is left with short files either."""
     if job.results_attempt is None:
         raise ValueError(f"bulk job {job.job_id}: result files are written under an attempt of their own")
     bulk = ports.bulk
@@ -291,9 +291,9 @@ class _RowWriter:
     """csv.writer (minimal quoting) that also quotes a field holding a CR, and writes ``\\N`` and empty fields as they
     were sent: COPY's NULL marker (:data:`~spectra.bulk.csvfiles.NULL`) unquoted, the text quoted; a quoted empty
     field (:data:`~spectra.bulk.csvfiles.QUOTED_EMPTY`) ``""``, an unquoted one empty, and a quoted field of blanks
-    (:class:`~spectra.bulk.csvfiles.QuotedBlank`) quoted. With an LF line terminator,
-    Python's minimal quoting quotes only LF, and a bare CR written unquoted would read back as a line break; such rows
-    were written all quoted, NULL too, which read back as the text (found by the bulk review)."""
+    (:class:`~spectra.bulk.csvfiles.QuotedBlank`) quoted. With an LF line terminator, Python's minimal quoting quotes
+    only LF, and a bare CR written unquoted would read back as a line break; writing such rows all quoted would quote
+    NULL too, which would read back as the text."""
 
     def __init__(self, stream, *, delimiter: str, lineterminator: str) -> None:
         self._stream = stream
@@ -304,8 +304,8 @@ class _RowWriter:
     def writerow(self, row: list[str], *, header: bool = False) -> None:
         if row == [""] and row[0] is not QUOTED_EMPTY and not header:
             # a record of one empty field sent unquoted (a blank line): csv.writer writes "", a quoted empty field,
-            # which COPY reads as the empty string where the blank line was NULL (the bulk results review); a header
-            # of one empty name stays "" (written blank, the file's first line would be blank: the third diff review)
+            # which COPY reads as the empty string where the blank line was NULL; a header of one empty
+            # name stays "" (written blank, the file's first line would be blank)
             self._stream.write(self._lineterminator)
         elif NULL in row or any("\r" in field or isinstance(field, Quoted) for field in row):  # rare: quoted as needed
             self._stream.write(self._delimiter.join(map(self._field, row)) + self._lineterminator)
@@ -366,14 +366,14 @@ def _unprocessed_columns(
     file lacks, listed empty).
 
     A job whose batches' headers differ fails ``invalid_header`` before loading anything, and every record goes to
-    unprocessedrecords, the file a tenant fixes and sends again. Listed under the first batch's header, the records of
-    a batch with its columns in another order were in the wrong columns (a city under ``name``), and, sent again,
-    loaded so. The listed header is the first batch's, then any column only later batches have; columns match as the
-    header check matches them (case and surrounding blanks aside). Records are placed only when each batch has the
-    first batch's columns, or some of them, or them and more: a batch whose header misspells a name or was cut at
-    another delimiter would have its values split off into a column of their own, and headers that name a column
-    twice cannot be placed by name. Those jobs list every record as it was sent (the job's error names the fault); a
-    JSON job's batches, whose keys are checked column names, are placed whatever keys each has."""
+    unprocessedrecords, the file a tenant fixes and sends again. Listed under the first batch's header, the records of a
+    batch with its columns in another order would be in the wrong columns (a city under ``name``), and, sent again,
+    would load so. The listed header is the first batch's, then any column only later batches have; columns match as the
+    header check matches them (case and surrounding blanks aside). Records are placed only when each batch has the first
+    batch's columns, or some of them, or them and more: a batch whose header misspells a name or was cut at another
+    delimiter would have its values split off into a column of their own, and headers that name a column twice cannot be
+    placed by name. Those jobs list every record as it was sent (the job's error names the fault); a JSON job's batches,
+    whose keys are checked column names, are placed whatever keys each has."""
     if job.plan is not None or len(job.files) < 2 or not header:
         return header, {}  # loaded, or failed after the header check, which every file passed: one header
     first, *others = job.files
@@ -386,11 +386,11 @@ def _unprocessed_columns(
     if not same_columns and job.content_type != "JSON":
         # a misspelt name, another delimiter: not the same columns, which placing would split. A JSON job's headers
         # are its records' keys, each checked as a column name when its batch was uploaded: batches of other keys
-        # (optional fields) are placed by name, where they were listed in the first batch's columns, a city under
-        # email (found by the JSON review)
+        # (optional fields) are placed by name, where listing them in the first batch's columns would put a city
+        # under email
         return header, {}
     listed, listed_folded = list(header), list(folded[first.url])
-    seen = set(listed_folded)  # looked up in a set: a list took minutes for 100 batches of 38,000 names each
+    seen = set(listed_folded)  # looked up in a set: a list takes minutes for 100 batches of 38,000 names each
     for url, names in headers.items():
         for name, column in zip(names, folded[url], strict=True):
             if column not in seen:

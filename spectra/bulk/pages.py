@@ -50,7 +50,7 @@ _REFUSED = "locator is not valid for this job's results; start again without it"
 def _binding(job: BulkJob) -> dict[str, str]:
     """What a locator is good for: this tenant's job, and this making of it. A job made again under its
     Idempotency-Key once its record expired has the same id and other parts, where an old locator's offset could
-    land inside a record (found by review); its creation time tells the two apart."""
+    land inside a record; its creation time tells the two apart."""
     return {
         "listing": "bulk-query-results",
         "tenant": job.tenant_id,
@@ -159,13 +159,13 @@ def _records(chunks: Iterator[bytes], *, keep_at_most: int) -> Iterator[bytes | 
     """Whole CSV records (with their line break) from a byte stream, in order: a line break ends a record where the
     quotes before it in the record are even. A record longer than ``keep_at_most`` bytes is not kept (:class:`Unkept`
     stands in its place), so a record of hundreds of megabytes (a row of many full ``VARCHAR(65535)`` columns of
-    quotes, each doubled) costs neither its memory nor, cut as it arrives, time that grows with its square (the bulk
-    query review: 1 GB and a minute for a 210 MB record). The searches run in C, a few a record or a chunk whatever
-    the fields hold: to the next line break, which ends the record if the quotes up to it are even; if not,
-    :data:`_OUTSIDE_QUOTES` takes the record on past its quoted fields; and in a field the chunk before left open, to
-    the quote that closes it. Cut quote by quote and line by line in Python, a field of line breaks and doubled
-    quotes (``\\n""`` over and over) took half a second a megabyte, half the API's 29 s for a 30 MB record; it now
-    takes about 0.01 s, less than plain rows of 40 bytes."""
+    quotes, each doubled) costs neither its memory nor, cut as it arrives, time that grows with its square (1 GB and a
+    minute for a 210 MB record). The searches run in C, a few a record or a chunk whatever the fields hold: to the next
+    line break, which ends the record if the quotes up to it are even; if not, :data:`_OUTSIDE_QUOTES` takes the record
+    on past its quoted fields; and in a field the chunk before left open, to the quote that closes it. Cut quote by
+    quote and line by line in Python, a field of line breaks and doubled quotes (``\\n""`` over and over) would take
+    half a second a megabyte, half the API's 29 s for a 30 MB record; searched so, it takes about 0.01 s, less than
+    plain rows of 40 bytes."""
     record = bytearray()
     size = 0  # of the record so far, kept or not
     quoted = False  # the record so far ends inside a quoted field
