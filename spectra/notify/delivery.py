@@ -6,20 +6,19 @@ over hours. SQS delays a message 15 minutes at most: a longer wait is taken in h
 ``not_before``. Every attempt of one event carries the same ``webhook-id`` and body and a fresh timestamp and
 signature. After ``webhook_max_attempts`` the delivery goes to the dead-letter queue, with its last error.
 
-Each attempt updates the subscription's delivery state. A subscription that failed
-``webhook_disable_after_failures`` attempts in a row over at least ``webhook_disable_after_seconds`` (a day, by
-default: a receiver down for minutes while a burst of jobs ends fails that many attempts at once, and needs its
-retries, not to be switched off), or whose endpoint answered 410 Gone, is disabled and a
-"Subscription Disabled" event says so; deliveries still queued for it are dropped when their turn comes. The disable
-is conditional on the failures in a row still standing when it is written, so a concurrent delivery that succeeded
-in between (and reset the count) keeps the subscription active; the failed attempt is then retried as any other.
+Each attempt updates the subscription's delivery state. A subscription that failed ``webhook_disable_after_failures``
+attempts in a row over at least ``webhook_disable_after_seconds`` (a day, by default: a receiver down for minutes while
+a burst of jobs ends fails that many attempts at once, and needs its retries, not to be switched off), or whose endpoint
+answered 410 Gone, is disabled and a "Subscription Disabled" event says so; deliveries still queued for it are dropped
+when their turn comes. The disable is conditional on the failures in a row still standing when it is written, so a
+concurrent delivery that succeeded in between (and reset the count) keeps the subscription active; the failed attempt is
+then retried as any other.
 
 A run of failures in a row ends at a success, or at a spell longer than :func:`run_gap` with no attempt at all (two
 of the retries' longest waits: one delivery's attempts are never that far apart). A failure after such a spell starts
 a new run, so an endpoint that came back after an outage, with no event to show it for a day, is not disabled by the
-first failed attempt after that (found by the notifications review). The price: an endpoint gone for good whose
-subscription matches an event less often than that is never disabled; each event's delivery is retried and then
-dead-lettered, as any other.
+first failed attempt after that. The price: an endpoint gone for good whose subscription matches an event less often
+than that is never disabled; each event's delivery is retried and then dead-lettered, as any other.
 
 An attempt is three steps, so the delivery function can send a batch's POSTs side by side (:func:`send_all`) while
 everything else stays in its handler's thread: :func:`prepare` (is it due, is its subscription still there and active,
@@ -82,8 +81,8 @@ def backoff_seconds(attempt: int, *, base: float, factor: float, cap: float, rng
     """The wait after failed attempt ``attempt`` (1-based): half the exponential step, plus up to the other half at
     random, so many deliveries failing together do not come back together. A step past the float range is the cap:
     the template bounds neither WebhookRetryFactor nor WebhookRetryBaseSeconds from above, and a factor over about
-    two million raised an OverflowError by the 50th attempt (WebhookMaxAttempts' most), so the retry was never queued
-    and the message came back to POST again until its queue's DLQ."""
+    two million would raise an OverflowError by the 50th attempt (WebhookMaxAttempts' most), so the retry would never
+    be queued and the message would come back to POST again until its queue's DLQ."""
     try:
         step = min(cap, base * factor ** (attempt - 1))
     except OverflowError:
@@ -148,15 +147,15 @@ def send(ports: Ports, attempt: Attempt) -> HttpOutcome:
 
 def send_all(ports: Ports, attempts: Sequence[Attempt]) -> list[HttpOutcome]:
     """The POSTs of a batch side by side (at most :data:`MAX_POSTS_AT_ONCE` at once), their answers in the order of
-    ``attempts``. One after another, one tenant's receivers that time out (10 s each) held every delivery queued
-    behind them in the batch, other tenants' too, by up to ten deadlines, and again on each retry (found by the
-    hostile-tenant review); side by side a batch takes about its slowest POST.
+    ``attempts``. One after another, one tenant's receivers that time out (10 s each) would hold every delivery queued
+    behind them in the batch, other tenants' too, by up to ten deadlines, and again on each retry; side by side a batch
+    takes about its slowest POST.
 
     Only the POSTs go to threads: they are what waits, and they touch nothing but the network. Reading and writing
     the subscriptions, queueing the next attempts, the metrics and the function's own log lines stay in the
     handler's thread (:func:`prepare`, :func:`settle`): Powertools keeps an invocation's metrics and log keys per
     process on Lambda but per thread on the local stack (local/runner/functions.py), and handling whole records in
-    threads lost them there. The threads end with the call, so none outlives the invocation. A transport that
+    threads would lose them there. The threads end with the call, so none outlives the invocation. A transport that
     raised, against its contract, would raise here once the others are done, failing the whole batch."""
     if len(attempts) <= 1:
         return [send(ports, attempt) for attempt in attempts]
@@ -172,7 +171,7 @@ def settle(ports: Ports, attempt: Attempt, result: HttpOutcome) -> Outcome:
     settings = ports.settings
     message, now = attempt.message, attempt.now
     # Every write after the attempt is to the subscription it was made for: one deleted while the attempt ran and
-    # made again under its Idempotency-Key's id is another (an old URL's 410 disabled the new one)
+    # made again under its Idempotency-Key's id is another (an old URL's 410 would disable the new one)
     made_at = attempt.subscription.created_at
     if result.ok:
         notify.subscriptions.record_success(
@@ -272,7 +271,7 @@ def announce_disabled(ports: Ports, subscription: Subscription) -> None:
     """Publish "Subscription Disabled" once: marked on the subscription after the publish, so a publish that failed
     is made again by this message's retry, or the next delivery that meets the disabled subscription once the
     attempt that disabled it is over (:data:`DISABLE_ANNOUNCED_WITHIN`; while it runs, it announces the disable
-    itself, and a delivery meeting it then said it a second time)."""
+    itself, and a delivery meeting it then would say it a second time)."""
     if subscription.disabled_event_published or subscription.disabled_at is None:
         return
     detail = SubscriptionDisabledDetail(

@@ -83,7 +83,7 @@ def _check_filter(filter_: dict[str, list[str]] | None) -> dict[str, list[str]]:
 def _check_filter_lets_through(filter_: dict[str, list[str]], event_type: str) -> None:
     """A 400 when ``filter_`` would keep every ``event_type`` event from the subscription: a field its detail lacks
     (``status`` on a bulk job, whose end is its ``state``), or no value the field can hold there (``completed`` for
-    ``COMPLETED``). It was stored, and answered 201, and the tenant never heard of those events."""
+    ``COMPLETED``). Stored, it would be answered 201, and the tenant would never hear of those events."""
     filterable = FILTERABLE[event_type]
     for field, values in filter_.items():
         if field not in filterable:
@@ -202,8 +202,8 @@ def _repeat(
     """``first``, which the request with the same key made, when this request is the same one. While that request may
     still withdraw it (over the limit), it is marked as answered first, so it never is once a client holds it; and
     only if a consistent count, made after its put, finds room for it, else this request is told to retry: repeats
-    answered whatever the count kept every subscription of a burst of hedged creates, the tenant over its limit by
-    as many (found by the diff review). If it was withdrawn already, this request is told to retry (and then makes it
+    answered whatever the count would keep every subscription of a burst of hedged creates, the tenant over its limit
+    by as many. If it was withdrawn already, this request is told to retry (and then makes it
     anew)."""
     if (first.url, first.events, first.filter) != (url, events, filter_):
         raise Conflict(
@@ -296,8 +296,8 @@ def callback_life(settings) -> timedelta:
     end can need. A job ends at the latest ``pending_max_age_seconds`` after it was made (queued that long, it is
     given up) plus its statement's 24 hours plus the 24 its result is kept (:data:`DATA_API_HOURS`); then its end is
     tried ``webhook_max_attempts`` times, each wait at most the retry cap; and a day for the queues' redeliveries and
-    hops. At the template's most (50 attempts, 3 h cap) that is 9 days and 4 hours: the 7 days alone dropped the last
-    retries, ``SubscriptionStore.get`` reading the callback as gone from its expiry (found by the diff review)."""
+    hops. At the template's most (50 attempts, 3 h cap) that is 9 days and 4 hours: the 7 days alone would drop the last
+    retries, ``SubscriptionStore.get`` reading the callback as gone from its expiry."""
     longest_job = timedelta(seconds=settings.pending_max_age_seconds) + 2 * DATA_API_HOURS
     retries = (settings.webhook_max_attempts - 1) * timedelta(seconds=settings.webhook_retry_max_delay_seconds)
     return max(timedelta(seconds=settings.callback_ttl_seconds), longest_job + retries + timedelta(days=1))

@@ -95,8 +95,8 @@ class SubscriptionStore:
         was deleted (or deleted and created again) first, nothing is stored and :class:`TenantGone` is raised. A
         standing subscription stored after :meth:`~spectra.tenants.TenantDirectory.delete_tenant` gave the tenant's
         others their end would stay for ever, signing secret and all, and API Gateway lets a deleted tenant's key
-        through for as long as it caches the authorizer's answer (found by the diff review). Each delete ends every
-        subscription stored before its record's delete, which this transaction is ordered against."""
+        through for as long as it caches the authorizer's answer. Each delete ends every subscription stored before its
+        record's delete, which this transaction is ordered against."""
         values = subscription.model_dump(mode="json", exclude={"delivery"})
         values.update(subscription.delivery.model_dump(mode="json"))
         if expires_at is not None:
@@ -132,7 +132,7 @@ class SubscriptionStore:
                 if not PASSING_REASONS.intersection(reasons):
                     raise
                 # the tenant record was being written at that moment (changed, or deleted), or a table throttled the
-                # transaction: try again, then answer it as passing trouble (503), not a 500 (the diff review)
+                # transaction: try again, then answer it as passing trouble (503), not a 500
         raise Unavailable("the tenant's record kept changing, or DynamoDB throttled, while the subscription was made")
 
     def get(self, tenant_id: str, subscription_id: str) -> Subscription | None:
@@ -181,8 +181,8 @@ class SubscriptionStore:
         One past its ``expires_at`` is left out, as :meth:`get` finds it gone: a deleted tenant's, whose deliveries can
         no longer need it. A tenant created again under the id sees those its predecessor made before subscriptions
         recorded their generation (``tenant_generation`` absent: :func:`~spectra.tenants.same_generation` keeps
-        them with the id), and was shown one past its end, counted against its limit, that GET answered 404, until
-        the TTL deleted it (found by the upgrade review). A page may come back short, as a filtered Query does."""
+        them with the id); shown, one past its end would count against its limit while its GET answers 404, until
+        the TTL deletes it. A page may come back short, as a filtered Query does."""
         query: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "tenant_id = :t AND begins_with(subscription_id, :p)",
@@ -295,8 +295,8 @@ class SubscriptionStore:
 
         ``run_gap``: a failure whose subscription saw no attempt for longer than this starts a new run of failures
         (the count at 1, ``failing_since`` now) rather than adding to the old one. Nothing else resets a run but a
-        success, so an endpoint that came back after an outage, with no event to prove it for a day, was disabled by
-        the first failed attempt after that, with no retry (found by the notifications review)."""
+        success, so without it an endpoint that came back after an outage, with no event to prove it for a day, would
+        be disabled by the first failed attempt after that, with no retry."""
         values: dict[str, Any] = {":error": error, ":at": json_ready(at), ":one": 1}
         if status is not None:
             values[":status"] = status
@@ -305,7 +305,7 @@ class SubscriptionStore:
         values[":recent"] = json_ready(at - run_gap)  # ISO 8601 in UTC: compared as strings, in time order
         recent = "(attribute_not_exists(last_attempt_at) OR last_attempt_at >= :recent)"
         # Two conditional writes: an attempt written between them (another delivery) refuses both, and that is no
-        # reason to read the subscription as gone (the delivery would be dropped, never retried: the diff review),
+        # reason to read the subscription as gone (the delivery would be dropped, never retried),
         # so they are tried again; the second round's first write finds that attempt recent.
         for _ in range(3):
             added = self._update(
@@ -363,7 +363,7 @@ class SubscriptionStore:
         self, tenant_id: str, subscription_id: str, *, made_at: datetime | None = None
     ) -> Subscription | None:
         """``made_at``: only the subscription whose disabling was announced. One deleted and made again under its
-        Idempotency-Key's id meanwhile is another, not disabled yet: marked, its own disabling went unannounced."""
+        Idempotency-Key's id meanwhile is another, not disabled yet: marked, its own disabling would go unannounced."""
         return self._update(
             tenant_id, subscription_id, "SET disabled_event_published = :yes", {":yes": True}, made_at=made_at
         )
