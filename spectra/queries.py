@@ -166,11 +166,11 @@ def earlier_job(ports: Ports, caller: Caller, **request: Any) -> Job | None:
     tenant's waits) can still answer a repeat with the job its client already has. ``request``: the fields
     :func:`submit_query` takes (but ``correlation_id``), checked and fingerprinted as it checks them, with or
     without a key: a request that can never pass is its 4xx, not the 429 "send it again" of a one-call query past its
-    tenant's waits, which a client retrying 429s sent again for ever (the waits review)."""
+    tenant's waits, which a client retrying 429s would send again for ever."""
     job, fingerprint = _requested_job(ports, caller, correlation_id=None, **request)
     earlier = ports.jobs.repeat_of(job, fingerprint=fingerprint) if request.get("idempotency_key") else None
     if earlier is None and request.get("callback") is not None:
-        check_callback(ports, request["callback"])  # as a request that makes its job would (the second diff review)
+        check_callback(ports, request["callback"])  # as a request that makes its job would
     if earlier is not None:
         logs.bind(job_id=earlier.job_id)  # the request's later lines are about this job, as a repeat's are
     return earlier
@@ -186,10 +186,11 @@ def _withdraw(ports: Ports, job_id: str) -> None:
 def _unqueued(ports: Ports, job: Job, exc: Exception) -> Job:
     """A keyless job whose message's send failed. Whether SQS took the message cannot be told from the error: the
     client retries an attempt whose request went out and raises only the last attempt's error. Failing the job
-    (``enqueue_failed``, so the client's retry, another job, is the only run) raced an executor that had the message:
-    on its first delivery it starts the statement from the message, then finds its write refused, and a short INSERT
-    committed before its cancel ran twice. So the job stays QUEUED and is answered (202): it runs once, through its
-    message or the reconciler (which queues a QUEUED job whose message never came within REQUEUE_AFTER_SECONDS)."""
+    (``enqueue_failed``, so the client's retry, another job, is the only run) would race an executor that had the
+    message: on its first delivery it starts the statement from the message, then finds its write refused, and a short
+    INSERT committed before its cancel would run twice. So the job stays QUEUED and is answered (202): it runs once,
+    through its message or the reconciler (which queues a QUEUED job whose message never came within
+    REQUEUE_AFTER_SECONDS)."""
     logger.error("job %s: its message's send failed (%s); it runs by the reconciler", job.job_id, type(exc).__name__)
     try:
         return ports.jobs.get(job.job_id) or job
@@ -239,8 +240,8 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
     A queued job that may write, and whose slot an executor has taken to start it, is asked to stop as a running one
     is (``cancel_requested``): the executor ends it CANCELLED if it has not started the statement, or cancels the
     statement it records, and the job ends with the statement's own outcome. Ended CANCELLED at once, its INSERT
-    started all the same and committed, and the job (and a one-call query's answer) said CANCELLED (the waits review:
-    3 of 26 tries near the boundary). What remains is the time between the slots read and the ending's write."""
+    could start all the same and commit, and the job (and a one-call query's answer) would say CANCELLED (in 3 of 26
+    tries near the boundary). What remains is the time between the slots read and the ending's write."""
     job = get_job(ports, caller, job_id)
     if job.status is JobStatus.QUEUED and job.write_grant is not None and share.slot_taken_at(ports, job) is not None:
         asked = ports.jobs.update(job.job_id, [JobStatus.QUEUED], cancel_requested_at=utcnow())
@@ -274,8 +275,8 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
                 )
             if _ended_on_its_own(ports, marked.statement_id):
                 # It finished or failed before any cancel reached it: the job ends with that outcome once its event
-                # comes, not CANCELLED. Answered as an ended job, not 202 "cancel requested" (which a client took for
-                # "my write will not happen" while it had committed), and the request is taken back from the job (a
+                # comes, not CANCELLED. Answered as an ended job, not 202 "cancel requested" (which a client would take
+                # for "my write will not happen" while it has committed), and the request is taken back from the job (a
                 # GET would say it still stands). Safe whoever else asked: no cancel stops a finished statement.
                 ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], cancel_requested_at=None)
                 raise Conflict(
@@ -299,8 +300,8 @@ class CancelTooLate(Conflict):
 def _ended_on_its_own(ports: Ports, statement_id: str) -> bool:
     """After the Data API refused to cancel the statement: whether it FINISHED or FAILED (rather than ABORTED by a
     cancel), as DescribeStatement tells it; one it no longer keeps ended long ago. A failure to ask propagates (a
-    429 when throttled): the request stays on the job, and a repeat asks again. Answering without knowing told a
-    client either "cancel requested" for a job that then completed, or "ended" for one a cancel had stopped."""
+    429 when throttled): the request stays on the job, and a repeat asks again. Answering without knowing would
+    tell a client either "cancel requested" for a job that then completes, or "ended" for one a cancel had stopped."""
     try:
         return ports.warehouse.describe(statement_id).status in ("FINISHED", "FAILED")
     except NotFound:

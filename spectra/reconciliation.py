@@ -96,7 +96,8 @@ def plan(job: Job, *, quiet_since: datetime, now: datetime, thresholds: Threshol
         # QUEUED at its tenant's cap, started meanwhile, its statement checked as its event came: the outage fault
         # test). Its entry moved with it, and a later run looks again once it is quiet. Moved means a change of state:
         # ``updated_at`` also changes with writes that move nothing (a cancel request and its taking back, a result
-        # attempt counted), and a client repeating a DELETE kept a job whose event was lost from ever being checked.
+        # attempt counted), and a client repeating a DELETE would keep a job whose event was lost from ever being
+        # checked.
         return Action.WAIT
     if job.status.is_terminal:
         return Action.NOTHING if job.event_published else Action.PUBLISH
@@ -252,9 +253,9 @@ def _reconcile_job(
     if action is Action.REQUEUE and lines.waits_its_turn(job.tenant_id, job.job_id):
         if job.cancel_requested_at is not None and share.slot_taken_at(ports, job) is None:
             # asked to stop while an executor held its slot (202), then parked in line when that slot was
-            # reclaimed: nothing of its started, and it was to end CANCELLED, not wait for a slot to be woken into
-            # (nor fail not_started at the hour; the lifecycle review). Holding a slot, it was woken since the run
-            # saw the line, and an executor may be starting it: that one ends it (the diff review)
+            # reclaimed: nothing of its started, and it is to end CANCELLED, not wait for a slot to be woken into
+            # (nor fail not_started at the hour). Holding a slot, it was woken since the run saw the line, and an
+            # executor may be starting it: that one ends it
             ended = finish_job(ports, job, JobStatus.CANCELLED, unstarted=True)
             return Outcome.EXPIRED if ended else Outcome.SKIPPED
         if (refused := tenant_refusal(ports, job)) is not None:
@@ -271,8 +272,8 @@ def _reconcile_job(
         return Outcome.REQUEUED
     if action is Action.GIVE_UP and _being_started(ports, job, now):
         # an executor took its slot moments ago to start it, and may be inside ExecuteStatement: given up now, a
-        # write that commits at once (an INSERT) was done while the job said "it was not run" (the lifecycle
-        # review). The executor records the statement or gives the slot back; one that died leaves the stamp to age
+        # write that commits at once (an INSERT) would be done while the job says "it was not run". The executor
+        # records the statement or gives the slot back; one that died leaves the stamp to age
         ports.jobs.mark_checked(job.job_id, job.status, now)
         return Outcome.STILL_RUNNING
     if action is Action.GIVE_UP and job.cancel_requested_at is not None:
@@ -294,9 +295,9 @@ def _reconcile_job(
 
 def tenant_refusal(ports: Ports, job: TenantJob) -> ErrorInfo | None:
     """Why a job waiting its turn at its tenant's cap will never run (``tenant_inactive``: its tenant deactivated or
-    deleted since), or None. Such a job was left in line: on a tenant paused at cap 0, which frees no slot to wake it,
-    it waited for the one-hour give-up and failed ``not_started`` (found by the operations review). Other refusals
-    of the tenant's identity are the executor's to tell, when the job's turn comes."""
+    deleted since), or None. Left in line, such a job on a tenant paused at cap 0, which frees no slot to wake it, would
+    wait for the one-hour give-up and fail ``not_started``. Other refusals of the tenant's identity are the executor's
+    to tell, when the job's turn comes."""
     try:
         identity_for(ports, job)
     except TenantInactive as exc:

@@ -54,8 +54,8 @@ logger = logging.getLogger(__name__)
 
 #: A session goes back to the pool with ``until = now + keep-alive - margin``: its keep-alive started when its
 #: statement ended, a little before the status event brought the news. At most a quarter of the keep-alive: a
-#: keep-alive of 15 s or less (SessionKeepAliveSeconds takes 1) had every session expired as it was pooled, so each
-#: statement opened one more and the tenant's pool grew with its job rate (the sessions review).
+#: whole margin would have every session of a keep-alive of 15 s or less (SessionKeepAliveSeconds takes 1) expired as
+#: it is pooled, so each statement would open one more and the tenant's pool would grow with its job rate.
 EXPIRY_MARGIN_SECONDS = 15.0
 #: The Data API closes a session 24 hours after it opened, "and the query is terminated" (SessionKeepAliveSeconds):
 #: a busy tenant's session, leased again and again within its keep-alive, would reach it with a statement running.
@@ -179,7 +179,7 @@ def start_statement(
                 return _start_in_a_new_session(ports, job, sql, identity, common)
             except Throttled as throttled:
                 # the lease is no longer the job's: an ending now must not give the refused session back to the
-                # pool as idle (the sessions review)
+                # pool as idle
                 throttled.details = {**(throttled.details or {}), LEASE_DROPPED: True}
                 raise
         else:
@@ -245,8 +245,8 @@ def returned(ports: Ports, job: Job, *, ended_at: float | None = None) -> Pooled
 def idle_again(ports: Ports, session: PooledSession | None, *, since: float | None = None) -> PooledSession | None:
     """``session`` with no lease and a fresh expiry counted from ``since`` (its last statement's end; None: now),
     never past its retirement (None stays None). The Data API counts the keep-alive from the statement's end, so a
-    completion that collected a large result, or a reconciler minutes late, counting from its own end said alive a
-    session closed since (the sessions review)."""
+    completion that collected a large result, or a reconciler minutes late, counting from its own end, would call
+    alive a session closed since."""
     if session is None:
         return None
     now = time.time()

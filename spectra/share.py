@@ -22,16 +22,15 @@ Slots are one item per tenant (:class:`~spectra.slots.RunningSlots`, ``slots#<te
 of the job ids holding a slot to when each was taken or last verified, and a map of the waiting job ids to their
 places in line (the same item keeps the tenant's Data API sessions, :mod:`spectra.sessions`). Taking a slot is one
 conditional write (``size(holders) < cap``, or the job already holds one, so a redelivered message takes nothing
-twice); joining the waiting list is conditional on the cap still being full, so a
-slot freed in between is never missed. Every terminal transition of a query job goes through
-``lifecycle.finish_job``, which releases the job's slot. Because a function can die between a job's end and that
-release (or between taking a slot and starting the statement), slots are also *recomputed from the job store*: when a
-tenant is at its cap, holders not verified for ``SLOT_LEASE_SECONDS`` are looked up, and those whose job has ended,
-vanished or is still QUEUED are freed; a running holder is re-stamped, so each is looked up at most once per lease.
-What nothing else catches (a wake-up message lost with a dying function, a leaked slot while no new job arrives) the
-reconciler does: a QUEUED job quiet for ``REQUEUE_AFTER_SECONDS`` is queued again, tries for a slot, and frees stale
-ones. If the waiting list cannot take a job (an item past DynamoDB's 400 KB, about 8,000 waiting jobs), the job's
-message is sent again after a few minutes instead (:func:`retry_later`).
+twice); joining the waiting list is conditional on the cap still being full, so a slot freed in between is never missed.
+Every terminal transition of a query job goes through ``lifecycle.finish_job``, which releases the job's slot. Because a
+function can die between a job's end and that release (or between taking a slot and starting the statement), slots are
+also *recomputed from the job store*: when a tenant is at its cap, holders not verified for ``SLOT_LEASE_SECONDS`` are
+looked up, and those whose job has ended, vanished or is still QUEUED are freed; a running holder is re-stamped, so each
+is looked up at most once per lease. What nothing else catches (a wake-up message lost with a dying function, a leaked
+slot while no new job arrives) the reconciler does: a QUEUED job quiet for ``REQUEUE_AFTER_SECONDS`` is queued again,
+tries for a slot, and frees stale ones. If the waiting list cannot take a job (an item past DynamoDB's 400 KB, about
+8,000 waiting jobs), the job's message is sent again after a few minutes instead (:func:`retry_later`).
 
 Bulk jobs share the same cap: a bulk load or export holds a slot while it is ``InProgress`` and waits
 ``UploadComplete`` on the same waiting list; the message that wakes a waiter is the one its kind of job starts with.
@@ -150,7 +149,7 @@ def take_slot(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) ->
         if waiting is _ENDED:
             # Cancelled while it waited, and maybe woken for a freed slot: it asks for the slot all the same, so the
             # executor, finding the job ended, gives it back and that release wakes the next in line. Parked here,
-            # the wake-up died with it, and the next job waited for the reconciler.
+            # the wake-up would die with it, and the next job would wait for the reconciler.
             pass
         elif waiting is not False:
             return None
@@ -338,11 +337,11 @@ def reclaim_slots(
 class WaitingLines:
     """The reconciler's look at each tenant's line, read once per run (one slots item read per tenant).
 
-    A job on its tenant's waiting list while the tenant is at its cap has lost no message: the release of a slot
-    sends it. Re-queued every ``requeue_after_seconds`` anyway, each waiting job cost a refused claim, a read and a
-    park on an item that grows with the list, and a list of thousands spent every run's budget on them, ahead of
-    other tenants' lost events. Slots whose releases were lost are reclaimed first (as the executor does when it
-    finds a tenant at its cap), so that a line behind them is sent on rather than left to wait for good."""
+    A job on its tenant's waiting list while the tenant is at its cap has lost no message: the release of a slot sends
+    it. Re-queued every ``requeue_after_seconds`` anyway, each waiting job would cost a refused claim, a read and a park
+    on an item that grows with the list, and a list of thousands would spend every run's budget on them, ahead of other
+    tenants' lost events. Slots whose releases were lost are reclaimed first (as the executor does when it finds a
+    tenant at its cap), so that a line behind them is sent on rather than left to wait for good."""
 
     def __init__(self, ports: Ports) -> None:
         self._ports = ports
@@ -368,13 +367,12 @@ def _state(job) -> str:
 
 def retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, *, full: bool = False) -> None:
     """The fallback when the job cannot be put on the waiting list, or its start met a full warehouse on its message's
-    last delivery (:func:`waits_for_capacity`): send its message again after a jittered delay,
-    and move the job to the back of the pending index so the reconciler does not queue a second one meanwhile.
-    ``full``: the list is at its size limit; the delay is then the longest the reconciler leaves (under
-    ``requeue_after_seconds``, at most SQS's 900 s) rather than ``tenant_wait_seconds``. No delay reaches
-    ``requeue_after_seconds``: the reconciler would queue a second message while this one is still delayed (the
-    parameters review: ``TenantWaitSeconds`` over 199 spread by half again passed the reconciler's 300 s; the template
-    takes up to 900, as it always did, and this bound keeps every value under the reconciler's)."""
+    last delivery (:func:`waits_for_capacity`): send its message again after a jittered delay, and move the job to the
+    back of the pending index so the reconciler does not queue a second one meanwhile. ``full``: the list is at its size
+    limit; the delay is then the longest the reconciler leaves (under ``requeue_after_seconds``, at most SQS's 900 s)
+    rather than ``tenant_wait_seconds``. No delay reaches ``requeue_after_seconds``: the reconciler would queue a second
+    message while this one is still delayed (``TenantWaitSeconds`` over 199, spread by half again, would pass the
+    reconciler's 300 s; the template takes up to 900, and this bound keeps every value under the reconciler's)."""
     if isinstance(message, BulkJobQueuedMessage):
         bulk = ports.bulk
         waiting = bulk.jobs.mark_checked(message.job_id, BulkState.UPLOAD_COMPLETE, utcnow()) if bulk else None
@@ -389,7 +387,7 @@ def retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, 
     delay = retry_delay(ports, full=full)
     if isinstance(message, JobQueuedMessage) and message.job is not None:
         # by ids only, as every message but the API's own first one (events.JobQueuedMessage): the job is read when
-        # it comes back, so one cancelled while it waited starts nothing (the last diff review)
+        # it comes back, so one cancelled while it waited starts nothing
         message = message.model_copy(update={"job": None})
     ports.queue.send(message, delay_seconds=delay)
     logger.info("job %s of tenant %s tries again in %d s", message.job_id, message.tenant_id, delay)
@@ -417,8 +415,8 @@ AT_CAPACITY = frozenset({"ActiveStatementsExceededException", "ActiveSessionsExc
 def waits_for_capacity(ports: Ports, throttled: Throttled, waiting_since: datetime) -> bool:
     """Whether a job whose start was ``throttled`` on its message's last delivery should wait on rather than fail:
     the warehouse is full (:data:`AT_CAPACITY`), and the job has waited less than ``pending_max_age_seconds`` since
-    ``waiting_since`` (the reconciler's give-up, which bounds the wait). A full account failed the jobs that met it
-    five deliveries running (15 minutes on AWS) as 'warehouse_unavailable' (the throttling review)."""
+    ``waiting_since`` (the reconciler's give-up, which bounds the wait). Otherwise a full account would fail the jobs
+    that meet it five deliveries running (15 minutes on AWS) as 'warehouse_unavailable'."""
     code = (throttled.details or {}).get("aws_error") if isinstance(throttled.details, dict) else None
     max_age = timedelta(seconds=ports.settings.pending_max_age_seconds)
     return code in AT_CAPACITY and utcnow() - waiting_since < max_age
@@ -454,7 +452,7 @@ class UsagePlans:
         self._client = client
         if isinstance(plan_ids, str):  # the output's value as DescribeStacks answers it (README: "the stack output")
             plan_ids = json.loads(plan_ids)
-        # one id as the stack output gives it: taken whole (listed, a string was its characters: plans 's', '7', ...)
+        # one id as the stack output gives it: taken whole (listed, a string is its characters: plans 's', '7', ...)
         self._plans = {tier: [ids] if isinstance(ids, str) else list(ids) for tier, ids in plan_ids.items()}
 
     @classmethod

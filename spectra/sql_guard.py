@@ -36,17 +36,17 @@ Decisions where the rules could go either way
       named as written, so the guard would check another statement than the one that runs. Redshift documents no such
       escapes; write the characters themselves.
     - A NUL character (U+0000) anywhere is refused (``nul_character``): the warehouse reads a statement only up to
-      it, so a NUL in a ``--`` comment ran the statement's first part alone, where the guard had checked the whole.
+      it, so a NUL in a ``--`` comment would run the statement's first part alone, where the guard checks the whole.
       Redshift's ``@`` (absolute value) is refused (``at_sign``: sqlglot reads it as a parameter); write ``abs(x)``.
     - A ``$`` that is not a dollar quote with an ASCII tag (``$$...$$``, ``$tag$...$tag$``) or a positional ``$1``
       is refused, and so is white space other than space, tab, LF, CR, FF and VT outside quotes: PostgreSQL reads
       ``$<no-break space>$`` as a dollar quote where sqlglot reads two parameters and a string, so a DELETE the
-      warehouse ran was a string literal to the guard.
+      warehouse runs would be a string literal to the guard.
     - More generally, a statement whose code the warehouse would read elsewhere than sqlglot does is refused
       (``ambiguous_sql``): :mod:`spectra.sql_layout` reads it by PostgreSQL's lexical rules, and every character must
       be code to both or to neither. sqlglot counts ``/*/*`` as one comment (PostgreSQL nests: two), reads ``*/*``
       inside a nested comment as a close and a reopen, and the operator ``#-`` over the first dash of ``#--``: each
-      hid a DELETE in what the guard took for a comment or a string. Only the remainder sqlglot keeps as a string
+      can hide a DELETE in what the guard takes for a comment or a string. Only the remainder sqlglot keeps as a string
       after a statement's opening SHOW or EXPLAIN is left out (it is checked on its own): a FETCH, or a BEGIN then a
       FETCH, inside a statement makes sqlglot's tokenizer do the same, and there the "string" is code. A name
       holding ``#`` before a word (``a#set_config``) is refused too: one name to sqlglot, an operator and a call to
@@ -111,9 +111,9 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 logger = logging.getLogger(__name__)
 
 MAX_NESTING = 256
-#: The parser's CPU budget. 1 s refused ordinary statements on a slow, loaded 2-core machine (a 100 KB one parses
-#: in about 0.4 s on a fast one; a bulk query of 75 CASE columns, 47 ms alone, was refused too_complex once in a
-#: loaded `make test`): 3 s keeps a valid statement from a non-deterministic 400 and still stops a backtracking
+#: The parser's CPU budget. 1 s refuses ordinary statements on a slow, loaded 2-core machine (a 100 KB one parses
+#: in about 0.4 s on a fast one; with 1 s, a bulk query of 75 CASE columns, 47 ms alone, was refused too_complex once
+#: in a loaded `make test`): 3 s keeps a valid statement from a non-deterministic 400 and still stops a backtracking
 #: one (minutes unchecked) well inside the API's 29 s.
 PARSE_SECONDS = 3.0
 _FRAMES_PER_LEVEL = 40
@@ -213,7 +213,7 @@ _COMMAND_REFUSALS: dict[str, tuple[str, str]] = {
     "GRANT": ("privileges", "GRANT is not allowed: privileges are managed by the warehouse administrator"),
     "REVOKE": ("privileges", "REVOKE is not allowed: privileges are managed by the warehouse administrator"),
     # Their next word is a name of the tenant's choosing, not part of the statement's kind: the generic message
-    # below echoed it upper-cased as if a keyword ("PREPARE MYPLAN statements are not allowed").
+    # below would echo it upper-cased as if a keyword ("PREPARE MYPLAN statements are not allowed").
     "PREPARE": ("unsupported", f"PREPARE is not allowed: {_PARAMETERS_HINT}"),
     "EXECUTE": ("unsupported", f"EXECUTE is not allowed: {_PARAMETERS_HINT}"),
     "DECLARE": ("unsupported", f"DECLARE is not allowed: {_CURSORS_HINT}"),
@@ -313,7 +313,7 @@ _shared_deadline: ContextVar[float | None] = ContextVar("spectra_sql_guard_deadl
 def one_parse_budget() -> Iterator[None]:
     """The parses inside share one :data:`PARSE_SECONDS` of the thread's CPU, counted from here, where each would
     have one of its own. A query request parses its statement as sent and, once its typed parameters are bound, again
-    (:func:`spectra.queries._requested_job`): found by the API review, a statement of 48,000 ``1+`` terms and one
+    (:func:`spectra.queries._requested_job`): a statement of 48,000 ``1+`` terms and one
     typed parameter took 3.0 s to parse, 1.2 s to bind and 3.0 s to parse again on the 2-core machine (ad hoc), an
     estimated 25 s on the API function's share of a core (512 MB: about 0.29 of a vCPU), near the 29 s API Gateway
     waits, past which a client retries (without an Idempotency-Key, into a second job)."""
@@ -358,14 +358,14 @@ def _tokenize(sql: str) -> list[Token]:
 
 def _name_placeholders(sql: str, tokens: list[Token]) -> None:
     """Read a word right after a ``:`` as a placeholder's name, keywords too: sqlglot reads ``:from`` as a colon and
-    the keyword FROM, so ``where d >= :from and d < :to`` was refused as a syntax error at a ``:`` the tenant wrote
-    as the Data API takes it (found by the query API review). Only a bare word glued to its colon is a name, as the
-    Data API and :func:`spectra.parameters.placeholders` read it: a string (``:'abc'``, whose token text is the word
-    without its quotes) stays what it is (the diff review), and ``::`` is a token of its own (a cast), untouched."""
+    the keyword FROM, so ``where d >= :from and d < :to`` would be refused as a syntax error at a ``:`` the tenant
+    wrote as the Data API takes it. Only a bare word glued to its colon is a name, as the Data API and
+    :func:`spectra.parameters.placeholders` read it: a string (``:'abc'``, whose token text is the word without its
+    quotes) stays what it is, and ``::`` is a token of its own (a cast), untouched."""
     for colon, word in itertools.pairwise(tokens):
         if colon.token_type is TokenType.COLON and word.token_type is TokenType.IDENTIFIER:
-            # sqlglot reads :"x" as the placeholder x too; the Data API reads a bare word only (the third diff
-            # review: bound as a string it ran as a syntax error, as a number it ran, CAST(:x AS BIGINT))
+            # sqlglot reads :"x" as the placeholder x too; the Data API reads a bare word only (bound as a
+            # string it would run as a syntax error, as a number it would run, CAST(:x AS BIGINT))
             quoted = f'"{word.text}"'
             raise _rejected(
                 "ambiguous_sql", f"a placeholder's name is a bare word (:{word.text}), not a quoted name (:{quoted})"
@@ -376,8 +376,8 @@ def _name_placeholders(sql: str, tokens: list[Token]) -> None:
             and _PLACEHOLDER_NAME.fullmatch(word.text)
             and sql[word.start : word.end + 1] == word.text
         ):
-            # sqlglot reads ": x" as the placeholder x, the Data API and the warehouse do not: bound here, it ran as
-            # a syntax error (the SQL guard review)
+            # sqlglot reads ": x" as the placeholder x, the Data API and the warehouse do not: bound here, it would
+            # run as a syntax error
             raise _rejected(
                 "ambiguous_sql",
                 f"a placeholder's name follows its colon with no space (:{word.text}); the warehouse does not read"
@@ -393,11 +393,11 @@ def _name_placeholders(sql: str, tokens: list[Token]) -> None:
             word.token_type = TokenType.VAR
 
 
-#: Texts whose parse (trees, or refusal) is kept: a request reads its statement up to five times (the guard, an
-#: export's checks, the query's object), each parse bounded by :data:`PARSE_SECONDS`, so one request could spend five
-#: times that (the SQL guard review: 14.5 s of CPU for a 167-byte export, past the API's 29 s at Lambda's share of a
-#: core). The executor reads it again in another process. A text's trees take about 170 times its size in memory
-#: (17 MB for 100 KB), so what is kept is bounded by the texts' total size as well (the second diff review).
+#: Texts whose parse (trees, or refusal) is kept: a request reads its statement up to five times (the guard, an export's
+#: checks, the query's object), each parse bounded by :data:`PARSE_SECONDS`, so one request could spend five times that
+#: (14.5 s of CPU for a 167-byte export, past the API's 29 s at Lambda's share of a core). The executor reads it again
+#: in another process. A text's trees take about 170 times its size in memory (17 MB for 100 KB), so what is kept is
+#: bounded by the texts' total size as well.
 PARSES_KEPT = 8
 PARSED_CHARS_KEPT = 128 * 1024  # a 100 KB statement (the most the API takes) and some: about 22 MB of trees
 _parses: OrderedDict[str, list[exp.Expression] | tuple[str, Any]] = OrderedDict()
@@ -417,7 +417,7 @@ def _parse(sql: str) -> list[exp.Expression]:
         except SqlRejected as exc:
             if getattr(exc, "budget_shared", False):
                 # out of a budget an earlier parse shared (one_parse_budget): the same text sent alone, or in
-                # another request, might fit its own; kept, it was refused from here (found by the diff review)
+                # another request, might fit its own; kept, it would be refused from here
                 raise
             kept = (exc.message, exc.details)  # not the exception: its traceback holds the parser's frames
         _keep(sql, kept)
@@ -501,8 +501,8 @@ def _check_dollars(sql: str, tokens: list[Token]) -> None:
 
     PostgreSQL, and so Redshift, starts a dollar quote at ``$``, any run of letters (every non-ASCII character
     counts as one), and ``$``; sqlglot gives up on a tag holding a character ``str.isspace()`` accepts, such as a
-    no-break space, and reads two ``$`` parameters instead. ``SELECT $<NBSP>$ ' $<NBSP>$; DELETE ...; -- '`` was
-    then one string to the guard and a DELETE to the warehouse. Placeholders are ``:name``, so a ``$`` other than
+    no-break space, and reads two ``$`` parameters instead. ``SELECT $<NBSP>$ ' $<NBSP>$; DELETE ...; -- '`` would
+    then be one string to the guard and a DELETE to the warehouse. Placeholders are ``:name``, so a ``$`` other than
     a positional ``$1`` (which both read alike) has no use here, and a tag outside ASCII letters, digits and ``_``
     leaves the two readings to chance.
     """
@@ -540,7 +540,7 @@ def _check_layout(sql: str, tokens: list[Token]) -> None:
     """Refuse a statement whose code the warehouse reads elsewhere than sqlglot does (:mod:`spectra.sql_layout`):
     every character is code to both readers, or to neither (white space, comments, literals). Nested comments that
     sqlglot counts otherwise (``/*/*``), an operator it reads over a comment's first dash (``#--``): text the guard
-    took for a comment or a string ran as a DELETE. White space the two disagree on (``_ODD_SPACE``, a no-break
+    would take for a comment or a string runs as a DELETE. White space the two disagree on (``_ODD_SPACE``, a no-break
     space between words) is such a character too, refused as ``white_space``; inside comments and quotes it is text.
     A Command's remainder (EXPLAIN, SHOW) is checked on its own."""
     try:
@@ -603,7 +603,7 @@ def _check_word(raw: str, token: Token) -> None:
 
 
 #: A name starting after a ``#`` inside what sqlglot reads as one name: to PostgreSQL ``#`` is an operator.
-_NOT_A_NAME = re.compile(r"#[A-Za-z_\x80-\U0010ffff]")  # not #+: searched, it backtracked from every # (quadratic)
+_NOT_A_NAME = re.compile(r"#[A-Za-z_\x80-\U0010ffff]")  # not #+: searched, it would backtrack from every # (quadratic)
 
 
 #: Keywords after which sqlglot keeps the rest of the statement as one string (SHOW, EXPLAIN, LOCK, ...).

@@ -16,12 +16,12 @@ record lists its keys' hashes (``key_hashes``), so :meth:`TenantDirectory.delete
 
 A database identity serves one tenant, ever. What a tenant may see in the warehouse is its identity's: row-level
 security and owned schemas key off the database user (or the secret's), and they outlive the tenant record. A tenant
-created again under a deleted one's user (the natural choice: ``tenant_<id>``) read every row and table its
-predecessor left, and two live tenants given one user read each other's. So the directory records which tenant each
-identity was given to (``identity#...``, written in the same transaction as the tenant record, or as the change that
-moves a tenant to it) and keeps that record when the tenant is deleted: an identity another tenant, or an earlier
-generation of the same id, had is refused (:class:`~spectra.errors.Conflict`). A tenant moved back to an identity it
-had itself keeps it. Give a new tenant a new user or secret; drop the old ones with their rows and schemas.
+created again under a deleted one's user (the natural choice: ``tenant_<id>``) would read every row and table its
+predecessor left, and two live tenants given one user would read each other's. So the directory records which tenant
+each identity was given to (``identity#...``, written in the same transaction as the tenant record, or as the change
+that moves a tenant to it) and keeps that record when the tenant is deleted: an identity another tenant, or an earlier
+generation of the same id, had is refused (:class:`~spectra.errors.Conflict`). A tenant moved back to an identity it had
+itself keeps it. Give a new tenant a new user or secret; drop the old ones with their rows and schemas.
 Identities of tenants created before this record existed are claimed by :meth:`TenantDirectory.claim_identities`,
 run once after upgrading.
 """
@@ -242,7 +242,7 @@ class TenantDirectory:
         """Record the database identities of tenants created before identity records existed (an upgrade's one-off
         step, run before tenants are deleted or moved to other identities; README, "A database identity serves one
         tenant, ever"): without it, such a tenant's user could be given to a new tenant, which would read its rows
-        and schemas (found by the version skew review). Each identity is claimed on its own, so one held by another
+        and schemas. Each identity is claimed on its own, so one held by another
         tenant does not leave the tenant's other unclaimed. Returns, by tenant id, each identity another tenant holds:
         two tenants already share it, and the record names the holder, so give the tenant named by the key a new user
         or secret (the holder keeps the record; moving the holder instead would leave the record naming it, and free
@@ -362,7 +362,7 @@ class TenantDirectory:
 
         The write is also conditional on the identity fields it leaves alone being as read: the whole record was
         validated with them (a tenant needs a user or a secret), and two changes at once, one taking the secret away
-        and the other the user, each valid against the record both read, left a record nothing could read (the
+        and the other the user, each valid against the record both read, would leave a record nothing could read (the
         authorizer's every answer for the tenant a 500). A change refused so is made again on the record as it is now.
 
         Changes reach the API within the authorizer's cache time and the executor within ``TENANT_CACHE_SECONDS``;
@@ -485,9 +485,9 @@ class TenantDirectory:
         Its subscriptions are not deleted: the jobs it left queued or running still end, and their events still go to
         them, retries included. Each gets an ``expires_at``, :data:`~spectra.notify.store.KEPT_AFTER_TENANT_DELETED`
         (37 days) from now, past the last delivery that can need it, and the subscriptions table's TTL removes it,
-        signing secret and all; before, they stayed for ever, seen by nobody (found by the offboarding review). That
-        runs on every call, a tenant found deleted already included, so running the delete again finishes one cut
-        short (:meth:`end_deleted_subscriptions`).
+        signing secret and all; without an end, they would stay for ever, seen by nobody. That runs on every call, a
+        tenant found deleted already included, so running the delete again finishes one cut short
+        (:meth:`end_deleted_subscriptions`).
         """
         deleted = self._delete(tenant_id)
         if self._subscriptions_table:
@@ -501,8 +501,8 @@ class TenantDirectory:
         predecessor's from before generations (none recorded) ends whenever the id's tenant now has one.
 
         For ids deleted by a version whose ``delete_tenant`` left subscriptions for ever (README "Upgrading"): running
-        ``delete_tenant`` again for them would delete a tenant created again under the id since (the review of the
-        Upgrading paragraph); this touches no tenant."""
+        ``delete_tenant`` again for them would delete a tenant created again under the id since; this touches no
+        tenant."""
         if not self._subscriptions_table:
             raise ValueError(
                 "this TenantDirectory was made without the subscriptions table's name (its third argument)"
