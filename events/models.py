@@ -62,10 +62,10 @@ class _Contract(BaseModel):
     """A message or event the project's functions exchange. Read with fields it does not know, kept: a deploy
     replaces functions one at a time, so a message or event written by a newer producer (or, after a rollback, an
     older consumer's reader) meets a reader that does not know a field added since. Forbidden, every webhook delivery
-    queued by a notifier that added ``subscription_created_at`` failed the older delivery function five times into
-    its dead-letter queue (found by the version skew review); ignored, a reader that sends the message on (a
-    delivery's retry, a job's delayed retry) dropped the field for the newer reader after it (the diff review). Fields
-    are added within a version; a change that breaks a reader makes a new one."""
+    queued by a notifier that added ``subscription_created_at`` would fail the older delivery function five times into
+    its dead-letter queue; ignored, a reader that sends the message on (a delivery's retry, a job's delayed retry) would
+    drop the field for the newer reader after it. Fields are added within a version; a change that breaks a reader makes
+    a new one."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -111,9 +111,9 @@ class StatementStatusChangeEvent(EventBridgeModel):
 
 
 #: The most characters of an error message a job, its events and its notifications carry. A database's message can
-#: echo the value it choked on (PostgreSQL repeats a whole bad literal), and a tenant's 100 KB of SQL then made an event
-#: too large for EventBridge, SNS or a batch of webhook deliveries (each escapes it again): the head of the message
-#: says what went wrong; the statement and its values are the tenant's own.
+#: echo the value it choked on (PostgreSQL repeats a whole bad literal), and a tenant's 100 KB of SQL would then make an
+#: event too large for EventBridge, SNS or a batch of webhook deliveries (each escapes it again): the head of the
+#: message says what went wrong; the statement and its values are the tenant's own.
 ERROR_MESSAGE_MAX_CHARS = 2000
 _CUT = " [...]"
 

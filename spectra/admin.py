@@ -22,9 +22,9 @@ with a job's SQL and parameter values hidden (``--full`` shows the bodies as the
 messages moved per second. Where the endpoint answers that message move tasks are not supported (moto, some
 SQS-compatible services: an ``UnsupportedOperation``-like code or HTTP 501; the local stack's moto answers so,
 local/aws.py; ``ListMessageMoveTasks`` too, since SQS may answer a second task on a queue with such a code), and only
-then, it moves them itself: receive, send to the source with the same body and
-message attributes, delete, until the queue is empty. A message is deleted only after its copy was sent, so a
-failure midway leaves a message in both queues at worst, never in neither; the consumers are idempotent.
+then, it moves them itself: receive, send to the source with the same body and message attributes, delete, until the
+queue is empty. A message is deleted only after its copy was sent, so a failure midway leaves a message in both queues
+at worst, never in neither; the consumers are idempotent.
 
 Credentials and endpoints are boto3's own (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...), except that a local stack's
 state file names the endpoint and region of its queues (:func:`state_endpoint`). Exit status 0, or 1 with the
@@ -436,15 +436,14 @@ def move_messages(
     for 60 s, longer than a send and a delete take, so no other reader sees it meanwhile.
 
     It moves at most the messages the queue held when it began, as a message move task does, and none that came
-    since: a message its consumer still fails comes back here, and was moved again, lap after lap, so a redrive of a
-    dozen messages never ended and counted each many times (found by the operations review). A copy is known by its
-    ``MessageId`` (a queue moving it to its dead-letter queue keeps it), or, sent here anew (the webhook delivery
-    dead-letters a delivery itself), by a ``SentTimestamp`` from the second after the redrive's first send on, on
-    SQS's clock (that send's answer's ``Date``): on the operator's, 30 s behind SQS's, it took the newest dead
-    letters for copies and moved nothing, "COMPLETED" (the operations review), and a copy sent anew was moved again
-    once the id alone told copies apart (the diff review). Such a copy is kept received (out of the way of the
-    receives that look for the rest) and made visible again at the end. It stops when a receive finds nothing, or
-    nothing but copies seen already."""
+    since: a message its consumer still fails comes back here, and would be moved again, lap after lap, so a redrive of
+    a dozen messages would never end and would count each many times. A copy is known by its ``MessageId`` (a queue
+    moving it to its dead-letter queue keeps it), or, sent here anew (the webhook delivery dead-letters a delivery
+    itself), by a ``SentTimestamp`` from the second after the redrive's first send on, on SQS's clock (that send's
+    answer's ``Date``): on the operator's, 30 s behind SQS's, it would take the newest dead letters for copies and move
+    nothing, "COMPLETED"; and with the id alone telling copies apart, a copy sent anew would be moved again. Such a copy
+    is kept received (out of the way of the receives that look for the rest) and made visible again at the end. It stops
+    when a receive finds nothing, or nothing but copies seen already."""
     moved = 0
     sent: set[str] = set()  # the ids of the copies this redrive sent
     began: int | None = None  # SentTimestamp from which a message is a copy sent anew

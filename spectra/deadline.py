@@ -1,10 +1,10 @@
 """The time an invocation has left, for work whose length grows with its input: collecting a large result.
 
-Lambda stops a function at its ``Timeout`` without raising anything, so work cut off that way is never counted: the
-completion function (90 s, ten status events a batch, one after the other) that collected a few large ``s3`` results
-in one batch ran out of time, the whole batch came back, and did so again until its messages were dead-lettered,
-then the reconciler (90 s too) tried every minute, until the Data API forgot the statements (24 hours) and the jobs
-ended ``statement_lost``, holding their tenants' slots all that time (the template review). With an entry point's
+Lambda stops a function at its ``Timeout`` without raising anything, so work cut off that way is never counted:
+unbounded, the completion function (90 s, ten status events a batch, one after the other) collecting a few large
+``s3`` results in one batch runs out of time, the whole batch comes back, and does so again until its messages are
+dead-lettered, then the reconciler (90 s too) tries every minute, until the Data API forgets the statements (24 hours)
+and the jobs end ``statement_lost``, holding their tenants' slots all that time. With an entry point's
 :func:`lasting`, the pages of a result are read :func:`within` the time left, and a collection that cannot end in it
 stops with :class:`OutOfTime`, which the completion counts as a failed attempt when the collection had a fair share
 of a run (:data:`FAIR_SECONDS`), so such a job ends ``result_failed`` saying to ask for an export, and otherwise
@@ -65,7 +65,7 @@ def fair(left_at_start: float | None) -> bool:
 def within(items: Iterable[T], message: str) -> Iterator[T]:
     """``items`` as they come, raising :class:`OutOfTime` with ``message`` before the next once time is up. The
     first always comes: it was fetched already (a result's first page comes with the call that opens it), and
-    handling it takes moments, where refusing it left a one-page result for minutes (the second diff review)."""
+    handling it takes moments, where refusing it would leave a one-page result for minutes."""
     for index, item in enumerate(items):
         remaining = left()
         if index and remaining is not None and remaining <= 0:

@@ -75,9 +75,9 @@ def before_reactivation(moment: datetime | None, tenant: Tenant) -> bool:
     """Whether ``moment`` (a job's queuing, a dropped file's write) came before the tenant was last made active again
     (``activated_at``, less :data:`CLOCK_LEEWAY`: it is stamped by the clock of whoever reactivated it, and a file's
     by S3's). Such work was set going while the tenant was inactive, or before it was deactivated, which is how an
-    operator stops a leaked key's work (README, "Tenancy and security"): a bulk job the key had queued waited in its
-    tenant's line through the deactivation and ran once the tenant was active again (the lifecycle review), as a
-    late drop event's file was loaded before (spectra.bulk.drops)."""
+    operator stops a leaked key's work (README, "Tenancy and security"): unchecked, a bulk job the key had queued would
+    wait in its tenant's line through the deactivation and run once the tenant was active again, as a late drop
+    event's file would be loaded (spectra.bulk.drops)."""
     since = tenant.activated_at
     return since is not None and moment is not None and moment < since - CLOCK_LEEWAY
 
@@ -152,9 +152,9 @@ CLUSTER_DB_USER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 class TenantIdentities:
     """What a stack's executor takes for a tenant identity (:func:`tenant_identity`): a database user under
     ``TenantDbUserPrefix`` on a provisioned cluster, a secret under ``TenantSecretPrefix`` on Redshift Serverless.
-    Asked when a tenant is made, so that one whose every job would be refused is refused itself (found by the
-    operations review: ``tenants create --db-user awsuser`` made the tenant, printed SQL that set the admin's statement
-    timeout, and spent the identity for good)."""
+    Asked when a tenant is made, so that one whose every job would be refused is refused itself (unasked,
+    ``tenants create --db-user awsuser`` would make the tenant, print SQL that sets the admin's statement timeout, and
+    spend the identity for good)."""
 
     cluster: bool  # a provisioned cluster (database users); else Serverless (secrets)
     prefix: str

@@ -274,11 +274,11 @@ def _print_json(value: Any, out) -> None:
 
 
 #: A tenant's own caps: far past any warehouse's concurrency (Redshift runs at most 50 statements a queue), and
-#: refused here rather than by DynamoDB's 38 digits (a traceback; found by the operations review)
+#: refused here rather than by DynamoDB's 38 digits (a traceback)
 MAX_CAP = 10_000
 _count, _positive = whole_number(0, MAX_CAP), whole_number(1, MAX_CAP)
 #: statement_timeout is a 32-bit count of milliseconds (about 24.8 days; 0 is none): the administrator's ALTER USER
-#: printed with a larger one would be refused by the warehouse (found by the operations review)
+#: printed with a larger one would be refused by the warehouse
 _timeout_ms = whole_number(0, 2**31 - 1)
 
 

@@ -130,9 +130,9 @@ KEY_RECHECK_SECONDS = 30
 
 class SecretKey:
     """A signing key kept in Secrets Manager (its ``SecretString``), read on first use and again once the value read is
-    :data:`KEY_MAX_AGE_SECONDS` old. It was read once per process: a value replaced (README: rotating it invalidates
-    outstanding tokens) was used by new execution environments alone, while warm ones signed and checked with the old
-    one for hours, each refusing the other's tokens, and a leaked key stayed good as long (the tokens review).
+    :data:`KEY_MAX_AGE_SECONDS` old. Read once per process, a value replaced (README: rotating it invalidates
+    outstanding tokens) would be used by new execution environments alone, while warm ones signed and checked with the
+    old one for hours, each refusing the other's tokens, and a leaked key would stay good as long.
 
     ``client`` is a boto3 Secrets Manager client. The template creates the secret with a generated value and grants
     ``secretsmanager:GetSecretValue`` on it to the function that signs tokens, and to no other.
@@ -168,8 +168,8 @@ class SecretKey:
 
     def _read(self) -> None:
         """Read the key; a failed read with a key in hand keeps it, and is tried again :data:`KEY_RECHECK_SECONDS`
-        later: Secrets Manager failing for a while failed every listing's next page, and answered a forged token with
-        a 5xx instead of its 400 (the diff review)."""
+        later: otherwise Secrets Manager failing for a while would fail every listing's next page, and answer a forged
+        token with a 5xx instead of its 400."""
         if not self._secret_id:
             raise RuntimeError("PAGE_TOKEN_SECRET_ARN is not set: no key to sign page tokens with")
         self._tried_at = self._clock()

@@ -2,11 +2,11 @@
 
 Powertools parses bodies leniently and lets a few inputs escape as exceptions of its own or of Python's (a body that
 is not UTF-8, JSON nested past the parser's recursion limit, an integer of more than 4,300 digits, multipart without a
-boundary), which became 500s. Here every body goes through one reader that answers in the error shape instead:
+boundary), which would surface as 500s. Here every body goes through one reader that answers in the error shape instead:
 
 * 415 ``unsupported_media_type`` unless the body is ``application/json`` (any case, optionally ``charset=utf-8``).
-  A request without a ``Content-Type`` (or with an empty one) is read as JSON, as before. A body with a
-  ``Content-Encoding`` (gzip, say) is 415 too: it is read as it comes (API Gateway decompresses nothing here).
+  A request without a ``Content-Type`` (or with an empty one) is read as JSON. A body with a ``Content-Encoding`` (gzip,
+  say) is 415 too: it is read as it comes (API Gateway decompresses nothing here).
 * 413 ``payload_too_large`` past ``API_MAX_BODY_BYTES`` (1 MiB: the largest legal request, 100 KB of SQL and 64 KB of
   parameters, stays well under it even with every character escaped), checked before anything is decoded.
 * 400 ``invalid_json`` for bytes that are not UTF-8, bad syntax, ``NaN``/``Infinity`` (and numbers that overflow to
@@ -16,7 +16,7 @@ boundary), which became 500s. Here every body goes through one reader that answe
   item as the body and drop the rest.
 
 The reader replaces the body step of Powertools' request validation (:class:`StrictBodyValidation`); parameters,
-headers and the model itself are validated by Powertools as before.
+headers and the model itself are validated by Powertools.
 """
 
 from __future__ import annotations
@@ -206,8 +206,8 @@ def _refuse_to_run(app) -> Any:
 
 def _odd_whole_numbers(app) -> list[dict[str, Any]]:
     """A query string's whole numbers (``limit``, ``maxRecords``) written otherwise than in the digits 0-9, as
-    validation errors: Python's ``int`` reads ``1_0``, ``+1`` and `` 1`` as numbers, and Powertools' validation took
-    them, where the document's ``integer`` is none of them (found by the API fuzzing review)."""
+    validation errors: Python's ``int`` reads ``1_0``, ``+1`` and `` 1`` as numbers, and Powertools' validation takes
+    them, where the document's ``integer`` is none of them."""
     values = app.current_event.query_string_parameters or {}
     errors = []
     for param in app.context["_route"].dependant.query_params:
@@ -222,15 +222,15 @@ def _odd_whole_numbers(app) -> list[dict[str, Any]]:
 
 
 #: Headers every route reads as one value, whether or not it declares them: who calls (API Gateway hands the
-#: authorizer and the route the last ``Authorization`` of several, so two valid keys ran as the second tenant) and how
-#: the body is written (the last ``Content-Type`` decided how the body was read). Found by the README review.
+#: authorizer and the route the last ``Authorization`` of several, so two valid keys would run as the second tenant) and
+#: how the body is written (the last ``Content-Type`` would decide how the body is read).
 ONE_VALUE_HEADERS = ("Authorization", "Content-Type", "Content-Encoding")
 
 
 def _given_more_than_once(app) -> list[dict[str, Any]]:
     """Query parameters and headers of one value each sent more than once (``?limit=5&limit=5``, a client appending
-    its own ``limit`` to a ``nextRecordsUrl``): Powertools validated the list of them against the one value and
-    refused it as "Input should be a valid integer", blaming a value the client sent right (the hostile HTTP review).
+    its own ``limit`` to a ``nextRecordsUrl``): Powertools would validate the list of them against the one value
+    and refuse it as "Input should be a valid integer", blaming a value the client sent right.
     Said as they are; which of them was meant is not guessed. :data:`ONE_VALUE_HEADERS` count on every route."""
     event = app.current_event
     dependant = app.context["_route"].dependant
