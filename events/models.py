@@ -124,7 +124,7 @@ class ErrorInfo(_Contract):
 
     A field it does not know is read and dropped, not kept as messages keep theirs: an error is answered to tenants
     (a job's ``error``, ``cancel_error``) and documented as exactly these two fields, and what a newer version stored
-    beside them was not meant for this version's answers (found by the diff review)."""
+    beside them is not meant for this version's answers."""
 
     # documented closed (the API's answers hold no other field); the published event schemas open it again
     model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra={"additionalProperties": False})

@@ -1,5 +1,6 @@
 """The Bulk API routes (Salesforce Bulk API 2.0's workflow under /v1/bulk). Every route is one call into
-``spectra.bulk.service``; the app (producers/api/app.py) includes this router and maps errors in one place."""
+``spectra.bulk`` (``service`` for jobs, ``uploads`` for batches and upload URLs, ``downloads`` for result files and
+pages); the app (producers/api/app.py) includes this router and maps errors in one place."""
 
 from __future__ import annotations
 

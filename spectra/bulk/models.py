@@ -170,7 +170,7 @@ class KeyedBatch(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     key: str  # the batch's key in the results bucket
-    digest: str  # sha256 of the request (spectra.bulk.service._request_digest)
+    digest: str  # sha256 of the request (spectra.bulk.uploads._request_digest)
 
 
 class LoadPlan(BaseModel):
@@ -244,13 +244,13 @@ class BulkJob(BaseModel):
     state: BulkState = BulkState.OPEN
     files: list[SourceFile] = Field(default_factory=list)
     #: batches the API has stored, and upload URLs it has issued, for the job while it was Open (at most
-    #: ``bulk_max_files``; spectra.bulk.service.upload_batch and upload_url)
+    #: ``bulk_max_files``; spectra.bulk.uploads.upload_batch and upload_url)
     uploads: int = 0
     #: the batches and upload URLs of ``uploads`` asked for with an ``Idempotency-Key``, by the key's name
     #: (:meth:`spectra.tenants.Caller.keyed_id`): recorded in the write that counts them, so a repeat is counted once
     keyed_batches: dict[str, KeyedBatch] = Field(default_factory=dict)
     #: keys of batches stored while it was Open but refused their count (a keyed repeat's second copy, one past the
-    #: limit) and taken back (spectra.bulk.service._take_back): withdrawn in a write a close is conditional on, so no
+    #: limit) and taken back (spectra.bulk.uploads._take_back): withdrawn in a write a close is conditional on, so no
     #: close lists one between the take-back's look at the job and its delete (the bulk concurrency review)
     withdrawn_batches: list[str] = Field(default_factory=list)
     #: failed attempts at recording the statement's outcome (spectra.bulk.lifecycle._failed_attempt)

@@ -1,5 +1,6 @@
-"""What the Bulk API does (spectra.bulk.service) on in-memory ports: the Bulk 2.0 workflow's state rules, and every
-misuse refused with the error the API maps to a 4xx (the HTTP side is tested end to end in tests/e2e)."""
+"""What the Bulk API does (spectra.bulk.service, uploads and downloads) on in-memory ports: the Bulk 2.0 workflow's
+state rules, and every misuse refused with the error the API maps to a 4xx (the HTTP side is tested end to end in
+tests/e2e)."""
 
 from __future__ import annotations
 
