@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -24,8 +24,17 @@ from spectra.errors import InvalidToken
 from spectra.tokens import PageTokens
 
 PENDING_INDEX = "pending"
+#: The index a store lists a tenant's jobs by, newest first: ``tenant_id``, then ``created_key``
+#: (``<created_at ISO>#<job_id>``).
+TENANT_INDEX = "by-tenant"
+#: Index reads one listing request makes at most (:func:`newest_first`).
+LIST_MAX_READS = 10
+#: Items a read of a filtered listing evaluates at least (:func:`newest_first`).
+LIST_FILTERED_READ = 100
 #: The attribute each table's TTL reads (template.yaml ``TimeToLiveSpecification``): epoch seconds.
 EXPIRES_AT = "expires_at"
+
+T = TypeVar("T")
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -198,6 +207,46 @@ class ListPosition:
         """The position of an index key (a LastEvaluatedKey, or the key of the last item kept)."""
         values = from_item(key)
         return cls(created_key=values["created_key"], job_id=values["job_id"])
+
+
+def newest_first(
+    db,
+    base_query: dict[str, Any],
+    *,
+    limit: int,
+    start_key: dict[str, Any] | None,
+    filtered: bool,
+    now_fn: Callable[[], datetime],
+    parse: Callable[[dict[str, Any]], T],
+) -> tuple[list[T], dict[str, Any] | None]:
+    """Up to ``limit`` items of a tenant's listing, each made by ``parse`` from its plain values, and the key to
+    resume after (None: the listing is done). ``base_query`` is a newest-first Query of the :data:`TENANT_INDEX` (its
+    filter, if ``filtered``), without ``Limit`` or ``ExclusiveStartKey``; ``start_key`` is where the listing resumes.
+
+    A filter applies while paging, and a request reads at most :data:`LIST_MAX_READS` index pages: a filter that
+    matches few of many items gives a short page (even an empty one) with a key to resume after, rather than reading
+    the tenant's whole history in one API call. Every read leaves out the items :func:`expired` at ``now_fn()``, read
+    afresh for it."""
+    found: list[T] = []
+    for _ in range(LIST_MAX_READS):
+        wanted = limit - len(found)
+        # filtered reads evaluate more items per call; the surplus is cut below, at an exact position. A query of its
+        # own for each read: unexpired() changes the one it is given
+        query = {**base_query, "Limit": wanted if not filtered else max(wanted, LIST_FILTERED_READ)}
+        if start_key:
+            query["ExclusiveStartKey"] = start_key
+        response = db.query(**unexpired(query, now_fn()))
+        items = response.get("Items", [])
+        if len(items) > wanted:
+            items = items[:wanted]
+            start_key = {name: items[-1][name] for name in ("job_id", "tenant_id", "created_key")}
+            found.extend(parse(plain(from_item(item))) for item in items)
+            break
+        found.extend(parse(plain(from_item(item))) for item in items)
+        start_key = response.get("LastEvaluatedKey")
+        if not start_key or len(found) >= limit:
+            break
+    return found, start_key
 
 
 @dataclass(frozen=True)

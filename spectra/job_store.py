@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from events import JobStatus
 from spectra.dynamo import (
     PENDING_INDEX,
+    TENANT_INDEX,
     ListPosition,
     PendingJob,
     PendingPage,
@@ -37,11 +38,11 @@ from spectra.dynamo import (
     from_item,
     index_time,
     json_ready,
+    newest_first,
     passing_refusal,
     plain,
     shard_of,
     to_item,
-    unexpired,
 )
 from spectra.errors import Conflict, Unavailable
 from spectra.jobs import Job, sources_of, utcnow
@@ -59,9 +60,6 @@ __all__ = [
     "request_fingerprint",
 ]
 
-TENANT_INDEX = "by-tenant"
-LIST_MAX_READS = 10  # index pages one list request may read
-LIST_FILTERED_READ = 100  # items evaluated per read when a status filter is applied
 #: Partitions of the pending index. One is enough: a GSI partition takes 1,000 writes a second and a job costs four
 #: index writes over its life (created, submitted, terminal, published), while the Data API admits a few dozen
 #: ExecuteStatement calls a second per account. Raising it later is safe (the reconciler queries every shard below
@@ -69,10 +67,6 @@ LIST_FILTERED_READ = 100  # items evaluated per read when a status filter is app
 PENDING_SHARDS = 1
 JOB_TTL = timedelta(days=30)
 IDEMPOTENCY_TTL = timedelta(hours=24)
-
-
-def _jobfrom_item(item: dict[str, Any]) -> Job:
-    return Job.model_validate(plain(from_item(item)))
 
 
 def request_fingerprint(*parts: Any) -> str:
@@ -258,40 +252,30 @@ class JobStore:
         """The tenant's jobs, newest first, starting after ``after``, those past their record's life left out (as
         :meth:`get_for_tenant` leaves them).
 
-        The status filter is applied while paging. Each request reads at most ``LIST_MAX_READS`` index pages, so a
-        filter that matches few of many jobs returns a short page (even an empty one) with a ``resume_after``,
-        instead of reading the tenant's whole history in one API call: callers follow it until it is None.
+        The status filter is applied while paging (:func:`~spectra.dynamo.newest_first`): a filter that matches few
+        of many jobs returns a short page (even an empty one) with a ``resume_after``, instead of reading the tenant's
+        whole history in one API call: callers follow it until it is None.
         """
-        start_key = after.start_key(tenant_id) if after else None
-        jobs: list[Job] = []
-        for _ in range(LIST_MAX_READS):
-            wanted = limit - len(jobs)
-            query: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": TENANT_INDEX,
-                "KeyConditionExpression": "tenant_id = :t",
-                "ExpressionAttributeValues": to_item({":t": tenant_id}),
-                "ScanIndexForward": False,
-                # filtered reads evaluate more items per call; the surplus is cut below, at an exact position
-                "Limit": wanted if status is None else max(wanted, LIST_FILTERED_READ),
-            }
-            if status is not None:
-                query["FilterExpression"] = "#s = :s"
-                query["ExpressionAttributeNames"] = {"#s": "status"}
-                query["ExpressionAttributeValues"].update(to_item({":s": status.value}))
-            if start_key:
-                query["ExclusiveStartKey"] = start_key
-            response = self._db.query(**unexpired(query, utcnow()))
-            items = response.get("Items", [])
-            if len(items) > wanted:
-                items = items[:wanted]
-                start_key = {name: items[-1][name] for name in ("job_id", "tenant_id", "created_key")}
-                jobs.extend(_jobfrom_item(item) for item in items)
-                break
-            jobs.extend(_jobfrom_item(item) for item in items)
-            start_key = response.get("LastEvaluatedKey")
-            if not start_key or len(jobs) >= limit:
-                break
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": TENANT_INDEX,
+            "KeyConditionExpression": "tenant_id = :t",
+            "ExpressionAttributeValues": to_item({":t": tenant_id}),
+            "ScanIndexForward": False,
+        }
+        if status is not None:
+            query["FilterExpression"] = "#s = :s"
+            query["ExpressionAttributeNames"] = {"#s": "status"}
+            query["ExpressionAttributeValues"].update(to_item({":s": status.value}))
+        jobs, start_key = newest_first(
+            self._db,
+            query,
+            limit=limit,
+            start_key=after.start_key(tenant_id) if after else None,
+            filtered=status is not None,
+            now_fn=utcnow,
+            parse=Job.model_validate,
+        )
         return JobPage(jobs=jobs, resume_after=ListPosition.of_key(start_key) if start_key else None)
 
     # -- change ---------------------------------------------------------------------------------------------------

@@ -20,22 +20,18 @@ from spectra.bulk.models import BulkJob, BulkOperation, BulkState, JobSource, Ke
 from spectra.dynamo import (
     EXPIRES_AT,
     FREE_OR_EXPIRED,
+    TENANT_INDEX,
     ListPosition,
     PendingPage,
     StateTable,
     expired,
     expiry_values,
-    from_item,
     json_ready,
-    plain,
+    newest_first,
     to_item,
-    unexpired,
 )
 from spectra.jobs import utcnow
 
-TENANT_INDEX = "by-tenant"
-LIST_MAX_READS = 10
-LIST_FILTERED_READ = 100
 JOB_TTL = timedelta(days=30)
 
 
@@ -177,8 +173,8 @@ class BulkJobStore:
         source: JobSource | None = None,
         after: ListPosition | None = None,
     ) -> BulkJobPage:
-        """The tenant's bulk jobs, newest first, filtered while paging (at most ``LIST_MAX_READS`` index reads per
-        call, so a rare filter gives short pages with a position rather than reading the whole history at once).
+        """The tenant's bulk jobs, newest first, filtered while paging (:func:`~spectra.dynamo.newest_first`: a rare
+        filter gives short pages with a position rather than reading the whole history at once).
         ``state`` is the state the API shows (:attr:`BulkJob.shown_state`: a JobComplete ingest job whose result
         files are still owed is InProgress). ``ingest_only`` leaves query jobs out, ``source`` keeps one door's jobs,
         and jobs past their record's life are left out always (as :meth:`get_for_tenant` leaves them). The tenant
@@ -199,33 +195,19 @@ class BulkJobStore:
             filters.append("#src = :src")
             values[":src"] = source.value
             names["#src"] = "source"
-        jobs: list[BulkJob] = []
-        for _ in range(LIST_MAX_READS):
-            wanted = limit - len(jobs)
-            query: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": TENANT_INDEX,
-                "KeyConditionExpression": "tenant_id = :t",
-                "ExpressionAttributeValues": to_item(values),
-                "ScanIndexForward": False,
-                "Limit": wanted if not filters else max(wanted, LIST_FILTERED_READ),
-            }
-            if filters:
-                query["FilterExpression"] = " AND ".join(filters)
-                query["ExpressionAttributeNames"] = names
-            if start_key:
-                query["ExclusiveStartKey"] = start_key
-            response = self._db.query(**unexpired(query, utcnow()))
-            items = response.get("Items", [])
-            if len(items) > wanted:
-                items = items[:wanted]
-                start_key = {name: items[-1][name] for name in ("job_id", "tenant_id", "created_key")}
-                jobs.extend(_job(plain(from_item(item))) for item in items)
-                break
-            jobs.extend(_job(plain(from_item(item))) for item in items)
-            start_key = response.get("LastEvaluatedKey")
-            if not start_key or len(jobs) >= limit:
-                break
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": TENANT_INDEX,
+            "KeyConditionExpression": "tenant_id = :t",
+            "ExpressionAttributeValues": to_item(values),
+            "ScanIndexForward": False,
+        }
+        if filters:
+            query["FilterExpression"] = " AND ".join(filters)
+            query["ExpressionAttributeNames"] = names
+        jobs, start_key = newest_first(
+            self._db, query, limit=limit, start_key=start_key, filtered=bool(filters), now_fn=utcnow, parse=_job
+        )
         return BulkJobPage(jobs=jobs, resume_after=ListPosition.of_key(start_key) if start_key else None)
 
     def transition(
