@@ -208,7 +208,7 @@ _CAST_NAMES = {
     "INTERVAL": "interval",
 }
 #: Functions Redshift names otherwise than as called, from its documentation's examples (NVL's column is
-#: ``coalesce``, GETDATE's ``timestamp``, DECODE's ``case``; SYSDATE is no call: see :func:`_output_name`)
+#: ``coalesce``, GETDATE's ``timestamp``, DECODE's ``case``; SYSDATE is no call: see :func:`_function_output_name`)
 _CALLED_NAMES = {"nvl": "coalesce", "getdate": "timestamp", "decode": "case"}
 _NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+"')
 
@@ -272,29 +272,38 @@ def _output_name(expression, text: str) -> tuple[str | None, int]:
         return "interval", 1
     if isinstance(expression, exp.DecodeCase):
         return "case", 1
+    # last of the functions: Collate, Cast, Case and DecodeCase, above, are functions to sqlglot too
     if isinstance(expression, exp.Func | exp.Mod):
-        called = _called(expression, text)  # mod(a, b) is a call; a % b, j -> 'k' are operators sqlglot reads so
-        if called is not None:
-            return called, 2
-        if isinstance(expression, exp.Anonymous):
-            return fold_name(expression.name), 2
-        if isinstance(expression, exp.Binary | exp.JSONExtract | exp.JSONExtractScalar | exp.JSONBExtract):
-            return "?column?", 0
-        if isinstance(expression, exp.CurrentTimestamp):
-            return "timestamp", 2  # SYSDATE, as Redshift names it
-        if isinstance(expression, exp.StrPosition):
-            return "position", 2  # position('b' in s)
-        if isinstance(expression, exp.GroupConcat):
-            return "string_agg", 2  # string_agg(s, ','), which sqlglot keeps no place for (listagg has one)
-        if isinstance(expression, exp.Trim):  # trim(s), trim(leading 'x' from s)
-            position = str(expression.args.get("position") or "").upper()
-            return {"LEADING": "ltrim", "TRAILING": "rtrim"}.get(position, "btrim"), 2
-        return expression.sql_name().lower(), 2  # SQL's own syntax: extract(...), current_date, substring(...)
+        return _function_output_name(expression, text)
     if isinstance(expression, exp.And | exp.Or) or (
         isinstance(expression, exp.Binary) and not isinstance(expression, exp.Dot)
     ):
         return "?column?", 0  # an operator: a + b, a = b, a || b, a IS NULL
     return None, 0
+
+
+def _function_output_name(expression, text: str) -> tuple[str | None, int]:
+    """:func:`_output_name` of a function (or ``mod``, ``%``): the name it was called by, else the name PostgreSQL
+    gives the syntax sqlglot reads as one (an operator has none)."""
+    from sqlglot import exp
+
+    called = _called(expression, text)  # mod(a, b) is a call; a % b, j -> 'k' are operators sqlglot reads so
+    if called is not None:
+        return called, 2
+    if isinstance(expression, exp.Anonymous):
+        return fold_name(expression.name), 2
+    if isinstance(expression, exp.Binary | exp.JSONExtract | exp.JSONExtractScalar | exp.JSONBExtract):
+        return "?column?", 0
+    if isinstance(expression, exp.CurrentTimestamp):
+        return "timestamp", 2  # SYSDATE, as Redshift names it
+    if isinstance(expression, exp.StrPosition):
+        return "position", 2  # position('b' in s)
+    if isinstance(expression, exp.GroupConcat):
+        return "string_agg", 2  # string_agg(s, ','), which sqlglot keeps no place for (listagg has one)
+    if isinstance(expression, exp.Trim):  # trim(s), trim(leading 'x' from s)
+        position = str(expression.args.get("position") or "").upper()
+        return {"LEADING": "ltrim", "TRAILING": "rtrim"}.get(position, "btrim"), 2
+    return expression.sql_name().lower(), 2  # SQL's own syntax: extract(...), current_date, substring(...)
 
 
 def inline_budget(job: Job) -> int:
