@@ -112,9 +112,6 @@ class Template:
     def directory(self) -> Path:
         return self.path.parent
 
-    def resources_of_type(self, *types: str) -> dict[str, dict[str, Any]]:
-        return {lid: res for lid, res in self.resources.items() if res.get("Type") in types}
-
     @classmethod
     def load(
         cls,
