@@ -83,7 +83,7 @@ def statement_sql(settings: Settings, job: Job, *, renamed: bool = True) -> str:
 def check_unload_size(statement: str, max_bytes: int) -> None:
     """Refuse (413) an export whose UNLOAD is past the Data API's statement limit: the guard measured the tenant's
     query, and the UNLOAD around it doubles its quotes and adds the destination and options, so a query near the
-    limit was accepted and its job failed at ExecuteStatement."""
+    limit passes the guard and, unrefused here, its job fails at ExecuteStatement."""
     size = len(statement.encode())
     if size > max_bytes:
         raise PayloadTooLarge(
@@ -135,12 +135,11 @@ def unloadable(sql: str) -> str:
 def unload_problem(sql: str, *, export: bool) -> str | None:
     """Why the query cannot be unloaded as the warehouse would need it, or None. UNLOAD takes a SELECT (a WITH, a set
     operation) and nothing else: an EXPLAIN, a SHOW, a write-enabled tenant's command or SELECT INTO, which the guard
-    lets run elsewhere, would only fail in the warehouse with a syntax error about an UNLOAD the tenant never wrote
-    (found by the API review). UNLOAD takes a query ending in LIMIT or OFFSET (and an export naming two columns alike)
-    nested in a subquery (:func:`unloadable`, :func:`distinct_columns`), and Redshift refuses a WITH RECURSIVE clause
-    inside a subquery (WITH's reference): such a job would only fail in the warehouse, so its request is refused at
-    once. PostgreSQL, the local stack's warehouse, takes either, which is why this is asked here rather than left to
-    the warehouse."""
+    lets run elsewhere, would only fail in the warehouse with a syntax error about an UNLOAD the tenant never wrote.
+    UNLOAD takes a query ending in LIMIT or OFFSET (and an export naming two columns alike) nested in a subquery
+    (:func:`unloadable`, :func:`distinct_columns`), and Redshift refuses a WITH RECURSIVE clause inside a subquery
+    (WITH's reference): such a job would only fail in the warehouse, so its request is refused at once. PostgreSQL, the
+    local stack's warehouse, takes either, which is why this is asked here rather than left to the warehouse."""
     from sqlglot import exp
 
     from spectra.sql_guard import embeddable, parse_statement
@@ -355,8 +354,8 @@ def collect_result(ports: Ports, job: Job, statement_id: str, info: StatementInf
             # are taken; a statement that is really gone is NotFound from DescribeStatement too.
             info = ports.warehouse.describe(statement_id)
             if info.status in NOT_ENDED:
-                # Its event said FINISHED, and AWS does not say the result is readable by then: taken as it came,
-                # a statement still STARTED completed its job with no rows (the emulator fidelity review)
+                # Its event said FINISHED, and AWS does not say the result is readable by then: taken as it comes,
+                # a statement still STARTED would complete its job with no rows
                 raise Throttled(
                     f"statement {statement_id} is {info.status} still; its result is read again later"
                 ) from None
@@ -364,9 +363,9 @@ def collect_result(ports: Ports, job: Job, statement_id: str, info: StatementInf
     if info.has_result_set and info.result_rows is not None and result.rows_read == info.result_rows - 1:
         # The first row equals the column names and was taken for a header line: the count says it was data. Written
         # again apart from the first pass: another handler of the statement (a copy of its event, the reconciler) may
-        # have completed the job with its own second pass already, and this one's first pass, at the same keys, wrote
-        # over those files without the row; this one could then die or be throttled before writing them again, and
-        # its retry, finding the job COMPLETED, would leave them so.
+        # have completed the job with its own second pass already, and at the same keys this one's first pass would
+        # write over those files without the row; this one could then die or be throttled before writing them again,
+        # and its retry, finding the job COMPLETED, would leave them so.
         result = _write_pages(ports, job, info, header=False, folder=REWRITTEN_FOLDER)
     if (
         info.has_result_set
@@ -415,10 +414,10 @@ def _write_pages(
 
 def served_until(ports: Ports, job: Job) -> datetime | None:
     """When a finished job's result stops being served: the expiry stored with it, or sooner when
-    ``ResultRetentionDays`` was lowered since. The results bucket's lifecycle follows the current setting, and deleted
-    files the stored expiry still promised: their job answered 200 with URLs that S3 answered 404 (the tokens review).
-    Counted as the stored expiry was (:func:`collect_result`): from the job's making for an export, whose files the
-    UNLOAD wrote as it ran, else from the job's end, after its files were written."""
+    ``ResultRetentionDays`` was lowered since. The results bucket's lifecycle follows the current setting and deletes
+    files the stored expiry still promises: served until the stored expiry, their job would answer 200 with URLs that
+    S3 answers 404. Counted as the stored expiry is (:func:`collect_result`): from the job's making for an export,
+    whose files the UNLOAD wrote as it ran, else from the job's end, after its files were written."""
     result = job.result
     since = job.created_at if result is not None and result.delivery is Delivery.EXPORT else job.completed_at
     if result is None or result.expires_at is None or since is None:

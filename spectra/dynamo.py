@@ -62,9 +62,9 @@ def retry_passing_refusals(client) -> None:
     """Have a DynamoDB client try a :func:`passing_refusal` again, within its own retry budget (its
     ``total_max_attempts``) and with jittered backoff, as botocore's standard mode tries throttling: it tries neither.
     A job's or a tenant's slots item is written alone (a cancel, a claim, a park) and in transactions (a job's end
-    with its slot's release), and DynamoDB refuses the single write that meets the transaction: a DELETE at the moment
-    its job ended answered 500, and a claim that met another job's end sent its message round again (the AWS failures
-    review)."""
+    with its slot's release), and DynamoDB refuses the single write that meets the transaction: not tried again, a
+    DELETE at the moment its job ends answers 500, and a claim that meets another job's end sends its message round
+    again."""
     most = client.meta.config.retries.get("total_max_attempts", 1)
 
     def needs_retry(*, attempts: int, response: tuple | None = None, **_: Any) -> float | None:
@@ -271,9 +271,9 @@ def _own_write(request: dict[str, Any], item: dict[str, Any]) -> bool:
     """Whether the item that refused ``request`` already holds everything the request writes, ``updated_at`` (a time
     to the microsecond, which no other writer sends) included: the request itself was applied by an attempt whose
     answer was lost, and botocore's retry of it (a read timeout, a reset connection, a 500) is what the condition
-    refused. Taken for someone else's write, a job's own ending skipped what it owed (its slot's release, its event,
-    its result files: a slot held until reclaimed, an event left to the reconciler) and a client's own cancel or
-    ``UploadComplete`` was answered as another's."""
+    refused. Taken for someone else's write, a job's own ending would skip what it owes (its slot's release, its
+    event, its result files: a slot held until reclaimed, an event left to the reconciler) and a client's own cancel
+    or ``UploadComplete`` would be answered as another's."""
     names, values = request["ExpressionAttributeNames"], request["ExpressionAttributeValues"]
     expression = request["UpdateExpression"]
     sets = _SETS.findall(expression)

@@ -175,9 +175,9 @@ class JobStore:
 
     def withdraw(self, job_id: str) -> None:
         """Delete a keyless job whose :meth:`create` raised, if it landed: an attempt the SDK sent again may have
-        written it before the last attempt's error. Left QUEUED, the reconciler would queue it while the client,
-        told to retry, made another job: the query ran twice. Only while still QUEUED without a statement (nothing
-        was queued for it, so nothing else has it); a missing item is fine."""
+        written it before the last attempt's error. Left QUEUED, the reconciler would queue it while the client, told to
+        retry, makes another job: the query would run twice. Only while still QUEUED without a statement (nothing was
+        queued for it, so nothing else has it); a missing item is fine."""
         try:
             self._db.delete_item(
                 TableName=self._table,

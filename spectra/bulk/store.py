@@ -267,8 +267,8 @@ class BulkJobStore:
     def record_keyed_batch(self, job_id: str, name: str, batch: KeyedBatch) -> None:
         """Record a batch under its key ``name`` whatever the job's state, unless the name is recorded already: a
         keyed batch the job's close listed before its count was refused (:meth:`count_upload` writes only while
-        ``Open``) is part of the job, and a repeat of its request must find it (the diff review: a repeat answered 409
-        'not Open' for a batch the job loads)."""
+        ``Open``) is part of the job, and a repeat of its request must find it (else the repeat is answered 409 'not
+        Open' for a batch the job loads)."""
         request = {
             "TableName": self._table,
             "Key": to_item({"job_id": job_id}),
@@ -361,7 +361,7 @@ class BulkJobStore:
         """Result files are written, under ``attempt`` (``results_attempt``: the routes serve those; ``error``: what
         they fall short of). The job leaves the pending index unless its event is still owed. ``leased``: the job as
         its writer leased it, whose lease must still be the job's (else None): a writer whose lease ran out and was
-        taken over no longer points the routes at its own files, whole as they are (note 35's list)."""
+        taken over does not point the routes at its own files, whole as they are."""
         changes: dict[str, Any] = {"results_ready": True}
         if attempt is not None:
             changes["results_attempt"] = attempt
@@ -373,10 +373,10 @@ class BulkJobStore:
         return self._settled(self._conditional(_owed_as_read(request, leased)))
 
     def give_up_results(self, job: BulkJob, *, why: str, error: ErrorInfo | None = None) -> BulkJob | None:
-        """Result files given up (``why``; ``error``: the job's, if it has none yet), unless written meanwhile or
-        their lease changed since ``job`` was read: a writer that took them in between writes them, and giving them
-        up under it left the routes answering 410 for files that exist. The job leaves the pending index unless its
-        event is still owed."""
+        """Result files given up (``why``; ``error``: the job's, if it has none yet), unless written meanwhile or their
+        lease changed since ``job`` was read: a writer that took them in between writes them, and giving them up under
+        it would leave the routes answering 410 for files that exist. The job leaves the pending index unless its event
+        is still owed."""
         changes: dict[str, Any] = {"results_ready": True, "results_unavailable": why}
         if error is not None:
             changes["error"] = error
