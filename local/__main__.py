@@ -177,8 +177,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="a service served by another moto, e.g. dynamodb=http://127.0.0.1:4570 (--functions-only; repeatable)",
     )
     parser.add_argument("--redshift", help="the running Data API emulator endpoint (--functions-only)")
-    # bounded as the SPECTRA_*_PORT variables are (the operations review: -1 was a traceback, 70000 wrapped to
-    # another port, and a schedule interval of -1 or nan ran the reconciler back to back)
+    # bounded as the SPECTRA_*_PORT variables are: unbounded, -1 would be a traceback, 70000 would wrap to another
+    # port, and a schedule interval of -1 or nan would run the reconciler back to back
     parser.add_argument(
         "--api-port", type=whole_number(0, 65535), help="port of the API (--functions-only; default any free port)"
     )

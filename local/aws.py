@@ -287,7 +287,7 @@ def failing(app):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length and any(fault.resource and not _names(named, fault.resource) for fault in candidates):
             # a body of a known length is read and put back for moto; one without (chunked) is left alone, unread,
-            # and names no resource: reading it by a length it does not have stored an empty object (storm review)
+            # and names no resource: reading it by a length it does not have would store an empty object
             body = environ["wsgi.input"].read(length)
             environ["wsgi.input"] = io.BytesIO(body)
             named += body.decode("utf-8", "replace")

@@ -163,8 +163,8 @@ class JwtVerifier:
 
 def _issued_at(iat) -> datetime | None:
     """A token's ``iat`` as a time, None when it has none: PyJWT has checked it is a number, or a string of one (it
-    reads ``"1700000000"``). One that is no time (``-1e300``, NaN) is refused: read as none, it skipped the check
-    that the token was not issued before its tenant was created (found by the identity review)."""
+    reads ``"1700000000"``). One that is no time (``-1e300``, NaN) is refused: read as none, it would skip the check
+    that the token was not issued before its tenant was created."""
     if iat is None:
         return None
     try:

@@ -57,7 +57,7 @@ _QUOTING_DATA = (ResultUnconvertible,)
 
 def traceback_of(exc: BaseException) -> BaseException | None:
     """``exc`` for a log line's ``exc_info``, or None for an error whose text may quote a tenant's data: its
-    traceback printed the row pyarrow could not read at ERROR (found by the logs review)."""
+    traceback would print the row pyarrow could not read at ERROR."""
     return None if isinstance(exc, _QUOTING_DATA) else exc
 
 

@@ -217,7 +217,7 @@ def _spliced(statement: str, tree: exp.Expression, by_name: dict[str, TypedParam
     for start, end, name in spots:
         text = generator.generate(_bound_node(exp.Placeholder(this=name), by_name[name]))
         # written where the placeholder was, spaced from a word before or after it: "limit:n" is one keyword and
-        # a placeholder, and "limitCAST(:n AS BIGINT)" one unknown word (found by the parameters review)
+        # a placeholder, and "limitCAST(:n AS BIGINT)" one unknown word
         before = " " if start and _glues(statement[start - 1]) and _glues(text[0]) else ""
         after = " " if end < len(statement) and _glues(text[-1]) and _glues(statement[end]) else ""
         pieces += [statement[done:start], before + text + after]

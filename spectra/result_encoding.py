@@ -242,9 +242,8 @@ def postgres_booleans(table):
 def postgres_datetimes(table):
     """``table`` with its date and timestamp columns as the warehouse's text (COPY, and an export's UNLOAD):
     ``2026-01-02 03:04:05``, a fraction of a second without its trailing zeros, ``+00`` after a timestamptz, ``BC``
-    after a year before 1. pyarrow's writer says ``2026-01-02 03:04:05.000000Z`` and ``-0043-03-15``, so the same
-    result read differently delivered s3 or export, and a BC date did not load back (the query review). NULL stays
-    NULL."""
+    after a year before 1. pyarrow's writer says ``2026-01-02 03:04:05.000000Z`` and ``-0043-03-15``: written so, the
+    same result would read differently delivered s3 or export, and a BC date would not load back. NULL stays NULL."""
     import pyarrow as pa
 
     if not any(pa.types.is_timestamp(c.type) or pa.types.is_date(c.type) for c in table.columns):

@@ -72,9 +72,9 @@ class PageReader:
                 page = self._without_header(page)
             if not page:
                 continue
-            # Arrow's CSV reader drops a UTF-8 BOM at the start of its input: a page's first value that began with
-            # U+FEFF lost it, and one that was only U+FEFF read as NULL (found by the fidelity review). One of ours
-            # goes first, for the reader to drop.
+            # Arrow's CSV reader drops a UTF-8 BOM at the start of its input: a page's first value that begins with
+            # U+FEFF would lose it, and one that is only U+FEFF would read as NULL. One of ours goes first, for the
+            # reader to drop.
             data = codecs.BOM_UTF8 + page.encode()
             options = dict(
                 read_options=pacsv.ReadOptions(column_names=names, block_size=max(1 << 20, len(data) + 1)),

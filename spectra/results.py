@@ -387,8 +387,8 @@ class ResultSink:
             text = b"[" + b",".join(chunks) + b"]"
             stored = base64.b64encode(gzip.compress(text, 1)).decode()  # small, and read back soon: favour speed
             # The stored form is held to the room the job record has, not to the JSON's limit: rows that barely
-            # compress (random tokens, hashes) take more stored than as JSON, and 250 KB of JSON was refused inline
-            # as "277328 bytes of JSON" (the result delivery review)
+            # compress (random tokens, hashes) take more stored than as JSON, so held to the JSON's limit, 250 KB of
+            # JSON (277328 bytes stored) would be refused inline
             if inline_budget is None or len(stored) <= inline_budget:
                 return JobResult(
                     **{

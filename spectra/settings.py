@@ -17,15 +17,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 def _whole(value: object) -> object:
     """A fraction, as the whole number above it. CloudFormation's Number parameters take 2.5 and hand it to the
-    functions as written: refused here, TenantMaxRunningStatements or SessionKeepAliveSeconds at 2.5 (Globals) made
-    every function fail to load its settings, and so every request fail. The ceiling of a value within a parameter's
-    MinValue and MaxValue (whole numbers) stays within them, and never makes a fraction 0, which means "none" to
-    several settings (0.5 running statements floored to 0 paused every tenant: the diff review)."""
+    functions as written: refused here, TenantMaxRunningStatements or SessionKeepAliveSeconds at 2.5 (Globals) would
+    make every function fail to load its settings, and so every request fail. The ceiling of a value within a
+    parameter's MinValue and MaxValue (whole numbers) stays within them, and never makes a fraction 0, which means
+    "none" to several settings (0.5 running statements floored to 0 would pause every tenant)."""
     if isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
-            return value  # not a number: refused as before
+            return value  # not a number: left for the int field to refuse
         if math.isfinite(number):
             return math.ceil(number)
     return value

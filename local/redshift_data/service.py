@@ -313,8 +313,8 @@ class DataApiService:
         if statement.status in (SUBMITTED, PICKED):
             # not started yet (read after the cancel was asked): the worker checks the request once it has started
             # the statement and ends it ABORTED before running anything, so the cancel has taken effect. Waited for,
-            # it answered false after 10 s with every worker busy (found by the emulator review), and the executor
-            # took that for a statement that had run to its end
+            # it would answer false after 10 s with every worker busy, and the executor would take that for a
+            # statement that had run to its end
             return {"Status": True}
         deadline = time.monotonic() + 10  # AWS answers once the cancel took effect; so do we
         resend_at = time.monotonic() + 0.1

@@ -51,8 +51,8 @@ class Session:
 
 def _alive(connection) -> bool:
     """Whether an idle session's connection still reaches its backend: one ended while the session idled (an
-    administrator's pg_terminate_backend, a restart) is seen only when next used, and the statement naming the
-    session failed with the connection's error (the sessions review). Read without blocking (libpq's
+    administrator's pg_terminate_backend, a restart) is otherwise seen only when next used, and the statement naming
+    the session fails with the connection's error. Read without blocking (libpq's
     PQconsumeInput), it is told now, and the session is refused "not available" as an ended one is."""
     if connection is None:  # opened by its first statement's worker
         return True

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 #: An authorizer that raised or timed out is, to API Gateway, an AuthorizerConfigurationException: its
-#: AUTHORIZER_CONFIGURATION_ERROR response, the one the template must get right (storm review)
+#: AUTHORIZER_CONFIGURATION_ERROR response, the one the template must get right
 _RESPONSE_TYPES = {401: "UNAUTHORIZED", 403: "ACCESS_DENIED", 429: "THROTTLED", 500: "AUTHORIZER_CONFIGURATION_ERROR"}
 _METER_REFUSALS = {
     INVALID_API_KEY: (403, "Forbidden"),

@@ -63,8 +63,8 @@ class CreateBulkJob(BaseModel):
     )
     operation: BulkOperation = Field(description="insert, update, upsert, delete or query.", examples=["upsert"])
     externalIdFieldName: str | None = _EXTERNAL_ID
-    # null is the default, as an unset field, which clients that write every field of a class send (the Bulk 2.0
-    # clients review: a create with "lineEnding": null was a 400)
+    # null is the default, as an unset field, which clients that write every field of a class send: a create with
+    # "lineEnding": null is not a 400
     columnDelimiter: ColumnDelimiter | None = Field(
         default=ColumnDelimiter.COMMA, description="The field separator of the CSV (null: COMMA).", examples=["COMMA"]
     )

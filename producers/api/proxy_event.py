@@ -3,9 +3,9 @@
 API Gateway's REST proxy events have one shape: a method and a path; headers, query parameters and path parameters
 as strings (each name's values as a list of strings in the multi-value maps), or null when there are none; the body
 as a string or null; a request context with the request's id. A function invoked directly (the Lambda console, a
-script, another service) or behind a misconfigured integration can be handed anything, and Powertools read what it
-was given: a null query value (``{"limit": null}``) was a 500, an event without ``httpMethod`` an unhandled exception
-(the hostile-input review). Such an event is 400 ``invalid_request`` in the error shape, its details naming each
+script, another service) or behind a misconfigured integration can be handed anything, and Powertools reads what it
+is given: unchecked, a null query value (``{"limit": null}``) would be a 500, an event without ``httpMethod`` an
+unhandled exception. Such an event is 400 ``invalid_request`` in the error shape, its details naming each
 part that is wrong, and no route runs. Well-formed events pass as they are: nothing is rewritten.
 
 The caller's identity is not checked here (the document and Swagger UI routes have none): a route reads it from the

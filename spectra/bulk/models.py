@@ -251,7 +251,7 @@ class BulkJob(BaseModel):
     keyed_batches: dict[str, KeyedBatch] = Field(default_factory=dict)
     #: keys of batches stored while it was Open but refused their count (a keyed repeat's second copy, one past the
     #: limit) and taken back (spectra.bulk.uploads._take_back): withdrawn in a write a close is conditional on, so no
-    #: close lists one between the take-back's look at the job and its delete (the bulk concurrency review)
+    #: close lists one between the take-back's look at the job and its delete
     withdrawn_batches: list[str] = Field(default_factory=list)
     #: failed attempts at recording the statement's outcome (spectra.bulk.lifecycle._failed_attempt)
     result_attempts: int = 0

@@ -106,8 +106,8 @@ class Manifest:
 def max_errors(configured: int, *, serverless: bool) -> int:
     """The COPY's ``MAXERROR``: the configured one on a provisioned cluster, whose ``stl_load_errors`` lists the rows
     it rejected (failedResults); 0 on Redshift Serverless, which keeps them in ``sys_load_error_detail`` under other
-    query ids and not in ``stl_load_errors``, so a rejected row would go unlisted, its record reported successful
-    (the emulator fidelity review). There a file with a bad row fails whole, saying so, and nothing is loaded."""
+    query ids and not in ``stl_load_errors``, so a rejected row would go unlisted, its record reported successful.
+    There a file with a bad row fails whole, saying so, and nothing is loaded."""
     return 0 if serverless else configured
 
 

@@ -190,8 +190,8 @@ def event_key(event: ProjectEvent) -> str:
     deleted and made again under its Idempotency-Key's id is the same id, so its disabling's time is part of the key
     (every copy of one disabling carries the same ``disabled_at``). So can a bulk job's id end more than once: a
     keyed job's id is its key's, and the key used again 30 days on makes a new job under it (README), whose "Bulk
-    Job Completed" had the first job's ``webhook-id``, and receivers deduplicating by it dropped it (the events
-    review): its making's time is part of the key (every copy of one job's event carries its ``created_at``)."""
+    Job Completed" would otherwise have the first job's ``webhook-id``, and receivers deduplicating by it would drop
+    it: its making's time is part of the key (every copy of one job's event carries its ``created_at``)."""
     if not event.resources:
         return event.id
     if event.detail_type == SUBSCRIPTION_DISABLED:

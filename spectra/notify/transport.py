@@ -250,5 +250,5 @@ def _target(endpoint: Endpoint, location: str | None) -> str:
         # (slack://open/T1/B2/<token>) would reach them whole
         return f"a {scheme}: URL" if scheme.isalnum() else UNPARSEABLE
     # percent-encoded, one URL whole: what cuts URLs down to their origin reads one up to a space or a quote, so a
-    # path's token after one (``/hooks b/<token>``) reached the logs and the bus (note 32's list)
+    # path's token after one (``/hooks b/<token>``) would reach the logs and the bus
     return quote(without_query(target), safe=_KEPT_IN_LOCATION)

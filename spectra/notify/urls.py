@@ -15,7 +15,7 @@ A URL is taken as the tenant wrote it, never rewritten: outside its host (which 
 must be printable ASCII, so a space, a control character or a non-ASCII letter in the path or query is refused
 (percent-encode it, as RFC 3986 asks) rather than encoded by us, which would guess at the encoding and send a request
 to another target than the one stored. Such a URL could not be sent anyway: ``http.client`` refuses it on every
-attempt. Port 0 is refused too, where it used to mean the scheme's default.
+attempt. Port 0 is refused too: it would otherwise be taken for the scheme's default port.
 """
 
 from __future__ import annotations

@@ -83,8 +83,8 @@ def _parsed_with_placeholders(sql: str) -> list:
 
 class _PostgresKeepingPlaceholders(Postgres):
     """PostgreSQL as sqlglot writes it, but for named placeholders, written ``:name`` as the Data API binds them (and
-    ``bind_parameters`` after this finds them): sqlglot writes ``%(name)s``, so a statement using DATEDIFF or DECODE
-    beside a parameter lost every value (found by the parameters review)."""
+    ``bind_parameters`` after this finds them): sqlglot writes ``%(name)s``, with which a statement using DATEDIFF or
+    DECODE beside a parameter would lose every value."""
 
     class Generator(Postgres.Generator):
         def placeholder_sql(self, expression) -> str:

@@ -102,7 +102,7 @@ def _single_query(query: str) -> str:
         named = previous is not None and previous.token_type in (TokenType.ALIAS, TokenType.DOT)
         previous = token
         if depth == 0 and token.token_type in (TokenType.LIMIT, TokenType.OFFSET) and not named:
-            # (not the word as a column's alias or name: `select id as offset`, `t.limit`; the export review)
+            # (not the word as a column's alias or name: `select id as offset`, `t.limit`)
             # Redshift's own rule (UNLOAD, usage notes): a LIMIT goes in a nested SELECT, never the outer one
             raise RedshiftSqlError(
                 f"{token.text.upper()} clause is not supported in the outer SELECT of UNLOAD; nest it in a subquery"
@@ -318,14 +318,14 @@ def _unload_from_cursor(conn, query: str, command: UnloadCommand, s3_client, nam
     with conn.cursor(name="redshift_unload") as cur:
         if command.format != "JSON" and str(conn.info.parameter_status("DateStyle") or "").startswith("ISO"):
             # Parquet takes dates and timestamps as text: Python's datetime holds years 1 to 9999 only, and a BC date
-            # (or a year past 9999), which Redshift unloads, failed the whole UNLOAD here (_times reads them). Only
+            # (or a year past 9999), which Redshift unloads, would fail the whole UNLOAD here (_times reads them). Only
             # ISO's text is read so; a session that set another DateStyle keeps psycopg's loaders (years 1 to 9999).
             for type_name in _TIME_TYPES:
                 cur.adapters.register_loader(type_name, TextLoader)
         if command.format != "JSON":
-            # kept as the warehouse's text in their Parquet string columns: psycopg's objects spelled them Python's
-            # way (an interval's timedelta folded '1 mon' into '30 days', a json value re-serialised; the export
-            # review), where the emulator's CSV UNLOAD and its Data API give PostgreSQL's text
+            # kept as the warehouse's text in their Parquet string columns: psycopg's objects would spell them
+            # Python's way (an interval's timedelta folds '1 mon' into '30 days', a json value is re-serialised),
+            # where the emulator's CSV UNLOAD and its Data API give PostgreSQL's text
             for type_name in _TEXT_KEPT_TYPES:
                 cur.adapters.register_loader(type_name, TextLoader)
         cur.execute(sql.SQL(query))
@@ -429,7 +429,7 @@ _TIME_TEXT = re.compile(
 def _times(texts, type_: pa.DataType) -> pa.Array:
     """Dates or timestamps from PostgreSQL's text: Arrow's cast reads years 1 to 9999; a page holding others is read
     value by value, in the proleptic Gregorian calendar (year 0 for 1 BC), as Parquet counts days and microseconds.
-    Anything else (PostgreSQL's ``infinity``, which Redshift has not) fails the UNLOAD, as before."""
+    Anything else (PostgreSQL's ``infinity``, which Redshift has not) fails the UNLOAD."""
     if not any(isinstance(text, str) for text in texts):  # read by psycopg's loaders (a DateStyle other than ISO)
         return pa.array(texts, type=type_)
     try:
