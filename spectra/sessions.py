@@ -30,7 +30,7 @@ rules:
 - **Only what the warehouse allows leaks between statements, and only within one tenant.** The SQL guard refuses SET,
   ``set_config`` and temporary tables, so a statement cannot change what the next one in its session sees.
 
-Bulk jobs run without sessions: their batches (COPY, MERGE, UNLOAD) run for seconds to minutes, where a connection
+Bulk jobs run without sessions: their batches (COPY, UPDATE, UNLOAD) run for seconds to minutes, where a connection
 saved is noise, and a BatchExecuteStatement holds its connection for the whole transaction anyway.
 """
 

@@ -24,9 +24,10 @@ update / upsert / delete (staging first, then one set-based change)::
 
 upsert, after the same staging and refusals::
 
-    CREATE TEMP TABLE bulk_created AS SELECT <id> ... WHERE NOT EXISTS (<in target>)   -- one join, before the MERGE
+    CREATE TEMP TABLE bulk_created AS SELECT <id> ... WHERE NOT EXISTS (<in target>)   -- one join, before the writes
     CREATE TEMP TABLE bulk_counts AS SELECT <applied>, <created>                       -- one row
-    MERGE INTO target USING bulk_stage ...
+    UPDATE target ... FROM bulk_stage                                                   -- every row of each id
+    INSERT INTO target SELECT ... FROM bulk_stage JOIN bulk_created                     -- the new ids
     SELECT applied - created FROM bulk_counts / SELECT applied FROM bulk_counts        -- rows updated, applied
     SELECT <id>, <outcome> ...                      -- failed ids, and the smaller of the created and updated ids
 
@@ -140,7 +141,7 @@ def copy_statement(
 
 def check_statement_sizes(job: BulkJob, columns: Sequence[str], statements: Sequence[str], *, max_bytes: int) -> None:
     """Refuse (``too_many_columns``) a load whose batch holds a statement past the Data API's size limit, before
-    anything runs. Every statement names each column of the file once or more (an upsert's MERGE four times, with
+    anything runs. Every statement names each column of the file once or more (an update's UPDATE twice, with
     the staging table's name), so a wide table with long names passes the header check and would fail at the Data
     API, after the upload, with a statement-size error the tenant never wrote."""
     largest = max(len(statement.encode()) for statement in statements)
@@ -233,7 +234,7 @@ def load_statements(
         )
     required = [c for c in columns if c in not_null and ident(c) != key]
     if required and job.operation in (BulkOperation.UPDATE, BulkOperation.UPSERT):
-        # NULL into a NOT NULL column would fail the UPDATE or MERGE, every row with it: refused row by row instead
+        # NULL into a NOT NULL column would fail the UPDATE or INSERT, every row with it: refused row by row instead
         reasons = " ".join(f"WHEN s.{ident(c)} IS NULL THEN {literal(f'{c}: {NOT_NULL_REASON}')}" for c in required)
         nulls = " OR ".join(f"s.{ident(c)} IS NULL" for c in required)
         statements.append(
@@ -250,7 +251,7 @@ def load_statements(
     elif job.operation is BulkOperation.DELETE:
         statements.append(f"DELETE FROM {target} USING {STAGE} {STAGED} WHERE {target}.{key} = {STAGED}.{key}")
     else:  # upsert
-        # Which staged ids are new is asked once, before the MERGE (after it every id exists); the counts are kept in
+        # Which staged ids are new is asked once, before the writes (after them every id exists); the counts are kept in
         # a one-row table, so the answers below read them instead of scanning the staging table again.
         statements.append(
             f"CREATE TEMP TABLE {CREATED} AS SELECT s.{key} AS id FROM {STAGE} s"
@@ -260,12 +261,19 @@ def load_statements(
             f"CREATE TEMP TABLE {COUNTS} AS SELECT (SELECT count(*) FROM {STAGE}) AS applied,"
             f" (SELECT count(*) FROM {CREATED}) AS created"
         )
-        assignments = ", ".join(f"{ident(c)} = {STAGED}.{ident(c)}" for c in columns)
-        values = ", ".join(f"{STAGED}.{ident(c)}" for c in columns)
+        # UPDATE ... FROM, then INSERT of the new ids, not MERGE: Redshift's MERGE allows no source row to match two
+        # target rows (its reference's usage notes), and its example of a key held twice keeps one of the two rows.
+        # The warehouse enforces no key, so a table holding an id twice would fail the job or lose a row; UPDATE ...
+        # FROM sets every row of the id, as an update does. Columns the file does not name keep their values.
+        changed = [c for c in columns if ident(c) != key]
+        if changed:
+            assignments = ", ".join(f"{ident(c)} = {STAGED}.{ident(c)}" for c in changed)
+            statements.append(
+                f"UPDATE {target} SET {assignments} FROM {STAGE} {STAGED} WHERE {target}.{key} = {STAGED}.{key}"
+            )
         statements.append(
-            f"MERGE INTO {target} USING {STAGE} {STAGED} ON {target}.{key} = {STAGED}.{key}"
-            f" WHEN MATCHED THEN UPDATE SET {assignments}"
-            f" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
+            f"INSERT INTO {target} ({cols}) SELECT {', '.join(f's.{ident(c)}' for c in columns)} FROM {STAGE} s"
+            f" JOIN {CREATED} c ON c.id = s.{key}"
         )
         statements.append(f"SELECT applied - created FROM {COUNTS}")
         updated_index = len(statements) - 1

@@ -191,8 +191,8 @@ def test_upsert_creates_and_updates_and_says_which(door, bulk_tenant, warehouse)
 @pytest.mark.parametrize("operation", ["update", "upsert"])
 def test_an_id_the_table_holds_twice_is_updated_in_both_rows(bulk_tenant, warehouse, operation):
     """No key stops a warehouse table holding an id twice. An update and an upsert of that id agree: both rows take
-    the file's values, as Redshift's MERGE does (its usage notes refuse only a target row matching two source rows,
-    which 'duplicate external id' covers)."""
+    the file's values, through UPDATE ... FROM (Redshift's MERGE allows no source row to match two target rows, and
+    its reference's example keeps one of them, so an upsert does not use it)."""
     client = bulk_tenant([*EXISTING, ("bob@x", "Bob II", "Bern", 21, None)])
     sent = [HEADER, ["bob@x", "Bob C", "Rome", "22"]]
     job = run(client, "api", operation, csv_bytes(sent), externalIdFieldName="email")
@@ -430,7 +430,8 @@ def test_a_delete_reads_only_the_ids_of_a_file_with_every_column(bulk_tenant, wa
 
 
 def test_a_statement_that_fails_mid_way_leaves_the_table_as_it_was(bulk_tenant, warehouse, job_events):
-    """The upsert's MERGE breaks the table's CHECK on its last row: the whole job rolls back."""
+    """The upsert's UPDATE breaks the table's CHECK on its last row, after rows before it were written: the whole job
+    rolls back."""
     client = bulk_tenant(EXISTING)
     sent = [HEADER, ["ann@x", "Ann X", "Oslo", "99"], ["new@x", "Neo", "Zion", "1"], ["cid@x", "Cid", "Lima", "-5"]]
     job = client.load("upsert", csv_bytes(sent), externalIdFieldName="email")

@@ -2,8 +2,8 @@
 
 SQLite stands in for the warehouse where a test needs the *answer* of a statement the product generates (which ids
 failed, which were created): the statement is transpiled from Redshift's dialect by sqlglot, so the test checks the
-SQL the product really runs instead of a copy of its rules. Statements SQLite cannot run (COPY, MERGE, DELETE ...
-USING) are left to the integration tier.
+SQL the product really runs instead of a copy of its rules. Statements SQLite cannot run (COPY, UPDATE ... FROM,
+DELETE ... USING) are left to the integration tier.
 """
 
 from __future__ import annotations

@@ -202,13 +202,13 @@ def test_an_insert_into_a_table_with_an_identity_column_lists_its_columns(ports)
 
 @pytest.mark.parametrize(
     ("operation", "columns", "length"),
-    [(BulkOperation.UPSERT, 500, 50), (BulkOperation.UPDATE, 800, 60), (BulkOperation.INSERT, 1_600, 127)],
+    [(BulkOperation.UPSERT, 800, 60), (BulkOperation.UPDATE, 800, 60), (BulkOperation.INSERT, 1_600, 127)],
 )
 def test_a_load_whose_statement_would_pass_the_data_apis_size_fails_naming_its_columns_before_anything_runs(
     ports, operation, columns, length
 ):
-    """An upsert's MERGE names each column four times: 500 columns of 50-character names take 121 KB, which the
-    Data API refuses (100 KB) after every batch was uploaded, with an error about SQL the tenant never wrote. The
+    """An update's UPDATE names each column twice: 800 columns of 60-character names take more than 100 KB, which the
+    Data API refuses after every batch was uploaded, with an error about SQL the tenant never wrote. The
     job fails too_many_columns first, and nothing runs. (The insert's file lists the table's columns in reverse,
     so its COPY names them.)"""
     names = _wide_table(ports, columns, length)
