@@ -1,4 +1,5 @@
-"""Query jobs as the API sees them: submit, look up, list, cancel, fetch results.
+"""Query jobs as the API sees them: submit (and, for a one-call query, wait and answer), look up, list, cancel,
+fetch results.
 
 Submitting never touches the warehouse: it validates, records the job and queues one message, so the API answers in
 milliseconds whatever the statement costs.
@@ -6,6 +7,7 @@ milliseconds whatever the statement costs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -14,13 +16,23 @@ from enum import StrEnum
 from typing import Any
 
 from events import Delivery, ErrorInfo, JobStatus, ResultFormat
-from spectra import logs, share
+from spectra import logs, share, waits
 from spectra.delivery import check_unload_size, request_problem, results_body, statement_sql, unload_problem
-from spectra.errors import Conflict, Gone, InvalidRequest, JobNotFinished, NotFound, StatementRejected, Throttled
+from spectra.errors import (
+    Conflict,
+    Gone,
+    InvalidRequest,
+    JobNotFinished,
+    NotFound,
+    StatementRejected,
+    Throttled,
+    TooManyWaits,
+)
 from spectra.job_store import ListPosition, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.lifecycle import finish_job, queued_message
-from spectra.notify.service import Callback, check_callback, discard_callback, register_callback
+from spectra.notify.models import Subscription
+from spectra.notify.service import Callback, check_callback, discard_callback, job_callback, register_callback
 from spectra.parameters import TypedParameter, bind, check_bound_size
 from spectra.ports import Ports
 from spectra.sql_guard import check_sql, one_parse_budget, parse_checked
@@ -160,17 +172,28 @@ def _requested_job(
     return job, fingerprint
 
 
-def earlier_job(ports: Ports, caller: Caller, **request: Any) -> Job | None:
-    """The job an earlier request with this request's ``idempotency_key`` made (a Conflict when that was another
-    request), or None: writing nothing, so a request refused before it may make a job (a one-call query past its
-    tenant's waits) can still answer a repeat with the job its client already has. ``request``: the fields
-    :func:`submit_query` takes (but ``correlation_id``), checked and fingerprinted as it checks them, with or
-    without a key: a request that can never pass is its 4xx, not the 429 "send it again" of a one-call query past its
-    tenant's waits, which a client retrying 429s would send again for ever."""
-    job, fingerprint = _requested_job(ports, caller, correlation_id=None, **request)
-    earlier = ports.jobs.repeat_of(job, fingerprint=fingerprint) if request.get("idempotency_key") else None
-    if earlier is None and request.get("callback") is not None:
-        check_callback(ports, request["callback"])  # as a request that makes its job would
+def earlier_job(ports: Ports, caller: Caller, ask: QueryAsk) -> Job | None:
+    """The job an earlier request with ``ask``'s ``idempotency_key`` made (a Conflict when that was another request),
+    or None: writing nothing, so a request refused before it may make a job (a one-call query past its tenant's
+    waits) can still answer a repeat with the job its client already has. ``ask`` is checked and fingerprinted as
+    :func:`submit_query` checks it, with or without a key: a request that can never pass is its 4xx, not the 429
+    "send it again" of a one-call query past its tenant's waits, which a client retrying 429s would send again for
+    ever."""
+    job, fingerprint = _requested_job(
+        ports,
+        caller,
+        sql=ask.sql,
+        parameters=ask.parameters,
+        fmt=ask.fmt,
+        idempotency_key=ask.idempotency_key,
+        correlation_id=None,
+        callback=ask.callback,
+        delivery=ask.delivery,
+        row_limit=ask.row_limit,
+    )
+    earlier = ports.jobs.repeat_of(job, fingerprint=fingerprint) if ask.idempotency_key else None
+    if earlier is None and ask.callback is not None:
+        check_callback(ports, ask.callback)  # as a request that makes its job would
     if earlier is not None:
         logs.bind(job_id=earlier.job_id)  # the request's later lines are about this job, as a repeat's are
     return earlier
@@ -259,7 +282,7 @@ def cancel_job(ports: Ports, caller: Caller, job_id: str, *, quick: bool = False
             current = get_job(ports, caller, job_id)
             raise Conflict(f"job {job_id} already ended {current.status.value}", details={"status": current.status})
         # A refused call (throttled, denied, unreachable) raises: the request stays on the job, as asked for; the
-        # statement runs on unless the DELETE is repeated (a 429 says to). Taking it back raced other cancels.
+        # statement runs on unless the DELETE is repeated (a 429 says to). Taking it back would race other cancels.
         stopping = not marked.statement_id or ports.warehouse.cancel(marked.statement_id, quick=quick)
         if not stopping:
             current = get_job(ports, caller, job_id)
@@ -500,6 +523,102 @@ def _cancel_not_sent(job: Job, reason: str) -> ErrorInfo:
         code="cancel_failed",
         message=f"the job was not cancelled ({reason}); DELETE /v1/jobs/{job.job_id} to ask again",
     )
+
+
+# -- a one-call query (POST /v1/queries): submit, wait, answer ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryAsk:
+    """What ``POST /v1/queries`` asks: the query as :func:`submit_query` takes it, and how long to wait for it.
+    ``wait_timeout`` 0 answers at once."""
+
+    sql: str
+    parameters: list[TypedParameter]
+    fmt: ResultFormat
+    delivery: Delivery = Delivery.AUTO
+    row_limit: int | None = None
+    idempotency_key: str | None = None
+    callback: Callback | None = None
+    wait_timeout: int = 0
+    on_wait_timeout: WaitTimeoutAction = WaitTimeoutAction.CONTINUE
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What a one-call query came to: the job as it stands, whether this request created it, why a cancel
+    ``on_wait_timeout`` asked for did not surely reach the warehouse, the results of a job that completed within a
+    wait (None: not waited for, or not readable now), and the callback to show (the one stored with the job for a
+    repeat; None when none was asked or none is stored)."""
+
+    job: Job
+    created: bool
+    cancel_error: ErrorInfo | None = None
+    results: dict[str, Any] | None = None
+    callback: Callback | Subscription | None = None
+
+
+def answer_query(
+    ports: Ports,
+    caller: Caller,
+    ask: QueryAsk,
+    *,
+    correlation_id: str | None,
+    seconds_left: Callable[[int], float],
+    wait_seconds: Callable[[int], float],
+    on_job: Callable[[bool], None],
+) -> Answered:
+    """Submit ``ask``'s query and, with a ``wait_timeout``, wait for its job to end and read its results.
+
+    ``seconds_left(wait_timeout)``: how long the request can still run, which the wait lease lasts.
+    ``wait_seconds(wait_timeout)``: how long to wait, asked once the job is queued, so queueing it counts against the
+    wait. ``on_job(created)`` is called as soon as the job is made or found, before any wait: what the caller counts
+    of it stands whatever the wait or the results read then raise (a 410 for results past their retention)."""
+    with contextlib.ExitStack() as held:
+        earlier, wait, cancel_error = None, ask.wait_timeout, None
+        if wait:
+            # a wait holds this environment: it takes one of the tenant's wait leases first, or is refused 429 before
+            # any job is made (spectra/waits.py); the lease lasts as long as the request can
+            try:
+                held.enter_context(waits.waiting_room(ports, caller.tenant_id, seconds=seconds_left(wait)))
+            except TooManyWaits:
+                # ... but a repeat of a request whose job exists makes none: it is answered that job as it stands,
+                # without waiting ("a repeated key answers 200"), rather than told to send it again for an answer
+                # it may hold already (a client retrying a lost answer while its tenant's waits are taken)
+                earlier = earlier_job(ports, caller, ask)
+                if earlier is None:
+                    raise
+                wait, cancel_error = 0, unwaited_cancel(earlier, ask.on_wait_timeout)
+        if earlier is not None:
+            job, created = earlier, False
+        else:
+            job, created = submit_query(
+                ports,
+                caller,
+                correlation_id=correlation_id,
+                sql=ask.sql,
+                parameters=ask.parameters,
+                fmt=ask.fmt,
+                delivery=ask.delivery,
+                row_limit=ask.row_limit,
+                idempotency_key=ask.idempotency_key,
+                callback=ask.callback,
+            )
+        on_job(created)
+        if wait:
+            waited = await_job(
+                ports, caller, job, seconds=wait_seconds(ask.wait_timeout), on_timeout=ask.on_wait_timeout
+            )
+            job, cancel_error = waited.job, waited.cancel_error
+        results = None
+        if job.status is JobStatus.COMPLETED and ask.wait_timeout:
+            results = waited_results(ports, job)
+    stored = None
+    if ask.callback is not None:
+        # a repeat (the same Idempotency-Key and request) answers the first request's callback, secret included: a
+        # client whose first answer was lost has no other way to learn it
+        stored = ask.callback if created else job_callback(ports, tenant_id=job.tenant_id, job_id=job.job_id)
+    return Answered(job=job, created=created, cancel_error=cancel_error, results=results, callback=stored)
 
 
 def retry_after(job: Job) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from functools import lru_cache
@@ -39,7 +38,7 @@ from producers.api.models import (
 )
 from producers.api.proxy_event import ProxyEvent
 from producers.api.subscription_models import CallbackView
-from spectra import logs, queries, waits
+from spectra import logs, queries
 from spectra.errors import (
     JobNotFinished,
     SpectraError,
@@ -361,71 +360,44 @@ def submit(
     request: Annotated[QueryRequest, Body()],
     idempotency_key: IdempotencyKey = None,
 ) -> Response[QueryAnswer]:
-    callback = notify.new_callback(request.callback_url) if request.callback_url else None
-    asked = {
-        "sql": request.sql,
-        "parameters": request.parameters,
-        "fmt": request.format,
-        "delivery": request.delivery,
-        "row_limit": request.row_limit,
-        "idempotency_key": idempotency_key,
-        "callback": callback,
-    }
-    with contextlib.ExitStack() as held:
-        earlier, wait, cancel_error = None, request.wait_timeout, None
-        if wait:
-            # a wait holds this environment: it takes one of the tenant's wait leases first, or is refused 429 before
-            # any job is made (spectra/waits.py); the lease lasts as long as the request can
-            try:
-                held.enter_context(
-                    waits.waiting_room(get_ports(Budget.CLIENT), _caller().tenant_id, seconds=_seconds_left(wait))
-                )
-            except TooManyWaits:
-                # ... but a repeat of a request whose job exists makes none: it is answered that job as it stands,
-                # without waiting ("a repeated key answers 200"), rather than told to send it again for an answer
-                # it may hold already (a client retrying a lost answer while its tenant's waits are taken)
-                earlier = queries.earlier_job(get_ports(Budget.CLIENT), _caller(), **asked)
-                if earlier is None:
-                    raise
-                wait, cancel_error = 0, queries.unwaited_cancel(earlier, request.on_wait_timeout)
-        if earlier is not None:
-            job, created = earlier, False
-        else:
-            job, created = queries.submit_query(
-                get_ports(Budget.CLIENT),
-                _caller(),
-                correlation_id=app.current_event.request_context.request_id,
-                **asked,
-            )
-        metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
-        if wait:
-            # what is left of the function's time once the job is queued, so queueing it counts against the wait
-            seconds = _wait_seconds(request.wait_timeout)
-            waited = queries.await_job(
-                get_ports(Budget.CLIENT), _caller(), job, seconds=seconds, on_timeout=request.on_wait_timeout
-            )
-            job, cancel_error = waited.job, waited.cancel_error
-        view = QueryAnswer.of(job)
-        view.cancel_error = cancel_error
-        if job.status is JobStatus.COMPLETED and request.wait_timeout:
-            results = queries.waited_results(get_ports(Budget.CLIENT), job)
-            view.results = JobResults.model_validate(results) if results is not None else None
-    if callback is not None:
-        # a repeat (the same Idempotency-Key and request) answers the first request's callback, secret included: a
-        # client whose first answer was lost has no other way to learn it
-        stored = (
-            callback
-            if created
-            else notify.job_callback(get_ports(Budget.CLIENT), tenant_id=job.tenant_id, job_id=job.job_id)
-        )
-        if stored is not None:
-            view.callback = CallbackView(subscription_id=callback_id(job.job_id), url=stored.url, secret=stored.secret)
+    ask = queries.QueryAsk(
+        sql=request.sql,
+        parameters=request.parameters,
+        fmt=request.format,
+        delivery=request.delivery,
+        row_limit=request.row_limit,
+        idempotency_key=idempotency_key,
+        callback=notify.new_callback(request.callback_url) if request.callback_url else None,
+        wait_timeout=request.wait_timeout,
+        on_wait_timeout=request.on_wait_timeout,
+    )
+    answered = queries.answer_query(
+        get_ports(Budget.CLIENT),
+        _caller(),
+        ask,
+        correlation_id=app.current_event.request_context.request_id,
+        seconds_left=_seconds_left,
+        wait_seconds=_wait_seconds,
+        on_job=_count_job,
+    )
+    job, created = answered.job, answered.created
+    view = QueryAnswer.of(job)
+    view.cancel_error = answered.cancel_error
+    if answered.results is not None:
+        view.results = JobResults.model_validate(answered.results)
+    if answered.callback is not None:
+        stored = answered.callback
+        view.callback = CallbackView(subscription_id=callback_id(job.job_id), url=stored.url, secret=stored.secret)
     return Response(
         status_code=HTTPStatus.ACCEPTED if created and not job.status.is_terminal else HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
         body=view,
         headers={"Location": view.links.self},
     )
+
+
+def _count_job(created: bool) -> None:
+    metrics.add_metric(name="JobsSubmitted" if created else "JobsReplayed", unit="Count", value=1)
 
 
 #: What a wait leaves of the function's time for the rest of the request (reading the result, answering).

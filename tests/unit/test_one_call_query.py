@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from events import JobQueuedMessage, JobStatus
 from producers.api import app as api
+from spectra import waits
 from spectra.jobs import utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.queries import WaitTimeoutAction, await_job, wait_for_job
@@ -386,7 +387,7 @@ def test_the_wait_leaves_its_margin_when_queueing_the_job_was_slow(ports, monkey
 
 
 def _take_every_wait(ports, tenant_id="acme"):
-    for n in range(api.waits.wait_cap(ports, tenant_id)):
+    for n in range(waits.wait_cap(ports, tenant_id)):
         assert ports.waits.take(tenant_id, f"other-{n}", limit=n + 1, until=time.time() + 60)
 
 
@@ -450,7 +451,7 @@ def test_a_repeat_past_the_tenants_waits_of_a_running_job_is_answered_at_once(po
     status, repeat = post_query({"sql": "select 1 as one", "wait_timeout": 5}, {"Idempotency-Key": "k-1"})
     assert status == 200, repeat
     assert (repeat["job_id"], repeat["status"], repeat.get("results")) == (first["job_id"], "SUBMITTED", None)
-    assert set(ports.waits.held("acme")) == {f"other-{n}" for n in range(api.waits.wait_cap(ports, "acme"))}
+    assert set(ports.waits.held("acme")) == {f"other-{n}" for n in range(waits.wait_cap(ports, "acme"))}
 
 
 @pytest.mark.parametrize("started", [False, True], ids=["queued", "running"])
