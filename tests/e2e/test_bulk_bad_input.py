@@ -301,7 +301,8 @@ def test_gzip_batches_load_through_the_api(bulk_tenant, warehouse, spectra_stack
 
     monkeypatch.setattr(results_function, "invoke", held)
     try:
-        client.upload(job["id"], gzip.compress(csv_bytes([HEADER, GOOD])), gzip=True)
+        # a gzip file sent gzipped once more: API Gateway inflates the outer layer, and the batch is stored as gzip
+        client.upload(job["id"], gzip.compress(gzip.compress(csv_bytes([HEADER, GOOD]))), gzip=True)
         client.upload(job["id"], csv_bytes([HEADER, ["bob@x", "Bob", "Rome", "2"]]))  # a second batch, plain
         client.close(job["id"])
         assert asked.wait(60)  # its load committed: stored JobComplete, its event out, its files asked for
@@ -322,23 +323,19 @@ def test_gzip_batches_load_through_the_api(bulk_tenant, warehouse, spectra_stack
 def test_a_gzip_batch_cut_short_or_with_bytes_after_it_is_refused_at_the_put_and_the_job_loads_the_rest(
     bulk_tenant, warehouse
 ):
-    """The bulk review: such a batch was answered 201, then the whole job failed bad_gzip at UploadComplete, its good
-    batches thrown away with it. It is a 400 bad_gzip now, in the API's error shape, and the job loads its other
-    batches: one plain, one of two gzip members (as `cat a.gz b.gz` makes), read through both."""
+    """A gzip batch that does not inflate to its end (cut short, bytes after it) is refused at the PUT, not taken to
+    fail the whole job, its good batches with it, at UploadComplete: API Gateway inflates a gzip body before the
+    function sees it and answers its own 415 when it cannot. The job loads its other batches: one plain, one of two
+    gzip members (as `cat a.gz b.gz` makes), inflated through both, and stored as they reached the function."""
     client = bulk_tenant()
     job = client.create("insert")
     client.upload(job["id"], csv_bytes([HEADER, GOOD]))
     rows = [[f"r{n}@x", f"R{n}", "Oslo", str(n)] for n in range(1000)]
     whole = gzip.compress(csv_bytes([HEADER, *rows]))
-    for body, says in [
-        (whole[:-30], "the batch is not a complete gzip file (it ends early)"),
-        (whole + b"\0" * 64, "the batch is not a valid gzip file: NUL bytes follow its gzip data (padding)"),
-        (whole + b"garbage", "the batch is not a valid gzip file: "),
-    ]:
-        response = client.upload(job["id"], body, gzip=True, expect=400)
+    for body in [whole[:-30], whole + b"garbage"]:
+        response = client.upload(job["id"], body, gzip=True, expect=415)
         error = response.json()["error"]
-        assert (set(error), error["code"]) == ({"code", "message", "details"}, "bad_gzip"), error
-        assert error["message"].startswith(says), error["message"]
+        assert (set(error), error["code"]) == ({"code", "message", "details"}, "request_error"), error
     members = gzip.compress(csv_bytes([HEADER, *rows[:500]])) + gzip.compress(csv_bytes(rows[500:]))
     client.upload(job["id"], members, gzip=True)
     client.close(job["id"])
@@ -432,7 +429,7 @@ def test_api_misuse_gets_4xx_in_the_error_shape(bulk_tenant):
         data=b"a,b\n1,2\n",
         headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"},
     )
-    error(not_gzip, 400)
+    error(not_gzip, 415, "request_error")  # API Gateway's own: the body does not inflate as its header says
     # found by the newcomer review: accepted, the first stored gzip as CSV and failed the whole job for a header that
     # was not UTF-8, naming a file the client never saw; the second, Excel's "CSV (Comma delimited)", failed its rows
     gzip_unsaid = client.api.request(

@@ -189,7 +189,8 @@ def test_a_json_body_with_a_content_encoding_is_415(new_tenant, compressed):
     response = new_tenant().request(
         "POST", "/v1/queries", data=gzip.compress(body) if compressed else body, headers=headers
     )
-    assert error_of(response, 415)["code"] == "unsupported_media_type"
+    # gzip: API Gateway inflates it and the API refuses the header; a plain body under it: API Gateway's own 415
+    assert error_of(response, 415)["code"] == ("unsupported_media_type" if compressed else "request_error")
 
 
 def test_deep_sql_that_generators_write_is_never_a_server_error(new_tenant):

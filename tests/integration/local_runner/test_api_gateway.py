@@ -1,9 +1,11 @@
 """The HTTP side: proxy events, routing, authorizers and responses, over real HTTP."""
 
 import base64
+import gzip
 import http.client
 import json
 import socket
+import zlib
 
 import pytest
 import requests
@@ -111,6 +113,51 @@ def test_binary_bodies_are_base64_both_ways(api):
     assert response.headers["Content-Type"] == "application/octet-stream"
     event = api.invocation_log("Binary")[-1].event
     assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"\x00\xff"
+
+
+def test_a_compressed_body_reaches_the_function_inflated_with_its_header_as_sent(api):
+    """API Gateway inflates a gzip or deflate body before the integration ("Calling an API method with a compressed
+    payload"), leaving Content-Encoding as the client sent it; gzip members one after another inflate whole."""
+    octets = {"Content-Type": "application/octet-stream", **ALLOW}
+    for encoding, body in [
+        ("gzip", gzip.compress(b"a,b\n") + gzip.compress(b"1,2\n")),
+        ("deflate", zlib.compress(b"a,b\n1,2\n")),
+        ("identity", b"a,b\n1,2\n"),
+    ]:
+        response = requests.put(
+            api.api_url + "/upload", data=body, headers={**octets, "Content-Encoding": encoding}, timeout=10
+        )
+        assert response.status_code == 201, (encoding, response.text)
+        event = api.invocation_log("Binary")[-1].event
+        assert base64.b64decode(event["body"]) == b"a,b\n1,2\n"
+        assert event["headers"]["Content-Encoding"] == encoding
+
+
+def test_a_body_that_does_not_inflate_as_its_coding_says_is_a_415_and_invokes_nothing(api):
+    before = len(api.invocation_log("Binary"))
+    whole = gzip.compress(b"a,b\n" * 100)
+    for encoding, body in [("gzip", whole[:-8]), ("gzip", whole + b"garbage"), ("gzip", b"a,b\n"), ("br", b"x")]:
+        response = requests.put(
+            api.api_url + "/upload",
+            data=body,
+            headers={"Content-Type": "application/octet-stream", "Content-Encoding": encoding, **ALLOW},
+            timeout=10,
+        )
+        assert (response.status_code, response.json()) == (415, {"message": "Unsupported Media Type"}), encoding
+    assert len(api.invocation_log("Binary")) == before
+
+
+def test_a_body_inflating_past_lambdas_event_quota_is_a_502_without_a_call(api):
+    before = len(api.invocation_log("Binary"))
+    bomb = gzip.compress(b"\0" * (7 * MB))  # 7 KB on the wire
+    response = requests.put(
+        api.api_url + "/upload",
+        data=bomb,
+        headers={"Content-Type": "application/octet-stream", "Content-Encoding": "gzip", **ALLOW},
+        timeout=10,
+    )
+    assert response.status_code == 502 and response.json() == {"message": "Internal server error"}
+    assert len(api.invocation_log("Binary")) == before
 
 
 @pytest.mark.parametrize("accept", ["*/*", "text/plain, application/octet-stream", None])
