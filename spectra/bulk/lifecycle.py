@@ -453,6 +453,7 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, plann
         outcome_url=f"s3://{settings.results_bucket}/{outcome_prefix(job)}",
         not_null=[c["name"] for c in described if not c.get("nullable", 1)],
         table_columns=_copied_without_a_list(described),
+        identity_columns=[c["name"] for c in described if _is_identity(c)],
     )
     check_statement_sizes(job, columns, sqls, max_bytes=settings.max_sql_bytes)
     key = (job.external_id_field or "").lower()
@@ -481,9 +482,14 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, plann
 def _copied_without_a_list(described: list[dict]) -> list[str]:
     """The table's columns in order, as COPY without a column list loads them; none when one is an IDENTITY column,
     which such a COPY leaves out (Redshift's COPY reference), so a file naming it still lists its columns."""
-    if any("identity" in str(c.get("columnDefault") or "").lower() for c in described):
+    if any(_is_identity(c) for c in described):
         return []
     return [c["name"] for c in described]
+
+
+def _is_identity(column: dict) -> bool:
+    """An IDENTITY column, as DescribeTable shows it: its default is Redshift's ``"identity"(...)``."""
+    return "identity" in str(column.get("columnDefault") or "").lower()
 
 
 class _CalledOff(Exception):

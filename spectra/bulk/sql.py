@@ -121,9 +121,12 @@ def copy_statement(
     role: str,
     max_errors: int,
     listed: bool = True,
+    explicit_ids: bool = False,
 ) -> str:
     """COPY of the manifest's files into ``target``; ``listed`` False leaves the column list out, for files whose
-    columns are the table's own, in order (the statement then stays within the Data API's size for any table)."""
+    columns are the table's own, in order (the statement then stays within the Data API's size for any table).
+    ``explicit_ids``: the file names an IDENTITY column, which Redshift's COPY fills from the file only with
+    EXPLICIT_IDS (without it, a column list naming one is refused)."""
     options = [
         iam_role_clause(role),
         "MANIFEST",
@@ -135,6 +138,8 @@ def copy_statement(
     ]
     if manifest.gzip:
         options.append("GZIP")
+    if explicit_ids:
+        options.append("EXPLICIT_IDS")
     cols = f" ({', '.join(map(ident, columns))})" if listed else ""
     return f"COPY {target}{cols} FROM {literal(manifest.url)} " + " ".join(options)
 
@@ -164,12 +169,16 @@ def load_statements(
     outcome_url: str | None = None,
     not_null: Sequence[str] = (),
     table_columns: Sequence[str] = (),
+    identity_columns: Sequence[str] = (),
 ) -> tuple[list[str], LoadPlan]:
     """The batch for an ingest job, and where in it completion finds each answer.
 
     ``table_columns``: the target's columns in order, when COPY without a column list loads them (none is an
     IDENTITY column, which COPY then leaves out): an insert whose file has exactly these columns, in this order,
     names none of them.
+
+    ``identity_columns``: the target's IDENTITY columns; an insert whose file names one loads the file's values into
+    it (EXPLICIT_IDS), as a file exported from such a table, loaded again, asks.
 
     ``not_null``: the target's NOT NULL columns. An update or upsert refuses a row that would write NULL into one
     (an empty field of a non-text column), as COPY refuses it on insert, rather than fail the whole statement.
@@ -183,9 +192,18 @@ def load_statements(
 
     loaded: list[int] = []
 
-    def copies_into(table: str, *, listed: bool = True) -> None:
+    def copies_into(table: str, *, listed: bool = True, explicit_ids: bool = False) -> None:
         for manifest in manifests:
-            copy = copy_statement(table, columns, manifest, job, role=role, max_errors=max_errors, listed=listed)
+            copy = copy_statement(
+                table,
+                columns,
+                manifest,
+                job,
+                role=role,
+                max_errors=max_errors,
+                listed=listed,
+                explicit_ids=explicit_ids,
+            )
             statements.append(copy)
             statements.append(REJECTED_ROWS if max_errors else NO_REJECTED_ROWS)
             copies.append((len(statements) - 2, len(statements) - 1))
@@ -193,7 +211,8 @@ def load_statements(
             loaded.append(len(statements) - 1)
 
     if job.operation is BulkOperation.INSERT:
-        copies_into(target, listed=list(columns) != list(table_columns))
+        named_identity = bool(set(columns) & set(identity_columns))
+        copies_into(target, listed=list(columns) != list(table_columns), explicit_ids=named_identity)
         return statements, LoadPlan(columns=columns, copies=copies, loaded=loaded)
 
     key = ident((job.external_id_field or "").lower())

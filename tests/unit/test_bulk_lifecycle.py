@@ -191,13 +191,18 @@ def test_an_insert_of_the_tables_columns_in_another_order_lists_them_in_its_copy
     assert f'"wide" ("{names[2]}", "{names[1]}", "{names[0]}") FROM' in copy
 
 
-def test_an_insert_into_a_table_with_an_identity_column_lists_its_columns(ports):
+def test_an_insert_into_a_table_with_an_identity_column_lists_its_columns_and_loads_the_files_ids(ports):
     """COPY without a column list leaves an IDENTITY column out (Redshift's COPY reference): a file naming every
-    column, the identity one included, keeps its list (and Redshift asks it for EXPLICIT_IDS, as before)."""
+    column, the identity one included, keeps its list, and since a list naming an IDENTITY column is refused without
+    EXPLICIT_IDS, the COPY loads the file's ids (a table's export loaded again). A file leaving it out does not."""
     ports.warehouse.add_table("public", "wide", ["id", "name"])
     ports.warehouse.tables[("public", "wide")][0]["columnDefault"] = "\"identity\"(100500, 0, '1,1'::text)"
     job = start_bulk_job(ports, queued(ports, BulkOperation.INSERT, b"id,name\n1,Ann\n", object="wide"))
-    assert '"wide" ("id", "name") FROM' in ports.warehouse.batch_sqls(job.statement_id)[0]
+    copy = ports.warehouse.batch_sqls(job.statement_id)[0]
+    assert '"wide" ("id", "name") FROM' in copy and copy.endswith(" EXPLICIT_IDS")
+    job = start_bulk_job(ports, queued(ports, BulkOperation.INSERT, b"name\nBob\n", object="wide"))
+    copy = ports.warehouse.batch_sqls(job.statement_id)[0]
+    assert '"wide" ("name") FROM' in copy and "EXPLICIT_IDS" not in copy
 
 
 @pytest.mark.parametrize(

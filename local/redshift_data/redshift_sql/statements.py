@@ -20,7 +20,9 @@ MIN_MAXFILESIZE = 5 * MB
 MAX_MAXFILESIZE = int(6.2 * 1024 * MB)
 
 # Accepted for compatibility; they only matter to a real cluster (statistics, encoding analysis, credentials).
-_IGNORED_FLAGS = {"ESCAPE"}
+# EXPLICIT_IDS lets a Redshift COPY fill an IDENTITY column from the file; the emulator's tables are PostgreSQL's,
+# whose COPY fills every column its list names.
+_IGNORED_FLAGS = {"ESCAPE", "EXPLICIT_IDS"}
 _IGNORED_WITH_STRING = {"IAM_ROLE", "CREDENTIALS", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN", "REGION"}
 _ON_OFF = ("ON", "OFF", "TRUE", "FALSE", "PRESET")
 _NOT_IMPLEMENTED = {
@@ -40,7 +42,6 @@ _NOT_IMPLEMENTED = {
     "REMOVEQUOTES",
     "TRIMBLANKS",
     "TRUNCATECOLUMNS",
-    "EXPLICIT_IDS",
     "NOLOAD",
     "ENCRYPTED",
     "MASTER_SYMMETRIC_KEY",
