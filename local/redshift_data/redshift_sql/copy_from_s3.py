@@ -261,7 +261,7 @@ def _fast_load(
                         raise _ReadRecordByRecord(source.url)
                     if (default_null and b"\\N" in tail[-1:] + chunk) or (measured and not chunk.isascii()):
                         raise _ReadRecordByRecord(source.url)
-                    if padded_quotes is not None and padded_quotes.search(tail + chunk):
+                    if padded_quotes is not None and _padded_quote_in(padded_quotes, tail + chunk, command):
                         raise _ReadRecordByRecord(source.url)
                     copy.write(chunk)
                     tail = (tail + chunk)[-64:]
@@ -282,6 +282,20 @@ def _padded_quotes(command: CopyCommand) -> re.Pattern[bytes]:
     return re.compile(
         b"(?:^|[\n" + delimiter + b"])" + blanks + quote + b"|" + quote + blanks + b"(?:[\r\n" + delimiter + b"]|$)"
     )
+
+
+def _padded_quote_in(pattern: re.Pattern[bytes], data: bytes, command: CopyCommand) -> bool:
+    """Whether ``data`` holds a blank-padded quote: the pattern, run only where a blank touches a quote. The pattern
+    alone tries a match at every delimiter and line start (1.3 s for 41 MB, about a third of a clean 1M-row load);
+    the pairs it needs are looked for first, at memory speed, and most files have none."""
+    quote = command.quote.encode()
+    if not any(blank + quote in data or quote + blank in data for blank in _blank_bytes(command)):
+        return False
+    return pattern.search(data) is not None
+
+
+def _blank_bytes(command: CopyCommand) -> list[bytes]:
+    return [bytes([b]) for b in _blanks(command)]
 
 
 def _is_data_error(error: psycopg.Error) -> bool:
