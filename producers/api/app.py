@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from functools import lru_cache
 from http import HTTPStatus
 from importlib import resources
@@ -402,23 +403,37 @@ def _count_job(created: bool) -> None:
 
 #: What a wait leaves of the function's time for the rest of the request (reading the result, answering).
 _WAIT_MARGIN_SECONDS = 3
+#: API Gateway's integration timeout: it answers 504 this long after it received the request, whatever the function.
+_GATEWAY_SECONDS = 29
+
+
+def _remaining_seconds() -> float | None:
+    """How long this request can still run: the function's remaining time (its timeout ends it), and no longer than
+    API Gateway still waits, counted from the request's ``requestTimeEpoch``. A cold start's initialisation is part
+    of API Gateway's 29 s but not of the function's Timeout, which starts with the handler, so the function's own
+    clock alone let a 25 s wait on a new environment answer after API Gateway's 504. None outside Lambda."""
+    context = getattr(app, "lambda_context", None)
+    if context is None:
+        return None
+    left = context.get_remaining_time_in_millis() / 1000
+    received = (app.current_event.raw_event.get("requestContext") or {}).get("requestTimeEpoch")
+    if isinstance(received, int | float) and received > 0:
+        left = min(left, _GATEWAY_SECONDS - (time.time() - received / 1000))
+    return left
 
 
 def _seconds_left(wait_timeout: int) -> float:
-    """How long this request can still run: the function's remaining time (its timeout ends it), else the wait and
-    its margin."""
-    context = getattr(app, "lambda_context", None)
-    if context is None:
-        return wait_timeout + _WAIT_MARGIN_SECONDS
-    return context.get_remaining_time_in_millis() / 1000
+    """How long this request can still run (:func:`_remaining_seconds`), else the wait and its margin."""
+    left = _remaining_seconds()
+    return wait_timeout + _WAIT_MARGIN_SECONDS if left is None else left
 
 
 def _wait_seconds(wait_timeout: int) -> float:
-    """The wait asked for, within the function's remaining time (the API's timeout is 29 s, API Gateway's too)."""
-    context = getattr(app, "lambda_context", None)
-    if context is None:
+    """The wait asked for, within what the request has left less the answer's margin."""
+    left = _remaining_seconds()
+    if left is None:
         return wait_timeout
-    return max(0.0, min(wait_timeout, context.get_remaining_time_in_millis() / 1000 - _WAIT_MARGIN_SECONDS))
+    return max(0.0, min(wait_timeout, left - _WAIT_MARGIN_SECONDS))
 
 
 @app.get(

@@ -483,3 +483,42 @@ def test_a_repeat_past_the_waits_of_a_job_whose_cancel_was_sent_does_not_say_it_
     _take_every_wait(ports)
     status, repeat = post_query(body, {"Idempotency-Key": "k-1"})
     assert status == 200 and repeat["cancel_requested"] and repeat["cancel_error"] is None, repeat
+
+
+def test_the_wait_ends_before_api_gateways_timeout_when_a_cold_start_took_some_of_it(ports, monkeypatch):
+    """API Gateway's 29 s count from the request, a new environment's initialisation included, while the function's
+    Timeout starts with its handler: 6 s of cold start left a 25 s wait answering at about 31 s, after API Gateway's
+    504 (API Gateway review). The wait is bounded by the request's requestTimeEpoch too: 29 - 6 - 3 s."""
+
+    class Context:  # a fresh invocation: the function's whole 29 s ahead
+        function_name, memory_limit_in_mb, aws_request_id = "api", 512, "r1"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
+
+        def get_remaining_time_in_millis(self):
+            return 29_000
+
+    waited = {}
+
+    def recorded_wait(ports, caller, job, *, seconds, on_timeout):
+        waited["seconds"] = seconds
+        return api.queries.Waited(job=job)
+
+    monkeypatch.setattr(api.queries, "await_job", recorded_wait)
+    received = int((time.time() - 6.0) * 1000)  # API Gateway took the request 6 s ago
+    event = {
+        "httpMethod": "POST",
+        "path": "/v1/queries",
+        "resource": "/v1/queries",
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"sql": "select 1", "wait_timeout": 25}),
+        "isBase64Encoded": False,
+        "requestContext": {
+            "requestId": "r1",
+            "authorizer": {"tenant_id": "acme"},
+            "stage": "v1",
+            "requestTimeEpoch": received,
+        },
+    }
+    answer = api.app.resolve(event, Context())
+    assert answer["statusCode"] in (200, 202), answer["body"]
+    assert 19.0 <= waited["seconds"] <= 20.0, waited
