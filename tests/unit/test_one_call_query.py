@@ -367,16 +367,7 @@ def test_the_wait_leaves_its_margin_when_queueing_the_job_was_slow(ports, monkey
     monkeypatch.setattr(api.queries, "submit_query", slow_submit)
     monkeypatch.setattr(api.queries, "await_job", recorded_wait)
     monkeypatch.setattr(ports.waits, "take", recorded_take)
-    event = {
-        "httpMethod": "POST",
-        "path": "/v1/queries",
-        "resource": "/v1/queries",
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"sql": "select 1", "wait_timeout": 25}),
-        "isBase64Encoded": False,
-        "requestContext": {"requestId": "r1", "authorizer": {"tenant_id": "acme"}, "stage": "v1"},
-    }
-    answer = api.app.resolve(event, Context())
+    answer = api.app.resolve(_a_25_second_wait(), Context())
     assert answer["statusCode"] in (200, 202), answer["body"]
     assert waited["at"] + waited["seconds"] <= 29.0 - api._WAIT_MARGIN_SECONDS, waited
     assert taken == [pytest.approx(29.0)]  # the lease lasts as long as the request can: to the function's end
@@ -505,20 +496,19 @@ def test_the_wait_ends_before_api_gateways_timeout_when_a_cold_start_took_some_o
 
     monkeypatch.setattr(api.queries, "await_job", recorded_wait)
     received = int((time.time() - 6.0) * 1000)  # API Gateway took the request 6 s ago
-    event = {
+    answer = api.app.resolve(_a_25_second_wait(requestTimeEpoch=received), Context())
+    assert answer["statusCode"] in (200, 202), answer["body"]
+    assert 19.0 <= waited["seconds"] <= 20.0, waited
+
+
+def _a_25_second_wait(**request_context) -> dict:
+    """A POST /v1/queries event asking for a 25 s wait, its request context extended by ``request_context``."""
+    return {
         "httpMethod": "POST",
         "path": "/v1/queries",
         "resource": "/v1/queries",
         "headers": {"Content-Type": "application/json"},
         "body": json.dumps({"sql": "select 1", "wait_timeout": 25}),
         "isBase64Encoded": False,
-        "requestContext": {
-            "requestId": "r1",
-            "authorizer": {"tenant_id": "acme"},
-            "stage": "v1",
-            "requestTimeEpoch": received,
-        },
+        "requestContext": {"requestId": "r1", "authorizer": {"tenant_id": "acme"}, "stage": "v1", **request_context},
     }
-    answer = api.app.resolve(event, Context())
-    assert answer["statusCode"] in (200, 202), answer["body"]
-    assert 19.0 <= waited["seconds"] <= 20.0, waited
