@@ -10,7 +10,7 @@ on its embedded PostgreSQL, template.yaml's functions in this process) serves th
   the object exists (the upload to moto is not counted) until the job is ``JobComplete``: notification → S3 drop
   function → jobs queue → executor (header check, COPY ... MAXERROR as the tenant) → completion event → completion;
 - upsert: the same file, with a sidecar asking for an upsert on ``id``, into a table already holding half of the
-  ids: staging COPY, duplicate and id checks, MERGE, all in one transaction.
+  ids: staging COPY, duplicate and id checks, UPDATE and INSERT, all in one transaction.
 
 Targets (issue 6): insert at least 0.7 of the baseline's rows/s, upsert at least 0.4. Result files of jobs this
 large are written after the job ends (by the bulk results function); their time is printed apart.

@@ -27,7 +27,7 @@ from producers.api.bulk_models import (
 from producers.api.links import api_path
 from producers.api.models import ErrorResponse, IdempotencyKey, response_links
 from spectra.bulk import downloads, service, uploads
-from spectra.bulk.files import CSV_CONTENT_TYPE, starts_as_gzip
+from spectra.bulk.files import CSV_CONTENT_TYPE, GZIP_MAGIC
 from spectra.bulk.jsonfiles import JSON_MEDIA_TYPES
 from spectra.bulk.models import BulkOperation, BulkState, JobType
 from spectra.errors import InvalidRequest, UnsupportedMediaType
@@ -260,9 +260,9 @@ def upload_batch(job_id: JobId, idempotency_key: IdempotencyKey = None) -> Respo
     except (binascii.Error, ValueError):
         raise InvalidRequest("the request body is not readable") from None
     # API Gateway inflates a gzip body before the function sees it and leaves the header as sent: gzip data under
-    # the header is a batch stored compressed (another gateway, or a gzip file sent gzipped once more), anything else
-    # arrived inflated and is stored as it is
-    gzip = encoding == "gzip" and starts_as_gzip(body)
+    # the header (its magic bytes) is a batch stored compressed (another gateway, or a gzip file sent gzipped once
+    # more), checked whole as such; anything else arrived inflated and is stored as it is
+    gzip = encoding == "gzip" and body[:2] == GZIP_MAGIC
     ports = get_ports(Budget.CLIENT)
     uploads.upload_batch(ports, _caller(), job_id, body, gzip=gzip, idempotency_key=idempotency_key, media=media)
     return Response(status_code=HTTPStatus.CREATED, content_type=content_types.TEXT_PLAIN, body="")

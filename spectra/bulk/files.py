@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 #: default (requests' ``.text`` as ISO-8859-1, browsers as windows-1252), and every non-ASCII value comes out garbled.
 #: A row sent with bytes that are not UTF-8 comes back in failedResults as sent, labelled so all the same.
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+#: The two bytes every gzip member starts with (RFC 1952).
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def starts_as_gzip(data: bytes) -> bool:

@@ -206,6 +206,28 @@ def test_an_insert_into_a_table_with_an_identity_column_lists_its_columns_and_lo
 
 
 @pytest.mark.parametrize(
+    ("default", "identity"),
+    [
+        ("\"identity\"(100500, 0, '1,1'::text)", True),
+        ("\"default_identity\"(100500, 1, '1,1'::text)", True),
+        ("'identity provider'::character varying", False),
+        ("nextval('seq_identity'::regclass)", False),
+        (None, False),
+    ],
+)
+def test_only_redshifts_identity_defaults_make_an_identity_column(ports, default, identity):
+    """A literal default holding the word (a column 'source' defaulting to 'identity provider') is no IDENTITY
+    column: taken for one, a file naming it got EXPLICIT_IDS, which Redshift refuses when the real IDENTITY column is
+    left out, and the whole job failed."""
+    ports.warehouse.add_table("public", "wide", ["id", "source"])
+    ports.warehouse.tables[("public", "wide")][1]["columnDefault"] = default
+    job = start_bulk_job(ports, queued(ports, BulkOperation.INSERT, b"id,source\n1,sso\n", object="wide"))
+    copy = ports.warehouse.batch_sqls(job.statement_id)[0]
+    assert ("EXPLICIT_IDS" in copy) is identity
+    assert ('"wide" ("id", "source") FROM' in copy) is identity  # the table's own columns: listed only beside one
+
+
+@pytest.mark.parametrize(
     ("operation", "columns", "length"),
     [(BulkOperation.UPSERT, 800, 60), (BulkOperation.UPDATE, 800, 60), (BulkOperation.INSERT, 1_600, 127)],
 )
