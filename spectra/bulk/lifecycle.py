@@ -453,7 +453,9 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, plann
         max_errors=max_errors(settings.bulk_max_errors, serverless=bool(settings.redshift_workgroup)),
         outcome_url=f"s3://{settings.results_bucket}/{outcome_prefix(job)}",
         not_null=[c["name"] for c in described if not c.get("nullable", 1)],
-        table_columns=_copied_without_a_list(described),
+        # DescribeTable lists a table's columns by position (JDBC's getColumns order, which the Data API answers
+        # with; the emulator orders by attnum), the order a COPY without a column list loads them in
+        table_columns=[c["name"] for c in described],
         identity_columns=[c["name"] for c in described if _is_identity(c)],
     )
     check_statement_sizes(job, columns, sqls, max_bytes=settings.max_sql_bytes)
@@ -478,16 +480,6 @@ def _start_load(ports: Ports, job: BulkJob, identity: DatabaseIdentity, *, plann
     planned = _still_to_start(bulk.jobs.record_plan(job.job_id, plan))
     statement_id = ports.warehouse.execute_batch(sqls, identity=identity, name=job.job_id, client_token=job.job_id)
     return planned, statement_id
-
-
-def _copied_without_a_list(described: list[dict]) -> list[str]:
-    """The table's columns in order, as COPY without a column list loads them; none when one is an IDENTITY column,
-    which such a COPY leaves out (Redshift's COPY reference), so a file naming it still lists its columns. The order
-    is DescribeTable's, which lists a table's columns by their position (JDBC's getColumns order, which the Data API
-    answers with; the emulator orders by attnum)."""
-    if any(_is_identity(c) for c in described):
-        return []
-    return [c["name"] for c in described]
 
 
 #: The default DescribeTable shows for an IDENTITY column: ``"identity"(<oid>, <n>, '<seed>,<step>'::text)``, or

@@ -173,12 +173,10 @@ def load_statements(
 ) -> tuple[list[str], LoadPlan]:
     """The batch for an ingest job, and where in it completion finds each answer.
 
-    ``table_columns``: the target's columns in order, when COPY without a column list loads them (none is an
-    IDENTITY column, which COPY then leaves out): an insert whose file has exactly these columns, in this order,
-    names none of them.
-
-    ``identity_columns``: the target's IDENTITY columns; an insert whose file names one loads the file's values into
-    it (EXPLICIT_IDS), as a file exported from such a table, loaded again, asks.
+    ``table_columns``: the target's columns in order. An insert whose file has exactly these columns, in this order,
+    names none of them in its COPY, unless the table has an IDENTITY column (``identity_columns``), which a COPY
+    without a column list leaves out (Redshift's COPY reference). An insert whose file names an IDENTITY column loads
+    the file's values into it (EXPLICIT_IDS), as a file exported from such a table, loaded again, asks.
 
     ``not_null``: the target's NOT NULL columns. An update or upsert refuses a row that would write NULL into one
     (an empty field of a non-text column), as COPY refuses it on insert, rather than fail the whole statement.
@@ -211,8 +209,8 @@ def load_statements(
             loaded.append(len(statements) - 1)
 
     if job.operation is BulkOperation.INSERT:
-        named_identity = bool(set(columns) & set(identity_columns))
-        copies_into(target, listed=list(columns) != list(table_columns), explicit_ids=named_identity)
+        listed = list(columns) != list(table_columns) or bool(identity_columns)
+        copies_into(target, listed=listed, explicit_ids=bool(set(columns) & set(identity_columns)))
         return statements, LoadPlan(columns=columns, copies=copies, loaded=loaded)
 
     key = ident((job.external_id_field or "").lower())
