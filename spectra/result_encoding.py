@@ -13,7 +13,8 @@ confused with NULL:
 * **CSV**: PostgreSQL's COPY spelling: NULL an empty field, an empty string ``""``, the special floats ``NaN``,
   ``Infinity`` and ``-Infinity``, decimals in plain digits (never ``5.0E-7``), booleans ``t`` / ``f``, dates and
   timestamps as the warehouse prints them (``2026-01-02 03:04:05.5+00``, ``0044-03-15 BC``).
-* **Parquet** holds NaN and the infinities natively.
+* **Parquet** holds NaN and the infinities natively, and a TIME as a time of day in microseconds, as an export's
+  UNLOAD writes it (:func:`parquet_times_of_day`).
 
 The JSON encoder builds each column's JSON text with Arrow compute kernels and joins the columns row-wise in one
 more kernel; the rows then sit back to back in one Arrow buffer, which is written out as it is.
@@ -272,6 +273,34 @@ def _postgres_datetime(column):
         return text
     # Arrow counts years astronomically (0 is 1 BC, -43 is 44 BC); PostgreSQL writes the era after the value
     return pa.array([None if v is None else _bc(v) for v in text.to_pylist()], pa.string())
+
+
+def parquet_times_of_day(table, names: frozenset[str]):
+    """``table`` with the named columns (the warehouse's TIME, read as its text: ``12:34:56.5``) as Parquet's time of
+    day in microseconds, the type an export's UNLOAD gives them, so a result reads the same delivered s3 or export.
+    A page holding a value no time of day can hold (Redshift's ``24:00:00``) keeps that column as the warehouse wrote
+    it: its rows are all kept, in a part of its own (a Parquet file has one schema)."""
+    import pyarrow as pa
+
+    if not names:
+        return table
+    columns = [
+        _time_of_day(column) if name in names and pa.types.is_string(column.type) else column
+        for name, column in zip(table.column_names, table.columns, strict=True)
+    ]
+    return pa.table(columns, names=table.column_names)
+
+
+def _time_of_day(text):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # Arrow reads a time of day only as part of a timestamp, whose date the second cast drops again
+    on_epoch = pc.binary_join_element_wise(pa.scalar("1970-01-01 "), text, "")
+    try:
+        return on_epoch.cast(pa.timestamp("us")).cast(pa.time64("us"))
+    except pa.ArrowInvalid:
+        return text
 
 
 def _bc(text: str) -> str:

@@ -45,6 +45,11 @@ def arrow_type(column: Column):
     return pa.string()
 
 
+#: Redshift's TIME (without time zone). Read as text like any type :func:`arrow_type` does not type: JSON and CSV
+#: carry the warehouse's own spelling (``12:34:56.5``); a Parquet file gets a time of day (spectra/results.py).
+TIME_OF_DAY_TYPES = frozenset({"time", "time without time zone"})
+
+
 class PageReader:
     """Arrow tables, one per CSV page. ``header``: whether the first page starts with a header line; None takes a
     first record equal to the column names for one, and says so in :attr:`guessed_header` (the caller can then

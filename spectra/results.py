@@ -34,12 +34,13 @@ from spectra.result_encoding import (
     has_special_floats,
     json_arrays,
     json_lines,
+    parquet_times_of_day,
     postgres_booleans,
     postgres_datetimes,
     postgres_floats,
     unique_names,
 )
-from spectra.result_pages import PageReader, arrow_type
+from spectra.result_pages import TIME_OF_DAY_TYPES, PageReader, arrow_type
 from spectra.warehouse import Column
 
 __all__ = ["NO_STORE", "ResultSink", "S3Upload", "arrow_type", "inline_rows", "manifest_document"]
@@ -204,16 +205,28 @@ class _PartWriter:
 
 
 class _Parts:
-    """The part files of one result, a new one every ``max_rows`` rows (or when a Parquet schema changes)."""
+    """The part files of one result, a new one every ``max_rows`` rows (or when a Parquet schema changes).
+    ``times_of_day``: the columns that are the warehouse's TIME, which a Parquet file holds as times of day."""
 
-    def __init__(self, s3_client, bucket: str, prefix: str, fmt: ResultFormat, schema, max_rows: int) -> None:
+    def __init__(
+        self,
+        s3_client,
+        bucket: str,
+        prefix: str,
+        fmt: ResultFormat,
+        schema,
+        max_rows: int,
+        times_of_day: frozenset[str],
+    ) -> None:
         self._s3, self._bucket, self._prefix, self._fmt = s3_client, bucket, prefix, fmt
-        self._schema = schema
+        self._times = times_of_day if fmt is ResultFormat.PARQUET else frozenset()
+        self._schema = parquet_times_of_day(schema.empty_table(), self._times).schema
         self._max_rows = max_rows
         self._part: _PartWriter | None = None
         self.files: list[ResultFile] = []
 
     def write(self, table) -> None:
+        table = parquet_times_of_day(table, self._times)
         offset = 0
         while offset < table.num_rows:
             if self._part is not None and not self._part.accepts(table.schema):
@@ -337,6 +350,7 @@ class ResultSink:
             Column(name, c.type_name, c.precision, c.scale) for name, c in zip(unique_names(sent), columns, strict=True)
         ]
         schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in columns])
+        times_of_day = frozenset(c.name for c in columns if c.type_name.lower() in TIME_OF_DAY_TYPES)
         tables = _Limited(PageReader(csv_pages, sent, schema, header), row_limit)
         if inline_budget is not None:  # the column list shares the job record with the rows (hundreds of long names)
             inline_budget -= len(json.dumps([c.as_dict() for c in columns]).encode())
@@ -348,7 +362,7 @@ class ResultSink:
         parts: _Parts | None = None
 
         def to_files() -> _Parts:
-            files = _Parts(self._s3, self._bucket, prefix, fmt, schema, self._part_max_rows)
+            files = _Parts(self._s3, self._bucket, prefix, fmt, schema, self._part_max_rows, times_of_day)
             for held_table in held:
                 files.write(held_table)
             held.clear()
@@ -369,7 +383,7 @@ class ResultSink:
                         raise self._too_large(held_rows, held_bytes + 2, max_bytes, tables, total_rows)
                     inline = False
                     parts = to_files()
-                parts = parts or _Parts(self._s3, self._bucket, prefix, fmt, schema, self._part_max_rows)
+                parts = parts or _Parts(self._s3, self._bucket, prefix, fmt, schema, self._part_max_rows, times_of_day)
                 parts.write(table)
         except _conversion_errors() as exc:
             raise ResultUnconvertible(f"the result could not be converted to {fmt.value}: {exc}") from exc

@@ -27,18 +27,18 @@ import requests
 
 pytestmark = pytest.mark.e2e
 
-TYPES = ["int4", "float8", "float4", "int8", "numeric", "date", "timestamp", "timestamptz", "text", "bool"]
+TYPES = ["int4", "float8", "float4", "int8", "numeric", "date", "timestamp", "timestamptz", "text", "bool", "time"]
 QUERY = (
-    'SELECT id, f8, f4, i8, n, d, ts, tz, t, b, substr(t, 1, 8) AS "select", b AS "from", id AS a, id * 2 AS a_2,'
+    'SELECT id, f8, f4, i8, n, d, ts, tz, t, b, tm, substr(t, 1, 8) AS "select", b AS "from", id AS a, id * 2 AS a_2,'
     " id * 3 AS a"
     " FROM {table} ORDER BY id"
 )
-QUERY_NAMES = ["id", "f8", "f4", "i8", "n", "d", "ts", "tz", "t", "b", "select", "from", "a", "a_2", "a"]
+QUERY_NAMES = ["id", "f8", "f4", "i8", "n", "d", "ts", "tz", "t", "b", "tm", "select", "from", "a", "a_2", "a"]
 UNIQUE_NAMES = [*QUERY_NAMES[:-1], "a_3"]  # the third "a" may not take a_2: the query has one
 KINDS = [*TYPES, "text", "bool", "int4", "int4", "int4"]
 
 ROWS = [
-    # id, f8, f4, i8, n (numeric(38,10)), d, ts, tz, t, b
+    # id, f8, f4, i8, n (numeric(38,10)), d, ts, tz, t, b; tm (time) from TIMES
     "(1, 'NaN', 'NaN', 9223372036854775807, 9999999999999999999999999999.9999999999, '0001-01-01',"
     " '0001-01-01 00:00:00', '0001-01-01 00:00:00+00', '😀👍🏽 emoji', true)",
     "(2, 'Infinity', 'Infinity', -9223372036854775808, -9999999999999999999999999999.9999999999, '9999-12-31',"
@@ -59,6 +59,8 @@ ROWS = [
     "(12, 1, 1, 6, 6, '2000-01-07', '2000-01-07 00:00:00', '2000-01-07 00:00:00+00',"
     " '\\N \\ back' || chr(92) || 'slash ,a,\"\"', true)",
 ]
+#: tm by id; NULL for the others
+TIMES = {1: "00:00:00", 2: "23:59:59.999999", 3: "12:34:56.5", 5: "00:00:00.000001", 6: "12:00:00"}
 COMBINATIONS = [
     ("json", "auto"),
     ("json", "inline"),
@@ -77,8 +79,9 @@ def odd_table(new_tenant, warehouse, redshift_emulator):
     table = f"odd_{client.tenant_id}"
     warehouse.run(
         f"CREATE TABLE {table} (id int, f8 double precision, f4 real, i8 bigint, n numeric(38,10), d date,"
-        " ts timestamp, tz timestamptz, t text, b boolean)",
+        " ts timestamp, tz timestamptz, t text, b boolean, tm time)",
         f"INSERT INTO {table} VALUES {', '.join(ROWS)}",
+        *(f"UPDATE {table} SET tm = '{value}' WHERE id = {id_}" for id_, value in TIMES.items()),
         f'GRANT SELECT ON {table} TO "{client.db_user}"',
     )
     with psycopg.connect(redshift_emulator.admin_database_url, autocommit=True) as conn:
@@ -179,6 +182,8 @@ def from_text(kind: str, value):
         return dt.date.fromisoformat(value)
     if kind in ("timestamp", "timestamptz"):
         return dt.datetime.fromisoformat(value)
+    if kind == "time":
+        return dt.time.fromisoformat(value)
     if kind == "bool":
         return {"t": True, "true": True, "f": False, "false": False}[value]
     raise AssertionError(kind)

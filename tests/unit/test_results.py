@@ -237,6 +237,45 @@ def test_a_year_past_9999_leaves_its_column_as_the_warehouse_wrote_it(value):
     assert inline_rows(result) == [[1, "2026-03-01 12:00:00"], [2, value]]
 
 
+def test_a_time_column_is_a_time_of_day_in_parquet_and_the_warehouses_text_elsewhere():
+    """An export's UNLOAD writes TIME as Parquet's time of day; the service's own Parquet files do too, so a result
+    reads the same whichever way it was delivered. TIMETZ stays text in both."""
+    columns = [Column("n", "int4"), Column("t", "time"), Column("t2", "time without time zone"), Column("z", "timetz")]
+    pages = ["1,12:34:56.5,23:59:59.999999,12:00:00+02\n2,,00:00:00,\n"]
+    result, s3, _ = write(pages, columns=columns, fmt=ResultFormat.PARQUET)
+    table = pq.read_table(io.BytesIO(s3.body(BUCKET, result.files[0].key)))
+    assert [str(f.type) for f in table.schema] == ["int32", "time64[us]", "time64[us]", "string"]
+    assert table.to_pylist() == [
+        {"n": 1, "t": dt.time(12, 34, 56, 500_000), "t2": dt.time(23, 59, 59, 999_999), "z": "12:00:00+02"},
+        {"n": 2, "t": None, "t2": dt.time(0, 0), "z": None},
+    ]
+    empty, s3, _ = write([], columns=columns, fmt=ResultFormat.PARQUET)
+    assert pq.read_table(io.BytesIO(s3.body(BUCKET, empty.files[0].key))).schema == table.schema
+    inline, _, _ = write(pages, columns=columns, fmt=ResultFormat.JSON, delivery=Delivery.INLINE)
+    assert inline_rows(inline) == [[1, "12:34:56.5", "23:59:59.999999", "12:00:00+02"], [2, None, "00:00:00", None]]
+    csv_result, s3, _ = write(pages, columns=columns, fmt=ResultFormat.CSV)
+    text = gzip.decompress(s3.body(BUCKET, csv_result.files[0].key)).decode()
+    assert list(csv.reader(io.StringIO(text)))[1:] == [
+        ["1", "12:34:56.5", "23:59:59.999999", "12:00:00+02"],
+        ["2", "", "00:00:00", ""],
+    ]
+
+
+def test_a_page_with_a_time_no_time_of_day_holds_keeps_its_rows_as_text():
+    """Redshift's TIME goes to 24:00:00, past any time of day Parquet or Arrow holds: that page's column stays the
+    warehouse's text, in a part of its own, and no row is lost."""
+    columns = [Column("n", "int4"), Column("t", "time")]
+    result, s3, _ = write(["1,23:00:00\n", "2,24:00:00\n", "3,01:00:00\n"], columns=columns, fmt=ResultFormat.PARQUET)
+    tables = [pq.read_table(io.BytesIO(s3.body(BUCKET, f.key))) for f in result.files]
+    assert [str(t.schema.field("t").type) for t in tables] == ["time64[us]", "string", "time64[us]"]
+    assert [row for t in tables for row in t.to_pylist()] == [
+        {"n": 1, "t": dt.time(23)},
+        {"n": 2, "t": "24:00:00"},
+        {"n": 3, "t": dt.time(1)},
+    ]
+    assert result.row_count == 3
+
+
 @pytest.mark.parametrize("fmt", list(ResultFormat))
 def test_one_odd_page_among_typed_pages_costs_no_rows(fmt):
     columns = [Column("n", "int4"), Column("s", "varchar")]
