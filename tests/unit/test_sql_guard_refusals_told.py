@@ -112,6 +112,12 @@ def refusal(sql: str, **grant) -> SqlRejected:
         ),
         # a name of more than three parts is no table name, whatever its first part says
         ("INSERT INTO owned.t.x.y VALUES (1)", WRITER, "unsupported", "INSERT must name a table or view"),
+        (
+            "SELECT * FROM owned.t FOR UPDATE",
+            {},
+            "maintenance",
+            "SELECT ... FOR UPDATE / FOR SHARE is not allowed: locks are not for queries",
+        ),
         # SHOW and EXPLAIN
         ("SHOW LOCK x", WRITER, "syntax", "SHOW takes the name of a setting"),
         ("EXPLAIN", WRITER, "syntax", "EXPLAIN needs a statement to explain"),
