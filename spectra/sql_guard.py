@@ -171,6 +171,14 @@ _CREATE_PROPERTIES: tuple[type[exp.Expression], ...] = (
     exp.DistStyleProperty,
     exp.SortKeyProperty,
 )
+_CREATE_OPTIONS = (
+    "a table may set BACKUP, DISTSTYLE, DISTKEY and a COMPOUND SORTKEY of its columns, and ENCODE per column; leave "
+    "out SORTKEY AUTO and ENCODE AUTO, Redshift's defaults (an INTERLEAVED SORTKEY is not allowed)"
+)
+_ALTER_FORMS = (
+    "ALTER TABLE may add, alter, rename or drop a column or constraint, rename the table, and ALTER DISTSTYLE, "
+    "DISTKEY or SORTKEY (not ENCODE)"
+)
 # ALTER TABLE actions that change only the table itself. OWNER TO, ROW LEVEL SECURITY, APPEND FROM, SET LOCATION
 # and friends are either kept as Commands by sqlglot or are other node types, and are refused.
 _ALTER_ACTIONS: tuple[type[exp.Expression], ...] = (
@@ -725,7 +733,14 @@ def _check_command(tree: exp.Command, grant: WriteGrant) -> None:
         raise _rejected(
             "privileges", f"{what} is not allowed: users, roles, ownership and policies are the administrator's"
         )
+    if what in ("CREATE TABLE", "ALTER TABLE"):  # allowed in the forms the guard reads; this one it cannot
+        forms = _CREATE_OPTIONS if keyword == "CREATE" else _ALTER_FORMS
+        raise _rejected("unsupported", f"this form of {what} is not allowed in queries: {forms}")
     raise _rejected("unsupported", f"{what} statements are not allowed in queries")
+
+
+def _clipped(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _command_text(tree: exp.Command) -> str:
@@ -903,7 +918,10 @@ def _check_create(tree: exp.Create) -> None:
         if isinstance(prop, exp.MaterializedProperty):
             raise _rejected("unsupported", "materialized views are not allowed: their refreshes run outside any query")
         if not isinstance(prop, _CREATE_PROPERTIES):
-            raise _rejected("unsupported", f"CREATE {kind} option {prop.key.upper()} is not allowed")
+            raise _rejected(
+                "unsupported",
+                f"CREATE {kind} option {_clipped(prop.sql(dialect='redshift'))} is not allowed: {_CREATE_OPTIONS}",
+            )
     if tree.args.get("clone"):
         raise _rejected("unsupported", f"CREATE {kind} ... CLONE is not allowed")
 
@@ -924,7 +942,10 @@ def _check_alter(tree: exp.Alter) -> None:
         if isinstance(action, exp.AlterSet) and action.args.get("location"):
             raise _rejected("external", "ALTER TABLE ... SET LOCATION is not allowed: external tables use S3")
         if not isinstance(action, _ALTER_ACTIONS):
-            raise _rejected("unsupported", f"this ALTER TABLE action ({action.key}) is not allowed in queries")
+            raise _rejected(
+                "unsupported",
+                f"ALTER TABLE ... {_clipped(action.sql(dialect='redshift'))} is not allowed in queries: {_ALTER_FORMS}",
+            )
         if isinstance(action, exp.Drop) and (
             str(action.args.get("kind") or "").upper() not in {"COLUMN", "CONSTRAINT"} or action.args.get("cascade")
         ):
