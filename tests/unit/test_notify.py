@@ -104,6 +104,7 @@ def test_public_https_urls_are_accepted(url):
         ("https://under_score.example/hook", "not a public host name"),
         ("https://nowhere.example/hook", "does not resolve"),
         ("https://user:pw@hooks.acme.example/hook", "credentials"),
+        ("https://user@hooks.acme.example/hook", "credentials"),  # a user name alone is a credential too
         ("https:///hook", "no host"),
         ("https://hooks.acme.example:99999/", "not a valid URL"),
         ("https://hooks.acme.example/" + "a" * 2100, "longer than"),
@@ -133,6 +134,83 @@ def test_the_local_setting_allows_loopback_receivers_and_nothing_else():
 def test_address_refusal_reads_the_address_an_ipv6_one_stands_for():
     assert address_refusal("2002:0a00:0001::1", allow_loopback=False) == "a private address"  # 6to4 of 10.0.0.1
     assert address_refusal("::ffff:52.94.236.9", allow_loopback=False) is None
+    # Teredo (server 65.54.227.120, client 52.94.236.9 / 10.0.0.1, stored inverted): the client is what it reaches
+    assert address_refusal("2001:0:4136:e378::cba1:13f6", allow_loopback=False) is None
+    assert address_refusal("2001:0:4136:e378::f5ff:fffe", allow_loopback=False) == "a private address"
+    assert address_refusal("64:ff9b::345e:ec09", allow_loopback=False) is None  # NAT64 of 52.94.236.9
+
+
+def test_reserved_ipv6_space_is_refused_though_python_calls_it_global():
+    """4000::/3 and the like are IETF-reserved: Python 3.11's ipaddress calls them global (not private)."""
+    for address in ("4000::1", "8000::1", "f000::1"):
+        assert address_refusal(address, allow_loopback=False) == "not a public address"
+
+
+def test_a_url_of_the_longest_length_taken_is_accepted_and_one_character_more_refused():
+    policy = UrlPolicy(resolver=fake_resolver(TEST_DNS))
+    base = "https://hooks.acme.example/"
+    longest = base + "a" * (2048 - len(base))
+    assert policy.endpoint(longest).url == longest
+    with pytest.raises(UrlRefused, match="longer than 2048"):
+        policy.endpoint(longest + "a")
+
+
+def test_an_endpoint_names_the_host_port_and_target_the_request_goes_to():
+    """Host (and, over TLS, SNI and the certificate check) use ``host``; a fully qualified name's trailing dot is not
+    part of the name a certificate is issued for."""
+    dns = {**TEST_DNS, "hooks.acme.example.": ["52.94.236.248"]}
+    policy = UrlPolicy(resolver=fake_resolver(dns))
+    endpoint = policy.endpoint("https://hooks.acme.example/spectra?x=1#frag")
+    assert (endpoint.host, endpoint.port, endpoint.target) == ("hooks.acme.example", 443, "/spectra?x=1")
+    endpoint = policy.endpoint("https://hooks.acme.example.:8443")
+    assert (endpoint.host, endpoint.port, endpoint.target) == ("hooks.acme.example", 8443, "/")
+    local = UrlPolicy(allow_loopback=True, resolver=fake_resolver(dns)).endpoint("http://127.0.0.1/x")
+    assert (local.scheme, local.host, local.port, local.addresses) == ("http", "127.0.0.1", 80, ("127.0.0.1",))
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "-hooks.acme.example",  # a label starts or ends with a hyphen
+        "hooks-.acme.example",
+        "hooks.-acme",
+        "hooks.acme-",
+        ".".join(["a" * 63] * 3 + ["b" * 62]),  # 254 characters: a name is at most 253
+    ],
+)
+def test_a_name_that_cannot_be_a_public_host_is_refused_before_any_lookup(host):
+    def resolver(name: str, port: int) -> list[str]:
+        raise AssertionError(f"looked up {name}")
+
+    with pytest.raises(UrlRefused, match="not a public host name"):
+        UrlPolicy(resolver=resolver).endpoint(f"https://{host}/hook")
+
+
+def test_the_longest_public_host_name_is_looked_up():
+    host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters, labels of at most 63
+    assert UrlPolicy(resolver=fake_resolver({host: ["52.94.236.248"]})).endpoint(f"https://{host}/").host == host
+
+
+def test_a_refused_address_is_named_in_the_refusals_details():
+    with pytest.raises(UrlRefused) as refused:
+        UrlPolicy(resolver=fake_resolver(TEST_DNS)).endpoint("https://mixed.example/hook")
+    assert refused.value.details == {"host": "mixed.example", "address": "192.168.1.4"}
+
+
+def test_a_name_that_resolves_to_no_address_is_refused():
+    """A resolver answering an empty list is no answer: no endpoint without an address checked, http ones too."""
+    for policy in (UrlPolicy(resolver=lambda host, port: []), UrlPolicy(allow_loopback=True, resolver=lambda h, p: [])):
+        for url in ("https://hooks.acme.example/hook", "http://hooks.acme.example/hook"):
+            with pytest.raises(UrlRefused, match="does not resolve"):
+                policy.endpoint(url)
+
+
+def test_the_system_resolver_takes_an_address_literal_for_itself():
+    """The default resolver (getaddrinfo) answers a literal without a lookup: no network needed."""
+    assert UrlPolicy().endpoint("https://52.94.236.5/hook").addresses == ("52.94.236.5",)
+    assert UrlPolicy().endpoint("https://[2600:1f18:4000::1]/hook").addresses == ("2600:1f18:4000::1",)
+    with pytest.raises(UrlRefused, match=r"127\.0\.0\.1, a loopback address"):
+        UrlPolicy().endpoint("https://127.0.0.1/hook")
 
 
 # -- subscriptions ---------------------------------------------------------------------------------------------
@@ -1150,6 +1228,30 @@ def test_a_url_whose_host_part_holds_its_path_is_written_as_unparseable(location
     assert origin(location) in (UNPARSEABLE, "https://[fe80::1]")
     assert "XyZsecretTOKEN" not in origin(location)
     assert "XyZsecretTOKEN" not in origins_only(f"HTTP 302: redirect to {location} not followed")
+
+
+def test_a_host_part_too_long_to_be_a_name_is_written_as_unparseable():
+    """A token past an encoded slash makes a "label" longer than a DNS name's 63 characters, which the IDNA codec
+    refuses: that is no host name either, and the origin must not write it."""
+    from spectra.notify.urls import UNPARSEABLE, origin
+
+    location = "https://hooks.example%2Fservices%2F" + "XyZsecretTOKEN" * 5 + "/x"
+    assert origin(location) == UNPARSEABLE
+
+
+def test_a_url_in_an_error_is_cut_to_its_origin_whatever_the_case_of_its_scheme():
+    from spectra.notify.urls import origins_only
+
+    text = origins_only("HTTP 302: redirect to HTTPS://hooks.acme.example/services/T01/XyZsecretTOKEN not followed")
+    assert "XyZsecretTOKEN" not in text and "hooks.acme.example" in text
+
+
+def test_without_query_keeps_the_path_and_drops_the_query_and_fragment():
+    from spectra.notify.urls import without_query
+
+    assert without_query("https://hooks.acme.example/services/T01?token=s3cret#frag") == (
+        "https://hooks.acme.example/services/T01"
+    )
 
 
 def test_an_origin_keeps_host_names_and_ip_literals():
