@@ -14,14 +14,15 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import jwt
 import pytest
 
 from spectra import auth
 from spectra.auth import JwtVerifier, authenticate
 from spectra.errors import Unauthorized
 from spectra.tenants import KEY_PREFIX
-from tests.fixtures.jwks import AUDIENCE, ISSUER, TENANT_CLAIM, ec_key, hand_made_token, public_pem, rsa_key
-from tests.unit.fakes import FakeTenants
+from tests.fixtures.jwks import AUDIENCE, ISSUER, TENANT_CLAIM, b64url, ec_key, hand_made_token, public_pem, rsa_key
+from tests.unit.fakes import FakeTenants, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +80,16 @@ def test_api_keys_still_go_to_the_tenant_directory(verifier, tenants):
         authenticate(_KeyTenants(), verifier, KEY_PREFIX + "x" * 43)
 
 
+def test_the_settings_turn_jwts_on_with_their_provider_and_off_without_one(identity_provider, tenants):
+    assert JwtVerifier.from_settings(make_settings()) is None
+    settings = make_settings(
+        jwks_url=identity_provider.url, jwt_issuer=ISSUER, jwt_audience=AUDIENCE, jwt_tenant_claim=TENANT_CLAIM
+    )
+    verifier = JwtVerifier.from_settings(settings)
+    assert authenticate(tenants, verifier, identity_provider.token("acme")).tenant_id == "acme"
+    refused(verifier, tenants, identity_provider.token("acme", aud="another-api"))
+
+
 class _KeyTenants(FakeTenants):
     def authenticate(self, api_key: str):
         raise Unauthorized("invalid API key")
@@ -91,9 +102,16 @@ def test_an_unknown_kid_is_refused(identity_provider, verifier, tenants):
     refused(verifier, tenants, identity_provider.token("acme", kid="rsa-9", key=identity_provider.keys["rsa-1"]))
 
 
-def test_a_token_without_kid_is_refused(identity_provider, verifier, tenants):
-    import jwt
+def test_a_made_up_kid_is_the_tokens_fault_not_an_error_for_the_operator(identity_provider, verifier, tenants, caplog):
+    """Anyone can send a made-up kid: an ERROR line (the provider's trouble, alarm-level) per token would let them
+    raise the operator's alarm at will."""
+    token = identity_provider.token("acme", kid="made-up", key=identity_provider.keys["rsa-1"])
+    with caplog.at_level(logging.INFO, logger="spectra.auth"):
+        refused(verifier, tenants, token)
+    assert [r.levelname for r in caplog.records if r.name == "spectra.auth"] == ["INFO"], caplog.text
 
+
+def test_a_token_without_kid_is_refused(identity_provider, verifier, tenants):
     token = jwt.encode(identity_provider.claims("acme"), identity_provider.keys["rsa-1"], algorithm="RS256")
     refused(verifier, tenants, token)
 
@@ -137,6 +155,24 @@ def test_what_is_not_a_jwt_is_refused(verifier, tenants, token):
     refused(verifier, tenants, token)
 
 
+def test_a_token_of_the_longest_length_taken_verifies_and_one_character_more_is_refused(
+    identity_provider, verifier, tenants
+):
+    """MAX_TOKEN_BYTES (8192) is the longest token taken, before any parsing."""
+    by_length = {}
+    for header_pad in range(3):
+        for pad in range(5600, 5800):
+            token = jwt.encode(
+                identity_provider.claims("acme", pad="p" * pad),
+                identity_provider.keys["rsa-1"],
+                algorithm="RS256",
+                headers={"kid": "rsa-1", "x": "h" * header_pad},
+            )
+            by_length.setdefault(len(token), token)
+    assert authenticate(tenants, verifier, by_length[8192]).tenant_id == "acme"
+    refused(verifier, tenants, by_length[8193])
+
+
 # -- refused: the claims ----------------------------------------------------------------------------------------------
 
 
@@ -163,6 +199,13 @@ def test_a_token_with_wrong_claims_is_refused(identity_provider, verifier, tenan
     t = now()
     claims = {k: t + v if k in ("exp", "nbf", "iat") and v is not None else v for k, v in claims.items()}
     refused(verifier, tenants, identity_provider.token("acme", **claims))
+
+
+def test_the_log_says_which_part_of_a_token_failed(identity_provider, verifier, tenants, caplog):
+    """The caller learns nothing; the operator's log names the reason."""
+    with caplog.at_level(logging.INFO, logger="spectra.auth"):
+        refused(verifier, tenants, identity_provider.token("acme", exp=now() - LEEWAY - 60))
+    assert "bearer token refused: ExpiredSignatureError" in caplog.text
 
 
 def test_an_inactive_tenants_token_is_refused(identity_provider, verifier, tenants):
@@ -223,7 +266,8 @@ def test_a_token_issued_before_its_tenant_was_created_does_not_open_it(identity_
     refused(verifier, tenants, identity_provider.token("acme", iat=now() - LEEWAY - 60))
     assert authenticate(tenants, verifier, identity_provider.token("acme", iat=now() - LEEWAY + 5)).tenant_id == "acme"
     assert authenticate(tenants, verifier, identity_provider.token("acme", iat=None)).tenant_id == "acme"
-    for unreadable in (-1e300, 1e300):  # no time at all: read as no iat, they skipped the check
+    # no time at all (-1e12 is the year -29719): read as no iat, they skipped the check
+    for unreadable in (-1e300, 1e300, -1e12):
         refused(verifier, tenants, identity_provider.token("acme", iat=unreadable))
 
 
@@ -293,6 +337,20 @@ def test_a_key_set_the_provider_broke_is_an_error_for_the_operator(identity_prov
         with caplog.at_level(logging.INFO, logger="spectra.auth"):
             refused(verifier, tenants, identity_provider.token("acme"))
         assert [r.levelname for r in caplog.records if r.name == "spectra.auth"] == ["ERROR"], caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_symmetric_key_in_the_key_set_signs_nothing(identity_provider, tenants):
+    """A provider that publishes an HMAC ("oct") key has published its secret: anyone could sign with it, so HS256
+    is refused even for a key that says it is for HS256."""
+    secret = b"published-for-all-to-read-0123456789abcdef"
+    jwks = {"keys": [{"kty": "oct", "kid": "hs-1", "alg": "HS256", "use": "sig", "k": b64url(secret)}]}
+    server, verifier, _ = _serving(200, json.dumps(jwks).encode())
+    try:
+        token = jwt.encode(identity_provider.claims("acme"), secret, algorithm="HS256", headers={"kid": "hs-1"})
+        refused(verifier, tenants, token)
     finally:
         server.shutdown()
         server.server_close()
