@@ -11,7 +11,7 @@ contender. Contenders, each one transaction on one connection, timed from its fi
   table's statistics) and the MERGE, with no accounting at all: the least an upsert with the product's semantics
   (a row's columns the file leaves out keep their values; UPDATE and INSERT rights only) can cost here;
 - ``delete_insert``: the same staging, then ``DELETE ... USING`` and ``INSERT ... SELECT``: the cheaper shape the
-  product does not take (it resets the columns a file leaves out and needs DELETE rights; README, Benchmarks);
+  product does not take (it resets the columns a file leaves out and needs DELETE rights; bench/README.md);
 - ``product_sql``: the statements a bulk upsert job runs (``spectra.bulk.sql.load_statements``), with two changes
   for an engine without S3: its COPY from S3 is ``COPY FROM STDIN`` of the same file (then ANALYZE), and its outcome
   UNLOAD is ``COPY (<the same SELECT>) TO STDOUT``, the bytes read and dropped. The two one-row reads of the COPY's

@@ -10,7 +10,7 @@ quota), its excess costs one write per job and no polling, and the other tenants
 
 The line is the order in which jobs became ready to run: a query job's place is its creation time, a bulk job's
 the time it became ``UploadComplete`` (:func:`_in_line_since`). A freed slot is not reserved for the job it wakes: a
-newer job that finds it free takes it, which costs less than a turn for every job (measured: README, Benchmarks),
+newer job that finds it free takes it, which costs less than a turn for every job (measured: bench/README.md),
 and the woken job parks again in its place, first in line for the next slot.
 
 Within one batch of the jobs queue (:func:`one_batch`, which the executor opens around each invocation) a tenant

@@ -99,7 +99,7 @@ from typing import Any
 
 from sqlglot import exp
 from sqlglot.dialects.redshift import Redshift
-from sqlglot.errors import SqlglotError
+from sqlglot.errors import ErrorLevel, SqlglotError
 from sqlglot.parsers.redshift import RedshiftParser
 from sqlglot.tokens import Token, TokenType
 
@@ -733,13 +733,18 @@ def _check_command(tree: exp.Command, grant: WriteGrant) -> None:
         raise _rejected(
             "privileges", f"{what} is not allowed: users, roles, ownership and policies are the administrator's"
         )
-    if what in ("CREATE TABLE", "ALTER TABLE"):  # allowed in the forms the guard reads; this one it cannot
+    if what in ("CREATE TABLE", "ALTER TABLE"):  # allowed to a writer in the forms the guard reads; this one it cannot
+        if not grant.allow_writes:
+            raise _rejected("read_only", f"{what} is not allowed: queries are read-only for this tenant; {BULK_HINT}")
         forms = _CREATE_OPTIONS if keyword == "CREATE" else _ALTER_FORMS
         raise _rejected("unsupported", f"this form of {what} is not allowed in queries: {forms}")
     raise _rejected("unsupported", f"{what} statements are not allowed in queries")
 
 
-def _clipped(text: str, limit: int = 80) -> str:
+def _written(node: exp.Expression, limit: int = 80) -> str:
+    """A table option or ALTER action as Redshift's SQL spells it, clipped, for a refusal to name; the node's kind
+    where Redshift's generator writes nothing of it (a table COMMENT)."""
+    text = node.sql(dialect="redshift", unsupported_level=ErrorLevel.IGNORE).strip() or node.key.upper()
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -920,7 +925,8 @@ def _check_create(tree: exp.Create) -> None:
         if not isinstance(prop, _CREATE_PROPERTIES):
             raise _rejected(
                 "unsupported",
-                f"CREATE {kind} option {_clipped(prop.sql(dialect='redshift'))} is not allowed: {_CREATE_OPTIONS}",
+                f"CREATE {kind} option {_written(prop)} is not allowed"
+                + (f": {_CREATE_OPTIONS}" if kind == "TABLE" else ""),
             )
     if tree.args.get("clone"):
         raise _rejected("unsupported", f"CREATE {kind} ... CLONE is not allowed")
@@ -944,7 +950,7 @@ def _check_alter(tree: exp.Alter) -> None:
         if not isinstance(action, _ALTER_ACTIONS):
             raise _rejected(
                 "unsupported",
-                f"ALTER TABLE ... {_clipped(action.sql(dialect='redshift'))} is not allowed in queries: {_ALTER_FORMS}",
+                f"ALTER TABLE ... {_written(action)} is not allowed in queries: {_ALTER_FORMS}",
             )
         if isinstance(action, exp.Drop) and (
             str(action.args.get("kind") or "").upper() not in {"COLUMN", "CONSTRAINT"} or action.args.get("cascade")

@@ -559,10 +559,10 @@ CREATE TABLE owned.t (a int) WITH (location = 's3://x/')
 --- unsupported: CREATE TABLE with an unknown option
 CREATE TABLE owned.t (a int) WITH (foo = 'bar')
 
---- unsupported: CREATE TABLE the parser keeps as text
+--- read_only/unsupported: CREATE TABLE the parser keeps as text
 CREATE TABLE owned.t (a int IDENTITY(1, 1)) INTERLEAVED SORTKEY (a)
 
---- unsupported: ALTER TABLE ... APPEND FROM empties the source table
+--- read_only/unsupported: ALTER TABLE ... APPEND FROM empties the source table
 ALTER TABLE owned.t APPEND FROM public.sales
 
 --- unsupported: ALTER TABLE ... DROP COLUMN ... CASCADE
