@@ -562,6 +562,9 @@ CREATE TABLE owned.t (a int) WITH (foo = 'bar')
 --- read_only/unsupported: CREATE TABLE the parser keeps as text
 CREATE TABLE owned.t (a int IDENTITY(1, 1)) INTERLEAVED SORTKEY (a)
 
+--- syntax: SORTKEY AUTO, Redshift's default, is no SQL the parser reads (README: leave it out)
+CREATE TABLE owned.t (a int) SORTKEY AUTO
+
 --- read_only/unsupported: ALTER TABLE ... APPEND FROM empties the source table
 ALTER TABLE owned.t APPEND FROM public.sales
 
