@@ -8,9 +8,9 @@ What runs
     By default only reads: SELECT (and WITH / UNION / INTERSECT / EXCEPT), EXPLAIN without ANALYZE, and SHOW.
     A tenant flagged ``allow_writes`` may also run INSERT, UPDATE, DELETE, MERGE, TRUNCATE, SELECT ... INTO,
     CREATE TABLE / VIEW, DROP TABLE / VIEW and ALTER TABLE (add, drop, rename or retype a column, rename the table,
-    change its distribution or sort key, add or drop a constraint), when every object written, created, altered or
-    dropped is named ``schema.object`` with the schema one of the tenant's ``owned_schemas``. Reading from other
-    schemas in the same statement is fine: the warehouse's grants decide that.
+    change its distribution, sort key or compression, add or drop a constraint), when every object written,
+    created, altered or dropped is named ``schema.object`` with the schema one of the tenant's ``owned_schemas``.
+    Reading from other schemas in the same statement is fine: the warehouse's grants decide that.
 
 Decisions where the rules could go either way
     - Unqualified write targets are refused, not resolved: they resolve through the session's ``search_path``, which
@@ -100,11 +100,11 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.dialects.redshift import Redshift
 from sqlglot.errors import ErrorLevel, SqlglotError
-from sqlglot.parsers.redshift import RedshiftParser
 from sqlglot.tokens import Token, TokenType
 
 from spectra import sql_layout
 from spectra.errors import InvalidRequest, PayloadTooLarge, SqlRejected
+from spectra.sql_design import AlterEncode, EncodeAuto, TableDesignGrammar
 
 # sqlglot logs a warning for every statement it keeps as an opaque Command; the guard handles those itself.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -170,14 +170,15 @@ _CREATE_PROPERTIES: tuple[type[exp.Expression], ...] = (
     exp.DistKeyProperty,
     exp.DistStyleProperty,
     exp.SortKeyProperty,
+    EncodeAuto,
 )
 _CREATE_OPTIONS = (
-    "a table may set BACKUP, DISTSTYLE, DISTKEY and a COMPOUND SORTKEY of its columns, and ENCODE per column; leave "
-    "out SORTKEY AUTO and ENCODE AUTO, Redshift's defaults (an INTERLEAVED SORTKEY is not allowed)"
+    "a table may set BACKUP, DISTSTYLE, DISTKEY, a COMPOUND or INTERLEAVED SORTKEY of its columns or SORTKEY AUTO, "
+    "and ENCODE AUTO or ENCODE per column"
 )
 _ALTER_FORMS = (
-    "ALTER TABLE may add, alter, rename or drop a column or constraint, rename the table, and ALTER DISTSTYLE, "
-    "DISTKEY or SORTKEY (not ENCODE)"
+    "ALTER TABLE may add, alter, rename or drop a column or constraint, rename the table, ALTER DISTSTYLE, DISTKEY, "
+    "SORTKEY or ENCODE AUTO, and ALTER COLUMN ... ENCODE"
 )
 # ALTER TABLE actions that change only the table itself. OWNER TO, ROW LEVEL SECURITY, APPEND FROM, SET LOCATION
 # and friends are either kept as Commands by sqlglot or are other node types, and are refused.
@@ -188,6 +189,7 @@ _ALTER_ACTIONS: tuple[type[exp.Expression], ...] = (
     exp.AlterRename,
     exp.AlterDistStyle,
     exp.AlterSortKey,
+    AlterEncode,
     exp.AddConstraint,
     exp.Drop,  # DROP COLUMN / CONSTRAINT, checked below
 )
@@ -332,8 +334,9 @@ def one_parse_budget() -> Iterator[None]:
         _shared_deadline.reset(token)
 
 
-class _GuardParser(RedshiftParser):
-    """sqlglot's Redshift parser, minus the quadratic implicit-UNNEST pass, plus a deadline."""
+class _GuardParser(TableDesignGrammar):
+    """sqlglot's Redshift parser, reading Redshift's table design clauses (:mod:`spectra.sql_design`), minus the
+    quadratic implicit-UNNEST pass, plus a deadline."""
 
     __slots__ = ("_consumed", "_deadline")
     SUPPORTS_IMPLICIT_UNNEST = False
@@ -922,12 +925,12 @@ def _check_create(tree: exp.Create) -> None:
             raise _rejected("temporary", "temporary tables are not allowed: they outlive the query in a shared session")
         if isinstance(prop, exp.MaterializedProperty):
             raise _rejected("unsupported", "materialized views are not allowed: their refreshes run outside any query")
-        if not isinstance(prop, _CREATE_PROPERTIES):
+        if kind == "VIEW":  # a table's options; Redshift refuses them on a view
             raise _rejected(
-                "unsupported",
-                f"CREATE {kind} option {_written(prop)} is not allowed"
-                + (f": {_CREATE_OPTIONS}" if kind == "TABLE" else ""),
+                "unsupported", f"CREATE VIEW option {_written(prop)} is not allowed: a view takes no options"
             )
+        if not isinstance(prop, _CREATE_PROPERTIES):
+            raise _rejected("unsupported", f"CREATE TABLE option {_written(prop)} is not allowed: {_CREATE_OPTIONS}")
     if tree.args.get("clone"):
         raise _rejected("unsupported", f"CREATE {kind} ... CLONE is not allowed")
 

@@ -45,6 +45,29 @@ def test_a_flagged_tenant_creates_and_fills_a_table_in_its_own_schema_and_nowher
     assert refused(writer, "SET search_path TO public")["details"] == {"reason": "session"}
 
 
+def test_a_flagged_tenant_runs_table_ddl_written_for_a_cluster(new_tenant):
+    """Redshift's table design clauses (distribution, sort keys, compression, IDENTITY) as Redshift documents and
+    prints them: the guard reads them and the warehouse runs them."""
+    schema = owned_schema()
+    writer = new_tenant(owned_schema=schema)
+    completed(
+        writer,
+        f"CREATE TABLE {schema}.orders (id bigint IDENTITY(1, 1) ENCODE az64, region varchar(8) ENCODE lzo DISTKEY, "
+        "amount numeric(10,2) ENCODE az64) DISTSTYLE KEY INTERLEAVED SORTKEY (region, amount) ENCODE AUTO BACKUP NO",
+    )
+    for change in [
+        "ALTER SORTKEY AUTO",
+        "ALTER ENCODE AUTO",
+        "ALTER COLUMN region ENCODE zstd",
+        "ALTER DISTSTYLE AUTO",
+    ]:
+        completed(writer, f"ALTER TABLE {schema}.orders {change}")
+    completed(writer, f"INSERT INTO {schema}.orders (region, amount) VALUES ('eu', 2.5), ('us', 4)")
+    job = completed(writer, f"SELECT id, region FROM {schema}.orders ORDER BY id")
+    assert writer.request("GET", f"/v1/jobs/{job['job_id']}/results").json()["rows"] == [[1, "eu"], [2, "us"]]
+    assert refused(writer, f"ALTER TABLE {schema}.orders ALTER ENCODE zstd")["details"] == {"reason": "syntax"}
+
+
 def test_an_unflagged_tenant_gets_400_sql_rejected_for_the_same_writes(new_tenant):
     schema = owned_schema()
     writer = new_tenant(owned_schema=schema)

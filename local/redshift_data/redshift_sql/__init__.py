@@ -5,12 +5,14 @@ statement's database user and inside the statement's transaction::
 
     result = run_redshift_statement(sql, conn, s3_client)   # None: not Redshift-only, run it on PostgreSQL
     ...
-    conn.execute(translate_sql(sql))                        # GETDATE(), NVL(...) and friends mapped
+    conn.execute(translate_sql(sql))                        # GETDATE(), NVL(...) and friends mapped, table
+                                                            # design clauses (DISTKEY, SORTKEY, ENCODE) left out
 
 - ``COPY table [(cols)] FROM 's3://...'``: see :mod:`.copy_from_s3` (prefix or MANIFEST sources, CSV or text, GZIP,
   IGNOREHEADER, NULL AS, MAXERROR with rejected rows in ``stl_load_errors``).
 - ``UNLOAD ('select ...') TO 's3://prefix'``: see :mod:`.unload` (text, CSV, JSON, Parquet, HEADER, GZIP, PARALLEL,
   MAXFILESIZE, MANIFEST [VERBOSE], ALLOWOVERWRITE, CLEANPATH, EXTENSION).
+- ``CREATE TABLE`` and ``ALTER TABLE`` with Redshift's table design clauses: see :mod:`.table_design`.
 - :func:`install_system_tables` creates ``stl_load_errors``; run it once per database as a superuser at start-up.
 
 Failures: a Redshift-level problem the user can fix (bad option, missing S3 object, load errors past MAXERROR, UNLOAD
@@ -25,9 +27,10 @@ import psycopg
 
 from .base import RedshiftResult, RedshiftSqlError
 from .copy_from_s3 import run_copy
-from .functions import translate_sql
+from .functions import translate_functions
 from .load_errors import install_system_tables
 from .statements import classify, parse_copy, parse_unload
+from .table_design import translate_table_design
 from .unload import run_unload
 
 __all__ = [
@@ -43,6 +46,13 @@ __all__ = [
 def is_redshift_statement(sql: str) -> bool:
     """True for the statements :func:`run_redshift_statement` runs itself (COPY from S3, UNLOAD)."""
     return classify(sql) is not None
+
+
+def translate_sql(sql: str) -> str:
+    """``sql`` as PostgreSQL runs it: Redshift's table design clauses left out, its cheap functions mapped, quoted
+    names folded; unchanged when it needs none of that. Raises :class:`RedshiftSqlError` for a DISTKEY or SORTKEY
+    naming a column the table lacks."""
+    return translate_functions(translate_table_design(sql))
 
 
 def run_redshift_statement(sql: str, conn: psycopg.Connection, s3_client) -> RedshiftResult | None:

@@ -45,7 +45,7 @@ _ALL_NAMES = {*_NO_ARGUMENT_CALLS, "SYSDATE", *_RENAMES, *_NEEDS_TRANSPILE}
 _NAME_TOKENS = {TokenType.VAR}
 
 
-def translate_sql(sql: str) -> str:
+def translate_functions(sql: str) -> str:
     """``sql`` with Redshift-only functions mapped to PostgreSQL and quoted names folded to lower case as Redshift
     folds them; unchanged when it needs neither (or on any doubt)."""
     upper = sql.upper()
@@ -59,7 +59,7 @@ def translate_sql(sql: str) -> str:
     edits, needs_transpile = _plan(sql, tokens)
     if quoted:
         edits = sorted(edits + _folded_names(sql, tokens))
-    rewritten = _apply(sql, edits)
+    rewritten = apply_edits(sql, edits)
     if needs_transpile:
         try:
             trees = _parsed_with_placeholders(rewritten)
@@ -161,7 +161,8 @@ def _is_postgres_decode(name: str, tokens: list[Token], i: int) -> bool:
     return commas < 2
 
 
-def _apply(sql: str, edits: list[tuple[int, int, str]]) -> str:
+def apply_edits(sql: str, edits: list[tuple[int, int, str]]) -> str:
+    """``sql`` with each (start, end inclusive, replacement) made, in order of position (they do not overlap)."""
     out, position = [], 0
     for start, end, replacement in edits:
         out.append(sql[position:start])

@@ -40,7 +40,7 @@ from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
 from .base import RedshiftResult, RedshiftSqlError
-from .functions import translate_sql
+from .functions import translate_functions as translate_sql
 from .s3io import S3Object, list_objects, parse_s3_url, s3_error
 from .statements import UnloadCommand
 

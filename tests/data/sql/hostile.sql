@@ -560,10 +560,16 @@ CREATE TABLE owned.t (a int) WITH (location = 's3://x/')
 CREATE TABLE owned.t (a int) WITH (foo = 'bar')
 
 --- read_only/unsupported: CREATE TABLE the parser keeps as text
-CREATE TABLE owned.t (a int IDENTITY(1, 1)) INTERLEAVED SORTKEY (a)
+CREATE TABLE owned.t (a int IDENTITY(1, 1)) INTERLEAVED SORTKEY (a) WITHOUT OIDS
 
---- syntax: SORTKEY AUTO, Redshift's default, is no SQL the parser reads (README: leave it out)
-CREATE TABLE owned.t (a int) SORTKEY AUTO
+--- syntax: a table's ENCODE is AUTO, or given per column
+CREATE TABLE owned.t (a int) ENCODE zstd
+
+--- syntax: ALTER TABLE's ENCODE is AUTO, or given per column
+ALTER TABLE owned.t ALTER ENCODE zstd
+
+--- unsupported: a view takes no options (Redshift refuses a table's options on a view)
+CREATE VIEW owned.v BACKUP NO AS SELECT 1
 
 --- read_only/unsupported: ALTER TABLE ... APPEND FROM empties the source table
 ALTER TABLE owned.t APPEND FROM public.sales
