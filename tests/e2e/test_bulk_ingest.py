@@ -76,6 +76,28 @@ def test_insert_loads_good_rows_and_lists_bad_ones_as_sent(door, bulk_tenant, wa
     ]
 
 
+def test_an_identity_column_is_numbered_by_the_warehouse_or_loaded_from_the_file(bulk_tenant, warehouse):
+    """A table written for a cluster, with an IDENTITY column (README, bulk loads, step 1): a file leaving the column
+    out has the warehouse number its rows from the seed by the step; one naming it loads its values (the COPY then
+    lists its columns, with EXPLICIT_IDS); an upsert naming it fails with the warehouse's message, nothing written."""
+    client = bulk_tenant()
+    client.table = f"tickets_{client.tenant_id}"
+    warehouse.run(
+        f"CREATE TABLE {client.table} (id bigint IDENTITY(100, 10) ENCODE az64, subject varchar(32) ENCODE lzo)"
+        " DISTSTYLE AUTO SORTKEY AUTO",
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON {client.table} TO "{client.api.db_user}"',
+    )
+    for sent in ([["subject"], ["one"], ["two"]], [["id", "subject"], ["7", "seven"]]):
+        job = client.load("insert", csv_bytes(sent))
+        assert (job["state"], job["numberRecordsFailed"]) == ("JobComplete", 0), job
+    assert client.rows(warehouse) == [(7, "seven"), (100, "one"), (110, "two")]
+    job = client.load(
+        "upsert", csv_bytes([["id", "subject"], ["7", "SEVEN"], ["8", "eight"]]), externalIdFieldName="id"
+    )
+    assert job["state"] == "Failed" and 'column "id"' in job["errorMessage"], job
+    assert client.rows(warehouse) == [(7, "seven"), (100, "one"), (110, "two")]
+
+
 def test_dates_load_as_iso_8601_exports_write_them(bulk_tenant, warehouse):
     """The local stack takes them whatever COPY says; on Redshift it is DATEFORMAT 'auto' that does, which the unit
     test of the COPY statement pins (tests/unit/test_bulk_sql.py)."""
