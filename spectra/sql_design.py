@@ -5,12 +5,13 @@ statement as unparsed text (or failed on it), which the guard refuses. :class:`T
 nodes of their own, which the guard allows where it allows the table's other storage options:
 
 - a column's ``DISTKEY`` and ``SORTKEY`` (:class:`ColumnKey`);
-- a table's ``SORTKEY AUTO`` (a :class:`sqlglot.exp.SortKeyProperty` of ``AUTO``), ``INTERLEAVED SORTKEY (columns)``
-  (one of those columns) and ``ENCODE AUTO`` (:class:`EncodeAuto`);
+- a table's ``SORTKEY AUTO`` (:class:`SortKeyAuto`), ``INTERLEAVED SORTKEY (columns)`` (a
+  :class:`sqlglot.exp.SortKeyProperty`, as a compound one) and ``ENCODE AUTO`` (:class:`EncodeAuto`);
 - ``ALTER TABLE ... ALTER ENCODE AUTO`` and ``ALTER [COLUMN] c ENCODE e`` (:class:`AlterEncode`).
 
 Each rule reads exactly its words and otherwise leaves the tokens to sqlglot's own rules: nothing that was refused
-for another reason passes because of them.
+for another reason passes because of them. :class:`DesignWriter` writes the nodes back as Redshift spells them, for a
+refusal to name one (a view's ``SORTKEY AUTO``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,39 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from sqlglot import exp
+from sqlglot.generators.redshift import RedshiftGenerator
 from sqlglot.parsers.redshift import RedshiftParser
 from sqlglot.tokens import TokenType
+
+#: Redshift's compression encodings for a column (its "Compression encodings"); AUTO is the table's.
+COLUMN_ENCODINGS = frozenset(
+    {
+        "RAW",
+        "AZ64",
+        "BYTEDICT",
+        "DELTA",
+        "DELTA32K",
+        "LZO",
+        "MOSTLY8",
+        "MOSTLY16",
+        "MOSTLY32",
+        "RUNLENGTH",
+        "TEXT255",
+        "TEXT32K",
+        "ZSTD",
+    }
+)
+_NAMES = (TokenType.VAR, TokenType.IDENTIFIER)  # a column's name: a word that is no keyword, or quoted
 
 
 class ColumnKey(exp.Expression, exp.ColumnConstraintKind):
     """A column's own ``DISTKEY`` or ``SORTKEY`` (``this``: the keyword)."""
+
+
+class SortKeyAuto(exp.Property):
+    """A table's ``SORTKEY AUTO``: Redshift chooses the sort key (its default)."""
+
+    arg_types: ClassVar[dict[str, bool]] = {}
 
 
 class EncodeAuto(exp.Property):
@@ -65,9 +93,9 @@ class TableDesignGrammar(RedshiftParser):
             self.raise_error("Expecting AUTO")
         return exp.var("AUTO")
 
-    def _parse_table_sortkey(self) -> exp.SortKeyProperty:
+    def _parse_table_sortkey(self) -> exp.SortKeyProperty | SortKeyAuto:
         if self._match_text_seq("AUTO"):
-            return self.expression(exp.SortKeyProperty(this=exp.var("AUTO")))
+            return self.expression(SortKeyAuto())
         return self._parse_sortkey()
 
     def _parse_interleaved_sortkey(self) -> exp.SortKeyProperty:
@@ -80,13 +108,36 @@ class TableDesignGrammar(RedshiftParser):
         return self.expression(EncodeAuto())
 
     def _parse_alter_table_alter(self) -> exp.Expr | None:
-        if not self._match_texts(self.ALTER_ALTER_PARSERS, advance=False):
-            index = self._index
-            self._match(TokenType.COLUMN)
-            column = self._parse_field(any_token=True)
-            if column is not None and self._match_text_seq("ENCODE"):
-                encoding = self._parse_var(any_token=True)
-                if encoding is not None:
-                    return self.expression(AlterEncode(this=column, encoding=encoding))
-            self._retreat(index)
+        """``ALTER [COLUMN] c ENCODE e``, with ``c`` a name and ``e`` one of :data:`COLUMN_ENCODINGS`; any other
+        ALTER as sqlglot reads it."""
+        index = self._index
+        self._match(TokenType.COLUMN)
+        name, keyword = self._curr, self._next
+        if name and keyword and name.token_type in _NAMES and keyword.text.upper() == "ENCODE":
+            column = self._parse_id_var()
+            self._advance()
+            encoding = self._curr
+            if (
+                encoding is None
+                or encoding.token_type is not TokenType.VAR
+                or encoding.text.upper() not in COLUMN_ENCODINGS
+            ):
+                self.raise_error(f"Expecting a column encoding ({', '.join(sorted(COLUMN_ENCODINGS))})")
+            self._advance()
+            return self.expression(AlterEncode(this=column, encoding=exp.var(encoding.text.upper())))
+        self._retreat(index)
         return super()._parse_alter_table_alter()
+
+
+class DesignWriter(RedshiftGenerator):
+    """sqlglot's Redshift generator, writing the clauses above too."""
+
+    TRANSFORMS: ClassVar[dict[type[exp.Expression], Any]] = {
+        **RedshiftGenerator.TRANSFORMS,
+        ColumnKey: lambda self, e: e.name,
+        SortKeyAuto: lambda self, e: "SORTKEY AUTO",
+        EncodeAuto: lambda self, e: "ENCODE AUTO",
+        AlterEncode: lambda self, e: " ".join(
+            part for part in ("ALTER", self.sql(e, "this"), "ENCODE", self.sql(e, "encoding")) if part
+        ),
+    }

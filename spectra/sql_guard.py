@@ -104,7 +104,7 @@ from sqlglot.tokens import Token, TokenType
 
 from spectra import sql_layout
 from spectra.errors import InvalidRequest, PayloadTooLarge, SqlRejected
-from spectra.sql_design import AlterEncode, EncodeAuto, TableDesignGrammar
+from spectra.sql_design import AlterEncode, DesignWriter, EncodeAuto, SortKeyAuto, TableDesignGrammar
 
 # sqlglot logs a warning for every statement it keeps as an opaque Command; the guard handles those itself.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -170,6 +170,7 @@ _CREATE_PROPERTIES: tuple[type[exp.Expression], ...] = (
     exp.DistKeyProperty,
     exp.DistStyleProperty,
     exp.SortKeyProperty,
+    SortKeyAuto,
     EncodeAuto,
 )
 _CREATE_OPTIONS = (
@@ -747,7 +748,11 @@ def _check_command(tree: exp.Command, grant: WriteGrant) -> None:
 def _written(node: exp.Expression, limit: int = 80) -> str:
     """A table option or ALTER action as Redshift's SQL spells it, clipped, for a refusal to name; the node's kind
     where Redshift's generator writes nothing of it (a table COMMENT)."""
-    text = node.sql(dialect="redshift", unsupported_level=ErrorLevel.IGNORE).strip() or node.key.upper()
+    writer = DesignWriter(dialect=_DIALECT, unsupported_level=ErrorLevel.IGNORE)  # one per call: it keeps state
+    try:
+        text = writer.generate(node).strip() or node.key.upper()
+    except Exception:  # a node sqlglot's generator cannot write (its bug): named by kind, never a 500
+        text = node.key.upper()
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -947,6 +952,8 @@ def _check_alter(tree: exp.Alter) -> None:
     kind = str(tree.args.get("kind") or "").upper()
     if kind != "TABLE":
         raise _rejected("unsupported", f"ALTER {kind or 'of this kind'} is not allowed in queries")
+    for option in tree.args.get("options") or []:  # table options beside the actions (TO x, LOCATION ...): none
+        raise _rejected("unsupported", f"ALTER TABLE ... {_written(option)} is not allowed in queries: {_ALTER_FORMS}")
     for action in tree.args.get("actions") or []:
         if isinstance(action, exp.AlterSet) and action.args.get("location"):
             raise _rejected("external", "ALTER TABLE ... SET LOCATION is not allowed: external tables use S3")

@@ -174,6 +174,12 @@ def test_a_table_statement_in_a_form_the_guard_cannot_read_says_which_forms_it_c
         ("CREATE VIEW owned.v WITH (foo=1) AS SELECT 1", "CREATE VIEW option foo=1 is not allowed"),
         ("CREATE TABLE owned.t (a int) COMMENT 'x'", "CREATE TABLE option SCHEMACOMMENTPROPERTY is not allowed: "),
         ("ALTER TABLE owned.t SET LOGGED", "ALTER TABLE ... SET is not allowed in queries: "),
+        (
+            "ALTER TABLE owned.t ALTER DISTKEY a TABLESPACE x",
+            "ALTER TABLE ... TABLESPACE x is not allowed in queries: ",
+        ),
+        ("CREATE VIEW owned.v SORTKEY AUTO AS SELECT 1", "CREATE VIEW option SORTKEY AUTO is not allowed: "),
+        ("CREATE VIEW owned.v ENCODE AUTO AS SELECT 1", "CREATE VIEW option ENCODE AUTO is not allowed: "),
     ],
 )
 def test_an_option_or_action_outside_the_list_is_named_and_only_a_table_hears_of_table_options(sql, told):
@@ -219,6 +225,8 @@ def test_the_table_those_messages_describe_is_accepted(sql):
         ("CREATE TABLE owned.t (a int) ENCODE AUTO LOCATION 's3://x/'", "external"),
         ("CREATE TABLE owned.t (a int) INTERLEAVED (a)", "syntax"),
         ("CREATE VIEW owned.v ENCODE AUTO AS SELECT 1", "unsupported"),
+        ("ALTER TABLE owned.t ALTER COLUMN a ENCODE bogus", "syntax"),
+        ("ALTER TABLE owned.t ALTER SORTKEY AUTO ENCODE AUTO", "unsupported"),
     ],
 )
 def test_the_design_clauses_open_nothing_else(sql, reason):

@@ -103,6 +103,8 @@ def _create_table(sql: str, tokens: list[Token], words: list[str]) -> list[_Edit
         if words[i] in ("DISTKEY", "SORTKEY") and i + 1 < len(tokens) and tokens[i + 1].token_type is TokenType.L_PAREN:
             which = "DISTKEY" if words[i] == "DISTKEY" else "sort key"
             names, i = _wrapped_names(sql, tokens, i + 1)
+            if i > len(tokens):
+                return []  # not closed: PostgreSQL refuses the statement as written
             keys.extend((name, which) for name in names)
             edits.append((tokens[start].start, tokens[i - 1].end, ""))
             continue

@@ -571,6 +571,21 @@ ALTER TABLE owned.t ALTER ENCODE zstd
 --- unsupported: a view takes no options (Redshift refuses a table's options on a view)
 CREATE VIEW owned.v BACKUP NO AS SELECT 1
 
+--- unsupported: ALTER TABLE takes no table options beside its action (sqlglot reads them apart)
+ALTER TABLE owned.t ALTER COLUMN a TYPE int LOCATION 's3://attacker/'
+
+--- unsupported: ALTER TABLE's trailing TO names no second target
+ALTER TABLE owned.t ALTER DISTSTYLE EVEN TO public.sales
+
+--- unsupported: a rename followed by what would be an ownership change
+ALTER TABLE owned.t RENAME TO OWNER TO admin
+
+--- syntax: a column's ENCODE takes one of Redshift's encodings, as a word
+ALTER TABLE owned.t ALTER COLUMN a ENCODE 'zstd'
+
+--- syntax: the word after ENCODE is an encoding, not the start of another clause
+ALTER TABLE owned.t ALTER COLUMN a ENCODE OWNER TO admin
+
 --- read_only/unsupported: ALTER TABLE ... APPEND FROM empties the source table
 ALTER TABLE owned.t APPEND FROM public.sales
 

@@ -901,3 +901,19 @@ def test_altering_the_design_changes_nothing_but_checks_the_table_the_owner_and_
         _run(user_conn, f"ALTER TABLE {unique_name}_absent ALTER DISTSTYLE ALL")
     with _connect_as(postgres, OTHER_USER) as other, pytest.raises(psycopg.errors.InsufficientPrivilege):
         _run(other, f"ALTER TABLE {unique_name} ALTER SORTKEY AUTO")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TABLE t (a int) DISTKEY (a",
+        "CREATE TABLE t (a int) SORTKEY (",
+        "CREATE TABLE t (a int ENCODE",
+        "ALTER TABLE t ALTER SORTKEY (a",
+        "ALTER TABLE t ALTER COLUMN a ENCODE",
+    ],
+)
+def test_a_design_clause_cut_short_is_left_for_postgres_to_refuse(user_conn, sql):
+    assert translate_sql(sql) == sql
+    with pytest.raises(psycopg.errors.SyntaxError):
+        user_conn.execute(sql)
