@@ -28,6 +28,8 @@ Decisions where the rules could go either way
       share a kept-alive Data API session, and a transaction left open there would hold locks and swallow later
       statements. Each statement runs in its own implicit transaction; multi-step loads belong to the Bulk API.
     - EXPLAIN checks the statement it explains with the same rules (explaining a write needs the write flag).
+    - A write's clauses are Redshift's (:data:`_CLAUSES`): sqlglot also reads other dialects' (RETURNING, ON
+      CONFLICT, UPDATE ... LIMIT), which are refused by name for every tenant rather than left to the warehouse.
     - A backslash before a quote in a plain string literal is refused: whether it escapes the quote depends on the
       server's ``standard_conforming_strings``, so the guard and the warehouse could disagree on where the string,
       and so the statement, ends. ``''`` means the same everywhere.
@@ -137,6 +139,34 @@ _WRITES: tuple[type[exp.Expression], ...] = (
     exp.Drop,
     exp.Alter,
 )
+# The clauses each write statement has in Redshift, by sqlglot's names for them. sqlglot also reads other dialects'
+# (RETURNING, ON CONFLICT, UPDATE ... ORDER BY / LIMIT, TRUNCATE ... RESTART IDENTITY, ALTER TABLE IF EXISTS): one of
+# those is refused by name, as Redshift would refuse it, rather than sent to the warehouse (or run by the local
+# stack's PostgreSQL, which has some of them, so that it worked locally and failed on Redshift).
+_CLAUSES: dict[type[exp.Expression], frozenset[str]] = {
+    exp.Insert: frozenset({"with_", "this", "expression", "default"}),
+    exp.Update: frozenset({"with_", "this", "expressions", "from_", "where"}),
+    exp.Delete: frozenset({"with_", "this", "using", "where", "tables"}),
+    exp.Merge: frozenset({"with_", "this", "using", "on", "whens"}),
+    exp.TruncateTable: frozenset({"expressions", "option"}),
+    exp.Create: frozenset(
+        {"this", "kind", "expression", "properties", "exists", "replace", "no_schema_binding", "clone"}
+    ),
+    exp.Drop: frozenset({"this", "tables", "kind", "exists", "cascade", "restrict", "materialized"}),
+    exp.Alter: frozenset({"this", "kind", "actions", "options", "cascade"}),
+}
+_CLAUSE_NAMES = {
+    "returning": "RETURNING",
+    "conflict": "ON CONFLICT",
+    "order": "ORDER BY",
+    "limit": "LIMIT",
+    "by_name": "BY NAME",
+    "overwrite": "OVERWRITE",
+    "identity": "RESTART / CONTINUE IDENTITY",
+    "only": "ONLY",
+    "exists": "IF EXISTS",
+    "purge": "PURGE",
+}
 # Statements as sqlglot builds them. Nested anywhere but at the root (a data-modifying CTE, say), each is refused;
 # EXPLAIN's argument is parsed and checked on its own.
 _STATEMENTS: tuple[type[exp.Expression], ...] = (
@@ -840,6 +870,7 @@ def _check_write(tree: exp.Expression, grant: WriteGrant) -> None:
     """Refusals that hold whatever the flag come first, so every tenant hears the real reason; then the flag;
     then where the statement writes."""
     verb = _describe(tree)
+    _check_clauses(tree, verb)
     if isinstance(tree, exp.Create):
         _check_create(tree)
     elif isinstance(tree, exp.Drop):
@@ -854,6 +885,24 @@ def _check_write(tree: exp.Expression, grant: WriteGrant) -> None:
         raise _rejected("cascade", f"{verb} ... CASCADE is not allowed: it reaches objects outside your schemas")
     for target in _targets(tree):
         _check_owned(target, grant, verb)
+
+
+def _check_clauses(tree: exp.Expression, verb: str) -> None:
+    clauses = _CLAUSES[type(tree)]
+    for key, value in tree.args.items():
+        if key not in clauses and value not in (None, False, "", []):
+            clause = _CLAUSE_NAMES.get(key, key.upper())
+            raise _rejected(
+                "unsupported", f"{verb} ... {clause} is not allowed in queries: Redshift has no such clause"
+            )
+    if isinstance(tree, exp.Update) and not tree.expressions:
+        raise _rejected("syntax", "UPDATE needs SET")
+    if isinstance(tree, exp.Insert) and not (tree.expression or tree.args.get("default")):
+        raise _rejected("syntax", "INSERT needs VALUES, a query or DEFAULT VALUES")
+    if isinstance(tree, exp.Create) and tree.args.get("replace") and str(tree.args.get("kind")).upper() != "VIEW":
+        raise _rejected(
+            "unsupported", f"CREATE OR REPLACE {tree.args.get('kind')} is not allowed: Redshift replaces views only"
+        )
 
 
 def _targets(tree: exp.Expression) -> Iterator[exp.Expression | None]:

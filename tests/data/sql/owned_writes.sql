@@ -108,3 +108,18 @@ ALTER TABLE owned.daily DROP CONSTRAINT pk
 
 --- explain a write
 EXPLAIN INSERT INTO owned.daily SELECT * FROM owned.daily
+
+--- create a table as Redshift prints its DDL (SHOW TABLE): design clauses sqlglot has no grammar for
+CREATE TABLE owned.printed (id bigint IDENTITY(1, 1) ENCODE az64 DISTKEY, note varchar(64) ENCODE lzo SORTKEY) DISTSTYLE AUTO SORTKEY AUTO ENCODE AUTO
+
+--- an interleaved sort key
+CREATE TABLE owned.interleaved (a int, b int) INTERLEAVED SORTKEY (a, b)
+
+--- change a column's compression
+ALTER TABLE owned.daily ALTER COLUMN region ENCODE zstd, ALTER COLUMN total ENCODE az64
+
+--- let Redshift choose the compression again
+ALTER TABLE owned.daily ALTER ENCODE AUTO
+
+--- insert the defaults
+INSERT INTO owned.daily DEFAULT VALUES
