@@ -28,8 +28,9 @@ Decisions where the rules could go either way
       share a kept-alive Data API session, and a transaction left open there would hold locks and swallow later
       statements. Each statement runs in its own implicit transaction; multi-step loads belong to the Bulk API.
     - EXPLAIN checks the statement it explains with the same rules (explaining a write needs the write flag).
-    - A write's clauses are Redshift's (:data:`_CLAUSES`): sqlglot also reads other dialects' (RETURNING, ON
-      CONFLICT, UPDATE ... LIMIT), which are refused by name for every tenant rather than left to the warehouse.
+    - A write's clauses are Redshift's (:data:`_CLAUSES`), and so are a table's column attributes and constraints
+      (:data:`_COLUMN_ATTRIBUTES`): sqlglot also reads other dialects' (RETURNING, ON CONFLICT, UPDATE ... LIMIT,
+      CHECK), which are refused by name for every tenant rather than left to the warehouse.
     - A backslash before a quote in a plain string literal is refused: whether it escapes the quote depends on the
       server's ``standard_conforming_strings``, so the guard and the warehouse could disagree on where the string,
       and so the statement, ends. ``''`` means the same everywhere.
@@ -106,7 +107,7 @@ from sqlglot.tokens import Token, TokenType
 
 from spectra import sql_layout
 from spectra.errors import InvalidRequest, PayloadTooLarge, SqlRejected
-from spectra.sql_design import AlterEncode, DesignWriter, EncodeAuto, SortKeyAuto, TableDesignGrammar
+from spectra.sql_design import AlterEncode, ColumnKey, DesignWriter, EncodeAuto, SortKeyAuto, TableDesignGrammar
 
 # sqlglot logs a warning for every statement it keeps as an opaque Command; the guard handles those itself.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -210,6 +211,27 @@ _CREATE_OPTIONS = (
 _ALTER_FORMS = (
     "ALTER TABLE may add, alter, rename or drop a column or constraint, rename the table, ALTER DISTSTYLE, DISTKEY, "
     "SORTKEY or ENCODE AUTO, and ALTER COLUMN ... ENCODE"
+)
+# What a column or a table's constraint may be in Redshift (the table's elements as sqlglot reads them: a
+# constraint of a column, or one of the table). CHECK, computed columns and the like are PostgreSQL's and others'.
+_COLUMN_ATTRIBUTES: tuple[type[exp.Expression], ...] = (
+    exp.Identifier,  # a column's name in CREATE TABLE t (a, b) AS SELECT ...
+    exp.LikeProperty,  # CREATE TABLE t (LIKE other)
+    exp.NotNullColumnConstraint,
+    exp.DefaultColumnConstraint,
+    exp.GeneratedAsIdentityColumnConstraint,
+    exp.EncodeColumnConstraint,
+    ColumnKey,
+    exp.CollateColumnConstraint,
+    exp.UniqueColumnConstraint,
+    exp.PrimaryKeyColumnConstraint,
+    exp.PrimaryKey,
+    exp.Reference,
+    exp.ForeignKey,
+)
+_COLUMN_FORMS = (
+    "a column may have DEFAULT, IDENTITY, ENCODE, DISTKEY, SORTKEY, COLLATE, NOT NULL or NULL, UNIQUE, PRIMARY KEY "
+    "and REFERENCES, and a table PRIMARY KEY, UNIQUE and FOREIGN KEY constraints (Redshift has no CHECK)"
 )
 # ALTER TABLE actions that change only the table itself. OWNER TO, ROW LEVEL SECURITY, APPEND FROM, SET LOCATION
 # and friends are either kept as Commands by sqlglot or are other node types, and are refused.
@@ -987,6 +1009,22 @@ def _check_create(tree: exp.Create) -> None:
             raise _rejected("unsupported", f"CREATE TABLE option {_written(prop)} is not allowed: {_CREATE_OPTIONS}")
     if tree.args.get("clone"):
         raise _rejected("unsupported", f"CREATE {kind} ... CLONE is not allowed")
+    if kind == "TABLE" and isinstance(tree.this, exp.Schema):
+        for element in tree.this.expressions:
+            _check_table_element(element)
+
+
+def _check_table_element(element: exp.Expression) -> None:
+    """A column or table constraint in a CREATE TABLE or an ALTER TABLE ... ADD: Redshift's kinds only (sqlglot
+    also reads CHECK, computed columns, a column's WITH (...) and others, which Redshift has not)."""
+    if isinstance(element, exp.ColumnDef):
+        attributes = [constraint.args.get("kind") for constraint in element.args.get("constraints") or []]
+    else:
+        attributes = element.expressions if isinstance(element, exp.Constraint) else [element]
+    for attribute in attributes:
+        if not isinstance(attribute, _COLUMN_ATTRIBUTES):
+            what = "column option" if isinstance(element, exp.ColumnDef) else "table constraint"
+            raise _rejected("unsupported", f"{what} {_written(attribute)} is not allowed: {_COLUMN_FORMS}")
 
 
 def _check_drop(tree: exp.Drop) -> None:
@@ -1011,6 +1049,9 @@ def _check_alter(tree: exp.Alter) -> None:
                 "unsupported",
                 f"ALTER TABLE ... {_written(action)} is not allowed in queries: {_ALTER_FORMS}",
             )
+        if isinstance(action, exp.ColumnDef | exp.AddConstraint):
+            for element in [action] if isinstance(action, exp.ColumnDef) else action.expressions:
+                _check_table_element(element)
         if isinstance(action, exp.Drop) and (
             str(action.args.get("kind") or "").upper() not in {"COLUMN", "CONSTRAINT"} or action.args.get("cascade")
         ):

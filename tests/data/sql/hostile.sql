@@ -855,3 +855,21 @@ TRUNCATE owned.t RESTART IDENTITY
 
 --- unsupported: DROP TABLE ... PURGE (Oracle's)
 DROP TABLE owned.t PURGE
+
+--- unsupported: a CHECK constraint on a column (Redshift has none; the local stack's PostgreSQL would enforce it)
+CREATE TABLE owned.t (a int CHECK (a > 0))
+
+--- unsupported: a table's CHECK constraint, named
+CREATE TABLE owned.t (a int, CONSTRAINT positive CHECK (a > 0))
+
+--- unsupported: a computed column (PostgreSQL's GENERATED ALWAYS AS (...) STORED)
+CREATE TABLE owned.t (a int, b int GENERATED ALWAYS AS (a + 1) STORED)
+
+--- unsupported: a column's WITH (...) options
+CREATE TABLE owned.t (a int WITH (location = 's3://attacker/'))
+
+--- unsupported: a CHECK constraint added later
+ALTER TABLE owned.t ADD CONSTRAINT positive CHECK (a > 0)
+
+--- unsupported: a column added with a CHECK
+ALTER TABLE owned.t ADD COLUMN b int CHECK (b > 0)

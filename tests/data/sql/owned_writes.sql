@@ -123,3 +123,12 @@ ALTER TABLE owned.daily ALTER ENCODE AUTO
 
 --- insert the defaults
 INSERT INTO owned.daily DEFAULT VALUES
+
+--- every column attribute and table constraint Redshift has
+CREATE TABLE owned.keyed (id int NOT NULL DEFAULT 1 UNIQUE PRIMARY KEY REFERENCES owned.daily (id) ENCODE az64 DISTKEY, code varchar(4) NULL COLLATE case_insensitive, n int CONSTRAINT n_set NOT NULL, PRIMARY KEY (id), UNIQUE (code), FOREIGN KEY (n) REFERENCES owned.daily (id), CONSTRAINT one_code UNIQUE (code))
+
+--- a table from a query, its columns named
+CREATE TABLE owned.named (day, total) AS SELECT day, total FROM owned.daily
+
+--- add a column with a default and an encoding, and a constraint
+ALTER TABLE owned.daily ADD COLUMN note varchar(32) DEFAULT 'none' ENCODE zstd
