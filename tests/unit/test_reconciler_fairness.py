@@ -4,6 +4,8 @@ no kind of job keeps another from being looked at, and only the ending that wins
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -18,6 +20,16 @@ from spectra.reconciliation import reconcile
 from spectra.warehouse import Column
 from tests.unit.bulk_helpers import bulk_job
 from tests.unit.fakes import make_ports, make_settings
+
+
+def ticking(monkeypatch) -> itertools.count:
+    """A monotonic clock moving one tick a call, in this thread only. time.monotonic is the process's: threads other
+    test files left running in the same xdist worker (a local stack's pollers, any Condition.wait) call it too, and
+    moved this clock under a test (a run saw 27 of its 30 looks)."""
+    clock, real, here = itertools.count(), time.monotonic, threading.get_ident()
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock) if threading.get_ident() == here else real())
+    return clock
+
 
 pytestmark = pytest.mark.unit
 
@@ -106,15 +118,12 @@ def test_a_query_backlog_filling_each_run_leaves_the_bulk_sweep_its_half(monkeyp
     (here each look costs one tick of a fake clock and a run has 20), a bulk job whose message was lost was never
     re-queued nor given up. Query jobs now take half of a run first, then the bulk sweep runs."""
 
-    from spectra import reconciliation
-
     ports = make_ports(settings=make_settings(tenant_max_running_statements=100))
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     for _ in range(30):
         query_job(ports)  # long statements, events lost: each described once a minute
     lost = bulk_queued(ports)
-    clock = itertools.count()
-    monkeypatch.setattr(reconciliation.time, "monotonic", lambda: next(clock))
+    clock = ticking(monkeypatch)
     for minute in range(2, 121):
         reconcile(ports, now=utcnow() + timedelta(minutes=minute), deadline=next(clock) + 20)
     assert ports.bulk.jobs.get(lost).state is not BulkState.UPLOAD_COMPLETE, "bulk job never looked at in 2 hours"
@@ -165,14 +174,12 @@ def test_without_bulk_work_query_jobs_have_the_whole_run(monkeypatch):
     """The split gave query jobs at most half of a run even when the bulk index was empty: a query backlog that one
     run could look at whole took two, and every run reported out_of_time (ReconcileStoppedEarly, alarmed) though half
     of its time went unused (diff review). The query jobs left after the bulk sweep take what time remains."""
-    from spectra import reconciliation
 
     ports = make_ports(settings=make_settings(tenant_max_running_statements=100))
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     for _ in range(30):
         query_job(ports)  # long statements, events lost
-    clock = itertools.count()
-    monkeypatch.setattr(reconciliation.time, "monotonic", lambda: next(clock))
+    clock = ticking(monkeypatch)
     summary = reconcile(ports, now=utcnow() + timedelta(minutes=2), deadline=next(clock) + 40)
     assert summary.checked == 30 and not summary.out_of_time, summary.as_dict()
 
