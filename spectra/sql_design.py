@@ -41,7 +41,7 @@ COLUMN_ENCODINGS = frozenset(
         "ZSTD",
     }
 )
-_NAMES = (TokenType.VAR, TokenType.IDENTIFIER)  # a column's name: a word that is no keyword, or quoted
+_NAMES = {TokenType.VAR, TokenType.IDENTIFIER}  # a column's name: a word, a quoted name, or a keyword names may be
 
 
 class ColumnKey(exp.Expression, exp.ColumnConstraintKind):
@@ -77,16 +77,21 @@ class TableDesignGrammar(RedshiftParser):
         "DISTKEY": lambda self: self.expression(ColumnKey(this=exp.var("DISTKEY"))),
         "SORTKEY": lambda self: self.expression(ColumnKey(this=exp.var("SORTKEY"))),
     }
+    # sqlglot calls a property's parser with default=True after DEFAULT (DEFAULT CHARACTER SET): none of these
     PROPERTY_PARSERS: ClassVar[dict[str, Any]] = {
         **RedshiftParser.PROPERTY_PARSERS,
-        "SORTKEY": lambda self: self._parse_table_sortkey(),
-        "INTERLEAVED": lambda self: self._parse_interleaved_sortkey(),
-        "ENCODE": lambda self: self._parse_encode_auto(),
+        "SORTKEY": lambda self, default=False: self._no_default(default) or self._parse_table_sortkey(),
+        "INTERLEAVED": lambda self, default=False: self._no_default(default) or self._parse_interleaved_sortkey(),
+        "ENCODE": lambda self, default=False: self._no_default(default) or self._parse_encode_auto(),
     }
     ALTER_ALTER_PARSERS: ClassVar[dict[str, Any]] = {
         **RedshiftParser.ALTER_ALTER_PARSERS,
         "ENCODE": lambda self: self.expression(AlterEncode(encoding=self._parse_auto())),
     }
+
+    def _no_default(self, default: bool) -> None:
+        if default:
+            self.raise_error("Expecting a table option after DEFAULT")
 
     def _parse_auto(self) -> exp.Var:
         if not self._match_text_seq("AUTO"):
@@ -113,7 +118,13 @@ class TableDesignGrammar(RedshiftParser):
         index = self._index
         self._match(TokenType.COLUMN)
         name, keyword = self._curr, self._next
-        if name and keyword and name.token_type in _NAMES and keyword.text.upper() == "ENCODE":
+        if (
+            name
+            and keyword
+            and name.token_type in self.ID_VAR_TOKENS | _NAMES
+            and keyword.token_type is TokenType.VAR
+            and keyword.text.upper() == "ENCODE"
+        ):
             column = self._parse_id_var()
             self._advance()
             encoding = self._curr

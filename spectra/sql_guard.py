@@ -804,7 +804,7 @@ def _written(node: exp.Expression, limit: int = 80) -> str:
     try:
         text = writer.generate(node).strip() or node.key.upper()
     except Exception:  # a node sqlglot's generator cannot write (its bug): named by kind, never a 500
-        text = node.key.upper()
+        text = getattr(node, "key", "?").upper()
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -1014,17 +1014,32 @@ def _check_create(tree: exp.Create) -> None:
             _check_table_element(element)
 
 
-def _check_table_element(element: exp.Expression) -> None:
+def _check_table_element(element: exp.Expression, *, adding: bool = False) -> None:
     """A column or table constraint in a CREATE TABLE or an ALTER TABLE ... ADD: Redshift's kinds only (sqlglot
     also reads CHECK, computed columns, a column's WITH (...) and others, which Redshift has not)."""
     if isinstance(element, exp.ColumnDef):
         attributes = [constraint.args.get("kind") for constraint in element.args.get("constraints") or []]
     else:
         attributes = element.expressions if isinstance(element, exp.Constraint) else [element]
+    what = "column option" if isinstance(element, exp.ColumnDef) else "table constraint"
     for attribute in attributes:
+        if attribute is None:  # CONSTRAINT name with nothing after it
+            raise _rejected("syntax", f"a {what} names a constraint but says nothing of it")
         if not isinstance(attribute, _COLUMN_ATTRIBUTES):
-            what = "column option" if isinstance(element, exp.ColumnDef) else "table constraint"
             raise _rejected("unsupported", f"{what} {_written(attribute)} is not allowed: {_COLUMN_FORMS}")
+        if adding and isinstance(attribute, ColumnKey | exp.GeneratedAsIdentityColumnConstraint):
+            raise _rejected(
+                "unsupported",
+                f"ALTER TABLE ... ADD COLUMN ... {_written(attribute)} is not allowed: "
+                "Redshift sets a column's DISTKEY, SORTKEY or IDENTITY only when it creates the table",
+            )
+        for reference in attribute.find_all(exp.Reference):
+            if reference.args.get("options"):  # ON DELETE CASCADE, MATCH FULL: PostgreSQL's, not Redshift's
+                raise _rejected(
+                    "unsupported",
+                    f"{what} ... {' '.join(map(str, reference.args['options']))} is not "
+                    "allowed: Redshift's REFERENCES names a table and its columns only",
+                )
 
 
 def _check_drop(tree: exp.Drop) -> None:
@@ -1051,7 +1066,7 @@ def _check_alter(tree: exp.Alter) -> None:
             )
         if isinstance(action, exp.ColumnDef | exp.AddConstraint):
             for element in [action] if isinstance(action, exp.ColumnDef) else action.expressions:
-                _check_table_element(element)
+                _check_table_element(element, adding=True)
         if isinstance(action, exp.Drop) and (
             str(action.args.get("kind") or "").upper() not in {"COLUMN", "CONSTRAINT"} or action.args.get("cascade")
         ):

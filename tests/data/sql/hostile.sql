@@ -873,3 +873,18 @@ ALTER TABLE owned.t ADD CONSTRAINT positive CHECK (a > 0)
 
 --- unsupported: a column added with a CHECK
 ALTER TABLE owned.t ADD COLUMN b int CHECK (b > 0)
+
+--- syntax: a column's constraint named, with nothing after the name
+CREATE TABLE owned.t (a int CONSTRAINT foo)
+
+--- read_only/unsupported: ENCODE written as a string is no keyword
+ALTER TABLE owned.t ALTER COLUMN a 'encode' zstd
+
+--- syntax: DEFAULT before a design clause
+CREATE TABLE owned.t (a int) DEFAULT ENCODE AUTO
+
+--- unsupported: a column added with a DISTKEY (Redshift sets keys only when it creates the table)
+ALTER TABLE owned.t ADD COLUMN b int DISTKEY
+
+--- unsupported: REFERENCES ... ON DELETE CASCADE (PostgreSQL would delete rows of the tenant's table when another changes)
+CREATE TABLE owned.t (a int REFERENCES public.sales (id) ON DELETE CASCADE)

@@ -132,3 +132,6 @@ CREATE TABLE owned.named (day, total) AS SELECT day, total FROM owned.daily
 
 --- add a column with a default and an encoding, and a constraint
 ALTER TABLE owned.daily ADD COLUMN note varchar(32) DEFAULT 'none' ENCODE zstd
+
+--- change the compression of a column named like a type
+ALTER TABLE owned.daily ALTER COLUMN date ENCODE az64
