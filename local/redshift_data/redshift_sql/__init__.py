@@ -13,6 +13,7 @@ statement's database user and inside the statement's transaction::
 - ``UNLOAD ('select ...') TO 's3://prefix'``: see :mod:`.unload` (text, CSV, JSON, Parquet, HEADER, GZIP, PARALLEL,
   MAXFILESIZE, MANIFEST [VERBOSE], ALLOWOVERWRITE, CLEANPATH, EXTENSION).
 - ``CREATE TABLE`` and ``ALTER TABLE`` with Redshift's table design clauses: see :mod:`.table_design`.
+- Redshift's type names PostgreSQL lacks (``VARCHAR(MAX)``, ``NVARCHAR``, ``VARBYTE``): see :mod:`.type_names`.
 - :func:`install_system_tables` creates ``stl_load_errors``; run it once per database as a superuser at start-up.
 
 Failures: a Redshift-level problem the user can fix (bad option, missing S3 object, load errors past MAXERROR, UNLOAD
@@ -31,6 +32,7 @@ from .functions import translate_functions
 from .load_errors import install_system_tables
 from .statements import classify, parse_copy, parse_unload
 from .table_design import translate_table_design
+from .type_names import translate_type_names
 from .unload import run_unload
 
 __all__ = [
@@ -49,10 +51,10 @@ def is_redshift_statement(sql: str) -> bool:
 
 
 def translate_sql(sql: str) -> str:
-    """``sql`` as PostgreSQL runs it: Redshift's table design clauses left out, its cheap functions mapped, quoted
-    names folded; unchanged when it needs none of that. Raises :class:`RedshiftSqlError` for a DISTKEY or SORTKEY
-    naming a column the table lacks."""
-    return translate_functions(translate_table_design(sql))
+    """``sql`` as PostgreSQL runs it: Redshift's type names PostgreSQL lacks rewritten, its table design clauses left
+    out, its cheap functions mapped, quoted names folded; unchanged when it needs none of that. Raises
+    :class:`RedshiftSqlError` for a DISTKEY or SORTKEY naming a column the table lacks."""
+    return translate_functions(translate_table_design(translate_type_names(sql)))
 
 
 def run_redshift_statement(sql: str, conn: psycopg.Connection, s3_client) -> RedshiftResult | None:

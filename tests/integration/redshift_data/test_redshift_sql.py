@@ -732,6 +732,7 @@ def test_translated_redshift_functions_run_on_postgres(user_conn):
         "CREATE TABLE t (a int REFERENCES distkey (x), b int, CONSTRAINT sortkey UNIQUE (a))",
         "CREATE TABLE t (a int, b int DEFAULT encode('x', 'hex')) TABLESPACE backup",
         "CREATE TABLE t (a int) WITH (backup = 1)",
+        'select nchar, "nvarchar", t.varbyte, x nvarchar, max(y) from t',
     ],
 )
 def test_postgres_sql_passes_through_byte_for_byte(sql):
@@ -926,3 +927,35 @@ def test_a_design_clause_cut_short_is_left_for_postgres_to_refuse(user_conn, sql
     assert translate_sql(sql) == sql
     with pytest.raises(psycopg.errors.SyntaxError):
         user_conn.execute(sql)
+
+
+def test_redshift_type_names_postgres_lacks_hold_what_redshift_holds(user_conn, unique_name):
+    """VARCHAR(MAX), CHAR(MAX), NVARCHAR, NCHAR and VARBYTE, as Redshift documents them (its "Character types"), in
+    a table, an added column and a cast."""
+    _run(
+        user_conn,
+        f"CREATE TABLE {unique_name} (a varchar(max), b character varying(MAX), c char(max), d nvarchar(10),"
+        " e nvarchar, f nchar(2), g nchar, h varbyte(16), i varbinary)",
+    )
+    _run(user_conn, f"ALTER TABLE {unique_name} ADD COLUMN j nvarchar(max)")
+    columns = user_conn.execute(
+        "SELECT column_name, data_type, character_maximum_length FROM information_schema.columns"
+        f" WHERE table_name = '{unique_name}' ORDER BY ordinal_position"
+    ).fetchall()
+    assert columns == [
+        ("a", "character varying", 65535),
+        ("b", "character varying", 65535),
+        ("c", "character", 4096),
+        ("d", "character varying", 10),
+        ("e", "character varying", 256),
+        ("f", "character", 2),
+        ("g", "character", 1),
+        ("h", "bytea", None),
+        ("i", "bytea", None),
+        ("j", "character varying", 65535),
+    ]
+    long = "x" * 60_000
+    _run(user_conn, f"INSERT INTO {unique_name} (a) VALUES ('{long}')")
+    assert user_conn.execute(translate_sql(f"SELECT length(a::varchar(max)) FROM {unique_name}")).fetchone() == (
+        60_000,
+    )

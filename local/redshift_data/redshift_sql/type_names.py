@@ -1,0 +1,91 @@
+"""Redshift's type names PostgreSQL lacks, as the PostgreSQL types that hold the same values.
+
+Redshift's "Data types" and "Character types" reference:
+
+- ``VARCHAR(MAX)`` (and ``CHARACTER VARYING(MAX)``, ``NVARCHAR(MAX)``) is 65,535 bytes, ``CHAR(MAX)`` 4,096: PostgreSQL
+  takes no ``MAX``, so they become ``varchar(65535)`` and ``char(4096)`` (the emulator measures characters where
+  Redshift measures bytes, as for any length);
+- ``NVARCHAR`` and ``NCHAR`` are Redshift's names for ``VARCHAR`` and ``CHAR`` (PostgreSQL has neither), with
+  Redshift's defaults when no length is given: ``varchar(256)`` and ``char(1)``;
+- ``VARBYTE``, ``VARBINARY`` and ``BINARY VARYING`` (a length optional) become ``bytea``, PostgreSQL's binary type,
+  which takes no length.
+
+:func:`translate_type_names` rewrites only those tokens (a CREATE TABLE's columns, a cast, an ALTER COLUMN ...
+TYPE) and leaves every other character of the statement as written.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlglot.dialects.redshift import Redshift
+from sqlglot.errors import SqlglotError
+from sqlglot.tokens import Token, TokenType
+
+from .functions import apply_edits
+
+_MENTIONED = re.compile(r"MAX\s*\)|NVARCHAR|NCHAR|VARBYTE|VARBINARY|BINARY\s+VARYING", re.IGNORECASE)
+_VARYING = {"VARCHAR", "CHARACTER VARYING", "CHAR VARYING", "NVARCHAR"}
+_FIXED = {"CHAR", "CHARACTER", "NCHAR", "BPCHAR"}
+_RENAMED = {"NVARCHAR": ("varchar", "varchar(256)"), "NCHAR": ("char", "char(1)")}
+_BINARY = {"VARBYTE", "VARBINARY", "BINARY VARYING"}
+_NAMES = _VARYING | _FIXED | _BINARY
+
+
+def translate_type_names(sql: str) -> str:
+    """``sql`` with Redshift's type names PostgreSQL lacks written as PostgreSQL's; unchanged when it has none.
+
+    A type with its length in parentheses is rewritten wherever it is written (no function has these names); a
+    bare ``NVARCHAR``, ``NCHAR``, ``VARBYTE`` or ``VARBINARY`` only where a type must be (after ``::``, or after a
+    column's name in a CREATE TABLE's or ALTER TABLE's column), since elsewhere it may be a column or an alias."""
+    if not _MENTIONED.search(sql):
+        return sql  # the common case: no tokenizing at all
+    try:
+        tokens = Redshift().tokenize(sql)
+    except SqlglotError:
+        return sql
+    ddl = tokens[0].text.upper() in ("CREATE", "ALTER")
+    edits = []
+    for i, token in enumerate(tokens):
+        name = " ".join(token.text.upper().split())
+        if name not in _NAMES or sql[token.start] == '"' or (i and tokens[i - 1].token_type is TokenType.DOT):
+            continue
+        length = _length(tokens, i + 1)
+        end = tokens[i + 3].end if length is not None else token.end
+        if length == "MAX" and name in _VARYING:
+            edits.append((token.start, end, "varchar(65535)"))
+        elif length == "MAX" and name in _FIXED:
+            edits.append((token.start, end, "char(4096)"))
+        elif name in _RENAMED and length is not None:
+            edits.append((token.start, end, f"{_RENAMED[name][0]}({length})"))
+        elif name in _BINARY and length is not None:
+            edits.append((token.start, end, "bytea"))
+        elif (name in _RENAMED or name in _BINARY) and _is_type_position(tokens, i, ddl):
+            edits.append((token.start, end, _RENAMED[name][1] if name in _RENAMED else "bytea"))
+    return apply_edits(sql, edits)
+
+
+def _is_type_position(tokens: list[Token], i: int, ddl: bool) -> bool:
+    """After ``::``, after ``TYPE`` (ALTER COLUMN), or after a column's name in a DDL statement's column."""
+    before = tokens[i - 1] if i else None
+    if before is None:
+        return False
+    if before.token_type is TokenType.DCOLON or before.text.upper() == "TYPE":
+        return True
+    ahead = tokens[i - 2] if i >= 2 else None
+    opens_a_column = ahead is not None and (
+        ahead.token_type in (TokenType.L_PAREN, TokenType.COMMA) or ahead.text.upper() in ("ADD", "COLUMN")
+    )
+    return ddl and before.token_type in (TokenType.VAR, TokenType.IDENTIFIER) and opens_a_column
+
+
+def _length(tokens: list[Token], i: int) -> str | None:
+    """``(n)`` or ``(MAX)`` at ``tokens[i]``: n or MAX; None when no length follows."""
+    if i + 2 >= len(tokens) or tokens[i].token_type is not TokenType.L_PAREN:
+        return None
+    inside, closing = tokens[i + 1], tokens[i + 2]
+    if closing.token_type is not TokenType.R_PAREN:
+        return None
+    if inside.token_type is TokenType.NUMBER:
+        return inside.text
+    return "MAX" if inside.text.upper() == "MAX" else None
