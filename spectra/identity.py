@@ -4,8 +4,9 @@ The executor asks :func:`identity_for` just before ExecuteStatement. The tenant 
 so a tenant deactivated or deleted while its jobs wait in the queue gets none of them started:
 
 - the tenant must exist, be active, and still be the tenant that submitted the job (the same generation: a tenant
-  deleted and created again under the same id does not inherit queued jobs), and not have been deactivated since
-  the job was queued (:func:`before_reactivation`) → else :class:`TenantInactive`;
+  deleted and created again under the same id does not inherit queued jobs; a job of a tenant created before
+  generations, none recorded, must not be older than the record), and not have been deactivated since the job was
+  queued (:func:`before_reactivation`) → else :class:`TenantInactive`;
 - on a provisioned cluster the statement runs as the tenant's ``db_user``, which must start with the tenant prefix
   (``TenantDbUserPrefix``); on Serverless with the tenant's ``secret_arn``, whose secret name must start with the
   tenant secret prefix (``TenantSecretPrefix``) → else :class:`IdentityRefused`. A record naming the admin user, or
@@ -62,7 +63,7 @@ def identity_for(ports: Ports, job: TenantJob) -> DatabaseIdentity:
         tenant = tenant_record(ports.tenants, job.tenant_id, max_age=0)  # never refuse on a remembered record
     if tenant is None or not tenant.active:
         raise TenantInactive("the job's tenant is inactive or deleted; the job was not run")
-    if job.tenant_generation and job.tenant_generation != tenant.generation:
+    if _predecessors(job, tenant):
         raise TenantInactive("the tenant that submitted the job was deleted; the job was not run")
     if before_reactivation(_queued_at(job), tenant):
         raise TenantInactive(
@@ -115,11 +116,21 @@ def check_write_grant(ports: Ports, job: Job) -> None:
     raise WriteRefused(f"the tenant's write grant changed after the job was submitted: {refusal}")
 
 
+def _predecessors(job: TenantJob, tenant: Tenant) -> bool:
+    """Whether the job was made for an earlier tenant of the same id (deleted, then created again): another
+    generation, or, for a job of a tenant whose record had no generation (created before tenants had them; its jobs
+    record none), made before this record was (less :data:`CLOCK_LEEWAY`: the API's clock and the administrator's
+    may differ)."""
+    if job.tenant_generation:
+        return job.tenant_generation != tenant.generation
+    return job.created_at < tenant.created_at - CLOCK_LEEWAY
+
+
 def _runs(job: TenantJob, tenant: Tenant | None) -> bool:
     return (
         tenant is not None
         and tenant.active
-        and not (job.tenant_generation and job.tenant_generation != tenant.generation)
+        and not _predecessors(job, tenant)
         and not before_reactivation(_queued_at(job), tenant)
     )
 

@@ -988,6 +988,11 @@ class FakeTenants:
         self.tenants[tenant_id] = tenant
         return tenant
 
+    def backdate(self, tenant_id: str, created_at: datetime) -> None:
+        """The tenant's record as if created at ``created_at``: for tests whose jobs are older than the test, as a
+        job made before its tenant's record was a predecessor's (spectra.identity)."""
+        self.tenants[tenant_id] = self.tenants[tenant_id].model_copy(update={"created_at": created_at})
+
     def _claim(self, tenant: Tenant) -> None:
         """A database identity serves one tenant, ever (spectra.tenants.TenantDirectory)."""
         owner = (tenant.tenant_id, tenant.generation)

@@ -41,6 +41,7 @@ def ports():
 def queued(ports, *, waited: timedelta = timedelta(0)) -> BulkJobQueuedMessage:
     """A job UploadComplete since ``waited`` ago (created then too)."""
     since = utcnow() - waited
+    ports.tenants.backdate("acme", min(since, ports.tenants.get("acme").created_at))
     job = bulk_job(BulkOperation.INSERT, state=BulkState.UPLOAD_COMPLETE, queued_at=since, created_at=since)
     source = ports.bulk.files.put(f"acme/{job.job_id}/uploads/batch.csv", BODY)
     ports.bulk.jobs.create(job.model_copy(update={"files": [source]}))

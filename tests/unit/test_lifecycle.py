@@ -166,6 +166,7 @@ def test_a_full_warehouse_fails_a_job_that_has_waited_its_hour(ports):
     message = queued(ports)
     waited = utcnow() - timedelta(seconds=ports.settings.pending_max_age_seconds + 1)
     ports.jobs._items[message.job_id]["created_at"] = waited.isoformat()
+    ports.tenants.backdate("acme", waited)
     ports.warehouse.throttle_next(aws_error="ActiveStatementsExceededException")
     assert execute_job(ports, message, final_attempt=True) is None
     job = ports.jobs.get(message.job_id)

@@ -228,6 +228,7 @@ def _an_hour_old_insert(ports):
 
     ports.tenants.create_tenant("acme", db_user="tenant_acme", allow_writes=True, owned_schemas=["acme"])
     created = utcnow() - timedelta(seconds=3599)
+    ports.tenants.backdate("acme", created)
     queued = Job(
         job_id=new_job_id(),
         tenant_id="acme",
