@@ -8,7 +8,10 @@ Redshift's "Data types" and "Character types" reference:
 - ``NVARCHAR`` and ``NCHAR`` are Redshift's names for ``VARCHAR`` and ``CHAR`` (PostgreSQL has neither), with
   Redshift's defaults when no length is given: ``varchar(256)`` and ``char(1)``;
 - ``VARBYTE``, ``VARBINARY`` and ``BINARY VARYING`` (a length optional) become ``bytea``, PostgreSQL's binary type,
-  which takes no length.
+  which takes no length;
+- ``COLLATE CASE_SENSITIVE`` is PostgreSQL's default and is left out; ``COLLATE CASE_INSENSITIVE`` is refused with
+  :class:`RedshiftSqlError` saying why: the embedded PostgreSQL is built without ICU, so it has no collation that
+  compares without case (PostgreSQL's own message would be that the collation does not exist).
 
 :func:`translate_type_names` rewrites only those tokens (a CREATE TABLE's columns, a cast, an ALTER COLUMN ...
 TYPE) and leaves every other character of the statement as written.
@@ -22,9 +25,10 @@ from sqlglot.dialects.redshift import Redshift
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Token, TokenType
 
+from .base import RedshiftSqlError
 from .functions import apply_edits
 
-_MENTIONED = re.compile(r"MAX\s*\)|NVARCHAR|NCHAR|VARBYTE|VARBINARY|BINARY\s+VARYING", re.IGNORECASE)
+_MENTIONED = re.compile(r"MAX\s*\)|NVARCHAR|NCHAR|VARBYTE|VARBINARY|BINARY\s+VARYING|CASE_", re.IGNORECASE)
 _VARYING = {"VARCHAR", "CHARACTER VARYING", "CHAR VARYING", "NVARCHAR"}
 _FIXED = {"CHAR", "CHARACTER", "NCHAR", "BPCHAR"}
 _RENAMED = {"NVARCHAR": ("varchar", "varchar(256)"), "NCHAR": ("char", "char(1)")}
@@ -47,6 +51,14 @@ def translate_type_names(sql: str) -> str:
     ddl = tokens[0].text.upper() in ("CREATE", "ALTER")
     edits = []
     for i, token in enumerate(tokens):
+        collation = _collation(sql, tokens, i)
+        if collation == "CASE_SENSITIVE":
+            edits.append((token.start, tokens[i + 1].end, ""))
+        elif collation == "CASE_INSENSITIVE":
+            raise RedshiftSqlError(
+                "COLLATE CASE_INSENSITIVE is not available on the local stack: its PostgreSQL is built without ICU, "
+                "which a collation that compares without case needs (compare lower(a) = lower(b) instead)"
+            )
         name = " ".join(token.text.upper().split())
         if name not in _NAMES or sql[token.start] == '"' or (i and tokens[i - 1].token_type is TokenType.DOT):
             continue
@@ -63,6 +75,14 @@ def translate_type_names(sql: str) -> str:
         elif (name in _RENAMED or name in _BINARY) and _is_type_position(tokens, i, ddl):
             edits.append((token.start, end, _RENAMED[name][1] if name in _RENAMED else "bytea"))
     return apply_edits(sql, edits)
+
+
+def _collation(sql: str, tokens: list[Token], i: int) -> str | None:
+    """The collation ``COLLATE`` at ``tokens[i]`` names, when it is one of Redshift's two (as a word or quoted)."""
+    if tokens[i].token_type is not TokenType.COLLATE or i + 1 >= len(tokens):
+        return None
+    name = tokens[i + 1].text.upper()
+    return name if name in ("CASE_SENSITIVE", "CASE_INSENSITIVE") else None
 
 
 def _is_type_position(tokens: list[Token], i: int, ddl: bool) -> bool:

@@ -959,3 +959,13 @@ def test_redshift_type_names_postgres_lacks_hold_what_redshift_holds(user_conn, 
     assert user_conn.execute(translate_sql(f"SELECT length(a::varchar(max)) FROM {unique_name}")).fetchone() == (
         60_000,
     )
+
+
+def test_a_case_sensitive_collation_is_the_default_and_a_case_insensitive_one_is_refused_saying_why(
+    user_conn, unique_name
+):
+    _run(user_conn, f"CREATE TABLE {unique_name} (a varchar(8) COLLATE CASE_SENSITIVE)")
+    _run(user_conn, f"INSERT INTO {unique_name} VALUES ('Abc')")
+    assert _run(user_conn, f"SELECT count(*) FROM {unique_name} WHERE a = 'abc'").fetchone() == (0,)
+    with pytest.raises(RedshiftSqlError, match="built without ICU"):
+        _run(user_conn, f"CREATE TABLE {unique_name}_ci (a varchar(8) COLLATE case_insensitive)")
