@@ -9,7 +9,9 @@ does not count) name a Redshift-only function:
    ``stl_load_errors``; ``PG_LAST_COPY_COUNT()`` -> the rows it loaded (0 when there was none);
    ``SYSDATE`` -> start of the current transaction, as ``timestamp`` (Redshift's SYSDATE);
    ``NVL(`` -> ``COALESCE(``, ``LEN(`` -> ``LENGTH(``;
-2. for functions whose arguments must be rearranged (NVL2, DECODE, DATEADD, DATEDIFF, CHARINDEX), sqlglot transpiles
+2. for functions whose arguments must be rearranged (NVL2, DECODE, DATEADD, DATEDIFF, CHARINDEX, CONVERT_TIMEZONE) or
+   that PostgreSQL has under another form (LISTAGG: ``string_agg(x, sep ORDER BY ...)``, its separator '' when none
+   is given, as Redshift's; MEDIAN: ``percentile_cont(0.5) WITHIN GROUP (ORDER BY x)``), sqlglot transpiles
    the statement from Redshift to PostgreSQL. If sqlglot cannot, the tier-1 result is returned and PostgreSQL reports
    the unknown function, which is the honest answer.
 """
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+from typing import ClassVar
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import groupconcat_sql
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.dialects.redshift import Redshift
 from sqlglot.errors import SqlglotError
@@ -40,7 +44,7 @@ _NO_ARGUMENT_CALLS = {
     "PG_LAST_COPY_COUNT": LAST_COPY_COUNT_SQL,
 }
 _RENAMES = {"NVL": "COALESCE", "LEN": "LENGTH"}
-_NEEDS_TRANSPILE = {"NVL2", "DECODE", "DATEADD", "DATEDIFF", "CHARINDEX"}
+_NEEDS_TRANSPILE = {"NVL2", "DECODE", "DATEADD", "DATEDIFF", "CHARINDEX", "LISTAGG", "MEDIAN", "CONVERT_TIMEZONE"}
 _ALL_NAMES = {*_NO_ARGUMENT_CALLS, "SYSDATE", *_RENAMES, *_NEEDS_TRANSPILE}
 _NAME_TOKENS = {TokenType.VAR}
 
@@ -87,8 +91,25 @@ class _PostgresKeepingPlaceholders(Postgres):
     DECODE beside a parameter would lose every value."""
 
     class Generator(Postgres.Generator):
+        TRANSFORMS: ClassVar[dict] = {
+            **Postgres.Generator.TRANSFORMS,
+            exp.GroupConcat: lambda self, e: groupconcat_sql(
+                self, _listed(e), func_name="STRING_AGG", within_group=False
+            ),
+        }
+
         def placeholder_sql(self, expression) -> str:
             return f":{expression.name}" if expression.this else super().placeholder_sql(expression)
+
+        def withingroup_sql(self, expression) -> str:
+            # LISTAGG(x, sep) WITHIN GROUP (ORDER BY y) is PostgreSQL's string_agg(x, sep ORDER BY y), which takes
+            # no WITHIN GROUP (sqlglot writes one)
+            listed, order = expression.this, expression.expression
+            if isinstance(listed, exp.GroupConcat) and isinstance(order, exp.Order):
+                listed = _listed(listed)
+                listed.set("this", exp.Order(this=listed.this, expressions=[o.copy() for o in order.expressions]))
+                return self.sql(listed)
+            return super().withingroup_sql(expression)
 
         def is_sql(self, expression) -> str:
             # NVL2(:x, ...) and DECODE(:x, NULL, ...) become ":x IS NULL", where PostgreSQL cannot tell a parameter
@@ -102,6 +123,18 @@ class _PostgresKeepingPlaceholders(Postgres):
 
 
 _KEEPING_PLACEHOLDERS = _PostgresKeepingPlaceholders()
+
+
+def _listed(listagg: exp.GroupConcat) -> exp.GroupConcat:
+    """A copy of LISTAGG as PostgreSQL's string_agg needs it: a separator ('' when none was given, Redshift's default)
+    and, for LISTAGG(DISTINCT x, sep), whose separator sqlglot reads into the DISTINCT, that separator back out."""
+    listed = listagg.copy()
+    distinct = listed.this
+    if isinstance(distinct, exp.Distinct) and len(distinct.expressions) == 2 and not listed.args.get("separator"):
+        listed.set("separator", distinct.expressions[1].pop())
+    if not listed.args.get("separator"):
+        listed.set("separator", exp.Literal.string(""))
+    return listed
 
 
 def _plan(sql: str, tokens: list[Token]) -> tuple[list[tuple[int, int, str]], bool]:

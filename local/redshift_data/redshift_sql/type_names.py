@@ -48,7 +48,9 @@ def translate_type_names(sql: str) -> str:
         tokens = Redshift().tokenize(sql)
     except SqlglotError:
         return sql
-    ddl = tokens[0].text.upper() in ("CREATE", "ALTER")
+    if not tokens:
+        return sql  # comments only
+    typed = _column_types(sql, tokens)
     edits = []
     for i, token in enumerate(tokens):
         collation = _collation(sql, tokens, i)
@@ -72,7 +74,7 @@ def translate_type_names(sql: str) -> str:
             edits.append((token.start, end, f"{_RENAMED[name][0]}({length})"))
         elif name in _BINARY and length is not None:
             edits.append((token.start, end, "bytea"))
-        elif (name in _RENAMED or name in _BINARY) and _is_type_position(tokens, i, ddl):
+        elif (name in _RENAMED or name in _BINARY) and (i in typed or tokens[i - 1].token_type is TokenType.DCOLON):
             edits.append((token.start, end, _RENAMED[name][1] if name in _RENAMED else "bytea"))
     return apply_edits(sql, edits)
 
@@ -81,22 +83,46 @@ def _collation(sql: str, tokens: list[Token], i: int) -> str | None:
     """The collation ``COLLATE`` at ``tokens[i]`` names, when it is one of Redshift's two (as a word or quoted)."""
     if tokens[i].token_type is not TokenType.COLLATE or i + 1 >= len(tokens):
         return None
+    if i + 2 < len(tokens) and tokens[i + 2].token_type is TokenType.DOT:
+        return None  # a qualified name
     name = tokens[i + 1].text.upper()
     return name if name in ("CASE_SENSITIVE", "CASE_INSENSITIVE") else None
 
 
-def _is_type_position(tokens: list[Token], i: int, ddl: bool) -> bool:
-    """After ``::``, after ``TYPE`` (ALTER COLUMN), or after a column's name in a DDL statement's column."""
-    before = tokens[i - 1] if i else None
-    if before is None:
-        return False
-    if before.token_type is TokenType.DCOLON or before.text.upper() == "TYPE":
-        return True
-    ahead = tokens[i - 2] if i >= 2 else None
-    opens_a_column = ahead is not None and (
-        ahead.token_type in (TokenType.L_PAREN, TokenType.COMMA) or ahead.text.upper() in ("ADD", "COLUMN")
-    )
-    return ddl and before.token_type in (TokenType.VAR, TokenType.IDENTIFIER) and opens_a_column
+def _column_types(sql: str, tokens: list[Token]) -> set[int]:
+    """Where a column's type is written in DDL: after each column's name in the column list of ``CREATE TABLE name
+    (...)``, after ``ADD [COLUMN] name`` and after ``ALTER [COLUMN] name TYPE`` (not in a CREATE TABLE AS's or a view's
+    query, where a word after a name is its alias)."""
+    words = [_word(sql, token) for token in tokens]
+    typed: set[int] = set()
+    if words[:1] == ["CREATE"] and "TABLE" in words[1:4]:
+        opening = next((i for i, t in enumerate(tokens) if t.token_type is TokenType.L_PAREN), None)
+        if opening is None or "AS" in words[2:opening]:
+            return typed
+        depth = 0
+        for i in range(opening, len(tokens) - 1):
+            kind = tokens[i].token_type
+            if kind in (TokenType.L_PAREN, TokenType.R_PAREN):
+                depth += 1 if kind is TokenType.L_PAREN else -1
+                if depth == 0:
+                    break
+            if depth == 1 and kind in (TokenType.L_PAREN, TokenType.COMMA) and words[i + 1]:
+                typed.add(i + 2)  # ( name TYPE, name TYPE ...
+    elif words[:2] == ["ALTER", "TABLE"]:
+        for i, word in enumerate(words):
+            if word == "ADD" and i + 1 < len(words):
+                typed.add(i + 3 if words[i + 1] == "COLUMN" else i + 2)
+            if word == "TYPE" and i >= 2 and words[i - 1]:
+                typed.add(i + 1)
+    return typed
+
+
+def _word(sql: str, token: Token) -> str:
+    """A word (a keyword or a name, quoted or not) in upper case; "" for a string, a number or punctuation."""
+    if token.token_type in (TokenType.STRING, TokenType.NUMBER):
+        return ""
+    text = token.text.upper()
+    return text if sql[token.start] == '"' or text.replace("_", "").replace(" ", "").isalnum() else ""
 
 
 def _length(tokens: list[Token], i: int) -> str | None:

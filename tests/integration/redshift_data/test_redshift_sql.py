@@ -702,6 +702,22 @@ def test_unload_then_copy_round_trip(user_conn, s3, bucket, source, unique_name)
 # Function mapping
 
 
+def test_listagg_median_and_convert_timezone_run_on_postgres(user_conn):
+    """Redshift's LISTAGG (its separator '' when none is given), MEDIAN and CONVERT_TIMEZONE, which PostgreSQL has
+    under other forms."""
+    rows = "(VALUES ('eu', 'b', 1.0), ('eu', 'a', 4.0), ('us', 'c', 2.0), ('eu', 'a', 3.0)) AS s(region, name, n)"
+    sql = (
+        "SELECT region, LISTAGG(name, ',') WITHIN GROUP (ORDER BY name DESC), length(LISTAGG(name)), "
+        f"LISTAGG(DISTINCT name, '; '), MEDIAN(n) FROM {rows} GROUP BY region ORDER BY region"
+    )
+    assert user_conn.execute(translate_sql(sql)).fetchall() == [
+        ("eu", "b,a,a", 3, "a; b", 3.0),
+        ("us", "c", 1, "c", 2.0),
+    ]
+    converted = "SELECT CONVERT_TIMEZONE('UTC', 'America/New_York', '2026-07-01 12:00:00'::timestamp)"
+    assert user_conn.execute(translate_sql(converted)).fetchone() == (dt.datetime(2026, 7, 1, 8, 0),)
+
+
 def test_translated_redshift_functions_run_on_postgres(user_conn):
     sql = "SELECT NVL(NULL, 'x'), LEN('abcd'), NVL2(NULL, 1, 2), GETDATE() <= SYSDATE + interval '1 second', SYSDATE"
     translated = translate_sql(sql)
@@ -733,6 +749,11 @@ def test_translated_redshift_functions_run_on_postgres(user_conn):
         "CREATE TABLE t (a int, b int DEFAULT encode('x', 'hex')) TABLESPACE backup",
         "CREATE TABLE t (a int) WITH (backup = 1)",
         'select nchar, "nvarchar", t.varbyte, x nvarchar, max(y) from t',
+        "-- max)",
+        "/* nvarchar */",
+        "CREATE VIEW v AS SELECT id, title nvarchar, raw varbinary FROM t",
+        "CREATE TABLE t2 AS SELECT id, payload varbyte FROM t",
+        "SELECT type varbyte, 'type' nchar FROM t",
     ],
 )
 def test_postgres_sql_passes_through_byte_for_byte(sql):
@@ -935,7 +956,7 @@ def test_redshift_type_names_postgres_lacks_hold_what_redshift_holds(user_conn, 
     _run(
         user_conn,
         f"CREATE TABLE {unique_name} (a varchar(max), b character varying(MAX), c char(max), d nvarchar(10),"
-        " e nvarchar, f nchar(2), g nchar, h varbyte(16), i varbinary)",
+        " e nvarchar, f nchar(2), g nchar, h varbyte(16), i varbinary, comment nvarchar, name varbyte)",
     )
     _run(user_conn, f"ALTER TABLE {unique_name} ADD COLUMN j nvarchar(max)")
     columns = user_conn.execute(
@@ -952,6 +973,8 @@ def test_redshift_type_names_postgres_lacks_hold_what_redshift_holds(user_conn, 
         ("g", "character", 1),
         ("h", "bytea", None),
         ("i", "bytea", None),
+        ("comment", "character varying", 256),
+        ("name", "bytea", None),
         ("j", "character varying", 65535),
     ]
     long = "x" * 60_000
