@@ -201,7 +201,7 @@ def test_an_option_or_action_outside_the_list_is_named_and_only_a_table_hears_of
         "CREATE TABLE owned.t (a int, b int) DISTSTYLE AUTO SORTKEY AUTO ENCODE AUTO",
         "CREATE TABLE owned.t (a int, b int) INTERLEAVED SORTKEY (a, b)",
         "CREATE TABLE owned.t (a bigint IDENTITY(1, 1) ENCODE az64 DISTKEY SORTKEY, b varchar(8)) BACKUP NO",
-        "CREATE TABLE owned.t (a int SORTKEY) AS SELECT 1 AS a",
+        "CREATE TABLE owned.t DISTKEY (a) COMPOUND SORTKEY (a) AS SELECT 1 AS a",
         "CREATE TABLE owned.t SORTKEY AUTO AS SELECT 1 AS a",
         "ALTER TABLE owned.t ALTER ENCODE AUTO",
         "ALTER TABLE owned.t ALTER COLUMN a ENCODE zstd",

@@ -37,7 +37,10 @@ from .base import RedshiftSqlError
 from .functions import apply_edits
 from .lexer import ASCII_LOWER
 
-_MENTIONED = re.compile(r"DISTSTYLE|DISTKEY|SORTKEY|ENCODE|BACKUP|IDENTITY", re.IGNORECASE)
+#: A CREATE or ALTER statement (after any comments) that names a design clause as a word of its own: only those are
+#: tokenized, so a large INSERT or a column called backup_at costs one look at the statement's first word.
+DDL = re.compile(r"(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:CREATE|ALTER)\b", re.IGNORECASE | re.DOTALL)
+_MENTIONED = re.compile(r"\b(?:DISTSTYLE|DISTKEY|SORTKEY|ENCODE|BACKUP|IDENTITY)\b", re.IGNORECASE)
 _CONSTRAINTS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "FOREIGN", "CHECK", "LIKE"}
 _TABLE_DESIGN_PAIRS = {
     *(("DISTSTYLE", style) for style in ("AUTO", "EVEN", "KEY", "ALL")),
@@ -56,7 +59,7 @@ _Edit = tuple[int, int, str]  # (start, end inclusive, replacement) in the state
 def translate_table_design(sql: str) -> str:
     """``sql`` without Redshift's table design clauses; unchanged when it has none (or is not a CREATE or ALTER
     TABLE). Raises :class:`RedshiftSqlError` for a DISTKEY or SORTKEY naming a column the table lacks."""
-    if not _MENTIONED.search(sql):
+    if not DDL.match(sql) or not _MENTIONED.search(sql):
         return sql  # the common case: no tokenizing at all
     try:
         tokens = Redshift().tokenize(sql)
@@ -244,6 +247,8 @@ def _added_column(sql: str, tokens: list[Token], words: list[str], i: int) -> st
     """``ADD [COLUMN] c type ... ENCODE e ...`` without its ENCODE (the one design clause ADD COLUMN takes)."""
     if words[i : i + 1] == ["COLUMN"]:
         i += 1
+    elif words[i : i + 1] and words[i] in _CONSTRAINTS:
+        return sql  # ADD CONSTRAINT encode UNIQUE (a): a constraint, no column
     depth, edits = 0, []
     for j in range(i + 1, len(tokens) - 1):
         if tokens[j].token_type in (TokenType.L_PAREN, TokenType.R_PAREN):

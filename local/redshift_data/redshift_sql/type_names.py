@@ -27,13 +27,19 @@ from sqlglot.tokens import Token, TokenType
 
 from .base import RedshiftSqlError
 from .functions import apply_edits
+from .table_design import DDL
 
-_MENTIONED = re.compile(r"MAX\s*\)|NVARCHAR|NCHAR|VARBYTE|VARBINARY|BINARY\s+VARYING|CASE_", re.IGNORECASE)
+#: Words of their own that may need a rewrite; a statement without them (the common case) is never tokenized.
+_WORDS = ("MAX", "NVARCHAR", "NCHAR", "VARBYTE", "VARBINARY", "VARYING", "CASE_SENSITIVE", "CASE_INSENSITIVE")
+_MENTIONED = re.compile(
+    r"\(\s*MAX\s*\)|\b(?:NVARCHAR|NCHAR|VARBYTE|VARBINARY|BINARY\s+VARYING|CASE_(?:IN)?SENSITIVE)\b", re.IGNORECASE
+)
 _VARYING = {"VARCHAR", "CHARACTER VARYING", "CHAR VARYING", "NVARCHAR"}
 _FIXED = {"CHAR", "CHARACTER", "NCHAR", "BPCHAR"}
 _RENAMED = {"NVARCHAR": ("varchar", "varchar(256)"), "NCHAR": ("char", "char(1)")}
 _BINARY = {"VARBYTE", "VARBINARY", "BINARY VARYING"}
 _NAMES = _VARYING | _FIXED | _BINARY
+_NOT_COLUMNS = {"", "CONSTRAINT", "PRIMARY", "UNIQUE", "FOREIGN", "CHECK", "LIKE"}  # what else starts a list's item
 
 
 def translate_type_names(sql: str) -> str:
@@ -42,8 +48,13 @@ def translate_type_names(sql: str) -> str:
     A type with its length in parentheses is rewritten wherever it is written (no function has these names); a
     bare ``NVARCHAR``, ``NCHAR``, ``VARBYTE`` or ``VARBINARY`` only where a type must be (after ``::``, or after a
     column's name in a CREATE TABLE's or ALTER TABLE's column), since elsewhere it may be a column or an alias."""
-    if not _MENTIONED.search(sql):
+    upper = sql.upper()
+    if not any(word in upper for word in _WORDS):
         return sql  # the common case: no tokenizing at all
+    if not DDL.match(sql) and "::" not in sql and not any(word in upper for word in ("CAST", "COLLATE")):
+        return sql  # outside DDL a type is written only in a cast (an INSERT's values naming one are data)
+    if not _MENTIONED.search(sql):
+        return sql
     try:
         tokens = Redshift().tokenize(sql)
     except SqlglotError:
@@ -106,11 +117,11 @@ def _column_types(sql: str, tokens: list[Token]) -> set[int]:
                 depth += 1 if kind is TokenType.L_PAREN else -1
                 if depth == 0:
                     break
-            if depth == 1 and kind in (TokenType.L_PAREN, TokenType.COMMA) and words[i + 1]:
+            if depth == 1 and kind in (TokenType.L_PAREN, TokenType.COMMA) and words[i + 1] not in _NOT_COLUMNS:
                 typed.add(i + 2)  # ( name TYPE, name TYPE ...
     elif words[:2] == ["ALTER", "TABLE"]:
         for i, word in enumerate(words):
-            if word == "ADD" and i + 1 < len(words):
+            if word == "ADD" and i + 1 < len(words) and words[i + 1] not in _NOT_COLUMNS:
                 typed.add(i + 3 if words[i + 1] == "COLUMN" else i + 2)
             if word == "TYPE" and i >= 2 and words[i - 1]:
                 typed.add(i + 1)

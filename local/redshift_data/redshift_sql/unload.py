@@ -40,9 +40,10 @@ from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
 from .base import RedshiftResult, RedshiftSqlError
-from .functions import translate_functions as translate_sql
+from .functions import translate_functions
 from .s3io import S3Object, list_objects, parse_s3_url, s3_error
 from .statements import UnloadCommand
+from .type_names import translate_type_names
 
 FETCH_ROWS = 10_000
 WRITE_BUFFER = 256 * 1024
@@ -62,7 +63,8 @@ class Part:
 
 def run_unload(command: UnloadCommand, conn: psycopg.Connection, s3_client) -> RedshiftResult:
     destination = parse_s3_url(command.destination)
-    query = translate_sql(_single_query(command.query))  # as any statement: Redshift's functions, folded names
+    # as any query: Redshift's type names and functions, names folded
+    query = translate_functions(translate_type_names(_single_query(command.query)))
     _prepare_destination(s3_client, destination, command)
     namer = _PartNamer(destination, command)
     try:

@@ -754,6 +754,9 @@ def test_translated_redshift_functions_run_on_postgres(user_conn):
         "CREATE VIEW v AS SELECT id, title nvarchar, raw varbinary FROM t",
         "CREATE TABLE t2 AS SELECT id, payload varbyte FROM t",
         "SELECT type varbyte, 'type' nchar FROM t",
+        "ALTER TABLE t ADD CONSTRAINT encode UNIQUE (a)",
+        "CREATE TABLE t (a int, CONSTRAINT nchar PRIMARY KEY (a), CONSTRAINT varbyte UNIQUE (a))",
+        "select backup_at, identity_id, case_id, encoded from t",
     ],
 )
 def test_postgres_sql_passes_through_byte_for_byte(sql):
@@ -887,6 +890,20 @@ def test_generated_by_default_identity_takes_its_seed_and_step_and_values_of_its
     assert rows == [(10, -1, 1), (3, -3, 2)]
 
 
+def test_ddl_after_a_comment_is_read_as_ddl(user_conn, unique_name):
+    _run(
+        user_conn, f"-- written by hand\n/* for a cluster */ CREATE TABLE {unique_name} (a int ENCODE az64) DISTKEY (a)"
+    )
+    assert user_conn.execute(f"SELECT count(*) FROM {unique_name}").fetchone() == (0,)
+
+
+def test_an_unloaded_query_takes_redshifts_type_names(user_conn, s3, bucket, unique_name):
+    prefix = f"{unique_name}/types/"
+    sql = f"UNLOAD ('select ''x''::varchar(max) as v') TO 's3://{bucket}/{prefix}' FORMAT AS CSV PARALLEL OFF"
+    assert run_redshift_statement(sql, user_conn, s3).rows_affected == 1
+    assert get(s3, bucket, f"{prefix}000") == b"x\n"
+
+
 def test_a_table_made_from_a_query_takes_its_design_clauses_before_as(user_conn, unique_name):
     _run(user_conn, f"CREATE TABLE {unique_name} DISTSTYLE EVEN SORTKEY AUTO ENCODE AUTO AS SELECT 1 AS a, 'x' AS b")
     assert user_conn.execute(f"SELECT a, b FROM {unique_name}").fetchall() == [(1, "x")]
@@ -939,7 +956,7 @@ def test_altering_the_design_changes_nothing_but_checks_the_table_the_owner_and_
     [
         "CREATE TABLE t (a int) DISTKEY (a",
         "CREATE TABLE t (a int) SORTKEY (",
-        "CREATE TABLE t (a int ENCODE",
+        "CREATE TABLE t (a int) INTERLEAVED SORTKEY (a",
         "ALTER TABLE t ALTER SORTKEY (a",
         "ALTER TABLE t ALTER COLUMN a ENCODE",
     ],
