@@ -32,7 +32,9 @@ def run(
     tenant_id: str = "acme",
     *,
     db_user: str = "tenant_acme",
+    sql: str = "select 1",
     generation: str | None = None,
+    write_grant: list[str] | None = None,
     created_at: datetime | None = None,
 ) -> Job:
     """Queue a job for ``tenant_id`` and hand its message to the executor; the job as the store has it after."""
@@ -41,10 +43,11 @@ def run(
         job_id=new_job_id(),
         tenant_id=tenant_id,
         db_user=db_user,
-        sql="select 1",
+        sql=sql,
         created_at=now,
         updated_at=now,
         tenant_generation=generation,
+        write_grant=write_grant,
     )
     ports.jobs.create(job)
     # the API's own message (the job in it), its first delivery: any other message also asks the Data API (as the

@@ -14,34 +14,17 @@ from events import JobStatus, ResultFormat
 from spectra import identity, lifecycle
 from spectra.bulk.files import CLOCK_LEEWAY
 from spectra.identity import TenantIdentities, before_reactivation, check_write_grant, is_tenant_secret
-from spectra.jobs import Job, new_job_id, utcnow
+from spectra.jobs import Job, utcnow
 from spectra.lifecycle import execute_job
 from spectra.queries import submit_query
 from spectra.tenants import Caller, Tenant
 from spectra.warehouse import DatabaseIdentity
 from tests.unit.fakes import CountingReads, make_ports, make_settings
+from tests.unit.test_identity import run
 
 pytestmark = pytest.mark.unit
 
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:spectra/tenants/acme-AbCdEf"
-
-
-def start(ports, *, sql: str = "select 1", generation: str | None = None, write_grant=None, created_at=None) -> Job:
-    """A job of tenant ``acme`` made as the API makes it, handed to the executor; the job as the store has it after."""
-    now = created_at or utcnow()
-    job = Job(
-        job_id=new_job_id(),
-        tenant_id="acme",
-        db_user="tenant_acme",
-        sql=sql,
-        created_at=now,
-        updated_at=now,
-        tenant_generation=generation,
-        write_grant=write_grant,
-    )
-    ports.jobs.create(job)
-    execute_job(ports, lifecycle.queued_message(job), first_delivery=True)
-    return ports.jobs.get(job.job_id)
 
 
 def submitted(ports, sql: str) -> Job:
@@ -79,7 +62,7 @@ def test_a_job_queued_within_the_leeway_before_a_reactivation_runs():
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     ports.tenants.set_active("acme", False)
     ports.tenants.set_active("acme", True)
-    assert start(ports, created_at=utcnow() - CLOCK_LEEWAY + timedelta(seconds=5)).status is JobStatus.SUBMITTED
+    assert run(ports, created_at=utcnow() - CLOCK_LEEWAY + timedelta(seconds=5)).status is JobStatus.SUBMITTED
 
 
 # -- a remembered record serves a job that runs; one that would refuse is read again -----------------------------------
@@ -105,7 +88,7 @@ def test_jobs_that_run_are_served_by_one_remembered_read(kind):
         if kind.startswith("stamped")
         else {"sql": "delete from acme_work.orders", "write_grant": ["acme_work"]}
     )
-    assert [start(ports, **job).status for _ in range(3)] == [JobStatus.SUBMITTED] * 3
+    assert [run(ports, **job).status for _ in range(3)] == [JobStatus.SUBMITTED] * 3
     assert counting.reads == 1
 
 
@@ -113,10 +96,10 @@ def test_a_tenant_created_again_within_the_cache_runs_its_own_jobs_at_once():
     """The remembered record is its predecessor's (another generation): read again, not refused on."""
     ports = make_ports(settings=make_settings(tenant_cache_seconds=60))
     old = ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    assert start(ports, generation=old.generation).status is JobStatus.SUBMITTED  # the old record remembered
+    assert run(ports, generation=old.generation).status is JobStatus.SUBMITTED  # the old record remembered
     ports.tenants.delete_tenant("acme")
     new = ports.tenants.create_tenant("acme", db_user="tenant_acme_2")
-    job = start(ports, generation=new.generation)
+    job = run(ports, generation=new.generation)
     assert job.status is JobStatus.SUBMITTED
     assert ports.warehouse.statements[job.statement_id].identity == DatabaseIdentity(db_user="tenant_acme_2")
 
@@ -127,9 +110,9 @@ def test_a_job_queued_before_a_reactivation_is_refused_on_a_record_read_afresh()
     ports.tenants.set_active("acme", False)
     ports.tenants.set_active("acme", True)
     ports, counting = counted(ports)
-    assert start(ports).status is JobStatus.SUBMITTED
+    assert run(ports).status is JobStatus.SUBMITTED
     reads = counting.reads
-    refused = start(ports, created_at=utcnow() - timedelta(minutes=2))
+    refused = run(ports, created_at=utcnow() - timedelta(minutes=2))
     assert refused.error.code == "tenant_inactive"
     assert counting.reads == reads + 1  # never refused on the remembered record
 
@@ -189,7 +172,7 @@ def test_a_refused_identity_is_named_in_the_operators_log(caplog, settings, iden
     ports = make_ports(settings=make_settings(**settings))
     ports.tenants.create_tenant("acme", **identity_)
     with caplog.at_level(logging.ERROR, logger="spectra.identity"):
-        job = start(ports)
+        job = run(ports)
     assert job.error.code == "identity_refused"
     assert named not in job.error.message  # the tenant hears less than the operator
     logged = [r.getMessage() for r in caplog.records if r.name == "spectra.identity" and r.levelno == logging.ERROR]
@@ -211,7 +194,7 @@ def test_what_is_not_a_secrets_manager_secret_arn_is_refused(secret_arn):
     assert is_tenant_secret(secret_arn, "spectra/tenants/") is False
     ports = make_ports(settings=make_settings(redshift_cluster_id=None, redshift_workgroup="wg"))
     ports.tenants.create_tenant("acme", secret_arn=secret_arn)
-    job = start(ports)
+    job = run(ports)
     assert (job.status, job.error.code) == (JobStatus.FAILED, "identity_refused")
     assert ports.warehouse.calls == []
 
