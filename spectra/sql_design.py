@@ -41,7 +41,6 @@ COLUMN_ENCODINGS = frozenset(
         "ZSTD",
     }
 )
-_NAMES = {TokenType.VAR, TokenType.IDENTIFIER}  # a column's name: a word, a quoted name, or a keyword names may be
 
 
 class ColumnKey(exp.Expression, exp.ColumnConstraintKind):
@@ -121,7 +120,7 @@ class TableDesignGrammar(RedshiftParser):
         if (
             name
             and keyword
-            and name.token_type in self.ID_VAR_TOKENS | _NAMES
+            and name.token_type in self.ID_VAR_TOKENS  # a word, a quoted name, or a keyword names may be
             and keyword.token_type is TokenType.VAR
             and keyword.text.upper() == "ENCODE"
         ):

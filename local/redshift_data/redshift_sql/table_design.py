@@ -41,7 +41,8 @@ from .lexer import ASCII_LOWER
 #: tokenized, so a large INSERT or a column called backup_at costs one look at the statement's first word.
 DDL = re.compile(r"(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:CREATE|ALTER)\b", re.IGNORECASE | re.DOTALL)
 _MENTIONED = re.compile(r"\b(?:DISTSTYLE|DISTKEY|SORTKEY|ENCODE|BACKUP|IDENTITY)\b", re.IGNORECASE)
-_CONSTRAINTS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "FOREIGN", "CHECK", "LIKE"}
+#: What starts a table constraint (or LIKE) where a column list's item could start with a column's name.
+CONSTRAINTS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "FOREIGN", "CHECK", "LIKE"}
 _TABLE_DESIGN_PAIRS = {
     *(("DISTSTYLE", style) for style in ("AUTO", "EVEN", "KEY", "ALL")),
     ("BACKUP", "YES"),
@@ -65,7 +66,7 @@ def translate_table_design(sql: str) -> str:
         tokens = Redshift().tokenize(sql)
     except SqlglotError:
         return sql
-    words = [_word(sql, token) for token in tokens]
+    words = [upper_word(sql, token) for token in tokens]
     if words[:1] == ["CREATE"]:
         return apply_edits(sql, sorted(_create_table(sql, tokens, words)))
     if words[:2] == ["ALTER", "TABLE"]:
@@ -73,11 +74,15 @@ def translate_table_design(sql: str) -> str:
     return sql
 
 
-def _word(sql: str, token: Token) -> str:
-    """A bare word in upper case; "" for anything else (a quoted name, a string, a number, punctuation)."""
-    if token.token_type in (TokenType.STRING, TokenType.NUMBER) or sql[token.start] == '"':
+def upper_word(sql: str, token: Token, *, quoted: bool = False) -> str:
+    """A word in upper case (a keyword or a name; a quoted name too when ``quoted``); "" for anything else (a
+    string, a number, punctuation)."""
+    if token.token_type in (TokenType.STRING, TokenType.NUMBER):
         return ""
-    return token.text.upper() if token.text.replace("_", "").isalnum() else ""
+    if sql[token.start] == '"':
+        return token.text.upper() if quoted else ""
+    text = token.text.upper()
+    return text if text.replace("_", "").replace(" ", "").isalnum() else ""
 
 
 def _name(sql: str, token: Token) -> str:
@@ -166,7 +171,7 @@ def _column_list(
         elif depth == 1 and element_start:
             if word == "LIKE":
                 columns = None
-            elif word not in _CONSTRAINTS and columns is not None:
+            elif word not in CONSTRAINTS and columns is not None:
                 columns.add(_name(sql, token))
         elif depth == 1:
             i = _column_attribute(sql, tokens, words, i, edits)
@@ -247,7 +252,7 @@ def _added_column(sql: str, tokens: list[Token], words: list[str], i: int) -> st
     """``ADD [COLUMN] c type ... ENCODE e ...`` without its ENCODE (the one design clause ADD COLUMN takes)."""
     if words[i : i + 1] == ["COLUMN"]:
         i += 1
-    elif words[i : i + 1] and words[i] in _CONSTRAINTS:
+    elif words[i : i + 1] and words[i] in CONSTRAINTS:
         return sql  # ADD CONSTRAINT encode UNIQUE (a): a constraint, no column
     depth, edits = 0, []
     for j in range(i + 1, len(tokens) - 1):

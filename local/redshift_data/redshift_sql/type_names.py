@@ -27,7 +27,7 @@ from sqlglot.tokens import Token, TokenType
 
 from .base import RedshiftSqlError
 from .functions import apply_edits
-from .table_design import DDL
+from .table_design import CONSTRAINTS, DDL, upper_word
 
 #: Words of their own that may need a rewrite; a statement without them (the common case) is never tokenized.
 _WORDS = ("MAX", "NVARCHAR", "NCHAR", "VARBYTE", "VARBINARY", "VARYING", "CASE_SENSITIVE", "CASE_INSENSITIVE")
@@ -39,7 +39,7 @@ _FIXED = {"CHAR", "CHARACTER", "NCHAR", "BPCHAR"}
 _RENAMED = {"NVARCHAR": ("varchar", "varchar(256)"), "NCHAR": ("char", "char(1)")}
 _BINARY = {"VARBYTE", "VARBINARY", "BINARY VARYING"}
 _NAMES = _VARYING | _FIXED | _BINARY
-_NOT_COLUMNS = {"", "CONSTRAINT", "PRIMARY", "UNIQUE", "FOREIGN", "CHECK", "LIKE"}  # what else starts a list's item
+_NOT_COLUMNS = {"", *CONSTRAINTS}  # what else starts a list's item
 
 
 def translate_type_names(sql: str) -> str:
@@ -104,7 +104,7 @@ def _column_types(sql: str, tokens: list[Token]) -> set[int]:
     """Where a column's type is written in DDL: after each column's name in the column list of ``CREATE TABLE name
     (...)``, after ``ADD [COLUMN] name`` and after ``ALTER [COLUMN] name TYPE`` (not in a CREATE TABLE AS's or a view's
     query, where a word after a name is its alias)."""
-    words = [_word(sql, token) for token in tokens]
+    words = [upper_word(sql, token, quoted=True) for token in tokens]
     typed: set[int] = set()
     if words[:1] == ["CREATE"] and "TABLE" in words[1:4]:
         opening = next((i for i, t in enumerate(tokens) if t.token_type is TokenType.L_PAREN), None)
@@ -126,14 +126,6 @@ def _column_types(sql: str, tokens: list[Token]) -> set[int]:
             if word == "TYPE" and i >= 2 and words[i - 1]:
                 typed.add(i + 1)
     return typed
-
-
-def _word(sql: str, token: Token) -> str:
-    """A word (a keyword or a name, quoted or not) in upper case; "" for a string, a number or punctuation."""
-    if token.token_type in (TokenType.STRING, TokenType.NUMBER):
-        return ""
-    text = token.text.upper()
-    return text if sql[token.start] == '"' or text.replace("_", "").replace(" ", "").isalnum() else ""
 
 
 def _length(tokens: list[Token], i: int) -> str | None:
