@@ -16,7 +16,8 @@ import pytest
 
 from local.redshift_data.engine import BULK_RESTART_SETTINGS, BULK_SETTINGS
 from local.redshift_data.redshift_sql import install_system_tables
-from spectra.bulk.sql import LOADED_ROWS, REJECTED_ROWS, Manifest, copy_statement
+from spectra.bulk.models import BulkOperation
+from spectra.bulk.sql import LOADED_ROWS, REJECTED_ROWS, Manifest, copy_statement, load_statements
 from tests.fixtures.redshift import CLUSTER, DATABASE, wait_for_statement
 from tests.unit.bulk_helpers import bulk_job
 
@@ -333,3 +334,103 @@ def test_a_bulk_insert_batch_reads_salesforce_style_values_as_redshift_does(reds
     assert counted == [[{"longValue": 2}]]
     loaded = records(redshift_data, f"SELECT id, name, amount, seen::varchar FROM {table} ORDER BY id", DbUser=loader)
     assert loaded == [[2, None, None, None], [3, "x", None, "2024-01-15 10:00:00.5"]]
+
+
+# -- a bulk change's whole batch (spectra.bulk.sql.load_statements), run as the executor runs it ----------------------
+
+
+def load_batch(client, s3, bucket, user, operation, table, data, **options):
+    """Upload ``data`` (CSV with its header line), run the batch of a bulk ``operation`` keyed on ``id`` against
+    ``table`` as ``user``; the plan and each sub-statement's rows."""
+    key = f"{table}/{uuid.uuid4().hex[:8]}"
+    s3.put_object(Bucket=bucket, Key=f"{key}.csv", Body=data.encode())
+    manifest = {"entries": [{"url": f"s3://{bucket}/{key}.csv", "mandatory": True}]}
+    s3.put_object(Bucket=bucket, Key=f"{key}.manifest", Body=json.dumps(manifest).encode())
+    columns = data.split("\n", 1)[0].split(",")
+    statements, plan = load_statements(
+        bulk_job(operation, object=table, external_id_field="id"),
+        columns,
+        [Manifest(f"s3://{bucket}/{key}.manifest", gzip=False)],
+        role="default",
+        max_errors=100,
+        **options,
+    )
+    batch = client.batch_execute_statement(Sqls=statements, Database=DATABASE, ClusterIdentifier=CLUSTER, DbUser=user)
+    finished = wait_for_statement(client, batch["Id"], timeout=60)
+    assert finished["Status"] == "FINISHED", finished
+    answers = [
+        [
+            [None if f.get("isNull") else next(iter(f.values())) for f in row]
+            for row in client.get_statement_result(Id=sub["Id"])["Records"]
+        ]
+        if sub.get("HasResultSet")
+        else None
+        for sub in finished["SubStatements"]
+    ]
+    return plan, answers
+
+
+def test_an_update_on_an_integer_id_changes_only_the_rows_it_reports_applied(redshift_data, s3, bucket, loader):
+    """An integer external id (the staging SQL casts it to text to find blanks and to list it), and rows refused for
+    each reason: a duplicated id, a missing one, one no row has, a NULL for a NOT NULL column. Only the one row
+    applied changes: the refused rows leave the staging table before the UPDATE (left in, the duplicated id would
+    be set from either of its rows, and the NULL would fail the whole batch)."""
+    table = f"upd_{loader}"
+    run(redshift_data, f"CREATE TABLE {table} (id int, name varchar(20), n int NOT NULL)", DbUser=loader)
+    run(redshift_data, f"INSERT INTO {table} VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', 3)", DbUser=loader)
+    data = "id,name,n\n1,uno,10\n2,dos,20\n2,deux,21\n,nobody,0\n9,nueve,90\n3,tres,\n"
+    plan, answers = load_batch(redshift_data, s3, bucket, loader, BulkOperation.UPDATE, table, data, not_null=["n"])
+    assert answers[plan.loaded[0]] == [[6]] and answers[plan.copies[0][1]] == []
+    assert answers[plan.applied_index] == [[1]]
+    assert sorted(answers[plan.outcome_index]) == [
+        ["2", "duplicate external id"],
+        ["3", "n: missing data for a NOT NULL column"],
+        ["9", "not found"],
+    ]
+    assert records(redshift_data, f"SELECT id, name, n FROM {table} ORDER BY id", DbUser=loader) == [
+        [1, "uno", 10],
+        [2, "two", 2],
+        [3, "three", 3],
+    ]
+
+
+def test_an_upsert_on_an_integer_id_lists_its_outcomes_as_text(redshift_data, s3, bucket, loader):
+    """The outcome SELECT is a UNION of the refused ids and the created or updated ones: each branch casts its id
+    to text, or PostgreSQL, like Redshift, refuses to UNION an integer with text and the whole load fails."""
+    table = f"ups_{loader}"
+    run(redshift_data, f"CREATE TABLE {table} (id int, name varchar(20))", DbUser=loader)
+    run(redshift_data, f"INSERT INTO {table} VALUES (1, 'one'), (2, 'two')", DbUser=loader)
+    data = "id,name\n1,uno\n5,cinco\n6,seis\n7,siete\n7,sept\n"
+    plan, answers = load_batch(redshift_data, s3, bucket, loader, BulkOperation.UPSERT, table, data)
+    assert (answers[plan.applied_index], answers[plan.updated_index]) == ([[3]], [[1]])
+    assert sorted(answers[plan.outcome_index]) == [["1", "updated"], ["7", "duplicate external id"]]
+    assert records(redshift_data, f"SELECT id, name FROM {table} ORDER BY id", DbUser=loader) == [
+        [1, "uno"],
+        [2, "two"],
+        [5, "cinco"],
+        [6, "seis"],
+    ]
+
+
+def test_an_upsert_of_the_id_alone_inserts_the_new_ids_and_keeps_the_rest(redshift_data, s3, bucket, loader):
+    """A file naming only the external id has no column to set: the batch runs no UPDATE (an empty SET list would
+    fail the job), inserts the new ids and leaves the existing rows as they were."""
+    table = f"ids_{loader}"
+    run(redshift_data, f"CREATE TABLE {table} (id int, name varchar(20))", DbUser=loader)
+    run(redshift_data, f"INSERT INTO {table} VALUES (1, 'one')", DbUser=loader)
+    plan, answers = load_batch(redshift_data, s3, bucket, loader, BulkOperation.UPSERT, table, "id\n1\n8\n")
+    assert (answers[plan.applied_index], answers[plan.updated_index]) == ([[2]], [[1]])
+    assert records(redshift_data, f"SELECT id, name FROM {table} ORDER BY id", DbUser=loader) == [[1, "one"], [8, None]]
+
+
+def test_a_delete_reads_the_id_alone_whatever_the_files_other_columns_hold(redshift_data, s3, bucket, loader):
+    """A table's export loaded as a delete: its other columns, a NOT NULL one's NULL marker included, are not the
+    delete's to check; every row whose id the table has is deleted, the others are "not found"."""
+    table = f"del_{loader}"
+    run(redshift_data, f"CREATE TABLE {table} (id int, n int NOT NULL)", DbUser=loader)
+    run(redshift_data, f"INSERT INTO {table} VALUES (1, 1), (2, 2), (3, 3)", DbUser=loader)
+    data = "id,n\n1,1\n2,\\N\n4,x\n"
+    plan, answers = load_batch(redshift_data, s3, bucket, loader, BulkOperation.DELETE, table, data, not_null=["n"])
+    assert answers[plan.applied_index] == [[2]]
+    assert answers[plan.outcome_index] == [["4", "not found"]]
+    assert records(redshift_data, f"SELECT id FROM {table}", DbUser=loader) == [[3]]
