@@ -471,8 +471,8 @@ def _read_sidecar(
             return None  # no such object can exist, and S3 answers a read of it 400 KeyTooLongError, not 404
         try:
             sidecar = files.read_small(bucket, stem + suffix, limit=SIDECAR_MAX_BYTES, written_since=since)
-        except ValueError as exc:
-            raise DropRefused(f"sidecar {name}: {exc}") from exc
+        except ValueError as exc:  # past the limit (the storage layer's reason names the bucket: tenants are not told)
+            raise DropRefused(f"sidecar {name} is larger than {SIDECAR_MAX_BYTES} bytes") from exc
         except WrittenBefore as exc:
             if older == "ignored":
                 continue

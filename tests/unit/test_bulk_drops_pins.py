@@ -482,3 +482,21 @@ def test_a_sidecar_of_ten_problems_lists_them_all_and_no_more(ports):
     job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
     assert job.error.message.count("Extra inputs are not permitted") == 10
     assert job.error.message.endswith("k9: Extra inputs are not permitted"), job.error.message
+
+
+def test_a_sidecar_past_the_limit_is_refused_without_naming_the_ingest_bucket(ports):
+    """The reason quoted the storage layer's ``s3://<bucket>/<key> is larger than ...``: the ingest bucket's name holds
+    the account id, which tenants are not told (as test_bulk_drops.py's file_replaced case holds). Refused at the door
+    or, put after its file, by the executor, the sidecar is named as the tenant put it."""
+    ports.warehouse.add_table("public", "accounts", ["id", "name"])
+    sidecar(ports, "acme/accounts/feb.json", upsert_sidecar_of(SIDECAR_LIMIT + 1))
+    refused = accept_drop(ports, drop(ports, "acme/accounts/feb.csv"))
+    assert refused.error.message == f"acme/accounts/feb.csv: sidecar feb.json is larger than {SIDECAR_LIMIT} bytes"
+
+    job = accept_drop(ports, drop(ports, "acme/accounts/jan.csv"))
+    sidecar(ports, "acme/accounts/jan.json", upsert_sidecar_of(SIDECAR_LIMIT + 1))
+    assert start_bulk_job(ports, ports.queue.messages[0]) is None
+    failed = ports.bulk.jobs.get(job.job_id)
+    assert failed.error.code == "late_sidecar"
+    assert f"is not valid (sidecar jan.json is larger than {SIDECAR_LIMIT} bytes)" in failed.error.message
+    assert INGEST_BUCKET not in refused.error.message + failed.error.message
