@@ -153,10 +153,11 @@ def test_upsert_updates_every_row_of_an_id_then_inserts_the_new_ids_and_counts_w
         f'UPDATE {TARGET} SET "name" = {row}."name", "city" = {row}."city" FROM {STAGE} {row}'
         f' WHERE {TARGET}."id" = {row}."id"'
     )
-    assert statements[14] == (
-        f'INSERT INTO {TARGET} ("id", "name", "city") SELECT s."id", s."name", s."city" FROM {STAGE} s'
-        f' JOIN {CREATED} c ON c.id = s."id"'
+    assert statements[11] == (
+        f'CREATE TEMP TABLE {CREATED} AS SELECT s."id", s."name", s."city" FROM {STAGE} s'
+        f' WHERE NOT EXISTS (SELECT 1 FROM {TARGET} t WHERE t."id" = s."id")'
     )
+    assert statements[14] == f'INSERT INTO {TARGET} ("id", "name", "city") SELECT "id", "name", "city" FROM {CREATED}'
     assert (plan.copies, plan.loaded, plan.applied_index, plan.updated_index, plan.outcome_index) == (
         [(2, 3), (5, 6)],
         [4, 7],
