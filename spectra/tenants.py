@@ -586,8 +586,11 @@ class TenantDirectory:
         return Tenant.model_validate(item) if item else None
 
     def authenticate(self, api_key: str) -> Tenant:
-        """The active tenant owning ``api_key``; Unauthorized for anything else, with no hint of which part failed."""
-        if not api_key.startswith(KEY_PREFIX) or len(api_key) > 256:
+        """The active tenant owning ``api_key``; Unauthorized for anything else, with no hint of which part failed.
+
+        A token that no issued key can be (another prefix, too long, not ASCII) is refused before the table is read;
+        one holding a lone surrogate could not even be hashed (a 5xx from the authorizer, where a bad key is a 401)."""
+        if not api_key.startswith(KEY_PREFIX) or len(api_key) > 256 or not api_key.isascii():
             raise Unauthorized("invalid API key")
         key = self._get(f"key#{hash_api_key(api_key)}")
         tenant = self.get(key["tenant_id"]) if key else None

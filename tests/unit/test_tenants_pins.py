@@ -112,6 +112,32 @@ def test_a_key_of_256_characters_is_still_looked_up(directory, table):
     assert directory.authenticate(key).tenant_id == "acme"
 
 
+@pytest.mark.parametrize("token", [KEY_PREFIX + "\ud800abc", KEY_PREFIX + "é" * 10])
+def test_a_key_no_issued_key_can_be_is_refused_unauthorized_not_a_crash(directory, table, token):
+    """Issued keys are ASCII (``spk_`` and URL-safe base64). A bearer token holding a lone surrogate (a JSON event's
+    ``\\ud800``, as a direct invocation can send) could not be encoded for hashing: the authorizer raised
+    UnicodeEncodeError, which API Gateway answers as AUTHORIZER_CONFIGURATION_ERROR, a 5xx, where a bad key is a 401.
+    Any token that is not ASCII is refused as a bad key is, before the table is read."""
+    with pytest.raises(Unauthorized):
+        directory.authenticate(token)
+    assert table.reads == []
+
+
+def test_the_authorizer_answers_a_key_holding_a_lone_surrogate_unauthorized(directory, monkeypatch):
+    """The same through the authorizer, as API Gateway reads its answer: ``Exception("Unauthorized")`` is a 401,
+    anything else it raises a 5xx."""
+    from types import SimpleNamespace
+
+    from producers.authorizer import app as authorizer
+    from tests.unit.test_authorizer import CONTEXT, request_event
+
+    monkeypatch.setattr(authorizer, "get_ports", lambda budget: SimpleNamespace(tenants=directory, jwt=None))
+    event = request_event(headers={"Authorization": f"Bearer {KEY_PREFIX}\ud800"})
+    with pytest.raises(Exception) as raised:
+        authorizer.lambda_handler(event, CONTEXT)
+    assert type(raised.value) is Exception and str(raised.value) == "Unauthorized"
+
+
 def test_an_issued_key_carries_256_random_bits_and_its_item_shows_only_a_hint(directory, table):
     """The module's promise: keys are 256-bit random tokens (``spk_`` and 43 URL-safe characters), the table keeps only
     their hash, and the key's item a hint of its first 4 characters past the prefix (list_keys shows it). Fewer bits
