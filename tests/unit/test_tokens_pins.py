@@ -273,15 +273,22 @@ def test_tokens_that_do_not_verify_read_the_key_again_at_most_every_30_seconds()
         assert secrets.calls == calls, at  # at 0 the first read, just tried: the failing token does not read again
 
 
-def test_a_connection_failure_on_reading_the_key_again_keeps_the_one_read_before():
-    """The failed re-read kept the key for a ClientError; an endpoint that cannot be reached (a BotoCoreError) is the
-    same outage and must not turn every listing's next page, or a forged token's 400, into a 5xx."""
+def _key_unreachable_when_read_again() -> tuple[PageTokens, str, _Secrets]:
+    """Tokens whose key was read at 0 s, a token they issued, and the secrets, which cannot be reached at 300 s: the
+    clock now, when the key is due to be read again."""
     secrets = _Secrets()
     now = [0.0]
     tokens = PageTokens(SecretKey(secrets, ARN, clock=lambda: now[0]))
     token = tokens.encode({"job_id": "j_1"}, bound_to=BINDING)
     secrets.failure = EndpointConnectionError(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com")
     now[0] = 300.0
+    return tokens, token, secrets
+
+
+def test_a_connection_failure_on_reading_the_key_again_keeps_the_one_read_before():
+    """The failed re-read kept the key for a ClientError; an endpoint that cannot be reached (a BotoCoreError) is the
+    same outage and must not turn every listing's next page, or a forged token's 400, into a 5xx."""
+    tokens, token, secrets = _key_unreachable_when_read_again()
     assert tokens.decode(token, bound_to=BINDING) == {"job_id": "j_1"}
     with pytest.raises(InvalidToken):
         tokens.decode(token[:-1] + ("A" if token[-1] != "A" else "Q"), bound_to=BINDING)
@@ -293,12 +300,7 @@ def test_a_connection_failure_on_reading_the_key_again_keeps_the_one_read_before
 def test_a_failed_read_of_the_key_is_logged_with_its_cause(caplog):
     """A re-read that fails is survived quietly for the caller, so the log is where an operator sees that
     Secrets Manager cannot be read (and why): a warning, with the exception."""
-    secrets = _Secrets()
-    now = [0.0]
-    tokens = PageTokens(SecretKey(secrets, ARN, clock=lambda: now[0]))
-    token = tokens.encode({"job_id": "j_1"}, bound_to=BINDING)
-    secrets.failure = EndpointConnectionError(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com")
-    now[0] = 300.0
+    tokens, token, secrets = _key_unreachable_when_read_again()
     with caplog.at_level(logging.WARNING, logger="spectra.tokens"):
         assert tokens.decode(token, bound_to=BINDING) == {"job_id": "j_1"}
     [record] = [r for r in caplog.records if r.name == "spectra.tokens"]
