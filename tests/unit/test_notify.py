@@ -1066,13 +1066,19 @@ def test_a_failure_after_a_quiet_spell_starts_a_new_run_and_is_retried():
     assert ports.notify.subscriptions.get("acme", sub.subscription_id).delivery.consecutive_failures == 2
 
 
-def test_a_lost_disabled_event_is_published_by_the_next_delivery():
-    ports = ports_with_notify()
+def disabled_with_its_event_lost(ports) -> tuple:
+    """A queued delivery whose 410 disabled its subscription at T0, its "Subscription Disabled" publish failing."""
     sub, delivery = queued_delivery(ports)
     ports.notify.transport.answer(HttpOutcome(410))
     ports.events.fail_next()
     with pytest.raises(PublishFailed):
         deliver(ports, delivery, now=T0)
+    return sub, delivery
+
+
+def test_a_lost_disabled_event_is_published_by_the_next_delivery():
+    ports = ports_with_notify()
+    sub, delivery = disabled_with_its_event_lost(ports)
     # the message's retry comes back after the delivery queue's visibility timeout (template.yaml, 720 s)
     assert deliver(ports, delivery, now=T0 + timedelta(seconds=720)) is Outcome.DROPPED
     assert ports.events.types() == ["Subscription Disabled"]
