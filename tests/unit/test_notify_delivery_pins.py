@@ -145,14 +145,17 @@ def test_a_subscription_deleted_before_the_disable_ends_the_attempt_without_a_re
 
 def test_a_disable_already_announced_is_not_announced_again_by_later_deliveries():
     """Deliveries still queued for a disabled subscription are dropped; once its "Subscription Disabled" went out,
-    the ones that meet it later (past the disabling attempt's own window) say nothing more."""
+    the ones that meet it later (past the disabling attempt's own window) say nothing more. The one event says why."""
     ports = ports_with_notify()
-    _, delivery = queued_delivery(ports)
+    sub, delivery = queued_delivery(ports)
     ports.notify.transport.answer(HttpOutcome(410, "HTTP 410 Gone"))
     assert deliver(ports, delivery, now=T0) is Outcome.DISABLED
     for later in (timedelta(minutes=5), timedelta(hours=3)):
         assert deliver(ports, delivery, now=T0 + later) is Outcome.DROPPED
     assert ports.events.types() == ["Subscription Disabled"] and len(ports.notify.transport.posts) == 1
+    (event,) = ports.events.events  # it says why, as the tenant's subscription record does
+    assert "410 Gone" in event.detail.message
+    assert "410 Gone" in ports.notify.subscriptions.get("acme", sub.subscription_id).disabled_message
 
 
 def test_a_lost_disabled_event_is_left_to_its_attempt_for_three_minutes_then_announced():
