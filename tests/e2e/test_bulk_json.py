@@ -115,6 +115,25 @@ def test_a_json_batch_the_load_could_not_read_is_refused_before_anything_is_stor
     assert "has no data" in client.close(job["id"], expect=400)["error"]["message"]
 
 
+def test_every_json_media_type_the_readme_lists_is_a_json_jobs_batch_and_not_a_csv_jobs(bulk_tenant, warehouse):
+    """README lists four media types for a JSON job's batches (JSON Lines goes by three names): each is taken by a JSON
+    job and loads its records, and each is refused 415 by a CSV job, which would otherwise store JSON as CSV."""
+    media_types = ["application/json", "application/x-ndjson", "application/jsonl", "application/x-jsonlines"]
+    client = bulk_tenant()
+    job = client.create("insert", contentType="JSON")
+    csv_job = client.create("insert")
+    for n, media in enumerate(media_types):
+        body = json.dumps({"email": f"m{n}@x", "name": media}).encode()
+        response = put_json(client, job["id"], body, media=media)
+        assert response.status_code == 201, (media, response.text)
+        response = put_json(client, csv_job["id"], body, media=media)
+        assert response.status_code == 415 and "takes CSV" in response.json()["error"]["message"], media
+    client.close(job["id"])
+    done = client.wait(job["id"])
+    assert done["state"] == "JobComplete", done
+    assert sorted(row[:2] for row in client.rows(warehouse)) == [(f"m{n}@x", m) for n, m in enumerate(media_types)]
+
+
 def test_a_json_job_takes_json_only_and_a_csv_job_csv_only(bulk_tenant):
     client = bulk_tenant()
     job = client.create("insert", contentType="JSON")
