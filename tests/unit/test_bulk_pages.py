@@ -236,7 +236,9 @@ def test_a_record_of_a_hundred_megabytes_costs_a_page_of_memory_and_the_rest_sta
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 8 << 20, f"{peak / (1 << 20):.0f} MiB held for one record"
+    # tracemalloc counts every thread of the process: a test worker that ran a local stack's file before this one
+    # keeps its pollers, whose retries took the peak to 11 MiB once. The record held whole would be 100 MB and more.
+    assert peak < 32 << 20, f"{peak / (1 << 20):.0f} MiB held for one record"
     assert refused.value.details["record_bytes"] == len("2,") + 2 + (100 << 20) + 1  # its line, quoted, and LF
     after = read_page(files, TOKENS, job, locator=refused.value.details["locator_after"], max_records=10, max_bytes=BIG)
     assert parsed(after) == [["3", "after"]] and after.locator is None
