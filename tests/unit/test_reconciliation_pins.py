@@ -1,15 +1,16 @@
 """Reconciler behaviour no test held before (found by mutation testing spectra/reconciliation.py): a job left to the
 executor starting it goes to the back of the pending index, and a slot stamped exactly ORPHANED_AFTER_SECONDS ago no
 longer holds off the give-up; a lost statement is counted expired, not an error; an index entry whose job is gone is
-passed over, not an error; a collection cut short in time leaves the jobs after it to the rest of the run; a give-up
-or an in-line cancel racing the record of the job's statement does not land; one run reads a tenant's line once for
-both sweeps; a job moved exactly reconcile_after_seconds ago is quiet; the summary tells waiting from skipped; and the
-log carries each job's id and tenant and says when a run leaves overdue jobs."""
+passed over, not an error; a collection cut short in time leaves the jobs after it to the rest of the run; a give-up,
+an in-line cancel or a tenant refusal racing the record of the job's statement does not land; one run reads a
+tenant's line once for both sweeps; a job moved exactly reconcile_after_seconds ago is quiet; the summary tells waiting
+from skipped; and the log carries each job's id and tenant and says when a run leaves overdue jobs."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -147,6 +148,23 @@ def test_each_job_the_sweep_looks_at_logs_with_its_id_and_tenant(caplog):
     assert lines and {(r.job_id, r.tenant_id) for r in lines} == {(message.job_id, "acme")}
 
 
+def _record_a_statement_behind_the_runs_read(ports, monkeypatch, job_id: str) -> Callable[[str], Job | None]:
+    """The run reads the job as it is now; behind that read, a statement an earlier attempt started is recorded on it
+    (as its completion records an orphaned start), so the run acts on a stale view. Returns the store's own read."""
+    stale, get = ports.jobs.get(job_id), ports.jobs.get
+    ports.jobs.update(job_id, [stale.status], statement_id="s_started")
+    monkeypatch.setattr(ports.jobs, "get", lambda read: stale if read == job_id else get(read))
+    return get
+
+
+def _assert_left_to_its_statement(ports, summary, job_id: str, status: JobStatus, get: Callable) -> None:
+    """The run's ending did not land: the job keeps its status and the statement recorded, no event went out."""
+    assert (summary.expired, summary.skipped) == (0, 1), summary.as_dict()
+    kept = get(job_id)
+    assert (kept.status, kept.statement_id, kept.error) == (status, "s_started", None)
+    assert ports.events.types() == []
+
+
 def test_a_give_up_racing_the_record_of_its_statement_leaves_the_job_to_it(monkeypatch):
     """The reconciler read an hour-old SUBMITTED job without a statement (its executor stopped between its writes);
     meanwhile another executor's attempt recorded the statement it started. The give-up, which would say 'not_started
@@ -154,15 +172,9 @@ def test_a_give_up_racing_the_record_of_its_statement_leaves_the_job_to_it(monke
     ports = make_ports()
     job = _an_hour_old_insert(ports)
     ports.jobs.update(job.job_id, [JobStatus.QUEUED], status=JobStatus.SUBMITTED)
-    stale = ports.jobs.get(job.job_id)
-    ports.jobs.update(job.job_id, [JobStatus.SUBMITTED], statement_id="s_recorded")  # the other attempt's record
-    monkeypatch.setattr(ports.jobs, "get", lambda job_id: stale)
+    get = _record_a_statement_behind_the_runs_read(ports, monkeypatch, job.job_id)  # the other attempt's record
     summary = reconcile(ports, now=utcnow() + timedelta(seconds=5))
-    assert (summary.expired, summary.skipped) == (0, 1), summary.as_dict()
-    monkeypatch.undo()
-    kept = ports.jobs.get(job.job_id)
-    assert (kept.status, kept.statement_id, kept.error) == (JobStatus.SUBMITTED, "s_recorded", None)
-    assert ports.events.types() == []
+    _assert_left_to_its_statement(ports, summary, job.job_id, JobStatus.SUBMITTED, get)
 
 
 def test_a_run_counts_jobs_not_yet_due_as_waiting_and_ended_ones_as_skipped():
@@ -205,15 +217,9 @@ def test_a_cancel_in_line_racing_the_record_of_its_statement_leaves_the_job_to_i
     other, _ = submit_query(ports, caller, sql="select 1", parameters=[], fmt=ResultFormat.JSON)
     assert execute_job(ports, lifecycle.queued_message(other), first_delivery=True).status is JobStatus.SUBMITTED
     assert execute_job(ports, lifecycle.queued_message(job)) is None  # redelivered at the cap: in line
-    stale = ports.jobs.get(job.job_id)
-    ports.jobs.update(job.job_id, [JobStatus.QUEUED], statement_id="s_started")  # recorded since the run read it
-    get = ports.jobs.get
-    monkeypatch.setattr(ports.jobs, "get", lambda job_id: stale if job_id == job.job_id else get(job_id))
+    get = _record_a_statement_behind_the_runs_read(ports, monkeypatch, job.job_id)
     summary = reconcile(ports, now=utcnow() + timedelta(minutes=5))
-    assert (summary.expired, summary.skipped) == (0, 1), summary.as_dict()
-    kept = get(job.job_id)
-    assert (kept.status, kept.statement_id) == (JobStatus.QUEUED, "s_started")
-    assert ports.events.types() == []
+    _assert_left_to_its_statement(ports, summary, job.job_id, JobStatus.QUEUED, get)
 
 
 def test_a_collection_cut_short_in_time_leaves_the_jobs_after_it_to_the_rest_of_the_run():
@@ -234,3 +240,20 @@ def test_a_collection_cut_short_in_time_leaves_the_jobs_after_it_to_the_rest_of_
     assert (summary.out_of_time, summary.throttled, summary.more_pending) == (True, False, True)
     assert asked == ["s0", "s1", "s2"]
     assert (summary.checked, summary.still_running, summary.errors) == (3, 2, 0), summary.as_dict()
+
+
+def test_a_tenant_refusal_in_line_racing_the_record_of_its_statement_leaves_the_job_to_it(monkeypatch):
+    """A job in line on a paused tenant since deactivated fails tenant_inactive at the reconciler's look, but not
+    when, since it read the job, a statement an earlier attempt started was recorded on it: that statement ran, and
+    'tenant_inactive' with a "Job Failed" event would say the job never did."""
+    from spectra import tenant_cache
+
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme", max_running_statements=0)
+    message = queued_query(ports)
+    assert execute_job(ports, message) is None  # in line: the tenant is paused
+    ports.tenants.set_active("acme", False)
+    tenant_cache.forget(ports.tenants)
+    get = _record_a_statement_behind_the_runs_read(ports, monkeypatch, message.job_id)
+    summary = reconcile(ports, now=utcnow() + timedelta(minutes=6))
+    _assert_left_to_its_statement(ports, summary, message.job_id, JobStatus.QUEUED, get)
