@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
@@ -273,20 +274,29 @@ def test_jobs_cancelled_before_their_first_delivery_leave_no_session_open_beside
     assert run(ports).session_id in open_sessions  # and the next job runs in it
 
 
-def test_a_job_cancelled_while_its_statement_starts_leaves_no_session_open_beside_the_pool(ports):
-    """A DELETE served while ExecuteStatement ran frees the job's slot knowing nothing of its session, so a put back
-    with the slot found no holder and the session stayed open at the Data API, one per such job."""
+@contextmanager
+def cancelled_while_starting(ports):
+    """Within: each job is cancelled (DELETE /v1/jobs/<id>) while ExecuteStatement starts its statement."""
     start = ports.warehouse.start
 
     def start_then_cancelled(sql, **kwargs):
         started = start(sql, **kwargs)
-        finish_job(ports, ports.jobs.get(kwargs["name"]), JobStatus.CANCELLED)  # DELETE /v1/jobs/<id>, meanwhile
+        finish_job(ports, ports.jobs.get(kwargs["name"]), JobStatus.CANCELLED)
         return started
 
     ports.warehouse.start = start_then_cancelled
-    for _ in range(ports.settings.tenant_max_running_statements * 4):
-        assert execute_job(ports, queued(ports)) is None
-    ports.warehouse.start = start
+    try:
+        yield
+    finally:
+        ports.warehouse.start = start
+
+
+def test_a_job_cancelled_while_its_statement_starts_leaves_no_session_open_beside_the_pool(ports):
+    """A DELETE served while ExecuteStatement ran frees the job's slot knowing nothing of its session, so a put back
+    with the slot found no holder and the session stayed open at the Data API, one per such job."""
+    with cancelled_while_starting(ports):
+        for _ in range(ports.settings.tenant_max_running_statements * 4):
+            assert execute_job(ports, queued(ports)) is None
     open_sessions = {s for s, session in ports.warehouse.sessions.items() if not session.ended}
     idle = {s for s, pooled in ports.slots.sessions("acme").items() if pooled.job_id is None}
     assert len(open_sessions) == 1 and open_sessions == idle
