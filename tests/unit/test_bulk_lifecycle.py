@@ -1220,11 +1220,15 @@ def finish_update(ports, job, *, applied: int, outcomes: list[list[str]]):
     return complete_bulk_statement(ports, ports.warehouse.finish_batch(job.statement_id, answers))
 
 
-def test_an_update_lists_ids_matching_no_row_as_failed(ports):
-    job = started(ports, BulkOperation.UPDATE, HEADER + b"1,Ann,Oslo\n9,Nobody,Rome\n")
+@pytest.mark.parametrize("applied_id", ["1", "id"], ids=["number", "the-text-id"])
+def test_an_update_lists_ids_matching_no_row_as_failed(ports, applied_id):
+    """A record whose external id is the text ``id`` is listed successful too: the UNLOAD parts' header line
+    (id,reason) is no outcome, or it was failed with the error "reason" (found by mutation testing
+    spectra/bulk/outcomes.py)."""
+    job = started(ports, BulkOperation.UPDATE, HEADER + f"{applied_id},Ann,Oslo\n9,Nobody,Rome\n".encode())
     done = finish_update(ports, job, applied=1, outcomes=[["9", "not found"]])
     assert done.counts == BulkCounts(processed=2, failed=1, created=0)
-    assert result_rows(ports, job.job_id, "successful")[1:] == [["1", "false", "1", "Ann", "Oslo"]]
+    assert result_rows(ports, job.job_id, "successful")[1:] == [[applied_id, "false", applied_id, "Ann", "Oslo"]]
     assert result_rows(ports, job.job_id, "failed")[1:] == [["9", "not found", "9", "Nobody", "Rome"]]
 
 
