@@ -121,3 +121,10 @@ def test_an_upsert_planned_before_updated_rows_were_counted_lists_its_created_id
     assert done.counts == BulkCounts(processed=6, failed=3, created=None)
     successful = result_rows(ports, job.job_id, "successful")[1:]
     assert {row[0]: row[1] for row in successful} == {"1": "false", "2": "false", "5": "true"}
+
+
+@pytest.mark.parametrize("type_name", ["numeric", "decimal"])
+def test_a_decimal_id_is_matched_with_its_columns_scale_whichever_name_the_catalog_gives(type_name):
+    """A DECIMAL(10,2) column prints 4 as 4.00 under either of its type's names: looked up as 4, a record the
+    warehouse refused by its id would be listed successful."""
+    assert as_printed("4", type_name, None, 2) == "4.00"
