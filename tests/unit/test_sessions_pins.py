@@ -38,6 +38,16 @@ def _complete(ports, job, **kwargs):
     return complete_statement(ports, change, **kwargs)
 
 
+def _complete_a_second_apart(ports, monkeypatch, first, second) -> None:
+    """Complete ``first``, then ``second`` a second later by the clock, so their sessions' expiries differ (without
+    sleeping)."""
+    now = time.time()
+    for offset, job in enumerate((first, second)):
+        monkeypatch.setattr(time, "time", lambda offset=offset: now + offset)
+        _complete(ports, job)
+    monkeypatch.undo()
+
+
 def test_sessions_turned_off_leave_the_pooled_ones_unused(ports):
     """README: SessionKeepAliveSeconds 0 turns sessions off. A pool filled before the change still holds idle
     sessions, and this process remembers them: the next statement runs on its own connection all the same."""
@@ -50,14 +60,12 @@ def test_sessions_turned_off_leave_the_pooled_ones_unused(ports):
     assert ports.slots.sessions("acme")[pooled].job_id is None  # not leased either
 
 
-def test_a_redelivered_message_runs_in_the_session_it_leased_not_another_idle_one(ports):
+def test_a_redelivered_message_runs_in_the_session_it_leased_not_another_idle_one(ports, monkeypatch):
     """Two idle sessions: the throttled first delivery leased one, and its redelivery must take that one again
     rather than lease the other as well (the first would stay leased by the job after its end, open at the Data
     API and unusable until pruned)."""
     first, second = execute_job(ports, queued(ports)), execute_job(ports, queued(ports))
-    _complete(ports, first)
-    time.sleep(0.01)  # the sessions' expiries differ: the later one is leased first
-    _complete(ports, second)
+    _complete_a_second_apart(ports, monkeypatch, first, second)  # the later expiry is leased first
     message = queued(ports)
     ports.warehouse.throttle_next()
     with pytest.raises(Exception, match="Rate exceeded"):
@@ -151,9 +159,7 @@ def test_a_claim_prunes_long_expired_idle_sessions_but_not_one_a_running_stateme
     """Pruning takes idle entries a minute past their keep-alive; a session leased by a statement still running
     (its recorded expiry passed while it ran) stays in the pool, leased, and goes back idle at its end."""
     a, b = execute_job(ports, queued(ports)), execute_job(ports, queued(ports))
-    _complete(ports, a)
-    time.sleep(0.01)
-    _complete(ports, b)
+    _complete_a_second_apart(ports, monkeypatch, a, b)
     running = execute_job(ports, queued(ports))  # leases b's session, the one used last
     assert running.session_id == b.session_id
     later = time.time() + ports.settings.session_keep_alive_seconds + 3600  # both entries long expired
