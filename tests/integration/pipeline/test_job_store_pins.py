@@ -21,22 +21,9 @@ from spectra.errors import Conflict
 from spectra.job_store import JobStore, request_fingerprint
 from spectra.jobs import Job, new_job_id, utcnow
 from spectra.slots import RunningSlots, SlotsSeen
-from tests.fixtures.aws import table_from_template
+from tests.fixtures.aws import Faulty, table_from_template
 
 pytestmark = pytest.mark.integration
-
-
-class Faulty:
-    """A DynamoDB client whose calls named in ``faults`` go through ``fault(real_call, kwargs)`` instead."""
-
-    def __init__(self, client) -> None:
-        self._client = client
-        self.faults: dict = {}
-
-    def __getattr__(self, name):
-        real = getattr(self._client, name)
-        fault = self.faults.get(name)
-        return real if fault is None else (lambda **kwargs: fault(real, kwargs))
 
 
 def error(code: str, operation: str, **response) -> ClientError:

@@ -4,8 +4,8 @@ and no longer; the tenant's first wait is taken in the two writes the module pro
 by one write with no warning, while a take whose leases keep changing under every try is refused with a warning
 naming the tenant; README's 50 pruned leases per write at its bound; a take without ``now`` reads the clock.
 
-:class:`Watched` wraps the client: it counts UpdateItems and runs ``before_write`` before each, another request's
-write landing first."""
+:class:`Writes` counts the UpdateItems (through :class:`~tests.fixtures.aws.Faulty`) and runs ``before_write`` before
+each, another request's write landing first."""
 
 from __future__ import annotations
 
@@ -15,33 +15,30 @@ import time
 import pytest
 
 from spectra.waits import WAITS_PREFIX, WaitLeases
-from tests.fixtures.aws import table_from_template
+from tests.fixtures.aws import Faulty, table_from_template
 
 pytestmark = pytest.mark.integration
 
 
-class Watched:
-    """A DynamoDB client that counts its UpdateItems and calls ``before_write`` before each."""
+class Writes:
+    """A fault for UpdateItem that counts the writes and calls ``before_write`` before each."""
 
-    def __init__(self, client) -> None:
-        self._client = client
-        self.writes = 0
+    def __init__(self) -> None:
+        self.count = 0
         self.before_write = lambda: None
 
-    def update_item(self, **request):
+    def __call__(self, real, kwargs):
         self.before_write()
-        self.writes += 1
-        return self._client.update_item(**request)
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
+        self.count += 1
+        return real(**kwargs)
 
 
 @pytest.fixture
 def table(local_aws):
-    """(watched client, its WaitLeases, a function that sets tenant acme's leases as another request would)."""
+    """(the writes counted, a WaitLeases, a function that sets tenant acme's leases as another request would)."""
     with table_from_template(local_aws, "TenantsTable", "tenants-waits-pins-") as (client, name):
-        watched = Watched(client)
+        faulty, writes = Faulty(client), Writes()
+        faulty.faults["update_item"] = writes
 
         def set_leases(leases: dict[str, float]) -> None:
             client.put_item(
@@ -52,7 +49,7 @@ def table(local_aws):
                 },
             )
 
-        yield watched, WaitLeases(watched, name), set_leases
+        yield writes, WaitLeases(faulty, name), set_leases
 
 
 def test_a_dead_lease_counts_for_ten_seconds_past_its_end_and_no_longer(table):
@@ -68,21 +65,21 @@ def test_a_dead_lease_counts_for_ten_seconds_past_its_end_and_no_longer(table):
 def test_a_tenants_first_wait_is_taken_in_two_writes(table):
     """The module's promise: one conditional write takes a lease, two when the item is made. The take that made the
     item holds its lease and says so at once, without another write."""
-    client, leases, _ = table
+    writes, leases, _ = table
     assert leases.take("acme", "w1", limit=2, until=1028.0, now=1000.0)
-    assert client.writes == 2
+    assert writes.count == 2
     assert leases.held("acme") == {"w1": 1028.0}
     assert leases.take("acme", "w2", limit=2, until=1028.0, now=1000.0)
-    assert client.writes == 3
+    assert writes.count == 3
 
 
 def test_a_take_whose_leases_keep_changing_under_every_try_is_refused_and_logged(table, caplog):
     """Before each of this take's writes, other requests of the tenant prune the ended lease it means to prune and
     another lease ends (its holder died), so every write fails and every answer shows room again: the take gives up,
     refuses the wait (a 429 the client retries) and logs a warning naming the tenant, rather than trying for ever."""
-    client, leases, set_leases = table
+    writes, leases, set_leases = table
     ended = iter(range(100))
-    client.before_write = lambda: set_leases({"running": 1028.0, f"died{next(ended)}": 990.0})
+    writes.before_write = lambda: set_leases({"running": 1028.0, f"died{next(ended)}": 990.0})
     with caplog.at_level(logging.WARNING, logger="spectra.waits"):
         assert not leases.take("acme", "mine", limit=2, until=1028.0, now=1000.0)
     assert "mine" not in leases.held("acme")
@@ -94,23 +91,23 @@ def test_a_take_whose_leases_keep_changing_under_every_try_is_refused_and_logged
 def test_a_tenant_at_its_cap_is_refused_by_one_write_and_logs_nothing(table, caplog):
     """At its cap the tenant's wait is refused at once: one write, whose failure shows every lease still running,
     and no warning (a tenant at its cap is the cap working, not leases changing under the take)."""
-    client, leases, set_leases = table
+    writes, leases, set_leases = table
     set_leases({"running": 1028.0, "died": 990.0, "also running": 1020.0})
     with caplog.at_level(logging.WARNING, logger="spectra.waits"):
         assert not leases.take("acme", "mine", limit=2, until=1028.0, now=1000.0)
-    assert client.writes == 1
+    assert writes.count == 1
     assert [r for r in caplog.records if r.name == "spectra.waits"] == []
     assert set(leases.held("acme")) == {"running", "died", "also running"}
 
 
-@pytest.mark.parametrize(("died", "writes"), [(50, 2), (51, 3)])
-def test_fifty_ended_leases_are_pruned_by_the_takes_own_write_and_more_by_one_before(table, died, writes):
+@pytest.mark.parametrize(("died", "expected_writes"), [(50, 2), (51, 3)])
+def test_fifty_ended_leases_are_pruned_by_the_takes_own_write_and_more_by_one_before(table, died, expected_writes):
     """README: a take removes the ended leases whose room it needs, 50 at most per write. Fifty are named in the
     take's own write (after the one that found them); one more is removed by a write of its own first."""
-    client, leases, set_leases = table
+    writes, leases, set_leases = table
     set_leases({f"died{n}": 990.0 for n in range(died)})
     assert leases.take("acme", "mine", limit=died, until=1028.0, now=1000.0)
-    assert client.writes == writes
+    assert writes.count == expected_writes
     assert leases.held("acme") == {"mine": 1028.0}
 
 
