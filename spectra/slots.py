@@ -41,10 +41,6 @@ class PooledSession:
     #: epoch seconds when it was opened (a little before, on the early side); None for one pooled before this was kept
     opened: float | None = None
 
-    def usable(self, job_id: str, identity: str, now: float) -> bool:
-        """Idle (or already this job's), of this identity, and alive for a while yet."""
-        return self.job_id in (None, job_id) and self.identity == identity and self.until > now
-
     def as_item(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"who": {"S": self.identity}, "until": {"N": repr(float(self.until))}}
         if self.job_id:
