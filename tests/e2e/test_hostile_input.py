@@ -1,10 +1,10 @@
 """Nothing a caller sends crashes the API.
 
 A schemathesis pass over the OpenAPI document the stack serves (every check, at least 1,000 requests, at most three
-minutes), a second over one bulk job's routes with that job's id in every path, and a corpus of hand-made nasties (the reproducers of issue 7, 10 MB bodies, NULs, RTL text, huge headers,
-bad limits, forged and foreign page tokens) run against the whole local stack with a real API key. Neither may get a
-5xx, every answer is in the one error shape with the status it deserves, and afterwards a job still completes with
-the right rows.
+minutes), a second over one bulk job's routes with that job's id in every path, and a corpus of hand-made nasties
+(the reproducers of issue 7, 10 MB bodies, NULs, RTL text, huge headers, bad limits, forged and foreign page tokens)
+run against the whole local stack with a real API key. None may get a 5xx, every answer is in the one error shape
+with the status it deserves, and afterwards a job still completes with the right rows.
 """
 
 from __future__ import annotations
