@@ -305,8 +305,9 @@ def _left_to_its_starter(ports: Ports, job: BulkJob, *, final_attempt: bool) -> 
     return True
 
 
-#: How long after writing its plan an executor may still be starting the load: no executor runs longer than its 30 s
-#: Timeout (template.yaml's Globals), as spectra.lifecycle.ORPHANED_AFTER_SECONDS reasons for query jobs.
+#: How long after writing its plan an executor may still be starting the load: 2 minutes, well past the executor's 30 s
+#: Timeout (template.yaml's Globals), which no executor outlives, as spectra.lifecycle.ORPHANED_AFTER_SECONDS reasons
+#: for query jobs.
 STARTING_AT_MOST = timedelta(seconds=ORPHANED_AFTER_SECONDS)
 
 
