@@ -234,6 +234,36 @@ def test_every_name_dropped_is_seen_and_a_sidecar_makes_no_job_of_its_own(bulk_t
     assert sorted(k.rsplit("/", 1)[-1] for k in keys) == ["DATA.CSV", "jan.csv", "notes.txt"]
 
 
+#: File names S3 takes that mean something to a URL, to SQL or to a shell: each is URL-encoded in the notification
+#: and quoted in the COPY that reads the file.
+AWKWARD_NAMES = [
+    "my file.csv",
+    "a+b.csv",
+    "o'brien.csv",
+    'q"uote.csv',
+    "100%.csv",
+    "semi;colon.csv",
+    "back\\slash.csv",
+    "tab\tname.csv",
+    "\u00fcn\u00ef c\u00f8d\u00e9.csv",
+    "~$lock.csv",
+    "..csv",
+]
+
+
+def test_a_file_whose_name_means_something_to_a_url_sql_or_a_shell_loads_as_any_other(bulk_tenant, warehouse):
+    """Each name is a job of its own that loads its row, and the job shows the key as it was put (a space, a '+'
+    and a '%' each decoded once; a quote closing no SQL string)."""
+    client = bulk_tenant()
+    rows = {name: [f"n{index}@x", f"N{index}", "Oslo", str(index)] for index, name in enumerate(AWKWARD_NAMES)}
+    keys = [client.drop(csv_bytes([HEADER, row]), name) for name, row in rows.items()]
+    for key in keys:
+        job = client.dropped_job(key)
+        assert (job["state"], job["numberRecordsProcessed"], job["objectKey"]) == ("JobComplete", 1, key), job
+    loaded = {row[0]: row[3] for row in client.rows(warehouse)}
+    assert loaded == {row[0]: int(row[3]) for row in rows.values()}
+
+
 def test_batches_racing_upload_complete_are_loaded_or_refused_never_lost(bulk_tenant, warehouse):
     """Batches PUT while UploadComplete is sent: each is answered 201 and loaded, or 409 and not; none is
     acknowledged and then left out of the load."""
