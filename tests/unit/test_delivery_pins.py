@@ -1,8 +1,8 @@
 """Result delivery behaviour no test held before (found by mutation testing spectra/delivery.py): which exports are
 renamed for columns the warehouse would name alike (a cast of a named column, intervals, DECODE, SYSDATE beside
-GETDATE, a VALUES list left as it is), the room a job's DynamoDB item leaves for inline rows (README's 400 KB with
-8 KB to spare), the request options refused together, and when a result stored without its completion time stops
-being served."""
+GETDATE, a VALUES list left as it is), where a result written again goes (rewritten/), the room a job's DynamoDB item
+leaves for inline rows (README's 400 KB with 8 KB to spare), the request options refused together, and when a result
+stored without its completion time stops being served."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events import Delivery, JobStatus, ResultFormat
-from spectra.delivery import distinct_columns, inline_budget, request_problem, results_body
+from spectra.delivery import collect_result, distinct_columns, inline_budget, request_problem, results_body
 from spectra.errors import Gone
 from spectra.jobs import Job, JobResult, utcnow
+from spectra.warehouse import Column, DatabaseIdentity
 from tests.unit.fakes import make_ports
 
 pytestmark = pytest.mark.unit
@@ -111,3 +112,17 @@ def test_a_result_stored_without_its_completion_time_is_gone_after_its_stored_ex
     job = _completed(ports, expires_at=utcnow() - timedelta(seconds=5), completed_at=None)
     with pytest.raises(Gone):
         results_body(ports, job)
+
+
+def test_a_first_row_that_spells_the_column_names_is_written_again_under_rewritten():
+    """README: a first row equal to the column names, taken for a header line until the row count says it was data,
+    is written again with its files and manifest under ``rewritten/`` in the job's prefix, every row kept."""
+    ports = make_ports()
+    statement_id = ports.warehouse.execute(
+        "select n from t", identity=DatabaseIdentity(db_user="tenant_acme"), name="j_1", client_token="j_1"
+    )
+    ports.warehouse.finish(statement_id, columns=[Column("n", "varchar")], pages=["n\nx\n"], rows=2)
+    result = collect_result(ports, _job(format=ResultFormat.CSV, delivery=Delivery.S3), statement_id)
+    assert result.row_count == 2
+    assert [f.key[: len("acme/j_1/rewritten/")] for f in result.files] == ["acme/j_1/rewritten/"]
+    assert result.manifest_key.startswith("acme/j_1/rewritten/")
