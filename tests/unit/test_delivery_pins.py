@@ -15,7 +15,7 @@ from spectra.delivery import collect_result, distinct_columns, inline_budget, re
 from spectra.errors import Gone
 from spectra.jobs import Job, JobResult, utcnow
 from spectra.warehouse import Column, DatabaseIdentity
-from tests.unit.fakes import make_ports
+from tests.unit.fakes import make_ports, make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -90,7 +90,7 @@ def test_json_with_parameters_and_a_row_limit_goes_with_any_delivery_but_export(
     assert request_problem(ResultFormat.JSON, delivery, 5, True) is None
 
 
-def _completed(ports, *, expires_at, completed_at) -> Job:
+def _completed(ports, *, expires_at, completed_at, delivery=Delivery.INLINE, created_at=NOW) -> Job:
     result = JobResult(
         bucket="results",
         prefix="acme/j_1/",
@@ -99,11 +99,11 @@ def _completed(ports, *, expires_at, completed_at) -> Job:
         row_count=0,
         bytes=0,
         columns=[],
-        inline=True,
-        delivery=Delivery.INLINE,
+        inline=delivery is Delivery.INLINE,
+        delivery=delivery,
         expires_at=expires_at,
     )
-    return _job(status=JobStatus.COMPLETED, result=result, completed_at=completed_at)
+    return _job(status=JobStatus.COMPLETED, result=result, completed_at=completed_at, created_at=created_at)
 
 
 def test_a_result_stored_without_its_completion_time_is_gone_after_its_stored_expiry():
@@ -118,11 +118,52 @@ def test_a_first_row_that_spells_the_column_names_is_written_again_under_rewritt
     """README: a first row equal to the column names, taken for a header line until the row count says it was data,
     is written again with its files and manifest under ``rewritten/`` in the job's prefix, every row kept."""
     ports = make_ports()
-    statement_id = ports.warehouse.execute(
-        "select n from t", identity=DatabaseIdentity(db_user="tenant_acme"), name="j_1", client_token="j_1"
-    )
-    ports.warehouse.finish(statement_id, columns=[Column("n", "varchar")], pages=["n\nx\n"], rows=2)
+    statement_id = _finished(ports, ["n\nx\n"], 2)
     result = collect_result(ports, _job(format=ResultFormat.CSV, delivery=Delivery.S3), statement_id)
     assert result.row_count == 2
     assert [f.key[: len("acme/j_1/rewritten/")] for f in result.files] == ["acme/j_1/rewritten/"]
     assert result.manifest_key.startswith("acme/j_1/rewritten/")
+
+
+def _finished(ports, pages: list[str], rows: int) -> str:
+    statement_id = ports.warehouse.execute(
+        "select n from t", identity=DatabaseIdentity(db_user="tenant_acme"), name="j_1", client_token="j_1"
+    )
+    ports.warehouse.finish(statement_id, columns=[Column("n", "varchar")], pages=pages, rows=rows)
+    return statement_id
+
+
+def test_a_result_whose_first_row_is_data_is_written_once_at_the_jobs_prefix():
+    ports = make_ports()
+    statement_id = _finished(ports, ["a\nb\n"], 2)
+    result = collect_result(ports, _job(format=ResultFormat.CSV, delivery=Delivery.S3), statement_id)
+    assert result.row_count == 2
+    assert [f.key for f in result.files] == ["acme/j_1/part-00000.csv.gz"]
+    assert result.manifest_key == "acme/j_1/manifest.json"
+    assert [key for _, key in ports.results._s3.requests] == ["acme/j_1/part-00000.csv.gz", "acme/j_1/manifest.json"]
+
+
+def test_rows_that_do_not_fit_beside_a_large_job_in_its_item_go_to_s3():
+    """A job of 390 KB of SQL leaves its DynamoDB item no room for 20 KB of rows: an auto delivery writes them to
+    files rather than inline (an item past 400 KB fails its terminal write)."""
+    ports = make_ports()
+    statement_id = _finished(ports, ["".join(f"{i:0200d}\n" for i in range(100))], 100)
+    job = _job(sql="select n from t -- " + "x" * 390_000)
+    result = collect_result(ports, job, statement_id)
+    assert (result.inline, result.delivery, result.row_count) == (False, Delivery.S3, 100)
+
+
+def test_an_export_is_gone_retention_days_after_its_job_was_made_not_after_it_ended():
+    """UNLOAD writes an export's files while it runs, and the bucket deletes them ResultRetentionDays (lowered here to
+    2) after: an export made 2 days and an hour ago, ended 2 hours later, is gone, whatever its stored expiry says."""
+    ports = make_ports(settings=make_settings(result_retention_days=2))
+    now = utcnow()
+    job = _completed(
+        ports,
+        expires_at=now + timedelta(days=5),
+        completed_at=now - timedelta(days=2) + timedelta(hours=1),
+        created_at=now - timedelta(days=2, hours=1),
+        delivery=Delivery.EXPORT,
+    )
+    with pytest.raises(Gone):
+        results_body(ports, job)
