@@ -2,8 +2,9 @@
 late (a statement that FAILED on its own, a job another cancel ended meanwhile) is a 409 naming the end; the job
 keeps its request's correlation_id; a keyless job whose send timed out after the executor ran it is answered as
 stored; a one-call query's cancel on timeout is made when its slowest look took 0.5 s exactly, not past it;
-Retry-After of an unfinished job's results from 1 to 30 s; an unknown job id and a predecessor's job are 404s. On the
-in-memory ports of tests/unit/fakes.py."""
+Retry-After of an unfinished job's results from 1 to 30 s; an unknown job id and a predecessor's job are 404s; a
+listing token signed before a deploy resumes its listing; a repeat of a query that did not ask to wait carries no
+rows. On the in-memory ports of tests/unit/fakes.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from spectra import queries
 from spectra.errors import Conflict, JobNotFinished, NotFound
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.queries import WaitTimeoutAction, await_job, cancel_job, get_job, job_results
+from spectra.warehouse import Column
+from tests.unit.test_one_call_query import api, post_query
 from tests.unit.test_queries import ACME, FakeClock, started, submit, with_tenants
 
 pytestmark = pytest.mark.unit
@@ -175,3 +178,35 @@ def test_a_keyless_job_whose_message_was_taken_and_run_before_its_send_timed_out
     assert created is True
     assert job.status is JobStatus.SUBMITTED and job.statement_id is not None
     assert len(ports.warehouse.executed()) == 1
+
+
+def test_a_listing_token_signed_before_a_deploy_still_resumes_its_listing(ports):
+    """A page token is bound to its listing as ``{"listing": "jobs", "tenant", "status", "limit"}``: one a client
+    holds across a deploy resumes where it stopped. Written out here, so that a change to the binding (a name emptied
+    or renamed) fails this test rather than refuse every token issued before it (400 ``invalid_token``)."""
+    jobs = [submit(ports)[0] for _ in range(2)]
+    first = queries.list_jobs(ports, ACME, status=None, limit=1, next_token=None).jobs[0]
+    [second] = [job for job in jobs if job.job_id != first.job_id]
+    stored = ports.jobs.get(first.job_id)
+    signed_before = ports.page_tokens.encode(
+        {"created_key": f"{stored.created_at.isoformat()}#{first.job_id}", "job_id": first.job_id},
+        bound_to={"listing": "jobs", "tenant": "acme", "status": None, "limit": 1},
+    )
+    page = queries.list_jobs(ports, ACME, status=None, limit=1, next_token=signed_before)
+    assert [job.job_id for job in page.jobs] == [second.job_id]
+
+
+def test_a_repeat_of_a_query_that_did_not_ask_to_wait_is_answered_its_job_without_rows(monkeypatch):
+    """Rows come in the answer of a query that asked to wait (``wait_timeout``); one that did not (0, the default) is
+    answered its job, its rows left to GET .../results. Its repeat under the same Idempotency-Key once the job has
+    completed is answered the same way: 200 with the job COMPLETED, no ``results``."""
+    ports = with_tenants()
+    monkeypatch.setattr(api, "get_ports", lambda budget: ports)  # the API's handler, on these ports
+    body, key = {"sql": "select 1 as one"}, {"Idempotency-Key": "nightly-1"}
+    status, first = post_query(body, key)
+    assert status == 202 and first["status"] == "QUEUED", first
+    job = execute_job(ports, ports.queue.messages[0])
+    complete_statement(ports, ports.warehouse.finish(job.statement_id, columns=[Column("one", "int4")], pages=["1\n"]))
+    status, repeat = post_query(body, key)
+    assert (status, repeat["job_id"], repeat["status"]) == (200, first["job_id"], "COMPLETED"), repeat
+    assert repeat.get("results") is None, repeat
