@@ -1379,12 +1379,9 @@ def test_a_job_aborted_with_an_upload_url_never_used_has_no_records_not_404(port
     assert job_results(ports, caller(ports), job.job_id, kind) == ResultFile(body=heading.get(kind, b""), url=None)
 
 
-def test_of_two_aborts_at_once_the_one_whose_write_lost_answers_409(ports, monkeypatch):
-    """README: 'An abort that finds the job ended, even one that ended between its read and its write, answers 409.'
-    Another abort landing while this one listed the batches was answered 200 as if this one had ended the job (the
-    state review: three at once all answered 200)."""
-    job = new_insert(ports)
-    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+def aborted_while_listing(ports, monkeypatch, job_id: str) -> list:
+    """Another request aborts the job, once, while the next listing of its batches runs. The list returned holds
+    that abort's answer (None while it runs)."""
     files = ports.bulk.files
     listing = files.uploaded_batches
     raced: list = []
@@ -1392,10 +1389,20 @@ def test_of_two_aborts_at_once_the_one_whose_write_lost_answers_409(ports, monke
     def another_abort_first(listed_job):
         if not raced:
             raced.append(None)  # the other abort lists the batches itself
-            raced[0] = change_state(ports, caller(ports), job.job_id, "Aborted")
+            raced[0] = change_state(ports, caller(ports), job_id, "Aborted")
         return listing(listed_job)
 
     monkeypatch.setattr(files, "uploaded_batches", another_abort_first)
+    return raced
+
+
+def test_of_two_aborts_at_once_the_one_whose_write_lost_answers_409(ports, monkeypatch):
+    """README: 'An abort that finds the job ended, even one that ended between its read and its write, answers 409.'
+    Another abort landing while this one listed the batches was answered 200 as if this one had ended the job (the
+    state review: three at once all answered 200)."""
+    job = new_insert(ports)
+    upload_batch(ports, caller(ports), job.job_id, CSV, gzip=False)
+    raced = aborted_while_listing(ports, monkeypatch, job.job_id)
     with pytest.raises(Conflict, match="already ended Aborted") as refused:
         change_state(ports, caller(ports), job.job_id, "Aborted")
     assert refused.value.details == {"state": "Aborted"}
