@@ -159,3 +159,17 @@ def test_a_statement_timeout_of_0_is_taken_and_below_0_refused():
     with pytest.raises(SystemExit) as exited:
         _parse(*create, "-1")
     assert exited.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "lowest"),
+    [("--max-running", 0), ("--max-waits", 1)],
+)
+def test_a_cap_below_its_lowest_is_refused_by_the_command_and_its_lowest_taken(option, lowest):
+    """0 running statements pauses a tenant, while a tenant with no one-call wait at all could not run one: the
+    commands refuse one below each (exit 2, before anything is written) and take the lowest itself."""
+    for verb in (("tenants", "create", "acme", "--db-user", "tenant_acme"), ("tenants", "update", "acme")):
+        assert getattr(_parse(*verb, option, str(lowest)), option[2:].replace("-", "_")) == lowest
+        with pytest.raises(SystemExit) as exited:
+            _parse(*verb, option, str(lowest - 1))
+        assert exited.value.code == 2

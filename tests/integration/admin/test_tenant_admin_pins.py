@@ -1,7 +1,8 @@
 """The tenant commands (spectra/tenant_admin.py) against moto, the behaviour mutation testing found no test held
 below the e2e tier: what ``tenants create --json`` prints (the key that works, the usage-plan key said as there, the
-SQL with its default statement timeout of five minutes) and what ``tenants list --json`` prints. The stack and the
-command's runner are tests/integration/admin/test_tenant_admin.py's."""
+SQL with its default statement timeout of five minutes), what ``tenants list --json`` and ``tenants show --json``
+print, and the key lines of ``show`` and ``keys list``. The stack and the command's runner are
+tests/integration/admin/test_tenant_admin.py's."""
 
 from __future__ import annotations
 
@@ -56,3 +57,20 @@ def test_show_and_keys_list_give_each_key_by_its_hash_start_and_issue_time(local
     assert out.splitlines()[1:] == [f"  key {line}" for line in lines]
     status, out, err = run(local_aws, name, "keys", "list", acme)
     assert status == 0 and out.splitlines() == lines, err
+
+
+def test_show_json_gives_the_tenant_as_list_does_with_its_keys_by_hash(local_aws, stack, acme):  # noqa: F811
+    """``tenants show --json``: the tenant as ``list --json`` gives it, plus its keys (hashes, never a key)."""
+    name, tenants, _ = stack
+    status, out, err = run(local_aws, name, "tenants", "create", acme, "--db-user", f"tenant_{acme}", "--json")
+    assert status == 0, err
+    api_key = json.loads(out)["api_key"]
+    status, out, err = run(local_aws, name, "tenants", "show", acme, "--json")
+    assert status == 0, err
+    shown = json.loads(out)
+    listed = {
+        tenant["tenant_id"]: tenant for tenant in json.loads(run(local_aws, name, "tenants", "list", "--json")[1])
+    }
+    assert {k: v for k, v in shown.items() if k != "keys"} == listed[acme]
+    assert [key["key_hash"] for key in shown["keys"]] == [key.key_hash for key in tenants.list_keys(acme)]
+    assert len(shown["keys"]) == 1 and api_key not in out
