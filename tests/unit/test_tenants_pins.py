@@ -1,7 +1,8 @@
 """The tenant directory (spectra.tenants), the behaviour mutation testing found no test held: how a key is hashed (the
 table's ``key#<sha256 hex>`` items outlive any release), which bearer tokens are refused before the table is read,
-and the key lookup's own checks. The DynamoDB contract (conditions, transactions) is
-tests/integration/pipeline/test_tenant_directory.py's; here the table is a map of items read with ``get_item``."""
+the key lookup's own checks, and a new tenant's read-only default. The DynamoDB contract (conditions, transactions) is
+tests/integration/pipeline/test_tenant_directory.py's, and test_tenant_directory_pins.py beside it holds what the
+mutation runs found there; here the table is a map of items read with ``get_item``."""
 
 from __future__ import annotations
 
@@ -160,6 +161,16 @@ def test_each_tenant_gets_a_generation_of_64_random_bits():
     generations = {Tenant.new("acme", db_user="tenant_acme").generation for _ in range(50)}
     assert len(generations) == 50
     assert all(re.fullmatch(r"[0-9a-f]{16}", generation) for generation in generations)
+
+
+def test_a_new_tenant_is_read_only_unless_it_is_given_writes():
+    """The query API is read-only for a tenant created without ``allow_writes``: no write flag reaches the API in the
+    authorizer's context, and it owns no schemas. A tenant created with it, and its schemas, may write there."""
+    tenant = Tenant.new("acme", db_user="tenant_acme")
+    assert (tenant.allow_writes, tenant.owned_schemas) == (False, [])
+    assert "allow_writes" not in Caller.of(tenant).authorizer_context()
+    writer = Tenant.new("acme", db_user="tenant_acme", allow_writes=True, owned_schemas=["acme_work"])
+    assert Caller.of(writer).authorizer_context()["allow_writes"] == "true"
 
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
