@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
 from tests.fixtures.redshift import CLUSTER, DATABASE, wait_for_statement
+from tests.fixtures.stack import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -163,7 +165,10 @@ def test_a_session_whose_backend_ended_while_it_idled_is_refused_like_an_ended_o
         Sql="SELECT 1", Database=DATABASE, ClusterIdentifier=CLUSTER, SessionKeepAliveSeconds=600
     )
     pid = wait_for_statement(redshift_data, first["Id"])["RedshiftPid"]
+    assert os.path.exists(f"/proc/{pid}")  # the backend is a process of this machine's, to wait for below
     api.run(f"SELECT pg_terminate_backend({pid})")
-    time.sleep(1)  # the backend's end reaches the connection's socket a moment after the call returns
+    # the backend ends a moment after the call returns, and its socket with it: waited for as its process being gone
+    # (the emulator's PostgreSQL runs on this machine), not for a fixed second a loaded machine may outlast
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 10, f"backend {pid} to end")
     with pytest.raises(redshift_data.exceptions.ValidationException, match="not available"):
         redshift_data.execute_statement(Sql="SELECT 1", SessionId=first["SessionId"])
