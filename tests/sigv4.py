@@ -35,14 +35,19 @@ class PresignedUrl:
     def signed_at(self) -> datetime:
         return datetime.strptime(self.params["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
-    def expected_signature(self, secret_key: str, *, method: str = "GET", path: str | None = None) -> str:
-        """The signature S3 would compute for ``method`` on ``path`` (this URL's unless given)."""
+    def expected_signature(
+        self, secret_key: str, *, method: str = "GET", path: str | None = None, headers: dict[str, str] | None = None
+    ) -> str:
+        """The signature S3 would compute for ``method`` on ``path`` (this URL's unless given), sent with ``headers``
+        beside the host (each of them one the URL must sign)."""
         _, date, region, service, terminator = self.scope
         query = "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(self.params.items()) if k != "X-Amz-Signature")
+        sent = {"host": self.host, **{name.lower(): value.strip() for name, value in (headers or {}).items()}}
         signed_headers = self.params["X-Amz-SignedHeaders"]
-        assert signed_headers == "host", "this checker signs the host header only"
+        assert signed_headers == ";".join(sorted(sent)), f"the URL signs {signed_headers}, not {sorted(sent)}"
+        canonical_headers = "".join(f"{name}:{sent[name]}\n" for name in sorted(sent))
         canonical_request = "\n".join(
-            [method, path or self.path, query, f"host:{self.host}", "", signed_headers, "UNSIGNED-PAYLOAD"]
+            [method, path or self.path, query, canonical_headers, signed_headers, "UNSIGNED-PAYLOAD"]
         )
         string_to_sign = "\n".join(
             [
