@@ -16,7 +16,7 @@ from spectra.errors import InvalidRequest
 from spectra.notify import service
 from spectra.notify.fanout import fan_out
 from spectra.notify.models import event_key, new_subscription_id, webhook_id, webhook_payload
-from tests.unit.test_notify import ACME, ports_with_notify, sample_event
+from tests.unit.test_notify import ACME, disabled_with_its_event_lost, ports_with_notify, sample_event
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +149,14 @@ def test_an_object_filter_tells_schema_and_table_apart_by_the_dot():
     sub = _bulk_subscription_to_object("ab.c")
     assert sub.accepts("Bulk Job Completed", {"object": "AB.C"})
     assert not sub.accepts("Bulk Job Completed", {"object": "a.bc"})
+
+
+def test_a_subscription_is_shown_with_its_kind_and_status_by_name():
+    """A callback reads as kind ``callback``, and a subscription a 410 stopped as status ``disabled`` (README)."""
+    ports = ports_with_notify()
+    service.register_callback(ports, service.new_callback("https://hooks.acme.example/cb"), caller=ACME, job_id=JOB)
+    assert service.get_subscription(ports, ACME, "cbk_" + JOB).model_dump(mode="json")["kind"] == "callback"
+    ports = ports_with_notify()
+    sub, _ = disabled_with_its_event_lost(ports)
+    shown = service.get_subscription(ports, ACME, sub.subscription_id).model_dump(mode="json")
+    assert (shown["status"], shown["disabled_reason"]) == ("disabled", "gone")
