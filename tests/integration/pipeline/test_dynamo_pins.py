@@ -1,6 +1,7 @@
 """DynamoDB plumbing behaviour no test held before (found by mutation testing spectra/dynamo.py): which refusals are
 tried again and how long a retry waits, the second an item expires, the fixed width of index times, and a reconciler's
-batch read across several pending shards (every shard's share, and "more" when one was left unread).
+batch read across several pending shards (every shard's share, "more" when one was left unread, and a shard's read
+resumed where DynamoDB cut a page short).
 
 Runs on DynamoDB (moto), in a table made from template.yaml's ``JobsTable``; the retry handler is driven through
 botocore's own event system on a real client."""
@@ -16,7 +17,7 @@ from botocore.config import Config
 from events import JobStatus, ResultFormat
 from spectra import dynamo
 from spectra.dynamo import StateTable, expired, index_time, passing_refusal, retry_passing_refusals
-from tests.fixtures.aws import table_from_template
+from tests.fixtures.aws import Faulty, table_from_template
 
 pytestmark = pytest.mark.integration
 
@@ -178,6 +179,34 @@ def test_a_batch_with_room_for_everything_reads_every_shard_and_says_no_more(sha
     page = states.pending_before(T0 + timedelta(hours=1), limit=9)
     assert [job.job_id for job in page.jobs] == ["j_0", "j_2"]
     assert not page.more
+
+
+def test_a_shard_read_that_dynamodb_cut_short_resumes_where_it_stopped(sharded):
+    """DynamoDB may end a page before its ``Limit`` (a query reads at most 1 MB): the shard's read goes on from the
+    page's LastEvaluatedKey until it has its share, each job once and in order. Here every page is cut to one item."""
+    client, states = sharded
+    for job_id, shard, seconds in [("j_a", "0", 1), ("j_b", "0", 2), ("j_c", "0", 3), ("j_d", "1", 0)]:
+        pend(client, states.name, job_id, shard, seconds)
+    pages = []
+
+    def one_item_pages(query, kwargs):
+        pages.append(kwargs)
+        return query(**{**kwargs, "Limit": 1})
+
+    faulty = Faulty(client)
+    faulty.faults["query"] = one_item_pages
+    states.client = faulty
+    page = states.pending_before(T0 + timedelta(hours=1), limit=6)
+    assert [job.job_id for job in page.jobs] == ["j_a", "j_b", "j_d"]
+    # shard 0: two wanted, one found, then one more from where the first page stopped; shards 1 and 2: the whole
+    # shard in one page, which says so (no LastEvaluatedKey)
+    assert [(q["ExpressionAttributeValues"][":shard"]["S"], q["Limit"], "ExclusiveStartKey" in q) for q in pages] == [
+        ("0", 2, False),
+        ("0", 1, True),
+        ("1", 2, False),
+        ("2", 2, False),
+    ]
+    assert page.more
 
 
 # -- state changes -------------------------------------------------------------------------------------------------
