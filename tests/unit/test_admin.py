@@ -303,3 +303,18 @@ def test_no_stack_named_and_no_local_state_file_says_where_it_looked(tmp_path, m
     assert error.count("\n") == 1 and error.startswith("error: ")
     assert f"no local stack's state file at {missing}" in error
     assert "--stack NAME" in error
+
+
+def test_copies_sent_anew_are_told_from_the_second_after_the_first_sends_answer_on_sqss_clock():
+    """The fallback redrive takes a dead letter stamped from this SentTimestamp on (milliseconds) for a copy it sent
+    itself: the whole second after the answer's ``Date``, so a message sent during that answer's second is no copy.
+    An answer without a readable ``Date`` gives none (copies are then known by their message ids alone)."""
+
+    def answer(date):
+        return {"MessageId": "m-1", "ResponseMetadata": {"HTTPHeaders": {} if date is None else {"date": date}}}
+
+    assert admin._second_after(answer("Sat, 05 Dec 2026 10:00:00 GMT")) == 1_796_464_801_000
+    assert admin._second_after(answer("Sat, 05 Dec 2026 10:00:00 +0100")) == 1_796_461_201_000
+    assert admin._second_after(answer(None)) is None
+    assert admin._second_after(answer("yesterday")) is None
+    assert admin._second_after({"MessageId": "m-1"}) is None
