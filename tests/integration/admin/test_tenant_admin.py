@@ -68,10 +68,10 @@ def acme() -> str:
     return "acme" + uuid.uuid4().hex[:8]
 
 
-def run(local_aws: LocalAws, name: str, *argv: str) -> tuple[int, str, str]:
+def run(local_aws: LocalAws, name: str, *argv: str, session=None) -> tuple[int, str, str]:
     out = io.StringIO()
     err = io.StringIO()
-    session = boto3.session.Session(region_name=local_aws.region)
+    session = session or boto3.session.Session(region_name=local_aws.region)
     original, admin.sys.stderr = admin.sys.stderr, err
     try:
         status = admin.main(["--stack", name, *argv], session=session, out=out)

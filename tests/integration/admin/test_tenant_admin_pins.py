@@ -1,15 +1,17 @@
 """The tenant commands (spectra/tenant_admin.py) against moto, the behaviour mutation testing found no test held
 below the e2e tier: what ``tenants create --json`` prints (the key that works, the usage-plan key said as there, the
 SQL with its default statement timeout of five minutes), what ``tenants list --json`` and ``tenants show --json``
-print, and the key lines of ``show`` and ``keys list``. The stack and the command's runner are
-tests/integration/admin/test_tenant_admin.py's."""
+print, the key lines of ``show`` and ``keys list``, and a ``keys revoke`` that another operator's revoke beat. The
+stack and the command's runner are tests/integration/admin/test_tenant_admin.py's."""
 
 from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
 
+from tests.fixtures.aws import Faulty
 from tests.integration.admin.test_tenant_admin import acme, run, stack  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
@@ -74,3 +76,41 @@ def test_show_json_gives_the_tenant_as_list_does_with_its_keys_by_hash(local_aws
     assert {k: v for k, v in shown.items() if k != "keys"} == listed[acme]
     assert [key["key_hash"] for key in shown["keys"]] == [key.key_hash for key in tenants.list_keys(acme)]
     assert len(shown["keys"]) == 1 and api_key not in out
+
+
+def test_a_key_another_operator_revoked_after_it_was_listed_is_said_gone_already(local_aws, stack, acme):  # noqa: F811
+    """``keys revoke`` finds the key by its listing, and another operator revokes it before this command's delete:
+    the command says the key is gone already and fails (1), and the tenant's other key is untouched."""
+    name, tenants, _ = stack
+    assert run(local_aws, name, "tenants", "create", acme, "--db-user", f"tenant_{acme}")[0] == 0
+    assert run(local_aws, name, "keys", "issue", acme)[0] == 0
+    first, second = tenants.list_keys(acme)
+
+    def revoked_meanwhile(delete_item, kwargs):
+        assert tenants.revoke_key_hash(acme, first.key_hash)  # the other operator, through a client of its own
+        return delete_item(**kwargs)
+
+    session = RacedSession(boto3.session.Session(region_name=local_aws.region), {"delete_item": revoked_meanwhile})
+    status, out, err = run(local_aws, name, "keys", "revoke", acme, first.key_hash[:12], session=session)
+    assert status == 1 and out == ""
+    assert err == f"error: the key {first.key_hash} of tenant {acme!r} is gone already\n"
+    assert [key.key_hash for key in tenants.list_keys(acme)] == [second.key_hash]
+
+
+class RacedSession:
+    """A boto3 session whose DynamoDB clients run ``faults`` (tests.fixtures.aws.Faulty) on the calls they name."""
+
+    def __init__(self, session: boto3.session.Session, faults: dict) -> None:
+        self._session = session
+        self._faults = faults
+
+    def client(self, service: str, **kwargs):
+        client = self._session.client(service, **kwargs)
+        if service != "dynamodb":
+            return client
+        faulty = Faulty(client)
+        faulty.faults.update(self._faults)
+        return faulty
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
