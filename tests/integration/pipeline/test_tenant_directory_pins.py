@@ -1,7 +1,8 @@
 """Tenant directory behaviour no test held before (found by mutation testing spectra/tenants.py), on DynamoDB: how
 many times a delete and an update read a record that keeps changing before they give up, what an update that changes
-nothing answers, and that ending a deleted id's webhook subscriptions leaves a live tenant from before generations its
-own. (tests/unit/test_tenants_pins.py holds what needs no table.)
+nothing answers, that one naming the user a tenant already has claims nothing, and that ending a deleted id's webhook
+subscriptions leaves a live tenant from before generations its own. (tests/unit/test_tenants_pins.py holds what needs
+no table.)
 
 Runs on DynamoDB (moto), in tables made from template.yaml's ``TenantsTable`` and ``SubscriptionsTable``;
 :class:`Faulty` lands another operator's write before the calls a test picks."""
@@ -150,4 +151,19 @@ def test_an_upgrade_claim_of_a_tenant_from_before_generations_leaves_another_ten
     client.put_item(TableName=table, Item={**{k: {"S": v} for k, v in record.items()}, "active": {"BOOL": True}})
     directory.create_tenant("new", db_user="tenant_shared")
     assert directory.claim_identities() == {"old": ["db_user tenant_shared is held by tenant 'new'"]}
+    assert directory.identity_holder("db_user", "tenant_shared") == "new"
+
+
+def test_an_update_that_names_the_user_a_tenant_already_has_claims_nothing(dynamo):
+    """A change that sets the tenant's user to the one it already has (a script passing every field) moves nothing,
+    so it claims nothing: a tenant from before generations whose user another tenant was given since is still
+    changed, and the identity record still names the other tenant."""
+    client, _, table = dynamo
+    directory = TenantDirectory(client, table)
+    record = {"pk": "tenant#old", "tenant_id": "old", "db_user": "tenant_shared", "created_at": "2026-01-01T00:00:00"}
+    client.put_item(TableName=table, Item={**{k: {"S": v} for k, v in record.items()}, "active": {"BOOL": True}})
+    directory.create_tenant("new", db_user="tenant_shared")
+    updated = directory.update_tenant("old", db_user="tenant_shared", max_running_statements=3)
+    assert (updated.db_user, updated.max_running_statements) == ("tenant_shared", 3)
+    assert directory.get("old").max_running_statements == 3
     assert directory.identity_holder("db_user", "tenant_shared") == "new"
