@@ -18,6 +18,7 @@ from producers.api.models import QueryRequest
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.warehouse import Column
 from tests.unit.fakes import make_ports
+from tests.unit.test_one_call_query import completes_during_the_wait
 
 pytestmark = pytest.mark.unit
 
@@ -184,22 +185,11 @@ def test_a_completed_jobs_results_say_its_columns_total_and_until_when_they_are_
 def test_a_query_without_a_wait_timeout_is_answered_at_once_even_by_a_job_that_ends_meanwhile(ports):
     """wait_timeout defaults to 0: the answer is the queued job (202), never its result, however soon the statement
     would have ended, and the job is not read for a wait (here the first read of it runs it to completion)."""
-    original_get = ports.jobs.get
-    reads = []
-
-    def get(job_id):
-        reads.append(job_id)
-        ports.jobs.get = original_get
-        started = execute_job(ports, JobQueuedMessage(job_id=job_id, tenant_id="acme"))
-        change = ports.warehouse.finish(started.statement_id, columns=[Column("one", "int4")], pages=["1\n"])
-        complete_statement(ports, change)
-        return original_get(job_id)
-
-    ports.jobs.get = get
+    completes_during_the_wait(ports)
+    first_read = ports.jobs.get  # undone by the first read of a job
     status, body = call("POST", "/v1/queries", {"sql": "select 1 as one"})
     assert status == 202 and body["status"] == "QUEUED" and body["results"] is None, body
-    assert reads == []
+    assert ports.jobs.get is first_read  # nothing read the job
     # the same request with a wait of 1 s, against the same fake, is answered with the result
-    ports.jobs.get = get
     status, body = call("POST", "/v1/queries", {"sql": "select 1 as one", "wait_timeout": 1})
     assert status == 200 and body["results"]["rows"] == [[1]], body
