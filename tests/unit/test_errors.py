@@ -45,8 +45,12 @@ def test_other_failures_keep_their_type_and_text():
     assert reason_of(ValueError("bad page")) == "ValueError: bad page"
 
 
-def _answered(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "X")
+def _answered(code: str, status: int | None = None) -> ClientError:
+    """An AWS refusal with this code, and this HTTP status if given (an answer may carry none)."""
+    response: dict = {"Error": {"Code": code, "Message": "no"}}
+    if status is not None:
+        response["ResponseMetadata"] = {"HTTPStatusCode": status}
+    return ClientError(response, "X")
 
 
 def _botocore_retries(exc) -> bool:

@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from producers.api import app as api
 from spectra import errors
 from spectra.errors import JobNotFinished, SpectraError, echoed, passing_trouble, reason_of, without_arns
+from tests.unit.test_errors import _answered
 
 pytestmark = pytest.mark.unit
 
@@ -89,13 +90,6 @@ def test_only_the_first_names_are_echoed_and_the_rest_counted():
     assert echoed(["a", "b", "c"], most=3) == ["a", "b", "c"]
     assert echoed(["a", "b", "c", "d", "e"], most=2) == ["a", "b", "[... 3 more]"]
     assert echoed([], most=2) == []
-
-
-def _answered(code: str, status: int | None = None) -> ClientError:
-    response: dict = {"Error": {"Code": code, "Message": "no"}}
-    if status is not None:
-        response["ResponseMetadata"] = {"HTTPStatusCode": status}
-    return ClientError(response, "X")
 
 
 @pytest.mark.parametrize(
