@@ -1,8 +1,7 @@
 """Query request, job answer and OpenAPI link behaviour no test held before (found by mutation testing
 producers/api/models.py): the bounds of what POST /v1/queries accepts (each refused as a 400 invalid_request naming
-the field, never a 5xx, and the value at each bound accepted), no wait unless asked, the Idempotency-Key's length,
-what a job's answer says of its delivery, error, cancel request, result size and links, and the link from a submitted
-query to its job."""
+the field, never a 5xx, and the value at each bound accepted), the Idempotency-Key's length, what a job's answer says
+of its delivery, error, cancel request, result size and links, and the link from a submitted query to its job."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ from producers.api.models import QueryRequest
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.warehouse import Column
 from tests.unit.fakes import make_ports
-from tests.unit.test_one_call_query import completes_during_the_wait
 
 pytestmark = pytest.mark.unit
 
@@ -180,16 +178,3 @@ def test_a_completed_jobs_results_say_its_columns_total_and_until_when_they_are_
     assert results["columns"] == [{"name": "one", "type": "int4"}] and results["rows"] == [[1]], results
     assert (results["row_count"], results["total_row_count"], results["truncated"]) == (1, 1, False)
     assert results["expires_at"] is not None and results["expires_in"] == 300, results
-
-
-def test_a_query_without_a_wait_timeout_is_answered_at_once_even_by_a_job_that_ends_meanwhile(ports):
-    """wait_timeout defaults to 0: the answer is the queued job (202), never its result, however soon the statement
-    would have ended, and the job is not read for a wait (here the first read of it runs it to completion)."""
-    completes_during_the_wait(ports)
-    first_read = ports.jobs.get  # undone by the first read of a job
-    status, body = call("POST", "/v1/queries", {"sql": "select 1 as one"})
-    assert status == 202 and body["status"] == "QUEUED" and body["results"] is None, body
-    assert ports.jobs.get is first_read  # nothing read the job
-    # the same request with a wait of 1 s, against the same fake, is answered with the result
-    status, body = call("POST", "/v1/queries", {"sql": "select 1 as one", "wait_timeout": 1})
-    assert status == 200 and body["results"]["rows"] == [[1]], body
