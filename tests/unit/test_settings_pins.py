@@ -1,17 +1,15 @@
 """Settings behaviour no test held before (found by mutation testing spectra/settings.py): the values a stack gets for
 what its template leaves unset (as the README gives them), the ends of each setting's range, which a function either
 loads with or refuses at once naming the setting, a template Number that is not a number refused rather than crashing
-the load, the loopback JWKS URLs that may be plain HTTP, the requeue-before-giving-up rule at its edge, and that a
-function reads every variable the template sets on it."""
+the load, the loopback JWKS URLs that may be plain HTTP, and the requeue-before-giving-up rule at its edge. (That a
+function reads every variable the template sets on it is tests/unit/test_template.py's.)"""
 
 from __future__ import annotations
 
 import pytest
-from cfnlint.decode import decode
 from pydantic import ValidationError
 
 from spectra.settings import Settings
-from tests.unit.test_template import TEMPLATE
 
 pytestmark = pytest.mark.unit
 
@@ -253,24 +251,6 @@ def test_a_warehouse_workgroup_alone_loads(monkeypatch):
         monkeypatch.setenv(name, value)
     settings = Settings()
     assert (settings.redshift_workgroup, settings.redshift_cluster_id) == ("wg", None)
-
-
-def _function_variables() -> list[tuple[str, str]]:
-    body, _ = decode(str(TEMPLATE))
-    return sorted(
-        (name, variable)
-        for name, resource in body["Resources"].items()
-        if resource["Type"] == "AWS::Serverless::Function"
-        for variable in resource["Properties"].get("Environment", {}).get("Variables", {})
-        if not variable.startswith("POWERTOOLS_")
-    )
-
-
-@pytest.mark.parametrize(("function", "variable"), _function_variables())
-def test_every_variable_the_template_sets_on_a_function_is_read_by_its_settings(function, variable):
-    """A variable the template sets on one function (its queue, topic or table) that no setting reads is ignored: the
-    function stays on the default (an empty name: that role switched off) whatever the stack was given."""
-    assert variable.lower() in Settings.model_fields
 
 
 def test_the_process_settings_are_read_from_its_environment(monkeypatch):

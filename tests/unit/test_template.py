@@ -34,10 +34,17 @@ def test_every_handler_imports(template):
 
 
 def test_every_global_variable_is_a_setting_or_powertools(template):
+    """A variable the template sets (for every function, or on one: its queue, topic or table) that no setting reads
+    is ignored: the function stays on the default (an empty name: that role switched off) whatever the stack was
+    given."""
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     fields = {name.upper() for name in Settings.model_fields}
     unknown = {v for v in variables if v not in fields and not v.startswith("POWERTOOLS_")}
     assert not unknown, f"template sets variables no setting reads: {unknown}"
+    for name, function in resources_of(template, "AWS::Serverless::Function").items():
+        own = function["Properties"].get("Environment", {}).get("Variables", {})
+        unknown = {v for v in own if v not in fields and not v.startswith("POWERTOOLS_")}
+        assert not unknown, f"template sets variables on {name} no setting reads: {unknown}"
     required = {name.upper() for name, field in Settings.model_fields.items() if field.is_required()}
     assert required <= set(variables), f"settings without a value in the template: {required - set(variables)}"
 
