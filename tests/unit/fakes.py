@@ -1769,3 +1769,17 @@ def result_file(ports, job_id: str, kind: str) -> bytes:
     job = ports.bulk.jobs.get(job_id)
     assert job is not None and job.results_ready, (job_id, job)
     return ports.bulk.files.client.body(ports.settings.results_bucket, results_key(job, kind))
+
+
+def serving(monkeypatch, handler: Any, ports: Ports) -> Iterator[Ports]:
+    """``ports`` behind a function's handler module (its ``get_ports``, whatever budget it asks for), for a fixture to
+    yield. The module's metrics, which Powertools keeps on the class, are cleared after the test, so a count it made
+    never reaches another test's handler."""
+    monkeypatch.setattr(handler, "get_ports", lambda *budget: ports)
+    yield ports
+    handler.metrics.clear_metrics()
+
+
+def metrics_counted(handler: Any) -> dict[str, tuple[float, str]]:
+    """What a handler module's metrics hold now: each metric's total and its unit."""
+    return {name: (sum(metric["Value"]), metric["Unit"]) for name, metric in handler.metrics.metric_set.items()}

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from consumers.bulk_results import app
 from spectra import logs
-from tests.unit.fakes import make_ports
+from tests.unit.fakes import make_ports, metrics_counted, serving
 
 pytestmark = pytest.mark.unit
 
@@ -21,21 +21,13 @@ BODY = json.dumps({"version": "1", "job_id": "b_pRjygKnCzFyhBtviYhvyAg", "tenant
 
 @pytest.fixture
 def ports(monkeypatch):
-    ports = make_ports()
-    monkeypatch.setattr(app, "get_ports", lambda: ports)
-    app.metrics.clear_metrics()
-    yield ports
-    app.metrics.clear_metrics()
-
-
-def counted() -> dict[str, tuple[float, str]]:
-    return {name: (sum(metric["Value"]), metric["Unit"]) for name, metric in app.metrics.metric_set.items()}
+    yield from serving(monkeypatch, app, make_ports())
 
 
 def test_a_request_for_a_job_owing_nothing_is_counted_skipped(ports):
     """The job is unknown here: nothing to write."""
     app.record_handler(SQSRecord({"messageId": "m1", "body": BODY}))
-    assert counted() == {"BulkResultsSkipped": (1, "Count")}
+    assert metrics_counted(app) == {"BulkResultsSkipped": (1, "Count")}
 
 
 def test_a_job_whose_files_were_written_is_counted_and_its_lines_carry_its_keys(ports, monkeypatch):
@@ -47,5 +39,5 @@ def test_a_job_whose_files_were_written_is_counted_and_its_lines_carry_its_keys(
 
     monkeypatch.setattr(app, "write_owed_results", write_owed_results)
     app.record_handler(SQSRecord({"messageId": "m1", "body": BODY}))
-    assert counted() == {"BulkResultsWritten": (1, "Count")}
+    assert metrics_counted(app) == {"BulkResultsWritten": (1, "Count")}
     assert seen == [{"message_id": "m1", "job_id": "b_pRjygKnCzFyhBtviYhvyAg", "tenant_id": "acme"}]

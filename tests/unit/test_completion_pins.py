@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from consumers.completion import app as completion
 from spectra import deadline, logs
-from tests.unit.fakes import make_ports
+from tests.unit.fakes import make_ports, metrics_counted, serving
 
 pytestmark = pytest.mark.unit
 
@@ -24,21 +24,13 @@ SAMPLE = Path(__file__).resolve().parents[2] / "events" / "samples" / "redshift_
 
 @pytest.fixture
 def ports(monkeypatch):
-    ports = make_ports()
-    monkeypatch.setattr(completion, "get_ports", lambda: ports)
-    completion.metrics.clear_metrics()
-    yield ports
-    completion.metrics.clear_metrics()
+    yield from serving(monkeypatch, completion, make_ports())
 
 
 def status_event(statement_name: str = "j_Qm9ZcW1uT3pLd0xZb3FXcA") -> SQSRecord:
     event = json.loads(SAMPLE.read_text())  # FINISHED, at 2026-11-22T10:14:26Z
     event["detail"]["statementName"] = statement_name
     return SQSRecord({"messageId": "m1", "body": json.dumps(event)})
-
-
-def counted() -> dict[str, tuple[float, str]]:
-    return {name: (sum(metric["Value"]), metric["Unit"]) for name, metric in completion.metrics.metric_set.items()}
 
 
 def spy(monkeypatch) -> list[dict]:
@@ -81,9 +73,9 @@ def test_the_work_lasts_the_invocations_remaining_time_less_the_margin(ports, mo
 
 def test_an_event_about_no_job_is_counted_ignored_once(ports):
     completion.record_handler(status_event("j_Qm9ZcW1uT3pLd0xZb3FXcA"))
-    assert counted() == {"StatusEventsIgnored": (1, "Count")}
+    assert metrics_counted(completion) == {"StatusEventsIgnored": (1, "Count")}
 
 
 def test_an_event_about_no_bulk_job_is_counted_ignored_once(ports):
     completion.record_handler(status_event("b_Qm9ZcW1uT3pLd0xZb3FXcA"))
-    assert counted() == {"StatusEventsIgnored": (1, "Count")}
+    assert metrics_counted(completion) == {"StatusEventsIgnored": (1, "Count")}

@@ -15,7 +15,7 @@ from events import JobStatus
 from spectra import lifecycle, logs
 from spectra.errors import Throttled
 from spectra.jobs import Job, new_job_id, utcnow
-from tests.unit.fakes import make_ports
+from tests.unit.fakes import make_ports, serving
 
 pytestmark = pytest.mark.unit
 
@@ -24,10 +24,7 @@ pytestmark = pytest.mark.unit
 def ports(monkeypatch):
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    monkeypatch.setattr(executor, "get_ports", lambda: ports)
-    executor.metrics.clear_metrics()
-    yield ports
-    executor.metrics.clear_metrics()
+    yield from serving(monkeypatch, executor, ports)
 
 
 def new_job(ports) -> Job:

@@ -10,7 +10,7 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from producers.s3_drop import app
-from tests.unit.fakes import INGEST_BUCKET, make_ports
+from tests.unit.fakes import INGEST_BUCKET, make_ports, metrics_counted, serving
 
 pytestmark = pytest.mark.unit
 
@@ -19,10 +19,7 @@ pytestmark = pytest.mark.unit
 def ports(monkeypatch):
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    monkeypatch.setattr(app, "get_ports", lambda: ports)
-    app.metrics.clear_metrics()
-    yield ports
-    app.metrics.clear_metrics()
+    yield from serving(monkeypatch, app, ports)
 
 
 def body_of(ports, key: str) -> str:
@@ -36,13 +33,9 @@ def body_of(ports, key: str) -> str:
     return json.dumps({"Records": [record]})
 
 
-def counted() -> dict[str, tuple[float, str]]:
-    return {name: (sum(metric["Value"]), metric["Unit"]) for name, metric in app.metrics.metric_set.items()}
-
-
 def test_a_file_that_makes_a_job_is_counted_accepted(ports):
     app.record_handler(SQSRecord({"messageId": "m1", "body": body_of(ports, "acme/accounts/jan.csv")}))
-    assert counted() == {"DropsAccepted": (1, "Count")}
+    assert metrics_counted(app) == {"DropsAccepted": (1, "Count")}
     assert len(ports.queue.messages) == 1
 
 
@@ -50,7 +43,7 @@ def test_the_same_notification_again_is_counted_skipped_and_makes_no_second_job(
     body = body_of(ports, "acme/accounts/jan.csv")
     app.record_handler(SQSRecord({"messageId": "m1", "body": body}))
     app.record_handler(SQSRecord({"messageId": "m2", "body": body}))
-    assert counted() == {"DropsAccepted": (1, "Count"), "DropsSkipped": (1, "Count")}
+    assert metrics_counted(app) == {"DropsAccepted": (1, "Count"), "DropsSkipped": (1, "Count")}
 
 
 def test_two_files_of_one_notification_are_counted_each(ports):
@@ -58,4 +51,4 @@ def test_two_files_of_one_notification_are_counted_each(ports):
     second = json.loads(body_of(ports, "acme/accounts/feb.csv"))
     body = json.dumps({"Records": first["Records"] + second["Records"]})
     app.record_handler(SQSRecord({"messageId": "m1", "body": body}))
-    assert counted() == {"DropsAccepted": (2, "Count")}
+    assert metrics_counted(app) == {"DropsAccepted": (2, "Count")}
