@@ -3,6 +3,7 @@ of a fresh process, whatever a local stack started by another tier's test earlie
 
 import os
 import socket
+import sys
 
 import pytest
 from aws_lambda_powertools import Metrics
@@ -36,3 +37,10 @@ def _state_at_start(monkeypatch):
     # still hold its metrics, and a handler called here would flush them (without the namespace their environment
     # gave them: SchemaValidationError).
     Metrics().clear_metrics()
+    # A function's module imported before a local stack made those dicts per thread keeps the dicts it found, which
+    # the line above no longer reaches; a test that called its router (no flush) left its counts there, and the next
+    # test to call its lambda_handler flushed them without a namespace. Cleared through each module's own Metrics.
+    for name, module in list(sys.modules.items()):
+        metrics = getattr(module, "metrics", None) if name.startswith(("producers.", "consumers.")) else None
+        if isinstance(metrics, Metrics):
+            metrics.clear_metrics()
