@@ -9,7 +9,7 @@ import pytest
 
 from producers.api import app as api
 from producers.api.app import openapi_document
-from tests.unit.fakes import make_ports
+from tests.unit.fakes import make_ports, serving
 
 pytestmark = pytest.mark.unit
 
@@ -18,8 +18,7 @@ pytestmark = pytest.mark.unit
 def ports(monkeypatch):
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    monkeypatch.setattr(api, "get_ports", lambda budget: ports)
-    return ports
+    yield from serving(monkeypatch, api, ports)
 
 
 def call(method: str, path: str, body: dict | None = None, query: dict | None = None) -> tuple[int, dict, dict]:

@@ -16,7 +16,7 @@ from producers.api.app import openapi_document
 from producers.api.models import QueryRequest
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.warehouse import Column
-from tests.unit.fakes import make_ports
+from tests.unit.fakes import make_ports, serving
 
 pytestmark = pytest.mark.unit
 
@@ -25,8 +25,7 @@ pytestmark = pytest.mark.unit
 def ports(monkeypatch):
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    monkeypatch.setattr(api, "get_ports", lambda budget: ports)
-    return ports
+    yield from serving(monkeypatch, api, ports)
 
 
 def call(method: str, path: str, body: dict | None = None, headers: dict | None = None) -> tuple[int, dict]:

@@ -21,7 +21,7 @@ from spectra.jobs import utcnow
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.queries import WaitTimeoutAction, await_job, wait_for_job
 from spectra.warehouse import Column
-from tests.unit.fakes import make_ports
+from tests.unit.fakes import make_ports, serving
 from tests.unit.test_queries import ACME, FakeClock, started, submit
 
 pytestmark = pytest.mark.unit
@@ -35,8 +35,7 @@ def _throttled(operation: str) -> ClientError:
 def ports(monkeypatch):
     ports = make_ports()
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    monkeypatch.setattr(api, "get_ports", lambda budget: ports)
-    return ports
+    yield from serving(monkeypatch, api, ports)
 
 
 def post_query(body: dict, headers: dict | None = None) -> tuple[int, dict]:
