@@ -1,6 +1,14 @@
 """Jobs queue → ExecuteStatement. Each record is one job (a query, or a bulk load or export); failures are reported
 per record, so one bad message never holds back the batch, and throttled jobs simply come back after the visibility
-timeout."""
+timeout.
+
+No record is begun with less than :data:`START_MARGIN_SECONDS` of the invocation left. One start against a throttling
+Data API retries for up to about 30 s (``spectra.ports.Budget.QUEUE``), the function's whole Timeout, so a batch of
+ten such starts ran past it. Lambda then stops the function without a word, and the whole batch comes back after the
+queue's visibility timeout (three minutes), the records already done included, each message one delivery nearer the
+dead-letter queue. A record left for lack of time is sent again instead (``share.retry_later``, a fresh message after a
+few seconds, as for a job whose tenant's waiting list refused it) and counted (``JobMessagesDeferred``); the records
+done are deleted with the batch."""
 
 from __future__ import annotations
 
@@ -23,13 +31,22 @@ tracer = Tracer()
 metrics = Metrics()
 processor = logs.sqs_batch_processor()
 
+#: Seconds of the invocation (the executor's Timeout is 30 s) that must be left to begin a record: half of it.
+START_MARGIN_SECONDS = 15.0
 
-def record_handler(record: SQSRecord) -> None:
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     with logs.record(message_id=record.message_id):
         # A malformed message fails into the DLQ after its retries (where `dlq show` shows it); logs.record describes
         # it without its body, which carries the tenant's SQL and parameter values.
         message = parse_job_message(record.body)
         logs.bind(job_id=message.job_id, tenant_id=message.tenant_id)
+        # Powertools passes the context when the handler was given one (always, on Lambda)
+        if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < START_MARGIN_SECONDS * 1000:
+            share.retry_later(get_ports(), message)
+            metrics.add_metric(name="JobMessagesDeferred", unit="Count", value=1)
+            logger.warning("too little of the invocation left to start the job: its message is sent again")
+            return
         sent = record.attributes.get("SentTimestamp")  # Lambda always gives it; a hand-made event may not
         sent_at = datetime.fromtimestamp(int(sent) / 1000, tz=UTC) if sent else None
         handle_job_message(message, int(record.attributes.approximate_receive_count), sent_at=sent_at)

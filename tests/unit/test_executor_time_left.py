@@ -1,0 +1,100 @@
+"""The executor begins no record with less than half of its Timeout left (consumers/executor/app.py): a batch of
+starts that a throttling Data API keeps retrying ran past the Timeout, and Lambda sent the whole batch back three
+minutes later, the records done included. A record left for lack of time is sent again after a few seconds and the
+records done are deleted with the batch."""
+
+from __future__ import annotations
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from consumers.executor import app as executor
+from events import JobStatus
+from spectra import lifecycle
+from spectra.jobs import Job, utcnow
+from tests.unit.fakes import make_ports, metrics_counted, serving
+from tests.unit.test_executor_pins import new_job
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def ports(monkeypatch):
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    yield from serving(monkeypatch, executor, ports)
+
+
+class Invocation:
+    """A Lambda context whose clock the test moves: ``seconds`` is the Timeout, ``spend`` passes time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+        self.function_name, self.memory_limit_in_mb = "executor", 512
+        self.invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:executor"
+        self.aws_request_id = "r1"
+
+    def spend(self, seconds: float) -> None:
+        self.left -= seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.left * 1000)
+
+
+def sqs_record(job: Job, message_id: str, receive_count: int = 1) -> dict:
+    return {
+        "messageId": message_id,
+        "body": lifecycle.queued_message(job).model_dump_json(),
+        "attributes": {"ApproximateReceiveCount": str(receive_count)},
+        "eventSource": "aws:sqs",
+    }
+
+
+def test_a_record_begun_with_less_than_half_the_timeout_left_is_sent_again_and_not_started(ports):
+    job = new_job(ports)
+    context = Invocation(14.9)
+    executor.record_handler(SQSRecord(sqs_record(job, "m1", receive_count=5)), context)  # returns: the record is done
+    assert ports.jobs.get(job.job_id).status is JobStatus.QUEUED
+    assert ports.warehouse.executed() == [] and ports.slots.holders("acme") == {}  # no slot taken, nothing started
+    [again] = ports.queue.messages
+    assert (again.job_id, again.job) == (job.job_id, None)  # by id: the job is read when it comes back
+    assert 2 <= ports.queue.delays[0] <= 7  # about TenantWaitSeconds (5), not the queue's 3-minute visibility timeout
+    assert metrics_counted(executor) == {"JobMessagesDeferred": (1, "Count")}
+
+
+def test_a_record_begun_with_half_the_timeout_left_starts(ports):
+    job = new_job(ports)
+    executor.record_handler(SQSRecord(sqs_record(job, "m1")), Invocation(15.0))
+    assert ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED
+    assert ports.queue.messages == []
+
+
+def test_a_record_whose_job_ended_meanwhile_is_not_sent_again(ports):
+    job = new_job(ports)
+    ports.jobs.transition(job.job_id, JobStatus.CANCELLED, completed_at=utcnow())
+    executor.record_handler(SQSRecord(sqs_record(job, "m1")), Invocation(1.0))
+    assert ports.queue.messages == [] and ports.warehouse.executed() == []
+
+
+def test_a_batch_that_spends_its_time_starts_what_it_can_and_sends_the_rest_again(ports, monkeypatch):
+    """Three records; the first start takes 20 s of the 30 (a throttling Data API's retries): the other two are sent
+    again, and the batch answers no failure, so the whole batch is deleted, the started record included."""
+    jobs = [new_job(ports) for _ in range(3)]
+    context = Invocation(30.0)
+    start = ports.warehouse.start
+
+    def slow_start(*args, **kwargs):
+        context.spend(20.0)
+        return start(*args, **kwargs)
+
+    monkeypatch.setattr(ports.warehouse, "start", slow_start)
+    monkeypatch.setattr(executor.metrics, "namespace", "RedshiftSpectra")  # the template's Globals: flushed at the end
+    event = {"Records": [sqs_record(job, f"m{n}") for n, job in enumerate(jobs)]}
+    assert executor.lambda_handler(event, context) == {"batchItemFailures": []}
+    assert [ports.jobs.get(job.job_id).status for job in jobs] == [
+        JobStatus.SUBMITTED,
+        JobStatus.QUEUED,
+        JobStatus.QUEUED,
+    ]
+    assert [message.job_id for message in ports.queue.messages] == [jobs[1].job_id, jobs[2].job_id]
+    assert len(ports.warehouse.executed()) == 1
