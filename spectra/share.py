@@ -384,7 +384,18 @@ def retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, 
             job = ports.jobs.get(message.job_id)
             if job is None or job.status.is_terminal:
                 return  # cancelled (or gone) while it waited: nothing left to start
-    delay = retry_delay(ports, full=full)
+    _send_by_ids(ports, message, retry_delay(ports, full=full))
+
+
+def send_again(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> None:
+    """Send a job's message again after a few seconds (:func:`retry_delay`), whatever its job's state: a message its
+    executor did not get to (too little of the invocation left: ``consumers/executor``). The copy decides as any
+    redelivery does, so nothing is judged here: a bulk job an earlier attempt left ``InProgress`` without its
+    statement, which :func:`retry_later` would find started and let go, is started by the copy."""
+    _send_by_ids(ports, message, retry_delay(ports))
+
+
+def _send_by_ids(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, delay: int) -> None:
     if isinstance(message, JobQueuedMessage) and message.job is not None:
         # by ids only, as every message but the API's own first one (events.JobQueuedMessage): the job is read when
         # it comes back, so one cancelled while it waited starts nothing

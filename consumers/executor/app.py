@@ -6,9 +6,9 @@ No record is begun with less than :data:`START_MARGIN_SECONDS` of the invocation
 Data API retries for up to about 30 s (``spectra.ports.Budget.QUEUE``), the function's whole Timeout, so a batch of
 ten such starts ran past it. Lambda then stops the function without a word, and the whole batch comes back after the
 queue's visibility timeout (three minutes), the records already done included, each message one delivery nearer the
-dead-letter queue. A record left for lack of time is sent again instead (``share.retry_later``, a fresh message after a
-few seconds, as for a job whose tenant's waiting list refused it) and counted (``JobMessagesDeferred``); the records
-done are deleted with the batch."""
+dead-letter queue. A record left for lack of time is sent again instead (``share.send_again``: a fresh message after a
+few seconds, which decides as any redelivery does) and counted (``JobMessagesDeferred``); the records done are deleted
+with the batch."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         logs.bind(job_id=message.job_id, tenant_id=message.tenant_id)
         # Powertools passes the context when the handler was given one (always, on Lambda)
         if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < START_MARGIN_SECONDS * 1000:
-            share.retry_later(get_ports(), message)
+            share.send_again(get_ports(), message)
             metrics.add_metric(name="JobMessagesDeferred", unit="Count", value=1)
             logger.warning("too little of the invocation left to start the job: its message is sent again")
             return

@@ -1,7 +1,7 @@
 """The executor begins no record with less than half of its Timeout left (consumers/executor/app.py): a batch of
 starts that a throttling Data API keeps retrying ran past the Timeout, and Lambda sent the whole batch back three
-minutes later, the records done included. A record left for lack of time is sent again after a few seconds and the
-records done are deleted with the batch."""
+minutes later, the records done included. A record left for lack of time is sent again after a few seconds, whatever
+its job's state (the copy decides, as any redelivery does), and the records done are deleted with the batch."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from consumers.executor import app as executor
 from events import JobStatus
 from spectra import lifecycle
+from spectra.bulk.models import BulkState
 from spectra.jobs import Job, utcnow
 from tests.unit.fakes import make_ports, metrics_counted, serving
+from tests.unit.test_bulk_lifecycle import bulk_ports_with, queued
 from tests.unit.test_executor_pins import new_job
 
 pytestmark = pytest.mark.unit
@@ -69,11 +71,37 @@ def test_a_record_begun_with_half_the_timeout_left_starts(ports):
     assert ports.queue.messages == []
 
 
-def test_a_record_whose_job_ended_meanwhile_is_not_sent_again(ports):
+def test_a_record_left_is_sent_again_whatever_its_job_became_and_the_copy_decides(ports):
+    """Nothing is judged at the deferral: a job cancelled meanwhile gets its copy all the same, which starts nothing."""
     job = new_job(ports)
     ports.jobs.transition(job.job_id, JobStatus.CANCELLED, completed_at=utcnow())
     executor.record_handler(SQSRecord(sqs_record(job, "m1")), Invocation(1.0))
-    assert ports.queue.messages == [] and ports.warehouse.executed() == []
+    [again] = ports.queue.messages
+    executor.record_handler(SQSRecord({**sqs_record(job, "m2"), "body": again.model_dump_json()}), Invocation(30.0))
+    assert ports.warehouse.executed() == [] and ports.jobs.get(job.job_id).status is JobStatus.CANCELLED
+
+
+@pytest.fixture
+def bulk_ports(monkeypatch):
+    yield from serving(monkeypatch, executor, bulk_ports_with())
+
+
+def test_a_bulk_job_an_earlier_attempt_left_in_progress_without_its_statement_is_started_by_the_copy(bulk_ports):
+    """An attempt that moved the job InProgress and died before its statement: its message's redelivery starts it.
+    Deferred, that message must come back whatever the job's state (share.retry_later would find the job started
+    and send nothing: the job would wait, InProgress, for the reconciler)."""
+    ports = bulk_ports
+    message = queued(ports)
+    assert ports.bulk.jobs.transition(
+        message.job_id, BulkState.IN_PROGRESS, expected={BulkState.UPLOAD_COMPLETE}, started_at=utcnow()
+    )
+    body = {"messageId": "m1", "body": message.model_dump_json(), "attributes": {"ApproximateReceiveCount": "2"}}
+    executor.record_handler(SQSRecord(body), Invocation(1.0))
+    [again] = ports.queue.messages
+    assert again == message and ports.warehouse.calls == []
+    executor.record_handler(SQSRecord({**body, "body": again.model_dump_json()}), Invocation(30.0))
+    started = ports.bulk.jobs.get(message.job_id)
+    assert (started.state, started.statement_id is not None) == (BulkState.IN_PROGRESS, True)
 
 
 def test_a_batch_that_spends_its_time_starts_what_it_can_and_sends_the_rest_again(ports, monkeypatch):
