@@ -377,7 +377,11 @@ def retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, 
         bulk = ports.bulk
         waiting = bulk.jobs.mark_checked(message.job_id, BulkState.UPLOAD_COMPLETE, utcnow()) if bulk else None
         if waiting is None:
-            return  # started, aborted or gone meanwhile: nothing left to start
+            bulk_job = bulk.jobs.get(message.job_id) if bulk else None
+            if bulk_job is None or bulk_job.state.is_terminal or bulk_job.statement_id:
+                return  # started, aborted or gone meanwhile: nothing left to start
+            # InProgress without its statement: an earlier attempt moved it and stopped before the statement, and
+            # this message (its redelivery, refused a place in line) is what starts it
     else:
         waiting = ports.jobs.mark_checked(message.job_id, JobStatus.QUEUED, utcnow())
         if waiting is None:
@@ -390,8 +394,8 @@ def retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, 
 def send_again(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> None:
     """Send a job's message again after a few seconds (:func:`retry_delay`), whatever its job's state: a message its
     executor did not get to (too little of the invocation left: ``consumers/executor``). The copy decides as any
-    redelivery does, so nothing is judged here: a bulk job an earlier attempt left ``InProgress`` without its
-    statement, which :func:`retry_later` would find started and let go, is started by the copy."""
+    redelivery does, so nothing is read or judged here, with the invocation's time running out (a job that ended
+    meanwhile gets its copy, which starts nothing)."""
     _send_by_ids(ports, message, retry_delay(ports))
 
 

@@ -88,8 +88,7 @@ def bulk_ports(monkeypatch):
 
 def test_a_bulk_job_an_earlier_attempt_left_in_progress_without_its_statement_is_started_by_the_copy(bulk_ports):
     """An attempt that moved the job InProgress and died before its statement: its message's redelivery starts it.
-    Deferred, that message must come back whatever the job's state (share.retry_later would find the job started
-    and send nothing: the job would wait, InProgress, for the reconciler)."""
+    Deferred, that message must come back whatever the job's state."""
     ports = bulk_ports
     message = queued(ports)
     assert ports.bulk.jobs.transition(

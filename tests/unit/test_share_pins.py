@@ -127,13 +127,22 @@ def test_a_job_sent_again_for_a_full_warehouse_comes_back_in_about_the_tenants_w
 
 
 @pytest.mark.parametrize(
-    ("state", "sent"), [(BulkState.UPLOAD_COMPLETE, True), (BulkState.ABORTED, False), (None, False)]
+    ("state", "statement_id", "sent"),
+    [
+        (BulkState.UPLOAD_COMPLETE, None, True),
+        (BulkState.IN_PROGRESS, None, True),
+        (BulkState.IN_PROGRESS, "s-1", False),
+        (BulkState.ABORTED, None, False),
+        (None, None, False),
+    ],
 )
-def test_a_bulk_job_sent_again_to_wait_comes_back_while_it_waits_and_not_once_it_ended(state, sent):
-    """Bulk jobs share the cap and its retry: one still waiting (UploadComplete) gets its own message again, delayed;
-    one aborted meanwhile, or gone, gets none."""
+def test_a_bulk_job_sent_again_to_wait_comes_back_while_it_waits_and_not_once_it_ended(state, statement_id, sent):
+    """Bulk jobs share the cap and its retry: one still waiting (UploadComplete) gets its own message again, delayed,
+    and so does one an earlier attempt moved InProgress and left without its statement (the redelivery refused a place
+    in line is what starts it: let go, the job waited for the reconciler); one started, aborted meanwhile, or gone,
+    gets none."""
     ports = make_ports(settings=make_settings(tenant_max_running_statements=1, tenant_wait_seconds=4))
-    job = bulk_job(state=state or BulkState.UPLOAD_COMPLETE, queued_at=T0)
+    job = bulk_job(state=state or BulkState.UPLOAD_COMPLETE, queued_at=T0, statement_id=statement_id)
     if state is not None:
         ports.bulk.jobs.create(job)
     share.retry_later(ports, BulkJobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
