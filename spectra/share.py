@@ -392,10 +392,11 @@ def retry_later(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage, 
 
 
 def send_again(ports: Ports, message: JobQueuedMessage | BulkJobQueuedMessage) -> None:
-    """Send a job's message again after a few seconds (:func:`retry_delay`), whatever its job's state: a message its
-    executor did not get to (too little of the invocation left: ``consumers/executor``). The copy decides as any
-    redelivery does, so nothing is read or judged here, with the invocation's time running out (a job that ended
-    meanwhile gets its copy, which starts nothing)."""
+    """Send a job's message again after :func:`retry_delay` (about ``tenant_wait_seconds``), whatever its job's state:
+    a message its executor did not get to (too little of the invocation left: ``consumers/executor``). The copy
+    decides as any redelivery does, so nothing is read or written here, with the invocation's time running out: a job
+    that ended meanwhile gets its copy, which starts nothing, and the job stays where it was in the pending index (a
+    job last looked at over ``requeue_after_seconds`` ago may get the reconciler's copy too, as harmless as any)."""
     _send_by_ids(ports, message, retry_delay(ports))
 
 

@@ -6,9 +6,11 @@ No record is begun with less than :data:`START_MARGIN_SECONDS` of the invocation
 Data API retries for up to about 30 s (``spectra.ports.Budget.QUEUE``), the function's whole Timeout, so a batch of
 ten such starts ran past it. Lambda then stops the function without a word, and the whole batch comes back after the
 queue's visibility timeout (three minutes), the records already done included, each message one delivery nearer the
-dead-letter queue. A record left for lack of time is sent again instead (``share.send_again``: a fresh message after a
-few seconds, which decides as any redelivery does) and counted (``JobMessagesDeferred``); the records done are deleted
-with the batch."""
+dead-letter queue. A record left for lack of time is sent again instead (``share.send_again``: a fresh message after
+about ``TenantWaitSeconds``, which decides as any redelivery does, its count of deliveries begun again) and counted
+(``JobMessagesDeferred``); the records done are deleted with the batch. The margin cannot stop the record in flight
+from outrunning the Timeout (one begun with 15 s left may retry for 30); it keeps a slow batch from taking the records
+behind it along."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from consumers.executor import app as executor
 from events import JobStatus
 from spectra import lifecycle
 from spectra.bulk.models import BulkState
+from spectra.errors import Throttled
 from spectra.jobs import Job, utcnow
 from tests.unit.fakes import make_ports, metrics_counted, serving
 from tests.unit.test_bulk_lifecycle import bulk_ports_with, queued
@@ -79,6 +80,28 @@ def test_a_record_left_is_sent_again_whatever_its_job_became_and_the_copy_decide
     [again] = ports.queue.messages
     executor.record_handler(SQSRecord({**sqs_record(job, "m2"), "body": again.model_dump_json()}), Invocation(30.0))
     assert ports.warehouse.executed() == [] and ports.jobs.get(job.job_id).status is JobStatus.CANCELLED
+
+
+def test_a_throttled_start_deferred_on_its_redelivery_is_started_by_the_copy_in_the_slot_it_kept(ports):
+    """A start the Data API throttled keeps its slot for the retry; that retry, left for lack of time, comes back as a
+    copy that starts the job in the same slot: one holder, one statement."""
+    job = new_job(ports)
+    ports.warehouse.throttle_next()
+    with pytest.raises(Throttled):
+        executor.record_handler(SQSRecord(sqs_record(job, "m1")), Invocation(30.0))
+    assert set(ports.slots.holders("acme")) == {job.job_id}
+    executor.record_handler(SQSRecord(sqs_record(job, "m1", receive_count=2)), Invocation(10.0))
+    [again] = ports.queue.messages
+    executor.record_handler(SQSRecord({**sqs_record(job, "m2"), "body": again.model_dump_json()}), Invocation(30.0))
+    assert ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED
+    assert set(ports.slots.holders("acme")) == {job.job_id} and len(ports.warehouse.executed()) == 1
+
+
+def test_a_handler_called_without_a_context_defers_nothing(ports):
+    """A test or a command line calling the handler without a Lambda context: no time bound, the job starts."""
+    job = new_job(ports)
+    executor.record_handler(SQSRecord(sqs_record(job, "m1")))
+    assert ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED and ports.queue.messages == []
 
 
 @pytest.fixture
