@@ -9,8 +9,8 @@ queue's visibility timeout (three minutes), the records already done included, e
 dead-letter queue. A record left for lack of time is sent again instead (``share.send_again``: a fresh message after
 about ``TenantWaitSeconds``, which decides as any redelivery does, its count of deliveries begun again) and counted
 (``JobMessagesDeferred``); the records done are deleted with the batch. The margin cannot stop the record in flight
-from outrunning the Timeout (one begun with 15 s left may retry for 30); it keeps a slow batch from taking the records
-behind it along."""
+from outrunning the Timeout (one begun with 15 s left may retry for 30), whose batch then comes back as before; it
+keeps the records behind a slow start from adding to it."""
 
 from __future__ import annotations
 
