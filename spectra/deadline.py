@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from spectra.errors import Throttled
 
@@ -55,6 +55,14 @@ def left() -> float | None:
     """Seconds left to the work in hand; None when nothing bounds it."""
     until = _until.get()
     return None if until is None else until - _clock()
+
+
+def enough_left(lambda_context: Any, seconds: float) -> bool:
+    """Whether the invocation whose context this is (Lambda's; None: a test, a command line, no bound) has at least
+    ``seconds`` left: what an SQS consumer asks before it begins a record whose AWS calls, each retried with the queue's
+    budget (up to about 30 s), could outrun its Timeout. Stopped there, Lambda sends the whole batch back, the records
+    done with it; a record left is one redelivery instead."""
+    return lambda_context is None or lambda_context.get_remaining_time_in_millis() >= seconds * 1000
 
 
 def fair(left_at_start: float | None) -> bool:

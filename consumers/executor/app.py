@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import BulkJobQueuedMessage, parse_job_message
-from spectra import logs, share
+from spectra import deadline, logs, share
 from spectra.bulk.lifecycle import start_bulk_job
 from spectra.lifecycle import execute_job
 from spectra.ports import get_ports
@@ -44,7 +44,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         message = parse_job_message(record.body)
         logs.bind(job_id=message.job_id, tenant_id=message.tenant_id)
         # Powertools passes the context when the handler was given one (always, on Lambda)
-        if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < START_MARGIN_SECONDS * 1000:
+        if not deadline.enough_left(lambda_context, START_MARGIN_SECONDS):
             share.send_again(get_ports(), message)
             metrics.add_metric(name="JobMessagesDeferred", unit="Count", value=1)
             logger.warning("too little of the invocation left to start the job: its message is sent again")

@@ -1,5 +1,10 @@
 """The project's own events (bus → rule on ``source: spectra`` → SQS) → the SNS topic and one webhook delivery per
-matching subscription (spectra/notify/fanout.py). The deliveries themselves are made by ``delivery.py``."""
+matching subscription (spectra/notify/fanout.py). The deliveries themselves are made by ``delivery.py``.
+
+No event is begun with less than :data:`START_MARGIN_SECONDS` of the invocation left (its Timeout is 30 s): one
+event's fan-out makes a few AWS calls, each retried for up to about 30 s by a service in trouble, and a batch of ten
+that outran the Timeout came back whole, every event already fanned out published and queued again. An event left
+fails its record (``EventsDeferred``) and comes back alone after the queue's visibility timeout."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from events import BULK_EVENT_DETAIL_TYPES, JOB_EVENT_DETAIL_TYPES, BulkJobEventDetail, JobEventDetail, ProjectEvent
-from spectra import logs
+from spectra import deadline, logs
 from spectra.notify.fanout import fan_out
 from spectra.ports import get_ports
 
@@ -20,9 +25,15 @@ tracer = Tracer()
 metrics = Metrics()
 processor = logs.sqs_batch_processor()
 
+#: Seconds of the invocation that must be left to begin an event: half of the notifier's 30 s Timeout.
+START_MARGIN_SECONDS = 15.0
 
-def record_handler(record: SQSRecord) -> None:
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     with logs.record(message_id=record.message_id):
+        if not deadline.enough_left(lambda_context, START_MARGIN_SECONDS):
+            metrics.add_metric(name="EventsDeferred", unit="Count", value=1)
+            raise deadline.OutOfTime("too little of the invocation left to fan the event out; it comes back")
         event = ProjectEvent.model_validate_json(record.body)
         logs.bind(
             event_id=event.id,

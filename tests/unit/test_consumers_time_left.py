@@ -1,7 +1,11 @@
-"""The executor begins no record with less than half of its Timeout left (consumers/executor/app.py): a batch of
-starts that a throttling Data API keeps retrying ran past the Timeout, and Lambda sent the whole batch back three
-minutes later, the records done included. A record left for lack of time is sent again after a few seconds, whatever
-its job's state (the copy decides, as any redelivery does), and the records done are deleted with the batch."""
+"""The SQS consumers whose records make AWS calls that a service in trouble retries for up to about 30 s begin no
+record with less than half of their 30 s Timeout left: a batch of slow records outran the Timeout, and Lambda sent the
+whole batch back three minutes later, the records done included.
+
+- The executor (consumers/executor/app.py) sends a record it leaves again after a few seconds, whatever its job's
+  state (the copy decides, as any redelivery does), and the records done are deleted with the batch.
+- The notifier (consumers/notifier/app.py) fails a record it leaves, which comes back alone: the events already
+  fanned out are not published and queued again."""
 
 from __future__ import annotations
 
@@ -9,14 +13,16 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from consumers.executor import app as executor
+from consumers.notifier import app as notifier
 from events import JobStatus
-from spectra import lifecycle
+from spectra import deadline, lifecycle
 from spectra.bulk.models import BulkState
 from spectra.errors import Throttled
 from spectra.jobs import Job, utcnow
 from tests.unit.fakes import make_ports, metrics_counted, serving
 from tests.unit.test_bulk_lifecycle import bulk_ports_with, queued
 from tests.unit.test_executor_pins import new_job
+from tests.unit.test_notify import ports_with_notify, sample_event, subscribe
 
 pytestmark = pytest.mark.unit
 
@@ -148,3 +154,49 @@ def test_a_batch_that_spends_its_time_starts_what_it_can_and_sends_the_rest_agai
     ]
     assert [message.job_id for message in ports.queue.messages] == [jobs[1].job_id, jobs[2].job_id]
     assert len(ports.warehouse.executed()) == 1
+
+
+# -- the notifier ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def notify_ports(monkeypatch):
+    ports = ports_with_notify()
+    subscribe(ports)
+    yield from serving(monkeypatch, notifier, ports)
+
+
+def event_record(message_id: str, job_id: str = "j_Qm9ZcW1uT3pLd0xZb3FXcA") -> dict:
+    event = sample_event(job_id=job_id)
+    return {"messageId": message_id, "body": event.model_dump_json(by_alias=True), "eventSource": "aws:sqs"}
+
+
+def test_an_event_begun_with_less_than_half_the_timeout_left_fails_its_record_and_sends_nothing(notify_ports):
+    ports = notify_ports
+    with pytest.raises(deadline.OutOfTime):
+        notifier.record_handler(SQSRecord(event_record("m1")), Invocation(14.9))
+    assert ports.notify.topic.published == [] and ports.notify.deliveries.queued == []
+    assert metrics_counted(notifier) == {"EventsDeferred": (1, "Count")}
+    notifier.record_handler(SQSRecord(event_record("m1")), Invocation(15.0))
+    assert len(ports.notify.topic.published) == 1 and len(ports.notify.deliveries.queued) == 1
+
+
+def test_a_notifier_batch_that_spends_its_time_fails_only_the_events_it_left(notify_ports, monkeypatch):
+    """Three events; the first one's fan-out takes 20 s of the 30: the other two are the batch's failures, and the
+    first (published, its webhook queued) is deleted with the batch, not fanned out again."""
+    ports = notify_ports
+    context = Invocation(30.0)
+    fan_out = notifier.fan_out
+
+    def slow_fan_out(*args, **kwargs):
+        context.spend(20.0)
+        return fan_out(*args, **kwargs)
+
+    monkeypatch.setattr(notifier, "fan_out", slow_fan_out)
+    monkeypatch.setattr(notifier.metrics, "namespace", "RedshiftSpectra")  # the template's Globals: flushed at the end
+    jobs = ["j_Qm9ZcW1uT3pLd0xZb3FXcA", "j_Qm9ZcW1uT3pLd0xZb3FXcB", "j_Qm9ZcW1uT3pLd0xZb3FXcC"]
+    event = {"Records": [event_record(f"m{n}", job) for n, job in enumerate(jobs)]}
+    assert notifier.lambda_handler(event, context) == {
+        "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
+    }
+    assert len(ports.notify.topic.published) == 1 and len(ports.notify.deliveries.queued) == 1
