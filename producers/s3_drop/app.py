@@ -1,5 +1,10 @@
 """Ingest bucket notifications (S3 → SQS) → bulk ingest jobs. Each S3 record is one dropped file; the job it makes
-is the Bulk API's kind of job, queued for the executor. Failures are reported per message and retried."""
+is the Bulk API's kind of job, queued for the executor. Failures are reported per message and retried.
+
+No message is begun with less than :data:`START_MARGIN_SECONDS` of the invocation left (its Timeout is 30 s): a drop's
+AWS calls (the tenant, the sidecar, the job, its message) may each be retried for up to about 30 s by a service in
+trouble, and a batch that outran the Timeout came back whole, the drops already made with it (each made once, but read
+and checked again). A message left fails its record (``DropsDeferred``) and comes back alone."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from events import S3Notification
-from spectra import logs
+from spectra import deadline, logs
 from spectra.bulk.drops import DroppedObject, accept_drop
 from spectra.ports import get_ports
 
@@ -19,9 +24,15 @@ tracer = Tracer()
 metrics = Metrics()
 processor = logs.sqs_batch_processor()
 
+#: Seconds of the invocation that must be left to begin a message: half of the function's 30 s Timeout.
+START_MARGIN_SECONDS = 15.0
 
-def record_handler(record: SQSRecord) -> None:
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     with logs.record(message_id=record.message_id):
+        if not deadline.enough_left(lambda_context, START_MARGIN_SECONDS):
+            metrics.add_metric(name="DropsDeferred", unit="Count", value=1)
+            raise deadline.OutOfTime("too little of the invocation left to take the drop; it comes back")
         notification = S3Notification.model_validate_json(record.body)
         if not notification.Records:  # the s3:TestEvent S3 sends when notifications are configured
             logger.info("notification without records (%s): nothing dropped", notification.model_extra.get("Event"))

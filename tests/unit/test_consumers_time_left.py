@@ -4,8 +4,9 @@ whole batch back three minutes later, the records done included.
 
 - The executor (consumers/executor/app.py) sends a record it leaves again after a few seconds, whatever its job's
   state (the copy decides, as any redelivery does), and the records done are deleted with the batch.
-- The notifier (consumers/notifier/app.py) fails a record it leaves, which comes back alone: the events already
-  fanned out are not published and queued again."""
+- The notifier (consumers/notifier/app.py) and the S3 drop function (producers/s3_drop/app.py) fail a record they
+  leave, which comes back alone: the events already fanned out are not published and queued again, the drops
+  already taken not read and checked again."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from consumers.executor import app as executor
 from consumers.notifier import app as notifier
 from events import JobStatus
+from producers.s3_drop import app as s3_drop
 from spectra import deadline, lifecycle
 from spectra.bulk.models import BulkState
 from spectra.errors import Throttled
@@ -23,6 +25,7 @@ from tests.unit.fakes import make_ports, metrics_counted, serving
 from tests.unit.test_bulk_lifecycle import bulk_ports_with, queued
 from tests.unit.test_executor_pins import new_job
 from tests.unit.test_notify import ports_with_notify, sample_event, subscribe
+from tests.unit.test_s3_drop_pins import body_of
 
 pytestmark = pytest.mark.unit
 
@@ -200,3 +203,23 @@ def test_a_notifier_batch_that_spends_its_time_fails_only_the_events_it_left(not
         "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
     }
     assert len(ports.notify.topic.published) == 1 and len(ports.notify.deliveries.queued) == 1
+
+
+# -- the S3 drop function --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def drop_ports(monkeypatch):
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    yield from serving(monkeypatch, s3_drop, ports)
+
+
+def test_a_drop_begun_with_less_than_half_the_timeout_left_fails_its_record_and_makes_no_job(drop_ports):
+    ports = drop_ports
+    record = SQSRecord({"messageId": "m1", "body": body_of(ports, "acme/accounts/jan.csv")})
+    with pytest.raises(deadline.OutOfTime):
+        s3_drop.record_handler(record, Invocation(14.9))
+    assert ports.queue.messages == [] and metrics_counted(s3_drop) == {"DropsDeferred": (1, "Count")}
+    s3_drop.record_handler(record, Invocation(15.0))
+    assert len(ports.queue.messages) == 1
