@@ -57,11 +57,20 @@ def left() -> float | None:
     return None if until is None else until - _clock()
 
 
-def enough_left(lambda_context: Any, seconds: float) -> bool:
-    """Whether the invocation whose context this is (Lambda's; None: a test, a command line, no bound) has at least
-    ``seconds`` left: what an SQS consumer asks before it begins a record whose AWS calls, each retried with the queue's
-    budget (up to about 30 s), could outrun its Timeout. Stopped there, Lambda sends the whole batch back, the records
-    done with it; a record left is one redelivery instead."""
+#: The ``maxReceiveCount`` of the queues whose consumers ask :func:`may_begin` (template.yaml; its test checks):
+#: a record on that receive is begun whatever the time, since failed there it would go to the dead-letter queue untried.
+LAST_RECEIVE = 5
+
+
+def may_begin(lambda_context: Any, seconds: float, *, receive_count: int | None = None) -> bool:
+    """Whether an SQS consumer begins a record: the invocation whose context this is (Lambda's; None: a test, a
+    command line, no bound) has at least ``seconds`` left, or the record is on its queue's last receive
+    (:data:`LAST_RECEIVE`; ``receive_count`` None: a consumer that sends a record it leaves again rather than failing
+    it, which may leave one on any receive). A record whose AWS calls a service in trouble retries (up to about 30 s
+    each) could outrun the Timeout, where Lambda sends the whole batch back, the records done with it; one left is one
+    redelivery."""
+    if receive_count is not None and receive_count >= LAST_RECEIVE:
+        return True
     return lambda_context is None or lambda_context.get_remaining_time_in_millis() >= seconds * 1000
 
 

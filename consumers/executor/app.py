@@ -44,7 +44,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         message = parse_job_message(record.body)
         logs.bind(job_id=message.job_id, tenant_id=message.tenant_id)
         # Powertools passes the context when the handler was given one (always, on Lambda)
-        if not deadline.enough_left(lambda_context, START_MARGIN_SECONDS):
+        if not deadline.may_begin(lambda_context, START_MARGIN_SECONDS):  # sent again: on any receive
             share.send_again(get_ports(), message)
             metrics.add_metric(name="JobMessagesDeferred", unit="Count", value=1)
             logger.warning("too little of the invocation left to start the job: its message is sent again")

@@ -10,6 +10,8 @@ whole batch back three minutes later, the records done included.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
@@ -51,6 +53,20 @@ class Invocation:
 
     def get_remaining_time_in_millis(self) -> int:
         return int(self.left * 1000)
+
+
+def slowed(monkeypatch, handler_module, target, name: str, context: Invocation, seconds: float = 20.0) -> None:
+    """``target.name`` spends ``seconds`` of the invocation's time each call (a service in trouble, retried), for a
+    whole batch through ``handler_module``'s lambda_handler, whose metrics get the template's namespace (Globals) as
+    the handler flushes them at its end."""
+    real = getattr(target, name)
+
+    def slow(*args, **kwargs):
+        context.spend(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, slow)
+    monkeypatch.setattr(handler_module.metrics, "namespace", "RedshiftSpectra")
 
 
 def sqs_record(job: Job, message_id: str, receive_count: int = 1) -> dict:
@@ -140,14 +156,7 @@ def test_a_batch_that_spends_its_time_starts_what_it_can_and_sends_the_rest_agai
     again, and the batch answers no failure, so the whole batch is deleted, the started record included."""
     jobs = [new_job(ports) for _ in range(3)]
     context = Invocation(30.0)
-    start = ports.warehouse.start
-
-    def slow_start(*args, **kwargs):
-        context.spend(20.0)
-        return start(*args, **kwargs)
-
-    monkeypatch.setattr(ports.warehouse, "start", slow_start)
-    monkeypatch.setattr(executor.metrics, "namespace", "RedshiftSpectra")  # the template's Globals: flushed at the end
+    slowed(monkeypatch, executor, ports.warehouse, "start", context)
     event = {"Records": [sqs_record(job, f"m{n}") for n, job in enumerate(jobs)]}
     assert executor.lambda_handler(event, context) == {"batchItemFailures": []}
     assert [ports.jobs.get(job.job_id).status for job in jobs] == [
@@ -184,25 +193,31 @@ def test_an_event_begun_with_less_than_half_the_timeout_left_fails_its_record_an
     assert len(ports.notify.topic.published) == 1 and len(ports.notify.deliveries.queued) == 1
 
 
-def test_a_notifier_batch_that_spends_its_time_fails_only_the_events_it_left(notify_ports, monkeypatch):
+def test_a_notifier_batch_that_spends_its_time_fails_only_the_events_it_left(notify_ports, monkeypatch, capsys):
     """Three events; the first one's fan-out takes 20 s of the 30: the other two are the batch's failures, and the
     first (published, its webhook queued) is deleted with the batch, not fanned out again."""
     ports = notify_ports
     context = Invocation(30.0)
-    fan_out = notifier.fan_out
-
-    def slow_fan_out(*args, **kwargs):
-        context.spend(20.0)
-        return fan_out(*args, **kwargs)
-
-    monkeypatch.setattr(notifier, "fan_out", slow_fan_out)
-    monkeypatch.setattr(notifier.metrics, "namespace", "RedshiftSpectra")  # the template's Globals: flushed at the end
+    slowed(monkeypatch, notifier, notifier, "fan_out", context)
     jobs = ["j_Qm9ZcW1uT3pLd0xZb3FXcA", "j_Qm9ZcW1uT3pLd0xZb3FXcB", "j_Qm9ZcW1uT3pLd0xZb3FXcC"]
     event = {"Records": [event_record(f"m{n}", job) for n, job in enumerate(jobs)]}
     assert notifier.lambda_handler(event, context) == {
         "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
     }
     assert len(ports.notify.topic.published) == 1 and len(ports.notify.deliveries.queued) == 1
+    [flushed] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert flushed["EventsDeferred"] == [1.0, 1.0]
+
+
+def test_an_event_on_its_queues_last_receive_is_fanned_out_whatever_the_time(notify_ports):
+    """Failed on the fifth receive (the queue's maxReceiveCount), it would go to the dead-letter queue untried."""
+    ports = notify_ports
+    record = {**event_record("m1"), "attributes": {"ApproximateReceiveCount": "4"}}
+    with pytest.raises(deadline.OutOfTime):
+        notifier.record_handler(SQSRecord(record), Invocation(1.0))
+    record["attributes"]["ApproximateReceiveCount"] = "5"
+    notifier.record_handler(SQSRecord(record), Invocation(1.0))
+    assert len(ports.notify.topic.published) == 1
 
 
 # -- the S3 drop function --------------------------------------------------------------------------------------------
@@ -222,4 +237,27 @@ def test_a_drop_begun_with_less_than_half_the_timeout_left_fails_its_record_and_
         s3_drop.record_handler(record, Invocation(14.9))
     assert ports.queue.messages == [] and metrics_counted(s3_drop) == {"DropsDeferred": (1, "Count")}
     s3_drop.record_handler(record, Invocation(15.0))
+    assert len(ports.queue.messages) == 1
+
+
+def test_a_drop_batch_that_spends_its_time_fails_only_the_messages_it_left(drop_ports, monkeypatch):
+    """Through the handler Lambda calls, so the context reaches the record handler: the first drop takes 20 s of the
+    30, the second is the batch's one failure, the first's job made once."""
+    ports = drop_ports
+    context = Invocation(30.0)
+    slowed(monkeypatch, s3_drop, s3_drop, "accept_drop", context)
+    records = [
+        {"messageId": f"m{n}", "body": body_of(ports, key), "eventSource": "aws:sqs"}
+        for n, key in enumerate(("acme/accounts/jan.csv", "acme/accounts/feb.csv"))
+    ]
+    assert s3_drop.lambda_handler({"Records": records}, context) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert len(ports.queue.messages) == 1
+
+
+def test_a_drop_on_its_queues_last_receive_is_taken_whatever_the_time(drop_ports):
+    ports = drop_ports
+    body = body_of(ports, "acme/accounts/jan.csv")
+    s3_drop.record_handler(
+        SQSRecord({"messageId": "m1", "body": body, "attributes": {"ApproximateReceiveCount": "5"}}), Invocation(1.0)
+    )
     assert len(ports.queue.messages) == 1

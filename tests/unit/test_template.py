@@ -9,6 +9,7 @@ import pytest
 from cfnlint.decode import decode
 
 from producers.api.app import ANSWER_HEADERS
+from spectra import deadline
 from spectra.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -190,6 +191,29 @@ def test_the_api_may_check_the_tenant_record_a_subscription_is_stored_against(te
 def test_the_executor_knows_the_jobs_queues_last_delivery(template):
     redrive = template["Resources"]["JobsQueue"]["Properties"]["RedrivePolicy"]
     assert Settings.model_fields["executor_max_attempts"].default == redrive["maxReceiveCount"]
+
+
+def test_the_consumers_that_fail_a_record_left_for_lack_of_time_know_their_queues_last_receive(template):
+    """The notifier and the S3 drop function begin a record on its last receive whatever the time (failed there, it
+    would go to the dead-letter queue untried): spectra.deadline.LAST_RECEIVE is their queues' maxReceiveCount."""
+    for queue in ("NotifyQueue", "IngestQueue"):
+        redrive = template["Resources"][queue]["Properties"]["RedrivePolicy"]
+        assert redrive["maxReceiveCount"] == deadline.LAST_RECEIVE, queue
+
+
+@pytest.mark.parametrize(
+    ("function", "module"),
+    [
+        ("ExecutorFunction", "consumers.executor.app"),
+        ("NotifierFunction", "consumers.notifier.app"),
+        ("S3DropFunction", "producers.s3_drop.app"),
+    ],
+)
+def test_a_consumer_begins_records_while_half_its_timeout_is_left(template, function, module):
+    """Each consumer's START_MARGIN_SECONDS is half of its Timeout: a Timeout lowered to the margin or under would
+    leave every record of every batch (the first included) and send it all round again."""
+    timeout = template["Resources"][function]["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])
+    assert timeout / 2 == importlib.import_module(module).START_MARGIN_SECONDS
 
 
 def test_the_authorizer_cache_is_a_parameter_of_at_most_60_seconds(template):
