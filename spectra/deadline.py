@@ -9,6 +9,10 @@ and the jobs end ``statement_lost``, holding their tenants' slots all that time.
 stops with :class:`OutOfTime`, which the completion counts as a failed attempt when the collection had a fair share
 of a run (:data:`FAIR_SECONDS`), so such a job ends ``result_failed`` saying to ask for an export, and otherwise
 tries again uncounted (a small result after a large one in the same batch).
+
+The consumers whose records are short but may each be slowed by a service in trouble (the executor, the notifier, the
+S3 drop function) ask :func:`may_begin` before each record instead: a record left is redelivered without the records
+done, where a batch cut off by the Timeout came back whole.
 """
 
 from __future__ import annotations
