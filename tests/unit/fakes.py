@@ -47,7 +47,7 @@ from spectra.bulk.store import BulkJobPage, position_of
 from spectra.dynamo import ListPosition, expired, to_item
 from spectra.errors import Conflict, NotFound, StatementRejected, TenantGone, Throttled
 from spectra.job_store import IDEMPOTENCY_TTL, JOB_TTL, Finished, JobPage, PendingJob, PendingPage
-from spectra.jobs import Job, sources_of, utcnow
+from spectra.jobs import Job, new_job_id, sources_of, utcnow
 from spectra.notify.models import SUBSCRIPTION_PREFIX, DisabledReason, Subscription, SubscriptionStatus
 from spectra.notify.store import SubscriptionPage
 from spectra.notify.transport import HttpOutcome
@@ -1769,6 +1769,23 @@ def result_file(ports, job_id: str, kind: str) -> bytes:
     job = ports.bulk.jobs.get(job_id)
     assert job is not None and job.results_ready, (job_id, job)
     return ports.bulk.files.client.body(ports.settings.results_bucket, results_key(job, kind))
+
+
+def acme_ports() -> Ports:
+    """Ports of fakes with one active tenant, ``acme``, running as ``tenant_acme``: where most handler tests start."""
+    ports = make_ports()
+    ports.tenants.create_tenant("acme", db_user="tenant_acme")
+    return ports
+
+
+def queued_job(ports: Ports) -> Job:
+    """A query job of tenant acme (``select 1``), QUEUED in the job store."""
+    now = utcnow()
+    job = Job(
+        job_id=new_job_id(), tenant_id="acme", db_user="tenant_acme", sql="select 1", created_at=now, updated_at=now
+    )
+    ports.jobs.create(job)
+    return job
 
 
 def serving(monkeypatch, handler: Any, ports: Ports) -> Iterator[Ports]:

@@ -16,16 +16,14 @@ from producers.api.app import openapi_document
 from producers.api.models import QueryRequest
 from spectra.lifecycle import complete_statement, execute_job
 from spectra.warehouse import Column
-from tests.unit.fakes import make_ports, serving
+from tests.unit.fakes import acme_ports, serving
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
 def ports(monkeypatch):
-    ports = make_ports()
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    yield from serving(monkeypatch, api, ports)
+    yield from serving(monkeypatch, api, acme_ports())
 
 
 def call(method: str, path: str, body: dict | None = None, headers: dict | None = None) -> tuple[int, dict]:

@@ -25,7 +25,7 @@ from spectra.bulk.models import (
 from spectra.bulk.reconcile import reconcile_bulk
 from spectra.jobs import utcnow
 from spectra.reconciliation import ReconcileSummary, Thresholds
-from tests.unit.fakes import INGEST_BUCKET, make_ports, result_file
+from tests.unit.fakes import INGEST_BUCKET, acme_ports, result_file
 
 pytestmark = pytest.mark.unit
 
@@ -34,9 +34,7 @@ BODY = b"id,name\n1,Ann\n2,Bob\n"
 
 @pytest.fixture
 def ports():
-    ports = make_ports()
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    return ports
+    return acme_ports()
 
 
 def s3(ports):

@@ -23,9 +23,8 @@ from spectra import deadline, lifecycle
 from spectra.bulk.models import BulkState
 from spectra.errors import Throttled
 from spectra.jobs import Job, utcnow
-from tests.unit.fakes import make_ports, metrics_counted, serving
+from tests.unit.fakes import acme_ports, metrics_counted, queued_job, serving
 from tests.unit.test_bulk_lifecycle import bulk_ports_with, queued
-from tests.unit.test_executor_pins import new_job
 from tests.unit.test_notify import ports_with_notify, sample_event, subscribe
 from tests.unit.test_s3_drop_pins import body_of
 
@@ -34,9 +33,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def ports(monkeypatch):
-    ports = make_ports()
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    yield from serving(monkeypatch, executor, ports)
+    yield from serving(monkeypatch, executor, acme_ports())
 
 
 class Invocation:
@@ -79,7 +76,7 @@ def sqs_record(job: Job, message_id: str, receive_count: int = 1) -> dict:
 
 
 def test_a_record_begun_with_less_than_half_the_timeout_left_is_sent_again_and_not_started(ports):
-    job = new_job(ports)
+    job = queued_job(ports)
     context = Invocation(14.9)
     executor.record_handler(SQSRecord(sqs_record(job, "m1", receive_count=5)), context)  # returns: the record is done
     assert ports.jobs.get(job.job_id).status is JobStatus.QUEUED
@@ -91,7 +88,7 @@ def test_a_record_begun_with_less_than_half_the_timeout_left_is_sent_again_and_n
 
 
 def test_a_record_begun_with_half_the_timeout_left_starts(ports):
-    job = new_job(ports)
+    job = queued_job(ports)
     executor.record_handler(SQSRecord(sqs_record(job, "m1")), Invocation(15.0))
     assert ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED
     assert ports.queue.messages == []
@@ -99,7 +96,7 @@ def test_a_record_begun_with_half_the_timeout_left_starts(ports):
 
 def test_a_record_left_is_sent_again_whatever_its_job_became_and_the_copy_decides(ports):
     """Nothing is judged at the deferral: a job cancelled meanwhile gets its copy all the same, which starts nothing."""
-    job = new_job(ports)
+    job = queued_job(ports)
     ports.jobs.transition(job.job_id, JobStatus.CANCELLED, completed_at=utcnow())
     executor.record_handler(SQSRecord(sqs_record(job, "m1")), Invocation(1.0))
     [again] = ports.queue.messages
@@ -110,7 +107,7 @@ def test_a_record_left_is_sent_again_whatever_its_job_became_and_the_copy_decide
 def test_a_throttled_start_deferred_on_its_redelivery_is_started_by_the_copy_in_the_slot_it_kept(ports):
     """A start the Data API throttled keeps its slot for the retry; that retry, left for lack of time, comes back as a
     copy that starts the job in the same slot: one holder, one statement."""
-    job = new_job(ports)
+    job = queued_job(ports)
     ports.warehouse.throttle_next()
     with pytest.raises(Throttled):
         executor.record_handler(SQSRecord(sqs_record(job, "m1")), Invocation(30.0))
@@ -124,7 +121,7 @@ def test_a_throttled_start_deferred_on_its_redelivery_is_started_by_the_copy_in_
 
 def test_a_handler_called_without_a_context_defers_nothing(ports):
     """A test or a command line calling the handler without a Lambda context: no time bound, the job starts."""
-    job = new_job(ports)
+    job = queued_job(ports)
     executor.record_handler(SQSRecord(sqs_record(job, "m1")))
     assert ports.jobs.get(job.job_id).status is JobStatus.SUBMITTED and ports.queue.messages == []
 
@@ -154,7 +151,7 @@ def test_a_bulk_job_an_earlier_attempt_left_in_progress_without_its_statement_is
 def test_a_batch_that_spends_its_time_starts_what_it_can_and_sends_the_rest_again(ports, monkeypatch):
     """Three records; the first start takes 20 s of the 30 (a throttling Data API's retries): the other two are sent
     again, and the batch answers no failure, so the whole batch is deleted, the started record included."""
-    jobs = [new_job(ports) for _ in range(3)]
+    jobs = [queued_job(ports) for _ in range(3)]
     context = Invocation(30.0)
     slowed(monkeypatch, executor, ports.warehouse, "start", context)
     event = {"Records": [sqs_record(job, f"m{n}") for n, job in enumerate(jobs)]}
@@ -225,9 +222,7 @@ def test_an_event_on_its_queues_last_receive_is_fanned_out_whatever_the_time(not
 
 @pytest.fixture
 def drop_ports(monkeypatch):
-    ports = make_ports()
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    yield from serving(monkeypatch, s3_drop, ports)
+    yield from serving(monkeypatch, s3_drop, acme_ports())
 
 
 def test_a_drop_begun_with_less_than_half_the_timeout_left_fails_its_record_and_makes_no_job(drop_ports):

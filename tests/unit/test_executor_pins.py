@@ -14,26 +14,15 @@ from consumers.executor import app as executor
 from events import JobStatus
 from spectra import lifecycle, logs
 from spectra.errors import Throttled
-from spectra.jobs import Job, new_job_id, utcnow
-from tests.unit.fakes import make_ports, serving
+from spectra.jobs import utcnow
+from tests.unit.fakes import acme_ports, queued_job, serving
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
 def ports(monkeypatch):
-    ports = make_ports()
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    yield from serving(monkeypatch, executor, ports)
-
-
-def new_job(ports) -> Job:
-    now = utcnow()
-    job = Job(
-        job_id=new_job_id(), tenant_id="acme", db_user="tenant_acme", sql="select 1", created_at=now, updated_at=now
-    )
-    ports.jobs.create(job)
-    return job
+    yield from serving(monkeypatch, executor, acme_ports())
 
 
 def record(message, receive_count: int, sent_ms: int | None = None) -> SQSRecord:
@@ -44,7 +33,7 @@ def record(message, receive_count: int, sent_ms: int | None = None) -> SQSRecord
 
 
 def test_a_throttled_job_is_retried_up_to_the_fourth_delivery_and_failed_on_the_fifth(ports):
-    job = new_job(ports)
+    job = queued_job(ports)
     message = lifecycle.queued_message(job)
     ports.warehouse.throttle_next(times=2)
     with pytest.raises(Throttled):
@@ -56,7 +45,7 @@ def test_a_throttled_job_is_retried_up_to_the_fourth_delivery_and_failed_on_the_
 
 
 def ended_in_store_but_queued_in_its_message(ports):
-    job = new_job(ports)
+    job = queued_job(ports)
     message = lifecycle.queued_message(job)  # the job travels in its message, QUEUED
     ports.jobs.transition(job.job_id, JobStatus.CANCELLED, completed_at=utcnow())
     return job, message
@@ -91,6 +80,6 @@ def test_a_second_delivery_reads_the_job_again_however_soon_it_was_sent(ports):
 def test_the_domains_lines_about_a_record_carry_its_job_and_tenant(ports, monkeypatch):
     seen = []
     monkeypatch.setattr(executor, "execute_job", lambda *args, **kwargs: seen.append(logs.current()))
-    job = new_job(ports)
+    job = queued_job(ports)
     executor.record_handler(record(lifecycle.queued_message(job), 1))
     assert seen == [{"message_id": "m1", "job_id": job.job_id, "tenant_id": "acme"}]

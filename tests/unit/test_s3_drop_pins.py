@@ -10,16 +10,14 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from producers.s3_drop import app
-from tests.unit.fakes import INGEST_BUCKET, make_ports, metrics_counted, serving
+from tests.unit.fakes import INGEST_BUCKET, acme_ports, metrics_counted, serving
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
 def ports(monkeypatch):
-    ports = make_ports()
-    ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    yield from serving(monkeypatch, app, ports)
+    yield from serving(monkeypatch, app, acme_ports())
 
 
 def body_of(ports, key: str) -> str:

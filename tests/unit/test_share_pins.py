@@ -14,10 +14,10 @@ import pytest
 from events import BulkJobQueuedMessage, JobQueuedMessage, JobStatus
 from spectra import share
 from spectra.bulk.models import BulkState, new_bulk_job_id
-from spectra.jobs import Job, new_job_id, utcnow
+from spectra.jobs import new_job_id
 from spectra.lifecycle import execute_job
 from tests.unit.bulk_helpers import T0, bulk_job
-from tests.unit.fakes import make_ports, make_settings
+from tests.unit.fakes import make_ports, make_settings, queued_job
 
 pytestmark = pytest.mark.unit
 
@@ -52,20 +52,10 @@ def test_a_message_sent_again_to_wait_is_delayed_over_its_whole_range_and_no_fur
     assert _delay_range(monkeypatch, full=full, **settings) == expected
 
 
-def _queued_job(ports) -> Job:
-    """A query job of tenant acme, QUEUED in the job store."""
-    now = utcnow()
-    job = Job(
-        job_id=new_job_id(), tenant_id="acme", db_user="tenant_acme", sql="select 1", created_at=now, updated_at=now
-    )
-    ports.jobs.create(job)
-    return job
-
-
 def _first_message_of_a_cancelled_job(ports) -> JobQueuedMessage:
     """The API's first message of a job (carrying the job as it was made) whose job was cancelled before it came."""
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
-    job = _queued_job(ports)
+    job = queued_job(ports)
     message = JobQueuedMessage(job_id=job.job_id, tenant_id="acme", job=job.model_dump(mode="json"))
     assert ports.jobs.transition(job.job_id, JobStatus.CANCELLED, expected={JobStatus.QUEUED}) is not None
     return message
@@ -90,7 +80,7 @@ def test_a_slot_held_by_a_bulk_job_that_is_gone_is_freed_for_the_next_job():
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     gone = new_bulk_job_id()
     ports.slots.acquire("acme", gone, limit=1, now=time.time() - ports.settings.slot_lease_seconds - 1)
-    job = _queued_job(ports)
+    job = queued_job(ports)
     started = execute_job(ports, JobQueuedMessage(job_id=job.job_id, tenant_id="acme"))
     assert started is not None and started.status is JobStatus.SUBMITTED
     assert set(ports.slots.holders("acme")) == {job.job_id}
@@ -122,7 +112,7 @@ def test_a_job_sent_again_for_a_full_warehouse_comes_back_in_about_the_tenants_w
     ports.tenants.create_tenant("acme", db_user="tenant_acme")
     for end in (0, 1):
         monkeypatch.setattr(random, "randint", lambda low, high, end=end: (low, high)[end])
-        share.retry_later(ports, JobQueuedMessage(job_id=_queued_job(ports).job_id, tenant_id="acme"))
+        share.retry_later(ports, JobQueuedMessage(job_id=queued_job(ports).job_id, tenant_id="acme"))
     assert ports.queue.delays == [2, 6]
 
 
