@@ -27,7 +27,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qs
 
 import boto3
-from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+from moto.moto_server.werkzeug_app import create_backend_app
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
@@ -398,7 +398,9 @@ class _MotoServer(ThreadedMotoServer):
         app = counted(unsupported_operations(app))
         app = local_callers_only(presigned_headers_sent(s3_puts_kept_whole(failing(app))))
         try:
-            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=moto_speedups.RequestHandler
+            )
         except BaseException as exc:  # werkzeug exits the thread (SystemExit) when the port is taken
             # moto's start() waits for the ready event with no timeout: unset, the process hung for good, deaf to
             # Ctrl-C (a second `make run` binding the port between its probe and moto's bind)

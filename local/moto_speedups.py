@@ -33,6 +33,12 @@ benchmark, ``bench/bench_burst.py``) showed most of moto's time going to work th
   these plain node trees). The validators walk that tree ten times and, at every node, rebuilt each walker's table of
   node types; the types are fixed per walker class, so they are listed once. Condition expressions are lexed once per
   expression text (the tokens are immutable tuples; names and values are resolved after lexing).
+- **SQS wake-ups.** A message sent to a queue woke *every* receiver long-polling it (``notify_all``), and each of
+  them listed the queue's visible messages to look for one; with five pollers on a queue, four of them found the
+  message taken and went back to waiting, every message. A sent message now wakes one waiter (as many as there are
+  messages, for a batch); a receiver still looks at the queue at least once a second, as moto's own does.
+- **The request log.** werkzeug formats a log line for every request (its time included) before its logger drops it
+  below WARNING; the line is not formatted when it is dropped.
 
 :func:`install` (called by :func:`local.aws.start_moto`) applies them; each is idempotent.
 """
@@ -42,6 +48,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import pickle
 import threading
 import time
@@ -60,7 +67,7 @@ from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.parsing import validators as dynamodb_validators
 from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
 from moto.sqs import models as sqs_models
 from moto.sqs.models import Queue, SQSBackend
 
@@ -87,6 +94,7 @@ def install() -> None:
     _cheaper_dynamodb_copies()
     DepthFirstTraverser.nodes_to_be_processed = _node_types_of
     ConditionExpressionParser._lex_condition_expression = _lexed
+    sqs_models.Condition = _OneWaiterPerMessage
 
 
 class RoutingCache(DomainDispatcherApplication):
@@ -102,6 +110,24 @@ class RoutingCache(DomainDispatcherApplication):
         except KeyError:
             backend = self._backend_for_host[host] = super().get_backend_for_host(host)
             return backend
+
+
+class RequestHandler(MotoRequestHandler):
+    """moto's request handler, formatting the request log line only when werkzeug's logger keeps it."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if _werkzeug_log.isEnabledFor(logging.INFO):
+            super().log_request(code, size)
+
+
+_werkzeug_log = logging.getLogger("werkzeug")
+
+
+class _OneWaiterPerMessage(threading.Condition):
+    """An SQS queue's condition, on which moto's receivers wait for a message: a sent message wakes one of them."""
+
+    def notify_all(self) -> None:  # moto's add_message, once per message added
+        self.notify(1)
 
 
 def _cache_jsonpath() -> None:
