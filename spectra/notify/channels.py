@@ -3,7 +3,6 @@ topic of terminal job events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from events import ProjectEvent, WebhookDelivery
@@ -11,31 +10,16 @@ from spectra.job_queue import message_body
 
 #: SQS delays a message 15 minutes at most; a longer wait is taken in hops (see WebhookDelivery.not_before).
 MAX_DELAY_SECONDS = 900
-_BATCH = 10  # SendMessageBatch's limit
-#: SendMessageBatch's limit on the bodies of one request together: 256 KiB for a queue made before SQS took 1 MiB
-#: messages, and the floor of every queue's own MaximumMessageSize.
-_BATCH_BYTES = 256 * 1024
-
-
-class DeliveryFailed(RuntimeError):
-    """SQS refused some messages of a batch; the caller's message is retried (deliveries carry stable ids)."""
 
 
 class DeliveryQueue:
+    """The webhook delivery queue, which carries retries (a delivery's first attempt is made by the notifier,
+    spectra/notify/fanout.py), and its dead-letter queue."""
+
     def __init__(self, client, queue_url: str, dead_letter_url: str) -> None:
         self._client = client
         self._url = queue_url
         self._dead_letter_url = dead_letter_url
-
-    def send(self, deliveries: list[WebhookDelivery]) -> None:
-        """Queue first attempts, ten to a request and at most 256 KiB of bodies to one (a delivery carries its
-        event twice escaped: ten of a large event's overran SQS's batch limit, and every subscription lost it)."""
-        for chunk in _batches([message_body(d) for d in deliveries]):
-            response = self._client.send_message_batch(
-                QueueUrl=self._url, Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)]
-            )
-            if response.get("Failed"):
-                raise DeliveryFailed(f"SQS refused {len(response['Failed'])} deliveries: {response['Failed'][0]}")
 
     def retry(self, delivery: WebhookDelivery, delay_seconds: int) -> None:
         """Queue ``delivery`` again, visible after ``delay_seconds`` (capped at SQS's 15 minutes)."""
@@ -48,21 +32,6 @@ class DeliveryQueue:
     def dead_letter(self, delivery: WebhookDelivery) -> None:
         """A delivery that used every attempt: kept in the DLQ (alarmed) with its last error, for a redrive."""
         self._client.send_message(QueueUrl=self._dead_letter_url, MessageBody=message_body(delivery))
-
-
-def _batches(bodies: list[str]) -> Iterator[list[str]]:
-    """``bodies`` in order, grouped within SendMessageBatch's limits (a body past the byte limit goes alone)."""
-    chunk: list[str] = []
-    size = 0
-    for body in bodies:
-        length = len(body.encode())
-        if chunk and (len(chunk) == _BATCH or size + length > _BATCH_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(body)
-        size += length
-    if chunk:
-        yield chunk
 
 
 def _status_of(detail: dict[str, Any]) -> str | None:

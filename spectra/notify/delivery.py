@@ -135,6 +135,11 @@ def prepare(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
             announce_disabled(ports, subscription)  # in case the attempt that disabled it died before the event
         logger.info("subscription %s is disabled; dropping delivery %s", message.subscription_id, message.webhook_id)
         return Outcome.DROPPED
+    return signed_attempt(message, subscription, now)
+
+
+def signed_attempt(message: WebhookDelivery, subscription: Subscription, now: datetime) -> Attempt:
+    """The attempt of ``message`` to ``subscription`` (as read just now), signed with its secret at ``now``."""
     headers = signed_headers(subscription.secret, message.webhook_id, message.payload, now)
     return Attempt(message, subscription, subscription.url, message.payload.encode(), headers, now)
 

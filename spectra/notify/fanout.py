@@ -1,18 +1,33 @@
 """One event of the project's bus → one delivery per matching subscription of its tenant, and the SNS topic.
 
-Safe to repeat: a redelivered event queues deliveries with the same ``webhook-id`` (receivers deduplicate) and
-publishes to SNS again (SNS is at-least-once anyway). Webhook deliveries are queued before the SNS publish, so a
-failed publish retries the whole event and loses nothing.
+Each delivery's first attempt is made here, with the subscription just read: signed, POSTed, and settled as the
+delivery function settles any attempt (spectra/notify/delivery.py: the subscription's delivery state, and for a
+failed attempt its retry through the delivery queue, the DLQ or the disable). The delivery queue carries the retries
+only, so a delivery that succeeds at once costs no queue hop and no second read of its subscription. The notifier
+sends a batch's POSTs side by side (:func:`plan` for each event, then every attempt at once, then :func:`finish` for
+each), as the delivery function does.
+
+Safe to repeat: a redelivered event makes its first attempts again with the same ``webhook-id`` (receivers
+deduplicate) and publishes to SNS again (SNS is at-least-once anyway). The attempts are settled, a failed one's retry
+queued, before the SNS publish, so a failed publish retries the whole event and loses nothing.
+
+The subscriptions are read without a consistent read, as before: one deleted or disabled within about a second
+before the event may still get its attempt (a retry reads its subscription again, and drops it).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from events import JOB_EVENT_DETAIL_TYPES, TERMINAL_JOB_EVENT_TYPES, ProjectEvent, WebhookDelivery
+from spectra.jobs import utcnow
+from spectra.notify.delivery import Attempt, Outcome, send_all, settle, signed_attempt
 from spectra.notify.models import Subscription, callback_id, delivery_for
 from spectra.notify.service import notify_ports
+from spectra.notify.transport import HttpOutcome
 from spectra.ports import Ports
 from spectra.tenant_cache import tenant_record
 from spectra.tenants import same_generation
@@ -49,15 +64,30 @@ def _of_event_generation(ports: Ports, event: ProjectEvent, subscriptions: list[
 
 
 @dataclass(frozen=True)
+class Plan:
+    """What one event is owed: a delivery per matching subscription, each with its first attempt (signed, not sent),
+    and whether it goes to the SNS topic."""
+
+    event: ProjectEvent
+    deliveries: list[WebhookDelivery]
+    attempts: list[Attempt]
+    publish: bool
+
+
+@dataclass(frozen=True)
 class FanOut:
     deliveries: list[WebhookDelivery]
+    #: each delivery's first attempt, in the order of ``deliveries``
+    outcomes: list[Outcome]
     published_to_topic: bool
 
 
-def fan_out(ports: Ports, event: ProjectEvent) -> FanOut:
+def plan(ports: Ports, event: ProjectEvent, *, now: datetime | None = None) -> Plan:
+    """The subscriptions ``event`` goes to, read now, and their first attempts, signed at ``now``."""
     notify = notify_ports(ports)
     tenant_id = event.detail.get("tenant_id")
     deliveries: list[WebhookDelivery] = []
+    attempts: list[Attempt] = []
     if isinstance(tenant_id, str) and tenant_id:
         subscriptions = _of_event_generation(ports, event, notify.subscriptions.webhooks_for_tenant(tenant_id))
         job_id = event.detail.get("job_id")
@@ -65,14 +95,28 @@ def fan_out(ports: Ports, event: ProjectEvent) -> FanOut:
             callback = notify.subscriptions.get(tenant_id, callback_id(job_id))
             if callback is not None:
                 subscriptions.append(callback)
-        deliveries = [delivery_for(s, event) for s in subscriptions if s.accepts(event.detail_type, event.detail)]
+        matching = [s for s in subscriptions if s.accepts(event.detail_type, event.detail)]
+        deliveries = [delivery_for(s, event) for s in matching]
+        now = now or utcnow()
+        attempts = [signed_attempt(d, s, now) for d, s in zip(deliveries, matching, strict=True)]
     else:
         logger.warning("event %s (%s) names no tenant; no webhooks", event.id, event.detail_type)
-    if deliveries:
-        if notify.deliveries is None:
-            raise RuntimeError("this function has no delivery queue (WEBHOOK_DELIVERY_QUEUE_URL is not set)")
-        notify.deliveries.send(deliveries)
-    published = event.detail_type in TERMINAL_JOB_EVENT_TYPES and notify.topic is not None
-    if published:
-        notify.topic.publish(event)
-    return FanOut(deliveries=deliveries, published_to_topic=published)
+    if deliveries and notify.deliveries is None:
+        raise RuntimeError("this function has no delivery queue (WEBHOOK_DELIVERY_QUEUE_URL is not set)")
+    publish = event.detail_type in TERMINAL_JOB_EVENT_TYPES and notify.topic is not None
+    return Plan(event=event, deliveries=deliveries, attempts=attempts, publish=publish)
+
+
+def finish(ports: Ports, planned: Plan, answers: Sequence[HttpOutcome]) -> FanOut:
+    """Settle each first attempt with its POST's answer (``answers``, in the order of ``planned.attempts``), then
+    publish the event to the SNS topic."""
+    outcomes = [settle(ports, attempt, answer) for attempt, answer in zip(planned.attempts, answers, strict=True)]
+    if planned.publish:
+        notify_ports(ports).topic.publish(planned.event)
+    return FanOut(deliveries=planned.deliveries, outcomes=outcomes, published_to_topic=planned.publish)
+
+
+def fan_out(ports: Ports, event: ProjectEvent) -> FanOut:
+    """One event alone: :func:`plan`, its POSTs side by side, :func:`finish`."""
+    planned = plan(ports, event)
+    return finish(ports, planned, send_all(ports, planned.attempts))

@@ -261,13 +261,25 @@ def recorded_calls(spectra_stack) -> Iterator[Recorded]:
 
 def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshift_data, webhook_receiver):
     client = new_tenant()  # a fresh key: the authorizer really runs (no cached answer)
-    # notifications: subscriptions through the API (create, list, get, delete), one webhook failing once (a retry),
-    # one answering 410 (disabled, "Subscription Disabled" published), and a query's callback
-    flaky, gone, dropped = (
-        client.request("POST", "/v1/subscriptions", json={"url": webhook_receiver.url(path), "events": [kind]}).json()
-        for path, kind in (("/iam/flaky", "Job Completed"), ("/iam/gone", "Job Failed"), ("/iam/x", "Job Failed"))
+    # notifications: subscriptions through the API (create, list, get, delete); one webhook, for the one parquet job,
+    # failing twice (the notifier's first attempt, then the delivery function's retry, which queues the next) and then
+    # answering 410 (the delivery function disables it, "Subscription Disabled" published); one answering 410 at once
+    # (the notifier disables and announces it); and a query's callback
+    subscriptions = (
+        ("/iam/flaky", "Job Completed", {"format": ["parquet"]}),
+        ("/iam/gone", "Job Failed", None),
+        ("/iam/x", "Job Failed", None),
     )
-    webhook_receiver.answer("/iam/flaky", 500)
+    flaky, gone, dropped = (
+        client.request(
+            "POST",
+            "/v1/subscriptions",
+            json={"url": webhook_receiver.url(path), "events": [kind], **({"filter": only} if only else {})},
+        ).json()
+        for path, kind, only in subscriptions
+    )
+    webhook_receiver.answer("/iam/flaky", 500, 500)
+    webhook_receiver.default("/iam/flaky", 410)
     webhook_receiver.default("/iam/gone", 410)
     client.request("GET", "/v1/subscriptions").raise_for_status()
     client.request("GET", f"/v1/subscriptions/{flaky['id']}").raise_for_status()
@@ -334,13 +346,14 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
         _current_function.reset(token)
     assert ports.jobs.get(lost_event.job_id).status is JobStatus.COMPLETED
     client.wait(lost_message.job_id)
-    webhook_receiver.wait_for("/iam/flaky", 2)
+    webhook_receiver.wait_for("/iam/flaky", 3)
     webhook_receiver.wait_for("/iam/callback", 1)
-    wait_until(
-        lambda: ports.notify.subscriptions.get(client.tenant_id, gone["id"]).disabled_event_published,
-        30,
-        "the 410 subscription disabled and announced",
-    )
+    for subscription in (gone, flaky):
+        wait_until(
+            lambda s=subscription: ports.notify.subscriptions.get(client.tenant_id, s["id"]).disabled_event_published,
+            30,
+            f"the 410 subscription {subscription['id']} disabled and announced",
+        )
 
     assert_granted(
         recorded_calls,
@@ -356,7 +369,14 @@ def test_every_call_is_granted(recorded_calls, new_tenant, spectra_stack, redshi
                 "events:PutEvents",
                 "dynamodb:DeleteItem",
             },
-            "NotifierFunction": {"dynamodb:Query", "dynamodb:GetItem", "sqs:SendMessage", "sns:Publish"},
+            "NotifierFunction": {
+                "dynamodb:Query",
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem",
+                "sqs:SendMessage",
+                "sns:Publish",
+                "events:PutEvents",
+            },
             "WebhookDeliveryFunction": {
                 "dynamodb:GetItem",
                 "dynamodb:UpdateItem",

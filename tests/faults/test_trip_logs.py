@@ -1,7 +1,7 @@
 """One job's trip through the local stack, read back from the functions' own output: every log line that concerns
-the job carries its ``job_id`` and ``tenant_id``, from the executor, the completion consumer, the notifier and the
-webhook delivery alike, and the metrics the dashboard plots for that trip are emitted (CloudWatch embedded-metric
-lines, as Powertools prints them on Lambda)."""
+the job carries its ``job_id`` and ``tenant_id``, from the executor, the completion consumer, the notifier (the first
+attempt, which the receiver fails) and the webhook delivery function (the retry) alike, and the metrics the dashboard
+plots for that trip are emitted (CloudWatch embedded-metric lines, as Powertools prints them on Lambda)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ EXPECTED = {
     "job completed": "the completion consumer (the domain's line)",
     "status event handled": "the completion consumer",
     "event fanned out": "the notifier",
-    "webhook delivery attempt": "the webhook delivery",
+    "webhook delivery attempt": "the webhook delivery function (the retry of the first attempt, which failed)",
 }
 #: what the dashboard plots that one completed job with a webhook makes the functions emit
 TRIP_METRICS = {
     "JobsSubmitted",
     "StatementsStarted",
     "JobsCompleted",
-    "WebhookDeliveriesQueued",
+    "WebhookRetryScheduled",
     "WebhookDelivered",
     "TopicMessagesPublished",
     "JobQueuedMs",
@@ -43,10 +43,12 @@ def test_every_line_of_a_jobs_trip_names_the_job_and_its_tenant(functions_runnin
     tenant = fault_tenant()
     receiver = WebhookReceiver()
     try:
+        receiver.answer("/trip", 500)  # the notifier's first attempt fails: the delivery function retries it
         tenant.subscribe(receiver.url("/trip"))
         job_id = tenant.submit("select 42 as answer")
-        (delivery,) = receiver.wait_for("/trip", 1, timeout=60)
-        assert json.loads(delivery.body)["data"]["job_id"] == job_id
+        first, retry = receiver.wait_for("/trip", 2, timeout=60)
+        assert json.loads(retry.body)["data"]["job_id"] == job_id
+        assert (first.status, retry.status, first.headers["webhook-id"]) == (500, 200, retry.headers["webhook-id"])
     finally:
         receiver.close()
 

@@ -1577,9 +1577,6 @@ class FakeDeliveryQueue:
         self.queued: list[QueuedDelivery] = []
         self.dead_letters: list[WebhookDelivery] = []
 
-    def send(self, deliveries: list[WebhookDelivery]) -> None:
-        self.queued.extend(QueuedDelivery(d, 0) for d in deliveries)
-
     def retry(self, delivery: WebhookDelivery, delay_seconds: int) -> None:
         self.queued.append(QueuedDelivery(delivery, max(0, min(900, delay_seconds))))
 

@@ -183,25 +183,25 @@ def event_record(message_id: str, job_id: str = "j_Qm9ZcW1uT3pLd0xZb3FXcA") -> d
 def test_an_event_begun_with_less_than_half_the_timeout_left_fails_its_record_and_sends_nothing(notify_ports):
     ports = notify_ports
     with pytest.raises(deadline.OutOfTime):
-        notifier.record_handler(SQSRecord(event_record("m1")), Invocation(14.9))
-    assert ports.notify.topic.published == [] and ports.notify.deliveries.queued == []
+        notifier.record_handler(SQSRecord(event_record("m1")), Invocation(29.9))
+    assert ports.notify.topic.published == [] and ports.notify.transport.posts == []
     assert metrics_counted(notifier) == {"EventsDeferred": (1, "Count")}
-    notifier.record_handler(SQSRecord(event_record("m1")), Invocation(15.0))
-    assert len(ports.notify.topic.published) == 1 and len(ports.notify.deliveries.queued) == 1
+    notifier.record_handler(SQSRecord(event_record("m1")), Invocation(30.0))
+    assert len(ports.notify.topic.published) == 1 and len(ports.notify.transport.posts) == 1
 
 
 def test_a_notifier_batch_that_spends_its_time_fails_only_the_events_it_left(notify_ports, monkeypatch, capsys):
-    """Three events; the first one's fan-out takes 20 s of the 30: the other two are the batch's failures, and the
-    first (published, its webhook queued) is deleted with the batch, not fanned out again."""
+    """Three events; reading the first one's subscriptions takes 20 s of the 45 left: the other two are the batch's
+    failures, and the first (its webhook sent, published) is deleted with the batch, not fanned out again."""
     ports = notify_ports
-    context = Invocation(30.0)
-    slowed(monkeypatch, notifier, notifier, "fan_out", context)
+    context = Invocation(45.0)
+    slowed(monkeypatch, notifier, notifier, "plan", context)
     jobs = ["j_Qm9ZcW1uT3pLd0xZb3FXcA", "j_Qm9ZcW1uT3pLd0xZb3FXcB", "j_Qm9ZcW1uT3pLd0xZb3FXcC"]
     event = {"Records": [event_record(f"m{n}", job) for n, job in enumerate(jobs)]}
     assert notifier.lambda_handler(event, context) == {
         "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
     }
-    assert len(ports.notify.topic.published) == 1 and len(ports.notify.deliveries.queued) == 1
+    assert len(ports.notify.topic.published) == 1 and len(ports.notify.transport.posts) == 1
     [flushed] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert flushed["EventsDeferred"] == [1.0, 1.0]
 

@@ -17,7 +17,7 @@ from events import ResultFormat
 from spectra.errors import InvalidRequest
 from spectra.notify import service
 from spectra.notify.delivery import Outcome, deliver
-from spectra.notify.fanout import fan_out
+from spectra.notify.fanout import plan
 from spectra.notify.models import SubscriptionStatus
 from spectra.notify.service import MAX_FILTER_BYTES, MAX_FILTER_VALUE_LENGTH, MAX_FILTER_VALUES
 from spectra.notify.transport import HttpOutcome, WebhookTransport
@@ -138,7 +138,7 @@ def test_a_stored_unsendable_url_is_a_failed_attempt_counted_on_the_subscription
     ports = ports_with_notify()
     stored = webhook_record("https://hooks.acme.example/h\u00e4ndler")
     ports.notify.subscriptions.create(stored)
-    (delivery,) = fan_out(ports, sample_event()).deliveries
+    (delivery,) = plan(ports, sample_event()).deliveries
     assert deliver(ports, delivery, now=T0) is Outcome.RETRY_SCHEDULED
     state = ports.notify.subscriptions.get("acme", stored.subscription_id).delivery
     assert state.consecutive_failures == 1 and state.last_error.startswith("refused: the URL's path and query")

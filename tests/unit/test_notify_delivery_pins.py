@@ -18,7 +18,7 @@ import pytest
 
 from spectra.notify import service
 from spectra.notify.delivery import Outcome, backoff_seconds, deliver, prepare, send_all
-from spectra.notify.fanout import fan_out
+from spectra.notify.fanout import plan
 from spectra.notify.models import SubscriptionStatus
 from spectra.notify.transport import HttpOutcome
 from tests.unit.test_notify import (
@@ -106,7 +106,7 @@ def test_a_gone_answer_leaves_a_subscription_made_again_before_the_disable_alone
     stays active and no "Subscription Disabled" is said of it."""
     ports = ports_with_notify()
     old, _ = service.create_subscription(ports, ACME, url=HOOK + "/old", events=["Job Completed"], idempotency_key="k")
-    (delivery,) = fan_out(ports, sample_event()).deliveries
+    (delivery,) = plan(ports, sample_event()).deliveries
     store = ports.notify.subscriptions
     real_disable = store.disable
 
@@ -201,7 +201,7 @@ def test_the_posts_of_a_batch_are_all_in_flight_at_once(size):
     ports = ports_with_notify()
     for n in range(size):
         subscribe(ports, url=f"https://hooks.acme.example/{n}")
-    attempts = [prepare(ports, d, now=T0) for d in fan_out(ports, sample_event()).deliveries]
+    attempts = [prepare(ports, d, now=T0) for d in plan(ports, sample_event()).deliveries]
     all_under_way = threading.Barrier(size, timeout=30)
     post = ports.notify.transport.post
 
@@ -222,7 +222,7 @@ def test_a_success_leaves_a_subscription_made_again_during_the_post_alone():
     is in flight: the old URL's success is not the new subscription's (its delivery state shows none)."""
     ports = ports_with_notify()
     old, _ = service.create_subscription(ports, ACME, url=HOOK + "/old", events=["Job Completed"], idempotency_key="k")
-    (delivery,) = fan_out(ports, sample_event()).deliveries
+    (delivery,) = plan(ports, sample_event()).deliveries
     post = ports.notify.transport.post
 
     def post_while_the_tenant_moves(url, body, headers):

@@ -174,7 +174,7 @@ def is_emitted(name: str, literals: set[str], patterns: list[re.Pattern]) -> boo
 
 def test_the_dashboards_custom_metrics_are_ones_the_functions_emit(dashboard):
     literals, patterns = emitted_metric_names()
-    assert {"StatementsStarted", "WebhookDeliveriesQueued", "ReconcileErrors", "JobQueuedMs"} <= literals
+    assert {"StatementsStarted", "TopicMessagesPublished", "ReconcileErrors", "JobQueuedMs"} <= literals
     assert is_emitted("JobsCompleted", literals, patterns) and not is_emitted("JobsDone", literals, patterns)
     custom = {metric for _, namespace, metric, _ in dashboard_metrics(dashboard) if namespace == NAMESPACE}
     assert len(custom) >= 15
@@ -185,7 +185,7 @@ def test_every_metric_the_functions_emit_is_on_the_dashboard(dashboard):
     """The reverse: a metric nothing shows is found only in Metrics Explorer (S3 drops, bulk result files and
     dropped webhook deliveries were; found by the observability review)."""
     literals, patterns = emitted_metric_names()
-    literals -= {"completed", "requeued", "expired", "errors", "deliveries", "summary"}  # table keys, not names
+    literals -= {"completed", "requeued", "expired", "errors", "deliveries", "outcomes", "summary"}  # table keys
     shown = {metric for _, namespace, metric, _ in dashboard_metrics(dashboard) if namespace == NAMESPACE}
     assert sorted(literals - shown) == []
     webhook = {f"Webhook{outcome.value.title().replace('_', '')}" for outcome in Outcome}
@@ -269,7 +269,7 @@ def test_the_executor_counts_bulk_starts_apart_from_query_starts(monkeypatch):
 
 def test_an_event_detail_the_notifier_cannot_read_is_fanned_out_once_without_figures(monkeypatch):
     """A detail with a value a newer producer added (a rolling deploy: a status this version does not know) failed
-    the record after its webhooks were queued and it was published: each of the queue's five receives sent it all
+    the record after its webhooks were sent and it was published: each of the queue's five receives sent it all
     again, then it went to the DLQ. (A field added is read, and ignored: tests/unit/test_contracts.py.)"""
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
@@ -284,9 +284,9 @@ def test_an_event_detail_the_notifier_cannot_read_is_fanned_out_once_without_fig
     notifier.record_handler(SQSRecord({"messageId": "m1", "body": event.model_dump_json(by_alias=True)}))
     counted = set(notifier.metrics.metric_set)
     notifier.metrics.clear_metrics()
-    assert len(ports.notify.topic.published) == 1 and len(ports.notify.deliveries.queued) == 1
-    assert json.loads(ports.notify.deliveries.queued[0].delivery.payload)["data"]["queue_ms"] == 12
-    assert counted == {"WebhookDeliveriesQueued", "TopicMessagesPublished"}
+    assert len(ports.notify.topic.published) == 1 and len(ports.notify.transport.posts) == 1
+    assert json.loads(ports.notify.transport.posts[0].body)["data"]["queue_ms"] == 12
+    assert counted == {"WebhookDelivered", "TopicMessagesPublished"}
 
 
 def test_a_reconciler_failing_as_a_whole_is_alarmed(resources):

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import uuid
 
 import pytest
 
 from events import ErrorInfo
 from spectra.notify.channels import DeliveryQueue
+from spectra.notify.delivery import Outcome
 from spectra.notify.fanout import fan_out
+from spectra.notify.transport import HttpOutcome
 from tests.unit.test_notify import ports_with_notify, sample_event, subscribe
 
 pytestmark = pytest.mark.integration
@@ -37,21 +40,28 @@ def _drain(sqs, url: str) -> list[dict]:
     return bodies
 
 
-def test_every_subscription_gets_a_large_event_in_batches_sqs_takes(queues):
-    """Each delivery carries its event escaped twice: ten of a 100 KB event overran SQS's limit on a batch's bodies,
-    SendMessageBatch failed, and the event reached no subscription (nor the topic, after it) on any retry. Job
-    events are small now that a job's error message is cut (below); the fan-out does not count on it."""
+def test_every_subscription_gets_a_large_event_through_the_delivery_queue(queues):
+    """Each delivery carries its event escaped twice: ten of a 100 KB event overran SQS's limit on a batch's bodies
+    when first attempts were queued, and the event reached no subscription (nor the topic, after it) on any retry.
+    First attempts are made at once now; each failed one's retry goes on the queue alone, and all twelve arrive whole.
+    Job events are small now that a job's error message is cut (below); the fan-out does not count on it."""
     sqs, url, dead_letter_url = queues
-    ports = ports_with_notify()
+    ports = ports_with_notify(webhook_retry_base_seconds=0.1)  # each retry delayed one second
     notify = dataclasses.replace(ports.notify, deliveries=DeliveryQueue(sqs, url, dead_letter_url))
     ports = dataclasses.replace(ports, notify=notify)
     subscriptions = {subscribe(ports, events=("Job Completed",)).subscription_id for _ in range(12)}
     event = sample_event(note="\U0001f600" * 15_000)  # 60 KB of UTF-8, 180 KB as a queued delivery
+    ports.notify.transport.answer(*[HttpOutcome(503)] * 12)
 
     result = fan_out(ports, event)
 
     assert len(result.deliveries) == 12 and result.published_to_topic
-    queued = _drain(sqs, url)
+    assert result.outcomes == [Outcome.RETRY_SCHEDULED] * 12
+    queued: list[dict] = []
+    deadline = time.monotonic() + 20
+    while len(queued) < 12 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        queued += _drain(sqs, url)
     assert {q["subscription_id"] for q in queued} == subscriptions
     assert all(json.loads(q["payload"])["data"]["note"] == "\U0001f600" * 15_000 for q in queued)
 

@@ -1,6 +1,5 @@
 """Webhook delivery queue and event topic behaviour no test held before (found by mutation testing
-spectra/notify/channels.py): first attempts go ten to a SendMessageBatch and at most 256 KiB of bodies to one, a batch
-SQS partly refuses is raised, a retry waits its delay (at most 15 minutes) on the delivery queue and a dead letter goes
+spectra/notify/channels.py): a retry waits its delay (at most 15 minutes) on the delivery queue and a dead letter goes
 to the dead-letter queue; each terminal event reaches the topic's subscribers under the id the publish returns, with a
 subject of at most 100 characters and only the message attributes it has.
 
@@ -16,8 +15,7 @@ import pytest
 
 from events import WebhookDelivery
 from spectra.job_queue import message_body
-from spectra.notify.channels import DeliveryFailed, DeliveryQueue, EventTopic
-from tests.fixtures.aws import Faulty
+from spectra.notify.channels import DeliveryQueue, EventTopic
 from tests.integration.notify import test_channels
 from tests.integration.notify.test_channels import _drain
 from tests.unit.test_notify import sample_event
@@ -52,84 +50,7 @@ def _delivery(n: int, **fields) -> WebhookDelivery:
     )
 
 
-def _sized(n: int, size: int) -> WebhookDelivery:
-    """Delivery ``n`` whose queued body is exactly ``size`` bytes."""
-    bare = len(message_body(_delivery(n)).encode()) - 2  # the payload "{}" replaced by x's
-    delivery = _delivery(n).model_copy(update={"payload": "x" * (size - bare)})
-    assert len(message_body(delivery).encode()) == size
-    return delivery
-
-
-def _recording(sqs) -> tuple[Faulty, list[list[str]]]:
-    """``sqs`` with each SendMessageBatch's bodies recorded, in order, then sent."""
-    requests: list[list[str]] = []
-    client = Faulty(sqs)
-
-    def record(real, kwargs):
-        requests.append([entry["MessageBody"] for entry in kwargs["Entries"]])
-        return real(**kwargs)
-
-    client.faults["send_message_batch"] = record
-    return client, requests
-
-
 # -- the delivery queue -------------------------------------------------------------------------------------------
-
-
-def test_twenty_five_small_deliveries_are_queued_ten_to_a_request(queues):
-    """SendMessageBatch takes ten entries at most (TooManyEntriesInBatchRequest past it: every subscription of the
-    event lost it) under distinct ids; a small event fanned out to 25 subscriptions goes in requests of 10, 10 and 5."""
-    sqs, url, dead_letter_url = queues
-    client, requests = _recording(sqs)
-    deliveries = [_delivery(n) for n in range(25)]
-
-    DeliveryQueue(client, url, dead_letter_url).send(deliveries)
-
-    assert [len(bodies) for bodies in requests] == [10, 10, 5]
-    assert sorted(q["subscription_id"] for q in _drain(sqs, url)) == [f"sub_{n:04d}" for n in range(25)]
-    assert _drain(sqs, dead_letter_url) == []
-
-
-def test_bodies_of_exactly_256_kib_together_go_in_one_request(queues):
-    """SQS takes a batch whose bodies are 262,144 bytes together: four deliveries of 131,072 bytes go two to a
-    request, not one by one, and arrive whole."""
-    sqs, url, dead_letter_url = queues
-    client, requests = _recording(sqs)
-    deliveries = [_sized(n, 131_072) for n in range(4)]
-
-    DeliveryQueue(client, url, dead_letter_url).send(deliveries)
-
-    assert [[len(body.encode()) for body in bodies] for bodies in requests] == [[131_072, 131_072]] * 2
-    assert sorted(q["webhook_id"] for q in _drain(sqs, url)) == ["msg_0000", "msg_0001", "msg_0002", "msg_0003"]
-
-
-def test_bodies_one_byte_past_256_kib_together_go_in_two_requests(queues):
-    """A queue made before SQS took 1 MiB messages refuses a batch of 262,145 bytes of bodies, and every
-    subscription lost the event: 131,072 and 131,073 bytes go in a request each, in order, first and after."""
-    sqs, url, dead_letter_url = queues
-    client, requests = _recording(sqs)
-    deliveries = [_sized(0, 131_072), _sized(1, 131_073), _sized(2, 131_072), _sized(3, 131_073)]
-
-    DeliveryQueue(client, url, dead_letter_url).send(deliveries)
-
-    assert [[len(body.encode()) for body in bodies] for bodies in requests] == [[131_072], [131_073]] * 2
-    assert len(_drain(sqs, url)) == 4
-
-
-def test_a_batch_sqs_partly_refuses_is_raised(queues):
-    """SendMessageBatch answers 200 with the entries it refused under Failed: the send raises DeliveryFailed (the
-    caller's message is retried) rather than lose the refused subscription's delivery quietly."""
-    sqs, url, dead_letter_url = queues
-    client = Faulty(sqs)
-
-    def refuse_second(real, kwargs):  # SQS itself refuses the entry: DelaySeconds past 900
-        entries = [entry | {"DelaySeconds": 901} if entry["Id"] == "1" else entry for entry in kwargs["Entries"]]
-        return real(**kwargs | {"Entries": entries})
-
-    client.faults["send_message_batch"] = refuse_second
-
-    with pytest.raises(DeliveryFailed, match=r"^SQS refused 1 deliveries: .*'Id': '1'.*InvalidParameterValue"):
-        DeliveryQueue(client, url, dead_letter_url).send([_delivery(0), _delivery(1), _delivery(2)])
 
 
 def test_a_retry_is_queued_again_on_the_delivery_queue_after_its_delay(queues):
