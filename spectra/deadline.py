@@ -11,8 +11,9 @@ of a run (:data:`FAIR_SECONDS`), so such a job ends ``result_failed`` saying to 
 tries again uncounted (a small result after a large one in the same batch).
 
 The consumers whose records are short but may each be slowed by a service in trouble (the executor, the notifier, the
-S3 drop function) ask :func:`may_begin` before each record instead: a record left is redelivered without the records
-done, where a batch cut off by the Timeout came back whole.
+S3 drop function) ask :func:`may_begin` before each record instead (the notifier before reading each event; its
+batch's POSTs, one round of them, and each event's settling follow, within the half of its Timeout left): a record
+left is redelivered without the records done, where a batch cut off by the Timeout came back whole.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@ matching subscription (spectra/notify/fanout.py). Each delivery's first attempt 
 by ``delivery.py``, from the delivery queue.
 
 A batch is handled in three steps, as the delivery function handles its own: each event is read and its
-subscriptions with it (:func:`spectra.notify.fanout.plan`), then every first attempt of the batch is POSTed at once
-(one receiver that times out holds the batch about one ``WEBHOOK_TIMEOUT_SECONDS``, not once per event behind it),
-then each event in its turn settles its attempts and is published (:func:`spectra.notify.fanout.finish`).
+subscriptions with it (:func:`spectra.notify.fanout.plan`), then the batch's first attempts are POSTed at once, up to
+``MAX_POSTS_AT_ONCE`` (receivers that time out hold the batch about one ``WEBHOOK_TIMEOUT_SECONDS``, not once per
+event behind them; attempts past that many are queued for the delivery function), then each event in its turn
+settles its attempts and is published (:func:`spectra.notify.fanout.finish`).
 
 No event is begun with less than :data:`START_MARGIN_SECONDS` of the invocation left (its Timeout is 60 s): one
 event's fan-out makes a few AWS calls, each retried for up to about 30 s by a service in trouble, and the batch's
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 
 from events import BULK_EVENT_DETAIL_TYPES, JOB_EVENT_DETAIL_TYPES, BulkJobEventDetail, JobEventDetail, ProjectEvent
 from spectra import deadline, logs
-from spectra.notify.delivery import send_all
+from spectra.notify.delivery import MAX_POSTS_AT_ONCE, send_all
 from spectra.notify.fanout import Plan, finish, plan
 from spectra.notify.transport import HttpOutcome
 from spectra.ports import get_ports
@@ -51,7 +52,7 @@ class _Prepared:
     detail: JobEventDetail | BulkJobEventDetail | None = None
     planned: Plan | None = None
     failure: Exception | None = None
-    answers: list[HttpOutcome] | None = None
+    answers: list[HttpOutcome | None] | None = None
 
 
 def _prepare_record(record: SQSRecord, lambda_context: LambdaContext | None) -> _Prepared:
@@ -74,10 +75,13 @@ def _prepare_record(record: SQSRecord, lambda_context: LambdaContext | None) -> 
 
 
 def _send(batch: list[_Prepared]) -> None:
-    """Every first attempt of the batch at once; each record gets its own answers back."""
+    """The batch's first attempts at once, up to ``MAX_POSTS_AT_ONCE`` (one round of POSTs, so receivers that time
+    out hold the batch for one attempt's 10 s, however many there are); each record gets its own answers back, None
+    for an attempt past that many, which it queues for the delivery function (spectra/notify/fanout.py)."""
     planned = [p for p in batch if p.planned is not None]
     attempts = [a for p in planned for a in p.planned.attempts]
-    answers = send_all(get_ports(), attempts) if attempts else []
+    made = attempts[:MAX_POSTS_AT_ONCE]
+    answers = [*(send_all(get_ports(), made) if made else []), *[None] * (len(attempts) - len(made))]
     for prepared in planned:
         count = len(prepared.planned.attempts)
         prepared.answers, answers = answers[:count], answers[count:]
@@ -129,7 +133,7 @@ def record_handler(
 def read_detail(event: ProjectEvent) -> JobEventDetail | BulkJobEventDetail | None:
     """A job event's detail as this version reads it, for the dashboard's figures; None for other events, and for a
     detail it cannot read (a field or value from a newer producer, in a rolling deploy): that event is still fanned
-    out, as it came, without figures. Read after the fan-out, it failed the record once its webhooks were queued and
+    out, as it came, without figures. Read after the fan-out, it failed the record once its webhooks were sent and
     it was published, so each of the queue's receives sent it all again before it went to the DLQ."""
     try:
         if event.detail_type in JOB_EVENT_DETAIL_TYPES.values():

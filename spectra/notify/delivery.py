@@ -56,10 +56,12 @@ _EARLY_TOLERANCE = timedelta(seconds=1)
 #: most without a batching window). A larger batch would send ten at a time.
 MAX_POSTS_AT_ONCE = 10
 #: How long a disable is left for the attempt that made it to announce. That attempt publishes the event within its
-#: invocation (WebhookDeliveryFunction's Timeout in template.yaml, 120 s, from before the disable's ``disabled_at``),
-#: so a delivery meeting the disable earlier, in another invocation, would only say it a second time; a minute more
-#: for the hosts' clocks. The attempt's record, if it died first, comes back after the queue's visibility timeout
-#: (720 s), past this, and announces it then (as does any delivery meeting the subscription from then on).
+#: invocation (WebhookDeliveryFunction's Timeout in template.yaml, 120 s, or the notifier's, 60 s, from before the
+#: disable's ``disabled_at``), so a delivery meeting the disable earlier, in another invocation, would only say it a
+#: second time; a minute more for the hosts' clocks. The attempt's record, if it died first, comes back after its
+#: queue's visibility timeout (720 s for a delivery, 360 s for the notifier's event), past this, and announces it
+#: then (as does any delivery meeting the subscription from then on, and the notifier planning any later event of
+#: its tenant: spectra/notify/fanout.py).
 DISABLE_ANNOUNCED_WITHIN = timedelta(seconds=180)
 
 
@@ -70,6 +72,7 @@ class Outcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"
     DISABLED = "disabled"  # this attempt disabled the subscription
     DROPPED = "dropped"  # the subscription is gone or disabled
+    QUEUED = "queued"  # a first attempt the notifier did not make (its batch had more): on the delivery queue
 
 
 def run_gap(settings: Settings) -> timedelta:

@@ -7,6 +7,14 @@ only, so a delivery that succeeds at once costs no queue hop and no second read 
 sends a batch's POSTs side by side (:func:`plan` for each event, then every attempt at once, then :func:`finish` for
 each), as the delivery function does.
 
+A batch makes at most :data:`~spectra.notify.delivery.MAX_POSTS_AT_ONCE` first attempts (one round of POSTs, about
+one attempt's 10 s however many receivers time out); a batch with more (a tenant's 25 subscriptions, say) queues the
+rest on the delivery queue as first attempts (``Outcome.QUEUED``), for the delivery function.
+
+A disabled subscription the notifier meets whose disable was not announced in time (the invocation that disabled it
+died, or its publish failed) is announced then, as the delivery function does (``DISABLE_ANNOUNCED_WITHIN``): a
+disable the notifier made queues no retry that would find it later.
+
 Safe to repeat: a redelivered event makes its first attempts again with the same ``webhook-id`` (receivers
 deduplicate) and publishes to SNS again (SNS is at-least-once anyway). The attempts are settled, a failed one's retry
 queued, before the SNS publish, so a failed publish retries the whole event and loses nothing.
@@ -24,8 +32,17 @@ from datetime import datetime
 
 from events import JOB_EVENT_DETAIL_TYPES, TERMINAL_JOB_EVENT_TYPES, ProjectEvent, WebhookDelivery
 from spectra.jobs import utcnow
-from spectra.notify.delivery import Attempt, Outcome, send_all, settle, signed_attempt
-from spectra.notify.models import Subscription, callback_id, delivery_for
+from spectra.notify.delivery import (
+    DISABLE_ANNOUNCED_WITHIN,
+    MAX_POSTS_AT_ONCE,
+    Attempt,
+    Outcome,
+    announce_disabled,
+    send_all,
+    settle,
+    signed_attempt,
+)
+from spectra.notify.models import Subscription, SubscriptionStatus, callback_id, delivery_for
 from spectra.notify.service import notify_ports
 from spectra.notify.transport import HttpOutcome
 from spectra.ports import Ports
@@ -95,9 +112,11 @@ def plan(ports: Ports, event: ProjectEvent, *, now: datetime | None = None) -> P
             callback = notify.subscriptions.get(tenant_id, callback_id(job_id))
             if callback is not None:
                 subscriptions.append(callback)
+        now = now or utcnow()
+        for unannounced in _unannounced_disables(subscriptions, now):
+            announce_disabled(ports, unannounced)
         matching = [s for s in subscriptions if s.accepts(event.detail_type, event.detail)]
         deliveries = [delivery_for(s, event) for s in matching]
-        now = now or utcnow()
         attempts = [signed_attempt(d, s, now) for d, s in zip(deliveries, matching, strict=True)]
     else:
         logger.warning("event %s (%s) names no tenant; no webhooks", event.id, event.detail_type)
@@ -107,16 +126,37 @@ def plan(ports: Ports, event: ProjectEvent, *, now: datetime | None = None) -> P
     return Plan(event=event, deliveries=deliveries, attempts=attempts, publish=publish)
 
 
-def finish(ports: Ports, planned: Plan, answers: Sequence[HttpOutcome]) -> FanOut:
-    """Settle each first attempt with its POST's answer (``answers``, in the order of ``planned.attempts``), then
-    publish the event to the SNS topic."""
-    outcomes = [settle(ports, attempt, answer) for attempt, answer in zip(planned.attempts, answers, strict=True)]
+def _unannounced_disables(subscriptions: list[Subscription], now: datetime) -> list[Subscription]:
+    return [
+        s
+        for s in subscriptions
+        if s.status is SubscriptionStatus.DISABLED
+        and not s.disabled_event_published
+        and s.disabled_at is not None
+        and now - s.disabled_at >= DISABLE_ANNOUNCED_WITHIN
+    ]
+
+
+def finish(ports: Ports, planned: Plan, answers: Sequence[HttpOutcome | None]) -> FanOut:
+    """Settle each first attempt with its POST's answer (``answers``, in the order of ``planned.attempts``; None for
+    an attempt not made, which is queued for the delivery function instead), then publish the event to the SNS
+    topic."""
+    outcomes = [
+        _queued(ports, attempt) if answer is None else settle(ports, attempt, answer)
+        for attempt, answer in zip(planned.attempts, answers, strict=True)
+    ]
     if planned.publish:
         notify_ports(ports).topic.publish(planned.event)
     return FanOut(deliveries=planned.deliveries, outcomes=outcomes, published_to_topic=planned.publish)
 
 
+def _queued(ports: Ports, attempt: Attempt) -> Outcome:
+    notify_ports(ports).deliveries.retry(attempt.message, 0)  # a first attempt, due now
+    return Outcome.QUEUED
+
+
 def fan_out(ports: Ports, event: ProjectEvent) -> FanOut:
     """One event alone: :func:`plan`, its POSTs side by side, :func:`finish`."""
     planned = plan(ports, event)
-    return finish(ports, planned, send_all(ports, planned.attempts))
+    made = planned.attempts[:MAX_POSTS_AT_ONCE]
+    return finish(ports, planned, [*send_all(ports, made), *[None] * (len(planned.attempts) - len(made))])
