@@ -1,5 +1,7 @@
 """Webhook delivery queue → one signed POST per message, then the next attempt, the DLQ or a disabled subscription
-(spectra/notify/delivery.py). A failed attempt is not a failed record: its retry is a new, delayed message.
+(spectra/notify/delivery.py). The queue carries retries of the notifier's first attempts, and the first attempts a
+notifier batch had more of than it sends at once. A failed attempt is not a failed record: its retry is a new,
+delayed message.
 
 A batch's POSTs go out side by side (``send_all``, which says why they alone go to threads): each record is read and
 prepared first, then every POST is sent at once, then the batch processor settles each record with its POST's answer.
