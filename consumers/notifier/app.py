@@ -28,8 +28,7 @@ from pydantic import ValidationError
 
 from events import BULK_EVENT_DETAIL_TYPES, JOB_EVENT_DETAIL_TYPES, BulkJobEventDetail, JobEventDetail, ProjectEvent
 from spectra import deadline, logs
-from spectra.notify.delivery import MAX_POSTS_AT_ONCE, send_all
-from spectra.notify.fanout import Plan, finish, plan
+from spectra.notify.fanout import Plan, finish, plan, send_first_attempts
 from spectra.notify.transport import HttpOutcome
 from spectra.ports import get_ports
 
@@ -75,13 +74,11 @@ def _prepare_record(record: SQSRecord, lambda_context: LambdaContext | None) -> 
 
 
 def _send(batch: list[_Prepared]) -> None:
-    """The batch's first attempts at once, up to ``MAX_POSTS_AT_ONCE`` (one round of POSTs, so receivers that time
-    out hold the batch for one attempt's 10 s, however many there are); each record gets its own answers back, None
-    for an attempt past that many, which it queues for the delivery function (spectra/notify/fanout.py)."""
+    """The batch's first attempts at once (:func:`spectra.notify.fanout.send_first_attempts`: one round of POSTs);
+    each record gets its own answers back, None for an attempt it queues for the delivery function instead."""
     planned = [p for p in batch if p.planned is not None]
     attempts = [a for p in planned for a in p.planned.attempts]
-    made = attempts[:MAX_POSTS_AT_ONCE]
-    answers = [*(send_all(get_ports(), made) if made else []), *[None] * (len(attempts) - len(made))]
+    answers = send_first_attempts(get_ports(), attempts) if attempts else []  # no ports for a batch of unreadables
     for prepared in planned:
         count = len(prepared.planned.attempts)
         prepared.answers, answers = answers[:count], answers[count:]

@@ -134,8 +134,7 @@ def prepare(ports: Ports, message: WebhookDelivery, *, now: datetime | None = No
         logger.info("subscription %s is gone; dropping delivery %s", message.subscription_id, message.webhook_id)
         return Outcome.DROPPED
     if subscription.status is SubscriptionStatus.DISABLED:
-        if subscription.disabled_at is not None and now - subscription.disabled_at >= DISABLE_ANNOUNCED_WITHIN:
-            announce_disabled(ports, subscription)  # in case the attempt that disabled it died before the event
+        announce_if_overdue(ports, subscription, now)
         logger.info("subscription %s is disabled; dropping delivery %s", message.subscription_id, message.webhook_id)
         return Outcome.DROPPED
     return signed_attempt(message, subscription, now)
@@ -273,6 +272,13 @@ def _stopped(ports: Ports, subscription: Subscription) -> bool:
     """Whether the subscription is disabled or gone (after a disable this attempt did not make)."""
     current = notify_ports(ports).subscriptions.get(subscription.tenant_id, subscription.subscription_id)
     return current is None or current.status is SubscriptionStatus.DISABLED
+
+
+def announce_if_overdue(ports: Ports, subscription: Subscription, now: datetime) -> None:
+    """Announce a disable the attempt that made it had :data:`DISABLE_ANNOUNCED_WITHIN` to announce, in case it did
+    not (it died before the event, or the publish failed); once announced, nothing more."""
+    if subscription.disabled_at is not None and now - subscription.disabled_at >= DISABLE_ANNOUNCED_WITHIN:
+        announce_disabled(ports, subscription)
 
 
 def announce_disabled(ports: Ports, subscription: Subscription) -> None:

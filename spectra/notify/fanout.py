@@ -33,11 +33,10 @@ from datetime import datetime
 from events import JOB_EVENT_DETAIL_TYPES, TERMINAL_JOB_EVENT_TYPES, ProjectEvent, WebhookDelivery
 from spectra.jobs import utcnow
 from spectra.notify.delivery import (
-    DISABLE_ANNOUNCED_WITHIN,
     MAX_POSTS_AT_ONCE,
     Attempt,
     Outcome,
-    announce_disabled,
+    announce_if_overdue,
     send_all,
     settle,
     signed_attempt,
@@ -113,8 +112,9 @@ def plan(ports: Ports, event: ProjectEvent, *, now: datetime | None = None) -> P
             if callback is not None:
                 subscriptions.append(callback)
         now = now or utcnow()
-        for unannounced in _unannounced_disables(subscriptions, now):
-            announce_disabled(ports, unannounced)
+        for subscription in subscriptions:
+            if subscription.status is SubscriptionStatus.DISABLED:
+                announce_if_overdue(ports, subscription, now)
         matching = [s for s in subscriptions if s.accepts(event.detail_type, event.detail)]
         deliveries = [delivery_for(s, event) for s in matching]
         attempts = [signed_attempt(d, s, now) for d, s in zip(deliveries, matching, strict=True)]
@@ -124,17 +124,6 @@ def plan(ports: Ports, event: ProjectEvent, *, now: datetime | None = None) -> P
         raise RuntimeError("this function has no delivery queue (WEBHOOK_DELIVERY_QUEUE_URL is not set)")
     publish = event.detail_type in TERMINAL_JOB_EVENT_TYPES and notify.topic is not None
     return Plan(event=event, deliveries=deliveries, attempts=attempts, publish=publish)
-
-
-def _unannounced_disables(subscriptions: list[Subscription], now: datetime) -> list[Subscription]:
-    return [
-        s
-        for s in subscriptions
-        if s.status is SubscriptionStatus.DISABLED
-        and not s.disabled_event_published
-        and s.disabled_at is not None
-        and now - s.disabled_at >= DISABLE_ANNOUNCED_WITHIN
-    ]
 
 
 def finish(ports: Ports, planned: Plan, answers: Sequence[HttpOutcome | None]) -> FanOut:
@@ -155,8 +144,15 @@ def _queued(ports: Ports, attempt: Attempt) -> Outcome:
     return Outcome.QUEUED
 
 
+def send_first_attempts(ports: Ports, attempts: Sequence[Attempt]) -> list[HttpOutcome | None]:
+    """The POSTs of the first :data:`MAX_POSTS_AT_ONCE` of ``attempts`` side by side (one round, so receivers that
+    time out hold the caller for one attempt's 10 s however many there are), their answers in order, and None for
+    each attempt past that many, which :func:`finish` queues for the delivery function."""
+    made = list(attempts[:MAX_POSTS_AT_ONCE])
+    return [*send_all(ports, made), *[None] * (len(attempts) - len(made))]
+
+
 def fan_out(ports: Ports, event: ProjectEvent) -> FanOut:
     """One event alone: :func:`plan`, its POSTs side by side, :func:`finish`."""
     planned = plan(ports, event)
-    made = planned.attempts[:MAX_POSTS_AT_ONCE]
-    return finish(ports, planned, [*send_all(ports, made), *[None] * (len(planned.attempts) - len(made))])
+    return finish(ports, planned, send_first_attempts(ports, planned.attempts))
